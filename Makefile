@@ -1,0 +1,108 @@
+# kbridge: `make` builds bin/kbridge, bin/kbridged and bin/kbridge-agent.
+# `make check` installs what is missing, builds, and runs every test.
+# `make demo` installs, builds and shows connect working in the playground.
+
+CC       ?= cc
+BUILD    ?= build
+BINDIR   ?= bin
+CFLAGS   ?= -O2 -g
+SANFLAGS ?=
+WARN      = -Wall -Wextra -Wstrict-prototypes -Wmissing-prototypes -Wshadow -Werror
+LLHTTP    = /usr/share/llhttp
+CPPFLAGS += -D_GNU_SOURCE -Iproto -I/usr/share/include/llhttp
+ALLCFLAGS = -std=gnu11 $(WARN) $(CFLAGS) $(SANFLAGS) -MMD -MP
+LDFLAGS  += $(SANFLAGS)
+
+LIBS_EVENT = -levent_core -levent_extra -levent_openssl -lssl -lcrypto
+LIBS_AGENT = $(LIBS_EVENT) -lcares -lcjson -lcurl
+LIBS_DAEMON = $(LIBS_EVENT) -lcares -lcjson -lnftables
+LIBS_CLI   = -lcurl -lcjson
+LIBS_TEST  = $(LIBS_EVENT) -lcares -lcjson -lcurl -lnftables
+
+ifeq ($(V),1)
+Q =
+else
+Q = @
+endif
+
+PROTO_SRC  = $(wildcard proto/*.c)
+DAEMON_SRC = $(wildcard daemon/*.c)
+AGENT_SRC  = $(wildcard agent/*.c)
+CLI_SRC    = $(wildcard cli/*.c)
+UNIT_SRC   = $(wildcard tests/unit/test_*.c)
+
+obj = $(patsubst %.c,$(BUILD)/%.o,$(1))
+LIBPROTO = $(BUILD)/libkbproto.a
+LLHTTP_OBJ = $(BUILD)/llhttp/llhttp.o $(BUILD)/llhttp/api.o $(BUILD)/llhttp/http.o
+UNIT_BIN = $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRC))
+
+PROGS = $(BINDIR)/kbridge $(BINDIR)/kbridged $(BINDIR)/kbridge-agent
+
+all: $(PROGS)
+
+$(BUILD)/%.o: %.c
+	@mkdir -p $(dir $@)
+	@[ "$(Q)" ] && echo "  CC    $<" || true
+	$(Q)$(CC) $(CPPFLAGS) $(ALLCFLAGS) -c $< -o $@
+
+$(BUILD)/llhttp/%.o: $(LLHTTP)/%.c
+	@mkdir -p $(dir $@)
+	$(Q)$(CC) $(CPPFLAGS) -std=gnu11 $(CFLAGS) $(SANFLAGS) -w -c $< -o $@
+
+$(LIBPROTO): $(call obj,$(PROTO_SRC))
+	$(Q)rm -f $@ && ar rcs $@ $^
+
+$(BINDIR)/kbridge: $(call obj,$(CLI_SRC)) $(LIBPROTO)
+	@mkdir -p $(dir $@)
+	@[ "$(Q)" ] && echo "  LD    $@" || true
+	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LIBS_CLI)
+
+$(BINDIR)/kbridged: $(call obj,$(DAEMON_SRC)) $(LIBPROTO)
+	@mkdir -p $(dir $@)
+	@[ "$(Q)" ] && echo "  LD    $@" || true
+	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LIBS_DAEMON)
+
+$(BINDIR)/kbridge-agent: $(call obj,$(AGENT_SRC)) $(LLHTTP_OBJ) $(LIBPROTO)
+	@mkdir -p $(dir $@)
+	@[ "$(Q)" ] && echo "  LD    $@" || true
+	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LIBS_AGENT)
+
+# Unit tests include the .c files they test, so they can reach static functions.
+$(BUILD)/tests/%: tests/unit/%.c $(LIBPROTO)
+	@mkdir -p $(dir $@)
+	@[ "$(Q)" ] && echo "  TEST  $@" || true
+	$(Q)$(CC) $(CPPFLAGS) -Itests/unit $(ALLCFLAGS) -o $@ $< $(LIBPROTO) $(LDFLAGS) $(LIBS_TEST)
+
+unit: $(UNIT_BIN)
+
+SAN_ARGS = BUILD=build/san BINDIR=build/san/bin CFLAGS="-O1 -g" \
+	SANFLAGS="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined"
+
+san:
+	$(Q)$(MAKE) --no-print-directory $(SAN_ARGS) all unit
+
+deps:
+	scripts/install-deps
+
+check: deps
+	$(Q)$(MAKE) --no-print-directory all unit
+	$(Q)$(MAKE) --no-print-directory san
+	tests/run
+
+demo: deps
+	$(Q)$(MAKE) --no-print-directory all
+	scripts/demo
+
+FUZZ_SECONDS ?= 30
+fuzz: deps
+	@mkdir -p build/fuzz
+	clang -g -O1 -D_GNU_SOURCE -Iproto -fsanitize=fuzzer,address,undefined \
+		tests/fuzz/fuzz_frame.c -o build/fuzz/fuzz_frame $(LIBS_EVENT) -lcjson
+	@mkdir -p build/fuzz/corpus
+	build/fuzz/fuzz_frame -max_total_time=$(FUZZ_SECONDS) build/fuzz/corpus tests/fuzz/corpus
+
+clean:
+	rm -rf build bin
+
+.PHONY: all unit san deps check demo fuzz clean
+-include $(shell find $(BUILD) -name '*.d' 2>/dev/null)

@@ -1,0 +1,41 @@
+/* kbridge-agent: the in-cluster side of kbridge. */
+#include <stdio.h>
+#include <string.h>
+
+#include "identity.h"
+#include "manager.h"
+
+static void
+usage(FILE *f)
+{
+	fprintf(f,
+	    "usage: kbridge-agent COMMAND [OPTIONS]\n"
+	    "\n"
+	    "commands:\n"
+	    "  init      create the cluster CA and the manager certificate\n"
+	    "  issue     write a client profile for a user or a sidecar\n"
+	    "  manager   run the in-cluster manager\n"
+	    "\n"
+	    "Run 'kbridge-agent COMMAND --help' for a command's options.\n");
+}
+
+int
+main(int argc, char **argv)
+{
+	if (argc < 2) {
+		usage(stderr);
+		return 2;
+	}
+	if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
+		usage(stdout);
+		return 0;
+	}
+	if (!strcmp(argv[1], "init"))
+		return cmd_init(argc - 1, argv + 1);
+	if (!strcmp(argv[1], "issue"))
+		return cmd_issue(argc - 1, argv + 1);
+	if (!strcmp(argv[1], "manager"))
+		return cmd_manager(argc - 1, argv + 1);
+	fprintf(stderr, "kbridge-agent: unknown command '%s' (try --help)\n", argv[1]);
+	return 2;
+}

@@ -1,0 +1,609 @@
+/* The manager: one per cluster. Accepts mutually authenticated sessions from
+ * workstation daemons, dials cluster addresses for them (only inside the
+ * cluster subnets: it is not an open proxy) and resolves cluster names. */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <getopt.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cjson/cJSON.h>
+#include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
+#include <event2/event.h>
+#include <event2/listener.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+
+#include "identity.h"
+#include "log.h"
+#include "manager.h"
+#include "resolver.h"
+#include "session.h"
+#include "tls.h"
+#include "util.h"
+
+#define MAX_SUBNETS 64
+#define MAX_NAMESPACES 256
+#define HANDSHAKE_TIMEOUT_S 10
+#define DIAL_TIMEOUT_S 5
+#define MAX_CLIENTS 4096
+
+struct manager {
+	struct event_base *base;
+	SSL_CTX *ctx;
+	struct evconnlistener *listener;
+	struct kb_resolver *resolver;
+	struct kb_cidr subnets[MAX_SUBNETS];
+	size_t nsubnets;
+	const char *namespaces[MAX_NAMESPACES];
+	size_t nnamespaces;
+	const char *domain;
+	size_t nclients;
+	struct client *clients;
+	int stopping;
+};
+
+/* One workstation (or, later, sidecar) connection. Lookups in flight hold a
+ * reference, so a session that ends meanwhile is not used after free. */
+struct client {
+	struct manager *m;
+	struct client *next, **prevp;
+	struct bufferevent *handshake; /* until the TLS handshake is done */
+	struct kb_session *sess;
+	char peer[64];
+	char name[64];
+	char role[32];
+	int refs;
+};
+
+struct dial {
+	struct client *c;
+	struct kb_stream *st;
+	struct bufferevent *bev;
+	char dst[64];
+};
+
+struct lookup {
+	struct client *c;
+	double id;
+};
+
+static void
+client_unref(struct client *c)
+{
+	if (--c->refs > 0)
+		return;
+	free(c);
+}
+
+static void
+client_gone(struct client *c)
+{
+	struct manager *m = c->m;
+
+	if (c->prevp) {
+		*c->prevp = c->next;
+		if (c->next)
+			c->next->prevp = c->prevp;
+		c->prevp = NULL;
+		m->nclients--;
+	}
+	client_unref(c);
+}
+
+static int
+in_subnets(const struct manager *m, const struct kb_open *o)
+{
+	uint32_t a;
+	size_t i;
+
+	if (o->family != 4)
+		return 0;
+	a = (uint32_t)o->addr[0] << 24 | (uint32_t)o->addr[1] << 16 | (uint32_t)o->addr[2] << 8 |
+	    o->addr[3];
+	for (i = 0; i < m->nsubnets; i++)
+		if (kb_cidr_contains(&m->subnets[i], a))
+			return 1;
+	return 0;
+}
+
+/* --- dialing cluster addresses --- */
+
+static void
+dial_stream_closed(struct kb_stream *st, int reason, const char *text, void *arg)
+{
+	struct dial *dl = arg;
+
+	(void)st;
+	(void)text;
+	if (dl->bev) {
+		/* Reset while we were still connecting. */
+		log_debug("%s: dial to %s cancelled (%d)", __func__, dl->dst, reason);
+		bufferevent_free(dl->bev);
+	}
+	free(dl);
+}
+
+static void
+stream_closed(struct kb_stream *st, int reason, const char *text, void *arg)
+{
+	(void)st;
+	(void)arg;
+	if (reason)
+		log_debug("stream closed: %d %s", reason, text ? text : "");
+}
+
+static const struct kb_stream_cbs pending_cbs = { .on_close = dial_stream_closed };
+static const struct kb_stream_cbs open_cbs = { .on_close = stream_closed };
+
+static void
+dial_event(struct bufferevent *bev, short what, void *arg)
+{
+	struct dial *dl = arg;
+	struct kb_stream *st = dl->st;
+	char text[160];
+	uint8_t reason;
+	int e, one = 1;
+
+	dl->bev = NULL;
+	if (what & BEV_EVENT_CONNECTED) {
+		bufferevent_set_timeouts(bev, NULL, NULL);
+		setsockopt(bufferevent_getfd(bev), IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+		log_debug("%s: %s connected to %s", __func__, dl->c->name, dl->dst);
+		/* The dial record goes with the callbacks it was bound to. */
+		kb_stream_set_cbs(st, &open_cbs, NULL);
+		free(dl);
+		kb_stream_accept(st, bev, NULL, NULL);
+		return;
+	}
+	e = EVUTIL_SOCKET_ERROR();
+	if (what & BEV_EVENT_TIMEOUT) {
+		reason = KB_RST_TIMEOUT;
+		snprintf(text, sizeof(text), "connect to %s timed out", dl->dst);
+	} else if (e == ECONNREFUSED) {
+		reason = KB_RST_REFUSED;
+		snprintf(text, sizeof(text), "connection to %s refused", dl->dst);
+	} else if (e == ENETUNREACH || e == EHOSTUNREACH) {
+		reason = KB_RST_UNREACHABLE;
+		snprintf(text, sizeof(text), "%s is unreachable", dl->dst);
+	} else {
+		reason = KB_RST_UNREACHABLE;
+		snprintf(text, sizeof(text), "connect to %s failed: %s", dl->dst, strerror(e));
+	}
+	bufferevent_free(bev);
+	log_debug("%s: %s", __func__, text);
+	kb_stream_reset(st, reason, text); /* frees dl through dial_stream_closed */
+}
+
+static void
+on_open(struct kb_session *s, struct kb_stream *st, const struct kb_open *o, void *arg)
+{
+	struct client *c = arg;
+	struct manager *m = c->m;
+	struct sockaddr_in sin = { .sin_family = AF_INET };
+	struct timeval tv = { DIAL_TIMEOUT_S, 0 };
+	struct dial *dl;
+	char dst[64];
+
+	(void)s;
+	kb_open_str(o, dst, sizeof(dst));
+	if (o->kind != KB_OPEN_DIAL || !in_subnets(m, o)) {
+		char text[128];
+		snprintf(text, sizeof(text), "%s is outside the cluster subnets", dst);
+		log_info("%s: %s denied: %s", c->name, dst, text);
+		kb_stream_reset(st, KB_RST_DENIED, text);
+		return;
+	}
+	if ((dl = calloc(1, sizeof(*dl))) == NULL) {
+		kb_stream_reset(st, KB_RST_INTERNAL, "out of memory");
+		return;
+	}
+	dl->c = c;
+	dl->st = st;
+	snprintf(dl->dst, sizeof(dl->dst), "%s", dst);
+	dl->bev = bufferevent_socket_new(m->base, -1, BEV_OPT_CLOSE_ON_FREE);
+	kb_stream_set_cbs(st, &pending_cbs, dl);
+	if (!dl->bev) {
+		kb_stream_reset(st, KB_RST_INTERNAL, "out of memory");
+		return;
+	}
+	memcpy(&sin.sin_addr, o->addr, 4);
+	sin.sin_port = htons(o->port);
+	bufferevent_setcb(dl->bev, NULL, NULL, dial_event, dl);
+	bufferevent_set_timeouts(dl->bev, &tv, &tv);
+	if (bufferevent_socket_connect(dl->bev, (struct sockaddr *)&sin, sizeof(sin)) < 0) {
+		/* Immediate failures (e.g. no route) arrive as an error event in
+		 * libevent 2.1 or here; dial_event handles the event case. */
+		if (dl->bev) {
+			char text[160];
+			snprintf(text, sizeof(text), "connect to %s failed: %s", dst, strerror(errno));
+			kb_stream_reset(st, KB_RST_UNREACHABLE, text);
+		}
+	}
+}
+
+/* --- name resolution --- */
+
+static void
+lookup_done(void *arg, int rcode, const char *const *addrs, size_t n, uint32_t ttl)
+{
+	struct lookup *lk = arg;
+	struct client *c = lk->c;
+	cJSON *msg, *a;
+	size_t i;
+
+	if (c->sess && (msg = cJSON_CreateObject()) != NULL) {
+		cJSON_AddStringToObject(msg, "type", "resolved");
+		cJSON_AddNumberToObject(msg, "id", lk->id);
+		cJSON_AddNumberToObject(msg, "rcode", rcode);
+		cJSON_AddNumberToObject(msg, "ttl", ttl);
+		a = cJSON_AddArrayToObject(msg, "addrs");
+		for (i = 0; i < n; i++)
+			cJSON_AddItemToArray(a, cJSON_CreateString(addrs[i]));
+		kb_session_send_control(c->sess, msg);
+	}
+	client_unref(c);
+	free(lk);
+}
+
+static int
+on_control(struct kb_session *s, const cJSON *msg, const char *type, void *arg)
+{
+	struct client *c = arg;
+	const cJSON *id, *name, *qt;
+	struct lookup *lk;
+
+	(void)s;
+	if (strcmp(type, "resolve") != 0)
+		return -1;
+	id = cJSON_GetObjectItemCaseSensitive(msg, "id");
+	name = cJSON_GetObjectItemCaseSensitive(msg, "name");
+	qt = cJSON_GetObjectItemCaseSensitive(msg, "qtype");
+	if (!cJSON_IsNumber(id) || !cJSON_IsString(name) || !cJSON_IsNumber(qt) ||
+	    (qt->valueint != 1 && qt->valueint != 28) || strlen(name->valuestring) == 0 ||
+	    strlen(name->valuestring) > 253)
+		return -1;
+	if ((lk = calloc(1, sizeof(*lk))) == NULL)
+		return 0;
+	lk->c = c;
+	lk->id = id->valuedouble;
+	c->refs++;
+	resolver_lookup(c->m->resolver, name->valuestring, qt->valueint, lookup_done, lk);
+	return 0;
+}
+
+/* --- sessions --- */
+
+static int
+on_hello(struct kb_session *s, const cJSON *h, char *reason, size_t rlen, void *arg)
+{
+	struct client *c = arg;
+	struct manager *m = c->m;
+	const cJSON *role = cJSON_GetObjectItemCaseSensitive(h, "role");
+	const cJSON *ns = cJSON_GetObjectItemCaseSensitive(h, "namespace");
+	cJSON *r, *a;
+	char buf[32];
+	size_t i;
+
+	if (!cJSON_IsString(role) || strcmp(role->valuestring, "daemon") != 0 ||
+	    strcmp(c->role, KB_ROLE_USER) != 0) {
+		snprintf(reason, rlen, "role %s is not supported for certificate role %s",
+		    cJSON_IsString(role) ? role->valuestring : "(none)", c->role);
+		return -1;
+	}
+	if (ns && !cJSON_IsString(ns)) {
+		snprintf(reason, rlen, "namespace must be a string");
+		return -1;
+	}
+	r = cJSON_CreateObject();
+	cJSON_AddStringToObject(r, "software", "kbridge/0.1.0");
+	cJSON_AddStringToObject(r, "user", c->name);
+	cJSON_AddStringToObject(r, "cluster_domain", m->domain);
+	a = cJSON_AddArrayToObject(r, "subnets");
+	for (i = 0; i < m->nsubnets; i++)
+		cJSON_AddItemToArray(a, cJSON_CreateString(kb_cidr_str(&m->subnets[i], buf, sizeof(buf))));
+	a = cJSON_AddArrayToObject(r, "namespaces");
+	for (i = 0; i < m->nnamespaces; i++)
+		cJSON_AddItemToArray(a, cJSON_CreateString(m->namespaces[i]));
+	log_info("session %s from %s: hello (namespace %s)", c->name, c->peer,
+	    cJSON_IsString(ns) ? ns->valuestring : "-");
+	return kb_session_send_hello(s, r);
+}
+
+static void
+on_close(struct kb_session *s, const char *err, void *arg)
+{
+	struct client *c = arg;
+
+	log_info("session %s from %s closed%s%s", c->name, c->peer, err ? ": " : "", err ? err : "");
+	kb_session_free(s);
+	c->sess = NULL;
+	client_gone(c);
+}
+
+static const struct kb_session_cbs session_cbs = {
+	.on_hello = on_hello,
+	.on_open = on_open,
+	.on_control = on_control,
+	.on_close = on_close,
+};
+
+static void
+handshake_event(struct bufferevent *bev, short what, void *arg)
+{
+	struct client *c = arg;
+	SSL *ssl = bufferevent_openssl_get_ssl(bev);
+	char ebuf[256];
+
+	c->handshake = NULL;
+	if (what & BEV_EVENT_CONNECTED) {
+		if (kb_tls_peer_identity(ssl, c->name, sizeof(c->name), c->role, sizeof(c->role)) < 0) {
+			log_warnx("session from %s: peer certificate without a usable identity", c->peer);
+			bufferevent_free(bev);
+			client_gone(c);
+			return;
+		}
+		bufferevent_set_timeouts(bev, NULL, NULL);
+		c->sess = kb_session_new(bev, 0, &session_cbs, c);
+		if (!c->sess)
+			client_gone(c);
+		return;
+	}
+	log_warnx("TLS handshake from %s failed: %s", c->peer,
+	    (what & BEV_EVENT_TIMEOUT) ? "timed out" : kb_tls_handshake_error(bev, ebuf, sizeof(ebuf)));
+	bufferevent_free(bev);
+	client_gone(c);
+}
+
+static void
+accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int salen, void *arg)
+{
+	struct manager *m = arg;
+	struct timeval tv = { HANDSHAKE_TIMEOUT_S, 0 };
+	struct bufferevent *bev;
+	struct client *c;
+	SSL *ssl;
+	int one = 1;
+
+	(void)l;
+	(void)salen;
+	if (m->stopping || m->nclients >= MAX_CLIENTS || (c = calloc(1, sizeof(*c))) == NULL) {
+		evutil_closesocket(fd);
+		return;
+	}
+	c->m = m;
+	c->refs = 1;
+	kb_sockaddr_str(sa, c->peer, sizeof(c->peer));
+	snprintf(c->name, sizeof(c->name), "(unauthenticated)");
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	if ((ssl = SSL_new(m->ctx)) == NULL ||
+	    (bev = bufferevent_openssl_socket_new(m->base, fd, ssl, BUFFEREVENT_SSL_ACCEPTING,
+	    BEV_OPT_CLOSE_ON_FREE)) == NULL) {
+		SSL_free(ssl);
+		evutil_closesocket(fd);
+		free(c);
+		return;
+	}
+	bufferevent_openssl_set_allow_dirty_shutdown(bev, 1);
+	bufferevent_setcb(bev, NULL, NULL, handshake_event, c);
+	bufferevent_set_timeouts(bev, &tv, &tv);
+	bufferevent_enable(bev, EV_READ | EV_WRITE);
+	c->handshake = bev;
+	c->next = m->clients;
+	if (c->next)
+		c->next->prevp = &c->next;
+	c->prevp = &m->clients;
+	m->clients = c;
+	m->nclients++;
+}
+
+static void
+accept_error(struct evconnlistener *l, void *arg)
+{
+	(void)l;
+	(void)arg;
+	log_warn("manager listener: accept");
+}
+
+static void
+on_signal(evutil_socket_t sig, short what, void *arg)
+{
+	struct manager *m = arg;
+	struct client *c, *next;
+	struct timeval tv = { 1, 0 };
+
+	(void)what;
+	log_info("signal %d: shutting down", (int)sig);
+	m->stopping = 1;
+	if (m->listener) {
+		evconnlistener_free(m->listener);
+		m->listener = NULL;
+	}
+	for (c = m->clients; c; c = next) {
+		next = c->next;
+		if (c->sess)
+			kb_session_goaway(c->sess, "manager shutting down", 500);
+	}
+	event_base_loopexit(m->base, &tv);
+}
+
+static void
+usage(FILE *f)
+{
+	fprintf(f,
+	    "usage: kbridge-agent manager --state-dir DIR --listen HOST:PORT\n"
+	    "           --subnet CIDR [--subnet CIDR...] --namespace NAME [--namespace NAME...]\n"
+	    "           [--cluster-domain DOMAIN] [--dns IP[:PORT]] [-v]\n"
+	    "\n"
+	    "Run the in-cluster manager.\n"
+	    "\n"
+	    "  --state-dir DIR        the directory made by 'kbridge-agent init'\n"
+	    "  --listen HOST:PORT     TLS address for workstation daemons\n"
+	    "  --subnet CIDR          a cluster subnet (service or pod addresses); repeatable\n"
+	    "  --namespace NAME       a cluster namespace; repeatable\n"
+	    "  --cluster-domain D     the cluster DNS domain (default cluster.local)\n"
+	    "  --dns IP[:PORT]        resolve with this server instead of /etc/resolv.conf\n"
+	    "  -v, --verbose          debug logging\n");
+}
+
+static char *
+read_state(const char *dir, const char *file, char *err, size_t errlen)
+{
+	char path[4096];
+	char *txt;
+
+	snprintf(path, sizeof(path), "%s/%s", dir, file);
+	if ((txt = kb_read_file(path, 1 << 20, NULL)) == NULL)
+		snprintf(err, errlen, "cannot read %.200s: %s", path, strerror(errno));
+	return txt;
+}
+
+int
+cmd_manager(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "state-dir", required_argument, NULL, 's' },
+		{ "listen", required_argument, NULL, 'l' },
+		{ "subnet", required_argument, NULL, 'n' },
+		{ "namespace", required_argument, NULL, 'N' },
+		{ "cluster-domain", required_argument, NULL, 'd' },
+		{ "dns", required_argument, NULL, 'D' },
+		{ "verbose", no_argument, NULL, 'v' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	struct manager m = { .domain = "cluster.local" };
+	const char *state = NULL, *listen_on = NULL, *dns = NULL;
+	char err[300], host[256], *ca = NULL, *cert = NULL, *key = NULL;
+	struct evutil_addrinfo hints = { .ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE }, *ai = NULL;
+	struct event *sigs[2] = { NULL, NULL };
+	uint16_t port;
+	int c, verbose = 0, rc = 1;
+	char portstr[8];
+	size_t i;
+
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "vh", opts, NULL)) != -1) {
+		switch (c) {
+		case 's':
+			state = optarg;
+			break;
+		case 'l':
+			listen_on = optarg;
+			break;
+		case 'n':
+			if (m.nsubnets == MAX_SUBNETS) {
+				fprintf(stderr, "kbridge-agent: too many --subnet options\n");
+				return 2;
+			}
+			if (kb_cidr_parse(optarg, &m.subnets[m.nsubnets]) < 0) {
+				fprintf(stderr, "kbridge-agent: invalid subnet '%s' (expected A.B.C.D/N with no host bits set)\n", optarg);
+				return 2;
+			}
+			m.nsubnets++;
+			break;
+		case 'N':
+			if (m.nnamespaces == MAX_NAMESPACES || !*optarg || strchr(optarg, '.')) {
+				fprintf(stderr, "kbridge-agent: invalid or too many --namespace '%s'\n", optarg);
+				return 2;
+			}
+			m.namespaces[m.nnamespaces++] = optarg;
+			break;
+		case 'd':
+			m.domain = optarg;
+			break;
+		case 'D':
+			dns = optarg;
+			break;
+		case 'v':
+			verbose = 1;
+			break;
+		case 'h':
+			usage(stdout);
+			return 0;
+		default:
+			usage(stderr);
+			return 2;
+		}
+	}
+	if (optind != argc || !state || !listen_on || m.nsubnets == 0 || m.nnamespaces == 0) {
+		fprintf(stderr, "kbridge-agent: manager needs --state-dir, --listen, at least one --subnet and one --namespace (see --help)\n");
+		return 2;
+	}
+	if (kb_hostport_parse(listen_on, host, sizeof(host), &port) < 0) {
+		fprintf(stderr, "kbridge-agent: invalid --listen '%s' (expected HOST:PORT)\n", listen_on);
+		return 2;
+	}
+	log_init("kbridge-agent", verbose ? KB_LOG_DEBUG : KB_LOG_INFO);
+	signal(SIGPIPE, SIG_IGN);
+	if (!(ca = read_state(state, KB_STATE_CA_CERT, err, sizeof(err))) ||
+	    !(cert = read_state(state, KB_STATE_MGR_CERT, err, sizeof(err))) ||
+	    !(key = read_state(state, KB_STATE_MGR_KEY, err, sizeof(err))))
+		goto out;
+	if ((m.ctx = kb_tls_server_ctx(ca, cert, key, err, sizeof(err))) == NULL)
+		goto out;
+	if ((m.base = event_base_new()) == NULL) {
+		snprintf(err, sizeof(err), "cannot create the event loop");
+		goto out;
+	}
+	if ((m.resolver = resolver_new(m.base, dns, err, sizeof(err))) == NULL)
+		goto out;
+	snprintf(portstr, sizeof(portstr), "%u", port);
+	if (evutil_getaddrinfo(host, portstr, &hints, &ai) != 0 || !ai) {
+		snprintf(err, sizeof(err), "cannot resolve listen address %s", host);
+		goto out;
+	}
+	m.listener = evconnlistener_new_bind(m.base, accept_cb, &m,
+	    LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE | LEV_OPT_CLOSE_ON_EXEC, 1024, ai->ai_addr,
+	    (int)ai->ai_addrlen);
+	if (!m.listener) {
+		snprintf(err, sizeof(err), "cannot listen on %s: %s", listen_on, strerror(errno));
+		goto out;
+	}
+	evconnlistener_set_error_cb(m.listener, accept_error);
+	sigs[0] = evsignal_new(m.base, SIGTERM, on_signal, &m);
+	sigs[1] = evsignal_new(m.base, SIGINT, on_signal, &m);
+	evsignal_add(sigs[0], NULL);
+	evsignal_add(sigs[1], NULL);
+	log_info("manager listening on %s: %zu subnets, %zu namespaces, domain %s", listen_on,
+	    m.nsubnets, m.nnamespaces, m.domain);
+	event_base_dispatch(m.base);
+	rc = 0;
+out:
+	if (rc)
+		fprintf(stderr, "kbridge-agent: %s\n", err);
+	while (m.clients) {
+		struct client *cl = m.clients;
+		if (cl->sess) {
+			kb_session_free(cl->sess);
+			cl->sess = NULL;
+		}
+		if (cl->handshake) {
+			bufferevent_free(cl->handshake);
+			cl->handshake = NULL;
+		}
+		client_gone(cl);
+	}
+	for (i = 0; i < 2; i++)
+		if (sigs[i])
+			event_free(sigs[i]);
+	if (ai)
+		evutil_freeaddrinfo(ai);
+	if (m.listener)
+		evconnlistener_free(m.listener);
+	if (m.resolver)
+		resolver_free(m.resolver);
+	if (m.base)
+		event_base_free(m.base);
+	SSL_CTX_free(m.ctx);
+	free(ca);
+	free(cert);
+	free(key);
+	return rc;
+}

@@ -1,0 +1,259 @@
+/* Cluster name resolution for the manager: c-ares driven by libevent. c-ares
+ * tells us which sockets to watch (sock_state_cb) and when its next timeout
+ * is (ares_timeout); we feed events back with ares_process_fd. */
+#include "resolver.h"
+
+#include <sys/queue.h>
+
+#include <arpa/inet.h>
+
+#include <ares.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <event2/event.h>
+
+#include "log.h"
+
+#define RES_MAX_ADDRS		32
+#define RES_DEFAULT_TTL		5
+#define RES_TIMEOUT_MS		1000	/* per try; the daemon's clients wait ~5 s in all */
+#define RES_TRIES		2
+
+struct res_sock {
+	TAILQ_ENTRY(res_sock) entry;
+	struct kb_resolver *r;
+	ares_socket_t fd;
+	struct event *ev;
+};
+
+struct kb_resolver {
+	struct event_base *base;
+	ares_channel channel;
+	int channel_ok;
+	int closing;
+	struct event *timer;
+	TAILQ_HEAD(, res_sock) socks;
+};
+
+struct res_lookup {
+	resolver_cb cb;
+	void *arg;
+	int qtype;
+};
+
+static void
+res_schedule(struct kb_resolver *r)
+{
+	struct timeval tv, *tvp;
+
+	if (r->closing)
+		return;
+	if ((tvp = ares_timeout(r->channel, NULL, &tv)) != NULL)
+		evtimer_add(r->timer, tvp);
+	else
+		evtimer_del(r->timer);
+}
+
+static void
+res_sock_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct res_sock *s = arg;
+	struct kb_resolver *r = s->r;
+
+	/* s may be freed by the sock_state_cb during processing. */
+	ares_process_fd(r->channel, what & EV_READ ? fd : ARES_SOCKET_BAD,
+	    what & EV_WRITE ? fd : ARES_SOCKET_BAD);
+	res_schedule(r);
+}
+
+static void
+res_timer_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct kb_resolver *r = arg;
+
+	(void)fd;
+	(void)what;
+	ares_process_fd(r->channel, ARES_SOCKET_BAD, ARES_SOCKET_BAD);
+	res_schedule(r);
+}
+
+static void
+res_sock_state(void *data, ares_socket_t fd, int readable, int writable)
+{
+	struct kb_resolver *r = data;
+	struct res_sock *s;
+	short what = (readable ? EV_READ : 0) | (writable ? EV_WRITE : 0);
+
+	TAILQ_FOREACH(s, &r->socks, entry)
+		if (s->fd == fd)
+			break;
+	if (s && s->ev) {
+		event_free(s->ev);
+		s->ev = NULL;
+	}
+	if (!what) {
+		if (s) {
+			TAILQ_REMOVE(&r->socks, s, entry);
+			free(s);
+		}
+		return;
+	}
+	if (!s) {
+		if ((s = calloc(1, sizeof(*s))) == NULL) {
+			log_warnx("%s: out of memory", __func__);
+			return;
+		}
+		s->r = r;
+		s->fd = fd;
+		TAILQ_INSERT_TAIL(&r->socks, s, entry);
+	}
+	/* Without the event, the query still ends by c-ares' own timeout. */
+	if ((s->ev = event_new(r->base, fd, what | EV_PERSIST, res_sock_cb, s)) == NULL ||
+	    event_add(s->ev, NULL) < 0)
+		log_warnx("%s: cannot watch socket %d", __func__, (int)fd);
+}
+
+static void
+res_done(void *arg, int status, int timeouts, unsigned char *abuf, int alen)
+{
+	struct res_lookup *lk = arg;
+	struct ares_addrttl a4[RES_MAX_ADDRS];
+	struct ares_addr6ttl a6[RES_MAX_ADDRS];
+	char text[RES_MAX_ADDRS][INET6_ADDRSTRLEN];
+	const char *addrs[RES_MAX_ADDRS];
+	uint32_t ttl = UINT32_MAX, t;
+	size_t naddrs = 0;
+	int i, n = RES_MAX_ADDRS, rcode = 2, rc;
+
+	(void)timeouts;
+	switch (status) {
+	case ARES_SUCCESS:
+		if (lk->qtype == 28)
+			rc = ares_parse_aaaa_reply(abuf, alen, NULL, a6, &n);
+		else
+			rc = ares_parse_a_reply(abuf, alen, NULL, a4, &n);
+		if (rc == ARES_ENODATA) {
+			rcode = 0;
+			break;
+		}
+		if (rc != ARES_SUCCESS) {
+			log_debug("%s: bad answer: %s", __func__, ares_strerror(rc));
+			break;
+		}
+		rcode = 0;
+		for (i = 0; i < n; i++) {
+			if (lk->qtype == 28) {
+				inet_ntop(AF_INET6, &a6[i].ip6addr, text[i], sizeof(text[i]));
+				t = a6[i].ttl < 0 ? 0 : (uint32_t)a6[i].ttl;
+			} else {
+				inet_ntop(AF_INET, &a4[i].ipaddr, text[i], sizeof(text[i]));
+				t = a4[i].ttl < 0 ? 0 : (uint32_t)a4[i].ttl;
+			}
+			addrs[naddrs++] = text[i];
+			if (t < ttl)
+				ttl = t;
+		}
+		break;
+	case ARES_ENOTFOUND:
+		rcode = 3;
+		break;
+	case ARES_ENODATA:
+		rcode = 0;
+		break;
+	default:
+		log_debug("%s: %s", __func__, ares_strerror(status));
+		break;
+	}
+	if (naddrs == 0)
+		ttl = RES_DEFAULT_TTL;
+	lk->cb(lk->arg, rcode, addrs, naddrs, ttl);
+	free(lk);
+}
+
+struct kb_resolver *
+resolver_new(struct event_base *base, const char *server, char *err, size_t errlen)
+{
+	struct kb_resolver *r;
+	struct ares_options opts;
+	int rc;
+
+	if ((r = calloc(1, sizeof(*r))) == NULL) {
+		snprintf(err, errlen, "out of memory");
+		return NULL;
+	}
+	r->base = base;
+	TAILQ_INIT(&r->socks);
+	if ((rc = ares_library_init(ARES_LIB_INIT_ALL)) != ARES_SUCCESS) {
+		snprintf(err, errlen, "c-ares: %s", ares_strerror(rc));
+		free(r);
+		return NULL;
+	}
+	if ((r->timer = evtimer_new(base, res_timer_cb, r)) == NULL) {
+		snprintf(err, errlen, "cannot create the resolver timer");
+		goto fail;
+	}
+	memset(&opts, 0, sizeof(opts));
+	opts.sock_state_cb = res_sock_state;
+	opts.sock_state_cb_data = r;
+	opts.timeout = RES_TIMEOUT_MS;
+	opts.tries = RES_TRIES;
+	rc = ares_init_options(&r->channel, &opts,
+	    ARES_OPT_SOCK_STATE_CB | ARES_OPT_TIMEOUTMS | ARES_OPT_TRIES);
+	if (rc != ARES_SUCCESS) {
+		snprintf(err, errlen, "c-ares: %s", ares_strerror(rc));
+		goto fail;
+	}
+	r->channel_ok = 1;
+	if (server && (rc = ares_set_servers_ports_csv(r->channel, server)) != ARES_SUCCESS) {
+		snprintf(err, errlen, "DNS server '%s': %s", server, ares_strerror(rc));
+		goto fail;
+	}
+	return r;
+fail:
+	resolver_free(r);
+	return NULL;
+}
+
+void
+resolver_lookup(struct kb_resolver *r, const char *name, int qtype, resolver_cb cb, void *arg)
+{
+	struct res_lookup *lk;
+
+	/* ares_destroy must not see new queries while it completes the old ones. */
+	if (r->closing || (qtype != 1 && qtype != 28) || (lk = malloc(sizeof(*lk))) == NULL) {
+		cb(arg, 2, NULL, 0, RES_DEFAULT_TTL);
+		return;
+	}
+	lk->cb = cb;
+	lk->arg = arg;
+	lk->qtype = qtype;
+	/* ares_search applies the search list and ndots. */
+	ares_search(r->channel, name, 1, qtype, res_done, lk);
+	res_schedule(r);
+}
+
+/* Must not be called from a lookup's callback (c-ares forbids destroying a
+ * channel from inside its own processing). */
+void
+resolver_free(struct kb_resolver *r)
+{
+	struct res_sock *s;
+
+	if (!r)
+		return;
+	r->closing = 1;
+	if (r->channel_ok)
+		ares_destroy(r->channel);
+	while ((s = TAILQ_FIRST(&r->socks)) != NULL) {
+		TAILQ_REMOVE(&r->socks, s, entry);
+		if (s->ev)
+			event_free(s->ev);
+		free(s);
+	}
+	if (r->timer)
+		event_free(r->timer);
+	ares_library_cleanup();
+	free(r);
+}

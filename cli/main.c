@@ -1,0 +1,747 @@
+/* kbridge: the user's command. Talks to kbridged over its Unix socket and
+ * starts it when needed. */
+#include <errno.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cjson/cJSON.h>
+
+#include "client.h"
+#include "start.h"
+#include "util.h"
+
+#define KB_VERSION	"0.1.0"
+#define EXIT_USAGE	2
+#define PROFILE_MAX	(1024 * 1024)
+
+/* The daemon answers a connect within ~15 s; leave it room. */
+#define CONNECT_TIMEOUT_MS	20000
+#define PROBE_TIMEOUT_MS	3000
+#define START_WAIT_MS		5000
+#define STOP_WAIT_MS		5000
+/* Beyond this many namespaces the DNS line stops being readable. */
+#define NS_SHOWN		8
+
+enum output { OUT_TEXT, OUT_JSON };
+
+struct command {
+	const char *name;
+	int (*run)(int, char **);
+	const char *usage;
+	const char *summary;
+};
+
+static volatile sig_atomic_t interrupted;
+
+static int cmd_connect(int, char **);
+static int cmd_status(int, char **);
+static int cmd_quit(int, char **);
+static int cmd_version(int, char **);
+static int cmd_help(int, char **);
+
+static const struct command commands[] = {
+	{ "connect", cmd_connect,
+	    "usage: kbridge connect --profile FILE [--namespace NS] "
+	    "[--output text|json]\n"
+	    "\n"
+	    "Connect this workstation to the cluster named in the profile,\n"
+	    "starting kbridged (through sudo unless root) if it is not running.\n"
+	    "\n"
+	    "  -p, --profile FILE   client profile (JSON) issued by the manager\n"
+	    "  -n, --namespace NS   namespace for short names (default: default)\n"
+	    "  -o, --output FMT     text (default) or json\n"
+	    "  -h, --help           show this help\n",
+	    "connect this workstation to a cluster" },
+	{ "status", cmd_status,
+	    "usage: kbridge status [--output text|json]\n"
+	    "\n"
+	    "Show the state of kbridged and of its session.\n"
+	    "\n"
+	    "  -o, --output FMT     text (default) or json\n"
+	    "  -h, --help           show this help\n",
+	    "show the daemon's and the session's state" },
+	{ "quit", cmd_quit,
+	    "usage: kbridge quit\n"
+	    "\n"
+	    "Disconnect, undo every network change and stop kbridged.\n"
+	    "\n"
+	    "  -h, --help           show this help\n",
+	    "disconnect and stop kbridged" },
+	{ "version", cmd_version,
+	    "usage: kbridge version\n"
+	    "\n"
+	    "Print the versions of kbridge and of a running kbridged.\n",
+	    "print versions" },
+	{ "help", cmd_help,
+	    "usage: kbridge help [COMMAND]\n",
+	    "show help for a command" },
+};
+
+#define NCOMMANDS	(sizeof(commands) / sizeof(commands[0]))
+
+static void __attribute__((format(printf, 1, 2)))
+errorx(const char *fmt, ...)
+{
+	va_list ap;
+
+	fputs("kbridge: ", stderr);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+}
+
+static void
+main_usage(FILE *f)
+{
+	size_t i;
+
+	fprintf(f, "usage: kbridge COMMAND [OPTIONS]\n\ncommands:\n");
+	for (i = 0; i < NCOMMANDS; i++)
+		fprintf(f, "  %-10s %s\n", commands[i].name,
+		    commands[i].summary);
+	fprintf(f, "\n'kbridge COMMAND --help' describes a command.\n"
+	    "The daemon's socket is $KBRIDGE_SOCKET, else %s.\n",
+	    KB_SOCKET_DEFAULT);
+}
+
+static const struct command *
+find_command(const char *name)
+{
+	size_t i;
+
+	for (i = 0; i < NCOMMANDS; i++)
+		if (strcmp(commands[i].name, name) == 0)
+			return &commands[i];
+	return NULL;
+}
+
+/* getopt_long with our own one-line messages; returns the option, -1 at the
+ * end, or 0 after reporting a usage error. */
+static int
+next_opt(int argc, char **argv, const char *shortopts,
+    const struct option *longopts)
+{
+	int ch;
+
+	opterr = 0;
+	ch = getopt_long(argc, argv, shortopts, longopts, NULL);
+	if (ch == '?') {
+		if (optopt)
+			errorx("%s: unknown option -%c (see 'kbridge %s "
+			    "--help')", argv[0], optopt, argv[0]);
+		else
+			errorx("%s: unknown option %s (see 'kbridge %s "
+			    "--help')", argv[0], argv[optind - 1], argv[0]);
+		return 0;
+	}
+	if (ch == ':') {
+		errorx("%s: option %s needs a value", argv[0],
+		    argv[optind - 1]);
+		return 0;
+	}
+	return ch;
+}
+
+static int
+no_operands(int argc, char **argv)
+{
+	if (optind < argc) {
+		errorx("%s: unexpected argument '%s' (see 'kbridge %s "
+		    "--help')", argv[0], argv[optind], argv[0]);
+		return -1;
+	}
+	return 0;
+}
+
+static int
+parse_output(const char *arg, enum output *out)
+{
+	if (strcmp(arg, "text") == 0)
+		*out = OUT_TEXT;
+	else if (strcmp(arg, "json") == 0)
+		*out = OUT_JSON;
+	else {
+		errorx("--output must be text or json, not '%s'", arg);
+		return -1;
+	}
+	return 0;
+}
+
+static void
+print_usage(const char *name)
+{
+	fputs(find_command(name)->usage, stdout);
+}
+
+static void
+print_json(const cJSON *j)
+{
+	char *s = cJSON_Print(j);
+
+	if (s == NULL) {
+		errorx("out of memory");
+		exit(1);
+	}
+	printf("%s\n", s);
+	free(s);
+}
+
+/* Helpers that read an optional field of the daemon's answer. */
+static const char *
+jstr(const cJSON *o, const char *key)
+{
+	const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
+
+	return cJSON_IsString(v) && v->valuestring[0] ? v->valuestring : NULL;
+}
+
+static int
+jnum(const cJSON *o, const char *key, double *out)
+{
+	const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
+
+	if (!cJSON_IsNumber(v))
+		return 0;
+	*out = v->valuedouble;
+	return 1;
+}
+
+/* Join the strings of a JSON array; at most max items, then "(+N more)". */
+static void
+jjoin(const cJSON *o, const char *key, size_t max, char *buf, size_t len)
+{
+	const cJSON *a = cJSON_GetObjectItemCaseSensitive(o, key), *v;
+	size_t n = 0, total = 0, off = 0;
+
+	buf[0] = '\0';
+	cJSON_ArrayForEach(v, a) {
+		if (!cJSON_IsString(v))
+			continue;
+		total++;
+		if (n >= max || off >= len)
+			continue;
+		off += snprintf(buf + off, len - off, "%s%s", n ? ", " : "",
+		    v->valuestring);
+		n++;
+	}
+	if (total > n && off < len)
+		snprintf(buf + off, len - off, ", ... (+%zu more)", total - n);
+}
+
+static const char *
+orelse(const char *s, const char *dflt)
+{
+	return s ? s : dflt;
+}
+
+static void
+dns_line(const cJSON *st, char *buf, size_t len)
+{
+	char nss[1024];
+
+	jjoin(st, "namespaces", NS_SHOWN, nss, sizeof(nss));
+	snprintf(buf, len, "*.%s, NAME.NAMESPACE[.svc] for namespaces %s; "
+	    "NAME in %s", orelse(jstr(st, "cluster_domain"), "cluster.local"),
+	    nss[0] ? nss : "(none)", orelse(jstr(st, "namespace"), "default"));
+}
+
+static void
+print_connected(const cJSON *st)
+{
+	char subnets[1024], dns[2048];
+
+	jjoin(st, "subnets", 64, subnets, sizeof(subnets));
+	dns_line(st, dns, sizeof(dns));
+	printf("Connected to %s as %s (namespace %s)\n",
+	    orelse(jstr(st, "manager"), "?"), orelse(jstr(st, "user"), "?"),
+	    orelse(jstr(st, "namespace"), "default"));
+	printf("  cluster subnets: %s\n", subnets[0] ? subnets : "(none)");
+	printf("  DNS:             %s\n", dns);
+}
+
+static const char *
+human_bytes(double v, char *buf, size_t len)
+{
+	static const char *unit[] = { "B", "KiB", "MiB", "GiB", "TiB" };
+	size_t u = 0;
+
+	while (v >= 1024 && u < sizeof(unit) / sizeof(unit[0]) - 1) {
+		v /= 1024;
+		u++;
+	}
+	if (u == 0)
+		snprintf(buf, len, "%.0f B", v);
+	else
+		snprintf(buf, len, "%.1f %s", v, unit[u]);
+	return buf;
+}
+
+/* "2026-11-28T10:00:00Z (1h 2m ago)"; the raw text if it does not parse. */
+static const char *
+since(const char *iso, char *buf, size_t len)
+{
+	struct tm tm = { 0 };
+	const char *end;
+	long d;
+
+	end = strptime(iso, "%Y-%m-%dT%H:%M:%S", &tm);
+	if (end == NULL || (*end != 'Z' && *end != '\0') ||
+	    (d = (long)(time(NULL) - timegm(&tm))) < 0) {
+		snprintf(buf, len, "%s", iso);
+		return buf;
+	}
+	if (d < 60)
+		snprintf(buf, len, "%s (%lds ago)", iso, d);
+	else if (d < 3600)
+		snprintf(buf, len, "%s (%ldm %lds ago)", iso, d / 60, d % 60);
+	else if (d < 86400)
+		snprintf(buf, len, "%s (%ldh %ldm ago)", iso, d / 3600,
+		    d % 3600 / 60);
+	else
+		snprintf(buf, len, "%s (%ldd %ldh ago)", iso, d / 86400,
+		    d % 86400 / 3600);
+	return buf;
+}
+
+#define LINE(label, ...) do {					\
+	printf("%-17s", label ":");				\
+	printf(__VA_ARGS__);					\
+	putchar('\n');						\
+} while (0)
+
+static void
+print_status(const cJSON *st)
+{
+	const cJSON *d = cJSON_GetObjectItemCaseSensitive(st, "daemon");
+	const cJSON *dns = cJSON_GetObjectItemCaseSensitive(st, "dns");
+	const char *state = orelse(jstr(st, "state"), "unknown"), *s;
+	char buf[2048], b1[32], b2[32];
+	double n, m;
+
+	if (jnum(d, "pid", &n))
+		LINE("kbridged", "running (pid %.0f, version %s)", n,
+		    orelse(jstr(d, "version"), "?"));
+	else
+		LINE("kbridged", "running");
+	LINE("socket", "%s", orelse(jstr(d, "socket"), kb_socket_path()));
+	LINE("state", "%s", state);
+	if ((s = jstr(st, "user")) != NULL)
+		LINE("user", "%s", s);
+	if ((s = jstr(st, "manager")) != NULL)
+		LINE("manager", "%s", s);
+	if ((s = jstr(st, "namespace")) != NULL)
+		LINE("namespace", "%s", s);
+	if (strcmp(state, "disconnected") != 0) {
+		jjoin(st, "subnets", 64, buf, sizeof(buf));
+		if (buf[0])
+			LINE("cluster subnets", "%s", buf);
+		if (cJSON_GetObjectItemCaseSensitive(st, "namespaces")) {
+			dns_line(st, buf, sizeof(buf));
+			LINE("DNS", "%s", buf);
+		}
+		if (jnum(dns, "port", &n)) {
+			jjoin(dns, "upstreams", 8, buf, sizeof(buf));
+			LINE("DNS proxy", "port %.0f, upstreams %s", n,
+			    buf[0] ? buf : "(none)");
+		}
+		if ((s = jstr(st, "link")) != NULL)
+			LINE("network", "link %s, nftables table %s", s,
+			    orelse(jstr(st, "table"), "?"));
+		if ((s = jstr(st, "connected_since")) != NULL)
+			LINE("connected since", "%s",
+			    since(s, buf, sizeof(buf)));
+		if (jnum(st, "streams", &n))
+			LINE("streams", "%.0f", n);
+		if (jnum(st, "bytes_in", &n) && jnum(st, "bytes_out", &m))
+			LINE("bytes in/out", "%s / %s",
+			    human_bytes(n, b1, sizeof(b1)),
+			    human_bytes(m, b2, sizeof(b2)));
+	}
+	if (jnum(st, "reconnects", &n))
+		LINE("reconnects", "%.0f", n);
+	if ((s = jstr(st, "last_error")) != NULL)
+		LINE("last error", "%s", s);
+}
+
+static void
+on_signal(int sig)
+{
+	(void)sig;
+	interrupted = 1;
+}
+
+/* RFC 1123 label, as Kubernetes requires of namespace names. */
+static int
+valid_namespace(const char *s)
+{
+	size_t i, n = strlen(s);
+
+	if (n == 0 || n > 63 || s[0] == '-' || s[n - 1] == '-')
+		return 0;
+	for (i = 0; i < n; i++)
+		if (!((s[i] >= 'a' && s[i] <= 'z') ||
+		    (s[i] >= '0' && s[i] <= '9') || s[i] == '-'))
+			return 0;
+	return 1;
+}
+
+/* Read the profile here, as the invoking user, so that a root daemon never
+ * opens a user's files on the user's behalf. */
+static cJSON *
+load_profile(const char *path)
+{
+	char *text;
+	cJSON *p;
+	size_t len;
+
+	if ((text = kb_read_file(path, PROFILE_MAX, &len)) == NULL) {
+		errorx("cannot read profile %s: %s", path, strerror(errno));
+		return NULL;
+	}
+	p = cJSON_ParseWithLength(text, len);
+	free(text);
+	if (p == NULL) {
+		errorx("profile %s is not valid JSON", path);
+		return NULL;
+	}
+	if (!cJSON_IsObject(p)) {
+		errorx("profile %s is not a JSON object", path);
+		cJSON_Delete(p);
+		return NULL;
+	}
+	return p;
+}
+
+/* Undo a daemon this invocation started, so a failed connect leaves
+ * neither a daemon nor rules behind. */
+static void
+stop_started_daemon(void)
+{
+	char err[512];
+	cJSON *resp;
+	long status;
+	int rc;
+
+	interrupted = 0;
+	rc = kb_api("POST", "/v1/quit", NULL, STOP_WAIT_MS, &status, &resp,
+	    err, sizeof(err));
+	cJSON_Delete(resp);
+	if (rc == KB_API_DOWN || kb_api_wait(0, STOP_WAIT_MS) == 0)
+		return;
+	errorx("the kbridged started for this connect did not stop; "
+	    "run 'kbridge quit'");
+}
+
+static int
+cmd_connect(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "profile", required_argument, NULL, 'p' },
+		{ "namespace", required_argument, NULL, 'n' },
+		{ "output", required_argument, NULL, 'o' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 }
+	};
+	const char *profile = NULL, *ns = NULL, *sock = kb_socket_path();
+	enum output out = OUT_TEXT;
+	cJSON *body = NULL, *prof, *resp = NULL;
+	struct sigaction sa;
+	char err[1024];
+	long status;
+	int ch, rc, started = 0, ret = 1;
+
+	while ((ch = next_opt(argc, argv, ":p:n:o:h", opts)) != -1) {
+		switch (ch) {
+		case 'p':
+			profile = optarg;
+			break;
+		case 'n':
+			ns = optarg;
+			break;
+		case 'o':
+			if (parse_output(optarg, &out) == -1)
+				return EXIT_USAGE;
+			break;
+		case 'h':
+			print_usage(argv[0]);
+			return 0;
+		default:
+			return EXIT_USAGE;
+		}
+	}
+	if (no_operands(argc, argv) == -1)
+		return EXIT_USAGE;
+	if (profile == NULL) {
+		errorx("connect: --profile FILE is required");
+		return EXIT_USAGE;
+	}
+	if (ns && !valid_namespace(ns)) {
+		errorx("connect: invalid namespace '%s'", ns);
+		return EXIT_USAGE;
+	}
+	if ((prof = load_profile(profile)) == NULL)
+		return 1;
+	if ((body = cJSON_CreateObject()) == NULL ||
+	    !cJSON_AddItemToObject(body, "profile", prof)) {
+		cJSON_Delete(prof);
+		errorx("out of memory");
+		goto done;
+	}
+	if (ns && cJSON_AddStringToObject(body, "namespace", ns) == NULL) {
+		errorx("out of memory");
+		goto done;
+	}
+
+	/* From here on Ctrl-C must still let us clean up what we started. */
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = on_signal;
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+
+	rc = kb_api("GET", "/v1/status", NULL, PROBE_TIMEOUT_MS, &status,
+	    &resp, err, sizeof(err));
+	cJSON_Delete(resp);
+	resp = NULL;
+	if (rc == KB_API_ERROR) {
+		errorx("%s", err);
+		goto done;
+	}
+	if (rc == KB_API_DOWN) {
+		if (kb_daemon_start(sock, err, sizeof(err)) == -1) {
+			errorx("%s", err);
+			goto done;
+		}
+		started = 1;
+		if (kb_api_wait(1, START_WAIT_MS) == -1) {
+			errorx("kbridged does not answer on %s (see %s.log)",
+			    sock, sock);
+			goto done;
+		}
+	}
+
+	rc = kb_api("POST", "/v1/connect", body, CONNECT_TIMEOUT_MS, &status,
+	    &resp, err, sizeof(err));
+	if (rc == 0 && (status < 200 || status > 299))
+		kb_api_errmsg(status, resp, err, sizeof(err));
+	if (rc == KB_API_DOWN)
+		snprintf(err, sizeof(err), "kbridged stopped answering on %s",
+		    sock);
+	if (rc != 0 || status < 200 || status > 299) {
+		errorx("connect failed: %s", err);
+		goto done;
+	}
+	if (out == OUT_JSON)
+		print_json(resp);
+	else
+		print_connected(resp);
+	ret = 0;
+done:
+	if (ret != 0 && started)
+		stop_started_daemon();
+	cJSON_Delete(resp);
+	cJSON_Delete(body);
+	return ret;
+}
+
+static int
+cmd_status(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "output", required_argument, NULL, 'o' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 }
+	};
+	enum output out = OUT_TEXT;
+	cJSON *resp = NULL;
+	char err[1024];
+	long status;
+	int ch, rc;
+
+	while ((ch = next_opt(argc, argv, ":o:h", opts)) != -1) {
+		switch (ch) {
+		case 'o':
+			if (parse_output(optarg, &out) == -1)
+				return EXIT_USAGE;
+			break;
+		case 'h':
+			print_usage(argv[0]);
+			return 0;
+		default:
+			return EXIT_USAGE;
+		}
+	}
+	if (no_operands(argc, argv) == -1)
+		return EXIT_USAGE;
+
+	rc = kb_api("GET", "/v1/status", NULL, PROBE_TIMEOUT_MS, &status,
+	    &resp, err, sizeof(err));
+	if (rc == KB_API_DOWN) {
+		if (out == OUT_JSON)
+			printf("{\"daemon\":null,\"state\":\"not running\"}\n");
+		else
+			printf("kbridged: not running\n");
+		return 0;
+	}
+	if (rc == 0 && (status < 200 || status > 299)) {
+		kb_api_errmsg(status, resp, err, sizeof(err));
+		rc = KB_API_ERROR;
+	}
+	if (rc == 0 && !cJSON_IsObject(resp)) {
+		snprintf(err, sizeof(err), "kbridged answered status with "
+		    "no JSON object");
+		rc = KB_API_ERROR;
+	}
+	if (rc != 0) {
+		errorx("status: %s", err);
+		cJSON_Delete(resp);
+		return 1;
+	}
+	if (out == OUT_JSON)
+		print_json(resp);
+	else
+		print_status(resp);
+	cJSON_Delete(resp);
+	return 0;
+}
+
+static int
+cmd_quit(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 }
+	};
+	cJSON *resp = NULL;
+	char err[1024];
+	long status;
+	int ch, rc;
+
+	while ((ch = next_opt(argc, argv, ":h", opts)) != -1) {
+		switch (ch) {
+		case 'h':
+			print_usage(argv[0]);
+			return 0;
+		default:
+			return EXIT_USAGE;
+		}
+	}
+	if (no_operands(argc, argv) == -1)
+		return EXIT_USAGE;
+
+	rc = kb_api("POST", "/v1/quit", NULL, STOP_WAIT_MS, &status, &resp,
+	    err, sizeof(err));
+	if (rc == KB_API_DOWN) {
+		printf("kbridged: not running\n");
+		return 0;
+	}
+	if (rc == 0 && (status < 200 || status > 299)) {
+		kb_api_errmsg(status, resp, err, sizeof(err));
+		rc = KB_API_ERROR;
+	}
+	cJSON_Delete(resp);
+	if (rc != 0) {
+		errorx("quit failed: %s", err);
+		return 1;
+	}
+	if (kb_api_wait(0, STOP_WAIT_MS) == -1) {
+		errorx("kbridged did not stop within %d s", STOP_WAIT_MS / 1000);
+		return 1;
+	}
+	printf("kbridged stopped\n");
+	return 0;
+}
+
+static int
+cmd_version(int argc, char **argv)
+{
+	const cJSON *d;
+	cJSON *resp = NULL;
+	char err[256];
+	long status;
+	double pid;
+
+	if (argc > 1 && (strcmp(argv[1], "-h") == 0 ||
+	    strcmp(argv[1], "--help") == 0)) {
+		print_usage(argv[0]);
+		return 0;
+	}
+	if (argc > 1) {
+		errorx("version: unexpected argument '%s'", argv[1]);
+		return EXIT_USAGE;
+	}
+	printf("kbridge  %s\n", KB_VERSION);
+	if (kb_api("GET", "/v1/status", NULL, 1000, &status, &resp, err,
+	    sizeof(err)) == 0 && status == 200) {
+		d = cJSON_GetObjectItemCaseSensitive(resp, "daemon");
+		if (jnum(d, "pid", &pid))
+			printf("kbridged %s (pid %.0f)\n",
+			    orelse(jstr(d, "version"), "?"), pid);
+	}
+	cJSON_Delete(resp);
+	return 0;
+}
+
+static int
+cmd_help(int argc, char **argv)
+{
+	const struct command *c;
+
+	if (argc < 2 || strcmp(argv[1], "-h") == 0 ||
+	    strcmp(argv[1], "--help") == 0) {
+		main_usage(stdout);
+		return 0;
+	}
+	if (argc > 2) {
+		errorx("help: unexpected argument '%s'", argv[2]);
+		return EXIT_USAGE;
+	}
+	if ((c = find_command(argv[1])) == NULL) {
+		errorx("help: unknown command '%s' (see 'kbridge --help')",
+		    argv[1]);
+		return EXIT_USAGE;
+	}
+	fputs(c->usage, stdout);
+	return 0;
+}
+
+int
+main(int argc, char *argv[])
+{
+	const struct command *c;
+	int ret;
+
+	if (argc < 2) {
+		errorx("missing command (see 'kbridge --help')");
+		return EXIT_USAGE;
+	}
+	if (strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "--help") == 0) {
+		main_usage(stdout);
+		return 0;
+	}
+	if (strcmp(argv[1], "--version") == 0 || strcmp(argv[1], "-V") == 0)
+		argv[1] = "version";
+	if ((c = find_command(argv[1])) == NULL) {
+		if (argv[1][0] == '-')
+			errorx("unknown option %s (see 'kbridge --help')",
+			    argv[1]);
+		else
+			errorx("unknown command '%s' (see 'kbridge --help')",
+			    argv[1]);
+		return EXIT_USAGE;
+	}
+	if (kb_client_init(&interrupted) == -1) {
+		errorx("cannot initialise libcurl");
+		return 1;
+	}
+	ret = c->run(argc - 1, argv + 1);
+	kb_client_cleanup();
+	return ret;
+}

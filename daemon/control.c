@@ -1,0 +1,385 @@
+/* The daemon's API for the CLI: HTTP/1.1 + JSON on a Unix socket that only
+ * its owner (and root) may open. */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <cjson/cJSON.h>
+#include <event2/buffer.h>
+#include <event2/event.h>
+#include <event2/http.h>
+#include <event2/keyvalq_struct.h>
+
+#include "dns.h"
+#include "firewall.h"
+#include "kbridged.h"
+#include "log.h"
+#include "session.h"
+#include "tun.h"
+
+#define MAX_BODY (256 * 1024)
+
+static struct evhttp *http;
+static int http_fd = -1;
+
+static void
+reply_json(struct evhttp_request *req, int code, cJSON *body)
+{
+	struct evbuffer *out = evbuffer_new();
+	char *txt = cJSON_PrintUnformatted(body);
+
+	cJSON_Delete(body);
+	evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type",
+	    "application/json");
+	if (out && txt) {
+		evbuffer_add(out, txt, strlen(txt));
+		evbuffer_add(out, "\n", 1);
+	}
+	evhttp_send_reply(req, code, code == 200 ? "OK" : "Error", out);
+	if (out)
+		evbuffer_free(out);
+	free(txt);
+}
+
+static void
+reply_error(struct evhttp_request *req, int code, const char *msg)
+{
+	cJSON *j = cJSON_CreateObject();
+
+	cJSON_AddStringToObject(j, "error", msg);
+	reply_json(req, code, j);
+}
+
+static cJSON *
+status_json(struct kbd *d)
+{
+	cJSON *j = cJSON_CreateObject(), *dm, *a, *dns;
+	char buf[64];
+	size_t i;
+
+	dm = cJSON_AddObjectToObject(j, "daemon");
+	cJSON_AddNumberToObject(dm, "pid", getpid());
+	cJSON_AddStringToObject(dm, "version", KBD_VERSION);
+	cJSON_AddStringToObject(dm, "socket", d->socket_path);
+	cJSON_AddStringToObject(j, "state", kbd_state_name(d->state));
+	if (d->have_profile) {
+		cJSON_AddStringToObject(j, "user", d->user[0] ? d->user : d->profile.name);
+		cJSON_AddStringToObject(j, "manager", d->profile.manager);
+		cJSON_AddStringToObject(j, "namespace", d->ns);
+	}
+	if (d->state == KBD_CONNECTED || d->state == KBD_RECONNECTING) {
+		struct tm tm;
+		cJSON_AddStringToObject(j, "cluster_domain", d->domain);
+		a = cJSON_AddArrayToObject(j, "subnets");
+		for (i = 0; i < d->nsubnets; i++)
+			cJSON_AddItemToArray(a,
+			    cJSON_CreateString(kb_cidr_str(&d->subnets[i], buf, sizeof(buf))));
+		a = cJSON_AddArrayToObject(j, "namespaces");
+		for (i = 0; i < d->nnamespaces; i++)
+			cJSON_AddItemToArray(a, cJSON_CreateString(d->namespaces[i]));
+		gmtime_r(&d->connected_since, &tm);
+		strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%SZ", &tm);
+		cJSON_AddStringToObject(j, "connected_since", buf);
+	}
+	if (d->last_error[0])
+		cJSON_AddStringToObject(j, "last_error", d->last_error);
+	else
+		cJSON_AddNullToObject(j, "last_error");
+	cJSON_AddNumberToObject(j, "reconnects", d->reconnects);
+	if (d->sess) {
+		struct kb_session_stats st;
+		kb_session_stats(d->sess, &st);
+		cJSON_AddNumberToObject(j, "streams", st.streams);
+		cJSON_AddNumberToObject(j, "bytes_in", st.bytes_in);
+		cJSON_AddNumberToObject(j, "bytes_out", st.bytes_out);
+		cJSON_AddNumberToObject(j, "rtt_us", st.rtt_us);
+	}
+	cJSON_AddNumberToObject(j, "connections", d->proxied);
+	if (d->tun)
+		cJSON_AddStringToObject(j, "link", tun_name(d->tun));
+	if (d->fw)
+		cJSON_AddStringToObject(j, "table", fw_table(d->fw));
+	if (d->dns) {
+		const uint32_t *ups;
+		size_t n = dns_upstreams(d->dns, &ups);
+		dns = cJSON_AddObjectToObject(j, "dns");
+		cJSON_AddNumberToObject(dns, "port", dns_port(d->dns));
+		a = cJSON_AddArrayToObject(dns, "upstreams");
+		for (i = 0; i < n; i++) {
+			snprintf(buf, sizeof(buf), "%u.%u.%u.%u", ups[i] >> 24, (ups[i] >> 16) & 255,
+			    (ups[i] >> 8) & 255, ups[i] & 255);
+			cJSON_AddItemToArray(a, cJSON_CreateString(buf));
+		}
+	}
+	return j;
+}
+
+void
+control_connect_done(struct kbd *d, int ok, const char *err)
+{
+	size_t i;
+
+	for (i = 0; i < d->nwaiting; i++) {
+		if (ok)
+			reply_json(d->waiting[i], 200, status_json(d));
+		else
+			reply_error(d->waiting[i], 502, err);
+	}
+	d->nwaiting = 0;
+}
+
+/* The CLI gave up waiting: forget its request, evhttp frees it. */
+static void
+waiter_gone(struct evhttp_connection *conn, void *arg)
+{
+	struct kbd *d = arg;
+	size_t i = 0;
+
+	while (i < d->nwaiting) {
+		if (evhttp_request_get_connection(d->waiting[i]) == conn)
+			d->waiting[i] = d->waiting[--d->nwaiting];
+		else
+			i++;
+	}
+}
+
+static void
+wait_for_outcome(struct kbd *d, struct evhttp_request *req)
+{
+	if (d->nwaiting == sizeof(d->waiting) / sizeof(d->waiting[0])) {
+		reply_error(req, 503, "too many connect requests at once");
+		return;
+	}
+	evhttp_connection_set_closecb(evhttp_request_get_connection(req), waiter_gone, d);
+	d->waiting[d->nwaiting++] = req;
+}
+
+static int
+valid_namespace(const char *ns)
+{
+	size_t i, n = strlen(ns);
+
+	if (n == 0 || n > 63)
+		return 0;
+	for (i = 0; i < n; i++)
+		if (!((ns[i] >= 'a' && ns[i] <= 'z') || (ns[i] >= '0' && ns[i] <= '9') ||
+		    (ns[i] == '-' && i > 0 && i < n - 1)))
+			return 0;
+	return 1;
+}
+
+static cJSON *
+read_body(struct evhttp_request *req)
+{
+	struct evbuffer *in = evhttp_request_get_input_buffer(req);
+	size_t len = evbuffer_get_length(in);
+	cJSON *j;
+
+	j = cJSON_ParseWithLength((const char *)evbuffer_pullup(in, len), len);
+	if (j && !cJSON_IsObject(j)) {
+		cJSON_Delete(j);
+		j = NULL;
+	}
+	return j;
+}
+
+static void
+handle_connect(struct evhttp_request *req, void *arg)
+{
+	struct kbd *d = arg;
+	struct kb_profile p = { 0 };
+	cJSON *body = NULL, *prof, *ns;
+	char err[300], *txt = NULL;
+	const char *want_ns = "default";
+
+	if (evhttp_request_get_command(req) != EVHTTP_REQ_POST) {
+		reply_error(req, 405, "use POST");
+		return;
+	}
+	if ((body = read_body(req)) == NULL) {
+		reply_error(req, 400, "request body is not a JSON object");
+		return;
+	}
+	prof = cJSON_GetObjectItemCaseSensitive(body, "profile");
+	ns = cJSON_GetObjectItemCaseSensitive(body, "namespace");
+	if (cJSON_IsString(ns))
+		want_ns = ns->valuestring;
+	else if (ns && !cJSON_IsNull(ns)) {
+		reply_error(req, 400, "namespace must be a string");
+		goto out;
+	}
+	if (!valid_namespace(want_ns)) {
+		snprintf(err, sizeof(err), "invalid namespace name \"%.64s\"", want_ns);
+		reply_error(req, 400, err);
+		goto out;
+	}
+	if (!cJSON_IsObject(prof) || (txt = cJSON_PrintUnformatted(prof)) == NULL) {
+		reply_error(req, 400, "request lacks the profile object");
+		goto out;
+	}
+	if (kb_profile_parse(txt, &p, err, sizeof(err)) < 0) {
+		reply_error(req, 400, err);
+		goto out;
+	}
+	if (d->have_profile) {
+		if (strcmp(p.manager, d->profile.manager) || strcmp(p.name, d->profile.name) ||
+		    strcmp(want_ns, d->ns)) {
+			snprintf(err, sizeof(err),
+			    "already connected to %s as %s (namespace %s); run 'kbridge quit' first",
+			    d->profile.manager, d->profile.name, d->ns);
+			reply_error(req, 409, err);
+		} else if (d->state == KBD_CONNECTED) {
+			reply_json(req, 200, status_json(d));
+		} else {
+			wait_for_outcome(d, req);
+		}
+		kb_profile_free(&p);
+		goto out;
+	}
+	d->profile = p;
+	d->have_profile = 1;
+	snprintf(d->ns, sizeof(d->ns), "%s", want_ns);
+	d->last_error[0] = '\0';
+	d->quitting = 0;
+	wait_for_outcome(d, req);
+	if (tunnel_connect(d, err, sizeof(err)) < 0) {
+		d->state = KBD_DISCONNECTED;
+		kb_profile_free(&d->profile);
+		d->have_profile = 0;
+		control_connect_done(d, 0, err);
+	}
+out:
+	free(txt);
+	cJSON_Delete(body);
+}
+
+static void
+handle_status(struct evhttp_request *req, void *arg)
+{
+	if (evhttp_request_get_command(req) != EVHTTP_REQ_GET) {
+		reply_error(req, 405, "use GET");
+		return;
+	}
+	reply_json(req, 200, status_json(arg));
+}
+
+static void
+quit_after_reply(struct evhttp_request *req, void *arg)
+{
+	(void)req;
+	kbd_quit(arg);
+}
+
+static void
+handle_quit(struct evhttp_request *req, void *arg)
+{
+	cJSON *j;
+
+	if (evhttp_request_get_command(req) != EVHTTP_REQ_POST) {
+		reply_error(req, 405, "use POST");
+		return;
+	}
+	evhttp_request_set_on_complete_cb(req, quit_after_reply, arg);
+	j = cJSON_CreateObject();
+	cJSON_AddTrueToObject(j, "ok");
+	reply_json(req, 200, j);
+}
+
+static void
+handle_other(struct evhttp_request *req, void *arg)
+{
+	(void)arg;
+	reply_error(req, 404, "no such endpoint");
+}
+
+/* Is a daemon answering on path? */
+static int
+socket_alive(const char *path)
+{
+	struct sockaddr_un sun = { .sun_family = AF_UNIX };
+	int fd, rc;
+
+	snprintf(sun.sun_path, sizeof(sun.sun_path), "%s", path);
+	if ((fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)) < 0)
+		return 0;
+	rc = connect(fd, (struct sockaddr *)&sun, sizeof(sun));
+	close(fd);
+	return rc == 0;
+}
+
+int
+control_listen(struct kbd *d, uid_t owner, int has_owner, char *err, size_t errlen)
+{
+	struct sockaddr_un sun = { .sun_family = AF_UNIX };
+	mode_t old;
+	int fd = -1;
+
+	if (strlen(d->socket_path) >= sizeof(sun.sun_path)) {
+		snprintf(err, errlen, "socket path %s is too long", d->socket_path);
+		return -1;
+	}
+	snprintf(sun.sun_path, sizeof(sun.sun_path), "%s", d->socket_path);
+	if (socket_alive(d->socket_path)) {
+		snprintf(err, errlen, "another kbridged is already serving %s", d->socket_path);
+		return -1;
+	}
+	unlink(d->socket_path); /* stale, from a daemon that was killed */
+	if ((fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0)) < 0)
+		goto fail;
+	old = umask(0077);
+	if (bind(fd, (struct sockaddr *)&sun, sizeof(sun)) < 0) {
+		umask(old);
+		goto fail;
+	}
+	umask(old);
+	if ((has_owner && chown(d->socket_path, owner, (gid_t)-1) < 0) ||
+	    chmod(d->socket_path, 0600) < 0 || listen(fd, 64) < 0)
+		goto fail;
+	if ((http = evhttp_new(d->base)) == NULL)
+		goto fail;
+	evhttp_set_max_body_size(http, MAX_BODY);
+	evhttp_set_timeout(http, 30);
+	evhttp_set_allowed_methods(http, EVHTTP_REQ_GET | EVHTTP_REQ_POST);
+	evhttp_set_cb(http, "/v1/status", handle_status, d);
+	evhttp_set_cb(http, "/v1/connect", handle_connect, d);
+	evhttp_set_cb(http, "/v1/quit", handle_quit, d);
+	evhttp_set_gencb(http, handle_other, d);
+	if (evhttp_accept_socket(http, fd) < 0)
+		goto fail;
+	http_fd = fd;
+	return 0;
+fail:
+	snprintf(err, errlen, "cannot listen on %s: %s", d->socket_path, strerror(errno));
+	if (http) {
+		evhttp_free(http);
+		http = NULL;
+	}
+	if (fd >= 0) {
+		close(fd);
+		unlink(d->socket_path);
+	}
+	return -1;
+}
+
+void
+control_close(struct kbd *d)
+{
+	if (http_fd >= 0) {
+		unlink(d->socket_path);
+		http_fd = -1;
+	}
+}
+
+void
+control_free(void)
+{
+	if (http) {
+		evhttp_free(http);
+		http = NULL;
+	}
+}

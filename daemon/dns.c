@@ -1,0 +1,1121 @@
+/* The workstation DNS proxy: cluster names go to the manager through the
+ * resolve hook, every other query goes unchanged to the original upstream. */
+#include "dns.h"
+
+#include <sys/queue.h>
+#include <sys/socket.h>
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+
+#include <ares.h>
+#include <ctype.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+#include <event2/listener.h>
+#include <event2/util.h>
+
+#include "firewall.h"
+#include "log.h"
+#include "util.h"
+
+#define DNS_HDR			12
+#define DNS_MSG_MAX		65535
+#define DNS_UDP_ANSWER_MAX	512	/* no EDNS in the answers we build */
+#define DNS_MAX_UPSTREAMS	8
+#define DNS_MAX_PENDING		1024
+#define DNS_MAX_TCP		256
+#define DNS_TCP_INFLIGHT	32	/* per client; then stop reading it */
+#define DNS_TCP_OUTMAX		(128 * 1024)
+#define DNS_TCP_IDLE_SEC	10
+#define DNS_RETRY_MS		1000	/* next upstream after this */
+#define DNS_TRIES		3	/* SERVFAIL after DNS_TRIES * DNS_RETRY_MS */
+#define DNS_HOOK_MS		5000	/* SERVFAIL if the manager takes longer */
+#define DNS_NAME_MAX		320
+
+#define DNS_T_A			1
+#define DNS_T_AAAA		28
+#define DNS_C_IN		1
+#define DNS_FORMERR		1
+#define DNS_SERVFAIL		2
+#define DNS_NXDOMAIN		3
+#define DNS_NOTIMP		4
+
+struct dns_upstream {
+	struct sockaddr_storage ss;
+	socklen_t len;
+};
+
+enum dns_req_state { RQ_HOOK, RQ_UDP, RQ_TCP };
+
+struct dns_tcp;
+
+struct dns_req {
+	struct kb_dns *d;
+	TAILQ_ENTRY(dns_req) entry;	/* d->reqs */
+	TAILQ_ENTRY(dns_req) centry;	/* tcp->reqs */
+	struct dns_tcp *tcp;		/* TCP client, NULL for UDP or once detached */
+	struct sockaddr_storage peer;	/* UDP client */
+	socklen_t peerlen;
+	int via_tcp;
+	int detached;			/* nobody to answer; only waits for the hook */
+	int single;			/* single label: NXDOMAIN falls back upstream */
+	enum dns_req_state state;
+	unsigned char *msg;		/* the client's query; id rewritten when forwarded */
+	size_t len, qend;
+	uint16_t id, up_id;
+	unsigned attempt;
+	struct event *timer;
+	struct bufferevent *up;		/* TCP upstream */
+};
+
+struct dns_tcp {
+	struct kb_dns *d;
+	TAILQ_ENTRY(dns_tcp) entry;
+	TAILQ_HEAD(, dns_req) reqs;
+	struct bufferevent *bev;
+	unsigned inflight;
+	int busy, eof;
+};
+
+struct kb_dns {
+	struct event_base *base;
+	struct kb_dns_hooks hooks;
+	uint16_t port;
+	int udp_fd;
+	struct event *udp_ev;
+	struct evconnlistener *tcp_lis;
+	int up4_fd, up6_fd;
+	struct event *up4_ev, *up6_ev;
+	struct dns_upstream up[DNS_MAX_UPSTREAMS];
+	size_t nup;
+	uint32_t up_addrs[DNS_MAX_UPSTREAMS];
+	size_t nup_addrs;
+	char *domain;
+	char **namespaces;
+	size_t nnamespaces;
+	char *connected_ns;
+	TAILQ_HEAD(, dns_req) reqs;
+	size_t npending;
+	TAILQ_HEAD(, dns_tcp) tcps;
+	size_t ntcp;
+	unsigned char buf[DNS_MSG_MAX + 1];
+	unsigned char out[DNS_MSG_MAX + 1];
+};
+
+/* The first question of a query. */
+struct dns_question {
+	uint16_t id, qtype, qclass;
+	size_t qend;
+	char name[256];		/* lower case, no final dot */
+};
+
+static void dns_forward_start(struct dns_req *);
+static void dns_tcp_kick(struct dns_tcp *);
+
+static void
+dns_timer_ms(struct event *ev, unsigned ms)
+{
+	struct timeval tv = { ms / 1000, (ms % 1000) * 1000 };
+
+	evtimer_add(ev, &tv);
+}
+
+static uint16_t
+get16(const unsigned char *p)
+{
+	return (uint16_t)(p[0] << 8 | p[1]);
+}
+
+static void
+put16(unsigned char *p, uint16_t v)
+{
+	p[0] = v >> 8;
+	p[1] = v & 0xff;
+}
+
+/* 0: a query to handle; -1: not even a usable header, drop it; >0: answer
+ * with this rcode (and no question). */
+static int
+dns_parse_query(const unsigned char *buf, size_t len, struct dns_question *q)
+{
+	char *name = NULL;
+	long enclen;
+	size_t off, i, n;
+	int ret = DNS_FORMERR;
+
+	if (len < DNS_HDR || len > DNS_MSG_MAX)
+		return -1;
+	q->id = get16(buf);
+	/* Answering a response could ping-pong with another proxy. */
+	if (buf[2] & 0x80)
+		return -1;
+	if ((buf[2] >> 3) & 0xf)
+		return DNS_NOTIMP;
+	if (get16(buf + 4) != 1)
+		return DNS_FORMERR;
+	/* No compression in the question, so it can be copied verbatim and the
+	 * answers can point at it (0xC00C). */
+	for (off = DNS_HDR;; off += 1 + buf[off]) {
+		if (off >= len || off - DNS_HDR > 255 || (buf[off] & 0xc0))
+			goto done;
+		if (buf[off] == 0)
+			break;
+	}
+	off++;
+	if (off + 4 > len)
+		goto done;
+	if (ares_expand_name(buf + DNS_HDR, buf, (int)len, &name, &enclen) != ARES_SUCCESS)
+		goto done;
+	n = strlen(name);
+	if (n > 0 && name[n - 1] == '.')
+		n--;
+	if (n >= sizeof(q->name))
+		goto done;
+	for (i = 0; i < n; i++)
+		q->name[i] = (char)tolower((unsigned char)name[i]);
+	q->name[n] = '\0';
+	q->qtype = get16(buf + off);
+	q->qclass = get16(buf + off + 2);
+	q->qend = off + 4;
+	ret = 0;
+done:
+	if (name)
+		ares_free_string(name);
+	return ret;
+}
+
+static int
+dns_is_namespace(const struct kb_dns *d, const char *s, size_t len)
+{
+	size_t i;
+
+	if (len == 0 || memchr(s, '.', len))
+		return 0;
+	for (i = 0; i < d->nnamespaces; i++)
+		if (strlen(d->namespaces[i]) == len && !memcmp(d->namespaces[i], s, len))
+			return 1;
+	return 0;
+}
+
+/* Is name (normalized) a cluster name? If so, out gets what to ask the
+ * manager, and *single tells a qualified single label. */
+static int
+dns_classify(const struct kb_dns *d, const char *name, char *out, size_t outlen, int *single)
+{
+	const char *rest;
+	size_t n, dl;
+
+	*single = 0;
+	if (!d->domain || name[0] == '\0' || strchr(name, '\\'))
+		return 0;
+	n = strlen(name);
+	dl = strlen(d->domain);
+	if (n >= dl && !strcmp(name + n - dl, d->domain) && (n == dl || name[n - dl - 1] == '.'))
+		goto cluster;
+	if ((rest = strchr(name, '.')) == NULL) {
+		if (!strcmp(name, "localhost") || !d->connected_ns)
+			return 0;
+		if (snprintf(out, outlen, "%s.%s", name, d->connected_ns) >= (int)outlen)
+			return 0;
+		*single = 1;
+		return 1;
+	}
+	rest++;
+	if (dns_is_namespace(d, rest, strlen(rest)))
+		goto cluster;
+	if (n > 4 && !strcmp(name + n - 4, ".svc") && rest < name + n - 4 &&
+	    dns_is_namespace(d, rest, (size_t)(name + n - 4 - rest)))
+		goto cluster;
+	return 0;
+cluster:
+	if (n >= outlen)
+		return 0;
+	memcpy(out, name, n + 1);
+	return 1;
+}
+
+/* Build a response to query (whose question ends at qend; DNS_HDR for none):
+ * one record per address, pointing at the question name. Records that do not
+ * fit in outmax are left out and TC is set. Returns the length. */
+static size_t
+dns_build_answer(unsigned char *out, size_t outmax, const unsigned char *query, size_t qend,
+    int rcode, int qtype, const char *const *addrs, size_t naddrs, uint32_t ttl)
+{
+	unsigned char rdata[16];
+	size_t off, i, rdlen = qtype == DNS_T_AAAA ? 16 : 4;
+	uint16_t an = 0;
+
+	memset(out, 0, DNS_HDR);
+	memcpy(out, query, 2);
+	out[2] = 0x80 | (query[2] & 0x79);	/* opcode and RD */
+	out[3] = 0x80 | (rcode & 0x0f);
+	put16(out + 4, qend > DNS_HDR ? 1 : 0);
+	memcpy(out + DNS_HDR, query + DNS_HDR, qend - DNS_HDR);
+	off = qend;
+	for (i = 0; i < naddrs && rcode == 0; i++) {
+		if (inet_pton(qtype == DNS_T_AAAA ? AF_INET6 : AF_INET, addrs[i], rdata) != 1) {
+			log_debug("%s: skipping bad address '%s'", __func__, addrs[i]);
+			continue;
+		}
+		if (off + 12 + rdlen > outmax) {
+			out[2] |= 0x02;
+			break;
+		}
+		put16(out + off, 0xc00c);
+		put16(out + off + 2, (uint16_t)qtype);
+		put16(out + off + 4, DNS_C_IN);
+		out[off + 6] = ttl >> 24;
+		out[off + 7] = (ttl >> 16) & 0xff;
+		out[off + 8] = (ttl >> 8) & 0xff;
+		out[off + 9] = ttl & 0xff;
+		put16(out + off + 10, (uint16_t)rdlen);
+		memcpy(out + off + 12, rdata, rdlen);
+		off += 12 + rdlen;
+		an++;
+	}
+	put16(out + 6, an);
+	return off;
+}
+
+/* Same question, with the name compared case-insensitively (0x20 mixing). */
+static int
+dns_same_question(const unsigned char *a, size_t alen, const unsigned char *b, size_t qend)
+{
+	size_t i;
+
+	if (alen < qend || get16(a + 4) != get16(b + 4))
+		return 0;
+	for (i = DNS_HDR; i < qend - 4; i++)
+		if (tolower(a[i]) != tolower(b[i]))
+			return 0;
+	return !memcmp(a + qend - 4, b + qend - 4, 4);
+}
+
+static void
+dns_send(struct kb_dns *d, struct dns_tcp *c, const struct sockaddr *peer, socklen_t peerlen,
+    const unsigned char *msg, size_t len)
+{
+	unsigned char l[2];
+	char who[64];
+
+	if (c) {
+		put16(l, (uint16_t)len);
+		if (evbuffer_add(bufferevent_get_output(c->bev), l, 2) < 0 ||
+		    evbuffer_add(bufferevent_get_output(c->bev), msg, len) < 0)
+			log_warnx("%s: out of memory", __func__);
+		return;
+	}
+	if (sendto(d->udp_fd, msg, len, 0, peer, peerlen) < 0)
+		log_debug("%s: to %s: %s", __func__, kb_sockaddr_str(peer, who, sizeof(who)),
+		    strerror(errno));
+}
+
+static struct dns_req *
+dns_req_new(struct kb_dns *d, struct dns_tcp *c, const struct sockaddr *peer, socklen_t peerlen,
+    const unsigned char *msg, size_t len, size_t qend)
+{
+	struct dns_req *rq;
+
+	if ((rq = calloc(1, sizeof(*rq))) == NULL)
+		return NULL;
+	if ((rq->msg = malloc(len)) == NULL)
+		goto fail;
+	memcpy(rq->msg, msg, len);
+	rq->len = len;
+	rq->qend = qend;
+	rq->id = get16(msg);
+	rq->d = d;
+	if (c) {
+		rq->tcp = c;
+		rq->via_tcp = 1;
+		TAILQ_INSERT_TAIL(&c->reqs, rq, centry);
+		c->inflight++;
+	} else {
+		memcpy(&rq->peer, peer, peerlen);
+		rq->peerlen = peerlen;
+	}
+	TAILQ_INSERT_TAIL(&d->reqs, rq, entry);
+	d->npending++;
+	return rq;
+fail:
+	free(rq);
+	return NULL;
+}
+
+/* The client no longer wants an answer (it left, or it got SERVFAIL), but
+ * the hook's done is still to come. */
+static void
+dns_req_detach(struct dns_req *rq)
+{
+	if (rq->tcp) {
+		TAILQ_REMOVE(&rq->tcp->reqs, rq, centry);
+		rq->tcp->inflight--;
+		rq->tcp = NULL;
+	}
+	rq->detached = 1;
+	if (rq->timer)
+		evtimer_del(rq->timer);
+	if (rq->up) {
+		bufferevent_free(rq->up);
+		rq->up = NULL;
+	}
+}
+
+static void
+dns_req_free(struct dns_req *rq)
+{
+	dns_req_detach(rq);
+	TAILQ_REMOVE(&rq->d->reqs, rq, entry);
+	rq->d->npending--;
+	if (rq->timer)
+		event_free(rq->timer);
+	free(rq->msg);
+	free(rq);
+}
+
+/* Send msg (any id) to the client with its own id, and free the request. */
+static void
+dns_req_finish(struct dns_req *rq, unsigned char *msg, size_t len)
+{
+	struct dns_tcp *c = rq->tcp;
+
+	if (!rq->detached) {
+		put16(msg, rq->id);
+		dns_send(rq->d, c, (struct sockaddr *)&rq->peer, rq->peerlen, msg, len);
+	}
+	dns_req_free(rq);
+	if (c)
+		dns_tcp_kick(c);
+}
+
+static void
+dns_req_answer(struct dns_req *rq, int rcode, int qtype, const char *const *addrs, size_t naddrs,
+    uint32_t ttl)
+{
+	struct kb_dns *d = rq->d;
+	size_t n;
+
+	put16(rq->msg, rq->id);
+	n = dns_build_answer(d->out, rq->via_tcp ? DNS_MSG_MAX : DNS_UDP_ANSWER_MAX, rq->msg,
+	    rq->qend, rcode, qtype, addrs, naddrs, ttl);
+	dns_req_finish(rq, d->out, n);
+}
+
+static void
+dns_hook_done(void *ctx, int rcode, const char *const *addrs, size_t naddrs, uint32_t ttl)
+{
+	struct dns_req *rq = ctx;
+
+	if (rq->detached) {
+		dns_req_free(rq);
+		return;
+	}
+	evtimer_del(rq->timer);
+	if (rcode == DNS_NXDOMAIN && rq->single) {
+		/* A plain host name of the local network, not a service. */
+		dns_forward_start(rq);
+		return;
+	}
+	if (rcode != 0 && rcode != DNS_NXDOMAIN)
+		rcode = DNS_SERVFAIL;
+	dns_req_answer(rq, rcode, get16(rq->msg + rq->qend - 4), addrs, naddrs, ttl);
+}
+
+static int
+dns_is_upstream(const struct kb_dns *d, const struct sockaddr *sa)
+{
+	const struct sockaddr_in *a4 = (const void *)sa, *b4;
+	const struct sockaddr_in6 *a6 = (const void *)sa, *b6;
+	size_t i;
+
+	for (i = 0; i < d->nup; i++) {
+		if (d->up[i].ss.ss_family != sa->sa_family)
+			continue;
+		if (sa->sa_family == AF_INET) {
+			b4 = (const void *)&d->up[i].ss;
+			if (a4->sin_addr.s_addr == b4->sin_addr.s_addr && a4->sin_port == b4->sin_port)
+				return 1;
+		} else {
+			b6 = (const void *)&d->up[i].ss;
+			if (!memcmp(&a6->sin6_addr, &b6->sin6_addr, sizeof(a6->sin6_addr)) &&
+			    a6->sin6_port == b6->sin6_port)
+				return 1;
+		}
+	}
+	return 0;
+}
+
+static void
+dns_up_tcp_read(struct bufferevent *bev, void *arg)
+{
+	struct dns_req *rq = arg;
+	struct evbuffer *in = bufferevent_get_input(bev);
+	unsigned char l[2], *msg;
+	size_t len;
+
+	if (evbuffer_copyout(in, l, 2) < 2)
+		return;
+	len = get16(l);
+	if (evbuffer_get_length(in) < 2 + len)
+		return;
+	msg = evbuffer_pullup(in, 2 + len) + 2;
+	if (len < DNS_HDR || get16(msg) != rq->up_id || !dns_same_question(msg, len, rq->msg, rq->qend)) {
+		log_debug("%s: unexpected answer, waiting for the next try", __func__);
+		bufferevent_free(rq->up);
+		rq->up = NULL;
+		return;
+	}
+	memcpy(rq->d->out, msg, len);
+	dns_req_finish(rq, rq->d->out, len);
+}
+
+static void
+dns_up_tcp_event(struct bufferevent *bev, short what, void *arg)
+{
+	struct dns_req *rq = arg;
+
+	(void)bev;
+	if (what & BEV_EVENT_CONNECTED)
+		return;
+	log_debug("%s: upstream %s (try %u)", __func__,
+	    what & BEV_EVENT_EOF ? "closed" : evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()),
+	    rq->attempt + 1);
+	/* The retry timer moves on to the next upstream. */
+	bufferevent_free(rq->up);
+	rq->up = NULL;
+}
+
+static void
+dns_forward_send(struct dns_req *rq)
+{
+	struct kb_dns *d = rq->d;
+	const struct dns_upstream *u = &d->up[rq->attempt % d->nup];
+	unsigned char l[2];
+	char who[64];
+	int fd = -1;
+
+	if (rq->state == RQ_UDP) {
+		fd = u->ss.ss_family == AF_INET ? d->up4_fd : d->up6_fd;
+		if (sendto(fd, rq->msg, rq->len, 0, (const struct sockaddr *)&u->ss, u->len) < 0)
+			log_debug("%s: to %s: %s", __func__,
+			    kb_sockaddr_str((const struct sockaddr *)&u->ss, who, sizeof(who)),
+			    strerror(errno));
+		return;
+	}
+	if (rq->up) {
+		bufferevent_free(rq->up);
+		rq->up = NULL;
+	}
+	fd = socket(u->ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0) {
+		log_warn("%s: socket", __func__);
+		goto fail;
+	}
+	if (fw_mark_socket(fd) < 0) {
+		log_warn("%s: mark upstream socket", __func__);
+		goto fail;
+	}
+	if ((rq->up = bufferevent_socket_new(d->base, fd, BEV_OPT_CLOSE_ON_FREE)) == NULL)
+		goto fail;
+	fd = -1;
+	bufferevent_setcb(rq->up, dns_up_tcp_read, NULL, dns_up_tcp_event, rq);
+	bufferevent_setwatermark(rq->up, EV_READ, 0, 2 + DNS_MSG_MAX);
+	put16(l, (uint16_t)rq->len);
+	if (bufferevent_write(rq->up, l, 2) < 0 || bufferevent_write(rq->up, rq->msg, rq->len) < 0 ||
+	    bufferevent_enable(rq->up, EV_READ | EV_WRITE) < 0 ||
+	    bufferevent_socket_connect(rq->up, (const struct sockaddr *)&u->ss, (int)u->len) < 0) {
+		log_warnx("%s: cannot start the upstream connection", __func__);
+		bufferevent_free(rq->up);
+		rq->up = NULL;
+	}
+	return;
+fail:
+	if (fd >= 0)
+		close(fd);
+}
+
+static int
+dns_id_in_use(const struct kb_dns *d, uint16_t id)
+{
+	const struct dns_req *rq;
+
+	TAILQ_FOREACH(rq, &d->reqs, entry)
+		if (rq->state == RQ_UDP && rq->up_id == id)
+			return 1;
+	return 0;
+}
+
+/* Forward the client's query unchanged but for its id, which is fresh and
+ * random so off-path answers are hard to forge. */
+static void
+dns_forward_start(struct dns_req *rq)
+{
+	struct kb_dns *d = rq->d;
+	int i;
+
+	if (d->nup == 0) {
+		dns_req_answer(rq, DNS_SERVFAIL, 0, NULL, 0, 0);
+		return;
+	}
+	for (i = 0; i < 16; i++) {
+		evutil_secure_rng_get_bytes(&rq->up_id, sizeof(rq->up_id));
+		if (!dns_id_in_use(d, rq->up_id))
+			break;
+	}
+	rq->state = rq->via_tcp ? RQ_TCP : RQ_UDP;
+	rq->attempt = 0;
+	put16(rq->msg, rq->up_id);
+	dns_forward_send(rq);
+	dns_timer_ms(rq->timer, DNS_RETRY_MS);
+}
+
+static void
+dns_req_timer(evutil_socket_t fd, short what, void *arg)
+{
+	struct dns_req *rq = arg;
+	struct dns_tcp *c = rq->tcp;
+
+	(void)fd;
+	(void)what;
+	if (rq->state == RQ_HOOK) {
+		/* Answer now, but keep rq: the hook's done is still to come. */
+		log_debug("%s: manager did not answer in time", __func__);
+		put16(rq->msg, rq->id);
+		dns_send(rq->d, c, (struct sockaddr *)&rq->peer, rq->peerlen, rq->d->out,
+		    dns_build_answer(rq->d->out, DNS_MSG_MAX, rq->msg, rq->qend, DNS_SERVFAIL, 0,
+		    NULL, 0, 0));
+		dns_req_detach(rq);
+		if (c)
+			dns_tcp_kick(c);
+		return;
+	}
+	if (++rq->attempt >= DNS_TRIES) {
+		log_debug("%s: no answer from upstream", __func__);
+		dns_req_answer(rq, DNS_SERVFAIL, 0, NULL, 0, 0);
+		return;
+	}
+	dns_forward_send(rq);
+	dns_timer_ms(rq->timer, DNS_RETRY_MS);
+}
+
+/* Handle one query from a TCP client c or a UDP peer. */
+static void
+dns_handle(struct kb_dns *d, struct dns_tcp *c, const struct sockaddr *peer, socklen_t peerlen,
+    const unsigned char *msg, size_t len)
+{
+	struct dns_question q;
+	struct dns_req *rq;
+	char name[DNS_NAME_MAX];
+	int r, single, cluster;
+
+	if ((r = dns_parse_query(msg, len, &q)) < 0)
+		return;
+	if (r > 0) {
+		log_debug("%s: bad query, rcode %d", __func__, r);
+		dns_send(d, c, peer, peerlen, d->out,
+		    dns_build_answer(d->out, DNS_MSG_MAX, msg, DNS_HDR, r, 0, NULL, 0, 0));
+		return;
+	}
+	if (d->npending >= DNS_MAX_PENDING ||
+	    (rq = dns_req_new(d, c, peer, peerlen, msg, len, q.qend)) == NULL) {
+		log_debug("%s: too many queries in flight", __func__);
+		dns_send(d, c, peer, peerlen, d->out,
+		    dns_build_answer(d->out, DNS_MSG_MAX, msg, q.qend, DNS_SERVFAIL, 0, NULL, 0, 0));
+		return;
+	}
+	if ((rq->timer = evtimer_new(d->base, dns_req_timer, rq)) == NULL) {
+		dns_req_answer(rq, DNS_SERVFAIL, 0, NULL, 0, 0);
+		return;
+	}
+	cluster = q.qclass == DNS_C_IN && dns_classify(d, q.name, name, sizeof(name), &single);
+	/* Other types for a single label are most likely about a local host. */
+	if (cluster && single && q.qtype != DNS_T_A && q.qtype != DNS_T_AAAA)
+		cluster = 0;
+	log_debug("%s: %s type %u: %s", __func__, q.name, q.qtype, cluster ? name : "upstream");
+	if (!cluster) {
+		dns_forward_start(rq);
+		return;
+	}
+	if (q.qtype != DNS_T_A && q.qtype != DNS_T_AAAA) {
+		dns_req_answer(rq, 0, q.qtype, NULL, 0, 0);
+		return;
+	}
+	rq->state = RQ_HOOK;
+	rq->single = single;
+	if (!d->hooks.resolve) {
+		dns_req_answer(rq, DNS_SERVFAIL, 0, NULL, 0, 0);
+		return;
+	}
+	dns_timer_ms(rq->timer, DNS_HOOK_MS);
+	/* On success done may already have run and freed rq. */
+	if (d->hooks.resolve(d->hooks.arg, name, q.qtype, dns_hook_done, rq) < 0)
+		dns_req_answer(rq, DNS_SERVFAIL, 0, NULL, 0, 0);
+}
+
+static void
+dns_udp_read(evutil_socket_t fd, short what, void *arg)
+{
+	struct kb_dns *d = arg;
+	struct sockaddr_storage ss;
+	socklen_t sslen;
+	ssize_t n;
+	int i;
+
+	(void)what;
+	for (i = 0; i < 64; i++) {
+		sslen = sizeof(ss);
+		n = recvfrom(fd, d->buf, sizeof(d->buf), 0, (struct sockaddr *)&ss, &sslen);
+		if (n < 0) {
+			if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
+				log_warn("%s: recvfrom", __func__);
+			return;
+		}
+		dns_handle(d, NULL, (struct sockaddr *)&ss, sslen, d->buf, (size_t)n);
+	}
+}
+
+static void
+dns_up_udp_read(evutil_socket_t fd, short what, void *arg)
+{
+	struct kb_dns *d = arg;
+	struct sockaddr_storage ss;
+	struct dns_req *rq;
+	socklen_t sslen;
+	ssize_t n;
+	uint16_t id;
+	int i;
+
+	(void)what;
+	for (i = 0; i < 64; i++) {
+		sslen = sizeof(ss);
+		n = recvfrom(fd, d->buf, sizeof(d->buf), 0, (struct sockaddr *)&ss, &sslen);
+		if (n < 0) {
+			if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
+				log_warn("%s: recvfrom", __func__);
+			return;
+		}
+		if (n < DNS_HDR || !(d->buf[2] & 0x80) || !dns_is_upstream(d, (struct sockaddr *)&ss))
+			continue;
+		id = get16(d->buf);
+		TAILQ_FOREACH(rq, &d->reqs, entry)
+			if (rq->state == RQ_UDP && rq->up_id == id &&
+			    dns_same_question(d->buf, (size_t)n, rq->msg, rq->qend))
+				break;
+		if (!rq) {
+			log_debug("%s: stray answer id %u", __func__, id);
+			continue;
+		}
+		dns_req_finish(rq, d->buf, (size_t)n);
+	}
+}
+
+static void
+dns_tcp_free(struct dns_tcp *c)
+{
+	struct kb_dns *d = c->d;
+	struct dns_req *rq;
+
+	while ((rq = TAILQ_FIRST(&c->reqs)) != NULL) {
+		if (rq->state == RQ_HOOK)
+			dns_req_detach(rq);
+		else
+			dns_req_free(rq);
+	}
+	bufferevent_free(c->bev);
+	TAILQ_REMOVE(&d->tcps, c, entry);
+	d->ntcp--;
+	free(c);
+}
+
+/* Handle the complete queries buffered from c while it has room, then
+ * decide whether to read more or to close. */
+static void
+dns_tcp_kick(struct dns_tcp *c)
+{
+	struct evbuffer *in = bufferevent_get_input(c->bev);
+	struct evbuffer *out = bufferevent_get_output(c->bev);
+	struct kb_dns *d = c->d;
+	unsigned char l[2];
+	size_t len;
+	int room;
+
+	if (c->busy)
+		return;
+	c->busy = 1;
+	while ((room = c->inflight < DNS_TCP_INFLIGHT && evbuffer_get_length(out) < DNS_TCP_OUTMAX)) {
+		if (evbuffer_copyout(in, l, 2) < 2)
+			break;
+		len = get16(l);
+		if (len == 0) {
+			c->eof = 1;
+			evbuffer_drain(in, evbuffer_get_length(in));
+			break;
+		}
+		if (evbuffer_get_length(in) < 2 + len)
+			break;
+		evbuffer_drain(in, 2);
+		evbuffer_remove(in, d->buf, len);
+		dns_handle(d, c, NULL, 0, d->buf, len);
+	}
+	c->busy = 0;
+	if (c->eof) {
+		if (c->inflight == 0 && evbuffer_get_length(out) == 0)
+			dns_tcp_free(c);
+		else
+			bufferevent_disable(c->bev, EV_READ);
+		return;
+	}
+	if (room)
+		bufferevent_enable(c->bev, EV_READ);
+	else
+		bufferevent_disable(c->bev, EV_READ);
+}
+
+static void
+dns_tcp_read(struct bufferevent *bev, void *arg)
+{
+	(void)bev;
+	dns_tcp_kick(arg);
+}
+
+static void
+dns_tcp_write(struct bufferevent *bev, void *arg)
+{
+	(void)bev;
+	dns_tcp_kick(arg);
+}
+
+static void
+dns_tcp_event(struct bufferevent *bev, short what, void *arg)
+{
+	struct dns_tcp *c = arg;
+
+	if ((what & BEV_EVENT_TIMEOUT) && (what & BEV_EVENT_READING) && c->inflight > 0) {
+		/* Not idle: still waiting for our own answers. */
+		bufferevent_enable(bev, EV_READ);
+		return;
+	}
+	if ((what & BEV_EVENT_EOF) && !(what & BEV_EVENT_ERROR)) {
+		/* The client may half-close after its last query. */
+		c->eof = 1;
+		dns_tcp_kick(c);
+		return;
+	}
+	dns_tcp_free(c);
+}
+
+static void
+dns_tcp_accept(struct evconnlistener *lis, evutil_socket_t fd, struct sockaddr *sa, int salen,
+    void *arg)
+{
+	struct kb_dns *d = arg;
+	struct timeval idle = { DNS_TCP_IDLE_SEC, 0 };
+	struct dns_tcp *c;
+
+	(void)lis;
+	(void)sa;
+	(void)salen;
+	if (d->ntcp >= DNS_MAX_TCP) {
+		log_warnx("%s: too many TCP clients", __func__);
+		close(fd);
+		return;
+	}
+	if ((c = calloc(1, sizeof(*c))) == NULL) {
+		close(fd);
+		return;
+	}
+	if ((c->bev = bufferevent_socket_new(d->base, fd, BEV_OPT_CLOSE_ON_FREE)) == NULL) {
+		close(fd);
+		free(c);
+		return;
+	}
+	c->d = d;
+	TAILQ_INIT(&c->reqs);
+	TAILQ_INSERT_TAIL(&d->tcps, c, entry);
+	d->ntcp++;
+	bufferevent_setcb(c->bev, dns_tcp_read, dns_tcp_write, dns_tcp_event, c);
+	bufferevent_setwatermark(c->bev, EV_READ, 0, 2 + DNS_MSG_MAX);
+	bufferevent_set_timeouts(c->bev, &idle, &idle);
+	bufferevent_enable(c->bev, EV_READ | EV_WRITE);
+}
+
+/* The nameserver lines of resolv.conf; IPv6 ones are used but not
+ * reported for redirection. */
+static void
+dns_read_upstreams(struct kb_dns *d, const char *path)
+{
+	char *text, *line, *save = NULL, *tok, *word, *pct;
+	struct sockaddr_in *s4;
+	struct sockaddr_in6 *s6;
+	struct dns_upstream *u;
+
+	if ((text = kb_read_file(path, 1 << 20, NULL)) == NULL) {
+		log_warn("%s: %s", __func__, path);
+		return;
+	}
+	for (line = strtok_r(text, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+		if ((word = strtok_r(line, " \t\r", &tok)) == NULL || strcmp(word, "nameserver"))
+			continue;
+		if ((word = strtok_r(NULL, " \t\r", &tok)) == NULL || d->nup == DNS_MAX_UPSTREAMS)
+			continue;
+		u = &d->up[d->nup];
+		memset(u, 0, sizeof(*u));
+		s4 = (struct sockaddr_in *)&u->ss;
+		s6 = (struct sockaddr_in6 *)&u->ss;
+		if (inet_pton(AF_INET, word, &s4->sin_addr) == 1) {
+			s4->sin_family = AF_INET;
+			s4->sin_port = htons(53);
+			u->len = sizeof(*s4);
+			d->up_addrs[d->nup_addrs++] = ntohl(s4->sin_addr.s_addr);
+		} else {
+			if ((pct = strchr(word, '%')) != NULL)
+				*pct = '\0';
+			if (inet_pton(AF_INET6, word, &s6->sin6_addr) != 1) {
+				log_warnx("%s: %s: ignoring nameserver '%s'", __func__, path, word);
+				continue;
+			}
+			s6->sin6_family = AF_INET6;
+			s6->sin6_port = htons(53);
+			u->len = sizeof(*s6);
+		}
+		d->nup++;
+	}
+	free(text);
+}
+
+/* A marked UDP socket towards the upstreams, so our own redirect skips it. */
+static int
+dns_up_socket(struct kb_dns *d, int family, struct event **evp, char *err, size_t errlen)
+{
+	int fd;
+
+	if ((fd = socket(family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0)) < 0) {
+		snprintf(err, errlen, "upstream socket: %s", strerror(errno));
+		return -1;
+	}
+	if (fw_mark_socket(fd) < 0) {
+		snprintf(err, errlen, "mark upstream socket: %s", strerror(errno));
+		goto fail;
+	}
+	if ((*evp = event_new(d->base, fd, EV_READ | EV_PERSIST, dns_up_udp_read, d)) == NULL ||
+	    event_add(*evp, NULL) < 0) {
+		snprintf(err, errlen, "upstream socket: cannot watch it");
+		goto fail;
+	}
+	return fd;
+fail:
+	if (*evp) {
+		event_free(*evp);
+		*evp = NULL;
+	}
+	close(fd);
+	return -1;
+}
+
+/* UDP then TCP on the same port; with port 0 retry if TCP finds it taken. */
+static int
+dns_listen(struct kb_dns *d, uint16_t port, char *err, size_t errlen)
+{
+	struct sockaddr_in sin;
+	socklen_t len;
+	int tries;
+
+	for (tries = 0; tries < 16; tries++) {
+		memset(&sin, 0, sizeof(sin));
+		sin.sin_family = AF_INET;
+		sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+		sin.sin_port = htons(port);
+		d->udp_fd = socket(AF_INET, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+		if (d->udp_fd < 0) {
+			snprintf(err, errlen, "socket: %s", strerror(errno));
+			return -1;
+		}
+		if (bind(d->udp_fd, (struct sockaddr *)&sin, sizeof(sin)) < 0) {
+			snprintf(err, errlen, "bind udp 127.0.0.1:%u: %s", port, strerror(errno));
+			goto fail;
+		}
+		len = sizeof(sin);
+		if (getsockname(d->udp_fd, (struct sockaddr *)&sin, &len) < 0) {
+			snprintf(err, errlen, "getsockname: %s", strerror(errno));
+			goto fail;
+		}
+		d->tcp_lis = evconnlistener_new_bind(d->base, dns_tcp_accept, d,
+		    LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC | LEV_OPT_REUSEABLE, 64,
+		    (struct sockaddr *)&sin, sizeof(sin));
+		if (d->tcp_lis) {
+			d->port = ntohs(sin.sin_port);
+			return 0;
+		}
+		snprintf(err, errlen, "bind tcp 127.0.0.1:%u: %s", ntohs(sin.sin_port),
+		    strerror(errno));
+		if (port != 0)
+			goto fail;
+		close(d->udp_fd);
+		d->udp_fd = -1;
+	}
+	return -1;
+fail:
+	close(d->udp_fd);
+	d->udp_fd = -1;
+	return -1;
+}
+
+struct kb_dns *
+dns_new(struct event_base *base, const struct kb_dns_hooks *hooks, const char *resolv_conf,
+    uint16_t port, char *err, size_t errlen)
+{
+	struct kb_dns *d;
+	size_t i;
+	int v6 = 0;
+
+	if ((d = calloc(1, sizeof(*d))) == NULL) {
+		snprintf(err, errlen, "out of memory");
+		return NULL;
+	}
+	d->base = base;
+	if (hooks)
+		d->hooks = *hooks;
+	d->udp_fd = d->up4_fd = d->up6_fd = -1;
+	TAILQ_INIT(&d->reqs);
+	TAILQ_INIT(&d->tcps);
+	dns_read_upstreams(d, resolv_conf ? resolv_conf : "/etc/resolv.conf");
+	if (d->nup == 0)
+		log_warnx("%s: no upstream nameserver: only cluster names will resolve", __func__);
+	for (i = 0; i < d->nup; i++)
+		v6 |= d->up[i].ss.ss_family == AF_INET6;
+	if (d->nup_addrs && (d->up4_fd = dns_up_socket(d, AF_INET, &d->up4_ev, err, errlen)) < 0)
+		goto fail;
+	if (v6 && (d->up6_fd = dns_up_socket(d, AF_INET6, &d->up6_ev, err, errlen)) < 0)
+		goto fail;
+	if (dns_listen(d, port, err, errlen) < 0)
+		goto fail;
+	if ((d->udp_ev = event_new(base, d->udp_fd, EV_READ | EV_PERSIST, dns_udp_read, d)) == NULL ||
+	    event_add(d->udp_ev, NULL) < 0) {
+		snprintf(err, errlen, "cannot watch the UDP socket");
+		goto fail;
+	}
+	log_debug("%s: listening on 127.0.0.1:%u, %zu upstreams", __func__, d->port, d->nup);
+	return d;
+fail:
+	dns_free(d);
+	return NULL;
+}
+
+uint16_t
+dns_port(const struct kb_dns *d)
+{
+	return d->port;
+}
+
+size_t
+dns_upstreams(const struct kb_dns *d, const uint32_t **addrs)
+{
+	*addrs = d->up_addrs;
+	return d->nup_addrs;
+}
+
+void
+dns_set_upstream_port(struct kb_dns *d, uint16_t port)
+{
+	size_t i;
+
+	for (i = 0; i < d->nup; i++) {
+		if (d->up[i].ss.ss_family == AF_INET)
+			((struct sockaddr_in *)&d->up[i].ss)->sin_port = htons(port);
+		else
+			((struct sockaddr_in6 *)&d->up[i].ss)->sin6_port = htons(port);
+	}
+}
+
+/* Lower case, without the final dot; NULL for an empty name. */
+static char *
+dns_norm(const char *s)
+{
+	char *n;
+	size_t i, len;
+
+	if (!s)
+		return NULL;
+	len = strlen(s);
+	if (len > 0 && s[len - 1] == '.')
+		len--;
+	if (len == 0 || (n = malloc(len + 1)) == NULL)
+		return NULL;
+	for (i = 0; i < len; i++)
+		n[i] = (char)tolower((unsigned char)s[i]);
+	n[len] = '\0';
+	return n;
+}
+
+static void
+dns_clear_cluster(struct kb_dns *d)
+{
+	size_t i;
+
+	for (i = 0; i < d->nnamespaces; i++)
+		free(d->namespaces[i]);
+	free(d->namespaces);
+	free(d->domain);
+	free(d->connected_ns);
+	d->namespaces = NULL;
+	d->nnamespaces = 0;
+	d->domain = d->connected_ns = NULL;
+}
+
+void
+dns_set_cluster(struct kb_dns *d, const char *domain, const char *const *namespaces,
+    size_t nnamespaces, const char *connected_ns)
+{
+	size_t i;
+
+	dns_clear_cluster(d);
+	if ((d->domain = dns_norm(domain)) == NULL)
+		return;
+	d->connected_ns = dns_norm(connected_ns);
+	if (nnamespaces && (d->namespaces = calloc(nnamespaces, sizeof(char *))) == NULL) {
+		log_warnx("%s: out of memory", __func__);
+		return;
+	}
+	for (i = 0; i < nnamespaces; i++)
+		if ((d->namespaces[d->nnamespaces] = dns_norm(namespaces[i])) != NULL)
+			d->nnamespaces++;
+}
+
+void
+dns_free(struct kb_dns *d)
+{
+	struct dns_req *rq;
+	struct dns_tcp *c;
+
+	if (!d)
+		return;
+	/* The owner guarantees no hook completes after this. */
+	while ((rq = TAILQ_FIRST(&d->reqs)) != NULL)
+		dns_req_free(rq);
+	while ((c = TAILQ_FIRST(&d->tcps)) != NULL)
+		dns_tcp_free(c);
+	if (d->tcp_lis)
+		evconnlistener_free(d->tcp_lis);
+	if (d->udp_ev)
+		event_free(d->udp_ev);
+	if (d->up4_ev)
+		event_free(d->up4_ev);
+	if (d->up6_ev)
+		event_free(d->up6_ev);
+	if (d->udp_fd >= 0)
+		close(d->udp_fd);
+	if (d->up4_fd >= 0)
+		close(d->up4_fd);
+	if (d->up6_fd >= 0)
+		close(d->up6_fd);
+	dns_clear_cluster(d);
+	free(d);
+}

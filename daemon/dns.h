@@ -1,0 +1,43 @@
+/* The daemon's DNS proxy: answers cluster names through the manager and
+ * forwards every other query, unchanged, to the original resolver. */
+#ifndef KB_DNS_H
+#define KB_DNS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct event_base;
+struct kb_dns;
+
+/* Completion of a cluster lookup: rcode (0, 2 SERVFAIL, 3 NXDOMAIN), text
+ * addresses of the asked type, TTL in seconds. */
+typedef void (*dns_done_fn)(void *ctx, int rcode, const char *const *addrs, size_t naddrs,
+    uint32_t ttl);
+
+struct kb_dns_hooks {
+	/* Ask the manager to resolve name (as the user typed it, normalized to
+	 * lower case without the final dot; single labels already qualified
+	 * with the connected namespace). qtype 1 or 28. Return 0 and call done
+	 * exactly once later, or -1 if there is no session (the proxy answers
+	 * SERVFAIL itself). */
+	int (*resolve)(void *arg, const char *name, int qtype, dns_done_fn done, void *ctx);
+	void *arg;
+};
+
+/* Bind UDP and TCP on 127.0.0.1 (port 0 = any free one). Upstream resolvers
+ * are read from resolv_conf (NULL: /etc/resolv.conf). */
+struct kb_dns *dns_new(struct event_base *base, const struct kb_dns_hooks *hooks,
+    const char *resolv_conf, uint16_t port, char *err, size_t errlen);
+uint16_t dns_port(const struct kb_dns *d);
+/* The upstream resolvers (IPv4, host order) whose traffic must be redirected. */
+size_t dns_upstreams(const struct kb_dns *d, const uint32_t **addrs);
+/* What counts as a cluster name. namespaces are the cluster's namespaces;
+ * connected_ns qualifies single labels. Copies everything. */
+void dns_set_cluster(struct kb_dns *d, const char *domain, const char *const *namespaces,
+    size_t nnamespaces, const char *connected_ns);
+void dns_free(struct kb_dns *d);
+
+/* For tests: send upstream queries to this port instead of 53. */
+void dns_set_upstream_port(struct kb_dns *d, uint16_t port);
+
+#endif

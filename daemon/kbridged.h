@@ -1,0 +1,101 @@
+/* kbridged: shared state of the workstation daemon. One instance per
+ * process; the modules below each own a part of it. */
+#ifndef KBRIDGED_H
+#define KBRIDGED_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include <time.h>
+
+#include "profile.h"
+#include "util.h"
+
+#define KBD_VERSION "0.1.0"
+#define KBD_MAX_SUBNETS 64
+#define KBD_MAX_NAMESPACES 256
+
+struct event_base;
+struct event;
+struct evhttp_request;
+struct kb_session;
+struct kb_tun;
+struct kb_fw;
+struct kb_dns;
+struct evconnlistener;
+struct ssl_ctx_st;
+struct pending_lookup;
+
+enum kbd_state { KBD_DISCONNECTED, KBD_CONNECTING, KBD_CONNECTED, KBD_RECONNECTING };
+
+struct kbd {
+	struct event_base *base;
+	const char *socket_path;
+	const char *instance;
+	uint32_t tun_addr;          /* host order */
+	int quitting;
+
+	/* what the user asked for */
+	struct kb_profile profile;
+	int have_profile;
+	char ns[64];
+
+	/* tunnel.c */
+	enum kbd_state state;
+	struct ssl_ctx_st *ssl_ctx;
+	struct kb_session *sess;
+	struct bufferevent *connecting; /* TLS connection before its session exists */
+	struct event *retry_ev;
+	unsigned backoff_ms;
+	unsigned reconnects;
+	time_t connected_since;
+	char last_error[256];
+	struct evhttp_request *waiting[16]; /* POST /v1/connect waiting for the outcome */
+	size_t nwaiting;
+	struct pending_lookup *lookups;
+	uint32_t next_lookup;
+
+	/* what the manager told us */
+	char user[64];
+	char domain[128];
+	struct kb_cidr subnets[KBD_MAX_SUBNETS];
+	size_t nsubnets;
+	struct kb_cidr applied[KBD_MAX_SUBNETS]; /* subnets the network is set up for */
+	size_t napplied;
+	char *namespaces[KBD_MAX_NAMESPACES];
+	size_t nnamespaces;
+
+	/* net.c */
+	struct kb_tun *tun;
+	struct event *tun_ev;
+	struct kb_fw *fw;
+	struct kb_dns *dns;
+	struct evconnlistener *proxy;
+	uint16_t proxy_port;
+	uint64_t proxied;
+};
+
+/* tunnel.c: the session to the manager */
+int tunnel_connect(struct kbd *d, char *err, size_t errlen);
+void tunnel_stop(struct kbd *d, const char *why);
+int tunnel_resolve(void *arg, const char *name, int qtype,
+    void (*done)(void *, int, const char *const *, size_t, uint32_t), void *ctx);
+void tunnel_open_stream(struct kbd *d, int fd, const struct sockaddr_in *dst);
+const char *kbd_state_name(enum kbd_state s);
+
+/* net.c: link, routes, redirect rules, DNS proxy, transparent listener */
+int net_up(struct kbd *d, char *err, size_t errlen);
+void net_down(struct kbd *d);
+
+/* control.c: HTTP+JSON API on the Unix socket */
+int control_listen(struct kbd *d, uid_t owner, int has_owner, char *err, size_t errlen);
+/* Unlink the socket (no new clients); control_free() releases the rest. */
+void control_close(struct kbd *d);
+void control_free(void);
+/* Answer the connect requests waiting for the session's outcome. */
+void control_connect_done(struct kbd *d, int ok, const char *err);
+
+/* main.c */
+void kbd_quit(struct kbd *d);
+
+#endif

@@ -1,0 +1,259 @@
+/* kbridged: the workstation daemon. It runs as root, keeps the session to the
+ * cluster's manager, and owns every change made to the workstation's
+ * networking (one link, one nftables table), undone on exit or death. */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+#include <openssl/ssl.h>
+
+#include "kbridged.h"
+#include "log.h"
+
+#define DEFAULT_SOCKET "/run/kbridge/kbridged.sock"
+#define DEFAULT_TUN_ADDR "198.18.0.1"
+
+static void
+usage(FILE *f)
+{
+	fprintf(f,
+	    "usage: kbridged [--socket PATH] [--daemon] [--log FILE] [--owner-uid UID]\n"
+	    "                [--instance NAME] [--link-address IP] [-v]\n"
+	    "\n"
+	    "The kbridge workstation daemon; normally started by 'kbridge connect'.\n"
+	    "\n"
+	    "  --socket PATH      control socket (default $KBRIDGE_SOCKET or " DEFAULT_SOCKET ")\n"
+	    "  --daemon           go to the background once the socket is listening\n"
+	    "  --log FILE         append log lines to FILE (with --daemon)\n"
+	    "  --owner-uid UID    the user allowed to use the socket (besides root)\n"
+	    "  --instance NAME    nftables table kbridge_NAME instead of kbridge\n"
+	    "  --link-address IP  address of the daemon's link (default " DEFAULT_TUN_ADDR ")\n"
+	    "  -v, --verbose      debug logging\n");
+}
+
+void
+kbd_quit(struct kbd *d)
+{
+	struct timeval tv = { 0, 100000 };
+
+	if (d->quitting && !event_base_got_exit(d->base) && d->state == KBD_DISCONNECTED &&
+	    !d->tun)
+		goto out;
+	log_info("shutting down");
+	tunnel_stop(d, "workstation daemon quit");
+	net_down(d);
+	control_close(d);
+out:
+	/* Give the goaway a moment to leave. */
+	event_base_loopexit(d->base, &tv);
+}
+
+static void
+on_signal(evutil_socket_t sig, short what, void *arg)
+{
+	(void)what;
+	log_info("signal %d", (int)sig);
+	kbd_quit(arg);
+}
+
+/* Fork; the parent exits once the child reports (through a pipe) that its
+ * socket listens, so 'kbridge connect' can talk to it right away. */
+static int
+daemonize(const char *logfile, int *notify)
+{
+	int p[2], fd;
+	pid_t pid;
+	char buf[512];
+	ssize_t n;
+
+	if (pipe2(p, O_CLOEXEC) < 0)
+		fatal("pipe");
+	if ((pid = fork()) < 0)
+		fatal("fork");
+	if (pid > 0) {
+		close(p[1]);
+		n = read(p[0], buf, sizeof(buf) - 1);
+		if (n <= 0) {
+			fprintf(stderr, "kbridged: the daemon exited during start-up\n");
+			_exit(1);
+		}
+		buf[n] = '\0';
+		if (strcmp(buf, "ok") != 0) {
+			fprintf(stderr, "kbridged: %s\n", buf);
+			_exit(1);
+		}
+		_exit(0);
+	}
+	close(p[0]);
+	setsid();
+	if ((fd = open("/dev/null", O_RDWR)) >= 0) {
+		dup2(fd, 0);
+		if (!logfile) {
+			dup2(fd, 1);
+			dup2(fd, 2);
+		}
+		if (fd > 2)
+			close(fd);
+	}
+	if (logfile) {
+		if ((fd = open(logfile, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600)) < 0) {
+			snprintf(buf, sizeof(buf), "cannot open log %s: %s", logfile, strerror(errno));
+			if (write(p[1], buf, strlen(buf)) < 0)
+				_exit(1);
+			_exit(1);
+		}
+		dup2(fd, 1);
+		dup2(fd, 2);
+		close(fd);
+	}
+	*notify = p[1];
+	return 0;
+}
+
+/* The socket's directory also holds the log, so it must exist first. */
+static void
+make_parent_dir(const char *path)
+{
+	char dir[4096], *slash;
+
+	snprintf(dir, sizeof(dir), "%s", path);
+	if ((slash = strrchr(dir, '/')) != NULL && slash != dir) {
+		*slash = '\0';
+		if (mkdir(dir, 0755) < 0 && errno != EEXIST)
+			log_warn("mkdir %s", dir);
+	}
+}
+
+static void
+notify_parent(int fd, const char *msg)
+{
+	if (fd < 0)
+		return;
+	if (write(fd, msg, strlen(msg)) < 0)
+		log_warn("notify parent");
+	close(fd);
+}
+
+int
+main(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "socket", required_argument, NULL, 's' },
+		{ "daemon", no_argument, NULL, 'd' },
+		{ "log", required_argument, NULL, 'l' },
+		{ "owner-uid", required_argument, NULL, 'u' },
+		{ "instance", required_argument, NULL, 'i' },
+		{ "link-address", required_argument, NULL, 'a' },
+		{ "verbose", no_argument, NULL, 'v' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	struct kbd d = { 0 };
+	const char *logfile = NULL, *link_addr = DEFAULT_TUN_ADDR;
+	int c, background = 0, has_owner = 0, notify = -1, verbose = 0;
+	uid_t owner = 0;
+	struct event *sigs[3];
+	struct in_addr a;
+	char err[300];
+	char *end;
+	size_t i;
+
+	d.socket_path = getenv("KBRIDGE_SOCKET") ? getenv("KBRIDGE_SOCKET") : DEFAULT_SOCKET;
+	while ((c = getopt_long(argc, argv, "vh", opts, NULL)) != -1) {
+		switch (c) {
+		case 's':
+			d.socket_path = optarg;
+			break;
+		case 'd':
+			background = 1;
+			break;
+		case 'l':
+			logfile = optarg;
+			break;
+		case 'u':
+			errno = 0;
+			owner = (uid_t)strtoul(optarg, &end, 10);
+			if (errno || *end || !*optarg) {
+				fprintf(stderr, "kbridged: invalid --owner-uid '%s'\n", optarg);
+				return 2;
+			}
+			has_owner = 1;
+			break;
+		case 'i':
+			d.instance = optarg;
+			break;
+		case 'a':
+			link_addr = optarg;
+			break;
+		case 'v':
+			verbose = 1;
+			break;
+		case 'h':
+			usage(stdout);
+			return 0;
+		default:
+			usage(stderr);
+			return 2;
+		}
+	}
+	if (optind != argc) {
+		fprintf(stderr, "kbridged: unexpected argument '%s'\n", argv[optind]);
+		return 2;
+	}
+	if (inet_pton(AF_INET, link_addr, &a) != 1) {
+		fprintf(stderr, "kbridged: invalid --link-address '%s'\n", link_addr);
+		return 2;
+	}
+	d.tun_addr = ntohl(a.s_addr);
+	if (geteuid() != 0) {
+		fprintf(stderr, "kbridged: must run as root (it changes the workstation's routes and firewall)\n");
+		return 1;
+	}
+	log_init("kbridged", verbose ? KB_LOG_DEBUG : KB_LOG_INFO);
+	make_parent_dir(d.socket_path);
+	if (background)
+		daemonize(logfile, &notify);
+	signal(SIGPIPE, SIG_IGN);
+	if ((d.base = event_base_new()) == NULL)
+		fatalx("cannot create the event loop");
+	if (control_listen(&d, owner, has_owner, err, sizeof(err)) < 0) {
+		log_warnx("%s", err);
+		if (notify >= 0)
+			notify_parent(notify, err);
+		else
+			fprintf(stderr, "kbridged: %s\n", err);
+		return 1;
+	}
+	sigs[0] = evsignal_new(d.base, SIGTERM, on_signal, &d);
+	sigs[1] = evsignal_new(d.base, SIGINT, on_signal, &d);
+	sigs[2] = evsignal_new(d.base, SIGHUP, on_signal, &d);
+	for (i = 0; i < 3; i++)
+		evsignal_add(sigs[i], NULL);
+	log_info("kbridged %s listening on %s (pid %ld)", KBD_VERSION, d.socket_path,
+	    (long)getpid());
+	notify_parent(notify, "ok");
+	event_base_dispatch(d.base);
+
+	net_down(&d);
+	control_close(&d);
+	control_free();
+	for (i = 0; i < 3; i++)
+		event_free(sigs[i]);
+	if (d.retry_ev)
+		event_free(d.retry_ev);
+	SSL_CTX_free(d.ssl_ctx);
+	kb_profile_free(&d.profile);
+	for (i = 0; i < d.nnamespaces; i++)
+		free(d.namespaces[i]);
+	event_base_free(d.base);
+	log_info("stopped");
+	return 0;
+}

@@ -1,0 +1,175 @@
+/* The workstation side of connect: the daemon's link with the cluster
+ * routes, the transparent TCP listener, the DNS proxy and the redirect rules.
+ * Everything here is undone by net_down(), and by the kernel if we die. */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <linux/netfilter_ipv4.h>
+#include <netinet/in.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+#include <event2/listener.h>
+
+#include "dns.h"
+#include "firewall.h"
+#include "kbridged.h"
+#include "log.h"
+#include "tun.h"
+
+static void
+proxy_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int salen,
+    void *arg)
+{
+	struct kbd *d = arg;
+	struct sockaddr_in dst;
+	socklen_t len = sizeof(dst);
+
+	(void)l;
+	(void)sa;
+	(void)salen;
+	if (getsockopt(fd, SOL_IP, SO_ORIGINAL_DST, &dst, &len) < 0) {
+		log_warn("%s: SO_ORIGINAL_DST", __func__);
+		close(fd);
+		return;
+	}
+	tunnel_open_stream(d, fd, &dst);
+}
+
+static void
+proxy_error(struct evconnlistener *l, void *arg)
+{
+	(void)l;
+	(void)arg;
+	/* EMFILE and friends: keep serving, the next accept may work. */
+	log_warn("transparent listener: accept");
+}
+
+static int
+proxy_listen(struct kbd *d, char *err, size_t errlen)
+{
+	struct sockaddr_in sin = { .sin_family = AF_INET };
+	socklen_t len = sizeof(sin);
+	int fd, one = 1;
+
+	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		goto fail;
+	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	if (bind(fd, (struct sockaddr *)&sin, sizeof(sin)) < 0 || listen(fd, 4096) < 0 ||
+	    getsockname(fd, (struct sockaddr *)&sin, &len) < 0)
+		goto fail;
+	d->proxy = evconnlistener_new(d->base, proxy_accept, d,
+	    LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, -1, fd);
+	if (!d->proxy)
+		goto fail;
+	evconnlistener_set_error_cb(d->proxy, proxy_error);
+	d->proxy_port = ntohs(sin.sin_port);
+	return 0;
+fail:
+	snprintf(err, errlen, "transparent listener: %s", strerror(errno));
+	if (fd >= 0)
+		close(fd);
+	return -1;
+}
+
+static void
+tun_readable(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	tun_drain(arg);
+}
+
+static int
+same_subnets(const struct kbd *d)
+{
+	return d->napplied == d->nsubnets &&
+	    memcmp(d->applied, d->subnets, d->nsubnets * sizeof(d->subnets[0])) == 0;
+}
+
+int
+net_up(struct kbd *d, char *err, size_t errlen)
+{
+	struct kb_dns_hooks hooks = { .resolve = tunnel_resolve, .arg = d };
+	struct kb_fw_config cfg;
+	const uint32_t *ups;
+	size_t i;
+
+	if (d->tun && same_subnets(d)) {
+		dns_set_cluster(d->dns, d->domain, (const char *const *)d->namespaces,
+		    d->nnamespaces, d->ns);
+		return 0;
+	}
+	net_down(d);
+	for (i = 0; i < d->nsubnets; i++) {
+		if (kb_cidr_contains(&d->subnets[i], d->tun_addr)) {
+			snprintf(err, errlen, "the link address collides with cluster subnet");
+			return -1;
+		}
+	}
+	if (proxy_listen(d, err, errlen) < 0)
+		goto fail;
+	if ((d->dns = dns_new(d->base, &hooks, NULL, 0, err, errlen)) == NULL)
+		goto fail;
+	dns_set_cluster(d->dns, d->domain, (const char *const *)d->namespaces, d->nnamespaces,
+	    d->ns);
+	if ((d->tun = tun_open(NULL, d->tun_addr, err, errlen)) == NULL)
+		goto fail;
+	for (i = 0; i < d->nsubnets; i++)
+		if (tun_route_add(d->tun, &d->subnets[i], err, errlen) < 0)
+			goto fail;
+	d->tun_ev = event_new(d->base, tun_fd(d->tun), EV_READ | EV_PERSIST, tun_readable, d->tun);
+	if (!d->tun_ev || event_add(d->tun_ev, NULL) < 0) {
+		snprintf(err, errlen, "out of memory");
+		goto fail;
+	}
+	if ((d->fw = fw_open(d->instance, err, errlen)) == NULL)
+		goto fail;
+	memset(&cfg, 0, sizeof(cfg));
+	cfg.subnets = d->subnets;
+	cfg.nsubnets = d->nsubnets;
+	cfg.proxy_port = d->proxy_port;
+	cfg.ndns = dns_upstreams(d->dns, &ups);
+	cfg.dns_servers = ups;
+	cfg.dns_port = dns_port(d->dns);
+	if (fw_apply(d->fw, &cfg, err, errlen) < 0)
+		goto fail;
+	memcpy(d->applied, d->subnets, d->nsubnets * sizeof(d->subnets[0]));
+	d->napplied = d->nsubnets;
+	log_info("network up: link %s, table %s, %zu subnets, proxy port %u, dns port %u",
+	    tun_name(d->tun), fw_table(d->fw), d->nsubnets, d->proxy_port, dns_port(d->dns));
+	return 0;
+fail:
+	net_down(d);
+	return -1;
+}
+
+void
+net_down(struct kbd *d)
+{
+	/* Rules first: from here on nothing is redirected to us. */
+	if (d->fw) {
+		fw_close(d->fw);
+		d->fw = NULL;
+	}
+	if (d->tun_ev) {
+		event_free(d->tun_ev);
+		d->tun_ev = NULL;
+	}
+	if (d->tun) {
+		tun_close(d->tun);
+		d->tun = NULL;
+	}
+	if (d->dns) {
+		dns_free(d->dns);
+		d->dns = NULL;
+	}
+	if (d->proxy) {
+		evconnlistener_free(d->proxy);
+		d->proxy = NULL;
+		d->proxy_port = 0;
+	}
+}

@@ -1,0 +1,431 @@
+/* The daemon's session to the manager: connect, hello, reconnect with
+ * backoff, cluster lookups and outbound streams. */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cjson/cJSON.h>
+#include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
+#include <event2/event.h>
+#include <openssl/ssl.h>
+
+#include "dns.h"
+#include "firewall.h"
+#include "kbridged.h"
+#include "log.h"
+#include "session.h"
+#include "tls.h"
+
+#define CONNECT_TIMEOUT_S 5
+#define BACKOFF_MIN_MS 100
+#define BACKOFF_MAX_MS 2000
+
+struct pending_lookup {
+	struct pending_lookup *next;
+	uint32_t id;
+	dns_done_fn done;
+	void *ctx;
+};
+
+static void attempt(struct kbd *d);
+
+const char *
+kbd_state_name(enum kbd_state s)
+{
+	switch (s) {
+	case KBD_DISCONNECTED:
+		return "disconnected";
+	case KBD_CONNECTING:
+		return "connecting";
+	case KBD_CONNECTED:
+		return "connected";
+	case KBD_RECONNECTING:
+		return "reconnecting";
+	}
+	return "?";
+}
+
+static void
+fail_lookups(struct kbd *d)
+{
+	struct pending_lookup *p;
+
+	while ((p = d->lookups) != NULL) {
+		d->lookups = p->next;
+		p->done(p->ctx, 2, NULL, 0, 0);
+		free(p);
+	}
+}
+
+/* A session ended or could not be set up. Before the first success the
+ * waiting connect requests get the error; afterwards we retry. */
+static void
+lost(struct kbd *d, const char *err)
+{
+	struct timeval tv;
+
+	fail_lookups(d);
+	snprintf(d->last_error, sizeof(d->last_error), "%s", err ? err : "session closed");
+	if (d->quitting)
+		return;
+	if (d->state == KBD_CONNECTING) {
+		log_warnx("connect to %s failed: %s", d->profile.manager, d->last_error);
+		d->state = KBD_DISCONNECTED;
+		control_connect_done(d, 0, d->last_error);
+		kb_profile_free(&d->profile);
+		d->have_profile = 0;
+		SSL_CTX_free(d->ssl_ctx);
+		d->ssl_ctx = NULL;
+		return;
+	}
+	if (d->state == KBD_CONNECTED)
+		log_warnx("session to %s lost: %s; reconnecting", d->profile.manager, d->last_error);
+	d->state = KBD_RECONNECTING;
+	if (d->backoff_ms == 0)
+		d->backoff_ms = BACKOFF_MIN_MS;
+	tv.tv_sec = d->backoff_ms / 1000;
+	tv.tv_usec = (d->backoff_ms % 1000) * 1000;
+	log_debug("%s: retry in %u ms", __func__, d->backoff_ms);
+	d->backoff_ms = d->backoff_ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : d->backoff_ms * 2;
+	evtimer_add(d->retry_ev, &tv);
+}
+
+static int
+parse_manager_hello(struct kbd *d, const cJSON *h, char *reason, size_t rlen)
+{
+	const cJSON *user = cJSON_GetObjectItemCaseSensitive(h, "user");
+	const cJSON *dom = cJSON_GetObjectItemCaseSensitive(h, "cluster_domain");
+	const cJSON *subs = cJSON_GetObjectItemCaseSensitive(h, "subnets");
+	const cJSON *nss = cJSON_GetObjectItemCaseSensitive(h, "namespaces");
+	const cJSON *e;
+	size_t i;
+
+	if (!cJSON_IsString(user) || !cJSON_IsString(dom) || !cJSON_IsArray(subs) ||
+	    !cJSON_IsArray(nss) || strlen(dom->valuestring) >= sizeof(d->domain) ||
+	    strlen(user->valuestring) >= sizeof(d->user)) {
+		snprintf(reason, rlen, "manager hello lacks user, cluster_domain, subnets or namespaces");
+		return -1;
+	}
+	if (cJSON_GetArraySize(subs) > KBD_MAX_SUBNETS ||
+	    cJSON_GetArraySize(nss) > KBD_MAX_NAMESPACES) {
+		snprintf(reason, rlen, "manager hello has too many subnets or namespaces");
+		return -1;
+	}
+	d->nsubnets = 0;
+	cJSON_ArrayForEach(e, subs) {
+		if (!cJSON_IsString(e) || kb_cidr_parse(e->valuestring, &d->subnets[d->nsubnets]) < 0) {
+			snprintf(reason, rlen, "manager sent an invalid subnet");
+			return -1;
+		}
+		d->nsubnets++;
+	}
+	for (i = 0; i < d->nnamespaces; i++)
+		free(d->namespaces[i]);
+	d->nnamespaces = 0;
+	cJSON_ArrayForEach(e, nss) {
+		if (!cJSON_IsString(e) || !(d->namespaces[d->nnamespaces] = strdup(e->valuestring))) {
+			snprintf(reason, rlen, "manager sent an invalid namespace");
+			return -1;
+		}
+		d->nnamespaces++;
+	}
+	snprintf(d->user, sizeof(d->user), "%s", user->valuestring);
+	snprintf(d->domain, sizeof(d->domain), "%s", dom->valuestring);
+	return 0;
+}
+
+static int
+on_hello(struct kb_session *s, const cJSON *h, char *reason, size_t rlen, void *arg)
+{
+	struct kbd *d = arg;
+	char err[256];
+	size_t i;
+	int known = 0;
+
+	(void)s;
+	if (parse_manager_hello(d, h, reason, rlen) < 0)
+		return -1;
+	for (i = 0; i < d->nnamespaces; i++)
+		known |= !strcmp(d->namespaces[i], d->ns);
+	if (!known) {
+		snprintf(reason, rlen, "namespace \"%s\" does not exist in the cluster", d->ns);
+		return -1;
+	}
+	if (net_up(d, err, sizeof(err)) < 0) {
+		snprintf(reason, rlen, "cannot set up the workstation's network: %s", err);
+		/* A local failure: retrying would not help, so give up. */
+		d->state = KBD_CONNECTING;
+		return -1;
+	}
+	if (d->state == KBD_RECONNECTING)
+		d->reconnects++;
+	d->state = KBD_CONNECTED;
+	d->connected_since = time(NULL);
+	d->backoff_ms = 0;
+	d->last_error[0] = '\0';
+	log_info("connected to %s as %s (namespace %s)", d->profile.manager, d->user, d->ns);
+	control_connect_done(d, 1, NULL);
+	return 0;
+}
+
+static int
+on_control(struct kb_session *s, const cJSON *msg, const char *type, void *arg)
+{
+	struct kbd *d = arg;
+	const cJSON *id, *rc, *ttl, *addrs, *e;
+	struct pending_lookup **pp, *p;
+	const char *list[64];
+	size_t n = 0;
+
+	(void)s;
+	if (strcmp(type, "resolved") != 0)
+		return -1;
+	id = cJSON_GetObjectItemCaseSensitive(msg, "id");
+	rc = cJSON_GetObjectItemCaseSensitive(msg, "rcode");
+	ttl = cJSON_GetObjectItemCaseSensitive(msg, "ttl");
+	addrs = cJSON_GetObjectItemCaseSensitive(msg, "addrs");
+	if (!cJSON_IsNumber(id) || !cJSON_IsNumber(rc) || (addrs && !cJSON_IsArray(addrs)))
+		return -1;
+	for (pp = &d->lookups; (p = *pp) != NULL; pp = &p->next)
+		if (p->id == (uint32_t)id->valuedouble)
+			break;
+	if (!p)
+		return 0; /* answered after we gave up on it */
+	*pp = p->next;
+	cJSON_ArrayForEach(e, addrs) {
+		if (cJSON_IsString(e) && n < sizeof(list) / sizeof(list[0]))
+			list[n++] = e->valuestring;
+	}
+	p->done(p->ctx, rc->valueint, list, n, cJSON_IsNumber(ttl) ? (uint32_t)ttl->valuedouble : 5);
+	free(p);
+	return 0;
+}
+
+static void
+on_close(struct kb_session *s, const char *err, void *arg)
+{
+	struct kbd *d = arg;
+
+	kb_session_free(s);
+	d->sess = NULL;
+	lost(d, err ? err : "manager closed the session");
+}
+
+static const struct kb_session_cbs session_cbs = {
+	.on_hello = on_hello,
+	.on_control = on_control,
+	.on_close = on_close,
+};
+
+/* One line that says why the connection to the manager failed. */
+static void
+describe_failure(struct bufferevent *bev, char *buf, size_t len)
+{
+	char why[200];
+
+	kb_tls_handshake_error(bev, why, sizeof(why));
+	if (strstr(why, "peer certificate"))
+		snprintf(buf, len, "the manager's certificate is not trusted by this profile (%s)", why);
+	else if (strstr(why, "alert"))
+		snprintf(buf, len, "the manager refused this profile's certificate (%s)", why);
+	else if (strstr(why, "closed during the TLS handshake"))
+		snprintf(buf, len, "the manager closed the connection during the TLS handshake");
+	else
+		snprintf(buf, len, "cannot reach manager: %s", why);
+}
+
+static void
+connect_event(struct bufferevent *bev, short what, void *arg)
+{
+	struct kbd *d = arg;
+	char err[300];
+	cJSON *hello;
+	int one = 1;
+
+	if (what & BEV_EVENT_CONNECTED) {
+		d->connecting = NULL;
+		bufferevent_set_timeouts(bev, NULL, NULL);
+		setsockopt(bufferevent_getfd(bev), IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+		if ((d->sess = kb_session_new(bev, 1, &session_cbs, d)) == NULL) {
+			lost(d, "out of memory");
+			return;
+		}
+		hello = cJSON_CreateObject();
+		cJSON_AddStringToObject(hello, "role", "daemon");
+		cJSON_AddStringToObject(hello, "software", "kbridge/" KBD_VERSION);
+		cJSON_AddStringToObject(hello, "namespace", d->ns);
+		kb_session_send_hello(d->sess, hello);
+		return;
+	}
+	describe_failure(bev, err, sizeof(err));
+	if (what & BEV_EVENT_TIMEOUT)
+		snprintf(err, sizeof(err), "cannot reach manager %s: timed out after %d s",
+		    d->profile.manager, CONNECT_TIMEOUT_S);
+	d->connecting = NULL;
+	bufferevent_free(bev);
+	lost(d, err);
+}
+
+static void
+retry(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	attempt(arg);
+}
+
+static void
+attempt(struct kbd *d)
+{
+	char host[256], err[300];
+	uint16_t port;
+	struct addrinfo hints = { .ai_socktype = SOCK_STREAM }, *ai = NULL;
+	struct bufferevent *bev = NULL;
+	struct timeval tv = { CONNECT_TIMEOUT_S, 0 };
+	SSL *ssl;
+	char portstr[8];
+	int rc;
+
+	if (kb_hostport_parse(d->profile.manager, host, sizeof(host), &port) < 0) {
+		lost(d, "profile has an invalid manager address");
+		return;
+	}
+	snprintf(portstr, sizeof(portstr), "%u", port);
+	if ((rc = getaddrinfo(host, portstr, &hints, &ai)) != 0) {
+		snprintf(err, sizeof(err), "cannot resolve manager host %s: %s", host, gai_strerror(rc));
+		lost(d, err);
+		return;
+	}
+	if ((ssl = SSL_new(d->ssl_ctx)) == NULL) {
+		freeaddrinfo(ai);
+		lost(d, "cannot create a TLS connection");
+		return;
+	}
+	bev = bufferevent_openssl_socket_new(d->base, -1, ssl, BUFFEREVENT_SSL_CONNECTING,
+	    BEV_OPT_CLOSE_ON_FREE);
+	if (!bev) {
+		SSL_free(ssl);
+		freeaddrinfo(ai);
+		lost(d, "cannot create a TLS connection");
+		return;
+	}
+	bufferevent_openssl_set_allow_dirty_shutdown(bev, 1);
+	bufferevent_setcb(bev, NULL, NULL, connect_event, d);
+	bufferevent_set_timeouts(bev, &tv, &tv);
+	d->connecting = bev;
+	if (bufferevent_socket_connect(bev, ai->ai_addr, ai->ai_addrlen) < 0) {
+		snprintf(err, sizeof(err), "cannot reach manager %s: %s", d->profile.manager,
+		    strerror(errno));
+		freeaddrinfo(ai);
+		d->connecting = NULL;
+		bufferevent_free(bev);
+		lost(d, err);
+		return;
+	}
+	freeaddrinfo(ai);
+	/* Our own connection must never be redirected into ourselves. */
+	fw_mark_socket(bufferevent_getfd(bev));
+}
+
+int
+tunnel_connect(struct kbd *d, char *err, size_t errlen)
+{
+	if (!d->retry_ev && (d->retry_ev = evtimer_new(d->base, retry, d)) == NULL) {
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
+	d->ssl_ctx = kb_tls_client_ctx(d->profile.ca_pem, d->profile.cert_pem, d->profile.key_pem,
+	    err, errlen);
+	if (!d->ssl_ctx)
+		return -1;
+	d->state = KBD_CONNECTING;
+	d->backoff_ms = 0;
+	attempt(d);
+	return 0;
+}
+
+void
+tunnel_stop(struct kbd *d, const char *why)
+{
+	d->quitting = 1;
+	if (d->retry_ev)
+		evtimer_del(d->retry_ev);
+	if (d->connecting) {
+		bufferevent_free(d->connecting);
+		d->connecting = NULL;
+	}
+	if (d->sess) {
+		kb_session_goaway(d->sess, why, 0);
+		/* With streams open the goaway would linger; we leave now. */
+		if (d->sess) {
+			kb_session_free(d->sess);
+			d->sess = NULL;
+		}
+	}
+	fail_lookups(d);
+	control_connect_done(d, 0, why);
+}
+
+int
+tunnel_resolve(void *arg, const char *name, int qtype,
+    void (*done)(void *, int, const char *const *, size_t, uint32_t), void *ctx)
+{
+	struct kbd *d = arg;
+	struct pending_lookup *p;
+	cJSON *m;
+
+	if (!d->sess || !kb_session_ready(d->sess))
+		return -1;
+	if ((p = calloc(1, sizeof(*p))) == NULL)
+		return -1;
+	if ((m = cJSON_CreateObject()) == NULL) {
+		free(p);
+		return -1;
+	}
+	p->id = ++d->next_lookup;
+	p->done = done;
+	p->ctx = ctx;
+	cJSON_AddStringToObject(m, "type", "resolve");
+	cJSON_AddNumberToObject(m, "id", p->id);
+	cJSON_AddStringToObject(m, "name", name);
+	cJSON_AddNumberToObject(m, "qtype", qtype);
+	if (kb_session_send_control(d->sess, m) < 0) {
+		free(p);
+		return -1;
+	}
+	p->next = d->lookups;
+	d->lookups = p;
+	return 0;
+}
+
+void
+tunnel_open_stream(struct kbd *d, int fd, const struct sockaddr_in *dst)
+{
+	struct kb_open o = { .kind = KB_OPEN_DIAL, .family = 4 };
+	struct bufferevent *bev;
+	int one = 1;
+
+	if (!d->sess || !kb_session_ready(d->sess)) {
+		struct linger l = { 1, 0 };
+		/* Fail fast: a reset now beats a hang until reconnect. */
+		setsockopt(fd, SOL_SOCKET, SO_LINGER, &l, sizeof(l));
+		close(fd);
+		return;
+	}
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	evutil_make_socket_nonblocking(fd);
+	if ((bev = bufferevent_socket_new(d->base, fd, BEV_OPT_CLOSE_ON_FREE)) == NULL) {
+		close(fd);
+		return;
+	}
+	o.port = ntohs(dst->sin_port);
+	memcpy(o.addr, &dst->sin_addr, 4);
+	d->proxied++;
+	kb_stream_open(d->sess, &o, bev, NULL, NULL);
+}

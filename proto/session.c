@@ -1,0 +1,1099 @@
+#include "session.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/queue.h>
+#include <sys/socket.h>
+
+#include <cjson/cJSON.h>
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+
+#include "log.h"
+#include "util.h"
+
+/* Stop reading local sockets while the session's output holds this much. */
+#define SESSION_HWM (1024 * 1024)
+#define SESSION_LWM (SESSION_HWM / 2)
+/* Return credit once this much of a stream's window was consumed. */
+#define CREDIT_STEP (KB_WINDOW_INIT / 4)
+/* Local reads stop at this input size (they are paused earlier by credit). */
+#define LOCAL_READ_HWM (256 * 1024)
+
+enum {
+	ST_OURS = 1 << 0,        /* we opened it */
+	ST_ACCEPTED = 1 << 1,    /* data may flow */
+	ST_LOCAL_EOF = 1 << 2,   /* local side sent EOF */
+	ST_FIN_SENT = 1 << 3,
+	ST_PEER_FIN = 1 << 4,
+	ST_SHUT_WR = 1 << 5,     /* peer FIN delivered to the local socket */
+	ST_BLOCKED = 1 << 6,     /* on the session's blocked list */
+};
+
+struct kb_stream {
+	struct kb_session *s;
+	uint32_t id;
+	unsigned flags;
+	struct bufferevent *bev;
+	struct evbuffer_cb_entry *drain_cb;
+	const struct kb_stream_cbs *cbs;
+	void *arg;
+	uint32_t tx_credit;  /* bytes we may still send */
+	uint32_t rx_window;  /* bytes the peer may still send */
+	uint32_t rx_consumed; /* delivered locally, not yet returned as credit */
+	struct kb_stream *hnext;
+	TAILQ_ENTRY(kb_stream) blocked;
+};
+
+TAILQ_HEAD(stream_list, kb_stream);
+
+struct kb_session {
+	struct bufferevent *bev;
+	int initiator;
+	const struct kb_session_cbs *cbs;
+	void *arg;
+
+	int hello_sent, hello_rcvd;
+	int goaway_sent, goaway_rcvd;
+	char goaway_text[128]; /* the peer's goaway reason */
+	int dead;           /* on_close delivered or pending */
+	int depth;          /* nesting of our callbacks, for deferred free */
+	int free_pending;
+
+	uint32_t next_id;   /* next stream id we open */
+	uint32_t max_peer_id;
+
+	struct kb_stream **table;
+	size_t tsize, nstreams;
+	struct stream_list blocked;
+
+	struct event *timer;
+	struct event *linger;
+	unsigned ping_ms, dead_ms;
+	uint64_t last_rx, last_tx;
+	uint64_t ping_sent_us;
+
+	struct kb_session_stats stats;
+};
+
+static void session_end(struct kb_session *s, uint8_t code, const char *err);
+static void stream_finish(struct kb_stream *st, int reason, const char *text, int abortive);
+static void stream_pump(struct kb_stream *st);
+static void session_maybe_done(struct kb_session *s);
+
+/* --- stream table: chained hash on the stream id --- */
+
+static size_t
+slot(const struct kb_session *s, uint32_t id)
+{
+	return (id * 2654435761u) & (s->tsize - 1);
+}
+
+static struct kb_stream *
+table_get(const struct kb_session *s, uint32_t id)
+{
+	struct kb_stream *st;
+
+	for (st = s->table[slot(s, id)]; st; st = st->hnext)
+		if (st->id == id)
+			return st;
+	return NULL;
+}
+
+static int
+table_put(struct kb_session *s, struct kb_stream *st)
+{
+	if (s->nstreams + 1 > s->tsize) {
+		size_t nsize = s->tsize * 2, i;
+		struct kb_stream **nt = calloc(nsize, sizeof(*nt)), **old = s->table;
+		size_t osize = s->tsize;
+
+		if (!nt)
+			return -1;
+		s->table = nt;
+		s->tsize = nsize;
+		for (i = 0; i < osize; i++) {
+			struct kb_stream *e = old[i], *next;
+			for (; e; e = next) {
+				next = e->hnext;
+				e->hnext = nt[slot(s, e->id)];
+				nt[slot(s, e->id)] = e;
+			}
+		}
+		free(old);
+	}
+	st->hnext = s->table[slot(s, st->id)];
+	s->table[slot(s, st->id)] = st;
+	s->nstreams++;
+	return 0;
+}
+
+static void
+table_del(struct kb_session *s, struct kb_stream *st)
+{
+	struct kb_stream **pp;
+
+	for (pp = &s->table[slot(s, st->id)]; *pp; pp = &(*pp)->hnext) {
+		if (*pp == st) {
+			*pp = st->hnext;
+			s->nstreams--;
+			return;
+		}
+	}
+}
+
+/* --- sending --- */
+
+static struct evbuffer *
+sess_out(struct kb_session *s)
+{
+	return bufferevent_get_output(s->bev);
+}
+
+static int
+send_frame(struct kb_session *s, uint8_t type, uint32_t stream, const void *p, size_t len)
+{
+	uint8_t hdr[KB_FRAME_HDR];
+
+	if (!s->bev || len > KB_FRAME_MAX)
+		return -1;
+	kb_frame_header_encode(hdr, type, stream, (uint16_t)len);
+	if (evbuffer_add(sess_out(s), hdr, sizeof(hdr)) < 0 ||
+	    (len && evbuffer_add(sess_out(s), p, len) < 0))
+		return -1;
+	s->last_tx = kb_now_ms();
+	return 0;
+}
+
+static void
+send_u32(struct kb_session *s, uint8_t type, uint32_t stream, uint32_t v)
+{
+	uint8_t b[4] = { v >> 24, v >> 16, v >> 8, v };
+
+	send_frame(s, type, stream, b, 4);
+}
+
+static void
+send_reset(struct kb_session *s, uint32_t id, uint8_t reason, const char *text)
+{
+	uint8_t b[1 + 200];
+	size_t tl = text ? strlen(text) : 0;
+
+	if (tl > sizeof(b) - 1)
+		tl = sizeof(b) - 1;
+	b[0] = reason;
+	if (tl)
+		memcpy(b + 1, text, tl);
+	send_frame(s, KB_F_RESET, id, b, 1 + tl);
+}
+
+static void
+send_goaway(struct kb_session *s, uint8_t code, const char *text)
+{
+	uint8_t b[5 + 400];
+	size_t tl = text ? strlen(text) : 0;
+
+	if (tl > sizeof(b) - 5)
+		tl = sizeof(b) - 5;
+
+	b[0] = s->max_peer_id >> 24;
+	b[1] = s->max_peer_id >> 16;
+	b[2] = s->max_peer_id >> 8;
+	b[3] = s->max_peer_id;
+	b[4] = code;
+	if (tl)
+		memcpy(b + 5, text, tl);
+	send_frame(s, KB_F_GOAWAY, 0, b, 5 + tl);
+}
+
+static int
+send_json(struct kb_session *s, uint8_t type, cJSON *obj)
+{
+	char *txt = cJSON_PrintUnformatted(obj);
+	int rc = -1;
+
+	cJSON_Delete(obj);
+	if (!txt)
+		return -1;
+	if (strlen(txt) <= KB_FRAME_MAX)
+		rc = send_frame(s, type, 0, txt, strlen(txt));
+	else
+		log_warnx("%s: message of %zu bytes is too large", __func__, strlen(txt));
+	free(txt);
+	return rc;
+}
+
+/* --- flushing and closing bufferevents --- */
+
+static void
+linger_done(struct bufferevent *bev, void *arg)
+{
+	(void)arg;
+	if (evbuffer_get_length(bufferevent_get_output(bev)) == 0)
+		bufferevent_free(bev);
+}
+
+static void
+linger_event(struct bufferevent *bev, short what, void *arg)
+{
+	(void)what;
+	(void)arg;
+	bufferevent_free(bev);
+}
+
+/* Free bev once its output is flushed (bounded by a 2 s timeout). */
+static void
+bev_close_flushed(struct bufferevent *bev)
+{
+	struct timeval tv = { 2, 0 };
+
+	if (evbuffer_get_length(bufferevent_get_output(bev)) == 0) {
+		bufferevent_free(bev);
+		return;
+	}
+	bufferevent_setwatermark(bev, EV_WRITE, 0, 0);
+	bufferevent_setcb(bev, NULL, linger_done, linger_event, NULL);
+	bufferevent_set_timeouts(bev, &tv, &tv);
+	bufferevent_disable(bev, EV_READ);
+	bufferevent_enable(bev, EV_WRITE);
+}
+
+static void
+bev_close_abort(struct bufferevent *bev)
+{
+	evutil_socket_t fd = bufferevent_getfd(bev);
+
+	if (fd >= 0) {
+		struct linger l = { 1, 0 };
+		setsockopt(fd, SOL_SOCKET, SO_LINGER, &l, sizeof(l));
+	}
+	bufferevent_free(bev);
+}
+
+/* --- streams --- */
+
+static struct kb_stream *
+stream_new(struct kb_session *s, uint32_t id, unsigned flags)
+{
+	struct kb_stream *st = calloc(1, sizeof(*st));
+
+	if (!st)
+		return NULL;
+	st->s = s;
+	st->id = id;
+	st->flags = flags;
+	st->tx_credit = KB_WINDOW_INIT;
+	st->rx_window = KB_WINDOW_INIT;
+	if (table_put(s, st) < 0) {
+		free(st);
+		return NULL;
+	}
+	return st;
+}
+
+static void
+stream_unblock(struct kb_stream *st)
+{
+	if (st->flags & ST_BLOCKED) {
+		TAILQ_REMOVE(&st->s->blocked, st, blocked);
+		st->flags &= ~ST_BLOCKED;
+	}
+}
+
+static void
+stream_detach_bev(struct kb_stream *st, int abortive)
+{
+	struct bufferevent *bev = st->bev;
+
+	if (!bev)
+		return;
+	st->bev = NULL;
+	if (st->drain_cb)
+		evbuffer_remove_cb_entry(bufferevent_get_output(bev), st->drain_cb);
+	st->drain_cb = NULL;
+	bufferevent_setcb(bev, NULL, NULL, NULL, NULL);
+	if (abortive)
+		bev_close_abort(bev);
+	else
+		bev_close_flushed(bev);
+}
+
+/* Remove the stream and tell its owner; reason 0 means a clean end. */
+static void
+stream_finish(struct kb_stream *st, int reason, const char *text, int abortive)
+{
+	struct kb_session *s = st->s;
+
+	stream_unblock(st);
+	table_del(s, st);
+	stream_detach_bev(st, abortive);
+	if (st->cbs && st->cbs->on_close)
+		st->cbs->on_close(st, reason, text, st->arg);
+	free(st);
+	session_maybe_done(s);
+}
+
+static void
+stream_check_done(struct kb_stream *st)
+{
+	if ((st->flags & ST_FIN_SENT) && (st->flags & ST_SHUT_WR))
+		stream_finish(st, 0, NULL, 0);
+}
+
+void
+kb_stream_reset(struct kb_stream *st, uint8_t reason, const char *text)
+{
+	if (st->s->bev && !st->s->dead)
+		send_reset(st->s, st->id, reason, text);
+	stream_finish(st, reason, text, 1);
+}
+
+/* Deliver the peer's FIN once everything before it reached the local socket. */
+static void
+stream_try_shutdown(struct kb_stream *st)
+{
+	if (!(st->flags & ST_PEER_FIN) || (st->flags & ST_SHUT_WR) || !st->bev)
+		return;
+	if (evbuffer_get_length(bufferevent_get_output(st->bev)) > 0)
+		return;
+	shutdown(bufferevent_getfd(st->bev), SHUT_WR);
+	st->flags |= ST_SHUT_WR;
+	stream_check_done(st);
+}
+
+static void
+local_drained(struct evbuffer *buf, const struct evbuffer_cb_info *info, void *arg)
+{
+	struct kb_stream *st = arg;
+
+	(void)buf;
+	if (info->n_deleted == 0)
+		return;
+	st->rx_consumed += info->n_deleted;
+	if (st->rx_consumed >= CREDIT_STEP ||
+	    (st->rx_consumed && evbuffer_get_length(buf) == 0 && st->rx_window < CREDIT_STEP)) {
+		send_u32(st->s, KB_F_WINDOW, st->id, st->rx_consumed);
+		st->rx_window += st->rx_consumed;
+		st->rx_consumed = 0;
+	}
+}
+
+/* Move what the local side sent into DATA frames, as far as credit and the
+ * session's output allow. */
+static void
+stream_pump(struct kb_stream *st)
+{
+	struct kb_session *s = st->s;
+	struct evbuffer *in;
+	size_t avail;
+
+	if (!st->bev || !(st->flags & ST_ACCEPTED) || (st->flags & ST_FIN_SENT))
+		return;
+	in = bufferevent_get_input(st->bev);
+	while ((avail = evbuffer_get_length(in)) > 0 && st->tx_credit > 0) {
+		size_t n = avail;
+		uint8_t hdr[KB_FRAME_HDR];
+
+		if (evbuffer_get_length(sess_out(s)) >= SESSION_HWM)
+			break;
+		if (n > KB_FRAME_MAX)
+			n = KB_FRAME_MAX;
+		if (n > st->tx_credit)
+			n = st->tx_credit;
+		kb_frame_header_encode(hdr, KB_F_DATA, st->id, (uint16_t)n);
+		evbuffer_add(sess_out(s), hdr, sizeof(hdr));
+		evbuffer_remove_buffer(in, sess_out(s), n);
+		st->tx_credit -= n;
+		s->stats.bytes_out += n;
+		s->last_tx = kb_now_ms();
+	}
+	if (avail == 0) {
+		stream_unblock(st);
+		if (st->flags & ST_LOCAL_EOF) {
+			send_frame(s, KB_F_FIN, st->id, NULL, 0);
+			st->flags |= ST_FIN_SENT;
+			stream_check_done(st);
+			return;
+		}
+		bufferevent_enable(st->bev, EV_READ);
+		return;
+	}
+	bufferevent_disable(st->bev, EV_READ);
+	if (st->tx_credit > 0 && !(st->flags & ST_BLOCKED)) {
+		TAILQ_INSERT_TAIL(&s->blocked, st, blocked);
+		st->flags |= ST_BLOCKED;
+	}
+}
+
+static void
+local_read(struct bufferevent *bev, void *arg)
+{
+	(void)bev;
+	stream_pump(arg);
+}
+
+static void
+local_write(struct bufferevent *bev, void *arg)
+{
+	(void)bev;
+	stream_try_shutdown(arg);
+}
+
+static void
+local_event(struct bufferevent *bev, short what, void *arg)
+{
+	struct kb_stream *st = arg;
+
+	(void)bev;
+	if (what & BEV_EVENT_EOF) {
+		st->flags |= ST_LOCAL_EOF;
+		stream_pump(st);
+		return;
+	}
+	if (what & BEV_EVENT_ERROR) {
+		char text[128];
+		snprintf(text, sizeof(text), "local connection failed: %s",
+		    evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
+		kb_stream_reset(st, KB_RST_CANCEL, text);
+	}
+}
+
+static void
+stream_attach(struct kb_stream *st, struct bufferevent *bev)
+{
+	st->bev = bev;
+	bufferevent_setcb(bev, local_read, local_write, local_event, st);
+	bufferevent_setwatermark(bev, EV_READ, 0, LOCAL_READ_HWM);
+	st->drain_cb = evbuffer_add_cb(bufferevent_get_output(bev), local_drained, st);
+}
+
+static void
+stream_start(struct kb_stream *st)
+{
+	st->flags |= ST_ACCEPTED;
+	bufferevent_enable(st->bev, EV_READ | EV_WRITE);
+	stream_pump(st);
+}
+
+struct kb_stream *
+kb_stream_open(struct kb_session *s, const struct kb_open *o, struct bufferevent *bev,
+    const struct kb_stream_cbs *cbs, void *arg)
+{
+	struct kb_stream *st;
+	uint8_t buf[32];
+	size_t n;
+
+	if (!kb_session_ready(s) || s->goaway_rcvd || s->next_id > 0x7ffffffe)
+		goto fail;
+	if ((st = stream_new(s, s->next_id, ST_OURS)) == NULL)
+		goto fail;
+	s->next_id += 2;
+	s->stats.streams_opened++;
+	st->cbs = cbs;
+	st->arg = arg;
+	stream_attach(st, bev);
+	bufferevent_disable(bev, EV_READ);
+	n = kb_open_encode(o, buf);
+	send_frame(s, KB_F_OPEN, st->id, buf, n);
+	return st;
+fail:
+	bev_close_abort(bev);
+	return NULL;
+}
+
+void
+kb_stream_set_cbs(struct kb_stream *st, const struct kb_stream_cbs *cbs, void *arg)
+{
+	st->cbs = cbs;
+	st->arg = arg;
+}
+
+int
+kb_stream_accept(struct kb_stream *st, struct bufferevent *bev, const struct kb_stream_cbs *cbs,
+    void *arg)
+{
+	if (cbs)
+		kb_stream_set_cbs(st, cbs, arg);
+	if (st->bev || (st->flags & ST_OURS)) {
+		bev_close_abort(bev);
+		return -1;
+	}
+	stream_attach(st, bev);
+	send_frame(st->s, KB_F_ACCEPT, st->id, NULL, 0);
+	stream_start(st);
+	return 0;
+}
+
+uint32_t
+kb_stream_id(const struct kb_stream *st)
+{
+	return st->id;
+}
+
+struct kb_session *
+kb_stream_session(const struct kb_stream *st)
+{
+	return st->s;
+}
+
+/* --- receiving --- */
+
+static void
+protocol_error(struct kb_session *s, const char *what)
+{
+	char msg[160];
+
+	snprintf(msg, sizeof(msg), "protocol error: %s", what);
+	session_end(s, KB_GOAWAY_PROTOCOL, msg);
+}
+
+/* Find the stream a frame refers to. NULL and *ignore set when the stream is
+ * already gone; NULL alone when the id was never opened (protocol error). */
+static struct kb_stream *
+frame_stream(struct kb_session *s, uint32_t id, int *ignore)
+{
+	struct kb_stream *st = table_get(s, id);
+	int ours = (id & 1) == (s->initiator ? 1u : 0u);
+
+	*ignore = 0;
+	if (st)
+		return st;
+	if (ours ? id < s->next_id : id <= s->max_peer_id)
+		*ignore = 1;
+	return NULL;
+}
+
+static cJSON *
+parse_json(struct kb_session *s, const struct kb_frame *f)
+{
+	cJSON *j = cJSON_ParseWithLength((const char *)f->payload, f->len);
+
+	if (!j || !cJSON_IsObject(j)) {
+		cJSON_Delete(j);
+		protocol_error(s, "payload is not a JSON object");
+		return NULL;
+	}
+	return j;
+}
+
+static void
+handle_hello(struct kb_session *s, const struct kb_frame *f)
+{
+	cJSON *j, *v;
+	char reason[200] = "";
+
+	if (s->hello_rcvd) {
+		protocol_error(s, "second hello");
+		return;
+	}
+	if ((j = parse_json(s, f)) == NULL)
+		return;
+	v = cJSON_GetObjectItemCaseSensitive(j, "proto");
+	if (!cJSON_IsNumber(v) || v->valuedouble != KB_PROTO_VERSION) {
+		snprintf(reason, sizeof(reason), "unsupported protocol version %s (this side speaks %d)",
+		    cJSON_IsNumber(v) ? "given" : "missing", KB_PROTO_VERSION);
+		if (cJSON_IsNumber(v))
+			snprintf(reason, sizeof(reason),
+			    "unsupported protocol version %g (this side speaks %d)", v->valuedouble,
+			    KB_PROTO_VERSION);
+		cJSON_Delete(j);
+		session_end(s, KB_GOAWAY_REFUSED, reason);
+		return;
+	}
+	s->hello_rcvd = 1;
+	if (s->cbs->on_hello && s->cbs->on_hello(s, j, reason, sizeof(reason), s->arg) < 0) {
+		cJSON_Delete(j);
+		session_end(s, KB_GOAWAY_REFUSED, reason[0] ? reason : "refused");
+		return;
+	}
+	cJSON_Delete(j);
+}
+
+static void
+handle_control(struct kb_session *s, const struct kb_frame *f)
+{
+	cJSON *j, *t;
+
+	if ((j = parse_json(s, f)) == NULL)
+		return;
+	t = cJSON_GetObjectItemCaseSensitive(j, "type");
+	if (!cJSON_IsString(t) || !s->cbs->on_control ||
+	    s->cbs->on_control(s, j, t->valuestring, s->arg) < 0) {
+		char what[96];
+		snprintf(what, sizeof(what), "bad control message%s%.40s",
+		    cJSON_IsString(t) ? " " : "", cJSON_IsString(t) ? t->valuestring : "");
+		cJSON_Delete(j);
+		protocol_error(s, what);
+		return;
+	}
+	cJSON_Delete(j);
+}
+
+static void
+handle_open(struct kb_session *s, const struct kb_frame *f)
+{
+	struct kb_open o;
+	struct kb_stream *st;
+	const char *err;
+	int theirs = (f->stream & 1) == (s->initiator ? 0u : 1u);
+
+	if (!theirs || f->stream <= s->max_peer_id) {
+		protocol_error(s, "bad stream id in open");
+		return;
+	}
+	if (kb_open_decode(f->payload, f->len, &o, &err) < 0) {
+		protocol_error(s, err);
+		return;
+	}
+	s->max_peer_id = f->stream;
+	if (s->goaway_sent || !s->cbs->on_open) {
+		send_reset(s, f->stream, KB_RST_SESSION, "session is going away");
+		return;
+	}
+	if ((st = stream_new(s, f->stream, 0)) == NULL) {
+		send_reset(s, f->stream, KB_RST_INTERNAL, "out of memory");
+		return;
+	}
+	s->stats.streams_opened++;
+	s->cbs->on_open(s, st, &o, s->arg);
+}
+
+static void
+handle_stream_frame(struct kb_session *s, const struct kb_frame *f, struct evbuffer *in)
+{
+	struct kb_stream *st;
+	int ignore;
+
+	st = frame_stream(s, f->stream, &ignore);
+	if (!st) {
+		if (ignore) {
+			if (f->type == KB_F_DATA) /* others are drained by the caller */
+				evbuffer_drain(in, f->len);
+			return;
+		}
+		protocol_error(s, "frame for a stream that was never opened");
+		return;
+	}
+	switch (f->type) {
+	case KB_F_ACCEPT:
+		if (!(st->flags & ST_OURS) || (st->flags & ST_ACCEPTED)) {
+			protocol_error(s, "unexpected accept");
+			return;
+		}
+		stream_start(st);
+		if (st->cbs && st->cbs->on_accept)
+			st->cbs->on_accept(st, st->arg);
+		return;
+	case KB_F_DATA:
+		if (!(st->flags & ST_ACCEPTED) || (st->flags & ST_PEER_FIN)) {
+			protocol_error(s, "data on a stream that cannot take it");
+			return;
+		}
+		if (f->len > st->rx_window) {
+			protocol_error(s, "data beyond the flow-control window");
+			return;
+		}
+		st->rx_window -= f->len;
+		s->stats.bytes_in += f->len;
+		evbuffer_remove_buffer(in, bufferevent_get_output(st->bev), f->len);
+		return;
+	case KB_F_WINDOW: {
+		uint32_t inc = (uint32_t)f->payload[0] << 24 | (uint32_t)f->payload[1] << 16 |
+		    (uint32_t)f->payload[2] << 8 | f->payload[3];
+		if ((uint64_t)st->tx_credit + inc > KB_WINDOW_MAX) {
+			protocol_error(s, "window overflow");
+			return;
+		}
+		st->tx_credit += inc;
+		stream_pump(st);
+		return;
+	}
+	case KB_F_FIN:
+		if (!(st->flags & ST_ACCEPTED) || (st->flags & ST_PEER_FIN)) {
+			protocol_error(s, "unexpected fin");
+			return;
+		}
+		st->flags |= ST_PEER_FIN;
+		stream_try_shutdown(st);
+		return;
+	case KB_F_RESET: {
+		char text[256];
+		size_t tl = (size_t)f->len - 1;
+		if (tl > sizeof(text) - 1)
+			tl = sizeof(text) - 1;
+		memcpy(text, f->payload + 1, tl);
+		text[tl] = '\0';
+		stream_finish(st, f->payload[0], text, 1);
+		return;
+	}
+	}
+}
+
+static void
+handle_goaway(struct kb_session *s, const struct kb_frame *f)
+{
+	uint32_t last;
+	uint8_t code;
+	const char *text;
+	size_t tl;
+	char msg[300];
+
+	if (kb_goaway_decode(f->payload, f->len, &last, &code, &text, &tl) < 0) {
+		protocol_error(s, "bad goaway");
+		return;
+	}
+	snprintf(msg, sizeof(msg), "%.*s", (int)tl, text);
+	if (tl)
+		snprintf(s->goaway_text, sizeof(s->goaway_text), "%.*s", (int)(tl < 120 ? tl : 120), text);
+	else
+		snprintf(s->goaway_text, sizeof(s->goaway_text), "no reason given");
+	s->goaway_rcvd = 1;
+	if (s->cbs->on_goaway)
+		s->cbs->on_goaway(s, msg, s->arg);
+	if (code != KB_GOAWAY_NORMAL) {
+		char err[340];
+		snprintf(err, sizeof(err), "peer ended the session: %s", msg[0] ? msg : "no reason");
+		session_end(s, KB_GOAWAY_NORMAL, err);
+	}
+}
+
+static void
+handle_frame(struct kb_session *s, const struct kb_frame *f, struct evbuffer *in)
+{
+	if (!s->hello_rcvd && f->type != KB_F_HELLO && f->type != KB_F_GOAWAY) {
+		protocol_error(s, "frame before hello");
+		return;
+	}
+	switch (f->type) {
+	case KB_F_HELLO:
+		handle_hello(s, f);
+		break;
+	case KB_F_CONTROL:
+		handle_control(s, f);
+		break;
+	case KB_F_OPEN:
+		handle_open(s, f);
+		break;
+	case KB_F_PING:
+		send_frame(s, KB_F_PONG, 0, f->payload, 8);
+		break;
+	case KB_F_PONG: {
+		uint64_t t = 0;
+		int i;
+		for (i = 0; i < 8; i++)
+			t = t << 8 | f->payload[i];
+		if (t == s->ping_sent_us && t)
+			s->stats.rtt_us = kb_now_ms() * 1000 - t;
+		break;
+	}
+	case KB_F_GOAWAY:
+		handle_goaway(s, f);
+		break;
+	default:
+		handle_stream_frame(s, f, in);
+		return;
+	}
+}
+
+static void
+session_read(struct bufferevent *bev, void *arg)
+{
+	struct kb_session *s = arg;
+	struct evbuffer *in = bufferevent_get_input(bev);
+
+	s->depth++;
+	s->last_rx = kb_now_ms();
+	while (!s->dead) {
+		struct kb_frame f;
+		const char *err;
+		uint8_t *p;
+		size_t have = evbuffer_get_length(in);
+
+		if (have < KB_FRAME_HDR)
+			break;
+		p = evbuffer_pullup(in, KB_FRAME_HDR);
+		if (kb_frame_header_decode(p, &f, &err) < 0) {
+			protocol_error(s, err);
+			break;
+		}
+		if (have < KB_FRAME_HDR + (size_t)f.len)
+			break;
+		evbuffer_drain(in, KB_FRAME_HDR);
+		if (f.type == KB_F_DATA) {
+			/* The payload moves to the local socket without a copy. */
+			f.payload = NULL;
+			handle_frame(s, &f, in);
+			continue;
+		}
+		f.payload = f.len ? evbuffer_pullup(in, f.len) : (const uint8_t *)"";
+		if (kb_frame_payload_check(&f, &err) < 0) {
+			protocol_error(s, err);
+			break;
+		}
+		handle_frame(s, &f, in);
+		if (!s->dead)
+			evbuffer_drain(in, f.len);
+	}
+	s->depth--;
+	if (s->depth == 0 && s->free_pending)
+		kb_session_free(s);
+}
+
+static void
+session_write(struct bufferevent *bev, void *arg)
+{
+	struct kb_session *s = arg;
+	struct kb_stream *st;
+
+	(void)bev;
+	s->depth++;
+	/* Output fell below the low-water mark: let blocked streams go on. */
+	while (!s->dead && (st = TAILQ_FIRST(&s->blocked)) != NULL &&
+	    evbuffer_get_length(sess_out(s)) < SESSION_HWM) {
+		stream_unblock(st);
+		stream_pump(st);
+	}
+	s->depth--;
+	if (s->depth == 0 && s->free_pending)
+		kb_session_free(s);
+}
+
+static void
+session_event(struct bufferevent *bev, short what, void *arg)
+{
+	struct kb_session *s = arg;
+	char err[200];
+
+	(void)bev;
+	s->depth++;
+	if (what & BEV_EVENT_EOF) {
+		if (s->goaway_rcvd) {
+			snprintf(err, sizeof(err), "peer went away: %s", s->goaway_text);
+			session_end(s, KB_GOAWAY_NORMAL, err);
+		} else {
+			session_end(s, KB_GOAWAY_NORMAL,
+			    s->goaway_sent ? NULL : "connection closed by peer");
+		}
+	} else if (what & BEV_EVENT_ERROR) {
+		int e = EVUTIL_SOCKET_ERROR();
+		if (s->goaway_rcvd)
+			snprintf(err, sizeof(err), "peer went away: %s", s->goaway_text);
+		else
+			snprintf(err, sizeof(err), "connection failed: %s",
+			    e ? evutil_socket_error_to_string(e) : "TLS error");
+		session_end(s, KB_GOAWAY_NORMAL, err);
+	}
+	s->depth--;
+	if (s->depth == 0 && s->free_pending)
+		kb_session_free(s);
+}
+
+static void
+session_tick(evutil_socket_t fd, short what, void *arg)
+{
+	struct kb_session *s = arg;
+	uint64_t now = kb_now_ms();
+
+	(void)fd;
+	(void)what;
+	s->depth++;
+	if (now - s->last_rx >= s->dead_ms) {
+		char err[80];
+		snprintf(err, sizeof(err), "peer timed out (nothing received for %u ms)", s->dead_ms);
+		session_end(s, KB_GOAWAY_TIMEOUT, err);
+	} else if (now - s->last_tx >= s->ping_ms) {
+		uint8_t b[8];
+		uint64_t t = now * 1000;
+		int i;
+		for (i = 7; i >= 0; i--, t >>= 8)
+			b[i] = t & 0xff;
+		s->ping_sent_us = now * 1000;
+		send_frame(s, KB_F_PING, 0, b, 8);
+	}
+	s->depth--;
+	if (s->depth == 0 && s->free_pending)
+		kb_session_free(s);
+}
+
+/* --- session lifetime --- */
+
+static void
+reset_all_streams(struct kb_session *s, const char *why)
+{
+	size_t i;
+
+	for (i = 0; i < s->tsize; i++) {
+		while (s->table[i])
+			stream_finish(s->table[i], KB_RST_SESSION, why, 1);
+	}
+}
+
+/* End the session: tell the peer (code), reset the streams and report err
+ * (NULL for a clean end) to the owner. */
+static void
+session_end(struct kb_session *s, uint8_t code, const char *err)
+{
+	if (s->dead)
+		return;
+	s->dead = 1;
+	if (err)
+		log_debug("%s: %s", __func__, err);
+	if (s->bev && (code != KB_GOAWAY_NORMAL || !s->goaway_sent))
+		send_goaway(s, code, err ? err : "");
+	evtimer_del(s->timer);
+	if (s->linger)
+		evtimer_del(s->linger);
+	s->depth++;
+	reset_all_streams(s, err ? err : "session closed");
+	s->depth--;
+	if (s->cbs->on_close)
+		s->cbs->on_close(s, err, s->arg);
+}
+
+static void
+session_maybe_done(struct kb_session *s)
+{
+	if (s->goaway_sent && !s->dead && s->nstreams == 0)
+		session_end(s, KB_GOAWAY_NORMAL, NULL);
+}
+
+static void
+linger_expired(evutil_socket_t fd, short what, void *arg)
+{
+	struct kb_session *s = arg;
+
+	(void)fd;
+	(void)what;
+	s->depth++;
+	session_end(s, KB_GOAWAY_NORMAL, NULL);
+	s->depth--;
+	if (s->depth == 0 && s->free_pending)
+		kb_session_free(s);
+}
+
+struct kb_session *
+kb_session_new(struct bufferevent *bev, int initiator, const struct kb_session_cbs *cbs, void *arg)
+{
+	struct kb_session *s = calloc(1, sizeof(*s));
+	struct timeval tv = { 0, 250000 };
+
+	if (!s)
+		goto fail;
+	s->tsize = 64;
+	if ((s->table = calloc(s->tsize, sizeof(*s->table))) == NULL)
+		goto fail;
+	s->timer = event_new(bufferevent_get_base(bev), -1, EV_PERSIST, session_tick, s);
+	if (!s->timer)
+		goto fail;
+	s->bev = bev;
+	s->initiator = initiator;
+	s->cbs = cbs;
+	s->arg = arg;
+	s->next_id = initiator ? 1 : 2;
+	s->ping_ms = 1000;
+	s->dead_ms = 4000;
+	s->last_rx = s->last_tx = kb_now_ms();
+	TAILQ_INIT(&s->blocked);
+	bufferevent_setcb(bev, session_read, session_write, session_event, s);
+	bufferevent_setwatermark(bev, EV_WRITE, SESSION_LWM, 0);
+	bufferevent_enable(bev, EV_READ | EV_WRITE);
+	evtimer_add(s->timer, &tv);
+	return s;
+fail:
+	if (s) {
+		if (s->timer)
+			event_free(s->timer);
+		free(s->table);
+		free(s);
+	}
+	bufferevent_free(bev);
+	return NULL;
+}
+
+void
+kb_session_set_heartbeat(struct kb_session *s, unsigned interval_ms, unsigned dead_ms)
+{
+	struct timeval tv;
+	unsigned tick = interval_ms / 4 ? interval_ms / 4 : 1;
+
+	s->ping_ms = interval_ms;
+	s->dead_ms = dead_ms;
+	tv.tv_sec = tick / 1000;
+	tv.tv_usec = (tick % 1000) * 1000;
+	evtimer_add(s->timer, &tv);
+}
+
+void
+kb_session_free(struct kb_session *s)
+{
+	if (!s)
+		return;
+	if (s->depth > 0) {
+		s->free_pending = 1;
+		return;
+	}
+	s->dead = 1;
+	reset_all_streams(s, "session closed");
+	if (s->bev)
+		bev_close_flushed(s->bev);
+	event_free(s->timer);
+	if (s->linger)
+		event_free(s->linger);
+	free(s->table);
+	free(s);
+}
+
+int
+kb_session_send_hello(struct kb_session *s, cJSON *hello)
+{
+	if (s->hello_sent || s->dead) {
+		cJSON_Delete(hello);
+		return -1;
+	}
+	cJSON_AddNumberToObject(hello, "proto", KB_PROTO_VERSION);
+	s->hello_sent = 1;
+	return send_json(s, KB_F_HELLO, hello);
+}
+
+int
+kb_session_send_control(struct kb_session *s, cJSON *msg)
+{
+	if (!kb_session_ready(s) || !cJSON_IsString(cJSON_GetObjectItemCaseSensitive(msg, "type"))) {
+		cJSON_Delete(msg);
+		return -1;
+	}
+	return send_json(s, KB_F_CONTROL, msg);
+}
+
+void
+kb_session_goaway(struct kb_session *s, const char *reason, unsigned linger_ms)
+{
+	struct timeval tv = { linger_ms / 1000, (linger_ms % 1000) * 1000 };
+
+	if (s->dead || s->goaway_sent)
+		return;
+	send_goaway(s, KB_GOAWAY_NORMAL, reason);
+	s->goaway_sent = 1;
+	if (s->nstreams == 0) {
+		session_end(s, KB_GOAWAY_NORMAL, NULL);
+		return;
+	}
+	s->linger = evtimer_new(bufferevent_get_base(s->bev), linger_expired, s);
+	if (s->linger)
+		evtimer_add(s->linger, &tv);
+}
+
+int
+kb_session_ready(const struct kb_session *s)
+{
+	return s->hello_sent && s->hello_rcvd && !s->dead && !s->goaway_sent;
+}
+
+void
+kb_session_stats(const struct kb_session *s, struct kb_session_stats *st)
+{
+	*st = s->stats;
+	st->streams = s->nstreams;
+}

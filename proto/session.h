@@ -1,0 +1,92 @@
+/* A session: one authenticated TLS connection carrying many streams with
+ * per-stream credit flow control, heartbeats and goaway (see PROTOCOL.md).
+ * Both sides use the same code; the initiator (TLS client) opens odd stream
+ * ids, the other side even ones. */
+#ifndef KB_SESSION_H
+#define KB_SESSION_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "frame.h"
+
+struct bufferevent;
+struct cJSON;
+struct kb_session;
+struct kb_stream;
+
+struct kb_session_cbs {
+	/* The peer's hello (a JSON object, version already checked). Return 0 to
+	 * go on, -1 to refuse the session (reason goes into the goaway). */
+	int (*on_hello)(struct kb_session *s, const struct cJSON *hello, char *reason,
+	    size_t reasonlen, void *arg);
+	/* The peer asks to open a stream: answer now or later with
+	 * kb_stream_accept() or kb_stream_reset(). May be NULL (refuse all). */
+	void (*on_open)(struct kb_session *s, struct kb_stream *st, const struct kb_open *o, void *arg);
+	/* A control message; type is its "type" string. Return -1 if it is
+	 * malformed or unknown: that is a protocol error and ends the session. */
+	int (*on_control)(struct kb_session *s, const struct cJSON *msg, const char *type, void *arg);
+	/* The peer sent goaway: open no new streams. May be NULL. */
+	void (*on_goaway)(struct kb_session *s, const char *reason, void *arg);
+	/* The session is over (err is NULL after a clean goaway). Every stream has
+	 * been closed already. The callee must call kb_session_free(), now or later. */
+	void (*on_close)(struct kb_session *s, const char *err, void *arg);
+};
+
+struct kb_stream_cbs {
+	/* A stream we opened was accepted; data starts to flow. May be NULL. */
+	void (*on_accept)(struct kb_stream *st, void *arg);
+	/* The stream is finished: reason 0 after a clean close (FIN both ways),
+	 * else a KB_RST_* code and the peer's text. The stream is freed after. */
+	void (*on_close)(struct kb_stream *st, int reason, const char *text, void *arg);
+};
+
+/* Take ownership of bev (already connected, TLS or not) and run the protocol
+ * on it. initiator: this side is the TLS client. */
+struct kb_session *kb_session_new(struct bufferevent *bev, int initiator,
+    const struct kb_session_cbs *cbs, void *arg);
+/* Close every stream (their on_close runs), flush and free the bufferevent
+ * and the session. Safe to call from any callback of this session. */
+void kb_session_free(struct kb_session *s);
+/* Heartbeat: ping after interval_ms without sending, declare the peer dead
+ * after dead_ms without receiving anything. Defaults: 1000 and 4000. */
+void kb_session_set_heartbeat(struct kb_session *s, unsigned interval_ms, unsigned dead_ms);
+
+/* Send our hello; "proto" is added. The initiator sends first; the other side
+ * answers from on_hello. Takes ownership of hello. */
+int kb_session_send_hello(struct kb_session *s, struct cJSON *hello);
+/* Send a control message (must have a "type" string). Takes ownership. */
+int kb_session_send_control(struct kb_session *s, struct cJSON *msg);
+/* Graceful goaway: tell the peer, accept no new streams, close the session
+ * once every stream has finished (or after linger_ms at most). */
+void kb_session_goaway(struct kb_session *s, const char *reason, unsigned linger_ms);
+/* Both hellos exchanged and not going away. */
+int kb_session_ready(const struct kb_session *s);
+
+struct kb_session_stats {
+	size_t streams;
+	uint64_t bytes_in, bytes_out; /* stream payload bytes */
+	uint64_t streams_opened;
+	uint64_t rtt_us;              /* last measured ping round trip */
+};
+void kb_session_stats(const struct kb_session *s, struct kb_session_stats *st);
+
+/* Open a stream carrying the data of bev (a connected socket; ownership
+ * passes to the stream, also on failure). Nothing is read from bev until
+ * the peer accepts. NULL if the session cannot open streams now. */
+struct kb_stream *kb_stream_open(struct kb_session *s, const struct kb_open *o,
+    struct bufferevent *bev, const struct kb_stream_cbs *cbs, void *arg);
+/* Set the callbacks of a stream the peer opened (call from on_open when the
+ * answer comes later, so a reset in between is reported). */
+void kb_stream_set_cbs(struct kb_stream *st, const struct kb_stream_cbs *cbs, void *arg);
+/* Accept a stream the peer opened and attach bev to it (ownership passes,
+ * also on failure). cbs NULL keeps those given to kb_stream_set_cbs. */
+int kb_stream_accept(struct kb_stream *st, struct bufferevent *bev,
+    const struct kb_stream_cbs *cbs, void *arg);
+/* Abort the stream: send RESET, close the local side abortively, free it.
+ * on_close is called with the reason. */
+void kb_stream_reset(struct kb_stream *st, uint8_t reason, const char *text);
+uint32_t kb_stream_id(const struct kb_stream *st);
+struct kb_session *kb_stream_session(const struct kb_stream *st);
+
+#endif

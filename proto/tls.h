@@ -1,0 +1,31 @@
+/* TLS 1.3 with mutual certificate authentication against one cluster CA. */
+#ifndef KB_TLS_H
+#define KB_TLS_H
+
+#include <stddef.h>
+#include <openssl/ssl.h>
+
+/* Certificate roles, carried in the subject's O (organization) field. */
+#define KB_ROLE_MANAGER "kbridge-manager"
+#define KB_ROLE_USER "kbridge-user"
+#define KB_ROLE_SIDECAR "kbridge-sidecar"
+
+/* Server (manager) context: TLS 1.3 only, client certificate required and
+ * verified against ca_pem (purpose: TLS client). NULL with err on failure. */
+SSL_CTX *kb_tls_server_ctx(const char *ca_pem, const char *cert_pem, const char *key_pem,
+    char *err, size_t errlen);
+/* Client (daemon/sidecar) context: TLS 1.3 only, server certificate verified
+ * against ca_pem (purpose: TLS server). NULL with err on failure. */
+SSL_CTX *kb_tls_client_ctx(const char *ca_pem, const char *cert_pem, const char *key_pem,
+    char *err, size_t errlen);
+/* After a verified handshake: the peer certificate's CN and O. 0 or -1. */
+int kb_tls_peer_identity(SSL *ssl, char *name, size_t namelen, char *role, size_t rolelen);
+/* Drain OpenSSL's error queue into one readable line in buf (returns buf). */
+const char *kb_tls_errstr(char *buf, size_t len);
+
+struct bufferevent;
+/* Why the TLS handshake on bev failed, in one line (e.g. "peer certificate
+ * rejected: unable to get local issuer certificate", "tlsv1 alert unknown ca"). */
+const char *kb_tls_handshake_error(struct bufferevent *bev, char *buf, size_t len);
+
+#endif

@@ -1,0 +1,206 @@
+#include "util.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+int
+kb_cidr_parse(const char *s, struct kb_cidr *out)
+{
+	char ip[INET_ADDRSTRLEN];
+	const char *slash = strchr(s, '/');
+	struct in_addr a;
+	char *end;
+	long n;
+	uint32_t mask;
+
+	if (!slash || (size_t)(slash - s) >= sizeof(ip) || slash[1] == '\0')
+		return -1;
+	memcpy(ip, s, slash - s);
+	ip[slash - s] = '\0';
+	if (inet_pton(AF_INET, ip, &a) != 1)
+		return -1;
+	errno = 0;
+	n = strtol(slash + 1, &end, 10);
+	if (errno || *end || n < 0 || n > 32 || slash[1] == '+' || slash[1] == '-')
+		return -1;
+	mask = n == 0 ? 0 : 0xffffffffu << (32 - n);
+	if (ntohl(a.s_addr) & ~mask)
+		return -1;
+	out->addr = ntohl(a.s_addr);
+	out->prefix = (uint8_t)n;
+	return 0;
+}
+
+const char *
+kb_cidr_str(const struct kb_cidr *c, char *buf, size_t len)
+{
+	struct in_addr a = { htonl(c->addr) };
+	char ip[INET_ADDRSTRLEN];
+
+	inet_ntop(AF_INET, &a, ip, sizeof(ip));
+	snprintf(buf, len, "%s/%u", ip, c->prefix);
+	return buf;
+}
+
+int
+kb_cidr_contains(const struct kb_cidr *c, uint32_t addr)
+{
+	uint32_t mask = c->prefix == 0 ? 0 : 0xffffffffu << (32 - c->prefix);
+
+	return (addr & mask) == c->addr;
+}
+
+int
+kb_hostport_parse(const char *s, char *host, size_t hostlen, uint16_t *port)
+{
+	const char *colon, *h = s;
+	size_t hl;
+	char *end;
+	long p;
+
+	if (*s == '[') {
+		const char *close = strchr(s, ']');
+		if (!close || close[1] != ':')
+			return -1;
+		h = s + 1;
+		hl = close - h;
+		colon = close + 1;
+	} else {
+		colon = strrchr(s, ':');
+		if (!colon || memchr(s, ':', colon - s))
+			return -1;
+		hl = colon - s;
+	}
+	if (hl == 0 || hl >= hostlen || colon[1] == '\0')
+		return -1;
+	errno = 0;
+	p = strtol(colon + 1, &end, 10);
+	if (errno || *end || p < 1 || p > 65535 || colon[1] == '+' || colon[1] == '-')
+		return -1;
+	memcpy(host, h, hl);
+	host[hl] = '\0';
+	*port = (uint16_t)p;
+	return 0;
+}
+
+const char *
+kb_sockaddr_str(const struct sockaddr *sa, char *buf, size_t len)
+{
+	char ip[INET6_ADDRSTRLEN] = "?";
+	unsigned port = 0;
+
+	if (sa->sa_family == AF_INET) {
+		const struct sockaddr_in *s4 = (const void *)sa;
+		inet_ntop(AF_INET, &s4->sin_addr, ip, sizeof(ip));
+		port = ntohs(s4->sin_port);
+		snprintf(buf, len, "%s:%u", ip, port);
+	} else if (sa->sa_family == AF_INET6) {
+		const struct sockaddr_in6 *s6 = (const void *)sa;
+		inet_ntop(AF_INET6, &s6->sin6_addr, ip, sizeof(ip));
+		port = ntohs(s6->sin6_port);
+		snprintf(buf, len, "[%s]:%u", ip, port);
+	} else {
+		snprintf(buf, len, "(family %d)", sa->sa_family);
+	}
+	return buf;
+}
+
+char *
+kb_read_file(const char *path, size_t max, size_t *lenp)
+{
+	FILE *f = fopen(path, "rb");
+	char *buf = NULL;
+	size_t len = 0, cap = 0;
+
+	if (!f)
+		return NULL;
+	for (;;) {
+		size_t n;
+		if (cap - len < 4096) {
+			char *nb;
+			cap = cap ? cap * 2 : 8192;
+			if ((nb = realloc(buf, cap + 1)) == NULL)
+				goto fail;
+			buf = nb;
+		}
+		n = fread(buf + len, 1, cap - len, f);
+		len += n;
+		if (len > max) {
+			errno = EFBIG;
+			goto fail;
+		}
+		if (n == 0)
+			break;
+	}
+	if (ferror(f))
+		goto fail;
+	fclose(f);
+	buf[len] = '\0';
+	if (lenp)
+		*lenp = len;
+	return buf;
+fail:
+	free(buf);
+	fclose(f);
+	return NULL;
+}
+
+int
+kb_write_file(const char *path, const void *data, size_t len, int mode)
+{
+	char tmp[4096];
+	int fd, saved;
+	ssize_t n;
+
+	if (snprintf(tmp, sizeof(tmp), "%s.tmp.%ld", path, (long)getpid()) >= (int)sizeof(tmp)) {
+		errno = ENAMETOOLONG;
+		return -1;
+	}
+	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
+	if (fd < 0)
+		return -1;
+	if (fchmod(fd, mode) < 0)
+		goto fail;
+	while (len > 0) {
+		n = write(fd, data, len);
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			goto fail;
+		}
+		data = (const char *)data + n;
+		len -= n;
+	}
+	if (fsync(fd) < 0 || close(fd) < 0) {
+		fd = -1;
+		goto fail;
+	}
+	if (rename(tmp, path) < 0) {
+		fd = -1;
+		goto fail;
+	}
+	return 0;
+fail:
+	saved = errno;
+	if (fd >= 0)
+		close(fd);
+	unlink(tmp);
+	errno = saved;
+	return -1;
+}
+
+uint64_t
+kb_now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}

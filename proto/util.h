@@ -1,0 +1,36 @@
+/* Small helpers shared by all programs: addresses, CIDRs, files. */
+#ifndef KB_UTIL_H
+#define KB_UTIL_H
+
+#include <netinet/in.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+/* An IPv4 subnet; addr is in host byte order and has no host bits set. */
+struct kb_cidr {
+	uint32_t addr;
+	uint8_t prefix;
+};
+
+/* Parse "A.B.C.D/N" strictly (host bits must be zero). 0 or -1. */
+int kb_cidr_parse(const char *s, struct kb_cidr *out);
+/* Format as "A.B.C.D/N" into buf (at least 19 bytes). */
+const char *kb_cidr_str(const struct kb_cidr *c, char *buf, size_t len);
+/* Does the IPv4 address (host order) lie in the subnet? */
+int kb_cidr_contains(const struct kb_cidr *c, uint32_t addr);
+
+/* Parse "HOST:PORT" or "[V6]:PORT"; host is copied (NUL-terminated). 0 or -1. */
+int kb_hostport_parse(const char *s, char *host, size_t hostlen, uint16_t *port);
+/* Format a socket address as "ip:port". */
+const char *kb_sockaddr_str(const struct sockaddr *sa, char *buf, size_t len);
+
+/* Read a whole file (at most max bytes) into a NUL-terminated malloc'd buffer. */
+char *kb_read_file(const char *path, size_t max, size_t *lenp);
+/* Write a file atomically (temp + rename) with the given mode. 0 or -1 (errno). */
+int kb_write_file(const char *path, const void *data, size_t len, int mode);
+
+/* Monotonic time in milliseconds. */
+uint64_t kb_now_ms(void);
+
+#endif

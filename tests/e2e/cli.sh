@@ -1,0 +1,73 @@
+#!/bin/bash
+# kbridge CLI checks that need no daemon and no root:
+#
+#   kbridge --(unix socket, nobody listening)--> $tmp/kbridged.sock
+#
+# usage, exit codes, one-line errors, and that a bad profile fails before any
+# daemon could be started (KBRIDGED points at a program that records a start).
+set -e
+cd "$(dirname "$0")/../.."
+kb=${KBRIDGE:-bin/kbridge}
+tmp=$(mktemp -d /tmp/kbridge-cli.$$.XXXXXX)
+cleanup() { rm -rf "$tmp"; }
+trap cleanup EXIT
+
+export KBRIDGE_SOCKET=$tmp/kbridged.sock
+export KBRIDGED=$tmp/kbridged
+printf '#!/bin/sh\ntouch %s/started\nexit 1\n' "$tmp" > "$KBRIDGED"
+chmod +x "$KBRIDGED"
+
+pretty() { echo "+ $*" >&2; }
+# expect CODE CMD...: run, check the exit code, keep stdout/stderr
+expect() {
+	local want=$1 rc=0
+	shift
+	pretty "$@"
+	"$@" >"$tmp/out" 2>"$tmp/err" || rc=$?
+	[[ $rc == "$want" ]] || { echo "exit $rc, wanted $want" >&2; cat "$tmp/err" >&2; return 1; }
+}
+one_line() { [[ $(wc -l < "$tmp/err") == 1 ]]; }
+
+for c in "" connect status quit version help; do
+	expect 0 $kb $c --help
+	grep -q '^usage: kbridge' "$tmp/out"
+done
+expect 0 $kb help; grep -q '^usage: kbridge' "$tmp/out"
+expect 0 $kb help connect; grep -q -- '--profile' "$tmp/out"
+expect 0 $kb version; grep -q '^kbridge ' "$tmp/out"
+
+expect 2 $kb; one_line
+expect 2 $kb frobnicate; one_line
+expect 2 $kb --frobnicate; one_line
+expect 2 $kb status --frobnicate; one_line
+expect 2 $kb status -o yaml; one_line
+expect 2 $kb status -o; one_line
+expect 2 $kb status extra; one_line
+expect 2 $kb connect; one_line
+expect 2 $kb connect -p x --namespace Not_A_Label; one_line
+expect 2 $kb help frobnicate; one_line
+
+expect 0 $kb status
+[[ $(cat "$tmp/out") == "kbridged: not running" ]]
+expect 0 $kb status --output json
+python3 -m json.tool "$tmp/out" > /dev/null
+grep -q '"not running"' "$tmp/out"
+expect 0 $kb quit
+[[ $(cat "$tmp/out") == "kbridged: not running" ]]
+
+expect 1 $kb connect --profile "$tmp/missing.json"; one_line
+grep -q "^kbridge: cannot read profile $tmp/missing.json: No such file" "$tmp/err"
+echo 'not json {' > "$tmp/bad.json"
+expect 1 $kb connect --profile "$tmp/bad.json"; one_line
+grep -q "^kbridge: profile $tmp/bad.json is not valid JSON" "$tmp/err"
+[[ ! -e $tmp/started ]]
+
+# A good profile with no daemon starts one; its failure is one line.
+# (Only as root: otherwise the start goes through sudo, which may prompt.)
+if [[ $(id -u) == 0 ]]; then
+	echo '{"manager":"127.0.0.1:1","name":"t"}' > "$tmp/p.json"
+	expect 1 $kb connect --profile "$tmp/p.json"; one_line
+	[[ -e $tmp/started ]]
+fi
+
+echo "cli: ok"

@@ -1,0 +1,787 @@
+/* The DNS proxy: classification, answers we build, malformed input, and the
+ * proxy end to end against a real dnsmasq on loopback. */
+#include "../../daemon/dns.c"
+
+#include <sys/prctl.h>
+#include <sys/wait.h>
+
+#include <arpa/nameser.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+
+#include "ok.h"
+
+/* dns.c is linked alone: the firewall is not under test. */
+int
+fw_mark_socket(int fd)
+{
+	(void)fd;
+	return 0;
+}
+
+static pid_t dnsmasq_pid = -1;
+static char tmpdir[64];
+static struct event_base *base;
+
+static void
+cleanup(void)
+{
+	char path[128];
+
+	if (dnsmasq_pid > 0) {
+		kill(dnsmasq_pid, SIGTERM);
+		waitpid(dnsmasq_pid, NULL, 0);
+		dnsmasq_pid = -1;
+	}
+	if (tmpdir[0]) {
+		snprintf(path, sizeof(path), "%s/resolv.conf", tmpdir);
+		unlink(path);
+		snprintf(path, sizeof(path), "%s/retry.conf", tmpdir);
+		unlink(path);
+		snprintf(path, sizeof(path), "%s/none.conf", tmpdir);
+		unlink(path);
+		snprintf(path, sizeof(path), "%s/dnsmasq.pid", tmpdir);
+		unlink(path);
+		rmdir(tmpdir);
+		tmpdir[0] = '\0';
+	}
+}
+
+/* A port free for both UDP and TCP on 127.0.0.1. */
+static uint16_t
+free_port(void)
+{
+	struct sockaddr_in sin = { .sin_family = AF_INET };
+	socklen_t len = sizeof(sin);
+	int u, t, i;
+	uint16_t port = 0;
+
+	for (i = 0; i < 32 && !port; i++) {
+		sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+		sin.sin_port = 0;
+		u = socket(AF_INET, SOCK_DGRAM, 0);
+		t = socket(AF_INET, SOCK_STREAM, 0);
+		if (bind(u, (struct sockaddr *)&sin, sizeof(sin)) == 0 &&
+		    getsockname(u, (struct sockaddr *)&sin, &len) == 0 &&
+		    bind(t, (struct sockaddr *)&sin, sizeof(sin)) == 0)
+			port = ntohs(sin.sin_port);
+		close(u);
+		close(t);
+	}
+	return port;
+}
+
+static size_t
+make_query(unsigned char *buf, const char *name, int qtype, uint16_t id)
+{
+	unsigned char *q;
+	int len;
+
+	if (ares_create_query(name, C_IN, qtype, id, 1, &q, &len, 0) != ARES_SUCCESS)
+		return 0;
+	memcpy(buf, q, (size_t)len);
+	ares_free_string(q);
+	return (size_t)len;
+}
+
+/* Start dnsmasq on 127.0.0.1:port and wait until it answers. */
+static int
+dnsmasq_start(uint16_t port)
+{
+	char portarg[32], pidarg[128];
+	char *argv[] = { "/usr/sbin/dnsmasq", "--keep-in-foreground", "--conf-file=/dev/null",
+		"--no-resolv", "--no-hosts", "--listen-address=127.0.0.1", "--bind-interfaces",
+		portarg, pidarg, "--user=root", "--log-facility=/dev/null", "--local-ttl=30",
+		"--address=/outside.test/192.0.2.7", "--address=/plainhost/192.0.2.9",
+		"--local=/test/", NULL };
+	struct sockaddr_in sin = { .sin_family = AF_INET };
+	unsigned char q[512], r[512];
+	struct pollfd pfd;
+	size_t qlen;
+	int fd, i, null;
+
+	snprintf(portarg, sizeof(portarg), "--port=%u", port);
+	snprintf(pidarg, sizeof(pidarg), "--pid-file=%s/dnsmasq.pid", tmpdir);
+	if ((dnsmasq_pid = fork()) < 0)
+		return -1;
+	if (dnsmasq_pid == 0) {
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		if ((null = open("/dev/null", O_RDWR)) >= 0)
+			dup2(null, 1);
+		execv(argv[0], argv);
+		_exit(127);
+	}
+	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	sin.sin_port = htons(port);
+	qlen = make_query(q, "outside.test", T_A, 1);
+	fd = socket(AF_INET, SOCK_DGRAM, 0);
+	for (i = 0; i < 50; i++) {
+		sendto(fd, q, qlen, 0, (struct sockaddr *)&sin, sizeof(sin));
+		pfd.fd = fd;
+		pfd.events = POLLIN;
+		if (poll(&pfd, 1, 100) == 1 && recv(fd, r, sizeof(r), 0) > 0) {
+			close(fd);
+			return 0;
+		}
+	}
+	close(fd);
+	return -1;
+}
+
+/* The fake manager: answers asynchronously, like a session would. */
+struct fake {
+	struct fake *next;
+	struct event *ev;
+	dns_done_fn done;
+	void *ctx;
+	char name[256];
+	int qtype;
+	int fired;
+};
+
+static struct fake *fakes;
+static int hook_calls;
+static char last_name[256];
+
+static void
+fake_answer(struct fake *f)
+{
+	const char *web[] = { "10.96.1.1" }, *sync[] = { "10.96.1.2" };
+
+	f->fired = 1;
+	if (!strcmp(f->name, "web.default") || !strcmp(f->name, "web.default.svc.cluster.local")) {
+		if (f->qtype == T_A)
+			f->done(f->ctx, 0, web, 1, 30);
+		else
+			f->done(f->ctx, 0, NULL, 0, 30);
+	} else if (!strcmp(f->name, "sync.default")) {
+		f->done(f->ctx, 0, sync, 1, 30);
+	} else {
+		f->done(f->ctx, 3, NULL, 0, 5);
+	}
+}
+
+static void
+fake_timer(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	fake_answer(arg);
+}
+
+static int
+fake_resolve(void *arg, const char *name, int qtype, dns_done_fn done, void *ctx)
+{
+	struct timeval tv = { 0, 10 * 1000 };
+	struct fake *f;
+
+	(void)arg;
+	hook_calls++;
+	snprintf(last_name, sizeof(last_name), "%s", name);
+	if (!strcmp(name, "fail.default"))
+		return -1;
+	f = calloc(1, sizeof(*f));
+	f->done = done;
+	f->ctx = ctx;
+	f->qtype = qtype;
+	snprintf(f->name, sizeof(f->name), "%s", name);
+	f->next = fakes;
+	fakes = f;
+	if (!strcmp(name, "sync.default")) {
+		fake_answer(f);
+		return 0;
+	}
+	if (!strcmp(name, "late.default"))
+		tv.tv_usec = 300 * 1000;
+	f->ev = evtimer_new(base, fake_timer, f);
+	evtimer_add(f->ev, &tv);
+	return 0;
+}
+
+static void
+fakes_free(void)
+{
+	struct fake *f;
+
+	while ((f = fakes) != NULL) {
+		fakes = f->next;
+		if (f->ev)
+			event_free(f->ev);
+		free(f);
+	}
+}
+
+/* A client socket whose answers arrive through the event loop. */
+struct client {
+	int fd, tcp;
+	struct event *ev;
+	unsigned char buf[8192];
+	size_t len;
+	int nmsg;
+};
+
+static void
+client_read(evutil_socket_t fd, short what, void *arg)
+{
+	struct client *c = arg;
+	ssize_t n;
+
+	(void)what;
+	n = recv(fd, c->buf + c->len, sizeof(c->buf) - c->len, 0);
+	if (n <= 0)
+		return;
+	if (!c->tcp) {
+		c->len = (size_t)n;
+		c->nmsg = 1;
+	} else {
+		c->len += (size_t)n;
+	}
+}
+
+static int
+client_open(struct client *c, int tcp, uint16_t port)
+{
+	struct sockaddr_in sin = { .sin_family = AF_INET };
+
+	memset(c, 0, sizeof(*c));
+	c->tcp = tcp;
+	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	sin.sin_port = htons(port);
+	if ((c->fd = socket(AF_INET, tcp ? SOCK_STREAM : SOCK_DGRAM, 0)) < 0)
+		return -1;
+	/* The listener is ours, so connect completes through the backlog. */
+	if (connect(c->fd, (struct sockaddr *)&sin, sizeof(sin)) < 0)
+		return -1;
+	evutil_make_socket_nonblocking(c->fd);
+	c->ev = event_new(base, c->fd, EV_READ | EV_PERSIST, client_read, c);
+	return event_add(c->ev, NULL);
+}
+
+static void
+client_close(struct client *c)
+{
+	event_free(c->ev);
+	close(c->fd);
+}
+
+static int
+client_send(struct client *c, const unsigned char *msg, size_t len)
+{
+	unsigned char l[2];
+
+	if (c->tcp) {
+		put16(l, (uint16_t)len);
+		if (send(c->fd, l, 2, MSG_MORE) != 2)
+			return -1;
+	}
+	return send(c->fd, msg, len, 0) == (ssize_t)len ? 0 : -1;
+}
+
+/* TCP: the number of complete messages buffered. */
+static int
+client_tcp_count(const struct client *c)
+{
+	size_t off = 0;
+	int n = 0;
+
+	while (off + 2 <= c->len && off + 2 + get16(c->buf + off) <= c->len) {
+		off += 2 + get16(c->buf + off);
+		n++;
+	}
+	return n;
+}
+
+static void
+deadline_cb(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	*(int *)arg = 1;
+	event_base_loopbreak(base);
+}
+
+/* Run the loop for ms, or until the client (if any) has want messages. A timer of
+ * our own, not loopexit, whose leftovers would end later runs early. */
+static int
+client_wait(struct client *c, int want, int ms)
+{
+	struct timeval tv = { ms / 1000, (ms % 1000) * 1000 };
+	struct event *ev;
+	int expired = 0;
+
+	ev = evtimer_new(base, deadline_cb, &expired);
+	evtimer_add(ev, &tv);
+	while (!expired && (!c || (c->tcp ? client_tcp_count(c) : c->nmsg) < want))
+		event_base_loop(base, EVLOOP_ONCE);
+	event_free(ev);
+	return c && (c->tcp ? client_tcp_count(c) : c->nmsg) >= want;
+}
+
+static void
+run_for(int ms)
+{
+	client_wait(NULL, 0, ms);
+}
+
+/* The TCP message with this id, or NULL. */
+static const unsigned char *
+tcp_find(const struct client *c, uint16_t id, size_t *len)
+{
+	size_t off = 0;
+
+	while (off + 2 <= c->len && off + 2 + get16(c->buf + off) <= c->len) {
+		if (get16(c->buf + off) >= 2 && get16(c->buf + off + 2) == id) {
+			*len = get16(c->buf + off);
+			return c->buf + off + 2;
+		}
+		off += 2 + get16(c->buf + off);
+	}
+	return NULL;
+}
+
+static int
+rcode_of(const unsigned char *m)
+{
+	return m[3] & 0x0f;
+}
+
+/* The first A address of an answer as text, or "" */
+static const char *
+first_a(const unsigned char *m, size_t len, int *ttl)
+{
+	static char text[INET_ADDRSTRLEN];
+	struct ares_addrttl a[8];
+	int n = 8;
+
+	text[0] = '\0';
+	if (ares_parse_a_reply(m, (int)len, NULL, a, &n) == ARES_SUCCESS && n > 0) {
+		inet_ntop(AF_INET, &a[0].ipaddr, text, sizeof(text));
+		if (ttl)
+			*ttl = a[0].ttl;
+	}
+	return text;
+}
+
+/* One UDP query through the proxy; returns the answer length (0 = none). */
+static size_t
+udp_ask(uint16_t port, const char *name, int qtype, uint16_t id, unsigned char *out)
+{
+	struct client c;
+	unsigned char q[512];
+	size_t qlen = make_query(q, name, qtype, id), n = 0;
+
+	if (client_open(&c, 0, port) < 0 || client_send(&c, q, qlen) < 0)
+		return 0;
+	if (client_wait(&c, 1, 5000)) {
+		memcpy(out, c.buf, c.len);
+		n = c.len;
+	}
+	client_close(&c);
+	return n;
+}
+
+static void
+test_classify(void)
+{
+	const char *ns[] = { "default", "shop", "KBridge" };
+	struct {
+		const char *name;
+		int cluster;
+		const char *asked;
+		int single;
+	} t[] = {
+		{ "web.default", 1, "web.default", 0 },
+		{ "web.default.svc", 1, "web.default.svc", 0 },
+		{ "web.default.svc.cluster.local", 1, "web.default.svc.cluster.local", 0 },
+		{ "cart.shop", 1, "cart.shop", 0 },
+		{ "x.kbridge.svc", 1, "x.kbridge.svc", 0 },
+		{ "cluster.local", 1, "cluster.local", 0 },
+		{ "anything.cluster.local", 1, "anything.cluster.local", 0 },
+		{ "web", 1, "web.default", 1 },
+		{ "localhost", 0, NULL, 0 },
+		{ "example.com", 0, NULL, 0 },
+		{ "web.unknown", 0, NULL, 0 },
+		{ "web.unknown.svc", 0, NULL, 0 },
+		{ "a.web.default", 0, NULL, 0 },
+		{ "web.default.svc.example", 0, NULL, 0 },
+		{ "notcluster.local", 0, NULL, 0 },
+		{ "default.svc", 0, NULL, 0 },
+		{ ".svc", 0, NULL, 0 },
+		{ "a\\.b", 0, NULL, 0 },
+		{ "", 0, NULL, 0 },
+	};
+	struct kb_dns *d = calloc(1, sizeof(*d));
+	struct dns_question q;
+	unsigned char buf[512];
+	char out[DNS_NAME_MAX];
+	size_t i, len;
+	int single, good;
+
+	ok(!dns_classify(d, "web.default", out, sizeof(out), &single));
+	dns_set_cluster(d, "Cluster.Local.", ns, 3, "default");
+	ok(!dns_classify(d, "web.default", out, 4, &single));
+	for (i = 0; i < sizeof(t) / sizeof(t[0]); i++) {
+		int c = dns_classify(d, t[i].name, out, sizeof(out), &single);
+		good = c == t[i].cluster && (!c || (!strcmp(out, t[i].asked) && single == t[i].single));
+		if (!good)
+			printf("# classify '%s': %d '%s'\n", t[i].name, c, c ? out : "");
+		ok(good);
+	}
+
+	/* Case and final dot are normalized by the parser. */
+	len = make_query(buf, "WEB.Default.SVC.Cluster.Local.", T_A, 7);
+	ok(dns_parse_query(buf, len, &q) == 0);
+	ok(!strcmp(q.name, "web.default.svc.cluster.local"));
+	ok(q.qtype == T_A && q.qclass == C_IN && q.id == 7 && q.qend == len);
+	ok(dns_classify(d, q.name, out, sizeof(out), &single) && !strcmp(out, q.name));
+	len = make_query(buf, "Web.", T_AAAA, 8);
+	ok(dns_parse_query(buf, len, &q) == 0 && !strcmp(q.name, "web"));
+	ok(dns_classify(d, q.name, out, sizeof(out), &single) && single &&
+	    !strcmp(out, "web.default"));
+
+	/* Without a connected namespace single labels stay local. */
+	dns_set_cluster(d, "cluster.local", ns, 3, NULL);
+	ok(!dns_classify(d, "web", out, sizeof(out), &single));
+	dns_set_cluster(d, NULL, NULL, 0, NULL);
+	ok(!dns_classify(d, "web.default.svc.cluster.local", out, sizeof(out), &single));
+	free(d);
+}
+
+static void
+test_build(void)
+{
+	const char *v4[] = { "10.96.1.1", "10.96.1.2", "bogus" }, *v6[] = { "fd00::1" };
+	const char *many[64];
+	struct ares_addrttl a[64];
+	struct ares_addr6ttl a6[4];
+	struct dns_question q;
+	unsigned char query[512], out[DNS_MSG_MAX];
+	char text[INET6_ADDRSTRLEN];
+	size_t qlen, n;
+	int na, i;
+
+	qlen = make_query(query, "Web.Default", T_A, 0x1234);
+	ok(dns_parse_query(query, qlen, &q) == 0);
+	n = dns_build_answer(out, DNS_UDP_ANSWER_MAX, query, q.qend, 0, T_A, v4, 3, 30);
+	ok(get16(out) == 0x1234);
+	ok(out[2] == 0x81 && out[3] == 0x80);	/* QR, RD copied, RA, NOERROR */
+	ok(get16(out + 4) == 1 && get16(out + 6) == 2 && get16(out + 8) == 0 &&
+	    get16(out + 10) == 0);
+	ok(!memcmp(out + DNS_HDR, query + DNS_HDR, q.qend - DNS_HDR));
+	na = 8;
+	ok(ares_parse_a_reply(out, (int)n, NULL, a, &na) == ARES_SUCCESS && na == 2);
+	inet_ntop(AF_INET, &a[0].ipaddr, text, sizeof(text));
+	ok(!strcmp(text, "10.96.1.1") && a[0].ttl == 30);
+	inet_ntop(AF_INET, &a[1].ipaddr, text, sizeof(text));
+	ok(!strcmp(text, "10.96.1.2") && a[1].ttl == 30);
+
+	qlen = make_query(query, "web.default", T_AAAA, 0x4321);
+	ok(dns_parse_query(query, qlen, &q) == 0);
+	n = dns_build_answer(out, DNS_UDP_ANSWER_MAX, query, q.qend, 0, T_AAAA, v6, 1, 7);
+	na = 4;
+	ok(ares_parse_aaaa_reply(out, (int)n, NULL, a6, &na) == ARES_SUCCESS && na == 1);
+	inet_ntop(AF_INET6, &a6[0].ip6addr, text, sizeof(text));
+	ok(!strcmp(text, "fd00::1") && a6[0].ttl == 7);
+
+	n = dns_build_answer(out, DNS_UDP_ANSWER_MAX, query, q.qend, DNS_NXDOMAIN, T_AAAA, v6, 1, 7);
+	ok(n == q.qend && rcode_of(out) == DNS_NXDOMAIN && get16(out + 6) == 0);
+	na = 4;
+	ok(ares_parse_aaaa_reply(out, (int)n, NULL, a6, &na) == ARES_ENODATA);
+
+	/* Too many for 512 bytes: what fits, and TC so the client retries over TCP. */
+	for (i = 0; i < 64; i++)
+		many[i] = "192.0.2.1";
+	qlen = make_query(query, "web.default", T_A, 1);
+	ok(dns_parse_query(query, qlen, &q) == 0);
+	n = dns_build_answer(out, DNS_UDP_ANSWER_MAX, query, q.qend, 0, T_A, many, 64, 1);
+	ok(n <= DNS_UDP_ANSWER_MAX && (out[2] & 0x02) && get16(out + 6) > 10 &&
+	    get16(out + 6) < 64);
+	n = dns_build_answer(out, DNS_MSG_MAX, query, q.qend, 0, T_A, many, 64, 1);
+	ok(!(out[2] & 0x02) && get16(out + 6) == 64);
+	na = 64;
+	ok(ares_parse_a_reply(out, (int)n, NULL, a, &na) == ARES_SUCCESS && na == 64);
+
+	/* Question comparison ignores case but not type. */
+	qlen = make_query(out, "WEB.default", T_A, 2);
+	ok(dns_same_question(out, qlen, query, q.qend));
+	qlen = make_query(out, "web.default", T_AAAA, 2);
+	ok(!dns_same_question(out, qlen, query, q.qend));
+	qlen = make_query(out, "web.defaulx", T_A, 2);
+	ok(!dns_same_question(out, qlen, query, q.qend));
+}
+
+static void
+test_malformed(void)
+{
+	struct dns_question q;
+	unsigned char query[512], bad[600];
+	size_t qlen, i;
+	int r, crashed = 0;
+
+	qlen = make_query(query, "web.default", T_A, 9);
+	for (i = 0; i < qlen; i++) {
+		r = dns_parse_query(query, i, &q);
+		if (i < DNS_HDR ? r != -1 : r != DNS_FORMERR)
+			crashed++;
+	}
+	ok(crashed == 0);
+	memcpy(bad, query, qlen);
+	bad[2] |= 0x80;
+	ok(dns_parse_query(bad, qlen, &q) == -1);	/* a response */
+	memcpy(bad, query, qlen);
+	put16(bad + 4, 2);
+	ok(dns_parse_query(bad, qlen, &q) == DNS_FORMERR);
+	put16(bad + 4, 0);
+	ok(dns_parse_query(bad, qlen, &q) == DNS_FORMERR);
+	memcpy(bad, query, qlen);
+	bad[2] |= 0x10;	/* opcode 2 */
+	ok(dns_parse_query(bad, qlen, &q) == DNS_NOTIMP);
+	/* A compression pointer in the question. */
+	memcpy(bad, query, DNS_HDR);
+	bad[DNS_HDR] = 0xc0;
+	bad[DNS_HDR + 1] = 0x0c;
+	memset(bad + DNS_HDR + 2, 0, 4);
+	ok(dns_parse_query(bad, DNS_HDR + 6, &q) == DNS_FORMERR);
+	/* A label running past the end, and a name longer than 255. */
+	memcpy(bad, query, qlen);
+	bad[DNS_HDR] = 63;
+	ok(dns_parse_query(bad, qlen, &q) == DNS_FORMERR);
+	memcpy(bad, query, DNS_HDR);
+	for (i = 0; i < 5; i++) {
+		bad[DNS_HDR + i * 60] = 59;
+		memset(bad + DNS_HDR + i * 60 + 1, 'a', 59);
+	}
+	bad[DNS_HDR + 300] = 0;
+	memset(bad + DNS_HDR + 301, 0, 4);
+	bad[DNS_HDR + 302] = 1;
+	bad[DNS_HDR + 304] = 1;
+	ok(dns_parse_query(bad, DNS_HDR + 305, &q) == DNS_FORMERR);
+	/* Random bytes never crash the parser. */
+	srand(1);
+	for (i = 0; i < 20000; i++) {
+		size_t j, n = (size_t)(rand() % 80);
+		for (j = 0; j < n; j++)
+			bad[j] = (unsigned char)rand();
+		if (n > 5 && (i & 1)) {
+			bad[2] &= 0x07;
+			bad[4] = 0;
+			bad[5] = 1;
+		}
+		(void)dns_parse_query(bad, n, &q);
+	}
+	ok(1);
+}
+
+static void
+test_upstreams_parse(void)
+{
+	char path[128];
+	const char *conf = "# comment\nsearch example.com\nnameserver 10.0.0.1\n"
+	    "nameserver\tfe80::1%eth0\n  nameserver 10.0.0.2 \nnameserver bogus\noptions ndots:5\n";
+	struct kb_dns *d = calloc(1, sizeof(*d));
+	const uint32_t *addrs;
+	size_t n;
+
+	snprintf(path, sizeof(path), "%s/resolv.conf", tmpdir);
+	ok(kb_write_file(path, conf, strlen(conf), 0644) == 0);
+	dns_read_upstreams(d, path);
+	n = dns_upstreams(d, &addrs);
+	ok(d->nup == 3);
+	ok(n == 2 && addrs[0] == 0x0a000001 && addrs[1] == 0x0a000002);
+	ok(d->up[1].ss.ss_family == AF_INET6);
+	free(d);
+}
+
+static void
+test_proxy(uint16_t upport)
+{
+	const char *ns[] = { "default", "shop" };
+	struct kb_dns_hooks hooks = { fake_resolve, NULL };
+	unsigned char q[512], a[4096];
+	const unsigned char *m;
+	struct client c;
+	struct kb_dns *d, *d2;
+	char path[128], err[256];
+	const uint32_t *addrs;
+	size_t n, qlen;
+	uint64_t t0;
+	int ttl = 0;
+
+	snprintf(path, sizeof(path), "%s/resolv.conf", tmpdir);
+	ok(kb_write_file(path, "nameserver 127.0.0.1\n", 21, 0644) == 0);
+	d = dns_new(base, &hooks, path, 0, err, sizeof(err));
+	ok(d != NULL);
+	if (!d) {
+		printf("# dns_new: %s\n", err);
+		return;
+	}
+	dns_set_upstream_port(d, upport);
+	ok(dns_port(d) != 0);
+	ok(dns_upstreams(d, &addrs) == 1 && addrs[0] == 0x7f000001);
+
+	/* Before the cluster is known, nothing goes to the manager. */
+	n = udp_ask(dns_port(d), "web.default", T_A, 0x0101, a);
+	ok(n > 0 && get16(a) == 0x0101 && hook_calls == 0);
+
+	dns_set_cluster(d, "cluster.local", ns, 2, "default");
+
+	n = udp_ask(dns_port(d), "web.default", T_A, 0x1111, a);
+	ok(n > 0 && get16(a) == 0x1111 && rcode_of(a) == 0);
+	ok(!strcmp(first_a(a, n, &ttl), "10.96.1.1") && ttl == 30);
+	ok(hook_calls == 1 && !strcmp(last_name, "web.default"));
+
+	n = udp_ask(dns_port(d), "WEB.Default.svc.Cluster.Local.", T_A, 0x1112, a);
+	ok(n > 0 && !strcmp(last_name, "web.default.svc.cluster.local"));
+	ok(!strcmp(first_a(a, n, NULL), "10.96.1.1"));
+	qlen = make_query(q, "WEB.Default.svc.Cluster.Local.", T_A, 0x1112);
+	ok(n >= qlen && !memcmp(a + DNS_HDR, q + DNS_HDR, qlen - DNS_HDR));
+
+	n = udp_ask(dns_port(d), "outside.test", T_A, 0x2222, a);
+	ok(n > 0 && get16(a) == 0x2222 && !strcmp(first_a(a, n, NULL), "192.0.2.7"));
+	n = udp_ask(dns_port(d), "nope.test", T_A, 0x2223, a);
+	ok(n > 0 && get16(a) == 0x2223 && rcode_of(a) == DNS_NXDOMAIN);
+
+	n = udp_ask(dns_port(d), "web.default", T_AAAA, 0x3333, a);
+	ok(n > 0 && rcode_of(a) == 0 && get16(a + 6) == 0);
+	hook_calls = 0;
+	n = udp_ask(dns_port(d), "web.default", T_MX, 0x3334, a);
+	ok(n > 0 && rcode_of(a) == 0 && get16(a + 6) == 0 && hook_calls == 0);
+
+	n = udp_ask(dns_port(d), "web", T_A, 0x4444, a);
+	ok(n > 0 && !strcmp(last_name, "web.default") &&
+	    !strcmp(first_a(a, n, NULL), "10.96.1.1"));
+	/* Single label the manager does not know: the local network answers. */
+	n = udp_ask(dns_port(d), "plainhost", T_A, 0x4445, a);
+	ok(n > 0 && !strcmp(last_name, "plainhost.default") && get16(a) == 0x4445 &&
+	    !strcmp(first_a(a, n, NULL), "192.0.2.9"));
+	n = udp_ask(dns_port(d), "missing.default", T_A, 0x5555, a);
+	ok(n > 0 && rcode_of(a) == DNS_NXDOMAIN);
+	n = udp_ask(dns_port(d), "fail.default", T_A, 0x5556, a);
+	ok(n > 0 && get16(a) == 0x5556 && rcode_of(a) == DNS_SERVFAIL);
+	n = udp_ask(dns_port(d), "sync.default", T_A, 0x5557, a);
+	ok(n > 0 && get16(a) == 0x5557 && !strcmp(first_a(a, n, NULL), "10.96.1.2"));
+
+	/* Garbage gets no answer, an unreadable question gets FORMERR, and the
+	 * proxy keeps working. */
+	ok(client_open(&c, 0, dns_port(d)) == 0);
+	ok(client_send(&c, (const unsigned char *)"\x01\x02\x03", 3) == 0);
+	qlen = make_query(q, "web.default", T_A, 0x6666);
+	put16(q + 4, 0);
+	ok(client_send(&c, q, DNS_HDR) == 0);
+	ok(client_wait(&c, 1, 2000) && get16(c.buf) == 0x6666 && rcode_of(c.buf) == DNS_FORMERR);
+	client_close(&c);
+	n = udp_ask(dns_port(d), "web.default", T_A, 0x6667, a);
+	ok(n > 0 && get16(a) == 0x6667 && rcode_of(a) == 0);
+
+	/* Several queries on one TCP connection, answered out of order. */
+	ok(client_open(&c, 1, dns_port(d)) == 0);
+	qlen = make_query(q, "web.default", T_A, 0x7001);
+	ok(client_send(&c, q, qlen) == 0);
+	qlen = make_query(q, "outside.test", T_A, 0x7002);
+	ok(client_send(&c, q, qlen) == 0);
+	qlen = make_query(q, "nope.test", T_A, 0x7003);
+	ok(client_send(&c, q, qlen) == 0);
+	ok(client_wait(&c, 3, 5000));
+	ok((m = tcp_find(&c, 0x7001, &n)) && !strcmp(first_a(m, n, NULL), "10.96.1.1"));
+	ok((m = tcp_find(&c, 0x7002, &n)) && !strcmp(first_a(m, n, NULL), "192.0.2.7"));
+	ok((m = tcp_find(&c, 0x7003, &n)) && rcode_of(m) == DNS_NXDOMAIN);
+	client_close(&c);
+
+	/* A client that half-closes after its query still gets the answer. */
+	ok(client_open(&c, 1, dns_port(d)) == 0);
+	qlen = make_query(q, "late.default", T_A, 0x7101);
+	ok(client_send(&c, q, qlen) == 0);
+	shutdown(c.fd, SHUT_WR);
+	ok(client_wait(&c, 1, 2000) && (m = tcp_find(&c, 0x7101, &n)) &&
+	    rcode_of(m) == DNS_NXDOMAIN);
+	client_close(&c);
+	run_for(50);
+	ok(d->npending == 0 && d->ntcp == 0);
+
+	/* The client resets before the manager answers: done comes later. */
+	ok(client_open(&c, 1, dns_port(d)) == 0);
+	qlen = make_query(q, "late.default", T_A, 0x7102);
+	ok(client_send(&c, q, qlen) == 0);
+	run_for(50);
+	ok(d->npending == 1 && d->ntcp == 1);
+	setsockopt(c.fd, SOL_SOCKET, SO_LINGER, &(struct linger){ 1, 0 }, sizeof(struct linger));
+	client_close(&c);
+	run_for(50);
+	ok(d->npending == 1 && d->ntcp == 0);
+	run_for(400);
+	ok(d->npending == 0);
+
+	/* The first upstream is dead: the second answers after a second. */
+	snprintf(path, sizeof(path), "%s/retry.conf", tmpdir);
+	ok(kb_write_file(path, "nameserver 127.0.0.2\nnameserver 127.0.0.1\n", 42, 0644) == 0);
+	d2 = dns_new(base, &hooks, path, 0, err, sizeof(err));
+	ok(d2 != NULL);
+	if (d2) {
+		dns_set_upstream_port(d2, upport);
+		t0 = kb_now_ms();
+		n = udp_ask(dns_port(d2), "outside.test", T_A, 0x8001, a);
+		ok(n > 0 && get16(a) == 0x8001 && !strcmp(first_a(a, n, NULL), "192.0.2.7"));
+		ok(kb_now_ms() - t0 >= 900);
+		dns_free(d2);
+	}
+
+	/* No upstream at all: SERVFAIL for outside names, cluster still works. */
+	snprintf(path, sizeof(path), "%s/none.conf", tmpdir);
+	ok(kb_write_file(path, "search example.com\n", 19, 0644) == 0);
+	d2 = dns_new(base, &hooks, path, 0, err, sizeof(err));
+	ok(d2 != NULL);
+	if (d2) {
+		dns_set_cluster(d2, "cluster.local", ns, 2, "default");
+		n = udp_ask(dns_port(d2), "outside.test", T_A, 0x8101, a);
+		ok(n > 0 && rcode_of(a) == DNS_SERVFAIL);
+		n = udp_ask(dns_port(d2), "web.default", T_A, 0x8102, a);
+		ok(n > 0 && !strcmp(first_a(a, n, NULL), "10.96.1.1"));
+		dns_free(d2);
+	}
+
+	/* dns_free with a query waiting for the manager. */
+	ok(client_open(&c, 0, dns_port(d)) == 0);
+	qlen = make_query(q, "late.default", T_A, 0x9001);
+	ok(client_send(&c, q, qlen) == 0);
+	run_for(50);
+	ok(d->npending == 1);
+	client_close(&c);
+	fakes_free();	/* the owner's promise: no done after dns_free */
+	dns_free(d);
+	ok(1);
+}
+
+int
+main(void)
+{
+	uint16_t port;
+
+	log_init("test_dns", getenv("KB_DEBUG") ? KB_LOG_DEBUG : KB_LOG_WARN);
+	signal(SIGPIPE, SIG_IGN);
+	snprintf(tmpdir, sizeof(tmpdir), "/tmp/kbtdns%ld.XXXXXX", (long)getpid());
+	if (!mkdtemp(tmpdir)) {
+		perror("mkdtemp");
+		return 1;
+	}
+	atexit(cleanup);
+	base = event_base_new();
+
+	test_classify();
+	test_build();
+	test_malformed();
+	test_upstreams_parse();
+
+	port = free_port();
+	ok(port != 0);
+	if (access("/usr/sbin/dnsmasq", X_OK) < 0) {
+		printf("# dnsmasq missing: skipping the live proxy tests\n");
+	} else {
+		ok(dnsmasq_start(port) == 0);
+		test_proxy(port);
+	}
+	fakes_free();
+	event_base_free(base);
+	cleanup();
+	return ok_done();
+}

@@ -1,0 +1,276 @@
+/* The manager's resolver against a real dnsmasq on loopback, playing the
+ * cluster DNS server. */
+#include "../../agent/resolver.c"
+
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+
+#include <arpa/nameser.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <signal.h>
+#include <unistd.h>
+
+#include "ok.h"
+#include "util.h"
+
+static pid_t dnsmasq_pid = -1;
+static char tmpdir[64];
+static struct event_base *base;
+
+static void
+cleanup(void)
+{
+	char path[128];
+
+	if (dnsmasq_pid > 0) {
+		kill(dnsmasq_pid, SIGTERM);
+		waitpid(dnsmasq_pid, NULL, 0);
+		dnsmasq_pid = -1;
+	}
+	if (tmpdir[0]) {
+		snprintf(path, sizeof(path), "%s/dnsmasq.pid", tmpdir);
+		unlink(path);
+		rmdir(tmpdir);
+		tmpdir[0] = '\0';
+	}
+}
+
+/* A port free for both UDP and TCP on 127.0.0.1. */
+static uint16_t
+free_port(void)
+{
+	struct sockaddr_in sin = { .sin_family = AF_INET };
+	socklen_t len = sizeof(sin);
+	int u, t, i;
+	uint16_t port = 0;
+
+	for (i = 0; i < 32 && !port; i++) {
+		sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+		sin.sin_port = 0;
+		u = socket(AF_INET, SOCK_DGRAM, 0);
+		t = socket(AF_INET, SOCK_STREAM, 0);
+		if (bind(u, (struct sockaddr *)&sin, sizeof(sin)) == 0 &&
+		    getsockname(u, (struct sockaddr *)&sin, &len) == 0 &&
+		    bind(t, (struct sockaddr *)&sin, sizeof(sin)) == 0)
+			port = ntohs(sin.sin_port);
+		close(u);
+		close(t);
+	}
+	return port;
+}
+
+/* Start dnsmasq on 127.0.0.1:port and wait until it answers. */
+static int
+dnsmasq_start(uint16_t port)
+{
+	char portarg[32], pidarg[128];
+	char *argv[] = { "/usr/sbin/dnsmasq", "--keep-in-foreground", "--conf-file=/dev/null",
+		"--no-resolv", "--no-hosts", "--listen-address=127.0.0.1", "--bind-interfaces",
+		portarg, pidarg, "--user=root", "--log-facility=/dev/null", "--local-ttl=30",
+		"--host-record=web.default.svc.cluster.local,10.96.1.1",
+		"--host-record=web.default.svc.cluster.local,10.96.1.2",
+		"--host-record=api.default.svc.cluster.local,fd00::1",
+		"--local=/cluster.local/", "--local=/#/", NULL };
+	struct sockaddr_in sin = { .sin_family = AF_INET };
+	unsigned char *q, r[512];
+	struct pollfd pfd;
+	int fd, i, null, qlen;
+
+	snprintf(portarg, sizeof(portarg), "--port=%u", port);
+	snprintf(pidarg, sizeof(pidarg), "--pid-file=%s/dnsmasq.pid", tmpdir);
+	if ((dnsmasq_pid = fork()) < 0)
+		return -1;
+	if (dnsmasq_pid == 0) {
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		if ((null = open("/dev/null", O_RDWR)) >= 0)
+			dup2(null, 1);
+		execv(argv[0], argv);
+		_exit(127);
+	}
+	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	sin.sin_port = htons(port);
+	if (ares_create_query("web.default.svc.cluster.local", C_IN, T_A, 1, 1, &q, &qlen, 0))
+		return -1;
+	fd = socket(AF_INET, SOCK_DGRAM, 0);
+	for (i = 0; i < 50; i++) {
+		sendto(fd, q, (size_t)qlen, 0, (struct sockaddr *)&sin, sizeof(sin));
+		pfd.fd = fd;
+		pfd.events = POLLIN;
+		if (poll(&pfd, 1, 100) == 1 && recv(fd, r, sizeof(r), 0) > 0)
+			break;
+	}
+	ares_free_string(q);
+	close(fd);
+	return i < 50 ? 0 : -1;
+}
+
+struct result {
+	int calls;
+	int rcode;
+	size_t naddrs;
+	char addrs[4][INET6_ADDRSTRLEN];
+	uint32_t ttl;
+};
+
+static void
+result_cb(void *arg, int rcode, const char *const *addrs, size_t naddrs, uint32_t ttl)
+{
+	struct result *res = arg;
+	size_t i;
+
+	res->calls++;
+	res->rcode = rcode;
+	res->naddrs = naddrs;
+	res->ttl = ttl;
+	for (i = 0; i < naddrs && i < 4; i++)
+		snprintf(res->addrs[i], sizeof(res->addrs[i]), "%s", addrs[i]);
+}
+
+static void
+deadline_cb(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	*(int *)arg = 1;
+	event_base_loopbreak(base);
+}
+
+/* Run the loop until every result has been called once, or ms pass. */
+static void
+wait_for(struct result *res, size_t n, int ms)
+{
+	struct timeval tv = { ms / 1000, (ms % 1000) * 1000 };
+	struct event *ev;
+	int expired = 0;
+	size_t i;
+
+	ev = evtimer_new(base, deadline_cb, &expired);
+	evtimer_add(ev, &tv);
+	for (;;) {
+		for (i = 0; i < n && res[i].calls; i++)
+			;
+		if (i == n || expired)
+			break;
+		event_base_loop(base, EVLOOP_ONCE);
+	}
+	event_free(ev);
+}
+
+static void
+test_lookups(uint16_t port)
+{
+	struct result res[7];
+	struct kb_resolver *r;
+	char server[64], err[256];
+
+	snprintf(server, sizeof(server), "127.0.0.1:%u", port);
+	r = resolver_new(base, server, err, sizeof(err));
+	ok(r != NULL);
+	if (!r) {
+		printf("# resolver_new: %s\n", err);
+		return;
+	}
+	memset(res, 0, sizeof(res));
+	resolver_lookup(r, "web.default.svc.cluster.local", 1, result_cb, &res[0]);
+	resolver_lookup(r, "web.default", 1, result_cb, &res[1]);	/* search list */
+	resolver_lookup(r, "missing.default", 1, result_cb, &res[2]);
+	resolver_lookup(r, "web.default.svc.cluster.local", 28, result_cb, &res[3]);
+	resolver_lookup(r, "api.default", 28, result_cb, &res[4]);
+	resolver_lookup(r, "web", 1, result_cb, &res[5]);	/* not in kbridge's namespace */
+	resolver_lookup(r, "web.default", 15, result_cb, &res[6]);	/* not supported */
+	wait_for(res, 7, 5000);
+	ok(res[0].calls == 1 && res[0].rcode == 0 && res[0].naddrs == 2 && res[0].ttl == 30);
+	ok(res[0].naddrs == 2 && ((!strcmp(res[0].addrs[0], "10.96.1.1") &&
+	    !strcmp(res[0].addrs[1], "10.96.1.2")) || (!strcmp(res[0].addrs[0], "10.96.1.2") &&
+	    !strcmp(res[0].addrs[1], "10.96.1.1"))));
+	ok(res[1].calls == 1 && res[1].rcode == 0 && res[1].naddrs == 2);
+	ok(res[2].calls == 1 && res[2].rcode == 3 && res[2].naddrs == 0 && res[2].ttl == 5);
+	ok(res[3].calls == 1 && res[3].rcode == 0 && res[3].naddrs == 0);
+	ok(res[4].calls == 1 && res[4].rcode == 0 && res[4].naddrs == 1 &&
+	    !strcmp(res[4].addrs[0], "fd00::1"));
+	ok(res[5].calls == 1 && res[5].rcode == 3);
+	ok(res[6].calls == 1 && res[6].rcode == 2);
+	/* Nothing is called twice. */
+	wait_for(res, 0, 200);
+	ok(res[0].calls + res[1].calls + res[2].calls + res[3].calls + res[4].calls +
+	    res[5].calls + res[6].calls == 7);
+	resolver_free(r);
+}
+
+/* A server that never answers: lookups end by timeout, or by resolver_free. */
+static void
+test_silent(void)
+{
+	struct sockaddr_in sin = { .sin_family = AF_INET };
+	socklen_t len = sizeof(sin);
+	struct result res[2];
+	struct kb_resolver *r;
+	char server[64], err[256];
+	uint64_t t0;
+	int fd;
+
+	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	fd = socket(AF_INET, SOCK_DGRAM, 0);
+	ok(fd >= 0 && bind(fd, (struct sockaddr *)&sin, sizeof(sin)) == 0 &&
+	    getsockname(fd, (struct sockaddr *)&sin, &len) == 0);
+	snprintf(server, sizeof(server), "127.0.0.1:%u", ntohs(sin.sin_port));
+
+	r = resolver_new(base, server, err, sizeof(err));
+	ok(r != NULL);
+	memset(res, 0, sizeof(res));
+	t0 = kb_now_ms();
+	resolver_lookup(r, "web.default.svc.cluster.local.", 1, result_cb, &res[0]);
+	wait_for(res, 1, 8000);
+	ok(res[0].calls == 1 && res[0].rcode == 2);
+	ok(kb_now_ms() - t0 >= 900 && kb_now_ms() - t0 < 8000);
+
+	resolver_lookup(r, "web.default.svc.cluster.local.", 1, result_cb, &res[1]);
+	wait_for(res, 0, 50);
+	ok(res[1].calls == 0);
+	resolver_free(r);
+	ok(res[1].calls == 1 && res[1].rcode == 2);
+	close(fd);
+}
+
+int
+main(void)
+{
+	struct kb_resolver *r;
+	char err[256];
+	uint16_t port;
+
+	log_init("test_resolver", getenv("KB_DEBUG") ? KB_LOG_DEBUG : KB_LOG_WARN);
+	/* The cluster's search list, as the playground's resolv.conf has it;
+	 * c-ares reads these before /etc/resolv.conf. */
+	setenv("LOCALDOMAIN", "kbridge.svc.cluster.local svc.cluster.local cluster.local", 1);
+	setenv("RES_OPTIONS", "ndots:5", 1);
+	snprintf(tmpdir, sizeof(tmpdir), "/tmp/kbtdns%ld.XXXXXX", (long)getpid());
+	if (!mkdtemp(tmpdir)) {
+		perror("mkdtemp");
+		return 1;
+	}
+	atexit(cleanup);
+	base = event_base_new();
+
+	r = resolver_new(base, "not an address", err, sizeof(err));
+	ok(r == NULL && err[0] != '\0');
+	r = resolver_new(base, NULL, err, sizeof(err));
+	ok(r != NULL);
+	resolver_free(r);
+
+	port = free_port();
+	ok(port != 0);
+	if (access("/usr/sbin/dnsmasq", X_OK) < 0) {
+		printf("# dnsmasq missing: skipping lookups\n");
+	} else {
+		ok(dnsmasq_start(port) == 0);
+		test_lookups(port);
+	}
+	test_silent();
+	event_base_free(base);
+	cleanup();
+	return ok_done();
+}
