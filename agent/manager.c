@@ -4,6 +4,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <getopt.h>
+#include <malloc.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <signal.h>
@@ -13,13 +14,11 @@
 #include <unistd.h>
 
 #include <cjson/cJSON.h>
-#include <event2/bufferevent.h>
-#include <event2/bufferevent_ssl.h>
 #include <event2/event.h>
 #include <event2/listener.h>
-#include <openssl/err.h>
 #include <openssl/ssl.h>
 
+#include "conn.h"
 #include "identity.h"
 #include "log.h"
 #include "manager.h"
@@ -54,7 +53,7 @@ struct manager {
 struct client {
 	struct manager *m;
 	struct client *next, **prevp;
-	struct bufferevent *handshake; /* until the TLS handshake is done */
+	struct kb_conn *handshake; /* until the TLS handshake is done */
 	struct kb_session *sess;
 	char peer[64];
 	char name[64];
@@ -65,7 +64,8 @@ struct client {
 struct dial {
 	struct client *c;
 	struct kb_stream *st;
-	struct bufferevent *bev;
+	int fd;
+	struct event *ev; /* connect in progress */
 	char dst[64];
 };
 
@@ -122,10 +122,11 @@ dial_stream_closed(struct kb_stream *st, int reason, const char *text, void *arg
 
 	(void)st;
 	(void)text;
-	if (dl->bev) {
+	if (dl->ev) {
 		/* Reset while we were still connecting. */
 		log_debug("%s: dial to %s cancelled (%d)", __func__, dl->dst, reason);
-		bufferevent_free(dl->bev);
+		event_free(dl->ev);
+		close(dl->fd);
 	}
 	free(dl);
 }
@@ -142,28 +143,28 @@ stream_closed(struct kb_stream *st, int reason, const char *text, void *arg)
 static const struct kb_stream_cbs pending_cbs = { .on_close = dial_stream_closed };
 static const struct kb_stream_cbs open_cbs = { .on_close = stream_closed };
 
+/* The connect finished (e == 0), failed (errno e) or timed out (e < 0). */
 static void
-dial_event(struct bufferevent *bev, short what, void *arg)
+dial_finish(struct dial *dl, int e)
 {
-	struct dial *dl = arg;
 	struct kb_stream *st = dl->st;
 	char text[160];
 	uint8_t reason;
-	int e, one = 1;
+	int fd = dl->fd, one = 1;
 
-	dl->bev = NULL;
-	if (what & BEV_EVENT_CONNECTED) {
-		bufferevent_set_timeouts(bev, NULL, NULL);
-		setsockopt(bufferevent_getfd(bev), IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	if (dl->ev) {
+		event_free(dl->ev);
+		dl->ev = NULL;
+	}
+	if (e == 0) {
+		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 		log_debug("%s: %s connected to %s", __func__, dl->c->name, dl->dst);
-		/* The dial record goes with the callbacks it was bound to. */
 		kb_stream_set_cbs(st, &open_cbs, NULL);
 		free(dl);
-		kb_stream_accept(st, bev, NULL, NULL);
+		kb_stream_accept(st, fd, NULL, NULL);
 		return;
 	}
-	e = EVUTIL_SOCKET_ERROR();
-	if (what & BEV_EVENT_TIMEOUT) {
+	if (e < 0) {
 		reason = KB_RST_TIMEOUT;
 		snprintf(text, sizeof(text), "connect to %s timed out", dl->dst);
 	} else if (e == ECONNREFUSED) {
@@ -176,9 +177,22 @@ dial_event(struct bufferevent *bev, short what, void *arg)
 		reason = KB_RST_UNREACHABLE;
 		snprintf(text, sizeof(text), "connect to %s failed: %s", dl->dst, strerror(e));
 	}
-	bufferevent_free(bev);
+	close(fd);
 	log_debug("%s: %s", __func__, text);
 	kb_stream_reset(st, reason, text); /* frees dl through dial_stream_closed */
+}
+
+static void
+dial_event(evutil_socket_t fd, short what, void *arg)
+{
+	int e = 0;
+	socklen_t len = sizeof(e);
+
+	if (what & EV_TIMEOUT)
+		e = -1;
+	else if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &e, &len) < 0)
+		e = errno;
+	dial_finish(arg, e);
 }
 
 static void
@@ -207,25 +221,24 @@ on_open(struct kb_session *s, struct kb_stream *st, const struct kb_open *o, voi
 	dl->c = c;
 	dl->st = st;
 	snprintf(dl->dst, sizeof(dl->dst), "%s", dst);
-	dl->bev = bufferevent_socket_new(m->base, -1, BEV_OPT_CLOSE_ON_FREE);
 	kb_stream_set_cbs(st, &pending_cbs, dl);
-	if (!dl->bev) {
-		kb_stream_reset(st, KB_RST_INTERNAL, "out of memory");
+	if ((dl->fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0)) < 0) {
+		kb_stream_reset(st, KB_RST_INTERNAL, "out of sockets");
 		return;
 	}
 	memcpy(&sin.sin_addr, o->addr, 4);
 	sin.sin_port = htons(o->port);
-	bufferevent_setcb(dl->bev, NULL, NULL, dial_event, dl);
-	bufferevent_set_timeouts(dl->bev, &tv, &tv);
-	if (bufferevent_socket_connect(dl->bev, (struct sockaddr *)&sin, sizeof(sin)) < 0) {
-		/* Immediate failures (e.g. no route) arrive as an error event in
-		 * libevent 2.1 or here; dial_event handles the event case. */
-		if (dl->bev) {
-			char text[160];
-			snprintf(text, sizeof(text), "connect to %s failed: %s", dst, strerror(errno));
-			kb_stream_reset(st, KB_RST_UNREACHABLE, text);
-		}
+	if (connect(dl->fd, (struct sockaddr *)&sin, sizeof(sin)) == 0) {
+		dial_finish(dl, 0);
+		return;
 	}
+	if (errno != EINPROGRESS) {
+		dial_finish(dl, errno);
+		return;
+	}
+	if ((dl->ev = event_new(m->base, dl->fd, EV_WRITE, dial_event, dl)) == NULL ||
+	    event_add(dl->ev, &tv) < 0)
+		dial_finish(dl, ENOMEM);
 }
 
 /* --- name resolution --- */
@@ -335,38 +348,39 @@ static const struct kb_session_cbs session_cbs = {
 };
 
 static void
-handshake_event(struct bufferevent *bev, short what, void *arg)
+handshake_event(struct kb_conn *conn, int what, void *arg)
 {
 	struct client *c = arg;
-	SSL *ssl = bufferevent_openssl_get_ssl(bev);
 	char ebuf[256];
 
 	c->handshake = NULL;
-	if (what & BEV_EVENT_CONNECTED) {
-		if (kb_tls_peer_identity(ssl, c->name, sizeof(c->name), c->role, sizeof(c->role)) < 0) {
+	if (what & KB_CONN_CONNECTED) {
+		if (kb_tls_peer_identity(kb_conn_ssl(conn), c->name, sizeof(c->name), c->role,
+		    sizeof(c->role)) < 0) {
 			log_warnx("session from %s: peer certificate without a usable identity", c->peer);
-			bufferevent_free(bev);
+			kb_conn_free(conn);
 			client_gone(c);
 			return;
 		}
-		bufferevent_set_timeouts(bev, NULL, NULL);
-		c->sess = kb_session_new(bev, 0, &session_cbs, c);
+		kb_conn_set_timeout(conn, 0);
+		c->sess = kb_session_new(conn, 0, &session_cbs, c);
 		if (!c->sess)
 			client_gone(c);
 		return;
 	}
 	log_warnx("TLS handshake from %s failed: %s", c->peer,
-	    (what & BEV_EVENT_TIMEOUT) ? "timed out" : kb_tls_handshake_error(bev, ebuf, sizeof(ebuf)));
-	bufferevent_free(bev);
+	    (what & KB_CONN_TIMEOUT) ? "timed out" : kb_conn_error(conn, ebuf, sizeof(ebuf)));
+	kb_conn_free(conn);
 	client_gone(c);
 }
+
+static const struct kb_conn_cbs handshake_cbs = { .on_event = handshake_event };
 
 static void
 accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int salen, void *arg)
 {
 	struct manager *m = arg;
-	struct timeval tv = { HANDSHAKE_TIMEOUT_S, 0 };
-	struct bufferevent *bev;
+	struct kb_conn *conn;
 	struct client *c;
 	SSL *ssl;
 	int one = 1;
@@ -382,19 +396,19 @@ accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int
 	kb_sockaddr_str(sa, c->peer, sizeof(c->peer));
 	snprintf(c->name, sizeof(c->name), "(unauthenticated)");
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-	if ((ssl = SSL_new(m->ctx)) == NULL ||
-	    (bev = bufferevent_openssl_socket_new(m->base, fd, ssl, BUFFEREVENT_SSL_ACCEPTING,
-	    BEV_OPT_CLOSE_ON_FREE)) == NULL) {
-		SSL_free(ssl);
+	evutil_make_socket_nonblocking(fd);
+	if ((ssl = SSL_new(m->ctx)) == NULL) {
 		evutil_closesocket(fd);
 		free(c);
 		return;
 	}
-	bufferevent_openssl_set_allow_dirty_shutdown(bev, 1);
-	bufferevent_setcb(bev, NULL, NULL, handshake_event, c);
-	bufferevent_set_timeouts(bev, &tv, &tv);
-	bufferevent_enable(bev, EV_READ | EV_WRITE);
-	c->handshake = bev;
+	if ((conn = kb_conn_new(m->base, fd, ssl, 1)) == NULL) {
+		free(c);
+		return;
+	}
+	kb_conn_setcb(conn, &handshake_cbs, c);
+	kb_conn_set_timeout(conn, HANDSHAKE_TIMEOUT_S * 1000);
+	c->handshake = conn;
 	c->next = m->clients;
 	if (c->next)
 		c->next->prevp = &c->next;
@@ -541,6 +555,10 @@ cmd_manager(int argc, char **argv)
 		return 2;
 	}
 	log_init("kbridge-agent", verbose ? KB_LOG_DEBUG : KB_LOG_INFO);
+	/* Buffers come and go by the megabyte on the data path; giving the heap
+	 * top back to the kernel after each burst costs a brk() per burst. */
+	mallopt(M_TRIM_THRESHOLD, 8 * 1024 * 1024);
+	mallopt(M_MMAP_THRESHOLD, 1024 * 1024);
 	signal(SIGPIPE, SIG_IGN);
 	if (!(ca = read_state(state, KB_STATE_CA_CERT, err, sizeof(err))) ||
 	    !(cert = read_state(state, KB_STATE_MGR_CERT, err, sizeof(err))) ||
@@ -585,7 +603,7 @@ out:
 			cl->sess = NULL;
 		}
 		if (cl->handshake) {
-			bufferevent_free(cl->handshake);
+			kb_conn_free(cl->handshake);
 			cl->handshake = NULL;
 		}
 		client_gone(cl);

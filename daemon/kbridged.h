@@ -19,6 +19,7 @@ struct event_base;
 struct event;
 struct evhttp_request;
 struct kb_session;
+struct kb_conn;
 struct kb_tun;
 struct kb_fw;
 struct kb_dns;
@@ -33,7 +34,8 @@ struct kbd {
 	const char *socket_path;
 	const char *instance;
 	uint32_t tun_addr;          /* host order */
-	int quitting;
+	int quitting;               /* no reconnects: the session is being stopped */
+	int exiting;                /* kbd_quit ran */
 
 	/* what the user asked for */
 	struct kb_profile profile;
@@ -44,7 +46,7 @@ struct kbd {
 	enum kbd_state state;
 	struct ssl_ctx_st *ssl_ctx;
 	struct kb_session *sess;
-	struct bufferevent *connecting; /* TLS connection before its session exists */
+	struct kb_conn *connecting; /* TLS connection before its session exists */
 	struct event *retry_ev;
 	unsigned backoff_ms;
 	unsigned reconnects;

@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
+#include <malloc.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -44,14 +45,14 @@ kbd_quit(struct kbd *d)
 {
 	struct timeval tv = { 0, 100000 };
 
-	if (d->quitting && !event_base_got_exit(d->base) && d->state == KBD_DISCONNECTED &&
-	    !d->tun)
-		goto out;
-	log_info("shutting down");
-	tunnel_stop(d, "workstation daemon quit");
-	net_down(d);
-	control_close(d);
-out:
+	if (!d->exiting) {
+		d->exiting = 1;
+		log_info("shutting down");
+		/* Pending lookups complete before the DNS proxy goes away. */
+		tunnel_stop(d, "workstation daemon quit");
+		net_down(d);
+		control_close(d);
+	}
 	/* Give the goaway a moment to leave. */
 	event_base_loopexit(d->base, &tv);
 }
@@ -221,6 +222,10 @@ main(int argc, char **argv)
 	make_parent_dir(d.socket_path);
 	if (background)
 		daemonize(logfile, &notify);
+	/* Buffers come and go by the megabyte on the data path; giving the heap
+	 * top back to the kernel after each burst costs a brk() per burst. */
+	mallopt(M_TRIM_THRESHOLD, 8 * 1024 * 1024);
+	mallopt(M_MMAP_THRESHOLD, 1024 * 1024);
 	signal(SIGPIPE, SIG_IGN);
 	if ((d.base = event_base_new()) == NULL)
 		fatalx("cannot create the event loop");

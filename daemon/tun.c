@@ -66,7 +66,10 @@ tun_open(const char *name, uint32_t addr, char *err, size_t errlen)
 
 	{
 		char *addcmd[] = { "ip", "addr", "add", cidr, "dev", t->name, NULL };
-		char *upcmd[] = { "ip", "link", "set", "dev", t->name, "up", NULL };
+		/* No packet crosses the link (the redirect takes them first), but
+		 * its MTU sets the MSS of redirected connections: loopback-sized
+		 * segments instead of 1460-byte ones. */
+		char *upcmd[] = { "ip", "link", "set", "dev", t->name, "mtu", "65535", "up", NULL };
 
 		if (kb_exec(addcmd, err, errlen) != 0 || kb_exec(upcmd, err, errlen) != 0)
 			goto fail;

@@ -10,11 +10,10 @@
 #include <unistd.h>
 
 #include <cjson/cJSON.h>
-#include <event2/bufferevent.h>
-#include <event2/bufferevent_ssl.h>
 #include <event2/event.h>
 #include <openssl/ssl.h>
 
+#include "conn.h"
 #include "dns.h"
 #include "firewall.h"
 #include "kbridged.h"
@@ -225,11 +224,11 @@ static const struct kb_session_cbs session_cbs = {
 
 /* One line that says why the connection to the manager failed. */
 static void
-describe_failure(struct bufferevent *bev, char *buf, size_t len)
+describe_failure(struct kb_conn *c, char *buf, size_t len)
 {
 	char why[200];
 
-	kb_tls_handshake_error(bev, why, sizeof(why));
+	kb_conn_error(c, why, sizeof(why));
 	if (strstr(why, "peer certificate"))
 		snprintf(buf, len, "the manager's certificate is not trusted by this profile (%s)", why);
 	else if (strstr(why, "alert"))
@@ -240,19 +239,18 @@ describe_failure(struct bufferevent *bev, char *buf, size_t len)
 		snprintf(buf, len, "cannot reach manager: %s", why);
 }
 
+/* Connected and TLS handshake done (or failed): run the session. */
 static void
-connect_event(struct bufferevent *bev, short what, void *arg)
+connect_event(struct kb_conn *c, int what, void *arg)
 {
 	struct kbd *d = arg;
 	char err[300];
 	cJSON *hello;
-	int one = 1;
 
-	if (what & BEV_EVENT_CONNECTED) {
-		d->connecting = NULL;
-		bufferevent_set_timeouts(bev, NULL, NULL);
-		setsockopt(bufferevent_getfd(bev), IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-		if ((d->sess = kb_session_new(bev, 1, &session_cbs, d)) == NULL) {
+	d->connecting = NULL;
+	if (what & KB_CONN_CONNECTED) {
+		kb_conn_set_timeout(c, 0);
+		if ((d->sess = kb_session_new(c, 1, &session_cbs, d)) == NULL) {
 			lost(d, "out of memory");
 			return;
 		}
@@ -263,14 +261,16 @@ connect_event(struct bufferevent *bev, short what, void *arg)
 		kb_session_send_hello(d->sess, hello);
 		return;
 	}
-	describe_failure(bev, err, sizeof(err));
-	if (what & BEV_EVENT_TIMEOUT)
+	if (what & KB_CONN_TIMEOUT)
 		snprintf(err, sizeof(err), "cannot reach manager %s: timed out after %d s",
 		    d->profile.manager, CONNECT_TIMEOUT_S);
-	d->connecting = NULL;
-	bufferevent_free(bev);
+	else
+		describe_failure(c, err, sizeof(err));
+	kb_conn_free(c);
 	lost(d, err);
 }
+
+static const struct kb_conn_cbs connect_cbs = { .on_event = connect_event };
 
 static void
 retry(evutil_socket_t fd, short what, void *arg)
@@ -286,11 +286,10 @@ attempt(struct kbd *d)
 	char host[256], err[300];
 	uint16_t port;
 	struct addrinfo hints = { .ai_socktype = SOCK_STREAM }, *ai = NULL;
-	struct bufferevent *bev = NULL;
-	struct timeval tv = { CONNECT_TIMEOUT_S, 0 };
-	SSL *ssl;
+	struct kb_conn *c;
 	char portstr[8];
-	int rc;
+	int rc, fd, one = 1;
+	SSL *ssl;
 
 	if (kb_hostport_parse(d->profile.manager, host, sizeof(host), &port) < 0) {
 		lost(d, "profile has an invalid manager address");
@@ -302,35 +301,35 @@ attempt(struct kbd *d)
 		lost(d, err);
 		return;
 	}
-	if ((ssl = SSL_new(d->ssl_ctx)) == NULL) {
+	fd = socket(ai->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0) {
+		snprintf(err, sizeof(err), "cannot create a socket: %s", strerror(errno));
 		freeaddrinfo(ai);
-		lost(d, "cannot create a TLS connection");
-		return;
-	}
-	bev = bufferevent_openssl_socket_new(d->base, -1, ssl, BUFFEREVENT_SSL_CONNECTING,
-	    BEV_OPT_CLOSE_ON_FREE);
-	if (!bev) {
-		SSL_free(ssl);
-		freeaddrinfo(ai);
-		lost(d, "cannot create a TLS connection");
-		return;
-	}
-	bufferevent_openssl_set_allow_dirty_shutdown(bev, 1);
-	bufferevent_setcb(bev, NULL, NULL, connect_event, d);
-	bufferevent_set_timeouts(bev, &tv, &tv);
-	d->connecting = bev;
-	if (bufferevent_socket_connect(bev, ai->ai_addr, ai->ai_addrlen) < 0) {
-		snprintf(err, sizeof(err), "cannot reach manager %s: %s", d->profile.manager,
-		    strerror(errno));
-		freeaddrinfo(ai);
-		d->connecting = NULL;
-		bufferevent_free(bev);
 		lost(d, err);
 		return;
 	}
-	freeaddrinfo(ai);
 	/* Our own connection must never be redirected into ourselves. */
-	fw_mark_socket(bufferevent_getfd(bev));
+	fw_mark_socket(fd);
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	if (connect(fd, ai->ai_addr, ai->ai_addrlen) < 0 && errno != EINPROGRESS) {
+		snprintf(err, sizeof(err), "cannot reach manager %s: %s", d->profile.manager,
+		    strerror(errno));
+		close(fd);
+		freeaddrinfo(ai);
+		lost(d, err);
+		return;
+	}
+	if ((ssl = SSL_new(d->ssl_ctx)) == NULL || (c = kb_conn_new(d->base, fd, ssl, 0)) == NULL) {
+		if (!ssl)
+			close(fd);
+		freeaddrinfo(ai);
+		lost(d, "cannot create a TLS connection");
+		return;
+	}
+	kb_conn_setcb(c, &connect_cbs, d);
+	kb_conn_set_timeout(c, CONNECT_TIMEOUT_S * 1000);
+	d->connecting = c;
+	freeaddrinfo(ai);
 }
 
 int
@@ -357,7 +356,7 @@ tunnel_stop(struct kbd *d, const char *why)
 	if (d->retry_ev)
 		evtimer_del(d->retry_ev);
 	if (d->connecting) {
-		bufferevent_free(d->connecting);
+		kb_conn_free(d->connecting);
 		d->connecting = NULL;
 	}
 	if (d->sess) {
@@ -408,7 +407,6 @@ void
 tunnel_open_stream(struct kbd *d, int fd, const struct sockaddr_in *dst)
 {
 	struct kb_open o = { .kind = KB_OPEN_DIAL, .family = 4 };
-	struct bufferevent *bev;
 	int one = 1;
 
 	if (!d->sess || !kb_session_ready(d->sess)) {
@@ -419,13 +417,8 @@ tunnel_open_stream(struct kbd *d, int fd, const struct sockaddr_in *dst)
 		return;
 	}
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-	evutil_make_socket_nonblocking(fd);
-	if ((bev = bufferevent_socket_new(d->base, fd, BEV_OPT_CLOSE_ON_FREE)) == NULL) {
-		close(fd);
-		return;
-	}
 	o.port = ntohs(dst->sin_port);
 	memcpy(o.addr, &dst->sin_addr, 4);
 	d->proxied++;
-	kb_stream_open(d->sess, &o, bev, NULL, NULL);
+	kb_stream_open(d->sess, &o, fd, NULL, NULL);
 }

@@ -5,12 +5,14 @@
 #include <string.h>
 #include <sys/queue.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
+#include <unistd.h>
 
 #include <cjson/cJSON.h>
 #include <event2/buffer.h>
-#include <event2/bufferevent.h>
 #include <event2/event.h>
 
+#include "conn.h"
 #include "log.h"
 #include "util.h"
 
@@ -19,8 +21,11 @@
 #define SESSION_LWM (SESSION_HWM / 2)
 /* Return credit once this much of a stream's window was consumed. */
 #define CREDIT_STEP (KB_WINDOW_INIT / 4)
-/* Local reads stop at this input size (they are paused earlier by credit). */
-#define LOCAL_READ_HWM (256 * 1024)
+/* DATA payload per frame: header and payload fill one 16 KiB TLS record. */
+#define DATA_CHUNK (16384 - KB_FRAME_HDR)
+#define FRAME_SPAN (KB_FRAME_HDR + DATA_CHUNK)
+/* Frames filled by one readv() of a local socket. */
+#define READ_FRAMES 4
 
 enum {
 	ST_OURS = 1 << 0,        /* we opened it */
@@ -30,13 +35,21 @@ enum {
 	ST_PEER_FIN = 1 << 4,
 	ST_SHUT_WR = 1 << 5,     /* peer FIN delivered to the local socket */
 	ST_BLOCKED = 1 << 6,     /* on the session's blocked list */
+	ST_READING = 1 << 7,     /* read event armed */
+	ST_WRITING = 1 << 8,     /* write event armed */
+	ST_DIRTY = 1 << 9,       /* on the session's list of streams to flush */
 };
 
 struct kb_stream {
 	struct kb_session *s;
 	uint32_t id;
 	unsigned flags;
-	struct bufferevent *bev;
+	/* The local endpoint is a plain socket: reads go straight into DATA
+	 * frames, 16 KiB at a time (libevent 2.1's bufferevents read at most
+	 * 4 KiB per call, which would cap throughput). */
+	int fd;
+	struct event *rev, *wev;
+	struct evbuffer *out;           /* the peer's data on its way to fd */
 	struct evbuffer_cb_entry *drain_cb;
 	const struct kb_stream_cbs *cbs;
 	void *arg;
@@ -45,12 +58,13 @@ struct kb_stream {
 	uint32_t rx_consumed; /* delivered locally, not yet returned as credit */
 	struct kb_stream *hnext;
 	TAILQ_ENTRY(kb_stream) blocked;
+	TAILQ_ENTRY(kb_stream) dirty;
 };
 
 TAILQ_HEAD(stream_list, kb_stream);
 
 struct kb_session {
-	struct bufferevent *bev;
+	struct kb_conn *conn;
 	int initiator;
 	const struct kb_session_cbs *cbs;
 	void *arg;
@@ -68,6 +82,7 @@ struct kb_session {
 	struct kb_stream **table;
 	size_t tsize, nstreams;
 	struct stream_list blocked;
+	struct stream_list dirty;   /* got data in this read: write it out after */
 
 	struct event *timer;
 	struct event *linger;
@@ -149,22 +164,42 @@ table_del(struct kb_session *s, struct kb_stream *st)
 static struct evbuffer *
 sess_out(struct kb_session *s)
 {
-	return bufferevent_get_output(s->bev);
+	return kb_conn_output(s->conn);
+}
+
+/* Every frame goes into the output as one contiguous piece: the connection
+ * encrypts each contiguous piece as one record, so a header added apart
+ * from its payload would cost a record of its own. */
+static uint8_t *
+frame_begin(struct kb_session *s, struct evbuffer_iovec *v, uint8_t type, uint32_t stream,
+    size_t len)
+{
+	if (!s->conn || len > KB_FRAME_MAX ||
+	    evbuffer_reserve_space(sess_out(s), KB_FRAME_HDR + len, v, 1) != 1)
+		return NULL;
+	kb_frame_header_encode(v->iov_base, type, stream, (uint16_t)len);
+	v->iov_len = KB_FRAME_HDR + len;
+	return (uint8_t *)v->iov_base + KB_FRAME_HDR;
+}
+
+static int
+frame_commit(struct kb_session *s, struct evbuffer_iovec *v)
+{
+	s->last_tx = kb_now_ms();
+	return evbuffer_commit_space(sess_out(s), v, 1);
 }
 
 static int
 send_frame(struct kb_session *s, uint8_t type, uint32_t stream, const void *p, size_t len)
 {
-	uint8_t hdr[KB_FRAME_HDR];
+	struct evbuffer_iovec v;
+	uint8_t *payload = frame_begin(s, &v, type, stream, len);
 
-	if (!s->bev || len > KB_FRAME_MAX)
+	if (!payload)
 		return -1;
-	kb_frame_header_encode(hdr, type, stream, (uint16_t)len);
-	if (evbuffer_add(sess_out(s), hdr, sizeof(hdr)) < 0 ||
-	    (len && evbuffer_add(sess_out(s), p, len) < 0))
-		return -1;
-	s->last_tx = kb_now_ms();
-	return 0;
+	if (len)
+		memcpy(payload, p, len);
+	return frame_commit(s, &v);
 }
 
 static void
@@ -225,51 +260,13 @@ send_json(struct kb_session *s, uint8_t type, cJSON *obj)
 	return rc;
 }
 
-/* --- flushing and closing bufferevents --- */
-
 static void
-linger_done(struct bufferevent *bev, void *arg)
+close_abort(int fd)
 {
-	(void)arg;
-	if (evbuffer_get_length(bufferevent_get_output(bev)) == 0)
-		bufferevent_free(bev);
-}
+	struct linger l = { 1, 0 };
 
-static void
-linger_event(struct bufferevent *bev, short what, void *arg)
-{
-	(void)what;
-	(void)arg;
-	bufferevent_free(bev);
-}
-
-/* Free bev once its output is flushed (bounded by a 2 s timeout). */
-static void
-bev_close_flushed(struct bufferevent *bev)
-{
-	struct timeval tv = { 2, 0 };
-
-	if (evbuffer_get_length(bufferevent_get_output(bev)) == 0) {
-		bufferevent_free(bev);
-		return;
-	}
-	bufferevent_setwatermark(bev, EV_WRITE, 0, 0);
-	bufferevent_setcb(bev, NULL, linger_done, linger_event, NULL);
-	bufferevent_set_timeouts(bev, &tv, &tv);
-	bufferevent_disable(bev, EV_READ);
-	bufferevent_enable(bev, EV_WRITE);
-}
-
-static void
-bev_close_abort(struct bufferevent *bev)
-{
-	evutil_socket_t fd = bufferevent_getfd(bev);
-
-	if (fd >= 0) {
-		struct linger l = { 1, 0 };
-		setsockopt(fd, SOL_SOCKET, SO_LINGER, &l, sizeof(l));
-	}
-	bufferevent_free(bev);
+	setsockopt(fd, SOL_SOCKET, SO_LINGER, &l, sizeof(l));
+	close(fd);
 }
 
 /* --- streams --- */
@@ -284,6 +281,7 @@ stream_new(struct kb_session *s, uint32_t id, unsigned flags)
 	st->s = s;
 	st->id = id;
 	st->flags = flags;
+	st->fd = -1;
 	st->tx_credit = KB_WINDOW_INIT;
 	st->rx_window = KB_WINDOW_INIT;
 	if (table_put(s, st) < 0) {
@@ -303,21 +301,20 @@ stream_unblock(struct kb_stream *st)
 }
 
 static void
-stream_detach_bev(struct kb_stream *st, int abortive)
+stream_detach(struct kb_stream *st, int abortive)
 {
-	struct bufferevent *bev = st->bev;
-
-	if (!bev)
+	if (st->fd < 0)
 		return;
-	st->bev = NULL;
+	event_free(st->rev);
+	event_free(st->wev);
 	if (st->drain_cb)
-		evbuffer_remove_cb_entry(bufferevent_get_output(bev), st->drain_cb);
-	st->drain_cb = NULL;
-	bufferevent_setcb(bev, NULL, NULL, NULL, NULL);
+		evbuffer_remove_cb_entry(st->out, st->drain_cb);
+	evbuffer_free(st->out);
 	if (abortive)
-		bev_close_abort(bev);
+		close_abort(st->fd);
 	else
-		bev_close_flushed(bev);
+		close(st->fd);
+	st->fd = -1;
 }
 
 /* Remove the stream and tell its owner; reason 0 means a clean end. */
@@ -327,12 +324,19 @@ stream_finish(struct kb_stream *st, int reason, const char *text, int abortive)
 	struct kb_session *s = st->s;
 
 	stream_unblock(st);
+	if (st->flags & ST_DIRTY)
+		TAILQ_REMOVE(&s->dirty, st, dirty);
 	table_del(s, st);
-	stream_detach_bev(st, abortive);
+	stream_detach(st, abortive);
+	/* on_close may free the session: not before we are done with it. */
+	s->depth++;
 	if (st->cbs && st->cbs->on_close)
 		st->cbs->on_close(st, reason, text, st->arg);
 	free(st);
 	session_maybe_done(s);
+	s->depth--;
+	if (s->depth == 0 && s->free_pending)
+		kb_session_free(s);
 }
 
 static void
@@ -345,22 +349,72 @@ stream_check_done(struct kb_stream *st)
 void
 kb_stream_reset(struct kb_stream *st, uint8_t reason, const char *text)
 {
-	if (st->s->bev && !st->s->dead)
+	if (st->s->conn && !st->s->dead)
 		send_reset(st->s, st->id, reason, text);
 	stream_finish(st, reason, text, 1);
 }
 
-/* Deliver the peer's FIN once everything before it reached the local socket. */
 static void
-stream_try_shutdown(struct kb_stream *st)
+local_failed(struct kb_stream *st, const char *what, int err)
 {
-	if (!(st->flags & ST_PEER_FIN) || (st->flags & ST_SHUT_WR) || !st->bev)
-		return;
-	if (evbuffer_get_length(bufferevent_get_output(st->bev)) > 0)
-		return;
-	shutdown(bufferevent_getfd(st->bev), SHUT_WR);
-	st->flags |= ST_SHUT_WR;
-	stream_check_done(st);
+	char text[128];
+
+	snprintf(text, sizeof(text), "local connection %s: %s", what, strerror(err));
+	kb_stream_reset(st, KB_RST_CANCEL, text);
+}
+
+static void
+set_reading(struct kb_stream *st, int on)
+{
+	if (on && !(st->flags & ST_READING)) {
+		event_add(st->rev, NULL);
+		st->flags |= ST_READING;
+	} else if (!on && (st->flags & ST_READING)) {
+		event_del(st->rev);
+		st->flags &= ~ST_READING;
+	}
+}
+
+static void
+set_writing(struct kb_stream *st, int on)
+{
+	if (on && !(st->flags & ST_WRITING)) {
+		event_add(st->wev, NULL);
+		st->flags |= ST_WRITING;
+	} else if (!on && (st->flags & ST_WRITING)) {
+		event_del(st->wev);
+		st->flags &= ~ST_WRITING;
+	}
+}
+
+/* Write what the peer sent to the local socket; once all of it left and the
+ * peer sent FIN, shut down our writing side. Returns -1 if st was freed. */
+static int
+stream_flush(struct kb_stream *st)
+{
+	while (evbuffer_get_length(st->out) > 0) {
+		int n = evbuffer_write(st->out, st->fd);
+		if (n < 0) {
+			if (errno == EAGAIN || errno == EINTR)
+				break;
+			local_failed(st, "write failed", errno);
+			return -1;
+		}
+	}
+	if (evbuffer_get_length(st->out) > 0) {
+		set_writing(st, 1);
+		return 0;
+	}
+	set_writing(st, 0);
+	if ((st->flags & ST_PEER_FIN) && !(st->flags & ST_SHUT_WR)) {
+		shutdown(st->fd, SHUT_WR);
+		st->flags |= ST_SHUT_WR;
+		if ((st->flags & ST_FIN_SENT)) {
+			stream_finish(st, 0, NULL, 0);
+			return -1;
+		}
+	}
+	return 0;
 }
 
 static void
@@ -372,113 +426,138 @@ local_drained(struct evbuffer *buf, const struct evbuffer_cb_info *info, void *a
 	if (info->n_deleted == 0)
 		return;
 	st->rx_consumed += info->n_deleted;
-	if (st->rx_consumed >= CREDIT_STEP ||
-	    (st->rx_consumed && evbuffer_get_length(buf) == 0 && st->rx_window < CREDIT_STEP)) {
+	if (st->rx_consumed >= CREDIT_STEP) {
 		send_u32(st->s, KB_F_WINDOW, st->id, st->rx_consumed);
 		st->rx_window += st->rx_consumed;
 		st->rx_consumed = 0;
 	}
 }
 
-/* Move what the local side sent into DATA frames, as far as credit and the
- * session's output allow. */
+/* Read from the local socket straight into DATA frames, as far as credit
+ * and the session's output allow, then send FIN at end of file. */
 static void
 stream_pump(struct kb_stream *st)
 {
 	struct kb_session *s = st->s;
-	struct evbuffer *in;
-	size_t avail;
+	size_t budget = 256 * 1024; /* then let other streams have a turn */
 
-	if (!st->bev || !(st->flags & ST_ACCEPTED) || (st->flags & ST_FIN_SENT))
+	if (st->fd < 0 || !(st->flags & ST_ACCEPTED) || (st->flags & (ST_FIN_SENT | ST_LOCAL_EOF)))
 		return;
-	in = bufferevent_get_input(st->bev);
-	while ((avail = evbuffer_get_length(in)) > 0 && st->tx_credit > 0) {
-		size_t n = avail;
-		uint8_t hdr[KB_FRAME_HDR];
+	while (st->tx_credit > 0 && budget > 0) {
+		struct evbuffer_iovec v;
+		struct iovec iov[READ_FRAMES];
+		size_t want = 0, left, off;
+		int i, nfr;
+		ssize_t n;
+		uint8_t *base;
 
-		if (evbuffer_get_length(sess_out(s)) >= SESSION_HWM)
-			break;
-		if (n > KB_FRAME_MAX)
-			n = KB_FRAME_MAX;
-		if (n > st->tx_credit)
-			n = st->tx_credit;
-		kb_frame_header_encode(hdr, KB_F_DATA, st->id, (uint16_t)n);
-		evbuffer_add(sess_out(s), hdr, sizeof(hdr));
-		evbuffer_remove_buffer(in, sess_out(s), n);
-		st->tx_credit -= n;
-		s->stats.bytes_out += n;
-		s->last_tx = kb_now_ms();
-	}
-	if (avail == 0) {
-		stream_unblock(st);
-		if (st->flags & ST_LOCAL_EOF) {
+		if (evbuffer_get_length(sess_out(s)) >= SESSION_HWM) {
+			if (!(st->flags & ST_BLOCKED)) {
+				TAILQ_INSERT_TAIL(&s->blocked, st, blocked);
+				st->flags |= ST_BLOCKED;
+			}
+			set_reading(st, 0);
+			return;
+		}
+		/* One readv fills up to READ_FRAMES whole frames laid end to end. */
+		nfr = (int)((st->tx_credit + DATA_CHUNK - 1) / DATA_CHUNK);
+		if (nfr > READ_FRAMES)
+			nfr = READ_FRAMES;
+		if (evbuffer_reserve_space(sess_out(s), (ev_ssize_t)nfr * FRAME_SPAN, &v, 1) != 1) {
+			kb_stream_reset(st, KB_RST_INTERNAL, "out of memory");
+			return;
+		}
+		base = v.iov_base;
+		for (i = 0; i < nfr; i++) {
+			size_t room = st->tx_credit - want < DATA_CHUNK ? st->tx_credit - want : DATA_CHUNK;
+			iov[i].iov_base = base + (size_t)i * FRAME_SPAN + KB_FRAME_HDR;
+			iov[i].iov_len = room;
+			want += room;
+		}
+		n = readv(st->fd, iov, nfr);
+		if (n < 0) {
+			if (errno == EAGAIN || errno == EINTR)
+				break;
+			local_failed(st, "read failed", errno);
+			return;
+		}
+		if (n == 0) {
+			st->flags |= ST_LOCAL_EOF;
 			send_frame(s, KB_F_FIN, st->id, NULL, 0);
 			st->flags |= ST_FIN_SENT;
+			set_reading(st, 0);
 			stream_check_done(st);
 			return;
 		}
-		bufferevent_enable(st->bev, EV_READ);
-		return;
+		for (i = 0, left = (size_t)n, off = 0; left > 0; i++) {
+			size_t k = left < iov[i].iov_len ? left : iov[i].iov_len;
+			kb_frame_header_encode(base + (size_t)i * FRAME_SPAN, KB_F_DATA, st->id, (uint16_t)k);
+			off = (size_t)i * FRAME_SPAN + KB_FRAME_HDR + k;
+			left -= k;
+		}
+		v.iov_len = off;
+		evbuffer_commit_space(sess_out(s), &v, 1);
+		s->last_tx = kb_now_ms();
+		st->tx_credit -= n;
+		s->stats.bytes_out += n;
+		budget -= (size_t)n < budget ? (size_t)n : budget;
+		if ((size_t)n < want)
+			break; /* the socket is most likely empty now */
 	}
-	bufferevent_disable(st->bev, EV_READ);
-	if (st->tx_credit > 0 && !(st->flags & ST_BLOCKED)) {
-		TAILQ_INSERT_TAIL(&s->blocked, st, blocked);
-		st->flags |= ST_BLOCKED;
-	}
+	/* Out of credit: a WINDOW frame will resume us. */
+	set_reading(st, st->tx_credit > 0);
 }
 
 static void
-local_read(struct bufferevent *bev, void *arg)
+local_readable(evutil_socket_t fd, short what, void *arg)
 {
-	(void)bev;
+	(void)fd;
+	(void)what;
 	stream_pump(arg);
 }
 
 static void
-local_write(struct bufferevent *bev, void *arg)
+local_writable(evutil_socket_t fd, short what, void *arg)
 {
-	(void)bev;
-	stream_try_shutdown(arg);
+	(void)fd;
+	(void)what;
+	stream_flush(arg);
 }
 
-static void
-local_event(struct bufferevent *bev, short what, void *arg)
+static int
+stream_attach(struct kb_stream *st, int fd)
 {
-	struct kb_stream *st = arg;
+	struct event_base *base = kb_conn_base(st->s->conn);
 
-	(void)bev;
-	if (what & BEV_EVENT_EOF) {
-		st->flags |= ST_LOCAL_EOF;
-		stream_pump(st);
-		return;
+	evutil_make_socket_nonblocking(fd);
+	st->fd = fd;
+	st->out = evbuffer_new();
+	st->rev = event_new(base, fd, EV_READ | EV_PERSIST, local_readable, st);
+	st->wev = event_new(base, fd, EV_WRITE | EV_PERSIST, local_writable, st);
+	if (st->out)
+		st->drain_cb = evbuffer_add_cb(st->out, local_drained, st);
+	if (!st->out || !st->rev || !st->wev || !st->drain_cb) {
+		if (st->rev)
+			event_free(st->rev);
+		if (st->wev)
+			event_free(st->wev);
+		if (st->out)
+			evbuffer_free(st->out);
+		st->fd = -1;
+		return -1;
 	}
-	if (what & BEV_EVENT_ERROR) {
-		char text[128];
-		snprintf(text, sizeof(text), "local connection failed: %s",
-		    evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
-		kb_stream_reset(st, KB_RST_CANCEL, text);
-	}
-}
-
-static void
-stream_attach(struct kb_stream *st, struct bufferevent *bev)
-{
-	st->bev = bev;
-	bufferevent_setcb(bev, local_read, local_write, local_event, st);
-	bufferevent_setwatermark(bev, EV_READ, 0, LOCAL_READ_HWM);
-	st->drain_cb = evbuffer_add_cb(bufferevent_get_output(bev), local_drained, st);
+	return 0;
 }
 
 static void
 stream_start(struct kb_stream *st)
 {
 	st->flags |= ST_ACCEPTED;
-	bufferevent_enable(st->bev, EV_READ | EV_WRITE);
 	stream_pump(st);
 }
 
 struct kb_stream *
-kb_stream_open(struct kb_session *s, const struct kb_open *o, struct bufferevent *bev,
+kb_stream_open(struct kb_session *s, const struct kb_open *o, int fd,
     const struct kb_stream_cbs *cbs, void *arg)
 {
 	struct kb_stream *st;
@@ -489,17 +568,20 @@ kb_stream_open(struct kb_session *s, const struct kb_open *o, struct bufferevent
 		goto fail;
 	if ((st = stream_new(s, s->next_id, ST_OURS)) == NULL)
 		goto fail;
+	if (stream_attach(st, fd) < 0) {
+		table_del(s, st);
+		free(st);
+		goto fail;
+	}
 	s->next_id += 2;
 	s->stats.streams_opened++;
 	st->cbs = cbs;
 	st->arg = arg;
-	stream_attach(st, bev);
-	bufferevent_disable(bev, EV_READ);
 	n = kb_open_encode(o, buf);
 	send_frame(s, KB_F_OPEN, st->id, buf, n);
 	return st;
 fail:
-	bev_close_abort(bev);
+	close_abort(fd);
 	return NULL;
 }
 
@@ -511,16 +593,19 @@ kb_stream_set_cbs(struct kb_stream *st, const struct kb_stream_cbs *cbs, void *a
 }
 
 int
-kb_stream_accept(struct kb_stream *st, struct bufferevent *bev, const struct kb_stream_cbs *cbs,
-    void *arg)
+kb_stream_accept(struct kb_stream *st, int fd, const struct kb_stream_cbs *cbs, void *arg)
 {
 	if (cbs)
 		kb_stream_set_cbs(st, cbs, arg);
-	if (st->bev || (st->flags & ST_OURS)) {
-		bev_close_abort(bev);
+	if (st->fd >= 0 || (st->flags & ST_OURS)) {
+		close_abort(fd);
 		return -1;
 	}
-	stream_attach(st, bev);
+	if (stream_attach(st, fd) < 0) {
+		close_abort(fd);
+		kb_stream_reset(st, KB_RST_INTERNAL, "out of memory");
+		return -1;
+	}
 	send_frame(st->s, KB_F_ACCEPT, st->id, NULL, 0);
 	stream_start(st);
 	return 0;
@@ -660,6 +745,28 @@ handle_open(struct kb_session *s, const struct kb_frame *f)
 	s->cbs->on_open(s, st, &o, s->arg);
 }
 
+/* Data for a stream is written once per read of the session, not per frame. */
+static void
+mark_dirty(struct kb_session *s, struct kb_stream *st)
+{
+	if (!(st->flags & ST_DIRTY)) {
+		TAILQ_INSERT_TAIL(&s->dirty, st, dirty);
+		st->flags |= ST_DIRTY;
+	}
+}
+
+static void
+flush_dirty(struct kb_session *s)
+{
+	struct kb_stream *st;
+
+	while ((st = TAILQ_FIRST(&s->dirty)) != NULL) {
+		TAILQ_REMOVE(&s->dirty, st, dirty);
+		st->flags &= ~ST_DIRTY;
+		stream_flush(st);
+	}
+}
+
 static void
 handle_stream_frame(struct kb_session *s, const struct kb_frame *f, struct evbuffer *in)
 {
@@ -697,7 +804,8 @@ handle_stream_frame(struct kb_session *s, const struct kb_frame *f, struct evbuf
 		}
 		st->rx_window -= f->len;
 		s->stats.bytes_in += f->len;
-		evbuffer_remove_buffer(in, bufferevent_get_output(st->bev), f->len);
+		evbuffer_remove_buffer(in, st->out, f->len);
+		mark_dirty(s, st);
 		return;
 	case KB_F_WINDOW: {
 		uint32_t inc = (uint32_t)f->payload[0] << 24 | (uint32_t)f->payload[1] << 16 |
@@ -716,7 +824,7 @@ handle_stream_frame(struct kb_session *s, const struct kb_frame *f, struct evbuf
 			return;
 		}
 		st->flags |= ST_PEER_FIN;
-		stream_try_shutdown(st);
+		mark_dirty(s, st);
 		return;
 	case KB_F_RESET: {
 		char text[256];
@@ -798,10 +906,10 @@ handle_frame(struct kb_session *s, const struct kb_frame *f, struct evbuffer *in
 }
 
 static void
-session_read(struct bufferevent *bev, void *arg)
+session_read(struct kb_conn *c, void *arg)
 {
 	struct kb_session *s = arg;
-	struct evbuffer *in = bufferevent_get_input(bev);
+	struct evbuffer *in = kb_conn_input(c);
 
 	s->depth++;
 	s->last_rx = kb_now_ms();
@@ -836,18 +944,19 @@ session_read(struct bufferevent *bev, void *arg)
 		if (!s->dead)
 			evbuffer_drain(in, f.len);
 	}
+	flush_dirty(s);
 	s->depth--;
 	if (s->depth == 0 && s->free_pending)
 		kb_session_free(s);
 }
 
 static void
-session_write(struct bufferevent *bev, void *arg)
+session_write(struct kb_conn *c, void *arg)
 {
 	struct kb_session *s = arg;
 	struct kb_stream *st;
 
-	(void)bev;
+	(void)c;
 	s->depth++;
 	/* Output fell below the low-water mark: let blocked streams go on. */
 	while (!s->dead && (st = TAILQ_FIRST(&s->blocked)) != NULL &&
@@ -861,34 +970,31 @@ session_write(struct bufferevent *bev, void *arg)
 }
 
 static void
-session_event(struct bufferevent *bev, short what, void *arg)
+session_event(struct kb_conn *c, int what, void *arg)
 {
 	struct kb_session *s = arg;
-	char err[200];
+	char err[200], why[160];
 
-	(void)bev;
 	s->depth++;
-	if (what & BEV_EVENT_EOF) {
-		if (s->goaway_rcvd) {
-			snprintf(err, sizeof(err), "peer went away: %s", s->goaway_text);
-			session_end(s, KB_GOAWAY_NORMAL, err);
-		} else {
-			session_end(s, KB_GOAWAY_NORMAL,
-			    s->goaway_sent ? NULL : "connection closed by peer");
-		}
-	} else if (what & BEV_EVENT_ERROR) {
-		int e = EVUTIL_SOCKET_ERROR();
-		if (s->goaway_rcvd)
-			snprintf(err, sizeof(err), "peer went away: %s", s->goaway_text);
-		else
-			snprintf(err, sizeof(err), "connection failed: %s",
-			    e ? evutil_socket_error_to_string(e) : "TLS error");
+	if (s->goaway_rcvd) {
+		snprintf(err, sizeof(err), "peer went away: %s", s->goaway_text);
+		session_end(s, KB_GOAWAY_NORMAL, err);
+	} else if (what & KB_CONN_EOF) {
+		session_end(s, KB_GOAWAY_NORMAL, s->goaway_sent ? NULL : "connection closed by peer");
+	} else {
+		snprintf(err, sizeof(err), "connection failed: %s", kb_conn_error(c, why, sizeof(why)));
 		session_end(s, KB_GOAWAY_NORMAL, err);
 	}
 	s->depth--;
 	if (s->depth == 0 && s->free_pending)
 		kb_session_free(s);
 }
+
+static const struct kb_conn_cbs conn_cbs = {
+	.on_read = session_read,
+	.on_drain = session_write,
+	.on_event = session_event,
+};
 
 static void
 session_tick(evutil_socket_t fd, short what, void *arg)
@@ -903,7 +1009,7 @@ session_tick(evutil_socket_t fd, short what, void *arg)
 		char err[80];
 		snprintf(err, sizeof(err), "peer timed out (nothing received for %u ms)", s->dead_ms);
 		session_end(s, KB_GOAWAY_TIMEOUT, err);
-	} else if (now - s->last_tx >= s->ping_ms) {
+	} else if (s->hello_sent && s->hello_rcvd && now - s->last_tx >= s->ping_ms) {
 		uint8_t b[8];
 		uint64_t t = now * 1000;
 		int i;
@@ -919,14 +1025,71 @@ session_tick(evutil_socket_t fd, short what, void *arg)
 
 /* --- session lifetime --- */
 
+/* A stream whose both FINs were exchanged only lacks delivery to its local
+ * socket: that goes on without the session, for 10 s at most. */
+struct orphan {
+	int fd;
+	struct evbuffer *out;
+	struct event *ev;
+};
+
+static void
+orphan_write(evutil_socket_t fd, short what, void *arg)
+{
+	struct orphan *o = arg;
+
+	if (!(what & EV_TIMEOUT)) {
+		while (evbuffer_get_length(o->out) > 0 && evbuffer_write(o->out, fd) > 0)
+			;
+		if (evbuffer_get_length(o->out) > 0 && (errno == EAGAIN || errno == EINTR))
+			return;
+	}
+	event_free(o->ev);
+	evbuffer_free(o->out);
+	close(o->fd);
+	free(o);
+}
+
+static int
+stream_orphan(struct kb_stream *st)
+{
+	struct timeval tv = { 10, 0 };
+	struct orphan *o;
+
+	if ((st->flags & (ST_FIN_SENT | ST_PEER_FIN)) != (ST_FIN_SENT | ST_PEER_FIN) || st->fd < 0)
+		return -1;
+	if ((o = calloc(1, sizeof(*o))) == NULL)
+		return -1;
+	o->ev = event_new(kb_conn_base(st->s->conn), st->fd, EV_WRITE | EV_PERSIST, orphan_write, o);
+	if (!o->ev) {
+		free(o);
+		return -1;
+	}
+	o->fd = st->fd;
+	o->out = st->out;
+	evbuffer_remove_cb_entry(st->out, st->drain_cb);
+	event_free(st->rev);
+	event_free(st->wev);
+	st->fd = -1;
+	st->out = NULL;
+	st->drain_cb = NULL;
+	event_add(o->ev, &tv);
+	return 0;
+}
+
 static void
 reset_all_streams(struct kb_session *s, const char *why)
 {
 	size_t i;
 
 	for (i = 0; i < s->tsize; i++) {
-		while (s->table[i])
-			stream_finish(s->table[i], KB_RST_SESSION, why, 1);
+		while (s->table[i]) {
+			struct kb_stream *st = s->table[i];
+			if (stream_orphan(st) == 0)
+				stream_finish(st, 0, NULL, 0);
+			else
+				stream_finish(st, KB_RST_SESSION, why, 1);
+		}
 	}
 }
 
@@ -940,7 +1103,7 @@ session_end(struct kb_session *s, uint8_t code, const char *err)
 	s->dead = 1;
 	if (err)
 		log_debug("%s: %s", __func__, err);
-	if (s->bev && (code != KB_GOAWAY_NORMAL || !s->goaway_sent))
+	if (s->conn && (code != KB_GOAWAY_NORMAL || !s->goaway_sent))
 		send_goaway(s, code, err ? err : "");
 	evtimer_del(s->timer);
 	if (s->linger)
@@ -974,7 +1137,7 @@ linger_expired(evutil_socket_t fd, short what, void *arg)
 }
 
 struct kb_session *
-kb_session_new(struct bufferevent *bev, int initiator, const struct kb_session_cbs *cbs, void *arg)
+kb_session_new(struct kb_conn *conn, int initiator, const struct kb_session_cbs *cbs, void *arg)
 {
 	struct kb_session *s = calloc(1, sizeof(*s));
 	struct timeval tv = { 0, 250000 };
@@ -984,10 +1147,10 @@ kb_session_new(struct bufferevent *bev, int initiator, const struct kb_session_c
 	s->tsize = 64;
 	if ((s->table = calloc(s->tsize, sizeof(*s->table))) == NULL)
 		goto fail;
-	s->timer = event_new(bufferevent_get_base(bev), -1, EV_PERSIST, session_tick, s);
+	s->timer = event_new(kb_conn_base(conn), -1, EV_PERSIST, session_tick, s);
 	if (!s->timer)
 		goto fail;
-	s->bev = bev;
+	s->conn = conn;
 	s->initiator = initiator;
 	s->cbs = cbs;
 	s->arg = arg;
@@ -996,9 +1159,9 @@ kb_session_new(struct bufferevent *bev, int initiator, const struct kb_session_c
 	s->dead_ms = 4000;
 	s->last_rx = s->last_tx = kb_now_ms();
 	TAILQ_INIT(&s->blocked);
-	bufferevent_setcb(bev, session_read, session_write, session_event, s);
-	bufferevent_setwatermark(bev, EV_WRITE, SESSION_LWM, 0);
-	bufferevent_enable(bev, EV_READ | EV_WRITE);
+	TAILQ_INIT(&s->dirty);
+	kb_conn_setcb(conn, &conn_cbs, s);
+	kb_conn_set_lowat(conn, SESSION_LWM);
 	evtimer_add(s->timer, &tv);
 	return s;
 fail:
@@ -1008,7 +1171,7 @@ fail:
 		free(s->table);
 		free(s);
 	}
-	bufferevent_free(bev);
+	kb_conn_free(conn);
 	return NULL;
 }
 
@@ -1035,9 +1198,11 @@ kb_session_free(struct kb_session *s)
 		return;
 	}
 	s->dead = 1;
+	s->depth++;
 	reset_all_streams(s, "session closed");
-	if (s->bev)
-		bev_close_flushed(s->bev);
+	s->depth--;
+	if (s->conn)
+		kb_conn_close_flushed(s->conn);
 	event_free(s->timer);
 	if (s->linger)
 		event_free(s->linger);
@@ -1080,7 +1245,7 @@ kb_session_goaway(struct kb_session *s, const char *reason, unsigned linger_ms)
 		session_end(s, KB_GOAWAY_NORMAL, NULL);
 		return;
 	}
-	s->linger = evtimer_new(bufferevent_get_base(s->bev), linger_expired, s);
+	s->linger = evtimer_new(kb_conn_base(s->conn), linger_expired, s);
 	if (s->linger)
 		evtimer_add(s->linger, &tv);
 }

@@ -10,7 +10,7 @@
 
 #include "frame.h"
 
-struct bufferevent;
+struct kb_conn;
 struct cJSON;
 struct kb_session;
 struct kb_stream;
@@ -41,11 +41,11 @@ struct kb_stream_cbs {
 	void (*on_close)(struct kb_stream *st, int reason, const char *text, void *arg);
 };
 
-/* Take ownership of bev (already connected, TLS or not) and run the protocol
- * on it. initiator: this side is the TLS client. */
-struct kb_session *kb_session_new(struct bufferevent *bev, int initiator,
+/* Take ownership of conn (connected, TLS or not) and run the protocol on
+ * it. initiator: this side is the TLS client. */
+struct kb_session *kb_session_new(struct kb_conn *conn, int initiator,
     const struct kb_session_cbs *cbs, void *arg);
-/* Close every stream (their on_close runs), flush and free the bufferevent
+/* Close every stream (their on_close runs), flush and free the connection
  * and the session. Safe to call from any callback of this session. */
 void kb_session_free(struct kb_session *s);
 /* Heartbeat: ping after interval_ms without sending, declare the peer dead
@@ -71,18 +71,18 @@ struct kb_session_stats {
 };
 void kb_session_stats(const struct kb_session *s, struct kb_session_stats *st);
 
-/* Open a stream carrying the data of bev (a connected socket; ownership
- * passes to the stream, also on failure). Nothing is read from bev until
+/* Open a stream carrying the data of fd (a connected socket; ownership
+ * passes to the stream, also on failure). Nothing is read from fd until
  * the peer accepts. NULL if the session cannot open streams now. */
-struct kb_stream *kb_stream_open(struct kb_session *s, const struct kb_open *o,
-    struct bufferevent *bev, const struct kb_stream_cbs *cbs, void *arg);
+struct kb_stream *kb_stream_open(struct kb_session *s, const struct kb_open *o, int fd,
+    const struct kb_stream_cbs *cbs, void *arg);
 /* Set the callbacks of a stream the peer opened (call from on_open when the
  * answer comes later, so a reset in between is reported). */
 void kb_stream_set_cbs(struct kb_stream *st, const struct kb_stream_cbs *cbs, void *arg);
-/* Accept a stream the peer opened and attach bev to it (ownership passes,
- * also on failure). cbs NULL keeps those given to kb_stream_set_cbs. */
-int kb_stream_accept(struct kb_stream *st, struct bufferevent *bev,
-    const struct kb_stream_cbs *cbs, void *arg);
+/* Accept a stream the peer opened and attach the connected socket fd to it
+ * (ownership passes, also on failure). cbs NULL keeps those given to
+ * kb_stream_set_cbs. */
+int kb_stream_accept(struct kb_stream *st, int fd, const struct kb_stream_cbs *cbs, void *arg);
 /* Abort the stream: send RESET, close the local side abortively, free it.
  * on_close is called with the reason. */
 void kb_stream_reset(struct kb_stream *st, uint8_t reason, const char *text);

@@ -1,9 +1,5 @@
 #include "tls.h"
 
-#include <event2/bufferevent.h>
-#include <event2/bufferevent_ssl.h>
-#include <event2/util.h>
-
 #include <stdio.h>
 #include <string.h>
 
@@ -258,37 +254,5 @@ kb_tls_errstr(char *buf, size_t len)
 	}
 	if (buf[0] == '\0')
 		snprintf(buf, len, "unknown TLS error");
-	return buf;
-}
-
-const char *
-kb_tls_handshake_error(struct bufferevent *bev, char *buf, size_t len)
-{
-	SSL *ssl = bufferevent_openssl_get_ssl(bev);
-	unsigned long e, last = 0;
-	const char *reason = NULL;
-	long vr;
-	int sockerr = EVUTIL_SOCKET_ERROR();
-
-	/* libevent moves OpenSSL's errors into its own queue, without the
-	 * detail strings; the verify result says more when verification failed. */
-	while ((e = bufferevent_get_openssl_error(bev)) != 0)
-		if (ERR_GET_LIB(e) != 0)
-			last = e;
-	while ((e = ERR_get_error()) != 0)
-		last = e;
-	if (last)
-		reason = ERR_reason_error_string(last);
-	vr = ssl ? SSL_get_verify_result(ssl) : X509_V_OK;
-	if (vr != X509_V_OK && vr != X509_V_ERR_APPLICATION_VERIFICATION)
-		snprintf(buf, len, "peer certificate rejected: %s", X509_verify_cert_error_string(vr));
-	else if (vr == X509_V_ERR_APPLICATION_VERIFICATION)
-		snprintf(buf, len, "peer certificate has the wrong role");
-	else if (reason)
-		snprintf(buf, len, "%s", reason);
-	else if (sockerr)
-		snprintf(buf, len, "%s", evutil_socket_error_to_string(sockerr));
-	else
-		snprintf(buf, len, "connection closed during the TLS handshake");
 	return buf;
 }

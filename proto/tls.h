@@ -23,9 +23,4 @@ int kb_tls_peer_identity(SSL *ssl, char *name, size_t namelen, char *role, size_
 /* Drain OpenSSL's error queue into one readable line in buf (returns buf). */
 const char *kb_tls_errstr(char *buf, size_t len);
 
-struct bufferevent;
-/* Why the TLS handshake on bev failed, in one line (e.g. "peer certificate
- * rejected: unable to get local issuer certificate", "tlsv1 alert unknown ca"). */
-const char *kb_tls_handshake_error(struct bufferevent *bev, char *buf, size_t len);
-
 #endif

@@ -339,7 +339,7 @@ test_runner_swap(void)
 	ok(strcmp(tun_name(t), "kbridge0") == 0);
 	ok(fake_n == 2);
 	ok(strcmp(fake_cmds[0], "ip addr add 198.18.0.1/32 dev kbridge0") == 0);
-	ok(strcmp(fake_cmds[1], "ip link set dev kbridge0 up") == 0);
+	ok(strcmp(fake_cmds[1], "ip link set dev kbridge0 mtu 65535 up") == 0);
 	ok(tun_route_add(t, &c, err, sizeof(err)) == 0);
 	ok(fake_n == 3);
 	snprintf(want, sizeof(want), "ip route add 10.123.0.0/16 dev %s src 198.18.0.1",

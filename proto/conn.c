@@ -1,0 +1,617 @@
+#include "conn.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <event2/buffer.h>
+#include <event2/event.h>
+#include <openssl/err.h>
+#include <openssl/x509.h>
+
+#include "log.h"
+
+#define READ_CHUNK 16384          /* one TLS record of plaintext */
+#define READ_AHEAD (64 * 1024)    /* OpenSSL's read buffer: several records per read() */
+#define READ_BUDGET (1024 * 1024) /* per wakeup, then let others run */
+#define WBUF_MAX (256 * 1024)     /* ciphertext waiting for the socket before we stop encrypting */
+#define LINGER_MS 2000
+
+enum { ST_CONNECTING, ST_HANDSHAKE, ST_OPEN, ST_DEAD };
+
+struct kb_conn {
+	struct event_base *base;
+	int fd;
+	SSL *ssl;
+	int state;
+	struct event *rev, *wev, *flush_ev, *timer;
+	int writing, flush_pending;
+	struct evbuffer *in, *out;
+	struct evbuffer *wbuf; /* ciphertext on its way to the socket */
+	size_t lowat;
+	const struct kb_conn_cbs *cbs;
+	void *arg;
+	int lingering;
+	int depth, free_pending;
+	int sys_errno;
+	unsigned long ssl_err;
+	int was_open;
+};
+
+static void conn_destroy(struct kb_conn *c);
+
+/* --- a write BIO that appends ciphertext to c->wbuf --- */
+
+static BIO_METHOD *wbio_method;
+
+static int
+wbio_write(BIO *b, const char *data, int len)
+{
+	struct kb_conn *c = BIO_get_data(b);
+
+	return evbuffer_add(c->wbuf, data, (size_t)len) < 0 ? -1 : len;
+}
+
+static long
+wbio_ctrl(BIO *b, int cmd, long num, void *ptr)
+{
+	(void)b;
+	(void)num;
+	(void)ptr;
+	return cmd == BIO_CTRL_FLUSH ? 1 : 0;
+}
+
+static int
+wbio_create(BIO *b)
+{
+	BIO_set_init(b, 1);
+	return 1;
+}
+
+static BIO *
+wbio_new(struct kb_conn *c)
+{
+	BIO *b;
+
+	if (!wbio_method) {
+		wbio_method = BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK, "kb_conn");
+		if (!wbio_method)
+			return NULL;
+		BIO_meth_set_write(wbio_method, wbio_write);
+		BIO_meth_set_ctrl(wbio_method, wbio_ctrl);
+		BIO_meth_set_create(wbio_method, wbio_create);
+	}
+	if ((b = BIO_new(wbio_method)) != NULL)
+		BIO_set_data(b, c);
+	return b;
+}
+
+/* --- callbacks, guarded so that a callback may free the connection --- */
+
+static void
+enter(struct kb_conn *c)
+{
+	c->depth++;
+}
+
+/* Returns -1 if the connection is gone. */
+static int
+leave(struct kb_conn *c)
+{
+	if (--c->depth == 0 && c->free_pending) {
+		conn_destroy(c);
+		return -1;
+	}
+	return c->free_pending ? -1 : 0;
+}
+
+static void
+notify(struct kb_conn *c, int what)
+{
+	if (c->cbs && c->cbs->on_event && !c->free_pending)
+		c->cbs->on_event(c, what, c->arg);
+}
+
+static void
+record_ssl_error(struct kb_conn *c)
+{
+	unsigned long e;
+
+	while ((e = ERR_get_error()) != 0)
+		c->ssl_err = e;
+}
+
+static void
+fail(struct kb_conn *c, int what)
+{
+	if (c->state == ST_DEAD)
+		return;
+	c->state = ST_DEAD;
+	event_del(c->rev);
+	event_del(c->wev);
+	evtimer_del(c->timer);
+	if (c->lingering) {
+		kb_conn_free(c);
+		return;
+	}
+	/* After this, c may be gone unless the caller holds enter(). */
+	enter(c);
+	notify(c, what);
+	leave(c);
+}
+
+static void
+set_writing(struct kb_conn *c, int on)
+{
+	if (on != c->writing) {
+		if (on)
+			event_add(c->wev, NULL);
+		else
+			event_del(c->wev);
+		c->writing = on;
+	}
+}
+
+/* --- writing --- */
+
+/* Push ciphertext (or, without TLS, the output) into the socket. */
+static int
+write_socket(struct kb_conn *c, struct evbuffer *b)
+{
+	while (evbuffer_get_length(b) > 0) {
+		if (evbuffer_write(b, c->fd) < 0) {
+			if (errno == EAGAIN || errno == EINTR)
+				break;
+			c->sys_errno = errno;
+			return -1;
+		}
+	}
+	return 0;
+}
+
+static int
+encrypt_output(struct kb_conn *c)
+{
+	while (evbuffer_get_length(c->out) > 0 && evbuffer_get_length(c->wbuf) < WBUF_MAX) {
+		struct evbuffer_iovec v;
+		int n;
+
+		if (evbuffer_peek(c->out, -1, NULL, &v, 1) < 1)
+			break;
+		ERR_clear_error();
+		n = SSL_write(c->ssl, v.iov_base, (int)(v.iov_len > 65536 ? 65536 : v.iov_len));
+		if (n <= 0) {
+			record_ssl_error(c);
+			return -1;
+		}
+		evbuffer_drain(c->out, (size_t)n);
+	}
+	return 0;
+}
+
+static void
+conn_flush(struct kb_conn *c)
+{
+	size_t before = evbuffer_get_length(c->out);
+	struct evbuffer *pending = c->ssl ? c->wbuf : c->out;
+
+	if (c->state != ST_OPEN)
+		return;
+	do {
+		if (c->ssl && encrypt_output(c) < 0) {
+			fail(c, KB_CONN_ERROR);
+			return;
+		}
+		if (write_socket(c, pending) < 0) {
+			fail(c, KB_CONN_ERROR);
+			return;
+		}
+	} while (c->ssl && evbuffer_get_length(c->wbuf) == 0 && evbuffer_get_length(c->out) > 0);
+	set_writing(c, evbuffer_get_length(pending) > 0);
+	if (c->lingering) {
+		if (evbuffer_get_length(c->out) == 0 && evbuffer_get_length(pending) == 0)
+			kb_conn_free(c);
+		return;
+	}
+	if (evbuffer_get_length(c->out) < before && evbuffer_get_length(c->out) <= c->lowat &&
+	    c->cbs && c->cbs->on_drain) {
+		enter(c);
+		c->cbs->on_drain(c, c->arg);
+		leave(c);
+	}
+}
+
+static void
+flush_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct kb_conn *c = arg;
+
+	(void)fd;
+	(void)what;
+	c->flush_pending = 0;
+	conn_flush(c);
+}
+
+/* Everything added to the output during one loop iteration leaves together. */
+static void
+schedule_flush(struct kb_conn *c)
+{
+	if (!c->flush_pending) {
+		c->flush_pending = 1;
+		event_active(c->flush_ev, EV_WRITE, 1);
+	}
+}
+
+static void
+output_added(struct evbuffer *b, const struct evbuffer_cb_info *info, void *arg)
+{
+	(void)b;
+	if (info->n_added)
+		schedule_flush(arg);
+}
+
+/* --- reading --- */
+
+static void
+conn_read(struct kb_conn *c)
+{
+	size_t total = 0;
+	int what = 0;
+
+	while (total < READ_BUDGET) {
+		struct evbuffer_iovec v;
+		int n;
+
+		if (evbuffer_reserve_space(c->in, READ_CHUNK, &v, 1) != 1) {
+			c->sys_errno = ENOMEM;
+			what = KB_CONN_ERROR;
+			break;
+		}
+		if (c->ssl) {
+			ERR_clear_error();
+			n = SSL_read(c->ssl, v.iov_base, READ_CHUNK);
+			if (n <= 0) {
+				int e = SSL_get_error(c->ssl, n);
+				if (e == SSL_ERROR_WANT_READ)
+					break;
+				if (e == SSL_ERROR_ZERO_RETURN ||
+				    (e == SSL_ERROR_SYSCALL && errno == 0)) {
+					what = KB_CONN_EOF;
+				} else {
+					if (e == SSL_ERROR_SYSCALL)
+						c->sys_errno = errno;
+					record_ssl_error(c);
+					what = KB_CONN_ERROR;
+				}
+				break;
+			}
+		} else {
+			n = (int)read(c->fd, v.iov_base, READ_CHUNK);
+			if (n < 0 && (errno == EAGAIN || errno == EINTR))
+				break;
+			if (n <= 0) {
+				c->sys_errno = n < 0 ? errno : 0;
+				what = n < 0 ? KB_CONN_ERROR : KB_CONN_EOF;
+				break;
+			}
+		}
+		v.iov_len = (size_t)n;
+		evbuffer_commit_space(c->in, &v, 1);
+		total += (size_t)n;
+	}
+	enter(c);
+	/* Records may wait inside OpenSSL's read-ahead buffer, where epoll
+	 * cannot see them: come back for them. */
+	if (total >= READ_BUDGET)
+		event_active(c->rev, EV_READ, 1);
+	if (c->ssl && evbuffer_get_length(c->wbuf) > 0)
+		conn_flush(c); /* e.g. a key update answer */
+	if (total && c->cbs && c->cbs->on_read && c->state == ST_OPEN && !c->free_pending)
+		c->cbs->on_read(c, c->arg);
+	if (what && !c->free_pending)
+		fail(c, what);
+	leave(c);
+}
+
+/* --- connecting and handshake --- */
+
+static void
+handshake(struct kb_conn *c)
+{
+	int r, e;
+
+	ERR_clear_error();
+	r = SSL_do_handshake(c->ssl);
+	if (write_socket(c, c->wbuf) < 0) {
+		fail(c, KB_CONN_ERROR);
+		return;
+	}
+	set_writing(c, evbuffer_get_length(c->wbuf) > 0);
+	if (r == 1) {
+		c->state = ST_OPEN;
+		c->was_open = 1;
+		evtimer_del(c->timer);
+		enter(c);
+		notify(c, KB_CONN_CONNECTED);
+		if (leave(c) < 0)
+			return;
+		/* Data that came with the handshake's end is read next. */
+		event_active(c->rev, EV_READ, 1);
+		if (evbuffer_get_length(c->out) > 0)
+			schedule_flush(c);
+		return;
+	}
+	e = SSL_get_error(c->ssl, r);
+	if (e == SSL_ERROR_WANT_READ)
+		return;
+	if (e == SSL_ERROR_SYSCALL)
+		c->sys_errno = errno;
+	record_ssl_error(c);
+	fail(c, KB_CONN_ERROR);
+}
+
+static void
+connected(struct kb_conn *c)
+{
+	int e = 0;
+	socklen_t len = sizeof(e);
+
+	if (getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &e, &len) < 0)
+		e = errno;
+	set_writing(c, 0);
+	if (e) {
+		c->sys_errno = e;
+		fail(c, KB_CONN_ERROR);
+		return;
+	}
+	event_add(c->rev, NULL);
+	if (c->ssl) {
+		c->state = ST_HANDSHAKE;
+		handshake(c);
+		return;
+	}
+	c->state = ST_OPEN;
+	c->was_open = 1;
+	evtimer_del(c->timer);
+	enter(c);
+	notify(c, KB_CONN_CONNECTED);
+	leave(c);
+}
+
+static void
+readable(evutil_socket_t fd, short what, void *arg)
+{
+	struct kb_conn *c = arg;
+
+	(void)fd;
+	(void)what;
+	if (c->state == ST_HANDSHAKE)
+		handshake(c);
+	else if (c->state == ST_OPEN)
+		conn_read(c);
+}
+
+static void
+writable(evutil_socket_t fd, short what, void *arg)
+{
+	struct kb_conn *c = arg;
+
+	(void)fd;
+	(void)what;
+	if (c->state == ST_CONNECTING)
+		connected(c);
+	else if (c->state == ST_HANDSHAKE)
+		handshake(c);
+	else if (c->state == ST_OPEN)
+		conn_flush(c);
+}
+
+static void
+timed_out(evutil_socket_t fd, short what, void *arg)
+{
+	struct kb_conn *c = arg;
+
+	(void)fd;
+	(void)what;
+	if (c->lingering) {
+		kb_conn_free(c);
+		return;
+	}
+	fail(c, KB_CONN_TIMEOUT);
+}
+
+/* --- life cycle --- */
+
+struct kb_conn *
+kb_conn_new(struct event_base *base, int fd, SSL *ssl, int server)
+{
+	struct kb_conn *c = calloc(1, sizeof(*c));
+	BIO *rbio = NULL, *wbio = NULL;
+
+	if (!c)
+		goto fail;
+	c->base = base;
+	c->fd = fd;
+	c->ssl = ssl;
+	/* Plain (no TLS) on the accepting side: open at once, no event. */
+	c->state = server ? (ssl ? ST_HANDSHAKE : ST_OPEN) : ST_CONNECTING;
+	c->was_open = c->state == ST_OPEN;
+	c->in = evbuffer_new();
+	c->out = evbuffer_new();
+	c->wbuf = evbuffer_new();
+	c->rev = event_new(base, fd, EV_READ | EV_PERSIST, readable, c);
+	c->wev = event_new(base, fd, EV_WRITE | EV_PERSIST, writable, c);
+	c->flush_ev = event_new(base, -1, 0, flush_cb, c);
+	c->timer = evtimer_new(base, timed_out, c);
+	if (!c->in || !c->out || !c->wbuf || !c->rev || !c->wev || !c->flush_ev || !c->timer ||
+	    !evbuffer_add_cb(c->out, output_added, c))
+		goto fail;
+	if (ssl) {
+		if ((rbio = BIO_new_socket(fd, BIO_NOCLOSE)) == NULL || (wbio = wbio_new(c)) == NULL)
+			goto fail;
+		SSL_set_bio(ssl, rbio, wbio);
+		rbio = wbio = NULL;
+		SSL_set_read_ahead(ssl, 1);
+		SSL_set_default_read_buffer_len(ssl, READ_AHEAD);
+		SSL_set_options(ssl, SSL_OP_IGNORE_UNEXPECTED_EOF);
+		if (server)
+			SSL_set_accept_state(ssl);
+		else
+			SSL_set_connect_state(ssl);
+	}
+	if (server)
+		event_add(c->rev, NULL);
+	else
+		set_writing(c, 1);
+	return c;
+fail:
+	BIO_free(rbio);
+	BIO_free(wbio);
+	if (c) {
+		c->ssl = ssl;
+		conn_destroy(c);
+	} else {
+		SSL_free(ssl);
+		close(fd);
+	}
+	return NULL;
+}
+
+void
+kb_conn_setcb(struct kb_conn *c, const struct kb_conn_cbs *cbs, void *arg)
+{
+	c->cbs = cbs;
+	c->arg = arg;
+}
+
+void
+kb_conn_set_timeout(struct kb_conn *c, unsigned ms)
+{
+	struct timeval tv = { ms / 1000, (ms % 1000) * 1000 };
+
+	if (ms)
+		evtimer_add(c->timer, &tv);
+	else
+		evtimer_del(c->timer);
+}
+
+void
+kb_conn_set_lowat(struct kb_conn *c, size_t lowat)
+{
+	c->lowat = lowat;
+}
+
+void
+kb_conn_read_enable(struct kb_conn *c, int on)
+{
+	if (c->state != ST_OPEN && c->state != ST_HANDSHAKE)
+		return;
+	if (on) {
+		event_add(c->rev, NULL);
+		event_active(c->rev, EV_READ, 1); /* read-ahead may hold records */
+	} else {
+		event_del(c->rev);
+	}
+}
+
+struct evbuffer *
+kb_conn_input(struct kb_conn *c)
+{
+	return c->in;
+}
+
+struct evbuffer *
+kb_conn_output(struct kb_conn *c)
+{
+	return c->out;
+}
+
+struct event_base *
+kb_conn_base(struct kb_conn *c)
+{
+	return c->base;
+}
+
+SSL *
+kb_conn_ssl(struct kb_conn *c)
+{
+	return c->ssl;
+}
+
+const char *
+kb_conn_error(struct kb_conn *c, char *buf, size_t len)
+{
+	long vr = c->ssl ? SSL_get_verify_result(c->ssl) : X509_V_OK;
+	const char *reason = c->ssl_err ? ERR_reason_error_string(c->ssl_err) : NULL;
+
+	if (vr == X509_V_ERR_APPLICATION_VERIFICATION)
+		snprintf(buf, len, "peer certificate has the wrong role");
+	else if (vr != X509_V_OK)
+		snprintf(buf, len, "peer certificate rejected: %s", X509_verify_cert_error_string(vr));
+	else if (reason)
+		snprintf(buf, len, "%s", reason);
+	else if (c->sys_errno)
+		snprintf(buf, len, "%s", strerror(c->sys_errno));
+	else if (!c->was_open && c->ssl)
+		snprintf(buf, len, "connection closed during the TLS handshake");
+	else
+		snprintf(buf, len, "connection closed");
+	return buf;
+}
+
+static void
+conn_destroy(struct kb_conn *c)
+{
+	if (c->rev)
+		event_free(c->rev);
+	if (c->wev)
+		event_free(c->wev);
+	if (c->flush_ev)
+		event_free(c->flush_ev);
+	if (c->timer)
+		event_free(c->timer);
+	if (c->in)
+		evbuffer_free(c->in);
+	if (c->out)
+		evbuffer_free(c->out);
+	SSL_free(c->ssl); /* frees the BIOs, which point at wbuf */
+	if (c->wbuf)
+		evbuffer_free(c->wbuf);
+	if (c->fd >= 0)
+		close(c->fd);
+	free(c);
+}
+
+void
+kb_conn_free(struct kb_conn *c)
+{
+	if (!c)
+		return;
+	c->cbs = NULL;
+	if (c->depth > 0) {
+		c->free_pending = 1;
+		event_del(c->rev);
+		event_del(c->wev);
+		event_del(c->flush_ev);
+		evtimer_del(c->timer);
+		return;
+	}
+	conn_destroy(c);
+}
+
+void
+kb_conn_close_flushed(struct kb_conn *c)
+{
+	if (c->state != ST_OPEN) {
+		kb_conn_free(c);
+		return;
+	}
+	c->cbs = NULL;
+	c->lingering = 1;
+	event_del(c->rev);
+	kb_conn_set_timeout(c, LINGER_MS);
+	/* Deferred, so that this is safe inside our own callbacks. */
+	schedule_flush(c);
+}

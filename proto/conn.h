@@ -1,0 +1,55 @@
+/* A TLS connection on a non-blocking socket, driven by the event loop, with
+ * plaintext evbuffers for input and output.
+ *
+ * Why not bufferevent_openssl: in libevent 2.1 it decrypts one record per
+ * wakeup (two read() calls each) and writes one record per write(). Here
+ * reads drain the socket with OpenSSL's read-ahead, many records per wakeup,
+ * and everything queued during one loop iteration goes out in one write().
+ * With ssl NULL the connection is plain TCP (tests). */
+#ifndef KB_CONN_H
+#define KB_CONN_H
+
+#include <stddef.h>
+#include <openssl/ssl.h>
+
+struct event_base;
+struct evbuffer;
+struct kb_conn;
+
+enum kb_conn_event {
+	KB_CONN_CONNECTED = 1, /* TCP connected and TLS handshake done */
+	KB_CONN_EOF = 2,       /* the peer closed the connection */
+	KB_CONN_ERROR = 4,     /* see kb_conn_error() */
+	KB_CONN_TIMEOUT = 8,   /* the connect/handshake timeout expired */
+};
+
+struct kb_conn_cbs {
+	void (*on_read)(struct kb_conn *c, void *arg);   /* input has new data */
+	void (*on_drain)(struct kb_conn *c, void *arg);  /* output fell to the low mark */
+	void (*on_event)(struct kb_conn *c, int what, void *arg);
+};
+
+/* Take fd (connected, or with a non-blocking connect() in progress) and ssl
+ * (ownership of both passes, also on failure). server: accept the handshake
+ * instead of starting it. on_event(KB_CONN_CONNECTED) reports readiness. */
+struct kb_conn *kb_conn_new(struct event_base *base, int fd, SSL *ssl, int server);
+void kb_conn_setcb(struct kb_conn *c, const struct kb_conn_cbs *cbs, void *arg);
+/* Fail with KB_CONN_TIMEOUT unless connected within ms (0: no limit). */
+void kb_conn_set_timeout(struct kb_conn *c, unsigned ms);
+/* on_drain fires when output falls to at most lowat bytes after a write. */
+void kb_conn_set_lowat(struct kb_conn *c, size_t lowat);
+/* Stop (0) or resume (1) reading from the socket. */
+void kb_conn_read_enable(struct kb_conn *c, int on);
+struct evbuffer *kb_conn_input(struct kb_conn *c);
+struct evbuffer *kb_conn_output(struct kb_conn *c);
+struct event_base *kb_conn_base(struct kb_conn *c);
+SSL *kb_conn_ssl(struct kb_conn *c);
+/* Why the connection failed, in one line ("peer certificate rejected: ...",
+ * "tlsv1 alert unknown ca", "Connection refused", ...). */
+const char *kb_conn_error(struct kb_conn *c, char *buf, size_t len);
+/* Close now: no callbacks, nothing more is sent. */
+void kb_conn_free(struct kb_conn *c);
+/* Send what is queued (for at most 2 s), then free. No more callbacks. */
+void kb_conn_close_flushed(struct kb_conn *c);
+
+#endif

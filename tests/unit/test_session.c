@@ -1,0 +1,1745 @@
+/* The session layer end to end in one process: two kb_session objects joined
+ * by a socketpair on one event_base, streams whose local ends are further
+ * socketpairs driven by the test (or TCP on loopback where a real RST
+ * matters), and a "raw" peer that writes hand-made frames to check protocol
+ * error handling. Every wait is bounded by an event-loop timeout; the checks
+ * are on outcomes, never on timings.
+ *
+ *   test end (ep) --local--> [kb A: initiator] ==session== [kb B: responder] --local--> test end (ep)
+ *      op[i].ep                 odd stream ids                even stream ids             acc[i].ep
+ */
+#include "../../proto/session.c"
+
+#include <event2/bufferevent.h>
+
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <arpa/inet.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "ok.h"
+
+#define MiB (1024 * 1024)
+#define KiB 1024
+#define POOL_SIZE (24 * MiB)
+#define PORT_BASE 1000
+#define PORT_REFUSE 9   /* the responder resets it with KB_RST_REFUSED */
+#define PORT_DEFER 7    /* the responder answers later (or never) */
+
+static struct event_base *base;
+static uint8_t *pool;   /* random bytes that streams carry */
+static int use_tcp;     /* local endpoints on TCP loopback instead of AF_UNIX */
+static int lfd = -1;    /* TCP listener for use_tcp */
+
+/* --- event loop with a bound --- */
+
+static int timed_out;
+
+static void
+timeout_cb(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	(void)arg;
+	timed_out = 1;
+}
+
+/* Run the loop until pred(arg) holds or ms have passed; returns pred. */
+static int
+run_until(int (*pred)(void *), void *arg, int ms)
+{
+	struct event *t = evtimer_new(base, timeout_cb, NULL);
+	struct timeval tv = { ms / 1000, (ms % 1000) * 1000 };
+
+	timed_out = 0;
+	evtimer_add(t, &tv);
+	while (!(pred && pred(arg)) && !timed_out)
+		event_base_loop(base, EVLOOP_ONCE);
+	event_free(t);
+	return pred ? pred(arg) : 1;
+}
+
+static void
+run_for(int ms)
+{
+	run_until(NULL, NULL, ms);
+}
+
+static int
+pred_flag(void *arg)
+{
+	return *(int *)arg != 0;
+}
+
+/* --- local endpoints driven by the test --- */
+
+struct ep {
+	int fd;
+	struct event *rev, *wev;
+	/* what we write; shut: shutdown(SHUT_WR) once all is written */
+	const uint8_t *tx;
+	size_t txlen, txoff;
+	int shut, tx_hold, txdone, txerr, tx_blocked;
+	/* what we expect to read */
+	const uint8_t *exp;
+	size_t explen, rxlen;
+	int mismatch, eof, rxerr, paused;
+	void (*on_eof)(struct ep *);
+	void *owner;
+};
+
+static void
+nonblock(int fd)
+{
+	evutil_make_socket_nonblocking(fd);
+}
+
+static void
+ep_read_cb(evutil_socket_t fd, short what, void *arg)
+{
+	static uint8_t buf[64 * KiB];
+	struct ep *e = arg;
+	int i;
+
+	(void)what;
+	for (i = 0; i < 8; i++) {
+		ssize_t n = read(fd, buf, sizeof(buf));
+
+		if (n > 0) {
+			if (e->rxlen + (size_t)n > e->explen ||
+			    memcmp(e->exp + e->rxlen, buf, (size_t)n) != 0)
+				e->mismatch = 1;
+			e->rxlen += (size_t)n;
+			continue;
+		}
+		if (n < 0 && (errno == EAGAIN || errno == EINTR))
+			return;
+		event_del(e->rev);
+		if (n == 0)
+			e->eof = 1;
+		else
+			e->rxerr = errno;
+		if (e->on_eof)
+			e->on_eof(e);
+		return;
+	}
+}
+
+static void
+ep_write_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct ep *e = arg;
+
+	(void)what;
+	while (e->txoff < e->txlen) {
+		size_t n = e->txlen - e->txoff;
+		ssize_t w;
+
+		if (n > 64 * KiB)
+			n = 64 * KiB;
+		w = write(fd, e->tx + e->txoff, n);
+		if (w < 0) {
+			if (errno == EAGAIN || errno == EINTR) {
+				e->tx_blocked = 1;
+				return;
+			}
+			e->txerr = errno;
+			event_del(e->wev);
+			return;
+		}
+		e->tx_blocked = 0;
+		e->txoff += (size_t)w;
+	}
+	if (e->shut)
+		shutdown(fd, SHUT_WR);
+	e->txdone = 1;
+	event_del(e->wev);
+}
+
+static void
+ep_attach(struct ep *e, int fd)
+{
+	e->fd = fd;
+	nonblock(fd);
+	e->rev = event_new(base, fd, EV_READ | EV_PERSIST, ep_read_cb, e);
+	e->wev = event_new(base, fd, EV_WRITE | EV_PERSIST, ep_write_cb, e);
+	if (!e->paused)
+		event_add(e->rev, NULL);
+	if ((e->txlen || e->shut) && !e->tx_hold)
+		event_add(e->wev, NULL);
+}
+
+static void
+ep_resume(struct ep *e)
+{
+	e->paused = 0;
+	if (e->rev && !e->eof && !e->rxerr)
+		event_add(e->rev, NULL);
+}
+
+static void
+ep_go(struct ep *e)
+{
+	e->tx_hold = 0;
+	if (e->wev && !e->txdone)
+		event_add(e->wev, NULL);
+}
+
+/* Close the test's end; abortive: SO_LINGER 0 first (a TCP RST). */
+static void
+ep_close(struct ep *e, int abortive)
+{
+	if (e->rev)
+		event_free(e->rev);
+	if (e->wev)
+		event_free(e->wev);
+	e->rev = e->wev = NULL;
+	if (e->fd >= 0) {
+		if (abortive) {
+			struct linger l = { 1, 0 };
+			setsockopt(e->fd, SOL_SOCKET, SO_LINGER, &l, sizeof(l));
+		}
+		close(e->fd);
+	}
+	e->fd = -1;
+}
+
+/* Reading is over: end of file, an error, or the socket is gone. */
+static int
+ep_rx_over(const struct ep *e)
+{
+	return e->eof || e->rxerr || e->fd < 0;
+}
+
+/* --- socket pairs --- */
+
+static void
+tcp_pair(int sv[2])
+{
+	struct sockaddr_in sin = { .sin_family = AF_INET };
+	socklen_t len = sizeof(sin);
+	int c, one = 1;
+
+	if (lfd < 0) {
+		lfd = socket(AF_INET, SOCK_STREAM, 0);
+		sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+		if (bind(lfd, (struct sockaddr *)&sin, sizeof(sin)) < 0 || listen(lfd, 64) < 0)
+			abort();
+	}
+	if (getsockname(lfd, (struct sockaddr *)&sin, &len) < 0)
+		abort();
+	c = socket(AF_INET, SOCK_STREAM, 0);
+	if (connect(c, (struct sockaddr *)&sin, sizeof(sin)) < 0)
+		abort();
+	sv[0] = accept(lfd, NULL, NULL);
+	sv[1] = c;
+	if (sv[0] < 0)
+		abort();
+	setsockopt(sv[0], IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	setsockopt(sv[1], IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+}
+
+/* sv[0] goes to kbridge (as a plain kb_conn), sv[1] to the test. */
+static void
+mkpair(int sv[2])
+{
+	if (use_tcp)
+		tcp_pair(sv);
+	else if (socketpair(AF_UNIX, SOCK_STREAM, 0, sv) < 0)
+		abort();
+	nonblock(sv[0]);
+	nonblock(sv[1]);
+}
+
+static struct kb_conn *
+kb_end(int fd)
+{
+	return kb_conn_new(base, fd, NULL, 1);
+}
+
+/* How many bytes a fresh AF_UNIX socketpair takes before EAGAIN, writing
+ * chunk bytes at a time. */
+static size_t
+fill_capacity(size_t chunk)
+{
+	int sv[2];
+	size_t total = 0;
+	ssize_t w;
+
+	if (socketpair(AF_UNIX, SOCK_STREAM, 0, sv) < 0)
+		abort();
+	nonblock(sv[0]);
+	while ((w = write(sv[0], pool, chunk)) > 0)
+		total += (size_t)w;
+	close(sv[0]);
+	close(sv[1]);
+	return total;
+}
+
+/* Generous upper bound of the bytes one socketpair direction can hold. */
+static size_t
+kernel_cap(void)
+{
+	int sv[2], snd = 0, rcv = 0;
+	socklen_t l = sizeof(int);
+	size_t fill = fill_capacity(64 * KiB), lim;
+
+	if (socketpair(AF_UNIX, SOCK_STREAM, 0, sv) < 0)
+		abort();
+	getsockopt(sv[0], SOL_SOCKET, SO_SNDBUF, &snd, &l);
+	l = sizeof(int);
+	getsockopt(sv[1], SOL_SOCKET, SO_RCVBUF, &rcv, &l);
+	close(sv[0]);
+	close(sv[1]);
+	lim = 2 * (size_t)(snd > rcv ? snd : rcv);
+	return fill > lim ? fill : lim;
+}
+
+/* --- streams and sessions as the test sees them --- */
+
+struct tstream {
+	struct kb_stream *st;
+	uint32_t id;
+	int accepted, closed, reason;
+	char text[256];
+	struct ep ep;
+};
+
+static void
+t_on_accept(struct kb_stream *st, void *arg)
+{
+	struct tstream *t = arg;
+
+	(void)st;
+	t->accepted = 1;
+}
+
+static void
+t_on_close(struct kb_stream *st, int reason, const char *text, void *arg)
+{
+	struct tstream *t = arg;
+
+	(void)st;
+	t->closed++;
+	t->reason = reason;
+	snprintf(t->text, sizeof(t->text), "%s", text ? text : "");
+	t->st = NULL;
+}
+
+static const struct kb_stream_cbs tcbs = { t_on_accept, t_on_close };
+
+static void
+tstream_init(struct tstream *t)
+{
+	memset(t, 0, sizeof(*t));
+	t->ep.fd = -1;
+}
+
+static int
+tstream_done(const struct tstream *t)
+{
+	return t->closed && ep_rx_over(&t->ep);
+}
+
+struct sctx {
+	const char *name;
+	struct kb_session *s;
+	int initiator;
+	int hellos, refuse, no_answer;
+	int closed, err_null;
+	char err[512];
+	int goaways;
+	char goaway_reason[256];
+	int opens;
+	struct tstream *acc;  /* accepting ends, indexed by port - PORT_BASE */
+	int nacc;
+	struct tstream dt;    /* a stream answered later (PORT_DEFER) */
+};
+
+static int
+s_on_hello(struct kb_session *s, const cJSON *hello, char *reason, size_t reasonlen, void *arg)
+{
+	struct sctx *c = arg;
+	const cJSON *role = cJSON_GetObjectItemCaseSensitive(hello, "role");
+
+	c->hellos++;
+	if (c->refuse) {
+		snprintf(reason, reasonlen, "user %s is not allowed here",
+		    cJSON_IsString(role) ? role->valuestring : "?");
+		return -1;
+	}
+	if (!c->initiator && !c->no_answer) {
+		cJSON *h = cJSON_CreateObject();
+		cJSON_AddStringToObject(h, "software", "kbridge/test");
+		cJSON_AddStringToObject(h, "user", "alice");
+		if (kb_session_send_hello(s, h) < 0)
+			return -1;
+	}
+	return 0;
+}
+
+static void
+s_on_open(struct kb_session *s, struct kb_stream *st, const struct kb_open *o, void *arg)
+{
+	struct sctx *c = arg;
+	struct tstream *t;
+	int sv[2], i = (int)o->port - PORT_BASE;
+
+	(void)s;
+	c->opens++;
+	if (o->port == PORT_REFUSE) {
+		kb_stream_reset(st, KB_RST_REFUSED, "connection refused by 10.96.0.1:9");
+		return;
+	}
+	if (o->port == PORT_DEFER) {
+		c->dt.st = st;
+		c->dt.id = kb_stream_id(st);
+		kb_stream_set_cbs(st, &tcbs, &c->dt);
+		return;
+	}
+	if (i < 0 || i >= c->nacc) {
+		kb_stream_reset(st, KB_RST_DENIED, "no such test port");
+		return;
+	}
+	t = &c->acc[i];
+	mkpair(sv);
+	ep_attach(&t->ep, sv[1]);
+	t->st = st;
+	t->id = kb_stream_id(st);
+	kb_stream_accept(st, sv[0], &tcbs, t);
+}
+
+static int
+s_on_control(struct kb_session *s, const cJSON *msg, const char *type, void *arg)
+{
+	(void)s;
+	(void)msg;
+	(void)arg;
+	return strcmp(type, "test-ok") == 0 ? 0 : -1;
+}
+
+static void
+s_on_goaway(struct kb_session *s, const char *reason, void *arg)
+{
+	struct sctx *c = arg;
+
+	(void)s;
+	c->goaways++;
+	snprintf(c->goaway_reason, sizeof(c->goaway_reason), "%s", reason);
+}
+
+static void
+s_on_close(struct kb_session *s, const char *err, void *arg)
+{
+	struct sctx *c = arg;
+
+	c->closed++;
+	c->err_null = err == NULL;
+	snprintf(c->err, sizeof(c->err), "%s", err ? err : "");
+	kb_session_free(s);
+	c->s = NULL;
+}
+
+static const struct kb_session_cbs scbs = {
+	s_on_hello, s_on_open, s_on_control, s_on_goaway, s_on_close
+};
+
+static void
+sctx_init(struct sctx *c, const char *name, int initiator)
+{
+	memset(c, 0, sizeof(*c));
+	c->name = name;
+	c->initiator = initiator;
+	tstream_init(&c->dt);
+}
+
+static void
+pair_new(struct sctx *a, struct sctx *b)
+{
+	int sv[2];
+
+	sctx_init(a, "A", 1);
+	sctx_init(b, "B", 0);
+	if (socketpair(AF_UNIX, SOCK_STREAM, 0, sv) < 0)
+		abort();
+	nonblock(sv[0]);
+	nonblock(sv[1]);
+	a->s = kb_session_new(kb_end(sv[0]), 1, &scbs, a);
+	b->s = kb_session_new(kb_end(sv[1]), 0, &scbs, b);
+}
+
+static int
+send_daemon_hello(struct sctx *a)
+{
+	cJSON *h = cJSON_CreateObject();
+
+	cJSON_AddStringToObject(h, "role", "daemon");
+	cJSON_AddStringToObject(h, "software", "kbridge/test");
+	cJSON_AddStringToObject(h, "namespace", "default");
+	return kb_session_send_hello(a->s, h);
+}
+
+struct two {
+	struct sctx *a, *b;
+};
+
+static int
+pred_ready(void *arg)
+{
+	struct two *p = arg;
+
+	return p->a->s && p->b->s && kb_session_ready(p->a->s) && kb_session_ready(p->b->s);
+}
+
+static int
+pred_both_closed(void *arg)
+{
+	struct two *p = arg;
+
+	return p->a->closed && p->b->closed;
+}
+
+static int
+pair_up(struct sctx *a, struct sctx *b)
+{
+	struct two p = { a, b };
+
+	pair_new(a, b);
+	send_daemon_hello(a);
+	return run_until(pred_ready, &p, 2000);
+}
+
+/* Free whatever is left and let lingering connections go. */
+static void
+pair_free(struct sctx *a, struct sctx *b)
+{
+	if (a->s)
+		kb_session_free(a->s);
+	if (b->s)
+		kb_session_free(b->s);
+	a->s = b->s = NULL;
+	ep_close(&a->dt.ep, 0);
+	ep_close(&b->dt.ep, 0);
+	run_for(20);
+}
+
+static struct kb_stream *
+open_stream(struct sctx *c, struct tstream *t, uint16_t port)
+{
+	struct kb_open o = { .kind = KB_OPEN_DIAL, .family = 4, .port = port,
+		.addr = { 10, 96, 0, 1 } };
+	int sv[2];
+
+	mkpair(sv);
+	ep_attach(&t->ep, sv[1]);
+	t->st = kb_stream_open(c->s, &o, sv[0], &tcbs, t);
+	if (t->st)
+		t->id = kb_stream_id(t->st);
+	return t->st;
+}
+
+/* op carries len_up bytes from pool+off_up to acc, acc carries len_down
+ * bytes from pool+off_down back; both shut down writing when done. */
+static void
+spec(struct tstream *op, struct tstream *acc, size_t off_up, size_t len_up, size_t off_down,
+    size_t len_down)
+{
+	op->ep.tx = pool + off_up;
+	op->ep.txlen = len_up;
+	op->ep.shut = 1;
+	op->ep.exp = pool + off_down;
+	op->ep.explen = len_down;
+	acc->ep.tx = pool + off_down;
+	acc->ep.txlen = len_down;
+	acc->ep.shut = 1;
+	acc->ep.exp = pool + off_up;
+	acc->ep.explen = len_up;
+}
+
+static int
+intact(const struct tstream *t)
+{
+	return !t->ep.mismatch && t->ep.rxlen == t->ep.explen && t->ep.eof;
+}
+
+struct group {
+	struct tstream *v;
+	int n;
+};
+
+static int
+pred_group_done(void *arg)
+{
+	struct group *g = arg;
+	int i;
+
+	for (i = 0; i < g->n; i++)
+		if (!tstream_done(&g->v[i]))
+			return 0;
+	return 1;
+}
+
+/* The kb_stream of id on session s (NULL once closed). */
+static struct kb_stream *
+find_stream(struct kb_session *s, uint32_t id)
+{
+	return s ? table_get(s, id) : NULL;
+}
+
+/* --- 1. hello --- */
+
+static void
+test_hello(void)
+{
+	struct sctx a, b;
+	struct two p = { &a, &b };
+	cJSON *h;
+
+	printf("# hello exchange\n");
+	ok(pair_up(&a, &b));
+	ok(a.hellos == 1 && b.hellos == 1);
+	ok(kb_session_ready(a.s) && kb_session_ready(b.s));
+	/* a second hello is refused locally */
+	ok(kb_session_send_hello(a.s, cJSON_CreateObject()) == -1);
+	/* a control message the peer knows passes, and the session stays */
+	h = cJSON_CreateObject();
+	cJSON_AddStringToObject(h, "type", "test-ok");
+	ok(kb_session_send_control(a.s, h) == 0);
+	run_for(50);
+	ok(!a.closed && !b.closed);
+	/* goaway without streams ends the session at once, cleanly */
+	kb_session_goaway(a.s, "bye now", 1000);
+	ok(a.closed == 1 && a.err_null);
+	ok(run_until(pred_flag, &b.closed, 2000));
+	ok(b.goaways == 1 && strcmp(b.goaway_reason, "bye now") == 0);
+	ok(strstr(b.err, "bye now") != NULL);
+	pair_free(&a, &b);
+
+	printf("# hello with proto 2 is refused\n");
+	pair_new(&a, &b);
+	h = cJSON_CreateObject();
+	cJSON_AddNumberToObject(h, "proto", 2);
+	cJSON_AddStringToObject(h, "role", "daemon");
+	a.s->hello_sent = 1;
+	ok(send_json(a.s, KB_F_HELLO, h) == 0);
+	ok(run_until(pred_both_closed, &p, 2000));
+	ok(b.hellos == 0); /* the version is checked before on_hello */
+	ok(strstr(b.err, "unsupported protocol version 2") != NULL);
+	ok(strstr(a.err, "unsupported protocol version 2") != NULL);
+	pair_free(&a, &b);
+
+	printf("# hello without proto is refused\n");
+	pair_new(&a, &b);
+	h = cJSON_CreateObject();
+	cJSON_AddStringToObject(h, "role", "daemon");
+	a.s->hello_sent = 1;
+	ok(send_json(a.s, KB_F_HELLO, h) == 0);
+	ok(run_until(pred_both_closed, &p, 2000));
+	ok(strstr(a.err, "unsupported protocol version") != NULL);
+	pair_free(&a, &b);
+
+	printf("# on_hello returning -1 closes with the reason\n");
+	pair_new(&a, &b);
+	b.refuse = 1;
+	send_daemon_hello(&a);
+	ok(run_until(pred_both_closed, &p, 2000));
+	ok(b.hellos == 1 && a.hellos == 0);
+	ok(strstr(b.err, "user daemon is not allowed here") != NULL);
+	ok(strstr(a.err, "user daemon is not allowed here") != NULL);
+	ok(!a.err_null && !b.err_null);
+	pair_free(&a, &b);
+}
+
+/* --- 2. data both ways on one stream --- */
+
+static void
+test_data(void)
+{
+	struct sctx a, b;
+	struct tstream op, acc;
+	struct group g = { NULL, 0 };
+	struct kb_session_stats sa, sb;
+
+	printf("# 8 MiB up and 4 MiB down on one stream\n");
+	ok(pair_up(&a, &b));
+	tstream_init(&op);
+	tstream_init(&acc);
+	spec(&op, &acc, 0, 8 * MiB, 8 * MiB, 4 * MiB);
+	b.acc = &acc;
+	b.nacc = 1;
+	ok(open_stream(&a, &op, PORT_BASE) != NULL);
+	g.v = &op;
+	g.n = 1;
+	ok(run_until(pred_group_done, &g, 10000));
+	g.v = &acc;
+	ok(run_until(pred_group_done, &g, 5000));
+	ok(op.accepted);
+	ok(intact(&op));
+	ok(intact(&acc));
+	ok(op.closed == 1 && op.reason == 0 && op.text[0] == '\0');
+	ok(acc.closed == 1 && acc.reason == 0);
+	ok(op.ep.txdone && acc.ep.txdone && !op.ep.txerr && !acc.ep.txerr);
+	kb_session_stats(a.s, &sa);
+	kb_session_stats(b.s, &sb);
+	ok(sa.bytes_out == 8 * MiB && sa.bytes_in == 4 * MiB);
+	ok(sb.bytes_in == 8 * MiB && sb.bytes_out == 4 * MiB);
+	ok(sa.streams_opened == 1 && sb.streams_opened == 1);
+	ok(sa.streams == 0 && sb.streams == 0);
+	ok(!a.closed && !b.closed);
+	pair_free(&a, &b);
+	ep_close(&op.ep, 0);
+	ep_close(&acc.ep, 0);
+}
+
+/* --- 3. many streams at once --- */
+
+#define NMANY 200
+
+static void
+test_many(void)
+{
+	static struct tstream op[NMANY], acc[NMANY];
+	struct sctx a, b;
+	struct group g;
+	struct kb_session_stats sa, sb;
+	uint64_t up = 0, down = 0;
+	int i, opened = 0, good = 0, clean = 0;
+
+	printf("# %d streams at once\n", NMANY);
+	ok(pair_up(&a, &b));
+	b.acc = acc;
+	b.nacc = NMANY;
+	for (i = 0; i < NMANY; i++) {
+		size_t lu = 32 * KiB + (size_t)i * 101, ld = 8 * KiB + (size_t)i * 37;
+
+		tstream_init(&op[i]);
+		tstream_init(&acc[i]);
+		spec(&op[i], &acc[i], (size_t)i * 40009, lu, 12 * MiB + (size_t)i * 30011, ld);
+		up += lu;
+		down += ld;
+	}
+	for (i = 0; i < NMANY; i++)
+		opened += open_stream(&a, &op[i], PORT_BASE + i) != NULL;
+	ok(opened == NMANY);
+	g.v = op;
+	g.n = NMANY;
+	ok(run_until(pred_group_done, &g, 10000));
+	g.v = acc;
+	ok(run_until(pred_group_done, &g, 5000));
+	for (i = 0; i < NMANY; i++) {
+		good += intact(&op[i]) && intact(&acc[i]);
+		clean += op[i].closed == 1 && op[i].reason == 0 && acc[i].closed == 1 &&
+		    acc[i].reason == 0;
+	}
+	ok(good == NMANY);
+	ok(clean == NMANY);
+	kb_session_stats(a.s, &sa);
+	kb_session_stats(b.s, &sb);
+	ok(sa.bytes_out == up && sb.bytes_in == up);
+	ok(sa.bytes_in == down && sb.bytes_out == down);
+	ok(sa.streams_opened == NMANY && sb.streams_opened == NMANY);
+	ok(sa.streams == 0 && sb.streams == 0);
+	pair_free(&a, &b);
+	for (i = 0; i < NMANY; i++) {
+		ep_close(&op[i].ep, 0);
+		ep_close(&acc[i].ep, 0);
+	}
+}
+
+/* --- 4. flow control: a stalled stream does not stop the others --- */
+
+struct stall_watch {
+	struct sctx *b;
+	uint32_t id;
+	size_t max_buffered;
+};
+
+static void
+stall_sample(evutil_socket_t fd, short what, void *arg)
+{
+	struct stall_watch *w = arg;
+	struct kb_stream *st = find_stream(w->b->s, w->id);
+
+	(void)fd;
+	(void)what;
+	if (st && st->out) {
+		size_t n = evbuffer_get_length(st->out);
+		if (n > w->max_buffered)
+			w->max_buffered = n;
+	}
+}
+
+struct stall_state {
+	struct sctx *a;
+	struct tstream *op;
+};
+
+/* The opener's stream is out of credit and its local writer is blocked. */
+static int
+pred_stalled(void *arg)
+{
+	struct stall_state *p = arg;
+	struct kb_stream *st = find_stream(p->a->s, p->op->id);
+
+	return st && st->tx_credit == 0 && p->op->ep.tx_blocked;
+}
+
+static void
+test_flow(void)
+{
+	struct sctx a, b;
+	struct tstream op[2], acc[2];
+	struct stall_watch w;
+	struct stall_state ss;
+	struct event *sampler;
+	struct timeval tv = { 0, 2000 };
+	struct group g;
+	struct kb_session_stats sa, sb;
+	size_t kcap = kernel_cap(), bound, pushed;
+
+	printf("# flow control: a stalled reader, 16 MiB on another stream\n");
+	ok(pair_up(&a, &b));
+	b.acc = acc;
+	b.nacc = 2;
+	tstream_init(&op[0]);
+	tstream_init(&acc[0]);
+	tstream_init(&op[1]);
+	tstream_init(&acc[1]);
+	spec(&op[0], &acc[0], 0, 16 * MiB, 0, 0);
+	spec(&op[1], &acc[1], 16 * MiB, 4 * MiB, 0, 0);
+	acc[1].ep.paused = 1; /* the local program of stream 2 never reads */
+	ok(open_stream(&a, &op[1], PORT_BASE + 1) != NULL);
+	ok(open_stream(&a, &op[0], PORT_BASE + 0) != NULL);
+	w.b = &b;
+	w.id = op[1].id;
+	w.max_buffered = 0;
+	sampler = event_new(base, -1, EV_PERSIST, stall_sample, &w);
+	event_add(sampler, &tv);
+
+	g.v = op;
+	g.n = 1;
+	ok(run_until(pred_group_done, &g, 10000));
+	g.v = acc;
+	ok(run_until(pred_group_done, &g, 5000));
+	ok(intact(&acc[0]) && op[0].reason == 0 && acc[0].reason == 0);
+	ok(!op[1].closed && !acc[1].closed && acc[1].ep.rxlen == 0);
+
+	ss.a = &a;
+	ss.op = &op[1];
+	ok(run_until(pred_stalled, &ss, 3000));
+	/* what the writer got in: its kernel buffer, one window, and the
+	 * kernel buffer on the far side (kbridge reads local sockets only
+	 * as far as it has credit) */
+	pushed = op[1].ep.txoff;
+	bound = KB_WINDOW_INIT + 2 * kcap;
+	printf("# stalled writer pushed %zu bytes (bound %zu, kernel cap %zu), "
+	    "receiver buffered at most %zu\n", pushed, bound, kcap, w.max_buffered);
+	ok(pushed >= KB_WINDOW_INIT);
+	ok(pushed <= bound);
+	ok(pushed < op[1].ep.txlen);
+	ok(w.max_buffered <= KB_WINDOW_INIT);
+	ok(w.max_buffered > 0);
+
+	/* now the reader wakes up and everything arrives */
+	ep_resume(&acc[1].ep);
+	g.v = &op[1];
+	ok(run_until(pred_group_done, &g, 10000));
+	g.v = &acc[1];
+	ok(run_until(pred_group_done, &g, 5000));
+	ok(intact(&acc[1]));
+	ok(op[1].reason == 0 && acc[1].reason == 0);
+	ok(w.max_buffered <= KB_WINDOW_INIT);
+	kb_session_stats(a.s, &sa);
+	kb_session_stats(b.s, &sb);
+	ok(sa.bytes_out == 20 * MiB && sb.bytes_in == 20 * MiB);
+	event_free(sampler);
+	pair_free(&a, &b);
+	ep_close(&op[0].ep, 0);
+	ep_close(&op[1].ep, 0);
+	ep_close(&acc[0].ep, 0);
+	ep_close(&acc[1].ep, 0);
+}
+
+/* --- 5. half-close --- */
+
+static uint8_t reply_txt[200 * KiB];
+
+static void
+reply_on_eof(struct ep *e)
+{
+	struct tstream *t = e->owner;
+
+	/* the stream is still open: the other direction goes on */
+	e->owner = NULL;
+	if (t && !t->closed && e->eof) {
+		e->tx = reply_txt;
+		e->txlen = sizeof(reply_txt);
+		e->shut = 1;
+		ep_go(e);
+	}
+}
+
+static void
+test_halfclose(void)
+{
+	struct sctx a, b;
+	struct tstream op, acc;
+	struct group g;
+
+	printf("# half-close: request, EOF, then the reply\n");
+	memcpy(reply_txt, pool + 5 * MiB, sizeof(reply_txt));
+	ok(pair_up(&a, &b));
+	b.acc = &acc;
+	b.nacc = 1;
+	tstream_init(&op);
+	tstream_init(&acc);
+	op.ep.tx = pool;
+	op.ep.txlen = 100 * KiB;
+	op.ep.shut = 1;
+	op.ep.exp = reply_txt;
+	op.ep.explen = sizeof(reply_txt);
+	acc.ep.exp = pool;
+	acc.ep.explen = 100 * KiB;
+	acc.ep.on_eof = reply_on_eof;
+	acc.ep.owner = &acc;
+	ok(open_stream(&a, &op, PORT_BASE) != NULL);
+	g.v = &op;
+	g.n = 1;
+	ok(run_until(pred_group_done, &g, 5000));
+	g.v = &acc;
+	ok(run_until(pred_group_done, &g, 5000));
+	ok(acc.ep.eof && acc.ep.rxlen == 100 * KiB && !acc.ep.mismatch);
+	ok(acc.ep.tx == reply_txt && acc.ep.txdone && !acc.ep.txerr);
+	ok(intact(&op));
+	ok(op.closed == 1 && op.reason == 0 && op.text[0] == '\0');
+	ok(acc.closed == 1 && acc.reason == 0 && acc.text[0] == '\0');
+	pair_free(&a, &b);
+	ep_close(&op.ep, 0);
+	ep_close(&acc.ep, 0);
+}
+
+/* --- 6. reset --- */
+
+struct arrived {
+	struct sctx *a;
+	struct tstream *op;
+	uint64_t n;
+};
+
+/* n bytes reached the opener's local socket (none left in kbridge). */
+static int
+pred_arrived(void *arg)
+{
+	struct arrived *p = arg;
+	struct kb_stream *st = find_stream(p->a->s, p->op->id);
+	struct kb_session_stats s;
+
+	if (!st)
+		return 0;
+	kb_session_stats(p->a->s, &s);
+	return s.bytes_in == p->n && evbuffer_get_length(st->out) == 0;
+}
+
+static int
+pred_two_closed(void *arg)
+{
+	struct tstream **t = arg;
+
+	return t[0]->closed && t[1]->closed;
+}
+
+static void
+test_reset(void)
+{
+	struct sctx a, b;
+	struct tstream op, acc, *pair[2] = { &op, &acc };
+	struct arrived ar;
+	int tcp;
+
+	printf("# reset: refused open\n");
+	ok(pair_up(&a, &b));
+	tstream_init(&op);
+	ok(open_stream(&a, &op, PORT_REFUSE) != NULL);
+	ok(op.id == 1);
+	ok(run_until(pred_flag, &op.closed, 2000));
+	ok(op.reason == KB_RST_REFUSED);
+	ok(strcmp(op.text, "connection refused by 10.96.0.1:9") == 0);
+	ok(!op.accepted);
+	ok(run_until(pred_flag, &op.ep.eof, 2000) || op.ep.rxerr == ECONNRESET);
+	ok(b.opens == 1);
+	ep_close(&op.ep, 0);
+
+	printf("# reset: kb_stream_reset with a reason from the opener\n");
+	b.acc = &acc;
+	b.nacc = 1;
+	tstream_init(&op);
+	tstream_init(&acc);
+	ok(open_stream(&a, &op, PORT_BASE) != NULL);
+	ok(run_until(pred_flag, &op.accepted, 2000));
+	kb_stream_reset(op.st, KB_RST_TIMEOUT, "idle timeout");
+	ok(op.closed == 1 && op.reason == KB_RST_TIMEOUT && strcmp(op.text, "idle timeout") == 0);
+	ok(run_until(pred_flag, &acc.closed, 2000));
+	ok(acc.reason == KB_RST_TIMEOUT && strcmp(acc.text, "idle timeout") == 0);
+	ok(run_until(pred_group_done, &(struct group){ &acc, 1 }, 2000));
+	ok(!a.closed && !b.closed);
+	ep_close(&op.ep, 0);
+	ep_close(&acc.ep, 0);
+
+	for (tcp = 0; tcp <= 1; tcp++) {
+		printf("# reset: the opener's local end closes abortively (%s)\n",
+		    tcp ? "TCP" : "AF_UNIX");
+		use_tcp = tcp;
+		tstream_init(&op);
+		tstream_init(&acc);
+		/* the accepting side's program sends 1000 bytes that the
+		 * opener's program never reads, then the latter aborts */
+		acc.ep.tx = pool;
+		acc.ep.txlen = 1000;
+		op.ep.paused = 1;
+		op.ep.exp = pool;
+		op.ep.explen = 1000;
+		ok(open_stream(&a, &op, PORT_BASE) != NULL);
+		ar.a = &a;
+		ar.op = &op;
+		{
+			struct kb_session_stats s;
+			kb_session_stats(a.s, &s);
+			ar.n = s.bytes_in + 1000;
+		}
+		ok(run_until(pred_arrived, &ar, 2000));
+		ep_close(&op.ep, 1);
+		ok(run_until(pred_two_closed, pair, 2000));
+		ok(op.reason == KB_RST_CANCEL);
+		ok(acc.reason == KB_RST_CANCEL);
+		ok(strstr(acc.text, "local connection") != NULL && strstr(acc.text, "reset") != NULL);
+		if (!strstr(acc.text, "reset"))
+			printf("# reset text: %s\n", acc.text);
+		ok(run_until(pred_group_done, &(struct group){ &acc, 1 }, 2000));
+		if (tcp)
+			ok(acc.ep.rxerr == ECONNRESET);
+		else
+			ok(acc.ep.eof || acc.ep.rxerr == ECONNRESET);
+		ok(!a.closed && !b.closed);
+		ep_close(&acc.ep, 0);
+	}
+	use_tcp = 0;
+	pair_free(&a, &b);
+}
+
+/* --- 7. heartbeat --- */
+
+static void
+test_heartbeat(void)
+{
+	struct sctx a, b;
+	struct two p = { &a, &b };
+
+	printf("# heartbeat: an idle session stays up\n");
+	ok(pair_up(&a, &b));
+	kb_session_set_heartbeat(a.s, 100, 400);
+	kb_session_set_heartbeat(b.s, 100, 400);
+	run_for(1200);
+	ok(!a.closed && !b.closed);
+	ok(a.s && b.s && kb_session_ready(a.s) && kb_session_ready(b.s));
+	ok(a.s && a.s->ping_sent_us != 0 && b.s && b.s->ping_sent_us != 0);
+
+	printf("# heartbeat: a peer that stops is declared dead\n");
+	if (b.s) {
+		evtimer_del(b.s->timer);
+		kb_conn_read_enable(b.s->conn, 0);
+	}
+	ok(run_until(pred_flag, &a.closed, 3000));
+	ok(strstr(a.err, "timed out") != NULL);
+	ok(!b.closed);
+	/* B wakes up and finds the goaway (code 3) */
+	if (b.s)
+		kb_conn_read_enable(b.s->conn, 1);
+	ok(run_until(pred_flag, &b.closed, 2000));
+	ok(strstr(b.err, "timed out") != NULL);
+	pair_free(&a, &b);
+
+	printf("# heartbeat: the stopped side itself notices silence\n");
+	ok(pair_up(&a, &b));
+	kb_session_set_heartbeat(a.s, 100, 400);
+	kb_session_set_heartbeat(b.s, 100, 400);
+	kb_conn_read_enable(b.s->conn, 0); /* B pings on, hears nothing */
+	ok(run_until(pred_flag, &b.closed, 3000));
+	ok(strstr(b.err, "timed out") != NULL);
+	ok(run_until(pred_flag, &a.closed, 2000));
+	pair_free(&a, &b);
+
+	printf("# heartbeat: no PING before the hellos (PROTOCOL.md 3)\n");
+	pair_new(&a, &b);
+	kb_session_set_heartbeat(b.s, 50, 5000);
+	kb_session_set_heartbeat(a.s, 50, 5000);
+	run_for(300); /* the initiator is slow to send its hello */
+	if (a.s)
+		send_daemon_hello(&a);
+	run_until(pred_ready, &p, 2000);
+	ok(!a.closed && !b.closed);
+	ok(a.s && b.s && kb_session_ready(a.s) && kb_session_ready(b.s));
+	if (a.closed)
+		printf("# initiator closed: %s\n", a.err);
+	pair_free(&a, &b);
+}
+
+/* --- 8. goaway --- */
+
+static void
+test_goaway(void)
+{
+	struct sctx a, b;
+	struct tstream op, acc, op2, op3;
+	struct two p = { &a, &b };
+	struct group g;
+	int sv[2];
+
+	printf("# goaway with a stream open\n");
+	ok(pair_up(&a, &b));
+	b.acc = &acc;
+	b.nacc = 1;
+	tstream_init(&op);
+	tstream_init(&acc);
+	tstream_init(&op2);
+	tstream_init(&op3);
+	spec(&op, &acc, 0, 256 * KiB, MiB, 128 * KiB);
+	op.ep.tx_hold = acc.ep.tx_hold = 1;
+	ok(open_stream(&a, &op, PORT_BASE) != NULL);
+	ok(run_until(pred_flag, &op.accepted, 2000));
+
+	kb_session_goaway(b.s, "maintenance", 5000);
+	ok(!b.closed && !kb_session_ready(b.s));
+	/* an open that crosses the goaway is reset with reason 7 */
+	ok(open_stream(&a, &op2, PORT_BASE) != NULL);
+	ok(run_until(pred_flag, &op2.closed, 2000));
+	ok(op2.reason == KB_RST_SESSION && strstr(op2.text, "going away") != NULL);
+	ok(a.goaways == 1 && strcmp(a.goaway_reason, "maintenance") == 0);
+	/* after the goaway no side opens streams */
+	ok(open_stream(&a, &op3, PORT_BASE) == NULL);
+	ep_close(&op3.ep, 0);
+	tstream_init(&op3);
+	mkpair(sv);
+	close(sv[1]);
+	ok(kb_stream_open(b.s, &(struct kb_open){ KB_OPEN_DIAL, 4, 80, { 10, 0, 0, 1 } },
+	    sv[0], &tcbs, &op3) == NULL);
+	ok(!op.closed && !acc.closed && !a.closed && !b.closed);
+
+	/* the open stream finishes, then both sessions end; the reply first,
+	 * so that B's stream ends last (see test_goaway_delivery) */
+	ep_go(&acc.ep);
+	ok(run_until(pred_flag, &op.ep.eof, 5000));
+	ep_go(&op.ep);
+	g.v = &op;
+	g.n = 1;
+	ok(run_until(pred_group_done, &g, 5000));
+	g.v = &acc;
+	ok(run_until(pred_group_done, &g, 5000));
+	ok(intact(&op) && intact(&acc));
+	ok(op.reason == 0 && acc.reason == 0);
+	ok(run_until(pred_both_closed, &p, 3000));
+	ok(b.closed == 1 && b.err_null);
+	ok(a.closed == 1 && strstr(a.err, "maintenance") != NULL);
+	pair_free(&a, &b);
+	ep_close(&op.ep, 0);
+	ep_close(&acc.ep, 0);
+	ep_close(&op2.ep, 0);
+}
+
+/* The goaway side ends the session as soon as its streams are done; the peer
+ * must still deliver what it already received to its local socket. */
+static void
+test_goaway_delivery(void)
+{
+	struct sctx a, b;
+	struct tstream op, acc;
+	size_t total = 384 * KiB; /* less than one window: B sends it all alone */
+	struct group g;
+
+	printf("# goaway: data received before the session closes still arrives\n");
+	ok(pair_up(&a, &b));
+	b.acc = &acc;
+	b.nacc = 1;
+	tstream_init(&op);
+	tstream_init(&acc);
+	/* request: 1 KiB and EOF; reply: total bytes and EOF, which B can
+	 * send without any credit coming back */
+	spec(&op, &acc, 0, KiB, 2 * MiB, total);
+	op.ep.paused = 1; /* the opener's program reads only later */
+	ok(open_stream(&a, &op, PORT_BASE) != NULL);
+	ok(run_until(pred_flag, &op.accepted, 2000));
+	kb_session_goaway(b.s, "done", 10000);
+	/* B sent everything and its FIN: its stream is done, it closes */
+	ok(run_until(pred_flag, &b.closed, 3000));
+	ok(b.err_null);
+	ok(acc.closed && acc.reason == 0);
+	ok(run_until(pred_flag, &a.closed, 2000));
+	ep_resume(&op.ep);
+	g.v = &op;
+	g.n = 1;
+	ok(run_until(pred_group_done, &g, 3000));
+	printf("# opener's program got %zu of %zu bytes, stream reason %d (%s)\n",
+	    op.ep.rxlen, total, op.reason, op.text);
+	ok(op.ep.rxlen == total && !op.ep.mismatch && op.ep.eof);
+	ok(op.reason == 0);
+	pair_free(&a, &b);
+	ep_close(&op.ep, 0);
+	ep_close(&acc.ep, 0);
+}
+
+/* --- 9. protocol errors from a raw peer --- */
+
+struct raw {
+	struct bufferevent *bev;
+	int eof;
+};
+
+static void
+raw_event(struct bufferevent *bev, short what, void *arg)
+{
+	struct raw *r = arg;
+
+	(void)bev;
+	if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR))
+		r->eof = 1;
+}
+
+static void
+rawf(struct raw *r, uint8_t type, uint8_t flags, uint16_t len, uint32_t stream, const void *p,
+    size_t plen)
+{
+	uint8_t h[KB_FRAME_HDR] = { type, flags, len >> 8, len & 0xff, stream >> 24,
+		(stream >> 16) & 0xff, (stream >> 8) & 0xff, stream & 0xff };
+
+	bufferevent_write(r->bev, h, sizeof(h));
+	if (plen)
+		bufferevent_write(r->bev, p, plen);
+}
+
+static void
+raw_frame(struct raw *r, uint8_t type, uint32_t stream, const void *p, size_t plen)
+{
+	rawf(r, type, 0, (uint16_t)plen, stream, p, plen);
+}
+
+static void
+raw_hello(struct raw *r)
+{
+	const char *h = "{\"proto\":1,\"role\":\"daemon\"}";
+
+	raw_frame(r, KB_F_HELLO, 0, h, strlen(h));
+}
+
+static void
+raw_open(struct raw *r, uint32_t id, uint16_t port)
+{
+	struct kb_open o = { .kind = KB_OPEN_DIAL, .family = 4, .port = port,
+		.addr = { 10, 96, 0, 1 } };
+	uint8_t b[32];
+
+	raw_frame(r, KB_F_OPEN, id, b, kb_open_encode(&o, b));
+}
+
+/* DATA frames carrying pool[off..off+len) on stream id. */
+static void
+raw_send_data(struct raw *r, uint32_t id, size_t off, size_t len)
+{
+	while (len > 0) {
+		size_t n = len < KB_FRAME_MAX ? len : KB_FRAME_MAX;
+
+		raw_frame(r, KB_F_DATA, id, pool + off, n);
+		off += n;
+		len -= n;
+	}
+}
+
+static void
+raw_u32(struct raw *r, uint8_t type, uint32_t id, uint32_t v)
+{
+	uint8_t b[4] = { v >> 24, v >> 16, v >> 8, v };
+
+	raw_frame(r, type, id, b, 4);
+}
+
+/* Find the n-th frame of type in what the raw peer received; copies up to
+ * cap payload bytes. Returns the payload length or -1. */
+static long
+raw_find(struct raw *r, uint8_t type, int nth, uint32_t *stream, uint8_t *out, size_t cap)
+{
+	struct evbuffer *in = bufferevent_get_input(r->bev);
+	size_t len = evbuffer_get_length(in), off = 0;
+	uint8_t *p = evbuffer_pullup(in, -1);
+
+	while (off + KB_FRAME_HDR <= len) {
+		uint16_t fl = (uint16_t)(p[off + 2] << 8 | p[off + 3]);
+
+		if (off + KB_FRAME_HDR + fl > len)
+			break;
+		if (p[off] == type && nth-- == 0) {
+			if (stream)
+				*stream = (uint32_t)p[off + 4] << 24 | (uint32_t)p[off + 5] << 16 |
+				    (uint32_t)p[off + 6] << 8 | p[off + 7];
+			if (out)
+				memcpy(out, p + off + KB_FRAME_HDR, fl < cap ? fl : cap);
+			return fl;
+		}
+		off += KB_FRAME_HDR + fl;
+	}
+	return -1;
+}
+
+/* Sum of the WINDOW increments received for stream id. */
+static uint32_t
+raw_window_sum(struct raw *r, uint32_t id)
+{
+	uint32_t sum = 0, sid;
+	uint8_t b[4];
+	int i;
+
+	for (i = 0; raw_find(r, KB_F_WINDOW, i, &sid, b, sizeof(b)) == 4; i++)
+		if (sid == id)
+			sum += (uint32_t)b[0] << 24 | (uint32_t)b[1] << 16 | (uint32_t)b[2] << 8 | b[3];
+	return sum;
+}
+
+/* Type of the first frame received, or -1. */
+static int
+raw_first_type(struct raw *r)
+{
+	struct evbuffer *in = bufferevent_get_input(r->bev);
+	uint8_t *p;
+
+	if (evbuffer_get_length(in) < KB_FRAME_HDR)
+		return -1;
+	p = evbuffer_pullup(in, KB_FRAME_HDR);
+	return p[0];
+}
+
+struct rawcase {
+	struct sctx b;
+	struct tstream acc[1];
+	struct raw r;
+	uint64_t want_in;
+};
+
+static void
+raw_new(struct rawcase *c)
+{
+	int sv[2];
+
+	sctx_init(&c->b, "B", 0);
+	tstream_init(&c->acc[0]);
+	c->b.acc = c->acc;
+	c->b.nacc = 1;
+	if (socketpair(AF_UNIX, SOCK_STREAM, 0, sv) < 0)
+		abort();
+	nonblock(sv[0]);
+	nonblock(sv[1]);
+	c->b.s = kb_session_new(kb_end(sv[1]), 0, &scbs, &c->b);
+	c->r.eof = 0;
+	c->r.bev = bufferevent_socket_new(base, sv[0], BEV_OPT_CLOSE_ON_FREE);
+	bufferevent_setcb(c->r.bev, NULL, NULL, raw_event, &c->r);
+	bufferevent_enable(c->r.bev, EV_READ | EV_WRITE);
+}
+
+struct raw_wait {
+	struct raw *r;
+	uint8_t type;
+};
+
+static int
+pred_raw_has(void *arg)
+{
+	struct raw_wait *w = arg;
+
+	return raw_find(w->r, w->type, 0, NULL, NULL, 0) >= 0;
+}
+
+static int
+pred_bytes_in(void *arg)
+{
+	struct rawcase *c = arg;
+	struct kb_session_stats s;
+
+	if (!c->b.s)
+		return 0;
+	kb_session_stats(c->b.s, &s);
+	return s.bytes_in == c->want_in;
+}
+
+static int
+pred_raw_over(void *arg)
+{
+	struct rawcase *c = arg;
+
+	return c->b.closed && c->r.eof;
+}
+
+/* The responder ended with a protocol error naming what, and told the raw
+ * peer with GOAWAY code 1. */
+static void
+raw_expect_error(struct rawcase *c, const char *name, const char *what)
+{
+	uint8_t g[64];
+	long gl;
+	int good;
+
+	ok(run_until(pred_raw_over, c, 2000));
+	good = strstr(c->b.err, "protocol error") != NULL && (!what || strstr(c->b.err, what));
+	if (!good)
+		printf("# %s: responder closed with \"%s\"\n", name, c->b.err);
+	ok(good);
+	gl = raw_find(&c->r, KB_F_GOAWAY, 0, NULL, g, sizeof(g));
+	ok(gl >= 5 + 14 && g[4] == KB_GOAWAY_PROTOCOL && memcmp(g + 5, "protocol error", 14) == 0);
+}
+
+static void
+raw_free(struct rawcase *c)
+{
+	if (c->b.s)
+		kb_session_free(c->b.s);
+	c->b.s = NULL;
+	bufferevent_free(c->r.bev);
+	ep_close(&c->acc[0].ep, 0);
+	ep_close(&c->b.dt.ep, 0);
+	run_for(10);
+}
+
+enum { PRE_NONE, PRE_HELLO, PRE_OPEN, PRE_DEFER };
+
+struct bad {
+	const char *name;
+	int pre;            /* what the raw peer does first */
+	uint8_t type, flags;
+	int len;            /* header length; -1: the payload's */
+	uint32_t stream;
+	const char *payload;
+	size_t plen;
+	const char *what;   /* expected in the error, NULL: any */
+};
+
+static const struct bad bads[] = {
+	{ "data before hello", PRE_NONE, KB_F_DATA, 0, -1, 1, "abcd", 4, "before hello" },
+	{ "ping before hello", PRE_NONE, KB_F_PING, 0, -1, 0, "12345678", 8, "before hello" },
+	{ "open before hello", PRE_NONE, KB_F_OPEN, 0, -1, 1,
+	    "\x01\x04\x00\x50\x0a\x00\x00\x01", 8, "before hello" },
+	{ "unknown frame type", PRE_HELLO, 12, 0, -1, 0, "x", 1, "unknown frame type" },
+	{ "type zero", PRE_HELLO, 0, 0, -1, 0, "", 0, "unknown frame type" },
+	{ "flags set", PRE_HELLO, KB_F_PING, 1, -1, 0, "12345678", 8, "flags" },
+	{ "reserved stream bit", PRE_OPEN, KB_F_WINDOW, 0, -1, 0x80000001u, "\0\0\0\1", 4,
+	    "reserved" },
+	{ "length too large", PRE_HELLO, KB_F_DATA, 0, 0xffff, 1, "", 0, "too long" },
+	{ "data on stream 0", PRE_HELLO, KB_F_DATA, 0, -1, 0, "abcd", 4, NULL },
+	{ "ping on a stream", PRE_HELLO, KB_F_PING, 0, -1, 1, "12345678", 8, NULL },
+	{ "short ping", PRE_HELLO, KB_F_PING, 0, -1, 0, "1234", 4, "length" },
+	{ "never opened stream", PRE_HELLO, KB_F_WINDOW, 0, -1, 5, "\0\0\0\1", 4, "never opened" },
+	{ "data on never opened stream", PRE_HELLO, KB_F_DATA, 0, -1, 7, "abcd", 4, "never opened" },
+	{ "second hello", PRE_HELLO, KB_F_HELLO, 0, -1, 0, "{\"proto\":1}", 11, "second hello" },
+	{ "hello not json", PRE_NONE, KB_F_HELLO, 0, -1, 0, "{\"proto\":1", 10, NULL },
+	{ "hello with nul", PRE_NONE, KB_F_HELLO, 0, -1, 0, "{\"p\0\":1}", 8, "nul" },
+	{ "control without type", PRE_HELLO, KB_F_CONTROL, 0, -1, 0, "{\"id\":1}", 8, "control" },
+	{ "control unknown type", PRE_HELLO, KB_F_CONTROL, 0, -1, 0, "{\"type\":\"nope\"}", 15,
+	    "bad control message nope" },
+	{ "open with even id", PRE_HELLO, KB_F_OPEN, 0, -1, 2,
+	    "\x01\x04\x03\xe8\x0a\x00\x00\x01", 8, "bad stream id" },
+	{ "open with old id", PRE_OPEN, KB_F_OPEN, 0, -1, 1,
+	    "\x01\x04\x03\xe8\x0a\x00\x00\x01", 8, "bad stream id" },
+	{ "open port zero", PRE_HELLO, KB_F_OPEN, 0, -1, 1,
+	    "\x01\x04\x00\x00\x0a\x00\x00\x01", 8, "port zero" },
+	{ "open unknown kind", PRE_HELLO, KB_F_OPEN, 0, -1, 1,
+	    "\x02\x04\x00\x50\x0a\x00\x00\x01", 8, "kind" },
+	{ "accept on the peer's stream", PRE_OPEN, KB_F_ACCEPT, 0, -1, 1, "", 0,
+	    "unexpected accept" },
+	{ "data before accept", PRE_DEFER, KB_F_DATA, 0, -1, 1, "abcd", 4, "cannot take" },
+	{ "fin before accept", PRE_DEFER, KB_F_FIN, 0, -1, 1, "", 0, "unexpected fin" },
+	{ "window overflow", PRE_OPEN, KB_F_WINDOW, 0, -1, 1, "\x7f\xff\xff\xff", 4,
+	    "window overflow" },
+	{ "zero window", PRE_OPEN, KB_F_WINDOW, 0, -1, 1, "\0\0\0\0", 4, "zero window" },
+	{ "reset reason 0", PRE_OPEN, KB_F_RESET, 0, -1, 1, "\0oops", 5, "reset reason" },
+	{ "reset reason 9", PRE_OPEN, KB_F_RESET, 0, -1, 1, "\x09", 1, "reset reason" },
+	{ "goaway bad code", PRE_HELLO, KB_F_GOAWAY, 0, -1, 0, "\0\0\0\0\x09", 5, "goaway code" },
+};
+
+static void
+test_protocol_errors(void)
+{
+	static struct rawcase c;
+	size_t i;
+
+	printf("# protocol errors from a raw peer\n");
+	for (i = 0; i < sizeof(bads) / sizeof(bads[0]); i++) {
+		const struct bad *x = &bads[i];
+
+		printf("# case: %s\n", x->name);
+		raw_new(&c);
+		if (x->pre != PRE_NONE)
+			raw_hello(&c.r);
+		if (x->pre == PRE_OPEN)
+			raw_open(&c.r, 1, PORT_BASE);
+		if (x->pre == PRE_DEFER)
+			raw_open(&c.r, 1, PORT_DEFER);
+		rawf(&c.r, x->type, x->flags, x->len < 0 ? (uint16_t)x->plen : (uint16_t)x->len,
+		    x->stream, x->payload, x->plen);
+		raw_expect_error(&c, x->name, x->what);
+		if (x->pre == PRE_HELLO || x->pre == PRE_OPEN || x->pre == PRE_DEFER)
+			ok(c.b.hellos == 1 && raw_first_type(&c.r) == KB_F_HELLO);
+		if (x->pre == PRE_OPEN)
+			ok(c.acc[0].closed == 1 && c.acc[0].reason == KB_RST_SESSION);
+		if (x->pre == PRE_DEFER)
+			ok(c.b.dt.closed == 1 && c.b.dt.reason == KB_RST_SESSION);
+		raw_free(&c);
+	}
+
+	printf("# case: DATA after FIN\n");
+	raw_new(&c);
+	raw_hello(&c.r);
+	raw_open(&c.r, 1, PORT_BASE);
+	raw_frame(&c.r, KB_F_FIN, 1, NULL, 0);
+	raw_frame(&c.r, KB_F_DATA, 1, "late", 4);
+	raw_expect_error(&c, "data after fin", "cannot take");
+	raw_free(&c);
+
+	printf("# case: DATA up to the window passes, one byte more does not\n");
+	raw_new(&c);
+	c.acc[0].ep.paused = 1; /* the local program reads nothing */
+	c.acc[0].ep.exp = pool;
+	c.acc[0].ep.explen = 2 * MiB;
+	raw_hello(&c.r);
+	raw_open(&c.r, 1, PORT_BASE);
+	raw_send_data(&c.r, 1, 0, KB_WINDOW_INIT);
+	c.want_in = KB_WINDOW_INIT;
+	ok(run_until(pred_bytes_in, &c, 3000));
+	{
+		/* The responder returned credit for what its local socket took;
+		 * a PING answered after every WINDOW those DATA caused tells us
+		 * how much. The local socket is full: no more credit comes. */
+		struct raw_wait w = { &c.r, KB_F_PONG };
+		struct kb_stream *st;
+		uint32_t granted;
+
+		raw_frame(&c.r, KB_F_PING, 0, "barrier!", 8);
+		ok(run_until(pred_raw_has, &w, 2000));
+		granted = raw_window_sum(&c.r, 1);
+		st = find_stream(c.b.s, 1);
+		ok(st && evbuffer_get_length(st->out) > 0 && st->rx_window == granted);
+		raw_send_data(&c.r, 1, KB_WINDOW_INIT, granted);
+		c.want_in = KB_WINDOW_INIT + granted;
+		ok(run_until(pred_bytes_in, &c, 3000));
+		ok(!c.b.closed);
+		st = find_stream(c.b.s, 1);
+		ok(st && st->rx_window == 0 && raw_window_sum(&c.r, 1) == granted);
+		printf("# window: %u bytes of credit came back before the stall\n", granted);
+		raw_send_data(&c.r, 1, KB_WINDOW_INIT + granted, 1);
+	}
+	raw_expect_error(&c, "data beyond the window", "beyond the flow-control window");
+	raw_free(&c);
+
+	printf("# case: HTTP instead of frames\n");
+	raw_new(&c);
+	bufferevent_write(c.r.bev, "GET / HTTP/1.1\r\nHost: x\r\n\r\n", 27);
+	raw_expect_error(&c, "http", NULL);
+	ok(c.b.hellos == 0);
+	raw_free(&c);
+
+	printf("# case: random bytes after a hello\n");
+	raw_new(&c);
+	raw_hello(&c.r);
+	{
+		uint8_t junk[4096];
+		memcpy(junk, pool + 3 * MiB, sizeof(junk));
+		junk[0] = 0xff;
+		bufferevent_write(c.r.bev, junk, sizeof(junk));
+	}
+	raw_expect_error(&c, "random", NULL);
+	raw_free(&c);
+
+	printf("# frames for closed streams are ignored (PROTOCOL.md 5.1)\n");
+	raw_new(&c);
+	raw_hello(&c.r);
+	raw_open(&c.r, 1, PORT_REFUSE);             /* reset at once by the responder */
+	raw_frame(&c.r, KB_F_DATA, 1, "crossing", 8); /* crosses the reset */
+	raw_u32(&c.r, KB_F_WINDOW, 1, 100);
+	raw_frame(&c.r, KB_F_FIN, 1, NULL, 0);
+	raw_frame(&c.r, KB_F_RESET, 1, "\x01", 1);
+	raw_frame(&c.r, KB_F_PING, 0, "pingping", 8);
+	{
+		uint8_t pl[300];
+		uint32_t sid = 0;
+		long n;
+		struct raw_wait w = { &c.r, KB_F_PONG };
+		ok(run_until(pred_raw_has, &w, 2000));
+		ok(!c.b.closed);
+		n = raw_find(&c.r, KB_F_RESET, 0, &sid, pl, sizeof(pl));
+		ok(n > 1 && sid == 1 && pl[0] == KB_RST_REFUSED);
+		n = raw_find(&c.r, KB_F_PONG, 0, NULL, pl, sizeof(pl));
+		ok(n == 8 && memcmp(pl, "pingping", 8) == 0);
+	}
+	raw_free(&c);
+
+	printf("# the responder sends nothing before the peer's hello\n");
+	raw_new(&c);
+	kb_session_set_heartbeat(c.b.s, 50, 5000);
+	run_for(300);
+	ok(evbuffer_get_length(bufferevent_get_input(c.r.bev)) == 0);
+	if (evbuffer_get_length(bufferevent_get_input(c.r.bev)))
+		printf("# first frame before hello: type %d\n", raw_first_type(&c.r));
+	raw_hello(&c.r);
+	{
+		struct raw_wait w = { &c.r, KB_F_HELLO };
+		ok(run_until(pred_raw_has, &w, 2000));
+	}
+	ok(raw_first_type(&c.r) == KB_F_HELLO);
+	ok(!c.b.closed);
+	raw_free(&c);
+}
+
+/* --- 10. stream ids --- */
+
+static void
+test_ids(void)
+{
+	struct sctx a, b;
+	struct tstream op[5], acc[5];
+	struct group g;
+	int i, good = 0;
+
+	printf("# stream ids: initiator odd, responder even\n");
+	ok(pair_up(&a, &b));
+	b.acc = acc;
+	b.nacc = 3;
+	a.acc = acc + 3; /* streams B opens are accepted by A */
+	a.nacc = 2;
+	for (i = 0; i < 5; i++) {
+		tstream_init(&op[i]);
+		tstream_init(&acc[i]);
+		spec(&op[i], &acc[i], (size_t)i * 1000, 500 + i, MiB + (size_t)i * 1000, 300 + i);
+	}
+	for (i = 0; i < 3; i++)
+		ok(open_stream(&a, &op[i], PORT_BASE + i) != NULL);
+	for (i = 3; i < 5; i++)
+		ok(open_stream(&b, &op[i], PORT_BASE + i - 3) != NULL);
+	ok(op[0].id == 1 && op[1].id == 3 && op[2].id == 5);
+	ok(op[3].id == 2 && op[4].id == 4);
+	g.v = op;
+	g.n = 5;
+	ok(run_until(pred_group_done, &g, 3000));
+	g.v = acc;
+	ok(run_until(pred_group_done, &g, 3000));
+	for (i = 0; i < 5; i++)
+		good += intact(&op[i]) && intact(&acc[i]) && op[i].reason == 0 &&
+		    acc[i].reason == 0 && acc[i].id == op[i].id;
+	ok(good == 5);
+	ok(a.opens == 2 && b.opens == 3);
+	pair_free(&a, &b);
+	for (i = 0; i < 5; i++) {
+		ep_close(&op[i].ep, 0);
+		ep_close(&acc[i].ep, 0);
+	}
+}
+
+/* --- freeing the session from a stream's on_close --- */
+
+static struct sctx *free_target;
+
+static void
+t_close_free_session(struct kb_stream *st, int reason, const char *text, void *arg)
+{
+	t_on_close(st, reason, text, arg);
+	if (free_target->s) {
+		kb_session_free(free_target->s);
+		free_target->s = NULL;
+	}
+}
+
+static const struct kb_stream_cbs tcbs_free = { t_on_accept, t_close_free_session };
+
+/* session.h: kb_session_free is "safe to call from any callback of this
+ * session". Run in a child so that a crash (ASan: use after free) does not
+ * take the other tests with it. */
+static void
+test_free_from_stream_close(void)
+{
+	struct sctx a, b;
+	struct tstream op, acc;
+	pid_t pid;
+	int status = -1, bad = 0;
+
+	printf("# kb_session_free from a stream's on_close (in a child)\n");
+	fflush(stdout);
+	if ((pid = fork()) < 0) {
+		ok(0);
+		return;
+	}
+	if (pid == 0) {
+		base = event_base_new(); /* the parent's base is not ours to touch */
+		bad |= !pair_up(&a, &b);
+		tstream_init(&op);
+		tstream_init(&acc);
+		b.acc = &acc;
+		b.nacc = 1;
+		free_target = &a;
+		bad |= open_stream(&a, &op, PORT_BASE) == NULL;
+		if (op.st)
+			kb_stream_set_cbs(op.st, &tcbs_free, &op);
+		bad |= !run_until(pred_flag, &op.accepted, 2000);
+		if (op.st)
+			kb_stream_reset(op.st, KB_RST_CANCEL, "done with it");
+		bad |= op.closed != 1 || a.s != NULL;
+		bad |= !run_until(pred_flag, &acc.closed, 2000);
+		_exit(bad ? 1 : 0);
+	}
+	waitpid(pid, &status, 0);
+	ok(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+		printf("# child status 0x%x\n", status);
+}
+
+int
+main(void)
+{
+	uint64_t x = 0x9e3779b97f4a7c15ull;
+	size_t i;
+	struct rlimit rl;
+
+	signal(SIGPIPE, SIG_IGN);
+	log_init("test_session", KB_LOG_WARN);
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < 2048 && rl.rlim_max > rl.rlim_cur) {
+		rl.rlim_cur = rl.rlim_max < 4096 ? rl.rlim_max : 4096;
+		setrlimit(RLIMIT_NOFILE, &rl);
+	}
+	pool = malloc(POOL_SIZE);
+	for (i = 0; i < POOL_SIZE / 8; i++) {
+		x ^= x << 13;
+		x ^= x >> 7;
+		x ^= x << 17;
+		memcpy(pool + i * 8, &x, 8);
+	}
+	base = event_base_new();
+
+	test_hello();
+	test_data();
+	test_many();
+	test_flow();
+	test_halfclose();
+	test_reset();
+	test_heartbeat();
+	test_goaway();
+	test_goaway_delivery();
+	test_protocol_errors();
+	test_ids();
+	test_free_from_stream_close();
+
+	run_for(50);
+	if (lfd >= 0)
+		close(lfd);
+	event_base_free(base);
+	libevent_global_shutdown();
+	free(pool);
+	return ok_done();
+}
