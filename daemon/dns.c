@@ -74,6 +74,21 @@ struct dns_req {
 	unsigned attempt;
 	struct event *timer;
 	struct bufferevent *up;		/* TCP upstream */
+	char key[DNS_NAME_MAX];		/* the name asked of the manager */
+};
+
+/* Answers from the manager, kept for their TTL (at most DNS_CACHE_TTL_MAX):
+ * programs ask the same names over and over, and the round trip through
+ * the cluster costs far more than a lookup here. */
+#define DNS_CACHE_SLOTS 256
+#define DNS_CACHE_ADDRS 8
+#define DNS_CACHE_TTL_MAX 30
+struct dns_cache_entry {
+	uint64_t expires;		/* kb_now_ms(); 0 = empty */
+	uint16_t qtype;
+	char name[DNS_NAME_MAX];
+	char addrs[DNS_CACHE_ADDRS][46];
+	size_t naddrs;
 };
 
 struct dns_tcp {
@@ -108,6 +123,7 @@ struct kb_dns {
 	size_t ntcp;
 	unsigned char buf[DNS_MSG_MAX + 1];
 	unsigned char out[DNS_MSG_MAX + 1];
+	struct dns_cache_entry *cache;	/* DNS_CACHE_SLOTS, allocated on first use */
 };
 
 /* The first question of a query. */
@@ -409,11 +425,69 @@ dns_req_answer(struct dns_req *rq, int rcode, int qtype, const char *const *addr
 	dns_req_finish(rq, d->out, n);
 }
 
+static struct dns_cache_entry *
+dns_cache_slot(struct kb_dns *d, const char *name, uint16_t qtype)
+{
+	uint32_t h = 2166136261u ^ qtype;
+	const char *p;
+
+	if (!d->cache && (d->cache = calloc(DNS_CACHE_SLOTS, sizeof(*d->cache))) == NULL)
+		return NULL;
+	for (p = name; *p; p++)
+		h = (h ^ (unsigned char)*p) * 16777619u;
+	return &d->cache[h % DNS_CACHE_SLOTS];
+}
+
+/* Only positive answers are kept: a service created a moment ago must
+ * resolve at once. */
+static void
+dns_cache_put(struct kb_dns *d, const char *name, uint16_t qtype, const char *const *addrs,
+    size_t naddrs, uint32_t ttl)
+{
+	struct dns_cache_entry *e;
+	size_t i;
+
+	if (ttl == 0 || naddrs == 0 || naddrs > DNS_CACHE_ADDRS ||
+	    (e = dns_cache_slot(d, name, qtype)) == NULL)
+		return;
+	for (i = 0; i < naddrs; i++)
+		if (strlen(addrs[i]) >= sizeof(e->addrs[i]))
+			return;
+	snprintf(e->name, sizeof(e->name), "%s", name);
+	e->qtype = qtype;
+	for (i = 0; i < naddrs; i++)
+		snprintf(e->addrs[i], sizeof(e->addrs[i]), "%s", addrs[i]);
+	e->naddrs = naddrs;
+	e->expires = kb_now_ms() + 1000ull * (ttl < DNS_CACHE_TTL_MAX ? ttl : DNS_CACHE_TTL_MAX);
+}
+
+/* Answer rq from the cache; 0 if it did. */
+static int
+dns_cache_answer(struct dns_req *rq, const char *name, uint16_t qtype)
+{
+	struct kb_dns *d = rq->d;
+	struct dns_cache_entry *e;
+	const char *addrs[DNS_CACHE_ADDRS];
+	uint64_t now = kb_now_ms();
+	size_t i;
+
+	if (!d->cache || (e = dns_cache_slot(d, name, qtype)) == NULL || e->expires <= now ||
+	    e->qtype != qtype || strcmp(e->name, name) != 0)
+		return -1;
+	for (i = 0; i < e->naddrs; i++)
+		addrs[i] = e->addrs[i];
+	evtimer_del(rq->timer);
+	dns_req_answer(rq, 0, qtype, addrs, e->naddrs, (uint32_t)((e->expires - now + 999) / 1000));
+	return 0;
+}
+
 static void
 dns_hook_done(void *ctx, int rcode, const char *const *addrs, size_t naddrs, uint32_t ttl)
 {
 	struct dns_req *rq = ctx;
 
+	if (rcode == 0)
+		dns_cache_put(rq->d, rq->key, get16(rq->msg + rq->qend - 4), addrs, naddrs, ttl);
 	if (rq->detached) {
 		dns_req_free(rq);
 		return;
@@ -654,6 +728,9 @@ dns_handle(struct kb_dns *d, struct dns_tcp *c, const struct sockaddr *peer, soc
 		dns_req_answer(rq, DNS_SERVFAIL, 0, NULL, 0, 0);
 		return;
 	}
+	if (dns_cache_answer(rq, name, q.qtype) == 0)
+		return;
+	snprintf(rq->key, sizeof(rq->key), "%s", name);
 	dns_timer_ms(rq->timer, DNS_HOOK_MS);
 	/* On success done may already have run and freed rq. */
 	if (d->hooks.resolve(d->hooks.arg, name, q.qtype, dns_hook_done, rq) < 0)
@@ -1077,6 +1154,9 @@ dns_set_cluster(struct kb_dns *d, const char *domain, const char *const *namespa
 	size_t i;
 
 	dns_clear_cluster(d);
+	/* A new session or namespace: forget what the old one said. */
+	if (d->cache)
+		memset(d->cache, 0, DNS_CACHE_SLOTS * sizeof(*d->cache));
 	if ((d->domain = dns_norm(domain)) == NULL)
 		return;
 	d->connected_ns = dns_norm(connected_ns);
@@ -1117,5 +1197,6 @@ dns_free(struct kb_dns *d)
 	if (d->up6_fd >= 0)
 		close(d->up6_fd);
 	dns_clear_cluster(d);
+	free(d->cache);
 	free(d);
 }

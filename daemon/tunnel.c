@@ -2,6 +2,7 @@
  * backoff, cluster lookups and outbound streams. */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <malloc.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -170,6 +171,8 @@ on_hello(struct kb_session *s, const cJSON *h, char *reason, size_t rlen, void *
 	d->last_error[0] = '\0';
 	log_info("connected to %s as %s (namespace %s)", d->profile.manager, d->user, d->ns);
 	control_connect_done(d, 1, NULL);
+	/* Setting up left freed memory behind; an idle daemon should be small. */
+	malloc_trim(0);
 	return 0;
 }
 
@@ -407,7 +410,6 @@ void
 tunnel_open_stream(struct kbd *d, int fd, const struct sockaddr_in *dst)
 {
 	struct kb_open o = { .kind = KB_OPEN_DIAL, .family = 4 };
-	int one = 1;
 
 	if (!d->sess || !kb_session_ready(d->sess)) {
 		struct linger l = { 1, 0 };
@@ -416,7 +418,6 @@ tunnel_open_stream(struct kbd *d, int fd, const struct sockaddr_in *dst)
 		close(fd);
 		return;
 	}
-	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	o.port = ntohs(dst->sin_port);
 	memcpy(o.addr, &dst->sin_addr, 4);
 	d->proxied++;

@@ -407,12 +407,13 @@ stream_flush(struct kb_stream *st)
 	}
 	set_writing(st, 0);
 	if ((st->flags & ST_PEER_FIN) && !(st->flags & ST_SHUT_WR)) {
-		shutdown(st->fd, SHUT_WR);
 		st->flags |= ST_SHUT_WR;
 		if ((st->flags & ST_FIN_SENT)) {
+			/* Both ways done: close() sends the FIN, no shutdown() needed. */
 			stream_finish(st, 0, NULL, 0);
 			return -1;
 		}
+		shutdown(st->fd, SHUT_WR);
 	}
 	return 0;
 }
@@ -529,7 +530,6 @@ stream_attach(struct kb_stream *st, int fd)
 {
 	struct event_base *base = kb_conn_base(st->s->conn);
 
-	evutil_make_socket_nonblocking(fd);
 	st->fd = fd;
 	st->out = evbuffer_new();
 	st->rev = event_new(base, fd, EV_READ | EV_PERSIST, local_readable, st);

@@ -71,16 +71,16 @@ struct kb_session_stats {
 };
 void kb_session_stats(const struct kb_session *s, struct kb_session_stats *st);
 
-/* Open a stream carrying the data of fd (a connected socket; ownership
- * passes to the stream, also on failure). Nothing is read from fd until
+/* Open a stream carrying the data of fd (a connected non-blocking socket;
+ * ownership passes to the stream, also on failure). Nothing is read from fd until
  * the peer accepts. NULL if the session cannot open streams now. */
 struct kb_stream *kb_stream_open(struct kb_session *s, const struct kb_open *o, int fd,
     const struct kb_stream_cbs *cbs, void *arg);
 /* Set the callbacks of a stream the peer opened (call from on_open when the
  * answer comes later, so a reset in between is reported). */
 void kb_stream_set_cbs(struct kb_stream *st, const struct kb_stream_cbs *cbs, void *arg);
-/* Accept a stream the peer opened and attach the connected socket fd to it
- * (ownership passes, also on failure). cbs NULL keeps those given to
+/* Accept a stream the peer opened and attach fd, a connected non-blocking
+ * socket, to it (ownership passes, also on failure). cbs NULL keeps those given to
  * kb_stream_set_cbs. */
 int kb_stream_accept(struct kb_stream *st, int fd, const struct kb_stream_cbs *cbs, void *arg);
 /* Abort the stream: send RESET, close the local side abortively, free it.

@@ -630,6 +630,10 @@ test_proxy(uint16_t upport)
 	ok(n > 0 && get16(a) == 0x1111 && rcode_of(a) == 0);
 	ok(!strcmp(first_a(a, n, &ttl), "10.96.1.1") && ttl == 30);
 	ok(hook_calls == 1 && !strcmp(last_name, "web.default"));
+	/* Asked again: answered from the cache, with the remaining TTL. */
+	n = udp_ask(dns_port(d), "web.default", T_A, 0x1113, a);
+	ok(n > 0 && get16(a) == 0x1113 && rcode_of(a) == 0 && hook_calls == 1);
+	ok(!strcmp(first_a(a, n, &ttl), "10.96.1.1") && ttl >= 1 && ttl <= 30);
 
 	n = udp_ask(dns_port(d), "WEB.Default.svc.Cluster.Local.", T_A, 0x1112, a);
 	ok(n > 0 && !strcmp(last_name, "web.default.svc.cluster.local"));
@@ -648,8 +652,14 @@ test_proxy(uint16_t upport)
 	n = udp_ask(dns_port(d), "web.default", T_MX, 0x3334, a);
 	ok(n > 0 && rcode_of(a) == 0 && get16(a + 6) == 0 && hook_calls == 0);
 
+	/* "web" means web.default, which the cache already knows. */
+	hook_calls = 0;
 	n = udp_ask(dns_port(d), "web", T_A, 0x4444, a);
-	ok(n > 0 && !strcmp(last_name, "web.default") &&
+	ok(n > 0 && hook_calls == 0 && !strcmp(first_a(a, n, NULL), "10.96.1.1"));
+	/* A new cluster (or namespace) empties the cache. */
+	dns_set_cluster(d, "cluster.local", ns, 2, "default");
+	n = udp_ask(dns_port(d), "web", T_A, 0x4446, a);
+	ok(n > 0 && hook_calls == 1 && !strcmp(last_name, "web.default") &&
 	    !strcmp(first_a(a, n, NULL), "10.96.1.1"));
 	/* Single label the manager does not know: the local network answers. */
 	n = udp_ask(dns_port(d), "plainhost", T_A, 0x4445, a);
