@@ -140,6 +140,15 @@ parse_manager_hello(struct kbd *d, const cJSON *h, char *reason, size_t rlen)
 	return 0;
 }
 
+static void
+trim_heap(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	(void)arg;
+	malloc_trim(0);
+}
+
 static int
 on_hello(struct kb_session *s, const cJSON *h, char *reason, size_t rlen, void *arg)
 {
@@ -171,8 +180,9 @@ on_hello(struct kb_session *s, const cJSON *h, char *reason, size_t rlen, void *
 	d->last_error[0] = '\0';
 	log_info("connected to %s as %s (namespace %s)", d->profile.manager, d->user, d->ns);
 	control_connect_done(d, 1, NULL);
-	/* Setting up left freed memory behind; an idle daemon should be small. */
-	malloc_trim(0);
+	/* Setting up left freed memory behind; an idle daemon should be small.
+	 * Later, so the answer to the waiting CLI leaves first. */
+	event_base_once(d->base, -1, EV_TIMEOUT, trim_heap, NULL, &(struct timeval){ 1, 0 });
 	return 0;
 }
 

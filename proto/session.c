@@ -20,7 +20,12 @@
 #define SESSION_HWM (1024 * 1024)
 #define SESSION_LWM (SESSION_HWM / 2)
 /* Return credit once this much of a stream's window was consumed. */
-#define CREDIT_STEP (KB_WINDOW_INIT / 4)
+#define CREDIT_STEP(st) ((st)->rx_size / 4)
+/* A stream whose local reader keeps up while the peer runs out of credit
+ * gets its window doubled, up to this much; the grown part of all windows of
+ * a session stays under SESSION_GROWN_MAX, which bounds memory. */
+#define WINDOW_GROW_MAX (4u * 1024 * 1024)
+#define SESSION_GROWN_MAX (32u * 1024 * 1024)
 /* DATA payload per frame: header and payload fill one 16 KiB TLS record. */
 #define DATA_CHUNK (16384 - KB_FRAME_HDR)
 #define FRAME_SPAN (KB_FRAME_HDR + DATA_CHUNK)
@@ -56,6 +61,7 @@ struct kb_stream {
 	uint32_t tx_credit;  /* bytes we may still send */
 	uint32_t rx_window;  /* bytes the peer may still send */
 	uint32_t rx_consumed; /* delivered locally, not yet returned as credit */
+	uint32_t rx_size;     /* the window we grant: KB_WINDOW_INIT, growing */
 	struct kb_stream *hnext;
 	TAILQ_ENTRY(kb_stream) blocked;
 	TAILQ_ENTRY(kb_stream) dirty;
@@ -77,6 +83,7 @@ struct kb_session {
 	int free_pending;
 
 	uint32_t next_id;   /* next stream id we open */
+	size_t grown;       /* sum over streams of rx_size - KB_WINDOW_INIT */
 	uint32_t max_peer_id;
 
 	struct kb_stream **table;
@@ -284,6 +291,7 @@ stream_new(struct kb_session *s, uint32_t id, unsigned flags)
 	st->fd = -1;
 	st->tx_credit = KB_WINDOW_INIT;
 	st->rx_window = KB_WINDOW_INIT;
+	st->rx_size = KB_WINDOW_INIT;
 	if (table_put(s, st) < 0) {
 		free(st);
 		return NULL;
@@ -326,6 +334,7 @@ stream_finish(struct kb_stream *st, int reason, const char *text, int abortive)
 	stream_unblock(st);
 	if (st->flags & ST_DIRTY)
 		TAILQ_REMOVE(&s->dirty, st, dirty);
+	s->grown -= st->rx_size - KB_WINDOW_INIT;
 	table_del(s, st);
 	stream_detach(st, abortive);
 	/* on_close may free the session: not before we are done with it. */
@@ -427,9 +436,18 @@ local_drained(struct evbuffer *buf, const struct evbuffer_cb_info *info, void *a
 	if (info->n_deleted == 0)
 		return;
 	st->rx_consumed += info->n_deleted;
-	if (st->rx_consumed >= CREDIT_STEP) {
-		send_u32(st->s, KB_F_WINDOW, st->id, st->rx_consumed);
-		st->rx_window += st->rx_consumed;
+	if (st->rx_consumed >= CREDIT_STEP(st)) {
+		struct kb_session *s = st->s;
+		uint32_t inc = st->rx_consumed;
+
+		if (evbuffer_get_length(buf) == 0 && st->rx_window < st->rx_size / 2 &&
+		    st->rx_size < WINDOW_GROW_MAX && s->grown + st->rx_size <= SESSION_GROWN_MAX) {
+			inc += st->rx_size;
+			s->grown += st->rx_size;
+			st->rx_size *= 2;
+		}
+		send_u32(s, KB_F_WINDOW, st->id, inc);
+		st->rx_window += inc;
 		st->rx_consumed = 0;
 	}
 }

@@ -111,6 +111,12 @@ make_ctx(int server, const char *ca_pem, const char *cert_pem, const char *key_p
 		snprintf(err, errlen, "TLS: cannot require TLS 1.3: %s", kb_tls_errstr(e, sizeof(e)));
 		goto fail;
 	}
+	/* AES-128-GCM first: as strong as needed here and faster per byte. */
+	if (!SSL_CTX_set_ciphersuites(ctx,
+	    "TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256")) {
+		snprintf(err, errlen, "TLS: cannot set cipher suites: %s", kb_tls_errstr(e, sizeof(e)));
+		goto fail;
+	}
 
 	store = SSL_CTX_get_cert_store(ctx);
 	if ((bio = BIO_new_mem_buf(ca_pem, -1)) == NULL)
