@@ -566,7 +566,7 @@ cmd_manager(int argc, char **argv)
 		goto out;
 	if ((m.ctx = kb_tls_server_ctx(ca, cert, key, err, sizeof(err))) == NULL)
 		goto out;
-	if ((m.base = event_base_new()) == NULL) {
+	if ((m.base = kb_event_base_new()) == NULL) {
 		snprintf(err, sizeof(err), "cannot create the event loop");
 		goto out;
 	}

@@ -16,8 +16,10 @@
 #include <event2/event.h>
 #include <openssl/ssl.h>
 
+#include "conn.h"
 #include "kbridged.h"
 #include "log.h"
+#include "util.h"
 
 #define DEFAULT_SOCKET "/run/kbridge/kbridged.sock"
 #define DEFAULT_TUN_ADDR "198.18.0.1"
@@ -227,7 +229,7 @@ main(int argc, char **argv)
 	mallopt(M_TRIM_THRESHOLD, 8 * 1024 * 1024);
 	mallopt(M_MMAP_THRESHOLD, 1024 * 1024);
 	signal(SIGPIPE, SIG_IGN);
-	if ((d.base = event_base_new()) == NULL)
+	if ((d.base = kb_event_base_new()) == NULL)
 		fatalx("cannot create the event loop");
 	if (control_listen(&d, owner, has_owner, err, sizeof(err)) < 0) {
 		log_warnx("%s", err);

@@ -181,8 +181,8 @@ on_hello(struct kb_session *s, const cJSON *h, char *reason, size_t rlen, void *
 	log_info("connected to %s as %s (namespace %s)", d->profile.manager, d->user, d->ns);
 	control_connect_done(d, 1, NULL);
 	/* Setting up left freed memory behind; an idle daemon should be small.
-	 * Later, so the answer to the waiting CLI leaves first. */
-	event_base_once(d->base, -1, EV_TIMEOUT, trim_heap, NULL, &(struct timeval){ 1, 0 });
+	 * A moment later, so the answer to the waiting CLI leaves first. */
+	event_base_once(d->base, -1, EV_TIMEOUT, trim_heap, NULL, &(struct timeval){ 0, 200000 });
 	return 0;
 }
 

@@ -615,3 +615,18 @@ kb_conn_close_flushed(struct kb_conn *c)
 	/* Deferred, so that this is safe inside our own callbacks. */
 	schedule_flush(c);
 }
+
+struct event_base *
+kb_event_base_new(void)
+{
+	struct event_config *cfg = event_config_new();
+	struct event_base *base;
+
+	if (!cfg)
+		return NULL;
+	/* Safe here: no descriptor is ever dup()ed while it is watched. */
+	event_config_set_flag(cfg, EVENT_BASE_FLAG_EPOLL_USE_CHANGELIST);
+	base = event_base_new_with_config(cfg);
+	event_config_free(cfg);
+	return base;
+}

@@ -52,4 +52,8 @@ void kb_conn_free(struct kb_conn *c);
 /* Send what is queued (for at most 2 s), then free. No more callbacks. */
 void kb_conn_close_flushed(struct kb_conn *c);
 
+/* The event loop, set up for many short connections: changes to watched
+ * descriptors are batched per loop iteration (fewer epoll_ctl calls). */
+struct event_base *kb_event_base_new(void);
+
 #endif
