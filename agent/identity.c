@@ -201,16 +201,6 @@ key_pem(EVP_PKEY *k)
 }
 
 static int
-no_passphrase(char *buf, int size, int rwflag, void *u)
-{
-	(void)buf;
-	(void)size;
-	(void)rwflag;
-	(void)u;
-	return -1;
-}
-
-static int
 join(char *buf, size_t len, const char *dir, const char *file)
 {
 	if ((size_t)snprintf(buf, len, "%s/%s", dir, file) >= len)
@@ -511,7 +501,7 @@ cmd_issue(int argc, char **argv)
 	}
 	BIO_free(bio);
 	if ((bio = BIO_new_mem_buf(ca_keytext, -1)) == NULL ||
-	    (ca_key = PEM_read_bio_PrivateKey(bio, NULL, no_passphrase, NULL)) == NULL) {
+	    (ca_key = PEM_read_bio_PrivateKey(bio, NULL, kb_tls_no_passphrase, NULL)) == NULL) {
 		complain(1, "%s/%s: not an unencrypted PEM private key", dir, KB_STATE_CA_KEY);
 		goto done;
 	}

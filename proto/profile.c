@@ -19,16 +19,6 @@
 /* A profile is a few kilobytes; anything much larger is not one. */
 #define PROFILE_MAX (1024 * 1024)
 
-static int
-no_passphrase(char *buf, int size, int rwflag, void *u)
-{
-	(void)buf;
-	(void)size;
-	(void)rwflag;
-	(void)u;
-	return -1;
-}
-
 static X509 *
 pem_cert(const char *pem)
 {
@@ -50,7 +40,7 @@ pem_key(const char *pem)
 
 	if ((bio = BIO_new_mem_buf(pem, -1)) == NULL)
 		return NULL;
-	k = PEM_read_bio_PrivateKey(bio, NULL, no_passphrase, NULL);
+	k = PEM_read_bio_PrivateKey(bio, NULL, kb_tls_no_passphrase, NULL);
 	BIO_free(bio);
 	return k;
 }

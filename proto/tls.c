@@ -80,8 +80,8 @@ verify_client_side(int ok, X509_STORE_CTX *xs)
 }
 
 /* Never prompt on a terminal for an encrypted key. */
-static int
-no_passphrase(char *buf, int size, int rwflag, void *u)
+int
+kb_tls_no_passphrase(char *buf, int size, int rwflag, void *u)
 {
 	(void)buf;
 	(void)size;
@@ -160,7 +160,7 @@ make_ctx(int server, const char *ca_pem, const char *cert_pem, const char *key_p
 
 	if ((bio = BIO_new_mem_buf(key_pem, -1)) == NULL)
 		goto nomem;
-	if ((key = PEM_read_bio_PrivateKey(bio, NULL, no_passphrase, NULL)) == NULL) {
+	if ((key = PEM_read_bio_PrivateKey(bio, NULL, kb_tls_no_passphrase, NULL)) == NULL) {
 		snprintf(err, errlen, "TLS key: not an unencrypted PEM private key");
 		goto fail;
 	}

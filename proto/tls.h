@@ -20,6 +20,9 @@ SSL_CTX *kb_tls_client_ctx(const char *ca_pem, const char *cert_pem, const char 
     char *err, size_t errlen);
 /* After a verified handshake: the peer certificate's CN and O. 0 or -1. */
 int kb_tls_peer_identity(SSL *ssl, char *name, size_t namelen, char *role, size_t rolelen);
+/* A PEM passphrase callback that refuses: an encrypted key fails instead
+ * of prompting on the terminal. */
+int kb_tls_no_passphrase(char *buf, int size, int rwflag, void *u);
 /* Drain OpenSSL's error queue into one readable line in buf (returns buf). */
 const char *kb_tls_errstr(char *buf, size_t len);
 
