@@ -10,6 +10,7 @@
 #include <poll.h>
 #include <signal.h>
 
+#include "dnsmasq.h"
 #include "ok.h"
 
 /* dns.c is linked alone: the firewall is not under test. */
@@ -20,7 +21,6 @@ fw_mark_socket(int fd)
 	return 0;
 }
 
-static pid_t dnsmasq_pid = -1;
 static char tmpdir[64];
 static struct event_base *base;
 
@@ -29,47 +29,17 @@ cleanup(void)
 {
 	char path[128];
 
-	if (dnsmasq_pid > 0) {
-		kill(dnsmasq_pid, SIGTERM);
-		waitpid(dnsmasq_pid, NULL, 0);
-		dnsmasq_pid = -1;
-	}
 	if (tmpdir[0]) {
+		dnsmasq_stop(tmpdir);
 		snprintf(path, sizeof(path), "%s/resolv.conf", tmpdir);
 		unlink(path);
 		snprintf(path, sizeof(path), "%s/retry.conf", tmpdir);
 		unlink(path);
 		snprintf(path, sizeof(path), "%s/none.conf", tmpdir);
 		unlink(path);
-		snprintf(path, sizeof(path), "%s/dnsmasq.pid", tmpdir);
-		unlink(path);
 		rmdir(tmpdir);
 		tmpdir[0] = '\0';
 	}
-}
-
-/* A port free for both UDP and TCP on 127.0.0.1. */
-static uint16_t
-free_port(void)
-{
-	struct sockaddr_in sin = { .sin_family = AF_INET };
-	socklen_t len = sizeof(sin);
-	int u, t, i;
-	uint16_t port = 0;
-
-	for (i = 0; i < 32 && !port; i++) {
-		sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-		sin.sin_port = 0;
-		u = socket(AF_INET, SOCK_DGRAM, 0);
-		t = socket(AF_INET, SOCK_STREAM, 0);
-		if (bind(u, (struct sockaddr *)&sin, sizeof(sin)) == 0 &&
-		    getsockname(u, (struct sockaddr *)&sin, &len) == 0 &&
-		    bind(t, (struct sockaddr *)&sin, sizeof(sin)) == 0)
-			port = ntohs(sin.sin_port);
-		close(u);
-		close(t);
-	}
-	return port;
 }
 
 static size_t
@@ -83,50 +53,6 @@ make_query(unsigned char *buf, const char *name, int qtype, uint16_t id)
 	memcpy(buf, q, (size_t)len);
 	ares_free_string(q);
 	return (size_t)len;
-}
-
-/* Start dnsmasq on 127.0.0.1:port and wait until it answers. */
-static int
-dnsmasq_start(uint16_t port)
-{
-	char portarg[32], pidarg[128];
-	char *argv[] = { "/usr/sbin/dnsmasq", "--keep-in-foreground", "--conf-file=/dev/null",
-		"--no-resolv", "--no-hosts", "--listen-address=127.0.0.1", "--bind-interfaces",
-		portarg, pidarg, "--user=root", "--log-facility=/dev/null", "--local-ttl=30",
-		"--address=/outside.test/192.0.2.7", "--address=/plainhost/192.0.2.9",
-		"--local=/test/", NULL };
-	struct sockaddr_in sin = { .sin_family = AF_INET };
-	unsigned char q[512], r[512];
-	struct pollfd pfd;
-	size_t qlen;
-	int fd, i, null;
-
-	snprintf(portarg, sizeof(portarg), "--port=%u", port);
-	snprintf(pidarg, sizeof(pidarg), "--pid-file=%s/dnsmasq.pid", tmpdir);
-	if ((dnsmasq_pid = fork()) < 0)
-		return -1;
-	if (dnsmasq_pid == 0) {
-		prctl(PR_SET_PDEATHSIG, SIGKILL);
-		if ((null = open("/dev/null", O_RDWR)) >= 0)
-			dup2(null, 1);
-		execv(argv[0], argv);
-		_exit(127);
-	}
-	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	sin.sin_port = htons(port);
-	qlen = make_query(q, "outside.test", T_A, 1);
-	fd = socket(AF_INET, SOCK_DGRAM, 0);
-	for (i = 0; i < 50; i++) {
-		sendto(fd, q, qlen, 0, (struct sockaddr *)&sin, sizeof(sin));
-		pfd.fd = fd;
-		pfd.events = POLLIN;
-		if (poll(&pfd, 1, 100) == 1 && recv(fd, r, sizeof(r), 0) > 0) {
-			close(fd);
-			return 0;
-		}
-	}
-	close(fd);
-	return -1;
 }
 
 /* The fake manager: answers asynchronously, like a session would. */
@@ -787,7 +713,9 @@ main(void)
 	if (access("/usr/sbin/dnsmasq", X_OK) < 0) {
 		printf("# dnsmasq missing: skipping the live proxy tests\n");
 	} else {
-		ok(dnsmasq_start(port) == 0);
+		static const char *const outside[] = { "--address=/outside.test/192.0.2.7",
+			"--address=/plainhost/192.0.2.9", "--local=/test/", NULL };
+		ok(dnsmasq_start(port, tmpdir, outside, "outside.test") == 0);
 		test_proxy(port);
 	}
 	fakes_free();

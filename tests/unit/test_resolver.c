@@ -13,98 +13,21 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include "dnsmasq.h"
 #include "ok.h"
 #include "util.h"
 
-static pid_t dnsmasq_pid = -1;
 static char tmpdir[64];
 static struct event_base *base;
 
 static void
 cleanup(void)
 {
-	char path[128];
-
-	if (dnsmasq_pid > 0) {
-		kill(dnsmasq_pid, SIGTERM);
-		waitpid(dnsmasq_pid, NULL, 0);
-		dnsmasq_pid = -1;
-	}
 	if (tmpdir[0]) {
-		snprintf(path, sizeof(path), "%s/dnsmasq.pid", tmpdir);
-		unlink(path);
+		dnsmasq_stop(tmpdir);
 		rmdir(tmpdir);
 		tmpdir[0] = '\0';
 	}
-}
-
-/* A port free for both UDP and TCP on 127.0.0.1. */
-static uint16_t
-free_port(void)
-{
-	struct sockaddr_in sin = { .sin_family = AF_INET };
-	socklen_t len = sizeof(sin);
-	int u, t, i;
-	uint16_t port = 0;
-
-	for (i = 0; i < 32 && !port; i++) {
-		sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-		sin.sin_port = 0;
-		u = socket(AF_INET, SOCK_DGRAM, 0);
-		t = socket(AF_INET, SOCK_STREAM, 0);
-		if (bind(u, (struct sockaddr *)&sin, sizeof(sin)) == 0 &&
-		    getsockname(u, (struct sockaddr *)&sin, &len) == 0 &&
-		    bind(t, (struct sockaddr *)&sin, sizeof(sin)) == 0)
-			port = ntohs(sin.sin_port);
-		close(u);
-		close(t);
-	}
-	return port;
-}
-
-/* Start dnsmasq on 127.0.0.1:port and wait until it answers. */
-static int
-dnsmasq_start(uint16_t port)
-{
-	char portarg[32], pidarg[128];
-	char *argv[] = { "/usr/sbin/dnsmasq", "--keep-in-foreground", "--conf-file=/dev/null",
-		"--no-resolv", "--no-hosts", "--listen-address=127.0.0.1", "--bind-interfaces",
-		portarg, pidarg, "--user=root", "--log-facility=/dev/null", "--local-ttl=30",
-		"--host-record=web.default.svc.cluster.local,10.96.1.1",
-		"--host-record=web.default.svc.cluster.local,10.96.1.2",
-		"--host-record=api.default.svc.cluster.local,fd00::1",
-		"--local=/cluster.local/", "--local=/#/", NULL };
-	struct sockaddr_in sin = { .sin_family = AF_INET };
-	unsigned char *q, r[512];
-	struct pollfd pfd;
-	int fd, i, null, qlen;
-
-	snprintf(portarg, sizeof(portarg), "--port=%u", port);
-	snprintf(pidarg, sizeof(pidarg), "--pid-file=%s/dnsmasq.pid", tmpdir);
-	if ((dnsmasq_pid = fork()) < 0)
-		return -1;
-	if (dnsmasq_pid == 0) {
-		prctl(PR_SET_PDEATHSIG, SIGKILL);
-		if ((null = open("/dev/null", O_RDWR)) >= 0)
-			dup2(null, 1);
-		execv(argv[0], argv);
-		_exit(127);
-	}
-	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	sin.sin_port = htons(port);
-	if (ares_create_query("web.default.svc.cluster.local", C_IN, T_A, 1, 1, &q, &qlen, 0))
-		return -1;
-	fd = socket(AF_INET, SOCK_DGRAM, 0);
-	for (i = 0; i < 50; i++) {
-		sendto(fd, q, (size_t)qlen, 0, (struct sockaddr *)&sin, sizeof(sin));
-		pfd.fd = fd;
-		pfd.events = POLLIN;
-		if (poll(&pfd, 1, 100) == 1 && recv(fd, r, sizeof(r), 0) > 0)
-			break;
-	}
-	ares_free_string(q);
-	close(fd);
-	return i < 50 ? 0 : -1;
 }
 
 struct result {
@@ -266,7 +189,12 @@ main(void)
 	if (access("/usr/sbin/dnsmasq", X_OK) < 0) {
 		printf("# dnsmasq missing: skipping lookups\n");
 	} else {
-		ok(dnsmasq_start(port) == 0);
+		static const char *const cluster[] = {
+			"--host-record=web.default.svc.cluster.local,10.96.1.1",
+			"--host-record=web.default.svc.cluster.local,10.96.1.2",
+			"--host-record=api.default.svc.cluster.local,fd00::1",
+			"--local=/cluster.local/", "--local=/#/", NULL };
+		ok(dnsmasq_start(port, tmpdir, cluster, "web.default.svc.cluster.local") == 0);
 		test_lookups(port);
 	}
 	test_silent();
