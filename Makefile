@@ -73,6 +73,10 @@ $(BUILD)/tests/%: tests/unit/%.c $(LIBPROTO)
 	@[ "$(Q)" ] && echo "  TEST  $@" || true
 	$(Q)$(CC) $(CPPFLAGS) -Itests/unit $(ALLCFLAGS) -o $@ $< $(LIBPROTO) $(LDFLAGS) $(LIBS_TEST)
 
+# llhttp's three sources cannot share one translation unit with a test.
+$(BUILD)/tests/test_httpproxy: $(LLHTTP_OBJ)
+$(BUILD)/tests/test_httpproxy: LIBS_TEST += $(LLHTTP_OBJ)
+
 unit: $(UNIT_BIN)
 
 SAN_ARGS = BUILD=build/san BINDIR=build/san/bin CFLAGS="-O1 -g" \

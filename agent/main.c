@@ -4,6 +4,7 @@
 
 #include "identity.h"
 #include "manager.h"
+#include "sidecar.h"
 
 static void
 usage(FILE *f)
@@ -15,6 +16,7 @@ usage(FILE *f)
 	    "  init      create the cluster CA and the manager certificate\n"
 	    "  issue     write a client profile for a user or a sidecar\n"
 	    "  manager   run the in-cluster manager\n"
+	    "  sidecar   run in a workload's pod, in front of its app\n"
 	    "\n"
 	    "Run 'kbridge-agent COMMAND --help' for a command's options.\n");
 }
@@ -36,6 +38,8 @@ main(int argc, char **argv)
 		return cmd_issue(argc - 1, argv + 1);
 	if (!strcmp(argv[1], "manager"))
 		return cmd_manager(argc - 1, argv + 1);
+	if (!strcmp(argv[1], "sidecar"))
+		return cmd_sidecar(argc - 1, argv + 1);
 	fprintf(stderr, "kbridge-agent: unknown command '%s' (try --help)\n", argv[1]);
 	return 2;
 }

@@ -19,7 +19,10 @@
 #include <openssl/ssl.h>
 
 #include "conn.h"
+#include "dial.h"
+#include "client.h"
 #include "identity.h"
+#include "intercepts.h"
 #include "log.h"
 #include "manager.h"
 #include "resolver.h"
@@ -48,24 +51,10 @@ struct manager {
 	int stopping;
 };
 
-/* One workstation (or, later, sidecar) connection. Lookups in flight hold a
- * reference, so a session that ends meanwhile is not used after free. */
-struct client {
-	struct manager *m;
-	struct client *next, **prevp;
-	struct kb_conn *handshake; /* until the TLS handshake is done */
-	struct kb_session *sess;
-	char peer[64];
-	char name[64];
-	char role[32];
-	int refs;
-};
-
 struct dial {
 	struct client *c;
 	struct kb_stream *st;
-	int fd;
-	struct event *ev; /* connect in progress */
+	struct kb_dial *dial; /* connect in progress */
 	char dst[64];
 };
 
@@ -122,12 +111,9 @@ dial_stream_closed(struct kb_stream *st, int reason, const char *text, void *arg
 
 	(void)st;
 	(void)text;
-	if (dl->ev) {
-		/* Reset while we were still connecting. */
-		log_debug("%s: dial to %s cancelled (%d)", __func__, dl->dst, reason);
-		event_free(dl->ev);
-		close(dl->fd);
-	}
+	/* Reset while we were still connecting. */
+	log_debug("%s: dial to %s cancelled (%d)", __func__, dl->dst, reason);
+	kb_dial_cancel(dl->dial);
 	free(dl);
 }
 
@@ -143,71 +129,41 @@ stream_closed(struct kb_stream *st, int reason, const char *text, void *arg)
 static const struct kb_stream_cbs pending_cbs = { .on_close = dial_stream_closed };
 static const struct kb_stream_cbs open_cbs = { .on_close = stream_closed };
 
-/* The connect finished (e == 0), failed (errno e) or timed out (e < 0). */
+/* The connect finished: fd, or -1 and errno e. */
 static void
-dial_finish(struct dial *dl, int e)
+dial_done(int fd, int e, void *arg)
 {
+	struct dial *dl = arg;
 	struct kb_stream *st = dl->st;
 	char text[160];
-	uint8_t reason;
-	int fd = dl->fd, one = 1;
 
-	if (dl->ev) {
-		event_free(dl->ev);
-		dl->ev = NULL;
-	}
-	if (e == 0) {
-		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	kb_stream_set_cbs(st, &open_cbs, NULL);
+	if (fd >= 0) {
 		log_debug("%s: %s connected to %s", __func__, dl->c->name, dl->dst);
-		kb_stream_set_cbs(st, &open_cbs, NULL);
 		free(dl);
 		kb_stream_accept(st, fd, NULL, NULL);
 		return;
 	}
-	if (e < 0) {
-		reason = KB_RST_TIMEOUT;
-		snprintf(text, sizeof(text), "connect to %s timed out", dl->dst);
-	} else if (e == ECONNREFUSED) {
-		reason = KB_RST_REFUSED;
+	if (e == ECONNREFUSED)
 		snprintf(text, sizeof(text), "connection to %s refused", dl->dst);
-	} else if (e == ENETUNREACH || e == EHOSTUNREACH) {
-		reason = KB_RST_UNREACHABLE;
-		snprintf(text, sizeof(text), "%s is unreachable", dl->dst);
-	} else {
-		reason = KB_RST_UNREACHABLE;
-		snprintf(text, sizeof(text), "connect to %s failed: %s", dl->dst, strerror(e));
-	}
-	close(fd);
+	else if (e == ETIMEDOUT)
+		snprintf(text, sizeof(text), "connect to %s timed out", dl->dst);
+	else
+		snprintf(text, sizeof(text), "%s is unreachable: %s", dl->dst, strerror(e));
 	log_debug("%s: %s", __func__, text);
-	kb_stream_reset(st, reason, text); /* frees dl through dial_stream_closed */
+	free(dl);
+	kb_stream_reset(st, kb_dial_reset_reason(e), text);
 }
 
 static void
-dial_event(evutil_socket_t fd, short what, void *arg)
+dial(struct client *c, struct kb_stream *st, const struct kb_open *o)
 {
-	int e = 0;
-	socklen_t len = sizeof(e);
-
-	if (what & EV_TIMEOUT)
-		e = -1;
-	else if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &e, &len) < 0)
-		e = errno;
-	dial_finish(arg, e);
-}
-
-static void
-on_open(struct kb_session *s, struct kb_stream *st, const struct kb_open *o, void *arg)
-{
-	struct client *c = arg;
-	struct manager *m = c->m;
 	struct sockaddr_in sin = { .sin_family = AF_INET };
-	struct timeval tv = { DIAL_TIMEOUT_S, 0 };
 	struct dial *dl;
 	char dst[64];
 
-	(void)s;
 	kb_open_str(o, dst, sizeof(dst));
-	if (o->kind != KB_OPEN_DIAL || !in_subnets(m, o)) {
+	if (!in_subnets(c->m, o)) {
 		char text[128];
 		snprintf(text, sizeof(text), "%s is outside the cluster subnets", dst);
 		log_info("%s: %s denied: %s", c->name, dst, text);
@@ -221,24 +177,31 @@ on_open(struct kb_session *s, struct kb_stream *st, const struct kb_open *o, voi
 	dl->c = c;
 	dl->st = st;
 	snprintf(dl->dst, sizeof(dl->dst), "%s", dst);
-	kb_stream_set_cbs(st, &pending_cbs, dl);
-	if ((dl->fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0)) < 0) {
-		kb_stream_reset(st, KB_RST_INTERNAL, "out of sockets");
-		return;
-	}
 	memcpy(&sin.sin_addr, o->addr, 4);
 	sin.sin_port = htons(o->port);
-	if (connect(dl->fd, (struct sockaddr *)&sin, sizeof(sin)) == 0) {
-		dial_finish(dl, 0);
+	dl->dial = kb_dial_start(c->m->base, (struct sockaddr *)&sin, sizeof(sin),
+	    DIAL_TIMEOUT_S * 1000, dial_done, dl);
+	if (!dl->dial) {
+		dial_done(-1, errno, dl);
 		return;
 	}
-	if (errno != EINPROGRESS) {
-		dial_finish(dl, errno);
-		return;
+	kb_stream_set_cbs(st, &pending_cbs, dl);
+}
+
+static void
+on_open(struct kb_session *s, struct kb_stream *st, const struct kb_open *o, void *arg)
+{
+	struct client *c = arg;
+
+	(void)s;
+	if (o->kind == KB_OPEN_DIAL && c->kind == CLIENT_DAEMON) {
+		dial(c, st, o);
+	} else if (o->kind == KB_OPEN_INTERCEPT && c->kind == CLIENT_SIDECAR) {
+		icpt_route_stream(c, st, o->ref);
+	} else {
+		log_info("%s: stream kind %u refused", c->name, o->kind);
+		kb_stream_reset(st, KB_RST_DENIED, "not allowed for this peer");
 	}
-	if ((dl->ev = event_new(m->base, dl->fd, EV_WRITE, dial_event, dl)) == NULL ||
-	    event_add(dl->ev, &tv) < 0)
-		dial_finish(dl, ENOMEM);
 }
 
 /* --- name resolution --- */
@@ -272,9 +235,15 @@ on_control(struct kb_session *s, const cJSON *msg, const char *type, void *arg)
 	const cJSON *id, *name, *qt;
 	struct lookup *lk;
 
-	(void)s;
-	if (strcmp(type, "resolve") != 0)
+	if (c->kind != CLIENT_DAEMON)
 		return -1;
+	if (strcmp(type, "resolve") != 0) {
+		cJSON *r = icpt_request(c, type, msg);
+		if (!r)
+			return -1;
+		kb_session_send_control(s, r);
+		return 0;
+	}
 	id = cJSON_GetObjectItemCaseSensitive(msg, "id");
 	name = cJSON_GetObjectItemCaseSensitive(msg, "name");
 	qt = cJSON_GetObjectItemCaseSensitive(msg, "qtype");
@@ -300,13 +269,14 @@ on_hello(struct kb_session *s, const cJSON *h, char *reason, size_t rlen, void *
 	struct manager *m = c->m;
 	const cJSON *role = cJSON_GetObjectItemCaseSensitive(h, "role");
 	const cJSON *ns = cJSON_GetObjectItemCaseSensitive(h, "namespace");
+	int sidecar = cJSON_IsString(role) && !strcmp(role->valuestring, "sidecar");
 	cJSON *r, *a;
 	char buf[32];
 	size_t i;
 
-	if (!cJSON_IsString(role) || strcmp(role->valuestring, "daemon") != 0 ||
-	    strcmp(c->role, KB_ROLE_USER) != 0) {
-		snprintf(reason, rlen, "role %s is not supported for certificate role %s",
+	if (!cJSON_IsString(role) || (strcmp(role->valuestring, "daemon") && !sidecar) ||
+	    strcmp(c->role, sidecar ? KB_ROLE_SIDECAR : KB_ROLE_USER) != 0) {
+		snprintf(reason, rlen, "role %s is not allowed for certificate role %s",
 		    cJSON_IsString(role) ? role->valuestring : "(none)", c->role);
 		return -1;
 	}
@@ -314,6 +284,14 @@ on_hello(struct kb_session *s, const cJSON *h, char *reason, size_t rlen, void *
 		snprintf(reason, rlen, "namespace must be a string");
 		return -1;
 	}
+	if (sidecar && icpt_sidecar_hello(c, h, reason, rlen) < 0)
+		return -1;
+	if (!sidecar) {
+		const cJSON *inst = cJSON_GetObjectItemCaseSensitive(h, "instance");
+		snprintf(c->instance, sizeof(c->instance), "%s",
+		    cJSON_IsString(inst) ? inst->valuestring : "");
+	}
+	c->kind = sidecar ? CLIENT_SIDECAR : CLIENT_DAEMON;
 	r = cJSON_CreateObject();
 	cJSON_AddStringToObject(r, "software", "kbridge/0.1.0");
 	cJSON_AddStringToObject(r, "user", c->name);
@@ -324,9 +302,15 @@ on_hello(struct kb_session *s, const cJSON *h, char *reason, size_t rlen, void *
 	a = cJSON_AddArrayToObject(r, "namespaces");
 	for (i = 0; i < m->nnamespaces; i++)
 		cJSON_AddItemToArray(a, cJSON_CreateString(m->namespaces[i]));
-	log_info("session %s from %s: hello (namespace %s)", c->name, c->peer,
-	    cJSON_IsString(ns) ? ns->valuestring : "-");
-	return kb_session_send_hello(s, r);
+	log_info("session %s from %s: hello (%s, namespace %s)", c->name, c->peer,
+	    role->valuestring, cJSON_IsString(ns) ? ns->valuestring : "-");
+	if (kb_session_send_hello(s, r) < 0)
+		return -1;
+	if (sidecar)
+		icpt_sidecar_ready(c);
+	else
+		icpt_owner_hello(c);
+	return 0;
 }
 
 static void
@@ -337,6 +321,7 @@ on_close(struct kb_session *s, const char *err, void *arg)
 	log_info("session %s from %s closed%s%s", c->name, c->peer, err ? ": " : "", err ? err : "");
 	kb_session_free(s);
 	c->sess = NULL;
+	icpt_client_gone(c);
 	client_gone(c);
 }
 
@@ -463,6 +448,8 @@ usage(FILE *f)
 	    "  --namespace NAME       a cluster namespace; repeatable\n"
 	    "  --cluster-domain D     the cluster DNS domain (default cluster.local)\n"
 	    "  --dns IP[:PORT]        resolve with this server instead of /etc/resolv.conf\n"
+	    "  --grace-period SECONDS keep a disconnected workstation's intercepts this long\n"
+	    "                         (default 10)\n"
 	    "  -v, --verbose          debug logging\n");
 }
 
@@ -488,6 +475,7 @@ cmd_manager(int argc, char **argv)
 		{ "namespace", required_argument, NULL, 'N' },
 		{ "cluster-domain", required_argument, NULL, 'd' },
 		{ "dns", required_argument, NULL, 'D' },
+		{ "grace-period", required_argument, NULL, 'g' },
 		{ "verbose", no_argument, NULL, 'v' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
@@ -499,6 +487,8 @@ cmd_manager(int argc, char **argv)
 	struct event *sigs[2] = { NULL, NULL };
 	uint16_t port;
 	int c, verbose = 0, rc = 1;
+	double grace = 10;
+	char *end;
 	char portstr[8];
 	size_t i;
 
@@ -535,6 +525,13 @@ cmd_manager(int argc, char **argv)
 		case 'D':
 			dns = optarg;
 			break;
+		case 'g':
+			grace = strtod(optarg, &end);
+			if (*end || end == optarg || grace < 0 || grace > 3600) {
+				fprintf(stderr, "kbridge-agent: invalid --grace-period '%s' (seconds, 0-3600)\n", optarg);
+				return 2;
+			}
+			break;
 		case 'v':
 			verbose = 1;
 			break;
@@ -570,6 +567,7 @@ cmd_manager(int argc, char **argv)
 		snprintf(err, sizeof(err), "cannot create the event loop");
 		goto out;
 	}
+	icpt_init(m.base, (unsigned)(grace * 1000));
 	if ((m.resolver = resolver_new(m.base, dns, err, sizeof(err))) == NULL)
 		goto out;
 	snprintf(portstr, sizeof(portstr), "%u", port);
@@ -608,6 +606,7 @@ out:
 		}
 		client_gone(cl);
 	}
+	icpt_shutdown();
 	for (i = 0; i < 2; i++)
 		if (sigs[i])
 			event_free(sigs[i]);

@@ -197,11 +197,16 @@ const char *
 kb_api_errmsg(long status, const cJSON *resp, char *buf, size_t len)
 {
 	const cJSON *e = cJSON_GetObjectItemCaseSensitive(resp, "error");
+	char *p;
 
 	if (cJSON_IsString(e) && e->valuestring[0])
 		snprintf(buf, len, "%s", e->valuestring);
 	else
 		snprintf(buf, len, "kbridged answered HTTP %ld", status);
+	/* It may quote other users' input: keep it one harmless line. */
+	for (p = buf; *p; p++)
+		if ((unsigned char)*p < 0x20 || *p == 0x7f)
+			*p = ' ';
 	return buf;
 }
 

@@ -20,7 +20,8 @@ const char *kb_socket_path(void);
 int kb_client_init(volatile sig_atomic_t *stop);
 void kb_client_cleanup(void);
 /* One request; on 0, *status is the HTTP code and *resp the parsed body
- * (caller frees; NULL if empty). body may be NULL. */
+ * (caller frees; NULL if empty). *status is also set when an answer came
+ * whose body is not JSON. body may be NULL. */
 int kb_api(const char *method, const char *path, const cJSON *body,
     long timeout_ms, long *status, cJSON **resp, char *err, size_t errlen);
 /* One-line reason of a non-2xx answer: the daemon's "error", else the code. */

@@ -13,11 +13,11 @@
 #include <cjson/cJSON.h>
 
 #include "client.h"
+#include "cmd.h"
 #include "start.h"
 #include "util.h"
 
 #define KB_VERSION	"0.1.0"
-#define EXIT_USAGE	2
 #define PROFILE_MAX	(1024 * 1024)
 
 /* The daemon answers a connect within ~15 s; leave it room. */
@@ -28,8 +28,6 @@
 /* Beyond this many namespaces the DNS line stops being readable. */
 #define NS_SHOWN		8
 
-enum output { OUT_TEXT, OUT_JSON };
-
 struct command {
 	const char *name;
 	int (*run)(int, char **);
@@ -37,7 +35,7 @@ struct command {
 	const char *summary;
 };
 
-static volatile sig_atomic_t interrupted;
+volatile sig_atomic_t interrupted;
 
 static int cmd_connect(int, char **);
 static int cmd_status(int, char **);
@@ -66,6 +64,49 @@ static const struct command commands[] = {
 	    "  -o, --output FMT     text (default) or json\n"
 	    "  -h, --help           show this help\n",
 	    "show the daemon's and the session's state" },
+	{ "intercept", cmd_intercept,
+	    "usage: kbridge intercept WORKLOAD [-n NS] --port LOCAL\n"
+	    "           [--http-header NAME=VALUE]... [--http-path-prefix PREFIX]\n"
+	    "           [--env-file FILE] [--output text|json]\n"
+	    "\n"
+	    "Send traffic of WORKLOAD to 127.0.0.1:LOCAL on this workstation:\n"
+	    "the HTTP requests that carry every --http-header given (and whose\n"
+	    "path starts with PREFIX), or without those options all of its\n"
+	    "traffic. Requests carrying the header 'x-kbridge-intercept-id: ID'\n"
+	    "(ID is printed) come here too. 'kbridge leave WORKLOAD' ends it.\n"
+	    "\n"
+	    "  -n, --namespace NS          the workload's namespace (default: the\n"
+	    "                              one given to connect)\n"
+	    "  -p, --port LOCAL            local port that gets the traffic\n"
+	    "  -H, --http-header N=V       match requests whose header N is V;\n"
+	    "                              repeat to require several (at most 16)\n"
+	    "      --http-path-prefix P    match requests whose path starts with P\n"
+	    "  -e, --env-file FILE         write the workload's environment to FILE\n"
+	    "                              (mode 0600) for 'set -a; . FILE' or\n"
+	    "                              'docker run --env-file FILE'\n"
+	    "  -o, --output FMT            text (default) or json\n"
+	    "  -h, --help                  show this help\n",
+	    "send a workload's traffic to a local port" },
+	{ "leave", cmd_leave,
+	    "usage: kbridge leave WORKLOAD [-n NS] [--output text|json]\n"
+	    "\n"
+	    "End your intercept of WORKLOAD: its traffic goes to the cluster again.\n"
+	    "\n"
+	    "  -n, --namespace NS   the workload's namespace (default: the one\n"
+	    "                       given to connect)\n"
+	    "  -o, --output FMT     text (default) or json\n"
+	    "  -h, --help           show this help\n",
+	    "end an intercept" },
+	{ "list", cmd_list,
+	    "usage: kbridge list [-n NS] [--output text|json]\n"
+	    "\n"
+	    "List the workloads that can be intercepted and who intercepts them\n"
+	    "(yours are marked with *).\n"
+	    "\n"
+	    "  -n, --namespace NS   only this namespace\n"
+	    "  -o, --output FMT     text (default) or json\n"
+	    "  -h, --help           show this help\n",
+	    "list workloads and their intercepts" },
 	{ "quit", cmd_quit,
 	    "usage: kbridge quit\n"
 	    "\n"
@@ -85,7 +126,7 @@ static const struct command commands[] = {
 
 #define NCOMMANDS	(sizeof(commands) / sizeof(commands[0]))
 
-static void __attribute__((format(printf, 1, 2)))
+void
 errorx(const char *fmt, ...)
 {
 	va_list ap;
@@ -124,7 +165,7 @@ find_command(const char *name)
 
 /* getopt_long with our own one-line messages; returns the option, -1 at the
  * end, or 0 after reporting a usage error. */
-static int
+int
 next_opt(int argc, char **argv, const char *shortopts,
     const struct option *longopts)
 {
@@ -149,7 +190,7 @@ next_opt(int argc, char **argv, const char *shortopts,
 	return ch;
 }
 
-static int
+int
 no_operands(int argc, char **argv)
 {
 	if (optind < argc) {
@@ -160,7 +201,7 @@ no_operands(int argc, char **argv)
 	return 0;
 }
 
-static int
+int
 parse_output(const char *arg, enum output *out)
 {
 	if (strcmp(arg, "text") == 0)
@@ -174,13 +215,13 @@ parse_output(const char *arg, enum output *out)
 	return 0;
 }
 
-static void
+void
 print_usage(const char *name)
 {
 	fputs(find_command(name)->usage, stdout);
 }
 
-static void
+void
 print_json(const cJSON *j)
 {
 	char *s = cJSON_Print(j);
@@ -194,7 +235,7 @@ print_json(const cJSON *j)
 }
 
 /* Helpers that read an optional field of the daemon's answer. */
-static const char *
+const char *
 jstr(const cJSON *o, const char *key)
 {
 	const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
@@ -202,7 +243,7 @@ jstr(const cJSON *o, const char *key)
 	return cJSON_IsString(v) && v->valuestring[0] ? v->valuestring : NULL;
 }
 
-static int
+int
 jnum(const cJSON *o, const char *key, double *out)
 {
 	const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
@@ -235,7 +276,7 @@ jjoin(const cJSON *o, const char *key, size_t max, char *buf, size_t len)
 		snprintf(buf + off, len - off, ", ... (+%zu more)", total - n);
 }
 
-static const char *
+const char *
 orelse(const char *s, const char *dflt)
 {
 	return s ? s : dflt;
@@ -377,9 +418,20 @@ on_signal(int sig)
 	interrupted = 1;
 }
 
-/* RFC 1123 label, as Kubernetes requires of namespace names. */
-static int
-valid_namespace(const char *s)
+void
+catch_signals(void)
+{
+	struct sigaction sa;
+
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = on_signal;
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+}
+
+int
+valid_label(const char *s)
 {
 	size_t i, n = strlen(s);
 
@@ -452,7 +504,6 @@ cmd_connect(int argc, char **argv)
 	const char *profile = NULL, *ns = NULL, *sock = kb_socket_path();
 	enum output out = OUT_TEXT;
 	cJSON *body = NULL, *prof, *resp = NULL;
-	struct sigaction sa;
 	char err[1024];
 	long status;
 	int ch, rc, started = 0, ret = 1;
@@ -482,7 +533,7 @@ cmd_connect(int argc, char **argv)
 		errorx("connect: --profile FILE is required");
 		return EXIT_USAGE;
 	}
-	if (ns && !valid_namespace(ns)) {
+	if (ns && !valid_label(ns)) {
 		errorx("connect: invalid namespace '%s'", ns);
 		return EXIT_USAGE;
 	}
@@ -500,11 +551,7 @@ cmd_connect(int argc, char **argv)
 	}
 
 	/* From here on Ctrl-C must still let us clean up what we started. */
-	memset(&sa, 0, sizeof(sa));
-	sa.sa_handler = on_signal;
-	sigemptyset(&sa.sa_mask);
-	sigaction(SIGINT, &sa, NULL);
-	sigaction(SIGTERM, &sa, NULL);
+	catch_signals();
 
 	rc = kb_api("GET", "/v1/status", NULL, PROBE_TIMEOUT_MS, &status,
 	    &resp, err, sizeof(err));

@@ -27,8 +27,8 @@
 static struct evhttp *http;
 static int http_fd = -1;
 
-static void
-reply_json(struct evhttp_request *req, int code, cJSON *body)
+void
+control_reply(struct evhttp_request *req, int code, cJSON *body)
 {
 	struct evbuffer *out = evbuffer_new();
 	char *txt = cJSON_PrintUnformatted(body);
@@ -46,13 +46,13 @@ reply_json(struct evhttp_request *req, int code, cJSON *body)
 	free(txt);
 }
 
-static void
-reply_error(struct evhttp_request *req, int code, const char *msg)
+void
+control_error(struct evhttp_request *req, int code, const char *msg)
 {
 	cJSON *j = cJSON_CreateObject();
 
 	cJSON_AddStringToObject(j, "error", msg);
-	reply_json(req, code, j);
+	control_reply(req, code, j);
 }
 
 static cJSON *
@@ -126,9 +126,9 @@ control_connect_done(struct kbd *d, int ok, const char *err)
 
 	for (i = 0; i < d->nwaiting; i++) {
 		if (ok)
-			reply_json(d->waiting[i], 200, status_json(d));
+			control_reply(d->waiting[i], 200, status_json(d));
 		else
-			reply_error(d->waiting[i], 502, err);
+			control_error(d->waiting[i], 502, err);
 	}
 	d->nwaiting = 0;
 }
@@ -152,7 +152,7 @@ static void
 wait_for_outcome(struct kbd *d, struct evhttp_request *req)
 {
 	if (d->nwaiting == sizeof(d->waiting) / sizeof(d->waiting[0])) {
-		reply_error(req, 503, "too many connect requests at once");
+		control_error(req, 503, "too many connect requests at once");
 		return;
 	}
 	evhttp_connection_set_closecb(evhttp_request_get_connection(req), waiter_gone, d);
@@ -173,8 +173,8 @@ valid_namespace(const char *ns)
 	return 1;
 }
 
-static cJSON *
-read_body(struct evhttp_request *req)
+cJSON *
+control_body(struct evhttp_request *req)
 {
 	struct evbuffer *in = evhttp_request_get_input_buffer(req);
 	size_t len = evbuffer_get_length(in);
@@ -198,11 +198,11 @@ handle_connect(struct evhttp_request *req, void *arg)
 	const char *want_ns = "default";
 
 	if (evhttp_request_get_command(req) != EVHTTP_REQ_POST) {
-		reply_error(req, 405, "use POST");
+		control_error(req, 405, "use POST");
 		return;
 	}
-	if ((body = read_body(req)) == NULL) {
-		reply_error(req, 400, "request body is not a JSON object");
+	if ((body = control_body(req)) == NULL) {
+		control_error(req, 400, "request body is not a JSON object");
 		return;
 	}
 	prof = cJSON_GetObjectItemCaseSensitive(body, "profile");
@@ -210,20 +210,20 @@ handle_connect(struct evhttp_request *req, void *arg)
 	if (cJSON_IsString(ns))
 		want_ns = ns->valuestring;
 	else if (ns && !cJSON_IsNull(ns)) {
-		reply_error(req, 400, "namespace must be a string");
+		control_error(req, 400, "namespace must be a string");
 		goto out;
 	}
 	if (!valid_namespace(want_ns)) {
 		snprintf(err, sizeof(err), "invalid namespace name \"%.64s\"", want_ns);
-		reply_error(req, 400, err);
+		control_error(req, 400, err);
 		goto out;
 	}
 	if (!cJSON_IsObject(prof) || (txt = cJSON_PrintUnformatted(prof)) == NULL) {
-		reply_error(req, 400, "request lacks the profile object");
+		control_error(req, 400, "request lacks the profile object");
 		goto out;
 	}
 	if (kb_profile_parse(txt, &p, err, sizeof(err)) < 0) {
-		reply_error(req, 400, err);
+		control_error(req, 400, err);
 		goto out;
 	}
 	if (d->have_profile) {
@@ -232,9 +232,9 @@ handle_connect(struct evhttp_request *req, void *arg)
 			snprintf(err, sizeof(err),
 			    "already connected to %s as %s (namespace %s); run 'kbridge quit' first",
 			    d->profile.manager, d->profile.name, d->ns);
-			reply_error(req, 409, err);
+			control_error(req, 409, err);
 		} else if (d->state == KBD_CONNECTED) {
-			reply_json(req, 200, status_json(d));
+			control_reply(req, 200, status_json(d));
 		} else {
 			wait_for_outcome(d, req);
 		}
@@ -262,10 +262,10 @@ static void
 handle_status(struct evhttp_request *req, void *arg)
 {
 	if (evhttp_request_get_command(req) != EVHTTP_REQ_GET) {
-		reply_error(req, 405, "use GET");
+		control_error(req, 405, "use GET");
 		return;
 	}
-	reply_json(req, 200, status_json(arg));
+	control_reply(req, 200, status_json(arg));
 }
 
 static void
@@ -281,20 +281,20 @@ handle_quit(struct evhttp_request *req, void *arg)
 	cJSON *j;
 
 	if (evhttp_request_get_command(req) != EVHTTP_REQ_POST) {
-		reply_error(req, 405, "use POST");
+		control_error(req, 405, "use POST");
 		return;
 	}
 	evhttp_request_set_on_complete_cb(req, quit_after_reply, arg);
 	j = cJSON_CreateObject();
 	cJSON_AddTrueToObject(j, "ok");
-	reply_json(req, 200, j);
+	control_reply(req, 200, j);
 }
 
 static void
 handle_other(struct evhttp_request *req, void *arg)
 {
 	(void)arg;
-	reply_error(req, 404, "no such endpoint");
+	control_error(req, 404, "no such endpoint");
 }
 
 /* Is a daemon answering on path? */
@@ -348,6 +348,9 @@ control_listen(struct kbd *d, uid_t owner, int has_owner, char *err, size_t errl
 	evhttp_set_cb(http, "/v1/status", handle_status, d);
 	evhttp_set_cb(http, "/v1/connect", handle_connect, d);
 	evhttp_set_cb(http, "/v1/quit", handle_quit, d);
+	evhttp_set_cb(http, "/v1/intercept", intercept_http, d);
+	evhttp_set_cb(http, "/v1/leave", intercept_http, d);
+	evhttp_set_cb(http, "/v1/list", intercept_http, d);
 	evhttp_set_gencb(http, handle_other, d);
 	if (evhttp_accept_socket(http, fd) < 0)
 		goto fail;

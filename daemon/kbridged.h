@@ -26,6 +26,10 @@ struct kb_dns;
 struct evconnlistener;
 struct ssl_ctx_st;
 struct pending_lookup;
+struct pending_request;
+struct cJSON;
+struct kb_stream;
+struct kb_open;
 
 enum kbd_state { KBD_DISCONNECTED, KBD_CONNECTING, KBD_CONNECTED, KBD_RECONNECTING };
 
@@ -36,6 +40,8 @@ struct kbd {
 	uint32_t tun_addr;          /* host order */
 	int quitting;               /* no reconnects: the session is being stopped */
 	int exiting;                /* kbd_quit ran */
+	char instance_id[33];       /* random, per process: the manager tells a
+	                             * reconnect from a new daemon by it */
 
 	/* what the user asked for */
 	struct kb_profile profile;
@@ -56,6 +62,8 @@ struct kbd {
 	size_t nwaiting;
 	struct pending_lookup *lookups;
 	uint32_t next_lookup;
+	struct pending_request *requests;
+	uint32_t next_request;
 
 	/* what the manager told us */
 	char user[64];
@@ -94,8 +102,24 @@ int control_listen(struct kbd *d, uid_t owner, int has_owner, char *err, size_t 
 /* Unlink the socket (no new clients); control_free() releases the rest. */
 void control_close(struct kbd *d);
 void control_free(void);
+/* Reply with a JSON body (taken) or {"error": msg}. */
+void control_reply(struct evhttp_request *req, int code, struct cJSON *body);
+void control_error(struct evhttp_request *req, int code, const char *msg);
+/* The request body as a JSON object, or NULL. */
+struct cJSON *control_body(struct evhttp_request *req);
 /* Answer the connect requests waiting for the session's outcome. */
 void control_connect_done(struct kbd *d, int ok, const char *err);
+
+/* tunnel.c: a request to the manager ({"type":..} gets "id"); done gets the
+ * "result" message, or NULL and an error when there is no answer. */
+typedef void (*tunnel_done_fn)(void *ctx, const struct cJSON *result, const char *err);
+int tunnel_request(struct kbd *d, struct cJSON *msg, tunnel_done_fn done, void *ctx);
+
+/* intercept.c: /v1/intercept, /v1/leave, /v1/list, and delivering
+ * intercepted streams to local ports */
+void intercept_http(struct evhttp_request *req, void *arg);
+void intercept_deliver(struct kbd *d, struct kb_stream *st, const struct kb_open *o);
+void intercept_shutdown(void);
 
 /* main.c */
 void kbd_quit(struct kbd *d);

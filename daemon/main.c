@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include <event2/event.h>
+#include <openssl/rand.h>
 #include <openssl/ssl.h>
 
 #include "conn.h"
@@ -216,6 +217,14 @@ main(int argc, char **argv)
 		return 2;
 	}
 	d.tun_addr = ntohl(a.s_addr);
+	{
+		unsigned char rnd[16];
+		size_t k;
+		if (RAND_bytes(rnd, sizeof(rnd)) != 1)
+			fatalx("no randomness");
+		for (k = 0; k < sizeof(rnd); k++)
+			snprintf(d.instance_id + 2 * k, 3, "%02x", rnd[k]);
+	}
 	if (geteuid() != 0) {
 		fprintf(stderr, "kbridged: must run as root (it changes the workstation's routes and firewall)\n");
 		return 1;
@@ -252,6 +261,7 @@ main(int argc, char **argv)
 	net_down(&d);
 	control_close(&d);
 	control_free();
+	intercept_shutdown();
 	for (i = 0; i < 3; i++)
 		event_free(sigs[i]);
 	if (d.retry_ev)

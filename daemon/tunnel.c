@@ -33,6 +33,13 @@ struct pending_lookup {
 	void *ctx;
 };
 
+struct pending_request {
+	struct pending_request *next;
+	uint32_t id;
+	tunnel_done_fn done;
+	void *ctx;
+};
+
 static void attempt(struct kbd *d);
 
 const char *
@@ -55,12 +62,60 @@ static void
 fail_lookups(struct kbd *d)
 {
 	struct pending_lookup *p;
+	struct pending_request *r;
 
 	while ((p = d->lookups) != NULL) {
 		d->lookups = p->next;
 		p->done(p->ctx, 2, NULL, 0, 0);
 		free(p);
 	}
+	while ((r = d->requests) != NULL) {
+		d->requests = r->next;
+		r->done(r->ctx, NULL, "the session to the manager was lost before it answered");
+		free(r);
+	}
+}
+
+int
+tunnel_request(struct kbd *d, cJSON *msg, tunnel_done_fn done, void *ctx)
+{
+	struct pending_request *r;
+
+	if (!d->sess || !kb_session_ready(d->sess) || (r = calloc(1, sizeof(*r))) == NULL) {
+		cJSON_Delete(msg);
+		return -1;
+	}
+	r->id = ++d->next_request;
+	r->done = done;
+	r->ctx = ctx;
+	cJSON_AddNumberToObject(msg, "id", r->id);
+	if (kb_session_send_control(d->sess, msg) < 0) {
+		free(r);
+		return -1;
+	}
+	r->next = d->requests;
+	d->requests = r;
+	return 0;
+}
+
+/* The manager answered request msg["id"]. */
+static int
+request_result(struct kbd *d, const cJSON *msg)
+{
+	const cJSON *id = cJSON_GetObjectItemCaseSensitive(msg, "id");
+	struct pending_request **pp, *r;
+
+	if (!cJSON_IsNumber(id))
+		return -1;
+	for (pp = &d->requests; (r = *pp) != NULL; pp = &r->next) {
+		if (r->id == (uint32_t)id->valuedouble) {
+			*pp = r->next;
+			r->done(r->ctx, msg, NULL);
+			free(r);
+			return 0;
+		}
+	}
+	return 0;
 }
 
 /* A session ended or could not be set up. Before the first success the
@@ -196,6 +251,8 @@ on_control(struct kb_session *s, const cJSON *msg, const char *type, void *arg)
 	size_t n = 0;
 
 	(void)s;
+	if (!strcmp(type, "result"))
+		return request_result(d, msg);
 	if (strcmp(type, "resolved") != 0)
 		return -1;
 	id = cJSON_GetObjectItemCaseSensitive(msg, "id");
@@ -229,8 +286,20 @@ on_close(struct kb_session *s, const char *err, void *arg)
 	lost(d, err ? err : "manager closed the session");
 }
 
+static void
+on_open(struct kb_session *s, struct kb_stream *st, const struct kb_open *o, void *arg)
+{
+	(void)s;
+	if (o->kind == KB_OPEN_DELIVER) {
+		intercept_deliver(arg, st, o);
+		return;
+	}
+	kb_stream_reset(st, KB_RST_DENIED, "a workstation only takes intercepted streams");
+}
+
 static const struct kb_session_cbs session_cbs = {
 	.on_hello = on_hello,
+	.on_open = on_open,
 	.on_control = on_control,
 	.on_close = on_close,
 };
@@ -271,6 +340,7 @@ connect_event(struct kb_conn *c, int what, void *arg)
 		cJSON_AddStringToObject(hello, "role", "daemon");
 		cJSON_AddStringToObject(hello, "software", "kbridge/" KBD_VERSION);
 		cJSON_AddStringToObject(hello, "namespace", d->ns);
+		cJSON_AddStringToObject(hello, "instance", d->instance_id);
 		kb_session_send_hello(d->sess, hello);
 		return;
 	}
@@ -296,53 +366,18 @@ retry(evutil_socket_t fd, short what, void *arg)
 static void
 attempt(struct kbd *d)
 {
-	char host[256], err[300];
-	uint16_t port;
-	struct addrinfo hints = { .ai_socktype = SOCK_STREAM }, *ai = NULL;
+	char err[300];
 	struct kb_conn *c;
-	char portstr[8];
-	int rc, fd, one = 1;
-	SSL *ssl;
 
-	if (kb_hostport_parse(d->profile.manager, host, sizeof(host), &port) < 0) {
-		lost(d, "profile has an invalid manager address");
-		return;
-	}
-	snprintf(portstr, sizeof(portstr), "%u", port);
-	if ((rc = getaddrinfo(host, portstr, &hints, &ai)) != 0) {
-		snprintf(err, sizeof(err), "cannot resolve manager host %s: %s", host, gai_strerror(rc));
+	/* Marked: our own connection must never be redirected into ourselves. */
+	c = kb_conn_dial(d->base, d->profile.manager, d->ssl_ctx, KB_FW_MARK,
+	    CONNECT_TIMEOUT_S * 1000, err, sizeof(err));
+	if (!c) {
 		lost(d, err);
-		return;
-	}
-	fd = socket(ai->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-	if (fd < 0) {
-		snprintf(err, sizeof(err), "cannot create a socket: %s", strerror(errno));
-		freeaddrinfo(ai);
-		lost(d, err);
-		return;
-	}
-	/* Our own connection must never be redirected into ourselves. */
-	fw_mark_socket(fd);
-	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-	if (connect(fd, ai->ai_addr, ai->ai_addrlen) < 0 && errno != EINPROGRESS) {
-		snprintf(err, sizeof(err), "cannot reach manager %s: %s", d->profile.manager,
-		    strerror(errno));
-		close(fd);
-		freeaddrinfo(ai);
-		lost(d, err);
-		return;
-	}
-	if ((ssl = SSL_new(d->ssl_ctx)) == NULL || (c = kb_conn_new(d->base, fd, ssl, 0)) == NULL) {
-		if (!ssl)
-			close(fd);
-		freeaddrinfo(ai);
-		lost(d, "cannot create a TLS connection");
 		return;
 	}
 	kb_conn_setcb(c, &connect_cbs, d);
-	kb_conn_set_timeout(c, CONNECT_TIMEOUT_S * 1000);
 	d->connecting = c;
-	freeaddrinfo(ai);
 }
 
 int

@@ -1,6 +1,10 @@
 #include "conn.h"
 
 #include <errno.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -12,6 +16,7 @@
 #include <openssl/x509.h>
 
 #include "log.h"
+#include "util.h"
 
 #define READ_CHUNK 16384          /* one TLS record of plaintext */
 #define READ_AHEAD (64 * 1024)    /* OpenSSL's read buffer: several records per read() */
@@ -477,6 +482,55 @@ fail:
 		close(fd);
 	}
 	return NULL;
+}
+
+struct kb_conn *
+kb_conn_dial(struct event_base *base, const char *hostport, SSL_CTX *ctx, unsigned mark,
+    unsigned timeout_ms, char *err, size_t errlen)
+{
+	struct addrinfo hints = { .ai_socktype = SOCK_STREAM }, *ai = NULL;
+	char host[256], portstr[8];
+	struct kb_conn *c;
+	uint16_t port;
+	int rc, fd, one = 1;
+	SSL *ssl;
+
+	if (kb_hostport_parse(hostport, host, sizeof(host), &port) < 0) {
+		snprintf(err, errlen, "invalid manager address %s", hostport);
+		return NULL;
+	}
+	snprintf(portstr, sizeof(portstr), "%u", port);
+	if ((rc = getaddrinfo(host, portstr, &hints, &ai)) != 0) {
+		snprintf(err, errlen, "cannot resolve manager host %s: %s", host, gai_strerror(rc));
+		return NULL;
+	}
+	fd = socket(ai->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0) {
+		snprintf(err, errlen, "cannot create a socket: %s", strerror(errno));
+		freeaddrinfo(ai);
+		return NULL;
+	}
+	if (mark)
+		setsockopt(fd, SOL_SOCKET, SO_MARK, &mark, sizeof(mark));
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	if (connect(fd, ai->ai_addr, ai->ai_addrlen) < 0 && errno != EINPROGRESS) {
+		snprintf(err, errlen, "cannot reach manager %s: %s", hostport, strerror(errno));
+		close(fd);
+		freeaddrinfo(ai);
+		return NULL;
+	}
+	freeaddrinfo(ai);
+	if ((ssl = SSL_new(ctx)) == NULL) {
+		close(fd);
+		snprintf(err, errlen, "cannot create a TLS connection");
+		return NULL;
+	}
+	if ((c = kb_conn_new(base, fd, ssl, 0)) == NULL) {
+		snprintf(err, errlen, "cannot create a TLS connection");
+		return NULL;
+	}
+	kb_conn_set_timeout(c, timeout_ms);
+	return c;
 }
 
 void

@@ -33,6 +33,11 @@ struct kb_conn_cbs {
  * (ownership of both passes, also on failure). server: accept the handshake
  * instead of starting it. on_event(KB_CONN_CONNECTED) reports readiness. */
 struct kb_conn *kb_conn_new(struct event_base *base, int fd, SSL *ssl, int server);
+/* Connect to "HOST:PORT" over TLS as a client; mark (SO_MARK) the socket
+ * unless mark is 0. The connect/handshake timeout is set to timeout_ms.
+ * NULL with a one-line err if the attempt cannot even start. */
+struct kb_conn *kb_conn_dial(struct event_base *base, const char *hostport, SSL_CTX *ctx,
+    unsigned mark, unsigned timeout_ms, char *err, size_t errlen);
 void kb_conn_setcb(struct kb_conn *c, const struct kb_conn_cbs *cbs, void *arg);
 /* Fail with KB_CONN_TIMEOUT unless connected within ms (0: no limit). */
 void kb_conn_set_timeout(struct kb_conn *c, unsigned ms);

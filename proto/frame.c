@@ -64,7 +64,7 @@ length_ok(uint8_t type, uint16_t len)
 	case KB_F_CONTROL:
 		return len >= 2;	/* "{}" at least */
 	case KB_F_OPEN:
-		return len == 8 || len == 20;
+		return len >= 3 && len <= 2 + KB_OPEN_REF_MAX; /* 8 and 20 for DIAL */
 	case KB_F_ACCEPT:
 	case KB_F_FIN:
 		return len == 0;
@@ -192,6 +192,15 @@ kb_open_encode(const struct kb_open *o, uint8_t *out)
 {
 	size_t alen;
 
+	if (o->kind == KB_OPEN_INTERCEPT || o->kind == KB_OPEN_DELIVER) {
+		alen = strnlen(o->ref, sizeof(o->ref));
+		if (alen == 0 || alen > KB_OPEN_REF_MAX)
+			return 0;
+		out[0] = o->kind;
+		out[1] = (uint8_t)alen;
+		memcpy(out + 2, o->ref, alen);
+		return 2 + alen;
+	}
 	if (o->family == 4)
 		alen = 4;
 	else if (o->family == 6)
@@ -205,17 +214,36 @@ kb_open_encode(const struct kb_open *o, uint8_t *out)
 	return 4 + alen;
 }
 
+static int
+ref_char(uint8_t c)
+{
+	return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z');
+}
+
 int
 kb_open_decode(const uint8_t *p, size_t len, struct kb_open *o, const char **err)
 {
-	if (len < 4)
+	size_t i;
+
+	if (len < 3)
 		return fail(err, "open too short");
 	memset(o, 0, sizeof(*o));
 	o->kind = p[0];
-	o->family = p[1];
-	o->port = get16(p + 2);
 	if (o->kind < 1 || o->kind > KB_OPEN_KIND_MAX)
 		return fail(err, "unknown open kind");
+	if (o->kind == KB_OPEN_INTERCEPT || o->kind == KB_OPEN_DELIVER) {
+		if (p[1] == 0 || p[1] > KB_OPEN_REF_MAX || len != 2 + (size_t)p[1])
+			return fail(err, "open reference length");
+		for (i = 0; i < p[1]; i++)
+			if (!ref_char(p[2 + i]))
+				return fail(err, "bad character in open reference");
+		memcpy(o->ref, p + 2, p[1]);
+		return 0;
+	}
+	if (len < 4)
+		return fail(err, "open too short");
+	o->family = p[1];
+	o->port = get16(p + 2);
 	if (o->family == 4) {
 		if (len != 8)
 			return fail(err, "open length does not match family");
@@ -236,7 +264,9 @@ kb_open_str(const struct kb_open *o, char *buf, size_t len)
 {
 	char ip[INET6_ADDRSTRLEN];
 
-	if (o->family == 4) {
+	if (o->kind == KB_OPEN_INTERCEPT || o->kind == KB_OPEN_DELIVER) {
+		snprintf(buf, len, "intercept %s", o->ref);
+	} else if (o->family == 4) {
 		inet_ntop(AF_INET, o->addr, ip, sizeof(ip));
 		snprintf(buf, len, "%s:%u", ip, o->port);
 	} else if (o->family == 6) {

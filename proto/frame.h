@@ -48,16 +48,23 @@ enum kb_goaway_code {
 };
 
 enum kb_open_kind {
-	KB_OPEN_DIAL = 1, /* connect to addr:port inside the cluster */
-	KB_OPEN_KIND_MAX = 1
+	KB_OPEN_DIAL = 1,      /* connect to addr:port inside the cluster */
+	KB_OPEN_INTERCEPT = 2, /* sidecar -> manager: carry this to intercept ref */
+	KB_OPEN_DELIVER = 3,   /* manager -> daemon: deliver to intercept ref's port */
+	KB_OPEN_KIND_MAX = 3
 };
 
-/* OPEN payload: u8 kind, u8 family (4|6), u16 port, 4 or 16 address bytes. */
+#define KB_OPEN_REF_MAX 32
+
+/* OPEN payload. DIAL: u8 kind, u8 family (4|6), u16 port, 4 or 16 address
+ * bytes. INTERCEPT, DELIVER: u8 kind, u8 length, 1..32 bytes of intercept
+ * id ([0-9a-z]). */
 struct kb_open {
 	uint8_t kind;
 	uint8_t family;
 	uint16_t port;
 	uint8_t addr[16];
+	char ref[KB_OPEN_REF_MAX + 1]; /* NUL-terminated */
 };
 
 struct kb_frame {
@@ -79,7 +86,7 @@ long kb_frame_decode(const uint8_t *buf, size_t n, struct kb_frame *f, const cha
 /* Write a frame header into out. */
 void kb_frame_header_encode(uint8_t out[KB_FRAME_HDR], uint8_t type, uint32_t stream, uint16_t len);
 
-/* OPEN payload encode/decode; encode returns the length written (<= 20). */
+/* OPEN payload encode/decode; encode returns the length written (<= 34, 0 if invalid). */
 size_t kb_open_encode(const struct kb_open *o, uint8_t *out);
 int kb_open_decode(const uint8_t *p, size_t len, struct kb_open *o, const char **err);
 const char *kb_open_str(const struct kb_open *o, char *buf, size_t len);

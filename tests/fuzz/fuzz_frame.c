@@ -65,7 +65,7 @@ done:
 static void
 frame_payload(const struct kb_frame *f)
 {
-	uint8_t enc[20];
+	uint8_t enc[2 + KB_OPEN_REF_MAX];
 	struct kb_open o;
 	const char *err = NULL, *text;
 	char str[64];

@@ -121,7 +121,7 @@ test_header_rejects(void)
 static void
 test_lengths(void)
 {
-	static const uint8_t z[32];
+	static const uint8_t z[64];
 	static const struct {
 		uint8_t type;
 		uint32_t stream;
@@ -162,10 +162,10 @@ test_lengths(void)
 		ok(bad == 0);
 	}
 
-	/* OPEN: only 8 and 20. */
+	/* OPEN: 3..34 (DIAL needs 8 or 20, checked with the payload). */
 	bad = 0;
 	for (len = 0; len <= KB_FRAME_MAX; len++) {
-		int want = len == 8 || len == 20;
+		int want = len >= 3 && len <= 2 + KB_OPEN_REF_MAX;
 
 		mk(KB_F_OPEN, 0, (uint16_t)len, 1, NULL, 0);
 		if ((kb_frame_header_decode(buf, &f, &err) == 0) != want)
@@ -188,7 +188,8 @@ test_lengths(void)
 	ok(rejects(mkf(KB_F_RESET, 3, NULL, 0), "bad frame length"));
 	ok(rejects(mkf(KB_F_HELLO, 0, "{", 1), "bad frame length"));
 	ok(rejects(mkf(KB_F_CONTROL, 0, NULL, 0), "bad frame length"));
-	ok(rejects(mkf(KB_F_OPEN, 3, z, 12), "bad frame length"));
+	ok(rejects(mkf(KB_F_OPEN, 3, z, 35), "bad frame length"));
+	ok(rejects(mkf(KB_F_OPEN, 3, z, 2), "bad frame length"));
 	ok(accepts(mkf(KB_F_ACCEPT, 3, NULL, 0)));
 	ok(accepts(mkf(KB_F_FIN, 3, NULL, 0)));
 	ok(accepts(mkf(KB_F_PING, 0, "12345678", 8)));
@@ -369,7 +370,27 @@ test_open(void)
 	ok(strcmp(kb_open_str(&o, s, 4), "253") == 0);
 
 	ok(rejects(mkf(KB_F_OPEN, 1, "\0\4\0\120\12\0\0\1", 8), "unknown open kind"));
-	ok(rejects(mkf(KB_F_OPEN, 1, "\2\4\0\120\12\0\0\1", 8), "unknown open kind"));
+	ok(rejects(mkf(KB_F_OPEN, 1, "\4\4\0\120\12\0\0\1", 8), "unknown open kind"));
+	/* INTERCEPT and DELIVER carry an intercept id. */
+	ok(accepts(mkf(KB_F_OPEN, 1, "\2\3ab9", 5)));
+	ok(accepts(mkf(KB_F_OPEN, 2, "\3\1z", 3)));
+	ok(rejects(mkf(KB_F_OPEN, 1, "\2\4ab9", 5), "open reference length"));
+	ok(rejects(mkf(KB_F_OPEN, 1, "\2\0xx", 4), "open reference length"));
+	ok(rejects(mkf(KB_F_OPEN, 1, "\2\3aB9", 5), "bad character in open reference"));
+	{
+		struct kb_open w = { .kind = KB_OPEN_DELIVER }, r;
+		uint8_t b[64];
+		size_t wn;
+		const char *e;
+
+		snprintf(w.ref, sizeof(w.ref), "0123456789abcdef");
+		wn = kb_open_encode(&w, b);
+		ok(wn == 18 && kb_open_decode(b, wn, &r, &e) == 0 && r.kind == KB_OPEN_DELIVER &&
+		    strcmp(r.ref, w.ref) == 0);
+		ok(strcmp(kb_open_str(&r, (char *)b, sizeof(b)), "intercept 0123456789abcdef") == 0);
+		w.ref[0] = '\0';
+		ok(kb_open_encode(&w, b) == 0);
+	}
 	ok(rejects(mkf(KB_F_OPEN, 1, "\1\5\0\120\12\0\0\1", 8), "unknown address family"));
 	ok(rejects(mkf(KB_F_OPEN, 1, "\1\0\0\120\12\0\0\1", 8), "unknown address family"));
 	ok(rejects(mkf(KB_F_OPEN, 1, "\1\6\0\120\12\0\0\1", 8), "open length does not match family"));

@@ -1127,7 +1127,7 @@ test_goaway(void)
 	tstream_init(&op3);
 	mkpair(sv);
 	close(sv[1]);
-	ok(kb_stream_open(b.s, &(struct kb_open){ KB_OPEN_DIAL, 4, 80, { 10, 0, 0, 1 } },
+	ok(kb_stream_open(b.s, &(struct kb_open){ .kind = KB_OPEN_DIAL, .family = 4, .port = 80, .addr = { 10, 0, 0, 1 } },
 	    sv[0], &tcbs, &op3) == NULL);
 	ok(!op.closed && !acc.closed && !a.closed && !b.closed);
 
@@ -1453,7 +1453,7 @@ static const struct bad bads[] = {
 	{ "open port zero", PRE_HELLO, KB_F_OPEN, 0, -1, 1,
 	    "\x01\x04\x00\x00\x0a\x00\x00\x01", 8, "port zero" },
 	{ "open unknown kind", PRE_HELLO, KB_F_OPEN, 0, -1, 1,
-	    "\x02\x04\x00\x50\x0a\x00\x00\x01", 8, "kind" },
+	    "\x09\x04\x00\x50\x0a\x00\x00\x01", 8, "kind" },
 	{ "accept on the peer's stream", PRE_OPEN, KB_F_ACCEPT, 0, -1, 1, "", 0,
 	    "unexpected accept" },
 	{ "data before accept", PRE_DEFER, KB_F_DATA, 0, -1, 1, "abcd", 4, "cannot take" },

@@ -1,0 +1,26 @@
+/* A peer of the manager: a workstation daemon or a sidecar. */
+#ifndef KB_CLIENT_H
+#define KB_CLIENT_H
+
+struct manager;
+struct kb_conn;
+struct kb_session;
+
+enum client_kind { CLIENT_UNKNOWN, CLIENT_DAEMON, CLIENT_SIDECAR };
+
+/* Lookups and intercept bridges in flight hold a reference, so a session
+ * that ends meanwhile is not used after free (sess is NULL then). */
+struct client {
+	struct manager *m;
+	struct client *next, **prevp;
+	struct kb_conn *handshake; /* until the TLS handshake is done */
+	struct kb_session *sess;
+	enum client_kind kind;
+	char peer[64];
+	char name[64];  /* certificate CN: the user, or the sidecar's identity */
+	char role[32];  /* certificate O */
+	char instance[40]; /* a daemon process's id: a reconnect, or a new daemon? */
+	int refs;
+};
+
+#endif

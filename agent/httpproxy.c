@@ -1,0 +1,1313 @@
+/* The sidecar's HTTP/1.x proxy, one client connection at a time. A request
+ * head is parsed with llhttp, routed, and sent on rebuilt without hop-by-hop
+ * headers; the body follows verbatim (chunk framing included) as far as the
+ * parser says the message goes. The response is forwarded verbatim while a
+ * second parser finds where it ends. Reads land in one shared scratch buffer
+ * and go straight to the other socket when nothing is queued there, so the
+ * usual request copies nothing; queues stop the reading side at a watermark.
+ * Requests are served one after another: no read-ahead beyond a head's worth.
+ * hp_conn_free() must not be called from the route(), open() or done()
+ * callbacks. */
+#include "httpproxy.h"
+
+#include <sys/socket.h>
+#include <sys/uio.h>
+
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+
+#include <event2/buffer.h>
+#include <event2/event.h>
+
+#include <llhttp.h>
+
+#include "log.h"
+
+#define HP_READ_SIZE	(64 * 1024)
+#define HP_HIGH_WATER	(256 * 1024)	/* stop reading a side whose peer has this queued */
+#define HP_HBUF_KEEP	(8 * 1024)	/* larger head buffers are freed after their request */
+#define HP_IOV		16
+
+/* Variables so that tests can shorten them. */
+static int hp_idle_ms = 60 * 1000;	/* no request on a kept-alive connection */
+static int hp_head_ms = 30 * 1000;	/* a request head that does not complete */
+static int hp_linger_ms = 10 * 1000;	/* last response not taken by the client */
+static int hp_connect_ms = 10 * 1000;	/* an upstream connect() in progress */
+
+enum hp_state {
+	HP_HEAD,	/* waiting for a request head */
+	HP_XFER,	/* a request and its response in flight */
+	HP_TUNNEL,	/* after 101: raw bytes both ways */
+	HP_CLOSING,	/* flushing the last response, then close */
+	HP_DONE,
+};
+
+struct hp_sock {
+	struct hp_conn *c;
+	int fd;
+	uint64_t key;
+	struct event *rev, *wev;
+	struct evbuffer *out;
+	unsigned rarmed:1, warmed:1;
+	unsigned connecting:1;	/* wait for writability, then SO_ERROR */
+	unsigned rdeof:1, wshut:1, werr:1;
+};
+
+/* One request and its response; cleared for every request. */
+struct hp_txn {
+	unsigned head_done:1;
+	unsigned hfield:1;	/* collecting a header name */
+	unsigned req_done:1;
+	unsigned req_keep:1;
+	unsigned req_head:1;	/* HEAD: the response has no body */
+	unsigned req_upgrade:1;
+	unsigned expect:1;	/* Expect: 100-continue */
+	unsigned resp_started:1;/* response bytes went to the client */
+	unsigned resp_done:1;
+	unsigned resp_keep:1;
+	unsigned switching:1;	/* 101 to an upgrade request */
+	unsigned idempotent:1;	/* may be sent again (RFC 9110 9.2.2) */
+	unsigned reused:1;	/* went to a kept-alive upstream */
+	unsigned body_fwd:1;	/* body bytes went upstream */
+	unsigned discard:1;	/* answered without upstream: drop the body */
+	unsigned must_close:1;
+	unsigned us_bad:1;	/* the upstream cannot serve another request */
+	int herr;		/* status for a head we refuse */
+};
+
+struct hp_conn {
+	struct event_base *base;
+	struct hp_upstreams up;
+	enum hp_state state;
+	struct hp_sock cl;
+	struct evbuffer *cin;	/* client bytes the current state cannot take yet */
+	struct hp_sock *us;	/* the upstream of the request in flight */
+	struct hp_sock *idle;	/* kept alive from an earlier request */
+	struct event *timer;
+	llhttp_t rp, sp;	/* request and response parsers */
+	struct hp_txn t;
+
+	/* The request head as NUL-terminated strings: method, target, then
+	 * name and value of each header. */
+	char *hbuf;
+	size_t hlen, hcap, head_bytes, nhdr;
+	uint32_t url_off;
+	uint32_t hoff[HP_MAX_HEADERS][2];
+
+	int wrote;		/* the client took queued bytes since the timer was set */
+	size_t peak;		/* most bytes queued at once; tests check it */
+};
+
+static __thread char hp_rbuf[HP_READ_SIZE];
+
+static void hp_read_cb(evutil_socket_t, short, void *);
+static void hp_write_cb(evutil_socket_t, short, void *);
+static void hp_closing(struct hp_conn *);
+static void hp_settle(struct hp_conn *);
+
+static void
+hp_note_peak(struct hp_conn *c)
+{
+	size_t n = evbuffer_get_length(c->cl.out) + evbuffer_get_length(c->cin);
+
+	if (c->us != NULL)
+		n += evbuffer_get_length(c->us->out);
+	if (n > c->peak)
+		c->peak = n;
+}
+
+static void
+hp_timer_set(struct hp_conn *c, int ms)
+{
+	struct timeval tv = { ms / 1000, (ms % 1000) * 1000 };
+
+	evtimer_add(c->timer, &tv);
+}
+
+/* --- sockets --- */
+
+static int
+hp_sock_init(struct hp_conn *c, struct hp_sock *s, int fd)
+{
+	int one = 1;
+
+	s->c = c;
+	s->fd = fd;
+	/* Fails harmlessly on a non-TCP socket. */
+	(void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	if ((s->out = evbuffer_new()) == NULL ||
+	    (s->rev = event_new(c->base, fd, EV_READ | EV_PERSIST, hp_read_cb, s)) == NULL ||
+	    (s->wev = event_new(c->base, fd, EV_WRITE | EV_PERSIST, hp_write_cb, s)) == NULL)
+		return -1;
+	return 0;
+}
+
+static void
+hp_sock_fini(struct hp_sock *s)
+{
+	if (s->rev != NULL)
+		event_free(s->rev);
+	if (s->wev != NULL)
+		event_free(s->wev);
+	if (s->out != NULL)
+		evbuffer_free(s->out);
+	if (s->fd != -1)
+		close(s->fd);
+}
+
+static struct hp_sock *
+hp_up_new(struct hp_conn *c, int fd, uint64_t key)
+{
+	struct hp_sock *s;
+
+	if ((s = calloc(1, sizeof(*s))) == NULL) {
+		close(fd);
+		return NULL;
+	}
+	if (hp_sock_init(c, s, fd) == -1) {
+		hp_sock_fini(s);
+		free(s);
+		return NULL;
+	}
+	s->key = key;
+	s->connecting = 1;
+	return s;
+}
+
+static void
+hp_up_free(struct hp_sock *s)
+{
+	if (s == NULL)
+		return;
+	hp_sock_fini(s);
+	free(s);
+}
+
+static void
+hp_sock_arm(struct hp_sock *s, int r, int w)
+{
+	if (r != s->rarmed) {
+		if (r)
+			event_add(s->rev, NULL);
+		else
+			event_del(s->rev);
+		s->rarmed = r;
+	}
+	if (w != s->warmed) {
+		if (w)
+			event_add(s->wev, NULL);
+		else
+			event_del(s->wev);
+		s->warmed = w;
+	}
+}
+
+static void
+hp_sock_werr(struct hp_sock *s)
+{
+	s->werr = 1;
+	evbuffer_drain(s->out, evbuffer_get_length(s->out));
+}
+
+/* Write what is queued; returns the bytes written or -1 on error. */
+static ssize_t
+hp_sock_flush(struct hp_sock *s)
+{
+	struct evbuffer_iovec ev[HP_IOV];
+	struct iovec iov[HP_IOV];
+	struct msghdr m;
+	size_t want;
+	ssize_t n, total = 0;
+	int i, nv;
+
+	while (evbuffer_get_length(s->out) > 0) {
+		nv = evbuffer_peek(s->out, -1, NULL, ev, HP_IOV);
+		if (nv > HP_IOV)
+			nv = HP_IOV;
+		for (i = 0, want = 0; i < nv; i++) {
+			iov[i].iov_base = ev[i].iov_base;
+			iov[i].iov_len = ev[i].iov_len;
+			want += ev[i].iov_len;
+		}
+		memset(&m, 0, sizeof(m));
+		m.msg_iov = iov;
+		m.msg_iovlen = nv;
+		if ((n = sendmsg(s->fd, &m, MSG_NOSIGNAL)) == -1) {
+			if (errno == EINTR)
+				continue;
+			if (errno == EAGAIN || errno == EWOULDBLOCK)
+				break;
+			log_debug("%s: fd %d: %s", __func__, s->fd, strerror(errno));
+			return -1;
+		}
+		evbuffer_drain(s->out, n);
+		total += n;
+		if ((size_t)n < want)
+			break;	/* the socket buffer is full */
+	}
+	return total;
+}
+
+/* Send now if nothing is queued, queue the rest. Errors are noted on the
+ * socket and handled by hp_settle(). */
+static void
+hp_send(struct hp_sock *s, const char *p, size_t len)
+{
+	ssize_t n;
+
+	if (s->werr || s->wshut || len == 0)
+		return;
+	if (evbuffer_get_length(s->out) == 0 && !s->connecting) {
+		while ((n = send(s->fd, p, len, MSG_NOSIGNAL)) == -1 && errno == EINTR)
+			;
+		if (n == -1) {
+			if (errno != EAGAIN && errno != EWOULDBLOCK) {
+				log_debug("%s: fd %d: %s", __func__, s->fd, strerror(errno));
+				s->werr = 1;
+				return;
+			}
+			n = 0;
+		}
+		p += n;
+		len -= n;
+		if (len == 0)
+			return;
+	}
+	if (evbuffer_add(s->out, p, len) == -1)
+		hp_sock_werr(s);
+	hp_note_peak(s->c);
+}
+
+static void
+hp_flush_sock(struct hp_conn *c, struct hp_sock *s)
+{
+	ssize_t n;
+
+	if ((n = hp_sock_flush(s)) == -1)
+		hp_sock_werr(s);
+	else if (n > 0 && s == &c->cl)
+		c->wrote = 1;
+}
+
+/* A kept-alive upstream is reusable if it has nothing to say. */
+static int
+hp_sock_alive(struct hp_sock *s)
+{
+	char b;
+
+	return recv(s->fd, &b, 1, MSG_PEEK | MSG_DONTWAIT) == -1 &&
+	    (errno == EAGAIN || errno == EWOULDBLOCK);
+}
+
+/* --- responses made here --- */
+
+static void
+hp_respond(struct hp_conn *c, int code, const char *text, const char *msg, int last)
+{
+	char body[320], buf[640];
+	const char *conn = "";
+	int bl, n;
+
+	bl = snprintf(body, sizeof(body), "%s%s\n",
+	    strncmp(msg, "kbridge:", 8) == 0 ? "" : "kbridge: ", msg);
+	if (bl < 0)
+		return;
+	if ((size_t)bl >= sizeof(body)) {
+		bl = sizeof(body) - 1;
+		body[bl - 1] = '\n';
+	}
+	if (last)
+		conn = "Connection: close\r\n";
+	else if (c->rp.http_major == 1 && c->rp.http_minor == 0)
+		conn = "Connection: keep-alive\r\n";
+	n = snprintf(buf, sizeof(buf), "HTTP/1.1 %d %s\r\n"
+	    "Content-Type: text/plain\r\nContent-Length: %d\r\n%s\r\n%s",
+	    code, text, bl, conn, c->t.req_head ? "" : body);
+	if (n > 0 && (size_t)n < sizeof(buf))
+		hp_send(&c->cl, buf, n);
+}
+
+/* Refuse the request and close the connection. */
+static void
+hp_client_error(struct hp_conn *c, int code)
+{
+	switch (code) {
+	case 405:
+		hp_respond(c, code, "Method Not Allowed", "CONNECT is not served here", 1);
+		break;
+	case 431:
+		hp_respond(c, code, "Request Header Fields Too Large",
+		    "the request head is too large", 1);
+		break;
+	case 500:
+		hp_respond(c, code, "Internal Server Error", "out of memory", 1);
+		break;
+	default:
+		hp_respond(c, 400, "Bad Request", "malformed HTTP request", 1);
+		break;
+	}
+	hp_closing(c);
+}
+
+/* The upstream is gone: answer 502 if the client has seen nothing yet (and
+ * drop the rest of the request body), otherwise cut the client off. */
+static void
+hp_upstream_fail(struct hp_conn *c, const char *reason)
+{
+	hp_up_free(c->us);
+	c->us = NULL;
+	if (c->t.resp_started) {
+		log_debug("%s: after response bytes: %s", __func__, reason);
+		hp_closing(c);
+		return;
+	}
+	log_info("502 for %s %s: %s", c->hbuf, c->hbuf + c->url_off, reason);
+	c->t.discard = 1;
+	/* A client waiting for 100 Continue may never send the body. */
+	if (c->t.expect && !c->t.req_done)
+		c->t.must_close = 1;
+	c->t.resp_keep = c->t.req_keep && !c->t.must_close;
+	hp_respond(c, 502, "Bad Gateway", reason, !c->t.resp_keep);
+	c->t.resp_started = 1;
+	c->t.resp_done = 1;
+}
+
+/* --- request head --- */
+
+static int
+hp_hput(struct hp_conn *c, const char *s, size_t n)
+{
+	size_t need = c->hlen + n, cap;
+	char *nb;
+
+	if (need > HP_MAX_HEADER_BYTES) {
+		c->t.herr = 431;
+		return -1;
+	}
+	if (need > c->hcap) {
+		for (cap = c->hcap ? c->hcap : 1024; cap < need; cap *= 2)
+			;
+		if (cap > HP_MAX_HEADER_BYTES)
+			cap = HP_MAX_HEADER_BYTES;
+		if ((nb = realloc(c->hbuf, cap)) == NULL) {
+			c->t.herr = 500;
+			return -1;
+		}
+		c->hbuf = nb;
+		c->hcap = cap;
+	}
+	memcpy(c->hbuf + c->hlen, s, n);
+	c->hlen += n;
+	return 0;
+}
+
+static int
+hp_req_begin(llhttp_t *p)
+{
+	hp_timer_set(p->data, hp_head_ms);
+	return 0;
+}
+
+static int
+hp_req_span(llhttp_t *p, const char *at, size_t n)
+{
+	struct hp_conn *c = p->data;
+
+	return c->t.head_done ? 0 : hp_hput(c, at, n);
+}
+
+static int
+hp_req_method_complete(llhttp_t *p)
+{
+	struct hp_conn *c = p->data;
+
+	if (hp_hput(c, "", 1) == -1)
+		return -1;
+	c->url_off = c->hlen;
+	return 0;
+}
+
+static int
+hp_req_url_complete(llhttp_t *p)
+{
+	return hp_hput(p->data, "", 1);
+}
+
+static int
+hp_req_field(llhttp_t *p, const char *at, size_t n)
+{
+	struct hp_conn *c = p->data;
+
+	/* Trailers stay in the body, which is forwarded as it came. */
+	if (c->t.head_done)
+		return 0;
+	if (!c->t.hfield) {
+		if (c->nhdr == HP_MAX_HEADERS) {
+			c->t.herr = 431;
+			return -1;
+		}
+		c->hoff[c->nhdr][0] = c->hlen;
+		c->t.hfield = 1;
+	}
+	return hp_hput(c, at, n);
+}
+
+/* llhttp's loose mode lets spaces and empty names through; a proxy must not. */
+static int
+hp_token(const char *s, size_t n)
+{
+	unsigned char ch;
+
+	if (n == 0)
+		return 0;
+	while (n-- > 0) {
+		ch = *s++;
+		if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
+		    (ch >= '0' && ch <= '9') || (ch != '\0' && strchr("!#$%&'*+-.^_`|~", ch))))
+			return 0;
+	}
+	return 1;
+}
+
+static int
+hp_req_field_complete(llhttp_t *p)
+{
+	struct hp_conn *c = p->data;
+
+	if (c->t.head_done)
+		return 0;
+	c->t.hfield = 0;
+	if (!hp_token(c->hbuf + c->hoff[c->nhdr][0], c->hlen - c->hoff[c->nhdr][0]))
+		return -1;
+	if (hp_hput(c, "", 1) == -1)
+		return -1;
+	c->hoff[c->nhdr][1] = c->hlen;
+	return 0;
+}
+
+static int
+hp_req_value_complete(llhttp_t *p)
+{
+	struct hp_conn *c = p->data;
+
+	if (c->t.head_done)
+		return 0;
+	while (c->hlen > c->hoff[c->nhdr][1] &&
+	    (c->hbuf[c->hlen - 1] == ' ' || c->hbuf[c->hlen - 1] == '\t'))
+		c->hlen--;
+	if (hp_hput(c, "", 1) == -1)
+		return -1;
+	c->nhdr++;
+	return 0;
+}
+
+static int
+hp_req_headers_complete(llhttp_t *p)
+{
+	struct hp_conn *c = p->data;
+
+	c->t.req_keep = llhttp_should_keep_alive(p);
+	/* Stop here so that the caller learns where the body starts. */
+	return HPE_PAUSED;
+}
+
+static int
+hp_req_message_complete(llhttp_t *p)
+{
+	struct hp_conn *c = p->data;
+
+	c->t.req_done = 1;
+	return HPE_PAUSED;
+}
+
+static const llhttp_settings_t hp_req_settings = {
+	.on_message_begin = hp_req_begin,
+	.on_method = hp_req_span,
+	.on_method_complete = hp_req_method_complete,
+	.on_url = hp_req_span,
+	.on_url_complete = hp_req_url_complete,
+	.on_header_field = hp_req_field,
+	.on_header_field_complete = hp_req_field_complete,
+	.on_header_value = hp_req_span,
+	.on_header_value_complete = hp_req_value_complete,
+	.on_headers_complete = hp_req_headers_complete,
+	.on_message_complete = hp_req_message_complete,
+};
+
+/* Hop-by-hop headers are for this proxy, not the upstream (RFC 9110 7.6.1). */
+static int
+hp_hop_by_hop(const char *name, int upgrade)
+{
+	switch (strlen(name)) {
+	case 2:
+		return strcasecmp(name, "te") == 0;
+	case 7:
+		return strcasecmp(name, "trailer") == 0 ||
+		    (!upgrade && strcasecmp(name, "upgrade") == 0);
+	case 10:
+		return strcasecmp(name, "connection") == 0 ||
+		    strcasecmp(name, "keep-alive") == 0;
+	case 16:
+		return strcasecmp(name, "proxy-connection") == 0;
+	}
+	return 0;
+}
+
+/* Headers that Connection may not remove: dropping the framing would let
+ * the body be read as another request upstream. */
+static int
+hp_protected(const char *name, int upgrade)
+{
+	return strcasecmp(name, "content-length") == 0 ||
+	    strcasecmp(name, "transfer-encoding") == 0 ||
+	    strcasecmp(name, "host") == 0 ||
+	    (upgrade && strcasecmp(name, "upgrade") == 0);
+}
+
+/* Drop the headers that a Connection header names. */
+static void
+hp_conn_tokens(const char *v, const struct hp_header *h, size_t nh, uint8_t *drop,
+    int upgrade)
+{
+	const char *t, *e;
+	size_t len, j;
+
+	while (*v != '\0') {
+		v += strspn(v, " \t,");
+		t = v;
+		v += strcspn(v, ",");
+		for (e = v; e > t && (e[-1] == ' ' || e[-1] == '\t'); e--)
+			;
+		if ((len = e - t) == 0)
+			continue;
+		for (j = 0; j < nh; j++)
+			if (!drop[j] && strncasecmp(h[j].name, t, len) == 0 &&
+			    h[j].name[len] == '\0' && !hp_protected(h[j].name, upgrade))
+				drop[j] = 1;
+	}
+}
+
+static char *
+hp_put(char *o, const char *s)
+{
+	size_t n = strlen(s);
+
+	memcpy(o, s, n);
+	return o + n;
+}
+
+/* Queue the request head for the upstream, minus hop-by-hop headers. */
+static int
+hp_emit_head(struct hp_conn *c, const struct hp_header *h, size_t nh)
+{
+	uint8_t drop[HP_MAX_HEADERS];
+	struct evbuffer_iovec v;
+	size_t i;
+	char *o;
+	int upgrade = c->t.req_upgrade;
+
+	for (i = 0; i < nh; i++)
+		drop[i] = hp_hop_by_hop(h[i].name, upgrade);
+	for (i = 0; i < nh; i++)
+		if (strcasecmp(h[i].name, "connection") == 0)
+			hp_conn_tokens(h[i].value, h, nh, drop, upgrade);
+	/* hbuf holds each string plus a NUL; the head adds at most 2 bytes
+	 * per header, 10 to the request line and 26 at the end. */
+	if (evbuffer_reserve_space(c->us->out, c->hlen + 2 * nh + 64, &v, 1) < 1)
+		return -1;
+	o = v.iov_base;
+	o = hp_put(o, c->hbuf);
+	*o++ = ' ';
+	o = hp_put(o, c->hbuf + c->url_off);
+	o = hp_put(o, " HTTP/");
+	*o++ = '0' + c->rp.http_major % 10;
+	*o++ = '.';
+	*o++ = '0' + c->rp.http_minor % 10;
+	o = hp_put(o, "\r\n");
+	for (i = 0; i < nh; i++) {
+		if (drop[i])
+			continue;
+		o = hp_put(o, h[i].name);
+		o = hp_put(o, ": ");
+		o = hp_put(o, h[i].value);
+		o = hp_put(o, "\r\n");
+	}
+	if (upgrade)
+		o = hp_put(o, "Connection: upgrade\r\n");
+	else if (c->t.req_keep && c->rp.http_major == 1 && c->rp.http_minor == 0)
+		o = hp_put(o, "Connection: keep-alive\r\n");
+	o = hp_put(o, "\r\n");
+	v.iov_len = o - (char *)v.iov_base;
+	return evbuffer_commit_space(c->us->out, &v, 1);
+}
+
+/* Reuse the kept-alive upstream if it serves this key, else open one. */
+static int
+hp_up_get(struct hp_conn *c, uint64_t key)
+{
+	char reason[256];
+	int fd;
+
+	if (c->idle != NULL) {
+		if (c->idle->key == key && hp_sock_alive(c->idle)) {
+			c->us = c->idle;
+			c->idle = NULL;
+			c->t.reused = 1;
+			return 0;
+		}
+		hp_up_free(c->idle);
+		c->idle = NULL;
+	}
+	reason[0] = '\0';
+	fd = c->up.open(c->up.arg, key, reason, sizeof(reason));
+	reason[sizeof(reason) - 1] = '\0';
+	if (fd == -1) {
+		hp_upstream_fail(c, reason[0] != '\0' ? reason : "the upstream is unavailable");
+		return -1;
+	}
+	if ((c->us = hp_up_new(c, fd, key)) == NULL) {
+		hp_upstream_fail(c, "out of memory");
+		return -1;
+	}
+	hp_timer_set(c, hp_connect_ms);
+	return 0;
+}
+
+static void
+hp_header_list(struct hp_conn *c, struct hp_header *h)
+{
+	size_t i;
+
+	for (i = 0; i < c->nhdr; i++) {
+		h[i].name = c->hbuf + c->hoff[i][0];
+		h[i].value = c->hbuf + c->hoff[i][1];
+	}
+}
+
+/* A kept-alive upstream may close just as we reuse it: a request that
+ * can be sent again goes to a fresh connection then (RFC 9112 9.3.1).
+ * Returns -1 if this one cannot. */
+static int
+hp_retry(struct hp_conn *c)
+{
+	struct hp_header h[HP_MAX_HEADERS];
+	uint64_t key = c->us->key;
+
+	if (!c->t.reused || !c->t.req_done || c->t.body_fwd || !c->t.idempotent ||
+	    c->t.resp_started)
+		return -1;
+	log_debug("%s: %s %s", __func__, c->hbuf, c->hbuf + c->url_off);
+	hp_up_free(c->us);
+	c->us = NULL;
+	c->t.reused = 0;
+	if (hp_up_get(c, key) == -1)
+		return 0;
+	llhttp_reset(&c->sp);
+	hp_header_list(c, h);
+	if (hp_emit_head(c, h, c->nhdr) == -1)
+		hp_upstream_fail(c, "out of memory");
+	return 0;
+}
+
+static void
+hp_request_start(struct hp_conn *c)
+{
+	struct hp_header h[HP_MAX_HEADERS];
+	struct hp_request req;
+	uint64_t key;
+	size_t i;
+
+	c->t.head_done = 1;
+	c->state = HP_XFER;
+	evtimer_del(c->timer);
+	hp_header_list(c, h);
+	for (i = 0; i < c->nhdr; i++)
+		if (strcasecmp(h[i].name, "expect") == 0 &&
+		    strcasecmp(h[i].value, "100-continue") == 0)
+			c->t.expect = 1;
+	switch (c->rp.method) {
+	case HTTP_CONNECT:
+		hp_client_error(c, 405);
+		return;
+	case HTTP_HEAD:
+		c->t.req_head = 1;
+		/* FALLTHROUGH */
+	case HTTP_GET:
+	case HTTP_PUT:
+	case HTTP_DELETE:
+	case HTTP_OPTIONS:
+	case HTTP_TRACE:
+		c->t.idempotent = 1;
+		break;
+	default:
+		break;
+	}
+	c->t.req_upgrade = c->rp.upgrade != 0;
+	memset(&req, 0, sizeof(req));
+	req.method = c->hbuf;
+	req.target = c->hbuf + c->url_off;
+	req.headers = h;
+	req.nheaders = c->nhdr;
+	req.upgrade = c->t.req_upgrade;
+	key = c->up.route(c->up.arg, &req);
+	log_debug("%s: %s %s -> %llu", __func__, req.method, req.target,
+	    (unsigned long long)key);
+	if (hp_up_get(c, key) == -1)
+		return;
+	llhttp_reset(&c->sp);
+	if (hp_emit_head(c, h, c->nhdr) == -1)
+		hp_upstream_fail(c, "out of memory");
+}
+
+/* --- request parsing --- */
+
+static size_t
+hp_parse_head(struct hp_conn *c, const char *p, size_t len)
+{
+	enum llhttp_errno e;
+	size_t n;
+
+	e = llhttp_execute(&c->rp, p, len);
+	n = e == HPE_OK ? len : (size_t)(llhttp_get_error_pos(&c->rp) - p);
+	c->head_bytes += n;
+	if (c->head_bytes > HP_MAX_HEADER_BYTES)
+		c->t.herr = 431;
+	else if (e == HPE_OK)
+		return n;
+	else if (e == HPE_PAUSED) {
+		hp_request_start(c);
+		return n;
+	}
+	log_debug("%s: refused: %d %s", __func__, c->t.herr,
+	    c->t.herr ? "" : llhttp_get_error_reason(&c->rp));
+	hp_client_error(c, c->t.herr ? c->t.herr : 400);
+	return len;
+}
+
+static size_t
+hp_parse_body(struct hp_conn *c, const char *p, size_t len)
+{
+	enum llhttp_errno e;
+	size_t n;
+
+	if (llhttp_get_errno(&c->rp) == HPE_PAUSED)
+		llhttp_resume(&c->rp);
+	e = llhttp_execute(&c->rp, p, len);
+	n = e == HPE_OK ? len : (size_t)(llhttp_get_error_pos(&c->rp) - p);
+	if (e != HPE_OK && e != HPE_PAUSED && e != HPE_PAUSED_UPGRADE) {
+		log_debug("%s: bad body: %s", __func__, llhttp_get_error_reason(&c->rp));
+		if (c->t.resp_started)
+			hp_closing(c);
+		else {
+			hp_up_free(c->us);
+			c->us = NULL;
+			hp_client_error(c, 400);
+		}
+		return len;
+	}
+	if (c->us != NULL && n > 0) {
+		hp_send(c->us, p, n);
+		c->t.body_fwd = 1;
+	}
+	return n;
+}
+
+/* Take client bytes as the state allows; returns how many were taken. */
+static size_t
+hp_consume(struct hp_conn *c, const char *p, size_t len)
+{
+	size_t n;
+
+	switch (c->state) {
+	case HP_HEAD:
+		n = hp_parse_head(c, p, len);
+		/* Also when no byte is left: a bodyless request ends here. */
+		if (c->state == HP_XFER)
+			return n + hp_parse_body(c, p + n, len - n);
+		return c->state == HP_HEAD ? n : len;
+	case HP_XFER:
+		return c->t.req_done ? 0 : hp_parse_body(c, p, len);
+	case HP_TUNNEL:
+		hp_send(c->us, p, len);
+		return len;
+	default:
+		return len;
+	}
+}
+
+static void
+hp_process_cin(struct hp_conn *c)
+{
+	struct evbuffer_iovec v;
+	size_t n;
+
+	while (evbuffer_peek(c->cin, -1, NULL, &v, 1) > 0) {
+		n = hp_consume(c, v.iov_base, v.iov_len);
+		evbuffer_drain(c->cin, n);
+		if (n < v.iov_len)
+			break;
+	}
+}
+
+static void
+hp_client_input(struct hp_conn *c, const char *p, size_t len)
+{
+	size_t n;
+
+	if (evbuffer_get_length(c->cin) > 0) {
+		if (evbuffer_add(c->cin, p, len) == -1)
+			c->state = HP_DONE;
+		else
+			hp_process_cin(c);
+		return;
+	}
+	while (len > 0 && (n = hp_consume(c, p, len)) > 0) {
+		p += n;
+		len -= n;
+	}
+	if (len > 0 && evbuffer_add(c->cin, p, len) == -1)
+		c->state = HP_DONE;
+}
+
+/* The client sent its last byte while we wait for a request: flush what
+ * is queued and close; a partial head is dropped. */
+static void
+hp_eof_idle(struct hp_conn *c)
+{
+	if (c->head_bytes == 0)
+		hp_closing(c);
+	else
+		c->state = HP_DONE;
+}
+
+static void
+hp_client_eof(struct hp_conn *c)
+{
+	c->cl.rdeof = 1;
+	/* After a whole request, it and any pipelined ones are answered first. */
+	if (c->state == HP_HEAD)
+		hp_eof_idle(c);
+	else if (c->state == HP_XFER && !c->t.req_done)
+		c->state = HP_DONE;
+}
+
+/* --- response --- */
+
+/* llhttp would read a body announced by Content-Length in any response;
+ * these never have one (RFC 9112 6.3). */
+static int
+hp_resp_headers_complete(llhttp_t *p)
+{
+	struct hp_conn *c = p->data;
+	int st = p->status_code;
+
+	return c->t.req_head || st < 200 || st == 204 || st == 304;
+}
+
+static int
+hp_resp_message_complete(llhttp_t *p)
+{
+	struct hp_conn *c = p->data;
+
+	if (p->status_code == 101) {
+		if (!c->t.req_upgrade)
+			return -1;
+		c->t.switching = 1;
+		return HPE_PAUSED;
+	}
+	/* Interim responses go through; the real one follows. */
+	if (p->status_code < 200)
+		return 0;
+	c->t.resp_keep = llhttp_should_keep_alive(p);
+	c->t.resp_done = 1;
+	return HPE_PAUSED;
+}
+
+static const llhttp_settings_t hp_resp_settings = {
+	.on_headers_complete = hp_resp_headers_complete,
+	.on_message_complete = hp_resp_message_complete,
+};
+
+static void
+hp_tunnel_start(struct hp_conn *c, const char *p, size_t len)
+{
+	log_debug("%s: %s", __func__, c->hbuf + c->url_off);
+	c->state = HP_TUNNEL;
+	hp_up_free(c->idle);
+	c->idle = NULL;
+	hp_send(&c->cl, p, len);
+	/* Bytes the client sent after its request belong to the new protocol. */
+	if (evbuffer_get_length(c->cin) > 0 && !c->us->werr &&
+	    evbuffer_add_buffer(c->us->out, c->cin) == -1)
+		hp_sock_werr(c->us);
+}
+
+static void
+hp_upstream_input(struct hp_conn *c, const char *p, size_t len)
+{
+	enum llhttp_errno e;
+	size_t n;
+
+	if (c->state == HP_TUNNEL) {
+		hp_send(&c->cl, p, len);
+		return;
+	}
+	if (c->state != HP_XFER || c->t.resp_done) {
+		c->t.us_bad = 1;
+		return;
+	}
+	e = llhttp_execute(&c->sp, p, len);
+	n = e == HPE_OK ? len : (size_t)(llhttp_get_error_pos(&c->sp) - p);
+	if (e != HPE_OK && e != HPE_PAUSED && e != HPE_PAUSED_UPGRADE) {
+		log_debug("%s: bad response: %s", __func__, llhttp_get_error_reason(&c->sp));
+		if (!c->t.resp_started) {
+			hp_upstream_fail(c, "the upstream sent an invalid HTTP response");
+			return;
+		}
+		hp_send(&c->cl, p, n);
+		hp_closing(c);
+		return;
+	}
+	if (n > 0) {
+		hp_send(&c->cl, p, n);
+		c->t.resp_started = 1;
+	}
+	if (c->t.switching)
+		hp_tunnel_start(c, p + n, len - n);
+	else if (c->t.resp_done && n < len)
+		c->t.us_bad = 1;	/* bytes after the response */
+}
+
+static void
+hp_upstream_eof(struct hp_conn *c, int err)
+{
+	char reason[160];
+
+	c->us->rdeof = 1;
+	if (c->state == HP_TUNNEL) {
+		if (err)
+			c->state = HP_DONE;
+		return;
+	}
+	if (c->state != HP_XFER || c->t.resp_done) {
+		c->t.us_bad = 1;
+		return;
+	}
+	if (c->t.resp_started) {
+		/* A response delimited by the close ends here. */
+		if (!err)
+			(void)llhttp_finish(&c->sp);
+		if (c->t.resp_done)
+			c->t.resp_keep = 0;
+		else
+			hp_closing(c);
+		return;
+	}
+	if (hp_retry(c) == 0)
+		return;
+	if (err)
+		snprintf(reason, sizeof(reason), "the upstream connection failed: %s",
+		    strerror(err));
+	else
+		snprintf(reason, sizeof(reason), "the upstream closed the connection without answering");
+	hp_upstream_fail(c, reason);
+}
+
+/* --- connection --- */
+
+static void
+hp_head_reset(struct hp_conn *c)
+{
+	c->state = HP_HEAD;
+	memset(&c->t, 0, sizeof(c->t));
+	c->hlen = c->head_bytes = c->nhdr = 0;
+	c->url_off = 0;
+	if (c->hcap > HP_HBUF_KEEP) {
+		free(c->hbuf);
+		c->hbuf = NULL;
+		c->hcap = 0;
+	}
+	llhttp_reset(&c->rp);
+	c->wrote = 0;
+	hp_timer_set(c, hp_idle_ms);
+}
+
+static void
+hp_closing(struct hp_conn *c)
+{
+	c->state = HP_CLOSING;
+	hp_up_free(c->us);
+	hp_up_free(c->idle);
+	c->us = c->idle = NULL;
+	c->wrote = 0;
+	hp_timer_set(c, hp_linger_ms);
+}
+
+static void
+hp_txn_end(struct hp_conn *c)
+{
+	int keep = c->t.req_keep && c->t.resp_keep && !c->t.must_close;
+	struct hp_sock *u = c->us;
+
+	c->us = NULL;
+	if (u != NULL) {
+		if (keep && !c->t.us_bad && !u->rdeof && !u->werr && c->idle == NULL &&
+		    evbuffer_get_length(u->out) == 0)
+			c->idle = u;
+		else
+			hp_up_free(u);
+	}
+	if (!keep) {
+		hp_closing(c);
+		return;
+	}
+	hp_head_reset(c);
+	hp_process_cin(c);
+	if (c->state == HP_HEAD && c->cl.rdeof)
+		hp_eof_idle(c);
+}
+
+static void
+hp_tunnel_shut(struct hp_conn *c)
+{
+	struct hp_sock *u = c->us;
+
+	if (u->werr) {
+		c->state = HP_DONE;
+		return;
+	}
+	if (c->cl.rdeof && !u->wshut && evbuffer_get_length(u->out) == 0) {
+		shutdown(u->fd, SHUT_WR);
+		u->wshut = 1;
+	}
+	if (u->rdeof && !c->cl.wshut && evbuffer_get_length(c->cl.out) == 0) {
+		shutdown(c->cl.fd, SHUT_WR);
+		c->cl.wshut = 1;
+	}
+	if (u->wshut && c->cl.wshut)
+		c->state = HP_DONE;
+}
+
+/* Which sockets to read and write, from the state and the queues. */
+static void
+hp_arm(struct hp_conn *c)
+{
+	size_t clq = evbuffer_get_length(c->cl.out), cinq = evbuffer_get_length(c->cin);
+	size_t usq = c->us != NULL ? evbuffer_get_length(c->us->out) : 0;
+	int cr = 0, ur = 0;
+
+	hp_note_peak(c);
+	switch (c->state) {
+	case HP_HEAD:
+		cr = clq < HP_HIGH_WATER;
+		break;
+	case HP_XFER:
+		/* After the request, read on only to see EOF or the next head. */
+		cr = c->t.req_done ? cinq < HP_MAX_HEADER_BYTES : usq < HP_HIGH_WATER;
+		ur = !c->t.resp_done && clq < HP_HIGH_WATER;
+		break;
+	case HP_TUNNEL:
+		cr = usq < HP_HIGH_WATER;
+		ur = clq < HP_HIGH_WATER;
+		break;
+	case HP_CLOSING:
+		cr = 1;
+		break;
+	case HP_DONE:
+		break;
+	}
+	hp_sock_arm(&c->cl, cr && !c->cl.rdeof, clq > 0);
+	if (c->us != NULL)
+		hp_sock_arm(c->us, ur && !c->us->rdeof && !c->us->connecting,
+		    c->us->connecting || usq > 0);
+	if (c->idle != NULL)
+		hp_sock_arm(c->idle, 1, 0);
+}
+
+static void
+hp_finish(struct hp_conn *c)
+{
+	struct hp_upstreams up = c->up;
+	uintptr_t id = (uintptr_t)c;
+
+	hp_conn_free(c);
+	if (up.done != NULL)
+		up.done(up.arg, (struct hp_conn *)id);
+}
+
+/* Run after every event: move between states, write, decide what to wait for. */
+static void
+hp_settle(struct hp_conn *c)
+{
+	while (c->state == HP_XFER && c->t.resp_done) {
+		if (c->t.req_done)
+			hp_txn_end(c);
+		else if (!c->t.discard || c->t.must_close)
+			hp_closing(c);	/* answered before the body was all read */
+		else
+			break;
+	}
+	if (c->state != HP_DONE) {
+		if (!c->cl.warmed && evbuffer_get_length(c->cl.out) > 0)
+			hp_flush_sock(c, &c->cl);
+		if (c->us != NULL && !c->us->warmed && !c->us->connecting &&
+		    evbuffer_get_length(c->us->out) > 0)
+			hp_flush_sock(c, c->us);
+		if (c->cl.werr)
+			c->state = HP_DONE;
+	}
+	if (c->state == HP_TUNNEL)
+		hp_tunnel_shut(c);
+	if (c->state == HP_CLOSING && evbuffer_get_length(c->cl.out) == 0) {
+		if (c->cl.rdeof)
+			c->state = HP_DONE;
+		else if (!c->cl.wshut) {
+			/* Lingering close: the client reads our answer, then EOF. */
+			shutdown(c->cl.fd, SHUT_WR);
+			c->cl.wshut = 1;
+		}
+	}
+	if (c->state == HP_DONE) {
+		hp_finish(c);
+		return;
+	}
+	hp_arm(c);
+}
+
+static void
+hp_read_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct hp_sock *s = arg;
+	struct hp_conn *c = s->c;
+	ssize_t n;
+
+	(void)what;
+	if (s == c->idle) {
+		/* A kept-alive upstream that talks or closes is of no more use. */
+		hp_up_free(s);
+		c->idle = NULL;
+		return;
+	}
+	n = recv(fd, hp_rbuf, sizeof(hp_rbuf), 0);
+	if (n == -1 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
+		return;
+	if (s == &c->cl) {
+		if (n > 0)
+			hp_client_input(c, hp_rbuf, n);
+		else if (n == 0)
+			hp_client_eof(c);
+		else {
+			log_debug("%s: client: %s", __func__, strerror(errno));
+			c->state = HP_DONE;
+		}
+	} else {
+		if (n > 0)
+			hp_upstream_input(c, hp_rbuf, n);
+		else
+			hp_upstream_eof(c, n == 0 ? 0 : errno);
+	}
+	hp_settle(c);
+}
+
+static void
+hp_write_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct hp_sock *s = arg;
+	struct hp_conn *c = s->c;
+	char reason[160];
+	socklen_t len = sizeof(int);
+	int err = 0;
+
+	(void)what;
+	if (s->connecting) {
+		if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) == -1)
+			err = errno;
+		if (err != 0) {
+			snprintf(reason, sizeof(reason), "cannot connect to the upstream: %s",
+			    strerror(err));
+			hp_upstream_fail(c, reason);
+			hp_settle(c);
+			return;
+		}
+		s->connecting = 0;
+		evtimer_del(c->timer);
+	}
+	hp_flush_sock(c, s);
+	hp_settle(c);
+}
+
+static void
+hp_timer_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct hp_conn *c = arg;
+
+	(void)fd;
+	(void)what;
+	if (c->state == HP_XFER && c->us != NULL && c->us->connecting) {
+		hp_upstream_fail(c, "timed out connecting to the upstream");
+		hp_settle(c);
+		return;
+	}
+	if (c->state != HP_HEAD && c->state != HP_CLOSING)
+		return;
+	/* A slow reader still taking the last response is not idle. */
+	if (c->wrote) {
+		c->wrote = 0;
+		hp_timer_set(c, c->state == HP_HEAD ? hp_idle_ms : hp_linger_ms);
+		return;
+	}
+	log_debug("%s: %s", __func__, c->state == HP_HEAD ? "idle" : "linger");
+	c->state = HP_DONE;
+	hp_settle(c);
+}
+
+/* fd is closed with the connection; on failure it stays the caller's. */
+struct hp_conn *
+hp_conn_new(struct event_base *base, int fd, const struct hp_upstreams *up)
+{
+	struct hp_conn *c;
+
+	if ((c = calloc(1, sizeof(*c))) == NULL) {
+		log_warnx("%s: out of memory", __func__);
+		return NULL;
+	}
+	c->base = base;
+	c->up = *up;
+	if (hp_sock_init(c, &c->cl, fd) == -1 ||
+	    (c->cin = evbuffer_new()) == NULL ||
+	    (c->timer = evtimer_new(base, hp_timer_cb, c)) == NULL) {
+		log_warnx("%s: out of memory", __func__);
+		c->cl.fd = -1;
+		hp_conn_free(c);
+		return NULL;
+	}
+	llhttp_init(&c->rp, HTTP_REQUEST, &hp_req_settings);
+	llhttp_init(&c->sp, HTTP_RESPONSE, &hp_resp_settings);
+	c->rp.data = c->sp.data = c;
+	hp_head_reset(c);
+	hp_arm(c);
+	return c;
+}
+
+void
+hp_conn_free(struct hp_conn *c)
+{
+	if (c == NULL)
+		return;
+	hp_up_free(c->us);
+	hp_up_free(c->idle);
+	hp_sock_fini(&c->cl);
+	if (c->timer != NULL)
+		event_free(c->timer);
+	if (c->cin != NULL)
+		evbuffer_free(c->cin);
+	free(c->hbuf);
+	free(c);
+}

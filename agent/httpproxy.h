@@ -1,0 +1,49 @@
+/* The sidecar's HTTP/1.x proxy for one client connection: every request is
+ * routed on its own (to the app, or to an intercept) by the caller's route
+ * function; bodies stream through without being buffered whole; Upgrade
+ * switches the connection to raw forwarding; hop-by-hop headers are handled
+ * as a proxy must; malformed requests get 400, header blocks over 64 KiB get
+ * 431, an upstream that cannot be reached gets 502. */
+#ifndef KB_HTTPPROXY_H
+#define KB_HTTPPROXY_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct event_base;
+struct hp_conn;
+
+#define HP_MAX_HEADER_BYTES (64 * 1024)
+#define HP_MAX_HEADERS 128
+
+struct hp_header {
+	const char *name, *value; /* NUL-terminated, as received */
+};
+
+struct hp_request {
+	const char *method;                /* "GET", ... */
+	const char *target;                /* request target as received ("/api?x=1") */
+	const struct hp_header *headers;   /* all of them, hop-by-hop included */
+	size_t nheaders;
+	int upgrade;                       /* an Upgrade request (WebSocket) */
+};
+
+/* Where requests go. route() names the upstream of a request with a key
+ * (0 = the app, anything else = an intercept); requests with the same key
+ * may reuse an idle upstream connection of this client connection. open()
+ * returns a non-blocking socket to that upstream (connected, or with a
+ * connect() in progress), or -1 with a short reason for the 502 page. */
+struct hp_upstreams {
+	uint64_t (*route)(void *arg, const struct hp_request *req);
+	int (*open)(void *arg, uint64_t key, char *reason, size_t reasonlen);
+	/* The client connection is finished and freed. May be NULL. */
+	void (*done)(void *arg, struct hp_conn *c);
+	void *arg;
+};
+
+/* Serve the accepted, non-blocking client socket fd. */
+struct hp_conn *hp_conn_new(struct event_base *base, int fd, const struct hp_upstreams *up);
+/* Close the client and its upstreams now (done is not called). */
+void hp_conn_free(struct hp_conn *c);
+
+#endif

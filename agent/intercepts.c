@@ -1,0 +1,687 @@
+#include "intercepts.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/queue.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cjson/cJSON.h>
+#include <event2/event.h>
+#include <openssl/rand.h>
+
+#include "client.h"
+#include "log.h"
+#include "session.h"
+
+#define MAX_HEADERS 16
+#define MAX_SIDECARS 32
+#define ID_LEN 24
+
+struct workload;
+
+struct intercept {
+	TAILQ_ENTRY(intercept) entry;
+	struct workload *w;
+	char id[ID_LEN + 1];
+	char owner[64];
+	char instance[40];     /* the owner's daemon process */
+	struct client *client; /* the owner's session; NULL in the grace period */
+	struct event *grace;
+	unsigned port;
+	int global;
+	char *path_prefix;
+	size_t nheaders;
+	char *hname[MAX_HEADERS], *hvalue[MAX_HEADERS];
+};
+
+struct workload {
+	TAILQ_ENTRY(workload) entry;
+	char name[64], ns[64], protocol[8];
+	cJSON *env;
+	struct client *sidecars[MAX_SIDECARS];
+	size_t nsidecars;
+	TAILQ_HEAD(, intercept) icpts;
+};
+
+static TAILQ_HEAD(, workload) workloads = TAILQ_HEAD_INITIALIZER(workloads);
+static struct event_base *ev_base;
+static unsigned grace_period_ms = 10000;
+
+void
+icpt_init(struct event_base *base, unsigned grace_ms)
+{
+	ev_base = base;
+	grace_period_ms = grace_ms;
+}
+
+static int
+dns_label(const char *s)
+{
+	size_t i, n = strlen(s);
+
+	if (n == 0 || n > 63 || s[0] == '-' || s[n - 1] == '-')
+		return 0;
+	for (i = 0; i < n; i++)
+		if (!islower((unsigned char)s[i]) && !isdigit((unsigned char)s[i]) && s[i] != '-')
+			return 0;
+	return 1;
+}
+
+static int
+http_token(const char *s)
+{
+	const char *p;
+
+	if (!*s || strlen(s) > 128)
+		return 0;
+	for (p = s; *p; p++)
+		if (!isalnum((unsigned char)*p) && !strchr("!#$%&'*+-.^_`|~", *p))
+			return 0;
+	return 1;
+}
+
+static struct workload *
+find_workload(const char *name, const char *ns)
+{
+	struct workload *w;
+
+	TAILQ_FOREACH(w, &workloads, entry)
+		if (!strcmp(w->name, name) && !strcmp(w->ns, ns))
+			return w;
+	return NULL;
+}
+
+static void
+intercept_free(struct intercept *i)
+{
+	size_t k;
+
+	TAILQ_REMOVE(&i->w->icpts, i, entry);
+	if (i->grace)
+		event_free(i->grace);
+	for (k = 0; k < i->nheaders; k++) {
+		free(i->hname[k]);
+		free(i->hvalue[k]);
+	}
+	free(i->path_prefix);
+	free(i);
+}
+
+static void
+workload_gc(struct workload *w)
+{
+	if (w->nsidecars > 0 || !TAILQ_EMPTY(&w->icpts))
+		return;
+	TAILQ_REMOVE(&workloads, w, entry);
+	cJSON_Delete(w->env);
+	free(w);
+}
+
+static cJSON *
+match_json(const struct intercept *i)
+{
+	cJSON *m = cJSON_CreateObject(), *h, *a;
+	size_t k;
+
+	cJSON_AddBoolToObject(m, "global", i->global);
+	a = cJSON_AddArrayToObject(m, "headers");
+	for (k = 0; k < i->nheaders; k++) {
+		h = cJSON_CreateObject();
+		cJSON_AddStringToObject(h, "name", i->hname[k]);
+		cJSON_AddStringToObject(h, "value", i->hvalue[k]);
+		cJSON_AddItemToArray(a, h);
+	}
+	if (i->path_prefix)
+		cJSON_AddStringToObject(m, "path_prefix", i->path_prefix);
+	else
+		cJSON_AddNullToObject(m, "path_prefix");
+	return m;
+}
+
+/* "header x-dev=bob", "path /api", "all traffic" */
+static void
+match_str(const struct intercept *i, char *buf, size_t len)
+{
+	size_t k, off = 0;
+
+	buf[0] = '\0';
+	if (i->global) {
+		snprintf(buf, len, "all traffic");
+		return;
+	}
+	for (k = 0; k < i->nheaders && off < len; k++)
+		off += snprintf(buf + off, len - off, "%sheader %s=%s", k ? ", " : "", i->hname[k],
+		    i->hvalue[k]);
+	if (i->path_prefix && off < len)
+		snprintf(buf + off, len - off, "%spath %s*", off ? ", " : "", i->path_prefix);
+}
+
+/* Tell every sidecar of w what is intercepted now. */
+static void
+push(struct workload *w)
+{
+	struct intercept *i;
+	size_t k;
+
+	for (k = 0; k < w->nsidecars; k++) {
+		cJSON *msg = cJSON_CreateObject(), *a, *o;
+
+		cJSON_AddStringToObject(msg, "type", "intercepts");
+		a = cJSON_AddArrayToObject(msg, "intercepts");
+		TAILQ_FOREACH(i, &w->icpts, entry) {
+			o = match_json(i);
+			cJSON_AddStringToObject(o, "id", i->id);
+			cJSON_AddStringToObject(o, "owner", i->owner);
+			cJSON_AddItemToArray(a, o);
+		}
+		if (w->sidecars[k]->sess)
+			kb_session_send_control(w->sidecars[k]->sess, msg);
+		else
+			cJSON_Delete(msg);
+	}
+}
+
+int
+icpt_sidecar_hello(struct client *c, const cJSON *hello, char *reason, size_t len)
+{
+	const cJSON *wl = cJSON_GetObjectItemCaseSensitive(hello, "workload");
+	const cJSON *ns = cJSON_GetObjectItemCaseSensitive(hello, "namespace");
+	const cJSON *proto = cJSON_GetObjectItemCaseSensitive(hello, "protocol");
+	const cJSON *env = cJSON_GetObjectItemCaseSensitive(hello, "env"), *e;
+	struct workload *w;
+
+	if (!cJSON_IsString(wl) || !dns_label(wl->valuestring) || !cJSON_IsString(ns) ||
+	    !dns_label(ns->valuestring)) {
+		snprintf(reason, len, "sidecar hello needs a valid workload and namespace");
+		return -1;
+	}
+	if (!cJSON_IsString(proto) || (strcmp(proto->valuestring, "http") &&
+	    strcmp(proto->valuestring, "tcp"))) {
+		snprintf(reason, len, "sidecar protocol must be http or tcp");
+		return -1;
+	}
+	if (env && !cJSON_IsObject(env)) {
+		snprintf(reason, len, "sidecar env must be an object");
+		return -1;
+	}
+	cJSON_ArrayForEach(e, env) {
+		if (!cJSON_IsString(e)) {
+			snprintf(reason, len, "sidecar env values must be strings");
+			return -1;
+		}
+	}
+	if ((w = find_workload(wl->valuestring, ns->valuestring)) == NULL) {
+		if ((w = calloc(1, sizeof(*w))) == NULL) {
+			snprintf(reason, len, "out of memory");
+			return -1;
+		}
+		snprintf(w->name, sizeof(w->name), "%s", wl->valuestring);
+		snprintf(w->ns, sizeof(w->ns), "%s", ns->valuestring);
+		TAILQ_INIT(&w->icpts);
+		TAILQ_INSERT_TAIL(&workloads, w, entry);
+	}
+	if (w->nsidecars == MAX_SIDECARS) {
+		snprintf(reason, len, "too many sidecars for %s.%s", w->name, w->ns);
+		workload_gc(w);
+		return -1;
+	}
+	snprintf(w->protocol, sizeof(w->protocol), "%s", proto->valuestring);
+	cJSON_Delete(w->env);
+	w->env = env ? cJSON_Duplicate(env, 1) : cJSON_CreateObject();
+	w->sidecars[w->nsidecars++] = c;
+	log_info("sidecar %s joined workload %s.%s (%s)", c->name, w->name, w->ns, w->protocol);
+	return 0;
+}
+
+void
+icpt_sidecar_ready(struct client *c)
+{
+	struct workload *w;
+	size_t k;
+
+	TAILQ_FOREACH(w, &workloads, entry)
+		for (k = 0; k < w->nsidecars; k++)
+			if (w->sidecars[k] == c)
+				push(w);
+}
+
+static void grace_expired(evutil_socket_t fd, short what, void *arg);
+
+void
+icpt_owner_hello(struct client *c)
+{
+	struct workload *w, *wn;
+	struct intercept *i, *in;
+
+	for (w = TAILQ_FIRST(&workloads); w; w = wn) {
+		wn = TAILQ_NEXT(w, entry);
+		for (i = TAILQ_FIRST(&w->icpts); i; i = in) {
+			in = TAILQ_NEXT(i, entry);
+			if (i->client != NULL || strcmp(i->owner, c->name))
+				continue;
+			if (!strcmp(i->instance, c->instance)) {
+				/* The same daemon reconnected: it still knows the intercept. */
+				i->client = c;
+				evtimer_del(i->grace);
+				log_info("intercept %s of %s on %s.%s is back", i->id, i->owner,
+				    w->name, w->ns);
+			} else {
+				/* A new daemon of the same user cannot serve it: release now. */
+				grace_expired(-1, 0, i);
+			}
+		}
+	}
+}
+
+static void
+grace_expired(evutil_socket_t fd, short what, void *arg)
+{
+	struct intercept *i = arg;
+	struct workload *w = i->w;
+
+	(void)fd;
+	(void)what;
+	log_info("intercept %s of %s on %s.%s released: its workstation did not come back",
+	    i->id, i->owner, w->name, w->ns);
+	intercept_free(i);
+	push(w);
+	workload_gc(w);
+}
+
+void
+icpt_client_gone(struct client *c)
+{
+	struct workload *w, *wn;
+	struct intercept *i;
+	struct timeval tv = { grace_period_ms / 1000, (grace_period_ms % 1000) * 1000 };
+	size_t k;
+
+	for (w = TAILQ_FIRST(&workloads); w; w = wn) {
+		wn = TAILQ_NEXT(w, entry);
+		for (k = 0; k < w->nsidecars; k++) {
+			if (w->sidecars[k] == c) {
+				w->sidecars[k] = w->sidecars[--w->nsidecars];
+				log_info("sidecar %s left workload %s.%s", c->name, w->name, w->ns);
+				break;
+			}
+		}
+		TAILQ_FOREACH(i, &w->icpts, entry) {
+			if (i->client != c)
+				continue;
+			i->client = NULL;
+			if (!i->grace)
+				i->grace = evtimer_new(ev_base, grace_expired, i);
+			if (i->grace)
+				evtimer_add(i->grace, &tv);
+		}
+		workload_gc(w);
+	}
+}
+
+static cJSON *
+result(const cJSON *req, int ok, int status, const char *error)
+{
+	const cJSON *id = cJSON_GetObjectItemCaseSensitive(req, "id");
+	cJSON *r = cJSON_CreateObject();
+
+	cJSON_AddStringToObject(r, "type", "result");
+	cJSON_AddNumberToObject(r, "id", cJSON_IsNumber(id) ? id->valuedouble : 0);
+	cJSON_AddBoolToObject(r, "ok", ok);
+	if (!ok) {
+		cJSON_AddNumberToObject(r, "status", status);
+		cJSON_AddStringToObject(r, "error", error);
+	}
+	return r;
+}
+
+static cJSON *
+intercept_json(const struct intercept *i, const struct client *c)
+{
+	cJSON *o = cJSON_CreateObject();
+
+	cJSON_AddStringToObject(o, "id", i->id);
+	cJSON_AddStringToObject(o, "workload", i->w->name);
+	cJSON_AddStringToObject(o, "namespace", i->w->ns);
+	cJSON_AddStringToObject(o, "owner", i->owner);
+	cJSON_AddStringToObject(o, "protocol", i->w->protocol);
+	cJSON_AddBoolToObject(o, "mine", !strcmp(i->owner, c->name));
+	if (!strcmp(i->owner, c->name))
+		cJSON_AddNumberToObject(o, "port", i->port);
+	cJSON_AddBoolToObject(o, "active", i->client != NULL);
+	cJSON_AddItemToObject(o, "match", match_json(i));
+	return o;
+}
+
+static cJSON *
+do_list(struct client *c, const cJSON *req)
+{
+	const cJSON *ns = cJSON_GetObjectItemCaseSensitive(req, "namespace");
+	cJSON *r = result(req, 1, 0, NULL), *a, *o, *ia;
+	struct workload *w;
+	struct intercept *i;
+
+	a = cJSON_AddArrayToObject(r, "workloads");
+	TAILQ_FOREACH(w, &workloads, entry) {
+		if (cJSON_IsString(ns) && strcmp(ns->valuestring, w->ns))
+			continue;
+		o = cJSON_CreateObject();
+		cJSON_AddStringToObject(o, "name", w->name);
+		cJSON_AddStringToObject(o, "namespace", w->ns);
+		cJSON_AddStringToObject(o, "protocol", w->protocol);
+		cJSON_AddNumberToObject(o, "replicas", w->nsidecars);
+		ia = cJSON_AddArrayToObject(o, "intercepts");
+		TAILQ_FOREACH(i, &w->icpts, entry)
+			cJSON_AddItemToArray(ia, intercept_json(i, c));
+		cJSON_AddItemToArray(a, o);
+	}
+	return r;
+}
+
+static int
+same_match(const struct intercept *a, const struct intercept *b)
+{
+	size_t k, l;
+
+	if (a->global != b->global || a->nheaders != b->nheaders ||
+	    !!a->path_prefix != !!b->path_prefix ||
+	    (a->path_prefix && strcmp(a->path_prefix, b->path_prefix)))
+		return 0;
+	for (k = 0; k < a->nheaders; k++) {
+		for (l = 0; l < b->nheaders; l++)
+			if (!strcmp(a->hname[k], b->hname[l]) && !strcmp(a->hvalue[k], b->hvalue[l]))
+				break;
+		if (l == b->nheaders)
+			return 0;
+	}
+	return 1;
+}
+
+/* Parse the match of an intercept request into n. NULL, or an error text. */
+static const char *
+parse_match(const cJSON *req, struct intercept *n)
+{
+	const cJSON *hs = cJSON_GetObjectItemCaseSensitive(req, "headers");
+	const cJSON *pp = cJSON_GetObjectItemCaseSensitive(req, "path_prefix"), *h;
+	char *p;
+
+	if (hs && !cJSON_IsArray(hs) && !cJSON_IsNull(hs))
+		return "headers must be a list";
+	cJSON_ArrayForEach(h, hs) {
+		const cJSON *name = cJSON_GetObjectItemCaseSensitive(h, "name");
+		const cJSON *value = cJSON_GetObjectItemCaseSensitive(h, "value");
+
+		if (n->nheaders == MAX_HEADERS)
+			return "too many headers";
+		if (!cJSON_IsString(name) || !http_token(name->valuestring))
+			return "header name is not an HTTP token";
+		if (!cJSON_IsString(value) || strpbrk(value->valuestring, "\r\n") ||
+		    strlen(value->valuestring) > 1024)
+			return "header value must not contain CR or LF";
+		n->hname[n->nheaders] = strdup(name->valuestring);
+		n->hvalue[n->nheaders] = strdup(value->valuestring);
+		for (p = n->hname[n->nheaders]; p && *p; p++)
+			*p = (char)tolower((unsigned char)*p);
+		n->nheaders++;
+	}
+	if (pp && !cJSON_IsNull(pp)) {
+		if (!cJSON_IsString(pp) || pp->valuestring[0] != '/' ||
+		    strpbrk(pp->valuestring, " \r\n") || strlen(pp->valuestring) > 1024)
+			return "path prefix must start with / and contain no spaces";
+		n->path_prefix = strdup(pp->valuestring);
+	}
+	n->global = n->nheaders == 0 && !n->path_prefix;
+	return NULL;
+}
+
+static cJSON *
+do_intercept(struct client *c, const cJSON *req)
+{
+	const cJSON *wl = cJSON_GetObjectItemCaseSensitive(req, "workload");
+	const cJSON *ns = cJSON_GetObjectItemCaseSensitive(req, "namespace");
+	const cJSON *port = cJSON_GetObjectItemCaseSensitive(req, "port");
+	struct intercept *n, *i;
+	struct workload *w;
+	unsigned char rnd[ID_LEN / 2];
+	char err[600], m[200];
+	const char *why;
+	cJSON *r;
+	size_t k;
+
+	if (!cJSON_IsString(wl) || !dns_label(wl->valuestring) || !cJSON_IsString(ns) ||
+	    !dns_label(ns->valuestring))
+		return result(req, 0, 400, "invalid workload or namespace name");
+	if (!cJSON_IsNumber(port) || port->valuedouble < 1 || port->valuedouble > 65535)
+		return result(req, 0, 400, "port must be 1-65535");
+	if ((w = find_workload(wl->valuestring, ns->valuestring)) == NULL || w->nsidecars == 0) {
+		snprintf(err, sizeof(err), "no workload %s in namespace %s runs a kbridge sidecar",
+		    wl->valuestring, ns->valuestring);
+		return result(req, 0, 404, err);
+	}
+	if ((n = calloc(1, sizeof(*n))) == NULL)
+		return result(req, 0, 500, "out of memory");
+	n->w = w;
+	if ((why = parse_match(req, n)) != NULL) {
+		r = result(req, 0, 400, why);
+		goto fail;
+	}
+	if (!strcmp(w->protocol, "tcp") && !n->global) {
+		snprintf(err, sizeof(err), "%s.%s is a TCP workload: only a global intercept "
+		    "(no --http-header or --http-path-prefix) is possible", w->name, w->ns);
+		r = result(req, 0, 400, err);
+		goto fail;
+	}
+	TAILQ_FOREACH(i, &w->icpts, entry) {
+		match_str(i, m, sizeof(m));
+		if (!strcmp(i->owner, c->name)) {
+			snprintf(err, sizeof(err), "you already intercept %s.%s (%s); run 'kbridge "
+			    "leave %s' first", w->name, w->ns, m, w->name);
+		} else if (n->global || i->global) {
+			snprintf(err, sizeof(err), "%s.%s is already intercepted by %s (%s)%s",
+			    w->name, w->ns, i->owner, m,
+			    n->global ? ": a global intercept needs the workload to itself" : "");
+		} else if (same_match(n, i)) {
+			snprintf(err, sizeof(err), "%s already intercepts %s.%s with the same match (%s)",
+			    i->owner, w->name, w->ns, m);
+		} else {
+			continue;
+		}
+		r = result(req, 0, 409, err);
+		goto fail;
+	}
+	if (RAND_bytes(rnd, sizeof(rnd)) != 1) {
+		r = result(req, 0, 500, "no randomness");
+		goto fail;
+	}
+	for (k = 0; k < sizeof(rnd); k++)
+		snprintf(n->id + 2 * k, 3, "%02x", rnd[k]);
+	snprintf(n->owner, sizeof(n->owner), "%s", c->name);
+	snprintf(n->instance, sizeof(n->instance), "%s", c->instance);
+	n->client = c;
+	n->port = (unsigned)port->valuedouble;
+	TAILQ_INSERT_TAIL(&w->icpts, n, entry);
+	match_str(n, m, sizeof(m));
+	log_info("intercept %s: %s intercepts %s.%s (%s) to port %u", n->id, n->owner, w->name,
+	    w->ns, m, n->port);
+	push(w);
+	r = result(req, 1, 0, NULL);
+	cJSON_AddItemToObject(r, "intercept", intercept_json(n, c));
+	cJSON_AddItemToObject(r, "env", cJSON_Duplicate(w->env, 1));
+	return r;
+fail:
+	n->w = NULL;
+	for (k = 0; k < n->nheaders; k++) {
+		free(n->hname[k]);
+		free(n->hvalue[k]);
+	}
+	free(n->path_prefix);
+	free(n);
+	return r;
+}
+
+static cJSON *
+do_leave(struct client *c, const cJSON *req)
+{
+	const cJSON *wl = cJSON_GetObjectItemCaseSensitive(req, "workload");
+	const cJSON *ns = cJSON_GetObjectItemCaseSensitive(req, "namespace");
+	struct workload *w;
+	struct intercept *i;
+	char err[200];
+
+	if (!cJSON_IsString(wl) || !cJSON_IsString(ns))
+		return result(req, 0, 400, "workload and namespace are required");
+	if ((w = find_workload(wl->valuestring, ns->valuestring)) != NULL) {
+		TAILQ_FOREACH(i, &w->icpts, entry) {
+			if (!strcmp(i->owner, c->name)) {
+				log_info("intercept %s: %s left %s.%s", i->id, i->owner, w->name, w->ns);
+				intercept_free(i);
+				push(w);
+				workload_gc(w);
+				return result(req, 1, 0, NULL);
+			}
+		}
+	}
+	snprintf(err, sizeof(err), "you have no intercept on %s.%s", wl->valuestring,
+	    ns->valuestring);
+	return result(req, 0, 404, err);
+}
+
+cJSON *
+icpt_request(struct client *c, const char *type, const cJSON *msg)
+{
+	if (!strcmp(type, "list"))
+		return do_list(c, msg);
+	if (!strcmp(type, "intercept"))
+		return do_intercept(c, msg);
+	if (!strcmp(type, "leave"))
+		return do_leave(c, msg);
+	return NULL;
+}
+
+/* --- carrying an intercepted stream to the owner's workstation --- */
+
+/* The sidecar's stream waits (not accepted) until the owner's daemon has
+ * connected to the local port; then the two are joined by a socketpair. */
+struct bridge {
+	struct kb_stream *side; /* from the sidecar */
+	struct kb_stream *dlv;  /* to the owner's daemon */
+	int fd;                 /* our end of the pair, for side */
+};
+
+static void dlv_accepted(struct kb_stream *st, void *arg);
+static void dlv_closed(struct kb_stream *st, int reason, const char *text, void *arg);
+static void side_closed(struct kb_stream *st, int reason, const char *text, void *arg);
+
+static const struct kb_stream_cbs dlv_cbs = { .on_accept = dlv_accepted, .on_close = dlv_closed };
+static const struct kb_stream_cbs side_cbs = { .on_close = side_closed };
+
+static void
+dlv_accepted(struct kb_stream *st, void *arg)
+{
+	struct bridge *b = arg;
+	struct kb_stream *side = b->side;
+	int fd = b->fd;
+
+	kb_stream_set_cbs(st, NULL, NULL);
+	kb_stream_set_cbs(side, NULL, NULL);
+	free(b);
+	kb_stream_accept(side, fd, NULL, NULL);
+}
+
+static void
+dlv_closed(struct kb_stream *st, int reason, const char *text, void *arg)
+{
+	struct bridge *b = arg;
+	struct kb_stream *side = b->side;
+
+	(void)st;
+	close(b->fd);
+	free(b);
+	if (side) {
+		kb_stream_set_cbs(side, NULL, NULL);
+		kb_stream_reset(side, reason ? reason : KB_RST_CANCEL,
+		    text && *text ? text : "the workstation closed the connection");
+	}
+}
+
+static void
+side_closed(struct kb_stream *st, int reason, const char *text, void *arg)
+{
+	struct bridge *b = arg;
+	struct kb_stream *dlv = b->dlv;
+
+	(void)st;
+	(void)reason;
+	(void)text;
+	close(b->fd);
+	free(b);
+	if (dlv) {
+		kb_stream_set_cbs(dlv, NULL, NULL);
+		kb_stream_reset(dlv, KB_RST_CANCEL, "the caller went away");
+	}
+}
+
+void
+icpt_route_stream(struct client *sidecar, struct kb_stream *st, const char *ref)
+{
+	struct workload *w;
+	struct intercept *i = NULL;
+	struct kb_open o = { .kind = KB_OPEN_DELIVER };
+	struct bridge *b;
+	char text[200];
+	size_t k;
+	int sp[2];
+
+	TAILQ_FOREACH(w, &workloads, entry) {
+		for (k = 0; k < w->nsidecars && w->sidecars[k] != sidecar; k++)
+			;
+		if (k == w->nsidecars)
+			continue;
+		TAILQ_FOREACH(i, &w->icpts, entry)
+			if (!strcmp(i->id, ref))
+				break;
+		if (i)
+			break;
+	}
+	if (!i) {
+		kb_stream_reset(st, KB_RST_DENIED, "no such intercept on this workload");
+		return;
+	}
+	if (!i->client || !i->client->sess || !kb_session_ready(i->client->sess)) {
+		snprintf(text, sizeof(text), "the workstation of %s is not connected", i->owner);
+		kb_stream_reset(st, KB_RST_UNREACHABLE, text);
+		return;
+	}
+	if ((b = calloc(1, sizeof(*b))) == NULL ||
+	    socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sp) < 0) {
+		free(b);
+		kb_stream_reset(st, KB_RST_INTERNAL, "out of resources");
+		return;
+	}
+	b->side = st;
+	b->fd = sp[0];
+	snprintf(o.ref, sizeof(o.ref), "%s", i->id);
+	kb_stream_set_cbs(st, &side_cbs, b);
+	if ((b->dlv = kb_stream_open(i->client->sess, &o, sp[1], &dlv_cbs, b)) == NULL) {
+		kb_stream_set_cbs(st, NULL, NULL);
+		close(b->fd);
+		free(b);
+		kb_stream_reset(st, KB_RST_INTERNAL, "cannot reach the workstation");
+	}
+}
+
+void
+icpt_shutdown(void)
+{
+	struct workload *w;
+
+	while ((w = TAILQ_FIRST(&workloads)) != NULL) {
+		while (!TAILQ_EMPTY(&w->icpts))
+			intercept_free(TAILQ_FIRST(&w->icpts));
+		w->nsidecars = 0;
+		workload_gc(w);
+	}
+}

@@ -1,0 +1,32 @@
+/* The manager's intercept registry: the workloads that run a sidecar, the
+ * intercepts on them, and the bridging of intercepted streams from a
+ * sidecar to the owner's workstation. */
+#ifndef KB_INTERCEPTS_H
+#define KB_INTERCEPTS_H
+
+#include <stddef.h>
+
+struct cJSON;
+struct client;
+struct event_base;
+struct kb_stream;
+
+/* Grace period before a disconnected owner's intercepts are released. */
+void icpt_init(struct event_base *base, unsigned grace_ms);
+/* A sidecar's hello: register it for its workload. 0, or -1 with reason. */
+int icpt_sidecar_hello(struct client *c, const struct cJSON *hello, char *reason, size_t len);
+/* A daemon's session is up: its user's intercepts in grace come back to it. */
+void icpt_owner_hello(struct client *c);
+/* The sidecar got our hello: send it the intercepts of its workload. */
+void icpt_sidecar_ready(struct client *c);
+/* A session ended: a sidecar leaves its workload, an owner's intercepts
+ * enter the grace period. */
+void icpt_client_gone(struct client *c);
+/* A daemon's "intercept", "leave" or "list" request; returns the "result"
+ * message to send back (never NULL unless out of memory). */
+struct cJSON *icpt_request(struct client *c, const char *type, const struct cJSON *msg);
+/* A sidecar opened a stream for intercept ref: carry it to the owner. */
+void icpt_route_stream(struct client *sidecar, struct kb_stream *st, const char *ref);
+void icpt_shutdown(void);
+
+#endif

@@ -1,0 +1,640 @@
+/* The sidecar: runs in a workload's pod, in front of the app. Every
+ * connection goes to the app, except what an intercept claims: whole
+ * connections (protocol tcp, or a global intercept) or single HTTP requests
+ * that match an intercept's headers or path prefix (protocol http). Those go
+ * through the manager to the intercepting developer's workstation. */
+#include <arpa/inet.h>
+#include <ctype.h>
+#include <errno.h>
+#include <getopt.h>
+#include <malloc.h>
+#include <netdb.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cjson/cJSON.h>
+#include <event2/event.h>
+#include <event2/listener.h>
+
+#include "conn.h"
+#include "dial.h"
+#include "httpproxy.h"
+#include "log.h"
+#include "profile.h"
+#include "session.h"
+#include "sidecar.h"
+#include "splice.h"
+#include "tls.h"
+#include "util.h"
+
+#define MAX_INTERCEPTS 64
+#define MAX_MATCH_HEADERS 16
+#define CONNECT_TIMEOUT_MS 5000
+#define APP_TIMEOUT_MS 5000
+#define BACKOFF_MAX_MS 2000
+
+extern char **environ;
+
+struct sc_intercept {
+	uint64_t key; /* stable while the intercept lives: upstream reuse key */
+	char id[KB_OPEN_REF_MAX + 1];
+	int global;
+	char *path_prefix;
+	size_t nheaders;
+	char *hname[MAX_MATCH_HEADERS], *hvalue[MAX_MATCH_HEADERS];
+};
+
+struct sidecar {
+	struct event_base *base;
+	struct kb_profile profile;
+	SSL_CTX *ctx;
+	const char *workload, *ns, *protocol;
+	struct sockaddr_storage app;
+	socklen_t applen;
+	struct evconnlistener *listener;
+	struct kb_conn *connecting;
+	struct kb_session *sess;
+	struct event *retry;
+	unsigned backoff_ms;
+	struct sc_intercept icpts[MAX_INTERCEPTS];
+	size_t nicpts;
+	uint64_t next_key;
+};
+
+static struct sidecar sc;
+
+static void attempt(void);
+
+/* --- the intercepts of this workload, as the manager says --- */
+
+static void
+icpts_clear(void)
+{
+	size_t i, k;
+
+	for (i = 0; i < sc.nicpts; i++) {
+		for (k = 0; k < sc.icpts[i].nheaders; k++) {
+			free(sc.icpts[i].hname[k]);
+			free(sc.icpts[i].hvalue[k]);
+		}
+		free(sc.icpts[i].path_prefix);
+	}
+	memset(sc.icpts, 0, sizeof(sc.icpts));
+	sc.nicpts = 0;
+}
+
+static int
+icpts_update(const cJSON *msg)
+{
+	const cJSON *list = cJSON_GetObjectItemCaseSensitive(msg, "intercepts"), *e, *h;
+	struct sc_intercept old[MAX_INTERCEPTS];
+	size_t nold = sc.nicpts, i, k;
+
+	if (!cJSON_IsArray(list))
+		return -1;
+	/* Keys survive an update, so idle upstreams keep matching. */
+	memcpy(old, sc.icpts, sizeof(old));
+	memset(sc.icpts, 0, sizeof(sc.icpts));
+	sc.nicpts = 0;
+	cJSON_ArrayForEach(e, list) {
+		const cJSON *id = cJSON_GetObjectItemCaseSensitive(e, "id");
+		const cJSON *gl = cJSON_GetObjectItemCaseSensitive(e, "global");
+		const cJSON *pp = cJSON_GetObjectItemCaseSensitive(e, "path_prefix");
+		struct sc_intercept *n;
+
+		if (sc.nicpts == MAX_INTERCEPTS || !cJSON_IsString(id) ||
+		    strlen(id->valuestring) > KB_OPEN_REF_MAX)
+			continue;
+		n = &sc.icpts[sc.nicpts++];
+		snprintf(n->id, sizeof(n->id), "%s", id->valuestring);
+		n->global = cJSON_IsTrue(gl);
+		if (cJSON_IsString(pp))
+			n->path_prefix = strdup(pp->valuestring);
+		cJSON_ArrayForEach(h, cJSON_GetObjectItemCaseSensitive(e, "headers")) {
+			const cJSON *hn = cJSON_GetObjectItemCaseSensitive(h, "name");
+			const cJSON *hv = cJSON_GetObjectItemCaseSensitive(h, "value");
+			if (n->nheaders < MAX_MATCH_HEADERS && cJSON_IsString(hn) && cJSON_IsString(hv)) {
+				n->hname[n->nheaders] = strdup(hn->valuestring);
+				n->hvalue[n->nheaders++] = strdup(hv->valuestring);
+			}
+		}
+		for (i = 0; i < nold; i++)
+			if (!strcmp(old[i].id, n->id))
+				n->key = old[i].key;
+		if (!n->key)
+			n->key = ++sc.next_key;
+	}
+	for (i = 0; i < nold; i++) {
+		for (k = 0; k < old[i].nheaders; k++) {
+			free(old[i].hname[k]);
+			free(old[i].hvalue[k]);
+		}
+		free(old[i].path_prefix);
+	}
+	log_info("%zu intercept(s) on %s.%s", sc.nicpts, sc.workload, sc.ns);
+	return 0;
+}
+
+static const struct sc_intercept *
+icpt_by_key(uint64_t key)
+{
+	size_t i;
+
+	for (i = 0; i < sc.nicpts; i++)
+		if (sc.icpts[i].key == key)
+			return &sc.icpts[i];
+	return NULL;
+}
+
+static const struct sc_intercept *
+icpt_global(void)
+{
+	size_t i;
+
+	for (i = 0; i < sc.nicpts; i++)
+		if (sc.icpts[i].global)
+			return &sc.icpts[i];
+	return NULL;
+}
+
+static const char *
+header(const struct hp_request *req, const char *name)
+{
+	size_t i;
+
+	for (i = 0; i < req->nheaders; i++)
+		if (!strcasecmp(req->headers[i].name, name))
+			return req->headers[i].value;
+	return NULL;
+}
+
+static int
+matches(const struct sc_intercept *ic, const struct hp_request *req)
+{
+	const char *v = header(req, "x-kbridge-intercept-id");
+	size_t k;
+
+	if (v && !strcmp(v, ic->id))
+		return 1;
+	if (ic->global)
+		return 1;
+	for (k = 0; k < ic->nheaders; k++)
+		if ((v = header(req, ic->hname[k])) == NULL || strcmp(v, ic->hvalue[k]))
+			return 0;
+	if (ic->path_prefix && strncmp(req->target, ic->path_prefix, strlen(ic->path_prefix)))
+		return 0;
+	return 1;
+}
+
+/* --- where connections and requests go --- */
+
+/* A socket whose other end carries a stream to intercept ic, or -1. */
+static int
+intercept_socket(const struct sc_intercept *ic, char *reason, size_t len)
+{
+	struct kb_open o = { .kind = KB_OPEN_INTERCEPT };
+	int sp[2];
+
+	if (!sc.sess || !kb_session_ready(sc.sess)) {
+		snprintf(reason, len, "kbridge: the sidecar has no session to the manager");
+		return -1;
+	}
+	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sp) < 0) {
+		snprintf(reason, len, "kbridge: %s", strerror(errno));
+		return -1;
+	}
+	snprintf(o.ref, sizeof(o.ref), "%s", ic->id);
+	if (!kb_stream_open(sc.sess, &o, sp[1], NULL, NULL)) {
+		close(sp[0]);
+		snprintf(reason, len, "kbridge: cannot reach the manager");
+		return -1;
+	}
+	return sp[0];
+}
+
+/* A non-blocking socket connecting to the app, or -1. */
+static int
+app_socket(char *reason, size_t len)
+{
+	int fd = socket(sc.app.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+
+	if (fd < 0 || (connect(fd, (struct sockaddr *)&sc.app, sc.applen) < 0 &&
+	    errno != EINPROGRESS)) {
+		snprintf(reason, len, "kbridge: cannot reach the app: %s", strerror(errno));
+		if (fd >= 0)
+			close(fd);
+		return -1;
+	}
+	return fd;
+}
+
+static uint64_t
+hp_route(void *arg, const struct hp_request *req)
+{
+	size_t i;
+
+	(void)arg;
+	for (i = 0; i < sc.nicpts; i++)
+		if (matches(&sc.icpts[i], req))
+			return sc.icpts[i].key;
+	return 0;
+}
+
+static int
+hp_open(void *arg, uint64_t key, char *reason, size_t len)
+{
+	const struct sc_intercept *ic;
+
+	(void)arg;
+	if (key == 0)
+		return app_socket(reason, len);
+	if ((ic = icpt_by_key(key)) == NULL) {
+		snprintf(reason, len, "kbridge: the intercept ended");
+		return -1;
+	}
+	return intercept_socket(ic, reason, len);
+}
+
+static const struct hp_upstreams upstreams = { .route = hp_route, .open = hp_open };
+
+static void
+app_connected(int fd, int e, void *arg)
+{
+	int client = (int)(intptr_t)arg;
+
+	if (fd < 0) {
+		struct linger l = { 1, 0 };
+		log_warnx("cannot reach the app: %s", strerror(e));
+		setsockopt(client, SOL_SOCKET, SO_LINGER, &l, sizeof(l));
+		close(client);
+		return;
+	}
+	splice_start(sc.base, client, fd);
+}
+
+static void
+accepted(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int salen, void *arg)
+{
+	const struct sc_intercept *ic;
+	char reason[160];
+	int up;
+
+	(void)l;
+	(void)sa;
+	(void)salen;
+	(void)arg;
+	if (!strcmp(sc.protocol, "tcp") && (ic = icpt_global()) != NULL) {
+		if ((up = intercept_socket(ic, reason, sizeof(reason))) >= 0) {
+			splice_start(sc.base, fd, up);
+			return;
+		}
+		log_warnx("%s", reason);
+	} else if (!strcmp(sc.protocol, "http") && sc.nicpts > 0) {
+		if (!hp_conn_new(sc.base, fd, &upstreams))
+			close(fd);
+		return;
+	}
+	/* Nothing intercepted: straight to the app, without parsing. */
+	if (!kb_dial_start(sc.base, (struct sockaddr *)&sc.app, sc.applen, APP_TIMEOUT_MS,
+	    app_connected, (void *)(intptr_t)fd))
+		close(fd);
+}
+
+/* --- the session to the manager --- */
+
+static void
+lost(const char *why)
+{
+	struct timeval tv;
+
+	if (sc.nicpts)
+		log_warnx("session to the manager lost (%s): intercepts paused", why);
+	else
+		log_warnx("no session to the manager: %s", why);
+	icpts_clear();
+	sc.backoff_ms = sc.backoff_ms ? sc.backoff_ms * 2 : 100;
+	if (sc.backoff_ms > BACKOFF_MAX_MS)
+		sc.backoff_ms = BACKOFF_MAX_MS;
+	tv.tv_sec = sc.backoff_ms / 1000;
+	tv.tv_usec = (sc.backoff_ms % 1000) * 1000;
+	evtimer_add(sc.retry, &tv);
+}
+
+static int
+on_hello(struct kb_session *s, const cJSON *h, char *reason, size_t len, void *arg)
+{
+	(void)s;
+	(void)h;
+	(void)reason;
+	(void)len;
+	(void)arg;
+	sc.backoff_ms = 0;
+	log_info("registered %s.%s (%s) with the manager", sc.workload, sc.ns, sc.protocol);
+	return 0;
+}
+
+static int
+on_control(struct kb_session *s, const cJSON *msg, const char *type, void *arg)
+{
+	(void)s;
+	(void)arg;
+	if (strcmp(type, "intercepts") != 0)
+		return -1;
+	return icpts_update(msg);
+}
+
+static void
+on_close(struct kb_session *s, const char *err, void *arg)
+{
+	(void)arg;
+	kb_session_free(s);
+	sc.sess = NULL;
+	lost(err ? err : "closed");
+}
+
+static const struct kb_session_cbs session_cbs = {
+	.on_hello = on_hello,
+	.on_control = on_control,
+	.on_close = on_close,
+};
+
+static int
+process_var(const char *name, size_t len)
+{
+	static const char *const vars[] = { "PATH", "HOME", "HOSTNAME", "PWD", "OLDPWD", "SHLVL",
+		"TERM", "USER", "LOGNAME", "SHELL", "_", NULL };
+	size_t i;
+
+	for (i = 0; vars[i]; i++)
+		if (strlen(vars[i]) == len && !strncmp(vars[i], name, len))
+			return 1;
+	return 0;
+}
+
+static cJSON *
+hello_env(void)
+{
+	cJSON *env = cJSON_CreateObject();
+	char **e, *eq;
+
+	/* The workload's environment, minus the sidecar's own settings and
+	 * what belongs to the process rather than the workload (a shell that
+	 * sources the env file must keep its own PATH and HOME). */
+	for (e = environ; e && *e; e++) {
+		if (!strncmp(*e, "KBRIDGE_", 8) || (eq = strchr(*e, '=')) == NULL || eq == *e ||
+		    process_var(*e, (size_t)(eq - *e)))
+			continue;
+		*eq = '\0';
+		cJSON_AddStringToObject(env, *e, eq + 1);
+		*eq = '=';
+	}
+	return env;
+}
+
+static void
+connect_event(struct kb_conn *c, int what, void *arg)
+{
+	char why[200];
+	cJSON *hello;
+
+	(void)arg;
+	sc.connecting = NULL;
+	if (!(what & KB_CONN_CONNECTED)) {
+		if (what & KB_CONN_TIMEOUT)
+			snprintf(why, sizeof(why), "timed out");
+		else
+			kb_conn_error(c, why, sizeof(why));
+		kb_conn_free(c);
+		lost(why);
+		return;
+	}
+	kb_conn_set_timeout(c, 0);
+	if ((sc.sess = kb_session_new(c, 1, &session_cbs, NULL)) == NULL) {
+		lost("out of memory");
+		return;
+	}
+	hello = cJSON_CreateObject();
+	cJSON_AddStringToObject(hello, "role", "sidecar");
+	cJSON_AddStringToObject(hello, "software", "kbridge/0.1.0");
+	cJSON_AddStringToObject(hello, "workload", sc.workload);
+	cJSON_AddStringToObject(hello, "namespace", sc.ns);
+	cJSON_AddStringToObject(hello, "protocol", sc.protocol);
+	cJSON_AddItemToObject(hello, "env", hello_env());
+	kb_session_send_hello(sc.sess, hello);
+}
+
+static const struct kb_conn_cbs connect_cbs = { .on_event = connect_event };
+
+static void
+attempt(void)
+{
+	char err[300];
+
+	sc.connecting = kb_conn_dial(sc.base, sc.profile.manager, sc.ctx, 0, CONNECT_TIMEOUT_MS,
+	    err, sizeof(err));
+	if (!sc.connecting) {
+		lost(err);
+		return;
+	}
+	kb_conn_setcb(sc.connecting, &connect_cbs, NULL);
+}
+
+static void
+retry(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	(void)arg;
+	attempt();
+}
+
+static void
+on_signal(evutil_socket_t sig, short what, void *arg)
+{
+	(void)what;
+	(void)arg;
+	log_info("signal %d: shutting down", (int)sig);
+	event_base_loopexit(sc.base, NULL);
+}
+
+static void
+usage(FILE *f)
+{
+	fprintf(f,
+	    "usage: kbridge-agent sidecar --profile FILE --workload NAME --namespace NS\n"
+	    "           --listen HOST:PORT --app HOST:PORT [--protocol http|tcp]\n"
+	    "           [--manager HOST:PORT] [-v]\n"
+	    "\n"
+	    "Run in a workload's pod, in front of its app: pass every connection to the app\n"
+	    "unless an intercept claims it.\n"
+	    "\n"
+	    "  --profile FILE       a sidecar profile (kbridge-agent issue --sidecar)\n"
+	    "  --workload NAME      the workload this sidecar serves\n"
+	    "  --namespace NS       its namespace\n"
+	    "  --listen HOST:PORT   where the service's traffic arrives\n"
+	    "  --app HOST:PORT      the app container\n"
+	    "  --protocol P         http (route each request; default) or tcp (whole connections)\n"
+	    "  --manager HOST:PORT  the manager's address inside the cluster (default: the\n"
+	    "                       profile's, which is the workstations' way in)\n"
+	    "  -v, --verbose        debug logging\n");
+}
+
+static int
+resolve_hostport(const char *s, struct sockaddr_storage *ss, socklen_t *len)
+{
+	struct addrinfo hints = { .ai_socktype = SOCK_STREAM }, *ai;
+	char host[256], port[8];
+	uint16_t p;
+
+	if (kb_hostport_parse(s, host, sizeof(host), &p) < 0)
+		return -1;
+	snprintf(port, sizeof(port), "%u", p);
+	if (getaddrinfo(host, port, &hints, &ai) != 0)
+		return -1;
+	memcpy(ss, ai->ai_addr, ai->ai_addrlen);
+	*len = ai->ai_addrlen;
+	freeaddrinfo(ai);
+	return 0;
+}
+
+int
+cmd_sidecar(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "profile", required_argument, NULL, 'p' },
+		{ "workload", required_argument, NULL, 'w' },
+		{ "namespace", required_argument, NULL, 'n' },
+		{ "listen", required_argument, NULL, 'l' },
+		{ "app", required_argument, NULL, 'a' },
+		{ "protocol", required_argument, NULL, 'P' },
+		{ "manager", required_argument, NULL, 'm' },
+		{ "verbose", no_argument, NULL, 'v' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	const char *profile = NULL, *listen_on = NULL, *app = NULL, *manager = NULL;
+	struct sockaddr_storage ls;
+	socklen_t lslen;
+	struct event *sigs[2];
+	char err[300];
+	int c, verbose = 0, rc = 1;
+
+	memset(&sc, 0, sizeof(sc));
+	sc.protocol = "http";
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "vh", opts, NULL)) != -1) {
+		switch (c) {
+		case 'p':
+			profile = optarg;
+			break;
+		case 'w':
+			sc.workload = optarg;
+			break;
+		case 'n':
+			sc.ns = optarg;
+			break;
+		case 'l':
+			listen_on = optarg;
+			break;
+		case 'a':
+			app = optarg;
+			break;
+		case 'P':
+			sc.protocol = optarg;
+			break;
+		case 'm':
+			manager = optarg;
+			break;
+		case 'v':
+			verbose = 1;
+			break;
+		case 'h':
+			usage(stdout);
+			return 0;
+		default:
+			usage(stderr);
+			return 2;
+		}
+	}
+	if (optind != argc || !profile || !sc.workload || !sc.ns || !listen_on || !app) {
+		fprintf(stderr, "kbridge-agent: sidecar needs --profile, --workload, --namespace, --listen and --app (see --help)\n");
+		return 2;
+	}
+	if (strcmp(sc.protocol, "http") && strcmp(sc.protocol, "tcp")) {
+		fprintf(stderr, "kbridge-agent: --protocol must be http or tcp\n");
+		return 2;
+	}
+	if (resolve_hostport(app, &sc.app, &sc.applen) < 0 ||
+	    resolve_hostport(listen_on, &ls, &lslen) < 0) {
+		fprintf(stderr, "kbridge-agent: --listen and --app must be HOST:PORT\n");
+		return 2;
+	}
+	log_init("kbridge-sidecar", verbose ? KB_LOG_DEBUG : KB_LOG_INFO);
+	signal(SIGPIPE, SIG_IGN);
+	mallopt(M_TRIM_THRESHOLD, 8 * 1024 * 1024);
+	mallopt(M_MMAP_THRESHOLD, 1024 * 1024);
+	if (kb_profile_load(profile, &sc.profile, err, sizeof(err)) < 0)
+		goto out;
+	if (strcmp(sc.profile.role, KB_ROLE_SIDECAR) != 0) {
+		snprintf(err, sizeof(err), "profile %s is not a sidecar profile (issue it with --sidecar)",
+		    profile);
+		goto out;
+	}
+	if (manager) {
+		char host[256];
+		uint16_t port;
+		if (kb_hostport_parse(manager, host, sizeof(host), &port) < 0) {
+			snprintf(err, sizeof(err), "invalid --manager '%s' (expected HOST:PORT)", manager);
+			goto out;
+		}
+		free(sc.profile.manager);
+		sc.profile.manager = strdup(manager);
+	}
+	if ((sc.ctx = kb_tls_client_ctx(sc.profile.ca_pem, sc.profile.cert_pem,
+	    sc.profile.key_pem, err, sizeof(err))) == NULL)
+		goto out;
+	if ((sc.base = kb_event_base_new()) == NULL || (sc.retry = evtimer_new(sc.base, retry, NULL)) == NULL) {
+		snprintf(err, sizeof(err), "cannot create the event loop");
+		goto out;
+	}
+	sc.listener = evconnlistener_new_bind(sc.base, accepted, NULL,
+	    LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE | LEV_OPT_CLOSE_ON_EXEC, 1024,
+	    (struct sockaddr *)&ls, (int)lslen);
+	if (!sc.listener) {
+		snprintf(err, sizeof(err), "cannot listen on %s: %s", listen_on, strerror(errno));
+		goto out;
+	}
+	sigs[0] = evsignal_new(sc.base, SIGTERM, on_signal, NULL);
+	sigs[1] = evsignal_new(sc.base, SIGINT, on_signal, NULL);
+	evsignal_add(sigs[0], NULL);
+	evsignal_add(sigs[1], NULL);
+	log_info("sidecar for %s.%s (%s) on %s, app %s", sc.workload, sc.ns, sc.protocol,
+	    listen_on, app);
+	attempt();
+	event_base_dispatch(sc.base);
+	event_free(sigs[0]);
+	event_free(sigs[1]);
+	rc = 0;
+out:
+	if (rc)
+		fprintf(stderr, "kbridge-agent: %s\n", err);
+	if (sc.sess)
+		kb_session_free(sc.sess);
+	if (sc.connecting)
+		kb_conn_free(sc.connecting);
+	icpts_clear();
+	if (sc.listener)
+		evconnlistener_free(sc.listener);
+	if (sc.retry)
+		event_free(sc.retry);
+	if (sc.base)
+		event_base_free(sc.base);
+	SSL_CTX_free(sc.ctx);
+	kb_profile_free(&sc.profile);
+	return rc;
+}

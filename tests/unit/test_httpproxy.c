@@ -1,0 +1,1392 @@
+/* The sidecar's HTTP proxy (agent/httpproxy.c) in one process, on one
+ * event_base: test clients on loopback TCP talk to hp_conn objects whose
+ * upstreams are small HTTP servers written here. "app" (key 0) echoes the
+ * request line and the headers it received; "icpt" (key 1) does the same as
+ * an intercept would; key 2 cannot be opened; key 3 is a port nobody
+ * listens on. Socket buffers are small so that backpressure shows. Every
+ * wait is bounded by an event-loop timeout; checks are on outcomes, never
+ * on timings.
+ *
+ *   client --TCP--> [hp_conn] --key 0 (no x-dev)--------> app
+ *                             --key 1 (x-dev: alice)----> icpt
+ *                             --key 2 (x-dev: nobody)---> open() fails
+ *                             --key 3 (x-dev: refused)--> connect() refused
+ */
+#include "../../agent/httpproxy.c"
+
+#include <sys/queue.h>
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <signal.h>
+
+#include <event2/bufferevent.h>
+#include <event2/listener.h>
+
+#include "ok.h"
+
+#define KiB		1024
+#define MiB		(1024 * 1024)
+#define BIG		(32 * MiB)
+#define SOCKBUF		(128 * KiB)
+#define PEAK_BOUND	(HP_HIGH_WATER + 2 * HP_READ_SIZE)
+#define FNV0		14695981039346656037ULL
+
+static struct event_base *base;
+
+/* --- event loop with a bound --- */
+
+static int timed_out;
+
+static void
+timeout_cb(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	(void)arg;
+	timed_out = 1;
+}
+
+/* Run the loop until pred(arg) holds or ms have passed; returns pred. */
+static int
+run_until(int (*pred)(void *), void *arg, int ms)
+{
+	struct event *t = evtimer_new(base, timeout_cb, NULL);
+	struct timeval tv = { ms / 1000, (ms % 1000) * 1000 };
+
+	timed_out = 0;
+	evtimer_add(t, &tv);
+	while (!(pred && pred(arg)) && !timed_out)
+		event_base_loop(base, EVLOOP_ONCE);
+	event_free(t);
+	return pred ? pred(arg) : 1;
+}
+
+static void
+run_for(int ms)
+{
+	run_until(NULL, NULL, ms);
+}
+
+/* --- data --- */
+
+static uint64_t
+fnv(uint64_t h, const void *p, size_t n)
+{
+	const unsigned char *s = p;
+
+	while (n-- > 0) {
+		h ^= *s++;
+		h *= 1099511628211ULL;
+	}
+	return h;
+}
+
+static uint64_t
+xorshift(uint64_t *st)
+{
+	uint64_t x = *st;
+
+	x ^= x << 13;
+	x ^= x >> 7;
+	x ^= x << 17;
+	return *st = x;
+}
+
+static void
+prng_fill(uint64_t *st, char *buf, size_t n)
+{
+	uint64_t x = 0;
+	size_t i;
+
+	for (i = 0; i < n; i++) {
+		if ((i & 7) == 0)
+			x = xorshift(st);
+		buf[i] = (char)(x >> ((i & 7) * 8));
+	}
+}
+
+static void
+sockbufs(int fd)
+{
+	int n = SOCKBUF;
+
+	setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &n, sizeof(n));
+	setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &n, sizeof(n));
+}
+
+static void
+sappend(char *buf, size_t cap, size_t *len, const char *p, size_t n)
+{
+	if (*len + n >= cap)
+		n = cap - 1 - *len;
+	memcpy(buf + *len, p, n);
+	*len += n;
+	buf[*len] = '\0';
+}
+
+static int
+starts(const char *s, const char *prefix)
+{
+	return strncmp(s, prefix, strlen(prefix)) == 0;
+}
+
+/* --- upstream servers --- */
+
+struct server;
+
+struct sconn {
+	struct server *srv;
+	struct bufferevent *bev;
+	llhttp_t p;
+	LIST_ENTRY(sconn) entry;
+	char method[16], url[512], hdrs[8192];
+	size_t mlen, ulen, hlen;
+	int paused_at;		/* 1: head complete, 2: message complete */
+	int nreq;
+	int in_body, raw, kill, close_after, keep;
+	uint64_t body_len, body_hash, raw_len, raw_hash;
+	uint64_t dl_left, dl_seed;
+};
+
+struct server {
+	const char *name;
+	struct evconnlistener *l;
+	int port, accepts, requests, eofs;
+	LIST_HEAD(, sconn) conns;
+	uint64_t stall_at;	/* stop reading a body after this many bytes */
+	struct sconn *stalled, *dl;
+	uint64_t dl_queued;
+	char last_head[8800];
+};
+
+static struct server app = { .name = "app" }, icpt = { .name = "icpt" };
+static char genbuf[64 * KiB];
+
+static void
+sconn_free(struct sconn *sc)
+{
+	if (sc->srv->stalled == sc)
+		sc->srv->stalled = NULL;
+	if (sc->srv->dl == sc)
+		sc->srv->dl = NULL;
+	LIST_REMOVE(sc, entry);
+	bufferevent_free(sc->bev);
+	free(sc);
+}
+
+static void
+server_gen(struct sconn *sc)
+{
+	struct evbuffer *out = bufferevent_get_output(sc->bev);
+	size_t n;
+
+	while (sc->dl_left > 0 && evbuffer_get_length(out) < 512 * KiB) {
+		n = sc->dl_left < sizeof(genbuf) ? sc->dl_left : sizeof(genbuf);
+		prng_fill(&sc->dl_seed, genbuf, n);
+		evbuffer_add(out, genbuf, n);
+		sc->dl_left -= n;
+		sc->srv->dl_queued += n;
+	}
+}
+
+static void
+swrite(struct sconn *sc, const char *s)
+{
+	bufferevent_write(sc->bev, s, strlen(s));
+}
+
+static int
+s_begin(llhttp_t *p)
+{
+	struct sconn *sc = p->data;
+
+	sc->mlen = sc->ulen = sc->hlen = 0;
+	sc->method[0] = sc->url[0] = sc->hdrs[0] = '\0';
+	sc->body_len = sc->raw_len = 0;
+	sc->body_hash = sc->raw_hash = FNV0;
+	return 0;
+}
+
+static int
+s_method(llhttp_t *p, const char *at, size_t n)
+{
+	struct sconn *sc = p->data;
+
+	sappend(sc->method, sizeof(sc->method), &sc->mlen, at, n);
+	return 0;
+}
+
+static int
+s_url(llhttp_t *p, const char *at, size_t n)
+{
+	struct sconn *sc = p->data;
+
+	sappend(sc->url, sizeof(sc->url), &sc->ulen, at, n);
+	return 0;
+}
+
+static int
+s_hspan(llhttp_t *p, const char *at, size_t n)
+{
+	struct sconn *sc = p->data;
+
+	sappend(sc->hdrs, sizeof(sc->hdrs), &sc->hlen, at, n);
+	return 0;
+}
+
+static int
+s_field_complete(llhttp_t *p)
+{
+	return s_hspan(p, ": ", 2);
+}
+
+static int
+s_value_complete(llhttp_t *p)
+{
+	return s_hspan(p, "\n", 1);
+}
+
+static int
+s_headers_complete(llhttp_t *p)
+{
+	struct sconn *sc = p->data;
+
+	sc->paused_at = 1;
+	if (strcmp(sc->url, "/continue") == 0)
+		swrite(sc, "HTTP/1.1 100 Continue\r\n\r\n");
+	return HPE_PAUSED;
+}
+
+static int
+s_body(llhttp_t *p, const char *at, size_t n)
+{
+	struct sconn *sc = p->data;
+
+	sc->body_len += n;
+	sc->body_hash = fnv(sc->body_hash, at, n);
+	if (sc->srv->stall_at && sc->body_len >= sc->srv->stall_at) {
+		sc->srv->stall_at = 0;
+		sc->srv->stalled = sc;
+		bufferevent_disable(sc->bev, EV_READ);
+	}
+	return 0;
+}
+
+static int
+s_message_complete(llhttp_t *p)
+{
+	struct sconn *sc = p->data;
+
+	sc->paused_at = 2;
+	sc->keep = llhttp_should_keep_alive(p);
+	return HPE_PAUSED;
+}
+
+static const llhttp_settings_t s_settings = {
+	.on_message_begin = s_begin,
+	.on_method = s_method,
+	.on_url = s_url,
+	.on_header_field = s_hspan,
+	.on_header_field_complete = s_field_complete,
+	.on_header_value = s_hspan,
+	.on_header_value_complete = s_value_complete,
+	.on_headers_complete = s_headers_complete,
+	.on_body = s_body,
+	.on_message_complete = s_message_complete,
+};
+
+static void
+server_respond(struct sconn *sc)
+{
+	struct server *s = sc->srv;
+	char body[9000], head[512];
+	int bl, hl, minor = sc->p.http_minor;
+	const char *u = sc->url, *extra = "";
+
+	s->requests++;
+	sc->nreq++;
+	snprintf(s->last_head, sizeof(s->last_head), "%s %s\n%s", sc->method, u, sc->hdrs);
+	if (strcmp(u, "/ws") == 0) {
+		swrite(sc, "HTTP/1.1 101 Switching Protocols\r\n"
+		    "Upgrade: websocket\r\nConnection: Upgrade\r\n\r\n");
+		sc->raw = 1;
+		return;
+	}
+	if (strcmp(u, "/close-now") == 0 ||
+	    (strcmp(u, "/close-if-reused") == 0 && sc->nreq > 1)) {
+		sc->kill = 1;
+		return;
+	}
+	if (strcmp(u, "/download") == 0) {
+		hl = snprintf(head, sizeof(head), "HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n", BIG);
+		bufferevent_write(sc->bev, head, hl);
+		sc->dl_left = BIG;
+		sc->dl_seed = 42;
+		s->dl = sc;
+		server_gen(sc);
+		return;
+	}
+	if (strcmp(u, "/204") == 0)
+		swrite(sc, "HTTP/1.1 204 No Content\r\n\r\n");
+	else if (strcmp(u, "/304") == 0) {
+		/* A length for the entity, but no body: the proxy must not wait. */
+		hl = snprintf(head, sizeof(head), "HTTP/1.1 304 Not Modified\r\n"
+		    "ETag: \"x\"\r\nContent-Length: 50\r\n\r\n");
+		bufferevent_write(sc->bev, head, hl);
+	} else if (strcmp(u, "/close-mid") == 0) {
+		hl = snprintf(head, sizeof(head), "HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\npartial");
+		bufferevent_write(sc->bev, head, hl);
+		sc->close_after = 1;
+	} else if (strcmp(u, "/eof-body") == 0) {
+		hl = snprintf(head, sizeof(head), "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\nuntil-close");
+		bufferevent_write(sc->bev, head, hl);
+		sc->close_after = 1;
+	} else {
+		if (sc->body_len > 0 || strcmp(u, "/continue") == 0 || strcmp(u, "/upload") == 0)
+			bl = snprintf(body, sizeof(body), "len=%llu hash=%016llx rawlen=%llu rawhash=%016llx\n",
+			    (unsigned long long)sc->body_len, (unsigned long long)sc->body_hash,
+			    (unsigned long long)sc->raw_len, (unsigned long long)sc->raw_hash);
+		else
+			bl = snprintf(body, sizeof(body), "%s:%s %s\n%s", s->name, sc->method, u, sc->hdrs);
+		if (bl >= (int)sizeof(body))
+			bl = sizeof(body) - 1;
+		if (minor == 0 && sc->keep)
+			extra = "Connection: keep-alive\r\n";
+		if (strcmp(u, "/srv-close") == 0) {
+			extra = "Connection: close\r\n";
+			sc->keep = 0;
+		}
+		if (strcmp(u, "/then-close") == 0)
+			sc->keep = 0;	/* closes unannounced, as on a keep-alive timeout */
+		hl = snprintf(head, sizeof(head), "HTTP/1.%d 200 OK\r\nContent-Type: text/plain\r\n"
+		    "Content-Length: %d\r\n%s\r\n", minor, bl, extra);
+		bufferevent_write(sc->bev, head, hl);
+		if (strcmp(sc->method, "HEAD") != 0)
+			bufferevent_write(sc->bev, body, bl);
+	}
+	if (!sc->keep)
+		sc->close_after = 1;
+}
+
+static void
+sconn_read(struct bufferevent *bev, void *arg)
+{
+	struct sconn *sc = arg;
+	struct evbuffer *in = bufferevent_get_input(bev);
+	struct evbuffer_iovec v;
+	enum llhttp_errno e;
+	const char *d;
+	size_t avail, n;
+	int kick = 0;
+
+	for (;;) {
+		if (sc->raw) {
+			bufferevent_write_buffer(bev, in);	/* echo */
+			return;
+		}
+		avail = evbuffer_peek(in, -1, NULL, &v, 1) > 0 ? v.iov_len : 0;
+		if (avail == 0 && !kick)
+			return;
+		d = avail > 0 ? v.iov_base : "";
+		kick = 0;
+		sc->paused_at = 0;
+		if (llhttp_get_errno(&sc->p) == HPE_PAUSED)
+			llhttp_resume(&sc->p);
+		e = llhttp_execute(&sc->p, d, avail);
+		n = e == HPE_OK ? avail : (size_t)(llhttp_get_error_pos(&sc->p) - d);
+		if (sc->in_body) {
+			sc->raw_len += n;
+			sc->raw_hash = fnv(sc->raw_hash, d, n);
+		}
+		evbuffer_drain(in, n);
+		if (e == HPE_OK)
+			continue;
+		if (e != HPE_PAUSED) {
+			sconn_free(sc);
+			return;
+		}
+		if (sc->paused_at == 1) {
+			/* A bodyless request completes on an empty execute. */
+			sc->in_body = 1;
+			kick = 1;
+			continue;
+		}
+		sc->in_body = 0;
+		server_respond(sc);
+		if (sc->kill) {
+			sconn_free(sc);
+			return;
+		}
+	}
+}
+
+static void
+sconn_write(struct bufferevent *bev, void *arg)
+{
+	struct sconn *sc = arg;
+
+	if (sc->dl_left > 0)
+		server_gen(sc);
+	if (sc->close_after && evbuffer_get_length(bufferevent_get_output(bev)) == 0)
+		sconn_free(sc);
+}
+
+static void
+sconn_event(struct bufferevent *bev, short what, void *arg)
+{
+	struct sconn *sc = arg;
+
+	(void)bev;
+	if (sc->raw && (what & BEV_EVENT_EOF) && !sc->close_after) {
+		/* The client half-closed: we can still talk, then close. */
+		swrite(sc, "bye\n");
+		sc->close_after = 1;
+		return;
+	}
+	if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR)) {
+		sc->srv->eofs++;
+		sconn_free(sc);
+	}
+}
+
+static void
+server_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int salen,
+    void *arg)
+{
+	struct server *s = arg;
+	struct sconn *sc = calloc(1, sizeof(*sc));
+
+	(void)l;
+	(void)sa;
+	(void)salen;
+	sockbufs(fd);
+	sc->srv = s;
+	sc->bev = bufferevent_socket_new(base, fd, BEV_OPT_CLOSE_ON_FREE);
+	llhttp_init(&sc->p, HTTP_REQUEST, &s_settings);
+	sc->p.data = sc;
+	bufferevent_setcb(sc->bev, sconn_read, sconn_write, sconn_event, sc);
+	bufferevent_setwatermark(sc->bev, EV_WRITE, 256 * KiB, 0);
+	bufferevent_enable(sc->bev, EV_READ | EV_WRITE);
+	LIST_INSERT_HEAD(&s->conns, sc, entry);
+	s->accepts++;
+}
+
+static int
+bound_port(int fd)
+{
+	struct sockaddr_in sin;
+	socklen_t len = sizeof(sin);
+
+	getsockname(fd, (struct sockaddr *)&sin, &len);
+	return ntohs(sin.sin_port);
+}
+
+static void
+server_start(struct server *s)
+{
+	struct sockaddr_in sin;
+
+	memset(&sin, 0, sizeof(sin));
+	sin.sin_family = AF_INET;
+	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	LIST_INIT(&s->conns);
+	s->l = evconnlistener_new_bind(base, server_accept, s,
+	    LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE, 64, (struct sockaddr *)&sin, sizeof(sin));
+	s->port = bound_port(evconnlistener_get_fd(s->l));
+}
+
+static void
+server_stop(struct server *s)
+{
+	while (!LIST_EMPTY(&s->conns))
+		sconn_free(LIST_FIRST(&s->conns));
+	evconnlistener_free(s->l);
+}
+
+/* --- routing --- */
+
+static int closed_fd = -1, closed_port;
+static int nopens[5], nroutes, nproxy, ndone;
+static int stuck_peer = -1;	/* holds a socketpair whose other end never becomes writable */
+
+static uint64_t
+t_route(void *arg, const struct hp_request *req)
+{
+	size_t i;
+
+	(void)arg;
+	nroutes++;
+	for (i = 0; i < req->nheaders; i++) {
+		if (strcasecmp(req->headers[i].name, "x-dev") != 0)
+			continue;
+		if (strcmp(req->headers[i].value, "alice") == 0)
+			return 1;
+		if (strcmp(req->headers[i].value, "nobody") == 0)
+			return 2;
+		if (strcmp(req->headers[i].value, "refused") == 0)
+			return 3;
+		if (strcmp(req->headers[i].value, "stuck") == 0)
+			return 4;
+	}
+	return 0;
+}
+
+/* A socket that never becomes writable, like a connect() that never ends. */
+static int
+stuck_socket(void)
+{
+	int sv[2];
+
+	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv) == -1)
+		return -1;
+	while (write(sv[0], genbuf, sizeof(genbuf)) > 0)
+		;
+	if (stuck_peer != -1)
+		close(stuck_peer);
+	stuck_peer = sv[1];
+	return sv[0];
+}
+
+static int
+t_open(void *arg, uint64_t key, char *reason, size_t len)
+{
+	struct sockaddr_in sin;
+	int fd, port;
+
+	(void)arg;
+	nopens[key]++;
+	switch (key) {
+	case 0:
+		port = app.port;
+		break;
+	case 1:
+		port = icpt.port;
+		break;
+	case 2:
+		snprintf(reason, len, "kbridge: the intercepting workstation's local port refused the connection");
+		return -1;
+	case 4:
+		return stuck_socket();
+	default:
+		port = closed_port;
+		break;
+	}
+	memset(&sin, 0, sizeof(sin));
+	sin.sin_family = AF_INET;
+	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	sin.sin_port = htons(port);
+	if ((fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0)) == -1) {
+		snprintf(reason, len, "socket: %s", strerror(errno));
+		return -1;
+	}
+	sockbufs(fd);
+	if (connect(fd, (struct sockaddr *)&sin, sizeof(sin)) == -1 && errno != EINPROGRESS) {
+		snprintf(reason, len, "connect: %s", strerror(errno));
+		close(fd);
+		return -1;
+	}
+	return fd;
+}
+
+/* --- clients --- */
+
+struct cresp {
+	int status, complete;
+	char head[2048], body[9000];
+	size_t hlen, blen;
+	uint64_t total, hash;
+};
+
+struct client {
+	int fd;
+	struct bufferevent *bev;
+	struct hp_conn *hc;
+	int proxy_done, eof;
+	llhttp_t p;
+	int raw;		/* after 101 */
+	struct evbuffer *rawin;
+	int nresp, ninterim;
+	unsigned head_mask;	/* responses (by index) to HEAD requests */
+	struct cresp r[12];
+	/* chunked upload */
+	int uploading, up_final;
+	uint64_t up_left, up_seed, chunk_seed, up_gen, up_hash, up_raw_len, up_raw_hash;
+};
+
+#define MAXCLIENTS 32
+static struct client *clients[MAXCLIENTS];
+static int lfd = -1;	/* where test clients connect; accepted ends go to hp_conn */
+
+static void
+t_done(void *arg, struct hp_conn *c)
+{
+	int i;
+
+	(void)arg;
+	ndone++;
+	for (i = 0; i < MAXCLIENTS; i++)
+		if (clients[i] != NULL && clients[i]->hc == c) {
+			clients[i]->hc = NULL;
+			clients[i]->proxy_done = 1;
+		}
+}
+
+static const struct hp_upstreams ups = { t_route, t_open, t_done, NULL };
+
+static struct cresp *
+cur(struct client *cl)
+{
+	return &cl->r[cl->nresp < 12 ? cl->nresp : 11];
+}
+
+static int
+c_begin(llhttp_t *p)
+{
+	memset(cur(p->data), 0, sizeof(struct cresp));
+	cur(p->data)->hash = FNV0;
+	return 0;
+}
+
+static int
+c_hspan(llhttp_t *p, const char *at, size_t n)
+{
+	struct cresp *r = cur(p->data);
+
+	sappend(r->head, sizeof(r->head), &r->hlen, at, n);
+	return 0;
+}
+
+static int
+c_field_complete(llhttp_t *p)
+{
+	return c_hspan(p, ": ", 2);
+}
+
+static int
+c_value_complete(llhttp_t *p)
+{
+	return c_hspan(p, "\n", 1);
+}
+
+static int
+c_headers_complete(llhttp_t *p)
+{
+	struct client *cl = p->data;
+
+	cur(cl)->status = p->status_code;
+	return p->status_code < 200 || p->status_code == 204 || p->status_code == 304 ||
+	    (cl->head_mask & (1u << cl->nresp));
+}
+
+static int
+c_body(llhttp_t *p, const char *at, size_t n)
+{
+	struct cresp *r = cur(p->data);
+
+	sappend(r->body, sizeof(r->body), &r->blen, at, n);
+	r->total += n;
+	r->hash = fnv(r->hash, at, n);
+	return 0;
+}
+
+static int
+c_message_complete(llhttp_t *p)
+{
+	struct client *cl = p->data;
+
+	if (p->status_code < 200 && p->status_code != 101) {
+		cl->ninterim++;
+		return 0;
+	}
+	cur(cl)->complete = 1;
+	cl->nresp++;
+	if (p->status_code == 101) {
+		cl->raw = 1;
+		return HPE_PAUSED;
+	}
+	return 0;
+}
+
+static const llhttp_settings_t c_settings = {
+	.on_message_begin = c_begin,
+	.on_header_field = c_hspan,
+	.on_header_field_complete = c_field_complete,
+	.on_header_value = c_hspan,
+	.on_header_value_complete = c_value_complete,
+	.on_headers_complete = c_headers_complete,
+	.on_body = c_body,
+	.on_message_complete = c_message_complete,
+};
+
+static void
+client_read(struct bufferevent *bev, void *arg)
+{
+	struct client *cl = arg;
+	struct evbuffer *in = bufferevent_get_input(bev);
+	struct evbuffer_iovec v;
+	enum llhttp_errno e;
+	size_t n;
+
+	for (;;) {
+		if (cl->raw) {
+			evbuffer_add_buffer(cl->rawin, in);
+			return;
+		}
+		if (evbuffer_peek(in, -1, NULL, &v, 1) <= 0)
+			return;
+		e = llhttp_execute(&cl->p, v.iov_base, v.iov_len);
+		n = e == HPE_OK ? v.iov_len :
+		    (size_t)(llhttp_get_error_pos(&cl->p) - (const char *)v.iov_base);
+		evbuffer_drain(in, n);
+		if (e != HPE_OK && !(e == HPE_PAUSED && cl->raw)) {
+			printf("# client: bad response: %s\n", llhttp_errno_name(e));
+			evbuffer_drain(in, evbuffer_get_length(in));
+			return;
+		}
+	}
+}
+
+static void
+client_gen(struct client *cl)
+{
+	struct evbuffer *out = bufferevent_get_output(cl->bev);
+	char hdr[32];
+	size_t n;
+	int hl;
+
+	while (cl->up_left > 0 && evbuffer_get_length(out) < 256 * KiB) {
+		n = 1 + xorshift(&cl->chunk_seed) % (sizeof(genbuf) - 1);
+		if (n > cl->up_left)
+			n = cl->up_left;
+		prng_fill(&cl->up_seed, genbuf, n);
+		hl = snprintf(hdr, sizeof(hdr), "%zx\r\n", n);
+		evbuffer_add(out, hdr, hl);
+		evbuffer_add(out, genbuf, n);
+		evbuffer_add(out, "\r\n", 2);
+		cl->up_hash = fnv(cl->up_hash, genbuf, n);
+		cl->up_raw_hash = fnv(cl->up_raw_hash, hdr, hl);
+		cl->up_raw_hash = fnv(cl->up_raw_hash, genbuf, n);
+		cl->up_raw_hash = fnv(cl->up_raw_hash, "\r\n", 2);
+		cl->up_raw_len += hl + n + 2;
+		cl->up_gen += hl + n + 2;
+		cl->up_left -= n;
+	}
+	if (cl->up_left == 0 && !cl->up_final) {
+		evbuffer_add(out, "0\r\n\r\n", 5);
+		cl->up_raw_hash = fnv(cl->up_raw_hash, "0\r\n\r\n", 5);
+		cl->up_raw_len += 5;
+		cl->up_gen += 5;
+		cl->up_final = 1;
+	}
+}
+
+static void
+client_write(struct bufferevent *bev, void *arg)
+{
+	struct client *cl = arg;
+
+	(void)bev;
+	if (cl->uploading && !cl->up_final)
+		client_gen(cl);
+}
+
+static void
+client_event(struct bufferevent *bev, short what, void *arg)
+{
+	struct client *cl = arg;
+
+	(void)bev;
+	if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR)) {
+		if (!cl->raw)
+			(void)llhttp_finish(&cl->p);	/* a body delimited by EOF */
+		cl->eof = 1;
+		bufferevent_disable(cl->bev, EV_READ);
+	}
+}
+
+static struct client *
+client_new(void)
+{
+	struct client *cl = calloc(1, sizeof(*cl));
+	struct sockaddr_in sin;
+	socklen_t len = sizeof(sin);
+	int pfd, i;
+
+	getsockname(lfd, (struct sockaddr *)&sin, &len);
+	cl->fd = socket(AF_INET, SOCK_STREAM, 0);
+	sockbufs(cl->fd);
+	if (connect(cl->fd, (struct sockaddr *)&sin, sizeof(sin)) == -1)
+		perror("connect");
+	pfd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK);
+	sockbufs(pfd);
+	evutil_make_socket_nonblocking(cl->fd);
+	cl->hc = hp_conn_new(base, pfd, &ups);
+	nproxy++;
+	cl->bev = bufferevent_socket_new(base, cl->fd, BEV_OPT_CLOSE_ON_FREE);
+	bufferevent_setcb(cl->bev, client_read, client_write, client_event, cl);
+	bufferevent_setwatermark(cl->bev, EV_WRITE, 128 * KiB, 0);
+	bufferevent_enable(cl->bev, EV_READ | EV_WRITE);
+	cl->rawin = evbuffer_new();
+	llhttp_init(&cl->p, HTTP_RESPONSE, &c_settings);
+	cl->p.data = cl;
+	for (i = 0; i < MAXCLIENTS; i++)
+		if (clients[i] == NULL) {
+			clients[i] = cl;
+			break;
+		}
+	return cl;
+}
+
+static void
+client_free(struct client *cl)
+{
+	int i;
+
+	for (i = 0; i < MAXCLIENTS; i++)
+		if (clients[i] == cl)
+			clients[i] = NULL;
+	bufferevent_free(cl->bev);
+	evbuffer_free(cl->rawin);
+	free(cl);
+}
+
+static void
+client_send(struct client *cl, const char *s)
+{
+	bufferevent_write(cl->bev, s, strlen(s));
+}
+
+static void
+client_upload(struct client *cl, const char *path, uint64_t total)
+{
+	char head[256];
+
+	snprintf(head, sizeof(head), "POST %s HTTP/1.1\r\nHost: web.default\r\n"
+	    "Transfer-Encoding: chunked\r\n\r\n", path);
+	client_send(cl, head);
+	cl->uploading = 1;
+	cl->up_left = total;
+	cl->up_seed = 7;
+	cl->chunk_seed = 99;
+	cl->up_hash = cl->up_raw_hash = FNV0;
+	client_gen(cl);
+}
+
+static struct client *w_cl;
+static int w_n;
+
+static int
+pred_resp(void *arg)
+{
+	(void)arg;
+	return w_cl->nresp >= w_n || w_cl->eof;
+}
+
+/* Wait for the n-th response (counted from the start) or EOF. */
+static int
+wait_resp(struct client *cl, int n, int ms)
+{
+	w_cl = cl;
+	w_n = n;
+	run_until(pred_resp, NULL, ms);
+	return cl->nresp >= n;
+}
+
+static int
+pred_eof(void *arg)
+{
+	return ((struct client *)arg)->eof;
+}
+
+static int
+pred_proxy_done(void *arg)
+{
+	return ((struct client *)arg)->proxy_done;
+}
+
+static int
+pred_int_ge(void *arg)
+{
+	return *(int *)arg >= w_n;
+}
+
+static int
+pred_raw(void *arg)
+{
+	return (int)evbuffer_get_length(((struct client *)arg)->rawin) >= w_n;
+}
+
+static int
+pred_out_empty(void *arg)
+{
+	return evbuffer_get_length(bufferevent_get_output(((struct client *)arg)->bev)) == 0;
+}
+
+static int
+pred_no_idle(void *arg)
+{
+	return ((struct hp_conn *)arg)->idle == NULL;
+}
+
+static int
+pred_ptr(void *arg)
+{
+	return *(void **)arg != NULL;
+}
+
+/* --- tests --- */
+
+static void
+test_routing(void)
+{
+	struct client *a = client_new(), *b, *c;
+	int acc;
+
+	/* One keep-alive connection, requests for app and intercept in turn. */
+	client_send(a, "GET /one HTTP/1.1\r\nHost: web.default\r\n\r\n");
+	ok(wait_resp(a, 1, 5000) && a->r[0].status == 200);
+	ok(starts(a->r[0].body, "app:GET /one\nHost: web.default\n"));
+	client_send(a, "GET /two HTTP/1.1\r\nHost: web.default\r\nX-Dev: alice\r\n\r\n");
+	ok(wait_resp(a, 2, 5000) && starts(a->r[1].body, "icpt:GET /two\n"));
+	client_send(a, "GET /three HTTP/1.1\r\nHost: web.default\r\n\r\n");
+	ok(wait_resp(a, 3, 5000) && starts(a->r[2].body, "app:GET /three\n"));
+
+	/* The same, pipelined in one write: answers come back in order. */
+	client_send(a, "GET /p1 HTTP/1.1\r\nHost: web.default\r\n\r\n"
+	    "GET /p2 HTTP/1.1\r\nHost: web.default\r\nx-dev: alice\r\n\r\n"
+	    "GET /p3 HTTP/1.1\r\nHost: web.default\r\n\r\n");
+	ok(wait_resp(a, 6, 5000));
+	ok(starts(a->r[3].body, "app:GET /p1\n"));
+	ok(starts(a->r[4].body, "icpt:GET /p2\n"));
+	ok(starts(a->r[5].body, "app:GET /p3\n"));
+	ok(strstr(a->r[4].body, "x-dev: alice\n") != NULL);
+	ok(!a->eof && a->hc != NULL);
+
+	/* Consecutive requests with the same key share one upstream connection. */
+	b = client_new();
+	acc = app.accepts;
+	client_send(b, "GET /r1 HTTP/1.1\r\nHost: web.default\r\n\r\n");
+	ok(wait_resp(b, 1, 5000) && starts(b->r[0].body, "app:GET /r1\n"));
+	client_send(b, "GET /r2 HTTP/1.1\r\nHost: web.default\r\n\r\n");
+	ok(wait_resp(b, 2, 5000) && starts(b->r[1].body, "app:GET /r2\n"));
+	ok(app.accepts == acc + 1);
+
+	/* Pipelined requests, then EOF: all are answered before the close. */
+	c = client_new();
+	client_send(c, "GET /h1 HTTP/1.1\r\nHost: web.default\r\n\r\n"
+	    "GET /h2 HTTP/1.1\r\nHost: web.default\r\nX-Dev: alice\r\n\r\n"
+	    "GET /h3 HTTP/1.1\r\nHost: web.default\r\n\r\n");
+	ok(run_until(pred_out_empty, c, 5000));
+	shutdown(c->fd, SHUT_WR);
+	ok(run_until(pred_eof, c, 5000) && c->nresp == 3);
+	ok(starts(c->r[0].body, "app:GET /h1\n") && starts(c->r[1].body, "icpt:GET /h2\n") &&
+	    starts(c->r[2].body, "app:GET /h3\n"));
+	client_free(a);
+	client_free(b);
+	client_free(c);
+}
+
+static void
+test_bulk(void)
+{
+	struct client *a = client_new(), *b;
+	char want[256];
+	uint64_t seed = 42, h = FNV0, sent, left;
+	size_t n;
+
+	/* Upload: the upstream stops reading after 1 MiB; the proxy must hold
+	 * the client back instead of buffering. */
+	app.stall_at = MiB;
+	client_upload(a, "/upload", BIG);
+	ok(run_until(pred_ptr, &app.stalled, 20000));
+	run_for(300);
+	sent = a->up_gen - evbuffer_get_length(bufferevent_get_output(a->bev));
+	ok(sent < BIG / 2);
+	ok(a->hc != NULL && a->hc->peak <= PEAK_BOUND);
+	if (app.stalled != NULL)
+		bufferevent_enable(app.stalled->bev, EV_READ);
+	ok(wait_resp(a, 1, 60000) && a->r[0].status == 200);
+	snprintf(want, sizeof(want), "len=%llu hash=%016llx rawlen=%llu rawhash=%016llx\n",
+	    (unsigned long long)BIG, (unsigned long long)a->up_hash,
+	    (unsigned long long)a->up_raw_len, (unsigned long long)a->up_raw_hash);
+	ok(strcmp(a->r[0].body, want) == 0);
+	if (strcmp(a->r[0].body, want) != 0)
+		printf("# got %s# want %s", a->r[0].body, want);
+	ok(a->hc != NULL && a->hc->peak <= PEAK_BOUND);
+	printf("# upload: proxy peak %zu bytes queued\n", a->hc ? a->hc->peak : 0);
+
+	/* Download to a client that does not read at first. */
+	b = client_new();
+	bufferevent_disable(b->bev, EV_READ);
+	app.dl_queued = 0;
+	client_send(b, "GET /download HTTP/1.1\r\nHost: web.default\r\n\r\n");
+	ok(run_until(pred_ptr, &app.dl, 5000));
+	run_for(300);
+	sent = app.dl_queued - (app.dl ? evbuffer_get_length(bufferevent_get_output(app.dl->bev)) : 0);
+	ok(sent < BIG / 2);
+	ok(b->hc != NULL && b->hc->peak <= PEAK_BOUND);
+	bufferevent_enable(b->bev, EV_READ);
+	ok(wait_resp(b, 1, 60000) && b->r[0].status == 200);
+	for (left = BIG; left > 0; left -= n) {
+		n = left < sizeof(genbuf) ? left : sizeof(genbuf);
+		prng_fill(&seed, genbuf, n);
+		h = fnv(h, genbuf, n);
+	}
+	ok(b->r[0].total == BIG && b->r[0].hash == h);
+	ok(b->hc != NULL && b->hc->peak <= PEAK_BOUND);
+	printf("# download: proxy peak %zu bytes queued\n", b->hc ? b->hc->peak : 0);
+	ok(!a->eof && !b->eof);
+	client_free(a);
+	client_free(b);
+}
+
+static void
+test_bad_requests(void)
+{
+	struct client *a, *b = client_new(), *c, *d, *e;
+	char *big;
+	size_t off;
+	int i, routes;
+
+	client_send(b, "GET /b1 HTTP/1.1\r\nHost: web.default\r\n\r\n");
+	ok(wait_resp(b, 1, 5000) && b->r[0].status == 200);
+
+	routes = nroutes;
+	a = client_new();
+	client_send(a, "GET / HTTP/1.1\r\nHost: web.default\r\nBad Header: x\r\n\r\n");
+	ok(wait_resp(a, 1, 5000) && a->r[0].status == 400);
+	ok(strstr(a->r[0].body, "malformed") != NULL);
+	ok(run_until(pred_eof, a, 5000));
+	ok(nroutes == routes);
+	client_send(b, "GET /b2 HTTP/1.1\r\nHost: web.default\r\n\r\n");
+	ok(wait_resp(b, 2, 5000) && starts(b->r[1].body, "app:GET /b2\n"));
+
+	/* A header block over 64 KiB. */
+	c = client_new();
+	big = malloc(80 * KiB);
+	off = snprintf(big, 80 * KiB, "GET / HTTP/1.1\r\nHost: web.default\r\nX-Big: ");
+	memset(big + off, 'a', 70 * KiB);
+	off += 70 * KiB;
+	snprintf(big + off, 80 * KiB - off, "\r\n\r\n");
+	client_send(c, big);
+	ok(wait_resp(c, 1, 5000) && c->r[0].status == 431);
+	ok(run_until(pred_eof, c, 5000));
+
+	/* More headers than HP_MAX_HEADERS, each small. */
+	d = client_new();
+	off = snprintf(big, 80 * KiB, "GET / HTTP/1.1\r\nHost: web.default\r\n");
+	for (i = 0; i < HP_MAX_HEADERS + 10; i++)
+		off += snprintf(big + off, 80 * KiB - off, "X-H%d: v\r\n", i);
+	snprintf(big + off, 80 * KiB - off, "\r\n");
+	client_send(d, big);
+	ok(wait_resp(d, 1, 5000) && d->r[0].status == 431);
+	ok(run_until(pred_eof, d, 5000));
+	free(big);
+
+	/* A broken chunked body, before any response: 400 too. */
+	e = client_new();
+	client_send(e, "POST /x HTTP/1.1\r\nHost: web.default\r\nTransfer-Encoding: chunked\r\n\r\n"
+	    "zz\r\n");
+	ok(wait_resp(e, 1, 5000) && e->r[0].status == 400);
+	ok(run_until(pred_eof, e, 5000));
+
+	client_send(b, "GET /b3 HTTP/1.1\r\nHost: web.default\r\n\r\n");
+	ok(wait_resp(b, 3, 5000) && starts(b->r[2].body, "app:GET /b3\n") && !b->eof);
+	client_free(a);
+	client_free(b);
+	client_free(c);
+	client_free(d);
+	client_free(e);
+}
+
+static void
+test_bad_gateway(void)
+{
+	struct client *a = client_new();
+
+	client_send(a, "GET /x HTTP/1.1\r\nHost: web.default\r\nX-Dev: nobody\r\n\r\n");
+	ok(wait_resp(a, 1, 5000) && a->r[0].status == 502);
+	ok(strcmp(a->r[0].body,
+	    "kbridge: the intercepting workstation's local port refused the connection\n") == 0);
+	client_send(a, "GET /y HTTP/1.1\r\nHost: web.default\r\n\r\n");
+	ok(wait_resp(a, 2, 5000) && starts(a->r[1].body, "app:GET /y\n"));
+
+	/* connect() in progress that fails. */
+	client_send(a, "GET /x HTTP/1.1\r\nHost: web.default\r\nX-Dev: refused\r\n\r\n");
+	ok(wait_resp(a, 3, 5000) && a->r[2].status == 502);
+	ok(strstr(a->r[2].body, strerror(ECONNREFUSED)) != NULL);
+
+	/* The body of a request that cannot be delivered is read and dropped. */
+	client_send(a, "POST /z HTTP/1.1\r\nHost: web.default\r\nX-Dev: nobody\r\n"
+	    "Content-Length: 10\r\n\r\n0123456789GET /w HTTP/1.1\r\nHost: web.default\r\n\r\n");
+	ok(wait_resp(a, 5, 5000) && a->r[3].status == 502);
+	ok(starts(a->r[4].body, "app:GET /w\n"));
+	ok(!a->eof);
+	client_free(a);
+}
+
+static void
+test_upgrade(void)
+{
+	struct client *a = client_new();
+	char *blob = malloc(256 * KiB), *got;
+	uint64_t seed = 5;
+	size_t len;
+
+	client_send(a, "GET /ws HTTP/1.1\r\nHost: web.default\r\nConnection: Upgrade\r\n"
+	    "Upgrade: websocket\r\nSec-WebSocket-Key: abc\r\n\r\n");
+	ok(wait_resp(a, 1, 5000) && a->r[0].status == 101 && a->raw);
+	ok(strstr(app.last_head, "Upgrade: websocket\n") != NULL);
+	ok(strstr(app.last_head, "Connection: upgrade\n") != NULL);
+	ok(strstr(app.last_head, "Sec-WebSocket-Key: abc\n") != NULL);
+
+	client_send(a, "ping-1");
+	w_n = 6;
+	ok(run_until(pred_raw, a, 5000));
+	ok(evbuffer_get_length(a->rawin) == 6 &&
+	    memcmp(evbuffer_pullup(a->rawin, -1), "ping-1", 6) == 0);
+	evbuffer_drain(a->rawin, 6);
+
+	/* Bulk through the tunnel, echoed. */
+	prng_fill(&seed, blob, 256 * KiB);
+	bufferevent_write(a->bev, blob, 256 * KiB);
+	w_n = 256 * KiB;
+	ok(run_until(pred_raw, a, 10000));
+	got = (char *)evbuffer_pullup(a->rawin, -1);
+	ok(evbuffer_get_length(a->rawin) == 256 * KiB && memcmp(got, blob, 256 * KiB) == 0);
+	evbuffer_drain(a->rawin, 256 * KiB);
+
+	/* Half-close: our EOF reaches the server, which can still answer. */
+	ok(run_until(pred_out_empty, a, 5000));
+	shutdown(a->fd, SHUT_WR);
+	ok(run_until(pred_eof, a, 5000));
+	len = evbuffer_get_length(a->rawin);
+	ok(len == 4 && memcmp(evbuffer_pullup(a->rawin, -1), "bye\n", 4) == 0);
+	ok(run_until(pred_proxy_done, a, 5000));
+	free(blob);
+	client_free(a);
+}
+
+static void
+test_special(void)
+{
+	struct client *a = client_new(), *b, *c, *d;
+	const char *body;
+
+	/* HEAD: a Content-Length but no body. */
+	a->head_mask = 1;
+	client_send(a, "HEAD /h HTTP/1.1\r\nHost: web.default\r\n\r\n");
+	ok(wait_resp(a, 1, 5000) && a->r[0].status == 200 && a->r[0].total == 0);
+	ok(strstr(a->r[0].head, "Content-Length: ") != NULL);
+	client_send(a, "GET /after HTTP/1.1\r\nHost: web.default\r\n\r\n");
+	ok(wait_resp(a, 2, 5000) && starts(a->r[1].body, "app:GET /after\n"));
+
+	client_send(a, "GET /204 HTTP/1.1\r\nHost: web.default\r\n\r\n");
+	ok(wait_resp(a, 3, 5000) && a->r[2].status == 204);
+	client_send(a, "GET /304 HTTP/1.1\r\nHost: web.default\r\n\r\n");
+	ok(wait_resp(a, 4, 5000) && a->r[3].status == 304 && a->r[3].total == 0);
+	client_send(a, "GET /after2 HTTP/1.1\r\nHost: web.default\r\n\r\n");
+	ok(wait_resp(a, 5, 5000) && starts(a->r[4].body, "app:GET /after2\n"));
+
+	/* 100-continue: the interim answer arrives before the body is sent. */
+	client_send(a, "POST /continue HTTP/1.1\r\nHost: web.default\r\nExpect: 100-continue\r\n"
+	    "Content-Length: 5\r\n\r\n");
+	w_n = 1;
+	ok(run_until(pred_int_ge, &a->ninterim, 5000));
+	ok(a->nresp == 5);
+	client_send(a, "hello");
+	ok(wait_resp(a, 6, 5000) && a->r[5].status == 200 && starts(a->r[5].body, "len=5 "));
+
+	/* Hop-by-hop headers stay here; Host and target go through unchanged. */
+	client_send(a, "GET /p/a%20th?q=1&r=%2F HTTP/1.1\r\nHost: example.test:8080\r\n"
+	    "Connection: foo, keep-alive\r\nFoo: bar\r\nKeep-Alive: timeout=5\r\n"
+	    "Proxy-Connection: keep-alive\r\nTE: trailers\r\nX-Keep: yes\r\n\r\n");
+	ok(wait_resp(a, 7, 5000) && a->r[6].status == 200);
+	body = a->r[6].body;
+	ok(starts(body, "app:GET /p/a%20th?q=1&r=%2F\nHost: example.test:8080\n"));
+	ok(strstr(body, "X-Keep: yes\n") != NULL);
+	ok(strcasestr(body, "\nfoo:") == NULL);
+	ok(strcasestr(body, "\nkeep-alive:") == NULL);
+	ok(strcasestr(body, "\nproxy-connection:") == NULL);
+	ok(strcasestr(body, "\nte:") == NULL);
+	ok(strcasestr(body, "\nconnection:") == NULL);
+
+	/* Connection cannot strip the framing: the body stays a body. */
+	client_send(a, "POST /cl HTTP/1.1\r\nHost: web.default\r\nConnection: content-length\r\n"
+	    "Content-Length: 4\r\n\r\nabcd");
+	ok(wait_resp(a, 8, 5000) && starts(a->r[7].body, "len=4 "));
+	client_send(a, "GET /last HTTP/1.1\r\nHost: web.default\r\n\r\n");
+	ok(wait_resp(a, 9, 5000) && starts(a->r[8].body, "app:GET /last\n"));
+	ok(!a->eof);
+
+	/* HTTP/1.0 without keep-alive: the answer, then close. */
+	b = client_new();
+	client_send(b, "GET /ten HTTP/1.0\r\nHost: web.default\r\n\r\n");
+	ok(wait_resp(b, 1, 5000) && starts(b->r[0].body, "app:GET /ten\n"));
+	ok(run_until(pred_eof, b, 5000));
+
+	/* HTTP/1.0 with keep-alive stays open. */
+	c = client_new();
+	client_send(c, "GET /k1 HTTP/1.0\r\nHost: web.default\r\nConnection: keep-alive\r\n\r\n");
+	ok(wait_resp(c, 1, 5000) && starts(c->r[0].body, "app:GET /k1\n"));
+	client_send(c, "GET /k2 HTTP/1.0\r\nHost: web.default\r\nConnection: keep-alive\r\n\r\n");
+	ok(wait_resp(c, 2, 5000) && starts(c->r[1].body, "app:GET /k2\n") && !c->eof);
+
+	/* A response delimited by the upstream's close: the client sees it
+	 * whole, then its connection closes. */
+	d = client_new();
+	client_send(d, "GET /eof-body HTTP/1.1\r\nHost: web.default\r\n\r\n");
+	ok(run_until(pred_eof, d, 5000));
+	ok(d->nresp == 1 && strcmp(d->r[0].body, "until-close") == 0);
+
+	client_free(a);
+	client_free(b);
+	client_free(c);
+	client_free(d);
+}
+
+static void
+test_upstream_failures(void)
+{
+	struct client *a = client_new(), *b = client_new(), *c = client_new(), *d, *e;
+	int done, eofs, acc;
+
+	client_send(a, "GET /close-mid HTTP/1.1\r\nHost: web.default\r\n\r\n");
+	ok(run_until(pred_eof, a, 5000));
+	ok(a->nresp == 0 && a->r[0].status == 200 && a->r[0].total == 7);
+
+	client_send(b, "GET /close-now HTTP/1.1\r\nHost: web.default\r\n\r\n");
+	ok(wait_resp(b, 1, 5000) && b->r[0].status == 502);
+	ok(strstr(b->r[0].body, "without answering") != NULL);
+	client_send(b, "GET /again HTTP/1.1\r\nHost: web.default\r\n\r\n");
+	ok(wait_resp(b, 2, 5000) && starts(b->r[1].body, "app:GET /again\n"));
+
+	/* The client leaves in the middle of a body: everything closes. */
+	client_send(c, "POST /x HTTP/1.1\r\nHost: web.default\r\nContent-Length: 100\r\n\r\n0123456789");
+	w_n = app.accepts + 1;
+	ok(run_until(pred_int_ge, &app.accepts, 5000));
+	run_for(50);
+	done = ndone;
+	eofs = app.eofs;
+	client_free(c);
+	w_n = done + 1;
+	ok(run_until(pred_int_ge, &ndone, 5000));
+	w_n = eofs + 1;
+	ok(run_until(pred_int_ge, &app.eofs, 5000));
+	/* A kept-alive upstream that closes while idle is not used again. */
+	d = client_new();
+	client_send(d, "GET /then-close HTTP/1.1\r\nHost: web.default\r\n\r\n");
+	ok(wait_resp(d, 1, 5000) && starts(d->r[0].body, "app:GET /then-close\n"));
+	ok(run_until(pred_no_idle, d->hc, 5000));
+	acc = app.accepts;
+	client_send(d, "GET /next HTTP/1.1\r\nHost: web.default\r\n\r\n");
+	ok(wait_resp(d, 2, 5000) && starts(d->r[1].body, "app:GET /next\n"));
+	ok(app.accepts == acc + 1 && !d->eof);
+
+	/* A kept-alive upstream that closes on the next request: a GET goes
+	 * again on a fresh connection, a POST gets 502. */
+	acc = app.accepts;
+	client_send(d, "GET /close-if-reused HTTP/1.1\r\nHost: web.default\r\n\r\n");
+	ok(wait_resp(d, 3, 5000) && starts(d->r[2].body, "app:GET /close-if-reused\n"));
+	ok(app.accepts == acc + 1);
+	client_send(d, "POST /close-if-reused HTTP/1.1\r\nHost: web.default\r\n"
+	    "Content-Length: 2\r\n\r\nhi");
+	ok(wait_resp(d, 4, 5000) && d->r[3].status == 502 && !d->eof);
+
+	/* Connection: close from either side closes the client after the answer. */
+	client_send(d, "GET /srv-close HTTP/1.1\r\nHost: web.default\r\n\r\n");
+	ok(wait_resp(d, 5, 5000) && starts(d->r[4].body, "app:GET /srv-close\n"));
+	ok(run_until(pred_eof, d, 5000));
+	e = client_new();
+	client_send(e, "GET /cc HTTP/1.1\r\nHost: web.default\r\nConnection: close\r\n\r\n");
+	ok(wait_resp(e, 1, 5000) && starts(e->r[0].body, "app:GET /cc\n"));
+	ok(run_until(pred_eof, e, 5000));
+	client_free(a);
+	client_free(b);
+	client_free(d);
+	client_free(e);
+}
+
+static void
+test_timeouts(void)
+{
+	struct client *a, *b, *c, *d;
+
+	hp_idle_ms = 200;
+	hp_head_ms = 200;
+	a = client_new();
+	b = client_new();
+	c = client_new();
+	client_send(b, "GET /slow HTTP/1.1\r\nHost: web");
+	client_send(c, "GET /t HTTP/1.1\r\nHost: web.default\r\n\r\n");
+	ok(wait_resp(c, 1, 5000));
+	ok(run_until(pred_eof, a, 5000) && a->nresp == 0);
+	ok(run_until(pred_eof, b, 5000) && b->nresp == 0);
+	ok(run_until(pred_eof, c, 5000));
+
+	/* An upstream connect() that does not finish gets 502 in the end. */
+	hp_connect_ms = 200;
+	d = client_new();
+	client_send(d, "GET /x HTTP/1.1\r\nHost: web.default\r\nX-Dev: stuck\r\n\r\n");
+	ok(wait_resp(d, 1, 5000) && d->r[0].status == 502);
+	ok(strstr(d->r[0].body, "timed out") != NULL);
+	hp_connect_ms = 10 * 1000;
+	hp_idle_ms = 60 * 1000;
+	hp_head_ms = 30 * 1000;
+	client_free(a);
+	client_free(b);
+	client_free(c);
+	client_free(d);
+}
+
+int
+main(void)
+{
+	struct sockaddr_in sin;
+	int i;
+
+	signal(SIGPIPE, SIG_IGN);
+	log_init("test_httpproxy", getenv("KB_DEBUG") ? KB_LOG_DEBUG : KB_LOG_WARN);
+	base = event_base_new();
+	server_start(&app);
+	server_start(&icpt);
+
+	memset(&sin, 0, sizeof(sin));
+	sin.sin_family = AF_INET;
+	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	lfd = socket(AF_INET, SOCK_STREAM, 0);
+	bind(lfd, (struct sockaddr *)&sin, sizeof(sin));
+	listen(lfd, 64);
+	/* Bound, never listening: connecting gets refused. */
+	closed_fd = socket(AF_INET, SOCK_STREAM, 0);
+	bind(closed_fd, (struct sockaddr *)&sin, sizeof(sin));
+	closed_port = bound_port(closed_fd);
+
+	test_routing();
+	test_bulk();
+	test_bad_requests();
+	test_bad_gateway();
+	test_upgrade();
+	test_special();
+	test_upstream_failures();
+	test_timeouts();
+
+	/* Every proxied connection ends once its client has gone. */
+	w_n = nproxy;
+	ok(run_until(pred_int_ge, &ndone, 5000));
+	ok(ndone == nproxy);
+	for (i = 0; i < MAXCLIENTS; i++)
+		if (clients[i] != NULL) {
+			hp_conn_free(clients[i]->hc);
+			client_free(clients[i]);
+		}
+	server_stop(&app);
+	server_stop(&icpt);
+	close(lfd);
+	close(closed_fd);
+	if (stuck_peer != -1)
+		close(stuck_peer);
+	event_base_free(base);
+	return ok_done();
+}
