@@ -31,8 +31,8 @@
 #include "log.h"
 
 #define HP_READ_SIZE	(64 * 1024)
-#define HP_HIGH_WATER	(256 * 1024)	/* stop reading a side whose peer has this queued */
-#define HP_HBUF_KEEP	(8 * 1024)	/* larger head buffers are freed after their request */
+#define HP_HIGH_WATER	(256 * 1024)	/* stop reading while the peer has this queued */
+#define HP_HBUF_KEEP	(8 * 1024)	/* larger head buffers are freed after use */
 #define HP_IOV		16
 
 /* Variables so that tests can shorten them. */
@@ -359,8 +359,13 @@ hp_client_error(struct hp_conn *c, int code)
 /* The upstream is gone: answer 502 if the client has seen nothing yet (and
  * drop the rest of the request body), otherwise cut the client off. */
 static void
-hp_upstream_fail(struct hp_conn *c, const char *reason)
+hp_upstream_fail(struct hp_conn *c, const char *why)
 {
+	char reason[256];
+
+	snprintf(reason, sizeof(reason), "%s", why);
+	if (c->us && c->up.explain)
+		c->up.explain(c->up.arg, c->us->key, c->us->fd, reason, sizeof(reason));
 	hp_up_free(c->us);
 	c->us = NULL;
 	if (c->t.resp_started) {
@@ -1016,7 +1021,8 @@ hp_upstream_eof(struct hp_conn *c, int err)
 		snprintf(reason, sizeof(reason), "the upstream connection failed: %s",
 		    strerror(err));
 	else
-		snprintf(reason, sizeof(reason), "the upstream closed the connection without answering");
+		snprintf(reason, sizeof(reason),
+		    "the upstream closed the connection without answering");
 	hp_upstream_fail(c, reason);
 }
 

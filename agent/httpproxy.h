@@ -36,6 +36,10 @@ struct hp_request {
 struct hp_upstreams {
 	uint64_t (*route)(void *arg, const struct hp_request *req);
 	int (*open)(void *arg, uint64_t key, char *reason, size_t reasonlen);
+	/* An upstream from open() failed before answering: the callee may put
+	 * a better reason for the 502 page into reason (it knows, say, why an
+	 * intercepted stream was refused). May be NULL. */
+	void (*explain)(void *arg, uint64_t key, int fd, char *reason, size_t reasonlen);
 	/* The client connection is finished and freed. May be NULL. */
 	void (*done)(void *arg, struct hp_conn *c);
 	void *arg;
@@ -43,7 +47,8 @@ struct hp_upstreams {
 
 /* Serve the accepted, non-blocking client socket fd. */
 struct hp_conn *hp_conn_new(struct event_base *base, int fd, const struct hp_upstreams *up);
-/* Close the client and its upstreams now (done is not called). */
+/* Close the client and its upstreams now (done is not called). Not from
+ * within the route, open, explain or done callbacks. */
 void hp_conn_free(struct hp_conn *c);
 
 #endif

@@ -193,11 +193,75 @@ matches(const struct sc_intercept *ic, const struct hp_request *req)
 
 /* --- where connections and requests go --- */
 
+/* Why recent intercepted streams were refused (e.g. nothing listens on the
+ * developer's port), by the proxy's socket: the 502 page says it. */
+#define REFUSALS 32
+static struct {
+	int fd;
+	uint64_t when;
+	char text[200];
+} refusals[REFUSALS];
+static unsigned nrefusals;
+
+struct sc_stream {
+	int fd; /* the proxy's end of the pair */
+	int accepted;
+};
+
+static void
+sc_stream_accepted(struct kb_stream *st, void *arg)
+{
+	(void)st;
+	((struct sc_stream *)arg)->accepted = 1;
+}
+
+static void
+sc_stream_closed(struct kb_stream *st, int reason, const char *text, void *arg)
+{
+	struct sc_stream *ss = arg;
+	unsigned i = nrefusals++ % REFUSALS;
+
+	(void)st;
+	if (!ss->accepted && reason) {
+		refusals[i].fd = ss->fd;
+		refusals[i].when = kb_now_ms();
+		snprintf(refusals[i].text, sizeof(refusals[i].text), "%s",
+		    text && *text ? text : "the intercepting workstation refused the request");
+	}
+	free(ss);
+}
+
+static const struct kb_stream_cbs sc_stream_cbs = {
+	.on_accept = sc_stream_accepted,
+	.on_close = sc_stream_closed,
+};
+
+static void
+hp_explain(void *arg, uint64_t key, int fd, char *reason, size_t len)
+{
+	uint64_t now = kb_now_ms(), best = 0;
+	int found = -1;
+	unsigned i;
+
+	(void)arg;
+	if (key == 0)
+		return;
+	for (i = 0; i < REFUSALS; i++) {
+		if (refusals[i].fd == fd && refusals[i].when > best && now - refusals[i].when < 10000) {
+			best = refusals[i].when;
+			found = (int)i;
+		}
+	}
+	if (found >= 0)
+		snprintf(reason, len, "kbridge: %s", refusals[found].text);
+}
+
 /* A socket whose other end carries a stream to intercept ic, or -1. */
 static int
 intercept_socket(const struct sc_intercept *ic, char *reason, size_t len)
 {
 	struct kb_open o = { .kind = KB_OPEN_INTERCEPT };
+	struct sc_stream *ss;
 	int sp[2];
 
 	if (!sc.sess || !kb_session_ready(sc.sess)) {
@@ -209,7 +273,15 @@ intercept_socket(const struct sc_intercept *ic, char *reason, size_t len)
 		return -1;
 	}
 	snprintf(o.ref, sizeof(o.ref), "%s", ic->id);
-	if (!kb_stream_open(sc.sess, &o, sp[1], NULL, NULL)) {
+	if ((ss = calloc(1, sizeof(*ss))) == NULL) {
+		close(sp[0]);
+		close(sp[1]);
+		snprintf(reason, len, "kbridge: out of memory");
+		return -1;
+	}
+	ss->fd = sp[0];
+	if (!kb_stream_open(sc.sess, &o, sp[1], &sc_stream_cbs, ss)) {
+		free(ss);
 		close(sp[0]);
 		snprintf(reason, len, "kbridge: cannot reach the manager");
 		return -1;
@@ -260,7 +332,11 @@ hp_open(void *arg, uint64_t key, char *reason, size_t len)
 	return intercept_socket(ic, reason, len);
 }
 
-static const struct hp_upstreams upstreams = { .route = hp_route, .open = hp_open };
+static const struct hp_upstreams upstreams = {
+	.route = hp_route,
+	.open = hp_open,
+	.explain = hp_explain,
+};
 
 static void
 app_connected(int fd, int e, void *arg)

@@ -169,7 +169,7 @@ ok "global intercept of a TCP workload, and back"
 # --- the local port is closed: 502, no hang
 alice intercept web --port 8089 --http-header x-dev=alice >/dev/null
 code=$(caller curl -sS -m 10 -o "$STATE/body" -w '%{http_code}' -H 'x-dev: alice' http://web.default/)
-[[ $code == 502 ]]
+[[ $code == 502 ]] && grep -q "127.0.0.1:8089" "$STATE/body"
 ok "a request to a workstation whose local port is closed gets 502 ($(head -c 80 "$STATE/body"))"
 alice leave web >/dev/null
 

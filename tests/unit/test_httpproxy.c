@@ -319,7 +319,8 @@ server_respond(struct sconn *sc)
 		return;
 	}
 	if (strcmp(u, "/download") == 0) {
-		hl = snprintf(head, sizeof(head), "HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n", BIG);
+		hl = snprintf(head, sizeof(head),
+		    "HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n", BIG);
 		bufferevent_write(sc->bev, head, hl);
 		sc->dl_left = BIG;
 		sc->dl_seed = 42;
@@ -331,24 +332,23 @@ server_respond(struct sconn *sc)
 		swrite(sc, "HTTP/1.1 204 No Content\r\n\r\n");
 	else if (strcmp(u, "/304") == 0) {
 		/* A length for the entity, but no body: the proxy must not wait. */
-		hl = snprintf(head, sizeof(head), "HTTP/1.1 304 Not Modified\r\n"
-		    "ETag: \"x\"\r\nContent-Length: 50\r\n\r\n");
-		bufferevent_write(sc->bev, head, hl);
+		swrite(sc, "HTTP/1.1 304 Not Modified\r\nETag: \"x\"\r\n"
+		    "Content-Length: 50\r\n\r\n");
 	} else if (strcmp(u, "/close-mid") == 0) {
-		hl = snprintf(head, sizeof(head), "HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\npartial");
-		bufferevent_write(sc->bev, head, hl);
+		swrite(sc, "HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\npartial");
 		sc->close_after = 1;
 	} else if (strcmp(u, "/eof-body") == 0) {
-		hl = snprintf(head, sizeof(head), "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\nuntil-close");
-		bufferevent_write(sc->bev, head, hl);
+		swrite(sc, "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\nuntil-close");
 		sc->close_after = 1;
 	} else {
 		if (sc->body_len > 0 || strcmp(u, "/continue") == 0 || strcmp(u, "/upload") == 0)
-			bl = snprintf(body, sizeof(body), "len=%llu hash=%016llx rawlen=%llu rawhash=%016llx\n",
+			bl = snprintf(body, sizeof(body),
+			    "len=%llu hash=%016llx rawlen=%llu rawhash=%016llx\n",
 			    (unsigned long long)sc->body_len, (unsigned long long)sc->body_hash,
 			    (unsigned long long)sc->raw_len, (unsigned long long)sc->raw_hash);
 		else
-			bl = snprintf(body, sizeof(body), "%s:%s %s\n%s", s->name, sc->method, u, sc->hdrs);
+			bl = snprintf(body, sizeof(body), "%s:%s %s\n%s", s->name, sc->method, u,
+			    sc->hdrs);
 		if (bl >= (int)sizeof(body))
 			bl = sizeof(body) - 1;
 		if (minor == 0 && sc->keep)
@@ -564,7 +564,8 @@ t_open(void *arg, uint64_t key, char *reason, size_t len)
 		port = icpt.port;
 		break;
 	case 2:
-		snprintf(reason, len, "kbridge: the intercepting workstation's local port refused the connection");
+		snprintf(reason, len, "kbridge: the intercepting workstation's local port "
+		    "refused the connection");
 		return -1;
 	case 4:
 		return stuck_socket();
@@ -632,7 +633,7 @@ t_done(void *arg, struct hp_conn *c)
 		}
 }
 
-static const struct hp_upstreams ups = { t_route, t_open, t_done, NULL };
+static const struct hp_upstreams ups = { .route = t_route, .open = t_open, .done = t_done };
 
 static struct cresp *
 cur(struct client *cl)
@@ -1023,7 +1024,9 @@ test_bulk(void)
 	client_send(b, "GET /download HTTP/1.1\r\nHost: web.default\r\n\r\n");
 	ok(run_until(pred_ptr, &app.dl, 5000));
 	run_for(300);
-	sent = app.dl_queued - (app.dl ? evbuffer_get_length(bufferevent_get_output(app.dl->bev)) : 0);
+	sent = app.dl_queued;
+	if (app.dl != NULL)
+		sent -= evbuffer_get_length(bufferevent_get_output(app.dl->bev));
 	ok(sent < BIG / 2);
 	ok(b->hc != NULL && b->hc->peak <= PEAK_BOUND);
 	bufferevent_enable(b->bev, EV_READ);
@@ -1263,7 +1266,8 @@ test_upstream_failures(void)
 	ok(wait_resp(b, 2, 5000) && starts(b->r[1].body, "app:GET /again\n"));
 
 	/* The client leaves in the middle of a body: everything closes. */
-	client_send(c, "POST /x HTTP/1.1\r\nHost: web.default\r\nContent-Length: 100\r\n\r\n0123456789");
+	client_send(c, "POST /x HTTP/1.1\r\nHost: web.default\r\nContent-Length: 100\r\n\r\n"
+	    "0123456789");
 	w_n = app.accepts + 1;
 	ok(run_until(pred_int_ge, &app.accepts, 5000));
 	run_for(50);
