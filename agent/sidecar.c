@@ -219,10 +219,11 @@ static void
 sc_stream_closed(struct kb_stream *st, int reason, const char *text, void *arg)
 {
 	struct sc_stream *ss = arg;
-	unsigned i = nrefusals++ % REFUSALS;
+	unsigned i;
 
 	(void)st;
 	if (!ss->accepted && reason) {
+		i = nrefusals++ % REFUSALS;
 		refusals[i].fd = ss->fd;
 		refusals[i].when = kb_now_ms();
 		snprintf(refusals[i].text, sizeof(refusals[i].text), "%s",
