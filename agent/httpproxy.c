@@ -296,16 +296,6 @@ hp_flush_sock(struct hp_conn *c, struct hp_sock *s)
 		c->wrote = 1;
 }
 
-/* A kept-alive upstream is reusable if it has nothing to say. */
-static int
-hp_sock_alive(struct hp_sock *s)
-{
-	char b;
-
-	return recv(s->fd, &b, 1, MSG_PEEK | MSG_DONTWAIT) == -1 &&
-	    (errno == EAGAIN || errno == EWOULDBLOCK);
-}
-
 /* --- responses made here --- */
 
 static void
@@ -661,7 +651,10 @@ hp_up_get(struct hp_conn *c, uint64_t key)
 	int fd;
 
 	if (c->idle != NULL) {
-		if (c->idle->key == key && hp_sock_alive(c->idle)) {
+		/* No liveness probe here (a syscall per request): an idle upstream
+		 * that closes or talks is dropped by its read event, and a request
+		 * that loses the race is retried once if it may be (t.reused). */
+		if (c->idle->key == key) {
 			c->us = c->idle;
 			c->idle = NULL;
 			c->t.reused = 1;
