@@ -638,6 +638,10 @@ hp_emit_head(struct hp_conn *c, const struct hp_header *h, size_t nh)
 		o = hp_put(o, "Connection: upgrade\r\n");
 	else if (c->t.req_keep && c->rp.http_major == 1 && c->rp.http_minor == 0)
 		o = hp_put(o, "Connection: keep-alive\r\n");
+	else if (!c->t.req_keep)
+		/* The client closes after this response: so does the upstream,
+		 * and its response says so (the response head is passed on as is). */
+		o = hp_put(o, "Connection: close\r\n");
 	o = hp_put(o, "\r\n");
 	v.iov_len = o - (char *)v.iov_base;
 	return evbuffer_commit_space(c->us->out, &v, 1);

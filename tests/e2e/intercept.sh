@@ -74,6 +74,10 @@ bob intercept web --port 8080 --http-header x-dev=bob >/dev/null
 [[ $(get -H 'x-dev: carol' http://web.default/) == "hello from web (cluster)" ]]
 ok "alice's header reaches alice, bob's reaches bob, everything else the app"
 
+# A client that closes is told so (the proxy closes after the response).
+get -D - -o /dev/null -H 'Connection: close' http://web.default/ | grep -qix $'connection: close\r'
+ok "a Connection: close request gets Connection: close back"
+
 caller python3 - <<'EOF'
 import http.client
 c = http.client.HTTPConnection("web.default", 80, timeout=10)
