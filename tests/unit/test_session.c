@@ -24,6 +24,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "evloop.h"
 #include "ok.h"
 
 #define MiB (1024 * 1024)
@@ -33,44 +34,9 @@
 #define PORT_REFUSE 9   /* the responder resets it with KB_RST_REFUSED */
 #define PORT_DEFER 7    /* the responder answers later (or never) */
 
-static struct event_base *base;
 static uint8_t *pool;   /* random bytes that streams carry */
 static int use_tcp;     /* local endpoints on TCP loopback instead of AF_UNIX */
 static int lfd = -1;    /* TCP listener for use_tcp */
-
-/* --- event loop with a bound --- */
-
-static int timed_out;
-
-static void
-timeout_cb(evutil_socket_t fd, short what, void *arg)
-{
-	(void)fd;
-	(void)what;
-	(void)arg;
-	timed_out = 1;
-}
-
-/* Run the loop until pred(arg) holds or ms have passed; returns pred. */
-static int
-run_until(int (*pred)(void *), void *arg, int ms)
-{
-	struct event *t = evtimer_new(base, timeout_cb, NULL);
-	struct timeval tv = { ms / 1000, (ms % 1000) * 1000 };
-
-	timed_out = 0;
-	evtimer_add(t, &tv);
-	while (!(pred && pred(arg)) && !timed_out)
-		event_base_loop(base, EVLOOP_ONCE);
-	event_free(t);
-	return pred ? pred(arg) : 1;
-}
-
-static void
-run_for(int ms)
-{
-	run_until(NULL, NULL, ms);
-}
 
 static int
 pred_flag(void *arg)
