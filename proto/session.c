@@ -568,10 +568,13 @@ stream_attach(struct kb_stream *st, int fd)
 }
 
 static void
-stream_start(struct kb_stream *st)
+stream_start(struct kb_stream *st, int read_now)
 {
 	st->flags |= ST_ACCEPTED;
-	stream_pump(st);
+	if (read_now)
+		stream_pump(st);
+	else
+		set_reading(st, 1);
 }
 
 struct kb_stream *
@@ -625,7 +628,9 @@ kb_stream_accept(struct kb_stream *st, int fd, const struct kb_stream_cbs *cbs, 
 		return -1;
 	}
 	send_frame(st->s, KB_F_ACCEPT, st->id, NULL, 0);
-	stream_start(st);
+	/* A socket we just connected has rarely anything to say yet (most
+	 * protocols let the client speak first): wait for it, don't read. */
+	stream_start(st, 0);
 	return 0;
 }
 
@@ -807,7 +812,8 @@ handle_stream_frame(struct kb_session *s, const struct kb_frame *f, struct evbuf
 			protocol_error(s, "unexpected accept");
 			return;
 		}
-		stream_start(st);
+		/* Our local client has most likely written while we waited. */
+		stream_start(st, 1);
 		if (st->cbs && st->cbs->on_accept)
 			st->cbs->on_accept(st, st->arg);
 		return;
