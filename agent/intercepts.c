@@ -423,15 +423,18 @@ parse_match(const cJSON *req, struct intercept *n)
 			return "header value must not contain CR or LF";
 		n->hname[n->nheaders] = strdup(name->valuestring);
 		n->hvalue[n->nheaders] = strdup(value->valuestring);
-		for (p = n->hname[n->nheaders]; p && *p; p++)
+		/* Counted either way, so the caller frees what was allocated. */
+		if (!n->hname[n->nheaders++] || !n->hvalue[n->nheaders - 1])
+			return "out of memory";
+		for (p = n->hname[n->nheaders - 1]; *p; p++)
 			*p = (char)tolower((unsigned char)*p);
-		n->nheaders++;
 	}
 	if (pp && !cJSON_IsNull(pp)) {
 		if (!cJSON_IsString(pp) || pp->valuestring[0] != '/' ||
 		    strpbrk(pp->valuestring, " \r\n") || strlen(pp->valuestring) > 1024)
 			return "path prefix must start with / and contain no spaces";
-		n->path_prefix = strdup(pp->valuestring);
+		if ((n->path_prefix = strdup(pp->valuestring)) == NULL)
+			return "out of memory";
 	}
 	n->global = n->nheaders == 0 && !n->path_prefix;
 	return NULL;

@@ -16,11 +16,6 @@ log_init(const char *prog, int level)
 	log_max = level;
 }
 
-int
-log_level(void)
-{
-	return log_max;
-}
 
 static void
 vlog(int level, const char *tag, const char *fmt, va_list ap, const char *err)

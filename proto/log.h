@@ -8,7 +8,6 @@ enum kb_log_level { KB_LOG_ERROR, KB_LOG_WARN, KB_LOG_INFO, KB_LOG_DEBUG };
 
 /* Set the program name used as prefix and the most verbose level printed. */
 void log_init(const char *prog, int level);
-int log_level(void);
 /* log_warn appends strerror(errno); log_warnx does not. */
 void log_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void log_warnx(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

@@ -640,11 +640,6 @@ kb_stream_id(const struct kb_stream *st)
 	return st->id;
 }
 
-struct kb_session *
-kb_stream_session(const struct kb_stream *st)
-{
-	return st->s;
-}
 
 /* --- receiving --- */
 

@@ -87,6 +87,5 @@ int kb_stream_accept(struct kb_stream *st, int fd, const struct kb_stream_cbs *c
  * on_close is called with the reason. */
 void kb_stream_reset(struct kb_stream *st, uint8_t reason, const char *text);
 uint32_t kb_stream_id(const struct kb_stream *st);
-struct kb_session *kb_stream_session(const struct kb_stream *st);
 
 #endif
