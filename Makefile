@@ -76,6 +76,8 @@ $(BUILD)/tests/%: tests/unit/%.c $(LIBPROTO)
 # llhttp's three sources cannot share one translation unit with a test.
 $(BUILD)/tests/test_httpproxy: $(LLHTTP_OBJ)
 $(BUILD)/tests/test_httpproxy: LIBS_TEST += $(LLHTTP_OBJ)
+$(BUILD)/tests/test_preview: $(LLHTTP_OBJ)
+$(BUILD)/tests/test_preview: LIBS_TEST += $(LLHTTP_OBJ)
 
 unit: $(UNIT_BIN)
 

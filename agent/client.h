@@ -23,4 +23,7 @@ struct client {
 	int refs;
 };
 
+/* Drop a reference; the last one frees the client. */
+void client_unref(struct client *c);
+
 #endif

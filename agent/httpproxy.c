@@ -34,6 +34,7 @@
 #define HP_HIGH_WATER	(256 * 1024)	/* stop reading while the peer has this queued */
 #define HP_HBUF_KEEP	(8 * 1024)	/* larger head buffers are freed after use */
 #define HP_IOV		16
+#define HP_ROUTE_DROP	4	/* header names route() may drop */
 
 /* Variables so that tests can shorten them. */
 static int hp_idle_ms = 60 * 1000;	/* no request on a kept-alive connection */
@@ -79,7 +80,16 @@ struct hp_txn {
 	unsigned discard:1;	/* answered without upstream: drop the body */
 	unsigned must_close:1;
 	unsigned us_bad:1;	/* the upstream cannot serve another request */
+	unsigned replied:1;	/* route() answered it here */
 	int herr;		/* status for a head we refuse */
+};
+
+/* route()'s changes to the request in flight; cleared for every request. */
+struct hp_route {
+	struct hp_conn *c;
+	const char *drop[HP_ROUTE_DROP];
+	size_t ndrop;
+	struct evbuffer *add;	/* header lines to add, made on first use */
 };
 
 struct hp_conn {
@@ -93,6 +103,7 @@ struct hp_conn {
 	struct event *timer;
 	llhttp_t rp, sp;	/* request and response parsers */
 	struct hp_txn t;
+	struct hp_route rt;
 
 	/* The request head as NUL-terminated strings: method, target, then
 	 * name and value of each header. */
@@ -298,12 +309,40 @@ hp_flush_sock(struct hp_conn *c, struct hp_sock *s)
 
 /* --- responses made here --- */
 
+/* A whole response made here: closes the connection after it if last. */
+static void
+hp_answer(struct hp_conn *c, int code, const char *text, const char *headers,
+    const char *ctype, const char *body, size_t bodylen, int last)
+{
+	char head[1024];
+	const char *conn = "";
+	int n;
+
+	if (last)
+		conn = "Connection: close\r\n";
+	else if (c->rp.http_major == 1 && c->rp.http_minor == 0)
+		conn = "Connection: keep-alive\r\n";
+	if (body == NULL)
+		bodylen = 0;
+	n = snprintf(head, sizeof(head), "HTTP/1.1 %d %s\r\n%s%s%sContent-Length: %zu\r\n%s%s\r\n",
+	    code, text, ctype ? "Content-Type: " : "", ctype ? ctype : "", ctype ? "\r\n" : "",
+	    bodylen, headers ? headers : "", conn);
+	if (n < 0 || (size_t)n >= sizeof(head)) {
+		n = snprintf(head, sizeof(head), "HTTP/1.1 500 Internal Server Error\r\n"
+		    "Content-Length: 0\r\nConnection: close\r\n\r\n");
+		body = NULL;
+		c->t.must_close = 1;
+	}
+	hp_send(&c->cl, head, n);
+	if (body != NULL && !c->t.req_head)
+		hp_send(&c->cl, body, bodylen);
+}
+
 static void
 hp_respond(struct hp_conn *c, int code, const char *text, const char *msg, int last)
 {
-	char body[320], buf[640];
-	const char *conn = "";
-	int bl, n;
+	char body[320];
+	int bl;
 
 	bl = snprintf(body, sizeof(body), "%s%s\n",
 	    strncmp(msg, "kbridge:", 8) == 0 ? "" : "kbridge: ", msg);
@@ -313,15 +352,7 @@ hp_respond(struct hp_conn *c, int code, const char *text, const char *msg, int l
 		bl = sizeof(body) - 1;
 		body[bl - 1] = '\n';
 	}
-	if (last)
-		conn = "Connection: close\r\n";
-	else if (c->rp.http_major == 1 && c->rp.http_minor == 0)
-		conn = "Connection: keep-alive\r\n";
-	n = snprintf(buf, sizeof(buf), "HTTP/1.1 %d %s\r\n"
-	    "Content-Type: text/plain\r\nContent-Length: %d\r\n%s\r\n%s",
-	    code, text, bl, conn, c->t.req_head ? "" : body);
-	if (n > 0 && (size_t)n < sizeof(buf))
-		hp_send(&c->cl, buf, n);
+	hp_answer(c, code, text, NULL, "text/plain", body, bl, last);
 }
 
 /* Refuse the request and close the connection. */
@@ -604,18 +635,21 @@ hp_emit_head(struct hp_conn *c, const struct hp_header *h, size_t nh)
 {
 	uint8_t drop[HP_MAX_HEADERS];
 	struct evbuffer_iovec v;
-	size_t i;
+	size_t i, j, added = c->rt.add != NULL ? evbuffer_get_length(c->rt.add) : 0;
 	char *o;
 	int upgrade = c->t.req_upgrade;
 
-	for (i = 0; i < nh; i++)
+	for (i = 0; i < nh; i++) {
 		drop[i] = hp_hop_by_hop(h[i].name, upgrade);
+		for (j = 0; j < c->rt.ndrop && !drop[i]; j++)
+			drop[i] = strcasecmp(h[i].name, c->rt.drop[j]) == 0;
+	}
 	for (i = 0; i < nh; i++)
 		if (strcasecmp(h[i].name, "connection") == 0)
 			hp_conn_tokens(h[i].value, h, nh, drop, upgrade);
 	/* hbuf holds each string plus a NUL; the head adds at most 2 bytes
 	 * per header, 10 to the request line and 26 at the end. */
-	if (evbuffer_reserve_space(c->us->out, c->hlen + 2 * nh + 64, &v, 1) < 1)
+	if (evbuffer_reserve_space(c->us->out, c->hlen + 2 * nh + 64 + added, &v, 1) < 1)
 		return -1;
 	o = v.iov_base;
 	o = hp_put(o, c->hbuf);
@@ -634,6 +668,8 @@ hp_emit_head(struct hp_conn *c, const struct hp_header *h, size_t nh)
 		o = hp_put(o, h[i].value);
 		o = hp_put(o, "\r\n");
 	}
+	if (added > 0)
+		o += evbuffer_copyout(c->rt.add, o, added);
 	if (upgrade)
 		o = hp_put(o, "Connection: upgrade\r\n");
 	else if (c->t.req_keep && c->rp.http_major == 1 && c->rp.http_minor == 0)
@@ -718,6 +754,52 @@ hp_retry(struct hp_conn *c)
 	return 0;
 }
 
+const char *
+hp_header(const struct hp_request *req, const char *name)
+{
+	size_t i;
+
+	for (i = 0; i < req->nheaders; i++)
+		if (strcasecmp(req->headers[i].name, name) == 0)
+			return req->headers[i].value;
+	return NULL;
+}
+
+void
+hp_route_reply(struct hp_route *r, int status, const char *reason, const char *headers,
+    const char *ctype, const char *body)
+{
+	struct hp_conn *c = r->c;
+
+	if (c->t.replied)
+		return;
+	/* A client waiting for 100 Continue may never send the body. */
+	if (c->t.expect)
+		c->t.must_close = 1;
+	c->t.replied = 1;
+	hp_answer(c, status, reason, headers, ctype, body, body ? strlen(body) : 0,
+	    !c->t.req_keep || c->t.must_close);
+}
+
+int
+hp_route_drop(struct hp_route *r, const char *name)
+{
+	if (r->ndrop == HP_ROUTE_DROP)
+		return -1;
+	r->drop[r->ndrop++] = name;
+	return 0;
+}
+
+int
+hp_route_add(struct hp_route *r, const char *name, const char *value)
+{
+	if (strpbrk(name, "\r\n:") != NULL || strpbrk(value, "\r\n") != NULL)
+		return -1;
+	if (r->add == NULL && (r->add = evbuffer_new()) == NULL)
+		return -1;
+	return evbuffer_add_printf(r->add, "%s: %s\r\n", name, value) < 0 ? -1 : 0;
+}
+
 static void
 hp_request_start(struct hp_conn *c)
 {
@@ -758,9 +840,17 @@ hp_request_start(struct hp_conn *c)
 	req.headers = h;
 	req.nheaders = c->nhdr;
 	req.upgrade = c->t.req_upgrade;
-	key = c->up.route(c->up.arg, &req);
-	log_debug("%s: %s %s -> %llu", __func__, req.method, req.target,
-	    (unsigned long long)key);
+	key = c->up.route(c->up.arg, &req, &c->rt);
+	if (c->t.replied) {
+		/* Not logged here: the target may hold a secret (a preview token). */
+		/* The answer is queued; the body, if any, is read and dropped. */
+		c->t.discard = 1;
+		c->t.resp_keep = c->t.req_keep && !c->t.must_close;
+		c->t.resp_started = 1;
+		c->t.resp_done = 1;
+		return;
+	}
+	log_debug("%s: %s %s -> %llu", __func__, req.method, req.target, (unsigned long long)key);
 	if (hp_up_get(c, key) == -1)
 		return;
 	llhttp_reset(&c->sp);
@@ -1030,6 +1120,9 @@ hp_head_reset(struct hp_conn *c)
 {
 	c->state = HP_HEAD;
 	memset(&c->t, 0, sizeof(c->t));
+	c->rt.ndrop = 0;
+	if (c->rt.add != NULL)
+		evbuffer_drain(c->rt.add, evbuffer_get_length(c->rt.add));
 	c->hlen = c->head_bytes = c->nhdr = 0;
 	c->url_off = 0;
 	if (c->hcap > HP_HBUF_KEEP) {
@@ -1283,6 +1376,7 @@ hp_conn_new(struct event_base *base, int fd, const struct hp_upstreams *up)
 	}
 	c->base = base;
 	c->up = *up;
+	c->rt.c = c;
 	if (hp_sock_init(c, &c->cl, fd) == -1 ||
 	    (c->cin = evbuffer_new()) == NULL ||
 	    (c->timer = evtimer_new(base, hp_timer_cb, c)) == NULL) {
@@ -1311,6 +1405,8 @@ hp_conn_free(struct hp_conn *c)
 		event_free(c->timer);
 	if (c->cin != NULL)
 		evbuffer_free(c->cin);
+	if (c->rt.add != NULL)
+		evbuffer_free(c->rt.add);
 	free(c->hbuf);
 	free(c);
 }

@@ -28,13 +28,20 @@ struct hp_request {
 	int upgrade;                       /* an Upgrade request (WebSocket) */
 };
 
+/* The value of the request's first header called name (any case), or NULL. */
+const char *hp_header(const struct hp_request *req, const char *name);
+
+/* What route() may do with a request besides naming its upstream: answer
+ * it here, or change its headers on the way (see hp_route_* below). */
+struct hp_route;
+
 /* Where requests go. route() names the upstream of a request with a key
  * (0 = the app, anything else = an intercept); requests with the same key
  * may reuse an idle upstream connection of this client connection. open()
  * returns a non-blocking socket to that upstream (connected, or with a
  * connect() in progress), or -1 with a short reason for the 502 page. */
 struct hp_upstreams {
-	uint64_t (*route)(void *arg, const struct hp_request *req);
+	uint64_t (*route)(void *arg, const struct hp_request *req, struct hp_route *r);
 	int (*open)(void *arg, uint64_t key, char *reason, size_t reasonlen);
 	/* An upstream from open() failed before answering: the callee may put
 	 * a better reason for the 502 page into reason (it knows, say, why an
@@ -44,6 +51,17 @@ struct hp_upstreams {
 	void (*done)(void *arg, struct hp_conn *c);
 	void *arg;
 };
+
+/* From route(): answer the request here instead (its body, if any, is read
+ * and dropped). headers: more header lines, each ending in CRLF, or NULL;
+ * body: sent with Content-Type ctype (omitted for HEAD), or NULL. */
+void hp_route_reply(struct hp_route *r, int status, const char *reason, const char *headers,
+    const char *ctype, const char *body);
+/* From route(): leave out the request headers called name (any case) when
+ * forwarding. name must outlive the request (a string literal). 0 or -1. */
+int hp_route_drop(struct hp_route *r, const char *name);
+/* From route(): add the header "name: value" when forwarding. 0 or -1. */
+int hp_route_add(struct hp_route *r, const char *name, const char *value);
 
 /* Serve the accepted, non-blocking client socket fd. */
 struct hp_conn *hp_conn_new(struct event_base *base, int fd, const struct hp_upstreams *up);

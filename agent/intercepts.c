@@ -15,7 +15,9 @@
 
 #include "client.h"
 #include "log.h"
+#include "preview.h"
 #include "session.h"
+#include "util.h"
 
 #define MAX_HEADERS 16
 #define MAX_SIDECARS 32
@@ -56,19 +58,6 @@ icpt_init(struct event_base *base, unsigned grace_ms)
 {
 	ev_base = base;
 	grace_period_ms = grace_ms;
-}
-
-static int
-dns_label(const char *s)
-{
-	size_t i, n = strlen(s);
-
-	if (n == 0 || n > 63 || s[0] == '-' || s[n - 1] == '-')
-		return 0;
-	for (i = 0; i < n; i++)
-		if (!islower((unsigned char)s[i]) && !isdigit((unsigned char)s[i]) && s[i] != '-')
-			return 0;
-	return 1;
 }
 
 static int
@@ -194,8 +183,8 @@ icpt_sidecar_hello(struct client *c, const cJSON *hello, char *reason, size_t le
 	const cJSON *env = cJSON_GetObjectItemCaseSensitive(hello, "env"), *e;
 	struct workload *w;
 
-	if (!cJSON_IsString(wl) || !dns_label(wl->valuestring) || !cJSON_IsString(ns) ||
-	    !dns_label(ns->valuestring)) {
+	if (!cJSON_IsString(wl) || !kb_dns_label(wl->valuestring) || !cJSON_IsString(ns) ||
+	    !kb_dns_label(ns->valuestring)) {
 		snprintf(reason, len, "sidecar hello needs a valid workload and namespace");
 		return -1;
 	}
@@ -287,6 +276,7 @@ grace_expired(evutil_socket_t fd, short what, void *arg)
 	(void)what;
 	log_info("intercept %s of %s on %s.%s released: its workstation did not come back",
 	    i->id, i->owner, w->name, w->ns);
+	preview_intercept_ended(i->id, 1);
 	intercept_free(i);
 	push(w);
 	workload_gc(w);
@@ -454,8 +444,8 @@ do_intercept(struct client *c, const cJSON *req)
 	cJSON *r;
 	size_t k;
 
-	if (!cJSON_IsString(wl) || !dns_label(wl->valuestring) || !cJSON_IsString(ns) ||
-	    !dns_label(ns->valuestring))
+	if (!cJSON_IsString(wl) || !kb_dns_label(wl->valuestring) || !cJSON_IsString(ns) ||
+	    !kb_dns_label(ns->valuestring))
 		return result(req, 0, 400, "invalid workload or namespace name");
 	if (!cJSON_IsNumber(port) || port->valuedouble < 1 || port->valuedouble > 65535)
 		return result(req, 0, 400, "port must be 1-65535");
@@ -540,6 +530,7 @@ do_leave(struct client *c, const cJSON *req)
 		TAILQ_FOREACH(i, &w->icpts, entry) {
 			if (!strcmp(i->owner, c->name)) {
 				log_info("intercept %s: %s left %s.%s", i->id, i->owner, w->name, w->ns);
+				preview_intercept_ended(i->id, 0);
 				intercept_free(i);
 				push(w);
 				workload_gc(w);
@@ -550,6 +541,37 @@ do_leave(struct client *c, const cJSON *req)
 	snprintf(err, sizeof(err), "you have no intercept on %s.%s", wl->valuestring,
 	    ns->valuestring);
 	return result(req, 0, 404, err);
+}
+
+int
+icpt_owned(const char *owner, const char *wl, const char *ns, char *id, size_t idlen, int *http)
+{
+	struct workload *w;
+	struct intercept *i;
+
+	if ((w = find_workload(wl, ns)) == NULL)
+		return -1;
+	TAILQ_FOREACH(i, &w->icpts, entry) {
+		if (!strcmp(i->owner, owner)) {
+			snprintf(id, idlen, "%s", i->id);
+			*http = !strcmp(w->protocol, "http");
+			return 0;
+		}
+	}
+	return -1;
+}
+
+int
+icpt_state(const char *id)
+{
+	struct workload *w;
+	struct intercept *i;
+
+	TAILQ_FOREACH(w, &workloads, entry)
+		TAILQ_FOREACH(i, &w->icpts, entry)
+			if (!strcmp(i->id, id))
+				return i->client && i->client->sess && kb_session_ready(i->client->sess);
+	return -1;
 }
 
 cJSON *

@@ -27,6 +27,13 @@ void icpt_client_gone(struct client *c);
 struct cJSON *icpt_request(struct client *c, const char *type, const struct cJSON *msg);
 /* A sidecar opened a stream for intercept ref: carry it to the owner. */
 void icpt_route_stream(struct client *sidecar, struct kb_stream *st, const char *ref);
+/* The id of owner's intercept on workload wl in namespace ns, and whether
+ * the workload speaks HTTP: 0, or -1 if owner has none there. */
+int icpt_owned(const char *owner, const char *wl, const char *ns, char *id, size_t idlen,
+    int *http);
+/* 1: intercept id is served (its workstation is connected); 0: it exists
+ * but its workstation is away (grace period); -1: no such intercept. */
+int icpt_state(const char *id);
 void icpt_shutdown(void);
 
 #endif

@@ -25,6 +25,7 @@
 #include "intercepts.h"
 #include "log.h"
 #include "manager.h"
+#include "preview.h"
 #include "resolver.h"
 #include "session.h"
 #include "tls.h"
@@ -63,7 +64,7 @@ struct lookup {
 	double id;
 };
 
-static void
+void
 client_unref(struct client *c)
 {
 	if (--c->refs > 0)
@@ -87,19 +88,24 @@ client_gone(struct client *c)
 }
 
 static int
-in_subnets(const struct manager *m, const struct kb_open *o)
+addr_allowed(void *arg, uint32_t a)
 {
-	uint32_t a;
+	const struct manager *m = arg;
 	size_t i;
 
-	if (o->family != 4)
-		return 0;
-	a = (uint32_t)o->addr[0] << 24 | (uint32_t)o->addr[1] << 16 | (uint32_t)o->addr[2] << 8 |
-	    o->addr[3];
 	for (i = 0; i < m->nsubnets; i++)
 		if (kb_cidr_contains(&m->subnets[i], a))
 			return 1;
 	return 0;
+}
+
+static int
+in_subnets(struct manager *m, const struct kb_open *o)
+{
+	if (o->family != 4)
+		return 0;
+	return addr_allowed(m, (uint32_t)o->addr[0] << 24 | (uint32_t)o->addr[1] << 16 |
+	    (uint32_t)o->addr[2] << 8 | o->addr[3]);
 }
 
 /* --- dialing cluster addresses --- */
@@ -237,6 +243,8 @@ on_control(struct kb_session *s, const cJSON *msg, const char *type, void *arg)
 
 	if (c->kind != CLIENT_DAEMON)
 		return -1;
+	if (!strncmp(type, "preview-", 8))
+		return preview_request(c, type, msg) ? 0 : -1;
 	if (strcmp(type, "resolve") != 0) {
 		cJSON *r = icpt_request(c, type, msg);
 		if (!r)
@@ -438,7 +446,8 @@ usage(FILE *f)
 	fprintf(f,
 	    "usage: kbridge-agent manager --state-dir DIR --listen HOST:PORT\n"
 	    "           --subnet CIDR [--subnet CIDR...] --namespace NAME [--namespace NAME...]\n"
-	    "           [--cluster-domain DOMAIN] [--dns IP[:PORT]] [-v]\n"
+	    "           [--cluster-domain DOMAIN] [--dns IP[:PORT]] [--grace-period SECONDS]\n"
+	    "           [--preview-listen HOST:PORT [--preview-url-base URL]] [-v]\n"
 	    "\n"
 	    "Run the in-cluster manager.\n"
 	    "\n"
@@ -450,6 +459,14 @@ usage(FILE *f)
 	    "  --dns IP[:PORT]        resolve with this server instead of /etc/resolv.conf\n"
 	    "  --grace-period SECONDS keep a disconnected workstation's intercepts this long\n"
 	    "                         (default 10)\n"
+	    "  --preview-listen HOST:PORT\n"
+	    "                         serve preview URLs here (plain HTTP, usually behind an\n"
+	    "                         ingress or load balancer)\n"
+	    "  --preview-url-base URL how teammates reach that listener, e.g.\n"
+	    "                         http://preview.example.com:8080; previews are\n"
+	    "                         http://TOKEN.preview.example.com:8080/ (wildcard DNS) and\n"
+	    "                         http://preview.example.com:8080/.kbridge/preview/TOKEN\n"
+	    "                         (default http://HOST:PORT of --preview-listen)\n"
 	    "  -v, --verbose          debug logging\n");
 }
 
@@ -476,12 +493,16 @@ cmd_manager(int argc, char **argv)
 		{ "cluster-domain", required_argument, NULL, 'd' },
 		{ "dns", required_argument, NULL, 'D' },
 		{ "grace-period", required_argument, NULL, 'g' },
+		{ "preview-listen", required_argument, NULL, 'P' },
+		{ "preview-url-base", required_argument, NULL, 'U' },
 		{ "verbose", no_argument, NULL, 'v' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
 	struct manager m = { .domain = "cluster.local" };
 	const char *state = NULL, *listen_on = NULL, *dns = NULL;
+	const char *preview_listen = NULL, *preview_base = NULL;
+	struct preview_env penv;
 	char err[300], host[256], *ca = NULL, *cert = NULL, *key = NULL;
 	struct evutil_addrinfo hints = { .ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE }, *ai = NULL;
 	struct event *sigs[2] = { NULL, NULL };
@@ -532,6 +553,12 @@ cmd_manager(int argc, char **argv)
 				return 2;
 			}
 			break;
+		case 'P':
+			preview_listen = optarg;
+			break;
+		case 'U':
+			preview_base = optarg;
+			break;
 		case 'v':
 			verbose = 1;
 			break;
@@ -549,6 +576,14 @@ cmd_manager(int argc, char **argv)
 	}
 	if (kb_hostport_parse(listen_on, host, sizeof(host), &port) < 0) {
 		fprintf(stderr, "kbridge-agent: invalid --listen '%s' (expected HOST:PORT)\n", listen_on);
+		return 2;
+	}
+	if (preview_base && !preview_listen) {
+		fprintf(stderr, "kbridge-agent: --preview-url-base needs --preview-listen\n");
+		return 2;
+	}
+	if (preview_listen && preview_config(preview_listen, preview_base, err, sizeof(err)) < 0) {
+		fprintf(stderr, "kbridge-agent: %s\n", err);
 		return 2;
 	}
 	log_init("kbridge-agent", verbose ? KB_LOG_DEBUG : KB_LOG_INFO);
@@ -583,6 +618,10 @@ cmd_manager(int argc, char **argv)
 		goto out;
 	}
 	evconnlistener_set_error_cb(m.listener, accept_error);
+	penv = (struct preview_env){ .base = m.base, .resolver = m.resolver, .domain = m.domain,
+	    .allowed = addr_allowed, .arg = &m };
+	if (preview_start(&penv, err, sizeof(err)) < 0)
+		goto out;
 	sigs[0] = evsignal_new(m.base, SIGTERM, on_signal, &m);
 	sigs[1] = evsignal_new(m.base, SIGINT, on_signal, &m);
 	evsignal_add(sigs[0], NULL);
@@ -606,6 +645,7 @@ out:
 		}
 		client_gone(cl);
 	}
+	preview_shutdown();
 	icpt_shutdown();
 	for (i = 0; i < 2; i++)
 		if (sigs[i])

@@ -162,30 +162,21 @@ icpt_global(void)
 	return NULL;
 }
 
-static const char *
-header(const struct hp_request *req, const char *name)
-{
-	size_t i;
-
-	for (i = 0; i < req->nheaders; i++)
-		if (!strcasecmp(req->headers[i].name, name))
-			return req->headers[i].value;
-	return NULL;
-}
-
+/* The intercept's headers must all match, or the request names the
+ * intercept by its id (as preview URLs do); its path prefix applies either
+ * way. */
 static int
 matches(const struct sc_intercept *ic, const struct hp_request *req)
 {
-	const char *v = header(req, "x-kbridge-intercept-id");
+	const char *v = hp_header(req, "x-kbridge-intercept-id");
 	size_t k;
 
-	if (v && !strcmp(v, ic->id))
-		return 1;
 	if (ic->global)
 		return 1;
-	for (k = 0; k < ic->nheaders; k++)
-		if ((v = header(req, ic->hname[k])) == NULL || strcmp(v, ic->hvalue[k]))
-			return 0;
+	if (!v || strcmp(v, ic->id))
+		for (k = 0; k < ic->nheaders; k++)
+			if ((v = hp_header(req, ic->hname[k])) == NULL || strcmp(v, ic->hvalue[k]))
+				return 0;
 	if (ic->path_prefix && strncmp(req->target, ic->path_prefix, strlen(ic->path_prefix)))
 		return 0;
 	return 1;
@@ -307,11 +298,12 @@ app_socket(char *reason, size_t len)
 }
 
 static uint64_t
-hp_route(void *arg, const struct hp_request *req)
+sc_route(void *arg, const struct hp_request *req, struct hp_route *r)
 {
 	size_t i;
 
 	(void)arg;
+	(void)r;
 	for (i = 0; i < sc.nicpts; i++)
 		if (matches(&sc.icpts[i], req))
 			return sc.icpts[i].key;
@@ -334,7 +326,7 @@ hp_open(void *arg, uint64_t key, char *reason, size_t len)
 }
 
 static const struct hp_upstreams upstreams = {
-	.route = hp_route,
+	.route = sc_route,
 	.open = hp_open,
 	.explain = hp_explain,
 };

@@ -30,6 +30,10 @@ char *kb_read_file(const char *path, size_t max, size_t *lenp);
 /* Write a file atomically (temp + rename) with the given mode. 0 or -1 (errno). */
 int kb_write_file(const char *path, const void *data, size_t len, int mode);
 
+/* An RFC 1123 label as Kubernetes names are: [a-z0-9-], 1-63, no '-' at
+ * either end. */
+int kb_dns_label(const char *s);
+
 /* Monotonic time in milliseconds. */
 uint64_t kb_now_ms(void);
 

@@ -477,7 +477,7 @@ static int nopens[5], nroutes, nproxy, ndone;
 static int stuck_peer = -1;	/* holds a socketpair whose other end never becomes writable */
 
 static uint64_t
-t_route(void *arg, const struct hp_request *req)
+t_route(void *arg, const struct hp_request *req, struct hp_route *r)
 {
 	size_t i;
 
@@ -486,6 +486,19 @@ t_route(void *arg, const struct hp_request *req)
 	for (i = 0; i < req->nheaders; i++) {
 		if (strcasecmp(req->headers[i].name, "x-dev") != 0)
 			continue;
+		if (strcmp(req->headers[i].value, "reply") == 0) {
+			hp_route_reply(r, 302, "Found", "Location: /\r\nSet-Cookie: t=1; HttpOnly\r\n",
+			    "text/html", "<p>moved</p>\n");
+			return 0;
+		}
+		if (strcmp(req->headers[i].value, "edit") == 0) {
+			ok(hp_route_drop(r, "x-kbridge-intercept-id") == 0);
+			ok(hp_route_drop(r, "cookie") == 0);
+			ok(hp_route_add(r, "x-kbridge-intercept-id", "abc") == 0);
+			ok(hp_route_add(r, "Cookie", "keep=1") == 0);
+			ok(hp_route_add(r, "bad", "a\r\nb: c") == -1);
+			return 0;
+		}
 		if (strcmp(req->headers[i].value, "alice") == 0)
 			return 1;
 		if (strcmp(req->headers[i].value, "nobody") == 0)
@@ -1095,6 +1108,48 @@ test_bad_gateway(void)
 	client_free(a);
 }
 
+/* route() answers some requests itself and edits the headers of others. */
+static void
+test_route_edits(void)
+{
+	struct client *a = client_new(), *b;
+
+	client_send(a, "POST /r HTTP/1.1\r\nHost: web.default\r\nX-Dev: reply\r\n"
+	    "Content-Length: 10\r\n\r\n0123456789GET /after HTTP/1.1\r\nHost: web.default\r\n\r\n");
+	ok(wait_resp(a, 2, 5000) && a->r[0].status == 302);
+	ok(strstr(a->r[0].head, "Location: /\n") && strstr(a->r[0].head, "Set-Cookie: t=1; HttpOnly\n") &&
+	    strstr(a->r[0].head, "Content-Type: text/html\n"));
+	ok(strcmp(a->r[0].body, "<p>moved</p>\n") == 0);
+	ok(starts(a->r[1].body, "app:GET /after\n"));
+	a->head_mask |= 1u << 2;
+	client_send(a, "HEAD /r HTTP/1.1\r\nHost: web.default\r\nX-Dev: reply\r\n\r\n");
+	ok(wait_resp(a, 3, 5000) && a->r[2].status == 302 && a->r[2].blen == 0);
+	ok(strstr(a->r[2].head, "Content-Length: 13\n") != NULL);
+
+	/* The client's own copies of the dropped headers never reach the upstream. */
+	client_send(a, "GET /e HTTP/1.1\r\nHost: web.default\r\nX-Kbridge-Intercept-Id: evil\r\n"
+	    "X-Dev: edit\r\nCookie: kbridge-preview=t; keep=1\r\nAccept: */*\r\n\r\n");
+	ok(wait_resp(a, 4, 5000) && starts(a->r[3].body, "app:GET /e\n"));
+	ok(strstr(a->r[3].body, "x-kbridge-intercept-id: abc\n") != NULL);
+	ok(strstr(a->r[3].body, "Cookie: keep=1\n") != NULL);
+	ok(strstr(a->r[3].body, "evil") == NULL && strstr(a->r[3].body, "kbridge-preview") == NULL);
+	ok(strstr(a->r[3].body, "Accept: */*\n") != NULL);
+	/* The edits were for that request only. */
+	client_send(a, "GET /n HTTP/1.1\r\nHost: web.default\r\nCookie: c=2\r\n\r\n");
+	ok(wait_resp(a, 5, 5000) && strstr(a->r[4].body, "Cookie: c=2\n") != NULL &&
+	    strstr(a->r[4].body, "abc") == NULL);
+	ok(!a->eof);
+
+	/* HTTP/1.0 without keep-alive: answered, then closed. */
+	b = client_new();
+	client_send(b, "GET /r HTTP/1.0\r\nX-Dev: reply\r\n\r\n");
+	ok(wait_resp(b, 1, 5000) && b->r[0].status == 302);
+	ok(strstr(b->r[0].head, "Connection: close\n") != NULL);
+	ok(run_until(pred_eof, b, 5000));
+	client_free(a);
+	client_free(b);
+}
+
 static void
 test_upgrade(void)
 {
@@ -1337,6 +1392,7 @@ main(void)
 	test_bulk();
 	test_bad_requests();
 	test_bad_gateway();
+	test_route_edits();
 	test_upgrade();
 	test_special();
 	test_upstream_failures();

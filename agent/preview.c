@@ -1,0 +1,833 @@
+/* Preview URLs. The listener serves each browser connection with the HTTP
+ * proxy of agent/httpproxy.c: route() finds the preview named by the
+ * request (token in the host name, or the cookie the preview link sets),
+ * answers here when there is nothing to forward to (404, "not active", the
+ * link's redirect), and otherwise sends the request to the workload's
+ * service with the intercept's id header. The service address was resolved
+ * when the preview was made; the Host header picks nothing. */
+#include "preview.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/queue.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cjson/cJSON.h>
+#include <event2/event.h>
+#include <event2/listener.h>
+#include <openssl/crypto.h>
+#include <openssl/rand.h>
+
+#include "client.h"
+#include "httpproxy.h"
+#include "intercepts.h"
+#include "log.h"
+#include "resolver.h"
+#include "session.h"
+#include "util.h"
+
+#define TOKEN_LEN	26	/* base32 of 16 random bytes: 128 bits */
+#define TOKEN_SHOWN	6	/* what logs and other users see of a token */
+#define MAX_PREVIEWS	1024
+#define MAX_PER_OWNER	32
+#define MAX_TTL		(30 * 24 * 3600)
+#define ORPHAN_KEEP	3600	/* "not active" after the intercept was released */
+#define MAX_CONNS	4096
+#define SWEEP_S		30
+#define COOKIE		"kbridge-preview"
+#define LINK_PATH	"/.kbridge/preview/"
+#define LEAVE_PATH	"/.kbridge/leave"
+
+struct preview {
+	TAILQ_ENTRY(preview) entry;
+	char token[TOKEN_LEN + 1];
+	char workload[64], ns[64], owner[64], icpt[40];
+	uint64_t key;		/* the proxy's upstream key */
+	struct sockaddr_in svc;	/* the workload's service */
+	time_t created, expires; /* expires 0: with the intercept */
+	int released;		/* the intercept was released: never active again */
+};
+
+static struct {
+	struct preview_env env;
+	int configured;
+	char listen_on[300];
+	char scheme[8];		/* "http" or "https" */
+	char hostport[256];	/* of the URL base, as given */
+	char domain[256];	/* its host, lower case: host names are TOKEN.domain */
+	int domain_is_name;	/* not an IP address: the host-name form works */
+	struct evconnlistener *listener;
+	struct event *sweep;
+	LIST_HEAD(, pvconn) conns;
+	unsigned nconns;
+	uint64_t next_key;
+	size_t count;
+	TAILQ_HEAD(preview_list, preview) list;
+} pv = { .list = TAILQ_HEAD_INITIALIZER(pv.list) };
+
+/* A browser's connection. */
+struct pvconn {
+	LIST_ENTRY(pvconn) entry;
+	struct hp_conn *hc;
+};
+
+/* A preview asked for while the service name resolves. */
+struct pending {
+	struct client *c;
+	double id;
+	char workload[64], ns[64], icpt[40];
+	uint16_t port;
+	long ttl;
+};
+
+static void
+shown(const char *token, char *buf, size_t len)
+{
+	snprintf(buf, len, "%.*s...", TOKEN_SHOWN, token);
+}
+
+static int
+token_ok(const char *s, size_t n)
+{
+	size_t i;
+
+	if (n != TOKEN_LEN)
+		return 0;
+	for (i = 0; i < n; i++)
+		if (!((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= '2' && s[i] <= '7')))
+			return 0;
+	return 1;
+}
+
+static int
+make_token(char *out)
+{
+	static const char b32[] = "abcdefghijklmnopqrstuvwxyz234567";
+	unsigned char r[16];
+	unsigned acc = 0, bits = 0;
+	size_t i, o = 0;
+
+	if (RAND_bytes(r, sizeof(r)) != 1)
+		return -1;
+	for (i = 0; i < sizeof(r); i++) {
+		acc = (acc << 8) | r[i];
+		bits += 8;
+		while (bits >= 5) {
+			out[o++] = b32[(acc >> (bits - 5)) & 31];
+			bits -= 5;
+		}
+	}
+	out[o++] = b32[(acc << (5 - bits)) & 31];
+	out[o] = '\0';
+	OPENSSL_cleanse(r, sizeof(r));
+	return o == TOKEN_LEN ? 0 : -1;
+}
+
+static void
+preview_free(struct preview *p)
+{
+	TAILQ_REMOVE(&pv.list, p, entry);
+	pv.count--;
+	OPENSSL_cleanse(p->token, sizeof(p->token));
+	free(p);
+}
+
+static int
+expired(const struct preview *p, time_t now)
+{
+	return p->expires != 0 && now >= p->expires;
+}
+
+/* The live preview with this token, or NULL; expired ones go here. */
+static struct preview *
+find_token(const char *token, size_t n)
+{
+	struct preview *p;
+	time_t now = time(NULL);
+
+	if (!token_ok(token, n))
+		return NULL;
+	TAILQ_FOREACH(p, &pv.list, entry) {
+		if (CRYPTO_memcmp(p->token, token, TOKEN_LEN) != 0)
+			continue;
+		if (expired(p, now)) {
+			preview_free(p);
+			return NULL;
+		}
+		return p;
+	}
+	return NULL;
+}
+
+static void
+sweep(evutil_socket_t fd, short what, void *arg)
+{
+	struct preview *p, *next;
+	time_t now = time(NULL);
+
+	(void)fd;
+	(void)what;
+	(void)arg;
+	for (p = TAILQ_FIRST(&pv.list); p; p = next) {
+		next = TAILQ_NEXT(p, entry);
+		if (expired(p, now)) {
+			char t[16];
+			shown(p->token, t, sizeof(t));
+			log_info("preview %s of %s on %s.%s expired", t, p->owner, p->workload, p->ns);
+			preview_free(p);
+		}
+	}
+}
+
+void
+preview_intercept_ended(const char *id, int released)
+{
+	struct preview *p, *next;
+	time_t until = time(NULL) + ORPHAN_KEEP;
+	char t[16];
+
+	for (p = TAILQ_FIRST(&pv.list); p; p = next) {
+		next = TAILQ_NEXT(p, entry);
+		if (strcmp(p->icpt, id) != 0)
+			continue;
+		shown(p->token, t, sizeof(t));
+		if (!released) {
+			log_info("preview %s of %s on %s.%s ended with its intercept", t, p->owner,
+			    p->workload, p->ns);
+			preview_free(p);
+			continue;
+		}
+		p->released = 1;
+		if (p->expires == 0 || p->expires > until)
+			p->expires = until;
+	}
+}
+
+/* --- URLs --- */
+
+static void
+url_host(const struct preview *p, char *buf, size_t len)
+{
+	snprintf(buf, len, "%s://%s.%s/", pv.scheme, p->token, pv.hostport);
+}
+
+static void
+url_link(const struct preview *p, char *buf, size_t len)
+{
+	snprintf(buf, len, "%s://%s%s%s", pv.scheme, pv.hostport, LINK_PATH, p->token);
+}
+
+int
+preview_config(const char *listen_on, const char *url_base, char *err, size_t errlen)
+{
+	char host[256], base[600], *hp, *slash, *colon;
+	uint16_t port;
+	struct in_addr a4;
+	struct in6_addr a6;
+	size_t i;
+
+	if (kb_hostport_parse(listen_on, host, sizeof(host), &port) < 0) {
+		snprintf(err, errlen, "invalid --preview-listen '%.200s' (expected HOST:PORT)",
+		    listen_on);
+		return -1;
+	}
+	if (url_base == NULL) {
+		if (!strcmp(host, "0.0.0.0") || !strcmp(host, "::") || !*host) {
+			snprintf(err, errlen, "--preview-listen %.200s listens on every address: "
+			    "give the address teammates use with --preview-url-base URL", listen_on);
+			return -1;
+		}
+		snprintf(base, sizeof(base), "http://%s", listen_on);
+	} else {
+		snprintf(base, sizeof(base), "%s", url_base);
+	}
+	if (!strncmp(base, "http://", 7)) {
+		snprintf(pv.scheme, sizeof(pv.scheme), "http");
+		hp = base + 7;
+	} else if (!strncmp(base, "https://", 8)) {
+		snprintf(pv.scheme, sizeof(pv.scheme), "https");
+		hp = base + 8;
+	} else {
+		snprintf(err, errlen, "invalid --preview-url-base '%.200s' (expected http://HOST[:PORT] "
+		    "or https://HOST[:PORT])", base);
+		return -1;
+	}
+	if ((slash = strchr(hp, '/')) != NULL) {
+		if (strcmp(slash, "/") != 0) {
+			snprintf(err, errlen, "--preview-url-base '%.200s' must not have a path: "
+			    "previews are served at the root of their host", base);
+			return -1;
+		}
+		*slash = '\0';
+	}
+	for (i = 0; hp[i]; i++)
+		hp[i] = (char)(hp[i] >= 'A' && hp[i] <= 'Z' ? hp[i] + 32 : hp[i]);
+	if (!*hp || strpbrk(hp, "@?#%\\ \t\r\n") || strlen(hp) >= sizeof(pv.hostport)) {
+		snprintf(err, errlen, "invalid host in --preview-url-base '%.200s'", base);
+		return -1;
+	}
+	memcpy(pv.hostport, hp, strlen(hp) + 1);
+	memcpy(pv.domain, hp, strlen(hp) + 1);
+	if (pv.domain[0] == '[') {
+		pv.domain_is_name = 0;
+	} else {
+		if ((colon = strrchr(pv.domain, ':')) != NULL)
+			*colon = '\0';
+		pv.domain_is_name = inet_pton(AF_INET, pv.domain, &a4) != 1 &&
+		    inet_pton(AF_INET6, pv.domain, &a6) != 1;
+	}
+	snprintf(pv.listen_on, sizeof(pv.listen_on), "%s", listen_on);
+	pv.configured = 1;
+	return 0;
+}
+
+/* --- serving previews --- */
+
+static const char page_404[] =
+    "<!doctype html>\n<html><head><meta charset=\"utf-8\"><title>404 Not Found</title></head>\n"
+    "<body><h1>404 Not Found</h1></body></html>\n";
+
+static const char page_left[] =
+    "<!doctype html>\n<html><head><meta charset=\"utf-8\"><title>Preview left</title></head>\n"
+    "<body><h1>You left the preview</h1><p>This browser no longer carries a kbridge "
+    "preview.</p></body></html>\n";
+
+#define NO_STORE "Cache-Control: no-store\r\n"
+#define CLEAR_COOKIE "Set-Cookie: " COOKIE "=; Path=/; Max-Age=0; HttpOnly\r\n"
+
+/* The token (lower case, into buf) of a Host TOKEN.domain[:port], or NULL. */
+static const char *
+host_token(const char *host, char *buf)
+{
+	size_t i, n, dl = strlen(pv.domain);
+	const char *end;
+
+	if (!host || !pv.domain_is_name)
+		return NULL;
+	if ((end = strchr(host, ':')) == NULL)
+		end = host + strlen(host);
+	n = (size_t)(end - host);
+	if (n != TOKEN_LEN + 1 + dl || host[TOKEN_LEN] != '.' ||
+	    strncasecmp(host + TOKEN_LEN + 1, pv.domain, dl) != 0)
+		return NULL;
+	for (i = 0; i < TOKEN_LEN; i++)
+		buf[i] = (char)(host[i] >= 'A' && host[i] <= 'Z' ? host[i] + 32 : host[i]);
+	buf[TOKEN_LEN] = '\0';
+	return buf;
+}
+
+/* The value of our cookie among the Cookie headers, with its length. */
+static const char *
+cookie_token(const struct hp_request *req, size_t *len)
+{
+	const char *v, *p;
+	size_t i, cl = strlen(COOKIE);
+
+	for (i = 0; i < req->nheaders; i++) {
+		if (strcasecmp(req->headers[i].name, "cookie") != 0)
+			continue;
+		for (v = req->headers[i].value; *v; v = p) {
+			v += strspn(v, " \t;");
+			p = v + strcspn(v, ";");
+			if ((size_t)(p - v) > cl && !strncmp(v, COOKIE "=", cl + 1)) {
+				*len = (size_t)(p - v) - cl - 1;
+				while (*len > 0 && (v[cl + 1 + *len - 1] == ' ' ||
+				    v[cl + 1 + *len - 1] == '\t'))
+					(*len)--;
+				return v + cl + 1;
+			}
+		}
+	}
+	return NULL;
+}
+
+/* Send the Cookie headers on without ours. */
+static int
+strip_cookie(const struct hp_request *req, struct hp_route *r)
+{
+	char buf[8192];
+	const char *v, *p;
+	size_t i, o, n, cl = strlen(COOKIE);
+
+	if (hp_route_drop(r, "cookie") < 0)
+		return -1;
+	for (i = 0; i < req->nheaders; i++) {
+		if (strcasecmp(req->headers[i].name, "cookie") != 0)
+			continue;
+		o = 0;
+		for (v = req->headers[i].value; *v; v = p) {
+			v += strspn(v, " \t;");
+			p = v + strcspn(v, ";");
+			n = (size_t)(p - v);
+			if (n == 0 || (n > cl && !strncmp(v, COOKIE "=", cl + 1)))
+				continue;
+			if (o + n + 2 >= sizeof(buf))
+				return -1;
+			if (o > 0) {
+				buf[o++] = ';';
+				buf[o++] = ' ';
+			}
+			memcpy(buf + o, v, n);
+			o += n;
+		}
+		buf[o] = '\0';
+		if (o > 0 && hp_route_add(r, "Cookie", buf) < 0)
+			return -1;
+	}
+	return 0;
+}
+
+static void
+not_active(struct hp_route *r, const struct preview *p)
+{
+	char body[1024];
+
+	snprintf(body, sizeof(body),
+	    "<!doctype html>\n<html><head><meta charset=\"utf-8\"><title>Preview not active</title>"
+	    "</head>\n<body><h1>This preview is not active</h1>\n<p>The workstation serving this "
+	    "kbridge preview of %s.%s is not connected right now%s</p></body></html>\n",
+	    p->workload, p->ns, p->released ? "." :
+	    ". It comes back when the developer reconnects; try again in a moment.");
+	hp_route_reply(r, 503, "Service Unavailable", NO_STORE "Retry-After: 5\r\n",
+	    "text/html; charset=utf-8", body);
+}
+
+static uint64_t
+pv_route(void *arg, const struct hp_request *req, struct hp_route *r)
+{
+	const char *host = hp_header(req, "host"), *tok;
+	const char *target = req->target;
+	struct preview *p = NULL;
+	char hdrs[256], t[16], hbuf[TOKEN_LEN + 1];
+	size_t n = 0, ll = strlen(LINK_PATH);
+	int from_cookie = 0;
+
+	(void)arg;
+	if ((tok = host_token(host, hbuf)) != NULL) {
+		p = find_token(tok, TOKEN_LEN);
+	} else if (!strncmp(target, LINK_PATH, ll)) {
+		/* The link: remember the preview in this browser, then show it. */
+		n = strcspn(target + ll, "?#/");
+		if ((p = find_token(target + ll, n)) == NULL) {
+			hp_route_reply(r, 404, "Not Found", NO_STORE, "text/html; charset=utf-8", page_404);
+			return 0;
+		}
+		snprintf(hdrs, sizeof(hdrs), "Location: /\r\n" NO_STORE "Referrer-Policy: no-referrer\r\n"
+		    "Set-Cookie: " COOKIE "=%s; Path=/; HttpOnly; SameSite=Lax%s\r\n", p->token,
+		    !strcmp(pv.scheme, "https") ? "; Secure" : "");
+		hp_route_reply(r, 302, "Found", hdrs, "text/plain", "kbridge: to the preview\n");
+		shown(p->token, t, sizeof(t));
+		log_debug("preview %s: link opened", t);
+		return 0;
+	} else if (!strcmp(target, LEAVE_PATH) || !strncmp(target, LEAVE_PATH "?", strlen(LEAVE_PATH) + 1)) {
+		hp_route_reply(r, 200, "OK", NO_STORE CLEAR_COOKIE, "text/html; charset=utf-8", page_left);
+		return 0;
+	} else if ((tok = cookie_token(req, &n)) != NULL) {
+		from_cookie = 1;
+		p = find_token(tok, n);
+	}
+	if (p == NULL) {
+		hp_route_reply(r, 404, "Not Found", from_cookie ? NO_STORE CLEAR_COOKIE : NO_STORE,
+		    "text/html; charset=utf-8", page_404);
+		return 0;
+	}
+	if (p->released || icpt_state(p->icpt) != 1) {
+		not_active(r, p);
+		return 0;
+	}
+	if (hp_route_drop(r, "x-kbridge-intercept-id") < 0 ||
+	    hp_route_add(r, "x-kbridge-intercept-id", p->icpt) < 0 ||
+	    (from_cookie && strip_cookie(req, r) < 0)) {
+		hp_route_reply(r, 431, "Request Header Fields Too Large", NO_STORE, "text/plain",
+		    "kbridge: the request's cookies are too large\n");
+		return 0;
+	}
+	return p->key;
+}
+
+static int
+pv_open(void *arg, uint64_t key, char *reason, size_t len)
+{
+	struct preview *p;
+	int fd;
+
+	(void)arg;
+	TAILQ_FOREACH(p, &pv.list, entry)
+		if (p->key == key)
+			break;
+	if (!p) {
+		snprintf(reason, len, "kbridge: the preview ended");
+		return -1;
+	}
+	fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0 || (connect(fd, (struct sockaddr *)&p->svc, sizeof(p->svc)) < 0 &&
+	    errno != EINPROGRESS)) {
+		snprintf(reason, len, "kbridge: cannot reach %s.%s: %s", p->workload, p->ns,
+		    strerror(errno));
+		if (fd >= 0)
+			close(fd);
+		return -1;
+	}
+	return fd;
+}
+
+static void
+pv_done(void *arg, struct hp_conn *c)
+{
+	struct pvconn *pc = arg;
+
+	(void)c;
+	LIST_REMOVE(pc, entry);
+	free(pc);
+	pv.nconns--;
+}
+
+static void
+pv_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int salen, void *arg)
+{
+	(void)l;
+	(void)sa;
+	(void)salen;
+	struct hp_upstreams up = { .route = pv_route, .open = pv_open, .done = pv_done };
+	struct pvconn *pc;
+
+	(void)arg;
+	if (pv.nconns >= MAX_CONNS || (pc = calloc(1, sizeof(*pc))) == NULL) {
+		evutil_closesocket(fd);
+		return;
+	}
+	evutil_make_socket_nonblocking(fd);
+	up.arg = pc;
+	if ((pc->hc = hp_conn_new(pv.env.base, fd, &up)) == NULL) {
+		free(pc);
+		evutil_closesocket(fd);
+		return;
+	}
+	LIST_INSERT_HEAD(&pv.conns, pc, entry);
+	pv.nconns++;
+}
+
+int
+preview_start(const struct preview_env *env, char *err, size_t errlen)
+{
+	struct evutil_addrinfo hints = { .ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE }, *ai;
+	struct timeval tv = { SWEEP_S, 0 };
+	char host[256], portstr[8];
+	uint16_t port;
+
+	pv.env = *env;
+	if (!pv.configured)
+		return 0;
+	if (kb_hostport_parse(pv.listen_on, host, sizeof(host), &port) < 0)
+		return -1;
+	snprintf(portstr, sizeof(portstr), "%u", port);
+	if (evutil_getaddrinfo(host, portstr, &hints, &ai) != 0 || !ai) {
+		snprintf(err, errlen, "cannot resolve preview listen address %s", host);
+		return -1;
+	}
+	pv.listener = evconnlistener_new_bind(env->base, pv_accept, NULL,
+	    LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE | LEV_OPT_CLOSE_ON_EXEC, 1024, ai->ai_addr,
+	    (int)ai->ai_addrlen);
+	evutil_freeaddrinfo(ai);
+	if (!pv.listener) {
+		snprintf(err, errlen, "cannot listen on %s: %s", pv.listen_on, strerror(errno));
+		return -1;
+	}
+	if ((pv.sweep = event_new(env->base, -1, EV_PERSIST, sweep, NULL)) != NULL)
+		event_add(pv.sweep, &tv);
+	log_info("previews: listening on %s, served as %s://TOKEN.%s/ and %s://%s%sTOKEN",
+	    pv.listen_on, pv.scheme, pv.hostport, pv.scheme, pv.hostport, LINK_PATH);
+	return 0;
+}
+
+/* --- the daemons' requests --- */
+
+static cJSON *
+result(double id, int ok, int status, const char *error)
+{
+	cJSON *r = cJSON_CreateObject();
+
+	cJSON_AddStringToObject(r, "type", "result");
+	cJSON_AddNumberToObject(r, "id", id);
+	cJSON_AddBoolToObject(r, "ok", ok);
+	if (!ok) {
+		cJSON_AddNumberToObject(r, "status", status);
+		cJSON_AddStringToObject(r, "error", error);
+	}
+	return r;
+}
+
+static void
+reply(struct client *c, cJSON *r)
+{
+	if (c->sess)
+		kb_session_send_control(c->sess, r);
+	else
+		cJSON_Delete(r);
+}
+
+static cJSON *
+preview_json(const struct preview *p, const struct client *c)
+{
+	cJSON *o = cJSON_CreateObject();
+	int mine = !strcmp(p->owner, c->name);
+	char buf[600];
+
+	if (mine)
+		cJSON_AddStringToObject(o, "token", p->token);
+	snprintf(buf, sizeof(buf), "%.*s", TOKEN_SHOWN, p->token);
+	cJSON_AddStringToObject(o, "token_prefix", buf);
+	cJSON_AddStringToObject(o, "workload", p->workload);
+	cJSON_AddStringToObject(o, "namespace", p->ns);
+	cJSON_AddStringToObject(o, "owner", p->owner);
+	cJSON_AddBoolToObject(o, "mine", mine);
+	if (mine)
+		cJSON_AddStringToObject(o, "intercept_id", p->icpt);
+	cJSON_AddBoolToObject(o, "active", !p->released && icpt_state(p->icpt) == 1);
+	if (mine && pv.domain_is_name) {
+		url_host(p, buf, sizeof(buf));
+		cJSON_AddStringToObject(o, "url", buf);
+	} else if (mine) {
+		cJSON_AddNullToObject(o, "url");
+	}
+	if (mine) {
+		url_link(p, buf, sizeof(buf));
+		cJSON_AddStringToObject(o, "link", buf);
+	}
+	cJSON_AddNumberToObject(o, "created", (double)p->created);
+	if (p->expires)
+		cJSON_AddNumberToObject(o, "expires", (double)p->expires);
+	else
+		cJSON_AddNullToObject(o, "expires");
+	return o;
+}
+
+static void
+created(void *arg, int rcode, const char *const *addrs, size_t n, uint32_t ttl)
+{
+	struct pending *pd = arg;
+	struct client *c = pd->c;
+	struct preview *p = NULL, *q;
+	struct in_addr a;
+	char name[300], err[400], id[40], t[16];
+	size_t mine = 0;
+	int http = 0;
+	cJSON *r;
+
+	(void)ttl;
+	snprintf(name, sizeof(name), "%s.%s.svc.%s", pd->workload, pd->ns, pv.env.domain);
+	if (rcode != 0 || n == 0 || inet_pton(AF_INET, addrs[0], &a) != 1) {
+		snprintf(err, sizeof(err), "cannot resolve the service %s (%s)", name,
+		    rcode == 3 ? "no such name" : rcode ? "DNS failure" : "no IPv4 address");
+		r = result(pd->id, 0, 502, err);
+		goto out;
+	}
+	if (!pv.env.allowed(pv.env.arg, ntohl(a.s_addr))) {
+		snprintf(err, sizeof(err), "the service %s is at %s, outside the cluster subnets",
+		    name, addrs[0]);
+		r = result(pd->id, 0, 502, err);
+		goto out;
+	}
+	/* The intercept may have ended while we resolved. */
+	if (icpt_owned(c->name, pd->workload, pd->ns, id, sizeof(id), &http) < 0 ||
+	    strcmp(id, pd->icpt) != 0) {
+		snprintf(err, sizeof(err), "your intercept on %s.%s ended", pd->workload, pd->ns);
+		r = result(pd->id, 0, 409, err);
+		goto out;
+	}
+	TAILQ_FOREACH(q, &pv.list, entry)
+		mine += !strcmp(q->owner, c->name);
+	if (pv.count >= MAX_PREVIEWS || mine >= MAX_PER_OWNER) {
+		snprintf(err, sizeof(err), "too many previews (%s); remove some with 'kbridge preview "
+		    "remove'", mine >= MAX_PER_OWNER ? "32 per user" : "1024 in the cluster");
+		r = result(pd->id, 0, 429, err);
+		goto out;
+	}
+	if ((p = calloc(1, sizeof(*p))) == NULL || make_token(p->token) < 0) {
+		free(p);
+		r = result(pd->id, 0, 500, "cannot make a token");
+		goto out;
+	}
+	snprintf(p->workload, sizeof(p->workload), "%s", pd->workload);
+	snprintf(p->ns, sizeof(p->ns), "%s", pd->ns);
+	snprintf(p->owner, sizeof(p->owner), "%s", c->name);
+	snprintf(p->icpt, sizeof(p->icpt), "%s", pd->icpt);
+	p->key = ++pv.next_key;
+	p->svc.sin_family = AF_INET;
+	p->svc.sin_addr = a;
+	p->svc.sin_port = htons(pd->port);
+	p->created = time(NULL);
+	p->expires = pd->ttl > 0 ? p->created + pd->ttl : 0;
+	TAILQ_INSERT_TAIL(&pv.list, p, entry);
+	pv.count++;
+	shown(p->token, t, sizeof(t));
+	if (pd->ttl > 0)
+		snprintf(err, sizeof(err), "for %ld s", pd->ttl);
+	else
+		snprintf(err, sizeof(err), "while the intercept lasts");
+	log_info("preview %s: %s previews %s.%s (intercept %s, service %s:%u) %s", t, p->owner,
+	    p->workload, p->ns, p->icpt, addrs[0], pd->port, err);
+	r = result(pd->id, 1, 0, NULL);
+	cJSON_AddItemToObject(r, "preview", preview_json(p, c));
+out:
+	reply(c, r);
+	client_unref(c);
+	free(pd);
+}
+
+static void
+do_create(struct client *c, double id, const cJSON *msg)
+{
+	const cJSON *wl = cJSON_GetObjectItemCaseSensitive(msg, "workload");
+	const cJSON *ns = cJSON_GetObjectItemCaseSensitive(msg, "namespace");
+	const cJSON *ttl = cJSON_GetObjectItemCaseSensitive(msg, "ttl");
+	const cJSON *port = cJSON_GetObjectItemCaseSensitive(msg, "service_port");
+	struct pending *pd;
+	char err[300], name[300];
+	int http = 0;
+
+	if (!pv.listener) {
+		reply(c, result(id, 0, 503, "this manager serves no previews (it runs without "
+		    "--preview-listen)"));
+		return;
+	}
+	if (!cJSON_IsString(wl) || !kb_dns_label(wl->valuestring) || !cJSON_IsString(ns) ||
+	    !kb_dns_label(ns->valuestring)) {
+		reply(c, result(id, 0, 400, "invalid workload or namespace name"));
+		return;
+	}
+	if (ttl && !cJSON_IsNull(ttl) && (!cJSON_IsNumber(ttl) || ttl->valuedouble < 1 ||
+	    ttl->valuedouble > MAX_TTL)) {
+		reply(c, result(id, 0, 400, "ttl must be 1 second to 30 days"));
+		return;
+	}
+	if (port && !cJSON_IsNull(port) && (!cJSON_IsNumber(port) || port->valuedouble < 1 ||
+	    port->valuedouble > 65535)) {
+		reply(c, result(id, 0, 400, "service_port must be 1-65535"));
+		return;
+	}
+	if ((pd = calloc(1, sizeof(*pd))) == NULL) {
+		reply(c, result(id, 0, 500, "out of memory"));
+		return;
+	}
+	if (icpt_owned(c->name, wl->valuestring, ns->valuestring, pd->icpt, sizeof(pd->icpt),
+	    &http) < 0) {
+		snprintf(err, sizeof(err), "you have no intercept on %s.%s (a preview shows your "
+		    "intercept: run 'kbridge intercept %s -n %s ...' first)", wl->valuestring,
+		    ns->valuestring, wl->valuestring, ns->valuestring);
+		reply(c, result(id, 0, 404, err));
+		free(pd);
+		return;
+	}
+	if (!http) {
+		snprintf(err, sizeof(err), "%s.%s is a TCP workload: previews need HTTP",
+		    wl->valuestring, ns->valuestring);
+		reply(c, result(id, 0, 400, err));
+		free(pd);
+		return;
+	}
+	pd->c = c;
+	pd->id = id;
+	snprintf(pd->workload, sizeof(pd->workload), "%s", wl->valuestring);
+	snprintf(pd->ns, sizeof(pd->ns), "%s", ns->valuestring);
+	pd->port = cJSON_IsNumber(port) ? (uint16_t)port->valuedouble : 80;
+	pd->ttl = cJSON_IsNumber(ttl) ? (long)ttl->valuedouble : 0;
+	c->refs++;
+	snprintf(name, sizeof(name), "%s.%s.svc.%s", pd->workload, pd->ns, pv.env.domain);
+	resolver_lookup(pv.env.resolver, name, 1, created, pd);
+}
+
+static void
+do_list(struct client *c, double id, const cJSON *msg)
+{
+	const cJSON *ns = cJSON_GetObjectItemCaseSensitive(msg, "namespace");
+	struct preview *p, *next;
+	time_t now = time(NULL);
+	cJSON *r = result(id, 1, 0, NULL), *a;
+
+	a = cJSON_AddArrayToObject(r, "previews");
+	for (p = TAILQ_FIRST(&pv.list); p; p = next) {
+		next = TAILQ_NEXT(p, entry);
+		if (expired(p, now)) {
+			preview_free(p);
+			continue;
+		}
+		if (cJSON_IsString(ns) && strcmp(ns->valuestring, p->ns))
+			continue;
+		cJSON_AddItemToArray(a, preview_json(p, c));
+	}
+	reply(c, r);
+}
+
+static void
+do_remove(struct client *c, double id, const cJSON *msg)
+{
+	const cJSON *tok = cJSON_GetObjectItemCaseSensitive(msg, "token");
+	struct preview *p;
+	char err[200], t[16];
+	cJSON *r;
+
+	if (!cJSON_IsString(tok) ||
+	    (p = find_token(tok->valuestring, strlen(tok->valuestring))) == NULL) {
+		reply(c, result(id, 0, 404, "no such preview (unknown, expired or removed)"));
+		return;
+	}
+	if (strcmp(p->owner, c->name) != 0) {
+		snprintf(err, sizeof(err), "only its owner (%s) can remove this preview", p->owner);
+		reply(c, result(id, 0, 403, err));
+		return;
+	}
+	shown(p->token, t, sizeof(t));
+	log_info("preview %s of %s on %s.%s removed", t, p->owner, p->workload, p->ns);
+	r = result(id, 1, 0, NULL);
+	cJSON_AddItemToObject(r, "preview", preview_json(p, c));
+	preview_free(p);
+	reply(c, r);
+}
+
+int
+preview_request(struct client *c, const char *type, const cJSON *msg)
+{
+	const cJSON *id = cJSON_GetObjectItemCaseSensitive(msg, "id");
+	double n = cJSON_IsNumber(id) ? id->valuedouble : 0;
+
+	if (!strcmp(type, "preview-create"))
+		do_create(c, n, msg);
+	else if (!strcmp(type, "preview-list"))
+		do_list(c, n, msg);
+	else if (!strcmp(type, "preview-remove"))
+		do_remove(c, n, msg);
+	else
+		return 0;
+	return 1;
+}
+
+void
+preview_shutdown(void)
+{
+	struct pvconn *pc;
+
+	while ((pc = LIST_FIRST(&pv.conns)) != NULL) {
+		LIST_REMOVE(pc, entry);
+		hp_conn_free(pc->hc);
+		free(pc);
+	}
+	pv.nconns = 0;
+	while (!TAILQ_EMPTY(&pv.list))
+		preview_free(TAILQ_FIRST(&pv.list));
+	if (pv.listener) {
+		evconnlistener_free(pv.listener);
+		pv.listener = NULL;
+	}
+	if (pv.sweep) {
+		event_free(pv.sweep);
+		pv.sweep = NULL;
+	}
+}

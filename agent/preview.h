@@ -1,0 +1,40 @@
+/* Preview URLs: the manager's preview listener and registry. A preview is
+ * a token (128 random bits) bound to one user's intercept; requests that
+ * carry it (in the host name, or in a cookie set by the preview link) are
+ * sent to the intercepted workload's service with the intercept's id header,
+ * so its sidecar routes them to the owner's workstation. */
+#ifndef KB_PREVIEW_H
+#define KB_PREVIEW_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct cJSON;
+struct client;
+struct event_base;
+struct kb_resolver;
+
+/* What the preview module uses of the manager. */
+struct preview_env {
+	struct event_base *base;
+	struct kb_resolver *resolver;
+	const char *domain;	/* cluster domain */
+	/* 1 if addr (host order) is inside the cluster subnets. */
+	int (*allowed)(void *arg, uint32_t addr);
+	void *arg;
+};
+
+/* Check the options: url_base may be NULL (http://LISTEN). 0, or -1 and err. */
+int preview_config(const char *listen_on, const char *url_base, char *err, size_t errlen);
+/* Start listening (after preview_config); 0, or -1 and err. Without a
+ * configured listener, only the requests fail ("serves no previews"). */
+int preview_start(const struct preview_env *env, char *err, size_t errlen);
+/* A daemon's "preview-create", "preview-list" or "preview-remove": 1 if
+ * handled (the result is sent, maybe later), 0 if type is not ours. */
+int preview_request(struct client *c, const char *type, const struct cJSON *msg);
+/* Intercept id ended: by its owner (its previews end), or released after
+ * its workstation went away (they stay, "not active", for a while). */
+void preview_intercept_ended(const char *id, int released);
+void preview_shutdown(void);
+
+#endif
