@@ -5,12 +5,23 @@
 
 #include <getopt.h>
 #include <signal.h>
+#include <stddef.h>
 
 #include <cjson/cJSON.h>
 
 #define EXIT_USAGE	2
+/* The daemon asks the manager, which may ask a sidecar. */
+#define API_TIMEOUT_MS	20000
+/* How much of a bad argument an error message repeats. */
+#define SHOWN_MAX	80
 
 enum output { OUT_TEXT, OUT_JSON };
+
+/* Long options most commands share (see std_opt). */
+#define LONGOPT_NAMESPACE	{ "namespace", required_argument, NULL, 'n' }
+#define LONGOPT_OUTPUT		{ "output", required_argument, NULL, 'o' }
+#define LONGOPT_HELP		{ "help", no_argument, NULL, 'h' }
+#define LONGOPT_END		{ NULL, 0, NULL, 0 }
 
 /* Set by SIGINT/SIGTERM once catch_signals() ran; aborts kb_api calls. */
 extern volatile sig_atomic_t interrupted;
@@ -33,14 +44,58 @@ const char *jstr(const cJSON *, const char *);
 /* A number member: 1 and *out, else 0. */
 int jnum(const cJSON *, const char *, double *);
 const char *orelse(const char *, const char *);
-/* RFC 1123 label, as Kubernetes requires of namespace and service names. */
-int valid_label(const char *);
 /* Let Ctrl-C interrupt a request instead of killing us mid-way. */
 void catch_signals(void);
+
+/* cli/util.c */
+/* Copy s for a one-line message: control characters become '?'. */
+const char *shown(const char *s, char *buf, size_t len);
+/* Print a string that came from the cluster (other users' names, header
+ * values) without letting it move the cursor or reprogram the terminal:
+ * C0, DEL and the UTF-8 C1 controls become '?'. Returns the number of
+ * columns used, close enough for padding. */
+size_t put(const char *s);
+/* before (may be NULL), s through put(), after (may be NULL). */
+void put_in(const char *before, const char *s, const char *after);
+void put_padded(const char *s, size_t width);
+/* One request to kbridged; on a 2xx answer with a JSON object 0 and *resp,
+ * else -1 and a one-line reason in err. */
+int call_err(const char *method, const char *path, const cJSON *body,
+    cJSON **resp, char *err, size_t errlen);
+/* call_err, reporting a failure as "WHAT failed: REASON". */
+int call(const char *what, const char *method, const char *path,
+    const cJSON *body, cJSON **resp);
+/* The WORKLOAD operand: exactly one, a valid name. NULL after a usage
+ * error. */
+const char *workload_arg(int argc, char **argv);
+/* -1 after a usage error if ns is given and not a valid name. */
+int namespace_arg(const char *cmd, const char *ns);
+/* A port number for option opt; -1 after a usage error. */
+int port_arg(const char *opt, const char *s, long *port);
+/* The options -n NS (unless ns is NULL), -o FMT and -h: 1 if ch was one
+ * and is handled, else 0 and the exit code in *ret. */
+int std_opt(int ch, char **argv, const char **ns, enum output *out,
+    int *ret);
+/* A list command: [-n NS] [-o FMT], GET path[?namespace=NS], the answer
+ * as JSON or through text(answer, NS). The exit code. */
+int list_cmd(int argc, char **argv, const char *path,
+    void (*text)(const cJSON *, const char *));
 
 /* cli/intercept.c */
 int cmd_intercept(int, char **);
 int cmd_leave(int, char **);
 int cmd_list(int, char **);
+
+/* cli/preview.c */
+int cmd_preview(int, char **);
+/* DURATION (90, 90s, 10m, 2h, 1d; 1 s to 30 d) in seconds; -1 after a
+ * usage error naming opt. */
+int duration_arg(const char *opt, const char *s, long *secs);
+/* Ask for a preview of workload (ns NULL: the connected namespace); ttl
+ * and service_port 0 when not given. The answer, or NULL and err. */
+cJSON *preview_create(const char *workload, const char *ns, long ttl,
+    long service_port, char *err, size_t errlen);
+/* The text lines of a PREVIEW object. */
+void print_preview(const cJSON *preview);
 
 #endif

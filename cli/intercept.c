@@ -11,137 +11,10 @@
 #include "cmd.h"
 #include "envfile.h"
 
-/* The daemon asks the manager, which may ask a sidecar. */
-#define API_TIMEOUT_MS	20000
 #define HEADERS_MAX	16
 #define HDR_NAME_MAX	256
-/* How much of a bad argument an error message repeats. */
-#define SHOWN_MAX	80
 
-enum { OPT_PATH_PREFIX = 256 };
-
-/* Copy s for a one-line message: control characters become '?'. */
-static const char *
-shown(const char *s, char *buf, size_t len)
-{
-	size_t i;
-
-	for (i = 0; s[i] && i + 4 < len; i++)
-		buf[i] = (unsigned char)s[i] < 0x20 || s[i] == 0x7f ? '?' :
-		    s[i];
-	strcpy(buf + i, s[i] ? "..." : "");
-	return buf;
-}
-
-/* Print a string that came from the cluster (other users' names and
- * header values) without letting it move the cursor or reprogram the
- * terminal: C0, DEL and the UTF-8 C1 controls become '?'. Returns the
- * number of columns used, close enough for padding. */
-static size_t
-put(const char *s)
-{
-	const unsigned char *p = (const unsigned char *)s;
-	size_t n = 0;
-
-	for (; *p; p++, n++) {
-		if (*p < 0x20 || *p == 0x7f)
-			putchar('?');
-		else if (p[0] == 0xc2 && p[1] >= 0x80 && p[1] <= 0x9f) {
-			putchar('?');
-			p++;
-		} else {
-			putchar(*p);
-			if ((*p & 0xc0) == 0x80)
-				n--;
-		}
-	}
-	return n;
-}
-
-static void
-put_padded(const char *s, size_t width)
-{
-	size_t n = put(s);
-
-	while (n++ < width)
-		putchar(' ');
-}
-
-/* One request; on a 2xx answer with a JSON object 0 and *resp, else -1
- * after a one-line error naming what failed. */
-static int
-call(const char *what, const char *method, const char *path,
-    const cJSON *body, cJSON **resp)
-{
-	char err[1024];
-	long status;
-	int rc;
-
-	rc = kb_api(method, path, body, API_TIMEOUT_MS, &status, resp, err,
-	    sizeof(err));
-	if (rc == KB_API_DOWN) {
-		errorx("not connected (run 'kbridge connect' first)");
-		return -1;
-	}
-	if (rc == KB_API_ERROR && status == 404)
-		snprintf(err, sizeof(err), "kbridged does not know %s; it is "
-		    "older than this kbridge (restart it: 'kbridge quit', "
-		    "then 'kbridge connect')", path);
-	else if (rc == 0 && (status < 200 || status > 299)) {
-		kb_api_errmsg(status, *resp, err, sizeof(err));
-		rc = KB_API_ERROR;
-	} else if (rc == 0 && !cJSON_IsObject(*resp)) {
-		snprintf(err, sizeof(err), "kbridged answered with no JSON "
-		    "object");
-		rc = KB_API_ERROR;
-	}
-	if (rc != 0) {
-		errorx("%s failed: %s", what, err);
-		cJSON_Delete(*resp);
-		*resp = NULL;
-		return -1;
-	}
-	return 0;
-}
-
-/* The WORKLOAD operand: exactly one, a valid name. NULL after a usage
- * error. */
-static const char *
-workload_arg(int argc, char **argv)
-{
-	char buf[SHOWN_MAX];
-	const char *w;
-
-	if (optind >= argc) {
-		errorx("%s: missing WORKLOAD (see 'kbridge %s --help')",
-		    argv[0], argv[0]);
-		return NULL;
-	}
-	w = argv[optind++];
-	if (no_operands(argc, argv) == -1)
-		return NULL;
-	if (!valid_label(w)) {
-		errorx("%s: invalid workload '%s' (%s)", argv[0],
-		    shown(w, buf, sizeof(buf)), strchr(w, '.') ?
-		    "give its namespace with -n" :
-		    "a name of lower-case letters, digits and '-'");
-		return NULL;
-	}
-	return w;
-}
-
-static int
-namespace_arg(const char *cmd, const char *ns)
-{
-	char buf[SHOWN_MAX];
-
-	if (ns && !valid_label(ns)) {
-		errorx("%s: invalid namespace '%s'", cmd,
-		    shown(ns, buf, sizeof(buf)));
-		return -1;
-	}
-	return 0;
-}
+enum { OPT_PATH_PREFIX = 256, OPT_PREVIEW_URL, OPT_PREVIEW_TTL };
 
 /* RFC 9110 tchar. */
 static int
@@ -236,22 +109,6 @@ path_prefix_arg(const char *p)
 	return 0;
 }
 
-static int
-port_arg(const char *s, long *port)
-{
-	char *end, buf[SHOWN_MAX];
-
-	errno = 0;
-	*port = strtol(s, &end, 10);
-	if (s[0] < '0' || s[0] > '9' || *end != '\0' || errno ||
-	    *port < 1 || *port > 65535) {
-		errorx("--port must be a number from 1 to 65535, not '%s'",
-		    shown(s, buf, sizeof(buf)));
-		return -1;
-	}
-	return 0;
-}
-
 /* Print the match's headers as "a: 1<sep>b: 2"; how many there were. */
 static size_t
 put_headers(const cJSON *m, const char *sep)
@@ -319,15 +176,10 @@ put_route(const cJSON *ic, const char *addr)
 	if ((n = count_headers(m)) > 0) {
 		fputs(n == 1 ? "header " : "headers ", stdout);
 		put_headers(m, " and ");
-		if (path) {
-			fputs(" (and path ", stdout);
-			put(path);
-			fputs("*)", stdout);
-		}
+		if (path)
+			put_in(" (and path ", path, "*)");
 	} else {
-		fputs("path ", stdout);
-		put(path);
-		putchar('*');
+		put_in("path ", path, "*");
 	}
 	printf(" go to %s", addr);
 }
@@ -352,45 +204,62 @@ print_intercept(const cJSON *resp, const char *workload, const char *ns,
 	put_route(ic, addr);
 	putchar('\n');
 	if (id) {
-		fputs("  intercept id: ", stdout);
-		put(id);
-		if (proto == NULL || strcmp(proto, "tcp") != 0) {
-			fputs("   (any request carrying \"x-kbridge-intercept-id"
-			    ": ", stdout);
-			put(id);
-			fputs("\" is routed to you too)", stdout);
-		}
+		put_in("  intercept id: ", id, NULL);
+		if (proto == NULL || strcmp(proto, "tcp") != 0)
+			put_in("   (any request carrying "
+			    "\"x-kbridge-intercept-id: ", id,
+			    jstr(cJSON_GetObjectItemCaseSensitive(ic, "match"),
+			    "path_prefix") ? "\" is routed to you too, within "
+			    "the path prefix)" : "\" is routed to you too)");
 		putchar('\n');
 	}
 	if (envpath) {
-		fputs("  environment written to ", stdout);
-		put(envpath);
+		put_in("  environment written to ", envpath, NULL);
 		printf(" (%zu variable%s)\n", nenv, nenv == 1 ? "" : "s");
 	}
+}
+
+/* --preview-url failed after the intercept succeeded: say both. */
+static void
+preview_failed(const cJSON *resp, const char *workload, const char *ns,
+    const char *why)
+{
+	const cJSON *ic = cJSON_GetObjectItemCaseSensitive(resp, "intercept");
+	char buf[SHOWN_MAX];
+
+	fflush(stdout);
+	errorx("the intercept of %s.%s is active, but its preview URL failed: "
+	    "%s ('kbridge preview create %s%s%s' retries)", workload,
+	    shown(orelse(jstr(ic, "namespace"), orelse(ns, "?")), buf,
+	    sizeof(buf)), why, workload, ns ? " -n " : "", ns ? ns : "");
 }
 
 int
 cmd_intercept(int argc, char **argv)
 {
 	static const struct option opts[] = {
-		{ "namespace", required_argument, NULL, 'n' },
+		LONGOPT_NAMESPACE,
 		{ "port", required_argument, NULL, 'p' },
 		{ "http-header", required_argument, NULL, 'H' },
 		{ "http-path-prefix", required_argument, NULL,
 		    OPT_PATH_PREFIX },
 		{ "env-file", required_argument, NULL, 'e' },
-		{ "output", required_argument, NULL, 'o' },
-		{ "help", no_argument, NULL, 'h' },
-		{ NULL, 0, NULL, 0 }
+		{ "preview-url", no_argument, NULL, OPT_PREVIEW_URL },
+		{ "preview-ttl", required_argument, NULL, OPT_PREVIEW_TTL },
+		LONGOPT_OUTPUT,
+		LONGOPT_HELP,
+		LONGOPT_END
 	};
 	const char *ns = NULL, *prefix = NULL, *envpath = NULL, *workload;
+	const char *ttl_arg = NULL;
 	const char *hdrs[HEADERS_MAX];
 	struct kb_envfile *ef = NULL;
 	enum output out = OUT_TEXT;
-	cJSON *body = NULL, *headers, *resp = NULL, *env;
+	cJSON *body = NULL, *headers, *resp = NULL, *env, *pv = NULL;
+	char err[1024];
 	size_t i, nhdr = 0, nenv = 0;
-	long port = 0;
-	int ch, ret = EXIT_USAGE;
+	long port = 0, ttl = 0;
+	int ch, preview = 0, ret = EXIT_USAGE;
 
 	while ((ch = next_opt(argc, argv, ":n:p:H:e:o:h", opts)) != -1) {
 		switch (ch) {
@@ -398,7 +267,7 @@ cmd_intercept(int argc, char **argv)
 			ns = optarg;
 			break;
 		case 'p':
-			if (port_arg(optarg, &port) == -1)
+			if (port_arg("--port", optarg, &port) == -1)
 				return EXIT_USAGE;
 			break;
 		case 'H':
@@ -414,6 +283,14 @@ cmd_intercept(int argc, char **argv)
 			break;
 		case 'e':
 			envpath = optarg;
+			break;
+		case OPT_PREVIEW_URL:
+			preview = 1;
+			break;
+		case OPT_PREVIEW_TTL:
+			if (duration_arg("--preview-ttl", optarg, &ttl) == -1)
+				return EXIT_USAGE;
+			ttl_arg = optarg;
 			break;
 		case 'o':
 			if (parse_output(optarg, &out) == -1)
@@ -441,6 +318,10 @@ cmd_intercept(int argc, char **argv)
 		return EXIT_USAGE;
 	if (envpath && envpath[0] == '\0') {
 		errorx("--env-file needs a file name");
+		return EXIT_USAGE;
+	}
+	if (ttl_arg && !preview) {
+		errorx("--preview-ttl needs --preview-url");
 		return EXIT_USAGE;
 	}
 	if ((body = cJSON_CreateObject()) == NULL ||
@@ -484,14 +365,27 @@ cmd_intercept(int argc, char **argv)
 		}
 		ef = NULL;
 	}
+	if (preview && (pv = preview_create(workload, ns, ttl, 0, err,
+	    sizeof(err))) != NULL)
+		cJSON_AddItemReferenceToObject(resp, "preview",
+		    cJSON_GetObjectItemCaseSensitive(pv, "preview"));
 	if (out == OUT_JSON)
 		print_json(resp);
-	else
+	else {
 		print_intercept(resp, workload, ns, port, envpath, nenv);
+		if (pv)
+			print_preview(cJSON_GetObjectItemCaseSensitive(pv,
+			    "preview"));
+	}
+	if (preview && !pv) {
+		preview_failed(resp, workload, ns, err);
+		goto done;
+	}
 	ret = 0;
 done:
 	kb_envfile_abort(ef);
 	cJSON_Delete(resp);
+	cJSON_Delete(pv);
 	cJSON_Delete(body);
 	return ret;
 }
@@ -519,33 +413,21 @@ int
 cmd_leave(int argc, char **argv)
 {
 	static const struct option opts[] = {
-		{ "namespace", required_argument, NULL, 'n' },
-		{ "output", required_argument, NULL, 'o' },
-		{ "help", no_argument, NULL, 'h' },
-		{ NULL, 0, NULL, 0 }
+		LONGOPT_NAMESPACE,
+		LONGOPT_OUTPUT,
+		LONGOPT_HELP,
+		LONGOPT_END
 	};
 	const char *ns = NULL, *workload, *shown_ns;
 	enum output out = OUT_TEXT;
 	cJSON *body = NULL, *resp = NULL;
 	char nsbuf[256];
-	int ch, ret = 1;
+	int ch, ret;
 
-	while ((ch = next_opt(argc, argv, ":n:o:h", opts)) != -1) {
-		switch (ch) {
-		case 'n':
-			ns = optarg;
-			break;
-		case 'o':
-			if (parse_output(optarg, &out) == -1)
-				return EXIT_USAGE;
-			break;
-		case 'h':
-			print_usage(argv[0]);
-			return 0;
-		default:
-			return EXIT_USAGE;
-		}
-	}
+	while ((ch = next_opt(argc, argv, ":n:o:h", opts)) != -1)
+		if (!std_opt(ch, argv, &ns, &out, &ret))
+			return ret;
+	ret = 1;
 	if ((workload = workload_arg(argc, argv)) == NULL ||
 	    namespace_arg(argv[0], ns) == -1)
 		return EXIT_USAGE;
@@ -601,16 +483,11 @@ put_intercepts(const cJSON *w)
 			m = cJSON_GetObjectItemCaseSensitive(ic, "match");
 			if (put_headers(m, ", ") && jstr(m, "path_prefix"))
 				fputs(", ", stdout);
-			if (jstr(m, "path_prefix")) {
-				fputs("path ", stdout);
-				put(jstr(m, "path_prefix"));
-				putchar('*');
-			}
+			if (jstr(m, "path_prefix"))
+				put_in("path ", jstr(m, "path_prefix"), "*");
 		}
-		if (jstr(ic, "id")) {
-			fputs("; id ", stdout);
-			put(jstr(ic, "id"));
-		}
+		if (jstr(ic, "id"))
+			put_in("; id ", jstr(ic, "id"), NULL);
 		putchar(')');
 	}
 	if (n == 0)
@@ -659,46 +536,5 @@ print_list(const cJSON *resp, const char *ns)
 int
 cmd_list(int argc, char **argv)
 {
-	static const struct option opts[] = {
-		{ "namespace", required_argument, NULL, 'n' },
-		{ "output", required_argument, NULL, 'o' },
-		{ "help", no_argument, NULL, 'h' },
-		{ NULL, 0, NULL, 0 }
-	};
-	enum output out = OUT_TEXT;
-	const char *ns = NULL;
-	cJSON *resp = NULL;
-	char path[128];
-	int ch;
-
-	while ((ch = next_opt(argc, argv, ":n:o:h", opts)) != -1) {
-		switch (ch) {
-		case 'n':
-			ns = optarg;
-			break;
-		case 'o':
-			if (parse_output(optarg, &out) == -1)
-				return EXIT_USAGE;
-			break;
-		case 'h':
-			print_usage(argv[0]);
-			return 0;
-		default:
-			return EXIT_USAGE;
-		}
-	}
-	if (no_operands(argc, argv) == -1 || namespace_arg(argv[0], ns) == -1)
-		return EXIT_USAGE;
-	/* A valid label needs no escaping in a query. */
-	snprintf(path, sizeof(path), "/v1/list%s%s", ns ? "?namespace=" : "",
-	    ns ? ns : "");
-	catch_signals();
-	if (call("list", "GET", path, NULL, &resp) == -1)
-		return 1;
-	if (out == OUT_JSON)
-		print_json(resp);
-	else
-		print_list(resp, ns);
-	cJSON_Delete(resp);
-	return 0;
+	return list_cmd(argc, argv, "/v1/list", print_list);
 }

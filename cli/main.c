@@ -67,13 +67,15 @@ static const struct command commands[] = {
 	{ "intercept", cmd_intercept,
 	    "usage: kbridge intercept WORKLOAD [-n NS] --port LOCAL\n"
 	    "           [--http-header NAME=VALUE]... [--http-path-prefix PREFIX]\n"
-	    "           [--env-file FILE] [--output text|json]\n"
+	    "           [--env-file FILE] [--preview-url [--preview-ttl DURATION]]\n"
+	    "           [--output text|json]\n"
 	    "\n"
 	    "Send traffic of WORKLOAD to 127.0.0.1:LOCAL on this workstation:\n"
 	    "the HTTP requests that carry every --http-header given (and whose\n"
 	    "path starts with PREFIX), or without those options all of its\n"
 	    "traffic. Requests carrying the header 'x-kbridge-intercept-id: ID'\n"
-	    "(ID is printed) come here too. 'kbridge leave WORKLOAD' ends it.\n"
+	    "(ID is printed) come here too, within PREFIX if one is given.\n"
+	    "'kbridge leave WORKLOAD' ends it.\n"
 	    "\n"
 	    "  -n, --namespace NS          the workload's namespace (default: the\n"
 	    "                              one given to connect)\n"
@@ -84,6 +86,11 @@ static const struct command commands[] = {
 	    "  -e, --env-file FILE         write the workload's environment to FILE\n"
 	    "                              (mode 0600) for 'set -a; . FILE' or\n"
 	    "                              'docker run --env-file FILE'\n"
+	    "      --preview-url           also make a preview URL that sends\n"
+	    "                              its requests here (see 'kbridge\n"
+	    "                              preview create --help')\n"
+	    "      --preview-ttl DURATION  the preview URL expires after\n"
+	    "                              DURATION (90s, 10m, 2h, 1d; at most 30d)\n"
 	    "  -o, --output FMT            text (default) or json\n"
 	    "  -h, --help                  show this help\n",
 	    "send a workload's traffic to a local port" },
@@ -107,6 +114,64 @@ static const struct command commands[] = {
 	    "  -o, --output FMT     text (default) or json\n"
 	    "  -h, --help           show this help\n",
 	    "list workloads and their intercepts" },
+	{ "preview", cmd_preview,
+	    "usage: kbridge preview create WORKLOAD [-n NS] [--ttl DURATION]\n"
+	    "           [--service-port PORT] [--output text|json]\n"
+	    "       kbridge preview list [-n NS] [--output text|json]\n"
+	    "       kbridge preview remove TOKEN [--output text|json]\n"
+	    "\n"
+	    "Share your intercept through a secret URL: requests to it reach the\n"
+	    "workload carrying your intercept's id, so they come to your\n"
+	    "workstation, from any browser or webhook that has the URL and without\n"
+	    "kbridge. 'kbridge leave WORKLOAD' ends the intercept's previews.\n"
+	    "\n"
+	    "  create   make a preview URL for your intercept of WORKLOAD\n"
+	    "  list     list the previews (yours, with URL, are marked with *)\n"
+	    "  remove   end the preview with TOKEN\n"
+	    "\n"
+	    "'kbridge preview COMMAND --help' describes a command.\n",
+	    "share your intercept through a preview URL" },
+	{ "preview create", NULL,
+	    "usage: kbridge preview create WORKLOAD [-n NS] [--ttl DURATION]\n"
+	    "           [--service-port PORT] [--output text|json]\n"
+	    "\n"
+	    "Make a preview URL for your intercept of WORKLOAD ('kbridge intercept'\n"
+	    "first). Anyone who has it reaches your workstation through it. Two\n"
+	    "forms are printed: http://TOKEN.DOMAIN/ (needs wildcard DNS) and a\n"
+	    "link that sets a cookie, so the browser that opens it stays in the\n"
+	    "preview; BASE/.kbridge/leave takes that browser out again.\n"
+	    "\n"
+	    "  -n, --namespace NS          the workload's namespace (default: the\n"
+	    "                              one given to connect)\n"
+	    "      --ttl DURATION          expire after DURATION: 90, 90s, 10m, 2h\n"
+	    "                              or 1d (1s to 30d; default: when the\n"
+	    "                              intercept ends)\n"
+	    "      --service-port PORT     the port of the workload's service to\n"
+	    "                              send requests to (default: the manager's\n"
+	    "                              choice)\n"
+	    "  -o, --output FMT            text (default) or json\n"
+	    "  -h, --help                  show this help\n",
+	    NULL },
+	{ "preview list", NULL,
+	    "usage: kbridge preview list [-n NS] [--output text|json]\n"
+	    "\n"
+	    "List the previews: their owner, whether the owner's workstation serves\n"
+	    "them now (active), when they expire, and the URL of yours (marked\n"
+	    "with *). Other users' tokens show only their first characters.\n"
+	    "\n"
+	    "  -n, --namespace NS   only this namespace\n"
+	    "  -o, --output FMT     text (default) or json\n"
+	    "  -h, --help           show this help\n",
+	    NULL },
+	{ "preview remove", NULL,
+	    "usage: kbridge preview remove TOKEN [--output text|json]\n"
+	    "\n"
+	    "End one of your previews: its URL answers 404 from now on. TOKEN is\n"
+	    "in the URL (and in 'kbridge preview list').\n"
+	    "\n"
+	    "  -o, --output FMT     text (default) or json\n"
+	    "  -h, --help           show this help\n",
+	    NULL },
 	{ "quit", cmd_quit,
 	    "usage: kbridge quit\n"
 	    "\n"
@@ -120,7 +185,7 @@ static const struct command commands[] = {
 	    "Print the versions of kbridge and of a running kbridged.\n",
 	    "print versions" },
 	{ "help", cmd_help,
-	    "usage: kbridge help [COMMAND]\n",
+	    "usage: kbridge help [COMMAND [SUBCOMMAND]]\n",
 	    "show help for a command" },
 };
 
@@ -145,13 +210,16 @@ main_usage(FILE *f)
 
 	fprintf(f, "usage: kbridge COMMAND [OPTIONS]\n\ncommands:\n");
 	for (i = 0; i < NCOMMANDS; i++)
-		fprintf(f, "  %-10s %s\n", commands[i].name,
-		    commands[i].summary);
+		if (commands[i].summary)
+			fprintf(f, "  %-10s %s\n", commands[i].name,
+			    commands[i].summary);
 	fprintf(f, "\n'kbridge COMMAND --help' describes a command.\n"
 	    "The daemon's socket is $KBRIDGE_SOCKET, else %s.\n",
 	    KB_SOCKET_DEFAULT);
 }
 
+/* A command, or a subcommand ("preview create"), which has only its usage
+ * here. */
 static const struct command *
 find_command(const char *name)
 {
@@ -430,20 +498,6 @@ catch_signals(void)
 	sigaction(SIGTERM, &sa, NULL);
 }
 
-int
-valid_label(const char *s)
-{
-	size_t i, n = strlen(s);
-
-	if (n == 0 || n > 63 || s[0] == '-' || s[n - 1] == '-')
-		return 0;
-	for (i = 0; i < n; i++)
-		if (!((s[i] >= 'a' && s[i] <= 'z') ||
-		    (s[i] >= '0' && s[i] <= '9') || s[i] == '-'))
-			return 0;
-	return 1;
-}
-
 /* Read the profile here, as the invoking user, so that a root daemon never
  * opens a user's files on the user's behalf. */
 static cJSON *
@@ -496,10 +550,10 @@ cmd_connect(int argc, char **argv)
 {
 	static const struct option opts[] = {
 		{ "profile", required_argument, NULL, 'p' },
-		{ "namespace", required_argument, NULL, 'n' },
-		{ "output", required_argument, NULL, 'o' },
-		{ "help", no_argument, NULL, 'h' },
-		{ NULL, 0, NULL, 0 }
+		LONGOPT_NAMESPACE,
+		LONGOPT_OUTPUT,
+		LONGOPT_HELP,
+		LONGOPT_END
 	};
 	const char *profile = NULL, *ns = NULL, *sock = kb_socket_path();
 	enum output out = OUT_TEXT;
@@ -533,7 +587,7 @@ cmd_connect(int argc, char **argv)
 		errorx("connect: --profile FILE is required");
 		return EXIT_USAGE;
 	}
-	if (ns && !valid_label(ns)) {
+	if (ns && !kb_dns_label(ns)) {
 		errorx("connect: invalid namespace '%s'", ns);
 		return EXIT_USAGE;
 	}
@@ -602,9 +656,9 @@ static int
 cmd_status(int argc, char **argv)
 {
 	static const struct option opts[] = {
-		{ "output", required_argument, NULL, 'o' },
-		{ "help", no_argument, NULL, 'h' },
-		{ NULL, 0, NULL, 0 }
+		LONGOPT_OUTPUT,
+		LONGOPT_HELP,
+		LONGOPT_END
 	};
 	enum output out = OUT_TEXT;
 	cJSON *resp = NULL;
@@ -663,8 +717,8 @@ static int
 cmd_quit(int argc, char **argv)
 {
 	static const struct option opts[] = {
-		{ "help", no_argument, NULL, 'h' },
-		{ NULL, 0, NULL, 0 }
+		LONGOPT_HELP,
+		LONGOPT_END
 	};
 	cJSON *resp = NULL;
 	char err[1024];
@@ -740,19 +794,22 @@ static int
 cmd_help(int argc, char **argv)
 {
 	const struct command *c;
+	char sub[64];
 
 	if (argc < 2 || strcmp(argv[1], "-h") == 0 ||
 	    strcmp(argv[1], "--help") == 0) {
 		main_usage(stdout);
 		return 0;
 	}
-	if (argc > 2) {
-		errorx("help: unexpected argument '%s'", argv[2]);
-		return EXIT_USAGE;
-	}
-	if ((c = find_command(argv[1])) == NULL) {
+	if ((c = find_command(argv[1])) == NULL || c->run == NULL) {
 		errorx("help: unknown command '%s' (see 'kbridge --help')",
 		    argv[1]);
+		return EXIT_USAGE;
+	}
+	if (argc == 3)
+		snprintf(sub, sizeof(sub), "%s %s", argv[1], argv[2]);
+	if (argc > 3 || (argc == 3 && (c = find_command(sub)) == NULL)) {
+		errorx("help: unexpected argument '%s'", argv[2]);
 		return EXIT_USAGE;
 	}
 	fputs(c->usage, stdout);
@@ -775,7 +832,7 @@ main(int argc, char *argv[])
 	}
 	if (strcmp(argv[1], "--version") == 0 || strcmp(argv[1], "-V") == 0)
 		argv[1] = "version";
-	if ((c = find_command(argv[1])) == NULL) {
+	if ((c = find_command(argv[1])) == NULL || c->run == NULL) {
 		if (argv[1][0] == '-')
 			errorx("unknown option %s (see 'kbridge --help')",
 			    argv[1]);

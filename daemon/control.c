@@ -55,6 +55,17 @@ control_error(struct evhttp_request *req, int code, const char *msg)
 	control_reply(req, code, j);
 }
 
+/* A CLI request waiting for the manager's answer. */
+struct relay {
+	struct relay *next;
+	struct evhttp_request *req; /* NULL once the CLI went away */
+	struct evhttp_connection *conn;
+	control_relay_fn ok;
+	void *ctx;
+};
+
+static struct relay *relays;
+
 static cJSON *
 status_json(struct kbd *d)
 {
@@ -159,20 +170,6 @@ wait_for_outcome(struct kbd *d, struct evhttp_request *req)
 	d->waiting[d->nwaiting++] = req;
 }
 
-static int
-valid_namespace(const char *ns)
-{
-	size_t i, n = strlen(ns);
-
-	if (n == 0 || n > 63)
-		return 0;
-	for (i = 0; i < n; i++)
-		if (!((ns[i] >= 'a' && ns[i] <= 'z') || (ns[i] >= '0' && ns[i] <= '9') ||
-		    (ns[i] == '-' && i > 0 && i < n - 1)))
-			return 0;
-	return 1;
-}
-
 cJSON *
 control_body(struct evhttp_request *req)
 {
@@ -186,6 +183,155 @@ control_body(struct evhttp_request *req)
 		j = NULL;
 	}
 	return j;
+}
+
+int
+control_relayable(struct kbd *d, struct evhttp_request *req, int post)
+{
+	if (evhttp_request_get_command(req) != (post ? EVHTTP_REQ_POST : EVHTTP_REQ_GET)) {
+		control_error(req, 405, post ? "use POST" : "use GET");
+		return 0;
+	}
+	if (d->state != KBD_CONNECTED) {
+		control_error(req, 503, d->state == KBD_RECONNECTING ?
+		    "reconnecting to the manager; try again in a moment" :
+		    "not connected (run 'kbridge connect' first)");
+		return 0;
+	}
+	return 1;
+}
+
+int
+control_string(struct evhttp_request *req, cJSON *msg, const cJSON *body, const char *key,
+    const char *dflt, int required)
+{
+	const cJSON *v = cJSON_GetObjectItemCaseSensitive(body, key);
+	char err[128];
+
+	if (v && !cJSON_IsNull(v) && !cJSON_IsString(v)) {
+		snprintf(err, sizeof(err), "%s must be a string", key);
+		control_error(req, 400, err);
+		return -1;
+	}
+	if (!cJSON_IsString(v) && !dflt && required) {
+		snprintf(err, sizeof(err), "%s is missing", key);
+		control_error(req, 400, err);
+		return -1;
+	}
+	if (cJSON_IsString(v) || dflt)
+		cJSON_AddStringToObject(msg, key, cJSON_IsString(v) ? v->valuestring : dflt);
+	return 0;
+}
+
+int
+control_number(struct evhttp_request *req, cJSON *msg, const cJSON *body, const char *key,
+    long min, long max, int required)
+{
+	const cJSON *v = cJSON_GetObjectItemCaseSensitive(body, key);
+	char err[128];
+
+	if (!v || cJSON_IsNull(v)) {
+		if (!required)
+			return 0;
+	} else if (cJSON_IsNumber(v) && v->valuedouble >= min && v->valuedouble <= max) {
+		cJSON_AddNumberToObject(msg, key, (long)v->valuedouble);
+		return 0;
+	}
+	snprintf(err, sizeof(err), "%s must be %ld-%ld", key, min, max);
+	control_error(req, 400, err);
+	return -1;
+}
+
+void
+control_query(struct evhttp_request *req, cJSON *msg, const char *key)
+{
+	const char *q = evhttp_uri_get_query(evhttp_request_get_evhttp_uri(req)), *v;
+	struct evkeyvalq kv = { 0 };
+
+	if (q && evhttp_parse_query_str(q, &kv) == 0 && (v = evhttp_find_header(&kv, key)) != NULL)
+		cJSON_AddStringToObject(msg, key, v);
+	evhttp_clear_headers(&kv);
+}
+
+static void
+relay_gone(struct evhttp_connection *conn, void *arg)
+{
+	struct relay *r;
+
+	(void)arg;
+	for (r = relays; r; r = r->next) {
+		if (r->conn == conn) {
+			r->req = NULL;
+			r->conn = NULL;
+		}
+	}
+}
+
+static void
+relay_done(void *arg, const cJSON *res, const char *err)
+{
+	struct relay **pp, *r = arg;
+	const cJSON *status, *error;
+	cJSON *reply = NULL;
+	int ok = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(res, "ok"));
+
+	for (pp = &relays; *pp && *pp != r; pp = &(*pp)->next)
+		;
+	if (*pp)
+		*pp = r->next;
+	if (ok && r->req && (reply = cJSON_Duplicate(res, 1)) != NULL) {
+		cJSON_DeleteItemFromObjectCaseSensitive(reply, "type");
+		cJSON_DeleteItemFromObjectCaseSensitive(reply, "id");
+	}
+	if (ok && r->ok)
+		r->ok(r->ctx, res, reply);
+	if (r->req) {
+		evhttp_connection_set_closecb(r->conn, NULL, NULL);
+		if (!res) {
+			control_error(r->req, 502, err);
+		} else if (ok && reply) {
+			control_reply(r->req, 200, reply);
+			reply = NULL;
+		} else if (ok) {
+			control_error(r->req, 500, "out of memory");
+		} else {
+			status = cJSON_GetObjectItemCaseSensitive(res, "status");
+			error = cJSON_GetObjectItemCaseSensitive(res, "error");
+			control_error(r->req, cJSON_IsNumber(status) && status->valueint >= 400 &&
+			    status->valueint <= 599 ? status->valueint : 502,
+			    cJSON_IsString(error) ? error->valuestring : "the manager refused");
+		}
+	}
+	cJSON_Delete(reply);
+	free(r->ctx);
+	free(r);
+}
+
+void
+control_relay(struct kbd *d, struct evhttp_request *req, cJSON *msg, control_relay_fn ok,
+    void *ctx)
+{
+	struct relay *r;
+
+	if ((r = calloc(1, sizeof(*r))) == NULL) {
+		cJSON_Delete(msg);
+		free(ctx);
+		control_error(req, 500, "out of memory");
+		return;
+	}
+	r->req = req;
+	r->conn = evhttp_request_get_connection(req);
+	r->ok = ok;
+	r->ctx = ctx;
+	if (tunnel_request(d, msg, relay_done, r) < 0) {
+		control_error(req, 503, "the session to the manager is not ready");
+		free(ctx);
+		free(r);
+		return;
+	}
+	evhttp_connection_set_closecb(r->conn, relay_gone, NULL);
+	r->next = relays;
+	relays = r;
 }
 
 static void
@@ -213,7 +359,7 @@ handle_connect(struct evhttp_request *req, void *arg)
 		control_error(req, 400, "namespace must be a string");
 		goto out;
 	}
-	if (!valid_namespace(want_ns)) {
+	if (!kb_dns_label(want_ns)) {
 		snprintf(err, sizeof(err), "invalid namespace name \"%.64s\"", want_ns);
 		control_error(req, 400, err);
 		goto out;
@@ -351,6 +497,9 @@ control_listen(struct kbd *d, uid_t owner, int has_owner, char *err, size_t errl
 	evhttp_set_cb(http, "/v1/intercept", intercept_http, d);
 	evhttp_set_cb(http, "/v1/leave", intercept_http, d);
 	evhttp_set_cb(http, "/v1/list", intercept_http, d);
+	evhttp_set_cb(http, "/v1/preview/create", preview_http, d);
+	evhttp_set_cb(http, "/v1/preview/list", preview_http, d);
+	evhttp_set_cb(http, "/v1/preview/remove", preview_http, d);
 	evhttp_set_gencb(http, handle_other, d);
 	if (evhttp_accept_socket(http, fd) < 0)
 		goto fail;

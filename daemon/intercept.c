@@ -10,7 +10,6 @@
 
 #include <cjson/cJSON.h>
 #include <event2/http.h>
-#include <event2/keyvalq_struct.h>
 
 #include "dial.h"
 #include "kbridged.h"
@@ -29,11 +28,8 @@ struct local_icpt {
 
 enum relay_kind { RELAY_INTERCEPT, RELAY_LEAVE, RELAY_LIST };
 
-/* A CLI request waiting for the manager's answer. */
-struct relay {
-	struct relay *next;
-	struct evhttp_request *req; /* NULL once the CLI went away */
-	struct evhttp_connection *conn;
+/* What an intercept or leave changes here once the manager agrees. */
+struct relay_ctx {
 	enum relay_kind kind;
 	char workload[64], ns[64];
 	uint16_t port;
@@ -46,7 +42,6 @@ struct delivery {
 };
 
 static struct local_icpt *icpts;
-static struct relay *relays;
 
 static void
 local_forget(const char *workload, const char *ns)
@@ -64,7 +59,7 @@ local_forget(const char *workload, const char *ns)
 }
 
 static void
-local_add(const struct relay *r, const char *id)
+local_add(const struct relay_ctx *r, const char *id)
 {
 	struct local_icpt *i;
 
@@ -80,74 +75,23 @@ local_add(const struct relay *r, const char *id)
 }
 
 static void
-relay_gone(struct evhttp_connection *conn, void *arg)
+relayed(void *ctx, const cJSON *res, cJSON *reply)
 {
-	struct relay *r;
+	const struct relay_ctx *r = ctx;
+	const char *id;
 
-	(void)arg;
-	for (r = relays; r; r = r->next) {
-		if (r->conn == conn) {
-			r->req = NULL;
-			r->conn = NULL;
-		}
-	}
-}
-
-static void
-relay_done(void *ctx, const cJSON *res, const char *err)
-{
-	struct relay **pp, *r = ctx;
-	const cJSON *ok = res ? cJSON_GetObjectItemCaseSensitive(res, "ok") : NULL;
-	const cJSON *icpt, *id, *status, *error;
-	cJSON *body;
-
-	for (pp = &relays; *pp && *pp != r; pp = &(*pp)->next)
-		;
-	if (*pp)
-		*pp = r->next;
-	if (cJSON_IsTrue(ok) && r->kind == RELAY_INTERCEPT) {
-		icpt = cJSON_GetObjectItemCaseSensitive(res, "intercept");
-		id = cJSON_GetObjectItemCaseSensitive(icpt, "id");
-		if (cJSON_IsString(id))
-			local_add(r, id->valuestring);
-	} else if (cJSON_IsTrue(ok) && r->kind == RELAY_LEAVE) {
+	if (r->kind == RELAY_INTERCEPT) {
+		id = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(
+		    cJSON_GetObjectItemCaseSensitive(res, "intercept"), "id"));
+		if (id)
+			local_add(r, id);
+	} else {
 		local_forget(r->workload, r->ns);
-	}
-	if (r->req) {
-		evhttp_connection_set_closecb(r->conn, NULL, NULL);
-		if (!res) {
-			control_error(r->req, 502, err);
-		} else if (cJSON_IsTrue(ok)) {
-			body = cJSON_Duplicate(res, 1);
-			cJSON_DeleteItemFromObjectCaseSensitive(body, "type");
-			cJSON_DeleteItemFromObjectCaseSensitive(body, "id");
-			if (r->kind == RELAY_LEAVE) {
-				cJSON_AddStringToObject(body, "workload", r->workload);
-				cJSON_AddStringToObject(body, "namespace", r->ns);
-			}
-			control_reply(r->req, 200, body);
-		} else {
-			status = cJSON_GetObjectItemCaseSensitive(res, "status");
-			error = cJSON_GetObjectItemCaseSensitive(res, "error");
-			control_error(r->req, cJSON_IsNumber(status) ? status->valueint : 502,
-			    cJSON_IsString(error) ? error->valuestring : "the manager refused");
+		if (reply) {
+			cJSON_AddStringToObject(reply, "workload", r->workload);
+			cJSON_AddStringToObject(reply, "namespace", r->ns);
 		}
 	}
-	free(r);
-}
-
-static int
-copy_string(cJSON *to, const cJSON *from, const char *key, const char *dflt)
-{
-	const cJSON *v = cJSON_GetObjectItemCaseSensitive(from, key);
-
-	if (v && !cJSON_IsNull(v) && !cJSON_IsString(v))
-		return -1;
-	if (cJSON_IsString(v))
-		cJSON_AddStringToObject(to, key, v->valuestring);
-	else if (dflt)
-		cJSON_AddStringToObject(to, key, dflt);
-	return 0;
 }
 
 void
@@ -155,86 +99,55 @@ intercept_http(struct evhttp_request *req, void *arg)
 {
 	struct kbd *d = arg;
 	const char *path = evhttp_uri_get_path(evhttp_request_get_evhttp_uri(req));
-	struct evkeyvalq q = { 0 };
 	cJSON *body = NULL, *msg = NULL;
 	const cJSON *v;
-	struct relay *r = NULL;
+	struct relay_ctx *r = NULL;
 	enum relay_kind kind;
 
 	if (!path)
 		path = "";
 	kind = !strcmp(path, "/v1/list") ? RELAY_LIST : !strcmp(path, "/v1/leave") ? RELAY_LEAVE :
 	    RELAY_INTERCEPT;
-	if (evhttp_request_get_command(req) != (kind == RELAY_LIST ? EVHTTP_REQ_GET : EVHTTP_REQ_POST)) {
-		control_error(req, 405, kind == RELAY_LIST ? "use GET" : "use POST");
+	if (!control_relayable(d, req, kind != RELAY_LIST))
+		return;
+	if ((msg = cJSON_CreateObject()) == NULL) {
+		control_error(req, 500, "out of memory");
 		return;
 	}
-	if (d->state != KBD_CONNECTED) {
-		control_error(req, 503, d->state == KBD_RECONNECTING ?
-		    "reconnecting to the manager; try again in a moment" :
-		    "not connected (run 'kbridge connect' first)");
-		return;
-	}
-	if ((msg = cJSON_CreateObject()) == NULL || (r = calloc(1, sizeof(*r))) == NULL)
-		goto nomem;
-	r->kind = kind;
 	if (kind == RELAY_LIST) {
-		const char *ns;
 		cJSON_AddStringToObject(msg, "type", "list");
-		evhttp_parse_query_str(evhttp_uri_get_query(evhttp_request_get_evhttp_uri(req)) ?
-		    evhttp_uri_get_query(evhttp_request_get_evhttp_uri(req)) : "", &q);
-		if ((ns = evhttp_find_header(&q, "namespace")) != NULL)
-			cJSON_AddStringToObject(msg, "namespace", ns);
-		evhttp_clear_headers(&q);
-	} else {
-		if ((body = control_body(req)) == NULL) {
-			control_error(req, 400, "request body is not a JSON object");
-			goto out;
-		}
-		cJSON_AddStringToObject(msg, "type", kind == RELAY_LEAVE ? "leave" : "intercept");
-		if (copy_string(msg, body, "workload", NULL) < 0 ||
-		    copy_string(msg, body, "namespace", d->ns) < 0 ||
-		    !cJSON_IsString(cJSON_GetObjectItemCaseSensitive(msg, "workload"))) {
-			control_error(req, 400, "workload (and namespace) must be strings");
-			goto out;
-		}
-		snprintf(r->workload, sizeof(r->workload), "%s",
-		    cJSON_GetObjectItemCaseSensitive(msg, "workload")->valuestring);
-		snprintf(r->ns, sizeof(r->ns), "%s",
-		    cJSON_GetObjectItemCaseSensitive(msg, "namespace")->valuestring);
-		if (kind == RELAY_INTERCEPT) {
-			v = cJSON_GetObjectItemCaseSensitive(body, "port");
-			if (!cJSON_IsNumber(v) || v->valuedouble < 1 || v->valuedouble > 65535) {
-				control_error(req, 400, "port must be 1-65535");
-				goto out;
-			}
-			r->port = (uint16_t)v->valuedouble;
-			cJSON_AddNumberToObject(msg, "port", r->port);
-			if ((v = cJSON_GetObjectItemCaseSensitive(body, "headers")) != NULL)
-				cJSON_AddItemToObject(msg, "headers", cJSON_Duplicate(v, 1));
-			if (copy_string(msg, body, "path_prefix", NULL) < 0) {
-				control_error(req, 400, "path_prefix must be a string");
-				goto out;
-			}
-		}
+		control_query(req, msg, "namespace");
+		control_relay(d, req, msg, NULL, NULL);
+		return;
 	}
-	r->req = req;
-	r->conn = evhttp_request_get_connection(req);
-	if (tunnel_request(d, msg, relay_done, r) < 0) {
-		msg = NULL;
-		control_error(req, 503, "the session to the manager is not ready");
+	cJSON_AddStringToObject(msg, "type", kind == RELAY_LEAVE ? "leave" : "intercept");
+	if ((body = control_body(req)) == NULL) {
+		control_error(req, 400, "request body is not a JSON object");
 		goto out;
 	}
+	if (control_string(req, msg, body, "workload", NULL, 1) < 0 ||
+	    control_string(req, msg, body, "namespace", d->ns, 1) < 0 ||
+	    (kind == RELAY_INTERCEPT &&
+	    (control_number(req, msg, body, "port", 1, 65535, 1) < 0 ||
+	    control_string(req, msg, body, "path_prefix", NULL, 0) < 0)))
+		goto out;
+	v = cJSON_GetObjectItemCaseSensitive(body, "headers");
+	if (kind == RELAY_INTERCEPT && v)
+		cJSON_AddItemToObject(msg, "headers", cJSON_Duplicate(v, 1));
+	if ((r = calloc(1, sizeof(*r))) == NULL) {
+		control_error(req, 500, "out of memory");
+		goto out;
+	}
+	r->kind = kind;
+	snprintf(r->workload, sizeof(r->workload), "%s", cJSON_GetStringValue(
+	    cJSON_GetObjectItemCaseSensitive(msg, "workload")));
+	snprintf(r->ns, sizeof(r->ns), "%s", cJSON_GetStringValue(
+	    cJSON_GetObjectItemCaseSensitive(msg, "namespace")));
+	if ((v = cJSON_GetObjectItemCaseSensitive(msg, "port")) != NULL)
+		r->port = (uint16_t)v->valuedouble;
+	control_relay(d, req, msg, relayed, r);
 	msg = NULL;
-	evhttp_connection_set_closecb(r->conn, relay_gone, NULL);
-	r->next = relays;
-	relays = r;
-	r = NULL;
-	goto out;
-nomem:
-	control_error(req, 500, "out of memory");
 out:
-	free(r);
 	cJSON_Delete(msg);
 	cJSON_Delete(body);
 }

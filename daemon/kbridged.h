@@ -110,6 +110,29 @@ struct cJSON *control_body(struct evhttp_request *req);
 /* Answer the connect requests waiting for the session's outcome. */
 void control_connect_done(struct kbd *d, int ok, const char *err);
 
+/* Relaying a CLI request to the manager: */
+/* 1 if req is a POST (post) or GET and the session is up; else 0 after
+ * answering 405 or 503. */
+int control_relayable(struct kbd *d, struct evhttp_request *req, int post);
+/* Copy body's string member key to msg, dflt when it is absent or null;
+ * -1 after answering 400 if it is another type, or missing and required. */
+int control_string(struct evhttp_request *req, struct cJSON *msg, const struct cJSON *body,
+    const char *key, const char *dflt, int required);
+/* Copy body's number member key, in [min, max], to msg as an integer; -1
+ * after answering 400 if it is out of range, or missing and required. */
+int control_number(struct evhttp_request *req, struct cJSON *msg, const struct cJSON *body,
+    const char *key, long min, long max, int required);
+/* Copy the query parameter key of req's URI, if given, to msg. */
+void control_query(struct evhttp_request *req, struct cJSON *msg, const char *key);
+/* Sees an ok result of a relayed request, and the reply to the CLI (NULL if
+ * the CLI went away) to add to it. */
+typedef void (*control_relay_fn)(void *ctx, const struct cJSON *result, struct cJSON *reply);
+/* Send msg (taken) to the manager and answer req with 200 and its result
+ * minus "type" and "id", or with its status and error. ok (may be NULL)
+ * sees an ok result first; ctx (taken, may be NULL) is freed afterwards. */
+void control_relay(struct kbd *d, struct evhttp_request *req, struct cJSON *msg,
+    control_relay_fn ok, void *ctx);
+
 /* tunnel.c: a request to the manager ({"type":..} gets "id"); done gets the
  * "result" message, or NULL and an error when there is no answer. */
 typedef void (*tunnel_done_fn)(void *ctx, const struct cJSON *result, const char *err);
@@ -120,6 +143,9 @@ int tunnel_request(struct kbd *d, struct cJSON *msg, tunnel_done_fn done, void *
 void intercept_http(struct evhttp_request *req, void *arg);
 void intercept_deliver(struct kbd *d, struct kb_stream *st, const struct kb_open *o);
 void intercept_shutdown(void);
+
+/* preview.c: /v1/preview/create, /v1/preview/list, /v1/preview/remove */
+void preview_http(struct evhttp_request *req, void *arg);
 
 /* main.c */
 void kbd_quit(struct kbd *d);

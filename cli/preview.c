@@ -1,0 +1,351 @@
+/* kbridge preview create, list and remove: the CLI side of the daemon's
+ * /v1/preview/... A token on stdout is fine (the URL is the user's own);
+ * none goes into an error message. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <cjson/cJSON.h>
+
+#include "cmd.h"
+
+#define DURATION_MAX	(30L * 24 * 3600)
+#define TOKEN_MAX	64
+#define TOKEN_CHARS	"abcdefghijklmnopqrstuvwxyz0123456789"
+
+enum { OPT_TTL = 256, OPT_SERVICE_PORT };
+
+int
+duration_arg(const char *opt, const char *s, long *secs)
+{
+	static const char units[] = "smhd";
+	static const long unit_secs[] = { 1, 60, 3600, 86400 };
+	const char *u;
+	char *end, buf[SHOWN_MAX];
+	long n, mult;
+
+	errno = 0;
+	n = strtol(s, &end, 10);
+	u = *end ? strchr(units, *end) : NULL;
+	mult = *end == '\0' ? 1 :
+	    u && end[1] == '\0' ? unit_secs[u - units] : 0;
+	if (s[0] >= '0' && s[0] <= '9' && errno == 0 && mult > 0 && n >= 1 &&
+	    n <= DURATION_MAX / mult) {
+		*secs = n * mult;
+		return 0;
+	}
+	errorx("%s must be a duration from 1s to 30d (90, 90s, 10m, 2h, 1d), "
+	    "not '%s'", opt, shown(s, buf, sizeof(buf)));
+	return -1;
+}
+
+/* "in 1h 5m" (rounded to the minute beyond one), "expired". */
+static void
+relative(long d, char *buf, size_t len)
+{
+	long m = (d + 30) / 60;
+
+	if (d <= 0)
+		snprintf(buf, len, "expired");
+	else if (d < 60)
+		snprintf(buf, len, "in %lds", d);
+	else if (m < 60)
+		snprintf(buf, len, "in %ldm", m);
+	else if (m < 24 * 60)
+		snprintf(buf, len, m % 60 ? "in %ldh %ldm" : "in %ldh", m / 60,
+		    m % 60);
+	else
+		snprintf(buf, len, m / 60 % 24 ? "in %ldd %ldh" : "in %ldd",
+		    m / 60 / 24, m / 60 % 24);
+}
+
+/* "never", or "2026-11-28 06:00:00 UTC (in 1h)". */
+static const char *
+expiry(const cJSON *p, char *buf, size_t len)
+{
+	char rel[32];
+	struct tm tm;
+	double e;
+	time_t t;
+
+	if (!jnum(p, "expires", &e)) {
+		snprintf(buf, len, "never");
+		return buf;
+	}
+	t = (time_t)e;
+	relative((long)(t - time(NULL)), rel, sizeof(rel));
+	if (gmtime_r(&t, &tm) == NULL ||
+	    strftime(buf, len, "%Y-%m-%d %H:%M:%S UTC", &tm) == 0)
+		snprintf(buf, len, "%.0f", e);
+	snprintf(buf + strlen(buf), len - strlen(buf), " (%s)", rel);
+	return buf;
+}
+
+static int
+mine(const cJSON *p)
+{
+	return cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(p, "mine"));
+}
+
+static int
+active(const cJSON *p)
+{
+	return cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(p, "active"));
+}
+
+static void
+put_workload(const cJSON *p)
+{
+	put(orelse(jstr(p, "workload"), "?"));
+	putchar('.');
+	put(orelse(jstr(p, "namespace"), "?"));
+}
+
+void
+print_preview(const cJSON *p)
+{
+	char buf[96];
+
+	fputs("Preview of ", stdout);
+	put_workload(p);
+	if (jstr(p, "intercept_id"))
+		put_in(" (your intercept, x-kbridge-intercept-id: ",
+		    jstr(p, "intercept_id"), ")");
+	fputs(":\n", stdout);
+	if (jstr(p, "url"))
+		put_in("  ", jstr(p, "url"), "\n");
+	if (jstr(p, "link"))
+		put_in("  ", jstr(p, "link"), "   (no wildcard DNS needed)\n");
+	printf("  expires: %s\n", expiry(p, buf, sizeof(buf)));
+	if (!active(p))
+		fputs("  not active: your workstation does not serve its "
+		    "intercept now\n", stdout);
+}
+
+cJSON *
+preview_create(const char *workload, const char *ns, long ttl,
+    long service_port, char *err, size_t errlen)
+{
+	cJSON *body, *resp = NULL;
+
+	if ((body = cJSON_CreateObject()) == NULL ||
+	    cJSON_AddStringToObject(body, "workload", workload) == NULL ||
+	    (ns && cJSON_AddStringToObject(body, "namespace", ns) == NULL) ||
+	    (ttl && cJSON_AddNumberToObject(body, "ttl", ttl) == NULL) ||
+	    (service_port && cJSON_AddNumberToObject(body, "service_port",
+	    service_port) == NULL))
+		snprintf(err, errlen, "out of memory");
+	else
+		call_err("POST", "/v1/preview/create", body, &resp, err,
+		    errlen);
+	cJSON_Delete(body);
+	return resp;
+}
+
+static int
+preview_cmd_create(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		LONGOPT_NAMESPACE,
+		{ "ttl", required_argument, NULL, OPT_TTL },
+		{ "service-port", required_argument, NULL, OPT_SERVICE_PORT },
+		LONGOPT_OUTPUT,
+		LONGOPT_HELP,
+		LONGOPT_END
+	};
+	const char *ns = NULL, *workload;
+	enum output out = OUT_TEXT;
+	long ttl = 0, sport = 0;
+	cJSON *resp;
+	char err[1024];
+	int ch, ret;
+
+	while ((ch = next_opt(argc, argv, ":n:o:h", opts)) != -1) {
+		if (ch == OPT_TTL) {
+			if (duration_arg("--ttl", optarg, &ttl) == -1)
+				return EXIT_USAGE;
+		} else if (ch == OPT_SERVICE_PORT) {
+			if (port_arg("--service-port", optarg, &sport) == -1)
+				return EXIT_USAGE;
+		} else if (!std_opt(ch, argv, &ns, &out, &ret))
+			return ret;
+	}
+	if ((workload = workload_arg(argc, argv)) == NULL ||
+	    namespace_arg(argv[0], ns) == -1)
+		return EXIT_USAGE;
+	catch_signals();
+	if ((resp = preview_create(workload, ns, ttl, sport, err,
+	    sizeof(err))) == NULL) {
+		errorx("preview create failed: %s", err);
+		return 1;
+	}
+	if (out == OUT_JSON)
+		print_json(resp);
+	else
+		print_preview(cJSON_GetObjectItemCaseSensitive(resp,
+		    "preview"));
+	cJSON_Delete(resp);
+	return 0;
+}
+
+/* A row of the list: TOKEN, WORKLOAD, OWNER, STATE, EXPIRES, URL. */
+#define NCELLS	6
+
+static void
+cells(const cJSON *p, char cell[NCELLS][160])
+{
+	const char *token = jstr(p, "token");
+
+	if (mine(p) && token)
+		snprintf(cell[0], 160, "%s", token);
+	else
+		snprintf(cell[0], 160, "%s\u2026",
+		    orelse(jstr(p, "token_prefix"), "?"));
+	snprintf(cell[1], 160, "%s.%s", orelse(jstr(p, "workload"), "?"),
+	    orelse(jstr(p, "namespace"), "?"));
+	snprintf(cell[2], 160, "%s%s", orelse(jstr(p, "owner"), "?"),
+	    mine(p) ? "*" : "");
+	snprintf(cell[3], 160, "%s", active(p) ? "active" : "not active");
+	expiry(p, cell[4], 160);
+	snprintf(cell[5], 160, "%s", mine(p) ? orelse(jstr(p, "url"), "-") :
+	    "-");
+}
+
+static void
+print_previews(const cJSON *resp, const char *ns)
+{
+	static const char *head[NCELLS] = { "TOKEN", "WORKLOAD", "OWNER",
+	    "STATE", "EXPIRES", "URL" };
+	const cJSON *ps = cJSON_GetObjectItemCaseSensitive(resp, "previews");
+	const cJSON *p;
+	char cell[NCELLS][160];
+	size_t w[NCELLS], i;
+
+	if (cJSON_GetArraySize(ps) == 0) {
+		printf("No previews%s%s\n", ns ? " in namespace " : "",
+		    ns ? ns : "");
+		return;
+	}
+	for (i = 0; i < NCELLS; i++)
+		w[i] = strlen(head[i]) + 2;
+	cJSON_ArrayForEach(p, ps) {
+		cells(p, cell);
+		for (i = 0; i < NCELLS; i++)
+			if (strlen(cell[i]) + 2 > w[i])
+				w[i] = strlen(cell[i]) + 2;
+	}
+	for (i = 0; i < NCELLS; i++)
+		printf("%-*s", i + 1 < NCELLS ? (int)w[i] : 0, head[i]);
+	putchar('\n');
+	cJSON_ArrayForEach(p, ps) {
+		cells(p, cell);
+		for (i = 0; i + 1 < NCELLS; i++)
+			put_padded(cell[i], w[i]);
+		put(cell[i]);
+		putchar('\n');
+	}
+}
+
+static int
+preview_cmd_list(int argc, char **argv)
+{
+	return list_cmd(argc, argv, "/v1/preview/list", print_previews);
+}
+
+static int
+preview_cmd_remove(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		LONGOPT_OUTPUT,
+		LONGOPT_HELP,
+		LONGOPT_END
+	};
+	const cJSON *p;
+	const char *token;
+	enum output out = OUT_TEXT;
+	cJSON *body, *resp = NULL;
+	int ch, ret;
+
+	while ((ch = next_opt(argc, argv, ":o:h", opts)) != -1)
+		if (!std_opt(ch, argv, NULL, &out, &ret))
+			return ret;
+	if (optind >= argc) {
+		errorx("%s: missing TOKEN (see 'kbridge %s --help')", argv[0],
+		    argv[0]);
+		return EXIT_USAGE;
+	}
+	token = argv[optind++];
+	if (no_operands(argc, argv) == -1)
+		return EXIT_USAGE;
+	/* Not repeated: it may be a real token, pasted with a typo. */
+	if (token[0] == '\0' || strlen(token) > TOKEN_MAX ||
+	    strspn(token, TOKEN_CHARS) != strlen(token)) {
+		errorx("%s: invalid token (the lower-case letters and digits "
+		    "from the preview's URL)", argv[0]);
+		return EXIT_USAGE;
+	}
+	if ((body = cJSON_CreateObject()) == NULL ||
+	    cJSON_AddStringToObject(body, "token", token) == NULL) {
+		errorx("out of memory");
+		cJSON_Delete(body);
+		return 1;
+	}
+	catch_signals();
+	ret = call("preview remove", "POST", "/v1/preview/remove", body,
+	    &resp);
+	cJSON_Delete(body);
+	if (ret == -1)
+		return 1;
+	p = cJSON_GetObjectItemCaseSensitive(resp, "preview");
+	if (out == OUT_JSON)
+		print_json(resp);
+	else {
+		fputs("Removed the preview of ", stdout);
+		put_workload(p);
+		put_in(" (", orelse(jstr(p, "token_prefix"), "?"), "\u2026)\n");
+	}
+	cJSON_Delete(resp);
+	return 0;
+}
+
+int
+cmd_preview(int argc, char **argv)
+{
+	static const struct {
+		const char *name;
+		int (*run)(int, char **);
+	} subs[] = {
+		{ "create", preview_cmd_create },
+		{ "list", preview_cmd_list },
+		{ "remove", preview_cmd_remove },
+	};
+	static char name[32];
+	size_t i;
+
+	if (argc < 2) {
+		errorx("preview: missing subcommand create, list or remove "
+		    "(see 'kbridge preview --help')");
+		return EXIT_USAGE;
+	}
+	if (strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "--help") == 0) {
+		print_usage(argv[0]);
+		return 0;
+	}
+	for (i = 0; i < sizeof(subs) / sizeof(subs[0]); i++) {
+		if (strcmp(argv[1], subs[i].name) == 0) {
+			/* Messages and --help then name "preview create". */
+			snprintf(name, sizeof(name), "preview %s", argv[1]);
+			argv[1] = name;
+			return subs[i].run(argc - 1, argv + 1);
+		}
+	}
+	if (argv[1][0] == '-')
+		errorx("preview: unknown option %s (see 'kbridge preview "
+		    "--help')", argv[1]);
+	else
+		errorx("preview: unknown subcommand '%s' (see 'kbridge preview "
+		    "--help')", argv[1]);
+	return EXIT_USAGE;
+}
