@@ -12,37 +12,16 @@
 # appear in the logs).
 set -euo pipefail
 
-here=$(cd "$(dirname "$0")" && pwd)
-top=$(cd "$here/../.." && pwd)
-PG=$top/scripts/playground
-export KB_BIN=${KB_BIN:-$top/bin}
-export KB_PG=kbc$$
-export KB_PG_STATE=/run/kbridge-playground/$KB_PG
-STATE=$KB_PG_STATE
-n=0
+KB_PG_PREFIX=kbc
+FAIL_LOGS=(ws/kbridged.sock.log manager.log)
+FAIL_LINES=40
+. "$(dirname "$0")/common.bash"
 bg_pids=()
+cleanup_extra() { local p; for p in "${bg_pids[@]}"; do kill "$p" 2>/dev/null; done; }
 
-cleanup() {
-	local rc=$?
-	set +e
-	for p in "${bg_pids[@]}"; do kill "$p" 2>/dev/null; done
-	if ((rc != 0)); then
-		echo "not ok - failed (rc $rc) after test $n"
-		echo "--- kbridged log"; tail -n 40 "$STATE"/ws/kbridged.sock.log 2>/dev/null
-		echo "--- manager log"; tail -n 40 "$STATE"/manager.log 2>/dev/null
-	fi
-	"$PG" down >/dev/null 2>&1
-	exit $rc
-}
-trap cleanup EXIT
-
-ok() { n=$((n + 1)); echo "ok $n - $*"; }
-pg() { local node=$1; shift; [[ -n ${QUIET:-} ]] || echo "  [$node] $*" >&2; "$PG" exec "$node" -- "$@"; }
 ws() { pg ws "$@"; }
 kb() { ws "$KB_BIN/kbridge" "$@"; }
 fails() { ! "$@" >/dev/null 2>&1; }
-# poll CMD... for up to N tenths of a second
-poll() { local i tries=$1; shift; for ((i = 0; i < tries; i++)); do "$@" >/dev/null 2>&1 && return 0; sleep 0.1; done; return 1; }
 # exited (a zombie counts: this machine's init reaps orphans late)
 gone() { [[ ! -e /proc/$1/status ]] || grep -q '^State:.*Z' "/proc/$1/status"; }
 daemon_pid() { kb status --output json | python3 -c 'import json,sys; print(json.load(sys.stdin)["daemon"]["pid"])'; }
@@ -226,7 +205,8 @@ for bad in 10.96.0.1/16 10.96.0.0/33 10.96.0.0 banana; do
 	rc=0
 	"$KB_BIN/kbridge-agent" manager --state-dir "$STATE/cluster" --listen 127.0.0.1:1 \
 		--subnet "$bad" --namespace default 2>"$errs" || rc=$?
-	[[ $rc -eq 2 && $(wc -l <"$errs") -eq 1 ]] && grep -q "invalid subnet" "$errs"
+	[[ $rc -eq 2 && $(wc -l <"$errs") -eq 1 ]]
+	grep -q "invalid subnet" "$errs"
 done
 ok "manager rejects invalid CIDRs with one line"
 
@@ -237,7 +217,7 @@ kb quit >/dev/null
 ok "manager still serves new sessions"
 
 if [[ -n ${KB_SAN:-} ]]; then
-	! grep -E "ERROR: (Address|Leak)Sanitizer|runtime error:" "$STATE"/ws/kbridged.sock.log "$STATE"/manager*.log
+	no grep -E "ERROR: (Address|Leak)Sanitizer|runtime error:" "$STATE"/ws/kbridged.sock.log "$STATE"/manager*.log
 	ok "no sanitizer reports in the daemon and manager logs"
 fi
 echo "1..$n"

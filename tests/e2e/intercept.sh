@@ -13,48 +13,17 @@
 # identities. Every [[ ]] is an assertion (set -e).
 set -euo pipefail
 
-here=$(cd "$(dirname "$0")" && pwd)
-top=$(cd "$here/../.." && pwd)
-PG=$top/scripts/playground
-export KB_BIN=${KB_BIN:-$top/bin}
-export KB_PG=kbi$$
-export KB_PG_STATE=/run/kbridge-playground/$KB_PG
+KB_PG_PREFIX=kbi
+FAIL_LOGS=(ws/kbridged.sock.log bob/kbridged.sock.log manager.log web/sidecar.log echo/sidecar.log)
+. "$(dirname "$0")/common.bash"
 export KB_PG_GRACE=3
-STATE=$KB_PG_STATE
 DEV=$here/devserver.py
-n=0
 
-cleanup() {
-	local rc=$?
-	set +e
-	if ((rc != 0)); then
-		echo "not ok - failed (rc $rc) after test $n"
-		for f in ws/kbridged.sock.log bob/kbridged.sock.log manager.log web/sidecar.log echo/sidecar.log; do
-			echo "--- $f"; tail -n 15 "$STATE/$f" 2>/dev/null
-		done
-	fi
-	"$PG" down >/dev/null 2>&1
-	exit $rc
-}
-trap cleanup EXIT
-
-ok() { n=$((n + 1)); echo "ok $n - $*"; }
-pg() { local node=$1; shift; [[ -n ${QUIET:-} ]] || echo "  [$node] $*" >&2; "$PG" exec "$node" -- "$@"; }
-alice() { pg ws "$KB_BIN/kbridge" "$@"; }
-bob() { pg bob "$KB_BIN/kbridge" "$@"; }
 caller() { pg api "$@"; } # a workload in the cluster calling others
-poll() { local i tries=$1; shift; for ((i = 0; i < tries; i++)); do "$@" >/dev/null 2>&1 && return 0; sleep 0.1; done; return 1; }
 get() { caller curl -sS -m 10 "$@"; }
-listening() { [[ -n $(pg "$1" ss -Hltn "sport = :$2") ]]; }
 
 [[ -x $KB_BIN/kbridge-agent ]]
-"$PG" up >/dev/null
-alice connect --profile "$STATE/alice.json" >/dev/null
-bob connect --profile "$STATE/bob.json" >/dev/null
-"$PG" exec ws -- python3 "$DEV" alice 8080 >/dev/null 2>&1 &
-"$PG" exec bob -- python3 "$DEV" bob 8080 >/dev/null 2>&1 &
-poll 50 listening ws 8080
-poll 50 listening bob 8080
+two_developers "$DEV"
 ok "playground up; alice and bob connected, each with a local server on :8080"
 
 out=$(alice list)
@@ -97,7 +66,7 @@ ok "alice, bob and the app interleaved on one keep-alive connection"
 [[ $(stat -c %a "$STATE/alice.env") == 600 ]]
 grep -qx 'SERVICE_NAME=web' "$STATE/alice.env"
 grep -qx 'DATABASE_URL=postgres://db.default.svc.cluster.local:5432/web' "$STATE/alice.env"
-! grep -q '^PATH=' "$STATE/alice.env"
+no grep -q '^PATH=' "$STATE/alice.env"
 (set -a; . "$STATE/alice.env"; [[ $SERVICE_NAME == web && $LOG_LEVEL == info ]])
 ok "--env-file writes the workload's environment (mode 600, readable by a shell)"
 
@@ -109,13 +78,16 @@ ok "x-kbridge-intercept-id routes to the intercept; list names owners, matches a
 
 # --- conflicts
 rc=0; bob intercept web --port 8080 --http-header x-dev=alice 2>"$STATE/err" || rc=$?
-[[ $rc -eq 1 ]] && grep -q "intercept failed:.*already intercept" "$STATE/err"
+[[ $rc -eq 1 ]]
+grep -q "intercept failed:.*already intercept" "$STATE/err"
 rc=0; bob intercept web -n default --port 8080 2>"$STATE/err" || rc=$?
-[[ $rc -eq 1 ]] && grep -q "alice" "$STATE/err"
+[[ $rc -eq 1 ]]
+grep -q "alice" "$STATE/err"
 ok "conflicting intercepts are refused, naming the owner"
 
 rc=0; QUIET=1 alice intercept api --port 8080 --http-header $'x-dev=a\rb' 2>"$STATE/err" || rc=$?
-[[ $rc -eq 2 ]] && grep -q "CR or LF" "$STATE/err"
+[[ $rc -eq 2 ]]
+grep -q "CR or LF" "$STATE/err"
 ok "a header value with CR or LF is refused by the CLI"
 
 # --- bodies, upgrades, errors
@@ -133,7 +105,7 @@ ok "100 MiB download through an intercept is byte-identical"
 [[ $(caller python3 "$DEV" wsclient web.default 80 /ws hello x-dev:alice) == "echo: hello" ]]
 ok "a WebSocket echo works through an intercept"
 
-code=$(caller bash -c 'printf "GARBAGE\r\n\r\n" | socat -t 3 - TCP:web.default:80' | head -1)
+code=$(caller bash -c 'printf "GARBAGE\r\n\r\n" | socat -t 3 - TCP:web.default:80' | sed -n 1p)
 [[ $code == *" 400 "* ]]
 [[ $(get http://web.default/) == "hello from web (cluster)" ]]
 ok "malformed HTTP gets 400; other connections continue"
@@ -148,7 +120,10 @@ bob leave web >/dev/null
 bob intercept web --port 8080 --http-path-prefix /api >/dev/null
 [[ $(get http://web.default/api/x) == "bob local: GET /api/x" ]]
 [[ $(get http://web.default/other) != *"bob local"* ]]
-ok "path-prefix intercept"
+bid=$(bob list --output json | python3 -c 'import json,sys; print([i["id"] for w in json.load(sys.stdin)["workloads"] for i in w["intercepts"] if i["mine"]][0])')
+[[ $(get -H "x-kbridge-intercept-id: $bid" http://web.default/) == "hello from web (cluster)" ]]
+[[ $(get -H "x-kbridge-intercept-id: $bid" http://web.default/api/y) == "bob local: GET /api/y" ]]
+ok "path-prefix intercept (its id header routes only within the prefix)"
 bob leave web >/dev/null
 [[ $(get http://web.default/api/x) != *"bob local"* ]]
 ok "leave ends the intercept at once"
@@ -157,7 +132,8 @@ alice leave web >/dev/null
 alice intercept web --port 8080 >/dev/null
 [[ $(get http://web.default/anything) == "alice local: GET /anything" ]]
 rc=0; bob intercept web --port 8080 --http-header x-dev=bob 2>"$STATE/err" || rc=$?
-[[ $rc -eq 1 ]] && grep -q "alice" "$STATE/err"
+[[ $rc -eq 1 ]]
+grep -q "alice" "$STATE/err"
 alice leave web >/dev/null
 ok "global HTTP intercept takes all requests and excludes others"
 
@@ -165,7 +141,7 @@ ok "global HTTP intercept takes all requests and excludes others"
 pg ws socat TCP-LISTEN:9999,fork,reuseaddr SYSTEM:'echo from-alice; cat' >/dev/null 2>&1 &
 poll 50 listening ws 9999
 alice intercept echo --port 9999 >/dev/null
-[[ $(echo ping | caller socat -t 3 - TCP:echo.default:7 | head -1) == "from-alice" ]]
+[[ $(echo ping | caller socat -t 3 - TCP:echo.default:7 | sed -n 1p) == "from-alice" ]]
 alice leave echo >/dev/null
 [[ $(echo ping | caller socat -t 3 - TCP:echo.default:7) == "ping" ]]
 ok "global intercept of a TCP workload, and back"
@@ -173,7 +149,8 @@ ok "global intercept of a TCP workload, and back"
 # --- the local port is closed: 502, no hang
 alice intercept web --port 8089 --http-header x-dev=alice >/dev/null
 code=$(caller curl -sS -m 10 -o "$STATE/body" -w '%{http_code}' -H 'x-dev: alice' http://web.default/)
-[[ $code == 502 ]] && grep -q "127.0.0.1:8089" "$STATE/body"
+[[ $code == 502 ]]
+grep -q "127.0.0.1:8089" "$STATE/body"
 ok "a request to a workstation whose local port is closed gets 502 ($(head -c 80 "$STATE/body"))"
 alice leave web >/dev/null
 
@@ -186,7 +163,7 @@ poll 100 bash -c "$PG exec ws -- $KB_BIN/kbridge list 2>/dev/null; ! $PG exec bo
 ok "killing the owner's daemon releases its intercepts after the grace period"
 
 if [[ -n ${KB_SAN:-} ]]; then
-	! grep -E "ERROR: AddressSanitizer|runtime error:" "$STATE"/*.log "$STATE"/*/*.log
+	no grep -E "ERROR: AddressSanitizer|runtime error:" "$STATE"/*.log "$STATE"/*/*.log
 	ok "no sanitizer reports in the daemon, manager and sidecar logs"
 fi
 echo "1..$n"

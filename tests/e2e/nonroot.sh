@@ -69,7 +69,8 @@ ok "nobody reaches cluster services by name"
 
 rc=0
 as 65533 "$work/bin/kbridge" status >/dev/null 2>"$work/err" || rc=$?
-[[ $rc -ne 0 ]] && grep -qi "permission denied" "$work/err"
+[[ $rc -ne 0 ]]
+grep -qi "permission denied" "$work/err"
 ok "another user cannot use the daemon (permission denied)"
 
 as 65534 "$work/bin/kbridge" quit >/dev/null

@@ -92,6 +92,15 @@ ok "ws has no route into the cluster"
 fails ws getent hosts web.default.svc.cluster.local
 ok "ws resolves outside.test only"
 
+[[ $(pg mate getent hosts x.preview.kb.test) == "192.168.60.1"*x.preview.kb.test ]]
+[[ $(pg mate getent hosts preview.kb.test) == "192.168.60.1"*preview.kb.test ]]
+fails pg mate getent hosts web.default.svc.cluster.local
+ok "mate resolves preview.kb.test and *.preview.kb.test to the preview listener"
+
+[[ $(pg api curl -sS -m2 http://web.default/) == "hello from web (cluster)" ]]
+pg api curl -sS -m2 -H 'Accept: text/html' http://web.default/ | grep -q "web: the cluster's version"
+ok "web serves a browser (Accept: text/html) an HTML page, curl the text"
+
 [[ -z $(ip -4 route show table all | grep -E '(^|[^0-9.])10\.(96|244)\.') ]]
 [[ -z $(ip -4 addr show | grep -E 'inet 10\.(96|244)\.') ]]
 ok "host namespace has no cluster routes or addresses"
