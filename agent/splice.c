@@ -5,6 +5,9 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+
 #include <event2/buffer.h>
 #include <event2/event.h>
 
@@ -125,8 +128,13 @@ int
 splice_start(struct event_base *base, int a, int b)
 {
 	struct splice *sp = calloc(1, sizeof(*sp));
-	int i;
+	int i, one = 1;
 
+	/* What a read brought is written at once: Nagle would hold a
+	 * response's last small piece until the peer's delayed ACK (40 ms).
+	 * Fails harmlessly on a socket that is not TCP. */
+	(void)setsockopt(a, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	(void)setsockopt(b, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	if (!sp) {
 		close(a);
 		close(b);
