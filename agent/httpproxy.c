@@ -16,6 +16,8 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 
+#include <sys/queue.h>
+
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -35,6 +37,7 @@
 #define HP_HBUF_KEEP	(8 * 1024)	/* larger head buffers are freed after use */
 #define HP_IOV		16
 #define HP_ROUTE_DROP	4	/* header names route() may drop */
+#define HP_DIRECT_MIN	(16 * 1024) /* bulk goes out at once, uncopied */
 
 /* Variables so that tests can shorten them. */
 static int hp_idle_ms = 60 * 1000;	/* no request on a kept-alive connection */
@@ -114,9 +117,21 @@ struct hp_conn {
 
 	int wrote;		/* the client took queued bytes since the timer was set */
 	size_t peak;		/* most bytes queued at once; tests check it */
+	TAILQ_ENTRY(hp_conn) pend;
+	int pending;		/* on hp_pending: has bytes to write */
 };
 
 static __thread char hp_rbuf[HP_READ_SIZE];
+
+/* Writes wait until every event of this loop iteration has been handled,
+ * then go out together: the peers (the client, the app) then find several
+ * requests or responses per wake-up instead of one, which on a busy machine
+ * saves more than the proxy's own work (fewer context switches all round). */
+static TAILQ_HEAD(hp_pending_list, hp_conn) hp_pending =
+    TAILQ_HEAD_INITIALIZER(hp_pending);
+static struct event *hp_flush_ev;
+static struct event_base *hp_flush_base;
+static int hp_flushing;
 
 static void hp_read_cb(evutil_socket_t, short, void *);
 static void hp_write_cb(evutil_socket_t, short, void *);
@@ -275,7 +290,8 @@ hp_send(struct hp_sock *s, const char *p, size_t len)
 
 	if (s->werr || s->wshut || len == 0)
 		return;
-	if (evbuffer_get_length(s->out) == 0 && !s->connecting) {
+	if (evbuffer_get_length(s->out) == 0 && !s->connecting &&
+	    (hp_flushing || s->c->base != hp_flush_base || len >= HP_DIRECT_MIN)) {
 		while ((n = send(s->fd, p, len, MSG_NOSIGNAL)) == -1 && errno == EINTR)
 			;
 		if (n == -1) {
@@ -1219,10 +1235,12 @@ hp_arm(struct hp_conn *c)
 	case HP_DONE:
 		break;
 	}
-	hp_sock_arm(&c->cl, cr && !c->cl.rdeof, clq > 0);
+	/* Queued bytes of a pending connection go out at the end of this
+	 * iteration; only what that leaves behind waits for writability. */
+	hp_sock_arm(&c->cl, cr && !c->cl.rdeof, clq > 0 && !c->pending);
 	if (c->us != NULL)
 		hp_sock_arm(c->us, ur && !c->us->rdeof && !c->us->connecting,
-		    c->us->connecting || usq > 0);
+		    c->us->connecting || (usq > 0 && !c->pending));
 	if (c->idle != NULL)
 		hp_sock_arm(c->idle, 1, 0);
 }
@@ -1238,6 +1256,40 @@ hp_finish(struct hp_conn *c)
 		up.done(up.arg, (struct hp_conn *)id);
 }
 
+static void
+hp_flush_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct hp_conn *c;
+
+	(void)fd;
+	(void)what;
+	(void)arg;
+	hp_flushing = 1;
+	while ((c = TAILQ_FIRST(&hp_pending)) != NULL) {
+		TAILQ_REMOVE(&hp_pending, c, pend);
+		c->pending = 0;
+		hp_settle(c);
+	}
+	hp_flushing = 0;
+}
+
+/* Leave c's writes for the end of this loop iteration: 1, or 0 to write now. */
+static int
+hp_defer(struct hp_conn *c)
+{
+	if (hp_flushing || c->base != hp_flush_base)
+		return 0;
+	if (evbuffer_get_length(c->cl.out) == 0 && (c->us == NULL || c->us->connecting ||
+	    evbuffer_get_length(c->us->out) == 0))
+		return 0;
+	if (!c->pending) {
+		TAILQ_INSERT_TAIL(&hp_pending, c, pend);
+		c->pending = 1;
+		event_active(hp_flush_ev, EV_READ, 0);
+	}
+	return 1;
+}
+
 /* Run after every event: move between states, write, decide what to wait for. */
 static void
 hp_settle(struct hp_conn *c)
@@ -1250,15 +1302,15 @@ hp_settle(struct hp_conn *c)
 		else
 			break;
 	}
-	if (c->state != HP_DONE) {
+	if (c->state != HP_DONE && !hp_defer(c)) {
 		if (!c->cl.warmed && evbuffer_get_length(c->cl.out) > 0)
 			hp_flush_sock(c, &c->cl);
 		if (c->us != NULL && !c->us->warmed && !c->us->connecting &&
 		    evbuffer_get_length(c->us->out) > 0)
 			hp_flush_sock(c, c->us);
-		if (c->cl.werr)
-			c->state = HP_DONE;
 	}
+	if (c->state != HP_DONE && c->cl.werr)
+		c->state = HP_DONE;
 	if (c->state == HP_TUNNEL)
 		hp_tunnel_shut(c);
 	if (c->state == HP_CLOSING && evbuffer_get_length(c->cl.out) == 0) {
@@ -1377,6 +1429,8 @@ hp_conn_new(struct event_base *base, int fd, const struct hp_upstreams *up)
 	c->base = base;
 	c->up = *up;
 	c->rt.c = c;
+	if (hp_flush_base == NULL && (hp_flush_ev = event_new(base, -1, 0, hp_flush_cb, NULL)) != NULL)
+		hp_flush_base = base;
 	if (hp_sock_init(c, &c->cl, fd) == -1 ||
 	    (c->cin = evbuffer_new()) == NULL ||
 	    (c->timer = evtimer_new(base, hp_timer_cb, c)) == NULL) {
@@ -1394,10 +1448,23 @@ hp_conn_new(struct event_base *base, int fd, const struct hp_upstreams *up)
 }
 
 void
+hp_fini(void)
+{
+	if (hp_flush_ev != NULL)
+		event_free(hp_flush_ev);
+	hp_flush_ev = NULL;
+	hp_flush_base = NULL;
+}
+
+void
 hp_conn_free(struct hp_conn *c)
 {
 	if (c == NULL)
 		return;
+	if (c->pending) {
+		TAILQ_REMOVE(&hp_pending, c, pend);
+		c->pending = 0;
+	}
 	hp_up_free(c->us);
 	hp_up_free(c->idle);
 	hp_sock_fini(&c->cl);

@@ -68,5 +68,8 @@ struct hp_conn *hp_conn_new(struct event_base *base, int fd, const struct hp_ups
 /* Close the client and its upstreams now (done is not called). Not from
  * within the route, open, explain or done callbacks. */
 void hp_conn_free(struct hp_conn *c);
+/* After the last connection is freed, before its event base is: the
+ * proxy's own event goes. */
+void hp_fini(void);
 
 #endif

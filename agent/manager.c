@@ -24,6 +24,7 @@
 #include "identity.h"
 #include "intercepts.h"
 #include "log.h"
+#include "httpproxy.h"
 #include "manager.h"
 #include "preview.h"
 #include "resolver.h"
@@ -656,6 +657,7 @@ out:
 		evconnlistener_free(m.listener);
 	if (m.resolver)
 		resolver_free(m.resolver);
+	hp_fini();
 	if (m.base)
 		event_base_free(m.base);
 	SSL_CTX_free(m.ctx);

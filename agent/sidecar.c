@@ -701,6 +701,7 @@ out:
 		evconnlistener_free(sc.listener);
 	if (sc.retry)
 		event_free(sc.retry);
+	hp_fini();
 	if (sc.base)
 		event_base_free(sc.base);
 	SSL_CTX_free(sc.ctx);

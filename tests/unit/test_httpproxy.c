@@ -1413,6 +1413,7 @@ main(void)
 	close(closed_fd);
 	if (stuck_peer != -1)
 		close(stuck_peer);
+	hp_fini();
 	event_base_free(base);
 	return ok_done();
 }

@@ -339,6 +339,7 @@ main(void)
 	ok(pv.count == 0);
 	run_for(10);
 	evhttp_free(http);
+	hp_fini();
 	event_base_free(base);
 	return ok_done();
 }
