@@ -623,6 +623,11 @@ created(void *arg, int rcode, const char *const *addrs, size_t n, uint32_t ttl)
 
 	(void)ttl;
 	snprintf(name, sizeof(name), "%s.%s.svc.%s", pd->workload, pd->ns, pv.env.domain);
+	if (c->sess == NULL) {
+		/* Its workstation went away: nobody would learn the token. */
+		r = result(pd->id, 0, 503, "the session ended");
+		goto out;
+	}
 	if (rcode != 0 || n == 0 || inet_pton(AF_INET, addrs[0], &a) != 1) {
 		snprintf(err, sizeof(err), "cannot resolve the service %s (%s)", name,
 		    rcode == 3 ? "no such name" : rcode ? "DNS failure" : "no IPv4 address");

@@ -5,9 +5,10 @@
  *
  * Test doubles, because the manager's other parts are not here (the
  * end-to-end test tests/e2e/preview.sh runs the real ones): the intercept
- * registry (icpt_owned/icpt_state answer from variables) and the cluster
- * DNS (resolver_lookup answers 127.0.0.1, where an evhttp server plays the
- * workload's service and echoes the request head it got). */
+ * registry (icpt_owned/icpt_state answer from variables), the cluster DNS
+ * (resolver_lookup answers 127.0.0.1, where an evhttp server plays the
+ * workload's service and echoes the request head it got) and the session
+ * to the daemon (kb_session_send_control keeps the last answer). */
 #include "../../agent/httpproxy.c"
 #include "../../agent/preview.c"
 
@@ -58,6 +59,35 @@ resolver_lookup(struct kb_resolver *r, const char *name, int qtype, resolver_cb 
 	(void)qtype;
 	snprintf(asked, sizeof(asked), "%s", name);
 	cb(arg, 0, addrs, 1, 5);
+}
+
+static cJSON *answer;
+
+int
+kb_session_send_control(struct kb_session *s, cJSON *msg)
+{
+	(void)s;
+	cJSON_Delete(answer);
+	answer = msg;
+	return 0;
+}
+
+static int
+answer_status(void)
+{
+	const cJSON *st = cJSON_GetObjectItemCaseSensitive(answer, "status");
+
+	if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(answer, "ok")))
+		return 200;
+	return cJSON_IsNumber(st) ? st->valueint : -1;
+}
+
+static const char *
+answer_error(void)
+{
+	const cJSON *e = cJSON_GetObjectItemCaseSensitive(answer, "error");
+
+	return cJSON_IsString(e) ? e->valuestring : "";
 }
 
 static int
@@ -207,6 +237,7 @@ main(void)
 	log_init("test_preview", getenv("KB_DEBUG") ? KB_LOG_DEBUG : KB_LOG_WARN);
 	snprintf(alice.name, sizeof(alice.name), "alice");
 	snprintf(bob.name, sizeof(bob.name), "bob");
+	alice.sess = bob.sess = (struct kb_session *)&alice; /* not used but by the double */
 	base = event_base_new();
 	http = evhttp_new(base);
 	hs = evhttp_bind_socket_with_handle(http, "127.0.0.1", 0);
@@ -251,9 +282,19 @@ main(void)
 	/* Made for the caller's intercept, addressed at the workload's service. */
 	owned = 0;
 	ok(create(&alice, "web", 0, svc_port) == NULL && pv.count == 0);
+	ok(answer_status() == 404 && strstr(answer_error(), "no intercept on web.default"));
 	owned = 1;
 	p = create(&alice, "web", 0, svc_port);
 	ok(p != NULL && pv.count == 1 && !strcmp(p->owner, "alice") && p->expires == 0);
+	ok(answer_status() == 200);
+	{
+		const cJSON *o = cJSON_GetObjectItemCaseSensitive(answer, "preview");
+		char want[200];
+		snprintf(want, sizeof(want), "http://%s.preview.test:8080/", p->token);
+		ok(!strcmp(cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(o, "url")), want));
+		snprintf(want, sizeof(want), "http://preview.test:8080/.kbridge/preview/%s", p->token);
+		ok(!strcmp(cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(o, "link")), want));
+	}
 	ok(!strcmp(asked, "web.default.svc.cluster.local"));
 	ok(alice.refs == 1);
 	snprintf(tok, sizeof(tok), "%s", p->token);
@@ -324,7 +365,24 @@ main(void)
 	q = create(&alice, "web", 0, svc_port);
 	ok(p && q && strcmp(p->token, q->token) && pv.count == 2);
 	snprintf(tok, sizeof(tok), "%s", p->token);
+	/* Others see that a preview exists, not its token or URLs. */
+	{
+		cJSON *m = cJSON_CreateObject();
+		const cJSON *o;
+		char *txt;
+		cJSON_AddNumberToObject(m, "id", 3);
+		ok(preview_request(&bob, "preview-list", m) == 1);
+		cJSON_Delete(m);
+		o = cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(answer, "previews"), 0);
+		ok(o && !cJSON_GetObjectItemCaseSensitive(o, "token") &&
+		    !cJSON_GetObjectItemCaseSensitive(o, "url") && !cJSON_GetObjectItemCaseSensitive(o, "link"));
+		ok(cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(answer, "previews")) == 2);
+		txt = cJSON_PrintUnformatted(answer);
+		ok(txt && strstr(txt, tok) == NULL);
+		free(txt);
+	}
 	ok(!removed(&bob, tok));
+	ok(answer_status() == 403 && strstr(answer_error(), "alice"));
 	ok(removed(&alice, tok));
 	snprintf(host, sizeof(host), "%s.preview.test:8080", tok);
 	ok(get(&r, host, "/", NULL) == 404);
@@ -333,10 +391,17 @@ main(void)
 	/* A user's previews are bounded. */
 	for (i = 0; i < MAX_PER_OWNER + 2; i++)
 		create(&alice, "web", 0, svc_port);
-	ok(pv.count == MAX_PER_OWNER);
+	ok(pv.count == MAX_PER_OWNER && answer_status() == 429);
+
+	/* A workstation gone before the name resolved gets no preview. */
+	preview_intercept_ended("icpt1", 0);
+	alice.sess = NULL;
+	ok(create(&alice, "web", 0, svc_port) == NULL && pv.count == 0);
+	ok(alice.refs == 1);
 
 	preview_shutdown();
 	ok(pv.count == 0);
+	cJSON_Delete(answer);
 	run_for(10);
 	evhttp_free(http);
 	hp_fini();
