@@ -49,6 +49,7 @@ struct preview {
 	TAILQ_ENTRY(preview) entry;
 	char token[TOKEN_LEN + 1];
 	char workload[64], ns[64], owner[64], icpt[40];
+	char host[256];		/* Host header for the workload, or "" (the browser's) */
 	uint64_t key;		/* the proxy's upstream key */
 	struct sockaddr_in svc;	/* the workload's service */
 	time_t created, expires; /* expires 0: with the intercept */
@@ -82,7 +83,7 @@ struct pvconn {
 struct pending {
 	struct client *c;
 	double id;
-	char workload[64], ns[64], icpt[40];
+	char workload[64], ns[64], icpt[40], host[256];
 	uint16_t port;
 	long ttl;
 };
@@ -444,6 +445,7 @@ pv_route(void *arg, const struct hp_request *req, struct hp_route *r)
 	}
 	if (hp_route_drop(r, "x-kbridge-intercept-id") < 0 ||
 	    hp_route_add(r, "x-kbridge-intercept-id", p->icpt) < 0 ||
+	    (p->host[0] && (hp_route_drop(r, "host") < 0 || hp_route_add(r, "Host", p->host) < 0)) ||
 	    (from_cookie && strip_cookie(req, r) < 0)) {
 		hp_route_reply(r, 431, "Request Header Fields Too Large", NO_STORE, "text/plain",
 		    "kbridge: the request's cookies are too large\n");
@@ -601,6 +603,10 @@ preview_json(const struct preview *p, const struct client *c)
 		url_link(p, buf, sizeof(buf));
 		cJSON_AddStringToObject(o, "link", buf);
 	}
+	if (p->host[0])
+		cJSON_AddStringToObject(o, "host", p->host);
+	else
+		cJSON_AddNullToObject(o, "host");
 	cJSON_AddNumberToObject(o, "created", (double)p->created);
 	if (p->expires)
 		cJSON_AddNumberToObject(o, "expires", (double)p->expires);
@@ -664,6 +670,7 @@ created(void *arg, int rcode, const char *const *addrs, size_t n, uint32_t ttl)
 	snprintf(p->ns, sizeof(p->ns), "%s", pd->ns);
 	snprintf(p->owner, sizeof(p->owner), "%s", c->name);
 	snprintf(p->icpt, sizeof(p->icpt), "%s", pd->icpt);
+	memcpy(p->host, pd->host, sizeof(p->host));
 	p->key = ++pv.next_key;
 	p->svc.sin_family = AF_INET;
 	p->svc.sin_addr = a;
@@ -687,6 +694,16 @@ out:
 	free(pd);
 }
 
+/* A Host header value: a name, an IPv4 address or [IPv6], maybe :port. */
+static int
+host_ok(const char *s)
+{
+	size_t n = strlen(s);
+
+	return n > 0 && n < 256 && strspn(s, "abcdefghijklmnopqrstuvwxyz"
+	    "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-:[]_") == n;
+}
+
 static void
 do_create(struct client *c, double id, const cJSON *msg)
 {
@@ -694,6 +711,7 @@ do_create(struct client *c, double id, const cJSON *msg)
 	const cJSON *ns = cJSON_GetObjectItemCaseSensitive(msg, "namespace");
 	const cJSON *ttl = cJSON_GetObjectItemCaseSensitive(msg, "ttl");
 	const cJSON *port = cJSON_GetObjectItemCaseSensitive(msg, "service_port");
+	const cJSON *host = cJSON_GetObjectItemCaseSensitive(msg, "host");
 	struct pending *pd;
 	char err[300], name[300];
 	int http = 0;
@@ -718,10 +736,17 @@ do_create(struct client *c, double id, const cJSON *msg)
 		reply(c, result(id, 0, 400, "service_port must be 1-65535"));
 		return;
 	}
+	if (host && !cJSON_IsNull(host) && (!cJSON_IsString(host) || !host_ok(host->valuestring))) {
+		reply(c, result(id, 0, 400, "host must be a host name or address, with an optional "
+		    ":port"));
+		return;
+	}
 	if ((pd = calloc(1, sizeof(*pd))) == NULL) {
 		reply(c, result(id, 0, 500, "out of memory"));
 		return;
 	}
+	if (cJSON_IsString(host))
+		memcpy(pd->host, host->valuestring, strlen(host->valuestring) + 1);
 	if (icpt_owned(c->name, wl->valuestring, ns->valuestring, pd->icpt, sizeof(pd->icpt),
 	    &http) < 0) {
 		snprintf(err, sizeof(err), "you have no intercept on %s.%s (a preview shows your "

@@ -93,8 +93,9 @@ int cmd_preview(int, char **);
 int duration_arg(const char *opt, const char *s, long *secs);
 /* Ask for a preview of workload (ns NULL: the connected namespace); ttl
  * and service_port 0 when not given. The answer, or NULL and err. */
+int host_arg(const char *opt, const char *s);
 cJSON *preview_create(const char *workload, const char *ns, long ttl,
-    long service_port, char *err, size_t errlen);
+    long service_port, const char *host, char *err, size_t errlen);
 /* The text lines of a PREVIEW object. */
 void print_preview(const cJSON *preview);
 

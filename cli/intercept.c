@@ -14,7 +14,7 @@
 #define HEADERS_MAX	16
 #define HDR_NAME_MAX	256
 
-enum { OPT_PATH_PREFIX = 256, OPT_PREVIEW_URL, OPT_PREVIEW_TTL };
+enum { OPT_PATH_PREFIX = 256, OPT_PREVIEW_URL, OPT_PREVIEW_TTL, OPT_PREVIEW_HOST };
 
 /* RFC 9110 tchar. */
 static int
@@ -246,12 +246,13 @@ cmd_intercept(int argc, char **argv)
 		{ "env-file", required_argument, NULL, 'e' },
 		{ "preview-url", no_argument, NULL, OPT_PREVIEW_URL },
 		{ "preview-ttl", required_argument, NULL, OPT_PREVIEW_TTL },
+		{ "preview-host", required_argument, NULL, OPT_PREVIEW_HOST },
 		LONGOPT_OUTPUT,
 		LONGOPT_HELP,
 		LONGOPT_END
 	};
 	const char *ns = NULL, *prefix = NULL, *envpath = NULL, *workload;
-	const char *ttl_arg = NULL;
+	const char *ttl_arg = NULL, *pv_host = NULL;
 	const char *hdrs[HEADERS_MAX];
 	struct kb_envfile *ef = NULL;
 	enum output out = OUT_TEXT;
@@ -292,6 +293,11 @@ cmd_intercept(int argc, char **argv)
 				return EXIT_USAGE;
 			ttl_arg = optarg;
 			break;
+		case OPT_PREVIEW_HOST:
+			if (host_arg("--preview-host", optarg) == -1)
+				return EXIT_USAGE;
+			pv_host = optarg;
+			break;
 		case 'o':
 			if (parse_output(optarg, &out) == -1)
 				return EXIT_USAGE;
@@ -320,8 +326,9 @@ cmd_intercept(int argc, char **argv)
 		errorx("--env-file needs a file name");
 		return EXIT_USAGE;
 	}
-	if (ttl_arg && !preview) {
-		errorx("--preview-ttl needs --preview-url");
+	if ((ttl_arg || pv_host) && !preview) {
+		errorx("%s needs --preview-url", ttl_arg ? "--preview-ttl" :
+		    "--preview-host");
 		return EXIT_USAGE;
 	}
 	if ((body = cJSON_CreateObject()) == NULL ||
@@ -365,7 +372,7 @@ cmd_intercept(int argc, char **argv)
 		}
 		ef = NULL;
 	}
-	if (preview && (pv = preview_create(workload, ns, ttl, 0, err,
+	if (preview && (pv = preview_create(workload, ns, ttl, 0, pv_host, err,
 	    sizeof(err))) != NULL)
 		cJSON_AddItemReferenceToObject(resp, "preview",
 		    cJSON_GetObjectItemCaseSensitive(pv, "preview"));

@@ -67,8 +67,8 @@ static const struct command commands[] = {
 	{ "intercept", cmd_intercept,
 	    "usage: kbridge intercept WORKLOAD [-n NS] --port LOCAL\n"
 	    "           [--http-header NAME=VALUE]... [--http-path-prefix PREFIX]\n"
-	    "           [--env-file FILE] [--preview-url [--preview-ttl DURATION]]\n"
-	    "           [--output text|json]\n"
+	    "           [--env-file FILE] [--preview-url [--preview-ttl DURATION]\n"
+	    "           [--preview-host HOST]] [--output text|json]\n"
 	    "\n"
 	    "Send traffic of WORKLOAD to 127.0.0.1:LOCAL on this workstation:\n"
 	    "the HTTP requests that carry every --http-header given (and whose\n"
@@ -91,6 +91,8 @@ static const struct command commands[] = {
 	    "                              preview create --help')\n"
 	    "      --preview-ttl DURATION  the preview URL expires after\n"
 	    "                              DURATION (90s, 10m, 2h, 1d; at most 30d)\n"
+	    "      --preview-host HOST     the Host header the workload gets\n"
+	    "                              through the preview URL\n"
 	    "  -o, --output FMT            text (default) or json\n"
 	    "  -h, --help                  show this help\n",
 	    "send a workload's traffic to a local port" },
@@ -116,7 +118,7 @@ static const struct command commands[] = {
 	    "list workloads and their intercepts" },
 	{ "preview", cmd_preview,
 	    "usage: kbridge preview create WORKLOAD [-n NS] [--ttl DURATION]\n"
-	    "           [--service-port PORT] [--output text|json]\n"
+	    "           [--service-port PORT] [--host HOST] [--output text|json]\n"
 	    "       kbridge preview list [-n NS] [--output text|json]\n"
 	    "       kbridge preview remove TOKEN [--output text|json]\n"
 	    "\n"
@@ -133,7 +135,7 @@ static const struct command commands[] = {
 	    "share your intercept through a preview URL" },
 	{ "preview create", NULL,
 	    "usage: kbridge preview create WORKLOAD [-n NS] [--ttl DURATION]\n"
-	    "           [--service-port PORT] [--output text|json]\n"
+	    "           [--service-port PORT] [--host HOST] [--output text|json]\n"
 	    "\n"
 	    "Make a preview URL for your intercept of WORKLOAD ('kbridge intercept'\n"
 	    "first). Anyone who has it reaches your workstation through it. Two\n"
@@ -147,8 +149,10 @@ static const struct command commands[] = {
 	    "                              or 1d (1s to 30d; default: when the\n"
 	    "                              intercept ends)\n"
 	    "      --service-port PORT     the port of the workload's service to\n"
-	    "                              send requests to (default: the manager's\n"
-	    "                              choice)\n"
+	    "                              send requests to (default 80)\n"
+	    "      --host HOST             the Host header the workload gets (for\n"
+	    "                              apps that serve by name; default: the\n"
+	    "                              one the browser sent)\n"
 	    "  -o, --output FMT            text (default) or json\n"
 	    "  -h, --help                  show this help\n",
 	    NULL },

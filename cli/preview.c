@@ -15,7 +15,7 @@
 #define TOKEN_MAX	64
 #define TOKEN_CHARS	"abcdefghijklmnopqrstuvwxyz0123456789"
 
-enum { OPT_TTL = 256, OPT_SERVICE_PORT };
+enum { OPT_TTL = 256, OPT_SERVICE_PORT, OPT_HOST };
 
 int
 duration_arg(const char *opt, const char *s, long *secs)
@@ -118,21 +118,40 @@ print_preview(const cJSON *p)
 		put_in("  ", jstr(p, "url"), "\n");
 	if (jstr(p, "link"))
 		put_in("  ", jstr(p, "link"), "   (no wildcard DNS needed)\n");
+	if (jstr(p, "host"))
+		put_in("  the workload gets the header Host: ", jstr(p, "host"),
+		    "\n");
 	printf("  expires: %s\n", expiry(p, buf, sizeof(buf)));
 	if (!active(p))
 		fputs("  not active: your workstation does not serve its "
 		    "intercept now\n", stdout);
 }
 
+/* A Host header value for --host: a name or address, maybe with :port. */
+int
+host_arg(const char *opt, const char *s)
+{
+	size_t n = strlen(s);
+
+	if (n == 0 || n > 255 || strspn(s, "abcdefghijklmnopqrstuvwxyz"
+	    "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-:[]_") != n) {
+		errorx("%s: invalid host (a name or address, optionally with "
+		    ":PORT)", opt);
+		return -1;
+	}
+	return 0;
+}
+
 cJSON *
 preview_create(const char *workload, const char *ns, long ttl,
-    long service_port, char *err, size_t errlen)
+    long service_port, const char *host, char *err, size_t errlen)
 {
 	cJSON *body, *resp = NULL;
 
 	if ((body = cJSON_CreateObject()) == NULL ||
 	    cJSON_AddStringToObject(body, "workload", workload) == NULL ||
 	    (ns && cJSON_AddStringToObject(body, "namespace", ns) == NULL) ||
+	    (host && cJSON_AddStringToObject(body, "host", host) == NULL) ||
 	    (ttl && cJSON_AddNumberToObject(body, "ttl", ttl) == NULL) ||
 	    (service_port && cJSON_AddNumberToObject(body, "service_port",
 	    service_port) == NULL))
@@ -151,11 +170,12 @@ preview_cmd_create(int argc, char **argv)
 		LONGOPT_NAMESPACE,
 		{ "ttl", required_argument, NULL, OPT_TTL },
 		{ "service-port", required_argument, NULL, OPT_SERVICE_PORT },
+		{ "host", required_argument, NULL, OPT_HOST },
 		LONGOPT_OUTPUT,
 		LONGOPT_HELP,
 		LONGOPT_END
 	};
-	const char *ns = NULL, *workload;
+	const char *ns = NULL, *workload, *host = NULL;
 	enum output out = OUT_TEXT;
 	long ttl = 0, sport = 0;
 	cJSON *resp;
@@ -169,6 +189,10 @@ preview_cmd_create(int argc, char **argv)
 		} else if (ch == OPT_SERVICE_PORT) {
 			if (port_arg("--service-port", optarg, &sport) == -1)
 				return EXIT_USAGE;
+		} else if (ch == OPT_HOST) {
+			if (host_arg("--host", optarg) == -1)
+				return EXIT_USAGE;
+			host = optarg;
 		} else if (!std_opt(ch, argv, &ns, &out, &ret))
 			return ret;
 	}
@@ -176,7 +200,7 @@ preview_cmd_create(int argc, char **argv)
 	    namespace_arg(argv[0], ns) == -1)
 		return EXIT_USAGE;
 	catch_signals();
-	if ((resp = preview_create(workload, ns, ttl, sport, err,
+	if ((resp = preview_create(workload, ns, ttl, sport, host, err,
 	    sizeof(err))) == NULL) {
 		errorx("preview create failed: %s", err);
 		return 1;

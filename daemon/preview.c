@@ -60,7 +60,8 @@ preview_http(struct evhttp_request *req, void *arg)
 		if (control_string(req, msg, body, "workload", NULL, 1) < 0 ||
 		    control_string(req, msg, body, "namespace", d->ns, 1) < 0 ||
 		    control_number(req, msg, body, "ttl", 1, TTL_MAX, 0) < 0 ||
-		    control_number(req, msg, body, "service_port", 1, 65535, 0) < 0)
+		    control_number(req, msg, body, "service_port", 1, 65535, 0) < 0 ||
+		    control_string(req, msg, body, "host", NULL, 0) < 0)
 			goto out;
 	}
 	control_relay(d, req, msg, NULL, NULL);

@@ -181,6 +181,17 @@ rm_tok=$(grep -oE 'http://[a-z2-7]{26}\.preview\.kb\.test:8080/' <<<"$out" | sed
 [[ $(mcurl "http://$rm_tok.preview.kb.test:8080/api/hello") == "alice api" ]]
 ok "preview create web: text output with both URLs and the expiry; works at once"
 
+alice preview create web --host shop.example.test:8443 --output json >"$STATE/host.json"
+htok=$(pfield token <"$STATE/host.json")
+[[ $(pfield host <"$STATE/host.json") == "shop.example.test:8443" ]]
+mcurl "http://$htok.preview.kb.test:8080/headers" >"$STATE/h2.json"
+json "h=dict(j); assert h.get('host') == 'shop.example.test:8443', h" <"$STATE/h2.json"
+[[ $(mcurl "http://$rm_tok.preview.kb.test:8080/headers" | json "print(dict(j)['host'])") == "$rm_tok.preview.kb.test:8080" ]]
+rc=0; QUIET=1 alice preview create web --host 'a b' 2>"$STATE/err" || rc=$?
+[[ $rc -eq 2 && $(wc -l <"$STATE/err") -eq 1 ]]
+grep -q "invalid host" "$STATE/err"
+ok "preview create --host: the workload gets that Host header (others keep the browser's); a bad one is a usage error"
+
 alice preview list --output json >"$STATE/list.json"
 json "
 p = {x.get('token'): x for x in j['previews']}

@@ -353,6 +353,25 @@ main(void)
 	preview_intercept_ended("icpt1", 0);
 	ok(pv.count == 0 && get(&r, host, "/", NULL) == 404);
 
+	/* A preview may set the Host header the workload gets. */
+	{
+		cJSON *m = cJSON_CreateObject();
+		cJSON_AddNumberToObject(m, "id", 4);
+		cJSON_AddStringToObject(m, "workload", "web");
+		cJSON_AddStringToObject(m, "namespace", "default");
+		cJSON_AddNumberToObject(m, "service_port", svc_port);
+		cJSON_AddStringToObject(m, "host", "bad host");
+		ok(preview_request(&alice, "preview-create", m) == 1 && answer_status() == 400);
+		cJSON_ReplaceItemInObject(m, "host", cJSON_CreateString("shop.example.test:8443"));
+		ok(preview_request(&alice, "preview-create", m) == 1 && answer_status() == 200);
+		cJSON_Delete(m);
+		p = TAILQ_LAST(&pv.list, preview_list);
+		snprintf(host, sizeof(host), "%s.preview.test:8080", p->token);
+		ok(get(&r, host, "/h", NULL) == 200);
+		ok(count(r.body, "\nHost: ") == 1 && strstr(r.body, "\nHost: shop.example.test:8443\n"));
+		preview_free(p);
+	}
+
 	/* Expiry. */
 	p = create(&alice, "web", 60, svc_port);
 	ok(p != NULL && p->expires >= time(NULL) + 59);
