@@ -529,12 +529,15 @@ do_leave(struct client *c, const cJSON *req)
 	if ((w = find_workload(wl->valuestring, ns->valuestring)) != NULL) {
 		TAILQ_FOREACH(i, &w->icpts, entry) {
 			if (!strcmp(i->owner, c->name)) {
+				cJSON *r = result(req, 1, 0, NULL);
+
 				log_info("intercept %s: %s left %s.%s", i->id, i->owner, w->name, w->ns);
-				preview_intercept_ended(i->id, 0);
+				cJSON_AddNumberToObject(r, "previews_ended",
+				    preview_intercept_ended(i->id, 0));
 				intercept_free(i);
 				push(w);
 				workload_gc(w);
-				return result(req, 1, 0, NULL);
+				return r;
 			}
 		}
 	}

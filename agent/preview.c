@@ -187,18 +187,20 @@ sweep(evutil_socket_t fd, short what, void *arg)
 	}
 }
 
-void
+int
 preview_intercept_ended(const char *id, int released)
 {
 	struct preview *p, *next;
 	time_t until = time(NULL) + ORPHAN_KEEP;
 	char t[16];
+	int n = 0;
 
 	for (p = TAILQ_FIRST(&pv.list); p; p = next) {
 		next = TAILQ_NEXT(p, entry);
 		if (strcmp(p->icpt, id) != 0)
 			continue;
 		shown(p->token, t, sizeof(t));
+		n++;
 		if (!released) {
 			log_info("preview %s of %s on %s.%s ended with its intercept", t, p->owner,
 			    p->workload, p->ns);
@@ -209,6 +211,7 @@ preview_intercept_ended(const char *id, int released)
 		if (p->expires == 0 || p->expires > until)
 			p->expires = until;
 	}
+	return n;
 }
 
 /* --- URLs --- */

@@ -33,8 +33,9 @@ int preview_start(const struct preview_env *env, char *err, size_t errlen);
  * handled (the result is sent, maybe later), 0 if type is not ours. */
 int preview_request(struct client *c, const char *type, const struct cJSON *msg);
 /* Intercept id ended: by its owner (its previews end), or released after
- * its workstation went away (they stay, "not active", for a while). */
-void preview_intercept_ended(const char *id, int released);
+ * its workstation went away (they stay, "not active", for a while).
+ * Returns how many previews it had. */
+int preview_intercept_ended(const char *id, int released);
 void preview_shutdown(void);
 
 #endif

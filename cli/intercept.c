@@ -429,6 +429,7 @@ cmd_leave(int argc, char **argv)
 	enum output out = OUT_TEXT;
 	cJSON *body = NULL, *resp = NULL;
 	char nsbuf[256];
+	double np;
 	int ch, ret;
 
 	while ((ch = next_opt(argc, argv, ":n:o:h", opts)) != -1)
@@ -460,7 +461,11 @@ cmd_leave(int argc, char **argv)
 			putchar('.');
 			put(shown_ns);
 		}
-		fputs(": its traffic goes to the cluster again\n", stdout);
+		fputs(": its traffic goes to the cluster again", stdout);
+		if (jnum(resp, "previews_ended", &np) && np >= 1)
+			printf("; its %s ended", np == 1 ? "preview URL" :
+			    "preview URLs");
+		putchar('\n');
 	}
 	ret = 0;
 done:

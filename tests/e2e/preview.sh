@@ -235,9 +235,10 @@ no grep -rqE "$tok|$rm_tok|$ttl_tok" "$STATE"/*.log "$STATE"/*/*.log
 ok "no full token in the manager's, sidecars' or daemons' logs"
 
 # --- leaving the intercept ends its previews
-alice leave web >/dev/null
+out=$(alice leave web)
+[[ $out == "Left web.default: its traffic goes to the cluster again; its preview URL"*" ended" ]]
 [[ $(mcurl "${url}api/hello") != *alice* && $(code) == 404 ]]
-ok "leave web ends its preview (404)"
+ok "leave web ends its previews (404) and says so"
 
 # --- the owner quits: not active, at once, no hang
 alice intercept web --port 8080 --http-header x-dev=alice >/dev/null
