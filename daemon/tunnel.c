@@ -278,7 +278,15 @@ static void
 on_close(struct kb_session *s, const char *err, void *arg)
 {
 	struct kbd *d = arg;
+	char why[300];
 
+	/* With TLS 1.3 the manager's verdict on our certificate arrives
+	 * after our side of the handshake is done: it is the first thing
+	 * the session reads. */
+	if (err && d->state == KBD_CONNECTING && kb_session_failure(s) == KB_CONN_FAIL_PEER_REFUSED) {
+		snprintf(why, sizeof(why), "the manager refused this profile's certificate (%s)", err);
+		err = why;
+	}
 	kb_session_free(s);
 	d->sess = NULL;
 	lost(d, err ? err : "manager closed the session");
@@ -309,14 +317,23 @@ describe_failure(struct kb_conn *c, char *buf, size_t len)
 	char why[200];
 
 	kb_conn_error(c, why, sizeof(why));
-	if (strstr(why, "peer certificate"))
+	switch (kb_conn_failure(c)) {
+	case KB_CONN_FAIL_PEER_CERT:
 		snprintf(buf, len, "the manager's certificate is not trusted by this profile (%s)", why);
-	else if (strstr(why, "alert"))
+		break;
+	case KB_CONN_FAIL_PEER_REFUSED:
 		snprintf(buf, len, "the manager refused this profile's certificate (%s)", why);
-	else if (strstr(why, "closed during the TLS handshake"))
+		break;
+	case KB_CONN_FAIL_HANDSHAKE_EOF:
 		snprintf(buf, len, "the manager closed the connection during the TLS handshake");
-	else
+		break;
+	case KB_CONN_FAIL_TLS:
+		snprintf(buf, len, "TLS with the manager failed: %s", why);
+		break;
+	default:
 		snprintf(buf, len, "cannot reach manager: %s", why);
+		break;
+	}
 }
 
 /* Connected and TLS handshake done (or failed): run the session. */

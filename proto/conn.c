@@ -615,6 +615,25 @@ kb_conn_error(struct kb_conn *c, char *buf, size_t len)
 	return buf;
 }
 
+enum kb_conn_failure
+kb_conn_failure(struct kb_conn *c)
+{
+	if (c->ssl && SSL_get_verify_result(c->ssl) != X509_V_OK)
+		return KB_CONN_FAIL_PEER_CERT;
+	if (c->ssl_err) {
+		/* OpenSSL reports a received alert as its code plus this offset. */
+		if (ERR_GET_LIB(c->ssl_err) == ERR_LIB_SSL &&
+		    ERR_GET_REASON(c->ssl_err) >= SSL_AD_REASON_OFFSET)
+			return KB_CONN_FAIL_PEER_REFUSED;
+		return KB_CONN_FAIL_TLS;
+	}
+	if (c->sys_errno)
+		return KB_CONN_FAIL_NETWORK;
+	if (!c->was_open && c->ssl)
+		return KB_CONN_FAIL_HANDSHAKE_EOF;
+	return KB_CONN_FAIL_NETWORK;
+}
+
 static void
 conn_destroy(struct kb_conn *c)
 {

@@ -52,6 +52,16 @@ SSL *kb_conn_ssl(struct kb_conn *c);
 /* Why the connection failed, in one line ("peer certificate rejected: ...",
  * "tlsv1 alert unknown ca", "Connection refused", ...). */
 const char *kb_conn_error(struct kb_conn *c, char *buf, size_t len);
+
+/* What kind of failure that was, for a message in the caller's words. */
+enum kb_conn_failure {
+	KB_CONN_FAIL_NETWORK,       /* the connect failed, or the connection dropped */
+	KB_CONN_FAIL_PEER_CERT,     /* we did not accept the peer's certificate */
+	KB_CONN_FAIL_PEER_REFUSED,  /* the peer sent a TLS alert: it refused us */
+	KB_CONN_FAIL_HANDSHAKE_EOF, /* closed during the handshake, no alert */
+	KB_CONN_FAIL_TLS,           /* another TLS error */
+};
+enum kb_conn_failure kb_conn_failure(struct kb_conn *c);
 /* Close now: no callbacks, nothing more is sent. */
 void kb_conn_free(struct kb_conn *c);
 /* Send what is queued (for at most 2 s), then free. No more callbacks. */

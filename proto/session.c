@@ -71,6 +71,7 @@ TAILQ_HEAD(stream_list, kb_stream);
 
 struct kb_session {
 	struct kb_conn *conn;
+	int failure;                /* enum kb_conn_failure once the connection failed, else -1 */
 	int initiator;
 	const struct kb_session_cbs *cbs;
 	void *arg;
@@ -1001,6 +1002,7 @@ session_event(struct kb_conn *c, int what, void *arg)
 	} else if (what & KB_CONN_EOF) {
 		session_end(s, KB_GOAWAY_NORMAL, s->goaway_sent ? NULL : "connection closed by peer");
 	} else {
+		s->failure = (int)kb_conn_failure(c);
 		snprintf(err, sizeof(err), "connection failed: %s", kb_conn_error(c, why, sizeof(why)));
 		session_end(s, KB_GOAWAY_NORMAL, err);
 	}
@@ -1170,6 +1172,7 @@ kb_session_new(struct kb_conn *conn, int initiator, const struct kb_session_cbs 
 	if (!s->timer)
 		goto fail;
 	s->conn = conn;
+	s->failure = -1;
 	s->initiator = initiator;
 	s->cbs = cbs;
 	s->arg = arg;
@@ -1267,6 +1270,12 @@ kb_session_goaway(struct kb_session *s, const char *reason, unsigned linger_ms)
 	s->linger = evtimer_new(kb_conn_base(s->conn), linger_expired, s);
 	if (s->linger)
 		evtimer_add(s->linger, &tv);
+}
+
+int
+kb_session_failure(const struct kb_session *s)
+{
+	return s->failure;
 }
 
 int

@@ -60,6 +60,9 @@ int kb_session_send_control(struct kb_session *s, struct cJSON *msg);
 /* Graceful goaway: tell the peer, accept no new streams, close the session
  * once every stream has finished (or after linger_ms at most). */
 void kb_session_goaway(struct kb_session *s, const char *reason, unsigned linger_ms);
+/* How the connection failed (enum kb_conn_failure), or -1 if it did not
+ * fail (yet): for on_close's caller to word the error. */
+int kb_session_failure(const struct kb_session *s);
 /* Both hellos exchanged and not going away. */
 int kb_session_ready(const struct kb_session *s);
 

@@ -186,8 +186,12 @@ ok "corrupt profile, missing profile, broken certificate: one-line errors"
 
 "$KB_BIN/kbridge-agent" init --state-dir "$STATE/other-ca" --address 192.168.50.1:8443 >/dev/null
 "$KB_BIN/kbridge-agent" issue --state-dir "$STATE/other-ca" --name eve --out "$STATE/eve.json" >/dev/null
-expect_fail "certificate" kb connect --profile "$STATE/eve.json"
-ok "a profile from another CA is refused during the handshake"
+expect_fail "manager's certificate is not trusted by this profile" kb connect --profile "$STATE/eve.json"
+# eve's certificate with the right CA to check the manager: the manager refuses her
+python3 -c 'import json,sys; e=json.load(open(sys.argv[1])); a=json.load(open(sys.argv[2])); e["ca"]=a["ca"]; json.dump(e, open(sys.argv[3],"w"))' \
+	"$STATE/eve.json" "$STATE/alice.json" "$STATE/mallory.json"
+expect_fail "manager refused this profile's certificate" kb connect --profile "$STATE/mallory.json"
+ok "a profile from another CA is refused during the handshake, either way round, and says which side refused"
 
 python3 -c 'import json,sys; p=json.load(open(sys.argv[1])); p["manager"]="192.168.50.1:9"; json.dump(p, open(sys.argv[2],"w"))' \
 	"$STATE/alice.json" "$STATE/closed.json"
