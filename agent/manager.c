@@ -16,6 +16,7 @@
 #include <cjson/cJSON.h>
 #include <event2/event.h>
 #include <event2/listener.h>
+#include <openssl/rand.h>
 #include <openssl/ssl.h>
 
 #include "conn.h"
@@ -51,6 +52,7 @@ struct manager {
 	size_t nclients;
 	struct client *clients;
 	int stopping;
+	char instance[33];	/* this process: daemons see that we restarted */
 };
 
 struct dial {
@@ -303,6 +305,7 @@ on_hello(struct kb_session *s, const cJSON *h, char *reason, size_t rlen, void *
 	c->kind = sidecar ? CLIENT_SIDECAR : CLIENT_DAEMON;
 	r = cJSON_CreateObject();
 	cJSON_AddStringToObject(r, "software", "kbridge/0.1.0");
+	cJSON_AddStringToObject(r, "instance", m->instance);
 	cJSON_AddStringToObject(r, "user", c->name);
 	cJSON_AddStringToObject(r, "cluster_domain", m->domain);
 	a = cJSON_AddArrayToObject(r, "subnets");
@@ -604,6 +607,15 @@ cmd_manager(int argc, char **argv)
 		goto out;
 	}
 	icpt_init(m.base, (unsigned)(grace * 1000));
+	{
+		unsigned char rnd[16];
+		if (RAND_bytes(rnd, sizeof(rnd)) != 1) {
+			snprintf(err, sizeof(err), "no randomness");
+			goto out;
+		}
+		for (i = 0; i < sizeof(rnd); i++)
+			snprintf(m.instance + 2 * i, 3, "%02x", rnd[i]);
+	}
 	if ((m.resolver = resolver_new(m.base, dns, err, sizeof(err))) == NULL)
 		goto out;
 	snprintf(portstr, sizeof(portstr), "%u", port);

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include <cjson/cJSON.h>
+#include <event2/event.h>
 #include <event2/http.h>
 
 #include "dial.h"
@@ -18,12 +19,15 @@
 
 #define DELIVER_TIMEOUT_MS 5000
 
-/* Our intercepts: the manager says which one a delivered stream is for. */
+/* Our intercepts: the manager says which one a delivered stream is for.
+ * spec is the request that made it (JSON), to make it again on a manager
+ * that restarted and forgot it. */
 struct local_icpt {
 	struct local_icpt *next;
 	char id[KB_OPEN_REF_MAX + 1];
 	char workload[64], ns[64];
 	uint16_t port;
+	char *spec;
 };
 
 enum relay_kind { RELAY_INTERCEPT, RELAY_LEAVE, RELAY_LIST };
@@ -33,6 +37,7 @@ struct relay_ctx {
 	enum relay_kind kind;
 	char workload[64], ns[64];
 	uint16_t port;
+	char spec[];		/* intercept: the request, as JSON */
 };
 
 struct delivery {
@@ -51,6 +56,7 @@ local_forget(const char *workload, const char *ns)
 	for (pp = &icpts; (i = *pp) != NULL;) {
 		if (!strcmp(i->workload, workload) && !strcmp(i->ns, ns)) {
 			*pp = i->next;
+			free(i->spec);
 			free(i);
 		} else {
 			pp = &i->next;
@@ -70,8 +76,95 @@ local_add(const struct relay_ctx *r, const char *id)
 	snprintf(i->workload, sizeof(i->workload), "%s", r->workload);
 	snprintf(i->ns, sizeof(i->ns), "%s", r->ns);
 	i->port = r->port;
+	i->spec = r->spec[0] ? strdup(r->spec) : NULL;
 	i->next = icpts;
 	icpts = i;
+}
+
+/* --- after a manager restart --- */
+
+#define RESTORE_TRIES 30	/* a second apart: sidecars register again too */
+
+struct restore {
+	struct kbd *d;
+	char workload[64], ns[64];
+	int tries;
+};
+
+static void restore_one(struct restore *rs);
+
+static void
+restore_again(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	restore_one(arg);
+}
+
+static void
+restored(void *ctx, const cJSON *res, const char *err)
+{
+	struct restore *rs = ctx;
+	const char *id = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(
+	    cJSON_GetObjectItemCaseSensitive(res, "intercept"), "id"));
+	const char *why = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(res, "error"));
+	struct local_icpt *i;
+
+	for (i = icpts; i && (strcmp(i->workload, rs->workload) || strcmp(i->ns, rs->ns));
+	    i = i->next)
+		;
+	if (i && cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(res, "ok")) && id) {
+		snprintf(i->id, sizeof(i->id), "%s", id);
+		log_info("intercept of %s.%s made again on the restarted manager (id %s)",
+		    rs->workload, rs->ns, id);
+	} else if (i && res && ++rs->tries < RESTORE_TRIES &&
+	    cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(res, "status")) == 404) {
+		/* Its sidecar has not registered with the new manager yet. */
+		log_debug("intercept of %s.%s: %s; trying again", rs->workload, rs->ns, why);
+		if (event_base_once(rs->d->base, -1, EV_TIMEOUT, restore_again, rs,
+		    &(struct timeval){ 1, 0 }) == 0)
+			return;
+		local_forget(rs->workload, rs->ns);
+	} else if (i) {
+		log_warnx("intercept of %s.%s is gone: the restarted manager refused it again: %s",
+		    rs->workload, rs->ns, err ? err : why ? why : "no answer");
+		local_forget(rs->workload, rs->ns);
+	}
+	free(rs);
+}
+
+void
+intercept_restore(struct kbd *d)
+{
+	struct local_icpt *i;
+	struct restore *rs;
+
+	for (i = icpts; i; i = i->next) {
+		if (!i->spec || (rs = calloc(1, sizeof(*rs))) == NULL)
+			continue;
+		rs->d = d;
+		memcpy(rs->workload, i->workload, sizeof(rs->workload));
+		memcpy(rs->ns, i->ns, sizeof(rs->ns));
+		restore_one(rs);
+	}
+}
+
+static void
+restore_one(struct restore *rs)
+{
+	struct local_icpt *i;
+	cJSON *msg;
+
+	for (i = icpts; i && (strcmp(i->workload, rs->workload) || strcmp(i->ns, rs->ns));
+	    i = i->next)
+		;
+	/* Left meanwhile, or the session is down again (the next hello retries). */
+	if (!i || !i->spec || (msg = cJSON_Parse(i->spec)) == NULL ||
+	    tunnel_request(rs->d, msg, restored, rs) < 0) {
+		if (i && i->spec && rs->d->state == KBD_CONNECTED)
+			log_warnx("cannot make the intercept of %s.%s again", i->workload, i->ns);
+		free(rs);
+	}
 }
 
 static void
@@ -103,6 +196,7 @@ intercept_http(struct evhttp_request *req, void *arg)
 	const cJSON *v;
 	struct relay_ctx *r = NULL;
 	enum relay_kind kind;
+	char *spec;
 
 	if (!path)
 		path = "";
@@ -134,10 +228,15 @@ intercept_http(struct evhttp_request *req, void *arg)
 	v = cJSON_GetObjectItemCaseSensitive(body, "headers");
 	if (kind == RELAY_INTERCEPT && v)
 		cJSON_AddItemToObject(msg, "headers", cJSON_Duplicate(v, 1));
-	if ((r = calloc(1, sizeof(*r))) == NULL) {
+	spec = kind == RELAY_INTERCEPT ? cJSON_PrintUnformatted(msg) : NULL;
+	if ((r = calloc(1, sizeof(*r) + (spec ? strlen(spec) : 0) + 1)) == NULL) {
+		free(spec);
 		control_error(req, 500, "out of memory");
 		goto out;
 	}
+	if (spec)
+		memcpy(r->spec, spec, strlen(spec) + 1);
+	free(spec);
 	r->kind = kind;
 	snprintf(r->workload, sizeof(r->workload), "%s", cJSON_GetStringValue(
 	    cJSON_GetObjectItemCaseSensitive(msg, "workload")));
@@ -225,6 +324,7 @@ intercept_shutdown(void)
 
 	while ((i = icpts) != NULL) {
 		icpts = i->next;
+		free(i->spec);
 		free(i);
 	}
 }

@@ -55,6 +55,7 @@ struct kbd {
 	struct kb_conn *connecting; /* TLS connection before its session exists */
 	struct event *retry_ev;
 	unsigned backoff_ms;
+	char manager_instance[40]; /* the manager process we talk to, from its hello */
 	unsigned reconnects;
 	time_t connected_since;
 	char last_error[256];
@@ -143,6 +144,8 @@ int tunnel_request(struct kbd *d, struct cJSON *msg, tunnel_done_fn done, void *
 void intercept_http(struct evhttp_request *req, void *arg);
 void intercept_deliver(struct kbd *d, struct kb_stream *st, const struct kb_open *o);
 void intercept_shutdown(void);
+/* The manager restarted (it forgot our intercepts): make them again. */
+void intercept_restore(struct kbd *d);
 
 /* preview.c: /v1/preview/create, /v1/preview/list, /v1/preview/remove */
 void preview_http(struct evhttp_request *req, void *arg);

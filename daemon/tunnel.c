@@ -193,6 +193,20 @@ parse_manager_hello(struct kbd *d, const cJSON *h, char *reason, size_t rlen)
 	return 0;
 }
 
+/* A different manager process than before has forgotten our intercepts. */
+static int
+manager_restarted(struct kbd *d, const cJSON *h)
+{
+	const char *inst = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(h, "instance"));
+	int restarted;
+
+	if (!inst)
+		return 0;
+	restarted = d->manager_instance[0] && strcmp(d->manager_instance, inst) != 0;
+	snprintf(d->manager_instance, sizeof(d->manager_instance), "%s", inst);
+	return restarted;
+}
+
 static void
 trim_heap(evutil_socket_t fd, short what, void *arg)
 {
@@ -233,6 +247,10 @@ on_hello(struct kb_session *s, const cJSON *h, char *reason, size_t rlen, void *
 	d->last_error[0] = '\0';
 	log_info("connected to %s as %s (namespace %s)", d->profile.manager, d->user, d->ns);
 	control_connect_done(d, 1, NULL);
+	if (manager_restarted(d, h)) {
+		log_info("the manager restarted: making our intercepts again");
+		intercept_restore(d);
+	}
 	/* Setting up left freed memory behind; an idle daemon should be small.
 	 * A moment later, so the answer to the waiting CLI leaves first. */
 	event_base_once(d->base, -1, EV_TIMEOUT, trim_heap, NULL, &(struct timeval){ 0, 200000 });

@@ -154,6 +154,19 @@ grep -q "127.0.0.1:8089" "$STATE/body"
 ok "a request to a workstation whose local port is closed gets 502 ($(head -c 80 "$STATE/body"))"
 alice leave web >/dev/null
 
+# --- the manager restarts: sidecars register again, daemons make their intercepts again
+alice intercept web --port 8080 --http-header x-dev=alice --http-path-prefix /r >/dev/null
+[[ $(get -H 'x-dev: alice' http://web.default/r1) == "alice local: GET /r1" ]]
+old=$(alice list --output json | python3 -c 'import json,sys; print([i["id"] for w in json.load(sys.stdin)["workloads"] for i in w["intercepts"] if i["mine"]][0])')
+"$PG" restart-manager >/dev/null
+poll 100 bash -c "[[ \$($PG exec api curl -sS -m 2 -H 'x-dev: alice' http://web.default/r2) == 'alice local: GET /r2' ]]"
+[[ $(get -H 'x-dev: alice' http://web.default/) == "hello from web (cluster)" ]]
+new=$(alice list --output json | python3 -c 'import json,sys; print([i["id"] for w in json.load(sys.stdin)["workloads"] for i in w["intercepts"] if i["mine"]][0])')
+[[ -n $new && $new != "$old" ]]
+grep -q "made again on the restarted manager" "$STATE/ws/kbridged.sock.log"
+alice leave web >/dev/null
+ok "after a manager restart the sidecar registers again and alice's intercept (header and path) is made again"
+
 # --- the owner's daemon dies: released after the grace period
 alice intercept web --port 8080 --http-header x-dev=alice >/dev/null
 pid=$(alice status --output json | python3 -c 'import json,sys; print(json.load(sys.stdin)["daemon"]["pid"])')
