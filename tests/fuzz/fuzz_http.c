@@ -18,32 +18,9 @@
 #include <fcntl.h>
 #include <signal.h>
 
+#include "../unit/preview_doubles.h"
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-static int state;
-
-int
-icpt_owned(const char *owner, const char *wl, const char *ns, char *id, size_t idlen, int *http)
-{
-	(void)owner;
-	(void)wl;
-	(void)ns;
-	snprintf(id, idlen, "icpt1");
-	*http = 1;
-	return 0;
-}
-
-int
-icpt_state(const char *id)
-{
-	return strcmp(id, "icpt1") ? -1 : state;
-}
-
-void
-client_unref(struct client *c)
-{
-	c->refs--;
-}
 
 void
 resolver_lookup(struct kb_resolver *r, const char *name, int qtype, resolver_cb cb, void *arg)

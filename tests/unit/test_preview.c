@@ -21,34 +21,11 @@
 
 #include "evloop.h"
 #include "ok.h"
+#include "preview_doubles.h"
 
 /* --- doubles --- */
 
-static int owned = 1, state = 1;
 static char asked[300];
-
-int
-icpt_owned(const char *owner, const char *wl, const char *ns, char *id, size_t idlen, int *http)
-{
-	(void)owner;
-	(void)wl;
-	(void)ns;
-	snprintf(id, idlen, "icpt1");
-	*http = 1;
-	return owned ? 0 : -1;
-}
-
-int
-icpt_state(const char *id)
-{
-	return strcmp(id, "icpt1") ? -1 : state;
-}
-
-void
-client_unref(struct client *c)
-{
-	c->refs--;
-}
 
 void
 resolver_lookup(struct kb_resolver *r, const char *name, int qtype, resolver_cb cb, void *arg)

@@ -1,0 +1,34 @@
+/* Test doubles for what agent/preview.c uses of the rest of the manager,
+ * shared by tests/unit/test_preview.c and tests/fuzz/fuzz_http.c: the
+ * intercept registry knows one intercept, "icpt1", whose owner has it when
+ * owned is set and whose workstation is connected when state is 1. Include
+ * after agent/preview.c. */
+#ifndef KB_PREVIEW_DOUBLES_H
+#define KB_PREVIEW_DOUBLES_H
+
+static int owned = 1, state = 1;
+
+int
+icpt_owned(const char *owner, const char *wl, const char *ns, char *id, size_t idlen, int *http)
+{
+	(void)owner;
+	(void)wl;
+	(void)ns;
+	snprintf(id, idlen, "icpt1");
+	*http = 1;
+	return owned ? 0 : -1;
+}
+
+int
+icpt_state(const char *id)
+{
+	return strcmp(id, "icpt1") ? -1 : state;
+}
+
+void
+client_unref(struct client *c)
+{
+	c->refs--;
+}
+
+#endif
