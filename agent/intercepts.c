@@ -499,6 +499,7 @@ do_intercept(struct client *c, const cJSON *req)
 	match_str(n, m, sizeof(m));
 	log_info("intercept %s: %s intercepts %s.%s (%s) to port %u", n->id, n->owner, w->name,
 	    w->ns, m, n->port);
+	preview_intercept_made(n->owner, w->name, w->ns, n->id);
 	push(w);
 	r = result(req, 1, 0, NULL);
 	cJSON_AddItemToObject(r, "intercept", intercept_json(n, c));

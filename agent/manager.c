@@ -507,6 +507,7 @@ cmd_manager(int argc, char **argv)
 	const char *state = NULL, *listen_on = NULL, *dns = NULL;
 	const char *preview_listen = NULL, *preview_base = NULL;
 	struct preview_env penv;
+	char store[4200];
 	char err[300], host[256], *ca = NULL, *cert = NULL, *key = NULL;
 	struct evutil_addrinfo hints = { .ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE }, *ai = NULL;
 	struct event *sigs[2] = { NULL, NULL };
@@ -631,8 +632,9 @@ cmd_manager(int argc, char **argv)
 		goto out;
 	}
 	evconnlistener_set_error_cb(m.listener, accept_error);
+	snprintf(store, sizeof(store), "%s/previews.json", state);
 	penv = (struct preview_env){ .base = m.base, .resolver = m.resolver, .domain = m.domain,
-	    .allowed = addr_allowed, .arg = &m };
+	    .allowed = addr_allowed, .arg = &m, .store = store };
 	if (preview_start(&penv, err, sizeof(err)) < 0)
 		goto out;
 	sigs[0] = evsignal_new(m.base, SIGTERM, on_signal, &m);

@@ -53,6 +53,7 @@ struct preview {
 	uint64_t key;		/* the proxy's upstream key */
 	struct sockaddr_in svc;	/* the workload's service */
 	time_t created, expires; /* expires 0: with the intercept */
+	time_t ttl_expires;	/* what the owner asked for (0: none), kept while orphaned */
 	int released;		/* the intercept was released: never active again */
 };
 
@@ -131,6 +132,136 @@ make_token(char *out)
 	return o == TOKEN_LEN ? 0 : -1;
 }
 
+/* --- kept across restarts of the manager --- */
+
+/* Write the previews to the store (atomically, mode 0600). Intercept ids
+ * are not kept: a restarted manager has none; the owner's daemon makes
+ * the intercept again and preview_intercept_made() binds the previews. */
+static void
+save(void)
+{
+	struct preview *p;
+	cJSON *a = cJSON_CreateArray(), *o;
+	char *txt, addr[INET_ADDRSTRLEN];
+
+	if (!pv.env.store || !a)
+		goto out;
+	TAILQ_FOREACH(p, &pv.list, entry) {
+		if ((o = cJSON_CreateObject()) == NULL)
+			goto out;
+		inet_ntop(AF_INET, &p->svc.sin_addr, addr, sizeof(addr));
+		cJSON_AddStringToObject(o, "token", p->token);
+		cJSON_AddStringToObject(o, "workload", p->workload);
+		cJSON_AddStringToObject(o, "namespace", p->ns);
+		cJSON_AddStringToObject(o, "owner", p->owner);
+		cJSON_AddStringToObject(o, "host", p->host);
+		cJSON_AddStringToObject(o, "address", addr);
+		cJSON_AddNumberToObject(o, "port", ntohs(p->svc.sin_port));
+		cJSON_AddNumberToObject(o, "created", (double)p->created);
+		cJSON_AddNumberToObject(o, "expires", (double)p->ttl_expires);
+		cJSON_AddItemToArray(a, o);
+	}
+	if ((txt = cJSON_PrintUnformatted(a)) != NULL) {
+		if (kb_write_file(pv.env.store, txt, strlen(txt), 0600) < 0)
+			log_warn("cannot keep the previews in %s", pv.env.store);
+		OPENSSL_cleanse(txt, strlen(txt));
+		free(txt);
+	}
+out:
+	cJSON_Delete(a);
+}
+
+static const char *
+jstring(const cJSON *o, const char *key, size_t max)
+{
+	const char *s = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(o, key));
+
+	return s && strlen(s) < max ? s : NULL;
+}
+
+/* Previews from before a restart: not active until their owner's daemon
+ * makes the intercept again, gone if that takes over ORPHAN_KEEP. */
+static void
+load(void)
+{
+	const char *tok, *wl, *ns, *owner, *host, *addr;
+	time_t now = time(NULL), orphan = now + ORPHAN_KEEP;
+	double port, created, expires;
+	struct preview *p;
+	cJSON *a, *o;
+	char *txt;
+	size_t n = 0;
+
+	if (!pv.env.store || (txt = kb_read_file(pv.env.store, 4 << 20, NULL)) == NULL)
+		return;
+	a = cJSON_Parse(txt);
+	OPENSSL_cleanse(txt, strlen(txt));
+	free(txt);
+	if (!cJSON_IsArray(a)) {
+		log_warnx("%s is not a list of previews: ignored", pv.env.store);
+		cJSON_Delete(a);
+		return;
+	}
+	cJSON_ArrayForEach(o, a) {
+		tok = jstring(o, "token", TOKEN_LEN + 1);
+		wl = jstring(o, "workload", 64);
+		ns = jstring(o, "namespace", 64);
+		owner = jstring(o, "owner", 64);
+		host = jstring(o, "host", 256);
+		addr = jstring(o, "address", INET_ADDRSTRLEN);
+		port = cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(o, "port"));
+		created = cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(o, "created"));
+		expires = cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(o, "expires"));
+		if (!tok || !token_ok(tok, strlen(tok)) || !wl || !kb_dns_label(wl) || !ns ||
+		    !kb_dns_label(ns) || !owner || !host || !addr || !(port >= 1 && port <= 65535) ||
+		    !(expires >= 0) || (expires > 0 && expires <= now) || pv.count >= MAX_PREVIEWS ||
+		    (p = calloc(1, sizeof(*p))) == NULL)
+			continue;
+		if (inet_pton(AF_INET, addr, &p->svc.sin_addr) != 1) {
+			free(p);
+			continue;
+		}
+		p->svc.sin_family = AF_INET;
+		p->svc.sin_port = htons((uint16_t)port);
+		memcpy(p->token, tok, TOKEN_LEN + 1);
+		memcpy(p->workload, wl, strlen(wl) + 1);
+		memcpy(p->ns, ns, strlen(ns) + 1);
+		memcpy(p->owner, owner, strlen(owner) + 1);
+		memcpy(p->host, host, strlen(host) + 1);
+		p->created = created > 0 ? (time_t)created : now;
+		p->ttl_expires = (time_t)expires;
+		p->expires = p->ttl_expires && p->ttl_expires < orphan ? p->ttl_expires : orphan;
+		p->key = ++pv.next_key;
+		TAILQ_INSERT_TAIL(&pv.list, p, entry);
+		pv.count++;
+		n++;
+	}
+	cJSON_Delete(a);
+	if (n)
+		log_info("previews: %zu kept from before the restart, waiting for their intercepts", n);
+}
+
+void
+preview_intercept_made(const char *owner, const char *wl, const char *ns, const char *id)
+{
+	struct preview *p;
+	char t[16];
+	int n = 0;
+
+	TAILQ_FOREACH(p, &pv.list, entry) {
+		if (p->icpt[0] || p->released || strcmp(p->owner, owner) || strcmp(p->workload, wl) ||
+		    strcmp(p->ns, ns))
+			continue;
+		snprintf(p->icpt, sizeof(p->icpt), "%s", id);
+		p->expires = p->ttl_expires;
+		shown(p->token, t, sizeof(t));
+		log_info("preview %s of %s on %s.%s serves intercept %s again", t, owner, wl, ns, id);
+		n++;
+	}
+	if (n)
+		save();
+}
+
 static void
 preview_free(struct preview *p)
 {
@@ -160,6 +291,7 @@ find_token(const char *token, size_t n)
 			continue;
 		if (expired(p, now)) {
 			preview_free(p);
+			save();
 			return NULL;
 		}
 		return p;
@@ -172,6 +304,7 @@ sweep(evutil_socket_t fd, short what, void *arg)
 {
 	struct preview *p, *next;
 	time_t now = time(NULL);
+	int n = 0;
 
 	(void)fd;
 	(void)what;
@@ -183,8 +316,11 @@ sweep(evutil_socket_t fd, short what, void *arg)
 			shown(p->token, t, sizeof(t));
 			log_info("preview %s of %s on %s.%s expired", t, p->owner, p->workload, p->ns);
 			preview_free(p);
+			n++;
 		}
 	}
+	if (n)
+		save();
 }
 
 int
@@ -211,6 +347,8 @@ preview_intercept_ended(const char *id, int released)
 		if (p->expires == 0 || p->expires > until)
 			p->expires = until;
 	}
+	if (n)
+		save();
 	return n;
 }
 
@@ -530,6 +668,7 @@ preview_start(const struct preview_env *env, char *err, size_t errlen)
 	pv.env = *env;
 	if (!pv.configured)
 		return 0;
+	load();
 	if (kb_hostport_parse(pv.listen_on, host, sizeof(host), &port) < 0)
 		return -1;
 	snprintf(portstr, sizeof(portstr), "%u", port);
@@ -679,9 +818,10 @@ created(void *arg, int rcode, const char *const *addrs, size_t n, uint32_t ttl)
 	p->svc.sin_addr = a;
 	p->svc.sin_port = htons(pd->port);
 	p->created = time(NULL);
-	p->expires = pd->ttl > 0 ? p->created + pd->ttl : 0;
+	p->expires = p->ttl_expires = pd->ttl > 0 ? p->created + pd->ttl : 0;
 	TAILQ_INSERT_TAIL(&pv.list, p, entry);
 	pv.count++;
+	save();
 	shown(p->token, t, sizeof(t));
 	if (pd->ttl > 0)
 		snprintf(err, sizeof(err), "for %ld s", pd->ttl);
@@ -784,18 +924,22 @@ do_list(struct client *c, double id, const cJSON *msg)
 	struct preview *p, *next;
 	time_t now = time(NULL);
 	cJSON *r = result(id, 1, 0, NULL), *a;
+	int gone = 0;
 
 	a = cJSON_AddArrayToObject(r, "previews");
 	for (p = TAILQ_FIRST(&pv.list); p; p = next) {
 		next = TAILQ_NEXT(p, entry);
 		if (expired(p, now)) {
 			preview_free(p);
+			gone++;
 			continue;
 		}
 		if (cJSON_IsString(ns) && strcmp(ns->valuestring, p->ns))
 			continue;
 		cJSON_AddItemToArray(a, preview_json(p, c));
 	}
+	if (gone)
+		save();
 	reply(c, r);
 }
 
@@ -822,6 +966,7 @@ do_remove(struct client *c, double id, const cJSON *msg)
 	r = result(id, 1, 0, NULL);
 	cJSON_AddItemToObject(r, "preview", preview_json(p, c));
 	preview_free(p);
+	save();
 	reply(c, r);
 }
 

@@ -22,6 +22,8 @@ struct preview_env {
 	/* 1 if addr (host order) is inside the cluster subnets. */
 	int (*allowed)(void *arg, uint32_t addr);
 	void *arg;
+	/* Where previews are kept across restarts (mode 0600), or NULL. */
+	const char *store;
 };
 
 /* Check the options: url_base may be NULL (http://LISTEN). 0, or -1 and err. */
@@ -36,6 +38,9 @@ int preview_request(struct client *c, const char *type, const struct cJSON *msg)
  * its workstation went away (they stay, "not active", for a while).
  * Returns how many previews it had. */
 int preview_intercept_ended(const char *id, int released);
+/* owner made intercept id on wl.ns: previews kept from before a restart
+ * of the manager for that owner and workload serve it again. */
+void preview_intercept_made(const char *owner, const char *wl, const char *ns, const char *id);
 void preview_shutdown(void);
 
 #endif

@@ -234,6 +234,13 @@ ok "a preview created with --ttl 2s gets 404 after 3 s and leaves the list"
 no grep -rqE "$tok|$rm_tok|$ttl_tok" "$STATE"/*.log "$STATE"/*/*.log
 ok "no full token in the manager's, sidecars' or daemons' logs"
 
+# --- the manager restarts: the same URL serves alice again once her daemon made the intercept again
+"$PG" restart-manager >/dev/null
+poll 100 bash -c "[[ \$($PG exec mate curl -sS -m 2 ${url}api/hello) == 'alice api' ]]"
+[[ $(stat -c %a "$STATE/cluster/previews.json") == 600 ]]
+no grep -q "$tok" "$STATE"/manager*.log
+ok "after a manager restart the preview URL works again (previews kept in the state directory, mode 600)"
+
 # --- leaving the intercept ends its previews
 out=$(alice leave web)
 [[ $out == "Left web.default: its traffic goes to the cluster again; its preview URL"*" ended" ]]

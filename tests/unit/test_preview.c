@@ -12,6 +12,8 @@
 #include "../../agent/httpproxy.c"
 #include "../../agent/preview.c"
 
+#include <sys/stat.h>
+
 #include <ctype.h>
 #include <signal.h>
 
@@ -394,6 +396,46 @@ main(void)
 	alice.sess = NULL;
 	ok(create(&alice, "web", 0, svc_port) == NULL && pv.count == 0);
 	ok(alice.refs == 1);
+	alice.sess = bob.sess;
+
+	/* Kept across a restart of the manager: not active until the owner's
+	 * intercept is made again, then the same URL serves it. */
+	{
+		char store[] = "/tmp/kbpreviewXXXXXX", *txt;
+		struct stat stt;
+		int fd = mkstemp(store);
+
+		close(fd);
+		unlink(store);
+		preview_shutdown();
+		env.store = store;
+		ok(preview_start(&env, err, sizeof(err)) == 0);
+		p = create(&alice, "web", 0, svc_port);
+		q = create(&alice, "web", 60, svc_port);
+		ok(p && q && pv.count == 2);
+		snprintf(tok, sizeof(tok), "%s", p->token);
+		ok(stat(store, &stt) == 0 && (stt.st_mode & 0777) == 0600);
+		txt = kb_read_file(store, 1 << 20, NULL);
+		ok(txt && strstr(txt, tok) && !strstr(txt, "icpt1"));
+		free(txt);
+		preview_shutdown();
+		ok(pv.count == 0);
+		ok(preview_start(&env, err, sizeof(err)) == 0);
+		ok(pv.count == 2);
+		snprintf(host, sizeof(host), "%s.preview.test:8080", tok);
+		ok(get(&r, host, "/", NULL) == 503 && strstr(r.body, "This preview is not active"));
+		preview_intercept_made("bob", "web", "default", "icpt1");
+		ok(get(&r, host, "/", NULL) == 503);
+		preview_intercept_made("alice", "web", "default", "icpt1");
+		ok(get(&r, host, "/", NULL) == 200 && strstr(r.body, "x-kbridge-intercept-id: icpt1\n"));
+		q = TAILQ_LAST(&pv.list, preview_list);
+		ok(q->expires >= time(NULL) + 58 && q->expires <= time(NULL) + 60);
+		/* A store that is not ours to read is ignored, loudly. */
+		kb_write_file(store, "{\"not\": \"a list\"}", 18, 0600);
+		preview_shutdown();
+		ok(preview_start(&env, err, sizeof(err)) == 0 && pv.count == 0);
+		unlink(store);
+	}
 
 	preview_shutdown();
 	ok(pv.count == 0);
