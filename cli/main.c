@@ -423,6 +423,25 @@ since(const char *iso, char *buf, size_t len)
 	return buf;
 }
 
+/* "intercepts:      web.default -> 127.0.0.1:8080" and one more line each. */
+static void
+print_intercepts(const cJSON *a)
+{
+	const cJSON *i;
+	double port;
+	int first = 1;
+
+	cJSON_ArrayForEach(i, a) {
+		printf("%-17s", first ? "intercepts:" : "");
+		put_in("", orelse(jstr(i, "workload"), "?"), ".");
+		put_in("", orelse(jstr(i, "namespace"), "?"), NULL);
+		if (jnum(i, "port", &port))
+			printf(" -> 127.0.0.1:%.0f", port);
+		putchar('\n');
+		first = 0;
+	}
+}
+
 #define LINE(label, ...) do {					\
 	printf("%-17s", label ":");				\
 	printf(__VA_ARGS__);					\
@@ -481,6 +500,7 @@ print_status(const cJSON *st)
 		LINE("reconnects", "%.0f", n);
 	if ((s = jstr(st, "last_error")) != NULL)
 		LINE("last error", "%s", s);
+	print_intercepts(cJSON_GetObjectItemCaseSensitive(st, "intercepts"));
 }
 
 static void

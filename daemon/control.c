@@ -102,6 +102,7 @@ status_json(struct kbd *d)
 	else
 		cJSON_AddNullToObject(j, "last_error");
 	cJSON_AddNumberToObject(j, "reconnects", d->reconnects);
+	cJSON_AddItemToObject(j, "intercepts", intercept_status());
 	if (d->sess) {
 		struct kb_session_stats st;
 		kb_session_stats(d->sess, &st);

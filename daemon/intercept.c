@@ -81,6 +81,24 @@ local_add(const struct relay_ctx *r, const char *id)
 	icpts = i;
 }
 
+cJSON *
+intercept_status(void)
+{
+	cJSON *a = cJSON_CreateArray(), *o;
+	struct local_icpt *i;
+
+	for (i = icpts; a && i; i = i->next) {
+		if ((o = cJSON_CreateObject()) == NULL)
+			break;
+		cJSON_AddStringToObject(o, "workload", i->workload);
+		cJSON_AddStringToObject(o, "namespace", i->ns);
+		cJSON_AddStringToObject(o, "id", i->id);
+		cJSON_AddNumberToObject(o, "port", i->port);
+		cJSON_AddItemToArray(a, o);
+	}
+	return a;
+}
+
 /* --- after a manager restart --- */
 
 #define RESTORE_TRIES 30	/* a second apart: sidecars register again too */

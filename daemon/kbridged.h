@@ -144,6 +144,8 @@ int tunnel_request(struct kbd *d, struct cJSON *msg, tunnel_done_fn done, void *
 void intercept_http(struct evhttp_request *req, void *arg);
 void intercept_deliver(struct kbd *d, struct kb_stream *st, const struct kb_open *o);
 void intercept_shutdown(void);
+/* Our intercepts for /v1/status: [{"workload", "namespace", "id", "port"}]. */
+struct cJSON *intercept_status(void);
 /* The manager restarted (it forgot our intercepts): make them again. */
 void intercept_restore(struct kbd *d);
 

@@ -74,7 +74,9 @@ id=$(alice list --output json | python3 -c 'import json,sys; print([i["id"] for 
 [[ $(get -H "x-kbridge-intercept-id: $id" http://web.default/byid) == "alice local: GET /byid" ]]
 out=$(alice list)
 [[ $out == *"alice* (x-dev: alice; id $id)"* && $out == *"bob (x-dev: bob"* ]]
-ok "x-kbridge-intercept-id routes to the intercept; list names owners, matches and ids"
+[[ $(alice status) == *"intercepts:      web.default -> 127.0.0.1:8080"* ]]
+alice status --output json | python3 -c "import json,sys; i=json.load(sys.stdin)['intercepts']; assert i == [{'workload': 'web', 'namespace': 'default', 'id': '$id', 'port': 8080}], i"
+ok "x-kbridge-intercept-id routes to the intercept; list names owners, matches and ids; status shows ours"
 
 # --- conflicts
 rc=0; bob intercept web --port 8080 --http-header x-dev=alice 2>"$STATE/err" || rc=$?
