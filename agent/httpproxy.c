@@ -36,7 +36,7 @@
 #define HP_HIGH_WATER	(256 * 1024)	/* stop reading while the peer has this queued */
 #define HP_HBUF_KEEP	(8 * 1024)	/* larger head buffers are freed after use */
 #define HP_IOV		16
-#define HP_ROUTE_DROP	4	/* header names route() may drop */
+#define HP_ROUTE_DROP	8	/* header names route() may drop */
 #define HP_DIRECT_MIN	(16 * 1024) /* bulk goes out at once, uncopied */
 
 /* Variables so that tests can shorten them. */

@@ -78,6 +78,7 @@ static struct {
 struct pvconn {
 	LIST_ENTRY(pvconn) entry;
 	struct hp_conn *hc;
+	char peer[INET6_ADDRSTRLEN]; /* the browser's address, for X-Forwarded-For */
 };
 
 /* A preview asked for while the service name resolves. */
@@ -541,6 +542,28 @@ not_active(struct hp_route *r, const struct preview *p)
 	    "text/html; charset=utf-8", body);
 }
 
+/* What the workload learns of the browser, as proxies tell it: its address
+ * appended to X-Forwarded-For, and the scheme and host it asked for. */
+static int
+forwarded(const struct pvconn *pc, const struct hp_request *req, struct hp_route *r)
+{
+	const char *xff = hp_header(req, "x-forwarded-for"), *host = hp_header(req, "host");
+	char buf[1024];
+
+	if (!pc->peer[0])
+		return 0;
+	if (xff && strlen(xff) + strlen(pc->peer) + 3 > sizeof(buf))
+		xff = NULL; /* an overlong chain is not passed on */
+	snprintf(buf, sizeof(buf), "%s%s%s", xff ? xff : "", xff ? ", " : "", pc->peer);
+	if (hp_route_drop(r, "x-forwarded-for") < 0 || hp_route_add(r, "X-Forwarded-For", buf) < 0 ||
+	    hp_route_drop(r, "x-forwarded-proto") < 0 ||
+	    hp_route_add(r, "X-Forwarded-Proto", pv.scheme) < 0 ||
+	    hp_route_drop(r, "x-forwarded-host") < 0 ||
+	    (host && hp_route_add(r, "X-Forwarded-Host", host) < 0))
+		return -1;
+	return 0;
+}
+
 static uint64_t
 pv_route(void *arg, const struct hp_request *req, struct hp_route *r)
 {
@@ -551,7 +574,6 @@ pv_route(void *arg, const struct hp_request *req, struct hp_route *r)
 	size_t n = 0, ll = strlen(LINK_PATH);
 	int from_cookie = 0;
 
-	(void)arg;
 	if ((tok = host_token(host, hbuf)) != NULL) {
 		p = find_token(tok, TOKEN_LEN);
 	} else if (!strncmp(target, LINK_PATH, ll)) {
@@ -587,7 +609,7 @@ pv_route(void *arg, const struct hp_request *req, struct hp_route *r)
 	if (hp_route_drop(r, "x-kbridge-intercept-id") < 0 ||
 	    hp_route_add(r, "x-kbridge-intercept-id", p->icpt) < 0 ||
 	    (p->host[0] && (hp_route_drop(r, "host") < 0 || hp_route_add(r, "Host", p->host) < 0)) ||
-	    (from_cookie && strip_cookie(req, r) < 0)) {
+	    forwarded(arg, req, r) < 0 || (from_cookie && strip_cookie(req, r) < 0)) {
 		hp_route_reply(r, 431, "Request Header Fields Too Large", NO_STORE, "text/plain",
 		    "kbridge: the request's cookies are too large\n");
 		return 0;
@@ -635,17 +657,21 @@ pv_done(void *arg, struct hp_conn *c)
 static void
 pv_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int salen, void *arg)
 {
-	(void)l;
-	(void)sa;
-	(void)salen;
 	struct hp_upstreams up = { .route = pv_route, .open = pv_open, .done = pv_done };
 	struct pvconn *pc;
 
+	(void)l;
+	(void)salen;
 	(void)arg;
 	if (pv.nconns >= MAX_CONNS || (pc = calloc(1, sizeof(*pc))) == NULL) {
 		evutil_closesocket(fd);
 		return;
 	}
+	if (sa->sa_family == AF_INET)
+		inet_ntop(AF_INET, &((struct sockaddr_in *)sa)->sin_addr, pc->peer, sizeof(pc->peer));
+	else if (sa->sa_family == AF_INET6)
+		inet_ntop(AF_INET6, &((struct sockaddr_in6 *)sa)->sin6_addr, pc->peer,
+		    sizeof(pc->peer));
 	evutil_make_socket_nonblocking(fd);
 	up.arg = pc;
 	if ((pc->hc = hp_conn_new(pv.env.base, fd, &up)) == NULL) {

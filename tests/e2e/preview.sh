@@ -119,7 +119,8 @@ c=$(grep -i '^set-cookie:' <<<"$hdrs")
 [[ $(mcurl -H "Cookie: kbridge-preview=$tok" "$BASE/api/hello") == "alice api" ]]
 mcurl -H "Cookie: theme=dark; kbridge-preview=$tok; lang=en" "$BASE/headers" >"$STATE/h.json"
 json "h=dict(j); assert 'x-kbridge-intercept-id' in h, h; c=h.get('cookie',''); assert '$tok' not in c and 'kbridge-preview' not in c and 'theme=dark' in c and 'lang=en' in c, c" <"$STATE/h.json"
-ok "link form: 302 to / with an HttpOnly cookie; the cookie routes and is stripped before alice, other cookies pass"
+json "import ipaddress; h=dict(j); assert ipaddress.ip_address(h.get('x-forwarded-for', '')) and h.get('x-forwarded-proto') == 'http' and h.get('x-forwarded-host') == 'preview.kb.test:8080', h" <"$STATE/h.json"
+ok "link form: 302 to / with an HttpOnly cookie; the cookie routes and is stripped before alice, other cookies pass; X-Forwarded-For/Proto/Host name the teammate"
 
 hdrs=$(pg mate curl -sS -m 5 -o "$STATE/body" -D - -H "Cookie: kbridge-preview=$tok" "$BASE/.kbridge/leave" | tr -d '\r')
 grep -qE '^HTTP/1\.[01] 200' <<<"$hdrs" && grep -q "You left the preview" "$STATE/body"

@@ -98,7 +98,8 @@ setup(void)
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-	struct hp_upstreams up = { .route = pv_route, .open = f_open, .done = f_done };
+	static struct pvconn pc = { .peer = "192.0.2.1" };
+	struct hp_upstreams up = { .route = pv_route, .open = f_open, .done = f_done, .arg = &pc };
 	unsigned char buf[65536];
 	struct hp_conn *c;
 	size_t clen, off = 0;

@@ -283,6 +283,12 @@ main(void)
 	ok(get(&r, host, "/a?b=1", "X-Kbridge-Intercept-Id: bogus\r\n") == 200);
 	ok(strstr(r.body, "service: /a?b=1\n") != NULL);
 	ok(count(r.body, "x-kbridge-intercept-id: icpt1\n") == 1 && strstr(r.body, "bogus") == NULL);
+	ok(strstr(r.body, "\nX-Forwarded-For: 127.0.0.1\n") && strstr(r.body, "\nX-Forwarded-Proto: http\n"));
+	snprintf(extra, sizeof(extra), "\nX-Forwarded-Host: %s\n", host);
+	ok(strstr(r.body, extra) != NULL);
+	ok(get(&r, host, "/", "X-Forwarded-For: 10.1.1.1\r\nX-Forwarded-Proto: gopher\r\n") == 200);
+	ok(count(r.body, "X-Forwarded-For:") == 1 && strstr(r.body, "\nX-Forwarded-For: 10.1.1.1, 127.0.0.1\n"));
+	ok(count(r.body, "X-Forwarded-Proto:") == 1 && strstr(r.body, "gopher") == NULL);
 	for (i = 0; i < TOKEN_LEN; i++)
 		host[i] = (char)toupper((unsigned char)host[i]);
 	ok(get(&r, host, "/", NULL) == 200 && strstr(r.body, "service: /\n"));
