@@ -43,6 +43,7 @@ enum {
 	ST_READING = 1 << 7,     /* read event armed */
 	ST_WRITING = 1 << 8,     /* write event armed */
 	ST_DIRTY = 1 << 9,       /* on the session's list of streams to flush */
+	ST_EARLY = 1 << 10,      /* ours: data may flow before ACCEPT (early_data) */
 };
 
 struct kb_stream {
@@ -77,6 +78,7 @@ struct kb_session {
 	void *arg;
 
 	int hello_sent, hello_rcvd;
+	int peer_early;             /* the peer takes DATA before its ACCEPT */
 	int goaway_sent, goaway_rcvd;
 	char goaway_text[128]; /* the peer's goaway reason */
 	int dead;           /* on_close delivered or pending */
@@ -312,8 +314,13 @@ stream_unblock(struct kb_stream *st)
 static void
 stream_detach(struct kb_stream *st, int abortive)
 {
-	if (st->fd < 0)
+	if (st->fd < 0) {
+		/* Early data that arrived before we accepted. */
+		if (st->out)
+			evbuffer_free(st->out);
+		st->out = NULL;
 		return;
+	}
 	event_free(st->rev);
 	event_free(st->wev);
 	if (st->drain_cb)
@@ -461,7 +468,8 @@ stream_pump(struct kb_stream *st)
 	struct kb_session *s = st->s;
 	size_t budget = 256 * 1024; /* then let other streams have a turn */
 
-	if (st->fd < 0 || !(st->flags & ST_ACCEPTED) || (st->flags & (ST_FIN_SENT | ST_LOCAL_EOF)))
+	if (st->fd < 0 || !(st->flags & (ST_ACCEPTED | ST_EARLY)) ||
+	    (st->flags & (ST_FIN_SENT | ST_LOCAL_EOF)))
 		return;
 	while (st->tx_credit > 0 && budget > 0) {
 		struct evbuffer_iovec v;
@@ -550,7 +558,8 @@ stream_attach(struct kb_stream *st, int fd)
 	struct event_base *base = kb_conn_base(st->s->conn);
 
 	st->fd = fd;
-	st->out = evbuffer_new();
+	if (!st->out)
+		st->out = evbuffer_new();
 	st->rev = event_new(base, fd, EV_READ | EV_PERSIST, local_readable, st);
 	st->wev = event_new(base, fd, EV_WRITE | EV_PERSIST, local_writable, st);
 	if (st->out)
@@ -562,6 +571,7 @@ stream_attach(struct kb_stream *st, int fd)
 			event_free(st->wev);
 		if (st->out)
 			evbuffer_free(st->out);
+		st->out = NULL;
 		st->fd = -1;
 		return -1;
 	}
@@ -601,6 +611,12 @@ kb_stream_open(struct kb_session *s, const struct kb_open *o, int fd,
 	st->arg = arg;
 	n = kb_open_encode(o, buf);
 	send_frame(s, KB_F_OPEN, st->id, buf, n);
+	if (s->peer_early) {
+		/* What the local client says goes out now, within the initial
+		 * window: the peer keeps it until its connect is done. */
+		st->flags |= ST_EARLY;
+		set_reading(st, 1);
+	}
 	return st;
 fail:
 	close_abort(fd);
@@ -632,6 +648,9 @@ kb_stream_accept(struct kb_stream *st, int fd, const struct kb_stream_cbs *cbs, 
 	/* A socket we just connected has rarely anything to say yet (most
 	 * protocols let the client speak first): wait for it, don't read. */
 	stream_start(st, 0);
+	/* The client's early data (and FIN) go to the socket now. */
+	if (evbuffer_get_length(st->out) > 0 || (st->flags & ST_PEER_FIN))
+		stream_flush(st);
 	return 0;
 }
 
@@ -707,6 +726,7 @@ handle_hello(struct kb_session *s, const struct kb_frame *f)
 		return;
 	}
 	s->hello_rcvd = 1;
+	s->peer_early = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(j, "early_data"));
 	if (s->cbs->on_hello && s->cbs->on_hello(s, j, reason, sizeof(reason), s->arg) < 0) {
 		cJSON_Delete(j);
 		session_end(s, KB_GOAWAY_REFUSED, reason[0] ? reason : "refused");
@@ -814,7 +834,10 @@ handle_stream_frame(struct kb_session *s, const struct kb_frame *f, struct evbuf
 			st->cbs->on_accept(st, st->arg);
 		return;
 	case KB_F_DATA:
-		if (!(st->flags & ST_ACCEPTED) || (st->flags & ST_PEER_FIN)) {
+		/* Before our ACCEPT only on a stream the peer opened (early data,
+		 * which our hello offers): kept until the stream is accepted. */
+		if ((!(st->flags & ST_ACCEPTED) && (st->flags & ST_OURS)) ||
+		    (st->flags & ST_PEER_FIN)) {
 			protocol_error(s, "data on a stream that cannot take it");
 			return;
 		}
@@ -822,10 +845,16 @@ handle_stream_frame(struct kb_session *s, const struct kb_frame *f, struct evbuf
 			protocol_error(s, "data beyond the flow-control window");
 			return;
 		}
+		if (!st->out && (st->out = evbuffer_new()) == NULL) {
+			kb_stream_reset(st, KB_RST_INTERNAL, "out of memory");
+			evbuffer_drain(in, f->len);
+			return;
+		}
 		st->rx_window -= f->len;
 		s->stats.bytes_in += f->len;
 		evbuffer_remove_buffer(in, st->out, f->len);
-		mark_dirty(s, st);
+		if (st->fd >= 0)
+			mark_dirty(s, st);
 		return;
 	case KB_F_WINDOW: {
 		uint32_t inc = (uint32_t)f->payload[0] << 24 | (uint32_t)f->payload[1] << 16 |
@@ -839,12 +868,14 @@ handle_stream_frame(struct kb_session *s, const struct kb_frame *f, struct evbuf
 		return;
 	}
 	case KB_F_FIN:
-		if (!(st->flags & ST_ACCEPTED) || (st->flags & ST_PEER_FIN)) {
+		if ((!(st->flags & ST_ACCEPTED) && (st->flags & ST_OURS)) ||
+		    (st->flags & ST_PEER_FIN)) {
 			protocol_error(s, "unexpected fin");
 			return;
 		}
 		st->flags |= ST_PEER_FIN;
-		mark_dirty(s, st);
+		if (st->fd >= 0)
+			mark_dirty(s, st);
 		return;
 	case KB_F_RESET: {
 		char text[256];
@@ -1240,6 +1271,7 @@ kb_session_send_hello(struct kb_session *s, cJSON *hello)
 		return -1;
 	}
 	cJSON_AddNumberToObject(hello, "proto", KB_PROTO_VERSION);
+	cJSON_AddBoolToObject(hello, "early_data", 1);
 	s->hello_sent = 1;
 	return send_json(s, KB_F_HELLO, hello);
 }

@@ -1422,8 +1422,6 @@ static const struct bad bads[] = {
 	    "\x09\x04\x00\x50\x0a\x00\x00\x01", 8, "kind" },
 	{ "accept on the peer's stream", PRE_OPEN, KB_F_ACCEPT, 0, -1, 1, "", 0,
 	    "unexpected accept" },
-	{ "data before accept", PRE_DEFER, KB_F_DATA, 0, -1, 1, "abcd", 4, "cannot take" },
-	{ "fin before accept", PRE_DEFER, KB_F_FIN, 0, -1, 1, "", 0, "unexpected fin" },
 	{ "window overflow", PRE_OPEN, KB_F_WINDOW, 0, -1, 1, "\x7f\xff\xff\xff", 4,
 	    "window overflow" },
 	{ "zero window", PRE_OPEN, KB_F_WINDOW, 0, -1, 1, "\0\0\0\0", 4, "zero window" },
@@ -1431,6 +1429,12 @@ static const struct bad bads[] = {
 	{ "reset reason 9", PRE_OPEN, KB_F_RESET, 0, -1, 1, "\x09", 1, "reset reason" },
 	{ "goaway bad code", PRE_HELLO, KB_F_GOAWAY, 0, -1, 0, "\0\0\0\0\x09", 5, "goaway code" },
 };
+
+static int
+pred_ep_eof(void *arg)
+{
+	return ((struct ep *)arg)->eof;
+}
 
 static void
 test_protocol_errors(void)
@@ -1461,6 +1465,38 @@ test_protocol_errors(void)
 			ok(c.b.dt.closed == 1 && c.b.dt.reason == KB_RST_SESSION);
 		raw_free(&c);
 	}
+
+	printf("# case: early DATA and FIN before our ACCEPT are kept, then delivered\n");
+	{
+		int sv[2];
+
+		raw_new(&c);
+		raw_hello(&c.r);
+		raw_open(&c.r, 1, PORT_DEFER);
+		raw_send_data(&c.r, 1, 0, 3000);
+		raw_frame(&c.r, KB_F_FIN, 1, NULL, 0);
+		run_for(100);
+		ok(c.b.dt.st != NULL && !c.b.dt.closed && c.b.closed == 0);
+		c.b.dt.ep.exp = pool;
+		c.b.dt.ep.explen = 3000;
+		mkpair(sv);
+		ep_attach(&c.b.dt.ep, sv[1]);
+		ok(kb_stream_accept(c.b.dt.st, sv[0], NULL, NULL) == 0);
+		ok(run_until(pred_ep_eof, &c.b.dt.ep, 2000));
+		ok(c.b.dt.ep.rxlen == 3000 && !c.b.dt.ep.mismatch);
+		raw_free(&c);
+	}
+
+	printf("# case: early DATA, then the open fails: nothing is left behind\n");
+	raw_new(&c);
+	raw_hello(&c.r);
+	raw_open(&c.r, 1, PORT_DEFER);
+	raw_send_data(&c.r, 1, 0, 2000);
+	run_for(100);
+	ok(c.b.dt.st != NULL && !c.b.dt.closed);
+	kb_stream_reset(c.b.dt.st, KB_RST_REFUSED, "refused");
+	ok(c.b.dt.closed == 1 && c.b.closed == 0);
+	raw_free(&c);
 
 	printf("# case: DATA after FIN\n");
 	raw_new(&c);
