@@ -19,7 +19,7 @@
 #include "util.h"
 
 #define READ_CHUNK 16384          /* one TLS record of plaintext */
-#define READ_AHEAD (64 * 1024)    /* OpenSSL's read buffer: several records per read() */
+#define READ_AHEAD (256 * 1024)    /* OpenSSL's read buffer: several records per read() */
 #define READ_BUDGET (1024 * 1024) /* per wakeup, then let others run */
 #define WBUF_MAX (256 * 1024)     /* ciphertext waiting for the socket before we stop encrypting */
 #define LINGER_MS 2000
