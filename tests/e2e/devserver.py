@@ -156,14 +156,19 @@ def ws_client(host, port, path, text, header=None):
     print(data.decode())
 
 
+def serve(handler, name, port):
+    """Serve handler (its .name set to name) on 127.0.0.1:port until killed."""
+    handler.name = name
+    srv = ThreadingHTTPServer(("127.0.0.1", int(port)), handler)
+    srv.daemon_threads = True
+    srv.serve_forever()
+
+
 def main():
     if sys.argv[1] == "wsclient":
         ws_client(*sys.argv[2:])
         return
-    Handler.name = sys.argv[1]
-    srv = ThreadingHTTPServer(("127.0.0.1", int(sys.argv[2])), Handler)
-    srv.daemon_threads = True
-    srv.serve_forever()
+    serve(Handler, sys.argv[1], sys.argv[2])
 
 
 if __name__ == "__main__":

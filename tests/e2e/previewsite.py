@@ -11,7 +11,9 @@ previewsite.py NAME PORT    serve on 127.0.0.1:PORT
 """
 import json
 import sys
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
+
+from devserver import serve
 
 PAGE = """<!doctype html>
 <html><head><meta charset="utf-8"><title>%(name)s's local web</title></head>
@@ -60,10 +62,7 @@ class Handler(BaseHTTPRequestHandler):
 
 
 def main():
-    Handler.name = sys.argv[1]
-    srv = ThreadingHTTPServer(("127.0.0.1", int(sys.argv[2])), Handler)
-    srv.daemon_threads = True
-    srv.serve_forever()
+    serve(Handler, sys.argv[1], sys.argv[2])
 
 
 if __name__ == "__main__":
