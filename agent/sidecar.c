@@ -24,6 +24,7 @@
 #include "conn.h"
 #include "dial.h"
 #include "httpproxy.h"
+#include "mlink.h"
 #include "log.h"
 #include "profile.h"
 #include "session.h"
@@ -36,7 +37,6 @@
 #define MAX_MATCH_HEADERS 16
 #define CONNECT_TIMEOUT_MS 5000
 #define APP_TIMEOUT_MS 5000
-#define BACKOFF_MAX_MS 2000
 
 extern char **environ;
 
@@ -57,10 +57,9 @@ struct sidecar {
 	struct sockaddr_storage app;
 	socklen_t applen;
 	struct evconnlistener *listener;
-	struct kb_conn *connecting;
+	struct kb_mlink link;
 	struct kb_session *sess;
 	struct event *retry;
-	unsigned backoff_ms;
 	struct sc_intercept icpts[MAX_INTERCEPTS];
 	size_t nicpts;
 	uint64_t next_key;
@@ -68,7 +67,6 @@ struct sidecar {
 
 static struct sidecar sc;
 
-static void attempt(void);
 
 /* --- the intercepts of this workload, as the manager says --- */
 
@@ -380,17 +378,16 @@ static void
 lost(const char *why)
 {
 	struct timeval tv;
+	unsigned ms;
 
 	if (sc.nicpts)
 		log_warnx("session to the manager lost (%s): intercepts paused", why);
 	else
 		log_warnx("no session to the manager: %s", why);
 	icpts_clear();
-	sc.backoff_ms = sc.backoff_ms ? sc.backoff_ms * 2 : 100;
-	if (sc.backoff_ms > BACKOFF_MAX_MS)
-		sc.backoff_ms = BACKOFF_MAX_MS;
-	tv.tv_sec = sc.backoff_ms / 1000;
-	tv.tv_usec = (sc.backoff_ms % 1000) * 1000;
+	ms = kb_mlink_backoff(&sc.link);
+	tv.tv_sec = ms / 1000;
+	tv.tv_usec = (ms % 1000) * 1000;
 	evtimer_add(sc.retry, &tv);
 }
 
@@ -402,7 +399,7 @@ on_hello(struct kb_session *s, const cJSON *h, char *reason, size_t len, void *a
 	(void)reason;
 	(void)len;
 	(void)arg;
-	sc.backoff_ms = 0;
+	kb_mlink_backoff_reset(&sc.link);
 	log_info("registered %s.%s (%s) with the manager", sc.workload, sc.ns, sc.protocol);
 	return 0;
 }
@@ -465,52 +462,34 @@ hello_env(void)
 	return env;
 }
 
-static void
-connect_event(struct kb_conn *c, int what, void *arg)
+/* The link's callbacks: our hello, the session, a failed attempt. */
+static cJSON *
+link_hello(void *arg)
 {
-	char why[200];
-	cJSON *hello;
+	cJSON *hello = cJSON_CreateObject();
 
 	(void)arg;
-	sc.connecting = NULL;
-	if (!(what & KB_CONN_CONNECTED)) {
-		if (what & KB_CONN_TIMEOUT)
-			snprintf(why, sizeof(why), "timed out");
-		else
-			kb_conn_error(c, why, sizeof(why));
-		kb_conn_free(c);
-		lost(why);
-		return;
-	}
-	kb_conn_set_timeout(c, 0);
-	if ((sc.sess = kb_session_new(c, 1, &session_cbs, NULL)) == NULL) {
-		lost("out of memory");
-		return;
-	}
-	hello = cJSON_CreateObject();
 	cJSON_AddStringToObject(hello, "role", "sidecar");
 	cJSON_AddStringToObject(hello, "software", "kbridge/0.1.0");
 	cJSON_AddStringToObject(hello, "workload", sc.workload);
 	cJSON_AddStringToObject(hello, "namespace", sc.ns);
 	cJSON_AddStringToObject(hello, "protocol", sc.protocol);
 	cJSON_AddItemToObject(hello, "env", hello_env());
-	kb_session_send_hello(sc.sess, hello);
+	return hello;
 }
 
-static const struct kb_conn_cbs connect_cbs = { .on_event = connect_event };
+static void
+link_up(void *arg, struct kb_session *s)
+{
+	(void)arg;
+	sc.sess = s;
+}
 
 static void
-attempt(void)
+link_failed(void *arg, const char *why)
 {
-	char err[300];
-
-	sc.connecting = kb_conn_dial(sc.base, sc.profile.manager, sc.ctx, 0, CONNECT_TIMEOUT_MS,
-	    err, sizeof(err));
-	if (!sc.connecting) {
-		lost(err);
-		return;
-	}
-	kb_conn_setcb(sc.connecting, &connect_cbs, NULL);
+	(void)arg;
+	lost(why);
 }
 
 static void
@@ -519,7 +498,7 @@ retry(evutil_socket_t fd, short what, void *arg)
 	(void)fd;
 	(void)what;
 	(void)arg;
-	attempt();
+	kb_mlink_dial(&sc.link);
 }
 
 static void
@@ -684,7 +663,10 @@ cmd_sidecar(int argc, char **argv)
 	evsignal_add(sigs[1], NULL);
 	log_info("sidecar for %s.%s (%s) on %s, app %s", sc.workload, sc.ns, sc.protocol,
 	    listen_on, app);
-	attempt();
+	sc.link = (struct kb_mlink){ .base = sc.base, .manager = sc.profile.manager, .ctx = sc.ctx,
+	    .timeout_ms = CONNECT_TIMEOUT_MS, .session = &session_cbs, .hello = link_hello,
+	    .up = link_up, .failed = link_failed };
+	kb_mlink_dial(&sc.link);
 	event_base_dispatch(sc.base);
 	event_free(sigs[0]);
 	event_free(sigs[1]);
@@ -694,8 +676,7 @@ out:
 		fprintf(stderr, "kbridge-agent: %s\n", err);
 	if (sc.sess)
 		kb_session_free(sc.sess);
-	if (sc.connecting)
-		kb_conn_free(sc.connecting);
+	kb_mlink_cancel(&sc.link);
 	icpts_clear();
 	if (sc.listener)
 		evconnlistener_free(sc.listener);

@@ -3,6 +3,7 @@
 #ifndef KBRIDGED_H
 #define KBRIDGED_H
 
+#include "mlink.h"
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
@@ -52,9 +53,8 @@ struct kbd {
 	enum kbd_state state;
 	struct ssl_ctx_st *ssl_ctx;
 	struct kb_session *sess;
-	struct kb_conn *connecting; /* TLS connection before its session exists */
+	struct kb_mlink link;       /* dialing the manager, pacing retries */
 	struct event *retry_ev;
-	unsigned backoff_ms;
 	char manager_instance[40]; /* the manager process we talk to, from its hello */
 	unsigned reconnects;
 	time_t connected_since;

@@ -21,8 +21,6 @@
 #include "tls.h"
 
 #define CONNECT_TIMEOUT_S 5
-#define BACKOFF_MIN_MS 100
-#define BACKOFF_MAX_MS 2000
 
 struct pending_lookup {
 	struct pending_lookup *next;
@@ -38,7 +36,6 @@ struct pending_request {
 	void *ctx;
 };
 
-static void attempt(struct kbd *d);
 
 const char *
 kbd_state_name(enum kbd_state s)
@@ -122,6 +119,7 @@ static void
 lost(struct kbd *d, const char *err)
 {
 	struct timeval tv;
+	unsigned ms;
 
 	fail_lookups(d);
 	snprintf(d->last_error, sizeof(d->last_error), "%s", err ? err : "session closed");
@@ -140,12 +138,10 @@ lost(struct kbd *d, const char *err)
 	if (d->state == KBD_CONNECTED)
 		log_warnx("session to %s lost: %s; reconnecting", d->profile.manager, d->last_error);
 	d->state = KBD_RECONNECTING;
-	if (d->backoff_ms == 0)
-		d->backoff_ms = BACKOFF_MIN_MS;
-	tv.tv_sec = d->backoff_ms / 1000;
-	tv.tv_usec = (d->backoff_ms % 1000) * 1000;
-	log_debug("%s: retry in %u ms", __func__, d->backoff_ms);
-	d->backoff_ms = d->backoff_ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : d->backoff_ms * 2;
+	ms = kb_mlink_backoff(&d->link);
+	tv.tv_sec = ms / 1000;
+	tv.tv_usec = (ms % 1000) * 1000;
+	log_debug("%s: retry in %u ms", __func__, ms);
 	evtimer_add(d->retry_ev, &tv);
 }
 
@@ -243,7 +239,7 @@ on_hello(struct kb_session *s, const cJSON *h, char *reason, size_t rlen, void *
 		d->reconnects++;
 	d->state = KBD_CONNECTED;
 	d->connected_since = time(NULL);
-	d->backoff_ms = 0;
+	kb_mlink_backoff_reset(&d->link);
 	d->last_error[0] = '\0';
 	log_info("connected to %s as %s (namespace %s)", d->profile.manager, d->user, d->ns);
 	control_connect_done(d, 1, NULL);
@@ -328,89 +324,38 @@ static const struct kb_session_cbs session_cbs = {
 	.on_close = on_close,
 };
 
-/* One line that says why the connection to the manager failed. */
-static void
-describe_failure(struct kb_conn *c, char *buf, size_t len)
-{
-	char why[200];
-
-	kb_conn_error(c, why, sizeof(why));
-	switch (kb_conn_failure(c)) {
-	case KB_CONN_FAIL_PEER_CERT:
-		snprintf(buf, len, "the manager's certificate is not trusted by this profile (%s)", why);
-		break;
-	case KB_CONN_FAIL_PEER_REFUSED:
-		snprintf(buf, len, "the manager refused this profile's certificate (%s)", why);
-		break;
-	case KB_CONN_FAIL_HANDSHAKE_EOF:
-		snprintf(buf, len, "the manager closed the connection during the TLS handshake");
-		break;
-	case KB_CONN_FAIL_TLS:
-		snprintf(buf, len, "TLS with the manager failed: %s", why);
-		break;
-	default:
-		snprintf(buf, len, "cannot reach manager: %s", why);
-		break;
-	}
-}
-
-/* Connected and TLS handshake done (or failed): run the session. */
-static void
-connect_event(struct kb_conn *c, int what, void *arg)
+/* The link's callbacks: our hello, the session, a failed attempt. */
+static cJSON *
+link_hello(void *arg)
 {
 	struct kbd *d = arg;
-	char err[300];
-	cJSON *hello;
+	cJSON *hello = cJSON_CreateObject();
 
-	d->connecting = NULL;
-	if (what & KB_CONN_CONNECTED) {
-		kb_conn_set_timeout(c, 0);
-		if ((d->sess = kb_session_new(c, 1, &session_cbs, d)) == NULL) {
-			lost(d, "out of memory");
-			return;
-		}
-		hello = cJSON_CreateObject();
-		cJSON_AddStringToObject(hello, "role", "daemon");
-		cJSON_AddStringToObject(hello, "software", "kbridge/" KBD_VERSION);
-		cJSON_AddStringToObject(hello, "namespace", d->ns);
-		cJSON_AddStringToObject(hello, "instance", d->instance_id);
-		kb_session_send_hello(d->sess, hello);
-		return;
-	}
-	if (what & KB_CONN_TIMEOUT)
-		snprintf(err, sizeof(err), "cannot reach manager %s: timed out after %d s",
-		    d->profile.manager, CONNECT_TIMEOUT_S);
-	else
-		describe_failure(c, err, sizeof(err));
-	kb_conn_free(c);
-	lost(d, err);
+	cJSON_AddStringToObject(hello, "role", "daemon");
+	cJSON_AddStringToObject(hello, "software", "kbridge/" KBD_VERSION);
+	cJSON_AddStringToObject(hello, "namespace", d->ns);
+	cJSON_AddStringToObject(hello, "instance", d->instance_id);
+	return hello;
 }
 
-static const struct kb_conn_cbs connect_cbs = { .on_event = connect_event };
+static void
+link_up(void *arg, struct kb_session *s)
+{
+	((struct kbd *)arg)->sess = s;
+}
+
+static void
+link_failed(void *arg, const char *why)
+{
+	lost(arg, why);
+}
 
 static void
 retry(evutil_socket_t fd, short what, void *arg)
 {
 	(void)fd;
 	(void)what;
-	attempt(arg);
-}
-
-static void
-attempt(struct kbd *d)
-{
-	char err[300];
-	struct kb_conn *c;
-
-	/* Marked: our own connection must never be redirected into ourselves. */
-	c = kb_conn_dial(d->base, d->profile.manager, d->ssl_ctx, KB_FW_MARK,
-	    CONNECT_TIMEOUT_S * 1000, err, sizeof(err));
-	if (!c) {
-		lost(d, err);
-		return;
-	}
-	kb_conn_setcb(c, &connect_cbs, d);
-	d->connecting = c;
+	kb_mlink_dial(&((struct kbd *)arg)->link);
 }
 
 int
@@ -425,8 +370,12 @@ tunnel_connect(struct kbd *d, char *err, size_t errlen)
 	if (!d->ssl_ctx)
 		return -1;
 	d->state = KBD_CONNECTING;
-	d->backoff_ms = 0;
-	attempt(d);
+	/* Marked: our own connection must never be redirected into ourselves. */
+	d->link = (struct kb_mlink){ .base = d->base, .manager = d->profile.manager,
+	    .ctx = d->ssl_ctx, .mark = KB_FW_MARK, .timeout_ms = CONNECT_TIMEOUT_S * 1000,
+	    .session = &session_cbs, .hello = link_hello, .up = link_up, .failed = link_failed,
+	    .arg = d };
+	kb_mlink_dial(&d->link);
 	return 0;
 }
 
@@ -436,10 +385,7 @@ tunnel_stop(struct kbd *d, const char *why)
 	d->quitting = 1;
 	if (d->retry_ev)
 		evtimer_del(d->retry_ev);
-	if (d->connecting) {
-		kb_conn_free(d->connecting);
-		d->connecting = NULL;
-	}
+	kb_mlink_cancel(&d->link);
 	if (d->sess) {
 		kb_session_goaway(d->sess, why, 0);
 		/* With streams open the goaway would linger; we leave now. */
