@@ -1,6 +1,6 @@
 # kbridge: `make` builds bin/kbridge, bin/kbridged and bin/kbridge-agent.
 # `make check` installs what is missing, builds, and runs every test.
-# `make demo` installs, builds and shows connect working in the playground.
+# `make demo` installs, builds and shows connect, intercept and preview in the playground.
 
 CC       ?= cc
 BUILD    ?= build
