@@ -28,6 +28,10 @@ struct local_icpt {
 	char workload[64], ns[64];
 	uint16_t port;
 	char *spec;
+	/* Making it again on a restarted manager: the next try, and how many. */
+	struct kbd *d;
+	struct event *retry;
+	int tries;
 };
 
 enum relay_kind { RELAY_INTERCEPT, RELAY_LEAVE, RELAY_LIST };
@@ -49,6 +53,25 @@ struct delivery {
 static struct local_icpt *icpts;
 
 static void
+local_free(struct local_icpt *i)
+{
+	if (i->retry)
+		event_free(i->retry);
+	free(i->spec);
+	free(i);
+}
+
+static struct local_icpt *
+local_find(const char *workload, const char *ns)
+{
+	struct local_icpt *i;
+
+	for (i = icpts; i && (strcmp(i->workload, workload) || strcmp(i->ns, ns)); i = i->next)
+		;
+	return i;
+}
+
+static void
 local_forget(const char *workload, const char *ns)
 {
 	struct local_icpt **pp, *i;
@@ -56,8 +79,7 @@ local_forget(const char *workload, const char *ns)
 	for (pp = &icpts; (i = *pp) != NULL;) {
 		if (!strcmp(i->workload, workload) && !strcmp(i->ns, ns)) {
 			*pp = i->next;
-			free(i->spec);
-			free(i);
+			local_free(i);
 		} else {
 			pp = &i->next;
 		}
@@ -103,85 +125,90 @@ intercept_status(void)
 
 #define RESTORE_TRIES 30	/* a second apart: sidecars register again too */
 
+static const struct timeval one_second = { 1, 0 };
+
+/* One request to make an intercept again; the intercept may be left (or
+ * the daemon quit) before the answer, so it is found again by name. */
 struct restore {
-	struct kbd *d;
 	char workload[64], ns[64];
-	int tries;
 };
 
-static void restore_one(struct restore *rs);
+static void restore_send(struct local_icpt *i);
 
 static void
 restore_again(evutil_socket_t fd, short what, void *arg)
 {
 	(void)fd;
 	(void)what;
-	restore_one(arg);
+	restore_send(arg);
 }
 
 static void
 restored(void *ctx, const cJSON *res, const char *err)
 {
 	struct restore *rs = ctx;
+	struct local_icpt *i = local_find(rs->workload, rs->ns);
 	const char *id = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(
 	    cJSON_GetObjectItemCaseSensitive(res, "intercept"), "id"));
 	const char *why = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(res, "error"));
-	struct local_icpt *i;
 
-	for (i = icpts; i && (strcmp(i->workload, rs->workload) || strcmp(i->ns, rs->ns));
-	    i = i->next)
-		;
-	if (i && cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(res, "ok")) && id) {
-		snprintf(i->id, sizeof(i->id), "%s", id);
-		log_info("intercept of %s.%s made again on the restarted manager (id %s)",
-		    rs->workload, rs->ns, id);
-	} else if (i && res && ++rs->tries < RESTORE_TRIES &&
-	    cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(res, "status")) == 404) {
-		/* Its sidecar has not registered with the new manager yet. */
-		log_debug("intercept of %s.%s: %s; trying again", rs->workload, rs->ns, why);
-		if (event_base_once(rs->d->base, -1, EV_TIMEOUT, restore_again, rs,
-		    &(struct timeval){ 1, 0 }) == 0)
-			return;
-		local_forget(rs->workload, rs->ns);
-	} else if (i) {
-		log_warnx("intercept of %s.%s is gone: the restarted manager refused it again: %s",
-		    rs->workload, rs->ns, err ? err : why ? why : "no answer");
-		local_forget(rs->workload, rs->ns);
-	}
 	free(rs);
+	/* Left meanwhile; or no answer: the session went down, and the next
+	 * hello makes it again if the manager restarted once more. */
+	if (!i || !res)
+		return;
+	if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(res, "ok")) && id) {
+		snprintf(i->id, sizeof(i->id), "%s", id);
+		i->tries = 0;
+		log_info("intercept of %s.%s made again on the restarted manager (id %s)",
+		    i->workload, i->ns, id);
+		return;
+	}
+	if (++i->tries < RESTORE_TRIES &&
+	    cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(res, "status")) == 404 &&
+	    (i->retry || (i->retry = evtimer_new(i->d->base, restore_again, i)) != NULL)) {
+		/* Its sidecar has not registered with the new manager yet. */
+		log_debug("intercept of %s.%s: %s; trying again", i->workload, i->ns, why);
+		evtimer_add(i->retry, &one_second);
+		return;
+	}
+	log_warnx("intercept of %s.%s is gone: the restarted manager refused it again: %s",
+	    i->workload, i->ns, why ? why : err ? err : "no answer");
+	local_forget(i->workload, i->ns);
+}
+
+static void
+restore_send(struct local_icpt *i)
+{
+	struct restore *rs;
+	cJSON *msg;
+
+	if ((rs = calloc(1, sizeof(*rs))) == NULL || (msg = cJSON_Parse(i->spec)) == NULL) {
+		free(rs);
+		log_warnx("cannot make the intercept of %s.%s again: out of memory", i->workload,
+		    i->ns);
+		return;
+	}
+	memcpy(rs->workload, i->workload, sizeof(rs->workload));
+	memcpy(rs->ns, i->ns, sizeof(rs->ns));
+	/* Fails only without a session: the next hello tries again. */
+	if (tunnel_request(i->d, msg, restored, rs) < 0)
+		free(rs);
 }
 
 void
 intercept_restore(struct kbd *d)
 {
 	struct local_icpt *i;
-	struct restore *rs;
 
 	for (i = icpts; i; i = i->next) {
-		if (!i->spec || (rs = calloc(1, sizeof(*rs))) == NULL)
+		if (!i->spec)
 			continue;
-		rs->d = d;
-		memcpy(rs->workload, i->workload, sizeof(rs->workload));
-		memcpy(rs->ns, i->ns, sizeof(rs->ns));
-		restore_one(rs);
-	}
-}
-
-static void
-restore_one(struct restore *rs)
-{
-	struct local_icpt *i;
-	cJSON *msg;
-
-	for (i = icpts; i && (strcmp(i->workload, rs->workload) || strcmp(i->ns, rs->ns));
-	    i = i->next)
-		;
-	/* Left meanwhile, or the session is down again (the next hello retries). */
-	if (!i || !i->spec || (msg = cJSON_Parse(i->spec)) == NULL ||
-	    tunnel_request(rs->d, msg, restored, rs) < 0) {
-		if (i && i->spec && rs->d->state == KBD_CONNECTED)
-			log_warnx("cannot make the intercept of %s.%s again", i->workload, i->ns);
-		free(rs);
+		i->d = d;
+		i->tries = 0;
+		if (i->retry)
+			evtimer_del(i->retry);
+		restore_send(i);
 	}
 }
 
@@ -342,7 +369,6 @@ intercept_shutdown(void)
 
 	while ((i = icpts) != NULL) {
 		icpts = i->next;
-		free(i->spec);
-		free(i);
+		local_free(i);
 	}
 }

@@ -178,7 +178,7 @@ poll 100 bash -c "$PG exec ws -- $KB_BIN/kbridge list 2>/dev/null; ! $PG exec bo
 ok "killing the owner's daemon releases its intercepts after the grace period"
 
 if [[ -n ${KB_SAN:-} ]]; then
-	no grep -E "ERROR: AddressSanitizer|runtime error:" "$STATE"/*.log "$STATE"/*/*.log
+	no grep -E "ERROR: (Address|Leak)Sanitizer|runtime error:" "$STATE"/*.log "$STATE"/*/*.log
 	ok "no sanitizer reports in the daemon, manager and sidecar logs"
 fi
 echo "1..$n"

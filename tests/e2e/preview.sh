@@ -269,7 +269,7 @@ body=$(mcurl --max-time 5 "$q_url")
 ok "after the grace period (intercept released) it still answers the not-active page"
 
 if [[ -n ${KB_SAN:-} ]]; then
-	no grep -E "ERROR: AddressSanitizer|runtime error:" "$STATE"/*.log "$STATE"/*/*.log
+	no grep -E "ERROR: (Address|Leak)Sanitizer|runtime error:" "$STATE"/*.log "$STATE"/*/*.log
 	ok "no sanitizer reports in the daemon, manager and sidecar logs"
 fi
 echo "artifacts: ${ART#"$top"/}/ (preview-link, cluster, no-token, not-active: .png and .html)"
