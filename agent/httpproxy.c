@@ -38,6 +38,7 @@
 #define HP_IOV		16
 #define HP_ROUTE_DROP	8	/* header names route() may drop */
 #define HP_DIRECT_MIN	(16 * 1024) /* bulk goes out at once, uncopied */
+#define HP_FLUSH_BATCH	8	/* connections whose writes wait at most */
 
 /* Variables so that tests can shorten them. */
 static int hp_idle_ms = 60 * 1000;	/* no request on a kept-alive connection */
@@ -126,12 +127,18 @@ static __thread char hp_rbuf[HP_READ_SIZE];
 /* Writes wait until every event of this loop iteration has been handled,
  * then go out together: the peers (the client, the app) then find several
  * requests or responses per wake-up instead of one, which on a busy machine
- * saves more than the proxy's own work (fewer context switches all round). */
+ * saves more than the proxy's own work (fewer context switches all round).
+ * But no more than HP_FLUSH_BATCH connections wait: with many busy
+ * connections a whole iteration's worth would travel as one wave (the app
+ * idle while the proxy reads, the proxy idle while the app answers); sent
+ * in groups, the app starts on the first group while the proxy reads on. */
 static TAILQ_HEAD(hp_pending_list, hp_conn) hp_pending =
     TAILQ_HEAD_INITIALIZER(hp_pending);
 static struct event *hp_flush_ev;
 static struct event_base *hp_flush_base;
 static int hp_flushing;
+static int hp_npending;		/* connections on hp_pending */
+static unsigned long hp_groups;	/* groups sent before the end of an iteration */
 
 static void hp_read_cb(evutil_socket_t, short, void *);
 static void hp_write_cb(evutil_socket_t, short, void *);
@@ -1268,6 +1275,7 @@ hp_flush_cb(evutil_socket_t fd, short what, void *arg)
 	while ((c = TAILQ_FIRST(&hp_pending)) != NULL) {
 		TAILQ_REMOVE(&hp_pending, c, pend);
 		c->pending = 0;
+		hp_npending--;
 		hp_settle(c);
 	}
 	hp_flushing = 0;
@@ -1283,8 +1291,15 @@ hp_defer(struct hp_conn *c)
 	    evbuffer_get_length(c->us->out) == 0))
 		return 0;
 	if (!c->pending) {
+		if (hp_npending >= HP_FLUSH_BATCH - 1) {
+			/* A full group: the waiting ones go now, c with them. */
+			hp_groups++;
+			hp_flush_cb(-1, 0, NULL);
+			return 0;
+		}
 		TAILQ_INSERT_TAIL(&hp_pending, c, pend);
 		c->pending = 1;
+		hp_npending++;
 		event_active(hp_flush_ev, EV_READ, 0);
 	}
 	return 1;
@@ -1464,6 +1479,7 @@ hp_conn_free(struct hp_conn *c)
 	if (c->pending) {
 		TAILQ_REMOVE(&hp_pending, c, pend);
 		c->pending = 0;
+		hp_npending--;
 	}
 	hp_up_free(c->us);
 	hp_up_free(c->idle);

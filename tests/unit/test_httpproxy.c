@@ -967,6 +967,37 @@ test_routing(void)
 	client_free(c);
 }
 
+/* Many connections with a request each at the same moment: the proxy
+ * sends them on in groups of HP_FLUSH_BATCH (not all at the end of the loop
+ * iteration), and every answer reaches the right client. */
+static void
+test_groups(void)
+{
+	struct client *cl[20];
+	unsigned long groups = hp_groups;
+	char req[80], want[40];
+	int i, good = 0, n = (int)(sizeof(cl) / sizeof(cl[0]));
+
+	for (i = 0; i < n; i++)
+		cl[i] = client_new();
+	run_for(50);	/* connections settle */
+	for (i = 0; i < n; i++) {
+		snprintf(req, sizeof(req), "GET /g%d HTTP/1.1\r\nHost: web.default\r\n\r\n", i);
+		client_send(cl[i], req);
+	}
+	for (i = 0; i < n; i++) {
+		snprintf(want, sizeof(want), "app:GET /g%d\n", i);
+		if (wait_resp(cl[i], 1, 5000) && cl[i]->r[0].status == 200 &&
+		    starts(cl[i]->r[0].body, want))
+			good++;
+	}
+	ok(good == n);
+	ok(hp_groups > groups);
+	ok(hp_npending == 0);
+	for (i = 0; i < n; i++)
+		client_free(cl[i]);
+}
+
 static void
 test_bulk(void)
 {
@@ -1389,6 +1420,7 @@ main(void)
 	closed_port = bound_port(closed_fd);
 
 	test_routing();
+	test_groups();
 	test_bulk();
 	test_bad_requests();
 	test_bad_gateway();
