@@ -23,6 +23,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <event2/buffer.h>
@@ -86,6 +87,7 @@ struct hp_txn {
 	unsigned us_bad:1;	/* the upstream cannot serve another request */
 	unsigned replied:1;	/* route() answered it here */
 	int herr;		/* status for a head we refuse */
+	uint64_t sent_us;	/* when the head went upstream */
 };
 
 /* route()'s changes to the request in flight; cleared for every request. */
@@ -139,6 +141,11 @@ static struct event_base *hp_flush_base;
 static int hp_flushing;
 static int hp_npending;		/* connections on hp_pending */
 static unsigned long hp_groups;	/* groups sent before the end of an iteration */
+
+/* For pace.h: readiness events handled, and how long the default upstream
+ * (key 0: the app) takes to answer (moving average, 1/16 per response). */
+static uint64_t hp_nevents;
+static uint64_t hp_wait_avg16;	/* x 16, so small times do not round away */
 
 static void hp_read_cb(evutil_socket_t, short, void *);
 static void hp_write_cb(evutil_socket_t, short, void *);
@@ -823,6 +830,26 @@ hp_route_add(struct hp_route *r, const char *name, const char *value)
 	return evbuffer_add_printf(r->add, "%s: %s\r\n", name, value) < 0 ? -1 : 0;
 }
 
+/* Now in microseconds. Not the loop's cached time: libevent reads a coarse
+ * clock (milliseconds) for it. */
+static uint64_t
+hp_now_us(void)
+{
+	struct timespec ts;
+
+	if (clock_gettime(CLOCK_MONOTONIC, &ts) == -1)
+		return 0;
+	return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000;
+}
+
+static void
+hp_wait_note(uint64_t us)
+{
+	if (us > 60u * 1000000u)
+		return;	/* a long poll says nothing about load */
+	hp_wait_avg16 += us - hp_wait_avg16 / 16;
+}
+
 static void
 hp_request_start(struct hp_conn *c)
 {
@@ -876,6 +903,7 @@ hp_request_start(struct hp_conn *c)
 	log_debug("%s: %s %s -> %llu", __func__, req.method, req.target, (unsigned long long)key);
 	if (hp_up_get(c, key) == -1)
 		return;
+	c->t.sent_us = hp_now_us();
 	llhttp_reset(&c->sp);
 	if (hp_emit_head(c, h, c->nhdr) == -1)
 		hp_upstream_fail(c, "out of memory");
@@ -1042,6 +1070,8 @@ hp_resp_message_complete(llhttp_t *p)
 		return 0;
 	c->t.resp_keep = llhttp_should_keep_alive(p);
 	c->t.resp_done = 1;
+	if (c->t.sent_us != 0 && c->us != NULL && c->us->key == 0)
+		hp_wait_note(hp_now_us() - c->t.sent_us);
 	return HPE_PAUSED;
 }
 
@@ -1352,6 +1382,7 @@ hp_read_cb(evutil_socket_t fd, short what, void *arg)
 	ssize_t n;
 
 	(void)what;
+	hp_nevents++;
 	if (s == c->idle) {
 		/* A kept-alive upstream that talks or closes is of no more use. */
 		hp_up_free(s);
@@ -1460,6 +1491,18 @@ hp_conn_new(struct event_base *base, int fd, const struct hp_upstreams *up)
 	hp_head_reset(c);
 	hp_arm(c);
 	return c;
+}
+
+uint64_t
+hp_events(void)
+{
+	return hp_nevents;
+}
+
+unsigned
+hp_upstream_wait_us(void)
+{
+	return (unsigned)(hp_wait_avg16 / 16);
 }
 
 void

@@ -63,6 +63,13 @@ int hp_route_drop(struct hp_route *r, const char *name);
 /* From route(): add the header "name: value" when forwarding. 0 or -1. */
 int hp_route_add(struct hp_route *r, const char *name, const char *value);
 
+/* For pace.h (this thread): how many times a socket of any connection was
+ * read so far, and how long the upstream of key 0 (the app; others, such as
+ * intercepts, are far away rather than busy) takes to answer a request, on
+ * average over the last few dozen responses (microseconds). */
+uint64_t hp_events(void);
+unsigned hp_upstream_wait_us(void);
+
 /* Serve the accepted, non-blocking client socket fd. */
 struct hp_conn *hp_conn_new(struct event_base *base, int fd, const struct hp_upstreams *up);
 /* Close the client and its upstreams now (done is not called). Not from

@@ -26,6 +26,7 @@
 #include "httpproxy.h"
 #include "mlink.h"
 #include "log.h"
+#include "pace.h"
 #include "profile.h"
 #include "session.h"
 #include "sidecar.h"
@@ -516,7 +517,7 @@ usage(FILE *f)
 	fprintf(f,
 	    "usage: kbridge-agent sidecar --profile FILE --workload NAME --namespace NS\n"
 	    "           --listen HOST:PORT --app HOST:PORT [--protocol http|tcp]\n"
-	    "           [--manager HOST:PORT] [-v]\n"
+	    "           [--manager HOST:PORT] [--batch-wait-us N] [-v]\n"
 	    "\n"
 	    "Run in a workload's pod, in front of its app: pass every connection to the app\n"
 	    "unless an intercept claims it.\n"
@@ -529,6 +530,12 @@ usage(FILE *f)
 	    "  --protocol P         http (route each request; default) or tcp (whole connections)\n"
 	    "  --manager HOST:PORT  the manager's address inside the cluster (default: the\n"
 	    "                       profile's, which is the workstations' way in)\n"
+	    "  --batch-wait-us N    under load (8 or more reads in one pass of the event loop,\n"
+	    "                       the app taking 5 x N or longer to answer) wait N\n"
+	    "                       microseconds before the next pass, so the app and the\n"
+	    "                       callers get more per wake-up: less CPU for all, more\n"
+	    "                       requests/s on a busy node (default 100; 0: never wait;\n"
+	    "                       at most 10000)\n"
 	    "  -v, --verbose        debug logging\n");
 }
 
@@ -561,14 +568,17 @@ cmd_sidecar(int argc, char **argv)
 		{ "app", required_argument, NULL, 'a' },
 		{ "protocol", required_argument, NULL, 'P' },
 		{ "manager", required_argument, NULL, 'm' },
+		{ "batch-wait-us", required_argument, NULL, 'B' },
 		{ "verbose", no_argument, NULL, 'v' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
 	const char *profile = NULL, *listen_on = NULL, *app = NULL, *manager = NULL;
+	const char *batch_wait = NULL;
 	struct sockaddr_storage ls;
 	socklen_t lslen;
 	struct event *sigs[2];
+	struct pace pace;
 	char err[300];
 	int c, verbose = 0, rc = 1;
 
@@ -598,6 +608,9 @@ cmd_sidecar(int argc, char **argv)
 		case 'm':
 			manager = optarg;
 			break;
+		case 'B':
+			batch_wait = optarg;
+			break;
 		case 'v':
 			verbose = 1;
 			break;
@@ -616,6 +629,20 @@ cmd_sidecar(int argc, char **argv)
 	if (strcmp(sc.protocol, "http") && strcmp(sc.protocol, "tcp")) {
 		fprintf(stderr, "kbridge-agent: --protocol must be http or tcp\n");
 		return 2;
+	}
+	pace_init(&pace, hp_events);
+	pace.wait_us = hp_upstream_wait_us;
+	if (batch_wait != NULL) {
+		char *end;
+		unsigned long us;
+
+		errno = 0;
+		us = strtoul(batch_wait, &end, 10);
+		if (errno || end == batch_wait || *end || *batch_wait == '-' || us > 10000) {
+			fprintf(stderr, "kbridge-agent: --batch-wait-us must be 0 to 10000 (microseconds)\n");
+			return 2;
+		}
+		pace.pause_us = (unsigned)us;
 	}
 	if (resolve_hostport(app, &sc.app, &sc.applen) < 0 ||
 	    resolve_hostport(listen_on, &ls, &lslen) < 0) {
@@ -667,7 +694,10 @@ cmd_sidecar(int argc, char **argv)
 	    .timeout_ms = CONNECT_TIMEOUT_MS, .session = &session_cbs, .hello = link_hello,
 	    .up = link_up, .failed = link_failed };
 	kb_mlink_dial(&sc.link);
-	event_base_dispatch(sc.base);
+	if (pace_run(&pace, sc.base) == -1)
+		log_warnx("event loop failed");
+	log_debug("%llu loop passes, %llu paused", (unsigned long long)pace.passes,
+	    (unsigned long long)pace.pauses);
 	event_free(sigs[0]);
 	event_free(sigs[1]);
 	rc = 0;

@@ -70,4 +70,13 @@ if [[ $(id -u) == 0 ]]; then
 	[[ -e $tmp/started ]]
 fi
 
+# The sidecar's options are checked before it reads anything.
+agent=${KBRIDGE_AGENT:-bin/kbridge-agent}
+sc=(sidecar --profile "$tmp/none.json" --workload web --namespace default --listen 127.0.0.1:1 --app 127.0.0.1:2)
+expect 0 "$agent" sidecar --help; grep -q -- '--batch-wait-us N' "$tmp/out"
+for bad in x -1 10001 5us ""; do
+	expect 2 "$agent" "${sc[@]}" --batch-wait-us "$bad"; one_line
+	grep -q -- '--batch-wait-us must be 0 to 10000' "$tmp/err"
+done
+
 echo "cli: ok"

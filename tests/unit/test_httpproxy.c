@@ -969,12 +969,14 @@ test_routing(void)
 
 /* Many connections with a request each at the same moment: the proxy
  * sends them on in groups of HP_FLUSH_BATCH (not all at the end of the loop
- * iteration), and every answer reaches the right client. */
+ * iteration), and every answer reaches the right client. Also the counters
+ * the sidecar's event loop paces itself by (pace.h). */
 static void
 test_groups(void)
 {
 	struct client *cl[20];
 	unsigned long groups = hp_groups;
+	uint64_t events = hp_events();
 	char req[80], want[40];
 	int i, good = 0, n = (int)(sizeof(cl) / sizeof(cl[0]));
 
@@ -994,6 +996,18 @@ test_groups(void)
 	ok(good == n);
 	ok(hp_groups > groups);
 	ok(hp_npending == 0);
+	/* what pace.h reads: 20 requests and 20 responses read, and a time
+	 * for the app to answer (at least a microsecond, under 5 s) */
+	ok(hp_events() >= events + 2 * (uint64_t)n);
+	ok(hp_upstream_wait_us() > 0 && hp_upstream_wait_us() < 5000000);
+	/* only the app's (key 0) answers count: an intercept is far, not busy */
+	hp_wait_avg16 = 0;
+	client_send(cl[0], "GET /i HTTP/1.1\r\nHost: web.default\r\nX-Dev: alice\r\n\r\n");
+	ok(wait_resp(cl[0], 2, 5000) && starts(cl[0]->r[1].body, "icpt:GET /i\n"));
+	ok(hp_upstream_wait_us() == 0);
+	client_send(cl[0], "GET /a HTTP/1.1\r\nHost: web.default\r\n\r\n");
+	ok(wait_resp(cl[0], 3, 5000) && starts(cl[0]->r[2].body, "app:GET /a\n"));
+	ok(hp_wait_avg16 > 0);
 	for (i = 0; i < n; i++)
 		client_free(cl[i]);
 }
