@@ -146,6 +146,8 @@ static unsigned long hp_groups;	/* groups sent before the end of an iteration */
  * (key 0: the app) takes to answer (moving average, 1/16 per response). */
 static uint64_t hp_nevents;
 static uint64_t hp_wait_avg16;	/* x 16, so small times do not round away */
+static uint64_t hp_wait_last_us;	/* when the app last answered */
+#define HP_WAIT_STALE_US (100 * 1000)	/* older than this says nothing */
 
 static void hp_read_cb(evutil_socket_t, short, void *);
 static void hp_write_cb(evutil_socket_t, short, void *);
@@ -843,11 +845,14 @@ hp_now_us(void)
 }
 
 static void
-hp_wait_note(uint64_t us)
+hp_wait_note(uint64_t sent_us)
 {
+	uint64_t now = hp_now_us(), us = now - sent_us;
+
 	if (us > 60u * 1000000u)
 		return;	/* a long poll says nothing about load */
 	hp_wait_avg16 += us - hp_wait_avg16 / 16;
+	hp_wait_last_us = now;
 }
 
 static void
@@ -1071,7 +1076,7 @@ hp_resp_message_complete(llhttp_t *p)
 	c->t.resp_keep = llhttp_should_keep_alive(p);
 	c->t.resp_done = 1;
 	if (c->t.sent_us != 0 && c->us != NULL && c->us->key == 0)
-		hp_wait_note(hp_now_us() - c->t.sent_us);
+		hp_wait_note(c->t.sent_us);
 	return HPE_PAUSED;
 }
 
@@ -1502,6 +1507,8 @@ hp_events(void)
 unsigned
 hp_upstream_wait_us(void)
 {
+	if (hp_now_us() - hp_wait_last_us > HP_WAIT_STALE_US)
+		return 0;	/* no answer from the app lately: nothing queues there */
 	return (unsigned)(hp_wait_avg16 / 16);
 }
 

@@ -66,7 +66,8 @@ int hp_route_add(struct hp_route *r, const char *name, const char *value);
 /* For pace.h (this thread): how many times a socket of any connection was
  * read so far, and how long the upstream of key 0 (the app; others, such as
  * intercepts, are far away rather than busy) takes to answer a request, on
- * average over the last few dozen responses (microseconds). */
+ * average over the last few dozen responses (microseconds); 0 when it has
+ * not answered for 0.1 s. */
 uint64_t hp_events(void);
 unsigned hp_upstream_wait_us(void);
 

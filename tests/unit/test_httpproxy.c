@@ -1007,7 +1007,10 @@ test_groups(void)
 	ok(hp_upstream_wait_us() == 0);
 	client_send(cl[0], "GET /a HTTP/1.1\r\nHost: web.default\r\n\r\n");
 	ok(wait_resp(cl[0], 3, 5000) && starts(cl[0]->r[2].body, "app:GET /a\n"));
-	ok(hp_wait_avg16 > 0);
+	ok(hp_wait_avg16 > 0 && hp_upstream_wait_us() == hp_wait_avg16 / 16);
+	/* an average the app has not refreshed for 0.1 s no longer counts */
+	hp_wait_last_us -= 200 * 1000;
+	ok(hp_wait_avg16 > 0 && hp_upstream_wait_us() == 0);
 	for (i = 0; i < n; i++)
 		client_free(cl[i]);
 }
