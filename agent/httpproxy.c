@@ -19,7 +19,6 @@
 #include <sys/queue.h>
 
 #include <errno.h>
-#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -134,9 +133,7 @@ static __thread char hp_rbuf[HP_READ_SIZE];
  * But no more than HP_FLUSH_BATCH connections wait: with many busy
  * connections a whole iteration's worth would travel as one wave (the app
  * idle while the proxy reads, the proxy idle while the app answers); sent
- * in groups, the app starts on the first group while the proxy reads on.
- * Unless the app is slow to answer (hp_group_until()): then the loop pauses
- * between passes (pace.h) and whole waves are what make the pauses pay. */
+ * in groups, the app starts on the first group while the proxy reads on. */
 static TAILQ_HEAD(hp_pending_list, hp_conn) hp_pending =
     TAILQ_HEAD_INITIALIZER(hp_pending);
 static struct event *hp_flush_ev;
@@ -144,7 +141,6 @@ static struct event_base *hp_flush_base;
 static int hp_flushing;
 static int hp_npending;		/* connections on hp_pending */
 static unsigned long hp_groups;	/* groups sent before the end of an iteration */
-static unsigned hp_group_below_us = UINT_MAX;	/* hp_group_until() */
 
 /* For pace.h: readiness events handled, and how long the default upstream
  * (key 0: the app) takes to answer (moving average, 1/16 per response). */
@@ -1330,8 +1326,7 @@ hp_defer(struct hp_conn *c)
 	    evbuffer_get_length(c->us->out) == 0))
 		return 0;
 	if (!c->pending) {
-		if (hp_npending >= HP_FLUSH_BATCH - 1 &&
-		    hp_upstream_wait_us() < hp_group_below_us) {
+		if (hp_npending >= HP_FLUSH_BATCH - 1) {
 			/* A full group: the waiting ones go now, c with them. */
 			hp_groups++;
 			hp_flush_cb(-1, 0, NULL);
@@ -1515,12 +1510,6 @@ hp_upstream_wait_us(void)
 	if (hp_now_us() - hp_wait_last_us > HP_WAIT_STALE_US)
 		return 0;	/* no answer from the app lately: nothing queues there */
 	return (unsigned)(hp_wait_avg16 / 16);
-}
-
-void
-hp_group_until(unsigned wait_us)
-{
-	hp_group_below_us = wait_us;
 }
 
 void

@@ -70,11 +70,6 @@ int hp_route_add(struct hp_route *r, const char *name, const char *value);
  * not answered for 0.1 s. */
 uint64_t hp_events(void);
 unsigned hp_upstream_wait_us(void);
-/* Send small writes on in groups of a few connections (so the app starts
- * on the first while the proxy reads on) only while the app answers in
- * less than wait_us; from there on once per loop pass. Default: always in
- * groups. The sidecar sets it where its loop starts pausing (pace.h). */
-void hp_group_until(unsigned wait_us);
 
 /* Serve the accepted, non-blocking client socket fd. */
 struct hp_conn *hp_conn_new(struct event_base *base, int fd, const struct hp_upstreams *up);

@@ -644,8 +644,6 @@ cmd_sidecar(int argc, char **argv)
 		}
 		pace.pause_us = (unsigned)us;
 	}
-	if (pace.pause_us > 0)
-		hp_group_until(pace.wait_ratio * pace.pause_us);
 	if (resolve_hostport(app, &sc.app, &sc.applen) < 0 ||
 	    resolve_hostport(listen_on, &ls, &lslen) < 0) {
 		fprintf(stderr, "kbridge-agent: --listen and --app must be HOST:PORT\n");
