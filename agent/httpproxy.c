@@ -23,7 +23,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <time.h>
 #include <unistd.h>
 
 #include <event2/buffer.h>
@@ -32,6 +31,7 @@
 #include <llhttp.h>
 
 #include "log.h"
+#include "util.h"
 
 #define HP_READ_SIZE	(64 * 1024)
 #define HP_HIGH_WATER	(256 * 1024)	/* stop reading while the peer has this queued */
@@ -87,7 +87,7 @@ struct hp_txn {
 	unsigned us_bad:1;	/* the upstream cannot serve another request */
 	unsigned replied:1;	/* route() answered it here */
 	int herr;		/* status for a head we refuse */
-	uint64_t sent_us;	/* when the head went upstream */
+	uint64_t sent_us;	/* when the head went to the app (key 0), or 0 */
 };
 
 /* route()'s changes to the request in flight; cleared for every request. */
@@ -837,11 +837,7 @@ hp_route_add(struct hp_route *r, const char *name, const char *value)
 static uint64_t
 hp_now_us(void)
 {
-	struct timespec ts;
-
-	if (clock_gettime(CLOCK_MONOTONIC, &ts) == -1)
-		return 0;
-	return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000;
+	return kb_clock_ns(CLOCK_MONOTONIC) / 1000;
 }
 
 static void
@@ -908,7 +904,8 @@ hp_request_start(struct hp_conn *c)
 	log_debug("%s: %s %s -> %llu", __func__, req.method, req.target, (unsigned long long)key);
 	if (hp_up_get(c, key) == -1)
 		return;
-	c->t.sent_us = hp_now_us();
+	if (key == 0)
+		c->t.sent_us = hp_now_us();
 	llhttp_reset(&c->sp);
 	if (hp_emit_head(c, h, c->nhdr) == -1)
 		hp_upstream_fail(c, "out of memory");
@@ -1075,7 +1072,7 @@ hp_resp_message_complete(llhttp_t *p)
 		return 0;
 	c->t.resp_keep = llhttp_should_keep_alive(p);
 	c->t.resp_done = 1;
-	if (c->t.sent_us != 0 && c->us != NULL && c->us->key == 0)
+	if (c->t.sent_us != 0)
 		hp_wait_note(c->t.sent_us);
 	return HPE_PAUSED;
 }

@@ -6,20 +6,12 @@
 
 #include <event2/event.h>
 
+#include "util.h"
+
 #define PACE_WINDOW_NS	(10 * 1000 * 1000)	/* how far back "saturated" looks */
 
-static uint64_t
-clock_ns(clockid_t id)
-{
-	struct timespec ts;
-
-	if (clock_gettime(id, &ts) == -1)
-		return 0;
-	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
 /* Tests replace it. */
-static uint64_t (*pace_clock)(clockid_t) = clock_ns;
+static uint64_t (*pace_clock)(clockid_t) = kb_clock_ns;
 
 void
 pace_init(struct pace *p, uint64_t (*work)(void))

@@ -40,7 +40,7 @@ struct pace {
 };
 
 /* Defaults: pause 100 us after a pass of 8 or more events when the app takes
- * 1 ms or more, not above 90 % CPU. */
+ * 0.5 ms or more, not above 90 % CPU. */
 void pace_init(struct pace *p, uint64_t (*work)(void));
 
 /* Like event_base_dispatch(base): runs until event_base_loopexit() or

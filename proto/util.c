@@ -199,12 +199,19 @@ fail:
 }
 
 uint64_t
-kb_now_ms(void)
+kb_clock_ns(clockid_t id)
 {
 	struct timespec ts;
 
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+	if (clock_gettime(id, &ts) == -1)
+		return 0;
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+uint64_t
+kb_now_ms(void)
+{
+	return kb_clock_ns(CLOCK_MONOTONIC) / 1000000;
 }
 
 int

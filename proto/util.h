@@ -6,6 +6,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/socket.h>
+#include <time.h>
 
 /* An IPv4 subnet; addr is in host byte order and has no host bits set. */
 struct kb_cidr {
@@ -36,5 +37,8 @@ int kb_dns_label(const char *s);
 
 /* Monotonic time in milliseconds. */
 uint64_t kb_now_ms(void);
+/* The clock id's time in nanoseconds (CLOCK_MONOTONIC,
+ * CLOCK_THREAD_CPUTIME_ID, ...); 0 if it cannot be read. */
+uint64_t kb_clock_ns(clockid_t id);
 
 #endif
