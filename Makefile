@@ -14,10 +14,10 @@ ALLCFLAGS = -std=gnu11 $(WARN) $(CFLAGS) $(SANFLAGS) -MMD -MP
 LDFLAGS  += $(SANFLAGS)
 
 LIBS_EVENT = -levent_core -levent_extra -levent_openssl -lssl -lcrypto
-LIBS_AGENT = $(LIBS_EVENT) -lcares -lcjson -lcurl
+LIBS_AGENT = $(LIBS_EVENT) -lcares -lcjson -lcurl -luring
 LIBS_DAEMON = $(LIBS_EVENT) -lcares -lcjson -lnftables
 LIBS_CLI   = -lcurl -lcjson
-LIBS_TEST  = $(LIBS_EVENT) -lcares -lcjson -lcurl -lnftables
+LIBS_TEST  = $(LIBS_EVENT) -lcares -lcjson -lcurl -lnftables -luring
 
 ifeq ($(V),1)
 Q =
@@ -107,8 +107,8 @@ fuzz: deps
 	@mkdir -p build/fuzz/corpus
 	build/fuzz/fuzz_frame -max_total_time=$(FUZZ_SECONDS) build/fuzz/corpus tests/fuzz/corpus
 	clang -g -O1 -D_GNU_SOURCE -Iproto -I/usr/share/include/llhttp -fsanitize=fuzzer,address,undefined \
-		tests/fuzz/fuzz_http.c proto/log.c proto/util.c $(addprefix $(LLHTTP)/,llhttp.c api.c http.c) \
-		-o build/fuzz/fuzz_http $(LIBS_EVENT) -lcjson
+		tests/fuzz/fuzz_http.c proto/log.c proto/util.c proto/sendmany.c $(addprefix $(LLHTTP)/,llhttp.c api.c http.c) \
+		-o build/fuzz/fuzz_http $(LIBS_EVENT) -lcjson -luring
 	@mkdir -p build/fuzz/corpus-http
 	build/fuzz/fuzz_http -max_total_time=$(FUZZ_SECONDS) build/fuzz/corpus-http tests/fuzz/corpus-http
 

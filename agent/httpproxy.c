@@ -31,6 +31,7 @@
 #include <llhttp.h>
 
 #include "log.h"
+#include "sendmany.h"
 #include "util.h"
 
 #define HP_READ_SIZE	(64 * 1024)
@@ -1295,6 +1296,74 @@ hp_finish(struct hp_conn *c)
 		up.done(up.arg, (struct hp_conn *)id);
 }
 
+/* What the waiting connections (and extra, unless NULL) have queued goes
+ * out in one system call (sendmany.h says why). What a socket does not
+ * take stays queued for hp_settle(). */
+static void
+hp_send_pending(struct hp_conn *extra)
+{
+	static __thread struct {
+		struct hp_sock *s;
+		struct msghdr m;
+		struct iovec iov[HP_IOV];
+	} b[2 * HP_FLUSH_BATCH];
+	struct kb_send v[2 * HP_FLUSH_BATCH];
+	struct evbuffer_iovec ev[HP_IOV];
+	struct hp_sock *socks[2];
+	struct hp_conn *c, *next;
+	unsigned n = 0, i, j;
+	int k, nv;
+
+	for (c = TAILQ_FIRST(&hp_pending); c != NULL || extra != NULL; c = next) {
+		if (c == NULL) {
+			c = extra;
+			extra = NULL;
+			next = NULL;
+		} else
+			next = TAILQ_NEXT(c, pend);
+		socks[0] = &c->cl;
+		socks[1] = c->us;
+		for (j = 0; j < 2; j++) {
+			struct hp_sock *s = socks[j];
+
+			if (s == NULL || s->werr || s->warmed || s->connecting ||
+			    evbuffer_get_length(s->out) == 0)
+				continue;
+			if (n == 2 * HP_FLUSH_BATCH)
+				break;	/* not expected: hp_settle() writes the rest */
+			nv = evbuffer_peek(s->out, -1, NULL, ev, HP_IOV);
+			if (nv > HP_IOV)
+				nv = HP_IOV;
+			for (k = 0; k < nv; k++) {
+				b[n].iov[k].iov_base = ev[k].iov_base;
+				b[n].iov[k].iov_len = ev[k].iov_len;
+			}
+			memset(&b[n].m, 0, sizeof(b[n].m));
+			b[n].m.msg_iov = b[n].iov;
+			b[n].m.msg_iovlen = nv;
+			b[n].s = s;
+			v[n].fd = s->fd;
+			v[n].msg = &b[n].m;
+			n++;
+		}
+	}
+	kb_sendmany(v, n);
+	for (i = 0; i < n; i++) {
+		struct hp_sock *s = b[i].s;
+
+		if (v[i].res > 0) {
+			evbuffer_drain(s->out, v[i].res);
+			if (s == &s->c->cl)
+				s->c->wrote = 1;
+		} else if (v[i].res != -EAGAIN && v[i].res != -EWOULDBLOCK && v[i].res != -EINTR) {
+			log_debug("%s: fd %d: %s", __func__, s->fd, strerror((int)-v[i].res));
+			hp_sock_werr(s);
+		}
+	}
+}
+
+/* The end of a loop iteration, or a full group (arg: the connection that
+ * filled it, which is settling and writes for itself). */
 static void
 hp_flush_cb(evutil_socket_t fd, short what, void *arg)
 {
@@ -1302,7 +1371,7 @@ hp_flush_cb(evutil_socket_t fd, short what, void *arg)
 
 	(void)fd;
 	(void)what;
-	(void)arg;
+	hp_send_pending(arg);
 	hp_flushing = 1;
 	while ((c = TAILQ_FIRST(&hp_pending)) != NULL) {
 		TAILQ_REMOVE(&hp_pending, c, pend);
@@ -1324,9 +1393,10 @@ hp_defer(struct hp_conn *c)
 		return 0;
 	if (!c->pending) {
 		if (hp_npending >= HP_FLUSH_BATCH - 1) {
-			/* A full group: the waiting ones go now, c with them. */
+			/* A full group: the waiting ones go now, c's bytes
+			 * in the same system call. */
 			hp_groups++;
-			hp_flush_cb(-1, 0, NULL);
+			hp_flush_cb(-1, 0, c);
 			return 0;
 		}
 		TAILQ_INSERT_TAIL(&hp_pending, c, pend);
@@ -1516,6 +1586,7 @@ hp_fini(void)
 		event_free(hp_flush_ev);
 	hp_flush_ev = NULL;
 	hp_flush_base = NULL;
+	kb_sendmany_fini();
 }
 
 void

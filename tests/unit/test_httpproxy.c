@@ -969,10 +969,12 @@ test_routing(void)
 
 /* Many connections with a request each at the same moment: the proxy
  * sends them on in groups of HP_FLUSH_BATCH (not all at the end of the loop
- * iteration), and every answer reaches the right client. Also the counters
- * the sidecar's event loop paces itself by (pace.h). */
+ * iteration), each group in one system call through io_uring (plain: one
+ * sendmsg each, as where io_uring is refused), and every answer reaches the
+ * right client. Also the counters the sidecar's event loop paces itself by
+ * (pace.h). */
 static void
-test_groups(void)
+test_groups(int plain)
 {
 	struct client *cl[20];
 	unsigned long groups = hp_groups;
@@ -980,6 +982,8 @@ test_groups(void)
 	char req[80], want[40];
 	int i, good = 0, n = (int)(sizeof(cl) / sizeof(cl[0]));
 
+	printf("# groups, %s\n", plain ? "one sendmsg each" : "io_uring");
+	kb_sendmany_plain = plain;
 	for (i = 0; i < n; i++)
 		cl[i] = client_new();
 	run_for(50);	/* connections settle */
@@ -996,6 +1000,7 @@ test_groups(void)
 	ok(good == n);
 	ok(hp_groups > groups);
 	ok(hp_npending == 0);
+	ok(kb_sendmany_uring() == !plain);
 	/* what pace.h reads: 20 requests and 20 responses read, and a time
 	 * for the app to answer (at least a microsecond, under 5 s) */
 	ok(hp_events() >= events + 2 * (uint64_t)n);
@@ -1013,6 +1018,7 @@ test_groups(void)
 	ok(hp_wait_avg16 > 0 && hp_upstream_wait_us() == 0);
 	for (i = 0; i < n; i++)
 		client_free(cl[i]);
+	kb_sendmany_plain = 0;
 }
 
 static void
@@ -1437,7 +1443,8 @@ main(void)
 	closed_port = bound_port(closed_fd);
 
 	test_routing();
-	test_groups();
+	test_groups(0);
+	test_groups(1);
 	test_bulk();
 	test_bad_requests();
 	test_bad_gateway();
