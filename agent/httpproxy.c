@@ -1296,67 +1296,72 @@ hp_finish(struct hp_conn *c)
 		up.done(up.arg, (struct hp_conn *)id);
 }
 
+/* A batch of sends for hp_send_pending(): the two sockets of each
+ * connection of a group. */
+static __thread struct {
+	struct hp_sock *s[2 * HP_FLUSH_BATCH];
+	struct msghdr m[2 * HP_FLUSH_BATCH];
+	struct iovec iov[2 * HP_FLUSH_BATCH][HP_IOV];
+	struct kb_send v[2 * HP_FLUSH_BATCH];
+	unsigned n;
+} hp_batch;
+
+static void
+hp_batch_add(struct hp_sock *s)
+{
+	struct evbuffer_iovec ev[HP_IOV];
+	unsigned n = hp_batch.n;
+	int i, nv;
+
+	if (s == NULL || s->werr || s->warmed || s->connecting ||
+	    evbuffer_get_length(s->out) == 0 || n == 2 * HP_FLUSH_BATCH)
+		return;	/* (a full batch is not expected: hp_settle() writes the rest) */
+	nv = evbuffer_peek(s->out, -1, NULL, ev, HP_IOV);
+	if (nv > HP_IOV)
+		nv = HP_IOV;
+	for (i = 0; i < nv; i++) {
+		hp_batch.iov[n][i].iov_base = ev[i].iov_base;
+		hp_batch.iov[n][i].iov_len = ev[i].iov_len;
+	}
+	memset(&hp_batch.m[n], 0, sizeof(hp_batch.m[n]));
+	hp_batch.m[n].msg_iov = hp_batch.iov[n];
+	hp_batch.m[n].msg_iovlen = nv;
+	hp_batch.s[n] = s;
+	hp_batch.v[n].fd = s->fd;
+	hp_batch.v[n].msg = &hp_batch.m[n];
+	hp_batch.n++;
+}
+
 /* What the waiting connections (and extra, unless NULL) have queued goes
  * out in one system call (sendmany.h says why). What a socket does not
  * take stays queued for hp_settle(). */
 static void
 hp_send_pending(struct hp_conn *extra)
 {
-	static __thread struct {
-		struct hp_sock *s;
-		struct msghdr m;
-		struct iovec iov[HP_IOV];
-	} b[2 * HP_FLUSH_BATCH];
-	struct kb_send v[2 * HP_FLUSH_BATCH];
-	struct evbuffer_iovec ev[HP_IOV];
-	struct hp_sock *socks[2];
-	struct hp_conn *c, *next;
-	unsigned n = 0, i, j;
-	int k, nv;
+	struct hp_conn *c;
+	struct hp_sock *s;
+	ssize_t res;
+	unsigned i;
 
-	for (c = TAILQ_FIRST(&hp_pending); c != NULL || extra != NULL; c = next) {
-		if (c == NULL) {
-			c = extra;
-			extra = NULL;
-			next = NULL;
-		} else
-			next = TAILQ_NEXT(c, pend);
-		socks[0] = &c->cl;
-		socks[1] = c->us;
-		for (j = 0; j < 2; j++) {
-			struct hp_sock *s = socks[j];
-
-			if (s == NULL || s->werr || s->warmed || s->connecting ||
-			    evbuffer_get_length(s->out) == 0)
-				continue;
-			if (n == 2 * HP_FLUSH_BATCH)
-				break;	/* not expected: hp_settle() writes the rest */
-			nv = evbuffer_peek(s->out, -1, NULL, ev, HP_IOV);
-			if (nv > HP_IOV)
-				nv = HP_IOV;
-			for (k = 0; k < nv; k++) {
-				b[n].iov[k].iov_base = ev[k].iov_base;
-				b[n].iov[k].iov_len = ev[k].iov_len;
-			}
-			memset(&b[n].m, 0, sizeof(b[n].m));
-			b[n].m.msg_iov = b[n].iov;
-			b[n].m.msg_iovlen = nv;
-			b[n].s = s;
-			v[n].fd = s->fd;
-			v[n].msg = &b[n].m;
-			n++;
-		}
+	hp_batch.n = 0;
+	TAILQ_FOREACH(c, &hp_pending, pend) {
+		hp_batch_add(&c->cl);
+		hp_batch_add(c->us);
 	}
-	kb_sendmany(v, n);
-	for (i = 0; i < n; i++) {
-		struct hp_sock *s = b[i].s;
-
-		if (v[i].res > 0) {
-			evbuffer_drain(s->out, v[i].res);
+	if (extra != NULL) {
+		hp_batch_add(&extra->cl);
+		hp_batch_add(extra->us);
+	}
+	kb_sendmany(hp_batch.v, hp_batch.n);
+	for (i = 0; i < hp_batch.n; i++) {
+		s = hp_batch.s[i];
+		res = hp_batch.v[i].res;
+		if (res > 0) {
+			evbuffer_drain(s->out, res);
 			if (s == &s->c->cl)
 				s->c->wrote = 1;
-		} else if (v[i].res != -EAGAIN && v[i].res != -EWOULDBLOCK && v[i].res != -EINTR) {
-			log_debug("%s: fd %d: %s", __func__, s->fd, strerror((int)-v[i].res));
+		} else if (res != -EAGAIN && res != -EWOULDBLOCK && res != -EINTR) {
+			log_debug("%s: fd %d: %s", __func__, s->fd, strerror((int)-res));
 			hp_sock_werr(s);
 		}
 	}
