@@ -633,12 +633,9 @@ cmd_sidecar(int argc, char **argv)
 	pace_init(&pace, hp_events);
 	pace.wait_us = hp_upstream_wait_us;
 	if (batch_wait != NULL) {
-		char *end;
 		unsigned long us;
 
-		errno = 0;
-		us = strtoul(batch_wait, &end, 10);
-		if (errno || end == batch_wait || *end || *batch_wait == '-' || us > 10000) {
+		if (kb_parse_num(batch_wait, 0, 10000, NULL, &us) < 0) {
 			fprintf(stderr, "kbridge-agent: --batch-wait-us must be 0 to 10000 (microseconds)\n");
 			return 2;
 		}

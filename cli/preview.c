@@ -10,6 +10,7 @@
 #include <cjson/cJSON.h>
 
 #include "cmd.h"
+#include "util.h"
 
 #define DURATION_MAX	(30L * 24 * 3600)
 #define TOKEN_MAX	64
@@ -22,19 +23,19 @@ duration_arg(const char *opt, const char *s, long *secs)
 {
 	static const char units[] = "smhd";
 	static const long unit_secs[] = { 1, 60, 3600, 86400 };
-	const char *u;
-	char *end, buf[SHOWN_MAX];
-	long n, mult;
+	const char *u, *end;
+	char buf[SHOWN_MAX];
+	unsigned long n;
+	long mult;
 
-	errno = 0;
-	n = strtol(s, &end, 10);
-	u = *end ? strchr(units, *end) : NULL;
-	mult = *end == '\0' ? 1 :
-	    u && end[1] == '\0' ? unit_secs[u - units] : 0;
-	if (s[0] >= '0' && s[0] <= '9' && errno == 0 && mult > 0 && n >= 1 &&
-	    n <= DURATION_MAX / mult) {
-		*secs = n * mult;
-		return 0;
+	if (kb_parse_num(s, 1, DURATION_MAX, &end, &n) == 0) {
+		u = *end ? strchr(units, *end) : NULL;
+		mult = *end == '\0' ? 1 :
+		    u && end[1] == '\0' ? unit_secs[u - units] : 0;
+		if (mult > 0 && n <= (unsigned long)(DURATION_MAX / mult)) {
+			*secs = (long)n * mult;
+			return 0;
+		}
 	}
 	errorx("%s must be a duration from 1s to 30d (90, 90s, 10m, 2h, 1d), "
 	    "not '%s'", opt, shown(s, buf, sizeof(buf)));

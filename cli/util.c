@@ -154,16 +154,15 @@ namespace_arg(const char *cmd, const char *ns)
 int
 port_arg(const char *opt, const char *s, long *port)
 {
-	char *end, buf[SHOWN_MAX];
+	char buf[SHOWN_MAX];
+	unsigned long n;
 
-	errno = 0;
-	*port = strtol(s, &end, 10);
-	if (s[0] < '0' || s[0] > '9' || *end != '\0' || errno ||
-	    *port < 1 || *port > 65535) {
+	if (kb_parse_num(s, 1, 65535, NULL, &n) < 0) {
 		errorx("%s must be a number from 1 to 65535, not '%s'", opt,
 		    shown(s, buf, sizeof(buf)));
 		return -1;
 	}
+	*port = (long)n;
 	return 0;
 }
 

@@ -167,7 +167,7 @@ main(int argc, char **argv)
 	struct event *sigs[3];
 	struct in_addr a;
 	char err[300];
-	char *end;
+	unsigned long num;
 	size_t i;
 
 	d.socket_path = getenv("KBRIDGE_SOCKET") ? getenv("KBRIDGE_SOCKET") : DEFAULT_SOCKET;
@@ -183,9 +183,9 @@ main(int argc, char **argv)
 			logfile = optarg;
 			break;
 		case 'u':
-			errno = 0;
-			owner = (uid_t)strtoul(optarg, &end, 10);
-			if (errno || *end || !*optarg) {
+			if (kb_parse_num(optarg, 0, (uid_t)-2, NULL, &num) == 0)
+				owner = (uid_t)num;
+			else {
 				fprintf(stderr, "kbridged: invalid --owner-uid '%s'\n", optarg);
 				return 2;
 			}

@@ -11,13 +11,31 @@
 #include <unistd.h>
 
 int
+kb_parse_num(const char *s, unsigned long min, unsigned long max, const char **rest,
+    unsigned long *out)
+{
+	unsigned long n;
+	char *end;
+
+	if (*s < '0' || *s > '9')
+		return -1;	/* strtoul would take a sign or spaces */
+	errno = 0;
+	n = strtoul(s, &end, 10);
+	if (errno || n < min || n > max || (rest == NULL && *end != '\0'))
+		return -1;
+	if (rest != NULL)
+		*rest = end;
+	*out = n;
+	return 0;
+}
+
+int
 kb_cidr_parse(const char *s, struct kb_cidr *out)
 {
 	char ip[INET_ADDRSTRLEN];
 	const char *slash = strchr(s, '/');
 	struct in_addr a;
-	char *end;
-	long n;
+	unsigned long n;
 	uint32_t mask;
 
 	if (!slash || (size_t)(slash - s) >= sizeof(ip) || slash[1] == '\0')
@@ -26,9 +44,7 @@ kb_cidr_parse(const char *s, struct kb_cidr *out)
 	ip[slash - s] = '\0';
 	if (inet_pton(AF_INET, ip, &a) != 1)
 		return -1;
-	errno = 0;
-	n = strtol(slash + 1, &end, 10);
-	if (errno || *end || n < 0 || n > 32 || slash[1] == '+' || slash[1] == '-')
+	if (kb_parse_num(slash + 1, 0, 32, NULL, &n) < 0)
 		return -1;
 	mask = n == 0 ? 0 : 0xffffffffu << (32 - n);
 	if (ntohl(a.s_addr) & ~mask)
@@ -62,8 +78,7 @@ kb_hostport_parse(const char *s, char *host, size_t hostlen, uint16_t *port)
 {
 	const char *colon, *h = s;
 	size_t hl;
-	char *end;
-	long p;
+	unsigned long p;
 
 	if (*s == '[') {
 		const char *close = strchr(s, ']');
@@ -80,9 +95,7 @@ kb_hostport_parse(const char *s, char *host, size_t hostlen, uint16_t *port)
 	}
 	if (hl == 0 || hl >= hostlen || colon[1] == '\0')
 		return -1;
-	errno = 0;
-	p = strtol(colon + 1, &end, 10);
-	if (errno || *end || p < 1 || p > 65535 || colon[1] == '+' || colon[1] == '-')
+	if (kb_parse_num(colon + 1, 1, 65535, NULL, &p) < 0)
 		return -1;
 	memcpy(host, h, hl);
 	host[hl] = '\0';

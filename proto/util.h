@@ -14,6 +14,12 @@ struct kb_cidr {
 	uint8_t prefix;
 };
 
+/* Parse a decimal number strictly: one or more digits (no sign, space or
+ * "0x"), from min to max. With rest NULL nothing may follow the digits;
+ * else *rest points to what follows (a unit, say). 0 or -1. */
+int kb_parse_num(const char *s, unsigned long min, unsigned long max, const char **rest,
+    unsigned long *out);
+
 /* Parse "A.B.C.D/N" strictly (host bits must be zero). 0 or -1. */
 int kb_cidr_parse(const char *s, struct kb_cidr *out);
 /* Format as "A.B.C.D/N" into buf (at least 19 bytes). */

@@ -1,0 +1,104 @@
+/* proto/util.c's parsers: kb_parse_num (every number a user types: ports,
+ * durations, --owner-uid, --batch-wait-us), and the CIDR and HOST:PORT
+ * parsers built on it. Strict: no signs, spaces, hex or trailing text. */
+#include "../../proto/util.c"
+
+#include <limits.h>
+#include <string.h>
+
+#include "ok.h"
+
+static int
+num(const char *s, unsigned long min, unsigned long max, unsigned long want)
+{
+	unsigned long n = 12345;
+
+	return kb_parse_num(s, min, max, NULL, &n) == 0 && n == want;
+}
+
+static int
+bad(const char *s, unsigned long min, unsigned long max)
+{
+	unsigned long n = 12345;
+
+	return kb_parse_num(s, min, max, NULL, &n) == -1 && n == 12345;
+}
+
+static int
+cidr(const char *s, const char *want)
+{
+	struct kb_cidr c;
+	char buf[32];
+
+	if (kb_cidr_parse(s, &c) < 0)
+		return want == NULL;
+	return want != NULL && strcmp(kb_cidr_str(&c, buf, sizeof(buf)), want) == 0;
+}
+
+static int
+hostport(const char *s, const char *host, unsigned port)
+{
+	char h[64] = "untouched";
+	uint16_t p = 0;
+
+	if (kb_hostport_parse(s, h, sizeof(h), &p) < 0)
+		return host == NULL;
+	return host != NULL && strcmp(h, host) == 0 && p == port;
+}
+
+int
+main(void)
+{
+	const char *rest = NULL;
+	unsigned long n = 0;
+
+	/* numbers */
+	ok(num("0", 0, 10, 0));
+	ok(num("10", 0, 10, 10));
+	ok(num("007", 0, 10, 7));
+	ok(num("65535", 1, 65535, 65535));
+	ok(num("4294967294", 0, 4294967294UL, 4294967294UL));
+	ok(bad("65536", 1, 65535));
+	ok(bad("0", 1, 65535));
+	ok(bad("", 0, 10));
+	ok(bad("-1", 0, ULONG_MAX));	/* strtoul would wrap it to ULONG_MAX */
+	ok(bad("+5", 0, 10));
+	ok(bad(" 5", 0, 10));
+	ok(bad("5 ", 0, 10));
+	ok(bad("0x10", 0, 100));
+	ok(bad("1e3", 0, 10000));
+	ok(bad("99999999999999999999999", 0, ULONG_MAX));	/* ERANGE */
+	/* a unit after the digits, for whoever asks for the rest */
+	ok(kb_parse_num("90m", 1, 100, &rest, &n) == 0 && n == 90 && strcmp(rest, "m") == 0);
+	ok(kb_parse_num("90", 1, 100, &rest, &n) == 0 && n == 90 && *rest == '\0');
+	ok(kb_parse_num("m", 1, 100, &rest, &n) == -1);
+	ok(kb_parse_num("200s", 1, 100, &rest, &n) == -1);
+
+	/* CIDRs */
+	ok(cidr("10.96.0.0/12", "10.96.0.0/12"));
+	ok(cidr("0.0.0.0/0", "0.0.0.0/0"));
+	ok(cidr("10.0.0.1/32", "10.0.0.1/32"));
+	ok(cidr("10.0.0.1/24", NULL));	/* host bits */
+	ok(cidr("10.0.0.0/33", NULL));
+	ok(cidr("10.0.0.0/-1", NULL));
+	ok(cidr("10.0.0.0/+8", NULL));
+	ok(cidr("10.0.0.0/8x", NULL));
+	ok(cidr("10.0.0.0/", NULL));
+	ok(cidr("10.0.0.0", NULL));
+	ok(cidr("10.0.0/8", NULL));
+
+	/* HOST:PORT */
+	ok(hostport("127.0.0.1:8080", "127.0.0.1", 8080));
+	ok(hostport("web.default:80", "web.default", 80));
+	ok(hostport("[::1]:443", "::1", 443));
+	ok(hostport("h:65535", "h", 65535));
+	ok(hostport("h:0", NULL, 0));
+	ok(hostport("h:65536", NULL, 0));
+	ok(hostport("h:-80", NULL, 0));
+	ok(hostport("h:+80", NULL, 0));
+	ok(hostport("h:80x", NULL, 0));
+	ok(hostport("h:", NULL, 0));
+	ok(hostport(":80", NULL, 0));
+	ok(hostport("::1:80", NULL, 0));	/* a bare IPv6 address needs brackets */
+	return ok_done();
+}
