@@ -54,7 +54,7 @@ sm_ring_send(struct kb_send *v, unsigned n)
 {
 	struct io_uring_sqe *sqe;
 	struct io_uring_cqe *cqe;
-	unsigned i, head, seen = 0;
+	unsigned i, head, got, seen = 0;
 	int rc;
 
 	for (i = 0; i < n; i++) {
@@ -65,14 +65,22 @@ sm_ring_send(struct kb_send *v, unsigned n)
 	/* MSG_DONTWAIT: each send completes during the submit (sent, or
 	 * -EAGAIN), none is left waiting for the socket. */
 	rc = io_uring_submit_and_wait(&sm_ring, n);
-	io_uring_for_each_cqe(&sm_ring, head, cqe) {
-		if (cqe->user_data < n)
-			v[cqe->user_data].res = cqe->res;
-		seen++;
+	for (;;) {
+		got = 0;
+		io_uring_for_each_cqe(&sm_ring, head, cqe) {
+			if (cqe->user_data < n)
+				v[cqe->user_data].res = cqe->res;
+			got++;
+		}
+		io_uring_cq_advance(&sm_ring, got);
+		if ((seen += got) == n)
+			return 0;
+		if (rc != -EINTR)
+			break;
+		/* A signal interrupted the call: submit what may be left and
+		 * collect the results (this cannot block: see above). */
+		rc = io_uring_submit_and_wait(&sm_ring, n - seen);
 	}
-	io_uring_cq_advance(&sm_ring, seen);
-	if (rc >= 0 && seen == n)
-		return 0;
 	/* Not expected: drop the ring (which cancels anything in flight) and
 	 * send one by one from now on. */
 	log_warnx("io_uring send: %s (%u of %u done): writes go out one system call each",
