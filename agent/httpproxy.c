@@ -1334,7 +1334,8 @@ hp_batch_add(struct hp_sock *s)
 
 /* What the waiting connections (and extra, unless NULL) have queued goes
  * out in one system call (sendmany.h says why). What a socket does not
- * take stays queued for hp_settle(). */
+ * take stays queued and waits for writability (hp_settle() does not try
+ * again at once: the socket just said it is full). */
 static void
 hp_send_pending(struct hp_conn *extra)
 {
@@ -1360,10 +1361,13 @@ hp_send_pending(struct hp_conn *extra)
 			evbuffer_drain(s->out, res);
 			if (s == &s->c->cl)
 				s->c->wrote = 1;
-		} else if (res != -EAGAIN && res != -EWOULDBLOCK && res != -EINTR) {
+		} else if (res != -EAGAIN && res != -EWOULDBLOCK) {
 			log_debug("%s: fd %d: %s", __func__, s->fd, strerror((int)-res));
 			hp_sock_werr(s);
+			continue;
 		}
+		if (evbuffer_get_length(s->out) > 0)
+			hp_sock_arm(s, s->rarmed, 1);
 	}
 }
 
