@@ -169,7 +169,8 @@ done
 ok "Host headers and absolute request targets naming other services get 404 (no Host-header tricks)"
 
 # --- list, ownership, remove, TTL
-alice preview create web --ttl 2s --output json >"$STATE/ttl.json"
+# (long enough for the checks below to see it alive also under the sanitizer build)
+alice preview create web --ttl 10s --output json >"$STATE/ttl.json"
 ttl_tok=$(pfield token <"$STATE/ttl.json")
 ttl_at=$(date +%s)
 [[ $(mcurl "http://$ttl_tok.preview.kb.test:8080/api/hello") == "alice api" ]]
@@ -225,12 +226,12 @@ rc=0; QUIET=1 alice preview remove "$rm_tok" 2>/dev/null || rc=$?
 ((rc != 0))
 ok "a removed preview gets 404 (host name and cookie); removing it again fails"
 
-left=$((ttl_at + 3 - $(date +%s)))
+left=$((ttl_at + 11 - $(date +%s)))
 if ((left > 0)); then sleep "$left"; fi
 [[ $(mcurl "http://$ttl_tok.preview.kb.test:8080/api/hello") != *alice* && $(code) == 404 ]]
 alice preview list --output json >"$STATE/list2.json"
 no grep -q "$ttl_tok" "$STATE/list2.json"
-ok "a preview created with --ttl 2s gets 404 after 3 s and leaves the list"
+ok "a preview created with --ttl 10s gets 404 after 11 s and leaves the list"
 
 no grep -rqE "$tok|$rm_tok|$ttl_tok" "$STATE"/*.log "$STATE"/*/*.log
 ok "no full token in the manager's, sidecars' or daemons' logs"
