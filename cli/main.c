@@ -2,6 +2,7 @@
  * starts it when needed. */
 #include <errno.h>
 #include <getopt.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -646,8 +647,11 @@ cmd_connect(int argc, char **argv)
 		}
 		started = 1;
 		if (kb_api_wait(1, START_WAIT_MS) == -1) {
-			errorx("kbridged does not answer on %s (see %s.log)",
-			    sock, sock);
+			char logpath[PATH_MAX];
+
+			if (kb_daemon_log(sock, logpath, sizeof(logpath)) == -1)
+				snprintf(logpath, sizeof(logpath), "its log");
+			errorx("kbridged does not answer on %s (see %s)", sock, logpath);
 			goto done;
 		}
 	}

@@ -1,4 +1,5 @@
 #include "start.h"
+#include "client.h"
 
 #include <sys/types.h>
 #include <sys/wait.h>
@@ -118,8 +119,16 @@ last_line(char *s)
 }
 
 static void
-run_child(char *const argv[], int out)
+run_child(char *const argv[], int out, int sudo)
 {
+	/* Root starts it directly: a SUDO_UID left from "sudo -s" would make it
+	 * refuse the paths we give. */
+	if (!sudo) {
+		unsetenv("SUDO_UID");
+		unsetenv("SUDO_GID");
+		unsetenv("SUDO_USER");
+		unsetenv("SUDO_COMMAND");
+	}
 	/* The daemon must not write into our stdout (it may carry JSON). */
 	if (dup2(out, STDOUT_FILENO) < 0 || dup2(out, STDERR_FILENO) < 0)
 		_exit(127);
@@ -128,39 +137,56 @@ run_child(char *const argv[], int out)
 	_exit(127);
 }
 
+/* Where the daemon that kb_daemon_start starts for sock logs. */
+int
+kb_daemon_log(const char *sock, char *buf, size_t len)
+{
+	if (geteuid() != 0)
+		return snprintf(buf, len, "%s/kbridged-%lu.log", KB_RUN_DIR,
+		    (unsigned long)getuid()) < (int)len ? 0 : -1;
+	return snprintf(buf, len, "%s.log", sock) < (int)len ? 0 : -1;
+}
+
 int
 kb_daemon_start(const char *sock, char *err, size_t errlen)
 {
-	char daemon[PATH_MAX], logpath[PATH_MAX], uid[32], out[1024], chunk[512];
+	char daemon[PATH_MAX], logpath[PATH_MAX], out[1024], chunk[512];
 	char *argv[12];
 	const char *line;
 	size_t olen = 0;
-	int pfd[2], st = 0, i = 0, exited = 0, eof = 0;
+	int pfd[2], st = 0, i = 0, exited = 0, eof = 0, sudo = geteuid() != 0;
 	struct pollfd pf;
 	ssize_t n;
 	pid_t pid, w;
 
 	if (kb_daemon_find(daemon, sizeof(daemon), err, errlen) == -1)
 		return -1;
-	if (snprintf(logpath, sizeof(logpath), "%s.log", sock) >=
-	    (int)sizeof(logpath)) {
+	if (kb_daemon_log(sock, logpath, sizeof(logpath)) == -1) {
 		snprintf(err, errlen, "socket path too long: %s", sock);
 		return -1;
 	}
-	snprintf(uid, sizeof(uid), "%lu", (unsigned long)getuid());
-	if (geteuid() != 0)
-		argv[i++] = "sudo";
-	argv[i++] = daemon;
-	argv[i++] = "--daemon";
-	argv[i++] = "--socket";
-	argv[i++] = (char *)sock;
-	if (geteuid() != 0) {
-		/* only the invoking user (and root) may use the socket */
-		argv[i++] = "--owner-uid";
-		argv[i++] = uid;
+	/*
+	 * Through sudo the daemon takes no paths from us: its socket is fixed
+	 * (and given to us), so that is the only one we can reach it on. The
+	 * sudoers rule names exactly this command line.
+	 */
+	if (sudo && strcmp(sock, KB_SOCKET_DEFAULT) != 0) {
+		snprintf(err, errlen, "kbridged started through sudo listens on %s, not on "
+		    "KBRIDGE_SOCKET=%s (unset it)", KB_SOCKET_DEFAULT, sock);
+		return -1;
 	}
-	argv[i++] = "--log";
-	argv[i++] = logpath;
+	if (sudo) {
+		argv[i++] = "sudo";
+		argv[i++] = daemon;
+		argv[i++] = "--daemon";
+	} else {
+		argv[i++] = daemon;
+		argv[i++] = "--daemon";
+		argv[i++] = "--socket";
+		argv[i++] = (char *)sock;
+		argv[i++] = "--log";
+		argv[i++] = logpath;
+	}
 	argv[i] = NULL;
 
 	if (pipe2(pfd, O_CLOEXEC) == -1) {
@@ -174,7 +200,7 @@ kb_daemon_start(const char *sock, char *err, size_t errlen)
 		return -1;
 	}
 	if (pid == 0)
-		run_child(argv, pfd[1]);
+		run_child(argv, pfd[1], sudo);
 	close(pfd[1]);
 	fcntl(pfd[0], F_SETFL, O_NONBLOCK);
 

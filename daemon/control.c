@@ -26,6 +26,8 @@
 
 static struct evhttp *http;
 static int http_fd = -1;
+static dev_t sock_dev;		/* the socket file we made, the only one we remove */
+static ino_t sock_ino;
 
 void
 control_reply(struct evhttp_request *req, int code, cJSON *body)
@@ -459,12 +461,25 @@ socket_alive(const char *path)
 	return rc == 0;
 }
 
+/* Remove path only if it is the socket this daemon made: whatever else is
+ * there now (a file swapped in, another daemon's socket) stays. */
+static void
+unlink_own_socket(const char *path)
+{
+	struct stat st;
+
+	if (lstat(path, &st) == 0 && S_ISSOCK(st.st_mode) && st.st_dev == sock_dev &&
+	    st.st_ino == sock_ino)
+		unlink(path);
+}
+
 int
 control_listen(struct kbd *d, uid_t owner, int has_owner, char *err, size_t errlen)
 {
 	struct sockaddr_un sun = { .sun_family = AF_UNIX };
+	struct stat st;
 	mode_t old;
-	int fd = -1;
+	int fd = -1, made = 0;
 
 	if (strlen(d->socket_path) >= sizeof(sun.sun_path)) {
 		snprintf(err, errlen, "socket path %s is too long", d->socket_path);
@@ -475,17 +490,38 @@ control_listen(struct kbd *d, uid_t owner, int has_owner, char *err, size_t errl
 		snprintf(err, errlen, "another kbridged is already serving %s", d->socket_path);
 		return -1;
 	}
-	unlink(d->socket_path); /* stale, from a daemon that was killed */
+	/* A stale socket, from a daemon that was killed, may go; anything
+	 * else at that path is not ours to delete. */
+	if (lstat(d->socket_path, &st) == 0) {
+		if (!S_ISSOCK(st.st_mode)) {
+			snprintf(err, errlen, "%s exists and is not a socket; not replacing it",
+			    d->socket_path);
+			return -1;
+		}
+		if (unlink(d->socket_path) < 0)
+			goto fail;
+	}
 	if ((fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0)) < 0)
 		goto fail;
-	old = umask(0077);
+	/* Mode 0600 from the start: nobody else may connect before the chown. */
+	old = umask(0177);
 	if (bind(fd, (struct sockaddr *)&sun, sizeof(sun)) < 0) {
 		umask(old);
 		goto fail;
 	}
 	umask(old);
-	if ((has_owner && chown(d->socket_path, owner, (gid_t)-1) < 0) ||
-	    chmod(d->socket_path, 0600) < 0 || listen(fd, 64) < 0)
+	if (lstat(d->socket_path, &st) < 0)
+		goto fail;
+	if (!S_ISSOCK(st.st_mode)) {
+		errno = EEXIST;
+		goto fail;
+	}
+	sock_dev = st.st_dev;
+	sock_ino = st.st_ino;
+	made = 1;
+	/* Never through a symlink swapped in since the bind. */
+	if ((has_owner && fchownat(AT_FDCWD, d->socket_path, owner, (gid_t)-1,
+	    AT_SYMLINK_NOFOLLOW) < 0) || listen(fd, 64) < 0)
 		goto fail;
 	if ((http = evhttp_new(d->base)) == NULL)
 		goto fail;
@@ -512,10 +548,10 @@ fail:
 		evhttp_free(http);
 		http = NULL;
 	}
-	if (fd >= 0) {
+	if (fd >= 0)
 		close(fd);
-		unlink(d->socket_path);
-	}
+	if (made)
+		unlink_own_socket(d->socket_path);
 	return -1;
 }
 
@@ -523,7 +559,7 @@ void
 control_close(struct kbd *d)
 {
 	if (http_fd >= 0) {
-		unlink(d->socket_path);
+		unlink_own_socket(d->socket_path);
 		http_fd = -1;
 	}
 }

@@ -31,6 +31,10 @@
 #define DNS_UDP_ANSWER_MAX	512	/* no EDNS in the answers we build */
 #define DNS_MAX_UPSTREAMS	8
 #define DNS_MAX_PENDING		1024
+#define DNS_CLIENT_MAX		64	/* per UDP client (address and port) */
+#define DNS_CLIENT_BUCKETS	256
+#define DNS_FLOOD_LOG_MS	10000	/* at most one warning per this */
+#define DNS_UDP_RCVBUF		(4 << 20)	/* a burst of ~10,000 queries */
 #define DNS_MAX_TCP		256
 #define DNS_TCP_INFLIGHT	32	/* per client; then stop reading it */
 #define DNS_TCP_OUTMAX		(128 * 1024)
@@ -47,6 +51,7 @@
 #define DNS_SERVFAIL		2
 #define DNS_NXDOMAIN		3
 #define DNS_NOTIMP		4
+#define DNS_REFUSED		5
 
 struct dns_upstream {
 	struct sockaddr_storage ss;
@@ -57,16 +62,28 @@ enum dns_req_state { RQ_HOOK, RQ_UDP, RQ_TCP };
 
 struct dns_tcp;
 
+/* A UDP client's queries in flight: one source address and port may not
+ * hold more than DNS_CLIENT_MAX of the DNS_MAX_PENDING slots. */
+struct dns_client {
+	LIST_ENTRY(dns_client) entry;
+	struct sockaddr_storage ss;
+	socklen_t len;
+	unsigned n;
+};
+
 struct dns_req {
 	struct kb_dns *d;
 	TAILQ_ENTRY(dns_req) entry;	/* d->reqs */
 	TAILQ_ENTRY(dns_req) centry;	/* tcp->reqs */
 	struct dns_tcp *tcp;		/* TCP client, NULL for UDP or once detached */
+	struct dns_client *client;	/* UDP client, until freed */
 	struct sockaddr_storage peer;	/* UDP client */
 	socklen_t peerlen;
 	int via_tcp;
 	int detached;			/* nobody to answer; only waits for the hook */
-	int single;			/* single label: NXDOMAIN falls back upstream */
+	int fallback;			/* not under the cluster domain: NXDOMAIN goes upstream */
+	int probe;			/* another type: asked the manager for A to know the name */
+	uint16_t hook_qtype;		/* what the manager was asked */
 	enum dns_req_state state;
 	unsigned char *msg;		/* the client's query; id rewritten when forwarded */
 	size_t len, qend;
@@ -121,6 +138,9 @@ struct kb_dns {
 	size_t npending;
 	TAILQ_HEAD(, dns_tcp) tcps;
 	size_t ntcp;
+	LIST_HEAD(, dns_client) clients[DNS_CLIENT_BUCKETS];
+	uint64_t flood_logged;		/* kb_now_ms() of the last warning */
+	unsigned long refused;		/* queries refused since */
 	unsigned char buf[DNS_MSG_MAX + 1];
 	unsigned char out[DNS_MSG_MAX + 1];
 	struct dns_cache_entry *cache;	/* DNS_CACHE_SLOTS, allocated on first use */
@@ -221,20 +241,31 @@ dns_is_namespace(const struct kb_dns *d, const char *s, size_t len)
 	return 0;
 }
 
+/* Is name (normalized) the cluster domain or under it? */
+static int
+dns_in_domain(const struct kb_dns *d, const char *name)
+{
+	size_t n = strlen(name), dl;
+
+	if (!d->domain)
+		return 0;
+	dl = strlen(d->domain);
+	return n >= dl && !strcmp(name + n - dl, d->domain) && (n == dl || name[n - dl - 1] == '.');
+}
+
 /* Is name (normalized) a cluster name? If so, out gets what to ask the
  * manager, and *single tells a qualified single label. */
 static int
 dns_classify(const struct kb_dns *d, const char *name, char *out, size_t outlen, int *single)
 {
 	const char *rest;
-	size_t n, dl;
+	size_t n;
 
 	*single = 0;
 	if (!d->domain || name[0] == '\0' || strchr(name, '\\'))
 		return 0;
 	n = strlen(name);
-	dl = strlen(d->domain);
-	if (n >= dl && !strcmp(name + n - dl, d->domain) && (n == dl || name[n - dl - 1] == '.'))
+	if (dns_in_domain(d, name))
 		goto cluster;
 	if ((rest = strchr(name, '.')) == NULL) {
 		if (!strcmp(name, "localhost") || !d->connected_ns)
@@ -334,9 +365,68 @@ dns_send(struct kb_dns *d, struct dns_tcp *c, const struct sockaddr *peer, sockl
 		    strerror(errno));
 }
 
+static unsigned
+dns_client_hash(const struct sockaddr *sa, socklen_t len)
+{
+	const unsigned char *p = (const unsigned char *)sa;
+	uint32_t h = 2166136261u;
+	socklen_t i;
+
+	for (i = 0; i < len; i++)
+		h = (h ^ p[i]) * 16777619u;
+	return h % DNS_CLIENT_BUCKETS;
+}
+
+/* The record of a UDP peer, made if new; NULL when out of memory. */
+static struct dns_client *
+dns_client_get(struct kb_dns *d, const struct sockaddr *sa, socklen_t len)
+{
+	unsigned h = dns_client_hash(sa, len);
+	struct dns_client *cl;
+
+	if (len > sizeof(cl->ss))
+		return NULL;
+	LIST_FOREACH(cl, &d->clients[h], entry)
+		if (cl->len == len && !memcmp(&cl->ss, sa, len))
+			return cl;
+	if ((cl = calloc(1, sizeof(*cl))) == NULL)
+		return NULL;
+	memcpy(&cl->ss, sa, len);
+	cl->len = len;
+	LIST_INSERT_HEAD(&d->clients[h], cl, entry);
+	return cl;
+}
+
+/* A peer with nothing in flight is forgotten. */
+static void
+dns_client_put(struct dns_client *cl)
+{
+	if (cl->n == 0) {
+		LIST_REMOVE(cl, entry);
+		free(cl);
+	}
+}
+
+/* One client is flooding: say so now and then, not per query. */
+static void
+dns_note_refused(struct kb_dns *d, const struct sockaddr *peer)
+{
+	uint64_t now = kb_now_ms();
+	char who[64];
+
+	d->refused++;
+	if (d->flood_logged && now - d->flood_logged < DNS_FLOOD_LOG_MS)
+		return;
+	log_warnx("DNS: %s has %d queries in flight: refusing more (%lu refused)",
+	    kb_sockaddr_str(peer, who, sizeof(who)), DNS_CLIENT_MAX, d->refused);
+	d->flood_logged = now;
+	d->refused = 0;
+}
+
 static struct dns_req *
-dns_req_new(struct kb_dns *d, struct dns_tcp *c, const struct sockaddr *peer, socklen_t peerlen,
-    const unsigned char *msg, size_t len, size_t qend)
+dns_req_new(struct kb_dns *d, struct dns_tcp *c, struct dns_client *cl,
+    const struct sockaddr *peer, socklen_t peerlen, const unsigned char *msg, size_t len,
+    size_t qend)
 {
 	struct dns_req *rq;
 
@@ -357,6 +447,8 @@ dns_req_new(struct kb_dns *d, struct dns_tcp *c, const struct sockaddr *peer, so
 	} else {
 		memcpy(&rq->peer, peer, peerlen);
 		rq->peerlen = peerlen;
+		rq->client = cl;
+		cl->n++;
 	}
 	TAILQ_INSERT_TAIL(&d->reqs, rq, entry);
 	d->npending++;
@@ -391,6 +483,11 @@ dns_req_free(struct dns_req *rq)
 	dns_req_detach(rq);
 	TAILQ_REMOVE(&rq->d->reqs, rq, entry);
 	rq->d->npending--;
+	if (rq->client) {
+		rq->client->n--;
+		dns_client_put(rq->client);
+		rq->client = NULL;
+	}
 	if (rq->timer)
 		event_free(rq->timer);
 	free(rq->msg);
@@ -461,6 +558,22 @@ dns_cache_put(struct kb_dns *d, const char *name, uint16_t qtype, const char *co
 	e->expires = kb_now_ms() + 1000ull * (ttl < DNS_CACHE_TTL_MAX ? ttl : DNS_CACHE_TTL_MAX);
 }
 
+/* Does the cache hold addresses for name? */
+static int
+dns_cache_knows(struct kb_dns *d, const char *name)
+{
+	static const uint16_t types[] = { DNS_T_A, DNS_T_AAAA };
+	struct dns_cache_entry *e;
+	uint64_t now = kb_now_ms();
+	size_t i;
+
+	for (i = 0; d->cache && i < 2; i++)
+		if ((e = dns_cache_slot(d, name, types[i])) != NULL && e->expires > now &&
+		    e->qtype == types[i] && !strcmp(e->name, name))
+			return 1;
+	return 0;
+}
+
 /* Answer rq from the cache; 0 if it did. */
 static int
 dns_cache_answer(struct dns_req *rq, const char *name, uint16_t qtype)
@@ -487,19 +600,23 @@ dns_hook_done(void *ctx, int rcode, const char *const *addrs, size_t naddrs, uin
 	struct dns_req *rq = ctx;
 
 	if (rcode == 0)
-		dns_cache_put(rq->d, rq->key, get16(rq->msg + rq->qend - 4), addrs, naddrs, ttl);
+		dns_cache_put(rq->d, rq->key, rq->hook_qtype, addrs, naddrs, ttl);
 	if (rq->detached) {
 		dns_req_free(rq);
 		return;
 	}
 	evtimer_del(rq->timer);
-	if (rcode == DNS_NXDOMAIN && rq->single) {
-		/* A plain host name of the local network, not a service. */
+	if (rcode == DNS_NXDOMAIN && rq->fallback) {
+		/* Not the cluster's: a host of the local network, or a name of
+		 * the outside world under a TLD that is also a namespace
+		 * (example.shop with a namespace "shop"). */
 		dns_forward_start(rq);
 		return;
 	}
 	if (rcode != 0 && rcode != DNS_NXDOMAIN)
 		rcode = DNS_SERVFAIL;
+	if (rq->probe)
+		naddrs = 0;	/* the cluster's name, but no record of this type */
 	dns_req_answer(rq, rcode, get16(rq->msg + rq->qend - 4), addrs, naddrs, ttl);
 }
 
@@ -686,6 +803,7 @@ dns_handle(struct kb_dns *d, struct dns_tcp *c, const struct sockaddr *peer, soc
     const unsigned char *msg, size_t len)
 {
 	struct dns_question q;
+	struct dns_client *cl = NULL;
 	struct dns_req *rq;
 	char name[DNS_NAME_MAX];
 	int r, single, cluster;
@@ -698,8 +816,19 @@ dns_handle(struct kb_dns *d, struct dns_tcp *c, const struct sockaddr *peer, soc
 		    dns_build_answer(d->out, DNS_MSG_MAX, msg, DNS_HDR, r, 0, NULL, 0, 0));
 		return;
 	}
-	if (d->npending >= DNS_MAX_PENDING ||
-	    (rq = dns_req_new(d, c, peer, peerlen, msg, len, q.qend)) == NULL) {
+	/* A TCP client stops being read at DNS_TCP_INFLIGHT; a UDP one that
+	 * holds its share of the slots is refused, so that it cannot take
+	 * them all from everyone else. */
+	if (!c && (cl = dns_client_get(d, peer, peerlen)) != NULL && cl->n >= DNS_CLIENT_MAX) {
+		dns_note_refused(d, peer);
+		dns_send(d, c, peer, peerlen, d->out,
+		    dns_build_answer(d->out, DNS_MSG_MAX, msg, q.qend, DNS_REFUSED, 0, NULL, 0, 0));
+		return;
+	}
+	if (d->npending >= DNS_MAX_PENDING || (!c && !cl) ||
+	    (rq = dns_req_new(d, c, cl, peer, peerlen, msg, len, q.qend)) == NULL) {
+		if (cl)
+			dns_client_put(cl);
 		log_debug("%s: too many queries in flight", __func__);
 		dns_send(d, c, peer, peerlen, d->out,
 		    dns_build_answer(d->out, DNS_MSG_MAX, msg, q.qend, DNS_SERVFAIL, 0, NULL, 0, 0));
@@ -718,22 +847,30 @@ dns_handle(struct kb_dns *d, struct dns_tcp *c, const struct sockaddr *peer, soc
 		dns_forward_start(rq);
 		return;
 	}
+	rq->fallback = single || !dns_in_domain(d, q.name);
+	rq->hook_qtype = q.qtype;
 	if (q.qtype != DNS_T_A && q.qtype != DNS_T_AAAA) {
-		dns_req_answer(rq, 0, q.qtype, NULL, 0, 0);
-		return;
+		/* A Service has addresses only. Under the cluster domain, or
+		 * for a name the cluster is known to have, that is the answer;
+		 * else the cluster's A answer tells whose name it is. */
+		if (!rq->fallback || dns_cache_knows(d, name)) {
+			dns_req_answer(rq, 0, q.qtype, NULL, 0, 0);
+			return;
+		}
+		rq->probe = 1;
+		rq->hook_qtype = DNS_T_A;
 	}
 	rq->state = RQ_HOOK;
-	rq->single = single;
 	if (!d->hooks.resolve) {
 		dns_req_answer(rq, DNS_SERVFAIL, 0, NULL, 0, 0);
 		return;
 	}
-	if (dns_cache_answer(rq, name, q.qtype) == 0)
+	if (!rq->probe && dns_cache_answer(rq, name, q.qtype) == 0)
 		return;
 	snprintf(rq->key, sizeof(rq->key), "%s", name);
 	dns_timer_ms(rq->timer, DNS_HOOK_MS);
 	/* On success done may already have run and freed rq. */
-	if (d->hooks.resolve(d->hooks.arg, name, q.qtype, dns_hook_done, rq) < 0)
+	if (d->hooks.resolve(d->hooks.arg, name, rq->hook_qtype, dns_hook_done, rq) < 0)
 		dns_req_answer(rq, DNS_SERVFAIL, 0, NULL, 0, 0);
 }
 
@@ -997,6 +1134,19 @@ fail:
 	return -1;
 }
 
+/* The default buffer (~200 small datagrams) overflows in 10 ms of a
+ * 20,000/s flood: a moment without CPU and queries of other clients are
+ * lost with the flood's, and their resolvers wait seconds to ask again. */
+static void
+dns_udp_rcvbuf(int fd)
+{
+	int n = DNS_UDP_RCVBUF;
+
+	if (setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &n, sizeof(n)) < 0 &&
+	    setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &n, sizeof(n)) < 0)
+		log_debug("%s: %s", __func__, strerror(errno));
+}
+
 /* UDP then TCP on the same port; with port 0 retry if TCP finds it taken. */
 static int
 dns_listen(struct kb_dns *d, uint16_t port, char *err, size_t errlen)
@@ -1019,6 +1169,7 @@ dns_listen(struct kb_dns *d, uint16_t port, char *err, size_t errlen)
 			snprintf(err, errlen, "bind udp 127.0.0.1:%u: %s", port, strerror(errno));
 			goto fail;
 		}
+		dns_udp_rcvbuf(d->udp_fd);
 		len = sizeof(sin);
 		if (getsockname(d->udp_fd, (struct sockaddr *)&sin, &len) < 0) {
 			snprintf(err, errlen, "getsockname: %s", strerror(errno));

@@ -22,7 +22,8 @@
 #include "log.h"
 #include "util.h"
 
-#define DEFAULT_SOCKET "/run/kbridge/kbridged.sock"
+#define RUN_DIR "/run/kbridge"
+#define DEFAULT_SOCKET RUN_DIR "/kbridged.sock"
 #define DEFAULT_TUN_ADDR "198.18.0.1"
 
 static void
@@ -33,6 +34,9 @@ usage(FILE *f)
 	    "                [--instance NAME] [--link-address IP] [-v]\n"
 	    "\n"
 	    "The kbridge workstation daemon; normally started by 'kbridge connect'.\n"
+	    "Started through sudo (SUDO_UID set), it takes no paths from its caller:\n"
+	    "the socket is " DEFAULT_SOCKET " (owned by that user) and the\n"
+	    "log " RUN_DIR "/kbridged-UID.log; only --daemon and -v are accepted.\n"
 	    "\n"
 	    "  --socket PATH      control socket (default $KBRIDGE_SOCKET or " DEFAULT_SOCKET ")\n"
 	    "  --daemon           go to the background once the socket is listening\n"
@@ -71,7 +75,7 @@ on_signal(evutil_socket_t sig, short what, void *arg)
 /* Fork; the parent exits once the child reports (through a pipe) that its
  * socket listens, so 'kbridge connect' can talk to it right away. */
 static int
-daemonize(const char *logfile, int *notify)
+daemonize(int logfd, int *notify)
 {
 	int p[2], fd;
 	pid_t pid;
@@ -100,26 +104,93 @@ daemonize(const char *logfile, int *notify)
 	setsid();
 	if ((fd = open("/dev/null", O_RDWR)) >= 0) {
 		dup2(fd, 0);
-		if (!logfile) {
+		if (logfd < 0) {
 			dup2(fd, 1);
 			dup2(fd, 2);
 		}
 		if (fd > 2)
 			close(fd);
 	}
-	if (logfile) {
-		if ((fd = open(logfile, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600)) < 0) {
-			snprintf(buf, sizeof(buf), "cannot open log %s: %s", logfile, strerror(errno));
-			if (write(p[1], buf, strlen(buf)) < 0)
-				_exit(1);
-			_exit(1);
-		}
-		dup2(fd, 1);
-		dup2(fd, 2);
-		close(fd);
+	if (logfd >= 0) {
+		dup2(logfd, 1);
+		dup2(logfd, 2);
+		close(logfd);
 	}
 	*notify = p[1];
 	return 0;
+}
+
+/* Started through sudo: 1 and the caller's uid, 0 if not (or by root
+ * itself), -1 if SUDO_UID is not a uid. */
+static int
+sudo_caller(uid_t *uid)
+{
+	const char *s = getenv("SUDO_UID");
+	unsigned long v;
+
+	if (s == NULL)
+		return 0;
+	if (kb_parse_num(s, 0, (uid_t)-2, NULL, &v) < 0)
+		return -1;
+	*uid = (uid_t)v;
+	return v != 0;
+}
+
+/* RUN_DIR, made if missing, as a descriptor; it must be root's and
+ * writable by nobody else, so no one can plant a symlink or file in it. */
+static int
+open_run_dir(char *err, size_t errlen)
+{
+	struct stat st;
+	int fd;
+
+	if (mkdir(RUN_DIR, 0755) < 0 && errno != EEXIST) {
+		snprintf(err, errlen, "mkdir %s: %s", RUN_DIR, strerror(errno));
+		return -1;
+	}
+	if ((fd = open(RUN_DIR, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)) < 0) {
+		snprintf(err, errlen, "open %s: %s", RUN_DIR, strerror(errno));
+		return -1;
+	}
+	if (fstat(fd, &st) < 0 || st.st_uid != 0 || (st.st_mode & 022)) {
+		snprintf(err, errlen, "%s must be a directory owned by root and writable only by it",
+		    RUN_DIR);
+		close(fd);
+		return -1;
+	}
+	return fd;
+}
+
+/* The log, appended to; never through a symlink. For a sudo caller it is
+ * a regular file of ours in RUN_DIR, handed to the caller (fchown on the
+ * descriptor) so that they can read it. */
+static int
+open_log(int dirfd, const char *path, int has_caller, uid_t caller, char *err, size_t errlen)
+{
+	struct stat st;
+	int fd;
+
+	fd = openat(dirfd, path, O_WRONLY | O_CREAT | O_APPEND | O_NOFOLLOW | O_NOCTTY | O_CLOEXEC,
+	    0600);
+	if (fd < 0) {
+		snprintf(err, errlen, "cannot open log %s: %s", path,
+		    errno == ELOOP ? "it is a symbolic link" : strerror(errno));
+		return -1;
+	}
+	if (!has_caller)
+		return fd;
+	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || st.st_nlink != 1 ||
+	    (st.st_uid != 0 && st.st_uid != caller)) {
+		snprintf(err, errlen, "log %s/%s is not a file of this user's daemon", RUN_DIR, path);
+		close(fd);
+		return -1;
+	}
+	if (fchown(fd, caller, (gid_t)-1) < 0 || fchmod(fd, 0600) < 0) {
+		snprintf(err, errlen, "log %s/%s: %s", RUN_DIR, path, strerror(errno));
+		close(fd);
+		return -1;
+	}
+	return fd;
 }
 
 /* The socket's directory also holds the log, so it must exist first. */
@@ -161,12 +232,13 @@ main(int argc, char **argv)
 		{ NULL, 0, NULL, 0 },
 	};
 	struct kbd d = { 0 };
-	const char *logfile = NULL, *link_addr = DEFAULT_TUN_ADDR;
-	int c, background = 0, has_owner = 0, notify = -1, verbose = 0;
-	uid_t owner = 0;
+	const char *logfile = NULL, *link_addr = DEFAULT_TUN_ADDR, *chosen = NULL;
+	int c, background = 0, has_owner = 0, notify = -1, verbose = 0, sudo, logfd = -1;
+	int dirfd = AT_FDCWD;
+	uid_t owner = 0, caller = 0;
 	struct event *sigs[3];
 	struct in_addr a;
-	char err[300];
+	char err[300], sudo_log[64];
 	unsigned long num;
 	size_t i;
 
@@ -175,12 +247,14 @@ main(int argc, char **argv)
 		switch (c) {
 		case 's':
 			d.socket_path = optarg;
+			chosen = "--socket";
 			break;
 		case 'd':
 			background = 1;
 			break;
 		case 'l':
 			logfile = optarg;
+			chosen = "--log";
 			break;
 		case 'u':
 			if (kb_parse_num(optarg, 0, (uid_t)-2, NULL, &num) == 0)
@@ -190,12 +264,15 @@ main(int argc, char **argv)
 				return 2;
 			}
 			has_owner = 1;
+			chosen = "--owner-uid";
 			break;
 		case 'i':
 			d.instance = optarg;
+			chosen = "--instance";
 			break;
 		case 'a':
 			link_addr = optarg;
+			chosen = "--link-address";
 			break;
 		case 'v':
 			verbose = 1;
@@ -217,6 +294,18 @@ main(int argc, char **argv)
 		return 2;
 	}
 	d.tun_addr = ntohl(a.s_addr);
+	/* Through sudo the caller is not root: it may not name files for root
+	 * to replace, append to or chown, nor another daemon's table. */
+	if ((sudo = sudo_caller(&caller)) < 0) {
+		fprintf(stderr, "kbridged: invalid SUDO_UID '%s'\n", getenv("SUDO_UID"));
+		return 2;
+	}
+	if (sudo && chosen) {
+		fprintf(stderr, "kbridged: started through sudo (SUDO_UID %lu): %s is not accepted; "
+		    "the socket is %s (as root, unset SUDO_UID to choose)\n", (unsigned long)caller,
+		    chosen, DEFAULT_SOCKET);
+		return 2;
+	}
 	{
 		unsigned char rnd[16];
 		size_t k;
@@ -230,9 +319,28 @@ main(int argc, char **argv)
 		return 1;
 	}
 	log_init("kbridged", verbose ? KB_LOG_DEBUG : KB_LOG_INFO);
-	make_parent_dir(d.socket_path);
+	if (sudo) {
+		d.socket_path = DEFAULT_SOCKET;
+		owner = caller;
+		has_owner = 1;
+		snprintf(sudo_log, sizeof(sudo_log), "kbridged-%lu.log", (unsigned long)caller);
+		logfile = sudo_log;
+		if ((dirfd = open_run_dir(err, sizeof(err))) < 0) {
+			fprintf(stderr, "kbridged: %s\n", err);
+			return 1;
+		}
+	} else {
+		make_parent_dir(d.socket_path);
+	}
+	if (background && logfile &&
+	    (logfd = open_log(dirfd, logfile, sudo, caller, err, sizeof(err))) < 0) {
+		fprintf(stderr, "kbridged: %s\n", err);
+		return 1;
+	}
+	if (dirfd >= 0)
+		close(dirfd);
 	if (background)
-		daemonize(logfile, &notify);
+		daemonize(logfd, &notify);
 	/* Buffers come and go by the megabyte on the data path; giving the heap
 	 * top back to the kernel after each burst costs a brk() per burst. */
 	mallopt(M_TRIM_THRESHOLD, 8 * 1024 * 1024);

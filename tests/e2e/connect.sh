@@ -3,7 +3,7 @@
 #
 #   ws (kbridged, kbridge, curl)  --TLS 192.168.50.1:8443-->  node  --> mgr 10.244.0.10
 #     no route to 10.96/16 or 10.244/16                        |  DNAT 10.96.x -> pods
-#     resolver 127.0.0.53 (outside.test)                       +--> web 10.244.1.10 (nginx)
+#     resolver 127.0.0.53 (outside.test, example.shop)         +--> web 10.244.1.10 (nginx)
 #                                                              +--> echo 10.244.1.20 (:7 echo)
 #                                                              +--> cart 10.244.2.10 (shop)
 #
@@ -72,6 +72,17 @@ ok "plain TCP service (echo)"
 [[ $(ws dig +short +tcp web.default.svc.cluster.local @127.0.0.53) == 10.96.1.1 ]]
 fails ws getent hosts nosuch.default.svc.cluster.local
 ok "non-cluster names use the original resolver; DNS over TCP; unknown cluster name fails"
+
+# The outside world's example.shop, while the cluster has a namespace "shop".
+[[ $(ws getent hosts example.shop) == *192.0.2.11* ]]
+[[ $(ws dig +short +tcp example.shop @127.0.0.53) == 192.0.2.11 ]]
+[[ $(ws getent hosts cart.shop) == *10.96.2.1* ]]
+ok "NAME.NS the cluster does not know (example.shop) resolves outside; cart.shop in the cluster"
+
+# One local program floods the DNS proxy (20,000 queries in 1 s from one
+# socket); another one's queries are all answered meanwhile.
+ws python3 "$here/dnsflood.py" 127.0.0.53 20000 1
+ok "a DNS flood from one socket does not starve another client"
 
 # A closed port must fail at once with an error, not hang (curl exit 28 = timeout).
 rc=0; ws curl -sS -m 10 http://10.96.1.1:81/ 2>/dev/null || rc=$?

@@ -5,8 +5,10 @@
 #   ws namespace:  user "nobody" --kbridge--> sudo kbridged (root) --TLS--> manager
 #                  uid 65533 -----kbridge--> (socket 0600, owned by nobody): refused
 #
-# sudo needs a rule for this: the test adds one for the exact kbridged it runs
-# (a copy in a private directory) and removes it on exit.
+# sudo needs a rule for this: the test adds the README's rule, pinned to
+# "kbridged --daemon", for the exact kbridged it runs (a copy in a private
+# directory) and removes it on exit. Through sudo the daemon's socket is the
+# fixed /run/kbridge/kbridged.sock (tests/e2e/sudo.sh tests the paths).
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -18,17 +20,19 @@ export KB_PG_STATE=/run/kbridge-playground/$KB_PG
 STATE=$KB_PG_STATE
 work=$(mktemp -d /tmp/kbnonroot.XXXXXX)
 rule=/etc/sudoers.d/kbridge-test-$$
-sock=$work/run/kbridged.sock
+sock=/run/kbridge/kbridged.sock
+log=/run/kbridge/kbridged-65534.log
 n=0
 
 cleanup() {
 	local rc=$?
 	set +e
 	rm -f "$rule"
-	((rc == 0)) || { echo "not ok - failed (rc $rc) after test $n"; tail -n 30 "$sock.log" 2>/dev/null; }
+	((rc == 0)) || { echo "not ok - failed (rc $rc) after test $n"; tail -n 30 "$log" 2>/dev/null; }
 	"$PG" exec ws -- "$KB_BIN/kbridge" quit >/dev/null 2>&1
 	KBRIDGE_SOCKET=$sock "$PG" exec ws -- "$KB_BIN/kbridge" quit >/dev/null 2>&1
 	"$PG" down >/dev/null 2>&1
+	rm -f "$log"
 	rm -rf "$work"
 	exit $rc
 }
@@ -39,7 +43,7 @@ as() { # UID CMD... : run CMD in ws as that user
 	local uid=$1; shift
 	echo "  [ws uid $uid] $*" >&2
 	ip netns exec "$KB_PG-ws" setpriv --reuid="$uid" --regid=65534 --clear-groups \
-		env KBRIDGE_SOCKET="$sock" HOME=/nonexistent PATH=/usr/sbin:/usr/bin:/sbin:/bin "$@"
+		env -u KBRIDGE_SOCKET HOME=/nonexistent PATH=/usr/sbin:/usr/bin:/sbin:/bin "$@"
 }
 
 command -v sudo >/dev/null
@@ -50,7 +54,7 @@ cp "$KB_BIN/kbridge" "$KB_BIN/kbridged" "$work/bin/"
 chmod 755 "$work" "$work/bin" "$work/bin/"*
 install -m 0600 -o nobody "$STATE/alice.json" "$work/home/alice.json"
 chown nobody "$work/home"
-echo "nobody ALL=(root) NOPASSWD: $work/bin/kbridged" >"$rule"
+echo "nobody ALL=(root) NOPASSWD: $work/bin/kbridged --daemon" >"$rule"
 chmod 0440 "$rule"
 ok "setup: binaries, a profile owned by nobody, a sudo rule for kbridged"
 

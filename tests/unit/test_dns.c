@@ -688,6 +688,235 @@ test_proxy(uint16_t upport)
 	ok(1);
 }
 
+/* A second fake manager for the tests below: cart.shop and web.default
+ * exist, names starting with "hold-" are never answered until released,
+ * everything else is NXDOMAIN. Answers come from the loop, like a session's. */
+struct held {
+	struct held *next;
+	struct event *ev;
+	dns_done_fn done;
+	void *ctx;
+	char name[256];
+	int qtype;
+};
+
+static struct held *helds;
+static int held_calls;
+
+static void
+held_answer(evutil_socket_t fd, short what, void *arg)
+{
+	const char *cart[] = { "10.96.2.2" }, *web[] = { "10.96.1.1" };
+	struct held *h = arg;
+
+	(void)fd;
+	(void)what;
+	if (!strcmp(h->name, "cart.shop"))
+		h->done(h->ctx, 0, cart, h->qtype == T_A, 5);
+	else if (!strcmp(h->name, "web.default"))
+		h->done(h->ctx, 0, web, h->qtype == T_A, 5);
+	else
+		h->done(h->ctx, 3, NULL, 0, 5);
+	h->done = NULL;
+}
+
+static int
+held_resolve(void *arg, const char *name, int qtype, dns_done_fn done, void *ctx)
+{
+	struct timeval tv = { 0, 1000 };
+	struct held *h;
+
+	(void)arg;
+	held_calls++;
+	if ((h = calloc(1, sizeof(*h))) == NULL)
+		return -1;
+	h->done = done;
+	h->ctx = ctx;
+	h->qtype = qtype;
+	snprintf(h->name, sizeof(h->name), "%s", name);
+	h->next = helds;
+	helds = h;
+	h->ev = evtimer_new(base, held_answer, h);
+	if (strncmp(name, "hold-", 5) != 0)
+		evtimer_add(h->ev, &tv);
+	return 0;
+}
+
+/* Answer every held lookup (SERVFAIL: the manager went away), then forget
+ * them all. */
+static void
+helds_release(void)
+{
+	struct held *h;
+
+	for (h = helds; h; h = h->next)
+		if (h->done && !evtimer_pending(h->ev, NULL)) {
+			h->done(h->ctx, 2, NULL, 0, 0);
+			h->done = NULL;
+		}
+	run_for(20);
+	while ((h = helds) != NULL) {
+		helds = h->next;
+		event_free(h->ev);
+		free(h);
+	}
+}
+
+/* A name NAME.NS that the cluster does not have is the outside world's:
+ * with a namespace "shop", example.shop still resolves as it does without
+ * kbridge, while cart.shop is the cluster's. */
+static void
+test_ns_fallback(uint16_t upport)
+{
+	const char *ns[] = { "default", "shop" };
+	struct kb_dns_hooks hooks = { held_resolve, NULL };
+	unsigned char q[512], a[4096];
+	const unsigned char *m;
+	struct ares_txt_reply *txt = NULL;
+	struct client c;
+	struct kb_dns *d;
+	char path[128], err[256];
+	size_t n, qlen;
+
+	snprintf(path, sizeof(path), "%s/resolv.conf", tmpdir);
+	ok(kb_write_file(path, "nameserver 127.0.0.1\n", 21, 0644) == 0);
+	d = dns_new(base, &hooks, path, 0, err, sizeof(err));
+	ok(d != NULL);
+	if (!d) {
+		printf("# dns_new: %s\n", err);
+		return;
+	}
+	dns_set_upstream_port(d, upport);
+	dns_set_cluster(d, "cluster.local", ns, 2, "default");
+
+	held_calls = 0;
+	n = udp_ask(dns_port(d), "cart.shop", T_A, 0xa001, a);
+	ok(n > 0 && rcode_of(a) == 0 && !strcmp(first_a(a, n, NULL), "10.96.2.2"));
+	ok(held_calls == 1);
+	n = udp_ask(dns_port(d), "example.shop", T_A, 0xa002, a);
+	ok(n > 0 && get16(a) == 0xa002 && rcode_of(a) == 0 &&
+	    !strcmp(first_a(a, n, NULL), "192.0.2.8"));
+	ok(held_calls == 2);
+	n = udp_ask(dns_port(d), "Example.Shop.", T_A, 0xa003, a);
+	ok(n > 0 && get16(a) == 0xa003 && !strcmp(first_a(a, n, NULL), "192.0.2.8"));
+	/* Other types: the outside world's record for its name, an empty
+	 * answer for the cluster's. */
+	n = udp_ask(dns_port(d), "example.shop", T_TXT, 0xa004, a);
+	ok(n > 0 && get16(a) == 0xa004 && rcode_of(a) == 0 &&
+	    ares_parse_txt_reply(a, (int)n, &txt) == ARES_SUCCESS && txt &&
+	    txt->length == 7 && !memcmp(txt->txt, "outside", 7));
+	if (txt)
+		ares_free_data(txt);
+	n = udp_ask(dns_port(d), "cart.shop", T_TXT, 0xa005, a);
+	ok(n > 0 && get16(a) == 0xa005 && rcode_of(a) == 0 && get16(a + 6) == 0);
+	/* NAME.NS.svc too (the outside world has no such name either); but
+	 * under the cluster domain the cluster's NXDOMAIN stands (the outside
+	 * world, without an upstream here, would have refused). */
+	n = udp_ask(dns_port(d), "nosuch.default.svc", T_A, 0xa006, a);
+	ok(n > 0 && get16(a) == 0xa006 && rcode_of(a) == DNS_NXDOMAIN);
+	held_calls = 0;
+	n = udp_ask(dns_port(d), "example.shop.svc.cluster.local", T_A, 0xa007, a);
+	ok(n > 0 && get16(a) == 0xa007 && rcode_of(a) == DNS_NXDOMAIN && held_calls == 1);
+	/* Over TCP the same. */
+	ok(client_open(&c, 1, dns_port(d)) == 0);
+	qlen = make_query(q, "example.shop", T_A, 0xa101);
+	ok(client_send(&c, q, qlen) == 0);
+	qlen = make_query(q, "cart.shop", T_A, 0xa102);
+	ok(client_send(&c, q, qlen) == 0);
+	ok(client_wait(&c, 2, 5000));
+	ok((m = tcp_find(&c, 0xa101, &n)) && !strcmp(first_a(m, n, NULL), "192.0.2.8"));
+	ok((m = tcp_find(&c, 0xa102, &n)) && !strcmp(first_a(m, n, NULL), "10.96.2.2"));
+	client_close(&c);
+	run_for(20);
+	ok(d->npending == 0);
+	helds_release();
+	dns_free(d);
+}
+
+/* One local client floods the proxy with queries the manager is slow to
+ * answer (or never does). It gets its share of the slots and REFUSED for
+ * the rest; other clients' queries are all answered as usual meanwhile. */
+static void
+test_flood(uint16_t upport)
+{
+	const char *ns[] = { "default", "shop" };
+	struct kb_dns_hooks hooks = { held_resolve, NULL };
+	unsigned char q[512];
+	struct client flood, c[20];
+	struct kb_dns *d;
+	char path[128], err[256], name[64];
+	size_t qlen, i;
+	int sent = 0, answered = 0, good = 0, refused = 0, nflood = 3000, rcv = 0;
+	socklen_t rcvlen = sizeof(rcv);
+	ssize_t r;
+
+	snprintf(path, sizeof(path), "%s/resolv.conf", tmpdir);
+	ok(kb_write_file(path, "nameserver 127.0.0.1\n", 21, 0644) == 0);
+	d = dns_new(base, &hooks, path, 0, err, sizeof(err));
+	ok(d != NULL);
+	if (!d) {
+		printf("# dns_new: %s\n", err);
+		return;
+	}
+	dns_set_upstream_port(d, upport);
+	dns_set_cluster(d, "cluster.local", ns, 2, "default");
+	/* The proxy's socket holds a burst of thousands: a moment without
+	 * CPU does not lose other clients' queries with the flood's. */
+	ok(getsockopt(d->udp_fd, SOL_SOCKET, SO_RCVBUF, &rcv, &rcvlen) == 0 && rcv >= 4 << 20);
+
+	ok(client_open(&flood, 0, dns_port(d)) == 0);
+	event_del(flood.ev);	/* it does not read its answers */
+	for (i = 0; i < (size_t)nflood; i++) {
+		snprintf(name, sizeof(name), "hold-%zu.default", i);
+		qlen = make_query(q, name, T_A, (uint16_t)i);
+		if (send(flood.fd, q, qlen, 0) == (ssize_t)qlen)
+			sent++;
+		if (i % 500 == 499)
+			run_for(1);
+	}
+	ok(sent == nflood);
+	run_for(50);
+	printf("# flood: %d queries sent, %zu in flight\n", sent, d->npending);
+	ok(d->npending <= DNS_CLIENT_MAX);
+
+	/* Others, from their own sockets, during the flood. */
+	for (i = 0; i < 20; i++) {
+		ok(client_open(&c[i], 0, dns_port(d)) == 0);
+		qlen = make_query(q, i % 2 ? "web.default" : "outside.test", T_A, (uint16_t)(0xb000 + i));
+		ok(client_send(&c[i], q, qlen) == 0);
+	}
+	for (i = 0; i < 20; i++) {
+		if (!client_wait(&c[i], 1, 5000))
+			continue;
+		answered++;
+		if (get16(c[i].buf) == 0xb000 + i && rcode_of(c[i].buf) == 0 &&
+		    !strcmp(first_a(c[i].buf, c[i].len, NULL), i % 2 ? "10.96.1.1" : "192.0.2.7"))
+			good++;
+	}
+	printf("# during the flood: %d of 20 other queries answered, %d correctly\n", answered, good);
+	ok(answered == 20 && good == 20);
+	for (i = 0; i < 20; i++)
+		client_close(&c[i]);
+
+	/* The flooder got REFUSED for what it asked beyond its share. */
+	evutil_make_socket_nonblocking(flood.fd);
+	while ((r = recv(flood.fd, q, sizeof(q), 0)) > 0)
+		refused += r >= DNS_HDR && rcode_of(q) == DNS_REFUSED;
+	printf("# the flooder got %d REFUSED\n", refused);
+	ok(refused > 0);
+	client_close(&flood);
+
+	/* Its share comes back once the manager answers. */
+	helds_release();
+	run_for(50);
+	ok(d->npending == 0);
+	for (i = 0; i < DNS_CLIENT_BUCKETS; i++)
+		if (!LIST_EMPTY(&d->clients[i]))
+			break;
+	ok(i == DNS_CLIENT_BUCKETS);
+	dns_free(d);
+}
+
 int
 main(void)
 {
@@ -713,10 +942,17 @@ main(void)
 	if (access("/usr/sbin/dnsmasq", X_OK) < 0) {
 		printf("# dnsmasq missing: skipping the live proxy tests\n");
 	} else {
+		/* The outside world: it knows example.shop (a namespace "shop"
+		 * must not hide it) and nothing under "default". */
 		static const char *const outside[] = { "--address=/outside.test/192.0.2.7",
-			"--address=/plainhost/192.0.2.9", "--local=/test/", NULL };
+			"--address=/plainhost/192.0.2.9", "--local=/test/", "--local=/default/",
+			"--local=/svc/", "--address=/example.shop/192.0.2.8",
+			"--txt-record=example.shop,outside",
+			NULL };
 		ok(dnsmasq_start(port, tmpdir, outside, "outside.test") == 0);
 		test_proxy(port);
+		test_ns_fallback(port);
+		test_flood(port);
 	}
 	fakes_free();
 	event_base_free(base);

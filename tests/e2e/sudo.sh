@@ -1,0 +1,129 @@
+#!/bin/bash
+# kbridged started through sudo takes no paths from its caller. Even with a
+# loose sudo rule (any arguments), user "nobody" cannot make the root daemon
+# replace a root file with its socket, append to a file through a symlink,
+# or hand a file to itself:
+#
+#   nobody --sudo--> kbridged --daemon --socket /tmp/.../victim --log symlink  => refused
+#   nobody --sudo--> kbridged --daemon  => /run/kbridge/kbridged.sock (nobody, 600)
+#                                          /run/kbridge/kbridged-65534.log (nobody, 600)
+#
+# The daemon never touches the network here (no connect), and runs in a
+# network namespace of its own all the same.
+set -euo pipefail
+
+here=$(cd "$(dirname "$0")" && pwd)
+top=$(cd "$here/../.." && pwd)
+KB_BIN=${KB_BIN:-$top/bin}
+work=$(mktemp -d /tmp/kbsudo.XXXXXX)
+rule=/etc/sudoers.d/kbridge-sudo-test-$$
+sock=/run/kbridge/kbridged.sock
+log=/run/kbridge/kbridged-65534.log
+n=0
+
+cleanup() {
+	local rc=$?
+	set +e
+	rm -f "$rule"
+	((rc == 0)) || { echo "not ok - failed (rc $rc) after test $n"; tail -n 20 "$log" 2>/dev/null; }
+	KBRIDGE_SOCKET=$sock "$KB_BIN/kbridge" quit >/dev/null 2>&1
+	KBRIDGE_SOCKET=$work/root/kbridged.sock "$KB_BIN/kbridge" quit >/dev/null 2>&1
+	# Only an unfixed daemon listens there.
+	KBRIDGE_SOCKET=$work/x/victim "$KB_BIN/kbridge" quit >/dev/null 2>&1
+	rm -f "$log"
+	rm -rf "$work"
+	exit $rc
+}
+trap cleanup EXIT
+
+ok() { n=$((n + 1)); echo "ok $n - $*"; }
+as() { # UID CMD... : run CMD as that user, in a network namespace of its own
+	local uid=$1; shift
+	echo "  [uid $uid] $*" >&2
+	unshare --net setpriv --reuid="$uid" --regid=65534 --clear-groups \
+		env -u KBRIDGE_SOCKET HOME=/nonexistent PATH=/usr/sbin:/usr/bin:/sbin:/bin "$@"
+}
+same() { # FILE CONTENT : FILE is still a root-owned regular file holding CONTENT
+	[[ -f $1 && ! -L $1 && $(stat -c %u "$1") == 0 && $(cat "$1") == "$2" ]]
+}
+
+command -v sudo >/dev/null
+if [[ -S $sock ]] && KBRIDGE_SOCKET=$sock "$KB_BIN/kbridge" status >/dev/null 2>&1; then
+	echo "a kbridged already serves $sock: not running this test over it" >&2
+	exit 1
+fi
+mkdir -p "$work/bin" "$work/x" "$work/evil"
+cp "$KB_BIN/kbridge" "$KB_BIN/kbridged" "$work/bin/"
+chmod 755 "$work" "$work/bin" "$work/bin/"* "$work/x"
+echo precious >"$work/x/victim"
+echo root-only >"$work/x/target"
+chmod 644 "$work/x/victim" "$work/x/target"
+chown 65534 "$work/evil"
+as 65534 ln -s "$work/x/target" "$work/evil/kbridged.log"
+# A loose rule, as an admin might write it: any arguments.
+echo "nobody ALL=(root) NOPASSWD: $work/bin/kbridged" >"$rule"
+chmod 0440 "$rule"
+rm -f "$log"
+ok "setup: a root file, a symlink of nobody's to another, a sudo rule for kbridged"
+
+rc=0
+as 65534 sudo -n "$work/bin/kbridged" --daemon --socket "$work/x/victim" \
+	--log "$work/evil/kbridged.log" >"$work/out" 2>&1 || rc=$?
+cat "$work/out" >&2
+[[ $rc -ne 0 ]]
+grep -q "started through sudo" "$work/out"
+same "$work/x/victim" precious
+same "$work/x/target" root-only
+[[ ! -e $sock ]]
+ok "sudo kbridged --socket ROOTFILE --log SYMLINK: refused, both files untouched"
+
+for args in "--log $work/evil/kbridged.log" "--owner-uid 0" "--instance other"; do
+	rc=0
+	# shellcheck disable=SC2086
+	as 65534 sudo -n "$work/bin/kbridged" --daemon $args >"$work/out" 2>&1 || rc=$?
+	[[ $rc -ne 0 ]] && grep -q "is not accepted" "$work/out"
+done
+same "$work/x/target" root-only
+ok "through sudo --log, --owner-uid and --instance are refused too"
+
+as 65534 sudo -n "$work/bin/kbridged" --daemon
+[[ $(stat -c '%F %U %a' "$sock") == "socket nobody 600" ]]
+[[ $(stat -c '%F %U %a' "$log") == "regular file nobody 600" ]]
+[[ $(stat -c '%U %a' /run/kbridge) == "root 755" ]]
+grep -q "listening on $sock" "$log"
+ok "sudo kbridged --daemon: socket and log at the fixed places, both nobody's, mode 600"
+
+pid=$(as 65534 "$work/bin/kbridge" status --output json |
+	python3 -c 'import json,sys; print(json.load(sys.stdin)["daemon"]["pid"])')
+[[ $(stat -c %u "/proc/$pid") == 0 ]]
+rc=0
+as 65533 "$work/bin/kbridge" status >/dev/null 2>"$work/err" || rc=$?
+[[ $rc -ne 0 ]] && grep -qi "permission denied" "$work/err"
+ok "nobody reaches the root daemon on the default socket; another user cannot"
+
+rc=0
+as 65534 sudo -n "$work/bin/kbridged" --daemon >"$work/out" 2>&1 || rc=$?
+[[ $rc -ne 0 ]] && grep -q "already serving" "$work/out"
+[[ -S $sock ]]
+ok "a second start is refused and leaves the running daemon's socket"
+
+as 65534 "$work/bin/kbridge" quit >/dev/null
+for _ in $(seq 50); do [[ -e $sock ]] || break; sleep 0.1; done
+[[ ! -e $sock ]]
+ok "quit removes the socket"
+
+# As root, paths are root's choice, but a symlink or a file at them is not
+# followed or replaced either.
+mkdir -m 755 "$work/root"
+ln -s "$work/x/target" "$work/root/kbridged.sock.log"
+rc=0
+env -u SUDO_UID "$work/bin/kbridged" --daemon --socket "$work/root/kbridged.sock" \
+	--log "$work/root/kbridged.sock.log" >"$work/out" 2>&1 || rc=$?
+[[ $rc -ne 0 ]] && grep -q "symbolic link" "$work/out"
+rc=0
+env -u SUDO_UID "$work/bin/kbridged" --daemon --socket "$work/x/victim" >"$work/out" 2>&1 || rc=$?
+[[ $rc -ne 0 ]] && grep -q "not a socket" "$work/out"
+same "$work/x/victim" precious
+same "$work/x/target" root-only
+ok "root: a log path that is a symlink and a socket path that is a file are refused"
+echo "1..$n"
