@@ -451,6 +451,20 @@ hp_client_error(struct hp_conn *c, int code)
 	hp_closing(c);
 }
 
+/* A connection passed to the app (hp_pass()) that cannot reach it: the
+ * client gets a reset, as when nothing is intercepted. */
+static void
+hp_pass_fail(struct hp_conn *c, const char *why)
+{
+	struct linger l = { 1, 0 };
+
+	log_warnx("cannot pass a connection to the app: %s", why);
+	(void)setsockopt(c->cl.fd, SOL_SOCKET, SO_LINGER, &l, sizeof(l));
+	hp_up_free(c->us);
+	c->us = NULL;
+	c->state = HP_DONE;
+}
+
 /* The upstream is gone: answer 502 if the client has seen nothing yet (and
  * drop the rest of the request body), otherwise cut the client off. */
 static void
@@ -459,11 +473,7 @@ hp_upstream_fail(struct hp_conn *c, const char *why)
 	char reason[256];
 
 	if (c->state == HP_TUNNEL) {
-		/* A passed connection: no HTTP to answer in. */
-		log_warnx("cannot pass a connection to the app: %s", why);
-		hp_up_free(c->us);
-		c->us = NULL;
-		c->state = HP_DONE;
+		hp_pass_fail(c, why);	/* no HTTP to answer in */
 		return;
 	}
 	snprintf(reason, sizeof(reason), "%s", why);
@@ -567,20 +577,22 @@ hp_req_field(llhttp_t *p, const char *at, size_t n)
 	return hp_hput(c, at, n);
 }
 
+static int
+hp_tchar(unsigned char ch)
+{
+	return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+	    (ch != '\0' && strchr("!#$%&'*+-.^_`|~", ch) != NULL);
+}
+
 /* llhttp's loose mode lets spaces and empty names through; a proxy must not. */
 static int
 hp_token(const char *s, size_t n)
 {
-	unsigned char ch;
-
 	if (n == 0)
 		return 0;
-	while (n-- > 0) {
-		ch = *s++;
-		if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
-		    (ch >= '0' && ch <= '9') || (ch != '\0' && strchr("!#$%&'*+-.^_`|~", ch))))
+	while (n-- > 0)
+		if (!hp_tchar(*s++))
 			return 0;
-	}
 	return 1;
 }
 
@@ -1053,19 +1065,11 @@ hp_process_cin(struct hp_conn *c)
 	}
 }
 
-
 /* --- not HTTP/1: to the app untouched --- */
 
 #define HP_H2_LINE	"PRI * HTTP/2.0\r\n"	/* how the HTTP/2 preface starts */
 
 enum { HP_S_START, HP_S_METHOD, HP_S_TARGET0, HP_S_TARGET, HP_S_CR09, HP_S_VERSION, HP_S_CR };
-
-static int
-hp_tchar(unsigned char ch)
-{
-	return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
-	    (ch != '\0' && strchr("!#$%&'*+-.^_`|~", ch) != NULL);
-}
 
 static int
 hp_sniff_line(const struct hp_sniff *s)
@@ -1168,7 +1172,6 @@ static unsigned hp_passed_kinds;
 static void
 hp_pass(struct hp_conn *c, int kind)
 {
-	struct linger l = { 1, 0 };
 	char reason[256];
 	unsigned bit = 1u << kind;
 	int fd;
@@ -1188,10 +1191,7 @@ hp_pass(struct hp_conn *c, int kind)
 		fd = c->up.open(c->up.arg, 0, reason, sizeof(reason));
 		reason[sizeof(reason) - 1] = '\0';
 		if (fd == -1 || (c->us = hp_up_new(c, fd, 0)) == NULL) {
-			log_warnx("cannot pass a connection to the app: %s",
-			    reason[0] != '\0' ? reason : "out of memory");
-			(void)setsockopt(c->cl.fd, SOL_SOCKET, SO_LINGER, &l, sizeof(l));
-			c->state = HP_DONE;
+			hp_pass_fail(c, reason[0] != '\0' ? reason : "out of memory");
 			return;
 		}
 	}

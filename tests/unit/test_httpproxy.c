@@ -135,7 +135,7 @@ static struct server app = { .name = "app" }, icpt = { .name = "icpt" };
 /* Key 0 for test_pass(): records every byte, echoes it, may greet first. */
 static struct {
 	struct evconnlistener *l;
-	int port, accepts, use;
+	int port, accepts, use;	/* use: 1 for key 0, 2: key 0 refuses */
 	const char *greet;
 	struct evbuffer *got;
 	struct bufferevent *bev;	/* the last connection */
@@ -615,7 +615,7 @@ t_open(void *arg, uint64_t key, char *reason, size_t len)
 	nopens[key]++;
 	switch (key) {
 	case 0:
-		port = rawapp.use ? rawapp.port : app.port;
+		port = rawapp.use == 2 ? closed_port : rawapp.use ? rawapp.port : app.port;
 		break;
 	case 1:
 		port = icpt.port;
@@ -1684,6 +1684,16 @@ test_pass(void)
 	}
 	ok(nroutes == routes && nopens[1] == icpt_opens);
 
+	/* The app refuses: the client is cut off, with no HTTP answer. */
+	rawapp.use = 2;
+	c = client_new();
+	c->raw = 1;
+	bufferevent_write(c->bev, tls, sizeof(tls) - 1);
+	ok(run_until(pred_eof, c, 5000) && evbuffer_get_length(c->rawin) == 0);
+	ok(run_until(pred_proxy_done, c, 5000));
+	client_free(c);
+	rawapp.use = 1;
+
 	/* The app speaks first: a silent client gets the greeting, then talks. */
 	hp_sniff_ms = 50;
 	rawapp.greet = "220 raw app ready\r\n";
@@ -1737,6 +1747,8 @@ test_pass(void)
 	ok(log_count(logf, "connection is not HTTP/1 (not an HTTP/1 request line): passed") == 1);
 	ok(log_count(logf, "connection is not HTTP/1 (the app spoke first): passed") == 1);
 	ok(log_count(logf, "passed to the app untouched") == 5);
+	ok(log_count(logf, "cannot pass a connection to the app: cannot connect to the upstream: "
+	    "Connection refused") == 1);
 	fclose(logf);
 	free(bin);
 }
