@@ -103,8 +103,12 @@ ok "with alice intercepting, HTTP/2 prior-knowledge requests (and 8 MiB down) re
 [[ $(passed sidecar "HTTP/0.9 request") == 1 ]]
 out=$(printf 'GARBAGE\r\n\r\n' | caller socat -t 3 - TCP:web.default:80)
 [[ $out == *"HTTP/1.1 400 Bad Request"* && $out == *"Server: nginx"* && $out != *kbridge* ]]
+# The start of a TLS ClientHello: nginx (plain HTTP) answers it, so it got there.
+out=$(printf '\x16\x03\x01\x00\x05\x01\x00\x00\x01\x00' | caller socat -t 3 - TCP:web.default:80)
+[[ $out == *"HTTP/1.1 400 Bad Request"* && $out == *"Server: nginx"* ]]
+[[ $(passed sidecar "TLS") == 1 ]]
 [[ $(get -H 'x-dev: alice' http://web.default/still) == "alice local: GET /still" ]]
-ok "an HTTP/0.9 request and a garbage line reach the app (its own answers); alice still gets hers"
+ok "an HTTP/0.9 request, a garbage line and TLS reach the app (its own answers); alice still gets hers"
 
 # --- a malformed HTTP/1 request is still the sidecar's to refuse
 out=$(printf 'GET / HTTP/1.1\r\nHost: web\r\nBad Header: x\r\n\r\n' | caller socat -t 3 - TCP:web.default:80)
