@@ -6,6 +6,8 @@
  * and go straight to the other socket when nothing is queued there, so the
  * usual request copies nothing; queues stop the reading side at a watermark.
  * Requests are served one after another: no read-ahead beyond a head's worth.
+ * With up.pass, the first request line is sniffed before llhttp sees it: a
+ * connection that is not HTTP/1 goes to the app as it came (hp_pass()).
  * hp_conn_free() must not be called from the route(), open() or done()
  * callbacks. */
 #include "httpproxy.h"
@@ -47,6 +49,40 @@ static int hp_idle_ms = 60 * 1000;	/* no request on a kept-alive connection */
 static int hp_head_ms = 30 * 1000;	/* a request head that does not complete */
 static int hp_linger_ms = 10 * 1000;	/* last response not taken by the client */
 static int hp_connect_ms = 10 * 1000;	/* an upstream connect() in progress */
+/* A client still silent after this gets its app connection opened: if the
+ * app speaks first (a server-first protocol on an http port), the two are
+ * joined; if the client speaks first, that connection serves its first
+ * request routed to the app. Short, so that a greeting is not held back
+ * long; a slow HTTP client still gets its requests routed. */
+static int hp_sniff_ms = 1000;
+
+/* What the first bytes of a connection are (hp_sniff()). */
+enum hp_kind {
+	HP_K_MORE,		/* cannot tell yet */
+	HP_K_HTTP1,
+	HP_K_H2,		/* the HTTP/2 preface: prior knowledge, as gRPC sends */
+	HP_K_TLS,
+	HP_K_HTTP09,
+	HP_K_APP_FIRST,		/* the app spoke before the client */
+	HP_K_OTHER,
+};
+
+static const char *const hp_kind_name[] = {
+	[HP_K_H2] = "HTTP/2 preface",
+	[HP_K_TLS] = "TLS",
+	[HP_K_HTTP09] = "HTTP/0.9 request",
+	[HP_K_APP_FIRST] = "the app spoke first",
+	[HP_K_OTHER] = "not an HTTP/1 request line",
+};
+
+/* Where the sniffer is in the first request line. */
+struct hp_sniff {
+	uint8_t st;		/* HP_S_* */
+	uint8_t ver;		/* bytes of "HTTP/d.d" matched */
+	uint8_t major;
+	uint8_t pri;		/* bytes of HP_H2_LINE matched from the first */
+	size_t n;		/* bytes looked at */
+};
 
 enum hp_state {
 	HP_HEAD,	/* waiting for a request head */
@@ -118,6 +154,11 @@ struct hp_conn {
 	size_t hlen, hcap, head_bytes, nhdr;
 	uint32_t url_off;
 	uint32_t hoff[HP_MAX_HEADERS][2];
+
+	/* Until the first request line shows this is HTTP/1 (up.pass only). */
+	unsigned sniff:1;
+	unsigned probed:1;	/* the app's connection was opened for a silent client */
+	struct hp_sniff sn;
 
 	int wrote;		/* the client took queued bytes since the timer was set */
 	size_t peak;		/* most bytes queued at once; tests check it */
@@ -410,6 +451,20 @@ hp_client_error(struct hp_conn *c, int code)
 	hp_closing(c);
 }
 
+/* A connection passed to the app (hp_pass()) that cannot reach it: the
+ * client gets a reset, as when nothing is intercepted. */
+static void
+hp_pass_fail(struct hp_conn *c, const char *why)
+{
+	struct linger l = { 1, 0 };
+
+	log_warnx("cannot pass a connection to the app: %s", why);
+	(void)setsockopt(c->cl.fd, SOL_SOCKET, SO_LINGER, &l, sizeof(l));
+	hp_up_free(c->us);
+	c->us = NULL;
+	c->state = HP_DONE;
+}
+
 /* The upstream is gone: answer 502 if the client has seen nothing yet (and
  * drop the rest of the request body), otherwise cut the client off. */
 static void
@@ -417,6 +472,10 @@ hp_upstream_fail(struct hp_conn *c, const char *why)
 {
 	char reason[256];
 
+	if (c->state == HP_TUNNEL) {
+		hp_pass_fail(c, why);	/* no HTTP to answer in */
+		return;
+	}
 	snprintf(reason, sizeof(reason), "%s", why);
 	if (c->us && c->up.explain)
 		c->up.explain(c->up.arg, c->us->key, c->us->fd, reason, sizeof(reason));
@@ -518,20 +577,22 @@ hp_req_field(llhttp_t *p, const char *at, size_t n)
 	return hp_hput(c, at, n);
 }
 
+static int
+hp_tchar(unsigned char ch)
+{
+	return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+	    (ch != '\0' && strchr("!#$%&'*+-.^_`|~", ch) != NULL);
+}
+
 /* llhttp's loose mode lets spaces and empty names through; a proxy must not. */
 static int
 hp_token(const char *s, size_t n)
 {
-	unsigned char ch;
-
 	if (n == 0)
 		return 0;
-	while (n-- > 0) {
-		ch = *s++;
-		if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
-		    (ch >= '0' && ch <= '9') || (ch != '\0' && strchr("!#$%&'*+-.^_`|~", ch))))
+	while (n-- > 0)
+		if (!hp_tchar(*s++))
 			return 0;
-	}
 	return 1;
 }
 
@@ -731,6 +792,8 @@ hp_up_get(struct hp_conn *c, uint64_t key)
 			c->us = c->idle;
 			c->idle = NULL;
 			c->t.reused = 1;
+			if (c->us->connecting)	/* a silent client's, opened early */
+				hp_timer_set(c, hp_connect_ms);
 			return 0;
 		}
 		hp_up_free(c->idle);
@@ -1002,11 +1065,196 @@ hp_process_cin(struct hp_conn *c)
 	}
 }
 
+/* --- not HTTP/1: to the app untouched --- */
+
+#define HP_H2_LINE	"PRI * HTTP/2.0\r\n"	/* how the HTTP/2 preface starts */
+
+enum { HP_S_START, HP_S_METHOD, HP_S_TARGET0, HP_S_TARGET, HP_S_CR09, HP_S_VERSION, HP_S_CR };
+
+static int
+hp_sniff_line(const struct hp_sniff *s)
+{
+	if (s->pri == sizeof(HP_H2_LINE) - 1)
+		return HP_K_H2;
+	return s->major == '1' ? HP_K_HTTP1 : HP_K_OTHER;
+}
+
+/* Feed the next bytes of a connection: the verdict once the first request
+ * line (RFC 9112 3: method SP target SP HTTP/d.d CRLF, after empty lines)
+ * is whole or cannot be one, else HP_K_MORE. s->n is then where the line
+ * ends. Rejects early, so that a binary protocol is not kept waiting. */
+static int
+hp_sniff(struct hp_sniff *s, const char *p, size_t len)
+{
+	static const char ver[] = "HTTP/d.d";
+	unsigned char ch;
+	size_t i;
+
+	for (i = 0; i < len; i++) {
+		ch = p[i];
+		if (s->pri == s->n && s->pri < sizeof(HP_H2_LINE) - 1 && ch == HP_H2_LINE[s->pri])
+			s->pri++;
+		s->n++;
+		switch (s->st) {
+		case HP_S_START:
+			if (ch == '\r' || ch == '\n')
+				break;
+			if (!hp_tchar(ch))
+				return ch == 0x16 ? HP_K_TLS : HP_K_OTHER; /* a TLS handshake record */
+			s->st = HP_S_METHOD;
+			break;
+		case HP_S_METHOD:
+			if (ch == ' ')
+				s->st = HP_S_TARGET0;
+			else if (!hp_tchar(ch))
+				return HP_K_OTHER;
+			break;
+		case HP_S_TARGET0:
+			if (ch <= ' ' || ch == 0x7f)
+				return HP_K_OTHER;
+			s->st = HP_S_TARGET;
+			break;
+		case HP_S_TARGET:
+			if (ch == ' ')
+				s->st = HP_S_VERSION;
+			else if (ch == '\r')
+				s->st = HP_S_CR09;
+			else if (ch == '\n')
+				return HP_K_HTTP09;
+			else if (ch < ' ' || ch == 0x7f)
+				return HP_K_OTHER;
+			break;
+		case HP_S_CR09:
+			return ch == '\n' ? HP_K_HTTP09 : HP_K_OTHER;
+		case HP_S_VERSION:
+			if (s->ver == sizeof(ver) - 1) {
+				if (ch == '\n')
+					return hp_sniff_line(s);
+				if (ch != '\r')
+					return HP_K_OTHER;
+				s->st = HP_S_CR;
+				break;
+			}
+			if (ver[s->ver] == 'd' ? !(ch >= '0' && ch <= '9') : ch != ver[s->ver])
+				return HP_K_OTHER;
+			if (s->ver == 5)
+				s->major = ch;
+			s->ver++;
+			break;
+		case HP_S_CR:
+			return ch == '\n' ? hp_sniff_line(s) : HP_K_OTHER;
+		}
+	}
+	return HP_K_MORE;
+}
+
+/* The sniffed line is one llhttp takes (a method it knows, say). */
+static int
+hp_line_parses(struct hp_conn *c)
+{
+	llhttp_settings_t set;
+	llhttp_t p;
+	const char *line;
+
+	llhttp_settings_init(&set);
+	llhttp_init(&p, HTTP_REQUEST, &set);
+	if ((line = (const char *)evbuffer_pullup(c->cin, c->sn.n)) == NULL)
+		return 0;
+	return llhttp_execute(&p, line, c->sn.n) == HPE_OK;
+}
+
+/* Bits of the kinds already logged: once per kind and process. */
+static unsigned hp_passed_kinds;
+
+/* Join the client to the app (key 0, the silent client's connection if
+ * open), with what the client sent so far: from now on a tunnel. Closes
+ * the client, as a reset, if the app cannot be reached. */
+static void
+hp_pass(struct hp_conn *c, int kind)
+{
+	char reason[256];
+	unsigned bit = 1u << kind;
+	int fd;
+
+	if (!(__atomic_fetch_or(&hp_passed_kinds, bit, __ATOMIC_RELAXED) & bit))
+		log_info("connection is not HTTP/1 (%s): passed to the app untouched",
+		    hp_kind_name[kind]);
+	c->sniff = 0;
+	c->state = HP_TUNNEL;
+	if (c->idle != NULL && c->idle->key == 0) {
+		c->us = c->idle;
+		c->idle = NULL;
+	} else {
+		hp_up_free(c->idle);
+		c->idle = NULL;
+		reason[0] = '\0';
+		fd = c->up.open(c->up.arg, 0, reason, sizeof(reason));
+		reason[sizeof(reason) - 1] = '\0';
+		if (fd == -1 || (c->us = hp_up_new(c, fd, 0)) == NULL) {
+			hp_pass_fail(c, reason[0] != '\0' ? reason : "out of memory");
+			return;
+		}
+	}
+	if (c->us->connecting)
+		hp_timer_set(c, hp_connect_ms);
+	else
+		evtimer_del(c->timer);
+	if (evbuffer_add_buffer(c->us->out, c->cin) == -1)
+		hp_sock_werr(c->us);
+}
+
+/* Client bytes while sniffing: they wait in cin until the verdict. */
+static void
+hp_sniff_input(struct hp_conn *c, const char *p, size_t len)
+{
+	int k = hp_sniff(&c->sn, p, len);
+
+	if (evbuffer_add(c->cin, p, len) == -1) {
+		c->state = HP_DONE;
+		return;
+	}
+	if (k == HP_K_MORE && c->sn.n < HP_MAX_HEADER_BYTES)
+		return;
+	if (k == HP_K_MORE)
+		k = HP_K_HTTP1;	/* a request line too long to tell: llhttp refuses it (431) */
+	else if (k == HP_K_HTTP1 && !hp_line_parses(c))
+		k = HP_K_OTHER;
+	c->sniff = 0;
+	if (k != HP_K_HTTP1)
+		hp_pass(c, k);
+	else
+		hp_process_cin(c);
+}
+
+/* The client has been silent for hp_sniff_ms: open its app connection,
+ * which joins the two if the app speaks first (hp_read_cb()). */
+static void
+hp_probe(struct hp_conn *c)
+{
+	char reason[256];
+	int fd;
+
+	c->probed = 1;
+	hp_timer_set(c, hp_idle_ms > hp_sniff_ms ? hp_idle_ms - hp_sniff_ms : 1);
+	if (c->idle != NULL)
+		return;
+	reason[0] = '\0';
+	if ((fd = c->up.open(c->up.arg, 0, reason, sizeof(reason))) == -1) {
+		log_debug("%s: %s", __func__, reason);
+		return;
+	}
+	c->idle = hp_up_new(c, fd, 0);
+}
+
 static void
 hp_client_input(struct hp_conn *c, const char *p, size_t len)
 {
 	size_t n;
 
+	if (c->sniff) {
+		hp_sniff_input(c, p, len);
+		return;
+	}
 	if (evbuffer_get_length(c->cin) > 0) {
 		if (evbuffer_add(c->cin, p, len) == -1)
 			c->state = HP_DONE;
@@ -1027,7 +1275,9 @@ hp_client_input(struct hp_conn *c, const char *p, size_t len)
 static void
 hp_eof_idle(struct hp_conn *c)
 {
-	if (c->head_bytes == 0)
+	if (c->sniff && evbuffer_get_length(c->cin) > 0)
+		hp_pass(c, HP_K_OTHER);	/* not a whole request line: the app decides */
+	else if (c->head_bytes == 0)
 		hp_closing(c);
 	else
 		c->state = HP_DONE;
@@ -1235,7 +1485,7 @@ hp_tunnel_shut(struct hp_conn *c)
 		c->state = HP_DONE;
 		return;
 	}
-	if (c->cl.rdeof && !u->wshut && evbuffer_get_length(u->out) == 0) {
+	if (c->cl.rdeof && !u->wshut && !u->connecting && evbuffer_get_length(u->out) == 0) {
 		shutdown(u->fd, SHUT_WR);
 		u->wshut = 1;
 	}
@@ -1464,7 +1714,7 @@ hp_read_cb(evutil_socket_t fd, short what, void *arg)
 
 	(void)what;
 	hp_nevents++;
-	if (s == c->idle) {
+	if (s == c->idle && !c->sniff) {
 		/* A kept-alive upstream that talks or closes is of no more use. */
 		hp_up_free(s);
 		c->idle = NULL;
@@ -1473,6 +1723,21 @@ hp_read_cb(evutil_socket_t fd, short what, void *arg)
 	n = recv(fd, hp_rbuf, sizeof(hp_rbuf), 0);
 	if (n == -1 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
 		return;
+	if (s == c->idle) {
+		/* The silent client's app connection: a greeting joins them;
+		 * refused or closed, it is of no more use. */
+		if (n > 0) {
+			s->connecting = 0;
+			hp_pass(c, HP_K_APP_FIRST);
+			if (c->state == HP_TUNNEL)
+				hp_upstream_input(c, hp_rbuf, n);
+		} else {
+			hp_up_free(s);
+			c->idle = NULL;
+		}
+		hp_settle(c);
+		return;
+	}
 	if (s == &c->cl) {
 		if (n > 0)
 			hp_client_input(c, hp_rbuf, n);
@@ -1525,9 +1790,14 @@ hp_timer_cb(evutil_socket_t fd, short what, void *arg)
 
 	(void)fd;
 	(void)what;
-	if (c->state == HP_XFER && c->us != NULL && c->us->connecting) {
+	if ((c->state == HP_XFER || c->state == HP_TUNNEL) && c->us != NULL && c->us->connecting) {
 		hp_upstream_fail(c, "timed out connecting to the upstream");
 		hp_settle(c);
+		return;
+	}
+	if (c->state == HP_HEAD && c->sniff && !c->probed) {
+		hp_probe(c);
+		hp_arm(c);
 		return;
 	}
 	if (c->state != HP_HEAD && c->state != HP_CLOSING)
@@ -1570,6 +1840,13 @@ hp_conn_new(struct event_base *base, int fd, const struct hp_upstreams *up)
 	llhttp_init(&c->sp, HTTP_RESPONSE, &hp_resp_settings);
 	c->rp.data = c->sp.data = c;
 	hp_head_reset(c);
+	if (up->pass) {
+		c->sniff = 1;
+		if (hp_sniff_ms < hp_idle_ms)
+			hp_timer_set(c, hp_sniff_ms);
+		else
+			c->probed = 1;
+	}
 	hp_arm(c);
 	return c;
 }

@@ -3,7 +3,9 @@
  * function; bodies stream through without being buffered whole; Upgrade
  * switches the connection to raw forwarding; hop-by-hop headers are handled
  * as a proxy must; malformed requests get 400, header blocks over 64 KiB get
- * 431, an upstream that cannot be reached gets 502. */
+ * 431, an upstream that cannot be reached gets 502. Optionally (pass), a
+ * connection that does not start with an HTTP/1 request line (the HTTP/2
+ * preface, TLS, HTTP/0.9, anything else) goes to the app untouched. */
 #ifndef KB_HTTPPROXY_H
 #define KB_HTTPPROXY_H
 
@@ -50,6 +52,10 @@ struct hp_upstreams {
 	/* The client connection is finished and freed. May be NULL. */
 	void (*done)(void *arg, struct hp_conn *c);
 	void *arg;
+	/* 1: a connection whose first bytes are not an HTTP/1 request line,
+	 * or whose app speaks first, is joined to key 0 as it is (what is not
+	 * HTTP/1 cannot be routed, and must not be broken); 0: it gets 400. */
+	int pass;
 };
 
 /* From route(): answer the request here instead (its body, if any, is read

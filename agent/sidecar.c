@@ -2,7 +2,9 @@
  * connection goes to the app, except what an intercept claims: whole
  * connections (protocol tcp, or a global intercept) or single HTTP requests
  * that match an intercept's headers or path prefix (protocol http). Those go
- * through the manager to the intercepting developer's workstation. */
+ * through the manager to the intercepting developer's workstation. What is
+ * not HTTP/1 (HTTP/2 prior knowledge, TLS, ...) cannot be routed by header:
+ * it goes to the app untouched, whoever intercepts. */
 #include <arpa/inet.h>
 #include <ctype.h>
 #include <errno.h>
@@ -328,6 +330,7 @@ static const struct hp_upstreams upstreams = {
 	.route = sc_route,
 	.open = hp_open,
 	.explain = hp_explain,
+	.pass = 1,	/* HTTP/2, TLS and the like: to the app untouched */
 };
 
 static void

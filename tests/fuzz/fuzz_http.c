@@ -7,7 +7,8 @@
  * `make fuzz`.
  *
  * Input: byte 0: bit 0 = the preview's workstation is connected, bit 1 =
- * its intercept was released; bytes 1-2: length of the client's part
+ * its intercept was released, bit 2 = pass what is not HTTP/1 to key 0 as
+ * the sidecar does; bytes 1-2: length of the client's part
  * (little endian); then the client's part; the rest is the upstream's.
  *
  * Doubles for what the manager would provide (as in tests/unit/test_preview.c):
@@ -82,6 +83,7 @@ setup(void)
 	signal(SIGPIPE, SIG_IGN);
 	fbase = event_base_new();
 	hp_idle_ms = hp_head_ms = hp_linger_ms = hp_connect_ms = 50;
+	hp_sniff_ms = 20;
 	if (preview_config("127.0.0.1:1", "http://preview.test:8080", err, sizeof(err)) < 0)
 		abort();
 	p = calloc(1, sizeof(*p));
@@ -112,6 +114,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		return 0;
 	state = data[0] & 1;
 	TAILQ_FIRST(&pv.list)->released = (data[0] >> 1) & 1;
+	up.pass = (data[0] >> 2) & 1;
 	clen = (size_t)data[1] | (size_t)data[2] << 8;
 	data += 3;
 	size -= 3;

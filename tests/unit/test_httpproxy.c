@@ -7,10 +7,14 @@
  * wait is bounded by an event-loop timeout; checks are on outcomes, never
  * on timings.
  *
- *   client --TCP--> [hp_conn] --key 0 (no x-dev)--------> app
+ *   client --TCP--> [hp_conn] --key 0 (no x-dev)--------> app (or rawapp)
  *                             --key 1 (x-dev: alice)----> icpt
  *                             --key 2 (x-dev: nobody)---> open() fails
  *                             --key 3 (x-dev: refused)--> connect() refused
+ *
+ * The proxy runs as the sidecar does (pass): what is not HTTP/1 goes to
+ * key 0 untouched; test_pass() points key 0 at "rawapp", which echoes
+ * whatever it gets (and may speak first).
  */
 #include "../../agent/httpproxy.c"
 
@@ -127,6 +131,15 @@ struct server {
 };
 
 static struct server app = { .name = "app" }, icpt = { .name = "icpt" };
+
+/* Key 0 for test_pass(): records every byte, echoes it, may greet first. */
+static struct {
+	struct evconnlistener *l;
+	int port, accepts, use;	/* use: 1 for key 0, 2: key 0 refuses */
+	const char *greet;
+	struct evbuffer *got;
+	struct bufferevent *bev;	/* the last connection */
+} rawapp;
 static char genbuf[64 * KiB];
 
 static void
@@ -470,6 +483,71 @@ server_stop(struct server *s)
 	evconnlistener_free(s->l);
 }
 
+
+/* --- the raw app --- */
+
+static void
+rawapp_read(struct bufferevent *bev, void *arg)
+{
+	struct evbuffer *in = bufferevent_get_input(bev);
+
+	(void)arg;
+	evbuffer_add(rawapp.got, evbuffer_pullup(in, -1), evbuffer_get_length(in));
+	bufferevent_write_buffer(bev, in);	/* echo */
+}
+
+static void
+rawapp_event(struct bufferevent *bev, short what, void *arg)
+{
+	(void)arg;
+	if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR)) {
+		if (rawapp.bev == bev)
+			rawapp.bev = NULL;
+		bufferevent_free(bev);
+	}
+}
+
+static void
+rawapp_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int salen,
+    void *arg)
+{
+	struct bufferevent *bev = bufferevent_socket_new(base, fd, BEV_OPT_CLOSE_ON_FREE);
+
+	(void)l;
+	(void)sa;
+	(void)salen;
+	(void)arg;
+	rawapp.accepts++;
+	rawapp.bev = bev;
+	bufferevent_setcb(bev, rawapp_read, NULL, rawapp_event, NULL);
+	bufferevent_enable(bev, EV_READ | EV_WRITE);
+	if (rawapp.greet != NULL)
+		bufferevent_write(bev, rawapp.greet, strlen(rawapp.greet));
+}
+
+static void
+rawapp_start(void)
+{
+	struct sockaddr_in sin;
+
+	memset(&sin, 0, sizeof(sin));
+	sin.sin_family = AF_INET;
+	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	rawapp.got = evbuffer_new();
+	rawapp.l = evconnlistener_new_bind(base, rawapp_accept, NULL,
+	    LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE, 64, (struct sockaddr *)&sin, sizeof(sin));
+	rawapp.port = bound_port(evconnlistener_get_fd(rawapp.l));
+}
+
+static void
+rawapp_stop(void)
+{
+	if (rawapp.bev != NULL)
+		bufferevent_free(rawapp.bev);
+	evconnlistener_free(rawapp.l);
+	evbuffer_free(rawapp.got);
+}
+
 /* --- routing --- */
 
 static int closed_fd = -1, closed_port;
@@ -537,7 +615,7 @@ t_open(void *arg, uint64_t key, char *reason, size_t len)
 	nopens[key]++;
 	switch (key) {
 	case 0:
-		port = app.port;
+		port = rawapp.use == 2 ? closed_port : rawapp.use ? rawapp.port : app.port;
 		break;
 	case 1:
 		port = icpt.port;
@@ -612,7 +690,7 @@ t_done(void *arg, struct hp_conn *c)
 		}
 }
 
-static const struct hp_upstreams ups = { .route = t_route, .open = t_open, .done = t_done };
+static struct hp_upstreams ups = { .route = t_route, .open = t_open, .done = t_done, .pass = 1 };
 
 static struct cresp *
 cur(struct client *cl)
@@ -1472,6 +1550,209 @@ test_timeouts(void)
 	client_free(d);
 }
 
+
+/* The sniffer's verdicts, on whole inputs and byte by byte. */
+static void
+test_sniff(void)
+{
+	static const struct {
+		const char *in;
+		size_t len;
+		int kind;
+	} t[] = {
+#define T(s, k) { s, sizeof(s) - 1, k }
+		T("GET / HTTP/1.1\r\n", HP_K_HTTP1),
+		T("\r\nPOST /a?b=c HTTP/1.0\n", HP_K_HTTP1),
+		T("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", HP_K_H2),
+		T("\x16\x03\x01\x02\x00\x01", HP_K_TLS),
+		T("GET /\r\n", HP_K_HTTP09),
+		T("GET /x\n", HP_K_HTTP09),
+		T("GET / HTTP/2.0\r\n", HP_K_OTHER),
+		T("GET  / HTTP/1.1\r\n", HP_K_OTHER),
+		T("GET / HTTP/1.1 \r\n", HP_K_OTHER),
+		T("GET / HTTP/x.1\r\n", HP_K_OTHER),
+		T("SSH-2.0-OpenSSH_9.2\r\n", HP_K_OTHER),
+		T("\x00\x00\x00\x04", HP_K_OTHER),
+		T("GET / HTTP/1.1", HP_K_MORE),
+		T("GET /", HP_K_MORE),
+		T("\r\n", HP_K_MORE),
+#undef T
+	};
+	struct hp_sniff sn;
+	size_t i, k;
+	int v, bytewise;
+
+	for (i = 0; i < sizeof(t) / sizeof(t[0]); i++) {
+		memset(&sn, 0, sizeof(sn));
+		v = hp_sniff(&sn, t[i].in, t[i].len);
+		memset(&sn, 0, sizeof(sn));
+		for (k = 0, bytewise = HP_K_MORE; k < t[i].len && bytewise == HP_K_MORE; k++)
+			bytewise = hp_sniff(&sn, t[i].in + k, 1);
+		if (v != t[i].kind || bytewise != t[i].kind)
+			printf("# sniff %zu: got %d and %d, want %d\n", i, v, bytewise, t[i].kind);
+		ok(v == t[i].kind && bytewise == t[i].kind);
+	}
+}
+
+static int
+pred_rawapp_got(void *arg)
+{
+	return evbuffer_get_length(rawapp.got) >= *(size_t *)arg;
+}
+
+static int
+buf_is(struct evbuffer *b, const void *p, size_t len)
+{
+	return evbuffer_get_length(b) == len && memcmp(evbuffer_pullup(b, -1), p, len) == 0;
+}
+
+/* Lines of the log file f that contain s. */
+static int
+log_count(FILE *f, const char *s)
+{
+	char line[512];
+	int n = 0;
+
+	fflush(stderr);
+	rewind(f);
+	while (fgets(line, sizeof(line), f) != NULL)
+		n += strstr(line, s) != NULL;
+	return n;
+}
+
+/* With an intercept active (x-dev: alice goes to key 1), connections that
+ * are not HTTP/1 reach the app byte for byte, the app's answer comes back,
+ * and each kind is logged once. */
+static void
+test_pass(void)
+{
+	static const char h2[] = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+	    "\x00\x00\x06\x04\x00\x00\x00\x00\x00\x00\x03\x00\x00\x00\x64";
+	static const char tls[] = "\x16\x03\x01\x00\x2f\x01\x00\x00\x2b\x03\x03"
+	    "0123456789abcdef0123456789abcdef\x00\x00\x02\x13\x01\x01\x00";
+	static const char h09[] = "GET /old\r\n";
+	static const char brew[] = "BREW /pot HTTP/1.1\r\nHost: web\r\n\r\n";
+	struct {
+		const char *name, *data;
+		size_t len;
+		int split;	/* sent in two writes, the loop running in between */
+	} cs[] = {
+		{ "h2 preface", h2, sizeof(h2) - 1, 10 },
+		{ "h2 preface again", h2, sizeof(h2) - 1, 0 },
+		{ "TLS ClientHello", tls, sizeof(tls) - 1, 1 },
+		{ "HTTP/0.9", h09, sizeof(h09) - 1, 5 },
+		{ "unknown method", brew, sizeof(brew) - 1, 0 },
+		{ "binary", NULL, 256 * KiB, 0 },
+	};
+	char *bin = malloc(256 * KiB);
+	struct client *c;
+	uint64_t seed = 11;
+	size_t i, want;
+	int routes = nroutes, icpt_opens = nopens[1], saved = dup(2), level;
+	FILE *logf = tmpfile();
+
+	prng_fill(&seed, bin, 256 * KiB);
+	bin[0] = '\x01';
+	cs[5].data = bin;
+	/* The log, at info level, to a file. */
+	fflush(stderr);
+	dup2(fileno(logf), 2);
+	level = getenv("KB_DEBUG") ? KB_LOG_DEBUG : KB_LOG_WARN;
+	log_init("test_httpproxy", KB_LOG_INFO);
+	rawapp.use = 1;
+
+	for (i = 0; i < sizeof(cs) / sizeof(cs[0]); i++) {
+		printf("# pass: %s\n", cs[i].name);
+		evbuffer_drain(rawapp.got, evbuffer_get_length(rawapp.got));
+		c = client_new();
+		c->raw = 1;
+		if (cs[i].split) {
+			bufferevent_write(c->bev, cs[i].data, cs[i].split);
+			run_for(30);
+		}
+		bufferevent_write(c->bev, cs[i].data + cs[i].split, cs[i].len - cs[i].split);
+		want = cs[i].len;
+		ok(run_until(pred_rawapp_got, &want, 10000));
+		ok(buf_is(rawapp.got, cs[i].data, cs[i].len));
+		w_n = cs[i].len;
+		ok(run_until(pred_raw, c, 10000) && buf_is(c->rawin, cs[i].data, cs[i].len));
+		/* Half-close reaches the app, which closes: so does the proxy. */
+		ok(run_until(pred_out_empty, c, 5000));
+		shutdown(c->fd, SHUT_WR);
+		ok(run_until(pred_eof, c, 5000) && run_until(pred_proxy_done, c, 5000));
+		client_free(c);
+	}
+	ok(nroutes == routes && nopens[1] == icpt_opens);
+
+	/* The app refuses: the client is cut off, with no HTTP answer. */
+	rawapp.use = 2;
+	c = client_new();
+	c->raw = 1;
+	bufferevent_write(c->bev, tls, sizeof(tls) - 1);
+	ok(run_until(pred_eof, c, 5000) && evbuffer_get_length(c->rawin) == 0);
+	ok(run_until(pred_proxy_done, c, 5000));
+	client_free(c);
+	rawapp.use = 1;
+
+	/* The app speaks first: a silent client gets the greeting, then talks. */
+	hp_sniff_ms = 50;
+	rawapp.greet = "220 raw app ready\r\n";
+	evbuffer_drain(rawapp.got, evbuffer_get_length(rawapp.got));
+	c = client_new();
+	c->raw = 1;
+	w_n = strlen(rawapp.greet);
+	ok(run_until(pred_raw, c, 5000) && buf_is(c->rawin, rawapp.greet, strlen(rawapp.greet)));
+	evbuffer_drain(c->rawin, evbuffer_get_length(c->rawin));
+	client_send(c, "GET / HTTP/1.1\r\nX-Dev: alice\r\n\r\n");
+	want = 32;
+	ok(run_until(pred_rawapp_got, &want, 5000) &&
+	    buf_is(rawapp.got, "GET / HTTP/1.1\r\nX-Dev: alice\r\n\r\n", 32));
+	w_n = 32;
+	ok(run_until(pred_raw, c, 5000));
+	ok(nroutes == routes && nopens[1] == icpt_opens);
+	client_free(c);
+	rawapp.greet = NULL;
+	rawapp.use = 0;
+
+	/* A silent client whose app stays silent too: its requests are still
+	 * routed, the first one to the app on the connection opened early. */
+	c = client_new();
+	w_n = nopens[0] + 1;
+	ok(run_until(pred_int_ge, &nopens[0], 5000));
+	run_for(30);
+	i = app.accepts;
+	client_send(c, "GET /late HTTP/1.1\r\nHost: web.default\r\n\r\n");
+	ok(wait_resp(c, 1, 5000) && starts(c->r[0].body, "app:GET /late\n"));
+	ok((size_t)app.accepts == i);
+	client_send(c, "GET /late2 HTTP/1.1\r\nHost: web.default\r\nX-Dev: alice\r\n\r\n");
+	ok(wait_resp(c, 2, 5000) && starts(c->r[1].body, "icpt:GET /late2\n"));
+	client_free(c);
+	hp_sniff_ms = 1000;
+
+	/* Without pass (the preview listener), TLS gets 400 as before. */
+	ups.pass = 0;
+	c = client_new();
+	bufferevent_write(c->bev, tls, sizeof(tls) - 1);
+	ok(wait_resp(c, 1, 5000) && c->r[0].status == 400);
+	client_free(c);
+	ups.pass = 1;
+
+	fflush(stderr);
+	dup2(saved, 2);
+	close(saved);
+	log_init("test_httpproxy", level);
+	ok(log_count(logf, "connection is not HTTP/1 (HTTP/2 preface): passed to the app untouched") == 1);
+	ok(log_count(logf, "connection is not HTTP/1 (TLS): passed") == 1);
+	ok(log_count(logf, "connection is not HTTP/1 (HTTP/0.9 request): passed") == 1);
+	ok(log_count(logf, "connection is not HTTP/1 (not an HTTP/1 request line): passed") == 1);
+	ok(log_count(logf, "connection is not HTTP/1 (the app spoke first): passed") == 1);
+	ok(log_count(logf, "passed to the app untouched") == 5);
+	ok(log_count(logf, "cannot pass a connection to the app: cannot connect to the upstream: "
+	    "Connection refused") == 1);
+	fclose(logf);
+	free(bin);
+}
+
 int
 main(void)
 {
@@ -1483,6 +1764,7 @@ main(void)
 	base = event_base_new();
 	server_start(&app);
 	server_start(&icpt);
+	rawapp_start();
 
 	memset(&sin, 0, sizeof(sin));
 	sin.sin_family = AF_INET;
@@ -1508,6 +1790,8 @@ main(void)
 	test_special();
 	test_upstream_failures();
 	test_timeouts();
+	test_sniff();
+	test_pass();
 
 	/* Every proxied connection ends once its client has gone. */
 	w_n = nproxy;
@@ -1520,6 +1804,7 @@ main(void)
 		}
 	server_stop(&app);
 	server_stop(&icpt);
+	rawapp_stop();
 	close(lfd);
 	close(closed_fd);
 	if (stuck_peer != -1)

@@ -187,7 +187,7 @@ main(void)
 	port = free_port();
 	ok(port != 0);
 	if (access("/usr/sbin/dnsmasq", X_OK) < 0) {
-		printf("# dnsmasq missing: skipping lookups\n");
+		skip_or_fail_tool("/usr/sbin/dnsmasq missing: the lookups did not run");
 	} else {
 		static const char *const cluster[] = {
 			"--host-record=web.default.svc.cluster.local,10.96.1.1",
