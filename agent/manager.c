@@ -395,6 +395,15 @@ preauth_expel(struct kb_pool_entry *e, enum kb_pool_why why)
 	client_gone(c);
 }
 
+/* No ClientHello yet: the first to go when room is needed. */
+static int
+preauth_quiet(struct kb_pool_entry *e)
+{
+	struct client *c = e->owner;
+
+	return c->handshake && SSL_in_before(kb_conn_ssl(c->handshake));
+}
+
 static void
 handshake_event(struct kb_conn *conn, int what, void *arg)
 {
@@ -673,7 +682,8 @@ cmd_manager(int argc, char **argv)
 		goto out;
 	}
 	if ((m.preauth = kb_pool_new(m.base, "manager: unauthenticated connections", PREAUTH_MAX,
-	    PREAUTH_PER_SRC, PREAUTH_TIMEOUT_MS, preauth_expel, err, sizeof(err))) == NULL)
+	    PREAUTH_PER_SRC, PREAUTH_TIMEOUT_MS, preauth_expel, preauth_quiet, err,
+	    sizeof(err))) == NULL)
 		goto out;
 	m.listener = kb_listener_bind(m.base, "manager listener", ai->ai_addr, (int)ai->ai_addrlen,
 	    1024, accept_cb, &m);

@@ -729,7 +729,7 @@ preview_start(const struct preview_env *env, char *err, size_t errlen)
 		return -1;
 	}
 	if ((pv.fresh = kb_pool_new(env->base, "previews: connections without a request",
-	    FRESH_MAX, FRESH_PER_SRC, FIRST_REQUEST_MS, pv_expel, err, errlen)) == NULL) {
+	    FRESH_MAX, FRESH_PER_SRC, FIRST_REQUEST_MS, pv_expel, NULL, err, errlen)) == NULL) {
 		evutil_freeaddrinfo(ai);
 		return -1;
 	}

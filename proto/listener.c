@@ -39,6 +39,7 @@ struct kb_pool {
 	unsigned deadline_ms;
 	struct event *timer;
 	void (*expel)(struct kb_pool_entry *, enum kb_pool_why);
+	int (*quiet)(struct kb_pool_entry *);
 	struct ratelog log;
 	unsigned long why[3];
 	char last_src[INET6_ADDRSTRLEN];
@@ -278,8 +279,8 @@ pool_timer(evutil_socket_t fd, short what, void *arg)
 
 struct kb_pool *
 kb_pool_new(struct event_base *base, const char *name, size_t max, size_t max_per_src,
-    unsigned deadline_ms, void (*expel)(struct kb_pool_entry *, enum kb_pool_why), char *err,
-    size_t errlen)
+    unsigned deadline_ms, void (*expel)(struct kb_pool_entry *, enum kb_pool_why),
+    int (*quiet)(struct kb_pool_entry *), char *err, size_t errlen)
 {
 	struct kb_pool *p;
 
@@ -295,6 +296,7 @@ kb_pool_new(struct event_base *base, const char *name, size_t max, size_t max_pe
 	p->max_per_src = max_per_src ? max_per_src : 1;
 	p->deadline_ms = deadline_ms;
 	p->expel = expel;
+	p->quiet = quiet;
 	return p;
 }
 
@@ -307,23 +309,39 @@ kb_pool_free(struct kb_pool *p)
 	free(p);
 }
 
+/* The entry to drop among those from src (or all, src NULL): the oldest
+ * that sent nothing, else the oldest. */
+static struct kb_pool_entry *
+pool_victim(struct kb_pool *p, const uint8_t *src)
+{
+	struct kb_pool_entry *x, *oldest = NULL;
+
+	TAILQ_FOREACH(x, &p->list, entry) {
+		if (src && memcmp(x->src, src, 16) != 0)
+			continue;
+		if (!oldest)
+			oldest = x;
+		if (!p->quiet || p->quiet(x))
+			return x;
+	}
+	return oldest;
+}
+
 void
 kb_pool_add(struct kb_pool *p, struct kb_pool_entry *e, const struct sockaddr *sa, void *owner)
 {
-	struct kb_pool_entry *x, *oldest = NULL;
+	struct kb_pool_entry *x;
 	size_t same = 0;
 
 	src_of(sa, e->src);
 	e->owner = owner;
-	/* Bounded by max, and only new connections pay for the scan. */
-	TAILQ_FOREACH(x, &p->list, entry) {
-		if (memcmp(x->src, e->src, 16) == 0 && same++ == 0)
-			oldest = x;
-	}
+	/* Bounded by max, and only new connections pay for the scans. */
+	TAILQ_FOREACH(x, &p->list, entry)
+		same += memcmp(x->src, e->src, 16) == 0;
 	if (same >= p->max_per_src)
-		pool_expel(p, oldest, KB_POOL_SOURCE);
+		pool_expel(p, pool_victim(p, e->src), KB_POOL_SOURCE);
 	else if (p->n >= p->max)
-		pool_expel(p, TAILQ_FIRST(&p->list), KB_POOL_FULL);
+		pool_expel(p, pool_victim(p, NULL), KB_POOL_FULL);
 	e->pool = p;
 	e->since_ms = now_ms();
 	TAILQ_INSERT_TAIL(&p->list, e, entry);

@@ -45,11 +45,13 @@ int kb_raise_nofile(void);
 
 /* A pool of connections that have not proved themselves yet (a TLS
  * handshake and hello, a first request). Adding never fails: when the
- * source address already has max_per_src entries, its oldest goes; when the
- * pool has max entries, the oldest of all goes; an entry older than
- * deadline_ms goes. So a flood of idle connections holds at most max
- * descriptors, one address at most max_per_src, and a client that proves
- * itself quickly gets in while the flood lasts. */
+ * source address already has max_per_src entries, one of those goes; when
+ * the pool has max entries, one of all goes: the oldest that sent nothing
+ * yet, else the oldest. An entry older than deadline_ms goes too. So a
+ * flood of idle connections holds at most max descriptors, one address at
+ * most max_per_src, and a client that proves itself quickly gets in while
+ * the flood lasts (also behind a NAT, or a load balancer that hides
+ * addresses, where everyone is one source). */
 struct kb_pool;
 
 enum kb_pool_why { KB_POOL_SOURCE, KB_POOL_FULL, KB_POOL_DEADLINE };
@@ -63,10 +65,12 @@ struct kb_pool_entry {
 };
 
 /* expel: e was taken out of the pool (why); close its connection. Called
- * from kb_pool_add and from the pool's timer. */
+ * from kb_pool_add and from the pool's timer. quiet (may be NULL): whether
+ * e's peer has sent nothing yet. */
 struct kb_pool *kb_pool_new(struct event_base *base, const char *name, size_t max,
     size_t max_per_src, unsigned deadline_ms,
-    void (*expel)(struct kb_pool_entry *e, enum kb_pool_why why), char *err, size_t errlen);
+    void (*expel)(struct kb_pool_entry *e, enum kb_pool_why why),
+    int (*quiet)(struct kb_pool_entry *e), char *err, size_t errlen);
 /* Every entry must have left before. */
 void kb_pool_free(struct kb_pool *p);
 /* Add e (for owner, from sa); may expel other entries first. */

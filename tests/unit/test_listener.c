@@ -144,7 +144,7 @@ test_pool(void)
 	char err[64];
 
 	memset(e, 0, sizeof(e));
-	p = kb_pool_new(base, "test pool", 4, 2, 0, expel, err, sizeof(err));
+	p = kb_pool_new(base, "test pool", 4, 2, 0, expel, NULL, err, sizeof(err));
 	ok(p != NULL);
 	kb_pool_add(p, &e[0], (struct sockaddr *)&a, &e[0]);
 	kb_pool_add(p, &e[1], (struct sockaddr *)&b, &e[1]);
@@ -174,7 +174,7 @@ test_pool(void)
 	/* The deadline: the two late ones go, the one taken out does not. */
 	nexpelled = 0;
 	memset(e, 0, sizeof(e));
-	p = kb_pool_new(base, "test pool 2", 8, 8, 100, expel, err, sizeof(err));
+	p = kb_pool_new(base, "test pool 2", 8, 8, 100, expel, NULL, err, sizeof(err));
 	kb_pool_add(p, &e[0], (struct sockaddr *)&a, &e[0]);
 	kb_pool_add(p, &e[1], (struct sockaddr *)&b, &e[1]);
 	kb_pool_add(p, &e[2], (struct sockaddr *)&c, &e[2]);
@@ -184,6 +184,42 @@ test_pool(void)
 	ok(kb_pool_count(p) == 0);
 	run_for(200);
 	ok(nexpelled == 2);
+	kb_pool_free(p);
+}
+
+static int talked[8];
+
+static int
+quiet(struct kb_pool_entry *e)
+{
+	return !*(int *)e->owner;
+}
+
+/* Behind a NAT every client is one source: the ones that sent nothing go
+ * first, so a client in the middle of its handshake stays. */
+static void
+test_pool_quiet(void)
+{
+	struct kb_pool_entry e[8];
+	struct sockaddr_in a = addr("192.0.2.1");
+	struct kb_pool *p;
+	char err[64];
+	int i;
+
+	memset(e, 0, sizeof(e));
+	nexpelled = 0;
+	p = kb_pool_new(base, "test pool 3", 3, 3, 0, expel, quiet, err, sizeof(err));
+	talked[0] = 1;	/* the oldest, but busy */
+	for (i = 0; i < 3; i++)
+		kb_pool_add(p, &e[i], (struct sockaddr *)&a, &talked[i]);
+	kb_pool_add(p, &e[3], (struct sockaddr *)&a, &talked[3]);
+	ok(nexpelled == 1 && expelled[0] == &e[1]);
+	talked[2] = talked[3] = 1;
+	kb_pool_add(p, &e[4], (struct sockaddr *)&a, &talked[4]);
+	ok(nexpelled == 2 && expelled[1] == &e[0]);	/* all busy: the oldest */
+	ok(e[2].pool == p && e[3].pool == p && e[4].pool == p);
+	for (i = 2; i < 5; i++)
+		kb_pool_remove(&e[i]);
 	kb_pool_free(p);
 }
 
@@ -213,6 +249,7 @@ main(void)
 	base = event_base_new();
 	test_emfile();
 	test_pool();
+	test_pool_quiet();
 	test_nofile();
 	event_base_free(base);
 	return ok_done();
