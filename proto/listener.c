@@ -174,8 +174,8 @@ kb_listener_refused(struct kb_listener *l, const char *why)
 	unsigned long n;
 
 	if (ratelog_due(&l->drops, &n))
-		log_warnx("%s: %lu connections closed in %d s; the last: %s", l->name, n,
-		    KB_LISTENER_REPORT_S, why);
+		log_warnx("%s: %s (%lu closed like this in %d s)", l->name, why, n,
+		    KB_LISTENER_REPORT_S);
 }
 
 unsigned long
