@@ -39,7 +39,7 @@
 #define MAX_PER_OWNER	32
 #define MAX_TTL		(30 * 24 * 3600)
 #define ORPHAN_KEEP	3600	/* "not active" after the intercept was released */
-#define MAX_CONNS	4096
+#define MAX_CONNS	4096	/* when full, the oldest idle one goes for a new one */
 /* Until its first request head is in, a connection waits in a pool of its
  * own: idle connections hold at most FRESH_MAX descriptors, for at most
  * FIRST_REQUEST_MS, and the newest gets in at the expense of the oldest. */
@@ -678,6 +678,28 @@ pv_expel(struct kb_pool_entry *e, enum kb_pool_why why)
 	pv.nconns--;
 }
 
+/* Full: make room by closing the oldest connection that is idle, so that
+ * kept-alive connections cannot lock out browsers that send requests. 0,
+ * or -1 if none is idle. */
+static int
+drop_idle(void)
+{
+	struct pvconn *pc, *last = NULL;
+
+	LIST_FOREACH(pc, &pv.conns, entry)	/* newest first */
+		if (hp_conn_idle(pc->hc))
+			last = pc;
+	if (!last)
+		return -1;
+	kb_listener_refused(pv.listener, "4096 connections: closed an idle one for a new one");
+	kb_pool_remove(&last->fresh);
+	LIST_REMOVE(last, entry);
+	hp_conn_free(last->hc);
+	free(last);
+	pv.nconns--;
+	return 0;
+}
+
 static void
 pv_accept(int fd, struct sockaddr *sa, int salen, void *arg)
 {
@@ -686,9 +708,13 @@ pv_accept(int fd, struct sockaddr *sa, int salen, void *arg)
 
 	(void)salen;
 	(void)arg;
-	if (pv.nconns >= MAX_CONNS || (pc = calloc(1, sizeof(*pc))) == NULL) {
-		kb_listener_refused(pv.listener, pv.nconns >= MAX_CONNS ?
-		    "4096 connections already" : "out of memory");
+	if (pv.nconns >= MAX_CONNS && drop_idle() < 0) {
+		kb_listener_refused(pv.listener, "4096 connections already, none of them idle");
+		evutil_closesocket(fd);
+		return;
+	}
+	if ((pc = calloc(1, sizeof(*pc))) == NULL) {
+		kb_listener_refused(pv.listener, "out of memory");
 		evutil_closesocket(fd);
 		return;
 	}

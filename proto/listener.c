@@ -31,7 +31,12 @@ struct kb_listener {
 	unsigned long pauses;
 	struct ratelog errs, drops;
 	char name[48];
+	LIST_ENTRY(kb_listener) adopted;	/* when lev is not ours */
+	int foreign;
 };
+
+/* Their error callback gets the owner's argument: found by lev. */
+static LIST_HEAD(, kb_listener) kb_adopted = LIST_HEAD_INITIALIZER(kb_adopted);
 
 struct kb_pool {
 	TAILQ_HEAD(, kb_pool_entry) list;	/* oldest first */
@@ -139,6 +144,38 @@ fail:
 	return NULL;
 }
 
+static void
+lis_error_adopted(struct evconnlistener *lev, void *arg)
+{
+	struct kb_listener *l;
+
+	(void)arg;
+	LIST_FOREACH(l, &kb_adopted, adopted)
+		if (l->lev == lev) {
+			lis_error(lev, l);
+			return;
+		}
+}
+
+struct kb_listener *
+kb_listener_adopt(struct event_base *base, const char *name, struct evconnlistener *lev)
+{
+	struct kb_listener *l;
+
+	if ((l = calloc(1, sizeof(*l))) == NULL)
+		return NULL;
+	if ((l->resume = evtimer_new(base, lis_resume, l)) == NULL) {
+		free(l);
+		return NULL;
+	}
+	snprintf(l->name, sizeof(l->name), "%s", name);
+	l->lev = lev;
+	l->foreign = 1;
+	LIST_INSERT_HEAD(&kb_adopted, l, adopted);
+	evconnlistener_set_error_cb(lev, lis_error_adopted);
+	return l;
+}
+
 struct kb_listener *
 kb_listener_bind(struct event_base *base, const char *name, const struct sockaddr *sa,
     int salen, int backlog, kb_accept_fn *cb, void *arg)
@@ -163,7 +200,12 @@ kb_listener_free(struct kb_listener *l)
 {
 	if (l == NULL)
 		return;
-	evconnlistener_free(l->lev);
+	if (l->foreign) {
+		evconnlistener_set_error_cb(l->lev, NULL);
+		LIST_REMOVE(l, adopted);
+	} else {
+		evconnlistener_free(l->lev);
+	}
 	event_free(l->resume);
 	free(l);
 }

@@ -17,6 +17,7 @@
 
 struct event_base;
 struct event;
+struct evconnlistener;
 struct kb_listener;
 
 #define KB_LISTENER_PAUSE_MS	200
@@ -32,6 +33,10 @@ struct kb_listener *kb_listener_new(struct event_base *base, const char *name, i
 /* Bind sa (SO_REUSEADDR), listen with backlog and serve; NULL and errno. */
 struct kb_listener *kb_listener_bind(struct event_base *base, const char *name,
     const struct sockaddr *sa, int salen, int backlog, kb_accept_fn *cb, void *arg);
+/* Guard a listener whose accept callback is someone else's (evhttp's):
+ * only the pausing and logging are ours; lev stays the owner's. */
+struct kb_listener *kb_listener_adopt(struct event_base *base, const char *name,
+    struct evconnlistener *lev);
 void kb_listener_free(struct kb_listener *l);
 /* The caller refused a connection it accepted (a limit, out of memory):
  * counted, and logged once per KB_LISTENER_REPORT_S with why. */

@@ -54,23 +54,21 @@ all_accepted(void *arg)
 	return naccepted == NCLIENTS;
 }
 
+/* Out of descriptors for a second with NCLIENTS connections waiting on l
+ * (listening at lfd): libevent alone would try accept() on every loop pass,
+ * and log each time. Then descriptors come back: all get in. */
 static void
-test_emfile(void)
+starve(struct kb_listener *l, int lfd, const char *logline)
 {
-	struct sockaddr_in sin = { .sin_family = AF_INET };
+	struct sockaddr_in sin;
 	socklen_t sl = sizeof(sin);
-	struct kb_listener *l;
 	struct rlimit rl, low;
 	int cl[NCLIENTS], fill[256], nfill = 0, i;
 
-	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	l = kb_listener_bind(base, "test listener", (struct sockaddr *)&sin, sizeof(sin), 64, keep,
-	    NULL);
-	ok(l != NULL);
-	ok(getsockname(evconnlistener_get_fd(l->lev), (struct sockaddr *)&sin, &sl) == 0);
+	naccepted = 0;
+	ok(getsockname(lfd, (struct sockaddr *)&sin, &sl) == 0);
 	for (i = 0; i < NCLIENTS; i++)
 		cl[i] = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
-	/* Use up every descriptor below a low limit. */
 	getrlimit(RLIMIT_NOFILE, &rl);
 	low = rl;
 	low.rlim_cur = 128;
@@ -81,15 +79,12 @@ test_emfile(void)
 	for (i = 0; i < NCLIENTS; i++)
 		connect(cl[i], (struct sockaddr *)&sin, sizeof(sin));
 
-	/* One second out of descriptors: libevent alone would try accept()
-	 * on every loop pass, and log each time. */
 	run_for(1000);
 	ok(naccepted == 0);
 	ok(kb_listener_pauses(l) >= 1);
 	ok(kb_listener_pauses(l) <= 1000 / KB_LISTENER_PAUSE_MS + 2);
-	ok(log_lines("test listener: accept: Too many open files") == 1);
+	ok(log_lines(logline) == 1);
 
-	/* Descriptors come back: the waiting connections get in. */
 	while (nfill > 0)
 		close(fill[--nfill]);
 	ok(run_until(all_accepted, NULL, 3000));
@@ -98,6 +93,20 @@ test_emfile(void)
 		close(cl[i]);
 		close(accepted_fds[i]);
 	}
+}
+
+static void
+test_emfile(void)
+{
+	struct sockaddr_in sin = { .sin_family = AF_INET };
+	struct kb_listener *l;
+	int i;
+
+	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	l = kb_listener_bind(base, "test listener", (struct sockaddr *)&sin, sizeof(sin), 64, keep,
+	    NULL);
+	ok(l != NULL);
+	starve(l, evconnlistener_get_fd(l->lev), "test listener: accept: Too many open files");
 
 	/* Refusals by the caller: counted, one line per interval. */
 	for (i = 0; i < 1000; i++)
@@ -105,6 +114,33 @@ test_emfile(void)
 	ok(log_lines("test listener: too many (1 closed like this in 10 s)") == 1);
 	ok(log_lines("test listener:") == 2);
 	kb_listener_free(l);
+}
+
+static void
+keep_lev(struct evconnlistener *lev, evutil_socket_t fd, struct sockaddr *sa, int salen,
+    void *arg)
+{
+	(void)lev;
+	ok(arg == (void *)base);
+	keep(fd, sa, salen, NULL);
+}
+
+/* evhttp's listener: its callback and argument stay, the guard is ours. */
+static void
+test_adopt(void)
+{
+	struct sockaddr_in sin = { .sin_family = AF_INET };
+	struct evconnlistener *lev;
+	struct kb_listener *l;
+
+	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	lev = evconnlistener_new_bind(base, keep_lev, base, LEV_OPT_CLOSE_ON_FREE, 64,
+	    (struct sockaddr *)&sin, sizeof(sin));
+	l = kb_listener_adopt(base, "adopted", lev);
+	ok(lev != NULL && l != NULL);
+	starve(l, evconnlistener_get_fd(lev), "adopted: accept: Too many open files");
+	kb_listener_free(l);
+	evconnlistener_free(lev);
 }
 
 static struct kb_pool_entry *expelled[16];
@@ -248,6 +284,7 @@ main(void)
 	signal(SIGPIPE, SIG_IGN);
 	base = event_base_new();
 	test_emfile();
+	test_adopt();
 	test_pool();
 	test_pool_quiet();
 	test_nofile();
