@@ -9,7 +9,8 @@
 #       192.168.60.10-49                                   the manager sees 10.244.0.1)
 #   ws: flood of local connections to 10.244.1.10:80 --> kbridged's transparent listener
 #
-# 0. With enough descriptors (8192), 4500 idle connections to the manager
+# 0. A session without a hello and a browser connection without a request
+#    are closed. With enough descriptors (8192), 4500 idle connections to the manager
 #    and 4200 to the preview listener: bob connects, a browser's request
 #    gets its answer (the old code gave all 4096 slots to the flood).
 # 1. 1100 idle connections that never send a byte, to the manager's port:
@@ -84,6 +85,40 @@ for i in $(seq 10 49); do
 	srcs_ws+=("192.168.50.$i") srcs_mate+=("192.168.60.$i")
 done 2>/dev/null
 ok "alice connected; 40 flood addresses each in ws and mate"
+
+# --- 0. deadlines and slots
+# a daemon that completes the TLS handshake but sends no hello, and a
+# browser connection that sends nothing: both closed (within 30 s)
+closed_within_30s() { # NODE HOST PORT [PROFILE]: connect, wait for the server to close
+	pg "$1" python3 - "$2" "$3" "${4:-}" "$STATE/idle" <<'EOF'
+import json, socket, ssl, sys, time
+host, port, prof, tmp = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
+s = socket.create_connection((host, port), timeout=30)
+if prof:
+    p = json.load(open(prof))
+    for k in ("cert", "key"):
+        open(tmp + "." + k, "w").write(p[k])
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.load_verify_locations(cadata=p["ca"])
+    ctx.load_cert_chain(tmp + ".cert", tmp + ".key")
+    s = ctx.wrap_socket(s)
+start = time.monotonic()
+try:
+    while s.recv(4096):
+        pass
+except socket.timeout:
+    sys.exit("still open after 30 s")
+except (OSError, ssl.SSLError):
+    pass
+print("  closed after %.1f s" % (time.monotonic() - start), file=sys.stderr)
+EOF
+}
+closed_within_30s ws 192.168.50.1 8443 "$STATE/alice.json" &
+hello_pid=$!
+closed_within_30s mate 192.168.60.1 8080
+wait "$hello_pid"
+ok "the manager closes a session without a hello, the preview listener a connection without a request"
 
 # --- 0. slots
 prlimit --pid "$mgr" --nofile=8192:8192
