@@ -40,6 +40,7 @@
 #define MAX_TTL		(30 * 24 * 3600)
 #define ORPHAN_KEEP	3600	/* "not active" after the intercept was released */
 #define MAX_CONNS	4096	/* when full, the oldest idle one goes for a new one */
+static unsigned pv_max_conns = MAX_CONNS;	/* tests lower it */
 /* Until its first request head is in, a connection waits in a pool of its
  * own: idle connections hold at most FRESH_MAX descriptors, for at most
  * FIRST_REQUEST_MS, and the newest gets in at the expense of the oldest. */
@@ -691,7 +692,7 @@ drop_idle(void)
 			last = pc;
 	if (!last)
 		return -1;
-	kb_listener_refused(pv.listener, "4096 connections: closed an idle one for a new one");
+	kb_listener_refused(pv.listener, "too many connections: closed an idle one for a new one");
 	kb_pool_remove(&last->fresh);
 	LIST_REMOVE(last, entry);
 	hp_conn_free(last->hc);
@@ -708,8 +709,8 @@ pv_accept(int fd, struct sockaddr *sa, int salen, void *arg)
 
 	(void)salen;
 	(void)arg;
-	if (pv.nconns >= MAX_CONNS && drop_idle() < 0) {
-		kb_listener_refused(pv.listener, "4096 connections already, none of them idle");
+	if (pv.nconns >= pv_max_conns && drop_idle() < 0) {
+		kb_listener_refused(pv.listener, "too many connections, none of them idle");
 		evutil_closesocket(fd);
 		return;
 	}
