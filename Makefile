@@ -116,7 +116,7 @@ fuzz: deps
 	@mkdir -p build/fuzz/corpus
 	build/fuzz/fuzz_frame -max_total_time=$(FUZZ_SECONDS) build/fuzz/corpus tests/fuzz/corpus
 	clang -g -O1 -D_GNU_SOURCE -Iproto -I/usr/share/include/llhttp -fsanitize=fuzzer,address,undefined \
-		tests/fuzz/fuzz_http.c proto/log.c proto/util.c proto/sendmany.c $(addprefix $(LLHTTP)/,llhttp.c api.c http.c) \
+		tests/fuzz/fuzz_http.c proto/listener.c proto/log.c proto/util.c proto/sendmany.c $(addprefix $(LLHTTP)/,llhttp.c api.c http.c) \
 		-o build/fuzz/fuzz_http $(LIBS_EVENT) -lcjson -luring
 	@mkdir -p build/fuzz/corpus-http
 	build/fuzz/fuzz_http -max_total_time=$(FUZZ_SECONDS) build/fuzz/corpus-http tests/fuzz/corpus-http

@@ -2,6 +2,8 @@
 #ifndef KB_CLIENT_H
 #define KB_CLIENT_H
 
+#include "listener.h"
+
 struct manager;
 struct kb_conn;
 struct kb_session;
@@ -15,6 +17,8 @@ struct client {
 	struct client *next, **prevp;
 	struct kb_conn *handshake; /* until the TLS handshake is done */
 	struct kb_session *sess;
+	struct kb_pool_entry pre; /* in the manager's pool until its hello */
+	int authed;	/* holds one of the manager's session slots */
 	enum client_kind kind;
 	char peer[64];
 	char name[64];  /* certificate CN: the user, or the sidecar's identity */

@@ -1875,6 +1875,13 @@ hp_fini(void)
 	kb_sendmany_fini();
 }
 
+int
+hp_conn_idle(const struct hp_conn *c)
+{
+	return c->state == HP_HEAD && c->head_bytes == 0 && evbuffer_get_length(c->cin) == 0 &&
+	    evbuffer_get_length(c->cl.out) == 0;
+}
+
 void
 hp_conn_free(struct hp_conn *c)
 {

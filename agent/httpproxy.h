@@ -79,6 +79,9 @@ unsigned hp_upstream_wait_us(void);
 
 /* Serve the accepted, non-blocking client socket fd. */
 struct hp_conn *hp_conn_new(struct event_base *base, int fd, const struct hp_upstreams *up);
+/* Whether c waits for a request and has nothing of one nor of a response
+ * (kept alive between requests, or new): closing it loses nothing. */
+int hp_conn_idle(const struct hp_conn *c);
 /* Close the client and its upstreams now (done is not called). Not from
  * within the route, open, explain or done callbacks. */
 void hp_conn_free(struct hp_conn *c);

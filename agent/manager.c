@@ -15,7 +15,6 @@
 
 #include <cjson/cJSON.h>
 #include <event2/event.h>
-#include <event2/listener.h>
 #include <openssl/rand.h>
 #include <openssl/ssl.h>
 
@@ -24,6 +23,7 @@
 #include "client.h"
 #include "identity.h"
 #include "intercepts.h"
+#include "listener.h"
 #include "log.h"
 #include "httpproxy.h"
 #include "manager.h"
@@ -35,14 +35,21 @@
 
 #define MAX_SUBNETS 64
 #define MAX_NAMESPACES 256
-#define HANDSHAKE_TIMEOUT_S 10
 #define DIAL_TIMEOUT_S 5
-#define MAX_CLIENTS 4096
+/* Admission: a connection is unauthenticated until its hello (after the TLS
+ * handshake) and waits in a pool of its own, so that connections that never
+ * finish cannot take the slots of sessions. */
+#define MAX_SESSIONS 4096	/* daemons and sidecars after their hello */
+#define PREAUTH_MAX 256		/* connections before their hello */
+#define PREAUTH_PER_SRC 32	/* of those from one address */
+#define PREAUTH_TIMEOUT_MS 5000	/* for the TLS handshake and the hello */
 
 struct manager {
 	struct event_base *base;
 	SSL_CTX *ctx;
-	struct evconnlistener *listener;
+	struct kb_listener *listener;
+	struct kb_pool *preauth;
+	size_t nsessions;
 	struct kb_resolver *resolver;
 	struct kb_cidr subnets[MAX_SUBNETS];
 	size_t nsubnets;
@@ -86,6 +93,11 @@ client_gone(struct client *c)
 			c->next->prevp = c->prevp;
 		c->prevp = NULL;
 		m->nclients--;
+	}
+	kb_pool_remove(&c->pre);
+	if (c->authed) {
+		c->authed = 0;
+		m->nsessions--;
 	}
 	client_unref(c);
 }
@@ -295,6 +307,15 @@ on_hello(struct kb_session *s, const cJSON *h, char *reason, size_t rlen, void *
 		snprintf(reason, rlen, "namespace must be a string");
 		return -1;
 	}
+	if (!c->authed) {
+		if (m->nsessions >= MAX_SESSIONS) {
+			snprintf(reason, rlen, "the manager has %d sessions already", MAX_SESSIONS);
+			return -1;
+		}
+		kb_pool_remove(&c->pre);
+		c->authed = 1;
+		m->nsessions++;
+	}
 	if (sidecar && icpt_sidecar_hello(c, h, reason, rlen) < 0)
 		return -1;
 	if (!sidecar) {
@@ -344,17 +365,58 @@ static const struct kb_session_cbs session_cbs = {
 	.on_close = on_close,
 };
 
+/* Anyone can make these happen: logged once per interval with a count. */
+static void
+dropped(struct manager *m, const char *why)
+{
+	if (m->listener)
+		kb_listener_refused(m->listener, why);
+	else
+		log_debug("%s", why);
+}
+
+/* Out of the pool before its hello: too slow, or room for a newer one. */
+static void
+preauth_expel(struct kb_pool_entry *e, enum kb_pool_why why)
+{
+	struct client *c = e->owner;
+
+	log_debug("%s: %s: %s", __func__, c->peer, why == KB_POOL_DEADLINE ? "too slow" :
+	    "room for a newer connection");
+	if (c->handshake) {
+		kb_conn_free(c->handshake);
+		c->handshake = NULL;
+	}
+	if (c->sess) {
+		kb_session_free(c->sess);
+		c->sess = NULL;
+		icpt_client_gone(c);
+	}
+	client_gone(c);
+}
+
+/* No ClientHello yet: the first to go when room is needed. */
+static int
+preauth_quiet(struct kb_pool_entry *e)
+{
+	struct client *c = e->owner;
+
+	return c->handshake && SSL_in_before(kb_conn_ssl(c->handshake));
+}
+
 static void
 handshake_event(struct kb_conn *conn, int what, void *arg)
 {
 	struct client *c = arg;
-	char ebuf[256];
+	char ebuf[256], why[400];
 
 	c->handshake = NULL;
 	if (what & KB_CONN_CONNECTED) {
 		if (kb_tls_peer_identity(kb_conn_ssl(conn), c->name, sizeof(c->name), c->role,
 		    sizeof(c->role)) < 0) {
-			log_warnx("session from %s: peer certificate without a usable identity", c->peer);
+			snprintf(ebuf, sizeof(ebuf), "session from %s: peer certificate without a "
+			    "usable identity", c->peer);
+			dropped(c->m, ebuf);
 			kb_conn_free(conn);
 			client_gone(c);
 			return;
@@ -365,8 +427,9 @@ handshake_event(struct kb_conn *conn, int what, void *arg)
 			client_gone(c);
 		return;
 	}
-	log_warnx("TLS handshake from %s failed: %s", c->peer,
+	snprintf(why, sizeof(why), "TLS handshake from %s failed: %s", c->peer,
 	    (what & KB_CONN_TIMEOUT) ? "timed out" : kb_conn_error(conn, ebuf, sizeof(ebuf)));
+	dropped(c->m, why);
 	kb_conn_free(conn);
 	client_gone(c);
 }
@@ -374,7 +437,7 @@ handshake_event(struct kb_conn *conn, int what, void *arg)
 static const struct kb_conn_cbs handshake_cbs = { .on_event = handshake_event };
 
 static void
-accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int salen, void *arg)
+accept_cb(int fd, struct sockaddr *sa, int salen, void *arg)
 {
 	struct manager *m = arg;
 	struct kb_conn *conn;
@@ -382,9 +445,8 @@ accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int
 	SSL *ssl;
 	int one = 1;
 
-	(void)l;
 	(void)salen;
-	if (m->stopping || m->nclients >= MAX_CLIENTS || (c = calloc(1, sizeof(*c))) == NULL) {
+	if (m->stopping || (c = calloc(1, sizeof(*c))) == NULL) {
 		evutil_closesocket(fd);
 		return;
 	}
@@ -404,7 +466,6 @@ accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int
 		return;
 	}
 	kb_conn_setcb(conn, &handshake_cbs, c);
-	kb_conn_set_timeout(conn, HANDSHAKE_TIMEOUT_S * 1000);
 	c->handshake = conn;
 	c->next = m->clients;
 	if (c->next)
@@ -412,14 +473,7 @@ accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int
 	c->prevp = &m->clients;
 	m->clients = c;
 	m->nclients++;
-}
-
-static void
-accept_error(struct evconnlistener *l, void *arg)
-{
-	(void)l;
-	(void)arg;
-	log_warn("manager listener: accept");
+	kb_pool_add(m->preauth, &c->pre, sa, c);
 }
 
 static void
@@ -433,7 +487,7 @@ on_signal(evutil_socket_t sig, short what, void *arg)
 	log_info("signal %d: shutting down", (int)sig);
 	m->stopping = 1;
 	if (m->listener) {
-		evconnlistener_free(m->listener);
+		kb_listener_free(m->listener);
 		m->listener = NULL;
 	}
 	for (c = m->clients; c; c = next) {
@@ -597,6 +651,9 @@ cmd_manager(int argc, char **argv)
 	mallopt(M_TRIM_THRESHOLD, 8 * 1024 * 1024);
 	mallopt(M_MMAP_THRESHOLD, 1024 * 1024);
 	signal(SIGPIPE, SIG_IGN);
+	/* Every connection is a descriptor (two when proxied): 1024 is few. */
+	if (kb_raise_nofile() < 0)
+		log_warn("cannot raise the limit on open files");
 	if (!(ca = read_state(state, KB_STATE_CA_CERT, err, sizeof(err))) ||
 	    !(cert = read_state(state, KB_STATE_MGR_CERT, err, sizeof(err))) ||
 	    !(key = read_state(state, KB_STATE_MGR_KEY, err, sizeof(err))))
@@ -624,14 +681,16 @@ cmd_manager(int argc, char **argv)
 		snprintf(err, sizeof(err), "cannot resolve listen address %s", host);
 		goto out;
 	}
-	m.listener = evconnlistener_new_bind(m.base, accept_cb, &m,
-	    LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE | LEV_OPT_CLOSE_ON_EXEC, 1024, ai->ai_addr,
-	    (int)ai->ai_addrlen);
+	if ((m.preauth = kb_pool_new(m.base, "manager: unauthenticated connections", PREAUTH_MAX,
+	    PREAUTH_PER_SRC, PREAUTH_TIMEOUT_MS, preauth_expel, preauth_quiet, err,
+	    sizeof(err))) == NULL)
+		goto out;
+	m.listener = kb_listener_bind(m.base, "manager listener", ai->ai_addr, (int)ai->ai_addrlen,
+	    1024, accept_cb, &m);
 	if (!m.listener) {
 		snprintf(err, sizeof(err), "cannot listen on %s: %s", listen_on, strerror(errno));
 		goto out;
 	}
-	evconnlistener_set_error_cb(m.listener, accept_error);
 	snprintf(store, sizeof(store), "%s/previews.json", state);
 	penv = (struct preview_env){ .base = m.base, .resolver = m.resolver, .domain = m.domain,
 	    .allowed = addr_allowed, .arg = &m, .store = store };
@@ -667,8 +726,8 @@ out:
 			event_free(sigs[i]);
 	if (ai)
 		evutil_freeaddrinfo(ai);
-	if (m.listener)
-		evconnlistener_free(m.listener);
+	kb_listener_free(m.listener);
+	kb_pool_free(m.preauth);
 	if (m.resolver)
 		resolver_free(m.resolver);
 	hp_fini();

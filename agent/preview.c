@@ -21,13 +21,13 @@
 
 #include <cjson/cJSON.h>
 #include <event2/event.h>
-#include <event2/listener.h>
 #include <openssl/crypto.h>
 #include <openssl/rand.h>
 
 #include "client.h"
 #include "httpproxy.h"
 #include "intercepts.h"
+#include "listener.h"
 #include "log.h"
 #include "resolver.h"
 #include "session.h"
@@ -39,7 +39,14 @@
 #define MAX_PER_OWNER	32
 #define MAX_TTL		(30 * 24 * 3600)
 #define ORPHAN_KEEP	3600	/* "not active" after the intercept was released */
-#define MAX_CONNS	4096
+#define MAX_CONNS	4096	/* when full, the oldest idle one goes for a new one */
+static unsigned pv_max_conns = MAX_CONNS;	/* tests lower it */
+/* Until its first request head is in, a connection waits in a pool of its
+ * own: idle connections hold at most FRESH_MAX descriptors, for at most
+ * FIRST_REQUEST_MS, and the newest gets in at the expense of the oldest. */
+#define FRESH_MAX	512
+#define FRESH_PER_SRC	32
+#define FIRST_REQUEST_MS 10000
 #define SWEEP_S		30
 #define COOKIE		"kbridge-preview"
 #define LINK_PATH	"/.kbridge/preview/"
@@ -65,7 +72,8 @@ static struct {
 	char hostport[256];	/* of the URL base, as given */
 	char domain[256];	/* its host, lower case: host names are TOKEN.domain */
 	int domain_is_name;	/* not an IP address: the host-name form works */
-	struct evconnlistener *listener;
+	struct kb_listener *listener;
+	struct kb_pool *fresh;
 	struct event *sweep;
 	LIST_HEAD(, pvconn) conns;
 	unsigned nconns;
@@ -78,6 +86,7 @@ static struct {
 struct pvconn {
 	LIST_ENTRY(pvconn) entry;
 	struct hp_conn *hc;
+	struct kb_pool_entry fresh; /* until the first request */
 	char peer[INET6_ADDRSTRLEN]; /* the browser's address, for X-Forwarded-For */
 };
 
@@ -574,6 +583,7 @@ pv_route(void *arg, const struct hp_request *req, struct hp_route *r)
 	size_t n = 0, ll = strlen(LINK_PATH);
 	int from_cookie = 0;
 
+	kb_pool_remove(&((struct pvconn *)arg)->fresh);
 	if ((tok = host_token(host, hbuf)) != NULL) {
 		p = find_token(tok, TOKEN_LEN);
 	} else if (!strncmp(target, LINK_PATH, ll)) {
@@ -649,21 +659,63 @@ pv_done(void *arg, struct hp_conn *c)
 	struct pvconn *pc = arg;
 
 	(void)c;
+	kb_pool_remove(&pc->fresh);
 	LIST_REMOVE(pc, entry);
 	free(pc);
 	pv.nconns--;
 }
 
+/* Idle since it was accepted: too long, or room for a newer one. */
 static void
-pv_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int salen, void *arg)
+pv_expel(struct kb_pool_entry *e, enum kb_pool_why why)
+{
+	struct pvconn *pc = e->owner;
+
+	log_debug("%s: %s: %s", __func__, pc->peer, why == KB_POOL_DEADLINE ?
+	    "no request in time" : "room for a newer connection");
+	LIST_REMOVE(pc, entry);
+	hp_conn_free(pc->hc);
+	free(pc);
+	pv.nconns--;
+}
+
+/* Full: make room by closing the oldest connection that is idle, so that
+ * kept-alive connections cannot lock out browsers that send requests. 0,
+ * or -1 if none is idle. */
+static int
+drop_idle(void)
+{
+	struct pvconn *pc, *last = NULL;
+
+	LIST_FOREACH(pc, &pv.conns, entry)	/* newest first */
+		if (hp_conn_idle(pc->hc))
+			last = pc;
+	if (!last)
+		return -1;
+	kb_listener_refused(pv.listener, "too many connections: closed an idle one for a new one");
+	kb_pool_remove(&last->fresh);
+	LIST_REMOVE(last, entry);
+	hp_conn_free(last->hc);
+	free(last);
+	pv.nconns--;
+	return 0;
+}
+
+static void
+pv_accept(int fd, struct sockaddr *sa, int salen, void *arg)
 {
 	struct hp_upstreams up = { .route = pv_route, .open = pv_open, .done = pv_done };
 	struct pvconn *pc;
 
-	(void)l;
 	(void)salen;
 	(void)arg;
-	if (pv.nconns >= MAX_CONNS || (pc = calloc(1, sizeof(*pc))) == NULL) {
+	if (pv.nconns >= pv_max_conns && drop_idle() < 0) {
+		kb_listener_refused(pv.listener, "too many connections, none of them idle");
+		evutil_closesocket(fd);
+		return;
+	}
+	if ((pc = calloc(1, sizeof(*pc))) == NULL) {
+		kb_listener_refused(pv.listener, "out of memory");
 		evutil_closesocket(fd);
 		return;
 	}
@@ -681,6 +733,7 @@ pv_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int
 	}
 	LIST_INSERT_HEAD(&pv.conns, pc, entry);
 	pv.nconns++;
+	kb_pool_add(pv.fresh, &pc->fresh, sa, pc);
 }
 
 int
@@ -702,9 +755,13 @@ preview_start(const struct preview_env *env, char *err, size_t errlen)
 		snprintf(err, errlen, "cannot resolve preview listen address %s", host);
 		return -1;
 	}
-	pv.listener = evconnlistener_new_bind(env->base, pv_accept, NULL,
-	    LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE | LEV_OPT_CLOSE_ON_EXEC, 1024, ai->ai_addr,
-	    (int)ai->ai_addrlen);
+	if ((pv.fresh = kb_pool_new(env->base, "previews: connections without a request",
+	    FRESH_MAX, FRESH_PER_SRC, FIRST_REQUEST_MS, pv_expel, NULL, err, errlen)) == NULL) {
+		evutil_freeaddrinfo(ai);
+		return -1;
+	}
+	pv.listener = kb_listener_bind(env->base, "preview listener", ai->ai_addr,
+	    (int)ai->ai_addrlen, 1024, pv_accept, NULL);
 	evutil_freeaddrinfo(ai);
 	if (!pv.listener) {
 		snprintf(err, errlen, "cannot listen on %s: %s", pv.listen_on, strerror(errno));
@@ -1019,6 +1076,7 @@ preview_shutdown(void)
 	struct pvconn *pc;
 
 	while ((pc = LIST_FIRST(&pv.conns)) != NULL) {
+		kb_pool_remove(&pc->fresh);
 		LIST_REMOVE(pc, entry);
 		hp_conn_free(pc->hc);
 		free(pc);
@@ -1026,10 +1084,10 @@ preview_shutdown(void)
 	pv.nconns = 0;
 	while (!TAILQ_EMPTY(&pv.list))
 		preview_free(TAILQ_FIRST(&pv.list));
-	if (pv.listener) {
-		evconnlistener_free(pv.listener);
-		pv.listener = NULL;
-	}
+	kb_listener_free(pv.listener);
+	pv.listener = NULL;
+	kb_pool_free(pv.fresh);
+	pv.fresh = NULL;
 	if (pv.sweep) {
 		event_free(pv.sweep);
 		pv.sweep = NULL;

@@ -21,11 +21,11 @@
 
 #include <cjson/cJSON.h>
 #include <event2/event.h>
-#include <event2/listener.h>
 
 #include "conn.h"
 #include "dial.h"
 #include "httpproxy.h"
+#include "listener.h"
 #include "mlink.h"
 #include "log.h"
 #include "pace.h"
@@ -59,7 +59,7 @@ struct sidecar {
 	const char *workload, *ns, *protocol;
 	struct sockaddr_storage app;
 	socklen_t applen;
-	struct evconnlistener *listener;
+	struct kb_listener *listener;
 	struct kb_mlink link;
 	struct kb_session *sess;
 	struct event *retry;
@@ -349,13 +349,12 @@ app_connected(int fd, int e, void *arg)
 }
 
 static void
-accepted(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int salen, void *arg)
+accepted(int fd, struct sockaddr *sa, int salen, void *arg)
 {
 	const struct sc_intercept *ic;
 	char reason[160];
 	int up;
 
-	(void)l;
 	(void)sa;
 	(void)salen;
 	(void)arg;
@@ -651,6 +650,9 @@ cmd_sidecar(int argc, char **argv)
 	}
 	log_init("kbridge-sidecar", verbose ? KB_LOG_DEBUG : KB_LOG_INFO);
 	signal(SIGPIPE, SIG_IGN);
+	/* Every connection is a descriptor (two when proxied): 1024 is few. */
+	if (kb_raise_nofile() < 0)
+		log_warn("cannot raise the limit on open files");
 	mallopt(M_TRIM_THRESHOLD, 8 * 1024 * 1024);
 	mallopt(M_MMAP_THRESHOLD, 1024 * 1024);
 	if (kb_profile_load(profile, &sc.profile, err, sizeof(err)) < 0)
@@ -677,9 +679,8 @@ cmd_sidecar(int argc, char **argv)
 		snprintf(err, sizeof(err), "cannot create the event loop");
 		goto out;
 	}
-	sc.listener = evconnlistener_new_bind(sc.base, accepted, NULL,
-	    LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE | LEV_OPT_CLOSE_ON_EXEC, 1024,
-	    (struct sockaddr *)&ls, (int)lslen);
+	sc.listener = kb_listener_bind(sc.base, "sidecar listener", (struct sockaddr *)&ls,
+	    (int)lslen, 1024, accepted, NULL);
 	if (!sc.listener) {
 		snprintf(err, sizeof(err), "cannot listen on %s: %s", listen_on, strerror(errno));
 		goto out;
@@ -708,8 +709,7 @@ out:
 		kb_session_free(sc.sess);
 	kb_mlink_cancel(&sc.link);
 	icpts_clear();
-	if (sc.listener)
-		evconnlistener_free(sc.listener);
+	kb_listener_free(sc.listener);
 	if (sc.retry)
 		event_free(sc.retry);
 	hp_fini();

@@ -18,6 +18,7 @@
 #include "dns.h"
 #include "firewall.h"
 #include "kbridged.h"
+#include "listener.h"
 #include "log.h"
 #include "session.h"
 #include "tun.h"
@@ -25,6 +26,7 @@
 #define MAX_BODY (256 * 1024)
 
 static struct evhttp *http;
+static struct kb_listener *http_guard;	/* evhttp's listener would spin on EMFILE */
 static int http_fd = -1;
 static dev_t sock_dev;		/* the socket file we made, the only one we remove */
 static ino_t sock_ino;
@@ -477,6 +479,7 @@ int
 control_listen(struct kbd *d, uid_t owner, int has_owner, char *err, size_t errlen)
 {
 	struct sockaddr_un sun = { .sun_family = AF_UNIX };
+	struct evhttp_bound_socket *bs;
 	struct stat st;
 	mode_t old;
 	int fd = -1, made = 0;
@@ -538,8 +541,16 @@ control_listen(struct kbd *d, uid_t owner, int has_owner, char *err, size_t errl
 	evhttp_set_cb(http, "/v1/preview/list", preview_http, d);
 	evhttp_set_cb(http, "/v1/preview/remove", preview_http, d);
 	evhttp_set_gencb(http, handle_other, d);
-	if (evhttp_accept_socket(http, fd) < 0)
+	if ((bs = evhttp_accept_socket_with_handle(http, fd)) == NULL)
 		goto fail;
+	if ((http_guard = kb_listener_adopt(d->base, "control socket",
+	    evhttp_bound_socket_get_listener(bs))) == NULL) {
+		evhttp_free(http);	/* closes fd */
+		http = NULL;
+		unlink_own_socket(d->socket_path);
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
 	http_fd = fd;
 	return 0;
 fail:
@@ -567,6 +578,8 @@ control_close(struct kbd *d)
 void
 control_free(void)
 {
+	kb_listener_free(http_guard);
+	http_guard = NULL;
 	if (http) {
 		evhttp_free(http);
 		http = NULL;

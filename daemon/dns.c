@@ -19,10 +19,10 @@
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <event2/event.h>
-#include <event2/listener.h>
 #include <event2/util.h>
 
 #include "firewall.h"
+#include "listener.h"
 #include "log.h"
 #include "util.h"
 
@@ -123,7 +123,7 @@ struct kb_dns {
 	uint16_t port;
 	int udp_fd;
 	struct event *udp_ev;
-	struct evconnlistener *tcp_lis;
+	struct kb_listener *tcp_lis;
 	int up4_fd, up6_fd;
 	struct event *up4_ev, *up6_ev;
 	struct dns_upstream up[DNS_MAX_UPSTREAMS];
@@ -1027,18 +1027,16 @@ dns_tcp_event(struct bufferevent *bev, short what, void *arg)
 }
 
 static void
-dns_tcp_accept(struct evconnlistener *lis, evutil_socket_t fd, struct sockaddr *sa, int salen,
-    void *arg)
+dns_tcp_accept(int fd, struct sockaddr *sa, int salen, void *arg)
 {
 	struct kb_dns *d = arg;
 	struct timeval idle = { DNS_TCP_IDLE_SEC, 0 };
 	struct dns_tcp *c;
 
-	(void)lis;
 	(void)sa;
 	(void)salen;
 	if (d->ntcp >= DNS_MAX_TCP) {
-		log_warnx("%s: too many TCP clients", __func__);
+		kb_listener_refused(d->tcp_lis, "too many TCP clients");
 		close(fd);
 		return;
 	}
@@ -1175,9 +1173,8 @@ dns_listen(struct kb_dns *d, uint16_t port, char *err, size_t errlen)
 			snprintf(err, errlen, "getsockname: %s", strerror(errno));
 			goto fail;
 		}
-		d->tcp_lis = evconnlistener_new_bind(d->base, dns_tcp_accept, d,
-		    LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC | LEV_OPT_REUSEABLE, 64,
-		    (struct sockaddr *)&sin, sizeof(sin));
+		d->tcp_lis = kb_listener_bind(d->base, "DNS-over-TCP listener",
+		    (struct sockaddr *)&sin, sizeof(sin), 64, dns_tcp_accept, d);
 		if (d->tcp_lis) {
 			d->port = ntohs(sin.sin_port);
 			return 0;
@@ -1334,7 +1331,7 @@ dns_free(struct kb_dns *d)
 	while ((c = TAILQ_FIRST(&d->tcps)) != NULL)
 		dns_tcp_free(c);
 	if (d->tcp_lis)
-		evconnlistener_free(d->tcp_lis);
+		kb_listener_free(d->tcp_lis);
 	if (d->udp_ev)
 		event_free(d->udp_ev);
 	if (d->up4_ev)

@@ -24,7 +24,7 @@ struct kb_conn;
 struct kb_tun;
 struct kb_fw;
 struct kb_dns;
-struct evconnlistener;
+struct kb_listener;
 struct ssl_ctx_st;
 struct pending_lookup;
 struct pending_request;
@@ -81,7 +81,7 @@ struct kbd {
 	struct event *tun_ev;
 	struct kb_fw *fw;
 	struct kb_dns *dns;
-	struct evconnlistener *proxy;
+	struct kb_listener *proxy;
 	uint16_t proxy_port;
 	uint64_t proxied;
 };

@@ -19,6 +19,7 @@
 
 #include "conn.h"
 #include "kbridged.h"
+#include "listener.h"
 #include "log.h"
 #include "util.h"
 
@@ -346,6 +347,9 @@ main(int argc, char **argv)
 	mallopt(M_TRIM_THRESHOLD, 8 * 1024 * 1024);
 	mallopt(M_MMAP_THRESHOLD, 1024 * 1024);
 	signal(SIGPIPE, SIG_IGN);
+	/* Every connection is a descriptor (two when proxied): 1024 is few. */
+	if (kb_raise_nofile() < 0)
+		log_warn("cannot raise the limit on open files");
 	if ((d.base = kb_event_base_new()) == NULL)
 		fatalx("cannot create the event loop");
 	if (control_listen(&d, owner, has_owner, err, sizeof(err)) < 0) {

@@ -11,23 +11,21 @@
 #include <unistd.h>
 
 #include <event2/event.h>
-#include <event2/listener.h>
 
 #include "dns.h"
 #include "firewall.h"
 #include "kbridged.h"
+#include "listener.h"
 #include "log.h"
 #include "tun.h"
 
 static void
-proxy_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int salen,
-    void *arg)
+proxy_accept(int fd, struct sockaddr *sa, int salen, void *arg)
 {
 	struct kbd *d = arg;
 	struct sockaddr_in dst;
 	socklen_t len = sizeof(dst);
 
-	(void)l;
 	(void)sa;
 	(void)salen;
 	if (getsockopt(fd, SOL_IP, SO_ORIGINAL_DST, &dst, &len) < 0) {
@@ -36,15 +34,6 @@ proxy_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, 
 		return;
 	}
 	tunnel_open_stream(d, fd, &dst);
-}
-
-static void
-proxy_error(struct evconnlistener *l, void *arg)
-{
-	(void)l;
-	(void)arg;
-	/* EMFILE and friends: keep serving, the next accept may work. */
-	log_warn("transparent listener: accept");
 }
 
 static int
@@ -64,11 +53,11 @@ proxy_listen(struct kbd *d, char *err, size_t errlen)
 	if (bind(fd, (struct sockaddr *)&sin, sizeof(sin)) < 0 || listen(fd, 4096) < 0 ||
 	    getsockname(fd, (struct sockaddr *)&sin, &len) < 0)
 		goto fail;
-	d->proxy = evconnlistener_new(d->base, proxy_accept, d,
-	    LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, -1, fd);
-	if (!d->proxy)
+	d->proxy = kb_listener_new(d->base, "transparent listener", fd, proxy_accept, d);
+	if (!d->proxy) {
+		fd = -1;	/* closed */
 		goto fail;
-	evconnlistener_set_error_cb(d->proxy, proxy_error);
+	}
 	d->proxy_port = ntohs(sin.sin_port);
 	return 0;
 fail:
@@ -171,7 +160,7 @@ net_down(struct kbd *d)
 		d->dns = NULL;
 	}
 	if (d->proxy) {
-		evconnlistener_free(d->proxy);
+		kb_listener_free(d->proxy);
 		d->proxy = NULL;
 		d->proxy_port = 0;
 	}

@@ -146,6 +146,26 @@ request(struct resp *r, const char *req)
 	return r->status;
 }
 
+/* A connection that sends nothing (blocking connect: it is accepted
+ * later, by the loop). */
+static int
+connect_to(uint16_t port)
+{
+	struct sockaddr_in sin = { .sin_family = AF_INET };
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+
+	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	sin.sin_port = htons(port);
+	connect(fd, (struct sockaddr *)&sin, sizeof(sin));
+	return fd;
+}
+
+static int
+nconns_is(void *arg)
+{
+	return pv.nconns == (unsigned)(uintptr_t)arg;
+}
+
 static int
 get(struct resp *r, const char *host, const char *target, const char *extra)
 {
@@ -441,6 +461,49 @@ main(void)
 		preview_shutdown();
 		ok(preview_start(&env, err, sizeof(err)) == 0 && pv.count == 0);
 		unlink(store);
+	}
+
+	/* Admission: idle connections from one address hold FRESH_PER_SRC
+	 * slots, the newest in; when all slots are taken, the oldest idle one
+	 * (between requests) goes; requests are answered throughout. */
+	{
+		const char *ka = "GET / HTTP/1.1\r\nHost: x.test\r\n\r\n";
+		int idle[FRESH_PER_SRC + 8], kept[4], gone = 0;
+		char buf[512];
+		ssize_t n;
+
+		for (i = 0; i < FRESH_PER_SRC + 8; i++)
+			idle[i] = connect_to(pv_port);
+		run_until(nconns_is, (void *)(uintptr_t)FRESH_PER_SRC, 2000);
+		run_for(50);
+		ok(pv.nconns == FRESH_PER_SRC && kb_pool_count(pv.fresh) == FRESH_PER_SRC);
+		for (i = 0; i < 8; i++)
+			gone += recv(idle[i], buf, sizeof(buf), MSG_DONTWAIT) == 0;
+		ok(gone == 8);
+		ok(get(&r, "nosuch.test", "/", NULL) == 404);
+		for (i = 0; i < FRESH_PER_SRC + 8; i++)
+			close(idle[i]);
+		ok(run_until(nconns_is, (void *)(uintptr_t)0, 2000));
+
+		pv_max_conns = 4;
+		for (i = 0; i < 4; i++) {
+			kept[i] = connect_to(pv_port);
+			send(kept[i], ka, strlen(ka), 0);
+		}
+		ok(run_until(nconns_is, (void *)(uintptr_t)4, 2000));
+		run_for(100);	/* the 404s go out; the connections stay, idle */
+		ok(kb_pool_count(pv.fresh) == 0);
+		ok(get(&r, "nosuch.test", "/", NULL) == 404);
+		ok(pv.nconns <= 4);
+		for (i = 0, gone = 0; i < 4; i++) {
+			while ((n = recv(kept[i], buf, sizeof(buf), MSG_DONTWAIT)) > 0)
+				;
+			gone += n == 0;
+			close(kept[i]);
+		}
+		ok(gone == 1);	/* the oldest idle one made room */
+		pv_max_conns = MAX_CONNS;
+		ok(run_until(nconns_is, (void *)(uintptr_t)0, 2000));
 	}
 
 	preview_shutdown();
