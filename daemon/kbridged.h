@@ -84,6 +84,7 @@ struct kbd {
 	struct evconnlistener *proxy;
 	uint16_t proxy_port;
 	uint64_t proxied;
+	unsigned resets_logged;     /* tunnel.c: reset reasons already logged this session */
 };
 
 /* tunnel.c: the session to the manager */
