@@ -120,5 +120,11 @@ ok "DIAL to the manager's own pod address is refused (reset, reason denied; curl
 works ws
 works bob
 mgr_alive
-ok "alice and bob still work"
+no grep -q "peer timed out" "$STATE/manager.log"
+ok "alice and bob still work; no session timed out during the floods"
+
+if [[ -n ${KB_SAN:-} ]]; then
+	no grep -E "ERROR: (Address|Leak)Sanitizer|runtime error:" "$STATE"/ws/kbridged.sock.log "$STATE"/manager*.log
+	ok "no sanitizer reports in the daemon and manager logs"
+fi
 echo "1..$n"
