@@ -19,6 +19,11 @@
 /* Stop reading local sockets while the session's output holds this much. */
 #define SESSION_HWM (1024 * 1024)
 #define SESSION_LWM (SESSION_HWM / 2)
+/* Stop reading the peer's frames while our output holds this much: what we
+ * send in answer to them (PONG, RESET, control answers) would otherwise grow
+ * without bound for a peer that sends but never reads. Stream data stays
+ * under SESSION_HWM, so only such a peer gets here. */
+#define SESSION_OUT_MAX (4 * SESSION_HWM)
 /* Return credit once this much of a stream's window was consumed. */
 #define CREDIT_STEP(st) ((st)->rx_size / 4)
 /* A stream whose local reader keeps up while the peer runs out of credit
@@ -87,6 +92,7 @@ struct kb_session {
 	int dead;           /* on_close delivered or pending */
 	int depth;          /* nesting of our callbacks, for deferred free */
 	int free_pending;
+	int read_paused;    /* output over SESSION_OUT_MAX: the peer's frames wait */
 
 	uint32_t next_id;   /* next stream id we open */
 	size_t grown;       /* sum over streams of rx_size - KB_WINDOW_INIT */
@@ -1035,6 +1041,12 @@ session_read(struct kb_conn *c, void *arg)
 
 		if (have < KB_FRAME_HDR)
 			break;
+		if (evbuffer_get_length(sess_out(s)) >= SESSION_OUT_MAX) {
+			/* session_write resumes once the peer has read. */
+			s->read_paused = 1;
+			kb_conn_read_enable(c, 0);
+			break;
+		}
 		p = evbuffer_pullup(in, KB_FRAME_HDR);
 		if (kb_frame_header_decode(p, &f, &err) < 0) {
 			protocol_error(s, err);
@@ -1070,8 +1082,12 @@ session_write(struct kb_conn *c, void *arg)
 	struct kb_session *s = arg;
 	struct kb_stream *st;
 
-	(void)c;
 	s->depth++;
+	if (s->read_paused && !s->dead) {
+		s->read_paused = 0;
+		kb_conn_read_enable(c, 1);
+		session_read(c, s); /* the frames that waited */
+	}
 	/* Output fell below the low-water mark: let blocked streams go on. */
 	while (!s->dead && (st = TAILQ_FIRST(&s->blocked)) != NULL &&
 	    evbuffer_get_length(sess_out(s)) < SESSION_HWM) {

@@ -1882,6 +1882,36 @@ test_limits(void)
 	ok(maxbuf <= KB_EARLY_DATA_MAX);
 	raw_free(&c);
 
+	printf("# limits: a peer that sends but never reads: its frames wait, our output stays bounded\n");
+	{
+		struct raw_wait w = { &c.r, KB_F_HELLO };
+		size_t k, npings = 500000, want;
+		struct evbuffer *rin;
+
+		raw_new(&c);
+		raw_hello(&c.r);
+		ok(run_until(pred_raw_has, &w, 2000));
+		bufferevent_disable(c.r.bev, EV_READ);
+		for (k = 0; k < npings; k++)
+			raw_frame(&c.r, KB_F_PING, 0, "floodfld", 8);
+		for (k = 0; k < 100 && !pred_raw_drained(&c.r); k++)
+			run_for(10);
+		printf("# responder output %zu bytes, %zu bytes of pings not taken\n",
+		    c.b.s ? evbuffer_get_length(sess_out(c.b.s)) : 0,
+		    evbuffer_get_length(bufferevent_get_output(c.r.bev)));
+		ok(c.b.s && c.b.closed == 0 && c.b.s->read_paused);
+		ok(c.b.s && evbuffer_get_length(sess_out(c.b.s)) <= SESSION_OUT_MAX + 1024);
+		/* the peer reads again: every PING gets its PONG */
+		bufferevent_enable(c.r.bev, EV_READ);
+		rin = bufferevent_get_input(c.r.bev);
+		want = npings * (KB_FRAME_HDR + 8);
+		for (k = 0; k < 500 && evbuffer_get_length(rin) < want; k++)
+			run_for(10);
+		ok(evbuffer_get_length(rin) >= want && c.b.closed == 0 && !c.b.s->read_paused);
+		ok(raw_find(&c.r, KB_F_GOAWAY, 0, NULL, NULL, 0) < 0);
+		raw_free(&c);
+	}
+
 	printf("# limits: the announced early data limit, and older peers' true\n");
 	{
 		static const struct { const char *hello; uint32_t want; } hs[] = {
