@@ -234,9 +234,7 @@ dial(struct client *c, struct kb_stream *st, const struct kb_open *o)
 {
 	struct sockaddr_in sin = { .sin_family = AF_INET };
 	struct dial *dl;
-	char dst[64];
-
-	char text[160];
+	char dst[64], text[160];
 
 	kb_open_str(o, dst, sizeof(dst));
 	if (!in_subnets(c->m, o)) {

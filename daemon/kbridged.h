@@ -84,7 +84,7 @@ struct kbd {
 	struct evconnlistener *proxy;
 	uint16_t proxy_port;
 	uint64_t proxied;
-	unsigned resets_logged;     /* tunnel.c: reset reasons already logged this session */
+	unsigned refusals_logged;   /* tunnel.c, this session: bit N reset reason N, bit 0 lookups */
 };
 
 /* tunnel.c: the session to the manager */

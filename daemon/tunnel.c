@@ -239,7 +239,7 @@ on_hello(struct kb_session *s, const cJSON *h, char *reason, size_t rlen, void *
 		d->reconnects++;
 	d->state = KBD_CONNECTED;
 	d->connected_since = time(NULL);
-	d->resets_logged = 0;
+	d->refusals_logged = 0;
 	kb_mlink_backoff_reset(&d->link);
 	d->last_error[0] = '\0';
 	log_info("connected to %s as %s (namespace %s)", d->profile.manager, d->user, d->ns);
@@ -280,6 +280,12 @@ on_control(struct kb_session *s, const cJSON *msg, const char *type, void *arg)
 	if (!p)
 		return 0; /* answered after we gave up on it */
 	*pp = p->next;
+	if (rc->valueint == 5 && !(d->refusals_logged & 1)) {
+		/* Our DNS client gets SERVFAIL and asks again. */
+		d->refusals_logged |= 1;
+		log_warnx("the manager refused a lookup: too many of this workstation's lookups "
+		    "in flight (answered SERVFAIL; logged once per session)");
+	}
 	cJSON_ArrayForEach(e, addrs) {
 		if (cJSON_IsString(e) && n < sizeof(list) / sizeof(list[0]))
 			list[n++] = e->valuestring;
@@ -446,11 +452,11 @@ stream_closed(struct kb_stream *st, int reason, const char *text, void *arg)
 			log_debug("stream reset by the manager (%d): %s", reason, text ? text : "");
 		return;
 	}
-	if (d->resets_logged & (1u << reason)) {
+	if (d->refusals_logged & (1u << reason)) {
 		log_debug("the manager refused a connection: %s", text ? text : "");
 		return;
 	}
-	d->resets_logged |= 1u << reason;
+	d->refusals_logged |= 1u << reason;
 	log_warnx("the manager refused a connection: %s (more like it only in the debug log)",
 	    text && *text ? text : "no reason given");
 }
