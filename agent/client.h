@@ -25,6 +25,10 @@ struct client {
 	char role[32];  /* certificate O */
 	char instance[40]; /* a daemon process's id: a reconnect, or a new daemon? */
 	int refs;
+	/* manager.c's per-session limits: connects and lookups in flight, and
+	 * what was refused (logged when first refused, counted at the end) */
+	unsigned dials, lookups;
+	unsigned long over_dials, over_lookups, denied;
 };
 
 /* Drop a reference; the last one frees the client. */

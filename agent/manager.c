@@ -4,6 +4,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <getopt.h>
+#include <ifaddrs.h>
 #include <malloc.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -43,6 +44,14 @@
 #define PREAUTH_MAX 256		/* connections before their hello */
 #define PREAUTH_PER_SRC 32	/* of those from one address */
 #define PREAUTH_TIMEOUT_MS 5000	/* for the TLS handshake and the hello */
+/* Per session: connects in progress and lookups in flight. More are
+ * refused at once (a reset, a REFUSED answer), so one session cannot hold
+ * the manager's sockets, memory or resolver. */
+#define MAX_DIALS 64
+#define MAX_LOOKUPS 256
+/* The manager's own addresses, read again at most this often. */
+#define OWN_MAX 64
+#define OWN_REFRESH_MS 10000
 
 struct manager {
 	struct event_base *base;
@@ -60,6 +69,9 @@ struct manager {
 	struct client *clients;
 	int stopping;
 	char instance[33];	/* this process: daemons see that we restarted */
+	uint32_t own[OWN_MAX];	/* our interfaces' IPv4 addresses, host order */
+	size_t nown;
+	uint64_t own_at;	/* when they were read (0: never) */
 };
 
 struct dial {
@@ -123,6 +135,57 @@ in_subnets(struct manager *m, const struct kb_open *o)
 	    (uint32_t)o->addr[2] << 8 | o->addr[3]);
 }
 
+/* Read our interfaces' addresses again if the list is old. On failure the
+ * old list stays. */
+static void
+own_refresh(struct manager *m)
+{
+	struct ifaddrs *ifa, *i;
+	uint64_t now = kb_now_ms();
+
+	if (m->own_at && now - m->own_at < OWN_REFRESH_MS)
+		return;
+	m->own_at = now;
+	if (getifaddrs(&ifa) < 0) {
+		log_warn("%s: getifaddrs", __func__);
+		return;
+	}
+	m->nown = 0;
+	for (i = ifa; i && m->nown < OWN_MAX; i = i->ifa_next)
+		if (i->ifa_addr && i->ifa_addr->sa_family == AF_INET)
+			m->own[m->nown++] = ntohl(((struct sockaddr_in *)(void *)i->ifa_addr)->sin_addr.s_addr);
+	freeifaddrs(ifa);
+}
+
+/* Our own listeners (sessions, previews, whatever else the pod runs) are
+ * no destination, even inside a cluster subnet: the tunnel must not reach
+ * around them. */
+static int
+own_address(struct manager *m, uint32_t a)
+{
+	size_t i;
+
+	if ((a >> 24) == 127 || (a >> 24) == 0)
+		return 1;
+	own_refresh(m);
+	for (i = 0; i < m->nown; i++)
+		if (m->own[i] == a)
+			return 1;
+	return 0;
+}
+
+/* Something of this session was refused: the first time one line, later
+ * only counted (on_close reports the counts), so a peer cannot flood the log. */
+static void
+refused(struct client *c, unsigned long *count, const char *what)
+{
+	if ((*count)++ == 0)
+		log_warnx("session %s from %s: %s; more like it are counted until the session ends",
+		    c->name, c->peer, what);
+	else
+		log_debug("session %s: %s", c->name, what);
+}
+
 /* --- dialing cluster addresses --- */
 
 static void
@@ -135,6 +198,7 @@ dial_stream_closed(struct kb_stream *st, int reason, const char *text, void *arg
 	/* Reset while we were still connecting. */
 	log_debug("%s: dial to %s cancelled (%d)", __func__, dl->dst, reason);
 	kb_dial_cancel(dl->dial);
+	dl->c->dials--;
 	free(dl);
 }
 
@@ -159,6 +223,7 @@ dial_done(int fd, int e, void *arg)
 	char text[160];
 
 	kb_stream_set_cbs(st, &open_cbs, NULL);
+	dl->c->dials--;
 	if (fd >= 0) {
 		log_debug("%s: %s connected to %s", __func__, dl->c->name, dl->dst);
 		free(dl);
@@ -181,20 +246,35 @@ dial(struct client *c, struct kb_stream *st, const struct kb_open *o)
 {
 	struct sockaddr_in sin = { .sin_family = AF_INET };
 	struct dial *dl;
-	char dst[64];
+	char dst[64], text[160];
 
 	kb_open_str(o, dst, sizeof(dst));
 	if (!in_subnets(c->m, o)) {
-		char text[128];
 		snprintf(text, sizeof(text), "%s is outside the cluster subnets", dst);
-		log_info("%s: %s denied: %s", c->name, dst, text);
+		refused(c, &c->denied, text);
 		kb_stream_reset(st, KB_RST_DENIED, text);
+		return;
+	}
+	if (own_address(c->m, (uint32_t)o->addr[0] << 24 | (uint32_t)o->addr[1] << 16 |
+	    (uint32_t)o->addr[2] << 8 | o->addr[3])) {
+		snprintf(text, sizeof(text), "%s is the kbridge manager's own address", dst);
+		refused(c, &c->denied, text);
+		kb_stream_reset(st, KB_RST_DENIED, text);
+		return;
+	}
+	if (c->dials >= MAX_DIALS) {
+		snprintf(text, sizeof(text),
+		    "%s not tried: too many connections of this session being set up (limit %d)",
+		    dst, MAX_DIALS);
+		refused(c, &c->over_dials, text);
+		kb_stream_reset(st, KB_RST_INTERNAL, text);
 		return;
 	}
 	if ((dl = calloc(1, sizeof(*dl))) == NULL) {
 		kb_stream_reset(st, KB_RST_INTERNAL, "out of memory");
 		return;
 	}
+	c->dials++;
 	dl->c = c;
 	dl->st = st;
 	snprintf(dl->dst, sizeof(dl->dst), "%s", dst);
@@ -220,8 +300,10 @@ on_open(struct kb_session *s, struct kb_stream *st, const struct kb_open *o, voi
 	} else if (o->kind == KB_OPEN_INTERCEPT && c->kind == CLIENT_SIDECAR) {
 		icpt_route_stream(c, st, o->ref);
 	} else {
-		log_info("%s: stream kind %u refused", c->name, o->kind);
-		kb_stream_reset(st, KB_RST_DENIED, "not allowed for this peer");
+		char text[80];
+		snprintf(text, sizeof(text), "stream kind %u is not allowed for this peer", o->kind);
+		refused(c, &c->denied, text);
+		kb_stream_reset(st, KB_RST_DENIED, text);
 	}
 }
 
@@ -245,8 +327,29 @@ lookup_done(void *arg, int rcode, const char *const *addrs, size_t n, uint32_t t
 			cJSON_AddItemToArray(a, cJSON_CreateString(addrs[i]));
 		kb_session_send_control(c->sess, msg);
 	}
+	c->lookups--;
 	client_unref(c);
 	free(lk);
+}
+
+/* Answer a lookup over the limit at once: REFUSED, which the daemon turns
+ * into SERVFAIL for its client (who may ask again). */
+static void
+lookup_refuse(struct client *c, double id)
+{
+	cJSON *msg = cJSON_CreateObject();
+	char text[80];
+
+	snprintf(text, sizeof(text), "more than %d lookups in flight", MAX_LOOKUPS);
+	refused(c, &c->over_lookups, text);
+	if (!msg)
+		return;
+	cJSON_AddStringToObject(msg, "type", "resolved");
+	cJSON_AddNumberToObject(msg, "id", id);
+	cJSON_AddNumberToObject(msg, "rcode", 5);
+	cJSON_AddNumberToObject(msg, "ttl", 0);
+	cJSON_AddArrayToObject(msg, "addrs");
+	kb_session_send_control(c->sess, msg);
 }
 
 static int
@@ -274,11 +377,16 @@ on_control(struct kb_session *s, const cJSON *msg, const char *type, void *arg)
 	    (qt->valueint != 1 && qt->valueint != 28) || strlen(name->valuestring) == 0 ||
 	    strlen(name->valuestring) > 253)
 		return -1;
+	if (c->lookups >= MAX_LOOKUPS) {
+		lookup_refuse(c, id->valuedouble);
+		return 0;
+	}
 	if ((lk = calloc(1, sizeof(*lk))) == NULL)
 		return 0;
 	lk->c = c;
 	lk->id = id->valuedouble;
 	c->refs++;
+	c->lookups++;
 	resolver_lookup(c->m->resolver, name->valuestring, qt->valueint, lookup_done, lk);
 	return 0;
 }
@@ -346,12 +454,48 @@ on_hello(struct kb_session *s, const cJSON *h, char *reason, size_t rlen, void *
 	return 0;
 }
 
+/* " (refused: 12 streams over the limit, ...)" if anything was refused. */
+static void
+refused_counts(char *buf, size_t len, const struct kb_session_stats *st, const struct client *c)
+{
+	const struct { unsigned long long n; const char *what; } v[] = {
+		{ st->streams_refused, "streams over the limit" },
+		{ st->early_refused, "streams with too much early data" },
+		{ c->over_dials, "connects over the limit" },
+		{ c->over_lookups, "lookups over the limit" },
+		{ c->denied, "denied destinations" },
+	};
+	size_t i, off = 0;
+
+	for (i = 0; i < sizeof(v) / sizeof(v[0]) && off < len; i++)
+		if (v[i].n)
+			off += (size_t)snprintf(buf + off, len - off, "%s%llu %s",
+			    off ? ", " : " (refused: ", v[i].n, v[i].what);
+	if (off && off < len)
+		snprintf(buf + off, len - off, ")");
+}
+
+static void
+on_limit(struct kb_session *s, const char *what, void *arg)
+{
+	struct client *c = arg;
+
+	(void)s;
+	log_warnx("session %s from %s: %s; more like it are counted until the session ends",
+	    c->name, c->peer, what);
+}
+
 static void
 on_close(struct kb_session *s, const char *err, void *arg)
 {
 	struct client *c = arg;
+	struct kb_session_stats st;
+	char counts[256] = "";
 
-	log_info("session %s from %s closed%s%s", c->name, c->peer, err ? ": " : "", err ? err : "");
+	kb_session_stats(s, &st);
+	refused_counts(counts, sizeof(counts), &st, c);
+	log_info("session %s from %s closed%s%s%s", c->name, c->peer, err ? ": " : "", err ? err : "",
+	    counts);
 	kb_session_free(s);
 	c->sess = NULL;
 	icpt_client_gone(c);
@@ -363,6 +507,7 @@ static const struct kb_session_cbs session_cbs = {
 	.on_open = on_open,
 	.on_control = on_control,
 	.on_close = on_close,
+	.on_limit = on_limit,
 };
 
 /* Anyone can make these happen: logged once per interval with a count. */

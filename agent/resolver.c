@@ -20,6 +20,9 @@
 #define RES_DEFAULT_TTL		5
 #define RES_TIMEOUT_MS		1000	/* per try; the daemon's clients wait ~5 s in all */
 #define RES_TRIES		2
+/* Lookups in flight for all sessions together (each session has its own,
+ * smaller limit in manager.c); more are answered SERVFAIL at once. */
+#define RES_MAX_PENDING		4096
 
 struct res_sock {
 	TAILQ_ENTRY(res_sock) entry;
@@ -33,27 +36,39 @@ struct kb_resolver {
 	ares_channel channel;
 	int channel_ok;
 	int closing;
+	size_t pending;		/* lookups in flight */
+	int full;		/* RES_MAX_PENDING was hit (logged) */
 	struct event *timer;
 	TAILQ_HEAD(, res_sock) socks;
 };
 
 struct res_lookup {
+	struct kb_resolver *r;
 	resolver_cb cb;
 	void *arg;
 	int qtype;
 };
 
+/* ares_timeout() walks every query in flight (c-ares 1.18): not once per
+ * packet, or thousands of lookups cost quadratic time. A query's first
+ * timeout is RES_TIMEOUT_MS away and later ones further, so a timer armed
+ * at most that far ahead is never late, and while it runs nothing is due
+ * before it. */
 static void
 res_schedule(struct kb_resolver *r)
 {
-	struct timeval tv, *tvp;
+	struct timeval tv, *tvp, max = { RES_TIMEOUT_MS / 1000, (RES_TIMEOUT_MS % 1000) * 1000 };
 
 	if (r->closing)
 		return;
-	if ((tvp = ares_timeout(r->channel, NULL, &tv)) != NULL)
-		evtimer_add(r->timer, tvp);
-	else
+	if (r->pending == 0) {
 		evtimer_del(r->timer);
+		return;
+	}
+	if (evtimer_pending(r->timer, NULL))
+		return;
+	if ((tvp = ares_timeout(r->channel, &max, &tv)) != NULL)
+		evtimer_add(r->timer, tvp);
 }
 
 static void
@@ -168,6 +183,9 @@ res_done(void *arg, int status, int timeouts, unsigned char *abuf, int alen)
 	}
 	if (naddrs == 0)
 		ttl = RES_DEFAULT_TTL;
+	lk->r->pending--;
+	if (lk->r->full && lk->r->pending < RES_MAX_PENDING / 2)
+		lk->r->full = 0;
 	lk->cb(lk->arg, rcode, addrs, naddrs, ttl);
 	free(lk);
 }
@@ -226,6 +244,17 @@ resolver_lookup(struct kb_resolver *r, const char *name, int qtype, resolver_cb 
 		cb(arg, 2, NULL, 0, RES_DEFAULT_TTL);
 		return;
 	}
+	if (r->pending >= RES_MAX_PENDING) {
+		if (!r->full)
+			log_warnx("resolver: %d lookups in flight, answering SERVFAIL to more",
+			    RES_MAX_PENDING);
+		r->full = 1;
+		free(lk);
+		cb(arg, 2, NULL, 0, RES_DEFAULT_TTL);
+		return;
+	}
+	r->pending++;
+	lk->r = r;
 	lk->cb = cb;
 	lk->arg = arg;
 	lk->qtype = qtype;

@@ -84,6 +84,7 @@ struct kbd {
 	struct kb_listener *proxy;
 	uint16_t proxy_port;
 	uint64_t proxied;
+	unsigned refusals_logged;   /* tunnel.c, this session: bit N reset reason N, bit 0 lookups */
 };
 
 /* tunnel.c: the session to the manager */

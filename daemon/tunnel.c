@@ -239,6 +239,7 @@ on_hello(struct kb_session *s, const cJSON *h, char *reason, size_t rlen, void *
 		d->reconnects++;
 	d->state = KBD_CONNECTED;
 	d->connected_since = time(NULL);
+	d->refusals_logged = 0;
 	kb_mlink_backoff_reset(&d->link);
 	d->last_error[0] = '\0';
 	log_info("connected to %s as %s (namespace %s)", d->profile.manager, d->user, d->ns);
@@ -279,6 +280,12 @@ on_control(struct kb_session *s, const cJSON *msg, const char *type, void *arg)
 	if (!p)
 		return 0; /* answered after we gave up on it */
 	*pp = p->next;
+	if (rc->valueint == 5 && !(d->refusals_logged & 1)) {
+		/* Our DNS client gets SERVFAIL and asks again. */
+		d->refusals_logged |= 1;
+		log_warnx("the manager refused a lookup: too many of this workstation's lookups "
+		    "in flight (answered SERVFAIL; logged once per session)");
+	}
 	cJSON_ArrayForEach(e, addrs) {
 		if (cJSON_IsString(e) && n < sizeof(list) / sizeof(list[0]))
 			list[n++] = e->valuestring;
@@ -430,6 +437,32 @@ tunnel_resolve(void *arg, const char *name, int qtype,
 	return 0;
 }
 
+/* Besides "connection reset", the manager's reason for refusing a
+ * connection (not allowed, a limit of the session) is all the user gets:
+ * say it in the log, once per reason and session so that a refused burst
+ * does not flood it; the rest at debug level. */
+static void
+stream_closed(struct kb_stream *st, int reason, const char *text, void *arg)
+{
+	struct kbd *d = arg;
+
+	(void)st;
+	if (reason != KB_RST_DENIED && reason != KB_RST_PROTOCOL && reason != KB_RST_INTERNAL) {
+		if (reason)
+			log_debug("stream reset by the manager (%d): %s", reason, text ? text : "");
+		return;
+	}
+	if (d->refusals_logged & (1u << reason)) {
+		log_debug("the manager refused a connection: %s", text ? text : "");
+		return;
+	}
+	d->refusals_logged |= 1u << reason;
+	log_warnx("the manager refused a connection: %s (more like it only in the debug log)",
+	    text && *text ? text : "no reason given");
+}
+
+static const struct kb_stream_cbs stream_cbs = { .on_close = stream_closed };
+
 void
 tunnel_open_stream(struct kbd *d, int fd, const struct sockaddr_in *dst)
 {
@@ -445,5 +478,5 @@ tunnel_open_stream(struct kbd *d, int fd, const struct sockaddr_in *dst)
 	o.port = ntohs(dst->sin_port);
 	memcpy(o.addr, &dst->sin_addr, 4);
 	d->proxied++;
-	kb_stream_open(d->sess, &o, fd, NULL, NULL);
+	kb_stream_open(d->sess, &o, fd, &stream_cbs, d);
 }

@@ -32,6 +32,7 @@ struct kb_conn {
 	SSL *ssl;
 	int state;
 	struct event *rev, *wev, *flush_ev, *timer;
+	struct event *more;    /* read again after a full budget, once others had a turn */
 	int writing, flush_pending;
 	struct evbuffer *in, *out;
 	struct evbuffer *wbuf; /* ciphertext on its way to the socket */
@@ -135,6 +136,7 @@ fail(struct kb_conn *c, int what)
 		return;
 	c->state = ST_DEAD;
 	event_del(c->rev);
+	event_del(c->more);
 	event_del(c->wev);
 	evtimer_del(c->timer);
 	if (c->lingering) {
@@ -308,9 +310,13 @@ conn_read(struct kb_conn *c)
 	}
 	enter(c);
 	/* Records may wait inside OpenSSL's read-ahead buffer, where epoll
-	 * cannot see them: come back for them. */
-	if (total >= READ_BUDGET)
-		event_active(c->rev, EV_READ, 1);
+	 * cannot see them: come back for them, but after the loop has polled
+	 * again (a zero timeout, not event_active, which would run us again
+	 * before any other descriptor: one fast sender would starve the rest). */
+	if (total >= READ_BUDGET) {
+		struct timeval now = { 0, 0 };
+		evtimer_add(c->more, &now);
+	}
 	if (c->ssl && evbuffer_get_length(c->wbuf) > 0)
 		conn_flush(c); /* e.g. a key update answer */
 	if (total && c->cbs && c->cbs->on_read && c->state == ST_OPEN && !c->free_pending)
@@ -450,7 +456,9 @@ kb_conn_new(struct event_base *base, int fd, SSL *ssl, int server)
 	c->wev = event_new(base, fd, EV_WRITE | EV_PERSIST, writable, c);
 	c->flush_ev = event_new(base, -1, 0, flush_cb, c);
 	c->timer = evtimer_new(base, timed_out, c);
+	c->more = evtimer_new(base, readable, c);
 	if (!c->in || !c->out || !c->wbuf || !c->rev || !c->wev || !c->flush_ev || !c->timer ||
+	    !c->more ||
 	    !evbuffer_add_cb(c->out, output_added, c))
 		goto fail;
 	if (ssl) {
@@ -567,6 +575,7 @@ kb_conn_read_enable(struct kb_conn *c, int on)
 		event_active(c->rev, EV_READ, 1); /* read-ahead may hold records */
 	} else {
 		event_del(c->rev);
+		event_del(c->more);
 	}
 }
 
@@ -645,6 +654,8 @@ conn_destroy(struct kb_conn *c)
 		event_free(c->flush_ev);
 	if (c->timer)
 		event_free(c->timer);
+	if (c->more)
+		event_free(c->more);
 	if (c->in)
 		evbuffer_free(c->in);
 	if (c->out)
@@ -666,6 +677,7 @@ kb_conn_free(struct kb_conn *c)
 	if (c->depth > 0) {
 		c->free_pending = 1;
 		event_del(c->rev);
+		event_del(c->more);
 		event_del(c->wev);
 		event_del(c->flush_ev);
 		evtimer_del(c->timer);
@@ -684,6 +696,7 @@ kb_conn_close_flushed(struct kb_conn *c)
 	c->cbs = NULL;
 	c->lingering = 1;
 	event_del(c->rev);
+	event_del(c->more);
 	kb_conn_set_timeout(c, LINGER_MS);
 	/* Deferred, so that this is safe inside our own callbacks. */
 	schedule_flush(c);

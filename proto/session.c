@@ -19,6 +19,11 @@
 /* Stop reading local sockets while the session's output holds this much. */
 #define SESSION_HWM (1024 * 1024)
 #define SESSION_LWM (SESSION_HWM / 2)
+/* Stop reading the peer's frames while our output holds this much: what we
+ * send in answer to them (PONG, RESET, control answers) would otherwise grow
+ * without bound for a peer that sends but never reads. Stream data stays
+ * under SESSION_HWM, so only such a peer gets here. */
+#define SESSION_OUT_MAX (4 * SESSION_HWM)
 /* Return credit once this much of a stream's window was consumed. */
 #define CREDIT_STEP(st) ((st)->rx_size / 4)
 /* A stream whose local reader keeps up while the peer runs out of credit
@@ -63,6 +68,7 @@ struct kb_stream {
 	uint32_t rx_window;  /* bytes the peer may still send */
 	uint32_t rx_consumed; /* delivered locally, not yet returned as credit */
 	uint32_t rx_size;     /* the window we grant: KB_WINDOW_INIT, growing */
+	uint32_t early_left;  /* ours, not yet accepted: bytes the peer still takes early */
 	struct kb_stream *hnext;
 	TAILQ_ENTRY(kb_stream) blocked;
 	TAILQ_ENTRY(kb_stream) dirty;
@@ -78,12 +84,15 @@ struct kb_session {
 	void *arg;
 
 	int hello_sent, hello_rcvd;
-	int peer_early;             /* the peer takes DATA before its ACCEPT */
+	uint32_t peer_early;        /* early data the peer takes per stream (0: none) */
+	size_t npeer;               /* streams the peer opened that are open */
+	unsigned limits_hit;        /* limits already reported to on_limit */
 	int goaway_sent, goaway_rcvd;
 	char goaway_text[128]; /* the peer's goaway reason */
 	int dead;           /* on_close delivered or pending */
 	int depth;          /* nesting of our callbacks, for deferred free */
 	int free_pending;
+	int read_paused;    /* output over SESSION_OUT_MAX: the peer's frames wait */
 
 	uint32_t next_id;   /* next stream id we open */
 	size_t grown;       /* sum over streams of rx_size - KB_WINDOW_INIT */
@@ -344,6 +353,8 @@ stream_finish(struct kb_stream *st, int reason, const char *text, int abortive)
 		TAILQ_REMOVE(&s->dirty, st, dirty);
 	s->grown -= st->rx_size - KB_WINDOW_INIT;
 	table_del(s, st);
+	if (!(st->flags & ST_OURS))
+		s->npeer--;
 	stream_detach(st, abortive);
 	/* on_close may free the session: not before we are done with it. */
 	s->depth++;
@@ -460,6 +471,16 @@ local_drained(struct evbuffer *buf, const struct evbuffer_cb_info *info, void *a
 	}
 }
 
+/* What we may send now: the credit, and before the ACCEPT no more early
+ * data than the peer takes. */
+static uint32_t
+send_room(const struct kb_stream *st)
+{
+	if (!(st->flags & ST_ACCEPTED) && st->early_left < st->tx_credit)
+		return st->early_left;
+	return st->tx_credit;
+}
+
 /* Read from the local socket straight into DATA frames, as far as credit
  * and the session's output allow, then send FIN at end of file. */
 static void
@@ -467,11 +488,12 @@ stream_pump(struct kb_stream *st)
 {
 	struct kb_session *s = st->s;
 	size_t budget = 256 * 1024; /* then let other streams have a turn */
+	uint32_t room;
 
 	if (st->fd < 0 || !(st->flags & (ST_ACCEPTED | ST_EARLY)) ||
 	    (st->flags & (ST_FIN_SENT | ST_LOCAL_EOF)))
 		return;
-	while (st->tx_credit > 0 && budget > 0) {
+	while ((room = send_room(st)) > 0 && budget > 0) {
 		struct evbuffer_iovec v;
 		struct iovec iov[READ_FRAMES];
 		size_t want = 0, left, off;
@@ -488,7 +510,7 @@ stream_pump(struct kb_stream *st)
 			return;
 		}
 		/* One readv fills up to READ_FRAMES whole frames laid end to end. */
-		nfr = (int)((st->tx_credit + DATA_CHUNK - 1) / DATA_CHUNK);
+		nfr = (int)((room + DATA_CHUNK - 1) / DATA_CHUNK);
 		if (nfr > READ_FRAMES)
 			nfr = READ_FRAMES;
 		if (evbuffer_reserve_space(sess_out(s), (ev_ssize_t)nfr * FRAME_SPAN, &v, 1) != 1) {
@@ -497,10 +519,10 @@ stream_pump(struct kb_stream *st)
 		}
 		base = v.iov_base;
 		for (i = 0; i < nfr; i++) {
-			size_t room = st->tx_credit - want < DATA_CHUNK ? st->tx_credit - want : DATA_CHUNK;
+			size_t k = room - want < DATA_CHUNK ? room - want : DATA_CHUNK;
 			iov[i].iov_base = base + (size_t)i * FRAME_SPAN + KB_FRAME_HDR;
-			iov[i].iov_len = room;
-			want += room;
+			iov[i].iov_len = k;
+			want += k;
 		}
 		n = readv(st->fd, iov, nfr);
 		if (n < 0) {
@@ -527,13 +549,15 @@ stream_pump(struct kb_stream *st)
 		evbuffer_commit_space(sess_out(s), &v, 1);
 		s->last_tx = kb_now_ms();
 		st->tx_credit -= n;
+		if (!(st->flags & ST_ACCEPTED))
+			st->early_left -= n;
 		s->stats.bytes_out += n;
 		budget -= (size_t)n < budget ? (size_t)n : budget;
 		if ((size_t)n < want)
 			break; /* the socket is most likely empty now */
 	}
-	/* Out of credit: a WINDOW frame will resume us. */
-	set_reading(st, st->tx_credit > 0);
+	/* Out of credit: a WINDOW frame (or the ACCEPT) will resume us. */
+	set_reading(st, send_room(st) > 0);
 }
 
 static void
@@ -615,6 +639,7 @@ kb_stream_open(struct kb_session *s, const struct kb_open *o, int fd,
 		/* What the local client says goes out now, within the initial
 		 * window: the peer keeps it until its connect is done. */
 		st->flags |= ST_EARLY;
+		st->early_left = s->peer_early;
 		set_reading(st, 1);
 	}
 	return st;
@@ -672,6 +697,21 @@ protocol_error(struct kb_session *s, const char *what)
 	session_end(s, KB_GOAWAY_PROTOCOL, msg);
 }
 
+enum { LIMIT_STREAMS = 1 << 0, LIMIT_EARLY = 1 << 1 };
+
+/* Tell the owner once per session and kind; the stats count every time. */
+static void
+limit_hit(struct kb_session *s, unsigned kind, const char *what)
+{
+	if (s->limits_hit & kind)
+		return;
+	s->limits_hit |= kind;
+	if (s->cbs->on_limit)
+		s->cbs->on_limit(s, what, s->arg);
+	else
+		log_info("session: the peer went over a limit: %s", what);
+}
+
 /* Find the stream a frame refers to. NULL and *ignore set when the stream is
  * already gone; NULL alone when the id was never opened (protocol error). */
 static struct kb_stream *
@@ -726,7 +766,13 @@ handle_hello(struct kb_session *s, const struct kb_frame *f)
 		return;
 	}
 	s->hello_rcvd = 1;
-	s->peer_early = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(j, "early_data"));
+	v = cJSON_GetObjectItemCaseSensitive(j, "early_data");
+	/* true (older peers): as much as the initial window; a number: that much. */
+	if (cJSON_IsTrue(v))
+		s->peer_early = KB_WINDOW_INIT;
+	else if (cJSON_IsNumber(v) && v->valuedouble >= 1)
+		s->peer_early = v->valuedouble < KB_WINDOW_INIT ? (uint32_t)v->valuedouble :
+		    KB_WINDOW_INIT;
 	if (s->cbs->on_hello && s->cbs->on_hello(s, j, reason, sizeof(reason), s->arg) < 0) {
 		cJSON_Delete(j);
 		session_end(s, KB_GOAWAY_REFUSED, reason[0] ? reason : "refused");
@@ -776,10 +822,20 @@ handle_open(struct kb_session *s, const struct kb_frame *f)
 		send_reset(s, f->stream, KB_RST_SESSION, "session is going away");
 		return;
 	}
+	if (s->npeer >= KB_SESSION_MAX_STREAMS) {
+		char text[80];
+		snprintf(text, sizeof(text), "too many streams open on this session (limit %d)",
+		    KB_SESSION_MAX_STREAMS);
+		s->stats.streams_refused++;
+		send_reset(s, f->stream, KB_RST_INTERNAL, text);
+		limit_hit(s, LIMIT_STREAMS, text);
+		return;
+	}
 	if ((st = stream_new(s, f->stream, 0)) == NULL) {
 		send_reset(s, f->stream, KB_RST_INTERNAL, "out of memory");
 		return;
 	}
+	s->npeer++;
 	s->stats.streams_opened++;
 	s->cbs->on_open(s, st, &o, s->arg);
 }
@@ -843,6 +899,19 @@ handle_stream_frame(struct kb_session *s, const struct kb_frame *f, struct evbuf
 		}
 		if (f->len > st->rx_window) {
 			protocol_error(s, "data beyond the flow-control window");
+			return;
+		}
+		if (!(st->flags & (ST_ACCEPTED | ST_OURS)) &&
+		    (st->out ? evbuffer_get_length(st->out) : 0) + f->len > KB_EARLY_DATA_MAX) {
+			char text[80];
+			/* Kept for a connect that may never finish: bounded, and
+			 * a peer that ignores our hello loses only this stream. */
+			snprintf(text, sizeof(text), "more than %d bytes of early data",
+			    KB_EARLY_DATA_MAX);
+			evbuffer_drain(in, f->len);
+			s->stats.early_refused++;
+			kb_stream_reset(st, KB_RST_PROTOCOL, text);
+			limit_hit(s, LIMIT_EARLY, text);
 			return;
 		}
 		if (!st->out && (st->out = evbuffer_new()) == NULL) {
@@ -972,6 +1041,12 @@ session_read(struct kb_conn *c, void *arg)
 
 		if (have < KB_FRAME_HDR)
 			break;
+		if (evbuffer_get_length(sess_out(s)) >= SESSION_OUT_MAX) {
+			/* session_write resumes once the peer has read. */
+			s->read_paused = 1;
+			kb_conn_read_enable(c, 0);
+			break;
+		}
 		p = evbuffer_pullup(in, KB_FRAME_HDR);
 		if (kb_frame_header_decode(p, &f, &err) < 0) {
 			protocol_error(s, err);
@@ -1007,8 +1082,12 @@ session_write(struct kb_conn *c, void *arg)
 	struct kb_session *s = arg;
 	struct kb_stream *st;
 
-	(void)c;
 	s->depth++;
+	if (s->read_paused && !s->dead) {
+		s->read_paused = 0;
+		kb_conn_read_enable(c, 1);
+		session_read(c, s); /* the frames that waited */
+	}
 	/* Output fell below the low-water mark: let blocked streams go on. */
 	while (!s->dead && (st = TAILQ_FIRST(&s->blocked)) != NULL &&
 	    evbuffer_get_length(sess_out(s)) < SESSION_HWM) {
@@ -1271,7 +1350,7 @@ kb_session_send_hello(struct kb_session *s, cJSON *hello)
 		return -1;
 	}
 	cJSON_AddNumberToObject(hello, "proto", KB_PROTO_VERSION);
-	cJSON_AddBoolToObject(hello, "early_data", 1);
+	cJSON_AddNumberToObject(hello, "early_data", KB_EARLY_DATA_MAX);
 	s->hello_sent = 1;
 	return send_json(s, KB_F_HELLO, hello);
 }

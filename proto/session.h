@@ -10,6 +10,14 @@
 
 #include "frame.h"
 
+/* Streams the peer may have open at once on a session; an OPEN beyond it
+ * is answered with RESET reason 8 (KB_RST_INTERNAL). */
+#define KB_SESSION_MAX_STREAMS 256
+/* Early data (DATA before our ACCEPT) kept per stream, announced in our
+ * hello; a stream whose peer sends more is reset with reason 6. Together:
+ * at most 256 x 64 KiB (16 MiB) of early data per session. */
+#define KB_EARLY_DATA_MAX (64 * 1024)
+
 struct kb_conn;
 struct cJSON;
 struct kb_session;
@@ -31,6 +39,10 @@ struct kb_session_cbs {
 	/* The session is over (err is NULL after a clean goaway). Every stream has
 	 * been closed already. The callee must call kb_session_free(), now or later. */
 	void (*on_close)(struct kb_session *s, const char *err, void *arg);
+	/* The peer hit one of the limits above for the first time on this
+	 * session (what says which, for one log line); later hits are only
+	 * counted in kb_session_stats. May be NULL. */
+	void (*on_limit)(struct kb_session *s, const char *what, void *arg);
 };
 
 struct kb_stream_cbs {
@@ -71,6 +83,8 @@ struct kb_session_stats {
 	uint64_t bytes_in, bytes_out; /* stream payload bytes */
 	uint64_t streams_opened;
 	uint64_t rtt_us;              /* last measured ping round trip */
+	uint64_t streams_refused;     /* peer's opens over KB_SESSION_MAX_STREAMS */
+	uint64_t early_refused;       /* peer's streams reset for early data over the limit */
 };
 void kb_session_stats(const struct kb_session *s, struct kb_session_stats *st);
 

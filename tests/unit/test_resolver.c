@@ -158,6 +158,48 @@ test_silent(void)
 	close(fd);
 }
 
+/* A flood against a server that never answers: at most RES_MAX_PENDING wait,
+ * the rest get SERVFAIL at once; those waiting still end by their timeout. */
+static void
+test_flood(void)
+{
+	static struct result res[RES_MAX_PENDING + 100];
+	struct sockaddr_in sin = { .sin_family = AF_INET };
+	socklen_t len = sizeof(sin);
+	struct kb_resolver *r;
+	char server[64], err[256];
+	size_t i, now = 0, servfail = 0;
+	int fd;
+
+	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	fd = socket(AF_INET, SOCK_DGRAM, 0);
+	ok(fd >= 0 && bind(fd, (struct sockaddr *)&sin, sizeof(sin)) == 0 &&
+	    getsockname(fd, (struct sockaddr *)&sin, &len) == 0);
+	snprintf(server, sizeof(server), "127.0.0.1:%u", ntohs(sin.sin_port));
+	r = resolver_new(base, server, err, sizeof(err));
+	ok(r != NULL);
+	if (!r)
+		return;
+	memset(res, 0, sizeof(res));
+	for (i = 0; i < RES_MAX_PENDING + 100; i++)
+		resolver_lookup(r, "web.default.svc.cluster.local.", 1, result_cb, &res[i]);
+	for (i = 0; i < RES_MAX_PENDING + 100; i++)
+		now += res[i].calls;
+	printf("# %zu of %d lookups answered at once\n", now, RES_MAX_PENDING + 100);
+	ok(now == 100 && r->pending == RES_MAX_PENDING);
+	wait_for(res, RES_MAX_PENDING + 100, 15000);
+	for (i = 0; i < RES_MAX_PENDING + 100; i++)
+		servfail += res[i].calls == 1 && res[i].rcode == 2;
+	ok(servfail == RES_MAX_PENDING + 100 && r->pending == 0);
+	/* below the limit again: lookups go to the server */
+	memset(res, 0, sizeof(res[0]));
+	resolver_lookup(r, "web.default.svc.cluster.local.", 1, result_cb, &res[0]);
+	ok(res[0].calls == 0 && r->pending == 1);
+	resolver_free(r);
+	ok(res[0].calls == 1);
+	close(fd);
+}
+
 int
 main(void)
 {
@@ -198,6 +240,7 @@ main(void)
 		test_lookups(port);
 	}
 	test_silent();
+	test_flood();
 	event_base_free(base);
 	cleanup();
 	return ok_done();

@@ -33,6 +33,7 @@
 #define PORT_BASE 1000
 #define PORT_REFUSE 9   /* the responder resets it with KB_RST_REFUSED */
 #define PORT_DEFER 7    /* the responder answers later (or never) */
+#define PORT_HOLD 8     /* the responder never answers (many streams may) */
 
 static uint8_t *pool;   /* random bytes that streams carry */
 static int use_tcp;     /* local endpoints on TCP loopback instead of AF_UNIX */
@@ -324,6 +325,8 @@ struct sctx {
 	int goaways;
 	char goaway_reason[256];
 	int opens;
+	int limits;           /* on_limit calls */
+	char limit_what[128];
 	struct tstream *acc;  /* accepting ends, indexed by port - PORT_BASE */
 	int nacc;
 	struct tstream dt;    /* a stream answered later (PORT_DEFER) */
@@ -364,6 +367,8 @@ s_on_open(struct kb_session *s, struct kb_stream *st, const struct kb_open *o, v
 		kb_stream_reset(st, KB_RST_REFUSED, "connection refused by 10.96.0.1:9");
 		return;
 	}
+	if (o->port == PORT_HOLD)
+		return;
 	if (o->port == PORT_DEFER) {
 		c->dt.st = st;
 		c->dt.id = kb_stream_id(st);
@@ -413,8 +418,18 @@ s_on_close(struct kb_session *s, const char *err, void *arg)
 	c->s = NULL;
 }
 
+static void
+s_on_limit(struct kb_session *s, const char *what, void *arg)
+{
+	struct sctx *c = arg;
+
+	(void)s;
+	c->limits++;
+	snprintf(c->limit_what, sizeof(c->limit_what), "%s", what);
+}
+
 static const struct kb_session_cbs scbs = {
-	s_on_hello, s_on_open, s_on_control, s_on_goaway, s_on_close
+	s_on_hello, s_on_open, s_on_control, s_on_goaway, s_on_close, s_on_limit
 };
 
 static void
@@ -1702,6 +1717,264 @@ test_free_from_stream_close(void)
 		printf("# child status 0x%x\n", status);
 }
 
+/* --- 12. per-session limits: streams and early data --- */
+
+/* RESET frames the raw peer received with this reason (on stream id, or any if 0). */
+static int
+raw_resets(struct raw *r, uint8_t reason, uint32_t id)
+{
+	uint32_t sid;
+	uint8_t b[1];
+	int i, n = 0;
+
+	for (i = 0; raw_find(r, KB_F_RESET, i, &sid, b, sizeof(b)) >= 1; i++)
+		if (b[0] == reason && (id == 0 || sid == id))
+			n++;
+	return n;
+}
+
+struct resets_wait {
+	struct raw *r;
+	uint8_t reason;
+	uint32_t id;
+	int n;
+};
+
+static int
+pred_resets(void *arg)
+{
+	struct resets_wait *w = arg;
+
+	return raw_resets(w->r, w->reason, w->id) >= w->n;
+}
+
+/* Every frame sent so far was read: the n-th PONG is back. */
+static int
+raw_barrier(struct rawcase *c, int nth)
+{
+	long i;
+
+	raw_frame(&c->r, KB_F_PING, 0, "barrier!", 8);
+	for (i = 0; i < 200 && raw_find(&c->r, KB_F_PONG, nth, NULL, NULL, 0) < 0; i++)
+		run_for(10);
+	return raw_find(&c->r, KB_F_PONG, nth, NULL, NULL, 0) >= 0;
+}
+
+/* Bytes the session keeps for its streams' local sockets. */
+static size_t
+buffered(const struct kb_session *s)
+{
+	size_t i, n = 0;
+	struct kb_stream *st;
+
+	for (i = 0; s && i < s->tsize; i++)
+		for (st = s->table[i]; st; st = st->hnext)
+			n += st->out ? evbuffer_get_length(st->out) : 0;
+	return n;
+}
+
+static int
+pred_raw_drained(void *arg)
+{
+	struct raw *r = arg;
+
+	return evbuffer_get_length(bufferevent_get_output(r->bev)) == 0;
+}
+
+static void
+test_limits(void)
+{
+	static struct rawcase c;
+	struct kb_session_stats stx;
+	struct resets_wait rw;
+	size_t maxbuf = 0;
+	int i, n = KB_SESSION_MAX_STREAMS + 44;
+
+	printf("# limits: %d streams opened at once, %d of them over the limit\n", n,
+	    n - KB_SESSION_MAX_STREAMS);
+	raw_new(&c);
+	raw_hello(&c.r);
+	for (i = 0; i < n; i++) {
+		raw_open(&c.r, 2 * (uint32_t)i + 1, PORT_HOLD);
+		/* early data, right up to the limit: allowed */
+		raw_send_data(&c.r, 2 * (uint32_t)i + 1, (size_t)i * 512, KB_EARLY_DATA_MAX);
+		if (i % 16 == 15) {
+			run_until(pred_raw_drained, &c.r, 2000);
+			if (buffered(c.b.s) > maxbuf)
+				maxbuf = buffered(c.b.s);
+		}
+	}
+	ok(raw_barrier(&c, 0));
+	if (buffered(c.b.s) > maxbuf)
+		maxbuf = buffered(c.b.s);
+	ok(c.b.s && c.b.closed == 0);
+	kb_session_stats(c.b.s, &stx);
+	printf("# %zu streams, %llu refused, %zu bytes of early data kept\n", stx.streams,
+	    (unsigned long long)stx.streams_refused, maxbuf);
+	ok(stx.streams == KB_SESSION_MAX_STREAMS);
+	ok(stx.streams_refused == (uint64_t)(n - KB_SESSION_MAX_STREAMS));
+	ok(raw_resets(&c.r, KB_RST_INTERNAL, 0) == n - KB_SESSION_MAX_STREAMS);
+	ok(raw_resets(&c.r, KB_RST_INTERNAL, 2 * (uint32_t)KB_SESSION_MAX_STREAMS + 1) == 1);
+	ok(raw_resets(&c.r, KB_RST_INTERNAL, 2 * (uint32_t)KB_SESSION_MAX_STREAMS - 1) == 0);
+	ok(maxbuf <= (size_t)KB_SESSION_MAX_STREAMS * KB_EARLY_DATA_MAX);
+	ok(c.b.limits == 1 && strstr(c.b.limit_what, "too many streams") != NULL);
+	/* One stream ends: there is room for one more. */
+	{
+		uint8_t b[] = { KB_RST_CANCEL };
+		uint32_t next = 2 * (uint32_t)n + 1;
+		struct raw_wait w = { &c.r, KB_F_ACCEPT };
+
+		raw_frame(&c.r, KB_F_RESET, 1, b, 1);
+		raw_open(&c.r, next, PORT_BASE);
+		ok(run_until(pred_raw_has, &w, 2000));
+		ok(raw_resets(&c.r, KB_RST_INTERNAL, next) == 0);
+		raw_open(&c.r, next + 2, PORT_HOLD);
+		rw = (struct resets_wait){ &c.r, KB_RST_INTERNAL, next + 2, 1 };
+		ok(run_until(pred_resets, &rw, 2000));
+		ok(c.b.limits == 1 && c.b.closed == 0);
+	}
+	raw_free(&c);
+
+	printf("# limits: early data beyond %d bytes resets the stream, not the session\n",
+	    KB_EARLY_DATA_MAX);
+	raw_new(&c);
+	raw_hello(&c.r);
+	raw_open(&c.r, 1, PORT_HOLD);
+	raw_open(&c.r, 3, PORT_HOLD);
+	raw_send_data(&c.r, 1, 0, KB_EARLY_DATA_MAX);
+	raw_send_data(&c.r, 3, 0, 100);
+	ok(raw_barrier(&c, 0));
+	ok(raw_resets(&c.r, KB_RST_PROTOCOL, 0) == 0 && buffered(c.b.s) == KB_EARLY_DATA_MAX + 100);
+	raw_frame(&c.r, KB_F_DATA, 1, "x", 1);
+	rw = (struct resets_wait){ &c.r, KB_RST_PROTOCOL, 1, 1 };
+	ok(run_until(pred_resets, &rw, 2000));
+	{
+		uint8_t t[128] = { 0 };
+		uint32_t sid = 0;
+		raw_find(&c.r, KB_F_RESET, 0, &sid, t, sizeof(t) - 1);
+		ok(sid == 1 && strstr((char *)t + 1, "early data") != NULL);
+	}
+	/* more DATA on the reset stream crosses the RESET: ignored */
+	raw_send_data(&c.r, 1, 0, 5000);
+	ok(raw_barrier(&c, 1));
+	kb_session_stats(c.b.s, &stx);
+	ok(c.b.closed == 0 && stx.streams == 1 && stx.early_refused == 1 &&
+	    buffered(c.b.s) == 100);
+	ok(c.b.limits == 1 && strstr(c.b.limit_what, "early data") != NULL);
+	raw_free(&c);
+
+	printf("# limits: 40 streams each sending a whole window of early data\n");
+	raw_new(&c);
+	raw_hello(&c.r);
+	maxbuf = 0;
+	for (i = 0; i < 40; i++) {
+		raw_open(&c.r, 2 * (uint32_t)i + 1, PORT_HOLD);
+		raw_send_data(&c.r, 2 * (uint32_t)i + 1, 0, KB_WINDOW_INIT);
+		run_until(pred_raw_drained, &c.r, 2000);
+		if (buffered(c.b.s) > maxbuf)
+			maxbuf = buffered(c.b.s);
+	}
+	ok(raw_barrier(&c, 0));
+	kb_session_stats(c.b.s, &stx);
+	printf("# at most %zu bytes kept, %llu streams reset\n", maxbuf,
+	    (unsigned long long)stx.early_refused);
+	ok(c.b.closed == 0 && stx.early_refused == 40 && stx.streams == 0);
+	ok(maxbuf <= KB_EARLY_DATA_MAX);
+	raw_free(&c);
+
+	printf("# limits: a peer that sends but never reads: its frames wait, our output stays bounded\n");
+	{
+		struct raw_wait w = { &c.r, KB_F_HELLO };
+		size_t k, npings = 500000, want;
+		struct evbuffer *rin;
+
+		raw_new(&c);
+		raw_hello(&c.r);
+		ok(run_until(pred_raw_has, &w, 2000));
+		bufferevent_disable(c.r.bev, EV_READ);
+		for (k = 0; k < npings; k++)
+			raw_frame(&c.r, KB_F_PING, 0, "floodfld", 8);
+		for (k = 0; k < 100 && !pred_raw_drained(&c.r); k++)
+			run_for(10);
+		printf("# responder output %zu bytes, %zu bytes of pings not taken\n",
+		    c.b.s ? evbuffer_get_length(sess_out(c.b.s)) : 0,
+		    evbuffer_get_length(bufferevent_get_output(c.r.bev)));
+		ok(c.b.s && c.b.closed == 0 && c.b.s->read_paused);
+		ok(c.b.s && evbuffer_get_length(sess_out(c.b.s)) <= SESSION_OUT_MAX + 1024);
+		/* the peer reads again: every PING gets its PONG */
+		bufferevent_enable(c.r.bev, EV_READ);
+		rin = bufferevent_get_input(c.r.bev);
+		want = npings * (KB_FRAME_HDR + 8);
+		for (k = 0; k < 500 && evbuffer_get_length(rin) < want; k++)
+			run_for(10);
+		ok(evbuffer_get_length(rin) >= want && c.b.closed == 0 && !c.b.s->read_paused);
+		ok(raw_find(&c.r, KB_F_GOAWAY, 0, NULL, NULL, 0) < 0);
+		raw_free(&c);
+	}
+
+	printf("# limits: the announced early data limit, and older peers' true\n");
+	{
+		static const struct { const char *hello; uint32_t want; } hs[] = {
+			{ "{\"proto\":1,\"role\":\"daemon\",\"early_data\":true}", KB_WINDOW_INIT },
+			{ "{\"proto\":1,\"role\":\"daemon\",\"early_data\":1000}", 1000 },
+			{ "{\"proto\":1,\"role\":\"daemon\",\"early_data\":1e12}", KB_WINDOW_INIT },
+			{ "{\"proto\":1,\"role\":\"daemon\",\"early_data\":0}", 0 },
+			{ "{\"proto\":1,\"role\":\"daemon\",\"early_data\":false}", 0 },
+			{ "{\"proto\":1,\"role\":\"daemon\"}", 0 },
+		};
+		size_t k;
+
+		for (k = 0; k < sizeof(hs) / sizeof(hs[0]); k++) {
+			raw_new(&c);
+			raw_frame(&c.r, KB_F_HELLO, 0, hs[k].hello, strlen(hs[k].hello));
+			run_until(pred_flag, &c.b.hellos, 2000);
+			ok(c.b.s && c.b.s->peer_early == hs[k].want);
+			raw_free(&c);
+		}
+	}
+}
+
+static int
+pred_dt_early(void *arg)
+{
+	struct sctx *b = arg;
+
+	return b->dt.st && b->dt.st->out && evbuffer_get_length(b->dt.st->out) >= KB_EARLY_DATA_MAX;
+}
+
+/* Our side as the opener keeps to the early data limit the peer announced,
+ * and sends the rest once the stream is accepted. */
+static void
+test_early_sender(void)
+{
+	struct sctx a, b;
+	struct tstream op;
+	int sv[2];
+	size_t len = 200 * KiB;
+
+	printf("# the opener sends no more early data than announced, the rest after ACCEPT\n");
+	ok(pair_up(&a, &b));
+	ok(a.s->peer_early == KB_EARLY_DATA_MAX);
+	tstream_init(&op);
+	op.ep.tx = pool;
+	op.ep.txlen = len;
+	op.ep.shut = 1;
+	ok(open_stream(&a, &op, PORT_DEFER) != NULL);
+	ok(run_until(pred_dt_early, &b, 2000));
+	run_for(100);
+	ok(b.dt.st && !b.dt.closed && evbuffer_get_length(b.dt.st->out) == KB_EARLY_DATA_MAX);
+	b.dt.ep.exp = pool;
+	b.dt.ep.explen = len;
+	mkpair(sv);
+	ep_attach(&b.dt.ep, sv[1]);
+	ok(kb_stream_accept(b.dt.st, sv[0], NULL, NULL) == 0);
+	ok(run_until(pred_ep_eof, &b.dt.ep, 3000));
+	ok(b.dt.ep.rxlen == len && !b.dt.ep.mismatch);
+	ok(b.limits == 0 && b.closed == 0);
+	ep_close(&op.ep, 0);
+	pair_free(&a, &b);
+}
+
 int
 main(void)
 {
@@ -1736,6 +2009,8 @@ main(void)
 	test_protocol_errors();
 	test_ids();
 	test_free_from_stream_close();
+	test_limits();
+	test_early_sender();
 
 	run_for(50);
 	if (lfd >= 0)
