@@ -19,6 +19,7 @@ struct client {
 	char peer[64];
 	char name[64];  /* certificate CN: the user, or the sidecar's identity */
 	char role[32];  /* certificate O */
+	char workload[130]; /* a sidecar certificate's OU: the workload "NAME.NS" it is bound to */
 	char instance[40]; /* a daemon process's id: a reconnect, or a new daemon? */
 	int refs;
 };

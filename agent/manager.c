@@ -353,7 +353,8 @@ handshake_event(struct kb_conn *conn, int what, void *arg)
 	c->handshake = NULL;
 	if (what & KB_CONN_CONNECTED) {
 		if (kb_tls_peer_identity(kb_conn_ssl(conn), c->name, sizeof(c->name), c->role,
-		    sizeof(c->role)) < 0) {
+		    sizeof(c->role)) < 0 ||
+		    kb_tls_peer_workload(kb_conn_ssl(conn), c->workload, sizeof(c->workload)) < 0) {
 			log_warnx("session from %s: peer certificate without a usable identity", c->peer);
 			kb_conn_free(conn);
 			client_gone(c);
