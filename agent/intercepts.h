@@ -22,7 +22,7 @@ void icpt_sidecar_ready(struct client *c);
 /* A session ended: a sidecar leaves its workload, an owner's intercepts
  * enter the grace period. */
 void icpt_client_gone(struct client *c);
-/* A daemon's "intercept", "leave" or "list" request; returns the "result"
+/* A daemon's "intercept", "leave", "leave-all" or "list" request; returns the "result"
  * message to send back (never NULL unless out of memory). */
 struct cJSON *icpt_request(struct client *c, const char *type, const struct cJSON *msg);
 /* A sidecar opened a stream for intercept ref: carry it to the owner. */
@@ -31,9 +31,10 @@ void icpt_route_stream(struct client *sidecar, struct kb_stream *st, const char 
  * the workload speaks HTTP: 0, or -1 if owner has none there. */
 int icpt_owned(const char *owner, const char *wl, const char *ns, char *id, size_t idlen,
     int *http);
-/* 1: intercept id is served (its workstation is connected); 0: it exists
- * but its workstation is away (grace period); -1: no such intercept. */
-int icpt_state(const char *id);
+/* 1: owner's intercept id is served (its workstation is connected); 0: it
+ * exists but its workstation is away (grace period); -1: owner has no
+ * intercept of that id. */
+int icpt_state(const char *id, const char *owner);
 void icpt_shutdown(void);
 
 #endif
