@@ -21,6 +21,7 @@ struct client {
 	char role[32];  /* certificate O */
 	char workload[130]; /* a sidecar certificate's OU: the workload "NAME.NS" it is bound to */
 	char instance[40]; /* a daemon process's id: a reconnect, or a new daemon? */
+	int replaceable;   /* its hello says it understands "replaced" */
 	int refs;
 };
 

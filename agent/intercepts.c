@@ -606,12 +606,10 @@ do_leave(struct client *c, const cJSON *req)
 	return result(req, 0, 404, err);
 }
 
-/* The daemon is quitting: its intercepts and their previews end now, not
- * after a grace period in which their callers would get 502. */
-static cJSON *
-do_leave_all(struct client *c, const cJSON *req)
+cJSON *
+icpt_end_all(struct client *c, const char *why)
 {
-	cJSON *r = result(req, 1, 0, NULL), *a = cJSON_AddArrayToObject(r, "ended"), *o;
+	cJSON *a = cJSON_CreateArray(), *o;
 	struct workload *w, *wn;
 	struct intercept *i, *in;
 
@@ -621,8 +619,8 @@ do_leave_all(struct client *c, const cJSON *req)
 			in = TAILQ_NEXT(i, entry);
 			if (i->client != c)
 				continue;
-			log_info("intercept %s: %s left %s.%s (the daemon quit)", i->id, i->owner,
-			    w->name, w->ns);
+			log_info("intercept %s: %s left %s.%s (%s)", i->id, i->owner, w->name, w->ns,
+			    why);
 			o = cJSON_CreateObject();
 			cJSON_AddStringToObject(o, "workload", w->name);
 			cJSON_AddStringToObject(o, "namespace", w->ns);
@@ -634,6 +632,29 @@ do_leave_all(struct client *c, const cJSON *req)
 		}
 		workload_gc(w);
 	}
+	return a;
+}
+
+void
+icpt_move(struct client *from, struct client *to)
+{
+	struct workload *w;
+	struct intercept *i;
+
+	TAILQ_FOREACH(w, &workloads, entry)
+		TAILQ_FOREACH(i, &w->icpts, entry)
+			if (i->client == from)
+				i->client = to;
+}
+
+/* The daemon is quitting: its intercepts and their previews end now, not
+ * after a grace period in which their callers would get 502. */
+static cJSON *
+do_leave_all(struct client *c, const cJSON *req)
+{
+	cJSON *r = result(req, 1, 0, NULL);
+
+	cJSON_AddItemToObject(r, "ended", icpt_end_all(c, "its daemon quit"));
 	return r;
 }
 

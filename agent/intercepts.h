@@ -17,6 +17,12 @@ void icpt_init(struct event_base *base, unsigned grace_ms);
 int icpt_sidecar_hello(struct client *c, const struct cJSON *hello, char *reason, size_t len);
 /* A daemon's session is up: its user's intercepts in grace come back to it. */
 void icpt_owner_hello(struct client *c);
+/* End c's intercepts and their previews now (why: for the log); the list
+ * of what ended: [{"workload", "namespace", "id", "previews_ended"}]. */
+struct cJSON *icpt_end_all(struct client *c, const char *why);
+/* The same daemon came back on a new session before the old one was seen
+ * to end: its intercepts follow it. */
+void icpt_move(struct client *from, struct client *to);
 /* The sidecar got our hello: send it the intercepts of its workload. */
 void icpt_sidecar_ready(struct client *c);
 /* A session ended: a sidecar leaves its workload, an owner's intercepts
