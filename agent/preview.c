@@ -192,7 +192,7 @@ load(void)
 	struct preview *p;
 	cJSON *a, *o;
 	char *txt;
-	size_t n = 0;
+	size_t n = 0, dropped = 0;
 
 	if (!pv.env.store || (txt = kb_read_file(pv.env.store, 4 << 20, NULL)) == NULL)
 		return;
@@ -215,6 +215,12 @@ load(void)
 		port = cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(o, "port"));
 		created = cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(o, "created"));
 		expires = cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(o, "expires"));
+		if (tok && !icpt) {
+			/* Kept by a manager before previews were bound to their
+			 * intercept: whose it was is unknown, so it ends. */
+			dropped++;
+			continue;
+		}
 		if (!tok || !token_ok(tok, strlen(tok)) || !wl || !kb_dns_label(wl) || !ns ||
 		    !kb_dns_label(ns) || !owner || !host || !addr || !icpt || !icpt[0] ||
 		    !(port >= 1 && port <= 65535) ||
@@ -244,6 +250,8 @@ load(void)
 	cJSON_Delete(a);
 	if (n)
 		log_info("previews: %zu kept from before the restart, waiting for their intercepts", n);
+	if (dropped)
+		log_warnx("previews: %zu from before the restart name no intercept: ended", dropped);
 }
 
 void

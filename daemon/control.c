@@ -432,10 +432,30 @@ quit_after_reply(struct evhttp_request *req, void *arg)
 
 struct quit_wait {
 	struct kbd *d;
-	struct evhttp_request *req;
+	struct evhttp_request *req;	/* NULL once the CLI went away */
+	struct evhttp_connection *conn;
 	struct event *timer;
 	int answered;
 };
+
+static void
+quit_now(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	kbd_quit(arg);
+}
+
+/* The CLI went away before the answer: quit all the same. */
+static void
+quit_gone(struct evhttp_connection *conn, void *arg)
+{
+	struct quit_wait *q = arg;
+
+	(void)conn;
+	q->req = NULL;
+	q->conn = NULL;
+}
 
 static void
 quit_answer(struct quit_wait *q, const cJSON *res)
@@ -446,6 +466,12 @@ quit_answer(struct quit_wait *q, const cJSON *res)
 	if (q->answered)
 		return;
 	q->answered = 1;
+	if (!q->req) {
+		/* Not from within the session's callback: it is about to go. */
+		event_base_once(q->d->base, -1, EV_TIMEOUT, quit_now, q->d, &(struct timeval){ 0, 0 });
+		return;
+	}
+	evhttp_connection_set_closecb(q->conn, NULL, NULL);
 	j = cJSON_CreateObject();
 	cJSON_AddTrueToObject(j, "ok");
 	if (cJSON_IsArray(ended))
@@ -491,9 +517,11 @@ handle_quit(struct evhttp_request *req, void *arg)
 	if ((q = calloc(1, sizeof(*q))) != NULL) {
 		q->d = d;
 		q->req = req;
+		q->conn = evhttp_request_get_connection(req);
 		if ((q->timer = evtimer_new(d->base, quit_timeout, q)) != NULL &&
 		    tunnel_leave_all(d, quit_left, q) == 0) {
 			evtimer_add(q->timer, &tv);
+			evhttp_connection_set_closecb(q->conn, quit_gone, q);
 			return;
 		}
 		if (q->timer)

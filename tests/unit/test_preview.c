@@ -440,6 +440,24 @@ main(void)
 		ok(get(&r, host, "/", NULL) == 200 && strstr(r.body, "x-kbridge-intercept-id: icpt1\n"));
 		q = TAILQ_LAST(&pv.list, preview_list);
 		ok(q->expires >= time(NULL) + 58 && q->expires <= time(NULL) + 60);
+		/* A store of before previews named their intercept: whose they
+		 * were is unknown, so they end; the same entry with its
+		 * intercept's id is kept. */
+		{
+			const char *fmt = "[{\"token\":\"abcdefghijklmnopqrstuvwxyz\",\"workload\":"
+			    "\"web\",\"namespace\":\"default\",\"owner\":\"alice\",\"host\":\"\","
+			    "\"address\":\"127.0.0.1\",\"port\":80,\"created\":1,\"expires\":0%s}]";
+			char st[512];
+
+			preview_shutdown();
+			snprintf(st, sizeof(st), fmt, "");
+			kb_write_file(store, st, strlen(st), 0600);
+			ok(preview_start(&env, err, sizeof(err)) == 0 && pv.count == 0);
+			preview_shutdown();
+			snprintf(st, sizeof(st), fmt, ",\"intercept_id\":\"icpt1\"");
+			kb_write_file(store, st, strlen(st), 0600);
+			ok(preview_start(&env, err, sizeof(err)) == 0 && pv.count == 1);
+		}
 		/* A store that is not ours to read is ignored, loudly. */
 		kb_write_file(store, "{\"not\": \"a list\"}", 18, 0600);
 		preview_shutdown();
