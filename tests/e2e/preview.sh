@@ -20,7 +20,8 @@ KB_PG_PREFIX=kbp
 PG_TIMEOUT=60
 FAIL_LOGS=(ws/kbridged.sock.log bob/kbridged.sock.log manager.log web/sidecar.log)
 . "$(dirname "$0")/common.bash"
-export KB_PG_GRACE=2
+# Long enough for curl and chromium to see a dead daemon's preview "not active".
+export KB_PG_GRACE=10
 SITE=$here/previewsite.py
 ART=$top/build/test-artifacts/preview
 BASE=http://preview.kb.test:8080
@@ -278,7 +279,7 @@ chrome mate "$ART/not-active.html" --dump-dom "$q_url"
 grep -q "This preview is not active" "$ART/not-active.html"
 shot mate not-active "$q_url"
 ok "after alice's daemon dies her preview answers 503 'This preview is not active' ($ms ms; chromium too)"
-poll 100 bash -c "[[ \$($PG exec mate curl -sS -m 2 -o /dev/null -w '%{http_code}' $q_url) == 404 ]]"
+poll 250 bash -c "[[ \$($PG exec mate curl -sS -m 2 -o /dev/null -w '%{http_code}' $q_url) == 404 ]]"
 [[ $(pg api curl -sS -m 5 -H 'x-dev: alice' http://web.default/) == "hello from web (cluster)" ]]
 bob preview list --output json | json "assert not [p for p in j['previews'] if p['owner'] == 'alice'], j"
 ok "after the grace period the intercept is released and its preview ended with it (404), not listed"
