@@ -23,7 +23,9 @@ struct client {
 	char peer[64];
 	char name[64];  /* certificate CN: the user, or the sidecar's identity */
 	char role[32];  /* certificate O */
+	char workload[130]; /* a sidecar certificate's OU: the workload "NAME.NS" it is bound to */
 	char instance[40]; /* a daemon process's id: a reconnect, or a new daemon? */
+	int replaceable;   /* its hello says it understands "replaced" */
 	int refs;
 	/* manager.c's per-session limits: connects and lookups in flight, and
 	 * what was refused (logged when first refused, counted at the end) */

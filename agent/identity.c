@@ -40,6 +40,7 @@ struct certspec {
 	int ca;          /* a CA certificate rather than a TLS leaf */
 	const char *eku; /* leaf only: "serverAuth" or "clientAuth" */
 	const char *san; /* leaf only, optional: "IP:..." or "DNS:..." */
+	const char *ou;  /* optional: a sidecar's workload, "NAME.NAMESPACE" */
 };
 
 static int
@@ -122,7 +123,9 @@ make_cert(const struct certspec *cs, EVP_PKEY *key, X509 *issuer, EVP_PKEY *issu
 	if (!X509_NAME_add_entry_by_NID(subj, NID_organizationName, MBSTRING_UTF8,
 	    (const unsigned char *)cs->o, -1, -1, 0) ||
 	    !X509_NAME_add_entry_by_NID(subj, NID_commonName, MBSTRING_UTF8,
-	    (const unsigned char *)cs->cn, -1, -1, 0))
+	    (const unsigned char *)cs->cn, -1, -1, 0) ||
+	    (cs->ou && !X509_NAME_add_entry_by_NID(subj, NID_organizationalUnitName,
+	    MBSTRING_UTF8, (const unsigned char *)cs->ou, -1, -1, 0)))
 		goto done;
 	if (!X509_set_issuer_name(x, issuer ? X509_get_subject_name(issuer) : subj) ||
 	    !X509_set_pubkey(x, key))
@@ -422,16 +425,22 @@ static void
 issue_usage(FILE *f)
 {
 	fprintf(f,
-	    "usage: kbridge-agent issue --state-dir DIR --name NAME --out FILE [--sidecar]\n"
+	    "usage: kbridge-agent issue --state-dir DIR --name NAME --out FILE\n"
+	    "       kbridge-agent issue --state-dir DIR --sidecar --workload NAME\n"
+	    "                           [--namespace NS] [--name NAME] --out FILE\n"
 	    "\n"
 	    "Write a client profile (certificate, key, CA, manager address) signed by\n"
 	    "the cluster CA in DIR.\n"
 	    "\n"
-	    "  --state-dir DIR  the directory made by 'kbridge-agent init'\n"
-	    "  --name NAME      the user (or sidecar) name: 1-63 characters of a-z 0-9 . _ -\n"
-	    "                   starting with a letter or digit\n"
-	    "  --out FILE       where to write the profile (mode 0600)\n"
-	    "  --sidecar        issue a sidecar identity instead of a user one\n");
+	    "  --state-dir DIR     the directory made by 'kbridge-agent init'\n"
+	    "  --name NAME         the user (or sidecar) name: 1-63 characters of\n"
+	    "                      a-z 0-9 . _ - starting with a letter or digit\n"
+	    "                      (a sidecar's defaults to WORKLOAD.NAMESPACE)\n"
+	    "  --out FILE          where to write the profile (mode 0600)\n"
+	    "  --sidecar           issue a sidecar identity instead of a user one\n"
+	    "  --workload NAME     the one workload the sidecar may speak for (required\n"
+	    "                      with --sidecar; bound into the certificate)\n"
+	    "  --namespace NS      the workload's namespace (default: default)\n");
 }
 
 int
@@ -442,11 +451,13 @@ cmd_issue(int argc, char **argv)
 		{ "name", required_argument, NULL, 'n' },
 		{ "out", required_argument, NULL, 'o' },
 		{ "sidecar", no_argument, NULL, 's' },
+		{ "workload", required_argument, NULL, 'w' },
+		{ "namespace", required_argument, NULL, 'N' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
-	const char *dir = NULL, *name = NULL, *out = NULL;
-	char host[256], err[512];
+	const char *dir = NULL, *name = NULL, *out = NULL, *wl = NULL, *wns = NULL;
+	char host[256], err[512], bound[2 * 64 + 2];
 	char *ca_crt = NULL, *ca_keytext = NULL, *config = NULL;
 	char *crt = NULL, *keypem = NULL, *json = NULL;
 	X509 *ca = NULL, *x = NULL;
@@ -460,7 +471,7 @@ cmd_issue(int argc, char **argv)
 
 	optind = 0;
 	opterr = 0;
-	while ((c = getopt_long(argc, argv, ":d:n:o:sh", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, ":d:n:o:shw:N:", opts, NULL)) != -1) {
 		switch (c) {
 		case 'd':
 			dir = optarg;
@@ -474,6 +485,12 @@ cmd_issue(int argc, char **argv)
 		case 's':
 			sidecar = 1;
 			break;
+		case 'w':
+			wl = optarg;
+			break;
+		case 'N':
+			wns = optarg;
+			break;
 		case 'h':
 			issue_usage(stdout);
 			return 0;
@@ -483,6 +500,23 @@ cmd_issue(int argc, char **argv)
 	}
 	if (optind < argc)
 		return complain(2, "issue: unexpected argument '%s' (try --help)", argv[optind]);
+	if (!sidecar && (wl || wns))
+		return complain(2, "issue: --workload and --namespace are for --sidecar identities");
+	if (sidecar) {
+		/* A sidecar speaks for one workload: the manager takes no other
+		 * from it, so a leaked sidecar key cannot pose as another. */
+		if (wl == NULL)
+			return complain(2, "issue: --sidecar needs --workload NAME (the workload "
+			    "it may speak for)");
+		if (wns == NULL)
+			wns = "default";
+		if (!kb_dns_label(wl) || !kb_dns_label(wns))
+			return complain(2, "issue: invalid workload '%s' or namespace '%s': use "
+			    "DNS labels (a-z 0-9 -)", wl, wns);
+		snprintf(bound, sizeof(bound), "%s.%s", wl, wns);
+		if (name == NULL)
+			name = bound;
+	}
 	if (dir == NULL || name == NULL || out == NULL)
 		return complain(2, "issue: --state-dir, --name and --out are required (try --help)");
 	if (!valid_name(name))
@@ -520,7 +554,7 @@ cmd_issue(int argc, char **argv)
 	{
 		const struct certspec spec = {
 			.cn = name, .o = sidecar ? KB_ROLE_SIDECAR : KB_ROLE_USER,
-			.days = CLIENT_DAYS, .eku = "clientAuth",
+			.days = CLIENT_DAYS, .eku = "clientAuth", .ou = sidecar ? bound : NULL,
 		};
 
 		if ((key = EVP_PKEY_Q_keygen(NULL, NULL, "EC", "P-256")) == NULL) {
@@ -551,7 +585,10 @@ cmd_issue(int argc, char **argv)
 		complain(1, "cannot write %s: %s", out, strerror(errno));
 		goto done;
 	}
-	printf("wrote profile for %s to %s\n", name, out);
+	if (sidecar)
+		printf("wrote sidecar profile %s for workload %s to %s\n", name, bound, out);
+	else
+		printf("wrote profile for %s to %s\n", name, out);
 	rc = 0;
 done:
 	free_secret(json);

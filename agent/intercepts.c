@@ -182,10 +182,27 @@ icpt_sidecar_hello(struct client *c, const cJSON *hello, char *reason, size_t le
 	const cJSON *proto = cJSON_GetObjectItemCaseSensitive(hello, "protocol");
 	const cJSON *env = cJSON_GetObjectItemCaseSensitive(hello, "env"), *e;
 	struct workload *w;
+	char want[2 * 64 + 2];
 
 	if (!cJSON_IsString(wl) || !kb_dns_label(wl->valuestring) || !cJSON_IsString(ns) ||
 	    !kb_dns_label(ns->valuestring)) {
 		snprintf(reason, len, "sidecar hello needs a valid workload and namespace");
+		return -1;
+	}
+	/* The certificate names the one workload this sidecar speaks for:
+	 * another's intercept list, streams, protocol and environment are not
+	 * its to have or set. */
+	if (!c->workload[0]) {
+		snprintf(reason, len, "sidecar certificate %s is bound to no workload; issue a new "
+		    "one with 'kbridge-agent issue --sidecar --workload NAME --namespace NS'",
+		    c->name);
+		return -1;
+	}
+	/* Labels hold no dot, so NAME.NS names one workload. */
+	snprintf(want, sizeof(want), "%s.%s", wl->valuestring, ns->valuestring);
+	if (strcmp(c->workload, want)) {
+		snprintf(reason, len, "sidecar certificate %s is for workload %s, not %s.%s",
+		    c->name, c->workload, wl->valuestring, ns->valuestring);
 		return -1;
 	}
 	if (!cJSON_IsString(proto) || (strcmp(proto->valuestring, "http") &&
@@ -371,20 +388,25 @@ do_list(struct client *c, const cJSON *req)
 	return r;
 }
 
+/* Could one request match both? Two matches are apart only when they want
+ * the same header with different values, or have path prefixes neither of
+ * which starts the other; otherwise a request can carry both and whichever
+ * the sidecar tried first would take it. */
 static int
-same_match(const struct intercept *a, const struct intercept *b)
+overlaps(const struct intercept *a, const struct intercept *b)
 {
-	size_t k, l;
+	size_t k, l, n;
 
-	if (a->global != b->global || a->nheaders != b->nheaders ||
-	    !!a->path_prefix != !!b->path_prefix ||
-	    (a->path_prefix && strcmp(a->path_prefix, b->path_prefix)))
-		return 0;
-	for (k = 0; k < a->nheaders; k++) {
+	if (a->global || b->global)
+		return 1;
+	for (k = 0; k < a->nheaders; k++)
 		for (l = 0; l < b->nheaders; l++)
-			if (!strcmp(a->hname[k], b->hname[l]) && !strcmp(a->hvalue[k], b->hvalue[l]))
-				break;
-		if (l == b->nheaders)
+			if (!strcmp(a->hname[k], b->hname[l]) && strcmp(a->hvalue[k], b->hvalue[l]))
+				return 0;
+	if (a->path_prefix && b->path_prefix) {
+		n = strlen(a->path_prefix) < strlen(b->path_prefix) ? strlen(a->path_prefix) :
+		    strlen(b->path_prefix);
+		if (strncmp(a->path_prefix, b->path_prefix, n))
 			return 0;
 	}
 	return 1;
@@ -419,7 +441,9 @@ parse_match(const cJSON *req, struct intercept *n)
 		for (p = n->hname[n->nheaders - 1]; *p; p++)
 			*p = (char)tolower((unsigned char)*p);
 	}
-	if (pp && !cJSON_IsNull(pp)) {
+	/* "/" (or nothing) matches every path: no prefix at all. */
+	if (pp && !cJSON_IsNull(pp) && !(cJSON_IsString(pp) && (!strcmp(pp->valuestring, "/") ||
+	    !pp->valuestring[0]))) {
 		if (!cJSON_IsString(pp) || pp->valuestring[0] != '/' ||
 		    strpbrk(pp->valuestring, " \r\n") || strlen(pp->valuestring) > 1024)
 			return "path prefix must start with / and contain no spaces";
@@ -428,6 +452,33 @@ parse_match(const cJSON *req, struct intercept *n)
 	}
 	n->global = n->nheaders == 0 && !n->path_prefix;
 	return NULL;
+}
+
+static struct intercept *
+find_id(const char *id)
+{
+	struct workload *w;
+	struct intercept *i;
+
+	TAILQ_FOREACH(w, &workloads, entry)
+		TAILQ_FOREACH(i, &w->icpts, entry)
+			if (!strcmp(i->id, id))
+				return i;
+	return NULL;
+}
+
+/* An id a daemon asks to have again: one of ours in form, and free. */
+static int
+resumable(const cJSON *v)
+{
+	const char *p;
+
+	if (!cJSON_IsString(v) || strlen(v->valuestring) != ID_LEN)
+		return 0;
+	for (p = v->valuestring; *p; p++)
+		if (!((*p >= '0' && *p <= '9') || (*p >= 'a' && *p <= 'f')))
+			return 0;
+	return find_id(v->valuestring) == NULL;
 }
 
 static cJSON *
@@ -476,21 +527,29 @@ do_intercept(struct client *c, const cJSON *req)
 			snprintf(err, sizeof(err), "%s.%s is already intercepted by %s (%s)%s",
 			    w->name, w->ns, i->owner, m,
 			    n->global ? ": a global intercept needs the workload to itself" : "");
-		} else if (same_match(n, i)) {
-			snprintf(err, sizeof(err), "%s already intercepts %s.%s with the same match (%s)",
-			    i->owner, w->name, w->ns, m);
+		} else if (overlaps(n, i)) {
+			snprintf(err, sizeof(err), "%s already intercepts %s.%s with a match that "
+			    "overlaps yours (%s): a request could match both; pick a header value "
+			    "or path prefix of your own", i->owner, w->name, w->ns, m);
 		} else {
 			continue;
 		}
 		r = result(req, 0, 409, err);
 		goto fail;
 	}
-	if (RAND_bytes(rnd, sizeof(rnd)) != 1) {
-		r = result(req, 0, 500, "no randomness");
-		goto fail;
+	if (resumable(cJSON_GetObjectItemCaseSensitive(req, "resume"))) {
+		/* Made again after a restart of the manager: the same id, so
+		 * its previews (and only its) serve it again. */
+		snprintf(n->id, sizeof(n->id), "%s",
+		    cJSON_GetObjectItemCaseSensitive(req, "resume")->valuestring);
+	} else {
+		if (RAND_bytes(rnd, sizeof(rnd)) != 1) {
+			r = result(req, 0, 500, "no randomness");
+			goto fail;
+		}
+		for (k = 0; k < sizeof(rnd); k++)
+			snprintf(n->id + 2 * k, 3, "%02x", rnd[k]);
 	}
-	for (k = 0; k < sizeof(rnd); k++)
-		snprintf(n->id + 2 * k, 3, "%02x", rnd[k]);
 	snprintf(n->owner, sizeof(n->owner), "%s", c->name);
 	snprintf(n->instance, sizeof(n->instance), "%s", c->instance);
 	n->client = c;
@@ -547,6 +606,58 @@ do_leave(struct client *c, const cJSON *req)
 	return result(req, 0, 404, err);
 }
 
+cJSON *
+icpt_end_all(struct client *c, const char *why)
+{
+	cJSON *a = cJSON_CreateArray(), *o;
+	struct workload *w, *wn;
+	struct intercept *i, *in;
+
+	for (w = TAILQ_FIRST(&workloads); w; w = wn) {
+		wn = TAILQ_NEXT(w, entry);
+		for (i = TAILQ_FIRST(&w->icpts); i; i = in) {
+			in = TAILQ_NEXT(i, entry);
+			if (i->client != c)
+				continue;
+			log_info("intercept %s: %s left %s.%s (%s)", i->id, i->owner, w->name, w->ns,
+			    why);
+			o = cJSON_CreateObject();
+			cJSON_AddStringToObject(o, "workload", w->name);
+			cJSON_AddStringToObject(o, "namespace", w->ns);
+			cJSON_AddStringToObject(o, "id", i->id);
+			cJSON_AddNumberToObject(o, "previews_ended", preview_intercept_ended(i->id, 0));
+			cJSON_AddItemToArray(a, o);
+			intercept_free(i);
+			push(w);
+		}
+		workload_gc(w);
+	}
+	return a;
+}
+
+void
+icpt_move(struct client *from, struct client *to)
+{
+	struct workload *w;
+	struct intercept *i;
+
+	TAILQ_FOREACH(w, &workloads, entry)
+		TAILQ_FOREACH(i, &w->icpts, entry)
+			if (i->client == from)
+				i->client = to;
+}
+
+/* The daemon is quitting: its intercepts and their previews end now, not
+ * after a grace period in which their callers would get 502. */
+static cJSON *
+do_leave_all(struct client *c, const cJSON *req)
+{
+	cJSON *r = result(req, 1, 0, NULL);
+
+	cJSON_AddItemToObject(r, "ended", icpt_end_all(c, "its daemon quit"));
+	return r;
+}
+
 int
 icpt_owned(const char *owner, const char *wl, const char *ns, char *id, size_t idlen, int *http)
 {
@@ -566,16 +677,13 @@ icpt_owned(const char *owner, const char *wl, const char *ns, char *id, size_t i
 }
 
 int
-icpt_state(const char *id)
+icpt_state(const char *id, const char *owner)
 {
-	struct workload *w;
-	struct intercept *i;
+	struct intercept *i = find_id(id);
 
-	TAILQ_FOREACH(w, &workloads, entry)
-		TAILQ_FOREACH(i, &w->icpts, entry)
-			if (!strcmp(i->id, id))
-				return i->client && i->client->sess && kb_session_ready(i->client->sess);
-	return -1;
+	if (!i || strcmp(i->owner, owner))
+		return -1;
+	return i->client && i->client->sess && kb_session_ready(i->client->sess);
 }
 
 cJSON *
@@ -587,6 +695,8 @@ icpt_request(struct client *c, const char *type, const cJSON *msg)
 		return do_intercept(c, msg);
 	if (!strcmp(type, "leave"))
 		return do_leave(c, msg);
+	if (!strcmp(type, "leave-all"))
+		return do_leave_all(c, msg);
 	return NULL;
 }
 

@@ -17,12 +17,18 @@ void icpt_init(struct event_base *base, unsigned grace_ms);
 int icpt_sidecar_hello(struct client *c, const struct cJSON *hello, char *reason, size_t len);
 /* A daemon's session is up: its user's intercepts in grace come back to it. */
 void icpt_owner_hello(struct client *c);
+/* End c's intercepts and their previews now (why: for the log); the list
+ * of what ended: [{"workload", "namespace", "id", "previews_ended"}]. */
+struct cJSON *icpt_end_all(struct client *c, const char *why);
+/* The same daemon came back on a new session before the old one was seen
+ * to end: its intercepts follow it. */
+void icpt_move(struct client *from, struct client *to);
 /* The sidecar got our hello: send it the intercepts of its workload. */
 void icpt_sidecar_ready(struct client *c);
 /* A session ended: a sidecar leaves its workload, an owner's intercepts
  * enter the grace period. */
 void icpt_client_gone(struct client *c);
-/* A daemon's "intercept", "leave" or "list" request; returns the "result"
+/* A daemon's "intercept", "leave", "leave-all" or "list" request; returns the "result"
  * message to send back (never NULL unless out of memory). */
 struct cJSON *icpt_request(struct client *c, const char *type, const struct cJSON *msg);
 /* A sidecar opened a stream for intercept ref: carry it to the owner. */
@@ -31,9 +37,10 @@ void icpt_route_stream(struct client *sidecar, struct kb_stream *st, const char 
  * the workload speaks HTTP: 0, or -1 if owner has none there. */
 int icpt_owned(const char *owner, const char *wl, const char *ns, char *id, size_t idlen,
     int *http);
-/* 1: intercept id is served (its workstation is connected); 0: it exists
- * but its workstation is away (grace period); -1: no such intercept. */
-int icpt_state(const char *id);
+/* 1: owner's intercept id is served (its workstation is connected); 0: it
+ * exists but its workstation is away (grace period); -1: owner has no
+ * intercept of that id. */
+int icpt_state(const char *id, const char *owner);
 void icpt_shutdown(void);
 
 #endif

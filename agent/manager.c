@@ -393,6 +393,48 @@ on_control(struct kb_session *s, const cJSON *msg, const char *type, void *arg)
 
 /* --- sessions --- */
 
+/* One session per user: a daemon of the same identity on another
+ * workstation is refused, unless it asks to replace the first (connect
+ * --replace), which is then told so and ends. The same daemon coming back
+ * before its old session was seen to end takes its place quietly. */
+static int
+one_session(struct client *c, const cJSON *h, char *reason, size_t rlen)
+{
+	struct client *o;
+	char why[200];
+	cJSON *msg;
+
+	for (o = c->m->clients; o; o = o->next)
+		if (o != c && o->kind == CLIENT_DAEMON && o->sess && kb_session_ready(o->sess) &&
+		    !strcmp(o->name, c->name))
+			break;
+	if (!o)
+		return 0;
+	if (c->instance[0] && !strcmp(o->instance, c->instance)) {
+		log_info("session %s from %s replaces its own older session from %s", c->name,
+		    c->peer, o->peer);
+		icpt_move(o, c);
+		kb_session_goaway(o->sess, "replaced by a newer session of this daemon", 0);
+		return 0;
+	}
+	if (!cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(h, "replace"))) {
+		snprintf(reason, rlen, "%s is already connected from %s (another workstation or "
+		    "daemon); 'kbridge connect --replace' ends that session and takes over",
+		    c->name, o->peer);
+		return -1;
+	}
+	log_info("session %s from %s replaces the session from %s", c->name, c->peer, o->peer);
+	cJSON_Delete(icpt_end_all(o, "its session was replaced"));
+	if (o->replaceable && (msg = cJSON_CreateObject()) != NULL) {
+		cJSON_AddStringToObject(msg, "type", "replaced");
+		cJSON_AddStringToObject(msg, "by", c->peer);
+		kb_session_send_control(o->sess, msg);
+	}
+	snprintf(why, sizeof(why), "replaced by another session of %s from %s", c->name, c->peer);
+	kb_session_goaway(o->sess, why, 0);
+	return 0;
+}
+
 static int
 on_hello(struct kb_session *s, const cJSON *h, char *reason, size_t rlen, void *arg)
 {
@@ -430,6 +472,9 @@ on_hello(struct kb_session *s, const cJSON *h, char *reason, size_t rlen, void *
 		const cJSON *inst = cJSON_GetObjectItemCaseSensitive(h, "instance");
 		snprintf(c->instance, sizeof(c->instance), "%s",
 		    cJSON_IsString(inst) ? inst->valuestring : "");
+		c->replaceable = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(h, "replaceable"));
+		if (one_session(c, h, reason, rlen) < 0)
+			return -1;
 	}
 	c->kind = sidecar ? CLIENT_SIDECAR : CLIENT_DAEMON;
 	r = cJSON_CreateObject();
@@ -437,6 +482,7 @@ on_hello(struct kb_session *s, const cJSON *h, char *reason, size_t rlen, void *
 	cJSON_AddStringToObject(r, "instance", m->instance);
 	cJSON_AddStringToObject(r, "user", c->name);
 	cJSON_AddStringToObject(r, "cluster_domain", m->domain);
+	cJSON_AddTrueToObject(r, "leave_all");
 	a = cJSON_AddArrayToObject(r, "subnets");
 	for (i = 0; i < m->nsubnets; i++)
 		cJSON_AddItemToArray(a, cJSON_CreateString(kb_cidr_str(&m->subnets[i], buf, sizeof(buf))));
@@ -558,7 +604,8 @@ handshake_event(struct kb_conn *conn, int what, void *arg)
 	c->handshake = NULL;
 	if (what & KB_CONN_CONNECTED) {
 		if (kb_tls_peer_identity(kb_conn_ssl(conn), c->name, sizeof(c->name), c->role,
-		    sizeof(c->role)) < 0) {
+		    sizeof(c->role)) < 0 ||
+		    kb_tls_peer_workload(kb_conn_ssl(conn), c->workload, sizeof(c->workload)) < 0) {
 			snprintf(ebuf, sizeof(ebuf), "session from %s: peer certificate without a "
 			    "usable identity", c->peer);
 			dropped(c->m, ebuf);

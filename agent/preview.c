@@ -38,7 +38,7 @@
 #define MAX_PREVIEWS	1024
 #define MAX_PER_OWNER	32
 #define MAX_TTL		(30 * 24 * 3600)
-#define ORPHAN_KEEP	3600	/* "not active" after the intercept was released */
+#define ORPHAN_KEEP	3600	/* after a restart: "not active" until its intercept is back */
 #define MAX_CONNS	4096	/* when full, the oldest idle one goes for a new one */
 static unsigned pv_max_conns = MAX_CONNS;	/* tests lower it */
 /* Until its first request head is in, a connection waits in a pool of its
@@ -61,7 +61,6 @@ struct preview {
 	struct sockaddr_in svc;	/* the workload's service */
 	time_t created, expires; /* expires 0: with the intercept */
 	time_t ttl_expires;	/* what the owner asked for (0: none), kept while orphaned */
-	int released;		/* the intercept was released: never active again */
 };
 
 static struct {
@@ -144,9 +143,9 @@ make_token(char *out)
 
 /* --- kept across restarts of the manager --- */
 
-/* Write the previews to the store (atomically, mode 0600). Intercept ids
- * are not kept: a restarted manager has none; the owner's daemon makes
- * the intercept again and preview_intercept_made() binds the previews. */
+/* Write the previews to the store (atomically, mode 0600), each with the
+ * id of its intercept: a restarted manager has none, the owner's daemon
+ * makes it again under the same id, and only then its previews serve. */
 static void
 save(void)
 {
@@ -164,6 +163,7 @@ save(void)
 		cJSON_AddStringToObject(o, "workload", p->workload);
 		cJSON_AddStringToObject(o, "namespace", p->ns);
 		cJSON_AddStringToObject(o, "owner", p->owner);
+		cJSON_AddStringToObject(o, "intercept_id", p->icpt);
 		cJSON_AddStringToObject(o, "host", p->host);
 		cJSON_AddStringToObject(o, "address", addr);
 		cJSON_AddNumberToObject(o, "port", ntohs(p->svc.sin_port));
@@ -190,17 +190,18 @@ jstring(const cJSON *o, const char *key, size_t max)
 }
 
 /* Previews from before a restart: not active until their owner's daemon
- * makes the intercept again, gone if that takes over ORPHAN_KEEP. */
+ * makes their intercept again (the same id), gone if that takes over
+ * ORPHAN_KEEP. One without an intercept id belongs to no intercept: gone. */
 static void
 load(void)
 {
-	const char *tok, *wl, *ns, *owner, *host, *addr;
+	const char *tok, *wl, *ns, *owner, *host, *addr, *icpt;
 	time_t now = time(NULL), orphan = now + ORPHAN_KEEP;
 	double port, created, expires;
 	struct preview *p;
 	cJSON *a, *o;
 	char *txt;
-	size_t n = 0;
+	size_t n = 0, dropped = 0;
 
 	if (!pv.env.store || (txt = kb_read_file(pv.env.store, 4 << 20, NULL)) == NULL)
 		return;
@@ -218,12 +219,20 @@ load(void)
 		ns = jstring(o, "namespace", 64);
 		owner = jstring(o, "owner", 64);
 		host = jstring(o, "host", 256);
+		icpt = jstring(o, "intercept_id", sizeof(p->icpt));
 		addr = jstring(o, "address", INET_ADDRSTRLEN);
 		port = cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(o, "port"));
 		created = cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(o, "created"));
 		expires = cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(o, "expires"));
+		if (tok && !icpt) {
+			/* Kept by a manager before previews were bound to their
+			 * intercept: whose it was is unknown, so it ends. */
+			dropped++;
+			continue;
+		}
 		if (!tok || !token_ok(tok, strlen(tok)) || !wl || !kb_dns_label(wl) || !ns ||
-		    !kb_dns_label(ns) || !owner || !host || !addr || !(port >= 1 && port <= 65535) ||
+		    !kb_dns_label(ns) || !owner || !host || !addr || !icpt || !icpt[0] ||
+		    !(port >= 1 && port <= 65535) ||
 		    !(expires >= 0) || (expires > 0 && expires <= now) || pv.count >= MAX_PREVIEWS ||
 		    (p = calloc(1, sizeof(*p))) == NULL)
 			continue;
@@ -238,6 +247,7 @@ load(void)
 		memcpy(p->ns, ns, strlen(ns) + 1);
 		memcpy(p->owner, owner, strlen(owner) + 1);
 		memcpy(p->host, host, strlen(host) + 1);
+		memcpy(p->icpt, icpt, strlen(icpt) + 1);
 		p->created = created > 0 ? (time_t)created : now;
 		p->ttl_expires = (time_t)expires;
 		p->expires = p->ttl_expires && p->ttl_expires < orphan ? p->ttl_expires : orphan;
@@ -249,6 +259,8 @@ load(void)
 	cJSON_Delete(a);
 	if (n)
 		log_info("previews: %zu kept from before the restart, waiting for their intercepts", n);
+	if (dropped)
+		log_warnx("previews: %zu from before the restart name no intercept: ended", dropped);
 }
 
 void
@@ -258,11 +270,12 @@ preview_intercept_made(const char *owner, const char *wl, const char *ns, const 
 	char t[16];
 	int n = 0;
 
+	/* Only the intercept a preview was made for: a newer one of the same
+	 * owner and workload must not bring back a link believed dead. */
 	TAILQ_FOREACH(p, &pv.list, entry) {
-		if (p->icpt[0] || p->released || strcmp(p->owner, owner) || strcmp(p->workload, wl) ||
+		if (strcmp(p->icpt, id) || strcmp(p->owner, owner) || strcmp(p->workload, wl) ||
 		    strcmp(p->ns, ns))
 			continue;
-		snprintf(p->icpt, sizeof(p->icpt), "%s", id);
 		p->expires = p->ttl_expires;
 		shown(p->token, t, sizeof(t));
 		log_info("preview %s of %s on %s.%s serves intercept %s again", t, owner, wl, ns, id);
@@ -337,25 +350,19 @@ int
 preview_intercept_ended(const char *id, int released)
 {
 	struct preview *p, *next;
-	time_t until = time(NULL) + ORPHAN_KEEP;
 	char t[16];
 	int n = 0;
 
+	/* A preview never outlives its intercept, however that ended. */
 	for (p = TAILQ_FIRST(&pv.list); p; p = next) {
 		next = TAILQ_NEXT(p, entry);
 		if (strcmp(p->icpt, id) != 0)
 			continue;
 		shown(p->token, t, sizeof(t));
 		n++;
-		if (!released) {
-			log_info("preview %s of %s on %s.%s ended with its intercept", t, p->owner,
-			    p->workload, p->ns);
-			preview_free(p);
-			continue;
-		}
-		p->released = 1;
-		if (p->expires == 0 || p->expires > until)
-			p->expires = until;
+		log_info("preview %s of %s on %s.%s ended with its intercept%s", t, p->owner,
+		    p->workload, p->ns, released ? " (released)" : "");
+		preview_free(p);
 	}
 	if (n)
 		save();
@@ -545,7 +552,7 @@ not_active(struct hp_route *r, const struct preview *p)
 	    "<!doctype html>\n<html><head><meta charset=\"utf-8\"><title>Preview not active</title>"
 	    "</head>\n<body><h1>This preview is not active</h1>\n<p>The workstation serving this "
 	    "kbridge preview of %s.%s is not connected right now%s</p></body></html>\n",
-	    p->workload, p->ns, p->released ? "." :
+	    p->workload, p->ns,
 	    ". It comes back when the developer reconnects; try again in a moment.");
 	hp_route_reply(r, 503, "Service Unavailable", NO_STORE "Retry-After: 5\r\n",
 	    "text/html; charset=utf-8", body);
@@ -612,7 +619,7 @@ pv_route(void *arg, const struct hp_request *req, struct hp_route *r)
 		    "text/html; charset=utf-8", page_404);
 		return 0;
 	}
-	if (p->released || icpt_state(p->icpt) != 1) {
+	if (icpt_state(p->icpt, p->owner) != 1) {
 		not_active(r, p);
 		return 0;
 	}
@@ -817,7 +824,7 @@ preview_json(const struct preview *p, const struct client *c)
 	cJSON_AddBoolToObject(o, "mine", mine);
 	if (mine)
 		cJSON_AddStringToObject(o, "intercept_id", p->icpt);
-	cJSON_AddBoolToObject(o, "active", !p->released && icpt_state(p->icpt) == 1);
+	cJSON_AddBoolToObject(o, "active", icpt_state(p->icpt, p->owner) == 1);
 	if (mine && pv.domain_is_name) {
 		url_host(p, buf, sizeof(buf));
 		cJSON_AddStringToObject(o, "url", buf);

@@ -34,12 +34,12 @@ int preview_start(const struct preview_env *env, char *err, size_t errlen);
 /* A daemon's "preview-create", "preview-list" or "preview-remove": 1 if
  * handled (the result is sent, maybe later), 0 if type is not ours. */
 int preview_request(struct client *c, const char *type, const struct cJSON *msg);
-/* Intercept id ended: by its owner (its previews end), or released after
- * its workstation went away (they stay, "not active", for a while).
- * Returns how many previews it had. */
+/* Intercept id ended, by its owner or released after its workstation went
+ * away: its previews end with it. Returns how many it had. */
 int preview_intercept_ended(const char *id, int released);
-/* owner made intercept id on wl.ns: previews kept from before a restart
- * of the manager for that owner and workload serve it again. */
+/* owner made intercept id on wl.ns (after a restart of the manager, again
+ * under its old id): the previews kept for exactly that intercept serve it
+ * again; none of another intercept does. */
 void preview_intercept_made(const char *owner, const char *wl, const char *ns, const char *id);
 void preview_shutdown(void);
 

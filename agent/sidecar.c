@@ -163,21 +163,18 @@ icpt_global(void)
 	return NULL;
 }
 
-/* The intercept's headers must all match, or the request names the
- * intercept by its id (as preview URLs do); its path prefix applies either
- * way. */
+/* The intercept's headers must all match; its path prefix applies too. */
 static int
 matches(const struct sc_intercept *ic, const struct hp_request *req)
 {
-	const char *v = hp_header(req, "x-kbridge-intercept-id");
+	const char *v;
 	size_t k;
 
 	if (ic->global)
 		return 1;
-	if (!v || strcmp(v, ic->id))
-		for (k = 0; k < ic->nheaders; k++)
-			if ((v = hp_header(req, ic->hname[k])) == NULL || strcmp(v, ic->hvalue[k]))
-				return 0;
+	for (k = 0; k < ic->nheaders; k++)
+		if ((v = hp_header(req, ic->hname[k])) == NULL || strcmp(v, ic->hvalue[k]))
+			return 0;
 	if (ic->path_prefix && strncmp(req->target, ic->path_prefix, strlen(ic->path_prefix)))
 		return 0;
 	return 1;
@@ -303,8 +300,21 @@ sc_route(void *arg, const struct hp_request *req, struct hp_route *r)
 {
 	size_t i;
 
+	const char *id = hp_header(req, "x-kbridge-intercept-id");
+
 	(void)arg;
 	(void)r;
+	/* A request that names an intercept (a preview link's does) goes to
+	 * that one or to the app, whatever other headers it carries: within
+	 * the intercept's path prefix, if it has one. */
+	if (id) {
+		for (i = 0; i < sc.nicpts; i++)
+			if (!strcmp(sc.icpts[i].id, id))
+				return !sc.icpts[i].path_prefix || !strncmp(req->target,
+				    sc.icpts[i].path_prefix, strlen(sc.icpts[i].path_prefix)) ?
+				    sc.icpts[i].key : 0;
+		return 0;
+	}
 	for (i = 0; i < sc.nicpts; i++)
 		if (matches(&sc.icpts[i], req))
 			return sc.icpts[i].key;

@@ -120,6 +120,30 @@ skip(const char *key, const char *why)
 	    shown[0] ? shown : "''", why);
 }
 
+/* Variables that would take over the developer's own shell or the
+ * programs it starts (the loader, the shell's startup, where commands and
+ * home are) rather than configure the app: left out unless asked for. */
+static int
+takes_over_shell(const char *k)
+{
+	static const char *const names[] = { "PATH", "HOME", "SHELL", "USER", "LOGNAME",
+		"PWD", "OLDPWD", "SHLVL", "TERM", "TMPDIR", "IFS", "ENV", "BASH_ENV", "CDPATH",
+		"PS1", "PS2", "PS4", "PROMPT_COMMAND", "HISTFILE", "GLIBC_TUNABLES", "GCONV_PATH",
+		"HOSTALIASES", "LOCPATH", "NLSPATH", "RESOLV_HOST_CONF", "SSH_AUTH_SOCK",
+		"DISPLAY", "XDG_RUNTIME_DIR", "ZDOTDIR", "EDITOR", "VISUAL", "PAGER", NULL };
+	static const char *const prefixes[] = { "LD_", "DYLD_", "BASH_FUNC_", "MALLOC_",
+		NULL };
+	size_t i;
+
+	for (i = 0; names[i]; i++)
+		if (!strcmp(k, names[i]))
+			return 1;
+	for (i = 0; prefixes[i]; i++)
+		if (!strncmp(k, prefixes[i], strlen(prefixes[i])))
+			return 1;
+	return 0;
+}
+
 static int
 by_key(const void *a, const void *b)
 {
@@ -132,13 +156,14 @@ by_key(const void *a, const void *b)
 }
 
 int
-kb_envfile_commit(struct kb_envfile *ef, const cJSON *env, size_t *written)
+kb_envfile_commit(struct kb_envfile *ef, const cJSON *env, int all,
+    size_t *written)
 {
 	struct var *vars = NULL;
 	const cJSON *v;
 	const char *s;
 	FILE *f = NULL;
-	size_t i, n = 0;
+	size_t i, n = 0, left = 0;
 	int saved;
 
 	*written = 0;
@@ -159,8 +184,29 @@ kb_envfile_commit(struct kb_envfile *ef, const cJSON *env, size_t *written)
 	if ((f = fdopen(ef->fd, "w")) == NULL)
 		goto fail;
 	ef->fd = -1;
+	/* Said first, in the file and on stderr, so nobody wonders where
+	 * the workload's PATH went. */
+	for (i = 0; !all && i < n; i++) {
+		if (!valid_name(vars[i].key) || !takes_over_shell(vars[i].key))
+			continue;
+		if (!left++) {
+			fputs("# left out (they would take over your own shell; "
+			    "--env-all writes them):", f);
+			fputs("kbridge: env file: left out", stderr);
+		}
+		fprintf(f, " %s", vars[i].key);
+		fprintf(stderr, " %s", vars[i].key);
+	}
+	if (left) {
+		fputc('\n', f);
+		fputs(" (they would take over your own shell; --env-all "
+		    "writes them)\n", stderr);
+	}
 	for (i = 0; i < n; i++) {
 		s = cJSON_GetStringValue(vars[i].val);
+		if (valid_name(vars[i].key) && !all &&
+		    takes_over_shell(vars[i].key))
+			continue;
 		if (!valid_name(vars[i].key))
 			skip(vars[i].key, "not a valid variable name");
 		else if (s == NULL)

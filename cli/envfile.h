@@ -14,8 +14,11 @@ struct kb_envfile;
 struct kb_envfile *kb_envfile_open(const char *path);
 /* Write env's string members sorted by key, warning on stderr about each
  * one the two readers cannot share, and rename the file into place (mode
- * 0600). Frees ef. 0 with *written set, or -1 with errno. */
-int kb_envfile_commit(struct kb_envfile *ef, const cJSON *env,
+ * 0600). Unless all, variables that would take over the developer's own
+ * shell (PATH, HOME, LD_*, DYLD_*, SHELL, ...) are left out, and a comment
+ * line in the file and a line on stderr name them. Frees ef. 0 with
+ * *written set, or -1 with errno. */
+int kb_envfile_commit(struct kb_envfile *ef, const cJSON *env, int all,
     size_t *written);
 /* Remove the temporary file and free ef (NULL is fine). */
 void kb_envfile_abort(struct kb_envfile *ef);

@@ -14,7 +14,8 @@
 #define HEADERS_MAX	16
 #define HDR_NAME_MAX	256
 
-enum { OPT_PATH_PREFIX = 256, OPT_PREVIEW_URL, OPT_PREVIEW_TTL, OPT_PREVIEW_HOST };
+enum { OPT_PATH_PREFIX = 256, OPT_PREVIEW_URL, OPT_PREVIEW_TTL, OPT_PREVIEW_HOST,
+	OPT_ENV_ALL };
 
 /* RFC 9110 tchar. */
 static int
@@ -244,6 +245,7 @@ cmd_intercept(int argc, char **argv)
 		{ "http-path-prefix", required_argument, NULL,
 		    OPT_PATH_PREFIX },
 		{ "env-file", required_argument, NULL, 'e' },
+		{ "env-all", no_argument, NULL, OPT_ENV_ALL },
 		{ "preview-url", no_argument, NULL, OPT_PREVIEW_URL },
 		{ "preview-ttl", required_argument, NULL, OPT_PREVIEW_TTL },
 		{ "preview-host", required_argument, NULL, OPT_PREVIEW_HOST },
@@ -260,7 +262,7 @@ cmd_intercept(int argc, char **argv)
 	char err[1024];
 	size_t i, nhdr = 0, nenv = 0;
 	long port = 0, ttl = 0;
-	int ch, preview = 0, ret = EXIT_USAGE;
+	int ch, preview = 0, env_all = 0, ret = EXIT_USAGE;
 
 	while ((ch = next_opt(argc, argv, ":n:p:H:e:o:h", opts)) != -1) {
 		switch (ch) {
@@ -284,6 +286,9 @@ cmd_intercept(int argc, char **argv)
 			break;
 		case 'e':
 			envpath = optarg;
+			break;
+		case OPT_ENV_ALL:
+			env_all = 1;
 			break;
 		case OPT_PREVIEW_URL:
 			preview = 1;
@@ -326,6 +331,10 @@ cmd_intercept(int argc, char **argv)
 		errorx("--env-file needs a file name");
 		return EXIT_USAGE;
 	}
+	if (env_all && !envpath) {
+		errorx("--env-all needs --env-file");
+		return EXIT_USAGE;
+	}
 	if ((ttl_arg || pv_host) && !preview) {
 		errorx("%s needs --preview-url", ttl_arg ? "--preview-ttl" :
 		    "--preview-host");
@@ -362,7 +371,7 @@ cmd_intercept(int argc, char **argv)
 			    "variables", envpath);
 			env = NULL;
 		}
-		if (kb_envfile_commit(ef, env, &nenv) == -1) {
+		if (kb_envfile_commit(ef, env, env_all, &nenv) == -1) {
 			ef = NULL;
 			errorx("cannot write %s: %s (the intercept is active; "
 			    "'kbridge leave %s%s%s' ends it)", envpath,

@@ -29,6 +29,8 @@
 /* Beyond this many namespaces the DNS line stops being readable. */
 #define NS_SHOWN		8
 
+enum { OPT_REPLACE = 256 };
+
 struct command {
 	const char *name;
 	int (*run)(int, char **);
@@ -46,14 +48,18 @@ static int cmd_help(int, char **);
 
 static const struct command commands[] = {
 	{ "connect", cmd_connect,
-	    "usage: kbridge connect --profile FILE [--namespace NS] "
-	    "[--output text|json]\n"
+	    "usage: kbridge connect --profile FILE [--namespace NS] [--replace]\n"
+	    "           [--output text|json]\n"
 	    "\n"
 	    "Connect this workstation to the cluster named in the profile,\n"
 	    "starting kbridged (through sudo unless root) if it is not running.\n"
+	    "An identity has one session: while it is connected from another\n"
+	    "workstation, connect is refused unless --replace ends that session\n"
+	    "(its intercepts and preview URLs end; it is told so).\n"
 	    "\n"
 	    "  -p, --profile FILE   client profile (JSON) issued by the manager\n"
 	    "  -n, --namespace NS   namespace for short names (default: default)\n"
+	    "      --replace        take over this identity's session elsewhere\n"
 	    "  -o, --output FMT     text (default) or json\n"
 	    "  -h, --help           show this help\n",
 	    "connect this workstation to a cluster" },
@@ -68,7 +74,7 @@ static const struct command commands[] = {
 	{ "intercept", cmd_intercept,
 	    "usage: kbridge intercept WORKLOAD [-n NS] --port LOCAL\n"
 	    "           [--http-header NAME=VALUE]... [--http-path-prefix PREFIX]\n"
-	    "           [--env-file FILE] [--preview-url [--preview-ttl DURATION]\n"
+	    "           [--env-file FILE [--env-all]] [--preview-url [--preview-ttl DURATION]\n"
 	    "           [--preview-host HOST]] [--output text|json]\n"
 	    "\n"
 	    "Send traffic of WORKLOAD to 127.0.0.1:LOCAL on this workstation:\n"
@@ -86,7 +92,10 @@ static const struct command commands[] = {
 	    "      --http-path-prefix P    match requests whose path starts with P\n"
 	    "  -e, --env-file FILE         write the workload's environment to FILE\n"
 	    "                              (mode 0600) for 'set -a; . FILE' or\n"
-	    "                              'docker run --env-file FILE'\n"
+	    "                              'docker run --env-file FILE'; leaves\n"
+	    "                              out what would take over your shell\n"
+	    "                              (PATH, HOME, LD_*, DYLD_*, SHELL, ...)\n"
+	    "      --env-all               write those too\n"
 	    "      --preview-url           also make a preview URL that sends\n"
 	    "                              its requests here (see 'kbridge\n"
 	    "                              preview create --help')\n"
@@ -180,7 +189,9 @@ static const struct command commands[] = {
 	{ "quit", cmd_quit,
 	    "usage: kbridge quit\n"
 	    "\n"
-	    "Disconnect, undo every network change and stop kbridged.\n"
+	    "Disconnect, undo every network change and stop kbridged. Your\n"
+	    "intercepts and their preview URLs end at once (what ended is\n"
+	    "listed): callers get the app in the cluster again right away.\n"
 	    "\n"
 	    "  -h, --help           show this help\n",
 	    "disconnect and stop kbridged" },
@@ -499,6 +510,8 @@ print_status(const cJSON *st)
 	}
 	if (jnum(st, "reconnects", &n))
 		LINE("reconnects", "%.0f", n);
+	if ((s = jstr(st, "replaced_by")) != NULL)
+		LINE("session", "replaced by another session from %s", s);
 	if ((s = jstr(st, "last_error")) != NULL)
 		LINE("last error", "%s", s);
 	print_intercepts(cJSON_GetObjectItemCaseSensitive(st, "intercepts"));
@@ -575,6 +588,7 @@ cmd_connect(int argc, char **argv)
 {
 	static const struct option opts[] = {
 		{ "profile", required_argument, NULL, 'p' },
+		{ "replace", no_argument, NULL, OPT_REPLACE },
 		LONGOPT_NAMESPACE,
 		LONGOPT_OUTPUT,
 		LONGOPT_HELP,
@@ -585,10 +599,13 @@ cmd_connect(int argc, char **argv)
 	cJSON *body = NULL, *prof, *resp = NULL;
 	char err[1024];
 	long status;
-	int ch, rc, started = 0, ret = 1;
+	int ch, rc, started = 0, ret = 1, replace = 0;
 
 	while ((ch = next_opt(argc, argv, ":p:n:o:h", opts)) != -1) {
 		switch (ch) {
+		case OPT_REPLACE:
+			replace = 1;
+			break;
 		case 'p':
 			profile = optarg;
 			break;
@@ -624,7 +641,8 @@ cmd_connect(int argc, char **argv)
 		errorx("out of memory");
 		goto done;
 	}
-	if (ns && cJSON_AddStringToObject(body, "namespace", ns) == NULL) {
+	if ((ns && cJSON_AddStringToObject(body, "namespace", ns) == NULL) ||
+	    (replace && cJSON_AddTrueToObject(body, "replace") == NULL)) {
 		errorx("out of memory");
 		goto done;
 	}
@@ -741,6 +759,26 @@ cmd_status(int argc, char **argv)
 	return 0;
 }
 
+/* What quit ended at once on the manager: intercepts and their previews. */
+static void
+print_ended(const cJSON *resp)
+{
+	const cJSON *ended = cJSON_GetObjectItemCaseSensitive(resp, "ended"), *i;
+	const char *s;
+	double n;
+
+	cJSON_ArrayForEach(i, ended) {
+		put_in("Ended intercept of ", orelse(jstr(i, "workload"), "?"), ".");
+		put_in("", orelse(jstr(i, "namespace"), "?"), ": its traffic goes to the "
+		    "cluster again");
+		if (jnum(i, "previews_ended", &n) && n > 0)
+			printf("; %.0f preview URL%s ended", n, n == 1 ? "" : "s");
+		putchar('\n');
+	}
+	if ((s = jstr(resp, "warning")) != NULL)
+		put_in("warning: ", s, "\n");
+}
+
 static int
 cmd_quit(int argc, char **argv)
 {
@@ -775,11 +813,13 @@ cmd_quit(int argc, char **argv)
 		kb_api_errmsg(status, resp, err, sizeof(err));
 		rc = KB_API_ERROR;
 	}
-	cJSON_Delete(resp);
 	if (rc != 0) {
+		cJSON_Delete(resp);
 		errorx("quit failed: %s", err);
 		return 1;
 	}
+	print_ended(resp);
+	cJSON_Delete(resp);
 	if (kb_api_wait(0, STOP_WAIT_MS) == -1) {
 		errorx("kbridged did not stop within %d s", STOP_WAIT_MS / 1000);
 		return 1;

@@ -101,6 +101,8 @@ status_json(struct kbd *d)
 		strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%SZ", &tm);
 		cJSON_AddStringToObject(j, "connected_since", buf);
 	}
+	if (d->replaced_by[0] && d->state == KBD_DISCONNECTED)
+		cJSON_AddStringToObject(j, "replaced_by", d->replaced_by);
 	if (d->last_error[0])
 		cJSON_AddStringToObject(j, "last_error", d->last_error);
 	else
@@ -397,6 +399,8 @@ handle_connect(struct evhttp_request *req, void *arg)
 	snprintf(d->ns, sizeof(d->ns), "%s", want_ns);
 	d->last_error[0] = '\0';
 	d->quitting = 0;
+	d->replaced_by[0] = '\0';
+	d->replace = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(body, "replace"));
 	wait_for_outcome(d, req);
 	if (tunnel_connect(d, err, sizeof(err)) < 0) {
 		d->state = KBD_DISCONNECTED;
@@ -426,14 +430,107 @@ quit_after_reply(struct evhttp_request *req, void *arg)
 	kbd_quit(arg);
 }
 
+/* A quit waits (briefly) for the manager to end our intercepts, so the CLI
+ * can say what ended. */
+#define QUIT_WAIT_MS 3000
+
+struct quit_wait {
+	struct kbd *d;
+	struct evhttp_request *req;	/* NULL once the CLI went away */
+	struct evhttp_connection *conn;
+	struct event *timer;
+	int answered;
+};
+
+static void
+quit_now(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	kbd_quit(arg);
+}
+
+/* The CLI went away before the answer: quit all the same. */
+static void
+quit_gone(struct evhttp_connection *conn, void *arg)
+{
+	struct quit_wait *q = arg;
+
+	(void)conn;
+	q->req = NULL;
+	q->conn = NULL;
+}
+
+static void
+quit_answer(struct quit_wait *q, const cJSON *res)
+{
+	const cJSON *ended = cJSON_GetObjectItemCaseSensitive(res, "ended");
+	cJSON *j;
+
+	if (q->answered)
+		return;
+	q->answered = 1;
+	if (!q->req) {
+		/* Not from within the session's callback: it is about to go. */
+		event_base_once(q->d->base, -1, EV_TIMEOUT, quit_now, q->d, &(struct timeval){ 0, 0 });
+		return;
+	}
+	evhttp_connection_set_closecb(q->conn, NULL, NULL);
+	j = cJSON_CreateObject();
+	cJSON_AddTrueToObject(j, "ok");
+	if (cJSON_IsArray(ended))
+		cJSON_AddItemToObject(j, "ended", cJSON_Duplicate(ended, 1));
+	else if (res == NULL)
+		cJSON_AddStringToObject(j, "warning", "the manager did not confirm that our "
+		    "intercepts ended; it releases them after its grace period");
+	evhttp_request_set_on_complete_cb(q->req, quit_after_reply, q->d);
+	control_reply(q->req, 200, j);
+}
+
+static void
+quit_left(void *ctx, const cJSON *res, const char *err)
+{
+	struct quit_wait *q = ctx;
+
+	(void)err;
+	quit_answer(q, res);
+	event_free(q->timer);
+	free(q);
+}
+
+static void
+quit_timeout(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	quit_answer(arg, NULL);
+}
+
 static void
 handle_quit(struct evhttp_request *req, void *arg)
 {
+	struct kbd *d = arg;
+	struct timeval tv = { QUIT_WAIT_MS / 1000, (QUIT_WAIT_MS % 1000) * 1000 };
+	struct quit_wait *q;
 	cJSON *j;
 
 	if (evhttp_request_get_command(req) != EVHTTP_REQ_POST) {
 		control_error(req, 405, "use POST");
 		return;
+	}
+	if ((q = calloc(1, sizeof(*q))) != NULL) {
+		q->d = d;
+		q->req = req;
+		q->conn = evhttp_request_get_connection(req);
+		if ((q->timer = evtimer_new(d->base, quit_timeout, q)) != NULL &&
+		    tunnel_leave_all(d, quit_left, q) == 0) {
+			evtimer_add(q->timer, &tv);
+			evhttp_connection_set_closecb(q->conn, quit_gone, q);
+			return;
+		}
+		if (q->timer)
+			event_free(q->timer);
+		free(q);
 	}
 	evhttp_request_set_on_complete_cb(req, quit_after_reply, arg);
 	j = cJSON_CreateObject();

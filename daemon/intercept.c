@@ -189,6 +189,9 @@ restore_send(struct local_icpt *i)
 		    i->ns);
 		return;
 	}
+	/* The same id: the previews of this intercept (and of no other)
+	 * serve it again. */
+	cJSON_AddStringToObject(msg, "resume", i->id);
 	memcpy(rs->workload, i->workload, sizeof(rs->workload));
 	memcpy(rs->ns, i->ns, sizeof(rs->ns));
 	/* Fails only without a session: the next hello tries again. */

@@ -56,6 +56,10 @@ struct kbd {
 	struct kb_mlink link;       /* dialing the manager, pacing retries */
 	struct event *retry_ev;
 	char manager_instance[40]; /* the manager process we talk to, from its hello */
+	int mgr_leave_all;          /* it takes "leave-all" (its hello says so) */
+	int left_all;               /* we sent it: our intercepts ended at once */
+	int replace;                /* connect --replace: take over our user's other session */
+	char replaced_by[80];       /* the manager gave our session to another workstation */
 	unsigned reconnects;
 	time_t connected_since;
 	char last_error[256];
@@ -152,6 +156,11 @@ void intercept_restore(struct kbd *d);
 
 /* preview.c: /v1/preview/create, /v1/preview/list, /v1/preview/remove */
 void preview_http(struct evhttp_request *req, void *arg);
+
+/* tunnel.c: end our intercepts on the manager now (quit, not a crash): done
+ * gets the result (its "ended" list), or NULL. -1 if the session or the
+ * manager cannot (done is not called then). */
+int tunnel_leave_all(struct kbd *d, tunnel_done_fn done, void *ctx);
 
 /* main.c */
 void kbd_quit(struct kbd *d);

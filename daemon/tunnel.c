@@ -113,6 +113,29 @@ request_result(struct kbd *d, const cJSON *msg)
 	return 0;
 }
 
+/* The manager gave our user's session to another workstation (connect
+ * --replace there): our intercepts went with it. Stay down, and say why in
+ * the status, rather than reconnect and take it back. */
+static void
+replaced_down(struct kbd *d)
+{
+	log_warnx("session replaced by another session of %s from %s: disconnected", d->user,
+	    d->replaced_by);
+	snprintf(d->last_error, sizeof(d->last_error), "replaced by another session of %s from "
+	    "%s ('kbridge connect --replace' takes it back)", d->user, d->replaced_by);
+	d->state = KBD_DISCONNECTED;
+	d->quitting = 1;
+	if (d->retry_ev)
+		evtimer_del(d->retry_ev);
+	kb_mlink_cancel(&d->link);
+	intercept_shutdown();
+	net_down(d);
+	kb_profile_free(&d->profile);
+	d->have_profile = 0;
+	SSL_CTX_free(d->ssl_ctx);
+	d->ssl_ctx = NULL;
+}
+
 /* A session ended or could not be set up. Before the first success the
  * waiting connect requests get the error; afterwards we retry. */
 static void
@@ -123,6 +146,10 @@ lost(struct kbd *d, const char *err)
 
 	fail_lookups(d);
 	snprintf(d->last_error, sizeof(d->last_error), "%s", err ? err : "session closed");
+	if (d->replaced_by[0]) {
+		replaced_down(d);
+		return;
+	}
 	if (d->quitting)
 		return;
 	if (d->state == KBD_CONNECTING) {
@@ -237,6 +264,10 @@ on_hello(struct kb_session *s, const cJSON *h, char *reason, size_t rlen, void *
 	}
 	if (d->state == KBD_RECONNECTING)
 		d->reconnects++;
+	d->mgr_leave_all = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(h, "leave_all"));
+	d->left_all = 0;
+	d->replace = 0;	/* taken over once; a reconnect is the same session */
+	d->replaced_by[0] = '\0';
 	d->state = KBD_CONNECTED;
 	d->connected_since = time(NULL);
 	d->refusals_logged = 0;
@@ -266,6 +297,13 @@ on_control(struct kb_session *s, const cJSON *msg, const char *type, void *arg)
 	(void)s;
 	if (!strcmp(type, "result"))
 		return request_result(d, msg);
+	if (!strcmp(type, "replaced")) {
+		const char *by = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(msg, "by"));
+
+		/* The manager's goaway follows and ends the session. */
+		snprintf(d->replaced_by, sizeof(d->replaced_by), "%s", by && *by ? by : "?");
+		return 0;
+	}
 	if (strcmp(type, "resolved") != 0)
 		return -1;
 	id = cJSON_GetObjectItemCaseSensitive(msg, "id");
@@ -342,6 +380,10 @@ link_hello(void *arg)
 	cJSON_AddStringToObject(hello, "software", "kbridge/" KBD_VERSION);
 	cJSON_AddStringToObject(hello, "namespace", d->ns);
 	cJSON_AddStringToObject(hello, "instance", d->instance_id);
+	/* We understand "replaced"; and connect --replace takes over. */
+	cJSON_AddTrueToObject(hello, "replaceable");
+	if (d->replace)
+		cJSON_AddTrueToObject(hello, "replace");
 	return hello;
 }
 
@@ -386,9 +428,37 @@ tunnel_connect(struct kbd *d, char *err, size_t errlen)
 	return 0;
 }
 
+int
+tunnel_leave_all(struct kbd *d, tunnel_done_fn done, void *ctx)
+{
+	cJSON *m;
+
+	if (!d->mgr_leave_all || !d->sess || !kb_session_ready(d->sess) ||
+	    (m = cJSON_CreateObject()) == NULL)
+		return -1;
+	cJSON_AddStringToObject(m, "type", "leave-all");
+	if (tunnel_request(d, m, done, ctx) < 0)
+		return -1;
+	d->left_all = 1;
+	return 0;
+}
+
+static void
+left_all(void *ctx, const cJSON *res, const char *err)
+{
+	(void)ctx;
+	(void)res;
+	(void)err;
+}
+
 void
 tunnel_stop(struct kbd *d, const char *why)
 {
+	/* A deliberate stop: our intercepts end now, not after the grace
+	 * period meant for crashes (their callers would get 502 until then).
+	 * The request leaves before the goaway; the session flushes it. */
+	if (!d->left_all)
+		tunnel_leave_all(d, left_all, NULL);
 	d->quitting = 1;
 	if (d->retry_ev)
 		evtimer_del(d->retry_ev);

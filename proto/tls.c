@@ -234,6 +234,21 @@ kb_tls_peer_identity(SSL *ssl, char *name, size_t namelen, char *role, size_t ro
 	return 0;
 }
 
+int
+kb_tls_peer_workload(SSL *ssl, char *buf, size_t len)
+{
+	X509 *x;
+
+	buf[0] = '\0';
+	if (SSL_get_verify_result(ssl) != X509_V_OK ||
+	    (x = SSL_get0_peer_certificate(ssl)) == NULL)
+		return -1;
+	if (X509_NAME_get_index_by_NID(X509_get_subject_name(x), NID_organizationalUnitName,
+	    -1) < 0)
+		return 0;
+	return name_entry(X509_get_subject_name(x), NID_organizationalUnitName, buf, len);
+}
+
 const char *
 kb_tls_errstr(char *buf, size_t len)
 {

@@ -20,6 +20,10 @@ SSL_CTX *kb_tls_client_ctx(const char *ca_pem, const char *cert_pem, const char 
     char *err, size_t errlen);
 /* After a verified handshake: the peer certificate's CN and O. 0 or -1. */
 int kb_tls_peer_identity(SSL *ssl, char *name, size_t namelen, char *role, size_t rolelen);
+/* After a verified handshake: the workload a sidecar certificate is bound
+ * to ("NAME.NAMESPACE", the subject's OU), or "" when it has none. 0, or -1
+ * (no verified certificate, or a repeated or unreadable OU). */
+int kb_tls_peer_workload(SSL *ssl, char *buf, size_t len);
 /* A PEM passphrase callback that refuses: an encrypted key fails instead
  * of prompting on the terminal. */
 int kb_tls_no_passphrase(char *buf, int size, int rwflag, void *u);

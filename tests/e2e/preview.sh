@@ -20,7 +20,8 @@ KB_PG_PREFIX=kbp
 PG_TIMEOUT=60
 FAIL_LOGS=(ws/kbridged.sock.log bob/kbridged.sock.log manager.log web/sidecar.log)
 . "$(dirname "$0")/common.bash"
-export KB_PG_GRACE=2
+# Long enough for curl and chromium to see a dead daemon's preview "not active".
+export KB_PG_GRACE=10
 SITE=$here/previewsite.py
 ART=$top/build/test-artifacts/preview
 BASE=http://preview.kb.test:8080
@@ -155,6 +156,19 @@ mcurl -H "x-kbridge-intercept-id: $bob_id" -H "Host: web.default" "http://192.16
 [[ $(code) == 404 ]]
 ok "a client's own x-kbridge-intercept-id (bob's or bogus) changes nothing: alice's preview stays alice's, none is 404"
 
+# --- the preview plus another developer's header: routed by the intercept id only. alice
+# makes her intercept again, after bob's (the sidecar once took the first match in order).
+alice leave web >/dev/null
+alice intercept web --port 8080 --http-header x-dev=alice --preview-url --output json >"$STATE/icpt.json"
+tok=$(pfield token <"$STATE/icpt.json")
+url=$(pfield url <"$STATE/icpt.json")
+link=$(pfield link <"$STATE/icpt.json")
+[[ $(mcurl -H 'x-dev: bob' "${url}api/hello") == "alice api" ]]
+[[ $(mcurl -H 'x-dev: bob' -H "Cookie: kbridge-preview=$tok" "$BASE/some/path") == "alice local: GET /some/path" ]]
+[[ $(pg api curl -sS -m 5 -H 'x-dev: bob' http://web.default/x) == "bob local: GET /x" ]]
+[[ $(pg api curl -sS -m 5 -H 'x-dev: alice' http://web.default/x) == "alice local: GET /x" ]]
+ok "a preview link plus 'x-dev: bob' reaches alice (routed by the intercept id only); bob's header alone reaches bob"
+
 for h in api.default api.default.svc.cluster.local web.default 10.96.1.2 kbridge-manager.kbridge.svc.cluster.local:8443 localhost; do
 	mcurl -H "Host: $h" "http://192.168.60.1:8080/" >/dev/null
 	[[ $(code) == 404 ]]
@@ -249,25 +263,48 @@ out=$(alice leave web)
 [[ $(mcurl "${url}api/hello") != *alice* && $(code) == 404 ]]
 ok "leave web ends its previews (404) and says so"
 
-# --- the owner quits: not active, at once, no hang
+# --- the owner's daemon dies: not active at once; released after the grace period, the
+# preview ends with its intercept
 alice intercept web --port 8080 --http-header x-dev=alice >/dev/null
 alice preview create web --output json >"$STATE/q.json"
 q_url=$(pfield url <"$STATE/q.json")
 [[ $(mcurl "${q_url}api/hello") == "alice api" ]]
-alice quit >/dev/null
+pid=$(alice status --output json | json "print(j['daemon']['pid'])")
+kill -9 "$pid"
 start=$(date +%s%N)
+poll 20 bash -c "[[ \$($PG exec mate curl -sS -m 2 -o /dev/null -w '%{http_code}' $q_url) == 503 ]]"
 body=$(mcurl --max-time 5 "$q_url")
 ms=$((($(date +%s%N) - start) / 1000000))
 [[ $(code) == 503 && $body == *"This preview is not active"* ]]
 chrome mate "$ART/not-active.html" --dump-dom "$q_url"
 grep -q "This preview is not active" "$ART/not-active.html"
 shot mate not-active "$q_url"
-ok "after alice quits her preview answers 503 'This preview is not active' (curl: $ms ms; chromium too)"
-sleep $((KB_PG_GRACE + 1))
-body=$(mcurl --max-time 5 "$q_url")
-[[ $(code) == 503 && $body == *"This preview is not active"* ]]
+ok "after alice's daemon dies her preview answers 503 'This preview is not active' ($ms ms; chromium too)"
+poll 250 bash -c "[[ \$($PG exec mate curl -sS -m 2 -o /dev/null -w '%{http_code}' $q_url) == 404 ]]"
 [[ $(pg api curl -sS -m 5 -H 'x-dev: alice' http://web.default/) == "hello from web (cluster)" ]]
-ok "after the grace period (intercept released) it still answers the not-active page"
+bob preview list --output json | json "assert not [p for p in j['previews'] if p['owner'] == 'alice'], j"
+ok "after the grace period the intercept is released and its preview ended with it (404), not listed"
+
+# --- quit: the global intercept and its preview end at once, also for a restarted manager
+alice connect --profile "$STATE/alice.json" >/dev/null
+bob leave web >/dev/null
+alice intercept web --port 8080 --preview-url --output json >"$STATE/g.json"
+g_url=$(pfield url <"$STATE/g.json")
+[[ $(mcurl "${g_url}api/hello") == "alice api" ]]
+[[ $(pg api curl -sS -m 5 http://web.default/x) == "alice local: GET /x" ]]
+out=$(alice quit)
+[[ $out == *"Ended intercept of web.default: its traffic goes to the cluster again; 1 preview URL ended"* ]]
+[[ $(pg api curl -sS -m 5 -o /dev/null -w '%{http_code}' http://web.default/) == 200 ]]
+[[ $(pg api curl -sS -m 5 http://web.default/) == "hello from web (cluster)" ]]
+[[ $(mcurl "$g_url") != *alice* && $(code) == 404 ]]
+bob preview list --output json | json "assert not [p for p in j['previews'] if p['owner'] == 'alice'], j"
+"$PG" restart-manager >/dev/null
+poll 100 bash -c "[[ \$($PG exec mate curl -sS -m 2 -o /dev/null -w '%{http_code}' $g_url) == 404 ]]"
+sleep 1
+[[ $(mcurl "$g_url") != *alice* && $(code) == 404 ]]
+[[ $(mcurl "$q_url") != *alice* && $(code) == 404 ]]
+no grep -q "${g_url:7:26}" "$STATE/cluster/previews.json"
+ok "alice quits with a global intercept: callers get the app at once (not 502), quit says what ended, its preview is gone (404), also after a manager restart"
 
 if [[ -n ${KB_SAN:-} ]]; then
 	no grep -E "ERROR: (Address|Leak)Sanitizer|runtime error:" "$STATE"/*.log "$STATE"/*/*.log

@@ -113,7 +113,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (size < 3)
 		return 0;
 	state = data[0] & 1;
-	TAILQ_FIRST(&pv.list)->released = (data[0] >> 1) & 1;
+	/* Bit 1: the preview's intercept has ended (the registry knows another). */
+	icpt_id = (data[0] >> 1) & 1 ? "icpt2" : "icpt1";
 	up.pass = (data[0] >> 2) & 1;
 	clen = (size_t)data[1] | (size_t)data[2] << 8;
 	data += 3;

@@ -7,6 +7,7 @@
 #define KB_PREVIEW_DOUBLES_H
 
 static int owned = 1, state = 1;
+static const char *icpt_id = "icpt1"; /* the intercept the registry knows, alice's */
 
 int
 icpt_owned(const char *owner, const char *wl, const char *ns, char *id, size_t idlen, int *http)
@@ -14,15 +15,15 @@ icpt_owned(const char *owner, const char *wl, const char *ns, char *id, size_t i
 	(void)owner;
 	(void)wl;
 	(void)ns;
-	snprintf(id, idlen, "icpt1");
+	snprintf(id, idlen, "%s", icpt_id);
 	*http = 1;
 	return owned ? 0 : -1;
 }
 
 int
-icpt_state(const char *id)
+icpt_state(const char *id, const char *owner)
 {
-	return strcmp(id, "icpt1") ? -1 : state;
+	return strcmp(id, icpt_id) || strcmp(owner, "alice") ? -1 : state;
 }
 
 void

@@ -11,6 +11,8 @@
 #include "../../agent/identity.c"
 
 static char root[] = "/tmp/kb-test-identity.XXXXXX";
+/* The workload the server saw in the last handshake's client certificate. */
+static char srv_workload[140];
 
 static int
 run(int (*cmd)(int, char **), ...)
@@ -116,6 +118,8 @@ handshake(SSL_CTX *sctx, SSL_CTX *cctx, char *srv_sees, char *cli_sees, char *wh
 	srv_sees[0] = cli_sees[0] = '\0';
 	if (kb_tls_peer_identity(s, name, sizeof(name), role, sizeof(role)) == 0)
 		sprintf(srv_sees, "%s/%s", name, role);
+	if (kb_tls_peer_workload(s, srv_workload, sizeof(srv_workload)) < 0)
+		snprintf(srv_workload, sizeof(srv_workload), "(error)");
 	if (kb_tls_peer_identity(c, name, sizeof(name), role, sizeof(role)) == 0)
 		sprintf(cli_sees, "%s/%s", name, role);
 	rc = 0;
@@ -274,8 +278,20 @@ test_issue(const char *dir, const char *a, const char *b)
 	ok(run(cmd_issue, "issue", "--state-dir", a, "--name", "alice",
 	    "--out", path(dir, "alice.json"), NULL) == 0);
 	ok(file_mode(path(dir, "alice.json")) == 0600);
+	/* A sidecar identity is bound to one workload, and only with --sidecar. */
 	ok(run(cmd_issue, "issue", "--state-dir", a, "--name", "web.default", "--sidecar",
+	    "--out", path(dir, "web.json"), NULL) == 2);
+	ok(run(cmd_issue, "issue", "--state-dir", a, "--name", "alice", "--workload", "web",
+	    "--out", path(dir, "web.json"), NULL) == 2);
+	ok(run(cmd_issue, "issue", "--state-dir", a, "--sidecar", "--workload", "Web",
+	    "--out", path(dir, "web.json"), NULL) == 2);
+	ok(run(cmd_issue, "issue", "--state-dir", a, "--sidecar", "--workload", "web",
+	    "--namespace", "a.b", "--out", path(dir, "web.json"), NULL) == 2);
+	ok(access(path(dir, "web.json"), F_OK) < 0);
+	ok(run(cmd_issue, "issue", "--state-dir", a, "--sidecar", "--workload", "web",
 	    "--out", path(dir, "web.json"), NULL) == 0);
+	ok(run(cmd_issue, "issue", "--state-dir", a, "--sidecar", "--workload", "echo",
+	    "--namespace", "shop", "--name", "echo-1", "--out", path(dir, "echo.json"), NULL) == 0);
 	ok(file_mode(path(dir, "web.json")) == 0600);
 	ok(run(cmd_issue, "issue", "--state-dir", b, "--name", "mallory",
 	    "--out", path(dir, "mallory.json"), NULL) == 0);
@@ -311,6 +327,7 @@ test_issue(const char *dir, const char *a, const char *b)
 
 	ok(kb_profile_load(path(dir, "web.json"), &p, err, sizeof(err)) == 0);
 	ok(p.role && strcmp(p.role, KB_ROLE_SIDECAR) == 0);
+	ok(p.name && strcmp(p.name, "web.default") == 0);
 	kb_profile_free(&p);
 	ok(kb_profile_load(path(dir, "mallory.json"), &p, err, sizeof(err)) == 0);
 	ok(p.manager && strcmp(p.manager, "manager.example:443") == 0);
@@ -401,10 +418,34 @@ test_tls(const char *dir, const char *a, const char *b)
 	ok(strcmp(c_sees, KB_ROLE_MANAGER "/" KB_ROLE_MANAGER) == 0);
 	SSL_CTX_free(cctx);
 
+	ok(srv_workload[0] == '\0');
 	ok((cctx = client_from_profile(&web)) != NULL);
 	ok(handshake(sctx, cctx, s_sees, c_sees, why, sizeof(why)) == 0);
 	ok(strcmp(s_sees, "web.default/" KB_ROLE_SIDECAR) == 0);
+	/* The manager reads the bound workload from the verified certificate. */
+	ok(strcmp(srv_workload, "web.default") == 0);
 	SSL_CTX_free(cctx);
+	{
+		struct kb_profile echo;
+
+		ok(kb_profile_load(path(dir, "echo.json"), &echo, err, sizeof(err)) == 0);
+		ok((cctx = client_from_profile(&echo)) != NULL);
+		ok(handshake(sctx, cctx, s_sees, c_sees, why, sizeof(why)) == 0);
+		printf("# echo sidecar: %s, workload %s\n", s_sees, srv_workload);
+		ok(strcmp(s_sees, "echo-1/" KB_ROLE_SIDECAR) == 0);
+		ok(strcmp(srv_workload, "echo.shop") == 0);
+		SSL_CTX_free(cctx);
+		kb_profile_free(&echo);
+	}
+	/* A sidecar certificate of before (no workload): "" for the manager,
+	 * which refuses it (agent/intercepts.c). */
+	forge(a, KB_ROLE_SIDECAR, "clientAuth", &crt, &key);
+	ok((cctx = kb_tls_client_ctx(alice.ca_pem, crt, key, err, sizeof(err))) != NULL);
+	ok(handshake(sctx, cctx, s_sees, c_sees, why, sizeof(why)) == 0);
+	ok(strcmp(s_sees, "forged/" KB_ROLE_SIDECAR) == 0 && srv_workload[0] == '\0');
+	SSL_CTX_free(cctx);
+	free(crt);
+	free_secret(key);
 
 	/* A client with no certificate at all. */
 	cctx = SSL_CTX_new(TLS_client_method());

@@ -351,11 +351,9 @@ main(void)
 	state = 1;
 	ok(get(&r, host, "/", NULL) == 200);
 
-	/* Released intercept: not active until it expires; ended: gone. */
-	preview_intercept_ended("icpt1", 1);
-	ok(p->released && p->expires > time(NULL));
-	ok(get(&r, host, "/", NULL) == 503);
-	preview_intercept_ended("icpt1", 0);
+	/* Released intercept (its workstation did not come back): a preview
+	 * never outlives its intercept, so it is gone, not "not active". */
+	ok(preview_intercept_ended("icpt1", 1) == 1);
 	ok(pv.count == 0 && get(&r, host, "/", NULL) == 404);
 
 	/* A preview may set the Host header the workload gets. */
@@ -425,7 +423,8 @@ main(void)
 	alice.sess = bob.sess;
 
 	/* Kept across a restart of the manager: not active until the owner's
-	 * intercept is made again, then the same URL serves it. */
+	 * intercept is made again under its id, then the same URL serves it;
+	 * a newer intercept of the same owner and workload does not. */
 	{
 		char store[] = "/tmp/kbpreviewXXXXXX", *txt;
 		struct stat stt;
@@ -442,20 +441,43 @@ main(void)
 		snprintf(tok, sizeof(tok), "%s", p->token);
 		ok(stat(store, &stt) == 0 && (stt.st_mode & 0777) == 0600);
 		txt = kb_read_file(store, 1 << 20, NULL);
-		ok(txt && strstr(txt, tok) && !strstr(txt, "icpt1"));
+		ok(txt && strstr(txt, tok) && strstr(txt, "\"intercept_id\":\"icpt1\""));
 		free(txt);
 		preview_shutdown();
 		ok(pv.count == 0);
+		/* The restarted registry has none of the old intercepts. */
+		icpt_id = "none";
 		ok(preview_start(&env, err, sizeof(err)) == 0);
 		ok(pv.count == 2);
 		snprintf(host, sizeof(host), "%s.preview.test:8080", tok);
 		ok(get(&r, host, "/", NULL) == 503 && strstr(r.body, "This preview is not active"));
-		preview_intercept_made("bob", "web", "default", "icpt1");
-		ok(get(&r, host, "/", NULL) == 503);
+		/* alice quit before the restart and later made a new intercept. */
+		icpt_id = "icpt2";
+		preview_intercept_made("alice", "web", "default", "icpt2");
+		ok(get(&r, host, "/", NULL) == 503 && strstr(r.body, "This preview is not active"));
+		icpt_id = "icpt1";
 		preview_intercept_made("alice", "web", "default", "icpt1");
 		ok(get(&r, host, "/", NULL) == 200 && strstr(r.body, "x-kbridge-intercept-id: icpt1\n"));
 		q = TAILQ_LAST(&pv.list, preview_list);
 		ok(q->expires >= time(NULL) + 58 && q->expires <= time(NULL) + 60);
+		/* A store of before previews named their intercept: whose they
+		 * were is unknown, so they end; the same entry with its
+		 * intercept's id is kept. */
+		{
+			const char *fmt = "[{\"token\":\"abcdefghijklmnopqrstuvwxyz\",\"workload\":"
+			    "\"web\",\"namespace\":\"default\",\"owner\":\"alice\",\"host\":\"\","
+			    "\"address\":\"127.0.0.1\",\"port\":80,\"created\":1,\"expires\":0%s}]";
+			char st[512];
+
+			preview_shutdown();
+			snprintf(st, sizeof(st), fmt, "");
+			kb_write_file(store, st, strlen(st), 0600);
+			ok(preview_start(&env, err, sizeof(err)) == 0 && pv.count == 0);
+			preview_shutdown();
+			snprintf(st, sizeof(st), fmt, ",\"intercept_id\":\"icpt1\"");
+			kb_write_file(store, st, strlen(st), 0600);
+			ok(preview_start(&env, err, sizeof(err)) == 0 && pv.count == 1);
+		}
 		/* A store that is not ours to read is ignored, loudly. */
 		kb_write_file(store, "{\"not\": \"a list\"}", 18, 0600);
 		preview_shutdown();
