@@ -71,6 +71,7 @@ http {
 EOF
 pg web nginx -p "$d/" -c "$d/nginx.conf" -e "$STATE/web/h2c-error.log"
 "$KB_BIN/kbridge-agent" issue --state-dir "$STATE/cluster" --name web2.default --sidecar \
+	--workload web --namespace default \
 	--out "$STATE/web/sidecar2.json" >/dev/null
 "$PG" exec web -- "$KB_BIN/kbridge-agent" sidecar --profile "$STATE/web/sidecar2.json" \
 	--workload web --namespace default --listen 0.0.0.0:8082 --app 127.0.0.1:81 \

@@ -1,8 +1,10 @@
 #!/bin/bash
 # Per-session limits of the manager, against a daemon that misbehaves: a raw
-# protocol peer (kbraw.py) with alice's profile, next to bob's real daemon.
+# protocol peer (kbraw.py) with a developer identity of its own (mallory: one
+# identity has one session, and alice's daemon holds hers), next to alice's
+# and bob's real daemons.
 #
-#   ws: kbraw.py (alice's cert) --TLS 192.168.50.1:8443--+
+#   ws: kbraw.py (mallory)      --TLS 192.168.50.1:8443--+
 #       kbridged (alice)                                  +--> node --> mgr 10.244.0.10
 #   bob: kbridged (bob), curl, getent --TLS 192.168.51.1-+     (:8443 sessions, :8080 previews)
 #                                                              web 10.244.1.10
@@ -41,6 +43,8 @@ works() { # NODE: resolves a cluster name and fetches a page through its daemon
 [[ -x $KB_BIN/kbridge && -x $KB_BIN/kbridged && -x $KB_BIN/kbridge-agent ]]
 "$PG" up >/dev/null
 alice connect --profile "$STATE/alice.json" >/dev/null
+"$KB_BIN/kbridge-agent" issue --state-dir "$STATE/cluster" --name mallory \
+	--out "$STATE/mallory.json" >/dev/null
 bob connect --profile "$STATE/bob.json" >/dev/null
 works ws
 works bob
@@ -49,7 +53,7 @@ ok "playground up, alice and bob connected"
 # --- 1. early data to an address that never answers
 rss0=$(vm VmRSS)
 lines0=$(log_lines)
-out=$(raw --wait 30 "$STATE/alice.json" streams 600 10.244.3.99:80 524288)
+out=$(raw --wait 30 "$STATE/mallory.json" streams 600 10.244.3.99:80 524288)
 echo "  $out"
 hwm=$(vm VmHWM)
 echo "  manager VmRSS before ${rss0} kB, peak after ${hwm} kB"
@@ -62,7 +66,7 @@ mgr_alive
 ok "600 streams x 512 KiB of early data: reset at 64 KiB each, manager grew $(((hwm - rss0) / 1024)) MiB (< 64)"
 
 # --- 2. early data within the limit: connects in progress are capped
-out=$(raw --wait 30 "$STATE/alice.json" streams 600 10.244.3.99:80 60000)
+out=$(raw --wait 30 "$STATE/mallory.json" streams 600 10.244.3.99:80 60000)
 echo "  $out"
 hwm=$(vm VmHWM)
 [[ $(jget "$out" 'r["closed"]') == False && $(jget "$out" 'r["unanswered"]') == 0 ]]
@@ -81,7 +85,7 @@ ok "the manager's log has $added lines for 1200 refused streams, with counts at 
 
 # --- 3. a flood of lookups
 lines0=$(log_lines)
-pg ws python3 "$here/kbraw.py" --wait 60 "$STATE/alice.json" resolve 30000 nosuch.default \
+pg ws python3 "$here/kbraw.py" --wait 60 "$STATE/mallory.json" resolve 30000 nosuch.default \
 	>"$STATE/flood.json" &
 flood=$!
 bg_pids+=($flood)
@@ -103,7 +107,7 @@ ok "every lookup answered, over 256 in flight refused at once (REFUSED); $added 
 # --- 4. the manager's own addresses
 lines0=$(log_lines)
 for dst in 10.244.0.10:8080 10.244.0.10:8443; do
-	out=$(raw --wait 10 "$STATE/alice.json" dial "$dst")
+	out=$(raw --wait 10 "$STATE/mallory.json" dial "$dst")
 	echo "  $out"
 	[[ $(jget "$out" 'r["resets"].get("5", 0)') == 1 ]]
 	[[ $(jget "$out" 'list(r["texts"])[0]') == "$dst is the kbridge manager's own address" ]]
