@@ -56,6 +56,17 @@ k8s_bin() {
 
 k8s_enabled() { [[ -e $STATE/k8s ]]; }
 
+# down: the API server's state is thrown away, so no graceful shutdown
+# (kill_pids would wait 2 s for it)
+k8s_stop() {
+	local f pid
+	for f in "$K8S"/{kwok,apiserver,etcd}.pid; do
+		pid=$(pidof_file "$f" || true)
+		alive "$pid" && kill -KILL "$pid" 2>/dev/null
+	done
+	return 0
+}
+
 k8s_expected() {
 	k8s_enabled || return 0
 	echo "etcd(node) $K8S/etcd.pid"
@@ -155,9 +166,9 @@ EOF
       apiVersion: client.authentication.k8s.io/v1
       command: $K8S/carol-credential
       interactiveMode: Never" carol
-	# test credentials, readable so a developer without root can use them
-	chmod 644 "$K8S"/{alice,bob,carol}.kubeconfig "$K8S"/{alice.crt,alice.key,carol.token}
-	chmod 600 "$K8S"/admin.kubeconfig "$K8S"/{ca.key,admin.key,sa.key}
+	# private, as $STATE/{alice,bob}.json (a test running a developer
+	# without root hands them over)
+	chmod 600 "$K8S"/*.kubeconfig "$K8S"/*.key "$K8S"/carol.token
 }
 
 # kwok's stages, with pod-ready reporting the annotated address as the pod IP
@@ -495,6 +506,7 @@ k8s_populate() {
 	mkdir -p "$sa"
 	k8s_kubectl -n kbridge create token kbridge-manager --duration 24h \
 		--bound-object-kind Pod --bound-object-name kbridge-manager >"$sa/token"
+	chmod 600 "$sa/token"
 	cp "$K8S/ca.crt" "$sa/ca.crt"
 	printf kbridge >"$sa/namespace"
 	echo "$((SECONDS - t0))" >"$K8S/populate-seconds"

@@ -35,7 +35,7 @@ rmdir "$empty"
 ok "up --k8s without the control plane binaries fails clearly, creates nothing"
 
 "$PG" up --k8s >/dev/null
-ok "up --k8s (API server ready after $(cat "$K/populate-seconds") s of waiting)"
+ok "up --k8s (the API server and its objects ready $(cat "$K/populate-seconds") s after the rest)"
 
 "$PG" status | grep -q 'kube-apiserver.*6443'
 for p in etcd apiserver kwok; do alive=$(cat "$K/$p.pid"); [[ -d /proc/$alive ]]; done
