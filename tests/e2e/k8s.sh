@@ -37,7 +37,7 @@ ok "up --k8s without the control plane binaries fails clearly, creates nothing"
 "$PG" up --k8s >/dev/null
 ok "up --k8s (the API server and its objects ready $(cat "$K/populate-seconds") s after the rest)"
 
-"$PG" status | grep -q 'kube-apiserver.*6443'
+[[ $("$PG" status) == *"kube-apiserver   https://192.168.50.1:6443"* ]]
 for p in etcd apiserver kwok; do alive=$(cat "$K/$p.pid"); [[ -d /proc/$alive ]]; done
 ok "status shows etcd, kube-apiserver and kwok running"
 
