@@ -40,6 +40,8 @@ K8S_POD_IP_KEY=playground.kbridge.dev/pod-ip
 K8S_NETNS_KEY=playground.kbridge.dev/netns
 declare -A K8S_POD_NAME=([mgr]=kbridge-manager [web]=web [api]=api [echo]=echo
 	[cart]=cart)
+# Service and container port names
+declare -A K8S_PORT_NAME=([80]=http [7]=echo [8443]=tunnel)
 declare -A K8S_APP_IMAGE=([mgr]=kbridge/agent:dev [web]=nginx:1.27 [api]=nginx:1.27
 	[echo]=alpine/socat:1.8 [cart]=nginx:1.27)
 
@@ -53,6 +55,10 @@ k8s_bin() {
 		[[ -e $K8S_BIN/$b ]] || die "--k8s: no $K8S_BIN/$b (run scripts/build-control-plane)"
 	done
 }
+
+# spawn, but not a job of this shell: a failed up kills it with SIGKILL,
+# which bash would report
+k8s_spawn() { spawn "$@"; disown; }
 
 k8s_enabled() { [[ -e $STATE/k8s ]]; }
 
@@ -279,13 +285,13 @@ k8s_start() {
 	nx node nft add rule ip playground svc ip daddr "$K8S_SVC_IP" tcp dport 443 \
 		dnat to "$K8S_NODE_IP:$K8S_PORT"
 
-	spawn node "$K8S/etcd.pid" "$K8S/etcd.log" \
+	k8s_spawn node "$K8S/etcd.pid" "$K8S/etcd.log" \
 		"$K8S_BIN/etcd" --name node --data-dir "$K8S/etcd" --unsafe-no-fsync \
 		--listen-client-urls http://127.0.0.1:2379 --advertise-client-urls http://127.0.0.1:2379 \
 		--listen-peer-urls http://127.0.0.1:2380 --initial-advertise-peer-urls http://127.0.0.1:2380 \
 		--initial-cluster node=http://127.0.0.1:2380 --listen-metrics-urls ''
 	# The API server retries etcd until it answers.
-	spawn node "$K8S/apiserver.pid" "$K8S/apiserver.log" \
+	k8s_spawn node "$K8S/apiserver.pid" "$K8S/apiserver.log" \
 		"$K8S_BIN/kube-apiserver" --etcd-servers http://127.0.0.1:2379 \
 		--bind-address 0.0.0.0 --secure-port "$K8S_PORT" --advertise-address "$K8S_NODE_IP" \
 		--service-cluster-ip-range 10.96.0.0/16 --authorization-mode Node,RBAC \
@@ -314,8 +320,8 @@ k8s_check_alive() {
 	for f in "$K8S"/{etcd,apiserver,kwok}.pid; do
 		[[ -e $f ]] || continue
 		alive "$(pidof_file "$f")" && continue
-		echo "playground: $(basename "$f" .pid) died" >&2
-		k8s_logs
+		echo "playground: $(basename "$f" .pid) died; ${f%.pid}.log:" >&2
+		tail -n 15 "${f%.pid}.log" >&2
 		return 1
 	done
 }
@@ -434,7 +440,7 @@ EOF
 			echo "    - {name: tunnel, containerPort: 8443}"
 			echo "    - {name: preview, containerPort: 8080}"
 		else
-			echo "    - {name: app, containerPort: ${APP_PORT[$pod]}}"
+			echo "    - {name: ${K8S_PORT_NAME[${APP_PORT[$pod]}]}, containerPort: ${APP_PORT[$pod]}}"
 		fi
 		[[ $pod == web ]] && echo "    - {name: iperf3, containerPort: 5201}"
 		if [[ ! -e $STATE/no-manager && -n ${SIDECAR_PORT[$pod]:-} ]]; then
@@ -462,7 +468,7 @@ spec:
   clusterIP: $ip
   selector: {app: $p}
   ports:
-  - {name: tcp-$port, port: $port, targetPort: $to, protocol: TCP}
+  - {name: ${K8S_PORT_NAME[$port]}, port: $port, targetPort: $to, protocol: TCP}
 ---
 apiVersion: discovery.k8s.io/v1
 kind: EndpointSlice
@@ -474,7 +480,7 @@ metadata:
     endpointslice.kubernetes.io/managed-by: playground.kbridge.dev
 addressType: IPv4
 ports:
-- {name: tcp-$port, port: $to, protocol: TCP}
+- {name: ${K8S_PORT_NAME[$port]}, port: $to, protocol: TCP}
 endpoints:
 - addresses: [${POD_IP[$pod]}]
   conditions: {ready: true, serving: true, terminating: false}
@@ -490,7 +496,7 @@ k8s_populate() {
 	local t0=$SECONDS
 	k8s_wait 60 "kube-apiserver /readyz" k8s_ready
 	k8s_kwok_stages >"$K8S/kwok-stages.yaml"
-	spawn node "$K8S/kwok.pid" "$K8S/kwok.log" \
+	k8s_spawn node "$K8S/kwok.pid" "$K8S/kwok.log" \
 		"$K8S_BIN/kwok" --kubeconfig "$K8S/admin.kubeconfig" --config "$K8S/kwok-stages.yaml" \
 		--manage-all-nodes=false \
 		--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake \
