@@ -73,6 +73,13 @@ k8s_stop() {
 	return 0
 }
 
+# node's dnsmasq reads its kubernetes.default record from a file, written
+# (and re-read on SIGHUP) when the API server is added; empty without --k8s
+k8s_dns_args() {
+	[[ -e $STATE/node/k8s.hosts ]] || : >"$STATE/node/k8s.hosts"
+	echo "--addn-hosts=$STATE/node/k8s.hosts"
+}
+
 k8s_expected() {
 	k8s_enabled || return 0
 	echo "etcd(node) $K8S/etcd.pid"
@@ -284,6 +291,11 @@ k8s_start() {
 		tcp dport "$K8S_PORT" accept
 	nx node nft add rule ip playground svc ip daddr "$K8S_SVC_IP" tcp dport 443 \
 		dnat to "$K8S_NODE_IP:$K8S_PORT"
+
+	local pid
+	printf '%s kubernetes.default.svc.cluster.local\n' "$K8S_SVC_IP" >"$STATE/node/k8s.hosts"
+	pid=$(pidof_file "$STATE/node/dnsmasq.pid" || true)
+	if alive "$pid"; then kill -HUP "$pid"; fi
 
 	k8s_spawn node "$K8S/etcd.pid" "$K8S/etcd.log" \
 		"$K8S_BIN/etcd" --name node --data-dir "$K8S/etcd" --unsafe-no-fsync \
