@@ -133,12 +133,12 @@ users:
   user:
 $3
 contexts:
-- name: playground
+- name: $4@playground
   context:
     cluster: playground
     user: $4
     namespace: default
-current-context: playground
+current-context: $4@playground
 EOF
 }
 
@@ -173,7 +173,6 @@ printf '{"apiVersion":"client.authentication.k8s.io/v1","kind":"ExecCredential",
 EOF
 	chmod 755 "$K8S/carol-credential"
 	: >"$K8S/carol-credential.log"
-	chmod 666 "$K8S/carol-credential.log"
 	k8s_kubeconfig "$K8S/carol.kubeconfig" "https://192.168.50.1:$K8S_PORT" \
 "    exec:
       apiVersion: client.authentication.k8s.io/v1
@@ -239,6 +238,27 @@ spec:
         state:
           running:
             startedAt: {{ $now | Quote }}
+      {{ end }}
+
+      initContainerStatuses:
+      {{ range .spec.initContainers }}
+      - image: {{ .image | Quote }}
+        name: {{ .name | Quote }}
+        ready: true
+        restartCount: 0
+        {{ if eq .restartPolicy "Always" }}
+        started: true
+        state:
+          running:
+            startedAt: {{ $now | Quote }}
+        {{ else }}
+        state:
+          terminated:
+            exitCode: 0
+            finishedAt: {{ $now | Quote }}
+            reason: Completed
+            startedAt: {{ $now | Quote }}
+        {{ end }}
       {{ end }}
       {{ $hostIPs := NodeIPsWith .spec.nodeName }}
       {{ with $hostIPs }}
