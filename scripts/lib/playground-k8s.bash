@@ -308,7 +308,7 @@ k8s_start() {
 	# mate still reaches nothing but the preview port. Pods reach it at the
 	# kubernetes Service, as kube-proxy makes it.
 	nx node nft insert rule ip playground input iifname '{ "v-ws", "v-bob" }' \
-		tcp dport "$K8S_PORT" accept
+		ip daddr '{ 192.168.50.1, 192.168.51.1 }' tcp dport "$K8S_PORT" accept
 	nx node nft add rule ip playground svc ip daddr "$K8S_SVC_IP" tcp dport 443 \
 		dnat to "$K8S_NODE_IP:$K8S_PORT"
 
