@@ -503,8 +503,8 @@ kc_server(struct kb_kubeconfig *kc, struct kc_file *f, yaml_node_t *item, const 
 		kc_err(err, errlen, "%s:%lu: cluster \"%s\": server %s is not https: kbridge talks to the API server over TLS only",
 		    f->name, kc_line(item), kc->cluster, s);
 		return -1;
-	} else {
-		kc->server = strdup(s);
+	} else if ((kc->server = strdup(s)) != NULL) {
+		memcpy(kc->server, "https", 5);
 	}
 	if (kc->server == NULL)
 		goto oom;

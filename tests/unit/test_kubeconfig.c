@@ -419,6 +419,12 @@ test_refusals(void)
 	ok(kc != NULL && kb_kubeconfig_insecure(kc) && same(kb_kubeconfig_user(kc), ""));
 	kb_kubeconfig_free(kc);
 
+	put("upper", "current-context: c\ncontexts:\n- name: c\n  context: {cluster: k}\n"
+	    "clusters:\n- name: k\n  cluster: {server: \"HTTPS://Api.Example/k8s/\"}\n");
+	kc = load(path("upper"), NULL, NULL, NULL, 0);
+	ok(kc != NULL && same(kb_kubeconfig_server(kc), "https://Api.Example/k8s"));
+	kb_kubeconfig_free(kc);
+
 	/* tls-server-name: the URL names it, CONNECT_TO maps it to the server. */
 	put("sni", ANON "    tls-server-name: api.test\n");
 	kc = load(path("sni"), NULL, NULL, NULL, 0);
