@@ -96,6 +96,9 @@ kc_path(const struct kc_file *f, const char *p)
 
 	if (p[0] == '/' || f->dir == NULL)
 		return strdup(p);
+	while (p[0] == '.' && p[1] == '/')	/* as Go's filepath.Join */
+		for (p += 2; *p == '/'; p++)
+			;
 	return asprintf(&s, "%s/%s", f->dir, p) < 0 ? NULL : s;
 }
 

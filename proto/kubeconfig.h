@@ -88,7 +88,9 @@ time_t kb_kubeconfig_expiry(const struct kb_kubeconfig *kc);
  * as a Bearer Authorization (libcurl sends it only to this host), peer and
  * host verification on, and for tls-server-name a CONNECT_TO mapping (the
  * URL's host must then be kb_kubeconfig_url's). c keeps a pointer to a list
- * owned by kc: kc must outlive c's transfers. 0 or -1 with err. */
+ * owned by kc: kc must outlive c's transfers. Proxies from the environment
+ * apply, as in kubectl, unless the caller sets CURLOPT_PROXY. 0 or -1 with
+ * err. */
 int kb_kubeconfig_curl(struct kb_kubeconfig *kc, CURL *c, char *err, size_t errlen);
 /* The URL for an API path ("/api/v1/namespaces"): server + path, with the
  * host replaced by tls-server-name when set (see kb_kubeconfig_curl).

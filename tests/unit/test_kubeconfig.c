@@ -593,7 +593,8 @@ test_exec(void)
 	put("x/fail.txt", "some progress\nerror: you are not logged in\n\n");
 	kb_kubeconfig_refresh(kc);
 	ok(kb_kubeconfig_auth(kc, err, sizeof(err)) == -1 && runs() == n + 1);
-	ok(contains(err, "plugin.sh failed (exit 3): error: you are not logged in"));
+	/* The relative command is resolved against the kubeconfig's directory. */
+	ok(contains(err, path("x/bin/plugin.sh failed (exit 3): error: you are not logged in")));
 	ok(contains(err, "; install the plugin with care") && strchr(err, '\n') == NULL);
 	/* The failed run did not clear the refresh: the next call tries again. */
 	put("x/fail.txt", "");
