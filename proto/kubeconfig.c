@@ -154,8 +154,17 @@ kc_get(struct kc_file *f, yaml_node_t *map, const char *key, yaml_node_t **out, 
 		yaml_node_t *k = yaml_document_get_node(&f->doc, pr->key);
 		yaml_node_t *v = yaml_document_get_node(&f->doc, pr->value);
 
-		if (k == NULL || k->type != YAML_SCALAR_NODE ||
-		    strcmp((const char *)k->data.scalar.value, key) != 0)
+		if (k == NULL || k->type != YAML_SCALAR_NODE)
+			continue;
+		/* kubectl (go-yaml) expands merge keys, libyaml does not:
+		 * refuse rather than read something else than kubectl. */
+		if (k->data.scalar.style == YAML_PLAIN_SCALAR_STYLE &&
+		    strcmp((const char *)k->data.scalar.value, "<<") == 0) {
+			kc_err(err, errlen, "%s:%lu: YAML merge keys (<<) are not supported", f->name,
+			    kc_line(k));
+			return -1;
+		}
+		if (strcmp((const char *)k->data.scalar.value, key) != 0)
 			continue;
 		if (found) {
 			kc_err(err, errlen, "%s:%lu: %s is given twice", f->name, kc_line(k), key);

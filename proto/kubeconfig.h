@@ -39,9 +39,9 @@ struct kb_kubeconfig_opts {
 
 /* Read the files, select the context and resolve its cluster and user
  * (static credentials are read now, an exec plugin runs only in
- * kb_kubeconfig_auth). Nothing is read from the environment: the caller
- * passes it in o. NULL with one line in err (file:line when it is about a
- * file's content). The caller frees with kb_kubeconfig_free. */
+ * kb_kubeconfig_auth). No getenv: the caller passes $KUBECONFIG and $HOME in
+ * o. NULL with one line in err (file:line when it is about a file's
+ * content). The caller frees with kb_kubeconfig_free. */
 struct kb_kubeconfig *kb_kubeconfig_load(const struct kb_kubeconfig_opts *o, char *err,
     size_t errlen);
 /* The same from one file's content in memory (tests, fuzzer); name is used

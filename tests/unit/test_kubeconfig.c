@@ -365,6 +365,9 @@ test_refusals(void)
 	ok(fails("dupkey", "current-context: c\ncurrent-context: d\n", "given twice"));
 	ok(fails("dupname", HEAD "- name: k\n  cluster: {server: https://x}\nusers:\n- name: u\n",
 	    "\"k\" is defined twice"));
+	ok(fails("merge", "base: &b {server: https://x}\ncurrent-context: c\n"
+	    "contexts:\n- name: c\n  context: {cluster: k}\n"
+	    "clusters:\n- name: k\n  cluster:\n    <<: *b\n", ":9: YAML merge keys"));
 	ok(fails("nul", HEAD "users:\n- name: u\n  user: {token: \"a\\0b\"}\n", "NUL"));
 	ok(fails("noserver", "current-context: c\ncontexts:\n- name: c\n  context: {cluster: k}\n"
 	    "clusters:\n- name: k\n  cluster: {}\n", "cluster \"k\" has no server"));
