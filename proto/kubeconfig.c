@@ -206,8 +206,13 @@ kc_str(struct kc_file *f, yaml_node_t *map, const char *key, const char **out, c
 static int
 kc_bool(struct kc_file *f, yaml_node_t *map, const char *key, int *out, char *err, size_t errlen)
 {
-	static const char *const yes[] = { "true", "True", "TRUE", "yes", "Yes", "YES", "on", "On", "ON" };
-	static const char *const no[] = { "false", "False", "FALSE", "no", "No", "NO", "off", "Off", "OFF" };
+	/* YAML 1.1 booleans, as go-yaml v2 reads them. */
+	static const char *const yes[] = {
+		"true", "True", "TRUE", "yes", "Yes", "YES", "on", "On", "ON"
+	};
+	static const char *const no[] = {
+		"false", "False", "FALSE", "no", "No", "NO", "off", "Off", "OFF"
+	};
 	const char *s;
 	size_t i;
 
@@ -696,7 +701,8 @@ kc_exec_conf(struct kb_kubeconfig *kc, struct kc_file *f, yaml_node_t *xn, char 
 	if (x->argv[0] == NULL)
 		goto oom;
 	n = 1;
-	for (it = args ? args->data.sequence.items.start : NULL; args && it < args->data.sequence.items.top; it++) {
+	for (it = args ? args->data.sequence.items.start : NULL;
+	    args && it < args->data.sequence.items.top; it++) {
 		yaml_node_t *a = yaml_document_get_node(&f->doc, *it);
 
 		if (a == NULL || a->type != YAML_SCALAR_NODE ||
@@ -712,7 +718,8 @@ kc_exec_conf(struct kb_kubeconfig *kc, struct kc_file *f, yaml_node_t *xn, char 
 	if ((x->env = calloc(n + 1, sizeof(char *))) == NULL)
 		goto oom;
 	n = 0;
-	for (it = env ? env->data.sequence.items.start : NULL; env && it < env->data.sequence.items.top; it++) {
+	for (it = env ? env->data.sequence.items.start : NULL;
+	    env && it < env->data.sequence.items.top; it++) {
 		yaml_node_t *e = yaml_document_get_node(&f->doc, *it);
 		const char *name, *value;
 
@@ -1080,16 +1087,65 @@ kb_kubeconfig_free(struct kb_kubeconfig *kc)
 	free(kc);
 }
 
-const char *kb_kubeconfig_context(const struct kb_kubeconfig *kc) { return kc->context; }
-const char *kb_kubeconfig_cluster(const struct kb_kubeconfig *kc) { return kc->cluster; }
-const char *kb_kubeconfig_user(const struct kb_kubeconfig *kc) { return kc->user; }
-const char *kb_kubeconfig_namespace(const struct kb_kubeconfig *kc) { return kc->ns; }
-const char *kb_kubeconfig_server(const struct kb_kubeconfig *kc) { return kc->server; }
-const char *kb_kubeconfig_tls_server_name(const struct kb_kubeconfig *kc) { return kc->tls_server_name; }
-int kb_kubeconfig_insecure(const struct kb_kubeconfig *kc) { return kc->insecure; }
-int kb_kubeconfig_has_exec(const struct kb_kubeconfig *kc) { return kc->exec != NULL; }
-const char *kb_kubeconfig_token(const struct kb_kubeconfig *kc) { return kc->token; }
-time_t kb_kubeconfig_expiry(const struct kb_kubeconfig *kc) { return kc->expiry; }
+const char *
+kb_kubeconfig_context(const struct kb_kubeconfig *kc)
+{
+	return kc->context;
+}
+
+const char *
+kb_kubeconfig_cluster(const struct kb_kubeconfig *kc)
+{
+	return kc->cluster;
+}
+
+const char *
+kb_kubeconfig_user(const struct kb_kubeconfig *kc)
+{
+	return kc->user;
+}
+
+const char *
+kb_kubeconfig_namespace(const struct kb_kubeconfig *kc)
+{
+	return kc->ns;
+}
+
+const char *
+kb_kubeconfig_server(const struct kb_kubeconfig *kc)
+{
+	return kc->server;
+}
+
+const char *
+kb_kubeconfig_tls_server_name(const struct kb_kubeconfig *kc)
+{
+	return kc->tls_server_name;
+}
+
+int
+kb_kubeconfig_insecure(const struct kb_kubeconfig *kc)
+{
+	return kc->insecure;
+}
+
+int
+kb_kubeconfig_has_exec(const struct kb_kubeconfig *kc)
+{
+	return kc->exec != NULL;
+}
+
+const char *
+kb_kubeconfig_token(const struct kb_kubeconfig *kc)
+{
+	return kc->token;
+}
+
+time_t
+kb_kubeconfig_expiry(const struct kb_kubeconfig *kc)
+{
+	return kc->expiry;
+}
 
 const char *
 kb_kubeconfig_ca_pem(const struct kb_kubeconfig *kc, size_t *len)
@@ -1183,7 +1239,8 @@ kc_exec_info(const struct kb_kubeconfig *kc)
 			if (kc->ca_len > INT_MAX / 2 ||
 			    (b64 = malloc((kc->ca_len + 2) / 3 * 4 + 1)) == NULL)
 				goto done;
-			EVP_EncodeBlock((unsigned char *)b64, (unsigned char *)kc->ca, (int)kc->ca_len);
+			EVP_EncodeBlock((unsigned char *)b64, (unsigned char *)kc->ca,
+			    (int)kc->ca_len);
 			if (!cJSON_AddStringToObject(cl, "certificate-authority-data", b64))
 				goto done;
 		}
@@ -1211,7 +1268,8 @@ kc_exec_env(const struct kc_exec *x, char *info)
 	for (i = 0, k = 0; i < n; i++) {
 		const char *e = environ[i], *eq = strchr(e, '=');
 		size_t nl = eq ? (size_t)(eq - e) : strlen(e);
-		int over = nl == strlen("KUBERNETES_EXEC_INFO") && !strncmp(e, "KUBERNETES_EXEC_INFO", nl);
+		int over = nl == strlen("KUBERNETES_EXEC_INFO") &&
+		    !strncmp(e, "KUBERNETES_EXEC_INFO", nl);
 
 		for (p = x->env; *p && !over; p++)
 			over = !strncmp(*p, e, nl) && (*p)[nl] == '=';
@@ -1557,7 +1615,10 @@ kb_kubeconfig_curl(struct kb_kubeconfig *kc, CURL *c, char *err, size_t errlen)
 
 	if (kb_kubeconfig_auth(kc, err, errlen) < 0)
 		return -1;
-#define SET(o, v) do { if (cc == CURLE_OK && (cc = curl_easy_setopt(c, o, v)) != CURLE_OK) opt = #o; } while (0)
+#define SET(o, v) do {							\
+	if (cc == CURLE_OK && (cc = curl_easy_setopt(c, o, v)) != CURLE_OK)	\
+		opt = #o;							\
+} while (0)
 	SET(CURLOPT_SSL_VERIFYPEER, kc->insecure ? 0L : 1L);
 	SET(CURLOPT_SSL_VERIFYHOST, kc->insecure ? 0L : 2L);
 	if (kc->ca != NULL) {

@@ -56,7 +56,8 @@ const char *kb_kubeconfig_context(const struct kb_kubeconfig *kc);	/* context na
 const char *kb_kubeconfig_cluster(const struct kb_kubeconfig *kc);	/* cluster name */
 const char *kb_kubeconfig_user(const struct kb_kubeconfig *kc);	/* user name, "" if none */
 const char *kb_kubeconfig_namespace(const struct kb_kubeconfig *kc);	/* "default" if unset */
-const char *kb_kubeconfig_server(const struct kb_kubeconfig *kc);	/* https://host[:port][/path] */
+/* https://host[:port][/path], no trailing '/'. */
+const char *kb_kubeconfig_server(const struct kb_kubeconfig *kc);
 const char *kb_kubeconfig_tls_server_name(const struct kb_kubeconfig *kc); /* NULL if unset */
 /* The CA bundle (PEM, NUL-terminated), NULL: the system's roots. */
 const char *kb_kubeconfig_ca_pem(const struct kb_kubeconfig *kc, size_t *len);
