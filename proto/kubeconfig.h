@@ -11,8 +11,10 @@
  *
  * Stricter than kubectl, each with one clear error: the server must be
  * https, insecure-skip-tls-verify needs KB_KC_ALLOW_INSECURE, and proxy-url,
- * username/password (basic auth), auth-provider, impersonation ("as") and an
- * exec plugin combined with static credentials are refused. */
+ * username/password (basic auth), auth-provider, impersonation ("as"), an
+ * exec plugin combined with static credentials, exec interactiveMode Always
+ * (plugins get no terminal), a name or key given twice, and YAML merge keys
+ * (<<) are refused. */
 #ifndef KB_KUBECONFIG_H
 #define KB_KUBECONFIG_H
 
