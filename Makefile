@@ -19,8 +19,8 @@ LDFLAGS  += $(SANFLAGS)
 LIBS_EVENT = -levent_core -levent_extra -levent_openssl -lssl -lcrypto
 LIBS_AGENT = $(LIBS_EVENT) -lcares -lcjson -luring
 LIBS_DAEMON = $(LIBS_EVENT) -lcares -lcjson -lnftables
-LIBS_CLI   = -lcurl -lcjson
-LIBS_TEST  = $(LIBS_EVENT) -lcares -lcjson -lcurl -lnftables -luring
+LIBS_CLI   = -lcurl -lcjson -lyaml
+LIBS_TEST  = $(LIBS_EVENT) -lcares -lcjson -lcurl -lnftables -luring -lyaml
 
 ifeq ($(V),1)
 Q =
