@@ -112,13 +112,13 @@ FUZZ_OBJ    = $(BUILD)/fuzz/obj
 fobj = $(patsubst %.c,$(FUZZ_OBJ)/%.o,$(1))
 FUZZ_PROTO  = $(call fobj,$(PROTO_SRC))
 FUZZ_LLHTTP = $(FUZZ_OBJ)/llhttp/llhttp.o $(FUZZ_OBJ)/llhttp/api.o $(FUZZ_OBJ)/llhttp/http.o
-# What the control fuzzer includes (manager.c, sidecar.c, tunnel.c) or stubs
+# What the control fuzzer includes (manager.c, preview.c, sidecar.c, tunnel.c) or stubs
 # (the network and the OS: resolver, tun, firewall, routes, exec) is not linked.
 FUZZ_AGENT  = $(call fobj,$(filter-out agent/main.c agent/manager.c agent/sidecar.c \
-	agent/resolver.c,$(AGENT_SRC)))
+	agent/resolver.c agent/preview.c,$(AGENT_SRC)))
 FUZZ_DAEMON = $(call fobj,$(filter-out daemon/main.c daemon/tunnel.c daemon/net.c daemon/tun.c \
 	daemon/firewall.c daemon/exec.c,$(DAEMON_SRC)))
-FUZZERS = frame http dns profile
+FUZZERS = frame http dns profile control
 
 $(FUZZ_OBJ)/%.o: %.c
 	@mkdir -p $(dir $@)
@@ -157,7 +157,8 @@ fuzz-build: $(addprefix $(BUILD)/fuzz/fuzz_,$(FUZZERS))
 fuzz-run-%:
 	@mkdir -p $(BUILD)/fuzz/found-$*
 	$(BUILD)/fuzz/fuzz_$* -max_total_time=$(if $(filter frame http,$*),$(FUZZ_SECONDS),$(FUZZ_NEW_SECONDS)) \
-		-timeout=10 -print_final_stats=0 $(BUILD)/fuzz/found-$* tests/fuzz/corpus-$*
+		-timeout=10 $(if $(wildcard tests/fuzz/$*.dict),-dict=tests/fuzz/$*.dict) \
+		$(BUILD)/fuzz/found-$* tests/fuzz/corpus-$*
 
 fuzz: deps
 	$(Q)$(MAKE) --no-print-directory fuzz-build

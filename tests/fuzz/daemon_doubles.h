@@ -1,0 +1,53 @@
+/* Doubles for the parts of kbridged that change the host (tun device,
+ * routes, nftables, DNS redirection, child processes): the fuzzers run the
+ * daemon's session and control API, not its network setup. */
+#ifndef KB_FUZZ_DAEMON_DOUBLES_H
+#define KB_FUZZ_DAEMON_DOUBLES_H
+
+#include "../../daemon/firewall.h"
+#include "../../daemon/kbridged.h"
+#include "../../daemon/tun.h"
+
+int
+net_up(struct kbd *d, char *err, size_t errlen)
+{
+	(void)d;
+	(void)err;
+	(void)errlen;
+	return 0;
+}
+
+void
+net_down(struct kbd *d)
+{
+	(void)d;
+}
+
+const char *
+tun_name(const struct kb_tun *t)
+{
+	(void)t;
+	return "kb0";
+}
+
+const char *
+fw_table(const struct kb_fw *fw)
+{
+	(void)fw;
+	return "kbridge";
+}
+
+int
+fw_mark_socket(int fd)
+{
+	(void)fd;
+	return 0;
+}
+
+void
+kbd_quit(struct kbd *d)
+{
+	d->exiting = 1;
+}
+
+#endif
