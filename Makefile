@@ -118,7 +118,7 @@ FUZZ_AGENT  = $(call fobj,$(filter-out agent/main.c agent/manager.c agent/sideca
 	agent/resolver.c agent/preview.c,$(AGENT_SRC)))
 FUZZ_DAEMON = $(call fobj,$(filter-out daemon/main.c daemon/tunnel.c daemon/net.c daemon/tun.c \
 	daemon/firewall.c daemon/exec.c,$(DAEMON_SRC)))
-FUZZERS = frame http dns profile control
+FUZZERS = frame http dns profile control api
 
 $(FUZZ_OBJ)/%.o: %.c
 	@mkdir -p $(dir $@)
@@ -161,7 +161,7 @@ fuzz-run-%:
 		$(BUILD)/fuzz/found-$* tests/fuzz/corpus-$*
 
 fuzz: deps
-	$(Q)$(MAKE) --no-print-directory fuzz-build
+	$(Q)$(MAKE) -j2 --no-print-directory fuzz-build
 	$(Q)for f in $(FUZZERS); do $(MAKE) --no-print-directory fuzz-run-$$f || exit 1; done
 
 clean:
