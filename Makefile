@@ -108,21 +108,76 @@ demo: deps
 	$(Q)$(MAKE) --no-print-directory all
 	scripts/demo
 
+# libFuzzer targets (clang). Each runs FUZZ_SECONDS on its corpus; the
+# newer ones FUZZ_NEW_SECONDS each, to keep `make fuzz` short.
 FUZZ_SECONDS ?= 30
+FUZZ_NEW_SECONDS ?= $(FUZZ_SECONDS)
+FUZZ_CC     = clang
+FUZZ_SAN    = -fsanitize=address,undefined -fno-sanitize-recover=undefined
+FUZZ_CFLAGS = -std=gnu11 -g -O1 -D_GNU_SOURCE -Iproto -I/usr/share/include/llhttp -Itests/unit \
+	-Wall -Wno-unused-function $(FUZZ_SAN) -fsanitize=fuzzer-no-link
+FUZZ_LDFLAGS = $(FUZZ_SAN) -fsanitize=fuzzer
+FUZZ_OBJ    = $(BUILD)/fuzz/obj
+fobj = $(patsubst %.c,$(FUZZ_OBJ)/%.o,$(1))
+FUZZ_PROTO  = $(call fobj,$(PROTO_SRC))
+FUZZ_LLHTTP = $(FUZZ_OBJ)/llhttp/llhttp.o $(FUZZ_OBJ)/llhttp/api.o $(FUZZ_OBJ)/llhttp/http.o
+# What the control fuzzer includes (manager.c, preview.c, sidecar.c, tunnel.c) or stubs
+# (the network and the OS: resolver, tun, firewall, routes, exec) is not linked.
+FUZZ_AGENT  = $(call fobj,$(filter-out agent/main.c agent/manager.c agent/sidecar.c \
+	agent/resolver.c agent/preview.c,$(AGENT_SRC)))
+FUZZ_DAEMON = $(call fobj,$(filter-out daemon/main.c daemon/tunnel.c daemon/net.c daemon/tun.c \
+	daemon/firewall.c daemon/exec.c,$(DAEMON_SRC)))
+FUZZERS = frame http dns profile control api kubeconfig
+
+$(FUZZ_OBJ)/%.o: %.c
+	@mkdir -p $(dir $@)
+	@[ "$(Q)" ] && echo "  FZCC  $<" || true
+	$(Q)$(FUZZ_CC) $(FUZZ_CFLAGS) -MMD -MP -c $< -o $@
+
+$(FUZZ_OBJ)/llhttp/%.o: $(LLHTTP)/%.c
+	@mkdir -p $(dir $@)
+	$(Q)$(FUZZ_CC) $(FUZZ_CFLAGS) -w -c $< -o $@
+
+define fuzz_link
+	@mkdir -p $(dir $@)
+	@[ "$(Q)" ] && echo "  FZLD  $@" || true
+	$(Q)$(FUZZ_CC) $(FUZZ_LDFLAGS) -o $@ $^ $(1)
+endef
+
+$(BUILD)/fuzz/fuzz_frame: $(call fobj,tests/fuzz/fuzz_frame.c)
+	$(call fuzz_link,$(LIBS_EVENT) -lcjson)
+$(BUILD)/fuzz/fuzz_http: $(call fobj,tests/fuzz/fuzz_http.c proto/listener.c proto/log.c proto/util.c \
+    proto/sendmany.c) \
+    $(FUZZ_LLHTTP)
+	$(call fuzz_link,$(LIBS_EVENT) -lcjson -luring)
+$(BUILD)/fuzz/fuzz_dns: $(call fobj,tests/fuzz/fuzz_dns.c) $(FUZZ_PROTO)
+	$(call fuzz_link,$(LIBS_TEST))
+$(BUILD)/fuzz/fuzz_profile: $(call fobj,tests/fuzz/fuzz_profile.c) $(FUZZ_PROTO)
+	$(call fuzz_link,$(LIBS_TEST))
+$(BUILD)/fuzz/fuzz_control: $(call fobj,tests/fuzz/fuzz_control.c tests/fuzz/control_manager.c \
+    tests/fuzz/control_sidecar.c tests/fuzz/control_daemon.c) $(FUZZ_AGENT) $(FUZZ_DAEMON) \
+    $(FUZZ_PROTO) $(FUZZ_LLHTTP)
+	$(call fuzz_link,$(LIBS_TEST))
+$(BUILD)/fuzz/fuzz_api: $(call fobj,tests/fuzz/fuzz_api.c) $(FUZZ_DAEMON) $(FUZZ_PROTO)
+	$(call fuzz_link,$(LIBS_TEST))
+$(BUILD)/fuzz/fuzz_kubeconfig: $(call fobj,tests/fuzz/fuzz_kubeconfig.c proto/util.c proto/log.c)
+	$(call fuzz_link,-lyaml -lcjson -lcurl -lssl -lcrypto)
+
+fuzz-build: $(addprefix $(BUILD)/fuzz/fuzz_,$(FUZZERS))
+
+# The first corpus directory collects what a run finds; tests/fuzz keeps the seeds.
+fuzz-run-%:
+	@mkdir -p $(BUILD)/fuzz/found-$*
+	$(BUILD)/fuzz/fuzz_$* -max_total_time=$(if $(filter frame http,$*),$(FUZZ_SECONDS),$(FUZZ_NEW_SECONDS)) \
+		-timeout=10 $(if $(wildcard tests/fuzz/$*.dict),-dict=tests/fuzz/$*.dict) \
+		$(BUILD)/fuzz/found-$* tests/fuzz/corpus-$*
+
 fuzz: deps
-	@mkdir -p build/fuzz
-	clang -g -O1 -D_GNU_SOURCE -Iproto -fsanitize=fuzzer,address,undefined \
-		tests/fuzz/fuzz_frame.c -o build/fuzz/fuzz_frame $(LIBS_EVENT) -lcjson
-	@mkdir -p build/fuzz/corpus
-	build/fuzz/fuzz_frame -max_total_time=$(FUZZ_SECONDS) build/fuzz/corpus tests/fuzz/corpus
-	clang -g -O1 -D_GNU_SOURCE -Iproto -I/usr/share/include/llhttp -fsanitize=fuzzer,address,undefined \
-		tests/fuzz/fuzz_http.c proto/listener.c proto/log.c proto/util.c proto/sendmany.c $(addprefix $(LLHTTP)/,llhttp.c api.c http.c) \
-		-o build/fuzz/fuzz_http $(LIBS_EVENT) -lcjson -luring
-	@mkdir -p build/fuzz/corpus-http
-	build/fuzz/fuzz_http -max_total_time=$(FUZZ_SECONDS) build/fuzz/corpus-http tests/fuzz/corpus-http
+	$(Q)$(MAKE) -j2 --no-print-directory fuzz-build
+	$(Q)for f in $(FUZZERS); do $(MAKE) --no-print-directory fuzz-run-$$f || exit 1; done
 
 clean:
 	rm -rf build bin
 
-.PHONY: all unit san check-unit deps check demo fuzz clean
+.PHONY: all unit san check-unit deps check demo fuzz fuzz-build clean
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)

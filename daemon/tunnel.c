@@ -103,7 +103,7 @@ request_result(struct kbd *d, const cJSON *msg)
 	if (!cJSON_IsNumber(id))
 		return -1;
 	for (pp = &d->requests; (r = *pp) != NULL; pp = &r->next) {
-		if (r->id == (uint32_t)id->valuedouble) {
+		if (id->valuedouble == r->id) {
 			*pp = r->next;
 			r->done(r->ctx, msg, NULL);
 			free(r);
@@ -313,7 +313,7 @@ on_control(struct kb_session *s, const cJSON *msg, const char *type, void *arg)
 	if (!cJSON_IsNumber(id) || !cJSON_IsNumber(rc) || (addrs && !cJSON_IsArray(addrs)))
 		return -1;
 	for (pp = &d->lookups; (p = *pp) != NULL; pp = &p->next)
-		if (p->id == (uint32_t)id->valuedouble)
+		if (id->valuedouble == p->id)
 			break;
 	if (!p)
 		return 0; /* answered after we gave up on it */
@@ -328,7 +328,9 @@ on_control(struct kb_session *s, const cJSON *msg, const char *type, void *arg)
 		if (cJSON_IsString(e) && n < sizeof(list) / sizeof(list[0]))
 			list[n++] = e->valuestring;
 	}
-	p->done(p->ctx, rc->valueint, list, n, cJSON_IsNumber(ttl) ? (uint32_t)ttl->valuedouble : 5);
+	/* Converting a double outside uint32_t's range is undefined. */
+	p->done(p->ctx, rc->valueint, list, n, cJSON_IsNumber(ttl) && ttl->valuedouble >= 0 &&
+	    ttl->valuedouble <= UINT32_MAX ? (uint32_t)ttl->valuedouble : 5);
 	free(p);
 	return 0;
 }

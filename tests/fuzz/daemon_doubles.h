@@ -1,0 +1,82 @@
+/* Doubles for the parts of kbridged that change the host (tun device,
+ * routes, nftables, DNS redirection, child processes): the fuzzers run the
+ * daemon's session and control API, not its network setup. */
+#ifndef KB_FUZZ_DAEMON_DOUBLES_H
+#define KB_FUZZ_DAEMON_DOUBLES_H
+
+#include "../../daemon/firewall.h"
+#include "../../daemon/kbridged.h"
+#include "../../daemon/tun.h"
+
+int
+net_up(struct kbd *d, char *err, size_t errlen)
+{
+	(void)d;
+	(void)err;
+	(void)errlen;
+	return 0;
+}
+
+void
+net_down(struct kbd *d)
+{
+	(void)d;
+}
+
+const char *
+tun_name(const struct kb_tun *t)
+{
+	(void)t;
+	return "kb0";
+}
+
+const char *
+fw_table(const struct kb_fw *fw)
+{
+	(void)fw;
+	return "kbridge";
+}
+
+int
+fw_mark_socket(int fd)
+{
+	(void)fd;
+	return 0;
+}
+
+void
+kbd_quit(struct kbd *d)
+{
+	d->exiting = 1;
+}
+
+/* tunnel.c trims the heap 200 ms after a hello: do it now, so an input
+ * leaves nothing allocated behind (libFuzzer runs a slow leak check after
+ * any input that does). */
+static int
+fz_find_trim(const struct event_base *base, const struct event *ev, void *arg)
+{
+	struct event **found = arg;
+
+	(void)base;
+	if (event_get_callback(ev) == trim_heap && !*found)
+		*found = (struct event *)ev;
+	return 0;
+}
+
+static void
+fz_trim_now(struct event_base *base)
+{
+	struct event *ev;
+
+	for (;;) {
+		ev = NULL;
+		event_base_foreach_event(base, fz_find_trim, &ev);
+		if (!ev)
+			break;
+		event_active(ev, EV_TIMEOUT, 1);
+		event_base_loop(base, EVLOOP_NONBLOCK);
+	}
+}
+
+#endif

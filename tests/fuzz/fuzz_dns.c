@@ -1,0 +1,370 @@
+/* libFuzzer target for the daemon's DNS proxy (daemon/dns.c): the input is
+ * what a client sends (one UDP datagram, or a TCP byte stream with its own
+ * length prefixes), what the manager answers for a cluster name, and what
+ * the upstream resolver answers to a forwarded query. Everything goes through
+ * the real sockets and callbacks on 127.0.0.1: the query is parsed and
+ * classified, answered from the manager's addresses or forwarded, and the
+ * upstream's answer is matched against the query. Any crash, leak or
+ * sanitizer report is a bug. Build and run with `make fuzz`.
+ *
+ * Input: byte 0 flags (below); byte 1: the manager's rcode; bytes 2-3 and
+ * 4-5: lengths (little endian) of the client's part and of the manager's
+ * part (addresses separated by newlines); then those parts; the rest is the
+ * upstream's answer. */
+#include "../../daemon/dns.c"
+
+#include <fcntl.h>
+#include <signal.h>
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+#define F_TCP		0x01	/* the client uses TCP */
+#define F_HOOK_LATER	0x02	/* the manager answers from the loop, not at once */
+#define F_HOOK_FAIL	0x04	/* no session: the hook returns -1 */
+#define F_UP_ID		0x08	/* the upstream's answer gets the forwarded id and QR */
+#define F_UP_QUESTION	0x10	/* ... and the forwarded question */
+#define F_TIMERS	0x20	/* every timer fires early (manager late, upstream retries) */
+#define F_HOOK_NEVER	0x40	/* the manager only answers at the end of the input */
+
+#define check(cond) do { if (!(cond)) abort(); } while (0)
+
+/* dns.c is linked alone: the firewall is not under test. */
+int
+fw_mark_socket(int fd)
+{
+	(void)fd;
+	return 0;
+}
+
+static struct event_base *fbase;
+static struct kb_dns *d;
+static int client = -1, up_udp = -1, up_tcp = -1;
+static struct sockaddr_in dns_addr;
+
+static uint8_t flags, hook_rcode;
+static const char *hook_addrs[16];
+static size_t hook_naddrs;
+static const uint8_t *up_data;
+static size_t up_len;
+
+struct later {
+	struct later *next;
+	dns_done_fn done;
+	void *ctx;
+};
+static struct later *laters;
+
+static void
+hook_answer(dns_done_fn done, void *ctx)
+{
+	done(ctx, hook_rcode, hook_addrs, hook_naddrs, hook_rcode & 0x80 ? 0 : 300);
+}
+
+static void
+hook_later(evutil_socket_t fd, short what, void *arg)
+{
+	struct later *l, **pp;
+
+	(void)fd;
+	(void)what;
+	for (pp = &laters; (l = *pp) != NULL; pp = &l->next) {
+		if (l == arg) {
+			*pp = l->next;
+			hook_answer(l->done, l->ctx);
+			free(l);
+			return;
+		}
+	}
+}
+
+/* The manager, as tunnel.c calls it: answers exactly once, now or later. */
+static int
+fz_resolve(void *arg, const char *name, int qtype, dns_done_fn done, void *ctx)
+{
+	struct timeval zero = { 0, 0 };
+	struct later *l;
+
+	(void)arg;
+	check(name[0] && strlen(name) < DNS_NAME_MAX && (qtype == DNS_T_A || qtype == DNS_T_AAAA));
+	if (flags & F_HOOK_FAIL)
+		return -1;
+	if (!(flags & (F_HOOK_LATER | F_HOOK_NEVER))) {
+		hook_answer(done, ctx);
+		return 0;
+	}
+	if ((l = calloc(1, sizeof(*l))) == NULL)
+		abort();
+	l->done = done;
+	l->ctx = ctx;
+	l->next = laters;
+	laters = l;
+	if (!(flags & F_HOOK_NEVER))
+		event_base_once(fbase, -1, EV_TIMEOUT, hook_later, l, &zero);
+	return 0;
+}
+
+static int
+udp_socket(struct sockaddr_in *sin)
+{
+	socklen_t len = sizeof(*sin);
+	int fd;
+
+	sin->sin_family = AF_INET;
+	sin->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	if ((fd = socket(AF_INET, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0)) < 0 ||
+	    bind(fd, (struct sockaddr *)sin, sizeof(*sin)) < 0 ||
+	    getsockname(fd, (struct sockaddr *)sin, &len) < 0)
+		abort();
+	return fd;
+}
+
+static void
+setup(void)
+{
+	char resolv[] = "/tmp/fuzz_dns.XXXXXX", err[200];
+	struct sockaddr_in sin = { 0 };
+	int fd, one = 1, tries;
+
+	log_init("fuzz_dns", KB_LOG_ERROR);
+	signal(SIGPIPE, SIG_IGN);
+	fbase = event_base_new();
+	if ((fd = mkstemp(resolv)) < 0 || write(fd, "nameserver 127.0.0.1\n", 21) != 21)
+		abort();
+	close(fd);
+	d = dns_new(fbase, &(struct kb_dns_hooks){ .resolve = fz_resolve }, resolv, 0, err,
+	    sizeof(err));
+	unlink(resolv);
+	if (!d)
+		abort();
+	dns_addr.sin_family = AF_INET;
+	dns_addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	dns_addr.sin_port = htons(dns_port(d));
+	client = udp_socket(&(struct sockaddr_in){ 0 });
+	/* The upstream: UDP and TCP on one loopback port. */
+	for (tries = 0; up_tcp < 0 && tries < 16; tries++) {
+		if (up_udp >= 0)
+			close(up_udp);
+		up_udp = udp_socket(&sin);
+		if ((up_tcp = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0)) < 0)
+			abort();
+		setsockopt(up_tcp, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+		if (bind(up_tcp, (struct sockaddr *)&sin, sizeof(sin)) < 0 || listen(up_tcp, 64) < 0) {
+			close(up_tcp);
+			up_tcp = -1;
+		}
+	}
+	if (up_tcp < 0)
+		abort();
+	dns_set_upstream_port(d, ntohs(sin.sin_port));
+}
+
+/* The upstream answers what was forwarded to it with the input's bytes. */
+static size_t
+answer(unsigned char *q, size_t qlen, unsigned char *a)
+{
+	size_t n = up_len < DNS_MSG_MAX ? up_len : DNS_MSG_MAX, qend;
+
+	memcpy(a, up_data, n);
+	if ((flags & (F_UP_ID | F_UP_QUESTION)) && n >= DNS_HDR && qlen >= DNS_HDR) {
+		memcpy(a, q, 2);
+		a[2] |= 0x80;
+	}
+	if ((flags & F_UP_QUESTION) && qlen > DNS_HDR) {
+		/* The forwarded query is the client's, whose question parsed. */
+		for (qend = DNS_HDR; qend < qlen && q[qend]; qend += 1 + q[qend])
+			;
+		qend = qend + 5 <= qlen ? qend + 5 : qlen;
+		if (n < qend) {
+			memset(a + n, 0, qend - n);
+			n = qend;
+		}
+		memcpy(a + 4, q + 4, 2);
+		memcpy(a + DNS_HDR, q + DNS_HDR, qend - DNS_HDR);
+	}
+	return n;
+}
+
+/* A TCP connection from the proxy to the upstream. */
+struct upconn {
+	int fd;
+	size_t got;
+	unsigned char q[2 + DNS_MSG_MAX];
+};
+static struct upconn upconns[4] = { { .fd = -1 }, { .fd = -1 }, { .fd = -1 }, { .fd = -1 } };
+
+static void
+upconn_close(struct upconn *u)
+{
+	close(u->fd);
+	u->fd = -1;
+	u->got = 0;
+}
+
+static void
+upstream(int last)
+{
+	static unsigned char q[DNS_MSG_MAX + 2], a[DNS_MSG_MAX + 2];
+	struct sockaddr_storage ss;
+	socklen_t sl = sizeof(ss);
+	struct upconn *u;
+	ssize_t n;
+	size_t i, len;
+	int fd;
+
+	while ((n = recvfrom(up_udp, q, sizeof(q), 0, (struct sockaddr *)&ss, &sl)) >= 0) {
+		len = answer(q, (size_t)n, a);
+		sendto(up_udp, a, len, 0, (struct sockaddr *)&ss, sl);
+		sl = sizeof(ss);
+	}
+	while ((fd = accept4(up_tcp, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC)) >= 0) {
+		for (i = 0; i < 4 && upconns[i].fd >= 0; i++)
+			;
+		if (i == 4) {
+			close(fd);
+			continue;
+		}
+		upconns[i].fd = fd;
+	}
+	for (i = 0; i < 4; i++) {
+		u = &upconns[i];
+		if (u->fd < 0)
+			continue;
+		n = -1;
+		while (u->got < sizeof(u->q) &&
+		    (n = read(u->fd, u->q + u->got, sizeof(u->q) - u->got)) > 0)
+			u->got += (size_t)n;
+		if (u->got >= 2 && u->got >= 2 + get16(u->q)) {
+			len = answer(u->q + 2, u->got - 2, a + 2);
+			put16(a, (uint16_t)len);
+			if (write(u->fd, a, 2 + len) < 0)
+				(void)0;
+			upconn_close(u);
+		} else if (last || n == 0) {
+			upconn_close(u);
+		}
+	}
+}
+
+static void
+fire_timers(void)
+{
+	struct dns_req *rq;
+
+	TAILQ_FOREACH(rq, &d->reqs, entry)
+		if (rq->timer && evtimer_pending(rq->timer, NULL))
+			event_active(rq->timer, EV_TIMEOUT, 0);
+}
+
+static void
+drain(int fd)
+{
+	unsigned char buf[4096];
+
+	while (read(fd, buf, sizeof(buf)) > 0)
+		;
+}
+
+int
+LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+	const char *nss[] = { "default", "kube-system" };
+	static char text[4096];
+	size_t qlen, hlen, off = 0, i;
+	struct dns_req *rq;
+	struct dns_tcp *c;
+	struct dns_question dq;
+	char name[DNS_NAME_MAX];
+	unsigned char *copy, *ans;
+	struct later *l;
+	int sv[2] = { -1, -1 }, round, single;
+	char *p, *save;
+	ssize_t n;
+
+	if (!d)
+		setup();
+	if (size < 6)
+		return 0;
+	flags = data[0];
+	hook_rcode = data[1];
+	qlen = (size_t)data[2] | (size_t)data[3] << 8;
+	hlen = (size_t)data[4] | (size_t)data[5] << 8;
+	data += 6;
+	size -= 6;
+	if (qlen > size)
+		qlen = size;
+	if (hlen > size - qlen || hlen >= sizeof(text))
+		hlen = size - qlen < sizeof(text) - 1 ? size - qlen : sizeof(text) - 1;
+	memcpy(text, data + qlen, hlen);
+	text[hlen] = '\0';
+	hook_naddrs = 0;
+	for (p = strtok_r(text, "\n", &save); p && hook_naddrs < 16; p = strtok_r(NULL, "\n", &save))
+		hook_addrs[hook_naddrs++] = p;
+	up_data = data + qlen + hlen;
+	up_len = size - qlen - hlen;
+	/* A fresh cluster and cache for each input. */
+	dns_set_cluster(d, (flags & 0x80) ? "cluster.local." : "cluster.local", nss, 2, "default");
+	/* The parser and the classifier alone, on a buffer of the query's exact
+	 * size: the proxy reads into a 64 KiB buffer, where ASan would miss a
+	 * read past the end of the message. */
+	if (!(flags & F_TCP) && (copy = malloc(qlen ? qlen : 1)) != NULL) {
+		memcpy(copy, data, qlen);
+		if (dns_parse_query(copy, qlen, &dq) == 0) {
+			check(strlen(dq.name) < sizeof(dq.name) && dq.qend <= qlen);
+			if (dns_classify(d, dq.name, name, sizeof(name), &single))
+				check(strlen(name) < sizeof(name) && name[0]);
+			/* And how an upstream's answer is matched to it. */
+			if (up_len >= DNS_HDR && (ans = malloc(up_len)) != NULL) {
+				memcpy(ans, up_data, up_len);
+				(void)dns_same_question(ans, up_len, copy, dq.qend);
+				free(ans);
+			}
+		}
+		free(copy);
+	}
+
+	if (flags & F_TCP) {
+		if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv) < 0)
+			abort();
+		dns_tcp_accept(NULL, sv[1], NULL, 0, d);
+	} else if (qlen <= DNS_MSG_MAX) {
+		sendto(client, data, qlen, 0, (struct sockaddr *)&dns_addr, sizeof(dns_addr));
+	}
+	for (round = 0; round < 8; round++) {
+		if (sv[0] >= 0 && off < qlen) {
+			if ((n = write(sv[0], data + off, qlen - off)) > 0)
+				off += (size_t)n;
+			if (off == qlen)
+				shutdown(sv[0], SHUT_WR);
+		}
+		event_base_loop(fbase, EVLOOP_NONBLOCK);
+		upstream(0);
+		event_base_loop(fbase, EVLOOP_NONBLOCK);
+		if (sv[0] >= 0)
+			drain(sv[0]);
+		drain(client);
+		if ((flags & F_TIMERS) && round >= 2)
+			fire_timers();
+	}
+	/* The manager's late answers, then whatever is left, as dns_free does. */
+	while ((l = laters) != NULL) {
+		laters = l->next;
+		hook_answer(l->done, l->ctx);
+		free(l);
+	}
+	event_base_loop(fbase, EVLOOP_NONBLOCK);
+	while ((rq = TAILQ_FIRST(&d->reqs)) != NULL)
+		dns_req_free(rq);
+	while ((c = TAILQ_FIRST(&d->tcps)) != NULL)
+		dns_tcp_free(c);
+	check(d->npending == 0 && d->ntcp == 0);
+	/* Stale one-shot events (a hook_later whose request is gone) must not
+	 * outlive the input. */
+	event_base_loop(fbase, EVLOOP_NONBLOCK);
+	drain(client);
+	upstream(1);
+	if (sv[0] >= 0)
+		close(sv[0]);
+	for (i = 0; i < hook_naddrs; i++)
+		hook_addrs[i] = NULL;
+	return 0;
+}

@@ -1,0 +1,134 @@
+/* The daemon's handling of the manager's answers (daemon/tunnel.c): an id
+ * or a ttl outside uint32_t's range neither matches a request it does not
+ * name nor turns into another number (both found by tests/fuzz/fuzz_control). */
+#include "../../daemon/tunnel.c"
+
+#include "ok.h"
+
+/* tunnel.c is linked alone: the network setup, the control API and the
+ * intercepts are not under test. */
+int
+net_up(struct kbd *d, char *err, size_t errlen)
+{
+	(void)d;
+	(void)err;
+	(void)errlen;
+	return 0;
+}
+
+void
+control_connect_done(struct kbd *d, int ok, const char *err)
+{
+	(void)d;
+	(void)ok;
+	(void)err;
+}
+
+void
+intercept_restore(struct kbd *d)
+{
+	(void)d;
+}
+
+void
+intercept_deliver(struct kbd *d, struct kb_stream *st, const struct kb_open *o)
+{
+	(void)d;
+	(void)st;
+	(void)o;
+}
+
+static int lookups_done, requests_done;
+static uint32_t last_ttl;
+
+static void
+lookup_done(void *ctx, int rcode, const char *const *addrs, size_t n, uint32_t ttl)
+{
+	(void)ctx;
+	(void)rcode;
+	(void)addrs;
+	(void)n;
+	lookups_done++;
+	last_ttl = ttl;
+}
+
+static void
+request_done(void *ctx, const cJSON *res, const char *err)
+{
+	(void)ctx;
+	(void)res;
+	(void)err;
+	requests_done++;
+}
+
+/* The manager's message text, as the session hands it to on_control. */
+static int
+answer(struct kbd *d, const char *text)
+{
+	cJSON *msg = cJSON_Parse(text);
+	const cJSON *type = cJSON_GetObjectItemCaseSensitive(msg, "type");
+	int rc;
+
+	if (!cJSON_IsString(type))
+		abort();
+	rc = on_control(NULL, msg, type->valuestring, d);
+	cJSON_Delete(msg);
+	return rc;
+}
+
+static void
+add_lookup(struct kbd *d, uint32_t id)
+{
+	struct pending_lookup *p = calloc(1, sizeof(*p));
+
+	p->id = id;
+	p->done = lookup_done;
+	p->next = d->lookups;
+	d->lookups = p;
+}
+
+int
+main(void)
+{
+	struct kbd d = { 0 };
+	struct pending_request *r;
+
+	log_init("test_tunnel", KB_LOG_ERROR);
+
+	/* 2^32 + 1 would wrap to 1 in a conversion to uint32_t. */
+	add_lookup(&d, 1);
+	ok(answer(&d, "{\"type\":\"resolved\",\"id\":4294967297,\"rcode\":0,\"addrs\":[\"10.0.0.1\"]}")
+	    == 0);
+	ok(lookups_done == 0 && d.lookups != NULL);
+	ok(answer(&d, "{\"type\":\"resolved\",\"id\":1e300,\"rcode\":0}") == 0 && lookups_done == 0);
+	ok(answer(&d, "{\"type\":\"resolved\",\"id\":1.5,\"rcode\":0}") == 0 && lookups_done == 0);
+	ok(answer(&d, "{\"type\":\"resolved\",\"id\":1,\"rcode\":0,\"ttl\":30}") == 0);
+	ok(lookups_done == 1 && last_ttl == 30 && d.lookups == NULL);
+
+	/* A ttl uint32_t cannot hold falls back to the default, 5 s. */
+	add_lookup(&d, 2);
+	ok(answer(&d, "{\"type\":\"resolved\",\"id\":2,\"rcode\":0,\"ttl\":-5}") == 0);
+	ok(lookups_done == 2 && last_ttl == 5);
+	add_lookup(&d, 3);
+	ok(answer(&d, "{\"type\":\"resolved\",\"id\":3,\"rcode\":0,\"ttl\":1e20}") == 0);
+	ok(lookups_done == 3 && last_ttl == 5);
+	add_lookup(&d, 4);
+	ok(answer(&d, "{\"type\":\"resolved\",\"id\":4,\"rcode\":0,\"ttl\":4294967295}") == 0);
+	ok(lookups_done == 4 && last_ttl == 4294967295u);
+
+	/* Results of requests: the same for their ids. */
+	r = calloc(1, sizeof(*r));
+	r->id = 1;
+	r->done = request_done;
+	d.requests = r;
+	ok(answer(&d, "{\"type\":\"result\",\"id\":4294967297,\"ok\":true}") == 0);
+	ok(requests_done == 0 && d.requests == r);
+	ok(answer(&d, "{\"type\":\"result\",\"id\":-1e300,\"ok\":true}") == 0 && requests_done == 0);
+	ok(answer(&d, "{\"type\":\"result\",\"id\":1,\"ok\":true}") == 0);
+	ok(requests_done == 1 && d.requests == NULL);
+
+	/* Malformed answers still end the session. */
+	ok(answer(&d, "{\"type\":\"resolved\",\"id\":\"1\",\"rcode\":0}") < 0);
+	ok(answer(&d, "{\"type\":\"result\"}") < 0);
+	return ok_done();
+}
