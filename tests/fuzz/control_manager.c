@@ -103,8 +103,9 @@ m_setup(struct event_base *base)
 	if ((lfd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0)) < 0 ||
 	    bind(lfd, (struct sockaddr *)&(struct sockaddr_un){ .sun_family = AF_UNIX },
 	    sizeof(sa_family_t)) < 0 || listen(lfd, 1) < 0 ||
-	    (pv.listener = evconnlistener_new(base, pv_accept, NULL, LEV_OPT_CLOSE_ON_FREE, -1,
-	    lfd)) == NULL)
+	    (pv.fresh = kb_pool_new(base, "previews: connections without a request", FRESH_MAX,
+	    FRESH_PER_SRC, FIRST_REQUEST_MS, pv_expel, NULL, err, sizeof(err))) == NULL ||
+	    (pv.listener = kb_listener_new(base, "preview listener", lfd, pv_accept, NULL)) == NULL)
 		abort();
 }
 
@@ -122,6 +123,9 @@ m_start(int i, int fd)
 	snprintf(c->peer, sizeof(c->peer), "192.0.2.%d:40000", 10 + i);
 	snprintf(c->name, sizeof(c->name), "%s", names[i]);
 	snprintf(c->role, sizeof(c->role), "%s", i < 2 ? KB_ROLE_USER : KB_ROLE_SIDECAR);
+	/* The sidecar's certificate binds it to web.default (its OU). */
+	if (i == 2)
+		snprintf(c->workload, sizeof(c->workload), "web.default");
 	c->next = fm.clients;
 	if (c->next)
 		c->next->prevp = &c->next;

@@ -325,7 +325,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (flags & F_TCP) {
 		if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv) < 0)
 			abort();
-		dns_tcp_accept(NULL, sv[1], NULL, 0, d);
+		dns_tcp_accept(sv[1], NULL, 0, d);
 	} else if (qlen <= DNS_MSG_MAX) {
 		sendto(client, data, qlen, 0, (struct sockaddr *)&dns_addr, sizeof(dns_addr));
 	}
