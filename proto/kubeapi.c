@@ -549,8 +549,9 @@ req_new(struct kb_kube *k, const char *method, const char *path, const cJSON *bo
 			break;
 	if (i == sizeof(methods) / sizeof(methods[0]) || !path || path[0] != '/' ||
 	    !plain_text(path, 0) || !cb || k->dying) {
-		log_warnx("kubeapi: refusing request %.10s %.100s", method ? method : "(null)",
-		    path ? path : "(null)");
+		log_warnx("kubeapi: refusing request %.10s %.100s",
+		    method && plain_text(method, 0) ? method : "(bad method)",
+		    path && plain_text(path, 0) ? path : "(bad path)");
 		return NULL;
 	}
 	if ((req = calloc(1, sizeof(*req))) == NULL)
@@ -803,8 +804,8 @@ watch_done(void *arg, int status, cJSON *body, const char *err)
 	if (w->got_event || (!err && !w->failed && !w->relist))
 		w->backoff_ms = BACKOFF_MIN_MS;
 	if (w->relist || status == 410) {
-		log_info("kubeapi: watch %s: resourceVersion %s is too old, listing again", w->path,
-		    w->rv);
+		log_info("kubeapi: watch %s: resourceVersion %s is too old (%s), listing again",
+		    w->path, w->rv, w->relist ? "ERROR event 410" : "HTTP 410");
 		w->rv[0] = '\0';
 	} else if (w->failed) {
 		watch_error(w, w->errcode, w->errmsg);
@@ -937,7 +938,8 @@ kb_kube_watch(struct kb_kube *k, const char *path, const struct kb_kube_watch_cb
 	const char *q;
 
 	if (!path || path[0] != '/' || !plain_text(path, 0) || !cbs || k->dying) {
-		log_warnx("kubeapi: refusing to watch %.100s", path ? path : "(null)");
+		log_warnx("kubeapi: refusing to watch %.100s",
+		    path && plain_text(path, 0) ? path : "(bad path)");
 		return NULL;
 	}
 	if ((w = calloc(1, sizeof(*w))) == NULL)
