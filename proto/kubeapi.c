@@ -86,6 +86,7 @@ struct kb_kube_watch {
 	cJSON *pending;       /* events parsed, not yet delivered */
 	int on_pending;
 	int relist, got_event, failed, errcode;
+	unsigned nlists, nwatches; /* requests started (debug logs, tests) */
 	char errmsg[256];
 	int busy, cancelled;
 };
@@ -899,6 +900,7 @@ watch_start(struct kb_kube_watch *w)
 	if (w->req == NULL)
 		goto fail;
 	if (list) {
+		w->nlists++;
 		/* Lists wait their turn with the other plain requests. */
 		w->req->state = RQ_QUEUED;
 		TAILQ_INSERT_TAIL(&k->queue, w->req, link);
@@ -907,8 +909,11 @@ watch_start(struct kb_kube_watch *w)
 		return;
 	}
 	w->req->stream = w;
-	if (req_start(w->req) == 0)
+	if (req_start(w->req) == 0) {
+		w->nwatches++;
+		log_debug("kubeapi: watch %s from %s (%u)", w->path, w->rv, w->nwatches);
 		return;
+	}
 	req_stop(w->req);
 	req_free(w->req);
 	w->req = NULL;

@@ -515,6 +515,83 @@ test_gone(struct kb_kube *k)
 	kb_kube_watch_cancel(w);
 }
 
+/* Each watch request ends after timeoutSeconds (1 here); the next one
+ * starts from the last resourceVersion, without listing again. */
+static int
+three_watches(void *arg)
+{
+	return ((struct kb_kube_watch *)arg)->nwatches >= 3;
+}
+
+static void
+test_timeout(struct kb_kube *k)
+{
+	struct rec wr;
+	struct kb_kube_watch_cbs cbs = { rec_sync, rec_event, rec_error, &wr, 1 };
+	struct kb_kube_watch *w;
+	char path[256], body[256];
+
+	memset(&wr, 0, sizeof(wr));
+	snprintf(path, sizeof(path), "/api/v1/namespaces/%s/configmaps", workns);
+	w = kb_kube_watch(k, path, &cbs);
+	ok(run_until(three_watches, w, 30000) && wr.syncs == 1 && w->nlists == 1);
+	snprintf(body, sizeof(body), "{\"metadata\":{\"name\":\"later\"}}");
+	ok(call_status(k, "POST", path, body) == 201);
+	want_ev = "ADDED:later ";
+	ok(run_until(saw_event, &wr, 20000) && wr.syncs == 1 && wr.errors == 0);
+	kb_kube_watch_cancel(w);
+}
+
+/* The client freed from on_sync, with another watch and requests going:
+ * nothing is called after that. */
+static struct kb_kube *freed_in_sync;
+static int freed, late_calls;
+
+static void
+free_sync(void *arg, cJSON *items)
+{
+	(void)arg;
+	(void)items;
+	late_calls += freed;
+	if (!freed)
+		kb_kube_free(freed_in_sync);
+	freed = 1;
+}
+
+static void
+late_cb(void *arg, int status, cJSON *body, const char *err)
+{
+	(void)arg;
+	(void)status;
+	(void)body;
+	(void)err;
+	late_calls += freed;
+}
+
+static int
+freed_set(void *arg)
+{
+	(void)arg;
+	return freed;
+}
+
+static void
+test_free_in_sync(void)
+{
+	struct kb_kube_creds c = { server, ca_pem, cert_pem, key_pem, NULL };
+	struct kb_kube_watch_cbs cbs = { free_sync, NULL, NULL, NULL, 0 };
+
+	freed_in_sync = kb_kube_new(base, &c, errbuf, sizeof(errbuf));
+	ok(freed_in_sync != NULL);
+	kb_kube_watch(freed_in_sync, "/api/v1/namespaces", &cbs);
+	kb_kube_watch(freed_in_sync, "/api/v1/namespaces", &cbs);
+	for (int i = 0; i < 3; i++)
+		kb_kube_request(freed_in_sync, "GET", "/api/v1/namespaces", NULL, late_cb, NULL);
+	ok(run_until(freed_set, NULL, 20000));
+	run_for(500);
+	ok(late_calls == 0);
+}
+
 /* A token for a new ServiceAccount ns/name (admin's TokenRequest). */
 static char *
 sa_token(struct kb_kube *k, const char *ns, const char *name)
@@ -735,6 +812,8 @@ live(void)
 		return;
 	test_version_namespace(k);
 	test_gone(k);
+	test_timeout(k);
+	test_free_in_sync();
 	test_forbidden(k);
 	test_incluster(k);
 	test_inflight(k);
