@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/queue.h>
+#include <unistd.h>
 
 #include <cjson/cJSON.h>
 #include <curl/curl.h>
@@ -90,6 +91,8 @@ struct kb_kube_watch {
 	char errmsg[256];
 	int busy, cancelled;
 };
+
+static int list_page = LIST_PAGE; /* tests lower it */
 
 static void req_free(struct kb_kube_req *req);
 static int req_start(struct kb_kube_req *req);
@@ -886,7 +889,7 @@ watch_start(struct kb_kube_watch *w)
 	else if (!list)
 		v = curl_easy_escape(NULL, w->rv, 0);
 	if (list && (v || !w->cont))
-		n = asprintf(&path, "%s?%s%slimit=%d%s%s", w->path, q, amp, LIST_PAGE,
+		n = asprintf(&path, "%s?%s%slimit=%d%s%s", w->path, q, amp, list_page,
 		    v ? "&continue=" : "", v ? v : "");
 	else if (v)
 		n = asprintf(&path,
@@ -952,7 +955,7 @@ kb_kube_watch(struct kb_kube *k, const char *path, const struct kb_kube_watch_cb
 	w->kube = k;
 	w->cbs = *cbs;
 	if (w->cbs.timeout_sec <= 0)
-		w->cbs.timeout_sec = 300 + (int)(random() % 300);
+		w->cbs.timeout_sec = 300 + (int)((kb_now_ms() ^ (uint64_t)getpid()) % 300);
 	w->backoff_ms = BACKOFF_MIN_MS;
 	q = strchr(path, '?');
 	if ((w->path = strndup(path, q ? (size_t)(q - path) : strlen(path))) == NULL ||

@@ -516,7 +516,8 @@ test_gone(struct kb_kube *k)
 }
 
 /* Each watch request ends after timeoutSeconds (1 here); the next one
- * starts from the last resourceVersion, without listing again. */
+ * starts from the last resourceVersion, without listing again. The list
+ * comes in pages of one object (during1, during2, after). */
 static int
 three_watches(void *arg)
 {
@@ -533,8 +534,12 @@ test_timeout(struct kb_kube *k)
 
 	memset(&wr, 0, sizeof(wr));
 	snprintf(path, sizeof(path), "/api/v1/namespaces/%s/configmaps", workns);
+	list_page = 1;
 	w = kb_kube_watch(k, path, &cbs);
-	ok(run_until(three_watches, w, 30000) && wr.syncs == 1 && w->nlists == 1);
+	ok(run_until(three_watches, w, 30000) && wr.syncs == 1);
+	ok(w->nlists == 3 && wr.n == 3 && rec_has(&wr, "during1") && rec_has(&wr, "during2") &&
+	    rec_has(&wr, "after"));
+	list_page = LIST_PAGE;
 	snprintf(body, sizeof(body), "{\"metadata\":{\"name\":\"later\"}}");
 	ok(call_status(k, "POST", path, body) == 201);
 	want_ev = "ADDED:later ";
