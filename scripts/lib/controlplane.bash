@@ -15,15 +15,20 @@ cp_used=" "
 
 cp_say() { echo "controlplane: $*" >&2; }
 
-# A free loopback TCP port: random in 20000-59999, none listening there now.
+# A free loopback TCP port in CP_PORT: random from 20000 up to the start of
+# the ephemeral range (an outgoing connection's local port there would make
+# a later listen() fail), no socket on it now, none handed out before (not
+# in a $(subshell), which would forget that).
 cp_free_port() {
-	local p
+	local p lo _hi
+	read -r lo _hi </proc/sys/net/ipv4/ip_local_port_range || lo=32768
+	((lo > 21000)) || lo=60000
 	for _ in $(seq 100); do
-		p=$((20000 + (RANDOM * 32768 + RANDOM) % 40000))
+		p=$((20000 + (RANDOM * 32768 + RANDOM) % (lo - 20000)))
 		[[ $cp_used == *" $p "* ]] && continue
-		if [[ -z $(ss -Htln "sport = :$p") ]]; then
+		if [[ -z $(ss -Htan "sport = :$p") ]]; then
 			cp_used+="$p "
-			echo "$p"
+			CP_PORT=$p
 			return 0
 		fi
 	done
@@ -31,13 +36,18 @@ cp_free_port() {
 	return 1
 }
 
-# Polls "$@" every 0.5 s until it succeeds, at most $1 seconds.
+# Polls "$@" every 0.5 s until it succeeds, at most $1 seconds; gives up
+# early if the process CP_WAIT_PID (if set) has exited.
 cp_wait_for() {
 	local secs=$1 what=$2
 	shift 2
 	local end=$((SECONDS + secs))
 	until "$@" >/dev/null 2>&1; do
 		((SECONDS < end)) || { cp_say "$what: not after $secs s"; return 1; }
+		if [[ -n ${CP_WAIT_PID:-} ]] && ! kill -0 "$CP_WAIT_PID" 2>/dev/null; then
+			cp_say "$what: the process exited"
+			return 1
+		fi
 		sleep 0.5
 	done
 }
@@ -70,8 +80,10 @@ extendedKeyUsage=clientAuth"
 
 cp_start_etcd() {
 	local port peer
-	port=$(cp_free_port)
-	peer=$(cp_free_port)
+	cp_free_port
+	port=$CP_PORT
+	cp_free_port
+	peer=$CP_PORT
 	CP_ETCD_URL=http://127.0.0.1:$port
 	cp_say "etcd on 127.0.0.1:$port (peer $peer)"
 	"$CP_BIN/etcd" --name test --data-dir "$CP_DIR/etcd" --unsafe-no-fsync \
@@ -79,13 +91,14 @@ cp_start_etcd() {
 		--listen-peer-urls "http://127.0.0.1:$peer" --initial-advertise-peer-urls "http://127.0.0.1:$peer" \
 		--initial-cluster "test=http://127.0.0.1:$peer" >"$CP_DIR/etcd.log" 2>&1 &
 	CP_PIDS+=($!)
-	cp_wait_for 30 "etcd health" curl -fsS "$CP_ETCD_URL/health"
+	CP_WAIT_PID=$! cp_wait_for 30 "etcd health" curl -fsS "$CP_ETCD_URL/health"
 }
 
 # Extra arguments go to kube-apiserver.
 cp_start_apiserver() {
 	local port start
-	port=$(cp_free_port)
+	cp_free_port
+	port=$CP_PORT
 	CP_API_URL=https://127.0.0.1:$port
 	cp_say "kube-apiserver on 127.0.0.1:$port"
 	(
@@ -100,6 +113,7 @@ cp_start_apiserver() {
 			--cert-dir "$CP_DIR/apiserver-certs" --profiling=false "$@"
 	) >"$CP_DIR/apiserver.log" 2>&1 &
 	CP_PIDS+=($!)
+	local pid=$!
 	cat >"$CP_DIR/kubeconfig" <<EOK
 apiVersion: v1
 kind: Config
@@ -119,7 +133,7 @@ contexts:
 current-context: test
 EOK
 	start=$SECONDS
-	cp_wait_for 120 "apiserver /readyz" curl -fsS --cacert "$CP_DIR/ca.crt" \
+	CP_WAIT_PID=$pid cp_wait_for 120 "apiserver /readyz" curl -fsS --cacert "$CP_DIR/ca.crt" \
 		--cert "$CP_DIR/admin.crt" --key "$CP_DIR/admin.key" "$CP_API_URL/readyz"
 	cp_say "apiserver ready after $((SECONDS - start)) s"
 }
