@@ -140,6 +140,16 @@ plain_text(const char *s, int allow_space)
 	return 1;
 }
 
+/* Text from the server goes into one log line: no control characters. */
+static const char *
+one_line(char *s)
+{
+	for (char *p = s; *p; p++)
+		if ((unsigned char)*p < 0x20 || *p == 0x7f)
+			*p = ' ';
+	return s;
+}
+
 /* Dispatch depth: objects cancelled inside callbacks are released when the
  * outermost one returns, the client itself included. */
 static void
@@ -504,8 +514,10 @@ req_finish(struct kb_kube_req *req, CURLcode res)
 			err = ebuf;
 		}
 	}
-	if (err)
+	if (err) {
+		err = one_line(ebuf);
 		log_debug("kubeapi: %s %s: %ld %s", req->method, req->path, status, err);
+	}
 	req->cb(req->arg, (int)status, body, err);
 	cJSON_Delete(body);
 	req_free(req);
@@ -752,6 +764,7 @@ watch_deliver(struct kb_kube_watch *w)
 				w->errcode = cJSON_IsNumber(c) ? c->valueint : 0;
 				snprintf(w->errmsg, sizeof(w->errmsg), "watch %s: %s", w->path,
 				    cJSON_IsString(m) ? m->valuestring : "ERROR event");
+				one_line(w->errmsg);
 			}
 		} else {
 			set_rv(w, obj);
@@ -847,10 +860,13 @@ list_done(void *arg, int status, cJSON *body, const char *err)
 			watch_retry(w);
 		return;
 	}
-	if (w->items == NULL && (w->items = cJSON_CreateArray()) == NULL)
+	if (w->items == NULL && cJSON_IsArray(items))
+		w->items = cJSON_DetachItemViaPointer(body, items);
+	else if (w->items == NULL && (w->items = cJSON_CreateArray()) == NULL)
 		goto oom;
-	while (cJSON_IsArray(items) && (it = cJSON_DetachItemFromArray(items, 0)) != NULL)
-		cJSON_AddItemToArray(w->items, it);
+	else
+		while (cJSON_IsArray(items) && (it = cJSON_DetachItemFromArray(items, 0)) != NULL)
+			cJSON_AddItemToArray(w->items, it);
 	if (cJSON_IsString(cont) && cont->valuestring[0]) {
 		if ((w->cont = strdup(cont->valuestring)) == NULL)
 			goto oom;

@@ -48,9 +48,10 @@ struct kb_kube_creds {
 /* A plain request's answer. status: the HTTP status, or 0 if there was no
  * answer (transport error, size limit, cancelled client). body: the parsed
  * JSON answer or NULL (not JSON, or no answer); borrowed, valid until cb
- * returns (detach or duplicate what you keep). err: NULL for a 2xx answer,
- * else one line: the API Status' message (e.g. `namespaces is forbidden:
- * User "bob" cannot list resource "namespaces" ...`), or what failed. */
+ * returns (detach or duplicate what you keep). err: NULL for a 2xx answer
+ * that is JSON or empty, else one line: the API Status' message (e.g.
+ * `namespaces is forbidden: User "bob" cannot list resource "namespaces"
+ * ...`), or what failed ("GET https://...: Connection refused"). */
 typedef void (*kb_kube_cb)(void *arg, int status, struct cJSON *body, const char *err);
 
 /* In-cluster client: server from the environment (or ic->server), CA and
