@@ -11,6 +11,7 @@
 #include "../../proto/kubeapi.c"
 
 #include <signal.h>
+#include <sys/socket.h>
 
 #include "evloop.h"
 #include "ok.h"
@@ -544,6 +545,24 @@ test_timeout(struct kb_kube *k)
 	ok(call_status(k, "POST", path, body) == 201);
 	want_ev = "ADDED:later ";
 	ok(run_until(saw_event, &wr, 20000) && wr.syncs == 1 && wr.errors == 0);
+
+	/* The connection breaks under the watch: an error, then the watch
+	 * goes on from where it was (no list). */
+	{
+		unsigned before = w->nwatches, nsock = 0;
+		struct sockev *se;
+		/* The client's sockets that libcurl has us watch: the watch's
+		 * connection is one (HTTP/2: the only one). */
+		LIST_FOREACH(se, &k->socks, link)
+			nsock += shutdown(event_get_fd(se->ev), SHUT_RDWR) == 0;
+		ok(w->req && nsock >= 1);
+		ok(run_until(errored, &wr, 20000) && wr.last_status == 0);
+		printf("# broken watch: %s\n", wr.last_err);
+		snprintf(body, sizeof(body), "{\"metadata\":{\"name\":\"afterdrop\"}}");
+		ok(call_status(k, "POST", path, body) == 201);
+		want_ev = "ADDED:afterdrop ";
+		ok(run_until(saw_event, &wr, 20000) && wr.syncs == 1 && w->nwatches > before);
+	}
 	kb_kube_watch_cancel(w);
 }
 
@@ -763,7 +782,7 @@ done:
 	free(tc);
 }
 
-/* 80 requests at once: all answered, never more than 32 on the wire. */
+/* 80 requests at once: answered, never more than 32 on the wire. */
 static int max_inflight, answered;
 static struct kb_kube *counted;
 
@@ -782,17 +801,25 @@ static int
 all_answered(void *arg)
 {
 	(void)arg;
-	return answered == 80;
+	return answered == 70;
 }
 
+/* 10 of them cancelled while they wait: their callbacks never run. */
 static void
 test_inflight(struct kb_kube *k)
 {
+	struct kb_kube_req *reqs[80];
+
 	counted = k;
 	for (int i = 0; i < 80; i++)
-		kb_kube_request(k, "GET", "/api/v1/namespaces/default", NULL, count_cb, NULL);
+		reqs[i] = kb_kube_request(k, "GET", "/api/v1/namespaces/default", NULL, count_cb, NULL);
 	ok(k->nqueued == 80);
+	for (int i = 70; i < 80; i++)
+		kb_kube_cancel(reqs[i]);
+	ok(k->nqueued == 70);
 	ok(run_until(all_answered, NULL, 60000));
+	run_for(300);
+	ok(answered == 70);
 	printf("# at most %d requests in flight\n", max_inflight);
 	ok(max_inflight > 1 && max_inflight <= KB_KUBE_MAX_INFLIGHT);
 }
