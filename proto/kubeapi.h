@@ -68,8 +68,10 @@ void kb_kube_free(struct kb_kube *kube);
 /* Send method ("GET", "POST", "PUT", "PATCH" as a JSON merge patch,
  * "DELETE") to path ("/api/v1/namespaces", may carry a ?query) with body
  * (NULL: none; serialized now, not kept). cb is called exactly once, later,
- * unless the request is cancelled first. NULL only when out of memory or
- * given bad arguments (then cb is never called). */
+ * unless the request is cancelled first. NULL when out of memory, given bad
+ * arguments, or KB_KUBE_MAX_QUEUED requests wait already (then cb is never
+ * called). A 401 with in-cluster credentials re-reads the token file and, if
+ * the token changed, sends the request once more. */
 struct kb_kube_req *kb_kube_request(struct kb_kube *kube, const char *method, const char *path,
     const struct cJSON *body, kb_kube_cb cb, void *arg);
 /* Forget a request whose cb has not run yet: cb is not called. */
