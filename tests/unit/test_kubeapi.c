@@ -212,9 +212,32 @@ test_stream_parser(void)
 	ok(strcmp(orec.ev_log, "ADDED:a DELETED:a ") == 0);
 	ok(strcmp(w->rv, "8") == 0);
 	ok(w->line.len == 4); /* the start of the next event waits */
+	buf_reset(&w->line);
+
+	/* Any split of a stream gives the same events. */
+	{
+		const char *st = "{\"type\":\"ADDED\",\"object\":{\"metadata\":{\"name\":\"x\","
+				 "\"resourceVersion\":\"11\"}}}\n{\"type\":\"MODIFIED\",\"object\":"
+				 "{\"metadata\":{\"name\":\"x\",\"resourceVersion\":\"12\"}}}\n";
+		size_t len = strlen(st), same = 0;
+		srandom(1);
+		for (int round = 0; round < 200; round++) {
+			size_t off = 0, cut;
+			orec.ev_log[0] = '\0';
+			while (off < len) {
+				cut = 1 + (size_t)random() % (len - off);
+				if (stream_feed(&r, st + off, cut) != cut)
+					break;
+				off += cut;
+			}
+			watch_deliver(w);
+			same += off == len && strcmp(orec.ev_log, "ADDED:x MODIFIED:x ") == 0 &&
+			    strcmp(w->rv, "12") == 0 && w->line.len == 0;
+		}
+		ok(same == 200);
+	}
 
 	/* ERROR 410: list again, and ignore what follows. */
-	buf_reset(&w->line);
 	s = "{\"type\":\"ERROR\",\"object\":{\"kind\":\"Status\",\"code\":410,\"message\":"
 	    "\"too old resource version: 1 (200)\"}}\n{\"type\":\"ADDED\",\"object\":"
 	    "{\"metadata\":{\"name\":\"b\"}}}\n";
