@@ -1150,10 +1150,11 @@ kube_destroy(struct kb_kube *k)
 	struct kb_kube_watch *w;
 	struct sockev *se;
 
+	/* Depth 0: no callback runs, nothing is busy. */
 	while ((w = TAILQ_FIRST(&k->watches)) != NULL) {
-		kb_kube_watch_cancel(w);
-		if (TAILQ_FIRST(&k->watches) == w) /* busy: cannot happen at depth 0 */
-			watch_free(w);
+		if (w->req)
+			kb_kube_cancel(w->req);
+		watch_free(w);
 	}
 	while ((req = TAILQ_FIRST(&k->queue)) != NULL)
 		kb_kube_cancel(req);
