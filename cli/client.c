@@ -1,3 +1,5 @@
+/* kb_api: one HTTP request to kbridged over its Unix socket with libcurl,
+ * bounded in time and size, and abandoned early on Ctrl-C. */
 #include "client.h"
 
 #include <errno.h>
