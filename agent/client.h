@@ -1,6 +1,6 @@
 /* A peer of the manager: a workstation daemon or a sidecar. */
-#ifndef KB_CLIENT_H
-#define KB_CLIENT_H
+#ifndef KB_AGENT_CLIENT_H
+#define KB_AGENT_CLIENT_H
 
 #include "listener.h"
 

@@ -1,3 +1,6 @@
+/* kbridge-agent init and user: the cluster CA, the manager's certificate and
+ * client profiles, made with OpenSSL and written mode 0600 (keys never leave
+ * the state directory except inside a profile). */
 #include "identity.h"
 
 #include <arpa/inet.h>

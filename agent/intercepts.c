@@ -1,3 +1,6 @@
+/* The manager's registry of workloads, their sidecars and the intercepts on
+ * them: who may intercept what, which matches overlap, and joining a
+ * sidecar's intercepted stream to the owner's workstation. */
 #include "intercepts.h"
 
 #include <ctype.h>

@@ -12,8 +12,9 @@
  * The pause costs no CPU and at most a fifth of the time requests already
  * wait. It never happens after a small pass (a lone request never waits),
  * nor while the app answers quickly (then the pause would be most of a
- * request's time and only cost throughput: measured, -25 % at 8 to 16
- * connections), nor while the proxy's own thread is nearly saturated. */
+ * request's time and only cost throughput), nor while the proxy's own
+ * thread is nearly saturated. README.md's benchmarks section has the
+ * measurements. */
 #ifndef KB_PACE_H
 #define KB_PACE_H
 

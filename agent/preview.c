@@ -847,8 +847,10 @@ preview_json(const struct preview *p, const struct client *c)
 	return o;
 }
 
+/* The service of a preview to create resolved: make the preview, if its
+ * intercept and the limits still allow, and answer the request. */
 static void
-created(void *arg, int rcode, const char *const *addrs, size_t n, uint32_t ttl)
+create_resolved(void *arg, int rcode, const char *const *addrs, size_t n, uint32_t ttl)
 {
 	struct pending *pd = arg;
 	struct client *c = pd->c;
@@ -1004,7 +1006,7 @@ do_create(struct client *c, double id, const cJSON *msg)
 	pd->ttl = cJSON_IsNumber(ttl) ? (long)ttl->valuedouble : 0;
 	c->refs++;
 	snprintf(name, sizeof(name), "%s.%s.svc.%s", pd->workload, pd->ns, pv.env.domain);
-	resolver_lookup(pv.env.resolver, name, 1, created, pd);
+	resolver_lookup(pv.env.resolver, name, 1, create_resolved, pd);
 }
 
 static void

@@ -25,6 +25,7 @@
 #include "conn.h"
 #include "dial.h"
 #include "httpproxy.h"
+#include "join.h"
 #include "listener.h"
 #include "mlink.h"
 #include "log.h"
@@ -32,7 +33,6 @@
 #include "profile.h"
 #include "session.h"
 #include "sidecar.h"
-#include "splice.h"
 #include "tls.h"
 #include "util.h"
 
@@ -226,8 +226,10 @@ static const struct kb_stream_cbs sc_stream_cbs = {
 	.on_close = sc_stream_closed,
 };
 
+/* The proxy's explain callback: why the workstation refused a request on
+ * fd, from the refusals remembered above, for the 502 the caller gets. */
 static void
-hp_explain(void *arg, uint64_t key, int fd, char *reason, size_t len)
+sc_refusal_reason(void *arg, uint64_t key, int fd, char *reason, size_t len)
 {
 	uint64_t now = kb_now_ms(), best = 0;
 	int found = -1;
@@ -321,8 +323,10 @@ sc_route(void *arg, const struct hp_request *req, struct hp_route *r)
 	return 0;
 }
 
+/* The proxy's open callback: a socket to the app (key 0) or a stream to
+ * the workstation of intercept key. */
 static int
-hp_open(void *arg, uint64_t key, char *reason, size_t len)
+sc_open_upstream(void *arg, uint64_t key, char *reason, size_t len)
 {
 	const struct sc_intercept *ic;
 
@@ -338,8 +342,8 @@ hp_open(void *arg, uint64_t key, char *reason, size_t len)
 
 static const struct hp_upstreams upstreams = {
 	.route = sc_route,
-	.open = hp_open,
-	.explain = hp_explain,
+	.open = sc_open_upstream,
+	.explain = sc_refusal_reason,
 	.pass = 1,	/* HTTP/2, TLS and the like: to the app untouched */
 };
 
@@ -355,7 +359,7 @@ app_connected(int fd, int e, void *arg)
 		close(client);
 		return;
 	}
-	splice_start(sc.base, client, fd);
+	join_start(sc.base, client, fd);
 }
 
 static void
@@ -370,7 +374,7 @@ accepted(int fd, struct sockaddr *sa, int salen, void *arg)
 	(void)arg;
 	if (!strcmp(sc.protocol, "tcp") && (ic = icpt_global()) != NULL) {
 		if ((up = intercept_socket(ic, reason, sizeof(reason))) >= 0) {
-			splice_start(sc.base, fd, up);
+			join_start(sc.base, fd, up);
 			return;
 		}
 		log_warnx("%s", reason);

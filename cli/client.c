@@ -1,3 +1,5 @@
+/* kb_api: one HTTP request to kbridged over its Unix socket with libcurl,
+ * bounded in time and size, and abandoned early on Ctrl-C. */
 #include "client.h"
 
 #include <errno.h>
@@ -24,7 +26,7 @@ static volatile sig_atomic_t *client_stop;
 const char *
 kb_socket_path(void)
 {
-	const char *s = getenv("KBRIDGE_SOCKET");
+	const char *s = getenv(KB_SOCKET_ENV);
 
 	return s && *s ? s : KB_SOCKET_DEFAULT;
 }
@@ -221,7 +223,7 @@ kb_api_wait(int up, long timeout_ms)
 	int rc;
 
 	for (;;) {
-		rc = kb_api("GET", "/v1/status", NULL, 1000, &status, &resp,
+		rc = kb_api("GET", KB_API_STATUS, NULL, 1000, &status, &resp,
 		    err, sizeof(err));
 		cJSON_Delete(resp);
 		if (up ? rc == 0 : rc == KB_API_DOWN)

@@ -1,14 +1,14 @@
 /* The CLI's side of the daemon's control API: HTTP/1.1 + JSON over the
- * daemon's Unix socket (libcurl). */
-#ifndef KB_CLIENT_H
-#define KB_CLIENT_H
+ * daemon's Unix socket (libcurl), as proto/API.md describes. */
+#ifndef KB_CLI_CLIENT_H
+#define KB_CLI_CLIENT_H
 
 #include <signal.h>
 #include <stddef.h>
 
 #include <cjson/cJSON.h>
 
-#define KB_SOCKET_DEFAULT	"/run/kbridge/kbridged.sock"
+#include "api.h"	/* KB_SOCKET_DEFAULT, the endpoints and limits */
 
 /* kb_api results other than 0 (an HTTP answer arrived). */
 #define KB_API_ERROR	-1	/* transport or protocol failure; err says why */

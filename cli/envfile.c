@@ -1,3 +1,5 @@
+/* --env-file: written to a temporary file beside the target and renamed
+ * into place, so a reader never sees half a file. */
 #include "envfile.h"
 
 #include <sys/stat.h>

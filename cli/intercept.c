@@ -11,8 +11,8 @@
 #include "cmd.h"
 #include "envfile.h"
 
-#define HEADERS_MAX	16
-#define HDR_NAME_MAX	256
+#define HEADERS_MAX	KB_API_HEADERS_MAX
+#define HDR_NAME_MAX	KB_API_HDR_NAME_MAX
 
 enum { OPT_PATH_PREFIX = 256, OPT_PREVIEW_URL, OPT_PREVIEW_TTL, OPT_PREVIEW_HOST,
 	OPT_ENV_ALL };
@@ -362,7 +362,7 @@ cmd_intercept(int argc, char **argv)
 	}
 	/* Ctrl-C must not leave the env file's temporary copy behind. */
 	catch_signals();
-	if (call("intercept", "POST", "/v1/intercept", body, &resp) == -1)
+	if (call("intercept", "POST", KB_API_INTERCEPT, body, &resp) == -1)
 		goto done;
 	if (ef) {
 		env = cJSON_GetObjectItemCaseSensitive(resp, "env");
@@ -415,7 +415,7 @@ connected_namespace(char *buf, size_t len)
 	cJSON *resp;
 	long status;
 
-	if (kb_api("GET", "/v1/status", NULL, API_TIMEOUT_MS, &status, &resp,
+	if (kb_api("GET", KB_API_STATUS, NULL, API_TIMEOUT_MS, &status, &resp,
 	    err, sizeof(err)) == 0 && status == 200 &&
 	    jstr(resp, "namespace")) {
 		snprintf(buf, len, "%s", jstr(resp, "namespace"));
@@ -455,7 +455,7 @@ cmd_leave(int argc, char **argv)
 		goto done;
 	}
 	catch_signals();
-	if (call("leave", "POST", "/v1/leave", body, &resp) == -1)
+	if (call("leave", "POST", KB_API_LEAVE, body, &resp) == -1)
 		goto done;
 	if (out == OUT_JSON)
 		print_json(resp);
@@ -557,5 +557,5 @@ print_list(const cJSON *resp, const char *ns)
 int
 cmd_list(int argc, char **argv)
 {
-	return list_cmd(argc, argv, "/v1/list", print_list);
+	return list_cmd(argc, argv, KB_API_LIST, print_list);
 }

@@ -574,7 +574,7 @@ stop_started_daemon(void)
 	int rc;
 
 	interrupted = 0;
-	rc = kb_api("POST", "/v1/quit", NULL, STOP_WAIT_MS, &status, &resp,
+	rc = kb_api("POST", KB_API_QUIT, NULL, STOP_WAIT_MS, &status, &resp,
 	    err, sizeof(err));
 	cJSON_Delete(resp);
 	if (rc == KB_API_DOWN || kb_api_wait(0, STOP_WAIT_MS) == 0)
@@ -650,7 +650,7 @@ cmd_connect(int argc, char **argv)
 	/* From here on Ctrl-C must still let us clean up what we started. */
 	catch_signals();
 
-	rc = kb_api("GET", "/v1/status", NULL, PROBE_TIMEOUT_MS, &status,
+	rc = kb_api("GET", KB_API_STATUS, NULL, PROBE_TIMEOUT_MS, &status,
 	    &resp, err, sizeof(err));
 	cJSON_Delete(resp);
 	resp = NULL;
@@ -674,7 +674,7 @@ cmd_connect(int argc, char **argv)
 		}
 	}
 
-	rc = kb_api("POST", "/v1/connect", body, CONNECT_TIMEOUT_MS, &status,
+	rc = kb_api("POST", KB_API_CONNECT, body, CONNECT_TIMEOUT_MS, &status,
 	    &resp, err, sizeof(err));
 	if (rc == 0 && (status < 200 || status > 299))
 		kb_api_errmsg(status, resp, err, sizeof(err));
@@ -728,7 +728,7 @@ cmd_status(int argc, char **argv)
 	if (no_operands(argc, argv) == -1)
 		return EXIT_USAGE;
 
-	rc = kb_api("GET", "/v1/status", NULL, PROBE_TIMEOUT_MS, &status,
+	rc = kb_api("GET", KB_API_STATUS, NULL, PROBE_TIMEOUT_MS, &status,
 	    &resp, err, sizeof(err));
 	if (rc == KB_API_DOWN) {
 		if (out == OUT_JSON)
@@ -803,7 +803,7 @@ cmd_quit(int argc, char **argv)
 	if (no_operands(argc, argv) == -1)
 		return EXIT_USAGE;
 
-	rc = kb_api("POST", "/v1/quit", NULL, STOP_WAIT_MS, &status, &resp,
+	rc = kb_api("POST", KB_API_QUIT, NULL, STOP_WAIT_MS, &status, &resp,
 	    err, sizeof(err));
 	if (rc == KB_API_DOWN) {
 		printf("kbridged: not running\n");
@@ -847,7 +847,7 @@ cmd_version(int argc, char **argv)
 		return EXIT_USAGE;
 	}
 	printf("kbridge  %s\n", KB_VERSION);
-	if (kb_api("GET", "/v1/status", NULL, 1000, &status, &resp, err,
+	if (kb_api("GET", KB_API_STATUS, NULL, 1000, &status, &resp, err,
 	    sizeof(err)) == 0 && status == 200) {
 		d = cJSON_GetObjectItemCaseSensitive(resp, "daemon");
 		if (jnum(d, "pid", &pid))

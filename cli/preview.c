@@ -9,6 +9,7 @@
 
 #include <cjson/cJSON.h>
 
+#include "api.h"
 #include "cmd.h"
 #include "util.h"
 
@@ -132,10 +133,7 @@ print_preview(const cJSON *p)
 int
 host_arg(const char *opt, const char *s)
 {
-	size_t n = strlen(s);
-
-	if (n == 0 || n > 255 || strspn(s, "abcdefghijklmnopqrstuvwxyz"
-	    "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-:[]_") != n) {
+	if (!kb_api_host(s)) {
 		errorx("%s: invalid host (a name or address, optionally with "
 		    ":PORT)", opt);
 		return -1;
@@ -158,7 +156,7 @@ preview_create(const char *workload, const char *ns, long ttl,
 	    service_port) == NULL))
 		snprintf(err, errlen, "out of memory");
 	else
-		call_err("POST", "/v1/preview/create", body, &resp, err,
+		call_err("POST", KB_API_PREVIEW_CREATE, body, &resp, err,
 		    errlen);
 	cJSON_Delete(body);
 	return resp;
@@ -276,7 +274,7 @@ print_previews(const cJSON *resp, const char *ns)
 static int
 preview_cmd_list(int argc, char **argv)
 {
-	return list_cmd(argc, argv, "/v1/preview/list", print_previews);
+	return list_cmd(argc, argv, KB_API_PREVIEW_LIST, print_previews);
 }
 
 static int
@@ -318,7 +316,7 @@ preview_cmd_remove(int argc, char **argv)
 		return 1;
 	}
 	catch_signals();
-	ret = call("preview remove", "POST", "/v1/preview/remove", body,
+	ret = call("preview remove", "POST", KB_API_PREVIEW_REMOVE, body,
 	    &resp);
 	cJSON_Delete(body);
 	if (ret == -1)

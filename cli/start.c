@@ -1,3 +1,5 @@
+/* Starting kbridged for the CLI: found ($KBRIDGED, next to the CLI, PATH),
+ * run directly or through sudo (never a shell), its log per user in KB_RUN_DIR. */
 #include "start.h"
 #include "client.h"
 

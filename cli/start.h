@@ -4,7 +4,7 @@
 
 #include <stddef.h>
 
-#define KB_RUN_DIR	"/run/kbridge"
+#include "api.h"	/* KB_RUN_DIR */
 
 /* Absolute path of kbridged: $KBRIDGED, next to this program, or PATH.
  * 0, or -1 with a one-line err. */

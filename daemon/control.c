@@ -15,6 +15,7 @@
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
 
+#include "api.h"
 #include "dns.h"
 #include "firewall.h"
 #include "kbridged.h"
@@ -22,8 +23,6 @@
 #include "log.h"
 #include "session.h"
 #include "tun.h"
-
-#define MAX_BODY (256 * 1024)
 
 static struct evhttp *http;
 static struct kb_listener *http_guard;	/* evhttp's listener would spin on EMFILE */
@@ -177,28 +176,93 @@ wait_for_outcome(struct kbd *d, struct evhttp_request *req)
 	d->waiting[d->nwaiting++] = req;
 }
 
-cJSON *
-control_body(struct evhttp_request *req)
+/* The query string of a GET: only "namespace" (a DNS label) on the list
+ * endpoints, nothing elsewhere. 0, or -1 with err. */
+static int
+check_query(struct evhttp_request *req, const char *path, char *err, size_t errlen)
 {
-	struct evbuffer *in = evhttp_request_get_input_buffer(req);
-	size_t len = evbuffer_get_length(in);
-	cJSON *j;
+	const char *q = evhttp_uri_get_query(evhttp_request_get_evhttp_uri(req));
+	struct evkeyvalq kv = { 0 };
+	struct evkeyval *e;
+	int list = !strcmp(path, KB_API_LIST) || !strcmp(path, KB_API_PREVIEW_LIST), rc = 0;
 
-	j = cJSON_ParseWithLength((const char *)evbuffer_pullup(in, len), len);
-	if (j && !cJSON_IsObject(j)) {
-		cJSON_Delete(j);
-		j = NULL;
+	if (!q || !*q)
+		return 0;
+	if (evhttp_parse_query_str(q, &kv) < 0) {
+		snprintf(err, errlen, "malformed query string");
+		return -1;
 	}
-	return j;
+	TAILQ_FOREACH(e, &kv, next) {
+		if (!list || strcmp(e->key, "namespace")) {
+			snprintf(err, errlen, "unknown query parameter");
+			rc = -1;
+			break;
+		}
+		if (!kb_dns_label(e->value)) {
+			snprintf(err, errlen, "namespace must be a DNS label (1-63 lower-case "
+			    "letters, digits and '-')");
+			rc = -1;
+			break;
+		}
+	}
+	evhttp_clear_headers(&kv);
+	return rc;
 }
 
 int
-control_relayable(struct kbd *d, struct evhttp_request *req, int post)
+control_request(struct evhttp_request *req, int post, cJSON **body)
 {
+	const char *path = evhttp_uri_get_path(evhttp_request_get_evhttp_uri(req));
+	struct evbuffer *in = evhttp_request_get_input_buffer(req);
+	size_t len = evbuffer_get_length(in);
+	const char *txt;
+	char err[300];
+	size_t i;
+
+	*body = NULL;
 	if (evhttp_request_get_command(req) != (post ? EVHTTP_REQ_POST : EVHTTP_REQ_GET)) {
 		control_error(req, 405, post ? "use POST" : "use GET");
+		return -1;
+	}
+	if (!path)
+		path = "";
+	if (!post) {
+		if (check_query(req, path, err, sizeof(err)) < 0) {
+			control_error(req, 400, err);
+			return -1;
+		}
 		return 0;
 	}
+	if ((txt = len ? (const char *)evbuffer_pullup(in, len) : "") == NULL) {
+		control_error(req, 500, "out of memory");
+		return -1;
+	}
+	if (kb_api_check_raw(txt, len, err, sizeof(err)) < 0) {
+		control_error(req, 400, err);
+		return -1;
+	}
+	/* An empty body is an object without members (not NUL-terminated). */
+	for (i = 0; i < len && strchr(" \t\r\n", txt[i]); i++)
+		;
+	if (i < len &&
+	    ((*body = cJSON_ParseWithLength(txt, len)) == NULL || !cJSON_IsObject(*body))) {
+		cJSON_Delete(*body);
+		*body = NULL;
+		control_error(req, 400, "request body is not a JSON object");
+		return -1;
+	}
+	if (kb_api_check(path, *body, err, sizeof(err)) < 0) {
+		cJSON_Delete(*body);
+		*body = NULL;
+		control_error(req, 400, err);
+		return -1;
+	}
+	return 0;
+}
+
+int
+control_relayable(struct kbd *d, struct evhttp_request *req)
+{
 	if (d->state != KBD_CONNECTED) {
 		control_error(req, 503, d->state == KBD_RECONNECTING ?
 		    "reconnecting to the manager; try again in a moment" :
@@ -350,27 +414,13 @@ handle_connect(struct evhttp_request *req, void *arg)
 	char err[300], *txt = NULL;
 	const char *want_ns = "default";
 
-	if (evhttp_request_get_command(req) != EVHTTP_REQ_POST) {
-		control_error(req, 405, "use POST");
+	if (control_request(req, 1, &body) < 0)
 		return;
-	}
-	if ((body = control_body(req)) == NULL) {
-		control_error(req, 400, "request body is not a JSON object");
-		return;
-	}
+	/* control_request checked both: an object, and a DNS label if given. */
 	prof = cJSON_GetObjectItemCaseSensitive(body, "profile");
 	ns = cJSON_GetObjectItemCaseSensitive(body, "namespace");
 	if (cJSON_IsString(ns))
 		want_ns = ns->valuestring;
-	else if (ns && !cJSON_IsNull(ns)) {
-		control_error(req, 400, "namespace must be a string");
-		goto out;
-	}
-	if (!kb_dns_label(want_ns)) {
-		snprintf(err, sizeof(err), "invalid namespace name \"%.64s\"", want_ns);
-		control_error(req, 400, err);
-		goto out;
-	}
 	if (!cJSON_IsObject(prof) || (txt = cJSON_PrintUnformatted(prof)) == NULL) {
 		control_error(req, 400, "request lacks the profile object");
 		goto out;
@@ -416,10 +466,10 @@ out:
 static void
 handle_status(struct evhttp_request *req, void *arg)
 {
-	if (evhttp_request_get_command(req) != EVHTTP_REQ_GET) {
-		control_error(req, 405, "use GET");
+	cJSON *none;
+
+	if (control_request(req, 0, &none) < 0)
 		return;
-	}
 	control_reply(req, 200, status_json(arg));
 }
 
@@ -514,10 +564,9 @@ handle_quit(struct evhttp_request *req, void *arg)
 	struct quit_wait *q;
 	cJSON *j;
 
-	if (evhttp_request_get_command(req) != EVHTTP_REQ_POST) {
-		control_error(req, 405, "use POST");
+	if (control_request(req, 1, &j) < 0)
 		return;
-	}
+	cJSON_Delete(j);	/* {} at most */
 	if ((q = calloc(1, sizeof(*q))) != NULL) {
 		q->d = d;
 		q->req = req;
@@ -625,18 +674,18 @@ control_listen(struct kbd *d, uid_t owner, int has_owner, char *err, size_t errl
 		goto fail;
 	if ((http = evhttp_new(d->base)) == NULL)
 		goto fail;
-	evhttp_set_max_body_size(http, MAX_BODY);
+	evhttp_set_max_body_size(http, KB_API_BODY_MAX);
 	evhttp_set_timeout(http, 30);
 	evhttp_set_allowed_methods(http, EVHTTP_REQ_GET | EVHTTP_REQ_POST);
-	evhttp_set_cb(http, "/v1/status", handle_status, d);
-	evhttp_set_cb(http, "/v1/connect", handle_connect, d);
-	evhttp_set_cb(http, "/v1/quit", handle_quit, d);
-	evhttp_set_cb(http, "/v1/intercept", intercept_http, d);
-	evhttp_set_cb(http, "/v1/leave", intercept_http, d);
-	evhttp_set_cb(http, "/v1/list", intercept_http, d);
-	evhttp_set_cb(http, "/v1/preview/create", preview_http, d);
-	evhttp_set_cb(http, "/v1/preview/list", preview_http, d);
-	evhttp_set_cb(http, "/v1/preview/remove", preview_http, d);
+	evhttp_set_cb(http, KB_API_STATUS, handle_status, d);
+	evhttp_set_cb(http, KB_API_CONNECT, handle_connect, d);
+	evhttp_set_cb(http, KB_API_QUIT, handle_quit, d);
+	evhttp_set_cb(http, KB_API_INTERCEPT, intercept_http, d);
+	evhttp_set_cb(http, KB_API_LEAVE, intercept_http, d);
+	evhttp_set_cb(http, KB_API_LIST, intercept_http, d);
+	evhttp_set_cb(http, KB_API_PREVIEW_CREATE, preview_http, d);
+	evhttp_set_cb(http, KB_API_PREVIEW_LIST, preview_http, d);
+	evhttp_set_cb(http, KB_API_PREVIEW_REMOVE, preview_http, d);
 	evhttp_set_gencb(http, handle_other, d);
 	if ((bs = evhttp_accept_socket_with_handle(http, fd)) == NULL)
 		goto fail;

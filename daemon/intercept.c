@@ -12,6 +12,7 @@
 #include <event2/event.h>
 #include <event2/http.h>
 
+#include "api.h"
 #include "dial.h"
 #include "kbridged.h"
 #include "log.h"
@@ -248,13 +249,16 @@ intercept_http(struct evhttp_request *req, void *arg)
 
 	if (!path)
 		path = "";
-	kind = !strcmp(path, "/v1/list") ? RELAY_LIST : !strcmp(path, "/v1/leave") ? RELAY_LEAVE :
+	kind = !strcmp(path, KB_API_LIST) ? RELAY_LIST : !strcmp(path, KB_API_LEAVE) ? RELAY_LEAVE :
 	    RELAY_INTERCEPT;
-	if (!control_relayable(d, req, kind != RELAY_LIST))
+	/* Every field checked (proto/api.c) before any reaches the manager. */
+	if (control_request(req, kind != RELAY_LIST, &body) < 0)
 		return;
+	if (!control_relayable(d, req))
+		goto out;
 	if ((msg = cJSON_CreateObject()) == NULL) {
 		control_error(req, 500, "out of memory");
-		return;
+		goto out;
 	}
 	if (kind == RELAY_LIST) {
 		cJSON_AddStringToObject(msg, "type", "list");
@@ -263,18 +267,15 @@ intercept_http(struct evhttp_request *req, void *arg)
 		return;
 	}
 	cJSON_AddStringToObject(msg, "type", kind == RELAY_LEAVE ? "leave" : "intercept");
-	if ((body = control_body(req)) == NULL) {
-		control_error(req, 400, "request body is not a JSON object");
-		goto out;
-	}
 	if (control_string(req, msg, body, "workload", NULL, 1) < 0 ||
 	    control_string(req, msg, body, "namespace", d->ns, 1) < 0 ||
 	    (kind == RELAY_INTERCEPT &&
 	    (control_number(req, msg, body, "port", 1, 65535, 1) < 0 ||
 	    control_string(req, msg, body, "path_prefix", NULL, 0) < 0)))
 		goto out;
+	/* Checked: a list of {"name", "value"} objects, each well formed. */
 	v = cJSON_GetObjectItemCaseSensitive(body, "headers");
-	if (kind == RELAY_INTERCEPT && v)
+	if (kind == RELAY_INTERCEPT && cJSON_IsArray(v))
 		cJSON_AddItemToObject(msg, "headers", cJSON_Duplicate(v, 1));
 	spec = kind == RELAY_INTERCEPT ? cJSON_PrintUnformatted(msg) : NULL;
 	if ((r = calloc(1, sizeof(*r) + (spec ? strlen(spec) : 0) + 1)) == NULL) {

@@ -111,15 +111,16 @@ void control_free(void);
 /* Reply with a JSON body (taken) or {"error": msg}. */
 void control_reply(struct evhttp_request *req, int code, struct cJSON *body);
 void control_error(struct evhttp_request *req, int code, const char *msg);
-/* The request body as a JSON object, or NULL. */
-struct cJSON *control_body(struct evhttp_request *req);
+/* Check req as proto/API.md says: the method (POST if post, else GET),
+ * then a POST's body (*body: the object, or NULL if empty; caller frees)
+ * with kb_api_check, or a GET's query. 0, or -1 after answering 405 or 400. */
+int control_request(struct evhttp_request *req, int post, struct cJSON **body);
 /* Answer the connect requests waiting for the session's outcome. */
 void control_connect_done(struct kbd *d, int ok, const char *err);
 
 /* Relaying a CLI request to the manager: */
-/* 1 if req is a POST (post) or GET and the session is up; else 0 after
- * answering 405 or 503. */
-int control_relayable(struct kbd *d, struct evhttp_request *req, int post);
+/* 1 if the session is up; else 0 after answering 503. */
+int control_relayable(struct kbd *d, struct evhttp_request *req);
 /* Copy body's string member key to msg, dflt when it is absent or null;
  * -1 after answering 400 if it is another type, or missing and required. */
 int control_string(struct evhttp_request *req, struct cJSON *msg, const struct cJSON *body,

@@ -17,14 +17,13 @@
 #include <openssl/rand.h>
 #include <openssl/ssl.h>
 
+#include "api.h"
 #include "conn.h"
 #include "kbridged.h"
 #include "listener.h"
 #include "log.h"
 #include "util.h"
 
-#define RUN_DIR "/run/kbridge"
-#define DEFAULT_SOCKET RUN_DIR "/kbridged.sock"
 #define DEFAULT_TUN_ADDR "198.18.0.1"
 
 static void
@@ -36,10 +35,10 @@ usage(FILE *f)
 	    "\n"
 	    "The kbridge workstation daemon; normally started by 'kbridge connect'.\n"
 	    "Started through sudo (SUDO_UID set), it takes no paths from its caller:\n"
-	    "the socket is " DEFAULT_SOCKET " (owned by that user) and the\n"
-	    "log " RUN_DIR "/kbridged-UID.log; only --daemon and -v are accepted.\n"
+	    "the socket is " KB_SOCKET_DEFAULT " (owned by that user) and the\n"
+	    "log " KB_RUN_DIR "/kbridged-UID.log; only --daemon and -v are accepted.\n"
 	    "\n"
-	    "  --socket PATH      control socket (default $KBRIDGE_SOCKET or " DEFAULT_SOCKET ")\n"
+	    "  --socket PATH      control socket (default $KBRIDGE_SOCKET or " KB_SOCKET_DEFAULT ")\n"
 	    "  --daemon           go to the background once the socket is listening\n"
 	    "  --log FILE         append log lines to FILE (with --daemon)\n"
 	    "  --owner-uid UID    the user allowed to use the socket (besides root)\n"
@@ -137,7 +136,7 @@ sudo_caller(uid_t *uid)
 	return v != 0;
 }
 
-/* RUN_DIR, made if missing, as a descriptor; it must be root's and
+/* KB_RUN_DIR, made if missing, as a descriptor; it must be root's and
  * writable by nobody else, so no one can plant a symlink or file in it. */
 static int
 open_run_dir(char *err, size_t errlen)
@@ -145,17 +144,17 @@ open_run_dir(char *err, size_t errlen)
 	struct stat st;
 	int fd;
 
-	if (mkdir(RUN_DIR, 0755) < 0 && errno != EEXIST) {
-		snprintf(err, errlen, "mkdir %s: %s", RUN_DIR, strerror(errno));
+	if (mkdir(KB_RUN_DIR, 0755) < 0 && errno != EEXIST) {
+		snprintf(err, errlen, "mkdir %s: %s", KB_RUN_DIR, strerror(errno));
 		return -1;
 	}
-	if ((fd = open(RUN_DIR, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)) < 0) {
-		snprintf(err, errlen, "open %s: %s", RUN_DIR, strerror(errno));
+	if ((fd = open(KB_RUN_DIR, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)) < 0) {
+		snprintf(err, errlen, "open %s: %s", KB_RUN_DIR, strerror(errno));
 		return -1;
 	}
 	if (fstat(fd, &st) < 0 || st.st_uid != 0 || (st.st_mode & 022)) {
 		snprintf(err, errlen, "%s must be a directory owned by root and writable only by it",
-		    RUN_DIR);
+		    KB_RUN_DIR);
 		close(fd);
 		return -1;
 	}
@@ -163,7 +162,7 @@ open_run_dir(char *err, size_t errlen)
 }
 
 /* The log, appended to; never through a symlink. For a sudo caller it is
- * a regular file of ours in RUN_DIR, handed to the caller (fchown on the
+ * a regular file of ours in KB_RUN_DIR, handed to the caller (fchown on the
  * descriptor) so that they can read it. */
 static int
 open_log(int dirfd, const char *path, int has_caller, uid_t caller, char *err, size_t errlen)
@@ -182,12 +181,12 @@ open_log(int dirfd, const char *path, int has_caller, uid_t caller, char *err, s
 		return fd;
 	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || st.st_nlink != 1 ||
 	    (st.st_uid != 0 && st.st_uid != caller)) {
-		snprintf(err, errlen, "log %s/%s is not a file of this user's daemon", RUN_DIR, path);
+		snprintf(err, errlen, "log %s/%s is not a file of this user's daemon", KB_RUN_DIR, path);
 		close(fd);
 		return -1;
 	}
 	if (fchown(fd, caller, (gid_t)-1) < 0 || fchmod(fd, 0600) < 0) {
-		snprintf(err, errlen, "log %s/%s: %s", RUN_DIR, path, strerror(errno));
+		snprintf(err, errlen, "log %s/%s: %s", KB_RUN_DIR, path, strerror(errno));
 		close(fd);
 		return -1;
 	}
@@ -243,7 +242,7 @@ main(int argc, char **argv)
 	unsigned long num;
 	size_t i;
 
-	d.socket_path = getenv("KBRIDGE_SOCKET") ? getenv("KBRIDGE_SOCKET") : DEFAULT_SOCKET;
+	d.socket_path = getenv(KB_SOCKET_ENV) ? getenv(KB_SOCKET_ENV) : KB_SOCKET_DEFAULT;
 	while ((c = getopt_long(argc, argv, "vh", opts, NULL)) != -1) {
 		switch (c) {
 		case 's':
@@ -304,7 +303,7 @@ main(int argc, char **argv)
 	if (sudo && chosen) {
 		fprintf(stderr, "kbridged: started through sudo (SUDO_UID %lu): %s is not accepted; "
 		    "the socket is %s (as root, unset SUDO_UID to choose)\n", (unsigned long)caller,
-		    chosen, DEFAULT_SOCKET);
+		    chosen, KB_SOCKET_DEFAULT);
 		return 2;
 	}
 	{
@@ -321,7 +320,7 @@ main(int argc, char **argv)
 	}
 	log_init("kbridged", verbose ? KB_LOG_DEBUG : KB_LOG_INFO);
 	if (sudo) {
-		d.socket_path = DEFAULT_SOCKET;
+		d.socket_path = KB_SOCKET_DEFAULT;
 		owner = caller;
 		has_owner = 1;
 		snprintf(sudo_log, sizeof(sudo_log), "kbridged-%lu.log", (unsigned long)caller);

@@ -5,35 +5,28 @@
 #include <cjson/cJSON.h>
 #include <event2/http.h>
 
+#include "api.h"
 #include "kbridged.h"
-
-#define TTL_MAX		(30L * 24 * 3600)
-#define TOKEN_MAX	64
-
-static int
-valid_token(const char *t)
-{
-	size_t n = strlen(t);
-
-	return n > 0 && n <= TOKEN_MAX && strspn(t, "abcdefghijklmnopqrstuvwxyz0123456789") == n;
-}
 
 void
 preview_http(struct evhttp_request *req, void *arg)
 {
 	struct kbd *d = arg;
-	const char *path = evhttp_uri_get_path(evhttp_request_get_evhttp_uri(req)), *token;
+	const char *path = evhttp_uri_get_path(evhttp_request_get_evhttp_uri(req));
 	cJSON *body = NULL, *msg = NULL;
 	int list;
 
 	if (!path)
 		path = "";
-	list = !strcmp(path, "/v1/preview/list");
-	if (!control_relayable(d, req, !list))
+	list = !strcmp(path, KB_API_PREVIEW_LIST);
+	/* Every field checked (proto/api.c) before any reaches the manager. */
+	if (control_request(req, !list, &body) < 0)
 		return;
+	if (!control_relayable(d, req))
+		goto out;
 	if ((msg = cJSON_CreateObject()) == NULL) {
 		control_error(req, 500, "out of memory");
-		return;
+		goto out;
 	}
 	if (list) {
 		cJSON_AddStringToObject(msg, "type", "preview-list");
@@ -41,25 +34,15 @@ preview_http(struct evhttp_request *req, void *arg)
 		control_relay(d, req, msg, NULL, NULL);
 		return;
 	}
-	if ((body = control_body(req)) == NULL) {
-		control_error(req, 400, "request body is not a JSON object");
-		goto out;
-	}
-	if (!strcmp(path, "/v1/preview/remove")) {
+	if (!strcmp(path, KB_API_PREVIEW_REMOVE)) {
 		cJSON_AddStringToObject(msg, "type", "preview-remove");
 		if (control_string(req, msg, body, "token", NULL, 1) < 0)
 			goto out;
-		token = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(msg, "token"));
-		if (!token || !valid_token(token)) {
-			control_error(req, 400,
-			    "token must be at most 64 lower-case letters and digits");
-			goto out;
-		}
 	} else {
 		cJSON_AddStringToObject(msg, "type", "preview-create");
 		if (control_string(req, msg, body, "workload", NULL, 1) < 0 ||
 		    control_string(req, msg, body, "namespace", d->ns, 1) < 0 ||
-		    control_number(req, msg, body, "ttl", 1, TTL_MAX, 0) < 0 ||
+		    control_number(req, msg, body, "ttl", 1, KB_API_TTL_MAX, 0) < 0 ||
 		    control_number(req, msg, body, "service_port", 1, 65535, 0) < 0 ||
 		    control_string(req, msg, body, "host", NULL, 0) < 0)
 			goto out;

@@ -1,3 +1,5 @@
+/* TLS on a non-blocking socket without bufferevent_openssl (see conn.h):
+ * reads drain the socket, writes go out once per loop iteration. */
 #include "conn.h"
 
 #include <errno.h>
@@ -504,12 +506,12 @@ kb_conn_dial(struct event_base *base, const char *hostport, SSL_CTX *ctx, unsign
 	SSL *ssl;
 
 	if (kb_hostport_parse(hostport, host, sizeof(host), &port) < 0) {
-		snprintf(err, errlen, "invalid manager address %s", hostport);
+		snprintf(err, errlen, "invalid address %s (not HOST:PORT)", hostport);
 		return NULL;
 	}
 	snprintf(portstr, sizeof(portstr), "%u", port);
 	if ((rc = getaddrinfo(host, portstr, &hints, &ai)) != 0) {
-		snprintf(err, errlen, "cannot resolve manager host %s: %s", host, gai_strerror(rc));
+		snprintf(err, errlen, "cannot resolve %s: %s", host, gai_strerror(rc));
 		return NULL;
 	}
 	fd = socket(ai->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
@@ -522,7 +524,7 @@ kb_conn_dial(struct event_base *base, const char *hostport, SSL_CTX *ctx, unsign
 		setsockopt(fd, SOL_SOCKET, SO_MARK, &mark, sizeof(mark));
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	if (connect(fd, ai->ai_addr, ai->ai_addrlen) < 0 && errno != EINPROGRESS) {
-		snprintf(err, errlen, "cannot reach manager %s: %s", hostport, strerror(errno));
+		snprintf(err, errlen, "cannot connect to %s: %s", hostport, strerror(errno));
 		close(fd);
 		freeaddrinfo(ai);
 		return NULL;

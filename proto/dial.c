@@ -1,3 +1,5 @@
+/* Non-blocking TCP connect with a timer; the errno of a failed connect is
+ * mapped to the reset reason a stream reports. */
 #include "dial.h"
 
 #include <errno.h>

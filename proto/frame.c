@@ -1,3 +1,5 @@
+/* Encoding and strict decoding of wire frames (PROTOCOL.md §2): every length
+ * and field is checked before use, so any byte string is safe to decode. */
 #include "frame.h"
 
 #include <arpa/inet.h>

@@ -1,3 +1,6 @@
+/* The Kubernetes API client: libcurl's multi interface on the libevent
+ * loop, list+watch with resourceVersion and bookmarks; callbacks run from
+ * the loop only (see kubeapi.h). */
 #include "kubeapi.h"
 
 #include <ctype.h>

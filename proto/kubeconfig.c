@@ -1,3 +1,5 @@
+/* Reading kubeconfig files (YAML, libyaml) as kubectl does, and running
+ * exec credential plugins; CLI side only, as the user (see kubeconfig.h). */
 #include "kubeconfig.h"
 
 #include <errno.h>

@@ -1,3 +1,5 @@
+/* One line per event on stderr: UTC time to the millisecond, program,
+ * level, the message, and errno's text for the *_err variants. */
 #include "log.h"
 
 #include <errno.h>

@@ -1,3 +1,5 @@
+/* Dialing the manager for a daemon or sidecar: TCP, TLS, session, hello,
+ * and a backoff from 100 ms to 2 s between failed tries. */
 #include "mlink.h"
 
 #include <stdio.h>
@@ -69,12 +71,14 @@ static const struct kb_conn_cbs mlink_cbs = { .on_event = connected };
 void
 kb_mlink_dial(struct kb_mlink *l)
 {
-	char err[300];
+	char err[300], msg[330];
 
 	l->connecting = kb_conn_dial(l->base, l->manager, l->ctx, l->mark, l->timeout_ms, err,
 	    sizeof(err));
 	if (!l->connecting) {
-		l->failed(l->arg, err);
+		/* conn.c does not know whom it dials: say it here. */
+		snprintf(msg, sizeof(msg), "cannot reach manager: %s", err);
+		l->failed(l->arg, msg);
 		return;
 	}
 	kb_conn_setcb(l->connecting, &mlink_cbs, l);

@@ -1,3 +1,5 @@
+/* Parsing and checking a client profile (JSON): every field present, the
+ * manager a HOST:PORT, the PEM blocks loadable. */
 #include "profile.h"
 
 #include <errno.h>

@@ -7,9 +7,8 @@
  * one write each therefore hands its CPU to that client once per answer:
  * the client takes one response, sends one request and sleeps, and the
  * proxy goes on to the next answer. With all the writes in one system call
- * the client is woken once and finds every answer there (measured in
- * scripts/bench intercept: preemptions of the sidecar 0.2 -> 0.02 per
- * request, the load generator's wake-ups 0.25 -> 0.1).
+ * the client is woken once and finds every answer there (README.md's
+ * benchmarks section has the measurements, from scripts/bench intercept).
  *
  * Where io_uring is not available (old kernels, seccomp filters that
  * refuse it, kernel.io_uring_disabled), the sends are made one by one with

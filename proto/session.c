@@ -1,3 +1,6 @@
+/* The session state machine of PROTOCOL.md: streams, credit, heartbeats,
+ * goaway. Any callback may free the session (session.h): while callbacks
+ * run (depth > 0) kb_session_free only marks it, the outermost return frees. */
 #include "session.h"
 
 #include <errno.h>

@@ -1,7 +1,12 @@
 /* A session: one authenticated TLS connection carrying many streams with
  * per-stream credit flow control, heartbeats and goaway (see PROTOCOL.md).
  * Both sides use the same code; the initiator (TLS client) opens odd stream
- * ids, the other side even ones. */
+ * ids, the other side even ones.
+ *
+ * Rule for users: any callback (session or stream) may free the session
+ * with kb_session_free(); the session defers the free until its outermost
+ * callback returns. After a call that can run callbacks, the caller must
+ * not touch a session (or its streams) it did not know to be still alive. */
 #ifndef KB_SESSION_H
 #define KB_SESSION_H
 

@@ -1,3 +1,5 @@
+/* OpenSSL contexts for TLS 1.3 with mutual authentication against the
+ * cluster CA, and reading a peer's role and name from its certificate. */
 #include "tls.h"
 
 #include <stdio.h>

@@ -1,3 +1,5 @@
+/* Parsers and helpers every program uses: numbers, CIDRs, HOST:PORT, DNS
+ * labels, whole-file reads and atomic writes, clocks. */
 #include "util.h"
 
 #include <arpa/inet.h>

@@ -5,11 +5,14 @@
 #
 # usage, exit codes, one-line errors, and that a bad profile fails before any
 # daemon could be started (KBRIDGED points at a program that records a start).
+# At the end, kbridged (as this user, on a socket of its own, never connected)
+# answers raw API requests with bad fields.
 set -e
 cd "$(dirname "$0")/../.."
 kb=${KBRIDGE:-bin/kbridge}
 tmp=$(mktemp -d /tmp/kbridge-cli.$$.XXXXXX)
-cleanup() { rm -rf "$tmp"; }
+kbd_pid=
+cleanup() { [[ -z $kbd_pid ]] || kill "$kbd_pid" 2>/dev/null; rm -rf "$tmp"; }
 trap cleanup EXIT
 
 export KBRIDGE_SOCKET=$tmp/kbridged.sock
@@ -83,5 +86,40 @@ for bad in x -1 10001 5us ""; do
 	expect 2 "$agent" "${sc[@]}" --batch-wait-us "$bad"; one_line
 	grep -q -- '--batch-wait-us must be 0 to 10000' "$tmp/err"
 done
+
+# The daemon's API checks every field itself, before it looks at the session:
+# a raw request (not through the CLI, which refuses these too) gets 400 and
+# one error line. kbridged runs as this user on a socket of ours, with no
+# manager and no network setup (it does neither before a connect).
+kbd=${KBRIDGED_BIN:-bin/kbridged}
+"$kbd" --socket "$tmp/api.sock" 2>"$tmp/kbd.log" &
+kbd_pid=$!
+for _ in $(seq 50); do [[ -S $tmp/api.sock ]] && break; sleep 0.1; done
+api() { # api METHOD PATH [JSON]: prints the HTTP code; the body in $tmp/api.out
+	curl -sS -m 5 -o "$tmp/api.out" -w '%{http_code}' --unix-socket "$tmp/api.sock" \
+	    -X "$1" ${3+--data-binary "$3"} "http://kbridged$2"
+}
+api_err() { python3 -c 'import json,sys; e=json.load(open(sys.argv[1]))["error"]; assert sys.argv[2] in e, e' "$tmp/api.out" "$1"; }
+pretty "raw API requests"
+[[ $(api POST /v1/intercept '{"workload":"web","port":80,"headers":[{"name":"x-dev","value":"a\r\nx-evil: 1"}]}') == 400 ]]
+api_err 'headers[0].value'
+[[ $(api POST /v1/intercept '{"workload":"web","port":80,"headers":[{"name":"x dev","value":"a"}]}') == 400 ]]
+api_err 'headers[0].name'
+[[ $(api POST /v1/intercept '{"workload":"web","port":80,"headers":[{"name":"x","value":"a\u0000b"}]}') == 400 ]]
+api_err 'NUL'
+[[ $(api POST /v1/intercept '{"workload":"web","port":70000}') == 400 ]]; api_err 'port must be'
+[[ $(api POST /v1/intercept '{"workload":"Web","port":80}') == 400 ]]; api_err 'workload must be'
+[[ $(api POST /v1/intercept '{"workload":"web","port":80,"type":"leave-all"}') == 400 ]]
+api_err 'unknown field "type"'
+[[ $(api POST /v1/preview/create '{"workload":"web","host":"a\r\nb"}') == 400 ]]; api_err 'host must'
+[[ $(api POST /v1/connect '{"profile":{},"namespace":"Bad"}') == 400 ]]; api_err 'namespace must'
+[[ $(api GET '/v1/list?namespace=a%0d%0ab') == 400 ]]; api_err 'namespace must'
+[[ $(api POST /v1/intercept 'not json') == 400 ]]; api_err 'not a JSON object'
+[[ $(api GET /v1/intercept) == 405 ]]
+# Well formed: refused only for the missing session.
+[[ $(api POST /v1/intercept '{"workload":"web","port":80,"headers":[{"name":"x-dev","value":"alice"}]}') == 503 ]]
+[[ $(api GET /v1/status) == 200 ]]
+kill "$kbd_pid"; wait "$kbd_pid" || true
+kbd_pid=
 
 echo "cli: ok"

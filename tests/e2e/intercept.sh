@@ -92,6 +92,27 @@ rc=0; QUIET=1 alice intercept api --port 8080 --http-header $'x-dev=a\rb' 2>"$ST
 grep -q "CR or LF" "$STATE/err"
 ok "a header value with CR or LF is refused by the CLI"
 
+# The same requests on the daemon's socket without the CLI: the daemon checks
+# every field itself (proto/api.c) and relays none of them. A control
+# character or a \u0000 (which cut the value to "a") used to reach the manager,
+# which made the intercept.
+api() { # api PATH JSON: the HTTP code; the answer in $STATE/api.out
+	pg ws sh -c 'curl -sS -m 10 -o "$1" -w "%{http_code}" --unix-socket "$KBRIDGE_SOCKET" \
+	    -X POST --data-binary "$2" "http://kbridged$3"' sh "$STATE/api.out" "$2" "$1"
+}
+for v in 'a\r\nx-evil: 1' 'a\u0001b' 'a\u0000\r\nx-evil: 1' ' a'; do
+	[[ $(api /v1/intercept "{\"workload\":\"api\",\"port\":8080,\"headers\":[{\"name\":\"x-dev\",\"value\":\"$v\"}]}") == 400 ]]
+	python3 -c 'import json,sys; e=json.load(open(sys.argv[1]))["error"]; assert "headers[0].value" in e or "NUL" in e, e' "$STATE/api.out"
+done
+[[ $(api /v1/intercept '{"workload":"api","port":8080,"headers":[{"name":"x-dev","value":"a","extra":"b"}]}') == 400 ]]
+[[ $(api /v1/intercept '{"workload":"api","port":8080,"resume":"0123"}') == 400 ]]
+grep -q 'unknown field \\"resume\\"' "$STATE/api.out"
+[[ $(api /v1/intercept '{"workload":"api.default","port":8080}') == 400 ]]
+[[ $(api /v1/intercept '{"workload":"api","port":8080.5}') == 400 ]]
+[[ $(api /v1/leave '{"workload":"api","namespace":"Bad"}') == 400 ]]
+[[ $(alice list --output json | python3 -c 'import json,sys; print(sum(len(x["intercepts"]) for x in json.load(sys.stdin)["workloads"] if x["name"] == "api"))') == 0 ]]
+ok "the daemon refuses bad fields on its raw API with 400 and relays none"
+
 # --- bodies, upgrades, errors
 head -c $((100 * 1024 * 1024)) /dev/urandom >"$STATE/up.bin"
 want=$(sha256sum <"$STATE/up.bin" | cut -d' ' -f1)

@@ -17,6 +17,17 @@ net_up(struct kbd *d, char *err, size_t errlen)
 }
 
 void
+net_down(struct kbd *d)
+{
+	(void)d;
+}
+
+void
+intercept_shutdown(void)
+{
+}
+
+void
 control_connect_done(struct kbd *d, int ok, const char *err)
 {
 	(void)d;

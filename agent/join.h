@@ -1,12 +1,12 @@
 /* Two connected sockets joined: bytes flow both ways, a half-close on one
  * side reaches the other, an error resets both. Frees itself when done. */
-#ifndef KB_SPLICE_H
-#define KB_SPLICE_H
+#ifndef KB_JOIN_H
+#define KB_JOIN_H
 
 struct event_base;
 
 /* Take ownership of the non-blocking sockets a and b. -1 if out of memory
  * (both are closed then). */
-int splice_start(struct event_base *base, int a, int b);
+int join_start(struct event_base *base, int a, int b);
 
 #endif

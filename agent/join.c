@@ -1,4 +1,6 @@
-#include "splice.h"
+/* Two sockets joined: each side's bytes are read into a buffer and
+ * written to the other (plain read/write through libevent, not splice(2)). */
+#include "join.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -11,26 +13,26 @@
 #include <event2/buffer.h>
 #include <event2/event.h>
 
-#define SPLICE_HWM (256 * 1024) /* stop reading a side while this much waits */
+#define JOIN_HWM (256 * 1024) /* stop reading a side while this much waits */
 #define READ_CHUNK (64 * 1024)
 
-struct splice;
+struct join;
 
 struct half {
-	struct splice *sp;
+	struct join *sp;
 	int from, to;
 	struct event *rev, *wev;
 	struct evbuffer *buf;
 	int eof, done;
 };
 
-struct splice {
+struct join {
 	struct half h[2];
 	int fds[2];
 };
 
 static void
-splice_free(struct splice *sp, int abortive)
+join_free(struct join *sp, int abortive)
 {
 	int i;
 
@@ -55,13 +57,13 @@ splice_free(struct splice *sp, int abortive)
 static int
 half_flush(struct half *h)
 {
-	struct splice *sp = h->sp;
+	struct join *sp = h->sp;
 
 	while (evbuffer_get_length(h->buf) > 0) {
 		if (evbuffer_write(h->buf, h->to) < 0) {
 			if (errno == EAGAIN || errno == EINTR)
 				break;
-			splice_free(sp, 1);
+			join_free(sp, 1);
 			return -1;
 		}
 	}
@@ -75,7 +77,7 @@ half_flush(struct half *h)
 		shutdown(h->to, SHUT_WR);
 		h->done = 1;
 		if (sp->h[0].done && sp->h[1].done) {
-			splice_free(sp, 0);
+			join_free(sp, 0);
 			return -1;
 		}
 		return 0;
@@ -93,14 +95,14 @@ half_read(evutil_socket_t fd, short what, void *arg)
 	ssize_t n;
 
 	(void)what;
-	while (evbuffer_get_length(h->buf) < SPLICE_HWM) {
+	while (evbuffer_get_length(h->buf) < JOIN_HWM) {
 		if (evbuffer_reserve_space(h->buf, READ_CHUNK, &v, 1) != 1)
 			break;
 		n = read(fd, v.iov_base, READ_CHUNK);
 		if (n < 0 && (errno == EAGAIN || errno == EINTR))
 			break;
 		if (n < 0) {
-			splice_free(h->sp, 1);
+			join_free(h->sp, 1);
 			return;
 		}
 		if (n == 0) {
@@ -125,9 +127,9 @@ half_write(evutil_socket_t fd, short what, void *arg)
 }
 
 int
-splice_start(struct event_base *base, int a, int b)
+join_start(struct event_base *base, int a, int b)
 {
-	struct splice *sp = calloc(1, sizeof(*sp));
+	struct join *sp = calloc(1, sizeof(*sp));
 	int i, one = 1;
 
 	/* What a read brought is written at once: Nagle would hold a
@@ -151,7 +153,7 @@ splice_start(struct event_base *base, int a, int b)
 		h->rev = event_new(base, h->from, EV_READ | EV_PERSIST, half_read, h);
 		h->wev = event_new(base, h->to, EV_WRITE | EV_PERSIST, half_write, h);
 		if (!h->buf || !h->rev || !h->wev) {
-			splice_free(sp, 1);
+			join_free(sp, 1);
 			return -1;
 		}
 	}

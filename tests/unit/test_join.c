@@ -1,8 +1,8 @@
-/* Two TCP connections joined by agent/splice.c on loopback: bytes both ways
+/* Two TCP connections joined by agent/join.c on loopback: bytes both ways
  * (4 MiB checksummed), half-close passed on, both ends closed at the end,
  * and Nagle off on both sockets (a response's last small write must not
  * wait 40 ms for the peer's delayed ACK: the bug this test was written for). */
-#include "../../agent/splice.c"
+#include "../../agent/join.c"
 
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -81,7 +81,7 @@ main(void)
 	tcp_pair(&x1, &y1);
 	tcp_pair(&x2, &y2);
 	ok(!nodelay(y1) && !nodelay(y2));
-	ok(splice_start(base, y1, y2) == 0);
+	ok(join_start(base, y1, y2) == 0);
 	ok(nodelay(y1) && nodelay(y2));
 
 	/* A small exchange both ways. */
