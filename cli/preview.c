@@ -10,6 +10,7 @@
 #include <cjson/cJSON.h>
 
 #include "cmd.h"
+#include "msg.h"
 #include "util.h"
 
 #define DURATION_MAX	(30L * 24 * 3600)
@@ -112,7 +113,7 @@ print_preview(const cJSON *p)
 	fputs("Preview of ", stdout);
 	put_workload(p);
 	if (jstr(p, "intercept_id"))
-		put_in(" (your intercept, x-kbridge-intercept-id: ",
+		put_in(" (your intercept, " KB_INTERCEPT_HEADER ": ",
 		    jstr(p, "intercept_id"), ")");
 	fputs(":\n", stdout);
 	if (jstr(p, "url"))

@@ -252,17 +252,16 @@ intercept_http(struct evhttp_request *req, void *arg)
 	    RELAY_INTERCEPT;
 	if (!control_relayable(d, req, kind != RELAY_LIST))
 		return;
-	if ((msg = cJSON_CreateObject()) == NULL) {
+	if ((msg = kb_msg_new(kind == RELAY_LIST ? KB_MSG_LIST : kind == RELAY_LEAVE ?
+	    KB_MSG_LEAVE : KB_MSG_INTERCEPT)) == NULL) {
 		control_error(req, 500, "out of memory");
 		return;
 	}
 	if (kind == RELAY_LIST) {
-		cJSON_AddStringToObject(msg, "type", "list");
 		control_query(req, msg, "namespace");
 		control_relay(d, req, msg, NULL, NULL);
 		return;
 	}
-	cJSON_AddStringToObject(msg, "type", kind == RELAY_LEAVE ? "leave" : "intercept");
 	if ((body = control_body(req)) == NULL) {
 		control_error(req, 400, "request body is not a JSON object");
 		goto out;

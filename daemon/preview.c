@@ -31,12 +31,12 @@ preview_http(struct evhttp_request *req, void *arg)
 	list = !strcmp(path, "/v1/preview/list");
 	if (!control_relayable(d, req, !list))
 		return;
-	if ((msg = cJSON_CreateObject()) == NULL) {
+	if ((msg = kb_msg_new(list ? KB_MSG_PREVIEW_LIST : !strcmp(path, "/v1/preview/remove") ?
+	    KB_MSG_PREVIEW_REMOVE : KB_MSG_PREVIEW_CREATE)) == NULL) {
 		control_error(req, 500, "out of memory");
 		return;
 	}
 	if (list) {
-		cJSON_AddStringToObject(msg, "type", "preview-list");
 		control_query(req, msg, "namespace");
 		control_relay(d, req, msg, NULL, NULL);
 		return;
@@ -46,7 +46,6 @@ preview_http(struct evhttp_request *req, void *arg)
 		goto out;
 	}
 	if (!strcmp(path, "/v1/preview/remove")) {
-		cJSON_AddStringToObject(msg, "type", "preview-remove");
 		if (control_string(req, msg, body, "token", NULL, 1) < 0)
 			goto out;
 		token = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(msg, "token"));
@@ -56,7 +55,6 @@ preview_http(struct evhttp_request *req, void *arg)
 			goto out;
 		}
 	} else {
-		cJSON_AddStringToObject(msg, "type", "preview-create");
 		if (control_string(req, msg, body, "workload", NULL, 1) < 0 ||
 		    control_string(req, msg, body, "namespace", d->ns, 1) < 0 ||
 		    control_number(req, msg, body, "ttl", 1, TTL_MAX, 0) < 0 ||

@@ -25,9 +25,20 @@ control_connect_done(struct kbd *d, int ok, const char *err)
 }
 
 void
+net_down(struct kbd *d)
+{
+	(void)d;
+}
+
+void
 intercept_restore(struct kbd *d)
 {
 	(void)d;
+}
+
+void
+intercept_shutdown(void)
+{
 }
 
 void
