@@ -118,7 +118,8 @@ icpts_update(const cJSON *msg)
 		cJSON_ArrayForEach(h, cJSON_GetObjectItemCaseSensitive(e, "headers")) {
 			const cJSON *hn = cJSON_GetObjectItemCaseSensitive(h, "name");
 			const cJSON *hv = cJSON_GetObjectItemCaseSensitive(h, "value");
-			if (n->nheaders < KB_MAX_MATCH_HEADERS && cJSON_IsString(hn) && cJSON_IsString(hv)) {
+			if (n->nheaders < KB_MAX_MATCH_HEADERS && cJSON_IsString(hn) &&
+			    cJSON_IsString(hv)) {
 				n->hname[n->nheaders] = strdup(hn->valuestring);
 				n->hvalue[n->nheaders++] = strdup(hv->valuestring);
 			}

@@ -12,7 +12,7 @@
 
 #include "util.h"
 
-enum kind { K_NUM, K_INT, K_STR, K_BOOL, K_ARRAY };
+enum kind { K_NUM, K_INT, K_STR, K_ARRAY };
 
 #define F_REQ	 0x1 /* must be present */
 #define F_NULL	 0x2 /* null counts as absent */
@@ -42,8 +42,12 @@ struct spec {
 #define ID { "id", K_INT, F_REQ, 0, UINT32_MAX, 0, NULL, NULL }
 #define ANSWER_ID { "id", K_NUM, F_REQ, -DBL_MAX, DBL_MAX, 0, NULL, NULL }
 #define BAD_NAME "invalid workload or namespace name"
-#define WORKLOAD(text) { "workload", K_STR, F_REQ | F_LABEL, 1, 63, 400, text, NULL }
-#define NAMESPACE(text) { "namespace", K_STR, F_REQ | F_LABEL, 1, 63, 400, text, NULL }
+#define NO_NAMES "workload and namespace are required"
+#define BAD_TTL "ttl must be 1 second to 30 days"
+#define BAD_HOST "host must be a host name or address, with an optional :port"
+#define NO_TOKEN "no such preview (unknown, expired or removed)"
+#define WORKLOAD { "workload", K_STR, F_REQ | F_LABEL, 1, 63, 400, BAD_NAME, NULL }
+#define NAMESPACE { "namespace", K_STR, F_REQ | F_LABEL, 1, 63, 400, BAD_NAME, NULL }
 #define NS_FILTER { "namespace", K_STR, F_NULL, 0, 253, 400, "namespace must be a string", NULL }
 
 static int
@@ -73,34 +77,32 @@ static const struct spec specs[KB_MSG__COUNT] = {
 	}, NULL },
 	[KB_MSG_INTERCEPT] = { "intercept", {
 		ID,
-		WORKLOAD(BAD_NAME),
-		NAMESPACE(BAD_NAME),
+		WORKLOAD,
+		NAMESPACE,
 		{ "port", K_INT, F_REQ, 1, 65535, 400, "port must be 1-65535", NULL },
 		{ "headers", K_ARRAY, F_NULL, 0, KB_MAX_MATCH_HEADERS, 400, "headers must be a list",
 		  "too many headers" },
 	}, NULL },
 	[KB_MSG_LEAVE] = { "leave", {
 		ID,
-		{ "workload", K_STR, F_REQ, 0, 253, 400, "workload and namespace are required", NULL },
-		{ "namespace", K_STR, F_REQ, 0, 253, 400, "workload and namespace are required", NULL },
+		{ "workload", K_STR, F_REQ, 0, 253, 400, NO_NAMES, NULL },
+		{ "namespace", K_STR, F_REQ, 0, 253, 400, NO_NAMES, NULL },
 	}, NULL },
 	[KB_MSG_LEAVE_ALL] = { "leave-all", { ID }, NULL },
 	[KB_MSG_LIST] = { "list", { ID, NS_FILTER }, NULL },
 	[KB_MSG_PREVIEW_CREATE] = { "preview-create", {
 		ID,
-		WORKLOAD(BAD_NAME),
-		NAMESPACE(BAD_NAME),
-		{ "ttl", K_INT, F_NULL, 1, KB_PREVIEW_TTL_MAX, 400, "ttl must be 1 second to 30 days",
+		WORKLOAD,
+		NAMESPACE,
+		{ "ttl", K_INT, F_NULL, 1, KB_PREVIEW_TTL_MAX, 400, BAD_TTL, NULL },
+		{ "service_port", K_INT, F_NULL, 1, 65535, 400, "service_port must be 1-65535",
 		  NULL },
-		{ "service_port", K_INT, F_NULL, 1, 65535, 400, "service_port must be 1-65535", NULL },
-		{ "host", K_STR, F_NULL, 1, 255, 400, "host must be a host name or address, with an "
-		  "optional :port", NULL },
+		{ "host", K_STR, F_NULL, 1, 255, 400, BAD_HOST, NULL },
 	}, NULL },
 	[KB_MSG_PREVIEW_LIST] = { "preview-list", { ID, NS_FILTER }, NULL },
 	[KB_MSG_PREVIEW_REMOVE] = { "preview-remove", {
 		ID,
-		{ "token", K_STR, F_REQ, 0, 253, 404, "no such preview (unknown, expired or removed)",
-		  NULL },
+		{ "token", K_STR, F_REQ, 0, 253, 404, NO_TOKEN, NULL },
 	}, NULL },
 	[KB_MSG_RESULT] = { "result", { ANSWER_ID }, NULL },
 	[KB_MSG_REPLACED] = { "replaced", {
@@ -131,51 +133,35 @@ kb_msg_lookup(const char *name, enum kb_msg_type *type)
 	return -1;
 }
 
-static const char *const kind_names[] = {
-	[K_NUM] = "a number", [K_INT] = "an integer", [K_STR] = "a string", [K_BOOL] = "a boolean", [K_ARRAY] = "a list",
-};
-
 /* One field of msg against f: 0 or -1 with err. */
 static int
 check_field(const struct spec *sp, const struct field *f, const cJSON *msg, char *err,
     size_t errlen)
 {
 	const cJSON *v = cJSON_GetObjectItemCaseSensitive(msg, f->name);
-	double n = 0;
-	int ok;
+	double n = 0;	/* the value, or the length */
+	int ok = 0;
 
 	if (!v || ((f->flags & F_NULL) && cJSON_IsNull(v))) {
 		if (!(f->flags & F_REQ))
 			return 0;
-		ok = 0;
-	} else {
-		switch (f->kind) {
-		case K_NUM:
-		case K_INT:
-			ok = cJSON_IsNumber(v) && (n = v->valuedouble, 1);
-			break;
-		case K_STR:
-			ok = cJSON_IsString(v) &&
-			    (n = (double)strlen(v->valuestring), !(f->flags & F_LABEL) ||
-			    kb_dns_label(v->valuestring));
-			break;
-		case K_BOOL:
-			ok = cJSON_IsBool(v);
-			break;
-		case K_ARRAY:
-			ok = cJSON_IsArray(v) && (n = cJSON_GetArraySize(v), 1);
-			break;
-		default:
-			ok = 0;
-		}
-		if (ok && f->kind != K_BOOL && n > f->max && f->over) {
-			snprintf(err, errlen, "%s", f->over);
-			return -1;
-		}
-		ok = ok && (f->kind == K_BOOL || (n >= f->min && n <= f->max));
-		/* In range, so the conversion is defined: a whole number? */
-		ok = ok && (f->kind != K_INT || (double)(int64_t)n == n);
+	} else if ((f->kind == K_NUM || f->kind == K_INT) && cJSON_IsNumber(v)) {
+		n = v->valuedouble;
+		ok = 1;
+	} else if (f->kind == K_STR && cJSON_IsString(v)) {
+		n = (double)strlen(v->valuestring);
+		ok = !(f->flags & F_LABEL) || kb_dns_label(v->valuestring);
+	} else if (f->kind == K_ARRAY && cJSON_IsArray(v)) {
+		n = cJSON_GetArraySize(v);
+		ok = 1;
 	}
+	if (ok && n > f->max && f->over) {
+		snprintf(err, errlen, "%s", f->over);
+		return -1;
+	}
+	ok = ok && n >= f->min && n <= f->max;
+	/* In range, so the conversion is defined: a whole number? */
+	ok = ok && (f->kind != K_INT || (double)(int64_t)n == n);
 	if (ok)
 		return 0;
 	if (f->text)
@@ -185,11 +171,9 @@ check_field(const struct spec *sp, const struct field *f, const cJSON *msg, char
 	else if (f->kind == K_INT)
 		snprintf(err, errlen, "%s: \"%s\" must be an integer %.0f-%.0f", sp->name, f->name,
 		    f->min, f->max);
-	else if (f->kind == K_BOOL)
-		snprintf(err, errlen, "%s: \"%s\" must be a boolean", sp->name, f->name);
 	else
-		snprintf(err, errlen, "%s: \"%s\" must be %s of %.0f-%.0f %s", sp->name, f->name,
-		    kind_names[f->kind], f->min, f->max,
+		snprintf(err, errlen, "%s: \"%s\" must be a %s of %.0f-%.0f %s", sp->name, f->name,
+		    f->kind == K_STR ? "string" : "list", f->min, f->max,
 		    f->kind == K_STR ? "characters" : "elements");
 	return -1;
 }

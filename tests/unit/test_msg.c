@@ -157,7 +157,8 @@ main(void)
 	ok(refused("{\"type\":5}", -1, "a control message without a \"type\" string"));
 	ok(refused("{\"type\":\"frobnicate\",\"id\":1}", -1,
 	    "unknown control message type \"frobnicate\""));
-	ok(refused("{\"type\":\"Resolve\",\"id\":1}", -1, "unknown control message type \"Resolve\""));
+	ok(refused("{\"type\":\"Resolve\",\"id\":1}", -1,
+	    "unknown control message type \"Resolve\""));
 
 	/* resolve: id a u32, the name 1-253 characters, qtype A or AAAA. */
 	ok(refused("{\"type\":\"resolve\",\"name\":\"a\",\"qtype\":1}", -1,
@@ -227,8 +228,10 @@ main(void)
 
 	ok(refused("{\"type\":\"leave\",\"id\":1,\"workload\":\"web\"}", 400,
 	    "workload and namespace are required"));
-	ok(refused("{\"type\":\"leave-all\"}", -1, "leave-all: \"id\" must be an integer 0-4294967295"));
-	ok(refused("{\"type\":\"list\",\"id\":1,\"namespace\":7}", 400, "namespace must be a string"));
+	ok(refused("{\"type\":\"leave-all\"}", -1,
+	    "leave-all: \"id\" must be an integer 0-4294967295"));
+	ok(refused("{\"type\":\"list\",\"id\":1,\"namespace\":7}", 400,
+	    "namespace must be a string"));
 	ok(refused("{\"type\":\"list\",\"id\":1}", 0, ""));
 
 	/* preview-create: the optional fields, null or in range. */
