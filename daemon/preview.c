@@ -7,7 +7,7 @@
 
 #include "kbridged.h"
 
-#define TTL_MAX		(30L * 24 * 3600)
+#define TTL_MAX		KB_PREVIEW_TTL_MAX
 #define TOKEN_MAX	64
 
 static int
