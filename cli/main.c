@@ -21,6 +21,9 @@
 
 #define PROFILE_MAX	(1024 * 1024)
 
+/* The intercept help says "at most 16". */
+_Static_assert(KB_MAX_MATCH_HEADERS == 16, "update the intercept help text");
+
 /* The daemon answers a connect within ~15 s; leave it room. */
 #define CONNECT_TIMEOUT_MS	20000
 #define PROBE_TIMEOUT_MS	3000
