@@ -18,11 +18,11 @@
 
 #include "client.h"
 #include "log.h"
+#include "msg.h"
 #include "preview.h"
 #include "session.h"
 #include "util.h"
 
-#define MAX_HEADERS 16
 #define MAX_SIDECARS 32
 #define ID_LEN 24
 
@@ -40,7 +40,7 @@ struct intercept {
 	int global;
 	char *path_prefix;
 	size_t nheaders;
-	char *hname[MAX_HEADERS], *hvalue[MAX_HEADERS];
+	char *hname[KB_MAX_MATCH_HEADERS], *hvalue[KB_MAX_MATCH_HEADERS];
 };
 
 struct workload {
@@ -160,9 +160,8 @@ push(struct workload *w)
 	size_t k;
 
 	for (k = 0; k < w->nsidecars; k++) {
-		cJSON *msg = cJSON_CreateObject(), *a, *o;
+		cJSON *msg = kb_msg_new(KB_MSG_INTERCEPTS), *a, *o;
 
-		cJSON_AddStringToObject(msg, "type", "intercepts");
 		a = cJSON_AddArrayToObject(msg, "intercepts");
 		TAILQ_FOREACH(i, &w->icpts, entry) {
 			o = match_json(i);
@@ -335,17 +334,9 @@ icpt_client_gone(struct client *c)
 static cJSON *
 result(const cJSON *req, int ok, int status, const char *error)
 {
-	const cJSON *id = cJSON_GetObjectItemCaseSensitive(req, "id");
-	cJSON *r = cJSON_CreateObject();
-
-	cJSON_AddStringToObject(r, "type", "result");
-	cJSON_AddNumberToObject(r, "id", cJSON_IsNumber(id) ? id->valuedouble : 0);
-	cJSON_AddBoolToObject(r, "ok", ok);
-	if (!ok) {
-		cJSON_AddNumberToObject(r, "status", status);
-		cJSON_AddStringToObject(r, "error", error);
-	}
-	return r;
+	/* kb_msg_parse made sure of the id. */
+	return kb_msg_result(cJSON_GetObjectItemCaseSensitive(req, "id")->valuedouble, ok, status,
+	    error);
 }
 
 static cJSON *
@@ -423,14 +414,11 @@ parse_match(const cJSON *req, struct intercept *n)
 	const cJSON *pp = cJSON_GetObjectItemCaseSensitive(req, "path_prefix"), *h;
 	char *p;
 
-	if (hs && !cJSON_IsArray(hs) && !cJSON_IsNull(hs))
-		return "headers must be a list";
+	/* kb_msg_parse checked: a list (or null) of at most KB_MAX_MATCH_HEADERS. */
 	cJSON_ArrayForEach(h, hs) {
 		const cJSON *name = cJSON_GetObjectItemCaseSensitive(h, "name");
 		const cJSON *value = cJSON_GetObjectItemCaseSensitive(h, "value");
 
-		if (n->nheaders == MAX_HEADERS)
-			return "too many headers";
 		if (!cJSON_IsString(name) || !http_token(name->valuestring))
 			return "header name is not an HTTP token";
 		if (!cJSON_IsString(value) || strpbrk(value->valuestring, "\r\n") ||
@@ -498,11 +486,7 @@ do_intercept(struct client *c, const cJSON *req)
 	cJSON *r;
 	size_t k;
 
-	if (!cJSON_IsString(wl) || !kb_dns_label(wl->valuestring) || !cJSON_IsString(ns) ||
-	    !kb_dns_label(ns->valuestring))
-		return result(req, 0, 400, "invalid workload or namespace name");
-	if (!cJSON_IsNumber(port) || port->valuedouble < 1 || port->valuedouble > 65535)
-		return result(req, 0, 400, "port must be 1-65535");
+	/* kb_msg_parse checked the names (DNS labels) and the port (1-65535). */
 	if ((w = find_workload(wl->valuestring, ns->valuestring)) == NULL || w->nsidecars == 0) {
 		snprintf(err, sizeof(err), "no workload %s in namespace %s runs a kbridge sidecar",
 		    wl->valuestring, ns->valuestring);
@@ -587,8 +571,6 @@ do_leave(struct client *c, const cJSON *req)
 	struct intercept *i;
 	char err[200];
 
-	if (!cJSON_IsString(wl) || !cJSON_IsString(ns))
-		return result(req, 0, 400, "workload and namespace are required");
 	if ((w = find_workload(wl->valuestring, ns->valuestring)) != NULL) {
 		TAILQ_FOREACH(i, &w->icpts, entry) {
 			if (!strcmp(i->owner, c->name)) {
@@ -690,17 +672,20 @@ icpt_state(const char *id, const char *owner)
 }
 
 cJSON *
-icpt_request(struct client *c, const char *type, const cJSON *msg)
+icpt_request(struct client *c, enum kb_msg_type type, const cJSON *msg)
 {
-	if (!strcmp(type, "list"))
+	switch (type) {
+	case KB_MSG_LIST:
 		return do_list(c, msg);
-	if (!strcmp(type, "intercept"))
+	case KB_MSG_INTERCEPT:
 		return do_intercept(c, msg);
-	if (!strcmp(type, "leave"))
+	case KB_MSG_LEAVE:
 		return do_leave(c, msg);
-	if (!strcmp(type, "leave-all"))
+	case KB_MSG_LEAVE_ALL:
 		return do_leave_all(c, msg);
-	return NULL;
+	default:
+		return NULL;
+	}
 }
 
 /* --- carrying an intercepted stream to the owner's workstation --- */

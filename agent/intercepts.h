@@ -6,6 +6,8 @@
 
 #include <stddef.h>
 
+#include "msg.h"
+
 struct cJSON;
 struct client;
 struct event_base;
@@ -28,9 +30,10 @@ void icpt_sidecar_ready(struct client *c);
 /* A session ended: a sidecar leaves its workload, an owner's intercepts
  * enter the grace period. */
 void icpt_client_gone(struct client *c);
-/* A daemon's "intercept", "leave", "leave-all" or "list" request; returns the "result"
- * message to send back (never NULL unless out of memory). */
-struct cJSON *icpt_request(struct client *c, const char *type, const struct cJSON *msg);
+/* A daemon's "intercept", "leave", "leave-all" or "list" request, valid by
+ * kb_msg_parse; returns the "result" message to send back (NULL if out of
+ * memory or type is none of these). */
+struct cJSON *icpt_request(struct client *c, enum kb_msg_type type, const struct cJSON *msg);
 /* A sidecar opened a stream for intercept ref: carry it to the owner. */
 void icpt_route_stream(struct client *sidecar, struct kb_stream *st, const char *ref);
 /* The id of owner's intercept on workload wl in namespace ns, and whether

@@ -28,6 +28,7 @@
 #include "log.h"
 #include "httpproxy.h"
 #include "manager.h"
+#include "msg.h"
 #include "preview.h"
 #include "resolver.h"
 #include "session.h"
@@ -317,8 +318,7 @@ lookup_done(void *arg, int rcode, const char *const *addrs, size_t n, uint32_t t
 	cJSON *msg, *a;
 	size_t i;
 
-	if (c->sess && (msg = cJSON_CreateObject()) != NULL) {
-		cJSON_AddStringToObject(msg, "type", "resolved");
+	if (c->sess && (msg = kb_msg_new(KB_MSG_RESOLVED)) != NULL) {
 		cJSON_AddNumberToObject(msg, "id", lk->id);
 		cJSON_AddNumberToObject(msg, "rcode", rcode);
 		cJSON_AddNumberToObject(msg, "ttl", ttl);
@@ -337,14 +337,13 @@ lookup_done(void *arg, int rcode, const char *const *addrs, size_t n, uint32_t t
 static void
 lookup_refuse(struct client *c, double id)
 {
-	cJSON *msg = cJSON_CreateObject();
+	cJSON *msg = kb_msg_new(KB_MSG_RESOLVED);
 	char text[80];
 
 	snprintf(text, sizeof(text), "more than %d lookups in flight", MAX_LOOKUPS);
 	refused(c, &c->over_lookups, text);
 	if (!msg)
 		return;
-	cJSON_AddStringToObject(msg, "type", "resolved");
 	cJSON_AddNumberToObject(msg, "id", id);
 	cJSON_AddNumberToObject(msg, "rcode", 5);
 	cJSON_AddNumberToObject(msg, "ttl", 0);
@@ -357,26 +356,47 @@ on_control(struct kb_session *s, const cJSON *msg, const char *type, void *arg)
 {
 	struct client *c = arg;
 	const cJSON *id, *name, *qt;
+	enum kb_msg_type t;
 	struct lookup *lk;
+	char err[200];
+	cJSON *r;
+	int rc;
 
+	(void)type;
 	if (c->kind != CLIENT_DAEMON)
 		return -1;
-	if (!strncmp(type, "preview-", 8))
-		return preview_request(c, type, msg) ? 0 : -1;
-	if (strcmp(type, "resolve") != 0) {
-		cJSON *r = icpt_request(c, type, msg);
-		if (!r)
-			return -1;
-		kb_session_send_control(s, r);
-		return 0;
+	if ((rc = kb_msg_parse(msg, &t, err, sizeof(err))) < 0) {
+		log_warnx("session %s from %s: %s", c->name, c->peer, err);
+		return -1;
 	}
+	switch (t) {
+	case KB_MSG_RESOLVE:
+		break;
+	case KB_MSG_INTERCEPT:
+	case KB_MSG_LEAVE:
+	case KB_MSG_LEAVE_ALL:
+	case KB_MSG_LIST:
+	case KB_MSG_PREVIEW_CREATE:
+	case KB_MSG_PREVIEW_LIST:
+	case KB_MSG_PREVIEW_REMOVE:
+		/* A request with an invalid field is answered, not fatal. */
+		if (rc > 0) {
+			id = cJSON_GetObjectItemCaseSensitive(msg, "id");
+			kb_session_send_control(s, kb_msg_result(id->valuedouble, 0, rc, err));
+		} else if (t == KB_MSG_PREVIEW_CREATE || t == KB_MSG_PREVIEW_LIST ||
+		    t == KB_MSG_PREVIEW_REMOVE) {
+			preview_request(c, t, msg);
+		} else if ((r = icpt_request(c, t, msg)) != NULL) {
+			kb_session_send_control(s, r);
+		}
+		return 0;
+	default:
+		return -1; /* not one a daemon sends */
+	}
+	/* resolve: the table checked id, name (1-253) and qtype (1 or 28). */
 	id = cJSON_GetObjectItemCaseSensitive(msg, "id");
 	name = cJSON_GetObjectItemCaseSensitive(msg, "name");
 	qt = cJSON_GetObjectItemCaseSensitive(msg, "qtype");
-	if (!cJSON_IsNumber(id) || !cJSON_IsString(name) || !cJSON_IsNumber(qt) ||
-	    (qt->valueint != 1 && qt->valueint != 28) || strlen(name->valuestring) == 0 ||
-	    strlen(name->valuestring) > 253)
-		return -1;
 	if (c->lookups >= MAX_LOOKUPS) {
 		lookup_refuse(c, id->valuedouble);
 		return 0;
@@ -425,8 +445,7 @@ one_session(struct client *c, const cJSON *h, char *reason, size_t rlen)
 	}
 	log_info("session %s from %s replaces the session from %s", c->name, c->peer, o->peer);
 	cJSON_Delete(icpt_end_all(o, "its session was replaced"));
-	if (o->replaceable && (msg = cJSON_CreateObject()) != NULL) {
-		cJSON_AddStringToObject(msg, "type", "replaced");
+	if (o->replaceable && (msg = kb_msg_new(KB_MSG_REPLACED)) != NULL) {
 		cJSON_AddStringToObject(msg, "by", c->peer);
 		kb_session_send_control(o->sess, msg);
 	}
@@ -442,12 +461,12 @@ on_hello(struct kb_session *s, const cJSON *h, char *reason, size_t rlen, void *
 	struct manager *m = c->m;
 	const cJSON *role = cJSON_GetObjectItemCaseSensitive(h, "role");
 	const cJSON *ns = cJSON_GetObjectItemCaseSensitive(h, "namespace");
-	int sidecar = cJSON_IsString(role) && !strcmp(role->valuestring, "sidecar");
+	int sidecar = cJSON_IsString(role) && !strcmp(role->valuestring, KB_HELLO_ROLE_SIDECAR);
 	cJSON *r, *a;
 	char buf[32];
 	size_t i;
 
-	if (!cJSON_IsString(role) || (strcmp(role->valuestring, "daemon") && !sidecar) ||
+	if (!cJSON_IsString(role) || (strcmp(role->valuestring, KB_HELLO_ROLE_DAEMON) && !sidecar) ||
 	    strcmp(c->role, sidecar ? KB_ROLE_SIDECAR : KB_ROLE_USER) != 0) {
 		snprintf(reason, rlen, "role %s is not allowed for certificate role %s",
 		    cJSON_IsString(role) ? role->valuestring : "(none)", c->role);
@@ -478,7 +497,7 @@ on_hello(struct kb_session *s, const cJSON *h, char *reason, size_t rlen, void *
 	}
 	c->kind = sidecar ? CLIENT_SIDECAR : CLIENT_DAEMON;
 	r = cJSON_CreateObject();
-	cJSON_AddStringToObject(r, "software", "kbridge/0.1.0");
+	cJSON_AddStringToObject(r, "software", KB_SOFTWARE);
 	cJSON_AddStringToObject(r, "instance", m->instance);
 	cJSON_AddStringToObject(r, "user", c->name);
 	cJSON_AddStringToObject(r, "cluster_domain", m->domain);

@@ -29,6 +29,7 @@
 #include "intercepts.h"
 #include "listener.h"
 #include "log.h"
+#include "msg.h"
 #include "resolver.h"
 #include "session.h"
 #include "util.h"
@@ -37,7 +38,6 @@
 #define TOKEN_SHOWN	6	/* what logs and other users see of a token */
 #define MAX_PREVIEWS	1024
 #define MAX_PER_OWNER	32
-#define MAX_TTL		(30 * 24 * 3600)
 #define ORPHAN_KEEP	3600	/* after a restart: "not active" until its intercept is back */
 #define MAX_CONNS	4096	/* when full, the oldest idle one goes for a new one */
 static unsigned pv_max_conns = MAX_CONNS;	/* tests lower it */
@@ -623,8 +623,8 @@ pv_route(void *arg, const struct hp_request *req, struct hp_route *r)
 		not_active(r, p);
 		return 0;
 	}
-	if (hp_route_drop(r, "x-kbridge-intercept-id") < 0 ||
-	    hp_route_add(r, "x-kbridge-intercept-id", p->icpt) < 0 ||
+	if (hp_route_drop(r, KB_INTERCEPT_HEADER) < 0 ||
+	    hp_route_add(r, KB_INTERCEPT_HEADER, p->icpt) < 0 ||
 	    (p->host[0] && (hp_route_drop(r, "host") < 0 || hp_route_add(r, "Host", p->host) < 0)) ||
 	    forwarded(arg, req, r) < 0 || (from_cookie && strip_cookie(req, r) < 0)) {
 		hp_route_reply(r, 431, "Request Header Fields Too Large", NO_STORE, "text/plain",
@@ -786,16 +786,7 @@ preview_start(const struct preview_env *env, char *err, size_t errlen)
 static cJSON *
 result(double id, int ok, int status, const char *error)
 {
-	cJSON *r = cJSON_CreateObject();
-
-	cJSON_AddStringToObject(r, "type", "result");
-	cJSON_AddNumberToObject(r, "id", id);
-	cJSON_AddBoolToObject(r, "ok", ok);
-	if (!ok) {
-		cJSON_AddNumberToObject(r, "status", status);
-		cJSON_AddStringToObject(r, "error", error);
-	}
-	return r;
+	return kb_msg_result(id, ok, status, error);
 }
 
 static void
@@ -956,22 +947,9 @@ do_create(struct client *c, double id, const cJSON *msg)
 		    "--preview-listen)"));
 		return;
 	}
-	if (!cJSON_IsString(wl) || !kb_dns_label(wl->valuestring) || !cJSON_IsString(ns) ||
-	    !kb_dns_label(ns->valuestring)) {
-		reply(c, result(id, 0, 400, "invalid workload or namespace name"));
-		return;
-	}
-	if (ttl && !cJSON_IsNull(ttl) && (!cJSON_IsNumber(ttl) || ttl->valuedouble < 1 ||
-	    ttl->valuedouble > MAX_TTL)) {
-		reply(c, result(id, 0, 400, "ttl must be 1 second to 30 days"));
-		return;
-	}
-	if (port && !cJSON_IsNull(port) && (!cJSON_IsNumber(port) || port->valuedouble < 1 ||
-	    port->valuedouble > 65535)) {
-		reply(c, result(id, 0, 400, "service_port must be 1-65535"));
-		return;
-	}
-	if (host && !cJSON_IsNull(host) && (!cJSON_IsString(host) || !host_ok(host->valuestring))) {
+	/* kb_msg_parse checked the names (DNS labels), ttl (1 s to 30 days),
+	 * service_port (1-65535) and that host, if any, is a string. */
+	if (cJSON_IsString(host) && !host_ok(host->valuestring)) {
 		reply(c, result(id, 0, 400, "host must be a host name or address, with an optional "
 		    ":port"));
 		return;
@@ -1043,8 +1021,7 @@ do_remove(struct client *c, double id, const cJSON *msg)
 	char err[200], t[16];
 	cJSON *r;
 
-	if (!cJSON_IsString(tok) ||
-	    (p = find_token(tok->valuestring, strlen(tok->valuestring))) == NULL) {
+	if ((p = find_token(tok->valuestring, strlen(tok->valuestring))) == NULL) {
 		reply(c, result(id, 0, 404, "no such preview (unknown, expired or removed)"));
 		return;
 	}
@@ -1063,20 +1040,23 @@ do_remove(struct client *c, double id, const cJSON *msg)
 }
 
 int
-preview_request(struct client *c, const char *type, const cJSON *msg)
+preview_request(struct client *c, enum kb_msg_type type, const cJSON *msg)
 {
-	const cJSON *id = cJSON_GetObjectItemCaseSensitive(msg, "id");
-	double n = cJSON_IsNumber(id) ? id->valuedouble : 0;
+	double n = cJSON_GetObjectItemCaseSensitive(msg, "id")->valuedouble;
 
-	if (!strcmp(type, "preview-create"))
+	switch (type) {
+	case KB_MSG_PREVIEW_CREATE:
 		do_create(c, n, msg);
-	else if (!strcmp(type, "preview-list"))
+		return 1;
+	case KB_MSG_PREVIEW_LIST:
 		do_list(c, n, msg);
-	else if (!strcmp(type, "preview-remove"))
+		return 1;
+	case KB_MSG_PREVIEW_REMOVE:
 		do_remove(c, n, msg);
-	else
+		return 1;
+	default:
 		return 0;
-	return 1;
+	}
 }
 
 void

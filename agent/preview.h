@@ -9,6 +9,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "msg.h"
+
 struct cJSON;
 struct client;
 struct event_base;
@@ -31,9 +33,10 @@ int preview_config(const char *listen_on, const char *url_base, char *err, size_
 /* Start listening (after preview_config); 0, or -1 and err. Without a
  * configured listener, only the requests fail ("serves no previews"). */
 int preview_start(const struct preview_env *env, char *err, size_t errlen);
-/* A daemon's "preview-create", "preview-list" or "preview-remove": 1 if
- * handled (the result is sent, maybe later), 0 if type is not ours. */
-int preview_request(struct client *c, const char *type, const struct cJSON *msg);
+/* A daemon's "preview-create", "preview-list" or "preview-remove", valid by
+ * kb_msg_parse: 1 if handled (the result is sent, maybe later), 0 if type
+ * is not ours. */
+int preview_request(struct client *c, enum kb_msg_type type, const struct cJSON *msg);
 /* Intercept id ended, by its owner or released after its workstation went
  * away: its previews end with it. Returns how many it had. */
 int preview_intercept_ended(const char *id, int released);

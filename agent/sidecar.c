@@ -29,6 +29,7 @@
 #include "listener.h"
 #include "mlink.h"
 #include "log.h"
+#include "msg.h"
 #include "pace.h"
 #include "profile.h"
 #include "session.h"
@@ -37,7 +38,6 @@
 #include "util.h"
 
 #define MAX_INTERCEPTS 64
-#define MAX_MATCH_HEADERS 16
 #define CONNECT_TIMEOUT_MS 5000
 #define APP_TIMEOUT_MS 5000
 
@@ -49,7 +49,7 @@ struct sc_intercept {
 	int global;
 	char *path_prefix;
 	size_t nheaders;
-	char *hname[MAX_MATCH_HEADERS], *hvalue[MAX_MATCH_HEADERS];
+	char *hname[KB_MAX_MATCH_HEADERS], *hvalue[KB_MAX_MATCH_HEADERS];
 };
 
 struct sidecar {
@@ -96,9 +96,8 @@ icpts_update(const cJSON *msg)
 	struct sc_intercept old[MAX_INTERCEPTS];
 	size_t nold = sc.nicpts, i, k;
 
-	if (!cJSON_IsArray(list))
-		return -1;
-	/* Keys survive an update, so idle upstreams keep matching. */
+	/* kb_msg_parse made sure list is a list. Keys survive an update, so
+	 * idle upstreams keep matching. */
 	memcpy(old, sc.icpts, sizeof(old));
 	memset(sc.icpts, 0, sizeof(sc.icpts));
 	sc.nicpts = 0;
@@ -119,7 +118,8 @@ icpts_update(const cJSON *msg)
 		cJSON_ArrayForEach(h, cJSON_GetObjectItemCaseSensitive(e, "headers")) {
 			const cJSON *hn = cJSON_GetObjectItemCaseSensitive(h, "name");
 			const cJSON *hv = cJSON_GetObjectItemCaseSensitive(h, "value");
-			if (n->nheaders < MAX_MATCH_HEADERS && cJSON_IsString(hn) && cJSON_IsString(hv)) {
+			if (n->nheaders < KB_MAX_MATCH_HEADERS && cJSON_IsString(hn) &&
+			    cJSON_IsString(hv)) {
 				n->hname[n->nheaders] = strdup(hn->valuestring);
 				n->hvalue[n->nheaders++] = strdup(hv->valuestring);
 			}
@@ -302,7 +302,7 @@ sc_route(void *arg, const struct hp_request *req, struct hp_route *r)
 {
 	size_t i;
 
-	const char *id = hp_header(req, "x-kbridge-intercept-id");
+	const char *id = hp_header(req, KB_INTERCEPT_HEADER);
 
 	(void)arg;
 	(void)r;
@@ -424,11 +424,22 @@ on_hello(struct kb_session *s, const cJSON *h, char *reason, size_t len, void *a
 static int
 on_control(struct kb_session *s, const cJSON *msg, const char *type, void *arg)
 {
+	enum kb_msg_type t;
+	char err[200];
+
 	(void)s;
+	(void)type;
 	(void)arg;
-	if (strcmp(type, "intercepts") != 0)
+	if (kb_msg_parse(msg, &t, err, sizeof(err)) != 0) {
+		log_warnx("the manager: %s", err);
 		return -1;
-	return icpts_update(msg);
+	}
+	switch (t) {
+	case KB_MSG_INTERCEPTS:
+		return icpts_update(msg);
+	default:
+		return -1; /* not one the manager sends a sidecar */
+	}
 }
 
 static void
@@ -486,8 +497,8 @@ link_hello(void *arg)
 	cJSON *hello = cJSON_CreateObject();
 
 	(void)arg;
-	cJSON_AddStringToObject(hello, "role", "sidecar");
-	cJSON_AddStringToObject(hello, "software", "kbridge/0.1.0");
+	cJSON_AddStringToObject(hello, "role", KB_HELLO_ROLE_SIDECAR);
+	cJSON_AddStringToObject(hello, "software", KB_SOFTWARE);
 	cJSON_AddStringToObject(hello, "workload", sc.workload);
 	cJSON_AddStringToObject(hello, "namespace", sc.ns);
 	cJSON_AddStringToObject(hello, "protocol", sc.protocol);

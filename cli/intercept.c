@@ -10,6 +10,7 @@
 #include "client.h"
 #include "cmd.h"
 #include "envfile.h"
+#include "msg.h"
 
 #define HEADERS_MAX	KB_API_HEADERS_MAX
 #define HDR_NAME_MAX	KB_API_HDR_NAME_MAX
@@ -208,7 +209,7 @@ print_intercept(const cJSON *resp, const char *workload, const char *ns,
 		put_in("  intercept id: ", id, NULL);
 		if (proto == NULL || strcmp(proto, "tcp") != 0)
 			put_in("   (any request carrying "
-			    "\"x-kbridge-intercept-id: ", id,
+			    "\"" KB_INTERCEPT_HEADER ": ", id,
 			    jstr(cJSON_GetObjectItemCaseSensitive(ic, "match"),
 			    "path_prefix") ? "\" is routed to you too, within "
 			    "the path prefix)" : "\" is routed to you too)");

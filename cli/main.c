@@ -15,11 +15,14 @@
 
 #include "client.h"
 #include "cmd.h"
+#include "msg.h"
 #include "start.h"
 #include "util.h"
 
-#define KB_VERSION	"0.1.0"
 #define PROFILE_MAX	(1024 * 1024)
+
+/* The intercept help says "at most 16". */
+_Static_assert(KB_MAX_MATCH_HEADERS == 16, "update the intercept help text");
 
 /* The daemon answers a connect within ~15 s; leave it room. */
 #define CONNECT_TIMEOUT_MS	20000
@@ -80,7 +83,7 @@ static const struct command commands[] = {
 	    "Send traffic of WORKLOAD to 127.0.0.1:LOCAL on this workstation:\n"
 	    "the HTTP requests that carry every --http-header given (and whose\n"
 	    "path starts with PREFIX), or without those options all of its\n"
-	    "traffic. Requests carrying the header 'x-kbridge-intercept-id: ID'\n"
+	    "traffic. Requests carrying the header '" KB_INTERCEPT_HEADER ": ID'\n"
 	    "(ID is printed) come here too, within PREFIX if one is given.\n"
 	    "'kbridge leave WORKLOAD' ends it.\n"
 	    "\n"

@@ -11,6 +11,7 @@
 
 #include "api.h"
 #include "cmd.h"
+#include "msg.h"
 #include "util.h"
 
 #define DURATION_MAX	(30L * 24 * 3600)
@@ -113,7 +114,7 @@ print_preview(const cJSON *p)
 	fputs("Preview of ", stdout);
 	put_workload(p);
 	if (jstr(p, "intercept_id"))
-		put_in(" (your intercept, x-kbridge-intercept-id: ",
+		put_in(" (your intercept, " KB_INTERCEPT_HEADER ": ",
 		    jstr(p, "intercept_id"), ")");
 	fputs(":\n", stdout);
 	if (jstr(p, "url"))

@@ -78,7 +78,7 @@ status_json(struct kbd *d)
 
 	dm = cJSON_AddObjectToObject(j, "daemon");
 	cJSON_AddNumberToObject(dm, "pid", getpid());
-	cJSON_AddStringToObject(dm, "version", KBD_VERSION);
+	cJSON_AddStringToObject(dm, "version", KB_VERSION);
 	cJSON_AddStringToObject(dm, "socket", d->socket_path);
 	cJSON_AddStringToObject(j, "state", kbd_state_name(d->state));
 	if (d->have_profile) {

@@ -256,17 +256,16 @@ intercept_http(struct evhttp_request *req, void *arg)
 		return;
 	if (!control_relayable(d, req))
 		goto out;
-	if ((msg = cJSON_CreateObject()) == NULL) {
+	if ((msg = kb_msg_new(kind == RELAY_LIST ? KB_MSG_LIST : kind == RELAY_LEAVE ?
+	    KB_MSG_LEAVE : KB_MSG_INTERCEPT)) == NULL) {
 		control_error(req, 500, "out of memory");
 		goto out;
 	}
 	if (kind == RELAY_LIST) {
-		cJSON_AddStringToObject(msg, "type", "list");
 		control_query(req, msg, "namespace");
 		control_relay(d, req, msg, NULL, NULL);
 		return;
 	}
-	cJSON_AddStringToObject(msg, "type", kind == RELAY_LEAVE ? "leave" : "intercept");
 	if (control_string(req, msg, body, "workload", NULL, 1) < 0 ||
 	    control_string(req, msg, body, "namespace", d->ns, 1) < 0 ||
 	    (kind == RELAY_INTERCEPT &&

@@ -9,10 +9,10 @@
 #include <sys/types.h>
 #include <time.h>
 
+#include "msg.h"
 #include "profile.h"
 #include "util.h"
 
-#define KBD_VERSION "0.1.0"
 #define KBD_MAX_SUBNETS 64
 #define KBD_MAX_NAMESPACES 256
 

@@ -364,7 +364,7 @@ main(int argc, char **argv)
 	sigs[2] = evsignal_new(d.base, SIGHUP, on_signal, &d);
 	for (i = 0; i < 3; i++)
 		evsignal_add(sigs[i], NULL);
-	log_info("kbridged %s listening on %s (pid %ld)", KBD_VERSION, d.socket_path,
+	log_info("kbridged %s listening on %s (pid %ld)", KB_VERSION, d.socket_path,
 	    (long)getpid());
 	notify_parent(notify, "ok");
 	event_base_dispatch(d.base);

@@ -24,22 +24,20 @@ preview_http(struct evhttp_request *req, void *arg)
 		return;
 	if (!control_relayable(d, req))
 		goto out;
-	if ((msg = cJSON_CreateObject()) == NULL) {
+	if ((msg = kb_msg_new(list ? KB_MSG_PREVIEW_LIST : !strcmp(path, KB_API_PREVIEW_REMOVE) ?
+	    KB_MSG_PREVIEW_REMOVE : KB_MSG_PREVIEW_CREATE)) == NULL) {
 		control_error(req, 500, "out of memory");
 		goto out;
 	}
 	if (list) {
-		cJSON_AddStringToObject(msg, "type", "preview-list");
 		control_query(req, msg, "namespace");
 		control_relay(d, req, msg, NULL, NULL);
 		return;
 	}
 	if (!strcmp(path, KB_API_PREVIEW_REMOVE)) {
-		cJSON_AddStringToObject(msg, "type", "preview-remove");
 		if (control_string(req, msg, body, "token", NULL, 1) < 0)
 			goto out;
 	} else {
-		cJSON_AddStringToObject(msg, "type", "preview-create");
 		if (control_string(req, msg, body, "workload", NULL, 1) < 0 ||
 		    control_string(req, msg, body, "namespace", d->ns, 1) < 0 ||
 		    control_number(req, msg, body, "ttl", 1, KB_API_TTL_MAX, 0) < 0 ||

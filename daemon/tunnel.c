@@ -17,6 +17,7 @@
 #include "firewall.h"
 #include "kbridged.h"
 #include "log.h"
+#include "msg.h"
 #include "session.h"
 #include "tls.h"
 
@@ -100,8 +101,8 @@ request_result(struct kbd *d, const cJSON *msg)
 	const cJSON *id = cJSON_GetObjectItemCaseSensitive(msg, "id");
 	struct pending_request **pp, *r;
 
-	if (!cJSON_IsNumber(id))
-		return -1;
+	/* kb_msg_parse made sure id is a number; compared as one, an id no
+	 * u32 can hold matches no request. */
 	for (pp = &d->requests; (r = *pp) != NULL; pp = &r->next) {
 		if (id->valuedouble == r->id) {
 			*pp = r->next;
@@ -293,25 +294,35 @@ on_control(struct kb_session *s, const cJSON *msg, const char *type, void *arg)
 	struct pending_lookup **pp, *p;
 	const char *list[64];
 	size_t n = 0;
+	enum kb_msg_type t;
+	char err[200];
 
 	(void)s;
-	if (!strcmp(type, "result"))
+	(void)type;
+	if (kb_msg_parse(msg, &t, err, sizeof(err)) != 0) {
+		log_warnx("the manager: %s", err);
+		return -1;
+	}
+	switch (t) {
+	case KB_MSG_RESULT:
 		return request_result(d, msg);
-	if (!strcmp(type, "replaced")) {
+	case KB_MSG_REPLACED: {
 		const char *by = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(msg, "by"));
 
 		/* The manager's goaway follows and ends the session. */
 		snprintf(d->replaced_by, sizeof(d->replaced_by), "%s", by && *by ? by : "?");
 		return 0;
 	}
-	if (strcmp(type, "resolved") != 0)
-		return -1;
+	case KB_MSG_RESOLVED:
+		break;
+	default:
+		return -1; /* not one the manager sends a daemon */
+	}
+	/* The table checked: id a number, rcode 0-15, addrs a list if there. */
 	id = cJSON_GetObjectItemCaseSensitive(msg, "id");
 	rc = cJSON_GetObjectItemCaseSensitive(msg, "rcode");
 	ttl = cJSON_GetObjectItemCaseSensitive(msg, "ttl");
 	addrs = cJSON_GetObjectItemCaseSensitive(msg, "addrs");
-	if (!cJSON_IsNumber(id) || !cJSON_IsNumber(rc) || (addrs && !cJSON_IsArray(addrs)))
-		return -1;
 	for (pp = &d->lookups; (p = *pp) != NULL; pp = &p->next)
 		if (id->valuedouble == p->id)
 			break;
@@ -378,8 +389,8 @@ link_hello(void *arg)
 	struct kbd *d = arg;
 	cJSON *hello = cJSON_CreateObject();
 
-	cJSON_AddStringToObject(hello, "role", "daemon");
-	cJSON_AddStringToObject(hello, "software", "kbridge/" KBD_VERSION);
+	cJSON_AddStringToObject(hello, "role", KB_HELLO_ROLE_DAEMON);
+	cJSON_AddStringToObject(hello, "software", KB_SOFTWARE);
 	cJSON_AddStringToObject(hello, "namespace", d->ns);
 	cJSON_AddStringToObject(hello, "instance", d->instance_id);
 	/* We understand "replaced"; and connect --replace takes over. */
@@ -436,9 +447,8 @@ tunnel_leave_all(struct kbd *d, tunnel_done_fn done, void *ctx)
 	cJSON *m;
 
 	if (!d->mgr_leave_all || !d->sess || !kb_session_ready(d->sess) ||
-	    (m = cJSON_CreateObject()) == NULL)
+	    (m = kb_msg_new(KB_MSG_LEAVE_ALL)) == NULL)
 		return -1;
-	cJSON_AddStringToObject(m, "type", "leave-all");
 	if (tunnel_request(d, m, done, ctx) < 0)
 		return -1;
 	d->left_all = 1;
@@ -489,14 +499,13 @@ tunnel_resolve(void *arg, const char *name, int qtype,
 		return -1;
 	if ((p = calloc(1, sizeof(*p))) == NULL)
 		return -1;
-	if ((m = cJSON_CreateObject()) == NULL) {
+	if ((m = kb_msg_new(KB_MSG_RESOLVE)) == NULL) {
 		free(p);
 		return -1;
 	}
 	p->id = ++d->next_lookup;
 	p->done = done;
 	p->ctx = ctx;
-	cJSON_AddStringToObject(m, "type", "resolve");
 	cJSON_AddNumberToObject(m, "id", p->id);
 	cJSON_AddStringToObject(m, "name", name);
 	cJSON_AddNumberToObject(m, "qtype", qtype);

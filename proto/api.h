@@ -9,6 +9,8 @@
 
 #include <cjson/cJSON.h>
 
+#include "msg.h"
+
 /* Where the daemon listens unless KBRIDGE_SOCKET (CLI) or --socket (daemon)
  * says otherwise; the directory also holds the daemons' logs. */
 #define KB_RUN_DIR		"/run/kbridge"
@@ -28,12 +30,12 @@
 
 /* Limits of request fields (the manager's own are the same or larger). */
 #define KB_API_BODY_MAX		(256 * 1024)
-#define KB_API_HEADERS_MAX	16		/* match headers of one intercept */
+#define KB_API_HEADERS_MAX	KB_MAX_MATCH_HEADERS	/* match headers of one intercept */
 #define KB_API_HDR_NAME_MAX	256
 #define KB_API_HDR_VALUE_MAX	1024
 #define KB_API_PATH_PREFIX_MAX	1024
 #define KB_API_HOST_MAX		255
-#define KB_API_TTL_MAX		(30L * 24 * 3600)	/* a preview's lifetime, seconds */
+#define KB_API_TTL_MAX		((long)KB_PREVIEW_TTL_MAX)	/* a preview's lifetime, seconds */
 #define KB_API_TOKEN_MAX	64			/* a preview's token */
 
 /* Is body (a parsed request object, may be NULL for "no body") acceptable

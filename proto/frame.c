@@ -58,6 +58,25 @@ has_nul(const uint8_t *p, size_t len)
 	return len > 0 && memchr(p, '\0', len) != NULL;
 }
 
+/* The JSON escape \u0000: cJSON ends the C string there and drops the rest
+ * silently, so a handler would check and use another string than the peer
+ * sent. In valid JSON every backslash starts an escape inside a string;
+ * the character after it is skipped. */
+static int
+has_escaped_nul(const uint8_t *p, size_t len)
+{
+	size_t i;
+
+	for (i = 0; i < len; i++) {
+		if (p[i] != '\\')
+			continue;
+		if (len - i >= 6 && !memcmp(p + i + 1, "u0000", 5))
+			return 1;
+		i++;
+	}
+	return 0;
+}
+
 static int
 length_ok(uint8_t type, uint16_t len)
 {
@@ -133,6 +152,8 @@ kb_frame_payload_check(const struct kb_frame *f, const char **err)
 			return fail(err, "json payload is not an object");
 		if (has_nul(p, f->len))
 			return fail(err, "nul byte in json payload");
+		if (has_escaped_nul(p, f->len))
+			return fail(err, "escaped nul in json payload");
 		return 0;
 	case KB_F_OPEN:
 		return kb_open_decode(p, f->len, &o, err);

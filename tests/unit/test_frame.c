@@ -327,6 +327,20 @@ test_json(void)
 	ok(rejects(mkf(KB_F_CONTROL, 0, "\0{}", 3), "json payload is not an object"));
 	ok(rejects(mkf(KB_F_CONTROL, 0, "{}\0", 3), "nul byte in json payload"));
 	ok(rejects(mkf(KB_F_HELLO, 0, "{\"a\":\"\0\"}", 9), "nul byte in json payload"));
+	/* The escape too: cJSON would end the string there, so "web\u0000x"
+	 * would reach a handler as "web". An escaped backslash before u0000
+	 * is text, and fine; so are other \u escapes. */
+	{
+		static const char esc[] = "{\"workload\":\"web\\u0000x\"}";
+		static const char esc2[] = "{\"a\":\"\\u0000\"}";
+		static const char bs[] = "{\"a\":\"\\\\u0000\",\"b\":\"\\u00e9\\\"\"}";
+		static const char end[] = "{\"a\":\"\\u000\"}";
+
+		ok(rejects(mkf(KB_F_CONTROL, 0, esc, sizeof(esc) - 1), "escaped nul in json payload"));
+		ok(rejects(mkf(KB_F_HELLO, 0, esc2, sizeof(esc2) - 1), "escaped nul in json payload"));
+		ok(accepts(mkf(KB_F_CONTROL, 0, bs, sizeof(bs) - 1)));
+		ok(accepts(mkf(KB_F_CONTROL, 0, end, sizeof(end) - 1)));
+	}
 }
 
 static void

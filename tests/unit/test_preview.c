@@ -198,7 +198,7 @@ create(struct client *c, const char *workload, double ttl, uint16_t port)
 	cJSON_AddNumberToObject(m, "service_port", port);
 	if (ttl > 0)
 		cJSON_AddNumberToObject(m, "ttl", ttl);
-	ok(preview_request(c, "preview-create", m) == 1);
+	ok(preview_request(c, KB_MSG_PREVIEW_CREATE, m) == 1);
 	cJSON_Delete(m);
 	last = TAILQ_LAST(&pv.list, preview_list);
 	return last;
@@ -212,7 +212,7 @@ removed(struct client *c, const char *token)
 
 	cJSON_AddNumberToObject(m, "id", 2);
 	cJSON_AddStringToObject(m, "token", token);
-	ok(preview_request(c, "preview-remove", m) == 1);
+	ok(preview_request(c, KB_MSG_PREVIEW_REMOVE, m) == 1);
 	cJSON_Delete(m);
 	return pv.count == before - 1;
 }
@@ -364,9 +364,9 @@ main(void)
 		cJSON_AddStringToObject(m, "namespace", "default");
 		cJSON_AddNumberToObject(m, "service_port", svc_port);
 		cJSON_AddStringToObject(m, "host", "bad host");
-		ok(preview_request(&alice, "preview-create", m) == 1 && answer_status() == 400);
+		ok(preview_request(&alice, KB_MSG_PREVIEW_CREATE, m) == 1 && answer_status() == 400);
 		cJSON_ReplaceItemInObject(m, "host", cJSON_CreateString("shop.example.test:8443"));
-		ok(preview_request(&alice, "preview-create", m) == 1 && answer_status() == 200);
+		ok(preview_request(&alice, KB_MSG_PREVIEW_CREATE, m) == 1 && answer_status() == 200);
 		cJSON_Delete(m);
 		p = TAILQ_LAST(&pv.list, preview_list);
 		snprintf(host, sizeof(host), "%s.preview.test:8080", p->token);
@@ -393,7 +393,7 @@ main(void)
 		const cJSON *o;
 		char *txt;
 		cJSON_AddNumberToObject(m, "id", 3);
-		ok(preview_request(&bob, "preview-list", m) == 1);
+		ok(preview_request(&bob, KB_MSG_PREVIEW_LIST, m) == 1);
 		cJSON_Delete(m);
 		o = cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(answer, "previews"), 0);
 		ok(o && !cJSON_GetObjectItemCaseSensitive(o, "token") &&

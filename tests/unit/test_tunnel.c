@@ -141,5 +141,14 @@ main(void)
 	/* Malformed answers still end the session. */
 	ok(answer(&d, "{\"type\":\"resolved\",\"id\":\"1\",\"rcode\":0}") < 0);
 	ok(answer(&d, "{\"type\":\"result\"}") < 0);
+	/* Types a manager never sends a daemon, or nobody defined, and
+	 * fields of the wrong kind (proto/msg.c's table). */
+	ok(answer(&d, "{\"type\":\"resolve\",\"id\":1,\"name\":\"a\",\"qtype\":1}") < 0);
+	ok(answer(&d, "{\"type\":\"intercepts\",\"intercepts\":[]}") < 0);
+	ok(answer(&d, "{\"type\":\"frobnicate\",\"id\":1}") < 0);
+	ok(answer(&d, "{\"type\":\"resolved\",\"id\":1,\"rcode\":0,\"addrs\":{}}") < 0);
+	ok(answer(&d, "{\"type\":\"replaced\",\"by\":[]}") < 0);
+	ok(answer(&d, "{\"type\":\"replaced\",\"by\":\"192.0.2.7:1\"}") == 0);
+	ok(!strcmp(d.replaced_by, "192.0.2.7:1"));
 	return ok_done();
 }

@@ -1,0 +1,64 @@
+/* The control-message vocabulary (PROTOCOL.md §3-4): the version, the hello
+ * roles, the shared names and limits, and one table of CONTROL message types
+ * with the fields each must carry. Every program sends and receives control
+ * messages through it, so the contract lives here and nowhere else. */
+#ifndef KB_MSG_H
+#define KB_MSG_H
+
+#include <stddef.h>
+
+struct cJSON;
+
+#define KB_VERSION "0.1.0"
+#define KB_SOFTWARE "kbridge/" KB_VERSION
+
+/* The "role" of a HELLO (not the certificate role, see tls.h). */
+#define KB_HELLO_ROLE_DAEMON "daemon"
+#define KB_HELLO_ROLE_SIDECAR "sidecar"
+
+/* The header that routes a request to one intercept by its id (§4.4). */
+#define KB_INTERCEPT_HEADER "x-kbridge-intercept-id"
+/* Headers an intercept may require (§4.3). */
+#define KB_MAX_MATCH_HEADERS 16
+/* A preview's longest life, in seconds (§4.5). */
+#define KB_PREVIEW_TTL_MAX (30 * 24 * 3600)
+
+enum kb_msg_type {
+	KB_MSG_RESOLVE,		/* daemon -> manager */
+	KB_MSG_RESOLVED,	/* manager -> daemon */
+	KB_MSG_INTERCEPT,	/* daemon -> manager, answered by result */
+	KB_MSG_LEAVE,
+	KB_MSG_LEAVE_ALL,
+	KB_MSG_LIST,
+	KB_MSG_PREVIEW_CREATE,
+	KB_MSG_PREVIEW_LIST,
+	KB_MSG_PREVIEW_REMOVE,
+	KB_MSG_RESULT,		/* manager -> daemon */
+	KB_MSG_REPLACED,	/* manager -> daemon */
+	KB_MSG_INTERCEPTS,	/* manager -> sidecar */
+	KB_MSG__COUNT
+};
+
+/* The wire name of a type ("resolve", ...); NULL if out of range. */
+const char *kb_msg_name(enum kb_msg_type type);
+/* The type of a wire name. 0, or -1 if there is no such type. */
+int kb_msg_lookup(const char *name, enum kb_msg_type *type);
+
+/* Check a received CONTROL message against the table: its "type" and
+ * every field the type defines (JSON type, integer ranges, string and
+ * array lengths). Returns
+ *   0    valid: *type is set and the handler may trust the fields;
+ *   -1   a protocol error (no or unknown type, a field the peer's software
+ *        always sends right is wrong): the session ends; err says why;
+ *   >0   a request whose field is invalid: *type is set and the receiver
+ *        answers a result with this status (400, 404) and err as the text.
+ * Fields the table does not name are ignored. */
+int kb_msg_parse(const struct cJSON *msg, enum kb_msg_type *type, char *err, size_t errlen);
+
+/* A new message object with its "type" set; NULL on allocation failure. */
+struct cJSON *kb_msg_new(enum kb_msg_type type);
+/* The "result" answering request id: {"type", "id", "ok"} and, unless ok,
+ * "status" and "error". NULL on allocation failure. */
+struct cJSON *kb_msg_result(double id, int ok, int status, const char *error);
+
+#endif
