@@ -15,10 +15,11 @@
 
 #include "client.h"
 #include "cmd.h"
+#include "manifests.h"
 #include "start.h"
 #include "util.h"
 
-#define KB_VERSION	"0.1.0"
+#define KB_VERSION	KB_MANIFEST_VERSION
 #define PROFILE_MAX	(1024 * 1024)
 
 /* The daemon answers a connect within ~15 s; leave it room. */
@@ -186,6 +187,44 @@ static const struct command commands[] = {
 	    "  -o, --output FMT     text (default) or json\n"
 	    "  -h, --help           show this help\n",
 	    NULL },
+	{ "install", cmd_install,
+	    "usage: kbridge install [--kubeconfig FILE] [--context NAME] [--namespace NS]\n"
+	    "           [--image IMAGE] [--dry-run] [--output text|json|yaml]\n"
+	    "\n"
+	    "Install kbridge's manager in the cluster through the Kubernetes API, as\n"
+	    "you (your kubeconfig's credentials): the namespace, the manager's\n"
+	    "ServiceAccount, its RBAC, Deployment and Service, and the\n"
+	    "kbridge-developer ClusterRole and Role that an admin binds to the\n"
+	    "people who may use kbridge. Running it again upgrades in place; each\n"
+	    "object is reported created, configured or unchanged. Every permission\n"
+	    "is checked first: when one is missing, nothing is changed.\n"
+	    "\n"
+	    "      --kubeconfig FILE  kubeconfig (default $KUBECONFIG, ~/.kube/config)\n"
+	    "      --context NAME     kubeconfig context (default current-context)\n"
+	    "  -n, --namespace NS     namespace of the manager (default kbridge)\n"
+	    "      --image IMAGE      manager image (default " KB_IMAGE_DEFAULT ")\n"
+	    "      --dry-run          print the objects instead of applying them\n"
+	    "                         (YAML, or a JSON List with -o json), e.g. to\n"
+	    "                         commit them for Argo CD or Flux\n"
+	    "  -o, --output FMT       text (default), json, or yaml (with --dry-run)\n"
+	    "  -h, --help             show this help\n",
+	    "install kbridge in the cluster" },
+	{ "uninstall", cmd_uninstall,
+	    "usage: kbridge uninstall [--kubeconfig FILE] [--context NAME] [--namespace NS]\n"
+	    "           [--output text|json]\n"
+	    "\n"
+	    "Remove what 'kbridge install' made (objects labelled\n"
+	    "app.kubernetes.io/managed-by: kbridge under the names install uses) and\n"
+	    "the manager's CA Secret and state ConfigMap, and nothing else: a\n"
+	    "namespace install did not create, or that holds objects kbridge did not\n"
+	    "make, is kept. Running it again has nothing to do.\n"
+	    "\n"
+	    "      --kubeconfig FILE  kubeconfig (default $KUBECONFIG, ~/.kube/config)\n"
+	    "      --context NAME     kubeconfig context (default current-context)\n"
+	    "  -n, --namespace NS     namespace of the manager (default kbridge)\n"
+	    "  -o, --output FMT       text (default) or json\n"
+	    "  -h, --help             show this help\n",
+	    "remove kbridge from the cluster" },
 	{ "quit", cmd_quit,
 	    "usage: kbridge quit\n"
 	    "\n"

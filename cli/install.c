@@ -1,0 +1,654 @@
+/* kbridge install and uninstall: the objects of cli/manifests.c, applied to
+ * (or removed from) the cluster through the API with the user's own
+ * kubeconfig credentials. Before changing anything, each command asks the
+ * API server (SelfSubjectAccessReview) whether the user may do every step,
+ * so a missing permission is one line naming it and nothing half-done. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cjson/cJSON.h>
+#include <curl/curl.h>
+
+#include "cmd.h"
+#include "kubeconfig.h"
+#include "manifests.h"
+#include "util.h"
+
+#define KAPI_TIMEOUT_MS		30000
+#define KAPI_BODY_MAX		(8 * 1024 * 1024)
+#define IMAGE_MAX		512
+
+enum { OPT_KUBECONFIG = 256, OPT_CONTEXT, OPT_IMAGE, OPT_DRY_RUN };
+enum { FMT_TEXT, FMT_JSON, FMT_YAML };
+
+struct kapi {
+	struct kb_kubeconfig *kc;
+};
+
+struct body {
+	char *p;
+	size_t len;
+};
+
+static size_t
+on_body(char *p, size_t size, size_t n, void *arg)
+{
+	struct body *b = arg;
+	char *q;
+
+	if (b->len + size * n > KAPI_BODY_MAX ||
+	    (q = realloc(b->p, b->len + size * n + 1)) == NULL)
+		return 0;
+	memcpy(q + b->len, p, size * n);
+	b->len += size * n;
+	q[b->len] = '\0';
+	b->p = q;
+	return size * n;
+}
+
+/* The API's reason for a failure: a Status object's message, else the HTTP
+ * status. */
+static void
+api_error(long status, const cJSON *resp, char *err, size_t errlen)
+{
+	const char *m = jstr(resp, "message");
+	char buf[512];
+
+	if (m)
+		snprintf(err, errlen, "%s", shown(m, buf, sizeof(buf)));
+	else
+		snprintf(err, errlen, "the API server answered HTTP %ld", status);
+}
+
+/* One request: 0 with *status and *resp (a JSON object, or NULL when the
+ * body is not one), or -1 with err when no answer came. A 401 refreshes
+ * the credentials (exec plugin, tokenFile) and tries once more. */
+static int
+kreq(struct kapi *k, const char *method, const char *path, const char *ctype,
+    const cJSON *body, long *status, cJSON **resp, char *err, size_t errlen)
+{
+	struct curl_slist *hdr = NULL;
+	struct body b = { 0 };
+	char *url = NULL, *req = NULL, ct[96];
+	CURLcode cc;
+	CURL *c = NULL;
+	int tries, rc = -1;
+
+	*resp = NULL;
+	if ((url = kb_kubeconfig_url(k->kc, path)) == NULL ||
+	    (body && (req = cJSON_PrintUnformatted(body)) == NULL)) {
+		snprintf(err, errlen, "out of memory");
+		goto out;
+	}
+	for (tries = 0; tries < 2; tries++) {
+		free(b.p);
+		b = (struct body){ 0 };
+		curl_slist_free_all(hdr);
+		hdr = NULL;
+		curl_easy_cleanup(c);
+		if ((c = curl_easy_init()) == NULL) {
+			snprintf(err, errlen, "cannot initialise libcurl");
+			goto out;
+		}
+		if (kb_kubeconfig_curl(k->kc, c, err, errlen) == -1)
+			goto out;
+		curl_easy_setopt(c, CURLOPT_URL, url);
+		curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
+		curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+		curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, (long)KAPI_TIMEOUT_MS);
+		curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
+		curl_easy_setopt(c, CURLOPT_WRITEDATA, &b);
+		curl_easy_setopt(c, CURLOPT_USERAGENT, "kbridge/" KB_MANIFEST_VERSION);
+		hdr = curl_slist_append(hdr, "Accept: application/json");
+		if (req) {
+			snprintf(ct, sizeof(ct), "Content-Type: %s", ctype);
+			hdr = curl_slist_append(hdr, ct);
+			curl_easy_setopt(c, CURLOPT_POSTFIELDS, req);
+			curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE, (long)strlen(req));
+		}
+		curl_easy_setopt(c, CURLOPT_HTTPHEADER, hdr);
+		if ((cc = curl_easy_perform(c)) != CURLE_OK) {
+			snprintf(err, errlen, "%s: %s", kb_kubeconfig_server(k->kc),
+			    curl_easy_strerror(cc));
+			goto out;
+		}
+		curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, status);
+		if (*status != 401)
+			break;
+		kb_kubeconfig_refresh(k->kc);
+	}
+	if (b.p && (*resp = cJSON_Parse(b.p)) != NULL && !cJSON_IsObject(*resp)) {
+		cJSON_Delete(*resp);
+		*resp = NULL;
+	}
+	rc = 0;
+out:
+	curl_slist_free_all(hdr);
+	curl_easy_cleanup(c);
+	free(b.p);
+	free(req);
+	free(url);
+	return rc;
+}
+
+/* "clusterrole/kbridge-developer", for messages. */
+static const char *
+what(const cJSON *obj, char *buf, size_t len)
+{
+	const cJSON *m = cJSON_GetObjectItemCaseSensitive(obj, "metadata");
+	const char *kind = jstr(obj, "kind"), *name = jstr(m, "name");
+	size_t i;
+
+	snprintf(buf, len, "%s/%s", kind ? kind : "?", name ? name : "?");
+	for (i = 0; buf[i] && buf[i] != '/'; i++)
+		buf[i] = (char)(buf[i] >= 'A' && buf[i] <= 'Z' ? buf[i] + 32 : buf[i]);
+	return buf;
+}
+
+static const char *
+meta(const cJSON *obj, const char *key)
+{
+	return jstr(cJSON_GetObjectItemCaseSensitive(obj, "metadata"), key);
+}
+
+/* May the user do verb on obj (name: that object, else its kind)? 1 yes,
+ * 0 no (reported), -1 error (reported). */
+static int
+may(struct kapi *k, const char *cmd, const cJSON *obj, const char *verb, int name)
+{
+	const struct kb_kind *kind = kb_manifest_kind(obj);
+	cJSON *rev = cJSON_CreateObject(), *ra, *resp = NULL;
+	const cJSON *st;
+	char group[64], err[600];
+	const char *slash = strchr(kind->api_version, '/');
+	long status;
+	int rc = -1;
+
+	snprintf(group, sizeof(group), "%.*s", slash ? (int)(slash - kind->api_version) : 0,
+	    kind->api_version);
+	cJSON_AddStringToObject(rev, "apiVersion", "authorization.k8s.io/v1");
+	cJSON_AddStringToObject(rev, "kind", "SelfSubjectAccessReview");
+	ra = cJSON_AddObjectToObject(cJSON_AddObjectToObject(rev, "spec"), "resourceAttributes");
+	cJSON_AddStringToObject(ra, "verb", verb);
+	cJSON_AddStringToObject(ra, "group", group);
+	cJSON_AddStringToObject(ra, "resource", kind->plural);
+	if (kind->namespaced)
+		cJSON_AddStringToObject(ra, "namespace", meta(obj, "namespace"));
+	if (name)
+		cJSON_AddStringToObject(ra, "name", meta(obj, "name"));
+	if (kreq(k, "POST", "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews",
+	    "application/json", rev, &status, &resp, err, sizeof(err)) == -1) {
+		errorx("%s: %s", cmd, err);
+		goto out;
+	}
+	if (status != 201 && status != 200) {
+		api_error(status, resp, err, sizeof(err));
+		errorx("%s: cannot check permissions: %s", cmd, err);
+		goto out;
+	}
+	st = cJSON_GetObjectItemCaseSensitive(resp, "status");
+	rc = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(st, "allowed"));
+	if (!rc) {
+		snprintf(err, sizeof(err), "%s%s%s%s%s", kind->plural, *group ? "." : "", group,
+		    name ? " " : "", name ? meta(obj, "name") : "");
+		if (kind->namespaced)
+			errorx("%s: forbidden: you may not %s %s in namespace %s (see the README, "
+			    "Install); nothing was changed", cmd, verb, err, meta(obj, "namespace"));
+		else
+			errorx("%s: forbidden: you may not %s %s (cluster-wide; see the README, "
+			    "Install); nothing was changed", cmd, verb, err);
+	}
+out:
+	cJSON_Delete(rev);
+	cJSON_Delete(resp);
+	return rc;
+}
+
+/* GET obj: 1 and *cur if it exists (and is not being deleted when
+ * gone_if_deleting), 0 if not, -1 after reporting. */
+static int
+get(struct kapi *k, const char *cmd, const cJSON *obj, cJSON **cur)
+{
+	char *path = kb_manifest_path(obj, 1), err[600], w[160];
+	cJSON *resp = NULL;
+	long status;
+	int rc = -1;
+
+	*cur = NULL;
+	if (path == NULL) {
+		errorx("%s: out of memory", cmd);
+		return -1;
+	}
+	if (kreq(k, "GET", path, NULL, NULL, &status, &resp, err, sizeof(err)) == -1)
+		errorx("%s: %s", cmd, err);
+	else if (status == 404)
+		rc = 0;
+	else if (status != 200) {
+		api_error(status, resp, err, sizeof(err));
+		errorx("%s: cannot read %s: %s", cmd, what(obj, w, sizeof(w)), err);
+	} else {
+		*cur = resp;
+		resp = NULL;
+		rc = 1;
+	}
+	cJSON_Delete(resp);
+	free(path);
+	return rc;
+}
+
+static void
+report(cJSON *done, enum output out, const cJSON *obj, const char *action, const char *note)
+{
+	char w[160];
+	cJSON *r;
+
+	what(obj, w, sizeof(w));
+	if (out == OUT_JSON) {
+		r = cJSON_CreateObject();
+		cJSON_AddStringToObject(r, "object", w);
+		if (meta(obj, "namespace"))
+			cJSON_AddStringToObject(r, "namespace", meta(obj, "namespace"));
+		cJSON_AddStringToObject(r, "action", action);
+		if (note)
+			cJSON_AddStringToObject(r, "note", note);
+		cJSON_AddItemToArray(done, r);
+		return;
+	}
+	printf("%s %s%s%s\n", w, action, note ? " " : "", note ? note : "");
+	fflush(stdout);
+}
+
+static int
+load_kubeconfig(const char *cmd, const char *file, const char *context, struct kapi *k)
+{
+	struct kb_kubeconfig_opts o = { .path = file, .context = context,
+	    .env = getenv("KUBECONFIG"), .home = getenv("HOME") };
+	char err[1024];
+
+	if ((k->kc = kb_kubeconfig_load(&o, err, sizeof(err))) == NULL) {
+		errorx("%s: %s", cmd, err);
+		return -1;
+	}
+	return 0;
+}
+
+static int
+image_arg(const char *s)
+{
+	char buf[SHOWN_MAX];
+	const char *p;
+
+	for (p = s; *p; p++)
+		if ((unsigned char)*p <= ' ' || *p == 0x7f)
+			break;
+	if (*s == '\0' || *p || strlen(s) > IMAGE_MAX) {
+		errorx("install: invalid --image '%s' (a container image reference)",
+		    shown(s, buf, sizeof(buf)));
+		return -1;
+	}
+	return 0;
+}
+
+/* Shared options: 1 handled, 0 not ours, -1 usage error (reported). */
+static int
+kube_opt(int ch, const char **file, const char **context, const char **ns)
+{
+	switch (ch) {
+	case OPT_KUBECONFIG:
+		*file = optarg;
+		return 1;
+	case OPT_CONTEXT:
+		*context = optarg;
+		return 1;
+	case 'n':
+		*ns = optarg;
+		return namespace_arg("namespace", optarg) == -1 ? -1 : 1;
+	}
+	return 0;
+}
+
+static int
+dry_run(const cJSON *objs, int fmt)
+{
+	cJSON *list;
+	char err[256];
+
+	if (fmt == FMT_JSON) {
+		list = cJSON_CreateObject();
+		cJSON_AddStringToObject(list, "apiVersion", "v1");
+		cJSON_AddStringToObject(list, "kind", "List");
+		cJSON_AddItemToObject(list, "items", cJSON_Duplicate(objs, 1));
+		print_json(list);
+		cJSON_Delete(list);
+		return 0;
+	}
+	if (kb_yaml_write(stdout, objs, err, sizeof(err)) == -1 || fflush(stdout) != 0) {
+		errorx("install: %s", err);
+		return 1;
+	}
+	return 0;
+}
+
+/* Apply obj (server-side apply, field manager kbridge, taking over fields
+ * others set) and report created, configured or unchanged. */
+static int
+apply(struct kapi *k, const cJSON *obj, cJSON *done, enum output out)
+{
+	char *path = kb_manifest_path(obj, 1), *full = NULL, err[600], w[160];
+	cJSON *cur = NULL, *resp = NULL;
+	const char *before, *after;
+	long status;
+	int rc = -1, have;
+
+	if ((have = get(k, "install", obj, &cur)) == -1)
+		goto out;
+	if (have && meta(cur, "deletionTimestamp")) {
+		errorx("install: %s is being deleted; run install again once it is gone",
+		    what(obj, w, sizeof(w)));
+		goto out;
+	}
+	/* A namespace that was there before is not ours to label, nor to
+	 * delete at uninstall. */
+	if (have && kb_manifest_kind(obj)->namespaced == 0 &&
+	    strcmp(jstr(obj, "kind"), "Namespace") == 0 && !kb_manifest_ours(cur)) {
+		report(done, out, obj, "exists", "(not made by kbridge, left as it is)");
+		rc = 0;
+		goto out;
+	}
+	if (path == NULL || asprintf(&full, "%s?fieldManager=kbridge&force=true", path) < 0) {
+		full = NULL;
+		errorx("install: out of memory");
+		goto out;
+	}
+	if (kreq(k, "PATCH", full, "application/apply-patch+yaml", obj, &status, &resp, err,
+	    sizeof(err)) == -1) {
+		errorx("install: %s", err);
+		goto out;
+	}
+	if (status != 200 && status != 201) {
+		api_error(status, resp, err, sizeof(err));
+		errorx("install: cannot apply %s: %s", what(obj, w, sizeof(w)), err);
+		goto out;
+	}
+	before = meta(cur, "resourceVersion");
+	after = meta(resp, "resourceVersion");
+	report(done, out, obj, !have ? "created" : before && after && strcmp(before, after) == 0 ?
+	    "unchanged" : "configured", NULL);
+	rc = 0;
+out:
+	cJSON_Delete(cur);
+	cJSON_Delete(resp);
+	free(full);
+	free(path);
+	return rc;
+}
+
+int
+cmd_install(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "kubeconfig", required_argument, NULL, OPT_KUBECONFIG },
+		{ "context", required_argument, NULL, OPT_CONTEXT },
+		{ "image", required_argument, NULL, OPT_IMAGE },
+		{ "dry-run", no_argument, NULL, OPT_DRY_RUN },
+		LONGOPT_NAMESPACE,
+		LONGOPT_OUTPUT,
+		LONGOPT_HELP,
+		LONGOPT_END
+	};
+	const char *file = NULL, *context = NULL, *ns = KB_INSTALL_NS_DEFAULT;
+	const char *image = KB_IMAGE_DEFAULT, *fmt_arg = NULL;
+	struct kapi k = { 0 };
+	cJSON *objs = NULL, *done = NULL, *o;
+	enum output out = OUT_TEXT;
+	int ch, r, dry = 0, fmt = FMT_TEXT, ret = 1;
+
+	while ((ch = next_opt(argc, argv, ":n:o:h", opts)) != -1) {
+		if ((r = kube_opt(ch, &file, &context, &ns)) == -1)
+			return EXIT_USAGE;
+		if (r)
+			continue;
+		switch (ch) {
+		case OPT_IMAGE:
+			if (image_arg(optarg) == -1)
+				return EXIT_USAGE;
+			image = optarg;
+			break;
+		case OPT_DRY_RUN:
+			dry = 1;
+			break;
+		case 'o':
+			fmt_arg = optarg;
+			break;
+		case 'h':
+			print_usage(argv[0]);
+			return 0;
+		default:
+			return EXIT_USAGE;
+		}
+	}
+	if (no_operands(argc, argv) == -1)
+		return EXIT_USAGE;
+	if (fmt_arg && strcmp(fmt_arg, "yaml") == 0)
+		fmt = FMT_YAML;
+	else if (fmt_arg && strcmp(fmt_arg, "json") == 0)
+		fmt = FMT_JSON;
+	else if (fmt_arg && strcmp(fmt_arg, "text") != 0) {
+		errorx("install: --output must be text, json or yaml, not '%s'", fmt_arg);
+		return EXIT_USAGE;
+	}
+	if (fmt == FMT_YAML && !dry) {
+		errorx("install: -o yaml prints the objects: it needs --dry-run");
+		return EXIT_USAGE;
+	}
+	if ((objs = kb_manifests(ns, image)) == NULL) {
+		errorx("install: out of memory");
+		return 1;
+	}
+	if (dry) {
+		ret = dry_run(objs, fmt == FMT_TEXT ? FMT_YAML : fmt);
+		cJSON_Delete(objs);
+		return ret;
+	}
+	out = fmt == FMT_JSON ? OUT_JSON : OUT_TEXT;
+	catch_signals();
+	if (load_kubeconfig("install", file, context, &k) == -1)
+		goto out;
+	/* Every permission first: a refusal changes nothing. */
+	cJSON_ArrayForEach(o, objs) {
+		if ((r = may(&k, "install", o, "get", 1)) != 1 ||
+		    (r = may(&k, "install", o, "create", 0)) != 1 ||
+		    (r = may(&k, "install", o, "patch", 1)) != 1)
+			goto out;
+	}
+	done = cJSON_CreateArray();
+	cJSON_ArrayForEach(o, objs)
+		if (apply(&k, o, done, out) == -1)
+			goto out;
+	if (out == OUT_JSON)
+		print_json(done);
+	ret = 0;
+out:
+	cJSON_Delete(done);
+	cJSON_Delete(objs);
+	kb_kubeconfig_free(k.kc);
+	return ret;
+}
+
+/* An object of the namespace that kbridge did not make (and that Kubernetes
+ * does not put in every namespace): its "kind/name" in buf, 1; 0 if none;
+ * -1 after reporting. Covers the kinds an install can hold, not every
+ * kind of the cluster. */
+static int
+foreign(struct kapi *k, const char *ns, char *buf, size_t len)
+{
+	static const struct { const char *path, *kind, *skip; } lists[] = {
+		{ "/api/v1/namespaces/%s/configmaps", "configmap", "kube-root-ca.crt" },
+		{ "/api/v1/namespaces/%s/secrets", "secret", NULL },
+		{ "/api/v1/namespaces/%s/services", "service", NULL },
+		{ "/api/v1/namespaces/%s/serviceaccounts", "serviceaccount", "default" },
+		{ "/api/v1/namespaces/%s/pods", "pod", NULL },
+		{ "/apis/apps/v1/namespaces/%s/deployments", "deployment", NULL },
+		{ "/apis/apps/v1/namespaces/%s/statefulsets", "statefulset", NULL },
+		{ "/apis/apps/v1/namespaces/%s/daemonsets", "daemonset", NULL },
+		{ "/apis/batch/v1/namespaces/%s/jobs", "job", NULL },
+		{ "/apis/rbac.authorization.k8s.io/v1/namespaces/%s/roles", "role", NULL },
+		{ "/apis/rbac.authorization.k8s.io/v1/namespaces/%s/rolebindings", "rolebinding",
+		    NULL },
+	};
+	char path[256], err[600];
+	const cJSON *it;
+	cJSON *resp;
+	const char *name;
+	long status;
+	size_t i;
+
+	for (i = 0; i < sizeof(lists) / sizeof(lists[0]); i++) {
+		snprintf(path, sizeof(path), lists[i].path, ns);
+		if (kreq(k, "GET", path, NULL, NULL, &status, &resp, err, sizeof(err)) == -1) {
+			errorx("uninstall: %s", err);
+			return -1;
+		}
+		if (status != 200) {
+			api_error(status, resp, err, sizeof(err));
+			cJSON_Delete(resp);
+			errorx("uninstall: cannot list %ss in namespace %s: %s", lists[i].kind, ns,
+			    err);
+			return -1;
+		}
+		cJSON_ArrayForEach(it, cJSON_GetObjectItemCaseSensitive(resp, "items")) {
+			name = meta(it, "name");
+			if (kb_manifest_ours(it) || !name ||
+			    (lists[i].skip && strcmp(name, lists[i].skip) == 0))
+				continue;
+			snprintf(buf, len, "%s/%s", lists[i].kind, name);
+			cJSON_Delete(resp);
+			return 1;
+		}
+		cJSON_Delete(resp);
+	}
+	return 0;
+}
+
+static cJSON *
+state_object(const char *kind, const char *name, const char *ns)
+{
+	cJSON *o = cJSON_CreateObject(), *m;
+
+	cJSON_AddStringToObject(o, "apiVersion", "v1");
+	cJSON_AddStringToObject(o, "kind", kind);
+	m = cJSON_AddObjectToObject(o, "metadata");
+	cJSON_AddStringToObject(m, "name", name);
+	cJSON_AddStringToObject(m, "namespace", ns);
+	return o;
+}
+
+int
+cmd_uninstall(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "kubeconfig", required_argument, NULL, OPT_KUBECONFIG },
+		{ "context", required_argument, NULL, OPT_CONTEXT },
+		LONGOPT_NAMESPACE,
+		LONGOPT_OUTPUT,
+		LONGOPT_HELP,
+		LONGOPT_END
+	};
+	const char *file = NULL, *context = NULL, *ns = KB_INSTALL_NS_DEFAULT;
+	struct kapi k = { 0 };
+	cJSON *objs = NULL, *del = NULL, *done = NULL, *o, *cur, *resp;
+	enum output out = OUT_TEXT;
+	char *path, err[600], w[160], other[200];
+	long status;
+	int ch, r, n, acted = 0, ret = 1;
+
+	while ((ch = next_opt(argc, argv, ":n:o:h", opts)) != -1) {
+		if ((r = kube_opt(ch, &file, &context, &ns)) == -1)
+			return EXIT_USAGE;
+		if (r == 0 && !std_opt(ch, argv, NULL, &out, &ret))
+			return ret;
+	}
+	if (no_operands(argc, argv) == -1)
+		return EXIT_USAGE;
+	ret = 1;
+	if ((objs = kb_manifests(ns, KB_IMAGE_DEFAULT)) == NULL)
+		goto oom;
+	/* The manager's own state, which it labels as kbridge's. */
+	cJSON_AddItemToArray(objs, state_object("Secret", KB_CA_SECRET, ns));
+	cJSON_AddItemToArray(objs, state_object("ConfigMap", KB_STATE_CONFIGMAP, ns));
+	catch_signals();
+	if (load_kubeconfig("uninstall", file, context, &k) == -1)
+		goto out;
+	/* What is there and ours, the namespace last. */
+	del = cJSON_CreateArray();
+	done = cJSON_CreateArray();
+	for (n = cJSON_GetArraySize(objs) - 1; n >= 0; n--) {
+		o = cJSON_GetArrayItem(objs, n);
+		if (may(&k, "uninstall", o, "get", 1) != 1 ||
+		    (r = get(&k, "uninstall", o, &cur)) == -1)
+			goto out;
+		if (r == 0 || meta(cur, "deletionTimestamp")) {
+			cJSON_Delete(cur);
+			continue;
+		}
+		if (!kb_manifest_ours(cur)) {
+			/* Reported only where it matters to the user. */
+			if (strcmp(jstr(o, "kind"), "Namespace") != 0 &&
+			    strcmp(jstr(o, "kind"), "Secret") != 0 &&
+			    strcmp(jstr(o, "kind"), "ConfigMap") != 0)
+				report(done, out, o, "kept", "(not made by kbridge)");
+			cJSON_Delete(cur);
+			continue;
+		}
+		cJSON_Delete(cur);
+		if (may(&k, "uninstall", o, "delete", 1) != 1)
+			goto out;
+		cJSON_AddItemReferenceToArray(del, o);
+	}
+	cJSON_ArrayForEach(o, del) {
+		if (strcmp(jstr(o, "kind"), "Namespace") == 0) {
+			if ((r = foreign(&k, ns, other, sizeof(other))) == -1)
+				goto out;
+			if (r) {
+				snprintf(err, sizeof(err), "(it holds %s, which kbridge did not make)",
+				    other);
+				report(done, out, o, "kept", err);
+				acted = 1;
+				continue;
+			}
+		}
+		if ((path = kb_manifest_path(o, 1)) == NULL)
+			goto oom;
+		r = kreq(&k, "DELETE", path, NULL, NULL, &status, &resp, err, sizeof(err));
+		free(path);
+		if (r == -1) {
+			errorx("uninstall: %s", err);
+			goto out;
+		}
+		if (status != 200 && status != 202 && status != 404) {
+			api_error(status, resp, err, sizeof(err));
+			cJSON_Delete(resp);
+			errorx("uninstall: cannot delete %s: %s", what(o, w, sizeof(w)), err);
+			goto out;
+		}
+		cJSON_Delete(resp);
+		report(done, out, o, "deleted", NULL);
+		acted = 1;
+	}
+	if (out == OUT_JSON)
+		print_json(done);
+	else if (!acted)
+		printf("nothing to do: kbridge is not installed in namespace %s\n", ns);
+	ret = 0;
+	goto out;
+oom:
+	errorx("uninstall: out of memory");
+out:
+	cJSON_Delete(del);
+	cJSON_Delete(done);
+	cJSON_Delete(objs);
+	kb_kubeconfig_free(k.kc);
+	return ret;
+}
