@@ -192,7 +192,7 @@ may(struct kapi *k, const char *cmd, const cJSON *obj, const char *verb, int nam
 	rc = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(st, "allowed"));
 	if (!rc) {
 		snprintf(err, sizeof(err), "%s%s%s%s%s", kind->plural, *group ? "." : "", group,
-		    name ? " " : "", name ? meta(obj, "name") : "");
+		    name ? "/" : "", name ? meta(obj, "name") : "");
 		if (kind->namespaced)
 			errorx("%s: forbidden: you may not %s %s in namespace %s (see the README, "
 			    "Install); nothing was changed", cmd, verb, err, meta(obj, "namespace"));
@@ -615,7 +615,6 @@ cmd_uninstall(int argc, char **argv)
 				snprintf(err, sizeof(err), "(it holds %s, which kbridge did not make)",
 				    other);
 				report(done, out, o, "kept", err);
-				acted = 1;
 				continue;
 			}
 		}

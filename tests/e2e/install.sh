@@ -1,0 +1,172 @@
+#!/bin/bash
+# shellcheck disable=SC2016 # jsonpath in single quotes
+# kbridge install / uninstall against the playground's real kube-apiserver
+# (scripts/playground up --k8s), run from ws as the kubeconfig's user:
+# every object created through the API, the --dry-run output is exactly
+# what install applies (kubectl diff), a re-run is unchanged and an --image
+# change configures only the Deployment, a user without the permissions
+# gets one line naming the one missing and NOTHING is changed (not even a
+# first object), uninstall removes what install made and nothing else (a
+# ConfigMap of someone else keeps its namespace), and says so when run
+# again. The manifests applied by kubectl (GitOps) are what install would
+# make. Installs use namespaces of their own (kbtest, kbgit): the
+# playground's kbridge namespace is its hand-made manager's.
+set -euo pipefail
+KB_PG_PREFIX=kbin
+FAIL_LOGS=(kube/apiserver.log)
+. "$(dirname "$0")/common.bash"
+
+bin=$("$top/scripts/build-control-plane" | tail -n1)
+[[ -x $bin/kube-apiserver && -x $bin/kubectl ]] || { echo "not ok - no control plane in '$bin'"; exit 1; }
+export KB_CP_BIN=$bin
+K=$STATE/kube
+tmp=$(mktemp -d /tmp/kbinstall.XXXXXX)
+cleanup_extra() { rm -rf "$tmp"; }
+adm() { "$PG" kubectl "$@"; }
+# kbridge or kubectl in ws as USER (admin, alice, carol)
+kb() { local u=$1; shift; QUIET=1 pg ws env HOME=/nonexistent "$KB_BIN/kbridge" "$@" --kubeconfig "$K/$u.kubeconfig"; }
+kc() { local u=$1; shift; QUIET=1 pg ws env KUBECACHEDIR="$K/cache" "$bin/kubectl" --kubeconfig "$K/$u.kubeconfig" --request-timeout=15s "$@"; }
+# "KIND/NAME ACTION" lines of an install or uninstall, sorted
+lines() { sort <<<"$1"; }
+OBJS="namespace/NS serviceaccount/kbridge-manager clusterrole/kbridge-manager
+clusterrolebinding/kbridge-manager role/kbridge-manager rolebinding/kbridge-manager
+clusterrole/kbridge-developer role/kbridge-developer service/kbridge-manager
+deployment/kbridge-manager"
+expect() { # NS ACTION: every object with ACTION, in install order
+	local o
+	for o in $OBJS; do echo "${o/NS/$1} $2"; done
+}
+labelled() { # what carries managed-by=kbridge (cluster-wide kinds and in NS)
+	adm get ns,clusterroles,clusterrolebindings -l app.kubernetes.io/managed-by=kbridge -o name
+	adm -n "$1" get sa,roles,rolebindings,services,deployments,configmaps,secrets \
+		-l app.kubernetes.io/managed-by=kbridge -o name
+}
+
+"$PG" up --k8s >/dev/null
+ok "playground up --k8s"
+
+"$KB_BIN/kbridge" install --dry-run -n kbtest >"$tmp/dry.yaml"
+"$KB_BIN/kbridge" install --dry-run -o yaml -n kbtest | cmp - "$tmp/dry.yaml"
+[[ $(grep -c '^---$' "$tmp/dry.yaml") == 10 ]]
+# kubectl reads the stream (client side) as the ten objects, in order
+parsed=$(kc admin create --dry-run=client -o name -f - <"$tmp/dry.yaml")
+[[ $(sed 's/\.[a-z.0-9]*\//\//' <<<"$parsed") == "$(expect kbtest x | sed 's/ x$//')" ]] ||
+	{ echo "parsed: $parsed"; exit 1; }
+"$KB_BIN/kbridge" install --dry-run -o json -n kbtest |
+	python3 -c 'import json,sys; l=json.load(sys.stdin); assert l["kind"]=="List" and len(l["items"])==10'
+out=$("$KB_BIN/kbridge" install -o yaml 2>&1) && { echo "-o yaml without --dry-run worked"; exit 1; }
+[[ $out == *"needs --dry-run"* ]]
+ok "--dry-run prints the ten objects as a YAML stream kubectl reads (or a JSON List), no cluster needed"
+
+out=$(kb admin install -n kbtest)
+[[ $out == "$(expect kbtest created)" ]] || { echo "$out"; exit 1; }
+[[ $(labelled kbtest | wc -l) == 10 ]]
+[[ $(adm -n kbtest get deploy kbridge-manager -o 'jsonpath={.spec.template.spec.containers[0].securityContext.readOnlyRootFilesystem} {.spec.template.spec.securityContext.runAsNonRoot} {.spec.template.spec.containers[0].command}') == 'true true ["kbridge-agent","manager"]' ]]
+[[ $(adm -n kbtest get svc kbridge-manager -o 'jsonpath={.spec.type} {.spec.ports[*].port}') == "ClusterIP 8443 8080" ]]
+[[ $(adm get ns kbtest -o 'jsonpath={.metadata.labels.pod-security\.kubernetes\.io/enforce}') == restricted ]]
+ok "install (admin, client certificate) creates the ten objects through the API, labelled managed-by kbridge"
+
+out=$(kb admin install -n kbtest)
+[[ $out == "$(expect kbtest unchanged)" ]] || { echo "$out"; exit 1; }
+kc admin diff --server-side --field-manager=kbridge --force-conflicts -f - <"$tmp/dry.yaml"
+ok "install again: every object unchanged, and kubectl diff of the --dry-run output against the cluster is empty"
+
+out=$(kb admin install -n kbtest --image registry.example/kbridge-agent:9.9)
+[[ $(grep -v ' unchanged$' <<<"$out") == "deployment/kbridge-manager configured" ]] || { echo "$out"; exit 1; }
+[[ $(adm -n kbtest get deploy kbridge-manager -o 'jsonpath={.spec.template.spec.containers[0].image}') == registry.example/kbridge-agent:9.9 ]]
+no kc admin diff --server-side --field-manager=kbridge --force-conflicts -f - <"$tmp/dry.yaml" >/dev/null
+out=$(kb admin install -n kbtest -o json)
+python3 -c 'import json,sys; d=json.load(sys.stdin); assert [x["action"] for x in d].count("configured")==1' <<<"$out"
+[[ $(adm -n kbtest get deploy kbridge-manager -o 'jsonpath={.spec.template.spec.containers[0].image}') == ghcr.io/kbridge/kbridge-agent:* ]]
+ok "install --image upgrades in place: only the Deployment is configured (-o json says so too)"
+
+# The manager's ServiceAccount: what the README's permissions promise.
+sa=system:serviceaccount:kbtest:kbridge-manager
+can() { adm auth can-i --as="$sa" "$@"; }
+[[ $(can get secrets/kbridge-manager-ca -n kbtest) == yes ]]
+[[ $(can update configmaps/kbridge-manager-state -n kbtest) == yes ]]
+[[ $(can create secrets -n kbtest) == yes ]]
+[[ $(can watch endpointslices.discovery.k8s.io -A) == yes && $(can list nodes 2>/dev/null) == yes ]]
+for no in "get secrets/other -n kbtest" "list secrets -n kbtest" "get secrets -n default" \
+	"delete secrets/kbridge-manager-ca -n kbtest" "create pods -n default" "patch services -n default" \
+	"create configmaps -n default"; do
+	# shellcheck disable=SC2086 # words on purpose
+	[[ $(can $no 2>/dev/null) == no ]] || { echo "the manager may $no"; exit 1; }
+done
+ok "the manager may read the cluster and its own Secret and ConfigMap (by name), not other secrets or any write elsewhere"
+
+adm create clusterrolebinding alice-kbridge --clusterrole=kbridge-developer --user=alice >/dev/null
+adm -n kbtest create rolebinding alice-kbridge --role=kbridge-developer --user=alice >/dev/null
+[[ $(kc alice auth can-i create certificatesigningrequests.certificates.k8s.io 2>/dev/null) == yes ]]
+[[ $(kc alice auth can-i create pods --subresource=portforward -n kbtest) == yes ]]
+[[ $(kc alice auth can-i create pods --subresource=portforward -n default 2>/dev/null) == no ]]
+[[ $(kc alice auth can-i get secrets -n kbtest 2>/dev/null) == no ]]
+adm delete clusterrolebinding alice-kbridge >/dev/null
+adm -n kbtest delete rolebinding alice-kbridge >/dev/null
+ok "a developer bound to kbridge-developer may create CSRs and port-forward in kbtest only; no secrets"
+
+# alice has no RBAC: one line naming the permission, nothing created.
+out=$(kb alice install -n kbalice 2>&1) && { echo "alice installed"; exit 1; }
+[[ $(wc -l <<<"$out") == 1 && $out == *"forbidden: you may not "*"namespaces/kbalice (cluster-wide"*"nothing was changed"* ]] ||
+	{ echo "$out"; exit 1; }
+no adm get ns kbalice >/dev/null 2>&1
+# With some permissions (the namespace, not the rest): still nothing.
+adm create clusterrole kbns --verb=get,create,patch --resource=namespaces >/dev/null
+adm create clusterrolebinding alice-kbns --clusterrole=kbns --user=alice >/dev/null
+out=$(kb alice install -n kbalice 2>&1) && { echo "alice installed"; exit 1; }
+[[ $(wc -l <<<"$out") == 1 && $out == *"forbidden: you may not get serviceaccounts/kbridge-manager in namespace kbalice"* ]] ||
+	{ echo "$out"; exit 1; }
+no adm get ns kbalice >/dev/null 2>&1
+out=$(kb alice uninstall -n kbtest 2>&1) && { echo "alice uninstalled"; exit 1; }
+[[ $(wc -l <<<"$out") == 1 && $out == *"forbidden: you may not"* ]] || { echo "$out"; exit 1; }
+[[ $(labelled kbtest | wc -l) == 10 ]]
+adm delete clusterrolebinding alice-kbns >/dev/null
+adm delete clusterrole kbns >/dev/null
+ok "alice without the permissions: one line naming the missing one; nothing created (even with the namespace allowed), nothing deleted"
+
+adm -n kbtest create configmap keepme --from-literal=a=b >/dev/null
+adm create clusterrole unrelated --verb=get --resource=pods >/dev/null
+before=$(adm get clusterroles,clusterrolebindings -o name | grep -v kbridge | sort)
+out=$(kb admin uninstall -n kbtest)
+want="deployment/kbridge-manager deleted
+service/kbridge-manager deleted
+role/kbridge-developer deleted
+clusterrole/kbridge-developer deleted
+rolebinding/kbridge-manager deleted
+role/kbridge-manager deleted
+clusterrolebinding/kbridge-manager deleted
+clusterrole/kbridge-manager deleted
+serviceaccount/kbridge-manager deleted
+namespace/kbtest kept (it holds configmap/keepme, which kbridge did not make)"
+[[ $out == "$want" ]] || { echo "$out"; exit 1; }
+[[ $(adm -n kbtest get cm keepme -o 'jsonpath={.data.a}') == b ]]
+[[ $(adm get ns kbtest -o 'jsonpath={.status.phase}') == Active ]]
+[[ $(labelled kbtest) == namespace/kbtest ]]
+[[ $(adm get clusterroles,clusterrolebindings -o name | grep -v kbridge | sort) == "$before" ]]
+out=$(kb admin uninstall -n kbtest)
+[[ $out == "namespace/kbtest kept (it holds configmap/keepme, which kbridge did not make)
+nothing to do: kbridge is not installed in namespace kbtest" ]] || { echo "$out"; exit 1; }
+ok "uninstall deletes what install made, keeps a namespace holding someone else's ConfigMap (and the ConfigMap, and other ClusterRoles); again: nothing to do"
+
+# GitOps: the --dry-run output applied by kubectl is what install makes.
+"$KB_BIN/kbridge" install --dry-run -n kbgit | kc admin apply --server-side --field-manager=kbridge -f - >/dev/null
+out=$(kb admin install -n kbgit)
+[[ $out == "$(expect kbgit unchanged)" ]] || { echo "$out"; exit 1; }
+ok "the --dry-run manifests applied with kubectl apply --server-side are exactly what install makes (install: all unchanged)"
+
+# carol (exec plugin credentials), made cluster admin, uninstalls.
+adm create clusterrolebinding carol-admin --clusterrole=cluster-admin --user=carol >/dev/null
+adm -n kbgit create secret generic kbridge-manager-ca --from-literal=k=v >/dev/null
+adm -n kbgit label secret kbridge-manager-ca app.kubernetes.io/managed-by=kbridge >/dev/null
+out=$(kb carol uninstall -n kbgit)
+[[ $(lines "$out") == "$(lines "$(expect kbgit deleted)
+secret/kbridge-manager-ca deleted")" ]] || { echo "$out"; exit 1; }
+[[ -n $(adm get ns kbgit -o 'jsonpath={.metadata.deletionTimestamp}') ]]
+out=$(kb carol uninstall -n kbgit)
+[[ $out == "nothing to do: kbridge is not installed in namespace kbgit" ]] || { echo "$out"; exit 1; }
+out=$(kb carol install -n kbgit 2>&1) && { echo "install into a terminating namespace worked"; exit 1; }
+[[ $out == *"namespace/kbgit is being deleted"* ]]
+ok "uninstall (carol, exec plugin) deletes the manager's labelled CA Secret and the namespace it made (no namespace controller here: it stays Terminating); again: nothing to do"
+
+"$PG" down >/dev/null
+ok "down"
