@@ -20,7 +20,7 @@
 #define KAPI_BODY_MAX		(8 * 1024 * 1024)
 #define IMAGE_MAX		512
 
-enum { OPT_KUBECONFIG = 256, OPT_CONTEXT, OPT_IMAGE, OPT_DRY_RUN };
+enum { OPT_KUBECONFIG = 256, OPT_CONTEXT, OPT_IMAGE, OPT_DRY_RUN, OPT_PREVIEW_URL };
 enum { FMT_TEXT, FMT_JSON, FMT_YAML };
 
 struct kapi {
@@ -291,6 +291,27 @@ image_arg(const char *s)
 	return 0;
 }
 
+/* http[s]://HOST[:PORT], as the manager's --preview-url-base takes it. */
+static int
+preview_url_arg(const char *s)
+{
+	char buf[SHOWN_MAX];
+	const char *p, *host;
+
+	host = strncmp(s, "http://", 7) == 0 ? s + 7 : strncmp(s, "https://", 8) == 0 ? s + 8 :
+	    NULL;
+	for (p = s; *p; p++)
+		if ((unsigned char)*p <= ' ' || *p == 0x7f)
+			break;
+	if (host == NULL || *host == '\0' || *host == ':' || *p || strpbrk(host, "/?#@") ||
+	    strlen(s) > 255) {
+		errorx("install: invalid --preview-url-base '%s' (expected http[s]://HOST[:PORT])",
+		    shown(s, buf, sizeof(buf)));
+		return -1;
+	}
+	return 0;
+}
+
 /* Shared options: 1 handled, 0 not ours, -1 usage error (reported). */
 static int
 kube_opt(int ch, const char **file, const char **context, const char **ns)
@@ -393,13 +414,15 @@ cmd_install(int argc, char **argv)
 		{ "context", required_argument, NULL, OPT_CONTEXT },
 		{ "image", required_argument, NULL, OPT_IMAGE },
 		{ "dry-run", no_argument, NULL, OPT_DRY_RUN },
+		{ "preview-url-base", required_argument, NULL, OPT_PREVIEW_URL },
 		LONGOPT_NAMESPACE,
 		LONGOPT_OUTPUT,
 		LONGOPT_HELP,
 		LONGOPT_END
 	};
 	const char *file = NULL, *context = NULL, *ns = KB_INSTALL_NS_DEFAULT;
-	const char *image = KB_IMAGE_DEFAULT, *fmt_arg = NULL;
+	const char *image = KB_IMAGE_DEFAULT, *fmt_arg = NULL, *preview = NULL;
+	struct kb_manifest_opts mo;
 	struct kapi k = { 0 };
 	cJSON *objs = NULL, *done = NULL, *o;
 	enum output out = OUT_TEXT;
@@ -418,6 +441,11 @@ cmd_install(int argc, char **argv)
 			break;
 		case OPT_DRY_RUN:
 			dry = 1;
+			break;
+		case OPT_PREVIEW_URL:
+			if (preview_url_arg(optarg) == -1)
+				return EXIT_USAGE;
+			preview = optarg;
 			break;
 		case 'o':
 			fmt_arg = optarg;
@@ -443,7 +471,8 @@ cmd_install(int argc, char **argv)
 		errorx("install: -o yaml prints the objects: it needs --dry-run");
 		return EXIT_USAGE;
 	}
-	if ((objs = kb_manifests(ns, image)) == NULL) {
+	mo = (struct kb_manifest_opts){ .ns = ns, .image = image, .preview_url = preview };
+	if ((objs = kb_manifests(&mo)) == NULL) {
 		errorx("install: out of memory");
 		return 1;
 	}
@@ -557,6 +586,7 @@ cmd_uninstall(int argc, char **argv)
 		LONGOPT_END
 	};
 	const char *file = NULL, *context = NULL, *ns = KB_INSTALL_NS_DEFAULT;
+	struct kb_manifest_opts mo;
 	struct kapi k = { 0 };
 	cJSON *objs = NULL, *del = NULL, *done = NULL, *o, *cur, *resp;
 	enum output out = OUT_TEXT;
@@ -573,7 +603,10 @@ cmd_uninstall(int argc, char **argv)
 	if (no_operands(argc, argv) == -1)
 		return EXIT_USAGE;
 	ret = 1;
-	if ((objs = kb_manifests(ns, KB_IMAGE_DEFAULT)) == NULL)
+	/* Every object install can make (with a preview port or not, the
+	 * names are the same). */
+	mo = (struct kb_manifest_opts){ .ns = ns, .image = KB_IMAGE_DEFAULT };
+	if ((objs = kb_manifests(&mo)) == NULL)
 		goto oom;
 	/* The manager's own state, which it labels as kbridge's. */
 	cJSON_AddItemToArray(objs, state_object("Secret", KB_CA_SECRET, ns));

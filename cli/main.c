@@ -189,7 +189,8 @@ static const struct command commands[] = {
 	    NULL },
 	{ "install", cmd_install,
 	    "usage: kbridge install [--kubeconfig FILE] [--context NAME] [--namespace NS]\n"
-	    "           [--image IMAGE] [--dry-run] [--output text|json|yaml]\n"
+	    "           [--image IMAGE] [--preview-url-base URL] [--dry-run]\n"
+	    "           [--output text|json|yaml]\n"
 	    "\n"
 	    "Install kbridge's manager in the cluster through the Kubernetes API, as\n"
 	    "you (your kubeconfig's credentials): the namespace, the manager's\n"
@@ -203,6 +204,10 @@ static const struct command commands[] = {
 	    "      --context NAME     kubeconfig context (default current-context)\n"
 	    "  -n, --namespace NS     namespace of the manager (default kbridge)\n"
 	    "      --image IMAGE      manager image (default " KB_IMAGE_DEFAULT ")\n"
+	    "      --preview-url-base URL\n"
+	    "                         serve preview URLs on the manager's port 8080,\n"
+	    "                         which teammates reach at URL (http[s]://HOST[:PORT],\n"
+	    "                         e.g. through an ingress); default: no preview URLs\n"
 	    "      --dry-run          print the objects instead of applying them\n"
 	    "                         (YAML, or a JSON List with -o json), e.g. to\n"
 	    "                         commit them for Argo CD or Flux\n"

@@ -181,11 +181,13 @@ port(cJSON *ports, const char *name, int num, int service)
 }
 
 static void
-deployment(cJSON *list, const char *ns, const char *image)
+deployment(cJSON *list, const struct kb_manifest_opts *mo)
 {
+	const char *ns = mo->ns;
 	cJSON *o = object(list, "apps/v1", "Deployment", KB_MANAGER_NAME, ns, "manager");
 	cJSON *spec = add_obj(o, "spec"), *tmpl, *meta, *pod, *sc, *c, *csc, *env, *ports, *res;
-	char listen[32], preview[32];
+	cJSON *args;
+	char listen[32], preview[32], *url = NULL;
 
 	add_num(spec, "replicas", 1);
 	add_num(spec, "revisionHistoryLimit", 3);
@@ -209,21 +211,30 @@ deployment(cJSON *list, const char *ns, const char *image)
 	c = chk(cJSON_CreateObject());
 	push(add_arr(pod, "containers"), c);
 	add_str(c, "name", "manager");
-	add_str(c, "image", image);
+	add_str(c, "image", mo->image);
 	add_str(c, "imagePullPolicy", "IfNotPresent");
 	add_strs(c, "command", L("kbridge-agent", "manager"));
 	snprintf(listen, sizeof(listen), "--listen=0.0.0.0:%d", KB_MANAGER_TLS_PORT);
 	snprintf(preview, sizeof(preview), "--preview-listen=0.0.0.0:%d",
 	    KB_MANAGER_PREVIEW_PORT);
-	add_strs(c, "args", L("--in-cluster", listen, preview,
-	    "--ca-secret=" KB_CA_SECRET, "--state-configmap=" KB_STATE_CONFIGMAP));
+	add_strs(c, "args", L("--in-cluster", listen, "--ca-secret=" KB_CA_SECRET,
+	    "--state-configmap=" KB_STATE_CONFIGMAP));
+	args = cJSON_GetObjectItemCaseSensitive(c, "args");
+	if (mo->preview_url) {
+		push(args, cJSON_CreateString(preview));
+		if (asprintf(&url, "--preview-url-base=%s", mo->preview_url) < 0)
+			url = NULL;
+		push(args, url ? cJSON_CreateString(url) : NULL);
+		free(url);
+	}
 	env = add_arr(c, "env");
 	env_field(env, "KB_NAMESPACE", "metadata.namespace");
 	env_field(env, "KB_POD_NAME", "metadata.name");
 	env_field(env, "KB_POD_IP", "status.podIP");
 	ports = add_arr(c, "ports");
 	port(ports, "tls", KB_MANAGER_TLS_PORT, 0);
-	port(ports, "preview", KB_MANAGER_PREVIEW_PORT, 0);
+	if (mo->preview_url)
+		port(ports, "preview", KB_MANAGER_PREVIEW_PORT, 0);
 	res = add_obj(c, "resources");
 	add_str(add_obj(res, "requests"), "cpu", "50m");
 	add_str(cJSON_GetObjectItemCaseSensitive(res, "requests"), "memory", "64Mi");
@@ -236,21 +247,23 @@ deployment(cJSON *list, const char *ns, const char *image)
 }
 
 static void
-service(cJSON *list, const char *ns)
+service(cJSON *list, const struct kb_manifest_opts *mo)
 {
-	cJSON *o = object(list, "v1", "Service", KB_MANAGER_NAME, ns, "manager");
+	cJSON *o = object(list, "v1", "Service", KB_MANAGER_NAME, mo->ns, "manager");
 	cJSON *spec = add_obj(o, "spec"), *ports;
 
 	add_str(spec, "type", "ClusterIP");
 	add_str(add_obj(spec, "selector"), "app.kubernetes.io/name", KB_MANAGER_NAME);
 	ports = add_arr(spec, "ports");
 	port(ports, "tls", KB_MANAGER_TLS_PORT, 1);
-	port(ports, "preview", KB_MANAGER_PREVIEW_PORT, 1);
+	if (mo->preview_url)
+		port(ports, "preview", KB_MANAGER_PREVIEW_PORT, 1);
 }
 
 cJSON *
-kb_manifests(const char *ns, const char *image)
+kb_manifests(const struct kb_manifest_opts *mo)
 {
+	const char *ns = mo->ns;
 	cJSON *list, *o, *rules;
 
 	oom = 0;
@@ -306,8 +319,8 @@ kb_manifests(const char *ns, const char *image)
 	rules = add_arr(o, "rules");
 	rule(rules, "", L("pods/portforward"), NULL, L("create", "get"));
 
-	service(list, ns);
-	deployment(list, ns, image);
+	service(list, mo);
+	deployment(list, mo);
 	if (oom) {
 		cJSON_Delete(list);
 		return NULL;

@@ -33,10 +33,18 @@ struct kb_kind {
 	int namespaced;
 };
 
+struct kb_manifest_opts {
+	const char *ns;		/* the install namespace */
+	const char *image;	/* the manager's image */
+	/* How teammates reach preview URLs (http[s]://HOST[:PORT]); NULL: the
+	 * manager serves no preview URLs (no preview port). */
+	const char *preview_url;
+};
+
 /* The objects in apply order (dependencies first): a cJSON array the
- * caller frees. ns and image must be valid (checked by the caller). NULL
+ * caller frees. The options must be valid (checked by the caller). NULL
  * only when out of memory. */
-cJSON *kb_manifests(const char *ns, const char *image);
+cJSON *kb_manifests(const struct kb_manifest_opts *o);
 /* The kind table entry for obj's kind, NULL if not one of ours. */
 const struct kb_kind *kb_manifest_kind(const cJSON *obj);
 /* The API path of obj ("/api/v1/namespaces/NS/services/NAME"); with

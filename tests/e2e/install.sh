@@ -62,7 +62,7 @@ out=$(kb admin install -n kbtest)
 [[ $out == "$(expect kbtest created)" ]] || { echo "$out"; exit 1; }
 [[ $(labelled kbtest | wc -l) == 10 ]]
 [[ $(adm -n kbtest get deploy kbridge-manager -o 'jsonpath={.spec.template.spec.containers[0].securityContext.readOnlyRootFilesystem} {.spec.template.spec.securityContext.runAsNonRoot} {.spec.template.spec.containers[0].command}') == 'true true ["kbridge-agent","manager"]' ]]
-[[ $(adm -n kbtest get svc kbridge-manager -o 'jsonpath={.spec.type} {.spec.ports[*].port}') == "ClusterIP 8443 8080" ]]
+[[ $(adm -n kbtest get svc kbridge-manager -o 'jsonpath={.spec.type} {.spec.ports[*].port}') == "ClusterIP 8443" ]]
 [[ $(adm get ns kbtest -o 'jsonpath={.metadata.labels.pod-security\.kubernetes\.io/enforce}') == restricted ]]
 ok "install (admin, client certificate) creates the ten objects through the API, labelled managed-by kbridge"
 
@@ -75,10 +75,17 @@ out=$(kb admin install -n kbtest --image registry.example/kbridge-agent:9.9)
 [[ $(grep -v ' unchanged$' <<<"$out") == "deployment/kbridge-manager configured" ]] || { echo "$out"; exit 1; }
 [[ $(adm -n kbtest get deploy kbridge-manager -o 'jsonpath={.spec.template.spec.containers[0].image}') == registry.example/kbridge-agent:9.9 ]]
 no kc admin diff --server-side --field-manager=kbridge --force-conflicts -f - <"$tmp/dry.yaml" >/dev/null
+out=$(kb admin install -n kbtest --preview-url-base http://preview.example:8080)
+[[ $(grep -v ' unchanged$' <<<"$out") == "service/kbridge-manager configured
+deployment/kbridge-manager configured" ]] || { echo "$out"; exit 1; }
+[[ $(adm -n kbtest get svc kbridge-manager -o 'jsonpath={.spec.ports[*].name}') == "tls preview" ]]
+[[ $(adm -n kbtest get deploy kbridge-manager -o 'jsonpath={.spec.template.spec.containers[0].args}') == *'"--preview-url-base=http://preview.example:8080"'* ]]
 out=$(kb admin install -n kbtest -o json)
-python3 -c 'import json,sys; d=json.load(sys.stdin); assert [x["action"] for x in d].count("configured")==1' <<<"$out"
+python3 -c 'import json,sys; d=json.load(sys.stdin); assert [x["action"] for x in d].count("configured")==2' <<<"$out"
 [[ $(adm -n kbtest get deploy kbridge-manager -o 'jsonpath={.spec.template.spec.containers[0].image}') == ghcr.io/kbridge/kbridge-agent:* ]]
-ok "install --image upgrades in place: only the Deployment is configured (-o json says so too)"
+[[ $(adm -n kbtest get svc kbridge-manager -o 'jsonpath={.spec.ports[*].name}') == "tls" ]]
+kc admin diff --server-side --field-manager=kbridge --force-conflicts -f - <"$tmp/dry.yaml"
+ok "install --image, --preview-url-base upgrade in place: only the Deployment (and Service) configured; back again (-o json says so too), fields removed"
 
 # The manager's ServiceAccount: what the README's permissions promise.
 sa=system:serviceaccount:kbtest:kbridge-manager

@@ -109,7 +109,9 @@ yaml_of(const char *json)
 int
 main(void)
 {
-	cJSON *objs = kb_manifests("kbtest", "registry.example/kbridge-agent:1.2");
+	struct kb_manifest_opts mo = { .ns = "kbtest", .image = "registry.example/kbridge-agent:1.2",
+	    .preview_url = "https://preview.example.com" };
+	cJSON *objs = kb_manifests(&mo), *plain;
 	const cJSON *o, *d, *pod, *c, *sr;
 	char *p, *y;
 	int all = 1, n = 0;
@@ -175,6 +177,17 @@ main(void)
 	ok(o && strcmp(str_at(o, "spec.type"), "ClusterIP") == 0 &&
 	    strcmp(str_at(o, "spec.ports.0.targetPort"), "tls") == 0 &&
 	    strcmp(str_at(o, "spec.ports.1.targetPort"), "preview") == 0);
+
+	ok(strcmp(str_at(c, "args.0"), "--in-cluster") == 0);
+	ok(strcmp(str_at(c, "args.4"), "--preview-listen=0.0.0.0:8080") == 0 &&
+	    strcmp(str_at(c, "args.5"), "--preview-url-base=https://preview.example.com") == 0);
+	/* Without a preview URL: no preview listener, no preview port. */
+	mo.preview_url = NULL;
+	plain = kb_manifests(&mo);
+	c = at(find(plain, "Deployment", KB_MANAGER_NAME), "spec.template.spec.containers.0");
+	ok(cJSON_GetArraySize(at(c, "args")) == 4 && cJSON_GetArraySize(at(c, "ports")) == 1);
+	ok(cJSON_GetArraySize(at(find(plain, "Service", KB_MANAGER_NAME), "spec.ports")) == 1);
+	cJSON_Delete(plain);
 
 	/* Least privilege. */
 	ok(!wildcard(objs));
