@@ -48,6 +48,14 @@ on_body(char *p, size_t size, size_t n, void *arg)
 	return size * n;
 }
 
+/* Ctrl-C (catch_signals) aborts the request in flight. */
+static int
+on_progress(void *arg, curl_off_t dt, curl_off_t dn, curl_off_t ut, curl_off_t un)
+{
+	(void)arg, (void)dt, (void)dn, (void)ut, (void)un;
+	return interrupted != 0;
+}
+
 /* The API's reason for a failure: a Status object's message, else the HTTP
  * status. */
 static void
@@ -101,6 +109,8 @@ kreq(struct kapi *k, const char *method, const char *path, const char *ctype,
 		curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
 		curl_easy_setopt(c, CURLOPT_WRITEDATA, &b);
 		curl_easy_setopt(c, CURLOPT_USERAGENT, "kbridge/" KB_MANIFEST_VERSION);
+		curl_easy_setopt(c, CURLOPT_NOPROGRESS, 0L);
+		curl_easy_setopt(c, CURLOPT_XFERINFOFUNCTION, on_progress);
 		hdr = curl_slist_append(hdr, "Accept: application/json");
 		if (req) {
 			snprintf(ct, sizeof(ct), "Content-Type: %s", ctype);
@@ -110,8 +120,12 @@ kreq(struct kapi *k, const char *method, const char *path, const char *ctype,
 		}
 		curl_easy_setopt(c, CURLOPT_HTTPHEADER, hdr);
 		if ((cc = curl_easy_perform(c)) != CURLE_OK) {
-			snprintf(err, errlen, "%s: %s", kb_kubeconfig_server(k->kc),
-			    curl_easy_strerror(cc));
+			if (interrupted)
+				snprintf(err, errlen, "interrupted; what is reported above was "
+				    "done, run it again to finish");
+			else
+				snprintf(err, errlen, "%s: %s", kb_kubeconfig_server(k->kc),
+				    curl_easy_strerror(cc));
 			goto out;
 		}
 		curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, status);
