@@ -557,8 +557,8 @@ foreign(struct kapi *k, const char *ns, char *buf, size_t len)
 		if (status != 200) {
 			api_error(status, resp, err, sizeof(err));
 			cJSON_Delete(resp);
-			errorx("uninstall: cannot list %ss in namespace %s: %s", lists[i].kind, ns,
-			    err);
+			errorx("uninstall: cannot list %ss in namespace %s: %s; nothing was changed",
+			    lists[i].kind, ns, err);
 			return -1;
 		}
 		cJSON_ArrayForEach(it, cJSON_GetObjectItemCaseSensitive(resp, "items")) {
@@ -606,7 +606,7 @@ cmd_uninstall(int argc, char **argv)
 	enum output out = OUT_TEXT;
 	char *path, err[600], w[160], other[200];
 	long status;
-	int ch, r, n, acted = 0, ret = 1;
+	int ch, r, n, acted = 0, keep_ns = 0, ret = 1;
 
 	while ((ch = next_opt(argc, argv, ":n:o:h", opts)) != -1) {
 		if ((r = kube_opt(ch, &file, &context, &ns)) == -1)
@@ -654,16 +654,17 @@ cmd_uninstall(int argc, char **argv)
 			goto out;
 		cJSON_AddItemReferenceToArray(del, o);
 	}
+	/* Whether the namespace goes, before deleting anything: a refusal to
+	 * list what it holds then changes nothing. */
+	o = cJSON_GetArrayItem(del, cJSON_GetArraySize(del) - 1);
+	if (o && strcmp(jstr(o, "kind"), "Namespace") == 0 &&
+	    (keep_ns = foreign(&k, ns, other, sizeof(other))) == -1)
+		goto out;
 	cJSON_ArrayForEach(o, del) {
-		if (strcmp(jstr(o, "kind"), "Namespace") == 0) {
-			if ((r = foreign(&k, ns, other, sizeof(other))) == -1)
-				goto out;
-			if (r) {
-				snprintf(err, sizeof(err), "(it holds %s, which kbridge did not make)",
-				    other);
-				report(done, out, o, "kept", err);
-				continue;
-			}
+		if (strcmp(jstr(o, "kind"), "Namespace") == 0 && keep_ns) {
+			snprintf(err, sizeof(err), "(it holds %s, which kbridge did not make)", other);
+			report(done, out, o, "kept", err);
+			continue;
 		}
 		if ((path = kb_manifest_path(o, 1)) == NULL)
 			goto oom;

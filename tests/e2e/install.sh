@@ -129,7 +129,17 @@ out=$(kb alice uninstall -n kbtest 2>&1) && { echo "alice uninstalled"; exit 1; 
 [[ $(labelled kbtest | wc -l) == 10 ]]
 adm delete clusterrolebinding alice-kbns >/dev/null
 adm delete clusterrole kbns >/dev/null
-ok "alice without the permissions: one line naming the missing one; nothing created (even with the namespace allowed), nothing deleted"
+# Allowed to get and delete every object, not to list what the namespace
+# holds (which decides whether it goes): still nothing deleted.
+adm create clusterrole kbdel --verb=get,delete \
+	--resource=namespaces,serviceaccounts,services,configmaps,secrets,deployments.apps,roles.rbac.authorization.k8s.io,rolebindings.rbac.authorization.k8s.io,clusterroles.rbac.authorization.k8s.io,clusterrolebindings.rbac.authorization.k8s.io >/dev/null
+adm create clusterrolebinding alice-kbdel --clusterrole=kbdel --user=alice >/dev/null
+out=$(kb alice uninstall -n kbtest 2>&1) && { echo "alice uninstalled"; exit 1; }
+[[ $(wc -l <<<"$out") == 1 && $out == *"cannot list configmaps in namespace kbtest"*"forbidden"*"nothing was changed" ]] || { echo "$out"; exit 1; }
+[[ $(labelled kbtest | wc -l) == 10 ]]
+adm delete clusterrolebinding alice-kbdel >/dev/null
+adm delete clusterrole kbdel >/dev/null
+ok "alice without the permissions: one line naming the missing one; nothing created (even with the namespace allowed), nothing deleted (even with get and delete allowed)"
 
 adm -n kbtest create configmap keepme --from-literal=a=b >/dev/null
 adm create clusterrole unrelated --verb=get --resource=pods >/dev/null
