@@ -438,9 +438,9 @@ cmd_install(int argc, char **argv)
 	const char *image = KB_IMAGE_DEFAULT, *fmt_arg = NULL, *preview = NULL;
 	struct kb_manifest_opts mo;
 	struct kapi k = { 0 };
-	cJSON *objs = NULL, *done = NULL, *o;
+	cJSON *objs = NULL, *done = NULL, *o, *cur;
 	enum output out = OUT_TEXT;
-	int ch, r, dry = 0, fmt = FMT_TEXT, ret = 1;
+	int ch, r, skip, dry = 0, fmt = FMT_TEXT, ret = 1;
 
 	while ((ch = next_opt(argc, argv, ":n:o:h", opts)) != -1) {
 		if ((r = kube_opt(ch, &file, &context, &ns)) == -1)
@@ -499,11 +499,15 @@ cmd_install(int argc, char **argv)
 	catch_signals();
 	if (load_kubeconfig("install", file, context, &k) == -1)
 		goto out;
-	/* Every permission first: a refusal changes nothing. */
+	/* Every permission first, so that a refusal changes nothing: apply
+	 * needs patch, and create when the object is not there yet. */
 	cJSON_ArrayForEach(o, objs) {
-		if ((r = may(&k, "install", o, "get", 1)) != 1 ||
-		    (r = may(&k, "install", o, "create", 0)) != 1 ||
-		    (r = may(&k, "install", o, "patch", 1)) != 1)
+		if (may(&k, "install", o, "get", 1) != 1 || (r = get(&k, "install", o, &cur)) == -1)
+			goto out;
+		skip = r == 1 && strcmp(jstr(o, "kind"), "Namespace") == 0 && !kb_manifest_ours(cur);
+		cJSON_Delete(cur);
+		if (!skip && ((r == 0 && may(&k, "install", o, "create", 0) != 1) ||
+		    may(&k, "install", o, "patch", 1) != 1))
 			goto out;
 	}
 	done = cJSON_CreateArray();
