@@ -559,14 +559,15 @@ k8s_populate() {
 # $(VAR) expanded as the kubelet does), env (value and fieldRef; plus
 # KUBERNETES_SERVICE_HOST/PORT and HOSTNAME, as a kubelet sets), the user and
 # group of its securityContext (setpriv; no-new-privs when
-# allowPrivilegeEscalation is false, no capabilities when it drops ALL), in
-# the mgr network namespace (the manager's address, 10.244.0.10). The
+# allowPrivilegeEscalation is false, no capabilities when it drops ALL; with
+# readOnlyRootFilesystem every mount but /proc, /sys and /dev read-only, in a
+# mount namespace of its own), in the mgr network namespace (the manager's
+# address, 10.244.0.10). The
 # service-account token, bound to the Pod, with ca.crt and namespace, is in
 # $STATE/pods/NS/DEPLOYMENT/serviceaccount; a pod expects them in
 # /var/run/secrets/kubernetes.io/serviceaccount, which cannot be mounted
 # here, so the harness alone adds KB_SERVICEACCOUNT_DIR=that directory to the
-# environment. Not emulated: readOnlyRootFilesystem, volumes, probes,
-# resources. Run again, it replaces the pod (a new name, the old one's
+# environment. Not emulated: volumes, probes, resources. Run again, it replaces the pod (a new name, the old one's
 # process killed and object deleted), as after `kubectl delete pod`.
 # Needs KB_PG_NO_MANAGER=1: the hand-run manager holds mgr's address.
 k8s_run_pod() {
@@ -700,6 +701,13 @@ if csc.get("allowPrivilegeEscalation") is False:
 if "ALL" in csc.get("capabilities", {}).get("drop", []):
 	priv += ["--inh-caps=-all", "--bounding-set=-all"]
 out = priv + ["env", "-i"] + ["%s=%s" % kv for kv in env.items()] + argv
+if csc.get("readOnlyRootFilesystem"):
+	# every mount read-only in a mount namespace of its own, but the
+	# kernel's (/proc, /sys, /dev), which a runtime mounts apart
+	ro = ('while read -r _ _ _ _ m _; do case $m in /proc|/proc/*|/sys|/sys/*|/dev|/dev/*) ;; '
+		'*) mount -o bind,remount,ro "$m" 2>/dev/null || echo "run-pod: $m stays writable" >&2 ;; esac; '
+		'done </proc/self/mountinfo; exec "$@"')
+	out = ["unshare", "--mount", "--propagation", "private", "--", "bash", "-c", ro, "run-pod"] + out
 open(d + "/run", "w").write("\0".join(out) + "\0")
 PY
 		die "run-pod: cannot run $kns/$pod"

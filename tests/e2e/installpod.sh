@@ -33,13 +33,16 @@ out=$("$PG" run-pod kbridge kbridge-manager 2>&1) && { echo "today's manager ran
 [[ $out == *"its container exited (pod deleted)"* ]] || { echo "$out"; exit 1; }
 grep -q "unrecognized option '--in-cluster'" "$P/pod.log"
 mapfile -d '' run <"$P/run"
+want=(unshare --mount --propagation private -- bash -c)
+[[ ${run[*]:0:${#want[@]}} == "${want[*]}" ]] || { echo "${run[*]}"; exit 1; }
+run=("${run[@]:$((${#want[@]} + 2))}")
 want=(setpriv --reuid=65532 --regid=65532 --clear-groups --no-new-privs --inh-caps=-all --bounding-set=-all env -i)
 [[ ${run[*]:0:${#want[@]}} == "${want[*]}" ]] || { echo "${run[*]}"; exit 1; }
 [[ " ${run[*]} " == *" $KB_BIN/kbridge-agent manager --in-cluster --listen=0.0.0.0:8443 --ca-secret=kbridge-manager-ca --state-configmap=kbridge-manager-state " ]] ||
 	{ echo "${run[*]}"; exit 1; }
 [[ " ${run[*]} " == *" KB_NAMESPACE=kbridge "*" KB_POD_IP=10.244.0.10 "* ]]
 [[ -z $(pod_name) ]]
-ok "run-pod starts the manifest as written (uid 65532, no new privileges, no capabilities, the template's command, args and env); today's manager refuses --in-cluster and the pod is deleted"
+ok "run-pod starts the manifest as written (read-only mounts, uid 65532, no new privileges, no capabilities, the template's command, args and env); today's manager refuses --in-cluster and the pod is deleted"
 
 # Today's flags, and a CA for them (the in-cluster manager will keep it in
 # the Secret kbridge-manager-ca instead).
@@ -63,7 +66,12 @@ for e in KB_NAMESPACE=kbridge "KB_POD_NAME=$pod" KB_POD_IP=10.244.0.10 KUBERNETE
 	KUBERNETES_SERVICE_PORT=443 "KB_SERVICEACCOUNT_DIR=$P/serviceaccount"; do
 	grep -qx "$e" <<<"$env" || { echo "missing $e in: $env"; exit 1; }
 done
-ok "with today's flags the pod's manager runs in mgr on the Pod's IP (\$(KB_POD_IP) expanded), uid 65532, no capabilities, the pod's env"
+# readOnlyRootFilesystem: its mounts are read-only (the host's are not)
+[[ $(awk '$5 == "/" {print substr($6, 1, 3)}' "/proc/$pid/mountinfo") == "ro," ]]
+no nsenter -t "$pid" -m -- touch "$STATE/podstate/written" 2>/dev/null
+touch "$STATE/rw" && rm "$STATE/rw"
+no grep -q "stays writable" "$P/pod.log"
+ok "with today's flags the pod's manager runs in mgr on the Pod's IP (\$(KB_POD_IP) expanded), uid 65532, no capabilities, read-only mounts, the pod's env"
 
 [[ $(adm -n kbridge get pod "$pod" -o 'jsonpath={.status.phase} {.status.podIP} {.spec.nodeName} {.metadata.ownerReferences[0].kind}') == "Running 10.244.0.10 playground-node ReplicaSet" ]]
 rs=$(adm -n kbridge get pod "$pod" -o 'jsonpath={.metadata.ownerReferences[0].name}')
