@@ -328,7 +328,7 @@ preview_url_arg(const char *s)
 
 /* Shared options: 1 handled, 0 not ours, -1 usage error (reported). */
 static int
-kube_opt(int ch, const char **file, const char **context, const char **ns)
+kube_opt(const char *cmd, int ch, const char **file, const char **context, const char **ns)
 {
 	switch (ch) {
 	case OPT_KUBECONFIG:
@@ -339,7 +339,7 @@ kube_opt(int ch, const char **file, const char **context, const char **ns)
 		return 1;
 	case 'n':
 		*ns = optarg;
-		return namespace_arg("namespace", optarg) == -1 ? -1 : 1;
+		return namespace_arg(cmd, optarg) == -1 ? -1 : 1;
 	}
 	return 0;
 }
@@ -443,7 +443,7 @@ cmd_install(int argc, char **argv)
 	int ch, r, skip, dry = 0, fmt = FMT_TEXT, ret = 1;
 
 	while ((ch = next_opt(argc, argv, ":n:o:h", opts)) != -1) {
-		if ((r = kube_opt(ch, &file, &context, &ns)) == -1)
+		if ((r = kube_opt(argv[0], ch, &file, &context, &ns)) == -1)
 			return EXIT_USAGE;
 		if (r)
 			continue;
@@ -613,7 +613,7 @@ cmd_uninstall(int argc, char **argv)
 	int ch, r, n, acted = 0, keep_ns = 0, ret = 1;
 
 	while ((ch = next_opt(argc, argv, ":n:o:h", opts)) != -1) {
-		if ((r = kube_opt(ch, &file, &context, &ns)) == -1)
+		if ((r = kube_opt(argv[0], ch, &file, &context, &ns)) == -1)
 			return EXIT_USAGE;
 		if (r == 0 && !std_opt(ch, argv, NULL, &out, &ret))
 			return ret;

@@ -386,8 +386,10 @@ kb_manifest_ours(const cJSON *obj)
 static int
 needs_quotes(const char *s)
 {
+	/* YAML 1.1 (go-yaml, so kubectl) and 1.2 booleans and null, and the
+	 * merge and value keys. */
 	static const char *const special[] = { "y", "n", "yes", "no", "true", "false", "on",
-	    "off", "null", "~", NULL };
+	    "off", "null", "~", "<<", "=", NULL };
 	const char *const *w;
 
 	if (*s == '\0' || strchr("0123456789+-.", *s))

@@ -56,7 +56,12 @@ parsed=$(kc admin create --dry-run=client -o name -f - <"$tmp/dry.yaml")
 	python3 -c 'import json,sys; l=json.load(sys.stdin); assert l["kind"]=="List" and len(l["items"])==10'
 out=$("$KB_BIN/kbridge" install -o yaml 2>&1) && { echo "-o yaml without --dry-run worked"; exit 1; }
 [[ $out == *"needs --dry-run"* ]]
-ok "--dry-run prints the ten objects as a YAML stream kubectl reads (or a JSON List), no cluster needed"
+for bad in "-n BAD" "--image=a\ b" "--preview-url-base ftp://x" "-o xml" "extra"; do
+	# shellcheck disable=SC2086 # words on purpose
+	out=$(eval "\"\$KB_BIN/kbridge\" install $bad" 2>&1) && { echo "install $bad worked"; exit 1; }
+	[[ $(wc -l <<<"$out") == 1 && $out == "kbridge: install: "* ]] || { echo "install $bad: $out"; exit 1; }
+done
+ok "--dry-run prints the ten objects as a YAML stream kubectl reads (or a JSON List), no cluster needed; bad arguments: one line"
 
 out=$(kb admin install -n kbtest)
 [[ $out == "$(expect kbtest created)" ]] || { echo "$out"; exit 1; }
@@ -64,7 +69,9 @@ out=$(kb admin install -n kbtest)
 [[ $(adm -n kbtest get deploy kbridge-manager -o 'jsonpath={.spec.template.spec.containers[0].securityContext.readOnlyRootFilesystem} {.spec.template.spec.securityContext.runAsNonRoot} {.spec.template.spec.containers[0].command}') == 'true true ["kbridge-agent","manager"]' ]]
 [[ $(adm -n kbtest get svc kbridge-manager -o 'jsonpath={.spec.type} {.spec.ports[*].port}') == "ClusterIP 8443" ]]
 [[ $(adm get ns kbtest -o 'jsonpath={.metadata.labels.pod-security\.kubernetes\.io/enforce}') == restricted ]]
-ok "install (admin, client certificate) creates the ten objects through the API, labelled managed-by kbridge"
+out=$(kb admin install -n kbtest --context nope 2>&1) && { echo "--context nope worked"; exit 1; }
+[[ $(wc -l <<<"$out") == 1 && $out == *nope* ]] || { echo "$out"; exit 1; }
+ok "install (admin, client certificate) creates the ten objects through the API, labelled managed-by kbridge; an unknown --context: one line"
 
 out=$(kb admin install -n kbtest)
 [[ $out == "$(expect kbtest unchanged)" ]] || { echo "$out"; exit 1; }

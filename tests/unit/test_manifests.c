@@ -106,6 +106,50 @@ yaml_of(const char *json)
 	return buf;
 }
 
+/* Emit {"k": s} and read it back with libyaml's parser: the value must
+ * come back as s, and plain (untagged, unquoted) only if a YAML reader
+ * would take it for a string. */
+static int
+round_trip(const char *s)
+{
+	cJSON *docs = cJSON_CreateArray(), *o = cJSON_CreateObject();
+	char *buf = NULL, err[128];
+	size_t len;
+	FILE *f = open_memstream(&buf, &len);
+	yaml_parser_t p;
+	yaml_event_t ev;
+	int scalars = 0, good = 0, done = 0;
+
+	cJSON_AddStringToObject(o, "k", s);
+	cJSON_AddItemToArray(docs, o);
+	if (kb_yaml_write(f, docs, err, sizeof(err)) != 0) {
+		fclose(f);
+		free(buf);
+		cJSON_Delete(docs);
+		return 0;
+	}
+	fclose(f);
+	cJSON_Delete(docs);
+	yaml_parser_initialize(&p);
+	yaml_parser_set_input_string(&p, (unsigned char *)buf, len);
+	while (!done) {
+		if (!yaml_parser_parse(&p, &ev))
+			break;
+		if (ev.type == YAML_SCALAR_EVENT && ++scalars == 2)
+			good = ev.data.scalar.tag == NULL &&
+			    strlen(s) == ev.data.scalar.length &&
+			    memcmp(s, ev.data.scalar.value, ev.data.scalar.length) == 0 &&
+			    (ev.data.scalar.style != YAML_PLAIN_SCALAR_STYLE || !needs_quotes(s));
+		done = ev.type == YAML_STREAM_END_EVENT;
+		yaml_event_delete(&ev);
+	}
+	yaml_parser_delete(&p);
+	if (!good || !done)
+		printf("# round trip of '%s' failed: %s", s, buf);
+	free(buf);
+	return good && done;
+}
+
 int
 main(void)
 {
@@ -222,6 +266,21 @@ main(void)
 	y = yaml_of("[]");
 	ok(strcmp(y, "") == 0);
 	free(y);
+
+	{
+		static const char *const tricky[] = { "", " ", "8443", "0x1f", "0o17", "1_000", "1e3",
+		    ".5", ".inf", "-.Inf", ".NaN", "2001-12-14", "Yes", "OFF", "Null", "NULL", "~",
+		    "<<", "=", "- x", "x: y", "x #y", "#x", "a\nb", "a\tb", " lead", "trail ",
+		    "'", "\"", "*alias", "&anchor", "!tag", "%dir", "@x", "`x", "{a}", "[a]",
+		    "a,b", "?", "|", ">", "é ü 日本", "\xe2\x80\xa8", "--in-cluster",
+		    "$(KB_POD_IP):8443", "app.kubernetes.io/name", NULL };
+		const char *const *t;
+		int all_ok = 1;
+
+		for (t = tricky; *t; t++)
+			all_ok &= round_trip(*t);
+		ok(all_ok);
+	}
 
 	cJSON_Delete(objs);
 	return ok_done();
