@@ -524,59 +524,140 @@ out:
 	return ret;
 }
 
-/* An object of the namespace that kbridge did not make (and that Kubernetes
- * does not put in every namespace): its "kind/name" in buf, 1; 0 if none;
- * -1 after reporting. Covers the kinds an install can hold, not every
- * kind of the cluster. */
+/* Made by Kubernetes, or by kbridge without its label: not a reason to
+ * keep the namespace. */
+static int
+expected_there(const char *resource, const cJSON *it)
+{
+	const char *name = meta(it, "name");
+	const cJSON *owners = cJSON_GetObjectItemCaseSensitive(
+	    cJSON_GetObjectItemCaseSensitive(it, "metadata"), "ownerReferences");
+
+	/* Owned objects go with their owner (an EndpointSlice with its
+	 * Service, a Pod with its ReplicaSet), which is checked itself. */
+	if (kb_manifest_ours(it) || name == NULL || cJSON_GetArraySize(owners) > 0)
+		return 1;
+	return strcmp(resource, "events") == 0 ||
+	    (strcmp(resource, "configmaps") == 0 && strcmp(name, "kube-root-ca.crt") == 0) ||
+	    (strcmp(resource, "serviceaccounts") == 0 && strcmp(name, "default") == 0) ||
+	    (strcmp(resource, "endpoints") == 0 && strcmp(name, KB_MANAGER_NAME) == 0);
+}
+
+/* The first object of resource under prefix ("/apis/apps/v1") in ns that
+ * kbridge did not make: 1 and "resource/name" in buf; 0 if none; -1 after
+ * reporting. */
+static int
+foreign_in(struct kapi *k, const char *prefix, const char *resource, const char *kind,
+    const char *ns, char *buf, size_t len)
+{
+	char path[512], err[600];
+	size_t i;
+	const cJSON *it;
+	cJSON *resp;
+	long status;
+
+	snprintf(path, sizeof(path), "%s/namespaces/%s/%s", prefix, ns, resource);
+	if (kreq(k, "GET", path, NULL, NULL, &status, &resp, err, sizeof(err)) == -1) {
+		errorx("uninstall: %s", err);
+		return -1;
+	}
+	/* An API that is gone or unavailable holds nothing we can see (its
+	 * objects would keep a namespace Terminating, not vanish). */
+	if (status == 404 || status == 405 || status == 503) {
+		cJSON_Delete(resp);
+		return 0;
+	}
+	if (status != 200) {
+		api_error(status, resp, err, sizeof(err));
+		cJSON_Delete(resp);
+		errorx("uninstall: cannot list %s in namespace %s: %s; nothing was changed",
+		    resource, ns, err);
+		return -1;
+	}
+	cJSON_ArrayForEach(it, cJSON_GetObjectItemCaseSensitive(resp, "items")) {
+		if (expected_there(resource, it))
+			continue;
+		/* "configmap/keepme", as kubectl names it */
+		snprintf(buf, len, "%s/%s", kind, meta(it, "name"));
+		for (i = 0; buf[i] && buf[i] != '/'; i++)
+			buf[i] = (char)(buf[i] >= 'A' && buf[i] <= 'Z' ? buf[i] + 32 : buf[i]);
+		cJSON_Delete(resp);
+		return 1;
+	}
+	cJSON_Delete(resp);
+	return 0;
+}
+
+/* Every namespaced, listable resource of one group version (discovery). */
+static int
+foreign_gv(struct kapi *k, const char *prefix, const char *ns, char *buf, size_t len)
+{
+	const cJSON *r, *v;
+	cJSON *resp;
+	const char *name;
+	char err[600];
+	long status;
+	int rc = 0, listable;
+
+	if (kreq(k, "GET", prefix, NULL, NULL, &status, &resp, err, sizeof(err)) == -1) {
+		errorx("uninstall: %s", err);
+		return -1;
+	}
+	if (status != 200) {
+		cJSON_Delete(resp);
+		return 0;
+	}
+	cJSON_ArrayForEach(r, cJSON_GetObjectItemCaseSensitive(resp, "resources")) {
+		name = jstr(r, "name");
+		listable = 0;
+		cJSON_ArrayForEach(v, cJSON_GetObjectItemCaseSensitive(r, "verbs"))
+			listable |= cJSON_IsString(v) && strcmp(v->valuestring, "list") == 0;
+		if (name == NULL || strchr(name, '/') || !listable || jstr(r, "kind") == NULL ||
+		    !cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(r, "namespaced")))
+			continue;
+		if ((rc = foreign_in(k, prefix, name, jstr(r, "kind"), ns, buf, len)) != 0)
+			break;
+	}
+	cJSON_Delete(resp);
+	return rc;
+}
+
+/* An object in the namespace that kbridge did not make (nor Kubernetes in
+ * every namespace), of any kind the API server serves (discovery: built-in
+ * and custom resources): its "resource/name" in buf, 1; 0 if none; -1
+ * after reporting. */
 static int
 foreign(struct kapi *k, const char *ns, char *buf, size_t len)
 {
-	static const struct { const char *path, *kind, *skip; } lists[] = {
-		{ "/api/v1/namespaces/%s/configmaps", "configmap", "kube-root-ca.crt" },
-		{ "/api/v1/namespaces/%s/secrets", "secret", NULL },
-		{ "/api/v1/namespaces/%s/services", "service", NULL },
-		{ "/api/v1/namespaces/%s/serviceaccounts", "serviceaccount", "default" },
-		{ "/api/v1/namespaces/%s/pods", "pod", NULL },
-		{ "/apis/apps/v1/namespaces/%s/deployments", "deployment", NULL },
-		{ "/apis/apps/v1/namespaces/%s/statefulsets", "statefulset", NULL },
-		{ "/apis/apps/v1/namespaces/%s/daemonsets", "daemonset", NULL },
-		{ "/apis/batch/v1/namespaces/%s/jobs", "job", NULL },
-		{ "/apis/rbac.authorization.k8s.io/v1/namespaces/%s/roles", "role", NULL },
-		{ "/apis/rbac.authorization.k8s.io/v1/namespaces/%s/rolebindings", "rolebinding",
-		    NULL },
-	};
-	char path[256], err[600];
-	const cJSON *it;
+	const cJSON *g;
 	cJSON *resp;
-	const char *name;
+	const char *gv;
+	char prefix[300], err[600];
 	long status;
-	size_t i;
+	int rc;
 
-	for (i = 0; i < sizeof(lists) / sizeof(lists[0]); i++) {
-		snprintf(path, sizeof(path), lists[i].path, ns);
-		if (kreq(k, "GET", path, NULL, NULL, &status, &resp, err, sizeof(err)) == -1) {
-			errorx("uninstall: %s", err);
-			return -1;
-		}
-		if (status != 200) {
-			api_error(status, resp, err, sizeof(err));
-			cJSON_Delete(resp);
-			errorx("uninstall: cannot list %ss in namespace %s: %s; nothing was changed",
-			    lists[i].kind, ns, err);
-			return -1;
-		}
-		cJSON_ArrayForEach(it, cJSON_GetObjectItemCaseSensitive(resp, "items")) {
-			name = meta(it, "name");
-			if (kb_manifest_ours(it) || !name ||
-			    (lists[i].skip && strcmp(name, lists[i].skip) == 0))
-				continue;
-			snprintf(buf, len, "%s/%s", lists[i].kind, name);
-			cJSON_Delete(resp);
-			return 1;
-		}
-		cJSON_Delete(resp);
+	if ((rc = foreign_gv(k, "/api/v1", ns, buf, len)) != 0)
+		return rc;
+	if (kreq(k, "GET", "/apis", NULL, NULL, &status, &resp, err, sizeof(err)) == -1) {
+		errorx("uninstall: %s", err);
+		return -1;
 	}
-	return 0;
+	if (status != 200) {
+		api_error(status, resp, err, sizeof(err));
+		cJSON_Delete(resp);
+		errorx("uninstall: cannot list the API groups: %s; nothing was changed", err);
+		return -1;
+	}
+	cJSON_ArrayForEach(g, cJSON_GetObjectItemCaseSensitive(resp, "groups")) {
+		gv = jstr(cJSON_GetObjectItemCaseSensitive(g, "preferredVersion"), "groupVersion");
+		if (gv == NULL || strlen(gv) > 200)
+			continue;
+		snprintf(prefix, sizeof(prefix), "/apis/%s", gv);
+		if ((rc = foreign_gv(k, prefix, ns, buf, len)) != 0)
+			break;
+	}
+	cJSON_Delete(resp);
+	return rc;
 }
 
 static cJSON *

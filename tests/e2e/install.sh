@@ -148,6 +148,28 @@ adm delete clusterrolebinding alice-kbdel >/dev/null
 adm delete clusterrole kbdel >/dev/null
 ok "alice without the permissions: one line naming the missing one; nothing created (even with the namespace allowed), nothing deleted (even with get and delete allowed)"
 
+# What kbridge did not make keeps the namespace, whatever its kind (a
+# custom resource too); what Kubernetes makes (Endpoints, Events) does not.
+adm apply -f - >/dev/null <<'EOF'
+apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata: {name: widgets.example.com}
+spec:
+  group: example.com
+  names: {kind: Widget, plural: widgets, singular: widget}
+  scope: Namespaced
+  versions:
+  - name: v1
+    served: true
+    storage: true
+    schema: {openAPIV3Schema: {type: object, x-kubernetes-preserve-unknown-fields: true}}
+EOF
+poll 100 adm get --raw /apis/example.com/v1
+adm -n kbtest apply -f - >/dev/null <<'EOF'
+apiVersion: example.com/v1
+kind: Widget
+metadata: {name: mine}
+EOF
 adm -n kbtest create configmap keepme --from-literal=a=b >/dev/null
 adm create clusterrole unrelated --verb=get --resource=pods >/dev/null
 before=$(adm get clusterroles,clusterrolebindings -o name | grep -v kbridge | sort)
@@ -167,10 +189,16 @@ namespace/kbtest kept (it holds configmap/keepme, which kbridge did not make)"
 [[ $(adm get ns kbtest -o 'jsonpath={.status.phase}') == Active ]]
 [[ $(labelled kbtest) == namespace/kbtest ]]
 [[ $(adm get clusterroles,clusterrolebindings -o name | grep -v kbridge | sort) == "$before" ]]
+adm -n kbtest delete configmap keepme >/dev/null
+out=$(kb admin uninstall -n kbtest)
+[[ $out == "namespace/kbtest kept (it holds widget/mine, which kbridge did not make)
+nothing to do: kbridge is not installed in namespace kbtest" ]] || { echo "$out"; exit 1; }
+adm -n kbtest delete widget mine >/dev/null
+adm -n kbtest create configmap keepme --from-literal=a=b >/dev/null
 out=$(kb admin uninstall -n kbtest)
 [[ $out == "namespace/kbtest kept (it holds configmap/keepme, which kbridge did not make)
 nothing to do: kbridge is not installed in namespace kbtest" ]] || { echo "$out"; exit 1; }
-ok "uninstall deletes what install made, keeps a namespace holding someone else's ConfigMap (and the ConfigMap, and other ClusterRoles); again: nothing to do"
+ok "uninstall deletes what install made, keeps a namespace holding someone else's ConfigMap or custom resource (and them, and other ClusterRoles); again: nothing to do"
 
 # GitOps: the --dry-run output applied by kubectl is what install makes.
 "$KB_BIN/kbridge" install --dry-run -n kbgit | kc admin apply --server-side --field-manager=kbridge -f - >/dev/null
