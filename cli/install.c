@@ -220,8 +220,8 @@ out:
 	return rc;
 }
 
-/* GET obj: 1 and *cur if it exists (and is not being deleted when
- * gone_if_deleting), 0 if not, -1 after reporting. */
+/* GET obj: 1 and *cur (the caller frees) if it exists, 0 if not, -1
+ * after reporting. */
 static int
 get(struct kapi *k, const char *cmd, const cJSON *obj, cJSON **cur)
 {
