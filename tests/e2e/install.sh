@@ -124,6 +124,10 @@ out=$(kb alice install -n kbalice 2>&1) && { echo "alice installed"; exit 1; }
 [[ $(wc -l <<<"$out") == 1 && $out == *"forbidden: you may not "*"namespaces/kbalice (cluster-wide"*"nothing was changed"* ]] ||
 	{ echo "$out"; exit 1; }
 no adm get ns kbalice >/dev/null 2>&1
+# bob (static token, from his own workstation): the same
+out=$(QUIET=1 pg bob "$KB_BIN/kbridge" install --kubeconfig "$K/bob.kubeconfig" -n kbalice 2>&1) &&
+	{ echo "bob installed"; exit 1; }
+[[ $(wc -l <<<"$out") == 1 && $out == *"forbidden: you may not "*"namespaces/kbalice (cluster-wide"* ]] || { echo "$out"; exit 1; }
 # With some permissions (the namespace, not the rest): still nothing.
 adm create clusterrole kbns --verb=get,create,patch --resource=namespaces >/dev/null
 adm create clusterrolebinding alice-kbns --clusterrole=kbns --user=alice >/dev/null
