@@ -660,17 +660,74 @@ foreign(struct kapi *k, const char *ns, char *buf, size_t len)
 	return rc;
 }
 
+/* An object known by kind and name only (ns NULL: cluster-scoped). */
 static cJSON *
-state_object(const char *kind, const char *name, const char *ns)
+stub(const char *api_version, const char *kind, const char *name, const char *ns)
 {
 	cJSON *o = cJSON_CreateObject(), *m;
 
-	cJSON_AddStringToObject(o, "apiVersion", "v1");
+	cJSON_AddStringToObject(o, "apiVersion", api_version);
 	cJSON_AddStringToObject(o, "kind", kind);
 	m = cJSON_AddObjectToObject(o, "metadata");
 	cJSON_AddStringToObject(m, "name", name);
-	cJSON_AddStringToObject(m, "namespace", ns);
+	if (ns)
+		cJSON_AddStringToObject(m, "namespace", ns);
 	return o;
+}
+
+static int
+listed(const cJSON *objs, const char *kind, const char *name)
+{
+	const cJSON *o;
+
+	cJSON_ArrayForEach(o, objs)
+		if (strcmp(jstr(o, "kind"), kind) == 0 && meta(o, "name") &&
+		    strcmp(meta(o, "name"), name) == 0)
+			return 1;
+	return 0;
+}
+
+/* Objects of install's kinds labelled as kbridge's that objs does not name
+ * (made by another version of install, or by the manager), appended to
+ * objs: uninstall removes them too. Pods are left to their ReplicaSet's
+ * garbage collection. 0, or -1 after reporting. */
+static int
+labelled_too(struct kapi *k, cJSON *objs, const char *ns)
+{
+	const struct kb_kind *kinds;
+	const cJSON *it;
+	cJSON *resp;
+	char path[300], err[600];
+	const char *name;
+	long status;
+	size_t i, n;
+
+	kinds = kb_manifest_kinds(&n);
+	for (i = 0; i < n; i++) {
+		if (strcmp(kinds[i].kind, "Namespace") == 0 || strcmp(kinds[i].kind, "Pod") == 0)
+			continue;
+		snprintf(path, sizeof(path), "/%s%s%s%s/%s?labelSelector=%s%%3Dkbridge",
+		    strchr(kinds[i].api_version, '/') ? "apis/" : "api/", kinds[i].api_version,
+		    kinds[i].namespaced ? "/namespaces/" : "", kinds[i].namespaced ? ns : "",
+		    kinds[i].plural, "app.kubernetes.io%2Fmanaged-by");
+		if (kreq(k, "GET", path, NULL, NULL, &status, &resp, err, sizeof(err)) == -1) {
+			errorx("uninstall: %s", err);
+			return -1;
+		}
+		if (status != 200) {
+			api_error(status, resp, err, sizeof(err));
+			cJSON_Delete(resp);
+			errorx("uninstall: cannot list %s: %s; nothing was changed", kinds[i].plural,
+			    err);
+			return -1;
+		}
+		cJSON_ArrayForEach(it, cJSON_GetObjectItemCaseSensitive(resp, "items"))
+			if ((name = meta(it, "name")) && !listed(objs, kinds[i].kind, name))
+				cJSON_AddItemToArray(objs, stub(kinds[i].api_version, kinds[i].kind,
+				    name, kinds[i].namespaced ? ns : NULL));
+		cJSON_Delete(resp);
+	}
+	return 0;
 }
 
 int
@@ -708,10 +765,11 @@ cmd_uninstall(int argc, char **argv)
 	if ((objs = kb_manifests(&mo)) == NULL)
 		goto oom;
 	/* The manager's own state, which it labels as kbridge's. */
-	cJSON_AddItemToArray(objs, state_object("Secret", KB_CA_SECRET, ns));
-	cJSON_AddItemToArray(objs, state_object("ConfigMap", KB_STATE_CONFIGMAP, ns));
+	cJSON_AddItemToArray(objs, stub("v1", "Secret", KB_CA_SECRET, ns));
+	cJSON_AddItemToArray(objs, stub("v1", "ConfigMap", KB_STATE_CONFIGMAP, ns));
 	catch_signals();
-	if (load_kubeconfig("uninstall", file, context, &k) == -1)
+	if (load_kubeconfig("uninstall", file, context, &k) == -1 ||
+	    labelled_too(&k, objs, ns) == -1)
 		goto out;
 	/* What is there and ours, the namespace last. */
 	del = cJSON_CreateArray();

@@ -329,6 +329,13 @@ kb_manifests(const struct kb_manifest_opts *mo)
 }
 
 const struct kb_kind *
+kb_manifest_kinds(size_t *n)
+{
+	*n = sizeof(kinds) / sizeof(kinds[0]);
+	return kinds;
+}
+
+const struct kb_kind *
 kb_manifest_kind(const cJSON *obj)
 {
 	const cJSON *k = cJSON_GetObjectItemCaseSensitive(obj, "kind");

@@ -45,6 +45,8 @@ struct kb_manifest_opts {
  * caller frees. The options must be valid (checked by the caller). NULL
  * only when out of memory. */
 cJSON *kb_manifests(const struct kb_manifest_opts *o);
+/* Every kind an install has (*n of them). */
+const struct kb_kind *kb_manifest_kinds(size_t *n);
 /* The kind table entry for obj's kind, NULL if not one of ours. */
 const struct kb_kind *kb_manifest_kind(const cJSON *obj);
 /* The API path of obj ("/api/v1/namespaces/NS/services/NAME"); with
