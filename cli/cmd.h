@@ -86,6 +86,10 @@ int cmd_intercept(int, char **);
 int cmd_leave(int, char **);
 int cmd_list(int, char **);
 
+/* cli/install.c */
+int cmd_install(int, char **);
+int cmd_uninstall(int, char **);
+
 /* cli/preview.c */
 int cmd_preview(int, char **);
 /* DURATION (90, 90s, 10m, 2h, 1d; 1 s to 30 d) in seconds; -1 after a

@@ -15,6 +15,7 @@
 
 #include "client.h"
 #include "cmd.h"
+#include "manifests.h"
 #include "msg.h"
 #include "start.h"
 #include "util.h"
@@ -189,6 +190,49 @@ static const struct command commands[] = {
 	    "  -o, --output FMT     text (default) or json\n"
 	    "  -h, --help           show this help\n",
 	    NULL },
+	{ "install", cmd_install,
+	    "usage: kbridge install [--kubeconfig FILE] [--context NAME] [--namespace NS]\n"
+	    "           [--image IMAGE] [--preview-url-base URL] [--dry-run]\n"
+	    "           [--output text|json|yaml]\n"
+	    "\n"
+	    "Install kbridge's manager in the cluster through the Kubernetes API, as\n"
+	    "you (your kubeconfig's credentials): the namespace, the manager's\n"
+	    "ServiceAccount, its RBAC, Deployment and Service, and the\n"
+	    "kbridge-developer ClusterRole and Role that an admin binds to the\n"
+	    "people who may use kbridge. Running it again upgrades in place; each\n"
+	    "object is reported created, configured or unchanged. Every permission\n"
+	    "is checked first: when one is missing, nothing is changed.\n"
+	    "\n"
+	    "      --kubeconfig FILE  kubeconfig (default $KUBECONFIG, ~/.kube/config)\n"
+	    "      --context NAME     kubeconfig context (default current-context)\n"
+	    "  -n, --namespace NS     namespace of the manager (default kbridge)\n"
+	    "      --image IMAGE      manager image (default " KB_IMAGE_DEFAULT ")\n"
+	    "      --preview-url-base URL\n"
+	    "                         serve preview URLs on the manager's port 8080,\n"
+	    "                         which teammates reach at URL (http[s]://HOST[:PORT],\n"
+	    "                         e.g. through an ingress); default: no preview URLs\n"
+	    "      --dry-run          print the objects instead of applying them\n"
+	    "                         (YAML, or a JSON List with -o json), e.g. to\n"
+	    "                         commit them for Argo CD or Flux\n"
+	    "  -o, --output FMT       text (default), json, or yaml (with --dry-run)\n"
+	    "  -h, --help             show this help\n",
+	    "install kbridge in the cluster" },
+	{ "uninstall", cmd_uninstall,
+	    "usage: kbridge uninstall [--kubeconfig FILE] [--context NAME] [--namespace NS]\n"
+	    "           [--output text|json]\n"
+	    "\n"
+	    "Remove what 'kbridge install' made (objects of its kinds labelled\n"
+	    "app.kubernetes.io/managed-by: kbridge) and the manager's CA Secret and\n"
+	    "state ConfigMap, and nothing else: a namespace install did not create,\n"
+	    "or that holds objects kbridge did not make, is kept. Running it again\n"
+	    "has nothing to do.\n"
+	    "\n"
+	    "      --kubeconfig FILE  kubeconfig (default $KUBECONFIG, ~/.kube/config)\n"
+	    "      --context NAME     kubeconfig context (default current-context)\n"
+	    "  -n, --namespace NS     namespace of the manager (default kbridge)\n"
+	    "  -o, --output FMT       text (default) or json\n"
+	    "  -h, --help             show this help\n",
+	    "remove kbridge from the cluster" },
 	{ "quit", cmd_quit,
 	    "usage: kbridge quit\n"
 	    "\n"

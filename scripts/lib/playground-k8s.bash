@@ -549,3 +549,188 @@ k8s_populate() {
 	printf kbridge >"$sa/namespace"
 	echo "$((SECONDS - t0))" >"$K8S/populate-seconds"
 }
+
+# scripts/playground run-pod NAMESPACE DEPLOYMENT: what a Deployment's
+# controllers and a kubelet would do, there being none here. Creates the
+# ReplicaSet (owned by the Deployment) and one Pod from its template (owned
+# by the ReplicaSet, on playground-node, with the pod-ip annotation kwok
+# reports as status.podIP), then runs the pod's one container as its spec
+# says: command and args (the image's kbridge-agent is $KB_BIN/kbridge-agent;
+# $(VAR) expanded as the kubelet does), env (value and fieldRef; plus
+# KUBERNETES_SERVICE_HOST/PORT and HOSTNAME, as a kubelet sets), the user and
+# group of its securityContext (setpriv; no-new-privs when
+# allowPrivilegeEscalation is false, no capabilities when it drops ALL; with
+# readOnlyRootFilesystem every mount but /proc, /sys and /dev read-only, in a
+# mount namespace of its own), in the mgr network namespace (the manager's
+# address, 10.244.0.10). The
+# service-account token, bound to the Pod, with ca.crt and namespace, is in
+# $STATE/pods/NS/DEPLOYMENT/serviceaccount; a pod expects them in
+# /var/run/secrets/kubernetes.io/serviceaccount, which cannot be mounted
+# here, so the harness alone adds KB_SERVICEACCOUNT_DIR=that directory to the
+# environment. Not emulated: volumes, probes, resources. Run again, it replaces the pod (a new name, the old one's
+# process killed and object deleted), as after `kubectl delete pod`.
+# Needs KB_PG_NO_MANAGER=1: the hand-run manager holds mgr's address.
+k8s_run_pod() {
+	local kns=${1:-} dep=${2:-} node=mgr dir pod uid old pid i spec
+	[[ -n $kns && -n $dep && $# == 2 ]] || die "usage: run-pod NAMESPACE DEPLOYMENT"
+	[[ -x $KB_BIN/kbridge-agent ]] || die "build first: make"
+	pid=$(pidof_file "$STATE/manager.pid" || true)
+	alive "$pid" && die "the hand-run manager holds $(ns $node)'s address: up with KB_PG_NO_MANAGER=1"
+	dir=$STATE/pods/$kns/$dep
+	mkdir -p "$dir"
+	chmod 755 "$STATE" "$STATE/pods" "$STATE/pods/$kns" "$dir"
+	# the previous pod, if any: its process, then its object
+	pid=$(pidof_file "$dir/pod.pid" || true)
+	alive "$pid" && kill_pids "$pid"
+	rm -f "$dir/pod.pid"
+	old=$(cat "$dir/pod-name" 2>/dev/null || true)
+	[[ -n $old ]] && k8s_kubectl -n "$kns" delete pod "$old" --ignore-not-found --wait=false >/dev/null
+	# the playground's placeholder Pod object for that address
+	k8s_kubectl -n "${POD_NS[$node]}" delete pods -l "playground.kbridge.dev/pod=$node" \
+		--ignore-not-found --wait=false >/dev/null
+	k8s_kubectl -n "$kns" get deployment "$dep" -o json >"$dir/deployment.json" ||
+		die "no deployment $kns/$dep"
+	python3 - "$dir" "$K8S_NODE" "$K8S_POD_IP_KEY" "${POD_IP[$node]}" "$K8S_NETNS_KEY" \
+		"$(ns $node)" rs <<'PY' >"$dir/replicaset.json" || die "run-pod: cannot read $kns/$dep"
+import hashlib, json, random, string, sys
+d, node, ipkey, ip, nskey, netns, what = sys.argv[1:]
+dep = json.load(open(d + "/deployment.json"))
+t = dep["spec"]["template"]
+h = hashlib.sha256(json.dumps(t, sort_keys=True).encode()).hexdigest()[:10]
+name = dep["metadata"]["name"] + "-" + h
+own = lambda o: [{"apiVersion": o["apiVersion"], "kind": o["kind"], "name": o["metadata"]["name"],
+	"uid": o["metadata"]["uid"], "controller": True, "blockOwnerDeletion": True}]
+labels = dict(t["metadata"].get("labels", {}), **{"pod-template-hash": h})
+tmpl = json.loads(json.dumps(t))
+tmpl["metadata"]["labels"] = labels
+rs = {"apiVersion": "apps/v1", "kind": "ReplicaSet",
+	"metadata": {"name": name, "namespace": dep["metadata"]["namespace"], "labels": labels,
+		"ownerReferences": own(dep)},
+	"spec": {"replicas": 1, "selector": {"matchLabels": dict(dep["spec"]["selector"]["matchLabels"],
+		**{"pod-template-hash": h})}, "template": tmpl}}
+print(json.dumps(rs))
+PY
+	k8s_kubectl apply --server-side --field-manager=playground-controller -o json \
+		-f "$dir/replicaset.json" >"$dir/replicaset.json.applied" ||
+		die "run-pod: cannot create the ReplicaSet"
+	# the Deployment's other ReplicaSets scale to 0, as after a rollout
+	local rs owner cur
+	cur=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["metadata"]["name"])' "$dir/replicaset.json.applied")
+	while read -r rs owner; do
+		if [[ $owner == "$dep" && $rs != "$cur" ]]; then
+			k8s_kubectl -n "$kns" scale rs "$rs" --replicas=0 >/dev/null
+		fi
+	done < <(k8s_kubectl -n "$kns" get rs -o 'jsonpath={range .items[*]}{.metadata.name} {.metadata.ownerReferences[0].name}{"\n"}{end}')
+	python3 - "$dir" "$K8S_NODE" "$K8S_POD_IP_KEY" "${POD_IP[$node]}" "$K8S_NETNS_KEY" \
+		"$(ns $node)" <<'PY' >"$dir/pod.json" || die "run-pod: cannot make the pod"
+import json, random, string, sys
+d, node, ipkey, ip, nskey, netns = sys.argv[1:]
+rs = json.load(open(d + "/replicaset.json.applied"))
+t = rs["spec"]["template"]
+sfx = "".join(random.choice("bcdfghjklmnpqrstvwxz2456789") for _ in range(5))
+meta = {"name": rs["metadata"]["name"] + "-" + sfx, "namespace": rs["metadata"]["namespace"],
+	"labels": t["metadata"].get("labels", {}),
+	"annotations": dict(t["metadata"].get("annotations", {}), **{ipkey: ip, nskey: netns}),
+	"ownerReferences": [{"apiVersion": "apps/v1", "kind": "ReplicaSet",
+		"name": rs["metadata"]["name"], "uid": rs["metadata"]["uid"],
+		"controller": True, "blockOwnerDeletion": True}]}
+spec = dict(t["spec"], nodeName=node)
+print(json.dumps({"apiVersion": "v1", "kind": "Pod", "metadata": meta, "spec": spec}))
+PY
+	k8s_kubectl create -o json -f "$dir/pod.json" >"$dir/pod.json.created" ||
+		die "run-pod: the API server refused the pod"
+	pod=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["metadata"]["name"])' "$dir/pod.json.created")
+	uid=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["metadata"]["uid"])' "$dir/pod.json.created")
+	echo "$pod" >"$dir/pod-name"
+	# what a kubelet projects into the pod
+	rm -rf "$dir/serviceaccount"
+	mkdir -m 755 "$dir/serviceaccount"
+	spec=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["spec"].get("serviceAccountName","default"))' "$dir/pod.json.created")
+	k8s_kubectl -n "$kns" create token "$spec" --duration 24h --bound-object-kind Pod \
+		--bound-object-name "$pod" --bound-object-uid "$uid" >"$dir/serviceaccount/token" ||
+		die "run-pod: no token for serviceaccount $kns/$spec"
+	cp "$K8S/ca.crt" "$dir/serviceaccount/ca.crt"
+	printf '%s' "$kns" >"$dir/serviceaccount/namespace"
+	chmod 644 "$dir/serviceaccount/"*
+	# the container's user, environment and command line
+	python3 - "$dir" "$KB_BIN" "$K8S_SVC_IP" "${POD_IP[$node]}" "$K8S_NODE_IP" <<'PY' ||
+import json, re, sys
+d, kbbin, svcip, podip, hostip = sys.argv[1:]
+pod = json.load(open(d + "/pod.json.created"))
+spec, meta = pod["spec"], pod["metadata"]
+def fail(m):
+	sys.stderr.write("playground: run-pod: " + m + "\n"); sys.exit(1)
+if len(spec["containers"]) != 1 or spec.get("initContainers"):
+	fail("only pods with one container run here")
+c = spec["containers"][0]
+psc, csc = spec.get("securityContext", {}), c.get("securityContext", {})
+uid = csc.get("runAsUser", psc.get("runAsUser"))
+gid = csc.get("runAsGroup", psc.get("runAsGroup", uid))
+if uid is None:
+	fail("no runAsUser: the image's user is not known here")
+if csc.get("runAsNonRoot", psc.get("runAsNonRoot")) and uid == 0:
+	fail("runAsNonRoot with runAsUser 0: a kubelet refuses to start it")
+fields = {"metadata.name": meta["name"], "metadata.namespace": meta["namespace"],
+	"metadata.uid": meta["uid"], "spec.nodeName": spec["nodeName"],
+	"spec.serviceAccountName": spec.get("serviceAccountName", "default"),
+	"status.podIP": podip, "status.hostIP": hostip}
+env = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+	"HOSTNAME": meta["name"], "HOME": "/",
+	"KUBERNETES_SERVICE_HOST": svcip, "KUBERNETES_SERVICE_PORT": "443",
+	"KUBERNETES_SERVICE_PORT_HTTPS": "443"}
+expand = lambda s: re.sub(r"\$\$|\$\(([A-Za-z_][A-Za-z0-9_]*)\)",
+	lambda m: "$" if m.group(0) == "$$" else env.get(m.group(1), m.group(0)), s)
+for e in c.get("env", []):
+	if "value" in e:
+		env[e["name"]] = expand(e["value"])
+	elif "fieldRef" in e.get("valueFrom", {}):
+		p = e["valueFrom"]["fieldRef"]["fieldPath"]
+		if p not in fields:
+			fail("env %s: fieldRef %s is not supported here" % (e["name"], p))
+		env[e["name"]] = fields[p]
+	else:
+		fail("env %s: only value and fieldRef are supported here" % e["name"])
+env["KB_SERVICEACCOUNT_DIR"] = d + "/serviceaccount"
+cmd = c.get("command") or ["kbridge-agent"]
+if cmd[0] not in ("kbridge-agent", "/usr/local/bin/kbridge-agent"):
+	fail("command %r: the playground runs only the kbridge-agent image" % cmd[0])
+argv = [kbbin + "/kbridge-agent"] + [expand(a) for a in cmd[1:] + c.get("args", [])]
+priv = ["setpriv", "--reuid=%d" % uid, "--regid=%d" % gid, "--clear-groups"]
+if csc.get("allowPrivilegeEscalation") is False:
+	priv.append("--no-new-privs")
+if "ALL" in csc.get("capabilities", {}).get("drop", []):
+	priv += ["--inh-caps=-all", "--bounding-set=-all"]
+out = priv + ["env", "-i"] + ["%s=%s" % kv for kv in env.items()] + argv
+if csc.get("readOnlyRootFilesystem"):
+	# every mount read-only in a mount namespace of its own, but the
+	# kernel's (/proc, /sys, /dev), which a runtime mounts apart
+	ro = ('while read -r _ _ _ _ m _; do case $m in /proc|/proc/*|/sys|/sys/*|/dev|/dev/*) ;; '
+		'*) mount -o bind,remount,ro "$m" 2>/dev/null || echo "run-pod: $m stays writable" >&2 ;; esac; '
+		'done </proc/self/mountinfo; exec "$@"')
+	out = ["unshare", "--mount", "--propagation", "private", "--", "bash", "-c", ro, "run-pod"] + out
+open(d + "/run", "w").write("\0".join(out) + "\0")
+PY
+		die "run-pod: cannot run $kns/$pod"
+	local run=()
+	mapfile -d '' run <"$dir/run"
+	: >>"$dir/pod.log"
+	chmod 644 "$dir/pod.log"
+	spawn "$node" "$dir/pod.pid" "$dir/pod.log" "${run[@]}"
+	pid=$(pidof_file "$dir/pod.pid")
+	for ((i = 0; i < 20; i++)); do
+		running "$pid" || {
+			# no kubelet to report it failed: the pod goes
+			k8s_kubectl -n "$kns" delete pod "$pod" --wait=false >/dev/null
+			echo "playground: pod $kns/$pod: its container exited (pod deleted); $dir/pod.log:" >&2
+			tail -n 5 "$dir/pod.log" >&2
+			return 1
+		}
+		sleep 0.05
+	done
+	k8s_wait 30 "pod $kns/$pod Running" k8s_pod_running "$kns" "$pod"
+	echo "pod $kns/$pod runs in $(ns $node) (${POD_IP[$node]}), pid $pid, log $dir/pod.log"
+}
+
+k8s_pod_running() {
+	[[ $(k8s_kubectl -n "$1" get pod "$2" -o 'jsonpath={.status.phase} {.status.podIP}') == "Running ${POD_IP[mgr]}" ]]
+}

@@ -1,0 +1,108 @@
+#!/bin/bash
+# The manager Pod that `kbridge install`'s Deployment makes, really run:
+# scripts/playground run-pod creates the ReplicaSet and the Pod a
+# controller would (owner references, node, pod IP) and starts the pod
+# template's command, args and environment, as its securityContext's user,
+# with a service-account token bound to that Pod, in the network namespace
+# that has the Pod's IP (mgr). No hand-run manager (KB_PG_NO_MANAGER=1).
+#
+# Today's manager has no in-cluster mode yet (--in-cluster, the CA in a
+# Secret): the manifest as written is started with exactly its command
+# line and exits on the unknown option (checked, so this test says when
+# that changes); then the Deployment's args are replaced (kubectl patch, as
+# an overlay would) with today's flags, and that pod serves a developer.
+set -euo pipefail
+KB_PG_PREFIX=kbip
+FAIL_LOGS=(kube/apiserver.log pods/kbridge/kbridge-manager/pod.log ws/kbridged.log)
+. "$(dirname "$0")/common.bash"
+
+bin=$("$top/scripts/build-control-plane" | tail -n1)
+[[ -x $bin/kube-apiserver && -x $bin/kubectl ]] || { echo "not ok - no control plane in '$bin'"; exit 1; }
+export KB_CP_BIN=$bin
+K=$STATE/kube
+P=$STATE/pods/kbridge/kbridge-manager
+adm() { "$PG" kubectl "$@"; }
+cleanup_extra() { alice quit >/dev/null 2>&1 || true; }
+pod_name() { adm -n kbridge get pods -l app.kubernetes.io/name=kbridge-manager -o 'jsonpath={.items[*].metadata.name}'; }
+
+KB_PG_NO_MANAGER=1 "$PG" up --k8s >/dev/null
+pg ws "$KB_BIN/kbridge" install --kubeconfig "$K/admin.kubeconfig" >/dev/null
+ok "playground up --k8s without a hand-run manager; kbridge install into its kbridge namespace"
+
+out=$("$PG" run-pod kbridge kbridge-manager 2>&1) && { echo "today's manager ran --in-cluster: update this test"; exit 1; }
+[[ $out == *"its container exited (pod deleted)"* ]] || { echo "$out"; exit 1; }
+grep -q "unrecognized option '--in-cluster'" "$P/pod.log"
+mapfile -d '' run <"$P/run"
+want=(unshare --mount --propagation private -- bash -c)
+[[ ${run[*]:0:${#want[@]}} == "${want[*]}" ]] || { echo "${run[*]}"; exit 1; }
+run=("${run[@]:$((${#want[@]} + 2))}")
+want=(setpriv --reuid=65532 --regid=65532 --clear-groups --no-new-privs --inh-caps=-all --bounding-set=-all env -i)
+[[ ${run[*]:0:${#want[@]}} == "${want[*]}" ]] || { echo "${run[*]}"; exit 1; }
+[[ " ${run[*]} " == *" $KB_BIN/kbridge-agent manager --in-cluster --listen=0.0.0.0:8443 --ca-secret=kbridge-manager-ca --state-configmap=kbridge-manager-state " ]] ||
+	{ echo "${run[*]}"; exit 1; }
+[[ " ${run[*]} " == *" KB_NAMESPACE=kbridge "*" KB_POD_IP=10.244.0.10 "* ]]
+[[ -z $(pod_name) ]]
+ok "run-pod starts the manifest as written (read-only mounts, uid 65532, no new privileges, no capabilities, the template's command, args and env); today's manager refuses --in-cluster and the pod is deleted"
+
+# Today's flags, and a CA for them (the in-cluster manager will keep it in
+# the Secret kbridge-manager-ca instead).
+"$KB_BIN/kbridge-agent" init --state-dir "$STATE/podstate" --address 192.168.50.1:8443 >/dev/null
+"$KB_BIN/kbridge-agent" issue --state-dir "$STATE/podstate" --name alice --out "$STATE/alice-pod.json" >/dev/null
+chown -R 65532:65532 "$STATE/podstate"
+args='["--state-dir='$STATE/podstate'","--listen=$(KB_POD_IP):8443","--subnet=10.96.0.0/16","--subnet=10.244.0.0/16","--namespace=$(KB_NAMESPACE)","--namespace=default","--namespace=shop"]'
+adm -n kbridge patch deployment kbridge-manager --type=json \
+	-p '[{"op":"replace","path":"/spec/template/spec/containers/0/args","value":'"$args"'}]' >/dev/null
+out=$("$PG" run-pod kbridge kbridge-manager)
+pod=$(pod_name)
+[[ $out == "pod kbridge/$pod runs in $KB_PG-mgr (10.244.0.10), pid "* ]] || { echo "$out"; exit 1; }
+pid=$(cat "$P/pod.pid")
+poll 50 listening mgr 8443
+[[ $(pg mgr ss -Hltn 'sport = :8443' | awk '{print $4}') == 10.244.0.10:8443 ]]
+[[ $(awk '/^Uid:/ {print $2, $3}' "/proc/$pid/status") == "65532 65532" ]]
+[[ $(awk '/^NoNewPrivs:/ {print $2}' "/proc/$pid/status") == 1 ]]
+[[ $(awk '/^CapBnd:/ {print $2}' "/proc/$pid/status") == 0000000000000000 ]]
+env=$(tr '\0' '\n' <"/proc/$pid/environ")
+for e in KB_NAMESPACE=kbridge "KB_POD_NAME=$pod" KB_POD_IP=10.244.0.10 KUBERNETES_SERVICE_HOST=10.96.0.1 \
+	KUBERNETES_SERVICE_PORT=443 "KB_SERVICEACCOUNT_DIR=$P/serviceaccount"; do
+	grep -qx "$e" <<<"$env" || { echo "missing $e in: $env"; exit 1; }
+done
+# readOnlyRootFilesystem: its mounts are read-only (the host's are not)
+[[ $(awk '$5 == "/" {print substr($6, 1, 3)}' "/proc/$pid/mountinfo") == "ro," ]]
+no nsenter -t "$pid" -m -- touch "$STATE/podstate/written" 2>/dev/null
+touch "$STATE/rw" && rm "$STATE/rw"
+no grep -q "stays writable" "$P/pod.log"
+ok "with today's flags the pod's manager runs in mgr on the Pod's IP (\$(KB_POD_IP) expanded), uid 65532, no capabilities, read-only mounts, the pod's env"
+
+[[ $(adm -n kbridge get pod "$pod" -o 'jsonpath={.status.phase} {.status.podIP} {.spec.nodeName} {.metadata.ownerReferences[0].kind}') == "Running 10.244.0.10 playground-node ReplicaSet" ]]
+rs=$(adm -n kbridge get pod "$pod" -o 'jsonpath={.metadata.ownerReferences[0].name}')
+[[ $(adm -n kbridge get rs "$rs" -o 'jsonpath={.metadata.ownerReferences[0].kind}/{.metadata.ownerReferences[0].name} {.spec.template.spec.containers[0].args}') == *'Deployment/kbridge-manager ["--state-dir='* ]]
+[[ $pod == "$rs-"????? ]]
+ok "the Pod is the Deployment's: owned by a ReplicaSet it owns, Running on playground-node with the Pod IP"
+
+sa=$P/serviceaccount
+review=$(QUIET=1 pg mgr curl -sS -m 5 --cacert "$sa/ca.crt" -H "Authorization: Bearer $(cat "$sa/token")" \
+	-H 'Content-Type: application/json' -X POST \
+	-d '{"apiVersion":"authentication.k8s.io/v1","kind":"SelfSubjectReview"}' \
+	https://10.96.0.1/apis/authentication.k8s.io/v1/selfsubjectreviews)
+[[ $review == *'"username": "system:serviceaccount:kbridge:kbridge-manager"'* ]]
+[[ $review == *'"authentication.kubernetes.io/pod-name": ['*"\"$pod\""* ]]
+[[ $(stat -c %a "$sa/token") == 644 && $(cat "$sa/namespace") == kbridge ]]
+ok "its service-account token (readable by the pod's user) authenticates as kbridge-manager, bound to that Pod"
+
+alice connect --profile "$STATE/alice-pod.json" >/dev/null
+[[ $(pg ws curl -sS -m 5 http://web.default/) == *web* ]]
+ok "alice connects through the pod's manager and reaches web.default"
+
+"$PG" run-pod kbridge kbridge-manager >/dev/null
+new=$(pod_name)
+[[ -n $new && $new != "$pod" ]]
+[[ ! -r /proc/$pid/stat || $(cut -d' ' -f3 "/proc/$pid/stat") == [ZX] ]]
+no adm -n kbridge get pod "$pod" >/dev/null 2>&1
+poll 100 pg ws curl -sS -m 2 -o /dev/null http://web.default/
+ok "run-pod again replaces the pod (new name, the old process and object gone); alice's daemon reconnects"
+
+alice quit >/dev/null
+npid=$(cat "$P/pod.pid")
+"$PG" down >/dev/null
+[[ ! -d /proc/$npid ]] || [[ $(cut -d' ' -f3 "/proc/$npid/stat") == [ZX] ]]
+ok "down stops the pod's process"
