@@ -164,9 +164,8 @@ def fmt_ratio(x):
 def machine_line(env):
     """machine: CPU model, the AES-GCM figure of one core (openssl speed)."""
     model, _, aes = env.get('machine', '?|').partition('|')
-    return 'machine: %s, %d CPUs, kernel %s; openssl speed -evp aes-128-gcm (16 KiB, 1 core): %s' % (
-        model or '?', os.cpu_count() or 0, platform.release(),
-        '%s GB/s' % aes if aes and aes != 'null' else 'n/a')
+    return 'machine: %s; AES-128-GCM on one core (openssl speed, 16 KiB blocks): %s' % (
+        model or '?', '%s GB/s' % aes if aes and aes != 'null' else 'n/a')
 
 
 def target_lines(targets, w_name, w_shown):
@@ -380,10 +379,12 @@ def report_connect(res, out, dur, quick, nconn):
 
 
 # ------------------------------------------------------------------ rounds
-def wrk_round(v, r, rc, text, notes, hz, wall_ns, h0, h1):
+def wrk_round(v, r, rc, text, hz, wall_ns, h0, h1):
     """One recorded wrk round: the parsed output plus what every round has
-    (wall time, host CPU, wrk's CPU per request); problems go to notes."""
+    (wall time, host CPU, wrk's CPU per request), and the notes on wrk's
+    problems."""
     d = parse_wrk(text)
+    notes = []
     d['round'] = int(r)
     d['wall_s'] = round(int(wall_ns) / 1e9, 3)
     b0, t0 = map(int, h0.split(','))
@@ -398,7 +399,7 @@ def wrk_round(v, r, rc, text, notes, hz, wall_ns, h0, h1):
         notes.append('%s round %s: wrk %s' % (v, r, d['errors']))
     if d['non2xx']:
         notes.append('%s round %s: %d non-2xx responses' % (v, r, d['non2xx']))
-    return d
+    return d, notes
 
 
 def per_request(ticks, hz, n):
@@ -449,7 +450,7 @@ def intercept_runs(results, hz):
             mem_idle[mode] = val
         elif mode == 'run':
             v, r, secs, cpu, app, path, wall, rss, anon, rc, up, vcs, h0, h1, served, outf = (key + ' ' + val).split()
-            d = wrk_round(v, r, rc, read_text(outf), notes, hz, wall, h0, h1)
+            d, wrk_notes = wrk_round(v, r, rc, read_text(outf), hz, wall, h0, h1)
             n = d['requests']
             d.update({'seconds': int(secs), 'cpu_ticks': int(cpu), 'app_cpu_ticks': int(app),
                       'path_cpu_ticks': int(path), 'vmrss_kib': None if rss == 'null' else int(rss),
@@ -471,6 +472,7 @@ def intercept_runs(results, hz):
             if n and abs(d['server_logged'] - n) > 50 + n // 1000:
                 notes.append('%s round %s: the server logged %d requests, wrk counted %d responses' % (
                     v, r, d['server_logged'], n))
+            notes += wrk_notes
             if None not in (d['cpu_us_per_req'], d['wrk_cpu_us_per_req'], d['app_cpu_us_per_req']):
                 d['total_cpu_us_per_req'] = round(
                     d['wrk_cpu_us_per_req'] + (d['app_cpu_us_per_req'] if v != 'app' else 0) +
@@ -605,13 +607,14 @@ def preview_runs(results, hz):
             mem_idle[mode] = val
         elif mode == 'run':
             v, r, secs, cpu, down, wall, rss, anon, rc, h0, h1, outf = (key + ' ' + val).split()
-            d = wrk_round(v, r, rc, read_text(outf), notes, hz, wall, h0, h1)
+            d, wrk_notes = wrk_round(v, r, rc, read_text(outf), hz, wall, h0, h1)
             n = d['requests']
             d.update({'seconds': int(secs), 'hop_cpu_ticks': int(cpu), 'down_cpu_ticks': int(down),
                       'vmrss_kib': None if rss == 'null' else int(rss),
                       'rssanon_kib': None if anon == 'null' else int(anon), 'wrk_rc': int(rc)})
             d['hop_cpu_us_per_req'] = per_request(d['hop_cpu_ticks'], hz, n) if v != 'straight' else None
             d['down_cpu_us_per_req'] = per_request(d['down_cpu_ticks'], hz, n)
+            notes += wrk_notes
             runs[v].append(d)
         else:
             extra.setdefault(mode, {})[key] = val
