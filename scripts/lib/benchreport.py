@@ -1,0 +1,728 @@
+#!/usr/bin/env python3
+"""The reports of scripts/bench: parsers of the tools' outputs (wrk, iperf3,
+openssl speed, the results file), medians and ratios, the tables and JSON.
+
+  benchreport.py connect RESULTS OUT_JSON SECONDS QUICK HOLD_CONNS
+  benchreport.py intercept RESULTS OUT_JSON SECONDS ROUNDS QUICK CLK_TCK
+  benchreport.py preview RESULTS OUT_JSON SECONDS ROUNDS QUICK CLK_TCK
+  benchreport.py wrk FILE FIELD...       fields of one wrk output, one a line
+                                         ("null" when absent): rps, p99, problems
+  benchreport.py iperf3 FILE             Gbit/s received, or "null"
+  benchreport.py openssl-speed           AES-128-GCM GB/s from `openssl speed` on stdin
+
+RESULTS has one line per figure, written by scripts/lib/bench.bash's rec:
+"MODE KEY VALUE...". Tests: tests/bench/test_benchreport.py.
+"""
+import json
+import os
+import platform
+import re
+import statistics
+import sys
+
+# ------------------------------------------------------------------ parsers
+_TIME_US = {'us': 1, 'ms': 1e3, 's': 1e6, 'm': 60e6, 'h': 3600e6}
+
+
+def to_us(s):
+    """A wrk duration ("780.00us", "1.01ms", "2.00s", "1.50m") in microseconds."""
+    m = re.match(r'^([\d.]+)(us|ms|s|m|h)$', s)
+    return float(m.group(1)) * _TIME_US[m.group(2)] if m else None
+
+
+def parse_wrk(text):
+    """wrk's summary (with or without --latency). Latencies are None when wrk
+    counted no response: it prints 0.00us then, which is no latency."""
+    d = {'rps': None, 'requests': None, 'lat_avg_us': None, 'lat_max_us': None,
+         'p50_us': None, 'p75_us': None, 'p90_us': None, 'p99_us': None,
+         'errors': None, 'socket_errors': None, 'non2xx': 0, 'wrk_cpu_ticks': None}
+    for line in text.splitlines():
+        f = line.split()
+        if line.startswith('Requests/sec:') and len(f) >= 2:
+            d['rps'] = float(f[1])
+        elif len(f) >= 4 and f[0] == 'Latency' and d['lat_avg_us'] is None:
+            d['lat_avg_us'], d['lat_max_us'] = to_us(f[1]), to_us(f[3])
+        elif len(f) >= 3 and f[1] == 'requests' and f[2] == 'in':
+            d['requests'] = int(f[0])
+        elif len(f) == 2 and f[0] in ('50%', '75%', '90%', '99%'):
+            d['p%s_us' % f[0][:-1]] = to_us(f[1])
+        elif line.strip().startswith('Socket errors:'):
+            d['errors'] = line.strip()
+            d['socket_errors'] = {k: int(v) for k, v in re.findall(r'(\w+) (\d+)', line)}
+        elif line.strip().startswith('Non-2xx or 3xx responses:'):
+            d['non2xx'] = int(f[-1])
+        elif line.startswith('kbbench-wrkstat '):
+            # /proc/PID/stat of the sh that ran wrk: cutime + cstime = wrk's CPU
+            m = re.match(r'^kbbench-wrkstat \d+ \(.*\) (.*)$', line)
+            if m:
+                st = m.group(1).split()
+                d['wrk_cpu_ticks'] = int(st[13]) + int(st[14])
+    if not d['requests']:
+        for k in ('lat_avg_us', 'lat_max_us', 'p50_us', 'p75_us', 'p90_us', 'p99_us'):
+            d[k] = None
+    return d
+
+
+def wrk_problems(d):
+    """The error lines of a parsed wrk run as one note, or ''."""
+    p = [d['errors']] if d['errors'] else []
+    if d['non2xx']:
+        p.append('Non-2xx or 3xx responses: %d' % d['non2xx'])
+    return '; '.join(p)
+
+
+def parse_iperf3(text):
+    """iperf3 -J: Gbit/s the receiver got, or None (an error, no JSON)."""
+    try:
+        j = json.loads(text)
+        return j['end']['sum_received']['bits_per_second'] / 1e9
+    except (ValueError, KeyError, TypeError):
+        return None
+
+
+def parse_openssl_speed(text):
+    """`openssl speed -evp aes-128-gcm`: GB/s at the largest block size."""
+    for line in text.splitlines():
+        f = line.split()
+        if f and f[0].upper() == 'AES-128-GCM' and len(f) >= 2:
+            m = re.match(r'^([\d.]+)k$', f[-1])
+            if m:
+                return float(m.group(1)) * 1e3 / 1e9
+    return None
+
+
+def read_text(path):
+    try:
+        with open(path) as f:
+            return f.read()
+    except OSError:
+        return ''
+
+
+def read_results(path):
+    """(mode, key, value) per line of the results file."""
+    out = []
+    for line in read_text(path).splitlines():
+        p = line.split(' ', 2)
+        p += [''] * (3 - len(p))
+        out.append(tuple(p))
+    return out
+
+
+def num(v):
+    try:
+        return float(v)
+    except ValueError:
+        return None
+
+
+# ------------------------------------------------------------------ figures
+def summarize(xs):
+    """Median and spread (half the min..max range in % of the median)."""
+    m = statistics.median(xs)
+    return round(m, 2), {'min': min(xs), 'max': max(xs), 'n': len(xs),
+                         'half_range_pct': round(50 * (max(xs) - min(xs)) / m, 1) if m else None}
+
+
+def medians(runs, keys):
+    med = {v: {} for v in runs}
+    spread = {v: {} for v in runs}
+    for v in runs:
+        for k in keys:
+            xs = [d[k] for d in runs[v] if d.get(k) is not None]
+            if xs:
+                med[v][k], spread[v][k] = summarize(xs)
+    return med, spread
+
+
+def ratio(a, b):
+    return a / b if a is not None and b not in (None, 0) else None
+
+
+def per_round(runs, va, vb, k):
+    """min..max over the rounds of va's figure / vb's in the same round."""
+    a = {d['round']: d.get(k) for d in runs[va]}
+    b = {d['round']: d.get(k) for d in runs[vb]}
+    xs = [a[r] / b[r] for r in a if r in b and a[r] is not None and b[r]]
+    return (min(xs), max(xs)) if xs else None
+
+
+def busy_machine(env):
+    """The load average before or after is above half the CPUs."""
+    try:
+        return max(float(env.get(k, '0').split()[0]) for k in ('load_before', 'load_after')) > \
+            0.5 * (os.cpu_count() or 1)
+    except (ValueError, IndexError):
+        return False
+
+
+# ------------------------------------------------------------------ tables
+def fmt_ratio(x):
+    return '-' if x is None else '%.2fx' % x
+
+
+def machine_line(env):
+    """machine: CPU model, the AES-GCM figure of one core (openssl speed)."""
+    model, _, aes = env.get('machine', '?|').partition('|')
+    return 'machine: %s; AES-128-GCM on one core (openssl speed, 16 KiB blocks): %s' % (
+        model or '?', '%s GB/s' % aes if aes and aes != 'null' else 'n/a')
+
+
+def target_lines(targets, w_name, w_shown):
+    out = [('%%-%ds %%-%ds %%s' % (w_name, w_shown)) % ('target (informative)', 'measured', 'result')]
+    for t in targets:
+        out.append(('%%-%ds %%-%ds %%s' % (w_name, w_shown)) % (
+            t['target'], t['measured'], {True: 'PASS', False: 'MISS', None: 'n/a'}[t['pass']]))
+    return out
+
+
+def target(targets, name, val, ok, shown):
+    targets.append({'target': name, 'measured': shown, 'value': val, 'pass': ok})
+
+
+def ratio_lines(runs, med, rows, width):
+    """rows: (label, a, b, key); returns the lines and the ratios for the JSON."""
+    ratios = {}
+    out = [('%%-%ds %%8s   %%s' % width) % ('ratio (of medians)', 'value', 'per-round min..max')]
+    for label, a, b, k in rows:
+        x = ratio(med[a].get(k), med[b].get(k))
+        pr = per_round(runs, a, b, k)
+        ratios['%s/%s %s' % (a, b, k)] = {'value': None if x is None else round(x, 4),
+                                          'per_round': None if pr is None else [round(pr[0], 4), round(pr[1], 4)]}
+        out.append(('%%-%ds %%8s   %%s' % width) % (label, fmt_ratio(x), '-' if pr is None else '%.2f..%.2f' % pr))
+    return out, ratios
+
+
+def note_lines(notes):
+    return ['', 'notes:'] + ['  ' + n for n in notes] if notes else []
+
+
+def write_json(out, doc):
+    os.makedirs(os.path.dirname(out), exist_ok=True)
+    with open(out + '.tmp', 'w') as f:
+        json.dump(doc, f, indent=1)
+    os.rename(out + '.tmp', out)
+
+
+# ------------------------------------------------------------------ connect
+CONNECT_MODES = ['direct', 'stunnel', 'sshuttle', 'kbridge']
+CONNECT_FIG = [  # key, label, unit, higher is better, format
+    ('tput1', 'throughput, 1 stream', 'Gbit/s', True, '%.3f'),
+    ('tput8', 'throughput, 8 streams', 'Gbit/s', True, '%.3f'),
+    ('http_ka', 'HTTP keep-alive (wrk -c50)', 'req/s', True, '%.0f'),
+    ('http_new', 'HTTP new connection each', 'req/s', True, '%.0f'),
+    ('dns_p50_ms', 'cluster DNS lookup p50', 'ms', False, '%.3f'),
+    ('connect_ms', 'start -> first request', 'ms', False, '%.0f'),
+]
+
+
+def connect_figures(results):
+    """The results file of a connect run -> figures per mode, runs, env, notes."""
+    r = {m: {} for m in CONNECT_MODES}
+    raw = {m: {} for m in CONNECT_MODES}
+    notes, env = [], {}
+    for mode, key, val in results:
+        if mode == 'env':
+            env[key] = val
+        elif key == 'note':
+            notes.append('%s: %s' % (mode, val))
+        elif mode not in r:
+            notes.append('%s: unknown mode in the results: %s %s' % (mode, key, val))
+        elif key == 'dns':
+            try:
+                j = json.loads(val)
+            except ValueError:
+                j = {}
+            r[mode]['dns_p50_ms'] = j.get('p50_ms')
+            raw[mode]['dns'] = j
+            if j.get('fail'):
+                notes.append('%s: %d of %d DNS lookups failed' % (mode, j['fail'], j['fail'] + j.get('ok', 0)))
+        elif key in ('connect_ms', 'connect_cmd_ms'):
+            raw[mode].setdefault(key, []).append(num(val))
+        elif key == 'state_after':
+            raw[mode][key] = val
+        else:
+            r[mode][key] = num(val)
+    for m in CONNECT_MODES:
+        for key in ('connect_ms', 'connect_cmd_ms'):
+            xs = [x for x in raw[m].get(key, []) if x is not None]
+            if raw[m].get(key):
+                r[m][key] = statistics.median(xs) if xs else None
+    kb = r['kbridge']
+    for pre in ('kbd', 'mgr'):
+        b, h = kb.get(pre + '_rss_base'), kb.get(pre + '_rss_held')
+        ok = kb.get('hold_ok') or 0
+        kb[pre + '_kib_per_conn'] = round((h - b) / ok, 2) if b is not None and h is not None and ok else None
+    return r, raw, env, notes
+
+
+def report_connect(res, out, dur, quick, nconn):
+    r, raw, env, notes = connect_figures(read_results(res))
+    kb = r['kbridge']
+
+    def g(m, k):
+        v = r[m].get(k)
+        return v if isinstance(v, (int, float)) else None
+
+    def fr(x):
+        if x is None:
+            return '-'
+        return ('%.3fx' if x < 0.1 else '%.2fx') % x
+    lines = []
+    P = lines.append
+    P('kbridge connect benchmark (%s s per measurement%s, %d CPUs, kernel %s)' % (
+        dur, ', --quick' if quick else '', os.cpu_count(), platform.release()))
+    P('direct  = clients in the mgr pod (a cluster pod: the last leg of every tunnel), no tunnel;')
+    P('          web service 10.96.1.1 via the node\'s DNAT, DNS straight to the cluster dnsmasq 10.96.0.10')
+    P('stunnel = TLS 1.3 stunnel client in ws (127.0.0.1) -> stunnel server in the mgr pod -> web')
+    P('sshuttle= sshuttle --method nat --dns in ws over ssh to sshd in the mgr pod')
+    P('kbridge = kbridge connect in ws (kbridged -> manager in the mgr pod)')
+    P('the same path for all tunnels: ws -> node -> mgr pod -> node -> web pod;')
+    P('net.ipv4.tcp_tw_reuse=1 in ws and mgr (so TIME_WAITs of one test do not slow the next)')
+    P('binaries: %s; load average before %s, after %s%s' % (
+        env.get('binaries', '?'), env.get('load_before', '?'), env.get('load_after', '?'),
+        '  (busy machine: figures are noisy)' if busy_machine(env) else ''))
+    P(machine_line(env))
+    P('')
+    hdr = '%-28s %-7s %10s %10s %10s %10s | %9s %9s %9s %9s %9s' % (
+        'figure', 'unit', 'direct', 'stunnel', 'sshuttle', 'kbridge',
+        'stun/dir', 'ssh/dir', 'kb/dir', 'kb/stun', 'kb/ssh')
+    P(hdr)
+    P('-' * len(hdr))
+    ratios = {}
+    for key, label, unit, hib, fmt in CONNECT_FIG:
+        vals = [g(m, key) for m in CONNECT_MODES]
+        cells = [(fmt % v) if v is not None else 'n/a' for v in vals]
+        d, s, sh, k = vals
+        rs = {'stunnel/direct': ratio(s, d), 'sshuttle/direct': ratio(sh, d), 'kbridge/direct': ratio(k, d),
+              'kbridge/stunnel': ratio(k, s), 'kbridge/sshuttle': ratio(k, sh)}
+        ratios[key] = {a: (round(b, 4) if b is not None else None) for a, b in rs.items()}
+        P('%-28s %-7s %10s %10s %10s %10s | %9s %9s %9s %9s %9s' % (
+            (label, unit) + tuple(cells) + tuple(fr(x) for x in rs.values())))
+    P('(ratios are value/value: for Gbit/s and req/s higher is better, for ms lower is better)')
+    P('')
+    P('CPU of the tunnel processes during each figure, % of one core: kbridged + manager,')
+    P('stunnel client + server, sshuttle + ssh + sshd + server python (load generators not counted)')
+    P('  %-26s %10s %10s %10s' % ('', 'stunnel', 'sshuttle', 'kbridge'))
+    for key, label, unit, hib, fmt in CONNECT_FIG[:4]:
+        P('  %-26s %10s %10s %10s' % ((label,) + tuple(
+            ('%.0f%%' % r[m]['cpu_' + key]) if r[m].get('cpu_' + key) is not None else 'n/a'
+            for m in ('stunnel', 'sshuttle', 'kbridge'))))
+    P('')
+
+    def kbv(k, fmt='%.0f'):
+        v = kb.get(k)
+        return (fmt % v) if v is not None else 'n/a'
+    P('memory (VmRSS, kB)                      kbridged    manager')
+    P('  idle, just after connect            %10s %10s' % (kbv('kbd_rss_idle'), kbv('mgr_rss_idle')))
+    P('    of which anonymous (RssAnon)      %10s %10s' % (kbv('kbd_anon_idle'), kbv('mgr_anon_idle')))
+    P('  idle, holder server started         %10s %10s' % (kbv('kbd_rss_base'), kbv('mgr_rss_base')))
+    P('  with %d idle tunneled connections %10s %10s   (%s open, %s failed, %s s to open; streams %s)' % (
+        nconn, kbv('kbd_rss_held'), kbv('mgr_rss_held'), kbv('hold_ok'), kbv('hold_fail'),
+        kbv('hold_open_s', '%.1f'), kbv('streams_held')))
+    P('  KiB per idle connection             %10s %10s' % (kbv('kbd_kib_per_conn', '%.1f'), kbv('mgr_kib_per_conn', '%.1f')))
+    P('  after closing them                  %10s %10s   (streams left %s)' % (
+        kbv('kbd_rss_after'), kbv('mgr_rss_after'), kbv('streams_after')))
+    P('  idle, after all the loads above     %10s %10s' % (kbv('kbd_rss_loaded'), kbv('mgr_rss_loaded')))
+    P('  manager before kbridge connected    %10s %10s' % ('', kbv('mgr_rss_start')))
+    P('')
+
+    def each(xs):
+        return ', '.join('%.0f' % x if x is not None else 'fail' for x in xs)
+    if raw['kbridge'].get('connect_ms'):
+        P('kbridge connect -> first request, each run (ms): %s; the connect command alone: %s' % (
+            each(raw['kbridge']['connect_ms']), each(raw['kbridge'].get('connect_cmd_ms', []))))
+    if raw['sshuttle'].get('connect_ms'):
+        P('sshuttle start -> first request, each run (ms): %s' % each(raw['sshuttle']['connect_ms']))
+    for m in ('direct', 'sshuttle', 'kbridge'):
+        j = raw[m].get('dns')
+        if j:
+            P('DNS %-8s p50 %s ms, p90 %s ms, p99 %s ms, %s ok, %s failed' % (
+                m, j.get('p50_ms'), j.get('p90_ms'), j.get('p99_ms'), j.get('ok'), j.get('fail')))
+    P('')
+    T = []
+    for key, lab in (('tput1', '1 stream'), ('tput8', '8 streams')):
+        x = ratios[key]['kbridge/stunnel']
+        target(T, 'kbridge throughput %s >= 1.2x stunnel' % lab, x, None if x is None else x >= 1.2, fr(x))
+    x = ratios['http_ka']['kbridge/direct']
+    target(T, 'keep-alive req/s >= 0.5x direct', x, None if x is None else x >= 0.5, fr(x))
+    x = ratios['http_new']['kbridge/sshuttle']
+    target(T, 'new connections/s >= 5x sshuttle', x, None if x is None else x >= 5, fr(x))
+    x = g('kbridge', 'dns_p50_ms')
+    target(T, 'DNS p50 < 0.3 ms', x, None if x is None else x < 0.3, '-' if x is None else '%.3f ms' % x)
+    x = g('kbridge', 'connect_ms')
+    target(T, 'connect -> first request < 300 ms', x, None if x is None else x < 300,
+           '-' if x is None else '%.0f ms (median)' % x)
+    for pre, who in (('kbd', 'kbridged'), ('mgr', 'manager')):
+        x = kb.get(pre + '_rss_idle')
+        target(T, '%s idle VmRSS < 10 MiB' % who, x, None if x is None else x < 10 * 1024,
+               '-' if x is None else '%.0f kB' % x)
+    for pre, who in (('kbd', 'kbridged'), ('mgr', 'manager')):
+        x = kb.get(pre + '_kib_per_conn')
+        target(T, '%s < 64 KiB per idle connection' % who, x, None if x is None else x < 64,
+               '-' if x is None else '%.1f KiB' % x)
+    lines += target_lines(T, 44, 20)
+    P('')
+    P('reference (measured elsewhere): stunnel ~0.17x direct 1-stream throughput, sshuttle ~0.007x;')
+    P('  sshuttle 0.04x direct keep-alive req/s, 0.08x new-connection rate, DNS 0.66 ms (direct 0.05 ms), 1.2 s connect')
+    lines += note_lines(notes)
+    print('\n'.join(lines))
+    write_json(out, {
+        'benchmark': 'connect', 'duration_s': dur, 'quick': quick, 'cpus': os.cpu_count(),
+        'kernel': platform.release(),
+        'modes': {'direct': 'clients in the mgr pod (the last leg of every tunnel), no tunnel; DNS to 10.96.0.10',
+                  'stunnel': 'stunnel TLS 1.3, client in ws, server in the mgr pod',
+                  'sshuttle': 'sshuttle --method nat --dns in ws, sshd in the mgr pod',
+                  'kbridge': 'kbridge connect in ws'},
+        'env': env, 'results': r, 'ratios': ratios, 'targets': T, 'runs': raw, 'notes': notes,
+        'table': lines})
+
+
+# ------------------------------------------------------------------ rounds
+def wrk_round(v, r, rc, text, hz, wall_ns, h0, h1):
+    """One recorded wrk round: the parsed output plus what every round has
+    (wall time, host CPU, wrk's CPU per request), and the notes on wrk's
+    problems."""
+    d = parse_wrk(text)
+    notes = []
+    d['round'] = int(r)
+    d['wall_s'] = round(int(wall_ns) / 1e9, 3)
+    b0, t0 = map(int, h0.split(','))
+    b1, t1 = map(int, h1.split(','))
+    d['host_busy_pct'] = round(100.0 * (b1 - b0) / (t1 - t0) * (os.cpu_count() or 1), 1) if t1 > t0 else None
+    n = d['requests']
+    d['wrk_cpu_us_per_req'] = round(d['wrk_cpu_ticks'] / hz * 1e6 / n, 2) \
+        if d['wrk_cpu_ticks'] is not None and n else None
+    if d['rps'] is None:
+        notes.append('%s round %s: wrk failed (rc %s): %s' % (v, r, rc, text.strip().replace('\n', ' ')[:300]))
+    if d['errors']:
+        notes.append('%s round %s: wrk %s' % (v, r, d['errors']))
+    if d['non2xx']:
+        notes.append('%s round %s: %d non-2xx responses' % (v, r, d['non2xx']))
+    return d, notes
+
+
+def per_request(ticks, hz, n):
+    return round(ticks / hz * 1e6 / n, 2) if n else None
+
+
+def header_lines(title, load_desc, env):
+    out = [title] + load_desc + ['binaries: %s' % env.get('binaries', '?')]
+    out.append('load average before %s, after %s%s' % (
+        env.get('load_before', '?'), env.get('load_after', '?'),
+        '  (busy machine: figures are noisy)' if busy_machine(env) else ''))
+    out.append(machine_line(env))
+    return out
+
+
+# ------------------------------------------------------------------ intercept
+IC_V = ['app', 'sidecar', 'haproxy', 'nginx', 'icpt']
+IC_LABEL = {'app': 'a app alone: nginx :80',
+            'sidecar': 'b kbridge sidecar :8081',
+            'haproxy': 'c HAProxy :8082',
+            'nginx': 'd nginx proxy :8083',
+            'icpt': 'e sidecar -> intercept (bob)'}
+IC_DESC = {
+    'app': 'the app (nginx, 1 worker, access log on) in the web pod on :80, no proxy',
+    'sidecar': 'kbridge-agent sidecar :8081 -> 127.0.0.1:80 while bob\'s header intercept x-dev=bob is active; '
+               'requests carry no x-dev header',
+    'haproxy': 'HAProxy (nbthread 1, http mode, keep-alive both sides, no logging) :8082: use_backend dev if '
+               '{ req.hdr(x-dev) -m str bob }, default 127.0.0.1:80',
+    'nginx': 'nginx (1 worker, no access log) :8083: map $http_x_dev -> upstream (keepalive 32, HTTP/1.1, '
+             'Connection ""), default 127.0.0.1:80',
+    'icpt': 'the sidecar :8081 with "x-dev: bob": sidecar -> manager -> bob\'s kbridged -> nginx 127.0.0.1:8080 '
+            'in bob\'s namespace'}
+IC_KEYS = ['rps', 'p50_us', 'p99_us', 'cpu_us_per_req', 'vmrss_kib', 'rssanon_kib', 'app_cpu_us_per_req',
+           'path_cpu_us_per_req', 'upstream_conns', 'wrk_cpu_us_per_req', 'sleeps_per_req', 'host_busy_pct',
+           'total_cpu_us_per_req']
+
+
+def intercept_runs(results, hz):
+    """run lines: VARIANT ROUND SECS CPU APP PATH WALL_NS RSS ANON RC UP VCS H0 H1 SERVED WRK_OUT"""
+    env, notes, mem_idle, extra = {}, [], {}, {}
+    runs = {v: [] for v in IC_V}
+    for mode, key, val in results:
+        if mode == 'env':
+            env[key] = val
+        elif key == 'note':
+            notes.append('%s: %s' % (mode, val))
+        elif key == 'mem_idle':
+            mem_idle[mode] = val
+        elif mode == 'run':
+            v, r, secs, cpu, app, path, wall, rss, anon, rc, up, vcs, h0, h1, served, outf = (key + ' ' + val).split()
+            d, wrk_notes = wrk_round(v, r, rc, read_text(outf), hz, wall, h0, h1)
+            n = d['requests']
+            d.update({'seconds': int(secs), 'cpu_ticks': int(cpu), 'app_cpu_ticks': int(app),
+                      'path_cpu_ticks': int(path), 'vmrss_kib': None if rss == 'null' else int(rss),
+                      'rssanon_kib': None if anon == 'null' else int(anon), 'wrk_rc': int(rc),
+                      'upstream_conns': int(up), 'server_logged': int(served)})
+            d['sleeps_per_req'] = round(int(vcs) / n, 3) if n else None
+            d['cpu_us_per_req'] = per_request(d['cpu_ticks'], hz, n)
+            d['app_cpu_us_per_req'] = per_request(d['app_cpu_ticks'], hz, n)
+            d['path_cpu_us_per_req'] = per_request(d['path_cpu_ticks'], hz, n) if v == 'icpt' else None
+            # one request in flight per connection: the latencies of a
+            # connection cannot add up to more than the run's length
+            if n and d['lat_avg_us'] is not None:
+                d['lat_overlap'] = round(n * d['lat_avg_us'] / 1e6 / (50 * d['wall_s']), 3)
+                if d['lat_overlap'] > 1.05:
+                    notes.append('%s round %s: wrk\'s latencies add up to %.1fx 50 connections x the run time '
+                                 '(avg %.0f us x %d responses): impossible with one request in flight per '
+                                 'connection; more responses than requests, or a clock jump' % (
+                                     v, r, d['lat_overlap'], d['lat_avg_us'], n))
+            if n and abs(d['server_logged'] - n) > 50 + n // 1000:
+                notes.append('%s round %s: the server logged %d requests, wrk counted %d responses' % (
+                    v, r, d['server_logged'], n))
+            notes += wrk_notes
+            if None not in (d['cpu_us_per_req'], d['wrk_cpu_us_per_req'], d['app_cpu_us_per_req']):
+                d['total_cpu_us_per_req'] = round(
+                    d['wrk_cpu_us_per_req'] + (d['app_cpu_us_per_req'] if v != 'app' else 0) +
+                    (d['path_cpu_us_per_req'] if v == 'icpt' else d['cpu_us_per_req']), 2)
+            runs[v].append(d)
+        else:
+            extra.setdefault(mode, {})[key] = val
+    return runs, env, notes, mem_idle, extra
+
+
+def report_intercept(res, out, dur, rounds, quick, hz):
+    runs, env, notes, mem_idle, extra = intercept_runs(read_results(res), hz)
+    med, spread = medians(runs, IC_KEYS)
+
+    def c(v, k, fmt):
+        x = med[v].get(k)
+        return 'n/a' if x is None else fmt % x
+
+    def sp(v, k):
+        s = spread[v].get(k)
+        return 'n/a' if not s or s['half_range_pct'] is None else '%.0f%%' % s['half_range_pct']
+    lines = header_lines(
+        'kbridge intercept benchmark: %d round%s x %d s per variant, interleaved (a b c d e ...)%s; %d CPUs, '
+        'kernel %s' % (rounds, 's' if rounds != 1 else '', dur, ', --quick' if quick else '', os.cpu_count(),
+                       platform.release()),
+        ['load: wrk -t1 -c50 (keep-alive) --latency in the api pod, straight to the web pod 10.244.1.10 on each',
+         '      variant\'s port (pod to pod through the node\'s routing; no service DNAT in the way)'], env)
+    P = lines.append
+    P('')
+    row = '%-30s %8s %6s %8s %8s %6s %9s %8s %8s'
+    hdr = row % ('variant', 'req/s', '+-', 'p50 us', 'p99 us', '+-', 'CPU us/r', 'VmRSS', 'RssAnon')
+    P(hdr)
+    P(row % ('', '(median)', '', '', '', '', '', 'kB', 'kB'))
+    P('-' * len(hdr))
+    for v in IC_V:
+        P(row % (IC_LABEL[v], c(v, 'rps', '%.0f'), sp(v, 'rps'), c(v, 'p50_us', '%.0f'), c(v, 'p99_us', '%.0f'),
+                 sp(v, 'p99_us'), c(v, 'cpu_us_per_req', '%.1f'), c(v, 'vmrss_kib', '%.0f'),
+                 c(v, 'rssanon_kib', '%.0f')))
+    P('(+- = half the min..max range over the rounds, in % of the median; CPU us/r = utime+stime of the')
+    P(' proxy process per request: a) the app nginx master+worker, b/e) the sidecar, c) haproxy, d) nginx')
+    P(' master+worker; memory of the proxy (a: the app worker) sampled 0.3 s before the load ends)')
+    P('')
+    P('where the CPU goes (medians)           %s' % ' '.join('%8s' % v for v in IC_V))
+    for k, lab, fmt in (('wrk_cpu_us_per_req', 'wrk (load generator) CPU us/req', '%.1f'),
+                        ('app_cpu_us_per_req', 'app nginx CPU us/req', '%.1f'),
+                        ('total_cpu_us_per_req', 'wrk + proxy + app CPU us/req', '%.1f'),
+                        ('sleeps_per_req', 'proxy sleeps (vol. ctx sw.)/req', '%.2f'),
+                        ('upstream_conns', 'proxy -> app connections', '%.0f'),
+                        ('host_busy_pct', 'host CPU busy, % of 1 core', '%.0f')):
+        P('  %-36s %s' % (lab, ' '.join('%8s' % c(v, k, fmt) for v in IC_V)))
+    P('  (a: app = the proxy, connections = wrk\'s; e: total includes manager + bob\'s kbridged, connections')
+    P('   are kbridged\'s to bob\'s nginx; host busy counts every process on the machine, ours or not)')
+    P('e) whole intercept path CPU per request (sidecar + manager + bob\'s kbridged): %s us' % c(
+        'icpt', 'path_cpu_us_per_req', '%.1f'))
+    P('idle memory before the load (VmRSS RssAnon kB): %s' % ', '.join(
+        '%s %s' % (v, mem_idle[v]) for v in IC_V if v in mem_idle))
+    if 'mem_after' in extra.get('sidecar', {}):
+        P('sidecar memory after all loads (VmRSS RssAnon kB): %s' % extra['sidecar']['mem_after'])
+    P('')
+    rl, ratios = ratio_lines(runs, med, [
+        ('sidecar / HAProxy      req/s', 'sidecar', 'haproxy', 'rps'),
+        ('sidecar / HAProxy      p99', 'sidecar', 'haproxy', 'p99_us'),
+        ('sidecar / HAProxy      CPU/request', 'sidecar', 'haproxy', 'cpu_us_per_req'),
+        ('sidecar / HAProxy      RssAnon', 'sidecar', 'haproxy', 'rssanon_kib'),
+        ('sidecar / nginx proxy  req/s', 'sidecar', 'nginx', 'rps'),
+        ('sidecar / nginx proxy  p99', 'sidecar', 'nginx', 'p99_us'),
+        ('sidecar / nginx proxy  CPU/request', 'sidecar', 'nginx', 'cpu_us_per_req'),
+        ('sidecar / app alone    req/s', 'sidecar', 'app', 'rps'),
+        ('sidecar / app alone    p99', 'sidecar', 'app', 'p99_us'),
+        ('HAProxy / app alone    req/s', 'haproxy', 'app', 'rps'),
+        ('nginx proxy / app      req/s', 'nginx', 'app', 'rps'),
+        ('intercept / app alone  req/s', 'icpt', 'app', 'rps'),
+        ('intercept / sidecar    req/s', 'icpt', 'sidecar', 'rps'),
+        ('intercept / app alone  p99', 'icpt', 'app', 'p99_us'),
+    ], 36)
+    lines += rl
+    P('(req/s: higher is better; p99, CPU, memory: lower is better)')
+    P('')
+    T = []
+    g = lambda v, k: med[v].get(k)
+    x = ratio(g('sidecar', 'rps'), g('haproxy', 'rps'))
+    target(T, 'sidecar req/s >= 1.0x HAProxy', x, None if x is None else x >= 1.0, fmt_ratio(x))
+    x = ratio(g('sidecar', 'p99_us'), g('haproxy', 'p99_us'))
+    target(T, 'sidecar p99 <= 1.1x HAProxy', x, None if x is None else x <= 1.1, fmt_ratio(x))
+    x = ratio(g('sidecar', 'cpu_us_per_req'), g('haproxy', 'cpu_us_per_req'))
+    target(T, 'sidecar CPU/request <= HAProxy', x, None if x is None else x <= 1.0,
+           '-' if x is None else '%s vs %s us (%s)' % (c('sidecar', 'cpu_us_per_req', '%.1f'),
+                                                      c('haproxy', 'cpu_us_per_req', '%.1f'), fmt_ratio(x)))
+    x = g('sidecar', 'rssanon_kib')
+    mx = spread['sidecar'].get('rssanon_kib', {}).get('max')
+    target(T, 'sidecar RssAnon < 4 MiB under load', x, None if x is None else x < 4096,
+           '-' if x is None else '%.0f kB (max %s)' % (x, mx))
+    lines += target_lines(T, 40, 28)
+    P('')
+    P('reference (issue 3, measured elsewhere): HAProxy ~0.57x the app\'s req/s, ~35 us CPU per request,')
+    P('  15 MiB VmRSS of which ~4.4 MiB RssAnon under load; ratios move by about +-10 % between identical runs')
+    lines += note_lines(notes)
+    print('\n'.join(lines))
+    write_json(out, {
+        'benchmark': 'intercept', 'duration_s': dur, 'rounds': rounds, 'quick': quick,
+        'cpus': os.cpu_count(), 'kernel': platform.release(), 'clk_tck': hz,
+        'load': 'wrk -t1 -c50 --latency --timeout 5s, keep-alive, from the api pod to the web pod 10.244.1.10 '
+                'directly on each port (no service DNAT)',
+        'variants': IC_DESC, 'env': env, 'medians': med, 'spread': spread, 'ratios': ratios,
+        'targets': T, 'mem_idle': mem_idle, 'extra': extra, 'runs': runs, 'notes': notes, 'table': lines})
+
+
+# ------------------------------------------------------------------ preview
+PV_V = ['straight', 'preview', 'haproxy']
+PV_LABEL = {'straight': 'a straight to the service', 'preview': 'b preview listener',
+            'haproxy': 'c HAProxy as the hop'}
+PV_DESC = {
+    'straight': 'mate -> NodePort 192.168.60.1:8000 (node DNAT) -> web pod sidecar :8081 -> app nginx :80',
+    'preview': 'mate -> http://<token>.preview.kb.test:8080/ (node DNAT) -> manager preview listener (mgr pod) -> '
+               'web.default.svc 10.96.1.1:80 -> sidecar (bob\'s intercept, path prefix not matched) -> app nginx :80',
+    'haproxy': 'mate -> 192.168.60.1:8090 (node DNAT) -> HAProxy in the mgr pod (nbthread 1, keep-alive, no log, '
+               'set-header x-kbridge-intercept-id) -> 10.96.1.1:80 -> sidecar -> app nginx :80'}
+PV_KEYS = ['rps', 'p50_us', 'p90_us', 'p99_us', 'hop_cpu_us_per_req', 'down_cpu_us_per_req', 'wrk_cpu_us_per_req',
+           'vmrss_kib', 'rssanon_kib', 'host_busy_pct']
+
+
+def preview_runs(results, hz):
+    """run lines: VARIANT ROUND SECS HOP_CPU DOWN_CPU WALL_NS RSS ANON RC H0 H1 WRK_OUT"""
+    env, notes, mem_idle, extra = {}, [], {}, {}
+    runs = {v: [] for v in PV_V}
+    for mode, key, val in results:
+        if mode == 'env':
+            env[key] = val
+        elif key == 'note':
+            notes.append('%s: %s' % (mode, val))
+        elif key == 'mem_idle':
+            mem_idle[mode] = val
+        elif mode == 'run':
+            v, r, secs, cpu, down, wall, rss, anon, rc, h0, h1, outf = (key + ' ' + val).split()
+            d, wrk_notes = wrk_round(v, r, rc, read_text(outf), hz, wall, h0, h1)
+            n = d['requests']
+            d.update({'seconds': int(secs), 'hop_cpu_ticks': int(cpu), 'down_cpu_ticks': int(down),
+                      'vmrss_kib': None if rss == 'null' else int(rss),
+                      'rssanon_kib': None if anon == 'null' else int(anon), 'wrk_rc': int(rc)})
+            d['hop_cpu_us_per_req'] = per_request(d['hop_cpu_ticks'], hz, n) if v != 'straight' else None
+            d['down_cpu_us_per_req'] = per_request(d['down_cpu_ticks'], hz, n)
+            notes += wrk_notes
+            runs[v].append(d)
+        else:
+            extra.setdefault(mode, {})[key] = val
+    return runs, env, notes, mem_idle, extra
+
+
+def report_preview(res, out, dur, rounds, quick, hz):
+    runs, env, notes, mem_idle, extra = preview_runs(read_results(res), hz)
+    med, spread = medians(runs, PV_KEYS)
+    g = lambda v, k: med[v].get(k)
+
+    def c(v, k, fmt):
+        x = g(v, k)
+        return '-' if x is None else fmt % x
+
+    def sp(v, k):
+        s = spread[v].get(k)
+        return '-' if not s or s['half_range_pct'] is None else '%.0f%%' % s['half_range_pct']
+    lines = header_lines(
+        'kbridge preview benchmark: %d round%s x %d s per variant, interleaved (a b c ...)%s; %d CPUs, kernel %s' % (
+            rounds, 's' if rounds != 1 else '', dur, ', --quick' if quick else '', os.cpu_count(),
+            platform.release()),
+        ['load: wrk -t1 -c50 (keep-alive) --latency from mate (the teammate), GET / (the app: bob\'s intercept',
+         '      only takes /kbridge-bench-none/)'], env)
+    P = lines.append
+    P('')
+    row = '%-28s %8s %5s %8s %8s %5s %9s %9s %8s %8s'
+    hdr = row % ('variant', 'req/s', '+-', 'p50 us', 'p99 us', '+-', 'hop CPU', 'side+app', 'wrk CPU', 'hop RSS')
+    P(hdr)
+    P(row % ('', '(median)', '', '', '', '', 'us/req', 'us/req', 'us/req', 'kB'))
+    P('-' * len(hdr))
+    for v in PV_V:
+        P(row % (PV_LABEL[v], c(v, 'rps', '%.0f'), sp(v, 'rps'), c(v, 'p50_us', '%.0f'), c(v, 'p99_us', '%.0f'),
+                 sp(v, 'p99_us'), c(v, 'hop_cpu_us_per_req', '%.1f'), c(v, 'down_cpu_us_per_req', '%.1f'),
+                 c(v, 'wrk_cpu_us_per_req', '%.1f'), c(v, 'vmrss_kib', '%.0f')))
+    P('(+- = half the min..max range over the rounds, in % of the median; hop CPU = utime+stime per request')
+    P(' of the manager process (b) or HAProxy (c); side+app = the web sidecar and the app nginx, the same')
+    P(' work behind every variant; hop RSS = VmRSS of the hop 0.3 s before the load ends)')
+    P('idle memory of the hop before the load (VmRSS RssAnon kB): %s' % ', '.join(
+        '%s %s' % (v, mem_idle[v]) for v in PV_V if v in mem_idle))
+    if 'mem_after' in extra.get('preview', {}):
+        P('manager memory after all loads (VmRSS RssAnon kB): %s' % extra['preview']['mem_after'])
+    P('')
+    rl, ratios = ratio_lines(runs, med, [
+        ('preview / straight     req/s', 'preview', 'straight', 'rps'),
+        ('preview / straight     p99', 'preview', 'straight', 'p99_us'),
+        ('preview / HAProxy      req/s', 'preview', 'haproxy', 'rps'),
+        ('preview / HAProxy      p99', 'preview', 'haproxy', 'p99_us'),
+        ('preview / HAProxy      hop CPU/request', 'preview', 'haproxy', 'hop_cpu_us_per_req'),
+        ('HAProxy / straight     req/s', 'haproxy', 'straight', 'rps')], 40)
+    lines += rl
+    P('(req/s: higher is better; p99, CPU: lower is better)')
+    P('')
+    T = []
+    x = ratio(g('preview', 'hop_cpu_us_per_req'), g('haproxy', 'hop_cpu_us_per_req'))
+    target(T, 'preview hop CPU/request <= HAProxy', x, None if x is None else x <= 1.0,
+           '-' if x is None else '%s vs %s us (%s)' % (c('preview', 'hop_cpu_us_per_req', '%.1f'),
+                                                      c('haproxy', 'hop_cpu_us_per_req', '%.1f'), fmt_ratio(x)))
+    x = ratio(g('preview', 'rps'), g('straight', 'rps'))
+    target(T, 'preview req/s >= 0.6x straight', x, None if x is None else x >= 0.6, fmt_ratio(x))
+    lines += target_lines(T, 40, 28)
+    P('')
+    P('reference (issue 4): HAProxy measured elsewhere at about 35 us CPU per request')
+    lines += note_lines(notes)
+    print('\n'.join(lines))
+    write_json(out, {
+        'benchmark': 'preview', 'duration_s': dur, 'rounds': rounds, 'quick': quick,
+        'cpus': os.cpu_count(), 'kernel': platform.release(), 'clk_tck': hz,
+        'load': 'wrk -t1 -c50 --latency --timeout 5s, keep-alive, GET /, from mate',
+        'variants': PV_DESC, 'env': env, 'medians': med, 'spread': spread, 'ratios': ratios,
+        'targets': T, 'mem_idle': mem_idle, 'extra': extra, 'runs': runs, 'notes': notes, 'table': lines})
+
+
+# ------------------------------------------------------------------ main
+def _null(x):
+    return 'null' if x is None else ('%g' % x if isinstance(x, float) else str(x))
+
+
+def main(argv):
+    cmd, a = (argv[1], argv[2:]) if len(argv) > 1 else ('', [])
+    if cmd == 'connect' and len(a) == 5:
+        report_connect(a[0], a[1], int(a[2]), a[3] == '1', int(a[4]))
+    elif cmd == 'intercept' and len(a) == 6:
+        report_intercept(a[0], a[1], int(a[2]), int(a[3]), a[4] == '1', int(a[5]))
+    elif cmd == 'preview' and len(a) == 6:
+        report_preview(a[0], a[1], int(a[2]), int(a[3]), a[4] == '1', int(a[5]))
+    elif cmd == 'wrk' and len(a) >= 2:
+        d = parse_wrk(read_text(a[0]))
+        for field in a[1:]:
+            if field == 'problems':
+                print(wrk_problems(d))
+            elif field == 'p99':
+                print(_null(None if d['p99_us'] is None else round(d['p99_us'])) + ('us' if d['p99_us'] is not None else ''))
+            elif field == 'rps':
+                print('null' if d['rps'] is None else '%.2f' % d['rps'])
+            else:
+                print(_null(d.get(field)))
+    elif cmd == 'iperf3' and len(a) == 1:
+        x = parse_iperf3(read_text(a[0]))
+        print('null' if x is None else '%.4f' % x)
+    elif cmd == 'openssl-speed' and not a:
+        x = parse_openssl_speed(sys.stdin.read())
+        print('null' if x is None else '%.2f' % x)
+    else:
+        sys.stderr.write(__doc__)
+        return 2
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main(sys.argv))

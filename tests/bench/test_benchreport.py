@@ -1,0 +1,223 @@
+"""Tests of scripts/lib/benchreport.py against recorded tool outputs
+(samples/README says where each comes from). Run: python3 -m unittest
+discover -s tests/bench (tests/e2e/benchreport.sh does)."""
+import io
+import json
+import os
+import sys
+import tempfile
+import unittest
+from contextlib import redirect_stdout
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, '..', '..', 'scripts', 'lib'))
+import benchreport as br  # noqa: E402
+
+
+def sample(name):
+    with open(os.path.join(HERE, 'samples', name)) as f:
+        return f.read()
+
+
+class ToUs(unittest.TestCase):
+    def test_units(self):
+        self.assertEqual(br.to_us('780.00us'), 780)
+        self.assertEqual(br.to_us('1.01ms'), 1010)
+        self.assertEqual(br.to_us('2.00s'), 2e6)
+        self.assertEqual(br.to_us('1.50m'), 90e6)
+        self.assertEqual(br.to_us('1.00h'), 3600e6)
+        self.assertIsNone(br.to_us('-nan%'))
+        self.assertIsNone(br.to_us('12'))
+
+
+class Wrk(unittest.TestCase):
+    def test_latency_distribution(self):
+        d = br.parse_wrk(sample('wrk-ok.out'))
+        self.assertEqual(d['rps'], 1355.20)
+        self.assertEqual(d['requests'], 1491)
+        self.assertEqual(d['lat_avg_us'], 3250)
+        self.assertEqual(d['lat_max_us'], 33660)
+        self.assertEqual((d['p50_us'], d['p75_us'], d['p90_us'], d['p99_us']), (2640, 3400, 4520, 23020))
+        self.assertIsNone(d['errors'])
+        self.assertEqual(d['non2xx'], 0)
+        self.assertIsNone(d['wrk_cpu_ticks'])
+        self.assertEqual(br.wrk_problems(d), '')
+
+    def test_non2xx(self):
+        d = br.parse_wrk(sample('wrk-404.out'))
+        self.assertEqual(d['non2xx'], 1714)
+        self.assertEqual(d['requests'], 1714)
+        self.assertEqual(d['p99_us'], 5790)
+        self.assertEqual(br.wrk_problems(d), 'Non-2xx or 3xx responses: 1714')
+
+    def test_socket_errors(self):
+        d = br.parse_wrk(sample('wrk-readerr.out'))
+        self.assertEqual(d['errors'], 'Socket errors: connect 0, read 4176, write 0, timeout 0')
+        self.assertEqual(d['socket_errors'], {'connect': 0, 'read': 4176, 'write': 0, 'timeout': 0})
+        self.assertEqual(d['p50_us'], 780)
+        self.assertEqual(d['rps'], 3800.32)
+
+    def test_zero_responses_have_no_latency(self):
+        # wrk prints 0.00us for every latency when nothing answered: no figure
+        d = br.parse_wrk(sample('wrk-zero.out'))
+        self.assertEqual(d['requests'], 0)
+        self.assertEqual(d['rps'], 0.0)
+        for k in ('lat_avg_us', 'lat_max_us', 'p50_us', 'p75_us', 'p90_us', 'p99_us'):
+            self.assertIsNone(d[k], k)
+
+    def test_refused(self):
+        d = br.parse_wrk(sample('wrk-refused.out'))
+        self.assertIsNone(d['rps'])
+        self.assertIsNone(d['requests'])
+        self.assertIsNone(d['p99_us'])
+
+    def test_no_latency_flag_and_wrkstat(self):
+        # connect's runs: no --latency; the kbbench-wrkstat line is the sh's
+        # /proc stat after wrk was reaped: cutime 0 + cstime 28
+        d = br.parse_wrk(sample('wrk-nolat.out'))
+        self.assertEqual(d['rps'], 3527.68)
+        self.assertEqual(d['requests'], 3880)
+        self.assertEqual(d['lat_avg_us'], 715.91)
+        self.assertEqual(d['lat_max_us'], 11190)
+        self.assertIsNone(d['p50_us'])
+        self.assertEqual(d['socket_errors']['read'], 3880)
+        self.assertEqual(d['wrk_cpu_ticks'], 28)
+
+    def test_seconds_minutes_both_error_lines(self):
+        d = br.parse_wrk(sample('wrk-slow.out'))
+        self.assertEqual(d['lat_avg_us'], 1.2e6)
+        self.assertEqual(d['lat_max_us'], 1.02 * 60e6)
+        self.assertEqual((d['p50_us'], d['p75_us'], d['p90_us']), (1.1e6, 1.5e6, 1.8e6))
+        self.assertAlmostEqual(d['p99_us'], 61.2e6)
+        self.assertEqual(d['socket_errors']['timeout'], 12)
+        self.assertEqual(d['non2xx'], 3)
+        self.assertEqual(d['wrk_cpu_ticks'], 12)
+        self.assertEqual(br.wrk_problems(d),
+                         'Socket errors: connect 0, read 0, write 0, timeout 12; Non-2xx or 3xx responses: 3')
+
+    def test_latency_header_is_not_the_latency_line(self):
+        # "Latency Distribution" must not be read as the Thread Stats line,
+        # even when it comes first (a truncated output)
+        d = br.parse_wrk('  Latency Distribution\n     50%    2.64ms\n  10 requests in 1.00s, 1KB read\n')
+        self.assertIsNone(d['lat_avg_us'])
+        self.assertEqual(d['p50_us'], 2640)
+
+
+class Iperf3(unittest.TestCase):
+    def test_ok(self):
+        self.assertAlmostEqual(br.parse_iperf3(sample('iperf-ok.json')), 0.100644374857, places=9)
+
+    def test_refused_and_garbage(self):
+        self.assertIsNone(br.parse_iperf3(sample('iperf-refused.json')))
+        self.assertIsNone(br.parse_iperf3('iperf3: error - unable to connect'))
+        self.assertIsNone(br.parse_iperf3(''))
+
+
+class OpensslSpeed(unittest.TestCase):
+    def test_gcm(self):
+        self.assertAlmostEqual(br.parse_openssl_speed(sample('openssl-speed.out')), 3.63528868, places=6)
+        self.assertIsNone(br.parse_openssl_speed('Error setting cipher'))
+
+
+class Figures(unittest.TestCase):
+    def test_summarize_and_ratio(self):
+        m, s = br.summarize([10.0, 30.0, 20.0])
+        self.assertEqual(m, 20.0)
+        self.assertEqual(s, {'min': 10.0, 'max': 30.0, 'n': 3, 'half_range_pct': 50.0})
+        self.assertEqual(br.summarize([4, 1, 3, 2])[0], 2.5)
+        self.assertIsNone(br.ratio(1, 0))
+        self.assertIsNone(br.ratio(None, 2))
+        self.assertEqual(br.ratio(3, 2), 1.5)
+        runs = {'a': [{'round': 1, 'rps': 10}, {'round': 2, 'rps': 30}],
+                'b': [{'round': 1, 'rps': 5}, {'round': 2, 'rps': 10}]}
+        self.assertEqual(br.per_round(runs, 'a', 'b', 'rps'), (2.0, 3.0))
+
+    def test_busy(self):
+        n = os.cpu_count() or 1
+        self.assertTrue(br.busy_machine({'load_before': '%d 0 0' % n, 'load_after': '0.0 0 0'}))
+        self.assertFalse(br.busy_machine({'load_before': '0.0 1 1', 'load_after': '0.0 1 1'}))
+        self.assertFalse(br.busy_machine({}))
+
+    def test_connect_figures(self):
+        res = [('env', 'binaries', 'x y'), ('direct', 'tput1', '2.5'), ('kbridge', 'tput1', '1.25'),
+               ('kbridge', 'connect_ms', '120.0'), ('kbridge', 'connect_ms', 'null'),
+               ('kbridge', 'connect_ms', '100.0'), ('kbridge', 'connect_ms', '300.0'),
+               ('kbridge', 'kbd_rss_base', '4000'), ('kbridge', 'kbd_rss_held', '6000'),
+               ('kbridge', 'hold_ok', '2000'), ('kbridge', 'dns', '{"p50_ms": 0.1, "ok": 195, "fail": 5}'),
+               ('kbridge', 'note', 'something')]
+        r, raw, env, notes = br.connect_figures(res)
+        self.assertEqual(r['kbridge']['connect_ms'], 120.0)
+        self.assertEqual(raw['kbridge']['connect_ms'], [120.0, None, 100.0, 300.0])
+        self.assertEqual(r['kbridge']['kbd_kib_per_conn'], 1.0)
+        self.assertIsNone(r['kbridge']['mgr_kib_per_conn'])
+        self.assertEqual(r['kbridge']['dns_p50_ms'], 0.1)
+        self.assertEqual(env['binaries'], 'x y')
+        self.assertEqual(notes, ['kbridge: 5 of 200 DNS lookups failed', 'kbridge: something'])
+
+
+class Reports(unittest.TestCase):
+    """The three reports end to end, from results files like bench.bash's."""
+
+    def run_report(self, fn, results, *args):
+        with tempfile.TemporaryDirectory() as d:
+            res, out = os.path.join(d, 'results'), os.path.join(d, 'out', 'bench.json')
+            with open(res, 'w') as f:
+                f.write(results)
+            buf = io.StringIO()
+            with redirect_stdout(buf):
+                fn(res, out, *args)
+            with open(out) as f:
+                return buf.getvalue(), json.load(f)
+
+    def test_intercept(self):
+        s = os.path.join(HERE, 'samples')
+        env = 'env binaries b1\nenv load_before 0.10 0 0\nenv load_after 0.20 0 0\nenv machine AMD EPYC|3.94\n'
+        # VARIANT ROUND SECS CPU APP PATH WALL_NS RSS ANON RC UP VCS H0 H1 SERVED OUT
+        run = 'run %s %d 1 %d 10 0 1100000000 5000 1000 0 4 100 0,0 100,200 %d %s/%s\n'
+        txt, j = self.run_report(br.report_intercept, env +
+                                 run % ('app', 1, 10, 1491, s, 'wrk-ok.out') +
+                                 run % ('haproxy', 1, 20, 1491, s, 'wrk-ok.out') +
+                                 run % ('sidecar', 1, 15, 1714, s, 'wrk-404.out') +
+                                 run % ('sidecar', 2, 15, 4178, s, 'wrk-readerr.out'), 1, 2, True, 100)
+        self.assertEqual(j['medians']['app']['rps'], 1355.2)
+        self.assertEqual(j['medians']['sidecar']['rps'], round((1558.52 + 3800.32) / 2, 2))
+        self.assertEqual(j['medians']['sidecar']['p99_us'], round((5790 + 4570) / 2, 2))
+        # 10 ticks of 1/100 s over 1491 requests
+        self.assertEqual(j['runs']['app'][0]['cpu_us_per_req'], round(0.1 * 1e6 / 1491, 2))
+        self.assertEqual(j['runs']['app'][0]['lat_overlap'], round(1491 * 3250 / 1e6 / (50 * 1.1), 3))
+        self.assertIn('sidecar round 1: 1714 non-2xx responses', j['notes'])
+        self.assertIn('sidecar round 2: wrk Socket errors: connect 0, read 4176, write 0, timeout 0', j['notes'])
+        self.assertIn('machine: AMD EPYC', txt)
+        self.assertIn('3.94 GB/s', txt)
+        self.assertRegex(txt, r'a app alone: nginx :80 +1355 ')
+        self.assertEqual(j['ratios']['sidecar/haproxy rps']['value'], round(((1558.52 + 3800.32) / 2) / 1355.2, 4))
+
+    def test_preview(self):
+        s = os.path.join(HERE, 'samples')
+        # VARIANT ROUND SECS HOP_CPU DOWN_CPU WALL_NS RSS ANON RC H0 H1 OUT
+        run = 'run %s 1 1 %d 30 1100000000 %s %s %d 0,0 100,200 %s/%s\n'
+        txt, j = self.run_report(br.report_preview, 'env binaries b\n' +
+                                 run % ('straight', 0, 'null', 'null', 0, s, 'wrk-ok.out') +
+                                 run % ('preview', 20, '9000', '3000', 0, s, 'wrk-nolat.out') +
+                                 run % ('haproxy', 40, '15000', '4000', 1, s, 'wrk-refused.out'), 1, 1, False, 100)
+        self.assertIsNone(j['runs']['straight'][0]['hop_cpu_us_per_req'])
+        self.assertEqual(j['runs']['preview'][0]['wrk_cpu_us_per_req'], round(0.28 * 1e6 / 3880, 2))
+        self.assertEqual(j['medians']['preview']['vmrss_kib'], 9000)
+        self.assertNotIn('rps', j['medians']['haproxy'])
+        self.assertTrue(any(n.startswith('haproxy round 1: wrk failed (rc 1): unable to connect') for n in j['notes']),
+                        j['notes'])
+        self.assertIn('machine: ?', txt)
+
+    def test_connect(self):
+        res = ('env binaries b\ndirect tput1 2.0000\nstunnel tput1 0.5000\nkbridge tput1 1.0000\n'
+               'kbridge http_ka 500\ndirect http_ka 1000\nkbridge cpu_tput1 150\n')
+        txt, j = self.run_report(br.report_connect, res, 2, True, 2000)
+        self.assertEqual(j['ratios']['tput1']['kbridge/stunnel'], 2.0)
+        self.assertEqual(j['ratios']['http_ka']['kbridge/direct'], 0.5)
+        self.assertEqual(j['targets'][0]['pass'], True)
+        self.assertRegex(txt, r'throughput, 1 stream +Gbit/s +2\.000 +0\.500 +n/a +1\.000 \|')
+        self.assertIn('150%', txt)
+
+
+if __name__ == '__main__':
+    unittest.main()
