@@ -74,21 +74,19 @@ batch_fini(struct batch *b)
 }
 
 int
-batch_defer(struct batch *b, struct batch_member *m)
+batch_enqueue(struct batch *b, struct batch_member *m)
 {
-	if (b->flushing || b->ev == NULL)
+	if (b->npending >= BATCH_MAX - 1) {
+		/* A full group: the waiting ones go now, m's bytes in the
+		 * same system call. */
+		b->groups++;
+		batch_flush(b, m);
 		return 0;
-	if (!m->pending) {
-		if (b->npending >= BATCH_MAX - 1) {
-			b->groups++;
-			batch_flush(b, m);
-			return 0;
-		}
-		TAILQ_INSERT_TAIL(&b->pending, m, link);
-		m->pending = 1;
-		b->npending++;
-		event_active(b->ev, EV_READ, 0);
 	}
+	TAILQ_INSERT_TAIL(&b->pending, m, link);
+	m->pending = 1;
+	b->npending++;
+	event_active(b->ev, EV_READ, 0);
 	return 1;
 }
 

@@ -16,6 +16,8 @@
 #include <sys/socket.h>
 #include <sys/uio.h>
 
+#include <stddef.h>
+
 #include "sendmany.h"
 
 struct event;
@@ -63,10 +65,20 @@ struct batch {
 int batch_init(struct batch *b, struct event_base *base, const struct batch_ops *ops);
 void batch_fini(struct batch *b);
 
+/* batch_defer() for a member not yet waiting. */
+int batch_enqueue(struct batch *b, struct batch_member *m);
+
 /* Leave m's writes for the end of this loop iteration: 1, or 0 to write
  * now (in the flush, without the event, or when m filled a group: the
- * others went, m's bytes in the same system call). */
-int batch_defer(struct batch *b, struct batch_member *m);
+ * others went, m's bytes in the same system call). Inline: it runs after
+ * every event. */
+static inline int
+batch_defer(struct batch *b, struct batch_member *m)
+{
+	if (b->flushing || b->ev == NULL)
+		return 0;
+	return m->pending ? 1 : batch_enqueue(b, m);
+}
 /* From collect(): out's bytes for fd go out with the group; sent() gets sock. */
 void batch_add(struct batch *b, int fd, struct evbuffer *out, void *sock);
 /* m is freed: off the list. */
