@@ -2,12 +2,14 @@
  * head is parsed with llhttp, routed, and sent on rebuilt without hop-by-hop
  * headers; the body follows verbatim (chunk framing included) as far as the
  * parser says the message goes. The response is forwarded verbatim while a
- * second parser finds where it ends. Reads land in one shared scratch buffer
+ * second parser finds where it ends. Reads land in the proxy's scratch buffer
  * and go straight to the other socket when nothing is queued there, so the
  * usual request copies nothing; queues stop the reading side at a watermark.
  * Requests are served one after another: no read-ahead beyond a head's worth.
  * With up.pass, the first request line is sniffed before llhttp sees it: a
  * connection that is not HTTP/1 goes to the app as it came (hp_pass()).
+ * Small writes wait for the end of the loop iteration and go out in groups
+ * (batch.h); the app's answer times are noted for pace.h (applat.h).
  * hp_conn_free() must not be called from the route(), open() or done()
  * callbacks. */
 #include "httpproxy.h"
@@ -32,29 +34,37 @@
 
 #include <llhttp.h>
 
+#include "applat.h"
+#include "batch.h"
 #include "log.h"
-#include "sendmany.h"
-#include "util.h"
 
 #define HP_READ_SIZE	(64 * 1024)
 #define HP_HIGH_WATER	(256 * 1024)	/* stop reading while the peer has this queued */
 #define HP_HBUF_KEEP	(8 * 1024)	/* larger head buffers are freed after use */
-#define HP_IOV		16
+#define HP_IOV		BATCH_IOV
 #define HP_ROUTE_DROP	8	/* header names route() may drop */
 #define HP_DIRECT_MIN	(16 * 1024) /* bulk goes out at once, uncopied */
-#define HP_FLUSH_BATCH	8	/* connections whose writes wait at most */
 
-/* Variables so that tests can shorten them. */
-static int hp_idle_ms = 60 * 1000;	/* no request on a kept-alive connection */
-static int hp_head_ms = 30 * 1000;	/* a request head that does not complete */
-static int hp_linger_ms = 10 * 1000;	/* last response not taken by the client */
-static int hp_connect_ms = 10 * 1000;	/* an upstream connect() in progress */
-/* A client still silent after this gets its app connection opened: if the
- * app speaks first (a server-first protocol on an http port), the two are
- * joined; if the client speaks first, that connection serves its first
- * request routed to the app. Short, so that a greeting is not held back
- * long; a slow HTTP client still gets its requests routed. */
-static int hp_sniff_ms = 1000;
+/* The proxy's state, one per event base: what its connections share. */
+struct hp_proxy {
+	struct event_base *base;
+	/* Timeouts (ms), fields so that tests can shorten them. */
+	int idle_ms;		/* no request on a kept-alive connection */
+	int head_ms;		/* a request head that does not complete */
+	int linger_ms;		/* last response not taken by the client */
+	int connect_ms;		/* an upstream connect() in progress */
+	/* A client still silent after sniff_ms gets its app connection
+	 * opened: if the app speaks first (a server-first protocol on an http
+	 * port), the two are joined; if the client speaks first, that
+	 * connection serves its first request routed to the app. Short, so
+	 * that a greeting is not held back long; a slow HTTP client still gets
+	 * its requests routed. */
+	int sniff_ms;
+	unsigned passed_kinds;	/* bits of the kinds already logged (hp_pass()) */
+	struct applat lat;	/* for pace.h */
+	struct batch batch;	/* writes of several connections in one go */
+	char rbuf[HP_READ_SIZE];	/* every read lands here */
+};
 
 /* What the first bytes of a connection are (hp_sniff()). */
 enum hp_kind {
@@ -136,7 +146,7 @@ struct hp_route {
 };
 
 struct hp_conn {
-	struct event_base *base;
+	struct hp_proxy *hp;
 	struct hp_upstreams up;
 	enum hp_state state;
 	struct hp_sock cl;
@@ -162,34 +172,11 @@ struct hp_conn {
 
 	int wrote;		/* the client took queued bytes since the timer was set */
 	size_t peak;		/* most bytes queued at once; tests check it */
-	TAILQ_ENTRY(hp_conn) pend;
-	int pending;		/* on hp_pending: has bytes to write */
+	struct batch_member bm;	/* its writes wait for the end of the iteration */
 };
 
-static __thread char hp_rbuf[HP_READ_SIZE];
+#define HP_CONN_OF_BM(m) ((struct hp_conn *)((char *)(m) - offsetof(struct hp_conn, bm)))
 
-/* Writes wait until every event of this loop iteration has been handled,
- * then go out together: the peers (the client, the app) then find several
- * requests or responses per wake-up instead of one, which on a busy machine
- * saves more than the proxy's own work (fewer context switches all round).
- * But no more than HP_FLUSH_BATCH connections wait: with many busy
- * connections a whole iteration's worth would travel as one wave (the app
- * idle while the proxy reads, the proxy idle while the app answers); sent
- * in groups, the app starts on the first group while the proxy reads on. */
-static TAILQ_HEAD(hp_pending_list, hp_conn) hp_pending =
-    TAILQ_HEAD_INITIALIZER(hp_pending);
-static struct event *hp_flush_ev;
-static struct event_base *hp_flush_base;
-static int hp_flushing;
-static int hp_npending;		/* connections on hp_pending */
-static unsigned long hp_groups;	/* groups sent before the end of an iteration */
-
-/* For pace.h: readiness events handled, and how long the default upstream
- * (key 0: the app) takes to answer (moving average, 1/16 per response). */
-static uint64_t hp_nevents;
-static uint64_t hp_wait_avg16;	/* x 16, so small times do not round away */
-static uint64_t hp_wait_last_us;	/* when the app last answered */
-#define HP_WAIT_STALE_US (100 * 1000)	/* older than this says nothing */
 
 static void hp_read_cb(evutil_socket_t, short, void *);
 static void hp_write_cb(evutil_socket_t, short, void *);
@@ -227,8 +214,8 @@ hp_sock_init(struct hp_conn *c, struct hp_sock *s, int fd)
 	/* Fails harmlessly on a non-TCP socket. */
 	(void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	if ((s->out = evbuffer_new()) == NULL ||
-	    (s->rev = event_new(c->base, fd, EV_READ | EV_PERSIST, hp_read_cb, s)) == NULL ||
-	    (s->wev = event_new(c->base, fd, EV_WRITE | EV_PERSIST, hp_write_cb, s)) == NULL)
+	    (s->rev = event_new(c->hp->base, fd, EV_READ | EV_PERSIST, hp_read_cb, s)) == NULL ||
+	    (s->wev = event_new(c->hp->base, fd, EV_WRITE | EV_PERSIST, hp_write_cb, s)) == NULL)
 		return -1;
 	return 0;
 }
@@ -349,7 +336,7 @@ hp_send(struct hp_sock *s, const char *p, size_t len)
 	if (s->werr || s->wshut || len == 0)
 		return;
 	if (evbuffer_get_length(s->out) == 0 && !s->connecting &&
-	    (hp_flushing || s->c->base != hp_flush_base || len >= HP_DIRECT_MIN)) {
+	    (s->c->hp->batch.flushing || s->c->hp->batch.ev == NULL || len >= HP_DIRECT_MIN)) {
 		while ((n = send(s->fd, p, len, MSG_NOSIGNAL)) == -1 && errno == EINTR)
 			;
 		if (n == -1) {
@@ -529,7 +516,9 @@ hp_hput(struct hp_conn *c, const char *s, size_t n)
 static int
 hp_req_begin(llhttp_t *p)
 {
-	hp_timer_set(p->data, hp_head_ms);
+	struct hp_conn *c = p->data;
+
+	hp_timer_set(c, c->hp->head_ms);
 	return 0;
 }
 
@@ -793,7 +782,7 @@ hp_up_get(struct hp_conn *c, uint64_t key)
 			c->idle = NULL;
 			c->t.reused = 1;
 			if (c->us->connecting)	/* a silent client's, opened early */
-				hp_timer_set(c, hp_connect_ms);
+				hp_timer_set(c, c->hp->connect_ms);
 			return 0;
 		}
 		hp_up_free(c->idle);
@@ -810,7 +799,7 @@ hp_up_get(struct hp_conn *c, uint64_t key)
 		hp_upstream_fail(c, "out of memory");
 		return -1;
 	}
-	hp_timer_set(c, hp_connect_ms);
+	hp_timer_set(c, c->hp->connect_ms);
 	return 0;
 }
 
@@ -896,25 +885,6 @@ hp_route_add(struct hp_route *r, const char *name, const char *value)
 	return evbuffer_add_printf(r->add, "%s: %s\r\n", name, value) < 0 ? -1 : 0;
 }
 
-/* Now in microseconds. Not the loop's cached time: libevent reads a coarse
- * clock (milliseconds) for it. */
-static uint64_t
-hp_now_us(void)
-{
-	return kb_clock_ns(CLOCK_MONOTONIC) / 1000;
-}
-
-static void
-hp_wait_note(uint64_t sent_us)
-{
-	uint64_t now = hp_now_us(), us = now - sent_us;
-
-	if (us > 60u * 1000000u)
-		return;	/* a long poll says nothing about load */
-	hp_wait_avg16 += us - hp_wait_avg16 / 16;
-	hp_wait_last_us = now;
-}
-
 static void
 hp_request_start(struct hp_conn *c)
 {
@@ -969,7 +939,7 @@ hp_request_start(struct hp_conn *c)
 	if (hp_up_get(c, key) == -1)
 		return;
 	if (key == 0)
-		c->t.sent_us = hp_now_us();
+		c->t.sent_us = applat_now_us();
 	llhttp_reset(&c->sp);
 	if (hp_emit_head(c, h, c->nhdr) == -1)
 		hp_upstream_fail(c, "out of memory");
@@ -1163,9 +1133,6 @@ hp_line_parses(struct hp_conn *c)
 	return llhttp_execute(&p, line, c->sn.n) == HPE_OK;
 }
 
-/* Bits of the kinds already logged: once per kind and process. */
-static unsigned hp_passed_kinds;
-
 /* Join the client to the app (key 0, the silent client's connection if
  * open), with what the client sent so far: from now on a tunnel. Closes
  * the client, as a reset, if the app cannot be reached. */
@@ -1176,9 +1143,11 @@ hp_pass(struct hp_conn *c, int kind)
 	unsigned bit = 1u << kind;
 	int fd;
 
-	if (!(__atomic_fetch_or(&hp_passed_kinds, bit, __ATOMIC_RELAXED) & bit))
+	if (!(c->hp->passed_kinds & bit)) {
+		c->hp->passed_kinds |= bit;	/* logged once per kind */
 		log_info("connection is not HTTP/1 (%s): passed to the app untouched",
 		    hp_kind_name[kind]);
+	}
 	c->sniff = 0;
 	c->state = HP_TUNNEL;
 	if (c->idle != NULL && c->idle->key == 0) {
@@ -1196,7 +1165,7 @@ hp_pass(struct hp_conn *c, int kind)
 		}
 	}
 	if (c->us->connecting)
-		hp_timer_set(c, hp_connect_ms);
+		hp_timer_set(c, c->hp->connect_ms);
 	else
 		evtimer_del(c->timer);
 	if (evbuffer_add_buffer(c->us->out, c->cin) == -1)
@@ -1226,7 +1195,7 @@ hp_sniff_input(struct hp_conn *c, const char *p, size_t len)
 		hp_process_cin(c);
 }
 
-/* The client has been silent for hp_sniff_ms: open its app connection,
+/* The client has been silent for sniff_ms: open its app connection,
  * which joins the two if the app speaks first (hp_read_cb()). */
 static void
 hp_probe(struct hp_conn *c)
@@ -1235,7 +1204,7 @@ hp_probe(struct hp_conn *c)
 	int fd;
 
 	c->probed = 1;
-	hp_timer_set(c, hp_idle_ms > hp_sniff_ms ? hp_idle_ms - hp_sniff_ms : 1);
+	hp_timer_set(c, c->hp->idle_ms > c->hp->sniff_ms ? c->hp->idle_ms - c->hp->sniff_ms : 1);
 	if (c->idle != NULL)
 		return;
 	reason[0] = '\0';
@@ -1324,7 +1293,7 @@ hp_resp_message_complete(llhttp_t *p)
 	c->t.resp_keep = llhttp_should_keep_alive(p);
 	c->t.resp_done = 1;
 	if (c->t.sent_us != 0)
-		hp_wait_note(c->t.sent_us);
+		applat_note(&c->hp->lat, c->t.sent_us);
 	return HPE_PAUSED;
 }
 
@@ -1438,7 +1407,7 @@ hp_head_reset(struct hp_conn *c)
 	}
 	llhttp_reset(&c->rp);
 	c->wrote = 0;
-	hp_timer_set(c, hp_idle_ms);
+	hp_timer_set(c, c->hp->idle_ms);
 }
 
 static void
@@ -1449,7 +1418,7 @@ hp_closing(struct hp_conn *c)
 	hp_up_free(c->idle);
 	c->us = c->idle = NULL;
 	c->wrote = 0;
-	hp_timer_set(c, hp_linger_ms);
+	hp_timer_set(c, c->hp->linger_ms);
 }
 
 static void
@@ -1527,10 +1496,10 @@ hp_arm(struct hp_conn *c)
 	}
 	/* Queued bytes of a pending connection go out at the end of this
 	 * iteration; only what that leaves behind waits for writability. */
-	hp_sock_arm(&c->cl, cr && !c->cl.rdeof, clq > 0 && !c->pending);
+	hp_sock_arm(&c->cl, cr && !c->cl.rdeof, clq > 0 && !c->bm.pending);
 	if (c->us != NULL)
 		hp_sock_arm(c->us, ur && !c->us->rdeof && !c->us->connecting,
-		    c->us->connecting || (usq > 0 && !c->pending));
+		    c->us->connecting || (usq > 0 && !c->bm.pending));
 	if (c->idle != NULL)
 		hp_sock_arm(c->idle, 1, 0);
 }
@@ -1546,124 +1515,65 @@ hp_finish(struct hp_conn *c)
 		up.done(up.arg, (struct hp_conn *)id);
 }
 
-/* A batch of sends for hp_send_pending(): the two sockets of each
- * connection of a group. */
-static __thread struct {
-	struct hp_sock *s[2 * HP_FLUSH_BATCH];
-	struct msghdr m[2 * HP_FLUSH_BATCH];
-	struct iovec iov[2 * HP_FLUSH_BATCH][HP_IOV];
-	struct kb_send v[2 * HP_FLUSH_BATCH];
-	unsigned n;
-} hp_batch;
-
+/* batch.h's callbacks: what a waiting connection has queued goes out with
+ * its group, skipping a socket that cannot take it now. */
 static void
-hp_batch_add(struct hp_sock *s)
+hp_batch_sock(struct batch *b, struct hp_sock *s)
 {
-	struct evbuffer_iovec ev[HP_IOV];
-	unsigned n = hp_batch.n;
-	int i, nv;
-
 	if (s == NULL || s->werr || s->warmed || s->connecting ||
-	    evbuffer_get_length(s->out) == 0 || n == 2 * HP_FLUSH_BATCH)
-		return;	/* (a full batch is not expected: hp_settle() writes the rest) */
-	nv = evbuffer_peek(s->out, -1, NULL, ev, HP_IOV);
-	if (nv > HP_IOV)
-		nv = HP_IOV;
-	for (i = 0; i < nv; i++) {
-		hp_batch.iov[n][i].iov_base = ev[i].iov_base;
-		hp_batch.iov[n][i].iov_len = ev[i].iov_len;
-	}
-	memset(&hp_batch.m[n], 0, sizeof(hp_batch.m[n]));
-	hp_batch.m[n].msg_iov = hp_batch.iov[n];
-	hp_batch.m[n].msg_iovlen = nv;
-	hp_batch.s[n] = s;
-	hp_batch.v[n].fd = s->fd;
-	hp_batch.v[n].msg = &hp_batch.m[n];
-	hp_batch.n++;
+	    evbuffer_get_length(s->out) == 0)
+		return;
+	batch_add(b, s->fd, s->out, s);
 }
 
-/* What the waiting connections (and extra, unless NULL) have queued goes
- * out in one system call (sendmany.h says why). What a socket does not
- * take stays queued and waits for writability (hp_settle() does not try
- * again at once: the socket just said it is full). */
 static void
-hp_send_pending(struct hp_conn *extra)
+hp_batch_collect(struct batch *b, struct batch_member *m)
 {
-	struct hp_conn *c;
-	struct hp_sock *s;
-	ssize_t res;
-	unsigned i;
+	struct hp_conn *c = HP_CONN_OF_BM(m);
 
-	hp_batch.n = 0;
-	TAILQ_FOREACH(c, &hp_pending, pend) {
-		hp_batch_add(&c->cl);
-		hp_batch_add(c->us);
-	}
-	if (extra != NULL) {
-		hp_batch_add(&extra->cl);
-		hp_batch_add(extra->us);
-	}
-	kb_sendmany(hp_batch.v, hp_batch.n);
-	for (i = 0; i < hp_batch.n; i++) {
-		s = hp_batch.s[i];
-		res = hp_batch.v[i].res;
-		if (res > 0) {
-			evbuffer_drain(s->out, res);
-			if (s == &s->c->cl)
-				s->c->wrote = 1;
-		} else if (res != -EAGAIN && res != -EWOULDBLOCK) {
-			log_debug("%s: fd %d: %s", __func__, s->fd, strerror((int)-res));
-			hp_sock_werr(s);
-			continue;
-		}
-		if (evbuffer_get_length(s->out) > 0)
-			hp_sock_arm(s, s->rarmed, 1);
-	}
+	hp_batch_sock(b, &c->cl);
+	hp_batch_sock(b, c->us);
 }
 
-/* The end of a loop iteration, or a full group (arg: the connection that
- * filled it, which is settling and writes for itself). */
+/* What a socket does not take stays queued and waits for writability. */
 static void
-hp_flush_cb(evutil_socket_t fd, short what, void *arg)
+hp_batch_sent(void *arg, ssize_t res)
 {
-	struct hp_conn *c;
+	struct hp_sock *s = arg;
 
-	(void)fd;
-	(void)what;
-	hp_send_pending(arg);
-	hp_flushing = 1;
-	while ((c = TAILQ_FIRST(&hp_pending)) != NULL) {
-		TAILQ_REMOVE(&hp_pending, c, pend);
-		c->pending = 0;
-		hp_npending--;
-		hp_settle(c);
+	if (res > 0) {
+		evbuffer_drain(s->out, res);
+		if (s == &s->c->cl)
+			s->c->wrote = 1;
+	} else if (res != -EAGAIN && res != -EWOULDBLOCK) {
+		log_debug("%s: fd %d: %s", __func__, s->fd, strerror((int)-res));
+		hp_sock_werr(s);
+		return;
 	}
-	hp_flushing = 0;
+	if (evbuffer_get_length(s->out) > 0)
+		hp_sock_arm(s, s->rarmed, 1);
 }
+
+static void
+hp_batch_settle(struct batch_member *m)
+{
+	hp_settle(HP_CONN_OF_BM(m));
+}
+
+static const struct batch_ops hp_batch_ops = {
+	.collect = hp_batch_collect,
+	.sent = hp_batch_sent,
+	.settle = hp_batch_settle,
+};
 
 /* Leave c's writes for the end of this loop iteration: 1, or 0 to write now. */
 static int
 hp_defer(struct hp_conn *c)
 {
-	if (hp_flushing || c->base != hp_flush_base)
-		return 0;
 	if (evbuffer_get_length(c->cl.out) == 0 && (c->us == NULL || c->us->connecting ||
 	    evbuffer_get_length(c->us->out) == 0))
 		return 0;
-	if (!c->pending) {
-		if (hp_npending >= HP_FLUSH_BATCH - 1) {
-			/* A full group: the waiting ones go now, c's bytes
-			 * in the same system call. */
-			hp_groups++;
-			hp_flush_cb(-1, 0, c);
-			return 0;
-		}
-		TAILQ_INSERT_TAIL(&hp_pending, c, pend);
-		c->pending = 1;
-		hp_npending++;
-		event_active(hp_flush_ev, EV_READ, 0);
-	}
-	return 1;
+	return batch_defer(&c->hp->batch, &c->bm);
 }
 
 /* Run after every event: move between states, write, decide what to wait for. */
@@ -1710,17 +1620,18 @@ hp_read_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct hp_sock *s = arg;
 	struct hp_conn *c = s->c;
+	struct hp_proxy *hp = c->hp;
 	ssize_t n;
 
 	(void)what;
-	hp_nevents++;
+	hp->lat.events++;
 	if (s == c->idle && !c->sniff) {
 		/* A kept-alive upstream that talks or closes is of no more use. */
 		hp_up_free(s);
 		c->idle = NULL;
 		return;
 	}
-	n = recv(fd, hp_rbuf, sizeof(hp_rbuf), 0);
+	n = recv(fd, hp->rbuf, sizeof(hp->rbuf), 0);
 	if (n == -1 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
 		return;
 	if (s == c->idle) {
@@ -1730,7 +1641,7 @@ hp_read_cb(evutil_socket_t fd, short what, void *arg)
 			s->connecting = 0;
 			hp_pass(c, HP_K_APP_FIRST);
 			if (c->state == HP_TUNNEL)
-				hp_upstream_input(c, hp_rbuf, n);
+				hp_upstream_input(c, hp->rbuf, n);
 		} else {
 			hp_up_free(s);
 			c->idle = NULL;
@@ -1740,7 +1651,7 @@ hp_read_cb(evutil_socket_t fd, short what, void *arg)
 	}
 	if (s == &c->cl) {
 		if (n > 0)
-			hp_client_input(c, hp_rbuf, n);
+			hp_client_input(c, hp->rbuf, n);
 		else if (n == 0)
 			hp_client_eof(c);
 		else {
@@ -1749,7 +1660,7 @@ hp_read_cb(evutil_socket_t fd, short what, void *arg)
 		}
 	} else {
 		if (n > 0)
-			hp_upstream_input(c, hp_rbuf, n);
+			hp_upstream_input(c, hp->rbuf, n);
 		else
 			hp_upstream_eof(c, n == 0 ? 0 : errno);
 	}
@@ -1805,7 +1716,7 @@ hp_timer_cb(evutil_socket_t fd, short what, void *arg)
 	/* A slow reader still taking the last response is not idle. */
 	if (c->wrote) {
 		c->wrote = 0;
-		hp_timer_set(c, c->state == HP_HEAD ? hp_idle_ms : hp_linger_ms);
+		hp_timer_set(c, c->state == HP_HEAD ? c->hp->idle_ms : c->hp->linger_ms);
 		return;
 	}
 	log_debug("%s: %s", __func__, c->state == HP_HEAD ? "idle" : "linger");
@@ -1815,7 +1726,7 @@ hp_timer_cb(evutil_socket_t fd, short what, void *arg)
 
 /* fd is closed with the connection; on failure it stays the caller's. */
 struct hp_conn *
-hp_conn_new(struct event_base *base, int fd, const struct hp_upstreams *up)
+hp_conn_new(struct hp_proxy *hp, int fd, const struct hp_upstreams *up)
 {
 	struct hp_conn *c;
 
@@ -1823,14 +1734,12 @@ hp_conn_new(struct event_base *base, int fd, const struct hp_upstreams *up)
 		log_warnx("%s: out of memory", __func__);
 		return NULL;
 	}
-	c->base = base;
+	c->hp = hp;
 	c->up = *up;
 	c->rt.c = c;
-	if (hp_flush_base == NULL && (hp_flush_ev = event_new(base, -1, 0, hp_flush_cb, NULL)) != NULL)
-		hp_flush_base = base;
 	if (hp_sock_init(c, &c->cl, fd) == -1 ||
 	    (c->cin = evbuffer_new()) == NULL ||
-	    (c->timer = evtimer_new(base, hp_timer_cb, c)) == NULL) {
+	    (c->timer = evtimer_new(hp->base, hp_timer_cb, c)) == NULL) {
 		log_warnx("%s: out of memory", __func__);
 		c->cl.fd = -1;
 		hp_conn_free(c);
@@ -1842,8 +1751,8 @@ hp_conn_new(struct event_base *base, int fd, const struct hp_upstreams *up)
 	hp_head_reset(c);
 	if (up->pass) {
 		c->sniff = 1;
-		if (hp_sniff_ms < hp_idle_ms)
-			hp_timer_set(c, hp_sniff_ms);
+		if (c->hp->sniff_ms < c->hp->idle_ms)
+			hp_timer_set(c, c->hp->sniff_ms);
 		else
 			c->probed = 1;
 	}
@@ -1851,28 +1760,45 @@ hp_conn_new(struct event_base *base, int fd, const struct hp_upstreams *up)
 	return c;
 }
 
-uint64_t
-hp_events(void)
+struct hp_proxy *
+hp_proxy_new(struct event_base *base)
 {
-	return hp_nevents;
+	struct hp_proxy *hp;
+
+	if ((hp = calloc(1, sizeof(*hp))) == NULL) {
+		log_warnx("%s: out of memory", __func__);
+		return NULL;
+	}
+	hp->base = base;
+	hp->idle_ms = 60 * 1000;
+	hp->head_ms = 30 * 1000;
+	hp->linger_ms = 10 * 1000;
+	hp->connect_ms = 10 * 1000;
+	hp->sniff_ms = 1000;
+	if (batch_init(&hp->batch, base, &hp_batch_ops) == -1)
+		log_warnx("%s: out of memory: writes are not grouped", __func__);
+	return hp;
 }
 
-unsigned
-hp_upstream_wait_us(void)
+void
+hp_proxy_free(struct hp_proxy *hp)
 {
-	if (hp_now_us() - hp_wait_last_us > HP_WAIT_STALE_US)
-		return 0;	/* no answer from the app lately: nothing queues there */
-	return (unsigned)(hp_wait_avg16 / 16);
+	if (hp == NULL)
+		return;
+	batch_fini(&hp->batch);
+	free(hp);
+}
+
+const struct applat *
+hp_applat(const struct hp_proxy *hp)
+{
+	return &hp->lat;
 }
 
 void
 hp_fini(void)
 {
-	if (hp_flush_ev != NULL)
-		event_free(hp_flush_ev);
-	hp_flush_ev = NULL;
-	hp_flush_base = NULL;
-	kb_sendmany_fini();
+	batch_shutdown();
 }
 
 int
@@ -1887,11 +1813,8 @@ hp_conn_free(struct hp_conn *c)
 {
 	if (c == NULL)
 		return;
-	if (c->pending) {
-		TAILQ_REMOVE(&hp_pending, c, pend);
-		c->pending = 0;
-		hp_npending--;
-	}
+	if (c->hp != NULL)
+		batch_remove(&c->hp->batch, &c->bm);
 	hp_up_free(c->us);
 	hp_up_free(c->idle);
 	hp_sock_fini(&c->cl);

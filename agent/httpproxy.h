@@ -12,8 +12,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
+struct applat;
 struct event_base;
 struct hp_conn;
+struct hp_proxy;
 
 #define HP_MAX_HEADER_BYTES (64 * 1024)
 #define HP_MAX_HEADERS 128
@@ -69,24 +71,25 @@ int hp_route_drop(struct hp_route *r, const char *name);
 /* From route(): add the header "name: value" when forwarding. 0 or -1. */
 int hp_route_add(struct hp_route *r, const char *name, const char *value);
 
-/* For pace.h (this thread): how many times a socket of any connection was
- * read so far, and how long the upstream of key 0 (the app; others, such as
- * intercepts, are far away rather than busy) takes to answer a request, on
- * average over the last few dozen responses (microseconds); 0 when it has
- * not answered for 0.1 s. */
-uint64_t hp_events(void);
-unsigned hp_upstream_wait_us(void);
+/* What the connections of one event base share: the read buffer, the
+ * grouping of their writes (batch.h), the app's latency (applat.h). NULL
+ * when out of memory. Freed after its last connection, before the base. */
+struct hp_proxy *hp_proxy_new(struct event_base *base);
+void hp_proxy_free(struct hp_proxy *hp);
+/* For pace.h: how many times a socket of any connection was read so far,
+ * and how long the app takes to answer (applat.h). */
+const struct applat *hp_applat(const struct hp_proxy *hp);
 
 /* Serve the accepted, non-blocking client socket fd. */
-struct hp_conn *hp_conn_new(struct event_base *base, int fd, const struct hp_upstreams *up);
+struct hp_conn *hp_conn_new(struct hp_proxy *hp, int fd, const struct hp_upstreams *up);
 /* Whether c waits for a request and has nothing of one nor of a response
  * (kept alive between requests, or new): closing it loses nothing. */
 int hp_conn_idle(const struct hp_conn *c);
 /* Close the client and its upstreams now (done is not called). Not from
  * within the route, open, explain or done callbacks. */
 void hp_conn_free(struct hp_conn *c);
-/* After the last connection is freed, before its event base is: the
- * proxy's own event goes. */
+/* After the last proxy is freed: what the writes of all share (sendmany.h's
+ * ring) goes. */
 void hp_fini(void);
 
 #endif

@@ -446,8 +446,17 @@ issue_usage(FILE *f)
 	    "  --namespace NS      the workload's namespace (default: default)\n");
 }
 
-int
-cmd_issue(int argc, char **argv)
+/* What issue's command line says. */
+struct issue_opts {
+	const char *dir, *name, *out, *wl, *wns;
+	int sidecar;
+	char bound[2 * 64 + 2];	/* a sidecar's WORKLOAD.NAMESPACE */
+};
+
+/* The options into o: -1 to go on, or the exit status (0 after --help, 2
+ * for a bad command line). */
+static int
+issue_parse(int argc, char **argv, struct issue_opts *o)
 {
 	static const struct option opts[] = {
 		{ "state-dir", required_argument, NULL, 'd' },
@@ -459,40 +468,30 @@ cmd_issue(int argc, char **argv)
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
-	const char *dir = NULL, *name = NULL, *out = NULL, *wl = NULL, *wns = NULL;
-	char host[256], err[512], bound[2 * 64 + 2];
-	char *ca_crt = NULL, *ca_keytext = NULL, *config = NULL;
-	char *crt = NULL, *keypem = NULL, *json = NULL;
-	X509 *ca = NULL, *x = NULL;
-	EVP_PKEY *ca_key = NULL, *key = NULL;
-	BIO *bio = NULL;
-	cJSON *cfg = NULL;
-	const cJSON *addr;
-	struct kb_profile p;
-	uint16_t port;
-	int c, sidecar = 0, rc = 1;
+	int c;
 
+	memset(o, 0, sizeof(*o));
 	optind = 0;
 	opterr = 0;
 	while ((c = getopt_long(argc, argv, ":d:n:o:shw:N:", opts, NULL)) != -1) {
 		switch (c) {
 		case 'd':
-			dir = optarg;
+			o->dir = optarg;
 			break;
 		case 'n':
-			name = optarg;
+			o->name = optarg;
 			break;
 		case 'o':
-			out = optarg;
+			o->out = optarg;
 			break;
 		case 's':
-			sidecar = 1;
+			o->sidecar = 1;
 			break;
 		case 'w':
-			wl = optarg;
+			o->wl = optarg;
 			break;
 		case 'N':
-			wns = optarg;
+			o->wns = optarg;
 			break;
 		case 'h':
 			issue_usage(stdout);
@@ -503,109 +502,163 @@ cmd_issue(int argc, char **argv)
 	}
 	if (optind < argc)
 		return complain(2, "issue: unexpected argument '%s' (try --help)", argv[optind]);
-	if (!sidecar && (wl || wns))
+	if (!o->sidecar && (o->wl || o->wns))
 		return complain(2, "issue: --workload and --namespace are for --sidecar identities");
-	if (sidecar) {
+	if (o->sidecar) {
 		/* A sidecar speaks for one workload: the manager takes no other
 		 * from it, so a leaked sidecar key cannot pose as another. */
-		if (wl == NULL)
+		if (o->wl == NULL)
 			return complain(2, "issue: --sidecar needs --workload NAME (the workload "
 			    "it may speak for)");
-		if (wns == NULL)
-			wns = "default";
-		if (!kb_dns_label(wl) || !kb_dns_label(wns))
+		if (o->wns == NULL)
+			o->wns = "default";
+		if (!kb_dns_label(o->wl) || !kb_dns_label(o->wns))
 			return complain(2, "issue: invalid workload '%s' or namespace '%s': use "
-			    "DNS labels (a-z 0-9 -)", wl, wns);
-		snprintf(bound, sizeof(bound), "%s.%s", wl, wns);
-		if (name == NULL)
-			name = bound;
+			    "DNS labels (a-z 0-9 -)", o->wl, o->wns);
+		snprintf(o->bound, sizeof(o->bound), "%s.%s", o->wl, o->wns);
+		if (o->name == NULL)
+			o->name = o->bound;
 	}
-	if (dir == NULL || name == NULL || out == NULL)
+	if (o->dir == NULL || o->name == NULL || o->out == NULL)
 		return complain(2, "issue: --state-dir, --name and --out are required (try --help)");
-	if (!valid_name(name))
+	if (!valid_name(o->name))
 		return complain(2, "issue: invalid name '%s': use 1-%d characters of a-z 0-9 . _ - "
-		    "starting with a letter or digit", name, NAME_MAX_LEN);
+		    "starting with a letter or digit", o->name, NAME_MAX_LEN);
+	return -1;
+}
 
-	ERR_clear_error();
-	if ((ca_crt = read_state(dir, KB_STATE_CA_CERT)) == NULL ||
-	    (ca_keytext = read_state(dir, KB_STATE_CA_KEY)) == NULL ||
-	    (config = read_state(dir, KB_STATE_CONFIG)) == NULL)
+/* The CA and the manager's address, from the state directory. */
+struct issue_ca {
+	char *crt, *keytext, *config;	/* the files as read */
+	X509 *ca;
+	EVP_PKEY *key;
+	cJSON *cfg;
+	char *addr;			/* in cfg */
+};
+
+static void
+issue_ca_free(struct issue_ca *ca)
+{
+	free_secret(ca->keytext);
+	free(ca->crt);
+	free(ca->config);
+	cJSON_Delete(ca->cfg);
+	X509_free(ca->ca);
+	EVP_PKEY_free(ca->key);
+}
+
+/* Load what dir holds into ca: 0, or -1 (said why). */
+static int
+issue_load_ca(const char *dir, struct issue_ca *ca)
+{
+	const cJSON *addr;
+	char host[256];
+	BIO *bio = NULL;
+	uint16_t port;
+	int rc = -1;
+
+	if ((ca->crt = read_state(dir, KB_STATE_CA_CERT)) == NULL ||
+	    (ca->keytext = read_state(dir, KB_STATE_CA_KEY)) == NULL ||
+	    (ca->config = read_state(dir, KB_STATE_CONFIG)) == NULL)
 		goto done;
-	if ((bio = BIO_new_mem_buf(ca_crt, -1)) == NULL ||
-	    (ca = PEM_read_bio_X509(bio, NULL, NULL, NULL)) == NULL) {
+	if ((bio = BIO_new_mem_buf(ca->crt, -1)) == NULL ||
+	    (ca->ca = PEM_read_bio_X509(bio, NULL, NULL, NULL)) == NULL) {
 		complain(1, "%s/%s: not a PEM certificate", dir, KB_STATE_CA_CERT);
 		goto done;
 	}
 	BIO_free(bio);
-	if ((bio = BIO_new_mem_buf(ca_keytext, -1)) == NULL ||
-	    (ca_key = PEM_read_bio_PrivateKey(bio, NULL, kb_tls_no_passphrase, NULL)) == NULL) {
+	if ((bio = BIO_new_mem_buf(ca->keytext, -1)) == NULL ||
+	    (ca->key = PEM_read_bio_PrivateKey(bio, NULL, kb_tls_no_passphrase, NULL)) == NULL) {
 		complain(1, "%s/%s: not an unencrypted PEM private key", dir, KB_STATE_CA_KEY);
 		goto done;
 	}
-	if (!X509_check_private_key(ca, ca_key)) {
+	if (!X509_check_private_key(ca->ca, ca->key)) {
 		complain(1, "%s/%s does not match %s/%s", dir, KB_STATE_CA_KEY, dir,
 		    KB_STATE_CA_CERT);
 		goto done;
 	}
-	if ((cfg = cJSON_Parse(config)) == NULL ||
-	    !cJSON_IsString(addr = cJSON_GetObjectItemCaseSensitive(cfg, "address")) ||
+	if ((ca->cfg = cJSON_Parse(ca->config)) == NULL ||
+	    !cJSON_IsString(addr = cJSON_GetObjectItemCaseSensitive(ca->cfg, "address")) ||
 	    kb_hostport_parse(addr->valuestring, host, sizeof(host), &port) < 0) {
 		complain(1, "%s/%s: no \"address\":\"HOST:PORT\"", dir, KB_STATE_CONFIG);
 		goto done;
 	}
+	ca->addr = addr->valuestring;
+	rc = 0;
+done:
+	BIO_free(bio);
+	return rc;
+}
 
-	{
-		const struct certspec spec = {
-			.cn = name, .o = sidecar ? KB_ROLE_SIDECAR : KB_ROLE_USER,
-			.days = CLIENT_DAYS, .eku = "clientAuth", .ou = sidecar ? bound : NULL,
-		};
+/* A new key and certificate signed by ca, written as a profile to o->out:
+ * 0, or -1 (said why). */
+static int
+issue_write(const struct issue_opts *o, const struct issue_ca *ca)
+{
+	const struct certspec spec = {
+		.cn = o->name, .o = o->sidecar ? KB_ROLE_SIDECAR : KB_ROLE_USER,
+		.days = CLIENT_DAYS, .eku = "clientAuth", .ou = o->sidecar ? o->bound : NULL,
+	};
+	char *crt = NULL, *keypem = NULL, *json = NULL;
+	char err[512];
+	EVP_PKEY *key = NULL;
+	X509 *x = NULL;
+	struct kb_profile p;
+	int rc = -1;
 
-		if ((key = EVP_PKEY_Q_keygen(NULL, NULL, "EC", "P-256")) == NULL) {
-			complain(1, "cannot generate a key: %s", sslerr());
-			goto done;
-		}
-		if ((x = make_cert(&spec, key, ca, ca_key, err, sizeof(err))) == NULL) {
-			complain(1, "%s", err);
-			goto done;
-		}
+	if ((key = EVP_PKEY_Q_keygen(NULL, NULL, "EC", "P-256")) == NULL) {
+		complain(1, "cannot generate a key: %s", sslerr());
+		goto done;
+	}
+	if ((x = make_cert(&spec, key, ca->ca, ca->key, err, sizeof(err))) == NULL) {
+		complain(1, "%s", err);
+		goto done;
 	}
 	if ((crt = cert_pem(x)) == NULL || (keypem = key_pem(key)) == NULL) {
 		complain(1, "cannot encode PEM: %s", sslerr());
 		goto done;
 	}
 
-	p.manager = addr->valuestring;
-	p.name = (char *)name;
-	p.role = sidecar ? KB_ROLE_SIDECAR : KB_ROLE_USER;
-	p.ca_pem = ca_crt;
+	p.manager = ca->addr;
+	p.name = (char *)o->name;
+	p.role = o->sidecar ? KB_ROLE_SIDECAR : KB_ROLE_USER;
+	p.ca_pem = ca->crt;
 	p.cert_pem = crt;
 	p.key_pem = keypem;
 	if ((json = kb_profile_to_json(&p)) == NULL) {
 		complain(1, "out of memory");
 		goto done;
 	}
-	if (kb_write_file(out, json, strlen(json), 0600) < 0) {
-		complain(1, "cannot write %s: %s", out, strerror(errno));
+	if (kb_write_file(o->out, json, strlen(json), 0600) < 0) {
+		complain(1, "cannot write %s: %s", o->out, strerror(errno));
 		goto done;
 	}
-	if (sidecar)
-		printf("wrote sidecar profile %s for workload %s to %s\n", name, bound, out);
+	if (o->sidecar)
+		printf("wrote sidecar profile %s for workload %s to %s\n", o->name, o->bound, o->out);
 	else
-		printf("wrote profile for %s to %s\n", name, out);
+		printf("wrote profile for %s to %s\n", o->name, o->out);
 	rc = 0;
 done:
 	free_secret(json);
 	free_secret(keypem);
-	free_secret(ca_keytext);
 	free(crt);
-	free(ca_crt);
-	free(config);
-	cJSON_Delete(cfg);
-	BIO_free(bio);
-	X509_free(ca);
 	X509_free(x);
-	EVP_PKEY_free(ca_key);
 	EVP_PKEY_free(key);
+	return rc;
+}
+
+int
+cmd_issue(int argc, char **argv)
+{
+	struct issue_opts o;
+	struct issue_ca ca = { 0 };
+	int rc;
+
+	if ((rc = issue_parse(argc, argv, &o)) >= 0)
+		return rc;
+	ERR_clear_error();
+	rc = issue_load_ca(o.dir, &ca) == 0 && issue_write(&o, &ca) == 0 ? 0 : 1;
+	issue_ca_free(&ca);
 	ERR_clear_error();
 	return rc;
 }

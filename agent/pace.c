@@ -6,6 +6,7 @@
 
 #include <event2/event.h>
 
+#include "applat.h"
 #include "util.h"
 
 #define PACE_WINDOW_NS	(10 * 1000 * 1000)	/* how far back "saturated" looks */
@@ -14,9 +15,9 @@
 static uint64_t (*pace_clock)(clockid_t) = kb_clock_ns;
 
 void
-pace_init(struct pace *p, uint64_t (*work)(void))
+pace_init(struct pace *p, const struct applat *lat)
 {
-	*p = (struct pace){ .work = work, .batch = 8, .pause_us = 100, .busy_pct = 90,
+	*p = (struct pace){ .lat = lat, .batch = 8, .pause_us = 100, .busy_pct = 90,
 	    .wait_ratio = 5 };
 }
 
@@ -46,14 +47,14 @@ pace_run(struct pace *p, struct event_base *base)
 	int rc;
 
 	for (;;) {
-		before = p->work();
+		before = p->lat->events;
 		if ((rc = event_base_loop(base, EVLOOP_ONCE)) != 0)
 			return rc == 1 ? 0 : -1;	/* 1: no events left */
 		if (event_base_got_exit(base) || event_base_got_break(base))
 			return 0;
 		p->passes++;
-		if (p->work() - before < p->batch || p->pause_us == 0 ||
-		    (p->wait_us != NULL && p->wait_us() < p->wait_ratio * p->pause_us) ||
+		if (p->lat->events - before < p->batch || p->pause_us == 0 ||
+		    (p->use_wait && applat_wait_us(p->lat) < p->wait_ratio * p->pause_us) ||
 		    pace_saturated(p))
 			continue;
 		p->pauses++;

@@ -20,13 +20,14 @@
 
 #include <stdint.h>
 
+struct applat;
 struct event_base;
 
 struct pace {
-	/* Events handled so far: a counter the loop's callbacks advance. */
-	uint64_t (*work)(void);
-	/* How long the app takes to answer now (us); NULL: not considered. */
-	unsigned (*wait_us)(void);
+	/* Events handled so far (lat->events, which the loop's callbacks
+	 * advance), and how long the app takes to answer now. */
+	const struct applat *lat;
+	int use_wait;		/* 0: how long the app takes is not considered */
 	unsigned batch;		/* pause after a pass that handled at least this many */
 	unsigned pause_us;	/* how long to pause */
 	unsigned busy_pct;	/* no pauses above this CPU use over a window */
@@ -42,7 +43,7 @@ struct pace {
 
 /* Defaults: pause 100 us after a pass of 8 or more events when the app takes
  * 0.5 ms or more, not above 90 % CPU. */
-void pace_init(struct pace *p, uint64_t (*work)(void));
+void pace_init(struct pace *p, const struct applat *lat);
 
 /* Like event_base_dispatch(base): runs until event_base_loopexit() or
  * event_base_loopbreak(), or until no events are left; 0, or -1 on error. */

@@ -74,6 +74,7 @@ static struct {
 	struct kb_listener *listener;
 	struct kb_pool *fresh;
 	struct event *sweep;
+	struct hp_proxy *hp;	/* what the connections share */
 	LIST_HEAD(, pvconn) conns;
 	unsigned nconns;
 	uint64_t next_key;
@@ -733,7 +734,7 @@ pv_accept(int fd, struct sockaddr *sa, int salen, void *arg)
 		    sizeof(pc->peer));
 	evutil_make_socket_nonblocking(fd);
 	up.arg = pc;
-	if ((pc->hc = hp_conn_new(pv.env.base, fd, &up)) == NULL) {
+	if ((pc->hc = hp_conn_new(pv.hp, fd, &up)) == NULL) {
 		free(pc);
 		evutil_closesocket(fd);
 		return;
@@ -760,6 +761,11 @@ preview_start(const struct preview_env *env, char *err, size_t errlen)
 	snprintf(portstr, sizeof(portstr), "%u", port);
 	if (evutil_getaddrinfo(host, portstr, &hints, &ai) != 0 || !ai) {
 		snprintf(err, errlen, "cannot resolve preview listen address %s", host);
+		return -1;
+	}
+	if ((pv.hp = hp_proxy_new(env->base)) == NULL) {
+		snprintf(err, errlen, "out of memory");
+		evutil_freeaddrinfo(ai);
 		return -1;
 	}
 	if ((pv.fresh = kb_pool_new(env->base, "previews: connections without a request",
@@ -1071,6 +1077,8 @@ preview_shutdown(void)
 		free(pc);
 	}
 	pv.nconns = 0;
+	hp_proxy_free(pv.hp);
+	pv.hp = NULL;
 	while (!TAILQ_EMPTY(&pv.list))
 		preview_free(TAILQ_FIRST(&pv.list));
 	kb_listener_free(pv.listener);

@@ -54,6 +54,8 @@ struct sc_intercept {
 
 struct sidecar {
 	struct event_base *base;
+	struct hp_proxy *hp;	/* the HTTP connections' shared state */
+	struct event *sigs[2];
 	struct kb_profile profile;
 	SSL_CTX *ctx;
 	const char *workload, *ns, *protocol;
@@ -379,7 +381,7 @@ accepted(int fd, struct sockaddr *sa, int salen, void *arg)
 		}
 		log_warnx("%s", reason);
 	} else if (!strcmp(sc.protocol, "http") && sc.nicpts > 0) {
-		if (!hp_conn_new(sc.base, fd, &upstreams))
+		if (!hp_conn_new(sc.hp, fd, &upstreams))
 			close(fd);
 		return;
 	}
@@ -584,8 +586,20 @@ resolve_hostport(const char *s, struct sockaddr_storage *ss, socklen_t *len)
 	return 0;
 }
 
-int
-cmd_sidecar(int argc, char **argv)
+/* What the command line says. */
+struct sc_opts {
+	const char *profile, *listen_on, *app, *manager;
+	struct sockaddr_storage ls;
+	socklen_t lslen;
+	int pause_set;		/* --batch-wait-us given */
+	unsigned pause_us;
+	int verbose;
+};
+
+/* The options into o (and sc's workload, namespace, protocol, app): -1 to
+ * go on, or the exit status (0 after --help, 2 for a bad command line). */
+static int
+sc_parse(int argc, char **argv, struct sc_opts *o)
 {
 	static const struct option opts[] = {
 		{ "profile", required_argument, NULL, 'p' },
@@ -600,22 +614,16 @@ cmd_sidecar(int argc, char **argv)
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
-	const char *profile = NULL, *listen_on = NULL, *app = NULL, *manager = NULL;
 	const char *batch_wait = NULL;
-	struct sockaddr_storage ls;
-	socklen_t lslen;
-	struct event *sigs[2];
-	struct pace pace;
-	char err[300];
-	int c, verbose = 0, rc = 1;
+	int c;
 
-	memset(&sc, 0, sizeof(sc));
+	memset(o, 0, sizeof(*o));
 	sc.protocol = "http";
 	optind = 1;
 	while ((c = getopt_long(argc, argv, "vh", opts, NULL)) != -1) {
 		switch (c) {
 		case 'p':
-			profile = optarg;
+			o->profile = optarg;
 			break;
 		case 'w':
 			sc.workload = optarg;
@@ -624,22 +632,22 @@ cmd_sidecar(int argc, char **argv)
 			sc.ns = optarg;
 			break;
 		case 'l':
-			listen_on = optarg;
+			o->listen_on = optarg;
 			break;
 		case 'a':
-			app = optarg;
+			o->app = optarg;
 			break;
 		case 'P':
 			sc.protocol = optarg;
 			break;
 		case 'm':
-			manager = optarg;
+			o->manager = optarg;
 			break;
 		case 'B':
 			batch_wait = optarg;
 			break;
 		case 'v':
-			verbose = 1;
+			o->verbose = 1;
 			break;
 		case 'h':
 			usage(stdout);
@@ -649,7 +657,7 @@ cmd_sidecar(int argc, char **argv)
 			return 2;
 		}
 	}
-	if (optind != argc || !profile || !sc.workload || !sc.ns || !listen_on || !app) {
+	if (optind != argc || !o->profile || !sc.workload || !sc.ns || !o->listen_on || !o->app) {
 		fprintf(stderr, "kbridge-agent: sidecar needs --profile, --workload, --namespace, --listen and --app (see --help)\n");
 		return 2;
 	}
@@ -657,8 +665,6 @@ cmd_sidecar(int argc, char **argv)
 		fprintf(stderr, "kbridge-agent: --protocol must be http or tcp\n");
 		return 2;
 	}
-	pace_init(&pace, hp_events);
-	pace.wait_us = hp_upstream_wait_us;
 	if (batch_wait != NULL) {
 		unsigned long us;
 
@@ -666,56 +672,82 @@ cmd_sidecar(int argc, char **argv)
 			fprintf(stderr, "kbridge-agent: --batch-wait-us must be 0 to 10000 (microseconds)\n");
 			return 2;
 		}
-		pace.pause_us = (unsigned)us;
+		o->pause_set = 1;
+		o->pause_us = (unsigned)us;
 	}
-	if (resolve_hostport(app, &sc.app, &sc.applen) < 0 ||
-	    resolve_hostport(listen_on, &ls, &lslen) < 0) {
+	if (resolve_hostport(o->app, &sc.app, &sc.applen) < 0 ||
+	    resolve_hostport(o->listen_on, &o->ls, &o->lslen) < 0) {
 		fprintf(stderr, "kbridge-agent: --listen and --app must be HOST:PORT\n");
 		return 2;
 	}
-	log_init("kbridge-sidecar", verbose ? KB_LOG_DEBUG : KB_LOG_INFO);
+	return -1;
+}
+
+/* Logging, the profile, TLS, the event loop, the listener, the signals:
+ * 0, or -1 with err. */
+static int
+sc_setup(const struct sc_opts *o, char *err, size_t errlen)
+{
+	log_init("kbridge-sidecar", o->verbose ? KB_LOG_DEBUG : KB_LOG_INFO);
 	signal(SIGPIPE, SIG_IGN);
 	/* Every connection is a descriptor (two when proxied): 1024 is few. */
 	if (kb_raise_nofile() < 0)
 		log_warn("cannot raise the limit on open files");
 	mallopt(M_TRIM_THRESHOLD, 8 * 1024 * 1024);
 	mallopt(M_MMAP_THRESHOLD, 1024 * 1024);
-	if (kb_profile_load(profile, &sc.profile, err, sizeof(err)) < 0)
-		goto out;
+	if (kb_profile_load(o->profile, &sc.profile, err, errlen) < 0)
+		return -1;
 	if (strcmp(sc.profile.role, KB_ROLE_SIDECAR) != 0) {
-		snprintf(err, sizeof(err), "profile %s is not a sidecar profile (issue it with --sidecar)",
-		    profile);
-		goto out;
+		snprintf(err, errlen, "profile %s is not a sidecar profile (issue it with --sidecar)",
+		    o->profile);
+		return -1;
 	}
-	if (manager) {
+	if (o->manager) {
 		char host[256];
 		uint16_t port;
-		if (kb_hostport_parse(manager, host, sizeof(host), &port) < 0) {
-			snprintf(err, sizeof(err), "invalid --manager '%s' (expected HOST:PORT)", manager);
-			goto out;
+		if (kb_hostport_parse(o->manager, host, sizeof(host), &port) < 0) {
+			snprintf(err, errlen, "invalid --manager '%s' (expected HOST:PORT)", o->manager);
+			return -1;
 		}
 		free(sc.profile.manager);
-		sc.profile.manager = strdup(manager);
+		sc.profile.manager = strdup(o->manager);
 	}
 	if ((sc.ctx = kb_tls_client_ctx(sc.profile.ca_pem, sc.profile.cert_pem,
-	    sc.profile.key_pem, err, sizeof(err))) == NULL)
-		goto out;
+	    sc.profile.key_pem, err, errlen)) == NULL)
+		return -1;
 	if ((sc.base = kb_event_base_new()) == NULL || (sc.retry = evtimer_new(sc.base, retry, NULL)) == NULL) {
-		snprintf(err, sizeof(err), "cannot create the event loop");
-		goto out;
+		snprintf(err, errlen, "cannot create the event loop");
+		return -1;
 	}
-	sc.listener = kb_listener_bind(sc.base, "sidecar listener", (struct sockaddr *)&ls,
-	    (int)lslen, 1024, accepted, NULL);
+	if ((sc.hp = hp_proxy_new(sc.base)) == NULL) {
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
+	sc.listener = kb_listener_bind(sc.base, "sidecar listener", (struct sockaddr *)&o->ls,
+	    (int)o->lslen, 1024, accepted, NULL);
 	if (!sc.listener) {
-		snprintf(err, sizeof(err), "cannot listen on %s: %s", listen_on, strerror(errno));
-		goto out;
+		snprintf(err, errlen, "cannot listen on %s: %s", o->listen_on, strerror(errno));
+		return -1;
 	}
-	sigs[0] = evsignal_new(sc.base, SIGTERM, on_signal, NULL);
-	sigs[1] = evsignal_new(sc.base, SIGINT, on_signal, NULL);
-	evsignal_add(sigs[0], NULL);
-	evsignal_add(sigs[1], NULL);
+	sc.sigs[0] = evsignal_new(sc.base, SIGTERM, on_signal, NULL);
+	sc.sigs[1] = evsignal_new(sc.base, SIGINT, on_signal, NULL);
+	evsignal_add(sc.sigs[0], NULL);
+	evsignal_add(sc.sigs[1], NULL);
+	return 0;
+}
+
+/* Dial the manager and serve until a signal ends the loop. */
+static void
+sc_run(const struct sc_opts *o)
+{
+	struct pace pace;
+
+	pace_init(&pace, hp_applat(sc.hp));
+	pace.use_wait = 1;
+	if (o->pause_set)
+		pace.pause_us = o->pause_us;
 	log_info("sidecar for %s.%s (%s) on %s, app %s", sc.workload, sc.ns, sc.protocol,
-	    listen_on, app);
+	    o->listen_on, o->app);
 	sc.link = (struct kb_mlink){ .base = sc.base, .manager = sc.profile.manager, .ctx = sc.ctx,
 	    .timeout_ms = CONNECT_TIMEOUT_MS, .session = &session_cbs, .hello = link_hello,
 	    .up = link_up, .failed = link_failed };
@@ -724,12 +756,17 @@ cmd_sidecar(int argc, char **argv)
 		log_warnx("event loop failed");
 	log_debug("%llu loop passes, %llu paused", (unsigned long long)pace.passes,
 	    (unsigned long long)pace.pauses);
-	event_free(sigs[0]);
-	event_free(sigs[1]);
-	rc = 0;
-out:
-	if (rc)
-		fprintf(stderr, "kbridge-agent: %s\n", err);
+}
+
+/* What sc_setup() made, whether it got to the end or not. */
+static void
+sc_teardown(void)
+{
+	int i;
+
+	for (i = 0; i < 2; i++)
+		if (sc.sigs[i])
+			event_free(sc.sigs[i]);
 	if (sc.sess)
 		kb_session_free(sc.sess);
 	kb_mlink_cancel(&sc.link);
@@ -737,10 +774,28 @@ out:
 	kb_listener_free(sc.listener);
 	if (sc.retry)
 		event_free(sc.retry);
+	hp_proxy_free(sc.hp);
 	hp_fini();
 	if (sc.base)
 		event_base_free(sc.base);
 	SSL_CTX_free(sc.ctx);
 	kb_profile_free(&sc.profile);
-	return rc;
+}
+
+int
+cmd_sidecar(int argc, char **argv)
+{
+	struct sc_opts o;
+	char err[300];
+	int rc;
+
+	memset(&sc, 0, sizeof(sc));
+	if ((rc = sc_parse(argc, argv, &o)) >= 0)
+		return rc;
+	if ((rc = sc_setup(&o, err, sizeof(err))) == 0)
+		sc_run(&o);
+	else
+		fprintf(stderr, "kbridge-agent: %s\n", err);
+	sc_teardown();
+	return rc == 0 ? 0 : 1;
 }

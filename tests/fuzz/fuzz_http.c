@@ -13,6 +13,8 @@
  *
  * Doubles for what the manager would provide (as in tests/unit/test_preview.c):
  * the intercept registry, the resolver and the session to a daemon. */
+#include "../../agent/applat.c"
+#include "../../agent/batch.c"
 #include "../../agent/httpproxy.c"
 #include "../../agent/preview.c"
 
@@ -41,6 +43,7 @@ kb_session_send_control(struct kb_session *s, cJSON *msg)
 }
 
 static struct event_base *fbase;
+static struct hp_proxy *fhp;	/* its proxy */
 static const uint8_t *up_data;
 static size_t up_len;
 static int up_peer = -1, finished;
@@ -82,8 +85,10 @@ setup(void)
 	log_init("fuzz_http", KB_LOG_ERROR);
 	signal(SIGPIPE, SIG_IGN);
 	fbase = event_base_new();
-	hp_idle_ms = hp_head_ms = hp_linger_ms = hp_connect_ms = 50;
-	hp_sniff_ms = 20;
+	if ((fhp = hp_proxy_new(fbase)) == NULL)
+		abort();
+	fhp->idle_ms = fhp->head_ms = fhp->linger_ms = fhp->connect_ms = 50;
+	fhp->sniff_ms = 20;
 	if (preview_config("127.0.0.1:1", "http://preview.test:8080", err, sizeof(err)) < 0)
 		abort();
 	p = calloc(1, sizeof(*p));
@@ -126,7 +131,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	finished = 0;
 	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv) < 0)
 		return 0;
-	if ((c = hp_conn_new(fbase, sv[1], &up)) == NULL) {
+	if ((c = hp_conn_new(fhp, sv[1], &up)) == NULL) {
 		close(sv[0]);
 		close(sv[1]);
 		return 0;

@@ -16,6 +16,8 @@
  * key 0 untouched; test_pass() points key 0 at "rawapp", which echoes
  * whatever it gets (and may speak first).
  */
+#include "../../agent/applat.c"
+#include "../../agent/batch.c"
 #include "../../agent/httpproxy.c"
 
 #include <sys/queue.h>
@@ -674,6 +676,7 @@ struct client {
 
 #define MAXCLIENTS 32
 static struct client *clients[MAXCLIENTS];
+static struct hp_proxy *tp;	/* the proxy under test */
 static int lfd = -1;	/* where test clients connect; accepted ends go to hp_conn */
 
 static void
@@ -879,7 +882,7 @@ client_new(void)
 	pfd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK);
 	sockbufs(pfd);
 	evutil_make_socket_nonblocking(cl->fd);
-	cl->hc = hp_conn_new(base, pfd, &ups);
+	cl->hc = hp_conn_new(tp, pfd, &ups);
 	nproxy++;
 	cl->bev = bufferevent_socket_new(base, cl->fd, BEV_OPT_CLOSE_ON_FREE);
 	bufferevent_setcb(cl->bev, client_read, client_write, client_event, cl);
@@ -1055,8 +1058,8 @@ static void
 test_groups(int plain)
 {
 	struct client *cl[20];
-	unsigned long groups = hp_groups;
-	uint64_t events = hp_events();
+	unsigned long groups = tp->batch.groups;
+	uint64_t events = tp->lat.events;
 	char req[80], want[40];
 	int i, good = 0, n = (int)(sizeof(cl) / sizeof(cl[0]));
 
@@ -1076,24 +1079,24 @@ test_groups(int plain)
 			good++;
 	}
 	ok(good == n);
-	ok(hp_groups > groups);
-	ok(hp_npending == 0);
+	ok(tp->batch.groups > groups);
+	ok(tp->batch.npending == 0);
 	ok(kb_sendmany_uring() == !plain);
 	/* what pace.h reads: 20 requests and 20 responses read, and a time
 	 * for the app to answer (at least a microsecond, under 5 s) */
-	ok(hp_events() >= events + 2 * (uint64_t)n);
-	ok(hp_upstream_wait_us() > 0 && hp_upstream_wait_us() < 5000000);
+	ok(tp->lat.events >= events + 2 * (uint64_t)n);
+	ok(applat_wait_us(&tp->lat) > 0 && applat_wait_us(&tp->lat) < 5000000);
 	/* only the app's (key 0) answers count: an intercept is far, not busy */
-	hp_wait_avg16 = 0;
+	tp->lat.avg16 = 0;
 	client_send(cl[0], "GET /i HTTP/1.1\r\nHost: web.default\r\nX-Dev: alice\r\n\r\n");
 	ok(wait_resp(cl[0], 2, 5000) && starts(cl[0]->r[1].body, "icpt:GET /i\n"));
-	ok(hp_upstream_wait_us() == 0);
+	ok(applat_wait_us(&tp->lat) == 0);
 	client_send(cl[0], "GET /a HTTP/1.1\r\nHost: web.default\r\n\r\n");
 	ok(wait_resp(cl[0], 3, 5000) && starts(cl[0]->r[2].body, "app:GET /a\n"));
-	ok(hp_wait_avg16 > 0 && hp_upstream_wait_us() == hp_wait_avg16 / 16);
+	ok(tp->lat.avg16 > 0 && applat_wait_us(&tp->lat) == tp->lat.avg16 / 16);
 	/* an average the app has not refreshed for 0.1 s no longer counts */
-	hp_wait_last_us -= 200 * 1000;
-	ok(hp_wait_avg16 > 0 && hp_upstream_wait_us() == 0);
+	tp->lat.last_us -= 200 * 1000;
+	ok(tp->lat.avg16 > 0 && applat_wait_us(&tp->lat) == 0);
 	for (i = 0; i < n; i++)
 		client_free(cl[i]);
 	kb_sendmany_plain = 0;
@@ -1523,8 +1526,8 @@ test_timeouts(void)
 {
 	struct client *a, *b, *c, *d;
 
-	hp_idle_ms = 200;
-	hp_head_ms = 200;
+	tp->idle_ms = 200;
+	tp->head_ms = 200;
 	a = client_new();
 	b = client_new();
 	c = client_new();
@@ -1536,14 +1539,14 @@ test_timeouts(void)
 	ok(run_until(pred_eof, c, 5000));
 
 	/* An upstream connect() that does not finish gets 502 in the end. */
-	hp_connect_ms = 200;
+	tp->connect_ms = 200;
 	d = client_new();
 	client_send(d, "GET /x HTTP/1.1\r\nHost: web.default\r\nX-Dev: stuck\r\n\r\n");
 	ok(wait_resp(d, 1, 5000) && d->r[0].status == 502);
 	ok(strstr(d->r[0].body, "timed out") != NULL);
-	hp_connect_ms = 10 * 1000;
-	hp_idle_ms = 60 * 1000;
-	hp_head_ms = 30 * 1000;
+	tp->connect_ms = 10 * 1000;
+	tp->idle_ms = 60 * 1000;
+	tp->head_ms = 30 * 1000;
 	client_free(a);
 	client_free(b);
 	client_free(c);
@@ -1695,7 +1698,7 @@ test_pass(void)
 	rawapp.use = 1;
 
 	/* The app speaks first: a silent client gets the greeting, then talks. */
-	hp_sniff_ms = 50;
+	tp->sniff_ms = 50;
 	rawapp.greet = "220 raw app ready\r\n";
 	evbuffer_drain(rawapp.got, evbuffer_get_length(rawapp.got));
 	c = client_new();
@@ -1727,7 +1730,7 @@ test_pass(void)
 	client_send(c, "GET /late2 HTTP/1.1\r\nHost: web.default\r\nX-Dev: alice\r\n\r\n");
 	ok(wait_resp(c, 2, 5000) && starts(c->r[1].body, "icpt:GET /late2\n"));
 	client_free(c);
-	hp_sniff_ms = 1000;
+	tp->sniff_ms = 1000;
 
 	/* Without pass (the preview listener), TLS gets 400 as before. */
 	ups.pass = 0;
@@ -1762,6 +1765,8 @@ main(void)
 	signal(SIGPIPE, SIG_IGN);
 	log_init("test_httpproxy", getenv("KB_DEBUG") ? KB_LOG_DEBUG : KB_LOG_WARN);
 	base = event_base_new();
+	if ((tp = hp_proxy_new(base)) == NULL)
+		return 1;
 	server_start(&app);
 	server_start(&icpt);
 	rawapp_start();
@@ -1809,6 +1814,7 @@ main(void)
 	close(closed_fd);
 	if (stuck_peer != -1)
 		close(stuck_peer);
+	hp_proxy_free(tp);
 	hp_fini();
 	event_base_free(base);
 	return ok_done();

@@ -2,18 +2,15 @@
  * after small ones, not while the app answers quickly, not while the thread
  * is saturated, and ends like event_base_dispatch() does. The thread's CPU clock is replaced by a fake
  * one, so nothing here depends on how busy the machine is. */
+#include "../../agent/applat.c"
 #include "../../agent/pace.c"
 
 #include <string.h>
 
 #include "ok.h"
 
-static uint64_t work_n;
-static uint64_t
-work(void)
-{
-	return work_n;
-}
+/* What the proxy would count: events, and the app's answer times. */
+static struct applat lat;
 
 /* The fake clocks: every read of the wall clock advances it by 1 ms; the
  * thread's CPU clock is cpu_pct % of the wall clock (100: saturated). */
@@ -26,13 +23,9 @@ fake_clock(clockid_t id)
 	return fake_wall / 100 * cpu_pct;
 }
 
-/* How long "the app" takes to answer, for wait_us. */
+/* How long "the app" takes to answer, for use_wait: an average kept fresh
+ * by every tick. */
 static unsigned app_wait_us;
-static unsigned
-app_wait(void)
-{
-	return app_wait_us;
-}
 
 /* A timer that fires passes times, each adding per_pass to the work
  * counter, then ends the loop with loopexit or loopbreak. */
@@ -50,7 +43,9 @@ tick(evutil_socket_t fd, short what, void *arg)
 
 	(void)fd;
 	(void)what;
-	work_n += t->per_pass;
+	lat.events += t->per_pass;
+	lat.avg16 = (uint64_t)app_wait_us * 16;
+	lat.last_us = applat_now_us();
 	if (--t->passes > 0)
 		evtimer_add(t->ev, &zero);
 	else if (t->use_break)
@@ -71,10 +66,9 @@ run(int passes, int per_pass, int use_break, unsigned pause_us, int with_wait)
 	t.base = event_base_new();
 	t.ev = evtimer_new(t.base, tick, &t);
 	evtimer_add(t.ev, &zero);
-	pace_init(&p, work);
+	pace_init(&p, &lat);
 	p.pause_us = pause_us;
-	if (with_wait)
-		p.wait_us = app_wait;
+	p.use_wait = with_wait;
 	rc = pace_run(&p, t.base);
 	ok(rc == 0);
 	ok(t.passes == 0);	/* every pass ran, none after the end */
@@ -92,9 +86,9 @@ main(void)
 	pace_clock = fake_clock;
 
 	/* defaults */
-	pace_init(&p, work);
+	pace_init(&p, &lat);
 	ok(p.batch == 8 && p.pause_us == 100 && p.busy_pct == 90 && p.wait_ratio == 5);
-	ok(p.wait_us == NULL);
+	ok(p.lat == &lat && p.use_wait == 0);
 
 	/* busy passes (40 events each) on an idle thread: a pause after each
 	 * one but the last (the loop ends there) */
@@ -138,7 +132,7 @@ main(void)
 
 	/* nothing to wait for: returns at once, like event_base_dispatch() */
 	base = event_base_new();
-	pace_init(&p, work);
+	pace_init(&p, &lat);
 	ok(pace_run(&p, base) == 0);
 	ok(p.passes == 0);
 	event_base_free(base);

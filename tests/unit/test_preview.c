@@ -9,6 +9,8 @@
  * (resolver_lookup answers 127.0.0.1, where an evhttp server plays the
  * workload's service and echoes the request head it got) and the session
  * to the daemon (kb_session_send_control keeps the last answer). */
+#include "../../agent/applat.c"
+#include "../../agent/batch.c"
 #include "../../agent/httpproxy.c"
 #include "../../agent/preview.c"
 
