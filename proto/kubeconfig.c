@@ -70,14 +70,20 @@ struct kb_kubeconfig {
 	time_t expiry;
 };
 
+/* Errors are one line: names and values from the file (a YAML scalar may
+ * hold line breaks) have their control characters shown as '?'. */
 static void __attribute__((format(printf, 3, 4)))
 kc_err(char *err, size_t errlen, const char *fmt, ...)
 {
 	va_list ap;
+	char *p;
 
 	va_start(ap, fmt);
 	vsnprintf(err, errlen, fmt, ap);
 	va_end(ap);
+	for (p = err; errlen > 0 && *p; p++)
+		if ((unsigned char)*p < 0x20 || *p == 0x7f)
+			*p = '?';
 }
 
 static int

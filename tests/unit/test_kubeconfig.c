@@ -347,6 +347,9 @@ test_merge(void)
 	ok(fails("nocl", "current-context: c\ncontexts:\n- name: c\n  context: {cluster: x}\n",
 	    "cluster \"x\" of context \"c\" not found"));
 	ok(fails("nouser", HEAD, "user \"u\" of context \"c\" not found"));
+	/* A name with line breaks (found by fuzz_kubeconfig) still makes one line. */
+	ok(fails("nlname", "current-context: \"a\\nb\\r\"\n" CLUSTER,
+	    "context \"a?b?\" not found"));
 	free(ca64);
 }
 
