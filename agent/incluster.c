@@ -159,6 +159,8 @@ incluster_ca(struct event_base *base, struct kb_kube *kube, const char *ns, cons
 	int tries, rc = -1;
 
 	*crt = *key = NULL;
+	if (errlen)
+		*err = '\0';
 	/* Twice at most: another manager may create it between our GET and POST. */
 	for (tries = 0; tries < 2 && rc < 0; tries++) {
 		snprintf(path, sizeof(path), "/api/v1/namespaces/%s/secrets/%s", ns, name);
