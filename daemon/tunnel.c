@@ -287,8 +287,8 @@ on_hello(struct kb_session *s, const cJSON *h, char *reason, size_t rlen, void *
 }
 
 /* "cluster": the manager's lists changed. The namespaces apply at once
- * (DNS); the subnets at the next connect, as the routes and the nft set are
- * made once per connect. -1 on a malformed message. */
+ * (DNS), and so do the subnets (routes and nft set, on the same link and
+ * table; if that fails the old ones stay). -1 on a malformed message. */
 static int
 cluster_update(struct kbd *d, const cJSON *msg)
 {
@@ -320,6 +320,8 @@ cluster_update(struct kbd *d, const cJSON *msg)
 		known |= !strcmp(names[nn], d->ns);
 		nn++;
 	}
+	if (nn != d->nnamespaces)
+		log_info("the cluster has %zu namespaces now", nn);
 	for (i = 0; i < d->nnamespaces; i++)
 		free(d->namespaces[i]);
 	memcpy(d->namespaces, names, nn * sizeof(names[0]));
@@ -327,12 +329,17 @@ cluster_update(struct kbd *d, const cJSON *msg)
 	if (d->dns)
 		dns_set_cluster(d->dns, d->domain, (const char *const *)d->namespaces,
 		    d->nnamespaces, d->ns);
-	log_info("the cluster has %zu namespaces now", nn);
 	if (!known)
 		log_warnx("namespace %s is gone from the cluster", d->ns);
-	if (n != d->nsubnets || memcmp(v, d->subnets, n * sizeof(v[0])) != 0)
-		log_warnx("the cluster's subnets changed (%zu now): they apply at the next "
-		    "'kbridge connect' (or reconnect)", n);
+	if (n != d->nsubnets || memcmp(v, d->subnets, n * sizeof(v[0])) != 0) {
+		char err[256];
+
+		if (net_subnets(d, v, n, err, sizeof(err)) < 0)
+			log_warnx("the cluster's subnets changed (%zu now) but cannot be applied, "
+			    "the old ones stay: %s", n, err);
+		else
+			log_info("the cluster's subnets changed: %zu now", n);
+	}
 	return 0;
 }
 

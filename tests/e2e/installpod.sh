@@ -11,7 +11,7 @@
 # namespaces from the API, and reuses the CA when its pod is replaced.
 set -euo pipefail
 KB_PG_PREFIX=kbip
-FAIL_LOGS=(kube/apiserver.log pods/kbridge/kbridge-manager/pod.log ws/kbridged.log)
+FAIL_LOGS=(kube/apiserver.log pods/kbridge/kbridge-manager/pod.log ws/kbridged.sock.log)
 . "$(dirname "$0")/common.bash"
 
 bin=$("$top/scripts/build-control-plane" | tail -n1)
@@ -110,6 +110,35 @@ t1=$(date +%s%N)
 [[ $(pg ws getent hosts web.late) == "10.96.0.31 "* ]]
 echo "# namespace late resolved on ws $(((t1 - t0) / 1000000)) ms after kubectl create (bound: 2000 ms)"
 ok "a namespace created after connect resolves on the workstation (polled up to 5 s)"
+
+# A changed subnet list reaches the daemon and applies on its link and
+# table (in ws's namespace), added and removed.
+route99() { pg ws ip -4 route show 10.99.0.0/24 | grep -q " dev kbridge"; }
+nft99() { pg ws nft list ruleset | grep -q "10.99.0.0/24"; }
+link() { pg ws ip -o link show | awk -F': ' '/kbridge/ {print $1 ":" $2}'; }
+l0=$(link)
+[[ $l0 == *:kbridge* ]]
+no route99
+adm create -f - >/dev/null <<<'{"apiVersion":"networking.k8s.io/v1","kind":"ServiceCIDR","metadata":{"name":"extra"},"spec":{"cidrs":["10.99.0.0/24"]}}'
+poll 50 route99 || { pg ws ip -4 route; pg ws ip -4 route show 10.99.0.0/24; exit 1; }
+poll 50 nft99 || { pg ws nft list ruleset; exit 1; }
+pg ws nft list ruleset | grep -q "10.96.0.0/16"
+grep -q "discovery: cluster subnet 10.99.0.0/24" "$P/pod.log"
+[[ $(pg ws curl -sS -m 5 http://web.default/) == *web* ]]
+adm delete servicecidr extra --wait=false >/dev/null
+poll 100 no route99
+poll 50 no nft99
+[[ $(pg ws curl -sS -m 5 http://web.default/) == *web* && $(link) == "$l0" ]]
+# One that takes the workstation link's own address is refused whole: the
+# routes and the table stay as they were.
+before=$(pg ws ip -4 route; pg ws nft list ruleset)
+adm create -f - >/dev/null <<<'{"apiVersion":"networking.k8s.io/v1","kind":"ServiceCIDR","metadata":{"name":"clash"},"spec":{"cidrs":["198.18.0.0/24"]}}'
+refused() { grep -q "subnets changed (3 now) but cannot be applied, the old ones stay: the link address collides with cluster subnet 198.18.0.0/24" "$STATE/ws/kbridged.sock.log"; }
+poll 50 refused
+[[ $(pg ws ip -4 route; pg ws nft list ruleset) == "$before" ]]
+[[ $(pg ws curl -sS -m 5 http://web.default/) == *web* && $(link) == "$l0" ]]
+adm delete servicecidr clash --wait=false >/dev/null
+ok "a ServiceCIDR added and removed in the cluster: the daemon's route and redirect for it come and go on the same link and table, the session stays; one over the link's address is refused whole"
 
 "$PG" run-pod kbridge kbridge-manager >/dev/null
 new=$(pod_name)

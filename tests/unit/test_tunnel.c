@@ -22,6 +22,16 @@ net_down(struct kbd *d)
 	(void)d;
 }
 
+int
+net_subnets(struct kbd *d, const struct kb_cidr *v, size_t n, char *err, size_t errlen)
+{
+	(void)err;
+	(void)errlen;
+	memcpy(d->subnets, v, n * sizeof(v[0]));
+	d->nsubnets = n;
+	return 0;
+}
+
 static size_t dns_namespaces = 999;
 
 void
@@ -171,6 +181,7 @@ main(void)
 	ok(answer(&d, "{\"type\":\"cluster\",\"subnets\":[\"10.96.0.0/16\"],"
 	    "\"namespaces\":[\"default\",\"late\"]}") == 0);
 	ok(d.nnamespaces == 2 && !strcmp(d.namespaces[1], "late") && dns_namespaces == 2);
+	ok(d.nsubnets == 1 && d.subnets[0].addr == 0x0a600000u && d.subnets[0].prefix == 16);
 	ok(answer(&d, "{\"type\":\"cluster\",\"subnets\":[\"10.96.0.1/16\"],"
 	    "\"namespaces\":[\"x\"]}") < 0);
 	ok(answer(&d, "{\"type\":\"cluster\",\"subnets\":[],\"namespaces\":[1]}") < 0);
