@@ -445,7 +445,9 @@ cluster_broadcast(struct manager *m)
 	cJSON *msg;
 
 	for (c = m->clients; c; c = c->next) {
-		if (c->kind != CLIENT_DAEMON || !c->sess || !kb_session_ready(c->sess))
+		/* An older daemon would end its session on an unknown type. */
+		if (c->kind != CLIENT_DAEMON || !c->cluster_updates || !c->sess ||
+		    !kb_session_ready(c->sess))
 			continue;
 		if ((msg = kb_msg_new(KB_MSG_CLUSTER)) == NULL)
 			return;
@@ -562,6 +564,8 @@ on_hello(struct kb_session *s, const cJSON *h, char *reason, size_t rlen, void *
 		snprintf(c->instance, sizeof(c->instance), "%s",
 		    cJSON_IsString(inst) ? inst->valuestring : "");
 		c->replaceable = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(h, "replaceable"));
+		c->cluster_updates = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(h,
+		    "cluster_updates"));
 		if (one_session(c, h, reason, rlen) < 0)
 			return -1;
 	}

@@ -454,6 +454,7 @@ link_hello(void *arg)
 	cJSON_AddStringToObject(hello, "instance", d->instance_id);
 	/* We understand "replaced"; and connect --replace takes over. */
 	cJSON_AddTrueToObject(hello, "replaceable");
+	cJSON_AddTrueToObject(hello, "cluster_updates");
 	if (d->replace)
 		cJSON_AddTrueToObject(hello, "replace");
 	return hello;
