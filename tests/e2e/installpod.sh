@@ -113,8 +113,9 @@ ok "a namespace created after connect resolves on the workstation (polled up to 
 
 # A changed subnet list reaches the daemon and applies on its link and
 # table (in ws's namespace), added and removed.
-route99() { pg ws ip -4 route show 10.99.0.0/24 | grep -q " dev kbridge"; }
-nft99() { pg ws nft list ruleset | grep -q "10.99.0.0/24"; }
+# (whole outputs, not grep -q in a pipe: an early exit is a SIGPIPE under pipefail)
+route99() { [[ $(pg ws ip -4 route show 10.99.0.0/24) == *" dev kbridge"* ]]; }
+nft99() { [[ $(pg ws nft list ruleset) == *10.99.0.0/24* ]]; }
 link() { pg ws ip -o link show | awk -F': ' '/kbridge/ {print $1 ":" $2}'; }
 l0=$(link)
 [[ $l0 == *:kbridge* ]]
@@ -122,7 +123,7 @@ no route99
 adm create -f - >/dev/null <<<'{"apiVersion":"networking.k8s.io/v1","kind":"ServiceCIDR","metadata":{"name":"extra"},"spec":{"cidrs":["10.99.0.0/24"]}}'
 poll 50 route99 || { pg ws ip -4 route; pg ws ip -4 route show 10.99.0.0/24; exit 1; }
 poll 50 nft99 || { pg ws nft list ruleset; exit 1; }
-pg ws nft list ruleset | grep -q "10.96.0.0/16"
+[[ $(pg ws nft list ruleset) == *10.96.0.0/16* ]]
 grep -q "discovery: cluster subnet 10.99.0.0/24" "$P/pod.log"
 [[ $(pg ws curl -sS -m 5 http://web.default/) == *web* ]]
 adm delete servicecidr extra --wait=false >/dev/null
@@ -164,11 +165,12 @@ adm get clusterrole kbridge-manager -o json |
 n0=$(wc -l <"$P/pod.log")
 "$PG" run-pod kbridge kbridge-manager >/dev/null
 newlog() { tail -n "+$((n0 + 1))" "$P/pod.log"; }
-up_again() { newlog | grep -q "manager listening on"; }
+up_again() { [[ $(newlog) == *"manager listening on"* ]]; }
 poll 100 up_again
-newlog | grep -q "discovery: ServiceCIDRs not available (403"
-newlog | grep -q "discovery: cluster subnet 10.96.0.0/16"
-newlog | grep -q "manager listening on 0.0.0.0:8443: 2 subnets, "
+log=$(newlog)
+[[ $log == *"discovery: ServiceCIDRs not available (403"* ]]
+[[ $log == *"discovery: cluster subnet 10.96.0.0/16"* ]]
+[[ $log == *"manager listening on 0.0.0.0:8443: 2 subnets, "* ]]
 no adm -n kbridge get service probe >/dev/null 2>&1
 poll 100 pg ws curl -sS -m 2 -o /dev/null http://web.default/
 ok "without ServiceCIDRs (RBAC) the manager takes the service range from a dry-run Service's error (nothing created); alice reconnects"
