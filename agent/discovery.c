@@ -409,6 +409,17 @@ set_error(void *arg, int status, const char *err)
 		dryrun_start(d);
 		return;
 	}
+	/* Nodes not to be read: as if none said its pod CIDR (the pods' cover). */
+	if (s == &d->nodes && (status == 404 || status == 403) && !s->synced) {
+		log_info("discovery: nodes not available (%d: %s): the pod range is a cover of "
+		    "the pods' addresses", status, err ? err : "");
+		kb_kube_watch_cancel(s->w);
+		s->w = NULL;
+		s->items = cJSON_CreateObject();
+		s->synced = 1;
+		subnets_changed(d);
+		return;
+	}
 	log_warnx("discovery: watching %s: %s; retrying", s->what, err ? err : "failed");
 }
 

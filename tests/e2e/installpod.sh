@@ -159,9 +159,15 @@ svc='{"apiVersion":"v1","kind":"Service","metadata":{"name":"probe"},"spec":{"cl
 out=$(adm -n kbridge create --dry-run=server -f - <<<"$svc" 2>&1) && { echo "$out"; exit 1; }
 [[ $out == *"The range of valid IPs is 10.96.0.0/16"* ]] || { echo "$out"; exit 1; }
 adm get clusterrole kbridge-manager -o json |
-	python3 -c 'import json,sys; o=json.load(sys.stdin); o["rules"]=[r for r in o["rules"] if "servicecidrs" not in r.get("resources",[])]; print(json.dumps(o))' |
+	python3 -c 'import json,sys
+o = json.load(sys.stdin)
+o["rules"] = [r for r in o["rules"] if "servicecidrs" not in r.get("resources", [])]
+for r in o["rules"]:
+	r["resources"] = [x for x in r.get("resources", []) if x != "nodes"]
+print(json.dumps(o))' |
 	adm replace -f - >/dev/null
 [[ $(adm auth can-i list servicecidrs.networking.k8s.io --as=system:serviceaccount:kbridge:kbridge-manager 2>/dev/null || true) == no ]]
+[[ $(adm auth can-i list nodes --as=system:serviceaccount:kbridge:kbridge-manager 2>/dev/null || true) == no ]]
 n0=$(wc -l <"$P/pod.log")
 "$PG" run-pod kbridge kbridge-manager >/dev/null
 newlog() { tail -n "+$((n0 + 1))" "$P/pod.log"; }
@@ -170,10 +176,19 @@ poll 100 up_again
 log=$(newlog)
 [[ $log == *"discovery: ServiceCIDRs not available (403"* ]]
 [[ $log == *"discovery: cluster subnet 10.96.0.0/16"* ]]
+# no nodes to read: a range narrower than the node's /16 that holds every
+# pod's address
+[[ $log == *"discovery: nodes not available (403"* ]]
+cover=$(grep -o "cluster subnet 10\.244\.[0-9.]*/[0-9]*" <<<"$log" | awk '{print $3}')
+ips=$(adm get pods -A -o 'jsonpath={.items[*].status.podIP}')
+python3 -c 'import ipaddress, sys
+n = ipaddress.ip_network(sys.argv[1])
+assert n.prefixlen > 16 and len(sys.argv) > 3
+assert all(ipaddress.ip_address(i) in n for i in sys.argv[2:])' "$cover" $ips
 [[ $log == *"manager listening on 0.0.0.0:8443: 2 subnets, "* ]]
 no adm -n kbridge get service probe >/dev/null 2>&1
 poll 100 pg ws curl -sS -m 2 -o /dev/null http://web.default/
-ok "without ServiceCIDRs (RBAC) the manager takes the service range from a dry-run Service's error (nothing created); alice reconnects"
+ok "without ServiceCIDRs and nodes (RBAC) the manager takes the service range from a dry-run Service's error (nothing created) and the pod range from the pods' addresses; alice reconnects"
 
 alice quit >/dev/null
 npid=$(cat "$P/pod.pid")
