@@ -86,6 +86,39 @@ discovery_parse_range(const char *msg, struct kb_cidr *out, size_t max)
 	return n;
 }
 
+int
+discovery_domain_from_resolv(const char *resolv, char *out, size_t len)
+{
+	const char *line = resolv, *p, *end;
+	size_t n;
+
+	for (; line && *line; line = end + (*end == '\n')) {
+		end = line + strcspn(line, "\n");
+		if (strncmp(line, "search", 6) || (line[6] != ' ' && line[6] != '\t'))
+			continue;
+		for (p = line + 6; p < end; p += n) {
+			p += strspn(p, " \t");
+			n = strcspn(p, " \t\n");
+			if (n > 4 && !strncmp(p, "svc.", 4)) {
+				const char *d = p + 4;
+				size_t dn = n - 4, i;
+
+				if (d[dn - 1] == '.')
+					dn--;
+				for (i = 0; i < dn; i++)
+					if (!strchr("abcdefghijklmnopqrstuvwxyz0123456789-.", d[i]))
+						break;
+				if (dn == 0 || i < dn || dn >= len || dn > 253)
+					continue;
+				memcpy(out, d, dn);
+				out[dn] = '\0';
+				return 0;
+			}
+		}
+	}
+	return -1;
+}
+
 static int
 cmp_u32(const void *a, const void *b)
 {

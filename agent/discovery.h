@@ -46,4 +46,9 @@ size_t discovery_parse_range(const char *msg, struct kb_cidr *out, size_t max);
  * addresses. Up to max into out, ascending. Returns how many. */
 size_t discovery_cover(const uint32_t *ips, size_t n, struct kb_cidr *out, size_t max);
 
+/* The cluster domain a pod's resolv.conf implies: its search list holds
+ * "svc.DOMAIN" (kubelet writes "NS.svc.DOMAIN svc.DOMAIN DOMAIN"). 0 with
+ * DOMAIN in out, or -1 if there is none (or it does not fit). */
+int discovery_domain_from_resolv(const char *resolv, char *out, size_t len);
+
 #endif

@@ -74,6 +74,8 @@ struct manager {
 	char *ns_owned[MAX_NAMESPACES]; /* what namespaces[] points to then */
 	int have_subnets, have_namespaces;
 	const char *domain;
+	int domain_set;		/* --cluster-domain given */
+	char domain_buf[256];
 	size_t nclients;
 	struct client *clients;
 	int stopping;
@@ -803,7 +805,8 @@ usage(FILE *f)
 	    "  --listen HOST:PORT     TLS address for workstation daemons\n"
 	    "  --subnet CIDR          a cluster subnet (service or pod addresses); repeatable\n"
 	    "  --namespace NAME       a cluster namespace; repeatable\n"
-	    "  --cluster-domain D     the cluster DNS domain (default cluster.local)\n"
+	    "  --cluster-domain D     the cluster DNS domain (default cluster.local; with\n"
+	    "                         --in-cluster the pod's resolv.conf's svc.DOMAIN)\n"
 	    "  --dns IP[:PORT]        resolve with this server instead of /etc/resolv.conf\n"
 	    "  --grace-period SECONDS keep a disconnected workstation's intercepts this long\n"
 	    "                         (default 10)\n"
@@ -878,6 +881,16 @@ incluster_up(struct manager *m, const char *secret, char **ca, char **cert, char
 		ic.dir = NULL;
 	if (pod_namespace(ic.dir, ns, sizeof(ns), err, errlen) < 0)
 		return -1;
+	if (!m->domain_set) {
+		char *rc_text = kb_read_file("/etc/resolv.conf", 64 << 10, NULL);
+
+		if (rc_text && discovery_domain_from_resolv(rc_text, m->domain_buf,
+		    sizeof(m->domain_buf)) == 0)
+			m->domain = m->domain_buf;
+		log_info("cluster domain %s (%s)", m->domain, m->domain == m->domain_buf ?
+		    "the search list of /etc/resolv.conf" : "default; none in /etc/resolv.conf");
+		free(rc_text);
+	}
 	if ((m->kube = kb_kube_new_incluster(m->base, &ic, err, errlen)) == NULL)
 		return -1;
 	if (incluster_ca(m->base, m->kube, ns, secret, ca, &ca_key, err, errlen) < 0)
@@ -978,6 +991,7 @@ cmd_manager(int argc, char **argv)
 			break;
 		case 'd':
 			m.domain = optarg;
+			m.domain_set = 1;
 			break;
 		case 'D':
 			dns = optarg;

@@ -75,5 +75,24 @@ main(void)
 	n = discovery_cover(ips, 4, v, 1);
 	ok(n == 1);
 	ok(discovery_cover(ips, 0, v, 8) == 0);
+
+	/* The cluster domain out of a pod's resolv.conf. */
+	{
+		char dom[64];
+
+		ok(discovery_domain_from_resolv("nameserver 10.96.0.10\nsearch kbridge.svc.cluster.local "
+		    "svc.cluster.local cluster.local\noptions ndots:5\n", dom, sizeof(dom)) == 0 &&
+		    !strcmp(dom, "cluster.local"));
+		ok(discovery_domain_from_resolv("search\tns.svc.corp.example svc.corp.example.\n", dom,
+		    sizeof(dom)) == 0 && !strcmp(dom, "corp.example"));
+		ok(discovery_domain_from_resolv("search example.com\nnameserver 1.1.1.1", dom,
+		    sizeof(dom)) < 0);
+		ok(discovery_domain_from_resolv("searchsvc.x svc.y\n# search svc.z\n", dom,
+		    sizeof(dom)) < 0);
+		ok(discovery_domain_from_resolv("search svc. svc.BAD svc.ok\n", dom, sizeof(dom)) == 0 &&
+		    !strcmp(dom, "ok"));
+		ok(discovery_domain_from_resolv("search svc.cluster.local\n", dom, 8) < 0);
+		ok(discovery_domain_from_resolv("", dom, sizeof(dom)) < 0);
+	}
 	return ok_done();
 }
