@@ -1,6 +1,7 @@
 /* The in-cluster manager's CA, kept in a Secret (see incluster.h). */
 #include "incluster.h"
 
+#include <arpa/inet.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -64,6 +65,8 @@ call_done(void *arg, int status, cJSON *body, const char *err)
 {
 	struct call *c = arg;
 
+	/* No loopbreak: call() runs the loop in slices of 100 ms, each ended by
+	 * its own loopexit, so none is left pending for the manager's loop. */
 	c->done = 1;
 	c->status = status;
 	c->body = body ? cJSON_Duplicate(body, 1) : NULL;
@@ -147,6 +150,29 @@ secret_object(const char *ns, const char *name, const char *crt, const char *key
 	free(c);
 	identity_free_secret(k);
 	return o;
+}
+
+int
+incluster_service_ip(struct event_base *base, struct kb_kube *kube, const char *ns,
+    const char *name, char *ip, size_t len)
+{
+	char path[512], err[300];
+	const char *v;
+	struct in_addr a;
+	struct call c;
+	int rc = -1;
+
+	snprintf(path, sizeof(path), "/api/v1/namespaces/%s/services/%s", ns, name);
+	if (call(base, kube, "GET", path, NULL, &c, err, sizeof(err)) < 0)
+		return -1;
+	v = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(
+	    cJSON_GetObjectItemCaseSensitive(c.body, "spec"), "clusterIP"));
+	if (c.status == 200 && v && inet_pton(AF_INET, v, &a) == 1 && strlen(v) < len) {
+		snprintf(ip, len, "%s", v);
+		rc = 0;
+	}
+	cJSON_Delete(c.body);
+	return rc;
 }
 
 int

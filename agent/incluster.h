@@ -16,6 +16,11 @@ struct kb_kube;
 int incluster_ca(struct event_base *base, struct kb_kube *kube, const char *ns, const char *name,
     char **crt, char **key, char *err, size_t errlen);
 
+/* The clusterIP (IPv4) of Service ns/name into ip (16 bytes), waited for.
+ * 0, or -1 (no such Service, no IPv4 address, no answer). */
+int incluster_service_ip(struct event_base *base, struct kb_kube *kube, const char *ns,
+    const char *name, char *ip, size_t len);
+
 /* Base64 (RFC 4648, padded), as Secret data is. Return malloc'd strings or
  * NULL (decode: invalid input; *len gets the length, a NUL follows). */
 char *incluster_b64_encode(const char *s);

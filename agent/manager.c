@@ -872,7 +872,7 @@ incluster_up(struct manager *m, const char *secret, char **ca, char **cert, char
 	const struct discovery_cbs cbs = { .on_subnets = disc_subnets,
 	    .on_namespaces = disc_namespaces, .arg = m };
 	const char *ip = getenv("KB_POD_IP");
-	char ns[256], san[1200], *ca_key = NULL;
+	char ns[256], san[1200], svc_ip[16], *ca_key = NULL;
 	struct in_addr a;
 	uint64_t since, logged;
 	int rc;
@@ -901,6 +901,9 @@ incluster_up(struct manager *m, const char *secret, char **ca, char **cert, char
 	    ns, m->domain);
 	if (ip && inet_pton(AF_INET, ip, &a) == 1)
 		snprintf(san + strlen(san), sizeof(san) - strlen(san), ",IP:%s", ip);
+	if (incluster_service_ip(m->base, m->kube, ns, "kbridge-manager", svc_ip,
+	    sizeof(svc_ip)) == 0 && (!ip || strcmp(ip, svc_ip)))
+		snprintf(san + strlen(san), sizeof(san) - strlen(san), ",IP:%s", svc_ip);
 	rc = identity_manager_cert(*ca, ca_key, san, cert, key, err, errlen);
 	identity_free_secret(ca_key);
 	if (rc < 0)

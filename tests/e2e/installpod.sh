@@ -65,6 +65,7 @@ ca1=$(adm -n kbridge get secret kbridge-manager-ca -o 'jsonpath={.data.ca\.crt}'
 grep -q "discovery: cluster subnet 10.96.0.0/16" "$P/pod.log"
 grep -q "discovery: cluster subnet 10.244.0.0/16" "$P/pod.log"
 grep -q "manager listening on 0.0.0.0:8443: 2 subnets, " "$P/pod.log"
+grep -q "certificate for DNS:kbridge-manager.kbridge.svc,DNS:kbridge-manager.kbridge.svc.cluster.local,IP:10.244.0.10,IP:10.96.0.20$" "$P/pod.log"
 ok "at its first start the manager made its CA in Secret kbridge/kbridge-manager-ca (labelled managed-by=kbridge) and learnt the service range (ServiceCIDR) and the pod CIDR (the node's) from the API"
 
 # Interim, until developers get their identity from Kubernetes (a CSR):
