@@ -662,3 +662,87 @@ cmd_issue(int argc, char **argv)
 	ERR_clear_error();
 	return rc;
 }
+
+/* --- in memory, for the in-cluster manager (its state is a Secret) --- */
+
+int
+identity_ca_new(char **crt, char **key, char *err, size_t errlen)
+{
+	const struct certspec spec = {
+		.cn = "kbridge cluster CA", .o = "kbridge", .days = CA_DAYS, .ca = 1,
+	};
+	EVP_PKEY *k;
+	X509 *x = NULL;
+
+	*crt = *key = NULL;
+	ERR_clear_error();
+	if ((k = EVP_PKEY_Q_keygen(NULL, NULL, "EC", "P-256")) == NULL) {
+		snprintf(err, errlen, "cannot generate a key: %s", sslerr());
+		return -1;
+	}
+	if ((x = make_cert(&spec, k, NULL, NULL, err, errlen)) != NULL &&
+	    ((*crt = cert_pem(x)) == NULL || (*key = key_pem(k)) == NULL))
+		snprintf(err, errlen, "cannot encode PEM: %s", sslerr());
+	X509_free(x);
+	EVP_PKEY_free(k);
+	if (!*crt || !*key) {
+		free(*crt);
+		free_secret(*key);
+		*crt = *key = NULL;
+		return -1;
+	}
+	return 0;
+}
+
+int
+identity_manager_cert(const char *ca_crt, const char *ca_keytext, const char *san, char **crt,
+    char **key, char *err, size_t errlen)
+{
+	const struct certspec spec = {
+		.cn = KB_ROLE_MANAGER, .o = KB_ROLE_MANAGER, .days = MANAGER_DAYS,
+		.eku = "serverAuth", .san = san,
+	};
+	EVP_PKEY *ca_key = NULL, *k = NULL;
+	X509 *ca = NULL, *x = NULL;
+	BIO *bio;
+	int rc = -1;
+
+	*crt = *key = NULL;
+	ERR_clear_error();
+	if ((bio = BIO_new_mem_buf(ca_crt, -1)) != NULL)
+		ca = PEM_read_bio_X509(bio, NULL, NULL, NULL);
+	BIO_free(bio);
+	if ((bio = BIO_new_mem_buf(ca_keytext, -1)) != NULL)
+		ca_key = PEM_read_bio_PrivateKey(bio, NULL, kb_tls_no_passphrase, NULL);
+	BIO_free(bio);
+	if (!ca || !ca_key || !X509_check_private_key(ca, ca_key)) {
+		snprintf(err, errlen, "the CA is not a PEM certificate with its unencrypted key");
+		goto done;
+	}
+	if ((k = EVP_PKEY_Q_keygen(NULL, NULL, "EC", "P-256")) == NULL) {
+		snprintf(err, errlen, "cannot generate a key: %s", sslerr());
+		goto done;
+	}
+	if ((x = make_cert(&spec, k, ca, ca_key, err, errlen)) == NULL)
+		goto done;
+	if ((*crt = cert_pem(x)) == NULL || (*key = key_pem(k)) == NULL) {
+		snprintf(err, errlen, "cannot encode PEM: %s", sslerr());
+		free(*crt);
+		*crt = NULL;
+		goto done;
+	}
+	rc = 0;
+done:
+	X509_free(ca);
+	X509_free(x);
+	EVP_PKEY_free(ca_key);
+	EVP_PKEY_free(k);
+	ERR_clear_error();
+	return rc;
+}
+
+void
+identity_free_secret(char *s)
+{
+	free_secret(s);
+}

@@ -2,10 +2,22 @@
 #ifndef KB_IDENTITY_H
 #define KB_IDENTITY_H
 
+#include <stddef.h>
+
 /* kbridge-agent init --state-dir DIR --address HOST:PORT [--force] */
 int cmd_init(int argc, char **argv);
 /* kbridge-agent issue --state-dir DIR --name NAME --out FILE [--sidecar] */
 int cmd_issue(int argc, char **argv);
+
+/* A new cluster CA, in memory: PEM certificate and key (the caller frees
+ * both; the key with identity_free_secret). 0, or -1 with err. */
+int identity_ca_new(char **crt, char **key, char *err, size_t errlen);
+/* A manager certificate signed by the CA (PEM), with subjectAltName san
+ * ("DNS:a,IP:b"; NULL: none). 0, or -1 with err. */
+int identity_manager_cert(const char *ca_crt, const char *ca_key, const char *san, char **crt,
+    char **key, char *err, size_t errlen);
+/* Wipe and free a PEM key. */
+void identity_free_secret(char *s);
 
 /* Files in the state directory. */
 #define KB_STATE_CA_CERT "ca.crt"

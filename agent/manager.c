@@ -20,10 +20,13 @@
 #include <openssl/ssl.h>
 
 #include "conn.h"
+#include "discovery.h"
 #include "dial.h"
 #include "client.h"
 #include "identity.h"
+#include "incluster.h"
 #include "intercepts.h"
+#include "kubeapi.h"
 #include "listener.h"
 #include "log.h"
 #include "httpproxy.h"
@@ -65,7 +68,14 @@ struct manager {
 	size_t nsubnets;
 	const char *namespaces[MAX_NAMESPACES];
 	size_t nnamespaces;
+	/* --in-cluster: the API tells subnets and namespaces (discovery). */
+	struct kb_kube *kube;
+	struct discovery *disc;
+	char *ns_owned[MAX_NAMESPACES]; /* what namespaces[] points to then */
+	int have_subnets, have_namespaces;
 	const char *domain;
+	int domain_set;		/* --cluster-domain given */
+	char domain_buf[256];
 	size_t nclients;
 	struct client *clients;
 	int stopping;
@@ -413,6 +423,72 @@ on_control(struct kb_session *s, const cJSON *msg, const char *type, void *arg)
 
 /* --- sessions --- */
 
+/* The cluster's subnets and namespaces, as the hello and "cluster" carry them. */
+static void
+cluster_lists(const struct manager *m, cJSON *r)
+{
+	char buf[32];
+	cJSON *a;
+	size_t i;
+
+	a = cJSON_AddArrayToObject(r, "subnets");
+	for (i = 0; i < m->nsubnets; i++)
+		cJSON_AddItemToArray(a, cJSON_CreateString(kb_cidr_str(&m->subnets[i], buf, sizeof(buf))));
+	a = cJSON_AddArrayToObject(r, "namespaces");
+	for (i = 0; i < m->nnamespaces; i++)
+		cJSON_AddItemToArray(a, cJSON_CreateString(m->namespaces[i]));
+}
+
+/* Tell every connected daemon the new lists (PROTOCOL.md, "cluster"). */
+static void
+cluster_broadcast(struct manager *m)
+{
+	struct client *c;
+	cJSON *msg;
+
+	for (c = m->clients; c; c = c->next) {
+		/* An older daemon would end its session on an unknown type. */
+		if (c->kind != CLIENT_DAEMON || !c->cluster_updates || !c->sess ||
+		    !kb_session_ready(c->sess))
+			continue;
+		if ((msg = kb_msg_new(KB_MSG_CLUSTER)) == NULL)
+			return;
+		cluster_lists(m, msg);
+		kb_session_send_control(c->sess, msg);
+	}
+}
+
+static void
+disc_subnets(void *arg, const struct kb_cidr *v, size_t n)
+{
+	struct manager *m = arg;
+
+	if (n > MAX_SUBNETS)
+		n = MAX_SUBNETS;
+	memcpy(m->subnets, v, n * sizeof(v[0]));
+	m->nsubnets = n;
+	if (m->have_subnets)
+		cluster_broadcast(m);
+	m->have_subnets = 1;
+}
+
+static void
+disc_namespaces(void *arg, const char *const *v, size_t n)
+{
+	struct manager *m = arg;
+	size_t i, k = 0;
+
+	for (i = 0; i < m->nnamespaces; i++)
+		free(m->ns_owned[i]);
+	for (i = 0; i < n && k < MAX_NAMESPACES; i++)
+		if ((m->ns_owned[k] = strdup(v[i])) != NULL)
+			m->namespaces[k] = m->ns_owned[k], k++;
+	m->nnamespaces = k;
+	if (m->have_namespaces)
+		cluster_broadcast(m);
+	m->have_namespaces = 1;
+}
+
 /* One session per user: a daemon of the same identity on another
  * workstation is refused, unless it asks to replace the first (connect
  * --replace), which is then told so and ends. The same daemon coming back
@@ -462,9 +538,7 @@ on_hello(struct kb_session *s, const cJSON *h, char *reason, size_t rlen, void *
 	const cJSON *role = cJSON_GetObjectItemCaseSensitive(h, "role");
 	const cJSON *ns = cJSON_GetObjectItemCaseSensitive(h, "namespace");
 	int sidecar = cJSON_IsString(role) && !strcmp(role->valuestring, KB_HELLO_ROLE_SIDECAR);
-	cJSON *r, *a;
-	char buf[32];
-	size_t i;
+	cJSON *r;
 
 	if (!cJSON_IsString(role) || (strcmp(role->valuestring, KB_HELLO_ROLE_DAEMON) && !sidecar) ||
 	    strcmp(c->role, sidecar ? KB_ROLE_SIDECAR : KB_ROLE_USER) != 0) {
@@ -492,6 +566,8 @@ on_hello(struct kb_session *s, const cJSON *h, char *reason, size_t rlen, void *
 		snprintf(c->instance, sizeof(c->instance), "%s",
 		    cJSON_IsString(inst) ? inst->valuestring : "");
 		c->replaceable = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(h, "replaceable"));
+		c->cluster_updates = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(h,
+		    "cluster_updates"));
 		if (one_session(c, h, reason, rlen) < 0)
 			return -1;
 	}
@@ -502,12 +578,7 @@ on_hello(struct kb_session *s, const cJSON *h, char *reason, size_t rlen, void *
 	cJSON_AddStringToObject(r, "user", c->name);
 	cJSON_AddStringToObject(r, "cluster_domain", m->domain);
 	cJSON_AddTrueToObject(r, "leave_all");
-	a = cJSON_AddArrayToObject(r, "subnets");
-	for (i = 0; i < m->nsubnets; i++)
-		cJSON_AddItemToArray(a, cJSON_CreateString(kb_cidr_str(&m->subnets[i], buf, sizeof(buf))));
-	a = cJSON_AddArrayToObject(r, "namespaces");
-	for (i = 0; i < m->nnamespaces; i++)
-		cJSON_AddItemToArray(a, cJSON_CreateString(m->namespaces[i]));
+	cluster_lists(m, r);
 	log_info("session %s from %s: hello (%s, namespace %s)", c->name, c->peer,
 	    role->valuestring, cJSON_IsString(ns) ? ns->valuestring : "-");
 	if (kb_session_send_hello(s, r) < 0)
@@ -715,16 +786,27 @@ usage(FILE *f)
 	fprintf(f,
 	    "usage: kbridge-agent manager --state-dir DIR --listen HOST:PORT\n"
 	    "           --subnet CIDR [--subnet CIDR...] --namespace NAME [--namespace NAME...]\n"
+	    "           [options]\n"
+	    "       kbridge-agent manager --in-cluster --listen HOST:PORT [--ca-secret NAME]\n"
+	    "           [--state-configmap NAME] [options]\n"
+	    "options:\n"
 	    "           [--cluster-domain DOMAIN] [--dns IP[:PORT]] [--grace-period SECONDS]\n"
 	    "           [--preview-listen HOST:PORT [--preview-url-base URL]] [-v]\n"
 	    "\n"
 	    "Run the in-cluster manager.\n"
 	    "\n"
 	    "  --state-dir DIR        the directory made by 'kbridge-agent init'\n"
+	    "  --in-cluster           run in a pod: the API (service-account credentials)\n"
+	    "                         tells the subnets and namespaces, and keeps the CA\n"
+	    "  --ca-secret NAME       the Secret of the pod's namespace that holds the CA\n"
+	    "                         (made at the first start; default kbridge-manager-ca)\n"
+	    "  --state-configmap NAME reserved for the manager's state (default\n"
+	    "                         kbridge-manager-state; today state is kept in memory)\n"
 	    "  --listen HOST:PORT     TLS address for workstation daemons\n"
 	    "  --subnet CIDR          a cluster subnet (service or pod addresses); repeatable\n"
 	    "  --namespace NAME       a cluster namespace; repeatable\n"
-	    "  --cluster-domain D     the cluster DNS domain (default cluster.local)\n"
+	    "  --cluster-domain D     the cluster DNS domain (default cluster.local; with\n"
+	    "                         --in-cluster the pod's resolv.conf's svc.DOMAIN)\n"
 	    "  --dns IP[:PORT]        resolve with this server instead of /etc/resolv.conf\n"
 	    "  --grace-period SECONDS keep a disconnected workstation's intercepts this long\n"
 	    "                         (default 10)\n"
@@ -751,6 +833,101 @@ read_state(const char *dir, const char *file, char *err, size_t errlen)
 	return txt;
 }
 
+/* The pod's namespace: $KB_NAMESPACE, else the service account's. */
+static int
+pod_namespace(const char *sadir, char *ns, size_t len, char *err, size_t errlen)
+{
+	const char *env = getenv("KB_NAMESPACE");
+	char path[4096], *txt;
+
+	if (env && *env) {
+		snprintf(ns, len, "%s", env);
+	} else {
+		snprintf(path, sizeof(path), "%s/namespace",
+		    sadir ? sadir : "/var/run/secrets/kubernetes.io/serviceaccount");
+		if ((txt = kb_read_file(path, 256, NULL)) == NULL) {
+			snprintf(err, errlen, "no KB_NAMESPACE and cannot read %.200s: %s", path,
+			    strerror(errno));
+			return -1;
+		}
+		txt[strcspn(txt, "\n")] = '\0';
+		snprintf(ns, len, "%s", txt);
+		free(txt);
+	}
+	if (!kb_dns_label(ns)) {
+		snprintf(err, errlen, "invalid pod namespace '%.100s'", ns);
+		return -1;
+	}
+	return 0;
+}
+
+/* --in-cluster: the API client, the CA from its Secret, a manager
+ * certificate for this pod, and discovery, waited for until it told the
+ * subnets and namespaces (daemons get them in the hello). */
+static int
+incluster_up(struct manager *m, const char *secret, char **ca, char **cert, char **key,
+    char *err, size_t errlen)
+{
+	struct kb_kube_incluster ic = { .dir = getenv("KB_SERVICEACCOUNT_DIR") };
+	const struct discovery_cbs cbs = { .on_subnets = disc_subnets,
+	    .on_namespaces = disc_namespaces, .arg = m };
+	const char *ip = getenv("KB_POD_IP");
+	char ns[256], san[1200], svc_ip[16], *ca_key = NULL;
+	struct in_addr a;
+	uint64_t since, logged;
+	int rc;
+
+	if (ic.dir && !*ic.dir)
+		ic.dir = NULL;
+	if (pod_namespace(ic.dir, ns, sizeof(ns), err, errlen) < 0)
+		return -1;
+	if (!m->domain_set) {
+		char *rc_text = kb_read_file("/etc/resolv.conf", 64 << 10, NULL);
+
+		if (rc_text && discovery_domain_from_resolv(rc_text, m->domain_buf,
+		    sizeof(m->domain_buf)) == 0)
+			m->domain = m->domain_buf;
+		log_info("cluster domain %s (%s)", m->domain, m->domain == m->domain_buf ?
+		    "the search list of /etc/resolv.conf" : "default; none in /etc/resolv.conf");
+		free(rc_text);
+	}
+	if ((m->kube = kb_kube_new_incluster(m->base, &ic, err, errlen)) == NULL)
+		return -1;
+	if (incluster_ca(m->base, m->kube, ns, secret, ca, &ca_key, err, errlen) < 0)
+		return -1;
+	/* Daemons check the CA and the role, not names (they come through
+	 * port-forwards and NATs); the names are for anyone else. */
+	snprintf(san, sizeof(san), "DNS:kbridge-manager.%s.svc,DNS:kbridge-manager.%s.svc.%s", ns,
+	    ns, m->domain);
+	if (ip && inet_pton(AF_INET, ip, &a) == 1)
+		snprintf(san + strlen(san), sizeof(san) - strlen(san), ",IP:%s", ip);
+	if (incluster_service_ip(m->base, m->kube, ns, "kbridge-manager", svc_ip,
+	    sizeof(svc_ip)) == 0 && (!ip || strcmp(ip, svc_ip)))
+		snprintf(san + strlen(san), sizeof(san) - strlen(san), ",IP:%s", svc_ip);
+	rc = identity_manager_cert(*ca, ca_key, san, cert, key, err, errlen);
+	identity_free_secret(ca_key);
+	if (rc < 0)
+		return -1;
+	if ((m->disc = discovery_new(m->base, m->kube, ns, &cbs)) == NULL) {
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
+	since = logged = kb_now_ms();
+	while (!m->have_subnets || !m->have_namespaces) {
+		struct timeval tv = { 0, 200000 };
+		event_base_loopexit(m->base, &tv);
+		event_base_dispatch(m->base);
+		if (kb_now_ms() - logged >= 10000) {
+			logged = kb_now_ms();
+			log_warnx("still waiting for the API to tell the cluster's %s (%llu s)",
+			    !m->have_subnets ? "subnets" : "namespaces",
+			    (unsigned long long)(logged - since) / 1000);
+		}
+	}
+	log_info("in-cluster: namespace %s, CA from Secret %s, certificate for %s", ns, secret, san);
+	return 0;
+}
+
 int
 cmd_manager(int argc, char **argv)
 {
@@ -764,11 +941,16 @@ cmd_manager(int argc, char **argv)
 		{ "grace-period", required_argument, NULL, 'g' },
 		{ "preview-listen", required_argument, NULL, 'P' },
 		{ "preview-url-base", required_argument, NULL, 'U' },
+		{ "in-cluster", no_argument, NULL, 'I' },
+		{ "ca-secret", required_argument, NULL, 'C' },
+		{ "state-configmap", required_argument, NULL, 'M' },
 		{ "verbose", no_argument, NULL, 'v' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
 	struct manager m = { .domain = "cluster.local" };
+	const char *ca_secret = NULL, *state_cm = NULL;
+	int in_cluster = 0;
 	const char *state = NULL, *listen_on = NULL, *dns = NULL;
 	const char *preview_listen = NULL, *preview_base = NULL;
 	struct preview_env penv;
@@ -812,6 +994,7 @@ cmd_manager(int argc, char **argv)
 			break;
 		case 'd':
 			m.domain = optarg;
+			m.domain_set = 1;
 			break;
 		case 'D':
 			dns = optarg;
@@ -829,6 +1012,15 @@ cmd_manager(int argc, char **argv)
 		case 'U':
 			preview_base = optarg;
 			break;
+		case 'I':
+			in_cluster = 1;
+			break;
+		case 'C':
+			ca_secret = optarg;
+			break;
+		case 'M':
+			state_cm = optarg;
+			break;
 		case 'v':
 			verbose = 1;
 			break;
@@ -840,8 +1032,28 @@ cmd_manager(int argc, char **argv)
 			return 2;
 		}
 	}
-	if (optind != argc || !state || !listen_on || m.nsubnets == 0 || m.nnamespaces == 0) {
-		fprintf(stderr, "kbridge-agent: manager needs --state-dir, --listen, at least one --subnet and one --namespace (see --help)\n");
+	if (optind != argc) {
+		fprintf(stderr, "kbridge-agent: manager: unexpected argument '%s' (see --help)\n", argv[optind]);
+		return 2;
+	}
+	if (in_cluster && (state || m.nsubnets || m.nnamespaces)) {
+		fprintf(stderr, "kbridge-agent: manager --in-cluster takes no --state-dir, --subnet or --namespace (the API tells them)\n");
+		return 2;
+	}
+	if (!in_cluster && (ca_secret || state_cm)) {
+		fprintf(stderr, "kbridge-agent: --ca-secret and --state-configmap need --in-cluster\n");
+		return 2;
+	}
+	if (!in_cluster && (!state || !listen_on || m.nsubnets == 0 || m.nnamespaces == 0)) {
+		fprintf(stderr, "kbridge-agent: manager needs --state-dir, --listen, at least one --subnet and one --namespace, or --in-cluster (see --help)\n");
+		return 2;
+	}
+	if (!listen_on) {
+		fprintf(stderr, "kbridge-agent: manager needs --listen (see --help)\n");
+		return 2;
+	}
+	if (ca_secret && !kb_dns_label(ca_secret)) {
+		fprintf(stderr, "kbridge-agent: invalid --ca-secret '%s'\n", ca_secret);
 		return 2;
 	}
 	if (kb_hostport_parse(listen_on, host, sizeof(host), &port) < 0) {
@@ -865,16 +1077,24 @@ cmd_manager(int argc, char **argv)
 	/* Every connection is a descriptor (two when proxied): 1024 is few. */
 	if (kb_raise_nofile() < 0)
 		log_warn("cannot raise the limit on open files");
-	if (!(ca = read_state(state, KB_STATE_CA_CERT, err, sizeof(err))) ||
-	    !(cert = read_state(state, KB_STATE_MGR_CERT, err, sizeof(err))) ||
-	    !(key = read_state(state, KB_STATE_MGR_KEY, err, sizeof(err))))
-		goto out;
-	if ((m.ctx = kb_tls_server_ctx(ca, cert, key, err, sizeof(err))) == NULL)
-		goto out;
 	if ((m.base = kb_event_base_new()) == NULL) {
 		snprintf(err, sizeof(err), "cannot create the event loop");
 		goto out;
 	}
+	if (in_cluster) {
+		if (incluster_up(&m, ca_secret ? ca_secret : "kbridge-manager-ca", &ca, &cert, &key,
+		    err, sizeof(err)) < 0)
+			goto out;
+		if (state_cm)
+			log_info("intercepts and previews are kept in memory (not yet in ConfigMap %s)",
+			    state_cm);
+	} else if (!(ca = read_state(state, KB_STATE_CA_CERT, err, sizeof(err))) ||
+	    !(cert = read_state(state, KB_STATE_MGR_CERT, err, sizeof(err))) ||
+	    !(key = read_state(state, KB_STATE_MGR_KEY, err, sizeof(err)))) {
+		goto out;
+	}
+	if ((m.ctx = kb_tls_server_ctx(ca, cert, key, err, sizeof(err))) == NULL)
+		goto out;
 	icpt_init(m.base, (unsigned)(grace * 1000));
 	{
 		unsigned char rnd[16];
@@ -902,9 +1122,10 @@ cmd_manager(int argc, char **argv)
 		snprintf(err, sizeof(err), "cannot listen on %s: %s", listen_on, strerror(errno));
 		goto out;
 	}
-	snprintf(store, sizeof(store), "%s/previews.json", state);
+	if (state)
+		snprintf(store, sizeof(store), "%s/previews.json", state);
 	penv = (struct preview_env){ .base = m.base, .resolver = m.resolver, .domain = m.domain,
-	    .allowed = addr_allowed, .arg = &m, .store = store };
+	    .allowed = addr_allowed, .arg = &m, .store = state ? store : NULL };
 	if (preview_start(&penv, err, sizeof(err)) < 0)
 		goto out;
 	sigs[0] = evsignal_new(m.base, SIGTERM, on_signal, &m);
@@ -939,6 +1160,11 @@ out:
 		evutil_freeaddrinfo(ai);
 	kb_listener_free(m.listener);
 	kb_pool_free(m.preauth);
+	discovery_free(m.disc);
+	if (m.kube)
+		kb_kube_free(m.kube);
+	for (i = 0; m.disc && i < m.nnamespaces; i++)
+		free(m.ns_owned[i]);
 	if (m.resolver)
 		resolver_free(m.resolver);
 	hp_fini();
@@ -947,6 +1173,6 @@ out:
 	SSL_CTX_free(m.ctx);
 	free(ca);
 	free(cert);
-	free(key);
+	identity_free_secret(key);
 	return rc;
 }

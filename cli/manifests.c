@@ -284,6 +284,8 @@ kb_manifests(const struct kb_manifest_opts *mo)
 	rules = add_arr(o, "rules");
 	rule(rules, "", L("namespaces", "services", "pods", "nodes"), NULL, READ);
 	rule(rules, "discovery.k8s.io", L("endpointslices"), NULL, READ);
+	/* The service range (discovery; ServiceCIDRs are served since v1.33). */
+	rule(rules, "networking.k8s.io", L("servicecidrs"), NULL, READ);
 	rule(rules, "certificates.k8s.io", L("certificatesigningrequests"), NULL, READ);
 	rule(rules, "certificates.k8s.io",
 	    L("certificatesigningrequests/approval", "certificatesigningrequests/status"), NULL,
@@ -297,6 +299,9 @@ kb_manifests(const struct kb_manifest_opts *mo)
 	o = object(list, "rbac.authorization.k8s.io/v1", "Role", KB_MANAGER_NAME, ns, "manager");
 	rules = add_arr(o, "rules");
 	rule(rules, "", L("secrets", "configmaps"), NULL, L("create"));
+	/* Without ServiceCIDRs the service range is in the error a dry-run
+	 * Service with an impossible clusterIP gets (nothing is created). */
+	rule(rules, "", L("services"), NULL, L("create"));
 	rule(rules, "", L("secrets"), L(KB_CA_SECRET), L("get", "update", "patch"));
 	rule(rules, "", L("configmaps"), L(KB_STATE_CONFIGMAP),
 	    L("get", "list", "watch", "update", "patch"));

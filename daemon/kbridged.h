@@ -102,6 +102,10 @@ const char *kbd_state_name(enum kbd_state s);
 /* net.c: link, routes, redirect rules, DNS proxy, transparent listener */
 int net_up(struct kbd *d, char *err, size_t errlen);
 void net_down(struct kbd *d);
+/* The cluster's subnets changed during a session: the same link and table
+ * get them (new routes, then the table in one batch, then old routes go).
+ * On failure nothing changed. 0, or -1 with err. */
+int net_subnets(struct kbd *d, const struct kb_cidr *v, size_t n, char *err, size_t errlen);
 
 /* control.c: HTTP+JSON API on the Unix socket */
 int control_listen(struct kbd *d, uid_t owner, int has_owner, char *err, size_t errlen);

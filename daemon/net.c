@@ -139,6 +139,86 @@ fail:
 	return -1;
 }
 
+static int
+cidr_in(const struct kb_cidr *c, const struct kb_cidr *v, size_t n)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++)
+		if (v[i].addr == c->addr && v[i].prefix == c->prefix)
+			return 1;
+	return 0;
+}
+
+int
+net_subnets(struct kbd *d, const struct kb_cidr *v, size_t n, char *err, size_t errlen)
+{
+	struct kb_cidr added[KBD_MAX_SUBNETS];
+	struct kb_fw_config cfg;
+	const uint32_t *ups;
+	char e2[256], buf[32];
+	size_t i, nadded = 0;
+
+	if (n > KBD_MAX_SUBNETS) {
+		snprintf(err, errlen, "too many subnets");
+		return -1;
+	}
+	/* Checked before anything changes (fw_apply checks again). */
+	for (i = 0; i < n; i++) {
+		if (kb_cidr_contains(&v[i], d->tun_addr)) {
+			snprintf(err, errlen, "the link address collides with cluster subnet %s",
+			    kb_cidr_str(&v[i], buf, sizeof(buf)));
+			return -1;
+		}
+		if (v[i].prefix == 0 || kb_cidr_contains(&v[i], 0x7f000001u) ||
+		    (v[i].addr >> 24) == 127) {
+			snprintf(err, errlen, "subnet %s is not a cluster subnet",
+			    kb_cidr_str(&v[i], buf, sizeof(buf)));
+			return -1;
+		}
+	}
+	if (!d->tun || !d->fw) {
+		/* Not set up (yet): net_up takes them. */
+		memcpy(d->subnets, v, n * sizeof(v[0]));
+		d->nsubnets = n;
+		return 0;
+	}
+	for (i = 0; i < n; i++) {
+		if (cidr_in(&v[i], d->applied, d->napplied))
+			continue;
+		if (tun_route_add(d->tun, &v[i], err, errlen) < 0)
+			goto undo;
+		added[nadded++] = v[i];
+	}
+	memset(&cfg, 0, sizeof(cfg));
+	cfg.subnets = v;
+	cfg.nsubnets = n;
+	cfg.proxy_port = d->proxy_port;
+	cfg.ndns = dns_upstreams(d->dns, &ups);
+	cfg.dns_servers = ups;
+	cfg.dns_port = dns_port(d->dns);
+	/* One batch: the kernel keeps the old table if it fails. */
+	if (fw_apply(d->fw, &cfg, err, errlen) < 0)
+		goto undo;
+	for (i = 0; i < d->napplied; i++)
+		if (!cidr_in(&d->applied[i], v, n) &&
+		    tun_route_del(d->tun, &d->applied[i], e2, sizeof(e2)) < 0)
+			log_warnx("cannot remove the route to %s (nothing is redirected there "
+			    "any more; it goes when the link does): %s",
+			    kb_cidr_str(&d->applied[i], buf, sizeof(buf)), e2);
+	memcpy(d->subnets, v, n * sizeof(v[0]));
+	d->nsubnets = n;
+	memcpy(d->applied, v, n * sizeof(v[0]));
+	d->napplied = n;
+	return 0;
+undo:
+	for (i = 0; i < nadded; i++)
+		if (tun_route_del(d->tun, &added[i], e2, sizeof(e2)) < 0)
+			log_warnx("cannot remove the route to %s: %s",
+			    kb_cidr_str(&added[i], buf, sizeof(buf)), e2);
+	return -1;
+}
+
 void
 net_down(struct kbd *d)
 {

@@ -107,6 +107,19 @@ tun_route_add(struct kb_tun *t, const struct kb_cidr *c, char *err, size_t errle
 }
 
 int
+tun_route_del(struct kb_tun *t, const struct kb_cidr *c, char *err, size_t errlen)
+{
+	char dst[32];
+	char *cmd[] = { "ip", "route", "del", dst, "dev", t->name, NULL };
+
+	kb_cidr_str(c, dst, sizeof(dst));
+	if (kb_exec(cmd, err, errlen) != 0)
+		return -1;
+	log_debug("tun: route %s via %s removed", dst, t->name);
+	return 0;
+}
+
+int
 tun_fd(const struct kb_tun *t)
 {
 	return t->fd;

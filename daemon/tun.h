@@ -16,6 +16,8 @@ struct kb_tun;
 struct kb_tun *tun_open(const char *name, uint32_t addr, char *err, size_t errlen);
 /* Route a subnet through the link with the link's address as source. */
 int tun_route_add(struct kb_tun *t, const struct kb_cidr *c, char *err, size_t errlen);
+/* Remove such a route. */
+int tun_route_del(struct kb_tun *t, const struct kb_cidr *c, char *err, size_t errlen);
 /* The descriptor to watch for readability; packets that reach the link
  * (anything the redirect does not take, e.g. UDP) are read and dropped. */
 int tun_fd(const struct kb_tun *t);

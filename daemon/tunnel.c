@@ -286,6 +286,63 @@ on_hello(struct kb_session *s, const cJSON *h, char *reason, size_t rlen, void *
 	return 0;
 }
 
+/* "cluster": the manager's lists changed. The namespaces apply at once
+ * (DNS), and so do the subnets (routes and nft set, on the same link and
+ * table; if that fails the old ones stay). -1 on a malformed message. */
+static int
+cluster_update(struct kbd *d, const cJSON *msg)
+{
+	const cJSON *subs = cJSON_GetObjectItemCaseSensitive(msg, "subnets");
+	const cJSON *nss = cJSON_GetObjectItemCaseSensitive(msg, "namespaces");
+	struct kb_cidr v[KBD_MAX_SUBNETS];
+	char *names[KBD_MAX_NAMESPACES];
+	size_t n = 0, nn = 0, i;
+	const cJSON *e;
+	int known = 0;
+
+	memset(v, 0, sizeof(v));
+	cJSON_ArrayForEach(e, subs) {
+		if (n == KBD_MAX_SUBNETS || !cJSON_IsString(e) ||
+		    kb_cidr_parse(e->valuestring, &v[n]) < 0) {
+			log_warnx("the manager: cluster: invalid subnet list");
+			return -1;
+		}
+		n++;
+	}
+	cJSON_ArrayForEach(e, nss) {
+		if (nn == KBD_MAX_NAMESPACES || !cJSON_IsString(e) ||
+		    (names[nn] = strdup(e->valuestring)) == NULL) {
+			for (i = 0; i < nn; i++)
+				free(names[i]);
+			log_warnx("the manager: cluster: invalid namespace list");
+			return -1;
+		}
+		known |= !strcmp(names[nn], d->ns);
+		nn++;
+	}
+	if (nn != d->nnamespaces)
+		log_info("the cluster has %zu namespaces now", nn);
+	for (i = 0; i < d->nnamespaces; i++)
+		free(d->namespaces[i]);
+	memcpy(d->namespaces, names, nn * sizeof(names[0]));
+	d->nnamespaces = nn;
+	if (d->dns)
+		dns_set_cluster(d->dns, d->domain, (const char *const *)d->namespaces,
+		    d->nnamespaces, d->ns);
+	if (!known)
+		log_warnx("namespace %s is gone from the cluster", d->ns);
+	if (n != d->nsubnets || memcmp(v, d->subnets, n * sizeof(v[0])) != 0) {
+		char err[256];
+
+		if (net_subnets(d, v, n, err, sizeof(err)) < 0)
+			log_warnx("the cluster's subnets changed (%zu now) but cannot be applied, "
+			    "the old ones stay: %s", n, err);
+		else
+			log_info("the cluster's subnets changed: %zu now", n);
+	}
+	return 0;
+}
+
 static int
 on_control(struct kb_session *s, const cJSON *msg, const char *type, void *arg)
 {
@@ -313,6 +370,8 @@ on_control(struct kb_session *s, const cJSON *msg, const char *type, void *arg)
 		snprintf(d->replaced_by, sizeof(d->replaced_by), "%s", by && *by ? by : "?");
 		return 0;
 	}
+	case KB_MSG_CLUSTER:
+		return cluster_update(d, msg);
 	case KB_MSG_RESOLVED:
 		break;
 	default:
@@ -395,6 +454,7 @@ link_hello(void *arg)
 	cJSON_AddStringToObject(hello, "instance", d->instance_id);
 	/* We understand "replaced"; and connect --replace takes over. */
 	cJSON_AddTrueToObject(hello, "replaceable");
+	cJSON_AddTrueToObject(hello, "cluster_updates");
 	if (d->replace)
 		cJSON_AddTrueToObject(hello, "replace");
 	return hello;

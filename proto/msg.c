@@ -111,6 +111,11 @@ static const struct spec specs[KB_MSG__COUNT] = {
 	[KB_MSG_INTERCEPTS] = { "intercepts", {
 		{ "intercepts", K_ARRAY, F_REQ, 0, 4096, 0, NULL, NULL },
 	}, NULL },
+	/* The hello's limits (the daemon holds 64 subnets, 256 namespaces). */
+	[KB_MSG_CLUSTER] = { "cluster", {
+		{ "subnets", K_ARRAY, F_REQ, 0, 64, 0, NULL, NULL },
+		{ "namespaces", K_ARRAY, F_REQ, 0, 256, 0, NULL, NULL },
+	}, NULL },
 };
 
 const char *

@@ -36,6 +36,7 @@ enum kb_msg_type {
 	KB_MSG_RESULT,		/* manager -> daemon */
 	KB_MSG_REPLACED,	/* manager -> daemon */
 	KB_MSG_INTERCEPTS,	/* manager -> sidecar */
+	KB_MSG_CLUSTER,		/* manager -> daemon: new subnets and namespaces */
 	KB_MSG__COUNT
 };
 

@@ -23,6 +23,16 @@ net_down(struct kbd *d)
 	(void)d;
 }
 
+int
+net_subnets(struct kbd *d, const struct kb_cidr *v, size_t n, char *err, size_t errlen)
+{
+	(void)err;
+	(void)errlen;
+	memcpy(d->subnets, v, n * sizeof(v[0]));
+	d->nsubnets = n;
+	return 0;
+}
+
 const char *
 tun_name(const struct kb_tun *t)
 {

@@ -98,6 +98,12 @@ valid(enum kb_msg_type t)
 	case KB_MSG_INTERCEPTS:
 		cJSON_AddArrayToObject(m, "intercepts");
 		break;
+	case KB_MSG_CLUSTER:
+		cJSON_AddItemToArray(cJSON_AddArrayToObject(m, "subnets"),
+		    cJSON_CreateString("10.96.0.0/16"));
+		cJSON_AddItemToArray(cJSON_AddArrayToObject(m, "namespaces"),
+		    cJSON_CreateString("default"));
+		break;
 	default:
 		abort();
 	}
@@ -261,5 +267,19 @@ main(void)
 	    "intercepts: \"intercepts\" must be a list of 0-4096 elements"));
 	ok(refused("{\"type\":\"intercepts\",\"intercepts\":{}}", -1,
 	    "intercepts: \"intercepts\" must be a list of 0-4096 elements"));
+	ok(refused("{\"type\":\"cluster\",\"subnets\":[]}", -1,
+	    "cluster: \"namespaces\" must be a list of 0-256 elements"));
+	ok(refused("{\"type\":\"cluster\",\"subnets\":\"10.0.0.0/8\",\"namespaces\":[]}", -1,
+	    "cluster: \"subnets\" must be a list of 0-64 elements"));
+	{
+		char many[1200];
+		size_t off = (size_t)snprintf(many, sizeof(many),
+		    "{\"type\":\"cluster\",\"namespaces\":[],\"subnets\":[");
+		for (i = 0; i < 65; i++)
+			off += (size_t)snprintf(many + off, sizeof(many) - off, "%s\"10.%u.0.0/16\"",
+			    i ? "," : "", i);
+		snprintf(many + off, sizeof(many) - off, "]}");
+		ok(refused(many, -1, "cluster: \"subnets\" must be a list of 0-64 elements"));
+	}
 	return ok_done();
 }

@@ -22,6 +22,29 @@ net_down(struct kbd *d)
 	(void)d;
 }
 
+int
+net_subnets(struct kbd *d, const struct kb_cidr *v, size_t n, char *err, size_t errlen)
+{
+	(void)err;
+	(void)errlen;
+	memcpy(d->subnets, v, n * sizeof(v[0]));
+	d->nsubnets = n;
+	return 0;
+}
+
+static size_t dns_namespaces = 999;
+
+void
+dns_set_cluster(struct kb_dns *d, const char *domain, const char *const *namespaces,
+    size_t nnamespaces, const char *connected_ns)
+{
+	(void)d;
+	(void)domain;
+	(void)namespaces;
+	(void)connected_ns;
+	dns_namespaces = nnamespaces;
+}
+
 void
 intercept_shutdown(void)
 {
@@ -150,5 +173,22 @@ main(void)
 	ok(answer(&d, "{\"type\":\"replaced\",\"by\":[]}") < 0);
 	ok(answer(&d, "{\"type\":\"replaced\",\"by\":\"192.0.2.7:1\"}") == 0);
 	ok(!strcmp(d.replaced_by, "192.0.2.7:1"));
+
+	/* "cluster": the namespaces replace the daemon's and reach its DNS at
+	 * once; the subnets are checked (applied at the next connect). */
+	snprintf(d.ns, sizeof(d.ns), "default");
+	d.dns = (struct kb_dns *)&d; /* only passed to the double */
+	ok(answer(&d, "{\"type\":\"cluster\",\"subnets\":[\"10.96.0.0/16\"],"
+	    "\"namespaces\":[\"default\",\"late\"]}") == 0);
+	ok(d.nnamespaces == 2 && !strcmp(d.namespaces[1], "late") && dns_namespaces == 2);
+	ok(d.nsubnets == 1 && d.subnets[0].addr == 0x0a600000u && d.subnets[0].prefix == 16);
+	ok(answer(&d, "{\"type\":\"cluster\",\"subnets\":[\"10.96.0.1/16\"],"
+	    "\"namespaces\":[\"x\"]}") < 0);
+	ok(answer(&d, "{\"type\":\"cluster\",\"subnets\":[],\"namespaces\":[1]}") < 0);
+	ok(answer(&d, "{\"type\":\"cluster\",\"namespaces\":[]}") < 0);
+	ok(d.nnamespaces == 2 && dns_namespaces == 2);
+	ok(answer(&d, "{\"type\":\"cluster\",\"subnets\":[],\"namespaces\":[]}") == 0);
+	ok(d.nnamespaces == 0 && dns_namespaces == 0);
+	d.dns = NULL;
 	return ok_done();
 }

@@ -1,0 +1,245 @@
+/* The in-cluster manager's CA, kept in a Secret (see incluster.h). */
+#include "incluster.h"
+
+#include <arpa/inet.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cjson/cJSON.h>
+#include <event2/event.h>
+#include <openssl/evp.h>
+
+#include "identity.h"
+#include "kubeapi.h"
+#include "log.h"
+
+#define SECRET_TIMEOUT_S 30
+#define KEY_CRT "ca.crt"
+#define KEY_KEY "ca.key"
+
+char *
+incluster_b64_encode(const char *s)
+{
+	size_t n = strlen(s);
+	char *out;
+
+	if ((out = malloc(4 * ((n + 2) / 3) + 1)) == NULL)
+		return NULL;
+	EVP_EncodeBlock((unsigned char *)out, (const unsigned char *)s, (int)n);
+	return out;
+}
+
+char *
+incluster_b64_decode(const char *s, size_t *len)
+{
+	size_t n = strlen(s), pad = 0;
+	char *out;
+	int r;
+
+	if (n % 4 || (out = malloc(n / 4 * 3 + 1)) == NULL)
+		return NULL;
+	if ((r = EVP_DecodeBlock((unsigned char *)out, (const unsigned char *)s, (int)n)) < 0) {
+		free(out);
+		return NULL;
+	}
+	/* EVP_DecodeBlock counts the padding as zero bytes. */
+	if (n && s[n - 1] == '=')
+		pad++;
+	if (n > 1 && s[n - 2] == '=')
+		pad++;
+	*len = (size_t)r - pad;
+	out[*len] = '\0';
+	return out;
+}
+
+struct call {
+	int done;
+	int status;
+	cJSON *body;
+	char err[300];
+};
+
+static void
+call_done(void *arg, int status, cJSON *body, const char *err)
+{
+	struct call *c = arg;
+
+	/* No loopbreak: call() runs the loop in slices of 100 ms, each ended by
+	 * its own loopexit, so none is left pending for the manager's loop. */
+	c->done = 1;
+	c->status = status;
+	c->body = body ? cJSON_Duplicate(body, 1) : NULL;
+	snprintf(c->err, sizeof(c->err), "%s", err ? err : "");
+}
+
+/* One request, waited for. 0 when answered (c->status), -1 with err. */
+static int
+call(struct event_base *base, struct kb_kube *kube, const char *method, const char *path,
+    const cJSON *body, struct call *c, char *err, size_t errlen)
+{
+	struct kb_kube_req *req;
+	uint64_t waited = 0;
+
+	memset(c, 0, sizeof(*c));
+	if ((req = kb_kube_request(kube, method, path, body, call_done, c)) == NULL) {
+		snprintf(err, errlen, "%s %s: cannot send the request", method, path);
+		return -1;
+	}
+	while (!c->done && waited < SECRET_TIMEOUT_S * 10) {
+		struct timeval tv = { 0, 100000 };
+		event_base_loopexit(base, &tv);
+		event_base_dispatch(base);
+		waited++;
+	}
+	if (!c->done) {
+		kb_kube_cancel(req);
+		snprintf(err, errlen, "%s %s: no answer in %d s", method, path, SECRET_TIMEOUT_S);
+		return -1;
+	}
+	if (c->status == 0) {
+		snprintf(err, errlen, "%s", c->err);
+		return -1;
+	}
+	return 0;
+}
+
+/* The CA from a Secret object: 0, or -1 with err. */
+static int
+from_secret(const cJSON *s, char **crt, char **key, char *err, size_t errlen)
+{
+	const cJSON *data = cJSON_GetObjectItemCaseSensitive(s, "data");
+	const char *c = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(data, KEY_CRT));
+	const char *k = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(data, KEY_KEY));
+	size_t n;
+
+	*crt = c ? incluster_b64_decode(c, &n) : NULL;
+	*key = k ? incluster_b64_decode(k, &n) : NULL;
+	if (*crt && *key)
+		return 0;
+	free(*crt);
+	identity_free_secret(*key);
+	*crt = *key = NULL;
+	snprintf(err, errlen, "its data lacks %s and %s in base64", KEY_CRT, KEY_KEY);
+	return -1;
+}
+
+static cJSON *
+secret_object(const char *ns, const char *name, const char *crt, const char *key)
+{
+	cJSON *o = cJSON_CreateObject(), *meta, *labels, *data;
+	char *c = incluster_b64_encode(crt), *k = incluster_b64_encode(key);
+
+	cJSON_AddStringToObject(o, "apiVersion", "v1");
+	cJSON_AddStringToObject(o, "kind", "Secret");
+	meta = cJSON_AddObjectToObject(o, "metadata");
+	cJSON_AddStringToObject(meta, "name", name);
+	cJSON_AddStringToObject(meta, "namespace", ns);
+	labels = cJSON_AddObjectToObject(meta, "labels");
+	cJSON_AddStringToObject(labels, "app.kubernetes.io/name", "kbridge-manager");
+	cJSON_AddStringToObject(labels, "app.kubernetes.io/component", "manager");
+	cJSON_AddStringToObject(labels, "app.kubernetes.io/part-of", "kbridge");
+	cJSON_AddStringToObject(labels, "app.kubernetes.io/managed-by", "kbridge");
+	cJSON_AddStringToObject(o, "type", "Opaque");
+	data = cJSON_AddObjectToObject(o, "data");
+	if (!c || !k || !cJSON_AddStringToObject(data, KEY_CRT, c) ||
+	    !cJSON_AddStringToObject(data, KEY_KEY, k)) {
+		cJSON_Delete(o);
+		o = NULL;
+	}
+	free(c);
+	identity_free_secret(k);
+	return o;
+}
+
+int
+incluster_service_ip(struct event_base *base, struct kb_kube *kube, const char *ns,
+    const char *name, char *ip, size_t len)
+{
+	char path[512], err[300];
+	const char *v;
+	struct in_addr a;
+	struct call c;
+	int rc = -1;
+
+	snprintf(path, sizeof(path), "/api/v1/namespaces/%s/services/%s", ns, name);
+	if (call(base, kube, "GET", path, NULL, &c, err, sizeof(err)) < 0)
+		return -1;
+	v = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(
+	    cJSON_GetObjectItemCaseSensitive(c.body, "spec"), "clusterIP"));
+	if (c.status == 200 && v && inet_pton(AF_INET, v, &a) == 1 && strlen(v) < len) {
+		snprintf(ip, len, "%s", v);
+		rc = 0;
+	}
+	cJSON_Delete(c.body);
+	return rc;
+}
+
+int
+incluster_ca(struct event_base *base, struct kb_kube *kube, const char *ns, const char *name,
+    char **crt, char **key, char *err, size_t errlen)
+{
+	char path[512], why[300];
+	struct call c;
+	cJSON *obj;
+	int tries, rc = -1;
+
+	*crt = *key = NULL;
+	if (errlen)
+		*err = '\0';
+	/* Twice at most: another manager may create it between our GET and POST. */
+	for (tries = 0; tries < 2 && rc < 0; tries++) {
+		snprintf(path, sizeof(path), "/api/v1/namespaces/%s/secrets/%s", ns, name);
+		if (call(base, kube, "GET", path, NULL, &c, err, errlen) < 0)
+			return -1;
+		if (c.status == 200) {
+			if (from_secret(c.body, crt, key, why, sizeof(why)) < 0)
+				snprintf(err, errlen, "Secret %s/%s: %s", ns, name, why);
+			else
+				rc = 0;
+			if (rc == 0)
+				log_info("the cluster CA is the one in Secret %s/%s", ns, name);
+			cJSON_Delete(c.body);
+			if (rc < 0)
+				return -1;
+			break;
+		}
+		cJSON_Delete(c.body);
+		if (c.status != 404) {
+			snprintf(err, errlen, "cannot read Secret %s/%s: %s", ns, name, c.err);
+			return -1;
+		}
+		if (identity_ca_new(crt, key, err, errlen) < 0)
+			return -1;
+		if ((obj = secret_object(ns, name, *crt, *key)) == NULL) {
+			snprintf(err, errlen, "out of memory");
+			goto fail;
+		}
+		snprintf(path, sizeof(path), "/api/v1/namespaces/%s/secrets", ns);
+		rc = call(base, kube, "POST", path, obj, &c, err, errlen);
+		cJSON_Delete(obj);
+		cJSON_Delete(c.body);
+		if (rc < 0)
+			goto fail;
+		if (c.status == 201 || c.status == 200) {
+			log_info("created a cluster CA in Secret %s/%s", ns, name);
+			return 0;
+		}
+		rc = -1;
+		if (c.status != 409) {
+			snprintf(err, errlen, "cannot create Secret %s/%s: %s", ns, name, c.err);
+			goto fail;
+		}
+		free(*crt);
+		identity_free_secret(*key);
+		*crt = *key = NULL;
+	}
+	if (rc < 0 && !*err)
+		snprintf(err, errlen, "Secret %s/%s: created and gone again", ns, name);
+	return rc;
+fail:
+	free(*crt);
+	identity_free_secret(*key);
+	*crt = *key = NULL;
+	return -1;
+}

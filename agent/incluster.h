@@ -1,0 +1,29 @@
+/* The in-cluster manager's identity: the cluster CA lives in a Secret of the
+ * manager's namespace, made at the first start and reused after (so issued
+ * profiles stay valid across restarts); the manager certificate is made
+ * afresh at every start for the pod's current names and address. */
+#ifndef KB_INCLUSTER_H
+#define KB_INCLUSTER_H
+
+#include <stddef.h>
+
+struct event_base;
+struct kb_kube;
+
+/* Blocks (runs base) until done: the CA (PEM) from Secret ns/name, created
+ * (labelled app.kubernetes.io/managed-by=kbridge) if it does not exist.
+ * The caller frees *crt and *key (identity_free_secret). 0, or -1 with err. */
+int incluster_ca(struct event_base *base, struct kb_kube *kube, const char *ns, const char *name,
+    char **crt, char **key, char *err, size_t errlen);
+
+/* The clusterIP (IPv4) of Service ns/name into ip (16 bytes), waited for.
+ * 0, or -1 (no such Service, no IPv4 address, no answer). */
+int incluster_service_ip(struct event_base *base, struct kb_kube *kube, const char *ns,
+    const char *name, char *ip, size_t len);
+
+/* Base64 (RFC 4648, padded), as Secret data is. Return malloc'd strings or
+ * NULL (decode: invalid input; *len gets the length, a NUL follows). */
+char *incluster_b64_encode(const char *s);
+char *incluster_b64_decode(const char *s, size_t *len);
+
+#endif
