@@ -37,6 +37,7 @@
 #include "applat.h"
 #include "batch.h"
 #include "log.h"
+#include "util.h"
 
 #define HP_READ_SIZE	(64 * 1024)
 #define HP_HIGH_WATER	(256 * 1024)	/* stop reading while the peer has this queued */
@@ -197,7 +198,7 @@ hp_note_peak(struct hp_conn *c)
 static void
 hp_timer_set(struct hp_conn *c, int ms)
 {
-	struct timeval tv = { ms / 1000, (ms % 1000) * 1000 };
+	struct timeval tv = kb_ms_tv(ms);
 
 	evtimer_add(c->timer, &tv);
 }

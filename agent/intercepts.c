@@ -14,7 +14,6 @@
 
 #include <cjson/cJSON.h>
 #include <event2/event.h>
-#include <openssl/rand.h>
 
 #include "client.h"
 #include "log.h"
@@ -306,7 +305,7 @@ icpt_client_gone(struct client *c)
 {
 	struct workload *w, *wn;
 	struct intercept *i;
-	struct timeval tv = { grace_period_ms / 1000, (grace_period_ms % 1000) * 1000 };
+	struct timeval tv = kb_ms_tv(grace_period_ms);
 	size_t k;
 
 	for (w = TAILQ_FIRST(&workloads); w; w = wn) {
@@ -480,7 +479,6 @@ do_intercept(struct client *c, const cJSON *req)
 	const cJSON *port = cJSON_GetObjectItemCaseSensitive(req, "port");
 	struct intercept *n, *i;
 	struct workload *w;
-	unsigned char rnd[ID_LEN / 2];
 	char err[600], m[200];
 	const char *why;
 	cJSON *r;
@@ -530,12 +528,10 @@ do_intercept(struct client *c, const cJSON *req)
 		snprintf(n->id, sizeof(n->id), "%s",
 		    cJSON_GetObjectItemCaseSensitive(req, "resume")->valuestring);
 	} else {
-		if (RAND_bytes(rnd, sizeof(rnd)) != 1) {
+		if (kb_random_hex(n->id, ID_LEN / 2) < 0) {
 			r = result(req, 0, 500, "no randomness");
 			goto fail;
 		}
-		for (k = 0; k < sizeof(rnd); k++)
-			snprintf(n->id + 2 * k, 3, "%02x", rnd[k]);
 	}
 	snprintf(n->owner, sizeof(n->owner), "%s", c->name);
 	snprintf(n->instance, sizeof(n->instance), "%s", c->instance);

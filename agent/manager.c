@@ -5,7 +5,6 @@
 #include <errno.h>
 #include <getopt.h>
 #include <ifaddrs.h>
-#include <malloc.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <signal.h>
@@ -16,7 +15,6 @@
 
 #include <cjson/cJSON.h>
 #include <event2/event.h>
-#include <openssl/rand.h>
 #include <openssl/ssl.h>
 
 #include "conn.h"
@@ -1069,10 +1067,7 @@ cmd_manager(int argc, char **argv)
 		return 2;
 	}
 	log_init("kbridge-agent", verbose ? KB_LOG_DEBUG : KB_LOG_INFO);
-	/* Buffers come and go by the megabyte on the data path; giving the heap
-	 * top back to the kernel after each burst costs a brk() per burst. */
-	mallopt(M_TRIM_THRESHOLD, 8 * 1024 * 1024);
-	mallopt(M_MMAP_THRESHOLD, 1024 * 1024);
+	kb_malloc_tune();
 	signal(SIGPIPE, SIG_IGN);
 	/* Every connection is a descriptor (two when proxied): 1024 is few. */
 	if (kb_raise_nofile() < 0)
@@ -1096,14 +1091,9 @@ cmd_manager(int argc, char **argv)
 	if ((m.ctx = kb_tls_server_ctx(ca, cert, key, err, sizeof(err))) == NULL)
 		goto out;
 	icpt_init(m.base, (unsigned)(grace * 1000));
-	{
-		unsigned char rnd[16];
-		if (RAND_bytes(rnd, sizeof(rnd)) != 1) {
-			snprintf(err, sizeof(err), "no randomness");
-			goto out;
-		}
-		for (i = 0; i < sizeof(rnd); i++)
-			snprintf(m.instance + 2 * i, 3, "%02x", rnd[i]);
+	if (kb_random_hex(m.instance, (sizeof(m.instance) - 1) / 2) < 0) {
+		snprintf(err, sizeof(err), "no randomness");
+		goto out;
 	}
 	if ((m.resolver = resolver_new(m.base, dns, err, sizeof(err))) == NULL)
 		goto out;

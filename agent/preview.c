@@ -789,12 +789,6 @@ preview_start(const struct preview_env *env, char *err, size_t errlen)
 
 /* --- the daemons' requests --- */
 
-static cJSON *
-result(double id, int ok, int status, const char *error)
-{
-	return kb_msg_result(id, ok, status, error);
-}
-
 static void
 reply(struct client *c, cJSON *r)
 {
@@ -862,26 +856,26 @@ create_resolved(void *arg, int rcode, const char *const *addrs, size_t n, uint32
 	snprintf(name, sizeof(name), "%s.%s.svc.%s", pd->workload, pd->ns, pv.env.domain);
 	if (c->sess == NULL) {
 		/* Its workstation went away: nobody would learn the token. */
-		r = result(pd->id, 0, 503, "the session ended");
+		r = kb_msg_result(pd->id, 0, 503, "the session ended");
 		goto out;
 	}
 	if (rcode != 0 || n == 0 || inet_pton(AF_INET, addrs[0], &a) != 1) {
 		snprintf(err, sizeof(err), "cannot resolve the service %s (%s)", name,
 		    rcode == 3 ? "no such name" : rcode ? "DNS failure" : "no IPv4 address");
-		r = result(pd->id, 0, 502, err);
+		r = kb_msg_result(pd->id, 0, 502, err);
 		goto out;
 	}
 	if (!pv.env.allowed(pv.env.arg, ntohl(a.s_addr))) {
 		snprintf(err, sizeof(err), "the service %s is at %s, outside the cluster subnets",
 		    name, addrs[0]);
-		r = result(pd->id, 0, 502, err);
+		r = kb_msg_result(pd->id, 0, 502, err);
 		goto out;
 	}
 	/* The intercept may have ended while we resolved. */
 	if (icpt_owned(c->name, pd->workload, pd->ns, id, sizeof(id), &http) < 0 ||
 	    strcmp(id, pd->icpt) != 0) {
 		snprintf(err, sizeof(err), "your intercept on %s.%s ended", pd->workload, pd->ns);
-		r = result(pd->id, 0, 409, err);
+		r = kb_msg_result(pd->id, 0, 409, err);
 		goto out;
 	}
 	TAILQ_FOREACH(q, &pv.list, entry)
@@ -889,12 +883,12 @@ create_resolved(void *arg, int rcode, const char *const *addrs, size_t n, uint32
 	if (pv.count >= MAX_PREVIEWS || mine >= MAX_PER_OWNER) {
 		snprintf(err, sizeof(err), "too many previews (%s); remove some with 'kbridge preview "
 		    "remove'", mine >= MAX_PER_OWNER ? "32 per user" : "1024 in the cluster");
-		r = result(pd->id, 0, 429, err);
+		r = kb_msg_result(pd->id, 0, 429, err);
 		goto out;
 	}
 	if ((p = calloc(1, sizeof(*p))) == NULL || make_token(p->token) < 0) {
 		free(p);
-		r = result(pd->id, 0, 500, "cannot make a token");
+		r = kb_msg_result(pd->id, 0, 500, "cannot make a token");
 		goto out;
 	}
 	snprintf(p->workload, sizeof(p->workload), "%s", pd->workload);
@@ -918,7 +912,7 @@ create_resolved(void *arg, int rcode, const char *const *addrs, size_t n, uint32
 		snprintf(err, sizeof(err), "while the intercept lasts");
 	log_info("preview %s: %s previews %s.%s (intercept %s, service %s:%u) %s", t, p->owner,
 	    p->workload, p->ns, p->icpt, addrs[0], pd->port, err);
-	r = result(pd->id, 1, 0, NULL);
+	r = kb_msg_result(pd->id, 1, 0, NULL);
 	cJSON_AddItemToObject(r, "preview", preview_json(p, c));
 out:
 	reply(c, r);
@@ -949,19 +943,19 @@ do_create(struct client *c, double id, const cJSON *msg)
 	int http = 0;
 
 	if (!pv.listener) {
-		reply(c, result(id, 0, 503, "this manager serves no previews (it runs without "
-		    "--preview-listen)"));
+		reply(c, kb_msg_result(id, 0, 503,
+		    "this manager serves no previews (it runs without --preview-listen)"));
 		return;
 	}
 	/* kb_msg_parse checked the names (DNS labels), ttl (1 s to 30 days),
 	 * service_port (1-65535) and that host, if any, is a string. */
 	if (cJSON_IsString(host) && !host_ok(host->valuestring)) {
-		reply(c, result(id, 0, 400, "host must be a host name or address, with an optional "
-		    ":port"));
+		reply(c, kb_msg_result(id, 0, 400,
+		    "host must be a host name or address, with an optional :port"));
 		return;
 	}
 	if ((pd = calloc(1, sizeof(*pd))) == NULL) {
-		reply(c, result(id, 0, 500, "out of memory"));
+		reply(c, kb_msg_result(id, 0, 500, "out of memory"));
 		return;
 	}
 	if (cJSON_IsString(host))
@@ -971,14 +965,14 @@ do_create(struct client *c, double id, const cJSON *msg)
 		snprintf(err, sizeof(err), "you have no intercept on %s.%s (a preview shows your "
 		    "intercept: run 'kbridge intercept %s -n %s ...' first)", wl->valuestring,
 		    ns->valuestring, wl->valuestring, ns->valuestring);
-		reply(c, result(id, 0, 404, err));
+		reply(c, kb_msg_result(id, 0, 404, err));
 		free(pd);
 		return;
 	}
 	if (!http) {
 		snprintf(err, sizeof(err), "%s.%s is a TCP workload: previews need HTTP",
 		    wl->valuestring, ns->valuestring);
-		reply(c, result(id, 0, 400, err));
+		reply(c, kb_msg_result(id, 0, 400, err));
 		free(pd);
 		return;
 	}
@@ -999,7 +993,7 @@ do_list(struct client *c, double id, const cJSON *msg)
 	const cJSON *ns = cJSON_GetObjectItemCaseSensitive(msg, "namespace");
 	struct preview *p, *next;
 	time_t now = time(NULL);
-	cJSON *r = result(id, 1, 0, NULL), *a;
+	cJSON *r = kb_msg_result(id, 1, 0, NULL), *a;
 	int gone = 0;
 
 	a = cJSON_AddArrayToObject(r, "previews");
@@ -1028,17 +1022,18 @@ do_remove(struct client *c, double id, const cJSON *msg)
 	cJSON *r;
 
 	if ((p = find_token(tok->valuestring, strlen(tok->valuestring))) == NULL) {
-		reply(c, result(id, 0, 404, "no such preview (unknown, expired or removed)"));
+		reply(c, kb_msg_result(id, 0, 404,
+		    "no such preview (unknown, expired or removed)"));
 		return;
 	}
 	if (strcmp(p->owner, c->name) != 0) {
 		snprintf(err, sizeof(err), "only its owner (%s) can remove this preview", p->owner);
-		reply(c, result(id, 0, 403, err));
+		reply(c, kb_msg_result(id, 0, 403, err));
 		return;
 	}
 	shown(p->token, t, sizeof(t));
 	log_info("preview %s of %s on %s.%s removed", t, p->owner, p->workload, p->ns);
-	r = result(id, 1, 0, NULL);
+	r = kb_msg_result(id, 1, 0, NULL);
 	cJSON_AddItemToObject(r, "preview", preview_json(p, c));
 	preview_free(p);
 	save();

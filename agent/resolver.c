@@ -15,6 +15,7 @@
 #include <event2/event.h>
 
 #include "log.h"
+#include "util.h"
 
 #define RES_MAX_ADDRS		32
 #define RES_DEFAULT_TTL		5
@@ -57,7 +58,7 @@ struct res_lookup {
 static void
 res_schedule(struct kb_resolver *r)
 {
-	struct timeval tv, *tvp, max = { RES_TIMEOUT_MS / 1000, (RES_TIMEOUT_MS % 1000) * 1000 };
+	struct timeval tv, *tvp, max = kb_ms_tv(RES_TIMEOUT_MS);
 
 	if (r->closing)
 		return;

@@ -9,7 +9,6 @@
 #include <ctype.h>
 #include <errno.h>
 #include <getopt.h>
-#include <malloc.h>
 #include <netdb.h>
 #include <signal.h>
 #include <stdio.h>
@@ -405,8 +404,7 @@ lost(const char *why)
 		log_warnx("no session to the manager: %s", why);
 	icpts_clear();
 	ms = kb_mlink_backoff(&sc.link);
-	tv.tv_sec = ms / 1000;
-	tv.tv_usec = (ms % 1000) * 1000;
+	tv = kb_ms_tv(ms);
 	evtimer_add(sc.retry, &tv);
 }
 
@@ -693,8 +691,7 @@ sc_setup(const struct sc_opts *o, char *err, size_t errlen)
 	/* Every connection is a descriptor (two when proxied): 1024 is few. */
 	if (kb_raise_nofile() < 0)
 		log_warn("cannot raise the limit on open files");
-	mallopt(M_TRIM_THRESHOLD, 8 * 1024 * 1024);
-	mallopt(M_MMAP_THRESHOLD, 1024 * 1024);
+	kb_malloc_tune();
 	if (kb_profile_load(o->profile, &sc.profile, err, errlen) < 0)
 		return -1;
 	if (strcmp(sc.profile.role, KB_ROLE_SIDECAR) != 0) {

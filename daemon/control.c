@@ -23,6 +23,7 @@
 #include "log.h"
 #include "session.h"
 #include "tun.h"
+#include "util.h"
 
 static struct evhttp *http;
 static struct kb_listener *http_guard;	/* evhttp's listener would spin on EMFILE */
@@ -560,7 +561,7 @@ static void
 handle_quit(struct evhttp_request *req, void *arg)
 {
 	struct kbd *d = arg;
-	struct timeval tv = { QUIT_WAIT_MS / 1000, (QUIT_WAIT_MS % 1000) * 1000 };
+	struct timeval tv = kb_ms_tv(QUIT_WAIT_MS);
 	struct quit_wait *q;
 	cJSON *j;
 

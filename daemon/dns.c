@@ -159,7 +159,7 @@ static void dns_tcp_kick(struct dns_tcp *);
 static void
 dns_timer_ms(struct event *ev, unsigned ms)
 {
-	struct timeval tv = { ms / 1000, (ms % 1000) * 1000 };
+	struct timeval tv = kb_ms_tv(ms);
 
 	evtimer_add(ev, &tv);
 }

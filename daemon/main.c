@@ -5,7 +5,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
-#include <malloc.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,7 +13,6 @@
 #include <unistd.h>
 
 #include <event2/event.h>
-#include <openssl/rand.h>
 #include <openssl/ssl.h>
 
 #include "api.h"
@@ -306,14 +304,8 @@ main(int argc, char **argv)
 		    chosen, KB_SOCKET_DEFAULT);
 		return 2;
 	}
-	{
-		unsigned char rnd[16];
-		size_t k;
-		if (RAND_bytes(rnd, sizeof(rnd)) != 1)
-			fatalx("no randomness");
-		for (k = 0; k < sizeof(rnd); k++)
-			snprintf(d.instance_id + 2 * k, 3, "%02x", rnd[k]);
-	}
+	if (kb_random_hex(d.instance_id, (sizeof(d.instance_id) - 1) / 2) < 0)
+		fatalx("no randomness");
 	if (geteuid() != 0) {
 		fprintf(stderr, "kbridged: must run as root (it changes the workstation's routes and firewall)\n");
 		return 1;
@@ -341,10 +333,7 @@ main(int argc, char **argv)
 		close(dirfd);
 	if (background)
 		daemonize(logfd, &notify);
-	/* Buffers come and go by the megabyte on the data path; giving the heap
-	 * top back to the kernel after each burst costs a brk() per burst. */
-	mallopt(M_TRIM_THRESHOLD, 8 * 1024 * 1024);
-	mallopt(M_MMAP_THRESHOLD, 1024 * 1024);
+	kb_malloc_tune();
 	signal(SIGPIPE, SIG_IGN);
 	/* Every connection is a descriptor (two when proxied): 1024 is few. */
 	if (kb_raise_nofile() < 0)

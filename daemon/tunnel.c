@@ -20,6 +20,7 @@
 #include "msg.h"
 #include "session.h"
 #include "tls.h"
+#include "util.h"
 
 #define CONNECT_TIMEOUT_S 5
 
@@ -167,8 +168,7 @@ lost(struct kbd *d, const char *err)
 		log_warnx("session to %s lost: %s; reconnecting", d->profile.manager, d->last_error);
 	d->state = KBD_RECONNECTING;
 	ms = kb_mlink_backoff(&d->link);
-	tv.tv_sec = ms / 1000;
-	tv.tv_usec = (ms % 1000) * 1000;
+	tv = kb_ms_tv(ms);
 	log_debug("%s: retry in %u ms", __func__, ms);
 	evtimer_add(d->retry_ev, &tv);
 }

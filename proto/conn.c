@@ -553,7 +553,7 @@ kb_conn_setcb(struct kb_conn *c, const struct kb_conn_cbs *cbs, void *arg)
 void
 kb_conn_set_timeout(struct kb_conn *c, unsigned ms)
 {
-	struct timeval tv = { ms / 1000, (ms % 1000) * 1000 };
+	struct timeval tv = kb_ms_tv(ms);
 
 	if (ms)
 		evtimer_add(c->timer, &tv);

@@ -11,6 +11,7 @@
 #include <event2/event.h>
 
 #include "frame.h"
+#include "util.h"
 
 struct kb_dial {
 	int fd;
@@ -47,7 +48,7 @@ struct kb_dial *
 kb_dial_start(struct event_base *base, const struct sockaddr *sa, socklen_t salen,
     unsigned timeout_ms, kb_dial_cb cb, void *arg)
 {
-	struct timeval tv = { timeout_ms / 1000, (timeout_ms % 1000) * 1000 };
+	struct timeval tv = kb_ms_tv(timeout_ms);
 	struct kb_dial *d = calloc(1, sizeof(*d));
 	int saved;
 

@@ -293,8 +293,7 @@ timer_cb(CURLM *multi, long timeout_ms, void *userp)
 	(void)multi;
 	if (timeout_ms < 0)
 		return evtimer_del(k->timer);
-	tv.tv_sec = timeout_ms / 1000;
-	tv.tv_usec = (timeout_ms % 1000) * 1000;
+	tv = kb_ms_tv(timeout_ms);
 	return evtimer_add(k->timer, &tv);
 }
 
@@ -647,7 +646,7 @@ watch_error(struct kb_kube_watch *w, int status, const char *err)
 static void
 watch_retry(struct kb_kube_watch *w)
 {
-	struct timeval tv = { w->backoff_ms / 1000, (w->backoff_ms % 1000) * 1000 };
+	struct timeval tv = kb_ms_tv(w->backoff_ms);
 
 	evtimer_add(w->retry, &tv);
 	w->backoff_ms = w->backoff_ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : w->backoff_ms * 2;

@@ -15,6 +15,7 @@
 #include <event2/listener.h>
 
 #include "log.h"
+#include "util.h"
 
 /* Events counted, and reported at most once per KB_LISTENER_REPORT_S. */
 struct ratelog {
@@ -266,8 +267,7 @@ pool_arm(struct kb_pool *p)
 	}
 	due = e->since_ms + p->deadline_ms;
 	due = due > now ? due - now : 0;
-	tv.tv_sec = (time_t)(due / 1000);
-	tv.tv_usec = (suseconds_t)(due % 1000) * 1000;
+	tv = kb_ms_tv(due);
 	evtimer_add(p->timer, &tv);
 }
 

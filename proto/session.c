@@ -1318,8 +1318,7 @@ kb_session_set_heartbeat(struct kb_session *s, unsigned interval_ms, unsigned de
 
 	s->ping_ms = interval_ms;
 	s->dead_ms = dead_ms;
-	tv.tv_sec = tick / 1000;
-	tv.tv_usec = (tick % 1000) * 1000;
+	tv = kb_ms_tv(tick);
 	evtimer_add(s->timer, &tv);
 }
 
@@ -1371,7 +1370,7 @@ kb_session_send_control(struct kb_session *s, cJSON *msg)
 void
 kb_session_goaway(struct kb_session *s, const char *reason, unsigned linger_ms)
 {
-	struct timeval tv = { linger_ms / 1000, (linger_ms % 1000) * 1000 };
+	struct timeval tv = kb_ms_tv(linger_ms);
 
 	if (s->dead || s->goaway_sent)
 		return;

@@ -5,6 +5,8 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <malloc.h>
+#include <openssl/rand.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -240,4 +242,27 @@ kb_dns_label(const char *s)
 		if (!((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= '0' && s[i] <= '9') || s[i] == '-'))
 			return 0;
 	return 1;
+}
+
+int
+kb_random_hex(char *out, size_t n)
+{
+	unsigned char rnd[32];
+	size_t k;
+
+	if (n > sizeof(rnd) || RAND_bytes(rnd, (int)n) != 1)
+		return -1;
+	for (k = 0; k < n; k++)
+		snprintf(out + 2 * k, 3, "%02x", rnd[k]);
+	out[2 * n] = '\0';
+	return 0;
+}
+
+void
+kb_malloc_tune(void)
+{
+	/* Buffers come and go by the megabyte on the data path; giving the heap
+	 * top back to the kernel after each burst costs a brk() per burst. */
+	mallopt(M_TRIM_THRESHOLD, 8 * 1024 * 1024);
+	mallopt(M_MMAP_THRESHOLD, 1024 * 1024);
 }

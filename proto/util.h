@@ -6,6 +6,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <time.h>
 
 /* An IPv4 subnet; addr is in host byte order and has no host bits set. */
@@ -41,10 +42,26 @@ int kb_write_file(const char *path, const void *data, size_t len, int mode);
  * either end. */
 int kb_dns_label(const char *s);
 
+/* Fill out with 2 * n random lowercase hex digits and a NUL (n at most
+ * 32). 0, or -1 if there is no randomness. */
+int kb_random_hex(char *out, size_t n);
+
+/* Tune malloc for the data path; call once at startup. */
+void kb_malloc_tune(void);
+
 /* Monotonic time in milliseconds. */
 uint64_t kb_now_ms(void);
 /* The clock id's time in nanoseconds (CLOCK_MONOTONIC,
  * CLOCK_THREAD_CPUTIME_ID, ...); 0 if it cannot be read. */
 uint64_t kb_clock_ns(clockid_t id);
+
+/* A duration in milliseconds as a timeval, for evtimer_add(). */
+static inline struct timeval
+kb_ms_tv(long ms)
+{
+	struct timeval tv = { ms / 1000, (ms % 1000) * 1000 };
+
+	return tv;
+}
 
 #endif

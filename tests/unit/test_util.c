@@ -46,6 +46,30 @@ hostport(const char *s, const char *host, unsigned port)
 	return host != NULL && strcmp(h, host) == 0 && p == port;
 }
 
+/* What the nine-odd "{ ms / 1000, (ms % 1000) * 1000 }" gave. */
+static int
+ms_tv(long ms, long sec, long usec)
+{
+	struct timeval tv = kb_ms_tv(ms);
+
+	return tv.tv_sec == sec && tv.tv_usec == usec;
+}
+
+static int
+hex_id(size_t n)
+{
+	char id[66];
+	size_t i;
+
+	memset(id, 'X', sizeof(id));
+	if (kb_random_hex(id, n) < 0 || strlen(id) != 2 * n)
+		return 0;
+	for (i = 0; i < 2 * n; i++)
+		if (!strchr("0123456789abcdef", id[i]))
+			return 0;
+	return id[2 * n + 1] == 'X';
+}
+
 int
 main(void)
 {
@@ -100,5 +124,23 @@ main(void)
 	ok(hostport("h:", NULL, 0));
 	ok(hostport(":80", NULL, 0));
 	ok(hostport("::1:80", NULL, 0));	/* a bare IPv6 address needs brackets */
+
+	/* milliseconds as a timeval */
+	ok(ms_tv(0, 0, 0));
+	ok(ms_tv(999, 0, 999000));
+	ok(ms_tv(1000, 1, 0));
+	ok(ms_tv(10250, 10, 250000));
+	ok(ms_tv(4294967295L, 4294967, 295000));	/* UINT_MAX, from unsigned callers */
+
+	/* random hex ids: 24 digits (intercepts), 32 (instances) */
+	ok(hex_id(12));
+	ok(hex_id(16));
+	ok(hex_id(32));
+	{
+		char a[33], b[33];
+
+		ok(kb_random_hex(a, 16) == 0 && kb_random_hex(b, 16) == 0 && strcmp(a, b) != 0);
+		ok(kb_random_hex(a, 33) == -1);	/* more than the helper's buffer */
+	}
 	return ok_done();
 }
