@@ -144,7 +144,7 @@ int
 kb_daemon_log(const char *sock, char *buf, size_t len)
 {
 	if (geteuid() != 0)
-		return snprintf(buf, len, "%s/kbridged-%lu.log", KB_RUN_DIR,
+		return snprintf(buf, len, KB_RUN_DIR "/" KB_SUDO_LOG_FMT,
 		    (unsigned long)getuid()) < (int)len ? 0 : -1;
 	return snprintf(buf, len, "%s.log", sock) < (int)len ? 0 : -1;
 }

@@ -106,6 +106,9 @@ void net_down(struct kbd *d);
  * get them (new routes, then the table in one batch, then old routes go).
  * On failure nothing changed. 0, or -1 with err. */
 int net_subnets(struct kbd *d, const struct kb_cidr *v, size_t n, char *err, size_t errlen);
+/* 0 if the daemon may route the subnets v; -1 and why otherwise. */
+int net_check_subnets(const struct kbd *d, const struct kb_cidr *v, size_t n, char *err,
+    size_t errlen);
 
 /* control.c: HTTP+JSON API on the Unix socket */
 int control_listen(struct kbd *d, uid_t owner, int has_owner, char *err, size_t errlen);

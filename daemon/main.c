@@ -315,7 +315,7 @@ main(int argc, char **argv)
 		d.socket_path = KB_SOCKET_DEFAULT;
 		owner = caller;
 		has_owner = 1;
-		snprintf(sudo_log, sizeof(sudo_log), "kbridged-%lu.log", (unsigned long)caller);
+		snprintf(sudo_log, sizeof(sudo_log), KB_SUDO_LOG_FMT, (unsigned long)caller);
 		logfile = sudo_log;
 		if ((dirfd = open_run_dir(err, sizeof(err))) < 0) {
 			fprintf(stderr, "kbridged: %s\n", err);

@@ -96,12 +96,8 @@ net_up(struct kbd *d, char *err, size_t errlen)
 		return 0;
 	}
 	net_down(d);
-	for (i = 0; i < d->nsubnets; i++) {
-		if (kb_cidr_contains(&d->subnets[i], d->tun_addr)) {
-			snprintf(err, errlen, "the link address collides with cluster subnet");
-			return -1;
-		}
-	}
+	if (net_check_subnets(d, d->subnets, d->nsubnets, err, errlen) < 0)
+		return -1;
 	if (proxy_listen(d, err, errlen) < 0)
 		goto fail;
 	if ((d->dns = dns_new(d->base, &hooks, NULL, 0, err, errlen)) == NULL)
@@ -150,6 +146,38 @@ cidr_in(const struct kb_cidr *c, const struct kb_cidr *v, size_t n)
 	return 0;
 }
 
+/* A subnet list the daemon may route, checked before anything changes (the
+ * hello's and every update's; fw_apply checks again): not over the link's
+ * own address, not loopback or everything, no prefix twice (a second route
+ * to it would fail half-way). */
+int
+net_check_subnets(const struct kbd *d, const struct kb_cidr *v, size_t n, char *err,
+    size_t errlen)
+{
+	char buf[32];
+	size_t i;
+
+	for (i = 0; i < n; i++) {
+		if (kb_cidr_contains(&v[i], d->tun_addr)) {
+			snprintf(err, errlen, "the link address collides with cluster subnet %s",
+			    kb_cidr_str(&v[i], buf, sizeof(buf)));
+			return -1;
+		}
+		if (v[i].prefix == 0 || kb_cidr_contains(&v[i], 0x7f000001u) ||
+		    (v[i].addr >> 24) == 127) {
+			snprintf(err, errlen, "subnet %s is not a cluster subnet",
+			    kb_cidr_str(&v[i], buf, sizeof(buf)));
+			return -1;
+		}
+		if (cidr_in(&v[i], v, i)) {
+			snprintf(err, errlen, "subnet %s is listed twice",
+			    kb_cidr_str(&v[i], buf, sizeof(buf)));
+			return -1;
+		}
+	}
+	return 0;
+}
+
 int
 net_subnets(struct kbd *d, const struct kb_cidr *v, size_t n, char *err, size_t errlen)
 {
@@ -163,20 +191,8 @@ net_subnets(struct kbd *d, const struct kb_cidr *v, size_t n, char *err, size_t 
 		snprintf(err, errlen, "too many subnets");
 		return -1;
 	}
-	/* Checked before anything changes (fw_apply checks again). */
-	for (i = 0; i < n; i++) {
-		if (kb_cidr_contains(&v[i], d->tun_addr)) {
-			snprintf(err, errlen, "the link address collides with cluster subnet %s",
-			    kb_cidr_str(&v[i], buf, sizeof(buf)));
-			return -1;
-		}
-		if (v[i].prefix == 0 || kb_cidr_contains(&v[i], 0x7f000001u) ||
-		    (v[i].addr >> 24) == 127) {
-			snprintf(err, errlen, "subnet %s is not a cluster subnet",
-			    kb_cidr_str(&v[i], buf, sizeof(buf)));
-			return -1;
-		}
-	}
+	if (net_check_subnets(d, v, n, err, errlen) < 0)
+		return -1;
 	if (!d->tun || !d->fw) {
 		/* Not set up (yet): net_up takes them. */
 		memcpy(d->subnets, v, n * sizeof(v[0]));

@@ -173,6 +173,39 @@ lost(struct kbd *d, const char *err)
 	evtimer_add(d->retry_ev, &tv);
 }
 
+/* The manager's subnet and namespace lists (its hello, a "cluster"
+ * message): at most KBD_MAX_* entries, CIDRs, namespaces that are DNS
+ * labels. On success names[] holds nn strings of the caller's. */
+static int
+cluster_lists(const cJSON *subs, const cJSON *nss, struct kb_cidr *v, size_t *n,
+    char **names, size_t *nn, char *err, size_t errlen)
+{
+	const cJSON *e;
+	size_t i;
+
+	*n = *nn = 0;
+	cJSON_ArrayForEach(e, subs) {
+		if (*n == KBD_MAX_SUBNETS || !cJSON_IsString(e) ||
+		    kb_cidr_parse(e->valuestring, &v[*n]) < 0) {
+			snprintf(err, errlen, "invalid subnet list");
+			return -1;
+		}
+		(*n)++;
+	}
+	cJSON_ArrayForEach(e, nss) {
+		if (*nn == KBD_MAX_NAMESPACES || !cJSON_IsString(e) ||
+		    !kb_dns_label(e->valuestring) || (names[*nn] = strdup(e->valuestring)) == NULL) {
+			for (i = 0; i < *nn; i++)
+				free(names[i]);
+			*nn = 0;
+			snprintf(err, errlen, "invalid namespace list");
+			return -1;
+		}
+		(*nn)++;
+	}
+	return 0;
+}
+
 static int
 parse_manager_hello(struct kbd *d, const cJSON *h, char *reason, size_t rlen)
 {
@@ -180,8 +213,9 @@ parse_manager_hello(struct kbd *d, const cJSON *h, char *reason, size_t rlen)
 	const cJSON *dom = cJSON_GetObjectItemCaseSensitive(h, "cluster_domain");
 	const cJSON *subs = cJSON_GetObjectItemCaseSensitive(h, "subnets");
 	const cJSON *nss = cJSON_GetObjectItemCaseSensitive(h, "namespaces");
-	const cJSON *e;
-	size_t i;
+	struct kb_cidr v[KBD_MAX_SUBNETS];
+	char *names[KBD_MAX_NAMESPACES], why[64];
+	size_t i, n, nn;
 
 	if (!cJSON_IsString(user) || !cJSON_IsString(dom) || !cJSON_IsArray(subs) ||
 	    !cJSON_IsArray(nss) || strlen(dom->valuestring) >= sizeof(d->domain) ||
@@ -189,29 +223,16 @@ parse_manager_hello(struct kbd *d, const cJSON *h, char *reason, size_t rlen)
 		snprintf(reason, rlen, "manager hello lacks user, cluster_domain, subnets or namespaces");
 		return -1;
 	}
-	if (cJSON_GetArraySize(subs) > KBD_MAX_SUBNETS ||
-	    cJSON_GetArraySize(nss) > KBD_MAX_NAMESPACES) {
-		snprintf(reason, rlen, "manager hello has too many subnets or namespaces");
+	if (cluster_lists(subs, nss, v, &n, names, &nn, why, sizeof(why)) < 0) {
+		snprintf(reason, rlen, "manager hello: %s", why);
 		return -1;
 	}
-	d->nsubnets = 0;
-	cJSON_ArrayForEach(e, subs) {
-		if (!cJSON_IsString(e) || kb_cidr_parse(e->valuestring, &d->subnets[d->nsubnets]) < 0) {
-			snprintf(reason, rlen, "manager sent an invalid subnet");
-			return -1;
-		}
-		d->nsubnets++;
-	}
+	memcpy(d->subnets, v, n * sizeof(v[0]));
+	d->nsubnets = n;
 	for (i = 0; i < d->nnamespaces; i++)
 		free(d->namespaces[i]);
-	d->nnamespaces = 0;
-	cJSON_ArrayForEach(e, nss) {
-		if (!cJSON_IsString(e) || !(d->namespaces[d->nnamespaces] = strdup(e->valuestring))) {
-			snprintf(reason, rlen, "manager sent an invalid namespace");
-			return -1;
-		}
-		d->nnamespaces++;
-	}
+	memcpy(d->namespaces, names, nn * sizeof(names[0]));
+	d->nnamespaces = nn;
 	snprintf(d->user, sizeof(d->user), "%s", user->valuestring);
 	snprintf(d->domain, sizeof(d->domain), "%s", dom->valuestring);
 	return 0;
@@ -295,31 +316,17 @@ cluster_update(struct kbd *d, const cJSON *msg)
 	const cJSON *subs = cJSON_GetObjectItemCaseSensitive(msg, "subnets");
 	const cJSON *nss = cJSON_GetObjectItemCaseSensitive(msg, "namespaces");
 	struct kb_cidr v[KBD_MAX_SUBNETS];
-	char *names[KBD_MAX_NAMESPACES];
-	size_t n = 0, nn = 0, i;
-	const cJSON *e;
+	char *names[KBD_MAX_NAMESPACES], why[64];
+	size_t n, nn, i;
 	int known = 0;
 
 	memset(v, 0, sizeof(v));
-	cJSON_ArrayForEach(e, subs) {
-		if (n == KBD_MAX_SUBNETS || !cJSON_IsString(e) ||
-		    kb_cidr_parse(e->valuestring, &v[n]) < 0) {
-			log_warnx("the manager: cluster: invalid subnet list");
-			return -1;
-		}
-		n++;
+	if (cluster_lists(subs, nss, v, &n, names, &nn, why, sizeof(why)) < 0) {
+		log_warnx("the manager: cluster: %s", why);
+		return -1;
 	}
-	cJSON_ArrayForEach(e, nss) {
-		if (nn == KBD_MAX_NAMESPACES || !cJSON_IsString(e) ||
-		    (names[nn] = strdup(e->valuestring)) == NULL) {
-			for (i = 0; i < nn; i++)
-				free(names[i]);
-			log_warnx("the manager: cluster: invalid namespace list");
-			return -1;
-		}
-		known |= !strcmp(names[nn], d->ns);
-		nn++;
-	}
+	for (i = 0; i < nn; i++)
+		known |= !strcmp(names[i], d->ns);
 	if (nn != d->nnamespaces)
 		log_info("the cluster has %zu namespaces now", nn);
 	for (i = 0; i < d->nnamespaces; i++)

@@ -16,6 +16,8 @@
 #define KB_RUN_DIR		"/run/kbridge"
 #define KB_SOCKET_DEFAULT	KB_RUN_DIR "/kbridged.sock"
 #define KB_SOCKET_ENV		"KBRIDGE_SOCKET"
+/* The log of a daemon started through sudo, in KB_RUN_DIR (the caller's uid). */
+#define KB_SUDO_LOG_FMT		"kbridged-%lu.log"
 
 /* Endpoints (version 1: a change that breaks a caller gets /v2/). */
 #define KB_API_STATUS		"/v1/status"		/* GET */

@@ -1115,8 +1115,12 @@ kb_kube_new_incluster(struct event_base *base, const struct kb_kube_incluster *i
 		       port) < 0) {
 		server = NULL;
 	}
-	if (server == NULL || asprintf(&ca, "%s/ca.crt", dir) < 0 ||
-	    asprintf(&tok, "%s/token", dir) < 0) {
+	/* A failed asprintf leaves its pointer undefined. */
+	if (server != NULL && asprintf(&ca, "%s/ca.crt", dir) < 0)
+		ca = NULL;
+	if (ca != NULL && asprintf(&tok, "%s/token", dir) < 0)
+		tok = NULL;
+	if (tok == NULL) {
 		snprintf(err, errlen, "out of memory");
 		goto done;
 	}

@@ -52,20 +52,11 @@ struct kb_pool {
 	char name[48];
 };
 
-static uint64_t
-now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
 /* Count an event; 1 when it is time to log (then *n says how many). */
 static int
 ratelog_due(struct ratelog *r, unsigned long *n)
 {
-	uint64_t now = now_ms();
+	uint64_t now = kb_now_ms();
 
 	r->n++;
 	if (r->reported && now - r->last_ms < KB_LISTENER_REPORT_S * 1000)
@@ -258,7 +249,7 @@ static void
 pool_arm(struct kb_pool *p)
 {
 	struct kb_pool_entry *e = TAILQ_FIRST(&p->list);
-	uint64_t now = now_ms(), due;
+	uint64_t now = kb_now_ms(), due;
 	struct timeval tv;
 
 	if (e == NULL || p->deadline_ms == 0) {
@@ -310,7 +301,7 @@ pool_timer(evutil_socket_t fd, short what, void *arg)
 {
 	struct kb_pool *p = arg;
 	struct kb_pool_entry *e;
-	uint64_t now = now_ms();
+	uint64_t now = kb_now_ms();
 
 	(void)fd;
 	(void)what;
@@ -385,7 +376,7 @@ kb_pool_add(struct kb_pool *p, struct kb_pool_entry *e, const struct sockaddr *s
 	else if (p->n >= p->max)
 		pool_expel(p, pool_victim(p, NULL), KB_POOL_FULL);
 	e->pool = p;
-	e->since_ms = now_ms();
+	e->since_ms = kb_now_ms();
 	TAILQ_INSERT_TAIL(&p->list, e, entry);
 	p->n++;
 	if (p->n == 1)

@@ -56,14 +56,15 @@ grew_little() { # FILE LINES_BEFORE: fewer than 100 new lines
 }
 # flood NODE HOST PORT COUNT SRC...: idle connections, kept up (reopened at
 # most 100 a second) until stop_flood
-flood() {
-	local node=$1 host=$2 port=$3 count=$4; shift 4
+flood() { # NODE HOST PORT COUNT MIN SRC...: at least MIN connected, or the attack did not happen
+	local node=$1 host=$2 port=$3 count=$4 min=$5; shift 5
 	rm -f "$STATE/flood.ready" "$STATE/flood.stop"
 	"$PG" exec "$node" -- python3 "$here/flood.py" "$host" "$port" "$count" 90 100 \
 		"$STATE/flood.ready" "$STATE/flood.stop" "$@" &
 	flood_pid=$!
 	poll 300 test -s "$STATE/flood.ready"
-	echo "  flood: $(cat "$STATE/flood.ready") of $count connected" >&2
+	echo "  flood: $(cat "$STATE/flood.ready") of $count connected (at least $min needed)" >&2
+	(($(cat "$STATE/flood.ready") >= min))
 }
 stop_flood() {
 	touch "$STATE/flood.stop"
@@ -124,7 +125,7 @@ ok "the manager closes a session without a hello, the preview listener a connect
 # --- 0. slots
 prlimit --pid "$mgr" --nofile=8192:8192
 log0=$(lines "$STATE/manager.log")
-flood ws 192.168.50.1 8443 4500 "${srcs_ws[@]}"
+flood ws 192.168.50.1 8443 4500 4097 "${srcs_ws[@]}"
 bob connect --profile "$STATE/bob.json" >/dev/null
 web_ok bob
 web_ok ws
@@ -132,7 +133,7 @@ grew_little "$STATE/manager.log" "$log0"
 stop_flood
 bob quit >/dev/null
 ok "4500 idle connections to the manager: bob connects and reaches a service meanwhile, alice's session works, log < 100 lines"
-flood mate 192.168.60.1 8080 4200 "${srcs_mate[@]}"
+flood mate 192.168.60.1 8080 4200 4097 "${srcs_mate[@]}"
 [[ $(pg mate curl -sS -m 10 -o /dev/null -w '%{http_code}' http://192.168.60.1:8080/) == 404 ]]
 grew_little "$STATE/manager.log" "$log0"
 stop_flood
@@ -145,7 +146,7 @@ ok "manager at 1024 open files, kbridged at 192"
 
 # --- 1. the manager's port
 log0=$(lines "$STATE/manager.log")
-flood ws 192.168.50.1 8443 1100 "${srcs_ws[@]}"
+flood ws 192.168.50.1 8443 1100 1025 "${srcs_ws[@]}"
 cpu_low "$mgr"
 web_ok ws
 ok "1100 idle connections to the manager: its CPU stays low; alice's session works"
@@ -166,7 +167,7 @@ ok "after the flood bob connects again; alice's session still works"
 
 # --- 2. the preview listener
 log0=$(lines "$STATE/manager.log")
-flood mate 192.168.60.1 8080 1100 "${srcs_mate[@]}"
+flood mate 192.168.60.1 8080 1100 1025 "${srcs_mate[@]}"
 cpu_low "$mgr"
 [[ $(pg mate curl -sS -m 10 -o /dev/null -w '%{http_code}' http://192.168.60.1:8080/) == 404 ]]
 web_ok ws
@@ -180,7 +181,7 @@ ok "after the flood the preview listener answers"
 # --- 3. kbridged's transparent listener
 klog=$STATE/ws/kbridged.sock.log
 log0=$(lines "$klog")
-flood ws 10.244.1.10 80 700
+flood ws 10.244.1.10 80 700 193
 poll 100 grep -q "transparent listener: accept: Too many open files" "$klog"
 cpu_low "$kbd"
 [[ $(ws getent hosts web.default.svc.cluster.local) == *10.96.1.1* ]]

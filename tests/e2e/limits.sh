@@ -92,7 +92,7 @@ bg_pids+=($flood)
 # once the manager refuses (the old code never did), or after a second
 poll 10 grep -q "lookups in flight" "$STATE/manager.log" || true
 works bob
-ok "during 30,000 lookups from alice's session, bob resolves and connects"
+ok "during 30,000 lookups from another session, bob resolves and connects"
 wait "$flood"
 out=$(cat "$STATE/flood.json")
 echo "  $out"

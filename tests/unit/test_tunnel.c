@@ -185,6 +185,8 @@ main(void)
 	ok(answer(&d, "{\"type\":\"cluster\",\"subnets\":[\"10.96.0.1/16\"],"
 	    "\"namespaces\":[\"x\"]}") < 0);
 	ok(answer(&d, "{\"type\":\"cluster\",\"subnets\":[],\"namespaces\":[1]}") < 0);
+	/* namespaces name DNS labels: they become DNS names on the workstation */
+	ok(answer(&d, "{\"type\":\"cluster\",\"subnets\":[],\"namespaces\":[\"a.b\"]}") < 0);
 	ok(answer(&d, "{\"type\":\"cluster\",\"namespaces\":[]}") < 0);
 	ok(d.nnamespaces == 2 && dns_namespaces == 2);
 	ok(answer(&d, "{\"type\":\"cluster\",\"subnets\":[],\"namespaces\":[]}") == 0);
