@@ -81,6 +81,8 @@ $(BUILD)/tests/test_httpproxy: $(LLHTTP_OBJ)
 $(BUILD)/tests/test_httpproxy: LIBS_TEST += $(LLHTTP_OBJ)
 $(BUILD)/tests/test_preview: $(LLHTTP_OBJ)
 $(BUILD)/tests/test_preview: LIBS_TEST += $(LLHTTP_OBJ)
+$(BUILD)/tests/test_store: $(LLHTTP_OBJ)
+$(BUILD)/tests/test_store: LIBS_TEST += $(LLHTTP_OBJ)
 
 unit: $(UNIT_BIN)
 

@@ -104,6 +104,21 @@ call(struct event_base *base, struct kb_kube *kube, const char *method, const ch
 	return 0;
 }
 
+int
+incluster_request(struct event_base *base, struct kb_kube *kube, const char *method,
+    const char *path, const cJSON *body, int *status, cJSON **answer, char *err, size_t errlen)
+{
+	struct call c;
+
+	*answer = NULL;
+	if (call(base, kube, method, path, body, &c, err, errlen) < 0)
+		return -1;
+	*status = c.status;
+	*answer = c.body;
+	snprintf(err, errlen, "%s", c.err);
+	return 0;
+}
+
 /* The CA from a Secret object: 0, or -1 with err. */
 static int
 from_secret(const cJSON *s, char **crt, char **key, char *err, size_t errlen)
@@ -124,11 +139,10 @@ from_secret(const cJSON *s, char **crt, char **key, char *err, size_t errlen)
 	return -1;
 }
 
-static cJSON *
-secret_object(const char *ns, const char *name, const char *crt, const char *key)
+cJSON *
+incluster_secret(const char *ns, const char *name)
 {
-	cJSON *o = cJSON_CreateObject(), *meta, *labels, *data;
-	char *c = incluster_b64_encode(crt), *k = incluster_b64_encode(key);
+	cJSON *o = cJSON_CreateObject(), *meta, *labels;
 
 	cJSON_AddStringToObject(o, "apiVersion", "v1");
 	cJSON_AddStringToObject(o, "kind", "Secret");
@@ -141,8 +155,20 @@ secret_object(const char *ns, const char *name, const char *crt, const char *key
 	cJSON_AddStringToObject(labels, "app.kubernetes.io/part-of", "kbridge");
 	cJSON_AddStringToObject(labels, "app.kubernetes.io/managed-by", "kbridge");
 	cJSON_AddStringToObject(o, "type", "Opaque");
-	data = cJSON_AddObjectToObject(o, "data");
-	if (!c || !k || !cJSON_AddStringToObject(data, KEY_CRT, c) ||
+	if (!cJSON_AddObjectToObject(o, "data")) {
+		cJSON_Delete(o);
+		return NULL;
+	}
+	return o;
+}
+
+static cJSON *
+secret_object(const char *ns, const char *name, const char *crt, const char *key)
+{
+	cJSON *o = incluster_secret(ns, name), *data = cJSON_GetObjectItemCaseSensitive(o, "data");
+	char *c = incluster_b64_encode(crt), *k = incluster_b64_encode(key);
+
+	if (!o || !c || !k || !cJSON_AddStringToObject(data, KEY_CRT, c) ||
 	    !cJSON_AddStringToObject(data, KEY_KEY, k)) {
 		cJSON_Delete(o);
 		o = NULL;

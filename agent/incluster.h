@@ -7,6 +7,7 @@
 
 #include <stddef.h>
 
+struct cJSON;
 struct event_base;
 struct kb_kube;
 
@@ -20,6 +21,17 @@ int incluster_ca(struct event_base *base, struct kb_kube *kube, const char *ns, 
  * 0, or -1 (no such Service, no IPv4 address, no answer). */
 int incluster_service_ip(struct event_base *base, struct kb_kube *kube, const char *ns,
     const char *name, char *ip, size_t len);
+
+/* One request to the API, waited for (runs base, 30 s at most): 0 when
+ * answered (*status; *answer the JSON answer or NULL, the caller's to free;
+ * err the API's message when not 2xx), or -1 with err (no answer). */
+int incluster_request(struct event_base *base, struct kb_kube *kube, const char *method,
+    const char *path, const struct cJSON *body, int *status, struct cJSON **answer, char *err,
+    size_t errlen);
+
+/* A Secret ns/name labelled as the manager's, with an empty "data" object
+ * to fill; the caller owns it. NULL when out of memory. */
+struct cJSON *incluster_secret(const char *ns, const char *name);
 
 /* Base64 (RFC 4648, padded), as Secret data is. Return malloc'd strings or
  * NULL (decode: invalid input; *len gets the length, a NUL follows). */

@@ -20,10 +20,14 @@
 #include "msg.h"
 #include "preview.h"
 #include "session.h"
+#include "store.h"
 #include "util.h"
 
 #define MAX_SIDECARS 32
 #define ID_LEN 24
+/* Restored from the store at start: how long their workstations have to
+ * come back to the new manager (at least; the grace period if longer). */
+#define RESTORED_GRACE_MS 60000
 
 struct workload;
 
@@ -258,6 +262,16 @@ icpt_sidecar_ready(struct client *c)
 
 static void grace_expired(evutil_socket_t fd, short what, void *arg);
 
+/* After a change that can only shrink the stored state. */
+static void
+saved(void)
+{
+	char err[300];
+
+	if (store_changed(err, sizeof(err)) < 0)
+		log_warnx("intercepts: %s", err);
+}
+
 void
 icpt_owner_hello(struct client *c)
 {
@@ -276,6 +290,8 @@ icpt_owner_hello(struct client *c)
 				evtimer_del(i->grace);
 				log_info("intercept %s of %s on %s.%s is back", i->id, i->owner,
 				    w->name, w->ns);
+				/* After a restart, its previews wait for it. */
+				preview_intercept_made(i->owner, w->name, w->ns, i->id);
 			} else {
 				/* A new daemon of the same user cannot serve it: release now. */
 				grace_expired(-1, 0, i);
@@ -298,6 +314,7 @@ grace_expired(evutil_socket_t fd, short what, void *arg)
 	intercept_free(i);
 	push(w);
 	workload_gc(w);
+	saved();
 }
 
 void
@@ -457,18 +474,86 @@ find_id(const char *id)
 	return NULL;
 }
 
-/* An id a daemon asks to have again: one of ours in form, and free. */
 static int
-resumable(const cJSON *v)
+id_ok(const char *s)
 {
 	const char *p;
 
-	if (!cJSON_IsString(v) || strlen(v->valuestring) != ID_LEN)
+	if (!s || strlen(s) != ID_LEN)
 		return 0;
-	for (p = v->valuestring; *p; p++)
+	for (p = s; *p; p++)
 		if (!((*p >= '0' && *p <= '9') || (*p >= 'a' && *p <= 'f')))
 			return 0;
-	return find_id(v->valuestring) == NULL;
+	return 1;
+}
+
+/* What an intercept request's "resume" (the id a daemon had before the
+ * manager restarted) may have. Only its owner identity gets an id back:
+ * ids are visible to everyone in "list". */
+enum resume { RESUME_NONE, RESUME_FREE, RESUME_KEPT, RESUME_REFUSED };
+
+static enum resume
+resume_check(const struct client *c, const cJSON *req, struct intercept **kept, char *err,
+    size_t errlen)
+{
+	const cJSON *v = cJSON_GetObjectItemCaseSensitive(req, "resume");
+	const char *wl = cJSON_GetObjectItemCaseSensitive(req, "workload")->valuestring;
+	const char *ns = cJSON_GetObjectItemCaseSensitive(req, "namespace")->valuestring;
+	const char *owner;
+	struct intercept *i;
+
+	*kept = NULL;
+	if (!cJSON_IsString(v) || !id_ok(v->valuestring))
+		return RESUME_NONE;
+	if ((i = find_id(v->valuestring)) != NULL) {
+		if (strcmp(i->owner, c->name)) {
+			snprintf(err, errlen, "intercept %s is not yours to resume (it belongs to %s)",
+			    i->id, i->owner);
+			return RESUME_REFUSED;
+		}
+		if (strcmp(i->w->name, wl) || strcmp(i->w->ns, ns)) {
+			snprintf(err, errlen, "intercept %s is on %s.%s, not %s.%s", i->id,
+			    i->w->name, i->w->ns, wl, ns);
+			return RESUME_REFUSED;
+		}
+		if (i->client && i->client != c) {
+			snprintf(err, errlen, "you already intercept %s.%s from another workstation",
+			    wl, ns);
+			return RESUME_REFUSED;
+		}
+		*kept = i;
+		return RESUME_KEPT;
+	}
+	/* Not kept (a manager without the in-cluster store): free, unless
+	 * previews of another owner wait for it. */
+	if ((owner = preview_icpt_owner(v->valuestring)) != NULL && strcmp(owner, c->name)) {
+		snprintf(err, errlen, "intercept %s is not yours to resume (it belongs to %s)",
+		    v->valuestring, owner);
+		return RESUME_REFUSED;
+	}
+	return RESUME_FREE;
+}
+
+/* The owner's daemon makes a kept intercept again (the manager restarted
+ * and kept it): it is served from c from now on, as it was. */
+static cJSON *
+resume_kept(struct client *c, const cJSON *req, struct intercept *i)
+{
+	cJSON *r;
+
+	i->client = c;
+	snprintf(i->instance, sizeof(i->instance), "%s", c->instance);
+	if (i->grace)
+		evtimer_del(i->grace);
+	log_info("intercept %s: %s resumed %s.%s", i->id, i->owner, i->w->name, i->w->ns);
+	preview_intercept_made(i->owner, i->w->name, i->w->ns, i->id);
+	push(i->w);
+	saved();
+	r = result(req, 1, 0, NULL);
+	cJSON_AddItemToObject(r, "intercept", intercept_json(i, c));
+	if (i->w->env)
+		cJSON_AddItemToObject(r, "env", cJSON_Duplicate(i->w->env, 1));
+	return r;
 }
 
 static cJSON *
@@ -481,10 +566,16 @@ do_intercept(struct client *c, const cJSON *req)
 	struct workload *w;
 	char err[600], m[200];
 	const char *why;
+	enum resume rs;
 	cJSON *r;
 	size_t k;
 
 	/* kb_msg_parse checked the names (DNS labels) and the port (1-65535). */
+	rs = resume_check(c, req, &i, err, sizeof(err));
+	if (rs == RESUME_REFUSED)
+		return result(req, 0, 403, err);
+	if (rs == RESUME_KEPT)
+		return resume_kept(c, req, i);
 	if ((w = find_workload(wl->valuestring, ns->valuestring)) == NULL || w->nsidecars == 0) {
 		snprintf(err, sizeof(err), "no workload %s in namespace %s runs a kbridge sidecar",
 		    wl->valuestring, ns->valuestring);
@@ -522,7 +613,7 @@ do_intercept(struct client *c, const cJSON *req)
 		r = result(req, 0, 409, err);
 		goto fail;
 	}
-	if (resumable(cJSON_GetObjectItemCaseSensitive(req, "resume"))) {
+	if (rs == RESUME_FREE) {
 		/* Made again after a restart of the manager: the same id, so
 		 * its previews (and only its) serve it again. */
 		snprintf(n->id, sizeof(n->id), "%s",
@@ -538,6 +629,11 @@ do_intercept(struct client *c, const cJSON *req)
 	n->client = c;
 	n->port = (unsigned)port->valuedouble;
 	TAILQ_INSERT_TAIL(&w->icpts, n, entry);
+	if (store_changed(err, sizeof(err)) < 0) {
+		TAILQ_REMOVE(&w->icpts, n, entry);
+		r = result(req, 0, 507, err);
+		goto fail;
+	}
 	match_str(n, m, sizeof(m));
 	log_info("intercept %s: %s intercepts %s.%s (%s) to port %u", n->id, n->owner, w->name,
 	    w->ns, m, n->port);
@@ -578,6 +674,7 @@ do_leave(struct client *c, const cJSON *req)
 				intercept_free(i);
 				push(w);
 				workload_gc(w);
+				saved();
 				return r;
 			}
 		}
@@ -613,6 +710,8 @@ icpt_end_all(struct client *c, const char *why)
 		}
 		workload_gc(w);
 	}
+	if (cJSON_GetArraySize(a) > 0)
+		saved();
 	return a;
 }
 
@@ -794,6 +893,133 @@ icpt_route_stream(struct client *sidecar, struct kb_stream *st, const char *ref)
 		free(b);
 		kb_stream_reset(st, KB_RST_INTERNAL, "cannot reach the workstation");
 	}
+}
+
+/* --- kept across restarts of the in-cluster manager (agent/store.c) --- */
+
+cJSON *
+icpt_dump(void)
+{
+	cJSON *a = cJSON_CreateArray(), *o;
+	struct workload *w;
+	struct intercept *i;
+
+	if (!a)
+		return NULL;
+	TAILQ_FOREACH(w, &workloads, entry) {
+		TAILQ_FOREACH(i, &w->icpts, entry) {
+			if ((o = cJSON_CreateObject()) == NULL || !cJSON_AddItemToArray(a, o)) {
+				cJSON_Delete(o);
+				cJSON_Delete(a);
+				return NULL;
+			}
+			cJSON_AddStringToObject(o, "id", i->id);
+			cJSON_AddStringToObject(o, "owner", i->owner);
+			cJSON_AddStringToObject(o, "instance", i->instance);
+			cJSON_AddStringToObject(o, "workload", w->name);
+			cJSON_AddStringToObject(o, "namespace", w->ns);
+			cJSON_AddStringToObject(o, "protocol", w->protocol);
+			cJSON_AddNumberToObject(o, "port", i->port);
+			cJSON_AddItemToObject(o, "match", match_json(i));
+		}
+	}
+	return a;
+}
+
+static const char *
+jstr(const cJSON *o, const char *key, size_t max)
+{
+	const char *s = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(o, key));
+
+	return s && *s && strlen(s) < max ? s : NULL;
+}
+
+/* One kept intercept, checked as a request would be: 0, or -1 (invalid,
+ * a duplicate, or out of memory; nothing added). */
+static int
+restore_one(const cJSON *o, const struct timeval *tv)
+{
+	const char *id = jstr(o, "id", ID_LEN + 1), *owner = jstr(o, "owner", 64);
+	const char *inst = jstr(o, "instance", 40), *wl = jstr(o, "workload", 64);
+	const char *ns = jstr(o, "namespace", 64), *proto = jstr(o, "protocol", 8);
+	const cJSON *match = cJSON_GetObjectItemCaseSensitive(o, "match");
+	const cJSON *hs = cJSON_GetObjectItemCaseSensitive(match, "headers");
+	double port = cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(o, "port"));
+	struct intercept *n, *i;
+	struct workload *w;
+	int fresh = 0;
+	size_t k;
+
+	if (!id_ok(id) || find_id(id) || !owner || !wl || !kb_dns_label(wl) || !ns ||
+	    !kb_dns_label(ns) || !proto || (strcmp(proto, "http") && strcmp(proto, "tcp")) ||
+	    !(port >= 1 && port <= 65535) || port != (unsigned)port || !cJSON_IsObject(match) ||
+	    !(cJSON_IsNull(hs) || (cJSON_IsArray(hs) &&
+	    cJSON_GetArraySize(hs) <= KB_MAX_MATCH_HEADERS)))
+		return -1;
+	if ((w = find_workload(wl, ns)) != NULL) {
+		TAILQ_FOREACH(i, &w->icpts, entry)
+			if (!strcmp(i->owner, owner))
+				return -1;
+	} else {
+		if ((w = calloc(1, sizeof(*w))) == NULL)
+			return -1;
+		snprintf(w->name, sizeof(w->name), "%s", wl);
+		snprintf(w->ns, sizeof(w->ns), "%s", ns);
+		snprintf(w->protocol, sizeof(w->protocol), "%s", proto);
+		w->env = cJSON_CreateObject();
+		TAILQ_INIT(&w->icpts);
+		TAILQ_INSERT_TAIL(&workloads, w, entry);
+		fresh = 1;
+	}
+	if ((n = calloc(1, sizeof(*n))) == NULL)
+		goto fail;
+	n->w = w;
+	if (parse_match(match, n) != NULL || (!strcmp(w->protocol, "tcp") && !n->global) ||
+	    (n->grace = evtimer_new(ev_base, grace_expired, n)) == NULL)
+		goto fail;
+	TAILQ_FOREACH(i, &w->icpts, entry)
+		if (n->global || i->global || overlaps(n, i))
+			goto fail;
+	snprintf(n->id, sizeof(n->id), "%s", id);
+	snprintf(n->owner, sizeof(n->owner), "%s", owner);
+	snprintf(n->instance, sizeof(n->instance), "%s", inst ? inst : "");
+	n->port = (unsigned)port;
+	TAILQ_INSERT_TAIL(&w->icpts, n, entry);
+	evtimer_add(n->grace, tv);
+	return 0;
+fail:
+	if (n) {
+		if (n->grace)
+			event_free(n->grace);
+		for (k = 0; k < n->nheaders; k++) {
+			free(n->hname[k]);
+			free(n->hvalue[k]);
+		}
+		free(n->path_prefix);
+		free(n);
+	}
+	if (fresh)
+		workload_gc(w);
+	return -1;
+}
+
+size_t
+icpt_restore(const cJSON *list)
+{
+	struct timeval tv = kb_ms_tv(grace_period_ms > RESTORED_GRACE_MS ? grace_period_ms :
+	    RESTORED_GRACE_MS);
+	const cJSON *o;
+	size_t n = 0, bad = 0;
+
+	cJSON_ArrayForEach(o, list) {
+		if (restore_one(o, &tv) == 0)
+			n++;
+		else
+			bad++;
+	}
+	if (bad)
+		log_warnx("intercepts: %zu kept ones are invalid or overlap others: dropped", bad);
+	return n;
 }
 
 void

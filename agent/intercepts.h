@@ -44,6 +44,14 @@ int icpt_owned(const char *owner, const char *wl, const char *ns, char *id, size
  * exists but its workstation is away (grace period); -1: owner has no
  * intercept of that id. */
 int icpt_state(const char *id, const char *owner);
+/* The intercepts as the in-cluster store keeps them (a list the caller
+ * frees; NULL when out of memory): id, owner, instance, workload,
+ * namespace, protocol, port, match. And back, at start: each valid one
+ * waits for its owner's workstation (its grace period, at least 60 s),
+ * which resumes it by reconnecting or by "resume" with its id (only its
+ * owner may). Returns how many were added. */
+struct cJSON *icpt_dump(void);
+size_t icpt_restore(const struct cJSON *list);
 void icpt_shutdown(void);
 
 #endif

@@ -33,6 +33,7 @@
 #include "preview.h"
 #include "resolver.h"
 #include "session.h"
+#include "store.h"
 #include "tls.h"
 #include "util.h"
 
@@ -786,7 +787,7 @@ usage(FILE *f)
 	    "           --subnet CIDR [--subnet CIDR...] --namespace NAME [--namespace NAME...]\n"
 	    "           [options]\n"
 	    "       kbridge-agent manager --in-cluster --listen HOST:PORT [--ca-secret NAME]\n"
-	    "           [--state-configmap NAME] [options]\n"
+	    "           [--state-secret NAME] [options]\n"
 	    "options:\n"
 	    "           [--cluster-domain DOMAIN] [--dns IP[:PORT]] [--grace-period SECONDS]\n"
 	    "           [--preview-listen HOST:PORT [--preview-url-base URL]] [-v]\n"
@@ -798,8 +799,9 @@ usage(FILE *f)
 	    "                         tells the subnets and namespaces, and keeps the CA\n"
 	    "  --ca-secret NAME       the Secret of the pod's namespace that holds the CA\n"
 	    "                         (made at the first start; default kbridge-manager-ca)\n"
-	    "  --state-configmap NAME reserved for the manager's state (default\n"
-	    "                         kbridge-manager-state; today state is kept in memory)\n"
+	    "  --state-secret NAME    the Secret of the pod's namespace that keeps the\n"
+	    "                         previews and intercepts across restarts (default\n"
+	    "                         kbridge-manager-state)\n"
 	    "  --listen HOST:PORT     TLS address for workstation daemons\n"
 	    "  --subnet CIDR          a cluster subnet (service or pod addresses); repeatable\n"
 	    "  --namespace NAME       a cluster namespace; repeatable\n"
@@ -926,6 +928,19 @@ incluster_up(struct manager *m, const char *secret, char **ca, char **cert, char
 	return 0;
 }
 
+/* --in-cluster: the previews and intercepts kept in Secret name of the
+ * pod's namespace, read before the listeners open (agent/store.c). */
+static int
+state_up(struct manager *m, const char *name, char *err, size_t errlen)
+{
+	const char *sadir = getenv("KB_SERVICEACCOUNT_DIR");
+	char ns[256];
+
+	if (pod_namespace(sadir && *sadir ? sadir : NULL, ns, sizeof(ns), err, errlen) < 0)
+		return -1;
+	return store_open(m->base, m->kube, ns, name, err, errlen);
+}
+
 int
 cmd_manager(int argc, char **argv)
 {
@@ -941,13 +956,13 @@ cmd_manager(int argc, char **argv)
 		{ "preview-url-base", required_argument, NULL, 'U' },
 		{ "in-cluster", no_argument, NULL, 'I' },
 		{ "ca-secret", required_argument, NULL, 'C' },
-		{ "state-configmap", required_argument, NULL, 'M' },
+		{ "state-secret", required_argument, NULL, 'M' },
 		{ "verbose", no_argument, NULL, 'v' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
 	struct manager m = { .domain = "cluster.local" };
-	const char *ca_secret = NULL, *state_cm = NULL;
+	const char *ca_secret = NULL, *state_secret = NULL;
 	int in_cluster = 0;
 	const char *state = NULL, *listen_on = NULL, *dns = NULL;
 	const char *preview_listen = NULL, *preview_base = NULL;
@@ -1017,7 +1032,7 @@ cmd_manager(int argc, char **argv)
 			ca_secret = optarg;
 			break;
 		case 'M':
-			state_cm = optarg;
+			state_secret = optarg;
 			break;
 		case 'v':
 			verbose = 1;
@@ -1038,8 +1053,8 @@ cmd_manager(int argc, char **argv)
 		fprintf(stderr, "kbridge-agent: manager --in-cluster takes no --state-dir, --subnet or --namespace (the API tells them)\n");
 		return 2;
 	}
-	if (!in_cluster && (ca_secret || state_cm)) {
-		fprintf(stderr, "kbridge-agent: --ca-secret and --state-configmap need --in-cluster\n");
+	if (!in_cluster && (ca_secret || state_secret)) {
+		fprintf(stderr, "kbridge-agent: --ca-secret and --state-secret need --in-cluster\n");
 		return 2;
 	}
 	if (!in_cluster && (!state || !listen_on || m.nsubnets == 0 || m.nnamespaces == 0)) {
@@ -1052,6 +1067,10 @@ cmd_manager(int argc, char **argv)
 	}
 	if (ca_secret && !kb_dns_label(ca_secret)) {
 		fprintf(stderr, "kbridge-agent: invalid --ca-secret '%s'\n", ca_secret);
+		return 2;
+	}
+	if (state_secret && !kb_dns_label(state_secret)) {
+		fprintf(stderr, "kbridge-agent: invalid --state-secret '%s'\n", state_secret);
 		return 2;
 	}
 	if (kb_hostport_parse(listen_on, host, sizeof(host), &port) < 0) {
@@ -1080,9 +1099,6 @@ cmd_manager(int argc, char **argv)
 		if (incluster_up(&m, ca_secret ? ca_secret : "kbridge-manager-ca", &ca, &cert, &key,
 		    err, sizeof(err)) < 0)
 			goto out;
-		if (state_cm)
-			log_info("intercepts and previews are kept in memory (not yet in ConfigMap %s)",
-			    state_cm);
 	} else if (!(ca = read_state(state, KB_STATE_CA_CERT, err, sizeof(err))) ||
 	    !(cert = read_state(state, KB_STATE_MGR_CERT, err, sizeof(err))) ||
 	    !(key = read_state(state, KB_STATE_MGR_KEY, err, sizeof(err)))) {
@@ -1091,6 +1107,9 @@ cmd_manager(int argc, char **argv)
 	if ((m.ctx = kb_tls_server_ctx(ca, cert, key, err, sizeof(err))) == NULL)
 		goto out;
 	icpt_init(m.base, (unsigned)(grace * 1000));
+	if (in_cluster && state_up(&m, state_secret ? state_secret : "kbridge-manager-state", err,
+	    sizeof(err)) < 0)
+		goto out;
 	if (kb_random_hex(m.instance, (sizeof(m.instance) - 1) / 2) < 0) {
 		snprintf(err, sizeof(err), "no randomness");
 		goto out;
@@ -1141,6 +1160,7 @@ out:
 		}
 		client_gone(cl);
 	}
+	store_close();
 	preview_shutdown();
 	icpt_shutdown();
 	for (i = 0; i < 2; i++)

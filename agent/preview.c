@@ -32,6 +32,7 @@
 #include "msg.h"
 #include "resolver.h"
 #include "session.h"
+#include "store.h"
 #include "util.h"
 
 #define TOKEN_LEN	26	/* base32 of 16 random bytes: 128 bits */
@@ -144,21 +145,24 @@ make_token(char *out)
 
 /* --- kept across restarts of the manager --- */
 
-/* Write the previews to the store (atomically, mode 0600), each with the
- * id of its intercept: a restarted manager has none, the owner's daemon
- * makes it again under the same id, and only then its previews serve. */
-static void
-save(void)
+/* The previews as kept across restarts, each with the id of its
+ * intercept: a restarted manager serves them only once that intercept is
+ * back (the owner's daemon makes it again, or returns to the one the
+ * in-cluster store kept). NULL when out of memory. */
+cJSON *
+preview_dump(void)
 {
 	struct preview *p;
 	cJSON *a = cJSON_CreateArray(), *o;
-	char *txt, addr[INET_ADDRSTRLEN];
+	char addr[INET_ADDRSTRLEN];
 
-	if (!pv.env.store || !a)
-		goto out;
+	if (!a)
+		return NULL;
 	TAILQ_FOREACH(p, &pv.list, entry) {
-		if ((o = cJSON_CreateObject()) == NULL)
-			goto out;
+		if ((o = cJSON_CreateObject()) == NULL) {
+			cJSON_Delete(a);
+			return NULL;
+		}
 		inet_ntop(AF_INET, &p->svc.sin_addr, addr, sizeof(addr));
 		cJSON_AddStringToObject(o, "token", p->token);
 		cJSON_AddStringToObject(o, "workload", p->workload);
@@ -172,14 +176,38 @@ save(void)
 		cJSON_AddNumberToObject(o, "expires", (double)p->ttl_expires);
 		cJSON_AddItemToArray(a, o);
 	}
-	if ((txt = cJSON_PrintUnformatted(a)) != NULL) {
-		if (kb_write_file(pv.env.store, txt, strlen(txt), 0600) < 0)
-			log_warn("cannot keep the previews in %s", pv.env.store);
-		OPENSSL_cleanse(txt, strlen(txt));
-		free(txt);
+	return a;
+}
+
+/* Keep the previews: in the state directory's file (atomically, mode
+ * 0600), and in the in-cluster store. -1 with err when the store's Secret
+ * could not hold them (the caller undoes its change), else 0. */
+static int
+save_err(char *err, size_t errlen)
+{
+	cJSON *a;
+	char *txt;
+
+	if (pv.env.store && (a = preview_dump()) != NULL) {
+		if ((txt = cJSON_PrintUnformatted(a)) != NULL) {
+			if (kb_write_file(pv.env.store, txt, strlen(txt), 0600) < 0)
+				log_warn("cannot keep the previews in %s", pv.env.store);
+			OPENSSL_cleanse(txt, strlen(txt));
+			free(txt);
+		}
+		cJSON_Delete(a);
 	}
-out:
-	cJSON_Delete(a);
+	return store_changed(err, errlen);
+}
+
+/* After a change that can only shrink them. */
+static void
+save(void)
+{
+	char err[300];
+
+	if (save_err(err, sizeof(err)) < 0)
+		log_warnx("previews: %s", err);
 }
 
 static const char *
@@ -190,30 +218,21 @@ jstring(const cJSON *o, const char *key, size_t max)
 	return s && strlen(s) < max ? s : NULL;
 }
 
+static struct preview *find_token(const char *token, size_t n);
+
 /* Previews from before a restart: not active until their owner's daemon
  * makes their intercept again (the same id), gone if that takes over
  * ORPHAN_KEEP. One without an intercept id belongs to no intercept: gone. */
-static void
-load(void)
+size_t
+preview_restore(const cJSON *a)
 {
 	const char *tok, *wl, *ns, *owner, *host, *addr, *icpt;
 	time_t now = time(NULL), orphan = now + ORPHAN_KEEP;
 	double port, created, expires;
 	struct preview *p;
-	cJSON *a, *o;
-	char *txt;
+	const cJSON *o;
 	size_t n = 0, dropped = 0;
 
-	if (!pv.env.store || (txt = kb_read_file(pv.env.store, 4 << 20, NULL)) == NULL)
-		return;
-	a = cJSON_Parse(txt);
-	OPENSSL_cleanse(txt, strlen(txt));
-	free(txt);
-	if (!cJSON_IsArray(a)) {
-		log_warnx("%s is not a list of previews: ignored", pv.env.store);
-		cJSON_Delete(a);
-		return;
-	}
 	cJSON_ArrayForEach(o, a) {
 		tok = jstring(o, "token", TOKEN_LEN + 1);
 		wl = jstring(o, "workload", 64);
@@ -232,7 +251,8 @@ load(void)
 			continue;
 		}
 		if (!tok || !token_ok(tok, strlen(tok)) || !wl || !kb_dns_label(wl) || !ns ||
-		    !kb_dns_label(ns) || !owner || !host || !addr || !icpt || !icpt[0] ||
+		    !kb_dns_label(ns) || !owner || !owner[0] || !host || !addr || !icpt ||
+		    !icpt[0] || find_token(tok, TOKEN_LEN) ||
 		    !(port >= 1 && port <= 65535) ||
 		    !(expires >= 0) || (expires > 0 && expires <= now) || pv.count >= MAX_PREVIEWS ||
 		    (p = calloc(1, sizeof(*p))) == NULL)
@@ -257,11 +277,41 @@ load(void)
 		pv.count++;
 		n++;
 	}
-	cJSON_Delete(a);
 	if (n)
 		log_info("previews: %zu kept from before the restart, waiting for their intercepts", n);
 	if (dropped)
 		log_warnx("previews: %zu from before the restart name no intercept: ended", dropped);
+	return n;
+}
+
+/* The state directory's previews.json (without --in-cluster). */
+static void
+load(void)
+{
+	cJSON *a;
+	char *txt;
+
+	if (!pv.env.store || (txt = kb_read_file(pv.env.store, 4 << 20, NULL)) == NULL)
+		return;
+	a = cJSON_Parse(txt);
+	OPENSSL_cleanse(txt, strlen(txt));
+	free(txt);
+	if (!cJSON_IsArray(a))
+		log_warnx("%s is not a list of previews: ignored", pv.env.store);
+	else
+		preview_restore(a);
+	cJSON_Delete(a);
+}
+
+const char *
+preview_icpt_owner(const char *id)
+{
+	struct preview *p;
+
+	TAILQ_FOREACH(p, &pv.list, entry)
+		if (!strcmp(p->icpt, id))
+			return p->owner;
+	return NULL;
 }
 
 void
@@ -904,7 +954,11 @@ create_resolved(void *arg, int rcode, const char *const *addrs, size_t n, uint32
 	p->expires = p->ttl_expires = pd->ttl > 0 ? p->created + pd->ttl : 0;
 	TAILQ_INSERT_TAIL(&pv.list, p, entry);
 	pv.count++;
-	save();
+	if (save_err(err, sizeof(err)) < 0) {
+		preview_free(p);
+		r = kb_msg_result(pd->id, 0, 507, err);
+		goto out;
+	}
 	shown(p->token, t, sizeof(t));
 	if (pd->ttl > 0)
 		snprintf(err, sizeof(err), "for %ld s", pd->ttl);

@@ -44,6 +44,14 @@ int preview_intercept_ended(const char *id, int released);
  * under its old id): the previews kept for exactly that intercept serve it
  * again; none of another intercept does. */
 void preview_intercept_made(const char *owner, const char *wl, const char *ns, const char *id);
+/* The previews as the stores keep them (a list the caller frees; NULL when
+ * out of memory), and back: those of a list that are valid, not expired
+ * and not known already are added, each waiting for its intercept as
+ * after a restart. Returns how many were added. */
+struct cJSON *preview_dump(void);
+size_t preview_restore(const struct cJSON *list);
+/* The owner of the previews of intercept id, or NULL if it has none. */
+const char *preview_icpt_owner(const char *id);
 void preview_shutdown(void);
 
 #endif

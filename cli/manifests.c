@@ -218,7 +218,7 @@ deployment(cJSON *list, const struct kb_manifest_opts *mo)
 	snprintf(preview, sizeof(preview), "--preview-listen=0.0.0.0:%d",
 	    KB_MANAGER_PREVIEW_PORT);
 	add_strs(c, "args", L("--in-cluster", listen, "--ca-secret=" KB_CA_SECRET,
-	    "--state-configmap=" KB_STATE_CONFIGMAP));
+	    "--state-secret=" KB_STATE_SECRET));
 	args = cJSON_GetObjectItemCaseSensitive(c, "args");
 	if (mo->preview_url) {
 		push(args, cJSON_CreateString(preview));
@@ -294,17 +294,17 @@ kb_manifests(const struct kb_manifest_opts *mo)
 	    L("approve", "sign"));
 	binding(list, "ClusterRoleBinding", "ClusterRole", KB_MANAGER_NAME, NULL, ns);
 
-	/* The manager, in its namespace: its own state only. create cannot be
-	 * limited by name (the name is not known before), the rest is. */
+	/* The manager, in its namespace: its own two Secrets only. create
+	 * cannot be limited by name (RBAC sees no name in a create: it is in
+	 * the body), the rest is. */
 	o = object(list, "rbac.authorization.k8s.io/v1", "Role", KB_MANAGER_NAME, ns, "manager");
 	rules = add_arr(o, "rules");
-	rule(rules, "", L("secrets", "configmaps"), NULL, L("create"));
+	rule(rules, "", L("secrets"), NULL, L("create"));
 	/* Without ServiceCIDRs the service range is in the error a dry-run
 	 * Service with an impossible clusterIP gets (nothing is created). */
 	rule(rules, "", L("services"), NULL, L("create"));
 	rule(rules, "", L("secrets"), L(KB_CA_SECRET), L("get", "update", "patch"));
-	rule(rules, "", L("configmaps"), L(KB_STATE_CONFIGMAP),
-	    L("get", "list", "watch", "update", "patch"));
+	rule(rules, "", L("secrets"), L(KB_STATE_SECRET), L("get", "update"));
 	binding(list, "RoleBinding", "Role", KB_MANAGER_NAME, ns, ns);
 
 	/* Developers, cluster-wide (an admin binds it to them with a

@@ -18,7 +18,9 @@
 /* Made by the manager at its first start, never by install: the CA key
  * stays out of the hands of whoever runs install. */
 #define KB_CA_SECRET		"kbridge-manager-ca"
-#define KB_STATE_CONFIGMAP	"kbridge-manager-state"
+/* The manager's previews and intercepts (preview tokens are bearer
+ * secrets: a Secret), made by the manager at its first change. */
+#define KB_STATE_SECRET		"kbridge-manager-state"
 /* The CertificateSigningRequest signer the manager approves and signs. */
 #define KB_SIGNER_NAME		"kbridge.dev/developer"
 #define KB_LABEL_MANAGED_BY	"app.kubernetes.io/managed-by"

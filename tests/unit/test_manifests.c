@@ -71,6 +71,22 @@ wildcard(const cJSON *objs)
 	return 0;
 }
 
+/* The verbs role grants on resource named exactly name (in a rule that
+ * lists it in resourceNames), as "get,update" in rule order. */
+static void
+named_verbs(const cJSON *role, const char *resource, const char *name, char *buf, size_t len)
+{
+	const cJSON *r, *v;
+
+	buf[0] = '\0';
+	cJSON_ArrayForEach(r, cJSON_GetObjectItem(role, "rules"))
+		if (has_str(cJSON_GetObjectItem(r, "resources"), resource) &&
+		    has_str(cJSON_GetObjectItem(r, "resourceNames"), name))
+			cJSON_ArrayForEach(v, cJSON_GetObjectItem(r, "verbs"))
+				snprintf(buf + strlen(buf), len - strlen(buf), "%s%s",
+				    buf[0] ? "," : "", v->valuestring);
+}
+
 /* A rule of role granting verb on resource: 1 unlimited, 2 limited to
  * resourceNames, 0 none. */
 static int
@@ -157,7 +173,7 @@ main(void)
 	    .preview_url = "https://preview.example.com" };
 	cJSON *objs = kb_manifests(&mo), *plain;
 	const cJSON *o, *d, *pod, *c, *sr;
-	char *p, *y;
+	char *p, *y, buf[200];
 	int all = 1, n = 0;
 
 	ok(objs != NULL);
@@ -223,6 +239,7 @@ main(void)
 	    strcmp(str_at(o, "spec.ports.1.targetPort"), "preview") == 0);
 
 	ok(strcmp(str_at(c, "args.0"), "--in-cluster") == 0);
+	ok(strcmp(str_at(c, "args.3"), "--state-secret=kbridge-manager-state") == 0);
 	ok(strcmp(str_at(c, "args.4"), "--preview-listen=0.0.0.0:8080") == 0 &&
 	    strcmp(str_at(c, "args.5"), "--preview-url-base=https://preview.example.com") == 0);
 	/* Without a preview URL: no preview listener, no preview port. */
@@ -239,7 +256,12 @@ main(void)
 	ok(grants(o, "secrets", "create") == 1);
 	ok(grants(o, "secrets", "get") == 2 && grants(o, "secrets", "update") == 2);
 	ok(grants(o, "secrets", "list") == 0 && grants(o, "secrets", "delete") == 0);
-	ok(grants(o, "configmaps", "get") == 2 && grants(o, "configmaps", "delete") == 0);
+	/* The state holds preview tokens: a Secret, by name; no ConfigMaps. */
+	named_verbs(o, "secrets", "kbridge-manager-state", buf, sizeof(buf));
+	ok(strcmp(buf, "get,update") == 0);
+	named_verbs(o, "secrets", "kbridge-manager-ca", buf, sizeof(buf));
+	ok(strcmp(buf, "get,update,patch") == 0);
+	ok(grants(o, "configmaps", "get") == 0 && grants(o, "configmaps", "create") == 0);
 	o = find(objs, "ClusterRole", KB_MANAGER_NAME);
 	ok(grants(o, "pods", "list") == 1 && grants(o, "endpointslices", "watch") == 1);
 	ok(grants(o, "pods", "create") == 0 && grants(o, "pods", "patch") == 0 &&
