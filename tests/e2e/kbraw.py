@@ -7,6 +7,9 @@ daemon's profile, but sends what a hostile or broken daemon would.
                                                whatever the manager announced)
   kbraw.py PROFILE resolve N NAME              N resolve requests at once
   kbraw.py PROFILE dial ADDR:PORT              one DIAL stream
+  kbraw.py PROFILE control JSON                one control request (its "id"
+                                               is 1), as a daemon would not
+                                               send it; its result is "result"
 
 Waits (answering PINGs) until every stream or request is answered, at most
 --wait seconds, then prints one JSON object: what came back, and the
@@ -188,6 +191,16 @@ def main():
                                                     "qtype": 1}).encode()))
         peer.run(lambda: not pending)
         res["unanswered"] = len(pending)
+    elif cmd == "control":
+        def on_frame(t, sid, pl):
+            if t == CONTROL:
+                m = json.loads(pl)
+                if m.get("type") == "result" and m.get("id") == 1:
+                    res["result"] = m
+        peer.on_frame = on_frame
+        msg = dict(json.loads(args[2]), id=1)
+        peer.send(frame(CONTROL, 0, json.dumps(msg).encode()))
+        peer.run(lambda: "result" in res)
     else:
         raise SystemExit("kbraw: unknown command " + cmd)
     res["hello_early_data"] = peer.hello.get("early_data")

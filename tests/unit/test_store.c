@@ -298,12 +298,10 @@ test_full(struct event_base *base)
 	    .kind = CLIENT_SIDECAR };
 	struct client zed = { .name = "zed", .instance = "i-zed" };
 	cJSON *l = cJSON_CreateArray(), *o, *hs, *h, *r, *q, *hello, *d;
-	char id[ID_LEN + 1], val[1001], reason[200], *kept;
+	char id[ID_LEN + 1], val[1100], reason[200], *kept;
 	int k, j;
 	size_t before;
 
-	memset(val, 'v', 1000);
-	val[1000] = '\0';
 	/* 63 owners with 16 headers of 1000 bytes each: just under 1 MiB. */
 	for (k = 0; k < 63; k++) {
 		o = cJSON_CreateObject();
