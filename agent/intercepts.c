@@ -539,6 +539,7 @@ resume_check(const struct client *c, const cJSON *req, struct intercept **kept, 
 static cJSON *
 resume_kept(struct client *c, const cJSON *req, struct intercept *i)
 {
+	int moved = strcmp(i->instance, c->instance) != 0;
 	cJSON *r;
 
 	i->client = c;
@@ -548,7 +549,8 @@ resume_kept(struct client *c, const cJSON *req, struct intercept *i)
 	log_info("intercept %s: %s resumed %s.%s", i->id, i->owner, i->w->name, i->w->ns);
 	preview_intercept_made(i->owner, i->w->name, i->w->ns, i->id);
 	push(i->w);
-	saved();
+	if (moved)
+		saved();
 	r = result(req, 1, 0, NULL);
 	cJSON_AddItemToObject(r, "intercept", intercept_json(i, c));
 	if (i->w->env)
