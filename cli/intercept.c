@@ -11,21 +11,13 @@
 #include "cmd.h"
 #include "envfile.h"
 #include "msg.h"
+#include "util.h"
 
 #define HEADERS_MAX	KB_API_HEADERS_MAX
 #define HDR_NAME_MAX	KB_API_HDR_NAME_MAX
 
 enum { OPT_PATH_PREFIX = 256, OPT_PREVIEW_URL, OPT_PREVIEW_TTL, OPT_PREVIEW_HOST,
 	OPT_ENV_ALL };
-
-/* RFC 9110 tchar. */
-static int
-tchar(char c)
-{
-	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-	    (c >= '0' && c <= '9') ||
-	    (c != '\0' && strchr("!#$%&'*+-.^_`|~", c) != NULL);
-}
 
 /* --http-header NAME=VALUE onto headers as {"name","value"}; the name in
  * lower case, as the sidecar compares it. -1 after a usage error. */
@@ -48,7 +40,7 @@ add_header(cJSON *headers, const char *arg)
 		return -1;
 	}
 	for (i = 0; i < n; i++) {
-		if (!tchar(arg[i])) {
+		if (!kb_http_tchar(arg[i])) {
 			snprintf(name, sizeof(name), "%.*s", (int)n, arg);
 			errorx("--http-header: '%s' is not a valid header name",
 			    shown(name, buf, sizeof(buf)));
