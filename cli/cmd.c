@@ -192,6 +192,20 @@ std_opt(int ch, char **argv, const char **ns, enum output *out, int *ret)
 }
 
 int
+std_opts_only(int argc, char **argv, const char *shortopts,
+    const struct option *longopts, const char **ns, enum output *out,
+    int *ret)
+{
+	int ch;
+
+	while ((ch = next_opt(argc, argv, shortopts, longopts)) != -1)
+		if (!std_opt(ch, argv, ns, out, ret))
+			return 0;
+	*ret = EXIT_USAGE;
+	return no_operands(argc, argv) == 0;
+}
+
+int
 list_cmd(int argc, char **argv, const char *path,
     void (*text)(const cJSON *, const char *))
 {
@@ -205,12 +219,11 @@ list_cmd(int argc, char **argv, const char *path,
 	const char *ns = NULL;
 	cJSON *resp = NULL;
 	char url[128];
-	int ch, ret;
+	int ret;
 
-	while ((ch = next_opt(argc, argv, ":n:o:h", opts)) != -1)
-		if (!std_opt(ch, argv, &ns, &out, &ret))
-			return ret;
-	if (no_operands(argc, argv) == -1 || namespace_arg(argv[0], ns) == -1)
+	if (!std_opts_only(argc, argv, ":n:o:h", opts, &ns, &out, &ret))
+		return ret;
+	if (namespace_arg(argv[0], ns) == -1)
 		return EXIT_USAGE;
 	/* A valid label needs no escaping in a query. */
 	snprintf(url, sizeof(url), "%s%s%s", path, ns ? "?namespace=" : "",

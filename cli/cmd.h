@@ -81,6 +81,11 @@ int port_arg(const char *opt, const char *s, long *port);
  * (0 after -h, else EXIT_USAGE; *ret is EXIT_USAGE after 1 too). */
 int std_opt(int ch, char **argv, const char **ns, enum output *out,
     int *ret);
+/* The options of a command that has only std_opt's and no operand: 1 to
+ * go on, else 0 and the exit code in *ret. */
+int std_opts_only(int argc, char **argv, const char *shortopts,
+    const struct option *longopts, const char **ns, enum output *out,
+    int *ret);
 /* A list command: [-n NS] [-o FMT], GET path[?namespace=NS], the answer
  * as JSON or through text(answer, NS). The exit code. */
 int list_cmd(int argc, char **argv, const char *path,

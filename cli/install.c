@@ -23,6 +23,12 @@
 enum { OPT_KUBECONFIG = 256, OPT_CONTEXT, OPT_IMAGE, OPT_DRY_RUN, OPT_PREVIEW_URL };
 enum { FMT_TEXT, FMT_JSON, FMT_YAML };
 
+/* The options of both commands that name the cluster (see kube_opt). */
+#define LONGOPTS_KUBE							\
+	{ "kubeconfig", required_argument, NULL, OPT_KUBECONFIG },	\
+	{ "context", required_argument, NULL, OPT_CONTEXT },		\
+	LONGOPT_NAMESPACE
+
 /* The cluster of one command: its kubeconfig and one libcurl handle for
  * all its requests, so they share one TLS connection. Both owned here
  * (kapi_close). */
@@ -447,12 +453,10 @@ int
 cmd_install(int argc, char **argv)
 {
 	static const struct option opts[] = {
-		{ "kubeconfig", required_argument, NULL, OPT_KUBECONFIG },
-		{ "context", required_argument, NULL, OPT_CONTEXT },
+		LONGOPTS_KUBE,
 		{ "image", required_argument, NULL, OPT_IMAGE },
 		{ "dry-run", no_argument, NULL, OPT_DRY_RUN },
 		{ "preview-url-base", required_argument, NULL, OPT_PREVIEW_URL },
-		LONGOPT_NAMESPACE,
 		LONGOPT_OUTPUT,
 		LONGOPT_HELP,
 		LONGOPT_END
@@ -764,9 +768,7 @@ int
 cmd_uninstall(int argc, char **argv)
 {
 	static const struct option opts[] = {
-		{ "kubeconfig", required_argument, NULL, OPT_KUBECONFIG },
-		{ "context", required_argument, NULL, OPT_CONTEXT },
-		LONGOPT_NAMESPACE,
+		LONGOPTS_KUBE,
 		LONGOPT_OUTPUT,
 		LONGOPT_HELP,
 		LONGOPT_END

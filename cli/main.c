@@ -739,13 +739,10 @@ cmd_status(int argc, char **argv)
 	enum output out = OUT_TEXT;
 	cJSON *resp = NULL;
 	char err[1024];
-	int ch, rc;
+	int rc;
 
-	while ((ch = next_opt(argc, argv, ":o:h", opts)) != -1)
-		if (!std_opt(ch, argv, NULL, &out, &rc))
-			return rc;
-	if (no_operands(argc, argv) == -1)
-		return EXIT_USAGE;
+	if (!std_opts_only(argc, argv, ":o:h", opts, NULL, &out, &rc))
+		return rc;
 
 	rc = call_ms("GET", KB_API_STATUS, NULL, PROBE_TIMEOUT_MS, &resp, err,
 	    sizeof(err));
@@ -797,13 +794,10 @@ cmd_quit(int argc, char **argv)
 	};
 	cJSON *resp = NULL;
 	char err[1024];
-	int ch, rc;
+	int rc;
 
-	while ((ch = next_opt(argc, argv, ":h", opts)) != -1)
-		if (!std_opt(ch, argv, NULL, NULL, &rc))
-			return rc;
-	if (no_operands(argc, argv) == -1)
-		return EXIT_USAGE;
+	if (!std_opts_only(argc, argv, ":h", opts, NULL, NULL, &rc))
+		return rc;
 
 	rc = call_ms("POST", KB_API_QUIT, NULL, STOP_WAIT_MS, &resp, err,
 	    sizeof(err));
@@ -836,13 +830,10 @@ cmd_version(int argc, char **argv)
 	cJSON *resp = NULL;
 	char err[256];
 	double pid;
-	int ch, ret;
+	int ret;
 
-	while ((ch = next_opt(argc, argv, ":h", opts)) != -1)
-		if (!std_opt(ch, argv, NULL, NULL, &ret))
-			return ret;
-	if (no_operands(argc, argv) == -1)
-		return EXIT_USAGE;
+	if (!std_opts_only(argc, argv, ":h", opts, NULL, NULL, &ret))
+		return ret;
 	printf("kbridge  %s\n", KB_VERSION);
 	if (call_ms("GET", KB_API_STATUS, NULL, 1000, &resp, err,
 	    sizeof(err)) == 0) {
