@@ -271,13 +271,6 @@ kb_malloc_tune(void)
 	mallopt(M_MMAP_THRESHOLD, 1024 * 1024);
 }
 
-int
-kb_http_tchar(int c)
-{
-	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-	    (c != '\0' && strchr("!#$%&'*+-.^_`|~", c) != NULL);
-}
-
 char *
 kb_b64_encode(const void *in, size_t len)
 {
