@@ -567,13 +567,6 @@ hp_req_field(llhttp_t *p, const char *at, size_t n)
 	return hp_hput(c, at, n);
 }
 
-static int
-hp_tchar(unsigned char ch)
-{
-	return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
-	    (ch != '\0' && strchr("!#$%&'*+-.^_`|~", ch) != NULL);
-}
-
 /* llhttp's loose mode lets spaces and empty names through; a proxy must not. */
 static int
 hp_token(const char *s, size_t n)
@@ -581,7 +574,7 @@ hp_token(const char *s, size_t n)
 	if (n == 0)
 		return 0;
 	while (n-- > 0)
-		if (!hp_tchar(*s++))
+		if (!kb_http_tchar(*s++))
 			return 0;
 	return 1;
 }
@@ -1070,14 +1063,14 @@ hp_sniff(struct hp_sniff *s, const char *p, size_t len)
 		case HP_S_START:
 			if (ch == '\r' || ch == '\n')
 				break;
-			if (!hp_tchar(ch))
+			if (!kb_http_tchar(ch))
 				return ch == 0x16 ? HP_K_TLS : HP_K_OTHER; /* a TLS handshake record */
 			s->st = HP_S_METHOD;
 			break;
 		case HP_S_METHOD:
 			if (ch == ' ')
 				s->st = HP_S_TARGET0;
-			else if (!hp_tchar(ch))
+			else if (!kb_http_tchar(ch))
 				return HP_K_OTHER;
 			break;
 		case HP_S_TARGET0:

@@ -33,9 +33,4 @@ int incluster_request(struct event_base *base, struct kb_kube *kube, const char 
  * to fill; the caller owns it. NULL when out of memory. */
 struct cJSON *incluster_secret(const char *ns, const char *name);
 
-/* Base64 (RFC 4648, padded), as Secret data is. Return malloc'd strings or
- * NULL (decode: invalid input; *len gets the length, a NUL follows). */
-char *incluster_b64_encode(const char *s);
-char *incluster_b64_decode(const char *s, size_t *len);
-
 #endif

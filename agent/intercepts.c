@@ -74,7 +74,7 @@ http_token(const char *s)
 	if (!*s || strlen(s) > 128)
 		return 0;
 	for (p = s; *p; p++)
-		if (!isalnum((unsigned char)*p) && !strchr("!#$%&'*+-.^_`|~", *p))
+		if (!kb_http_tchar(*p))
 			return 0;
 	return 1;
 }

@@ -137,7 +137,7 @@ restore(const cJSON *secret)
 	}
 	if (strlen(b64) > STORE_MAX / 3 * 4 + 4) {
 		snprintf(why, sizeof(why), "more than %u bytes", STORE_MAX);
-	} else if ((txt = incluster_b64_decode(b64, &len)) == NULL) {
+	} else if ((txt = kb_b64_decode(b64, &len)) == NULL) {
 		snprintf(why, sizeof(why), "not base64");
 	} else if ((doc = store_decode(txt, len, STORE_MAX, why, sizeof(why))) != NULL) {
 		ni = icpt_restore(cJSON_GetObjectItemCaseSensitive(doc, "intercepts"));
@@ -267,7 +267,7 @@ static void
 send_state(void)
 {
 	cJSON *o = incluster_secret(sto.ns, sto.name);
-	char *b64 = incluster_b64_encode(sto.sending), path[512];
+	char *b64 = kb_b64_encode(sto.sending, strlen(sto.sending)), path[512];
 
 	if (!o || !b64 || !cJSON_AddStringToObject(cJSON_GetObjectItemCaseSensitive(o, "data"),
 	    STORE_KEY, b64) || (sto.exists && sto.rv[0] && !cJSON_AddStringToObject(

@@ -64,19 +64,19 @@ put_padded(const char *s, size_t width)
 }
 
 int
-call_err(const char *method, const char *path, const cJSON *body,
-    cJSON **resp, char *err, size_t errlen)
+call_ms(const char *method, const char *path, const cJSON *body,
+    long timeout_ms, cJSON **resp, char *err, size_t errlen)
 {
 	const char *e;
 	long status;
 	int rc;
 
-	rc = kb_api(method, path, body, API_TIMEOUT_MS, &status, resp, err,
+	rc = kb_api(method, path, body, timeout_ms, &status, resp, err,
 	    errlen);
 	if (rc == KB_API_DOWN) {
 		snprintf(err, errlen, "not connected (run 'kbridge connect' "
 		    "first)");
-		return -1;
+		return KB_API_DOWN;
 	}
 	e = rc == 0 ? cJSON_GetStringValue(
 	    cJSON_GetObjectItemCaseSensitive(*resp, "error")) : NULL;
@@ -99,6 +99,14 @@ call_err(const char *method, const char *path, const cJSON *body,
 		return -1;
 	}
 	return 0;
+}
+
+int
+call_err(const char *method, const char *path, const cJSON *body,
+    cJSON **resp, char *err, size_t errlen)
+{
+	return call_ms(method, path, body, API_TIMEOUT_MS, resp, err,
+	    errlen) == 0 ? 0 : -1;
 }
 
 int
@@ -174,13 +182,27 @@ std_opt(int ch, char **argv, const char **ns, enum output *out, int *ret)
 		*ns = optarg;
 		return 1;
 	}
-	if (ch == 'o')
+	if (ch == 'o' && out)
 		return parse_output(optarg, out) == 0;
 	if (ch == 'h') {
 		print_usage(argv[0]);
 		*ret = 0;
 	}
 	return 0;
+}
+
+int
+std_opts_only(int argc, char **argv, const char *shortopts,
+    const struct option *longopts, const char **ns, enum output *out,
+    int *ret)
+{
+	int ch;
+
+	while ((ch = next_opt(argc, argv, shortopts, longopts)) != -1)
+		if (!std_opt(ch, argv, ns, out, ret))
+			return 0;
+	*ret = EXIT_USAGE;
+	return no_operands(argc, argv) == 0;
 }
 
 int
@@ -197,12 +219,11 @@ list_cmd(int argc, char **argv, const char *path,
 	const char *ns = NULL;
 	cJSON *resp = NULL;
 	char url[128];
-	int ch, ret;
+	int ret;
 
-	while ((ch = next_opt(argc, argv, ":n:o:h", opts)) != -1)
-		if (!std_opt(ch, argv, &ns, &out, &ret))
-			return ret;
-	if (no_operands(argc, argv) == -1 || namespace_arg(argv[0], ns) == -1)
+	if (!std_opts_only(argc, argv, ":n:o:h", opts, &ns, &out, &ret))
+		return ret;
+	if (namespace_arg(argv[0], ns) == -1)
 		return EXIT_USAGE;
 	/* A valid label needs no escaping in a query. */
 	snprintf(url, sizeof(url), "%s%s%s", path, ns ? "?namespace=" : "",

@@ -47,7 +47,7 @@ const char *orelse(const char *, const char *);
 /* Let Ctrl-C interrupt a request instead of killing us mid-way. */
 void catch_signals(void);
 
-/* cli/util.c */
+/* cli/cmd.c */
 /* Copy s for a one-line message: control characters become '?'. */
 const char *shown(const char *s, char *buf, size_t len);
 /* Print a string that came from the cluster (other users' names, header
@@ -58,8 +58,12 @@ size_t put(const char *s);
 /* before (may be NULL), s through put(), after (may be NULL). */
 void put_in(const char *before, const char *s, const char *after);
 void put_padded(const char *s, size_t width);
-/* One request to kbridged; on a 2xx answer with a JSON object 0 and *resp,
- * else -1 and a one-line reason in err. */
+/* One request to kbridged within timeout_ms; on a 2xx answer with a JSON
+ * object 0 and *resp (the caller frees), else a one-line reason in err and
+ * KB_API_DOWN when kbridged is not running, -1 otherwise. */
+int call_ms(const char *method, const char *path, const cJSON *body,
+    long timeout_ms, cJSON **resp, char *err, size_t errlen);
+/* call_ms within API_TIMEOUT_MS: 0, or -1 (not running either). */
 int call_err(const char *method, const char *path, const cJSON *body,
     cJSON **resp, char *err, size_t errlen);
 /* call_err, reporting a failure as "WHAT failed: REASON". */
@@ -72,9 +76,15 @@ const char *workload_arg(int argc, char **argv);
 int namespace_arg(const char *cmd, const char *ns);
 /* A port number for option opt; -1 after a usage error. */
 int port_arg(const char *opt, const char *s, long *port);
-/* The options -n NS (unless ns is NULL), -o FMT and -h: 1 if ch was one
- * and is handled, else 0 and the exit code in *ret. */
+/* The options -n NS (unless ns is NULL), -o FMT (unless out is NULL) and
+ * -h: 1 if ch was one and is handled, else 0 and the exit code in *ret
+ * (0 after -h, else EXIT_USAGE; *ret is EXIT_USAGE after 1 too). */
 int std_opt(int ch, char **argv, const char **ns, enum output *out,
+    int *ret);
+/* The options of a command that has only std_opt's and no operand: 1 to
+ * go on, else 0 and the exit code in *ret. */
+int std_opts_only(int argc, char **argv, const char *shortopts,
+    const struct option *longopts, const char **ns, enum output *out,
     int *ret);
 /* A list command: [-n NS] [-o FMT], GET path[?namespace=NS], the answer
  * as JSON or through text(answer, NS). The exit code. */

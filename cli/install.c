@@ -23,8 +23,18 @@
 enum { OPT_KUBECONFIG = 256, OPT_CONTEXT, OPT_IMAGE, OPT_DRY_RUN, OPT_PREVIEW_URL };
 enum { FMT_TEXT, FMT_JSON, FMT_YAML };
 
+/* The options of both commands that name the cluster (see kube_opt). */
+#define LONGOPTS_KUBE							\
+	{ "kubeconfig", required_argument, NULL, OPT_KUBECONFIG },	\
+	{ "context", required_argument, NULL, OPT_CONTEXT },		\
+	LONGOPT_NAMESPACE
+
+/* The cluster of one command: its kubeconfig and one libcurl handle for
+ * all its requests, so they share one TLS connection. Both owned here
+ * (kapi_close). */
 struct kapi {
 	struct kb_kubeconfig *kc;
+	CURL *c;
 };
 
 struct body {
@@ -70,6 +80,28 @@ api_error(long status, const cJSON *resp, char *err, size_t errlen)
 		snprintf(err, errlen, "the API server answered HTTP %ld", status);
 }
 
+/* The handle set up afresh for a request (the kubeconfig's options, which
+ * the credentials may have changed); its connections stay open. */
+static CURL *
+kapi_handle(struct kapi *k, char *err, size_t errlen)
+{
+	if (k->c == NULL && (k->c = curl_easy_init()) == NULL) {
+		snprintf(err, errlen, "cannot initialise libcurl");
+		return NULL;
+	}
+	curl_easy_reset(k->c);
+	if (kb_kubeconfig_curl(k->kc, k->c, err, errlen) == -1)
+		return NULL;
+	return k->c;
+}
+
+static void
+kapi_close(struct kapi *k)
+{
+	curl_easy_cleanup(k->c);
+	kb_kubeconfig_free(k->kc);
+}
+
 /* One request: 0 with *status and *resp (a JSON object, or NULL when the
  * body is not one), or -1 with err when no answer came. A 401 refreshes
  * the credentials (exec plugin, tokenFile) and tries once more. */
@@ -81,7 +113,7 @@ kreq(struct kapi *k, const char *method, const char *path, const char *ctype,
 	struct body b = { 0 };
 	char *url = NULL, *req = NULL, ct[96];
 	CURLcode cc;
-	CURL *c = NULL;
+	CURL *c;
 	int tries, rc = -1;
 
 	*resp = NULL;
@@ -95,12 +127,7 @@ kreq(struct kapi *k, const char *method, const char *path, const char *ctype,
 		b = (struct body){ 0 };
 		curl_slist_free_all(hdr);
 		hdr = NULL;
-		curl_easy_cleanup(c);
-		if ((c = curl_easy_init()) == NULL) {
-			snprintf(err, errlen, "cannot initialise libcurl");
-			goto out;
-		}
-		if (kb_kubeconfig_curl(k->kc, c, err, errlen) == -1)
+		if ((c = kapi_handle(k, err, errlen)) == NULL)
 			goto out;
 		curl_easy_setopt(c, CURLOPT_URL, url);
 		curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
@@ -139,8 +166,10 @@ kreq(struct kapi *k, const char *method, const char *path, const char *ctype,
 	}
 	rc = 0;
 out:
+	/* The handle must not keep pointers to what is freed here. */
+	if (k->c)
+		curl_easy_reset(k->c);
 	curl_slist_free_all(hdr);
-	curl_easy_cleanup(c);
 	free(b.p);
 	free(req);
 	free(url);
@@ -424,12 +453,10 @@ int
 cmd_install(int argc, char **argv)
 {
 	static const struct option opts[] = {
-		{ "kubeconfig", required_argument, NULL, OPT_KUBECONFIG },
-		{ "context", required_argument, NULL, OPT_CONTEXT },
+		LONGOPTS_KUBE,
 		{ "image", required_argument, NULL, OPT_IMAGE },
 		{ "dry-run", no_argument, NULL, OPT_DRY_RUN },
 		{ "preview-url-base", required_argument, NULL, OPT_PREVIEW_URL },
-		LONGOPT_NAMESPACE,
 		LONGOPT_OUTPUT,
 		LONGOPT_HELP,
 		LONGOPT_END
@@ -461,14 +488,12 @@ cmd_install(int argc, char **argv)
 				return EXIT_USAGE;
 			preview = optarg;
 			break;
-		case 'o':
+		case 'o':	/* text, json or yaml: not std_opt's */
 			fmt_arg = optarg;
 			break;
-		case 'h':
-			print_usage(argv[0]);
-			return 0;
 		default:
-			return EXIT_USAGE;
+			if (!std_opt(ch, argv, NULL, NULL, &ret))
+				return ret;
 		}
 	}
 	if (no_operands(argc, argv) == -1)
@@ -520,7 +545,7 @@ cmd_install(int argc, char **argv)
 out:
 	cJSON_Delete(done);
 	cJSON_Delete(objs);
-	kb_kubeconfig_free(k.kc);
+	kapi_close(&k);
 	return ret;
 }
 
@@ -537,8 +562,7 @@ expected_there(const char *resource, const cJSON *it)
 	 * Service, a Pod with its ReplicaSet), which is checked itself. */
 	if (kb_manifest_ours(it) || name == NULL || cJSON_GetArraySize(owners) > 0)
 		return 1;
-	return strcmp(resource, "events") == 0 ||
-	    (strcmp(resource, "configmaps") == 0 && strcmp(name, "kube-root-ca.crt") == 0) ||
+	return (strcmp(resource, "configmaps") == 0 && strcmp(name, "kube-root-ca.crt") == 0) ||
 	    (strcmp(resource, "serviceaccounts") == 0 && strcmp(name, "default") == 0) ||
 	    (strcmp(resource, "endpoints") == 0 && strcmp(name, KB_MANAGER_NAME) == 0);
 }
@@ -588,6 +612,15 @@ foreign_in(struct kapi *k, const char *prefix, const char *resource, const char 
 	return 0;
 }
 
+/* Events (core, events.k8s.io) record what happened to objects and never
+ * keep a namespace: not worth listing. */
+static int
+events(const char *prefix, const char *resource)
+{
+	return strcmp(resource, "events") == 0 && (strcmp(prefix, "/api/v1") == 0 ||
+	    strncmp(prefix, "/apis/events.k8s.io/", 20) == 0);
+}
+
 /* Every namespaced, listable resource of one group version (discovery). */
 static int
 foreign_gv(struct kapi *k, const char *prefix, const char *ns, char *buf, size_t len)
@@ -613,7 +646,8 @@ foreign_gv(struct kapi *k, const char *prefix, const char *ns, char *buf, size_t
 		cJSON_ArrayForEach(v, cJSON_GetObjectItemCaseSensitive(r, "verbs"))
 			listable |= cJSON_IsString(v) && strcmp(v->valuestring, "list") == 0;
 		if (name == NULL || strchr(name, '/') || !listable || jstr(r, "kind") == NULL ||
-		    !cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(r, "namespaced")))
+		    !cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(r, "namespaced")) ||
+		    events(prefix, name))
 			continue;
 		if ((rc = foreign_in(k, prefix, name, jstr(r, "kind"), ns, buf, len)) != 0)
 			break;
@@ -734,9 +768,7 @@ int
 cmd_uninstall(int argc, char **argv)
 {
 	static const struct option opts[] = {
-		{ "kubeconfig", required_argument, NULL, OPT_KUBECONFIG },
-		{ "context", required_argument, NULL, OPT_CONTEXT },
-		LONGOPT_NAMESPACE,
+		LONGOPTS_KUBE,
 		LONGOPT_OUTPUT,
 		LONGOPT_HELP,
 		LONGOPT_END
@@ -839,6 +871,6 @@ out:
 	cJSON_Delete(del);
 	cJSON_Delete(done);
 	cJSON_Delete(objs);
-	kb_kubeconfig_free(k.kc);
+	kapi_close(&k);
 	return ret;
 }

@@ -11,21 +11,13 @@
 #include "cmd.h"
 #include "envfile.h"
 #include "msg.h"
+#include "util.h"
 
 #define HEADERS_MAX	KB_API_HEADERS_MAX
 #define HDR_NAME_MAX	KB_API_HDR_NAME_MAX
 
 enum { OPT_PATH_PREFIX = 256, OPT_PREVIEW_URL, OPT_PREVIEW_TTL, OPT_PREVIEW_HOST,
 	OPT_ENV_ALL };
-
-/* RFC 9110 tchar. */
-static int
-tchar(char c)
-{
-	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-	    (c >= '0' && c <= '9') ||
-	    (c != '\0' && strchr("!#$%&'*+-.^_`|~", c) != NULL);
-}
 
 /* --http-header NAME=VALUE onto headers as {"name","value"}; the name in
  * lower case, as the sidecar compares it. -1 after a usage error. */
@@ -48,7 +40,7 @@ add_header(cJSON *headers, const char *arg)
 		return -1;
 	}
 	for (i = 0; i < n; i++) {
-		if (!tchar(arg[i])) {
+		if (!kb_http_tchar(arg[i])) {
 			snprintf(name, sizeof(name), "%.*s", (int)n, arg);
 			errorx("--http-header: '%s' is not a valid header name",
 			    shown(name, buf, sizeof(buf)));
@@ -236,8 +228,19 @@ preview_failed(const cJSON *resp, const char *workload, const char *ns,
 	    sizeof(buf)), why, workload, ns ? " -n " : "", ns ? ns : "");
 }
 
-int
-cmd_intercept(int argc, char **argv)
+/* What 'kbridge intercept' was asked for. */
+struct intercept_args {
+	const char *workload, *ns, *prefix, *envpath, *ttl_arg, *pv_host;
+	const char *hdrs[HEADERS_MAX];
+	size_t nhdr;
+	long port, ttl;
+	int preview, env_all;
+	enum output out;
+};
+
+/* The options into a; 1 to go on, else 0 and the exit code in *ret. */
+static int
+intercept_opts(int argc, char **argv, struct intercept_args *a, int *ret)
 {
 	static const struct option opts[] = {
 		LONGOPT_NAMESPACE,
@@ -254,148 +257,179 @@ cmd_intercept(int argc, char **argv)
 		LONGOPT_HELP,
 		LONGOPT_END
 	};
-	const char *ns = NULL, *prefix = NULL, *envpath = NULL, *workload;
-	const char *ttl_arg = NULL, *pv_host = NULL;
-	const char *hdrs[HEADERS_MAX];
-	struct kb_envfile *ef = NULL;
-	enum output out = OUT_TEXT;
-	cJSON *body = NULL, *headers, *resp = NULL, *env, *pv = NULL;
-	char err[1024];
-	size_t i, nhdr = 0, nenv = 0;
-	long port = 0, ttl = 0;
-	int ch, preview = 0, env_all = 0, ret = EXIT_USAGE;
+	int ch;
 
+	*ret = EXIT_USAGE;
 	while ((ch = next_opt(argc, argv, ":n:p:H:e:o:h", opts)) != -1) {
 		switch (ch) {
-		case 'n':
-			ns = optarg;
-			break;
 		case 'p':
-			if (port_arg("--port", optarg, &port) == -1)
-				return EXIT_USAGE;
+			if (port_arg("--port", optarg, &a->port) == -1)
+				return 0;
 			break;
 		case 'H':
-			if (nhdr == HEADERS_MAX) {
+			if (a->nhdr == HEADERS_MAX) {
 				errorx("at most %d --http-header options",
 				    HEADERS_MAX);
-				return EXIT_USAGE;
+				return 0;
 			}
-			hdrs[nhdr++] = optarg;
+			a->hdrs[a->nhdr++] = optarg;
 			break;
 		case OPT_PATH_PREFIX:
-			prefix = optarg;
+			a->prefix = optarg;
 			break;
 		case 'e':
-			envpath = optarg;
+			a->envpath = optarg;
 			break;
 		case OPT_ENV_ALL:
-			env_all = 1;
+			a->env_all = 1;
 			break;
 		case OPT_PREVIEW_URL:
-			preview = 1;
+			a->preview = 1;
 			break;
 		case OPT_PREVIEW_TTL:
-			if (duration_arg("--preview-ttl", optarg, &ttl) == -1)
-				return EXIT_USAGE;
-			ttl_arg = optarg;
+			if (duration_arg("--preview-ttl", optarg, &a->ttl) == -1)
+				return 0;
+			a->ttl_arg = optarg;
 			break;
 		case OPT_PREVIEW_HOST:
 			if (host_arg("--preview-host", optarg) == -1)
-				return EXIT_USAGE;
-			pv_host = optarg;
+				return 0;
+			a->pv_host = optarg;
 			break;
-		case 'o':
-			if (parse_output(optarg, &out) == -1)
-				return EXIT_USAGE;
-			break;
-		case 'h':
-			print_usage(argv[0]);
-			return 0;
 		default:
-			return EXIT_USAGE;
+			if (!std_opt(ch, argv, &a->ns, &a->out, ret))
+				return 0;
 		}
 	}
-	if ((workload = workload_arg(argc, argv)) == NULL ||
-	    namespace_arg(argv[0], ns) == -1)
-		return EXIT_USAGE;
-	if (port == 0) {
-		errorx("intercept: --port LOCAL is required");
-		return EXIT_USAGE;
-	}
-	if (prefix && prefix[0] != '/') {
-		errorx("--http-path-prefix must start with '/'");
-		return EXIT_USAGE;
-	}
-	if (prefix && path_prefix_arg(prefix) == -1)
-		return EXIT_USAGE;
-	if (envpath && envpath[0] == '\0') {
-		errorx("--env-file needs a file name");
-		return EXIT_USAGE;
-	}
-	if (env_all && !envpath) {
-		errorx("--env-all needs --env-file");
-		return EXIT_USAGE;
-	}
-	if ((ttl_arg || pv_host) && !preview) {
-		errorx("%s needs --preview-url", ttl_arg ? "--preview-ttl" :
-		    "--preview-host");
-		return EXIT_USAGE;
-	}
-	if ((body = cJSON_CreateObject()) == NULL ||
-	    cJSON_AddStringToObject(body, "workload", workload) == NULL ||
-	    (ns && cJSON_AddStringToObject(body, "namespace", ns) == NULL) ||
-	    cJSON_AddNumberToObject(body, "port", port) == NULL ||
-	    (headers = cJSON_AddArrayToObject(body, "headers")) == NULL ||
-	    (prefix &&
-	    cJSON_AddStringToObject(body, "path_prefix", prefix) == NULL)) {
-		errorx("out of memory");
-		ret = 1;
-		goto done;
-	}
-	for (i = 0; i < nhdr; i++)
-		if (add_header(headers, hdrs[i]) == -1)
-			goto done;
+	return 1;
+}
 
-	ret = 1;
-	if (envpath && (ef = kb_envfile_open(envpath)) == NULL) {
-		errorx("cannot write %s: %s", envpath, strerror(errno));
-		goto done;
+/* The operand and what the options need of each other; 0 or -1 after a
+ * usage error. */
+static int
+intercept_check(int argc, char **argv, struct intercept_args *a)
+{
+	if ((a->workload = workload_arg(argc, argv)) == NULL ||
+	    namespace_arg(argv[0], a->ns) == -1)
+		return -1;
+	if (a->port == 0) {
+		errorx("intercept: --port LOCAL is required");
+		return -1;
+	}
+	if (a->prefix && a->prefix[0] != '/') {
+		errorx("--http-path-prefix must start with '/'");
+		return -1;
+	}
+	if (a->prefix && path_prefix_arg(a->prefix) == -1)
+		return -1;
+	if (a->envpath && a->envpath[0] == '\0') {
+		errorx("--env-file needs a file name");
+		return -1;
+	}
+	if (a->env_all && !a->envpath) {
+		errorx("--env-all needs --env-file");
+		return -1;
+	}
+	if ((a->ttl_arg || a->pv_host) && !a->preview) {
+		errorx("%s needs --preview-url", a->ttl_arg ? "--preview-ttl" :
+		    "--preview-host");
+		return -1;
+	}
+	return 0;
+}
+
+/* The request for /v1/intercept; NULL after a report, the exit code in
+ * *ret. */
+static cJSON *
+intercept_body(const struct intercept_args *a, int *ret)
+{
+	cJSON *body, *headers;
+	size_t i;
+
+	if ((body = cJSON_CreateObject()) == NULL ||
+	    cJSON_AddStringToObject(body, "workload", a->workload) == NULL ||
+	    (a->ns && cJSON_AddStringToObject(body, "namespace", a->ns) == NULL) ||
+	    cJSON_AddNumberToObject(body, "port", a->port) == NULL ||
+	    (headers = cJSON_AddArrayToObject(body, "headers")) == NULL ||
+	    (a->prefix &&
+	    cJSON_AddStringToObject(body, "path_prefix", a->prefix) == NULL)) {
+		errorx("out of memory");
+		*ret = 1;
+		cJSON_Delete(body);
+		return NULL;
+	}
+	for (i = 0; i < a->nhdr; i++)
+		if (add_header(headers, a->hdrs[i]) == -1) {
+			*ret = EXIT_USAGE;
+			cJSON_Delete(body);
+			return NULL;
+		}
+	return body;
+}
+
+/* The workload's environment into the env file opened as ef (consumed);
+ * 0, or -1 after a report. */
+static int
+intercept_env(const struct intercept_args *a, struct kb_envfile *ef,
+    const cJSON *resp, size_t *nenv)
+{
+	const cJSON *env = cJSON_GetObjectItemCaseSensitive(resp, "env");
+
+	if (!cJSON_IsObject(env)) {
+		errorx("kbridged reported no environment; %s has no "
+		    "variables", a->envpath);
+		env = NULL;
+	}
+	if (kb_envfile_commit(ef, env, a->env_all, nenv) == -1) {
+		errorx("cannot write %s: %s (the intercept is active; "
+		    "'kbridge leave %s%s%s' ends it)", a->envpath,
+		    strerror(errno), a->workload, a->ns ? " -n " : "",
+		    a->ns ? a->ns : "");
+		return -1;
+	}
+	return 0;
+}
+
+/* Ask kbridged, write the env file, make the preview URL, print: the exit
+ * code. */
+static int
+intercept_run(const struct intercept_args *a, const cJSON *body)
+{
+	struct kb_envfile *ef = NULL;
+	cJSON *resp = NULL, *pv = NULL;
+	char err[1024];
+	size_t nenv = 0;
+	int ret = 1, written;
+
+	if (a->envpath && (ef = kb_envfile_open(a->envpath)) == NULL) {
+		errorx("cannot write %s: %s", a->envpath, strerror(errno));
+		return 1;
 	}
 	/* Ctrl-C must not leave the env file's temporary copy behind. */
 	catch_signals();
 	if (call("intercept", "POST", KB_API_INTERCEPT, body, &resp) == -1)
 		goto done;
 	if (ef) {
-		env = cJSON_GetObjectItemCaseSensitive(resp, "env");
-		if (!cJSON_IsObject(env)) {
-			errorx("kbridged reported no environment; %s has no "
-			    "variables", envpath);
-			env = NULL;
-		}
-		if (kb_envfile_commit(ef, env, env_all, &nenv) == -1) {
-			ef = NULL;
-			errorx("cannot write %s: %s (the intercept is active; "
-			    "'kbridge leave %s%s%s' ends it)", envpath,
-			    strerror(errno), workload, ns ? " -n " : "",
-			    ns ? ns : "");
-			goto done;
-		}
+		written = intercept_env(a, ef, resp, &nenv);
 		ef = NULL;
+		if (written == -1)
+			goto done;
 	}
-	if (preview && (pv = preview_create(workload, ns, ttl, 0, pv_host, err,
-	    sizeof(err))) != NULL)
+	if (a->preview && (pv = preview_create(a->workload, a->ns, a->ttl, 0,
+	    a->pv_host, err, sizeof(err))) != NULL)
 		cJSON_AddItemReferenceToObject(resp, "preview",
 		    cJSON_GetObjectItemCaseSensitive(pv, "preview"));
-	if (out == OUT_JSON)
+	if (a->out == OUT_JSON)
 		print_json(resp);
 	else {
-		print_intercept(resp, workload, ns, port, envpath, nenv);
+		print_intercept(resp, a->workload, a->ns, a->port, a->envpath,
+		    nenv);
 		if (pv)
 			print_preview(cJSON_GetObjectItemCaseSensitive(pv,
 			    "preview"));
 	}
-	if (preview && !pv) {
-		preview_failed(resp, workload, ns, err);
+	if (a->preview && !pv) {
+		preview_failed(resp, a->workload, a->ns, err);
 		goto done;
 	}
 	ret = 0;
@@ -403,6 +437,23 @@ done:
 	kb_envfile_abort(ef);
 	cJSON_Delete(resp);
 	cJSON_Delete(pv);
+	return ret;
+}
+
+int
+cmd_intercept(int argc, char **argv)
+{
+	struct intercept_args a = { .out = OUT_TEXT };
+	cJSON *body;
+	int ret;
+
+	if (!intercept_opts(argc, argv, &a, &ret))
+		return ret;
+	if (intercept_check(argc, argv, &a) == -1)
+		return EXIT_USAGE;
+	if ((body = intercept_body(&a, &ret)) == NULL)
+		return ret;
+	ret = intercept_run(&a, body);
 	cJSON_Delete(body);
 	return ret;
 }
@@ -414,10 +465,8 @@ connected_namespace(char *buf, size_t len)
 	const char *ns = NULL;
 	char err[256];
 	cJSON *resp;
-	long status;
 
-	if (kb_api("GET", KB_API_STATUS, NULL, API_TIMEOUT_MS, &status, &resp,
-	    err, sizeof(err)) == 0 && status == 200 &&
+	if (call_err("GET", KB_API_STATUS, NULL, &resp, err, sizeof(err)) == 0 &&
 	    jstr(resp, "namespace")) {
 		snprintf(buf, len, "%s", jstr(resp, "namespace"));
 		ns = buf;

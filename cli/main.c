@@ -245,7 +245,9 @@ static const struct command commands[] = {
 	{ "version", cmd_version,
 	    "usage: kbridge version\n"
 	    "\n"
-	    "Print the versions of kbridge and of a running kbridged.\n",
+	    "Print the versions of kbridge and of a running kbridged.\n"
+	    "\n"
+	    "  -h, --help           show this help\n",
 	    "print versions" },
 	{ "help", cmd_help,
 	    "usage: kbridge help [COMMAND [SUBCOMMAND]]\n",
@@ -617,12 +619,11 @@ stop_started_daemon(void)
 {
 	char err[512];
 	cJSON *resp;
-	long status;
 	int rc;
 
 	interrupted = 0;
-	rc = kb_api("POST", KB_API_QUIT, NULL, STOP_WAIT_MS, &status, &resp,
-	    err, sizeof(err));
+	rc = call_ms("POST", KB_API_QUIT, NULL, STOP_WAIT_MS, &resp, err,
+	    sizeof(err));
 	cJSON_Delete(resp);
 	if (rc == KB_API_DOWN || kb_api_wait(0, STOP_WAIT_MS) == 0)
 		return;
@@ -645,41 +646,25 @@ cmd_connect(int argc, char **argv)
 	enum output out = OUT_TEXT;
 	cJSON *body = NULL, *prof, *resp = NULL;
 	char err[1024];
-	long status;
-	int ch, rc, started = 0, ret = 1, replace = 0;
+	int ch, rc, started = 0, ret, replace = 0;
 
 	while ((ch = next_opt(argc, argv, ":p:n:o:h", opts)) != -1) {
-		switch (ch) {
-		case OPT_REPLACE:
+		if (ch == OPT_REPLACE)
 			replace = 1;
-			break;
-		case 'p':
+		else if (ch == 'p')
 			profile = optarg;
-			break;
-		case 'n':
-			ns = optarg;
-			break;
-		case 'o':
-			if (parse_output(optarg, &out) == -1)
-				return EXIT_USAGE;
-			break;
-		case 'h':
-			print_usage(argv[0]);
-			return 0;
-		default:
-			return EXIT_USAGE;
-		}
+		else if (!std_opt(ch, argv, &ns, &out, &ret))
+			return ret;
 	}
+	ret = 1;
 	if (no_operands(argc, argv) == -1)
 		return EXIT_USAGE;
 	if (profile == NULL) {
 		errorx("connect: --profile FILE is required");
 		return EXIT_USAGE;
 	}
-	if (ns && !kb_dns_label(ns)) {
-		errorx("connect: invalid namespace '%s'", ns);
+	if (namespace_arg(argv[0], ns) == -1)
 		return EXIT_USAGE;
-	}
 	if ((prof = load_profile(profile)) == NULL)
 		return 1;
 	if ((body = cJSON_CreateObject()) == NULL ||
@@ -697,11 +682,11 @@ cmd_connect(int argc, char **argv)
 	/* From here on Ctrl-C must still let us clean up what we started. */
 	catch_signals();
 
-	rc = kb_api("GET", KB_API_STATUS, NULL, PROBE_TIMEOUT_MS, &status,
-	    &resp, err, sizeof(err));
+	rc = call_ms("GET", KB_API_STATUS, NULL, PROBE_TIMEOUT_MS, &resp, err,
+	    sizeof(err));
 	cJSON_Delete(resp);
 	resp = NULL;
-	if (rc == KB_API_ERROR) {
+	if (rc == -1) {
 		errorx("%s", err);
 		goto done;
 	}
@@ -721,14 +706,12 @@ cmd_connect(int argc, char **argv)
 		}
 	}
 
-	rc = kb_api("POST", KB_API_CONNECT, body, CONNECT_TIMEOUT_MS, &status,
-	    &resp, err, sizeof(err));
-	if (rc == 0 && (status < 200 || status > 299))
-		kb_api_errmsg(status, resp, err, sizeof(err));
+	rc = call_ms("POST", KB_API_CONNECT, body, CONNECT_TIMEOUT_MS, &resp,
+	    err, sizeof(err));
 	if (rc == KB_API_DOWN)
 		snprintf(err, sizeof(err), "kbridged stopped answering on %s",
 		    sock);
-	if (rc != 0 || status < 200 || status > 299) {
+	if (rc != 0) {
 		errorx("connect failed: %s", err);
 		goto done;
 	}
@@ -756,27 +739,13 @@ cmd_status(int argc, char **argv)
 	enum output out = OUT_TEXT;
 	cJSON *resp = NULL;
 	char err[1024];
-	long status;
-	int ch, rc;
+	int rc;
 
-	while ((ch = next_opt(argc, argv, ":o:h", opts)) != -1) {
-		switch (ch) {
-		case 'o':
-			if (parse_output(optarg, &out) == -1)
-				return EXIT_USAGE;
-			break;
-		case 'h':
-			print_usage(argv[0]);
-			return 0;
-		default:
-			return EXIT_USAGE;
-		}
-	}
-	if (no_operands(argc, argv) == -1)
-		return EXIT_USAGE;
+	if (!std_opts_only(argc, argv, ":o:h", opts, NULL, &out, &rc))
+		return rc;
 
-	rc = kb_api("GET", KB_API_STATUS, NULL, PROBE_TIMEOUT_MS, &status,
-	    &resp, err, sizeof(err));
+	rc = call_ms("GET", KB_API_STATUS, NULL, PROBE_TIMEOUT_MS, &resp, err,
+	    sizeof(err));
 	if (rc == KB_API_DOWN) {
 		if (out == OUT_JSON)
 			printf("{\"daemon\":null,\"state\":\"not running\"}\n");
@@ -784,18 +753,8 @@ cmd_status(int argc, char **argv)
 			printf("kbridged: not running\n");
 		return 0;
 	}
-	if (rc == 0 && (status < 200 || status > 299)) {
-		kb_api_errmsg(status, resp, err, sizeof(err));
-		rc = KB_API_ERROR;
-	}
-	if (rc == 0 && !cJSON_IsObject(resp)) {
-		snprintf(err, sizeof(err), "kbridged answered status with "
-		    "no JSON object");
-		rc = KB_API_ERROR;
-	}
 	if (rc != 0) {
 		errorx("status: %s", err);
-		cJSON_Delete(resp);
 		return 1;
 	}
 	if (out == OUT_JSON)
@@ -835,33 +794,18 @@ cmd_quit(int argc, char **argv)
 	};
 	cJSON *resp = NULL;
 	char err[1024];
-	long status;
-	int ch, rc;
+	int rc;
 
-	while ((ch = next_opt(argc, argv, ":h", opts)) != -1) {
-		switch (ch) {
-		case 'h':
-			print_usage(argv[0]);
-			return 0;
-		default:
-			return EXIT_USAGE;
-		}
-	}
-	if (no_operands(argc, argv) == -1)
-		return EXIT_USAGE;
+	if (!std_opts_only(argc, argv, ":h", opts, NULL, NULL, &rc))
+		return rc;
 
-	rc = kb_api("POST", KB_API_QUIT, NULL, STOP_WAIT_MS, &status, &resp,
-	    err, sizeof(err));
+	rc = call_ms("POST", KB_API_QUIT, NULL, STOP_WAIT_MS, &resp, err,
+	    sizeof(err));
 	if (rc == KB_API_DOWN) {
 		printf("kbridged: not running\n");
 		return 0;
 	}
-	if (rc == 0 && (status < 200 || status > 299)) {
-		kb_api_errmsg(status, resp, err, sizeof(err));
-		rc = KB_API_ERROR;
-	}
 	if (rc != 0) {
-		cJSON_Delete(resp);
 		errorx("quit failed: %s", err);
 		return 1;
 	}
@@ -878,24 +822,21 @@ cmd_quit(int argc, char **argv)
 static int
 cmd_version(int argc, char **argv)
 {
+	static const struct option opts[] = {
+		LONGOPT_HELP,
+		LONGOPT_END
+	};
 	const cJSON *d;
 	cJSON *resp = NULL;
 	char err[256];
-	long status;
 	double pid;
+	int ret;
 
-	if (argc > 1 && (strcmp(argv[1], "-h") == 0 ||
-	    strcmp(argv[1], "--help") == 0)) {
-		print_usage(argv[0]);
-		return 0;
-	}
-	if (argc > 1) {
-		errorx("version: unexpected argument '%s'", argv[1]);
-		return EXIT_USAGE;
-	}
+	if (!std_opts_only(argc, argv, ":h", opts, NULL, NULL, &ret))
+		return ret;
 	printf("kbridge  %s\n", KB_VERSION);
-	if (kb_api("GET", KB_API_STATUS, NULL, 1000, &status, &resp, err,
-	    sizeof(err)) == 0 && status == 200) {
+	if (call_ms("GET", KB_API_STATUS, NULL, 1000, &resp, err,
+	    sizeof(err)) == 0) {
 		d = cJSON_GetObjectItemCaseSensitive(resp, "daemon");
 		if (jnum(d, "pid", &pid))
 			printf("kbridged %s (pid %.0f)\n",

@@ -159,17 +159,33 @@ open_run_dir(char *err, size_t errlen)
 	return fd;
 }
 
+/* The sudo caller's group (SUDO_GID): 1 and *gid, else 0. */
+static int
+sudo_group(gid_t *gid)
+{
+	const char *s = getenv("SUDO_GID");
+	unsigned long v;
+
+	if (s == NULL || kb_parse_num(s, 0, (gid_t)-2, NULL, &v) < 0)
+		return 0;
+	*gid = (gid_t)v;
+	return 1;
+}
+
 /* The log, appended to; never through a symlink. For a sudo caller it is
- * a regular file of ours in KB_RUN_DIR, handed to the caller (fchown on the
- * descriptor) so that they can read it. */
+ * a regular file of root's in KB_RUN_DIR that the caller can read (group
+ * theirs, mode 0640; 0644 if sudo named no group) but not write: root's
+ * tmpfs is not theirs to fill. One an older kbridged handed to the caller
+ * (who may hold it open) is replaced. */
 static int
 open_log(int dirfd, const char *path, int has_caller, uid_t caller, char *err, size_t errlen)
 {
+	int flags = O_WRONLY | O_CREAT | O_APPEND | O_NOFOLLOW | O_NOCTTY | O_CLOEXEC;
 	struct stat st;
-	int fd;
+	gid_t gid = 0;
+	int fd, has_gid;
 
-	fd = openat(dirfd, path, O_WRONLY | O_CREAT | O_APPEND | O_NOFOLLOW | O_NOCTTY | O_CLOEXEC,
-	    0600);
+	fd = openat(dirfd, path, flags, 0600);
 	if (fd < 0) {
 		snprintf(err, errlen, "cannot open log %s: %s", path,
 		    errno == ELOOP ? "it is a symbolic link" : strerror(errno));
@@ -183,7 +199,16 @@ open_log(int dirfd, const char *path, int has_caller, uid_t caller, char *err, s
 		close(fd);
 		return -1;
 	}
-	if (fchown(fd, caller, (gid_t)-1) < 0 || fchmod(fd, 0600) < 0) {
+	if (st.st_uid != 0) {
+		close(fd);
+		if (unlinkat(dirfd, path, 0) < 0 ||
+		    (fd = openat(dirfd, path, flags | O_EXCL, 0600)) < 0) {
+			snprintf(err, errlen, "log %s/%s: %s", KB_RUN_DIR, path, strerror(errno));
+			return -1;
+		}
+	}
+	has_gid = sudo_group(&gid);
+	if (fchown(fd, 0, gid) < 0 || fchmod(fd, has_gid ? 0640 : 0644) < 0) {
 		snprintf(err, errlen, "log %s/%s: %s", KB_RUN_DIR, path, strerror(errno));
 		close(fd);
 		return -1;

@@ -65,14 +65,6 @@ static const struct {
 	{ KB_API_PREVIEW_REMOVE, preview_remove_fields },
 };
 
-/* RFC 9110 tchar. */
-static int
-tchar(char c)
-{
-	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-	    (c != '\0' && strchr("!#$%&'*+-.^_`|~", c) != NULL);
-}
-
 int
 kb_api_header_name(const char *s)
 {
@@ -81,7 +73,7 @@ kb_api_header_name(const char *s)
 	if (n == 0 || n > KB_API_HDR_NAME_MAX)
 		return 0;
 	for (i = 0; i < n; i++)
-		if (!tchar(s[i]))
+		if (!kb_http_tchar(s[i]))
 			return 0;
 	return 1;
 }

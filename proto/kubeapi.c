@@ -177,29 +177,24 @@ kube_leave(struct kb_kube *k)
 static int
 token_reread(struct kb_kube *k)
 {
-	char *t, *s, *e;
+	const char *why;
+	size_t len;
+	char *t;
 
 	k->token_read_ms = kb_now_ms();
-	if ((t = kb_read_file(k->token_file, TOKEN_MAX, NULL)) == NULL) {
+	if ((t = kb_read_file(k->token_file, TOKEN_MAX, &len)) == NULL) {
 		log_warn("kubeapi: token %s", k->token_file);
 		return 0;
 	}
-	for (s = t; isspace((unsigned char)*s); s++)
-		;
-	for (e = s + strlen(s); e > s && isspace((unsigned char)e[-1]); e--)
-		;
-	*e = '\0';
-	if (*s == '\0' || !plain_text(s, 0)) {
-		log_warnx("kubeapi: token %s: empty or not printable, keeping the old one",
-		    k->token_file);
+	if (kb_token_trim(t, len, &why) < 0) {
+		log_warnx("kubeapi: token %s: %s, keeping the old one", k->token_file, why);
 		free(t);
 		return 0;
 	}
-	if (k->token && strcmp(k->token, s) == 0) {
+	if (k->token && strcmp(k->token, t) == 0) {
 		free(t);
 		return 0;
 	}
-	memmove(t, s, strlen(s) + 1);
 	free(k->token);
 	k->token = t;
 	log_debug("kubeapi: token read from %s", k->token_file);

@@ -352,39 +352,6 @@ kc_find_all(struct kc_file *fs, size_t nf, const char *list, const char *field,
 
 /* ---- content: base64, PEM ---- */
 
-/* Standard base64 as Go's encoding/json decodes []byte (line breaks
- * allowed); the result is NUL-terminated. */
-static char *
-kc_b64(const char *in, size_t *outlen)
-{
-	size_t n = strlen(in), i, j = 0, pad = 0;
-	char *clean, *out = NULL;
-	int r;
-
-	if ((clean = malloc(n + 1)) == NULL)
-		return NULL;
-	for (i = 0; i < n; i++)
-		if (in[i] != '\n' && in[i] != '\r' && in[i] != ' ' && in[i] != '\t')
-			clean[j++] = in[i];
-	clean[j] = '\0';
-	if (j == 0 || j % 4 != 0)
-		goto done;
-	pad = (clean[j - 1] == '=') + (clean[j - 2] == '=');
-	if ((out = malloc(j / 4 * 3 + 1)) == NULL)
-		goto done;
-	r = EVP_DecodeBlock((unsigned char *)out, (unsigned char *)clean, (int)j);
-	if (r < 0 || (size_t)r < pad || memchr(clean, '=', j - pad) != NULL) {
-		free(out);
-		out = NULL;
-		goto done;
-	}
-	*outlen = (size_t)r - pad;
-	out[*outlen] = '\0';
-done:
-	free(clean);
-	return out;
-}
-
 static int
 kc_nopass(char *buf, int size, int rwflag, void *u)
 {
@@ -478,7 +445,7 @@ kc_blob(struct kc_file *f, yaml_node_t *map, const char *key, char **out, size_t
 		return -1;
 	}
 	if (d != NULL) {
-		if ((*out = kc_b64(d, outlen)) == NULL) {
+		if ((*out = kb_b64_decode(d, outlen)) == NULL) {
 			kc_err(err, errlen, "%s:%lu: %s: %s is not valid base64", f->name,
 			    kc_line(map), what, datakey);
 			return -1;
@@ -759,23 +726,17 @@ oom:
 static int
 kc_read_token_file(struct kb_kubeconfig *kc, char *err, size_t errlen)
 {
+	const char *why;
 	char *t;
-	size_t len, i = 0;
+	size_t len;
 
 	if ((t = kc_read_file(kc->token_file, KC_MAX_FILE, &len)) == NULL) {
 		kc_err(err, errlen, "user \"%s\": tokenFile %s: %s", kc->user, kc->token_file,
 		    strerror(errno));
 		return -1;
 	}
-	/* client-go trims spaces around the file's token. */
-	while (len > 0 && strchr(" \t\r\n", t[len - 1]))
-		t[--len] = '\0';
-	while (t[i] && strchr(" \t\r\n", t[i]))
-		i++;
-	memmove(t, t + i, len - i + 1);
-	if (t[0] == '\0' || strlen(t) != len - i || !kc_token_ok(t)) {
-		kc_err(err, errlen, "user \"%s\": tokenFile %s: %s", kc->user, kc->token_file,
-		    t[0] == '\0' ? "empty" : "not a token (control characters or spaces)");
+	if (kb_token_trim(t, len, &why) < 0) {
+		kc_err(err, errlen, "user \"%s\": tokenFile %s: %s", kc->user, kc->token_file, why);
 		free(t);
 		return -1;
 	}
@@ -1243,15 +1204,9 @@ kc_exec_info(const struct kb_kubeconfig *kc)
 			goto done;
 		if (kc->insecure && !cJSON_AddTrueToObject(cl, "insecure-skip-tls-verify"))
 			goto done;
-		if (kc->ca != NULL) {
-			if (kc->ca_len > INT_MAX / 2 ||
-			    (b64 = malloc((kc->ca_len + 2) / 3 * 4 + 1)) == NULL)
-				goto done;
-			EVP_EncodeBlock((unsigned char *)b64, (unsigned char *)kc->ca,
-			    (int)kc->ca_len);
-			if (!cJSON_AddStringToObject(cl, "certificate-authority-data", b64))
-				goto done;
-		}
+		if (kc->ca != NULL && ((b64 = kb_b64_encode(kc->ca, kc->ca_len)) == NULL ||
+		    !cJSON_AddStringToObject(cl, "certificate-authority-data", b64)))
+			goto done;
 	}
 	s = cJSON_PrintUnformatted(j);
 done:

@@ -1,11 +1,15 @@
 /* Parsers and helpers every program uses: numbers, CIDRs, HOST:PORT, DNS
- * labels, whole-file reads and atomic writes, clocks. */
+ * labels, HTTP tokens, base64, whole-file reads and atomic writes, bearer
+ * token files, clocks. */
 #include "util.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <malloc.h>
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
 #include <openssl/rand.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -265,4 +269,90 @@ kb_malloc_tune(void)
 	 * top back to the kernel after each burst costs a brk() per burst. */
 	mallopt(M_TRIM_THRESHOLD, 8 * 1024 * 1024);
 	mallopt(M_MMAP_THRESHOLD, 1024 * 1024);
+}
+
+char *
+kb_b64_encode(const void *in, size_t len)
+{
+	char *out;
+
+	if (len > (size_t)INT_MAX / 4 * 3 - 2 || (out = malloc((len + 2) / 3 * 4 + 1)) == NULL)
+		return NULL;
+	EVP_EncodeBlock((unsigned char *)out, in, (int)len);
+	return out;
+}
+
+static int
+b64_char(char c)
+{
+	return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+	    c == '+' || c == '/';
+}
+
+char *
+kb_b64_decode(const char *in, size_t *outlen)
+{
+	size_t n = strlen(in), i, j = 0, pad;
+	char *clean, *out = NULL;
+	int r;
+
+	if (n > (size_t)INT_MAX || (clean = malloc(n + 1)) == NULL)
+		return NULL;
+	for (i = 0; i < n; i++)
+		if (!strchr(" \t\r\n", in[i]))
+			clean[j++] = in[i];
+	clean[j] = '\0';
+	if (j == 0 || j % 4 != 0)
+		goto done;
+	/* '=' only as the last one or two characters; EVP_DecodeBlock would
+	 * take it elsewhere and counts it as a zero byte. */
+	pad = (clean[j - 1] == '=') + (clean[j - 1] == '=' && clean[j - 2] == '=');
+	for (i = 0; i < j - pad; i++)
+		if (!b64_char(clean[i]))
+			goto done;
+	if ((out = malloc(j / 4 * 3 + 1)) == NULL)
+		goto done;
+	r = EVP_DecodeBlock((unsigned char *)out, (unsigned char *)clean, (int)j);
+	if (r < 0 || (size_t)r < pad) {
+		free(out);
+		out = NULL;
+		goto done;
+	}
+	*outlen = (size_t)r - pad;
+	out[*outlen] = '\0';
+done:
+	OPENSSL_cleanse(clean, n);	/* it may be a key */
+	free(clean);
+	return out;
+}
+
+/* Go's unicode.IsSpace over ASCII. */
+static int
+go_space(char c)
+{
+	return c == ' ' || (c >= '\t' && c <= '\r');
+}
+
+int
+kb_token_trim(char *t, size_t len, const char **why)
+{
+	size_t i = 0;
+
+	while (len > 0 && go_space(t[len - 1]))
+		len--;
+	t[len] = '\0';
+	while (i < len && go_space(t[i]))
+		i++;
+	memmove(t, t + i, len - i + 1);
+	len -= i;
+	if (len == 0) {
+		*why = "empty";
+		return -1;
+	}
+	for (i = 0; i < len; i++)
+		if ((unsigned char)t[i] < 0x21 || (unsigned char)t[i] > 0x7e) {
+			*why = "not a token (control characters or spaces)";
+			return -1;
+		}
+	return 0;
 }

@@ -5,6 +5,7 @@
 #include <netinet/in.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 #include <sys/socket.h>
 #include <sys/time.h>
 #include <time.h>
@@ -41,6 +42,30 @@ int kb_write_file(const char *path, const void *data, size_t len, int mode);
 /* An RFC 1123 label as Kubernetes names are: [a-z0-9-], 1-63, no '-' at
  * either end. */
 int kb_dns_label(const char *s);
+
+/* An RFC 9110 tchar: a character of a header name or method (inline: the
+ * proxy asks it of every byte of a request's method). */
+static inline int
+kb_http_tchar(int c)
+{
+	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+	    (c != '\0' && strchr("!#$%&'*+-.^_`|~", c) != NULL);
+}
+
+/* Standard base64 (RFC 4648), padded; a malloc'd string, NULL if out of
+ * memory. */
+char *kb_b64_encode(const void *in, size_t len);
+/* Decode standard base64 as Go decodes []byte in JSON: line breaks (and
+ * spaces, tabs) are skipped; the rest must be a multiple of four, padded,
+ * '=' only at the end. A malloc'd buffer with a NUL after its *outlen
+ * bytes, or NULL (invalid, empty or out of memory). */
+char *kb_b64_decode(const char *in, size_t *outlen);
+
+/* A bearer token read from a file (len bytes at t, a NUL after them),
+ * in place, by client-go's rule: white space trimmed at both ends
+ * (strings.TrimSpace); what remains must be visible ASCII, at least one
+ * character. 0, or -1 and *why ("empty", or "not a token ..."). */
+int kb_token_trim(char *t, size_t len, const char **why);
 
 /* Fill out with 2 * n random lowercase hex digits and a NUL (n at most
  * 32). 0, or -1 if there is no randomness. */

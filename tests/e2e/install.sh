@@ -73,10 +73,16 @@ out=$(kb admin install -n kbtest --context nope 2>&1) && { echo "--context nope 
 [[ $(wc -l <<<"$out") == 1 && $out == *nope* ]] || { echo "$out"; exit 1; }
 ok "install (admin, client certificate) creates the ten objects through the API, labelled managed-by kbridge; an unknown --context: one line"
 
-out=$(kb admin install -n kbtest)
+# Its 40 requests go over one connection (one curl handle, kept).
+port=$(sed -n 's|^ *server: https://[^:]*:\([0-9]*\).*|\1|p' "$K/admin.kubeconfig" | head -n1)
+[[ -n $port ]]
+out=$(QUIET=1 pg ws env HOME=/nonexistent strace -f -qq -e trace=connect -o "$tmp/connects" \
+	"$KB_BIN/kbridge" install -n kbtest --kubeconfig "$K/admin.kubeconfig")
 [[ $out == "$(expect kbtest unchanged)" ]] || { echo "$out"; exit 1; }
+conns=$(grep -c "sin6\?_port=htons($port)" "$tmp/connects" || true)
+[[ $conns == 1 ]] || { echo "$conns connections to the API server:"; cat "$tmp/connects"; exit 1; }
 kc admin diff --server-side --field-manager=kbridge --force-conflicts -f - <"$tmp/dry.yaml"
-ok "install again: every object unchanged, and kubectl diff of the --dry-run output against the cluster is empty"
+ok "install again: every object unchanged over one connection, and kubectl diff of the --dry-run output against the cluster is empty"
 
 out=$(kb admin install -n kbtest --image registry.example/kbridge-agent:9.9)
 [[ $(grep -v ' unchanged$' <<<"$out") == "deployment/kbridge-manager configured" ]] || { echo "$out"; exit 1; }

@@ -14,6 +14,13 @@ daemon's profile, but sends what a hostile or broken daemon would.
 Waits (answering PINGs) until every stream or request is answered, at most
 --wait seconds, then prints one JSON object: what came back, and the
 manager's hello. Exit 0 once the session was set up and stayed up, else 1.
+
+  --hold DIR   (resolve) keep N requests in flight, sending one for each
+               answer, from the first answer (then DIR/started is written)
+               until DIR/stop exists (at most HOLD_MAX_S seconds and
+               HOLD_MAX_SENT requests); the result then has the flood's
+               wall-clock start and end and how many answers came in each
+               tenth of a second.
 """
 import json
 import os
@@ -24,6 +31,9 @@ import struct
 import sys
 import tempfile
 import time
+
+HOLD_MAX_S = 30
+HOLD_MAX_SENT = 600000
 
 HELLO, CONTROL, OPEN, ACCEPT, DATA, WINDOW, FIN, RESET, PING, PONG, GOAWAY = range(1, 12)
 
@@ -130,9 +140,12 @@ class Peer:
 
 def main():
     args = sys.argv[1:]
-    wait = 30.0
-    if args[:1] == ["--wait"]:
-        wait = float(args[1])
+    wait, hold = 30.0, None
+    while args[:1] in (["--wait"], ["--hold"]):
+        if args[0] == "--wait":
+            wait = float(args[1])
+        else:
+            hold = args[1]
         args = args[2:]
     profile, cmd = args[0], args[1]
     peer = Peer(profile, wait)
@@ -177,6 +190,13 @@ def main():
         n, name = int(args[2]), args[3]
         pending = set(range(1, n + 1))
         res["rcodes"] = {}
+        answers = {}  # tenth of a second (wall clock) -> answers in it
+        nxt = [n + 1]
+        holding = [hold is not None]
+
+        def ask(i):
+            peer.send(frame(CONTROL, 0, json.dumps({"type": "resolve", "id": i, "name": name,
+                                                    "qtype": 1}).encode()))
 
         def on_frame(t, sid, pl):
             if t == CONTROL:
@@ -185,10 +205,30 @@ def main():
                     pending.discard(m["id"])
                     r = str(m.get("rcode"))
                     res["rcodes"][r] = res["rcodes"].get(r, 0) + 1
+                    tenth = int(time.time() * 10)
+                    answers[tenth] = answers.get(tenth, 0) + 1
+                    if holding[0] and nxt[0] <= HOLD_MAX_SENT:
+                        pending.add(nxt[0])
+                        ask(nxt[0])
+                        nxt[0] += 1
         peer.on_frame = on_frame
         for i in range(1, n + 1):
-            peer.send(frame(CONTROL, 0, json.dumps({"type": "resolve", "id": i, "name": name,
-                                                    "qtype": 1}).encode()))
+            ask(i)
+        if hold is not None:
+            # It has started once the manager answers it.
+            end = time.monotonic() + 10
+            while not peer.closed and not answers and time.monotonic() < end:
+                peer.pump(0.05)
+            res["flood_start"] = time.time()
+            open(os.path.join(hold, "started"), "w").close()
+            end = time.monotonic() + HOLD_MAX_S
+            while (not peer.closed and time.monotonic() < end and nxt[0] <= HOLD_MAX_SENT and
+                   not os.path.exists(os.path.join(hold, "stop"))):
+                peer.pump(0.05)
+            holding[0] = False
+            res["flood_end"] = time.time()
+            res["answers_per_tenth"] = {str(k): v for k, v in sorted(answers.items())}
+        res["sent"] = nxt[0] - 1
         peer.run(lambda: not pending)
         res["unanswered"] = len(pending)
     elif cmd == "control":

@@ -14,7 +14,8 @@
 #    address that never answers: the manager's memory stays bounded.
 # 2. 600 streams with early data under the limit: at most 64 connects of the
 #    session wait, the rest are reset at once.
-# 3. 30,000 resolve requests at once: bob still resolves and connects.
+# 3. 30,000 resolve requests at once, kept in flight (one more for each
+#    answer): bob resolves and connects, provably while the flood runs.
 # 4. DIAL to the manager's own pod address is refused (also through a daemon).
 # The manager's log says each once, not once per refusal.
 set -euo pipefail
@@ -85,18 +86,32 @@ ok "the manager's log has $added lines for 1200 refused streams, with counts at 
 
 # --- 3. a flood of lookups
 lines0=$(log_lines)
-pg ws python3 "$here/kbraw.py" --wait 60 "$STATE/mallory.json" resolve 30000 nosuch.default \
-	>"$STATE/flood.json" &
+hold=$STATE/flood
+mkdir -p "$hold"
+pg ws python3 "$here/kbraw.py" --wait 60 --hold "$hold" "$STATE/mallory.json" resolve 30000 \
+	nosuch.default >"$STATE/flood.json" &
 flood=$!
 bg_pids+=($flood)
-# once the manager refuses (the old code never did), or after a second
-poll 10 grep -q "lookups in flight" "$STATE/manager.log" || true
+# The manager answers the flood (kbraw then keeps 30,000 in flight).
+poll 100 test -e "$hold/started"
+poll 10 grep -q "lookups in flight" "$STATE/manager.log"
+t0=$(date +%s.%N)
 works bob
-ok "during 30,000 lookups from another session, bob resolves and connects"
+t1=$(date +%s.%N)
+touch "$hold/stop"
 wait "$flood"
 out=$(cat "$STATE/flood.json")
-echo "  $out"
+echo "  $(jget "$out" '{k: v for k, v in r.items() if k != "answers_per_tenth"}')"
+# bob's lookup and fetch lie inside the flood, which the manager kept
+# answering all along.
+during=$(jget "$out" "sum(v for k, v in r['answers_per_tenth'].items() if $t0 * 10 <= int(k) + 1 and int(k) <= $t1 * 10)")
+echo "  bob's lookup and fetch: $t0 .. $t1; flood answers meanwhile: $during"
+python3 -c 'import sys; s, e, t0, t1 = map(float, sys.argv[1:]); assert s <= t0 < t1 <= e' \
+	"$(jget "$out" 'r["flood_start"]')" "$(jget "$out" 'r["flood_end"]')" "$t0" "$t1"
+((during >= 1000))
+ok "while a flood of lookups from another session runs (started before, ended after), bob resolves and connects"
 [[ $(jget "$out" 'r["closed"]') == False && $(jget "$out" 'r["unanswered"]') == 0 ]]
+[[ $(jget "$out" 'r["sent"]') -ge 30000 ]]
 [[ $(jget "$out" 'r["rcodes"].get("5", 0)') -ge 29000 ]]
 works bob
 works ws

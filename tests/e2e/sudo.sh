@@ -6,7 +6,10 @@
 #
 #   nobody --sudo--> kbridged --daemon --socket /tmp/.../victim --log symlink  => refused
 #   nobody --sudo--> kbridged --daemon  => /run/kbridge/kbridged.sock (nobody, 600)
-#                                          /run/kbridge/kbridged-65534.log (nobody, 600)
+#                                          /run/kbridge/kbridged-65534.log (root:nogroup, 640)
+#
+# nobody reads the log but cannot write it (root's /run is not theirs to
+# fill), and 'kbridge connect' shows why a start failed.
 #
 # The daemon never touches the network here (no connect), and runs in a
 # network namespace of its own all the same.
@@ -86,12 +89,38 @@ done
 same "$work/x/target" root-only
 ok "through sudo --log, --owner-uid and --instance are refused too"
 
+# The start fails (the log's name is taken by a directory): connect says why.
+mkdir "$log"
+echo '{}' >"$work/profile.json"
+chmod 644 "$work/profile.json"
+rc=0
+as 65534 "$work/bin/kbridge" connect --profile "$work/profile.json" >"$work/out" 2>&1 || rc=$?
+cat "$work/out" >&2
+rmdir "$log"
+[[ $rc -ne 0 ]] && grep -q "cannot open log kbridged-65534.log: Is a directory" "$work/out"
+[[ ! -e $sock ]]
+ok "kbridge connect through sudo: a failed start shows kbridged's reason"
+
+# A log an older kbridged handed to nobody is replaced, not reused.
+echo "old line" >"$log"
+chown 65534 "$log"
+chmod 600 "$log"
 as 65534 sudo -n "$work/bin/kbridged" --daemon
 [[ $(stat -c '%F %U %a' "$sock") == "socket nobody 600" ]]
-[[ $(stat -c '%F %U %a' "$log") == "regular file nobody 600" ]]
+[[ $(stat -c '%F %U %G %a' "$log") == "regular file root nogroup 640" ]]
 [[ $(stat -c '%U %a' /run/kbridge) == "root 755" ]]
 grep -q "listening on $sock" "$log"
-ok "sudo kbridged --daemon: socket and log at the fixed places, both nobody's, mode 600"
+if grep -q "old line" "$log"; then echo "the old log was reused"; exit 1; fi
+ok "sudo kbridged --daemon: the socket nobody's (600), the log root's, group nogroup (640)"
+
+as 65534 grep -q "listening on $sock" "$log"
+size=$(stat -c %s "$log")
+as 65534 sh -c "echo filler >>'$log'" 2>/dev/null && { echo "nobody appended to the log"; exit 1; }
+as 65534 sh -c "echo filler >'$log'" 2>/dev/null && { echo "nobody truncated the log"; exit 1; }
+[[ $(stat -c %s "$log") == "$size" ]]
+unshare --net setpriv --reuid=65533 --regid=65533 --clear-groups cat "$log" >/dev/null 2>&1 &&
+	{ echo "another user (another group) read the log"; exit 1; }
+ok "nobody reads the log but can neither append to it nor truncate it; another user cannot read it"
 
 pid=$(as 65534 "$work/bin/kbridge" status --output json |
 	python3 -c 'import json,sys; print(json.load(sys.stdin)["daemon"]["pid"])')

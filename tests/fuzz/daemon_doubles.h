@@ -7,31 +7,7 @@
 #include "../../daemon/firewall.h"
 #include "../../daemon/kbridged.h"
 #include "../../daemon/tun.h"
-
-int
-net_up(struct kbd *d, char *err, size_t errlen)
-{
-	(void)d;
-	(void)err;
-	(void)errlen;
-	return 0;
-}
-
-void
-net_down(struct kbd *d)
-{
-	(void)d;
-}
-
-int
-net_subnets(struct kbd *d, const struct kb_cidr *v, size_t n, char *err, size_t errlen)
-{
-	(void)err;
-	(void)errlen;
-	memcpy(d->subnets, v, n * sizeof(v[0]));
-	d->nsubnets = n;
-	return 0;
-}
+#include "../unit/net_doubles.h"
 
 const char *
 tun_name(const struct kb_tun *t)

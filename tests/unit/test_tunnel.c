@@ -7,30 +7,7 @@
 
 /* tunnel.c is linked alone: the network setup, the control API and the
  * intercepts are not under test. */
-int
-net_up(struct kbd *d, char *err, size_t errlen)
-{
-	(void)d;
-	(void)err;
-	(void)errlen;
-	return 0;
-}
-
-void
-net_down(struct kbd *d)
-{
-	(void)d;
-}
-
-int
-net_subnets(struct kbd *d, const struct kb_cidr *v, size_t n, char *err, size_t errlen)
-{
-	(void)err;
-	(void)errlen;
-	memcpy(d->subnets, v, n * sizeof(v[0]));
-	d->nsubnets = n;
-	return 0;
-}
+#include "net_doubles.h"
 
 static size_t dns_namespaces = 999;
 

@@ -1,6 +1,7 @@
 /* proto/util.c's parsers: kb_parse_num (every number a user types: ports,
  * durations, --owner-uid, --batch-wait-us), and the CIDR and HOST:PORT
- * parsers built on it. Strict: no signs, spaces, hex or trailing text. */
+ * parsers built on it. Strict: no signs, spaces, hex or trailing text.
+ * Also the HTTP tchar, base64 (strict padding) and the token-file rule. */
 #include "../../proto/util.c"
 
 #include <limits.h>
@@ -68,6 +69,49 @@ hex_id(size_t n)
 		if (!strchr("0123456789abcdef", id[i]))
 			return 0;
 	return id[2 * n + 1] == 'X';
+}
+
+/* Decodes to want (wlen bytes), or fails when want is NULL. */
+static int
+b64dec(const char *in, const char *want, size_t wlen)
+{
+	size_t n = 12345;
+	char *out = kb_b64_decode(in, &n);
+	int r;
+
+	if (want == NULL) {
+		free(out);
+		return out == NULL && n == 12345;
+	}
+	r = out != NULL && n == wlen && memcmp(out, want, wlen) == 0 && out[n] == '\0';
+	free(out);
+	return r;
+}
+
+static int
+b64enc(const char *in, size_t len, const char *want)
+{
+	char *out = kb_b64_encode(in, len);
+	int r = out != NULL && strcmp(out, want) == 0;
+
+	free(out);
+	return r;
+}
+
+/* kb_token_trim on a copy of the len bytes at in: want, or why. */
+static int
+token(const char *in, size_t len, const char *want, const char *why)
+{
+	char buf[64];
+	const char *w = NULL;
+	int rc;
+
+	memcpy(buf, in, len);
+	buf[len] = '\0';
+	rc = kb_token_trim(buf, len, &w);
+	if (want)
+		return rc == 0 && strcmp(buf, want) == 0;
+	return rc == -1 && w != NULL && strstr(w, why) != NULL;
 }
 
 int
@@ -142,5 +186,43 @@ main(void)
 		ok(kb_random_hex(a, 16) == 0 && kb_random_hex(b, 16) == 0 && strcmp(a, b) != 0);
 		ok(kb_random_hex(a, 33) == -1);	/* more than the helper's buffer */
 	}
+
+	/* RFC 9110 tchar */
+	ok(kb_http_tchar('a') && kb_http_tchar('Z') && kb_http_tchar('0') && kb_http_tchar('~'));
+	ok(kb_http_tchar('!') && kb_http_tchar('\'') && kb_http_tchar('|'));
+	ok(!kb_http_tchar('\0') && !kb_http_tchar(' ') && !kb_http_tchar(':') &&
+	    !kb_http_tchar('"') && !kb_http_tchar('(') && !kb_http_tchar('\x7f'));
+	ok(!kb_http_tchar((char)0xe9) && !kb_http_tchar(0xe9));
+
+	/* base64: RFC 4648 vectors, binary, strict padding */
+	ok(b64enc("", 0, ""));
+	ok(b64enc("f", 1, "Zg=="));
+	ok(b64enc("fo", 2, "Zm8="));
+	ok(b64enc("foobar", 6, "Zm9vYmFy"));
+	ok(b64enc("\0\xff", 2, "AP8="));
+	ok(b64dec("Zg==", "f", 1));
+	ok(b64dec("Zm8=", "fo", 2));
+	ok(b64dec("Zm9vYmFy", "foobar", 6));
+	ok(b64dec("AP8=", "\0\xff", 2));
+	ok(b64dec("Zm9v\r\nYmFy\n", "foobar", 6));	/* line breaks, as Go allows */
+	ok(b64dec("", NULL, 0));
+	ok(b64dec("Zg", NULL, 0));		/* unpadded */
+	ok(b64dec("Zg=", NULL, 0));
+	ok(b64dec("Z===", NULL, 0));		/* three '=' */
+	ok(b64dec("Zg==Zm8=", NULL, 0));	/* '=' inside */
+	ok(b64dec("Z=g=", NULL, 0));
+	ok(b64dec("Zm9v%mFy", NULL, 0));	/* not the alphabet */
+	ok(b64dec("Zm9v-mFy", NULL, 0));	/* base64url is not base64 */
+
+	/* token files: trimmed at both ends like strings.TrimSpace */
+	ok(token("abc\n", 4, "abc", NULL));
+	ok(token("  abc \r\n\t\v\f", 11, "abc", NULL));
+	ok(token("a.b-c_d~e+f/g=", 14, "a.b-c_d~e+f/g=", NULL));
+	ok(token("\n", 1, NULL, "empty"));
+	ok(token("", 0, NULL, "empty"));
+	ok(token("ab cd", 5, NULL, "not a token"));
+	ok(token("ab\0cd\n", 6, NULL, "not a token"));	/* a NUL in the file */
+	ok(token("ab\x01", 3, NULL, "not a token"));
+	ok(token("\xc3\xa9t\xc3\xa9", 5, NULL, "not a token"));
 	return ok_done();
 }
