@@ -22,6 +22,7 @@
 #include "kubeapi.h"
 #include "log.h"
 #include "tls.h"
+#include "util.h"
 
 #define CSR_PATH "/apis/certificates.k8s.io/v1/certificatesigningrequests"
 #define CSR_REQUEST_MAX (64 * 1024)	/* spec.request, base64 */
@@ -123,7 +124,7 @@ csr_check(const char *pem, const char *username, const char *const *usages, size
 
 	*pub = NULL;
 	ERR_clear_error();
-	if (!identity_valid_name(username)) {
+	if (!kb_identity_name(username)) {
 		snprintf(why, whylen, "user name '%.100s' cannot be a kbridge identity (1-63 "
 		    "characters of a-z 0-9 . _ - starting with a letter or digit)", username);
 		return -1;
@@ -310,7 +311,7 @@ sign(struct inflight *f, const cJSON *obj)
 		log_warnx("csr %s: cannot sign it: %s", f->name, err);
 		goto fail;
 	}
-	if ((b64 = incluster_b64_encode(crt)) == NULL || (o = cJSON_Duplicate(obj, 1)) == NULL)
+	if ((b64 = kb_b64_encode(crt)) == NULL || (o = cJSON_Duplicate(obj, 1)) == NULL)
 		goto oom;
 	if ((st = cJSON_GetObjectItemCaseSensitive(o, "status")) == NULL &&
 	    (st = cJSON_AddObjectToObject(o, "status")) == NULL)
@@ -396,7 +397,7 @@ handle(struct csr_signer *s, const cJSON *obj)
 		usages[n++] = u->valuestring;
 	}
 	if (user == NULL || req64 == NULL || strlen(req64) > CSR_REQUEST_MAX ||
-	    (pem = incluster_b64_decode(req64, &len)) == NULL || strlen(pem) != len) {
+	    (pem = kb_b64_decode(req64, &len)) == NULL || strlen(pem) != len) {
 		snprintf(why, sizeof(why), "spec.request is not a base64 PEM certificate request");
 		goto deny;
 	}

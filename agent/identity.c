@@ -34,7 +34,6 @@
 /* Back-date notBefore so a peer whose clock is a little behind accepts it. */
 #define CLOCK_SKEW_SECONDS 300
 #define STATE_FILE_MAX (256 * 1024)
-#define NAME_MAX_LEN 63
 
 struct certspec {
 	const char *cn;
@@ -273,23 +272,6 @@ san_for_host(const char *host, char *san, size_t len)
 	return 0;
 }
 
-int
-identity_valid_name(const char *name)
-{
-	size_t i, n = strlen(name);
-
-	if (n == 0 || n > NAME_MAX_LEN)
-		return 0;
-	for (i = 0; i < n; i++) {
-		char c = name[i];
-		int alnum = (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9');
-
-		if (!alnum && (i == 0 || (c != '.' && c != '_' && c != '-')))
-			return 0;
-	}
-	return 1;
-}
-
 static void
 init_usage(FILE *f)
 {
@@ -523,9 +505,9 @@ issue_parse(int argc, char **argv, struct issue_opts *o)
 	}
 	if (o->dir == NULL || o->name == NULL || o->out == NULL)
 		return complain(2, "issue: --state-dir, --name and --out are required (try --help)");
-	if (!identity_valid_name(o->name))
+	if (!kb_identity_name(o->name))
 		return complain(2, "issue: invalid name '%s': use 1-%d characters of a-z 0-9 . _ - "
-		    "starting with a letter or digit", o->name, NAME_MAX_LEN);
+		    "starting with a letter or digit", o->name, KB_IDENTITY_NAME_MAX);
 	return -1;
 }
 
@@ -772,7 +754,7 @@ identity_user_cert(const char *ca_crt, const char *ca_keytext, EVP_PKEY *pub, co
 
 	*crt = NULL;
 	ERR_clear_error();
-	if (!identity_valid_name(name))
+	if (!kb_identity_name(name))
 		snprintf(err, errlen, "'%s' is not a kbridge name", name);
 	else if (seconds <= 0)
 		snprintf(err, errlen, "a certificate needs a lifetime");

@@ -22,13 +22,10 @@ int identity_manager_cert(const char *ca_crt, const char *ca_key, const char *sa
  * CN=name, clientAuth) for the public key pub (borrowed; its private key
  * stays with whoever asked), valid seconds from now (back-dated a little
  * for clock skew), signed by the CA (PEM certificate and key). *crt is
- * malloc'd PEM. 0, or -1 with err (also for a name identity_valid_name
+ * malloc'd PEM. 0, or -1 with err (also for a name kb_identity_name
  * refuses). */
 int identity_user_cert(const char *ca_crt, const char *ca_key, EVP_PKEY *pub, const char *name,
     long seconds, char **crt, char *err, size_t errlen);
-/* A kbridge identity name: 1-63 characters of a-z 0-9 . _ - starting with
- * a letter or digit (1), or not (0). */
-int identity_valid_name(const char *name);
 /* Wipe and free a PEM key. */
 void identity_free_secret(char *s);
 

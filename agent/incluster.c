@@ -8,50 +8,15 @@
 
 #include <cjson/cJSON.h>
 #include <event2/event.h>
-#include <openssl/evp.h>
 
 #include "identity.h"
 #include "kubeapi.h"
 #include "log.h"
+#include "util.h"
 
 #define SECRET_TIMEOUT_S 30
 #define KEY_CRT "ca.crt"
 #define KEY_KEY "ca.key"
-
-char *
-incluster_b64_encode(const char *s)
-{
-	size_t n = strlen(s);
-	char *out;
-
-	if ((out = malloc(4 * ((n + 2) / 3) + 1)) == NULL)
-		return NULL;
-	EVP_EncodeBlock((unsigned char *)out, (const unsigned char *)s, (int)n);
-	return out;
-}
-
-char *
-incluster_b64_decode(const char *s, size_t *len)
-{
-	size_t n = strlen(s), pad = 0;
-	char *out;
-	int r;
-
-	if (n % 4 || (out = malloc(n / 4 * 3 + 1)) == NULL)
-		return NULL;
-	if ((r = EVP_DecodeBlock((unsigned char *)out, (const unsigned char *)s, (int)n)) < 0) {
-		free(out);
-		return NULL;
-	}
-	/* EVP_DecodeBlock counts the padding as zero bytes. */
-	if (n && s[n - 1] == '=')
-		pad++;
-	if (n > 1 && s[n - 2] == '=')
-		pad++;
-	*len = (size_t)r - pad;
-	out[*len] = '\0';
-	return out;
-}
 
 struct call {
 	int done;
@@ -113,8 +78,8 @@ from_secret(const cJSON *s, char **crt, char **key, char *err, size_t errlen)
 	const char *k = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(data, KEY_KEY));
 	size_t n;
 
-	*crt = c ? incluster_b64_decode(c, &n) : NULL;
-	*key = k ? incluster_b64_decode(k, &n) : NULL;
+	*crt = c ? kb_b64_decode(c, &n) : NULL;
+	*key = k ? kb_b64_decode(k, &n) : NULL;
 	if (*crt && *key)
 		return 0;
 	free(*crt);
@@ -147,7 +112,7 @@ static cJSON *
 secret_object(const char *ns, const char *name, const char *crt, const char *key)
 {
 	cJSON *o = our_object("Secret", ns, name), *data;
-	char *c = incluster_b64_encode(crt), *k = incluster_b64_encode(key);
+	char *c = kb_b64_encode(crt), *k = kb_b64_encode(key);
 
 	cJSON_AddStringToObject(o, "type", "Opaque");
 	data = cJSON_AddObjectToObject(o, "data");

@@ -27,9 +27,4 @@ int incluster_publish_ca(struct event_base *base, struct kb_kube *kube, const ch
 int incluster_service_ip(struct event_base *base, struct kb_kube *kube, const char *ns,
     const char *name, char *ip, size_t len);
 
-/* Base64 (RFC 4648, padded), as Secret data is. Return malloc'd strings or
- * NULL (decode: invalid input; *len gets the length, a NUL follows). */
-char *incluster_b64_encode(const char *s);
-char *incluster_b64_decode(const char *s, size_t *len);
-
 #endif

@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <malloc.h>
+#include <openssl/evp.h>
 #include <openssl/rand.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -265,4 +266,56 @@ kb_malloc_tune(void)
 	 * top back to the kernel after each burst costs a brk() per burst. */
 	mallopt(M_TRIM_THRESHOLD, 8 * 1024 * 1024);
 	mallopt(M_MMAP_THRESHOLD, 1024 * 1024);
+}
+
+int
+kb_identity_name(const char *name)
+{
+	size_t i, n = strlen(name);
+
+	if (n == 0 || n > KB_IDENTITY_NAME_MAX)
+		return 0;
+	for (i = 0; i < n; i++) {
+		char c = name[i];
+		int alnum = (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9');
+
+		if (!alnum && (i == 0 || (c != '.' && c != '_' && c != '-')))
+			return 0;
+	}
+	return 1;
+}
+
+char *
+kb_b64_encode(const char *s)
+{
+	size_t n = strlen(s);
+	char *out;
+
+	if ((out = malloc(4 * ((n + 2) / 3) + 1)) == NULL)
+		return NULL;
+	EVP_EncodeBlock((unsigned char *)out, (const unsigned char *)s, (int)n);
+	return out;
+}
+
+char *
+kb_b64_decode(const char *s, size_t *len)
+{
+	size_t n = strlen(s), pad = 0;
+	char *out;
+	int r;
+
+	if (n % 4 || (out = malloc(n / 4 * 3 + 1)) == NULL)
+		return NULL;
+	if ((r = EVP_DecodeBlock((unsigned char *)out, (const unsigned char *)s, (int)n)) < 0) {
+		free(out);
+		return NULL;
+	}
+	/* EVP_DecodeBlock counts the padding as zero bytes. */
+	if (n && s[n - 1] == '=')
+		pad++;
+	if (n > 1 && s[n - 2] == '=')
+		pad++;
+	*len = (size_t)r - pad;
+	out[*len] = '\0';
+	return out;
 }

@@ -41,6 +41,16 @@ int kb_write_file(const char *path, const void *data, size_t len, int mode);
 /* An RFC 1123 label as Kubernetes names are: [a-z0-9-], 1-63, no '-' at
  * either end. */
 int kb_dns_label(const char *s);
+/* A kbridge identity (user or sidecar) name, a certificate's CN: 1 to
+ * KB_IDENTITY_NAME_MAX characters of a-z 0-9 . _ - starting with a letter
+ * or digit. */
+#define KB_IDENTITY_NAME_MAX 63
+int kb_identity_name(const char *name);
+/* Base64 (RFC 4648, padded), as Kubernetes carries bytes in JSON. Return
+ * malloc'd strings or NULL (decode: invalid input; *len gets the length,
+ * a NUL follows). */
+char *kb_b64_encode(const char *s);
+char *kb_b64_decode(const char *s, size_t *len);
 
 /* Fill out with 2 * n random lowercase hex digits and a NUL (n at most
  * 32). 0, or -1 if there is no randomness. */

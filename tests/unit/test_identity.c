@@ -300,12 +300,12 @@ test_issue(const char *dir, const char *a, const char *b)
 	name63[63] = '\0';
 	memset(name64, 'a', 64);
 	name64[64] = '\0';
-	ok(identity_valid_name(name63));
-	ok(identity_valid_name("a") && identity_valid_name("0x") && identity_valid_name("bob_1.dev-2"));
-	ok(!identity_valid_name(name64));
-	ok(!identity_valid_name(""));
-	ok(!identity_valid_name("-bob") && !identity_valid_name(".bob") && !identity_valid_name("_bob"));
-	ok(!identity_valid_name("Bob") && !identity_valid_name("a/b") && !identity_valid_name("a b"));
+	ok(kb_identity_name(name63));
+	ok(kb_identity_name("a") && kb_identity_name("0x") && kb_identity_name("bob_1.dev-2"));
+	ok(!kb_identity_name(name64));
+	ok(!kb_identity_name(""));
+	ok(!kb_identity_name("-bob") && !kb_identity_name(".bob") && !kb_identity_name("_bob"));
+	ok(!kb_identity_name("Bob") && !kb_identity_name("a/b") && !kb_identity_name("a b"));
 	ok(run(cmd_issue, "issue", "--state-dir", a, "--name", "../evil",
 	    "--out", path(dir, "evil.json"), NULL) == 2);
 	ok(run(cmd_issue, "issue", "--state-dir", a, "--name", name64,
