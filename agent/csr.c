@@ -18,7 +18,6 @@
 #include <openssl/x509.h>
 
 #include "identity.h"
-#include "incluster.h"
 #include "kubeapi.h"
 #include "log.h"
 #include "tls.h"
