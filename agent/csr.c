@@ -204,11 +204,11 @@ str(const cJSON *o, const char *a, const char *b)
 static int
 has_condition(const cJSON *obj, const char *type)
 {
-	const cJSON *c;
+	const cJSON *c, *t;
 
 	cJSON_ArrayForEach(c, get(obj, "status", "conditions"))
-		if (cJSON_IsString(c = cJSON_GetObjectItemCaseSensitive(c, "type")) &&
-		    strcmp(c->valuestring, type) == 0)
+		if (cJSON_IsString(t = cJSON_GetObjectItemCaseSensitive(c, "type")) &&
+		    strcmp(t->valuestring, type) == 0)
 			return 1;
 	return 0;
 }

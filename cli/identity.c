@@ -241,7 +241,8 @@ fetch_ca(struct kapi *k, const char *ns, const char *user, char *err, size_t err
 		snprintf(err, errlen, "ConfigMap %s/%s holds no PEM ca.crt", ns, KB_CA_CONFIGMAP);
 	} else if (status == 403) {
 		snprintf(err, errlen, "%s may not read ConfigMap %s/%s (ask an admin to bind Role "
-		    "%s in namespace %s)", user, ns, KB_CA_CONFIGMAP, KB_DEVELOPER_NAME, ns);
+		    "%s in namespace %s and ClusterRole %s)", user, ns, KB_CA_CONFIGMAP,
+		    KB_DEVELOPER_NAME, ns, KB_DEVELOPER_NAME);
 	} else if (status == 404) {
 		snprintf(err, errlen, "no ConfigMap %s/%s: is kbridge installed in namespace %s "
 		    "and its manager running?", ns, KB_CA_CONFIGMAP, ns);
