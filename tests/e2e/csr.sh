@@ -171,6 +171,12 @@ ok "a CSR by alice for CN=bob, or by bob for server auth: Denied with the one-li
 [[ $(adm auth can-i --as=alice list certificatesigningrequests.certificates.k8s.io 2>/dev/null || true) == no ]]
 [[ $(adm auth can-i --as=alice get configmaps/kbridge-manager-ca -n kbridge) == yes ]]
 [[ $(adm auth can-i --as=alice get configmaps/kbridge-manager-state -n kbridge 2>/dev/null || true) == no ]]
-[[ $(adm auth can-i --as=system:serviceaccount:kbridge:kbridge-manager sign signers.certificates.k8s.io/kubernetes.io/kube-apiserver-client 2>/dev/null || true) == no ]]
-[[ $(adm auth can-i --as=system:serviceaccount:kbridge:kbridge-manager sign signers.certificates.k8s.io/kbridge.dev/developer) == yes ]]
+# (signers are no API resource: kubectl auth can-i cannot ask, a SubjectAccessReview can)
+sar() { # USER VERB SIGNER
+	adm create -o 'jsonpath={.status.allowed}' -f - <<<'{"apiVersion":"authorization.k8s.io/v1","kind":"SubjectAccessReview","spec":{"user":"'"$1"'","resourceAttributes":{"group":"certificates.k8s.io","resource":"signers","verb":"'"$2"'","name":"'"$3"'"}}}'
+}
+mgr=system:serviceaccount:kbridge:kbridge-manager
+[[ $(sar $mgr sign kbridge.dev/developer) == true && $(sar $mgr approve kbridge.dev/developer) == true ]]
+[[ $(sar $mgr sign kubernetes.io/kube-apiserver-client) != true && $(sar $mgr approve kubernetes.io/kubelet-serving) != true ]]
+[[ $(sar alice approve kbridge.dev/developer) != true && $(sar alice sign kbridge.dev/developer) != true ]]
 ok "RBAC: developers create/get CSRs (no list) and get the CA ConfigMap only; the manager signs for kbridge.dev/developer only"
