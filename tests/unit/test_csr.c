@@ -199,9 +199,56 @@ test_sign(void)
 	identity_free_secret(cakey);
 }
 
+/* What handle() reads off the objects. */
+static void
+test_objects(void)
+{
+	char now[32], old[32], json[512];
+	time_t t = time(NULL);
+	struct tm tm;
+	cJSON *o;
+
+	o = cJSON_Parse("{\"status\":{\"conditions\":[{\"type\":\"Approved\",\"status\":"
+	    "\"True\",\"reason\":\"x\",\"message\":\"y\",\"lastUpdateTime\":\"z\"},"
+	    "{\"type\":\"Failed\",\"status\":\"True\"}]}}");
+	ok(has_condition(o, "Approved") && has_condition(o, "Failed") && !has_condition(o, "Denied"));
+	cJSON_Delete(o);
+	o = cJSON_Parse("{\"status\":{\"conditions\":[{\"status\":\"True\"},7,"
+	    "{\"type\":1}]}}");
+	ok(!has_condition(o, "Denied") && !has_condition(NULL, "Denied"));
+	cJSON_Delete(o);
+
+	strftime(now, sizeof(now), "%Y-%m-%dT%H:%M:%SZ", gmtime_r(&t, &tm));
+	t -= CSR_MAX_AGE_S + 60;
+	strftime(old, sizeof(old), "%Y-%m-%dT%H:%M:%SZ", gmtime_r(&t, &tm));
+	snprintf(json, sizeof(json), "{\"metadata\":{\"creationTimestamp\":\"%s\"}}", now);
+	o = cJSON_Parse(json);
+	ok(!too_old(o));
+	cJSON_Delete(o);
+	snprintf(json, sizeof(json), "{\"metadata\":{\"creationTimestamp\":\"%s\"}}", old);
+	o = cJSON_Parse(json);
+	ok(too_old(o));
+	cJSON_Delete(o);
+	o = cJSON_Parse("{\"metadata\":{\"creationTimestamp\":\"yesterday\"}}");
+	ok(too_old(o));
+	cJSON_Delete(o);
+
+	o = cJSON_Parse("{\"metadata\":{\"name\":\"x\"}}");
+	{
+		cJSON *w = with_condition(o, "Denied", "KbridgeDenied", "subject CN=bob ...");
+
+		ok(w && has_condition(w, "Denied") && !has_condition(o, "Denied") &&
+		    strcmp(cJSON_GetStringValue(cJSON_GetObjectItem(cJSON_GetArrayItem(get(w,
+		    "status", "conditions"), 0), "message")), "subject CN=bob ...") == 0);
+		cJSON_Delete(w);
+	}
+	cJSON_Delete(o);
+}
+
 int
 main(void)
 {
+	test_objects();
 	test_checks();
 	test_lifetime();
 	test_sign();
