@@ -464,7 +464,7 @@ on_error(void *arg, int status, const char *err)
 }
 
 struct csr_signer *
-csr_signer_new(struct event_base *base, struct kb_kube *kube, const char *ca_crt,
+csr_signer_new(struct kb_kube *kube, const char *ca_crt,
     const char *ca_key, char *err, size_t errlen)
 {
 	const struct kb_kube_watch_cbs cbs = { .on_sync = on_sync, .on_event = on_event,
@@ -472,13 +472,13 @@ csr_signer_new(struct event_base *base, struct kb_kube *kube, const char *ca_crt
 	struct kb_kube_watch_cbs c = cbs;
 	struct csr_signer *s;
 
-	(void)base;
 	if ((s = calloc(1, sizeof(*s))) == NULL || (s->ca_crt = strdup(ca_crt)) == NULL ||
 	    (s->ca_key = strdup(ca_key)) == NULL)
 		goto oom;
 	s->kube = kube;
 	c.arg = s;
-	/* The API server filters by signer (a field selector CSRs support). */
+	/* The API server filters by signer (a field selector CSRs support);
+	 * KB_SIGNER_DEVELOPER, escaped. handle() checks it again. */
 	if ((s->w = kb_kube_watch(kube, CSR_PATH "?fieldSelector=spec.signerName%3D"
 	    "kbridge.dev%2Fdeveloper", &c)) == NULL)
 		goto oom;

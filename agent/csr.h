@@ -13,7 +13,6 @@
 
 #include <openssl/types.h>
 
-struct event_base;
 struct kb_kube;
 
 #define CSR_MAX_SECONDS (24 * 3600)	/* lifetime: default and cap */
@@ -25,7 +24,7 @@ struct csr_signer;
 
 /* Watch the signer's requests and answer them, signing with the CA (PEM,
  * copied; the key is wiped when freed). NULL with err. */
-struct csr_signer *csr_signer_new(struct event_base *base, struct kb_kube *kube,
+struct csr_signer *csr_signer_new(struct kb_kube *kube,
     const char *ca_crt, const char *ca_key, char *err, size_t errlen);
 /* Stop (cancels the watch and requests in flight). NULL is fine. */
 void csr_signer_free(struct csr_signer *s);

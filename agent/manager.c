@@ -907,8 +907,7 @@ incluster_up(struct manager *m, const char *secret, char **ca, char **cert, char
 	rc = identity_manager_cert(*ca, ca_key, san, cert, key, err, errlen);
 	/* Developers get certificates from this CA through CSRs (agent/csr.c)
 	 * and check them with its certificate, published next to the Secret. */
-	if (rc == 0 && (m->csr = csr_signer_new(m->base, m->kube, *ca, ca_key, err,
-	    errlen)) == NULL)
+	if (rc == 0 && (m->csr = csr_signer_new(m->kube, *ca, ca_key, err, errlen)) == NULL)
 		rc = -1;
 	identity_free_secret(ca_key);
 	if (rc < 0)
