@@ -34,12 +34,12 @@
 /* Back-date notBefore so a peer whose clock is a little behind accepts it. */
 #define CLOCK_SKEW_SECONDS 300
 #define STATE_FILE_MAX (256 * 1024)
-#define NAME_MAX_LEN 63
 
 struct certspec {
 	const char *cn;
 	const char *o;
 	int days;
+	long seconds;    /* leaf only, optional: a lifetime in seconds instead of days */
 	int ca;          /* a CA certificate rather than a TLS leaf */
 	const char *eku; /* leaf only: "serverAuth" or "clientAuth" */
 	const char *san; /* leaf only, optional: "IP:..." or "DNS:..." */
@@ -120,7 +120,8 @@ make_cert(const struct certspec *cs, EVP_PKEY *key, X509 *issuer, EVP_PKEY *issu
 	    BN_to_ASN1_INTEGER(bn, X509_get_serialNumber(x)) == NULL)
 		goto done;
 	if (!X509_gmtime_adj(X509_getm_notBefore(x), -CLOCK_SKEW_SECONDS) ||
-	    !X509_time_adj_ex(X509_getm_notAfter(x), cs->days, 0, NULL))
+	    !X509_time_adj_ex(X509_getm_notAfter(x), cs->seconds ? 0 : cs->days,
+	    cs->seconds, NULL))
 		goto done;
 	subj = X509_get_subject_name(x);
 	if (!X509_NAME_add_entry_by_NID(subj, NID_organizationName, MBSTRING_UTF8,
@@ -269,23 +270,6 @@ san_for_host(const char *host, char *san, size_t len)
 			return -1;
 	snprintf(san, len, "DNS:%s", host);
 	return 0;
-}
-
-static int
-valid_name(const char *name)
-{
-	size_t i, n = strlen(name);
-
-	if (n == 0 || n > NAME_MAX_LEN)
-		return 0;
-	for (i = 0; i < n; i++) {
-		char c = name[i];
-		int alnum = (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9');
-
-		if (!alnum && (i == 0 || (c != '.' && c != '_' && c != '-')))
-			return 0;
-	}
-	return 1;
 }
 
 static void
@@ -521,9 +505,9 @@ issue_parse(int argc, char **argv, struct issue_opts *o)
 	}
 	if (o->dir == NULL || o->name == NULL || o->out == NULL)
 		return complain(2, "issue: --state-dir, --name and --out are required (try --help)");
-	if (!valid_name(o->name))
+	if (!kb_identity_name(o->name))
 		return complain(2, "issue: invalid name '%s': use 1-%d characters of a-z 0-9 . _ - "
-		    "starting with a letter or digit", o->name, NAME_MAX_LEN);
+		    "starting with a letter or digit", o->name, KB_IDENTITY_NAME_MAX);
 	return -1;
 }
 
@@ -694,6 +678,31 @@ identity_ca_new(char **crt, char **key, char *err, size_t errlen)
 	return 0;
 }
 
+/* The CA from PEM into *ca and *key: 0, or -1 with err. */
+static int
+load_ca(const char *ca_crt, const char *ca_keytext, X509 **ca, EVP_PKEY **key, char *err,
+    size_t errlen)
+{
+	BIO *bio;
+
+	*ca = NULL;
+	*key = NULL;
+	if ((bio = BIO_new_mem_buf(ca_crt, -1)) != NULL)
+		*ca = PEM_read_bio_X509(bio, NULL, NULL, NULL);
+	BIO_free(bio);
+	if ((bio = BIO_new_mem_buf(ca_keytext, -1)) != NULL)
+		*key = PEM_read_bio_PrivateKey(bio, NULL, kb_tls_no_passphrase, NULL);
+	BIO_free(bio);
+	if (*ca && *key && X509_check_private_key(*ca, *key))
+		return 0;
+	X509_free(*ca);
+	EVP_PKEY_free(*key);
+	*ca = NULL;
+	*key = NULL;
+	snprintf(err, errlen, "the CA is not a PEM certificate with its unencrypted key");
+	return -1;
+}
+
 int
 identity_manager_cert(const char *ca_crt, const char *ca_keytext, const char *san, char **crt,
     char **key, char *err, size_t errlen)
@@ -704,21 +713,12 @@ identity_manager_cert(const char *ca_crt, const char *ca_keytext, const char *sa
 	};
 	EVP_PKEY *ca_key = NULL, *k = NULL;
 	X509 *ca = NULL, *x = NULL;
-	BIO *bio;
 	int rc = -1;
 
 	*crt = *key = NULL;
 	ERR_clear_error();
-	if ((bio = BIO_new_mem_buf(ca_crt, -1)) != NULL)
-		ca = PEM_read_bio_X509(bio, NULL, NULL, NULL);
-	BIO_free(bio);
-	if ((bio = BIO_new_mem_buf(ca_keytext, -1)) != NULL)
-		ca_key = PEM_read_bio_PrivateKey(bio, NULL, kb_tls_no_passphrase, NULL);
-	BIO_free(bio);
-	if (!ca || !ca_key || !X509_check_private_key(ca, ca_key)) {
-		snprintf(err, errlen, "the CA is not a PEM certificate with its unencrypted key");
+	if (load_ca(ca_crt, ca_keytext, &ca, &ca_key, err, errlen) < 0)
 		goto done;
-	}
 	if ((k = EVP_PKEY_Q_keygen(NULL, NULL, "EC", "P-256")) == NULL) {
 		snprintf(err, errlen, "cannot generate a key: %s", sslerr());
 		goto done;
@@ -739,6 +739,34 @@ done:
 	EVP_PKEY_free(k);
 	ERR_clear_error();
 	return rc;
+}
+
+int
+identity_user_cert(const char *ca_crt, const char *ca_keytext, EVP_PKEY *pub, const char *name,
+    long seconds, char **crt, char *err, size_t errlen)
+{
+	const struct certspec spec = {
+		.cn = name, .o = KB_ROLE_USER, .days = CLIENT_DAYS, .seconds = seconds,
+		.eku = "clientAuth",
+	};
+	EVP_PKEY *ca_key = NULL;
+	X509 *ca = NULL, *x = NULL;
+
+	*crt = NULL;
+	ERR_clear_error();
+	if (!kb_identity_name(name))
+		snprintf(err, errlen, "'%s' is not a kbridge name", name);
+	else if (seconds <= 0)
+		snprintf(err, errlen, "a certificate needs a lifetime");
+	else if (load_ca(ca_crt, ca_keytext, &ca, &ca_key, err, errlen) == 0 &&
+	    (x = make_cert(&spec, pub, ca, ca_key, err, errlen)) != NULL &&
+	    (*crt = cert_pem(x)) == NULL)
+		snprintf(err, errlen, "cannot encode PEM: %s", sslerr());
+	X509_free(ca);
+	X509_free(x);
+	EVP_PKEY_free(ca_key);
+	ERR_clear_error();
+	return *crt ? 0 : -1;
 }
 
 void

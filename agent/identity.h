@@ -4,6 +4,8 @@
 
 #include <stddef.h>
 
+#include <openssl/types.h>
+
 /* kbridge-agent init --state-dir DIR --address HOST:PORT [--force] */
 int cmd_init(int argc, char **argv);
 /* kbridge-agent issue --state-dir DIR --name NAME --out FILE [--sidecar] */
@@ -16,6 +18,14 @@ int identity_ca_new(char **crt, char **key, char *err, size_t errlen);
  * ("DNS:a,IP:b"; NULL: none). 0, or -1 with err. */
 int identity_manager_cert(const char *ca_crt, const char *ca_key, const char *san, char **crt,
     char **key, char *err, size_t errlen);
+/* A developer's certificate (what `issue --name` makes: O=kbridge-user,
+ * CN=name, clientAuth) for the public key pub (borrowed; its private key
+ * stays with whoever asked), valid seconds from now (back-dated a little
+ * for clock skew), signed by the CA (PEM certificate and key). *crt is
+ * malloc'd PEM. 0, or -1 with err (also for a name kb_identity_name
+ * refuses). */
+int identity_user_cert(const char *ca_crt, const char *ca_key, EVP_PKEY *pub, const char *name,
+    long seconds, char **crt, char *err, size_t errlen);
 /* Wipe and free a PEM key. */
 void identity_free_secret(char *s);
 

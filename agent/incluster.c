@@ -104,13 +104,14 @@ from_secret(const cJSON *s, char **crt, char **key, char *err, size_t errlen)
 	return -1;
 }
 
-cJSON *
-incluster_secret(const char *ns, const char *name)
+/* apiVersion v1, kind, metadata with name, namespace and our labels. */
+static cJSON *
+our_object(const char *kind, const char *ns, const char *name)
 {
 	cJSON *o = cJSON_CreateObject(), *meta, *labels;
 
 	cJSON_AddStringToObject(o, "apiVersion", "v1");
-	cJSON_AddStringToObject(o, "kind", "Secret");
+	cJSON_AddStringToObject(o, "kind", kind);
 	meta = cJSON_AddObjectToObject(o, "metadata");
 	cJSON_AddStringToObject(meta, "name", name);
 	cJSON_AddStringToObject(meta, "namespace", ns);
@@ -119,6 +120,14 @@ incluster_secret(const char *ns, const char *name)
 	cJSON_AddStringToObject(labels, "app.kubernetes.io/component", "manager");
 	cJSON_AddStringToObject(labels, "app.kubernetes.io/part-of", "kbridge");
 	cJSON_AddStringToObject(labels, "app.kubernetes.io/managed-by", "kbridge");
+	return o;
+}
+
+cJSON *
+incluster_secret(const char *ns, const char *name)
+{
+	cJSON *o = our_object("Secret", ns, name);
+
 	cJSON_AddStringToObject(o, "type", "Opaque");
 	if (!cJSON_AddObjectToObject(o, "data")) {
 		cJSON_Delete(o);
@@ -141,6 +150,58 @@ secret_object(const char *ns, const char *name, const char *crt, const char *key
 	free(c);
 	identity_free_secret(k);
 	return o;
+}
+
+int
+incluster_publish_ca(struct event_base *base, struct kb_kube *kube, const char *ns,
+    const char *name, const char *crt, char *err, size_t errlen)
+{
+	char path[512];
+	const char *have;
+	struct call c;
+	cJSON *obj = NULL, *data;
+	int rc = -1;
+
+	snprintf(path, sizeof(path), "/api/v1/namespaces/%s/configmaps/%s", ns, name);
+	if (call(base, kube, "GET", path, NULL, &c, err, errlen) < 0)
+		return -1;
+	if (c.status == 200) {
+		have = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(
+		    cJSON_GetObjectItemCaseSensitive(c.body, "data"), KEY_CRT));
+		if (have && strcmp(have, crt) == 0) {
+			cJSON_Delete(c.body);
+			return 0;
+		}
+		/* Ours to replace: only the manager may write it (RBAC). */
+		obj = c.body;
+		cJSON_DeleteItemFromObjectCaseSensitive(obj, "data");
+		cJSON_DeleteItemFromObjectCaseSensitive(obj, "binaryData");
+	} else if (c.status == 404) {
+		cJSON_Delete(c.body);
+		obj = our_object("ConfigMap", ns, name);
+		snprintf(path, sizeof(path), "/api/v1/namespaces/%s/configmaps", ns);
+	} else {
+		snprintf(err, errlen, "cannot read ConfigMap %s/%s: %s", ns, name, c.err);
+		cJSON_Delete(c.body);
+		return -1;
+	}
+	if ((data = cJSON_AddObjectToObject(obj, "data")) == NULL ||
+	    !cJSON_AddStringToObject(data, KEY_CRT, crt)) {
+		snprintf(err, errlen, "out of memory");
+		goto done;
+	}
+	if (call(base, kube, c.status == 200 ? "PUT" : "POST", path, obj, &c, err, errlen) < 0)
+		goto done;
+	cJSON_Delete(c.body);
+	if (c.status != 200 && c.status != 201) {
+		snprintf(err, errlen, "cannot write ConfigMap %s/%s: %s", ns, name, c.err);
+		goto done;
+	}
+	log_info("published the CA certificate in ConfigMap %s/%s", ns, name);
+	rc = 0;
+done:
+	cJSON_Delete(obj);
+	return rc;
 }
 
 int

@@ -17,6 +17,12 @@ struct kb_kube;
 int incluster_ca(struct event_base *base, struct kb_kube *kube, const char *ns, const char *name,
     char **crt, char **key, char *err, size_t errlen);
 
+/* Blocks until done: the CA certificate crt (public part only) in
+ * ConfigMap ns/name (key ca.crt), created or updated if it differs, for
+ * developers to check their certificates with. 0, or -1 with err. */
+int incluster_publish_ca(struct event_base *base, struct kb_kube *kube, const char *ns,
+    const char *name, const char *crt, char *err, size_t errlen);
+
 /* The clusterIP (IPv4) of Service ns/name into ip (16 bytes), waited for.
  * 0, or -1 (no such Service, no IPv4 address, no answer). */
 int incluster_service_ip(struct event_base *base, struct kb_kube *kube, const char *ns,

@@ -23,6 +23,7 @@
 #include "client.h"
 #include "identity.h"
 #include "incluster.h"
+#include "csr.h"
 #include "intercepts.h"
 #include "kubeapi.h"
 #include "listener.h"
@@ -70,6 +71,7 @@ struct manager {
 	/* --in-cluster: the API tells subnets and namespaces (discovery). */
 	struct kb_kube *kube;
 	struct discovery *disc;
+	struct csr_signer *csr;	/* developers' CertificateSigningRequests */
 	char *ns_owned[MAX_NAMESPACES]; /* what namespaces[] points to then */
 	int have_subnets, have_namespaces;
 	const char *domain;
@@ -872,7 +874,7 @@ incluster_up(struct manager *m, const char *secret, char **ca, char **cert, char
 	const struct discovery_cbs cbs = { .on_subnets = disc_subnets,
 	    .on_namespaces = disc_namespaces, .arg = m };
 	const char *ip = getenv("KB_POD_IP");
-	char ns[256], san[1200], svc_ip[16], *ca_key = NULL;
+	char ns[256], san[1200], svc_ip[16], why[300], *ca_key = NULL;
 	struct in_addr a;
 	uint64_t since, logged;
 	int rc;
@@ -905,9 +907,15 @@ incluster_up(struct manager *m, const char *secret, char **ca, char **cert, char
 	    sizeof(svc_ip)) == 0 && (!ip || strcmp(ip, svc_ip)))
 		snprintf(san + strlen(san), sizeof(san) - strlen(san), ",IP:%s", svc_ip);
 	rc = identity_manager_cert(*ca, ca_key, san, cert, key, err, errlen);
+	/* Developers get certificates from this CA through CSRs (agent/csr.c)
+	 * and check them with its certificate, published next to the Secret. */
+	if (rc == 0 && (m->csr = csr_signer_new(m->kube, *ca, ca_key, err, errlen)) == NULL)
+		rc = -1;
 	identity_free_secret(ca_key);
 	if (rc < 0)
 		return -1;
+	if (incluster_publish_ca(m->base, m->kube, ns, secret, *ca, why, sizeof(why)) < 0)
+		log_warnx("developers cannot read the CA certificate: %s", why);
 	if ((m->disc = discovery_new(m->base, m->kube, ns, &cbs)) == NULL) {
 		snprintf(err, errlen, "out of memory");
 		return -1;
@@ -1170,6 +1178,7 @@ out:
 		evutil_freeaddrinfo(ai);
 	kb_listener_free(m.listener);
 	kb_pool_free(m.preauth);
+	csr_signer_free(m.csr);
 	discovery_free(m.disc);
 	if (m.kube)
 		kb_kube_free(m.kube);

@@ -49,6 +49,7 @@ static int cmd_status(int, char **);
 static int cmd_quit(int, char **);
 static int cmd_version(int, char **);
 static int cmd_help(int, char **);
+int cmd_login(int, char **);	/* cli/identity.c */
 
 static const struct command commands[] = {
 	{ "connect", cmd_connect,
@@ -233,6 +234,22 @@ static const struct command commands[] = {
 	    "  -o, --output FMT       text (default) or json\n"
 	    "  -h, --help             show this help\n",
 	    "remove kbridge from the cluster" },
+	{ "login", cmd_login,
+	    "usage: kbridge login [--kubeconfig FILE] [--context NAME] [--namespace NS]\n"
+	    "           [--timeout SECONDS] [--output text|json]\n"
+	    "\n"
+	    "Get your kbridge certificate from Kubernetes (a CertificateSigningRequest\n"
+	    "that kbridge's manager signs for you), or reuse the cached one, and say\n"
+	    "whose it is, until when, and where it is cached. A diagnostic: connect\n"
+	    "does this itself.\n"
+	    "\n"
+	    "      --kubeconfig FILE  kubeconfig (default $KUBECONFIG, ~/.kube/config)\n"
+	    "      --context NAME     kubeconfig context (default current-context)\n"
+	    "  -n, --namespace NS     namespace of the manager (default kbridge)\n"
+	    "      --timeout SECONDS  wait this long for the certificate (default 30)\n"
+	    "  -o, --output FMT       text (default) or json\n"
+	    "  -h, --help             show this help\n",
+	    NULL },
 	{ "quit", cmd_quit,
 	    "usage: kbridge quit\n"
 	    "\n"

@@ -299,7 +299,10 @@ kb_manifests(const struct kb_manifest_opts *mo)
 	 * the body), the rest is. */
 	o = object(list, "rbac.authorization.k8s.io/v1", "Role", KB_MANAGER_NAME, ns, "manager");
 	rules = add_arr(o, "rules");
-	rule(rules, "", L("secrets"), NULL, L("create"));
+	rule(rules, "", L("secrets", "configmaps"), NULL, L("create"));
+	/* Its CA certificate (public part) for developers: made or replaced at
+	 * every start. */
+	rule(rules, "", L("configmaps"), L(KB_CA_CONFIGMAP), L("get", "update"));
 	/* Without ServiceCIDRs the service range is in the error a dry-run
 	 * Service with an impossible clusterIP gets (nothing is created). */
 	rule(rules, "", L("services"), NULL, L("create"));
@@ -313,16 +316,21 @@ kb_manifests(const struct kb_manifest_opts *mo)
 	o = object(list, "rbac.authorization.k8s.io/v1", "ClusterRole", KB_DEVELOPER_NAME, NULL,
 	    "developer");
 	rules = add_arr(o, "rules");
+	/* create and get, no list: RBAC cannot limit them to a developer's own
+	 * requests (the manager's subject check is what protects), and reading
+	 * the others' is not needed. */
 	rule(rules, "certificates.k8s.io", L("certificatesigningrequests"), NULL,
-	    L("create", "get", "list", "watch"));
+	    L("create", "get"));
 	rule(rules, "", L("namespaces", "services", "pods"), NULL, READ);
 
 	/* Developers, in the install namespace only (a RoleBinding): reach the
-	 * manager through the API server's port-forward. */
+	 * manager through the API server's port-forward, read its CA. */
 	o = object(list, "rbac.authorization.k8s.io/v1", "Role", KB_DEVELOPER_NAME, ns,
 	    "developer");
 	rules = add_arr(o, "rules");
 	rule(rules, "", L("pods/portforward"), NULL, L("create", "get"));
+	/* The manager's CA certificate, to check the one they get. */
+	rule(rules, "", L("configmaps"), L(KB_CA_CONFIGMAP), L("get"));
 
 	service(list, mo);
 	deployment(list, mo);

@@ -9,6 +9,7 @@
 #include <cjson/cJSON.h>
 
 #include "msg.h"
+#include "tls.h"
 
 #define KB_INSTALL_NS_DEFAULT	"kbridge"
 #define KB_IMAGE_DEFAULT	"ghcr.io/kbridge/kbridge-agent:" KB_MANIFEST_VERSION
@@ -22,7 +23,10 @@
  * secrets: a Secret), made by the manager at its first change. */
 #define KB_STATE_SECRET		"kbridge-manager-state"
 /* The CertificateSigningRequest signer the manager approves and signs. */
-#define KB_SIGNER_NAME		"kbridge.dev/developer"
+#define KB_SIGNER_NAME		KB_SIGNER_DEVELOPER
+/* The CA certificate (public part only), published by the manager for
+ * developers (`kbridge login` checks the certificate it gets with it). */
+#define KB_CA_CONFIGMAP		"kbridge-manager-ca"
 #define KB_LABEL_MANAGED_BY	"app.kubernetes.io/managed-by"
 #define KB_LABEL_PART_OF	"app.kubernetes.io/part-of"
 #define KB_MANAGER_TLS_PORT	8443

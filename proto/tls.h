@@ -9,6 +9,9 @@
 #define KB_ROLE_MANAGER "kbridge-manager"
 #define KB_ROLE_USER "kbridge-user"
 #define KB_ROLE_SIDECAR "kbridge-sidecar"
+/* The CertificateSigningRequest signer whose requests the in-cluster
+ * manager approves and signs as KB_ROLE_USER certificates. */
+#define KB_SIGNER_DEVELOPER "kbridge.dev/developer"
 
 /* Server (manager) context: TLS 1.3 only, client certificate required and
  * verified against ca_pem (purpose: TLS client). NULL with err on failure. */

@@ -356,3 +356,20 @@ kb_token_trim(char *t, size_t len, const char **why)
 		}
 	return 0;
 }
+
+int
+kb_identity_name(const char *name)
+{
+	size_t i, n = strlen(name);
+
+	if (n == 0 || n > KB_IDENTITY_NAME_MAX)
+		return 0;
+	for (i = 0; i < n; i++) {
+		char c = name[i];
+		int alnum = (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9');
+
+		if (!alnum && (i == 0 || (c != '.' && c != '_' && c != '-')))
+			return 0;
+	}
+	return 1;
+}

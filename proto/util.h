@@ -42,6 +42,11 @@ int kb_write_file(const char *path, const void *data, size_t len, int mode);
 /* An RFC 1123 label as Kubernetes names are: [a-z0-9-], 1-63, no '-' at
  * either end. */
 int kb_dns_label(const char *s);
+/* A kbridge identity (user or sidecar) name, a certificate's CN: 1 to
+ * KB_IDENTITY_NAME_MAX characters of a-z 0-9 . _ - starting with a letter
+ * or digit. */
+#define KB_IDENTITY_NAME_MAX 63
+int kb_identity_name(const char *name);
 
 /* An RFC 9110 tchar: a character of a header name or method (inline: the
  * proxy asks it of every byte of a request's method). */

@@ -300,12 +300,12 @@ test_issue(const char *dir, const char *a, const char *b)
 	name63[63] = '\0';
 	memset(name64, 'a', 64);
 	name64[64] = '\0';
-	ok(valid_name(name63));
-	ok(valid_name("a") && valid_name("0x") && valid_name("bob_1.dev-2"));
-	ok(!valid_name(name64));
-	ok(!valid_name(""));
-	ok(!valid_name("-bob") && !valid_name(".bob") && !valid_name("_bob"));
-	ok(!valid_name("Bob") && !valid_name("a/b") && !valid_name("a b"));
+	ok(kb_identity_name(name63));
+	ok(kb_identity_name("a") && kb_identity_name("0x") && kb_identity_name("bob_1.dev-2"));
+	ok(!kb_identity_name(name64));
+	ok(!kb_identity_name(""));
+	ok(!kb_identity_name("-bob") && !kb_identity_name(".bob") && !kb_identity_name("_bob"));
+	ok(!kb_identity_name("Bob") && !kb_identity_name("a/b") && !kb_identity_name("a b"));
 	ok(run(cmd_issue, "issue", "--state-dir", a, "--name", "../evil",
 	    "--out", path(dir, "evil.json"), NULL) == 2);
 	ok(run(cmd_issue, "issue", "--state-dir", a, "--name", name64,

@@ -102,6 +102,33 @@ grants(const cJSON *role, const char *resource, const char *verb)
 	return best;
 }
 
+/* Does a rule of role grant verb on resource for the CA ConfigMap by name? */
+static int
+names_ca(const cJSON *role, const char *resource, const char *verb)
+{
+	const cJSON *r;
+
+	cJSON_ArrayForEach(r, cJSON_GetObjectItem(role, "rules"))
+		if (has_str(cJSON_GetObjectItem(r, "resources"), resource) &&
+		    has_str(cJSON_GetObjectItem(r, "verbs"), verb) &&
+		    has_str(cJSON_GetObjectItem(r, "resourceNames"), KB_CA_CONFIGMAP) &&
+		    cJSON_GetArraySize(cJSON_GetObjectItem(r, "resourceNames")) == 1)
+			return 1;
+	return 0;
+}
+
+/* The (first) rule of role about resource. */
+static const cJSON *
+rule_for(const cJSON *role, const char *resource)
+{
+	const cJSON *r;
+
+	cJSON_ArrayForEach(r, cJSON_GetObjectItem(role, "rules"))
+		if (has_str(cJSON_GetObjectItem(r, "resources"), resource))
+			return r;
+	return NULL;
+}
+
 static char *
 yaml_of(const char *json)
 {
@@ -256,23 +283,37 @@ main(void)
 	ok(grants(o, "secrets", "create") == 1);
 	ok(grants(o, "secrets", "get") == 2 && grants(o, "secrets", "update") == 2);
 	ok(grants(o, "secrets", "list") == 0 && grants(o, "secrets", "delete") == 0);
-	/* The state holds preview tokens: a Secret, by name; no ConfigMaps. */
+	/* The state holds preview tokens: a Secret, by name. */
 	named_verbs(o, "secrets", "kbridge-manager-state", buf, sizeof(buf));
 	ok(strcmp(buf, "get,update") == 0);
 	named_verbs(o, "secrets", "kbridge-manager-ca", buf, sizeof(buf));
 	ok(strcmp(buf, "get,update,patch") == 0);
-	ok(grants(o, "configmaps", "get") == 0 && grants(o, "configmaps", "create") == 0);
+	ok(grants(o, "configmaps", "get") == 2 && grants(o, "configmaps", "delete") == 0);
+	ok(names_ca(o, "configmaps", "update") && grants(o, "configmaps", "update") == 2);
 	o = find(objs, "ClusterRole", KB_MANAGER_NAME);
 	ok(grants(o, "pods", "list") == 1 && grants(o, "endpointslices", "watch") == 1);
 	ok(grants(o, "pods", "create") == 0 && grants(o, "pods", "patch") == 0 &&
 	    grants(o, "secrets", "get") == 0);
 	ok(grants(o, "signers", "sign") == 2 && grants(o, "signers", "approve") == 2);
-	ok(grants(o, "certificatesigningrequests/approval", "update") == 1);
+	ok(grants(o, "certificatesigningrequests/approval", "update") == 1 &&
+	    grants(o, "certificatesigningrequests/status", "update") == 1);
+	ok(grants(o, "certificatesigningrequests", "watch") == 1 &&
+	    grants(o, "certificatesigningrequests", "update") == 0);
+	ok(names_ca(o, "signers", "sign") == 0);	/* a signer, not the ConfigMap */
+	ok(has_str(at(rule_for(o, "signers"), "resourceNames"), KB_SIGNER_NAME) &&
+	    strcmp(str_at(rule_for(o, "signers"), "apiGroups.0"), "certificates.k8s.io") == 0);
 	o = find(objs, "ClusterRole", KB_DEVELOPER_NAME);
-	ok(grants(o, "certificatesigningrequests", "create") == 1);
+	ok(grants(o, "certificatesigningrequests", "create") == 1 &&
+	    grants(o, "certificatesigningrequests", "get") == 1);
+	ok(grants(o, "certificatesigningrequests", "list") == 0 &&
+	    grants(o, "certificatesigningrequests", "watch") == 0 &&
+	    grants(o, "certificatesigningrequests/approval", "update") == 0 &&
+	    grants(o, "signers", "approve") == 0 && grants(o, "configmaps", "get") == 0);
 	ok(grants(o, "pods/portforward", "create") == 0 && grants(o, "secrets", "get") == 0);
 	o = find(objs, "Role", KB_DEVELOPER_NAME);
 	ok(grants(o, "pods/portforward", "create") == 1);
+	ok(grants(o, "configmaps", "get") == 2 && names_ca(o, "configmaps", "get") &&
+	    grants(o, "configmaps", "list") == 0 && grants(o, "secrets", "get") == 0);
 	o = find(objs, "ClusterRoleBinding", KB_MANAGER_NAME);
 	ok(strcmp(str_at(o, "subjects.0.namespace"), "kbtest") == 0 &&
 	    strcmp(str_at(o, "subjects.0.kind"), "ServiceAccount") == 0);
