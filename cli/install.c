@@ -48,38 +48,17 @@ static int
 may(struct kapi *k, const char *cmd, const cJSON *obj, const char *verb, int name)
 {
 	const struct kb_kind *kind = kb_manifest_kind(obj);
-	cJSON *rev = cJSON_CreateObject(), *ra, *resp = NULL;
-	const cJSON *st;
-	char group[64], err[600];
 	const char *slash = strchr(kind->api_version, '/');
-	long status;
-	int rc = -1;
+	char group[64], err[600];
+	int rc;
 
 	snprintf(group, sizeof(group), "%.*s", slash ? (int)(slash - kind->api_version) : 0,
 	    kind->api_version);
-	cJSON_AddStringToObject(rev, "apiVersion", "authorization.k8s.io/v1");
-	cJSON_AddStringToObject(rev, "kind", "SelfSubjectAccessReview");
-	ra = cJSON_AddObjectToObject(cJSON_AddObjectToObject(rev, "spec"), "resourceAttributes");
-	cJSON_AddStringToObject(ra, "verb", verb);
-	cJSON_AddStringToObject(ra, "group", group);
-	cJSON_AddStringToObject(ra, "resource", kind->plural);
-	if (kind->namespaced)
-		cJSON_AddStringToObject(ra, "namespace", meta(obj, "namespace"));
-	if (name)
-		cJSON_AddStringToObject(ra, "name", meta(obj, "name"));
-	if (kreq(k, "POST", "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews",
-	    "application/json", rev, &status, &resp, err, sizeof(err)) == -1) {
-		errorx("%s: %s", cmd, err);
-		goto out;
-	}
-	if (status != 201 && status != 200) {
-		api_error(status, resp, err, sizeof(err));
+	rc = kube_access(k, kind->namespaced ? meta(obj, "namespace") : NULL, group, kind->plural,
+	    NULL, verb, name ? meta(obj, "name") : NULL, err, sizeof(err));
+	if (rc == -1) {
 		errorx("%s: cannot check permissions: %s", cmd, err);
-		goto out;
-	}
-	st = cJSON_GetObjectItemCaseSensitive(resp, "status");
-	rc = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(st, "allowed"));
-	if (!rc) {
+	} else if (rc == 0) {
 		snprintf(err, sizeof(err), "%s%s%s%s%s", kind->plural, *group ? "." : "", group,
 		    name ? "/" : "", name ? meta(obj, "name") : "");
 		if (kind->namespaced)
@@ -89,9 +68,6 @@ may(struct kapi *k, const char *cmd, const cJSON *obj, const char *verb, int nam
 			errorx("%s: forbidden: you may not %s %s (cluster-wide; see the README, "
 			    "Install); nothing was changed", cmd, verb, err);
 	}
-out:
-	cJSON_Delete(rev);
-	cJSON_Delete(resp);
 	return rc;
 }
 

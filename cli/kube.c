@@ -154,6 +154,42 @@ out:
 }
 
 int
+kube_access(struct kapi *k, const char *ns, const char *group, const char *resource,
+    const char *sub, const char *verb, const char *name, char *err, size_t errlen)
+{
+	cJSON *rev = cJSON_CreateObject(), *ra = NULL, *resp = NULL;
+	long status;
+	int rc = -1;
+
+	if (rev && cJSON_AddStringToObject(rev, "apiVersion", "authorization.k8s.io/v1") &&
+	    cJSON_AddStringToObject(rev, "kind", "SelfSubjectAccessReview"))
+		ra = cJSON_AddObjectToObject(cJSON_AddObjectToObject(rev, "spec"),
+		    "resourceAttributes");
+	if (ra == NULL || !cJSON_AddStringToObject(ra, "verb", verb) ||
+	    !cJSON_AddStringToObject(ra, "group", group) ||
+	    !cJSON_AddStringToObject(ra, "resource", resource) ||
+	    (sub && !cJSON_AddStringToObject(ra, "subresource", sub)) ||
+	    (ns && !cJSON_AddStringToObject(ra, "namespace", ns)) ||
+	    (name && !cJSON_AddStringToObject(ra, "name", name))) {
+		snprintf(err, errlen, "out of memory");
+		goto out;
+	}
+	if (kreq(k, "POST", "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews",
+	    "application/json", rev, &status, &resp, err, errlen) == -1)
+		goto out;
+	if (status != 201 && status != 200) {
+		api_error(status, resp, err, errlen);
+		goto out;
+	}
+	rc = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(
+	    cJSON_GetObjectItemCaseSensitive(resp, "status"), "allowed"));
+out:
+	cJSON_Delete(rev);
+	cJSON_Delete(resp);
+	return rc;
+}
+
+int
 load_kubeconfig(const char *cmd, const char *file, const char *context, struct kapi *k)
 {
 	struct kb_kubeconfig_opts o = { .path = file, .context = context,

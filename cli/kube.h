@@ -41,6 +41,11 @@ int kreq(struct kapi *k, const char *method, const char *path, const char *ctype
 /* The API's reason for a failure: a Status object's message (control
  * characters shown as '?'), else the HTTP status. */
 void api_error(long status, const cJSON *resp, char *err, size_t errlen);
+/* May the user verb resource[/sub][ name] (in ns; NULL: cluster-wide) of
+ * API group ("" for the core group)? A SelfSubjectAccessReview: 1 yes,
+ * 0 no, -1 with err when it could not be asked. */
+int kube_access(struct kapi *k, const char *ns, const char *group, const char *resource,
+    const char *sub, const char *verb, const char *name, char *err, size_t errlen);
 /* Load the kubeconfig (file or $KUBECONFIG or ~/.kube/config, context or
  * the current one) into k->kc: 0, or -1 reported as "CMD: reason". */
 int load_kubeconfig(const char *cmd, const char *file, const char *context, struct kapi *k);

@@ -15,6 +15,7 @@
 
 #include "client.h"
 #include "cmd.h"
+#include "kconnect.h"
 #include "manifests.h"
 #include "msg.h"
 #include "start.h"
@@ -28,12 +29,14 @@ _Static_assert(KB_MAX_MATCH_HEADERS == 16, "update the intercept help text");
 /* The daemon answers a connect within ~15 s; leave it room. */
 #define CONNECT_TIMEOUT_MS	20000
 #define PROBE_TIMEOUT_MS	3000
+/* How long the manager may take to sign a new certificate. */
+#define CSR_TIMEOUT_MS		20000
 #define START_WAIT_MS		5000
 #define STOP_WAIT_MS		5000
 /* Beyond this many namespaces the DNS line stops being readable. */
 #define NS_SHOWN		8
 
-enum { OPT_REPLACE = 256 };
+enum { OPT_REPLACE = 256, OPT_KUBECONFIG, OPT_CONTEXT, OPT_MANAGER_NS, OPT_MANAGER_ADDR };
 
 struct command {
 	const char *name;
@@ -53,20 +56,33 @@ int cmd_login(int, char **);	/* cli/identity.c */
 
 static const struct command commands[] = {
 	{ "connect", cmd_connect,
-	    "usage: kbridge connect --profile FILE [--namespace NS] [--replace]\n"
-	    "           [--output text|json]\n"
+	    "usage: kbridge connect [--kubeconfig FILE] [--context NAME]\n"
+	    "           [--manager-namespace NS] [--manager-address HOST:PORT]\n"
+	    "           [--namespace NS] [--replace] [--output text|json]\n"
+	    "       kbridge connect --profile FILE [--namespace NS] [--replace] ...\n"
 	    "\n"
-	    "Connect this workstation to the cluster named in the profile,\n"
-	    "starting kbridged (through sudo unless root) if it is not running.\n"
-	    "An identity has one session: while it is connected from another\n"
-	    "workstation, connect is refused unless --replace ends that session\n"
-	    "(its intercepts and preview URLs end; it is told so).\n"
+	    "Connect this workstation to the cluster of your kubeconfig (as kubectl\n"
+	    "reads it), starting kbridged (through sudo unless root) if it is not\n"
+	    "running. Your kbridge certificate comes from the cluster (a\n"
+	    "CertificateSigningRequest the kbridge manager signs for you; kept in\n"
+	    "~/.cache/kbridge and reused while valid), and kbridged reaches the\n"
+	    "manager through the API server's port-forward (a helper process that\n"
+	    "runs as you and ends with the session), or at --manager-address.\n"
+	    "With --profile, the manager and identity come from a profile file\n"
+	    "instead (clusters without an API). An identity has one session: while\n"
+	    "it is connected from another workstation, connect is refused unless\n"
+	    "--replace ends that session (its intercepts and preview URLs end).\n"
 	    "\n"
-	    "  -p, --profile FILE   client profile (JSON) issued by the manager\n"
-	    "  -n, --namespace NS   namespace for short names (default: default)\n"
-	    "      --replace        take over this identity's session elsewhere\n"
-	    "  -o, --output FMT     text (default) or json\n"
-	    "  -h, --help           show this help\n",
+	    "      --kubeconfig FILE     kubeconfig (default: $KUBECONFIG, ~/.kube/config)\n"
+	    "      --context NAME        kubeconfig context (default: current-context)\n"
+	    "      --manager-namespace NS  where kbridge is installed (default: kbridge)\n"
+	    "      --manager-address HOST:PORT  reach the manager there, not through\n"
+	    "                            the API server (it is exposed)\n"
+	    "  -p, --profile FILE        client profile (JSON) issued by the manager\n"
+	    "  -n, --namespace NS        namespace for short names (default: default)\n"
+	    "      --replace             take over this identity's session elsewhere\n"
+	    "  -o, --output FMT          text (default) or json\n"
+	    "  -h, --help                show this help\n",
 	    "connect this workstation to a cluster" },
 	{ "status", cmd_status,
 	    "usage: kbridge status [--output text|json]\n"
@@ -654,39 +670,77 @@ cmd_connect(int argc, char **argv)
 	static const struct option opts[] = {
 		{ "profile", required_argument, NULL, 'p' },
 		{ "replace", no_argument, NULL, OPT_REPLACE },
+		{ "kubeconfig", required_argument, NULL, OPT_KUBECONFIG },
+		{ "context", required_argument, NULL, OPT_CONTEXT },
+		{ "manager-namespace", required_argument, NULL, OPT_MANAGER_NS },
+		{ "manager-address", required_argument, NULL, OPT_MANAGER_ADDR },
 		LONGOPT_NAMESPACE,
 		LONGOPT_OUTPUT,
 		LONGOPT_HELP,
 		LONGOPT_END
 	};
+	struct kconnect_opts ko = { .install_ns = KB_INSTALL_NS_DEFAULT,
+	    .timeout_ms = CSR_TIMEOUT_MS };
 	const char *profile = NULL, *ns = NULL, *sock = kb_socket_path();
 	enum output out = OUT_TEXT;
-	cJSON *body = NULL, *prof, *resp = NULL;
+	cJSON *body = NULL, *prof = NULL, *kube = NULL, *resp = NULL;
 	char err[1024];
-	int ch, rc, started = 0, ret, replace = 0;
+	int ch, rc, started = 0, ret, replace = 0, kopt = 0;
+	char hbuf[256];
+	uint16_t hport;
+	pid_t fwd = -1;
 
 	while ((ch = next_opt(argc, argv, ":p:n:o:h", opts)) != -1) {
 		if (ch == OPT_REPLACE)
 			replace = 1;
 		else if (ch == 'p')
 			profile = optarg;
+		else if (ch == OPT_KUBECONFIG)
+			ko.kubeconfig = optarg, kopt = 1;
+		else if (ch == OPT_CONTEXT)
+			ko.context = optarg, kopt = 1;
+		else if (ch == OPT_MANAGER_NS)
+			ko.install_ns = optarg, kopt = 1;
+		else if (ch == OPT_MANAGER_ADDR)
+			ko.manager_address = optarg, kopt = 1;
 		else if (!std_opt(ch, argv, &ns, &out, &ret))
 			return ret;
 	}
 	ret = 1;
 	if (no_operands(argc, argv) == -1)
 		return EXIT_USAGE;
-	if (profile == NULL) {
-		errorx("connect: --profile FILE is required");
+	if (profile && kopt) {
+		errorx("connect: --profile names the manager and identity; it cannot be "
+		    "combined with --kubeconfig, --context or --manager-*");
 		return EXIT_USAGE;
 	}
 	if (namespace_arg(argv[0], ns) == -1)
 		return EXIT_USAGE;
-	if ((prof = load_profile(profile)) == NULL)
+	if (!kb_dns_label(ko.install_ns)) {
+		errorx("connect: invalid --manager-namespace '%s'", ko.install_ns);
+		return EXIT_USAGE;
+	}
+	if (ko.manager_address && kb_hostport_parse(ko.manager_address, hbuf, sizeof(hbuf),
+	    &hport) < 0) {
+		errorx("connect: --manager-address must be HOST:PORT");
+		return EXIT_USAGE;
+	}
+	/* Ctrl-C aborts the API requests and still lets us clean up. */
+	catch_signals();
+	if (profile) {
+		if ((prof = load_profile(profile)) == NULL)
+			return 1;
+	} else if (kconnect_prepare(&ko, &prof, &kube, &fwd) == -1) {
 		return 1;
+	}
 	if ((body = cJSON_CreateObject()) == NULL ||
 	    !cJSON_AddItemToObject(body, "profile", prof)) {
 		cJSON_Delete(prof);
+		errorx("out of memory");
+		goto done;
+	}
+	if (kube && !cJSON_AddItemToObject(body, "kube", kube)) {
+		cJSON_Delete(kube);
 		errorx("out of memory");
 		goto done;
 	}
@@ -696,8 +750,6 @@ cmd_connect(int argc, char **argv)
 		goto done;
 	}
 
-	/* From here on Ctrl-C must still let us clean up what we started. */
-	catch_signals();
 
 	rc = call_ms("GET", KB_API_STATUS, NULL, PROBE_TIMEOUT_MS, &resp, err,
 	    sizeof(err));
@@ -740,6 +792,8 @@ cmd_connect(int argc, char **argv)
 done:
 	if (ret != 0 && started)
 		stop_started_daemon();
+	if (ret != 0)
+		kconnect_abort(fwd);
 	cJSON_Delete(resp);
 	cJSON_Delete(body);
 	return ret;

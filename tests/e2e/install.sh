@@ -105,16 +105,17 @@ sa=system:serviceaccount:kbtest:kbridge-manager
 can() { adm auth can-i --as="$sa" "$@"; }
 [[ $(can get secrets/kbridge-manager-ca -n kbtest) == yes ]]
 [[ $(can get secrets/kbridge-manager-state -n kbtest) == yes && $(can update secrets/kbridge-manager-state -n kbtest) == yes ]]
-[[ $(can create secrets -n kbtest) == yes ]]
+[[ $(can create secrets -n kbtest) == yes && $(can create configmaps -n kbtest) == yes ]]
+[[ $(can get configmaps/kbridge-manager-ca -n kbtest) == yes && $(can update configmaps/kbridge-manager-ca -n kbtest) == yes ]]
 [[ $(can watch endpointslices.discovery.k8s.io -A) == yes && $(can list nodes 2>/dev/null) == yes ]]
 for no in "get secrets/other -n kbtest" "list secrets -n kbtest" "get secrets -n default" \
 	"delete secrets/kbridge-manager-ca -n kbtest" "create pods -n default" "patch services -n default" \
-	"create configmaps -n default" "create configmaps -n kbtest" "get configmaps/kbridge-manager-state -n kbtest" \
+	"create configmaps -n default" "get configmaps/kbridge-manager-state -n kbtest" "list configmaps -n kbtest" \
 	"delete secrets/kbridge-manager-state -n kbtest" "patch secrets/kbridge-manager-state -n kbtest"; do
 	# shellcheck disable=SC2086 # words on purpose
 	[[ $(can $no 2>/dev/null) == no ]] || { echo "the manager may $no"; exit 1; }
 done
-ok "the manager may read the cluster and its own two Secrets (by name; no ConfigMap), not other secrets or any write elsewhere"
+ok "the manager may read the cluster, its own two Secrets and its CA ConfigMap (by name), not other secrets or configmaps or any write elsewhere"
 
 adm create clusterrolebinding alice-kbridge --clusterrole=kbridge-developer --user=alice >/dev/null
 adm -n kbtest create rolebinding alice-kbridge --role=kbridge-developer --user=alice >/dev/null
