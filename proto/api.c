@@ -7,7 +7,7 @@
 
 #include "util.h"
 
-enum ftype { T_STRING, T_NUMBER, T_BOOL, T_OBJECT, T_HEADERS };
+enum ftype { T_STRING, T_NUMBER, T_BOOL, T_OBJECT, T_HEADERS, T_KUBE };
 enum fcheck { C_NONE, C_LABEL, C_PATH_PREFIX, C_HOST, C_TOKEN };
 
 struct field {
@@ -24,6 +24,7 @@ static const struct field connect_fields[] = {
 	{ "profile", T_OBJECT, 1, 0, 0, C_NONE },
 	{ "namespace", T_STRING, 0, 0, 0, C_LABEL },
 	{ "replace", T_BOOL, 0, 0, 0, C_NONE },
+	{ "kube", T_KUBE, 0, 0, 0, C_NONE },
 	END
 };
 static const struct field intercept_fields[] = {
@@ -221,6 +222,84 @@ check_headers(const cJSON *v, char *err, size_t errlen)
 	return 0;
 }
 
+/* A member name fit to repeat in an error: printable ASCII, cut short. */
+static const char *
+shown_name(const char *s, char *buf, size_t len)
+{
+	size_t i;
+
+	for (i = 0; s[i] && i + 4 < len; i++)
+		buf[i] = (unsigned char)s[i] < 0x20 || (unsigned char)s[i] >= 0x7f ? '?' : s[i];
+	if (s[i])
+		memcpy(buf + i, "...", 4);
+	else
+		buf[i] = '\0';
+	return buf;
+}
+
+/* Printable ASCII (no spaces at either end), 1 to max characters. */
+static int
+printable(const char *s, size_t max)
+{
+	size_t i, n = strlen(s);
+
+	if (n == 0 || n > max || s[0] == ' ' || s[n - 1] == ' ')
+		return 0;
+	for (i = 0; i < n; i++)
+		if ((unsigned char)s[i] < 0x20 || (unsigned char)s[i] >= 0x7f)
+			return 0;
+	return 1;
+}
+
+/* kube: what the CLI read from the kubeconfig, shown by status only:
+ * {"context", "cluster", "server", "install_namespace", "via"}, all
+ * optional strings. */
+static int
+check_kube(const cJSON *v, char *err, size_t errlen)
+{
+	const cJSON *m;
+	const char *s;
+	char buf[40];
+
+	if (!cJSON_IsObject(v)) {
+		snprintf(err, errlen, "kube must be an object");
+		return -1;
+	}
+	cJSON_ArrayForEach(m, v) {
+		if (!cJSON_IsString(m)) {
+			snprintf(err, errlen, "kube.%s must be a string",
+			    shown_name(m->string, buf, sizeof(buf)));
+			return -1;
+		}
+		s = m->valuestring;
+		if (!strcmp(m->string, "context") || !strcmp(m->string, "cluster")) {
+			if (printable(s, KB_API_KUBE_NAME_MAX))
+				continue;
+			snprintf(err, errlen, "kube.%s must be 1-%d printable characters",
+			    m->string, KB_API_KUBE_NAME_MAX);
+		} else if (!strcmp(m->string, "server")) {
+			if (printable(s, KB_API_KUBE_SERVER_MAX) && !strncmp(s, "https://", 8) &&
+			    !strchr(s, ' '))
+				continue;
+			snprintf(err, errlen, "kube.server must be an https:// URL of at most %d "
+			    "characters", KB_API_KUBE_SERVER_MAX);
+		} else if (!strcmp(m->string, "install_namespace")) {
+			if (kb_dns_label(s))
+				continue;
+			snprintf(err, errlen, "kube.install_namespace must be a DNS label");
+		} else if (!strcmp(m->string, "via")) {
+			if (!strcmp(s, "port-forward") || !strcmp(s, "address"))
+				continue;
+			snprintf(err, errlen, "kube.via must be port-forward or address");
+		} else {
+			snprintf(err, errlen, "unknown field \"kube.%s\"",
+			    shown_name(m->string, buf, sizeof(buf)));
+		}
+		return -1;
+	}
+	return 0;
+}
+
 static int
 check_field(const struct field *f, const cJSON *v, char *err, size_t errlen)
 {
@@ -267,24 +346,12 @@ check_field(const struct field *f, const cJSON *v, char *err, size_t errlen)
 		return 0;
 	case T_HEADERS:
 		return check_headers(v, err, errlen);
+	case T_KUBE:
+		return check_kube(v, err, errlen);
 	}
 	return 0;
 }
 
-/* A member name fit to repeat in an error: printable ASCII, cut short. */
-static const char *
-shown_name(const char *s, char *buf, size_t len)
-{
-	size_t i;
-
-	for (i = 0; s[i] && i + 4 < len; i++)
-		buf[i] = (unsigned char)s[i] < 0x20 || (unsigned char)s[i] >= 0x7f ? '?' : s[i];
-	if (s[i])
-		memcpy(buf + i, "...", 4);
-	else
-		buf[i] = '\0';
-	return buf;
-}
 
 int
 kb_api_check(const char *path, const cJSON *body, char *err, size_t errlen)

@@ -39,6 +39,8 @@
 #define KB_API_HOST_MAX		255
 #define KB_API_TTL_MAX		((long)KB_PREVIEW_TTL_MAX)	/* a preview's lifetime, seconds */
 #define KB_API_TOKEN_MAX	64			/* a preview's token */
+#define KB_API_KUBE_NAME_MAX	253			/* a kubeconfig context or cluster name */
+#define KB_API_KUBE_SERVER_MAX	2048			/* the API server's URL */
 
 /* Is body (a parsed request object, may be NULL for "no body") acceptable
  * for the POST endpoint path? Every field is checked against API.md: types,

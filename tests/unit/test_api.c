@@ -138,6 +138,22 @@ main(void)
 	ok(bad(KB_API_CONNECT, "{\"namespace\":\"a\"}", "profile is missing"));
 	ok(bad(KB_API_CONNECT, "{\"profile\":\"x\"}", "profile must be an object"));
 	ok(bad(KB_API_CONNECT, "{\"profile\":{},\"replace\":1}", "replace must be true or false"));
+	/* kube: what status shows of the kubeconfig, checked member by member */
+	ok(good(KB_API_CONNECT, "{\"profile\":{},\"kube\":{\"context\":\"kind-dev@x\","
+	    "\"cluster\":\"arn:aws:eks:eu-west-1:1:cluster/dev\",\"server\":\"https://10.0.0.1:6443\","
+	    "\"install_namespace\":\"kbridge\",\"via\":\"port-forward\"}}"));
+	ok(good(KB_API_CONNECT, "{\"profile\":{},\"kube\":{}}"));
+	ok(bad(KB_API_CONNECT, "{\"profile\":{},\"kube\":[]}", "kube must be an object"));
+	ok(bad(KB_API_CONNECT, "{\"profile\":{},\"kube\":{\"user\":\"x\"}}", "unknown field \"kube.user\""));
+	ok(bad(KB_API_CONNECT, "{\"profile\":{},\"kube\":{\"context\":\"a\\nb\"}}",
+	    "kube.context must be 1-253 printable characters"));
+	ok(bad(KB_API_CONNECT, "{\"profile\":{},\"kube\":{\"context\":1}}", "kube.context must be a string"));
+	ok(bad(KB_API_CONNECT, "{\"profile\":{},\"kube\":{\"server\":\"http://x\"}}",
+	    "kube.server must be an https:// URL of at most 2048 characters"));
+	ok(bad(KB_API_CONNECT, "{\"profile\":{},\"kube\":{\"via\":\"ssh\"}}",
+	    "kube.via must be port-forward or address"));
+	ok(bad(KB_API_CONNECT, "{\"profile\":{},\"kube\":{\"install_namespace\":\"A\"}}",
+	    "kube.install_namespace must be a DNS label"));
 
 	/* Path prefix and host. */
 	ok(bad(KB_API_INTERCEPT, "{\"workload\":\"web\",\"port\":80,\"path_prefix\":\"api\"}",
