@@ -29,8 +29,8 @@ struct local_icpt {
 	char workload[64], ns[64];
 	uint16_t port;
 	char *spec;
-	/* Making it again on a restarted manager: the next try, and how many. */
 	struct kbd *d;
+	/* Making it again on a restarted manager: the next try, and how many. */
 	struct event *retry;
 	int tries;
 };
@@ -39,6 +39,7 @@ enum relay_kind { RELAY_INTERCEPT, RELAY_LEAVE, RELAY_LIST };
 
 /* What an intercept or leave changes here once the manager agrees. */
 struct relay_ctx {
+	struct kbd *d;
 	enum relay_kind kind;
 	char workload[64], ns[64];
 	uint16_t port;
@@ -51,8 +52,6 @@ struct delivery {
 	uint16_t port;
 };
 
-static struct local_icpt *icpts;
-
 static void
 local_free(struct local_icpt *i)
 {
@@ -63,21 +62,21 @@ local_free(struct local_icpt *i)
 }
 
 static struct local_icpt *
-local_find(const char *workload, const char *ns)
+local_find(struct kbd *d, const char *workload, const char *ns)
 {
 	struct local_icpt *i;
 
-	for (i = icpts; i && (strcmp(i->workload, workload) || strcmp(i->ns, ns)); i = i->next)
+	for (i = d->icpts; i && (strcmp(i->workload, workload) || strcmp(i->ns, ns)); i = i->next)
 		;
 	return i;
 }
 
 static void
-local_forget(const char *workload, const char *ns)
+local_forget(struct kbd *d, const char *workload, const char *ns)
 {
 	struct local_icpt **pp, *i;
 
-	for (pp = &icpts; (i = *pp) != NULL;) {
+	for (pp = &d->icpts; (i = *pp) != NULL;) {
 		if (!strcmp(i->workload, workload) && !strcmp(i->ns, ns)) {
 			*pp = i->next;
 			local_free(i);
@@ -92,7 +91,7 @@ local_add(const struct relay_ctx *r, const char *id)
 {
 	struct local_icpt *i;
 
-	local_forget(r->workload, r->ns);
+	local_forget(r->d, r->workload, r->ns);
 	if ((i = calloc(1, sizeof(*i))) == NULL)
 		return;
 	snprintf(i->id, sizeof(i->id), "%s", id);
@@ -100,17 +99,18 @@ local_add(const struct relay_ctx *r, const char *id)
 	snprintf(i->ns, sizeof(i->ns), "%s", r->ns);
 	i->port = r->port;
 	i->spec = r->spec[0] ? strdup(r->spec) : NULL;
-	i->next = icpts;
-	icpts = i;
+	i->d = r->d;
+	i->next = r->d->icpts;
+	r->d->icpts = i;
 }
 
 cJSON *
-intercept_status(void)
+intercept_status(const struct kbd *d)
 {
 	cJSON *a = cJSON_CreateArray(), *o;
 	struct local_icpt *i;
 
-	for (i = icpts; a && i; i = i->next) {
+	for (i = d->icpts; a && i; i = i->next) {
 		if ((o = cJSON_CreateObject()) == NULL)
 			break;
 		cJSON_AddStringToObject(o, "workload", i->workload);
@@ -131,6 +131,7 @@ static const struct timeval one_second = { 1, 0 };
 /* One request to make an intercept again; the intercept may be left (or
  * the daemon quit) before the answer, so it is found again by name. */
 struct restore {
+	struct kbd *d;
 	char workload[64], ns[64];
 };
 
@@ -148,10 +149,11 @@ static void
 restored(void *ctx, const cJSON *res, const char *err)
 {
 	struct restore *rs = ctx;
-	struct local_icpt *i = local_find(rs->workload, rs->ns);
+	struct local_icpt *i = local_find(rs->d, rs->workload, rs->ns);
 	const char *id = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(
 	    cJSON_GetObjectItemCaseSensitive(res, "intercept"), "id"));
 	const char *why = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(res, "error"));
+	char workload[sizeof(i->workload)], ns[sizeof(i->ns)];
 
 	free(rs);
 	/* Left meanwhile; or no answer: the session went down, and the next
@@ -175,7 +177,10 @@ restored(void *ctx, const cJSON *res, const char *err)
 	}
 	log_warnx("intercept of %s.%s is gone: the restarted manager refused it again: %s",
 	    i->workload, i->ns, why ? why : err ? err : "no answer");
-	local_forget(i->workload, i->ns);
+	/* Copies: local_forget frees i and goes on comparing. */
+	memcpy(workload, i->workload, sizeof(workload));
+	memcpy(ns, i->ns, sizeof(ns));
+	local_forget(i->d, workload, ns);
 }
 
 static void
@@ -193,10 +198,11 @@ restore_send(struct local_icpt *i)
 	/* The same id: the previews of this intercept (and of no other)
 	 * serve it again. */
 	cJSON_AddStringToObject(msg, "resume", i->id);
+	rs->d = i->d;
 	memcpy(rs->workload, i->workload, sizeof(rs->workload));
 	memcpy(rs->ns, i->ns, sizeof(rs->ns));
 	/* Fails only without a session: the next hello tries again. */
-	if (tunnel_request(i->d, msg, restored, rs) < 0)
+	if (tunnel_request(i->d->tunnel, msg, restored, rs) < 0)
 		free(rs);
 }
 
@@ -205,10 +211,9 @@ intercept_restore(struct kbd *d)
 {
 	struct local_icpt *i;
 
-	for (i = icpts; i; i = i->next) {
+	for (i = d->icpts; i; i = i->next) {
 		if (!i->spec)
 			continue;
-		i->d = d;
 		i->tries = 0;
 		if (i->retry)
 			evtimer_del(i->retry);
@@ -228,7 +233,7 @@ relayed(void *ctx, const cJSON *res, cJSON *reply)
 		if (id)
 			local_add(r, id);
 	} else {
-		local_forget(r->workload, r->ns);
+		local_forget(r->d, r->workload, r->ns);
 		if (reply) {
 			cJSON_AddStringToObject(reply, "workload", r->workload);
 			cJSON_AddStringToObject(reply, "namespace", r->ns);
@@ -267,7 +272,7 @@ intercept_http(struct evhttp_request *req, void *arg)
 		return;
 	}
 	if (control_string(req, msg, body, "workload", NULL, 1) < 0 ||
-	    control_string(req, msg, body, "namespace", d->ns, 1) < 0 ||
+	    control_string(req, msg, body, "namespace", tunnel_namespace(d->tunnel), 1) < 0 ||
 	    (kind == RELAY_INTERCEPT &&
 	    (control_number(req, msg, body, "port", 1, 65535, 1) < 0 ||
 	    control_string(req, msg, body, "path_prefix", NULL, 0) < 0)))
@@ -285,6 +290,7 @@ intercept_http(struct evhttp_request *req, void *arg)
 	if (spec)
 		memcpy(r->spec, spec, strlen(spec) + 1);
 	free(spec);
+	r->d = d;
 	r->kind = kind;
 	snprintf(r->workload, sizeof(r->workload), "%s", cJSON_GetStringValue(
 	    cJSON_GetObjectItemCaseSensitive(msg, "workload")));
@@ -342,7 +348,7 @@ intercept_deliver(struct kbd *d, struct kb_stream *st, const struct kb_open *o)
 	struct local_icpt *i;
 	struct delivery *dv;
 
-	for (i = icpts; i && strcmp(i->id, o->ref); i = i->next)
+	for (i = d->icpts; i && strcmp(i->id, o->ref); i = i->next)
 		;
 	if (!i) {
 		kb_stream_reset(st, KB_RST_DENIED, "this workstation no longer has that intercept");
@@ -366,12 +372,12 @@ intercept_deliver(struct kbd *d, struct kb_stream *st, const struct kb_open *o)
 }
 
 void
-intercept_shutdown(void)
+intercept_shutdown(struct kbd *d)
 {
 	struct local_icpt *i;
 
-	while ((i = icpts) != NULL) {
-		icpts = i->next;
+	while ((i = d->icpts) != NULL) {
+		d->icpts = i->next;
 		local_free(i);
 	}
 }

@@ -9,9 +9,10 @@
 #include "../../daemon/tun.h"
 
 int
-net_up(struct kbd *d, char *err, size_t errlen)
+net_up(struct kbd *d, const struct kbd_cluster *c, char *err, size_t errlen)
 {
 	(void)d;
+	(void)c;
 	(void)err;
 	(void)errlen;
 	return 0;
@@ -26,25 +27,27 @@ net_down(struct kbd *d)
 int
 net_subnets(struct kbd *d, const struct kb_cidr *v, size_t n, char *err, size_t errlen)
 {
+	(void)d;
+	(void)v;
+	(void)n;
 	(void)err;
 	(void)errlen;
-	memcpy(d->subnets, v, n * sizeof(v[0]));
-	d->nsubnets = n;
 	return 0;
 }
 
-const char *
-tun_name(const struct kb_tun *t)
+void
+net_namespaces(struct kbd *d, const struct kbd_cluster *c)
 {
-	(void)t;
-	return "kb0";
+	(void)d;
+	(void)c;
 }
 
-const char *
-fw_table(const struct kb_fw *fw)
+void
+net_status_json(const struct kbd *d, cJSON *j)
 {
-	(void)fw;
-	return "kbridge";
+	(void)d;
+	cJSON_AddStringToObject(j, "link", "kb0");
+	cJSON_AddStringToObject(j, "table", "kbridge");
 }
 
 int
