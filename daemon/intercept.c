@@ -46,12 +46,6 @@ struct relay_ctx {
 	char spec[];		/* intercept: the request, as JSON */
 };
 
-struct delivery {
-	struct kb_stream *st;
-	struct kb_dial *dial;
-	uint16_t port;
-};
-
 static void
 local_free(struct local_icpt *i)
 {
@@ -307,38 +301,20 @@ out:
 
 /* --- delivering intercepted streams --- */
 
+/* The local port answered, or did not (say so in text), or the manager
+ * reset the stream first (err < 0). arg: the port. */
 static void
-delivery_closed(struct kb_stream *st, int reason, const char *text, void *arg)
+delivered(void *arg, struct kb_stream *st, int err, char *text, size_t textlen)
 {
-	struct delivery *dv = arg;
+	char why[160];
 
 	(void)st;
-	(void)reason;
-	(void)text;
-	kb_dial_cancel(dv->dial);
-	free(dv);
-}
-
-static const struct kb_stream_cbs delivery_cbs = { .on_close = delivery_closed };
-
-static void
-delivered(int fd, int e, void *arg)
-{
-	struct delivery *dv = arg;
-	struct kb_stream *st = dv->st;
-	char text[160];
-	uint16_t port = dv->port;
-
-	kb_stream_set_cbs(st, NULL, NULL);
-	free(dv);
-	if (fd >= 0) {
-		kb_stream_accept(st, fd, NULL, NULL);
+	if (err <= 0)
 		return;
-	}
-	snprintf(text, sizeof(text), "nothing answers on 127.0.0.1:%u on the intercepting "
-	    "workstation (%s)", port, strerror(e));
+	snprintf(why, sizeof(why), "%s", text);
+	snprintf(text, textlen, "nothing answers on 127.0.0.1:%u on the intercepting "
+	    "workstation (%s)", (unsigned)(uintptr_t)arg, why);
 	log_info("intercepted request: %s", text);
-	kb_stream_reset(st, kb_dial_reset_reason(e), text);
 }
 
 void
@@ -346,7 +322,6 @@ intercept_deliver(struct kbd *d, struct kb_stream *st, const struct kb_open *o)
 {
 	struct sockaddr_in sin = { .sin_family = AF_INET };
 	struct local_icpt *i;
-	struct delivery *dv;
 
 	for (i = d->icpts; i && strcmp(i->id, o->ref); i = i->next)
 		;
@@ -354,21 +329,10 @@ intercept_deliver(struct kbd *d, struct kb_stream *st, const struct kb_open *o)
 		kb_stream_reset(st, KB_RST_DENIED, "this workstation no longer has that intercept");
 		return;
 	}
-	if ((dv = calloc(1, sizeof(*dv))) == NULL) {
-		kb_stream_reset(st, KB_RST_INTERNAL, "out of memory");
-		return;
-	}
-	dv->st = st;
-	dv->port = i->port;
 	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
 	sin.sin_port = htons(i->port);
-	dv->dial = kb_dial_start(d->base, (struct sockaddr *)&sin, sizeof(sin), DELIVER_TIMEOUT_MS,
-	    delivered, dv);
-	if (!dv->dial) {
-		delivered(-1, errno, dv);
-		return;
-	}
-	kb_stream_set_cbs(st, &delivery_cbs, dv);
+	kb_stream_dial(d->base, st, (struct sockaddr *)&sin, sizeof(sin), DELIVER_TIMEOUT_MS,
+	    delivered, (void *)(uintptr_t)i->port);
 }
 
 void
