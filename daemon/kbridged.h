@@ -19,13 +19,10 @@
 struct event_base;
 struct event;
 struct evhttp_request;
-struct kb_session;
-struct kb_conn;
 struct kb_tun;
 struct kb_fw;
 struct kb_dns;
 struct kb_listener;
-struct ssl_ctx_st;
 struct tunnel;
 struct control;
 struct local_icpt;
@@ -75,9 +72,7 @@ struct kbd {
 };
 
 /* tunnel.c: the session to the manager, the only owner of the connection
- * state. A request to the manager ({"type":..} gets "id"); done gets the
- * "result" message, or NULL and an error when there is no answer. */
-typedef void (*tunnel_done_fn)(void *ctx, const struct cJSON *result, const char *err);
+ * state (struct tunnel is private to it). */
 /* The daemon's tunnel, disconnected; NULL when out of memory. */
 struct tunnel *tunnel_new(struct kbd *d);
 /* After tunnel_stop: releases the rest. NULL is fine. */
@@ -97,6 +92,11 @@ void tunnel_stop(struct tunnel *t, const char *why);
 /* Add the session's part of /v1/status to j (state, user, cluster, counters,
  * and the intercepts and network set up for it). */
 void tunnel_status_json(const struct tunnel *t, struct cJSON *j);
+/* A request to the manager: msg ({"type":..}, taken) gets the next "id" (one
+ * counter for every request, lookups too); done gets the "result" message,
+ * or NULL and an error when there is no answer. -1 without a session (done
+ * is not called then). */
+typedef void (*tunnel_done_fn)(void *ctx, const struct cJSON *result, const char *err);
 int tunnel_request(struct tunnel *t, struct cJSON *msg, tunnel_done_fn done, void *ctx);
 /* End our intercepts on the manager now (quit, not a crash): done gets the
  * result (its "ended" list), or NULL. -1 if the session or the manager
