@@ -86,10 +86,9 @@ struct manager {
 	uint64_t own_at;	/* when they were read (0: never) */
 };
 
+/* A connect to a cluster address for a stream (kb_stream_dial). */
 struct dial {
 	struct client *c;
-	struct kb_stream *st;
-	struct kb_dial *dial; /* connect in progress */
 	char dst[64];
 };
 
@@ -201,20 +200,6 @@ refused(struct client *c, unsigned long *count, const char *what)
 /* --- dialing cluster addresses --- */
 
 static void
-dial_stream_closed(struct kb_stream *st, int reason, const char *text, void *arg)
-{
-	struct dial *dl = arg;
-
-	(void)st;
-	(void)text;
-	/* Reset while we were still connecting. */
-	log_debug("%s: dial to %s cancelled (%d)", __func__, dl->dst, reason);
-	kb_dial_cancel(dl->dial);
-	dl->c->dials--;
-	free(dl);
-}
-
-static void
 stream_closed(struct kb_stream *st, int reason, const char *text, void *arg)
 {
 	(void)st;
@@ -223,34 +208,33 @@ stream_closed(struct kb_stream *st, int reason, const char *text, void *arg)
 		log_debug("stream closed: %d %s", reason, text ? text : "");
 }
 
-static const struct kb_stream_cbs pending_cbs = { .on_close = dial_stream_closed };
 static const struct kb_stream_cbs open_cbs = { .on_close = stream_closed };
 
-/* The connect finished: fd, or -1 and errno e. */
+/* The connect finished (err 0), failed (err an errno: say why in text), or
+ * the stream was reset while we were still connecting (err < 0). */
 static void
-dial_done(int fd, int e, void *arg)
+dial_done(void *arg, struct kb_stream *st, int err, char *text, size_t textlen)
 {
 	struct dial *dl = arg;
-	struct kb_stream *st = dl->st;
-	char text[160];
 
-	kb_stream_set_cbs(st, &open_cbs, NULL);
 	dl->c->dials--;
-	if (fd >= 0) {
-		log_debug("%s: %s connected to %s", __func__, dl->c->name, dl->dst);
+	if (err < 0) {
+		log_debug("%s: dial to %s cancelled", __func__, dl->dst);
 		free(dl);
-		kb_stream_accept(st, fd, NULL, NULL);
 		return;
 	}
-	if (e == ECONNREFUSED)
-		snprintf(text, sizeof(text), "connection to %s refused", dl->dst);
-	else if (e == ETIMEDOUT)
-		snprintf(text, sizeof(text), "connect to %s timed out", dl->dst);
+	kb_stream_set_cbs(st, &open_cbs, NULL);
+	if (err == 0)
+		log_debug("%s: %s connected to %s", __func__, dl->c->name, dl->dst);
+	else if (err == ECONNREFUSED)
+		snprintf(text, textlen, "connection to %s refused", dl->dst);
+	else if (err == ETIMEDOUT)
+		snprintf(text, textlen, "connect to %s timed out", dl->dst);
 	else
-		snprintf(text, sizeof(text), "%s is unreachable: %s", dl->dst, strerror(e));
-	log_debug("%s: %s", __func__, text);
+		snprintf(text, textlen, "%s is unreachable: %s", dl->dst, strerror(err));
+	if (err)
+		log_debug("%s: %s", __func__, text);
 	free(dl);
-	kb_stream_reset(st, kb_dial_reset_reason(e), text);
 }
 
 static void
@@ -288,17 +272,14 @@ dial(struct client *c, struct kb_stream *st, const struct kb_open *o)
 	}
 	c->dials++;
 	dl->c = c;
-	dl->st = st;
 	snprintf(dl->dst, sizeof(dl->dst), "%s", dst);
 	memcpy(&sin.sin_addr, o->addr, 4);
 	sin.sin_port = htons(o->port);
-	dl->dial = kb_dial_start(c->m->base, (struct sockaddr *)&sin, sizeof(sin),
-	    DIAL_TIMEOUT_S * 1000, dial_done, dl);
-	if (!dl->dial) {
-		dial_done(-1, errno, dl);
-		return;
+	if (kb_stream_dial(c->m->base, st, (struct sockaddr *)&sin, sizeof(sin),
+	    DIAL_TIMEOUT_S * 1000, dial_done, dl) < 0) {
+		c->dials--;
+		free(dl);
 	}
-	kb_stream_set_cbs(st, &pending_cbs, dl);
 }
 
 static void

@@ -16,20 +16,24 @@
 #include <event2/keyvalq_struct.h>
 
 #include "api.h"
-#include "dns.h"
-#include "firewall.h"
 #include "kbridged.h"
 #include "listener.h"
 #include "log.h"
-#include "session.h"
-#include "tun.h"
 #include "util.h"
 
-static struct evhttp *http;
-static struct kb_listener *http_guard;	/* evhttp's listener would spin on EMFILE */
-static int http_fd = -1;
-static dev_t sock_dev;		/* the socket file we made, the only one we remove */
-static ino_t sock_ino;
+struct relay;
+
+/* The API's state: d->control, made by control_listen. */
+struct control {
+	struct evhttp *http;
+	struct kb_listener *guard;	/* evhttp's listener would spin on EMFILE */
+	int fd;				/* -1 once the socket file is gone */
+	dev_t sock_dev;			/* the socket file we made, the only one we remove */
+	ino_t sock_ino;
+	struct relay *relays;		/* CLI requests relayed to the manager */
+	struct evhttp_request *waiting[16]; /* POST /v1/connect waiting for the outcome */
+	size_t nwaiting;
+};
 
 void
 control_reply(struct evhttp_request *req, int code, cJSON *body)
@@ -62,119 +66,66 @@ control_error(struct evhttp_request *req, int code, const char *msg)
 /* A CLI request waiting for the manager's answer. */
 struct relay {
 	struct relay *next;
+	struct control *ctl;
 	struct evhttp_request *req; /* NULL once the CLI went away */
 	struct evhttp_connection *conn;
 	control_relay_fn ok;
 	void *ctx;
 };
 
-static struct relay *relays;
-
 static cJSON *
 status_json(struct kbd *d)
 {
-	cJSON *j = cJSON_CreateObject(), *dm, *a, *dns;
-	char buf[64];
-	size_t i;
+	cJSON *j = cJSON_CreateObject(), *dm;
 
 	dm = cJSON_AddObjectToObject(j, "daemon");
 	cJSON_AddNumberToObject(dm, "pid", getpid());
 	cJSON_AddStringToObject(dm, "version", KB_VERSION);
 	cJSON_AddStringToObject(dm, "socket", d->socket_path);
-	cJSON_AddStringToObject(j, "state", kbd_state_name(d->state));
-	if (d->have_profile) {
-		cJSON_AddStringToObject(j, "user", d->user[0] ? d->user : d->profile.name);
-		cJSON_AddStringToObject(j, "manager", d->profile.manager);
-		cJSON_AddStringToObject(j, "namespace", d->ns);
-	}
-	if (d->state == KBD_CONNECTED || d->state == KBD_RECONNECTING) {
-		struct tm tm;
-		cJSON_AddStringToObject(j, "cluster_domain", d->domain);
-		a = cJSON_AddArrayToObject(j, "subnets");
-		for (i = 0; i < d->nsubnets; i++)
-			cJSON_AddItemToArray(a,
-			    cJSON_CreateString(kb_cidr_str(&d->subnets[i], buf, sizeof(buf))));
-		a = cJSON_AddArrayToObject(j, "namespaces");
-		for (i = 0; i < d->nnamespaces; i++)
-			cJSON_AddItemToArray(a, cJSON_CreateString(d->namespaces[i]));
-		gmtime_r(&d->connected_since, &tm);
-		strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%SZ", &tm);
-		cJSON_AddStringToObject(j, "connected_since", buf);
-	}
-	if (d->replaced_by[0] && d->state == KBD_DISCONNECTED)
-		cJSON_AddStringToObject(j, "replaced_by", d->replaced_by);
-	if (d->last_error[0])
-		cJSON_AddStringToObject(j, "last_error", d->last_error);
-	else
-		cJSON_AddNullToObject(j, "last_error");
-	cJSON_AddNumberToObject(j, "reconnects", d->reconnects);
-	cJSON_AddItemToObject(j, "intercepts", intercept_status());
-	if (d->sess) {
-		struct kb_session_stats st;
-		kb_session_stats(d->sess, &st);
-		cJSON_AddNumberToObject(j, "streams", st.streams);
-		cJSON_AddNumberToObject(j, "bytes_in", st.bytes_in);
-		cJSON_AddNumberToObject(j, "bytes_out", st.bytes_out);
-		cJSON_AddNumberToObject(j, "rtt_us", st.rtt_us);
-	}
-	cJSON_AddNumberToObject(j, "connections", d->proxied);
-	if (d->tun)
-		cJSON_AddStringToObject(j, "link", tun_name(d->tun));
-	if (d->fw)
-		cJSON_AddStringToObject(j, "table", fw_table(d->fw));
-	if (d->dns) {
-		const uint32_t *ups;
-		size_t n = dns_upstreams(d->dns, &ups);
-		dns = cJSON_AddObjectToObject(j, "dns");
-		cJSON_AddNumberToObject(dns, "port", dns_port(d->dns));
-		a = cJSON_AddArrayToObject(dns, "upstreams");
-		for (i = 0; i < n; i++) {
-			snprintf(buf, sizeof(buf), "%u.%u.%u.%u", ups[i] >> 24, (ups[i] >> 16) & 255,
-			    (ups[i] >> 8) & 255, ups[i] & 255);
-			cJSON_AddItemToArray(a, cJSON_CreateString(buf));
-		}
-	}
+	tunnel_status_json(d->tunnel, j);
 	return j;
 }
 
 void
 control_connect_done(struct kbd *d, int ok, const char *err)
 {
+	struct control *c = d->control;
 	size_t i;
 
-	for (i = 0; i < d->nwaiting; i++) {
+	for (i = 0; c && i < c->nwaiting; i++) {
 		if (ok)
-			control_reply(d->waiting[i], 200, status_json(d));
+			control_reply(c->waiting[i], 200, status_json(d));
 		else
-			control_error(d->waiting[i], 502, err);
+			control_error(c->waiting[i], 502, err);
 	}
-	d->nwaiting = 0;
+	if (c)
+		c->nwaiting = 0;
 }
 
 /* The CLI gave up waiting: forget its request, evhttp frees it. */
 static void
 waiter_gone(struct evhttp_connection *conn, void *arg)
 {
-	struct kbd *d = arg;
+	struct control *c = arg;
 	size_t i = 0;
 
-	while (i < d->nwaiting) {
-		if (evhttp_request_get_connection(d->waiting[i]) == conn)
-			d->waiting[i] = d->waiting[--d->nwaiting];
+	while (i < c->nwaiting) {
+		if (evhttp_request_get_connection(c->waiting[i]) == conn)
+			c->waiting[i] = c->waiting[--c->nwaiting];
 		else
 			i++;
 	}
 }
 
 static void
-wait_for_outcome(struct kbd *d, struct evhttp_request *req)
+wait_for_outcome(struct control *c, struct evhttp_request *req)
 {
-	if (d->nwaiting == sizeof(d->waiting) / sizeof(d->waiting[0])) {
+	if (c->nwaiting == sizeof(c->waiting) / sizeof(c->waiting[0])) {
 		control_error(req, 503, "too many connect requests at once");
 		return;
 	}
-	evhttp_connection_set_closecb(evhttp_request_get_connection(req), waiter_gone, d);
-	d->waiting[d->nwaiting++] = req;
+	evhttp_connection_set_closecb(evhttp_request_get_connection(req), waiter_gone, c);
+	c->waiting[c->nwaiting++] = req;
 }
 
 /* The query string of a GET: only "namespace" (a DNS label) on the list
@@ -264,8 +215,10 @@ control_request(struct evhttp_request *req, int post, cJSON **body)
 int
 control_relayable(struct kbd *d, struct evhttp_request *req)
 {
-	if (d->state != KBD_CONNECTED) {
-		control_error(req, 503, d->state == KBD_RECONNECTING ?
+	enum kbd_state state = tunnel_state(d->tunnel);
+
+	if (state != KBD_CONNECTED) {
+		control_error(req, 503, state == KBD_RECONNECTING ?
 		    "reconnecting to the manager; try again in a moment" :
 		    "not connected (run 'kbridge connect' first)");
 		return 0;
@@ -328,10 +281,10 @@ control_query(struct evhttp_request *req, cJSON *msg, const char *key)
 static void
 relay_gone(struct evhttp_connection *conn, void *arg)
 {
+	struct control *c = arg;
 	struct relay *r;
 
-	(void)arg;
-	for (r = relays; r; r = r->next) {
+	for (r = c->relays; r; r = r->next) {
 		if (r->conn == conn) {
 			r->req = NULL;
 			r->conn = NULL;
@@ -347,9 +300,9 @@ relay_done(void *arg, const cJSON *res, const char *err)
 	cJSON *reply = NULL;
 	int ok = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(res, "ok"));
 
-	for (pp = &relays; *pp && *pp != r; pp = &(*pp)->next)
+	for (pp = r->ctl ? &r->ctl->relays : NULL; pp && *pp && *pp != r; pp = &(*pp)->next)
 		;
-	if (*pp)
+	if (pp && *pp)
 		*pp = r->next;
 	if (ok && r->req && (reply = cJSON_Duplicate(res, 1)) != NULL) {
 		cJSON_DeleteItemFromObjectCaseSensitive(reply, "type");
@@ -391,19 +344,20 @@ control_relay(struct kbd *d, struct evhttp_request *req, cJSON *msg, control_rel
 		control_error(req, 500, "out of memory");
 		return;
 	}
+	r->ctl = d->control;
 	r->req = req;
 	r->conn = evhttp_request_get_connection(req);
 	r->ok = ok;
 	r->ctx = ctx;
-	if (tunnel_request(d, msg, relay_done, r) < 0) {
+	if (tunnel_request(d->tunnel, msg, relay_done, r) < 0) {
 		control_error(req, 503, "the session to the manager is not ready");
 		free(ctx);
 		free(r);
 		return;
 	}
-	evhttp_connection_set_closecb(r->conn, relay_gone, NULL);
-	r->next = relays;
-	relays = r;
+	evhttp_connection_set_closecb(r->conn, relay_gone, r->ctl);
+	r->next = r->ctl->relays;
+	r->ctl->relays = r;
 }
 
 static void
@@ -411,6 +365,7 @@ handle_connect(struct evhttp_request *req, void *arg)
 {
 	struct kbd *d = arg;
 	struct kb_profile p = { 0 };
+	const struct kb_profile *have;
 	cJSON *body = NULL, *prof, *ns;
 	char err[300], *txt = NULL;
 	const char *want_ns = "default";
@@ -430,35 +385,25 @@ handle_connect(struct evhttp_request *req, void *arg)
 		control_error(req, 400, err);
 		goto out;
 	}
-	if (d->have_profile) {
-		if (strcmp(p.manager, d->profile.manager) || strcmp(p.name, d->profile.name) ||
-		    strcmp(want_ns, d->ns)) {
+	if ((have = tunnel_profile(d->tunnel)) != NULL) {
+		if (strcmp(p.manager, have->manager) || strcmp(p.name, have->name) ||
+		    strcmp(want_ns, tunnel_namespace(d->tunnel))) {
 			snprintf(err, sizeof(err),
 			    "already connected to %s as %s (namespace %s); run 'kbridge quit' first",
-			    d->profile.manager, d->profile.name, d->ns);
+			    have->manager, have->name, tunnel_namespace(d->tunnel));
 			control_error(req, 409, err);
-		} else if (d->state == KBD_CONNECTED) {
+		} else if (tunnel_state(d->tunnel) == KBD_CONNECTED) {
 			control_reply(req, 200, status_json(d));
 		} else {
-			wait_for_outcome(d, req);
+			wait_for_outcome(d->control, req);
 		}
 		kb_profile_free(&p);
 		goto out;
 	}
-	d->profile = p;
-	d->have_profile = 1;
-	snprintf(d->ns, sizeof(d->ns), "%s", want_ns);
-	d->last_error[0] = '\0';
-	d->quitting = 0;
-	d->replaced_by[0] = '\0';
-	d->replace = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(body, "replace"));
-	wait_for_outcome(d, req);
-	if (tunnel_connect(d, err, sizeof(err)) < 0) {
-		d->state = KBD_DISCONNECTED;
-		kb_profile_free(&d->profile);
-		d->have_profile = 0;
+	wait_for_outcome(d->control, req);
+	if (tunnel_connect(d->tunnel, &p, want_ns,
+	    cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(body, "replace")), err, sizeof(err)) < 0)
 		control_connect_done(d, 0, err);
-	}
 out:
 	free(txt);
 	cJSON_Delete(body);
@@ -573,7 +518,7 @@ handle_quit(struct evhttp_request *req, void *arg)
 		q->req = req;
 		q->conn = evhttp_request_get_connection(req);
 		if ((q->timer = evtimer_new(d->base, quit_timeout, q)) != NULL &&
-		    tunnel_leave_all(d, quit_left, q) == 0) {
+		    tunnel_leave_all(d->tunnel, quit_left, q) == 0) {
 			evtimer_add(q->timer, &tv);
 			evhttp_connection_set_closecb(q->conn, quit_gone, q);
 			return;
@@ -613,23 +558,25 @@ socket_alive(const char *path)
 /* Remove path only if it is the socket this daemon made: whatever else is
  * there now (a file swapped in, another daemon's socket) stays. */
 static void
-unlink_own_socket(const char *path)
+unlink_own_socket(const struct control *c, const char *path)
 {
 	struct stat st;
 
-	if (lstat(path, &st) == 0 && S_ISSOCK(st.st_mode) && st.st_dev == sock_dev &&
-	    st.st_ino == sock_ino)
+	if (lstat(path, &st) == 0 && S_ISSOCK(st.st_mode) && st.st_dev == c->sock_dev &&
+	    st.st_ino == c->sock_ino)
 		unlink(path);
 }
 
-int
-control_listen(struct kbd *d, uid_t owner, int has_owner, char *err, size_t errlen)
+/* The socket at d->socket_path, bound, owned and listening: its descriptor,
+ * or -1 with err (*made: the file was made, so it is to be removed). */
+static int
+bind_socket(struct kbd *d, struct control *c, uid_t owner, int has_owner, int *made,
+    char *err, size_t errlen)
 {
 	struct sockaddr_un sun = { .sun_family = AF_UNIX };
-	struct evhttp_bound_socket *bs;
 	struct stat st;
 	mode_t old;
-	int fd = -1, made = 0;
+	int fd = -1;
 
 	if (strlen(d->socket_path) >= sizeof(sun.sun_path)) {
 		snprintf(err, errlen, "socket path %s is too long", d->socket_path);
@@ -666,15 +613,28 @@ control_listen(struct kbd *d, uid_t owner, int has_owner, char *err, size_t errl
 		errno = EEXIST;
 		goto fail;
 	}
-	sock_dev = st.st_dev;
-	sock_ino = st.st_ino;
-	made = 1;
+	c->sock_dev = st.st_dev;
+	c->sock_ino = st.st_ino;
+	*made = 1;
 	/* Never through a symlink swapped in since the bind. */
 	if ((has_owner && fchownat(AT_FDCWD, d->socket_path, owner, (gid_t)-1,
 	    AT_SYMLINK_NOFOLLOW) < 0) || listen(fd, 64) < 0)
 		goto fail;
+	return fd;
+fail:
+	snprintf(err, errlen, "cannot listen on %s: %s", d->socket_path, strerror(errno));
+	if (fd >= 0)
+		close(fd);
+	return -1;
+}
+
+static struct evhttp *
+new_http(struct kbd *d)
+{
+	struct evhttp *http;
+
 	if ((http = evhttp_new(d->base)) == NULL)
-		goto fail;
+		return NULL;
 	evhttp_set_max_body_size(http, KB_API_BODY_MAX);
 	evhttp_set_timeout(http, 30);
 	evhttp_set_allowed_methods(http, EVHTTP_REQ_GET | EVHTTP_REQ_POST);
@@ -688,47 +648,74 @@ control_listen(struct kbd *d, uid_t owner, int has_owner, char *err, size_t errl
 	evhttp_set_cb(http, KB_API_PREVIEW_LIST, preview_http, d);
 	evhttp_set_cb(http, KB_API_PREVIEW_REMOVE, preview_http, d);
 	evhttp_set_gencb(http, handle_other, d);
-	if ((bs = evhttp_accept_socket_with_handle(http, fd)) == NULL)
-		goto fail;
-	if ((http_guard = kb_listener_adopt(d->base, "control socket",
-	    evhttp_bound_socket_get_listener(bs))) == NULL) {
-		evhttp_free(http);	/* closes fd */
-		http = NULL;
-		unlink_own_socket(d->socket_path);
+	return http;
+}
+
+int
+control_listen(struct kbd *d, uid_t owner, int has_owner, char *err, size_t errlen)
+{
+	struct evhttp_bound_socket *bs;
+	struct control *c;
+	int fd, made = 0;
+
+	if ((c = calloc(1, sizeof(*c))) == NULL) {
 		snprintf(err, errlen, "out of memory");
 		return -1;
 	}
-	http_fd = fd;
+	c->fd = -1;
+	if ((fd = bind_socket(d, c, owner, has_owner, &made, err, errlen)) < 0)
+		goto fail;
+	if ((c->http = new_http(d)) == NULL ||
+	    (bs = evhttp_accept_socket_with_handle(c->http, fd)) == NULL) {
+		snprintf(err, errlen, "cannot listen on %s: %s", d->socket_path, strerror(errno));
+		close(fd);
+		goto fail;
+	}
+	if ((c->guard = kb_listener_adopt(d->base, "control socket",
+	    evhttp_bound_socket_get_listener(bs))) == NULL) {
+		snprintf(err, errlen, "out of memory");
+		goto fail;	/* evhttp_free closes fd */
+	}
+	c->fd = fd;
+	d->control = c;
 	return 0;
 fail:
-	snprintf(err, errlen, "cannot listen on %s: %s", d->socket_path, strerror(errno));
-	if (http) {
-		evhttp_free(http);
-		http = NULL;
-	}
-	if (fd >= 0)
-		close(fd);
+	if (c->http)
+		evhttp_free(c->http);
 	if (made)
-		unlink_own_socket(d->socket_path);
+		unlink_own_socket(c, d->socket_path);
+	free(c);
 	return -1;
 }
 
 void
 control_close(struct kbd *d)
 {
-	if (http_fd >= 0) {
-		unlink_own_socket(d->socket_path);
-		http_fd = -1;
+	struct control *c = d->control;
+
+	if (c && c->fd >= 0) {
+		unlink_own_socket(c, d->socket_path);
+		c->fd = -1;
 	}
 }
 
 void
-control_free(void)
+control_free(struct kbd *d)
 {
-	kb_listener_free(http_guard);
-	http_guard = NULL;
-	if (http) {
-		evhttp_free(http);
-		http = NULL;
+	struct control *c = d->control;
+	struct relay *r;
+
+	if (!c)
+		return;
+	kb_listener_free(c->guard);
+	if (c->http)
+		evhttp_free(c->http);
+	/* evhttp_free dropped the requests; their relays wait for no one. */
+	for (r = c->relays; r; r = r->next) {
+		r->ctl = NULL;
+		r->req = NULL;
+		r->conn = NULL;
 	}
+	d->control = NULL;
+	free(c);
 }

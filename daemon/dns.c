@@ -8,7 +8,6 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 
-#include <ares.h>
 #include <ctype.h>
 #include <errno.h>
 #include <stdio.h>
@@ -21,14 +20,12 @@
 #include <event2/event.h>
 #include <event2/util.h>
 
+#include "dnsmsg.h"
 #include "firewall.h"
 #include "listener.h"
 #include "log.h"
 #include "util.h"
 
-#define DNS_HDR			12
-#define DNS_MSG_MAX		65535
-#define DNS_UDP_ANSWER_MAX	512	/* no EDNS in the answers we build */
 #define DNS_MAX_UPSTREAMS	8
 #define DNS_MAX_PENDING		1024
 #define DNS_CLIENT_MAX		64	/* per UDP client (address and port) */
@@ -44,15 +41,6 @@
 #define DNS_HOOK_MS		5000	/* SERVFAIL if the manager takes longer */
 #define DNS_NAME_MAX		320
 
-#define DNS_T_A			1
-#define DNS_T_AAAA		28
-#define DNS_C_IN		1
-#define DNS_FORMERR		1
-#define DNS_SERVFAIL		2
-#define DNS_NXDOMAIN		3
-#define DNS_NOTIMP		4
-#define DNS_REFUSED		5
-
 struct dns_upstream {
 	struct sockaddr_storage ss;
 	socklen_t len;
@@ -63,10 +51,23 @@ enum dns_req_state { RQ_HOOK, RQ_UDP, RQ_TCP };
 struct dns_tcp;
 
 /* A UDP client's queries in flight: one source address and port may not
- * hold more than DNS_CLIENT_MAX of the DNS_MAX_PENDING slots. */
+ * hold more than DNS_CLIENT_MAX of the DNS_MAX_PENDING slots.
+ *
+ * Why address and port, and not the address alone: every program on the
+ * workstation asks from 127.0.0.1 (the redirected resolver traffic too), so
+ * an address key would put them all in one share, and one flooding program
+ * would get every other one REFUSED (e2e/connect's dnsflood.py and
+ * test_dns's test_flood check that it does not). What the key can tell
+ * apart is a socket. A flooder that rotates its source port (as glibc's
+ * resolver does for every query, legitimately) is not told apart from many
+ * clients by any key the proxy sees: the global cap, DNS_MAX_PENDING slots
+ * each freed within DNS_HOOK_MS or DNS_TRIES * DNS_RETRY_MS, is what bounds
+ * it. The records are preallocated, one per slot (a client record is held
+ * only while it has a query in flight, so there are never more than slots):
+ * a query costs no allocation for its client, and the table is bounded. */
 struct dns_client {
-	LIST_ENTRY(dns_client) entry;
-	struct sockaddr_storage ss;
+	LIST_ENTRY(dns_client) entry;	/* its bucket, or the free list */
+	struct sockaddr_in6 ss;		/* big enough for either family */
 	socklen_t len;
 	unsigned n;
 };
@@ -139,18 +140,13 @@ struct kb_dns {
 	TAILQ_HEAD(, dns_tcp) tcps;
 	size_t ntcp;
 	LIST_HEAD(, dns_client) clients[DNS_CLIENT_BUCKETS];
+	LIST_HEAD(, dns_client) client_free;
+	struct dns_client *client_recs;	/* DNS_MAX_PENDING of them */
 	uint64_t flood_logged;		/* kb_now_ms() of the last warning */
 	unsigned long refused;		/* queries refused since */
 	unsigned char buf[DNS_MSG_MAX + 1];
 	unsigned char out[DNS_MSG_MAX + 1];
 	struct dns_cache_entry *cache;	/* DNS_CACHE_SLOTS, allocated on first use */
-};
-
-/* The first question of a query. */
-struct dns_question {
-	uint16_t id, qtype, qclass;
-	size_t qend;
-	char name[256];		/* lower case, no final dot */
 };
 
 static void dns_forward_start(struct dns_req *);
@@ -162,70 +158,6 @@ dns_timer_ms(struct event *ev, unsigned ms)
 	struct timeval tv = kb_ms_tv(ms);
 
 	evtimer_add(ev, &tv);
-}
-
-static uint16_t
-get16(const unsigned char *p)
-{
-	return (uint16_t)(p[0] << 8 | p[1]);
-}
-
-static void
-put16(unsigned char *p, uint16_t v)
-{
-	p[0] = v >> 8;
-	p[1] = v & 0xff;
-}
-
-/* 0: a query to handle; -1: not even a usable header, drop it; >0: answer
- * with this rcode (and no question). */
-static int
-dns_parse_query(const unsigned char *buf, size_t len, struct dns_question *q)
-{
-	char *name = NULL;
-	long enclen;
-	size_t off, i, n;
-	int ret = DNS_FORMERR;
-
-	if (len < DNS_HDR || len > DNS_MSG_MAX)
-		return -1;
-	q->id = get16(buf);
-	/* Answering a response could ping-pong with another proxy. */
-	if (buf[2] & 0x80)
-		return -1;
-	if ((buf[2] >> 3) & 0xf)
-		return DNS_NOTIMP;
-	if (get16(buf + 4) != 1)
-		return DNS_FORMERR;
-	/* No compression in the question, so it can be copied verbatim and the
-	 * answers can point at it (0xC00C). */
-	for (off = DNS_HDR;; off += 1 + buf[off]) {
-		if (off >= len || off - DNS_HDR > 255 || (buf[off] & 0xc0))
-			goto done;
-		if (buf[off] == 0)
-			break;
-	}
-	off++;
-	if (off + 4 > len)
-		goto done;
-	if (ares_expand_name(buf + DNS_HDR, buf, (int)len, &name, &enclen) != ARES_SUCCESS)
-		goto done;
-	n = strlen(name);
-	if (n > 0 && name[n - 1] == '.')
-		n--;
-	if (n >= sizeof(q->name))
-		goto done;
-	for (i = 0; i < n; i++)
-		q->name[i] = (char)tolower((unsigned char)name[i]);
-	q->name[n] = '\0';
-	q->qtype = get16(buf + off);
-	q->qclass = get16(buf + off + 2);
-	q->qend = off + 4;
-	ret = 0;
-done:
-	if (name)
-		ares_free_string(name);
-	return ret;
 }
 
 static int
@@ -289,63 +221,6 @@ cluster:
 	return 1;
 }
 
-/* Build a response to query (whose question ends at qend; DNS_HDR for none):
- * one record per address, pointing at the question name. Records that do not
- * fit in outmax are left out and TC is set. Returns the length. */
-static size_t
-dns_build_answer(unsigned char *out, size_t outmax, const unsigned char *query, size_t qend,
-    int rcode, int qtype, const char *const *addrs, size_t naddrs, uint32_t ttl)
-{
-	unsigned char rdata[16];
-	size_t off, i, rdlen = qtype == DNS_T_AAAA ? 16 : 4;
-	uint16_t an = 0;
-
-	memset(out, 0, DNS_HDR);
-	memcpy(out, query, 2);
-	out[2] = 0x80 | (query[2] & 0x79);	/* opcode and RD */
-	out[3] = 0x80 | (rcode & 0x0f);
-	put16(out + 4, qend > DNS_HDR ? 1 : 0);
-	memcpy(out + DNS_HDR, query + DNS_HDR, qend - DNS_HDR);
-	off = qend;
-	for (i = 0; i < naddrs && rcode == 0; i++) {
-		if (inet_pton(qtype == DNS_T_AAAA ? AF_INET6 : AF_INET, addrs[i], rdata) != 1) {
-			log_debug("%s: skipping bad address '%s'", __func__, addrs[i]);
-			continue;
-		}
-		if (off + 12 + rdlen > outmax) {
-			out[2] |= 0x02;
-			break;
-		}
-		put16(out + off, 0xc00c);
-		put16(out + off + 2, (uint16_t)qtype);
-		put16(out + off + 4, DNS_C_IN);
-		out[off + 6] = ttl >> 24;
-		out[off + 7] = (ttl >> 16) & 0xff;
-		out[off + 8] = (ttl >> 8) & 0xff;
-		out[off + 9] = ttl & 0xff;
-		put16(out + off + 10, (uint16_t)rdlen);
-		memcpy(out + off + 12, rdata, rdlen);
-		off += 12 + rdlen;
-		an++;
-	}
-	put16(out + 6, an);
-	return off;
-}
-
-/* Same question, with the name compared case-insensitively (0x20 mixing). */
-static int
-dns_same_question(const unsigned char *a, size_t alen, const unsigned char *b, size_t qend)
-{
-	size_t i;
-
-	if (alen < qend || get16(a + 4) != get16(b + 4))
-		return 0;
-	for (i = DNS_HDR; i < qend - 4; i++)
-		if (tolower(a[i]) != tolower(b[i]))
-			return 0;
-	return !memcmp(a + qend - 4, b + qend - 4, 4);
-}
-
 static void
 dns_send(struct kb_dns *d, struct dns_tcp *c, const struct sockaddr *peer, socklen_t peerlen,
     const unsigned char *msg, size_t len)
@@ -354,7 +229,7 @@ dns_send(struct kb_dns *d, struct dns_tcp *c, const struct sockaddr *peer, sockl
 	char who[64];
 
 	if (c) {
-		put16(l, (uint16_t)len);
+		dns_put16(l, (uint16_t)len);
 		if (evbuffer_add(bufferevent_get_output(c->bev), l, 2) < 0 ||
 		    evbuffer_add(bufferevent_get_output(c->bev), msg, len) < 0)
 			log_warnx("%s: out of memory", __func__);
@@ -377,7 +252,8 @@ dns_client_hash(const struct sockaddr *sa, socklen_t len)
 	return h % DNS_CLIENT_BUCKETS;
 }
 
-/* The record of a UDP peer, made if new; NULL when out of memory. */
+/* The record of a UDP peer, taken from the free ones if new; NULL when
+ * every slot is in use (or the address is of no family we serve). */
 static struct dns_client *
 dns_client_get(struct kb_dns *d, const struct sockaddr *sa, socklen_t len)
 {
@@ -389,21 +265,23 @@ dns_client_get(struct kb_dns *d, const struct sockaddr *sa, socklen_t len)
 	LIST_FOREACH(cl, &d->clients[h], entry)
 		if (cl->len == len && !memcmp(&cl->ss, sa, len))
 			return cl;
-	if ((cl = calloc(1, sizeof(*cl))) == NULL)
+	if ((cl = LIST_FIRST(&d->client_free)) == NULL)
 		return NULL;
+	LIST_REMOVE(cl, entry);
 	memcpy(&cl->ss, sa, len);
 	cl->len = len;
+	cl->n = 0;
 	LIST_INSERT_HEAD(&d->clients[h], cl, entry);
 	return cl;
 }
 
-/* A peer with nothing in flight is forgotten. */
+/* A peer with nothing in flight is forgotten: its record is free again. */
 static void
-dns_client_put(struct dns_client *cl)
+dns_client_put(struct kb_dns *d, struct dns_client *cl)
 {
 	if (cl->n == 0) {
 		LIST_REMOVE(cl, entry);
-		free(cl);
+		LIST_INSERT_HEAD(&d->client_free, cl, entry);
 	}
 }
 
@@ -437,7 +315,7 @@ dns_req_new(struct kb_dns *d, struct dns_tcp *c, struct dns_client *cl,
 	memcpy(rq->msg, msg, len);
 	rq->len = len;
 	rq->qend = qend;
-	rq->id = get16(msg);
+	rq->id = dns_get16(msg);
 	rq->d = d;
 	if (c) {
 		rq->tcp = c;
@@ -485,7 +363,7 @@ dns_req_free(struct dns_req *rq)
 	rq->d->npending--;
 	if (rq->client) {
 		rq->client->n--;
-		dns_client_put(rq->client);
+		dns_client_put(rq->d, rq->client);
 		rq->client = NULL;
 	}
 	if (rq->timer)
@@ -501,7 +379,7 @@ dns_req_finish(struct dns_req *rq, unsigned char *msg, size_t len)
 	struct dns_tcp *c = rq->tcp;
 
 	if (!rq->detached) {
-		put16(msg, rq->id);
+		dns_put16(msg, rq->id);
 		dns_send(rq->d, c, (struct sockaddr *)&rq->peer, rq->peerlen, msg, len);
 	}
 	dns_req_free(rq);
@@ -516,7 +394,7 @@ dns_req_answer(struct dns_req *rq, int rcode, int qtype, const char *const *addr
 	struct kb_dns *d = rq->d;
 	size_t n;
 
-	put16(rq->msg, rq->id);
+	dns_put16(rq->msg, rq->id);
 	n = dns_build_answer(d->out, rq->via_tcp ? DNS_MSG_MAX : DNS_UDP_ANSWER_MAX, rq->msg,
 	    rq->qend, rcode, qtype, addrs, naddrs, ttl);
 	dns_req_finish(rq, d->out, n);
@@ -617,7 +495,7 @@ dns_hook_done(void *ctx, int rcode, const char *const *addrs, size_t naddrs, uin
 		rcode = DNS_SERVFAIL;
 	if (rq->probe)
 		naddrs = 0;	/* the cluster's name, but no record of this type */
-	dns_req_answer(rq, rcode, get16(rq->msg + rq->qend - 4), addrs, naddrs, ttl);
+	dns_req_answer(rq, rcode, dns_get16(rq->msg + rq->qend - 4), addrs, naddrs, ttl);
 }
 
 static int
@@ -654,11 +532,11 @@ dns_up_tcp_read(struct bufferevent *bev, void *arg)
 
 	if (evbuffer_copyout(in, l, 2) < 2)
 		return;
-	len = get16(l);
+	len = dns_get16(l);
 	if (evbuffer_get_length(in) < 2 + len)
 		return;
 	msg = evbuffer_pullup(in, 2 + len) + 2;
-	if (len < DNS_HDR || get16(msg) != rq->up_id || !dns_same_question(msg, len, rq->msg, rq->qend)) {
+	if (len < DNS_HDR || dns_get16(msg) != rq->up_id || !dns_same_question(msg, len, rq->msg, rq->qend)) {
 		log_debug("%s: unexpected answer, waiting for the next try", __func__);
 		bufferevent_free(rq->up);
 		rq->up = NULL;
@@ -719,7 +597,7 @@ dns_forward_send(struct dns_req *rq)
 	fd = -1;
 	bufferevent_setcb(rq->up, dns_up_tcp_read, NULL, dns_up_tcp_event, rq);
 	bufferevent_setwatermark(rq->up, EV_READ, 0, 2 + DNS_MSG_MAX);
-	put16(l, (uint16_t)rq->len);
+	dns_put16(l, (uint16_t)rq->len);
 	if (bufferevent_write(rq->up, l, 2) < 0 || bufferevent_write(rq->up, rq->msg, rq->len) < 0 ||
 	    bufferevent_enable(rq->up, EV_READ | EV_WRITE) < 0 ||
 	    bufferevent_socket_connect(rq->up, (const struct sockaddr *)&u->ss, (int)u->len) < 0) {
@@ -763,7 +641,7 @@ dns_forward_start(struct dns_req *rq)
 	}
 	rq->state = rq->via_tcp ? RQ_TCP : RQ_UDP;
 	rq->attempt = 0;
-	put16(rq->msg, rq->up_id);
+	dns_put16(rq->msg, rq->up_id);
 	dns_forward_send(rq);
 	dns_timer_ms(rq->timer, DNS_RETRY_MS);
 }
@@ -779,10 +657,9 @@ dns_req_timer(evutil_socket_t fd, short what, void *arg)
 	if (rq->state == RQ_HOOK) {
 		/* Answer now, but keep rq: the hook's done is still to come. */
 		log_debug("%s: manager did not answer in time", __func__);
-		put16(rq->msg, rq->id);
+		dns_put16(rq->msg, rq->id);
 		dns_send(rq->d, c, (struct sockaddr *)&rq->peer, rq->peerlen, rq->d->out,
-		    dns_build_answer(rq->d->out, DNS_MSG_MAX, rq->msg, rq->qend, DNS_SERVFAIL, 0,
-		    NULL, 0, 0));
+		    dns_build_rcode(rq->d->out, DNS_MSG_MAX, rq->msg, rq->qend, DNS_SERVFAIL));
 		dns_req_detach(rq);
 		if (c)
 			dns_tcp_kick(c);
@@ -813,7 +690,7 @@ dns_handle(struct kb_dns *d, struct dns_tcp *c, const struct sockaddr *peer, soc
 	if (r > 0) {
 		log_debug("%s: bad query, rcode %d", __func__, r);
 		dns_send(d, c, peer, peerlen, d->out,
-		    dns_build_answer(d->out, DNS_MSG_MAX, msg, DNS_HDR, r, 0, NULL, 0, 0));
+		    dns_build_rcode(d->out, DNS_MSG_MAX, msg, DNS_HDR, r));
 		return;
 	}
 	/* A TCP client stops being read at DNS_TCP_INFLIGHT; a UDP one that
@@ -822,16 +699,16 @@ dns_handle(struct kb_dns *d, struct dns_tcp *c, const struct sockaddr *peer, soc
 	if (!c && (cl = dns_client_get(d, peer, peerlen)) != NULL && cl->n >= DNS_CLIENT_MAX) {
 		dns_note_refused(d, peer);
 		dns_send(d, c, peer, peerlen, d->out,
-		    dns_build_answer(d->out, DNS_MSG_MAX, msg, q.qend, DNS_REFUSED, 0, NULL, 0, 0));
+		    dns_build_rcode(d->out, DNS_MSG_MAX, msg, q.qend, DNS_REFUSED));
 		return;
 	}
 	if (d->npending >= DNS_MAX_PENDING || (!c && !cl) ||
 	    (rq = dns_req_new(d, c, cl, peer, peerlen, msg, len, q.qend)) == NULL) {
 		if (cl)
-			dns_client_put(cl);
+			dns_client_put(d, cl);
 		log_debug("%s: too many queries in flight", __func__);
 		dns_send(d, c, peer, peerlen, d->out,
-		    dns_build_answer(d->out, DNS_MSG_MAX, msg, q.qend, DNS_SERVFAIL, 0, NULL, 0, 0));
+		    dns_build_rcode(d->out, DNS_MSG_MAX, msg, q.qend, DNS_SERVFAIL));
 		return;
 	}
 	if ((rq->timer = evtimer_new(d->base, dns_req_timer, rq)) == NULL) {
@@ -918,7 +795,7 @@ dns_up_udp_read(evutil_socket_t fd, short what, void *arg)
 		}
 		if (n < DNS_HDR || !(d->buf[2] & 0x80) || !dns_is_upstream(d, (struct sockaddr *)&ss))
 			continue;
-		id = get16(d->buf);
+		id = dns_get16(d->buf);
 		TAILQ_FOREACH(rq, &d->reqs, entry)
 			if (rq->state == RQ_UDP && rq->up_id == id &&
 			    dns_same_question(d->buf, (size_t)n, rq->msg, rq->qend))
@@ -967,7 +844,7 @@ dns_tcp_kick(struct dns_tcp *c)
 	while ((room = c->inflight < DNS_TCP_INFLIGHT && evbuffer_get_length(out) < DNS_TCP_OUTMAX)) {
 		if (evbuffer_copyout(in, l, 2) < 2)
 			break;
-		len = get16(l);
+		len = dns_get16(l);
 		if (len == 0) {
 			c->eof = 1;
 			evbuffer_drain(in, evbuffer_get_length(in));
@@ -1211,6 +1088,14 @@ dns_new(struct event_base *base, const struct kb_dns_hooks *hooks, const char *r
 	d->udp_fd = d->up4_fd = d->up6_fd = -1;
 	TAILQ_INIT(&d->reqs);
 	TAILQ_INIT(&d->tcps);
+	LIST_INIT(&d->client_free);
+	if ((d->client_recs = calloc(DNS_MAX_PENDING, sizeof(*d->client_recs))) == NULL) {
+		free(d);
+		snprintf(err, errlen, "out of memory");
+		return NULL;
+	}
+	for (i = 0; i < DNS_MAX_PENDING; i++)
+		LIST_INSERT_HEAD(&d->client_free, &d->client_recs[i], entry);
 	dns_read_upstreams(d, resolv_conf ? resolv_conf : "/etc/resolv.conf");
 	if (d->nup == 0)
 		log_warnx("%s: no upstream nameserver: only cluster names will resolve", __func__);
@@ -1346,5 +1231,6 @@ dns_free(struct kb_dns *d)
 		close(d->up6_fd);
 	dns_clear_cluster(d);
 	free(d->cache);
+	free(d->client_recs);
 	free(d);
 }

@@ -29,8 +29,8 @@ struct local_icpt {
 	char workload[64], ns[64];
 	uint16_t port;
 	char *spec;
-	/* Making it again on a restarted manager: the next try, and how many. */
 	struct kbd *d;
+	/* Making it again on a restarted manager: the next try, and how many. */
 	struct event *retry;
 	int tries;
 };
@@ -39,19 +39,12 @@ enum relay_kind { RELAY_INTERCEPT, RELAY_LEAVE, RELAY_LIST };
 
 /* What an intercept or leave changes here once the manager agrees. */
 struct relay_ctx {
+	struct kbd *d;
 	enum relay_kind kind;
 	char workload[64], ns[64];
 	uint16_t port;
 	char spec[];		/* intercept: the request, as JSON */
 };
-
-struct delivery {
-	struct kb_stream *st;
-	struct kb_dial *dial;
-	uint16_t port;
-};
-
-static struct local_icpt *icpts;
 
 static void
 local_free(struct local_icpt *i)
@@ -63,21 +56,21 @@ local_free(struct local_icpt *i)
 }
 
 static struct local_icpt *
-local_find(const char *workload, const char *ns)
+local_find(struct kbd *d, const char *workload, const char *ns)
 {
 	struct local_icpt *i;
 
-	for (i = icpts; i && (strcmp(i->workload, workload) || strcmp(i->ns, ns)); i = i->next)
+	for (i = d->icpts; i && (strcmp(i->workload, workload) || strcmp(i->ns, ns)); i = i->next)
 		;
 	return i;
 }
 
 static void
-local_forget(const char *workload, const char *ns)
+local_forget(struct kbd *d, const char *workload, const char *ns)
 {
 	struct local_icpt **pp, *i;
 
-	for (pp = &icpts; (i = *pp) != NULL;) {
+	for (pp = &d->icpts; (i = *pp) != NULL;) {
 		if (!strcmp(i->workload, workload) && !strcmp(i->ns, ns)) {
 			*pp = i->next;
 			local_free(i);
@@ -92,7 +85,7 @@ local_add(const struct relay_ctx *r, const char *id)
 {
 	struct local_icpt *i;
 
-	local_forget(r->workload, r->ns);
+	local_forget(r->d, r->workload, r->ns);
 	if ((i = calloc(1, sizeof(*i))) == NULL)
 		return;
 	snprintf(i->id, sizeof(i->id), "%s", id);
@@ -100,17 +93,18 @@ local_add(const struct relay_ctx *r, const char *id)
 	snprintf(i->ns, sizeof(i->ns), "%s", r->ns);
 	i->port = r->port;
 	i->spec = r->spec[0] ? strdup(r->spec) : NULL;
-	i->next = icpts;
-	icpts = i;
+	i->d = r->d;
+	i->next = r->d->icpts;
+	r->d->icpts = i;
 }
 
 cJSON *
-intercept_status(void)
+intercept_status(const struct kbd *d)
 {
 	cJSON *a = cJSON_CreateArray(), *o;
 	struct local_icpt *i;
 
-	for (i = icpts; a && i; i = i->next) {
+	for (i = d->icpts; a && i; i = i->next) {
 		if ((o = cJSON_CreateObject()) == NULL)
 			break;
 		cJSON_AddStringToObject(o, "workload", i->workload);
@@ -131,6 +125,7 @@ static const struct timeval one_second = { 1, 0 };
 /* One request to make an intercept again; the intercept may be left (or
  * the daemon quit) before the answer, so it is found again by name. */
 struct restore {
+	struct kbd *d;
 	char workload[64], ns[64];
 };
 
@@ -148,10 +143,11 @@ static void
 restored(void *ctx, const cJSON *res, const char *err)
 {
 	struct restore *rs = ctx;
-	struct local_icpt *i = local_find(rs->workload, rs->ns);
+	struct local_icpt *i = local_find(rs->d, rs->workload, rs->ns);
 	const char *id = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(
 	    cJSON_GetObjectItemCaseSensitive(res, "intercept"), "id"));
 	const char *why = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(res, "error"));
+	char workload[sizeof(i->workload)], ns[sizeof(i->ns)];
 
 	free(rs);
 	/* Left meanwhile; or no answer: the session went down, and the next
@@ -175,7 +171,10 @@ restored(void *ctx, const cJSON *res, const char *err)
 	}
 	log_warnx("intercept of %s.%s is gone: the restarted manager refused it again: %s",
 	    i->workload, i->ns, why ? why : err ? err : "no answer");
-	local_forget(i->workload, i->ns);
+	/* Copies: local_forget frees i and goes on comparing. */
+	memcpy(workload, i->workload, sizeof(workload));
+	memcpy(ns, i->ns, sizeof(ns));
+	local_forget(i->d, workload, ns);
 }
 
 static void
@@ -193,10 +192,11 @@ restore_send(struct local_icpt *i)
 	/* The same id: the previews of this intercept (and of no other)
 	 * serve it again. */
 	cJSON_AddStringToObject(msg, "resume", i->id);
+	rs->d = i->d;
 	memcpy(rs->workload, i->workload, sizeof(rs->workload));
 	memcpy(rs->ns, i->ns, sizeof(rs->ns));
 	/* Fails only without a session: the next hello tries again. */
-	if (tunnel_request(i->d, msg, restored, rs) < 0)
+	if (tunnel_request(i->d->tunnel, msg, restored, rs) < 0)
 		free(rs);
 }
 
@@ -205,10 +205,9 @@ intercept_restore(struct kbd *d)
 {
 	struct local_icpt *i;
 
-	for (i = icpts; i; i = i->next) {
+	for (i = d->icpts; i; i = i->next) {
 		if (!i->spec)
 			continue;
-		i->d = d;
 		i->tries = 0;
 		if (i->retry)
 			evtimer_del(i->retry);
@@ -228,7 +227,7 @@ relayed(void *ctx, const cJSON *res, cJSON *reply)
 		if (id)
 			local_add(r, id);
 	} else {
-		local_forget(r->workload, r->ns);
+		local_forget(r->d, r->workload, r->ns);
 		if (reply) {
 			cJSON_AddStringToObject(reply, "workload", r->workload);
 			cJSON_AddStringToObject(reply, "namespace", r->ns);
@@ -267,7 +266,7 @@ intercept_http(struct evhttp_request *req, void *arg)
 		return;
 	}
 	if (control_string(req, msg, body, "workload", NULL, 1) < 0 ||
-	    control_string(req, msg, body, "namespace", d->ns, 1) < 0 ||
+	    control_string(req, msg, body, "namespace", tunnel_namespace(d->tunnel), 1) < 0 ||
 	    (kind == RELAY_INTERCEPT &&
 	    (control_number(req, msg, body, "port", 1, 65535, 1) < 0 ||
 	    control_string(req, msg, body, "path_prefix", NULL, 0) < 0)))
@@ -285,6 +284,7 @@ intercept_http(struct evhttp_request *req, void *arg)
 	if (spec)
 		memcpy(r->spec, spec, strlen(spec) + 1);
 	free(spec);
+	r->d = d;
 	r->kind = kind;
 	snprintf(r->workload, sizeof(r->workload), "%s", cJSON_GetStringValue(
 	    cJSON_GetObjectItemCaseSensitive(msg, "workload")));
@@ -301,38 +301,20 @@ out:
 
 /* --- delivering intercepted streams --- */
 
+/* The local port answered, or did not (say so in text), or the manager
+ * reset the stream first (err < 0). arg: the port. */
 static void
-delivery_closed(struct kb_stream *st, int reason, const char *text, void *arg)
+delivered(void *arg, struct kb_stream *st, int err, char *text, size_t textlen)
 {
-	struct delivery *dv = arg;
+	char why[160];
 
 	(void)st;
-	(void)reason;
-	(void)text;
-	kb_dial_cancel(dv->dial);
-	free(dv);
-}
-
-static const struct kb_stream_cbs delivery_cbs = { .on_close = delivery_closed };
-
-static void
-delivered(int fd, int e, void *arg)
-{
-	struct delivery *dv = arg;
-	struct kb_stream *st = dv->st;
-	char text[160];
-	uint16_t port = dv->port;
-
-	kb_stream_set_cbs(st, NULL, NULL);
-	free(dv);
-	if (fd >= 0) {
-		kb_stream_accept(st, fd, NULL, NULL);
+	if (err <= 0)
 		return;
-	}
-	snprintf(text, sizeof(text), "nothing answers on 127.0.0.1:%u on the intercepting "
-	    "workstation (%s)", port, strerror(e));
+	snprintf(why, sizeof(why), "%s", text);
+	snprintf(text, textlen, "nothing answers on 127.0.0.1:%u on the intercepting "
+	    "workstation (%s)", (unsigned)(uintptr_t)arg, why);
 	log_info("intercepted request: %s", text);
-	kb_stream_reset(st, kb_dial_reset_reason(e), text);
 }
 
 void
@@ -340,38 +322,26 @@ intercept_deliver(struct kbd *d, struct kb_stream *st, const struct kb_open *o)
 {
 	struct sockaddr_in sin = { .sin_family = AF_INET };
 	struct local_icpt *i;
-	struct delivery *dv;
 
-	for (i = icpts; i && strcmp(i->id, o->ref); i = i->next)
+	for (i = d->icpts; i && strcmp(i->id, o->ref); i = i->next)
 		;
 	if (!i) {
 		kb_stream_reset(st, KB_RST_DENIED, "this workstation no longer has that intercept");
 		return;
 	}
-	if ((dv = calloc(1, sizeof(*dv))) == NULL) {
-		kb_stream_reset(st, KB_RST_INTERNAL, "out of memory");
-		return;
-	}
-	dv->st = st;
-	dv->port = i->port;
 	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
 	sin.sin_port = htons(i->port);
-	dv->dial = kb_dial_start(d->base, (struct sockaddr *)&sin, sizeof(sin), DELIVER_TIMEOUT_MS,
-	    delivered, dv);
-	if (!dv->dial) {
-		delivered(-1, errno, dv);
-		return;
-	}
-	kb_stream_set_cbs(st, &delivery_cbs, dv);
+	kb_stream_dial(d->base, st, (struct sockaddr *)&sin, sizeof(sin), DELIVER_TIMEOUT_MS,
+	    delivered, (void *)(uintptr_t)i->port);
 }
 
 void
-intercept_shutdown(void)
+intercept_shutdown(struct kbd *d)
 {
 	struct local_icpt *i;
 
-	while ((i = icpts) != NULL) {
-		icpts = i->next;
+	while ((i = d->icpts) != NULL) {
+		d->icpts = i->next;
 		local_free(i);
 	}
 }

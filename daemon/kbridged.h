@@ -19,102 +19,117 @@
 struct event_base;
 struct event;
 struct evhttp_request;
-struct kb_session;
-struct kb_conn;
 struct kb_tun;
 struct kb_fw;
 struct kb_dns;
 struct kb_listener;
-struct ssl_ctx_st;
-struct pending_lookup;
-struct pending_request;
+struct tunnel;
+struct control;
+struct local_icpt;
 struct cJSON;
 struct kb_stream;
 struct kb_open;
 
 enum kbd_state { KBD_DISCONNECTED, KBD_CONNECTING, KBD_CONNECTED, KBD_RECONNECTING };
 
+/* What the manager told us about its cluster (its hello, "cluster"
+ * messages), and the namespace the user connected to. Owned and written by
+ * tunnel.c; net.c reads it while setting up. */
+struct kbd_cluster {
+	char ns[64];
+	char user[64];
+	char domain[128];
+	struct kb_cidr subnets[KBD_MAX_SUBNETS];
+	size_t nsubnets;
+	char *namespaces[KBD_MAX_NAMESPACES];
+	size_t nnamespaces;
+};
+
+/* One instance per process (main.c). Each module owns its part, reached
+ * only through that module's functions. */
 struct kbd {
 	struct event_base *base;
 	const char *socket_path;
 	const char *instance;
 	uint32_t tun_addr;          /* host order */
-	int quitting;               /* no reconnects: the session is being stopped */
 	int exiting;                /* kbd_quit ran */
 	char instance_id[33];       /* random, per process: the manager tells a
 	                             * reconnect from a new daemon by it */
 
-	/* what the user asked for */
-	struct kb_profile profile;
-	int have_profile;
-	char ns[64];
-
-	/* tunnel.c */
-	enum kbd_state state;
-	struct ssl_ctx_st *ssl_ctx;
-	struct kb_session *sess;
-	struct kb_mlink link;       /* dialing the manager, pacing retries */
-	struct event *retry_ev;
-	char manager_instance[40]; /* the manager process we talk to, from its hello */
-	int mgr_leave_all;          /* it takes "leave-all" (its hello says so) */
-	int left_all;               /* we sent it: our intercepts ended at once */
-	int replace;                /* connect --replace: take over our user's other session */
-	char replaced_by[80];       /* the manager gave our session to another workstation */
-	unsigned reconnects;
-	time_t connected_since;
-	char last_error[256];
-	struct evhttp_request *waiting[16]; /* POST /v1/connect waiting for the outcome */
-	size_t nwaiting;
-	struct pending_lookup *lookups;
-	uint32_t next_lookup;
-	struct pending_request *requests;
-	uint32_t next_request;
-
-	/* what the manager told us */
-	char user[64];
-	char domain[128];
-	struct kb_cidr subnets[KBD_MAX_SUBNETS];
-	size_t nsubnets;
-	struct kb_cidr applied[KBD_MAX_SUBNETS]; /* subnets the network is set up for */
-	size_t napplied;
-	char *namespaces[KBD_MAX_NAMESPACES];
-	size_t nnamespaces;
+	struct tunnel *tunnel;      /* tunnel.c: the session and its state */
+	struct control *control;    /* control.c: the API socket, waiting requests */
+	struct local_icpt *icpts;   /* intercept.c: our intercepts */
 
 	/* net.c */
+	struct kb_cidr applied[KBD_MAX_SUBNETS]; /* subnets the network is set up for */
+	size_t napplied;
 	struct kb_tun *tun;
 	struct event *tun_ev;
 	struct kb_fw *fw;
 	struct kb_dns *dns;
 	struct kb_listener *proxy;
 	uint16_t proxy_port;
-	uint64_t proxied;
-	unsigned refusals_logged;   /* tunnel.c, this session: bit N reset reason N, bit 0 lookups */
 };
 
-/* tunnel.c: the session to the manager */
-int tunnel_connect(struct kbd *d, char *err, size_t errlen);
-void tunnel_stop(struct kbd *d, const char *why);
+/* tunnel.c: the session to the manager, the only owner of the connection
+ * state (struct tunnel is private to it). */
+/* The daemon's tunnel, disconnected; NULL when out of memory. */
+struct tunnel *tunnel_new(struct kbd *d);
+/* After tunnel_stop: releases the rest. NULL is fine. */
+void tunnel_free(struct tunnel *t);
+enum kbd_state tunnel_state(const struct tunnel *t);
+const char *kbd_state_name(enum kbd_state s);
+/* The profile and namespace of the session (being) set up, or NULL. */
+const struct kb_profile *tunnel_profile(const struct tunnel *t);
+const char *tunnel_namespace(const struct tunnel *t);
+/* Start connecting with profile p (taken, freed on failure) to namespace ns;
+ * replace: take over our user's other session. The outcome goes to
+ * control_connect_done. 0, or -1 with err (disconnected). */
+int tunnel_connect(struct tunnel *t, struct kb_profile *p, const char *ns, int replace,
+    char *err, size_t errlen);
+/* A deliberate stop: no reconnects; waiting connects get why. */
+void tunnel_stop(struct tunnel *t, const char *why);
+/* Add the session's part of /v1/status to j (state, user, cluster, counters,
+ * and the intercepts and network set up for it). */
+void tunnel_status_json(const struct tunnel *t, struct cJSON *j);
+/* A request to the manager: msg ({"type":..}, taken) gets the next "id" (one
+ * counter for every request, lookups too); done gets the "result" message,
+ * or NULL and an error when there is no answer. -1 without a session (done
+ * is not called then). */
+typedef void (*tunnel_done_fn)(void *ctx, const struct cJSON *result, const char *err);
+int tunnel_request(struct tunnel *t, struct cJSON *msg, tunnel_done_fn done, void *ctx);
+/* End our intercepts on the manager now (quit, not a crash): done gets the
+ * result (its "ended" list), or NULL. -1 if the session or the manager
+ * cannot (done is not called then). */
+int tunnel_leave_all(struct tunnel *t, tunnel_done_fn done, void *ctx);
+/* The DNS proxy's resolve hook (arg: the tunnel). */
 int tunnel_resolve(void *arg, const char *name, int qtype,
     void (*done)(void *, int, const char *const *, size_t, uint32_t), void *ctx);
-void tunnel_open_stream(struct kbd *d, int fd, const struct sockaddr_in *dst);
-const char *kbd_state_name(enum kbd_state s);
+void tunnel_open_stream(struct tunnel *t, int fd, const struct sockaddr_in *dst);
 
 /* net.c: link, routes, redirect rules, DNS proxy, transparent listener */
-int net_up(struct kbd *d, char *err, size_t errlen);
+/* Set up (or keep, if the subnets are the same) for the cluster c. */
+int net_up(struct kbd *d, const struct kbd_cluster *c, char *err, size_t errlen);
 void net_down(struct kbd *d);
 /* The cluster's subnets changed during a session: the same link and table
  * get them (new routes, then the table in one batch, then old routes go).
- * On failure nothing changed. 0, or -1 with err. */
+ * On failure nothing changed; before net_up it only checks them (net_up
+ * takes the cluster's). 0, or -1 with err. */
 int net_subnets(struct kbd *d, const struct kb_cidr *v, size_t n, char *err, size_t errlen);
 /* 0 if the daemon may route the subnets v; -1 and why otherwise. */
 int net_check_subnets(const struct kbd *d, const struct kb_cidr *v, size_t n, char *err,
     size_t errlen);
 
-/* control.c: HTTP+JSON API on the Unix socket */
+/* The cluster's namespaces changed: the DNS proxy (if up) takes them. */
+void net_namespaces(struct kbd *d, const struct kbd_cluster *c);
+/* Add the network's part of /v1/status (link, table, dns) to j. */
+void net_status_json(const struct kbd *d, struct cJSON *j);
+
+/* control.c: HTTP+JSON API on the Unix socket; its state is d->control. */
 int control_listen(struct kbd *d, uid_t owner, int has_owner, char *err, size_t errlen);
 /* Unlink the socket (no new clients); control_free() releases the rest. */
 void control_close(struct kbd *d);
-void control_free(void);
+void control_free(struct kbd *d);
 /* Reply with a JSON body (taken) or {"error": msg}. */
 void control_reply(struct evhttp_request *req, int code, struct cJSON *body);
 void control_error(struct evhttp_request *req, int code, const char *msg);
@@ -147,28 +162,18 @@ typedef void (*control_relay_fn)(void *ctx, const struct cJSON *result, struct c
 void control_relay(struct kbd *d, struct evhttp_request *req, struct cJSON *msg,
     control_relay_fn ok, void *ctx);
 
-/* tunnel.c: a request to the manager ({"type":..} gets "id"); done gets the
- * "result" message, or NULL and an error when there is no answer. */
-typedef void (*tunnel_done_fn)(void *ctx, const struct cJSON *result, const char *err);
-int tunnel_request(struct kbd *d, struct cJSON *msg, tunnel_done_fn done, void *ctx);
-
 /* intercept.c: /v1/intercept, /v1/leave, /v1/list, and delivering
- * intercepted streams to local ports */
+ * intercepted streams to local ports; its state is d->icpts. */
 void intercept_http(struct evhttp_request *req, void *arg);
 void intercept_deliver(struct kbd *d, struct kb_stream *st, const struct kb_open *o);
-void intercept_shutdown(void);
+void intercept_shutdown(struct kbd *d);
 /* Our intercepts for /v1/status: [{"workload", "namespace", "id", "port"}]. */
-struct cJSON *intercept_status(void);
+struct cJSON *intercept_status(const struct kbd *d);
 /* The manager restarted (it forgot our intercepts): make them again. */
 void intercept_restore(struct kbd *d);
 
 /* preview.c: /v1/preview/create, /v1/preview/list, /v1/preview/remove */
 void preview_http(struct evhttp_request *req, void *arg);
-
-/* tunnel.c: end our intercepts on the manager now (quit, not a crash): done
- * gets the result (its "ended" list), or NULL. -1 if the session or the
- * manager cannot (done is not called then). */
-int tunnel_leave_all(struct kbd *d, tunnel_done_fn done, void *ctx);
 
 /* main.c */
 void kbd_quit(struct kbd *d);

@@ -13,7 +13,6 @@
 #include <unistd.h>
 
 #include <event2/event.h>
-#include <openssl/ssl.h>
 
 #include "api.h"
 #include "conn.h"
@@ -54,7 +53,7 @@ kbd_quit(struct kbd *d)
 		d->exiting = 1;
 		log_info("shutting down");
 		/* Pending lookups complete before the DNS proxy goes away. */
-		tunnel_stop(d, "workstation daemon quit");
+		tunnel_stop(d->tunnel, "workstation daemon quit");
 		net_down(d);
 		control_close(d);
 	}
@@ -240,8 +239,23 @@ notify_parent(int fd, const char *msg)
 	close(fd);
 }
 
-int
-main(int argc, char **argv)
+/* What the command line and the environment ask for. */
+struct opts {
+	const char *socket_path;
+	const char *logfile;
+	const char *instance;
+	uint32_t tun_addr;
+	int background, verbose;
+	int has_owner;
+	uid_t owner;
+	int sudo;		/* started through sudo by caller */
+	uid_t caller;
+	char sudo_log[64];
+};
+
+/* Fill o from argv; 0 to go on, else the exit status (after a message). */
+static int
+parse_args(int argc, char **argv, struct opts *o)
 {
 	static const struct option opts[] = {
 		{ "socket", required_argument, NULL, 's' },
@@ -254,43 +268,37 @@ main(int argc, char **argv)
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
-	struct kbd d = { 0 };
-	const char *logfile = NULL, *link_addr = DEFAULT_TUN_ADDR, *chosen = NULL;
-	int c, background = 0, has_owner = 0, notify = -1, verbose = 0, sudo, logfd = -1;
-	int dirfd = AT_FDCWD;
-	uid_t owner = 0, caller = 0;
-	struct event *sigs[3];
-	struct in_addr a;
-	char err[300], sudo_log[64];
+	const char *link_addr = DEFAULT_TUN_ADDR, *chosen = NULL;
 	unsigned long num;
-	size_t i;
+	struct in_addr a;
+	int c;
 
-	d.socket_path = getenv(KB_SOCKET_ENV) ? getenv(KB_SOCKET_ENV) : KB_SOCKET_DEFAULT;
+	o->socket_path = getenv(KB_SOCKET_ENV) ? getenv(KB_SOCKET_ENV) : KB_SOCKET_DEFAULT;
 	while ((c = getopt_long(argc, argv, "vh", opts, NULL)) != -1) {
 		switch (c) {
 		case 's':
-			d.socket_path = optarg;
+			o->socket_path = optarg;
 			chosen = "--socket";
 			break;
 		case 'd':
-			background = 1;
+			o->background = 1;
 			break;
 		case 'l':
-			logfile = optarg;
+			o->logfile = optarg;
 			chosen = "--log";
 			break;
 		case 'u':
 			if (kb_parse_num(optarg, 0, (uid_t)-2, NULL, &num) == 0)
-				owner = (uid_t)num;
+				o->owner = (uid_t)num;
 			else {
 				fprintf(stderr, "kbridged: invalid --owner-uid '%s'\n", optarg);
 				return 2;
 			}
-			has_owner = 1;
+			o->has_owner = 1;
 			chosen = "--owner-uid";
 			break;
 		case 'i':
-			d.instance = optarg;
+			o->instance = optarg;
 			chosen = "--instance";
 			break;
 		case 'a':
@@ -298,11 +306,11 @@ main(int argc, char **argv)
 			chosen = "--link-address";
 			break;
 		case 'v':
-			verbose = 1;
+			o->verbose = 1;
 			break;
 		case 'h':
 			usage(stdout);
-			return 0;
+			exit(0);
 		default:
 			usage(stderr);
 			return 2;
@@ -316,56 +324,78 @@ main(int argc, char **argv)
 		fprintf(stderr, "kbridged: invalid --link-address '%s'\n", link_addr);
 		return 2;
 	}
-	d.tun_addr = ntohl(a.s_addr);
+	o->tun_addr = ntohl(a.s_addr);
 	/* Through sudo the caller is not root: it may not name files for root
 	 * to replace, append to or chown, nor another daemon's table. */
-	if ((sudo = sudo_caller(&caller)) < 0) {
+	if ((o->sudo = sudo_caller(&o->caller)) < 0) {
 		fprintf(stderr, "kbridged: invalid SUDO_UID '%s'\n", getenv("SUDO_UID"));
 		return 2;
 	}
-	if (sudo && chosen) {
+	if (o->sudo && chosen) {
 		fprintf(stderr, "kbridged: started through sudo (SUDO_UID %lu): %s is not accepted; "
-		    "the socket is %s (as root, unset SUDO_UID to choose)\n", (unsigned long)caller,
-		    chosen, KB_SOCKET_DEFAULT);
+		    "the socket is %s (as root, unset SUDO_UID to choose)\n",
+		    (unsigned long)o->caller, chosen, KB_SOCKET_DEFAULT);
 		return 2;
 	}
-	if (kb_random_hex(d.instance_id, (sizeof(d.instance_id) - 1) / 2) < 0)
-		fatalx("no randomness");
+	return 0;
+}
+
+/* As root: the socket and log a sudo caller gets, the log opened, and into
+ * the background if asked (*notify: the pipe to the waiting parent).
+ * 0, or the exit status after a message. */
+static int
+set_up_process(struct opts *o, int *notify)
+{
+	int dirfd = AT_FDCWD, logfd = -1;
+	char err[300];
+
 	if (geteuid() != 0) {
 		fprintf(stderr, "kbridged: must run as root (it changes the workstation's routes and firewall)\n");
 		return 1;
 	}
-	log_init("kbridged", verbose ? KB_LOG_DEBUG : KB_LOG_INFO);
-	if (sudo) {
-		d.socket_path = KB_SOCKET_DEFAULT;
-		owner = caller;
-		has_owner = 1;
-		snprintf(sudo_log, sizeof(sudo_log), KB_SUDO_LOG_FMT, (unsigned long)caller);
-		logfile = sudo_log;
+	log_init("kbridged", o->verbose ? KB_LOG_DEBUG : KB_LOG_INFO);
+	if (o->sudo) {
+		o->socket_path = KB_SOCKET_DEFAULT;
+		o->owner = o->caller;
+		o->has_owner = 1;
+		snprintf(o->sudo_log, sizeof(o->sudo_log), KB_SUDO_LOG_FMT, (unsigned long)o->caller);
+		o->logfile = o->sudo_log;
 		if ((dirfd = open_run_dir(err, sizeof(err))) < 0) {
 			fprintf(stderr, "kbridged: %s\n", err);
 			return 1;
 		}
 	} else {
-		make_parent_dir(d.socket_path);
+		make_parent_dir(o->socket_path);
 	}
-	if (background && logfile &&
-	    (logfd = open_log(dirfd, logfile, sudo, caller, err, sizeof(err))) < 0) {
+	if (o->background && o->logfile &&
+	    (logfd = open_log(dirfd, o->logfile, o->sudo, o->caller, err, sizeof(err))) < 0) {
 		fprintf(stderr, "kbridged: %s\n", err);
 		return 1;
 	}
 	if (dirfd >= 0)
 		close(dirfd);
-	if (background)
-		daemonize(logfd, &notify);
+	if (o->background)
+		daemonize(logfd, notify);
 	kb_malloc_tune();
 	signal(SIGPIPE, SIG_IGN);
 	/* Every connection is a descriptor (two when proxied): 1024 is few. */
 	if (kb_raise_nofile() < 0)
 		log_warn("cannot raise the limit on open files");
-	if ((d.base = kb_event_base_new()) == NULL)
+	return 0;
+}
+
+/* Serve until kbd_quit, then undo everything. 0, or 1 if the control
+ * socket could not be set up (the parent, or stderr, is told). */
+static int
+run(struct kbd *d, const struct opts *o, int notify)
+{
+	struct event *sigs[3];
+	char err[300];
+	size_t i;
+
+	if ((d->base = kb_event_base_new()) == NULL || (d->tunnel = tunnel_new(d)) == NULL)
 		fatalx("cannot create the event loop");
-	if (control_listen(&d, owner, has_owner, err, sizeof(err)) < 0) {
+	if (control_listen(d, o->owner, o->has_owner, err, sizeof(err)) < 0) {
 		log_warnx("%s", err);
 		if (notify >= 0)
 			notify_parent(notify, err);
@@ -373,29 +403,43 @@ main(int argc, char **argv)
 			fprintf(stderr, "kbridged: %s\n", err);
 		return 1;
 	}
-	sigs[0] = evsignal_new(d.base, SIGTERM, on_signal, &d);
-	sigs[1] = evsignal_new(d.base, SIGINT, on_signal, &d);
-	sigs[2] = evsignal_new(d.base, SIGHUP, on_signal, &d);
+	sigs[0] = evsignal_new(d->base, SIGTERM, on_signal, d);
+	sigs[1] = evsignal_new(d->base, SIGINT, on_signal, d);
+	sigs[2] = evsignal_new(d->base, SIGHUP, on_signal, d);
 	for (i = 0; i < 3; i++)
 		evsignal_add(sigs[i], NULL);
-	log_info("kbridged %s listening on %s (pid %ld)", KB_VERSION, d.socket_path,
+	log_info("kbridged %s listening on %s (pid %ld)", KB_VERSION, d->socket_path,
 	    (long)getpid());
 	notify_parent(notify, "ok");
-	event_base_dispatch(d.base);
+	event_base_dispatch(d->base);
 
-	net_down(&d);
-	control_close(&d);
-	control_free();
-	intercept_shutdown();
+	net_down(d);
+	control_close(d);
+	control_free(d);
+	intercept_shutdown(d);
 	for (i = 0; i < 3; i++)
 		event_free(sigs[i]);
-	if (d.retry_ev)
-		event_free(d.retry_ev);
-	SSL_CTX_free(d.ssl_ctx);
-	kb_profile_free(&d.profile);
-	for (i = 0; i < d.nnamespaces; i++)
-		free(d.namespaces[i]);
-	event_base_free(d.base);
+	tunnel_free(d->tunnel);
+	event_base_free(d->base);
 	log_info("stopped");
 	return 0;
+}
+
+int
+main(int argc, char **argv)
+{
+	struct opts o = { 0 };
+	struct kbd d = { 0 };
+	int rc, notify = -1;
+
+	if ((rc = parse_args(argc, argv, &o)) != 0)
+		return rc;
+	if (kb_random_hex(d.instance_id, (sizeof(d.instance_id) - 1) / 2) < 0)
+		fatalx("no randomness");
+	if ((rc = set_up_process(&o, &notify)) != 0)
+		return rc;
+	d.socket_path = o.socket_path;
+	d.instance = o.instance;
+	d.tun_addr = o.tun_addr;
+	return run(&d, &o, notify);
 }

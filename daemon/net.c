@@ -10,6 +10,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <cjson/cJSON.h>
 #include <event2/event.h>
 
 #include "dns.h"
@@ -33,7 +34,7 @@ proxy_accept(int fd, struct sockaddr *sa, int salen, void *arg)
 		close(fd);
 		return;
 	}
-	tunnel_open_stream(d, fd, &dst);
+	tunnel_open_stream(d->tunnel, fd, &dst);
 }
 
 static int
@@ -76,38 +77,44 @@ tun_readable(evutil_socket_t fd, short what, void *arg)
 }
 
 static int
-same_subnets(const struct kbd *d)
+same_subnets(const struct kbd *d, const struct kbd_cluster *c)
 {
-	return d->napplied == d->nsubnets &&
-	    memcmp(d->applied, d->subnets, d->nsubnets * sizeof(d->subnets[0])) == 0;
+	return d->napplied == c->nsubnets &&
+	    memcmp(d->applied, c->subnets, c->nsubnets * sizeof(c->subnets[0])) == 0;
+}
+
+void
+net_namespaces(struct kbd *d, const struct kbd_cluster *c)
+{
+	if (d->dns)
+		dns_set_cluster(d->dns, c->domain, (const char *const *)c->namespaces,
+		    c->nnamespaces, c->ns);
 }
 
 int
-net_up(struct kbd *d, char *err, size_t errlen)
+net_up(struct kbd *d, const struct kbd_cluster *c, char *err, size_t errlen)
 {
-	struct kb_dns_hooks hooks = { .resolve = tunnel_resolve, .arg = d };
+	struct kb_dns_hooks hooks = { .resolve = tunnel_resolve, .arg = d->tunnel };
 	struct kb_fw_config cfg;
 	const uint32_t *ups;
 	size_t i;
 
-	if (d->tun && same_subnets(d)) {
-		dns_set_cluster(d->dns, d->domain, (const char *const *)d->namespaces,
-		    d->nnamespaces, d->ns);
+	if (d->tun && same_subnets(d, c)) {
+		net_namespaces(d, c);
 		return 0;
 	}
 	net_down(d);
-	if (net_check_subnets(d, d->subnets, d->nsubnets, err, errlen) < 0)
+	if (net_check_subnets(d, c->subnets, c->nsubnets, err, errlen) < 0)
 		return -1;
 	if (proxy_listen(d, err, errlen) < 0)
 		goto fail;
 	if ((d->dns = dns_new(d->base, &hooks, NULL, 0, err, errlen)) == NULL)
 		goto fail;
-	dns_set_cluster(d->dns, d->domain, (const char *const *)d->namespaces, d->nnamespaces,
-	    d->ns);
+	net_namespaces(d, c);
 	if ((d->tun = tun_open(NULL, d->tun_addr, err, errlen)) == NULL)
 		goto fail;
-	for (i = 0; i < d->nsubnets; i++)
-		if (tun_route_add(d->tun, &d->subnets[i], err, errlen) < 0)
+	for (i = 0; i < c->nsubnets; i++)
+		if (tun_route_add(d->tun, &c->subnets[i], err, errlen) < 0)
 			goto fail;
 	d->tun_ev = event_new(d->base, tun_fd(d->tun), EV_READ | EV_PERSIST, tun_readable, d->tun);
 	if (!d->tun_ev || event_add(d->tun_ev, NULL) < 0) {
@@ -117,18 +124,18 @@ net_up(struct kbd *d, char *err, size_t errlen)
 	if ((d->fw = fw_open(d->instance, err, errlen)) == NULL)
 		goto fail;
 	memset(&cfg, 0, sizeof(cfg));
-	cfg.subnets = d->subnets;
-	cfg.nsubnets = d->nsubnets;
+	cfg.subnets = c->subnets;
+	cfg.nsubnets = c->nsubnets;
 	cfg.proxy_port = d->proxy_port;
 	cfg.ndns = dns_upstreams(d->dns, &ups);
 	cfg.dns_servers = ups;
 	cfg.dns_port = dns_port(d->dns);
 	if (fw_apply(d->fw, &cfg, err, errlen) < 0)
 		goto fail;
-	memcpy(d->applied, d->subnets, d->nsubnets * sizeof(d->subnets[0]));
-	d->napplied = d->nsubnets;
+	memcpy(d->applied, c->subnets, c->nsubnets * sizeof(c->subnets[0]));
+	d->napplied = c->nsubnets;
 	log_info("network up: link %s, table %s, %zu subnets, proxy port %u, dns port %u",
-	    tun_name(d->tun), fw_table(d->fw), d->nsubnets, d->proxy_port, dns_port(d->dns));
+	    tun_name(d->tun), fw_table(d->fw), c->nsubnets, d->proxy_port, dns_port(d->dns));
 	return 0;
 fail:
 	net_down(d);
@@ -194,9 +201,7 @@ net_subnets(struct kbd *d, const struct kb_cidr *v, size_t n, char *err, size_t 
 	if (net_check_subnets(d, v, n, err, errlen) < 0)
 		return -1;
 	if (!d->tun || !d->fw) {
-		/* Not set up (yet): net_up takes them. */
-		memcpy(d->subnets, v, n * sizeof(v[0]));
-		d->nsubnets = n;
+		/* Not set up (yet): net_up takes the cluster's. */
 		return 0;
 	}
 	for (i = 0; i < n; i++) {
@@ -222,8 +227,6 @@ net_subnets(struct kbd *d, const struct kb_cidr *v, size_t n, char *err, size_t 
 			log_warnx("cannot remove the route to %s (nothing is redirected there "
 			    "any more; it goes when the link does): %s",
 			    kb_cidr_str(&d->applied[i], buf, sizeof(buf)), e2);
-	memcpy(d->subnets, v, n * sizeof(v[0]));
-	d->nsubnets = n;
 	memcpy(d->applied, v, n * sizeof(v[0]));
 	d->napplied = n;
 	return 0;
@@ -259,5 +262,30 @@ net_down(struct kbd *d)
 		kb_listener_free(d->proxy);
 		d->proxy = NULL;
 		d->proxy_port = 0;
+	}
+}
+
+void
+net_status_json(const struct kbd *d, cJSON *j)
+{
+	const uint32_t *ups;
+	cJSON *dns, *a;
+	char buf[16];
+	size_t i, n;
+
+	if (d->tun)
+		cJSON_AddStringToObject(j, "link", tun_name(d->tun));
+	if (d->fw)
+		cJSON_AddStringToObject(j, "table", fw_table(d->fw));
+	if (!d->dns)
+		return;
+	n = dns_upstreams(d->dns, &ups);
+	dns = cJSON_AddObjectToObject(j, "dns");
+	cJSON_AddNumberToObject(dns, "port", dns_port(d->dns));
+	a = cJSON_AddArrayToObject(dns, "upstreams");
+	for (i = 0; i < n; i++) {
+		snprintf(buf, sizeof(buf), "%u.%u.%u.%u", ups[i] >> 24, (ups[i] >> 16) & 255,
+		    (ups[i] >> 8) & 255, ups[i] & 255);
+		cJSON_AddItemToArray(a, cJSON_CreateString(buf));
 	}
 }

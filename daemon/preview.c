@@ -39,7 +39,7 @@ preview_http(struct evhttp_request *req, void *arg)
 			goto out;
 	} else {
 		if (control_string(req, msg, body, "workload", NULL, 1) < 0 ||
-		    control_string(req, msg, body, "namespace", d->ns, 1) < 0 ||
+		    control_string(req, msg, body, "namespace", tunnel_namespace(d->tunnel), 1) < 0 ||
 		    control_number(req, msg, body, "ttl", 1, KB_API_TTL_MAX, 0) < 0 ||
 		    control_number(req, msg, body, "service_port", 1, 65535, 0) < 0 ||
 		    control_string(req, msg, body, "host", NULL, 0) < 0)

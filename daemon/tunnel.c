@@ -24,20 +24,77 @@
 
 #define CONNECT_TIMEOUT_S 5
 
-struct pending_lookup {
-	struct pending_lookup *next;
+/* A request to the manager waiting for its answer: a lookup ("resolve",
+ * answered by "resolved") or any other request (answered by "result"). One
+ * table and one id counter for both. */
+struct pending {
+	struct pending *next;
 	uint32_t id;
-	dns_done_fn done;
+	dns_done_fn resolved;		/* a lookup; else: */
+	tunnel_done_fn done;		/* a request */
 	void *ctx;
 };
 
-struct pending_request {
-	struct pending_request *next;
-	uint32_t id;
-	tunnel_done_fn done;
-	void *ctx;
+/* The session to the manager and everything about it. Only this file reads
+ * or writes it; the rest of the daemon goes through the functions in
+ * kbridged.h. */
+struct tunnel {
+	struct kbd *d;
+	enum kbd_state state;
+	int quitting;               /* no reconnects: the session is being stopped */
+	int give_up;                /* a local failure: do not retry, end the connect */
+
+	/* what the user asked for */
+	struct kb_profile profile;
+	int have_profile;
+	int replace;                /* connect --replace: take over our user's other session */
+
+	struct ssl_ctx_st *ssl_ctx;
+	struct kb_session *sess;
+	struct kb_mlink link;       /* dialing the manager, pacing retries */
+	struct event *retry_ev;
+	char manager_instance[40];  /* the manager process we talk to, from its hello */
+	int mgr_leave_all;          /* it takes "leave-all" (its hello says so) */
+	int left_all;               /* we sent it: our intercepts ended at once */
+	char replaced_by[80];       /* the manager gave our session to another workstation */
+	unsigned reconnects;
+	time_t connected_since;
+	char last_error[256];
+	struct pending *pending;
+	uint32_t next_id;
+	uint64_t proxied;
+	unsigned refusals_logged;   /* this session: bit N reset reason N, bit 0 lookups */
+
+	struct kbd_cluster cl;      /* what the manager told us */
 };
 
+struct tunnel *
+tunnel_new(struct kbd *d)
+{
+	struct tunnel *t = calloc(1, sizeof(*t));
+
+	if (t)
+		t->d = d;
+	return t;
+}
+
+enum kbd_state
+tunnel_state(const struct tunnel *t)
+{
+	return t->state;
+}
+
+const struct kb_profile *
+tunnel_profile(const struct tunnel *t)
+{
+	return t->have_profile ? &t->profile : NULL;
+}
+
+const char *
+tunnel_namespace(const struct tunnel *t)
+{
+	return t->cl.ns;
+}
 
 const char *
 kbd_state_name(enum kbd_state s)
@@ -56,121 +113,161 @@ kbd_state_name(enum kbd_state s)
 }
 
 static void
-fail_lookups(struct kbd *d)
+fail_pending(struct tunnel *t)
 {
-	struct pending_lookup *p;
-	struct pending_request *r;
+	struct pending *p;
 
-	while ((p = d->lookups) != NULL) {
-		d->lookups = p->next;
-		p->done(p->ctx, 2, NULL, 0, 0);
+	while ((p = t->pending) != NULL) {
+		t->pending = p->next;
+		if (p->resolved)
+			p->resolved(p->ctx, 2, NULL, 0, 0);
+		else
+			p->done(p->ctx, NULL, "the session to the manager was lost before it answered");
 		free(p);
-	}
-	while ((r = d->requests) != NULL) {
-		d->requests = r->next;
-		r->done(r->ctx, NULL, "the session to the manager was lost before it answered");
-		free(r);
 	}
 }
 
-int
-tunnel_request(struct kbd *d, cJSON *msg, tunnel_done_fn done, void *ctx)
+/* Send msg (taken) with the next id, and remember p for its answer. */
+static int
+pending_send(struct tunnel *t, cJSON *msg, struct pending *p)
 {
-	struct pending_request *r;
+	if (!t->sess || !kb_session_ready(t->sess)) {
+		cJSON_Delete(msg);
+		free(p);
+		return -1;
+	}
+	p->id = ++t->next_id;
+	cJSON_AddNumberToObject(msg, "id", p->id);
+	if (kb_session_send_control(t->sess, msg) < 0) {
+		free(p);
+		return -1;
+	}
+	p->next = t->pending;
+	t->pending = p;
+	return 0;
+}
 
-	if (!d->sess || !kb_session_ready(d->sess) || (r = calloc(1, sizeof(*r))) == NULL) {
+/* The waiting request the manager's answer msg["id"] is for, taken off the
+ * table; NULL if none (answered after we gave up on it), or if it is of the
+ * other kind. */
+static struct pending *
+pending_take(struct tunnel *t, const cJSON *msg, int lookup)
+{
+	const cJSON *id = cJSON_GetObjectItemCaseSensitive(msg, "id");
+	struct pending **pp, *p;
+
+	/* kb_msg_parse made sure id is a number; compared as one, an id no
+	 * u32 can hold matches no request. */
+	for (pp = &t->pending; (p = *pp) != NULL; pp = &p->next) {
+		if (id->valuedouble == p->id) {
+			if (!p->resolved != !lookup)
+				return NULL;
+			*pp = p->next;
+			return p;
+		}
+	}
+	return NULL;
+}
+
+int
+tunnel_request(struct tunnel *t, cJSON *msg, tunnel_done_fn done, void *ctx)
+{
+	struct pending *p;
+
+	if ((p = calloc(1, sizeof(*p))) == NULL) {
 		cJSON_Delete(msg);
 		return -1;
 	}
-	r->id = ++d->next_request;
-	r->done = done;
-	r->ctx = ctx;
-	cJSON_AddNumberToObject(msg, "id", r->id);
-	if (kb_session_send_control(d->sess, msg) < 0) {
-		free(r);
-		return -1;
-	}
-	r->next = d->requests;
-	d->requests = r;
-	return 0;
+	p->done = done;
+	p->ctx = ctx;
+	return pending_send(t, msg, p);
 }
 
 /* The manager answered request msg["id"]. */
 static int
-request_result(struct kbd *d, const cJSON *msg)
+request_result(struct tunnel *t, const cJSON *msg)
 {
-	const cJSON *id = cJSON_GetObjectItemCaseSensitive(msg, "id");
-	struct pending_request **pp, *r;
+	struct pending *p = pending_take(t, msg, 0);
 
-	/* kb_msg_parse made sure id is a number; compared as one, an id no
-	 * u32 can hold matches no request. */
-	for (pp = &d->requests; (r = *pp) != NULL; pp = &r->next) {
-		if (id->valuedouble == r->id) {
-			*pp = r->next;
-			r->done(r->ctx, msg, NULL);
-			free(r);
-			return 0;
-		}
+	if (p) {
+		p->done(p->ctx, msg, NULL);
+		free(p);
 	}
 	return 0;
+}
+
+/* Forget what the user asked for and the TLS context made from it. */
+static void
+drop_profile(struct tunnel *t)
+{
+	kb_profile_free(&t->profile);
+	t->have_profile = 0;
+	SSL_CTX_free(t->ssl_ctx);
+	t->ssl_ctx = NULL;
 }
 
 /* The manager gave our user's session to another workstation (connect
  * --replace there): our intercepts went with it. Stay down, and say why in
  * the status, rather than reconnect and take it back. */
 static void
-replaced_down(struct kbd *d)
+replaced_down(struct tunnel *t)
 {
-	log_warnx("session replaced by another session of %s from %s: disconnected", d->user,
-	    d->replaced_by);
-	snprintf(d->last_error, sizeof(d->last_error), "replaced by another session of %s from "
-	    "%s ('kbridge connect --replace' takes it back)", d->user, d->replaced_by);
-	d->state = KBD_DISCONNECTED;
-	d->quitting = 1;
-	if (d->retry_ev)
-		evtimer_del(d->retry_ev);
-	kb_mlink_cancel(&d->link);
-	intercept_shutdown();
-	net_down(d);
-	kb_profile_free(&d->profile);
-	d->have_profile = 0;
-	SSL_CTX_free(d->ssl_ctx);
-	d->ssl_ctx = NULL;
+	log_warnx("session replaced by another session of %s from %s: disconnected", t->cl.user,
+	    t->replaced_by);
+	snprintf(t->last_error, sizeof(t->last_error), "replaced by another session of %s from "
+	    "%s ('kbridge connect --replace' takes it back)", t->cl.user, t->replaced_by);
+	t->state = KBD_DISCONNECTED;
+	t->quitting = 1;
+	if (t->retry_ev)
+		evtimer_del(t->retry_ev);
+	kb_mlink_cancel(&t->link);
+	intercept_shutdown(t->d);
+	net_down(t->d);
+	drop_profile(t);
 }
 
-/* A session ended or could not be set up. Before the first success the
- * waiting connect requests get the error; afterwards we retry. */
+/* A session ended or could not be set up. Before the first success (or
+ * after a local failure, give_up) the waiting connect requests get the
+ * error; otherwise we retry. */
 static void
-lost(struct kbd *d, const char *err)
+lost(struct tunnel *t, const char *err)
 {
 	struct timeval tv;
 	unsigned ms;
 
-	fail_lookups(d);
-	snprintf(d->last_error, sizeof(d->last_error), "%s", err ? err : "session closed");
-	if (d->replaced_by[0]) {
-		replaced_down(d);
+	fail_pending(t);
+	snprintf(t->last_error, sizeof(t->last_error), "%s", err ? err : "session closed");
+	if (t->replaced_by[0]) {
+		replaced_down(t);
 		return;
 	}
-	if (d->quitting)
+	if (t->quitting)
 		return;
-	if (d->state == KBD_CONNECTING) {
-		log_warnx("connect to %s failed: %s", d->profile.manager, d->last_error);
-		d->state = KBD_DISCONNECTED;
-		control_connect_done(d, 0, d->last_error);
-		kb_profile_free(&d->profile);
-		d->have_profile = 0;
-		SSL_CTX_free(d->ssl_ctx);
-		d->ssl_ctx = NULL;
+	if (t->state == KBD_CONNECTING || t->give_up) {
+		log_warnx("connect to %s failed: %s", t->profile.manager, t->last_error);
+		t->state = KBD_DISCONNECTED;
+		t->give_up = 0;
+		control_connect_done(t->d, 0, t->last_error);
+		drop_profile(t);
 		return;
 	}
-	if (d->state == KBD_CONNECTED)
-		log_warnx("session to %s lost: %s; reconnecting", d->profile.manager, d->last_error);
-	d->state = KBD_RECONNECTING;
-	ms = kb_mlink_backoff(&d->link);
+	if (t->state == KBD_CONNECTED)
+		log_warnx("session to %s lost: %s; reconnecting", t->profile.manager, t->last_error);
+	t->state = KBD_RECONNECTING;
+	ms = kb_mlink_backoff(&t->link);
 	tv = kb_ms_tv(ms);
 	log_debug("%s: retry in %u ms", __func__, ms);
-	evtimer_add(d->retry_ev, &tv);
+	evtimer_add(t->retry_ev, &tv);
+}
+
+static void
+free_namespaces(struct kbd_cluster *c)
+{
+	size_t i;
+
+	for (i = 0; i < c->nnamespaces; i++)
+		free(c->namespaces[i]);
+	c->nnamespaces = 0;
 }
 
 /* The manager's subnet and namespace lists (its hello, a "cluster"
@@ -207,19 +304,20 @@ cluster_lists(const cJSON *subs, const cJSON *nss, struct kb_cidr *v, size_t *n,
 }
 
 static int
-parse_manager_hello(struct kbd *d, const cJSON *h, char *reason, size_t rlen)
+parse_manager_hello(struct tunnel *t, const cJSON *h, char *reason, size_t rlen)
 {
 	const cJSON *user = cJSON_GetObjectItemCaseSensitive(h, "user");
 	const cJSON *dom = cJSON_GetObjectItemCaseSensitive(h, "cluster_domain");
 	const cJSON *subs = cJSON_GetObjectItemCaseSensitive(h, "subnets");
 	const cJSON *nss = cJSON_GetObjectItemCaseSensitive(h, "namespaces");
+	struct kbd_cluster *c = &t->cl;
 	struct kb_cidr v[KBD_MAX_SUBNETS];
 	char *names[KBD_MAX_NAMESPACES], why[64];
-	size_t i, n, nn;
+	size_t n, nn;
 
 	if (!cJSON_IsString(user) || !cJSON_IsString(dom) || !cJSON_IsArray(subs) ||
-	    !cJSON_IsArray(nss) || strlen(dom->valuestring) >= sizeof(d->domain) ||
-	    strlen(user->valuestring) >= sizeof(d->user)) {
+	    !cJSON_IsArray(nss) || strlen(dom->valuestring) >= sizeof(c->domain) ||
+	    strlen(user->valuestring) >= sizeof(c->user)) {
 		snprintf(reason, rlen, "manager hello lacks user, cluster_domain, subnets or namespaces");
 		return -1;
 	}
@@ -227,28 +325,27 @@ parse_manager_hello(struct kbd *d, const cJSON *h, char *reason, size_t rlen)
 		snprintf(reason, rlen, "manager hello: %s", why);
 		return -1;
 	}
-	memcpy(d->subnets, v, n * sizeof(v[0]));
-	d->nsubnets = n;
-	for (i = 0; i < d->nnamespaces; i++)
-		free(d->namespaces[i]);
-	memcpy(d->namespaces, names, nn * sizeof(names[0]));
-	d->nnamespaces = nn;
-	snprintf(d->user, sizeof(d->user), "%s", user->valuestring);
-	snprintf(d->domain, sizeof(d->domain), "%s", dom->valuestring);
+	memcpy(c->subnets, v, n * sizeof(v[0]));
+	c->nsubnets = n;
+	free_namespaces(c);
+	memcpy(c->namespaces, names, nn * sizeof(names[0]));
+	c->nnamespaces = nn;
+	snprintf(c->user, sizeof(c->user), "%s", user->valuestring);
+	snprintf(c->domain, sizeof(c->domain), "%s", dom->valuestring);
 	return 0;
 }
 
 /* A different manager process than before has forgotten our intercepts. */
 static int
-manager_restarted(struct kbd *d, const cJSON *h)
+manager_restarted(struct tunnel *t, const cJSON *h)
 {
 	const char *inst = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(h, "instance"));
 	int restarted;
 
 	if (!inst)
 		return 0;
-	restarted = d->manager_instance[0] && strcmp(d->manager_instance, inst) != 0;
-	snprintf(d->manager_instance, sizeof(d->manager_instance), "%s", inst);
+	restarted = t->manager_instance[0] && strcmp(t->manager_instance, inst) != 0;
+	snprintf(t->manager_instance, sizeof(t->manager_instance), "%s", inst);
 	return restarted;
 }
 
@@ -264,46 +361,46 @@ trim_heap(evutil_socket_t fd, short what, void *arg)
 static int
 on_hello(struct kb_session *s, const cJSON *h, char *reason, size_t rlen, void *arg)
 {
-	struct kbd *d = arg;
+	struct tunnel *t = arg;
 	char err[256];
 	size_t i;
 	int known = 0;
 
 	(void)s;
-	if (parse_manager_hello(d, h, reason, rlen) < 0)
+	if (parse_manager_hello(t, h, reason, rlen) < 0)
 		return -1;
-	for (i = 0; i < d->nnamespaces; i++)
-		known |= !strcmp(d->namespaces[i], d->ns);
+	for (i = 0; i < t->cl.nnamespaces; i++)
+		known |= !strcmp(t->cl.namespaces[i], t->cl.ns);
 	if (!known) {
-		snprintf(reason, rlen, "namespace \"%s\" does not exist in the cluster", d->ns);
+		snprintf(reason, rlen, "namespace \"%s\" does not exist in the cluster", t->cl.ns);
 		return -1;
 	}
-	if (net_up(d, err, sizeof(err)) < 0) {
+	if (net_up(t->d, &t->cl, err, sizeof(err)) < 0) {
 		snprintf(reason, rlen, "cannot set up the workstation's network: %s", err);
 		/* A local failure: retrying would not help, so give up. */
-		d->state = KBD_CONNECTING;
+		t->give_up = 1;
 		return -1;
 	}
-	if (d->state == KBD_RECONNECTING)
-		d->reconnects++;
-	d->mgr_leave_all = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(h, "leave_all"));
-	d->left_all = 0;
-	d->replace = 0;	/* taken over once; a reconnect is the same session */
-	d->replaced_by[0] = '\0';
-	d->state = KBD_CONNECTED;
-	d->connected_since = time(NULL);
-	d->refusals_logged = 0;
-	kb_mlink_backoff_reset(&d->link);
-	d->last_error[0] = '\0';
-	log_info("connected to %s as %s (namespace %s)", d->profile.manager, d->user, d->ns);
-	control_connect_done(d, 1, NULL);
-	if (manager_restarted(d, h)) {
+	if (t->state == KBD_RECONNECTING)
+		t->reconnects++;
+	t->mgr_leave_all = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(h, "leave_all"));
+	t->left_all = 0;
+	t->replace = 0;	/* taken over once; a reconnect is the same session */
+	t->replaced_by[0] = '\0';
+	t->state = KBD_CONNECTED;
+	t->connected_since = time(NULL);
+	t->refusals_logged = 0;
+	kb_mlink_backoff_reset(&t->link);
+	t->last_error[0] = '\0';
+	log_info("connected to %s as %s (namespace %s)", t->profile.manager, t->cl.user, t->cl.ns);
+	control_connect_done(t->d, 1, NULL);
+	if (manager_restarted(t, h)) {
 		log_info("the manager restarted: making our intercepts again");
-		intercept_restore(d);
+		intercept_restore(t->d);
 	}
 	/* Setting up left freed memory behind; an idle daemon should be small.
 	 * A moment later, so the answer to the waiting CLI leaves first. */
-	event_base_once(d->base, -1, EV_TIMEOUT, trim_heap, NULL, &(struct timeval){ 0, 200000 });
+	event_base_once(t->d->base, -1, EV_TIMEOUT, trim_heap, NULL, &(struct timeval){ 0, 200000 });
 	return 0;
 }
 
@@ -311,10 +408,11 @@ on_hello(struct kb_session *s, const cJSON *h, char *reason, size_t rlen, void *
  * (DNS), and so do the subnets (routes and nft set, on the same link and
  * table; if that fails the old ones stay). -1 on a malformed message. */
 static int
-cluster_update(struct kbd *d, const cJSON *msg)
+cluster_update(struct tunnel *t, const cJSON *msg)
 {
 	const cJSON *subs = cJSON_GetObjectItemCaseSensitive(msg, "subnets");
 	const cJSON *nss = cJSON_GetObjectItemCaseSensitive(msg, "namespaces");
+	struct kbd_cluster *c = &t->cl;
 	struct kb_cidr v[KBD_MAX_SUBNETS];
 	char *names[KBD_MAX_NAMESPACES], why[64];
 	size_t n, nn, i;
@@ -326,78 +424,48 @@ cluster_update(struct kbd *d, const cJSON *msg)
 		return -1;
 	}
 	for (i = 0; i < nn; i++)
-		known |= !strcmp(names[i], d->ns);
-	if (nn != d->nnamespaces)
+		known |= !strcmp(names[i], c->ns);
+	if (nn != c->nnamespaces)
 		log_info("the cluster has %zu namespaces now", nn);
-	for (i = 0; i < d->nnamespaces; i++)
-		free(d->namespaces[i]);
-	memcpy(d->namespaces, names, nn * sizeof(names[0]));
-	d->nnamespaces = nn;
-	if (d->dns)
-		dns_set_cluster(d->dns, d->domain, (const char *const *)d->namespaces,
-		    d->nnamespaces, d->ns);
+	free_namespaces(c);
+	memcpy(c->namespaces, names, nn * sizeof(names[0]));
+	c->nnamespaces = nn;
+	net_namespaces(t->d, c);
 	if (!known)
-		log_warnx("namespace %s is gone from the cluster", d->ns);
-	if (n != d->nsubnets || memcmp(v, d->subnets, n * sizeof(v[0])) != 0) {
+		log_warnx("namespace %s is gone from the cluster", c->ns);
+	if (n != c->nsubnets || memcmp(v, c->subnets, n * sizeof(v[0])) != 0) {
 		char err[256];
 
-		if (net_subnets(d, v, n, err, sizeof(err)) < 0)
+		if (net_subnets(t->d, v, n, err, sizeof(err)) < 0) {
 			log_warnx("the cluster's subnets changed (%zu now) but cannot be applied, "
 			    "the old ones stay: %s", n, err);
-		else
+		} else {
+			memcpy(c->subnets, v, n * sizeof(v[0]));
+			c->nsubnets = n;
 			log_info("the cluster's subnets changed: %zu now", n);
+		}
 	}
 	return 0;
 }
 
+/* "resolved": the answer to a lookup. */
 static int
-on_control(struct kb_session *s, const cJSON *msg, const char *type, void *arg)
+lookup_result(struct tunnel *t, const cJSON *msg)
 {
-	struct kbd *d = arg;
-	const cJSON *id, *rc, *ttl, *addrs, *e;
-	struct pending_lookup **pp, *p;
+	const cJSON *rc, *ttl, *addrs, *e;
+	struct pending *p;
 	const char *list[64];
 	size_t n = 0;
-	enum kb_msg_type t;
-	char err[200];
 
-	(void)s;
-	(void)type;
-	if (kb_msg_parse(msg, &t, err, sizeof(err)) != 0) {
-		log_warnx("the manager: %s", err);
-		return -1;
-	}
-	switch (t) {
-	case KB_MSG_RESULT:
-		return request_result(d, msg);
-	case KB_MSG_REPLACED: {
-		const char *by = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(msg, "by"));
-
-		/* The manager's goaway follows and ends the session. */
-		snprintf(d->replaced_by, sizeof(d->replaced_by), "%s", by && *by ? by : "?");
-		return 0;
-	}
-	case KB_MSG_CLUSTER:
-		return cluster_update(d, msg);
-	case KB_MSG_RESOLVED:
-		break;
-	default:
-		return -1; /* not one the manager sends a daemon */
-	}
 	/* The table checked: id a number, rcode 0-15, addrs a list if there. */
-	id = cJSON_GetObjectItemCaseSensitive(msg, "id");
 	rc = cJSON_GetObjectItemCaseSensitive(msg, "rcode");
 	ttl = cJSON_GetObjectItemCaseSensitive(msg, "ttl");
 	addrs = cJSON_GetObjectItemCaseSensitive(msg, "addrs");
-	for (pp = &d->lookups; (p = *pp) != NULL; pp = &p->next)
-		if (id->valuedouble == p->id)
-			break;
-	if (!p)
+	if ((p = pending_take(t, msg, 1)) == NULL)
 		return 0; /* answered after we gave up on it */
-	*pp = p->next;
-	if (rc->valueint == 5 && !(d->refusals_logged & 1)) {
+	if (rc->valueint == 5 && !(t->refusals_logged & 1)) {
 		/* Our DNS client gets SERVFAIL and asks again. */
-		d->refusals_logged |= 1;
+		t->refusals_logged |= 1;
 		log_warnx("the manager refused a lookup: too many of this workstation's lookups "
 		    "in flight (answered SERVFAIL; logged once per session)");
 	}
@@ -406,36 +474,70 @@ on_control(struct kb_session *s, const cJSON *msg, const char *type, void *arg)
 			list[n++] = e->valuestring;
 	}
 	/* Converting a double outside uint32_t's range is undefined. */
-	p->done(p->ctx, rc->valueint, list, n, cJSON_IsNumber(ttl) && ttl->valuedouble >= 0 &&
+	p->resolved(p->ctx, rc->valueint, list, n, cJSON_IsNumber(ttl) && ttl->valuedouble >= 0 &&
 	    ttl->valuedouble <= UINT32_MAX ? (uint32_t)ttl->valuedouble : 5);
 	free(p);
 	return 0;
 }
 
+static int
+on_control(struct kb_session *s, const cJSON *msg, const char *type, void *arg)
+{
+	struct tunnel *t = arg;
+	enum kb_msg_type mt;
+	char err[200];
+
+	(void)s;
+	(void)type;
+	if (kb_msg_parse(msg, &mt, err, sizeof(err)) != 0) {
+		log_warnx("the manager: %s", err);
+		return -1;
+	}
+	switch (mt) {
+	case KB_MSG_RESULT:
+		return request_result(t, msg);
+	case KB_MSG_RESOLVED:
+		return lookup_result(t, msg);
+	case KB_MSG_REPLACED: {
+		const char *by = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(msg, "by"));
+
+		/* The manager's goaway follows and ends the session. */
+		snprintf(t->replaced_by, sizeof(t->replaced_by), "%s", by && *by ? by : "?");
+		return 0;
+	}
+	case KB_MSG_CLUSTER:
+		return cluster_update(t, msg);
+	default:
+		return -1; /* not one the manager sends a daemon */
+	}
+}
+
 static void
 on_close(struct kb_session *s, const char *err, void *arg)
 {
-	struct kbd *d = arg;
+	struct tunnel *t = arg;
 	char why[300];
 
 	/* With TLS 1.3 the manager's verdict on our certificate arrives
 	 * after our side of the handshake is done: it is the first thing
 	 * the session reads. */
-	if (err && d->state == KBD_CONNECTING && kb_session_failure(s) == KB_CONN_FAIL_PEER_REFUSED) {
+	if (err && t->state == KBD_CONNECTING && kb_session_failure(s) == KB_CONN_FAIL_PEER_REFUSED) {
 		snprintf(why, sizeof(why), "the manager refused this profile's certificate (%s)", err);
 		err = why;
 	}
 	kb_session_free(s);
-	d->sess = NULL;
-	lost(d, err ? err : "manager closed the session");
+	t->sess = NULL;
+	lost(t, err ? err : "manager closed the session");
 }
 
 static void
 on_open(struct kb_session *s, struct kb_stream *st, const struct kb_open *o, void *arg)
 {
+	struct tunnel *t = arg;
+
 	(void)s;
 	if (o->kind == KB_OPEN_DELIVER) {
-		intercept_deliver(arg, st, o);
+		intercept_deliver(t->d, st, o);
 		return;
 	}
 	kb_stream_reset(st, KB_RST_DENIED, "a workstation only takes intercepted streams");
@@ -452,17 +554,17 @@ static const struct kb_session_cbs session_cbs = {
 static cJSON *
 link_hello(void *arg)
 {
-	struct kbd *d = arg;
+	struct tunnel *t = arg;
 	cJSON *hello = cJSON_CreateObject();
 
 	cJSON_AddStringToObject(hello, "role", KB_HELLO_ROLE_DAEMON);
 	cJSON_AddStringToObject(hello, "software", KB_SOFTWARE);
-	cJSON_AddStringToObject(hello, "namespace", d->ns);
-	cJSON_AddStringToObject(hello, "instance", d->instance_id);
+	cJSON_AddStringToObject(hello, "namespace", t->cl.ns);
+	cJSON_AddStringToObject(hello, "instance", t->d->instance_id);
 	/* We understand "replaced"; and connect --replace takes over. */
 	cJSON_AddTrueToObject(hello, "replaceable");
 	cJSON_AddTrueToObject(hello, "cluster_updates");
-	if (d->replace)
+	if (t->replace)
 		cJSON_AddTrueToObject(hello, "replace");
 	return hello;
 }
@@ -470,7 +572,7 @@ link_hello(void *arg)
 static void
 link_up(void *arg, struct kb_session *s)
 {
-	((struct kbd *)arg)->sess = s;
+	((struct tunnel *)arg)->sess = s;
 }
 
 static void
@@ -484,41 +586,54 @@ retry(evutil_socket_t fd, short what, void *arg)
 {
 	(void)fd;
 	(void)what;
-	kb_mlink_dial(&((struct kbd *)arg)->link);
+	kb_mlink_dial(&((struct tunnel *)arg)->link);
 }
 
 int
-tunnel_connect(struct kbd *d, char *err, size_t errlen)
+tunnel_connect(struct tunnel *t, struct kb_profile *p, const char *ns, int replace, char *err,
+    size_t errlen)
 {
-	if (!d->retry_ev && (d->retry_ev = evtimer_new(d->base, retry, d)) == NULL) {
+	t->profile = *p;
+	t->have_profile = 1;
+	snprintf(t->cl.ns, sizeof(t->cl.ns), "%s", ns);
+	t->last_error[0] = '\0';
+	t->quitting = 0;
+	t->give_up = 0;
+	t->replaced_by[0] = '\0';
+	t->replace = replace;
+	if (!t->retry_ev && (t->retry_ev = evtimer_new(t->d->base, retry, t)) == NULL) {
 		snprintf(err, errlen, "out of memory");
-		return -1;
+		goto fail;
 	}
-	d->ssl_ctx = kb_tls_client_ctx(d->profile.ca_pem, d->profile.cert_pem, d->profile.key_pem,
+	t->ssl_ctx = kb_tls_client_ctx(t->profile.ca_pem, t->profile.cert_pem, t->profile.key_pem,
 	    err, errlen);
-	if (!d->ssl_ctx)
-		return -1;
-	d->state = KBD_CONNECTING;
+	if (!t->ssl_ctx)
+		goto fail;
+	t->state = KBD_CONNECTING;
 	/* Marked: our own connection must never be redirected into ourselves. */
-	d->link = (struct kb_mlink){ .base = d->base, .manager = d->profile.manager,
-	    .ctx = d->ssl_ctx, .mark = KB_FW_MARK, .timeout_ms = CONNECT_TIMEOUT_S * 1000,
+	t->link = (struct kb_mlink){ .base = t->d->base, .manager = t->profile.manager,
+	    .ctx = t->ssl_ctx, .mark = KB_FW_MARK, .timeout_ms = CONNECT_TIMEOUT_S * 1000,
 	    .session = &session_cbs, .hello = link_hello, .up = link_up, .failed = link_failed,
-	    .arg = d };
-	kb_mlink_dial(&d->link);
+	    .arg = t };
+	kb_mlink_dial(&t->link);
 	return 0;
+fail:
+	t->state = KBD_DISCONNECTED;
+	drop_profile(t);
+	return -1;
 }
 
 int
-tunnel_leave_all(struct kbd *d, tunnel_done_fn done, void *ctx)
+tunnel_leave_all(struct tunnel *t, tunnel_done_fn done, void *ctx)
 {
 	cJSON *m;
 
-	if (!d->mgr_leave_all || !d->sess || !kb_session_ready(d->sess) ||
+	if (!t->mgr_leave_all || !t->sess || !kb_session_ready(t->sess) ||
 	    (m = kb_msg_new(KB_MSG_LEAVE_ALL)) == NULL)
 		return -1;
-	if (tunnel_request(d, m, done, ctx) < 0)
+	if (tunnel_request(t, m, done, ctx) < 0)
 		return -1;
-	d->left_all = 1;
+	t->left_all = 1;
 	return 0;
 }
 
@@ -531,38 +646,98 @@ left_all(void *ctx, const cJSON *res, const char *err)
 }
 
 void
-tunnel_stop(struct kbd *d, const char *why)
+tunnel_stop(struct tunnel *t, const char *why)
 {
 	/* A deliberate stop: our intercepts end now, not after the grace
 	 * period meant for crashes (their callers would get 502 until then).
 	 * The request leaves before the goaway; the session flushes it. */
-	if (!d->left_all)
-		tunnel_leave_all(d, left_all, NULL);
-	d->quitting = 1;
-	if (d->retry_ev)
-		evtimer_del(d->retry_ev);
-	kb_mlink_cancel(&d->link);
-	if (d->sess) {
-		kb_session_goaway(d->sess, why, 0);
+	if (!t->left_all)
+		tunnel_leave_all(t, left_all, NULL);
+	t->quitting = 1;
+	if (t->retry_ev)
+		evtimer_del(t->retry_ev);
+	kb_mlink_cancel(&t->link);
+	if (t->sess) {
+		kb_session_goaway(t->sess, why, 0);
 		/* With streams open the goaway would linger; we leave now. */
-		if (d->sess) {
-			kb_session_free(d->sess);
-			d->sess = NULL;
+		if (t->sess) {
+			kb_session_free(t->sess);
+			t->sess = NULL;
 		}
 	}
-	fail_lookups(d);
-	control_connect_done(d, 0, why);
+	fail_pending(t);
+	control_connect_done(t->d, 0, why);
+}
+
+void
+tunnel_free(struct tunnel *t)
+{
+	if (!t)
+		return;
+	if (t->retry_ev)
+		event_free(t->retry_ev);
+	drop_profile(t);
+	free_namespaces(&t->cl);
+	free(t);
+}
+
+void
+tunnel_status_json(const struct tunnel *t, cJSON *j)
+{
+	const struct kbd_cluster *c = &t->cl;
+	cJSON *a;
+	char buf[64];
+	size_t i;
+
+	cJSON_AddStringToObject(j, "state", kbd_state_name(t->state));
+	if (t->have_profile) {
+		cJSON_AddStringToObject(j, "user", c->user[0] ? c->user : t->profile.name);
+		cJSON_AddStringToObject(j, "manager", t->profile.manager);
+		cJSON_AddStringToObject(j, "namespace", c->ns);
+	}
+	if (t->state == KBD_CONNECTED || t->state == KBD_RECONNECTING) {
+		struct tm tm;
+		cJSON_AddStringToObject(j, "cluster_domain", c->domain);
+		a = cJSON_AddArrayToObject(j, "subnets");
+		for (i = 0; i < c->nsubnets; i++)
+			cJSON_AddItemToArray(a,
+			    cJSON_CreateString(kb_cidr_str(&c->subnets[i], buf, sizeof(buf))));
+		a = cJSON_AddArrayToObject(j, "namespaces");
+		for (i = 0; i < c->nnamespaces; i++)
+			cJSON_AddItemToArray(a, cJSON_CreateString(c->namespaces[i]));
+		gmtime_r(&t->connected_since, &tm);
+		strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%SZ", &tm);
+		cJSON_AddStringToObject(j, "connected_since", buf);
+	}
+	if (t->replaced_by[0] && t->state == KBD_DISCONNECTED)
+		cJSON_AddStringToObject(j, "replaced_by", t->replaced_by);
+	if (t->last_error[0])
+		cJSON_AddStringToObject(j, "last_error", t->last_error);
+	else
+		cJSON_AddNullToObject(j, "last_error");
+	cJSON_AddNumberToObject(j, "reconnects", t->reconnects);
+	cJSON_AddItemToObject(j, "intercepts", intercept_status(t->d));
+	if (t->sess) {
+		struct kb_session_stats st;
+		kb_session_stats(t->sess, &st);
+		cJSON_AddNumberToObject(j, "streams", st.streams);
+		cJSON_AddNumberToObject(j, "bytes_in", st.bytes_in);
+		cJSON_AddNumberToObject(j, "bytes_out", st.bytes_out);
+		cJSON_AddNumberToObject(j, "rtt_us", st.rtt_us);
+	}
+	cJSON_AddNumberToObject(j, "connections", t->proxied);
+	net_status_json(t->d, j);
 }
 
 int
 tunnel_resolve(void *arg, const char *name, int qtype,
     void (*done)(void *, int, const char *const *, size_t, uint32_t), void *ctx)
 {
-	struct kbd *d = arg;
-	struct pending_lookup *p;
+	struct tunnel *t = arg;
+	struct pending *p;
 	cJSON *m;
 
-	if (!d->sess || !kb_session_ready(d->sess))
+	if (!t->sess || !kb_session_ready(t->sess))
 		return -1;
 	if ((p = calloc(1, sizeof(*p))) == NULL)
 		return -1;
@@ -570,19 +745,11 @@ tunnel_resolve(void *arg, const char *name, int qtype,
 		free(p);
 		return -1;
 	}
-	p->id = ++d->next_lookup;
-	p->done = done;
+	p->resolved = done;
 	p->ctx = ctx;
-	cJSON_AddNumberToObject(m, "id", p->id);
 	cJSON_AddStringToObject(m, "name", name);
 	cJSON_AddNumberToObject(m, "qtype", qtype);
-	if (kb_session_send_control(d->sess, m) < 0) {
-		free(p);
-		return -1;
-	}
-	p->next = d->lookups;
-	d->lookups = p;
-	return 0;
+	return pending_send(t, m, p);
 }
 
 /* Besides "connection reset", the manager's reason for refusing a
@@ -592,7 +759,7 @@ tunnel_resolve(void *arg, const char *name, int qtype,
 static void
 stream_closed(struct kb_stream *st, int reason, const char *text, void *arg)
 {
-	struct kbd *d = arg;
+	struct tunnel *t = arg;
 
 	(void)st;
 	if (reason != KB_RST_DENIED && reason != KB_RST_PROTOCOL && reason != KB_RST_INTERNAL) {
@@ -600,11 +767,11 @@ stream_closed(struct kb_stream *st, int reason, const char *text, void *arg)
 			log_debug("stream reset by the manager (%d): %s", reason, text ? text : "");
 		return;
 	}
-	if (d->refusals_logged & (1u << reason)) {
+	if (t->refusals_logged & (1u << reason)) {
 		log_debug("the manager refused a connection: %s", text ? text : "");
 		return;
 	}
-	d->refusals_logged |= 1u << reason;
+	t->refusals_logged |= 1u << reason;
 	log_warnx("the manager refused a connection: %s (more like it only in the debug log)",
 	    text && *text ? text : "no reason given");
 }
@@ -612,11 +779,11 @@ stream_closed(struct kb_stream *st, int reason, const char *text, void *arg)
 static const struct kb_stream_cbs stream_cbs = { .on_close = stream_closed };
 
 void
-tunnel_open_stream(struct kbd *d, int fd, const struct sockaddr_in *dst)
+tunnel_open_stream(struct tunnel *t, int fd, const struct sockaddr_in *dst)
 {
 	struct kb_open o = { .kind = KB_OPEN_DIAL, .family = 4 };
 
-	if (!d->sess || !kb_session_ready(d->sess)) {
+	if (!t->sess || !kb_session_ready(t->sess)) {
 		struct linger l = { 1, 0 };
 		/* Fail fast: a reset now beats a hang until reconnect. */
 		setsockopt(fd, SOL_SOCKET, SO_LINGER, &l, sizeof(l));
@@ -625,6 +792,6 @@ tunnel_open_stream(struct kbd *d, int fd, const struct sockaddr_in *dst)
 	}
 	o.port = ntohs(dst->sin_port);
 	memcpy(o.addr, &dst->sin_addr, 4);
-	d->proxied++;
-	kb_stream_open(d->sess, &o, fd, &stream_cbs, d);
+	t->proxied++;
+	kb_stream_open(t->sess, &o, fd, &stream_cbs, t);
 }

@@ -1,16 +1,21 @@
 /* Non-blocking TCP connect with a timer; the errno of a failed connect is
- * mapped to the reset reason a stream reports. */
+ * mapped to the reset reason a stream reports; and the dial behind a stream
+ * the peer opened (the manager's to cluster addresses, the daemon's to the
+ * local port of an intercept). */
 #include "dial.h"
 
 #include <errno.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <unistd.h>
 
 #include <event2/event.h>
 
 #include "frame.h"
+#include "session.h"
 #include "util.h"
 
 struct kb_dial {
@@ -99,4 +104,67 @@ kb_dial_reset_reason(int err)
 	default:
 		return KB_RST_UNREACHABLE;
 	}
+}
+
+/* A stream waiting for its connect. */
+struct stream_dial {
+	struct kb_stream *st;
+	struct kb_dial *dial;
+	kb_stream_dial_fn done;
+	void *arg;
+};
+
+/* The peer reset the stream while we were still connecting. */
+static void
+stream_dial_gone(struct kb_stream *st, int reason, const char *text, void *arg)
+{
+	struct stream_dial *sd = arg;
+	char copy[160];
+
+	(void)reason;
+	kb_dial_cancel(sd->dial);
+	snprintf(copy, sizeof(copy), "%s", text ? text : "");
+	sd->done(sd->arg, st, -1, copy, sizeof(copy));
+	free(sd);
+}
+
+static const struct kb_stream_cbs stream_dial_cbs = { .on_close = stream_dial_gone };
+
+/* The connect finished: fd, or -1 and errno e. */
+static void
+stream_dialed(int fd, int e, void *arg)
+{
+	struct stream_dial *sd = arg;
+	struct kb_stream *st = sd->st;
+	char text[160];
+
+	kb_stream_set_cbs(st, NULL, NULL);
+	snprintf(text, sizeof(text), "%s", fd >= 0 ? "" : strerror(e));
+	sd->done(sd->arg, st, fd >= 0 ? 0 : e, text, sizeof(text));
+	free(sd);
+	if (fd >= 0)
+		kb_stream_accept(st, fd, NULL, NULL);
+	else
+		kb_stream_reset(st, kb_dial_reset_reason(e), text);
+}
+
+int
+kb_stream_dial(struct event_base *base, struct kb_stream *st, const struct sockaddr *sa,
+    socklen_t salen, unsigned timeout_ms, kb_stream_dial_fn done, void *arg)
+{
+	struct stream_dial *sd;
+
+	if ((sd = calloc(1, sizeof(*sd))) == NULL) {
+		kb_stream_reset(st, KB_RST_INTERNAL, "out of memory");
+		return -1;
+	}
+	sd->st = st;
+	sd->done = done;
+	sd->arg = arg;
+	if ((sd->dial = kb_dial_start(base, sa, salen, timeout_ms, stream_dialed, sd)) == NULL) {
+		stream_dialed(-1, errno, sd);
+		return 0;
+	}
+	kb_stream_set_cbs(st, &stream_dial_cbs, sd);
+	return 0;
 }

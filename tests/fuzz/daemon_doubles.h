@@ -9,18 +9,19 @@
 #include "../../daemon/tun.h"
 #include "../unit/net_doubles.h"
 
-const char *
-tun_name(const struct kb_tun *t)
+void
+net_namespaces(struct kbd *d, const struct kbd_cluster *c)
 {
-	(void)t;
-	return "kb0";
+	(void)d;
+	(void)c;
 }
 
-const char *
-fw_table(const struct kb_fw *fw)
+void
+net_status_json(const struct kbd *d, cJSON *j)
 {
-	(void)fw;
-	return "kbridge";
+	(void)d;
+	cJSON_AddStringToObject(j, "link", "kb0");
+	cJSON_AddStringToObject(j, "table", "kbridge");
 }
 
 int

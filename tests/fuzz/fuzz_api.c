@@ -80,7 +80,8 @@ setup(void)
 	d->base = fbase;
 	d->socket_path = sock;
 	snprintf(d->instance_id, sizeof(d->instance_id), "fuzzfuzzfuzzfuzzfuzzfuzzfuzzfuzz");
-	if ((d->retry_ev = evtimer_new(fbase, retry, d)) == NULL)
+	if ((d->tunnel = tunnel_new(d)) == NULL ||
+	    (d->tunnel->retry_ev = evtimer_new(fbase, retry, d->tunnel)) == NULL)
 		abort();
 	if (control_listen(d, 0, 0, err, sizeof(err)) < 0) {
 		fprintf(stderr, "%s\n", err);
@@ -173,7 +174,7 @@ session_up(void)
 	    "\"instance\":\"0123456789abcdef\",\"user\":\"alice\","
 	    "\"cluster_domain\":\"cluster.local\",\"subnets\":[\"10.96.0.0/12\"],"
 	    "\"namespaces\":[\"default\",\"kube-system\"]}";
-	struct kbd *d = &fd_kbd;
+	struct tunnel *d = fd_kbd.tunnel;
 	struct kb_conn *conn;
 	int sv[2];
 
@@ -194,7 +195,7 @@ int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	struct sockaddr_un sun = { .sun_family = AF_UNIX };
-	struct kbd *d = &fd_kbd;
+	struct tunnel *d = fd_kbd.tunnel;
 	char buf[65536];
 	size_t clen, off = 0;
 	int cli, round;
@@ -216,8 +217,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 	d->quitting = 0;
 	d->state = KBD_DISCONNECTED;
-	d->next_request = d->next_lookup = 0;
-	snprintf(d->ns, sizeof(d->ns), "default");
+	d->next_id = 0;
+	snprintf(d->cl.ns, sizeof(d->cl.ns), "default");
 	if (mgr.flags & (F_SESSION | F_PROFILE)) {
 		d->profile.manager = strdup("manager.example:7443");
 		d->profile.name = strdup("alice");
@@ -255,20 +256,13 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		loop();
 	/* A connect waiting for a reconnect gets its outcome later; evhttp may
 	 * not have noticed that its CLI left, and the answer must be safe. */
-	if (d->nwaiting) {
-		control_connect_done(d, 0, "the manager is unreachable");
-		loop();
-	}
-	check(!d->sess && !d->lookups && !d->requests && d->nwaiting == 0);
+	control_connect_done(&fd_kbd, 0, "the manager is unreachable");
+	loop();
+	check(!d->sess && !d->pending);
 	evtimer_del(d->retry_ev);
 	/* What the daemon keeps between requests goes, so inputs do not mix. */
-	intercept_shutdown();
-	if (d->have_profile) {
-		kb_profile_free(&d->profile);
-		d->have_profile = 0;
-	}
-	SSL_CTX_free(d->ssl_ctx);
-	d->ssl_ctx = NULL;
+	intercept_shutdown(&fd_kbd);
+	drop_profile(d);
 	loop();
 	fz_trim_now(fbase);
 	return 0;

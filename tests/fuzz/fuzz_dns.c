@@ -1,5 +1,11 @@
-/* libFuzzer target for the daemon's DNS proxy (daemon/dns.c): the input is
- * what a client sends (one UDP datagram, or a TCP byte stream with its own
+/* libFuzzer target for the daemon's DNS messages (daemon/dnsmsg.c) and DNS
+ * proxy (daemon/dns.c). First the message module alone, on buffers of their
+ * exact size: the client's datagram is parsed as a query, an answer to it is
+ * built from the manager's addresses into a buffer of a size the input
+ * picks (and checked: within bounds, the question copied, matching its
+ * query, parsed back by c-ares to as many records as it claims), the error
+ * answers are built too, and the upstream's answer is matched against the
+ * query. Then the whole proxy: the input is what a client sends (one UDP datagram, or a TCP byte stream with its own
  * length prefixes), what the manager answers for a cluster name, and what
  * the upstream resolver answers to a forwarded query. Everything goes through
  * the real sockets and callbacks on 127.0.0.1: the query is parsed and
@@ -12,6 +18,7 @@
  * part (addresses separated by newlines); then those parts; the rest is the
  * upstream's answer. */
 #include "../../daemon/dns.c"
+#include "../../daemon/dnsmsg.c"
 
 #include <fcntl.h>
 #include <signal.h>
@@ -233,9 +240,9 @@ upstream(int last)
 		while (u->got < sizeof(u->q) &&
 		    (n = read(u->fd, u->q + u->got, sizeof(u->q) - u->got)) > 0)
 			u->got += (size_t)n;
-		if (u->got >= 2 && u->got >= 2 + get16(u->q)) {
+		if (u->got >= 2 && u->got >= 2 + dns_get16(u->q)) {
 			len = answer(u->q + 2, u->got - 2, a + 2);
-			put16(a, (uint16_t)len);
+			dns_put16(a, (uint16_t)len);
 			if (write(u->fd, a, 2 + len) < 0)
 				(void)0;
 			upconn_close(u);
@@ -264,6 +271,51 @@ drain(int fd)
 		;
 }
 
+/* An answer to query q from the manager's addresses, into a buffer of
+ * exactly the size the input picks (the question and up to 120 bytes more,
+ * or a UDP answer's 512). */
+static void
+fz_build(const unsigned char *query, const struct dns_question *q)
+{
+	struct ares_addrttl a[16];
+	struct ares_addr6ttl a6[16];
+	int rcode = hook_rcode & 0x0f, na = 16, qtype = q->qtype;
+	size_t outmax = flags & 0x80 ? DNS_UDP_ANSWER_MAX : q->qend + (size_t)(hook_rcode >> 4) * 8;
+	size_t n, an;
+	unsigned char *out;
+
+	if (outmax < q->qend)
+		outmax = q->qend;
+	if ((out = malloc(outmax)) == NULL)
+		return;
+	n = dns_build_answer(out, outmax, query, q->qend, rcode, qtype, hook_addrs, hook_naddrs,
+	    300);
+	an = dns_get16(out + 6);
+	check(n >= q->qend && n <= outmax && (out[2] & 0x80) && (out[3] & 0x0f) == rcode);
+	check(dns_get16(out) == q->id && dns_get16(out + 4) == 1 && (rcode == 0 || an == 0));
+	check(an <= hook_naddrs && n == q->qend + an * (qtype == DNS_T_AAAA ? 28 : 16));
+	check(!memcmp(out + DNS_HDR, query + DNS_HDR, q->qend - DNS_HDR));
+	check(dns_same_question(out, n, query, q->qend));
+	if (an && q->qclass == DNS_C_IN && qtype == DNS_T_A)
+		check(ares_parse_a_reply(out, (int)n, NULL, a, &na) == ARES_SUCCESS &&
+		    (size_t)na == an);
+	if (an && q->qclass == DNS_C_IN && qtype == DNS_T_AAAA)
+		check(ares_parse_aaaa_reply(out, (int)n, NULL, a6, &na) == ARES_SUCCESS &&
+		    (size_t)na == an);
+	free(out);
+}
+
+/* The answer to a query that could not be parsed: the header alone. */
+static void
+fz_build_error(const unsigned char *query, size_t len, int rcode)
+{
+	unsigned char out[DNS_HDR];
+
+	check(len >= DNS_HDR && (rcode == DNS_FORMERR || rcode == DNS_NOTIMP));
+	check(dns_build_rcode(out, sizeof(out), query, DNS_HDR, rcode) == DNS_HDR);
+	check(dns_get16(out + 4) == 0 && dns_get16(out + 6) == 0 && (out[3] & 0x0f) == rcode);
+}
+
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -276,7 +328,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	char name[DNS_NAME_MAX];
 	unsigned char *copy, *ans;
 	struct later *l;
-	int sv[2] = { -1, -1 }, round, single;
+	int sv[2] = { -1, -1 }, round, single, r;
 	char *p, *save;
 	ssize_t n;
 
@@ -308,8 +360,12 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	 * read past the end of the message. */
 	if (!(flags & F_TCP) && (copy = malloc(qlen ? qlen : 1)) != NULL) {
 		memcpy(copy, data, qlen);
-		if (dns_parse_query(copy, qlen, &dq) == 0) {
+		if ((r = dns_parse_query(copy, qlen, &dq)) > 0)
+			fz_build_error(copy, qlen, r);
+		if (r == 0) {
 			check(strlen(dq.name) < sizeof(dq.name) && dq.qend <= qlen);
+			check(dq.qend >= DNS_HDR + 5 && dns_same_question(copy, qlen, copy, dq.qend));
+			fz_build(copy, &dq);
 			if (dns_classify(d, dq.name, name, sizeof(name), &single))
 				check(strlen(name) < sizeof(name) && name[0]);
 			/* And how an upstream's answer is matched to it. */

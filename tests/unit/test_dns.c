@@ -1,6 +1,7 @@
 /* The DNS proxy: classification, answers we build, malformed input, and the
  * proxy end to end against a real dnsmasq on loopback. */
 #include "../../daemon/dns.c"
+#include "../../daemon/dnsmsg.c"
 
 #include <sys/prctl.h>
 #include <sys/wait.h>
@@ -197,7 +198,7 @@ client_send(struct client *c, const unsigned char *msg, size_t len)
 	unsigned char l[2];
 
 	if (c->tcp) {
-		put16(l, (uint16_t)len);
+		dns_put16(l, (uint16_t)len);
 		if (send(c->fd, l, 2, MSG_MORE) != 2)
 			return -1;
 	}
@@ -211,8 +212,8 @@ client_tcp_count(const struct client *c)
 	size_t off = 0;
 	int n = 0;
 
-	while (off + 2 <= c->len && off + 2 + get16(c->buf + off) <= c->len) {
-		off += 2 + get16(c->buf + off);
+	while (off + 2 <= c->len && off + 2 + dns_get16(c->buf + off) <= c->len) {
+		off += 2 + dns_get16(c->buf + off);
 		n++;
 	}
 	return n;
@@ -256,12 +257,12 @@ tcp_find(const struct client *c, uint16_t id, size_t *len)
 {
 	size_t off = 0;
 
-	while (off + 2 <= c->len && off + 2 + get16(c->buf + off) <= c->len) {
-		if (get16(c->buf + off) >= 2 && get16(c->buf + off + 2) == id) {
-			*len = get16(c->buf + off);
+	while (off + 2 <= c->len && off + 2 + dns_get16(c->buf + off) <= c->len) {
+		if (dns_get16(c->buf + off) >= 2 && dns_get16(c->buf + off + 2) == id) {
+			*len = dns_get16(c->buf + off);
 			return c->buf + off + 2;
 		}
-		off += 2 + get16(c->buf + off);
+		off += 2 + dns_get16(c->buf + off);
 	}
 	return NULL;
 }
@@ -390,10 +391,10 @@ test_build(void)
 	qlen = make_query(query, "Web.Default", T_A, 0x1234);
 	ok(dns_parse_query(query, qlen, &q) == 0);
 	n = dns_build_answer(out, DNS_UDP_ANSWER_MAX, query, q.qend, 0, T_A, v4, 3, 30);
-	ok(get16(out) == 0x1234);
+	ok(dns_get16(out) == 0x1234);
 	ok(out[2] == 0x81 && out[3] == 0x80);	/* QR, RD copied, RA, NOERROR */
-	ok(get16(out + 4) == 1 && get16(out + 6) == 2 && get16(out + 8) == 0 &&
-	    get16(out + 10) == 0);
+	ok(dns_get16(out + 4) == 1 && dns_get16(out + 6) == 2 && dns_get16(out + 8) == 0 &&
+	    dns_get16(out + 10) == 0);
 	ok(!memcmp(out + DNS_HDR, query + DNS_HDR, q.qend - DNS_HDR));
 	na = 8;
 	ok(ares_parse_a_reply(out, (int)n, NULL, a, &na) == ARES_SUCCESS && na == 2);
@@ -411,7 +412,7 @@ test_build(void)
 	ok(!strcmp(text, "fd00::1") && a6[0].ttl == 7);
 
 	n = dns_build_answer(out, DNS_UDP_ANSWER_MAX, query, q.qend, DNS_NXDOMAIN, T_AAAA, v6, 1, 7);
-	ok(n == q.qend && rcode_of(out) == DNS_NXDOMAIN && get16(out + 6) == 0);
+	ok(n == q.qend && rcode_of(out) == DNS_NXDOMAIN && dns_get16(out + 6) == 0);
 	na = 4;
 	ok(ares_parse_aaaa_reply(out, (int)n, NULL, a6, &na) == ARES_ENODATA);
 
@@ -421,10 +422,10 @@ test_build(void)
 	qlen = make_query(query, "web.default", T_A, 1);
 	ok(dns_parse_query(query, qlen, &q) == 0);
 	n = dns_build_answer(out, DNS_UDP_ANSWER_MAX, query, q.qend, 0, T_A, many, 64, 1);
-	ok(n <= DNS_UDP_ANSWER_MAX && (out[2] & 0x02) && get16(out + 6) > 10 &&
-	    get16(out + 6) < 64);
+	ok(n <= DNS_UDP_ANSWER_MAX && (out[2] & 0x02) && dns_get16(out + 6) > 10 &&
+	    dns_get16(out + 6) < 64);
 	n = dns_build_answer(out, DNS_MSG_MAX, query, q.qend, 0, T_A, many, 64, 1);
-	ok(!(out[2] & 0x02) && get16(out + 6) == 64);
+	ok(!(out[2] & 0x02) && dns_get16(out + 6) == 64);
 	na = 64;
 	ok(ares_parse_a_reply(out, (int)n, NULL, a, &na) == ARES_SUCCESS && na == 64);
 
@@ -456,9 +457,9 @@ test_malformed(void)
 	bad[2] |= 0x80;
 	ok(dns_parse_query(bad, qlen, &q) == -1);	/* a response */
 	memcpy(bad, query, qlen);
-	put16(bad + 4, 2);
+	dns_put16(bad + 4, 2);
 	ok(dns_parse_query(bad, qlen, &q) == DNS_FORMERR);
-	put16(bad + 4, 0);
+	dns_put16(bad + 4, 0);
 	ok(dns_parse_query(bad, qlen, &q) == DNS_FORMERR);
 	memcpy(bad, query, qlen);
 	bad[2] |= 0x10;	/* opcode 2 */
@@ -575,17 +576,17 @@ test_proxy(uint16_t upport)
 
 	/* Before the cluster is known, nothing goes to the manager. */
 	n = udp_ask(dns_port(d), "web.default", T_A, 0x0101, a);
-	ok(n > 0 && get16(a) == 0x0101 && hook_calls == 0);
+	ok(n > 0 && dns_get16(a) == 0x0101 && hook_calls == 0);
 
 	dns_set_cluster(d, "cluster.local", ns, 2, "default");
 
 	n = udp_ask(dns_port(d), "web.default", T_A, 0x1111, a);
-	ok(n > 0 && get16(a) == 0x1111 && rcode_of(a) == 0);
+	ok(n > 0 && dns_get16(a) == 0x1111 && rcode_of(a) == 0);
 	ok(!strcmp(first_a(a, n, &ttl), "10.96.1.1") && ttl == 30);
 	ok(hook_calls == 1 && !strcmp(last_name, "web.default"));
 	/* Asked again: answered from the cache, with the remaining TTL. */
 	n = udp_ask(dns_port(d), "web.default", T_A, 0x1113, a);
-	ok(n > 0 && get16(a) == 0x1113 && rcode_of(a) == 0 && hook_calls == 1);
+	ok(n > 0 && dns_get16(a) == 0x1113 && rcode_of(a) == 0 && hook_calls == 1);
 	ok(!strcmp(first_a(a, n, &ttl), "10.96.1.1") && ttl >= 1 && ttl <= 30);
 
 	n = udp_ask(dns_port(d), "WEB.Default.svc.Cluster.Local.", T_A, 0x1112, a);
@@ -595,15 +596,15 @@ test_proxy(uint16_t upport)
 	ok(n >= qlen && !memcmp(a + DNS_HDR, q + DNS_HDR, qlen - DNS_HDR));
 
 	n = udp_ask(dns_port(d), "outside.test", T_A, 0x2222, a);
-	ok(n > 0 && get16(a) == 0x2222 && !strcmp(first_a(a, n, NULL), "192.0.2.7"));
+	ok(n > 0 && dns_get16(a) == 0x2222 && !strcmp(first_a(a, n, NULL), "192.0.2.7"));
 	n = udp_ask(dns_port(d), "nope.test", T_A, 0x2223, a);
-	ok(n > 0 && get16(a) == 0x2223 && rcode_of(a) == DNS_NXDOMAIN);
+	ok(n > 0 && dns_get16(a) == 0x2223 && rcode_of(a) == DNS_NXDOMAIN);
 
 	n = udp_ask(dns_port(d), "web.default", T_AAAA, 0x3333, a);
-	ok(n > 0 && rcode_of(a) == 0 && get16(a + 6) == 0);
+	ok(n > 0 && rcode_of(a) == 0 && dns_get16(a + 6) == 0);
 	hook_calls = 0;
 	n = udp_ask(dns_port(d), "web.default", T_MX, 0x3334, a);
-	ok(n > 0 && rcode_of(a) == 0 && get16(a + 6) == 0 && hook_calls == 0);
+	ok(n > 0 && rcode_of(a) == 0 && dns_get16(a + 6) == 0 && hook_calls == 0);
 
 	/* "web" means web.default, which the cache already knows. */
 	hook_calls = 0;
@@ -616,26 +617,26 @@ test_proxy(uint16_t upport)
 	    !strcmp(first_a(a, n, NULL), "10.96.1.1"));
 	/* Single label the manager does not know: the local network answers. */
 	n = udp_ask(dns_port(d), "plainhost", T_A, 0x4445, a);
-	ok(n > 0 && !strcmp(last_name, "plainhost.default") && get16(a) == 0x4445 &&
+	ok(n > 0 && !strcmp(last_name, "plainhost.default") && dns_get16(a) == 0x4445 &&
 	    !strcmp(first_a(a, n, NULL), "192.0.2.9"));
 	n = udp_ask(dns_port(d), "missing.default", T_A, 0x5555, a);
 	ok(n > 0 && rcode_of(a) == DNS_NXDOMAIN);
 	n = udp_ask(dns_port(d), "fail.default", T_A, 0x5556, a);
-	ok(n > 0 && get16(a) == 0x5556 && rcode_of(a) == DNS_SERVFAIL);
+	ok(n > 0 && dns_get16(a) == 0x5556 && rcode_of(a) == DNS_SERVFAIL);
 	n = udp_ask(dns_port(d), "sync.default", T_A, 0x5557, a);
-	ok(n > 0 && get16(a) == 0x5557 && !strcmp(first_a(a, n, NULL), "10.96.1.2"));
+	ok(n > 0 && dns_get16(a) == 0x5557 && !strcmp(first_a(a, n, NULL), "10.96.1.2"));
 
 	/* Garbage gets no answer, an unreadable question gets FORMERR, and the
 	 * proxy keeps working. */
 	ok(client_open(&c, 0, dns_port(d)) == 0);
 	ok(client_send(&c, (const unsigned char *)"\x01\x02\x03", 3) == 0);
 	qlen = make_query(q, "web.default", T_A, 0x6666);
-	put16(q + 4, 0);
+	dns_put16(q + 4, 0);
 	ok(client_send(&c, q, DNS_HDR) == 0);
-	ok(client_wait(&c, 1, 2000) && get16(c.buf) == 0x6666 && rcode_of(c.buf) == DNS_FORMERR);
+	ok(client_wait(&c, 1, 2000) && dns_get16(c.buf) == 0x6666 && rcode_of(c.buf) == DNS_FORMERR);
 	client_close(&c);
 	n = udp_ask(dns_port(d), "web.default", T_A, 0x6667, a);
-	ok(n > 0 && get16(a) == 0x6667 && rcode_of(a) == 0);
+	ok(n > 0 && dns_get16(a) == 0x6667 && rcode_of(a) == 0);
 
 	/* Several queries on one TCP connection, answered out of order. */
 	ok(client_open(&c, 1, dns_port(d)) == 0);
@@ -684,7 +685,7 @@ test_proxy(uint16_t upport)
 		dns_set_upstream_port(d2, upport);
 		t0 = kb_now_ms();
 		n = udp_ask(dns_port(d2), "outside.test", T_A, 0x8001, a);
-		ok(n > 0 && get16(a) == 0x8001 && !strcmp(first_a(a, n, NULL), "192.0.2.7"));
+		ok(n > 0 && dns_get16(a) == 0x8001 && !strcmp(first_a(a, n, NULL), "192.0.2.7"));
 		ok(kb_now_ms() - t0 >= 900);
 		dns_free(d2);
 	}
@@ -824,29 +825,29 @@ test_ns_fallback(uint16_t upport)
 	ok(n > 0 && rcode_of(a) == 0 && !strcmp(first_a(a, n, NULL), "10.96.2.2"));
 	ok(held_calls == 1);
 	n = udp_ask(dns_port(d), "example.shop", T_A, 0xa002, a);
-	ok(n > 0 && get16(a) == 0xa002 && rcode_of(a) == 0 &&
+	ok(n > 0 && dns_get16(a) == 0xa002 && rcode_of(a) == 0 &&
 	    !strcmp(first_a(a, n, NULL), "192.0.2.8"));
 	ok(held_calls == 2);
 	n = udp_ask(dns_port(d), "Example.Shop.", T_A, 0xa003, a);
-	ok(n > 0 && get16(a) == 0xa003 && !strcmp(first_a(a, n, NULL), "192.0.2.8"));
+	ok(n > 0 && dns_get16(a) == 0xa003 && !strcmp(first_a(a, n, NULL), "192.0.2.8"));
 	/* Other types: the outside world's record for its name, an empty
 	 * answer for the cluster's. */
 	n = udp_ask(dns_port(d), "example.shop", T_TXT, 0xa004, a);
-	ok(n > 0 && get16(a) == 0xa004 && rcode_of(a) == 0 &&
+	ok(n > 0 && dns_get16(a) == 0xa004 && rcode_of(a) == 0 &&
 	    ares_parse_txt_reply(a, (int)n, &txt) == ARES_SUCCESS && txt &&
 	    txt->length == 7 && !memcmp(txt->txt, "outside", 7));
 	if (txt)
 		ares_free_data(txt);
 	n = udp_ask(dns_port(d), "cart.shop", T_TXT, 0xa005, a);
-	ok(n > 0 && get16(a) == 0xa005 && rcode_of(a) == 0 && get16(a + 6) == 0);
+	ok(n > 0 && dns_get16(a) == 0xa005 && rcode_of(a) == 0 && dns_get16(a + 6) == 0);
 	/* NAME.NS.svc too (the outside world has no such name either); but
 	 * under the cluster domain the cluster's NXDOMAIN stands (the outside
 	 * world, without an upstream here, would have refused). */
 	n = udp_ask(dns_port(d), "nosuch.default.svc", T_A, 0xa006, a);
-	ok(n > 0 && get16(a) == 0xa006 && rcode_of(a) == DNS_NXDOMAIN);
+	ok(n > 0 && dns_get16(a) == 0xa006 && rcode_of(a) == DNS_NXDOMAIN);
 	held_calls = 0;
 	n = udp_ask(dns_port(d), "example.shop.svc.cluster.local", T_A, 0xa007, a);
-	ok(n > 0 && get16(a) == 0xa007 && rcode_of(a) == DNS_NXDOMAIN && held_calls == 1);
+	ok(n > 0 && dns_get16(a) == 0xa007 && rcode_of(a) == DNS_NXDOMAIN && held_calls == 1);
 	/* Over TCP the same. */
 	ok(client_open(&c, 1, dns_port(d)) == 0);
 	qlen = make_query(q, "example.shop", T_A, 0xa101);
@@ -919,7 +920,7 @@ test_flood(uint16_t upport)
 		if (!client_wait(&c[i], 1, 5000))
 			continue;
 		answered++;
-		if (get16(c[i].buf) == 0xb000 + i && rcode_of(c[i].buf) == 0 &&
+		if (dns_get16(c[i].buf) == 0xb000 + i && rcode_of(c[i].buf) == 0 &&
 		    !strcmp(first_a(c[i].buf, c[i].len, NULL), i % 2 ? "10.96.1.1" : "192.0.2.7"))
 			good++;
 	}
@@ -944,6 +945,16 @@ test_flood(uint16_t upport)
 		if (!LIST_EMPTY(&d->clients[i]))
 			break;
 	ok(i == DNS_CLIENT_BUCKETS);
+	/* Every client record is free again: the table is preallocated and
+	 * bounded, nothing was allocated per query or per client. */
+	{
+		struct dns_client *cl;
+		size_t nfree = 0;
+
+		LIST_FOREACH(cl, &d->client_free, entry)
+			nfree++;
+		ok(nfree == DNS_MAX_PENDING);
+	}
 	dns_free(d);
 }
 

@@ -9,6 +9,7 @@
  *      op[i].ep                 odd stream ids                even stream ids             acc[i].ep
  */
 #include "../../proto/session.c"
+#include "dial.h"
 
 #include <event2/bufferevent.h>
 
@@ -34,6 +35,7 @@
 #define PORT_REFUSE 9   /* the responder resets it with KB_RST_REFUSED */
 #define PORT_DEFER 7    /* the responder answers later (or never) */
 #define PORT_HOLD 8     /* the responder never answers (many streams may) */
+#define PORT_KBDIAL 6   /* the responder dials 127.0.0.1:kbdial_port (kb_stream_dial) */
 
 static uint8_t *pool;   /* random bytes that streams carry */
 static int use_tcp;     /* local endpoints on TCP loopback instead of AF_UNIX */
@@ -354,6 +356,25 @@ s_on_hello(struct kb_session *s, const cJSON *hello, char *reason, size_t reason
 	return 0;
 }
 
+/* kb_stream_dial (proto/dial.c) behind PORT_KBDIAL: what it told. */
+static uint16_t kbdial_port;
+static int kbdial_told, kbdial_err;
+
+static void
+kbdial_done(void *arg, struct kb_stream *st, int err, char *text, size_t textlen)
+{
+	char why[160];
+
+	(void)arg;
+	(void)st;
+	kbdial_told++;
+	kbdial_err = err;
+	if (err > 0) {
+		snprintf(why, sizeof(why), "%s", text);
+		snprintf(text, textlen, "nothing on port %u (%s)", kbdial_port, why);
+	}
+}
+
 static void
 s_on_open(struct kb_session *s, struct kb_stream *st, const struct kb_open *o, void *arg)
 {
@@ -369,6 +390,14 @@ s_on_open(struct kb_session *s, struct kb_stream *st, const struct kb_open *o, v
 	}
 	if (o->port == PORT_HOLD)
 		return;
+	if (o->port == PORT_KBDIAL) {
+		struct sockaddr_in sin = { .sin_family = AF_INET };
+
+		sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+		sin.sin_port = htons(kbdial_port);
+		kb_stream_dial(base, st, (struct sockaddr *)&sin, sizeof(sin), 2000, kbdial_done, c);
+		return;
+	}
 	if (o->port == PORT_DEFER) {
 		c->dt.st = st;
 		c->dt.id = kb_stream_id(st);
@@ -1015,6 +1044,84 @@ test_reset(void)
 }
 
 /* --- 7. heartbeat --- */
+
+/* kb_stream_dial: the stream is accepted with the connected socket, or
+ * reset with the reason of the failed connect and the text done wrote;
+ * done is told exactly once either way. */
+static void
+test_stream_dial(void)
+{
+	struct sockaddr_in sin = { .sin_family = AF_INET };
+	socklen_t len = sizeof(sin);
+	struct sctx a, b;
+	struct tstream op, op2;
+	char expect[200];
+	int l, fd;
+
+	printf("# kb_stream_dial: a port that answers\n");
+	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	l = socket(AF_INET, SOCK_STREAM, 0);
+	ok(l >= 0 && bind(l, (struct sockaddr *)&sin, sizeof(sin)) == 0 && listen(l, 4) == 0 &&
+	    getsockname(l, (struct sockaddr *)&sin, &len) == 0);
+	kbdial_port = ntohs(sin.sin_port);
+	ok(pair_up(&a, &b));
+	tstream_init(&op);
+	kbdial_told = 0;
+	ok(open_stream(&a, &op, PORT_KBDIAL) != NULL);
+	ok(run_until(pred_flag, &op.accepted, 2000));
+	ok(kbdial_told == 1 && kbdial_err == 0 && !op.closed);
+	fd = accept(l, NULL, NULL);
+	ok(fd >= 0);
+	if (fd >= 0)
+		close(fd);
+	ep_close(&op.ep, 0);
+
+	printf("# kb_stream_dial: a port nobody listens on\n");
+	close(l);	/* the port is free now: connects are refused */
+	tstream_init(&op2);
+	kbdial_told = 0;
+	ok(open_stream(&a, &op2, PORT_KBDIAL) != NULL);
+	ok(run_until(pred_flag, &op2.closed, 2000));
+	snprintf(expect, sizeof(expect), "nothing on port %u (%s)", kbdial_port,
+	    strerror(ECONNREFUSED));
+	ok(kbdial_told == 1 && kbdial_err == ECONNREFUSED && !op2.accepted);
+	ok(op2.reason == KB_RST_REFUSED && !strcmp(op2.text, expect));
+	ep_close(&op2.ep, 0);
+
+	printf("# kb_stream_dial: the opener resets the stream while it connects\n");
+	{
+		struct tstream op3;
+		int fill[4], i;
+
+		/* A listener whose queue is full drops our SYN: the connect hangs. */
+		sin.sin_port = 0;
+		len = sizeof(sin);
+		l = socket(AF_INET, SOCK_STREAM, 0);
+		ok(l >= 0 && bind(l, (struct sockaddr *)&sin, sizeof(sin)) == 0 &&
+		    listen(l, 0) == 0 && getsockname(l, (struct sockaddr *)&sin, &len) == 0);
+		for (i = 0; i < 4; i++) {
+			fill[i] = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+			(void)connect(fill[i], (struct sockaddr *)&sin, sizeof(sin));
+		}
+		run_for(50);
+		kbdial_port = ntohs(sin.sin_port);
+		tstream_init(&op3);
+		kbdial_told = 0;
+		ok(open_stream(&a, &op3, PORT_KBDIAL) != NULL);
+		run_for(100);
+		ok(kbdial_told == 0 && !op3.closed && !op3.accepted);
+		kb_stream_reset(op3.st, KB_RST_CANCEL, "the caller went away");
+		ok(run_until(pred_flag, &kbdial_told, 2000));
+		ok(kbdial_told == 1 && kbdial_err < 0);
+		run_for(50);
+		ok(kbdial_told == 1);
+		ep_close(&op3.ep, 0);
+		for (i = 0; i < 4; i++)
+			close(fill[i]);
+		close(l);
+	}
+	pair_free(&a, &b);
+}
 
 static void
 test_heartbeat(void)
@@ -2003,6 +2110,7 @@ main(void)
 	test_flow();
 	test_halfclose();
 	test_reset();
+	test_stream_dial();
 	test_heartbeat();
 	test_goaway();
 	test_goaway_delivery();

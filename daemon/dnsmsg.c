@@ -1,0 +1,141 @@
+/* DNS message parsing and building for the daemon's proxy (dnsmsg.h): no
+ * I/O and no state. */
+#include "dnsmsg.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+
+#include <ares.h>
+#include <ctype.h>
+#include <string.h>
+
+/* The end of the uncompressed name at buf + DNS_HDR (just past its zero
+ * label), or 0 if it runs past len or 255 bytes, or is compressed. */
+static size_t
+name_end(const unsigned char *buf, size_t len)
+{
+	size_t off;
+
+	for (off = DNS_HDR;; off += 1 + buf[off]) {
+		if (off >= len || off - DNS_HDR > 255 || (buf[off] & 0xc0))
+			return 0;
+		if (buf[off] == 0)
+			return off + 1;
+	}
+}
+
+/* The question's name, lower case without the final dot, into q->name. */
+static int
+copy_name(const unsigned char *buf, size_t len, struct dns_question *q)
+{
+	char *name = NULL;
+	long enclen;
+	size_t i, n;
+	int rc = -1;
+
+	if (ares_expand_name(buf + DNS_HDR, buf, (int)len, &name, &enclen) != ARES_SUCCESS)
+		return -1;
+	n = strlen(name);
+	if (n > 0 && name[n - 1] == '.')
+		n--;
+	if (n < sizeof(q->name)) {
+		for (i = 0; i < n; i++)
+			q->name[i] = (char)tolower((unsigned char)name[i]);
+		q->name[n] = '\0';
+		rc = 0;
+	}
+	ares_free_string(name);
+	return rc;
+}
+
+int
+dns_parse_query(const unsigned char *buf, size_t len, struct dns_question *q)
+{
+	size_t off;
+
+	if (len < DNS_HDR || len > DNS_MSG_MAX)
+		return -1;
+	q->id = dns_get16(buf);
+	/* Answering a response could ping-pong with another proxy. */
+	if (buf[2] & 0x80)
+		return -1;
+	if ((buf[2] >> 3) & 0xf)
+		return DNS_NOTIMP;
+	if (dns_get16(buf + 4) != 1)
+		return DNS_FORMERR;
+	if ((off = name_end(buf, len)) == 0 || off + 4 > len || copy_name(buf, len, q) < 0)
+		return DNS_FORMERR;
+	q->qtype = dns_get16(buf + off);
+	q->qclass = dns_get16(buf + off + 2);
+	q->qend = off + 4;
+	return 0;
+}
+
+/* One resource record at out + off: the question's name, type, IN, ttl,
+ * rdata. */
+static void
+put_record(unsigned char *out, size_t off, int qtype, uint32_t ttl, const unsigned char *rdata,
+    size_t rdlen)
+{
+	dns_put16(out + off, 0xc00c);
+	dns_put16(out + off + 2, (uint16_t)qtype);
+	dns_put16(out + off + 4, DNS_C_IN);
+	out[off + 6] = ttl >> 24;
+	out[off + 7] = (ttl >> 16) & 0xff;
+	out[off + 8] = (ttl >> 8) & 0xff;
+	out[off + 9] = ttl & 0xff;
+	dns_put16(out + off + 10, (uint16_t)rdlen);
+	memcpy(out + off + 12, rdata, rdlen);
+}
+
+size_t
+dns_build_answer(unsigned char *out, size_t outmax, const unsigned char *query, size_t qend,
+    int rcode, int qtype, const char *const *addrs, size_t naddrs, uint32_t ttl)
+{
+	unsigned char rdata[16];
+	size_t off, i, rdlen = qtype == DNS_T_AAAA ? 16 : 4;
+	uint16_t an = 0;
+
+	memset(out, 0, DNS_HDR);
+	memcpy(out, query, 2);
+	out[2] = 0x80 | (query[2] & 0x79);	/* opcode and RD */
+	out[3] = 0x80 | (rcode & 0x0f);
+	dns_put16(out + 4, qend > DNS_HDR ? 1 : 0);
+	memcpy(out + DNS_HDR, query + DNS_HDR, qend - DNS_HDR);
+	off = qend;
+	for (i = 0; i < naddrs && rcode == 0; i++) {
+		/* An address that does not parse is left out. */
+		if (inet_pton(qtype == DNS_T_AAAA ? AF_INET6 : AF_INET, addrs[i], rdata) != 1)
+			continue;
+		if (off + 12 + rdlen > outmax) {
+			out[2] |= 0x02;
+			break;
+		}
+		put_record(out, off, qtype, ttl, rdata, rdlen);
+		off += 12 + rdlen;
+		an++;
+	}
+	dns_put16(out + 6, an);
+	return off;
+}
+
+size_t
+dns_build_rcode(unsigned char *out, size_t outmax, const unsigned char *query, size_t qend,
+    int rcode)
+{
+	return dns_build_answer(out, outmax, query, qend, rcode, 0, NULL, 0, 0);
+}
+
+int
+dns_same_question(const unsigned char *a, size_t alen, const unsigned char *b, size_t qend)
+{
+	size_t i;
+
+	if (alen < qend || dns_get16(a + 4) != dns_get16(b + 4))
+		return 0;
+	for (i = DNS_HDR; i < qend - 4; i++)
+		if (tolower(a[i]) != tolower(b[i]))
+			return 0;
+	return !memcmp(a + qend - 4, b + qend - 4, 4);
+}

@@ -1,0 +1,171 @@
+/* The DNS message module alone (daemon/dnsmsg.c): parsing queries, building
+ * answers and errors, matching an upstream's answer, on buffers of their
+ * exact size (so that ASan in unit-san sees any read past a message). */
+#include "../../daemon/dnsmsg.c"
+
+#include <arpa/nameser.h>
+#include <stdlib.h>
+
+#include "ok.h"
+
+/* A query for name (dotted, no compression) of type qtype, in a buffer of
+ * its exact size (caller frees); *len its length. */
+static unsigned char *
+query(const char *name, uint16_t qtype, uint16_t id, size_t *len)
+{
+	unsigned char tmp[600], *out;
+	size_t off = DNS_HDR, n;
+	const char *p = name, *dot;
+
+	memset(tmp, 0, DNS_HDR);
+	dns_put16(tmp, id);
+	tmp[2] = 0x01;	/* RD */
+	dns_put16(tmp + 4, 1);
+	while (*p) {
+		dot = strchr(p, '.');
+		n = dot ? (size_t)(dot - p) : strlen(p);
+		tmp[off++] = (unsigned char)n;
+		memcpy(tmp + off, p, n);
+		off += n;
+		p += n + (dot != NULL);
+	}
+	tmp[off++] = 0;
+	dns_put16(tmp + off, qtype);
+	dns_put16(tmp + off + 2, DNS_C_IN);
+	off += 4;
+	out = malloc(off);
+	memcpy(out, tmp, off);
+	*len = off;
+	return out;
+}
+
+static void
+test_parse(void)
+{
+	struct dns_question q;
+	unsigned char *m, *t;
+	size_t len, i;
+
+	m = query("Web.Default.SVC.cluster.local", DNS_T_AAAA, 0x1234, &len);
+	ok(dns_parse_query(m, len, &q) == 0);
+	ok(q.id == 0x1234 && q.qtype == DNS_T_AAAA && q.qclass == DNS_C_IN && q.qend == len);
+	ok(!strcmp(q.name, "web.default.svc.cluster.local"));
+	/* Every truncation is dropped (no header) or FORMERR, never read past. */
+	for (i = 0; i < len; i++) {
+		t = malloc(i ? i : 1);
+		memcpy(t, m, i);
+		ok(dns_parse_query(t, i, &q) == (i < DNS_HDR ? -1 : DNS_FORMERR));
+		free(t);
+	}
+	/* A response is dropped (no ping-pong); another opcode is NOTIMP; two
+	 * questions or none are FORMERR. */
+	m[2] |= 0x80;
+	ok(dns_parse_query(m, len, &q) == -1);
+	m[2] = 0x01 | (2 << 3);
+	ok(dns_parse_query(m, len, &q) == DNS_NOTIMP);
+	m[2] = 0x01;
+	dns_put16(m + 4, 2);
+	ok(dns_parse_query(m, len, &q) == DNS_FORMERR);
+	dns_put16(m + 4, 0);
+	ok(dns_parse_query(m, len, &q) == DNS_FORMERR);
+	dns_put16(m + 4, 1);
+	/* A compression pointer in the question: FORMERR (answers point at
+	 * the question, so it must be plain). */
+	m[DNS_HDR] = 0xc0;
+	m[DNS_HDR + 1] = 0x0c;
+	ok(dns_parse_query(m, len, &q) == DNS_FORMERR);
+	free(m);
+	/* The root name is a question too. */
+	m = query("", DNS_T_A, 1, &len);
+	ok(dns_parse_query(m, len, &q) == 0 && q.name[0] == '\0' && q.qend == DNS_HDR + 5);
+	free(m);
+}
+
+static void
+test_build(void)
+{
+	const char *v4[] = { "10.96.0.1", "not-an-address", "10.96.0.2" };
+	const char *v6[] = { "fd00::1" };
+	const char *many[100];
+	unsigned char *m, out[DNS_MSG_MAX], *exact;
+	struct ares_addrttl a[100];
+	struct ares_addr6ttl a6[4];
+	struct dns_question q;
+	size_t len, n, i;
+	int na;
+
+	m = query("web.default", DNS_T_A, 0xbeef, &len);
+	ok(dns_parse_query(m, len, &q) == 0);
+	n = dns_build_answer(out, DNS_UDP_ANSWER_MAX, m, q.qend, 0, DNS_T_A, v4, 3, 30);
+	/* The id, QR, RD, the question copied, two records (the bad address
+	 * left out), each 16 bytes, named by a pointer to the question. */
+	ok(n == len + 2 * 16 && dns_get16(out) == 0xbeef && (out[2] & 0x81) == 0x81);
+	ok((out[3] & 0x0f) == 0 && dns_get16(out + 4) == 1 && dns_get16(out + 6) == 2);
+	ok(!memcmp(out + DNS_HDR, m + DNS_HDR, len - DNS_HDR) && dns_get16(out + len) == 0xc00c);
+	exact = malloc(n);
+	memcpy(exact, out, n);
+	na = 4;
+	ok(ares_parse_a_reply(exact, (int)n, NULL, a, &na) == ARES_SUCCESS && na == 2 &&
+	    a[0].ttl == 30 && ntohl(a[1].ipaddr.s_addr) == 0x0a600002u);
+	ok(dns_same_question(exact, n, m, q.qend));
+	free(exact);
+	free(m);
+
+	m = query("db.default", DNS_T_AAAA, 7, &len);
+	ok(dns_parse_query(m, len, &q) == 0);
+	n = dns_build_answer(out, DNS_UDP_ANSWER_MAX, m, q.qend, 0, DNS_T_AAAA, v6, 1, 5);
+	na = 4;
+	ok(n == len + 28 && ares_parse_aaaa_reply(out, (int)n, NULL, a6, &na) == ARES_SUCCESS &&
+	    na == 1 && a6[0].ttl == 5);
+	/* An error has no records, whatever addresses come with it. */
+	n = dns_build_answer(out, DNS_UDP_ANSWER_MAX, m, q.qend, DNS_NXDOMAIN, DNS_T_AAAA, v6, 1, 5);
+	ok(n == len && (out[3] & 0x0f) == DNS_NXDOMAIN && dns_get16(out + 6) == 0);
+	n = dns_build_rcode(out, DNS_UDP_ANSWER_MAX, m, q.qend, DNS_SERVFAIL);
+	ok(n == len && (out[3] & 0x0f) == DNS_SERVFAIL && dns_get16(out + 4) == 1);
+	/* No question (FORMERR to what could not be parsed): the header alone. */
+	n = dns_build_rcode(out, DNS_UDP_ANSWER_MAX, m, DNS_HDR, DNS_FORMERR);
+	ok(n == DNS_HDR && dns_get16(out + 4) == 0 && (out[3] & 0x0f) == DNS_FORMERR);
+	free(m);
+
+	/* What does not fit in 512 bytes is left out, and TC says so. */
+	m = query("big.default", DNS_T_A, 9, &len);
+	ok(dns_parse_query(m, len, &q) == 0);
+	for (i = 0; i < 100; i++)
+		many[i] = "10.0.0.9";
+	n = dns_build_answer(out, DNS_UDP_ANSWER_MAX, m, q.qend, 0, DNS_T_A, many, 100, 1);
+	ok(n <= DNS_UDP_ANSWER_MAX && (out[2] & 0x02) && dns_get16(out + 6) == (n - len) / 16);
+	n = dns_build_answer(out, DNS_MSG_MAX, m, q.qend, 0, DNS_T_A, many, 100, 1);
+	na = 100;
+	ok(!(out[2] & 0x02) && ares_parse_a_reply(out, (int)n, NULL, a, &na) == ARES_SUCCESS &&
+	    na == 100);
+	free(m);
+}
+
+static void
+test_same_question(void)
+{
+	unsigned char *a, *b;
+	size_t alen, blen;
+
+	a = query("WeB.DeFault", DNS_T_A, 1, &alen);
+	b = query("web.default", DNS_T_A, 2, &blen);
+	ok(dns_same_question(a, alen, b, blen));
+	ok(!dns_same_question(a, alen - 1, b, blen));	/* shorter than the question */
+	free(a);
+	a = query("web.default", DNS_T_AAAA, 1, &alen);
+	ok(!dns_same_question(a, alen, b, blen));
+	free(a);
+	a = query("wec.default", DNS_T_A, 1, &alen);
+	ok(!dns_same_question(a, alen, b, blen));
+	free(a);
+	free(b);
+}
+
+int
+main(void)
+{
+	test_parse();
+	test_build();
+	test_same_question();
+	return ok_done();
+}
