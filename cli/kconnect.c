@@ -227,3 +227,30 @@ kconnect_abort(pid_t fwd)
 		waitpid(fwd, NULL, 0);
 	}
 }
+
+int
+kconnect_same(const struct kconnect_opts *o, const cJSON *st)
+{
+	const cJSON *k = cJSON_GetObjectItemCaseSensitive(st, "kube");
+	struct kapi kc = { 0 };
+	const char *via = jstr(k, "via"), *ns = jstr(k, "install_namespace");
+	int same;
+
+	if (k == NULL || via == NULL || ns == NULL || strcmp(ns, o->install_ns) ||
+	    strcmp(via, o->manager_address ? "address" : "port-forward") ||
+	    (o->manager_address && strcmp(orelse(jstr(st, "manager"), ""), o->manager_address)))
+		return 0;
+	/* Quietly: a kubeconfig that does not load is reported by prepare. */
+	{
+		struct kb_kubeconfig_opts ko = { .path = o->kubeconfig, .context = o->context,
+		    .env = getenv("KUBECONFIG"), .home = getenv("HOME") };
+		char err[512];
+
+		if ((kc.kc = kb_kubeconfig_load(&ko, err, sizeof(err))) == NULL)
+			return 0;
+	}
+	same = !strcmp(orelse(jstr(k, "context"), ""), kb_kubeconfig_context(kc.kc)) &&
+	    !strcmp(orelse(jstr(k, "server"), ""), kb_kubeconfig_server(kc.kc));
+	kapi_close(&kc);
+	return same;
+}

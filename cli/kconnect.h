@@ -19,6 +19,10 @@ struct kconnect_opts {
  * forwarder started (*fwd, -1 if none). 0, or -1 after one reported line
  * (nothing is left running then). */
 int kconnect_prepare(const struct kconnect_opts *o, cJSON **profile, cJSON **kube, pid_t *fwd);
+/* Is the session in status st (kbridged's /v1/status) the one o would
+ * make: the same context, API server, install namespace and way to the
+ * manager? Then connect has nothing to do. */
+int kconnect_same(const struct kconnect_opts *o, const cJSON *st);
 /* Stop a forwarder kconnect_prepare started (fwd <= 0: nothing). */
 void kconnect_abort(pid_t fwd);
 

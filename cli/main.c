@@ -459,6 +459,36 @@ dns_line(const cJSON *st, char *buf, size_t len)
 	    nss[0] ? nss : "(none)", orelse(jstr(st, "namespace"), "default"));
 }
 
+/* " (through the API server's port-forward)" when it is so. */
+static const char *
+kube_via(const cJSON *st)
+{
+	const char *via = jstr(cJSON_GetObjectItemCaseSensitive(st, "kube"), "via");
+
+	return via && !strcmp(via, "port-forward") ? " (the API server's port-forward)" : "";
+}
+
+/* The kubeconfig context and cluster the session was made with. Their
+ * names come from the user's own kubeconfig but pass through put(). */
+static void
+print_kube(const cJSON *k)
+{
+	const char *s;
+
+	if ((s = jstr(k, "context")) != NULL) {
+		printf("%-17s", "context:");
+		put(s);
+		putchar('\n');
+	}
+	if ((s = jstr(k, "cluster")) != NULL) {
+		printf("%-17s", "cluster:");
+		put(s);
+		if ((s = jstr(k, "server")) != NULL)
+			put_in(" (", s, ")");
+		putchar('\n');
+	}
+}
+
 static void
 print_connected(const cJSON *st)
 {
@@ -466,9 +496,10 @@ print_connected(const cJSON *st)
 
 	jjoin(st, "subnets", 64, subnets, sizeof(subnets));
 	dns_line(st, dns, sizeof(dns));
-	printf("Connected to %s as %s (namespace %s)\n",
-	    orelse(jstr(st, "manager"), "?"), orelse(jstr(st, "user"), "?"),
+	printf("Connected to %s%s as %s (namespace %s)\n",
+	    orelse(jstr(st, "manager"), "?"), kube_via(st), orelse(jstr(st, "user"), "?"),
 	    orelse(jstr(st, "namespace"), "default"));
+	print_kube(cJSON_GetObjectItemCaseSensitive(st, "kube"));
 	printf("  cluster subnets: %s\n", subnets[0] ? subnets : "(none)");
 	printf("  DNS:             %s\n", dns);
 }
@@ -561,7 +592,8 @@ print_status(const cJSON *st)
 	if ((s = jstr(st, "user")) != NULL)
 		LINE("user", "%s", s);
 	if ((s = jstr(st, "manager")) != NULL)
-		LINE("manager", "%s", s);
+		LINE("manager", "%s%s", s, kube_via(st));
+	print_kube(cJSON_GetObjectItemCaseSensitive(st, "kube"));
 	if ((s = jstr(st, "namespace")) != NULL)
 		LINE("namespace", "%s", s);
 	if (strcmp(state, "disconnected") != 0) {
@@ -730,8 +762,23 @@ cmd_connect(int argc, char **argv)
 	if (profile) {
 		if ((prof = load_profile(profile)) == NULL)
 			return 1;
-	} else if (kconnect_prepare(&ko, &prof, &kube, &fwd) == -1) {
-		return 1;
+	} else {
+		/* Connected already the same way: nothing to start. */
+		if (call_ms("GET", KB_API_STATUS, NULL, PROBE_TIMEOUT_MS, &resp, err,
+		    sizeof(err)) == 0 && strcmp(orelse(jstr(resp, "state"), ""), "connected") == 0 &&
+		    strcmp(orelse(jstr(resp, "namespace"), ""), ns ? ns : "default") == 0 &&
+		    kconnect_same(&ko, resp)) {
+			if (out == OUT_JSON)
+				print_json(resp);
+			else
+				print_connected(resp);
+			cJSON_Delete(resp);
+			return 0;
+		}
+		cJSON_Delete(resp);
+		resp = NULL;
+		if (kconnect_prepare(&ko, &prof, &kube, &fwd) == -1)
+			return 1;
 	}
 	if ((body = cJSON_CreateObject()) == NULL ||
 	    !cJSON_AddItemToObject(body, "profile", prof)) {

@@ -366,7 +366,7 @@ handle_connect(struct evhttp_request *req, void *arg)
 	struct kbd *d = arg;
 	struct kb_profile p = { 0 };
 	const struct kb_profile *have;
-	cJSON *body = NULL, *prof, *ns;
+	cJSON *body = NULL, *prof, *ns, *kube;
 	char err[300], *txt = NULL;
 	const char *want_ns = "default";
 
@@ -401,7 +401,8 @@ handle_connect(struct evhttp_request *req, void *arg)
 		goto out;
 	}
 	wait_for_outcome(d->control, req);
-	if (tunnel_connect(d->tunnel, &p, want_ns,
+	kube = cJSON_GetObjectItemCaseSensitive(body, "kube");
+	if (tunnel_connect(d->tunnel, &p, cJSON_IsObject(kube) ? kube : NULL, want_ns,
 	    cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(body, "replace")), err, sizeof(err)) < 0)
 		control_connect_done(d, 0, err);
 out:

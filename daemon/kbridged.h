@@ -83,10 +83,11 @@ const char *kbd_state_name(enum kbd_state s);
 const struct kb_profile *tunnel_profile(const struct tunnel *t);
 const char *tunnel_namespace(const struct tunnel *t);
 /* Start connecting with profile p (taken, freed on failure) to namespace ns;
- * replace: take over our user's other session. The outcome goes to
+ * kube (checked by kb_api_check, copied; may be NULL) is shown in the
+ * status; replace: take over our user's other session. The outcome goes to
  * control_connect_done. 0, or -1 with err (disconnected). */
-int tunnel_connect(struct tunnel *t, struct kb_profile *p, const char *ns, int replace,
-    char *err, size_t errlen);
+int tunnel_connect(struct tunnel *t, struct kb_profile *p, const struct cJSON *kube,
+    const char *ns, int replace, char *err, size_t errlen);
 /* A deliberate stop: no reconnects; waiting connects get why. */
 void tunnel_stop(struct tunnel *t, const char *why);
 /* Add the session's part of /v1/status to j (state, user, cluster, counters,

@@ -47,6 +47,7 @@ struct tunnel {
 	/* what the user asked for */
 	struct kb_profile profile;
 	int have_profile;
+	struct cJSON *kube;	/* what the CLI read of the kubeconfig (API.md), or NULL */
 	int replace;                /* connect --replace: take over our user's other session */
 
 	struct ssl_ctx_st *ssl_ctx;
@@ -202,6 +203,8 @@ drop_profile(struct tunnel *t)
 {
 	kb_profile_free(&t->profile);
 	t->have_profile = 0;
+	cJSON_Delete(t->kube);
+	t->kube = NULL;
 	SSL_CTX_free(t->ssl_ctx);
 	t->ssl_ctx = NULL;
 }
@@ -590,11 +593,15 @@ retry(evutil_socket_t fd, short what, void *arg)
 }
 
 int
-tunnel_connect(struct tunnel *t, struct kb_profile *p, const char *ns, int replace, char *err,
-    size_t errlen)
+tunnel_connect(struct tunnel *t, struct kb_profile *p, const struct cJSON *kube, const char *ns,
+    int replace, char *err, size_t errlen)
 {
 	t->profile = *p;
 	t->have_profile = 1;
+	if (kube && (t->kube = cJSON_Duplicate(kube, 1)) == NULL) {
+		snprintf(err, errlen, "out of memory");
+		goto fail;
+	}
 	snprintf(t->cl.ns, sizeof(t->cl.ns), "%s", ns);
 	t->last_error[0] = '\0';
 	t->quitting = 0;
@@ -693,6 +700,8 @@ tunnel_status_json(const struct tunnel *t, cJSON *j)
 	if (t->have_profile) {
 		cJSON_AddStringToObject(j, "user", c->user[0] ? c->user : t->profile.name);
 		cJSON_AddStringToObject(j, "manager", t->profile.manager);
+		if (t->kube)
+			cJSON_AddItemToObject(j, "kube", cJSON_Duplicate(t->kube, 1));
 		cJSON_AddStringToObject(j, "namespace", c->ns);
 	}
 	if (t->state == KBD_CONNECTED || t->state == KBD_RECONNECTING) {
