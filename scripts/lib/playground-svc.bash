@@ -124,7 +124,7 @@ svc_follow_start() {
 }
 
 svc_expected() {
-	[[ -e $SVC_FOLLOW_PID ]] && echo "sync-services(node) $SVC_FOLLOW_PID"
+	[[ -e $SVC_FOLLOW_PID ]] && echo "svcsync(node) $SVC_FOLLOW_PID"
 	return 0
 }
 

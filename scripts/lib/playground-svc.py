@@ -195,8 +195,12 @@ def main():
             continue
         mine = by_svc.get((kns, name), [])
         if spec.get("selector"):
-            mine = want_slices(svc, pods, node, ipkey)
-            for s in mine:
+            # ours replace what we wrote before; anyone else's slices
+            # count too, as for kube-proxy
+            want = want_slices(svc, pods, node, ipkey)
+            mine = want + [s for s in mine if s["metadata"].get("labels", {}).get(
+                "endpointslice.kubernetes.io/managed-by") != MANAGER]
+            for s in want:
                 k = (kns, s["metadata"]["name"])
                 keep.add(k)
                 if k not in have or not same_slice(s, have[k]):
@@ -217,7 +221,7 @@ def main():
             if proto is None or not port_ok(sp.get("port")):
                 continue
             bs = backends(sp, mine)
-            rules.append("  # %s/%s port %s" % (kns, name, sp.get("name") or sp["port"]))
+            rules.append("  # %s/%s port %d" % (kns, name, sp["port"]))
             for i, (a, p) in enumerate(bs):
                 # kube-proxy's choice: each rule takes 1/(the endpoints left)
                 pick = " numgen random mod %d == 0" % (len(bs) - i) if i < len(bs) - 1 else ""
