@@ -10,6 +10,7 @@
 #     late-ns/echo    allocated ClusterIP :7, no selector, its author's
 #                     EndpointSlice -> the echo pod 10.244.1.20:7
 #     late-ns/evil    no selector, EndpointSlice -> 192.168.50.2 (ws): refused
+#     default/late-headless (selector app=api), default/both (two endpoints)
 #   -> node's table ip playground-services DNATs them, node's dnsmasq answers
 #      NAME.NS.svc.cluster.local, from node, pods and alice's workstation;
 #   deleting the Services removes the rules, records and the sync's slices;
@@ -54,6 +55,32 @@ spec:
   clusterIP: 10.96.3.1
   selector: {app: web}
   ports: [{name: http, port: 80, targetPort: http}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: late-headless, namespace: default}
+spec:
+  clusterIP: None
+  selector: {app: api}
+  ports: [{name: http, port: 80}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: both, namespace: default}
+spec:
+  ports: [{name: http, port: 80}]
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata:
+  name: both-by-hand
+  namespace: default
+  labels: {kubernetes.io/service-name: both}
+addressType: IPv4
+ports: [{name: http, port: 80, protocol: TCP}]
+endpoints:
+- addresses: [10.244.1.10]
+- addresses: [10.244.1.11]
 ---
 apiVersion: v1
 kind: Namespace
@@ -114,8 +141,16 @@ ok "from alice's workstation (connected before): http://late.default/ reaches we
 has_rule "ip daddr 10.96.3.1 tcp dport 80 dnat to 10.244.1.10:80"
 ok "EndpointSlice late-sync written as a controller would (named targetPort http -> 80), DNAT from it"
 
-[[ $("$PG" sync-services) == "sync-services: 3 services, 0 slices written, 0 deleted" ]]
+[[ $("$PG" sync-services) == "sync-services: 5 services, 0 slices written, 0 deleted" ]]
 ok "sync-services one-shot: same result, nothing to rewrite"
+
+[[ $(answer late-headless.default.svc.cluster.local) == 10.244.1.11 ]]
+[[ $(pg api curl -sS -m 5 http://late-headless/) == "hello from api (cluster)" ]]
+ok "a headless Service resolves to its pod (10.244.1.11)"
+
+got=$(for i in $(seq 20); do QUIET=1 pg cart curl -sS -m 5 http://both.default/; done | sort | uniq -c)
+[[ $got == *" hello from api (cluster)"*" hello from web (cluster)" ]] || { echo "$got"; exit 1; }
+ok "a Service with two endpoints: both answer over 20 requests ($(echo $got))"
 
 hasnt_rule 192.168.50.2
 grep -q 'evil-by-hand: endpoint 192.168.50.2 is not a pod address' "$STATE/node/svcsync/follow.log"
@@ -133,12 +168,14 @@ ok "from node: late.default.svc.cluster.local reaches web, echo.late-ns answers 
 ok "from pods: late (search path), late.default (from shop), echo.late-ns.svc.cluster.local"
 
 
-adm delete svc late >/dev/null
+adm delete svc late late-headless both >/dev/null
 adm -n late-ns delete svc echo evil >/dev/null
 poll 30 hasnt_rule 10.96.3.1
 poll 30 hasnt_rule "$eip"
 poll 30 resolves late.default.svc.cluster.local ""
 poll 30 resolves echo.late-ns.svc.cluster.local ""
+poll 30 resolves late-headless.default.svc.cluster.local ""
+hasnt_rule "dnat to"
 [[ -z $(adm -n default get endpointslices -l kubernetes.io/service-name=late -o name) ]]
 no pg node curl -sS -m 3 http://10.96.3.1/ 2>/dev/null
 no pg api curl -sS -m 3 http://10.96.3.1/ 2>/dev/null
