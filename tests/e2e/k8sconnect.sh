@@ -9,7 +9,8 @@
 #   bob: connect, status shows context and cluster, a service by name;
 #   dave, not bound: one line, nothing left running;
 #   connect again: nothing to do; quit: the forwarder ends;
-#   a namespace created after connect resolves within 2 s;
+#   a namespace created after connect resolves within 2 s, a Service
+#   created after connect answers by name;
 #   reinstall keeps the CA; the manager pod replaced: bob's session comes
 #   back through the port-forward to the new pod, with the same certificate;
 #   --manager-address reaches an exposed manager without the port-forward.
@@ -89,6 +90,21 @@ has_late() { alice status -o json | json 'assert "late" in j["namespaces"]' 2>/d
 poll 20 has_late
 echo "# namespace late known on the workstation after $(ms "$t0") ms"
 ok "a namespace created after connect is served on the workstation within 2 s"
+
+# A Service created now: the playground's follower does what kube-proxy
+# and CoreDNS would; kbridge needs nothing for it.
+adm apply -f - >/dev/null <<'EOF2'
+apiVersion: v1
+kind: Service
+metadata: {name: late, namespace: default}
+spec:
+  clusterIP: 10.96.3.1
+  selector: {app: web}
+  ports: [{port: 80, targetPort: http}]
+EOF2
+late() { [[ $(QUIET=1 pg ws curl -sS -m 2 http://late.default/ 2>/dev/null) == *web* ]]; }
+poll 100 late
+ok "a Service created after connect is reachable by name from the workstation"
 
 alice quit >/dev/null
 gone() { [[ ! -e /proc/$pf ]]; }
