@@ -19,7 +19,7 @@ LDFLAGS  += $(SANFLAGS)
 LIBS_EVENT = -levent_core -levent_extra -levent_openssl -lssl -lcrypto
 LIBS_AGENT = $(LIBS_EVENT) -lcares -lcjson -luring -lcurl
 LIBS_DAEMON = $(LIBS_EVENT) -lcares -lcjson -lnftables
-LIBS_CLI   = -lcurl -lcjson -lyaml -lssl -lcrypto
+LIBS_CLI   = -levent_core -lcurl -lcjson -lyaml -lssl -lcrypto
 LIBS_TEST  = $(LIBS_EVENT) -lcares -lcjson -lcurl -lnftables -luring -lyaml
 
 ifeq ($(V),1)

@@ -49,6 +49,7 @@ static int cmd_status(int, char **);
 static int cmd_quit(int, char **);
 static int cmd_version(int, char **);
 static int cmd_help(int, char **);
+int cmd_port_forward(int, char **); /* cli/forward.c */
 
 static const struct command commands[] = {
 	{ "connect", cmd_connect,
@@ -233,6 +234,21 @@ static const struct command commands[] = {
 	    "  -o, --output FMT       text (default) or json\n"
 	    "  -h, --help             show this help\n",
 	    "remove kbridge from the cluster" },
+	{ "port-forward", cmd_port_forward,
+	    "usage: kbridge port-forward [--kubeconfig FILE] [--context NAME] [-n NS]\n"
+	    "           SERVICE [LOCALPORT:]PORT\n"
+	    "\n"
+	    "Forward 127.0.0.1:LOCALPORT to PORT of a ready pod of SERVICE, through\n"
+	    "the API server's port-forward as your kubeconfig's user (who needs\n"
+	    "create on pods/portforward, get on services, list on pods). Each\n"
+	    "connection picks the pod again. Prints the address it listens on;\n"
+	    "LOCALPORT 0: any free port. Runs until interrupted.\n"
+	    "\n"
+	    "      --kubeconfig FILE  kubeconfig (default $KUBECONFIG, ~/.kube/config)\n"
+	    "      --context NAME     kubeconfig context (default current-context)\n"
+	    "  -n, --namespace NS     namespace of SERVICE (default kbridge)\n"
+	    "  -h, --help             show this help\n",
+	    NULL },
 	{ "quit", cmd_quit,
 	    "usage: kbridge quit\n"
 	    "\n"
