@@ -901,8 +901,8 @@ pf_read(struct kb_pf *pf)
 	pf_parse(pf);
 	if (pf->st == PF_DONE)
 		return;
-	if (pf->close_sent) {
-		pf_end(pf, NULL);
+	if (pf->close_sent && !pf->close_rcvd) {
+		pf_end(pf, NULL); /* we closed: the local side is gone */
 		return;
 	}
 	/* no close frame: the pod's side ended all the same */
