@@ -66,7 +66,7 @@ on_accept(struct evconnlistener *lis, evutil_socket_t fd, struct sockaddr *sa, i
 	/* blocking, bounded: the pod may have changed since the last one */
 	if (kb_pf_service_pod(f->kc, f->ns, f->service, pod, sizeof(pod), err,
 	    sizeof(err)) < 0) {
-		errorx("port-forward: %s", err);
+		errorx("port-forward: %s/%s:%d: %s", f->ns, f->service, f->port, err);
 		close(fd);
 		return;
 	}

@@ -1,0 +1,130 @@
+#!/bin/bash
+# shellcheck disable=SC2016 # jsonpath in single quotes
+# The API server's pod port-forward, in the playground with --k8s: kwok is
+# the node's kubelet API (TLS, verified by kube-apiserver with its kubelet
+# client certificate) and forwards a pod's port to the pod's address.
+#
+#   ws: kbridge port-forward / kubectl port-forward (alice's kubeconfig)
+#     127.0.0.1:N --wss 192.168.50.1:6443--> node: kube-apiserver
+#         --https 10.244.0.1:10250 (kwok, node-local only)--> pod IP:PORT
+#
+# Alice holds what `kbridge install`'s kbridge-developer ClusterRole and
+# Role give (pods/portforward in the kbridge namespace only), and for the
+# transfers the same in default (a Role of this test). Checked: bytes
+# identical both ways (20 MiB, and 4 streams at once), a refused pod port
+# and a missing permission each give one line, a cap of 64 streams,
+# kubectl's own port-forward.
+set -euo pipefail
+KB_PG_PREFIX=kbpf
+FAIL_LOGS=(kube/apiserver.log kube/kwok.log pf.err)
+. "$(dirname "$0")/common.bash"
+
+bin=$("$top/scripts/build-control-plane" | tail -n1)
+[[ -x $bin/kube-apiserver && -x $bin/kubectl ]] || { echo "not ok - no control plane in '$bin'"; exit 1; }
+export KB_CP_BIN=$bin
+K=$STATE/kube
+adm() { "$PG" kubectl "$@"; }
+PF_PIDS=()
+cleanup_extra() { local p; for p in "${PF_PIDS[@]}"; do kill "$p" 2>/dev/null; done; return 0; }
+
+# kbridge port-forward as USER in ws, in the background: sets $addr, $port
+forward() { # USER NS SERVICE PORTS
+	: >"$STATE/pf.out"
+	: >"$STATE/pf.err"
+	"$PG" exec ws -- timeout 300 "$KB_BIN/kbridge" port-forward --kubeconfig "$K/$1.kubeconfig" \
+		-n "$2" "$3" "$4" >"$STATE/pf.out" 2>"$STATE/pf.err" &
+	PF_PIDS+=($!)
+	poll 50 test -s "$STATE/pf.out"
+	addr=$(cat "$STATE/pf.out")
+	port=${addr#127.0.0.1:}
+	[[ $addr == 127.0.0.1:* && $port -gt 0 ]] || { echo "bad address '$addr'"; cat "$STATE/pf.err"; exit 1; }
+}
+unforward() {
+	local p=${PF_PIDS[-1]}
+	kill "$p"
+	wait "$p" 2>/dev/null || true
+	unset 'PF_PIDS[-1]'
+}
+# the forwarder's error lines after one connection through it
+one_error() { # what the connection reads, then: exactly one line on stderr
+	local got
+	got=$(pg ws curl -sS -m 10 "http://$addr/" 2>&1 || true)
+	poll 50 test -s "$STATE/pf.err"
+	sleep 0.2
+	[[ $(wc -l <"$STATE/pf.err") == 1 ]] || { echo "not one line:"; cat "$STATE/pf.err"; exit 1; }
+	[[ $got != *hello* ]]
+}
+
+"$PG" up --k8s >/dev/null
+[[ $(adm get node playground-node -o 'jsonpath={.status.daemonEndpoints.kubeletEndpoint.Port} {.status.addresses[?(@.type=="InternalIP")].address}') == "10250 10.244.0.1" ]]
+[[ -n $("$PG" exec node -- ss -Hltn 'src 10.244.0.1 and sport = :10250') ]]
+no pg web timeout 3 bash -c 'exec 3<>/dev/tcp/10.244.0.1/10250' 2>/dev/null
+ok "kwok serves the kubelet API on 10.244.0.1:10250 (the node's daemonEndpoints); pods cannot reach it"
+
+# kubectl's own port-forward, as the admin
+out=$("$PG" exec ws -- timeout 20 bash -c "$bin/kubectl --kubeconfig $K/admin.kubeconfig -n default port-forward pod/web 18080:80 >/dev/null 2>&1 & p=\$!; for i in \$(seq 50); do curl -s -m 5 http://127.0.0.1:18080/ && break; sleep 0.2; done; kill \$p")
+[[ $out == *"hello from web"* ]] || { echo "kubectl port-forward: '$out'"; exit 1; }
+ok "kubectl port-forward (admin) from ws to pod web:80 through the API server and kwok"
+
+# alice: the kbridge-developer RBAC of kbridge install, bound as the README says
+pg ws "$KB_BIN/kbridge" install --kubeconfig "$K/admin.kubeconfig" --dry-run -o json >"$STATE/install.json"
+python3 - "$STATE/install.json" >"$STATE/developer.json" <<'PY'
+import json, sys
+l = json.load(open(sys.argv[1]))
+l["items"] = [o for o in l["items"] if o["metadata"]["name"] == "kbridge-developer"]
+assert len(l["items"]) == 2, l["items"]
+print(json.dumps(l))
+PY
+adm apply -f - <"$STATE/developer.json" >/dev/null
+
+forward alice kbridge kbridge-manager 0:8443
+one_error
+grep -q '^kbridge: port-forward: kbridge/kbridge-manager:8443: HTTP 403: services "kbridge-manager" is forbidden: User "alice" cannot get resource "services"' "$STATE/pf.err" || { cat "$STATE/pf.err"; exit 1; }
+unforward
+ok "without a binding alice gets the API's 403 in one line (the connection is closed)"
+
+adm create clusterrolebinding kbridge-dev-alice --clusterrole=kbridge-developer --user=alice >/dev/null
+forward alice kbridge kbridge-manager 0:8443
+one_error
+grep -Eq '^kbridge: port-forward: kbridge/kbridge-manager:8443: HTTP 403: pods "kbridge-manager" is forbidden: User "alice" cannot (get|create) resource "pods/portforward" in API group "" in the namespace "kbridge"$' "$STATE/pf.err" || { cat "$STATE/pf.err"; exit 1; }
+unforward
+ok "with the ClusterRole only, alice may read the Service and pods but not port-forward (403 for pods/portforward, one line)"
+
+adm -n kbridge create rolebinding kbridge-dev-alice --role=kbridge-developer --user=alice >/dev/null
+forward alice kbridge kbridge-manager 0:8443
+out=$(pg ws timeout 10 openssl s_client -connect "$addr" -servername kbridge-manager </dev/null 2>&1 || true)
+[[ $out == *"BEGIN CERTIFICATE"* || $out == *"Server certificate"* ]] || { echo "$out" | tail -5; cat "$STATE/pf.err"; exit 1; }
+unforward
+ok "with the Role in kbridge, alice reaches the manager's TLS port through kbridge port-forward"
+
+# the same permissions in default, for the echo and web pods
+adm -n default create role pf --verb=create,get --resource=pods/portforward >/dev/null
+adm -n default create rolebinding pf-alice --role=pf --user=alice >/dev/null
+forward alice default echo 0:7
+out=$(pg ws timeout 120 python3 "$here/pfecho.py" 127.0.0.1 "$port" $((20 << 20)))
+[[ $out == "ok 1 $((20 << 20)) "* ]] || { echo "$out"; cat "$STATE/pf.err"; exit 1; }
+ok "20 MiB to the echo pod and back through kbridge port-forward, byte-identical (sha256; $(echo "$out" | cut -d' ' -f4) s)"
+out=$(pg ws timeout 120 python3 "$here/pfecho.py" 127.0.0.1 "$port" $((5 << 20)) 4)
+[[ $out == "ok 4 $((5 << 20)) "* ]] || { echo "$out"; cat "$STATE/pf.err"; exit 1; }
+[[ ! -s $STATE/pf.err ]] || { cat "$STATE/pf.err"; exit 1; }
+ok "4 streams at once, 5 MiB each way each, byte-identical; no error reported"
+
+unforward
+# a new forwarder: the streams above linger up to KB_PF_LINGER_MS (5 s)
+# after their local EOF (no half-close in the protocol)
+forward alice default echo 0:7
+out=$(pg ws timeout 120 python3 "$here/pfecho.py" --hold 127.0.0.1 "$port" 65)
+[[ $out == 64 ]] || { echo "echoed on $out of 65 held connections"; exit 1; }
+poll 50 grep -q "64 streams open already, connection refused" "$STATE/pf.err"
+unforward
+ok "at most 64 streams at once: the 65th connection is closed, one line says why"
+
+forward alice default web 0:9
+one_error
+grep -q '^kbridge: port-forward: default/web:9: error forwarding port 9 to pod .*connect: connection refused$' "$STATE/pf.err" || { cat "$STATE/pf.err"; exit 1; }
+unforward
+ok "a pod port nobody listens on: the kubelet's error channel in one line"
+
+out=$("$PG" exec ws -- timeout 60 bash -c "$bin/kubectl --kubeconfig $K/alice.kubeconfig -n default port-forward pod/echo 18007:7 >/dev/null 2>&1 & p=\$!; for i in \$(seq 50); do (exec 3<>/dev/tcp/127.0.0.1/18007) 2>/dev/null && break; sleep 0.2; done; python3 $here/pfecho.py 127.0.0.1 18007 $((4 << 20)); kill \$p")
+[[ $out == "ok 1 $((4 << 20)) "* ]] || { echo "kubectl: $out"; exit 1; }
+ok "kubectl port-forward as alice (same permissions) to the echo pod: 4 MiB byte-identical"
