@@ -33,7 +33,6 @@
 #define CHUNK (32u << 10)   /* local bytes per data frame */
 #define SENDBUF (64u << 10) /* one curl_easy_send attempt */
 #define RECVBUF (64u << 10)
-#define CLOSE_WAIT_MS 2000  /* for the server's close after ours */
 
 enum { OP_CONT = 0, OP_TEXT = 1, OP_BIN = 2, OP_CLOSE = 8, OP_PING = 9, OP_PONG = 10 };
 enum { CH_DATA = 0, CH_ERROR = 1 };
@@ -511,7 +510,7 @@ pf_close_ws(struct kb_pf *pf)
 		pf_end(pf, NULL);
 		return;
 	}
-	pf_timer(pf, CLOSE_WAIT_MS);
+	pf_timer(pf, KB_PF_CLOSE_WAIT_MS);
 	pf_send(pf);
 }
 
@@ -576,8 +575,7 @@ on_local_event(struct bufferevent *bev, short what, void *arg)
 		pf->local_eof = 1;
 		bufferevent_disable(pf->local, EV_READ);
 		local_pump(pf);
-		if (pf->st == PF_OPEN)
-			pf_timer(pf, KB_PF_LINGER_MS);
+		pf_close_ws(pf); /* after the data queued, see portforward.h */
 		return;
 	}
 	/* a write failed, the local side is gone */
@@ -614,8 +612,6 @@ on_channel(struct kb_pf *pf, int ch, const unsigned char *p, size_t n)
 			pf_fail(pf, "out of memory");
 			return -1;
 		}
-		if (pf->local_eof)
-			pf_timer(pf, KB_PF_LINGER_MS);
 		return 0;
 	}
 	k = sizeof(pf->errtext) - 1 - pf->errlen;
@@ -745,7 +741,12 @@ pf_send(struct kb_pf *pf)
 			return;
 		}
 		if (cc != CURLE_OK) {
-			pf_fail(pf, "sending to the API server: %s", curl_easy_strerror(cc));
+			/* the pod's side may have ended first: its close frame is
+			 * then waiting to be read, and the stream ends cleanly */
+			if (pf->rev && pf->sock != -1)
+				pf_read(pf);
+			if (pf->st != PF_DONE && !pf->close_rcvd)
+				pf_fail(pf, "sending to the API server: %s", curl_easy_strerror(cc));
 			return;
 		}
 		pf->woff += n;
@@ -929,8 +930,6 @@ on_timer(evutil_socket_t fd, short what, void *arg)
 	if (pf->st < PF_OPEN)
 		pf_fail(pf, "port-forward to %s/%s:%d: no answer from the API server in %d s",
 		    pf->ns, pf->pod, pf->port, KB_PF_HANDSHAKE_MS / 1000);
-	else if (pf->st == PF_OPEN)
-		pf_close_ws(pf); /* lingered after the local EOF */
 	else
 		pf_end(pf, NULL);  /* the server did not answer our close */
 }

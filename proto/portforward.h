@@ -12,14 +12,15 @@
  * certificate and token (CURLOPT_CONNECT_ONLY, non-blocking, on the
  * libevent loop) and carries the bytes (curl_easy_send/curl_easy_recv).
  *
- * The protocol has no half-close: when the local side ends its output, the
- * pod does not see it (closing the WebSocket would close both ways at once,
- * losing the answer on its way). So after a local EOF the pod's bytes still
- * flow to the local side, and the stream ends when the pod closes its side,
- * when a write to the local side fails, or KB_PF_LINGER_MS after the local
- * EOF with nothing from the pod. A client that half-closes and waits longer
- * than that for an answer loses it. CLI side only (reads the user's kubeconfig, may run
- * its exec plugin: blocking, bounded by kubeconfig.c's 30 s). */
+ * The protocol has no half-close: closing the WebSocket closes the pod's
+ * connection both ways. When the local side ends its output (EOF), the data
+ * it sent goes first, then a close frame; what the pod sends until the API
+ * server's close comes back (at most KB_PF_CLOSE_WAIT_MS) still reaches the
+ * local side. A client that half-closes and waits longer than that for an
+ * answer loses it (most close both ways: HTTP, TLS, kbridge connect).
+ *
+ * CLI side only (reads the user's kubeconfig, may run its exec plugin:
+ * blocking, bounded by kubeconfig.c's 30 s). */
 #ifndef KB_PORTFORWARD_H
 #define KB_PORTFORWARD_H
 
@@ -36,7 +37,7 @@ struct kb_pf;
 #define KB_PF_HEADER_MAX (16u << 10)     /* the upgrade answer's header */
 #define KB_PF_BODY_MAX (64u << 10)       /* an error answer's body */
 #define KB_PF_HANDSHAKE_MS 30000         /* TCP + TLS + upgrade */
-#define KB_PF_LINGER_MS 5000             /* after the local EOF, with nothing from the pod */
+#define KB_PF_CLOSE_WAIT_MS 2000         /* for the server's close after ours */
 
 /* The stream ended. upgraded: the WebSocket was established (0: the API
  * server refused or could not be reached; err says why). err: NULL when the

@@ -110,8 +110,8 @@ out=$(pg ws timeout 120 python3 "$here/pfecho.py" 127.0.0.1 "$port" $((5 << 20))
 ok "4 streams at once, 5 MiB each way each, byte-identical; no error reported"
 
 unforward
-# a new forwarder: the streams above linger up to KB_PF_LINGER_MS (5 s)
-# after their local EOF (no half-close in the protocol)
+# a new forwarder: the streams above may still wait (at most 2 s) for
+# the API server's answer to their close frame
 forward alice default echo 0:7
 out=$(pg ws timeout 120 python3 "$here/pfecho.py" --hold 127.0.0.1 "$port" 65)
 [[ $out == 64 ]] || { echo "echoed on $out of 65 held connections"; exit 1; }

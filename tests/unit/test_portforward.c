@@ -126,7 +126,7 @@ test_upgrade(void)
 
 /* ---- kb_pf_open against a loopback server ---- */
 
-enum mode { M_OK, M_BADKEY, M_403, M_ERRCH, M_OVERSIZE, M_401 };
+enum mode { M_OK, M_BADKEY, M_403, M_ERRCH, M_OVERSIZE, M_401, M_EOF };
 
 static EVP_PKEY *srv_key;
 static X509 *srv_x;
@@ -247,6 +247,26 @@ serve_one(struct srv *sv, SSL *s, enum mode m)
 			sv->got_close = 1;
 		return;
 	}
+	if (m == M_EOF) {
+		/* the local side's bytes, then its close; an answer after it */
+		while (rframe(s, buf, sizeof(buf), &have, &f, sv) == 0) {
+			if (f.op == OP_BIN && f.len > 1 && f.payload[0] == CH_DATA) {
+				size_t l = strlen(sv->got_data), c = (size_t)f.len - 1;
+				if (l + c < sizeof(sv->got_data))
+					memcpy(sv->got_data + l, f.payload + 1, c);
+			}
+			if (f.op == OP_CLOSE) {
+				sv->got_close = 1;
+				break;
+			}
+			consume(buf, &have, &f);
+		}
+		msg[0] = CH_DATA;
+		memcpy(msg + 1, "late", 4);
+		sframe(s, 1, OP_BIN, msg, 5);
+		sframe(s, 1, OP_CLOSE, "\x03\xe8", 2);
+		return;
+	}
 	/* "hello" as a fragmented message with a ping inside it */
 	msg[0] = CH_DATA;
 	memcpy(msg + 1, "he", 2);
@@ -357,6 +377,8 @@ run(struct srv *sv, struct result *r, char *local, size_t locallen)
 	r->base = event_base_new();
 	socketpair(AF_UNIX, SOCK_STREAM, 0, sp);
 	write(sp[1], "world", 5);
+	if (sv->modes[sv->nmodes - 1] == M_EOF)
+		shutdown(sp[1], SHUT_WR);
 	pf = kb_pf_open(r->base, kc, "ns1", "pod1", 8443, sp[0], on_done, r, err, sizeof(err));
 	if (pf == NULL) {
 		snprintf(r->err, sizeof(r->err), "open: %s", err);
@@ -462,7 +484,16 @@ test_stream(void)
 	printf("# 401 then ok: %d %d err %s local %s got %s pong %d close %d\n", r.done, r.upgraded, r.err, local, sv.got_data, sv.got_pong, sv.got_close);
 	ok(r.done == 1 && r.upgraded && r.err[0] == '\0' && strcmp(local, "helloworld") == 0);
 
+	/* the local side's EOF: its bytes, a close frame, and what the pod
+	 * sends before the server's close still arrives */
+	sv.modes[0] = M_EOF;
+	sv.nmodes = 1;
+	run(&sv, &r, local, sizeof(local));
+	ok(r.done == 1 && r.upgraded && r.err[0] == '\0');
+	ok(strcmp(sv.got_data, "world") == 0 && sv.got_close && strcmp(local, "late") == 0);
+
 	/* two 401s: the API's message */
+	sv.nmodes = 2;
 	sv.modes[0] = sv.modes[1] = M_401;
 	run(&sv, &r, local, sizeof(local));
 	ok(r.done == 1 && strcmp(r.err, "HTTP 401: Unauthorized") == 0);
