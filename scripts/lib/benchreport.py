@@ -693,8 +693,8 @@ PF_V = ['kbridge-down', 'kubectl-down', 'kbridge-echo', 'kubectl-echo']
 
 
 def report_portforward(res, out, down_mib, echo_mib, rounds, quick):
-    """run lines: VARIANT TEST ROUND GBIT_S TICKS BYTES (the forwarder's CPU;
-    echo moves BYTES each way)."""
+    """run lines: VARIANT TEST ROUND GBIT_S TICKS BYTES [KWOK_TICKS APISERVER_TICKS]
+    (CPU of the forwarder, of kwok and of kube-apiserver; echo moves BYTES each way)."""
     env, notes, runs = {}, [], {v: [] for v in PF_V}
     for mode, key, val in read_results(res):
         if mode == 'env':
@@ -702,12 +702,16 @@ def report_portforward(res, out, down_mib, echo_mib, rounds, quick):
         elif key == 'note':
             notes.append('%s: %s' % (mode, val))
         elif mode == 'run':
-            v, t, r, g, ticks, nbytes = (key + ' ' + val).split()
+            f = (key + ' ' + val).split()
+            v, t, r, g, ticks, nbytes = f[:6]
             hz = int(env.get('clk_tck', '100'))
             gb = int(nbytes) * (2 if t == 'echo' else 1) / 1e9
-            runs['%s-%s' % (v, t)].append({'round': int(r), 'gbit_s': num(g), 'cpu_ticks': int(ticks),
-                                           'cpu_s_per_gb': round(int(ticks) / hz / gb, 3) if num(g) else None})
-    med, spread = medians(runs, ['gbit_s', 'cpu_s_per_gb'])
+            per_gb = lambda x: round(int(x) / hz / gb, 3) if num(g) else None
+            d = {'round': int(r), 'gbit_s': num(g), 'cpu_ticks': int(ticks), 'cpu_s_per_gb': per_gb(ticks)}
+            if len(f) >= 8:
+                d['kwok_s_per_gb'], d['apiserver_s_per_gb'] = per_gb(f[6]), per_gb(f[7])
+            runs['%s-%s' % (v, t)].append(d)
+    med, spread = medians(runs, ['gbit_s', 'cpu_s_per_gb', 'kwok_s_per_gb', 'apiserver_s_per_gb'])
     lines = header_lines(
         'kbridge port-forward benchmark: %d round%s, interleaved%s; %d CPUs, kernel %s' % (
             rounds, 's' if rounds != 1 else '', ', --quick' if quick else '', os.cpu_count(), platform.release()),
@@ -716,17 +720,19 @@ def report_portforward(res, out, down_mib, echo_mib, rounds, quick):
          'path: forwarder (admin) -> kube-apiserver -> kwok kubelet API -> the pod, the same for both'], env)
     P = lines.append
     P('')
-    row = '%-16s %10s %5s %12s'
-    P(row % ('variant', 'Gbit/s', '+-', 'CPU s/GB'))
-    P('-' * 46)
+    row = '%-16s %10s %5s %12s %10s %10s'
+    P(row % ('variant', 'Gbit/s', '+-', 'forwarder', 'kwok', 'apiserver'))
+    P(row % ('', '', '', 'CPU s/GB', 'CPU s/GB', 'CPU s/GB'))
+    P('-' * 68)
+    f3 = lambda x: '-' if x is None else '%.3f' % x
     for v in PF_V:
-        g, c = med[v].get('gbit_s'), med[v].get('cpu_s_per_gb')
         s = spread[v].get('gbit_s')
-        P(row % (v, '-' if g is None else '%.3f' % g,
+        P(row % (v, f3(med[v].get('gbit_s')),
                  '-' if not s or s['half_range_pct'] is None else '%.0f%%' % s['half_range_pct'],
-                 '-' if c is None else '%.3f' % c))
-    P('(median over the rounds; +- = half the min..max range in % of the median; CPU = utime+stime of')
-    P(' the forwarding process per GB it moved, both ways for echo)')
+                 f3(med[v].get('cpu_s_per_gb')), f3(med[v].get('kwok_s_per_gb')),
+                 f3(med[v].get('apiserver_s_per_gb'))))
+    P('(median over the rounds; +- = half the min..max range in % of the median; CPU = utime+stime')
+    P(' per GB moved (both ways for echo) of the forwarding process, kwok (the kubelet), kube-apiserver)')
     P('')
     rl, ratios = ratio_lines(runs, med, [
         ('kbridge / kubectl  down  Gbit/s', 'kbridge-down', 'kubectl-down', 'gbit_s'),
