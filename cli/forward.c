@@ -2,7 +2,7 @@
  * through the API server's port-forward (proto/portforward.h), as the
  * kubeconfig's user. Each accepted connection looks the pod up again (the
  * manager's pod may have been replaced) and gets its own WebSocket stream;
- * at most FWD_MAX_STREAMS at once, more are closed at once. */
+ * at most KB_FORWARD_MAX_STREAMS at once, more are closed at once. */
 #include <errno.h>
 #include <getopt.h>
 #include <netinet/in.h>
@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/queue.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -17,49 +18,59 @@
 #include <event2/listener.h>
 
 #include "cmd.h"
+#include "forward.h"
 #include "kubeconfig.h"
 #include "portforward.h"
 #include "util.h"
 
-#define FWD_MAX_STREAMS 64
 #define FWD_NS_DEFAULT "kbridge"
 
 enum { OPT_KUBECONFIG = 256, OPT_CONTEXT };
 
-struct forward {
+struct stream {
+	struct kb_pf *pf;
+	struct kb_forward *f;
+	LIST_ENTRY(stream) link;
+};
+
+struct kb_forward {
 	struct event_base *base;
 	struct kb_kubeconfig *kc;
-	const char *ns, *service;
+	char *ns, *service;
 	int port;
 	int streams;
-	unsigned long served;
+	LIST_HEAD(, stream) open;
 	struct evconnlistener *lis;
 };
 
 static void
 on_stream_done(void *arg, int upgraded, const char *err)
 {
-	struct forward *f = arg;
+	struct stream *s = arg;
+	struct kb_forward *f = s->f;
 
 	(void)upgraded;
+	LIST_REMOVE(s, link);
 	f->streams--;
 	if (err)
 		errorx("port-forward: %s/%s:%d: %s", f->ns, f->service, f->port, err);
+	free(s);
 }
 
 static void
 on_accept(struct evconnlistener *lis, evutil_socket_t fd, struct sockaddr *sa, int salen,
     void *arg)
 {
-	struct forward *f = arg;
+	struct kb_forward *f = arg;
 	char pod[256], err[600];
+	struct stream *s;
 
 	(void)lis;
 	(void)sa;
 	(void)salen;
-	if (f->streams >= FWD_MAX_STREAMS) {
+	if (f->streams >= KB_FORWARD_MAX_STREAMS) {
 		errorx("port-forward: %d streams open already, connection refused",
-		    FWD_MAX_STREAMS);
+		    KB_FORWARD_MAX_STREAMS);
 		close(fd);
 		return;
 	}
@@ -70,13 +81,67 @@ on_accept(struct evconnlistener *lis, evutil_socket_t fd, struct sockaddr *sa, i
 		close(fd);
 		return;
 	}
-	if (kb_pf_open(f->base, f->kc, f->ns, pod, f->port, fd, on_stream_done, f, err,
-	    sizeof(err)) == NULL) {
-		errorx("port-forward: %s", err);
+	if ((s = calloc(1, sizeof(*s))) == NULL) {
+		errorx("port-forward: out of memory");
+		close(fd);
 		return;
 	}
+	s->f = f;
+	if ((s->pf = kb_pf_open(f->base, f->kc, f->ns, pod, f->port, fd, on_stream_done, s, err,
+	    sizeof(err))) == NULL) {
+		errorx("port-forward: %s", err);
+		free(s);
+		return;
+	}
+	LIST_INSERT_HEAD(&f->open, s, link);
 	f->streams++;
-	f->served++;
+}
+
+struct kb_forward *
+kb_forward_start(struct event_base *base, struct kb_kubeconfig *kc, const char *ns,
+    const char *service, int port, int listen_fd, char *err, size_t errlen)
+{
+	struct kb_forward *f;
+
+	if ((f = calloc(1, sizeof(*f))) == NULL || (f->ns = strdup(ns)) == NULL ||
+	    (f->service = strdup(service)) == NULL) {
+		snprintf(err, errlen, "out of memory");
+		close(listen_fd);
+		kb_forward_stop(f);
+		return NULL;
+	}
+	f->base = base;
+	f->kc = kc;
+	f->port = port;
+	LIST_INIT(&f->open);
+	evutil_make_socket_nonblocking(listen_fd);
+	if ((f->lis = evconnlistener_new(base, on_accept, f, LEV_OPT_CLOSE_ON_FREE, -1,
+	    listen_fd)) == NULL) {
+		snprintf(err, errlen, "cannot listen");
+		close(listen_fd);
+		kb_forward_stop(f);
+		return NULL;
+	}
+	return f;
+}
+
+void
+kb_forward_stop(struct kb_forward *f)
+{
+	struct stream *s;
+
+	if (f == NULL)
+		return;
+	while ((s = LIST_FIRST(&f->open)) != NULL) {
+		LIST_REMOVE(s, link);
+		kb_pf_close(s->pf);
+		free(s);
+	}
+	if (f->lis)
+		evconnlistener_free(f->lis);
+	free(f->ns);
+	free(f->service);
+	free(f);
 }
 
 static void
@@ -87,23 +152,18 @@ on_signal(evutil_socket_t sig, short what, void *arg)
 	event_base_loopbreak(arg);
 }
 
-/* Serve listen_fd (a listening socket, owned from here) until SIGINT or
- * SIGTERM. 0, or -1 with err. */
+/* Serve listen_fd (owned from here) until SIGINT or SIGTERM. 0, or -1
+ * with err. */
 static int
 forward_run(struct event_base *base, struct kb_kubeconfig *kc, const char *ns,
     const char *service, int port, int listen_fd, char *err, size_t errlen)
 {
-	struct forward f = { .base = base, .kc = kc, .ns = ns, .service = service, .port = port };
+	struct kb_forward *f;
 	struct event *si = NULL, *st = NULL;
 	int rc = -1;
 
-	evutil_make_socket_nonblocking(listen_fd);
-	if ((f.lis = evconnlistener_new(base, on_accept, &f, LEV_OPT_CLOSE_ON_FREE, -1,
-	    listen_fd)) == NULL) {
-		close(listen_fd);
-		snprintf(err, errlen, "cannot listen");
+	if ((f = kb_forward_start(base, kc, ns, service, port, listen_fd, err, errlen)) == NULL)
 		return -1;
-	}
 	if ((si = evsignal_new(base, SIGINT, on_signal, base)) == NULL ||
 	    (st = evsignal_new(base, SIGTERM, on_signal, base)) == NULL ||
 	    evsignal_add(si, NULL) < 0 || evsignal_add(st, NULL) < 0) {
@@ -117,7 +177,7 @@ out:
 		event_free(si);
 	if (st)
 		event_free(st);
-	evconnlistener_free(f.lis);
+	kb_forward_stop(f);
 	return rc;
 }
 

@@ -119,6 +119,32 @@ poll 50 grep -q "64 streams open already, connection refused" "$STATE/pf.err"
 unforward
 ok "at most 64 streams at once: the 65th connection is closed, one line says why"
 
+# each connection picks the pod again: a newer Ready pod of the Service
+# (web-2, which kwok forwards nothing for) is chosen, then web once it goes
+forward alice default web 0:80
+[[ $(pg ws curl -sS -m 10 "http://$addr/") == "hello from web (cluster)" ]]
+adm apply -f - >/dev/null <<EOF
+apiVersion: v1
+kind: Pod
+metadata:
+  name: web-2
+  namespace: default
+  labels: {app: web}
+  annotations: {playground.kbridge.dev/pod-ip: 10.244.1.10}
+spec:
+  nodeName: playground-node
+  containers: [{name: web, image: nginx:1.27}]
+EOF
+poll 100 test "$(adm -n default get pod web-2 -o 'jsonpath={.status.phase}')" = Running
+sleep 1.1 # a Ready time after web's, at the API's one-second resolution
+one_error
+grep -q '^kbridge: port-forward: default/web:80: error forwarding port 80 to pod web-2/default, uid : no forward found for port 80 in pod "default/web-2"$' "$STATE/pf.err" || { cat "$STATE/pf.err"; exit 1; }
+adm -n default delete pod web-2 --wait=false >/dev/null
+poll 100 no adm -n default get pod web-2
+[[ $(pg ws curl -sS -m 10 "http://$addr/") == "hello from web (cluster)" ]]
+unforward
+ok "each connection picks the Service's pod again: the newest Ready one (web-2), then web when web-2 is gone"
+
 forward alice default web 0:9
 one_error
 grep -q '^kbridge: port-forward: default/web:9: error forwarding port 9 to pod .*connect: connection refused$' "$STATE/pf.err" || { cat "$STATE/pf.err"; exit 1; }
