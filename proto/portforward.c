@@ -396,21 +396,24 @@ msock_clear(struct kb_pf *pf)
 static void
 pf_free(struct kb_pf *pf)
 {
-	if (pf->local)
-		bufferevent_free(pf->local);
-	if (pf->rev)
-		event_free(pf->rev);
-	if (pf->wev)
-		event_free(pf->wev);
-	msock_clear(pf);
-	if (pf->mtimer)
-		event_free(pf->mtimer);
+	/* libcurl first: its socket and timer callbacks may run while it
+	 * lets go, and must find their events (PF_DONE: none are made) */
+	pf->st = PF_DONE;
 	if (pf->multi && pf->easy)
 		curl_multi_remove_handle(pf->multi, pf->easy);
 	if (pf->easy)
 		curl_easy_cleanup(pf->easy);
 	if (pf->multi)
 		curl_multi_cleanup(pf->multi);
+	msock_clear(pf);
+	if (pf->mtimer)
+		event_free(pf->mtimer);
+	if (pf->local)
+		bufferevent_free(pf->local);
+	if (pf->rev)
+		event_free(pf->rev);
+	if (pf->wev)
+		event_free(pf->wev);
 	if (pf->wq)
 		evbuffer_free(pf->wq);
 	if (pf->rq)
@@ -941,7 +944,7 @@ static void
 pf_connected(struct kb_pf *pf)
 {
 	const char *tok;
-	char *url = NULL, *host = NULL, *port = NULL, *path = NULL;
+	char *host = NULL, *port = NULL, *path = NULL;
 	CURLU *u;
 	curl_socket_t sock = CURL_SOCKET_BAD;
 	int r = -1;
@@ -979,7 +982,6 @@ pf_connected(struct kb_pf *pf)
 	curl_free(port);
 	curl_free(path);
 	curl_url_cleanup(u);
-	free(url);
 	if (r < 0) {
 		pf_fail(pf, "out of memory");
 		return;
@@ -1078,7 +1080,9 @@ mtimer_cb(CURLM *multi, long ms, void *userp)
 	struct timeval tv;
 
 	(void)multi;
-	if (ms < 0) {
+	if (pf->mtimer == NULL)
+		return 0;
+	if (ms < 0 || pf->st != PF_CONNECTING) {
 		evtimer_del(pf->mtimer);
 		return 0;
 	}
@@ -1115,12 +1119,12 @@ pf_connect(struct kb_pf *pf, char *err, size_t errlen)
 	curl_easy_setopt(pf->easy, CURLOPT_CONNECTTIMEOUT_MS, (long)KB_PF_HANDSHAKE_MS);
 	/* HTTP/1.1: an upgrade needs it (no ALPN h2) */
 	curl_easy_setopt(pf->easy, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_1_1);
+	pf->st = PF_CONNECTING; /* before: adding sets curl's timer */
+	pf->tries++;
 	if ((mc = curl_multi_add_handle(pf->multi, pf->easy)) != CURLM_OK) {
 		snprintf(err, errlen, "libcurl: %s", curl_multi_strerror(mc));
 		return -1;
 	}
-	pf->st = PF_CONNECTING;
-	pf->tries++;
 	return 0;
 }
 
@@ -1166,7 +1170,7 @@ kb_pf_open(struct event_base *base, struct kb_kubeconfig *kc, const char *ns, co
 {
 	struct kb_pf *pf;
 
-	if (!kb_dns_label(ns) || !name_ok(pod) || port < 1 || port > 65535) {
+	if (!kb_dns_label(ns) || !name_ok(pod) || port < 1 || port > 65535 || done == NULL) {
 		snprintf(err, errlen, "port-forward: bad pod %.64s/%.64s or port %d", ns, pod, port);
 		close(fd);
 		return NULL;
