@@ -8,15 +8,17 @@
 #     127.0.0.1:N --wss 192.168.50.1:6443--> node: kube-apiserver
 #         --https 10.244.0.1:10250 (kwok, node-local only)--> pod IP:PORT
 #
-# Alice holds what `kbridge install`'s kbridge-developer ClusterRole and
+# The manager is `kbridge install`'s, its pod run by `scripts/playground
+# run-pod`. Alice holds what install's kbridge-developer ClusterRole and
 # Role give (pods/portforward in the kbridge namespace only), and for the
 # transfers the same in default (a Role of this test). Checked: bytes
 # identical both ways (20 MiB, and 4 streams at once), a refused pod port
-# and a missing permission each give one line, a cap of 64 streams,
-# kubectl's own port-forward.
+# and a missing permission each give one line, a cap of 64 streams, the
+# pod picked again for each connection (a replaced manager pod, a newer
+# Ready pod), kubectl's own port-forward.
 set -euo pipefail
 KB_PG_PREFIX=kbpf
-FAIL_LOGS=(kube/apiserver.log kube/kwok.log pf.err)
+FAIL_LOGS=(kube/apiserver.log kube/kwok.log pods/kbridge/kbridge-manager/pod.log pf.err)
 . "$(dirname "$0")/common.bash"
 
 bin=$("$top/scripts/build-control-plane" | tail -n1)
@@ -55,7 +57,9 @@ one_error() { # what the connection reads, then: exactly one line on stderr
 	[[ $got != *hello* ]]
 }
 
-"$PG" up --k8s >/dev/null
+# the manager as `kbridge install` makes it: its Deployment's pod, run by
+# run-pod (no hand-run manager)
+KB_PG_NO_MANAGER=1 "$PG" up --k8s >/dev/null
 [[ $(adm get node playground-node -o 'jsonpath={.status.daemonEndpoints.kubeletEndpoint.Port} {.status.addresses[?(@.type=="InternalIP")].address}') == "10250 10.244.0.1" ]]
 [[ -n $("$PG" exec node -- ss -Hltn 'src 10.244.0.1 and sport = :10250') ]]
 no pg web timeout 3 bash -c 'exec 3<>/dev/tcp/10.244.0.1/10250' 2>/dev/null
@@ -67,15 +71,11 @@ out=$("$PG" exec ws -- timeout 20 bash -c "$bin/kubectl --kubeconfig $K/admin.ku
 ok "kubectl port-forward (admin) from ws to pod web:80 through the API server and kwok"
 
 # alice: the kbridge-developer RBAC of kbridge install, bound as the README says
-pg ws "$KB_BIN/kbridge" install --kubeconfig "$K/admin.kubeconfig" --dry-run -o json >"$STATE/install.json"
-python3 - "$STATE/install.json" >"$STATE/developer.json" <<'PY'
-import json, sys
-l = json.load(open(sys.argv[1]))
-l["items"] = [o for o in l["items"] if o["metadata"]["name"] == "kbridge-developer"]
-assert len(l["items"]) == 2, l["items"]
-print(json.dumps(l))
-PY
-adm apply -f - <"$STATE/developer.json" >/dev/null
+pg ws "$KB_BIN/kbridge" install --kubeconfig "$K/admin.kubeconfig" >/dev/null
+"$PG" run-pod kbridge kbridge-manager >/dev/null
+pod1=$(adm -n kbridge get pods -l app.kubernetes.io/name=kbridge-manager -o 'jsonpath={.items[*].metadata.name}')
+[[ $pod1 == kbridge-manager-* ]]
+ok "kbridge install, and its manager pod running ($pod1)"
 
 forward alice kbridge kbridge-manager 0:8443
 one_error
@@ -86,16 +86,24 @@ ok "without a binding alice gets the API's 403 in one line (the connection is cl
 adm create clusterrolebinding kbridge-dev-alice --clusterrole=kbridge-developer --user=alice >/dev/null
 forward alice kbridge kbridge-manager 0:8443
 one_error
-grep -Eq '^kbridge: port-forward: kbridge/kbridge-manager:8443: HTTP 403: pods "kbridge-manager" is forbidden: User "alice" cannot (get|create) resource "pods/portforward" in API group "" in the namespace "kbridge"$' "$STATE/pf.err" || { cat "$STATE/pf.err"; exit 1; }
+grep -Eq '^kbridge: port-forward: kbridge/kbridge-manager:8443: HTTP 403: pods "kbridge-manager-[a-z0-9-]+" is forbidden: User "alice" cannot (get|create) resource "pods/portforward" in API group "" in the namespace "kbridge"$' "$STATE/pf.err" || { cat "$STATE/pf.err"; exit 1; }
 unforward
 ok "with the ClusterRole only, alice may read the Service and pods but not port-forward (403 for pods/portforward, one line)"
 
 adm -n kbridge create rolebinding kbridge-dev-alice --role=kbridge-developer --user=alice >/dev/null
 forward alice kbridge kbridge-manager 0:8443
-out=$(pg ws timeout 10 openssl s_client -connect "$addr" -servername kbridge-manager </dev/null 2>&1 || true)
-[[ $out == *"BEGIN CERTIFICATE"* || $out == *"Server certificate"* ]] || { echo "$out" | tail -5; cat "$STATE/pf.err"; exit 1; }
+manager_cert() { pg ws timeout 10 openssl s_client -connect "$addr" </dev/null 2>&1 | grep -c '^subject=O = kbridge-manager, CN = kbridge-manager$'; }
+[[ $(manager_cert) == 1 ]] || { cat "$STATE/pf.err"; exit 1; }
+ok "with the Role in kbridge, alice reaches the manager pod's TLS port through kbridge port-forward"
+
+# the manager's pod replaced (a new name): the same forwarder reaches it
+"$PG" run-pod kbridge kbridge-manager >/dev/null
+pod2=$(adm -n kbridge get pods -l app.kubernetes.io/name=kbridge-manager -o 'jsonpath={.items[*].metadata.name}')
+[[ $pod2 == kbridge-manager-* && $pod2 != "$pod1" ]]
+[[ $(manager_cert) == 1 ]] || { cat "$STATE/pf.err"; exit 1; }
+[[ ! -s $STATE/pf.err ]] || { cat "$STATE/pf.err"; exit 1; }
 unforward
-ok "with the Role in kbridge, alice reaches the manager's TLS port through kbridge port-forward"
+ok "after run-pod replaced the manager's pod ($pod2) the running forwarder reaches the new one"
 
 # the same permissions in default, for the echo and web pods
 adm -n default create role pf --verb=create,get --resource=pods/portforward >/dev/null
