@@ -19,7 +19,7 @@ LDFLAGS  += $(SANFLAGS)
 LIBS_EVENT = -levent_core -levent_extra -levent_openssl -lssl -lcrypto
 LIBS_AGENT = $(LIBS_EVENT) -lcares -lcjson -luring -lcurl
 LIBS_DAEMON = $(LIBS_EVENT) -lcares -lcjson -lnftables
-LIBS_CLI   = -lcurl -lcjson -lyaml -lssl -lcrypto
+LIBS_CLI   = -levent_core -lcurl -lcjson -lyaml -lssl -lcrypto
 LIBS_TEST  = $(LIBS_EVENT) -lcares -lcjson -lcurl -lnftables -luring -lyaml
 
 ifeq ($(V),1)
@@ -129,7 +129,7 @@ FUZZ_AGENT  = $(call fobj,$(filter-out agent/main.c agent/manager.c agent/sideca
 	agent/resolver.c agent/preview.c,$(AGENT_SRC)))
 FUZZ_DAEMON = $(call fobj,$(filter-out daemon/main.c daemon/tunnel.c daemon/net.c daemon/tun.c \
 	daemon/firewall.c daemon/exec.c,$(DAEMON_SRC)))
-FUZZERS = frame http dns profile control api kubeconfig
+FUZZERS = frame http dns profile control api kubeconfig portforward
 
 $(FUZZ_OBJ)/%.o: %.c
 	@mkdir -p $(dir $@)
@@ -164,6 +164,10 @@ $(BUILD)/fuzz/fuzz_api: $(call fobj,tests/fuzz/fuzz_api.c) $(FUZZ_DAEMON) $(FUZZ
 	$(call fuzz_link,$(LIBS_TEST))
 $(BUILD)/fuzz/fuzz_kubeconfig: $(call fobj,tests/fuzz/fuzz_kubeconfig.c proto/util.c proto/log.c)
 	$(call fuzz_link,-lyaml -lcjson -lcurl -lssl -lcrypto)
+
+$(BUILD)/fuzz/fuzz_portforward: $(call fobj,tests/fuzz/fuzz_portforward.c proto/kubeconfig.c proto/log.c \
+    proto/util.c)
+	$(call fuzz_link,$(LIBS_TEST))
 
 fuzz-build: $(addprefix $(BUILD)/fuzz/fuzz_,$(FUZZERS))
 

@@ -42,7 +42,8 @@
 static const struct {
 	const char *verb, *resource, *sub;
 } fwd_needs[] = {
-	{ "create", "pods", "portforward" },
+	{ "get", "pods", "portforward" },	/* what a WebSocket upgrade is */
+	{ "create", "pods", "portforward" },	/* and what older servers ask */
 	{ "get", "services", NULL },
 	{ "list", "pods", NULL },
 };

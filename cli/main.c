@@ -53,6 +53,7 @@ static int cmd_quit(int, char **);
 static int cmd_version(int, char **);
 static int cmd_help(int, char **);
 int cmd_login(int, char **);	/* cli/identity.c */
+int cmd_port_forward(int, char **); /* cli/forward.c */
 
 static const struct command commands[] = {
 	{ "connect", cmd_connect,
@@ -264,6 +265,21 @@ static const struct command commands[] = {
 	    "  -n, --namespace NS     namespace of the manager (default kbridge)\n"
 	    "      --timeout SECONDS  wait this long for the certificate (default 30)\n"
 	    "  -o, --output FMT       text (default) or json\n"
+	    "  -h, --help             show this help\n",
+	    NULL },
+	{ "port-forward", cmd_port_forward,
+	    "usage: kbridge port-forward [--kubeconfig FILE] [--context NAME] [-n NS]\n"
+	    "           SERVICE [LOCALPORT:]PORT\n"
+	    "\n"
+	    "Forward 127.0.0.1:LOCALPORT to PORT of a ready pod of SERVICE, through\n"
+	    "the API server's port-forward as your kubeconfig's user (who needs\n"
+	    "create on pods/portforward, get on services, list on pods). Each\n"
+	    "connection picks the pod again. Prints the address it listens on;\n"
+	    "LOCALPORT 0: any free port. Runs until interrupted.\n"
+	    "\n"
+	    "      --kubeconfig FILE  kubeconfig (default $KUBECONFIG, ~/.kube/config)\n"
+	    "      --context NAME     kubeconfig context (default current-context)\n"
+	    "  -n, --namespace NS     namespace of SERVICE (default kbridge)\n"
 	    "  -h, --help             show this help\n",
 	    NULL },
 	{ "quit", cmd_quit,

@@ -6,7 +6,7 @@
 #
 # A benchmark sources this file, calls
 #   bench_init NAME PG_PREFIX KB_NODE "TOOLS" "$@"
-# (NAME: connect/intercept/preview; KB_NODE: the workstation whose kbridged
+# (NAME: connect/intercept/preview/portforward; KB_NODE: the workstation whose kbridged
 # it drives), then pg_up, its phases (rec MODE KEY VALUE... into $RES), and
 # bench_finish REPORT_ARGS... which prints the report benchreport.py makes.
 # Safety: everything runs in the namespaces of our own playground ($KB_PG)
@@ -21,7 +21,7 @@ BENCHREPORT=$REPO/scripts/lib/benchreport.py
 
 bench_usage() {
 	cat <<USAGE
-usage: scripts/bench connect|intercept|preview [--quick]
+usage: scripts/bench connect|intercept|preview|portforward [--quick]
 
   connect   compare kbridge connect with the direct path, stunnel (TLS 1.3)
             and sshuttle; prints a table and writes build/bench-connect.json
@@ -32,8 +32,14 @@ usage: scripts/bench connect|intercept|preview [--quick]
   preview   from the teammate's namespace: the manager's preview listener
             (to the app, not intercepted) vs straight to the service and vs
             HAProxy as the same hop; writes build/bench-preview.json
+  portforward
+            bulk throughput (a download, an echo both ways) through kbridge
+            port-forward vs kubectl port-forward to the same pod port, over
+            the playground's kube-apiserver (--k8s); writes
+            build/bench-portforward.json
   --quick   connect: ~2 s per measurement instead of ~5 s;
-            intercept, preview: 2 rounds of 2 s instead of 5 rounds of 4 s
+            intercept, preview, portforward: 2 rounds of 2 s instead of 5
+            rounds of 4 s
 
 environment:
   KB_PG     playground name (default kbbench<pid> / kbbi<pid> / kbbp<pid>;

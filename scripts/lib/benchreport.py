@@ -688,6 +688,67 @@ def report_preview(res, out, dur, rounds, quick, hz):
         'targets': T, 'mem_idle': mem_idle, 'extra': extra, 'runs': runs, 'notes': notes, 'table': lines})
 
 
+# ------------------------------------------------------------------ portforward
+PF_V = ['kbridge-down', 'kubectl-down', 'kbridge-echo', 'kubectl-echo']
+
+
+def report_portforward(res, out, down_mib, echo_mib, rounds, quick):
+    """run lines: VARIANT TEST ROUND GBIT_S TICKS BYTES [KWOK_TICKS APISERVER_TICKS]
+    (CPU of the forwarder, of kwok and of kube-apiserver; echo moves BYTES each way)."""
+    env, notes, runs = {}, [], {v: [] for v in PF_V}
+    for mode, key, val in read_results(res):
+        if mode == 'env':
+            env[key] = val
+        elif key == 'note':
+            notes.append('%s: %s' % (mode, val))
+        elif mode == 'run':
+            f = (key + ' ' + val).split()
+            v, t, r, g, ticks, nbytes = f[:6]
+            hz = int(env.get('clk_tck', '100'))
+            gb = int(nbytes) * (2 if t == 'echo' else 1) / 1e9
+            per_gb = lambda x: round(int(x) / hz / gb, 3) if num(g) else None
+            d = {'round': int(r), 'gbit_s': num(g), 'cpu_ticks': int(ticks), 'cpu_s_per_gb': per_gb(ticks)}
+            if len(f) >= 8:
+                d['kwok_s_per_gb'], d['apiserver_s_per_gb'] = per_gb(f[6]), per_gb(f[7])
+            runs['%s-%s' % (v, t)].append(d)
+    med, spread = medians(runs, ['gbit_s', 'cpu_s_per_gb', 'kwok_s_per_gb', 'apiserver_s_per_gb'])
+    lines = header_lines(
+        'kbridge port-forward benchmark: %d round%s, interleaved%s; %d CPUs, kernel %s' % (
+            rounds, 's' if rounds != 1 else '', ', --quick' if quick else '', os.cpu_count(), platform.release()),
+        ['load in ws through a forwarder on 127.0.0.1: down = curl GET of %d MiB from nginx in web;' % down_mib,
+         '      echo = %d MiB to the echo pod and back at once (Gbit/s each way)' % echo_mib,
+         'path: forwarder (admin) -> kube-apiserver -> kwok kubelet API -> the pod, the same for both'], env)
+    P = lines.append
+    P('')
+    row = '%-16s %10s %5s %12s %10s %10s'
+    P(row % ('variant', 'Gbit/s', '+-', 'forwarder', 'kwok', 'apiserver'))
+    P(row % ('', '', '', 'CPU s/GB', 'CPU s/GB', 'CPU s/GB'))
+    P('-' * 68)
+    f3 = lambda x: '-' if x is None else '%.3f' % x
+    for v in PF_V:
+        s = spread[v].get('gbit_s')
+        P(row % (v, f3(med[v].get('gbit_s')),
+                 '-' if not s or s['half_range_pct'] is None else '%.0f%%' % s['half_range_pct'],
+                 f3(med[v].get('cpu_s_per_gb')), f3(med[v].get('kwok_s_per_gb')),
+                 f3(med[v].get('apiserver_s_per_gb'))))
+    P('(median over the rounds; +- = half the min..max range in % of the median; CPU = utime+stime')
+    P(' per GB moved (both ways for echo) of the forwarding process, kwok (the kubelet), kube-apiserver)')
+    P('')
+    rl, ratios = ratio_lines(runs, med, [
+        ('kbridge / kubectl  down  Gbit/s', 'kbridge-down', 'kubectl-down', 'gbit_s'),
+        ('kbridge / kubectl  echo  Gbit/s', 'kbridge-echo', 'kubectl-echo', 'gbit_s'),
+        ('kbridge / kubectl  down  CPU/GB', 'kbridge-down', 'kubectl-down', 'cpu_s_per_gb'),
+        ('kbridge / kubectl  echo  CPU/GB', 'kbridge-echo', 'kubectl-echo', 'cpu_s_per_gb')], 34)
+    lines += rl
+    P('(Gbit/s: higher is better; CPU/GB: lower is better)')
+    lines += note_lines(notes)
+    print('\n'.join(lines))
+    write_json(out, {
+        'benchmark': 'portforward', 'down_mib': down_mib, 'echo_mib': echo_mib, 'rounds': rounds,
+        'quick': quick, 'cpus': os.cpu_count(), 'kernel': platform.release(), 'env': env, 'medians': med,
+        'spread': spread, 'ratios': ratios, 'runs': runs, 'notes': notes, 'table': lines})
+
+
 # ------------------------------------------------------------------ main
 def _null(x):
     return 'null' if x is None else ('%g' % x if isinstance(x, float) else str(x))
@@ -701,6 +762,8 @@ def main(argv):
         report_intercept(a[0], a[1], int(a[2]), int(a[3]), a[4] == '1', int(a[5]))
     elif cmd == 'preview' and len(a) == 6:
         report_preview(a[0], a[1], int(a[2]), int(a[3]), a[4] == '1', int(a[5]))
+    elif cmd == 'portforward' and len(a) == 6:
+        report_portforward(a[0], a[1], int(a[2]), int(a[3]), int(a[4]), a[5] == '1')
     elif cmd == 'wrk' and len(a) >= 2:
         d = parse_wrk(read_text(a[0]))
         for field in a[1:]:

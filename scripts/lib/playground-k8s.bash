@@ -33,6 +33,10 @@
 
 K8S=$STATE/kube
 K8S_PORT=6443
+K8S_KUBELET_PORT=10250
+# a port no playground pod listens on (kwok forwards it, for tests of a
+# refused port-forward)
+K8S_CLOSED_PORT=9
 K8S_NODE=playground-node
 K8S_NODE_IP=10.244.0.1
 K8S_SVC_IP=10.96.0.1
@@ -104,6 +108,11 @@ k8s_certs() {
 	k8s_sign apiserver /CN=kube-apiserver serverAuth "subjectAltName=IP:192.168.50.1,IP:192.168.51.1,IP:$K8S_NODE_IP,IP:$K8S_SVC_IP,IP:127.0.0.1,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local"
 	k8s_sign admin /O=system:masters/CN=kbridge-admin clientAuth
 	k8s_sign alice /CN=alice clientAuth
+	# kwok's kubelet API (pods/portforward), verified by the API server, and
+	# the API server's client certificate for it
+	k8s_sign kubelet "/O=system:nodes/CN=system:node:$K8S_NODE" serverAuth \
+		"subjectAltName=IP:$K8S_NODE_IP,DNS:$K8S_NODE"
+	k8s_sign apiserver-kubelet /O=system:masters/CN=kube-apiserver-kubelet-client clientAuth
 	ossl ecparam -name prime256v1 -genkey -noout -out "$d/sa.key"
 	ossl ec -in "$d/sa.key" -pubout -out "$d/sa.pub"
 }
@@ -293,6 +302,41 @@ spec:
 EOF
 }
 
+# kwok's port-forwards (its kubelet API, which the API server's
+# pods/portforward reaches): a kubelet forwards to any port in the pod's
+# network namespace; kwok forwards a port listed here to a fixed address, so
+# each pod lists its container ports (and the sidecar's, and
+# K8S_CLOSED_PORT) to its address. Matched by namespace and name; the
+# manager's namespace by namespace alone, as run-pod's pods (new names) take
+# mgr's address.
+k8s_kwok_forwards() {
+	local pod ports p names
+	for pod in $PODS; do
+		if [[ $pod == mgr ]]; then
+			ports="8443 8080"
+			names=""
+		else
+			ports="${APP_PORT[$pod]} ${SIDECAR_PORT[$pod]:-}"
+			[[ $pod == web ]] && ports+=" 5201"
+			names="matchNames: [${K8S_POD_NAME[$pod]}]"
+		fi
+		cat <<EOF
+---
+apiVersion: kwok.x-k8s.io/v1alpha1
+kind: ClusterPortForward
+metadata: {name: playground-$pod}
+spec:
+  selector:
+    matchNamespaces: [${POD_NS[$pod]}]
+    $names
+  forwards:
+EOF
+		for p in $ports $K8S_CLOSED_PORT; do
+			echo "  - {ports: [$p], target: {address: ${POD_IP[$pod]}, port: $p}}"
+		done
+	done
+}
+
 # Start etcd and kube-apiserver in node (called once node's network and
 # firewall exist; k8s_populate waits for them, so the rest of `up` runs
 # meanwhile).
@@ -311,6 +355,9 @@ k8s_start() {
 		ip daddr '{ 192.168.50.1, 192.168.51.1 }' tcp dport "$K8S_PORT" accept
 	nx node nft add rule ip playground svc ip daddr "$K8S_SVC_IP" tcp dport 443 \
 		dnat to "$K8S_NODE_IP:$K8S_PORT"
+	# kwok's kubelet port checks no client (a kubelet would): only the API
+	# server, in node itself, reaches it
+	nx node nft insert rule ip playground input iifname != lo tcp dport "$K8S_KUBELET_PORT" drop
 
 	local pid
 	printf '%s kubernetes.default.svc.cluster.local\n' "$K8S_SVC_IP" >"$STATE/node/k8s.hosts"
@@ -331,7 +378,11 @@ k8s_start() {
 		--tls-cert-file "$K8S/apiserver.crt" --tls-private-key-file "$K8S/apiserver.key" \
 		--service-account-issuer https://kubernetes.default.svc.cluster.local \
 		--service-account-key-file "$K8S/sa.pub" --service-account-signing-key-file "$K8S/sa.key" \
-		--cert-dir "$K8S/apiserver-certs" --profiling=false
+		--cert-dir "$K8S/apiserver-certs" --profiling=false \
+		--kubelet-certificate-authority "$K8S/ca.crt" \
+		--kubelet-client-certificate "$K8S/apiserver-kubelet.crt" \
+		--kubelet-client-key "$K8S/apiserver-kubelet.key" \
+		--kubelet-preferred-address-types InternalIP
 }
 
 k8s_wait() { # SECONDS WHAT CMD...
@@ -528,8 +579,12 @@ k8s_populate() {
 	local t0=$SECONDS
 	k8s_wait 60 "kube-apiserver /readyz" k8s_ready
 	k8s_kwok_stages >"$K8S/kwok-stages.yaml"
+	k8s_kwok_forwards >"$K8S/kwok-forwards.yaml"
 	k8s_spawn node "$K8S/kwok.pid" "$K8S/kwok.log" \
 		"$K8S_BIN/kwok" --kubeconfig "$K8S/admin.kubeconfig" --config "$K8S/kwok-stages.yaml" \
+		--config "$K8S/kwok-forwards.yaml" --node-port "$K8S_KUBELET_PORT" \
+		--server-address "$K8S_NODE_IP:$K8S_KUBELET_PORT" \
+		--tls-cert-file "$K8S/kubelet.crt" --tls-private-key-file "$K8S/kubelet.key" \
 		--manage-all-nodes=false \
 		--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake \
 		--cidr=10.244.0.0/16 --node-ip="$K8S_NODE_IP" --node-lease-duration-seconds=40

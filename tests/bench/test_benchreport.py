@@ -218,6 +218,20 @@ class Reports(unittest.TestCase):
         self.assertRegex(txt, r'throughput, 1 stream +Gbit/s +2\.000 +0\.500 +n/a +1\.000 \|')
         self.assertIn('150%', txt)
 
+    def test_portforward(self):
+        # VARIANT TEST ROUND GBIT_S TICKS BYTES
+        res = ('env binaries b\nenv clk_tck 100\n'
+               'run kbridge down 1 1.0000 20 1000000000\nrun kubectl down 1 0.5000 50 1000000000\n'
+               'run kbridge echo 1 0.2000 30 500000000\nrun kubectl echo 1 null 0 500000000\n'
+               'kubectl note echo round 1 failed: x\n')
+        txt, j = self.run_report(br.report_portforward, res, 128, 64, 1, False)
+        self.assertEqual(j['medians']['kbridge-down']['cpu_s_per_gb'], 0.2)
+        self.assertEqual(j['medians']['kbridge-echo']['cpu_s_per_gb'], 0.3)  # both ways
+        self.assertEqual(j['ratios']['kbridge-down/kubectl-down gbit_s']['value'], 2.0)
+        self.assertIsNone(j['ratios']['kbridge-echo/kubectl-echo gbit_s']['value'])
+        self.assertRegex(txt, r'kbridge / kubectl  down  Gbit/s +2\.00x')
+        self.assertIn('kubectl: echo round 1 failed: x', j['notes'])
+
 
 if __name__ == '__main__':
     unittest.main()

@@ -158,7 +158,7 @@ r["metadata"]={"name":"dave-ca","namespace":"kbridge"}; print(json.dumps(r))' | 
 adm -n kbridge patch rolebinding dave-ca --type=json -p '[{"op":"replace","path":"/roleRef/name","value":"dave-ca"}]' >/dev/null 2>&1 ||
 	{ adm -n kbridge delete rolebinding dave-ca >/dev/null; adm -n kbridge create rolebinding dave-ca --role=dave-ca --user=dave >/dev/null; }
 out=$(kb ws dave connect 2>&1) && { echo "$out"; exit 1; }
-[[ $out == "kbridge: connect: dave may not create pods/portforward in namespace kbridge (ask an admin to bind ClusterRole kbridge-developer)" ]] ||
+[[ $out == "kbridge: connect: dave may not get pods/portforward in namespace kbridge (ask an admin to bind ClusterRole kbridge-developer)" ]] ||
 	{ echo "$out"; exit 1; }
 ok "dave, not bound: one line naming what to ask for, no daemon or forwarder left; without pods/portforward: that permission named"
 

@@ -1,0 +1,311 @@
+/* kbridge port-forward (hidden): a local TCP port to a Service's pod
+ * through the API server's port-forward (proto/portforward.h), as the
+ * kubeconfig's user. Each accepted connection looks the pod up again (the
+ * manager's pod may have been replaced) and gets its own WebSocket stream;
+ * at most KB_FORWARD_MAX_STREAMS at once, more are closed at once. */
+#include <errno.h>
+#include <getopt.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/queue.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+#include <event2/listener.h>
+
+#include "cmd.h"
+#include "forward.h"
+#include "kubeconfig.h"
+#include "portforward.h"
+#include "util.h"
+
+#define FWD_NS_DEFAULT "kbridge"
+
+enum { OPT_KUBECONFIG = 256, OPT_CONTEXT };
+
+struct stream {
+	struct kb_pf *pf;
+	struct kb_forward *f;
+	LIST_ENTRY(stream) link;
+};
+
+struct kb_forward {
+	struct event_base *base;
+	struct kb_kubeconfig *kc;
+	char *ns, *service;
+	int port;
+	int streams;
+	LIST_HEAD(, stream) open;
+	struct evconnlistener *lis;
+};
+
+static void
+on_stream_done(void *arg, int upgraded, const char *err)
+{
+	struct stream *s = arg;
+	struct kb_forward *f = s->f;
+
+	(void)upgraded;
+	LIST_REMOVE(s, link);
+	f->streams--;
+	if (err)
+		errorx("port-forward: %s/%s:%d: %s", f->ns, f->service, f->port, err);
+	free(s);
+}
+
+static void
+on_accept(struct evconnlistener *lis, evutil_socket_t fd, struct sockaddr *sa, int salen,
+    void *arg)
+{
+	struct kb_forward *f = arg;
+	char pod[256], err[600];
+	struct stream *s;
+
+	(void)lis;
+	(void)sa;
+	(void)salen;
+	if (f->streams >= KB_FORWARD_MAX_STREAMS) {
+		errorx("port-forward: %d streams open already, connection refused",
+		    KB_FORWARD_MAX_STREAMS);
+		close(fd);
+		return;
+	}
+	/* blocking, bounded: the pod may have changed since the last one */
+	if (kb_pf_service_pod(f->kc, f->ns, f->service, pod, sizeof(pod), err,
+	    sizeof(err)) < 0) {
+		errorx("port-forward: %s/%s:%d: %s", f->ns, f->service, f->port, err);
+		close(fd);
+		return;
+	}
+	if ((s = calloc(1, sizeof(*s))) == NULL) {
+		errorx("port-forward: out of memory");
+		close(fd);
+		return;
+	}
+	s->f = f;
+	if ((s->pf = kb_pf_open(f->base, f->kc, f->ns, pod, f->port, fd, on_stream_done, s, err,
+	    sizeof(err))) == NULL) {
+		errorx("port-forward: %s", err);
+		free(s);
+		return;
+	}
+	LIST_INSERT_HEAD(&f->open, s, link);
+	f->streams++;
+}
+
+struct kb_forward *
+kb_forward_start(struct event_base *base, struct kb_kubeconfig *kc, const char *ns,
+    const char *service, int port, int listen_fd, char *err, size_t errlen)
+{
+	struct kb_forward *f;
+
+	if ((f = calloc(1, sizeof(*f))) == NULL || (f->ns = strdup(ns)) == NULL ||
+	    (f->service = strdup(service)) == NULL) {
+		snprintf(err, errlen, "out of memory");
+		close(listen_fd);
+		kb_forward_stop(f);
+		return NULL;
+	}
+	f->base = base;
+	f->kc = kc;
+	f->port = port;
+	LIST_INIT(&f->open);
+	evutil_make_socket_nonblocking(listen_fd);
+	if ((f->lis = evconnlistener_new(base, on_accept, f, LEV_OPT_CLOSE_ON_FREE, -1,
+	    listen_fd)) == NULL) {
+		snprintf(err, errlen, "cannot listen");
+		close(listen_fd);
+		kb_forward_stop(f);
+		return NULL;
+	}
+	return f;
+}
+
+void
+kb_forward_stop(struct kb_forward *f)
+{
+	struct stream *s;
+
+	if (f == NULL)
+		return;
+	while ((s = LIST_FIRST(&f->open)) != NULL) {
+		LIST_REMOVE(s, link);
+		kb_pf_close(s->pf);
+		free(s);
+	}
+	if (f->lis)
+		evconnlistener_free(f->lis);
+	free(f->ns);
+	free(f->service);
+	free(f);
+}
+
+static void
+on_signal(evutil_socket_t sig, short what, void *arg)
+{
+	(void)sig;
+	(void)what;
+	event_base_loopbreak(arg);
+}
+
+/* Serve listen_fd (owned from here) until SIGINT or SIGTERM. 0, or -1
+ * with err. */
+static int
+forward_run(struct event_base *base, struct kb_kubeconfig *kc, const char *ns,
+    const char *service, int port, int listen_fd, char *err, size_t errlen)
+{
+	struct kb_forward *f;
+	struct event *si = NULL, *st = NULL;
+	int rc = -1;
+
+	if ((f = kb_forward_start(base, kc, ns, service, port, listen_fd, err, errlen)) == NULL)
+		return -1;
+	if ((si = evsignal_new(base, SIGINT, on_signal, base)) == NULL ||
+	    (st = evsignal_new(base, SIGTERM, on_signal, base)) == NULL ||
+	    evsignal_add(si, NULL) < 0 || evsignal_add(st, NULL) < 0) {
+		snprintf(err, errlen, "cannot catch signals");
+		goto out;
+	}
+	event_base_dispatch(base);
+	rc = 0;
+out:
+	if (si)
+		event_free(si);
+	if (st)
+		event_free(st);
+	kb_forward_stop(f);
+	return rc;
+}
+
+/* "LOCALPORT:PORT" or "PORT" (the same port locally). */
+static int
+ports_arg(const char *s, int *lport, int *port)
+{
+	unsigned long a, b;
+	const char *rest;
+
+	if (kb_parse_num(s, 0, 65535, &rest, &a) < 0)
+		return -1;
+	if (*rest == '\0') {
+		if (a == 0)
+			return -1;
+		*lport = *port = (int)a;
+		return 0;
+	}
+	if (*rest != ':' || kb_parse_num(rest + 1, 1, 65535, NULL, &b) < 0)
+		return -1;
+	*lport = (int)a;
+	*port = (int)b;
+	return 0;
+}
+
+static int
+listen_loopback(int port, char *addr, size_t addrlen)
+{
+	struct sockaddr_in sin = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port),
+	    .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	socklen_t sl = sizeof(sin);
+	int fd, one = 1;
+
+	if ((fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0)) < 0)
+		return -1;
+	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	if (bind(fd, (struct sockaddr *)&sin, sizeof(sin)) < 0 || listen(fd, 128) < 0 ||
+	    getsockname(fd, (struct sockaddr *)&sin, &sl) < 0) {
+		close(fd);
+		return -1;
+	}
+	kb_sockaddr_str((struct sockaddr *)&sin, addr, addrlen);
+	return fd;
+}
+
+
+
+int cmd_port_forward(int, char **); /* in cli/main.c's table */
+
+int
+cmd_port_forward(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "kubeconfig", required_argument, NULL, OPT_KUBECONFIG },
+		{ "context", required_argument, NULL, OPT_CONTEXT },
+		LONGOPT_NAMESPACE,
+		LONGOPT_HELP,
+		LONGOPT_END
+	};
+	struct kb_kubeconfig_opts ko = { .env = getenv("KUBECONFIG"), .home = getenv("HOME") };
+	const char *ns = FWD_NS_DEFAULT, *service;
+	struct kb_kubeconfig *kc = NULL;
+	struct event_base *base = NULL;
+	char err[1024], addr[64], buf[SHOWN_MAX + 1];
+	int ch, lport, port, fd, ret = 1;
+
+	while ((ch = next_opt(argc, argv, ":n:h", opts)) != -1) {
+		switch (ch) {
+		case OPT_KUBECONFIG:
+			ko.path = optarg;
+			break;
+		case OPT_CONTEXT:
+			ko.context = optarg;
+			break;
+		case 'n':
+			if (!kb_dns_label(optarg)) {
+				errorx("%s: bad namespace '%s'", argv[0],
+				    shown(optarg, buf, sizeof(buf)));
+				return EXIT_USAGE;
+			}
+			ns = optarg;
+			break;
+		case 'h':
+			print_usage(argv[0]);
+			return 0;
+		default:
+			return EXIT_USAGE;
+		}
+	}
+	if (argc - optind != 2) {
+		errorx("%s: needs SERVICE and LOCALPORT:PORT (see 'kbridge %s --help')",
+		    argv[0], argv[0]);
+		return EXIT_USAGE;
+	}
+	service = argv[optind];
+	if (!kb_dns_label(service)) {
+		errorx("%s: bad service name '%s'", argv[0], shown(service, buf, sizeof(buf)));
+		return EXIT_USAGE;
+	}
+	if (ports_arg(argv[optind + 1], &lport, &port) < 0) {
+		errorx("%s: bad ports '%s' (LOCALPORT:PORT, 1-65535; LOCALPORT 0: any)",
+		    argv[0], shown(argv[optind + 1], buf, sizeof(buf)));
+		return EXIT_USAGE;
+	}
+	signal(SIGPIPE, SIG_IGN);
+	if ((kc = kb_kubeconfig_load(&ko, err, sizeof(err))) == NULL) {
+		errorx("%s: %s", argv[0], err);
+		return 1;
+	}
+	if ((fd = listen_loopback(lport, addr, sizeof(addr))) < 0) {
+		errorx("%s: 127.0.0.1:%d: %s", argv[0], lport, strerror(errno));
+		goto out;
+	}
+	if ((base = event_base_new()) == NULL) {
+		close(fd);
+		errorx("%s: cannot initialise libevent", argv[0]);
+		goto out;
+	}
+	printf("%s\n", addr);
+	fflush(stdout);
+	if (forward_run(base, kc, ns, service, port, fd, err, sizeof(err)) < 0) {
+		errorx("%s: %s", argv[0], err);
+		goto out;
+	}
+	ret = 0;
+out:
+	if (base)
+		event_base_free(base);
+	kb_kubeconfig_free(kc);
+	return ret;
+}
