@@ -368,6 +368,7 @@ struct kb_pf {
 	char errtext[KB_PF_ERROR_MAX];
 	size_t errlen;
 	int close_sent, close_rcvd;
+	int in_send;             /* pf_send is running */
 
 	struct event *timer;     /* handshake, linger, close wait */
 	struct event *finish_ev;
@@ -542,6 +543,16 @@ local_pump(struct kb_pf *pf)
 	pf_send(pf);
 }
 
+/* After the local EOF, once all it sent is queued: the close frame (after
+ * the data, see portforward.h). */
+static void
+local_eof_close(struct kb_pf *pf)
+{
+	if (pf->local_eof && pf->st == PF_OPEN &&
+	    evbuffer_get_length(bufferevent_get_input(pf->local)) == 0)
+		pf_close_ws(pf);
+}
+
 static void
 on_local_read(struct bufferevent *bev, void *arg)
 {
@@ -578,7 +589,7 @@ on_local_event(struct bufferevent *bev, short what, void *arg)
 		pf->local_eof = 1;
 		bufferevent_disable(pf->local, EV_READ);
 		local_pump(pf);
-		pf_close_ws(pf); /* after the data queued, see portforward.h */
+		local_eof_close(pf);
 		return;
 	}
 	/* a write failed, the local side is gone */
@@ -676,6 +687,7 @@ on_control(struct kb_pf *pf, const struct ws_frame *f)
 	/* close: answer it (echo the code), then end once the local side
 	 * has what came before it */
 	pf->close_rcvd = 1;
+	bufferevent_disable(pf->local, EV_READ);
 	if (!pf->close_sent) {
 		pf->close_sent = 1;
 		ws_put(pf->wq, 1, OP_CLOSE, -1, f->payload, f->len >= 2 ? 2 : 0);
@@ -723,8 +735,10 @@ pf_parse(struct kb_pf *pf)
 
 /* ---- the connection: send and receive through libcurl ---- */
 
-static void
-pf_send(struct kb_pf *pf)
+/* Send what is queued until the socket is full: 0, or -1 when it is
+ * (EV_WRITE armed) or the stream ended. */
+static int
+pf_send_queued(struct kb_pf *pf)
 {
 	size_t n;
 	CURLcode cc;
@@ -735,13 +749,13 @@ pf_send(struct kb_pf *pf)
 			pf->woff = 0;
 			pf->wlen = got > 0 ? (size_t)got : 0;
 			if (pf->wlen == 0)
-				break;
+				return 0;
 		}
 		/* after CURLE_AGAIN the same bytes are offered again (TLS) */
 		cc = curl_easy_send(pf->easy, pf->wbuf + pf->woff, pf->wlen - pf->woff, &n);
 		if (cc == CURLE_AGAIN) {
 			event_add(pf->wev, NULL);
-			return;
+			return -1;
 		}
 		if (cc != CURLE_OK) {
 			/* the pod's side may have ended first: its close frame is
@@ -750,16 +764,54 @@ pf_send(struct kb_pf *pf)
 				pf_read(pf);
 			if (pf->st != PF_DONE && !pf->close_rcvd)
 				pf_fail(pf, "sending to the API server: %s", curl_easy_strerror(cc));
-			return;
+			return -1;
 		}
 		pf->woff += n;
 	}
-	if (pf->st == PF_OPEN && pf->local && !pf->local_eof &&
-	    evbuffer_get_length(pf->wq) < KB_PF_BUF_MAX / 2 &&
-	    !(bufferevent_get_enabled(pf->local) & EV_READ)) {
+	return -1;
+}
+
+/* The send queue has room: more from the local side (what was read before
+ * its EOF, then the close frame). */
+static void
+pf_refill(struct kb_pf *pf)
+{
+	if (pf->st != PF_OPEN || pf->local == NULL || pf->close_rcvd ||
+	    evbuffer_get_length(pf->wq) >= KB_PF_BUF_MAX / 2)
+		return;
+	if (pf->local_eof) {
+		if (evbuffer_get_length(bufferevent_get_input(pf->local)))
+			local_pump(pf);
+		else
+			local_eof_close(pf);
+	} else if (!(bufferevent_get_enabled(pf->local) & EV_READ)) {
 		bufferevent_enable(pf->local, EV_READ);
 		local_pump(pf);
 	}
+}
+
+/* Send, refill, send again, without recursion: calls from inside (the
+ * local side's pump, a close frame) only queue. */
+static void
+pf_send(struct kb_pf *pf)
+{
+	size_t before;
+	int r;
+
+	if (pf->in_send)
+		return;
+	pf->in_send = 1;
+	for (;;) {
+		r = pf_send_queued(pf);
+		if (pf->st == PF_DONE)
+			break;
+		before = evbuffer_get_length(pf->wq);
+		pf_refill(pf);
+		/* the socket is full (EV_WRITE is armed), or nothing came */
+		if (r < 0 || evbuffer_get_length(pf->wq) == before)
+			break;
+	}
+	pf->in_send = 0;
 }
 
 static void

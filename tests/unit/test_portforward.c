@@ -126,7 +126,7 @@ test_upgrade(void)
 
 /* ---- kb_pf_open against a loopback server ---- */
 
-enum mode { M_OK, M_BADKEY, M_403, M_ERRCH, M_OVERSIZE, M_401, M_EOF };
+enum mode { M_OK, M_BADKEY, M_403, M_ERRCH, M_OVERSIZE, M_401, M_EOF, M_BULK };
 
 static EVP_PKEY *srv_key;
 static X509 *srv_x;
@@ -140,7 +140,10 @@ struct srv {
 	char req[4096];
 	int got_pong, got_close, all_masked;
 	char got_data[64];
+	size_t bulk;	/* data bytes received (M_BULK) */
 };
+
+#define BULK (3u << 20)
 
 static int
 ssl_all(SSL *s, const void *p, size_t n)
@@ -247,6 +250,22 @@ serve_one(struct srv *sv, SSL *s, enum mode m)
 			sv->got_close = 1;
 		return;
 	}
+	if (m == M_BULK) {
+		/* much more than the buffers hold, then the local EOF: every
+		 * byte comes before the close */
+		static unsigned char big[KB_PF_FRAME_MAX + 64];
+		while (rframe(s, big, sizeof(big), &have, &f, sv) == 0) {
+			if (f.op == OP_BIN && f.len > 1 && f.payload[0] == CH_DATA)
+				sv->bulk += (size_t)f.len - 1;
+			if (f.op == OP_CLOSE) {
+				sv->got_close = 1;
+				break;
+			}
+			consume(big, &have, &f);
+		}
+		sframe(s, 1, OP_CLOSE, "\x03\xe8", 2);
+		return;
+	}
 	if (m == M_EOF) {
 		/* the local side's bytes, then its close; an answer after it */
 		while (rframe(s, buf, sizeof(buf), &have, &f, sv) == 0) {
@@ -346,6 +365,21 @@ b64(const char *s)
 	return o;
 }
 
+static void *
+bulk_writer(void *arg)
+{
+	int fd = *(int *)arg;
+	static char buf[64 << 10];
+	size_t done = 0;
+	ssize_t n;
+
+	memset(buf, 'b', sizeof(buf));
+	while (done < BULK && (n = write(fd, buf, sizeof(buf))) > 0)
+		done += (size_t)n;
+	shutdown(fd, SHUT_WR);
+	return NULL;
+}
+
 /* One kb_pf_open against the server in modes; local gets what came. */
 static void
 run(struct srv *sv, struct result *r, char *local, size_t locallen)
@@ -355,7 +389,7 @@ run(struct srv *sv, struct result *r, char *local, size_t locallen)
 	struct kb_kubeconfig *kc;
 	struct timeval tv = { 10, 0 };
 	char yaml[8192], err[512], *ca64 = b64(srv_pem);
-	pthread_t th;
+	pthread_t th, wt;
 	int sp[2], n, len = 0;
 	struct kb_pf *pf;
 
@@ -376,9 +410,13 @@ run(struct srv *sv, struct result *r, char *local, size_t locallen)
 	kc = kb_kubeconfig_load_buf(yaml, strlen(yaml), "mem", NULL, NULL, 0, err, sizeof(err));
 	r->base = event_base_new();
 	socketpair(AF_UNIX, SOCK_STREAM, 0, sp);
-	write(sp[1], "world", 5);
-	if (sv->modes[sv->nmodes - 1] == M_EOF)
-		shutdown(sp[1], SHUT_WR);
+	if (sv->modes[0] == M_BULK) {
+		pthread_create(&wt, NULL, bulk_writer, &sp[1]);
+	} else {
+		write(sp[1], "world", 5);
+		if (sv->modes[sv->nmodes - 1] == M_EOF)
+			shutdown(sp[1], SHUT_WR);
+	}
 	pf = kb_pf_open(r->base, kc, "ns1", "pod1", 8443, sp[0], on_done, r, err, sizeof(err));
 	if (pf == NULL) {
 		snprintf(r->err, sizeof(r->err), "open: %s", err);
@@ -390,6 +428,8 @@ run(struct srv *sv, struct result *r, char *local, size_t locallen)
 	}
 	shutdown(sv->fd, SHUT_RDWR);
 	pthread_join(th, NULL);
+	if (sv->modes[0] == M_BULK)
+		pthread_join(wt, NULL);
 	close(sv->fd);
 	fcntl(sp[1], F_SETFL, O_NONBLOCK);
 	while (len < (int)locallen - 1 && (n = (int)read(sp[1], local + len, locallen - 1 - len)) > 0)
@@ -491,6 +531,13 @@ test_stream(void)
 	run(&sv, &r, local, sizeof(local));
 	ok(r.done == 1 && r.upgraded && r.err[0] == '\0');
 	ok(strcmp(sv.got_data, "world") == 0 && sv.got_close && strcmp(local, "late") == 0);
+
+	/* 3 MiB, then the local EOF at once: all of it before the close */
+	sv.modes[0] = M_BULK;
+	sv.bulk = 0;
+	run(&sv, &r, local, sizeof(local));
+	ok(r.done == 1 && r.upgraded && r.err[0] == '\0');
+	ok(sv.bulk == BULK && sv.got_close);
 
 	/* two 401s: the API's message */
 	sv.nmodes = 2;
