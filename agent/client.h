@@ -26,6 +26,7 @@ struct client {
 	char workload[130]; /* a sidecar certificate's OU: the workload "NAME.NS" it is bound to */
 	char instance[40]; /* a daemon process's id: a reconnect, or a new daemon? */
 	int replaceable;   /* its hello says it understands "replaced" */
+	int leaving;       /* it sent goaway: its session no longer holds its identity */
 	int cluster_updates; /* ... and "cluster" */
 	int refs;
 	/* manager.c's per-session limits: connects and lookups in flight, and

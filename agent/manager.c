@@ -484,7 +484,7 @@ one_session(struct client *c, const cJSON *h, char *reason, size_t rlen)
 
 	for (o = c->m->clients; o; o = o->next)
 		if (o != c && o->kind == CLIENT_DAEMON && o->sess && kb_session_ready(o->sess) &&
-		    !strcmp(o->name, c->name))
+		    !o->leaving && !strcmp(o->name, c->name))
 			break;
 	if (!o)
 		return 0;
@@ -620,8 +620,25 @@ on_close(struct kb_session *s, const char *err, void *arg)
 	client_gone(c);
 }
 
+/* A daemon that said goaway (kbridge quit) is gone for its identity at
+ * once: the connection may take a moment more to close (through a
+ * port-forward, the API server and the kubelet close it in their time), and
+ * a connect right after the quit must not be refused for it. */
+static void
+on_goaway(struct kb_session *s, const char *reason, void *arg)
+{
+	struct client *c = arg;
+
+	(void)s;
+	if (c->kind == CLIENT_DAEMON && !c->leaving) {
+		c->leaving = 1;
+		log_debug("session %s from %s leaving: %s", c->name, c->peer, reason);
+	}
+}
+
 static const struct kb_session_cbs session_cbs = {
 	.on_hello = on_hello,
+	.on_goaway = on_goaway,
 	.on_open = on_open,
 	.on_control = on_control,
 	.on_close = on_close,

@@ -12,11 +12,14 @@
 #include <string.h>
 #include <sys/queue.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <event2/event.h>
 #include <event2/listener.h>
 
+#include "api.h"
+#include "client.h"
 #include "cmd.h"
 #include "forward.h"
 #include "kubeconfig.h"
@@ -25,7 +28,11 @@
 
 #define FWD_NS_DEFAULT "kbridge"
 
-enum { OPT_KUBECONFIG = 256, OPT_CONTEXT };
+enum { OPT_KUBECONFIG = 256, OPT_CONTEXT, OPT_LISTEN_FD, OPT_EXIT_WITH_DAEMON };
+
+/* --exit-with-daemon: with no stream for IDLE_CHECK_MS, ask kbridged. */
+#define IDLE_CHECK_MS	3000
+#define DAEMON_PROBE_MS	1000
 
 struct stream {
 	struct kb_pf *pf;
@@ -125,6 +132,12 @@ kb_forward_start(struct event_base *base, struct kb_kubeconfig *kc, const char *
 	return f;
 }
 
+int
+kb_forward_streams(const struct kb_forward *f)
+{
+	return f->streams;
+}
+
 void
 kb_forward_stop(struct kb_forward *f)
 {
@@ -152,22 +165,96 @@ on_signal(evutil_socket_t sig, short what, void *arg)
 	event_base_loopbreak(arg);
 }
 
-/* Serve listen_fd (owned from here) until SIGINT or SIGTERM. 0, or -1
- * with err. */
+/* --exit-with-daemon: kbridge connect started us for the session of the
+ * kbridged on KBRIDGE_SOCKET, whose manager address is ours. */
+struct watch {
+	struct event_base *base;
+	struct kb_forward *f;
+	const char *addr;	/* 127.0.0.1:PORT, ours */
+	long idle_since;	/* ms, 0 while streams are open */
+};
+
+static long
+now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec * 1000L + ts.tv_nsec / 1000000;
+}
+
+/* Does kbridged still use us: running, not disconnected, our address? */
+static int
+daemon_uses(const char *addr)
+{
+	cJSON *st = NULL;
+	char err[256];
+	int used;
+
+	if (call_ms("GET", KB_API_STATUS, NULL, DAEMON_PROBE_MS, &st, err, sizeof(err)) ==
+	    KB_API_DOWN)
+		return 0;
+	if (st == NULL)		/* it did not answer in time: ask again later */
+		return 1;
+	used = strcmp(orelse(jstr(st, "state"), "disconnected"), "disconnected") != 0 &&
+	    strcmp(orelse(jstr(st, "manager"), ""), addr) == 0;
+	cJSON_Delete(st);
+	return used;
+}
+
+/* Every second: with no stream for IDLE_CHECK_MS, end unless kbridged's
+ * session still names us (it is reconnecting, say). Only while idle: a
+ * stream open means the session is. */
+static void
+on_watch(evutil_socket_t fd, short what, void *arg)
+{
+	struct watch *w = arg;
+	long now = now_ms();
+
+	(void)fd;
+	(void)what;
+	if (kb_forward_streams(w->f) > 0) {
+		w->idle_since = 0;
+		return;
+	}
+	if (w->idle_since == 0)
+		w->idle_since = now;
+	if (now - w->idle_since < IDLE_CHECK_MS)
+		return;
+	if (!daemon_uses(w->addr)) {
+		printf("kbridged no longer uses %s: port-forward ends\n", w->addr);
+		fflush(stdout);
+		event_base_loopbreak(w->base);
+		return;
+	}
+	w->idle_since = now;
+}
+
+/* Serve listen_fd (owned from here) until SIGINT or SIGTERM, or with
+ * watch_addr until kbridged no longer uses it. 0, or -1 with err. */
 static int
 forward_run(struct event_base *base, struct kb_kubeconfig *kc, const char *ns,
-    const char *service, int port, int listen_fd, char *err, size_t errlen)
+    const char *service, int port, int listen_fd, const char *watch_addr, char *err,
+    size_t errlen)
 {
 	struct kb_forward *f;
-	struct event *si = NULL, *st = NULL;
+	struct event *si = NULL, *st = NULL, *wt = NULL;
+	struct watch w = { .base = base, .addr = watch_addr };
+	struct timeval sec = { 1, 0 };
 	int rc = -1;
 
 	if ((f = kb_forward_start(base, kc, ns, service, port, listen_fd, err, errlen)) == NULL)
 		return -1;
+	w.f = f;
 	if ((si = evsignal_new(base, SIGINT, on_signal, base)) == NULL ||
 	    (st = evsignal_new(base, SIGTERM, on_signal, base)) == NULL ||
 	    evsignal_add(si, NULL) < 0 || evsignal_add(st, NULL) < 0) {
 		snprintf(err, errlen, "cannot catch signals");
+		goto out;
+	}
+	if (watch_addr && ((wt = event_new(base, -1, EV_PERSIST, on_watch, &w)) == NULL ||
+	    event_add(wt, &sec) < 0)) {
+		snprintf(err, errlen, "out of memory");
 		goto out;
 	}
 	event_base_dispatch(base);
@@ -177,8 +264,30 @@ out:
 		event_free(si);
 	if (st)
 		event_free(st);
+	if (wt)
+		event_free(wt);
 	kb_forward_stop(f);
 	return rc;
+}
+
+/* An inherited listening TCP socket on 127.0.0.1 (what connect passes):
+ * its address in addr, or -1. */
+static int
+inherited_listener(const char *s, char *addr, size_t addrlen)
+{
+	struct sockaddr_in sin;
+	socklen_t sl = sizeof(sin);
+	unsigned long fd;
+	int on = 0;
+	socklen_t ol = sizeof(on);
+
+	if (kb_parse_num(s, 3, 1023, NULL, &fd) < 0 ||
+	    getsockname((int)fd, (struct sockaddr *)&sin, &sl) < 0 || sin.sin_family != AF_INET ||
+	    sin.sin_addr.s_addr != htonl(INADDR_LOOPBACK) ||
+	    getsockopt((int)fd, SOL_SOCKET, SO_ACCEPTCONN, &on, &ol) < 0 || !on)
+		return -1;
+	kb_sockaddr_str((struct sockaddr *)&sin, addr, addrlen);
+	return (int)fd;
 }
 
 /* "LOCALPORT:PORT" or "PORT" (the same port locally). */
@@ -233,10 +342,14 @@ cmd_port_forward(int argc, char **argv)
 	static const struct option opts[] = {
 		{ "kubeconfig", required_argument, NULL, OPT_KUBECONFIG },
 		{ "context", required_argument, NULL, OPT_CONTEXT },
+		{ "listen-fd", required_argument, NULL, OPT_LISTEN_FD },
+		{ "exit-with-daemon", no_argument, NULL, OPT_EXIT_WITH_DAEMON },
 		LONGOPT_NAMESPACE,
 		LONGOPT_HELP,
 		LONGOPT_END
 	};
+	const char *listen_fd = NULL;
+	int with_daemon = 0;
 	struct kb_kubeconfig_opts ko = { .env = getenv("KUBECONFIG"), .home = getenv("HOME") };
 	const char *ns = FWD_NS_DEFAULT, *service;
 	struct kb_kubeconfig *kc = NULL;
@@ -251,6 +364,12 @@ cmd_port_forward(int argc, char **argv)
 			break;
 		case OPT_CONTEXT:
 			ko.context = optarg;
+			break;
+		case OPT_LISTEN_FD:
+			listen_fd = optarg;
+			break;
+		case OPT_EXIT_WITH_DAEMON:
+			with_daemon = 1;
 			break;
 		case 'n':
 			if (!kb_dns_label(optarg)) {
@@ -287,7 +406,13 @@ cmd_port_forward(int argc, char **argv)
 		errorx("%s: %s", argv[0], err);
 		return 1;
 	}
-	if ((fd = listen_loopback(lport, addr, sizeof(addr))) < 0) {
+	if (listen_fd) {
+		if ((fd = inherited_listener(listen_fd, addr, sizeof(addr))) < 0) {
+			errorx("%s: --listen-fd %s is not a socket listening on 127.0.0.1",
+			    argv[0], shown(listen_fd, buf, sizeof(buf)));
+			goto out;
+		}
+	} else if ((fd = listen_loopback(lport, addr, sizeof(addr))) < 0) {
 		errorx("%s: 127.0.0.1:%d: %s", argv[0], lport, strerror(errno));
 		goto out;
 	}
@@ -298,7 +423,8 @@ cmd_port_forward(int argc, char **argv)
 	}
 	printf("%s\n", addr);
 	fflush(stdout);
-	if (forward_run(base, kc, ns, service, port, fd, err, sizeof(err)) < 0) {
+	if (forward_run(base, kc, ns, service, port, fd, with_daemon ? addr : NULL, err,
+	    sizeof(err)) < 0) {
 		errorx("%s: %s", argv[0], err);
 		goto out;
 	}

@@ -19,6 +19,8 @@ struct kb_forward;
  * borrowed and must outlive the forwarder. NULL with err. */
 struct kb_forward *kb_forward_start(struct event_base *base, struct kb_kubeconfig *kc,
     const char *ns, const char *service, int port, int listen_fd, char *err, size_t errlen);
+/* Streams open now. */
+int kb_forward_streams(const struct kb_forward *f);
 /* Close the listener and every stream. NULL is fine. */
 void kb_forward_stop(struct kb_forward *f);
 

@@ -148,6 +148,17 @@ spawn_forwarder(const struct kconnect_opts *o, const char *context, int lfd,
 	}
 	if (dup2(lfd, 3) == -1)
 		_exit(127);
+	/* Our own binary by its name (so ps and ss say kbridge); /proc/self/exe
+	 * if it is gone. */
+	{
+		char self[4096];
+		ssize_t len = readlink("/proc/self/exe", self, sizeof(self) - 1);
+
+		if (len > 0) {
+			self[len] = '\0';
+			execv(self, (char *const *)argv);
+		}
+	}
 	execv("/proc/self/exe", (char *const *)argv);
 	fprintf(stderr, "kbridge: cannot run the port-forward: %s\n", strerror(errno));
 	_exit(127);

@@ -280,6 +280,8 @@ static const struct command commands[] = {
 	    "      --kubeconfig FILE  kubeconfig (default $KUBECONFIG, ~/.kube/config)\n"
 	    "      --context NAME     kubeconfig context (default current-context)\n"
 	    "  -n, --namespace NS     namespace of SERVICE (default kbridge)\n"
+	    "      --listen-fd N      serve this inherited listening socket (connect)\n"
+	    "      --exit-with-daemon end once kbridged no longer uses it (connect)\n"
 	    "  -h, --help             show this help\n",
 	    NULL },
 	{ "quit", cmd_quit,
