@@ -36,6 +36,15 @@
 #define DEFAULT_TIMEOUT_MS 30000
 #define JSON_CT		"application/json"
 
+/* kb_csr_slept_us */
+static uint64_t slept_us;
+
+uint64_t
+kb_csr_slept_us(void)
+{
+	return slept_us;
+}
+
 static X509 *
 x509_of_pem(const char *pem)
 {
@@ -401,7 +410,12 @@ request_cert(struct kapi *k, const char *user, const char *request, int timeout_
 			    "kbridge manager running?)", *name, timeout_ms / 1000);
 			goto out;
 		}
-		usleep(POLL_MS * 1000);
+		{
+			uint64_t t0 = kapi_now_us();
+
+			usleep(POLL_MS * 1000);
+			slept_us += kapi_now_us() - t0;
+		}
 	}
 out:
 	cJSON_Delete(obj);

@@ -9,6 +9,7 @@
 #define KB_CLI_IDENTITY_H
 
 #include <stddef.h>
+#include <stdint.h>
 #include <time.h>
 
 struct kb_kubeconfig;
@@ -42,6 +43,9 @@ int kb_csr_identity(struct kb_kubeconfig *kc, const char *install_ns, int timeou
 int kb_csr_identity_ex(struct kb_kubeconfig *kc, const char *install_ns, int timeout_ms,
     struct kb_csr_ident *id, char *err, size_t errlen);
 void kb_csr_ident_free(struct kb_csr_ident *id);
+/* Microseconds this process slept between reads of its CSR, waiting for
+ * the manager to sign it (kbridge connect's KBRIDGE_TIMING line). */
+uint64_t kb_csr_slept_us(void);
 
 /* kbridge login (diagnostic): obtain or reuse the identity and say whose,
  * until when, and where it is cached. */

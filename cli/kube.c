@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <cjson/cJSON.h>
 #include <curl/curl.h>
@@ -13,6 +14,24 @@
 #include "cmd.h"
 #include "kubeconfig.h"
 #include "manifests.h"
+
+/* This process's requests so far (kapi_waited). */
+static struct kapi_waited waited;
+
+uint64_t
+kapi_now_us(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
+}
+
+void
+kapi_waited(struct kapi_waited *w)
+{
+	*w = waited;
+}
 
 struct body {
 	char *p;
@@ -91,6 +110,7 @@ kreq(struct kapi *k, const char *method, const char *path, const char *ctype,
 	char *url = NULL, *req = NULL, ct[96];
 	CURLcode cc;
 	CURL *c;
+	uint64_t t0;
 	int tries, rc = -1;
 
 	*resp = NULL;
@@ -123,7 +143,11 @@ kreq(struct kapi *k, const char *method, const char *path, const char *ctype,
 			curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE, (long)strlen(req));
 		}
 		curl_easy_setopt(c, CURLOPT_HTTPHEADER, hdr);
-		if ((cc = curl_easy_perform(c)) != CURLE_OK) {
+		t0 = kapi_now_us();
+		cc = curl_easy_perform(c);
+		waited.requests++;
+		waited.us += kapi_now_us() - t0;
+		if (cc != CURLE_OK) {
 			if (interrupted)
 				snprintf(err, errlen, "interrupted; what is reported above was "
 				    "done, run it again to finish");

@@ -4,6 +4,7 @@
 #define KB_CLI_KUBE_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include <cjson/cJSON.h>
 
@@ -27,6 +28,17 @@ struct kapi {
 	struct kb_kubeconfig *kc;
 	CURL *c;
 };
+
+/* What the requests of this process waited for the API server, for
+ * kbridge connect's KBRIDGE_TIMING line: how many (a retry after a 401
+ * counts) and their wall time in microseconds. */
+struct kapi_waited {
+	unsigned requests;
+	uint64_t us;
+};
+void kapi_waited(struct kapi_waited *w);
+/* A monotonic clock in microseconds (for those timings). */
+uint64_t kapi_now_us(void);
 
 /* Free k's handle and kubeconfig. */
 void kapi_close(struct kapi *k);

@@ -15,7 +15,9 @@
 
 #include "client.h"
 #include "cmd.h"
+#include "identity.h"
 #include "kconnect.h"
+#include "kube.h"
 #include "manifests.h"
 #include "msg.h"
 #include "start.h"
@@ -714,6 +716,25 @@ stop_started_daemon(void)
 	    "run 'kbridge quit'");
 }
 
+/* With KBRIDGE_TIMING set: where connect's time went, one line on stderr
+ * (scripts/benchmarks/k8sconnect reads it). t: the start, after prepare
+ * (kubeconfig, identity, permissions, the forwarder started), after the
+ * daemon answers (started if it was not), after its connect (session up). */
+static void
+connect_timing(const uint64_t t[4], uint64_t prep_us)
+{
+	struct kapi_waited w;
+	const char *e = getenv("KBRIDGE_TIMING");
+
+	if (e == NULL || *e == '\0')
+		return;
+	kapi_waited(&w);
+	fprintf(stderr, "kbridge: timing: prepare_ms=%.1f api_ms=%.1f api_requests=%u "
+	    "csr_wait_ms=%.1f daemon_ms=%.1f connect_ms=%.1f total_ms=%.1f\n",
+	    prep_us / 1e3, w.us / 1e3, w.requests, kb_csr_slept_us() / 1e3,
+	    (t[2] - t[1]) / 1e3, (t[3] - t[2]) / 1e3, (t[3] - t[0]) / 1e3);
+}
+
 static int
 cmd_connect(int argc, char **argv)
 {
@@ -739,6 +760,7 @@ cmd_connect(int argc, char **argv)
 	char hbuf[256];
 	uint16_t hport;
 	pid_t fwd = -1;
+	uint64_t t[4] = { kapi_now_us(), 0, 0, 0 }, prep_us = 0;
 
 	while ((ch = next_opt(argc, argv, ":p:n:o:h", opts)) != -1) {
 		if (ch == OPT_REPLACE)
@@ -795,8 +817,10 @@ cmd_connect(int argc, char **argv)
 		}
 		cJSON_Delete(resp);
 		resp = NULL;
+		prep_us = kapi_now_us();
 		if (kconnect_prepare(&ko, &prof, &kube, &fwd) == -1)
 			return 1;
+		prep_us = kapi_now_us() - prep_us;
 	}
 	if ((body = cJSON_CreateObject()) == NULL ||
 	    !cJSON_AddItemToObject(body, "profile", prof)) {
@@ -815,7 +839,7 @@ cmd_connect(int argc, char **argv)
 		goto done;
 	}
 
-
+	t[1] = kapi_now_us();
 	rc = call_ms("GET", KB_API_STATUS, NULL, PROBE_TIMEOUT_MS, &resp, err,
 	    sizeof(err));
 	cJSON_Delete(resp);
@@ -840,8 +864,10 @@ cmd_connect(int argc, char **argv)
 		}
 	}
 
+	t[2] = kapi_now_us();
 	rc = call_ms("POST", KB_API_CONNECT, body, CONNECT_TIMEOUT_MS, &resp,
 	    err, sizeof(err));
+	t[3] = kapi_now_us();
 	if (rc == KB_API_DOWN)
 		snprintf(err, sizeof(err), "kbridged stopped answering on %s",
 		    sock);
@@ -853,6 +879,7 @@ cmd_connect(int argc, char **argv)
 		print_json(resp);
 	else
 		print_connected(resp);
+	connect_timing(t, prep_us);
 	ret = 0;
 done:
 	if (ret != 0 && started)

@@ -6,7 +6,7 @@
 #
 # A benchmark sources this file, calls
 #   bench_init NAME PG_PREFIX KB_NODE "TOOLS" "$@"
-# (NAME: connect/intercept/preview/portforward; KB_NODE: the workstation whose kbridged
+# (NAME: connect/intercept/preview/portforward/k8sconnect; KB_NODE: the workstation whose kbridged
 # it drives), then pg_up, its phases (rec MODE KEY VALUE... into $RES), and
 # bench_finish REPORT_ARGS... which prints the report benchreport.py makes.
 # Safety: everything runs in the namespaces of our own playground ($KB_PG)
@@ -21,7 +21,7 @@ BENCHREPORT=$REPO/scripts/lib/benchreport.py
 
 bench_usage() {
 	cat <<USAGE
-usage: scripts/bench connect|intercept|preview|portforward [--quick]
+usage: scripts/bench connect|intercept|preview|portforward|k8sconnect [--quick]
 
   connect   compare kbridge connect with the direct path, stunnel (TLS 1.3)
             and sshuttle; prints a table and writes build/bench-connect.json
@@ -37,9 +37,16 @@ usage: scripts/bench connect|intercept|preview|portforward [--quick]
             port-forward vs kubectl port-forward to the same pod port, over
             the playground's kube-apiserver (--k8s); writes
             build/bench-portforward.json
+  k8sconnect
+            kbridge connect with only a kubeconfig (the manager pod reached
+            through the API server's port-forward) to the first request:
+            cold (a new CSR) and warm (the cached certificate), where the
+            time goes, kubectl port-forward to the manager as a reference;
+            then portforward's rounds in the same playground; writes
+            build/bench-k8sconnect.json
   --quick   connect: ~2 s per measurement instead of ~5 s;
             intercept, preview, portforward: 2 rounds of 2 s instead of 5
-            rounds of 4 s
+            rounds of 4 s; k8sconnect: 3 connect rounds instead of 10
 
 environment:
   KB_PG     playground name (default kbbench<pid> / kbbi<pid> / kbbp<pid>;

@@ -5,6 +5,8 @@ openssl speed, the results file), medians and ratios, the tables and JSON.
   benchreport.py connect RESULTS OUT_JSON SECONDS QUICK HOLD_CONNS
   benchreport.py intercept RESULTS OUT_JSON SECONDS ROUNDS QUICK CLK_TCK
   benchreport.py preview RESULTS OUT_JSON SECONDS ROUNDS QUICK CLK_TCK
+  benchreport.py portforward RESULTS OUT_JSON DOWN_MIB ECHO_MIB ROUNDS QUICK
+  benchreport.py k8sconnect RESULTS OUT_JSON ROUNDS QUICK DOWN_MIB ECHO_MIB PF_ROUNDS
   benchreport.py wrk FILE FIELD...       fields of one wrk output, one a line
                                          ("null" when absent): rps, p99, problems
   benchreport.py iperf3 FILE             Gbit/s received, or "null"
@@ -692,11 +694,14 @@ def report_preview(res, out, dur, rounds, quick, hz):
 PF_V = ['kbridge-down', 'kubectl-down', 'kbridge-echo', 'kubectl-echo']
 
 
-def report_portforward(res, out, down_mib, echo_mib, rounds, quick):
-    """run lines: VARIANT TEST ROUND GBIT_S TICKS BYTES [KWOK_TICKS APISERVER_TICKS]
-    (CPU of the forwarder, of kwok and of kube-apiserver; echo moves BYTES each way)."""
+def portforward_section(results, down_mib, echo_mib):
+    """The portforward rounds of a results file (run lines: VARIANT TEST ROUND
+    GBIT_S TICKS BYTES [KWOK_TICKS APISERVER_TICKS]: CPU of the forwarder, of
+    kwok and of kube-apiserver; echo moves BYTES each way) -> env, notes, and
+    a dict with runs, medians, spread, ratios and the table's lines (what
+    report_portforward and report_k8sconnect print)."""
     env, notes, runs = {}, [], {v: [] for v in PF_V}
-    for mode, key, val in read_results(res):
+    for mode, key, val in results:
         if mode == 'env':
             env[key] = val
         elif key == 'note':
@@ -712,14 +717,8 @@ def report_portforward(res, out, down_mib, echo_mib, rounds, quick):
                 d['kwok_s_per_gb'], d['apiserver_s_per_gb'] = per_gb(f[6]), per_gb(f[7])
             runs['%s-%s' % (v, t)].append(d)
     med, spread = medians(runs, ['gbit_s', 'cpu_s_per_gb', 'kwok_s_per_gb', 'apiserver_s_per_gb'])
-    lines = header_lines(
-        'kbridge port-forward benchmark: %d round%s, interleaved%s; %d CPUs, kernel %s' % (
-            rounds, 's' if rounds != 1 else '', ', --quick' if quick else '', os.cpu_count(), platform.release()),
-        ['load in ws through a forwarder on 127.0.0.1: down = curl GET of %d MiB from nginx in web;' % down_mib,
-         '      echo = %d MiB to the echo pod and back at once (Gbit/s each way)' % echo_mib,
-         'path: forwarder (admin) -> kube-apiserver -> kwok kubelet API -> the pod, the same for both'], env)
+    lines = []
     P = lines.append
-    P('')
     row = '%-16s %10s %5s %12s %10s %10s'
     P(row % ('variant', 'Gbit/s', '+-', 'forwarder', 'kwok', 'apiserver'))
     P(row % ('', '', '', 'CPU s/GB', 'CPU s/GB', 'CPU s/GB'))
@@ -741,12 +740,189 @@ def report_portforward(res, out, down_mib, echo_mib, rounds, quick):
         ('kbridge / kubectl  echo  CPU/GB', 'kbridge-echo', 'kubectl-echo', 'cpu_s_per_gb')], 34)
     lines += rl
     P('(Gbit/s: higher is better; CPU/GB: lower is better)')
+    return env, notes, {'down_mib': down_mib, 'echo_mib': echo_mib, 'medians': med, 'spread': spread,
+                        'ratios': ratios, 'runs': runs, 'table': lines}
+
+
+def pf_load_lines(down_mib, echo_mib):
+    return ['load in ws through a forwarder on 127.0.0.1: down = curl GET of %d MiB from nginx in web;' % down_mib,
+            '      echo = %d MiB to the echo pod and back at once (Gbit/s each way)' % echo_mib,
+            'path: forwarder (admin) -> kube-apiserver -> kwok kubelet API -> the pod, the same for both']
+
+
+def report_portforward(res, out, down_mib, echo_mib, rounds, quick):
+    env, notes, pf = portforward_section(read_results(res), down_mib, echo_mib)
+    lines = header_lines(
+        'kbridge port-forward benchmark: %d round%s, interleaved%s; %d CPUs, kernel %s' % (
+            rounds, 's' if rounds != 1 else '', ', --quick' if quick else '', os.cpu_count(), platform.release()),
+        pf_load_lines(down_mib, echo_mib), env)
+    lines += [''] + pf['table']
     lines += note_lines(notes)
     print('\n'.join(lines))
     write_json(out, {
         'benchmark': 'portforward', 'down_mib': down_mib, 'echo_mib': echo_mib, 'rounds': rounds,
-        'quick': quick, 'cpus': os.cpu_count(), 'kernel': platform.release(), 'env': env, 'medians': med,
-        'spread': spread, 'ratios': ratios, 'runs': runs, 'notes': notes, 'table': lines})
+        'quick': quick, 'cpus': os.cpu_count(), 'kernel': platform.release(), 'env': env,
+        'medians': pf['medians'], 'spread': pf['spread'], 'ratios': pf['ratios'], 'runs': pf['runs'],
+        'notes': notes, 'table': lines})
+
+
+# ------------------------------------------------------------------ k8sconnect
+KC_V = ['cold', 'warm']
+# kbridge connect's KBRIDGE_TIMING fields -> the names in the runs
+KC_TIMING = {'prepare_ms': 'prepare_ms', 'api_ms': 'api_ms', 'api_requests': 'api_requests',
+             'csr_wait_ms': 'csr_wait_ms', 'daemon_ms': 'daemon_start_ms', 'connect_ms': 'daemon_connect_ms',
+             'total_ms': 'cli_total_ms'}
+KC_KEYS = ['cmd_ms', 'first_req_ms', 'total_ms', 'tries', 'prepare_ms', 'api_ms', 'api_requests', 'csr_wait_ms',
+           'prepare_own_ms', 'daemon_start_ms', 'daemon_connect_ms', 'cli_total_ms', 'outside_cli_ms',
+           'cluster_wait_ms', 'cluster_wait_pct', 'second_req_ms', 'netns_ms']
+
+
+def parse_timing(text):
+    """kbridge connect's KBRIDGE_TIMING line ("kbridge: timing: prepare_ms=1.5
+    api_ms=..."): its fields as floats (the last such line), {} if none."""
+    d = {}
+    for line in text.splitlines():
+        if line.startswith('kbridge: timing: '):
+            d = {}
+            for kv in line[len('kbridge: timing: '):].split():
+                k, _, v = kv.partition('=')
+                x = num(v)
+                if k and x is not None:
+                    d[k] = x
+    return d
+
+
+def kc_run(f, err_text):
+    """kc line fields ROUND RC CMD_US REQ_US TOTAL_US TRIES [ERRFILE
+    [SECOND_US NETNS_US]] and the command's stderr -> one run's figures
+    (only round, rc, ok when it failed). SECOND: one more request after the
+    first; NETNS: `ip netns exec timeout env true`, what wraps each command."""
+    r, rc, cmd_us, req_us, tot_us, tries = f[:6]
+    d = {'round': int(r), 'rc': int(rc), 'ok': rc == '0'}
+    if not d['ok']:
+        return d
+    d.update({'cmd_ms': round(int(cmd_us) / 1e3, 1), 'first_req_ms': round(int(req_us) / 1e3, 1),
+              'total_ms': round(int(tot_us) / 1e3, 1), 'tries': int(tries)})
+    if len(f) >= 9:
+        for k, x in (('second_req_ms', f[7]), ('netns_ms', f[8])):
+            d[k] = round(num(x) / 1e3, 1) if num(x) is not None else None
+    t = parse_timing(err_text)
+    for k, name in KC_TIMING.items():
+        d[name] = t.get(k)
+    if all(d.get(k) is not None for k in ('prepare_ms', 'api_ms', 'csr_wait_ms')):
+        # what the CLI did itself in prepare: kubeconfig, keys, checks, cache
+        d['prepare_own_ms'] = round(d['prepare_ms'] - d['api_ms'] - d['csr_wait_ms'], 1)
+        d['cluster_wait_ms'] = round(d['api_ms'] + d['csr_wait_ms'], 1)
+        d['cluster_wait_pct'] = round(100 * d['cluster_wait_ms'] / d['total_ms'], 1) if d['total_ms'] else None
+    if d.get('cli_total_ms') is not None:
+        # exec, the dynamic loader, netns exec, exit: outside the CLI's clock
+        d['outside_cli_ms'] = round(d['cmd_ms'] - d['cli_total_ms'], 1)
+    return d
+
+
+def k8sconnect_runs(results):
+    """kc lines (VARIANT ROUND RC CMD_US REQ_US TOTAL_US TRIES ERRFILE) and
+    kref lines (kubectl ROUND ok TCP_MS TLS_MS | kubectl ROUND fail WHY)."""
+    env, notes = {}, []
+    runs = {v: [] for v in KC_V + ['kubectl']}
+    for mode, key, val in results:
+        if mode == 'env':
+            env[key] = val
+        elif key == 'note':
+            notes.append('%s: %s' % (mode, val))
+        elif mode == 'kc' and key in KC_V:
+            f = val.split()
+            runs[key].append(kc_run(f, read_text(f[6]) if len(f) > 6 else ''))
+        elif mode == 'kref':
+            f = val.split()
+            d = {'round': int(f[0]), 'ok': len(f) >= 4 and f[1] == 'ok'}
+            if d['ok']:
+                d['listen_ms'], d['tls_ms'] = num(f[2]), num(f[3])
+            else:
+                notes.append('kubectl port-forward round %s: %s' % (f[0], ' '.join(f[1:])[:200]))
+            runs['kubectl'].append(d)
+    return env, notes, runs
+
+
+def report_k8sconnect(res, out, rounds, quick, down_mib, echo_mib, pf_rounds):
+    results = read_results(res)
+    env, notes, runs = k8sconnect_runs(results)
+    _, pf_notes, pf = portforward_section(results, down_mib, echo_mib)
+    notes += [n for n in pf_notes if n not in notes]
+    med, spread = medians(runs, KC_KEYS + ['listen_ms', 'tls_ms'])
+    lines = header_lines(
+        'kbridge connect with a kubeconfig: %d round%s (cold, warm, kubectl reference interleaved), then '
+        'portforward: %d round%s%s; %d CPUs, kernel %s' % (
+            rounds, 's' if rounds != 1 else '', pf_rounds, 's' if pf_rounds != 1 else '',
+            ', --quick' if quick else '', os.cpu_count(), platform.release()),
+        ['connect: alice in ws, only her kubeconfig; the manager pod from kbridge install, reached through',
+         '         the API server\'s port-forward (kube-apiserver -> kwok kubelet API -> the pod)',
+         '  cold = a fresh cache (new key, CSR signed by the manager); warm = her cached certificate,',
+         '         after kbridge quit and the previous forwarder gone; both to the first 200 from',
+         '         curl http://web.default/ in ws'], env)
+    P = lines.append
+    P('')
+
+    def cell(v, k, fmt='%.1f'):
+        m, s = med[v].get(k), spread[v].get(k)
+        if m is None:
+            return '-'
+        return (fmt % m) + (' (%s..%s)' % (fmt % s['min'], fmt % s['max']) if s['n'] > 1 else '')
+    row = '%-52s %-24s %-24s'
+    P(row % ('ms, median (min..max)', 'cold (new CSR)', 'warm (cached cert)'))
+    P('-' * 100)
+    for label, k, fmt in (
+            ('kbridge connect -> first 200 (wall)', 'total_ms', '%.0f'),
+            ('  the connect command (wall)', 'cmd_ms', '%.0f'),
+            ('    prepare: identity, permissions, forwarder start', 'prepare_ms', '%.1f'),
+            ('      of it API server requests', 'api_ms', '%.1f'),
+            ('        (requests)', 'api_requests', '%.0f'),
+            ('      of it sleeps waiting for the CSR signature', 'csr_wait_ms', '%.1f'),
+            ('      of it the CLI itself', 'prepare_own_ms', '%.1f'),
+            ('    kbridged start', 'daemon_start_ms', '%.1f'),
+            ('    kbridged connect: session up via port-forward', 'daemon_connect_ms', '%.1f'),
+            ('    exec, netns, exit (outside the CLI clock)', 'outside_cli_ms', '%.1f'),
+            ('  connect returned -> first 200 (curl)', 'first_req_ms', '%.1f'),
+            ('    (curl tries)', 'tries', '%.0f'),
+            ('  a second request, for comparison (curl)', 'second_req_ms', '%.1f'),
+            ('ip netns exec + timeout + env of /bin/true', 'netns_ms', '%.1f'),
+            ('waiting for the API server in prepare', 'cluster_wait_ms', '%.1f'),
+            ('  in % of connect -> first 200', 'cluster_wait_pct', '%.0f')):
+        P(row % (label, cell('cold', k, fmt), cell('warm', k, fmt)))
+    fails = {v: sum(1 for d in runs[v] if not d['ok']) for v in KC_V}
+    P('(%d cold and %d warm runs; failed: %d, %d. "session up" includes the forwarder\'s WebSocket to' % (
+        len(runs['cold']), len(runs['warm']), fails['cold'], fails['warm']))
+    P(' the API server, kwok and the pod, and the TLS session to the manager: not separable here;')
+    P(' every command here runs under ip netns exec, which a workstation does not have: its cost is the')
+    P(' netns line, in "exec, netns, exit" and in each curl)')
+    P('')
+    P('reference, not a peer: kubectl port-forward -n kbridge svc/kbridge-manager as alice, start ->')
+    P('  listening (first TCP accept): %s ms; -> first TLS handshake through it: %s ms' % (
+        cell('kubectl', 'listen_ms', '%.0f'), cell('kubectl', 'tls_ms', '%.0f')))
+    P('  (only a port: no identity, no session, no DNS; Telepresence is not available on this machine,')
+    P('  so "Telepresence takes seconds" is not measured here)')
+    P('')
+    P('port-forward throughput through the same API server and kwok (scripts/benchmarks/portforward):')
+    lines += pf_load_lines(down_mib, echo_mib) + ['']
+    lines += pf['table']
+    P('')
+    T = []
+    for v in KC_V:
+        x = med[v].get('total_ms')
+        target(T, '%s connect -> first request < 1 s' % v, x, None if x is None else x < 1000,
+               '-' if x is None else '%.0f ms (median)' % x)
+    for t in ('down', 'echo'):
+        x = pf['ratios']['kbridge-%s/kubectl-%s gbit_s' % (t, t)]['value']
+        target(T, 'port-forward %s Gbit/s >= 1.0x kubectl' % t, x, None if x is None else x >= 1.0, fmt_ratio(x))
+    lines += target_lines(T, 44, 20)
+    lines += note_lines(notes)
+    print('\n'.join(lines))
+    write_json(out, {
+        'benchmark': 'k8sconnect', 'rounds': rounds, 'quick': quick, 'cpus': os.cpu_count(),
+        'kernel': platform.release(), 'env': env, 'medians': med, 'spread': spread, 'runs': runs,
+        'reference': 'kubectl port-forward svc/kbridge-manager: start -> listening, -> first TLS handshake; '
+                     'Telepresence not available here',
+        'targets': T, 'portforward': dict(pf, rounds=pf_rounds), 'notes': notes, 'table': lines})
 
 
 # ------------------------------------------------------------------ main
@@ -764,6 +940,8 @@ def main(argv):
         report_preview(a[0], a[1], int(a[2]), int(a[3]), a[4] == '1', int(a[5]))
     elif cmd == 'portforward' and len(a) == 6:
         report_portforward(a[0], a[1], int(a[2]), int(a[3]), int(a[4]), a[5] == '1')
+    elif cmd == 'k8sconnect' and len(a) == 7:
+        report_k8sconnect(a[0], a[1], int(a[2]), a[3] == '1', int(a[4]), int(a[5]), int(a[6]))
     elif cmd == 'wrk' and len(a) >= 2:
         d = parse_wrk(read_text(a[0]))
         for field in a[1:]:

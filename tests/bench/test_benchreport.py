@@ -155,6 +155,43 @@ class Figures(unittest.TestCase):
         self.assertEqual(notes, ['kbridge: 5 of 200 DNS lookups failed', 'kbridge: something'])
 
 
+class Timing(unittest.TestCase):
+    LINE = ('kbridge: timing: prepare_ms=312.4 api_ms=180.2 api_requests=9 csr_wait_ms=100.3 '
+            'daemon_ms=21.0 connect_ms=45.5 total_ms=381.9\n')
+
+    def test_parse(self):
+        d = br.parse_timing('Connected to 127.0.0.1:4 as alice\n' + self.LINE)
+        self.assertEqual(d, {'prepare_ms': 312.4, 'api_ms': 180.2, 'api_requests': 9, 'csr_wait_ms': 100.3,
+                             'daemon_ms': 21.0, 'connect_ms': 45.5, 'total_ms': 381.9})
+        self.assertEqual(br.parse_timing('kbridge: connect: alice may not get pods\n'), {})
+        # the last line wins; a field that is not a number is left out
+        self.assertEqual(br.parse_timing(self.LINE + 'kbridge: timing: prepare_ms=x api_ms=2\n'), {'api_ms': 2.0})
+
+    def test_run(self):
+        with tempfile.NamedTemporaryFile('w', suffix='.err') as f:
+            f.write(self.LINE)
+            f.flush()
+            # ROUND RC CMD_US REQ_US TOTAL_US TRIES ERRFILE
+            d = br.kc_run(['3', '0', '400000', '25000', '425000', '2', f.name], br.read_text(f.name))
+        self.assertEqual(d['cmd_ms'], 400.0)
+        self.assertEqual(d['first_req_ms'], 25.0)
+        self.assertEqual(d['daemon_connect_ms'], 45.5)
+        self.assertEqual(d['prepare_own_ms'], round(312.4 - 180.2 - 100.3, 1))
+        self.assertEqual(d['cluster_wait_ms'], 280.5)
+        self.assertEqual(d['cluster_wait_pct'], round(100 * 280.5 / 425, 1))
+        self.assertEqual(d['outside_cli_ms'], round(400 - 381.9, 1))
+        d = br.kc_run(['3', '0', '400000', '25000', '425000', '2', f.name, '12500', 'null'], self.LINE)
+        self.assertEqual(d['second_req_ms'], 12.5)
+        self.assertIsNone(d['netns_ms'])
+        bad = br.kc_run(['1', '1', '9', '0', '9', '0', '/nonexistent'], '')
+        self.assertEqual(bad, {'round': 1, 'rc': 1, 'ok': False})
+        # no timing line (an older kbridge): the wall figures only
+        d = br.kc_run(['1', '0', '1000', '2000', '3000', '1'], '')
+        self.assertIsNone(d['prepare_ms'])
+        self.assertNotIn('cluster_wait_ms', d)
+        self.assertEqual(d['total_ms'], 3.0)
+
+
 class Reports(unittest.TestCase):
     """The three reports end to end, from results files like bench.bash's."""
 
@@ -231,6 +268,39 @@ class Reports(unittest.TestCase):
         self.assertIsNone(j['ratios']['kbridge-echo/kubectl-echo gbit_s']['value'])
         self.assertRegex(txt, r'kbridge / kubectl  down  Gbit/s +2\.00x')
         self.assertIn('kubectl: echo round 1 failed: x', j['notes'])
+
+    def test_k8sconnect(self):
+        with tempfile.TemporaryDirectory() as d:
+            errs = []
+            for i, (prep, api, wait) in enumerate(((300.0, 150.0, 100.0), (50.0, 30.0, 0.0), (320.0, 160.0, 100.0))):
+                errs.append(os.path.join(d, 'e%d' % i))
+                with open(errs[-1], 'w') as f:
+                    f.write('kbridge: timing: prepare_ms=%s api_ms=%s api_requests=5 csr_wait_ms=%s daemon_ms=20 '
+                            'connect_ms=40 total_ms=%s\n' % (prep, api, wait, prep + 60))
+            res = ('env binaries b\nenv clk_tck 100\nenv load_before 0.5 0 0\n'
+                   'kc cold 1 0 400000 20000 420000 1 %s 9000 8000\nkc warm 1 0 120000 10000 130000 1 %s\n'
+                   'kref kubectl 1 ok 150.5 170.2\n'
+                   'kc cold 2 0 420000 30000 450000 2 %s\nkc warm 2 1 60000000 0 60000000 0 %s\n'
+                   'kref kubectl 2 fail nothing listens on 127.0.0.1:18443\n'
+                   'run kbridge down 1 1.0000 20 1000000000\nrun kubectl down 1 0.8000 50 1000000000\n'
+                   'run kbridge echo 1 0.3000 30 500000000\nrun kubectl echo 1 0.3000 40 500000000\n'
+                   'kc note warm round 2 failed (rc 1): x\n') % (errs[0], errs[1], errs[2], errs[1])
+            txt, j = self.run_report(br.report_k8sconnect, res, 2, False, 128, 64, 1)
+        self.assertEqual(j['medians']['cold']['total_ms'], 435.0)
+        self.assertEqual(j['medians']['cold']['prepare_ms'], 310.0)
+        self.assertEqual(j['spread']['cold']['total_ms']['min'], 420.0)
+        self.assertEqual(j['medians']['warm']['total_ms'], 130.0)  # the failed run is left out
+        self.assertEqual(j['medians']['warm']['cluster_wait_ms'], 30.0)
+        self.assertEqual(j['medians']['kubectl']['tls_ms'], 170.2)
+        self.assertEqual(j['medians']['cold']['netns_ms'], 8.0)  # only round 1 has it
+        self.assertEqual([t['pass'] for t in j['targets']], [True, True, True, True])
+        self.assertEqual(j['portforward']['ratios']['kbridge-down/kubectl-down gbit_s']['value'], 1.25)
+        self.assertIn('kubectl port-forward round 2: fail nothing listens on 127.0.0.1:18443', j['notes'])
+        self.assertIn('kc: warm round 2 failed (rc 1): x', j['notes'])
+        self.assertRegex(txt, r'kbridge connect -> first 200 \(wall\) +435 \(420\.\.450\) +130\s')
+        self.assertRegex(txt, r'failed: 0, 1')
+        self.assertIn('Telepresence is not available', txt)
+        self.assertRegex(txt, r'kbridge / kubectl  down  Gbit/s +1\.25x')
 
 
 if __name__ == '__main__':
