@@ -31,6 +31,9 @@
 #include "util.h"
 
 #define CSR_PATH	"/apis/certificates.k8s.io/v1/certificatesigningrequests"
+/* The manager usually signs within tens of milliseconds: look again soon,
+ * then back off to POLL_MS. */
+#define POLL_FIRST_MS	15
 #define POLL_MS		100
 #define CACHE_FILE_MAX	(64 * 1024)
 #define DEFAULT_TIMEOUT_MS 30000
@@ -357,6 +360,7 @@ request_cert(struct kapi *k, const char *user, const char *request, int timeout_
 	const char *v;
 	uint64_t until = kb_now_ms() + (uint64_t)timeout_ms;
 	size_t len;
+	int wait_ms = POLL_FIRST_MS;
 	long status;
 
 	*name = NULL;
@@ -413,7 +417,8 @@ request_cert(struct kapi *k, const char *user, const char *request, int timeout_
 		{
 			uint64_t t0 = kapi_now_us();
 
-			usleep(POLL_MS * 1000);
+			usleep((unsigned)wait_ms * 1000);
+			wait_ms = wait_ms * 2 > POLL_MS ? POLL_MS : wait_ms * 2;
 			slept_us += kapi_now_us() - t0;
 		}
 	}
