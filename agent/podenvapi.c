@@ -100,7 +100,7 @@ send_get(struct podenv_fetch *f, enum what what, const char *name)
 }
 
 static enum podenv_found
-lookup(void *arg, int secret, const char *name, const cJSON **obj, char *err, size_t errlen)
+fetch_lookup(void *arg, int secret, const char *name, const cJSON **obj, char *err, size_t errlen)
 {
 	struct podenv_fetch *f = arg;
 	char key[300];
@@ -122,7 +122,7 @@ lookup(void *arg, int secret, const char *name, const cJSON **obj, char *err, si
 static void
 finish(struct podenv_fetch *f)
 {
-	struct podenv_src src = { .lookup = lookup, .arg = f, .services = f->services,
+	struct podenv_src src = { .lookup = fetch_lookup, .arg = f, .services = f->services,
 	    .node = f->node };
 	cJSON *env = NULL;
 	char err[600];

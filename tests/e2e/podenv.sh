@@ -24,6 +24,7 @@ export KB_CP_BIN=$bin
 K=$STATE/kube
 P=$STATE/pods/kbridge/kbridge-manager
 adm() { "$PG" kubectl "$@"; }
+cleanup_extra() { alice quit >/dev/null 2>&1 || true; }
 # podenv POD CONTAINER: as the manager, from its pod
 podenv() {
 	QUIET=1 pg mgr env -i KUBERNETES_SERVICE_HOST=10.96.0.1 KUBERNETES_SERVICE_PORT=443 \
@@ -47,7 +48,7 @@ adm create -f - >/dev/null <<'EOF'
  {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "db", "namespace": "envtest"},
   "spec": {"ports": [{"name": "pg", "port": 5432}]}},
  {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "web-0", "namespace": "envtest",
-   "labels": {"app": "web"}, "annotations": {"playground.kbridge.dev/pod-ip": "10.244.0.77"}},
+   "labels": {"app": "web"}, "annotations": {"playground.kbridge.dev/pod-ip": "10.244.1.11"}},
   "spec": {"nodeName": "playground-node", "containers": [
    {"name": "app", "image": "example/web",
     "resources": {"limits": {"memory": "256Mi", "cpu": "500m"}},
@@ -73,12 +74,12 @@ adm create -f - >/dev/null <<'EOF'
    {"name": "side", "image": "example/side", "env": [{"name": "ONLY_SIDE", "value": "1"}]}]}}
 ]}
 EOF
-podip() { [[ $(adm -n envtest get pod web-0 -o 'jsonpath={.status.podIP}') == 10.244.0.77 ]]; }
+podip() { [[ $(adm -n envtest get pod web-0 -o 'jsonpath={.status.podIP}') == 10.244.1.11 ]]; }
 poll 100 podip
 dbip=$(adm -n envtest get service db -o 'jsonpath={.spec.clusterIP}')
 [[ $dbip == 10.96.* ]]
 [[ $(adm get service kubernetes -o 'jsonpath={.spec.clusterIP} {.spec.ports[0].name} {.spec.ports[0].port}') == "10.96.0.1 https 443" ]]
-ok "namespace envtest: ConfigMap app-config, Secret app-secret, Service db ($dbip), Pod web-0 (Running, 10.244.0.77)"
+ok "namespace envtest: ConfigMap app-config, Secret app-secret, Service db ($dbip), Pod web-0 (Running, 10.244.1.11: the playground pod api's network namespace, where its sidecar runs below)"
 
 # Without --env-secrets the manager may not read Secrets: one line, no env.
 out=$(podenv web-0 app 2>&1) && { echo "$out"; exit 1; }
@@ -109,7 +110,7 @@ env = {
     # env, in order
     "GREETING": "hello", "LOG_LEVEL": "debug", "TOKEN": "k-123",
     "POD_NAME": "web-0", "POD_NS": "envtest", "APP": "web", "NODE": "playground-node",
-    "POD_IP": "10.244.0.77",
+    "POD_IP": "10.244.1.11",
     "MEM_MI": "256",          # 256Mi / 1Mi
     "CPU_M": "500",           # requests default to the limits: 500m / 1m
     "URL": "postgres://app:s3cr3t!@%s:5432/envtest?x=$(LITERAL)&l=$(LATER)&g=hello" % db,
@@ -133,6 +134,7 @@ for k, v in list(links("kubernetes", "10.96.0.1", [("https", 443)]).items()) + \
 print(json.dumps(env, sort_keys=True, separators=(",", ":")))
 EOF
 )
+echo "$want" >"$STATE/want.json"
 [[ $(wc -l <<<"$got") == 1 ]]
 python3 -c 'import json, sys
 got, want = json.loads(sys.argv[1]), json.loads(sys.argv[2])
@@ -161,5 +163,70 @@ out=$(podenv gone app 2>&1) && { echo "$out"; exit 1; }
 [[ $out == "kbridge-agent podenv: envtest/gone: cannot read pod envtest/gone: "*"not found"* ]] || { echo "$out"; exit 1; }
 ok "a missing ConfigMap key, container or pod: one line, exit 1"
 
+# The same through a real intercept: a sidecar for web.envtest runs in the
+# pod's network namespace (10.244.1.11) and names its pod and the app's
+# container in its hello (KBRIDGE_POD_NAME, KBRIDGE_APP_CONTAINER, as an
+# injected sidecar gets them); its own env (GREETING=the-sidecars-own) is
+# not the app's. The in-cluster manager makes the env from web-0's spec.
+mkdir -m 700 "$STATE/ca"
+adm -n kbridge get secret kbridge-manager-ca -o 'jsonpath={.data.ca\.crt}' | base64 -d >"$STATE/ca/ca.crt"
+adm -n kbridge get secret kbridge-manager-ca -o 'jsonpath={.data.ca\.key}' | base64 -d >"$STATE/ca/ca.key"
+echo '{"address":"192.168.50.1:8443"}' >"$STATE/ca/config.json"
+"$KB_BIN/kbridge-agent" issue --state-dir "$STATE/ca" --name alice --out "$STATE/alice-pod.json" >/dev/null
+for w in web echo; do
+	"$KB_BIN/kbridge-agent" issue --state-dir "$STATE/ca" --sidecar --workload "$w" --namespace envtest \
+		--out "$STATE/sidecar-$w.json" >/dev/null
+done
+rm "$STATE/ca/ca.key"
+# sidecar NODE WORKLOAD POD: in the background, its pid in $STATE/sidecar-WORKLOAD.pid
+sidecar() {
+	"$PG" exec "$1" -- env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin GREETING=the-sidecars-own \
+		KBRIDGE_POD_NAME="$3" KBRIDGE_APP_CONTAINER=app "$KB_BIN/kbridge-agent" sidecar \
+		--profile "$STATE/sidecar-$2.json" --workload "$2" --namespace envtest --listen 0.0.0.0:8081 \
+		--app 127.0.0.1:80 --protocol http --manager 10.244.0.10:8443 >"$STATE/sidecar-$2.log" 2>&1 &
+	echo $! >"$STATE/sidecar-$2.pid"
+}
+sidecar api web web-0
+poll 100 grep -q "workload web.envtest: environment from the spec of pod envtest/web-0 (34 variables)" "$P/pod.log" ||
+	{ tail -n 5 "$P/pod.log" "$STATE/sidecar-web.log"; exit 1; }
+alice connect --profile "$STATE/alice-pod.json" >/dev/null
+alice intercept web -n envtest --port 8080 --env-file "$STATE/web.env" >/dev/null 2>"$STATE/intercept.err"
+# The env file holds what a shell and docker both read as written: names
+# that are identifiers, values without quoting (cli/envfile.c; the rest is
+# named on stderr). Of the kubelet's env, exactly those.
+python3 - "$STATE/want.json" "$STATE/web.env" "$STATE/intercept.err" <<'EOF'
+import json, re, sys
+want = json.load(open(sys.argv[1]))
+lines = [l for l in open(sys.argv[2]).read().split("\n") if l and not l.startswith("#")]
+got = dict(l.split("=", 1) for l in lines)
+ok = lambda k, v: re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", k) and re.fullmatch(r"[A-Za-z0-9_./:@%+,=-]*", v)
+exp = {k: v for k, v in want.items() if ok(k, v)}
+for k in sorted(set(got) | set(exp)):
+    if got.get(k) != exp.get(k):
+        print("# %s: got %r, want %r" % (k, got.get(k), exp.get(k)))
+assert got == exp, "env file differs"
+assert got["GREETING"] == "hello" and got["POD_IP"] == "10.244.1.11" and got["TOKEN"] == "k-123"
+err = open(sys.argv[3]).read()
+for k in set(want) - set(exp):
+    assert k in err, "%s left out without a word: %s" % (k, err)
+assert "the sidecar's" not in err, err
+print("# env file: %d of the %d variables (left out, and named: %s)" % (len(got), len(want), " ".join(sorted(set(want) - set(exp)))))
+EOF
+ok "kbridge intercept web -n envtest --env-file: the file holds the kubelet's env of web-0/app from its pod spec (not the sidecar's own), each variable it can hold"
+
+# A sidecar that names a pod that is not the one it runs in gets its own
+# env, not that pod's: echo.envtest's sidecar in echo's netns names web-0.
+sidecar echo echo web-0
+poll 100 grep -q "workload echo.envtest: the environment of pod envtest/web-0 cannot be made from its spec, the sidecar's own stands: pod envtest/web-0 does not have the sidecar's address 10.244.1.20" "$P/pod.log" ||
+	{ tail -n 5 "$P/pod.log"; exit 1; }
+alice intercept echo -n envtest --port 8081 --env-file "$STATE/echo.env" >/dev/null 2>"$STATE/intercept-echo.err"
+grep -qx "GREETING=the-sidecars-own" "$STATE/echo.env"
+no grep -q "TOKEN" "$STATE/echo.env"
+grep -q "the environment in $STATE/echo.env is the sidecar's, not made from the pod spec: pod envtest/web-0 does not have the sidecar's address 10.244.1.20" "$STATE/intercept-echo.err" ||
+	{ cat "$STATE/intercept-echo.err"; exit 1; }
+ok "a sidecar naming another pod than its own: its own env stands and kbridge intercept says why"
+
+alice quit >/dev/null
+for w in web echo; do kill "$(cat "$STATE/sidecar-$w.pid")" 2>/dev/null || true; done
 "$PG" down >/dev/null
 ok "down"
