@@ -269,6 +269,21 @@ env_from_pod(struct workload *w, struct client *c, const cJSON *hello)
 	}
 }
 
+/* Why the env in an intercept's result is the sidecar's, if it is. */
+static void
+env_note(const struct workload *w, cJSON *r)
+{
+	char why[700];
+
+	if (w->fetch) {
+		snprintf(why, sizeof(why), "pod %s/%s is still being read from the API (run the "
+		    "intercept again in a moment)", w->ns, w->fetch_pod);
+		cJSON_AddStringToObject(r, "env_error", why);
+	} else if (w->env_err[0]) {
+		cJSON_AddStringToObject(r, "env_error", w->env_err);
+	}
+}
+
 int
 icpt_sidecar_hello(struct client *c, const cJSON *hello, char *reason, size_t len)
 {
@@ -646,8 +661,7 @@ resume_kept(struct client *c, const cJSON *req, struct intercept *i)
 	cJSON_AddItemToObject(r, "intercept", intercept_json(i, c));
 	if (i->w->env)
 		cJSON_AddItemToObject(r, "env", cJSON_Duplicate(i->w->env, 1));
-	if (i->w->env_err[0])
-		cJSON_AddStringToObject(r, "env_error", i->w->env_err);
+	env_note(i->w, r);
 	return r;
 }
 
@@ -737,8 +751,7 @@ do_intercept(struct client *c, const cJSON *req)
 	r = result(req, 1, 0, NULL);
 	cJSON_AddItemToObject(r, "intercept", intercept_json(n, c));
 	cJSON_AddItemToObject(r, "env", cJSON_Duplicate(w->env, 1));
-	if (w->env_err[0])
-		cJSON_AddStringToObject(r, "env_error", w->env_err);
+	env_note(w, r);
 	return r;
 fail:
 	n->w = NULL;
