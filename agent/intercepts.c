@@ -18,6 +18,7 @@
 #include "client.h"
 #include "log.h"
 #include "msg.h"
+#include "podenvapi.h"
 #include "preview.h"
 #include "session.h"
 #include "store.h"
@@ -50,6 +51,12 @@ struct workload {
 	TAILQ_ENTRY(workload) entry;
 	char name[64], ns[64], protocol[8];
 	cJSON *env;
+	/* In-cluster: the env from the pod spec of the sidecar's pod, asked
+	 * for at each sidecar hello (as the kubelet makes it at each container
+	 * start); env_err why the sidecar's own env stands instead. */
+	struct podenv_fetch *fetch;
+	char fetch_ip[64], fetch_pod[256];
+	char env_err[600];
 	struct client *sidecars[MAX_SIDECARS];
 	size_t nsidecars;
 	TAILQ_HEAD(, intercept) icpts;
@@ -57,6 +64,7 @@ struct workload {
 
 static TAILQ_HEAD(, workload) workloads = TAILQ_HEAD_INITIALIZER(workloads);
 static struct event_base *ev_base;
+static struct kb_kube *icpt_kube;
 static unsigned grace_period_ms = 10000;
 
 void
@@ -112,6 +120,7 @@ workload_gc(struct workload *w)
 	if (w->nsidecars > 0 || !TAILQ_EMPTY(&w->icpts))
 		return;
 	TAILQ_REMOVE(&workloads, w, entry);
+	podenv_fetch_cancel(w->fetch);
 	cJSON_Delete(w->env);
 	free(w);
 }
@@ -176,6 +185,102 @@ push(struct workload *w)
 			kb_session_send_control(w->sidecars[k]->sess, msg);
 		else
 			cJSON_Delete(msg);
+	}
+}
+
+void
+icpt_set_kube(struct kb_kube *k)
+{
+	icpt_kube = k;
+}
+
+/* The pod's IPs hold ip? */
+static int
+pod_has_ip(const cJSON *pod, const char *ip)
+{
+	const cJSON *st = cJSON_GetObjectItemCaseSensitive(pod, "status"), *e;
+	const char *v = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(st, "podIP"));
+
+	if (v && !strcmp(v, ip))
+		return 1;
+	cJSON_ArrayForEach(e, cJSON_GetObjectItemCaseSensitive(st, "podIPs")) {
+		v = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(e, "ip"));
+		if (v && !strcmp(v, ip))
+			return 1;
+	}
+	return 0;
+}
+
+static void
+env_fetched(void *arg, const cJSON *env, const cJSON *pod, const char *err)
+{
+	struct workload *w = arg;
+	cJSON *dup;
+
+	w->fetch = NULL;
+	/* The sidecar names its pod; the address it came from must be that
+	 * pod's, so a sidecar gets no other pod's environment for its
+	 * workload's intercepts. */
+	if (env && !pod_has_ip(pod, w->fetch_ip)) {
+		snprintf(w->env_err, sizeof(w->env_err), "pod %s/%s does not have the sidecar's "
+		    "address %s", w->ns, w->fetch_pod, w->fetch_ip);
+		env = NULL;
+	} else if (!env) {
+		snprintf(w->env_err, sizeof(w->env_err), "%s", err);
+	}
+	if (env && (dup = cJSON_Duplicate(env, 1)) != NULL) {
+		cJSON_Delete(w->env);
+		w->env = dup;
+		w->env_err[0] = '\0';
+		log_info("workload %s.%s: environment from the spec of pod %s/%s (%d variables)",
+		    w->name, w->ns, w->ns, w->fetch_pod, cJSON_GetArraySize(env));
+		return;
+	}
+	log_warnx("workload %s.%s: the environment of pod %s/%s cannot be made from its spec, "
+	    "the sidecar's own stands: %s", w->name, w->ns, w->ns, w->fetch_pod, w->env_err);
+}
+
+/* In-cluster, a sidecar that names its pod ("pod", and "container": the
+ * app's; default the pod's first): the env from the pod spec replaces
+ * the sidecar's own once the API has answered. */
+static void
+env_from_pod(struct workload *w, struct client *c, const cJSON *hello)
+{
+	const char *pod = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(hello, "pod"));
+	const char *ctr = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(hello,
+	    "container"));
+	char *colon;
+
+	w->env_err[0] = '\0';
+	if (!icpt_kube || !pod)
+		return;
+	podenv_fetch_cancel(w->fetch);
+	w->fetch = NULL;
+	/* c->peer is IP:PORT or [IP6]:PORT */
+	snprintf(w->fetch_ip, sizeof(w->fetch_ip), "%s", c->peer[0] == '[' ? c->peer + 1 :
+	    c->peer);
+	if ((colon = strrchr(w->fetch_ip, c->peer[0] == '[' ? ']' : ':')) != NULL)
+		*colon = '\0';
+	snprintf(w->fetch_pod, sizeof(w->fetch_pod), "%s", pod);
+	if ((w->fetch = podenv_fetch(icpt_kube, w->ns, pod, ctr, env_fetched, w)) == NULL) {
+		snprintf(w->env_err, sizeof(w->env_err), "sidecar %s names an invalid pod or "
+		    "container", c->name);
+		log_warnx("workload %s.%s: %s", w->name, w->ns, w->env_err);
+	}
+}
+
+/* Why the env in an intercept's result is the sidecar's, if it is. */
+static void
+env_note(const struct workload *w, cJSON *r)
+{
+	char why[700];
+
+	if (w->fetch) {
+		snprintf(why, sizeof(why), "pod %s/%s is still being read from the API (run the "
+		    "intercept again in a moment)", w->ns, w->fetch_pod);
+		cJSON_AddStringToObject(r, "env_error", why);
+	} else if (w->env_err[0]) {
+		cJSON_AddStringToObject(r, "env_error", w->env_err);
 	}
 }
 
@@ -245,6 +350,7 @@ icpt_sidecar_hello(struct client *c, const cJSON *hello, char *reason, size_t le
 	w->env = env ? cJSON_Duplicate(env, 1) : cJSON_CreateObject();
 	w->sidecars[w->nsidecars++] = c;
 	log_info("sidecar %s joined workload %s.%s (%s)", c->name, w->name, w->ns, w->protocol);
+	env_from_pod(w, c, hello);
 	return 0;
 }
 
@@ -555,6 +661,7 @@ resume_kept(struct client *c, const cJSON *req, struct intercept *i)
 	cJSON_AddItemToObject(r, "intercept", intercept_json(i, c));
 	if (i->w->env)
 		cJSON_AddItemToObject(r, "env", cJSON_Duplicate(i->w->env, 1));
+	env_note(i->w, r);
 	return r;
 }
 
@@ -644,6 +751,7 @@ do_intercept(struct client *c, const cJSON *req)
 	r = result(req, 1, 0, NULL);
 	cJSON_AddItemToObject(r, "intercept", intercept_json(n, c));
 	cJSON_AddItemToObject(r, "env", cJSON_Duplicate(w->env, 1));
+	env_note(w, r);
 	return r;
 fail:
 	n->w = NULL;

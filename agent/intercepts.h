@@ -12,9 +12,15 @@ struct cJSON;
 struct client;
 struct event_base;
 struct kb_stream;
+struct kb_kube;
 
 /* Grace period before a disconnected owner's intercepts are released. */
 void icpt_init(struct event_base *base, unsigned grace_ms);
+/* In-cluster: the API client (borrowed; NULL: none) with which a
+ * workload's environment comes from the spec of the pod its sidecar names
+ * in its hello ("pod", "container"), as the kubelet makes it, instead of
+ * the sidecar's own environment. */
+void icpt_set_kube(struct kb_kube *kube);
 /* A sidecar's hello: register it for its workload. 0, or -1 with reason. */
 int icpt_sidecar_hello(struct client *c, const struct cJSON *hello, char *reason, size_t len);
 /* A daemon's session is up: its user's intercepts in grace come back to it. */

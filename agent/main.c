@@ -4,6 +4,7 @@
 
 #include "identity.h"
 #include "manager.h"
+#include "podenvapi.h"
 #include "sidecar.h"
 
 static void
@@ -38,6 +39,9 @@ main(int argc, char **argv)
 		return cmd_issue(argc - 1, argv + 1);
 	if (!strcmp(argv[1], "manager"))
 		return cmd_manager(argc - 1, argv + 1);
+	/* A diagnostic, not in the usage: what --env-file gets from a pod. */
+	if (!strcmp(argv[1], "podenv"))
+		return cmd_podenv(argc - 1, argv + 1);
 	if (!strcmp(argv[1], "sidecar"))
 		return cmd_sidecar(argc - 1, argv + 1);
 	fprintf(stderr, "kbridge-agent: unknown command '%s' (try --help)\n", argv[1]);

@@ -1113,6 +1113,7 @@ cmd_manager(int argc, char **argv)
 	if ((m.ctx = kb_tls_server_ctx(ca, cert, key, err, sizeof(err))) == NULL)
 		goto out;
 	icpt_init(m.base, (unsigned)(grace * 1000));
+	icpt_set_kube(m.kube);
 	if (in_cluster && state_up(&m, state_secret ? state_secret : "kbridge-manager-state", err,
 	    sizeof(err)) < 0)
 		goto out;

@@ -503,6 +503,12 @@ link_hello(void *arg)
 	cJSON_AddStringToObject(hello, "namespace", sc.ns);
 	cJSON_AddStringToObject(hello, "protocol", sc.protocol);
 	cJSON_AddItemToObject(hello, "env", hello_env());
+	/* Its pod (downward API) and the app's container, where the pod spec
+	 * says so: an in-cluster manager takes the env from the pod spec. */
+	if (getenv("KBRIDGE_POD_NAME") && *getenv("KBRIDGE_POD_NAME"))
+		cJSON_AddStringToObject(hello, "pod", getenv("KBRIDGE_POD_NAME"));
+	if (getenv("KBRIDGE_APP_CONTAINER") && *getenv("KBRIDGE_APP_CONTAINER"))
+		cJSON_AddStringToObject(hello, "container", getenv("KBRIDGE_APP_CONTAINER"));
 	return hello;
 }
 

@@ -19,7 +19,8 @@
 
 #define IMAGE_MAX		512
 
-enum { OPT_KUBECONFIG = 256, OPT_CONTEXT, OPT_IMAGE, OPT_DRY_RUN, OPT_PREVIEW_URL };
+enum { OPT_KUBECONFIG = 256, OPT_CONTEXT, OPT_IMAGE, OPT_DRY_RUN, OPT_PREVIEW_URL,
+	OPT_ENV_SECRETS };
 enum { FMT_TEXT, FMT_JSON, FMT_YAML };
 
 /* "clusterrole/kbridge-developer", for messages. */
@@ -265,6 +266,7 @@ cmd_install(int argc, char **argv)
 		{ "image", required_argument, NULL, OPT_IMAGE },
 		{ "dry-run", no_argument, NULL, OPT_DRY_RUN },
 		{ "preview-url-base", required_argument, NULL, OPT_PREVIEW_URL },
+		{ "env-secrets", no_argument, NULL, OPT_ENV_SECRETS },
 		LONGOPT_OUTPUT,
 		LONGOPT_HELP,
 		LONGOPT_END
@@ -275,7 +277,7 @@ cmd_install(int argc, char **argv)
 	struct kapi k = { 0 };
 	cJSON *objs = NULL, *done = NULL, *o, *cur;
 	enum output out = OUT_TEXT;
-	int ch, r, skip, dry = 0, fmt = FMT_TEXT, ret = 1;
+	int ch, r, skip, dry = 0, fmt = FMT_TEXT, ret = 1, env_secrets = 0;
 
 	while ((ch = next_opt(argc, argv, ":n:o:h", opts)) != -1) {
 		if ((r = kube_opt(argv[0], ch, &file, &context, &ns)) == -1)
@@ -295,6 +297,9 @@ cmd_install(int argc, char **argv)
 			if (preview_url_arg(optarg) == -1)
 				return EXIT_USAGE;
 			preview = optarg;
+			break;
+		case OPT_ENV_SECRETS:
+			env_secrets = 1;
 			break;
 		case 'o':	/* text, json or yaml: not std_opt's */
 			fmt_arg = optarg;
@@ -318,7 +323,8 @@ cmd_install(int argc, char **argv)
 		errorx("install: -o yaml prints the objects: it needs --dry-run");
 		return EXIT_USAGE;
 	}
-	mo = (struct kb_manifest_opts){ .ns = ns, .image = image, .preview_url = preview };
+	mo = (struct kb_manifest_opts){ .ns = ns, .image = image, .preview_url = preview,
+	    .env_secrets = env_secrets };
 	if ((objs = kb_manifests(&mo)) == NULL) {
 		errorx("install: out of memory");
 		return 1;

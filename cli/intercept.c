@@ -374,7 +374,14 @@ intercept_env(const struct intercept_args *a, struct kb_envfile *ef,
     const cJSON *resp, size_t *nenv)
 {
 	const cJSON *env = cJSON_GetObjectItemCaseSensitive(resp, "env");
+	const char *why = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(resp,
+	    "env_error"));
 
+	/* In-cluster the env comes from the pod spec; when it cannot, the
+	 * sidecar's own (not the app container's) stands, and we say why. */
+	if (why)
+		errorx("warning: the environment in %s is the sidecar's, not made from the pod "
+		    "spec: %s", a->envpath, why);
 	if (!cJSON_IsObject(env)) {
 		errorx("kbridged reported no environment; %s has no "
 		    "variables", a->envpath);

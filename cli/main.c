@@ -212,8 +212,8 @@ static const struct command commands[] = {
 	    NULL },
 	{ "install", cmd_install,
 	    "usage: kbridge install [--kubeconfig FILE] [--context NAME] [--namespace NS]\n"
-	    "           [--image IMAGE] [--preview-url-base URL] [--dry-run]\n"
-	    "           [--output text|json|yaml]\n"
+	    "           [--image IMAGE] [--preview-url-base URL] [--env-secrets]\n"
+	    "           [--dry-run] [--output text|json|yaml]\n"
 	    "\n"
 	    "Install kbridge's manager in the cluster through the Kubernetes API, as\n"
 	    "you (your kubeconfig's credentials): the namespace, the manager's\n"
@@ -231,6 +231,10 @@ static const struct command commands[] = {
 	    "                         serve preview URLs on the manager's port 8080,\n"
 	    "                         which teammates reach at URL (http[s]://HOST[:PORT],\n"
 	    "                         e.g. through an ingress); default: no preview URLs\n"
+	    "      --env-secrets      let the manager get Secrets (by name, any namespace)\n"
+	    "                         so --env-file has the values a workload's env takes\n"
+	    "                         from Secrets; whoever may intercept a workload then\n"
+	    "                         reads them. Default: ConfigMaps only\n"
 	    "      --dry-run          print the objects instead of applying them\n"
 	    "                         (YAML, or a JSON List with -o json), e.g. to\n"
 	    "                         commit them for Argo CD or Flux\n"

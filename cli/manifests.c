@@ -283,6 +283,10 @@ kb_manifests(const struct kb_manifest_opts *mo)
 	    "manager");
 	rules = add_arr(o, "rules");
 	rule(rules, "", L("namespaces", "services", "pods", "nodes"), NULL, READ);
+	/* --env-file: the ConfigMaps (and, opted in, the Secrets) a workload's
+	 * env names, read one by one: get, never list or watch. */
+	rule(rules, "", mo->env_secrets ? L("configmaps", "secrets") : L("configmaps"), NULL,
+	    L("get"));
 	rule(rules, "discovery.k8s.io", L("endpointslices"), NULL, READ);
 	/* The service range (discovery; ServiceCIDRs are served since v1.33). */
 	rule(rules, "networking.k8s.io", L("servicecidrs"), NULL, READ);

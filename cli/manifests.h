@@ -47,6 +47,10 @@ struct kb_manifest_opts {
 	/* How teammates reach preview URLs (http[s]://HOST[:PORT]); NULL: the
 	 * manager serves no preview URLs (no preview port). */
 	const char *preview_url;
+	/* --env-secrets: the manager may get Secrets (any namespace, by name;
+	 * no list or watch) to give --env-file the values a workload's env
+	 * takes from Secrets. Off: ConfigMaps only. */
+	int env_secrets;
 };
 
 /* The objects in apply order (dependencies first): a cJSON array the

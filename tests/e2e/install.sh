@@ -110,12 +110,15 @@ can() { adm auth can-i --as="$sa" "$@"; }
 [[ $(can watch endpointslices.discovery.k8s.io -A) == yes && $(can list nodes 2>/dev/null) == yes ]]
 for no in "get secrets/other -n kbtest" "list secrets -n kbtest" "get secrets -n default" \
 	"delete secrets/kbridge-manager-ca -n kbtest" "create pods -n default" "patch services -n default" \
-	"create configmaps -n default" "get configmaps/kbridge-manager-state -n kbtest" "list configmaps -n kbtest" \
-	"delete secrets/kbridge-manager-state -n kbtest" "patch secrets/kbridge-manager-state -n kbtest"; do
+	"create configmaps -n default" "update configmaps/other -n kbtest" "list configmaps -n kbtest" \
+	"watch configmaps -A" "delete secrets/kbridge-manager-state -n kbtest" "patch secrets/kbridge-manager-state -n kbtest"; do
 	# shellcheck disable=SC2086 # words on purpose
 	[[ $(can $no 2>/dev/null) == no ]] || { echo "the manager may $no"; exit 1; }
 done
-ok "the manager may read the cluster, its own two Secrets and its CA ConfigMap (by name), not other secrets or configmaps or any write elsewhere"
+# --env-file: ConfigMaps by name anywhere (no list or watch); Secrets only
+# with install --env-secrets (tests/e2e/podenv.sh).
+[[ $(can get configmaps/any -n default) == yes ]]
+ok "the manager may read the cluster, its own two Secrets and its CA ConfigMap (by name), ConfigMaps by name (for --env-file), not other secrets, no list of configmaps, no write elsewhere"
 
 adm create clusterrolebinding alice-kbridge --clusterrole=kbridge-developer --user=alice >/dev/null
 adm -n kbtest create rolebinding alice-kbridge --role=kbridge-developer --user=alice >/dev/null

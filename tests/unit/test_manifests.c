@@ -294,6 +294,20 @@ main(void)
 	ok(grants(o, "pods", "list") == 1 && grants(o, "endpointslices", "watch") == 1);
 	ok(grants(o, "pods", "create") == 0 && grants(o, "pods", "patch") == 0 &&
 	    grants(o, "secrets", "get") == 0);
+	/* --env-file: ConfigMaps by name, no list or watch; Secrets only
+	 * with --env-secrets (below). */
+	ok(grants(o, "configmaps", "get") == 1 && grants(o, "configmaps", "list") == 0 &&
+	    grants(o, "configmaps", "watch") == 0 && grants(o, "configmaps", "update") == 0);
+	mo.env_secrets = 1;
+	plain = kb_manifests(&mo);
+	mo.env_secrets = 0;
+	o = find(plain, "ClusterRole", KB_MANAGER_NAME);
+	ok(grants(o, "secrets", "get") == 1 && grants(o, "configmaps", "get") == 1);
+	ok(grants(o, "secrets", "list") == 0 && grants(o, "secrets", "watch") == 0 &&
+	    grants(o, "secrets", "update") == 0 && grants(o, "secrets", "delete") == 0);
+	ok(!wildcard(plain));
+	cJSON_Delete(plain);
+	o = find(objs, "ClusterRole", KB_MANAGER_NAME);
 	ok(grants(o, "signers", "sign") == 2 && grants(o, "signers", "approve") == 2);
 	ok(grants(o, "certificatesigningrequests/approval", "update") == 1 &&
 	    grants(o, "certificatesigningrequests/status", "update") == 1);

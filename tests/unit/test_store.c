@@ -14,6 +14,8 @@
 #include "../../agent/identity.c"
 #include "../../agent/incluster.c"
 #include "../../agent/intercepts.c"
+#include "../../agent/podenv.c"
+#include "../../agent/podenvapi.c"
 /* Both have a static do_list. */
 #define do_list preview_do_list
 #include "../../agent/preview.c"
