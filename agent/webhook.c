@@ -365,16 +365,18 @@ answer(const char *uid, const cJSON *patch, const char *warn)
 }
 
 char *
-webhook_review(const struct webhook_cfg *cfg, const char *review, size_t len, char *err,
-    size_t errlen)
+webhook_review(const struct webhook_cfg *cfg, const char *review, size_t len,
+    struct webhook_result *res, char *err, size_t errlen)
 {
+	struct webhook_result none;
 	cJSON *rv = cJSON_ParseWithLength(review, len), *patch = NULL;
 	const cJSON *req = get(rv, "request");
 	const char *uid = get_str(req, "uid"), *ns = get_str(req, "namespace");
 	const char *kind = get_str(get(req, "kind"), "kind");
 	const char *op_ = get_str(req, "operation");
 	const cJSON *pod = get(req, "object");
-	char warn[512] = "", *out;
+	const char *name;
+	char *out;
 
 	if (!rv || !uid || !*uid || strlen(uid) > 128 ||
 	    strcmp(get_str(rv, "kind") ? get_str(rv, "kind") : "", "AdmissionReview") != 0) {
@@ -382,13 +384,22 @@ webhook_review(const struct webhook_cfg *cfg, const char *review, size_t len, ch
 		cJSON_Delete(rv);
 		return NULL;
 	}
+	if (!res)
+		res = &none;
+	memset(res, 0, sizeof(*res));
 	if (kind && strcmp(kind, "Pod") == 0 && op_ && strcmp(op_, "CREATE") == 0 &&
 	    !get_str(req, "subResource")) {
 		if (!ns)
 			ns = get_str(get(pod, "metadata"), "namespace");
-		patch = webhook_mutate(cfg, pod, ns, warn, sizeof(warn));
+		if (!(name = get_str(get(pod, "metadata"), "name")) &&
+		    !(name = get_str(get(pod, "metadata"), "generateName")))
+			name = "";
+		snprintf(res->pod, sizeof(res->pod), "%.63s/%.253s", ns ? ns : "", name);
+		res->pod_create = 1;
+		patch = webhook_mutate(cfg, pod, ns, res->warn, sizeof(res->warn));
+		res->patched = patch != NULL;
 	}
-	if ((out = answer(uid, patch, warn)) == NULL)
+	if ((out = answer(uid, patch, res->warn)) == NULL)
 		snprintf(err, errlen, "out of memory");
 	cJSON_Delete(patch);
 	cJSON_Delete(rv);

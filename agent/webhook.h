@@ -51,11 +51,20 @@ struct webhook_cfg {
 struct cJSON *webhook_mutate(const struct webhook_cfg *cfg, const struct cJSON *pod,
     const char *ns, char *warn, size_t warnlen);
 
+/* What a review decided, for the log. */
+struct webhook_result {
+	char pod[320];		/* "NS/NAME" (NAME may be a generateName prefix) */
+	int pod_create;		/* it was a Pod CREATE */
+	int patched;
+	char warn[512];
+};
+
 /* The answer to an AdmissionReview (len bytes of JSON): a malloc'd
  * AdmissionReview with the response (allowed: true; the patch, base64, if
- * any; a warning if any). NULL with err when review is not an
- * AdmissionReview with a request uid (the server answers 400). */
-char *webhook_review(const struct webhook_cfg *cfg, const char *review, size_t len, char *err,
-    size_t errlen);
+ * any; a warning if any); res (may be NULL) says what. NULL with err when
+ * review is not an AdmissionReview with a request uid (the server answers
+ * 400). */
+char *webhook_review(const struct webhook_cfg *cfg, const char *review, size_t len,
+    struct webhook_result *res, char *err, size_t errlen);
 
 #endif

@@ -132,6 +132,7 @@ handle(struct wh_conn *c)
 {
 	size_t len = evbuffer_get_length(c->body);
 	const char *body = (const char *)evbuffer_pullup(c->body, -1);
+	struct webhook_result res;
 	char err[200], *out, *q;
 
 	if ((q = strchr(c->url, '?')) != NULL)
@@ -144,11 +145,17 @@ handle(struct wh_conn *c)
 		respond(c, 405, "Method Not Allowed", "POST only\n");
 		return;
 	}
-	if ((out = webhook_review(&c->w->cfg, body ? body : "", len, err, sizeof(err))) == NULL) {
+	if ((out = webhook_review(&c->w->cfg, body ? body : "", len, &res, err,
+	    sizeof(err))) == NULL) {
 		log_debug("webhook: %s: bad request: %s", c->peer, err);
 		respond(c, 400, "Bad Request", err);
 		return;
 	}
+	if (res.pod_create && (res.patched || res.warn[0]))
+		log_info("webhook: pod %s: %s%s", res.pod, res.patched ? "sidecar injected" :
+		    "not injected", res.patched ? "" : res.warn + strlen("kbridge:"));
+	else if (res.pod_create)
+		log_debug("webhook: pod %s: unchanged", res.pod);
 	respond(c, 200, "OK", out);
 	free(out);
 }

@@ -19,7 +19,7 @@ static const struct webhook_cfg cfg = { .image = "reg.example/kbridge-agent:1",
 static cJSON *
 review(const char *json, cJSON **patch)
 {
-	char err[200], *out = webhook_review(&cfg, json, strlen(json), err, sizeof(err));
+	char err[200], *out = webhook_review(&cfg, json, strlen(json), NULL, err, sizeof(err));
 	cJSON *ans, *resp;
 	const char *p;
 	char *dec;
@@ -256,6 +256,21 @@ test_unchanged(void)
 }
 
 static void
+test_result(void)
+{
+	const char *j = POD_HEAD "{\"metadata\":{\"generateName\":\"web-5d8f7c9b6d-\","
+	    "\"annotations\":{\"kbridge.dev/inject\":\"true\"}," OWNED "},\"spec\":{"
+	    "\"containers\":[{\"name\":\"app\",\"ports\":[{\"name\":\"http\","
+	    "\"containerPort\":80}]}]}}}}";
+	struct webhook_result res;
+	char err[100], *out = webhook_review(&cfg, j, strlen(j), &res, err, sizeof(err));
+
+	ok(out && res.pod_create && res.patched && !res.warn[0] &&
+	    strcmp(res.pod, "default/web-5d8f7c9b6d-") == 0);
+	free(out);
+}
+
+static void
 test_garbage(void)
 {
 	static const char *const bad[] = { "", "{", "[]", "null", "{\"kind\":\"AdmissionReview\"}",
@@ -279,6 +294,7 @@ main(void)
 	test_options();
 	test_refused();
 	test_unchanged();
+	test_result();
 	test_garbage();
 	return ok_done();
 }
