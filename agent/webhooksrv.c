@@ -152,8 +152,8 @@ handle(struct wh_conn *c)
 		return;
 	}
 	if (res.pod_create && (res.patched || res.warn[0]))
-		log_info("webhook: pod %s: %s%s", res.pod, res.patched ? "sidecar injected" :
-		    "not injected", res.patched ? "" : res.warn + strlen("kbridge:"));
+		log_info("webhook: pod %s: %s", res.pod, res.patched ? "sidecar injected" :
+		    strncmp(res.warn, "kbridge: ", 9) == 0 ? res.warn + 9 : res.warn);
 	else if (res.pod_create)
 		log_debug("webhook: pod %s: unchanged", res.pod);
 	respond(c, 200, "OK", out);

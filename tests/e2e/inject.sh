@@ -168,7 +168,7 @@ pod_from num
 [[ $(jq_ 'print(len(j["spec"]["containers"]), "kbridge.dev/injected" in j["metadata"]["annotations"])' <"$tmp/num.json") == "1 False" ]]
 grep -q "^Warning: kbridge: targetPort 8080 is numeric; name the port in the Service and the container (e.g. http) and set annotation kbridge.dev/port to that name so kbridge can take it over: not injected$" "$tmp/num.err" ||
 	{ cat "$tmp/num.err"; exit 1; }
-grep -q "webhook: pod default/num-[0-9a-f]*-: not injected: targetPort 8080 is numeric" "$P/pod.log"
+grep -q "webhook: pod default/num-[0-9a-f]*-: targetPort 8080 is numeric; .*: not injected$" "$P/pod.log"
 ok "a numeric targetPort: the Pod is created unchanged and kubectl shows the warning naming what to change"
 
 # The kbridge namespace is not sent to the webhook (namespaceSelector): a
