@@ -29,6 +29,7 @@ struct webhook_srv {
 	struct event_base *base;
 	SSL_CTX *ctx;
 	struct kb_listener *listener;
+	struct kb_pool *pool;	/* every connection, until it is answered */
 	struct webhook_cfg cfg;
 	char *image, *manager;
 	size_t nconns;
@@ -39,12 +40,13 @@ struct wh_conn {
 	struct webhook_srv *w;
 	struct wh_conn *next, **prevp;
 	struct kb_conn *conn;
-	struct event *timer;
+	struct kb_pool_entry pe;
+	size_t got;		/* request bytes read */
 	llhttp_t parser;
 	llhttp_settings_t settings;
 	char url[64];
 	size_t urllen;
-	int url_long, done;
+	int url_long, done, too_big;
 	struct evbuffer *body;
 	char peer[64];
 };
@@ -58,10 +60,9 @@ conn_free(struct wh_conn *c)
 			c->next->prevp = c->prevp;
 		c->w->nconns--;
 	}
+	kb_pool_remove(&c->pe);
 	if (c->conn)
 		kb_conn_free(c->conn);
-	if (c->timer)
-		event_free(c->timer);
 	if (c->body)
 		evbuffer_free(c->body);
 	free(c);
@@ -100,9 +101,11 @@ on_url(llhttp_t *p, const char *at, size_t n)
 static int
 on_headers(llhttp_t *p)
 {
+	struct wh_conn *c = p->data;
+
 	if ((p->flags & F_CONTENT_LENGTH) && p->content_length > WEBHOOK_MAX_BODY) {
-		llhttp_set_error_reason(p, "body too large");
-		return HPE_USER;
+		c->too_big = 1;
+		return -1;	/* any error ends the parse; too_big says which */
 	}
 	return 0;
 }
@@ -113,8 +116,8 @@ on_body(llhttp_t *p, const char *at, size_t n)
 	struct wh_conn *c = p->data;
 
 	if (evbuffer_get_length(c->body) + n > WEBHOOK_MAX_BODY) {
-		llhttp_set_error_reason(p, "body too large");
-		return HPE_USER;
+		c->too_big = 1;
+		return -1;
 	}
 	return evbuffer_add(c->body, at, n) == 0 ? 0 : HPE_USER;
 }
@@ -171,13 +174,14 @@ on_read(struct kb_conn *kc, void *arg)
 
 	if (len == 0 || c->done)
 		return;
+	c->got += len;
 	e = llhttp_execute(&c->parser, data, len);
 	evbuffer_drain(in, len);
 	if (e == HPE_PAUSED) {
 		handle(c);
 		return;
 	}
-	if (e == HPE_USER) {
+	if (c->too_big) {
 		respond(c, 413, "Payload Too Large", "body too large\n");
 		return;
 	}
@@ -199,15 +203,21 @@ on_event(struct kb_conn *kc, int what, void *arg)
 	conn_free(c);
 }
 
+/* Out of the pool: too slow, or room was needed for a newer connection. */
 static void
-on_timeout(evutil_socket_t fd, short what, void *arg)
+pool_expel(struct kb_pool_entry *e, enum kb_pool_why why)
 {
-	struct wh_conn *c = arg;
+	struct wh_conn *c = e->owner;
 
-	(void)fd;
-	(void)what;
-	log_debug("webhook: %s: no complete request in %d ms", c->peer, WEBHOOK_TIMEOUT_MS);
+	log_debug("webhook: %s: %s", c->peer, why == KB_POOL_DEADLINE ?
+	    "no complete request in time" : "room for a newer connection");
 	conn_free(c);
+}
+
+static int
+pool_quiet(struct kb_pool_entry *e)
+{
+	return ((struct wh_conn *)e->owner)->got == 0;
 }
 
 static const struct kb_conn_cbs conn_cbs = { .on_read = on_read, .on_event = on_event };
@@ -216,19 +226,12 @@ static void
 on_accept(int fd, struct sockaddr *sa, int salen, void *arg)
 {
 	struct webhook_srv *w = arg;
-	struct timeval tv = kb_ms_tv(WEBHOOK_TIMEOUT_MS);
 	struct wh_conn *c;
 	SSL *ssl;
 	int one = 1;
 
 	(void)salen;
-	if (w->nconns >= WEBHOOK_MAX_CONNS) {
-		kb_listener_refused(w->listener, "too many webhook connections");
-		evutil_closesocket(fd);
-		return;
-	}
 	if ((c = calloc(1, sizeof(*c))) == NULL || (c->body = evbuffer_new()) == NULL ||
-	    (c->timer = evtimer_new(w->base, on_timeout, c)) == NULL ||
 	    (ssl = SSL_new(w->ctx)) == NULL) {
 		kb_listener_refused(w->listener, "out of memory");
 		evutil_closesocket(fd);
@@ -253,13 +256,13 @@ on_accept(int fd, struct sockaddr *sa, int salen, void *arg)
 	c->parser.data = c;
 	kb_conn_setcb(c->conn, &conn_cbs, c);
 	kb_conn_set_timeout(c->conn, WEBHOOK_TIMEOUT_MS);
-	evtimer_add(c->timer, &tv);
 	c->next = w->conns;
 	if (c->next)
 		c->next->prevp = &c->next;
 	c->prevp = &w->conns;
 	w->conns = c;
 	w->nconns++;
+	kb_pool_add(w->pool, &c->pe, sa, c);
 }
 
 struct webhook_srv *
@@ -290,6 +293,10 @@ webhook_srv_start(struct event_base *base, const char *hostport, const char *ca_
 	if ((w->ctx = kb_tls_server_ctx(ca_pem, cert_pem, key_pem, err, errlen)) == NULL)
 		goto fail;
 	SSL_CTX_set_verify(w->ctx, SSL_VERIFY_NONE, NULL);
+	if ((w->pool = kb_pool_new(base, "webhook: connections", WEBHOOK_MAX_CONNS,
+	    WEBHOOK_MAX_PER_SRC, WEBHOOK_TIMEOUT_MS, pool_expel, pool_quiet, err,
+	    errlen)) == NULL)
+		goto fail;
 	snprintf(portstr, sizeof(portstr), "%u", port);
 	if (evutil_getaddrinfo(host, portstr, &hints, &ai) != 0 || !ai) {
 		snprintf(err, errlen, "cannot resolve webhook address %s", host);
@@ -318,6 +325,7 @@ webhook_srv_free(struct webhook_srv *w)
 	while (w->conns)
 		conn_free(w->conns);
 	kb_listener_free(w->listener);
+	kb_pool_free(w->pool);
 	SSL_CTX_free(w->ctx);
 	free(w->image);
 	free(w->manager);

@@ -1,10 +1,12 @@
 /* The injection webhook's HTTPS endpoint (see webhook.h for what it
  * decides): POST /mutate-pods, one request per connection, served with the
  * manager's certificate (the API server checks it against the caBundle;
- * no client certificate is asked for). Bounded: WEBHOOK_MAX_CONNS
- * connections at a time (more are closed at once), a body of at most
- * WEBHOOK_MAX_BODY, WEBHOOK_TIMEOUT_MS per connection from accept to the
- * answer sent. */
+ * no client certificate is asked for). Anything in the cluster can
+ * connect, so: WEBHOOK_MAX_CONNS connections at a time, WEBHOOK_MAX_PER_SRC
+ * of them from one address (a kb_pool: a new connection beyond either
+ * pushes out the oldest that sent nothing yet, so idle connections cannot
+ * keep the API server out), a body of at most WEBHOOK_MAX_BODY (413), and
+ * WEBHOOK_TIMEOUT_MS per connection from accept to a complete request. */
 #ifndef KB_WEBHOOKSRV_H
 #define KB_WEBHOOKSRV_H
 
@@ -12,7 +14,8 @@
 
 #include "webhook.h"
 
-#define WEBHOOK_MAX_CONNS	64
+#define WEBHOOK_MAX_CONNS	128
+#define WEBHOOK_MAX_PER_SRC	32
 #define WEBHOOK_MAX_BODY	(1 << 20)
 #define WEBHOOK_TIMEOUT_MS	10000
 #define WEBHOOK_PATH		"/mutate-pods"

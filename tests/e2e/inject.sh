@@ -197,6 +197,55 @@ pod_from own kbridge
 no grep -q "webhook: pod kbridge/" "$P/pod.log"
 ok "a Pod in the kbridge namespace, annotated, is never sent to the webhook (admitted unchanged, nothing in the manager's log)"
 
+# Anything in the cluster can connect: what is not a review gets a clear
+# error, a body over 1 MiB is refused (413), and idle connections from one
+# pod hold at most 32 slots (the oldest go), so the API server still gets
+# in. curl from node, as the API server, with the CA and the Service's name.
+adm -n kbridge get secret kbridge-manager-ca -o 'jsonpath={.data.ca\.crt}' | base64 -d >"$tmp/ca.crt"
+wh() { # ARGS: curl to the webhook through the Service; prints the status
+	QUIET=1 pg node curl -sS -o /dev/null -w '%{http_code}' --max-time 10 --cacert "$tmp/ca.crt" \
+		--resolve kbridge-manager.kbridge.svc:443:10.96.0.20 "$@"
+}
+u=https://kbridge-manager.kbridge.svc/mutate-pods
+[[ $(wh "$u") == 405 ]]
+[[ $(wh -d '{}' https://kbridge-manager.kbridge.svc/other) == 404 ]]
+[[ $(wh -d 'not json' "$u") == 400 ]]
+head -c $((1024 * 1024 + 1)) /dev/zero | tr '\0' x >"$tmp/big"
+[[ $(wh -H 'Content-Type: application/json' --data-binary @"$tmp/big" "$u") == 413 ]]
+[[ $(wh -H 'Transfer-Encoding: chunked' --data-binary @"$tmp/big" "$u") == 413 ]]
+body=$(QUIET=1 pg node curl -sS --max-time 10 --cacert "$tmp/ca.crt" --resolve kbridge-manager.kbridge.svc:443:10.96.0.20 \
+	-d '{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"uid":"abc","kind":{"kind":"Secret"},"operation":"CREATE"}}' "$u")
+[[ $body == '{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","response":{"uid":"abc","allowed":true}}' ]] || { echo "$body"; exit 1; }
+# 80 idle connections from the web pod, kept 8 s; meanwhile a Pod is injected
+cat >"$tmp/idle.py" <<'PY'
+import socket, sys, time
+socks = []
+for _ in range(80):
+	s = socket.create_connection(("10.96.0.20", 443), timeout=2)
+	socks.append(s)
+	time.sleep(0.01)
+time.sleep(1)
+alive = 0
+for s in socks:
+	s.setblocking(False)
+	try:
+		alive += s.recv(1) != b""
+	except BlockingIOError:
+		alive += 1
+	except OSError:
+		pass
+print(alive, flush=True)
+time.sleep(7)
+PY
+QUIET=1 pg web python3 "$tmp/idle.py" >"$tmp/idle.out" &
+idle=$!
+poll 50 test -s "$tmp/idle.out"
+[[ $(cat "$tmp/idle.out") == 32 ]] || { echo "idle connections kept: $(cat "$tmp/idle.out")"; exit 1; }
+adm create -o json -f "$tmp/web-pod.json" >"$tmp/flood.json"
+[[ $(jq_ 'print(len([c for c in j["spec"]["containers"] if c["name"] == "kbridge-sidecar"]))' <"$tmp/flood.json") == 1 ]]
+wait "$idle"
+ok "bounds: GET 405, another path 404, not a review 400, a body over 1 MiB 413 (sized or chunked), a non-Pod review allowed unchanged; 80 idle connections from one pod: 32 kept, and a Pod created meanwhile is injected"
+
 # The manager stopped: pods are still created (failurePolicy Ignore), and
 # not late (the webhook's timeout is 5 s; the port is closed: at once).
 kill "$(cat "$P/pod.pid")"
