@@ -248,8 +248,12 @@ ok "bounds: GET 405, another path 404, not a review 400, a body over 1 MiB 413 (
 
 # The manager stopped: pods are still created (failurePolicy Ignore), and
 # not late (the webhook's timeout is 5 s; the port is closed: at once).
-kill "$(cat "$P/pod.pid")"
+mpid=$(cat "$P/pod.pid")
+kill "$mpid"
 poll 50 no listening mgr 8444
+# it shuts down cleanly (with KB_SAN: no sanitizer report, no leak)
+poll 50 no kill -0 "$mpid"
+no grep -E "Sanitizer|runtime error" "$P/pod.log"
 t0=$(date +%s%N)
 adm create -o json -f "$tmp/web-pod.json" >"$tmp/down.json"
 ms=$((($(date +%s%N) - t0) / 1000000))
