@@ -338,8 +338,12 @@ incluster_webhook_ca(struct event_base *base, struct kb_kube *kube, const char *
 		return -1;
 	}
 	if (changed) {
-		/* resourceVersion from the GET: a concurrent change fails (409). */
+		/* resourceVersion from the GET: a concurrent change fails (409).
+		 * managedFields left out: the server keeps them as they are. */
 		cJSON *obj = c.body;
+
+		cJSON_DeleteItemFromObjectCaseSensitive(
+		    cJSON_GetObjectItemCaseSensitive(obj, "metadata"), "managedFields");
 
 		if (call(base, kube, "PUT", path, obj, &c, err, errlen) == 0) {
 			if (c.status == 200)

@@ -40,7 +40,11 @@ grep -q "injection webhook listening on 0.0.0.0:8444/mutate-pods (sidecar image 
 grep -q "the CA is the caBundle of MutatingWebhookConfiguration kbridge-injector" "$P/pod.log"
 ca=$(adm -n kbridge get secret kbridge-manager-ca -o 'jsonpath={.data.ca\.crt}')
 [[ -n $ca && $(adm get mutatingwebhookconfiguration kbridge-injector -o 'jsonpath={.webhooks[0].clientConfig.caBundle}') == "$ca" ]]
-ok "install registers kbridge-injector (failurePolicy Ignore, no caBundle); the manager pod serves the webhook on 8444 and writes its CA (the Secret's) into the caBundle"
+# install again (an upgrade): the manager's caBundle stays
+out=$(pg ws "$KB_BIN/kbridge" install --kubeconfig "$K/admin.kubeconfig")
+grep -qx "mutatingwebhookconfiguration/kbridge-injector unchanged" <<<"$out" || { echo "$out"; exit 1; }
+[[ $(adm get mutatingwebhookconfiguration kbridge-injector -o 'jsonpath={.webhooks[0].clientConfig.caBundle}') == "$ca" ]]
+ok "install registers kbridge-injector (failurePolicy Ignore, no caBundle); the manager pod serves the webhook on 8444 and writes its CA (the Secret's) into the caBundle, which a re-install keeps"
 
 # The workload: a Deployment whose template asks for the sidecar, and a
 # Service whose targetPort names the app's port.
