@@ -129,7 +129,7 @@ FUZZ_AGENT  = $(call fobj,$(filter-out agent/main.c agent/manager.c agent/sideca
 	agent/resolver.c agent/preview.c,$(AGENT_SRC)))
 FUZZ_DAEMON = $(call fobj,$(filter-out daemon/main.c daemon/tunnel.c daemon/net.c daemon/tun.c \
 	daemon/firewall.c daemon/exec.c,$(DAEMON_SRC)))
-FUZZERS = frame http dns profile control api kubeconfig portforward
+FUZZERS = frame http dns profile control api kubeconfig portforward webhook
 
 $(FUZZ_OBJ)/%.o: %.c
 	@mkdir -p $(dir $@)
@@ -168,6 +168,9 @@ $(BUILD)/fuzz/fuzz_kubeconfig: $(call fobj,tests/fuzz/fuzz_kubeconfig.c proto/ut
 $(BUILD)/fuzz/fuzz_portforward: $(call fobj,tests/fuzz/fuzz_portforward.c proto/kubeconfig.c proto/log.c \
     proto/util.c)
 	$(call fuzz_link,$(LIBS_TEST))
+
+$(BUILD)/fuzz/fuzz_webhook: $(call fobj,tests/fuzz/fuzz_webhook.c proto/util.c proto/log.c)
+	$(call fuzz_link,-lcjson -lssl -lcrypto)
 
 fuzz-build: $(addprefix $(BUILD)/fuzz/fuzz_,$(FUZZERS))
 

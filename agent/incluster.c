@@ -295,3 +295,69 @@ fail:
 	*crt = *key = NULL;
 	return -1;
 }
+
+int
+incluster_webhook_ca(struct event_base *base, struct kb_kube *kube, const char *name,
+    const char *ca, char *err, size_t errlen)
+{
+	char path[512], *b64;
+	const cJSON *wh;
+	struct call c;
+	int n = 0, changed = 0, rc = -1;
+
+	snprintf(path, sizeof(path),
+	    "/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations/%s", name);
+	if (call(base, kube, "GET", path, NULL, &c, err, errlen) < 0)
+		return -1;
+	if (c.status != 200) {
+		snprintf(err, errlen, "cannot read MutatingWebhookConfiguration %s: %s", name, c.err);
+		cJSON_Delete(c.body);
+		return -1;
+	}
+	if ((b64 = kb_b64_encode(ca, strlen(ca))) == NULL) {
+		snprintf(err, errlen, "out of memory");
+		cJSON_Delete(c.body);
+		return -1;
+	}
+	cJSON_ArrayForEach(wh, cJSON_GetObjectItemCaseSensitive(c.body, "webhooks")) {
+		cJSON *cc = cJSON_GetObjectItemCaseSensitive(wh, "clientConfig");
+		const char *have = cJSON_GetStringValue(
+		    cJSON_GetObjectItemCaseSensitive(cc, "caBundle"));
+
+		n++;
+		if (!cJSON_IsObject(cc) || (have && strcmp(have, b64) == 0))
+			continue;
+		cJSON_DeleteItemFromObjectCaseSensitive(cc, "caBundle");
+		cJSON_AddStringToObject(cc, "caBundle", b64);
+		changed++;
+	}
+	free(b64);
+	if (n == 0) {
+		snprintf(err, errlen, "MutatingWebhookConfiguration %s has no webhooks", name);
+		cJSON_Delete(c.body);
+		return -1;
+	}
+	if (changed) {
+		/* resourceVersion from the GET: a concurrent change fails (409).
+		 * managedFields left out: the server keeps them as they are. */
+		cJSON *obj = c.body;
+
+		cJSON_DeleteItemFromObjectCaseSensitive(
+		    cJSON_GetObjectItemCaseSensitive(obj, "metadata"), "managedFields");
+
+		if (call(base, kube, "PUT", path, obj, &c, err, errlen) == 0) {
+			if (c.status == 200)
+				rc = 0;
+			else
+				snprintf(err, errlen, "cannot update MutatingWebhookConfiguration "
+				    "%s: %s", name, c.err);
+			cJSON_Delete(c.body);
+		}
+		cJSON_Delete(obj);
+		if (rc == 0)
+			log_info("the CA is the caBundle of MutatingWebhookConfiguration %s", name);
+		return rc;
+	}
+	cJSON_Delete(c.body);
+	return 0;
+}

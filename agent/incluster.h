@@ -35,6 +35,13 @@ int incluster_request(struct event_base *base, struct kb_kube *kube, const char 
     const char *path, const struct cJSON *body, int *status, struct cJSON **answer, char *err,
     size_t errlen);
 
+/* Blocks until done: ca (PEM) as the caBundle of every webhook of the
+ * MutatingWebhookConfiguration name (made by `kbridge install`; the CA is
+ * only known once the manager made it), updated if it differs. 0, or -1
+ * with err (no such object, no permission, no answer). */
+int incluster_webhook_ca(struct event_base *base, struct kb_kube *kube, const char *name,
+    const char *ca, char *err, size_t errlen);
+
 /* A Secret ns/name labelled as the manager's, with an empty "data" object
  * to fill; the caller owns it. NULL when out of memory. */
 struct cJSON *incluster_secret(const char *ns, const char *name);

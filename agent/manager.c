@@ -37,6 +37,7 @@
 #include "store.h"
 #include "tls.h"
 #include "util.h"
+#include "webhooksrv.h"
 
 #define MAX_SUBNETS 64
 #define MAX_NAMESPACES 256
@@ -84,6 +85,7 @@ struct manager {
 	uint32_t own[OWN_MAX];	/* our interfaces' IPv4 addresses, host order */
 	size_t nown;
 	uint64_t own_at;	/* when they were read (0: never) */
+	struct webhook_srv *webhook;	/* --webhook-listen: sidecar injection */
 };
 
 /* A connect to a cluster address for a stream (kb_stream_dial). */
@@ -818,6 +820,11 @@ usage(FILE *f)
 	    "                         http://TOKEN.preview.example.com:8080/ (wildcard DNS) and\n"
 	    "                         http://preview.example.com:8080/.kbridge/preview/TOKEN\n"
 	    "                         (default http://HOST:PORT of --preview-listen)\n"
+	    "  --webhook-listen HOST:PORT\n"
+	    "                         with --in-cluster: serve the sidecar injection webhook\n"
+	    "                         (HTTPS, POST /mutate-pods) and put the CA in the\n"
+	    "                         caBundle of MutatingWebhookConfiguration kbridge-injector\n"
+	    "  --sidecar-image IMAGE  the image of injected sidecars (needs --webhook-listen)\n"
 	    "  -v, --verbose          debug logging\n");
 }
 
@@ -934,6 +941,29 @@ incluster_up(struct manager *m, const char *secret, char **ca, char **cert, char
 	return 0;
 }
 
+/* --webhook-listen: the injection webhook, with the manager's certificate;
+ * injected sidecars dial the manager's Service on the manager's port. The
+ * caBundle is written after the listener is up, so the API server calls
+ * only once it can be answered. */
+static int
+webhook_up(struct manager *m, const char *listen_on, const char *image, uint16_t port,
+    const char *ca, const char *cert, const char *key, char *err, size_t errlen)
+{
+	const char *sadir = getenv("KB_SERVICEACCOUNT_DIR");
+	char ns[256], mgr[400], why[300];
+	struct webhook_cfg cfg = { .image = image, .manager = mgr };
+
+	if (pod_namespace(sadir && *sadir ? sadir : NULL, ns, sizeof(ns), err, errlen) < 0)
+		return -1;
+	snprintf(mgr, sizeof(mgr), "kbridge-manager.%s.svc:%u", ns, port);
+	if ((m->webhook = webhook_srv_start(m->base, listen_on, ca, cert, key, &cfg, err,
+	    errlen)) == NULL)
+		return -1;
+	if (incluster_webhook_ca(m->base, m->kube, "kbridge-injector", ca, why, sizeof(why)) < 0)
+		log_warnx("pods are not injected: %s", why);
+	return 0;
+}
+
 /* --in-cluster: the previews and intercepts kept in Secret name of the
  * pod's namespace, read before the listeners open (agent/store.c). */
 static int
@@ -963,6 +993,8 @@ cmd_manager(int argc, char **argv)
 		{ "in-cluster", no_argument, NULL, 'I' },
 		{ "ca-secret", required_argument, NULL, 'C' },
 		{ "state-secret", required_argument, NULL, 'M' },
+		{ "webhook-listen", required_argument, NULL, 'W' },
+		{ "sidecar-image", required_argument, NULL, 'S' },
 		{ "verbose", no_argument, NULL, 'v' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
@@ -972,6 +1004,7 @@ cmd_manager(int argc, char **argv)
 	int in_cluster = 0;
 	const char *state = NULL, *listen_on = NULL, *dns = NULL;
 	const char *preview_listen = NULL, *preview_base = NULL;
+	const char *webhook_listen = NULL, *sidecar_image = NULL;
 	struct preview_env penv;
 	char store[4200];
 	char err[300], host[256], *ca = NULL, *cert = NULL, *key = NULL;
@@ -1040,6 +1073,12 @@ cmd_manager(int argc, char **argv)
 		case 'M':
 			state_secret = optarg;
 			break;
+		case 'W':
+			webhook_listen = optarg;
+			break;
+		case 'S':
+			sidecar_image = optarg;
+			break;
 		case 'v':
 			verbose = 1;
 			break;
@@ -1077,6 +1116,14 @@ cmd_manager(int argc, char **argv)
 	}
 	if (state_secret && !kb_dns_label(state_secret)) {
 		fprintf(stderr, "kbridge-agent: invalid --state-secret '%s'\n", state_secret);
+		return 2;
+	}
+	if (webhook_listen && (!in_cluster || !sidecar_image || !*sidecar_image)) {
+		fprintf(stderr, "kbridge-agent: --webhook-listen needs --in-cluster and --sidecar-image\n");
+		return 2;
+	}
+	if (sidecar_image && !webhook_listen) {
+		fprintf(stderr, "kbridge-agent: --sidecar-image needs --webhook-listen\n");
 		return 2;
 	}
 	if (kb_hostport_parse(listen_on, host, sizeof(host), &port) < 0) {
@@ -1144,6 +1191,9 @@ cmd_manager(int argc, char **argv)
 	    .allowed = addr_allowed, .arg = &m, .store = state ? store : NULL };
 	if (preview_start(&penv, err, sizeof(err)) < 0)
 		goto out;
+	if (webhook_listen && webhook_up(&m, webhook_listen, sidecar_image, port, ca, cert, key,
+	    err, sizeof(err)) < 0)
+		goto out;
 	sigs[0] = evsignal_new(m.base, SIGTERM, on_signal, &m);
 	sigs[1] = evsignal_new(m.base, SIGINT, on_signal, &m);
 	evsignal_add(sigs[0], NULL);
@@ -1176,6 +1226,7 @@ out:
 	if (ai)
 		evutil_freeaddrinfo(ai);
 	kb_listener_free(m.listener);
+	webhook_srv_free(m.webhook);
 	kb_pool_free(m.preauth);
 	csr_signer_free(m.csr);
 	discovery_free(m.disc);

@@ -21,6 +21,8 @@ static const struct kb_kind kinds[] = {
 	{ "Role", "rbac.authorization.k8s.io/v1", "roles", 1 },
 	{ "RoleBinding", "rbac.authorization.k8s.io/v1", "rolebindings", 1 },
 	{ "Deployment", "apps/v1", "deployments", 1 },
+	{ "MutatingWebhookConfiguration", "admissionregistration.k8s.io/v1",
+	    "mutatingwebhookconfigurations", 0 },
 };
 
 /* Builders: any allocation failure sets oom, checked once at the end
@@ -165,6 +167,8 @@ env_field(cJSON *env, const char *name, const char *path)
 	push(env, e);
 }
 
+/* A container port, or a Service port whose targetPort names the
+ * container's port name. */
 static void
 port(cJSON *ports, const char *name, int num, int service)
 {
@@ -187,7 +191,7 @@ deployment(cJSON *list, const struct kb_manifest_opts *mo)
 	cJSON *o = object(list, "apps/v1", "Deployment", KB_MANAGER_NAME, ns, "manager");
 	cJSON *spec = add_obj(o, "spec"), *tmpl, *meta, *pod, *sc, *c, *csc, *env, *ports, *res;
 	cJSON *args;
-	char listen[32], preview[32], *url = NULL;
+	char listen[32], preview[32], webhook[40], *url = NULL, *img = NULL;
 
 	add_num(spec, "replicas", 1);
 	add_num(spec, "revisionHistoryLimit", 3);
@@ -220,6 +224,13 @@ deployment(cJSON *list, const struct kb_manifest_opts *mo)
 	add_strs(c, "args", L("--in-cluster", listen, "--ca-secret=" KB_CA_SECRET,
 	    "--state-secret=" KB_STATE_SECRET));
 	args = cJSON_GetObjectItemCaseSensitive(c, "args");
+	/* The injection webhook; injected sidecars run the manager's image. */
+	snprintf(webhook, sizeof(webhook), "--webhook-listen=0.0.0.0:%d", KB_MANAGER_WEBHOOK_PORT);
+	push(args, cJSON_CreateString(webhook));
+	if (asprintf(&img, "--sidecar-image=%s", mo->image) < 0)
+		img = NULL;
+	push(args, img ? cJSON_CreateString(img) : NULL);
+	free(img);
 	if (mo->preview_url) {
 		push(args, cJSON_CreateString(preview));
 		if (asprintf(&url, "--preview-url-base=%s", mo->preview_url) < 0)
@@ -233,6 +244,7 @@ deployment(cJSON *list, const struct kb_manifest_opts *mo)
 	env_field(env, "KB_POD_IP", "status.podIP");
 	ports = add_arr(c, "ports");
 	port(ports, "tls", KB_MANAGER_TLS_PORT, 0);
+	port(ports, "webhook", KB_MANAGER_WEBHOOK_PORT, 0);
 	if (mo->preview_url)
 		port(ports, "preview", KB_MANAGER_PREVIEW_PORT, 0);
 	res = add_obj(c, "resources");
@@ -256,8 +268,49 @@ service(cJSON *list, const struct kb_manifest_opts *mo)
 	add_str(add_obj(spec, "selector"), "app.kubernetes.io/name", KB_MANAGER_NAME);
 	ports = add_arr(spec, "ports");
 	port(ports, "tls", KB_MANAGER_TLS_PORT, 1);
+	/* The API server calls webhooks on the Service's port: 443 as usual. */
+	port(ports, "webhook", KB_WEBHOOK_SERVICE_PORT, 1);
 	if (mo->preview_url)
 		port(ports, "preview", KB_MANAGER_PREVIEW_PORT, 1);
+}
+
+/* Sidecar injection (agent/webhook.h): every Pod created outside the
+ * install namespace and kube-system goes to the manager, which answers in
+ * 5 s or is ignored (failurePolicy Ignore: a manager outage never blocks
+ * pods). The caBundle is the manager's to write (its CA is made at its
+ * first start). */
+static void
+webhook_config(cJSON *list, const struct kb_manifest_opts *mo)
+{
+	cJSON *o = object(list, "admissionregistration.k8s.io/v1", "MutatingWebhookConfiguration",
+	    KB_WEBHOOK_NAME, NULL, "manager");
+	cJSON *wh = chk(cJSON_CreateObject()), *svc, *rule_, *expr;
+
+	push(add_arr(o, "webhooks"), wh);
+	add_str(wh, "name", "inject.kbridge.dev");
+	svc = add_obj(add_obj(wh, "clientConfig"), "service");
+	add_str(svc, "namespace", mo->ns);
+	add_str(svc, "name", KB_MANAGER_NAME);
+	add_str(svc, "path", "/mutate-pods");
+	add_num(svc, "port", KB_WEBHOOK_SERVICE_PORT);
+	rule_ = chk(cJSON_CreateObject());
+	push(add_arr(wh, "rules"), rule_);
+	add_strs(rule_, "apiGroups", L(""));
+	add_strs(rule_, "apiVersions", L("v1"));
+	add_strs(rule_, "operations", L("CREATE"));
+	add_strs(rule_, "resources", L("pods"));
+	add_str(rule_, "scope", "Namespaced");
+	expr = chk(cJSON_CreateObject());
+	push(add_arr(add_obj(wh, "namespaceSelector"), "matchExpressions"), expr);
+	add_str(expr, "key", "kubernetes.io/metadata.name");
+	add_str(expr, "operator", "NotIn");
+	add_strs(expr, "values", L(mo->ns, "kube-system"));
+	add_str(wh, "failurePolicy", "Ignore");
+	add_str(wh, "sideEffects", "None");
+	add_strs(wh, "admissionReviewVersions", L("v1"));
+	add_num(wh, "timeoutSeconds", 5);
+	add_str(wh, "reinvocationPolicy", "Never");
+	add_str(wh, "matchPolicy", "Equivalent");
 }
 
 cJSON *
@@ -296,6 +349,9 @@ kb_manifests(const struct kb_manifest_opts *mo)
 	    L("update"));
 	rule(rules, "certificates.k8s.io", L("signers"), L(KB_SIGNER_NAME),
 	    L("approve", "sign"));
+	/* The injection webhook's caBundle: its CA, written at every start. */
+	rule(rules, "admissionregistration.k8s.io", L("mutatingwebhookconfigurations"),
+	    L(KB_WEBHOOK_NAME), L("get", "update"));
 	binding(list, "ClusterRoleBinding", "ClusterRole", KB_MANAGER_NAME, NULL, ns);
 
 	/* The manager, in its namespace: its own two Secrets only. create
@@ -338,6 +394,7 @@ kb_manifests(const struct kb_manifest_opts *mo)
 
 	service(list, mo);
 	deployment(list, mo);
+	webhook_config(list, mo);
 	if (oom) {
 		cJSON_Delete(list);
 		return NULL;

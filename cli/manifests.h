@@ -31,6 +31,11 @@
 #define KB_LABEL_PART_OF	"app.kubernetes.io/part-of"
 #define KB_MANAGER_TLS_PORT	8443
 #define KB_MANAGER_PREVIEW_PORT	8080
+/* The injection webhook: the manager's container port, the Service's. */
+#define KB_MANAGER_WEBHOOK_PORT	8444
+#define KB_WEBHOOK_SERVICE_PORT	443
+/* The MutatingWebhookConfiguration (cluster-wide: one install per cluster). */
+#define KB_WEBHOOK_NAME		"kbridge-injector"
 #define KB_RUN_AS		65532
 
 /* Where an object lives in the API. */

@@ -31,13 +31,13 @@ lines() { sort <<<"$1"; }
 OBJS="namespace/NS serviceaccount/kbridge-manager clusterrole/kbridge-manager
 clusterrolebinding/kbridge-manager role/kbridge-manager rolebinding/kbridge-manager
 clusterrole/kbridge-developer role/kbridge-developer service/kbridge-manager
-deployment/kbridge-manager"
+deployment/kbridge-manager mutatingwebhookconfiguration/kbridge-injector"
 expect() { # NS ACTION: every object with ACTION, in install order
 	local o
 	for o in $OBJS; do echo "${o/NS/$1} $2"; done
 }
 labelled() { # what carries managed-by=kbridge (cluster-wide kinds and in NS)
-	adm get ns,clusterroles,clusterrolebindings -l app.kubernetes.io/managed-by=kbridge -o name
+	adm get ns,clusterroles,clusterrolebindings,mutatingwebhookconfigurations -l app.kubernetes.io/managed-by=kbridge -o name
 	adm -n "$1" get sa,roles,rolebindings,services,deployments,configmaps,secrets \
 		-l app.kubernetes.io/managed-by=kbridge -o name
 }
@@ -47,13 +47,13 @@ ok "playground up --k8s"
 
 "$KB_BIN/kbridge" install --dry-run -n kbtest >"$tmp/dry.yaml"
 "$KB_BIN/kbridge" install --dry-run -o yaml -n kbtest | cmp - "$tmp/dry.yaml"
-[[ $(grep -c '^---$' "$tmp/dry.yaml") == 10 ]]
-# kubectl reads the stream (client side) as the ten objects, in order
+[[ $(grep -c '^---$' "$tmp/dry.yaml") == 11 ]]
+# kubectl reads the stream (client side) as the eleven objects, in order
 parsed=$(kc admin create --dry-run=client -o name -f - <"$tmp/dry.yaml")
 [[ $(sed 's/\.[a-z.0-9]*\//\//' <<<"$parsed") == "$(expect kbtest x | sed 's/ x$//')" ]] ||
 	{ echo "parsed: $parsed"; exit 1; }
 "$KB_BIN/kbridge" install --dry-run -o json -n kbtest |
-	python3 -c 'import json,sys; l=json.load(sys.stdin); assert l["kind"]=="List" and len(l["items"])==10'
+	python3 -c 'import json,sys; l=json.load(sys.stdin); assert l["kind"]=="List" and len(l["items"])==11'
 out=$("$KB_BIN/kbridge" install -o yaml 2>&1) && { echo "-o yaml without --dry-run worked"; exit 1; }
 [[ $out == *"needs --dry-run"* ]]
 for bad in "-n BAD" "--image=a\ b" "--preview-url-base ftp://x" "-o xml" "extra"; do
@@ -61,17 +61,18 @@ for bad in "-n BAD" "--image=a\ b" "--preview-url-base ftp://x" "-o xml" "extra"
 	out=$(eval "\"\$KB_BIN/kbridge\" install $bad" 2>&1) && { echo "install $bad worked"; exit 1; }
 	[[ $(wc -l <<<"$out") == 1 && $out == "kbridge: install: "* ]] || { echo "install $bad: $out"; exit 1; }
 done
-ok "--dry-run prints the ten objects as a YAML stream kubectl reads (or a JSON List), no cluster needed; bad arguments: one line"
+ok "--dry-run prints the eleven objects as a YAML stream kubectl reads (or a JSON List), no cluster needed; bad arguments: one line"
 
 out=$(kb admin install -n kbtest)
 [[ $out == "$(expect kbtest created)" ]] || { echo "$out"; exit 1; }
-[[ $(labelled kbtest | wc -l) == 10 ]]
+[[ $(labelled kbtest | wc -l) == 11 ]]
 [[ $(adm -n kbtest get deploy kbridge-manager -o 'jsonpath={.spec.template.spec.containers[0].securityContext.readOnlyRootFilesystem} {.spec.template.spec.securityContext.runAsNonRoot} {.spec.template.spec.containers[0].command}') == 'true true ["kbridge-agent","manager"]' ]]
-[[ $(adm -n kbtest get svc kbridge-manager -o 'jsonpath={.spec.type} {.spec.ports[*].port}') == "ClusterIP 8443" ]]
+[[ $(adm -n kbtest get svc kbridge-manager -o 'jsonpath={.spec.type} {.spec.ports[*].port}') == "ClusterIP 8443 443" ]]
+[[ $(adm get mutatingwebhookconfiguration kbridge-injector -o 'jsonpath={.webhooks[0].clientConfig.service.namespace}/{.webhooks[0].clientConfig.service.name}:{.webhooks[0].clientConfig.service.port} {.webhooks[0].failurePolicy} {.webhooks[0].namespaceSelector.matchExpressions[0].values}') == 'kbtest/kbridge-manager:443 Ignore ["kbtest","kube-system"]' ]]
 [[ $(adm get ns kbtest -o 'jsonpath={.metadata.labels.pod-security\.kubernetes\.io/enforce}') == restricted ]]
 out=$(kb admin install -n kbtest --context nope 2>&1) && { echo "--context nope worked"; exit 1; }
 [[ $(wc -l <<<"$out") == 1 && $out == *nope* ]] || { echo "$out"; exit 1; }
-ok "install (admin, client certificate) creates the ten objects through the API, labelled managed-by kbridge; an unknown --context: one line"
+ok "install (admin, client certificate) creates the eleven objects through the API, labelled managed-by kbridge; an unknown --context: one line"
 
 # Its 40 requests go over one connection (one curl handle, kept).
 port=$(sed -n 's|^ *server: https://[^:]*:\([0-9]*\).*|\1|p' "$K/admin.kubeconfig" | head -n1)
@@ -91,12 +92,12 @@ no kc admin diff --server-side --field-manager=kbridge --force-conflicts -f - <"
 out=$(kb admin install -n kbtest --preview-url-base http://preview.example:8080)
 [[ $(grep -v ' unchanged$' <<<"$out") == "service/kbridge-manager configured
 deployment/kbridge-manager configured" ]] || { echo "$out"; exit 1; }
-[[ $(adm -n kbtest get svc kbridge-manager -o 'jsonpath={.spec.ports[*].name}') == "tls preview" ]]
+[[ $(adm -n kbtest get svc kbridge-manager -o 'jsonpath={.spec.ports[*].name}') == "tls webhook preview" ]]
 [[ $(adm -n kbtest get deploy kbridge-manager -o 'jsonpath={.spec.template.spec.containers[0].args}') == *'"--preview-url-base=http://preview.example:8080"'* ]]
 out=$(kb admin install -n kbtest -o json)
 python3 -c 'import json,sys; d=json.load(sys.stdin); assert [x["action"] for x in d].count("configured")==2' <<<"$out"
 [[ $(adm -n kbtest get deploy kbridge-manager -o 'jsonpath={.spec.template.spec.containers[0].image}') == ghcr.io/kbridge/kbridge-agent:* ]]
-[[ $(adm -n kbtest get svc kbridge-manager -o 'jsonpath={.spec.ports[*].name}') == "tls" ]]
+[[ $(adm -n kbtest get svc kbridge-manager -o 'jsonpath={.spec.ports[*].name}') == "tls webhook" ]]
 kc admin diff --server-side --field-manager=kbridge --force-conflicts -f - <"$tmp/dry.yaml"
 ok "install --image, --preview-url-base upgrade in place: only the Deployment (and Service) configured; back again (-o json says so too), fields removed"
 
@@ -108,17 +109,20 @@ can() { adm auth can-i --as="$sa" "$@"; }
 [[ $(can create secrets -n kbtest) == yes && $(can create configmaps -n kbtest) == yes ]]
 [[ $(can get configmaps/kbridge-manager-ca -n kbtest) == yes && $(can update configmaps/kbridge-manager-ca -n kbtest) == yes ]]
 [[ $(can watch endpointslices.discovery.k8s.io -A) == yes && $(can list nodes 2>/dev/null) == yes ]]
+[[ $(can get mutatingwebhookconfigurations/kbridge-injector) == yes && $(can update mutatingwebhookconfigurations/kbridge-injector) == yes ]]
 for no in "get secrets/other -n kbtest" "list secrets -n kbtest" "get secrets -n default" \
 	"delete secrets/kbridge-manager-ca -n kbtest" "create pods -n default" "patch services -n default" \
 	"create configmaps -n default" "update configmaps/other -n kbtest" "list configmaps -n kbtest" \
-	"watch configmaps -A" "delete secrets/kbridge-manager-state -n kbtest" "patch secrets/kbridge-manager-state -n kbtest"; do
+	"watch configmaps -A" "delete secrets/kbridge-manager-state -n kbtest" "patch secrets/kbridge-manager-state -n kbtest" \
+	"update mutatingwebhookconfigurations/other" "list mutatingwebhookconfigurations" \
+	"delete mutatingwebhookconfigurations/kbridge-injector" "update validatingwebhookconfigurations/kbridge-injector"; do
 	# shellcheck disable=SC2086 # words on purpose
 	[[ $(can $no 2>/dev/null) == no ]] || { echo "the manager may $no"; exit 1; }
 done
 # --env-file: ConfigMaps by name anywhere (no list or watch); Secrets only
 # with install --env-secrets (tests/e2e/podenv.sh).
 [[ $(can get configmaps/any -n default) == yes ]]
-ok "the manager may read the cluster, its own two Secrets and its CA ConfigMap (by name), ConfigMaps by name (for --env-file), not other secrets, no list of configmaps, no write elsewhere"
+ok "the manager may read the cluster, its own two Secrets, its CA ConfigMap and the injection webhook's configuration (by name), ConfigMaps by name (for --env-file), not other secrets or webhooks, no list of configmaps, no write elsewhere"
 
 adm create clusterrolebinding alice-kbridge --clusterrole=kbridge-developer --user=alice >/dev/null
 adm -n kbtest create rolebinding alice-kbridge --role=kbridge-developer --user=alice >/dev/null
@@ -148,18 +152,18 @@ out=$(kb alice install -n kbalice 2>&1) && { echo "alice installed"; exit 1; }
 no adm get ns kbalice >/dev/null 2>&1
 out=$(kb alice uninstall -n kbtest 2>&1) && { echo "alice uninstalled"; exit 1; }
 [[ $(wc -l <<<"$out") == 1 && $out == *'User "alice" cannot list resource'*"nothing was changed" ]] || { echo "$out"; exit 1; }
-[[ $(labelled kbtest | wc -l) == 10 ]]
+[[ $(labelled kbtest | wc -l) == 11 ]]
 adm delete clusterrolebinding alice-kbns >/dev/null
 adm delete clusterrole kbns >/dev/null
 # Allowed to get and delete every object, and list those install makes, not
 # to list everything the namespace holds (which decides whether it goes):
 # still nothing deleted.
 adm create clusterrole kbdel --verb=get,list,delete \
-	--resource=namespaces,serviceaccounts,services,configmaps,secrets,deployments.apps,roles.rbac.authorization.k8s.io,rolebindings.rbac.authorization.k8s.io,clusterroles.rbac.authorization.k8s.io,clusterrolebindings.rbac.authorization.k8s.io >/dev/null
+	--resource=namespaces,serviceaccounts,services,configmaps,secrets,deployments.apps,roles.rbac.authorization.k8s.io,rolebindings.rbac.authorization.k8s.io,clusterroles.rbac.authorization.k8s.io,clusterrolebindings.rbac.authorization.k8s.io,mutatingwebhookconfigurations.admissionregistration.k8s.io >/dev/null
 adm create clusterrolebinding alice-kbdel --clusterrole=kbdel --user=alice >/dev/null
 out=$(kb alice uninstall -n kbtest 2>&1) && { echo "alice uninstalled"; exit 1; }
 [[ $(wc -l <<<"$out") == 1 && $out == *"cannot list "*" in namespace kbtest"*"forbidden"*"nothing was changed" ]] || { echo "$out"; exit 1; }
-[[ $(labelled kbtest | wc -l) == 10 ]]
+[[ $(labelled kbtest | wc -l) == 11 ]]
 adm delete clusterrolebinding alice-kbdel >/dev/null
 adm delete clusterrole kbdel >/dev/null
 ok "alice without the permissions: one line naming the missing one; nothing created (even with the namespace allowed), nothing deleted (even with get and delete allowed)"
@@ -197,6 +201,7 @@ adm -n kbtest label configmap kbridge-extra app.kubernetes.io/managed-by=kbridge
 out=$(kb admin uninstall -n kbtest)
 want="clusterrole/kbridge-old deleted
 configmap/kbridge-extra deleted
+mutatingwebhookconfiguration/kbridge-injector deleted
 deployment/kbridge-manager deleted
 service/kbridge-manager deleted
 role/kbridge-developer deleted

@@ -37,7 +37,7 @@ want=(unshare --mount --propagation private -- bash -c)
 run=("${run[@]:$((${#want[@]} + 2))}")
 want=(setpriv --reuid=65532 --regid=65532 --clear-groups --no-new-privs --inh-caps=-all --bounding-set=-all env -i)
 [[ ${run[*]:0:${#want[@]}} == "${want[*]}" ]] || { echo "${run[*]}"; exit 1; }
-[[ " ${run[*]} " == *" $KB_BIN/kbridge-agent manager --in-cluster --listen=0.0.0.0:8443 --ca-secret=kbridge-manager-ca --state-secret=kbridge-manager-state " ]] ||
+[[ " ${run[*]} " == *" $KB_BIN/kbridge-agent manager --in-cluster --listen=0.0.0.0:8443 --ca-secret=kbridge-manager-ca --state-secret=kbridge-manager-state --webhook-listen=0.0.0.0:8444 --sidecar-image=ghcr.io/kbridge/kbridge-agent:"* ]] ||
 	{ echo "${run[*]}"; exit 1; }
 [[ " ${run[*]} " == *" KB_NAMESPACE=kbridge "*" KB_POD_IP=10.244.0.10 "* ]]
 # It listens once discovery has told the subnets and namespaces.

@@ -214,10 +214,12 @@ main(void)
 		    (!kb_manifest_kind(o)->namespaced && meta_str(o, "namespace")))
 			all = 0;
 	}
-	ok(n == 10);
+	ok(n == 11);
 	ok(all);
 	ok(strcmp(str_at(cJSON_GetArrayItem(objs, 0), "kind"), "Namespace") == 0);
-	ok(strcmp(str_at(cJSON_GetArrayItem(objs, n - 1), "kind"), "Deployment") == 0);
+	ok(strcmp(str_at(cJSON_GetArrayItem(objs, n - 2), "kind"), "Deployment") == 0);
+	ok(strcmp(str_at(cJSON_GetArrayItem(objs, n - 1), "kind"),
+	    "MutatingWebhookConfiguration") == 0);
 
 	p = kb_manifest_path(find(objs, "Deployment", "kbridge-manager"), 1);
 	ok(p && strcmp(p, "/apis/apps/v1/namespaces/kbtest/deployments/kbridge-manager") == 0);
@@ -258,23 +260,56 @@ main(void)
 	    "app.kubernetes.io/name")->valuestring, KB_MANAGER_NAME) == 0);
 	ok(strcmp(str_at(c, "ports.0.name"), "tls") == 0 &&
 	    at(c, "ports.0.containerPort")->valuedouble == 8443);
-	ok(strcmp(str_at(c, "ports.1.name"), "preview") == 0 &&
-	    at(c, "ports.1.containerPort")->valuedouble == 8080);
+	ok(strcmp(str_at(c, "ports.1.name"), "webhook") == 0 &&
+	    at(c, "ports.1.containerPort")->valuedouble == 8444);
+	ok(strcmp(str_at(c, "ports.2.name"), "preview") == 0 &&
+	    at(c, "ports.2.containerPort")->valuedouble == 8080);
 	o = find(objs, "Service", "kbridge-manager");
 	ok(o && strcmp(str_at(o, "spec.type"), "ClusterIP") == 0 &&
 	    strcmp(str_at(o, "spec.ports.0.targetPort"), "tls") == 0 &&
-	    strcmp(str_at(o, "spec.ports.1.targetPort"), "preview") == 0);
+	    strcmp(str_at(o, "spec.ports.1.targetPort"), "webhook") == 0 &&
+	    at(o, "spec.ports.1.port")->valuedouble == 443 &&
+	    strcmp(str_at(o, "spec.ports.2.targetPort"), "preview") == 0);
+	ok(strcmp(str_at(c, "args.4"), "--webhook-listen=0.0.0.0:8444") == 0 &&
+	    strcmp(str_at(c, "args.5"), "--sidecar-image=registry.example/kbridge-agent:1.2") == 0);
+
+	/* The webhook: never blocks pods, never sees its own namespace. */
+	o = find(objs, "MutatingWebhookConfiguration", KB_WEBHOOK_NAME);
+	ok(o && meta_str(o, "namespace") == NULL && cJSON_GetArraySize(at(o, "webhooks")) == 1);
+	ok(strcmp(str_at(o, "webhooks.0.failurePolicy"), "Ignore") == 0 &&
+	    strcmp(str_at(o, "webhooks.0.sideEffects"), "None") == 0 &&
+	    strcmp(str_at(o, "webhooks.0.reinvocationPolicy"), "Never") == 0 &&
+	    at(o, "webhooks.0.timeoutSeconds")->valuedouble == 5 &&
+	    strcmp(str_at(o, "webhooks.0.admissionReviewVersions.0"), "v1") == 0);
+	ok(strcmp(str_at(o, "webhooks.0.clientConfig.service.namespace"), "kbtest") == 0 &&
+	    strcmp(str_at(o, "webhooks.0.clientConfig.service.name"), KB_MANAGER_NAME) == 0 &&
+	    strcmp(str_at(o, "webhooks.0.clientConfig.service.path"), "/mutate-pods") == 0 &&
+	    at(o, "webhooks.0.clientConfig.service.port")->valuedouble == 443 &&
+	    at(o, "webhooks.0.clientConfig.caBundle") == NULL);
+	ok(strcmp(str_at(o, "webhooks.0.rules.0.operations.0"), "CREATE") == 0 &&
+	    cJSON_GetArraySize(at(o, "webhooks.0.rules.0.operations")) == 1 &&
+	    strcmp(str_at(o, "webhooks.0.rules.0.resources.0"), "pods") == 0 &&
+	    cJSON_GetArraySize(at(o, "webhooks.0.rules.0.resources")) == 1);
+	ok(strcmp(str_at(o, "webhooks.0.namespaceSelector.matchExpressions.0.key"),
+	    "kubernetes.io/metadata.name") == 0 &&
+	    strcmp(str_at(o, "webhooks.0.namespaceSelector.matchExpressions.0.operator"),
+	    "NotIn") == 0 &&
+	    has_str(at(o, "webhooks.0.namespaceSelector.matchExpressions.0.values"), "kbtest"));
+	p = kb_manifest_path(o, 1);
+	ok(p && strcmp(p, "/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations/"
+	    "kbridge-injector") == 0);
+	free(p);
 
 	ok(strcmp(str_at(c, "args.0"), "--in-cluster") == 0);
 	ok(strcmp(str_at(c, "args.3"), "--state-secret=kbridge-manager-state") == 0);
-	ok(strcmp(str_at(c, "args.4"), "--preview-listen=0.0.0.0:8080") == 0 &&
-	    strcmp(str_at(c, "args.5"), "--preview-url-base=https://preview.example.com") == 0);
+	ok(strcmp(str_at(c, "args.6"), "--preview-listen=0.0.0.0:8080") == 0 &&
+	    strcmp(str_at(c, "args.7"), "--preview-url-base=https://preview.example.com") == 0);
 	/* Without a preview URL: no preview listener, no preview port. */
 	mo.preview_url = NULL;
 	plain = kb_manifests(&mo);
 	c = at(find(plain, "Deployment", KB_MANAGER_NAME), "spec.template.spec.containers.0");
-	ok(cJSON_GetArraySize(at(c, "args")) == 4 && cJSON_GetArraySize(at(c, "ports")) == 1);
-	ok(cJSON_GetArraySize(at(find(plain, "Service", KB_MANAGER_NAME), "spec.ports")) == 1);
+	ok(cJSON_GetArraySize(at(c, "args")) == 6 && cJSON_GetArraySize(at(c, "ports")) == 2);
+	ok(cJSON_GetArraySize(at(find(plain, "Service", KB_MANAGER_NAME), "spec.ports")) == 2);
 	cJSON_Delete(plain);
 
 	/* Least privilege. */
@@ -314,6 +349,12 @@ main(void)
 	ok(grants(o, "certificatesigningrequests", "watch") == 1 &&
 	    grants(o, "certificatesigningrequests", "update") == 0);
 	ok(names_ca(o, "signers", "sign") == 0);	/* a signer, not the ConfigMap */
+	/* the webhook's caBundle: that one object, get and update only */
+	named_verbs(o, "mutatingwebhookconfigurations", KB_WEBHOOK_NAME, buf, sizeof(buf));
+	ok(strcmp(buf, "get,update") == 0 &&
+	    grants(o, "mutatingwebhookconfigurations", "update") == 2 &&
+	    grants(o, "mutatingwebhookconfigurations", "list") == 0 &&
+	    grants(o, "validatingwebhookconfigurations", "update") == 0);
 	ok(has_str(at(rule_for(o, "signers"), "resourceNames"), KB_SIGNER_NAME) &&
 	    strcmp(str_at(rule_for(o, "signers"), "apiGroups.0"), "certificates.k8s.io") == 0);
 	o = find(objs, "ClusterRole", KB_DEVELOPER_NAME);

@@ -1,0 +1,70 @@
+/* Sidecar injection: the mutating admission webhook's decisions, as pure
+ * functions of the AdmissionReview (no I/O; agent/webhooksrv.c serves them).
+ *
+ * A Pod is injected when its annotations carry
+ *   kbridge.dev/inject: "true"
+ * (put it on a Deployment's pod template: the API server admits the Pods
+ * made from it). Optional annotations:
+ *   kbridge.dev/workload: NAME   the workload (default: the controlling
+ *        owner's name; a ReplicaSet's without its "-POD-TEMPLATE-HASH"
+ *        suffix, i.e. the Deployment's; no owner: the Pod's name)
+ *   kbridge.dev/port: NAME       the container port the Service's targetPort
+ *        names (default "http"). A number cannot be taken over (the webhook
+ *        cannot see the Service): no injection, and a warning saying what
+ *        to change.
+ *   kbridge.dev/protocol: http|tcp  the sidecar's routing (default http).
+ * The app container's port NAME is renamed ("kb-app-NAME", or "kb-" and
+ * its first 12 characters when that is too long), probes of that container
+ * that named it follow the new name, and the sidecar container
+ * (KB_WEBHOOK_SIDECAR) takes the name NAME on its own port, so the
+ * Service's named targetPort reaches the sidecar, which passes to the app.
+ * The Pod gets annotation kbridge.dev/injected: NAME.NAMESPACE. A Pod that
+ * has the sidecar already is left alone (idempotent). Anything else, and
+ * any Pod the webhook cannot read, is allowed unchanged. */
+#ifndef KB_WEBHOOK_H
+#define KB_WEBHOOK_H
+
+#include <stddef.h>
+
+struct cJSON;
+
+#define KB_WEBHOOK_SIDECAR	"kbridge-sidecar"
+#define KB_WEBHOOK_ANN_INJECT	"kbridge.dev/inject"
+#define KB_WEBHOOK_ANN_WORKLOAD	"kbridge.dev/workload"
+#define KB_WEBHOOK_ANN_PORT	"kbridge.dev/port"
+#define KB_WEBHOOK_ANN_PROTOCOL	"kbridge.dev/protocol"
+#define KB_WEBHOOK_ANN_INJECTED	"kbridge.dev/injected"
+/* Where the sidecar listens (the next free one if a container uses it). */
+#define KB_WEBHOOK_SIDECAR_PORT	9901
+/* Where the injected sidecar expects its profile (its identity: not yet
+ * issued by the manager; see the README). */
+#define KB_WEBHOOK_PROFILE	"/var/run/secrets/kbridge.dev/sidecar/profile.json"
+
+struct webhook_cfg {
+	const char *image;	/* the sidecar's image */
+	const char *manager;	/* HOST:PORT the sidecar dials */
+};
+
+/* The JSONPatch (a cJSON array the caller frees) that injects the sidecar
+ * into pod (a Pod object) of namespace ns, or NULL: nothing to do, or a
+ * refusal explained in warn (empty otherwise; always NUL-terminated). */
+struct cJSON *webhook_mutate(const struct webhook_cfg *cfg, const struct cJSON *pod,
+    const char *ns, char *warn, size_t warnlen);
+
+/* What a review decided, for the log. */
+struct webhook_result {
+	char pod[320];		/* "NS/NAME" (NAME may be a generateName prefix) */
+	int pod_create;		/* it was a Pod CREATE */
+	int patched;
+	char warn[512];
+};
+
+/* The answer to an AdmissionReview (len bytes of JSON): a malloc'd
+ * AdmissionReview with the response (allowed: true; the patch, base64, if
+ * any; a warning if any); res (may be NULL) says what. NULL with err when
+ * review is not an AdmissionReview with a request uid (the server answers
+ * 400). */
+char *webhook_review(const struct webhook_cfg *cfg, const char *review, size_t len,
+    struct webhook_result *res, char *err, size_t errlen);
+
+#endif
