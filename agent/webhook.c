@@ -195,9 +195,30 @@ strs(const char *const *v, size_t n)
 	return a;
 }
 
+/* The pod's name (downward API) and the app container's, which the
+ * sidecar's hello names so the manager can read the app's environment from
+ * the pod spec (agent/podenv.c). */
+static void
+add_env(cJSON *c, const char *app)
+{
+	cJSON *env = cJSON_AddArrayToObject(c, "env"), *e, *ref;
+
+	e = cJSON_CreateObject();
+	cJSON_AddStringToObject(e, "name", "KBRIDGE_POD_NAME");
+	ref = cJSON_AddObjectToObject(cJSON_AddObjectToObject(e, "valueFrom"), "fieldRef");
+	cJSON_AddStringToObject(ref, "fieldPath", "metadata.name");
+	cJSON_AddItemToArray(env, e);
+	if (app) {
+		e = cJSON_CreateObject();
+		cJSON_AddStringToObject(e, "name", "KBRIDGE_APP_CONTAINER");
+		cJSON_AddStringToObject(e, "value", app);
+		cJSON_AddItemToArray(env, e);
+	}
+}
+
 static cJSON *
 sidecar_container(const struct webhook_cfg *cfg, const char *workload, const char *ns,
-    const char *port_name, int port, int app_port, const char *protocol)
+    const char *port_name, int port, int app_port, const char *protocol, const char *app)
 {
 	char a[7][300];
 	const char *args[7], *const cmd[] = { "kbridge-agent", "sidecar" }, *const drop[] = { "ALL" };
@@ -218,6 +239,7 @@ sidecar_container(const struct webhook_cfg *cfg, const char *workload, const cha
 	cJSON_AddStringToObject(c, "imagePullPolicy", "IfNotPresent");
 	cJSON_AddItemToObject(c, "command", strs(cmd, 2));
 	cJSON_AddItemToObject(c, "args", strs(args, 7));
+	add_env(c, app);
 	ports = cJSON_AddArrayToObject(c, "ports");
 	p = cJSON_CreateObject();
 	cJSON_AddStringToObject(p, "name", port_name);
@@ -332,7 +354,7 @@ webhook_mutate(const struct webhook_cfg *cfg, const cJSON *pod, const char *ns, 
 	op(patch, "replace", path, cJSON_CreateString(renamed));
 	rename_probes(patch, &f, want, renamed);
 	op(patch, "add", "/spec/containers/-", sidecar_container(cfg, workload, ns, want, port,
-	    f.num, proto));
+	    f.num, proto, get_str(cJSON_GetArrayItem(containers, f.ci), "name")));
 	snprintf(value, sizeof(value), "%s.%s", workload, ns);
 	op(patch, "add", "/metadata/annotations/kbridge.dev~1injected", cJSON_CreateString(value));
 	return patch;

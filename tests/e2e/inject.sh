@@ -124,6 +124,9 @@ for a in ["--workload=web", "--namespace=default", "--listen=0.0.0.0:9901", "--a
 		"--protocol=http", "--manager=kbridge-manager.kbridge.svc:8443"]:
 	assert a in sc["args"], (a, sc["args"])
 assert sc["ports"] == [{"name": "http", "containerPort": 9901, "protocol": "TCP"}], sc["ports"]
+env = {e["name"]: e for e in sc["env"]}
+assert env["KBRIDGE_POD_NAME"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name", env
+assert env["KBRIDGE_APP_CONTAINER"]["value"] == "app", env
 assert sc["securityContext"]["runAsNonRoot"] and sc["securityContext"]["readOnlyRootFilesystem"]
 assert j["metadata"]["annotations"]["kbridge.dev/injected"] == "web.default"
 ' <"$tmp/web-get.json"
