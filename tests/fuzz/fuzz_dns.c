@@ -19,6 +19,8 @@
  * upstream's answer. */
 #include "../../daemon/dns.c"
 #include "../../daemon/dnsmsg.c"
+#include "../../daemon/dnscache.c"
+#include "../../daemon/resolvconf.c"
 
 #include <fcntl.h>
 #include <signal.h>
