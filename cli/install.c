@@ -607,6 +607,7 @@ cmd_uninstall(int argc, char **argv)
 	/* The manager's own state, which it labels as kbridge's. */
 	cJSON_AddItemToArray(objs, stub("v1", "Secret", KB_CA_SECRET, ns));
 	cJSON_AddItemToArray(objs, stub("v1", "Secret", KB_STATE_SECRET, ns));
+	cJSON_AddItemToArray(objs, stub("v1", "ConfigMap", KB_CA_CONFIGMAP, ns));
 	catch_signals();
 	if (load_kubeconfig("uninstall", file, context, &k) == -1 ||
 	    labelled_too(&k, objs, ns) == -1)

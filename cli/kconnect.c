@@ -141,12 +141,14 @@ spawn_forwarder(const struct kconnect_opts *o, const char *context, int lfd,
 	signal(SIGTERM, SIG_DFL);
 	if ((fd = open("/dev/null", O_RDONLY | O_CLOEXEC)) != -1)
 		dup2(fd, 0);
-	if ((fd = open(logpath, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NOFOLLOW,
+	/* A new log for each session: it cannot grow across them. */
+	if ((fd = open(logpath, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW,
 	    0600)) != -1) {
 		dup2(fd, 1);
 		dup2(fd, 2);
 	}
-	if (dup2(lfd, 3) == -1)
+	/* dup2 onto itself would keep close-on-exec */
+	if (lfd == 3 ? fcntl(lfd, F_SETFD, 0) == -1 : dup2(lfd, 3) == -1)
 		_exit(127);
 	/* Our own binary by its name (so ps and ss say kbridge); /proc/self/exe
 	 * if it is gone. */

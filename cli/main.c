@@ -489,17 +489,17 @@ kube_via(const cJSON *st)
 /* The kubeconfig context and cluster the session was made with. Their
  * names come from the user's own kubeconfig but pass through put(). */
 static void
-print_kube(const cJSON *k)
+print_kube(const cJSON *k, const char *indent)
 {
 	const char *s;
 
 	if ((s = jstr(k, "context")) != NULL) {
-		printf("%-17s", "context:");
+		printf("%s%-17s", indent, "context:");
 		put(s);
 		putchar('\n');
 	}
 	if ((s = jstr(k, "cluster")) != NULL) {
-		printf("%-17s", "cluster:");
+		printf("%s%-17s", indent, "cluster:");
 		put(s);
 		if ((s = jstr(k, "server")) != NULL)
 			put_in(" (", s, ")");
@@ -517,7 +517,7 @@ print_connected(const cJSON *st)
 	printf("Connected to %s%s as %s (namespace %s)\n",
 	    orelse(jstr(st, "manager"), "?"), kube_via(st), orelse(jstr(st, "user"), "?"),
 	    orelse(jstr(st, "namespace"), "default"));
-	print_kube(cJSON_GetObjectItemCaseSensitive(st, "kube"));
+	print_kube(cJSON_GetObjectItemCaseSensitive(st, "kube"), "  ");
 	printf("  cluster subnets: %s\n", subnets[0] ? subnets : "(none)");
 	printf("  DNS:             %s\n", dns);
 }
@@ -611,7 +611,7 @@ print_status(const cJSON *st)
 		LINE("user", "%s", s);
 	if ((s = jstr(st, "manager")) != NULL)
 		LINE("manager", "%s%s", s, kube_via(st));
-	print_kube(cJSON_GetObjectItemCaseSensitive(st, "kube"));
+	print_kube(cJSON_GetObjectItemCaseSensitive(st, "kube"), "");
 	if ((s = jstr(st, "namespace")) != NULL)
 		LINE("namespace", "%s", s);
 	if (strcmp(state, "disconnected") != 0) {

@@ -192,3 +192,18 @@ out=$(kb bob bob connect --profile /dev/null --context x 2>&1) && exit 1
 	{ echo "$out"; exit 1; }
 bob quit >/dev/null
 ok "--manager-address: the same identity straight to an exposed manager; --profile with kubeconfig options: one line"
+
+# Uninstall after real use (the manager made its CA Secret and ConfigMap and
+# state): nothing of kbridge's is left; a second uninstall has nothing to do.
+out=$(kb ws admin uninstall 2>&1) || { echo "$out"; exit 1; }
+left=$(adm get clusterroles,clusterrolebindings -l app.kubernetes.io/managed-by=kbridge -o name)
+[[ -z $left ]] || { echo "$left"; exit 1; }
+# (the playground made the namespace kbridge before install: it stays; no
+# garbage collector runs here: the ReplicaSet and Pod run-pod made stay)
+[[ -z $(adm get ns kbridge -o 'jsonpath={.metadata.deletionTimestamp}') ]]
+left=$(adm -n kbridge get deployments,services,serviceaccounts,roles,rolebindings,secrets,configmaps \
+	-l app.kubernetes.io/managed-by=kbridge -o name)
+[[ -z $left ]] || { echo "$left"; exit 1; }
+out=$(kb ws admin uninstall)
+[[ $out == "nothing to do: kbridge is not installed in namespace kbridge" ]] || { echo "$out"; exit 1; }
+ok "uninstall after use leaves nothing of kbridge's (its Secrets and CA ConfigMap too); again: nothing to do"
