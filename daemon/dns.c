@@ -674,6 +674,20 @@ dns_handle(struct kb_dns *d, struct dns_tcp *c, const struct sockaddr *peer, soc
 		dns_req_answer(rq, DNS_SERVFAIL, 0, NULL, 0, 0);
 }
 
+/* Receive the next datagram on fd into d->buf: its length, or -1 when
+ * there is none (or an error, logged). */
+static ssize_t
+dns_recv(struct kb_dns *d, int fd, struct sockaddr_storage *ss, socklen_t *sslen)
+{
+	ssize_t n;
+
+	*sslen = sizeof(*ss);
+	n = recvfrom(fd, d->buf, sizeof(d->buf), 0, (struct sockaddr *)ss, sslen);
+	if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
+		log_warn("%s: recvfrom", __func__);
+	return n;
+}
+
 static void
 dns_udp_read(evutil_socket_t fd, short what, void *arg)
 {
@@ -684,16 +698,8 @@ dns_udp_read(evutil_socket_t fd, short what, void *arg)
 	int i;
 
 	(void)what;
-	for (i = 0; i < 64; i++) {
-		sslen = sizeof(ss);
-		n = recvfrom(fd, d->buf, sizeof(d->buf), 0, (struct sockaddr *)&ss, &sslen);
-		if (n < 0) {
-			if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
-				log_warn("%s: recvfrom", __func__);
-			return;
-		}
+	for (i = 0; i < 64 && (n = dns_recv(d, fd, &ss, &sslen)) >= 0; i++)
 		dns_handle(d, NULL, (struct sockaddr *)&ss, sslen, d->buf, (size_t)n);
-	}
 }
 
 static void
@@ -708,14 +714,7 @@ dns_up_udp_read(evutil_socket_t fd, short what, void *arg)
 	int i;
 
 	(void)what;
-	for (i = 0; i < 64; i++) {
-		sslen = sizeof(ss);
-		n = recvfrom(fd, d->buf, sizeof(d->buf), 0, (struct sockaddr *)&ss, &sslen);
-		if (n < 0) {
-			if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
-				log_warn("%s: recvfrom", __func__);
-			return;
-		}
+	for (i = 0; i < 64 && (n = dns_recv(d, fd, &ss, &sslen)) >= 0; i++) {
 		if (n < DNS_HDR || !(d->buf[2] & 0x80) || !dns_is_upstream(d, (struct sockaddr *)&ss))
 			continue;
 		id = dns_get16(d->buf);
