@@ -1,5 +1,10 @@
 /* The workstation DNS proxy: cluster names go to the manager through the
- * resolve hook, every other query goes unchanged to the original upstream. */
+ * resolve hook, every other query goes unchanged to the original upstream.
+ * Here: the requests and their limits, the forwarder (over TCP for a TCP
+ * client, else UDP), the UDP and TCP servers. Pure modules beside it: the
+ * messages (dnsmsg.c), which names are the cluster's (dnsname.c), the
+ * manager's answers kept for their TTL (dnscache.c) and the upstreams from
+ * resolv.conf (resolvconf.c). */
 #include "dns.h"
 
 #include <sys/queue.h>
@@ -8,7 +13,6 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 
-#include <ctype.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,6 +26,7 @@
 
 #include "dnscache.h"
 #include "dnsmsg.h"
+#include "dnsname.h"
 #include "firewall.h"
 #include "listener.h"
 #include "log.h"
@@ -110,10 +115,7 @@ struct kb_dns {
 	int up4_fd, up6_fd;
 	struct event *up4_ev, *up6_ev;
 	struct dns_upstreams ups;	/* from resolv.conf */
-	char *domain;
-	char **namespaces;
-	size_t nnamespaces;
-	char *connected_ns;
+	struct dns_zone zone;		/* what counts as a cluster name */
 	TAILQ_HEAD(, dns_req) reqs;
 	size_t npending;
 	TAILQ_HEAD(, dns_tcp) tcps;
@@ -137,67 +139,6 @@ dns_timer_ms(struct event *ev, unsigned ms)
 	struct timeval tv = kb_ms_tv(ms);
 
 	evtimer_add(ev, &tv);
-}
-
-static int
-dns_is_namespace(const struct kb_dns *d, const char *s, size_t len)
-{
-	size_t i;
-
-	if (len == 0 || memchr(s, '.', len))
-		return 0;
-	for (i = 0; i < d->nnamespaces; i++)
-		if (strlen(d->namespaces[i]) == len && !memcmp(d->namespaces[i], s, len))
-			return 1;
-	return 0;
-}
-
-/* Is name (normalized) the cluster domain or under it? */
-static int
-dns_in_domain(const struct kb_dns *d, const char *name)
-{
-	size_t n = strlen(name), dl;
-
-	if (!d->domain)
-		return 0;
-	dl = strlen(d->domain);
-	return n >= dl && !strcmp(name + n - dl, d->domain) && (n == dl || name[n - dl - 1] == '.');
-}
-
-/* Is name (normalized) a cluster name? If so, out gets what to ask the
- * manager, and *single tells a qualified single label. */
-static int
-dns_classify(const struct kb_dns *d, const char *name, char *out, size_t outlen, int *single)
-{
-	const char *rest;
-	size_t n;
-
-	*single = 0;
-	if (!d->domain || name[0] == '\0' || strchr(name, '\\'))
-		return 0;
-	n = strlen(name);
-	if (dns_in_domain(d, name))
-		goto cluster;
-	if ((rest = strchr(name, '.')) == NULL) {
-		if (!strcmp(name, "localhost") || !d->connected_ns)
-			return 0;
-		if (snprintf(out, outlen, "%s.%s", name, d->connected_ns) >= (int)outlen)
-			return 0;
-		*single = 1;
-		return 1;
-	}
-	rest++;
-	if (dns_is_namespace(d, rest, strlen(rest)))
-		goto cluster;
-	if (n > 4 && !strcmp(name + n - 4, ".svc") && rest < name + n - 4 &&
-	    dns_is_namespace(d, rest, (size_t)(name + n - 4 - rest)))
-		goto cluster;
-	return 0;
-cluster:
-	if (n >= outlen)
-		return 0;
-	memcpy(out, name, n + 1);
-	return 1;
 }
 
 static void
@@ -638,7 +579,7 @@ dns_handle(struct kb_dns *d, struct dns_tcp *c, const struct sockaddr *peer, soc
 		dns_req_answer(rq, DNS_SERVFAIL, 0, NULL, 0, 0);
 		return;
 	}
-	cluster = q.qclass == DNS_C_IN && dns_classify(d, q.name, name, sizeof(name), &single);
+	cluster = q.qclass == DNS_C_IN && dns_zone_classify(&d->zone, q.name, name, sizeof(name), &single);
 	/* Other types for a single label are most likely about a local host. */
 	if (cluster && single && q.qtype != DNS_T_A && q.qtype != DNS_T_AAAA)
 		cluster = 0;
@@ -647,7 +588,7 @@ dns_handle(struct kb_dns *d, struct dns_tcp *c, const struct sockaddr *peer, soc
 		dns_forward_start(rq);
 		return;
 	}
-	rq->fallback = single || !dns_in_domain(d, q.name);
+	rq->fallback = single || !dns_zone_in_domain(&d->zone, q.name);
 	rq->hook_qtype = q.qtype;
 	if (q.qtype != DNS_T_A && q.qtype != DNS_T_AAAA) {
 		/* A Service has addresses only. Under the cluster domain, or
@@ -1039,60 +980,14 @@ dns_set_upstream_port(struct kb_dns *d, uint16_t port)
 	resolv_set_port(&d->ups, port);
 }
 
-/* Lower case, without the final dot; NULL for an empty name. */
-static char *
-dns_norm(const char *s)
-{
-	char *n;
-	size_t i, len;
-
-	if (!s)
-		return NULL;
-	len = strlen(s);
-	if (len > 0 && s[len - 1] == '.')
-		len--;
-	if (len == 0 || (n = malloc(len + 1)) == NULL)
-		return NULL;
-	for (i = 0; i < len; i++)
-		n[i] = (char)tolower((unsigned char)s[i]);
-	n[len] = '\0';
-	return n;
-}
-
-static void
-dns_clear_cluster(struct kb_dns *d)
-{
-	size_t i;
-
-	for (i = 0; i < d->nnamespaces; i++)
-		free(d->namespaces[i]);
-	free(d->namespaces);
-	free(d->domain);
-	free(d->connected_ns);
-	d->namespaces = NULL;
-	d->nnamespaces = 0;
-	d->domain = d->connected_ns = NULL;
-}
-
 void
 dns_set_cluster(struct kb_dns *d, const char *domain, const char *const *namespaces,
     size_t nnamespaces, const char *connected_ns)
 {
-	size_t i;
-
-	dns_clear_cluster(d);
 	/* A new session or namespace: forget what the old one said. */
 	dns_cache_clear(d->cache);
-	if ((d->domain = dns_norm(domain)) == NULL)
-		return;
-	d->connected_ns = dns_norm(connected_ns);
-	if (nnamespaces && (d->namespaces = calloc(nnamespaces, sizeof(char *))) == NULL) {
+	if (dns_zone_set(&d->zone, domain, namespaces, nnamespaces, connected_ns) < 0)
 		log_warnx("%s: out of memory", __func__);
-		return;
-	}
-	for (i = 0; i < nnamespaces; i++)
-		if ((d->namespaces[d->nnamespaces] = dns_norm(namespaces[i])) != NULL)
-			d->nnamespaces++;
 }
 
 void
@@ -1122,7 +1017,7 @@ dns_free(struct kb_dns *d)
 		close(d->up4_fd);
 	if (d->up6_fd >= 0)
 		close(d->up6_fd);
-	dns_clear_cluster(d);
+	dns_zone_clear(&d->zone);
 	dns_cache_free(d->cache);
 	free(d->client_recs);
 	free(d);

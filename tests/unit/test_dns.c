@@ -4,6 +4,7 @@
 #include "../../daemon/dns.c"
 #include "../../daemon/dnsmsg.c"
 #include "../../daemon/dnscache.c"
+#include "../../daemon/dnsname.c"
 #include "../../daemon/resolvconf.c"
 
 #include <sys/prctl.h>
@@ -348,11 +349,11 @@ test_classify(void)
 	size_t i, len;
 	int single, good;
 
-	ok(!dns_classify(d, "web.default", out, sizeof(out), &single));
+	ok(!dns_zone_classify(&d->zone, "web.default", out, sizeof(out), &single));
 	dns_set_cluster(d, "Cluster.Local.", ns, 3, "default");
-	ok(!dns_classify(d, "web.default", out, 4, &single));
+	ok(!dns_zone_classify(&d->zone, "web.default", out, 4, &single));
 	for (i = 0; i < sizeof(t) / sizeof(t[0]); i++) {
-		int c = dns_classify(d, t[i].name, out, sizeof(out), &single);
+		int c = dns_zone_classify(&d->zone, t[i].name, out, sizeof(out), &single);
 		good = c == t[i].cluster && (!c || (!strcmp(out, t[i].asked) && single == t[i].single));
 		if (!good)
 			printf("# classify '%s': %d '%s'\n", t[i].name, c, c ? out : "");
@@ -364,17 +365,17 @@ test_classify(void)
 	ok(dns_parse_query(buf, len, &q) == 0);
 	ok(!strcmp(q.name, "web.default.svc.cluster.local"));
 	ok(q.qtype == T_A && q.qclass == C_IN && q.id == 7 && q.qend == len);
-	ok(dns_classify(d, q.name, out, sizeof(out), &single) && !strcmp(out, q.name));
+	ok(dns_zone_classify(&d->zone, q.name, out, sizeof(out), &single) && !strcmp(out, q.name));
 	len = make_query(buf, "Web.", T_AAAA, 8);
 	ok(dns_parse_query(buf, len, &q) == 0 && !strcmp(q.name, "web"));
-	ok(dns_classify(d, q.name, out, sizeof(out), &single) && single &&
+	ok(dns_zone_classify(&d->zone, q.name, out, sizeof(out), &single) && single &&
 	    !strcmp(out, "web.default"));
 
 	/* Without a connected namespace single labels stay local. */
 	dns_set_cluster(d, "cluster.local", ns, 3, NULL);
-	ok(!dns_classify(d, "web", out, sizeof(out), &single));
+	ok(!dns_zone_classify(&d->zone, "web", out, sizeof(out), &single));
 	dns_set_cluster(d, NULL, NULL, 0, NULL);
-	ok(!dns_classify(d, "web.default.svc.cluster.local", out, sizeof(out), &single));
+	ok(!dns_zone_classify(&d->zone, "web.default.svc.cluster.local", out, sizeof(out), &single));
 	free(d);
 }
 
