@@ -79,15 +79,6 @@ sslerr(void)
 	return kb_tls_errstr(buf, sizeof(buf));
 }
 
-static void
-free_secret(char *s)
-{
-	if (s == NULL)
-		return;
-	OPENSSL_cleanse(s, strlen(s));
-	free(s);
-}
-
 static int
 add_ext(X509 *x, X509V3_CTX *v3, int nid, const char *value)
 {
@@ -162,49 +153,6 @@ done:
 		x = NULL;
 	}
 	return x;
-}
-
-/* Copy a memory BIO's contents into a NUL-terminated string. */
-static char *
-bio_string(BIO *bio)
-{
-	char *data, *s;
-	long n;
-
-	if ((n = BIO_get_mem_data(bio, &data)) <= 0 || (s = malloc(n + 1)) == NULL)
-		return NULL;
-	memcpy(s, data, n);
-	s[n] = '\0';
-	return s;
-}
-
-static char *
-cert_pem(X509 *x)
-{
-	BIO *bio;
-	char *s = NULL;
-
-	if ((bio = BIO_new(BIO_s_mem())) == NULL)
-		return NULL;
-	if (PEM_write_bio_X509(bio, x))
-		s = bio_string(bio);
-	BIO_free(bio);
-	return s;
-}
-
-static char *
-key_pem(EVP_PKEY *k)
-{
-	BIO *bio;
-	char *s = NULL;
-
-	/* secmem: the BIO's buffer is wiped when freed. */
-	if ((bio = BIO_new(BIO_s_secmem())) == NULL)
-		return NULL;
-	if (PEM_write_bio_PrivateKey(bio, k, NULL, NULL, 0, NULL, NULL))
-		s = bio_string(bio);
-	BIO_free(bio);
-	return s;
 }
 
 static int
@@ -367,8 +315,8 @@ cmd_init(int argc, char **argv)
 			goto done;
 		}
 	}
-	if ((ca_crt = cert_pem(ca)) == NULL || (ca_keypem = key_pem(ca_key)) == NULL ||
-	    (mgr_crt = cert_pem(mgr)) == NULL || (mgr_keypem = key_pem(mgr_key)) == NULL) {
+	if ((ca_crt = kb_cert_pem(ca)) == NULL || (ca_keypem = kb_key_pem(ca_key)) == NULL ||
+	    (mgr_crt = kb_cert_pem(mgr)) == NULL || (mgr_keypem = kb_key_pem(mgr_key)) == NULL) {
 		complain(1, "cannot encode PEM: %s", sslerr());
 		goto done;
 	}
@@ -394,8 +342,8 @@ cmd_init(int argc, char **argv)
 	printf("wrote %s/%s: clients will dial %s\n", dir, KB_STATE_CONFIG, address);
 	rc = 0;
 done:
-	free_secret(ca_keypem);
-	free_secret(mgr_keypem);
+	kb_free_secret(ca_keypem);
+	kb_free_secret(mgr_keypem);
 	free(ca_crt);
 	free(mgr_crt);
 	free(config);
@@ -523,7 +471,7 @@ struct issue_ca {
 static void
 issue_ca_free(struct issue_ca *ca)
 {
-	free_secret(ca->keytext);
+	kb_free_secret(ca->keytext);
 	free(ca->crt);
 	free(ca->config);
 	cJSON_Delete(ca->cfg);
@@ -537,7 +485,6 @@ issue_load_ca(const char *dir, struct issue_ca *ca)
 {
 	const cJSON *addr;
 	char host[256];
-	BIO *bio = NULL;
 	uint16_t port;
 	int rc = -1;
 
@@ -545,14 +492,11 @@ issue_load_ca(const char *dir, struct issue_ca *ca)
 	    (ca->keytext = read_state(dir, KB_STATE_CA_KEY)) == NULL ||
 	    (ca->config = read_state(dir, KB_STATE_CONFIG)) == NULL)
 		goto done;
-	if ((bio = BIO_new_mem_buf(ca->crt, -1)) == NULL ||
-	    (ca->ca = PEM_read_bio_X509(bio, NULL, NULL, NULL)) == NULL) {
+	if ((ca->ca = kb_pem_cert(ca->crt)) == NULL) {
 		complain(1, "%s/%s: not a PEM certificate", dir, KB_STATE_CA_CERT);
 		goto done;
 	}
-	BIO_free(bio);
-	if ((bio = BIO_new_mem_buf(ca->keytext, -1)) == NULL ||
-	    (ca->key = PEM_read_bio_PrivateKey(bio, NULL, kb_tls_no_passphrase, NULL)) == NULL) {
+	if ((ca->key = kb_pem_key(ca->keytext)) == NULL) {
 		complain(1, "%s/%s: not an unencrypted PEM private key", dir, KB_STATE_CA_KEY);
 		goto done;
 	}
@@ -570,7 +514,6 @@ issue_load_ca(const char *dir, struct issue_ca *ca)
 	ca->addr = addr->valuestring;
 	rc = 0;
 done:
-	BIO_free(bio);
 	return rc;
 }
 
@@ -598,7 +541,7 @@ issue_write(const struct issue_opts *o, const struct issue_ca *ca)
 		complain(1, "%s", err);
 		goto done;
 	}
-	if ((crt = cert_pem(x)) == NULL || (keypem = key_pem(key)) == NULL) {
+	if ((crt = kb_cert_pem(x)) == NULL || (keypem = kb_key_pem(key)) == NULL) {
 		complain(1, "cannot encode PEM: %s", sslerr());
 		goto done;
 	}
@@ -623,8 +566,8 @@ issue_write(const struct issue_opts *o, const struct issue_ca *ca)
 		printf("wrote profile for %s to %s\n", o->name, o->out);
 	rc = 0;
 done:
-	free_secret(json);
-	free_secret(keypem);
+	kb_free_secret(json);
+	kb_free_secret(keypem);
 	free(crt);
 	X509_free(x);
 	EVP_PKEY_free(key);
@@ -665,13 +608,13 @@ identity_ca_new(char **crt, char **key, char *err, size_t errlen)
 		return -1;
 	}
 	if ((x = make_cert(&spec, k, NULL, NULL, err, errlen)) != NULL &&
-	    ((*crt = cert_pem(x)) == NULL || (*key = key_pem(k)) == NULL))
+	    ((*crt = kb_cert_pem(x)) == NULL || (*key = kb_key_pem(k)) == NULL))
 		snprintf(err, errlen, "cannot encode PEM: %s", sslerr());
 	X509_free(x);
 	EVP_PKEY_free(k);
 	if (!*crt || !*key) {
 		free(*crt);
-		free_secret(*key);
+		kb_free_secret(*key);
 		*crt = *key = NULL;
 		return -1;
 	}
@@ -683,16 +626,8 @@ static int
 load_ca(const char *ca_crt, const char *ca_keytext, X509 **ca, EVP_PKEY **key, char *err,
     size_t errlen)
 {
-	BIO *bio;
-
-	*ca = NULL;
-	*key = NULL;
-	if ((bio = BIO_new_mem_buf(ca_crt, -1)) != NULL)
-		*ca = PEM_read_bio_X509(bio, NULL, NULL, NULL);
-	BIO_free(bio);
-	if ((bio = BIO_new_mem_buf(ca_keytext, -1)) != NULL)
-		*key = PEM_read_bio_PrivateKey(bio, NULL, kb_tls_no_passphrase, NULL);
-	BIO_free(bio);
+	*ca = kb_pem_cert(ca_crt);
+	*key = kb_pem_key(ca_keytext);
 	if (*ca && *key && X509_check_private_key(*ca, *key))
 		return 0;
 	X509_free(*ca);
@@ -725,7 +660,7 @@ identity_manager_cert(const char *ca_crt, const char *ca_keytext, const char *sa
 	}
 	if ((x = make_cert(&spec, k, ca, ca_key, err, errlen)) == NULL)
 		goto done;
-	if ((*crt = cert_pem(x)) == NULL || (*key = key_pem(k)) == NULL) {
+	if ((*crt = kb_cert_pem(x)) == NULL || (*key = kb_key_pem(k)) == NULL) {
 		snprintf(err, errlen, "cannot encode PEM: %s", sslerr());
 		free(*crt);
 		*crt = NULL;
@@ -760,7 +695,7 @@ identity_user_cert(const char *ca_crt, const char *ca_keytext, EVP_PKEY *pub, co
 		snprintf(err, errlen, "a certificate needs a lifetime");
 	else if (load_ca(ca_crt, ca_keytext, &ca, &ca_key, err, errlen) == 0 &&
 	    (x = make_cert(&spec, pub, ca, ca_key, err, errlen)) != NULL &&
-	    (*crt = cert_pem(x)) == NULL)
+	    (*crt = kb_cert_pem(x)) == NULL)
 		snprintf(err, errlen, "cannot encode PEM: %s", sslerr());
 	X509_free(ca);
 	X509_free(x);
@@ -772,5 +707,5 @@ identity_user_cert(const char *ca_crt, const char *ca_keytext, EVP_PKEY *pub, co
 void
 identity_free_secret(char *s)
 {
-	free_secret(s);
+	kb_free_secret(s);
 }

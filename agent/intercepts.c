@@ -98,12 +98,12 @@ find_workload(const char *name, const char *ns)
 	return NULL;
 }
 
+/* Free i, which is in no list (or no longer). */
 static void
-intercept_free(struct intercept *i)
+intercept_release(struct intercept *i)
 {
 	size_t k;
 
-	TAILQ_REMOVE(&i->w->icpts, i, entry);
 	if (i->grace)
 		event_free(i->grace);
 	for (k = 0; k < i->nheaders; k++) {
@@ -112,6 +112,13 @@ intercept_free(struct intercept *i)
 	}
 	free(i->path_prefix);
 	free(i);
+}
+
+static void
+intercept_free(struct intercept *i)
+{
+	TAILQ_REMOVE(&i->w->icpts, i, entry);
+	intercept_release(i);
 }
 
 static void
@@ -1058,7 +1065,6 @@ restore_one(const cJSON *o, const struct timeval *tv)
 	struct intercept *n, *i;
 	struct workload *w;
 	int fresh = 0;
-	size_t k;
 
 	if (!id_ok(id) || find_id(id) || !owner || !wl || !kb_dns_label(wl) || !ns ||
 	    !kb_dns_label(ns) || !proto || (strcmp(proto, "http") && strcmp(proto, "tcp")) ||
@@ -1098,16 +1104,8 @@ restore_one(const cJSON *o, const struct timeval *tv)
 	evtimer_add(n->grace, tv);
 	return 0;
 fail:
-	if (n) {
-		if (n->grace)
-			event_free(n->grace);
-		for (k = 0; k < n->nheaders; k++) {
-			free(n->hname[k]);
-			free(n->hvalue[k]);
-		}
-		free(n->path_prefix);
-		free(n);
-	}
+	if (n)
+		intercept_release(n);
 	if (fresh)
 		workload_gc(w);
 	return -1;

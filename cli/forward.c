@@ -171,17 +171,8 @@ struct watch {
 	struct event_base *base;
 	struct kb_forward *f;
 	const char *addr;	/* 127.0.0.1:PORT, ours */
-	long idle_since;	/* ms, 0 while streams are open */
+	uint64_t idle_since;	/* kb_now_ms(), 0 while streams are open */
 };
-
-static long
-now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec * 1000L + ts.tv_nsec / 1000000;
-}
 
 /* Does kbridged still use us: running, not disconnected, our address? */
 static int
@@ -209,7 +200,7 @@ static void
 on_watch(evutil_socket_t fd, short what, void *arg)
 {
 	struct watch *w = arg;
-	long now = now_ms();
+	uint64_t now = kb_now_ms();
 
 	(void)fd;
 	(void)what;
@@ -312,23 +303,35 @@ ports_arg(const char *s, int *lport, int *port)
 	return 0;
 }
 
-static int
-listen_loopback(int port, char *addr, size_t addrlen)
+int
+kb_forward_listen(int port, struct sockaddr_in *bound)
 {
 	struct sockaddr_in sin = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port),
 	    .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
-	socklen_t sl = sizeof(sin);
-	int fd, one = 1;
+	socklen_t sl = sizeof(*bound);
+	int fd, one = 1, e;
 
 	if ((fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0)) < 0)
 		return -1;
 	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
 	if (bind(fd, (struct sockaddr *)&sin, sizeof(sin)) < 0 || listen(fd, 128) < 0 ||
-	    getsockname(fd, (struct sockaddr *)&sin, &sl) < 0) {
+	    getsockname(fd, (struct sockaddr *)bound, &sl) < 0) {
+		e = errno;
 		close(fd);
+		errno = e;
 		return -1;
 	}
-	kb_sockaddr_str((struct sockaddr *)&sin, addr, addrlen);
+	return fd;
+}
+
+static int
+listen_loopback(int port, char *addr, size_t addrlen)
+{
+	struct sockaddr_in sin;
+	int fd;
+
+	if ((fd = kb_forward_listen(port, &sin)) >= 0)
+		kb_sockaddr_str((struct sockaddr *)&sin, addr, addrlen);
 	return fd;
 }
 

@@ -9,6 +9,7 @@
 #include <stddef.h>
 
 struct event_base;
+struct sockaddr_in;
 struct kb_kubeconfig;
 struct kb_forward;
 
@@ -23,5 +24,9 @@ struct kb_forward *kb_forward_start(struct event_base *base, struct kb_kubeconfi
 int kb_forward_streams(const struct kb_forward *f);
 /* Close the listener and every stream. NULL is fine. */
 void kb_forward_stop(struct kb_forward *f);
+
+/* A listening TCP socket (close-on-exec) on 127.0.0.1:port, 0 for any free
+ * port; bound gets the address it has. The fd, or -1 with errno. */
+int kb_forward_listen(int port, struct sockaddr_in *bound);
 
 #endif

@@ -28,6 +28,7 @@
 #include "kube.h"
 #include "kubeconfig.h"
 #include "manifests.h"
+#include "tls.h"
 #include "util.h"
 
 #define CSR_PATH	"/apis/certificates.k8s.io/v1/certificatesigningrequests"
@@ -48,60 +49,14 @@ kb_csr_slept_us(void)
 	return slept_us;
 }
 
-static X509 *
-x509_of_pem(const char *pem)
-{
-	BIO *bio = BIO_new_mem_buf(pem, -1);
-	X509 *x = bio ? PEM_read_bio_X509(bio, NULL, NULL, NULL) : NULL;
-
-	BIO_free(bio);
-	return x;
-}
-
-static EVP_PKEY *
-key_of_pem(const char *pem)
-{
-	BIO *bio = BIO_new_mem_buf(pem, -1);
-	EVP_PKEY *k = bio ? PEM_read_bio_PrivateKey(bio, NULL, kb_tls_no_passphrase, NULL) : NULL;
-
-	BIO_free(bio);
-	return k;
-}
-
-/* The key as PEM in memory that is wiped when freed. */
-static char *
-pem_of_key(EVP_PKEY *k)
-{
-	BIO *bio = BIO_new(BIO_s_secmem());
-	char *data, *s = NULL;
-	long n;
-
-	if (bio && PEM_write_bio_PrivateKey(bio, k, NULL, NULL, 0, NULL, NULL) &&
-	    (n = BIO_get_mem_data(bio, &data)) > 0 && (s = malloc(n + 1)) != NULL) {
-		memcpy(s, data, n);
-		s[n] = '\0';
-	}
-	BIO_free(bio);
-	return s;
-}
-
-static void
-free_secret(char *s)
-{
-	if (s) {
-		OPENSSL_cleanse(s, strlen(s));
-		free(s);
-	}
-}
-
 /* Is the certificate cert (PEM) for key, signed by ca, CN=user, with more
  * than min_left seconds left? Its notAfter into *expires. */
 static int
 cert_good(const char *cert, const char *key, const char *ca, const char *user, long min_left,
     time_t *expires)
 {
-	X509 *x = x509_of_pem(cert), *c = x509_of_pem(ca);
-	EVP_PKEY *k = key_of_pem(key);
+	X509 *x = kb_pem_cert(cert), *c = kb_pem_cert(ca);
+	EVP_PKEY *k = kb_pem_key(key);
 	struct tm tm;
 	char cn[128];
 	int good = 0;
@@ -246,7 +201,7 @@ fetch_ca(struct kapi *k, const char *ns, const char *user, char *err, size_t err
 	if (kreq(k, "GET", path, NULL, NULL, &status, &resp, err, errlen) < 0)
 		return NULL;
 	v = jstr(cJSON_GetObjectItemCaseSensitive(resp, "data"), "ca.crt");
-	if (status == 200 && v && (x = x509_of_pem(v)) != NULL) {
+	if (status == 200 && v && (x = kb_pem_cert(v)) != NULL) {
 		X509_free(x);
 		ca = strdup(v);
 	} else if (status == 200) {
@@ -432,7 +387,7 @@ void
 kb_csr_ident_free(struct kb_csr_ident *id)
 {
 	free(id->cert_pem);
-	free_secret(id->key_pem);
+	kb_free_secret(id->key_pem);
 	free(id->ca_pem);
 	free(id->user);
 	free(id->cache_dir);
@@ -448,7 +403,7 @@ fresh(struct kapi *k, struct kb_csr_ident *id, int timeout_ms, char *err, size_t
 	char *request = NULL;
 	int rc = -1;
 
-	if (key == NULL || (id->key_pem = pem_of_key(key)) == NULL ||
+	if (key == NULL || (id->key_pem = kb_key_pem(key)) == NULL ||
 	    (request = make_request(key, id->user)) == NULL) {
 		snprintf(err, errlen, "cannot make a key and certificate request");
 		goto out;
@@ -500,7 +455,7 @@ kb_csr_identity_ex(struct kb_kubeconfig *kc, const char *install_ns, int timeout
 	    id->user, KB_IDENTITY_MIN_LEFT_S, &id->expires))
 		goto done;
 	free(id->cert_pem);
-	free_secret(id->key_pem);
+	kb_free_secret(id->key_pem);
 	id->cert_pem = id->key_pem = NULL;
 	if (fresh(&k, id, timeout_ms, err, errlen) == 0)
 		goto done;

@@ -30,6 +30,7 @@
 #include <cjson/cJSON.h>
 
 #include "cmd.h"
+#include "forward.h"
 #include "identity.h"
 #include "kube.h"
 #include "kubeconfig.h"
@@ -80,17 +81,11 @@ may_forward(struct kapi *k, const char *user, const char *ns)
 static int
 loopback_listener(int *port)
 {
-	struct sockaddr_in sin = { .sin_family = AF_INET };
-	socklen_t len = sizeof(sin);
+	struct sockaddr_in sin;
 	int fd;
 
-	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	if ((fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0)) == -1 ||
-	    bind(fd, (struct sockaddr *)&sin, sizeof(sin)) == -1 || listen(fd, 64) == -1 ||
-	    getsockname(fd, (struct sockaddr *)&sin, &len) == -1) {
+	if ((fd = kb_forward_listen(0, &sin)) == -1) {
 		errorx("connect: cannot listen on 127.0.0.1: %s", strerror(errno));
-		if (fd != -1)
-			close(fd);
 		return -1;
 	}
 	*port = ntohs(sin.sin_port);

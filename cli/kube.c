@@ -33,27 +33,6 @@ kapi_waited(struct kapi_waited *w)
 	*w = waited;
 }
 
-struct body {
-	char *p;
-	size_t len;
-};
-
-static size_t
-on_body(char *p, size_t size, size_t n, void *arg)
-{
-	struct body *b = arg;
-	char *q;
-
-	if (b->len + size * n > KAPI_BODY_MAX ||
-	    (q = realloc(b->p, b->len + size * n + 1)) == NULL)
-		return 0;
-	memcpy(q + b->len, p, size * n);
-	b->len += size * n;
-	q[b->len] = '\0';
-	b->p = q;
-	return size * n;
-}
-
 /* Ctrl-C (catch_signals) aborts the request in flight. */
 static int
 on_progress(void *arg, curl_off_t dt, curl_off_t dn, curl_off_t ut, curl_off_t un)
@@ -76,21 +55,6 @@ api_error(long status, const cJSON *resp, char *err, size_t errlen)
 		snprintf(err, errlen, "the API server answered HTTP %ld", status);
 }
 
-/* The handle set up afresh for a request (the kubeconfig's options, which
- * the credentials may have changed); its connections stay open. */
-static CURL *
-kapi_handle(struct kapi *k, char *err, size_t errlen)
-{
-	if (k->c == NULL && (k->c = curl_easy_init()) == NULL) {
-		snprintf(err, errlen, "cannot initialise libcurl");
-		return NULL;
-	}
-	curl_easy_reset(k->c);
-	if (kb_kubeconfig_curl(k->kc, k->c, err, errlen) == -1)
-		return NULL;
-	return k->c;
-}
-
 void
 kapi_close(struct kapi *k)
 {
@@ -105,75 +69,41 @@ int
 kreq(struct kapi *k, const char *method, const char *path, const char *ctype,
     const cJSON *body, long *status, cJSON **resp, char *err, size_t errlen)
 {
-	struct curl_slist *hdr = NULL;
-	struct body b = { 0 };
-	char *url = NULL, *req = NULL, ct[96];
-	CURLcode cc;
-	CURL *c;
+	struct kb_kube_request r = { .method = method, .path = path, .ctype = ctype,
+	    .user_agent = "kbridge/" KB_MANIFEST_VERSION, .timeout_ms = KAPI_TIMEOUT_MS,
+	    .max_body = KAPI_BODY_MAX, .progress = on_progress };
+	char *req = NULL, *out = NULL;
+	size_t outlen;
 	uint64_t t0;
-	int tries, rc = -1;
+	int rc = -1;
 
 	*resp = NULL;
-	if ((url = kb_kubeconfig_url(k->kc, path)) == NULL ||
-	    (body && (req = cJSON_PrintUnformatted(body)) == NULL)) {
+	if (body && (r.body = req = cJSON_PrintUnformatted(body)) == NULL) {
 		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
+	if (k->c == NULL && (k->c = curl_easy_init()) == NULL) {
+		snprintf(err, errlen, "cannot initialise libcurl");
 		goto out;
 	}
-	for (tries = 0; tries < 2; tries++) {
-		free(b.p);
-		b = (struct body){ 0 };
-		curl_slist_free_all(hdr);
-		hdr = NULL;
-		if ((c = kapi_handle(k, err, errlen)) == NULL)
-			goto out;
-		curl_easy_setopt(c, CURLOPT_URL, url);
-		curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
-		curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
-		curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, (long)KAPI_TIMEOUT_MS);
-		curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
-		curl_easy_setopt(c, CURLOPT_WRITEDATA, &b);
-		curl_easy_setopt(c, CURLOPT_USERAGENT, "kbridge/" KB_MANIFEST_VERSION);
-		curl_easy_setopt(c, CURLOPT_NOPROGRESS, 0L);
-		curl_easy_setopt(c, CURLOPT_XFERINFOFUNCTION, on_progress);
-		hdr = curl_slist_append(hdr, "Accept: application/json");
-		if (req) {
-			snprintf(ct, sizeof(ct), "Content-Type: %s", ctype);
-			hdr = curl_slist_append(hdr, ct);
-			curl_easy_setopt(c, CURLOPT_POSTFIELDS, req);
-			curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE, (long)strlen(req));
-		}
-		curl_easy_setopt(c, CURLOPT_HTTPHEADER, hdr);
-		t0 = kapi_now_us();
-		cc = curl_easy_perform(c);
-		waited.requests++;
-		waited.us += kapi_now_us() - t0;
-		if (cc != CURLE_OK) {
-			if (interrupted)
-				snprintf(err, errlen, "interrupted; what is reported above was "
-				    "done, run it again to finish");
-			else
-				snprintf(err, errlen, "%s: %s", kb_kubeconfig_server(k->kc),
-				    curl_easy_strerror(cc));
-			goto out;
-		}
-		curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, status);
-		if (*status != 401)
-			break;
-		kb_kubeconfig_refresh(k->kc);
+	t0 = kapi_now_us();
+	rc = kb_kubeconfig_request(k->kc, k->c, &r, status, &out, &outlen, err, errlen);
+	waited.requests++;
+	waited.us += kapi_now_us() - t0;
+	if (rc == -1) {
+		if (interrupted)
+			snprintf(err, errlen, "interrupted; what is reported above was "
+			    "done, run it again to finish");
+		goto out;
 	}
-	if (b.p && (*resp = cJSON_Parse(b.p)) != NULL && !cJSON_IsObject(*resp)) {
+	if (out && (*resp = cJSON_Parse(out)) != NULL && !cJSON_IsObject(*resp)) {
 		cJSON_Delete(*resp);
 		*resp = NULL;
 	}
 	rc = 0;
 out:
-	/* The handle must not keep pointers to what is freed here. */
-	if (k->c)
-		curl_easy_reset(k->c);
-	curl_slist_free_all(hdr);
-	free(b.p);
+	free(out);
 	free(req);
-	free(url);
 	return rc;
 }
 

@@ -1,5 +1,10 @@
 /* The workstation DNS proxy: cluster names go to the manager through the
- * resolve hook, every other query goes unchanged to the original upstream. */
+ * resolve hook, every other query goes unchanged to the original upstream.
+ * Here: the requests and their limits, the forwarder (over TCP for a TCP
+ * client, else UDP), the UDP and TCP servers. Pure modules beside it: the
+ * messages (dnsmsg.c), which names are the cluster's (dnsname.c), the
+ * manager's answers kept for their TTL (dnscache.c) and the upstreams from
+ * resolv.conf (resolvconf.c). */
 #include "dns.h"
 
 #include <sys/queue.h>
@@ -8,7 +13,6 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 
-#include <ctype.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,13 +24,15 @@
 #include <event2/event.h>
 #include <event2/util.h>
 
+#include "dnscache.h"
 #include "dnsmsg.h"
+#include "dnsname.h"
 #include "firewall.h"
 #include "listener.h"
 #include "log.h"
+#include "resolvconf.h"
 #include "util.h"
 
-#define DNS_MAX_UPSTREAMS	8
 #define DNS_MAX_PENDING		1024
 #define DNS_CLIENT_MAX		64	/* per UDP client (address and port) */
 #define DNS_CLIENT_BUCKETS	256
@@ -40,11 +46,6 @@
 #define DNS_TRIES		3	/* SERVFAIL after DNS_TRIES * DNS_RETRY_MS */
 #define DNS_HOOK_MS		5000	/* SERVFAIL if the manager takes longer */
 #define DNS_NAME_MAX		320
-
-struct dns_upstream {
-	struct sockaddr_storage ss;
-	socklen_t len;
-};
 
 enum dns_req_state { RQ_HOOK, RQ_UDP, RQ_TCP };
 
@@ -95,20 +96,6 @@ struct dns_req {
 	char key[DNS_NAME_MAX];		/* the name asked of the manager */
 };
 
-/* Answers from the manager, kept for their TTL (at most DNS_CACHE_TTL_MAX):
- * programs ask the same names over and over, and the round trip through
- * the cluster costs far more than a lookup here. */
-#define DNS_CACHE_SLOTS 256
-#define DNS_CACHE_ADDRS 8
-#define DNS_CACHE_TTL_MAX 30
-struct dns_cache_entry {
-	uint64_t expires;		/* kb_now_ms(); 0 = empty */
-	uint16_t qtype;
-	char name[DNS_NAME_MAX];
-	char addrs[DNS_CACHE_ADDRS][46];
-	size_t naddrs;
-};
-
 struct dns_tcp {
 	struct kb_dns *d;
 	TAILQ_ENTRY(dns_tcp) entry;
@@ -127,14 +114,8 @@ struct kb_dns {
 	struct kb_listener *tcp_lis;
 	int up4_fd, up6_fd;
 	struct event *up4_ev, *up6_ev;
-	struct dns_upstream up[DNS_MAX_UPSTREAMS];
-	size_t nup;
-	uint32_t up_addrs[DNS_MAX_UPSTREAMS];
-	size_t nup_addrs;
-	char *domain;
-	char **namespaces;
-	size_t nnamespaces;
-	char *connected_ns;
+	struct dns_upstreams ups;	/* from resolv.conf */
+	struct dns_zone zone;		/* what counts as a cluster name */
 	TAILQ_HEAD(, dns_req) reqs;
 	size_t npending;
 	TAILQ_HEAD(, dns_tcp) tcps;
@@ -146,7 +127,7 @@ struct kb_dns {
 	unsigned long refused;		/* queries refused since */
 	unsigned char buf[DNS_MSG_MAX + 1];
 	unsigned char out[DNS_MSG_MAX + 1];
-	struct dns_cache_entry *cache;	/* DNS_CACHE_SLOTS, allocated on first use */
+	struct dns_cache *cache;	/* the manager's answers */
 };
 
 static void dns_forward_start(struct dns_req *);
@@ -158,67 +139,6 @@ dns_timer_ms(struct event *ev, unsigned ms)
 	struct timeval tv = kb_ms_tv(ms);
 
 	evtimer_add(ev, &tv);
-}
-
-static int
-dns_is_namespace(const struct kb_dns *d, const char *s, size_t len)
-{
-	size_t i;
-
-	if (len == 0 || memchr(s, '.', len))
-		return 0;
-	for (i = 0; i < d->nnamespaces; i++)
-		if (strlen(d->namespaces[i]) == len && !memcmp(d->namespaces[i], s, len))
-			return 1;
-	return 0;
-}
-
-/* Is name (normalized) the cluster domain or under it? */
-static int
-dns_in_domain(const struct kb_dns *d, const char *name)
-{
-	size_t n = strlen(name), dl;
-
-	if (!d->domain)
-		return 0;
-	dl = strlen(d->domain);
-	return n >= dl && !strcmp(name + n - dl, d->domain) && (n == dl || name[n - dl - 1] == '.');
-}
-
-/* Is name (normalized) a cluster name? If so, out gets what to ask the
- * manager, and *single tells a qualified single label. */
-static int
-dns_classify(const struct kb_dns *d, const char *name, char *out, size_t outlen, int *single)
-{
-	const char *rest;
-	size_t n;
-
-	*single = 0;
-	if (!d->domain || name[0] == '\0' || strchr(name, '\\'))
-		return 0;
-	n = strlen(name);
-	if (dns_in_domain(d, name))
-		goto cluster;
-	if ((rest = strchr(name, '.')) == NULL) {
-		if (!strcmp(name, "localhost") || !d->connected_ns)
-			return 0;
-		if (snprintf(out, outlen, "%s.%s", name, d->connected_ns) >= (int)outlen)
-			return 0;
-		*single = 1;
-		return 1;
-	}
-	rest++;
-	if (dns_is_namespace(d, rest, strlen(rest)))
-		goto cluster;
-	if (n > 4 && !strcmp(name + n - 4, ".svc") && rest < name + n - 4 &&
-	    dns_is_namespace(d, rest, (size_t)(name + n - 4 - rest)))
-		goto cluster;
-	return 0;
-cluster:
-	if (n >= outlen)
-		return 0;
-	memcpy(out, name, n + 1);
-	return 1;
 }
 
 static void
@@ -400,75 +320,18 @@ dns_req_answer(struct dns_req *rq, int rcode, int qtype, const char *const *addr
 	dns_req_finish(rq, d->out, n);
 }
 
-static struct dns_cache_entry *
-dns_cache_slot(struct kb_dns *d, const char *name, uint16_t qtype)
-{
-	uint32_t h = 2166136261u ^ qtype;
-	const char *p;
-
-	if (!d->cache && (d->cache = calloc(DNS_CACHE_SLOTS, sizeof(*d->cache))) == NULL)
-		return NULL;
-	for (p = name; *p; p++)
-		h = (h ^ (unsigned char)*p) * 16777619u;
-	return &d->cache[h % DNS_CACHE_SLOTS];
-}
-
-/* Only positive answers are kept: a service created a moment ago must
- * resolve at once. */
-static void
-dns_cache_put(struct kb_dns *d, const char *name, uint16_t qtype, const char *const *addrs,
-    size_t naddrs, uint32_t ttl)
-{
-	struct dns_cache_entry *e;
-	size_t i;
-
-	if (ttl == 0 || naddrs == 0 || naddrs > DNS_CACHE_ADDRS ||
-	    (e = dns_cache_slot(d, name, qtype)) == NULL)
-		return;
-	for (i = 0; i < naddrs; i++)
-		if (strlen(addrs[i]) >= sizeof(e->addrs[i]))
-			return;
-	snprintf(e->name, sizeof(e->name), "%s", name);
-	e->qtype = qtype;
-	for (i = 0; i < naddrs; i++)
-		snprintf(e->addrs[i], sizeof(e->addrs[i]), "%s", addrs[i]);
-	e->naddrs = naddrs;
-	e->expires = kb_now_ms() + 1000ull * (ttl < DNS_CACHE_TTL_MAX ? ttl : DNS_CACHE_TTL_MAX);
-}
-
-/* Does the cache hold addresses for name? */
-static int
-dns_cache_knows(struct kb_dns *d, const char *name)
-{
-	static const uint16_t types[] = { DNS_T_A, DNS_T_AAAA };
-	struct dns_cache_entry *e;
-	uint64_t now = kb_now_ms();
-	size_t i;
-
-	for (i = 0; d->cache && i < 2; i++)
-		if ((e = dns_cache_slot(d, name, types[i])) != NULL && e->expires > now &&
-		    e->qtype == types[i] && !strcmp(e->name, name))
-			return 1;
-	return 0;
-}
-
 /* Answer rq from the cache; 0 if it did. */
 static int
 dns_cache_answer(struct dns_req *rq, const char *name, uint16_t qtype)
 {
-	struct kb_dns *d = rq->d;
-	struct dns_cache_entry *e;
 	const char *addrs[DNS_CACHE_ADDRS];
-	uint64_t now = kb_now_ms();
-	size_t i;
+	size_t naddrs;
+	uint32_t ttl;
 
-	if (!d->cache || (e = dns_cache_slot(d, name, qtype)) == NULL || e->expires <= now ||
-	    e->qtype != qtype || strcmp(e->name, name) != 0)
+	if (dns_cache_get(rq->d->cache, name, qtype, kb_now_ms(), addrs, &naddrs, &ttl) < 0)
 		return -1;
-	for (i = 0; i < e->naddrs; i++)
-		addrs[i] = e->addrs[i];
 	evtimer_del(rq->timer);
-	dns_req_answer(rq, 0, qtype, addrs, e->naddrs, (uint32_t)((e->expires - now + 999) / 1000));
+	dns_req_answer(rq, 0, qtype, addrs, naddrs, ttl);
 	return 0;
 }
 
@@ -478,7 +341,8 @@ dns_hook_done(void *ctx, int rcode, const char *const *addrs, size_t naddrs, uin
 	struct dns_req *rq = ctx;
 
 	if (rcode == 0)
-		dns_cache_put(rq->d, rq->key, rq->hook_qtype, addrs, naddrs, ttl);
+		dns_cache_put(rq->d->cache, rq->key, rq->hook_qtype, addrs, naddrs, ttl,
+		    kb_now_ms());
 	if (rq->detached) {
 		dns_req_free(rq);
 		return;
@@ -505,15 +369,15 @@ dns_is_upstream(const struct kb_dns *d, const struct sockaddr *sa)
 	const struct sockaddr_in6 *a6 = (const void *)sa, *b6;
 	size_t i;
 
-	for (i = 0; i < d->nup; i++) {
-		if (d->up[i].ss.ss_family != sa->sa_family)
+	for (i = 0; i < d->ups.n; i++) {
+		if (d->ups.up[i].ss.ss_family != sa->sa_family)
 			continue;
 		if (sa->sa_family == AF_INET) {
-			b4 = (const void *)&d->up[i].ss;
+			b4 = (const void *)&d->ups.up[i].ss;
 			if (a4->sin_addr.s_addr == b4->sin_addr.s_addr && a4->sin_port == b4->sin_port)
 				return 1;
 		} else {
-			b6 = (const void *)&d->up[i].ss;
+			b6 = (const void *)&d->ups.up[i].ss;
 			if (!memcmp(&a6->sin6_addr, &b6->sin6_addr, sizeof(a6->sin6_addr)) &&
 			    a6->sin6_port == b6->sin6_port)
 				return 1;
@@ -566,7 +430,7 @@ static void
 dns_forward_send(struct dns_req *rq)
 {
 	struct kb_dns *d = rq->d;
-	const struct dns_upstream *u = &d->up[rq->attempt % d->nup];
+	const struct dns_upstream *u = &d->ups.up[rq->attempt % d->ups.n];
 	unsigned char l[2];
 	char who[64];
 	int fd = -1;
@@ -630,7 +494,7 @@ dns_forward_start(struct dns_req *rq)
 	struct kb_dns *d = rq->d;
 	int i;
 
-	if (d->nup == 0) {
+	if (d->ups.n == 0) {
 		dns_req_answer(rq, DNS_SERVFAIL, 0, NULL, 0, 0);
 		return;
 	}
@@ -715,7 +579,7 @@ dns_handle(struct kb_dns *d, struct dns_tcp *c, const struct sockaddr *peer, soc
 		dns_req_answer(rq, DNS_SERVFAIL, 0, NULL, 0, 0);
 		return;
 	}
-	cluster = q.qclass == DNS_C_IN && dns_classify(d, q.name, name, sizeof(name), &single);
+	cluster = q.qclass == DNS_C_IN && dns_zone_classify(&d->zone, q.name, name, sizeof(name), &single);
 	/* Other types for a single label are most likely about a local host. */
 	if (cluster && single && q.qtype != DNS_T_A && q.qtype != DNS_T_AAAA)
 		cluster = 0;
@@ -724,13 +588,13 @@ dns_handle(struct kb_dns *d, struct dns_tcp *c, const struct sockaddr *peer, soc
 		dns_forward_start(rq);
 		return;
 	}
-	rq->fallback = single || !dns_in_domain(d, q.name);
+	rq->fallback = single || !dns_zone_in_domain(&d->zone, q.name);
 	rq->hook_qtype = q.qtype;
 	if (q.qtype != DNS_T_A && q.qtype != DNS_T_AAAA) {
 		/* A Service has addresses only. Under the cluster domain, or
 		 * for a name the cluster is known to have, that is the answer;
 		 * else the cluster's A answer tells whose name it is. */
-		if (!rq->fallback || dns_cache_knows(d, name)) {
+		if (!rq->fallback || dns_cache_knows(d->cache, name, kb_now_ms())) {
 			dns_req_answer(rq, 0, q.qtype, NULL, 0, 0);
 			return;
 		}
@@ -751,6 +615,20 @@ dns_handle(struct kb_dns *d, struct dns_tcp *c, const struct sockaddr *peer, soc
 		dns_req_answer(rq, DNS_SERVFAIL, 0, NULL, 0, 0);
 }
 
+/* Receive the next datagram on fd into d->buf: its length, or -1 when
+ * there is none (or an error, logged). */
+static ssize_t
+dns_recv(struct kb_dns *d, int fd, struct sockaddr_storage *ss, socklen_t *sslen)
+{
+	ssize_t n;
+
+	*sslen = sizeof(*ss);
+	n = recvfrom(fd, d->buf, sizeof(d->buf), 0, (struct sockaddr *)ss, sslen);
+	if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
+		log_warn("%s: recvfrom", __func__);
+	return n;
+}
+
 static void
 dns_udp_read(evutil_socket_t fd, short what, void *arg)
 {
@@ -761,16 +639,8 @@ dns_udp_read(evutil_socket_t fd, short what, void *arg)
 	int i;
 
 	(void)what;
-	for (i = 0; i < 64; i++) {
-		sslen = sizeof(ss);
-		n = recvfrom(fd, d->buf, sizeof(d->buf), 0, (struct sockaddr *)&ss, &sslen);
-		if (n < 0) {
-			if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
-				log_warn("%s: recvfrom", __func__);
-			return;
-		}
+	for (i = 0; i < 64 && (n = dns_recv(d, fd, &ss, &sslen)) >= 0; i++)
 		dns_handle(d, NULL, (struct sockaddr *)&ss, sslen, d->buf, (size_t)n);
-	}
 }
 
 static void
@@ -785,14 +655,7 @@ dns_up_udp_read(evutil_socket_t fd, short what, void *arg)
 	int i;
 
 	(void)what;
-	for (i = 0; i < 64; i++) {
-		sslen = sizeof(ss);
-		n = recvfrom(fd, d->buf, sizeof(d->buf), 0, (struct sockaddr *)&ss, &sslen);
-		if (n < 0) {
-			if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
-				log_warn("%s: recvfrom", __func__);
-			return;
-		}
+	for (i = 0; i < 64 && (n = dns_recv(d, fd, &ss, &sslen)) >= 0; i++) {
 		if (n < DNS_HDR || !(d->buf[2] & 0x80) || !dns_is_upstream(d, (struct sockaddr *)&ss))
 			continue;
 		id = dns_get16(d->buf);
@@ -936,47 +799,24 @@ dns_tcp_accept(int fd, struct sockaddr *sa, int salen, void *arg)
 	bufferevent_enable(c->bev, EV_READ | EV_WRITE);
 }
 
+static void
+dns_bad_upstream(void *arg, const char *word)
+{
+	log_warnx("dns_read_upstreams: %s: ignoring nameserver '%s'", (const char *)arg, word);
+}
+
 /* The nameserver lines of resolv.conf; IPv6 ones are used but not
  * reported for redirection. */
 static void
 dns_read_upstreams(struct kb_dns *d, const char *path)
 {
-	char *text, *line, *save = NULL, *tok, *word, *pct;
-	struct sockaddr_in *s4;
-	struct sockaddr_in6 *s6;
-	struct dns_upstream *u;
+	char *text;
 
 	if ((text = kb_read_file(path, 1 << 20, NULL)) == NULL) {
 		log_warn("%s: %s", __func__, path);
 		return;
 	}
-	for (line = strtok_r(text, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
-		if ((word = strtok_r(line, " \t\r", &tok)) == NULL || strcmp(word, "nameserver"))
-			continue;
-		if ((word = strtok_r(NULL, " \t\r", &tok)) == NULL || d->nup == DNS_MAX_UPSTREAMS)
-			continue;
-		u = &d->up[d->nup];
-		memset(u, 0, sizeof(*u));
-		s4 = (struct sockaddr_in *)&u->ss;
-		s6 = (struct sockaddr_in6 *)&u->ss;
-		if (inet_pton(AF_INET, word, &s4->sin_addr) == 1) {
-			s4->sin_family = AF_INET;
-			s4->sin_port = htons(53);
-			u->len = sizeof(*s4);
-			d->up_addrs[d->nup_addrs++] = ntohl(s4->sin_addr.s_addr);
-		} else {
-			if ((pct = strchr(word, '%')) != NULL)
-				*pct = '\0';
-			if (inet_pton(AF_INET6, word, &s6->sin6_addr) != 1) {
-				log_warnx("%s: %s: ignoring nameserver '%s'", __func__, path, word);
-				continue;
-			}
-			s6->sin6_family = AF_INET6;
-			s6->sin6_port = htons(53);
-			u->len = sizeof(*s6);
-		}
-		d->nup++;
-	}
+	resolv_parse(text, &d->ups, dns_bad_upstream, (void *)path);
 	free(text);
 }
 
@@ -1089,7 +929,9 @@ dns_new(struct event_base *base, const struct kb_dns_hooks *hooks, const char *r
 	TAILQ_INIT(&d->reqs);
 	TAILQ_INIT(&d->tcps);
 	LIST_INIT(&d->client_free);
-	if ((d->client_recs = calloc(DNS_MAX_PENDING, sizeof(*d->client_recs))) == NULL) {
+	if ((d->client_recs = calloc(DNS_MAX_PENDING, sizeof(*d->client_recs))) == NULL ||
+	    (d->cache = dns_cache_new()) == NULL) {
+		free(d->client_recs);
 		free(d);
 		snprintf(err, errlen, "out of memory");
 		return NULL;
@@ -1097,11 +939,11 @@ dns_new(struct event_base *base, const struct kb_dns_hooks *hooks, const char *r
 	for (i = 0; i < DNS_MAX_PENDING; i++)
 		LIST_INSERT_HEAD(&d->client_free, &d->client_recs[i], entry);
 	dns_read_upstreams(d, resolv_conf ? resolv_conf : "/etc/resolv.conf");
-	if (d->nup == 0)
+	if (d->ups.n == 0)
 		log_warnx("%s: no upstream nameserver: only cluster names will resolve", __func__);
-	for (i = 0; i < d->nup; i++)
-		v6 |= d->up[i].ss.ss_family == AF_INET6;
-	if (d->nup_addrs && (d->up4_fd = dns_up_socket(d, AF_INET, &d->up4_ev, err, errlen)) < 0)
+	for (i = 0; i < d->ups.n; i++)
+		v6 |= d->ups.up[i].ss.ss_family == AF_INET6;
+	if (d->ups.nv4 && (d->up4_fd = dns_up_socket(d, AF_INET, &d->up4_ev, err, errlen)) < 0)
 		goto fail;
 	if (v6 && (d->up6_fd = dns_up_socket(d, AF_INET6, &d->up6_ev, err, errlen)) < 0)
 		goto fail;
@@ -1112,7 +954,7 @@ dns_new(struct event_base *base, const struct kb_dns_hooks *hooks, const char *r
 		snprintf(err, errlen, "cannot watch the UDP socket");
 		goto fail;
 	}
-	log_debug("%s: listening on 127.0.0.1:%u, %zu upstreams", __func__, d->port, d->nup);
+	log_debug("%s: listening on 127.0.0.1:%u, %zu upstreams", __func__, d->port, d->ups.n);
 	return d;
 fail:
 	dns_free(d);
@@ -1128,78 +970,24 @@ dns_port(const struct kb_dns *d)
 size_t
 dns_upstreams(const struct kb_dns *d, const uint32_t **addrs)
 {
-	*addrs = d->up_addrs;
-	return d->nup_addrs;
+	*addrs = d->ups.v4;
+	return d->ups.nv4;
 }
 
 void
 dns_set_upstream_port(struct kb_dns *d, uint16_t port)
 {
-	size_t i;
-
-	for (i = 0; i < d->nup; i++) {
-		if (d->up[i].ss.ss_family == AF_INET)
-			((struct sockaddr_in *)&d->up[i].ss)->sin_port = htons(port);
-		else
-			((struct sockaddr_in6 *)&d->up[i].ss)->sin6_port = htons(port);
-	}
-}
-
-/* Lower case, without the final dot; NULL for an empty name. */
-static char *
-dns_norm(const char *s)
-{
-	char *n;
-	size_t i, len;
-
-	if (!s)
-		return NULL;
-	len = strlen(s);
-	if (len > 0 && s[len - 1] == '.')
-		len--;
-	if (len == 0 || (n = malloc(len + 1)) == NULL)
-		return NULL;
-	for (i = 0; i < len; i++)
-		n[i] = (char)tolower((unsigned char)s[i]);
-	n[len] = '\0';
-	return n;
-}
-
-static void
-dns_clear_cluster(struct kb_dns *d)
-{
-	size_t i;
-
-	for (i = 0; i < d->nnamespaces; i++)
-		free(d->namespaces[i]);
-	free(d->namespaces);
-	free(d->domain);
-	free(d->connected_ns);
-	d->namespaces = NULL;
-	d->nnamespaces = 0;
-	d->domain = d->connected_ns = NULL;
+	resolv_set_port(&d->ups, port);
 }
 
 void
 dns_set_cluster(struct kb_dns *d, const char *domain, const char *const *namespaces,
     size_t nnamespaces, const char *connected_ns)
 {
-	size_t i;
-
-	dns_clear_cluster(d);
 	/* A new session or namespace: forget what the old one said. */
-	if (d->cache)
-		memset(d->cache, 0, DNS_CACHE_SLOTS * sizeof(*d->cache));
-	if ((d->domain = dns_norm(domain)) == NULL)
-		return;
-	d->connected_ns = dns_norm(connected_ns);
-	if (nnamespaces && (d->namespaces = calloc(nnamespaces, sizeof(char *))) == NULL) {
+	dns_cache_clear(d->cache);
+	if (dns_zone_set(&d->zone, domain, namespaces, nnamespaces, connected_ns) < 0)
 		log_warnx("%s: out of memory", __func__);
-		return;
-	}
-	for (i = 0; i < nnamespaces; i++)
-		if ((d->namespaces[d->nnamespaces] = dns_norm(namespaces[i])) != NULL)
-			d->nnamespaces++;
 }
 
 void
@@ -1229,8 +1017,8 @@ dns_free(struct kb_dns *d)
 		close(d->up4_fd);
 	if (d->up6_fd >= 0)
 		close(d->up6_fd);
-	dns_clear_cluster(d);
-	free(d->cache);
+	dns_zone_clear(&d->zone);
+	dns_cache_free(d->cache);
 	free(d->client_recs);
 	free(d);
 }

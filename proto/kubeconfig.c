@@ -1613,3 +1613,89 @@ kb_kubeconfig_curl(struct kb_kubeconfig *kc, CURL *c, char *err, size_t errlen)
 	}
 	return 0;
 }
+
+struct kc_body {
+	char *p;
+	size_t len, max;
+};
+
+static size_t
+kc_on_body(char *p, size_t size, size_t n, void *arg)
+{
+	struct kc_body *b = arg;
+	char *q;
+
+	if (b->len + size * n > b->max || (q = realloc(b->p, b->len + size * n + 1)) == NULL)
+		return 0;
+	memcpy(q + b->len, p, size * n);
+	b->len += size * n;
+	q[b->len] = '\0';
+	b->p = q;
+	return size * n;
+}
+
+int
+kb_kubeconfig_request(struct kb_kubeconfig *kc, CURL *c, const struct kb_kube_request *r,
+    long *status, char **out, size_t *outlen, char *err, size_t errlen)
+{
+	struct curl_slist *hdr = NULL;
+	struct kc_body b = { .max = r->max_body };
+	char *url, ct[96];
+	CURLcode cc;
+	int tries, rc = -1;
+
+	*out = NULL;
+	*outlen = 0;
+	if ((url = kb_kubeconfig_url(kc, r->path)) == NULL) {
+		kc_err(err, errlen, "out of memory");
+		return -1;
+	}
+	for (tries = 0; tries < 2; tries++) {
+		free(b.p);
+		b.p = NULL;
+		b.len = 0;
+		curl_slist_free_all(hdr);
+		hdr = NULL;
+		curl_easy_reset(c);
+		if (kb_kubeconfig_curl(kc, c, err, errlen) == -1)
+			goto out;
+		curl_easy_setopt(c, CURLOPT_URL, url);
+		curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, r->method);
+		curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+		curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, r->timeout_ms);
+		curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, kc_on_body);
+		curl_easy_setopt(c, CURLOPT_WRITEDATA, &b);
+		curl_easy_setopt(c, CURLOPT_USERAGENT, r->user_agent);
+		if (r->progress) {
+			curl_easy_setopt(c, CURLOPT_NOPROGRESS, 0L);
+			curl_easy_setopt(c, CURLOPT_XFERINFOFUNCTION, r->progress);
+		}
+		hdr = curl_slist_append(hdr, "Accept: application/json");
+		if (r->body) {
+			snprintf(ct, sizeof(ct), "Content-Type: %s", r->ctype);
+			hdr = curl_slist_append(hdr, ct);
+			curl_easy_setopt(c, CURLOPT_POSTFIELDS, r->body);
+			curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE, (long)strlen(r->body));
+		}
+		curl_easy_setopt(c, CURLOPT_HTTPHEADER, hdr);
+		if ((cc = curl_easy_perform(c)) != CURLE_OK) {
+			kc_err(err, errlen, "%s: %s", kc->server, curl_easy_strerror(cc));
+			goto out;
+		}
+		curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, status);
+		if (*status != 401)
+			break;
+		kb_kubeconfig_refresh(kc);
+	}
+	*out = b.p;
+	*outlen = b.len;
+	b.p = NULL;
+	rc = 0;
+out:
+	/* The handle must not keep pointers to what is freed here. */
+	curl_easy_reset(c);
+	curl_slist_free_all(hdr);
+	free(b.p);
+	free(url);
+	return rc;
+}

@@ -100,4 +100,27 @@ int kb_kubeconfig_curl(struct kb_kubeconfig *kc, CURL *c, char *err, size_t errl
  * Malloc'd, the caller frees; NULL on failure. */
 char *kb_kubeconfig_url(const struct kb_kubeconfig *kc, const char *path);
 
+/* One blocking request to the API server (the CLI's; the manager uses
+ * kubeapi.h). */
+struct kb_kube_request {
+	const char *method;		/* GET, POST, PATCH... */
+	const char *path;		/* for kb_kubeconfig_url */
+	const char *ctype;		/* body's Content-Type */
+	const char *body;		/* NUL-terminated; NULL: none */
+	const char *user_agent;
+	long timeout_ms;
+	size_t max_body;		/* a longer answer fails the request */
+	/* Called while the transfer runs: nonzero aborts it. NULL: none. */
+	int (*progress)(void *arg, curl_off_t dt, curl_off_t dn, curl_off_t ut, curl_off_t un);
+};
+
+/* Send r on c (reset first, and after: its connections stay open for the
+ * next request) with kc's credentials (kb_kubeconfig_curl), asking for
+ * JSON. A 401 refreshes the credentials and tries once more. 0 with
+ * *status and the answer's body (*out NUL-terminated, the caller frees;
+ * NULL when empty; *outlen), or -1 with err ("SERVER: libcurl's reason")
+ * when no answer came. */
+int kb_kubeconfig_request(struct kb_kubeconfig *kc, CURL *c, const struct kb_kube_request *r,
+    long *status, char **out, size_t *outlen, char *err, size_t errlen);
+
 #endif

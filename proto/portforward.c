@@ -1276,87 +1276,37 @@ oom:
 #define LOOKUP_TIMEOUT_MS 20000
 #define LOOKUP_MAX (8u << 20)
 
-struct lbuf {
-	char *p;
-	size_t n;
-};
-
-static size_t
-on_lbody(char *d, size_t sz, size_t nm, void *arg)
-{
-	struct lbuf *b = arg;
-	size_t n = sz * nm;
-	char *q;
-
-	if (b->n + n > LOOKUP_MAX || (q = realloc(b->p, b->n + n + 1)) == NULL)
-		return 0;
-	memcpy(q + b->n, d, n);
-	b->p = q;
-	b->n += n;
-	b->p[b->n] = '\0';
-	return n;
-}
-
 /* GET path: the JSON object answered with 200, or NULL with err (the
  * Status' message for an HTTP error). A 401 refreshes once. */
 static cJSON *
 get_json(struct kb_kubeconfig *kc, const char *path, char *err, size_t errlen)
 {
-	struct curl_slist *hdr = NULL;
-	struct lbuf b = { 0 };
+	struct kb_kube_request r = { .method = "GET", .path = path, .user_agent = "kbridge",
+	    .timeout_ms = LOOKUP_TIMEOUT_MS, .max_body = LOOKUP_MAX };
 	cJSON *j = NULL;
-	CURL *c = NULL;
-	CURLcode cc;
+	CURL *c;
 	long status = 0;
-	char *url;
-	int tries;
+	char *body = NULL;
+	size_t n;
 
-	if ((url = kb_kubeconfig_url(kc, path)) == NULL) {
-		snprintf(err, errlen, "out of memory");
+	if ((c = curl_easy_init()) == NULL) {
+		snprintf(err, errlen, "cannot initialise libcurl");
 		return NULL;
 	}
-	hdr = curl_slist_append(NULL, "Accept: application/json");
-	for (tries = 0; tries < 2; tries++) {
-		free(b.p);
-		b = (struct lbuf){ 0 };
-		curl_easy_cleanup(c);
-		if ((c = curl_easy_init()) == NULL) {
-			snprintf(err, errlen, "cannot initialise libcurl");
-			goto out;
-		}
-		if (kb_kubeconfig_curl(kc, c, err, errlen) < 0)
-			goto out;
-		curl_easy_setopt(c, CURLOPT_URL, url);
-		curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
-		curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, (long)LOOKUP_TIMEOUT_MS);
-		curl_easy_setopt(c, CURLOPT_USERAGENT, "kbridge");
-		curl_easy_setopt(c, CURLOPT_HTTPHEADER, hdr);
-		curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_lbody);
-		curl_easy_setopt(c, CURLOPT_WRITEDATA, &b);
-		if ((cc = curl_easy_perform(c)) != CURLE_OK) {
-			snprintf(err, errlen, "%s: %s", kb_kubeconfig_server(kc),
-			    curl_easy_strerror(cc));
-			goto out;
-		}
-		curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
-		if (status != 401)
-			break;
-		kb_kubeconfig_refresh(kc);
-	}
+	if (kb_kubeconfig_request(kc, c, &r, &status, &body, &n, err, errlen) == -1)
+		goto out;
 	if (status != 200) {
-		http_error((int)status, "HTTP/1.1\r\n", b.p ? b.p : "", b.n, err, errlen);
+		http_error((int)status, "HTTP/1.1\r\n", body ? body : "", n, err, errlen);
 		goto out;
 	}
-	if ((j = cJSON_ParseWithLength(b.p ? b.p : "", b.n)) == NULL || !cJSON_IsObject(j)) {
+	if ((j = cJSON_ParseWithLength(body ? body : "", n)) == NULL || !cJSON_IsObject(j)) {
 		cJSON_Delete(j);
 		j = NULL;
 		snprintf(err, errlen, "GET %s: not a JSON object", path);
 	}
 out:
-	curl_slist_free_all(hdr);
 	curl_easy_cleanup(c);
-	free(b.p);
-	free(url);
+	free(body);
 	return j;
 }
 

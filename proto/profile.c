@@ -21,32 +21,6 @@
 /* A profile is a few kilobytes; anything much larger is not one. */
 #define PROFILE_MAX (1024 * 1024)
 
-static X509 *
-pem_cert(const char *pem)
-{
-	BIO *bio;
-	X509 *x;
-
-	if ((bio = BIO_new_mem_buf(pem, -1)) == NULL)
-		return NULL;
-	x = PEM_read_bio_X509(bio, NULL, NULL, NULL);
-	BIO_free(bio);
-	return x;
-}
-
-static EVP_PKEY *
-pem_key(const char *pem)
-{
-	BIO *bio;
-	EVP_PKEY *k;
-
-	if ((bio = BIO_new_mem_buf(pem, -1)) == NULL)
-		return NULL;
-	k = PEM_read_bio_PrivateKey(bio, NULL, kb_tls_no_passphrase, NULL);
-	BIO_free(bio);
-	return k;
-}
-
 static int
 get_field(const cJSON *root, const char *field, char **out, char *err, size_t errlen)
 {
@@ -102,16 +76,16 @@ kb_profile_parse(const char *json, struct kb_profile *p, char *err, size_t errle
 		    KB_ROLE_SIDECAR);
 		goto done;
 	}
-	if ((cert = pem_cert(p->ca_pem)) == NULL) {
+	if ((cert = kb_pem_cert(p->ca_pem)) == NULL) {
 		snprintf(err, errlen, "field \"ca\" is not a PEM certificate");
 		goto done;
 	}
 	X509_free(cert);
-	if ((cert = pem_cert(p->cert_pem)) == NULL) {
+	if ((cert = kb_pem_cert(p->cert_pem)) == NULL) {
 		snprintf(err, errlen, "field \"cert\" is not a PEM certificate");
 		goto done;
 	}
-	if ((key = pem_key(p->key_pem)) == NULL) {
+	if ((key = kb_pem_key(p->key_pem)) == NULL) {
 		snprintf(err, errlen, "field \"key\" is not an unencrypted PEM private key");
 		goto done;
 	}

@@ -3,12 +3,91 @@
 #include "tls.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <openssl/err.h>
 #include <openssl/pem.h>
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
+
+X509 *
+kb_pem_cert(const char *pem)
+{
+	BIO *bio;
+	X509 *x;
+
+	if ((bio = BIO_new_mem_buf(pem, -1)) == NULL)
+		return NULL;
+	x = PEM_read_bio_X509(bio, NULL, NULL, NULL);
+	BIO_free(bio);
+	return x;
+}
+
+EVP_PKEY *
+kb_pem_key(const char *pem)
+{
+	BIO *bio;
+	EVP_PKEY *k;
+
+	if ((bio = BIO_new_mem_buf(pem, -1)) == NULL)
+		return NULL;
+	k = PEM_read_bio_PrivateKey(bio, NULL, kb_tls_no_passphrase, NULL);
+	BIO_free(bio);
+	return k;
+}
+
+/* Copy a memory BIO's contents into a NUL-terminated string. */
+static char *
+bio_string(BIO *bio)
+{
+	char *data, *s;
+	long n;
+
+	if ((n = BIO_get_mem_data(bio, &data)) <= 0 || (s = malloc(n + 1)) == NULL)
+		return NULL;
+	memcpy(s, data, n);
+	s[n] = '\0';
+	return s;
+}
+
+char *
+kb_cert_pem(X509 *x)
+{
+	BIO *bio;
+	char *s = NULL;
+
+	if ((bio = BIO_new(BIO_s_mem())) == NULL)
+		return NULL;
+	if (PEM_write_bio_X509(bio, x))
+		s = bio_string(bio);
+	BIO_free(bio);
+	return s;
+}
+
+char *
+kb_key_pem(EVP_PKEY *k)
+{
+	BIO *bio;
+	char *s = NULL;
+
+	/* secmem: the BIO's buffer is wiped when freed. */
+	if ((bio = BIO_new(BIO_s_secmem())) == NULL)
+		return NULL;
+	if (PEM_write_bio_PrivateKey(bio, k, NULL, NULL, 0, NULL, NULL))
+		s = bio_string(bio);
+	BIO_free(bio);
+	return s;
+}
+
+void
+kb_free_secret(char *s)
+{
+	if (s == NULL)
+		return;
+	OPENSSL_cleanse(s, strlen(s));
+	free(s);
+}
 
 /* Copy the single entry nid of a name as UTF-8; a missing, repeated or
  * truncated entry, or one with an embedded NUL, is an error. */

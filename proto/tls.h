@@ -30,6 +30,15 @@ int kb_tls_peer_workload(SSL *ssl, char *buf, size_t len);
 /* A PEM passphrase callback that refuses: an encrypted key fails instead
  * of prompting on the terminal. */
 int kb_tls_no_passphrase(char *buf, int size, int rwflag, void *u);
+/* PEM in memory (NUL-terminated) to OpenSSL objects and back; NULL on
+ * failure, the caller frees. A key must be unencrypted (never prompts). */
+X509 *kb_pem_cert(const char *pem);		/* the first certificate */
+EVP_PKEY *kb_pem_key(const char *pem);
+char *kb_cert_pem(X509 *x);
+/* Through memory that is wiped when freed; free it with kb_free_secret. */
+char *kb_key_pem(EVP_PKEY *k);
+/* Wipe and free a NUL-terminated secret (a key's PEM); NULL is fine. */
+void kb_free_secret(char *s);
 /* Drain OpenSSL's error queue into one readable line in buf (returns buf). */
 const char *kb_tls_errstr(char *buf, size_t len);
 

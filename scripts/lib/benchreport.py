@@ -381,6 +381,27 @@ def report_connect(res, out, dur, quick, nconn):
 
 
 # ------------------------------------------------------------------ rounds
+def split_results(results, variants, run):
+    """The lines of a wrk benchmark's results file: env, notes, idle memory per
+    variant and other modes' extras as they are; each run line's fields to
+    run(fields, notes) -> (variant, figures). -> runs, env, notes, mem_idle, extra"""
+    env, notes, mem_idle, extra = {}, [], {}, {}
+    runs = {v: [] for v in variants}
+    for mode, key, val in results:
+        if mode == 'env':
+            env[key] = val
+        elif key == 'note':
+            notes.append('%s: %s' % (mode, val))
+        elif key == 'mem_idle':
+            mem_idle[mode] = val
+        elif mode == 'run':
+            v, d = run((key + ' ' + val).split(), notes)
+            runs[v].append(d)
+        else:
+            extra.setdefault(mode, {})[key] = val
+    return runs, env, notes, mem_idle, extra
+
+
 def wrk_round(v, r, rc, text, hz, wall_ns, h0, h1):
     """One recorded wrk round: the parsed output plus what every round has
     (wall time, host CPU, wrk's CPU per request), and the notes on wrk's
@@ -441,48 +462,38 @@ IC_KEYS = ['rps', 'p50_us', 'p99_us', 'cpu_us_per_req', 'vmrss_kib', 'rssanon_ki
 
 def intercept_runs(results, hz):
     """run lines: VARIANT ROUND SECS CPU APP PATH WALL_NS RSS ANON RC UP VCS H0 H1 SERVED WRK_OUT"""
-    env, notes, mem_idle, extra = {}, [], {}, {}
-    runs = {v: [] for v in IC_V}
-    for mode, key, val in results:
-        if mode == 'env':
-            env[key] = val
-        elif key == 'note':
-            notes.append('%s: %s' % (mode, val))
-        elif key == 'mem_idle':
-            mem_idle[mode] = val
-        elif mode == 'run':
-            v, r, secs, cpu, app, path, wall, rss, anon, rc, up, vcs, h0, h1, served, outf = (key + ' ' + val).split()
-            d, wrk_notes = wrk_round(v, r, rc, read_text(outf), hz, wall, h0, h1)
-            n = d['requests']
-            d.update({'seconds': int(secs), 'cpu_ticks': int(cpu), 'app_cpu_ticks': int(app),
-                      'path_cpu_ticks': int(path), 'vmrss_kib': None if rss == 'null' else int(rss),
-                      'rssanon_kib': None if anon == 'null' else int(anon), 'wrk_rc': int(rc),
-                      'upstream_conns': int(up), 'server_logged': int(served)})
-            d['sleeps_per_req'] = round(int(vcs) / n, 3) if n else None
-            d['cpu_us_per_req'] = per_request(d['cpu_ticks'], hz, n)
-            d['app_cpu_us_per_req'] = per_request(d['app_cpu_ticks'], hz, n)
-            d['path_cpu_us_per_req'] = per_request(d['path_cpu_ticks'], hz, n) if v == 'icpt' else None
-            # one request in flight per connection: the latencies of a
-            # connection cannot add up to more than the run's length
-            if n and d['lat_avg_us'] is not None:
-                d['lat_overlap'] = round(n * d['lat_avg_us'] / 1e6 / (50 * d['wall_s']), 3)
-                if d['lat_overlap'] > 1.05:
-                    notes.append('%s round %s: wrk\'s latencies add up to %.1fx 50 connections x the run time '
-                                 '(avg %.0f us x %d responses): impossible with one request in flight per '
-                                 'connection; more responses than requests, or a clock jump' % (
-                                     v, r, d['lat_overlap'], d['lat_avg_us'], n))
-            if n and abs(d['server_logged'] - n) > 50 + n // 1000:
-                notes.append('%s round %s: the server logged %d requests, wrk counted %d responses' % (
-                    v, r, d['server_logged'], n))
-            notes += wrk_notes
-            if None not in (d['cpu_us_per_req'], d['wrk_cpu_us_per_req'], d['app_cpu_us_per_req']):
-                d['total_cpu_us_per_req'] = round(
-                    d['wrk_cpu_us_per_req'] + (d['app_cpu_us_per_req'] if v != 'app' else 0) +
-                    (d['path_cpu_us_per_req'] if v == 'icpt' else d['cpu_us_per_req']), 2)
-            runs[v].append(d)
-        else:
-            extra.setdefault(mode, {})[key] = val
-    return runs, env, notes, mem_idle, extra
+
+    def run(fields, notes):
+        v, r, secs, cpu, app, path, wall, rss, anon, rc, up, vcs, h0, h1, served, outf = fields
+        d, wrk_notes = wrk_round(v, r, rc, read_text(outf), hz, wall, h0, h1)
+        n = d['requests']
+        d.update({'seconds': int(secs), 'cpu_ticks': int(cpu), 'app_cpu_ticks': int(app),
+                  'path_cpu_ticks': int(path), 'vmrss_kib': None if rss == 'null' else int(rss),
+                  'rssanon_kib': None if anon == 'null' else int(anon), 'wrk_rc': int(rc),
+                  'upstream_conns': int(up), 'server_logged': int(served)})
+        d['sleeps_per_req'] = round(int(vcs) / n, 3) if n else None
+        d['cpu_us_per_req'] = per_request(d['cpu_ticks'], hz, n)
+        d['app_cpu_us_per_req'] = per_request(d['app_cpu_ticks'], hz, n)
+        d['path_cpu_us_per_req'] = per_request(d['path_cpu_ticks'], hz, n) if v == 'icpt' else None
+        # one request in flight per connection: the latencies of a
+        # connection cannot add up to more than the run's length
+        if n and d['lat_avg_us'] is not None:
+            d['lat_overlap'] = round(n * d['lat_avg_us'] / 1e6 / (50 * d['wall_s']), 3)
+            if d['lat_overlap'] > 1.05:
+                notes.append('%s round %s: wrk\'s latencies add up to %.1fx 50 connections x the run time '
+                             '(avg %.0f us x %d responses): impossible with one request in flight per '
+                             'connection; more responses than requests, or a clock jump' % (
+                                 v, r, d['lat_overlap'], d['lat_avg_us'], n))
+        if n and abs(d['server_logged'] - n) > 50 + n // 1000:
+            notes.append('%s round %s: the server logged %d requests, wrk counted %d responses' % (
+                v, r, d['server_logged'], n))
+        notes += wrk_notes
+        if None not in (d['cpu_us_per_req'], d['wrk_cpu_us_per_req'], d['app_cpu_us_per_req']):
+            d['total_cpu_us_per_req'] = round(
+                d['wrk_cpu_us_per_req'] + (d['app_cpu_us_per_req'] if v != 'app' else 0) +
+                (d['path_cpu_us_per_req'] if v == 'icpt' else d['cpu_us_per_req']), 2)
+        return v, d
+    return split_results(results, IC_V, run)
 
 
 def report_intercept(res, out, dur, rounds, quick, hz):
@@ -598,29 +609,19 @@ PV_KEYS = ['rps', 'p50_us', 'p90_us', 'p99_us', 'hop_cpu_us_per_req', 'down_cpu_
 
 def preview_runs(results, hz):
     """run lines: VARIANT ROUND SECS HOP_CPU DOWN_CPU WALL_NS RSS ANON RC H0 H1 WRK_OUT"""
-    env, notes, mem_idle, extra = {}, [], {}, {}
-    runs = {v: [] for v in PV_V}
-    for mode, key, val in results:
-        if mode == 'env':
-            env[key] = val
-        elif key == 'note':
-            notes.append('%s: %s' % (mode, val))
-        elif key == 'mem_idle':
-            mem_idle[mode] = val
-        elif mode == 'run':
-            v, r, secs, cpu, down, wall, rss, anon, rc, h0, h1, outf = (key + ' ' + val).split()
-            d, wrk_notes = wrk_round(v, r, rc, read_text(outf), hz, wall, h0, h1)
-            n = d['requests']
-            d.update({'seconds': int(secs), 'hop_cpu_ticks': int(cpu), 'down_cpu_ticks': int(down),
-                      'vmrss_kib': None if rss == 'null' else int(rss),
-                      'rssanon_kib': None if anon == 'null' else int(anon), 'wrk_rc': int(rc)})
-            d['hop_cpu_us_per_req'] = per_request(d['hop_cpu_ticks'], hz, n) if v != 'straight' else None
-            d['down_cpu_us_per_req'] = per_request(d['down_cpu_ticks'], hz, n)
-            notes += wrk_notes
-            runs[v].append(d)
-        else:
-            extra.setdefault(mode, {})[key] = val
-    return runs, env, notes, mem_idle, extra
+
+    def run(fields, notes):
+        v, r, secs, cpu, down, wall, rss, anon, rc, h0, h1, outf = fields
+        d, wrk_notes = wrk_round(v, r, rc, read_text(outf), hz, wall, h0, h1)
+        n = d['requests']
+        d.update({'seconds': int(secs), 'hop_cpu_ticks': int(cpu), 'down_cpu_ticks': int(down),
+                  'vmrss_kib': None if rss == 'null' else int(rss),
+                  'rssanon_kib': None if anon == 'null' else int(anon), 'wrk_rc': int(rc)})
+        d['hop_cpu_us_per_req'] = per_request(d['hop_cpu_ticks'], hz, n) if v != 'straight' else None
+        d['down_cpu_us_per_req'] = per_request(d['down_cpu_ticks'], hz, n)
+        notes += wrk_notes
+        return v, d
+    return split_results(results, PV_V, run)
 
 
 def report_preview(res, out, dur, rounds, quick, hz):

@@ -46,11 +46,15 @@ expect 2 $kb status --frobnicate; one_line
 expect 2 $kb status -o yaml; one_line
 expect 2 $kb status -o; one_line
 expect 2 $kb status extra; one_line
-# no --profile: the kubeconfig, as kubectl finds it; none here
-HOME=$tmp KUBECONFIG= expect 1 $kb connect; one_line; grep -q "no kubeconfig" "$tmp/err"
+expect 2 $kb connect extra; one_line
+expect 2 $kb connect --profile x --kubeconfig y; one_line
+expect 2 $kb connect -p x --context c; one_line
 expect 2 $kb connect --manager-address nope; one_line
 expect 2 $kb connect --manager-namespace Bad_NS; one_line
-expect 2 $kb connect -p x --context c; one_line
+# Without --profile, connect reads the kubeconfig as kubectl does: none at
+# all is one line (exit 1) before any daemon could be started.
+HOME=$tmp KUBECONFIG= expect 1 $kb connect; one_line
+grep -q 'no kubeconfig' "$tmp/err"; [[ ! -e $tmp/started ]]
 expect 2 $kb connect -p x --namespace Not_A_Label; one_line
 expect 2 $kb help frobnicate; one_line
 

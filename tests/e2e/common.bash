@@ -9,6 +9,8 @@
 #   alice CMD / bob CMD                        kbridge as alice (ws) / bob (bob)
 #   two_developers SERVER                      playground up, alice and bob connected,
 #                                              each running SERVER NAME 8080 locally
+#   control_plane                              $bin (and KB_CP_BIN): the cached
+#                                              kube-apiserver, kubectl, etcd, kwok
 # A test may define cleanup_extra, run first on exit.
 here=$(cd "$(dirname "$0")" && pwd)
 top=$(cd "$here/../.." && pwd)
@@ -37,6 +39,11 @@ e2e_cleanup() {
 trap e2e_cleanup EXIT
 
 ok() { n=$((n + 1)); echo "ok $n - $*"; }
+control_plane() {
+	bin=$("$top/scripts/build-control-plane" | tail -n1)
+	[[ -x $bin/kube-apiserver && -x $bin/kubectl ]] || { echo "not ok - no control plane in '$bin'"; exit 1; }
+	export KB_CP_BIN=$bin
+}
 # "! cmd" does not trip set -e (nor does a failing A in "A && B"); "no cmd" does
 no() { ! "$@"; }
 # (PG_TIMEOUT=SECONDS bounds each pg command)

@@ -16,9 +16,7 @@ KB_PG_PREFIX=kbin
 FAIL_LOGS=(kube/apiserver.log)
 . "$(dirname "$0")/common.bash"
 
-bin=$("$top/scripts/build-control-plane" | tail -n1)
-[[ -x $bin/kube-apiserver && -x $bin/kubectl ]] || { echo "not ok - no control plane in '$bin'"; exit 1; }
-export KB_CP_BIN=$bin
+control_plane
 K=$STATE/kube
 tmp=$(mktemp -d /tmp/kbinstall.XXXXXX)
 cleanup_extra() { rm -rf "$tmp"; }

@@ -22,9 +22,7 @@ PG_TIMEOUT=60
 FAIL_LOGS=(pods/kbridge/kbridge-manager/pod.log ws/kbridged.sock.log web/sidecar.log kube/apiserver.log)
 . "$(dirname "$0")/common.bash"
 
-bin=$("$top/scripts/build-control-plane" | tail -n1)
-[[ -x $bin/kube-apiserver && -x $bin/kubectl ]] || { echo "not ok - no control plane in '$bin'"; exit 1; }
-export KB_CP_BIN=$bin
+control_plane
 K=$STATE/kube
 P=$STATE/pods/kbridge/kbridge-manager
 BASE=http://preview.kb.test:8080

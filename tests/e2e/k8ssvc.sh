@@ -20,9 +20,7 @@ KB_PG_PREFIX=kbs
 FAIL_LOGS=(node/svcsync/follow.log node/services.hosts kube/apiserver.log manager.log)
 . "$(dirname "$0")/common.bash"
 
-bin=$("$top/scripts/build-control-plane" | tail -n1)
-[[ -x $bin/kube-apiserver && -x $bin/kubectl ]] || { echo "not ok - no control plane in '$bin'"; exit 1; }
-export KB_CP_BIN=$bin
+control_plane
 adm() { "$PG" kubectl "$@"; }
 FOLLOW=$STATE/node/svcsync/follow.pid
 # the cluster DNS's answer for NAME (empty: none)

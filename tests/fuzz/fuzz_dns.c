@@ -19,6 +19,9 @@
  * upstream's answer. */
 #include "../../daemon/dns.c"
 #include "../../daemon/dnsmsg.c"
+#include "../../daemon/dnscache.c"
+#include "../../daemon/dnsname.c"
+#include "../../daemon/resolvconf.c"
 
 #include <fcntl.h>
 #include <signal.h>
@@ -366,7 +369,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			check(strlen(dq.name) < sizeof(dq.name) && dq.qend <= qlen);
 			check(dq.qend >= DNS_HDR + 5 && dns_same_question(copy, qlen, copy, dq.qend));
 			fz_build(copy, &dq);
-			if (dns_classify(d, dq.name, name, sizeof(name), &single))
+			if (dns_zone_classify(&d->zone, dq.name, name, sizeof(name), &single))
 				check(strlen(name) < sizeof(name) && name[0]);
 			/* And how an upstream's answer is matched to it. */
 			if (up_len >= DNS_HDR && (ans = malloc(up_len)) != NULL) {

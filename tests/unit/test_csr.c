@@ -31,7 +31,8 @@ request(EVP_PKEY *pub, EVP_PKEY *signer, ...)
 	X509_NAME *n = X509_NAME_new();
 	BIO *bio = BIO_new(BIO_s_mem());
 	const char *field, *value;
-	char *s;
+	char *data, *s;
+	long len;
 	va_list ap;
 
 	va_start(ap, signer);
@@ -45,7 +46,8 @@ request(EVP_PKEY *pub, EVP_PKEY *signer, ...)
 	X509_REQ_set_pubkey(req, pub);
 	X509_REQ_sign(req, signer, EVP_sha256());
 	PEM_write_bio_X509_REQ(bio, req);
-	s = bio_string(bio);
+	len = BIO_get_mem_data(bio, &data);
+	s = strndup(data, (size_t)len);
 	BIO_free(bio);
 	X509_NAME_free(n);
 	X509_REQ_free(req);

@@ -1,7 +1,11 @@
-/* The DNS proxy: classification, answers we build, malformed input, and the
- * proxy end to end against a real dnsmasq on loopback. */
+/* The DNS proxy: classification, answers we build, malformed input,
+ * resolv.conf parsing, the cache, and the proxy end to end against a real
+ * dnsmasq on loopback. */
 #include "../../daemon/dns.c"
 #include "../../daemon/dnsmsg.c"
+#include "../../daemon/dnscache.c"
+#include "../../daemon/dnsname.c"
+#include "../../daemon/resolvconf.c"
 
 #include <sys/prctl.h>
 #include <sys/wait.h>
@@ -345,11 +349,11 @@ test_classify(void)
 	size_t i, len;
 	int single, good;
 
-	ok(!dns_classify(d, "web.default", out, sizeof(out), &single));
+	ok(!dns_zone_classify(&d->zone, "web.default", out, sizeof(out), &single));
 	dns_set_cluster(d, "Cluster.Local.", ns, 3, "default");
-	ok(!dns_classify(d, "web.default", out, 4, &single));
+	ok(!dns_zone_classify(&d->zone, "web.default", out, 4, &single));
 	for (i = 0; i < sizeof(t) / sizeof(t[0]); i++) {
-		int c = dns_classify(d, t[i].name, out, sizeof(out), &single);
+		int c = dns_zone_classify(&d->zone, t[i].name, out, sizeof(out), &single);
 		good = c == t[i].cluster && (!c || (!strcmp(out, t[i].asked) && single == t[i].single));
 		if (!good)
 			printf("# classify '%s': %d '%s'\n", t[i].name, c, c ? out : "");
@@ -361,17 +365,17 @@ test_classify(void)
 	ok(dns_parse_query(buf, len, &q) == 0);
 	ok(!strcmp(q.name, "web.default.svc.cluster.local"));
 	ok(q.qtype == T_A && q.qclass == C_IN && q.id == 7 && q.qend == len);
-	ok(dns_classify(d, q.name, out, sizeof(out), &single) && !strcmp(out, q.name));
+	ok(dns_zone_classify(&d->zone, q.name, out, sizeof(out), &single) && !strcmp(out, q.name));
 	len = make_query(buf, "Web.", T_AAAA, 8);
 	ok(dns_parse_query(buf, len, &q) == 0 && !strcmp(q.name, "web"));
-	ok(dns_classify(d, q.name, out, sizeof(out), &single) && single &&
+	ok(dns_zone_classify(&d->zone, q.name, out, sizeof(out), &single) && single &&
 	    !strcmp(out, "web.default"));
 
 	/* Without a connected namespace single labels stay local. */
 	dns_set_cluster(d, "cluster.local", ns, 3, NULL);
-	ok(!dns_classify(d, "web", out, sizeof(out), &single));
+	ok(!dns_zone_classify(&d->zone, "web", out, sizeof(out), &single));
 	dns_set_cluster(d, NULL, NULL, 0, NULL);
-	ok(!dns_classify(d, "web.default.svc.cluster.local", out, sizeof(out), &single));
+	ok(!dns_zone_classify(&d->zone, "web.default.svc.cluster.local", out, sizeof(out), &single));
 	free(d);
 }
 
@@ -510,23 +514,108 @@ test_malformed(void)
 }
 
 static void
+count_bad(void *arg, const char *word)
+{
+	ok(!strcmp(word, "bogus"));
+	(*(int *)arg)++;
+}
+
+static void
 test_upstreams_parse(void)
 {
 	char path[128];
 	const char *conf = "# comment\nsearch example.com\nnameserver 10.0.0.1\n"
 	    "nameserver\tfe80::1%eth0\n  nameserver 10.0.0.2 \nnameserver bogus\noptions ndots:5\n";
+	char text[512], many[1024];
 	struct kb_dns *d = calloc(1, sizeof(*d));
+	struct dns_upstreams u;
+	const struct sockaddr_in *s4 = (const void *)&u.up[0].ss;
+	const struct sockaddr_in6 *s6 = (const void *)&u.up[1].ss;
 	const uint32_t *addrs;
-	size_t n;
+	size_t i, n;
+	int bad = 0;
 
+	/* The pure parser. */
+	snprintf(text, sizeof(text), "%s", conf);
+	ok(resolv_parse(text, &u, count_bad, &bad) == 3 && bad == 1);
+	ok(u.nv4 == 2 && u.v4[0] == 0x0a000001 && u.v4[1] == 0x0a000002);
+	ok(s4->sin_family == AF_INET && ntohs(s4->sin_port) == 53 && u.up[0].len == sizeof(*s4));
+	ok(s6->sin6_family == AF_INET6 && ntohs(s6->sin6_port) == 53 && u.up[1].len == sizeof(*s6));
+	ok(u.up[2].ss.ss_family == AF_INET);
+	resolv_set_port(&u, 5353);
+	ok(ntohs(s4->sin_port) == 5353 && ntohs(s6->sin6_port) == 5353);
+	/* At most DNS_MAX_UPSTREAMS; nothing at all is no error. */
+	for (i = 0, n = 0; i < DNS_MAX_UPSTREAMS + 3; i++)
+		n += (size_t)snprintf(many + n, sizeof(many) - n, "nameserver 10.1.0.%zu\n", i + 1);
+	ok(resolv_parse(many, &u, NULL, NULL) == DNS_MAX_UPSTREAMS && u.nv4 == DNS_MAX_UPSTREAMS &&
+	    u.v4[DNS_MAX_UPSTREAMS - 1] == 0x0a010000 + DNS_MAX_UPSTREAMS);
+	snprintf(text, sizeof(text), "nameserver\n\nnameservers 10.0.0.9\n");
+	ok(resolv_parse(text, &u, NULL, NULL) == 0 && u.nv4 == 0);
+
+	/* Through the proxy's file reader. */
 	snprintf(path, sizeof(path), "%s/resolv.conf", tmpdir);
 	ok(kb_write_file(path, conf, strlen(conf), 0644) == 0);
 	dns_read_upstreams(d, path);
 	n = dns_upstreams(d, &addrs);
-	ok(d->nup == 3);
+	ok(d->ups.n == 3);
 	ok(n == 2 && addrs[0] == 0x0a000001 && addrs[1] == 0x0a000002);
-	ok(d->up[1].ss.ss_family == AF_INET6);
+	ok(d->ups.up[1].ss.ss_family == AF_INET6);
 	free(d);
+}
+
+static void
+test_cache(void)
+{
+	static const char *const two[] = { "10.96.1.1", "10.96.1.2" };
+	static const char *const nine[] = { "1", "2", "3", "4", "5", "6", "7", "8", "9" };
+	char longaddr[DNS_CACHE_ADDR_LEN + 1];
+	struct dns_cache *c = dns_cache_new();
+	const char *addrs[DNS_CACHE_ADDRS];
+	size_t naddrs = 0;
+	uint32_t ttl = 0;
+
+	ok(c != NULL);
+	/* Empty: nothing known, nothing allocated yet. */
+	ok(dns_cache_get(c, "web.default", DNS_T_A, 1000, addrs, &naddrs, &ttl) < 0);
+	ok(!dns_cache_knows(c, "web.default", 1000));
+	dns_cache_clear(c);
+
+	dns_cache_put(c, "web.default", DNS_T_A, two, 2, 10, 1000);
+	ok(dns_cache_get(c, "web.default", DNS_T_A, 1000, addrs, &naddrs, &ttl) == 0 &&
+	    naddrs == 2 && !strcmp(addrs[0], "10.96.1.1") && !strcmp(addrs[1], "10.96.1.2") &&
+	    ttl == 10);
+	/* The remaining TTL, rounded up; gone once it is over. */
+	ok(dns_cache_get(c, "web.default", DNS_T_A, 5500, addrs, &naddrs, &ttl) == 0 && ttl == 6);
+	ok(dns_cache_get(c, "web.default", DNS_T_A, 11000, addrs, &naddrs, &ttl) < 0);
+	ok(dns_cache_knows(c, "web.default", 10999) && !dns_cache_knows(c, "web.default", 11000));
+	/* Another type or name is not this answer. */
+	ok(dns_cache_get(c, "web.default", DNS_T_AAAA, 1000, addrs, &naddrs, &ttl) < 0);
+	ok(dns_cache_get(c, "web.other", DNS_T_A, 1000, addrs, &naddrs, &ttl) < 0);
+	ok(!dns_cache_knows(c, "web", 1000));
+	/* An AAAA answer makes the name known too. */
+	dns_cache_put(c, "v6.default", DNS_T_AAAA, (const char *const[]){ "fd00::1" }, 1, 5, 0);
+	ok(dns_cache_knows(c, "v6.default", 0));
+
+	/* At most DNS_CACHE_TTL_MAX seconds. */
+	dns_cache_put(c, "long.default", DNS_T_A, two, 1, 3600, 0);
+	ok(dns_cache_get(c, "long.default", DNS_T_A, 0, addrs, &naddrs, &ttl) == 0 &&
+	    ttl == DNS_CACHE_TTL_MAX && naddrs == 1);
+
+	/* Not kept: TTL 0, no address, too many, an address too long. */
+	dns_cache_put(c, "a.default", DNS_T_A, two, 2, 0, 0);
+	dns_cache_put(c, "b.default", DNS_T_A, two, 0, 10, 0);
+	dns_cache_put(c, "c.default", DNS_T_A, nine, 9, 10, 0);
+	memset(longaddr, '1', sizeof(longaddr) - 1);
+	longaddr[sizeof(longaddr) - 1] = '\0';
+	dns_cache_put(c, "d.default", DNS_T_A, (const char *const[]){ longaddr }, 1, 10, 0);
+	ok(!dns_cache_knows(c, "a.default", 0) && !dns_cache_knows(c, "b.default", 0) &&
+	    !dns_cache_knows(c, "c.default", 0) && !dns_cache_knows(c, "d.default", 0));
+
+	/* Clear forgets everything. */
+	dns_cache_clear(c);
+	ok(!dns_cache_knows(c, "long.default", 0) && !dns_cache_knows(c, "v6.default", 0));
+	dns_cache_free(c);
+	dns_cache_free(NULL);
 }
 
 /* Nothing holds 127.0.0.1:port, UDP or a TCP listener. */
@@ -977,6 +1066,7 @@ main(void)
 	test_build();
 	test_malformed();
 	test_upstreams_parse();
+	test_cache();
 
 	port = free_port();
 	ok(port != 0);

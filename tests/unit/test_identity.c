@@ -202,8 +202,8 @@ forge(const char *dir, const char *o, const char *eku, char **crt, char **keyp)
 	char err[256];
 	X509 *x = make_cert(&spec, key, ca, ca_key, err, sizeof(err));
 
-	*crt = cert_pem(x);
-	*keyp = key_pem(key);
+	*crt = kb_cert_pem(x);
+	*keyp = kb_key_pem(key);
 	X509_free(x);
 	EVP_PKEY_free(key);
 	EVP_PKEY_free(ca_key);
@@ -445,7 +445,7 @@ test_tls(const char *dir, const char *a, const char *b)
 	ok(strcmp(s_sees, "forged/" KB_ROLE_SIDECAR) == 0 && srv_workload[0] == '\0');
 	SSL_CTX_free(cctx);
 	free(crt);
-	free_secret(key);
+	kb_free_secret(key);
 
 	/* A client with no certificate at all. */
 	cctx = SSL_CTX_new(TLS_client_method());
@@ -489,7 +489,7 @@ test_tls(const char *dir, const char *a, const char *b)
 	ok(strncmp(why, "server:", 7) == 0 && strstr(why, "role") != NULL);
 	SSL_CTX_free(cctx);
 	free(crt);
-	free_secret(key);
+	kb_free_secret(key);
 
 	/* A "manager" serving a user's certificate (wrong purpose). */
 	ok((bad = kb_tls_server_ctx(alice.ca_pem, alice.cert_pem, alice.key_pem, err,
@@ -509,7 +509,7 @@ test_tls(const char *dir, const char *a, const char *b)
 	SSL_CTX_free(bad);
 	SSL_CTX_free(cctx);
 	free(crt);
-	free_secret(key);
+	kb_free_secret(key);
 
 	/* Context construction errors. */
 	ok(kb_tls_server_ctx("junk", alice.cert_pem, alice.key_pem, err, sizeof(err)) == NULL);

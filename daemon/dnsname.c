@@ -1,0 +1,120 @@
+/* Cluster name classification for the DNS proxy (see dnsname.h). Pure: no
+ * I/O; allocation only for the zone's own copies. */
+#include "dnsname.h"
+
+#include <ctype.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static int
+dns_is_namespace(const struct dns_zone *z, const char *s, size_t len)
+{
+	size_t i;
+
+	if (len == 0 || memchr(s, '.', len))
+		return 0;
+	for (i = 0; i < z->nnamespaces; i++)
+		if (strlen(z->namespaces[i]) == len && !memcmp(z->namespaces[i], s, len))
+			return 1;
+	return 0;
+}
+
+int
+dns_zone_in_domain(const struct dns_zone *z, const char *name)
+{
+	size_t n = strlen(name), dl;
+
+	if (!z->domain)
+		return 0;
+	dl = strlen(z->domain);
+	return n >= dl && !strcmp(name + n - dl, z->domain) && (n == dl || name[n - dl - 1] == '.');
+}
+
+int
+dns_zone_classify(const struct dns_zone *z, const char *name, char *out, size_t outlen,
+    int *single)
+{
+	const char *rest;
+	size_t n;
+
+	*single = 0;
+	if (!z->domain || name[0] == '\0' || strchr(name, '\\'))
+		return 0;
+	n = strlen(name);
+	if (dns_zone_in_domain(z, name))
+		goto cluster;
+	if ((rest = strchr(name, '.')) == NULL) {
+		if (!strcmp(name, "localhost") || !z->connected_ns)
+			return 0;
+		if (snprintf(out, outlen, "%s.%s", name, z->connected_ns) >= (int)outlen)
+			return 0;
+		*single = 1;
+		return 1;
+	}
+	rest++;
+	if (dns_is_namespace(z, rest, strlen(rest)))
+		goto cluster;
+	if (n > 4 && !strcmp(name + n - 4, ".svc") && rest < name + n - 4 &&
+	    dns_is_namespace(z, rest, (size_t)(name + n - 4 - rest)))
+		goto cluster;
+	return 0;
+cluster:
+	if (n >= outlen)
+		return 0;
+	memcpy(out, name, n + 1);
+	return 1;
+}
+
+/* Lower case, without the final dot; NULL for an empty name. */
+static char *
+dns_norm(const char *s)
+{
+	char *n;
+	size_t i, len;
+
+	if (!s)
+		return NULL;
+	len = strlen(s);
+	if (len > 0 && s[len - 1] == '.')
+		len--;
+	if (len == 0 || (n = malloc(len + 1)) == NULL)
+		return NULL;
+	for (i = 0; i < len; i++)
+		n[i] = (char)tolower((unsigned char)s[i]);
+	n[len] = '\0';
+	return n;
+}
+
+void
+dns_zone_clear(struct dns_zone *z)
+{
+	size_t i;
+
+	for (i = 0; i < z->nnamespaces; i++)
+		free(z->namespaces[i]);
+	free(z->namespaces);
+	free(z->domain);
+	free(z->connected_ns);
+	z->namespaces = NULL;
+	z->nnamespaces = 0;
+	z->domain = z->connected_ns = NULL;
+}
+
+int
+dns_zone_set(struct dns_zone *z, const char *domain, const char *const *namespaces,
+    size_t nnamespaces, const char *connected_ns)
+{
+	size_t i;
+
+	dns_zone_clear(z);
+	if ((z->domain = dns_norm(domain)) == NULL)
+		return 0;
+	z->connected_ns = dns_norm(connected_ns);
+	if (nnamespaces && (z->namespaces = calloc(nnamespaces, sizeof(char *))) == NULL)
+		return -1;
+	for (i = 0; i < nnamespaces; i++)
+		if ((z->namespaces[z->nnamespaces] = dns_norm(namespaces[i])) != NULL)
+			z->nnamespaces++;
+	return 0;
+}

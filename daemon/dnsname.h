@@ -1,0 +1,35 @@
+/* Which names the DNS proxy sends to the manager: the cluster domain and
+ * what is under it, NAME.NAMESPACE[.svc] for the cluster's namespaces, and
+ * single labels (qualified with the connected namespace). Pure: no I/O;
+ * the zone owns copies of what it was given. Checked by
+ * tests/unit/test_dns.c (test_classify), fuzzed by tests/fuzz/fuzz_dns.c. */
+#ifndef KB_DNSNAME_H
+#define KB_DNSNAME_H
+
+#include <stddef.h>
+
+/* Names normalized: lower case, no final dot. All NULL/0: no cluster
+ * known, nothing is a cluster name. */
+struct dns_zone {
+	char *domain;
+	char **namespaces;
+	size_t nnamespaces;
+	char *connected_ns;	/* NULL: single labels stay local */
+};
+
+/* Replace z's contents with normalized copies. A NULL or empty domain
+ * leaves z empty. -1 if out of memory (z then knows the domain and the
+ * connected namespace but no namespace), else 0. */
+int dns_zone_set(struct dns_zone *z, const char *domain, const char *const *namespaces,
+    size_t nnamespaces, const char *connected_ns);
+/* Free z's contents; z is empty after. */
+void dns_zone_clear(struct dns_zone *z);
+/* Is name (normalized) the cluster domain or under it? */
+int dns_zone_in_domain(const struct dns_zone *z, const char *name);
+/* Is name (normalized) a cluster name? If so, out gets what to ask the
+ * manager, and *single tells a qualified single label. 0 also when it
+ * does not fit in out. */
+int dns_zone_classify(const struct dns_zone *z, const char *name, char *out, size_t outlen,
+    int *single);
+
+#endif
