@@ -1,4 +1,5 @@
-# kbridge: `make` builds bin/kbridge, bin/kbridged and bin/kbridge-agent.
+# kbridge: `make` builds bin/kbridge, bin/kbridged, bin/kbridge-agent and
+# bin/kbridge-sidecar.
 # `make check` installs what is missing, builds, and runs every test.
 # `make demo` installs, builds and shows connect, intercept and preview in the playground.
 
@@ -18,6 +19,7 @@ LDFLAGS  += $(SANFLAGS)
 
 LIBS_EVENT = -levent_core -levent_extra -levent_openssl -lssl -lcrypto
 LIBS_AGENT = $(LIBS_EVENT) -lcares -lcjson -luring -lcurl
+LIBS_SIDECAR = $(LIBS_EVENT) -lcares -lcjson -luring
 LIBS_DAEMON = $(LIBS_EVENT) -lcares -lcjson -lnftables
 LIBS_CLI   = -levent_core -lcurl -lcjson -lyaml -lssl -lcrypto
 LIBS_TEST  = $(LIBS_EVENT) -lcares -lcjson -lcurl -lnftables -luring -lyaml
@@ -30,7 +32,10 @@ endif
 
 PROTO_SRC  = $(wildcard proto/*.c)
 DAEMON_SRC = $(wildcard daemon/*.c)
-AGENT_SRC  = $(wildcard agent/*.c)
+AGENT_SRC  = $(filter-out agent/sidecar_main.c,$(wildcard agent/*.c))
+# kbridge-sidecar: the sidecar alone, without libcurl (agent/sidecar_main.c)
+SIDECAR_SRC = agent/sidecar_main.c agent/sidecar.c agent/httpproxy.c agent/batch.c \
+	agent/applat.c agent/join.c agent/pace.c
 CLI_SRC    = $(wildcard cli/*.c)
 UNIT_SRC   = $(wildcard tests/unit/test_*.c)
 
@@ -39,7 +44,7 @@ LIBPROTO = $(BUILD)/libkbproto.a
 LLHTTP_OBJ = $(BUILD)/llhttp/llhttp.o $(BUILD)/llhttp/api.o $(BUILD)/llhttp/http.o
 UNIT_BIN = $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRC))
 
-PROGS = $(BINDIR)/kbridge $(BINDIR)/kbridged $(BINDIR)/kbridge-agent
+PROGS = $(BINDIR)/kbridge $(BINDIR)/kbridged $(BINDIR)/kbridge-agent $(BINDIR)/kbridge-sidecar
 
 all: $(PROGS)
 
@@ -69,6 +74,11 @@ $(BINDIR)/kbridge-agent: $(call obj,$(AGENT_SRC)) $(LLHTTP_OBJ) $(LIBPROTO)
 	@mkdir -p $(dir $@)
 	@[ "$(Q)" ] && echo "  LD    $@" || true
 	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LIBS_AGENT)
+
+$(BINDIR)/kbridge-sidecar: $(call obj,$(SIDECAR_SRC)) $(LLHTTP_OBJ) $(LIBPROTO)
+	@mkdir -p $(dir $@)
+	@[ "$(Q)" ] && echo "  LD    $@" || true
+	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LIBS_SIDECAR)
 
 # Unit tests include the .c files they test, so they can reach static functions.
 $(BUILD)/tests/%: tests/unit/%.c $(LIBPROTO)

@@ -108,6 +108,8 @@ bench_init() {
 	RES=$TMP/results # lines: MODE KEY VALUE...
 	mkdir -p "$TMP/bin"
 	cp "$SRC_BIN"/{kbridge,kbridged,kbridge-agent} "$TMP/bin/"
+	# the lean sidecar binary kbridge-agent sidecar runs when it is there
+	[[ ! -x $SRC_BIN/kbridge-sidecar ]] || cp "$SRC_BIN"/kbridge-sidecar "$TMP/bin/"
 	echo "env binaries $(date -u -r "$SRC_BIN/kbridged" +%FT%TZ) (kbridge-agent $(date -u -r "$SRC_BIN/kbridge-agent" +%FT%TZ)) sha256 kbridged $(sha256sum "$TMP/bin/kbridged" | cut -c1-12) kbridge-agent $(sha256sum "$TMP/bin/kbridge-agent" | cut -c1-12)" >"$RES"
 	export KB_BIN=$TMP/bin
 	KB=$TMP/bin/kbridge
