@@ -261,7 +261,8 @@ static const struct command commands[] = {
 	{ "uninstall", cmd_uninstall,
 	    "usage: kbridge uninstall [--kubeconfig FILE] [--context NAME] [--namespace NS]\n"
 	    "           [--output text|json]\n"
-	    "       kbridge uninstall --agents [-n NS | -A] [--kubeconfig FILE] [--context NAME]\n"
+	    "       kbridge uninstall --agents [-n NS | -A] [--kubeconfig FILE]\n"
+	    "           [--context NAME] [--output text|json]\n"
 	    "\n"
 	    "Remove what 'kbridge install' made (objects of its kinds labelled\n"
 	    "app.kubernetes.io/managed-by: kbridge) and the manager's CA and state\n"
