@@ -840,14 +840,16 @@ cmd_list(int argc, char **argv)
 		return EXIT_USAGE;
 	}
 	catch_signals();
-	if ((st = kube_status(&kctx, &kns)) != NULL) {
+	/* From the API when connected through a kubeconfig or given one (the
+	 * intercepts are then those kbridged knows, if it runs). */
+	if ((st = kube_status(&kctx, &kns)) != NULL || file || context) {
 		ret = kube_list(file, orelse(context, kctx), orelse(ns, kns), all, out);
 		cJSON_Delete(st);
 		return ret;
 	}
-	if (all || file || context) {
-		errorx("list: %s needs a connection through a kubeconfig (kbridge connect "
-		    "--kubeconfig)", all ? "-A" : file ? "--kubeconfig" : "--context");
+	if (all) {
+		errorx("list: -A needs a connection through a kubeconfig (kbridge connect "
+		    "--kubeconfig) or --kubeconfig");
 		return EXIT_USAGE;
 	}
 	/* A valid label needs no escaping in a query. */

@@ -91,7 +91,8 @@ rolled() { [[ $(adm get deployment "$1" -o 'jsonpath={.status.readyReplicas}') =
 poll 300 rolled web2 2
 poll 300 rolled dupa 1
 before=$(spec_of web2)
-[[ $before != *kbridge* ]] || { echo "$before"; exit 1; }
+[[ $before != *kbridge* && $before == *"name: web2"* && $before == *"containerPort: 8080"* ]] ||
+	{ echo "$before"; exit 1; }
 [[ $(adm get pods -l app=web2 -o 'jsonpath={.items[*].spec.containers[*].name}') == "app app" ]]
 ok "web2 (2 replicas, no annotations on its pod template) rolled out by the playground's stand-in controller, without the sidecar"
 
@@ -108,6 +109,8 @@ grep -qx "waiting for 2 replicas of deployment/web2 to run the kbridge sidecar: 
 # the step after the wait: the manager, which no running sidecar registered with
 [[ $(tail -n1 <<<"$out") == "kbridge: intercept failed: "* ]] || { echo "$out"; exit 1; }
 [[ $(adm get deployment web2 -o 'jsonpath={.spec.template.metadata.annotations.kbridge\.dev/inject} {.metadata.annotations.kbridge\.dev/injected-by}') == "true kbridge" ]]
+# what the comparison at the end looks at does show the injection
+no diff <(echo "$before") <(spec_of web2) >/dev/null
 pods=$(adm get pods -l app=web2 -o json)
 json 'ps = [p for p in j["items"] if not p["metadata"].get("deletionTimestamp")]
 assert len(ps) == 2, len(ps)
