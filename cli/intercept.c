@@ -503,11 +503,10 @@ intercept_prepare(const struct intercept_args *a, cJSON *body)
 	    (added = kw_inject(&k, "intercept", &w)) == -1)
 		goto out;
 	if (strcmp(w.name, a->workload) != 0)
-		fprintf(stderr, "service %s selects %s/%s: intercepting it\n", a->workload,
-		    w.plural, w.name);
+		fprintf(stderr, "service %s selects %s: intercepting it\n", a->workload, w.what);
 	if (added)
-		fprintf(stderr, "added annotation %s: \"true\" to the pod template of %s/%s "
-		    "(kbridge uninstall --agents removes it)\n", KW_ANN_INJECT, w.plural, w.name);
+		fprintf(stderr, "added annotation %s: \"true\" to the pod template of %s "
+		    "(kbridge uninstall --agents removes it)\n", KW_ANN_INJECT, w.what);
 	if (kw_wait(&k, "intercept", &w, a->wait_s ? a->wait_s : KW_WAIT_DEFAULT) == -1)
 		goto out;
 	cJSON_ReplaceItemInObjectCaseSensitive(body, "workload", cJSON_CreateString(w.name));

@@ -111,6 +111,17 @@ api_get(struct kapi *k, const char *cmd, const char *path, const char *what, cJS
 	return 1;
 }
 
+/* "Deployment" as "deployment" into buf. */
+static void
+lower_kind(const char *kind, char *buf, size_t len)
+{
+	size_t i;
+
+	for (i = 0; kind[i] && i + 1 < len; i++)
+		buf[i] = (char)(kind[i] >= 'A' && kind[i] <= 'Z' ? kind[i] - 'A' + 'a' : kind[i]);
+	buf[i] = '\0';
+}
+
 static void
 fill(struct kworkload *w, size_t i, const char *ns, const char *name, cJSON *obj)
 {
@@ -118,6 +129,8 @@ fill(struct kworkload *w, size_t i, const char *ns, const char *name, cJSON *obj
 	w->plural = kinds[i].plural;
 	snprintf(w->ns, sizeof(w->ns), "%s", ns);
 	snprintf(w->name, sizeof(w->name), "%s", name);
+	lower_kind(w->kind, w->what, sizeof(w->what));
+	snprintf(w->what + strlen(w->what), sizeof(w->what) - strlen(w->what), "/%s", name);
 	w->obj = obj;
 }
 
@@ -155,7 +168,7 @@ through_service(struct kapi *k, const char *cmd, const char *ns, const char *nam
 {
 	const cJSON *sel = get(get(svc, "spec"), "selector"), *o, *found = NULL;
 	cJSON *all;
-	char names[512] = "";
+	char names[512] = "", kind[32];
 	size_t n = 0, len;
 
 	if ((all = kw_list(k, cmd, ns)) == NULL)
@@ -165,8 +178,9 @@ through_service(struct kapi *k, const char *cmd, const char *ns, const char *nam
 			continue;
 		found = o;
 		len = strlen(names);
-		snprintf(names + len, sizeof(names) - len, "%s%s/%s", n++ ? ", " : "",
-		    jstr(o, "kind"), jstr(get(o, "metadata"), "name"));
+		lower_kind(jstr(o, "kind"), kind, sizeof(kind));
+		snprintf(names + len, sizeof(names) - len, "%s%s/%s", n++ ? ", " : "", kind,
+		    jstr(get(o, "metadata"), "name"));
 	}
 	if (n != 1) {
 		if (n == 0)
@@ -318,8 +332,8 @@ kw_inject(struct kapi *k, const char *cmd, struct kworkload *w)
 	if (v && strcmp(v, "true") == 0)
 		return 0;
 	if (v) {
-		errorx("%s: the pod template of %s/%s sets %s: \"%s\"; set it to \"true\" (or "
-		    "remove it) to intercept", cmd, w->plural, w->name, KW_ANN_INJECT,
+		errorx("%s: the pod template of %s sets %s: \"%s\"; set it to \"true\" (or "
+		    "remove it) to intercept", cmd, w->what, KW_ANN_INJECT,
 		    shown(v, buf, sizeof(buf)));
 		return -1;
 	}
@@ -403,7 +417,7 @@ count_pods(struct kapi *k, const char *cmd, const struct kworkload *w, const cha
 	int r;
 
 	snprintf(path, sizeof(path), "/api/v1/namespaces/%s/pods?labelSelector=%s", w->ns, sel);
-	snprintf(what, sizeof(what), "the pods of %s/%s", w->plural, w->name);
+	snprintf(what, sizeof(what), "the pods of %s", w->what);
 	if ((r = api_get(k, cmd, path, what, &resp)) != 1) {
 		if (r == 0)
 			errorx("%s: cannot list %s: not found", cmd, what);
@@ -434,40 +448,36 @@ now_s(void)
 int
 kw_wait(struct kapi *k, const char *cmd, const struct kworkload *w, long timeout_s)
 {
-	char sel[700], lower[32];
+	char sel[700];
 	double end = now_s() + timeout_s;
 	long want, ready, with, without, shown = -1;
-	size_t i;
 
 	if (label_selector(w->obj, sel, sizeof(sel)) == -1) {
-		errorx("%s: %s/%s has no spec.selector.matchLabels to find its pods", cmd,
-		    w->plural, w->name);
+		errorx("%s: %s has no spec.selector.matchLabels to find its pods", cmd,
+		    w->what);
 		return -1;
 	}
-	for (i = 0; w->kind[i] && i < sizeof(lower) - 1; i++)
-		lower[i] = (char)(w->kind[i] | 0x20);
-	lower[i] = '\0';
 	want = kw_replicas(w->obj, &ready);
 	for (;;) {
 		if (count_pods(k, cmd, w, sel, &with, &without) == -1)
 			return -1;
 		if (with != shown) {
-			fprintf(stderr, "waiting for %ld replica%s of %s/%s to run the kbridge "
-			    "sidecar: %ld/%ld ready\n", want, want == 1 ? "" : "s", lower, w->name,
-			    with, want);
+			fprintf(stderr, "waiting for %ld replica%s of %s to run the kbridge "
+			    "sidecar: %ld/%ld ready\n", want, want == 1 ? "" : "s", w->what, with,
+			    want);
 			shown = with;
 		}
 		if (with >= want && without == 0)
 			return 0;
 		if (interrupted) {
-			errorx("%s: interrupted while waiting for the sidecar of %s/%s (the "
-			    "annotation stays; run it again to go on)", cmd, lower, w->name);
+			errorx("%s: interrupted while waiting for the sidecar of %s (the "
+			    "annotation stays; run it again to go on)", cmd, w->what);
 			return -1;
 		}
 		if (now_s() >= end) {
-			errorx("%s: timed out after %ld s waiting for %s/%s: %ld/%ld ready replicas "
+			errorx("%s: timed out after %ld s waiting for %s: %ld/%ld ready replicas "
 			    "run the kbridge sidecar, %ld do not yet (kubectl get pods -n %s -l %s)",
-			    cmd, timeout_s, lower, w->name, with, want, without, w->ns, sel);
+			    cmd, timeout_s, w->what, with, want, without, w->ns, sel);
 			return -1;
 		}
 		usleep(POLL_US);

@@ -23,6 +23,7 @@
 struct kworkload {
 	const char *kind, *plural;
 	char name[254], ns[64];
+	char what[272];		/* "deployment/NAME", for messages */
 	cJSON *obj;
 };
 void kw_free(struct kworkload *w);

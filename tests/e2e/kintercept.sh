@@ -102,8 +102,8 @@ rc=$?
 set -e
 echo "$out" | sed 's/^/#   /'
 [[ $rc == 1 ]] || { echo "rc $rc"; exit 1; }
-grep -qx "service web2-svc selects deployments/web2: intercepting it" <<<"$out"
-grep -qx 'added annotation kbridge.dev/inject: "true" to the pod template of deployments/web2 (kbridge uninstall --agents removes it)' <<<"$out"
+grep -qx "service web2-svc selects deployment/web2: intercepting it" <<<"$out"
+grep -qx 'added annotation kbridge.dev/inject: "true" to the pod template of deployment/web2 (kbridge uninstall --agents removes it)' <<<"$out"
 grep -qx "waiting for 2 replicas of deployment/web2 to run the kbridge sidecar: 0/2 ready" <<<"$out"
 grep -qx "waiting for 2 replicas of deployment/web2 to run the kbridge sidecar: 2/2 ready" <<<"$out"
 # the step after the wait: the manager, which no running sidecar registered with
@@ -121,7 +121,7 @@ for p in ps:
 ok "intercept web2-svc: finds deployment web2 through its Service, adds the annotation as alice, shows progress until both replicas (re-created, injected by the webhook) run a ready sidecar; the intercept itself then fails at the manager (no sidecar process runs in this harness)"
 
 out=$(kb intercept dup --port 8080 2>&1) && exit 1
-[[ $out == "kbridge: intercept: service dup in namespace default selects several workloads (Deployment/dupa, Deployment/dupb): name the one to intercept" ]] ||
+[[ $out == "kbridge: intercept: service dup in namespace default selects several workloads (deployment/dupa, deployment/dupb): name the one to intercept" ]] ||
 	{ echo "$out"; exit 1; }
 out=$(kb intercept nosuch --port 8080 2>&1) && exit 1
 [[ $out == "kbridge: intercept: no deployment, statefulset, replicaset or service named nosuch in namespace default" ]] ||
