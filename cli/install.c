@@ -13,6 +13,7 @@
 
 #include "cmd.h"
 #include "kube.h"
+#include "kworkload.h"
 #include "kubeconfig.h"
 #include "manifests.h"
 #include "util.h"
@@ -20,7 +21,7 @@
 #define IMAGE_MAX		512
 
 enum { OPT_KUBECONFIG = 256, OPT_CONTEXT, OPT_IMAGE, OPT_DRY_RUN, OPT_PREVIEW_URL,
-	OPT_ENV_SECRETS };
+	OPT_ENV_SECRETS, OPT_AGENTS };
 enum { FMT_TEXT, FMT_JSON, FMT_YAML };
 
 /* "clusterrole/kbridge-developer", for messages. */
@@ -578,11 +579,71 @@ labelled_too(struct kapi *k, cJSON *objs, const char *ns)
 	return 0;
 }
 
+/* uninstall --agents: the annotation kbridge intercept added removed from
+ * every workload of ns (NULL: all namespaces) that has it; the exit code. */
+static int
+uninstall_agents(const char *file, const char *context, const char *ns, int all,
+    enum output out)
+{
+	struct kapi k = { 0 };
+	cJSON *items = NULL, *done = cJSON_CreateArray(), *r;
+	const cJSON *o, *m;
+	const char *kind;
+	char lower[32];
+	size_t i;
+	int ret = 1, n = 0;
+
+	catch_signals();
+	if (done == NULL || load_kubeconfig("uninstall", file, context, &k) == -1)
+		goto out;
+	if (!all && !ns)
+		ns = kb_kubeconfig_namespace(k.kc);
+	if ((items = kw_list(&k, "uninstall", all ? NULL : ns)) == NULL)
+		goto out;
+	cJSON_ArrayForEach(o, items) {
+		if (!kw_ours(o))
+			continue;
+		if (kw_restore(&k, "uninstall", o) == -1)
+			goto out;
+		m = cJSON_GetObjectItemCaseSensitive(o, "metadata");
+		kind = jstr(o, "kind");
+		for (i = 0; kind[i] && i < sizeof(lower) - 1; i++)
+			lower[i] = (char)(kind[i] | 0x20);
+		lower[i] = '\0';
+		n++;
+		if (out == OUT_JSON) {
+			r = cJSON_CreateObject();
+			cJSON_AddStringToObject(r, "kind", kind);
+			cJSON_AddStringToObject(r, "name", jstr(m, "name"));
+			cJSON_AddStringToObject(r, "namespace", jstr(m, "namespace"));
+			cJSON_AddStringToObject(r, "action", "restored");
+			cJSON_AddItemToArray(done, r);
+		} else {
+			printf("%s/%s in namespace %s: sidecar removed (annotation %s), its pod "
+			    "template restored\n", lower, jstr(m, "name"), jstr(m, "namespace"),
+			    KW_ANN_INJECT);
+		}
+	}
+	if (out == OUT_JSON)
+		print_json(done);
+	else if (n == 0)
+		printf("nothing to do: no workload %s%s has a sidecar kbridge added\n",
+		    all ? "in any namespace" : "in namespace ", all ? "" : ns);
+	ret = 0;
+out:
+	cJSON_Delete(items);
+	cJSON_Delete(done);
+	kapi_close(&k);
+	return ret;
+}
+
 int
 cmd_uninstall(int argc, char **argv)
 {
 	static const struct option opts[] = {
 		LONGOPTS_KUBE,
+		{ "agents", no_argument, NULL, OPT_AGENTS },
+		{ "all-namespaces", no_argument, NULL, 'A' },
 		LONGOPT_OUTPUT,
 		LONGOPT_HELP,
 		LONGOPT_END
@@ -594,9 +655,14 @@ cmd_uninstall(int argc, char **argv)
 	enum output out = OUT_TEXT;
 	char *path, err[600], w[160], other[200];
 	long status;
-	int ch, r, n, acted = 0, keep_ns = 0, ret = 1;
+	int ch, r, n, acted = 0, keep_ns = 0, ret = 1, agents = 0, all = 0, ns_given = 0;
 
-	while ((ch = next_opt(argc, argv, ":n:o:h", opts)) != -1) {
+	while ((ch = next_opt(argc, argv, ":n:o:Ah", opts)) != -1) {
+		if (ch == OPT_AGENTS || ch == 'A') {
+			*(ch == 'A' ? &all : &agents) = 1;
+			continue;
+		}
+		ns_given |= ch == 'n';
 		if ((r = kube_opt(argv[0], ch, &file, &context, &ns)) == -1)
 			return EXIT_USAGE;
 		if (r == 0 && !std_opt(ch, argv, NULL, &out, &ret))
@@ -604,6 +670,13 @@ cmd_uninstall(int argc, char **argv)
 	}
 	if (no_operands(argc, argv) == -1)
 		return EXIT_USAGE;
+	if (all && (!agents || ns_given)) {
+		errorx("uninstall: %s", agents ? "-A and -n exclude each other" :
+		    "-A goes with --agents");
+		return EXIT_USAGE;
+	}
+	if (agents)
+		return uninstall_agents(file, context, ns_given ? ns : NULL, all, out);
 	ret = 1;
 	/* Every object install can make (with a preview port or not, the
 	 * names are the same). */

@@ -10,6 +10,8 @@
 #include "client.h"
 #include "cmd.h"
 #include "envfile.h"
+#include "kube.h"
+#include "kworkload.h"
 #include "msg.h"
 #include "util.h"
 
@@ -17,7 +19,7 @@
 #define HDR_NAME_MAX	KB_API_HDR_NAME_MAX
 
 enum { OPT_PATH_PREFIX = 256, OPT_PREVIEW_URL, OPT_PREVIEW_TTL, OPT_PREVIEW_HOST,
-	OPT_ENV_ALL };
+	OPT_ENV_ALL, OPT_WAIT_TIMEOUT, OPT_KUBECONFIG, OPT_CONTEXT };
 
 /* --http-header NAME=VALUE onto headers as {"name","value"}; the name in
  * lower case, as the sidecar compares it. -1 after a usage error. */
@@ -231,9 +233,10 @@ preview_failed(const cJSON *resp, const char *workload, const char *ns,
 /* What 'kbridge intercept' was asked for. */
 struct intercept_args {
 	const char *workload, *ns, *prefix, *envpath, *ttl_arg, *pv_host;
+	const char *kubeconfig, *context;
 	const char *hdrs[HEADERS_MAX];
 	size_t nhdr;
-	long port, ttl;
+	long port, ttl, wait_s;
 	int preview, env_all;
 	enum output out;
 };
@@ -253,6 +256,9 @@ intercept_opts(int argc, char **argv, struct intercept_args *a, int *ret)
 		{ "preview-url", no_argument, NULL, OPT_PREVIEW_URL },
 		{ "preview-ttl", required_argument, NULL, OPT_PREVIEW_TTL },
 		{ "preview-host", required_argument, NULL, OPT_PREVIEW_HOST },
+		{ "wait-timeout", required_argument, NULL, OPT_WAIT_TIMEOUT },
+		{ "kubeconfig", required_argument, NULL, OPT_KUBECONFIG },
+		{ "context", required_argument, NULL, OPT_CONTEXT },
 		LONGOPT_OUTPUT,
 		LONGOPT_HELP,
 		LONGOPT_END
@@ -295,6 +301,16 @@ intercept_opts(int argc, char **argv, struct intercept_args *a, int *ret)
 			if (host_arg("--preview-host", optarg) == -1)
 				return 0;
 			a->pv_host = optarg;
+			break;
+		case OPT_WAIT_TIMEOUT:
+			if (duration_arg("--wait-timeout", optarg, &a->wait_s) == -1)
+				return 0;
+			break;
+		case OPT_KUBECONFIG:
+			a->kubeconfig = optarg;
+			break;
+		case OPT_CONTEXT:
+			a->context = optarg;
 			break;
 		default:
 			if (!std_opt(ch, argv, &a->ns, &a->out, ret))
@@ -447,6 +463,63 @@ done:
 	return ret;
 }
 
+/* The daemon's status, when connected through a kubeconfig: its kube
+ * object's context and the connected namespace; NULL otherwise. */
+static cJSON *
+kube_status(const char **context, const char **ns)
+{
+	cJSON *st = NULL;
+	char err[256];
+
+	if (call_err("GET", KB_API_STATUS, NULL, &st, err, sizeof(err)) == -1 ||
+	    !cJSON_IsObject(cJSON_GetObjectItemCaseSensitive(st, "kube"))) {
+		cJSON_Delete(st);
+		return NULL;
+	}
+	*context = jstr(cJSON_GetObjectItemCaseSensitive(st, "kube"), "context");
+	*ns = jstr(st, "namespace");
+	return st;
+}
+
+/* Connected through a kubeconfig: find the workload (its name goes into
+ * body), give it the sidecar unless it has it, wait for the rollout. 0
+ * (also when not connected that way), or -1 reported. */
+static int
+intercept_prepare(const struct intercept_args *a, cJSON *body)
+{
+	const char *context = NULL, *ns = NULL;
+	struct kworkload w = { 0 };
+	struct kapi k = { 0 };
+	cJSON *st;
+	int r = -1, added;
+
+	if ((st = kube_status(&context, &ns)) == NULL)
+		return 0;
+	catch_signals();
+	if (load_kubeconfig("intercept", a->kubeconfig, orelse(a->context, context), &k) == -1)
+		goto out;
+	ns = orelse(a->ns, orelse(ns, kb_kubeconfig_namespace(k.kc)));
+	if (kw_find(&k, "intercept", ns, a->workload, &w) == -1 ||
+	    (added = kw_inject(&k, "intercept", &w)) == -1)
+		goto out;
+	if (strcmp(w.name, a->workload) != 0)
+		fprintf(stderr, "service %s selects %s: intercepting it\n", a->workload, w.what);
+	if (added)
+		fprintf(stderr, "added annotation %s: \"true\" to the pod template of %s "
+		    "(kbridge uninstall --agents removes it)\n", KW_ANN_INJECT, w.what);
+	if (kw_wait(&k, "intercept", &w, a->wait_s ? a->wait_s : KW_WAIT_DEFAULT) == -1)
+		goto out;
+	cJSON_ReplaceItemInObjectCaseSensitive(body, "workload", cJSON_CreateString(w.name));
+	if (!a->ns)
+		cJSON_AddStringToObject(body, "namespace", ns);
+	r = 0;
+out:
+	kw_free(&w);
+	kapi_close(&k);
+	cJSON_Delete(st);
+	return r;
+}
+
 int
 cmd_intercept(int argc, char **argv)
 {
@@ -460,6 +533,10 @@ cmd_intercept(int argc, char **argv)
 		return EXIT_USAGE;
 	if ((body = intercept_body(&a, &ret)) == NULL)
 		return ret;
+	if (intercept_prepare(&a, body) == -1) {
+		cJSON_Delete(body);
+		return 1;
+	}
 	ret = intercept_run(&a, body);
 	cJSON_Delete(body);
 	return ret;
@@ -611,8 +688,178 @@ print_list(const cJSON *resp, const char *ns)
 	}
 }
 
+/* The daemon's intercepts of workload name in ns (from its /v1/list
+ * answers in lists, one per namespace, fetched as needed): an array
+ * reference, or NULL. */
+static const cJSON *
+daemon_intercepts(cJSON *lists, const char *ns, const char *name)
+{
+	const cJSON *l, *w;
+	cJSON *resp = NULL;
+	char url[128], err[256];
+
+	if ((l = cJSON_GetObjectItemCaseSensitive(lists, ns)) == NULL) {
+		snprintf(url, sizeof(url), "%s?namespace=%s", KB_API_LIST, ns);
+		if (call_err("GET", url, NULL, &resp, err, sizeof(err)) == -1)
+			resp = cJSON_CreateObject();
+		cJSON_AddItemToObject(lists, ns, resp);
+		l = resp;
+	}
+	cJSON_ArrayForEach(w, cJSON_GetObjectItemCaseSensitive(l, "workloads"))
+		if (jstr(w, "name") && strcmp(jstr(w, "name"), name) == 0)
+			return cJSON_GetObjectItemCaseSensitive(w, "intercepts");
+	return NULL;
+}
+
+/* The API's workloads as the list's JSON: name, namespace, kind,
+ * replicas, ready, sidecar, intercepts. */
+static cJSON *
+kube_workloads(const cJSON *items)
+{
+	cJSON *out = cJSON_CreateObject(), *ws, *w, *lists = cJSON_CreateObject();
+	const cJSON *o, *m, *ics;
+	long want, ready;
+
+	ws = cJSON_AddArrayToObject(out, "workloads");
+	cJSON_ArrayForEach(o, items) {
+		m = cJSON_GetObjectItemCaseSensitive(o, "metadata");
+		if (!jstr(m, "name") || !jstr(m, "namespace"))
+			continue;
+		want = kw_replicas(o, &ready);
+		w = cJSON_CreateObject();
+		cJSON_AddStringToObject(w, "name", jstr(m, "name"));
+		cJSON_AddStringToObject(w, "namespace", jstr(m, "namespace"));
+		cJSON_AddStringToObject(w, "kind", jstr(o, "kind"));
+		cJSON_AddNumberToObject(w, "replicas", want);
+		cJSON_AddNumberToObject(w, "ready", ready);
+		cJSON_AddBoolToObject(w, "sidecar", kw_has_inject(o));
+		ics = daemon_intercepts(lists, jstr(m, "namespace"), jstr(m, "name"));
+		cJSON_AddItemToObject(w, "intercepts", ics ? cJSON_Duplicate(ics, 1) :
+		    cJSON_CreateArray());
+		cJSON_AddItemToArray(ws, w);
+	}
+	cJSON_Delete(lists);
+	return out;
+}
+
+static void
+print_kube_list(const cJSON *resp, const char *ns)
+{
+	const cJSON *ws = cJSON_GetObjectItemCaseSensitive(resp, "workloads"), *w;
+	size_t c1, c2, c3;
+	double want, ready;
+	char rbuf[48];
+
+	if (cJSON_GetArraySize(ws) == 0) {
+		printf("No deployments, statefulsets or replicasets%s%s\n",
+		    ns ? " in namespace " : "", ns ? ns : "");
+		return;
+	}
+	c1 = column(ws, "namespace", 11);
+	c2 = column(ws, "name", 10);
+	c3 = column(ws, "kind", 6);
+	printf("%-*s%-*s%-*s%-8s%-9s%s\n", (int)c1, "NAMESPACE", (int)c2, "WORKLOAD", (int)c3,
+	    "KIND", "READY", "SIDECAR", "INTERCEPTED BY");
+	cJSON_ArrayForEach(w, ws) {
+		put_padded(orelse(jstr(w, "namespace"), "?"), c1);
+		put_padded(orelse(jstr(w, "name"), "?"), c2);
+		put_padded(orelse(jstr(w, "kind"), "?"), c3);
+		jnum(w, "replicas", &want);
+		jnum(w, "ready", &ready);
+		snprintf(rbuf, sizeof(rbuf), "%.0f/%.0f", ready, want);
+		printf("%-8s%-9s", rbuf, cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(w,
+		    "sidecar")) ? "yes" : "no");
+		put_intercepts(w);
+		putchar('\n');
+	}
+}
+
+/* kbridge list when connected through a kubeconfig: the exit code. */
+static int
+kube_list(const char *file, const char *context, const char *ns, int all, enum output out)
+{
+	struct kapi k = { 0 };
+	cJSON *items = NULL, *resp = NULL;
+	int ret = 1;
+
+	if (load_kubeconfig("list", file, context, &k) == -1)
+		goto out;
+	if (!all && !ns)
+		ns = kb_kubeconfig_namespace(k.kc);
+	if ((items = kw_list(&k, "list", all ? NULL : ns)) == NULL)
+		goto out;
+	if ((resp = kube_workloads(items)) == NULL) {
+		errorx("list: out of memory");
+		goto out;
+	}
+	if (out == OUT_JSON)
+		print_json(resp);
+	else
+		print_kube_list(resp, all ? NULL : ns);
+	ret = 0;
+out:
+	cJSON_Delete(items);
+	cJSON_Delete(resp);
+	kapi_close(&k);
+	return ret;
+}
+
 int
 cmd_list(int argc, char **argv)
 {
-	return list_cmd(argc, argv, KB_API_LIST, print_list);
+	static const struct option opts[] = {
+		LONGOPT_NAMESPACE,
+		{ "all-namespaces", no_argument, NULL, 'A' },
+		{ "kubeconfig", required_argument, NULL, OPT_KUBECONFIG },
+		{ "context", required_argument, NULL, OPT_CONTEXT },
+		LONGOPT_OUTPUT,
+		LONGOPT_HELP,
+		LONGOPT_END
+	};
+	const char *ns = NULL, *file = NULL, *context = NULL, *kctx = NULL, *kns = NULL;
+	enum output out = OUT_TEXT;
+	cJSON *st, *resp = NULL;
+	char url[128];
+	int ch, ret, all = 0;
+
+	while ((ch = next_opt(argc, argv, ":n:o:Ah", opts)) != -1) {
+		if (ch == 'A')
+			all = 1;
+		else if (ch == OPT_KUBECONFIG)
+			file = optarg;
+		else if (ch == OPT_CONTEXT)
+			context = optarg;
+		else if (!std_opt(ch, argv, &ns, &out, &ret))
+			return ret;
+	}
+	if (no_operands(argc, argv) == -1 || namespace_arg(argv[0], ns) == -1)
+		return EXIT_USAGE;
+	if (all && ns) {
+		errorx("list: -A and -n exclude each other");
+		return EXIT_USAGE;
+	}
+	catch_signals();
+	/* From the API when connected through a kubeconfig or given one (the
+	 * intercepts are then those kbridged knows, if it runs). */
+	if ((st = kube_status(&kctx, &kns)) != NULL || file || context) {
+		ret = kube_list(file, orelse(context, kctx), orelse(ns, kns), all, out);
+		cJSON_Delete(st);
+		return ret;
+	}
+	if (all) {
+		errorx("list: -A needs a connection through a kubeconfig (kbridge connect "
+		    "--kubeconfig) or --kubeconfig");
+		return EXIT_USAGE;
+	}
+	/* A valid label needs no escaping in a query. */
+	snprintf(url, sizeof(url), "%s%s%s", KB_API_LIST, ns ? "?namespace=" : "",
+	    ns ? ns : "");
+	if (call("list", "GET", url, NULL, &resp) == -1)
+		return 1;
+	if (out == OUT_JSON)
+		print_json(resp);
+	else
+		print_list(resp, ns);
+	cJSON_Delete(resp);
+	return 0;
 }

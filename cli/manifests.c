@@ -382,6 +382,11 @@ kb_manifests(const struct kb_manifest_opts *mo)
 	rule(rules, "certificates.k8s.io", L("certificatesigningrequests"), NULL,
 	    L("create", "get"));
 	rule(rules, "", L("namespaces", "services", "pods"), NULL, READ);
+	/* kbridge intercept adds the sidecar's annotation to the workload's
+	 * pod template (and uninstall --agents removes it): find, list and
+	 * patch the workloads. */
+	rule(rules, "apps", L("deployments", "statefulsets", "replicasets"), NULL,
+	    L("get", "list", "watch", "patch"));
 
 	/* Developers, in the install namespace only (a RoleBinding): reach the
 	 * manager through the API server's port-forward, read its CA. */

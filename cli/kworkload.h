@@ -1,0 +1,58 @@
+/* The workloads kbridge intercept works on (Deployments, StatefulSets and
+ * ReplicaSets not owned by a Deployment), through the Kubernetes API as
+ * the user: finding one by name or through its Service, adding the
+ * sidecar's annotation to its pod template and waiting for the rollout,
+ * listing them, and removing the annotation again (uninstall --agents). */
+#ifndef KB_CLI_KWORKLOAD_H
+#define KB_CLI_KWORKLOAD_H
+
+#include <cjson/cJSON.h>
+
+#include "kube.h"
+
+/* On the pod template: what makes the webhook inject (agent/webhook.h). */
+#define KW_ANN_INJECT		"kbridge.dev/inject"
+/* On the workload's own metadata: kbridge added KW_ANN_INJECT (value
+ * "kbridge"), so uninstall --agents may remove both. */
+#define KW_ANN_BY		"kbridge.dev/injected-by"
+#define KW_SIDECAR		"kbridge-sidecar"
+#define KW_WAIT_DEFAULT		120
+
+/* One workload: kind ("Deployment"...), its plural resource, and the object
+ * as the API returned it (owned; kw_free frees it). */
+struct kworkload {
+	const char *kind, *plural;
+	char name[254], ns[64];
+	char what[272];		/* "deployment/NAME", for messages */
+	cJSON *obj;
+};
+void kw_free(struct kworkload *w);
+
+/* The workload named name in ns, else the one whose pod template the
+ * Service name selects: 0 and *w, or -1 reported as "CMD: reason" (none,
+ * or several, named). */
+int kw_find(struct kapi *k, const char *cmd, const char *ns, const char *name,
+    struct kworkload *w);
+/* The workloads of ns (NULL: all namespaces) as one array of objects, each
+ * with its "kind" set; ReplicaSets a Deployment controls are left out.
+ * NULL reported as "CMD: reason". */
+cJSON *kw_list(struct kapi *k, const char *cmd, const char *ns);
+/* Does obj's pod template carry KW_ANN_INJECT "true"? */
+int kw_has_inject(const cJSON *obj);
+/* Did kbridge add it (KW_ANN_BY)? */
+int kw_ours(const cJSON *obj);
+/* Replicas wanted (spec.replicas, default 1) and ready (status). */
+long kw_replicas(const cJSON *obj, long *ready);
+
+/* Add the annotation unless the template has it: 1 added, 0 there
+ * already, -1 reported (including a template that sets it otherwise). */
+int kw_inject(struct kapi *k, const char *cmd, struct kworkload *w);
+/* Wait, printing progress on stderr, until every ready pod of w runs a
+ * ready sidecar and there are as many as w wants; 0, or -1 reported
+ * (timeout_s expired, interrupted, API error). */
+int kw_wait(struct kapi *k, const char *cmd, const struct kworkload *w, long timeout_s);
+/* Remove what kw_inject added from obj (a kw_list item): 0 or -1
+ * reported. */
+int kw_restore(struct kapi *k, const char *cmd, const cJSON *obj);
+
+#endif
