@@ -31,6 +31,8 @@
 #include "msg.h"
 #include "pace.h"
 #include "profile.h"
+#include "sidecar_enroll.h"
+#include "webhook.h"
 #include "session.h"
 #include "sidecar.h"
 #include "tls.h"
@@ -39,6 +41,7 @@
 #define MAX_INTERCEPTS 64
 #define CONNECT_TIMEOUT_MS 5000
 #define APP_TIMEOUT_MS 5000
+#define SC_ENROLL_TRIES 8
 
 extern char **environ;
 
@@ -548,7 +551,8 @@ static void
 usage(FILE *f)
 {
 	fprintf(f,
-	    "usage: kbridge-agent sidecar --profile FILE --workload NAME --namespace NS\n"
+	    "usage: kbridge-agent sidecar (--profile FILE | --enroll HOST:PORT [--token FILE])\n"
+	    "           --workload NAME --namespace NS\n"
 	    "           --listen HOST:PORT --app HOST:PORT [--protocol http|tcp]\n"
 	    "           [--manager HOST:PORT] [--batch-wait-us N] [-v]\n"
 	    "\n"
@@ -556,6 +560,11 @@ usage(FILE *f)
 	    "unless an intercept claims it.\n"
 	    "\n"
 	    "  --profile FILE       a sidecar profile (kbridge-agent issue --sidecar)\n"
+	    "  --enroll HOST:PORT   instead: get the certificate from the manager there\n"
+	    "                       (its webhook Service) for the pod's token; the CA in\n"
+	    "                       $KBRIDGE_CA (what the injection webhook sets up)\n"
+	    "  --token FILE         the pod's projected token for audience kbridge\n"
+	    "                       (default " KB_WEBHOOK_TOKEN_FILE ")\n"
 	    "  --workload NAME      the workload this sidecar serves\n"
 	    "  --namespace NS       its namespace\n"
 	    "  --listen HOST:PORT   where the service's traffic arrives\n"
@@ -592,7 +601,7 @@ resolve_hostport(const char *s, struct sockaddr_storage *ss, socklen_t *len)
 
 /* What the command line says. */
 struct sc_opts {
-	const char *profile, *listen_on, *app, *manager;
+	const char *profile, *listen_on, *app, *manager, *enroll, *token;
 	struct sockaddr_storage ls;
 	socklen_t lslen;
 	int pause_set;		/* --batch-wait-us given */
@@ -607,6 +616,8 @@ sc_parse(int argc, char **argv, struct sc_opts *o)
 {
 	static const struct option opts[] = {
 		{ "profile", required_argument, NULL, 'p' },
+		{ "enroll", required_argument, NULL, 'E' },
+		{ "token", required_argument, NULL, 'T' },
 		{ "workload", required_argument, NULL, 'w' },
 		{ "namespace", required_argument, NULL, 'n' },
 		{ "listen", required_argument, NULL, 'l' },
@@ -628,6 +639,12 @@ sc_parse(int argc, char **argv, struct sc_opts *o)
 		switch (c) {
 		case 'p':
 			o->profile = optarg;
+			break;
+		case 'E':
+			o->enroll = optarg;
+			break;
+		case 'T':
+			o->token = optarg;
 			break;
 		case 'w':
 			sc.workload = optarg;
@@ -661,10 +678,17 @@ sc_parse(int argc, char **argv, struct sc_opts *o)
 			return 2;
 		}
 	}
-	if (optind != argc || !o->profile || !sc.workload || !sc.ns || !o->listen_on || !o->app) {
-		fprintf(stderr, "kbridge-agent: sidecar needs --profile, --workload, --namespace, --listen and --app (see --help)\n");
+	if (optind != argc || !o->profile == !o->enroll || !sc.workload || !sc.ns ||
+	    !o->listen_on || !o->app) {
+		fprintf(stderr, "kbridge-agent: sidecar needs --profile or --enroll (one), --workload, --namespace, --listen and --app (see --help)\n");
 		return 2;
 	}
+	if (o->enroll && !o->manager) {
+		fprintf(stderr, "kbridge-agent: --enroll needs --manager\n");
+		return 2;
+	}
+	if (!o->token)
+		o->token = KB_WEBHOOK_TOKEN_FILE;
 	if (strcmp(sc.protocol, "http") && strcmp(sc.protocol, "tcp")) {
 		fprintf(stderr, "kbridge-agent: --protocol must be http or tcp\n");
 		return 2;
@@ -687,6 +711,37 @@ sc_parse(int argc, char **argv, struct sc_opts *o)
 	return -1;
 }
 
+/* --enroll: the certificate from the manager (sidecar_enroll.h), tried
+ * SC_ENROLL_TRIES times with backoff (the manager may be starting). 0, or
+ * -1 with err. */
+static int
+sc_enroll(const struct sc_opts *o, char *err, size_t errlen)
+{
+	const char *ca = getenv(KB_WEBHOOK_CA_ENV);
+	unsigned delay = 1, i;
+	long long expires;
+
+	if (!ca || !*ca) {
+		snprintf(err, errlen, "--enroll needs the CA (PEM) in $%s", KB_WEBHOOK_CA_ENV);
+		return -1;
+	}
+	for (i = 0; i < SC_ENROLL_TRIES; i++) {
+		if (sidecar_enroll(o->enroll, o->token, ca, o->manager, &sc.profile, &expires, err,
+		    errlen) == 0) {
+			log_info("enrolled at %s: certificate for %s.%s until %lld", o->enroll,
+			    sc.workload, sc.ns, expires);
+			return 0;
+		}
+		/* A refusal is final; no answer may not be. */
+		if (strncmp(err, "enrollment: HTTP 4", 18) == 0)
+			return -1;
+		log_warnx("%s; again in %u s", err, delay);
+		sleep(delay);
+		delay = delay * 2 > 30 ? 30 : delay * 2;
+	}
+	return -1;
+}
+
 /* Logging, the profile, TLS, the event loop, the listener, the signals:
  * 0, or -1 with err. */
 static int
@@ -698,7 +753,10 @@ sc_setup(const struct sc_opts *o, char *err, size_t errlen)
 	if (kb_raise_nofile() < 0)
 		log_warn("cannot raise the limit on open files");
 	kb_malloc_tune();
-	if (kb_profile_load(o->profile, &sc.profile, err, errlen) < 0)
+	if (o->enroll) {
+		if (sc_enroll(o, err, errlen) < 0)
+			return -1;
+	} else if (kb_profile_load(o->profile, &sc.profile, err, errlen) < 0)
 		return -1;
 	if (strcmp(sc.profile.role, KB_ROLE_SIDECAR) != 0) {
 		snprintf(err, errlen, "profile %s is not a sidecar profile (issue it with --sidecar)",

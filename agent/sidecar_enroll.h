@@ -1,0 +1,24 @@
+/* The sidecar's side of enrollment (agent/enroll.h): a new key in memory,
+ * the pod's projected token, one HTTPS POST to the manager's /enroll (the
+ * manager's certificate checked against the CA and the host name), and a
+ * sidecar profile out of the answer. Blocking; bounded in time and size. */
+#ifndef KB_SIDECAR_ENROLL_H
+#define KB_SIDECAR_ENROLL_H
+
+#include <stddef.h>
+
+struct kb_profile;
+
+#define SC_ENROLL_TIMEOUT_MS	15000
+#define SC_ENROLL_MAX_ANSWER	(64 << 10)
+
+/* Enroll at hostport ("kbridge-manager.NS.svc:443") with the token in
+ * token_file, checking the server with ca_pem; p (filled; the caller
+ * kb_profile_free()s it) then holds manager (copied from manager), name
+ * and role sidecar, the CA, the certificate and the new key. *expires the
+ * certificate's notAfter (seconds since the epoch). 0, or -1 with err (the
+ * manager's refusal when it refused). */
+int sidecar_enroll(const char *hostport, const char *token_file, const char *ca_pem,
+    const char *manager, struct kb_profile *p, long long *expires, char *err, size_t errlen);
+
+#endif
