@@ -720,16 +720,21 @@ sc_enroll(const struct sc_opts *o, char *err, size_t errlen)
 	const char *ca = getenv(KB_WEBHOOK_CA_ENV);
 	unsigned delay = 1, i;
 	long long expires;
+	char got[2 * 64 + 2], want[2 * 64 + 2];
 
 	if (!ca || !*ca) {
 		snprintf(err, errlen, "--enroll needs the CA (PEM) in $%s", KB_WEBHOOK_CA_ENV);
 		return -1;
 	}
 	for (i = 0; i < SC_ENROLL_TRIES; i++) {
-		if (sidecar_enroll(o->enroll, o->token, ca, o->manager, &sc.profile, &expires, err,
-		    errlen) == 0) {
-			log_info("enrolled at %s: certificate for %s.%s until %lld", o->enroll,
-			    sc.workload, sc.ns, expires);
+		if (sidecar_enroll(o->enroll, o->token, ca, o->manager, &sc.profile, &expires, got,
+		    sizeof(got), err, errlen) == 0) {
+			log_info("enrolled at %s: certificate for %s until %lld", o->enroll, got,
+			    expires);
+			snprintf(want, sizeof(want), "%s.%s", sc.workload, sc.ns);
+			if (strcmp(got, want))
+				log_warnx("the certificate is for %s, not %s (--workload, --namespace): "
+				    "the manager will refuse it", got, want);
 			return 0;
 		}
 		/* A refusal is final; no answer may not be. */

@@ -14,6 +14,7 @@
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <openssl/pem.h>
+#include <openssl/objects.h>
 #include <openssl/x509.h>
 
 #include "profile.h"
@@ -130,16 +131,19 @@ post(const char *hostport, const char *ca_pem, const char *body, struct answer *
 	return rc == CURLE_OK ? 0 : -1;
 }
 
-/* The certificate's notAfter, or -1 when crt is not a certificate for k. */
+/* The certificate's notAfter and its workload (OU) into wl, or -1 when
+ * crt is not a certificate for k bound to a workload. */
 static long long
-cert_expiry(const char *crt, EVP_PKEY *k)
+cert_expiry(const char *crt, EVP_PKEY *k, char *wl, size_t wlen)
 {
 	BIO *b = BIO_new_mem_buf(crt, -1);
 	X509 *x = b ? PEM_read_bio_X509(b, NULL, NULL, NULL) : NULL;
 	struct tm tm;
 	long long t = -1;
 
-	if (x && X509_check_private_key(x, k) && ASN1_TIME_to_tm(X509_get0_notAfter(x), &tm))
+	if (x && X509_check_private_key(x, k) && ASN1_TIME_to_tm(X509_get0_notAfter(x), &tm) &&
+	    X509_NAME_get_text_by_NID(X509_get_subject_name(x), NID_organizationalUnitName, wl,
+	    (int)wlen) > 0)
 		t = (long long)timegm(&tm);
 	X509_free(x);
 	BIO_free(b);
@@ -149,7 +153,8 @@ cert_expiry(const char *crt, EVP_PKEY *k)
 /* The answer into p: 0, or -1 with err. */
 static int
 take_answer(const struct answer *a, long status, EVP_PKEY *k, const char *ca_pem,
-    const char *manager, struct kb_profile *p, long long *expires, char *err, size_t errlen)
+    const char *manager, struct kb_profile *p, long long *expires, char *wl, size_t wlen,
+    char *err, size_t errlen)
 {
 	cJSON *j = NULL;
 	const char *crt;
@@ -165,14 +170,14 @@ take_answer(const struct answer *a, long status, EVP_PKEY *k, const char *ca_pem
 	}
 	if (!a->buf || (j = cJSON_Parse(a->buf)) == NULL ||
 	    (crt = cJSON_GetStringValue(cJSON_GetObjectItem(j, "certificate"))) == NULL ||
-	    (*expires = cert_expiry(crt, k)) < 0) {
+	    (*expires = cert_expiry(crt, k, wl, wlen)) < 0) {
 		snprintf(err, errlen, "enrollment: the answer holds no certificate for our key");
 		goto done;
 	}
 	memset(p, 0, sizeof(*p));
 	p->manager = strdup(manager);
 	p->role = strdup(KB_ROLE_SIDECAR);
-	p->name = strdup("sidecar");
+	p->name = strdup(wl);
 	p->ca_pem = strdup(ca_pem);
 	p->cert_pem = strdup(crt);
 	p->key_pem = pem_of(k, 1);
@@ -189,7 +194,8 @@ done:
 
 int
 sidecar_enroll(const char *hostport, const char *token_file, const char *ca_pem,
-    const char *manager, struct kb_profile *p, long long *expires, char *err, size_t errlen)
+    const char *manager, struct kb_profile *p, long long *expires, char *workload, size_t wlen,
+    char *err, size_t errlen)
 {
 	struct answer a = { 0 };
 	EVP_PKEY *k = EVP_PKEY_Q_keygen(NULL, NULL, "EC", "P-256");
@@ -202,7 +208,8 @@ sidecar_enroll(const char *hostport, const char *token_file, const char *ca_pem,
 		snprintf(err, errlen, "cannot generate a key");
 	else if ((body = request_body(token_file, k, err, errlen)) != NULL &&
 	    post(hostport, ca_pem, body, &a, &status, err, errlen) == 0)
-		rc = take_answer(&a, status, k, ca_pem, manager, p, expires, err, errlen);
+		rc = take_answer(&a, status, k, ca_pem, manager, p, expires, workload, wlen, err,
+		    errlen);
 	if (body) {
 		OPENSSL_cleanse(body, strlen(body));
 		free(body);

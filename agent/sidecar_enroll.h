@@ -15,10 +15,12 @@ struct kb_profile;
 /* Enroll at hostport ("kbridge-manager.NS.svc:443") with the token in
  * token_file, checking the server with ca_pem; p (filled; the caller
  * kb_profile_free()s it) then holds manager (copied from manager), name
- * and role sidecar, the CA, the certificate and the new key. *expires the
- * certificate's notAfter (seconds since the epoch). 0, or -1 with err (the
- * manager's refusal when it refused). */
+ * (the workload) and role sidecar, the CA, the certificate and the new
+ * key; workload the certificate's workload (NAME.NS: the manager's choice,
+ * from the pod); *expires its notAfter (seconds since the epoch). 0, or -1
+ * with err (the manager's refusal when it refused). */
 int sidecar_enroll(const char *hostport, const char *token_file, const char *ca_pem,
-    const char *manager, struct kb_profile *p, long long *expires, char *err, size_t errlen);
+    const char *manager, struct kb_profile *p, long long *expires, char *workload, size_t wlen,
+    char *err, size_t errlen);
 
 #endif

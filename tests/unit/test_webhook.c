@@ -157,7 +157,7 @@ test_named(void)
 	ok(strcmp(cJSON_GetStringValue(cJSON_GetObjectItem(resp, "uid")), "u-1") == 0);
 	ok(strcmp(cJSON_GetStringValue(cJSON_GetObjectItem(resp, "patchType")), "JSONPatch") == 0);
 	ok(*warning(resp) == '\0');
-	ok(patch != NULL && cJSON_GetArraySize(patch) == 5)	/* + the token volume */;
+	ok(patch != NULL && cJSON_GetArraySize(patch) == 5);	/* with the token volume */
 	ok(strcmp(cJSON_GetStringValue(op_at(patch, "/spec/containers/1/ports/1/name")),
 	    "kb-app-http") == 0);
 	ok(strcmp(cJSON_GetStringValue(op_at(patch,
