@@ -292,7 +292,7 @@ finish(struct enroll_req *r, int status, const char *body)
 static void
 refuse(struct enroll_req *r, int status, const char *why)
 {
-	char line[400];
+	char line[800];
 
 	log_info("enroll: %s: refused: %s", r->peer, why);
 	snprintf(line, sizeof(line), "kbridge: enrollment refused: %s\n", why);
@@ -303,7 +303,7 @@ static void
 on_pod(void *arg, int status, cJSON *body, const char *err)
 {
 	struct enroll_req *r = arg;
-	char wl[64], why[300], *crt = NULL, *out;
+	char wl[64], why[700], *crt = NULL, *out;
 	cJSON *ans;
 
 	r->kr = NULL;
@@ -346,7 +346,7 @@ static void
 on_review(void *arg, int status, cJSON *body, const char *err)
 {
 	struct enroll_req *r = arg;
-	char why[300], path[600];
+	char why[700], path[600];
 
 	r->kr = NULL;
 	if (status < 200 || status > 299 || !body) {
