@@ -16,6 +16,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cjson/cJSON.h>
@@ -30,6 +31,7 @@
 #include "log.h"
 #include "msg.h"
 #include "pace.h"
+#include "identity.h"
 #include "profile.h"
 #include "sidecar_enroll.h"
 #include "webhook.h"
@@ -67,6 +69,12 @@ struct sidecar {
 	struct kb_mlink link;
 	struct kb_session *sess;
 	struct event *retry;
+	/* --enroll: the certificate renewed at 2/3 of its lifetime */
+	const char *enroll, *token, *ca;
+	unsigned long renew_after;	/* --renew-after (0: 2/3 of the lifetime) */
+	char bound[2 * 64 + 2];		/* the certificate's workload */
+	struct event *renew_timer;
+	struct sc_renewal *renewal;
 	struct sc_intercept icpts[MAX_INTERCEPTS];
 	size_t nicpts;
 	uint64_t next_key;
@@ -565,6 +573,8 @@ usage(FILE *f)
 	    "                       $KBRIDGE_CA (what the injection webhook sets up)\n"
 	    "  --token FILE         the pod's projected token for audience kbridge\n"
 	    "                       (default " KB_WEBHOOK_TOKEN_FILE ")\n"
+	    "  --renew-after S      with --enroll: renew the certificate every S seconds\n"
+	    "                       (default: at 2/3 of its lifetime)\n"
 	    "  --workload NAME      the workload this sidecar serves\n"
 	    "  --namespace NS       its namespace\n"
 	    "  --listen HOST:PORT   where the service's traffic arrives\n"
@@ -601,7 +611,7 @@ resolve_hostport(const char *s, struct sockaddr_storage *ss, socklen_t *len)
 
 /* What the command line says. */
 struct sc_opts {
-	const char *profile, *listen_on, *app, *manager, *enroll, *token;
+	const char *profile, *listen_on, *app, *manager, *enroll, *token, *renew_after;
 	struct sockaddr_storage ls;
 	socklen_t lslen;
 	int pause_set;		/* --batch-wait-us given */
@@ -618,6 +628,7 @@ sc_parse(int argc, char **argv, struct sc_opts *o)
 		{ "profile", required_argument, NULL, 'p' },
 		{ "enroll", required_argument, NULL, 'E' },
 		{ "token", required_argument, NULL, 'T' },
+		{ "renew-after", required_argument, NULL, 'R' },
 		{ "workload", required_argument, NULL, 'w' },
 		{ "namespace", required_argument, NULL, 'n' },
 		{ "listen", required_argument, NULL, 'l' },
@@ -645,6 +656,9 @@ sc_parse(int argc, char **argv, struct sc_opts *o)
 			break;
 		case 'T':
 			o->token = optarg;
+			break;
+		case 'R':
+			o->renew_after = optarg;
 			break;
 		case 'w':
 			sc.workload = optarg;
@@ -689,6 +703,11 @@ sc_parse(int argc, char **argv, struct sc_opts *o)
 	}
 	if (!o->token)
 		o->token = KB_WEBHOOK_TOKEN_FILE;
+	if (o->renew_after && (!o->enroll ||
+	    kb_parse_num(o->renew_after, 1, 86400, NULL, &sc.renew_after) < 0)) {
+		fprintf(stderr, "kbridge-agent: --renew-after needs --enroll and 1 to 86400 (seconds)\n");
+		return 2;
+	}
 	if (strcmp(sc.protocol, "http") && strcmp(sc.protocol, "tcp")) {
 		fprintf(stderr, "kbridge-agent: --protocol must be http or tcp\n");
 		return 2;
@@ -711,15 +730,76 @@ sc_parse(int argc, char **argv, struct sc_opts *o)
 	return -1;
 }
 
+/* The next renewal: --renew-after, else at 2/3 of the lifetime left (at
+ * least a minute); after a failure, again in a minute. */
+static void
+renew_schedule(long long expires, int failed)
+{
+	long long left = expires - (long long)time(NULL);
+	struct timeval tv = { .tv_sec = 60 };
+
+	if (!failed)
+		tv.tv_sec = sc.renew_after ? (time_t)sc.renew_after :
+		    (time_t)(left * 2 / 3 > 60 ? left * 2 / 3 : 60);
+	evtimer_add(sc.renew_timer, &tv);
+}
+
+/* A renewal's result: the new certificate and key for the next dials (the
+ * session up now keeps its own). */
+static void
+renewed(void *arg, int rc, struct kb_profile *p, const char *workload, long long expires,
+    const char *err)
+{
+	char why[300];
+	SSL_CTX *ctx = NULL;
+
+	(void)arg;
+	if (rc == 0 && strcmp(workload, sc.bound) != 0)
+		snprintf(why, sizeof(why), "the renewed certificate is for %s, not %s", workload,
+		    sc.bound);
+	else if (rc == 0 && (ctx = kb_tls_client_ctx(sc.profile.ca_pem, p->cert_pem, p->key_pem,
+	    why, sizeof(why))) != NULL) {
+		free(sc.profile.cert_pem);
+		identity_free_secret(sc.profile.key_pem);
+		sc.profile.cert_pem = p->cert_pem;
+		sc.profile.key_pem = p->key_pem;
+		p->cert_pem = p->key_pem = NULL;
+		SSL_CTX_free(sc.ctx);
+		sc.ctx = sc.link.ctx = ctx;
+		log_info("renewed the certificate for %s until %lld", workload, expires);
+	} else if (rc < 0)
+		snprintf(why, sizeof(why), "%s", err);
+	kb_profile_free(p);	/* p is the renewal's: freed with it, next */
+	sc_renewal_free(sc.renewal);
+	sc.renewal = NULL;
+	if (!ctx)
+		log_warnx("cannot renew the certificate: %s; again in 60 s", why);
+	renew_schedule(expires, ctx == NULL);
+}
+
+static void
+renew(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	(void)arg;
+	if (sc.renewal)
+		return;
+	if ((sc.renewal = sc_renewal_start(sc.base, sc.enroll, sc.token, sc.ca,
+	    sc.profile.manager, renewed, NULL)) == NULL) {
+		log_warnx("cannot start renewing the certificate; again in 60 s");
+		renew_schedule(0, 1);
+	}
+}
+
 /* --enroll: the certificate from the manager (sidecar_enroll.h), tried
  * SC_ENROLL_TRIES times with backoff (the manager may be starting). 0, or
  * -1 with err. */
 static int
-sc_enroll(const struct sc_opts *o, char *err, size_t errlen)
+sc_enroll(const struct sc_opts *o, long long *expires, char *err, size_t errlen)
 {
 	const char *ca = getenv(KB_WEBHOOK_CA_ENV);
 	unsigned delay = 1, i;
-	long long expires;
 	char got[2 * 64 + 2], want[2 * 64 + 2];
 
 	if (!ca || !*ca) {
@@ -727,10 +807,14 @@ sc_enroll(const struct sc_opts *o, char *err, size_t errlen)
 		return -1;
 	}
 	for (i = 0; i < SC_ENROLL_TRIES; i++) {
-		if (sidecar_enroll(o->enroll, o->token, ca, o->manager, &sc.profile, &expires, got,
+		if (sidecar_enroll(o->enroll, o->token, ca, o->manager, &sc.profile, expires, got,
 		    sizeof(got), err, errlen) == 0) {
 			log_info("enrolled at %s: certificate for %s until %lld", o->enroll, got,
-			    expires);
+			    *expires);
+			snprintf(sc.bound, sizeof(sc.bound), "%s", got);
+			sc.enroll = o->enroll;
+			sc.token = o->token;
+			sc.ca = ca;
 			snprintf(want, sizeof(want), "%s.%s", sc.workload, sc.ns);
 			if (strcmp(got, want))
 				log_warnx("the certificate is for %s, not %s (--workload, --namespace): "
@@ -752,6 +836,8 @@ sc_enroll(const struct sc_opts *o, char *err, size_t errlen)
 static int
 sc_setup(const struct sc_opts *o, char *err, size_t errlen)
 {
+	long long expires = 0;
+
 	log_init("kbridge-sidecar", o->verbose ? KB_LOG_DEBUG : KB_LOG_INFO);
 	signal(SIGPIPE, SIG_IGN);
 	/* Every connection is a descriptor (two when proxied): 1024 is few. */
@@ -759,7 +845,7 @@ sc_setup(const struct sc_opts *o, char *err, size_t errlen)
 		log_warn("cannot raise the limit on open files");
 	kb_malloc_tune();
 	if (o->enroll) {
-		if (sc_enroll(o, err, errlen) < 0)
+		if (sc_enroll(o, &expires, err, errlen) < 0)
 			return -1;
 	} else if (kb_profile_load(o->profile, &sc.profile, err, errlen) < 0)
 		return -1;
@@ -781,10 +867,13 @@ sc_setup(const struct sc_opts *o, char *err, size_t errlen)
 	if ((sc.ctx = kb_tls_client_ctx(sc.profile.ca_pem, sc.profile.cert_pem,
 	    sc.profile.key_pem, err, errlen)) == NULL)
 		return -1;
-	if ((sc.base = kb_event_base_new()) == NULL || (sc.retry = evtimer_new(sc.base, retry, NULL)) == NULL) {
+	if ((sc.base = kb_event_base_new()) == NULL || (sc.retry = evtimer_new(sc.base, retry, NULL)) == NULL ||
+	    (sc.renew_timer = evtimer_new(sc.base, renew, NULL)) == NULL) {
 		snprintf(err, errlen, "cannot create the event loop");
 		return -1;
 	}
+	if (o->enroll)
+		renew_schedule(expires, 0);
 	if ((sc.hp = hp_proxy_new(sc.base)) == NULL) {
 		snprintf(err, errlen, "out of memory");
 		return -1;
@@ -840,6 +929,9 @@ sc_teardown(void)
 	kb_listener_free(sc.listener);
 	if (sc.retry)
 		event_free(sc.retry);
+	sc_renewal_free(sc.renewal);
+	if (sc.renew_timer)
+		event_free(sc.renew_timer);
 	hp_proxy_free(sc.hp);
 	hp_fini();
 	if (sc.base)

@@ -2,12 +2,16 @@
  * easy interface: it runs once before the event loop starts. */
 #include "sidecar_enroll.h"
 
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
 #include <cjson/cJSON.h>
+#include <event2/event.h>
 #include <curl/curl.h>
 #include <openssl/asn1.h>
 #include <openssl/bio.h>
@@ -20,6 +24,8 @@
 #include "profile.h"
 #include "tls.h"
 #include "util.h"
+
+#include <unistd.h>
 
 #define TOKEN_MAX (8 << 10)
 
@@ -217,4 +223,92 @@ sidecar_enroll(const char *hostport, const char *token_file, const char *ca_pem,
 	free(a.buf);
 	EVP_PKEY_free(k);
 	return rc;
+}
+
+/* ---- renewal in a thread ---- */
+
+struct sc_renewal {
+	const char *hostport, *token_file, *ca_pem, *manager;
+	pthread_t th;
+	int started;
+	int fds[2];		/* the thread writes a byte to fds[1] when done */
+	struct event *ev;
+	sc_renewed_cb done;
+	void *arg;
+	/* the thread's result, read after it wrote the byte */
+	int rc;
+	struct kb_profile p;
+	long long expires;
+	char workload[130];
+	char err[400];
+};
+
+static void *
+renew_thread(void *arg)
+{
+	struct sc_renewal *r = arg;
+	char one = 1;
+
+	r->rc = sidecar_enroll(r->hostport, r->token_file, r->ca_pem, r->manager, &r->p,
+	    &r->expires, r->workload, sizeof(r->workload), r->err, sizeof(r->err));
+	while (write(r->fds[1], &one, 1) < 0 && errno == EINTR)
+		;
+	return NULL;
+}
+
+static void
+renew_done(evutil_socket_t fd, short what, void *arg)
+{
+	struct sc_renewal *r = arg;
+	char b;
+
+	(void)what;
+	if (read(fd, &b, 1) != 1)
+		return;
+	pthread_join(r->th, NULL);
+	r->started = 0;
+	r->done(r->arg, r->rc, &r->p, r->workload, r->expires, r->err);
+}
+
+struct sc_renewal *
+sc_renewal_start(struct event_base *base, const char *hostport, const char *token_file,
+    const char *ca_pem, const char *manager, sc_renewed_cb done, void *arg)
+{
+	struct sc_renewal *r = calloc(1, sizeof(*r));
+
+	if (!r)
+		return NULL;
+	r->fds[0] = r->fds[1] = -1;
+	r->hostport = hostport;
+	r->token_file = token_file;
+	r->ca_pem = ca_pem;
+	r->manager = manager;
+	r->done = done;
+	r->arg = arg;
+	if (pipe2(r->fds, O_CLOEXEC | O_NONBLOCK) < 0 ||
+	    (r->ev = event_new(base, r->fds[0], EV_READ, renew_done, r)) == NULL ||
+	    event_add(r->ev, NULL) < 0 || pthread_create(&r->th, NULL, renew_thread, r) != 0) {
+		sc_renewal_free(r);
+		return NULL;
+	}
+	r->started = 1;
+	return r;
+}
+
+void
+sc_renewal_free(struct sc_renewal *r)
+{
+	if (!r)
+		return;
+	if (r->started) {
+		pthread_join(r->th, NULL);
+		kb_profile_free(&r->p);
+	}
+	if (r->ev)
+		event_free(r->ev);
+	if (r->fds[0] >= 0)
+		close(r->fds[0]);
+	if (r->fds[1] >= 0)
+		close(r->fds[1]);
+	free(r);
 }

@@ -23,4 +23,21 @@ int sidecar_enroll(const char *hostport, const char *token_file, const char *ca_
     const char *manager, struct kb_profile *p, long long *expires, char *workload, size_t wlen,
     char *err, size_t errlen);
 
+/* Renewal, off the event loop: sidecar_enroll() in a thread of its own
+ * (the data path never waits on it), done() called from base's loop with
+ * its result: rc 0 and p (the callee takes its fields; kb_profile_free)
+ * with workload and expires, or rc -1 and err. One at a time. */
+struct event_base;
+struct sc_renewal;
+typedef void (*sc_renewed_cb)(void *arg, int rc, struct kb_profile *p, const char *workload,
+    long long expires, const char *err);
+/* The strings are borrowed and must outlive the renewal. NULL when out of
+ * memory (or no thread): done() is not called. */
+struct sc_renewal *sc_renewal_start(struct event_base *base, const char *hostport,
+    const char *token_file, const char *ca_pem, const char *manager, sc_renewed_cb done,
+    void *arg);
+/* Waits for the thread (at most SC_ENROLL_TIMEOUT_MS) and frees; done()
+ * is not called. NULL is fine. */
+void sc_renewal_free(struct sc_renewal *r);
+
 #endif

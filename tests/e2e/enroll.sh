@@ -97,11 +97,19 @@ assert j["metadata"]["annotations"]["kbridge.dev/injected"] == "web.default"
 ok "an injected pod's sidecar enrolls: --enroll at the webhook Service, the CA in KBRIDGE_CA, a projected token for audience kbridge (1 h) mounted read-only"
 
 token web kbridge
-sidecar web web "$tmp/web-kbridge.token" "$tmp/web.log"
+sidecar web web "$tmp/web-kbridge.token" "$tmp/web.log" --renew-after=2
 poll 100 grep -q "enrolled at $MGR:8444: certificate for web.default" "$tmp/web.log"
 poll 100 grep -q "enroll: .*: sidecar certificate for workload web.default (pod default/$(field web name))" "$P/pod.log"
 poll 100 grep -q "sidecar .* joined workload web.default" "$P/pod.log"
 ok "with its pod's token the sidecar enrolls (TokenReview, pod check) and joins as web.default"
+
+# renewal (--renew-after 2 s here; 2/3 of the lifetime by default), off the
+# data path: a new certificate, the session stays
+poll 100 grep -q "renewed the certificate for web.default until" "$tmp/web.log"
+(($(grep -c "sidecar certificate for workload web.default (pod default/$(field web name))" "$P/pod.log") >= 2))
+[[ $(grep -c "joined workload web.default" "$P/pod.log") == 1 ]]
+no grep -q "left workload web.default" "$P/pod.log"
+ok "the sidecar renews its certificate with the pod's token; its session stays up"
 
 # a pod that was not injected: its token gets nothing
 ca=$(adm -n kbridge get configmap kbridge-manager-ca -o 'jsonpath={.data.ca\.crt}')
