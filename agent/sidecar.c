@@ -44,6 +44,7 @@
 #define CONNECT_TIMEOUT_MS 5000
 #define APP_TIMEOUT_MS 5000
 #define SC_ENROLL_TRIES 8
+#define TEARDOWN_DRAIN_MS 200
 
 extern char **environ;
 
@@ -934,8 +935,15 @@ sc_teardown(void)
 		event_free(sc.renew_timer);
 	hp_proxy_free(sc.hp);
 	hp_fini();
-	if (sc.base)
+	/* The session's connection closes once flushed (kb_session_free): let
+	 * it, for at most TEARDOWN_DRAIN_MS. */
+	if (sc.base) {
+		struct timeval tv = { 0, TEARDOWN_DRAIN_MS * 1000 };
+
+		event_base_loopexit(sc.base, &tv);
+		event_base_dispatch(sc.base);
 		event_base_free(sc.base);
+	}
 	SSL_CTX_free(sc.ctx);
 	kb_profile_free(&sc.profile);
 }

@@ -164,3 +164,17 @@ sc_pids+=($!)
 poll 100 more_refusals
 [[ $(grep -c "joined workload web.default" "$P/pod.log") == 1 ]]
 ok "a certificate for echo.default from 'kbridge-agent issue --sidecar' cannot register as web.default either"
+
+# everything stops cleanly (with KB_SAN: no sanitizer report, no leak)
+for p in "${sc_pids[@]}"; do kill "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done
+sc_pids=()
+mpid=$(cat "$P/pod.pid")
+kill "$mpid"
+poll 100 no kill -0 "$mpid"
+if grep -lE "ERROR: (Address|Leak)Sanitizer|runtime error:" "$tmp"/*.log "$P/pod.log"; then
+	for f in "$tmp"/*.log "$P/pod.log"; do sed -n '/ERROR: \(Address\|Leak\)Sanitizer\|runtime error:/,$p' "$f"; done |
+		grep -v "asan_malloc\|libcrypto\|libssl\|^$" | head -n 150
+	exit 1
+fi
+ok "the sidecars and the manager stop without a sanitizer report"
+echo "1..$n"
