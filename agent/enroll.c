@@ -364,6 +364,28 @@ on_review(void *arg, int status, cJSON *body, const char *err)
 		refuse(r, 503, "cannot ask the API for the pod");
 }
 
+/* The address part of "ADDR:PORT" ("[v6]:PORT") is the same. */
+static int
+same_source(const char *a, const char *b)
+{
+	const char *ca = strrchr(a, ':'), *cb = strrchr(b, ':');
+	size_t na = ca ? (size_t)(ca - a) : strlen(a), nb = cb ? (size_t)(cb - b) : strlen(b);
+
+	return na == nb && memcmp(a, b, na) == 0;
+}
+
+/* Enrollments in flight from peer's address. */
+static size_t
+from_source(const struct enroller *e, const char *peer)
+{
+	const struct enroll_req *r;
+	size_t n = 0;
+
+	for (r = e->reqs; r; r = r->next)
+		n += same_source(r->peer, peer);
+	return n;
+}
+
 struct enroll_req *
 enroll_start(struct enroller *e, const char *body, size_t len, const char *peer, enroll_cb cb,
     void *arg, int *status, char *why, size_t whylen)
@@ -373,9 +395,10 @@ enroll_start(struct enroller *e, const char *body, size_t len, const char *peer,
 	EVP_PKEY *pub = NULL;
 	cJSON *review;
 
-	if (e->inflight >= ENROLL_MAX_INFLIGHT) {
+	if (e->inflight >= ENROLL_MAX_INFLIGHT || from_source(e, peer) >= ENROLL_MAX_PER_SRC) {
 		*status = 503;
-		snprintf(why, whylen, "too many enrollments at once; try again");
+		snprintf(why, whylen, "too many enrollments at once%s; try again",
+		    e->inflight >= ENROLL_MAX_INFLIGHT ? "" : " from this address");
 		return NULL;
 	}
 	if (enroll_parse_request(body, len, &token, &pub, why, whylen) < 0) {

@@ -24,7 +24,8 @@
  * name a workload at all.
  *
  * Bounds: ENROLL_MAX_BODY per request (the token ENROLL_MAX_TOKEN),
- * ENROLL_MAX_INFLIGHT enrollments at once (503 beyond), and the webhook
+ * ENROLL_MAX_INFLIGHT enrollments at once, ENROLL_MAX_PER_SRC of them from
+ * one address (503 beyond: no TokenReview is sent), and the webhook
  * listener's own per-source and total connection caps and deadline; the
  * listener is not the manager's, so enrollment attempts never take an
  * authenticated session's slot. */
@@ -43,6 +44,7 @@ struct kb_kube;
 #define ENROLL_MAX_BODY		(16 << 10)
 #define ENROLL_MAX_TOKEN	(8 << 10)
 #define ENROLL_MAX_INFLIGHT	16
+#define ENROLL_MAX_PER_SRC	4	/* in flight from one address */
 #define ENROLL_SECONDS		(24 * 3600)	/* a certificate's lifetime */
 
 /* What the pure checks return. */

@@ -265,6 +265,37 @@ test_cert(void)
 	identity_free_secret(cakey);
 }
 
+/* Caps before any work: ENROLL_MAX_INFLIGHT in all, ENROLL_MAX_PER_SRC
+ * from one address (the port does not matter); under them, a bad request
+ * is a 400 without a TokenReview (no API client here: it would crash). */
+static void
+test_caps(void)
+{
+	struct enroller e = { 0 };
+	struct enroll_req r[ENROLL_MAX_PER_SRC];
+	char why[200];
+	int status = 0;
+	size_t i;
+
+	ok(same_source("10.0.0.1:5", "10.0.0.1:6") && !same_source("10.0.0.1:5", "10.0.0.11:5"));
+	ok(same_source("[fd00::1]:5", "[fd00::1]:6") && !same_source("[fd00::1]:5", "[fd00::2]:5"));
+	memset(r, 0, sizeof(r));
+	for (i = 0; i < ENROLL_MAX_PER_SRC; i++) {
+		snprintf(r[i].peer, sizeof(r[i].peer), "10.0.0.1:%zu", 1000 + i);
+		r[i].next = e.reqs;
+		e.reqs = &r[i];
+		e.inflight++;
+	}
+	ok(enroll_start(&e, "{}", 2, "10.0.0.1:2000", NULL, NULL, &status, why,
+	    sizeof(why)) == NULL && status == 503 && strstr(why, "from this address"));
+	status = 0;
+	ok(enroll_start(&e, "{}", 2, "10.0.0.2:2000", NULL, NULL, &status, why,
+	    sizeof(why)) == NULL && status == 400 && strstr(why, "token"));
+	e.inflight = ENROLL_MAX_INFLIGHT;
+	ok(enroll_start(&e, "{}", 2, "10.0.0.2:2000", NULL, NULL, &status, why,
+	    sizeof(why)) == NULL && status == 503 && strstr(why, "at once;"));
+}
+
 int
 main(void)
 {
@@ -272,5 +303,6 @@ main(void)
 	test_review();
 	test_pod();
 	test_cert();
+	test_caps();
 	return ok_done();
 }
