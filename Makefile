@@ -34,8 +34,8 @@ PROTO_SRC  = $(wildcard proto/*.c)
 DAEMON_SRC = $(wildcard daemon/*.c)
 AGENT_SRC  = $(filter-out agent/sidecar_main.c,$(wildcard agent/*.c))
 # kbridge-sidecar: the sidecar alone, without libcurl (agent/sidecar_main.c)
-SIDECAR_SRC = agent/sidecar_main.c agent/sidecar.c agent/httpproxy.c agent/batch.c \
-	agent/applat.c agent/join.c agent/pace.c
+SIDECAR_SRC = agent/sidecar_main.c agent/sidecar.c agent/sidecar_enroll.c agent/httpproxy.c \
+	agent/batch.c agent/applat.c agent/join.c agent/pace.c
 CLI_SRC    = $(wildcard cli/*.c)
 UNIT_SRC   = $(wildcard tests/unit/test_*.c)
 

@@ -676,6 +676,31 @@ done:
 	return rc;
 }
 
+/* A leaf for pub, signed by the CA, as spec says: 0, or -1 with err. */
+static int
+leaf_for_key(const struct certspec *spec, const char *ca_crt, const char *ca_keytext,
+    EVP_PKEY *pub, char **crt, char *err, size_t errlen)
+{
+	EVP_PKEY *ca_key = NULL;
+	X509 *ca = NULL, *x = NULL;
+
+	*crt = NULL;
+	ERR_clear_error();
+	if (!kb_identity_name(spec->cn))
+		snprintf(err, errlen, "'%s' is not a kbridge name", spec->cn);
+	else if (spec->seconds <= 0)
+		snprintf(err, errlen, "a certificate needs a lifetime");
+	else if (load_ca(ca_crt, ca_keytext, &ca, &ca_key, err, errlen) == 0 &&
+	    (x = make_cert(spec, pub, ca, ca_key, err, errlen)) != NULL &&
+	    (*crt = kb_cert_pem(x)) == NULL)
+		snprintf(err, errlen, "cannot encode PEM: %s", sslerr());
+	X509_free(ca);
+	X509_free(x);
+	EVP_PKEY_free(ca_key);
+	ERR_clear_error();
+	return *crt ? 0 : -1;
+}
+
 int
 identity_user_cert(const char *ca_crt, const char *ca_keytext, EVP_PKEY *pub, const char *name,
     long seconds, char **crt, char *err, size_t errlen)
@@ -684,24 +709,27 @@ identity_user_cert(const char *ca_crt, const char *ca_keytext, EVP_PKEY *pub, co
 		.cn = name, .o = KB_ROLE_USER, .days = CLIENT_DAYS, .seconds = seconds,
 		.eku = "clientAuth",
 	};
-	EVP_PKEY *ca_key = NULL;
-	X509 *ca = NULL, *x = NULL;
+
+	return leaf_for_key(&spec, ca_crt, ca_keytext, pub, crt, err, errlen);
+}
+
+int
+identity_sidecar_cert(const char *ca_crt, const char *ca_keytext, EVP_PKEY *pub,
+    const char *workload, const char *ns, long seconds, char **crt, char *err, size_t errlen)
+{
+	char bound[2 * 64 + 2];
+	const struct certspec spec = {
+		.cn = bound, .o = KB_ROLE_SIDECAR, .days = CLIENT_DAYS, .seconds = seconds,
+		.eku = "clientAuth", .ou = bound,
+	};
 
 	*crt = NULL;
-	ERR_clear_error();
-	if (!kb_identity_name(name))
-		snprintf(err, errlen, "'%s' is not a kbridge name", name);
-	else if (seconds <= 0)
-		snprintf(err, errlen, "a certificate needs a lifetime");
-	else if (load_ca(ca_crt, ca_keytext, &ca, &ca_key, err, errlen) == 0 &&
-	    (x = make_cert(&spec, pub, ca, ca_key, err, errlen)) != NULL &&
-	    (*crt = kb_cert_pem(x)) == NULL)
-		snprintf(err, errlen, "cannot encode PEM: %s", sslerr());
-	X509_free(ca);
-	X509_free(x);
-	EVP_PKEY_free(ca_key);
-	ERR_clear_error();
-	return *crt ? 0 : -1;
+	if (!kb_dns_label(workload) || !kb_dns_label(ns)) {
+		snprintf(err, errlen, "'%s.%s' is not a workload NAME.NAMESPACE", workload, ns);
+		return -1;
+	}
+	snprintf(bound, sizeof(bound), "%s.%s", workload, ns);
+	return leaf_for_key(&spec, ca_crt, ca_keytext, pub, crt, err, errlen);
 }
 
 void

@@ -26,6 +26,12 @@ int identity_manager_cert(const char *ca_crt, const char *ca_key, const char *sa
  * refuses). */
 int identity_user_cert(const char *ca_crt, const char *ca_key, EVP_PKEY *pub, const char *name,
     long seconds, char **crt, char *err, size_t errlen);
+/* A sidecar's certificate (what `issue --sidecar` makes: O=kbridge-sidecar,
+ * CN and OU "WORKLOAD.NS", the one workload it may speak for) for pub, as
+ * identity_user_cert does. 0, or -1 with err (also for a workload or ns
+ * that is not a DNS label). */
+int identity_sidecar_cert(const char *ca_crt, const char *ca_key, EVP_PKEY *pub,
+    const char *workload, const char *ns, long seconds, char **crt, char *err, size_t errlen);
 /* Wipe and free a PEM key. */
 void identity_free_secret(char *s);
 

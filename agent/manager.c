@@ -24,6 +24,7 @@
 #include "identity.h"
 #include "incluster.h"
 #include "csr.h"
+#include "enroll.h"
 #include "intercepts.h"
 #include "kubeapi.h"
 #include "listener.h"
@@ -73,6 +74,7 @@ struct manager {
 	struct kb_kube *kube;
 	struct discovery *disc;
 	struct csr_signer *csr;	/* developers' CertificateSigningRequests */
+	struct enroller *enroll;	/* injected sidecars' certificates (webhook /enroll) */
 	char *ns_owned[MAX_NAMESPACES]; /* what namespaces[] points to then */
 	int have_subnets, have_namespaces;
 	const char *domain;
@@ -916,6 +918,9 @@ incluster_up(struct manager *m, const char *secret, char **ca, char **cert, char
 	 * and check them with its certificate, published next to the Secret. */
 	if (rc == 0 && (m->csr = csr_signer_new(m->kube, *ca, ca_key, err, errlen)) == NULL)
 		rc = -1;
+	/* Injected sidecars trade their pod's token for theirs (enroll.h). */
+	if (rc == 0 && (m->enroll = enroller_new(m->kube, *ca, ca_key, err, errlen)) == NULL)
+		rc = -1;
 	identity_free_secret(ca_key);
 	if (rc < 0)
 		return -1;
@@ -950,12 +955,15 @@ webhook_up(struct manager *m, const char *listen_on, const char *image, uint16_t
     const char *ca, const char *cert, const char *key, char *err, size_t errlen)
 {
 	const char *sadir = getenv("KB_SERVICEACCOUNT_DIR");
-	char ns[256], mgr[400], why[300];
-	struct webhook_cfg cfg = { .image = image, .manager = mgr };
+	char ns[256], mgr[400], enroll[400], why[300];
+	struct webhook_cfg cfg = { .image = image, .manager = mgr, .enroll = enroll, .ca = ca,
+	    .enroller = m->enroll };
 
 	if (pod_namespace(sadir && *sadir ? sadir : NULL, ns, sizeof(ns), err, errlen) < 0)
 		return -1;
 	snprintf(mgr, sizeof(mgr), "kbridge-manager.%s.svc:%u", ns, port);
+	/* The Service's webhook port (KB_WEBHOOK_SERVICE_PORT, cli/manifests.h). */
+	snprintf(enroll, sizeof(enroll), "kbridge-manager.%s.svc:443", ns);
 	if ((m->webhook = webhook_srv_start(m->base, listen_on, ca, cert, key, &cfg, err,
 	    errlen)) == NULL)
 		return -1;
@@ -1229,6 +1237,7 @@ out:
 	webhook_srv_free(m.webhook);
 	kb_pool_free(m.preauth);
 	csr_signer_free(m.csr);
+	enroller_free(m.enroll);
 	discovery_free(m.disc);
 	if (m.kube)
 		kb_kube_free(m.kube);

@@ -16,6 +16,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cjson/cJSON.h>
@@ -30,7 +31,10 @@
 #include "log.h"
 #include "msg.h"
 #include "pace.h"
+#include "identity.h"
 #include "profile.h"
+#include "sidecar_enroll.h"
+#include "webhook.h"
 #include "session.h"
 #include "sidecar.h"
 #include "tls.h"
@@ -39,6 +43,8 @@
 #define MAX_INTERCEPTS 64
 #define CONNECT_TIMEOUT_MS 5000
 #define APP_TIMEOUT_MS 5000
+#define SC_ENROLL_TRIES 8
+#define TEARDOWN_DRAIN_MS 200
 
 extern char **environ;
 
@@ -64,6 +70,12 @@ struct sidecar {
 	struct kb_mlink link;
 	struct kb_session *sess;
 	struct event *retry;
+	/* --enroll: the certificate renewed at 2/3 of its lifetime */
+	const char *enroll, *token, *ca;
+	unsigned long renew_after;	/* --renew-after (0: 2/3 of the lifetime) */
+	char bound[2 * 64 + 2];		/* the certificate's workload */
+	struct event *renew_timer;
+	struct sc_renewal *renewal;
 	struct sc_intercept icpts[MAX_INTERCEPTS];
 	size_t nicpts;
 	uint64_t next_key;
@@ -548,7 +560,8 @@ static void
 usage(FILE *f)
 {
 	fprintf(f,
-	    "usage: kbridge-agent sidecar --profile FILE --workload NAME --namespace NS\n"
+	    "usage: kbridge-agent sidecar (--profile FILE | --enroll HOST:PORT [--token FILE])\n"
+	    "           --workload NAME --namespace NS\n"
 	    "           --listen HOST:PORT --app HOST:PORT [--protocol http|tcp]\n"
 	    "           [--manager HOST:PORT] [--batch-wait-us N] [-v]\n"
 	    "\n"
@@ -556,6 +569,13 @@ usage(FILE *f)
 	    "unless an intercept claims it.\n"
 	    "\n"
 	    "  --profile FILE       a sidecar profile (kbridge-agent issue --sidecar)\n"
+	    "  --enroll HOST:PORT   instead: get the certificate from the manager there\n"
+	    "                       (its webhook Service) for the pod's token; the CA in\n"
+	    "                       $KBRIDGE_CA (what the injection webhook sets up)\n"
+	    "  --token FILE         the pod's projected token for audience kbridge\n"
+	    "                       (default " KB_WEBHOOK_TOKEN_FILE ")\n"
+	    "  --renew-after S      with --enroll: renew the certificate every S seconds\n"
+	    "                       (default: at 2/3 of its lifetime)\n"
 	    "  --workload NAME      the workload this sidecar serves\n"
 	    "  --namespace NS       its namespace\n"
 	    "  --listen HOST:PORT   where the service's traffic arrives\n"
@@ -592,7 +612,7 @@ resolve_hostport(const char *s, struct sockaddr_storage *ss, socklen_t *len)
 
 /* What the command line says. */
 struct sc_opts {
-	const char *profile, *listen_on, *app, *manager;
+	const char *profile, *listen_on, *app, *manager, *enroll, *token, *renew_after;
 	struct sockaddr_storage ls;
 	socklen_t lslen;
 	int pause_set;		/* --batch-wait-us given */
@@ -607,6 +627,9 @@ sc_parse(int argc, char **argv, struct sc_opts *o)
 {
 	static const struct option opts[] = {
 		{ "profile", required_argument, NULL, 'p' },
+		{ "enroll", required_argument, NULL, 'E' },
+		{ "token", required_argument, NULL, 'T' },
+		{ "renew-after", required_argument, NULL, 'R' },
 		{ "workload", required_argument, NULL, 'w' },
 		{ "namespace", required_argument, NULL, 'n' },
 		{ "listen", required_argument, NULL, 'l' },
@@ -628,6 +651,15 @@ sc_parse(int argc, char **argv, struct sc_opts *o)
 		switch (c) {
 		case 'p':
 			o->profile = optarg;
+			break;
+		case 'E':
+			o->enroll = optarg;
+			break;
+		case 'T':
+			o->token = optarg;
+			break;
+		case 'R':
+			o->renew_after = optarg;
 			break;
 		case 'w':
 			sc.workload = optarg;
@@ -661,8 +693,20 @@ sc_parse(int argc, char **argv, struct sc_opts *o)
 			return 2;
 		}
 	}
-	if (optind != argc || !o->profile || !sc.workload || !sc.ns || !o->listen_on || !o->app) {
-		fprintf(stderr, "kbridge-agent: sidecar needs --profile, --workload, --namespace, --listen and --app (see --help)\n");
+	if (optind != argc || !o->profile == !o->enroll || !sc.workload || !sc.ns ||
+	    !o->listen_on || !o->app) {
+		fprintf(stderr, "kbridge-agent: sidecar needs --profile or --enroll (one), --workload, --namespace, --listen and --app (see --help)\n");
+		return 2;
+	}
+	if (o->enroll && !o->manager) {
+		fprintf(stderr, "kbridge-agent: --enroll needs --manager\n");
+		return 2;
+	}
+	if (!o->token)
+		o->token = KB_WEBHOOK_TOKEN_FILE;
+	if (o->renew_after && (!o->enroll ||
+	    kb_parse_num(o->renew_after, 1, 86400, NULL, &sc.renew_after) < 0)) {
+		fprintf(stderr, "kbridge-agent: --renew-after needs --enroll and 1 to 86400 (seconds)\n");
 		return 2;
 	}
 	if (strcmp(sc.protocol, "http") && strcmp(sc.protocol, "tcp")) {
@@ -687,18 +731,124 @@ sc_parse(int argc, char **argv, struct sc_opts *o)
 	return -1;
 }
 
+/* The next renewal: --renew-after, else at 2/3 of the lifetime left (at
+ * least a minute); after a failure, again in a minute. */
+static void
+renew_schedule(long long expires, int failed)
+{
+	long long left = expires - (long long)time(NULL);
+	struct timeval tv = { .tv_sec = 60 };
+
+	if (!failed)
+		tv.tv_sec = sc.renew_after ? (time_t)sc.renew_after :
+		    (time_t)(left * 2 / 3 > 60 ? left * 2 / 3 : 60);
+	evtimer_add(sc.renew_timer, &tv);
+}
+
+/* A renewal's result: the new certificate and key for the next dials (the
+ * session up now keeps its own). */
+static void
+renewed(void *arg, int rc, struct kb_profile *p, const char *workload, long long expires,
+    const char *err)
+{
+	char why[300];
+	SSL_CTX *ctx = NULL;
+
+	(void)arg;
+	if (rc == 0 && strcmp(workload, sc.bound) != 0)
+		snprintf(why, sizeof(why), "the renewed certificate is for %s, not %s", workload,
+		    sc.bound);
+	else if (rc == 0 && (ctx = kb_tls_client_ctx(sc.profile.ca_pem, p->cert_pem, p->key_pem,
+	    why, sizeof(why))) != NULL) {
+		free(sc.profile.cert_pem);
+		kb_free_secret(sc.profile.key_pem);
+		sc.profile.cert_pem = p->cert_pem;
+		sc.profile.key_pem = p->key_pem;
+		p->cert_pem = p->key_pem = NULL;
+		SSL_CTX_free(sc.ctx);
+		sc.ctx = sc.link.ctx = ctx;
+		log_info("renewed the certificate for %s until %lld", workload, expires);
+	} else if (rc < 0)
+		snprintf(why, sizeof(why), "%s", err);
+	kb_profile_free(p);	/* p is the renewal's: freed with it, next */
+	sc_renewal_free(sc.renewal);
+	sc.renewal = NULL;
+	if (!ctx)
+		log_warnx("cannot renew the certificate: %s; again in 60 s", why);
+	renew_schedule(expires, ctx == NULL);
+}
+
+static void
+renew(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	(void)arg;
+	if (sc.renewal)
+		return;
+	if ((sc.renewal = sc_renewal_start(sc.base, sc.enroll, sc.token, sc.ca,
+	    sc.profile.manager, renewed, NULL)) == NULL) {
+		log_warnx("cannot start renewing the certificate; again in 60 s");
+		renew_schedule(0, 1);
+	}
+}
+
+/* --enroll: the certificate from the manager (sidecar_enroll.h), tried
+ * SC_ENROLL_TRIES times with backoff (the manager may be starting). 0, or
+ * -1 with err. */
+static int
+sc_enroll(const struct sc_opts *o, long long *expires, char *err, size_t errlen)
+{
+	const char *ca = getenv(KB_WEBHOOK_CA_ENV);
+	unsigned delay = 1, i;
+	char got[2 * 64 + 2], want[2 * 64 + 2];
+
+	if (!ca || !*ca) {
+		snprintf(err, errlen, "--enroll needs the CA (PEM) in $%s", KB_WEBHOOK_CA_ENV);
+		return -1;
+	}
+	for (i = 0; i < SC_ENROLL_TRIES; i++) {
+		if (sidecar_enroll(o->enroll, o->token, ca, o->manager, &sc.profile, expires, got,
+		    sizeof(got), err, errlen) == 0) {
+			log_info("enrolled at %s: certificate for %s until %lld", o->enroll, got,
+			    *expires);
+			snprintf(sc.bound, sizeof(sc.bound), "%s", got);
+			sc.enroll = o->enroll;
+			sc.token = o->token;
+			sc.ca = ca;
+			snprintf(want, sizeof(want), "%s.%s", sc.workload, sc.ns);
+			if (strcmp(got, want))
+				log_warnx("the certificate is for %s, not %s (--workload, --namespace): "
+				    "the manager will refuse it", got, want);
+			return 0;
+		}
+		/* A refusal is final; no answer may not be. */
+		if (strncmp(err, "enrollment: HTTP 4", 18) == 0)
+			return -1;
+		log_warnx("%s; again in %u s", err, delay);
+		sleep(delay);
+		delay = delay * 2 > 30 ? 30 : delay * 2;
+	}
+	return -1;
+}
+
 /* Logging, the profile, TLS, the event loop, the listener, the signals:
  * 0, or -1 with err. */
 static int
 sc_setup(const struct sc_opts *o, char *err, size_t errlen)
 {
+	long long expires = 0;
+
 	log_init("kbridge-sidecar", o->verbose ? KB_LOG_DEBUG : KB_LOG_INFO);
 	signal(SIGPIPE, SIG_IGN);
 	/* Every connection is a descriptor (two when proxied): 1024 is few. */
 	if (kb_raise_nofile() < 0)
 		log_warn("cannot raise the limit on open files");
 	kb_malloc_tune();
-	if (kb_profile_load(o->profile, &sc.profile, err, errlen) < 0)
+	if (o->enroll) {
+		if (sc_enroll(o, &expires, err, errlen) < 0)
+			return -1;
+	} else if (kb_profile_load(o->profile, &sc.profile, err, errlen) < 0)
 		return -1;
 	if (strcmp(sc.profile.role, KB_ROLE_SIDECAR) != 0) {
 		snprintf(err, errlen, "profile %s is not a sidecar profile (issue it with --sidecar)",
@@ -718,10 +868,13 @@ sc_setup(const struct sc_opts *o, char *err, size_t errlen)
 	if ((sc.ctx = kb_tls_client_ctx(sc.profile.ca_pem, sc.profile.cert_pem,
 	    sc.profile.key_pem, err, errlen)) == NULL)
 		return -1;
-	if ((sc.base = kb_event_base_new()) == NULL || (sc.retry = evtimer_new(sc.base, retry, NULL)) == NULL) {
+	if ((sc.base = kb_event_base_new()) == NULL || (sc.retry = evtimer_new(sc.base, retry, NULL)) == NULL ||
+	    (sc.renew_timer = evtimer_new(sc.base, renew, NULL)) == NULL) {
 		snprintf(err, errlen, "cannot create the event loop");
 		return -1;
 	}
+	if (o->enroll)
+		renew_schedule(expires, 0);
 	if ((sc.hp = hp_proxy_new(sc.base)) == NULL) {
 		snprintf(err, errlen, "out of memory");
 		return -1;
@@ -777,10 +930,20 @@ sc_teardown(void)
 	kb_listener_free(sc.listener);
 	if (sc.retry)
 		event_free(sc.retry);
+	sc_renewal_free(sc.renewal);
+	if (sc.renew_timer)
+		event_free(sc.renew_timer);
 	hp_proxy_free(sc.hp);
 	hp_fini();
-	if (sc.base)
+	/* The session's connection closes once flushed (kb_session_free): let
+	 * it, for at most TEARDOWN_DRAIN_MS. */
+	if (sc.base) {
+		struct timeval tv = { 0, TEARDOWN_DRAIN_MS * 1000 };
+
+		event_base_loopexit(sc.base, &tv);
+		event_base_dispatch(sc.base);
 		event_base_free(sc.base);
+	}
 	SSL_CTX_free(sc.ctx);
 	kb_profile_free(&sc.profile);
 }

@@ -199,7 +199,7 @@ strs(const char *const *v, size_t n)
  * sidecar's hello names so the manager can read the app's environment from
  * the pod spec (agent/podenv.c). */
 static void
-add_env(cJSON *c, const char *app)
+add_env(cJSON *c, const char *app, const char *ca)
 {
 	cJSON *env = cJSON_AddArrayToObject(c, "env"), *e, *ref;
 
@@ -214,6 +214,41 @@ add_env(cJSON *c, const char *app)
 		cJSON_AddStringToObject(e, "value", app);
 		cJSON_AddItemToArray(env, e);
 	}
+	if (ca) {
+		e = cJSON_CreateObject();
+		cJSON_AddStringToObject(e, "name", KB_WEBHOOK_CA_ENV);
+		cJSON_AddStringToObject(e, "value", ca);
+		cJSON_AddItemToArray(env, e);
+	}
+}
+
+/* The projected token the sidecar enrolls with (agent/enroll.h): for
+ * audience kbridge only, bound to the pod, refreshed by the kubelet. */
+static cJSON *
+token_volume(void)
+{
+	cJSON *v = cJSON_CreateObject(), *src, *sat;
+
+	cJSON_AddStringToObject(v, "name", KB_WEBHOOK_TOKEN_VOLUME);
+	src = cJSON_AddArrayToObject(cJSON_AddObjectToObject(v, "projected"), "sources");
+	sat = cJSON_CreateObject();
+	cJSON_AddItemToArray(src, sat);
+	sat = cJSON_AddObjectToObject(sat, "serviceAccountToken");
+	cJSON_AddStringToObject(sat, "audience", "kbridge");
+	cJSON_AddNumberToObject(sat, "expirationSeconds", KB_WEBHOOK_TOKEN_SECONDS);
+	cJSON_AddStringToObject(sat, "path", "token");
+	return v;
+}
+
+static void
+token_mount(cJSON *c)
+{
+	cJSON *m = cJSON_CreateObject();
+
+	cJSON_AddStringToObject(m, "name", KB_WEBHOOK_TOKEN_VOLUME);
+	cJSON_AddStringToObject(m, "mountPath", KB_WEBHOOK_TOKEN_DIR);
+	cJSON_AddBoolToObject(m, "readOnly", 1);
+	cJSON_AddItemToArray(cJSON_AddArrayToObject(c, "volumeMounts"), m);
 }
 
 static cJSON *
@@ -231,7 +266,7 @@ sidecar_container(const struct webhook_cfg *cfg, const char *workload, const cha
 	snprintf(a[3], sizeof(a[3]), "--app=127.0.0.1:%d", app_port);
 	snprintf(a[4], sizeof(a[4]), "--protocol=%s", protocol);
 	snprintf(a[5], sizeof(a[5]), "--manager=%s", cfg->manager);
-	snprintf(a[6], sizeof(a[6]), "--profile=%s", KB_WEBHOOK_PROFILE);
+	snprintf(a[6], sizeof(a[6]), "--enroll=%s", cfg->enroll ? cfg->enroll : cfg->manager);
 	for (i = 0; i < 7; i++)
 		args[i] = a[i];
 	cJSON_AddStringToObject(c, "name", KB_WEBHOOK_SIDECAR);
@@ -239,7 +274,8 @@ sidecar_container(const struct webhook_cfg *cfg, const char *workload, const cha
 	cJSON_AddStringToObject(c, "imagePullPolicy", "IfNotPresent");
 	cJSON_AddItemToObject(c, "command", strs(cmd, 2));
 	cJSON_AddItemToObject(c, "args", strs(args, 7));
-	add_env(c, app);
+	add_env(c, app, cfg->ca);
+	token_mount(c);
 	ports = cJSON_AddArrayToObject(c, "ports");
 	p = cJSON_CreateObject();
 	cJSON_AddStringToObject(p, "name", port_name);
@@ -348,11 +384,28 @@ webhook_mutate(const struct webhook_cfg *cfg, const cJSON *pod, const char *ns, 
 		snprintf(warn, warnlen, "kbridge: no free port for the sidecar: not injected");
 		return NULL;
 	}
+	cJSON_ArrayForEach(c, get(get(pod, "spec"), "volumes")) {
+		const char *n = get_str(c, "name");
+
+		if (n && strcmp(n, KB_WEBHOOK_TOKEN_VOLUME) == 0) {
+			snprintf(warn, warnlen, "kbridge: a volume is named %s already: not injected",
+			    KB_WEBHOOK_TOKEN_VOLUME);
+			return NULL;
+		}
+	}
 	if ((patch = cJSON_CreateArray()) == NULL)
 		return NULL;
 	snprintf(path, sizeof(path), "/spec/containers/%d/ports/%d/name", f.ci, f.pi);
 	op(patch, "replace", path, cJSON_CreateString(renamed));
 	rename_probes(patch, &f, want, renamed);
+	if (cJSON_IsArray(get(get(pod, "spec"), "volumes")))
+		op(patch, "add", "/spec/volumes/-", token_volume());
+	else {
+		cJSON *vols = cJSON_CreateArray();
+
+		cJSON_AddItemToArray(vols, token_volume());
+		op(patch, "add", "/spec/volumes", vols);
+	}
 	op(patch, "add", "/spec/containers/-", sidecar_container(cfg, workload, ns, want, port,
 	    f.num, proto, get_str(cJSON_GetArrayItem(containers, f.ci), "name")));
 	snprintf(value, sizeof(value), "%s.%s", workload, ns);

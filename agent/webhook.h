@@ -27,6 +27,7 @@
 #include <stddef.h>
 
 struct cJSON;
+struct enroller;
 
 #define KB_WEBHOOK_SIDECAR	"kbridge-sidecar"
 #define KB_WEBHOOK_ANN_INJECT	"kbridge.dev/inject"
@@ -36,13 +37,22 @@ struct cJSON;
 #define KB_WEBHOOK_ANN_INJECTED	"kbridge.dev/injected"
 /* Where the sidecar listens (the next free one if a container uses it). */
 #define KB_WEBHOOK_SIDECAR_PORT	9901
-/* Where the injected sidecar expects its profile (its identity: not yet
- * issued by the manager; see the README). */
-#define KB_WEBHOOK_PROFILE	"/var/run/secrets/kbridge.dev/sidecar/profile.json"
+/* The injected sidecar's identity: a projected ServiceAccount token for
+ * audience kbridge (volume KB_WEBHOOK_TOKEN_VOLUME), traded at the manager
+ * for a certificate (agent/enroll.h); the CA in env KB_WEBHOOK_CA_ENV. */
+#define KB_WEBHOOK_TOKEN_VOLUME	"kbridge-token"
+#define KB_WEBHOOK_TOKEN_DIR	"/var/run/secrets/kbridge.dev/token"
+#define KB_WEBHOOK_TOKEN_FILE	KB_WEBHOOK_TOKEN_DIR "/token"
+#define KB_WEBHOOK_TOKEN_SECONDS 3600
+#define KB_WEBHOOK_CA_ENV	"KBRIDGE_CA"
 
 struct webhook_cfg {
 	const char *image;	/* the sidecar's image */
 	const char *manager;	/* HOST:PORT the sidecar dials */
+	const char *enroll;	/* HOST:PORT of the webhook's Service, where the
+				 * sidecar enrolls (agent/enroll.h) */
+	const char *ca;		/* the CA (PEM) the sidecar checks the manager with */
+	struct enroller *enroller; /* serves /enroll (webhooksrv.c); NULL: 404 */
 };
 
 /* The JSONPatch (a cJSON array the caller frees) that injects the sidecar

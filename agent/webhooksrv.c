@@ -18,6 +18,7 @@
 #include <openssl/ssl.h>
 
 #include "conn.h"
+#include "enroll.h"
 #include "listener.h"
 #include "log.h"
 #include "tls.h"
@@ -31,7 +32,7 @@ struct webhook_srv {
 	struct kb_listener *listener;
 	struct kb_pool *pool;	/* every connection, until it is answered */
 	struct webhook_cfg cfg;
-	char *image, *manager;
+	char *image, *manager, *enroll, *ca;
 	size_t nconns;
 	struct wh_conn *conns;
 };
@@ -49,6 +50,7 @@ struct wh_conn {
 	int url_long, done, too_big;
 	struct evbuffer *body;
 	char peer[64];
+	struct enroll_req *er;	/* an enrollment being answered */
 };
 
 static void
@@ -61,6 +63,7 @@ conn_free(struct wh_conn *c)
 		c->w->nconns--;
 	}
 	kb_pool_remove(&c->pe);
+	enroll_cancel(c->er);
 	if (c->conn)
 		kb_conn_free(c->conn);
 	if (c->body)
@@ -129,6 +132,32 @@ on_complete(llhttp_t *p)
 	return HPE_PAUSED;
 }
 
+static void
+enrolled(void *arg, int status, const char *body)
+{
+	struct wh_conn *c = arg;
+
+	c->er = NULL;
+	respond(c, status, status == 200 ? "OK" : status == 403 ? "Forbidden" :
+	    status == 502 ? "Bad Gateway" : status == 503 ? "Service Unavailable" : "Error", body);
+}
+
+/* POST /enroll: answered when the API has (agent/enroll.c); the
+ * connection stays in the pool (and under its deadline) meanwhile. */
+static void
+handle_enroll(struct wh_conn *c, const char *body, size_t len)
+{
+	char why[300], line[400];
+	int status = 400;
+
+	if ((c->er = enroll_start(c->w->cfg.enroller, body, len, c->peer, enrolled, c, &status,
+	    why, sizeof(why))) != NULL)
+		return;
+	log_debug("webhook: %s: enrollment refused: %s", c->peer, why);
+	snprintf(line, sizeof(line), "kbridge: enrollment refused: %s\n", why);
+	respond(c, status, status == 400 ? "Bad Request" : "Service Unavailable", line);
+}
+
 /* One complete request: route it and answer. */
 static void
 handle(struct wh_conn *c)
@@ -140,12 +169,17 @@ handle(struct wh_conn *c)
 
 	if ((q = strchr(c->url, '?')) != NULL)
 		*q = '\0';
-	if (c->url_long || strcmp(c->url, WEBHOOK_PATH) != 0) {
+	if (c->url_long || (strcmp(c->url, WEBHOOK_PATH) != 0 &&
+	    (strcmp(c->url, ENROLL_PATH) != 0 || !c->w->cfg.enroller))) {
 		respond(c, 404, "Not Found", "not found\n");
 		return;
 	}
 	if (llhttp_get_method(&c->parser) != HTTP_POST) {
 		respond(c, 405, "Method Not Allowed", "POST only\n");
+		return;
+	}
+	if (strcmp(c->url, ENROLL_PATH) == 0) {
+		handle_enroll(c, body ? body : "", len);
 		return;
 	}
 	if ((out = webhook_review(&c->w->cfg, body ? body : "", len, &res, err,
@@ -285,9 +319,17 @@ webhook_srv_start(struct event_base *base, const char *hostport, const char *ca_
 		snprintf(err, errlen, "out of memory");
 		goto fail;
 	}
+	if ((cfg->enroll && (w->enroll = strdup(cfg->enroll)) == NULL) ||
+	    (cfg->ca && (w->ca = strdup(cfg->ca)) == NULL)) {
+		snprintf(err, errlen, "out of memory");
+		goto fail;
+	}
 	w->base = base;
+	w->cfg = *cfg;
 	w->cfg.image = w->image;
 	w->cfg.manager = w->manager;
+	w->cfg.enroll = w->enroll;
+	w->cfg.ca = w->ca;
 	/* The manager's server context, but no client certificate: the API
 	 * server calls without one. */
 	if ((w->ctx = kb_tls_server_ctx(ca_pem, cert_pem, key_pem, err, errlen)) == NULL)
@@ -329,5 +371,7 @@ webhook_srv_free(struct webhook_srv *w)
 	SSL_CTX_free(w->ctx);
 	free(w->image);
 	free(w->manager);
+	free(w->enroll);
+	free(w->ca);
 	free(w);
 }

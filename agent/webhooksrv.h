@@ -6,7 +6,9 @@
  * of them from one address (a kb_pool: a new connection beyond either
  * pushes out the oldest that sent nothing yet, so idle connections cannot
  * keep the API server out), a body of at most WEBHOOK_MAX_BODY (413), and
- * WEBHOOK_TIMEOUT_MS per connection from accept to a complete request. */
+ * WEBHOOK_TIMEOUT_MS per connection from accept to a complete request.
+ * With cfg->enroller also POST /enroll (agent/enroll.h): the connection
+ * stays in the pool, under the same deadline, until the API answered. */
 #ifndef KB_WEBHOOKSRV_H
 #define KB_WEBHOOKSRV_H
 

@@ -349,6 +349,8 @@ kb_manifests(const struct kb_manifest_opts *mo)
 	    L("update"));
 	rule(rules, "certificates.k8s.io", L("signers"), L(KB_SIGNER_NAME),
 	    L("approve", "sign"));
+	/* Sidecar enrollment (agent/enroll.h): who an injected pod's token is. */
+	rule(rules, "authentication.k8s.io", L("tokenreviews"), NULL, L("create"));
 	/* The injection webhook's caBundle: its CA, written at every start. */
 	rule(rules, "admissionregistration.k8s.io", L("mutatingwebhookconfigurations"),
 	    L(KB_WEBHOOK_NAME), L("get", "update"));

@@ -349,6 +349,13 @@ main(void)
 	ok(grants(o, "certificatesigningrequests", "watch") == 1 &&
 	    grants(o, "certificatesigningrequests", "update") == 0);
 	ok(names_ca(o, "signers", "sign") == 0);	/* a signer, not the ConfigMap */
+	/* sidecar enrollment: TokenReviews, create only, in their own group */
+	ok(grants(o, "tokenreviews", "create") == 1 && grants(o, "tokenreviews", "get") == 0 &&
+	    strcmp(str_at(rule_for(o, "tokenreviews"), "apiGroups.0"),
+	    "authentication.k8s.io") == 0);
+	o = find(objs, "ClusterRole", KB_DEVELOPER_NAME);
+	ok(grants(o, "tokenreviews", "create") == 0);
+	o = find(objs, "ClusterRole", KB_MANAGER_NAME);
 	/* the webhook's caBundle: that one object, get and update only */
 	named_verbs(o, "mutatingwebhookconfigurations", KB_WEBHOOK_NAME, buf, sizeof(buf));
 	ok(strcmp(buf, "get,update") == 0 &&

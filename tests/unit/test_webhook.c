@@ -8,7 +8,8 @@
 #include "ok.h"
 
 static const struct webhook_cfg cfg = { .image = "reg.example/kbridge-agent:1",
-	.manager = "kbridge-manager.kbridge.svc:8443" };
+	.manager = "kbridge-manager.kbridge.svc:8443", .enroll = "kbridge-manager.kbridge.svc:443",
+	.ca = "-----BEGIN CERTIFICATE-----\nCA\n-----END CERTIFICATE-----\n" };
 
 #define POD_HEAD \
 	"{\"apiVersion\":\"admission.k8s.io/v1\",\"kind\":\"AdmissionReview\"," \
@@ -80,6 +81,60 @@ has_arg(const cJSON *c, const char *arg)
 	return 0;
 }
 
+/* The sidecar enrolls (agent/enroll.h): --enroll, no --profile, the CA in
+ * its env, and the pod's projected token for audience kbridge mounted. */
+static void
+test_enroll_parts(const cJSON *patch, const cJSON *sc)
+{
+	const cJSON *vols = op_at(patch, "/spec/volumes"), *e, *sat, *m;
+	const char *ca = NULL;
+
+	ok(has_arg(sc, "--enroll=kbridge-manager.kbridge.svc:443"));
+	ok(!has_arg(sc, "--profile=/var/run/secrets/kbridge.dev/sidecar/profile.json"));
+	cJSON_ArrayForEach(e, cJSON_GetObjectItem(sc, "env"))
+		if (strcmp(cJSON_GetStringValue(cJSON_GetObjectItem(e, "name")), "KBRIDGE_CA") == 0)
+			ca = cJSON_GetStringValue(cJSON_GetObjectItem(e, "value"));
+	ok(ca && strcmp(ca, cfg.ca) == 0);
+	ok(cJSON_GetArraySize(vols) == 1);
+	ok(strcmp(cJSON_GetStringValue(cJSON_GetObjectItem(cJSON_GetArrayItem(vols, 0), "name")),
+	    "kbridge-token") == 0);
+	sat = cJSON_GetObjectItem(cJSON_GetArrayItem(cJSON_GetObjectItem(cJSON_GetObjectItem(
+	    cJSON_GetArrayItem(vols, 0), "projected"), "sources"), 0), "serviceAccountToken");
+	ok(sat && strcmp(cJSON_GetStringValue(cJSON_GetObjectItem(sat, "audience")),
+	    "kbridge") == 0 && cJSON_GetObjectItem(sat, "expirationSeconds")->valueint == 3600 &&
+	    strcmp(cJSON_GetStringValue(cJSON_GetObjectItem(sat, "path")), "token") == 0);
+	m = cJSON_GetArrayItem(cJSON_GetObjectItem(sc, "volumeMounts"), 0);
+	ok(m && strcmp(cJSON_GetStringValue(cJSON_GetObjectItem(m, "mountPath")),
+	    "/var/run/secrets/kbridge.dev/token") == 0 &&
+	    cJSON_IsTrue(cJSON_GetObjectItem(m, "readOnly")));
+}
+
+/* A pod with volumes gets the token's appended; one that has a volume of
+ * that name already is not injected. */
+static void
+test_volumes(void)
+{
+	cJSON *resp, *patch;
+	const cJSON *v;
+
+	resp = pod_review("{\"metadata\":{\"name\":\"p\",\"annotations\":{"
+	    "\"kbridge.dev/inject\":\"true\"}},\"spec\":{\"volumes\":[{\"name\":\"data\"}],"
+	    "\"containers\":[{\"name\":\"app\",\"ports\":[{\"name\":\"http\","
+	    "\"containerPort\":80}]}]}}", &patch);
+	v = op_at(patch, "/spec/volumes/-");
+	ok(v && strcmp(cJSON_GetStringValue(cJSON_GetObjectItem(v, "name")), "kbridge-token") == 0);
+	ok(op_at(patch, "/spec/volumes") == NULL);
+	cJSON_Delete(resp);
+	cJSON_Delete(patch);
+	resp = pod_review("{\"metadata\":{\"name\":\"p\",\"annotations\":{"
+	    "\"kbridge.dev/inject\":\"true\"}},\"spec\":{\"volumes\":[{\"name\":"
+	    "\"kbridge-token\"}],\"containers\":[{\"name\":\"app\",\"ports\":[{\"name\":"
+	    "\"http\",\"containerPort\":80}]}]}}", &patch);
+	ok(patch == NULL && strstr(warning(resp), "kbridge-token") != NULL);
+	cJSON_Delete(resp);
+	cJSON_Delete(patch);
+}
+
 #define OWNED \
 	"\"labels\":{\"app\":\"web\",\"pod-template-hash\":\"5d8f7c9b6d\"}," \
 	"\"ownerReferences\":[{\"apiVersion\":\"apps/v1\",\"kind\":\"ReplicaSet\"," \
@@ -102,7 +157,7 @@ test_named(void)
 	ok(strcmp(cJSON_GetStringValue(cJSON_GetObjectItem(resp, "uid")), "u-1") == 0);
 	ok(strcmp(cJSON_GetStringValue(cJSON_GetObjectItem(resp, "patchType")), "JSONPatch") == 0);
 	ok(*warning(resp) == '\0');
-	ok(patch != NULL && cJSON_GetArraySize(patch) == 4);
+	ok(patch != NULL && cJSON_GetArraySize(patch) == 5);	/* with the token volume */
 	ok(strcmp(cJSON_GetStringValue(op_at(patch, "/spec/containers/1/ports/1/name")),
 	    "kb-app-http") == 0);
 	ok(strcmp(cJSON_GetStringValue(op_at(patch,
@@ -119,6 +174,7 @@ test_named(void)
 	ok(has_arg(sc, "--app=127.0.0.1:8080") && has_arg(sc, "--listen=0.0.0.0:9901"));
 	ok(has_arg(sc, "--manager=kbridge-manager.kbridge.svc:8443"));
 	ok(has_arg(sc, "--protocol=http"));
+	test_enroll_parts(patch, sc);
 	ok(sc && strcmp(cJSON_GetStringValue(cJSON_GetObjectItem(cJSON_GetArrayItem(
 	    cJSON_GetObjectItem(sc, "ports"), 0), "name")), "http") == 0);
 	ok(sc && cJSON_IsTrue(cJSON_GetObjectItem(cJSON_GetObjectItem(sc, "securityContext"),
@@ -292,6 +348,7 @@ main(void)
 {
 	test_named();
 	test_options();
+	test_volumes();
 	test_refused();
 	test_unchanged();
 	test_result();
