@@ -18,9 +18,7 @@ KB_PG_PREFIX=kben
 FAIL_LOGS=(kube/apiserver.log pods/kbridge/kbridge-manager/pod.log)
 . "$(dirname "$0")/common.bash"
 
-bin=$("$top/scripts/build-control-plane" | tail -n1)
-[[ -x $bin/kube-apiserver && -x $bin/kubectl ]] || { echo "not ok - no control plane in '$bin'"; exit 1; }
-export KB_CP_BIN=$bin
+control_plane
 K=$STATE/kube
 P=$STATE/pods/kbridge/kbridge-manager
 MGR=10.244.0.10

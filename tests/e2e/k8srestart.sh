@@ -46,14 +46,14 @@ pg ws "$KB_BIN/kbridge" install --kubeconfig "$K/admin.kubeconfig" --preview-url
 [[ $(adm -n kbridge get deploy kbridge-manager -o 'jsonpath={.spec.template.spec.containers[0].args}') == *'"--state-secret=kbridge-manager-state"'* ]]
 [[ $(adm auth can-i update secrets/kbridge-manager-state -n kbridge --as=system:serviceaccount:kbridge:kbridge-manager) == yes ]]
 [[ $(adm auth can-i get secrets/other -n kbridge --as=system:serviceaccount:kbridge:kbridge-manager 2>/dev/null || true) == no ]]
-[[ $(adm auth can-i get configmaps/kbridge-manager-state -n kbridge --as=system:serviceaccount:kbridge:kbridge-manager 2>/dev/null || true) == no ]]
+[[ $(adm auth can-i update configmaps/kbridge-manager-state -n kbridge --as=system:serviceaccount:kbridge:kbridge-manager 2>/dev/null || true) == no ]]
 "$PG" run-pod kbridge kbridge-manager >/dev/null
 pod=$(pod_name)
 poll 100 listening mgr 8443
 poll 50 listening mgr 8080
 grep -q "no Secret kbridge/kbridge-manager-state yet" "$P/pod.log"
 no adm -n kbridge get secret kbridge-manager-state >/dev/null 2>&1
-ok "install (--state-secret; the manager may get and update that Secret only, no ConfigMap) and run-pod: the first manager finds no state"
+ok "install (--state-secret; the manager may get and update that Secret only, no ConfigMap writes) and run-pod: the first manager finds no state"
 
 # Identities from the Secret's CA, as installpod.sh issues alice's.
 mkdir -m 700 "$STATE/ca"

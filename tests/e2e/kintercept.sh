@@ -21,9 +21,7 @@ KB_PG_PREFIX=kbki
 FAIL_LOGS=(kube/apiserver.log kube/kwok.log pods/kbridge/kbridge-manager/pod.log ws/kbridged.sock.log)
 . "$(dirname "$0")/common.bash"
 
-bin=$("$top/scripts/build-control-plane" | tail -n1)
-[[ -x $bin/kube-apiserver && -x $bin/kubectl ]] || { echo "not ok - no control plane in '$bin'"; exit 1; }
-export KB_CP_BIN=$bin
+control_plane
 K=$STATE/kube
 adm() { "$PG" kubectl "$@"; }
 kb() {
