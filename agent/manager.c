@@ -624,20 +624,26 @@ on_close(struct kb_session *s, const char *err, void *arg)
 	client_gone(c);
 }
 
-/* A daemon that said goaway (kbridge quit) is gone for its identity at
- * once: the connection may take a moment more to close (through a
- * port-forward, the API server and the kubelet close it in their time), and
- * a connect right after the quit must not be refused for it. */
+/* A peer that said goaway (kbridge quit, a sidecar stopping) is leaving:
+ * a daemon's identity is free at once (through a port-forward the API
+ * server and the kubelet close the connection in their own time, and a
+ * connect right after the quit must not be refused for it), and the
+ * session gets our goaway too, so it opens no new stream and ends within
+ * LEAVING_LINGER_MS. Otherwise a peer could say goaway, keep a stream
+ * open, and connect again: as many sessions of one identity as it likes. */
+#define LEAVING_LINGER_MS 2000
+
 static void
 on_goaway(struct kb_session *s, const char *reason, void *arg)
 {
 	struct client *c = arg;
 
-	(void)s;
 	if (c->kind == CLIENT_DAEMON && !c->leaving) {
 		c->leaving = 1;
-		log_debug("session %s from %s leaving: %s", c->name, c->peer, reason);
+		log_info("session %s from %s leaving: %s", c->name, c->peer, reason);
 	}
+	/* May end the session now (no stream open): c may be gone after. */
+	kb_session_goaway(s, "goodbye", LEAVING_LINGER_MS);
 }
 
 static const struct kb_session_cbs session_cbs = {
