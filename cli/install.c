@@ -579,19 +579,20 @@ labelled_too(struct kapi *k, cJSON *objs, const char *ns)
 	return 0;
 }
 
-/* uninstall --agents: the annotation kbridge intercept added removed from
- * every workload of ns (NULL: all namespaces) that has it; the exit code. */
+/* uninstall --agents: the annotations kbridge intercept added (its markers
+ * say which) removed from every workload of ns (NULL: all namespaces) that
+ * has them; the exit code. */
 static int
 uninstall_agents(const char *file, const char *context, const char *ns, int all,
     enum output out)
 {
 	struct kapi k = { 0 };
-	cJSON *items = NULL, *done = cJSON_CreateArray(), *r;
+	cJSON *items = NULL, *done = cJSON_CreateArray(), *r, *a;
 	const cJSON *o, *m;
 	const char *kind;
 	char lower[32];
 	size_t i;
-	int ret = 1, n = 0;
+	int ret = 1, n = 0, port;
 
 	catch_signals();
 	if (done == NULL || load_kubeconfig("uninstall", file, context, &k) == -1)
@@ -603,6 +604,7 @@ uninstall_agents(const char *file, const char *context, const char *ns, int all,
 	cJSON_ArrayForEach(o, items) {
 		if (!kw_ours(o))
 			continue;
+		port = kw_ours_port(o);
 		if (kw_restore(&k, "uninstall", o) == -1)
 			goto out;
 		m = cJSON_GetObjectItemCaseSensitive(o, "metadata");
@@ -617,11 +619,15 @@ uninstall_agents(const char *file, const char *context, const char *ns, int all,
 			cJSON_AddStringToObject(r, "name", jstr(m, "name"));
 			cJSON_AddStringToObject(r, "namespace", jstr(m, "namespace"));
 			cJSON_AddStringToObject(r, "action", "restored");
+			a = cJSON_AddArrayToObject(r, "removed");
+			cJSON_AddItemToArray(a, cJSON_CreateString(KW_ANN_INJECT));
+			if (port)
+				cJSON_AddItemToArray(a, cJSON_CreateString(KW_ANN_PORT));
 			cJSON_AddItemToArray(done, r);
 		} else {
-			printf("%s/%s in namespace %s: sidecar removed (annotation %s), its pod "
-			    "template restored\n", lower, jstr(m, "name"), jstr(m, "namespace"),
-			    KW_ANN_INJECT);
+			printf("%s/%s in namespace %s: sidecar removed (annotation%s %s%s%s), its "
+			    "pod template restored\n", lower, jstr(m, "name"), jstr(m, "namespace"),
+			    port ? "s" : "", KW_ANN_INJECT, port ? ", " : "", port ? KW_ANN_PORT : "");
 		}
 	}
 	if (out == OUT_JSON)

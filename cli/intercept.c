@@ -19,7 +19,7 @@
 #define HDR_NAME_MAX	KB_API_HDR_NAME_MAX
 
 enum { OPT_PATH_PREFIX = 256, OPT_PREVIEW_URL, OPT_PREVIEW_TTL, OPT_PREVIEW_HOST,
-	OPT_ENV_ALL, OPT_WAIT_TIMEOUT, OPT_KUBECONFIG, OPT_CONTEXT };
+	OPT_ENV_ALL, OPT_WAIT_TIMEOUT, OPT_KUBECONFIG, OPT_CONTEXT, OPT_SERVICE };
 
 /* --http-header NAME=VALUE onto headers as {"name","value"}; the name in
  * lower case, as the sidecar compares it. -1 after a usage error. */
@@ -233,13 +233,56 @@ preview_failed(const cJSON *resp, const char *workload, const char *ns,
 /* What 'kbridge intercept' was asked for. */
 struct intercept_args {
 	const char *workload, *ns, *prefix, *envpath, *ttl_arg, *pv_host;
-	const char *kubeconfig, *context;
+	const char *kubeconfig, *context, *service;
+	char svcport[16];	/* --port LOCAL:SVCPORT */
 	const char *hdrs[HEADERS_MAX];
 	size_t nhdr;
 	long port, ttl, wait_s;
 	int preview, env_all;
 	enum output out;
 };
+
+/* A Service port's name as the API allows it (1-15 of [a-z0-9-] with a
+ * letter, no hyphen first, last or twice in a row) or number. */
+static int
+svcport_ok(const char *s)
+{
+	size_t i, n = strlen(s);
+	unsigned long num;
+	int letter = 0;
+
+	if (kb_parse_num(s, 1, 65535, NULL, &num) == 0)
+		return 1;
+	if (n == 0 || n > 15 || s[0] == '-' || s[n - 1] == '-')
+		return 0;
+	for (i = 0; i < n; i++) {
+		if (s[i] >= 'a' && s[i] <= 'z')
+			letter = 1;
+		else if (s[i] == '-' ? s[i + 1] == '-' : !(s[i] >= '0' && s[i] <= '9'))
+			return 0;
+	}
+	return letter;
+}
+
+/* --port LOCAL[:SVCPORT]; -1 after a usage error. */
+static int
+local_port_arg(const char *arg, struct intercept_args *a)
+{
+	const char *colon = strchr(arg, ':');
+	char local[16], buf[SHOWN_MAX];
+
+	a->svcport[0] = '\0';
+	if (colon == NULL)
+		return port_arg("--port", arg, &a->port);
+	if ((size_t)(colon - arg) >= sizeof(local) || !svcport_ok(colon + 1)) {
+		errorx("--port must be LOCAL or LOCAL:SVCPORT (SVCPORT the name or number of a "
+		    "Service port), not '%s'", shown(arg, buf, sizeof(buf)));
+		return -1;
+	}
+	snprintf(local, sizeof(local), "%.*s", (int)(colon - arg), arg);
+	snprintf(a->svcport, sizeof(a->svcport), "%s", colon + 1);
+	return port_arg("--port", local, &a->port);
+}
 
 /* The options into a; 1 to go on, else 0 and the exit code in *ret. */
 static int
@@ -259,6 +302,7 @@ intercept_opts(int argc, char **argv, struct intercept_args *a, int *ret)
 		{ "wait-timeout", required_argument, NULL, OPT_WAIT_TIMEOUT },
 		{ "kubeconfig", required_argument, NULL, OPT_KUBECONFIG },
 		{ "context", required_argument, NULL, OPT_CONTEXT },
+		{ "service", required_argument, NULL, OPT_SERVICE },
 		LONGOPT_OUTPUT,
 		LONGOPT_HELP,
 		LONGOPT_END
@@ -269,8 +313,11 @@ intercept_opts(int argc, char **argv, struct intercept_args *a, int *ret)
 	while ((ch = next_opt(argc, argv, ":n:p:H:e:o:h", opts)) != -1) {
 		switch (ch) {
 		case 'p':
-			if (port_arg("--port", optarg, &a->port) == -1)
+			if (local_port_arg(optarg, a) == -1)
 				return 0;
+			break;
+		case OPT_SERVICE:
+			a->service = optarg;
 			break;
 		case 'H':
 			if (a->nhdr == HEADERS_MAX) {
@@ -330,6 +377,11 @@ intercept_check(int argc, char **argv, struct intercept_args *a)
 		return -1;
 	if (a->port == 0) {
 		errorx("intercept: --port LOCAL is required");
+		return -1;
+	}
+	if (a->service && !kb_dns_label(a->service)) {
+		errorx("intercept: --service needs a Service's name (lower-case letters, digits "
+		    "and '-')");
 		return -1;
 	}
 	if (a->prefix && a->prefix[0] != '/') {
@@ -414,9 +466,9 @@ intercept_env(const struct intercept_args *a, struct kb_envfile *ef,
 }
 
 /* Ask kbridged, write the env file, make the preview URL, print: the exit
- * code. */
+ * code. kube: what was done in Kubernetes (for --output json) or NULL. */
 static int
-intercept_run(const struct intercept_args *a, const cJSON *body)
+intercept_run(const struct intercept_args *a, const cJSON *body, const cJSON *kube)
 {
 	struct kb_envfile *ef = NULL;
 	cJSON *resp = NULL, *pv = NULL;
@@ -442,6 +494,8 @@ intercept_run(const struct intercept_args *a, const cJSON *body)
 	    a->pv_host, err, sizeof(err))) != NULL)
 		cJSON_AddItemReferenceToObject(resp, "preview",
 		    cJSON_GetObjectItemCaseSensitive(pv, "preview"));
+	if (kube)
+		cJSON_AddItemReferenceToObject(resp, "kube", (cJSON *)kube);
 	if (a->out == OUT_JSON)
 		print_json(resp);
 	else {
@@ -481,39 +535,71 @@ kube_status(const char **context, const char **ns)
 	return st;
 }
 
-/* Connected through a kubeconfig: find the workload (its name goes into
- * body), give it the sidecar unless it has it, wait for the rollout. 0
- * (also when not connected that way), or -1 reported. */
-static int
-intercept_prepare(const struct intercept_args *a, cJSON *body)
+/* What kw_inject added, on stderr. */
+static void
+say_added(const struct kworkload *w)
 {
-	const char *context = NULL, *ns = NULL;
+	if (w->added.port)
+		fprintf(stderr, "added annotations %s: \"true\", %s: \"%s\" to the pod template "
+		    "of %s (kbridge uninstall --agents removes them)\n", KW_ANN_INJECT,
+		    KW_ANN_PORT, w->target, w->what);
+	else
+		fprintf(stderr, "added annotation %s: \"true\" to the pod template of %s "
+		    "(kbridge uninstall --agents removes it)\n", KW_ANN_INJECT, w->what);
+}
+
+/* Connected through a kubeconfig: find the workload (its name goes into
+ * body), its Service and the port to take over, give it the sidecar
+ * unless it has it, wait for the rollout. 0 and in *kube what was done
+ * (NULL when not connected that way), or -1 reported. */
+static int
+intercept_prepare(const struct intercept_args *a, cJSON *body, cJSON **kube)
+{
+	const char *context = NULL, *ns = NULL, *svcport = a->svcport[0] ? a->svcport : NULL;
 	struct kworkload w = { 0 };
 	struct kapi k = { 0 };
+	long ready;
 	cJSON *st;
 	int r = -1, added;
 
-	if ((st = kube_status(&context, &ns)) == NULL)
+	*kube = NULL;
+	if ((st = kube_status(&context, &ns)) == NULL) {
+		if (a->service || svcport) {
+			errorx("intercept: %s needs a connection through a kubeconfig (kbridge "
+			    "connect --kubeconfig)", a->service ? "--service" : "--port LOCAL:SVCPORT");
+			return -1;
+		}
 		return 0;
+	}
 	catch_signals();
 	if (load_kubeconfig("intercept", a->kubeconfig, orelse(a->context, context), &k) == -1)
 		goto out;
 	ns = orelse(a->ns, orelse(ns, kb_kubeconfig_namespace(k.kc)));
 	if (kw_find(&k, "intercept", ns, a->workload, &w) == -1 ||
+	    kw_service(&k, "intercept", &w, a->service) == -1 ||
+	    kw_port("intercept", &w, svcport) == -1 ||
 	    (added = kw_inject(&k, "intercept", &w)) == -1)
 		goto out;
 	if (strcmp(w.name, a->workload) != 0)
 		fprintf(stderr, "service %s selects %s: intercepting it\n", a->workload, w.what);
 	if (added)
-		fprintf(stderr, "added annotation %s: \"true\" to the pod template of %s "
-		    "(kbridge uninstall --agents removes it)\n", KW_ANN_INJECT, w.what);
+		say_added(&w);
 	if (kw_wait(&k, "intercept", &w, a->wait_s ? a->wait_s : KW_WAIT_DEFAULT) == -1)
 		goto out;
-	cJSON_ReplaceItemInObjectCaseSensitive(body, "workload", cJSON_CreateString(w.name));
-	if (!a->ns)
-		cJSON_AddStringToObject(body, "namespace", ns);
+	if ((*kube = kp_result(w.kind, w.name, w.ns, w.svc_name, w.svc_port, w.target,
+	    kw_replicas(w.obj, &ready), &w.added)) == NULL ||
+	    cJSON_ReplaceItemInObjectCaseSensitive(body, "workload",
+	    cJSON_CreateString(w.name)) == 0 ||
+	    (!a->ns && cJSON_AddStringToObject(body, "namespace", ns) == NULL)) {
+		errorx("intercept: out of memory");
+		goto out;
+	}
 	r = 0;
 out:
+	if (r == -1) {
+		cJSON_Delete(*kube);
+		*kube = NULL;
+	}
 	kw_free(&w);
 	kapi_close(&k);
 	cJSON_Delete(st);
@@ -524,7 +610,7 @@ int
 cmd_intercept(int argc, char **argv)
 {
 	struct intercept_args a = { .out = OUT_TEXT };
-	cJSON *body;
+	cJSON *body, *kube;
 	int ret;
 
 	if (!intercept_opts(argc, argv, &a, &ret))
@@ -533,11 +619,12 @@ cmd_intercept(int argc, char **argv)
 		return EXIT_USAGE;
 	if ((body = intercept_body(&a, &ret)) == NULL)
 		return ret;
-	if (intercept_prepare(&a, body) == -1) {
+	if (intercept_prepare(&a, body, &kube) == -1) {
 		cJSON_Delete(body);
 		return 1;
 	}
-	ret = intercept_run(&a, body);
+	ret = intercept_run(&a, body, kube);
+	cJSON_Delete(kube);
 	cJSON_Delete(body);
 	return ret;
 }

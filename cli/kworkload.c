@@ -1,11 +1,13 @@
 /* Workloads through the Kubernetes API, as the user (cli/kworkload.h).
  *
- * Injection is one JSON merge patch that adds KW_ANN_INJECT to
- * spec.template.metadata.annotations and KW_ANN_BY to the workload's own
- * annotations; a template that already has KW_ANN_INJECT (the user's, e.g.
- * GitOps) is never touched. Restoring removes exactly those two keys: the
- * API server omits an annotations map left empty, so the spec reads back as
- * it was before. */
+ * Injection is one JSON merge patch (conditional on the resourceVersion
+ * read) that adds KW_ANN_INJECT to spec.template.metadata.annotations and
+ * KW_ANN_BY to the workload's own annotations, and KW_ANN_PORT (the
+ * Service's targetPort) with KW_ANN_PORT_BY unless the template has its
+ * own KW_ANN_PORT for that port; a template that already has KW_ANN_INJECT
+ * (the user's, e.g. GitOps) is never touched. Restoring removes exactly
+ * the keys the markers name: the API server omits an annotations map left
+ * empty, so the spec reads back as it was before. */
 #include "kworkload.h"
 
 #include <stdio.h>
@@ -18,6 +20,7 @@
 #include "manifests.h"
 
 #define POLL_US		500000
+#define SEL_MAX		2048
 
 static const struct {
 	const char *kind, *plural;
@@ -44,7 +47,9 @@ void
 kw_free(struct kworkload *w)
 {
 	cJSON_Delete(w->obj);
-	w->obj = NULL;
+	cJSON_Delete(w->svc);
+	w->obj = w->svc = NULL;
+	w->svc_port = NULL;
 }
 
 int
@@ -59,6 +64,14 @@ int
 kw_ours(const cJSON *obj)
 {
 	const char *v = jstr(get(get(obj, "metadata"), "annotations"), KW_ANN_BY);
+
+	return v && strcmp(v, "kbridge") == 0;
+}
+
+int
+kw_ours_port(const cJSON *obj)
+{
+	const char *v = jstr(get(get(obj, "metadata"), "annotations"), KW_ANN_PORT_BY);
 
 	return v && strcmp(v, "kbridge") == 0;
 }
@@ -134,22 +147,6 @@ fill(struct kworkload *w, size_t i, const char *ns, const char *name, cJSON *obj
 	w->obj = obj;
 }
 
-/* Does the selector (a map) match the template's labels? */
-static int
-selects(const cJSON *selector, const cJSON *obj)
-{
-	const cJSON *labels = get(tmpl_meta(obj), "labels"), *s;
-	const char *v;
-
-	if (cJSON_GetArraySize(selector) == 0)
-		return 0;
-	cJSON_ArrayForEach(s, selector)
-		if (!cJSON_IsString(s) || (v = jstr(labels, s->string)) == NULL ||
-		    strcmp(v, s->valuestring) != 0)
-			return 0;
-	return 1;
-}
-
 static size_t
 kind_index(const char *kind)
 {
@@ -174,7 +171,7 @@ through_service(struct kapi *k, const char *cmd, const char *ns, const char *nam
 	if ((all = kw_list(k, cmd, ns)) == NULL)
 		return -1;
 	cJSON_ArrayForEach(o, all) {
-		if (!selects(sel, o))
+		if (!kp_selects(sel, o))
 			continue;
 		found = o;
 		len = strlen(names);
@@ -228,9 +225,119 @@ kw_find(struct kapi *k, const char *cmd, const char *ns, const char *name,
 		    "namespace %s", cmd, name, ns);
 		return -1;
 	}
-	r = through_service(k, cmd, ns, name, obj, w);
-	cJSON_Delete(obj);
+	if ((r = through_service(k, cmd, ns, name, obj, w)) == 0) {
+		w->svc = obj;
+		snprintf(w->svc_name, sizeof(w->svc_name), "%s", name);
+	} else
+		cJSON_Delete(obj);
 	return r;
+}
+
+/* Append ", name" (or "name") to buf. */
+static void
+add_name(char *buf, size_t len, const char *name)
+{
+	size_t n = strlen(buf);
+
+	snprintf(buf + n, len - n, "%s%s", n ? ", " : "", name);
+}
+
+/* The Service named svc, if it selects w's pod template. */
+static int
+named_service(struct kapi *k, const char *cmd, struct kworkload *w, const char *svc)
+{
+	char path[512], what[400];
+	cJSON *resp;
+	int r;
+
+	snprintf(path, sizeof(path), "/api/v1/namespaces/%s/services/%s", w->ns, svc);
+	snprintf(what, sizeof(what), "service %s in namespace %s", svc, w->ns);
+	if ((r = api_get(k, cmd, path, what, &resp)) == -1)
+		return -1;
+	if (r == 0) {
+		errorx("%s: no service named %s in namespace %s", cmd, svc, w->ns);
+		return -1;
+	}
+	if (!kp_selects(get(get(resp, "spec"), "selector"), w->obj)) {
+		errorx("%s: service %s in namespace %s does not select the pod template of %s",
+		    cmd, svc, w->ns, w->what);
+		cJSON_Delete(resp);
+		return -1;
+	}
+	w->svc = resp;
+	snprintf(w->svc_name, sizeof(w->svc_name), "%s", svc);
+	return 0;
+}
+
+int
+kw_service(struct kapi *k, const char *cmd, struct kworkload *w, const char *svc)
+{
+	char path[512], what[400], names[512] = "";
+	const cJSON *o, *found = NULL;
+	const char *name;
+	cJSON *resp;
+	size_t n = 0;
+	int r;
+
+	if (w->svc) {
+		if (svc && strcmp(svc, w->svc_name) != 0) {
+			errorx("%s: %s was named through service %s; --service %s names another",
+			    cmd, w->what, w->svc_name, svc);
+			return -1;
+		}
+		return 0;
+	}
+	if (svc)
+		return named_service(k, cmd, w, svc);
+	snprintf(path, sizeof(path), "/api/v1/namespaces/%s/services", w->ns);
+	snprintf(what, sizeof(what), "services in namespace %s", w->ns);
+	if ((r = api_get(k, cmd, path, what, &resp)) != 1) {
+		if (r == 0)
+			errorx("%s: cannot list %s: not found", cmd, what);
+		return -1;
+	}
+	cJSON_ArrayForEach(o, get(resp, "items")) {
+		if ((name = jstr(get(o, "metadata"), "name")) == NULL ||
+		    !kp_selects(get(get(o, "spec"), "selector"), w->obj))
+			continue;
+		found = o;
+		n++;
+		add_name(names, sizeof(names), name);
+	}
+	if (n != 1) {
+		if (n == 0)
+			errorx("%s: no service in namespace %s selects the pod template of %s "
+			    "(kbridge takes over the port a Service sends to)", cmd, w->ns, w->what);
+		else
+			errorx("%s: services %s in namespace %s select the pod template of %s: "
+			    "pass --service NAME", cmd, names, w->ns, w->what);
+		cJSON_Delete(resp);
+		return -1;
+	}
+	snprintf(w->svc_name, sizeof(w->svc_name), "%s", jstr(get(found, "metadata"), "name"));
+	w->svc = cJSON_Duplicate(found, 1);
+	cJSON_Delete(resp);
+	if (w->svc == NULL) {
+		errorx("%s: out of memory", cmd);
+		return -1;
+	}
+	return 0;
+}
+
+int
+kw_port(const char *cmd, struct kworkload *w, const char *svcport)
+{
+	char err[800];
+
+	if ((w->svc_port = kp_service_port(w->svc, w->svc_name, svcport, err,
+	    sizeof(err))) == NULL ||
+	    kp_target(w->svc_port, w->target, sizeof(w->target), err, sizeof(err)) == -1 ||
+	    kp_check_target(w->obj, w->what, w->svc_name, w->svc_port, w->target, err,
+	    sizeof(err)) == -1) {
+		errorx("%s: %s", cmd, err);
+		return -1;
+	}
+	return 0;
 }
 
 cJSON *
@@ -300,21 +407,31 @@ merge_patch(struct kapi *k, const char *cmd, const char *plural, const char *ns,
 	return 0;
 }
 
-/* {"metadata":{"annotations":{BY:by}},"spec":{"template":{"metadata":
- * {"annotations":{INJECT:inject}}}}}, NULL values being JSON null. */
-static cJSON *
-patch_body(const char *inject, const char *by)
+/* key: v, or null when v is NULL. */
+static int
+set(cJSON *o, const char *key, const char *v)
 {
-	cJSON *b = cJSON_CreateObject(), *a1, *a2;
+	return cJSON_AddItemToObject(o, key, v ? cJSON_CreateString(v) : cJSON_CreateNull());
+}
 
-	a1 = cJSON_AddObjectToObject(cJSON_AddObjectToObject(b, "metadata"), "annotations");
+/* {"metadata":{"resourceVersion":RV,"annotations":{BY:"kbridge",...}},
+ * "spec":{"template":{"metadata":{"annotations":{INJECT:"true",
+ * PORT:target}}}}} with the keys p names; target NULL: the values null. */
+static cJSON *
+patch_body(const struct kp_plan *p, const char *target, const cJSON *obj)
+{
+	const char *rv = jstr(get(obj, "metadata"), "resourceVersion");
+	const char *by = target ? "kbridge" : NULL;
+	cJSON *b = cJSON_CreateObject(), *m, *a1, *a2;
+
+	m = cJSON_AddObjectToObject(b, "metadata");
+	a1 = cJSON_AddObjectToObject(m, "annotations");
 	a2 = cJSON_AddObjectToObject(cJSON_AddObjectToObject(cJSON_AddObjectToObject(
 	    cJSON_AddObjectToObject(b, "spec"), "template"), "metadata"), "annotations");
-	if (a1 == NULL || a2 == NULL ||
-	    !cJSON_AddItemToObject(a1, KW_ANN_BY, by ? cJSON_CreateString(by) :
-	    cJSON_CreateNull()) ||
-	    !cJSON_AddItemToObject(a2, KW_ANN_INJECT, inject ? cJSON_CreateString(inject) :
-	    cJSON_CreateNull())) {
+	if (a1 == NULL || a2 == NULL || (rv && !set(m, "resourceVersion", rv)) ||
+	    (p->inject && (!set(a1, KW_ANN_BY, by) ||
+	    !set(a2, KW_ANN_INJECT, target ? "true" : NULL))) ||
+	    (p->port && (!set(a1, KW_ANN_PORT_BY, by) || !set(a2, KW_ANN_PORT, target)))) {
 		cJSON_Delete(b);
 		return NULL;
 	}
@@ -324,20 +441,18 @@ patch_body(const char *inject, const char *by)
 int
 kw_inject(struct kapi *k, const char *cmd, struct kworkload *w)
 {
-	const char *v = jstr(get(tmpl_meta(w->obj), "annotations"), KW_ANN_INJECT);
-	char buf[SHOWN_MAX];
+	char err[800];
 	cJSON *b;
 	int r;
 
-	if (v && strcmp(v, "true") == 0)
-		return 0;
-	if (v) {
-		errorx("%s: the pod template of %s sets %s: \"%s\"; set it to \"true\" (or "
-		    "remove it) to intercept", cmd, w->what, KW_ANN_INJECT,
-		    shown(v, buf, sizeof(buf)));
+	if (kp_plan(w->obj, w->what, w->svc_name, w->target, kw_ours_port(w->obj), &w->added,
+	    err, sizeof(err)) == -1) {
+		errorx("%s: %s", cmd, err);
 		return -1;
 	}
-	if ((b = patch_body("true", "kbridge")) == NULL) {
+	if (!w->added.inject)
+		return 0;
+	if ((b = patch_body(&w->added, w->target, w->obj)) == NULL) {
 		errorx("%s: out of memory", cmd);
 		return -1;
 	}
@@ -351,10 +466,11 @@ kw_restore(struct kapi *k, const char *cmd, const cJSON *obj)
 {
 	const cJSON *m = get(obj, "metadata");
 	const char *kind = jstr(obj, "kind");
+	struct kp_plan p = { 1, kw_ours_port(obj) };
 	cJSON *b;
 	int r;
 
-	if ((b = patch_body(NULL, NULL)) == NULL) {
+	if ((b = patch_body(&p, NULL, obj)) == NULL) {
 		errorx("%s: out of memory", cmd);
 		return -1;
 	}
@@ -362,23 +478,6 @@ kw_restore(struct kapi *k, const char *cmd, const cJSON *obj)
 	    jstr(m, "name"), b);
 	cJSON_Delete(b);
 	return r;
-}
-
-/* "app=web,tier=x" of the workload's matchLabels; -1 when it has none. */
-static int
-label_selector(const cJSON *obj, char *buf, size_t len)
-{
-	const cJSON *l;
-	size_t n = 0;
-
-	buf[0] = '\0';
-	cJSON_ArrayForEach(l, get(get(get(obj, "spec"), "selector"), "matchLabels")) {
-		if (!cJSON_IsString(l))
-			continue;
-		n += snprintf(buf + n, n < len ? len - n : 0, "%s%s=%s", n ? "," : "", l->string,
-		    l->valuestring);
-	}
-	return n == 0 || n >= len ? -1 : 0;
 }
 
 static int
@@ -406,17 +505,19 @@ sidecar_ready(const cJSON *pod)
 	return 0;
 }
 
-/* Count the pods: ready with a ready sidecar, ready without. -1 reported. */
+/* Count the pods that query (a URL-encoded label selector) finds: ready
+ * with a ready sidecar, ready without. -1 reported. */
 static int
-count_pods(struct kapi *k, const char *cmd, const struct kworkload *w, const char *sel,
+count_pods(struct kapi *k, const char *cmd, const struct kworkload *w, const char *query,
     long *with, long *without)
 {
-	char path[1024], what[300];
+	char path[SEL_MAX * 3 + 256], what[300];
 	const cJSON *p;
 	cJSON *resp;
 	int r;
 
-	snprintf(path, sizeof(path), "/api/v1/namespaces/%s/pods?labelSelector=%s", w->ns, sel);
+	snprintf(path, sizeof(path), "/api/v1/namespaces/%s/pods?labelSelector=%s", w->ns,
+	    query);
 	snprintf(what, sizeof(what), "the pods of %s", w->what);
 	if ((r = api_get(k, cmd, path, what, &resp)) != 1) {
 		if (r == 0)
@@ -448,18 +549,21 @@ now_s(void)
 int
 kw_wait(struct kapi *k, const char *cmd, const struct kworkload *w, long timeout_s)
 {
-	char sel[700];
+	char sel[SEL_MAX], query[SEL_MAX * 3], err[400] = "the selector is too long";
 	double end = now_s() + timeout_s;
 	long want, ready, with, without, shown = -1;
+	int quote;
 
-	if (label_selector(w->obj, sel, sizeof(sel)) == -1) {
-		errorx("%s: %s has no spec.selector.matchLabels to find its pods", cmd,
-		    w->what);
+	if (kp_selector(get(get(w->obj, "spec"), "selector"), sel, sizeof(sel), err,
+	    sizeof(err)) == -1 || kp_query_escape(sel, query, sizeof(query)) == -1) {
+		errorx("%s: cannot find the pods of %s: %s", cmd, w->what, err);
 		return -1;
 	}
+	/* kp_selector lets no quote through: for the shell, "in (a,b)" and "!k" */
+	quote = strpbrk(sel, " !()") != NULL;
 	want = kw_replicas(w->obj, &ready);
 	for (;;) {
-		if (count_pods(k, cmd, w, sel, &with, &without) == -1)
+		if (count_pods(k, cmd, w, query, &with, &without) == -1)
 			return -1;
 		if (with != shown) {
 			fprintf(stderr, "waiting for %ld replica%s of %s to run the kbridge "
@@ -476,8 +580,9 @@ kw_wait(struct kapi *k, const char *cmd, const struct kworkload *w, long timeout
 		}
 		if (now_s() >= end) {
 			errorx("%s: timed out after %ld s waiting for %s: %ld/%ld ready replicas "
-			    "run the kbridge sidecar, %ld do not yet (kubectl get pods -n %s -l %s)",
-			    cmd, timeout_s, w->what, with, want, without, w->ns, sel);
+			    "run the kbridge sidecar, %ld do not yet (kubectl get pods -n %s -l "
+			    "%s%s%s)", cmd, timeout_s, w->what, with, want, without, w->ns,
+			    quote ? "'" : "", sel, quote ? "'" : "");
 			return -1;
 		}
 		usleep(POLL_US);
