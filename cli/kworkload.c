@@ -21,6 +21,7 @@
 
 #define POLL_US		500000
 #define SEL_MAX		2048
+#define PATCH_TRIES	5	/* a workload changed since read: read again */
 
 static const struct {
 	const char *kind, *plural;
@@ -380,10 +381,12 @@ kw_list(struct kapi *k, const char *cmd, const char *ns)
 	return all;
 }
 
-/* PATCH (merge) obj's workload with body: 0 or -1 reported. */
+/* PATCH (merge) obj's workload with body: 0 or -1 reported, except a
+ * conflict (409: changed since read) when conflict is not NULL, which sets
+ * it instead. */
 static int
 merge_patch(struct kapi *k, const char *cmd, const char *plural, const char *ns,
-    const char *name, const cJSON *body)
+    const char *name, const cJSON *body, int *conflict)
 {
 	char path[512], err[600];
 	cJSON *resp = NULL;
@@ -393,6 +396,11 @@ merge_patch(struct kapi *k, const char *cmd, const char *plural, const char *ns,
 	if (kreq(k, "PATCH", path, "application/merge-patch+json", body, &status, &resp, err,
 	    sizeof(err)) == -1) {
 		errorx("%s: %s", cmd, err);
+		return -1;
+	}
+	if (status == 409 && conflict) {
+		*conflict = 1;
+		cJSON_Delete(resp);
 		return -1;
 	}
 	if (status != 200) {
@@ -438,45 +446,92 @@ patch_body(const struct kp_plan *p, const char *target, const cJSON *obj)
 	return b;
 }
 
+/* The workload again into *obj (replacing it), after a conflict. */
+static int
+reload(struct kapi *k, const char *cmd, const char *plural, const char *ns,
+    const char *name, cJSON **obj)
+{
+	char path[512], what[400];
+	cJSON *o;
+	int r;
+
+	snprintf(path, sizeof(path), "/apis/apps/v1/namespaces/%s/%s/%s", ns, plural, name);
+	snprintf(what, sizeof(what), "%s %s in namespace %s", plural, name, ns);
+	if ((r = api_get(k, cmd, path, what, &o)) == -1)
+		return -1;
+	if (r == 0) {
+		errorx("%s: %s %s in namespace %s is gone", cmd, plural, name, ns);
+		return -1;
+	}
+	cJSON_Delete(*obj);
+	*obj = o;
+	return 0;
+}
+
 int
 kw_inject(struct kapi *k, const char *cmd, struct kworkload *w)
 {
 	char err[800];
 	cJSON *b;
-	int r;
+	int r, tries, conflict;
 
-	if (kp_plan(w->obj, w->what, w->svc_name, w->target, kw_ours_port(w->obj), &w->added,
-	    err, sizeof(err)) == -1) {
-		errorx("%s: %s", cmd, err);
-		return -1;
+	/* The patch holds the resourceVersion the plan was made from. */
+	for (tries = 1;; tries++) {
+		if (kp_plan(w->obj, w->what, w->svc_name, w->target, kw_ours_port(w->obj),
+		    &w->added, err, sizeof(err)) == -1) {
+			errorx("%s: %s", cmd, err);
+			return -1;
+		}
+		if (!w->added.inject)
+			return 0;
+		if ((b = patch_body(&w->added, w->target, w->obj)) == NULL) {
+			errorx("%s: out of memory", cmd);
+			return -1;
+		}
+		conflict = 0;
+		r = merge_patch(k, cmd, w->plural, w->ns, w->name, b,
+		    tries < PATCH_TRIES ? &conflict : NULL);
+		cJSON_Delete(b);
+		if (r == 0)
+			return 1;
+		if (!conflict || reload(k, cmd, w->plural, w->ns, w->name, &w->obj) == -1)
+			return -1;
 	}
-	if (!w->added.inject)
-		return 0;
-	if ((b = patch_body(&w->added, w->target, w->obj)) == NULL) {
-		errorx("%s: out of memory", cmd);
-		return -1;
-	}
-	r = merge_patch(k, cmd, w->plural, w->ns, w->name, b);
-	cJSON_Delete(b);
-	return r == -1 ? -1 : 1;
 }
 
 int
 kw_restore(struct kapi *k, const char *cmd, const cJSON *obj)
 {
-	const cJSON *m = get(obj, "metadata");
-	const char *kind = jstr(obj, "kind");
-	struct kp_plan p = { 1, kw_ours_port(obj) };
-	cJSON *b;
-	int r;
+	const cJSON *m = get(obj, "metadata"), *o = obj;
+	const char *plural = kinds[kind_index(jstr(obj, "kind"))].plural;
+	const char *ns = jstr(m, "namespace"), *name = jstr(m, "name");
+	struct kp_plan p;
+	cJSON *b, *cur = NULL;
+	int r, tries, conflict;
 
-	if ((b = patch_body(&p, NULL, obj)) == NULL) {
-		errorx("%s: out of memory", cmd);
-		return -1;
+	/* As kw_inject: conditional on what was read, read again on a conflict
+	 * (and then nothing to do if it is no longer marked). */
+	for (tries = 1;; tries++) {
+		if (!kw_ours(o)) {
+			r = 0;
+			break;
+		}
+		p = (struct kp_plan){ 1, kw_ours_port(o) };
+		if ((b = patch_body(&p, NULL, o)) == NULL) {
+			errorx("%s: out of memory", cmd);
+			r = -1;
+			break;
+		}
+		conflict = 0;
+		r = merge_patch(k, cmd, plural, ns, name, b, tries < PATCH_TRIES ? &conflict : NULL);
+		cJSON_Delete(b);
+		if (r == 0 || !conflict)
+			break;
+		if ((r = reload(k, cmd, plural, ns, name, &cur)) == -1)
+			break;
+		o = cur;
 	}
-	r = merge_patch(k, cmd, kinds[kind_index(kind)].plural, jstr(m, "namespace"),
-	    jstr(m, "name"), b);
-	cJSON_Delete(b);
+	cJSON_Delete(cur);
 	return r;
 }
 
