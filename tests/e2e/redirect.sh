@@ -10,7 +10,8 @@
 #   - running it again leaves exactly one table; another --to replaces it;
 #   - bad arguments: exit 2, one line, the table untouched;
 #   - without CAP_NET_ADMIN (a non-root uid, no capabilities): exit 1, one
-#     line, no table.
+#     line, no table;
+#   - kbridge-sidecar does not link libnftables.
 set -euo pipefail
 KB_PG_PREFIX=kbrd
 FAIL_LOGS=()
@@ -137,5 +138,11 @@ grep -q "^kbridge-agent: redirect: cannot redirect tcp port $N to $P: .*Operatio
 [[ -z $(inpod nft list tables) ]]
 [[ $(get "$CLI" 192.0.2.1 $N) == app ]]
 ok "without CAP_NET_ADMIN (uid 65534, no capabilities): exit 1, one line naming the need, no table, the app still answers on $N"
+
+# The lean sidecar stays without it (kbridge-agent alone links libnftables).
+[[ -x $KB_BIN/kbridge-sidecar ]]
+ldd "$AG" | grep -q 'libnftables\.so'
+no grep -q 'libnftables\.so' < <(ldd "$KB_BIN/kbridge-sidecar")
+ok "kbridge-agent links libnftables, kbridge-sidecar does not"
 
 echo "1..$n"
