@@ -80,14 +80,16 @@ get() { local ns=$1; shift; timeout -k 2 10 ip netns exec "$ns" python3 "$tmp/ge
 [[ -z $(inpod nft list tables) ]]
 ok "the pod's app answers on $N and its sidecar on $P, the client reaches both; no table yet"
 
-out=$(inpod "$AG" redirect --port $N --to $P 2>"$tmp/err")
+# as the init container runs it: root with NET_ADMIN only, no new privileges
+out=$(inpod setpriv --no-new-privs --inh-caps=-all --bounding-set=-all,+net_admin \
+	"$AG" redirect --port $N --to $P 2>"$tmp/err")
 [[ $out == "kbridge-agent: redirect: tcp port $N to $P in this network namespace (table inet kbridge-redirect)" ]] ||
 	{ echo "$out"; exit 1; }
 [[ ! -s $tmp/err ]]
 [[ $(inpod nft list tables) == "table inet kbridge-redirect" ]]
 [[ $(get "$CLI" 192.0.2.1 $N) == sidecar ]]
 [[ $(get "$CLI" 2001:db8::1 $N) == sidecar ]]
-ok "redirect --port $N --to $P: exit 0, one line; from the client POD:$N reaches the sidecar (IPv4 and IPv6)"
+ok "redirect --port $N --to $P with only CAP_NET_ADMIN: exit 0, one line; from the client POD:$N reaches the sidecar (IPv4 and IPv6)"
 
 [[ $(get "$POD" 127.0.0.1 $N) == app ]]
 [[ $(get "$POD" ::1 $N) == app ]]
