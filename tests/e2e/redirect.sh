@@ -102,7 +102,7 @@ inpod "$AG" redirect --port $N --to $P >/dev/null
 [[ $(inpod nft list table inet kbridge-redirect | grep -c redirect) == 2 ]] # the table line, one rule
 inpod "$AG" redirect --port=$N --to=9902 >/dev/null
 [[ $(inpod nft list tables) == "table inet kbridge-redirect" ]]
-inpod nft list table inet kbridge-redirect | grep -q "tcp dport $N redirect to :9902"
+[[ $(inpod nft list table inet kbridge-redirect) == *"tcp dport $N redirect to :9902"* ]]
 [[ $(inpod nft list table inet kbridge-redirect) != *":$P"* ]]
 inpod "$AG" redirect --port $N --to $P >/dev/null
 [[ $(get "$CLI" 192.0.2.1 $N) == sidecar ]]
@@ -143,7 +143,7 @@ ok "without CAP_NET_ADMIN (uid 65534, no capabilities): exit 1, one line naming 
 
 # The lean sidecar stays without it (kbridge-agent alone links libnftables).
 [[ -x $KB_BIN/kbridge-sidecar ]]
-ldd "$AG" | grep -q 'libnftables\.so'
+grep -q 'libnftables\.so' < <(ldd "$AG")
 no grep -q 'libnftables\.so' < <(ldd "$KB_BIN/kbridge-sidecar")
 ok "kbridge-agent links libnftables, kbridge-sidecar does not"
 
