@@ -18,7 +18,8 @@ ALLCFLAGS = -std=gnu11 $(WARN) $(CFLAGS) $(SANFLAGS) -MMD -MP
 LDFLAGS  += $(SANFLAGS)
 
 LIBS_EVENT = -levent_core -levent_extra -levent_openssl -lssl -lcrypto
-LIBS_AGENT = $(LIBS_EVENT) -lcares -lcjson -luring -lcurl
+# libnftables: `kbridge-agent redirect` only (agent/redirect.c); never kbridge-sidecar
+LIBS_AGENT = $(LIBS_EVENT) -lcares -lcjson -luring -lcurl -lnftables
 LIBS_SIDECAR = $(LIBS_EVENT) -lcares -lcjson -luring
 LIBS_DAEMON = $(LIBS_EVENT) -lcares -lcjson -lnftables
 LIBS_CLI   = -levent_core -lcurl -lcjson -lyaml -lssl -lcrypto
@@ -136,7 +137,7 @@ FUZZ_LLHTTP = $(FUZZ_OBJ)/llhttp/llhttp.o $(FUZZ_OBJ)/llhttp/api.o $(FUZZ_OBJ)/l
 # What the control fuzzer includes (manager.c, preview.c, sidecar.c, tunnel.c) or stubs
 # (the network and the OS: resolver, tun, firewall, routes, exec) is not linked.
 FUZZ_AGENT  = $(call fobj,$(filter-out agent/main.c agent/manager.c agent/sidecar.c \
-	agent/resolver.c agent/preview.c,$(AGENT_SRC)))
+	agent/resolver.c agent/preview.c agent/redirect.c,$(AGENT_SRC)))
 FUZZ_DAEMON = $(call fobj,$(filter-out daemon/main.c daemon/tunnel.c daemon/net.c daemon/tun.c \
 	daemon/firewall.c daemon/exec.c,$(DAEMON_SRC)))
 FUZZERS = frame http dns profile control api kubeconfig portforward webhook

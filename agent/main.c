@@ -7,6 +7,7 @@
 #include "identity.h"
 #include "manager.h"
 #include "podenvapi.h"
+#include "redirect.h"
 #include "sidecar.h"
 
 static void
@@ -20,6 +21,7 @@ usage(FILE *f)
 	    "  issue     write a client profile for a user or a sidecar\n"
 	    "  manager   run the in-cluster manager\n"
 	    "  sidecar   run in a workload's pod, in front of its app\n"
+	    "  redirect  send a pod's numeric port to its sidecar (init container)\n"
 	    "\n"
 	    "Run 'kbridge-agent COMMAND --help' for a command's options.\n");
 }
@@ -65,6 +67,8 @@ main(int argc, char **argv)
 	/* A diagnostic, not in the usage: what --env-file gets from a pod. */
 	if (!strcmp(argv[1], "podenv"))
 		return cmd_podenv(argc - 1, argv + 1);
+	if (!strcmp(argv[1], "redirect"))
+		return cmd_redirect(argc - 1, argv + 1);
 	if (!strcmp(argv[1], "sidecar")) {
 		exec_lean_sidecar(argv);
 		return cmd_sidecar(argc - 1, argv + 1);

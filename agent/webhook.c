@@ -251,6 +251,8 @@ token_mount(cJSON *c)
 	cJSON_AddItemToArray(cJSON_AddArrayToObject(c, "volumeMounts"), m);
 }
 
+/* port_name NULL: the port has no name (a numeric targetPort's: the
+ * redirect sends it here, no name moves). */
 static cJSON *
 sidecar_container(const struct webhook_cfg *cfg, const char *workload, const char *ns,
     const char *port_name, int port, int app_port, const char *protocol, const char *app)
@@ -278,7 +280,8 @@ sidecar_container(const struct webhook_cfg *cfg, const char *workload, const cha
 	token_mount(c);
 	ports = cJSON_AddArrayToObject(c, "ports");
 	p = cJSON_CreateObject();
-	cJSON_AddStringToObject(p, "name", port_name);
+	if (port_name)
+		cJSON_AddStringToObject(p, "name", port_name);
 	cJSON_AddNumberToObject(p, "containerPort", port);
 	cJSON_AddStringToObject(p, "protocol", "TCP");
 	cJSON_AddItemToArray(ports, p);
@@ -311,19 +314,130 @@ new_port_name(const char *name, char *buf, size_t len)
 		buf[n - 1] = '\0';
 }
 
+/* The init container that redirects a numeric targetPort n to the
+ * sidecar's port in the pod's network namespace (kbridge-agent redirect):
+ * root with NET_ADMIN only, for as long as it takes to load one table. */
+static cJSON *
+redirect_container(const struct webhook_cfg *cfg, int n, int port)
+{
+	const char *const cmd[] = { "kbridge-agent", "redirect" }, *const drop[] = { "ALL" };
+	const char *const add[] = { "NET_ADMIN" }, *args[2];
+	cJSON *c = cJSON_CreateObject(), *sc, *caps, *res;
+	char a[2][32];
+
+	snprintf(a[0], sizeof(a[0]), "--port=%d", n);
+	snprintf(a[1], sizeof(a[1]), "--to=%d", port);
+	args[0] = a[0];
+	args[1] = a[1];
+	cJSON_AddStringToObject(c, "name", KB_WEBHOOK_REDIRECT);
+	cJSON_AddStringToObject(c, "image", cfg->image);
+	cJSON_AddStringToObject(c, "imagePullPolicy", "IfNotPresent");
+	cJSON_AddItemToObject(c, "command", strs(cmd, 2));
+	cJSON_AddItemToObject(c, "args", strs(args, 2));
+	res = cJSON_AddObjectToObject(c, "resources");
+	cJSON_AddStringToObject(cJSON_AddObjectToObject(res, "requests"), "cpu", "10m");
+	cJSON_AddStringToObject(cJSON_GetObjectItem(res, "requests"), "memory", "16Mi");
+	cJSON_AddStringToObject(cJSON_AddObjectToObject(res, "limits"), "memory", "64Mi");
+	sc = cJSON_AddObjectToObject(c, "securityContext");
+	cJSON_AddBoolToObject(sc, "allowPrivilegeEscalation", 0);
+	cJSON_AddBoolToObject(sc, "readOnlyRootFilesystem", 1);
+	cJSON_AddBoolToObject(sc, "runAsNonRoot", 0);
+	cJSON_AddNumberToObject(sc, "runAsUser", 0);
+	caps = cJSON_AddObjectToObject(sc, "capabilities");
+	cJSON_AddItemToObject(caps, "drop", strs(drop, 1));
+	cJSON_AddItemToObject(caps, "add", strs(add, 1));
+	return c;
+}
+
+/* A container or init container of that name (names are unique across both). */
+static int
+has_container(const cJSON *spec, const char *name)
+{
+	static const char *const lists[] = { "containers", "initContainers", NULL };
+	const char *const *l;
+	const cJSON *c;
+
+	for (l = lists; *l; l++)
+		cJSON_ArrayForEach(c, get(spec, *l)) {
+			const char *n = get_str(c, "name");
+
+			if (n && strcmp(n, name) == 0)
+				return 1;
+		}
+	return 0;
+}
+
+/* Append item to the pod's list key ("volumes", "initContainers"), making
+ * the list when there is none. */
+static void
+add_to(cJSON *patch, const cJSON *spec, const char *key, cJSON *item)
+{
+	char path[64];
+
+	if (cJSON_IsArray(get(spec, key))) {
+		snprintf(path, sizeof(path), "/spec/%s/-", key);
+		op(patch, "add", path, item);
+	} else {
+		cJSON *a = cJSON_CreateArray();
+
+		cJSON_AddItemToArray(a, item);
+		snprintf(path, sizeof(path), "/spec/%s", key);
+		op(patch, "add", path, a);
+	}
+}
+
+/* The app behind a numeric port n: the container that declares it, else
+ * the only container, else none (NULL). */
+static const char *
+app_of_port(const cJSON *containers, int n)
+{
+	const cJSON *c, *p;
+
+	cJSON_ArrayForEach(c, containers)
+		cJSON_ArrayForEach(p, get(c, "ports")) {
+			const char *proto = get_str(p, "protocol");
+
+			if (get_port(p, "containerPort") == n && (!proto || strcmp(proto, "TCP") == 0))
+				return get_str(c, "name");
+		}
+	if (cJSON_GetArraySize(containers) == 1)
+		return get_str(cJSON_GetArrayItem(containers, 0), "name");
+	return NULL;
+}
+
+/* The annotation's port: a name (*num 0), or a number 1-65535 in plain
+ * decimal (no sign, no leading zero). -1 with warn: neither. */
+static int
+port_annotation(const char *want, int *num, char *warn, size_t warnlen)
+{
+	unsigned long v;
+
+	*num = 0;
+	if (all_digits(want)) {
+		if (want[0] != '0' && kb_parse_num(want, 1, 65535, NULL, &v) == 0) {
+			*num = (int)v;
+			return 0;
+		}
+	} else if (port_name_ok(want))
+		return 0;
+	snprintf(warn, warnlen, "kbridge: annotation %s '%.32s' is not a port name or number "
+	    "(1-65535): not injected", KB_WEBHOOK_ANN_PORT, want);
+	return -1;
+}
+
 cJSON *
 webhook_mutate(const struct webhook_cfg *cfg, const cJSON *pod, const char *ns, char *warn,
     size_t warnlen)
 {
 	const cJSON *meta = get(pod, "metadata"), *ann = get(meta, "annotations");
-	const cJSON *containers = get(get(pod, "spec"), "containers"), *c;
+	const cJSON *spec = get(pod, "spec"), *containers = get(spec, "containers"), *c;
 	const char *inject = get_str(ann, KB_WEBHOOK_ANN_INJECT);
 	const char *want = get_str(ann, KB_WEBHOOK_ANN_PORT);
 	const char *proto = get_str(ann, KB_WEBHOOK_ANN_PROTOCOL);
 	char workload[254], renamed[PORT_NAME_MAX + 1], path[160], value[300];
 	struct found f;
 	cJSON *patch;
-	int port, tries;
+	int num, port, tries;
 
 	if (warnlen)
 		*warn = '\0';
@@ -333,12 +447,8 @@ webhook_mutate(const struct webhook_cfg *cfg, const cJSON *pod, const char *ns, 
 		snprintf(warn, warnlen, "kbridge: the pod has no containers: not injected");
 		return NULL;
 	}
-	cJSON_ArrayForEach(c, containers) {
-		const char *n = get_str(c, "name");
-
-		if (n && strcmp(n, KB_WEBHOOK_SIDECAR) == 0)
-			return NULL;	/* injected already */
-	}
+	if (has_container(spec, KB_WEBHOOK_SIDECAR) || has_container(spec, KB_WEBHOOK_REDIRECT))
+		return NULL;	/* injected already */
 	if (!ns || !kb_dns_label(ns)) {
 		snprintf(warn, warnlen, "kbridge: no valid namespace in the request: not injected");
 		return NULL;
@@ -347,17 +457,8 @@ webhook_mutate(const struct webhook_cfg *cfg, const cJSON *pod, const char *ns, 
 		return NULL;
 	if (!want)
 		want = "http";
-	if (all_digits(want)) {
-		snprintf(warn, warnlen, "kbridge: targetPort %.5s is numeric; name the port in the "
-		    "Service and the container (e.g. http) and set annotation %s to that name so "
-		    "kbridge can take it over: not injected", want, KB_WEBHOOK_ANN_PORT);
+	if (port_annotation(want, &num, warn, warnlen) < 0)
 		return NULL;
-	}
-	if (!port_name_ok(want)) {
-		snprintf(warn, warnlen, "kbridge: annotation %s '%.32s' is not a port name: not "
-		    "injected", KB_WEBHOOK_ANN_PORT, want);
-		return NULL;
-	}
 	if (!proto)
 		proto = "http";
 	if (strcmp(proto, "http") != 0 && strcmp(proto, "tcp") != 0) {
@@ -365,26 +466,38 @@ webhook_mutate(const struct webhook_cfg *cfg, const cJSON *pod, const char *ns, 
 		    KB_WEBHOOK_ANN_PROTOCOL);
 		return NULL;
 	}
-	if (find_port(containers, want, &f) < 0) {
+	if (num) {
+		/* The redirect would be the node's own with the host's network. */
+		if (cJSON_IsTrue(get(spec, "hostNetwork"))) {
+			snprintf(warn, warnlen, "kbridge: targetPort %d is numeric and the pod uses "
+			    "the host's network, where kbridge redirects nothing; name the port in "
+			    "the Service and the container and set annotation %s to that name: not "
+			    "injected", num, KB_WEBHOOK_ANN_PORT);
+			return NULL;
+		}
+		f = (struct found){ -1, -1, num, NULL };
+	} else if (find_port(containers, want, &f) < 0) {
 		snprintf(warn, warnlen, "kbridge: no container has a TCP port named %s (the "
 		    "Service's targetPort); name it so kbridge can take it over: not injected",
 		    want);
 		return NULL;
-	}
-	new_port_name(want, renamed, sizeof(renamed));
-	if (port_used(containers, 0, renamed)) {
-		snprintf(warn, warnlen, "kbridge: a container port is named %s already: not "
-		    "injected", renamed);
-		return NULL;
+	} else {
+		new_port_name(want, renamed, sizeof(renamed));
+		if (port_used(containers, 0, renamed)) {
+			snprintf(warn, warnlen, "kbridge: a container port is named %s already: not "
+			    "injected", renamed);
+			return NULL;
+		}
 	}
 	for (port = KB_WEBHOOK_SIDECAR_PORT, tries = 0;
-	    port_used(containers, port, NULL) && tries < MAX_PORT_TRIES; port++, tries++)
+	    (port == num || port_used(containers, port, NULL)) && tries < MAX_PORT_TRIES;
+	    port++, tries++)
 		;
 	if (tries == MAX_PORT_TRIES) {
 		snprintf(warn, warnlen, "kbridge: no free port for the sidecar: not injected");
 		return NULL;
 	}
-	cJSON_ArrayForEach(c, get(get(pod, "spec"), "volumes")) {
+	cJSON_ArrayForEach(c, get(spec, "volumes")) {
 		const char *n = get_str(c, "name");
 
 		if (n && strcmp(n, KB_WEBHOOK_TOKEN_VOLUME) == 0) {
@@ -395,19 +508,17 @@ webhook_mutate(const struct webhook_cfg *cfg, const cJSON *pod, const char *ns, 
 	}
 	if ((patch = cJSON_CreateArray()) == NULL)
 		return NULL;
-	snprintf(path, sizeof(path), "/spec/containers/%d/ports/%d/name", f.ci, f.pi);
-	op(patch, "replace", path, cJSON_CreateString(renamed));
-	rename_probes(patch, &f, want, renamed);
-	if (cJSON_IsArray(get(get(pod, "spec"), "volumes")))
-		op(patch, "add", "/spec/volumes/-", token_volume());
-	else {
-		cJSON *vols = cJSON_CreateArray();
-
-		cJSON_AddItemToArray(vols, token_volume());
-		op(patch, "add", "/spec/volumes", vols);
+	if (!num) {
+		snprintf(path, sizeof(path), "/spec/containers/%d/ports/%d/name", f.ci, f.pi);
+		op(patch, "replace", path, cJSON_CreateString(renamed));
+		rename_probes(patch, &f, want, renamed);
 	}
-	op(patch, "add", "/spec/containers/-", sidecar_container(cfg, workload, ns, want, port,
-	    f.num, proto, get_str(cJSON_GetArrayItem(containers, f.ci), "name")));
+	add_to(patch, spec, "volumes", token_volume());
+	if (num)
+		add_to(patch, spec, "initContainers", redirect_container(cfg, num, port));
+	op(patch, "add", "/spec/containers/-", sidecar_container(cfg, workload, ns,
+	    num ? NULL : want, port, f.num, proto, num ? app_of_port(containers, num) :
+	    get_str(f.container, "name")));
 	snprintf(value, sizeof(value), "%s.%s", workload, ns);
 	op(patch, "add", "/metadata/annotations/kbridge.dev~1injected", cJSON_CreateString(value));
 	return patch;

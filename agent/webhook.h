@@ -8,19 +8,26 @@
  *   kbridge.dev/workload: NAME   the workload (default: the controlling
  *        owner's name; a ReplicaSet's without its "-POD-TEMPLATE-HASH"
  *        suffix, i.e. the Deployment's; no owner: the Pod's name)
- *   kbridge.dev/port: NAME       the container port the Service's targetPort
- *        names (default "http"). A number cannot be taken over (the webhook
- *        cannot see the Service): no injection, and a warning saying what
- *        to change.
+ *   kbridge.dev/port: NAME|N     the Service's targetPort: the container
+ *        port it names (default "http"), or its number N (1-65535).
  *   kbridge.dev/protocol: http|tcp  the sidecar's routing (default http).
- * The app container's port NAME is renamed ("kb-app-NAME", or "kb-" and
- * its first 12 characters when that is too long), probes of that container
- * that named it follow the new name, and the sidecar container
+ * A NAME: the app container's port NAME is renamed ("kb-app-NAME", or "kb-"
+ * and its first 12 characters when that is too long), probes of that
+ * container that named it follow the new name, and the sidecar container
  * (KB_WEBHOOK_SIDECAR) takes the name NAME on its own port, so the
  * Service's named targetPort reaches the sidecar, which passes to the app.
+ * A number N: nothing is renamed; the sidecar declares its port without a
+ * name and passes to 127.0.0.1:N, and the init container
+ * KB_WEBHOOK_REDIRECT (root, NET_ADMIN only) runs `kbridge-agent redirect`
+ * (agent/redirect.h), which redirects TCP arriving for N in the pod's own
+ * network namespace to the sidecar's port (refused for a hostNetwork pod:
+ * that namespace is the node's). The app container named in the sidecar's
+ * env is the one declaring N, else the only one.
  * The Pod gets annotation kbridge.dev/injected: NAME.NAMESPACE. A Pod that
- * has the sidecar already is left alone (idempotent). Anything else, and
- * any Pod the webhook cannot read, is allowed unchanged. */
+ * has the sidecar or the init container already is left alone
+ * (idempotent). Anything else, and any Pod the webhook cannot read, is
+ * allowed unchanged, with a warning saying why when it asked for the
+ * sidecar. */
 #ifndef KB_WEBHOOK_H
 #define KB_WEBHOOK_H
 
@@ -30,6 +37,7 @@ struct cJSON;
 struct enroller;
 
 #define KB_WEBHOOK_SIDECAR	"kbridge-sidecar"
+#define KB_WEBHOOK_REDIRECT	"kbridge-redirect"
 #define KB_WEBHOOK_ANN_INJECT	"kbridge.dev/inject"
 #define KB_WEBHOOK_ANN_WORKLOAD	"kbridge.dev/workload"
 #define KB_WEBHOOK_ANN_PORT	"kbridge.dev/port"

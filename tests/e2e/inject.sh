@@ -12,7 +12,9 @@
 #     app's port renamed kb-app-http, its probe following, the sidecar
 #     holding the name http;
 #   - without the annotation: unchanged;
-#   - a numeric port: created unchanged, with a warning saying what to do;
+#   - a numeric port (kbridge.dev/port: "8080"): the sidecar passing to it
+#     and the init container kbridge-redirect; not a port: unchanged, with a
+#     warning; Pod Security baseline refuses the init container's NET_ADMIN;
 #   - in the kbridge namespace: never sent to the webhook;
 #   - the manager stopped: creating a Pod still works, within the timeout
 #     (failurePolicy Ignore).
@@ -155,7 +157,9 @@ assert "kbridge.dev/injected" not in j["metadata"].get("annotations", {})' <"$tm
 [[ ! -s $tmp/plain.err ]] || { cat "$tmp/plain.err"; exit 1; }
 ok "a Pod without the annotation is admitted unchanged"
 
-# A numeric targetPort: refused, with a warning that says what to change.
+# A numeric targetPort: the sidecar passes to it, and the init container
+# kbridge-redirect sends it there in the pod's network namespace; nothing is
+# renamed, the sidecar's port has no name.
 adm apply -f - >/dev/null <<'EOF'
 apiVersion: apps/v1
 kind: Deployment
@@ -167,14 +171,69 @@ spec:
       labels: {app: num}
       annotations: {kbridge.dev/inject: "true", kbridge.dev/port: "8080"}
     spec:
-      containers: [{name: app, image: nginx, ports: [{containerPort: 8080}]}]
+      initContainers: [{name: setup, image: busybox}]
+      containers:
+      - name: app
+        image: nginx
+        ports: [{containerPort: 8080}]
+        readinessProbe: {tcpSocket: {port: 8080}}
 EOF
 pod_from num
-[[ $(jq_ 'print(len(j["spec"]["containers"]), "kbridge.dev/injected" in j["metadata"]["annotations"])' <"$tmp/num.json") == "1 False" ]]
-grep -q "^Warning: kbridge: targetPort 8080 is numeric; name the port in the Service and the container (e.g. http) and set annotation kbridge.dev/port to that name so kbridge can take it over: not injected$" "$tmp/num.err" ||
+jq_ '
+s = j["spec"]
+assert [x["name"] for x in s["containers"]] == ["app", "kbridge-sidecar"], s["containers"]
+app, sc = s["containers"]
+assert app["ports"] == [{"containerPort": 8080, "protocol": "TCP"}], app["ports"]
+assert app["readinessProbe"]["tcpSocket"]["port"] == 8080, app["readinessProbe"]
+for a in ["--workload=num", "--namespace=default", "--listen=0.0.0.0:9901", "--app=127.0.0.1:8080"]:
+	assert a in sc["args"], (a, sc["args"])
+assert sc["ports"] == [{"containerPort": 9901, "protocol": "TCP"}], sc["ports"]
+assert {e["name"]: e.get("value") for e in sc["env"]}["KBRIDGE_APP_CONTAINER"] == "app", sc["env"]
+assert [x["name"] for x in s["initContainers"]] == ["setup", "kbridge-redirect"], s["initContainers"]
+rd = s["initContainers"][1]
+assert rd["image"] == sc["image"], rd
+assert rd["command"] == ["kbridge-agent", "redirect"] and rd["args"] == ["--port=8080", "--to=9901"], rd
+assert rd["securityContext"] == {"capabilities": {"add": ["NET_ADMIN"], "drop": ["ALL"]}, "runAsUser": 0,
+	"runAsNonRoot": False, "readOnlyRootFilesystem": True, "allowPrivilegeEscalation": False}, rd["securityContext"]
+assert j["metadata"]["annotations"]["kbridge.dev/injected"] == "num.default"
+' <"$tmp/num.json"
+[[ ! -s $tmp/num.err ]] || { cat "$tmp/num.err"; exit 1; }
+grep -q "webhook: pod default/num-[0-9a-f]*-: sidecar injected" "$P/pod.log"
+# created again from the admitted spec: left alone (one init container, one sidecar)
+jq_ 'j["metadata"].pop("name"); j["metadata"]["generateName"] = "num-again-"
+for k in ("uid", "resourceVersion", "creationTimestamp", "managedFields"): j["metadata"].pop(k, None)
+j.pop("status", None); print(json.dumps(j))' <"$tmp/num.json" >"$tmp/num-again.json"
+adm create -o json -f "$tmp/num-again.json" >"$tmp/num-again.created"
+[[ $(jq_ 'print(" ".join(c["name"] for c in j["spec"]["initContainers"] + j["spec"]["containers"]))' <"$tmp/num-again.created") == "setup kbridge-redirect app kbridge-sidecar" ]]
+ok "a numeric targetPort (kbridge.dev/port: \"8080\"): the admitted Pod has the init container kbridge-redirect (--port=8080 --to=9901, root with NET_ADMIN only) after its own, and the sidecar passing to 127.0.0.1:8080 on an unnamed 9901; nothing renamed; created again, left alone"
+
+# Not a port: created unchanged, with a warning.
+adm -n default patch deployment num --type=merge -p '{"spec":{"template":{"metadata":{"annotations":{"kbridge.dev/port":"80800"}}}}}' >/dev/null
+pod_from num
+[[ $(jq_ 'print(len(j["spec"]["containers"]), len(j["spec"]["initContainers"]), "kbridge.dev/injected" in j["metadata"]["annotations"])' <"$tmp/num.json") == "1 1 False" ]]
+grep -q "^Warning: kbridge: annotation kbridge.dev/port '80800' is not a port name or number (1-65535): not injected$" "$tmp/num.err" ||
 	{ cat "$tmp/num.err"; exit 1; }
-grep -q "webhook: pod default/num-[0-9a-f]*-: targetPort 8080 is numeric; .*: not injected$" "$P/pod.log"
-ok "a numeric targetPort: the Pod is created unchanged and kubectl shows the warning naming what to change"
+ok "kbridge.dev/port: \"80800\": the Pod is created unchanged and kubectl shows the warning"
+
+# Pod Security baseline (and restricted) refuse NET_ADMIN: a numeric port
+# there is refused by the API server, naming the capability; a named one
+# is injected.
+adm create namespace psa >/dev/null
+adm label namespace psa pod-security.kubernetes.io/enforce=baseline >/dev/null
+adm -n psa create serviceaccount default >/dev/null # no controller-manager here
+psa_pod() { # NAME PORT-ANNOTATION PORT-NAME
+	printf '{"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "%s", "namespace": "psa",
+ "annotations": {"kbridge.dev/inject": "true", "kbridge.dev/port": "%s"}}, "spec": {"containers":
+ [{"name": "app", "image": "nginx", "ports": [{"name": "%s", "containerPort": 8080}]}]}}\n' "$@"
+}
+psa_pod psa-num 8080 web >"$tmp/psa-num.json"
+no adm create -f "$tmp/psa-num.json" >/dev/null 2>"$tmp/psa.err"
+grep -q 'violates PodSecurity "baseline:latest": non-default capabilities (container "kbridge-redirect" must not include "NET_ADMIN"' "$tmp/psa.err" ||
+	{ cat "$tmp/psa.err"; exit 1; }
+psa_pod psa-named http http >"$tmp/psa-named.json"
+adm create -o json -f "$tmp/psa-named.json" >"$tmp/psa.json"
+[[ $(jq_ 'print(" ".join(c["name"] for c in j["spec"]["containers"]), "initContainers" in j["spec"])' <"$tmp/psa.json") == "app kbridge-sidecar False" ]]
+ok "Pod Security baseline: a numeric port's Pod is refused (kbridge-redirect's NET_ADMIN named); a named port's is injected"
 
 # The kbridge namespace is not sent to the webhook (namespaceSelector): a
 # Pod there with the annotation is admitted unchanged and the manager never

@@ -1,8 +1,10 @@
 /* agent/webhook.c: AdmissionReview in, answer out. A pod with the inject
  * annotation and a named port gets the sidecar (the port's name moves to
- * it, the app's port and its probes take the new name); a numeric port, an
- * unknown port name, a pod injected already, a pod without the annotation,
- * missing fields and garbage give no patch (and never a crash). */
+ * it, the app's port and its probes take the new name); a numeric port N
+ * gets the sidecar passing to N, with the init container kbridge-redirect
+ * and nothing renamed; a bad number, an unknown port name, a pod injected
+ * already, a pod without the annotation, missing fields and garbage give no
+ * patch (and never a crash). */
 #include "../../agent/webhook.c"
 
 #include "ok.h"
@@ -217,15 +219,6 @@ test_refused(void)
 {
 	cJSON *resp, *patch;
 
-	resp = pod_review("{\"metadata\":{\"name\":\"p\",\"annotations\":{"
-	    "\"kbridge.dev/inject\":\"true\",\"kbridge.dev/port\":\"8080\"}},"
-	    "\"spec\":{\"containers\":[{\"name\":\"a\",\"ports\":[{\"containerPort\":8080}]}]}}",
-	    &patch);
-	ok(resp && cJSON_IsTrue(cJSON_GetObjectItem(resp, "allowed")) && !patch);
-	ok(strstr(warning(resp), "targetPort 8080 is numeric; name the port in the Service and "
-	    "the container (e.g. http)") != NULL);
-	cJSON_Delete(resp);
-
 	/* no port of that name */
 	resp = pod_review("{\"metadata\":{\"name\":\"p\",\"annotations\":{"
 	    "\"kbridge.dev/inject\":\"true\"}},\"spec\":{\"containers\":[{\"name\":\"a\","
@@ -251,6 +244,191 @@ test_refused(void)
 	    "\"kbridge.dev/inject\":\"true\",\"kbridge.dev/workload\":\"a b\"}},"
 	    "\"spec\":{\"containers\":[{\"name\":\"a\"}]}}", &patch);
 	ok(resp && !patch && strstr(warning(resp), "not a DNS label"));
+	cJSON_Delete(resp);
+}
+
+/* A numeric targetPort: the exact patch. The token volume, the init
+ * container redirecting 8080 to the sidecar's 9901 (root, NET_ADMIN
+ * only), the sidecar passing to 127.0.0.1:8080 with an unnamed port, the
+ * annotation; no port or probe renamed. */
+static const char numeric_patch[] = "["
+    "{\"op\":\"add\",\"path\":\"/spec/volumes\",\"value\":[{\"name\":\"kbridge-token\","
+    "\"projected\":{\"sources\":[{\"serviceAccountToken\":{\"audience\":\"kbridge\","
+    "\"expirationSeconds\":3600,\"path\":\"token\"}}]}}]},"
+    "{\"op\":\"add\",\"path\":\"/spec/initContainers/-\",\"value\":{\"name\":"
+    "\"kbridge-redirect\",\"image\":\"reg.example/kbridge-agent:1\",\"imagePullPolicy\":"
+    "\"IfNotPresent\",\"command\":[\"kbridge-agent\",\"redirect\"],\"args\":["
+    "\"--port=8080\",\"--to=9901\"],\"resources\":{\"requests\":{\"cpu\":\"10m\","
+    "\"memory\":\"16Mi\"},\"limits\":{\"memory\":\"64Mi\"}},\"securityContext\":{"
+    "\"allowPrivilegeEscalation\":false,\"readOnlyRootFilesystem\":true,\"runAsNonRoot\":"
+    "false,\"runAsUser\":0,\"capabilities\":{\"drop\":[\"ALL\"],\"add\":[\"NET_ADMIN\"]}}}},"
+    "{\"op\":\"add\",\"path\":\"/spec/containers/-\",\"value\":{\"name\":\"kbridge-sidecar\","
+    "\"image\":\"reg.example/kbridge-agent:1\",\"imagePullPolicy\":\"IfNotPresent\","
+    "\"command\":[\"kbridge-agent\",\"sidecar\"],\"args\":[\"--workload=p\","
+    "\"--namespace=default\",\"--listen=0.0.0.0:9901\",\"--app=127.0.0.1:8080\","
+    "\"--protocol=http\",\"--manager=kbridge-manager.kbridge.svc:8443\","
+    "\"--enroll=kbridge-manager.kbridge.svc:443\"],\"env\":[{\"name\":\"KBRIDGE_POD_NAME\","
+    "\"valueFrom\":{\"fieldRef\":{\"fieldPath\":\"metadata.name\"}}},{\"name\":"
+    "\"KBRIDGE_APP_CONTAINER\",\"value\":\"app\"},{\"name\":\"KBRIDGE_CA\",\"value\":"
+    "\"-----BEGIN CERTIFICATE-----\\nCA\\n-----END CERTIFICATE-----\\n\"}],"
+    "\"volumeMounts\":[{\"name\":\"kbridge-token\",\"mountPath\":"
+    "\"/var/run/secrets/kbridge.dev/token\",\"readOnly\":true}],\"ports\":[{"
+    "\"containerPort\":9901,\"protocol\":\"TCP\"}],\"resources\":{\"requests\":{\"cpu\":"
+    "\"10m\",\"memory\":\"32Mi\"},\"limits\":{\"memory\":\"256Mi\"}},\"securityContext\":{"
+    "\"allowPrivilegeEscalation\":false,\"readOnlyRootFilesystem\":true,\"runAsNonRoot\":"
+    "true,\"runAsUser\":65532,\"runAsGroup\":65532,\"capabilities\":{\"drop\":[\"ALL\"]}}}},"
+    "{\"op\":\"add\",\"path\":\"/metadata/annotations/kbridge.dev~1injected\",\"value\":"
+    "\"p.default\"}]";
+
+/* A pod with port annotation N (a string), these containers and init
+ * containers (JSON arrays or empty) and more spec fields; the patch. */
+static cJSON *
+numeric_review(const char *n, const char *containers, const char *init, const char *more,
+    cJSON **patch)
+{
+	char *buf;
+	cJSON *resp;
+
+	if (asprintf(&buf, "{\"metadata\":{\"name\":\"p\",\"annotations\":{"
+	    "\"kbridge.dev/inject\":\"true\",\"kbridge.dev/port\":\"%s\"}},\"spec\":{%s%s%s%s"
+	    "\"containers\":%s}}", n, init ? "\"initContainers\":" : "", init ? init : "",
+	    init ? "," : "", more ? more : "", containers) < 0)
+		abort();
+	resp = pod_review(buf, patch);
+	free(buf);
+	return resp;
+}
+
+static const cJSON *
+redirect_at(const cJSON *patch)
+{
+	const cJSON *c = op_at(patch, "/spec/initContainers/-");
+
+	return c ? c : cJSON_GetArrayItem(op_at(patch, "/spec/initContainers"), 0);
+}
+
+static void
+test_numeric(void)
+{
+	cJSON *resp, *patch, *want = cJSON_Parse(numeric_patch);
+	const cJSON *sc, *rc, *e;
+	int app_env;
+
+	ok(want != NULL);
+	resp = numeric_review("8080", "[{\"name\":\"log\",\"image\":\"x\"},{\"name\":\"app\","
+	    "\"image\":\"web\",\"ports\":[{\"containerPort\":8080}],\"readinessProbe\":{"
+	    "\"httpGet\":{\"path\":\"/\",\"port\":8080}}}]", "[{\"name\":\"setup\"}]", NULL,
+	    &patch);
+	ok(resp && cJSON_IsTrue(cJSON_GetObjectItem(resp, "allowed")) && !*warning(resp));
+	ok(patch && cJSON_Compare(patch, want, 1));
+	if (patch && !cJSON_Compare(patch, want, 1)) {
+		char *t = cJSON_Print(patch);
+
+		fprintf(stderr, "got %s\n", t);
+		free(t);
+	}
+	cJSON_Delete(resp);
+	cJSON_Delete(patch);
+	cJSON_Delete(want);
+
+	/* no init containers yet: the list is made; the only container is the app */
+	resp = numeric_review("80", "[{\"name\":\"web\"}]", NULL, NULL, &patch);
+	rc = redirect_at(patch);
+	ok(op_at(patch, "/spec/initContainers") != NULL && rc &&
+	    strcmp(cJSON_GetStringValue(cJSON_GetObjectItem(rc, "name")), "kbridge-redirect") == 0);
+	ok(has_arg(rc, "--port=80") && has_arg(rc, "--to=9901"));
+	sc = op_at(patch, "/spec/containers/-");
+	ok(has_arg(sc, "--app=127.0.0.1:80") && has_arg(sc, "--listen=0.0.0.0:9901"));
+	app_env = 0;
+	cJSON_ArrayForEach(e, cJSON_GetObjectItem(sc, "env"))
+		if (strcmp(cJSON_GetStringValue(cJSON_GetObjectItem(e, "name")),
+		    "KBRIDGE_APP_CONTAINER") == 0)
+			app_env = strcmp(cJSON_GetStringValue(cJSON_GetObjectItem(e, "value")),
+			    "web") == 0;
+	ok(app_env);
+	ok(cJSON_GetArraySize(patch) == 4);
+	cJSON_Delete(resp);
+	cJSON_Delete(patch);
+
+	/* two containers, neither declaring N: no app container named */
+	resp = numeric_review("80", "[{\"name\":\"a\"},{\"name\":\"b\"}]", NULL, NULL, &patch);
+	sc = op_at(patch, "/spec/containers/-");
+	app_env = 0;
+	cJSON_ArrayForEach(e, cJSON_GetObjectItem(sc, "env"))
+		app_env |= strcmp(cJSON_GetStringValue(cJSON_GetObjectItem(e, "name")),
+		    "KBRIDGE_APP_CONTAINER") == 0;
+	ok(sc && !app_env);
+	cJSON_Delete(resp);
+	cJSON_Delete(patch);
+
+	/* N is the sidecar's port (declared or not): the sidecar takes the next */
+	resp = numeric_review("9901", "[{\"name\":\"app\",\"ports\":[{\"containerPort\":9901}]}]",
+	    NULL, NULL, &patch);
+	sc = op_at(patch, "/spec/containers/-");
+	rc = redirect_at(patch);
+	ok(has_arg(sc, "--listen=0.0.0.0:9902") && has_arg(sc, "--app=127.0.0.1:9901"));
+	ok(has_arg(rc, "--port=9901") && has_arg(rc, "--to=9902"));
+	ok(cJSON_GetObjectItem(cJSON_GetArrayItem(cJSON_GetObjectItem(sc, "ports"), 0),
+	    "containerPort")->valueint == 9902);
+	cJSON_Delete(resp);
+	cJSON_Delete(patch);
+	resp = numeric_review("9901", "[{\"name\":\"app\"},{\"name\":\"m\",\"ports\":[{"
+	    "\"containerPort\":9902}]}]", NULL, NULL, &patch);
+	ok(has_arg(redirect_at(patch), "--to=9903") &&
+	    has_arg(op_at(patch, "/spec/containers/-"), "--listen=0.0.0.0:9903"));
+	cJSON_Delete(resp);
+	cJSON_Delete(patch);
+}
+
+static void
+test_numeric_refused(void)
+{
+	static const char *const bad[] = { "0", "65536", "08080", "00", "99999999999999999999",
+		"-1", "+80", " 80", "80 ", "8080.0", "8080/TCP", NULL };
+	const char *const *b;
+	cJSON *resp, *patch;
+	int refused = 0, n = 0;
+
+	for (b = bad; *b; b++, n++) {
+		resp = numeric_review(*b, "[{\"name\":\"app\",\"ports\":[{\"containerPort\":80}]}]",
+		    NULL, NULL, &patch);
+		if (resp && cJSON_IsTrue(cJSON_GetObjectItem(resp, "allowed")) && !patch &&
+		    strstr(warning(resp), "is not a port name or number (1-65535): not injected"))
+			refused++;
+		else
+			fprintf(stderr, "'%s' not refused: %s\n", *b, resp ? warning(resp) : "?");
+		cJSON_Delete(resp);
+		cJSON_Delete(patch);
+	}
+	ok(refused == n);
+	/* the largest and the smallest are ports */
+	resp = numeric_review("65535", "[{\"name\":\"app\"}]", NULL, NULL, &patch);
+	ok(patch && has_arg(redirect_at(patch), "--port=65535"));
+	cJSON_Delete(resp);
+	cJSON_Delete(patch);
+	resp = numeric_review("1", "[{\"name\":\"app\"}]", NULL, NULL, &patch);
+	ok(patch && has_arg(redirect_at(patch), "--port=1"));
+	cJSON_Delete(resp);
+	cJSON_Delete(patch);
+
+	/* the host's network: no redirect in the node's namespace */
+	resp = numeric_review("8080", "[{\"name\":\"app\"}]", NULL, "\"hostNetwork\":true,",
+	    &patch);
+	ok(resp && !patch && strstr(warning(resp), "uses the host's network"));
+	cJSON_Delete(resp);
+
+	/* the init container there already (or a container of its name): left alone */
+	resp = numeric_review("8080", "[{\"name\":\"app\"}]", "[{\"name\":\"kbridge-redirect\"}]",
+	    NULL, &patch);
+	ok(resp && !patch && !*warning(resp));
+	cJSON_Delete(resp);
+	resp = numeric_review("8080", "[{\"name\":\"app\"},{\"name\":\"kbridge-redirect\"}]",
+	    NULL, NULL, &patch);
+	ok(resp && !patch && !*warning(resp));
+	cJSON_Delete(resp);
+	resp = numeric_review("8080", "[{\"name\":\"app\"}]", "[{\"name\":\"kbridge-sidecar\"}]",
+	    NULL, &patch);
+	ok(resp && !patch && !*warning(resp));
 	cJSON_Delete(resp);
 }
 
@@ -350,6 +528,8 @@ main(void)
 	test_options();
 	test_volumes();
 	test_refused();
+	test_numeric();
+	test_numeric_refused();
 	test_unchanged();
 	test_result();
 	test_garbage();
