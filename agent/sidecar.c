@@ -45,6 +45,7 @@
 #define APP_TIMEOUT_MS 5000
 #define SC_ENROLL_TRIES 8
 #define TEARDOWN_DRAIN_MS 200
+#define MAX_PER_ADDRESS 1024	/* --max-per-address: open connections from one address */
 
 extern char **environ;
 
@@ -77,6 +78,8 @@ struct sidecar {
 	struct sockaddr_storage app;
 	socklen_t applen;
 	struct kb_listener *listener;
+	struct kb_srccap *srccap;	/* NULL: --max-per-address 0 */
+	unsigned long max_per_address;
 	struct kb_mlink link;
 	struct kb_session *sess;
 	struct event *retry;
@@ -205,6 +208,23 @@ matches(const struct sc_intercept *ic, const struct hp_request *req)
 
 /* --- where connections and requests go --- */
 
+/* One client connection from the listener, while it is open: its place
+ * among its address's connections (--max-per-address). Owned by whoever
+ * holds the connection (the dial to the app, the join, the HTTP proxy)
+ * and freed when that closes it. */
+struct sc_client {
+	struct sidecar *sc;
+	struct kb_src *src;	/* NULL: no cap */
+	int fd;
+};
+
+static void
+client_free(struct sc_client *cl)
+{
+	kb_src_release(cl->src);
+	free(cl);
+}
+
 struct sc_stream {
 	struct sidecar *sc;
 	int fd; /* the proxy's end of the pair */
@@ -245,7 +265,7 @@ static const struct kb_stream_cbs sc_stream_cbs = {
 static void
 sc_refusal_reason(void *arg, uint64_t key, int fd, char *reason, size_t len)
 {
-	const struct sidecar *sc = arg;
+	const struct sidecar *sc = ((const struct sc_client *)arg)->sc;
 	const struct sc_refusal *r, *found = NULL;
 	uint64_t now = kb_now_ms(), best = 0;
 
@@ -314,7 +334,7 @@ app_socket(const struct sidecar *sc, char *reason, size_t len)
 static uint64_t
 sc_route(void *arg, const struct hp_request *req, struct hp_route *r)
 {
-	const struct sidecar *sc = arg;
+	const struct sidecar *sc = ((const struct sc_client *)arg)->sc;
 	const char *id = hp_header(req, KB_INTERCEPT_HEADER);
 	size_t i;
 
@@ -341,7 +361,7 @@ sc_route(void *arg, const struct hp_request *req, struct hp_route *r)
 static int
 sc_open_upstream(void *arg, uint64_t key, char *reason, size_t len)
 {
-	struct sidecar *sc = arg;
+	struct sidecar *sc = ((struct sc_client *)arg)->sc;
 	const struct sc_intercept *ic;
 
 	if (key == 0)
@@ -353,35 +373,71 @@ sc_open_upstream(void *arg, uint64_t key, char *reason, size_t len)
 	return intercept_socket(sc, ic, reason, len);
 }
 
+static void
+client_joined_done(void *arg)
+{
+	client_free(arg);
+}
+
+static void
+client_http_done(void *arg, struct hp_conn *c)
+{
+	(void)c;
+	client_free(arg);
+}
+
 static const struct hp_upstreams upstreams = {
 	.route = sc_route,
 	.open = sc_open_upstream,
 	.explain = sc_refusal_reason,
+	.done = client_http_done,
 	.pass = 1,	/* HTTP/2, TLS and the like: to the app untouched */
 };
 
-/* A client connection waiting for its connect to the app. */
-struct sc_dial {
-	struct sidecar *sc;
-	int client;
-};
+/* Join the client's connection to up; cl goes with the join. */
+static void
+client_join(struct sc_client *cl, int up)
+{
+	if (join_start(cl->sc->base, cl->fd, up, client_joined_done, cl) < 0)
+		client_free(cl);
+}
 
 static void
 app_connected(int fd, int e, void *arg)
 {
-	struct sc_dial *d = arg;
-	int client = d->client;
-	struct sidecar *sc = d->sc;
+	struct sc_client *cl = arg;
 
-	free(d);
 	if (fd < 0) {
 		struct linger l = { 1, 0 };
 		log_warnx("cannot reach the app: %s", strerror(e));
-		setsockopt(client, SOL_SOCKET, SO_LINGER, &l, sizeof(l));
-		close(client);
+		setsockopt(cl->fd, SOL_SOCKET, SO_LINGER, &l, sizeof(l));
+		close(cl->fd);
+		client_free(cl);
 		return;
 	}
-	join_start(sc->base, client, fd);
+	client_join(cl, fd);
+}
+
+/* A place for a connection from sa among its address's, or NULL (then
+ * the caller closes it: over --max-per-address, or out of memory). */
+static int
+client_admit(struct sidecar *sc, struct sockaddr *sa, struct kb_src **src)
+{
+	char host[NI_MAXHOST], why[NI_MAXHOST + 80];
+
+	*src = NULL;
+	if (sc->srccap == NULL || (*src = kb_srccap_take(sc->srccap, sa)) != NULL)
+		return 0;
+	if (errno == EUSERS) {
+		if (getnameinfo(sa, sa->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6) :
+		    sizeof(struct sockaddr_in), host, sizeof(host), NULL, 0, NI_NUMERICHOST) != 0)
+			snprintf(host, sizeof(host), "?");
+		snprintf(why, sizeof(why), "%s has %lu connections open already (--max-per-address): "
+		    "closed a new one", host, sc->max_per_address);
+	} else
+		snprintf(why, sizeof(why), "out of memory: closed a new connection");
+	kb_listener_refused(sc->listener, why);
+	return -1;
 }
 
 static void
@@ -390,34 +446,41 @@ accepted(int fd, struct sockaddr *sa, int salen, void *arg)
 	struct sidecar *sc = arg;
 	struct hp_upstreams up = upstreams;
 	const struct sc_intercept *ic;
-	struct sc_dial *d;
+	struct sc_client *cl;
+	struct kb_src *src;
 	char reason[160];
 	int up_fd;
 
-	(void)sa;
 	(void)salen;
+	if (client_admit(sc, sa, &src) < 0) {
+		close(fd);
+		return;
+	}
+	if ((cl = malloc(sizeof(*cl))) == NULL) {
+		kb_src_release(src);
+		close(fd);
+		return;
+	}
+	*cl = (struct sc_client){ .sc = sc, .src = src, .fd = fd };
 	if (!strcmp(sc->protocol, "tcp") && (ic = icpt_global(sc)) != NULL) {
 		if ((up_fd = intercept_socket(sc, ic, reason, sizeof(reason))) >= 0) {
-			join_start(sc->base, fd, up_fd);
+			client_join(cl, up_fd);
 			return;
 		}
 		log_warnx("%s", reason);
 	} else if (!strcmp(sc->protocol, "http") && sc->nicpts > 0) {
-		up.arg = sc;
-		if (!hp_conn_new(sc->hp, fd, &up))
+		up.arg = cl;
+		if (!hp_conn_new(sc->hp, fd, &up)) {
 			close(fd);
+			client_free(cl);
+		}
 		return;
 	}
 	/* Nothing intercepted: straight to the app, without parsing. */
-	if ((d = malloc(sizeof(*d))) == NULL) {
-		close(fd);
-		return;
-	}
-	*d = (struct sc_dial){ .sc = sc, .client = fd };
 	if (!kb_dial_start(sc->base, (struct sockaddr *)&sc->app, sc->applen, APP_TIMEOUT_MS,
-	    app_connected, d)) {
-		free(d);
+	    app_connected, cl)) {
 		close(fd);
+		client_free(cl);
 	}
 }
 
@@ -586,7 +649,7 @@ usage(FILE *f)
 	    "usage: kbridge-agent sidecar (--profile FILE | --enroll HOST:PORT [--token FILE])\n"
 	    "           --workload NAME --namespace NS\n"
 	    "           --listen HOST:PORT --app HOST:PORT [--protocol http|tcp]\n"
-	    "           [--manager HOST:PORT] [--batch-wait-us N] [-v]\n"
+	    "           [--manager HOST:PORT] [--batch-wait-us N] [--max-per-address N] [-v]\n"
 	    "\n"
 	    "Run in a workload's pod, in front of its app: pass every connection to the app\n"
 	    "unless an intercept claims it.\n"
@@ -612,6 +675,9 @@ usage(FILE *f)
 	    "                       callers get more per wake-up: less CPU for all, more\n"
 	    "                       requests/s on a busy node (default 100; 0: never wait;\n"
 	    "                       at most 10000)\n"
+	    "  --max-per-address N  at most N connections open at once from one client\n"
+	    "                       address; more are closed at once (default 1024; 0: no\n"
+	    "                       limit, for callers all behind one NAT address)\n"
 	    "  -v, --verbose        debug logging\n");
 }
 
@@ -660,11 +726,12 @@ sc_parse(struct sidecar *sc, int argc, char **argv, struct sc_opts *o)
 		{ "protocol", required_argument, NULL, 'P' },
 		{ "manager", required_argument, NULL, 'm' },
 		{ "batch-wait-us", required_argument, NULL, 'B' },
+		{ "max-per-address", required_argument, NULL, 'A' },
 		{ "verbose", no_argument, NULL, 'v' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
-	const char *batch_wait = NULL;
+	const char *batch_wait = NULL, *per_address = NULL;
 	int c;
 
 	memset(o, 0, sizeof(*o));
@@ -704,6 +771,9 @@ sc_parse(struct sidecar *sc, int argc, char **argv, struct sc_opts *o)
 			break;
 		case 'B':
 			batch_wait = optarg;
+			break;
+		case 'A':
+			per_address = optarg;
 			break;
 		case 'v':
 			o->verbose = 1;
@@ -745,6 +815,12 @@ sc_parse(struct sidecar *sc, int argc, char **argv, struct sc_opts *o)
 		}
 		o->pause_set = 1;
 		o->pause_us = (unsigned)us;
+	}
+	sc->max_per_address = MAX_PER_ADDRESS;
+	if (per_address != NULL &&
+	    kb_parse_num(per_address, 0, 1000000, NULL, &sc->max_per_address) < 0) {
+		fprintf(stderr, "kbridge-agent: --max-per-address must be 0 to 1000000 (connections)\n");
+		return 2;
 	}
 	if (resolve_hostport(o->app, &sc->app, &sc->applen) < 0 ||
 	    resolve_hostport(o->listen_on, &o->ls, &o->lslen) < 0) {
@@ -901,7 +977,8 @@ sc_setup(struct sidecar *sc, const struct sc_opts *o, char *err, size_t errlen)
 	}
 	if (o->enroll)
 		renew_schedule(sc, expires, 0);
-	if ((sc->hp = hp_proxy_new(sc->base)) == NULL) {
+	if ((sc->hp = hp_proxy_new(sc->base)) == NULL || (sc->max_per_address &&
+	    (sc->srccap = kb_srccap_new(sc->max_per_address)) == NULL)) {
 		snprintf(err, errlen, "out of memory");
 		return -1;
 	}
@@ -970,6 +1047,8 @@ sc_teardown(struct sidecar *sc)
 		event_base_dispatch(sc->base);
 		event_base_free(sc->base);
 	}
+	/* After the loop: a join ending while it drained gave its place back. */
+	kb_srccap_free(sc->srccap);
 	SSL_CTX_free(sc->ctx);
 	kb_profile_free(&sc->profile);
 }

@@ -5,9 +5,11 @@
  * everything made from it are gone; every callback (listener, session,
  * link, timers, signals, the HTTP proxy's upstreams, streams, dials,
  * joins) gets it, or something that points to it, through its arg
- * pointer. sidecar.c has no other mutable state at file scope. A
- * record made for one callback (a dial's, a stream's) is that callback's
- * to free.
+ * pointer. sidecar.c has no other mutable state at file scope. A client
+ * connection's record (struct sc_client: its place among its address's
+ * connections, --max-per-address) belongs to whoever holds the connection
+ * (the dial to the app, the join, the HTTP proxy) and goes when that
+ * closes it; a stream's record (struct sc_stream) goes with the stream.
  *
  * Threads. Everything runs on the event loop's thread, except the
  * certificate renewal (--enroll; sidecar_enroll.h's sc_renewal_start, at
