@@ -29,11 +29,15 @@ struct half {
 struct join {
 	struct half h[2];
 	int fds[2];
+	void (*done)(void *);
+	void *arg;
 };
 
 static void
 join_free(struct join *sp, int abortive)
 {
+	void (*done)(void *);
+	void *arg;
 	int i;
 
 	for (i = 0; i < 2; i++) {
@@ -49,7 +53,11 @@ join_free(struct join *sp, int abortive)
 		}
 		close(sp->fds[i]);
 	}
+	done = sp->done;
+	arg = sp->arg;
 	free(sp);
+	if (done)
+		done(arg);
 }
 
 /* Move what is buffered on; at EOF with nothing left, pass the half-close
@@ -127,7 +135,7 @@ half_write(evutil_socket_t fd, short what, void *arg)
 }
 
 int
-join_start(struct event_base *base, int a, int b)
+join_start(struct event_base *base, int a, int b, void (*done)(void *), void *arg)
 {
 	struct join *sp = calloc(1, sizeof(*sp));
 	int i, one = 1;
@@ -157,6 +165,8 @@ join_start(struct event_base *base, int a, int b)
 			return -1;
 		}
 	}
+	sp->done = done;
+	sp->arg = arg;
 	event_add(sp->h[0].rev, NULL);
 	event_add(sp->h[1].rev, NULL);
 	return 0;

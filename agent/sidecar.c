@@ -45,8 +45,19 @@
 #define APP_TIMEOUT_MS 5000
 #define SC_ENROLL_TRIES 8
 #define TEARDOWN_DRAIN_MS 200
+#define MAX_PER_ADDRESS 1024	/* --max-per-address: open connections from one address */
 
 extern char **environ;
+
+/* Why recent intercepted streams were refused (e.g. nothing listens on the
+ * developer's port), by the proxy's socket: the 502 page says it. */
+#define REFUSALS 32
+
+struct sc_refusal {
+	int fd;
+	uint64_t when;
+	char text[200];
+};
 
 struct sc_intercept {
 	uint64_t key; /* stable while the intercept lives: upstream reuse key */
@@ -67,6 +78,8 @@ struct sidecar {
 	struct sockaddr_storage app;
 	socklen_t applen;
 	struct kb_listener *listener;
+	struct kb_srccap *srccap;	/* NULL: --max-per-address 0 */
+	unsigned long max_per_address;
 	struct kb_mlink link;
 	struct kb_session *sess;
 	struct event *retry;
@@ -79,51 +92,51 @@ struct sidecar {
 	struct sc_intercept icpts[MAX_INTERCEPTS];
 	size_t nicpts;
 	uint64_t next_key;
+	struct sc_refusal refusals[REFUSALS];
+	unsigned nrefusals;
 };
-
-static struct sidecar sc;
 
 
 /* --- the intercepts of this workload, as the manager says --- */
 
 static void
-icpts_clear(void)
+icpts_clear(struct sidecar *sc)
 {
 	size_t i, k;
 
-	for (i = 0; i < sc.nicpts; i++) {
-		for (k = 0; k < sc.icpts[i].nheaders; k++) {
-			free(sc.icpts[i].hname[k]);
-			free(sc.icpts[i].hvalue[k]);
+	for (i = 0; i < sc->nicpts; i++) {
+		for (k = 0; k < sc->icpts[i].nheaders; k++) {
+			free(sc->icpts[i].hname[k]);
+			free(sc->icpts[i].hvalue[k]);
 		}
-		free(sc.icpts[i].path_prefix);
+		free(sc->icpts[i].path_prefix);
 	}
-	memset(sc.icpts, 0, sizeof(sc.icpts));
-	sc.nicpts = 0;
+	memset(sc->icpts, 0, sizeof(sc->icpts));
+	sc->nicpts = 0;
 }
 
 static int
-icpts_update(const cJSON *msg)
+icpts_update(struct sidecar *sc, const cJSON *msg)
 {
 	const cJSON *list = cJSON_GetObjectItemCaseSensitive(msg, "intercepts"), *e, *h;
 	struct sc_intercept old[MAX_INTERCEPTS];
-	size_t nold = sc.nicpts, i, k;
+	size_t nold = sc->nicpts, i, k;
 
 	/* kb_msg_parse made sure list is a list. Keys survive an update, so
 	 * idle upstreams keep matching. */
-	memcpy(old, sc.icpts, sizeof(old));
-	memset(sc.icpts, 0, sizeof(sc.icpts));
-	sc.nicpts = 0;
+	memcpy(old, sc->icpts, sizeof(old));
+	memset(sc->icpts, 0, sizeof(sc->icpts));
+	sc->nicpts = 0;
 	cJSON_ArrayForEach(e, list) {
 		const cJSON *id = cJSON_GetObjectItemCaseSensitive(e, "id");
 		const cJSON *gl = cJSON_GetObjectItemCaseSensitive(e, "global");
 		const cJSON *pp = cJSON_GetObjectItemCaseSensitive(e, "path_prefix");
 		struct sc_intercept *n;
 
-		if (sc.nicpts == MAX_INTERCEPTS || !cJSON_IsString(id) ||
+		if (sc->nicpts == MAX_INTERCEPTS || !cJSON_IsString(id) ||
 		    strlen(id->valuestring) > KB_OPEN_REF_MAX)
 			continue;
-		n = &sc.icpts[sc.nicpts++];
+		n = &sc->icpts[sc->nicpts++];
 		snprintf(n->id, sizeof(n->id), "%s", id->valuestring);
 		n->global = cJSON_IsTrue(gl);
 		if (cJSON_IsString(pp))
@@ -141,7 +154,7 @@ icpts_update(const cJSON *msg)
 			if (!strcmp(old[i].id, n->id))
 				n->key = old[i].key;
 		if (!n->key)
-			n->key = ++sc.next_key;
+			n->key = ++sc->next_key;
 	}
 	for (i = 0; i < nold; i++) {
 		for (k = 0; k < old[i].nheaders; k++) {
@@ -150,29 +163,29 @@ icpts_update(const cJSON *msg)
 		}
 		free(old[i].path_prefix);
 	}
-	log_info("%zu intercept(s) on %s.%s", sc.nicpts, sc.workload, sc.ns);
+	log_info("%zu intercept(s) on %s.%s", sc->nicpts, sc->workload, sc->ns);
 	return 0;
 }
 
 static const struct sc_intercept *
-icpt_by_key(uint64_t key)
+icpt_by_key(const struct sidecar *sc, uint64_t key)
 {
 	size_t i;
 
-	for (i = 0; i < sc.nicpts; i++)
-		if (sc.icpts[i].key == key)
-			return &sc.icpts[i];
+	for (i = 0; i < sc->nicpts; i++)
+		if (sc->icpts[i].key == key)
+			return &sc->icpts[i];
 	return NULL;
 }
 
 static const struct sc_intercept *
-icpt_global(void)
+icpt_global(const struct sidecar *sc)
 {
 	size_t i;
 
-	for (i = 0; i < sc.nicpts; i++)
-		if (sc.icpts[i].global)
-			return &sc.icpts[i];
+	for (i = 0; i < sc->nicpts; i++)
+		if (sc->icpts[i].global)
+			return &sc->icpts[i];
 	return NULL;
 }
 
@@ -195,17 +208,25 @@ matches(const struct sc_intercept *ic, const struct hp_request *req)
 
 /* --- where connections and requests go --- */
 
-/* Why recent intercepted streams were refused (e.g. nothing listens on the
- * developer's port), by the proxy's socket: the 502 page says it. */
-#define REFUSALS 32
-static struct {
+/* One client connection from the listener, while it is open: its place
+ * among its address's connections (--max-per-address). Owned by whoever
+ * holds the connection (the dial to the app, the join, the HTTP proxy)
+ * and freed when that closes it. */
+struct sc_client {
+	struct sidecar *sc;
+	struct kb_src *src;	/* NULL: no cap */
 	int fd;
-	uint64_t when;
-	char text[200];
-} refusals[REFUSALS];
-static unsigned nrefusals;
+};
+
+static void
+client_free(struct sc_client *cl)
+{
+	kb_src_release(cl->src);
+	free(cl);
+}
 
 struct sc_stream {
+	struct sidecar *sc;
 	int fd; /* the proxy's end of the pair */
 	int accepted;
 };
@@ -221,14 +242,14 @@ static void
 sc_stream_closed(struct kb_stream *st, int reason, const char *text, void *arg)
 {
 	struct sc_stream *ss = arg;
-	unsigned i;
+	struct sc_refusal *r;
 
 	(void)st;
 	if (!ss->accepted && reason) {
-		i = nrefusals++ % REFUSALS;
-		refusals[i].fd = ss->fd;
-		refusals[i].when = kb_now_ms();
-		snprintf(refusals[i].text, sizeof(refusals[i].text), "%s",
+		r = &ss->sc->refusals[ss->sc->nrefusals++ % REFUSALS];
+		r->fd = ss->fd;
+		r->when = kb_now_ms();
+		snprintf(r->text, sizeof(r->text), "%s",
 		    text && *text ? text : "the intercepting workstation refused the request");
 	}
 	free(ss);
@@ -244,32 +265,31 @@ static const struct kb_stream_cbs sc_stream_cbs = {
 static void
 sc_refusal_reason(void *arg, uint64_t key, int fd, char *reason, size_t len)
 {
+	const struct sidecar *sc = ((const struct sc_client *)arg)->sc;
+	const struct sc_refusal *r, *found = NULL;
 	uint64_t now = kb_now_ms(), best = 0;
-	int found = -1;
-	unsigned i;
 
-	(void)arg;
 	if (key == 0)
 		return;
-	for (i = 0; i < REFUSALS; i++) {
-		if (refusals[i].fd == fd && refusals[i].when > best && now - refusals[i].when < 10000) {
-			best = refusals[i].when;
-			found = (int)i;
+	for (r = sc->refusals; r < sc->refusals + REFUSALS; r++) {
+		if (r->fd == fd && r->when > best && now - r->when < 10000) {
+			best = r->when;
+			found = r;
 		}
 	}
-	if (found >= 0)
-		snprintf(reason, len, "kbridge: %s", refusals[found].text);
+	if (found)
+		snprintf(reason, len, "kbridge: %s", found->text);
 }
 
 /* A socket whose other end carries a stream to intercept ic, or -1. */
 static int
-intercept_socket(const struct sc_intercept *ic, char *reason, size_t len)
+intercept_socket(struct sidecar *sc, const struct sc_intercept *ic, char *reason, size_t len)
 {
 	struct kb_open o = { .kind = KB_OPEN_INTERCEPT };
 	struct sc_stream *ss;
 	int sp[2];
 
-	if (!sc.sess || !kb_session_ready(sc.sess)) {
+	if (!sc->sess || !kb_session_ready(sc->sess)) {
 		snprintf(reason, len, "kbridge: the sidecar has no session to the manager");
 		return -1;
 	}
@@ -284,8 +304,9 @@ intercept_socket(const struct sc_intercept *ic, char *reason, size_t len)
 		snprintf(reason, len, "kbridge: out of memory");
 		return -1;
 	}
+	ss->sc = sc;
 	ss->fd = sp[0];
-	if (!kb_stream_open(sc.sess, &o, sp[1], &sc_stream_cbs, ss)) {
+	if (!kb_stream_open(sc->sess, &o, sp[1], &sc_stream_cbs, ss)) {
 		free(ss);
 		close(sp[0]);
 		snprintf(reason, len, "kbridge: cannot reach the manager");
@@ -296,11 +317,11 @@ intercept_socket(const struct sc_intercept *ic, char *reason, size_t len)
 
 /* A non-blocking socket connecting to the app, or -1. */
 static int
-app_socket(char *reason, size_t len)
+app_socket(const struct sidecar *sc, char *reason, size_t len)
 {
-	int fd = socket(sc.app.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	int fd = socket(sc->app.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 
-	if (fd < 0 || (connect(fd, (struct sockaddr *)&sc.app, sc.applen) < 0 &&
+	if (fd < 0 || (connect(fd, (struct sockaddr *)&sc->app, sc->applen) < 0 &&
 	    errno != EINPROGRESS)) {
 		snprintf(reason, len, "kbridge: cannot reach the app: %s", strerror(errno));
 		if (fd >= 0)
@@ -313,26 +334,25 @@ app_socket(char *reason, size_t len)
 static uint64_t
 sc_route(void *arg, const struct hp_request *req, struct hp_route *r)
 {
+	const struct sidecar *sc = ((const struct sc_client *)arg)->sc;
+	const char *id = hp_header(req, KB_INTERCEPT_HEADER);
 	size_t i;
 
-	const char *id = hp_header(req, KB_INTERCEPT_HEADER);
-
-	(void)arg;
 	(void)r;
 	/* A request that names an intercept (a preview link's does) goes to
 	 * that one or to the app, whatever other headers it carries: within
 	 * the intercept's path prefix, if it has one. */
 	if (id) {
-		for (i = 0; i < sc.nicpts; i++)
-			if (!strcmp(sc.icpts[i].id, id))
-				return !sc.icpts[i].path_prefix || !strncmp(req->target,
-				    sc.icpts[i].path_prefix, strlen(sc.icpts[i].path_prefix)) ?
-				    sc.icpts[i].key : 0;
+		for (i = 0; i < sc->nicpts; i++)
+			if (!strcmp(sc->icpts[i].id, id))
+				return !sc->icpts[i].path_prefix || !strncmp(req->target,
+				    sc->icpts[i].path_prefix, strlen(sc->icpts[i].path_prefix)) ?
+				    sc->icpts[i].key : 0;
 		return 0;
 	}
-	for (i = 0; i < sc.nicpts; i++)
-		if (matches(&sc.icpts[i], req))
-			return sc.icpts[i].key;
+	for (i = 0; i < sc->nicpts; i++)
+		if (matches(&sc->icpts[i], req))
+			return sc->icpts[i].key;
 	return 0;
 }
 
@@ -341,114 +361,177 @@ sc_route(void *arg, const struct hp_request *req, struct hp_route *r)
 static int
 sc_open_upstream(void *arg, uint64_t key, char *reason, size_t len)
 {
+	struct sidecar *sc = ((struct sc_client *)arg)->sc;
 	const struct sc_intercept *ic;
 
-	(void)arg;
 	if (key == 0)
-		return app_socket(reason, len);
-	if ((ic = icpt_by_key(key)) == NULL) {
+		return app_socket(sc, reason, len);
+	if ((ic = icpt_by_key(sc, key)) == NULL) {
 		snprintf(reason, len, "kbridge: the intercept ended");
 		return -1;
 	}
-	return intercept_socket(ic, reason, len);
+	return intercept_socket(sc, ic, reason, len);
+}
+
+static void
+client_joined_done(void *arg)
+{
+	client_free(arg);
+}
+
+static void
+client_http_done(void *arg, struct hp_conn *c)
+{
+	(void)c;
+	client_free(arg);
 }
 
 static const struct hp_upstreams upstreams = {
 	.route = sc_route,
 	.open = sc_open_upstream,
 	.explain = sc_refusal_reason,
+	.done = client_http_done,
 	.pass = 1,	/* HTTP/2, TLS and the like: to the app untouched */
 };
+
+/* Join the client's connection to up; cl goes with the join. */
+static void
+client_join(struct sc_client *cl, int up)
+{
+	if (join_start(cl->sc->base, cl->fd, up, client_joined_done, cl) < 0)
+		client_free(cl);
+}
 
 static void
 app_connected(int fd, int e, void *arg)
 {
-	int client = (int)(intptr_t)arg;
+	struct sc_client *cl = arg;
 
 	if (fd < 0) {
 		struct linger l = { 1, 0 };
 		log_warnx("cannot reach the app: %s", strerror(e));
-		setsockopt(client, SOL_SOCKET, SO_LINGER, &l, sizeof(l));
-		close(client);
+		setsockopt(cl->fd, SOL_SOCKET, SO_LINGER, &l, sizeof(l));
+		close(cl->fd);
+		client_free(cl);
 		return;
 	}
-	join_start(sc.base, client, fd);
+	client_join(cl, fd);
+}
+
+/* A place for a connection from sa among its address's, or NULL (then
+ * the caller closes it: over --max-per-address, or out of memory). */
+static int
+client_admit(struct sidecar *sc, struct sockaddr *sa, struct kb_src **src)
+{
+	char host[NI_MAXHOST], why[NI_MAXHOST + 80];
+
+	*src = NULL;
+	if (sc->srccap == NULL || (*src = kb_srccap_take(sc->srccap, sa)) != NULL)
+		return 0;
+	if (errno == EUSERS) {
+		if (getnameinfo(sa, sa->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6) :
+		    sizeof(struct sockaddr_in), host, sizeof(host), NULL, 0, NI_NUMERICHOST) != 0)
+			snprintf(host, sizeof(host), "?");
+		snprintf(why, sizeof(why), "%s has %lu connections open already (--max-per-address): "
+		    "closed a new one", host, sc->max_per_address);
+	} else
+		snprintf(why, sizeof(why), "out of memory: closed a new connection");
+	kb_listener_refused(sc->listener, why);
+	return -1;
 }
 
 static void
 accepted(int fd, struct sockaddr *sa, int salen, void *arg)
 {
+	struct sidecar *sc = arg;
+	struct hp_upstreams up = upstreams;
 	const struct sc_intercept *ic;
+	struct sc_client *cl;
+	struct kb_src *src;
 	char reason[160];
-	int up;
+	int up_fd;
 
-	(void)sa;
 	(void)salen;
-	(void)arg;
-	if (!strcmp(sc.protocol, "tcp") && (ic = icpt_global()) != NULL) {
-		if ((up = intercept_socket(ic, reason, sizeof(reason))) >= 0) {
-			join_start(sc.base, fd, up);
+	if (client_admit(sc, sa, &src) < 0) {
+		close(fd);
+		return;
+	}
+	if ((cl = malloc(sizeof(*cl))) == NULL) {
+		kb_src_release(src);
+		close(fd);
+		return;
+	}
+	*cl = (struct sc_client){ .sc = sc, .src = src, .fd = fd };
+	if (!strcmp(sc->protocol, "tcp") && (ic = icpt_global(sc)) != NULL) {
+		if ((up_fd = intercept_socket(sc, ic, reason, sizeof(reason))) >= 0) {
+			client_join(cl, up_fd);
 			return;
 		}
 		log_warnx("%s", reason);
-	} else if (!strcmp(sc.protocol, "http") && sc.nicpts > 0) {
-		if (!hp_conn_new(sc.hp, fd, &upstreams))
+	} else if (!strcmp(sc->protocol, "http") && sc->nicpts > 0) {
+		up.arg = cl;
+		if (!hp_conn_new(sc->hp, fd, &up)) {
 			close(fd);
+			client_free(cl);
+		}
 		return;
 	}
 	/* Nothing intercepted: straight to the app, without parsing. */
-	if (!kb_dial_start(sc.base, (struct sockaddr *)&sc.app, sc.applen, APP_TIMEOUT_MS,
-	    app_connected, (void *)(intptr_t)fd))
+	if (!kb_dial_start(sc->base, (struct sockaddr *)&sc->app, sc->applen, APP_TIMEOUT_MS,
+	    app_connected, cl)) {
 		close(fd);
+		client_free(cl);
+	}
 }
 
 /* --- the session to the manager --- */
 
 static void
-lost(const char *why)
+lost(struct sidecar *sc, const char *why)
 {
 	struct timeval tv;
 	unsigned ms;
 
-	if (sc.nicpts)
+	if (sc->nicpts)
 		log_warnx("session to the manager lost (%s): intercepts paused", why);
 	else
 		log_warnx("no session to the manager: %s", why);
-	icpts_clear();
-	ms = kb_mlink_backoff(&sc.link);
+	icpts_clear(sc);
+	ms = kb_mlink_backoff(&sc->link);
 	tv = kb_ms_tv(ms);
-	evtimer_add(sc.retry, &tv);
+	evtimer_add(sc->retry, &tv);
 }
 
 static int
 on_hello(struct kb_session *s, const cJSON *h, char *reason, size_t len, void *arg)
 {
+	struct sidecar *sc = arg;
+
 	(void)s;
 	(void)h;
 	(void)reason;
 	(void)len;
-	(void)arg;
-	kb_mlink_backoff_reset(&sc.link);
-	log_info("registered %s.%s (%s) with the manager", sc.workload, sc.ns, sc.protocol);
+	kb_mlink_backoff_reset(&sc->link);
+	log_info("registered %s.%s (%s) with the manager", sc->workload, sc->ns, sc->protocol);
 	return 0;
 }
 
 static int
 on_control(struct kb_session *s, const cJSON *msg, const char *type, void *arg)
 {
+	struct sidecar *sc = arg;
 	enum kb_msg_type t;
 	char err[200];
 
 	(void)s;
 	(void)type;
-	(void)arg;
 	if (kb_msg_parse(msg, &t, err, sizeof(err)) != 0) {
 		log_warnx("the manager: %s", err);
 		return -1;
 	}
 	switch (t) {
 	case KB_MSG_INTERCEPTS:
-		return icpts_update(msg);
+		return icpts_update(sc, msg);
 	default:
 		return -1; /* not one the manager sends a sidecar */
 	}
@@ -457,10 +540,11 @@ on_control(struct kb_session *s, const cJSON *msg, const char *type, void *arg)
 static void
 on_close(struct kb_session *s, const char *err, void *arg)
 {
-	(void)arg;
+	struct sidecar *sc = arg;
+
 	kb_session_free(s);
-	sc.sess = NULL;
-	lost(err ? err : "closed");
+	sc->sess = NULL;
+	lost(sc, err ? err : "closed");
 }
 
 static const struct kb_session_cbs session_cbs = {
@@ -506,14 +590,14 @@ hello_env(void)
 static cJSON *
 link_hello(void *arg)
 {
+	const struct sidecar *sc = arg;
 	cJSON *hello = cJSON_CreateObject();
 
-	(void)arg;
 	cJSON_AddStringToObject(hello, "role", KB_HELLO_ROLE_SIDECAR);
 	cJSON_AddStringToObject(hello, "software", KB_SOFTWARE);
-	cJSON_AddStringToObject(hello, "workload", sc.workload);
-	cJSON_AddStringToObject(hello, "namespace", sc.ns);
-	cJSON_AddStringToObject(hello, "protocol", sc.protocol);
+	cJSON_AddStringToObject(hello, "workload", sc->workload);
+	cJSON_AddStringToObject(hello, "namespace", sc->ns);
+	cJSON_AddStringToObject(hello, "protocol", sc->protocol);
 	cJSON_AddItemToObject(hello, "env", hello_env());
 	/* Its pod (downward API) and the app's container, where the pod spec
 	 * says so: an in-cluster manager takes the env from the pod spec. */
@@ -527,33 +611,35 @@ link_hello(void *arg)
 static void
 link_up(void *arg, struct kb_session *s)
 {
-	(void)arg;
-	sc.sess = s;
+	struct sidecar *sc = arg;
+
+	sc->sess = s;
 }
 
 static void
 link_failed(void *arg, const char *why)
 {
-	(void)arg;
-	lost(why);
+	lost(arg, why);
 }
 
 static void
 retry(evutil_socket_t fd, short what, void *arg)
 {
+	struct sidecar *sc = arg;
+
 	(void)fd;
 	(void)what;
-	(void)arg;
-	kb_mlink_dial(&sc.link);
+	kb_mlink_dial(&sc->link);
 }
 
 static void
 on_signal(evutil_socket_t sig, short what, void *arg)
 {
+	struct sidecar *sc = arg;
+
 	(void)what;
-	(void)arg;
 	log_info("signal %d: shutting down", (int)sig);
-	event_base_loopexit(sc.base, NULL);
+	event_base_loopexit(sc->base, NULL);
 }
 
 static void
@@ -563,7 +649,7 @@ usage(FILE *f)
 	    "usage: kbridge-agent sidecar (--profile FILE | --enroll HOST:PORT [--token FILE])\n"
 	    "           --workload NAME --namespace NS\n"
 	    "           --listen HOST:PORT --app HOST:PORT [--protocol http|tcp]\n"
-	    "           [--manager HOST:PORT] [--batch-wait-us N] [-v]\n"
+	    "           [--manager HOST:PORT] [--batch-wait-us N] [--max-per-address N] [-v]\n"
 	    "\n"
 	    "Run in a workload's pod, in front of its app: pass every connection to the app\n"
 	    "unless an intercept claims it.\n"
@@ -589,6 +675,9 @@ usage(FILE *f)
 	    "                       callers get more per wake-up: less CPU for all, more\n"
 	    "                       requests/s on a busy node (default 100; 0: never wait;\n"
 	    "                       at most 10000)\n"
+	    "  --max-per-address N  at most N connections open at once from one client\n"
+	    "                       address; more are closed at once (default 1024; 0: no\n"
+	    "                       limit, for callers all behind one NAT address)\n"
 	    "  -v, --verbose        debug logging\n");
 }
 
@@ -623,7 +712,7 @@ struct sc_opts {
 /* The options into o (and sc's workload, namespace, protocol, app): -1 to
  * go on, or the exit status (0 after --help, 2 for a bad command line). */
 static int
-sc_parse(int argc, char **argv, struct sc_opts *o)
+sc_parse(struct sidecar *sc, int argc, char **argv, struct sc_opts *o)
 {
 	static const struct option opts[] = {
 		{ "profile", required_argument, NULL, 'p' },
@@ -637,15 +726,16 @@ sc_parse(int argc, char **argv, struct sc_opts *o)
 		{ "protocol", required_argument, NULL, 'P' },
 		{ "manager", required_argument, NULL, 'm' },
 		{ "batch-wait-us", required_argument, NULL, 'B' },
+		{ "max-per-address", required_argument, NULL, 'A' },
 		{ "verbose", no_argument, NULL, 'v' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
-	const char *batch_wait = NULL;
+	const char *batch_wait = NULL, *per_address = NULL;
 	int c;
 
 	memset(o, 0, sizeof(*o));
-	sc.protocol = "http";
+	sc->protocol = "http";
 	optind = 1;
 	while ((c = getopt_long(argc, argv, "vh", opts, NULL)) != -1) {
 		switch (c) {
@@ -662,10 +752,10 @@ sc_parse(int argc, char **argv, struct sc_opts *o)
 			o->renew_after = optarg;
 			break;
 		case 'w':
-			sc.workload = optarg;
+			sc->workload = optarg;
 			break;
 		case 'n':
-			sc.ns = optarg;
+			sc->ns = optarg;
 			break;
 		case 'l':
 			o->listen_on = optarg;
@@ -674,13 +764,16 @@ sc_parse(int argc, char **argv, struct sc_opts *o)
 			o->app = optarg;
 			break;
 		case 'P':
-			sc.protocol = optarg;
+			sc->protocol = optarg;
 			break;
 		case 'm':
 			o->manager = optarg;
 			break;
 		case 'B':
 			batch_wait = optarg;
+			break;
+		case 'A':
+			per_address = optarg;
 			break;
 		case 'v':
 			o->verbose = 1;
@@ -693,7 +786,7 @@ sc_parse(int argc, char **argv, struct sc_opts *o)
 			return 2;
 		}
 	}
-	if (optind != argc || !o->profile == !o->enroll || !sc.workload || !sc.ns ||
+	if (optind != argc || !o->profile == !o->enroll || !sc->workload || !sc->ns ||
 	    !o->listen_on || !o->app) {
 		fprintf(stderr, "kbridge-agent: sidecar needs --profile or --enroll (one), --workload, --namespace, --listen and --app (see --help)\n");
 		return 2;
@@ -705,11 +798,11 @@ sc_parse(int argc, char **argv, struct sc_opts *o)
 	if (!o->token)
 		o->token = KB_WEBHOOK_TOKEN_FILE;
 	if (o->renew_after && (!o->enroll ||
-	    kb_parse_num(o->renew_after, 1, 86400, NULL, &sc.renew_after) < 0)) {
+	    kb_parse_num(o->renew_after, 1, 86400, NULL, &sc->renew_after) < 0)) {
 		fprintf(stderr, "kbridge-agent: --renew-after needs --enroll and 1 to 86400 (seconds)\n");
 		return 2;
 	}
-	if (strcmp(sc.protocol, "http") && strcmp(sc.protocol, "tcp")) {
+	if (strcmp(sc->protocol, "http") && strcmp(sc->protocol, "tcp")) {
 		fprintf(stderr, "kbridge-agent: --protocol must be http or tcp\n");
 		return 2;
 	}
@@ -723,7 +816,13 @@ sc_parse(int argc, char **argv, struct sc_opts *o)
 		o->pause_set = 1;
 		o->pause_us = (unsigned)us;
 	}
-	if (resolve_hostport(o->app, &sc.app, &sc.applen) < 0 ||
+	sc->max_per_address = MAX_PER_ADDRESS;
+	if (per_address != NULL &&
+	    kb_parse_num(per_address, 0, 1000000, NULL, &sc->max_per_address) < 0) {
+		fprintf(stderr, "kbridge-agent: --max-per-address must be 0 to 1000000 (connections)\n");
+		return 2;
+	}
+	if (resolve_hostport(o->app, &sc->app, &sc->applen) < 0 ||
 	    resolve_hostport(o->listen_on, &o->ls, &o->lslen) < 0) {
 		fprintf(stderr, "kbridge-agent: --listen and --app must be HOST:PORT\n");
 		return 2;
@@ -734,15 +833,15 @@ sc_parse(int argc, char **argv, struct sc_opts *o)
 /* The next renewal: --renew-after, else at 2/3 of the lifetime left (at
  * least a minute); after a failure, again in a minute. */
 static void
-renew_schedule(long long expires, int failed)
+renew_schedule(struct sidecar *sc, long long expires, int failed)
 {
 	long long left = expires - (long long)time(NULL);
 	struct timeval tv = { .tv_sec = 60 };
 
 	if (!failed)
-		tv.tv_sec = sc.renew_after ? (time_t)sc.renew_after :
+		tv.tv_sec = sc->renew_after ? (time_t)sc->renew_after :
 		    (time_t)(left * 2 / 3 > 60 ? left * 2 / 3 : 60);
-	evtimer_add(sc.renew_timer, &tv);
+	evtimer_add(sc->renew_timer, &tv);
 }
 
 /* A renewal's result: the new certificate and key for the next dials (the
@@ -751,45 +850,46 @@ static void
 renewed(void *arg, int rc, struct kb_profile *p, const char *workload, long long expires,
     const char *err)
 {
+	struct sidecar *sc = arg;
 	char why[300];
 	SSL_CTX *ctx = NULL;
 
-	(void)arg;
-	if (rc == 0 && strcmp(workload, sc.bound) != 0)
+	if (rc == 0 && strcmp(workload, sc->bound) != 0)
 		snprintf(why, sizeof(why), "the renewed certificate is for %s, not %s", workload,
-		    sc.bound);
-	else if (rc == 0 && (ctx = kb_tls_client_ctx(sc.profile.ca_pem, p->cert_pem, p->key_pem,
+		    sc->bound);
+	else if (rc == 0 && (ctx = kb_tls_client_ctx(sc->profile.ca_pem, p->cert_pem, p->key_pem,
 	    why, sizeof(why))) != NULL) {
-		free(sc.profile.cert_pem);
-		kb_free_secret(sc.profile.key_pem);
-		sc.profile.cert_pem = p->cert_pem;
-		sc.profile.key_pem = p->key_pem;
+		free(sc->profile.cert_pem);
+		kb_free_secret(sc->profile.key_pem);
+		sc->profile.cert_pem = p->cert_pem;
+		sc->profile.key_pem = p->key_pem;
 		p->cert_pem = p->key_pem = NULL;
-		SSL_CTX_free(sc.ctx);
-		sc.ctx = sc.link.ctx = ctx;
+		SSL_CTX_free(sc->ctx);
+		sc->ctx = sc->link.ctx = ctx;
 		log_info("renewed the certificate for %s until %lld", workload, expires);
 	} else if (rc < 0)
 		snprintf(why, sizeof(why), "%s", err);
 	kb_profile_free(p);	/* p is the renewal's: freed with it, next */
-	sc_renewal_free(sc.renewal);
-	sc.renewal = NULL;
+	sc_renewal_free(sc->renewal);
+	sc->renewal = NULL;
 	if (!ctx)
 		log_warnx("cannot renew the certificate: %s; again in 60 s", why);
-	renew_schedule(expires, ctx == NULL);
+	renew_schedule(sc, expires, ctx == NULL);
 }
 
 static void
 renew(evutil_socket_t fd, short what, void *arg)
 {
+	struct sidecar *sc = arg;
+
 	(void)fd;
 	(void)what;
-	(void)arg;
-	if (sc.renewal)
+	if (sc->renewal)
 		return;
-	if ((sc.renewal = sc_renewal_start(sc.base, sc.enroll, sc.token, sc.ca,
-	    sc.profile.manager, renewed, NULL)) == NULL) {
+	if ((sc->renewal = sc_renewal_start(sc->base, sc->enroll, sc->token, sc->ca,
+	    sc->profile.manager, renewed, sc)) == NULL) {
 		log_warnx("cannot start renewing the certificate; again in 60 s");
-		renew_schedule(0, 1);
+		renew_schedule(sc, 0, 1);
 	}
 }
 
@@ -797,7 +897,8 @@ renew(evutil_socket_t fd, short what, void *arg)
  * SC_ENROLL_TRIES times with backoff (the manager may be starting). 0, or
  * -1 with err. */
 static int
-sc_enroll(const struct sc_opts *o, long long *expires, char *err, size_t errlen)
+sc_enroll(struct sidecar *sc, const struct sc_opts *o, long long *expires, char *err,
+    size_t errlen)
 {
 	const char *ca = getenv(KB_WEBHOOK_CA_ENV);
 	unsigned delay = 1, i;
@@ -808,15 +909,15 @@ sc_enroll(const struct sc_opts *o, long long *expires, char *err, size_t errlen)
 		return -1;
 	}
 	for (i = 0; i < SC_ENROLL_TRIES; i++) {
-		if (sidecar_enroll(o->enroll, o->token, ca, o->manager, &sc.profile, expires, got,
+		if (sidecar_enroll(o->enroll, o->token, ca, o->manager, &sc->profile, expires, got,
 		    sizeof(got), err, errlen) == 0) {
 			log_info("enrolled at %s: certificate for %s until %lld", o->enroll, got,
 			    *expires);
-			snprintf(sc.bound, sizeof(sc.bound), "%s", got);
-			sc.enroll = o->enroll;
-			sc.token = o->token;
-			sc.ca = ca;
-			snprintf(want, sizeof(want), "%s.%s", sc.workload, sc.ns);
+			snprintf(sc->bound, sizeof(sc->bound), "%s", got);
+			sc->enroll = o->enroll;
+			sc->token = o->token;
+			sc->ca = ca;
+			snprintf(want, sizeof(want), "%s.%s", sc->workload, sc->ns);
 			if (strcmp(got, want))
 				log_warnx("the certificate is for %s, not %s (--workload, --namespace): "
 				    "the manager will refuse it", got, want);
@@ -835,7 +936,7 @@ sc_enroll(const struct sc_opts *o, long long *expires, char *err, size_t errlen)
 /* Logging, the profile, TLS, the event loop, the listener, the signals:
  * 0, or -1 with err. */
 static int
-sc_setup(const struct sc_opts *o, char *err, size_t errlen)
+sc_setup(struct sidecar *sc, const struct sc_opts *o, char *err, size_t errlen)
 {
 	long long expires = 0;
 
@@ -846,11 +947,11 @@ sc_setup(const struct sc_opts *o, char *err, size_t errlen)
 		log_warn("cannot raise the limit on open files");
 	kb_malloc_tune();
 	if (o->enroll) {
-		if (sc_enroll(o, &expires, err, errlen) < 0)
+		if (sc_enroll(sc, o, &expires, err, errlen) < 0)
 			return -1;
-	} else if (kb_profile_load(o->profile, &sc.profile, err, errlen) < 0)
+	} else if (kb_profile_load(o->profile, &sc->profile, err, errlen) < 0)
 		return -1;
-	if (strcmp(sc.profile.role, KB_ROLE_SIDECAR) != 0) {
+	if (strcmp(sc->profile.role, KB_ROLE_SIDECAR) != 0) {
 		snprintf(err, errlen, "profile %s is not a sidecar profile (issue it with --sidecar)",
 		    o->profile);
 		return -1;
@@ -862,53 +963,55 @@ sc_setup(const struct sc_opts *o, char *err, size_t errlen)
 			snprintf(err, errlen, "invalid --manager '%s' (expected HOST:PORT)", o->manager);
 			return -1;
 		}
-		free(sc.profile.manager);
-		sc.profile.manager = strdup(o->manager);
+		free(sc->profile.manager);
+		sc->profile.manager = strdup(o->manager);
 	}
-	if ((sc.ctx = kb_tls_client_ctx(sc.profile.ca_pem, sc.profile.cert_pem,
-	    sc.profile.key_pem, err, errlen)) == NULL)
+	if ((sc->ctx = kb_tls_client_ctx(sc->profile.ca_pem, sc->profile.cert_pem,
+	    sc->profile.key_pem, err, errlen)) == NULL)
 		return -1;
-	if ((sc.base = kb_event_base_new()) == NULL || (sc.retry = evtimer_new(sc.base, retry, NULL)) == NULL ||
-	    (sc.renew_timer = evtimer_new(sc.base, renew, NULL)) == NULL) {
+	if ((sc->base = kb_event_base_new()) == NULL ||
+	    (sc->retry = evtimer_new(sc->base, retry, sc)) == NULL ||
+	    (sc->renew_timer = evtimer_new(sc->base, renew, sc)) == NULL) {
 		snprintf(err, errlen, "cannot create the event loop");
 		return -1;
 	}
 	if (o->enroll)
-		renew_schedule(expires, 0);
-	if ((sc.hp = hp_proxy_new(sc.base)) == NULL) {
+		renew_schedule(sc, expires, 0);
+	if ((sc->hp = hp_proxy_new(sc->base)) == NULL || (sc->max_per_address &&
+	    (sc->srccap = kb_srccap_new(sc->max_per_address)) == NULL)) {
 		snprintf(err, errlen, "out of memory");
 		return -1;
 	}
-	sc.listener = kb_listener_bind(sc.base, "sidecar listener", (struct sockaddr *)&o->ls,
-	    (int)o->lslen, 1024, accepted, NULL);
-	if (!sc.listener) {
+	sc->listener = kb_listener_bind(sc->base, "sidecar listener", (struct sockaddr *)&o->ls,
+	    (int)o->lslen, 1024, accepted, sc);
+	if (!sc->listener) {
 		snprintf(err, errlen, "cannot listen on %s: %s", o->listen_on, strerror(errno));
 		return -1;
 	}
-	sc.sigs[0] = evsignal_new(sc.base, SIGTERM, on_signal, NULL);
-	sc.sigs[1] = evsignal_new(sc.base, SIGINT, on_signal, NULL);
-	evsignal_add(sc.sigs[0], NULL);
-	evsignal_add(sc.sigs[1], NULL);
+	sc->sigs[0] = evsignal_new(sc->base, SIGTERM, on_signal, sc);
+	sc->sigs[1] = evsignal_new(sc->base, SIGINT, on_signal, sc);
+	evsignal_add(sc->sigs[0], NULL);
+	evsignal_add(sc->sigs[1], NULL);
 	return 0;
 }
 
 /* Dial the manager and serve until a signal ends the loop. */
 static void
-sc_run(const struct sc_opts *o)
+sc_run(struct sidecar *sc, const struct sc_opts *o)
 {
 	struct pace pace;
 
-	pace_init(&pace, hp_applat(sc.hp));
+	pace_init(&pace, hp_applat(sc->hp));
 	pace.use_wait = 1;
 	if (o->pause_set)
 		pace.pause_us = o->pause_us;
-	log_info("sidecar for %s.%s (%s) on %s, app %s", sc.workload, sc.ns, sc.protocol,
+	log_info("sidecar for %s.%s (%s) on %s, app %s", sc->workload, sc->ns, sc->protocol,
 	    o->listen_on, o->app);
-	sc.link = (struct kb_mlink){ .base = sc.base, .manager = sc.profile.manager, .ctx = sc.ctx,
+	sc->link = (struct kb_mlink){ .base = sc->base, .manager = sc->profile.manager, .ctx = sc->ctx,
 	    .timeout_ms = CONNECT_TIMEOUT_MS, .session = &session_cbs, .hello = link_hello,
-	    .up = link_up, .failed = link_failed };
-	kb_mlink_dial(&sc.link);
-	if (pace_run(&pace, sc.base) == -1)
+	    .up = link_up, .failed = link_failed, .arg = sc };
+	kb_mlink_dial(&sc->link);
+	if (pace_run(&pace, sc->base) == -1)
 		log_warnx("event loop failed");
 	log_debug("%llu loop passes, %llu paused", (unsigned long long)pace.passes,
 	    (unsigned long long)pace.pauses);
@@ -916,52 +1019,61 @@ sc_run(const struct sc_opts *o)
 
 /* What sc_setup() made, whether it got to the end or not. */
 static void
-sc_teardown(void)
+sc_teardown(struct sidecar *sc)
 {
 	int i;
 
 	for (i = 0; i < 2; i++)
-		if (sc.sigs[i])
-			event_free(sc.sigs[i]);
-	if (sc.sess)
-		kb_session_free(sc.sess);
-	kb_mlink_cancel(&sc.link);
-	icpts_clear();
-	kb_listener_free(sc.listener);
-	if (sc.retry)
-		event_free(sc.retry);
-	sc_renewal_free(sc.renewal);
-	if (sc.renew_timer)
-		event_free(sc.renew_timer);
-	hp_proxy_free(sc.hp);
+		if (sc->sigs[i])
+			event_free(sc->sigs[i]);
+	if (sc->sess)
+		kb_session_free(sc->sess);
+	kb_mlink_cancel(&sc->link);
+	icpts_clear(sc);
+	kb_listener_free(sc->listener);
+	if (sc->retry)
+		event_free(sc->retry);
+	sc_renewal_free(sc->renewal);
+	if (sc->renew_timer)
+		event_free(sc->renew_timer);
+	hp_proxy_free(sc->hp);
 	hp_fini();
 	/* The session's connection closes once flushed (kb_session_free): let
 	 * it, for at most TEARDOWN_DRAIN_MS. */
-	if (sc.base) {
+	if (sc->base) {
 		struct timeval tv = { 0, TEARDOWN_DRAIN_MS * 1000 };
 
-		event_base_loopexit(sc.base, &tv);
-		event_base_dispatch(sc.base);
-		event_base_free(sc.base);
+		event_base_loopexit(sc->base, &tv);
+		event_base_dispatch(sc->base);
+		event_base_free(sc->base);
 	}
-	SSL_CTX_free(sc.ctx);
-	kb_profile_free(&sc.profile);
+	/* After the loop: a join ending while it drained gave its place back. */
+	kb_srccap_free(sc->srccap);
+	SSL_CTX_free(sc->ctx);
+	kb_profile_free(&sc->profile);
 }
 
 int
 cmd_sidecar(int argc, char **argv)
 {
+	struct sidecar *sc;
 	struct sc_opts o;
 	char err[300];
 	int rc;
 
-	memset(&sc, 0, sizeof(sc));
-	if ((rc = sc_parse(argc, argv, &o)) >= 0)
+	if ((sc = calloc(1, sizeof(*sc))) == NULL) {
+		fprintf(stderr, "kbridge-agent: out of memory\n");
+		return 1;
+	}
+	if ((rc = sc_parse(sc, argc, argv, &o)) >= 0) {
+		free(sc);
 		return rc;
-	if ((rc = sc_setup(&o, err, sizeof(err))) == 0)
-		sc_run(&o);
+	}
+	if ((rc = sc_setup(sc, &o, err, sizeof(err))) == 0)
+		sc_run(sc, &o);
 	else
 		fprintf(stderr, "kbridge-agent: %s\n", err);
-	sc_teardown();
+	sc_teardown(sc);
+	free(sc);
 	return rc == 0 ? 0 : 1;
 }

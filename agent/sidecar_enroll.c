@@ -336,7 +336,13 @@ sidecar_enroll(const char *hostport, const char *token_file, const char *ca_pem,
 	return rc;
 }
 
-/* ---- renewal in a thread ---- */
+/* ---- renewal in a thread ----
+ *
+ * The thread runs sidecar_enroll() only, on the strings it was given
+ * (borrowed, read-only while it runs) and into this struct's result
+ * fields; the loop reads those only after pthread_join() in renew_done()
+ * or sc_renewal_free(). agent/sidecar.h says what the sidecar shares with
+ * it and why sendmany's per-thread ring is not involved. */
 
 struct sc_renewal {
 	const char *hostport, *token_file, *ca_pem, *manager;

@@ -402,3 +402,123 @@ kb_pool_count(const struct kb_pool *p)
 {
 	return p->n;
 }
+
+/* --- open connections per source address --- */
+
+#define SRC_BUCKETS 1024
+
+struct kb_src {
+	LIST_ENTRY(kb_src) link;
+	struct kb_srccap *cap;
+	uint8_t src[16];
+	size_t n;
+};
+
+LIST_HEAD(kb_srclist, kb_src);
+
+struct kb_srccap {
+	struct kb_srclist bucket[SRC_BUCKETS];
+	size_t max_per_src;
+	uint32_t seed;		/* so that a client cannot pick colliding addresses */
+};
+
+static struct kb_srclist *
+src_bucket(struct kb_srccap *c, const uint8_t src[16])
+{
+	uint32_t h = 2166136261u ^ c->seed;
+	int i;
+
+	for (i = 0; i < 16; i++)
+		h = (h ^ src[i]) * 16777619u;
+	h ^= h >> 15;
+	return &c->bucket[h % SRC_BUCKETS];
+}
+
+static struct kb_src *
+src_find(const struct kb_srccap *c, const uint8_t src[16])
+{
+	struct kb_src *s;
+
+	LIST_FOREACH(s, src_bucket((struct kb_srccap *)c, src), link)
+		if (!memcmp(s->src, src, 16))
+			return s;
+	return NULL;
+}
+
+struct kb_srccap *
+kb_srccap_new(size_t max_per_src)
+{
+	struct kb_srccap *c;
+	char seed[9];
+	size_t i;
+
+	if ((c = calloc(1, sizeof(*c))) == NULL)
+		return NULL;
+	for (i = 0; i < SRC_BUCKETS; i++)
+		LIST_INIT(&c->bucket[i]);
+	c->max_per_src = max_per_src ? max_per_src : 1;
+	if (kb_random_hex(seed, 4) == 0)
+		c->seed = (uint32_t)strtoul(seed, NULL, 16);
+	return c;
+}
+
+void
+kb_srccap_free(struct kb_srccap *c)
+{
+	struct kb_src *s;
+	size_t i;
+
+	if (c == NULL)
+		return;
+	for (i = 0; i < SRC_BUCKETS; i++)
+		while ((s = LIST_FIRST(&c->bucket[i])) != NULL) {
+			LIST_REMOVE(s, link);
+			free(s);
+		}
+	free(c);
+}
+
+struct kb_src *
+kb_srccap_take(struct kb_srccap *c, const struct sockaddr *sa)
+{
+	uint8_t src[16];
+	struct kb_src *s;
+
+	src_of(sa, src);
+	if ((s = src_find(c, src)) != NULL) {
+		if (s->n >= c->max_per_src) {
+			errno = EUSERS;
+			return NULL;
+		}
+		s->n++;
+		return s;
+	}
+	if ((s = calloc(1, sizeof(*s))) == NULL) {
+		errno = ENOMEM;
+		return NULL;
+	}
+	s->cap = c;
+	memcpy(s->src, src, 16);
+	s->n = 1;
+	LIST_INSERT_HEAD(src_bucket(c, src), s, link);
+	return s;
+}
+
+void
+kb_src_release(struct kb_src *s)
+{
+	if (s == NULL || --s->n > 0)
+		return;
+	LIST_REMOVE(s, link);
+	free(s);
+}
+
+size_t
+kb_srccap_count(const struct kb_srccap *c, const struct sockaddr *sa)
+{
+	uint8_t src[16];
+	const struct kb_src *s;
+
+	src_of(sa, src);
+	return (s = src_find(c, src)) != NULL ? s->n : 0;
+}

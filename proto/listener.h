@@ -85,4 +85,25 @@ void kb_pool_add(struct kb_pool *p, struct kb_pool_entry *e, const struct sockad
 void kb_pool_remove(struct kb_pool_entry *e);
 size_t kb_pool_count(const struct kb_pool *p);
 
+/* Open connections per source address: at most max_per_src at once from
+ * one address (IPv4 mapped into IPv6, as in the pool). A connection takes
+ * a place when accepted and releases it when it is closed; over the cap
+ * the caller closes the new one at once (and says so with
+ * kb_listener_refused). Addresses are kept only while they hold a place,
+ * so the table is bounded by the open connections. */
+struct kb_srccap;
+struct kb_src;
+
+/* NULL when out of memory. max_per_src 0 is taken as 1. */
+struct kb_srccap *kb_srccap_new(size_t max_per_src);
+/* With places still held: they go too (a kb_src_release after is wrong). */
+void kb_srccap_free(struct kb_srccap *c);
+/* A place for a connection from sa, or NULL with errno: EUSERS when sa
+ * holds max_per_src already, ENOMEM. */
+struct kb_src *kb_srccap_take(struct kb_srccap *c, const struct sockaddr *sa);
+/* Give the place back; NULL is fine. */
+void kb_src_release(struct kb_src *s);
+/* How many places sa holds (tests). */
+size_t kb_srccap_count(const struct kb_srccap *c, const struct sockaddr *sa);
+
 #endif

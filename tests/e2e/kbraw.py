@@ -10,6 +10,14 @@ daemon's profile, but sends what a hostile or broken daemon would.
   kbraw.py PROFILE control JSON                one control request (its "id"
                                                is 1), as a daemon would not
                                                send it; its result is "result"
+  kbraw.py PROFILE goaway ADDR:PORT            one DIAL stream, kept open; once
+                                               accepted, GOAWAY; on the
+                                               manager's GOAWAY a DIAL on a new
+                                               stream and a second session of
+                                               the same identity, which says
+                                               GOAWAY (no stream open) once the
+                                               first has closed. Times are
+                                               seconds after our GOAWAY
 
 Waits (answering PINGs) until every stream or request is answered, at most
 --wait seconds, then prints one JSON object: what came back, and the
@@ -138,6 +146,66 @@ class Peer:
             self.pump()
 
 
+def goaway(peer, profile, dst):
+    addr, port = dst.rsplit(":", 1)
+    res = {"accepted": False, "resets": {}}
+
+    def on_frame(t, sid, pl):
+        if t == ACCEPT and sid == 1:
+            res["accepted"] = True
+        elif t == RESET:
+            res["resets"][str(sid)] = [pl[0], pl[1:].decode(errors="replace")]
+    peer.on_frame = on_frame
+    peer.send(open_dial(1, addr, int(port)))
+    peer.run(lambda: res["accepted"] or res["resets"])
+    if not res["accepted"]:
+        return res
+    peer.send(frame(GOAWAY, 0, struct.pack(">IB", 0, 0) + b"kbraw leaving"))
+    while peer.out and not peer.closed:
+        peer.pump(0.01)
+    t0 = time.monotonic()
+    second = None
+    end = t0 + peer.wait
+    while not peer.closed and time.monotonic() < end:
+        peer.pump(0.01)
+        if peer.goaway is not None and "t_goaway" not in res:
+            res["t_goaway"] = time.monotonic() - t0
+            res["goaway"] = peer.goaway
+            peer.send(open_dial(3, addr, int(port)))
+            second = Peer(profile, peer.wait)
+            second.send(frame(HELLO, 0, json.dumps({"proto": 1, "role": "daemon",
+                                                     "software": "kbraw",
+                                                     "namespace": "default"}).encode()))
+        if second is not None:
+            second.pump(0.01)
+            if second.hello is not None and "t_second_hello" not in res:
+                res["t_second_hello"] = time.monotonic() - t0
+    res["closed"] = peer.closed
+    res["t_closed"] = time.monotonic() - t0
+    if second is None:
+        return res
+    end = time.monotonic() + 5
+    while second.hello is None and not second.closed and time.monotonic() < end:
+        second.pump(0.05)
+    res["second_hello"] = second.hello is not None
+    if "t_second_hello" not in res and second.hello is not None:
+        res["t_second_hello"] = time.monotonic() - t0
+    res["second_refused"] = second.goaway
+    if second.hello is None:
+        return res
+    second.send(frame(GOAWAY, 0, struct.pack(">IB", 0, 0) + b"kbraw leaving"))
+    while second.out and not second.closed:
+        second.pump(0.01)
+    t1 = time.monotonic()
+    end = t1 + 5
+    while not second.closed and time.monotonic() < end:
+        second.pump(0.01)
+    res["second_goaway"] = second.goaway
+    res["second_closed"] = second.closed
+    res["second_t_closed"] = time.monotonic() - t1
+    return res
+
+
 def main():
     args = sys.argv[1:]
     wait, hold = 30.0, None
@@ -241,6 +309,9 @@ def main():
         msg = dict(json.loads(args[2]), id=1)
         peer.send(frame(CONTROL, 0, json.dumps(msg).encode()))
         peer.run(lambda: "result" in res)
+    elif cmd == "goaway":
+        print(json.dumps(goaway(peer, profile, args[2]), sort_keys=True))
+        return 0
     else:
         raise SystemExit("kbraw: unknown command " + cmd)
     res["hello_early_data"] = peer.hello.get("early_data")

@@ -12,7 +12,12 @@
 #     that id only;
 #   - quit ends the daemon's intercepts at once (callers get the app, not 502);
 #   - the same identity from a second workstation is refused unless
-#     'connect --replace', and both workstations' status tell the truth.
+#     'connect --replace', and both workstations' status tell the truth;
+#   - a daemon that says goaway (kbraw.py, a raw protocol peer, as bob) gets
+#     the manager's goaway at once, a new stream is refused, its session ends
+#     after the 2 s linger while a stream is open (at once with none), and
+#     its identity is free at once: a second session of it is accepted while
+#     the first still lingers.
 #
 # alice works in namespace ws, bob in bob. Every [[ ]] is an assertion (set -e).
 set -euo pipefail
@@ -168,6 +173,20 @@ sleep 2
 [[ $(alice status --output json | json "print(j['state'])") == disconnected ]]
 [[ $(bob status --output json | json "print(j['state'])") == connected ]]
 ok "connect --replace takes over: the first workstation's status says it was replaced (and stays down), its intercepts ended; the second is connected"
+
+# --- goaway: the manager answers with its own; the identity is free at once
+out=$(pg bob python3 "$here/kbraw.py" --wait 8 "$STATE/bob.json" goaway 10.244.1.10:80)
+echo "  $out" >&2
+json "
+r = j
+assert r['accepted'] and r['goaway'] == 'goodbye' and r['t_goaway'] < 1.0, r
+assert r['resets']['3'][0] == 7, r  # a stream opened after it: the session is going away
+assert r['closed'] and 1.5 <= r['t_closed'] <= 4.0, r  # the 2 s linger, stream 1 open
+assert r['second_hello'] and r['t_second_hello'] < r['t_closed'], r
+assert r['second_goaway'] == 'goodbye' and r['second_closed'] and r['second_t_closed'] < 1.0, r
+" <<<"$out"
+grep -q "session bob from [0-9.]*:[0-9]* leaving: kbraw leaving" "$STATE/manager.log"
+ok "goaway: the manager answers with its goaway at once, refuses a new stream, ends the session after its 2 s linger with a stream open (at once with none); a second session of the identity is accepted during the linger"
 
 if [[ -n ${KB_SAN:-} ]]; then
 	no grep -E "ERROR: (Address|Leak)Sanitizer|runtime error:" "$STATE"/*.log "$STATE"/*/*.log

@@ -6,6 +6,9 @@
 
 #include "control.h"
 
+/* The fuzzer's sidecar (cmd_sidecar() would allocate it). */
+static struct sidecar fz_sc;
+
 /* A reconnect (the retry timer fired) stays pending until the input ends. */
 void
 fz_sidecar_dial(struct kb_mlink *l)
@@ -16,11 +19,11 @@ fz_sidecar_dial(struct kb_mlink *l)
 static void
 s_setup(struct event_base *base)
 {
-	sc.base = base;
-	sc.workload = "web";
-	sc.ns = "default";
-	sc.protocol = "http";
-	if ((sc.retry = evtimer_new(base, retry, NULL)) == NULL)
+	fz_sc.base = base;
+	fz_sc.workload = "web";
+	fz_sc.ns = "default";
+	fz_sc.protocol = "http";
+	if ((fz_sc.retry = evtimer_new(base, retry, &fz_sc)) == NULL)
 		abort();
 }
 
@@ -30,9 +33,9 @@ s_start(int i, int fd)
 	struct kb_conn *conn;
 
 	(void)i;
-	if ((conn = kb_conn_new(sc.base, fd, NULL, 1)) == NULL ||
-	    (sc.sess = kb_session_new(conn, 1, &session_cbs, NULL)) == NULL ||
-	    kb_session_send_hello(sc.sess, link_hello(NULL)) < 0)
+	if ((conn = kb_conn_new(fz_sc.base, fd, NULL, 1)) == NULL ||
+	    (fz_sc.sess = kb_session_new(conn, 1, &session_cbs, &fz_sc)) == NULL ||
+	    kb_session_send_hello(fz_sc.sess, link_hello(&fz_sc)) < 0)
 		abort();
 }
 
@@ -43,24 +46,24 @@ s_poke(void)
 	size_t i;
 
 	/* What the proxy looks up for each request. */
-	for (i = 0; i < sc.nicpts; i++)
-		if ((ic = icpt_by_key(sc.icpts[i].key)) == NULL || ic->key != sc.icpts[i].key ||
-		    strlen(ic->id) > KB_OPEN_REF_MAX)
+	for (i = 0; i < fz_sc.nicpts; i++)
+		if ((ic = icpt_by_key(&fz_sc, fz_sc.icpts[i].key)) == NULL ||
+		    ic->key != fz_sc.icpts[i].key || strlen(ic->id) > KB_OPEN_REF_MAX)
 			abort();
-	(void)icpt_global();
+	(void)icpt_global(&fz_sc);
 }
 
 static int
 s_ended(void)
 {
-	return sc.sess == NULL;
+	return fz_sc.sess == NULL;
 }
 
 static void
 s_finish(void)
 {
-	evtimer_del(sc.retry);
-	if (sc.nicpts)
+	evtimer_del(fz_sc.retry);
+	if (fz_sc.nicpts)
 		abort();
 }
 

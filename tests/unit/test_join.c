@@ -81,7 +81,7 @@ main(void)
 	tcp_pair(&x1, &y1);
 	tcp_pair(&x2, &y2);
 	ok(!nodelay(y1) && !nodelay(y2));
-	ok(join_start(base, y1, y2) == 0);
+	ok(join_start(base, y1, y2, NULL, NULL) == 0);
 	ok(nodelay(y1) && nodelay(y2));
 
 	/* A small exchange both ways. */

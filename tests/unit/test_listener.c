@@ -3,7 +3,9 @@
  * and accepts the waiting connections once descriptors are free again;
  * refusals are logged once per interval; the pool of untrusted connections
  * keeps its caps (per address, in all) by closing the oldest, and closes
- * entries past the deadline; the open-files limit is raised to the hard one. */
+ * entries past the deadline; the open-files limit is raised to the hard one;
+ * the count of open connections per address holds its cap, an address
+ * mapped to IPv6 is the same one, and a place given back is free again. */
 #include "../../proto/listener.c"
 
 #include <fcntl.h>
@@ -275,6 +277,41 @@ test_nofile(void)
 	ok(low.rlim_cur == rl.rlim_max);
 }
 
+/* At most 3 open from one address; others unaffected; a released place
+ * is taken again; an address without places is forgotten. */
+static void
+test_srccap(void)
+{
+	struct sockaddr_in a = addr("192.0.2.1"), b = addr("192.0.2.2");
+	struct sockaddr_in6 a6 = { .sin6_family = AF_INET6 };
+	struct kb_src *s[8];
+	struct kb_srccap *c = kb_srccap_new(3);
+	int i;
+
+	ok(c != NULL);
+	inet_pton(AF_INET6, "::ffff:192.0.2.1", &a6.sin6_addr);
+	for (i = 0; i < 3; i++)
+		ok((s[i] = kb_srccap_take(c, (struct sockaddr *)&a)) != NULL);
+	errno = 0;
+	ok(kb_srccap_take(c, (struct sockaddr *)&a) == NULL && errno == EUSERS);
+	ok(kb_srccap_take(c, (struct sockaddr *)&a6) == NULL && errno == EUSERS);
+	ok(kb_srccap_count(c, (struct sockaddr *)&a) == 3);
+	ok((s[3] = kb_srccap_take(c, (struct sockaddr *)&b)) != NULL);
+	ok(kb_srccap_count(c, (struct sockaddr *)&b) == 1);
+	kb_src_release(s[1]);
+	ok(kb_srccap_count(c, (struct sockaddr *)&a) == 2);
+	ok((s[1] = kb_srccap_take(c, (struct sockaddr *)&a6)) != NULL);
+	ok(kb_srccap_take(c, (struct sockaddr *)&a) == NULL);
+	for (i = 0; i < 4; i++)
+		kb_src_release(s[i]);
+	kb_src_release(NULL);
+	ok(kb_srccap_count(c, (struct sockaddr *)&a) == 0);
+	ok(kb_srccap_count(c, (struct sockaddr *)&b) == 0);
+	/* Places still held when it goes: freed with it (ASan: no leak). */
+	ok(kb_srccap_take(c, (struct sockaddr *)&b) != NULL);
+	kb_srccap_free(c);
+}
+
 int
 main(void)
 {
@@ -287,6 +324,7 @@ main(void)
 	test_adopt();
 	test_pool();
 	test_pool_quiet();
+	test_srccap();
 	test_nofile();
 	event_base_free(base);
 	return ok_done();
