@@ -211,9 +211,10 @@ for ip in "${inj_ips[@]}"; do [[ ! -e /run/netns/$KB_PG-p${ip##*.} ]]; done
 ok "uninstall --agents: pods without the sidecar replace the injected ones (whose namespaces are gone); the Service reaches the app on port 8080"
 
 mapfile -t left < <(ls "$STATE"/runpods/ | grep -x 'p[0-9]*')
-((${#left[@]} == 3))
+# hello's two and odd's (which holds an address, not run)
+eq "${#left[@]}" 3
 kill "$follower"; wait "$follower" 2>/dev/null || true; follower=
 for d in "${left[@]}"; do [[ ! -e /run/netns/$KB_PG-$d ]]; done
-no ip netns list | grep -q "^$KB_PG-p"
-[[ -z $(ls "$STATE"/runpods/ | grep -x 'p[0-9]*') && -z $(ls "$STATE"/runpods/ | grep follower) ]]
+eq "$(ip netns list | grep "^$KB_PG-p" || true)" ""
+eq "$(ls "$STATE"/runpods/)" gone
 ok "the follower stopped: its pods' processes and namespaces are gone"
