@@ -215,11 +215,13 @@ class Runner:
         for kind, name, argv, mounts, ro, ports in plan:
             p = self.spawn(rp, name, argv, mounts, ro)
             if kind == "init":
+                rp.procs[name] = p  # (killed with the pod if the follower stops now)
                 try:
                     rc = p.wait(timeout=60)
                 except subprocess.TimeoutExpired:
                     self.kill([p])
                     raise RuntimeError("init container %s: still running after 60 s" % name)
+                del rp.procs[name]
                 if rc != 0:
                     raise RuntimeError("init container %s exited %d (log %s)" % (name, rc, self.log(rp, name)))
             else:

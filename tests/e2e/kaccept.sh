@@ -68,10 +68,16 @@ spec:
   template:
     metadata: {labels: {app: hello}}
     spec:
+      initContainers:
+      - name: prep
+        image: ghcr.io/kbridge/kbridge-agent:0.1.0
+        command: [kbridge-agent, --help]
+        securityContext: {runAsUser: 0, capabilities: {drop: [ALL], add: [NET_ADMIN]}}
       containers:
       - name: app
         image: playground.kbridge.dev/hello:1
         ports: [{name: http, containerPort: 8080}]
+        securityContext: {runAsUser: 0, capabilities: {drop: [ALL], add: [NET_ADMIN]}}
 ---
 apiVersion: v1
 kind: Service
@@ -117,13 +123,18 @@ for l in "${P[@]}"; do
 	[[ $ip == 10.244.3.* && $cs == app && -e /run/netns/$nsn && $nsn == "$KB_PG-p"* ]] || { echo "$l"; exit 1; }
 	names+=("$nm") ips+=("$ip") nss+=("$nsn")
 	[[ $(get "http://$ip:8080/") == "hello from $nm" ]]
-	# a process in that namespace, as the pod's user, host name the pod's
-	pid=$(ip netns pids "$nsn" | head -n1)
-	[[ $(stat -c %u "/proc/$pid") == 65534 ]]
+	# one process in that namespace: root with NET_ADMIN (1 << 12) alone,
+	# the pod's name as host name
+	pid=$(ip netns pids "$nsn")
+	[[ $pid =~ ^[0-9]+$ && $(stat -c %u "/proc/$pid") == 0 ]]
+	eq "$(awk '$1 == "CapEff:" || $1 == "CapBnd:" {print $2}' "/proc/$pid/status" | sort -u)" 0000000000001000
+	eq "$(nsenter -t "$pid" -u hostname)" "$nm"
 	[[ $(ip netns exec "$nsn" ip -4 route show default) == "" ]]
+	# its init container ran first, to the end
+	grep -q "^usage: kbridge-agent" "$STATE/runpods/p${ip##*.}/prep.log"
 done
 first_ns=("${nss[@]}")
-ok "hello's 2 replicas run: each in its own namespace (10.244.3.0/24, no default route) as nobody, Ready once listening, answering with its pod name"
+ok "hello's 2 replicas run: its init container, then the app in its own namespace (10.244.3.0/24, no default route) as root with NET_ADMIN only, Ready once listening, answering with its pod name"
 
 odd_line() { grep -E "^follow-deployments: pod default/odd-[a-z0-9-]+: not run: image 'nginx:1.27' is not one the playground runs" "$STATE/follow.log"; }
 poll 100 odd_line
