@@ -29,7 +29,8 @@ than playground-pod.py's, an unsupported volume or field, a failed init
 container) is left Pending with annotation playground.kbridge.dev/not-run
 and one warning line. A Pod deleted (or gone) has its processes killed (its
 process groups, by PID), its namespace deleted; all of them when the
-follower stops. Services: sync-services runs when a run Pod's readiness
+follower stops, which deletes their Pods too (no process serves them; a
+follower started later makes new ones). Services: sync-services runs when a run Pod's readiness
 changes or one goes. Not emulated: probes, restarts, resources, hairpin
 DNAT to a pod's own Service, volumes other than those above.
 """
@@ -426,6 +427,13 @@ class Runner:
         os.rename(rp.dir, dest)
 
     def stop_all(self):
+        # no process will serve them: the Pods go (a follower started
+        # later makes and runs new ones)
+        byns = {}
+        for rp in self.pods.values():
+            byns.setdefault(rp.ns, []).append(rp.name)
+        for ns, names in byns.items():
+            self.kubectl(self.cmd, "-n", ns, "delete", "pod", *names, "--wait=false", "--ignore-not-found")
         for rp in list(self.pods.values()):
             try:
                 self.stop(rp)

@@ -228,4 +228,21 @@ kill "$follower"; wait "$follower" 2>/dev/null || true; follower=
 for d in "${left[@]}"; do [[ ! -e /run/netns/$KB_PG-$d ]]; done
 eq "$(ip netns list | grep "^$KB_PG-p" || true)" ""
 eq "$(ls "$STATE"/runpods/)" gone
-ok "the follower stopped: its pods' processes and namespaces are gone"
+no_pods() { [[ -z $(adm get pods -l app=hello -o name) ]]; }
+poll 100 no_pods
+ok "the follower stopped: its pods' processes and namespaces are gone, and their Pods (nothing serves them)"
+
+# again, then scripts/playground down while it runs
+"$PG" follow-deployments --run 300 default 2>>"$STATE/follow.log" &
+follower=$!
+two() { mapfile -t P < <(pods); ((${#P[@]} == 2)) && rolled hello 2 && [[ $(get "http://$cip/") == "hello from "* ]]; }
+poll 300 two
+pids=()
+for l in "${P[@]}"; do read -r _ _ nsn _ <<<"$l"; pids+=($(ip netns pids "$nsn")); done
+((${#pids[@]} == 2))
+"$PG" down >/dev/null
+for p in "$follower" "${pids[@]}"; do [[ ! -e /proc/$p ]] || [[ $(awk '/^State:/{print $2}' "/proc/$p/status") == Z ]]; done
+wait "$follower" 2>/dev/null || true; follower=
+eq "$(ip netns list | grep "^$KB_PG-" || true)" ""
+[[ -z $(ls -d /etc/netns/"$KB_PG"-* 2>/dev/null) ]]
+ok "a new follower runs new pods; scripts/playground down ends it, its pods' processes and namespaces"
