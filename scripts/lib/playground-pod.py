@@ -99,7 +99,7 @@ def argv_of(c, kbbin, env):
                  "playground.kbridge.dev/hello)" % c.get("image"))
 
 
-def caps_of(csc, root):
+def caps_of(csc):
     cap = csc.get("capabilities", {})
     norm = lambda v: {x.lower()[4:] if x.upper().startswith("CAP_") else x.lower() for x in v}
     for x in cap.get("add", []) + cap.get("drop", []):
@@ -131,7 +131,7 @@ def privileges(pod, c, kind):
     priv += ["--groups=" + ",".join(str(g) for g in groups)] if groups else ["--clear-groups"]
     if csc.get("allowPrivilegeEscalation") is False:
         priv.append("--no-new-privs")
-    caps = caps_of(csc, uid == 0)
+    caps = caps_of(csc)
     if caps is not None:
         bound = ",".join(["-all"] + ["+" + x for x in caps])
         priv += ["--inh-caps=-all", "--bounding-set=" + bound]

@@ -181,6 +181,9 @@ poll 100 slice_is "${ips[*]}" 9901
 slice_is "${ips[*]}" 9901
 ok "intercept: the webhook's pods replace the first ones (theirs gone), each sidecar runs and registered; hello's EndpointSlice: both, port 9901 (http is the sidecar's now)"
 
+# (node's DNAT follows the slice within the same sync)
+to_alice() { [[ $(get -H 'x-dev: alice' "http://$cip/") == "alice local: GET /" ]]; }
+poll 50 to_alice
 for ip in "${ips[@]}"; do
 	eq "$(get -H 'x-dev: alice' "http://$ip:9901/direct")" "alice local: GET /direct"
 	[[ $(get "http://$ip:9901/") == "hello from "* ]]
@@ -216,6 +219,8 @@ ips=()
 for l in "${P[@]}"; do read -r _ ip _ <<<"$l"; ips+=("$ip"); done
 poll 100 slice_is "${ips[*]}" 8080
 slice_is "${ips[*]}" 8080
+to_new() { [[ " ${names[*]} " == *" $(get "http://$cip/" | sed 's/^hello from //') "* ]]; }
+poll 50 to_new
 both_apps -H 'x-dev: alice' "http://$cip/"
 both_apps http://hello.default.svc.cluster.local/
 for ip in "${inj_ips[@]}"; do [[ ! -e /run/netns/$KB_PG-p${ip##*.} ]]; done
