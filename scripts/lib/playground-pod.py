@@ -83,6 +83,9 @@ def argv_of(c, kbbin, env):
     kind = image_kind(c.get("image"))
     args = [expand(a, env) for a in c.get("args", [])]
     if kind == "kbridge":
+        # the image's ENTRYPOINT and CMD (agent/Containerfile)
+        if not c.get("command") and not args:
+            args = ["--help"]
         cmd = [expand(a, env) for a in c.get("command") or ["kbridge-agent"]]
         prog = cmd[0][len("/usr/local/bin/"):] if cmd[0].startswith("/usr/local/bin/") else cmd[0]
         if prog not in KB_PROGS:

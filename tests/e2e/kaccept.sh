@@ -153,7 +153,9 @@ poll 100 serves
 both_apps "http://$cip/"
 both_apps http://hello.default.svc.cluster.local/
 both_apps http://hello/
-ok "Service hello (named targetPort http): the cluster IP, hello.default.svc.cluster.local and hello reach both pods"
+# the pods' own resolver (cluster DNS, search default.svc.cluster.local ...)
+[[ $(ip netns exec "${nss[0]}" getent hosts hello) == "$cip "*" hello.default.svc.cluster.local" ]]
+ok "Service hello (named targetPort http): the cluster IP, hello.default.svc.cluster.local and hello reach both pods; a run pod resolves hello"
 
 out=$(kb intercept hello --port "$L" --http-header x-dev=alice --wait-timeout 90 2>&1) ||
 	{ echo "$out"; exit 1; }
