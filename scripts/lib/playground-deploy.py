@@ -10,11 +10,15 @@ Deployment) is made if missing, and gets spec.replicas Pods from the template
 which reports them Running and every container ready); the Pods of its other
 ReplicaSets are deleted and those scaled to 0, as after a rollout; the
 Deployment's status (replicas, readyReplicas, updatedReplicas) is written.
-Limits: no Pod runs a process (kwok gives them its own IPs, which no
-network namespace serves); no surge or rolling pace (everything at once);
-StatefulSets and bare ReplicaSets are not followed. Stops after SECONDS.
-The kubectl command to use follows "--" (the admin's, in node)."""
-import hashlib, json, subprocess, sys, time
+Without --run no Pod runs a process (kwok gives them its own IPs, which no
+network namespace serves). With --run (env PG_RUN=1, set by
+scripts/lib/playground-deploy.bash), each Pod made is also run as a kubelet
+would (playground-run.py says how), and becomes Ready only once its
+containers listen. Limits: no surge or rolling pace (everything at once);
+StatefulSets and bare ReplicaSets are not followed. Stops after SECONDS (or
+on SIGTERM; with --run, its pods' processes and namespaces go too). The
+kubectl command to use follows "--" (the admin's, in node)."""
+import hashlib, json, os, signal, subprocess, sys, time
 
 NODE = "playground-node"
 
@@ -41,11 +45,13 @@ def ready(p):
                for c in p.get("status", {}).get("conditions", []))
 
 
-def reconcile(cmd, ns):
+def reconcile(cmd, ns, runner):
     out = kubectl(cmd, "-n", ns, "get", "deployments,replicasets,pods", "-o", "json")
     if out is None:
         return
     items = json.loads(out)["items"]
+    if runner:
+        runner.check(ns, [p for p in items if p["kind"] == "Pod"])
     deps = [o for o in items if o["kind"] == "Deployment"]
     for d in deps:
         d["kind"] = "Deployment"
@@ -79,7 +85,10 @@ def reconcile(cmd, ns):
                                 "annotations": rt["metadata"].get("annotations", {}),
                                 "ownerReferences": owner(rs)},
                    "spec": dict(rt["spec"], nodeName=NODE)}
-            kubectl(cmd, "create", "-o", "name", "-f", "-", stdin=json.dumps(pod))
+            if runner:
+                runner.create(pod)
+            else:
+                kubectl(cmd, "create", "-o", "name", "-f", "-", stdin=json.dumps(pod))
         for p in mine[want:]:
             kubectl(cmd, "-n", ns, "delete", "pod", p["metadata"]["name"], "--wait=false", "--ignore-not-found")
         for old in rss:
@@ -104,10 +113,22 @@ def main():
     sep = args.index("--")
     seconds, namespaces, cmd = float(args[0]), args[1:sep], args[sep + 1:]
     end = time.monotonic() + seconds
-    while time.monotonic() < end:
-        for ns in namespaces:
-            reconcile(cmd, ns)
-        time.sleep(0.5)
+    runner = None
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    signal.signal(signal.SIGINT, lambda *_: sys.exit(0))
+    if os.environ.get("PG_RUN") == "1":
+        sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+        runner = __import__("playground-run").Runner(cmd, kubectl)
+    try:
+        while time.monotonic() < end:
+            for ns in namespaces:
+                reconcile(cmd, ns, runner)
+            if runner:
+                runner.sync_services(namespaces)
+            time.sleep(0.5)
+    finally:
+        if runner:
+            runner.stop_all()
 
 
 if __name__ == "__main__":

@@ -42,6 +42,7 @@ K8S_NODE_IP=10.244.0.1
 K8S_SVC_IP=10.96.0.1
 K8S_POD_IP_KEY=playground.kbridge.dev/pod-ip
 K8S_NETNS_KEY=playground.kbridge.dev/netns
+K8S_STARTING_KEY=playground.kbridge.dev/starting
 declare -A K8S_POD_NAME=([mgr]=kbridge-manager [web]=web [api]=api [echo]=echo
 	[cart]=cart)
 # Service and container port names
@@ -197,7 +198,9 @@ k8s_kwok_stages() {
 	awk -v RS='\n---\n' -v ORS='\n---\n' '!/\n  name: pod-ready\n/' "$K8S_BIN/../kwok-stages.yaml"
 	cat <<'EOF'
 # kwok's pod-ready (kustomize/stage/pod/fast/pod-ready.yaml), but the pod IP
-# is the annotation playground.kbridge.dev/pod-ip when the pod has it
+# is the annotation playground.kbridge.dev/pod-ip when the pod has it, and a
+# pod with the annotation playground.kbridge.dev/starting (follow-deployments
+# --run, until its containers listen on their ports) stays Pending
 apiVersion: kwok.x-k8s.io/v1alpha1
 kind: Stage
 metadata:
@@ -209,6 +212,8 @@ spec:
   selector:
     matchExpressions:
     - key: '.metadata.deletionTimestamp'
+      operator: 'DoesNotExist'
+    - key: '.metadata.annotations["playground.kbridge.dev/starting"]'
       operator: 'DoesNotExist'
     - key: '.status.phase'
       operator: 'In'
@@ -708,63 +713,9 @@ PY
 	printf '%s' "$kns" >"$dir/serviceaccount/namespace"
 	chmod 644 "$dir/serviceaccount/"*
 	# the container's user, environment and command line
-	python3 - "$dir" "$KB_BIN" "$K8S_SVC_IP" "${POD_IP[$node]}" "$K8S_NODE_IP" <<'PY' ||
-import json, re, sys
-d, kbbin, svcip, podip, hostip = sys.argv[1:]
-pod = json.load(open(d + "/pod.json.created"))
-spec, meta = pod["spec"], pod["metadata"]
-def fail(m):
-	sys.stderr.write("playground: run-pod: " + m + "\n"); sys.exit(1)
-if len(spec["containers"]) != 1 or spec.get("initContainers"):
-	fail("only pods with one container run here")
-c = spec["containers"][0]
-psc, csc = spec.get("securityContext", {}), c.get("securityContext", {})
-uid = csc.get("runAsUser", psc.get("runAsUser"))
-gid = csc.get("runAsGroup", psc.get("runAsGroup", uid))
-if uid is None:
-	fail("no runAsUser: the image's user is not known here")
-if csc.get("runAsNonRoot", psc.get("runAsNonRoot")) and uid == 0:
-	fail("runAsNonRoot with runAsUser 0: a kubelet refuses to start it")
-fields = {"metadata.name": meta["name"], "metadata.namespace": meta["namespace"],
-	"metadata.uid": meta["uid"], "spec.nodeName": spec["nodeName"],
-	"spec.serviceAccountName": spec.get("serviceAccountName", "default"),
-	"status.podIP": podip, "status.hostIP": hostip}
-env = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-	"HOSTNAME": meta["name"], "HOME": "/",
-	"KUBERNETES_SERVICE_HOST": svcip, "KUBERNETES_SERVICE_PORT": "443",
-	"KUBERNETES_SERVICE_PORT_HTTPS": "443"}
-expand = lambda s: re.sub(r"\$\$|\$\(([A-Za-z_][A-Za-z0-9_]*)\)",
-	lambda m: "$" if m.group(0) == "$$" else env.get(m.group(1), m.group(0)), s)
-for e in c.get("env", []):
-	if "value" in e:
-		env[e["name"]] = expand(e["value"])
-	elif "fieldRef" in e.get("valueFrom", {}):
-		p = e["valueFrom"]["fieldRef"]["fieldPath"]
-		if p not in fields:
-			fail("env %s: fieldRef %s is not supported here" % (e["name"], p))
-		env[e["name"]] = fields[p]
-	else:
-		fail("env %s: only value and fieldRef are supported here" % e["name"])
-env["KB_SERVICEACCOUNT_DIR"] = d + "/serviceaccount"
-cmd = c.get("command") or ["kbridge-agent"]
-if cmd[0] not in ("kbridge-agent", "/usr/local/bin/kbridge-agent"):
-	fail("command %r: the playground runs only the kbridge-agent image" % cmd[0])
-argv = [kbbin + "/kbridge-agent"] + [expand(a) for a in cmd[1:] + c.get("args", [])]
-priv = ["setpriv", "--reuid=%d" % uid, "--regid=%d" % gid, "--clear-groups"]
-if csc.get("allowPrivilegeEscalation") is False:
-	priv.append("--no-new-privs")
-if "ALL" in csc.get("capabilities", {}).get("drop", []):
-	priv += ["--inh-caps=-all", "--bounding-set=-all"]
-out = priv + ["env", "-i"] + ["%s=%s" % kv for kv in env.items()] + argv
-if csc.get("readOnlyRootFilesystem"):
-	# every mount read-only in a mount namespace of its own, but the
-	# kernel's (/proc, /sys, /dev), which a runtime mounts apart
-	ro = ('while read -r _ _ _ _ m _; do case $m in /proc|/proc/*|/sys|/sys/*|/dev|/dev/*) ;; '
-		'*) mount -o bind,remount,ro "$m" 2>/dev/null || echo "run-pod: $m stays writable" >&2 ;; esac; '
-		'done </proc/self/mountinfo; exec "$@"')
-	out = ["unshare", "--mount", "--propagation", "private", "--", "bash", "-c", ro, "run-pod"] + out
-open(d + "/run", "w").write("\0".join(out) + "\0")
-PY
+	# (scripts/lib/playground-pod.py, which follow-deployments --run shares)
+	python3 "$REPO/scripts/lib/playground-pod.py" run-pod "$dir" "$KB_BIN" "$K8S_SVC_IP" \
+		"${POD_IP[$node]}" "$K8S_NODE_IP" ||
 		die "run-pod: cannot run $kns/$pod"
 	local run=()
 	mapfile -d '' run <"$dir/run"
