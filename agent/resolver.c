@@ -218,8 +218,12 @@ resolver_new(struct event_base *base, const char *server, char *err, size_t errl
 	opts.sock_state_cb_data = r;
 	opts.timeout = RES_TIMEOUT_MS;
 	opts.tries = RES_TRIES;
+	/* An answer is final, SERVFAIL and REFUSED too: one lookup costs the
+	 * cluster's DNS one query, not one per try (the daemon's client asks
+	 * again if it wants to). Only silence is tried again. */
+	opts.flags = ARES_FLAG_NOCHECKRESP;
 	rc = ares_init_options(&r->channel, &opts,
-	    ARES_OPT_SOCK_STATE_CB | ARES_OPT_TIMEOUTMS | ARES_OPT_TRIES);
+	    ARES_OPT_SOCK_STATE_CB | ARES_OPT_TIMEOUTMS | ARES_OPT_TRIES | ARES_OPT_FLAGS);
 	if (rc != ARES_SUCCESS) {
 		snprintf(err, errlen, "c-ares: %s", ares_strerror(rc));
 		goto fail;
@@ -259,7 +263,9 @@ resolver_lookup(struct kb_resolver *r, const char *name, int qtype, resolver_cb 
 	lk->cb = cb;
 	lk->arg = arg;
 	lk->qtype = qtype;
-	/* ares_search applies the search list and ndots. */
+	/* ares_search applies the search list and ndots to a relative name;
+	 * an absolute one (a final dot, as the daemon sends cluster names) is
+	 * asked as it is, one query. */
 	ares_search(r->channel, name, 1, qtype, res_done, lk);
 	res_schedule(r);
 }

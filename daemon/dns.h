@@ -15,9 +15,9 @@ typedef void (*dns_done_fn)(void *ctx, int rcode, const char *const *addrs, size
     uint32_t ttl);
 
 struct kb_dns_hooks {
-	/* Ask the manager to resolve name (as the user typed it, normalized to
-	 * lower case without the final dot; single labels already qualified
-	 * with the connected namespace). qtype 1 or 28. Return 0 and call done
+	/* Ask the manager to resolve name: absolute (NAME.NS.svc.DOMAIN for
+	 * what the user typed as NAME.NS, see dnsname.h), lower case, without
+	 * the final dot, 253 characters at most. qtype 1 or 28. Return 0 and call done
 	 * exactly once later, or -1 if there is no session (the proxy answers
 	 * SERVFAIL itself). */
 	int (*resolve)(void *arg, const char *name, int qtype, dns_done_fn done, void *ctx);

@@ -31,10 +31,20 @@ dns_zone_in_domain(const struct dns_zone *z, const char *name)
 	return n >= dl && !strcmp(name + n - dl, z->domain) && (n == dl || name[n - dl - 1] == '.');
 }
 
+/* out = s[len] + suffix, if it is a DNS name's length (253 at most). */
+static int
+dns_absolute(char *out, size_t outlen, const char *s, size_t len, const char *suffix)
+{
+	int n = snprintf(out, outlen, "%.*s%s", (int)len, s, suffix);
+
+	return n > 0 && (size_t)n < outlen && n <= DNS_ZONE_NAME_MAX;
+}
+
 int
 dns_zone_classify(const struct dns_zone *z, const char *name, char *out, size_t outlen,
     int *single)
 {
+	char suffix[DNS_ZONE_NAME_MAX + 8];
 	const char *rest;
 	size_t n;
 
@@ -43,27 +53,24 @@ dns_zone_classify(const struct dns_zone *z, const char *name, char *out, size_t 
 		return 0;
 	n = strlen(name);
 	if (dns_zone_in_domain(z, name))
-		goto cluster;
+		return dns_absolute(out, outlen, name, n, "");
+	snprintf(suffix, sizeof(suffix), ".svc.%s", z->domain);
 	if ((rest = strchr(name, '.')) == NULL) {
 		if (!strcmp(name, "localhost") || !z->connected_ns)
 			return 0;
-		if (snprintf(out, outlen, "%s.%s", name, z->connected_ns) >= (int)outlen)
-			return 0;
+		snprintf(suffix, sizeof(suffix), ".%s.svc.%s", z->connected_ns, z->domain);
 		*single = 1;
-		return 1;
+		return dns_absolute(out, outlen, name, n, suffix);
 	}
 	rest++;
+	/* NAME.NS: the search list's NS.svc.DOMAIN would not have it, the
+	 * next one, svc.DOMAIN, does. */
 	if (dns_is_namespace(z, rest, strlen(rest)))
-		goto cluster;
+		return dns_absolute(out, outlen, name, n, suffix);
 	if (n > 4 && !strcmp(name + n - 4, ".svc") && rest < name + n - 4 &&
 	    dns_is_namespace(z, rest, (size_t)(name + n - 4 - rest)))
-		goto cluster;
+		return dns_absolute(out, outlen, name, n - 4, suffix);
 	return 0;
-cluster:
-	if (n >= outlen)
-		return 0;
-	memcpy(out, name, n + 1);
-	return 1;
 }
 
 /* Lower case, without the final dot; NULL for an empty name. */

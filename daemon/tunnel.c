@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <malloc.h>
 #include <netinet/in.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -744,9 +745,10 @@ tunnel_resolve(void *arg, const char *name, int qtype,
 {
 	struct tunnel *t = arg;
 	struct pending *p;
+	char fqdn[256];
 	cJSON *m;
 
-	if (!t->sess || !kb_session_ready(t->sess))
+	if (!t->sess || !kb_session_ready(t->sess) || strlen(name) > 253)
 		return -1;
 	if ((p = calloc(1, sizeof(*p))) == NULL)
 		return -1;
@@ -756,7 +758,11 @@ tunnel_resolve(void *arg, const char *name, int qtype,
 	}
 	p->resolved = done;
 	p->ctx = ctx;
-	cJSON_AddStringToObject(m, "name", name);
+	/* The final dot: an absolute name, which the manager resolves
+	 * without its search list (a manager before it searches, with the
+	 * same answer in the end). */
+	snprintf(fqdn, sizeof(fqdn), "%s%s", name, strlen(name) < 253 ? "." : "");
+	cJSON_AddStringToObject(m, "name", fqdn);
 	cJSON_AddNumberToObject(m, "qtype", qtype);
 	return pending_send(t, m, p);
 }

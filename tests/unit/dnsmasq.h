@@ -16,6 +16,8 @@
 #include <unistd.h>
 
 static pid_t dnsmasq_pid = -1;
+/* Where dnsmasq logs (with --log-queries: every query it gets). */
+static const char *dnsmasq_log = "/dev/null";
 
 /* A port free for both UDP and TCP on 127.0.0.1. */
 static uint16_t
@@ -47,10 +49,10 @@ free_port(void)
 static int
 dnsmasq_start(uint16_t port, const char *dir, const char *const *extra, const char *probe)
 {
-	char portarg[32], pidarg[128];
+	char portarg[32], pidarg[128], logarg[160];
 	char *argv[24] = { "/usr/sbin/dnsmasq", "--keep-in-foreground", "--conf-file=/dev/null",
 		"--no-resolv", "--no-hosts", "--listen-address=127.0.0.1", "--bind-interfaces",
-		portarg, pidarg, "--user=root", "--log-facility=/dev/null", "--local-ttl=30" };
+		portarg, pidarg, "--user=root", logarg, "--local-ttl=30" };
 	struct sockaddr_in sin = { .sin_family = AF_INET };
 	unsigned char *q, r[512];
 	struct pollfd pfd;
@@ -60,6 +62,7 @@ dnsmasq_start(uint16_t port, const char *dir, const char *const *extra, const ch
 		argv[n++] = (char *)extra[i];
 	argv[n] = NULL;
 	snprintf(portarg, sizeof(portarg), "--port=%u", port);
+	snprintf(logarg, sizeof(logarg), "--log-facility=%s", dnsmasq_log);
 	snprintf(pidarg, sizeof(pidarg), "--pid-file=%s/dnsmasq.pid", dir);
 	if ((dnsmasq_pid = fork()) < 0)
 		return -1;

@@ -81,12 +81,12 @@ fake_answer(struct fake *f)
 	const char *web[] = { "10.96.1.1" }, *sync[] = { "10.96.1.2" };
 
 	f->fired = 1;
-	if (!strcmp(f->name, "web.default") || !strcmp(f->name, "web.default.svc.cluster.local")) {
+	if (!strcmp(f->name, "web.default.svc.cluster.local")) {
 		if (f->qtype == T_A)
 			f->done(f->ctx, 0, web, 1, 30);
 		else
 			f->done(f->ctx, 0, NULL, 0, 30);
-	} else if (!strcmp(f->name, "sync.default")) {
+	} else if (!strcmp(f->name, "sync.default.svc.cluster.local")) {
 		f->done(f->ctx, 0, sync, 1, 30);
 	} else {
 		f->done(f->ctx, 3, NULL, 0, 5);
@@ -110,7 +110,7 @@ fake_resolve(void *arg, const char *name, int qtype, dns_done_fn done, void *ctx
 	(void)arg;
 	hook_calls++;
 	snprintf(last_name, sizeof(last_name), "%s", name);
-	if (!strcmp(name, "fail.default"))
+	if (!strcmp(name, "fail.default.svc.cluster.local"))
 		return -1;
 	f = calloc(1, sizeof(*f));
 	f->done = done;
@@ -119,11 +119,11 @@ fake_resolve(void *arg, const char *name, int qtype, dns_done_fn done, void *ctx
 	snprintf(f->name, sizeof(f->name), "%s", name);
 	f->next = fakes;
 	fakes = f;
-	if (!strcmp(name, "sync.default")) {
+	if (!strcmp(name, "sync.default.svc.cluster.local")) {
 		fake_answer(f);
 		return 0;
 	}
-	if (!strcmp(name, "late.default"))
+	if (!strcmp(name, "late.default.svc.cluster.local"))
 		tv.tv_usec = 300 * 1000;
 	f->ev = evtimer_new(base, fake_timer, f);
 	evtimer_add(f->ev, &tv);
@@ -322,14 +322,17 @@ test_classify(void)
 		const char *asked;
 		int single;
 	} t[] = {
-		{ "web.default", 1, "web.default", 0 },
-		{ "web.default.svc", 1, "web.default.svc", 0 },
+		{ "web.default", 1, "web.default.svc.cluster.local", 0 },
+		{ "web.default.svc", 1, "web.default.svc.cluster.local", 0 },
 		{ "web.default.svc.cluster.local", 1, "web.default.svc.cluster.local", 0 },
-		{ "cart.shop", 1, "cart.shop", 0 },
-		{ "x.kbridge.svc", 1, "x.kbridge.svc", 0 },
+		{ "cart.shop", 1, "cart.shop.svc.cluster.local", 0 },
+		{ "x.kbridge.svc", 1, "x.kbridge.svc.cluster.local", 0 },
+		{ "_http._tcp.web.default", 0, NULL, 0 },
+		{ "_http._tcp.web.default.svc.cluster.local", 1,
+		  "_http._tcp.web.default.svc.cluster.local", 0 },
 		{ "cluster.local", 1, "cluster.local", 0 },
 		{ "anything.cluster.local", 1, "anything.cluster.local", 0 },
-		{ "web", 1, "web.default", 1 },
+		{ "web", 1, "web.default.svc.cluster.local", 1 },
 		{ "localhost", 0, NULL, 0 },
 		{ "example.com", 0, NULL, 0 },
 		{ "web.unknown", 0, NULL, 0 },
@@ -345,15 +348,15 @@ test_classify(void)
 	struct kb_dns *d = calloc(1, sizeof(*d));
 	struct dns_question q;
 	unsigned char buf[512];
-	char out[DNS_NAME_MAX];
+	char out[DNS_NAME_MAX], long_name[300];
 	size_t i, len;
-	int single, good;
+	int single, good, c;
 
 	ok(!dns_zone_classify(&d->zone, "web.default", out, sizeof(out), &single));
 	dns_set_cluster(d, "Cluster.Local.", ns, 3, "default");
 	ok(!dns_zone_classify(&d->zone, "web.default", out, 4, &single));
 	for (i = 0; i < sizeof(t) / sizeof(t[0]); i++) {
-		int c = dns_zone_classify(&d->zone, t[i].name, out, sizeof(out), &single);
+		c = dns_zone_classify(&d->zone, t[i].name, out, sizeof(out), &single);
 		good = c == t[i].cluster && (!c || (!strcmp(out, t[i].asked) && single == t[i].single));
 		if (!good)
 			printf("# classify '%s': %d '%s'\n", t[i].name, c, c ? out : "");
@@ -369,7 +372,19 @@ test_classify(void)
 	len = make_query(buf, "Web.", T_AAAA, 8);
 	ok(dns_parse_query(buf, len, &q) == 0 && !strcmp(q.name, "web"));
 	ok(dns_zone_classify(&d->zone, q.name, out, sizeof(out), &single) && single &&
-	    !strcmp(out, "web.default"));
+	    !strcmp(out, "web.default.svc.cluster.local"));
+	/* The absolute name must stay a DNS name: 253 characters at most.
+	 * A domain of three labels of 63 and one of k: 192 + k characters;
+	 * web.default.svc.DOMAIN: 208 + k. */
+	for (i = 45; i <= 46; i++) {
+		memset(long_name, 'a', 192 + i);
+		long_name[63] = long_name[127] = long_name[191] = '.';
+		long_name[192 + i] = '\0';
+		dns_set_cluster(d, long_name, ns, 3, "default");
+		c = dns_zone_classify(&d->zone, "web.default", out, sizeof(out), &single);
+		ok(i == 45 ? c && strlen(out) == 253 : !c);
+		ok(dns_zone_classify(&d->zone, "web", out, sizeof(out), &single) == (i == 45));
+	}
 
 	/* Without a connected namespace single labels stay local. */
 	dns_set_cluster(d, "cluster.local", ns, 3, NULL);
@@ -672,14 +687,16 @@ test_proxy(uint16_t upport)
 	n = udp_ask(dns_port(d), "web.default", T_A, 0x1111, a);
 	ok(n > 0 && dns_get16(a) == 0x1111 && rcode_of(a) == 0);
 	ok(!strcmp(first_a(a, n, &ttl), "10.96.1.1") && ttl == 30);
-	ok(hook_calls == 1 && !strcmp(last_name, "web.default"));
+	/* NAME.NS is asked as the absolute name: one query in the cluster. */
+	ok(hook_calls == 1 && !strcmp(last_name, "web.default.svc.cluster.local"));
 	/* Asked again: answered from the cache, with the remaining TTL. */
 	n = udp_ask(dns_port(d), "web.default", T_A, 0x1113, a);
 	ok(n > 0 && dns_get16(a) == 0x1113 && rcode_of(a) == 0 && hook_calls == 1);
 	ok(!strcmp(first_a(a, n, &ttl), "10.96.1.1") && ttl >= 1 && ttl <= 30);
 
+	/* The same name typed in full: the same answer, from the cache. */
 	n = udp_ask(dns_port(d), "WEB.Default.svc.Cluster.Local.", T_A, 0x1112, a);
-	ok(n > 0 && !strcmp(last_name, "web.default.svc.cluster.local"));
+	ok(n > 0 && hook_calls == 1);
 	ok(!strcmp(first_a(a, n, NULL), "10.96.1.1"));
 	qlen = make_query(q, "WEB.Default.svc.Cluster.Local.", T_A, 0x1112);
 	ok(n >= qlen && !memcmp(a + DNS_HDR, q + DNS_HDR, qlen - DNS_HDR));
@@ -702,11 +719,11 @@ test_proxy(uint16_t upport)
 	/* A new cluster (or namespace) empties the cache. */
 	dns_set_cluster(d, "cluster.local", ns, 2, "default");
 	n = udp_ask(dns_port(d), "web", T_A, 0x4446, a);
-	ok(n > 0 && hook_calls == 1 && !strcmp(last_name, "web.default") &&
+	ok(n > 0 && hook_calls == 1 && !strcmp(last_name, "web.default.svc.cluster.local") &&
 	    !strcmp(first_a(a, n, NULL), "10.96.1.1"));
 	/* Single label the manager does not know: the local network answers. */
 	n = udp_ask(dns_port(d), "plainhost", T_A, 0x4445, a);
-	ok(n > 0 && !strcmp(last_name, "plainhost.default") && dns_get16(a) == 0x4445 &&
+	ok(n > 0 && !strcmp(last_name, "plainhost.default.svc.cluster.local") && dns_get16(a) == 0x4445 &&
 	    !strcmp(first_a(a, n, NULL), "192.0.2.9"));
 	n = udp_ask(dns_port(d), "missing.default", T_A, 0x5555, a);
 	ok(n > 0 && rcode_of(a) == DNS_NXDOMAIN);
@@ -831,9 +848,9 @@ held_answer(evutil_socket_t fd, short what, void *arg)
 
 	(void)fd;
 	(void)what;
-	if (!strcmp(h->name, "cart.shop"))
+	if (!strcmp(h->name, "cart.shop.svc.cluster.local"))
 		h->done(h->ctx, 0, cart, h->qtype == T_A, 5);
-	else if (!strcmp(h->name, "web.default"))
+	else if (!strcmp(h->name, "web.default.svc.cluster.local"))
 		h->done(h->ctx, 0, web, h->qtype == T_A, 5);
 	else
 		h->done(h->ctx, 3, NULL, 0, 5);

@@ -200,6 +200,76 @@ test_flood(void)
 	close(fd);
 }
 
+/* Lines of the query log at path that name a query ("query[A] NAME from"). */
+static int
+log_queries(const char *path, char *last, size_t lastlen)
+{
+	char line[512], *p, *e;
+	FILE *f;
+	int n = 0;
+
+	if ((f = fopen(path, "r")) == NULL)
+		return -1;
+	while (fgets(line, sizeof(line), f))
+		if ((p = strstr(line, "query[")) != NULL && (p = strchr(p, ' ')) != NULL) {
+			n++;
+			if ((e = strchr(++p, ' ')) != NULL)
+				*e = '\0';
+			snprintf(last, lastlen, "%s", p);
+		}
+	fclose(f);
+	return n;
+}
+
+/* A cluster DNS server that answers REFUSED for names it does not have
+ * (dnsmasq with no upstream and no local zone): the search list's first
+ * expansion ends a search with an error, while an absolute name (with its
+ * final dot, as the daemon sends every cluster name) costs one query and
+ * finds the name. */
+static void
+test_refused(void)
+{
+	char server[64], err[256], logpath[128], last[256] = "";
+	const char *opts[] = { "--host-record=web.default.svc.cluster.local,10.96.1.1",
+		"--log-queries", NULL };
+	struct result res[3];
+	struct kb_resolver *r;
+	uint16_t port = free_port();
+	int before;
+
+	snprintf(logpath, sizeof(logpath), "%s/queries.log", tmpdir);
+	dnsmasq_log = logpath;
+	ok(port != 0 && dnsmasq_start(port, tmpdir, opts, "web.default.svc.cluster.local") == 0);
+	snprintf(server, sizeof(server), "127.0.0.1:%u", port);
+	if ((r = resolver_new(base, server, err, sizeof(err))) == NULL) {
+		ok(0);
+		return;
+	}
+	memset(res, 0, sizeof(res));
+	before = log_queries(logpath, last, sizeof(last));
+	ok(before >= 1);	/* dnsmasq_start's probe */
+	resolver_lookup(r, "web.default.svc.cluster.local.", 1, result_cb, &res[0]);
+	wait_for(res, 1, 5000);
+	ok(res[0].calls == 1 && res[0].rcode == 0 && res[0].naddrs == 1 &&
+	    !strcmp(res[0].addrs[0], "10.96.1.1"));
+	ok(log_queries(logpath, last, sizeof(last)) == before + 1 &&
+	    !strcmp(last, "web.default.svc.cluster.local"));
+	resolver_lookup(r, "nosuch.default.svc.cluster.local.", 1, result_cb, &res[1]);
+	wait_for(res + 1, 1, 5000);
+	ok(res[1].calls == 1 && res[1].rcode == 2);
+	ok(log_queries(logpath, last, sizeof(last)) == before + 2);
+	/* What the search list costs there: the first expansion is refused. */
+	resolver_lookup(r, "web.default.svc.cluster.local", 1, result_cb, &res[2]);
+	wait_for(res + 2, 1, 5000);
+	ok(res[2].calls == 1 && res[2].rcode == 2);
+	ok(log_queries(logpath, last, sizeof(last)) == before + 3 &&
+	    !strcmp(last, "web.default.svc.cluster.local.kbridge.svc.cluster.local"));
+	resolver_free(r);
+	dnsmasq_stop(tmpdir);
+	dnsmasq_log = "/dev/null";
+	unlink(logpath);
+}
+
 int
 main(void)
 {
@@ -238,6 +308,8 @@ main(void)
 			"--local=/cluster.local/", "--local=/#/", NULL };
 		ok(dnsmasq_start(port, tmpdir, cluster, "web.default.svc.cluster.local") == 0);
 		test_lookups(port);
+		dnsmasq_stop(tmpdir);
+		test_refused();
 	}
 	test_silent();
 	test_flood();
