@@ -131,6 +131,71 @@ res_sock_state(void *data, ares_socket_t fd, int readable, int writable)
 		log_warnx("%s: cannot watch socket %d", __func__, (int)fd);
 }
 
+/* Skip the (possibly compressed) name at *p in abuf[alen]; -1 if it is bad. */
+static int
+res_skip_name(const unsigned char *abuf, int alen, const unsigned char **p)
+{
+	char *name;
+	long len;
+
+	if (*p >= abuf + alen || ares_expand_name(*p, abuf, alen, &name, &len) != ARES_SUCCESS)
+		return -1;
+	ares_free_string(name);
+	*p += len;
+	return 0;
+}
+
+static uint32_t
+res_get32(const unsigned char *p)
+{
+	return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+}
+
+/* How long a negative answer may be kept (RFC 2308): the smaller of the
+ * authority section's SOA TTL and its MINIMUM; 0 without an SOA, for then
+ * it must not be kept at all. */
+static uint32_t
+res_negative_ttl(const unsigned char *abuf, int alen)
+{
+	const unsigned char *p, *end = abuf + alen, *rd;
+	unsigned i, qd, an, ns, type, rdlen;
+	uint32_t ttl, min;
+
+	if (!abuf || alen < 12)
+		return 0;
+	qd = (unsigned)(abuf[4] << 8 | abuf[5]);
+	an = (unsigned)(abuf[6] << 8 | abuf[7]);
+	ns = (unsigned)(abuf[8] << 8 | abuf[9]);
+	p = abuf + 12;
+	for (i = 0; i < qd; i++) {
+		if (res_skip_name(abuf, alen, &p) < 0 || end - p < 4)
+			return 0;
+		p += 4;		/* QTYPE, QCLASS */
+	}
+	for (i = 0; i < an + ns; i++) {
+		if (res_skip_name(abuf, alen, &p) < 0 || end - p < 10)
+			return 0;
+		type = (unsigned)(p[0] << 8 | p[1]);
+		ttl = res_get32(p + 4);
+		rdlen = (unsigned)(p[8] << 8 | p[9]);
+		rd = p + 10;
+		if ((size_t)(end - rd) < rdlen)
+			return 0;
+		p = rd + rdlen;
+		if (i < an || type != 6)	/* SOA */
+			continue;
+		/* MNAME, RNAME, then SERIAL REFRESH RETRY EXPIRE MINIMUM */
+		if (res_skip_name(abuf, alen, &rd) < 0 || res_skip_name(abuf, alen, &rd) < 0 ||
+		    rd + 20 > p)
+			return 0;
+		min = res_get32(rd + 16);
+		if (ttl > INT32_MAX)	/* RFC 2181: such a TTL is 0 */
+			ttl = 0;
+		return ttl < min ? ttl : min;
+	}
+	return 0;
+}
+
 static void
 res_done(void *arg, int status, int timeouts, unsigned char *abuf, int alen)
 {
@@ -183,7 +248,7 @@ res_done(void *arg, int status, int timeouts, unsigned char *abuf, int alen)
 		break;
 	}
 	if (naddrs == 0)
-		ttl = RES_DEFAULT_TTL;
+		ttl = rcode == 0 || rcode == 3 ? res_negative_ttl(abuf, alen) : RES_DEFAULT_TTL;
 	lk->r->pending--;
 	if (lk->r->full && lk->r->pending < RES_MAX_PENDING / 2)
 		lk->r->full = 0;

@@ -9,7 +9,9 @@ struct event_base;
 struct kb_resolver;
 
 /* rcode is a DNS rcode (0 NOERROR, 2 SERVFAIL, 3 NXDOMAIN); addrs are text
- * IPv4 (qtype 1) or IPv6 (qtype 28) addresses; ttl in seconds. */
+ * IPv4 (qtype 1) or IPv6 (qtype 28) addresses; ttl in seconds: for a
+ * negative answer (NXDOMAIN, or none of the type) the cluster DNS's SOA
+ * minimum (RFC 2308), 0 without an SOA (not to be kept). */
 typedef void (*resolver_cb)(void *arg, int rcode, const char *const *addrs, size_t naddrs,
     uint32_t ttl);
 

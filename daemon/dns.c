@@ -320,18 +320,24 @@ dns_req_answer(struct dns_req *rq, int rcode, int qtype, const char *const *addr
 	dns_req_finish(rq, d->out, n);
 }
 
-/* Answer rq from the cache; 0 if it did. */
+/* Answer rq from the cache (a cached NXDOMAIN for a name that may be
+ * another's goes upstream, as a fresh one would); 0 if it did. */
 static int
 dns_cache_answer(struct dns_req *rq, const char *name, uint16_t qtype)
 {
 	const char *addrs[DNS_CACHE_ADDRS];
 	size_t naddrs;
 	uint32_t ttl;
+	int rcode;
 
-	if (dns_cache_get(rq->d->cache, name, qtype, kb_now_ms(), addrs, &naddrs, &ttl) < 0)
+	if ((rcode = dns_cache_get(rq->d->cache, name, qtype, kb_now_ms(), addrs, &naddrs,
+	    &ttl)) < 0)
 		return -1;
 	evtimer_del(rq->timer);
-	dns_req_answer(rq, 0, qtype, addrs, naddrs, ttl);
+	if (rcode == DNS_NXDOMAIN && rq->fallback)
+		dns_forward_start(rq);
+	else
+		dns_req_answer(rq, rcode, qtype, addrs, naddrs, ttl);
 	return 0;
 }
 
@@ -340,8 +346,14 @@ dns_hook_done(void *ctx, int rcode, const char *const *addrs, size_t naddrs, uin
 {
 	struct dns_req *rq = ctx;
 
-	if (rcode == 0)
+	/* Negative answers too, for their TTL (the cluster DNS's SOA
+	 * minimum): a program that tries a name the cluster lacks over and
+	 * over asks the cluster once. */
+	if (rcode == 0 && naddrs > 0)
 		dns_cache_put(rq->d->cache, rq->key, rq->hook_qtype, addrs, naddrs, ttl,
+		    kb_now_ms());
+	else if (rcode == 0 || rcode == DNS_NXDOMAIN)
+		dns_cache_put_negative(rq->d->cache, rq->key, rq->hook_qtype, rcode, ttl,
 		    kb_now_ms());
 	if (rq->detached) {
 		dns_req_free(rq);

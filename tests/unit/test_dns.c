@@ -88,8 +88,10 @@ fake_answer(struct fake *f)
 			f->done(f->ctx, 0, NULL, 0, 30);
 	} else if (!strcmp(f->name, "sync.default.svc.cluster.local")) {
 		f->done(f->ctx, 0, sync, 1, 30);
+	} else if (!strcmp(f->name, "neg.default.svc.cluster.local")) {
+		f->done(f->ctx, 3, NULL, 0, 7);	/* the SOA minimum: keep it 7 s */
 	} else {
-		f->done(f->ctx, 3, NULL, 0, 5);
+		f->done(f->ctx, 3, NULL, 0, 0);	/* no SOA: not to be kept */
 	}
 }
 
@@ -626,6 +628,31 @@ test_cache(void)
 	ok(!dns_cache_knows(c, "a.default", 0) && !dns_cache_knows(c, "b.default", 0) &&
 	    !dns_cache_knows(c, "c.default", 0) && !dns_cache_knows(c, "d.default", 0));
 
+	/* Negative answers: kept for their TTL, no address, never "known". */
+	dns_cache_put_negative(c, "nx.default", DNS_T_A, DNS_NXDOMAIN, 7, 1000);
+	ok(dns_cache_get(c, "nx.default", DNS_T_A, 1000, addrs, &naddrs, &ttl) == DNS_NXDOMAIN &&
+	    naddrs == 0 && ttl == 7);
+	ok(dns_cache_get(c, "nx.default", DNS_T_A, 7999, addrs, &naddrs, &ttl) == DNS_NXDOMAIN &&
+	    ttl == 1);
+	ok(dns_cache_get(c, "nx.default", DNS_T_A, 8000, addrs, &naddrs, &ttl) < 0);
+	ok(dns_cache_get(c, "nx.default", DNS_T_AAAA, 1000, addrs, &naddrs, &ttl) < 0);
+	ok(!dns_cache_knows(c, "nx.default", 1000));
+	dns_cache_put_negative(c, "nodata.default", DNS_T_AAAA, 0, 5, 0);
+	ok(dns_cache_get(c, "nodata.default", DNS_T_AAAA, 0, addrs, &naddrs, &ttl) == 0 &&
+	    naddrs == 0 && ttl == 5 && !dns_cache_knows(c, "nodata.default", 0));
+	/* At most DNS_CACHE_NEG_TTL_MAX; not kept: TTL 0 (no SOA), SERVFAIL. */
+	dns_cache_put_negative(c, "nx.default", DNS_T_A, DNS_NXDOMAIN, 86400, 0);
+	ok(dns_cache_get(c, "nx.default", DNS_T_A, 0, addrs, &naddrs, &ttl) == DNS_NXDOMAIN &&
+	    ttl == DNS_CACHE_NEG_TTL_MAX);
+	dns_cache_put_negative(c, "e.default", DNS_T_A, DNS_NXDOMAIN, 0, 0);
+	dns_cache_put_negative(c, "f.default", DNS_T_A, DNS_SERVFAIL, 10, 0);
+	ok(dns_cache_get(c, "e.default", DNS_T_A, 0, addrs, &naddrs, &ttl) < 0 &&
+	    dns_cache_get(c, "f.default", DNS_T_A, 0, addrs, &naddrs, &ttl) < 0);
+	/* The name appears: its addresses replace the negative answer. */
+	dns_cache_put(c, "nx.default", DNS_T_A, two, 1, 10, 1000);
+	ok(dns_cache_get(c, "nx.default", DNS_T_A, 1000, addrs, &naddrs, &ttl) == 0 &&
+	    naddrs == 1 && dns_cache_knows(c, "nx.default", 1000));
+
 	/* Clear forgets everything. */
 	dns_cache_clear(c);
 	ok(!dns_cache_knows(c, "long.default", 0) && !dns_cache_knows(c, "v6.default", 0));
@@ -727,6 +754,20 @@ test_proxy(uint16_t upport)
 	    !strcmp(first_a(a, n, NULL), "192.0.2.9"));
 	n = udp_ask(dns_port(d), "missing.default", T_A, 0x5555, a);
 	ok(n > 0 && rcode_of(a) == DNS_NXDOMAIN);
+	/* A negative answer with a TTL (the cluster DNS's SOA minimum) is
+	 * kept: asked again, the cluster is not asked; one without (no SOA)
+	 * is not. */
+	hook_calls = 0;
+	n = udp_ask(dns_port(d), "neg.default.svc.cluster.local", T_A, 0x5560, a);
+	ok(n > 0 && rcode_of(a) == DNS_NXDOMAIN && hook_calls == 1);
+	n = udp_ask(dns_port(d), "neg.default.svc.cluster.local", T_A, 0x5561, a);
+	ok(n > 0 && dns_get16(a) == 0x5561 && rcode_of(a) == DNS_NXDOMAIN && hook_calls == 1);
+	/* NAME.NS the cluster lacks: the outside resolver, also from the cache */
+	n = udp_ask(dns_port(d), "neg.default", T_A, 0x5562, a);
+	ok(n > 0 && dns_get16(a) == 0x5562 && rcode_of(a) == DNS_NXDOMAIN && hook_calls == 1);
+	n = udp_ask(dns_port(d), "nosuch.default.svc.cluster.local", T_A, 0x5563, a);
+	n = udp_ask(dns_port(d), "nosuch.default.svc.cluster.local", T_A, 0x5564, a);
+	ok(n > 0 && rcode_of(a) == DNS_NXDOMAIN && hook_calls == 3);
 	n = udp_ask(dns_port(d), "fail.default", T_A, 0x5556, a);
 	ok(n > 0 && dns_get16(a) == 0x5556 && rcode_of(a) == DNS_SERVFAIL);
 	n = udp_ask(dns_port(d), "sync.default", T_A, 0x5557, a);
@@ -853,7 +894,7 @@ held_answer(evutil_socket_t fd, short what, void *arg)
 	else if (!strcmp(h->name, "web.default.svc.cluster.local"))
 		h->done(h->ctx, 0, web, h->qtype == T_A, 5);
 	else
-		h->done(h->ctx, 3, NULL, 0, 5);
+		h->done(h->ctx, 3, NULL, 0, 0);
 	h->done = NULL;
 }
 

@@ -110,7 +110,8 @@ test_lookups(uint16_t port)
 	    !strcmp(res[0].addrs[1], "10.96.1.2")) || (!strcmp(res[0].addrs[0], "10.96.1.2") &&
 	    !strcmp(res[0].addrs[1], "10.96.1.1"))));
 	ok(res[1].calls == 1 && res[1].rcode == 0 && res[1].naddrs == 2);
-	ok(res[2].calls == 1 && res[2].rcode == 3 && res[2].naddrs == 0 && res[2].ttl == 5);
+	/* dnsmasq's NXDOMAIN has no SOA: not to be kept */
+	ok(res[2].calls == 1 && res[2].rcode == 3 && res[2].naddrs == 0 && res[2].ttl == 0);
 	ok(res[3].calls == 1 && res[3].rcode == 0 && res[3].naddrs == 0);
 	ok(res[4].calls == 1 && res[4].rcode == 0 && res[4].naddrs == 1 &&
 	    !strcmp(res[4].addrs[0], "fd00::1"));
@@ -197,6 +198,111 @@ test_flood(void)
 	ok(res[0].calls == 0 && r->pending == 1);
 	resolver_free(r);
 	ok(res[0].calls == 1);
+	close(fd);
+}
+
+/* A cluster DNS that says no with an SOA in the authority section, as
+ * CoreDNS does: the first label of the name says how. "nxT-M": NXDOMAIN,
+ * SOA TTL T and MINIMUM M; "ndT-M": the name without records (NODATA);
+ * "badsoa": an SOA whose data is too short for its fields. */
+static void
+soa_server_cb(evutil_socket_t fd, short what, void *arg)
+{
+	unsigned char q[512], a[600], *p;
+	struct sockaddr_storage ss;
+	socklen_t sslen = sizeof(ss);
+	unsigned ttl = 0, min = 0, qend;
+	ssize_t n;
+	char label[64];
+	int rcode = 3, bad = 0;
+
+	(void)what;
+	(void)arg;
+	if ((n = recvfrom(fd, q, sizeof(q), 0, (struct sockaddr *)&ss, &sslen)) < 17 ||
+	    q[12] == 0 || q[12] > 63)
+		return;
+	snprintf(label, sizeof(label), "%.*s", q[12], (char *)q + 13);
+	for (qend = 12; qend < (unsigned)n && q[qend]; qend += q[qend] + 1)
+		;
+	qend += 5;
+	if (qend > (unsigned)n)
+		return;
+	if (!strcmp(label, "badsoa"))
+		bad = 1;
+	else if (sscanf(label, "nx%u-%u", &ttl, &min) == 2)
+		rcode = 3;
+	else if (sscanf(label, "nd%u-%u", &ttl, &min) == 2)
+		rcode = 0;
+	memcpy(a, q, qend);
+	a[2] = 0x80 | (q[2] & 0x01);		/* QR, RD as asked */
+	a[3] = 0x80 | rcode;			/* RA */
+	memset(a + 6, 0, 6);
+	a[9] = 1;				/* NSCOUNT */
+	p = a + qend;
+	memcpy(p, "\xc0\x0c\x00\x06\x00\x01", 6);	/* the question's name, SOA, IN */
+	p[6] = ttl >> 24, p[7] = ttl >> 16, p[8] = ttl >> 8, p[9] = ttl;
+	p += 10;
+	if (bad) {
+		memcpy(p, "\x00\x0a\x02ns\x00\x02hm\x00\x00\x00", 12);
+		p += 12;
+	} else {
+		memcpy(p, "\x00\x1c\x02ns\x00\x02hm\x00", 10);	/* 28 bytes */
+		memset(p + 10, 0, 16);
+		p[26] = min >> 24, p[27] = min >> 16, p[28] = min >> 8, p[29] = min;
+		p += 30;
+	}
+	sendto(fd, a, (size_t)(p - a), 0, (struct sockaddr *)&ss, sslen);
+}
+
+/* Negative answers carry the TTL they may be kept for: the smaller of the
+ * SOA's TTL and MINIMUM (RFC 2308), 0 when the SOA cannot be read. */
+static void
+test_negative_ttl(void)
+{
+	static const struct {
+		const char *name;
+		int rcode;
+		uint32_t ttl;
+	} t[] = {
+		{ "nx60-7.default.svc.cluster.local.", 3, 7 },
+		{ "nx3-20.default.svc.cluster.local.", 3, 3 },
+		{ "nd30-30.default.svc.cluster.local.", 0, 30 },
+		{ "nx4294967295-9.default.svc.cluster.local.", 3, 0 },
+		{ "badsoa.default.svc.cluster.local.", 3, 0 },
+	};
+	struct sockaddr_in sin = { .sin_family = AF_INET };
+	socklen_t len = sizeof(sin);
+	struct result res[5];
+	struct kb_resolver *r;
+	struct event *ev;
+	char server[64], err[256];
+	size_t i;
+	int fd;
+
+	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	fd = socket(AF_INET, SOCK_DGRAM, 0);
+	ok(fd >= 0 && bind(fd, (struct sockaddr *)&sin, sizeof(sin)) == 0 &&
+	    getsockname(fd, (struct sockaddr *)&sin, &len) == 0);
+	ev = event_new(base, fd, EV_READ | EV_PERSIST, soa_server_cb, NULL);
+	event_add(ev, NULL);
+	snprintf(server, sizeof(server), "127.0.0.1:%u", ntohs(sin.sin_port));
+	r = resolver_new(base, server, err, sizeof(err));
+	ok(r != NULL);
+	if (r) {
+		memset(res, 0, sizeof(res));
+		for (i = 0; i < 5; i++)
+			resolver_lookup(r, t[i].name, 1, result_cb, &res[i]);
+		wait_for(res, 5, 5000);
+		for (i = 0; i < 5; i++) {
+			if (res[i].rcode != t[i].rcode || res[i].ttl != t[i].ttl)
+				printf("# %s: rcode %d ttl %u\n", t[i].name, res[i].rcode,
+				    res[i].ttl);
+			ok(res[i].calls == 1 && res[i].rcode == t[i].rcode &&
+			    res[i].naddrs == 0 && res[i].ttl == t[i].ttl);
+		}
+		resolver_free(r);
+	}
+	event_free(ev);
 	close(fd);
 }
 
@@ -311,6 +417,7 @@ main(void)
 		dnsmasq_stop(tmpdir);
 		test_refused();
 	}
+	test_negative_ttl();
 	test_silent();
 	test_flood();
 	event_base_free(base);
