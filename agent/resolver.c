@@ -15,6 +15,7 @@
 #include <event2/event.h>
 
 #include "log.h"
+#include "msg.h"
 #include "util.h"
 
 #define RES_MAX_ADDRS		32
@@ -46,9 +47,14 @@ struct kb_resolver {
 struct res_lookup {
 	struct kb_resolver *r;
 	resolver_cb cb;
+	resolver_rr_cb rrcb;	/* a lookup of records, else of addresses */
 	void *arg;
 	int qtype;
 };
+
+/* What the records of one answer may take in all (names and data), so
+ * that "resolved" stays well inside a CONTROL frame (16 KiB). */
+#define RES_RR_BUDGET		8192
 
 /* ares_timeout() walks every query in flight (c-ares 1.18): not once per
  * packet, or thousands of lookups cost quadratic time. A query's first
@@ -196,6 +202,140 @@ res_negative_ttl(const unsigned char *abuf, int alen)
 	return 0;
 }
 
+/* The data of the record at rd[rdlen] (in abuf[alen]) as PROTOCOL.md 4.2
+ * writes it; -1 if it is malformed or does not fit. */
+static int
+res_rr_data(const unsigned char *abuf, int alen, const unsigned char *rd, unsigned rdlen,
+    unsigned type, char *out, size_t outlen)
+{
+	const unsigned char *p = rd;
+	char *name = NULL;
+	unsigned fixed = type == 15 ? 2 : type == 33 ? 6 : 0;
+	long len;
+	size_t i;
+	int n = -1;
+
+	switch (type) {
+	case 1:
+	case 28:
+		if (rdlen != (type == 1 ? 4u : 16u) ||
+		    !inet_ntop(type == 1 ? AF_INET : AF_INET6, rd, out, (socklen_t)outlen))
+			return -1;
+		return 0;
+	case 2: case 5: case 12: case 15: case 33:
+		if (rdlen < fixed + 1 || ares_expand_name(rd + fixed, abuf, alen, &name, &len) !=
+		    ARES_SUCCESS)
+			return -1;
+		if (fixed + (unsigned long)len == rdlen && kb_dns_name_ok(name)) {
+			if (type == 15)
+				n = snprintf(out, outlen, "%u %s", p[0] << 8 | p[1], name);
+			else if (type == 33)
+				n = snprintf(out, outlen, "%u %u %u %s", p[0] << 8 | p[1],
+				    p[2] << 8 | p[3], p[4] << 8 | p[5], name);
+			else
+				n = snprintf(out, outlen, "%s", name);
+		}
+		ares_free_string(name);
+		return n >= 0 && (size_t)n < outlen ? 0 : -1;
+	default:
+		if (rdlen * 2 >= outlen)
+			return -1;
+		for (i = 0; i < rdlen; i++)
+			snprintf(out + 2 * i, 3, "%02x", rd[i]);
+		out[2 * rdlen] = '\0';
+		return 0;
+	}
+}
+
+/* The answer section of abuf[alen] as records: their number, or -1 if the
+ * answer is malformed or too big. */
+static int
+res_records(const unsigned char *abuf, int alen, struct resolver_rr *rrs, size_t max)
+{
+	const unsigned char *p, *end = abuf + alen, *rd;
+	unsigned i, qd, an, type, class, rdlen;
+	size_t n = 0, budget = RES_RR_BUDGET;
+	uint32_t ttl;
+	char *name;
+	long len;
+
+	if (!abuf || alen < 12)
+		return -1;
+	qd = (unsigned)(abuf[4] << 8 | abuf[5]);
+	an = (unsigned)(abuf[6] << 8 | abuf[7]);
+	p = abuf + 12;
+	for (i = 0; i < qd; i++) {
+		if (res_skip_name(abuf, alen, &p) < 0 || end - p < 4)
+			return -1;
+		p += 4;
+	}
+	for (i = 0; i < an; i++) {
+		if (p >= end || ares_expand_name(p, abuf, alen, &name, &len) != ARES_SUCCESS)
+			return -1;
+		p += len;
+		if (end - p < 10 || n >= max || !kb_dns_name_ok(name) ||
+		    strlen(name) >= sizeof(rrs[n].name)) {
+			ares_free_string(name);
+			return -1;
+		}
+		snprintf(rrs[n].name, sizeof(rrs[n].name), "%s", name);
+		ares_free_string(name);
+		type = (unsigned)(p[0] << 8 | p[1]);
+		class = (unsigned)(p[2] << 8 | p[3]);
+		ttl = res_get32(p + 4);
+		rdlen = (unsigned)(p[8] << 8 | p[9]);
+		rd = p + 10;
+		if ((size_t)(end - rd) < rdlen)
+			return -1;
+		p = rd + rdlen;
+		/* Another class, or a type whose names we do not decode: left out. */
+		if (class != 1 || !kb_dns_qtype_ok(type))
+			continue;
+		if (res_rr_data(abuf, alen, rd, rdlen, type, rrs[n].data, sizeof(rrs[n].data)) < 0)
+			return -1;
+		rrs[n].type = (uint16_t)type;
+		rrs[n].ttl = ttl > INT32_MAX ? 0 : ttl;
+		if ((len = (long)(strlen(rrs[n].name) + strlen(rrs[n].data) + 40)) > (long)budget)
+			return -1;
+		budget -= (size_t)len;
+		n++;
+	}
+	return (int)n;
+}
+
+static void
+res_done_rr(struct res_lookup *lk, int status, unsigned char *abuf, int alen)
+{
+	struct resolver_rr *rrs = NULL;
+	uint32_t ttl = UINT32_MAX;
+	int i, n = 0, rcode = 2;
+
+	switch (status) {
+	case ARES_SUCCESS:
+	case ARES_ENODATA:
+	case ARES_ENOTFOUND:
+		if ((rrs = calloc(KB_DNS_RECORDS_MAX, sizeof(*rrs))) == NULL)
+			break;
+		if ((n = res_records(abuf, alen, rrs, KB_DNS_RECORDS_MAX)) < 0) {
+			log_debug("%s: an answer malformed or too big", __func__);
+			n = 0;
+			break;
+		}
+		rcode = status == ARES_ENOTFOUND ? 3 : 0;
+		break;
+	default:
+		log_debug("%s: %s", __func__, ares_strerror(status));
+		break;
+	}
+	for (i = 0; i < n; i++)
+		if (rrs[i].ttl < ttl)
+			ttl = rrs[i].ttl;
+	if (n == 0)
+		ttl = rcode == 2 ? RES_DEFAULT_TTL : res_negative_ttl(abuf, alen);
+	lk->rrcb(lk->arg, rcode, rrs, (size_t)n, ttl);
+	free(rrs);
+}
+
 static void
 res_done(void *arg, int status, int timeouts, unsigned char *abuf, int alen)
 {
@@ -209,6 +349,14 @@ res_done(void *arg, int status, int timeouts, unsigned char *abuf, int alen)
 	int i, n = RES_MAX_ADDRS, rcode = 2, rc;
 
 	(void)timeouts;
+	if (lk->rrcb) {
+		lk->r->pending--;
+		if (lk->r->full && lk->r->pending < RES_MAX_PENDING / 2)
+			lk->r->full = 0;
+		res_done_rr(lk, status, abuf, alen);
+		free(lk);
+		return;
+	}
 	switch (status) {
 	case ARES_SUCCESS:
 		if (lk->qtype == 28)
@@ -304,14 +452,19 @@ fail:
 	return NULL;
 }
 
-void
-resolver_lookup(struct kb_resolver *r, const char *name, int qtype, resolver_cb cb, void *arg)
+static void
+res_lookup(struct kb_resolver *r, const char *name, int qtype, resolver_cb cb,
+    resolver_rr_cb rrcb, void *arg)
 {
 	struct res_lookup *lk;
 
 	/* ares_destroy must not see new queries while it completes the old ones. */
-	if (r->closing || (qtype != 1 && qtype != 28) || (lk = malloc(sizeof(*lk))) == NULL) {
-		cb(arg, 2, NULL, 0, RES_DEFAULT_TTL);
+	if (r->closing || (rrcb ? !kb_dns_qtype_ok((unsigned)qtype) :
+	    qtype != 1 && qtype != 28) || (lk = calloc(1, sizeof(*lk))) == NULL) {
+		if (rrcb)
+			rrcb(arg, 2, NULL, 0, RES_DEFAULT_TTL);
+		else
+			cb(arg, 2, NULL, 0, RES_DEFAULT_TTL);
 		return;
 	}
 	if (r->pending >= RES_MAX_PENDING) {
@@ -320,12 +473,16 @@ resolver_lookup(struct kb_resolver *r, const char *name, int qtype, resolver_cb 
 			    RES_MAX_PENDING);
 		r->full = 1;
 		free(lk);
-		cb(arg, 2, NULL, 0, RES_DEFAULT_TTL);
+		if (rrcb)
+			rrcb(arg, 2, NULL, 0, RES_DEFAULT_TTL);
+		else
+			cb(arg, 2, NULL, 0, RES_DEFAULT_TTL);
 		return;
 	}
 	r->pending++;
 	lk->r = r;
 	lk->cb = cb;
+	lk->rrcb = rrcb;
 	lk->arg = arg;
 	lk->qtype = qtype;
 	/* ares_search applies the search list and ndots to a relative name;
@@ -333,6 +490,19 @@ resolver_lookup(struct kb_resolver *r, const char *name, int qtype, resolver_cb 
 	 * asked as it is, one query. */
 	ares_search(r->channel, name, 1, qtype, res_done, lk);
 	res_schedule(r);
+}
+
+void
+resolver_lookup(struct kb_resolver *r, const char *name, int qtype, resolver_cb cb, void *arg)
+{
+	res_lookup(r, name, qtype, cb, NULL, arg);
+}
+
+void
+resolver_lookup_rr(struct kb_resolver *r, const char *name, int qtype, resolver_rr_cb cb,
+    void *arg)
+{
+	res_lookup(r, name, qtype, NULL, cb, arg);
 }
 
 /* Must not be called from a lookup's callback (c-ares forbids destroying a

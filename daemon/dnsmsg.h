@@ -14,7 +14,13 @@
 #define DNS_UDP_ANSWER_MAX	512	/* no EDNS in the answers we build */
 
 #define DNS_T_A			1
+#define DNS_T_NS		2
+#define DNS_T_CNAME		5
+#define DNS_T_PTR		12
+#define DNS_T_MX		15
+#define DNS_T_TXT		16
 #define DNS_T_AAAA		28
+#define DNS_T_SRV		33
 #define DNS_C_IN		1
 #define DNS_FORMERR		1
 #define DNS_SERVFAIL		2
@@ -61,6 +67,28 @@ size_t dns_build_answer(unsigned char *out, size_t outmax, const unsigned char *
  * rcode 0 with an empty answer. */
 size_t dns_build_rcode(unsigned char *out, size_t outmax, const unsigned char *query,
     size_t qend, int rcode);
+
+/* A record of the manager's answer (PROTOCOL.md 4.2), fields checked by
+ * kb_msg_dns_record: owner without the final dot, type, TTL, data as text:
+ * an address (A, AAAA), a name (NS, CNAME, PTR), "PREF NAME" (MX), "PRIO
+ * WEIGHT PORT NAME" (SRV), else the data in hex. */
+struct dns_rr {
+	const char *name;
+	uint16_t type;
+	uint32_t ttl;
+	const char *data;
+};
+#define DNS_RR_DATA_MAX		1024	/* a record's data, in wire form */
+
+/* Build into out[outmax] the response to query (question ending at qend)
+ * with rcode and, for rcode 0, the records rrs[n] in their order. A record
+ * owned by asked (the absolute name the manager was asked) is named by a
+ * pointer to the question; others by their own names. Records that do not
+ * fit are left out and TC is set. If a record's data does not parse as its
+ * type says, *bad is set and nothing is built (the caller answers
+ * SERVFAIL). Returns the length. */
+size_t dns_build_records(unsigned char *out, size_t outmax, const unsigned char *query,
+    size_t qend, int rcode, const struct dns_rr *rrs, size_t n, const char *asked, int *bad);
 
 /* Does a[alen] (an upstream's answer) carry the same question as query b,
  * whose question ends at qend? The name compares byte for byte but for

@@ -93,6 +93,48 @@ dns_norm(const char *s)
 	return n;
 }
 
+int
+dns_zone_set_subnets(struct dns_zone *z, const struct kb_cidr *subnets, size_t n)
+{
+	free(z->subnets);
+	z->subnets = NULL;
+	z->nsubnets = 0;
+	if (n == 0)
+		return 0;
+	if ((z->subnets = calloc(n, sizeof(*subnets))) == NULL)
+		return -1;
+	memcpy(z->subnets, subnets, n * sizeof(*subnets));
+	z->nsubnets = n;
+	return 0;
+}
+
+int
+dns_zone_reverse(const struct dns_zone *z, const char *name)
+{
+	static const char suffix[] = "in-addr.arpa";
+	uint32_t addr = 0;
+	unsigned long v;
+	const char *p = name;
+	size_t i, len;
+
+	for (i = 0; i < 4; i++) {
+		len = strspn(p, "0123456789");
+		if (len == 0 || len > 3 || p[len] != '.' || (len > 1 && p[0] == '0'))
+			return 0;
+		v = strtoul(p, NULL, 10);
+		if (v > 255)
+			return 0;
+		addr |= (uint32_t)v << (8 * i);
+		p += len + 1;
+	}
+	if (strcmp(p, suffix) != 0)
+		return 0;
+	for (i = 0; i < z->nsubnets; i++)
+		if (kb_cidr_contains(&z->subnets[i], addr))
+			return 1;
+	return 0;
+}
+
 void
 dns_zone_clear(struct dns_zone *z)
 {
@@ -103,6 +145,9 @@ dns_zone_clear(struct dns_zone *z)
 	free(z->namespaces);
 	free(z->domain);
 	free(z->connected_ns);
+	free(z->subnets);
+	z->subnets = NULL;
+	z->nsubnets = 0;
 	z->namespaces = NULL;
 	z->nnamespaces = 0;
 	z->domain = z->connected_ns = NULL;
@@ -112,9 +157,13 @@ int
 dns_zone_set(struct dns_zone *z, const char *domain, const char *const *namespaces,
     size_t nnamespaces, const char *connected_ns)
 {
-	size_t i;
+	struct kb_cidr *subnets = z->subnets;
+	size_t i, nsubnets = z->nsubnets;
 
+	z->subnets = NULL;	/* kept */
 	dns_zone_clear(z);
+	z->subnets = subnets;
+	z->nsubnets = nsubnets;
 	if ((z->domain = dns_norm(domain)) == NULL)
 		return 0;
 	z->connected_ns = dns_norm(connected_ns);

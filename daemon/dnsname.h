@@ -9,6 +9,8 @@
 
 #include <stddef.h>
 
+#include "util.h"	/* struct kb_cidr */
+
 #define DNS_ZONE_NAME_MAX	253	/* a name in presentation form, no final dot */
 
 /* Names normalized: lower case, no final dot. All NULL/0: no cluster
@@ -18,6 +20,8 @@ struct dns_zone {
 	char **namespaces;
 	size_t nnamespaces;
 	char *connected_ns;	/* NULL: single labels stay local */
+	struct kb_cidr *subnets;	/* whose addresses' names (PTR) are the cluster's */
+	size_t nsubnets;
 };
 
 /* Replace z's contents with normalized copies. A NULL or empty domain
@@ -25,6 +29,12 @@ struct dns_zone {
  * connected namespace but no namespace), else 0. */
 int dns_zone_set(struct dns_zone *z, const char *domain, const char *const *namespaces,
     size_t nnamespaces, const char *connected_ns);
+/* Replace z's subnets with a copy of subnets[n]; -1 if out of memory
+ * (then z has none). dns_zone_set keeps them, dns_zone_clear frees them. */
+int dns_zone_set_subnets(struct dns_zone *z, const struct kb_cidr *subnets, size_t n);
+/* Is name (normalized) D.C.B.A.in-addr.arpa for an address A.B.C.D in one
+ * of z's subnets? */
+int dns_zone_reverse(const struct dns_zone *z, const char *name);
 /* Free z's contents; z is empty after. */
 void dns_zone_clear(struct dns_zone *z);
 /* Is name (normalized) the cluster domain or under it? */

@@ -9,7 +9,8 @@
 # Every name the daemon takes for the cluster's (NAME, NAME.NS, NAME.NS.svc,
 # the full name) costs exactly one query there, of the absolute name, where
 # the manager pod's search list (ndots:5) would cost up to four; a name the
-# cache holds costs none.
+# cache holds costs none. Other types come back as the cluster DNS answers
+# them: SRV, TXT, PTR for a service address, a CNAME with its chain.
 set -euo pipefail
 
 KB_PG_PREFIX=kbd
@@ -74,6 +75,34 @@ asked A nosuch.default.svc.cluster.local nosuch.default.svc.cluster.local NXDOMA
 # upstream here: REFUSED)
 asked A nosuch.shop nosuch.shop.svc.cluster.local FAIL
 ok "a name the cluster does not have: one query, NXDOMAIN"
+
+# Other record types, through the manager (it answers "records"), each one
+# query too: the answers as the cluster DNS gives them, named as asked.
+answer() { awk '/ANSWER SECTION/ { f = 1; next } /^$/ { f = 0 } f { $2 = ""; print }' <<<"$1"; }
+before=$(count)
+out=$(ws dig +tries=1 +time=4 _http._tcp.web.default.svc.cluster.local SRV @127.0.0.53)
+[[ $(answer "$out") == "_http._tcp.web.default.svc.cluster.local.  IN SRV 0 0 80 web.default.svc.cluster.local." ]]
+out=$(ws dig +tries=1 +time=4 web.default TXT @127.0.0.53)
+[[ $(answer "$out") == 'web.default.  IN TXT "kbridge playground"' ]]
+out=$(ws dig +tries=1 +time=4 -x 10.96.1.1 @127.0.0.53)
+[[ $(answer "$out") == "1.1.96.10.in-addr.arpa.  IN PTR web.default.svc.cluster.local." ]]
+sleep 0.2
+[[ $(count) == $((before + 3)) ]]
+ok "SRV, TXT (NAME.NS), PTR of a service address: the cluster's records, one query each"
+
+out=$(ws dig +tries=1 +time=4 ext.default A @127.0.0.53)
+[[ $(answer "$out") == "ext.default.  IN CNAME web.default.svc.cluster.local.
+web.default.svc.cluster.local.  IN A 10.96.1.1" ]]
+[[ $(ws getent hosts ext.default) == "10.96.1.1"*"web.default.svc.cluster.local"* ]]
+[[ $(ws curl -sS -m 5 http://ext.default/) == "hello from web (cluster)" ]]
+ok "an ExternalName-like CNAME: answered with the chain; getent and curl follow it"
+
+# the name of an address outside the cluster's subnets is not asked there
+before=$(count)
+ws dig +tries=1 +time=4 -x 192.0.2.1 @127.0.0.53 >/dev/null || true
+sleep 0.2
+[[ $(count) == "$before" ]]
+ok "PTR outside the cluster's subnets: not the cluster's"
 
 # For comparison: the same lookup from a pod, through its search list.
 before=$(count)

@@ -681,7 +681,7 @@ static void
 test_proxy(uint16_t upport)
 {
 	const char *ns[] = { "default", "shop" };
-	struct kb_dns_hooks hooks = { fake_resolve, NULL };
+	struct kb_dns_hooks hooks = { .resolve = fake_resolve };
 	unsigned char q[512], a[4096];
 	const unsigned char *m;
 	struct client c;
@@ -940,6 +940,135 @@ helds_release(void)
 	}
 }
 
+/* A manager that answers records (its hello said "dns_records"), at once. */
+static int rr_calls;
+static char rr_last[256];
+
+static int
+fake_resolve_rr(void *arg, const char *name, int qtype, dns_done_rr_fn done, void *ctx)
+{
+	static const struct dns_rr srv[] = {
+		{ "_http._tcp.web.default.svc.cluster.local", DNS_T_SRV, 5,
+		  "0 0 80 web.default.svc.cluster.local" },
+	}, chain[] = {
+		{ "ext.default.svc.cluster.local", DNS_T_CNAME, 5, "web.default.svc.cluster.local" },
+		{ "web.default.svc.cluster.local", DNS_T_A, 5, "10.96.1.1" },
+	}, web[] = {
+		{ "web.default.svc.cluster.local", DNS_T_A, 5, "10.96.1.1" },
+	}, txt[] = {
+		{ "web.default.svc.cluster.local", DNS_T_TXT, 5, "026869" },
+	}, ptr[] = {
+		{ "1.1.96.10.in-addr.arpa", DNS_T_PTR, 5, "web.default.svc.cluster.local" },
+	}, bad[] = {
+		{ "bad.default.svc.cluster.local", DNS_T_A, 5, "not an address" },
+	};
+
+	(void)arg;
+	rr_calls++;
+	snprintf(rr_last, sizeof(rr_last), "%s/%d", name, qtype);
+	if (!strcmp(name, "old.default.svc.cluster.local"))
+		return -2;	/* as a manager without records */
+	if (qtype == DNS_T_SRV && !strcmp(name, "_http._tcp.web.default.svc.cluster.local"))
+		done(ctx, 0, srv, 1, 5);
+	else if (qtype == DNS_T_A && !strcmp(name, "ext.default.svc.cluster.local"))
+		done(ctx, 0, chain, 2, 5);
+	else if (qtype == DNS_T_A && !strcmp(name, "web.default.svc.cluster.local"))
+		done(ctx, 0, web, 1, 5);
+	else if (qtype == DNS_T_TXT && !strcmp(name, "web.default.svc.cluster.local"))
+		done(ctx, 0, txt, 1, 5);
+	else if (qtype == DNS_T_PTR && !strcmp(name, "1.1.96.10.in-addr.arpa"))
+		done(ctx, 0, ptr, 1, 5);
+	else if (!strcmp(name, "bad.default.svc.cluster.local"))
+		done(ctx, 0, bad, 1, 5);
+	else if (!strcmp(name, "web.default.svc.cluster.local"))
+		done(ctx, 0, NULL, 0, 0);	/* NODATA, no SOA */
+	else
+		done(ctx, 3, NULL, 0, 9);	/* NXDOMAIN, SOA minimum 9 */
+	return 0;
+}
+
+/* Cluster names of every type through a manager that answers records. */
+static void
+test_records_proxy(uint16_t upport)
+{
+	const char *ns[] = { "default", "shop" };
+	struct kb_dns_hooks hooks = { .resolve = fake_resolve, .resolve_rr = fake_resolve_rr };
+	struct kb_cidr subnets[] = { { 0x0a600000, 16 } };
+	struct ares_srv_reply *sr = NULL;
+	struct ares_txt_reply *tr = NULL;
+	struct hostent *he = NULL;
+	struct ares_addrttl at[4];
+	unsigned char a[4096];
+	struct kb_dns *d;
+	char path[128], err[256];
+	size_t n;
+	int na = 4;
+
+	snprintf(path, sizeof(path), "%s/resolv.conf", tmpdir);
+	if ((d = dns_new(base, &hooks, path, 0, err, sizeof(err))) == NULL) {
+		ok(0);
+		return;
+	}
+	dns_set_upstream_port(d, upport);
+	dns_set_cluster(d, "cluster.local", ns, 2, "default");
+	dns_set_subnets(d, subnets, 1);
+	hook_calls = rr_calls = 0;
+
+	n = udp_ask(dns_port(d), "_http._tcp.web.default.svc.cluster.local", T_SRV, 0x7101, a);
+	ok(n > 0 && dns_get16(a) == 0x7101 && ares_parse_srv_reply(a, (int)n, &sr) ==
+	    ARES_SUCCESS && sr && sr->port == 80 && !strcmp(sr->host,
+	    "web.default.svc.cluster.local"));
+	ares_free_data(sr);
+	/* NAME.NS asked for TXT: the cluster's record, named as asked */
+	n = udp_ask(dns_port(d), "web.default", T_TXT, 0x7102, a);
+	ok(n > 0 && !strcmp(rr_last, "web.default.svc.cluster.local/16") &&
+	    ares_parse_txt_reply(a, (int)n, &tr) == ARES_SUCCESS && tr && tr->length == 2 &&
+	    !memcmp(tr->txt, "hi", 2));
+	ares_free_data(tr);
+	/* An ExternalName service: the chain, the alias named as asked */
+	n = udp_ask(dns_port(d), "ext.default", T_A, 0x7103, a);
+	ok(n > 0 && dns_get16(a + 6) == 2 && ares_parse_a_reply(a, (int)n, &he, at, &na) ==
+	    ARES_SUCCESS && na == 1 && he && !strcmp(he->h_name, "web.default.svc.cluster.local") &&
+	    he->h_aliases[0] && !strcmp(he->h_aliases[0], "ext.default"));
+	if (he)
+		ares_free_hostent(he);
+	/* ... and not kept: the cache holds a name's own addresses */
+	rr_calls = 0;
+	n = udp_ask(dns_port(d), "ext.default", T_A, 0x7104, a);
+	ok(n > 0 && rr_calls == 1 && dns_get16(a + 6) == 2);
+	n = udp_ask(dns_port(d), "web", T_A, 0x7105, a);
+	n = udp_ask(dns_port(d), "web.default", T_A, 0x7106, a);
+	ok(n > 0 && rr_calls == 2 && !strcmp(first_a(a, n, NULL), "10.96.1.1"));
+	/* The name of a cluster address; another address's goes upstream */
+	he = NULL;
+	n = udp_ask(dns_port(d), "1.1.96.10.in-addr.arpa", T_PTR, 0x7107, a);
+	ok(n > 0 && ares_parse_ptr_reply(a, (int)n, "\x0a\x60\x01\x01", 4, AF_INET, &he) ==
+	    ARES_SUCCESS && he && !strcmp(he->h_name, "web.default.svc.cluster.local"));
+	if (he)
+		ares_free_hostent(he);
+	rr_calls = 0;
+	n = udp_ask(dns_port(d), "1.1.97.10.in-addr.arpa", T_PTR, 0x7108, a);
+	ok(n > 0 && dns_get16(a) == 0x7108 && rr_calls == 0);
+	/* A record whose data does not parse: SERVFAIL, nothing made up */
+	n = udp_ask(dns_port(d), "bad.default.svc.cluster.local", T_A, 0x7109, a);
+	ok(n > 0 && rcode_of(a) == DNS_SERVFAIL && dns_get16(a + 6) == 0);
+	/* NXDOMAIN with an SOA minimum: kept, for SRV as for A */
+	rr_calls = 0;
+	n = udp_ask(dns_port(d), "_x._tcp.nosuch.default.svc.cluster.local", T_SRV, 0x710a, a);
+	n = udp_ask(dns_port(d), "_x._tcp.nosuch.default.svc.cluster.local", T_SRV, 0x710b, a);
+	ok(n > 0 && dns_get16(a) == 0x710b && rcode_of(a) == DNS_NXDOMAIN && rr_calls == 1);
+	/* NODATA without an SOA: not kept */
+	n = udp_ask(dns_port(d), "web.default.svc.cluster.local", T_MX, 0x710c, a);
+	n = udp_ask(dns_port(d), "web.default.svc.cluster.local", T_MX, 0x710d, a);
+	ok(n > 0 && rcode_of(a) == 0 && dns_get16(a + 6) == 0 && rr_calls == 3);
+	/* A manager without records: addresses through resolve, as before */
+	hook_calls = 0;
+	n = udp_ask(dns_port(d), "old.default.svc.cluster.local", T_A, 0x710e, a);
+	ok(n > 0 && hook_calls == 1 && !strcmp(last_name, "old.default.svc.cluster.local"));
+	ok(hook_calls + rr_calls > 0 && d->npending == 0);
+	dns_free(d);
+}
+
 /* A name NAME.NS that the cluster does not have is the outside world's:
  * with a namespace "shop", example.shop still resolves as it does without
  * kbridge, while cart.shop is the cluster's. */
@@ -947,7 +1076,7 @@ static void
 test_ns_fallback(uint16_t upport)
 {
 	const char *ns[] = { "default", "shop" };
-	struct kb_dns_hooks hooks = { held_resolve, NULL };
+	struct kb_dns_hooks hooks = { .resolve = held_resolve };
 	unsigned char q[512], a[4096];
 	const unsigned char *m;
 	struct ares_txt_reply *txt = NULL;
@@ -1018,7 +1147,7 @@ static void
 test_flood(uint16_t upport)
 {
 	const char *ns[] = { "default", "shop" };
-	struct kb_dns_hooks hooks = { held_resolve, NULL };
+	struct kb_dns_hooks hooks = { .resolve = held_resolve };
 	unsigned char q[512];
 	struct client flood, c[20];
 	struct kb_dns *d;
@@ -1140,6 +1269,7 @@ main(void)
 			NULL };
 		ok(dnsmasq_start(port, tmpdir, outside, "outside.test") == 0);
 		test_proxy(port);
+		test_records_proxy(port);
 		test_ns_fallback(port);
 		test_flood(port);
 	}

@@ -124,6 +124,88 @@ test_lookups(uint16_t port)
 	resolver_free(r);
 }
 
+struct rr_result {
+	int calls;
+	int rcode;
+	size_t n;
+	struct resolver_rr rrs[4];
+	uint32_t ttl;
+};
+
+static void
+rr_cb(void *arg, int rcode, const struct resolver_rr *rrs, size_t n, uint32_t ttl)
+{
+	struct rr_result *res = arg;
+	size_t i;
+
+	res->calls++;
+	res->rcode = rcode;
+	res->n = n;
+	res->ttl = ttl;
+	for (i = 0; i < n && i < 4; i++)
+		res->rrs[i] = rrs[i];
+}
+
+static void
+wait_rr(struct rr_result *res, size_t n, int ms)
+{
+	uint64_t end = kb_now_ms() + (uint64_t)ms;
+	size_t i;
+
+	for (;;) {
+		for (i = 0; i < n && res[i].calls; i++)
+			;
+		if (i == n || kb_now_ms() >= end)
+			break;
+		event_base_loop(base, EVLOOP_ONCE | EVLOOP_NONBLOCK);
+		usleep(1000);
+	}
+}
+
+/* Records of every kind, as the answer section has them: SRV, TXT (data in
+ * hex), PTR, a CNAME chain for A and for CNAME; NXDOMAIN; NODATA; a type
+ * that cannot be asked. */
+static void
+test_records(uint16_t port)
+{
+	struct rr_result res[8];
+	struct kb_resolver *r;
+	char server[64], err[256];
+
+	snprintf(server, sizeof(server), "127.0.0.1:%u", port);
+	if ((r = resolver_new(base, server, err, sizeof(err))) == NULL) {
+		ok(0);
+		return;
+	}
+	memset(res, 0, sizeof(res));
+	resolver_lookup_rr(r, "_http._tcp.web.default.svc.cluster.local.", 33, rr_cb, &res[0]);
+	resolver_lookup_rr(r, "web.default.svc.cluster.local.", 16, rr_cb, &res[1]);
+	resolver_lookup_rr(r, "1.1.96.10.in-addr.arpa.", 12, rr_cb, &res[2]);
+	resolver_lookup_rr(r, "ext.default.svc.cluster.local.", 1, rr_cb, &res[3]);
+	resolver_lookup_rr(r, "ext.default.svc.cluster.local.", 5, rr_cb, &res[4]);
+	resolver_lookup_rr(r, "nosuch.default.svc.cluster.local.", 33, rr_cb, &res[5]);
+	resolver_lookup_rr(r, "web.default.svc.cluster.local.", 255, rr_cb, &res[6]);
+	resolver_lookup_rr(r, "api.default.svc.cluster.local.", 1, rr_cb, &res[7]);
+	wait_rr(res, 8, 5000);
+	ok(res[0].calls == 1 && res[0].rcode == 0 && res[0].n == 1 && res[0].rrs[0].type == 33 &&
+	    !strcmp(res[0].rrs[0].name, "_http._tcp.web.default.svc.cluster.local") &&
+	    !strcmp(res[0].rrs[0].data, "10 20 80 web.default.svc.cluster.local"));
+	ok(res[1].calls == 1 && res[1].rcode == 0 && res[1].n == 1 && res[1].rrs[0].type == 16 &&
+	    !strcmp(res[1].rrs[0].data, "0b68656c6c6f20776f726c64") && res[1].ttl == 30);
+	ok(res[2].calls == 1 && res[2].rcode == 0 && res[2].n == 1 && res[2].rrs[0].type == 12 &&
+	    !strcmp(res[2].rrs[0].data, "web.default.svc.cluster.local"));
+	/* the chain, then web's two addresses */
+	ok(res[3].calls == 1 && res[3].rcode == 0 && res[3].n == 3 && res[3].rrs[0].type == 5 &&
+	    !strcmp(res[3].rrs[0].name, "ext.default.svc.cluster.local") &&
+	    !strcmp(res[3].rrs[0].data, "web.default.svc.cluster.local") &&
+	    res[3].rrs[1].type == 1 && !strcmp(res[3].rrs[1].name, "web.default.svc.cluster.local"));
+	ok(res[4].calls == 1 && res[4].rcode == 0 && res[4].n == 1 && res[4].rrs[0].type == 5);
+	ok(res[5].calls == 1 && res[5].rcode == 3 && res[5].n == 0 && res[5].ttl == 0);
+	ok(res[6].calls == 1 && res[6].rcode == 2 && res[6].n == 0);
+	ok(res[7].calls == 1 && res[7].rcode == 0 && res[7].n == 0);	/* api: AAAA only */
+	resolver_free(r);
+}
+
 /* A server that never answers: lookups end by timeout, or by resolver_free. */
 static void
 test_silent(void)
@@ -411,9 +493,16 @@ main(void)
 			"--host-record=web.default.svc.cluster.local,10.96.1.1",
 			"--host-record=web.default.svc.cluster.local,10.96.1.2",
 			"--host-record=api.default.svc.cluster.local,fd00::1",
-			"--local=/cluster.local/", "--local=/#/", NULL };
+			"--local=/cluster.local/", "--local=/#/",
+			"--srv-host=_http._tcp.web.default.svc.cluster.local,"
+			"web.default.svc.cluster.local,80,10,20",
+			"--txt-record=web.default.svc.cluster.local,hello world",
+			"--cname=ext.default.svc.cluster.local,web.default.svc.cluster.local",
+			"--ptr-record=1.1.96.10.in-addr.arpa,web.default.svc.cluster.local",
+			NULL };
 		ok(dnsmasq_start(port, tmpdir, cluster, "web.default.svc.cluster.local") == 0);
 		test_lookups(port);
+		test_records(port);
 		dnsmasq_stop(tmpdir);
 		test_refused();
 	}
