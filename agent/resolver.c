@@ -435,8 +435,13 @@ resolver_new(struct event_base *base, const char *server, char *err, size_t errl
 	 * cluster's DNS one query, not one per try (the daemon's client asks
 	 * again if it wants to). Only silence is tried again. */
 	opts.flags = ARES_FLAG_NOCHECKRESP;
-	rc = ares_init_options(&r->channel, &opts,
-	    ARES_OPT_SOCK_STATE_CB | ARES_OPT_TIMEOUTMS | ARES_OPT_TRIES | ARES_OPT_FLAGS);
+	/* EDNS0 with 1232 bytes (the DNS flag day's size): big answers (SRV
+	 * of a headless service, TXT) in one datagram; one bigger comes with
+	 * TC, and c-ares asks again over TCP. */
+	opts.flags |= ARES_FLAG_EDNS;
+	opts.ednspsz = 1232;
+	rc = ares_init_options(&r->channel, &opts, ARES_OPT_SOCK_STATE_CB | ARES_OPT_TIMEOUTMS |
+	    ARES_OPT_TRIES | ARES_OPT_FLAGS | ARES_OPT_EDNSPSZ);
 	if (rc != ARES_SUCCESS) {
 		snprintf(err, errlen, "c-ares: %s", ares_strerror(rc));
 		goto fail;

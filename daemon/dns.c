@@ -88,6 +88,7 @@ struct dns_req {
 	int fallback;			/* not under the cluster domain: NXDOMAIN goes upstream */
 	int probe;			/* another type: asked the manager for A to know the name */
 	uint16_t hook_qtype;		/* what the manager was asked */
+	uint16_t edns;			/* the client's EDNS0 UDP size, 0: none */
 	enum dns_req_state state;
 	unsigned char *msg;		/* the client's query; id rewritten when forwarded */
 	size_t len, qend;
@@ -317,8 +318,9 @@ dns_req_answer(struct dns_req *rq, int rcode, int qtype, const char *const *addr
 	size_t n;
 
 	dns_put16(rq->msg, rq->id);
-	n = dns_build_answer(d->out, rq->via_tcp ? DNS_MSG_MAX : DNS_UDP_ANSWER_MAX, rq->msg,
-	    rq->qend, rcode, qtype, addrs, naddrs, ttl);
+	n = dns_build_answer(d->out, rq->via_tcp ? DNS_MSG_MAX - DNS_OPT_LEN :
+	    dns_udp_max(rq->edns), rq->msg, rq->qend, rcode, qtype, addrs, naddrs, ttl);
+	n = dns_add_opt(d->out, n, DNS_MSG_MAX, rq->edns);
 	dns_req_finish(rq, d->out, n);
 }
 
@@ -415,14 +417,14 @@ dns_hook_done_rr(void *ctx, int rcode, const struct dns_rr *rrs, size_t n, uint3
 	if (rcode != 0 && rcode != DNS_NXDOMAIN)
 		rcode = DNS_SERVFAIL;
 	dns_put16(rq->msg, rq->id);
-	len = dns_build_records(d->out, rq->via_tcp ? DNS_MSG_MAX : DNS_UDP_ANSWER_MAX, rq->msg,
-	    rq->qend, rcode, rrs, n, rq->key, &bad);
+	len = dns_build_records(d->out, rq->via_tcp ? DNS_MSG_MAX - DNS_OPT_LEN :
+	    dns_udp_max(rq->edns), rq->msg, rq->qend, rcode, rrs, n, rq->key, &bad);
 	if (bad) {
 		log_debug("%s: %s: a record's data does not parse", __func__, rq->key);
 		dns_req_answer(rq, DNS_SERVFAIL, 0, NULL, 0, 0);
 		return;
 	}
-	dns_req_finish(rq, d->out, len);
+	dns_req_finish(rq, d->out, dns_add_opt(d->out, len, DNS_MSG_MAX, rq->edns));
 }
 
 static int
@@ -638,6 +640,7 @@ dns_handle(struct kb_dns *d, struct dns_tcp *c, const struct sockaddr *peer, soc
 		    dns_build_rcode(d->out, DNS_MSG_MAX, msg, q.qend, DNS_SERVFAIL));
 		return;
 	}
+	rq->edns = q.edns;
 	if ((rq->timer = evtimer_new(d->base, dns_req_timer, rq)) == NULL) {
 		dns_req_answer(rq, DNS_SERVFAIL, 0, NULL, 0, 0);
 		return;

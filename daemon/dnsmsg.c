@@ -73,7 +73,37 @@ dns_parse_query(const unsigned char *buf, size_t len, struct dns_question *q)
 	q->qtype = dns_get16(buf + off);
 	q->qclass = dns_get16(buf + off + 2);
 	q->qend = off + 4;
+	q->edns = 0;
+	/* EDNS0: an OPT record (root name, type 41, CLASS the UDP size)
+	 * first in the additional section of a query with nothing else. */
+	if (dns_get16(buf + 6) == 0 && dns_get16(buf + 8) == 0 && dns_get16(buf + 10) >= 1 &&
+	    q->qend + DNS_OPT_LEN <= len && buf[q->qend] == 0 &&
+	    dns_get16(buf + q->qend + 1) == 41) {
+		q->edns = dns_get16(buf + q->qend + 3);
+		if (q->edns < DNS_UDP_ANSWER_MAX)
+			q->edns = DNS_UDP_ANSWER_MAX;
+		if (q->edns > DNS_EDNS_MAX)
+			q->edns = DNS_EDNS_MAX;
+	}
 	return 0;
+}
+
+size_t
+dns_udp_max(uint16_t edns)
+{
+	return edns ? (size_t)edns - DNS_OPT_LEN : DNS_UDP_ANSWER_MAX;
+}
+
+size_t
+dns_add_opt(unsigned char *out, size_t len, size_t outmax, uint16_t edns)
+{
+	if (!edns || len < DNS_HDR || len + DNS_OPT_LEN > outmax)
+		return len;
+	memset(out + len, 0, DNS_OPT_LEN);
+	dns_put16(out + len + 1, 41);
+	dns_put16(out + len + 3, DNS_EDNS_MAX);
+	dns_put16(out + 10, (uint16_t)(dns_get16(out + 10) + 1));
+	return len + DNS_OPT_LEN;
 }
 
 /* One resource record at out + off: the question's name, type, IN, ttl,

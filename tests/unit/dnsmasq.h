@@ -44,13 +44,13 @@ free_port(void)
 }
 
 /* Start dnsmasq on 127.0.0.1:port (pid file in dir) with the extra options
- * (at most 12), and wait until it answers a query for probe (an A record it
+ * (at most 16), and wait until it answers a query for probe (an A record it
  * knows). It dies with the test. 0 or -1. */
 static int
 dnsmasq_start(uint16_t port, const char *dir, const char *const *extra, const char *probe)
 {
 	char portarg[32], pidarg[128], logarg[160];
-	char *argv[28] = { "/usr/sbin/dnsmasq", "--keep-in-foreground", "--conf-file=/dev/null",
+	char *argv[32] = { "/usr/sbin/dnsmasq", "--keep-in-foreground", "--conf-file=/dev/null",
 		"--no-resolv", "--no-hosts", "--listen-address=127.0.0.1", "--bind-interfaces",
 		portarg, pidarg, "--user=root", logarg, "--local-ttl=30" };
 	struct sockaddr_in sin = { .sin_family = AF_INET };
@@ -58,7 +58,7 @@ dnsmasq_start(uint16_t port, const char *dir, const char *const *extra, const ch
 	struct pollfd pfd;
 	int fd, i, n = 12, null, qlen;
 
-	for (i = 0; extra[i] && i < 12; i++)
+	for (i = 0; extra[i] && i < 16; i++)
 		argv[n++] = (char *)extra[i];
 	argv[n] = NULL;
 	snprintf(portarg, sizeof(portarg), "--port=%u", port);

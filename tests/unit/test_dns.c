@@ -963,9 +963,21 @@ fake_resolve_rr(void *arg, const char *name, int qtype, dns_done_rr_fn done, voi
 		{ "bad.default.svc.cluster.local", DNS_T_A, 5, "not an address" },
 	};
 
+	static struct dns_rr many[32];
+	static char addr[32][16];
+	size_t i;
+
 	(void)arg;
 	rr_calls++;
 	snprintf(rr_last, sizeof(rr_last), "%s/%d", name, qtype);
+	if (!strcmp(name, "many.default.svc.cluster.local")) {
+		for (i = 0; i < 32; i++) {
+			snprintf(addr[i], sizeof(addr[i]), "10.96.3.%zu", i + 1);
+			many[i] = (struct dns_rr){ name, DNS_T_A, 5, addr[i] };
+		}
+		done(ctx, 0, many, 32, 5);
+		return 0;
+	}
 	if (!strcmp(name, "old.default.svc.cluster.local"))
 		return -2;	/* as a manager without records */
 	if (qtype == DNS_T_SRV && !strcmp(name, "_http._tcp.web.default.svc.cluster.local"))
@@ -987,6 +999,31 @@ fake_resolve_rr(void *arg, const char *name, int qtype, dns_done_rr_fn done, voi
 	return 0;
 }
 
+/* many.default with an OPT record saying 4096: every address in one UDP
+ * answer of at most our 1232 bytes, with an OPT record of its own. */
+static int
+test_edns(uint16_t port)
+{
+	struct client c;
+	unsigned char q[512];
+	size_t qlen = make_query(q, "many.default", T_A, 0x7111);
+	int good;
+
+	memcpy(q + qlen, "\x00\x00\x29\x10\x00\x00\x00\x00\x00\x00\x00", 11);
+	dns_put16(q + 10, 1);
+	if (client_open(&c, 0, port) < 0 || client_send(&c, q, qlen + 11) < 0)
+		return 0;
+	good = client_wait(&c, 1, 5000) && c.len <= DNS_EDNS_MAX && !(c.buf[2] & 0x02) &&
+	    dns_get16(c.buf + 6) == 32 && dns_get16(c.buf + 10) == 1 &&
+	    c.buf[c.len - 11] == 0 && dns_get16(c.buf + c.len - 10) == 41 &&
+	    dns_get16(c.buf + c.len - 8) == DNS_EDNS_MAX;
+	if (!good)
+		printf("# EDNS answer: %zu bytes, flags %02x, %u records, %u additional\n", c.len,
+		    c.buf[2], dns_get16(c.buf + 6), dns_get16(c.buf + 10));
+	client_close(&c);
+	return good;
+}
+
 /* Cluster names of every type through a manager that answers records. */
 static void
 test_records_proxy(uint16_t upport)
@@ -998,10 +1035,12 @@ test_records_proxy(uint16_t upport)
 	struct ares_txt_reply *tr = NULL;
 	struct hostent *he = NULL;
 	struct ares_addrttl at[4];
-	unsigned char a[4096];
+	unsigned char a[4096], q[512];
+	const unsigned char *m;
+	struct client c;
 	struct kb_dns *d;
 	char path[128], err[256];
-	size_t n;
+	size_t n, qlen;
 	int na = 4;
 
 	snprintf(path, sizeof(path), "%s/resolv.conf", tmpdir);
@@ -1061,6 +1100,19 @@ test_records_proxy(uint16_t upport)
 	n = udp_ask(dns_port(d), "web.default.svc.cluster.local", T_MX, 0x710c, a);
 	n = udp_ask(dns_port(d), "web.default.svc.cluster.local", T_MX, 0x710d, a);
 	ok(n > 0 && rcode_of(a) == 0 && dns_get16(a + 6) == 0 && rr_calls == 3);
+	/* 32 addresses: over UDP without EDNS, what fits in 512 bytes and TC;
+	 * with EDNS0 (the client's 4096, ours 1232) all, and an OPT record;
+	 * over TCP all. */
+	n = udp_ask(dns_port(d), "many.default", T_A, 0x7110, a);
+	ok(n > 0 && n <= 512 && (a[2] & 0x02) && dns_get16(a + 6) < 32 &&
+	    dns_get16(a + 10) == 0);
+	ok(test_edns(dns_port(d)));
+	ok(client_open(&c, 1, dns_port(d)) == 0);
+	qlen = make_query(q, "many.default", T_A, 0x7112);
+	ok(client_send(&c, q, qlen) == 0 && client_wait(&c, 1, 2000) &&
+	    (m = tcp_find(&c, 0x7112, &n)) != NULL && !(m[2] & 0x02) && dns_get16(m + 6) == 32);
+	client_close(&c);
+
 	/* A manager without records: addresses through resolve, as before */
 	hook_calls = 0;
 	n = udp_ask(dns_port(d), "old.default.svc.cluster.local", T_A, 0x710e, a);

@@ -162,6 +162,39 @@ test_same_question(void)
 	free(b);
 }
 
+/* EDNS0: the client's UDP size from its OPT record, clamped; our OPT. */
+static void
+test_edns(void)
+{
+	unsigned char *q, buf[600], out[600];
+	struct dns_question dq;
+	size_t qlen, n;
+
+	q = query("web.default", DNS_T_A, 1, &qlen);
+	memcpy(buf, q, qlen);
+	ok(dns_parse_query(buf, qlen, &dq) == 0 && dq.edns == 0);
+	memcpy(buf + qlen, "\x00\x00\x29\x04\xd0\x00\x00\x00\x00\x00\x00", 11);
+	dns_put16(buf + 10, 1);
+	ok(dns_parse_query(buf, qlen + 11, &dq) == 0 && dq.edns == 1232 && dq.qend == qlen);
+	dns_put16(buf + qlen + 3, 65535);
+	ok(dns_parse_query(buf, qlen + 11, &dq) == 0 && dq.edns == DNS_EDNS_MAX);
+	dns_put16(buf + qlen + 3, 100);
+	ok(dns_parse_query(buf, qlen + 11, &dq) == 0 && dq.edns == DNS_UDP_ANSWER_MAX);
+	/* not an OPT record, or cut short: no EDNS */
+	dns_put16(buf + qlen + 1, 1);
+	ok(dns_parse_query(buf, qlen + 11, &dq) == 0 && dq.edns == 0);
+	dns_put16(buf + qlen + 1, 41);
+	ok(dns_parse_query(buf, qlen + 10, &dq) == 0 && dq.edns == 0);
+	ok(dns_udp_max(0) == 512 && dns_udp_max(1232) == 1232 - DNS_OPT_LEN);
+	/* our OPT: appended, counted, 1232; not without EDNS or room */
+	n = dns_build_rcode(out, sizeof(out), buf, qlen, DNS_NXDOMAIN);
+	ok(dns_add_opt(out, n, sizeof(out), 0) == n);
+	ok(dns_add_opt(out, n, n + 10, 1232) == n);
+	ok(dns_add_opt(out, n, sizeof(out), 4096) == n + 11 && dns_get16(out + 10) == 1 &&
+	    out[n] == 0 && dns_get16(out + n + 1) == 41 && dns_get16(out + n + 3) == 1232);
+	free(q);
+}
+
 /* Answers built from the manager's records, parsed back by c-ares. */
 static void
 test_records(void)
@@ -273,5 +306,6 @@ main(void)
 	test_build();
 	test_same_question();
 	test_records();
+	test_edns();
 	return ok_done();
 }

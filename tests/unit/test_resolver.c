@@ -168,7 +168,7 @@ wait_rr(struct rr_result *res, size_t n, int ms)
 static void
 test_records(uint16_t port)
 {
-	struct rr_result res[8];
+	struct rr_result res[9];
 	struct kb_resolver *r;
 	char server[64], err[256];
 
@@ -186,7 +186,8 @@ test_records(uint16_t port)
 	resolver_lookup_rr(r, "nosuch.default.svc.cluster.local.", 33, rr_cb, &res[5]);
 	resolver_lookup_rr(r, "web.default.svc.cluster.local.", 255, rr_cb, &res[6]);
 	resolver_lookup_rr(r, "api.default.svc.cluster.local.", 1, rr_cb, &res[7]);
-	wait_rr(res, 8, 5000);
+	resolver_lookup_rr(r, "big.default.svc.cluster.local.", 16, rr_cb, &res[8]);
+	wait_rr(res, 9, 5000);
 	ok(res[0].calls == 1 && res[0].rcode == 0 && res[0].n == 1 && res[0].rrs[0].type == 33 &&
 	    !strcmp(res[0].rrs[0].name, "_http._tcp.web.default.svc.cluster.local") &&
 	    !strcmp(res[0].rrs[0].data, "10 20 80 web.default.svc.cluster.local"));
@@ -203,6 +204,10 @@ test_records(uint16_t port)
 	ok(res[5].calls == 1 && res[5].rcode == 3 && res[5].n == 0 && res[5].ttl == 0);
 	ok(res[6].calls == 1 && res[6].rcode == 2 && res[6].n == 0);
 	ok(res[7].calls == 1 && res[7].rcode == 0 && res[7].n == 0);	/* api: AAAA only */
+	/* 1265 bytes of TXT: TC in 1232 bytes of EDNS0, all of it over TCP */
+	printf("# big TXT: rcode %d, %zu records\n", res[8].rcode, res[8].n);
+	ok(res[8].calls == 1 && res[8].rcode == 0 && res[8].n == 5 &&
+	    strlen(res[8].rrs[0].data) == 502);
 	resolver_free(r);
 }
 
@@ -458,6 +463,9 @@ test_refused(void)
 	unlink(logpath);
 }
 
+#define X50 "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
+#define BIG_TXT "--txt-record=big.default.svc.cluster.local," X50 X50 X50 X50 X50
+
 int
 main(void)
 {
@@ -499,6 +507,8 @@ main(void)
 			"--txt-record=web.default.svc.cluster.local,hello world",
 			"--cname=ext.default.svc.cluster.local,web.default.svc.cluster.local",
 			"--ptr-record=1.1.96.10.in-addr.arpa,web.default.svc.cluster.local",
+			/* 5 TXT records of 250 bytes: more than 1232, TC over UDP */
+			BIG_TXT, BIG_TXT, BIG_TXT, BIG_TXT, BIG_TXT,
 			NULL };
 		ok(dnsmasq_start(port, tmpdir, cluster, "web.default.svc.cluster.local") == 0);
 		test_lookups(port);
