@@ -11,6 +11,8 @@
 # the manager pod's search list (ndots:5) would cost up to four; a name the
 # cache holds costs none. Other types come back as the cluster DNS answers
 # them: SRV, TXT, PTR for a service address, a CNAME with its chain.
+# KB_BIN selects the binaries; with KB_SAN=1 (the sanitizer build) no
+# sanitizer report may appear in the daemon's and the manager's logs.
 set -euo pipefail
 
 KB_PG_PREFIX=kbd
@@ -112,3 +114,10 @@ nq=$(grep -c "query\[A\] web.default.* from 10.244.1.10\$" "$STATE/node/dnsmasq.
 echo "# a pod's own lookup of web.default (search list, ndots:5): $nq queries, answer $direct"
 [[ $direct == 10.96.1.1 && $nq -ge 2 && $(count) == "$before" ]]
 ok "a pod's search list costs $nq queries for what kbridge asks in one"
+
+pg ws "$KB_BIN/kbridge" quit >/dev/null
+if [[ -n ${KB_SAN:-} ]]; then
+	no grep -E "ERROR: (Address|Leak)Sanitizer|runtime error:" "$STATE"/ws/kbridged.sock.log "$STATE"/manager*.log
+	ok "no sanitizer reports in the daemon and manager logs"
+fi
+echo "1..$n"
