@@ -350,14 +350,10 @@ dns_hook_done(void *ctx, int rcode, const char *const *addrs, size_t naddrs, uin
 {
 	struct dns_req *rq = ctx;
 
-	/* Negative answers too, for their TTL (the cluster DNS's SOA
-	 * minimum): a program that tries a name the cluster lacks over and
-	 * over asks the cluster once. */
-	if (rcode == 0 && naddrs > 0)
+	/* (A manager before records gives negative answers no SOA-based
+	 * TTL: they are not kept.) */
+	if (rcode == 0)
 		dns_cache_put(rq->d->cache, rq->key, rq->hook_qtype, addrs, naddrs, ttl,
-		    kb_now_ms());
-	else if (rcode == 0 || rcode == DNS_NXDOMAIN)
-		dns_cache_put_negative(rq->d->cache, rq->key, rq->hook_qtype, rcode, ttl,
 		    kb_now_ms());
 	if (rq->detached) {
 		dns_req_free(rq);
@@ -403,6 +399,8 @@ dns_hook_done_rr(void *ctx, int rcode, const struct dns_rr *rrs, size_t n, uint3
 			dns_cache_put(d->cache, rq->key, rq->hook_qtype, addrs, na, ttl,
 			    kb_now_ms());
 	} else if (rcode == DNS_NXDOMAIN || (rcode == 0 && n == 0)) {
+		/* for their TTL, the cluster DNS's SOA minimum: a program that
+		 * tries a name the cluster lacks over and over asks it once */
 		dns_cache_put_negative(d->cache, rq->key, rq->hook_qtype, rcode, ttl, kb_now_ms());
 	}
 	if (rq->detached) {
