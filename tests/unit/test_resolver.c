@@ -288,6 +288,70 @@ test_flood(void)
 	close(fd);
 }
 
+/* The manager's own reading of the cluster DNS's answers (res_records,
+ * res_negative_ttl) on answers cut short and with bytes changed, each in a
+ * buffer of its exact size (ASan in unit-san sees a read past it): no
+ * crash, and never more records than the answer claims. */
+static void
+test_answer_mutations(void)
+{
+	/* web.default.svc.cluster.local CNAME x.example, x.example A, an SRV,
+	 * a TXT, then an SOA in the authority section */
+	static const unsigned char good[] = {
+	    0x12, 0x34, 0x81, 0x80, 0x00, 0x01, 0x00, 0x04, 0x00, 0x01, 0x00, 0x00, 0x03, 0x77, 0x65,
+	    0x62, 0x07, 0x64, 0x65, 0x66, 0x61, 0x75, 0x6c, 0x74, 0x03, 0x73, 0x76, 0x63, 0x07, 0x63,
+	    0x6c, 0x75, 0x73, 0x74, 0x65, 0x72, 0x05, 0x6c, 0x6f, 0x63, 0x61, 0x6c, 0x00, 0x00, 0x01,
+	    0x00, 0x01, 0xc0, 0x0c, 0x00, 0x05, 0x00, 0x01, 0x00, 0x00, 0x00, 0x05, 0x00, 0x0b, 0x01,
+	    0x78, 0x07, 0x65, 0x78, 0x61, 0x6d, 0x70, 0x6c, 0x65, 0x00, 0xc0, 0x3b, 0x00, 0x01, 0x00,
+	    0x01, 0x00, 0x00, 0x00, 0x05, 0x00, 0x04, 0x0a, 0x60, 0x01, 0x01, 0xc0, 0x0c, 0x00, 0x21,
+	    0x00, 0x01, 0x00, 0x00, 0x00, 0x05, 0x00, 0x08, 0x00, 0x01, 0x00, 0x02, 0x00, 0x50, 0xc0,
+	    0x3b, 0xc0, 0x0c, 0x00, 0x10, 0x00, 0x01, 0x00, 0x00, 0x00, 0x05, 0x00, 0x03, 0x02, 0x68,
+	    0x69, 0xc0, 0x1c, 0x00, 0x06, 0x00, 0x01, 0x00, 0x00, 0x00, 0x3c, 0x00, 0x1e, 0x02, 0x6e,
+	    0x73, 0xc0, 0x1c, 0x02, 0x68, 0x6d, 0xc0, 0x1c, 0x00, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00,
+	    0x02, 0x00, 0x00, 0x00, 0x03, 0x00, 0x00, 0x00, 0x04, 0x00, 0x00, 0x00, 0x07,
+	};
+	struct resolver_rr *rrs = calloc(KB_DNS_RECORDS_MAX, sizeof(*rrs));
+	size_t len = sizeof(good), cut, i, bad = 0;
+	unsigned char *m;
+	unsigned seed = 1;
+	int n, k;
+
+	if (!rrs) {
+		ok(0);
+		return;
+	}
+	m = malloc(len);
+	memcpy(m, good, len);
+	n = res_records(m, (int)len, rrs, KB_DNS_RECORDS_MAX);
+	ok(n == 4 && rrs[0].type == 5 && !strcmp(rrs[0].data, "x.example") &&
+	    !strcmp(rrs[1].name, "x.example") && !strcmp(rrs[1].data, "10.96.1.1") &&
+	    !strcmp(rrs[2].data, "1 2 80 x.example") && !strcmp(rrs[3].data, "026869"));
+	ok(res_negative_ttl(m, (int)len) == 7);
+	free(m);
+	/* every shorter answer: malformed, or fewer records */
+	for (cut = 0; cut < len; cut++) {
+		m = malloc(cut ? cut : 1);
+		memcpy(m, good, cut);
+		n = res_records(m, (int)cut, rrs, KB_DNS_RECORDS_MAX);
+		bad += n > 4;
+		(void)res_negative_ttl(m, (int)cut);
+		free(m);
+	}
+	/* 20,000 answers with 1-4 bytes changed */
+	for (i = 0; i < 20000; i++) {
+		m = malloc(len);
+		memcpy(m, good, len);
+		for (k = 0; k < 1 + (int)(rand_r(&seed) % 4); k++)
+			m[rand_r(&seed) % len] = (unsigned char)rand_r(&seed);
+		n = res_records(m, (int)len, rrs, KB_DNS_RECORDS_MAX);
+		bad += n > (int)(m[6] << 8 | m[7]) || n > KB_DNS_RECORDS_MAX;
+		(void)res_negative_ttl(m, (int)len);
+		free(m);
+	}
+	ok(bad == 0);
+	free(rrs);
+}
+
 /* A cluster DNS that says no with an SOA in the authority section, as
  * CoreDNS does: the first label of the name says how. "nxT-M": NXDOMAIN,
  * SOA TTL T and MINIMUM M; "ndT-M": the name without records (NODATA);
@@ -517,6 +581,7 @@ main(void)
 		test_refused();
 	}
 	test_negative_ttl();
+	test_answer_mutations();
 	test_silent();
 	test_flood();
 	event_base_free(base);
