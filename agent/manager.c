@@ -99,6 +99,7 @@ struct dial {
 struct lookup {
 	struct client *c;
 	double id;
+	int qtype;
 };
 
 void
@@ -306,12 +307,14 @@ on_open(struct kb_session *s, struct kb_stream *st, const struct kb_open *o, voi
 
 /* --- name resolution --- */
 
+/* The answer: "addrs" (the records of the asked type, A or AAAA, for
+ * daemons before "records") and "records" (the answer section). */
 static void
-lookup_done(void *arg, int rcode, const char *const *addrs, size_t n, uint32_t ttl)
+lookup_done(void *arg, int rcode, const struct resolver_rr *rrs, size_t n, uint32_t ttl)
 {
 	struct lookup *lk = arg;
 	struct client *c = lk->c;
-	cJSON *msg, *a;
+	cJSON *msg, *a, *recs, *o;
 	size_t i;
 
 	if (c->sess && (msg = kb_msg_new(KB_MSG_RESOLVED)) != NULL) {
@@ -319,8 +322,18 @@ lookup_done(void *arg, int rcode, const char *const *addrs, size_t n, uint32_t t
 		cJSON_AddNumberToObject(msg, "rcode", rcode);
 		cJSON_AddNumberToObject(msg, "ttl", ttl);
 		a = cJSON_AddArrayToObject(msg, "addrs");
-		for (i = 0; i < n; i++)
-			cJSON_AddItemToArray(a, cJSON_CreateString(addrs[i]));
+		recs = cJSON_AddArrayToObject(msg, "records");
+		for (i = 0; i < n; i++) {
+			if (rrs[i].type == lk->qtype && (lk->qtype == 1 || lk->qtype == 28))
+				cJSON_AddItemToArray(a, cJSON_CreateString(rrs[i].data));
+			if ((o = cJSON_CreateObject()) == NULL)
+				continue;
+			cJSON_AddStringToObject(o, "name", rrs[i].name);
+			cJSON_AddNumberToObject(o, "type", rrs[i].type);
+			cJSON_AddNumberToObject(o, "ttl", rrs[i].ttl);
+			cJSON_AddStringToObject(o, "data", rrs[i].data);
+			cJSON_AddItemToArray(recs, o);
+		}
 		kb_session_send_control(c->sess, msg);
 	}
 	c->lookups--;
@@ -389,7 +402,7 @@ on_control(struct kb_session *s, const cJSON *msg, const char *type, void *arg)
 	default:
 		return -1; /* not one a daemon sends */
 	}
-	/* resolve: the table checked id, name (1-253) and qtype (1 or 28). */
+	/* resolve: the table checked id, name (1-253) and qtype (kb_dns_qtype_ok). */
 	id = cJSON_GetObjectItemCaseSensitive(msg, "id");
 	name = cJSON_GetObjectItemCaseSensitive(msg, "name");
 	qt = cJSON_GetObjectItemCaseSensitive(msg, "qtype");
@@ -401,9 +414,10 @@ on_control(struct kb_session *s, const cJSON *msg, const char *type, void *arg)
 		return 0;
 	lk->c = c;
 	lk->id = id->valuedouble;
+	lk->qtype = qt->valueint;
 	c->refs++;
 	c->lookups++;
-	resolver_lookup(c->m->resolver, name->valuestring, qt->valueint, lookup_done, lk);
+	resolver_lookup_rr(c->m->resolver, name->valuestring, qt->valueint, lookup_done, lk);
 	return 0;
 }
 
@@ -564,6 +578,7 @@ on_hello(struct kb_session *s, const cJSON *h, char *reason, size_t rlen, void *
 	cJSON_AddStringToObject(r, "user", c->name);
 	cJSON_AddStringToObject(r, "cluster_domain", m->domain);
 	cJSON_AddTrueToObject(r, "leave_all");
+	cJSON_AddTrueToObject(r, "dns_records");
 	cluster_lists(m, r);
 	log_info("session %s from %s: hello (%s, namespace %s)", c->name, c->peer,
 	    role->valuestring, cJSON_IsString(ns) ? ns->valuestring : "-");

@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <unistd.h>
 
 #include <event2/buffer.h>
@@ -30,6 +31,7 @@
 #include "firewall.h"
 #include "listener.h"
 #include "log.h"
+#include "msg.h"
 #include "resolvconf.h"
 #include "util.h"
 
@@ -86,6 +88,7 @@ struct dns_req {
 	int fallback;			/* not under the cluster domain: NXDOMAIN goes upstream */
 	int probe;			/* another type: asked the manager for A to know the name */
 	uint16_t hook_qtype;		/* what the manager was asked */
+	uint16_t edns;			/* the client's EDNS0 UDP size, 0: none */
 	enum dns_req_state state;
 	unsigned char *msg;		/* the client's query; id rewritten when forwarded */
 	size_t len, qend;
@@ -315,23 +318,30 @@ dns_req_answer(struct dns_req *rq, int rcode, int qtype, const char *const *addr
 	size_t n;
 
 	dns_put16(rq->msg, rq->id);
-	n = dns_build_answer(d->out, rq->via_tcp ? DNS_MSG_MAX : DNS_UDP_ANSWER_MAX, rq->msg,
-	    rq->qend, rcode, qtype, addrs, naddrs, ttl);
+	n = dns_build_answer(d->out, rq->via_tcp ? DNS_MSG_MAX - DNS_OPT_LEN :
+	    dns_udp_max(rq->edns), rq->msg, rq->qend, rcode, qtype, addrs, naddrs, ttl);
+	n = dns_add_opt(d->out, n, DNS_MSG_MAX, rq->edns);
 	dns_req_finish(rq, d->out, n);
 }
 
-/* Answer rq from the cache; 0 if it did. */
+/* Answer rq from the cache (a cached NXDOMAIN for a name that may be
+ * another's goes upstream, as a fresh one would); 0 if it did. */
 static int
 dns_cache_answer(struct dns_req *rq, const char *name, uint16_t qtype)
 {
 	const char *addrs[DNS_CACHE_ADDRS];
 	size_t naddrs;
 	uint32_t ttl;
+	int rcode;
 
-	if (dns_cache_get(rq->d->cache, name, qtype, kb_now_ms(), addrs, &naddrs, &ttl) < 0)
+	if ((rcode = dns_cache_get(rq->d->cache, name, qtype, kb_now_ms(), addrs, &naddrs,
+	    &ttl)) < 0)
 		return -1;
 	evtimer_del(rq->timer);
-	dns_req_answer(rq, 0, qtype, addrs, naddrs, ttl);
+	if (rcode == DNS_NXDOMAIN && rq->fallback)
+		dns_forward_start(rq);
+	else
+		dns_req_answer(rq, rcode, qtype, addrs, naddrs, ttl);
 	return 0;
 }
 
@@ -340,6 +350,8 @@ dns_hook_done(void *ctx, int rcode, const char *const *addrs, size_t naddrs, uin
 {
 	struct dns_req *rq = ctx;
 
+	/* (A manager before records gives negative answers no SOA-based
+	 * TTL: they are not kept.) */
 	if (rcode == 0)
 		dns_cache_put(rq->d->cache, rq->key, rq->hook_qtype, addrs, naddrs, ttl,
 		    kb_now_ms());
@@ -360,6 +372,57 @@ dns_hook_done(void *ctx, int rcode, const char *const *addrs, size_t naddrs, uin
 	if (rq->probe)
 		naddrs = 0;	/* the cluster's name, but no record of this type */
 	dns_req_answer(rq, rcode, dns_get16(rq->msg + rq->qend - 4), addrs, naddrs, ttl);
+}
+
+/* The manager's records for rq (see dns_done_rr_fn). */
+static void
+dns_hook_done_rr(void *ctx, int rcode, const struct dns_rr *rrs, size_t n, uint32_t ttl)
+{
+	struct dns_req *rq = ctx;
+	struct kb_dns *d = rq->d;
+	const char *addrs[DNS_CACHE_ADDRS];
+	size_t i, na = 0, len;
+	int bad;
+
+	/* The cache holds addresses of the name itself: an answer with a
+	 * CNAME chain is not kept (asked again, it is asked again). */
+	if (rcode == 0 && n > 0 && (rq->hook_qtype == DNS_T_A || rq->hook_qtype == DNS_T_AAAA)) {
+		for (i = 0; i < n; i++) {
+			if (rrs[i].type != rq->hook_qtype || strcasecmp(rrs[i].name, rq->key) ||
+			    na == DNS_CACHE_ADDRS) {
+				na = 0;
+				break;
+			}
+			addrs[na++] = rrs[i].data;
+		}
+		if (na)
+			dns_cache_put(d->cache, rq->key, rq->hook_qtype, addrs, na, ttl,
+			    kb_now_ms());
+	} else if (rcode == DNS_NXDOMAIN || (rcode == 0 && n == 0)) {
+		/* for their TTL, the cluster DNS's SOA minimum: a program that
+		 * tries a name the cluster lacks over and over asks it once */
+		dns_cache_put_negative(d->cache, rq->key, rq->hook_qtype, rcode, ttl, kb_now_ms());
+	}
+	if (rq->detached) {
+		dns_req_free(rq);
+		return;
+	}
+	evtimer_del(rq->timer);
+	if (rcode == DNS_NXDOMAIN && rq->fallback) {
+		dns_forward_start(rq);	/* not the cluster's, see dns_hook_done */
+		return;
+	}
+	if (rcode != 0 && rcode != DNS_NXDOMAIN)
+		rcode = DNS_SERVFAIL;
+	dns_put16(rq->msg, rq->id);
+	len = dns_build_records(d->out, rq->via_tcp ? DNS_MSG_MAX - DNS_OPT_LEN :
+	    dns_udp_max(rq->edns), rq->msg, rq->qend, rcode, rrs, n, rq->key, &bad);
+	if (bad) {
+		log_debug("%s: %s: a record's data does not parse", __func__, rq->key);
+		dns_req_answer(rq, DNS_SERVFAIL, 0, NULL, 0, 0);
+		return;
+	}
+	dns_req_finish(rq, d->out, dns_add_opt(d->out, len, DNS_MSG_MAX, rq->edns));
 }
 
 static int
@@ -547,7 +610,7 @@ dns_handle(struct kb_dns *d, struct dns_tcp *c, const struct sockaddr *peer, soc
 	struct dns_client *cl = NULL;
 	struct dns_req *rq;
 	char name[DNS_NAME_MAX];
-	int r, single, cluster;
+	int r, single, cluster, reverse = 0;
 
 	if ((r = dns_parse_query(msg, len, &q)) < 0)
 		return;
@@ -575,6 +638,7 @@ dns_handle(struct kb_dns *d, struct dns_tcp *c, const struct sockaddr *peer, soc
 		    dns_build_rcode(d->out, DNS_MSG_MAX, msg, q.qend, DNS_SERVFAIL));
 		return;
 	}
+	rq->edns = q.edns;
 	if ((rq->timer = evtimer_new(d->base, dns_req_timer, rq)) == NULL) {
 		dns_req_answer(rq, DNS_SERVFAIL, 0, NULL, 0, 0);
 		return;
@@ -583,33 +647,55 @@ dns_handle(struct kb_dns *d, struct dns_tcp *c, const struct sockaddr *peer, soc
 	/* Other types for a single label are most likely about a local host. */
 	if (cluster && single && q.qtype != DNS_T_A && q.qtype != DNS_T_AAAA)
 		cluster = 0;
+	/* The name of a cluster address (PTR), for a manager that answers it */
+	if (!cluster && q.qclass == DNS_C_IN && q.qtype == DNS_T_PTR && d->hooks.resolve_rr &&
+	    dns_zone_reverse(&d->zone, q.name)) {
+		snprintf(name, sizeof(name), "%s", q.name);
+		cluster = reverse = 1;
+	}
 	log_debug("%s: %s type %u: %s", __func__, q.name, q.qtype, cluster ? name : "upstream");
 	if (!cluster) {
 		dns_forward_start(rq);
 		return;
 	}
-	rq->fallback = single || !dns_zone_in_domain(&d->zone, q.name);
+	rq->fallback = !reverse && (single || !dns_zone_in_domain(&d->zone, q.name));
 	rq->hook_qtype = q.qtype;
+	rq->state = RQ_HOOK;
+	if (!d->hooks.resolve) {
+		dns_req_answer(rq, DNS_SERVFAIL, 0, NULL, 0, 0);
+		return;
+	}
+	snprintf(rq->key, sizeof(rq->key), "%s", name);
+	if (dns_cache_answer(rq, name, q.qtype) == 0)
+		return;
+	dns_timer_ms(rq->timer, DNS_HOOK_MS);
+	if (d->hooks.resolve_rr && kb_dns_qtype_ok(q.qtype)) {
+		/* On success done may already have run and freed rq. */
+		if ((r = d->hooks.resolve_rr(d->hooks.arg, name, q.qtype, dns_hook_done_rr,
+		    rq)) == 0)
+			return;
+		if (r == -1) {
+			dns_req_answer(rq, DNS_SERVFAIL, 0, NULL, 0, 0);
+			return;
+		}
+		if (reverse) {	/* a manager before records: as before, upstream */
+			dns_forward_start(rq);
+			return;
+		}
+	}
 	if (q.qtype != DNS_T_A && q.qtype != DNS_T_AAAA) {
-		/* A Service has addresses only. Under the cluster domain, or
-		 * for a name the cluster is known to have, that is the answer;
-		 * else the cluster's A answer tells whose name it is. */
+		/* A manager before records answers addresses only. Under the
+		 * cluster domain, or for a name the cluster is known to have,
+		 * no record of another type is the answer; else the cluster's
+		 * A answer tells whose name it is. */
 		if (!rq->fallback || dns_cache_knows(d->cache, name, kb_now_ms())) {
+			evtimer_del(rq->timer);
 			dns_req_answer(rq, 0, q.qtype, NULL, 0, 0);
 			return;
 		}
 		rq->probe = 1;
 		rq->hook_qtype = DNS_T_A;
 	}
-	rq->state = RQ_HOOK;
-	if (!d->hooks.resolve) {
-		dns_req_answer(rq, DNS_SERVFAIL, 0, NULL, 0, 0);
-		return;
-	}
-	if (!rq->probe && dns_cache_answer(rq, name, q.qtype) == 0)
-		return;
-	snprintf(rq->key, sizeof(rq->key), "%s", name);
-	dns_timer_ms(rq->timer, DNS_HOOK_MS);
 	/* On success done may already have run and freed rq. */
 	if (d->hooks.resolve(d->hooks.arg, name, rq->hook_qtype, dns_hook_done, rq) < 0)
 		dns_req_answer(rq, DNS_SERVFAIL, 0, NULL, 0, 0);
@@ -988,6 +1074,13 @@ dns_set_cluster(struct kb_dns *d, const char *domain, const char *const *namespa
 	dns_cache_clear(d->cache);
 	if (dns_zone_set(&d->zone, domain, namespaces, nnamespaces, connected_ns) < 0)
 		log_warnx("%s: out of memory", __func__);
+}
+
+void
+dns_set_subnets(struct kb_dns *d, const struct kb_cidr *subnets, size_t n)
+{
+	dns_zone_set_subnets(&d->zone, subnets, n);
+	dns_cache_clear(d->cache);
 }
 
 void

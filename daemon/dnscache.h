@@ -1,5 +1,7 @@
-/* The DNS proxy's cache of the manager's answers: positive answers only,
- * kept for their TTL, at most DNS_CACHE_TTL_MAX seconds. Programs ask the
+/* The DNS proxy's cache of the manager's answers, kept for their TTL (at
+ * most DNS_CACHE_TTL_MAX seconds), and negative answers (NXDOMAIN, or the
+ * name without a record of the type) for the TTL the manager gives them,
+ * the cluster DNS's SOA minimum (RFC 2308; at most DNS_CACHE_NEG_TTL_MAX). Programs ask the
  * same names over and over, and the round trip through the cluster costs
  * far more than a lookup here. A fixed table of DNS_CACHE_SLOTS entries
  * (a newer answer takes the slot of an older one), allocated on the first
@@ -16,6 +18,8 @@
 #define DNS_CACHE_ADDR_LEN	46	/* an address as text, with its NUL */
 #define DNS_CACHE_NAME_LEN	320
 #define DNS_CACHE_TTL_MAX	30
+#define DNS_CACHE_NEG_TTL_MAX	30
+#define DNS_CACHE_NXDOMAIN	3
 
 struct dns_cache;
 
@@ -30,9 +34,15 @@ void dns_cache_clear(struct dns_cache *);
  * address too long. Copies everything. */
 void dns_cache_put(struct dns_cache *, const char *name, uint16_t qtype,
     const char *const *addrs, size_t naddrs, uint32_t ttl, uint64_t now_ms);
-/* The live answer for name and qtype: 0 with addrs[DNS_CACHE_ADDRS]
- * pointing into the cache (valid until the next put or clear), *naddrs and
- * the remaining *ttl (seconds, rounded up); -1 if there is none. */
+/* Keep a negative answer for name and qtype for ttl seconds from now_ms:
+ * rcode DNS_CACHE_NXDOMAIN, or 0 for a name without records of qtype
+ * (NODATA). Ignored: ttl 0, another rcode, a name too long. */
+void dns_cache_put_negative(struct dns_cache *, const char *name, uint16_t qtype, int rcode,
+    uint32_t ttl, uint64_t now_ms);
+/* The live answer for name and qtype: its rcode (0, or DNS_CACHE_NXDOMAIN)
+ * with addrs[DNS_CACHE_ADDRS] pointing into the cache (valid until the next
+ * put or clear), *naddrs (0 for a negative answer) and the remaining *ttl
+ * (seconds, rounded up); -1 if there is none. */
 int dns_cache_get(const struct dns_cache *, const char *name, uint16_t qtype, uint64_t now_ms,
     const char **addrs, size_t *naddrs, uint32_t *ttl);
 /* Does the cache hold live addresses (A or AAAA) for name? */

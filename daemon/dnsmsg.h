@@ -11,10 +11,18 @@
 
 #define DNS_HDR			12
 #define DNS_MSG_MAX		65535
-#define DNS_UDP_ANSWER_MAX	512	/* no EDNS in the answers we build */
+#define DNS_UDP_ANSWER_MAX	512	/* a UDP answer to a client without EDNS */
+#define DNS_EDNS_MAX		1232	/* a UDP answer to one with: at most this */
+#define DNS_OPT_LEN		11	/* an OPT record without options */
 
 #define DNS_T_A			1
+#define DNS_T_NS		2
+#define DNS_T_CNAME		5
+#define DNS_T_PTR		12
+#define DNS_T_MX		15
+#define DNS_T_TXT		16
 #define DNS_T_AAAA		28
+#define DNS_T_SRV		33
 #define DNS_C_IN		1
 #define DNS_FORMERR		1
 #define DNS_SERVFAIL		2
@@ -26,6 +34,8 @@
 struct dns_question {
 	uint16_t id, qtype, qclass;
 	size_t qend;		/* where the question ends: the header and it */
+	uint16_t edns;		/* the client's EDNS0 UDP size (OPT), 512..DNS_EDNS_MAX;
+				 * 0 without EDNS */
 	char name[256];		/* lower case, no final dot */
 };
 
@@ -61,6 +71,36 @@ size_t dns_build_answer(unsigned char *out, size_t outmax, const unsigned char *
  * rcode 0 with an empty answer. */
 size_t dns_build_rcode(unsigned char *out, size_t outmax, const unsigned char *query,
     size_t qend, int rcode);
+
+/* A record of the manager's answer (PROTOCOL.md 4.2), fields checked by
+ * kb_msg_dns_record: owner without the final dot, type, TTL, data as text:
+ * an address (A, AAAA), a name (NS, CNAME, PTR), "PREF NAME" (MX), "PRIO
+ * WEIGHT PORT NAME" (SRV), else the data in hex. */
+struct dns_rr {
+	const char *name;
+	uint16_t type;
+	uint32_t ttl;
+	const char *data;
+};
+#define DNS_RR_DATA_MAX		1024	/* a record's data, in wire form */
+
+/* Build into out[outmax] the response to query (question ending at qend)
+ * with rcode and, for rcode 0, the records rrs[n] in their order. A record
+ * owned by asked (the absolute name the manager was asked) is named by a
+ * pointer to the question; others by their own names. Records that do not
+ * fit are left out and TC is set. If a record's data does not parse as its
+ * type says, *bad is set and nothing is built (the caller answers
+ * SERVFAIL). Returns the length. */
+size_t dns_build_records(unsigned char *out, size_t outmax, const unsigned char *query,
+    size_t qend, int rcode, const struct dns_rr *rrs, size_t n, const char *asked, int *bad);
+
+/* The largest UDP answer to a client whose query said edns (0: none),
+ * with room for the OPT record dns_add_opt appends. */
+size_t dns_udp_max(uint16_t edns);
+/* Append to the answer out[len] (room outmax) the OPT record of an EDNS0
+ * answer saying our UDP size, when the query had EDNS (edns != 0). The new
+ * length (len if edns is 0 or it does not fit). */
+size_t dns_add_opt(unsigned char *out, size_t len, size_t outmax, uint16_t edns);
 
 /* Does a[alen] (an upstream's answer) carry the same question as query b,
  * whose question ends at qend? The name compares byte for byte but for

@@ -31,10 +31,20 @@ dns_zone_in_domain(const struct dns_zone *z, const char *name)
 	return n >= dl && !strcmp(name + n - dl, z->domain) && (n == dl || name[n - dl - 1] == '.');
 }
 
+/* out = s[len] + suffix, if it is a DNS name's length (253 at most). */
+static int
+dns_absolute(char *out, size_t outlen, const char *s, size_t len, const char *suffix)
+{
+	int n = snprintf(out, outlen, "%.*s%s", (int)len, s, suffix);
+
+	return n > 0 && (size_t)n < outlen && n <= DNS_ZONE_NAME_MAX;
+}
+
 int
 dns_zone_classify(const struct dns_zone *z, const char *name, char *out, size_t outlen,
     int *single)
 {
+	char suffix[DNS_ZONE_NAME_MAX + 8];
 	const char *rest;
 	size_t n;
 
@@ -43,27 +53,24 @@ dns_zone_classify(const struct dns_zone *z, const char *name, char *out, size_t 
 		return 0;
 	n = strlen(name);
 	if (dns_zone_in_domain(z, name))
-		goto cluster;
+		return dns_absolute(out, outlen, name, n, "");
+	snprintf(suffix, sizeof(suffix), ".svc.%s", z->domain);
 	if ((rest = strchr(name, '.')) == NULL) {
 		if (!strcmp(name, "localhost") || !z->connected_ns)
 			return 0;
-		if (snprintf(out, outlen, "%s.%s", name, z->connected_ns) >= (int)outlen)
-			return 0;
+		snprintf(suffix, sizeof(suffix), ".%s.svc.%s", z->connected_ns, z->domain);
 		*single = 1;
-		return 1;
+		return dns_absolute(out, outlen, name, n, suffix);
 	}
 	rest++;
+	/* NAME.NS: the search list's NS.svc.DOMAIN would not have it, the
+	 * next one, svc.DOMAIN, does. */
 	if (dns_is_namespace(z, rest, strlen(rest)))
-		goto cluster;
+		return dns_absolute(out, outlen, name, n, suffix);
 	if (n > 4 && !strcmp(name + n - 4, ".svc") && rest < name + n - 4 &&
 	    dns_is_namespace(z, rest, (size_t)(name + n - 4 - rest)))
-		goto cluster;
+		return dns_absolute(out, outlen, name, n - 4, suffix);
 	return 0;
-cluster:
-	if (n >= outlen)
-		return 0;
-	memcpy(out, name, n + 1);
-	return 1;
 }
 
 /* Lower case, without the final dot; NULL for an empty name. */
@@ -86,6 +93,48 @@ dns_norm(const char *s)
 	return n;
 }
 
+int
+dns_zone_set_subnets(struct dns_zone *z, const struct kb_cidr *subnets, size_t n)
+{
+	free(z->subnets);
+	z->subnets = NULL;
+	z->nsubnets = 0;
+	if (n == 0)
+		return 0;
+	if ((z->subnets = calloc(n, sizeof(*subnets))) == NULL)
+		return -1;
+	memcpy(z->subnets, subnets, n * sizeof(*subnets));
+	z->nsubnets = n;
+	return 0;
+}
+
+int
+dns_zone_reverse(const struct dns_zone *z, const char *name)
+{
+	static const char suffix[] = "in-addr.arpa";
+	uint32_t addr = 0;
+	unsigned long v;
+	const char *p = name;
+	size_t i, len;
+
+	for (i = 0; i < 4; i++) {
+		len = strspn(p, "0123456789");
+		if (len == 0 || len > 3 || p[len] != '.' || (len > 1 && p[0] == '0'))
+			return 0;
+		v = strtoul(p, NULL, 10);
+		if (v > 255)
+			return 0;
+		addr |= (uint32_t)v << (8 * i);
+		p += len + 1;
+	}
+	if (strcmp(p, suffix) != 0)
+		return 0;
+	for (i = 0; i < z->nsubnets; i++)
+		if (kb_cidr_contains(&z->subnets[i], addr))
+			return 1;
+	return 0;
+}
+
 void
 dns_zone_clear(struct dns_zone *z)
 {
@@ -96,6 +145,9 @@ dns_zone_clear(struct dns_zone *z)
 	free(z->namespaces);
 	free(z->domain);
 	free(z->connected_ns);
+	free(z->subnets);
+	z->subnets = NULL;
+	z->nsubnets = 0;
 	z->namespaces = NULL;
 	z->nnamespaces = 0;
 	z->domain = z->connected_ns = NULL;
@@ -105,9 +157,13 @@ int
 dns_zone_set(struct dns_zone *z, const char *domain, const char *const *namespaces,
     size_t nnamespaces, const char *connected_ns)
 {
-	size_t i;
+	struct kb_cidr *subnets = z->subnets;
+	size_t i, nsubnets = z->nsubnets;
 
+	z->subnets = NULL;	/* kept */
 	dns_zone_clear(z);
+	z->subnets = subnets;
+	z->nsubnets = nsubnets;
 	if ((z->domain = dns_norm(domain)) == NULL)
 		return 0;
 	z->connected_ns = dns_norm(connected_ns);

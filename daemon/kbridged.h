@@ -9,6 +9,7 @@
 #include <sys/types.h>
 #include <time.h>
 
+#include "dns.h"
 #include "msg.h"
 #include "profile.h"
 #include "util.h"
@@ -103,9 +104,9 @@ int tunnel_request(struct tunnel *t, struct cJSON *msg, tunnel_done_fn done, voi
  * result (its "ended" list), or NULL. -1 if the session or the manager
  * cannot (done is not called then). */
 int tunnel_leave_all(struct tunnel *t, tunnel_done_fn done, void *ctx);
-/* The DNS proxy's resolve hook (arg: the tunnel). */
-int tunnel_resolve(void *arg, const char *name, int qtype,
-    void (*done)(void *, int, const char *const *, size_t, uint32_t), void *ctx);
+/* The DNS proxy's resolve hooks (arg: the tunnel; see dns.h). */
+int tunnel_resolve(void *arg, const char *name, int qtype, dns_done_fn done, void *ctx);
+int tunnel_resolve_rr(void *arg, const char *name, int qtype, dns_done_rr_fn done, void *ctx);
 void tunnel_open_stream(struct tunnel *t, int fd, const struct sockaddr_in *dst);
 
 /* net.c: link, routes, redirect rules, DNS proxy, transparent listener */

@@ -86,15 +86,18 @@ same_subnets(const struct kbd *d, const struct kbd_cluster *c)
 void
 net_namespaces(struct kbd *d, const struct kbd_cluster *c)
 {
-	if (d->dns)
+	if (d->dns) {
 		dns_set_cluster(d->dns, c->domain, (const char *const *)c->namespaces,
 		    c->nnamespaces, c->ns);
+		dns_set_subnets(d->dns, c->subnets, c->nsubnets);
+	}
 }
 
 int
 net_up(struct kbd *d, const struct kbd_cluster *c, char *err, size_t errlen)
 {
-	struct kb_dns_hooks hooks = { .resolve = tunnel_resolve, .arg = d->tunnel };
+	struct kb_dns_hooks hooks = { .resolve = tunnel_resolve, .resolve_rr = tunnel_resolve_rr,
+		.arg = d->tunnel };
 	struct kb_fw_config cfg;
 	const uint32_t *ups;
 	size_t i;

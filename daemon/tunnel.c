@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <malloc.h>
 #include <netinet/in.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -16,6 +17,7 @@
 #include "dns.h"
 #include "firewall.h"
 #include "kbridged.h"
+#include "dnsmsg.h"
 #include "log.h"
 #include "msg.h"
 #include "session.h"
@@ -30,7 +32,8 @@
 struct pending {
 	struct pending *next;
 	uint32_t id;
-	dns_done_fn resolved;		/* a lookup; else: */
+	dns_done_fn resolved;		/* a lookup of addresses, */
+	dns_done_rr_fn resolved_rr;	/* or of records; else: */
 	tunnel_done_fn done;		/* a request */
 	void *ctx;
 };
@@ -56,6 +59,7 @@ struct tunnel {
 	struct event *retry_ev;
 	char manager_instance[40];  /* the manager process we talk to, from its hello */
 	int mgr_leave_all;          /* it takes "leave-all" (its hello says so) */
+	int mgr_dns_records;        /* it answers "records" and any type (its hello) */
 	int left_all;               /* we sent it: our intercepts ended at once */
 	char replaced_by[80];       /* the manager gave our session to another workstation */
 	unsigned reconnects;
@@ -122,6 +126,8 @@ fail_pending(struct tunnel *t)
 		t->pending = p->next;
 		if (p->resolved)
 			p->resolved(p->ctx, 2, NULL, 0, 0);
+		else if (p->resolved_rr)
+			p->resolved_rr(p->ctx, 2, NULL, 0, 0);
 		else
 			p->done(p->ctx, NULL, "the session to the manager was lost before it answered");
 		free(p);
@@ -161,7 +167,7 @@ pending_take(struct tunnel *t, const cJSON *msg, int lookup)
 	 * u32 can hold matches no request. */
 	for (pp = &t->pending; (p = *pp) != NULL; pp = &p->next) {
 		if (id->valuedouble == p->id) {
-			if (!p->resolved != !lookup)
+			if (!(p->resolved || p->resolved_rr) != !lookup)
 				return NULL;
 			*pp = p->next;
 			return p;
@@ -387,6 +393,7 @@ on_hello(struct kb_session *s, const cJSON *h, char *reason, size_t rlen, void *
 	if (t->state == KBD_RECONNECTING)
 		t->reconnects++;
 	t->mgr_leave_all = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(h, "leave_all"));
+	t->mgr_dns_records = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(h, "dns_records"));
 	t->left_all = 0;
 	t->replace = 0;	/* taken over once; a reconnect is the same session */
 	t->replaced_by[0] = '\0';
@@ -451,6 +458,28 @@ cluster_update(struct tunnel *t, const cJSON *msg)
 	return 0;
 }
 
+/* The records of a "resolved" (the table checked: a list of at most
+ * KB_DNS_RECORDS_MAX, if there): each one checked too, and one that is not
+ * right makes the answer SERVFAIL. */
+static void
+lookup_records(struct pending *p, int rcode, const cJSON *recs, uint32_t ttl)
+{
+	struct dns_rr rrs[KB_DNS_RECORDS_MAX];
+	struct kb_dns_record r;
+	const cJSON *e;
+	size_t n = 0;
+
+	cJSON_ArrayForEach(e, recs) {
+		if (n >= KB_DNS_RECORDS_MAX || kb_msg_dns_record(e, &r) < 0) {
+			log_debug("%s: a record of the manager's answer is not valid", __func__);
+			p->resolved_rr(p->ctx, 2, NULL, 0, 0);
+			return;
+		}
+		rrs[n++] = (struct dns_rr){ r.name, r.type, r.ttl, r.data };
+	}
+	p->resolved_rr(p->ctx, rcode, rrs, n, ttl);
+}
+
 /* "resolved": the answer to a lookup. */
 static int
 lookup_result(struct tunnel *t, const cJSON *msg)
@@ -459,6 +488,7 @@ lookup_result(struct tunnel *t, const cJSON *msg)
 	struct pending *p;
 	const char *list[64];
 	size_t n = 0;
+	uint32_t ttlv;
 
 	/* The table checked: id a number, rcode 0-15, addrs a list if there. */
 	rc = cJSON_GetObjectItemCaseSensitive(msg, "rcode");
@@ -472,13 +502,20 @@ lookup_result(struct tunnel *t, const cJSON *msg)
 		log_warnx("the manager refused a lookup: too many of this workstation's lookups "
 		    "in flight (answered SERVFAIL; logged once per session)");
 	}
+	/* Converting a double outside uint32_t's range is undefined. */
+	ttlv = cJSON_IsNumber(ttl) && ttl->valuedouble >= 0 && ttl->valuedouble <= UINT32_MAX ?
+	    (uint32_t)ttl->valuedouble : 5;
+	if (p->resolved_rr) {
+		lookup_records(p, rc->valueint, cJSON_GetObjectItemCaseSensitive(msg, "records"),
+		    ttlv);
+		free(p);
+		return 0;
+	}
 	cJSON_ArrayForEach(e, addrs) {
 		if (cJSON_IsString(e) && n < sizeof(list) / sizeof(list[0]))
 			list[n++] = e->valuestring;
 	}
-	/* Converting a double outside uint32_t's range is undefined. */
-	p->resolved(p->ctx, rc->valueint, list, n, cJSON_IsNumber(ttl) && ttl->valuedouble >= 0 &&
-	    ttl->valuedouble <= UINT32_MAX ? (uint32_t)ttl->valuedouble : 5);
+	p->resolved(p->ctx, rc->valueint, list, n, ttlv);
 	free(p);
 	return 0;
 }
@@ -738,15 +775,16 @@ tunnel_status_json(const struct tunnel *t, cJSON *j)
 	net_status_json(t->d, j);
 }
 
-int
-tunnel_resolve(void *arg, const char *name, int qtype,
-    void (*done)(void *, int, const char *const *, size_t, uint32_t), void *ctx)
+/* A "resolve" for name and qtype, answered to done or done_rr. */
+static int
+resolve_send(struct tunnel *t, const char *name, int qtype, dns_done_fn done,
+    dns_done_rr_fn done_rr, void *ctx)
 {
-	struct tunnel *t = arg;
 	struct pending *p;
+	char fqdn[256];
 	cJSON *m;
 
-	if (!t->sess || !kb_session_ready(t->sess))
+	if (!t->sess || !kb_session_ready(t->sess) || strlen(name) > 253)
 		return -1;
 	if ((p = calloc(1, sizeof(*p))) == NULL)
 		return -1;
@@ -755,10 +793,33 @@ tunnel_resolve(void *arg, const char *name, int qtype,
 		return -1;
 	}
 	p->resolved = done;
+	p->resolved_rr = done_rr;
 	p->ctx = ctx;
-	cJSON_AddStringToObject(m, "name", name);
+	/* The final dot: an absolute name, which the manager resolves
+	 * without its search list (a manager before it searches, with the
+	 * same answer in the end). */
+	snprintf(fqdn, sizeof(fqdn), "%s%s", name, strlen(name) < 253 ? "." : "");
+	cJSON_AddStringToObject(m, "name", fqdn);
 	cJSON_AddNumberToObject(m, "qtype", qtype);
 	return pending_send(t, m, p);
+}
+
+int
+tunnel_resolve(void *arg, const char *name, int qtype, dns_done_fn done, void *ctx)
+{
+	return resolve_send(arg, name, qtype, done, NULL, ctx);
+}
+
+int
+tunnel_resolve_rr(void *arg, const char *name, int qtype, dns_done_rr_fn done, void *ctx)
+{
+	struct tunnel *t = arg;
+
+	if (t->sess && kb_session_ready(t->sess) && !t->mgr_dns_records)
+		return -2;	/* a manager before records: addresses only */
+	if (!kb_dns_qtype_ok((unsigned)qtype))
+		return -2;
+	return resolve_send(t, name, qtype, NULL, done, ctx);
 }
 
 /* Besides "connection reset", the manager's reason for refusing a

@@ -50,13 +50,75 @@ struct spec {
 #define NAMESPACE { "namespace", K_STR, F_REQ | F_LABEL, 1, 63, 400, BAD_NAME, NULL }
 #define NS_FILTER { "namespace", K_STR, F_NULL, 0, 253, 400, "namespace must be a string", NULL }
 
+int
+kb_dns_qtype_ok(unsigned t)
+{
+	switch (t) {
+	case 1: case 2: case 5: case 12: case 15: case 28: case 33:
+		return 1;	/* A NS CNAME PTR MX AAAA SRV: their names decoded */
+	case 0: case 3: case 4: case 6: case 7: case 8: case 9: case 14: case 17: case 18: case 21:
+	case 24: case 26: case 30: case 35: case 36: case 38: case 39: case 41:
+		return 0;	/* names that may be compressed (RFC 3597 section 4), OPT */
+	default:
+		/* TXT and every other type, data passed through; not the
+		 * meta types (TKEY..ANY, 249-255) nor the reserved ones. */
+		return t < 128 || (t >= 256 && t < 65280);
+	}
+}
+
+int
+kb_dns_name_ok(const char *s)
+{
+	size_t len = strlen(s), label = 0;
+	const char *p;
+
+	if (len == 0 || len > 253 || s[0] == '.' || s[len - 1] == '.')
+		return 0;
+	for (p = s; *p; p++) {
+		if (*p == '.') {
+			if (label == 0)
+				return 0;
+			label = 0;
+		} else if ((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
+		    (*p >= '0' && *p <= '9') || *p == '-' || *p == '_' || *p == '*') {
+			if (++label > 63)
+				return 0;
+		} else {
+			return 0;
+		}
+	}
+	return 1;
+}
+
+int
+kb_msg_dns_record(const cJSON *rec, struct kb_dns_record *out)
+{
+	const cJSON *name = cJSON_GetObjectItemCaseSensitive(rec, "name"),
+	    *type = cJSON_GetObjectItemCaseSensitive(rec, "type"),
+	    *ttl = cJSON_GetObjectItemCaseSensitive(rec, "ttl"),
+	    *data = cJSON_GetObjectItemCaseSensitive(rec, "data");
+
+	if (!cJSON_IsObject(rec) || !cJSON_IsString(name) || !kb_dns_name_ok(name->valuestring) ||
+	    !cJSON_IsNumber(type) || type->valuedouble < 1 || type->valuedouble > 65535 ||
+	    (double)(int)type->valuedouble != type->valuedouble ||
+	    !kb_dns_qtype_ok((unsigned)type->valuedouble) ||
+	    !cJSON_IsNumber(ttl) || ttl->valuedouble < 0 || ttl->valuedouble > INT32_MAX ||
+	    !cJSON_IsString(data) || strlen(data->valuestring) > KB_DNS_DATA_MAX)
+		return -1;
+	out->name = name->valuestring;
+	out->type = (uint16_t)type->valuedouble;
+	out->ttl = (uint32_t)ttl->valuedouble;
+	out->data = data->valuestring;
+	return 0;
+}
+
 static int
 resolve_check(const cJSON *msg, char *err, size_t errlen)
 {
 	double q = cJSON_GetObjectItemCaseSensitive(msg, "qtype")->valuedouble;
 
-	if (q != 1 && q != 28) {
-		snprintf(err, errlen, "resolve: qtype must be 1 (A) or 28 (AAAA)");
+	if (!kb_dns_qtype_ok((unsigned)q)) {
+		snprintf(err, errlen, "resolve: qtype %.0f cannot be asked", q);
 		return -1;
 	}
 	return 0;
@@ -66,7 +128,7 @@ static const struct spec specs[KB_MSG__COUNT] = {
 	[KB_MSG_RESOLVE] = { "resolve", {
 		ID,
 		{ "name", K_STR, F_REQ, 1, 253, 0, NULL, NULL },
-		{ "qtype", K_INT, F_REQ, 1, 28, 0, NULL, NULL },
+		{ "qtype", K_INT, F_REQ, 1, 65535, 0, NULL, NULL },
 	}, resolve_check },
 	[KB_MSG_RESOLVED] = { "resolved", {
 		ANSWER_ID,
@@ -74,6 +136,7 @@ static const struct spec specs[KB_MSG__COUNT] = {
 		/* Any number: one a u32 cannot hold means the default. */
 		{ "ttl", K_NUM, 0, -DBL_MAX, DBL_MAX, 0, NULL, NULL },
 		{ "addrs", K_ARRAY, 0, 0, 1024, 0, NULL, NULL },
+		{ "records", K_ARRAY, 0, 0, KB_DNS_RECORDS_MAX, 0, NULL, NULL },
 	}, NULL },
 	[KB_MSG_INTERCEPT] = { "intercept", {
 		ID,

@@ -6,6 +6,7 @@
 #define KB_MSG_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 struct cJSON;
 
@@ -55,6 +56,31 @@ int kb_msg_lookup(const char *name, enum kb_msg_type *type);
  *        answers a result with this status (400, 404) and err as the text.
  * Fields the table does not name are ignored. */
 int kb_msg_parse(const struct cJSON *msg, enum kb_msg_type *type, char *err, size_t errlen);
+
+/* DNS records in "resolved" (PROTOCOL.md 4.2): at most this many, each
+ * record's "data" at most this long. */
+#define KB_DNS_RECORDS_MAX	32
+#define KB_DNS_DATA_MAX		1024
+
+/* May a "resolve" ask for this type? A, AAAA, and (to a manager that says
+ * "dns_records") NS CNAME PTR MX SRV, whose names the manager decodes,
+ * and TXT and any other type whose data holds no name that may be
+ * compressed; not the meta types (OPT, AXFR, ANY...). */
+int kb_dns_qtype_ok(unsigned qtype);
+/* A name as records carry it: dotted labels of 1-63 letters, digits, '-',
+ * '_' or '*', 253 characters at most, no final dot. */
+int kb_dns_name_ok(const char *s);
+
+/* One element of "records", checked: pointers into the JSON. */
+struct kb_dns_record {
+	const char *name;	/* kb_dns_name_ok */
+	uint16_t type;		/* kb_dns_qtype_ok */
+	uint32_t ttl;		/* 0..2^31-1 */
+	const char *data;	/* text as PROTOCOL.md 4.2 says, KB_DNS_DATA_MAX at most;
+				 * its syntax is checked where it is encoded */
+};
+/* 0, or -1 if rec is not a valid record. */
+int kb_msg_dns_record(const struct cJSON *rec, struct kb_dns_record *out);
 
 /* A new message object with its "type" set; NULL on allocation failure. */
 struct cJSON *kb_msg_new(enum kb_msg_type type);

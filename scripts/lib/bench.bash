@@ -21,7 +21,7 @@ BENCHREPORT=$REPO/scripts/lib/benchreport.py
 
 bench_usage() {
 	cat <<USAGE
-usage: scripts/bench connect|intercept|preview|portforward|k8sconnect [--quick]
+usage: scripts/bench connect|intercept|preview|portforward|k8sconnect|dns [--quick]
 
   connect   compare kbridge connect with the direct path, stunnel (TLS 1.3)
             and sshuttle; prints a table and writes build/bench-connect.json
@@ -44,7 +44,12 @@ usage: scripts/bench connect|intercept|preview|portforward|k8sconnect [--quick]
             time goes, kubectl port-forward to the manager as a reference;
             then portforward's rounds in the same playground; writes
             build/bench-k8sconnect.json
-  --quick   connect: ~2 s per measurement instead of ~5 s;
+  dns       cluster DNS lookups (A, answered from kbridge's cache, and TXT,
+            every one through the tunnel) via kbridge vs straight to the
+            cluster's DNS: lookups/s, p50/p99, and the cluster DNS server's
+            queries per lookup from its query log; writes build/bench-dns.json
+  --quick   dns: 2 s per run instead of 5;
+            connect: ~2 s per measurement instead of ~5 s;
             intercept, preview, portforward: 2 rounds of 2 s instead of 5
             rounds of 4 s; k8sconnect: 3 connect rounds instead of 10
 

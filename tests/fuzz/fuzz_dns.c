@@ -57,17 +57,72 @@ static size_t hook_naddrs;
 static const uint8_t *up_data;
 static size_t up_len;
 
+/* hook_rcode & F_RR_RCODE: the manager answers records (its hello said
+ * "dns_records"): each line of its part is "TYPE NAME DATA". */
+#define F_RR_RCODE	0x40
+static struct dns_rr hook_rrs[16];
+static size_t hook_nrrs;
+static int hook_rrs_bad;	/* a line tunnel.c would refuse: SERVFAIL */
+static char rr_lines[16][1400];
+
 struct later {
 	struct later *next;
 	dns_done_fn done;
+	dns_done_rr_fn done_rr;
 	void *ctx;
 };
+
+/* The records of the manager's part, checked as tunnel.c checks them. */
+static void
+parse_rrs(void)
+{
+	char *sp, *sp2;
+	unsigned long t;
+	size_t i;
+
+	hook_nrrs = 0;
+	hook_rrs_bad = 0;
+	for (i = 0; i < hook_naddrs; i++) {
+		snprintf(rr_lines[i], sizeof(rr_lines[i]), "%s", hook_addrs[i]);
+		if ((sp = strchr(rr_lines[i], ' ')) == NULL ||
+		    (sp2 = strchr(sp + 1, ' ')) == NULL) {
+			hook_rrs_bad = 1;
+			return;
+		}
+		*sp = *sp2 = '\0';
+		t = strtoul(rr_lines[i], NULL, 10);
+		if (t < 1 || t > 65535 || !kb_dns_qtype_ok((unsigned)t) ||
+		    !kb_dns_name_ok(sp + 1) || strlen(sp2 + 1) > KB_DNS_DATA_MAX) {
+			hook_rrs_bad = 1;
+			return;
+		}
+		hook_rrs[hook_nrrs++] = (struct dns_rr){ sp + 1, (uint16_t)t, 300, sp2 + 1 };
+	}
+}
 static struct later *laters;
 
 static void
 hook_answer(dns_done_fn done, void *ctx)
 {
 	done(ctx, hook_rcode, hook_addrs, hook_naddrs, hook_rcode & 0x80 ? 0 : 300);
+}
+
+static void
+hook_answer_rr(dns_done_rr_fn done, void *ctx)
+{
+	if (hook_rrs_bad)
+		done(ctx, 2, NULL, 0, 0);
+	else
+		done(ctx, hook_rcode & 0x0f, hook_rrs, hook_nrrs, hook_rcode & 0x80 ? 0 : 30);
+}
+
+static void
+later_answer(struct later *l)
+{
+	if (l->done_rr)
+		hook_answer_rr(l->done_rr, l->ctx);
+	else
+		hook_answer(l->done, l->ctx);
 }
 
 static void
@@ -80,7 +135,7 @@ hook_later(evutil_socket_t fd, short what, void *arg)
 	for (pp = &laters; (l = *pp) != NULL; pp = &l->next) {
 		if (l == arg) {
 			*pp = l->next;
-			hook_answer(l->done, l->ctx);
+			later_answer(l);
 			free(l);
 			return;
 		}
@@ -105,6 +160,35 @@ fz_resolve(void *arg, const char *name, int qtype, dns_done_fn done, void *ctx)
 	if ((l = calloc(1, sizeof(*l))) == NULL)
 		abort();
 	l->done = done;
+	l->ctx = ctx;
+	l->next = laters;
+	laters = l;
+	if (!(flags & F_HOOK_NEVER))
+		event_base_once(fbase, -1, EV_TIMEOUT, hook_later, l, &zero);
+	return 0;
+}
+
+/* The same for records; -2 (a manager without them) unless F_RR_RCODE. */
+static int
+fz_resolve_rr(void *arg, const char *name, int qtype, dns_done_rr_fn done, void *ctx)
+{
+	struct timeval zero = { 0, 0 };
+	struct later *l;
+
+	(void)arg;
+	check(name[0] && strlen(name) < DNS_NAME_MAX);
+	if (!(hook_rcode & F_RR_RCODE))
+		return -2;
+	check(kb_dns_qtype_ok((unsigned)qtype));
+	if (flags & F_HOOK_FAIL)
+		return -1;
+	if (!(flags & (F_HOOK_LATER | F_HOOK_NEVER))) {
+		hook_answer_rr(done, ctx);
+		return 0;
+	}
+	if ((l = calloc(1, sizeof(*l))) == NULL)
+		abort();
+	l->done_rr = done;
 	l->ctx = ctx;
 	l->next = laters;
 	laters = l;
@@ -141,8 +225,8 @@ setup(void)
 	if ((fd = mkstemp(resolv)) < 0 || write(fd, "nameserver 127.0.0.1\n", 21) != 21)
 		abort();
 	close(fd);
-	d = dns_new(fbase, &(struct kb_dns_hooks){ .resolve = fz_resolve }, resolv, 0, err,
-	    sizeof(err));
+	d = dns_new(fbase, &(struct kb_dns_hooks){ .resolve = fz_resolve,
+	    .resolve_rr = fz_resolve_rr }, resolv, 0, err, sizeof(err));
 	unlink(resolv);
 	if (!d)
 		abort();
@@ -308,6 +392,33 @@ fz_build(const unsigned char *query, const struct dns_question *q)
 	free(out);
 }
 
+/* An answer built from the manager's records, into a buffer the input
+ * sizes: within bounds, the question copied, no more records than given,
+ * and c-ares reads it. */
+static void
+fz_build_records(const unsigned char *query, const struct dns_question *q)
+{
+	int rcode = hook_rcode & 0x0f, bad;
+	size_t outmax = q->qend + (size_t)(hook_rcode >> 4) * 64, n;
+	unsigned char *out;
+	struct hostent *he = NULL;
+
+	if (hook_rrs_bad || (out = malloc(outmax)) == NULL)
+		return;
+	n = dns_build_records(out, outmax, query, q->qend, rcode, hook_rrs, hook_nrrs, q->name,
+	    &bad);
+	if (!bad) {
+		check(n >= q->qend && n <= outmax && (out[3] & 0x0f) == rcode);
+		check(dns_get16(out + 6) <= hook_nrrs && dns_same_question(out, n, query, q->qend));
+		if (q->qclass == DNS_C_IN && q->qtype == DNS_T_A &&
+		    ares_parse_a_reply(out, (int)n, &he, NULL, NULL) == ARES_SUCCESS)
+			ares_free_hostent(he);
+	} else {
+		check(n == 0);
+	}
+	free(out);
+}
+
 /* The answer to a query that could not be parsed: the header alone. */
 static void
 fz_build_error(const unsigned char *query, size_t len, int rcode)
@@ -354,6 +465,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	hook_naddrs = 0;
 	for (p = strtok_r(text, "\n", &save); p && hook_naddrs < 16; p = strtok_r(NULL, "\n", &save))
 		hook_addrs[hook_naddrs++] = p;
+	parse_rrs();
 	up_data = data + qlen + hlen;
 	up_len = size - qlen - hlen;
 	/* A fresh cluster and cache for each input. */
@@ -369,6 +481,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			check(strlen(dq.name) < sizeof(dq.name) && dq.qend <= qlen);
 			check(dq.qend >= DNS_HDR + 5 && dns_same_question(copy, qlen, copy, dq.qend));
 			fz_build(copy, &dq);
+			fz_build_records(copy, &dq);
 			if (dns_zone_classify(&d->zone, dq.name, name, sizeof(name), &single))
 				check(strlen(name) < sizeof(name) && name[0]);
 			/* And how an upstream's answer is matched to it. */
@@ -407,7 +520,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	/* The manager's late answers, then whatever is left, as dns_free does. */
 	while ((l = laters) != NULL) {
 		laters = l->next;
-		hook_answer(l->done, l->ctx);
+		later_answer(l);
 		free(l);
 	}
 	event_base_loop(fbase, EVLOOP_NONBLOCK);

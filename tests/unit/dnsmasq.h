@@ -16,6 +16,8 @@
 #include <unistd.h>
 
 static pid_t dnsmasq_pid = -1;
+/* Where dnsmasq logs (with --log-queries: every query it gets). */
+static const char *dnsmasq_log = "/dev/null";
 
 /* A port free for both UDP and TCP on 127.0.0.1. */
 static uint16_t
@@ -42,24 +44,25 @@ free_port(void)
 }
 
 /* Start dnsmasq on 127.0.0.1:port (pid file in dir) with the extra options
- * (at most 8), and wait until it answers a query for probe (an A record it
+ * (at most 16), and wait until it answers a query for probe (an A record it
  * knows). It dies with the test. 0 or -1. */
 static int
 dnsmasq_start(uint16_t port, const char *dir, const char *const *extra, const char *probe)
 {
-	char portarg[32], pidarg[128];
-	char *argv[24] = { "/usr/sbin/dnsmasq", "--keep-in-foreground", "--conf-file=/dev/null",
+	char portarg[32], pidarg[128], logarg[160];
+	char *argv[32] = { "/usr/sbin/dnsmasq", "--keep-in-foreground", "--conf-file=/dev/null",
 		"--no-resolv", "--no-hosts", "--listen-address=127.0.0.1", "--bind-interfaces",
-		portarg, pidarg, "--user=root", "--log-facility=/dev/null", "--local-ttl=30" };
+		portarg, pidarg, "--user=root", logarg, "--local-ttl=30" };
 	struct sockaddr_in sin = { .sin_family = AF_INET };
 	unsigned char *q, r[512];
 	struct pollfd pfd;
 	int fd, i, n = 12, null, qlen;
 
-	for (i = 0; extra[i] && i < 8; i++)
+	for (i = 0; extra[i] && i < 16; i++)
 		argv[n++] = (char *)extra[i];
 	argv[n] = NULL;
 	snprintf(portarg, sizeof(portarg), "--port=%u", port);
+	snprintf(logarg, sizeof(logarg), "--log-facility=%s", dnsmasq_log);
 	snprintf(pidarg, sizeof(pidarg), "--pid-file=%s/dnsmasq.pid", dir);
 	if ((dnsmasq_pid = fork()) < 0)
 		return -1;

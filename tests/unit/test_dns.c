@@ -81,15 +81,17 @@ fake_answer(struct fake *f)
 	const char *web[] = { "10.96.1.1" }, *sync[] = { "10.96.1.2" };
 
 	f->fired = 1;
-	if (!strcmp(f->name, "web.default") || !strcmp(f->name, "web.default.svc.cluster.local")) {
+	if (!strcmp(f->name, "web.default.svc.cluster.local")) {
 		if (f->qtype == T_A)
 			f->done(f->ctx, 0, web, 1, 30);
 		else
 			f->done(f->ctx, 0, NULL, 0, 30);
-	} else if (!strcmp(f->name, "sync.default")) {
+	} else if (!strcmp(f->name, "sync.default.svc.cluster.local")) {
 		f->done(f->ctx, 0, sync, 1, 30);
+	} else if (!strcmp(f->name, "neg.default.svc.cluster.local")) {
+		f->done(f->ctx, 3, NULL, 0, 7);	/* the SOA minimum: keep it 7 s */
 	} else {
-		f->done(f->ctx, 3, NULL, 0, 5);
+		f->done(f->ctx, 3, NULL, 0, 0);	/* no SOA: not to be kept */
 	}
 }
 
@@ -110,7 +112,7 @@ fake_resolve(void *arg, const char *name, int qtype, dns_done_fn done, void *ctx
 	(void)arg;
 	hook_calls++;
 	snprintf(last_name, sizeof(last_name), "%s", name);
-	if (!strcmp(name, "fail.default"))
+	if (!strcmp(name, "fail.default.svc.cluster.local"))
 		return -1;
 	f = calloc(1, sizeof(*f));
 	f->done = done;
@@ -119,11 +121,11 @@ fake_resolve(void *arg, const char *name, int qtype, dns_done_fn done, void *ctx
 	snprintf(f->name, sizeof(f->name), "%s", name);
 	f->next = fakes;
 	fakes = f;
-	if (!strcmp(name, "sync.default")) {
+	if (!strcmp(name, "sync.default.svc.cluster.local")) {
 		fake_answer(f);
 		return 0;
 	}
-	if (!strcmp(name, "late.default"))
+	if (!strcmp(name, "late.default.svc.cluster.local"))
 		tv.tv_usec = 300 * 1000;
 	f->ev = evtimer_new(base, fake_timer, f);
 	evtimer_add(f->ev, &tv);
@@ -322,14 +324,17 @@ test_classify(void)
 		const char *asked;
 		int single;
 	} t[] = {
-		{ "web.default", 1, "web.default", 0 },
-		{ "web.default.svc", 1, "web.default.svc", 0 },
+		{ "web.default", 1, "web.default.svc.cluster.local", 0 },
+		{ "web.default.svc", 1, "web.default.svc.cluster.local", 0 },
 		{ "web.default.svc.cluster.local", 1, "web.default.svc.cluster.local", 0 },
-		{ "cart.shop", 1, "cart.shop", 0 },
-		{ "x.kbridge.svc", 1, "x.kbridge.svc", 0 },
+		{ "cart.shop", 1, "cart.shop.svc.cluster.local", 0 },
+		{ "x.kbridge.svc", 1, "x.kbridge.svc.cluster.local", 0 },
+		{ "_http._tcp.web.default", 0, NULL, 0 },
+		{ "_http._tcp.web.default.svc.cluster.local", 1,
+		  "_http._tcp.web.default.svc.cluster.local", 0 },
 		{ "cluster.local", 1, "cluster.local", 0 },
 		{ "anything.cluster.local", 1, "anything.cluster.local", 0 },
-		{ "web", 1, "web.default", 1 },
+		{ "web", 1, "web.default.svc.cluster.local", 1 },
 		{ "localhost", 0, NULL, 0 },
 		{ "example.com", 0, NULL, 0 },
 		{ "web.unknown", 0, NULL, 0 },
@@ -345,15 +350,15 @@ test_classify(void)
 	struct kb_dns *d = calloc(1, sizeof(*d));
 	struct dns_question q;
 	unsigned char buf[512];
-	char out[DNS_NAME_MAX];
+	char out[DNS_NAME_MAX], long_name[300];
 	size_t i, len;
-	int single, good;
+	int single, good, c;
 
 	ok(!dns_zone_classify(&d->zone, "web.default", out, sizeof(out), &single));
 	dns_set_cluster(d, "Cluster.Local.", ns, 3, "default");
 	ok(!dns_zone_classify(&d->zone, "web.default", out, 4, &single));
 	for (i = 0; i < sizeof(t) / sizeof(t[0]); i++) {
-		int c = dns_zone_classify(&d->zone, t[i].name, out, sizeof(out), &single);
+		c = dns_zone_classify(&d->zone, t[i].name, out, sizeof(out), &single);
 		good = c == t[i].cluster && (!c || (!strcmp(out, t[i].asked) && single == t[i].single));
 		if (!good)
 			printf("# classify '%s': %d '%s'\n", t[i].name, c, c ? out : "");
@@ -369,7 +374,19 @@ test_classify(void)
 	len = make_query(buf, "Web.", T_AAAA, 8);
 	ok(dns_parse_query(buf, len, &q) == 0 && !strcmp(q.name, "web"));
 	ok(dns_zone_classify(&d->zone, q.name, out, sizeof(out), &single) && single &&
-	    !strcmp(out, "web.default"));
+	    !strcmp(out, "web.default.svc.cluster.local"));
+	/* The absolute name must stay a DNS name: 253 characters at most.
+	 * A domain of three labels of 63 and one of k: 192 + k characters;
+	 * web.default.svc.DOMAIN: 208 + k. */
+	for (i = 45; i <= 46; i++) {
+		memset(long_name, 'a', 192 + i);
+		long_name[63] = long_name[127] = long_name[191] = '.';
+		long_name[192 + i] = '\0';
+		dns_set_cluster(d, long_name, ns, 3, "default");
+		c = dns_zone_classify(&d->zone, "web.default", out, sizeof(out), &single);
+		ok(i == 45 ? c && strlen(out) == 253 : !c);
+		ok(dns_zone_classify(&d->zone, "web", out, sizeof(out), &single) == (i == 45));
+	}
 
 	/* Without a connected namespace single labels stay local. */
 	dns_set_cluster(d, "cluster.local", ns, 3, NULL);
@@ -611,6 +628,31 @@ test_cache(void)
 	ok(!dns_cache_knows(c, "a.default", 0) && !dns_cache_knows(c, "b.default", 0) &&
 	    !dns_cache_knows(c, "c.default", 0) && !dns_cache_knows(c, "d.default", 0));
 
+	/* Negative answers: kept for their TTL, no address, never "known". */
+	dns_cache_put_negative(c, "nx.default", DNS_T_A, DNS_NXDOMAIN, 7, 1000);
+	ok(dns_cache_get(c, "nx.default", DNS_T_A, 1000, addrs, &naddrs, &ttl) == DNS_NXDOMAIN &&
+	    naddrs == 0 && ttl == 7);
+	ok(dns_cache_get(c, "nx.default", DNS_T_A, 7999, addrs, &naddrs, &ttl) == DNS_NXDOMAIN &&
+	    ttl == 1);
+	ok(dns_cache_get(c, "nx.default", DNS_T_A, 8000, addrs, &naddrs, &ttl) < 0);
+	ok(dns_cache_get(c, "nx.default", DNS_T_AAAA, 1000, addrs, &naddrs, &ttl) < 0);
+	ok(!dns_cache_knows(c, "nx.default", 1000));
+	dns_cache_put_negative(c, "nodata.default", DNS_T_AAAA, 0, 5, 0);
+	ok(dns_cache_get(c, "nodata.default", DNS_T_AAAA, 0, addrs, &naddrs, &ttl) == 0 &&
+	    naddrs == 0 && ttl == 5 && !dns_cache_knows(c, "nodata.default", 0));
+	/* At most DNS_CACHE_NEG_TTL_MAX; not kept: TTL 0 (no SOA), SERVFAIL. */
+	dns_cache_put_negative(c, "nx.default", DNS_T_A, DNS_NXDOMAIN, 86400, 0);
+	ok(dns_cache_get(c, "nx.default", DNS_T_A, 0, addrs, &naddrs, &ttl) == DNS_NXDOMAIN &&
+	    ttl == DNS_CACHE_NEG_TTL_MAX);
+	dns_cache_put_negative(c, "e.default", DNS_T_A, DNS_NXDOMAIN, 0, 0);
+	dns_cache_put_negative(c, "f.default", DNS_T_A, DNS_SERVFAIL, 10, 0);
+	ok(dns_cache_get(c, "e.default", DNS_T_A, 0, addrs, &naddrs, &ttl) < 0 &&
+	    dns_cache_get(c, "f.default", DNS_T_A, 0, addrs, &naddrs, &ttl) < 0);
+	/* The name appears: its addresses replace the negative answer. */
+	dns_cache_put(c, "nx.default", DNS_T_A, two, 1, 10, 1000);
+	ok(dns_cache_get(c, "nx.default", DNS_T_A, 1000, addrs, &naddrs, &ttl) == 0 &&
+	    naddrs == 1 && dns_cache_knows(c, "nx.default", 1000));
+
 	/* Clear forgets everything. */
 	dns_cache_clear(c);
 	ok(!dns_cache_knows(c, "long.default", 0) && !dns_cache_knows(c, "v6.default", 0));
@@ -639,7 +681,7 @@ static void
 test_proxy(uint16_t upport)
 {
 	const char *ns[] = { "default", "shop" };
-	struct kb_dns_hooks hooks = { fake_resolve, NULL };
+	struct kb_dns_hooks hooks = { .resolve = fake_resolve };
 	unsigned char q[512], a[4096];
 	const unsigned char *m;
 	struct client c;
@@ -672,14 +714,16 @@ test_proxy(uint16_t upport)
 	n = udp_ask(dns_port(d), "web.default", T_A, 0x1111, a);
 	ok(n > 0 && dns_get16(a) == 0x1111 && rcode_of(a) == 0);
 	ok(!strcmp(first_a(a, n, &ttl), "10.96.1.1") && ttl == 30);
-	ok(hook_calls == 1 && !strcmp(last_name, "web.default"));
+	/* NAME.NS is asked as the absolute name: one query in the cluster. */
+	ok(hook_calls == 1 && !strcmp(last_name, "web.default.svc.cluster.local"));
 	/* Asked again: answered from the cache, with the remaining TTL. */
 	n = udp_ask(dns_port(d), "web.default", T_A, 0x1113, a);
 	ok(n > 0 && dns_get16(a) == 0x1113 && rcode_of(a) == 0 && hook_calls == 1);
 	ok(!strcmp(first_a(a, n, &ttl), "10.96.1.1") && ttl >= 1 && ttl <= 30);
 
+	/* The same name typed in full: the same answer, from the cache. */
 	n = udp_ask(dns_port(d), "WEB.Default.svc.Cluster.Local.", T_A, 0x1112, a);
-	ok(n > 0 && !strcmp(last_name, "web.default.svc.cluster.local"));
+	ok(n > 0 && hook_calls == 1);
 	ok(!strcmp(first_a(a, n, NULL), "10.96.1.1"));
 	qlen = make_query(q, "WEB.Default.svc.Cluster.Local.", T_A, 0x1112);
 	ok(n >= qlen && !memcmp(a + DNS_HDR, q + DNS_HDR, qlen - DNS_HDR));
@@ -702,14 +746,21 @@ test_proxy(uint16_t upport)
 	/* A new cluster (or namespace) empties the cache. */
 	dns_set_cluster(d, "cluster.local", ns, 2, "default");
 	n = udp_ask(dns_port(d), "web", T_A, 0x4446, a);
-	ok(n > 0 && hook_calls == 1 && !strcmp(last_name, "web.default") &&
+	ok(n > 0 && hook_calls == 1 && !strcmp(last_name, "web.default.svc.cluster.local") &&
 	    !strcmp(first_a(a, n, NULL), "10.96.1.1"));
 	/* Single label the manager does not know: the local network answers. */
 	n = udp_ask(dns_port(d), "plainhost", T_A, 0x4445, a);
-	ok(n > 0 && !strcmp(last_name, "plainhost.default") && dns_get16(a) == 0x4445 &&
+	ok(n > 0 && !strcmp(last_name, "plainhost.default.svc.cluster.local") && dns_get16(a) == 0x4445 &&
 	    !strcmp(first_a(a, n, NULL), "192.0.2.9"));
 	n = udp_ask(dns_port(d), "missing.default", T_A, 0x5555, a);
 	ok(n > 0 && rcode_of(a) == DNS_NXDOMAIN);
+	/* A manager before records: negative answers are not kept, whatever
+	 * their TTL (it was no SOA minimum). */
+	hook_calls = 0;
+	n = udp_ask(dns_port(d), "neg.default.svc.cluster.local", T_A, 0x5560, a);
+	ok(n > 0 && rcode_of(a) == DNS_NXDOMAIN && hook_calls == 1);
+	n = udp_ask(dns_port(d), "neg.default.svc.cluster.local", T_A, 0x5561, a);
+	ok(n > 0 && dns_get16(a) == 0x5561 && rcode_of(a) == DNS_NXDOMAIN && hook_calls == 2);
 	n = udp_ask(dns_port(d), "fail.default", T_A, 0x5556, a);
 	ok(n > 0 && dns_get16(a) == 0x5556 && rcode_of(a) == DNS_SERVFAIL);
 	n = udp_ask(dns_port(d), "sync.default", T_A, 0x5557, a);
@@ -831,12 +882,12 @@ held_answer(evutil_socket_t fd, short what, void *arg)
 
 	(void)fd;
 	(void)what;
-	if (!strcmp(h->name, "cart.shop"))
+	if (!strcmp(h->name, "cart.shop.svc.cluster.local"))
 		h->done(h->ctx, 0, cart, h->qtype == T_A, 5);
-	else if (!strcmp(h->name, "web.default"))
+	else if (!strcmp(h->name, "web.default.svc.cluster.local"))
 		h->done(h->ctx, 0, web, h->qtype == T_A, 5);
 	else
-		h->done(h->ctx, 3, NULL, 0, 5);
+		h->done(h->ctx, 3, NULL, 0, 0);
 	h->done = NULL;
 }
 
@@ -882,6 +933,192 @@ helds_release(void)
 	}
 }
 
+/* A manager that answers records (its hello said "dns_records"), at once. */
+static int rr_calls;
+static char rr_last[256];
+
+static int
+fake_resolve_rr(void *arg, const char *name, int qtype, dns_done_rr_fn done, void *ctx)
+{
+	static const struct dns_rr srv[] = {
+		{ "_http._tcp.web.default.svc.cluster.local", DNS_T_SRV, 5,
+		  "0 0 80 web.default.svc.cluster.local" },
+	}, chain[] = {
+		{ "ext.default.svc.cluster.local", DNS_T_CNAME, 5, "web.default.svc.cluster.local" },
+		{ "web.default.svc.cluster.local", DNS_T_A, 5, "10.96.1.1" },
+	}, web[] = {
+		{ "web.default.svc.cluster.local", DNS_T_A, 5, "10.96.1.1" },
+	}, txt[] = {
+		{ "web.default.svc.cluster.local", DNS_T_TXT, 5, "026869" },
+	}, ptr[] = {
+		{ "1.1.96.10.in-addr.arpa", DNS_T_PTR, 5, "web.default.svc.cluster.local" },
+	}, bad[] = {
+		{ "bad.default.svc.cluster.local", DNS_T_A, 5, "not an address" },
+	};
+
+	static struct dns_rr many[32];
+	static char addr[32][16];
+	size_t i;
+
+	(void)arg;
+	rr_calls++;
+	snprintf(rr_last, sizeof(rr_last), "%s/%d", name, qtype);
+	if (!strcmp(name, "many.default.svc.cluster.local")) {
+		for (i = 0; i < 32; i++) {
+			snprintf(addr[i], sizeof(addr[i]), "10.96.3.%zu", i + 1);
+			many[i] = (struct dns_rr){ name, DNS_T_A, 5, addr[i] };
+		}
+		done(ctx, 0, many, 32, 5);
+		return 0;
+	}
+	if (!strcmp(name, "old.default.svc.cluster.local"))
+		return -2;	/* as a manager without records */
+	if (qtype == DNS_T_SRV && !strcmp(name, "_http._tcp.web.default.svc.cluster.local"))
+		done(ctx, 0, srv, 1, 5);
+	else if (qtype == DNS_T_A && !strcmp(name, "ext.default.svc.cluster.local"))
+		done(ctx, 0, chain, 2, 5);
+	else if (qtype == DNS_T_A && !strcmp(name, "web.default.svc.cluster.local"))
+		done(ctx, 0, web, 1, 5);
+	else if (qtype == DNS_T_TXT && !strcmp(name, "web.default.svc.cluster.local"))
+		done(ctx, 0, txt, 1, 5);
+	else if (qtype == DNS_T_PTR && !strcmp(name, "1.1.96.10.in-addr.arpa"))
+		done(ctx, 0, ptr, 1, 5);
+	else if (!strcmp(name, "bad.default.svc.cluster.local"))
+		done(ctx, 0, bad, 1, 5);
+	else if (!strcmp(name, "web.default.svc.cluster.local"))
+		done(ctx, 0, NULL, 0, 0);	/* NODATA, no SOA */
+	else
+		done(ctx, 3, NULL, 0, 9);	/* NXDOMAIN, SOA minimum 9 */
+	return 0;
+}
+
+/* many.default with an OPT record saying 4096: every address in one UDP
+ * answer of at most our 1232 bytes, with an OPT record of its own. */
+static int
+test_edns(uint16_t port)
+{
+	struct client c;
+	unsigned char q[512];
+	size_t qlen = make_query(q, "many.default", T_A, 0x7111);
+	int good;
+
+	memcpy(q + qlen, "\x00\x00\x29\x10\x00\x00\x00\x00\x00\x00\x00", 11);
+	dns_put16(q + 10, 1);
+	if (client_open(&c, 0, port) < 0 || client_send(&c, q, qlen + 11) < 0)
+		return 0;
+	good = client_wait(&c, 1, 5000) && c.len <= DNS_EDNS_MAX && !(c.buf[2] & 0x02) &&
+	    dns_get16(c.buf + 6) == 32 && dns_get16(c.buf + 10) == 1 &&
+	    c.buf[c.len - 11] == 0 && dns_get16(c.buf + c.len - 10) == 41 &&
+	    dns_get16(c.buf + c.len - 8) == DNS_EDNS_MAX;
+	if (!good)
+		printf("# EDNS answer: %zu bytes, flags %02x, %u records, %u additional\n", c.len,
+		    c.buf[2], dns_get16(c.buf + 6), dns_get16(c.buf + 10));
+	client_close(&c);
+	return good;
+}
+
+/* Cluster names of every type through a manager that answers records. */
+static void
+test_records_proxy(uint16_t upport)
+{
+	const char *ns[] = { "default", "shop" };
+	struct kb_dns_hooks hooks = { .resolve = fake_resolve, .resolve_rr = fake_resolve_rr };
+	struct kb_cidr subnets[] = { { 0x0a600000, 16 } };
+	struct ares_srv_reply *sr = NULL;
+	struct ares_txt_reply *tr = NULL;
+	struct hostent *he = NULL;
+	struct ares_addrttl at[4];
+	unsigned char a[4096], q[512];
+	const unsigned char *m;
+	struct client c;
+	struct kb_dns *d;
+	char path[128], err[256];
+	size_t n, qlen;
+	int na = 4;
+
+	snprintf(path, sizeof(path), "%s/resolv.conf", tmpdir);
+	if ((d = dns_new(base, &hooks, path, 0, err, sizeof(err))) == NULL) {
+		ok(0);
+		return;
+	}
+	dns_set_upstream_port(d, upport);
+	dns_set_cluster(d, "cluster.local", ns, 2, "default");
+	dns_set_subnets(d, subnets, 1);
+	hook_calls = rr_calls = 0;
+
+	n = udp_ask(dns_port(d), "_http._tcp.web.default.svc.cluster.local", T_SRV, 0x7101, a);
+	ok(n > 0 && dns_get16(a) == 0x7101 && ares_parse_srv_reply(a, (int)n, &sr) ==
+	    ARES_SUCCESS && sr && sr->port == 80 && !strcmp(sr->host,
+	    "web.default.svc.cluster.local"));
+	ares_free_data(sr);
+	/* NAME.NS asked for TXT: the cluster's record, named as asked */
+	n = udp_ask(dns_port(d), "web.default", T_TXT, 0x7102, a);
+	ok(n > 0 && !strcmp(rr_last, "web.default.svc.cluster.local/16") &&
+	    ares_parse_txt_reply(a, (int)n, &tr) == ARES_SUCCESS && tr && tr->length == 2 &&
+	    !memcmp(tr->txt, "hi", 2));
+	ares_free_data(tr);
+	/* An ExternalName service: the chain, the alias named as asked */
+	n = udp_ask(dns_port(d), "ext.default", T_A, 0x7103, a);
+	ok(n > 0 && dns_get16(a + 6) == 2 && ares_parse_a_reply(a, (int)n, &he, at, &na) ==
+	    ARES_SUCCESS && na == 1 && he && !strcmp(he->h_name, "web.default.svc.cluster.local") &&
+	    he->h_aliases[0] && !strcmp(he->h_aliases[0], "ext.default"));
+	if (he)
+		ares_free_hostent(he);
+	/* ... and not kept: the cache holds a name's own addresses */
+	rr_calls = 0;
+	n = udp_ask(dns_port(d), "ext.default", T_A, 0x7104, a);
+	ok(n > 0 && rr_calls == 1 && dns_get16(a + 6) == 2);
+	n = udp_ask(dns_port(d), "web", T_A, 0x7105, a);
+	n = udp_ask(dns_port(d), "web.default", T_A, 0x7106, a);
+	ok(n > 0 && rr_calls == 2 && !strcmp(first_a(a, n, NULL), "10.96.1.1"));
+	/* The name of a cluster address; another address's goes upstream */
+	he = NULL;
+	n = udp_ask(dns_port(d), "1.1.96.10.in-addr.arpa", T_PTR, 0x7107, a);
+	ok(n > 0 && ares_parse_ptr_reply(a, (int)n, "\x0a\x60\x01\x01", 4, AF_INET, &he) ==
+	    ARES_SUCCESS && he && !strcmp(he->h_name, "web.default.svc.cluster.local"));
+	if (he)
+		ares_free_hostent(he);
+	rr_calls = 0;
+	n = udp_ask(dns_port(d), "1.1.97.10.in-addr.arpa", T_PTR, 0x7108, a);
+	ok(n > 0 && dns_get16(a) == 0x7108 && rr_calls == 0);
+	/* A record whose data does not parse: SERVFAIL, nothing made up */
+	n = udp_ask(dns_port(d), "bad.default.svc.cluster.local", T_A, 0x7109, a);
+	ok(n > 0 && rcode_of(a) == DNS_SERVFAIL && dns_get16(a + 6) == 0);
+	/* NXDOMAIN with an SOA minimum: kept, for SRV as for A */
+	rr_calls = 0;
+	n = udp_ask(dns_port(d), "_x._tcp.nosuch.default.svc.cluster.local", T_SRV, 0x710a, a);
+	n = udp_ask(dns_port(d), "_x._tcp.nosuch.default.svc.cluster.local", T_SRV, 0x710b, a);
+	ok(n > 0 && dns_get16(a) == 0x710b && rcode_of(a) == DNS_NXDOMAIN && rr_calls == 1);
+	/* NAME.NS the cluster lacks: kept too, and still the outside
+	 * resolver's to answer (its NXDOMAIN here) */
+	n = udp_ask(dns_port(d), "nosuch.default", T_A, 0x7120, a);
+	n = udp_ask(dns_port(d), "nosuch.default", T_A, 0x7121, a);
+	ok(n > 0 && dns_get16(a) == 0x7121 && rcode_of(a) == DNS_NXDOMAIN && rr_calls == 2);
+	/* NODATA without an SOA: not kept */
+	n = udp_ask(dns_port(d), "web.default.svc.cluster.local", T_MX, 0x710c, a);
+	n = udp_ask(dns_port(d), "web.default.svc.cluster.local", T_MX, 0x710d, a);
+	ok(n > 0 && rcode_of(a) == 0 && dns_get16(a + 6) == 0 && rr_calls == 4);
+	/* 32 addresses: over UDP without EDNS, what fits in 512 bytes and TC;
+	 * with EDNS0 (the client's 4096, ours 1232) all, and an OPT record;
+	 * over TCP all. */
+	n = udp_ask(dns_port(d), "many.default", T_A, 0x7110, a);
+	ok(n > 0 && n <= 512 && (a[2] & 0x02) && dns_get16(a + 6) < 32 &&
+	    dns_get16(a + 10) == 0);
+	ok(test_edns(dns_port(d)));
+	ok(client_open(&c, 1, dns_port(d)) == 0);
+	qlen = make_query(q, "many.default", T_A, 0x7112);
+	ok(client_send(&c, q, qlen) == 0 && client_wait(&c, 1, 2000) &&
+	    (m = tcp_find(&c, 0x7112, &n)) != NULL && !(m[2] & 0x02) && dns_get16(m + 6) == 32);
+	client_close(&c);
+
+	/* A manager without records: addresses through resolve, as before */
+	hook_calls = 0;
+	n = udp_ask(dns_port(d), "old.default.svc.cluster.local", T_A, 0x710e, a);
+	ok(n > 0 && hook_calls == 1 && !strcmp(last_name, "old.default.svc.cluster.local"));
+	ok(hook_calls + rr_calls > 0 && d->npending == 0);
+	dns_free(d);
+}
+
 /* A name NAME.NS that the cluster does not have is the outside world's:
  * with a namespace "shop", example.shop still resolves as it does without
  * kbridge, while cart.shop is the cluster's. */
@@ -889,7 +1126,7 @@ static void
 test_ns_fallback(uint16_t upport)
 {
 	const char *ns[] = { "default", "shop" };
-	struct kb_dns_hooks hooks = { held_resolve, NULL };
+	struct kb_dns_hooks hooks = { .resolve = held_resolve };
 	unsigned char q[512], a[4096];
 	const unsigned char *m;
 	struct ares_txt_reply *txt = NULL;
@@ -960,7 +1197,7 @@ static void
 test_flood(uint16_t upport)
 {
 	const char *ns[] = { "default", "shop" };
-	struct kb_dns_hooks hooks = { held_resolve, NULL };
+	struct kb_dns_hooks hooks = { .resolve = held_resolve };
 	unsigned char q[512];
 	struct client flood, c[20];
 	struct kb_dns *d;
@@ -1082,6 +1319,7 @@ main(void)
 			NULL };
 		ok(dnsmasq_start(port, tmpdir, outside, "outside.test") == 0);
 		test_proxy(port);
+		test_records_proxy(port);
 		test_ns_fallback(port);
 		test_flood(port);
 	}

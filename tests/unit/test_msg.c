@@ -110,6 +110,66 @@ valid(enum kb_msg_type t)
 	return m;
 }
 
+/* One element of "records", each field checked. */
+static void
+test_records(void)
+{
+	static const struct {
+		const char *json;
+		int ok;
+	} t[] = {
+		{ "{\"name\":\"web.default.svc.cluster.local\",\"type\":1,\"ttl\":5,"
+		  "\"data\":\"10.96.1.1\"}", 1 },
+		{ "{\"name\":\"_http._tcp.web.default.svc.cluster.local\",\"type\":33,"
+		  "\"ttl\":0,\"data\":\"0 0 80 web\"}", 1 },
+		{ "{\"name\":\"1.1.96.10.in-addr.arpa\",\"type\":12,\"ttl\":2147483647,"
+		  "\"data\":\"web\"}", 1 },
+		{ "{\"name\":\"*.wild.example\",\"type\":16,\"ttl\":1,\"data\":\"\"}", 1 },
+		{ "{\"name\":\"web.\",\"type\":1,\"ttl\":5,\"data\":\"x\"}", 0 },
+		{ "{\"name\":\"a..b\",\"type\":1,\"ttl\":5,\"data\":\"x\"}", 0 },
+		{ "{\"name\":\"a b\",\"type\":1,\"ttl\":5,\"data\":\"x\"}", 0 },
+		{ "{\"name\":\"\",\"type\":1,\"ttl\":5,\"data\":\"x\"}", 0 },
+		{ "{\"name\":\"a\",\"type\":6,\"ttl\":5,\"data\":\"x\"}", 0 },
+		{ "{\"name\":\"a\",\"type\":1.5,\"ttl\":5,\"data\":\"x\"}", 0 },
+		{ "{\"name\":\"a\",\"type\":1,\"ttl\":-1,\"data\":\"x\"}", 0 },
+		{ "{\"name\":\"a\",\"type\":1,\"ttl\":2147483648,\"data\":\"x\"}", 0 },
+		{ "{\"name\":\"a\",\"type\":1,\"ttl\":5}", 0 },
+		{ "{\"name\":\"a\",\"type\":1,\"ttl\":5,\"data\":5}", 0 },
+		{ "[1]", 0 },
+	};
+	struct kb_dns_record r;
+	char name[300], json[2200];
+	cJSON *j;
+	size_t i;
+
+	for (i = 0; i < sizeof(t) / sizeof(t[0]); i++) {
+		j = cJSON_Parse(t[i].json);
+		ok(j && (kb_msg_dns_record(j, &r) == 0) == t[i].ok);
+		cJSON_Delete(j);
+	}
+	/* A label of 64, a name of 254, data over KB_DNS_DATA_MAX. */
+	memset(name, 'a', 64);
+	name[64] = '\0';
+	snprintf(json, sizeof(json), "{\"name\":\"%s\",\"type\":1,\"ttl\":1,\"data\":\"\"}",
+	    name);
+	ok((j = cJSON_Parse(json)) && kb_msg_dns_record(j, &r) < 0);
+	cJSON_Delete(j);
+	memset(name, 'a', 254);
+	name[63] = name[127] = name[191] = '.';
+	name[254] = '\0';
+	ok(!kb_dns_name_ok(name) && (name[253] = '\0', kb_dns_name_ok(name)));
+	memset(json, 0, sizeof(json));
+	snprintf(json, sizeof(json), "{\"name\":\"a\",\"type\":16,\"ttl\":1,\"data\":\"");
+	memset(json + strlen(json), '0', KB_DNS_DATA_MAX + 2);
+	strcat(json, "\"}");
+	ok((j = cJSON_Parse(json)) && kb_msg_dns_record(j, &r) < 0);
+	cJSON_Delete(j);
+	j = cJSON_Parse("{\"name\":\"Web.Default\",\"type\":33,\"ttl\":7,\"data\":\"1 2 3 x\"}");
+	ok(j && kb_msg_dns_record(j, &r) == 0 && !strcmp(r.name, "Web.Default") && r.type == 33 &&
+	    r.ttl == 7 && !strcmp(r.data, "1 2 3 x"));
+	cJSON_Delete(j);
+}
+
 int
 main(void)
 {
@@ -188,10 +248,29 @@ main(void)
 	cJSON_Delete(m);
 	ok(refused("{\"type\":\"resolve\",\"id\":1,\"name\":[\"a\"],\"qtype\":1}", -1,
 	    "resolve: \"name\" must be a string of 1-253 characters"));
-	ok(refused("{\"type\":\"resolve\",\"id\":1,\"name\":\"a\",\"qtype\":5}", -1,
-	    "resolve: qtype must be 1 (A) or 28 (AAAA)"));
+	/* Types with names the manager decodes, and types whose data holds
+	 * no compressible name; not SOA, OPT, the meta types. */
+	ok(refused("{\"type\":\"resolve\",\"id\":1,\"name\":\"a\",\"qtype\":5}", 0, ""));
+	ok(refused("{\"type\":\"resolve\",\"id\":1,\"name\":\"a\",\"qtype\":33}", 0, ""));
+	ok(refused("{\"type\":\"resolve\",\"id\":1,\"name\":\"a\",\"qtype\":16}", 0, ""));
+	ok(refused("{\"type\":\"resolve\",\"id\":1,\"name\":\"a\",\"qtype\":257}", 0, ""));
+	ok(refused("{\"type\":\"resolve\",\"id\":1,\"name\":\"a\",\"qtype\":6}", -1,
+	    "resolve: qtype 6 cannot be asked"));
+	ok(refused("{\"type\":\"resolve\",\"id\":1,\"name\":\"a\",\"qtype\":41}", -1,
+	    "resolve: qtype 41 cannot be asked"));
+	ok(refused("{\"type\":\"resolve\",\"id\":1,\"name\":\"a\",\"qtype\":255}", -1,
+	    "resolve: qtype 255 cannot be asked"));
+	ok(refused("{\"type\":\"resolve\",\"id\":1,\"name\":\"a\",\"qtype\":35}", -1,
+	    "resolve: qtype 35 cannot be asked"));
 	ok(refused("{\"type\":\"resolve\",\"id\":1,\"name\":\"a\",\"qtype\":1.5}", -1,
-	    "resolve: \"qtype\" must be an integer 1-28"));
+	    "resolve: \"qtype\" must be an integer 1-65535"));
+	ok(refused("{\"type\":\"resolve\",\"id\":1,\"name\":\"a\",\"qtype\":65536}", -1,
+	    "resolve: \"qtype\" must be an integer 1-65535"));
+
+	/* resolved: records, a list of at most KB_DNS_RECORDS_MAX. */
+	ok(refused("{\"type\":\"resolved\",\"id\":1,\"rcode\":0,\"records\":{}}", -1,
+	    "resolved: \"records\" must be a list of 0-32 elements"));
+	test_records();
 
 	/* resolved: any numeric id (an unknown one is ignored), rcode 0-15. */
 	ok(refused("{\"type\":\"resolved\",\"id\":1e300,\"rcode\":0}", 0, ""));
