@@ -232,4 +232,8 @@ expect_fail 1 "holds 10.96.200.1, an address of lan0" \
 routes_as_before
 ok "bad ranges and an also-proxy over ws's own address: one line each, nothing left"
 
+if [[ -n ${KB_SAN:-} ]]; then
+	no grep -E "ERROR: (Address|Leak)Sanitizer|runtime error:" "$STATE"/ws/kbridged.sock.log "$STATE"/manager*.log
+	ok "no sanitizer reports in the daemon and manager logs"
+fi
 echo "1..$n"
