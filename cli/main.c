@@ -846,30 +846,31 @@ add_range(cJSON **a, const char *opt, const char *arg)
 }
 
 /* A profile's own "never_proxy" and "also_proxy" lists (ranges for that
- * cluster) join the command line's; they leave the profile object. */
+ * cluster, from the profile file or the kubeconfig context's kbridge
+ * extension) join the command line's; they leave the profile object. */
 static int
-profile_ranges(cJSON *prof, cJSON **never, cJSON **also)
+profile_ranges(cJSON *prof, cJSON **never, cJSON **also, const char *where)
 {
 	static const char *keys[] = { "never_proxy", "also_proxy" };
-	static const char *opts[] = { "profile never_proxy", "profile also_proxy" };
 	cJSON **dst[] = { never, also };
+	char opt[64];
 	cJSON *l, *e;
 	int i, rc = 0;
 
 	for (i = 0; i < 2 && rc == 0; i++) {
 		if ((l = cJSON_DetachItemFromObjectCaseSensitive(prof, keys[i])) == NULL)
 			continue;
+		snprintf(opt, sizeof(opt), "%s %s", where, keys[i]);
 		if (!cJSON_IsArray(l)) {
-			errorx("connect: the profile's %s must be a list of CIDR ranges", keys[i]);
+			errorx("connect: %s must be a list of CIDR ranges", opt);
 			rc = -1;
 		}
 		cJSON_ArrayForEach(e, l) {
 			if (rc == 0 && !cJSON_IsString(e)) {
-				errorx("connect: the profile's %s must be a list of CIDR ranges",
-				    keys[i]);
+				errorx("connect: %s must be a list of CIDR ranges", opt);
 				rc = -1;
 			}
-			if (rc == 0 && add_range(dst[i], opts[i], e->valuestring) < 0)
+			if (rc == 0 && add_range(dst[i], opt, e->valuestring) < 0)
 				rc = -1;
 		}
 		cJSON_Delete(l);
@@ -967,7 +968,7 @@ cmd_connect(int argc, char **argv)
 	if (profile) {
 		if ((prof = load_profile(profile)) == NULL)
 			goto done;
-		if (profile_ranges(prof, &never, &also) < 0) {
+		if (profile_ranges(prof, &never, &also, "the profile's") < 0) {
 			cJSON_Delete(prof);
 			ret = EXIT_USAGE;
 			goto done;
@@ -991,6 +992,11 @@ cmd_connect(int argc, char **argv)
 		if (kconnect_prepare(&ko, &prof, &kube, &fwd) == -1)
 			goto done;
 		prep_us = kapi_now_us() - prep_us;
+		if (profile_ranges(prof, &never, &also, "the context's") < 0) {
+			cJSON_Delete(prof);
+			ret = EXIT_USAGE;
+			goto done;
+		}
 	}
 	if ((body = cJSON_CreateObject()) == NULL ||
 	    !cJSON_AddItemToObject(body, "profile", prof)) {
