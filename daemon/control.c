@@ -374,12 +374,6 @@ user_ranges(const cJSON *body, const char *key, struct kb_cidr *v)
 	return n;
 }
 
-static int
-same_ranges(const struct kb_cidr *a, size_t na, const struct kb_cidr *b, size_t nb)
-{
-	return na == nb && memcmp(a, b, na * sizeof(a[0])) == 0;
-}
-
 static void
 handle_connect(struct evhttp_request *req, void *arg)
 {
@@ -416,8 +410,8 @@ handle_connect(struct evhttp_request *req, void *arg)
 			    "already connected to %s as %s (namespace %s); run 'kbridge quit' first",
 			    have->manager, have->name, tunnel_namespace(d->tunnel));
 			control_error(req, 409, err);
-		} else if (!same_ranges(never, nnever, d->never, d->nnever) ||
-		    !same_ranges(also, nalso, d->also, d->nalso)) {
+		} else if (!kb_cidr_list_eq(never, nnever, d->never, d->nnever) ||
+		    !kb_cidr_list_eq(also, nalso, d->also, d->nalso)) {
 			control_error(req, 409, "already connected with other never-proxy or "
 			    "also-proxy ranges; run 'kbridge quit' first");
 		} else if (tunnel_state(d->tunnel) == KBD_CONNECTED) {

@@ -84,7 +84,7 @@ tun_readable(evutil_socket_t fd, short what, void *arg)
 static int
 same_plan(const struct kbd *d, const struct kb_cidr *v, size_t n)
 {
-	return d->napplied == n && memcmp(d->applied, v, n * sizeof(v[0])) == 0;
+	return kb_cidr_list_eq(d->applied, d->napplied, v, n);
 }
 
 /* The ranges to route and redirect for the cluster subnets v: with the

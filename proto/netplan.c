@@ -25,6 +25,19 @@ kb_cidr_overlap(const struct kb_cidr *a, const struct kb_cidr *b)
 	return kb_cidr_covers(a, b) || kb_cidr_covers(b, a);
 }
 
+int
+kb_cidr_list_eq(const struct kb_cidr *a, size_t na, const struct kb_cidr *b, size_t nb)
+{
+	size_t i;
+
+	if (na != nb)
+		return 0;
+	for (i = 0; i < na; i++)
+		if (a[i].addr != b[i].addr || a[i].prefix != b[i].prefix)
+			return 0;
+	return 1;
+}
+
 /* s fit to repeat in a one-line error: printable ASCII, cut short. */
 static const char *
 shown(const char *s, char *buf, size_t len)

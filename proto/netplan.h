@@ -18,6 +18,8 @@
 int kb_cidr_overlap(const struct kb_cidr *a, const struct kb_cidr *b);
 /* Does a contain all of b? */
 int kb_cidr_covers(const struct kb_cidr *a, const struct kb_cidr *b);
+/* Are the lists the same, in the same order? (Not memcmp: struct padding.) */
+int kb_cidr_list_eq(const struct kb_cidr *a, size_t na, const struct kb_cidr *b, size_t nb);
 /* A range kbridge may take from the user: "A.B.C.D/N" exactly (no host
  * bits, /1 to /32), not loopback, link-local, multicast or above, nor
  * 0.0.0.0/8. 0, or -1 with a one-line why (naming s). */

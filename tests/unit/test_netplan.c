@@ -102,6 +102,22 @@ main(void)
 	ok(!strcmp(plan(L("10.96.0.0/16"), NULL, L("10.96.0.1/32", "10.96.200.7/32"), 64),
 	    plan(L("10.96.0.0/16"), NULL, L("10.96.200.7/32", "10.96.0.1/32"), 64)));
 
+	/* Lists compare by value, padding aside. */
+	{
+		struct kb_cidr x[2], y[2];
+
+		memset(x, 0xaa, sizeof(x));
+		memset(y, 0x55, sizeof(y));
+		x[0] = a, y[0] = a;
+		x[1].addr = y[1].addr = b.addr;
+		x[1].prefix = y[1].prefix = b.prefix;
+		ok(kb_cidr_list_eq(x, 2, y, 2));
+		ok(!kb_cidr_list_eq(x, 2, y, 1));
+		y[1].prefix = 25;
+		ok(!kb_cidr_list_eq(x, 2, y, 2));
+		ok(kb_cidr_list_eq(NULL, 0, NULL, 0));
+	}
+
 	/* The user's ranges: strict syntax, not loopback and the like. */
 	ok(kb_netplan_user_cidr("10.96.0.0/16", &c1, err, sizeof(err)) == 0 &&
 	    c1.addr == a.addr && c1.prefix == 16);
