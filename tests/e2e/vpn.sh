@@ -5,7 +5,8 @@
 # in a namespace of its own ($KB_PG-lan); nothing touches the host's.
 #
 #   ws: vpn0 (veth, its peer in ws too) routing exactly 10.244.0.0/16, like
-#       a VPN that routes the cluster's pod subnet;
+#       a VPN that routes the cluster's pod subnet; then dock0 with address
+#       10.244.0.1/16, like a docker bridge (the kernel's prefix route);
 #   ws: lan0 10.96.200.1/24 --veth-- $KB_PG-lan: eth0 10.96.200.2/24, an
 #       HTTP server ("hello from lan"): a LAN inside the service subnet.
 #
@@ -129,6 +130,27 @@ routes_as_before
 ws ip route del 10.96.0.0/16 dev vpn0p
 ws ip link del vpn0
 ok "a same-prefix route added during the session survives quit unchanged"
+
+# --- a docker-like bridge whose own address's prefix is exactly the pod subnet
+ws ip link add dock0 type veth peer name dock0p
+ws ip link set dock0 up
+ws ip link set dock0p up
+ws ip addr add 10.244.0.1/16 dev dock0
+before=$(routes)
+[[ $before == *'"dev": "dock0"'*'"dst": "10.244.0.0/16"'* || $before == *'"dst": "10.244.0.0/16"'*'"dev": "dock0"'* ]]
+out=$(kb connect --profile "$STATE/alice.json")
+[[ $out == *"10.244.0.0/16 overlaps 10.244.0.0/16 on dock0"* ]]
+web http://10.244.1.10/
+[[ $(first_dev 10.244.1.10) == kbridge* ]]
+routes_as_before
+pid=$(daemon_pid)
+kill -KILL "$pid"
+poll 30 gone "$pid"
+poll 30 no_kbridge
+poll 30 routes_as_before
+[[ $(first_dev 10.244.1.10) == dock0 ]]
+ws ip link del dock0
+ok "a bridge's own prefix route (proto kernel) equal to the pod subnet: kbridge goes first, the route is unchanged after SIGKILL"
 
 # --- a LAN inside the service subnet
 ip netns add "$LAN"
