@@ -167,6 +167,29 @@ add_str(cJSON *o, const char *name, const char *v)
 	return v == NULL || cJSON_AddStringToObject(o, name, v) != NULL;
 }
 
+/* The context's never-proxy and also-proxy ranges, as a profile file
+ * would carry them (cmd_connect checks them with the command line's). */
+static int
+add_ranges(cJSON *profile, const struct kb_kubeconfig *kc)
+{
+	static const char *keys[2] = { "never_proxy", "also_proxy" };
+	const char *const *v;
+	cJSON *a;
+	size_t i, n;
+	int also;
+
+	for (also = 0; also < 2; also++) {
+		if ((n = kb_kubeconfig_ranges(kc, also, &v)) == 0)
+			continue;
+		if ((a = cJSON_AddArrayToObject(profile, keys[also])) == NULL)
+			return 0;
+		for (i = 0; i < n; i++)
+			if (!cJSON_AddItemToArray(a, cJSON_CreateString(v[i])))
+				return 0;
+	}
+	return 1;
+}
+
 int
 kconnect_prepare(const struct kconnect_opts *o, cJSON **profile, cJSON **kube, pid_t *fwd)
 {
@@ -208,7 +231,8 @@ kconnect_prepare(const struct kconnect_opts *o, cJSON **profile, cJSON **kube, p
 	    !add_str(*kube, "cluster", kb_kubeconfig_cluster(k.kc)) ||
 	    !add_str(*kube, "server", kb_kubeconfig_server(k.kc)) ||
 	    !add_str(*kube, "install_namespace", o->install_ns) ||
-	    !add_str(*kube, "via", o->manager_address ? "address" : "port-forward")) {
+	    !add_str(*kube, "via", o->manager_address ? "address" : "port-forward") ||
+	    !add_ranges(*profile, k.kc)) {
 		errorx("out of memory");
 		goto out;
 	}

@@ -20,6 +20,7 @@
 #include "kube.h"
 #include "manifests.h"
 #include "msg.h"
+#include "netplan.h"
 #include "start.h"
 #include "util.h"
 
@@ -38,7 +39,8 @@ _Static_assert(KB_MAX_MATCH_HEADERS == 16, "update the intercept help text");
 /* Beyond this many namespaces the DNS line stops being readable. */
 #define NS_SHOWN		8
 
-enum { OPT_REPLACE = 256, OPT_KUBECONFIG, OPT_CONTEXT, OPT_MANAGER_NS, OPT_MANAGER_ADDR };
+enum { OPT_REPLACE = 256, OPT_KUBECONFIG, OPT_CONTEXT, OPT_MANAGER_NS, OPT_MANAGER_ADDR,
+    OPT_NEVER_PROXY, OPT_ALSO_PROXY };
 
 struct command {
 	const char *name;
@@ -84,6 +86,10 @@ static const struct command commands[] = {
 	    "  -p, --profile FILE        client profile (JSON) issued by the manager\n"
 	    "  -n, --namespace NS        namespace for short names (default: default)\n"
 	    "      --replace             take over this identity's session elsewhere\n"
+	    "      --never-proxy CIDR    keep this range off the tunnel (repeatable;\n"
+	    "                            wins over the cluster's and --also-proxy)\n"
+	    "      --also-proxy CIDR     proxy this range too (repeatable): one the\n"
+	    "                            manager reaches that the cluster does not list\n"
 	    "  -o, --output FMT          text (default) or json\n"
 	    "  -h, --help                show this help\n",
 	    "connect this workstation to a cluster" },
@@ -547,6 +553,36 @@ print_kube(const cJSON *k, const char *indent)
 	}
 }
 
+/* The proxied, never-proxy and also-proxy ranges, and "10.96.0.0/16
+ * overlaps 10.96.5.0/24 on eth1" for each overlap, under a 17-wide label. */
+static void
+print_ranges(const cJSON *st, const char *indent)
+{
+	const cJSON *o;
+	char buf[2048];
+	int first = 1;
+
+	jjoin(st, "proxied", 64, buf, sizeof(buf));
+	if (buf[0])
+		printf("%s%-17s%s\n", indent, "proxied:", buf);
+	jjoin(st, "never_proxy", KB_NETPLAN_USER_MAX, buf, sizeof(buf));
+	if (buf[0])
+		printf("%s%-17s%s\n", indent, "never proxied:", buf);
+	jjoin(st, "also_proxy", KB_NETPLAN_USER_MAX, buf, sizeof(buf));
+	if (buf[0])
+		printf("%s%-17s%s\n", indent, "also proxied:", buf);
+	cJSON_ArrayForEach(o, cJSON_GetObjectItemCaseSensitive(st, "overlaps")) {
+		printf("%s%-17s", indent, first ? "overlaps:" : "");
+		put_in("", orelse(jstr(o, "subnet"), "?"), " overlaps ");
+		put_in("", orelse(jstr(o, "route"), "?"), " on ");
+		put_in("", orelse(jstr(o, "link"), "?"), NULL);
+		if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(o, "never_proxy")))
+			printf(" (kept local: never-proxy)");
+		putchar('\n');
+		first = 0;
+	}
+}
+
 static void
 print_connected(const cJSON *st)
 {
@@ -559,6 +595,7 @@ print_connected(const cJSON *st)
 	    orelse(jstr(st, "namespace"), "default"));
 	print_kube(cJSON_GetObjectItemCaseSensitive(st, "kube"), "  ");
 	printf("  cluster subnets: %s\n", subnets[0] ? subnets : "(none)");
+	print_ranges(st, "  ");
 	printf("  DNS:             %s\n", dns);
 }
 
@@ -658,6 +695,7 @@ print_status(const cJSON *st)
 		jjoin(st, "subnets", 64, buf, sizeof(buf));
 		if (buf[0])
 			LINE("cluster subnets", "%s", buf);
+		print_ranges(st, "");
 		if (cJSON_GetObjectItemCaseSensitive(st, "namespaces")) {
 			dns_line(st, buf, sizeof(buf));
 			LINE("DNS", "%s", buf);
@@ -773,6 +811,85 @@ connect_timing(const uint64_t t[4], uint64_t prep_us)
 	    (t[2] - t[1]) / 1e3, (t[3] - t[2]) / 1e3, (t[3] - t[0]) / 1e3);
 }
 
+/* Add a --never-proxy/--also-proxy range to *a,
+ * made on first use. 0, or -1 after a one-line error. */
+static int
+add_range(cJSON **a, const char *opt, const char *arg)
+{
+	struct kb_cidr c, o;
+	const cJSON *e;
+	char why[160];
+
+	if (kb_netplan_user_cidr(arg, &c, why, sizeof(why)) < 0) {
+		errorx("connect: %s: %s", opt, why);
+		return -1;
+	}
+	if (*a == NULL && (*a = cJSON_CreateArray()) == NULL) {
+		errorx("out of memory");
+		return -1;
+	}
+	if (cJSON_GetArraySize(*a) >= KB_NETPLAN_USER_MAX) {
+		errorx("connect: at most %d %s ranges", KB_NETPLAN_USER_MAX, opt);
+		return -1;
+	}
+	cJSON_ArrayForEach(e, *a)
+		if (kb_cidr_parse(e->valuestring, &o) == 0 && o.addr == c.addr &&
+		    o.prefix == c.prefix) {
+			errorx("connect: %s %s is given twice", opt, arg);
+			return -1;
+		}
+	if (!cJSON_AddItemToArray(*a, cJSON_CreateString(arg))) {
+		errorx("out of memory");
+		return -1;
+	}
+	return 0;
+}
+
+/* A profile's own "never_proxy" and "also_proxy" lists (ranges for that
+ * cluster, from the profile file or the kubeconfig context's kbridge
+ * extension) join the command line's; they leave the profile object. */
+static int
+profile_ranges(cJSON *prof, cJSON **never, cJSON **also, const char *where)
+{
+	static const char *keys[] = { "never_proxy", "also_proxy" };
+	cJSON **dst[] = { never, also };
+	char opt[64];
+	cJSON *l, *e;
+	int i, rc = 0;
+
+	for (i = 0; i < 2 && rc == 0; i++) {
+		if ((l = cJSON_DetachItemFromObjectCaseSensitive(prof, keys[i])) == NULL)
+			continue;
+		snprintf(opt, sizeof(opt), "%s %s", where, keys[i]);
+		if (!cJSON_IsArray(l)) {
+			errorx("connect: %s must be a list of CIDR ranges", opt);
+			rc = -1;
+		}
+		cJSON_ArrayForEach(e, l) {
+			if (rc == 0 && !cJSON_IsString(e)) {
+				errorx("connect: %s must be a list of CIDR ranges", opt);
+				rc = -1;
+			}
+			if (rc == 0 && add_range(dst[i], opt, e->valuestring) < 0)
+				rc = -1;
+		}
+		cJSON_Delete(l);
+	}
+	return rc;
+}
+
+/* Does the status st show the same never_proxy and also_proxy lists? */
+static int
+same_ranges(const cJSON *st, const cJSON *never, const cJSON *also)
+{
+	const cJSON *sn = cJSON_GetObjectItemCaseSensitive(st, "never_proxy");
+	const cJSON *sa = cJSON_GetObjectItemCaseSensitive(st, "also_proxy");
+
+	return cJSON_GetArraySize(sn) == cJSON_GetArraySize(never) &&
+	    cJSON_GetArraySize(sa) == cJSON_GetArraySize(also) &&
+	    (!never || cJSON_Compare(sn, never, 1)) && (!also || cJSON_Compare(sa, also, 1));
+}
+
 static int
 cmd_connect(int argc, char **argv)
 {
@@ -783,6 +900,8 @@ cmd_connect(int argc, char **argv)
 		{ "context", required_argument, NULL, OPT_CONTEXT },
 		{ "manager-namespace", required_argument, NULL, OPT_MANAGER_NS },
 		{ "manager-address", required_argument, NULL, OPT_MANAGER_ADDR },
+		{ "never-proxy", required_argument, NULL, OPT_NEVER_PROXY },
+		{ "also-proxy", required_argument, NULL, OPT_ALSO_PROXY },
 		LONGOPT_NAMESPACE,
 		LONGOPT_OUTPUT,
 		LONGOPT_HELP,
@@ -793,6 +912,7 @@ cmd_connect(int argc, char **argv)
 	const char *profile = NULL, *ns = NULL, *sock = kb_socket_path();
 	enum output out = OUT_TEXT;
 	cJSON *body = NULL, *prof = NULL, *kube = NULL, *resp = NULL;
+	cJSON *never = NULL, *also = NULL;
 	char err[1024];
 	int ch, rc, started = 0, ret, replace = 0, kopt = 0;
 	char hbuf[256];
@@ -813,52 +933,70 @@ cmd_connect(int argc, char **argv)
 			ko.install_ns = optarg, kopt = 1;
 		else if (ch == OPT_MANAGER_ADDR)
 			ko.manager_address = optarg, kopt = 1;
-		else if (!std_opt(ch, argv, &ns, &out, &ret))
-			return ret;
+		else if (ch == OPT_NEVER_PROXY || ch == OPT_ALSO_PROXY) {
+			if (add_range(ch == OPT_NEVER_PROXY ? &never : &also,
+			    ch == OPT_NEVER_PROXY ? "--never-proxy" : "--also-proxy",
+			    optarg) < 0) {
+				ret = EXIT_USAGE;
+				goto done;
+			}
+		} else if (!std_opt(ch, argv, &ns, &out, &ret))
+			goto done;
 	}
-	ret = 1;
+	ret = EXIT_USAGE;
 	if (no_operands(argc, argv) == -1)
-		return EXIT_USAGE;
+		goto done;
 	if (profile && kopt) {
 		errorx("connect: --profile names the manager and identity; it cannot be "
 		    "combined with --kubeconfig, --context or --manager-*");
-		return EXIT_USAGE;
+		goto done;
 	}
 	if (namespace_arg(argv[0], ns) == -1)
-		return EXIT_USAGE;
+		goto done;
 	if (!kb_dns_label(ko.install_ns)) {
 		errorx("connect: invalid --manager-namespace '%s'", ko.install_ns);
-		return EXIT_USAGE;
+		goto done;
 	}
 	if (ko.manager_address && kb_hostport_parse(ko.manager_address, hbuf, sizeof(hbuf),
 	    &hport) < 0) {
 		errorx("connect: --manager-address must be HOST:PORT");
-		return EXIT_USAGE;
+		goto done;
 	}
+	ret = 1;
 	/* Ctrl-C aborts the API requests and still lets us clean up. */
 	catch_signals();
 	if (profile) {
 		if ((prof = load_profile(profile)) == NULL)
-			return 1;
+			goto done;
+		if (profile_ranges(prof, &never, &also, "the profile's") < 0) {
+			cJSON_Delete(prof);
+			ret = EXIT_USAGE;
+			goto done;
+		}
 	} else {
 		/* Connected already the same way: nothing to start. */
 		if (call_ms("GET", KB_API_STATUS, NULL, PROBE_TIMEOUT_MS, &resp, err,
 		    sizeof(err)) == 0 && strcmp(orelse(jstr(resp, "state"), ""), "connected") == 0 &&
 		    strcmp(orelse(jstr(resp, "namespace"), ""), ns ? ns : "default") == 0 &&
-		    kconnect_same(&ko, resp)) {
+		    kconnect_same(&ko, resp) && same_ranges(resp, never, also)) {
 			if (out == OUT_JSON)
 				print_json(resp);
 			else
 				print_connected(resp);
-			cJSON_Delete(resp);
-			return 0;
+			ret = 0;
+			goto done;
 		}
 		cJSON_Delete(resp);
 		resp = NULL;
 		prep_us = kapi_now_us();
 		if (kconnect_prepare(&ko, &prof, &kube, &fwd) == -1)
-			return 1;
+			goto done;
 		prep_us = kapi_now_us() - prep_us;
+		if (profile_ranges(prof, &never, &also, "the context's") < 0) {
+			cJSON_Delete(prof);
+			ret = EXIT_USAGE;
+			goto done;
+		}
 	}
 	if ((body = cJSON_CreateObject()) == NULL ||
 	    !cJSON_AddItemToObject(body, "profile", prof)) {
@@ -871,7 +1009,12 @@ cmd_connect(int argc, char **argv)
 		errorx("out of memory");
 		goto done;
 	}
-	if ((ns && cJSON_AddStringToObject(body, "namespace", ns) == NULL) ||
+	if (never && cJSON_AddItemToObject(body, "never_proxy", never))
+		never = NULL;
+	if (also && cJSON_AddItemToObject(body, "also_proxy", also))
+		also = NULL;
+	if (never || also ||
+	    (ns && cJSON_AddStringToObject(body, "namespace", ns) == NULL) ||
 	    (replace && cJSON_AddTrueToObject(body, "replace") == NULL)) {
 		errorx("out of memory");
 		goto done;
@@ -926,6 +1069,8 @@ done:
 		kconnect_abort(fwd);
 	cJSON_Delete(resp);
 	cJSON_Delete(body);
+	cJSON_Delete(never);
+	cJSON_Delete(also);
 	return ret;
 }
 

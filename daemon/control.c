@@ -360,6 +360,20 @@ control_relay(struct kbd *d, struct evhttp_request *req, cJSON *msg, control_rel
 	r->ctl->relays = r;
 }
 
+/* body's never_proxy or also_proxy list (kb_api_check found it well formed). */
+static size_t
+user_ranges(const cJSON *body, const char *key, struct kb_cidr *v)
+{
+	const cJSON *e;
+	size_t n = 0;
+
+	cJSON_ArrayForEach(e, cJSON_GetObjectItemCaseSensitive(body, key))
+		if (n < KB_NETPLAN_USER_MAX && cJSON_IsString(e) &&
+		    kb_cidr_parse(e->valuestring, &v[n]) == 0)
+			n++;
+	return n;
+}
+
 static void
 handle_connect(struct evhttp_request *req, void *arg)
 {
@@ -369,9 +383,13 @@ handle_connect(struct evhttp_request *req, void *arg)
 	cJSON *body = NULL, *prof, *ns, *kube;
 	char err[300], *txt = NULL;
 	const char *want_ns = "default";
+	struct kb_cidr never[KB_NETPLAN_USER_MAX], also[KB_NETPLAN_USER_MAX];
+	size_t nnever, nalso;
 
 	if (control_request(req, 1, &body) < 0)
 		return;
+	nnever = user_ranges(body, "never_proxy", never);
+	nalso = user_ranges(body, "also_proxy", also);
 	/* control_request checked both: an object, and a DNS label if given. */
 	prof = cJSON_GetObjectItemCaseSensitive(body, "profile");
 	ns = cJSON_GetObjectItemCaseSensitive(body, "namespace");
@@ -392,11 +410,20 @@ handle_connect(struct evhttp_request *req, void *arg)
 			    "already connected to %s as %s (namespace %s); run 'kbridge quit' first",
 			    have->manager, have->name, tunnel_namespace(d->tunnel));
 			control_error(req, 409, err);
+		} else if (!kb_cidr_list_eq(never, nnever, d->never, d->nnever) ||
+		    !kb_cidr_list_eq(also, nalso, d->also, d->nalso)) {
+			control_error(req, 409, "already connected with other never-proxy or "
+			    "also-proxy ranges; run 'kbridge quit' first");
 		} else if (tunnel_state(d->tunnel) == KBD_CONNECTED) {
 			control_reply(req, 200, status_json(d));
 		} else {
 			wait_for_outcome(d->control, req);
 		}
+		kb_profile_free(&p);
+		goto out;
+	}
+	if (net_user_ranges(d, never, nnever, also, nalso, err, sizeof(err)) < 0) {
+		control_error(req, 400, err);
 		kb_profile_free(&p);
 		goto out;
 	}

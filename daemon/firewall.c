@@ -269,6 +269,11 @@ fw_apply(struct kb_fw *fw, const struct kb_fw_config *cfg, char *err, size_t err
 	    "\t\tmeta mark 0x%x return\n",
 	    fw->table, fw->table, fw->table, KB_FW_MARK);
 	if (cfg->nsubnets > 0) {
+		/* The workstation's own addresses stay its own, even inside a
+		 * cluster range (a LAN or bridge address there). */
+		fputs("\t\tip daddr ", f);
+		fw_print_subnets(f, cfg->subnets, cfg->nsubnets);
+		fputs(" fib daddr type local return\n", f);
 		fputs("\t\tip daddr ", f);
 		fw_print_subnets(f, cfg->subnets, cfg->nsubnets);
 		fprintf(f, " meta l4proto tcp redirect to :%u\n", cfg->proxy_port);

@@ -11,6 +11,7 @@
 
 #include "dns.h"
 #include "msg.h"
+#include "netplan.h"
 #include "profile.h"
 #include "util.h"
 
@@ -62,8 +63,14 @@ struct kbd {
 	struct local_icpt *icpts;   /* intercept.c: our intercepts */
 
 	/* net.c */
-	struct kb_cidr applied[KBD_MAX_SUBNETS]; /* subnets the network is set up for */
+	struct kb_cidr applied[KB_NETPLAN_MAX]; /* ranges routed and redirected */
 	size_t napplied;
+	struct kb_cidr never[KB_NETPLAN_USER_MAX]; /* the user's --never-proxy */
+	size_t nnever;
+	struct kb_cidr also[KB_NETPLAN_USER_MAX]; /* the user's --also-proxy */
+	size_t nalso;
+	struct kb_cidr cluster[KBD_MAX_SUBNETS]; /* the cluster's, for overlaps */
+	size_t ncluster;
 	struct kb_tun *tun;
 	struct event *tun_ev;
 	struct kb_fw *fw;
@@ -122,9 +129,16 @@ int net_subnets(struct kbd *d, const struct kb_cidr *v, size_t n, char *err, siz
 int net_check_subnets(const struct kbd *d, const struct kb_cidr *v, size_t n, char *err,
     size_t errlen);
 
+/* The user's never-proxy and also-proxy ranges (checked by kb_api_check)
+ * for the next net_up: -1 with err if an also-proxy range holds an address
+ * of this workstation (it would capture its own traffic). */
+int net_user_ranges(struct kbd *d, const struct kb_cidr *never, size_t nnever,
+    const struct kb_cidr *also, size_t nalso, char *err, size_t errlen);
+
 /* The cluster's namespaces changed: the DNS proxy (if up) takes them. */
 void net_namespaces(struct kbd *d, const struct kbd_cluster *c);
-/* Add the network's part of /v1/status (link, table, dns) to j. */
+/* Add the network's part of /v1/status (link, table, dns, proxied,
+ * never_proxy, also_proxy, overlaps) to j. */
 void net_status_json(const struct kbd *d, struct cJSON *j);
 
 /* control.c: HTTP+JSON API on the Unix socket; its state is d->control. */

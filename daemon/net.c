@@ -3,7 +3,11 @@
  * Everything here is undone by net_down(), and by the kernel if we die. */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <ifaddrs.h>
 #include <linux/netfilter_ipv4.h>
+#include <linux/netlink.h>
+#include <linux/rtnetlink.h>
+#include <net/if.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <string.h>
@@ -18,6 +22,7 @@
 #include "kbridged.h"
 #include "listener.h"
 #include "log.h"
+#include "netplan.h"
 #include "tun.h"
 
 static void
@@ -77,10 +82,239 @@ tun_readable(evutil_socket_t fd, short what, void *arg)
 }
 
 static int
-same_subnets(const struct kbd *d, const struct kbd_cluster *c)
+same_plan(const struct kbd *d, const struct kb_cidr *v, size_t n)
 {
-	return d->napplied == c->nsubnets &&
-	    memcmp(d->applied, c->subnets, c->nsubnets * sizeof(c->subnets[0])) == 0;
+	return kb_cidr_list_eq(d->applied, d->napplied, v, n);
+}
+
+/* The ranges to route and redirect for the cluster subnets v: with the
+ * user's also-proxy, less never-proxy (netplan.h), all checked. */
+static int
+net_plan(struct kbd *d, const struct kb_cidr *v, size_t n, struct kb_cidr *out,
+    size_t *nout, char *err, size_t errlen)
+{
+	int rc;
+
+	if (net_check_subnets(d, v, n, err, errlen) < 0)
+		return -1;
+	rc = kb_netplan(v, n, d->also, d->nalso, d->never, d->nnever, out, KB_NETPLAN_MAX);
+	if (rc < 0) {
+		snprintf(err, errlen, "more than %d ranges to proxy once never-proxy ranges "
+		    "are cut out; use fewer or wider --never-proxy ranges", KB_NETPLAN_MAX);
+		return -1;
+	}
+	if (net_check_subnets(d, out, (size_t)rc, err, errlen) < 0)
+		return -1;
+	*nout = (size_t)rc;
+	return 0;
+}
+
+/* Call fn for every IPv4 unicast route of the workstation to a prefix
+ * (not the default route), in every table: its destination and link. */
+typedef void (*route_fn)(void *arg, const struct kb_cidr *dst, int oif);
+
+static void
+route_msg(const struct nlmsghdr *nh, route_fn fn, void *arg)
+{
+	const struct rtmsg *rt = NLMSG_DATA(nh);
+	const struct rtattr *a;
+	const struct rtnexthop *nhp;
+	struct kb_cidr dst = { 0, 0 };
+	uint32_t addr;
+	int len, oif = 0, has_dst = 0;
+
+	if (nh->nlmsg_len < NLMSG_LENGTH(sizeof(*rt)) || rt->rtm_family != AF_INET ||
+	    rt->rtm_type != RTN_UNICAST || rt->rtm_dst_len == 0 || rt->rtm_dst_len > 32)
+		return;
+	len = RTM_PAYLOAD(nh);
+	for (a = RTM_RTA(rt); RTA_OK(a, len); a = RTA_NEXT(a, len)) {
+		if (a->rta_type == RTA_DST && RTA_PAYLOAD(a) == 4) {
+			memcpy(&addr, RTA_DATA(a), 4);
+			dst.addr = ntohl(addr);
+			has_dst = 1;
+		} else if (a->rta_type == RTA_OIF && RTA_PAYLOAD(a) == sizeof(int)) {
+			memcpy(&oif, RTA_DATA(a), sizeof(int));
+		} else if (a->rta_type == RTA_MULTIPATH && oif == 0 &&
+		    RTA_PAYLOAD(a) >= sizeof(*nhp)) {
+			nhp = RTA_DATA(a);
+			oif = nhp->rtnh_ifindex;
+		}
+	}
+	if (!has_dst)
+		return;
+	dst.prefix = rt->rtm_dst_len;
+	fn(arg, &dst, oif);
+}
+
+static int
+route_dump(route_fn fn, void *arg)
+{
+	struct {
+		struct nlmsghdr nh;
+		struct rtmsg rt;
+	} req;
+	struct timeval tv = { 1, 0 };
+	struct nlmsghdr *nh;
+	static char buf[32768];
+	ssize_t n;
+	int fd, ret = -1;
+
+	if ((fd = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_ROUTE)) < 0)
+		return -1;
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	memset(&req, 0, sizeof(req));
+	req.nh.nlmsg_len = sizeof(req);
+	req.nh.nlmsg_type = RTM_GETROUTE;
+	req.nh.nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP;
+	req.nh.nlmsg_seq = 1;
+	req.rt.rtm_family = AF_INET;
+	if (send(fd, &req, sizeof(req), 0) < 0)
+		goto done;
+	for (;;) {
+		if ((n = recv(fd, buf, sizeof(buf), 0)) < 0) {
+			if (errno == EINTR)
+				continue;
+			goto done;
+		}
+		if (n == 0)
+			goto done;
+		for (nh = (struct nlmsghdr *)buf; NLMSG_OK(nh, (size_t)n); nh = NLMSG_NEXT(nh, n)) {
+			if (nh->nlmsg_type == NLMSG_DONE) {
+				ret = 0;
+				goto done;
+			}
+			if (nh->nlmsg_type == NLMSG_ERROR)
+				goto done;
+			if (nh->nlmsg_type == RTM_NEWROUTE)
+				route_msg(nh, fn, arg);
+		}
+	}
+done:
+	close(fd);
+	return ret;
+}
+
+/* Routes of other links inside a range the user reaches through us. */
+struct overlaps {
+	const struct kbd *d;
+	int tunidx;
+	cJSON *list;		/* for status, or NULL to log */
+	size_t n;
+};
+
+static int
+in_never(const struct kbd *d, const struct kb_cidr *c)
+{
+	size_t i;
+
+	for (i = 0; i < d->nnever; i++)
+		if (kb_cidr_covers(&d->never[i], c))
+			return 1;
+	return 0;
+}
+
+static void
+overlap_one(struct overlaps *o, const struct kb_cidr *want, const struct kb_cidr *dst,
+    int oif)
+{
+	char w[32], r[32], dev[IF_NAMESIZE];
+	int kept;
+	cJSON *e;
+
+	if (!kb_cidr_covers(want, dst) || o->n >= KB_NETPLAN_MAX)
+		return;
+	o->n++;
+	if (oif == 0 || if_indextoname((unsigned)oif, dev) == NULL)
+		snprintf(dev, sizeof(dev), "?");
+	kb_cidr_str(want, w, sizeof(w));
+	kb_cidr_str(dst, r, sizeof(r));
+	kept = in_never(o->d, dst);
+	if (o->list == NULL) {
+		log_warnx("%s overlaps %s on %s: %s", w, r, dev, kept ?
+		    "kept local (never-proxy)" : want->prefix == dst->prefix ?
+		    "kbridge's route goes first, the other stays as it is" :
+		    "TCP to it goes to the cluster; --never-proxy keeps it local");
+		return;
+	}
+	if ((e = cJSON_CreateObject()) == NULL)
+		return;
+	cJSON_AddStringToObject(e, "subnet", w);
+	cJSON_AddStringToObject(e, "route", r);
+	cJSON_AddStringToObject(e, "link", dev);
+	cJSON_AddBoolToObject(e, "never_proxy", kept);
+	cJSON_AddItemToArray(o->list, e);
+}
+
+static void
+overlap_route(void *arg, const struct kb_cidr *dst, int oif)
+{
+	struct overlaps *o = arg;
+	size_t i;
+
+	if (oif != 0 && oif == o->tunidx)
+		return;
+	for (i = 0; i < o->d->ncluster; i++)
+		overlap_one(o, &o->d->cluster[i], dst, oif);
+	for (i = 0; i < o->d->nalso; i++)
+		overlap_one(o, &o->d->also[i], dst, oif);
+}
+
+/* The workstation's routes to prefixes inside (or equal to) a cluster or
+ * also-proxy range, on another link than ours: logged, or added to list. */
+static void
+net_overlaps(const struct kbd *d, cJSON *list)
+{
+	struct overlaps o = { d, 0, list, 0 };
+
+	if (d->tun)
+		o.tunidx = (int)if_nametoindex(tun_name(d->tun));
+	if (route_dump(overlap_route, &o) < 0)
+		log_warn("cannot list the workstation's routes");
+}
+
+int
+net_user_ranges(struct kbd *d, const struct kb_cidr *never, size_t nnever,
+    const struct kb_cidr *also, size_t nalso, char *err, size_t errlen)
+{
+	struct ifaddrs *ifa, *i;
+	const struct sockaddr_in *sin;
+	char buf[32], ip[INET_ADDRSTRLEN];
+	uint32_t a;
+	size_t k;
+
+	if (nnever > KB_NETPLAN_USER_MAX || nalso > KB_NETPLAN_USER_MAX) {
+		snprintf(err, errlen, "at most %d never-proxy and also-proxy ranges",
+		    KB_NETPLAN_USER_MAX);
+		return -1;
+	}
+	if (nalso > 0 && getifaddrs(&ifa) < 0) {
+		snprintf(err, errlen, "cannot list this workstation's addresses: %s",
+		    strerror(errno));
+		return -1;
+	}
+	for (k = 0; k < nalso; k++) {
+		for (i = ifa; i != NULL; i = i->ifa_next) {
+			if (i->ifa_addr == NULL || i->ifa_addr->sa_family != AF_INET)
+				continue;
+			sin = (const struct sockaddr_in *)i->ifa_addr;
+			a = ntohl(sin->sin_addr.s_addr);
+			if (a == d->tun_addr || !kb_cidr_contains(&also[k], a))
+				continue;
+			inet_ntop(AF_INET, &sin->sin_addr, ip, sizeof(ip));
+			snprintf(err, errlen, "also-proxy %s holds %s, an address of %s: it would "
+			    "capture this workstation's own traffic",
+			    kb_cidr_str(&also[k], buf, sizeof(buf)), ip, i->ifa_name);
+			freeifaddrs(ifa);
+			return -1;
+		}
+	}
+	if (nalso > 0)
+		freeifaddrs(ifa);
+	memcpy(d->never, never, nnever * sizeof(never[0]));
+	d->nnever = nnever;
+	memcpy(d->also, also, nalso * sizeof(also[0]));
+	d->nalso = nalso;
+	return 0;
 }
 
 void
@@ -98,17 +332,22 @@ net_up(struct kbd *d, const struct kbd_cluster *c, char *err, size_t errlen)
 {
 	struct kb_dns_hooks hooks = { .resolve = tunnel_resolve, .resolve_rr = tunnel_resolve_rr,
 		.arg = d->tunnel };
+	static struct kb_cidr plan[KB_NETPLAN_MAX];
 	struct kb_fw_config cfg;
 	const uint32_t *ups;
-	size_t i;
+	size_t i, nplan;
 
-	if (d->tun && same_subnets(d, c)) {
+	if (net_plan(d, c->subnets, c->nsubnets, plan, &nplan, err, errlen) < 0) {
+		net_down(d);
+		return -1;
+	}
+	memcpy(d->cluster, c->subnets, c->nsubnets * sizeof(c->subnets[0]));
+	d->ncluster = c->nsubnets;
+	if (d->tun && same_plan(d, plan, nplan)) {
 		net_namespaces(d, c);
 		return 0;
 	}
 	net_down(d);
-	if (net_check_subnets(d, c->subnets, c->nsubnets, err, errlen) < 0)
-		return -1;
 	if (proxy_listen(d, err, errlen) < 0)
 		goto fail;
 	if ((d->dns = dns_new(d->base, &hooks, NULL, 0, err, errlen)) == NULL)
@@ -116,8 +355,8 @@ net_up(struct kbd *d, const struct kbd_cluster *c, char *err, size_t errlen)
 	net_namespaces(d, c);
 	if ((d->tun = tun_open(NULL, d->tun_addr, err, errlen)) == NULL)
 		goto fail;
-	for (i = 0; i < c->nsubnets; i++)
-		if (tun_route_add(d->tun, &c->subnets[i], err, errlen) < 0)
+	for (i = 0; i < nplan; i++)
+		if (tun_route_add(d->tun, &plan[i], err, errlen) < 0)
 			goto fail;
 	d->tun_ev = event_new(d->base, tun_fd(d->tun), EV_READ | EV_PERSIST, tun_readable, d->tun);
 	if (!d->tun_ev || event_add(d->tun_ev, NULL) < 0) {
@@ -127,18 +366,20 @@ net_up(struct kbd *d, const struct kbd_cluster *c, char *err, size_t errlen)
 	if ((d->fw = fw_open(d->instance, err, errlen)) == NULL)
 		goto fail;
 	memset(&cfg, 0, sizeof(cfg));
-	cfg.subnets = c->subnets;
-	cfg.nsubnets = c->nsubnets;
+	cfg.subnets = plan;
+	cfg.nsubnets = nplan;
 	cfg.proxy_port = d->proxy_port;
 	cfg.ndns = dns_upstreams(d->dns, &ups);
 	cfg.dns_servers = ups;
 	cfg.dns_port = dns_port(d->dns);
 	if (fw_apply(d->fw, &cfg, err, errlen) < 0)
 		goto fail;
-	memcpy(d->applied, c->subnets, c->nsubnets * sizeof(c->subnets[0]));
-	d->napplied = c->nsubnets;
-	log_info("network up: link %s, table %s, %zu subnets, proxy port %u, dns port %u",
-	    tun_name(d->tun), fw_table(d->fw), c->nsubnets, d->proxy_port, dns_port(d->dns));
+	memcpy(d->applied, plan, nplan * sizeof(plan[0]));
+	d->napplied = nplan;
+	log_info("network up: link %s, table %s, %zu subnets (%zu ranges proxied), "
+	    "proxy port %u, dns port %u", tun_name(d->tun), fw_table(d->fw), c->nsubnets,
+	    nplan, d->proxy_port, dns_port(d->dns));
+	net_overlaps(d, NULL);
 	return 0;
 fail:
 	net_down(d);
@@ -191,32 +432,32 @@ net_check_subnets(const struct kbd *d, const struct kb_cidr *v, size_t n, char *
 int
 net_subnets(struct kbd *d, const struct kb_cidr *v, size_t n, char *err, size_t errlen)
 {
-	struct kb_cidr added[KBD_MAX_SUBNETS];
+	static struct kb_cidr added[KB_NETPLAN_MAX], plan[KB_NETPLAN_MAX];
 	struct kb_fw_config cfg;
 	const uint32_t *ups;
 	char e2[256], buf[32];
-	size_t i, nadded = 0;
+	size_t i, nadded = 0, nplan;
 
 	if (n > KBD_MAX_SUBNETS) {
 		snprintf(err, errlen, "too many subnets");
 		return -1;
 	}
-	if (net_check_subnets(d, v, n, err, errlen) < 0)
+	if (net_plan(d, v, n, plan, &nplan, err, errlen) < 0)
 		return -1;
 	if (!d->tun || !d->fw) {
 		/* Not set up (yet): net_up takes the cluster's. */
 		return 0;
 	}
-	for (i = 0; i < n; i++) {
-		if (cidr_in(&v[i], d->applied, d->napplied))
+	for (i = 0; i < nplan; i++) {
+		if (cidr_in(&plan[i], d->applied, d->napplied))
 			continue;
-		if (tun_route_add(d->tun, &v[i], err, errlen) < 0)
+		if (tun_route_add(d->tun, &plan[i], err, errlen) < 0)
 			goto undo;
-		added[nadded++] = v[i];
+		added[nadded++] = plan[i];
 	}
 	memset(&cfg, 0, sizeof(cfg));
-	cfg.subnets = v;
-	cfg.nsubnets = n;
+	cfg.subnets = plan;
+	cfg.nsubnets = nplan;
 	cfg.proxy_port = d->proxy_port;
 	cfg.ndns = dns_upstreams(d->dns, &ups);
 	cfg.dns_servers = ups;
@@ -225,13 +466,16 @@ net_subnets(struct kbd *d, const struct kb_cidr *v, size_t n, char *err, size_t 
 	if (fw_apply(d->fw, &cfg, err, errlen) < 0)
 		goto undo;
 	for (i = 0; i < d->napplied; i++)
-		if (!cidr_in(&d->applied[i], v, n) &&
+		if (!cidr_in(&d->applied[i], plan, nplan) &&
 		    tun_route_del(d->tun, &d->applied[i], e2, sizeof(e2)) < 0)
 			log_warnx("cannot remove the route to %s (nothing is redirected there "
 			    "any more; it goes when the link does): %s",
 			    kb_cidr_str(&d->applied[i], buf, sizeof(buf)), e2);
-	memcpy(d->applied, v, n * sizeof(v[0]));
-	d->napplied = n;
+	memcpy(d->applied, plan, nplan * sizeof(plan[0]));
+	d->napplied = nplan;
+	memcpy(d->cluster, v, n * sizeof(v[0]));
+	d->ncluster = n;
+	net_overlaps(d, NULL);
 	return 0;
 undo:
 	for (i = 0; i < nadded; i++)
@@ -268,6 +512,19 @@ net_down(struct kbd *d)
 	}
 }
 
+static void
+cidr_list(cJSON *j, const char *key, const struct kb_cidr *v, size_t n)
+{
+	char buf[32];
+	cJSON *a;
+	size_t i;
+
+	if ((a = cJSON_AddArrayToObject(j, key)) == NULL)
+		return;
+	for (i = 0; i < n; i++)
+		cJSON_AddItemToArray(a, cJSON_CreateString(kb_cidr_str(&v[i], buf, sizeof(buf))));
+}
+
 void
 net_status_json(const struct kbd *d, cJSON *j)
 {
@@ -276,8 +533,14 @@ net_status_json(const struct kbd *d, cJSON *j)
 	char buf[16];
 	size_t i, n;
 
-	if (d->tun)
+	cidr_list(j, "never_proxy", d->never, d->nnever);
+	cidr_list(j, "also_proxy", d->also, d->nalso);
+	if (d->tun) {
 		cJSON_AddStringToObject(j, "link", tun_name(d->tun));
+		cidr_list(j, "proxied", d->applied, d->napplied);
+		if ((a = cJSON_AddArrayToObject(j, "overlaps")) != NULL)
+			net_overlaps(d, a);
+	}
 	if (d->fw)
 		cJSON_AddStringToObject(j, "table", fw_table(d->fw));
 	if (!d->dns)

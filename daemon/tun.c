@@ -94,9 +94,12 @@ tun_route_add(struct kb_tun *t, const struct kb_cidr *c, char *err, size_t errle
 	}
 	kb_cidr_str(c, dst, sizeof(dst));
 	{
-		/* "add", not "replace": an existing route is the user's, and
-		 * replacing it could not be undone when the link goes away. */
-		char *cmd[] = { "ip", "route", "add", dst, "dev", t->name,
+		/* "prepend", not "replace": a route to the same prefix (a VPN,
+		 * a docker bridge, a LAN) is the user's and stays untouched;
+		 * ours goes before it (the kernel uses the first), and the
+		 * kernel removes ours with the link. Not "add": it refuses a
+		 * second route to one prefix. */
+		char *cmd[] = { "ip", "route", "prepend", dst, "dev", t->name,
 		    "src", t->addrstr, NULL };
 
 		if (kb_exec(cmd, err, errlen) != 0)

@@ -5,9 +5,10 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "netplan.h"
 #include "util.h"
 
-enum ftype { T_STRING, T_NUMBER, T_BOOL, T_OBJECT, T_HEADERS, T_KUBE };
+enum ftype { T_STRING, T_NUMBER, T_BOOL, T_OBJECT, T_HEADERS, T_KUBE, T_CIDRS };
 enum fcheck { C_NONE, C_LABEL, C_PATH_PREFIX, C_HOST, C_TOKEN };
 
 struct field {
@@ -25,6 +26,8 @@ static const struct field connect_fields[] = {
 	{ "namespace", T_STRING, 0, 0, 0, C_LABEL },
 	{ "replace", T_BOOL, 0, 0, 0, C_NONE },
 	{ "kube", T_KUBE, 0, 0, 0, C_NONE },
+	{ "never_proxy", T_CIDRS, 0, 0, 0, C_NONE },
+	{ "also_proxy", T_CIDRS, 0, 0, 0, C_NONE },
 	END
 };
 static const struct field intercept_fields[] = {
@@ -300,6 +303,43 @@ check_kube(const cJSON *v, char *err, size_t errlen)
 	return 0;
 }
 
+/* never_proxy, also_proxy: ["A.B.C.D/N", ...], at most KB_NETPLAN_USER_MAX,
+ * each a range kb_netplan_user_cidr accepts, none twice. */
+static int
+check_cidrs(const char *name, const cJSON *v, char *err, size_t errlen)
+{
+	struct kb_cidr seen[KB_NETPLAN_USER_MAX], c;
+	const cJSON *e;
+	char why[160];
+	size_t i, n = 0;
+
+	if (!cJSON_IsArray(v)) {
+		snprintf(err, errlen, "%s must be a list of CIDR ranges", name);
+		return -1;
+	}
+	cJSON_ArrayForEach(e, v) {
+		if (n >= KB_NETPLAN_USER_MAX) {
+			snprintf(err, errlen, "%s: at most %d ranges", name, KB_NETPLAN_USER_MAX);
+			return -1;
+		}
+		if (!cJSON_IsString(e)) {
+			snprintf(err, errlen, "%s[%zu] must be a string", name, n);
+			return -1;
+		}
+		if (kb_netplan_user_cidr(e->valuestring, &c, why, sizeof(why)) < 0) {
+			snprintf(err, errlen, "%s[%zu]: %s", name, n, why);
+			return -1;
+		}
+		for (i = 0; i < n; i++)
+			if (seen[i].addr == c.addr && seen[i].prefix == c.prefix) {
+				snprintf(err, errlen, "%s lists %s twice", name, e->valuestring);
+				return -1;
+			}
+		seen[n++] = c;
+	}
+	return 0;
+}
+
 static int
 check_field(const struct field *f, const cJSON *v, char *err, size_t errlen)
 {
@@ -348,6 +388,8 @@ check_field(const struct field *f, const cJSON *v, char *err, size_t errlen)
 		return check_headers(v, err, errlen);
 	case T_KUBE:
 		return check_kube(v, err, errlen);
+	case T_CIDRS:
+		return check_cidrs(f->name, v, err, errlen);
 	}
 	return 0;
 }

@@ -68,6 +68,9 @@ struct kb_kubeconfig {
 	int have_creds;	/* the plugin's credential is cached */
 	int stale;	/* refresh asked for */
 	time_t expiry;
+	/* the context's kbridge extension: never-proxy [0], also-proxy [1] */
+	char *ranges[2][KB_KUBECONFIG_RANGES_MAX];
+	size_t nranges[2];
 };
 
 /* Errors are one line: names and values from the file (a YAML scalar may
@@ -828,6 +831,76 @@ oom:
 	return -1;
 }
 
+/* The context's extension named "kbridge" (kubectl keeps other tools'
+ * extensions as they are, so do we):
+ *   extensions: [{name: kbridge, extension: {never-proxy: [CIDR, ...],
+ *   also-proxy: [CIDR, ...]}}]
+ * The CLI checks the ranges themselves. */
+static int
+kc_extension(struct kb_kubeconfig *kc, struct kc_file *f, yaml_node_t *body, char *err,
+    size_t errlen)
+{
+	static const char *keys[2] = { "never-proxy", "also-proxy" };
+	yaml_node_t *list, *e, *x, *l, *v;
+	yaml_node_item_t *it, *jt;
+	const char *name;
+	size_t k;
+
+	if (kc_get(f, body, "extensions", &list, err, errlen) < 0)
+		return -1;
+	if (list == NULL)
+		return 0;
+	if (list->type != YAML_SEQUENCE_NODE) {
+		kc_err(err, errlen, "%s:%lu: extensions: expected a list", f->name, kc_line(list));
+		return -1;
+	}
+	for (it = list->data.sequence.items.start; it < list->data.sequence.items.top; it++) {
+		if ((e = yaml_document_get_node(&f->doc, *it)) == NULL)
+			continue;
+		if (kc_str(f, e, "name", &name, err, errlen) < 0)
+			return -1;
+		if (name == NULL || strcmp(name, "kbridge") != 0)
+			continue;
+		if (kc_get(f, e, "extension", &x, err, errlen) < 0)
+			return -1;
+		for (k = 0; k < 2; k++) {
+			if (kc_get(f, x, keys[k], &l, err, errlen) < 0)
+				return -1;
+			if (l == NULL)
+				continue;
+			if (l->type != YAML_SEQUENCE_NODE) {
+				kc_err(err, errlen, "%s:%lu: extension kbridge: %s: expected a list "
+				    "of CIDR ranges", f->name, kc_line(l), keys[k]);
+				return -1;
+			}
+			for (jt = l->data.sequence.items.start; jt < l->data.sequence.items.top;
+			    jt++) {
+				v = yaml_document_get_node(&f->doc, *jt);
+				if (v == NULL || v->type != YAML_SCALAR_NODE ||
+				    strlen((const char *)v->data.scalar.value) !=
+				    v->data.scalar.length) {
+					kc_err(err, errlen, "%s:%lu: extension kbridge: %s: expected "
+					    "a list of CIDR ranges", f->name, kc_line(l), keys[k]);
+					return -1;
+				}
+				if (kc->nranges[k] >= KB_KUBECONFIG_RANGES_MAX) {
+					kc_err(err, errlen, "%s:%lu: extension kbridge: %s: at most "
+					    "%d ranges", f->name, kc_line(l), keys[k],
+					    KB_KUBECONFIG_RANGES_MAX);
+					return -1;
+				}
+				if (kc_dup(&kc->ranges[k][kc->nranges[k]],
+				    (const char *)v->data.scalar.value) < 0) {
+					kc_err(err, errlen, "out of memory");
+					return -1;
+				}
+				kc->nranges[k]++;
+			}
+		}
+	}
+	return 0;
+}
+
 /* Select the context and resolve it across the files (first wins). */
 static struct kb_kubeconfig *
 kc_resolve(struct kc_file *fs, size_t nf, const char *context, int flags, const char *where,
@@ -867,7 +940,8 @@ kc_resolve(struct kc_file *fs, size_t nf, const char *context, int flags, const 
 	}
 	if (kc_str(f, body, "cluster", &cl, err, errlen) < 0 ||
 	    kc_str(f, body, "user", &us, err, errlen) < 0 ||
-	    kc_str(f, body, "namespace", &ns, err, errlen) < 0)
+	    kc_str(f, body, "namespace", &ns, err, errlen) < 0 ||
+	    kc_extension(kc, f, body, err, errlen) < 0)
 		goto fail;
 	if (cl == NULL) {
 		kc_err(err, errlen, "%s:%lu: context \"%s\" has no cluster", f->name, kc_line(item),
@@ -1033,6 +1107,8 @@ done:
 void
 kb_kubeconfig_free(struct kb_kubeconfig *kc)
 {
+	size_t i, j;
+
 	if (kc == NULL)
 		return;
 	free(kc->context);
@@ -1053,7 +1129,17 @@ kb_kubeconfig_free(struct kb_kubeconfig *kc)
 	free(kc->key);
 	free(kc->token_file);
 	kc_exec_free(kc->exec);
+	for (i = 0; i < 2; i++)
+		for (j = 0; j < kc->nranges[i]; j++)
+			free(kc->ranges[i][j]);
 	free(kc);
+}
+
+size_t
+kb_kubeconfig_ranges(const struct kb_kubeconfig *kc, int also, const char *const **out)
+{
+	*out = (const char *const *)kc->ranges[also ? 1 : 0];
+	return kc->nranges[also ? 1 : 0];
 }
 
 const char *

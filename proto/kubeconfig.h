@@ -58,6 +58,11 @@ const char *kb_kubeconfig_context(const struct kb_kubeconfig *kc);	/* context na
 const char *kb_kubeconfig_cluster(const struct kb_kubeconfig *kc);	/* cluster name */
 const char *kb_kubeconfig_user(const struct kb_kubeconfig *kc);	/* user name, "" if none */
 const char *kb_kubeconfig_namespace(const struct kb_kubeconfig *kc);	/* "default" if unset */
+/* The context's kbridge extension (extensions: [{name: kbridge, extension:
+ * {never-proxy: [...], also-proxy: [...]}}]): its never-proxy (also 0) or
+ * also-proxy (also 1) strings, unchecked; the count. */
+#define KB_KUBECONFIG_RANGES_MAX 32
+size_t kb_kubeconfig_ranges(const struct kb_kubeconfig *kc, int also, const char *const **out);
 /* https://host[:port][/path], no trailing '/'. */
 const char *kb_kubeconfig_server(const struct kb_kubeconfig *kc);
 const char *kb_kubeconfig_tls_server_name(const struct kb_kubeconfig *kc); /* NULL if unset */

@@ -155,6 +155,38 @@ main(void)
 	ok(bad(KB_API_CONNECT, "{\"profile\":{},\"kube\":{\"install_namespace\":\"A\"}}",
 	    "kube.install_namespace must be a DNS label"));
 
+	/* never_proxy, also_proxy: lists of strict CIDR ranges. */
+	ok(good(KB_API_CONNECT, "{\"profile\":{},\"never_proxy\":[\"10.96.5.0/24\"],"
+	    "\"also_proxy\":[\"172.20.0.0/16\",\"10.50.0.0/16\"]}"));
+	ok(good(KB_API_CONNECT, "{\"profile\":{},\"never_proxy\":[],\"also_proxy\":null}"));
+	ok(bad(KB_API_CONNECT, "{\"profile\":{},\"never_proxy\":\"10.0.0.0/8\"}",
+	    "never_proxy must be a list of CIDR ranges"));
+	ok(bad(KB_API_CONNECT, "{\"profile\":{},\"also_proxy\":[8]}",
+	    "also_proxy[0] must be a string"));
+	ok(bad(KB_API_CONNECT, "{\"profile\":{},\"also_proxy\":[\"10.1.0.0/16\",\"10.1.2.3/16\"]}",
+	    "also_proxy[1]: '10.1.2.3/16' is not a CIDR range"));
+	ok(bad(KB_API_CONNECT, "{\"profile\":{},\"also_proxy\":[\"127.0.0.0/8\"]}",
+	    "also_proxy[0]: 127.0.0.0/8 overlaps 127.0.0.0/8"));
+	ok(bad(KB_API_CONNECT, "{\"profile\":{},\"also_proxy\":[\"0.0.0.0/0\"]}",
+	    "every address"));
+	ok(bad(KB_API_CONNECT, "{\"profile\":{},\"never_proxy\":[\"10.1.0.0/16\",\"10.1.0.0/16\"]}",
+	    "never_proxy lists 10.1.0.0/16 twice"));
+	ok(bad(KB_API_CONNECT, "{\"profile\":{},\"never_proxy\":[\"10.1.0.0/16\\r\\nx\"]}",
+	    "is not a CIDR range"));
+	ok(bad(KB_API_CONNECT, "{\"profile\":{},\"never_proxy\":[\"10.0.0.0/8\"],"
+	    "\"never_proxy\":[]}", "given twice"));
+	{
+		char many[1024];
+		size_t off;
+
+		off = (size_t)snprintf(many, sizeof(many), "{\"profile\":{},\"also_proxy\":[");
+		for (i = 0; i <= KB_NETPLAN_USER_MAX; i++)
+			off += (size_t)snprintf(many + off, sizeof(many) - off, "%s\"10.%d.0.0/16\"",
+			    i ? "," : "", i + 1);
+		snprintf(many + off, sizeof(many) - off, "]}");
+		ok(bad(KB_API_CONNECT, many, "at most 32 ranges"));
+	}
+
 	/* Path prefix and host. */
 	ok(bad(KB_API_INTERCEPT, "{\"workload\":\"web\",\"port\":80,\"path_prefix\":\"api\"}",
 	    "path_prefix"));

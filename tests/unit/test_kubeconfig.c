@@ -808,6 +808,59 @@ rm_entry(const char *p, const struct stat *sb, int flag, struct FTW *ftw)
 	return remove(p);
 }
 
+/* The context's kbridge extension: never-proxy and also-proxy ranges;
+ * other tools' extensions are left alone; a malformed one is refused. */
+static void
+test_extension(void)
+{
+	struct kb_kubeconfig *kc;
+	const char *const *v;
+
+	put("ext/config", "current-context: c\n"
+	    "contexts:\n"
+	    "- name: c\n"
+	    "  context:\n"
+	    "    cluster: k\n"
+	    "    extensions:\n"
+	    "    - name: telepresence.io\n"
+	    "      extension: {never-proxy: [1.2.3.0/24], other: x}\n"
+	    "    - name: kbridge\n"
+	    "      extension:\n"
+	    "        never-proxy: [10.96.200.0/24, 10.244.9.0/24]\n"
+	    "        also-proxy:\n"
+	    "        - 172.20.0.0/16\n"
+	    "- name: plain\n"
+	    "  context: {cluster: k}\n" CLUSTER);
+	kc = load(path("ext/config"), NULL, NULL, NULL, 0);
+	ok(kc != NULL);
+	if (kc != NULL) {
+		ok(kb_kubeconfig_ranges(kc, 0, &v) == 2 && same(v[0], "10.96.200.0/24") &&
+		    same(v[1], "10.244.9.0/24"));
+		ok(kb_kubeconfig_ranges(kc, 1, &v) == 1 && same(v[0], "172.20.0.0/16"));
+		kb_kubeconfig_free(kc);
+	} else {
+		printf("# %s\n", err);
+	}
+	kc = load(path("ext/config"), NULL, NULL, "plain", 0);
+	ok(kc != NULL && kb_kubeconfig_ranges(kc, 0, &v) == 0 &&
+	    kb_kubeconfig_ranges(kc, 1, &v) == 0);
+	kb_kubeconfig_free(kc);
+	ok(fails("ext/bad1", "current-context: c\ncontexts:\n- name: c\n  context:\n"
+	    "    cluster: k\n    extensions: {name: kbridge}\n" CLUSTER,
+	    "extensions: expected a list"));
+	ok(fails("ext/bad2", "current-context: c\ncontexts:\n- name: c\n  context:\n"
+	    "    cluster: k\n    extensions:\n    - name: kbridge\n"
+	    "      extension: {never-proxy: 10.0.0.0/8}\n" CLUSTER,
+	    "extension kbridge: never-proxy: expected a list of CIDR ranges"));
+	ok(fails("ext/bad3", "current-context: c\ncontexts:\n- name: c\n  context:\n"
+	    "    cluster: k\n    extensions:\n    - name: kbridge\n"
+	    "      extension: {also-proxy: [[10.0.0.0/8]]}\n" CLUSTER,
+	    "also-proxy: expected a list of CIDR ranges"));
+	ok(fails("ext/bad4", "current-context: c\ncontexts:\n- name: c\n  context:\n"
+	    "    cluster: k\n    extensions:\n    - name: kbridge\n"
+	    "      extension: [never-proxy]\n" CLUSTER, "expected a mapping"));
+}
+
 int
 main(void)
 {
@@ -822,6 +875,7 @@ main(void)
 	test_token_file();
 	test_exec();
 	test_curl();
+	test_extension();
 	nftw(tmp, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
 	X509_free(ca_x);
 	X509_free(srv_x);

@@ -342,7 +342,7 @@ test_runner_swap(void)
 	ok(strcmp(fake_cmds[1], "ip link set dev kbridge0 mtu 65535 up") == 0);
 	ok(tun_route_add(t, &c, err, sizeof(err)) == 0);
 	ok(fake_n == 3);
-	snprintf(want, sizeof(want), "ip route add 10.123.0.0/16 dev %s src 198.18.0.1",
+	snprintf(want, sizeof(want), "ip route prepend 10.123.0.0/16 dev %s src 198.18.0.1",
 	    tun_name(t));
 	ok(strcmp(fake_cmds[2], want) == 0);
 	ok(tun_route_add(t, &zero, err, sizeof(err)) == -1 && fake_n == 3);
