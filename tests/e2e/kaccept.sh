@@ -208,7 +208,7 @@ ok "leave: the sidecars stay, with the header the app answers (both pods)"
 
 inj_ips=("${ips[@]}")
 out=$(kb uninstall --agents)
-[[ $out == "deployment/hello in namespace default: sidecar removed (annotation kbridge.dev/inject), its pod template restored" ]] ||
+[[ $out == "deployment/hello in namespace default: sidecar removed (annotations kbridge.dev/inject, kbridge.dev/port), its pod template restored" ]] ||
 	{ echo "$out"; exit 1; }
 plain() {
 	mapfile -t P < <(pods)
