@@ -6,7 +6,7 @@
 #
 # A benchmark sources this file, calls
 #   bench_init NAME PG_PREFIX KB_NODE "TOOLS" "$@"
-# (NAME: connect/intercept/preview/portforward/k8sconnect; KB_NODE: the workstation whose kbridged
+# (NAME: connect/intercept/preview/portforward/k8sconnect/kintercept; KB_NODE: the workstation whose kbridged
 # it drives), then pg_up, its phases (rec MODE KEY VALUE... into $RES), and
 # bench_finish REPORT_ARGS... which prints the report benchreport.py makes.
 # Safety: everything runs in the namespaces of our own playground ($KB_PG)
@@ -21,7 +21,7 @@ BENCHREPORT=$REPO/scripts/lib/benchreport.py
 
 bench_usage() {
 	cat <<USAGE
-usage: scripts/bench connect|intercept|preview|portforward|k8sconnect|dns [--quick]
+usage: scripts/bench connect|intercept|preview|portforward|k8sconnect|kintercept|dns [--quick]
 
   connect   compare kbridge connect with the direct path, stunnel (TLS 1.3)
             and sshuttle; prints a table and writes build/bench-connect.json
@@ -44,6 +44,13 @@ usage: scripts/bench connect|intercept|preview|portforward|k8sconnect|dns [--qui
             time goes, kubectl port-forward to the manager as a reference;
             then portforward's rounds in the same playground; writes
             build/bench-k8sconnect.json
+  kintercept
+            kbridge intercept on a Deployment run by the playground (numeric
+            targetPort: the webhook's redirect and sidecar) from no sidecar
+            to the first intercepted request, kbridge's part vs the pod
+            restart's; wrk through the injected sidecar vs HAProxy in the
+            same pod; then intercept (the hand-run sidecar) for its ratio;
+            writes build/bench-kintercept.json
   dns       cluster DNS lookups (A, answered from kbridge's cache, and TXT,
             every one through the tunnel) via kbridge vs straight to the
             cluster's DNS: lookups/s, p50/p99, and the cluster DNS server's
@@ -51,7 +58,8 @@ usage: scripts/bench connect|intercept|preview|portforward|k8sconnect|dns [--qui
   --quick   dns: 2 s per run instead of 5;
             connect: ~2 s per measurement instead of ~5 s;
             intercept, preview, portforward: 2 rounds of 2 s instead of 5
-            rounds of 4 s; k8sconnect: 3 connect rounds instead of 10
+            rounds of 4 s; k8sconnect: 3 connect rounds instead of 10;
+            kintercept: 3 intercept rounds instead of 5, wrk as intercept's
 
 environment:
   KB_PG     playground name (default kbbench<pid> / kbbi<pid> / kbbp<pid>;

@@ -7,6 +7,7 @@ openssl speed, the results file), medians and ratios, the tables and JSON.
   benchreport.py preview RESULTS OUT_JSON SECONDS ROUNDS QUICK CLK_TCK
   benchreport.py portforward RESULTS OUT_JSON DOWN_MIB ECHO_MIB ROUNDS QUICK
   benchreport.py k8sconnect RESULTS OUT_JSON ROUNDS QUICK DOWN_MIB ECHO_MIB PF_ROUNDS
+  benchreport.py kintercept RESULTS OUT_JSON SECONDS ROUNDS QUICK CLK_TCK
   benchreport.py wrk FILE FIELD...       fields of one wrk output, one a line
                                          ("null" when absent): rps, p99, problems
   benchreport.py iperf3 FILE             Gbit/s received, or "null"
@@ -925,6 +926,162 @@ def report_k8sconnect(res, out, rounds, quick, down_mib, echo_mib, pf_rounds):
                      'Telepresence not available here',
         'targets': T, 'portforward': dict(pf, rounds=pf_rounds), 'notes': notes, 'table': lines})
 
+# ------------------------------------------------------------------ kintercept
+KI_V = ['app', 'sidecar', 'haproxy']
+KI_LABEL = {'app': 'a app alone: nginx :8079',
+            'sidecar': 'b injected sidecar (pod :80)',
+            'haproxy': 'c HAProxy :8082'}
+KI_DESC = {
+    'app': 'the app (nginx, 1 worker, access log on) in the injected pod, :8079, no proxy',
+    'sidecar': 'the pod\'s :80, which init container kbridge-redirect\'s nftables rule sends to the webhook\'s '
+               'sidecar :9901 -> 127.0.0.1:80, while alice\'s header intercept x-dev=alice is active; requests '
+               'carry no x-dev header',
+    'haproxy': 'HAProxy in the same pod (templates/haproxy-intercept.cfg, as scripts/bench intercept\'s c) '
+               ':8082 -> 127.0.0.1:80'}
+# ttfr line: ROUND RC PATCH_US READY_US DONE_US POD_US FIRST_US REG_US TRIES LOOKUP_US
+# (us after the CLI's start; the pods' lookup before POD is taken out)
+KI_PHASES = [('cli_patch_ms', 'CLI start -> pod template patched', 'kbridge'),
+             ('rollout_ms', 'patched -> the CLI sees 2/2 ready', 'harness'),
+             ('reg_ms', '  of it: sidecar start -> registered (last pod)', 'kbridge'),
+             ('cli_after_ms', '2/2 ready -> the CLI exits (intercept made)', 'kbridge'),
+             ('pod_ms', 'CLI exit -> first intercepted answer, pod IP', 'kbridge'),
+             ('svc_ms', 'then through the Service (slice, DNAT follow)', 'harness'),
+             ('kbridge_ms', 'kbridge\'s part', ''),
+             ('harness_ms', 'the harness\'s part (the rest)', ''),
+             ('total_ms', 'total: intercept -> first answer via the Service', '')]
+
+
+def ttfr_runs(results):
+    """The ttfr lines -> one dict per round (ms), the notes on them."""
+    out, notes = [], []
+    for mode, key, val in results:
+        if mode != 'ttfr' or key == 'note':
+            continue
+        f = [key] + val.split()
+        if len(f) != 10:
+            notes.append('ttfr: a malformed line: %s %s' % (key, val))
+            continue
+        r, rc, patch, ready, done, pod, first, reg, tries, lookup = f
+        ms = lambda x: None if x == 'null' else int(x) / 1000.0
+        d = {'round': int(r), 'rc': int(rc), 'tries': int(tries), 'lookup_ms': ms(lookup)}
+        if d['rc'] != 0:
+            out.append(d)
+            continue
+        patch, ready, done, pod, first, reg = ms(patch), ms(ready), ms(done), ms(pod), ms(first), ms(reg)
+        d.update({'cli_patch_ms': patch, 'rollout_ms': ready - patch, 'reg_ms': reg,
+                  'cli_after_ms': done - ready, 'pod_ms': pod - done, 'svc_ms': first - pod, 'total_ms': first})
+        d['kbridge_ms'] = patch + (reg or 0) + (done - ready) + (pod - done)
+        d['harness_ms'] = first - d['kbridge_ms']
+        if reg is None:
+            notes.append('ttfr round %s: no sidecar registration time; kbridge\'s part leaves it out' % r)
+        out.append(d)
+    return out, notes
+
+
+def hand_ratio(env):
+    """The hand-run intercept benchmark's JSON (scripts/benchmarks/intercept,
+    same invocation): its sidecar/HAProxy req/s ratio and medians, or None."""
+    path = env.get('hand_json')
+    if not path:
+        return None
+    try:
+        with open(path) as f:
+            j = json.load(f)
+    except (OSError, ValueError):
+        return None
+    r = j.get('ratios', {}).get('sidecar/haproxy rps', {})
+    m = j.get('medians', {})
+    return {'ratio': r.get('value'), 'per_round': r.get('per_round'),
+            'sidecar_rps': m.get('sidecar', {}).get('rps'), 'haproxy_rps': m.get('haproxy', {}).get('rps'),
+            'app_rps': m.get('app', {}).get('rps'), 'rounds': j.get('rounds'), 'duration_s': j.get('duration_s'),
+            'machine': j.get('env', {}).get('machine'), 'notes': j.get('notes', [])}
+
+
+def report_kintercept(res, out, dur, rounds, quick, hz):
+    results = read_results(res)
+    tt, tt_notes = ttfr_runs(results)
+    runs, env, notes, mem_idle, extra = intercept_runs([x for x in results if x[0] != 'ttfr' or x[1] == 'note'], hz)
+    runs = {v: runs[v] for v in KI_V}
+    notes += tt_notes
+    med, spread = medians(runs, IC_KEYS)
+    ok = [d for d in tt if d['rc'] == 0]
+    tmed = {k: summarize([d[k] for d in ok if d.get(k) is not None]) for k, _, _ in KI_PHASES
+            if any(d.get(k) is not None for d in ok)}
+    lines = header_lines(
+        'kbridge intercept on a run workload, the webhook\'s sidecar: %d intercept round%s; %d round%s x %d s per '
+        'wrk variant%s; %d CPUs, kernel %s' % (len(tt), 's' if len(tt) != 1 else '', rounds,
+                                               's' if rounds != 1 else '', dur, ', --quick' if quick else '',
+                                               os.cpu_count(), platform.release()),
+        ['workload: Deployment kbi, 2 replicas of playground.kbridge.dev/hello run by follow-deployments --run,',
+         '          Service kbi port 80 -> targetPort 80 (numeric: redirect init container + sidecar)'], env)
+    P = lines.append
+    P('')
+    P('a) kbridge intercept kbi (no sidecar yet) -> first answer from alice\'s server through the Service')
+    P('   (%d of %d rounds succeeded; ms, median and min..max)' % (len(ok), len(tt)))
+    for k, label, who in KI_PHASES:
+        if k not in tmed:
+            continue
+        m, s = tmed[k]
+        P('   %-48s %8.0f   %s%s' % (label, m, '%.0f..%.0f' % (s['min'], s['max']),
+                                      '   (%s)' % who if who else ''))
+    if 'kbridge_ms' in tmed and tmed['total_ms'][0]:
+        P('   kbridge\'s share of the total (medians): %.0f%%' % (100 * tmed['kbridge_ms'][0] / tmed['total_ms'][0]))
+    P('   (the rollout is the harness\'s: stand-in controller, pods made and deleted, namespaces, the init')
+    P('    container, processes, kwok\'s readiness; the sidecar\'s start -> registration in it is kbridge\'s;')
+    P('    each answer includes a curl under ip netns exec; the pods\' lookup before the pod probe is left out)')
+    P('')
+    P('b) wrk -t1 -c50 (keep-alive) --latency from the api pod to the first injected pod\'s IP')
+    row = '%-30s %8s %6s %8s %8s %6s %9s %8s'
+    hdr = row % ('variant', 'req/s', '+-', 'p50 us', 'p99 us', '+-', 'CPU us/r', 'RssAnon')
+    P(hdr)
+    P('-' * len(hdr))
+
+    def c(v, k, fmt):
+        x = med[v].get(k)
+        return 'n/a' if x is None else fmt % x
+
+    def sp(v, k):
+        x = spread[v].get(k)
+        return 'n/a' if not x or x['half_range_pct'] is None else '%.0f%%' % x['half_range_pct']
+    for v in KI_V:
+        P(row % (KI_LABEL[v], c(v, 'rps', '%.0f'), sp(v, 'rps'), c(v, 'p50_us', '%.0f'), c(v, 'p99_us', '%.0f'),
+                 sp(v, 'p99_us'), c(v, 'cpu_us_per_req', '%.1f'), c(v, 'rssanon_kib', '%.0f')))
+    P('')
+    rl, ratios = ratio_lines(runs, med, [
+        ('injected sidecar / HAProxy  req/s', 'sidecar', 'haproxy', 'rps'),
+        ('injected sidecar / HAProxy  p99', 'sidecar', 'haproxy', 'p99_us'),
+        ('injected sidecar / HAProxy  CPU/req', 'sidecar', 'haproxy', 'cpu_us_per_req'),
+        ('injected sidecar / app      req/s', 'sidecar', 'app', 'rps'),
+        ('HAProxy / app               req/s', 'haproxy', 'app', 'rps'),
+    ], 36)
+    lines += rl
+    P('')
+    hand = hand_ratio(env)
+    mine = ratios['sidecar/haproxy rps']['value']
+    if hand is None:
+        P('c) the hand-run sidecar (scripts/benchmarks/intercept): not measured (see notes)')
+    else:
+        P('c) the hand-run sidecar (scripts/benchmarks/intercept, same invocation, %s rounds x %s s):' % (
+            hand['rounds'], hand['duration_s']))
+        P('   sidecar %s req/s, HAProxy %s req/s: sidecar / HAProxy %s (per round %s)' % (
+            '?' if hand['sidecar_rps'] is None else '%.0f' % hand['sidecar_rps'],
+            '?' if hand['haproxy_rps'] is None else '%.0f' % hand['haproxy_rps'], fmt_ratio(hand['ratio']),
+            '-' if not hand['per_round'] else '%.2f..%.2f' % tuple(hand['per_round'])))
+        P('   injected sidecar / HAProxy %s vs hand-run %s: injected / hand-run ratio %s' % (
+            fmt_ratio(mine), fmt_ratio(hand['ratio']), fmt_ratio(ratio(mine, hand['ratio']))))
+        notes += ['hand-run: %s' % n for n in hand['notes']]
+    P('(req/s: higher is better; the ratios, not the absolute figures, carry to another machine)')
+    lines += note_lines(notes)
+    print('\n'.join(lines))
+    write_json(out, {
+        'benchmark': 'kintercept', 'duration_s': dur, 'rounds': rounds, 'quick': quick,
+        'cpus': os.cpu_count(), 'kernel': platform.release(), 'clk_tck': hz, 'variants': KI_DESC,
+        'ttfr': {'rounds': tt, 'medians': {k: v[0] for k, v in tmed.items()},
+                 'spread': {k: v[1] for k, v in tmed.items()}},
+        'env': env, 'medians': med, 'spread': spread, 'ratios': ratios, 'hand_run': hand,
+        'injected_vs_hand_ratio': ratio(mine, None if hand is None else hand['ratio']),
+        'mem_idle': mem_idle, 'extra': extra, 'runs': runs, 'notes': notes, 'table': lines})
+
 
 # ------------------------------------------------------------------ main
 def _null(x):
@@ -943,6 +1100,8 @@ def main(argv):
         report_portforward(a[0], a[1], int(a[2]), int(a[3]), int(a[4]), a[5] == '1')
     elif cmd == 'k8sconnect' and len(a) == 7:
         report_k8sconnect(a[0], a[1], int(a[2]), a[3] == '1', int(a[4]), int(a[5]), int(a[6]))
+    elif cmd == 'kintercept' and len(a) == 6:
+        report_kintercept(a[0], a[1], int(a[2]), int(a[3]), a[4] == '1', int(a[5]))
     elif cmd == 'wrk' and len(a) >= 2:
         d = parse_wrk(read_text(a[0]))
         for field in a[1:]:

@@ -229,6 +229,51 @@ class Reports(unittest.TestCase):
         self.assertRegex(txt, r'a app alone: nginx :80 +1355 ')
         self.assertEqual(j['ratios']['sidecar/haproxy rps']['value'], round(((1558.52 + 3800.32) / 2) / 1355.2, 4))
 
+    def test_kintercept(self):
+        s = os.path.join(HERE, 'samples')
+        with tempfile.TemporaryDirectory() as d:
+            hand = os.path.join(d, 'bench-intercept.json')
+            with open(hand, 'w') as f:
+                json.dump({'rounds': 2, 'duration_s': 2, 'ratios': {'sidecar/haproxy rps': {
+                    'value': 1.25, 'per_round': [1.2, 1.3]}}, 'medians': {
+                    'sidecar': {'rps': 25000}, 'haproxy': {'rps': 20000}}, 'notes': ['x: y']}, f)
+            env = ('env binaries b1\nenv load_before 0.10 0 0\nenv load_after 0.20 0 0\n'
+                   'env machine AMD EPYC|3.94\nenv hand_json %s\n' % hand)
+            run = 'run %s %d 1 %d 10 0 1100000000 5000 1000 0 0 100 0,0 100,200 %d %s/%s\n'
+            # ROUND RC PATCH READY DONE POD FIRST REG TRIES LOOKUP (us)
+            ttfr = ('ttfr 1 0 200000 4200000 4500000 4550000 4600000 300000 3 100000\n'
+                    'ttfr 2 0 100000 3100000 3300000 3350000 3400000 null 2 100000\n'
+                    'ttfr 3 0 300000 5300000 5700000 5800000 5900000 500000 4 100000\n'
+                    'ttfr 4 1 0 0 90000000 90000000 90000000 null 0 0\n'
+                    'ttfr 5 0 1\n'
+                    'ttfr note round 4 failed (rc 1): timed out\n')
+            txt, j = self.run_report(br.report_kintercept, env + ttfr +
+                                     run % ('app', 1, 10, 1491, s, 'wrk-ok.out') +
+                                     run % ('haproxy', 1, 20, 1491, s, 'wrk-ok.out') +
+                                     run % ('sidecar', 1, 15, 1491, s, 'wrk-ok.out'), 1, 1, True, 100)
+        t = j['ttfr']['medians']
+        self.assertEqual(len(j['ttfr']['rounds']), 4)
+        self.assertIn('ttfr: a malformed line: 5 0 1', j['notes'])
+        self.assertEqual(t['pod_ms'], 50)
+        self.assertEqual(t['svc_ms'], 50)
+        self.assertEqual(t['total_ms'], 4600)
+        self.assertEqual(t['cli_patch_ms'], 200)
+        self.assertEqual(t['rollout_ms'], 4000)
+        self.assertEqual(t['reg_ms'], 400)
+        # kbridge: patch + reg + (done - ready) + (first - done), per round
+        self.assertEqual([r.get('kbridge_ms') for r in j['ttfr']['rounds']], [850, 350, 1300, None])
+        self.assertEqual(t['kbridge_ms'], 850)
+        self.assertEqual(t['harness_ms'], 3750)
+        self.assertIn('ttfr: round 4 failed (rc 1): timed out', j['notes'])
+        self.assertIn("ttfr round 2: no sidecar registration time; kbridge's part leaves it out", j['notes'])
+        self.assertIn('hand-run: x: y', j['notes'])
+        self.assertEqual(j['ratios']['sidecar/haproxy rps']['value'], 1.0)
+        self.assertEqual(j['hand_run']['ratio'], 1.25)
+        self.assertEqual(j['injected_vs_hand_ratio'], 0.8)
+        self.assertIn('3 of 4 rounds succeeded', txt)
+        self.assertRegex(txt, r'injected sidecar / HAProxy 1.00x vs hand-run 1.25x: injected / hand-run ratio 0.80x')
+        self.assertIn('machine: AMD EPYC', txt)
+
     def test_preview(self):
         s = os.path.join(HERE, 'samples')
         # VARIANT ROUND SECS HOP_CPU DOWN_CPU WALL_NS RSS ANON RC H0 H1 OUT

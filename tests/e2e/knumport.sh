@@ -1,0 +1,176 @@
+#!/bin/bash
+# Issue 13's acceptance, the numeric targetPort (tests/e2e/kaccept.sh has the
+# named one): Deployment num (2 replicas of the playground's app image, its
+# containerPort 8080 unnamed) behind Service num (port 80, targetPort 8080),
+# run by scripts/playground follow-deployments --run; alice intercepts it.
+#   - kbridge intercept num -H x-dev=alice: kbridge.dev/port 8080; the
+#     webhook's pods have init container kbridge-redirect (run to the end as
+#     root with NET_ADMIN in the pod's namespace: its nftables table sends
+#     the pod's port 8080 to the sidecar's 9901) and the sidecar (running,
+#     registered); the EndpointSlice keeps port 8080;
+#   - with the header: alice's server, through each pod's own IP:8080 (the
+#     redirect) and through the Service; without: the app, both pods;
+#   - uninstall --agents: `kubectl get -o yaml` of the Deployment as before
+#     (apart from generation, resourceVersion, status), pods without the
+#     sidecar or the redirect, the app on both pods through the Service.
+set -euo pipefail
+KB_PG_PREFIX=kbkn
+FAIL_LOGS=(kube/apiserver.log pods/kbridge/kbridge-manager/pod.log follow.log ws/kbridged.sock.log)
+. "$(dirname "$0")/common.bash"
+
+control_plane
+K=$STATE/kube
+L=8090
+adm() { "$PG" kubectl "$@"; }
+kb() {
+	QUIET=1 pg ws env XDG_CACHE_HOME="$STATE/cache-alice" HOME=/nonexistent \
+		KUBECONFIG="$K/alice.kubeconfig" "$KB_BIN/kbridge" "$@"
+}
+eq() { [[ $1 == "$2" ]] || { echo "want '$2', got '$1'"; return 1; }; }
+json() { python3 -c 'import json,sys; j=json.load(sys.stdin); '"$1" "${@:2}"; }
+get() { QUIET=1 PG_TIMEOUT=10 pg api curl -sS --max-time 5 "$@"; }
+spec_of() { adm get deployment "$1" -o yaml | awk '/^status:/{exit} !/^  (generation|resourceVersion):/'; }
+follower= dev=
+cleanup_extra() {
+	((${rc:-0} == 0)) || tail -n 12 "$STATE"/runpods/p*/*.log 2>/dev/null
+	[[ -n $follower ]] && kill "$follower" 2>/dev/null && wait "$follower" 2>/dev/null
+	[[ -n $dev ]] && kill "$dev" 2>/dev/null
+	kb quit >/dev/null 2>&1 || true
+}
+
+KB_PG_NO_MANAGER=1 "$PG" up --k8s >/dev/null
+pg ws "$KB_BIN/kbridge" install --kubeconfig "$K/admin.kubeconfig" >/dev/null
+"$PG" run-pod kbridge kbridge-manager >/dev/null
+poll 100 listening mgr 8443
+poll 100 listening mgr 8444
+adm create clusterrolebinding kbridge-dev-alice --clusterrole=kbridge-developer --user=alice >/dev/null
+adm -n kbridge create rolebinding kbridge-dev-alice --role=kbridge-developer --user=alice >/dev/null
+out=$(kb connect)
+[[ $out == "Connected to "* ]] || { echo "$out"; exit 1; }
+pg ws python3 "$here/devserver.py" alice "$L" >/dev/null 2>&1 &
+dev=$!
+poll 50 listening ws "$L"
+
+adm apply -f - >/dev/null <<'EOF'
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: num, namespace: default}
+spec:
+  replicas: 2
+  selector: {matchLabels: {app: num}}
+  template:
+    metadata: {labels: {app: num}}
+    spec:
+      containers:
+      - name: app
+        image: playground.kbridge.dev/hello:1
+        ports: [{containerPort: 8080}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: num, namespace: default}
+spec:
+  selector: {app: num}
+  ports: [{port: 80, targetPort: 8080}]
+EOF
+before=$(spec_of num)
+"$PG" follow-deployments --run 300 default 2>"$STATE/follow.log" &
+follower=$!
+rolled() { [[ $(adm get deployment num -o 'jsonpath={.status.readyReplicas}') == 2 ]]; }
+poll 300 rolled
+
+# the running pods: name, address, network namespace, init containers, containers
+pods() {
+	adm get pods -l app=num -o json | json '
+for p in j["items"]:
+    if p["metadata"].get("deletionTimestamp") or p["status"].get("phase") != "Running":
+        continue
+    s = p["spec"]
+    print(p["metadata"]["name"], p["status"]["podIP"], p["metadata"]["annotations"]["playground.kbridge.dev/netns"],
+          ",".join(c["name"] for c in s.get("initContainers", [])) or "-",
+          ",".join(c["name"] for c in s["containers"]))'
+}
+# the names and addresses of the 2 running pods whose containers are $1
+two_pods() {
+	local l nm ip nsn ic cs
+	mapfile -t P < <(pods)
+	((${#P[@]} == 2)) || return 1
+	names=() ips=() nss=()
+	for l in "${P[@]}"; do
+		read -r nm ip nsn ic cs <<<"$l"
+		[[ "$ic $cs" == "$1" ]] || return 1
+		names+=("$nm") ips+=("$ip") nss+=("$nsn")
+	done
+}
+poll 100 two_pods "- app"
+cip=$(adm get service num -o 'jsonpath={.spec.clusterIP}')
+answers() { local i; for ((i = 0; i < $1; i++)); do get "${@:2}"; echo; done | sort -u | sed '/^$/d'; }
+both_apps() { eq "$(answers 16 "$@")" "$(printf 'hello from %s\n' "${names[@]}" | sort)"; }
+serves() { [[ $(get "http://$cip/") == "hello from "* ]]; }
+poll 100 serves
+both_apps "http://$cip/"
+for i in 0 1; do eq "$(get "http://${ips[i]}:8080/")" "hello from ${names[i]}"; done
+first_ns=("${nss[@]}")
+ok "Service num (numeric targetPort 8080, the container port unnamed): both pods answer, through the cluster IP and their own address"
+
+out=$(kb intercept num --port "$L" --http-header x-dev=alice --wait-timeout 90 2>&1) ||
+	{ echo "$out"; exit 1; }
+echo "$out" | sed 's/^/#   /'
+grep -qx "waiting for 2 replicas of deployment/num to run the kbridge sidecar: 2/2 ready" <<<"$out"
+eq "$(adm get deployment num -o 'jsonpath={.spec.template.metadata.annotations.kbridge\.dev/port}')" 8080
+poll 100 two_pods "kbridge-redirect app,kbridge-sidecar"
+for i in 0 1; do
+	d=$STATE/runpods/p${ips[i]##*.}
+	[[ " ${first_ns[*]} " != *" ${nss[i]} "* && -e /run/netns/${nss[i]} ]]
+	grep -q "registered num.default (http) with the manager" "$d/kbridge-sidecar.log"
+	# the init container ran (and ended: no process of it left), the table is there
+	[[ -e $d/kbridge-redirect.log ]]
+	rules=$(ip netns exec "${nss[i]}" nft list ruleset)
+	grep -q "tcp dport 8080 redirect to :9901" <<<"$rules" || { echo "$rules"; exit 1; }
+	for p in $(ip netns pids "${nss[i]}"); do
+		! tr '\0' ' ' <"/proc/$p/cmdline" | grep -q "kbridge-agent redirect"
+	done
+done
+eq "$(adm get pods -l app=num -o 'jsonpath={.items[0].spec.initContainers[0].securityContext.capabilities.add[0]}')" NET_ADMIN
+slice8080() {
+	adm get endpointslices -l kubernetes.io/service-name=num -o json | json '
+eps = sorted(a for s in j["items"] for e in s.get("endpoints") or [] for a in e["addresses"])
+ports = {p["port"] for s in j["items"] if s.get("endpoints") for p in s["ports"]}
+assert eps == sorted(sys.argv[1].split()) and ports == {8080}, (eps, ports)' "$1"
+}
+poll 100 slice8080 "${ips[*]}"
+ok "intercept: kbridge.dev/port 8080; the new pods ran init container kbridge-redirect (NET_ADMIN; its table sends 8080 to the sidecar's 9901) and registered their sidecar; the EndpointSlice keeps port 8080"
+
+to_alice() { [[ $(get -H 'x-dev: alice' "http://$cip/") == "alice local: GET /" ]]; }
+poll 50 to_alice
+for i in 0 1; do
+	# the pod's own IP and port 8080: the redirect takes it to the sidecar
+	eq "$(answers 4 -H 'x-dev: alice' "http://${ips[i]}:8080/direct")" "alice local: GET /direct"
+	eq "$(answers 4 "http://${ips[i]}:8080/")" "hello from ${names[i]}"
+	eq "$(get -H 'x-dev: bob' "http://${ips[i]}:8080/")" "hello from ${names[i]}"
+done
+eq "$(answers 8 -H 'x-dev: alice' "http://$cip/x")" "alice local: GET /x"
+eq "$(answers 8 -H 'x-dev: alice' http://num.default.svc.cluster.local/x)" "alice local: GET /x"
+both_apps "http://$cip/"
+both_apps -H 'x-dev: bob' http://num.default.svc.cluster.local/
+ok "with x-dev=alice: alice's server, on both pods' IP:8080 (redirected to the sidecar) and through the Service; without (or bob's): the app, both pods"
+
+inj_ns=("${nss[@]}")
+out=$(kb uninstall --agents)
+[[ $out == "deployment/num in namespace default: sidecar removed"* ]] || { echo "$out"; exit 1; }
+poll 300 two_pods "- app"
+poll 100 rolled
+eq "$(spec_of num)" "$before"
+for x in "${inj_ns[@]}"; do [[ ! -e /run/netns/$x ]]; done
+for i in 0 1; do
+	[[ -z $(ip netns exec "${nss[i]}" nft list ruleset) ]]
+done
+poll 100 slice8080 "${ips[*]}"
+poll 50 serves
+both_apps -H 'x-dev: alice' "http://$cip/"
+for i in 0 1; do eq "$(get -H 'x-dev: alice' "http://${ips[i]}:8080/")" "hello from ${names[i]}"; done
+ok "uninstall --agents: the Deployment's kubectl get -o yaml as before (but generation, resourceVersion, status); new pods without redirect or sidecar (the injected ones' namespaces gone); with alice's header the app answers, both pods"
+
+kill "$follower"; wait "$follower" 2>/dev/null || true; follower=
+eq "$(ip netns list | grep "^$KB_PG-p" || true)" ""
+ok "the follower stopped: no pod namespace left"
