@@ -97,18 +97,26 @@ static const struct command commands[] = {
 	    "show the daemon's and the session's state" },
 	{ "intercept", cmd_intercept,
 	    "usage: kbridge intercept WORKLOAD [-n NS] --port LOCAL[:SVCPORT]\n"
-	    "           [--http-header NAME=VALUE]... [--http-path-prefix PREFIX]\n"
-	    "           [--env-file FILE [--env-all]] [--preview-url [--preview-ttl DURATION]\n"
+	    "           [--address HOST] [--http-header NAME=VALUE]...\n"
+	    "           [--http-path-prefix PREFIX]\n"
+	    "           [--env-file FILE [--env-syntax docker|sh|json]] [--env-json FILE]\n"
+	    "           [--env-all] [--preview-url [--preview-ttl DURATION]\n"
 	    "           [--preview-host HOST]] [--wait-timeout DURATION]\n"
 	    "           [--service NAME] [--kubeconfig FILE] [--context NAME]\n"
-	    "           [--output text|json]\n"
+	    "           [--output text|json] [-- CMD [ARG]...]\n"
 	    "\n"
-	    "Send traffic of WORKLOAD to 127.0.0.1:LOCAL on this workstation:\n"
+	    "Send traffic of WORKLOAD to localhost:LOCAL on this workstation:\n"
 	    "the HTTP requests that carry every --http-header given (and whose\n"
 	    "path starts with PREFIX), or without those options all of its\n"
 	    "traffic. Requests carrying the header '" KB_INTERCEPT_HEADER ": ID'\n"
 	    "(ID is printed) come here too, within PREFIX if one is given.\n"
 	    "'kbridge leave WORKLOAD' ends it (the sidecar stays).\n"
+	    "\n"
+	    "With -- CMD, kbridge runs CMD with the workload's environment over\n"
+	    "yours (what --env-file writes) and ends the intercept when CMD ends\n"
+	    "(SIGINT, SIGTERM and SIGHUP are passed on to CMD; kbridge waits for\n"
+	    "it), exiting with CMD's status (128+N if signal N killed it). What\n"
+	    "intercept prints goes to stderr then.\n"
 	    "\n"
 	    "Connected through a kubeconfig, WORKLOAD is a Deployment, StatefulSet\n"
 	    "or ReplicaSet, or a Service that selects exactly one of them. The\n"
@@ -124,15 +132,24 @@ static const struct command commands[] = {
 	    "  -p, --port LOCAL[:SVCPORT]  local port that gets the traffic; SVCPORT\n"
 	    "                              the name or number of the Service's\n"
 	    "                              port, when it has several\n"
+	    "      --address HOST          where LOCAL listens: localhost (default:\n"
+	    "                              127.0.0.1, then ::1 as Node and Vite\n"
+	    "                              use) or an IPv4 or IPv6 address; a\n"
+	    "                              warning if nothing listens there yet\n"
 	    "  -H, --http-header N=V       match requests whose header N is V;\n"
 	    "                              repeat to require several (at most 16)\n"
 	    "      --http-path-prefix P    match requests whose path starts with P\n"
 	    "  -e, --env-file FILE         write the workload's environment to FILE\n"
-	    "                              (mode 0600) for 'set -a; . FILE' or\n"
-	    "                              'docker run --env-file FILE'; leaves\n"
-	    "                              out what would take over your shell\n"
-	    "                              (PATH, HOME, LD_*, DYLD_*, SHELL, ...)\n"
-	    "      --env-all               write those too\n"
+	    "                              (mode 0600); leaves out what would take\n"
+	    "                              over your shell (PATH, HOME, LD_*,\n"
+	    "                              DYLD_*, SHELL, ...)\n"
+	    "      --env-syntax SYNTAX     docker (default: KEY=VALUE, the value as\n"
+	    "                              is, for 'docker run --env-file'), sh\n"
+	    "                              (KEY='VALUE', for 'set -a; . FILE') or\n"
+	    "                              json; a variable SYNTAX cannot hold is\n"
+	    "                              left out with an error line naming it\n"
+	    "      --env-json FILE         also write it to FILE as a JSON object\n"
+	    "      --env-all               write (or give CMD) those too\n"
 	    "      --preview-url           also make a preview URL that sends\n"
 	    "                              its requests here (see 'kbridge\n"
 	    "                              preview create --help')\n"
@@ -606,7 +623,7 @@ since(const char *iso, char *buf, size_t len)
 	return buf;
 }
 
-/* "intercepts:      web.default -> 127.0.0.1:8080" and one more line each. */
+/* "intercepts:      web.default -> localhost:8080" and one more line each. */
 static void
 print_intercepts(const cJSON *a)
 {
@@ -619,7 +636,8 @@ print_intercepts(const cJSON *a)
 		put_in("", orelse(jstr(i, "workload"), "?"), ".");
 		put_in("", orelse(jstr(i, "namespace"), "?"), NULL);
 		if (jnum(i, "port", &port))
-			printf(" -> 127.0.0.1:%.0f", port);
+			printf(strchr(orelse(jstr(i, "address"), ""), ':') ? " -> [%s]:%.0f" :
+			    " -> %s:%.0f", orelse(jstr(i, "address"), "localhost"), port);
 		putchar('\n');
 		first = 0;
 	}

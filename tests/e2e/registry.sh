@@ -89,8 +89,8 @@ web_json "assert w['protocol'] == 'http' and w['replicas'] == 1, w"
 ok "an old sidecar certificate bound to no workload is refused, saying how to issue a bound one"
 
 # --- the env file does not take over the developer's shell
-alice intercept web --port 8080 --http-header x-dev=alice --env-file "$STATE/alice.env" >/dev/null 2>"$STATE/env.err"
-grep -qx 'SERVICE_NAME=web' "$STATE/alice.env"
+alice intercept web --port 8080 --http-header x-dev=alice --env-file "$STATE/alice.env" --env-syntax sh >/dev/null 2>"$STATE/env.err"
+grep -qx "SERVICE_NAME='web'" "$STATE/alice.env"
 no grep -q '^LD_LIBRARY_PATH=' "$STATE/alice.env"
 grep -q '^# left out (they would take over your own shell; --env-all writes them):.* LD_LIBRARY_PATH' "$STATE/alice.env"
 grep -q 'left out .*LD_LIBRARY_PATH' "$STATE/env.err"
