@@ -90,7 +90,9 @@ static const struct command commands[] = {
 	{ "status", cmd_status,
 	    "usage: kbridge status [--output text|json]\n"
 	    "\n"
-	    "Show the state of kbridged and of its session.\n"
+	    "Show the state of kbridged and of its session. Exits 0 when\n"
+	    "connected, 1 otherwise (not running, connecting, reconnecting,\n"
+	    "disconnected).\n"
 	    "\n"
 	    "  -o, --output FMT     text (default) or json\n"
 	    "  -h, --help           show this help\n",
@@ -351,10 +353,12 @@ static const struct command commands[] = {
 	    "  -h, --help           show this help\n",
 	    "disconnect and stop kbridged" },
 	{ "version", cmd_version,
-	    "usage: kbridge version\n"
+	    "usage: kbridge version [--output text|json]\n"
 	    "\n"
 	    "Print the versions of kbridge and of a running kbridged.\n"
 	    "\n"
+	    "  -o, --output FMT     text (default) or json ({\"kbridge\": VERSION,\n"
+	    "                       \"kbridged\": {\"version\", \"pid\"} or null})\n"
 	    "  -h, --help           show this help\n",
 	    "print versions" },
 	{ "help", cmd_help,
@@ -970,7 +974,7 @@ cmd_status(int argc, char **argv)
 			printf("{\"daemon\":null,\"state\":\"not running\"}\n");
 		else
 			printf("kbridged: not running\n");
-		return 0;
+		return 1;
 	}
 	if (rc != 0) {
 		errorx("status: %s", err);
@@ -980,8 +984,10 @@ cmd_status(int argc, char **argv)
 		print_json(resp);
 	else
 		print_status(resp);
+	/* For scripts: 0 only while connected. */
+	rc = jstr(resp, "state") && !strcmp(jstr(resp, "state"), "connected") ? 0 : 1;
 	cJSON_Delete(resp);
-	return 0;
+	return rc;
 }
 
 /* What quit ended at once on the manager: intercepts and their previews. */
@@ -1042,27 +1048,43 @@ static int
 cmd_version(int argc, char **argv)
 {
 	static const struct option opts[] = {
+		LONGOPT_OUTPUT,
 		LONGOPT_HELP,
 		LONGOPT_END
 	};
-	const cJSON *d;
-	cJSON *resp = NULL;
+	enum output out = OUT_TEXT;
+	const cJSON *d = NULL;
+	cJSON *resp = NULL, *j, *kd;
 	char err[256];
 	double pid;
-	int ret;
+	int ret, up;
 
-	if (!std_opts_only(argc, argv, ":h", opts, NULL, NULL, &ret))
+	if (!std_opts_only(argc, argv, ":o:h", opts, NULL, &out, &ret))
 		return ret;
-	printf("kbridge  %s\n", KB_VERSION);
-	if (call_ms("GET", KB_API_STATUS, NULL, 1000, &resp, err,
-	    sizeof(err)) == 0) {
-		d = cJSON_GetObjectItemCaseSensitive(resp, "daemon");
-		if (jnum(d, "pid", &pid))
+	ret = 0;
+	up = call_ms("GET", KB_API_STATUS, NULL, 1000, &resp, err, sizeof(err)) == 0 &&
+	    jnum(d = cJSON_GetObjectItemCaseSensitive(resp, "daemon"), "pid", &pid);
+	if (out == OUT_JSON) {
+		/* {"kbridge": VERSION, "kbridged": {"version", "pid"} or null} */
+		if ((j = cJSON_CreateObject()) == NULL ||
+		    cJSON_AddStringToObject(j, "kbridge", KB_VERSION) == NULL ||
+		    (up ? (kd = cJSON_AddObjectToObject(j, "kbridged")) == NULL ||
+		    cJSON_AddStringToObject(kd, "version", orelse(jstr(d, "version"), "?")) ==
+		    NULL || cJSON_AddNumberToObject(kd, "pid", pid) == NULL :
+		    cJSON_AddNullToObject(j, "kbridged") == NULL)) {
+			errorx("version: out of memory");
+			ret = 1;
+		} else
+			print_json(j);
+		cJSON_Delete(j);
+	} else {
+		printf("kbridge  %s\n", KB_VERSION);
+		if (up)
 			printf("kbridged %s (pid %.0f)\n",
 			    orelse(jstr(d, "version"), "?"), pid);
 	}
 	cJSON_Delete(resp);
-	return 0;
+	return ret;
 }
 
 static int

@@ -142,6 +142,13 @@ done
 [[ $(mine) == 0 ]]
 ok "--address other than localhost or an IP address is refused by the CLI (2) and by the daemon's API (400)"
 
+alice status >/dev/null
+alice version -o json | python3 -c 'import json,sys; j=json.load(sys.stdin); assert j["kbridged"]["pid"] > 0 and j["kbridged"]["version"] == j["kbridge"], j'
+alice quit >/dev/null
+rc=0; alice status >/dev/null || rc=$?
+[[ $rc == 1 ]]
+ok "status exits 0 while connected, 1 once kbridged quit; version -o json names the running kbridged"
+
 if [[ -n ${KB_SAN:-} ]]; then
 	no grep -E "ERROR: (Address|Leak)Sanitizer|runtime error:" "$STATE"/*.log "$STATE"/*/*.log
 	ok "no sanitizer reports"

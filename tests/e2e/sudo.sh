@@ -51,7 +51,7 @@ same() { # FILE CONTENT : FILE is still a root-owned regular file holding CONTEN
 }
 
 command -v sudo >/dev/null
-if [[ -S $sock ]] && KBRIDGE_SOCKET=$sock "$KB_BIN/kbridge" status >/dev/null 2>&1; then
+if [[ -S $sock && $(KBRIDGE_SOCKET=$sock "$KB_BIN/kbridge" status 2>/dev/null) != "kbridged: not running" ]]; then
 	echo "a kbridged already serves $sock: not running this test over it" >&2
 	exit 1
 fi
