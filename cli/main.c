@@ -54,6 +54,7 @@ static int cmd_status(int, char **);
 static int cmd_quit(int, char **);
 static int cmd_version(int, char **);
 static int cmd_help(int, char **);
+static int cmd_completion(int, char **);
 int cmd_login(int, char **);	/* cli/identity.c */
 int cmd_port_forward(int, char **); /* cli/forward.c */
 
@@ -361,6 +362,15 @@ static const struct command commands[] = {
 	    "                       \"kbridged\": {\"version\", \"pid\"} or null})\n"
 	    "  -h, --help           show this help\n",
 	    "print versions" },
+	{ "completion", cmd_completion,
+	    "usage: kbridge completion bash\n"
+	    "\n"
+	    "Print the bash completion script: commands, subcommands and\n"
+	    "options; installed as share/bash-completion/completions/kbridge.\n"
+	    "Try it with: source <(kbridge completion bash)\n"
+	    "\n"
+	    "  -h, --help           show this help\n",
+	    "print the bash completion script" },
 	{ "help", cmd_help,
 	    "usage: kbridge help [COMMAND [SUBCOMMAND]]\n",
 	    "show help for a command" },
@@ -1085,6 +1095,153 @@ cmd_version(int argc, char **argv)
 	}
 	cJSON_Delete(resp);
 	return ret;
+}
+
+/* --- kbridge completion bash --- */
+
+#define COMP_OPTS_MAX	64
+
+/* The long options of a usage text, from its synopsis (up to the first
+ * empty line) and its option lines ("  -n, --ns X", "      --a FILE, --b
+ * NAME  what they do"), each once, space-separated. */
+static void
+put_options(FILE *f, const char *usage)
+{
+	const char *opts[COMP_OPTS_MAX], *p, *end, *gap;
+	size_t n, nopts = 0, i, len[COMP_OPTS_MAX];
+	int synopsis = 1;
+
+	for (p = usage; *p; p = *end ? end + 1 : end) {
+		end = p + strcspn(p, "\n");
+		if (end == p)
+			synopsis = 0;
+		p += strspn(p, " ");
+		if (synopsis)
+			gap = end;
+		else if (*p != '-')
+			continue;
+		/* The option column ends where two spaces start the text. */
+		else if ((gap = strstr(p, "  ")) == NULL || gap > end)
+			gap = end;
+		for (; (p = strstr(p, "--")) != NULL && p < gap; p += 2 + n) {
+			n = strspn(p + 2, "abcdefghijklmnopqrstuvwxyz0123456789-");
+			for (i = 0; i < nopts && (len[i] != n || strncmp(opts[i], p + 2, n)); i++)
+				;
+			if (n == 0 || i < nopts || nopts == COMP_OPTS_MAX)
+				continue;
+			opts[nopts] = p + 2;
+			len[nopts++] = n;
+			fprintf(f, "%s--%.*s", nopts > 1 ? " " : "", (int)n, p + 2);
+		}
+	}
+}
+
+/* The bash completion script, made from the commands and their usage
+ * texts, so that it names every command and option there is. */
+static void
+put_bash_completion(FILE *f)
+{
+	const struct command *c;
+	size_t i, n;
+
+	fputs("# bash completion for kbridge (printed by 'kbridge completion bash')\n"
+	    "_kbridge()\n{\n"
+	    "\tlocal cur=${COMP_WORDS[COMP_CWORD]} i words=\n"
+	    "\tCOMPREPLY=()\n"
+	    "\t# After 'intercept ... --' comes a command of its own.\n"
+	    "\tfor ((i = 2; i < COMP_CWORD; i++)); do\n"
+	    "\t\tif [[ ${COMP_WORDS[i]} == -- ]]; then\n"
+	    "\t\t\t((i + 1 == COMP_CWORD)) && COMPREPLY=($(compgen -c -- \"$cur\"))\n"
+	    "\t\t\treturn 0\n"
+	    "\t\tfi\n"
+	    "\tdone\n"
+	    "\tif ((COMP_CWORD == 1)); then\n"
+	    "\t\tCOMPREPLY=($(compgen -W \"", f);
+	for (i = 0; i < NCOMMANDS; i++)
+		if (commands[i].run)
+			fprintf(f, "%s ", commands[i].name);
+	fputs("--help --version\" -- \"$cur\"))\n"
+	    "\t\treturn 0\n"
+	    "\tfi\n"
+	    "\tcase ${COMP_WORDS[1]} in\n", f);
+	for (i = 0; i < NCOMMANDS; i++) {
+		c = &commands[i];
+		if (c->run == NULL)
+			continue;
+		fprintf(f, "\t%s)\n", c->name);
+		if (c->run == cmd_help) {
+			fputs("\t\twords=\"", f);
+			for (n = 0; n < NCOMMANDS; n++)
+				if (commands[n].run)
+					fprintf(f, "%s ", commands[n].name);
+			fputs("\" ;;\n", f);
+			continue;
+		}
+		if (c->run == cmd_completion) {
+			fputs("\t\twords=\"bash\" ;;\n", f);
+			continue;
+		}
+		/* Subcommands ("preview create"): theirs after the second word. */
+		for (n = 0; n < NCOMMANDS; n++)
+			if (!strncmp(commands[n].name, c->name, strlen(c->name)) &&
+			    commands[n].name[strlen(c->name)] == ' ')
+				break;
+		if (n < NCOMMANDS) {
+			fputs("\t\tif ((COMP_CWORD == 2)); then\n\t\t\twords=\"", f);
+			for (n = 0; n < NCOMMANDS; n++)
+				if (!strncmp(commands[n].name, c->name, strlen(c->name)) &&
+				    commands[n].name[strlen(c->name)] == ' ')
+					fprintf(f, "%s ", commands[n].name + strlen(c->name) + 1);
+			fputs("--help\"\n\t\telse\n\t\t\tcase ${COMP_WORDS[2]} in\n", f);
+			for (n = 0; n < NCOMMANDS; n++)
+				if (!strncmp(commands[n].name, c->name, strlen(c->name)) &&
+				    commands[n].name[strlen(c->name)] == ' ') {
+					fprintf(f, "\t\t\t%s) words=\"",
+					    commands[n].name + strlen(c->name) + 1);
+					put_options(f, commands[n].usage);
+					fputs("\" ;;\n", f);
+				}
+			fputs("\t\t\tesac\n\t\tfi\n\t\t;;\n", f);
+			continue;
+		}
+		fputs("\t\twords=\"", f);
+		put_options(f, c->usage);
+		fputs("\" ;;\n", f);
+	}
+	fputs("\tesac\n"
+	    "\t# Options where one is begun, else what bash completes by default\n"
+	    "\t# (file names, as for --env-file and --profile).\n"
+	    "\tif [[ $cur == -* || ${COMP_WORDS[1]} == help ||\n"
+	    "\t    ${COMP_WORDS[1]} == completion ||\n"
+	    "\t    ( ${COMP_WORDS[1]} == preview && $COMP_CWORD == 2 ) ]]; then\n"
+	    "\t\tCOMPREPLY=($(compgen -W \"$words\" -- \"$cur\"))\n"
+	    "\tfi\n"
+	    "\treturn 0\n"
+	    "}\n"
+	    "complete -o default -F _kbridge kbridge\n", f);
+}
+
+static int
+cmd_completion(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		LONGOPT_HELP,
+		LONGOPT_END
+	};
+	int ch, ret;
+
+	while ((ch = next_opt(argc, argv, ":h", opts)) != -1)
+		if (!std_opt(ch, argv, NULL, NULL, &ret))
+			return ret;
+	if (optind >= argc || strcmp(argv[optind], "bash") != 0) {
+		errorx("completion: missing or unknown shell (only 'kbridge completion bash')");
+		return EXIT_USAGE;
+	}
+	optind++;
+	if (no_operands(argc, argv) == -1)
+		return EXIT_USAGE;
+	put_bash_completion(stdout);
+	return fflush(stdout) == EOF ? 1 : 0;
 }
 
 static int
