@@ -764,7 +764,9 @@ intercept_run(const struct intercept_args *a, const cJSON *body, const cJSON *ku
 	if (kube)
 		cJSON_AddItemReferenceToObject(resp, "kube", (cJSON *)kube);
 	print_run(a, resp, pv, nenv, njson);
-	warn_not_listening(a);
+	/* With -- CMD, CMD is usually what will listen. */
+	if (!a->cmd)
+		warn_not_listening(a);
 	if (a->preview && !pv) {
 		preview_failed(resp, a->workload, a->ns, err);
 		goto done;

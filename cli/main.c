@@ -139,6 +139,7 @@ static const struct command commands[] = {
 	    "                              127.0.0.1, then ::1 as Node and Vite\n"
 	    "                              use) or an IPv4 or IPv6 address; a\n"
 	    "                              warning if nothing listens there yet\n"
+	    "                              (not with -- CMD)\n"
 	    "  -H, --http-header N=V       match requests whose header N is V;\n"
 	    "                              repeat to require several (at most 16)\n"
 	    "      --http-path-prefix P    match requests whose path starts with P\n"

@@ -189,10 +189,9 @@ kb_stream_dial2(struct event_base *base, struct kb_stream *st, const struct sock
 		memcpy(&sd->next, sa2, salen2);
 		sd->nextlen = salen2;
 	}
-	if ((sd->dial = kb_dial_start(base, sa, salen, timeout_ms, stream_dialed, sd)) == NULL) {
-		stream_dialed(-1, errno, sd);
-		return 0;
-	}
+	/* Ours before the dial: stream_dialed may go on to sa2 at once. */
 	kb_stream_set_cbs(st, &stream_dial_cbs, sd);
+	if ((sd->dial = kb_dial_start(base, sa, salen, timeout_ms, stream_dialed, sd)) == NULL)
+		stream_dialed(-1, errno, sd);
 	return 0;
 }

@@ -74,6 +74,7 @@ poll 100 test -s "$STATE/run.rc"
 wait "$run_pid"; run_pid=
 [[ $(cat "$STATE/run.rc") == 5 ]]
 [[ $(grep -c got-INT "$STATE/run.out") == 1 ]]
+no grep -q "nothing listens" "$STATE/run.err"
 [[ $(mine) == 0 ]]
 ok "SIGINT to kbridge reaches CMD once; kbridge waits, leaves, exits with CMD's 5"
 
