@@ -675,8 +675,9 @@ listens(const struct sockaddr *sa, socklen_t len)
 	socklen_t elen = sizeof(int);
 	int fd, err = 0, r = 1;
 
+	/* No IPv6 here: nothing can listen on ::1. */
 	if ((fd = socket(sa->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0)) == -1)
-		return 1;
+		return errno != EAFNOSUPPORT;
 	if (connect(fd, sa, len) == -1) {
 		if (errno != EINPROGRESS)
 			r = 0;
