@@ -1,5 +1,7 @@
 # kbridge: `make` builds bin/kbridge, bin/kbridged, bin/kbridge-agent and
 # bin/kbridge-sidecar.
+# `make install [PREFIX=/usr/local] [DESTDIR=]` installs them, the man pages
+# kbridge(1), kbridged(8) and kbridge-agent(8) and the bash completion.
 # `make check` installs what is missing, builds, and runs every test.
 # `make demo` installs, builds and shows connect, intercept and preview in the playground.
 
@@ -16,6 +18,15 @@ LLHTTP    = /usr/share/llhttp
 CPPFLAGS += -D_GNU_SOURCE -Iproto -I/usr/share/include/llhttp
 ALLCFLAGS = -std=gnu11 $(WARN) $(CFLAGS) $(SANFLAGS) -MMD -MP
 LDFLAGS  += $(SANFLAGS)
+
+# make install: kbridged goes beside kbridge in bin (the CLI looks for it
+# there first, and the sudoers rule in README.md names PREFIX/bin/kbridged).
+PREFIX   ?= /usr/local
+DESTDIR  ?=
+MANDIR   ?= $(PREFIX)/share/man
+COMPDIR  ?= $(PREFIX)/share/bash-completion/completions
+MAN1     = man/kbridge.1
+MAN8     = man/kbridged.8 man/kbridge-agent.8
 
 LIBS_EVENT = -levent_core -levent_extra -levent_openssl -lssl -lcrypto
 # libnftables: `kbridge-agent redirect` only (agent/redirect.c); never kbridge-sidecar
@@ -96,6 +107,22 @@ $(BUILD)/tests/test_store: $(LLHTTP_OBJ)
 $(BUILD)/tests/test_store: LIBS_TEST += $(LLHTTP_OBJ)
 
 unit: $(UNIT_BIN)
+
+install: all
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(MANDIR)/man8 \
+		$(DESTDIR)$(COMPDIR)
+	install -m 0755 $(PROGS) $(DESTDIR)$(PREFIX)/bin/
+	install -m 0644 $(MAN1) $(DESTDIR)$(MANDIR)/man1/
+	install -m 0644 $(MAN8) $(DESTDIR)$(MANDIR)/man8/
+	$(BINDIR)/kbridge completion bash >$(DESTDIR)$(COMPDIR)/kbridge.tmp
+	chmod 0644 $(DESTDIR)$(COMPDIR)/kbridge.tmp
+	mv -f $(DESTDIR)$(COMPDIR)/kbridge.tmp $(DESTDIR)$(COMPDIR)/kbridge
+
+uninstall:
+	rm -f $(patsubst $(BINDIR)/%,$(DESTDIR)$(PREFIX)/bin/%,$(PROGS)) \
+		$(patsubst man/%,$(DESTDIR)$(MANDIR)/man1/%,$(MAN1)) \
+		$(patsubst man/%,$(DESTDIR)$(MANDIR)/man8/%,$(MAN8)) \
+		$(DESTDIR)$(COMPDIR)/kbridge
 
 SAN_ARGS = BUILD=build/san BINDIR=build/san/bin CFLAGS="-O1 -g" \
 	SANFLAGS="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined"
@@ -199,5 +226,5 @@ fuzz: deps
 clean:
 	rm -rf build bin
 
-.PHONY: all unit san check-unit deps check demo fuzz fuzz-build clean
+.PHONY: all unit install uninstall san check-unit deps check demo fuzz fuzz-build clean
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)

@@ -1,9 +1,16 @@
 /* kbridge intercept, leave and list: the CLI side of the daemon's
  * /v1/intercept, /v1/leave and /v1/list. */
+#include <sys/socket.h>
+#include <sys/wait.h>
+
 #include <errno.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <cjson/cJSON.h>
 
@@ -19,7 +26,8 @@
 #define HDR_NAME_MAX	KB_API_HDR_NAME_MAX
 
 enum { OPT_PATH_PREFIX = 256, OPT_PREVIEW_URL, OPT_PREVIEW_TTL, OPT_PREVIEW_HOST,
-	OPT_ENV_ALL, OPT_WAIT_TIMEOUT, OPT_KUBECONFIG, OPT_CONTEXT, OPT_SERVICE };
+	OPT_ENV_ALL, OPT_WAIT_TIMEOUT, OPT_KUBECONFIG, OPT_CONTEXT, OPT_SERVICE,
+	OPT_ENV_JSON, OPT_ENV_SYNTAX, OPT_ADDRESS };
 
 /* --http-header NAME=VALUE onto headers as {"name","value"}; the name in
  * lower case, as the sidecar compares it. -1 after a usage error. */
@@ -180,18 +188,26 @@ put_route(const cJSON *ic, const char *addr)
 	printf(" go to %s", addr);
 }
 
+/* "localhost:8080", "[::1]:8080" */
+static void
+host_port(char *buf, size_t len, const char *address, long port)
+{
+	address = address ? address : "localhost";
+	snprintf(buf, len, strchr(address, ':') ? "[%s]:%ld" : "%s:%ld", address, port);
+}
+
 static void
 print_intercept(const cJSON *resp, const char *workload, const char *ns,
-    long port, const char *envpath, size_t nenv)
+    long port, const char *address, const char *envpath, size_t nenv)
 {
 	const cJSON *ic = cJSON_GetObjectItemCaseSensitive(resp, "intercept");
 	const char *proto = jstr(ic, "protocol"), *id = jstr(ic, "id");
-	char addr[32];
+	char addr[80];
 	double p;
 
 	if (jnum(ic, "port", &p) && p >= 1 && p <= 65535)
 		port = (long)p;
-	snprintf(addr, sizeof(addr), "127.0.0.1:%ld", port);
+	host_port(addr, sizeof(addr), address, port);
 	fputs("Intercepting ", stdout);
 	put(orelse(jstr(ic, "workload"), workload));
 	putchar('.');
@@ -233,12 +249,14 @@ preview_failed(const cJSON *resp, const char *workload, const char *ns,
 /* What 'kbridge intercept' was asked for. */
 struct intercept_args {
 	const char *workload, *ns, *prefix, *envpath, *ttl_arg, *pv_host;
-	const char *kubeconfig, *context, *service;
+	const char *kubeconfig, *context, *service, *envjson, *address;
+	char **cmd;		/* -- CMD ARGS, NULL-terminated, or NULL */
+	enum kb_env_syntax syntax;
 	char svcport[16];	/* --port LOCAL:SVCPORT */
 	const char *hdrs[HEADERS_MAX];
 	size_t nhdr;
 	long port, ttl, wait_s;
-	int preview, env_all;
+	int preview, env_all, syntax_set;
 	enum output out;
 };
 
@@ -296,6 +314,8 @@ intercept_opts(int argc, char **argv, struct intercept_args *a, int *ret)
 		    OPT_PATH_PREFIX },
 		{ "env-file", required_argument, NULL, 'e' },
 		{ "env-all", no_argument, NULL, OPT_ENV_ALL },
+		{ "env-json", required_argument, NULL, OPT_ENV_JSON },
+		{ "env-syntax", required_argument, NULL, OPT_ENV_SYNTAX },
 		{ "preview-url", no_argument, NULL, OPT_PREVIEW_URL },
 		{ "preview-ttl", required_argument, NULL, OPT_PREVIEW_TTL },
 		{ "preview-host", required_argument, NULL, OPT_PREVIEW_HOST },
@@ -303,10 +323,12 @@ intercept_opts(int argc, char **argv, struct intercept_args *a, int *ret)
 		{ "kubeconfig", required_argument, NULL, OPT_KUBECONFIG },
 		{ "context", required_argument, NULL, OPT_CONTEXT },
 		{ "service", required_argument, NULL, OPT_SERVICE },
+		{ "address", required_argument, NULL, OPT_ADDRESS },
 		LONGOPT_OUTPUT,
 		LONGOPT_HELP,
 		LONGOPT_END
 	};
+	char buf[SHOWN_MAX];
 	int ch;
 
 	*ret = EXIT_USAGE;
@@ -318,6 +340,14 @@ intercept_opts(int argc, char **argv, struct intercept_args *a, int *ret)
 			break;
 		case OPT_SERVICE:
 			a->service = optarg;
+			break;
+		case OPT_ADDRESS:
+			if (!kb_api_address(optarg, 0, NULL, NULL)) {
+				errorx("--address must be localhost or an IPv4 or IPv6 address, "
+				    "not '%s'", shown(optarg, buf, sizeof(buf)));
+				return 0;
+			}
+			a->address = optarg;
 			break;
 		case 'H':
 			if (a->nhdr == HEADERS_MAX) {
@@ -335,6 +365,16 @@ intercept_opts(int argc, char **argv, struct intercept_args *a, int *ret)
 			break;
 		case OPT_ENV_ALL:
 			a->env_all = 1;
+			break;
+		case OPT_ENV_JSON:
+			a->envjson = optarg;
+			break;
+		case OPT_ENV_SYNTAX:
+			if (kb_env_syntax_arg(optarg, &a->syntax) == -1) {
+				errorx("--env-syntax must be docker, sh or json");
+				return 0;
+			}
+			a->syntax_set = 1;
 			break;
 		case OPT_PREVIEW_URL:
 			a->preview = 1;
@@ -390,12 +430,21 @@ intercept_check(int argc, char **argv, struct intercept_args *a)
 	}
 	if (a->prefix && path_prefix_arg(a->prefix) == -1)
 		return -1;
-	if (a->envpath && a->envpath[0] == '\0') {
-		errorx("--env-file needs a file name");
+	if ((a->envpath && a->envpath[0] == '\0') || (a->envjson && a->envjson[0] == '\0')) {
+		errorx("%s needs a file name", a->envjson && !a->envjson[0] ? "--env-json" :
+		    "--env-file");
 		return -1;
 	}
-	if (a->env_all && !a->envpath) {
-		errorx("--env-all needs --env-file");
+	if (a->env_all && !a->envpath && !a->envjson && !a->cmd) {
+		errorx("--env-all needs --env-file, --env-json or -- CMD");
+		return -1;
+	}
+	if (a->syntax_set && !a->envpath) {
+		errorx("--env-syntax needs --env-file");
+		return -1;
+	}
+	if (a->cmd && a->cmd[0] == NULL) {
+		errorx("intercept: -- needs a command to run");
 		return -1;
 	}
 	if ((a->ttl_arg || a->pv_host) && !a->preview) {
@@ -418,6 +467,7 @@ intercept_body(const struct intercept_args *a, int *ret)
 	    cJSON_AddStringToObject(body, "workload", a->workload) == NULL ||
 	    (a->ns && cJSON_AddStringToObject(body, "namespace", a->ns) == NULL) ||
 	    cJSON_AddNumberToObject(body, "port", a->port) == NULL ||
+	    (a->address && cJSON_AddStringToObject(body, "address", a->address) == NULL) ||
 	    (headers = cJSON_AddArrayToObject(body, "headers")) == NULL ||
 	    (a->prefix &&
 	    cJSON_AddStringToObject(body, "path_prefix", a->prefix) == NULL)) {
@@ -435,11 +485,10 @@ intercept_body(const struct intercept_args *a, int *ret)
 	return body;
 }
 
-/* The workload's environment into the env file opened as ef (consumed);
- * 0, or -1 after a report. */
-static int
-intercept_env(const struct intercept_args *a, struct kb_envfile *ef,
-    const cJSON *resp, size_t *nenv)
+/* The workload's environment in resp (NULL if none), after saying why
+ * it is the sidecar's own, or missing, when it is. */
+static const cJSON *
+workload_env(const struct intercept_args *a, const cJSON *resp)
 {
 	const cJSON *env = cJSON_GetObjectItemCaseSensitive(resp, "env");
 	const char *why = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(resp,
@@ -448,16 +497,25 @@ intercept_env(const struct intercept_args *a, struct kb_envfile *ef,
 	/* In-cluster the env comes from the pod spec; when it cannot, the
 	 * sidecar's own (not the app container's) stands, and we say why. */
 	if (why)
-		errorx("warning: the environment in %s is the sidecar's, not made from the pod "
-		    "spec: %s", a->envpath, why);
+		errorx("warning: the environment%s%s is the sidecar's, not made from the pod "
+		    "spec: %s", a->envpath ? " in " : "", a->envpath ? a->envpath : "", why);
 	if (!cJSON_IsObject(env)) {
-		errorx("kbridged reported no environment; %s has no "
-		    "variables", a->envpath);
-		env = NULL;
+		errorx("kbridged reported no environment: the workload's variables are "
+		    "missing");
+		return NULL;
 	}
-	if (kb_envfile_commit(ef, env, a->env_all, nenv) == -1) {
+	return env;
+}
+
+/* env into path, opened as ef (consumed), in syntax syn; 0, or -1 after a
+ * report. */
+static int
+write_env(const struct intercept_args *a, struct kb_envfile *ef, const char *path,
+    enum kb_env_syntax syn, const cJSON *env, size_t *nenv)
+{
+	if (kb_envfile_commit(ef, env, a->env_all, syn, nenv) == -1) {
 		errorx("cannot write %s: %s (the intercept is active; "
-		    "'kbridge leave %s%s%s' ends it)", a->envpath,
+		    "'kbridge leave %s%s%s' ends it)", path,
 		    strerror(errno), a->workload, a->ns ? " -n " : "",
 		    a->ns ? a->ns : "");
 		return -1;
@@ -465,28 +523,238 @@ intercept_env(const struct intercept_args *a, struct kb_envfile *ef,
 	return 0;
 }
 
-/* Ask kbridged, write the env file, make the preview URL, print: the exit
- * code. kube: what was done in Kubernetes (for --output json) or NULL. */
+/* The intercept made by body ends: 0, or -1 reported. */
+static int
+leave_workload(const cJSON *body)
+{
+	const char *ns = jstr(body, "namespace");
+	cJSON *req, *resp = NULL;
+	int r = -1;
+
+	interrupted = 0;
+	if ((req = cJSON_CreateObject()) == NULL ||
+	    cJSON_AddStringToObject(req, "workload", jstr(body, "workload")) == NULL ||
+	    (ns && cJSON_AddStringToObject(req, "namespace", ns) == NULL))
+		errorx("leave: out of memory");
+	else
+		r = call("leave", "POST", KB_API_LEAVE, req, &resp);
+	cJSON_Delete(req);
+	cJSON_Delete(resp);
+	return r;
+}
+
+static volatile pid_t child;
+
+/* SIGINT, SIGTERM, SIGHUP while CMD runs: CMD gets it, kbridge waits for
+ * CMD and then leaves. A terminal's Ctrl-C (sent by the kernel) reached
+ * CMD already, as it is in our process group. */
+static void
+forward_signal(int sig, siginfo_t *si, void *uc)
+{
+	(void)uc;
+	if (child > 0 && (si == NULL || si->si_code <= 0))
+		kill(child, sig);
+}
+
+/* Run -- CMD with the workload's environment over ours; its exit status
+ * (128 + the signal that killed it), or -1 reported. */
+static int
+run_cmd(const struct intercept_args *a, const cJSON *env)
+{
+	extern char **environ;
+	static const int sigs[] = { SIGINT, SIGTERM, SIGHUP };
+	struct sigaction sa;
+	sigset_t block, saved;
+	char **envp;
+	size_t i, n;
+	pid_t pid;
+	int status;
+
+	if ((envp = kb_env_merge(environ, env, a->env_all, &n)) == NULL) {
+		errorx("cannot make the environment of %s: %s", a->cmd[0], strerror(errno));
+		return -1;
+	}
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_sigaction = forward_signal;
+	sa.sa_flags = SA_SIGINFO | SA_RESTART;
+	sigemptyset(&sa.sa_mask);
+	sigemptyset(&block);
+	for (i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++) {
+		sigaddset(&block, sigs[i]);
+		sigaction(sigs[i], &sa, NULL);
+	}
+	sigprocmask(SIG_BLOCK, &block, &saved);
+	fflush(stdout);
+	fflush(stderr);
+	if ((pid = fork()) == -1) {
+		sigprocmask(SIG_SETMASK, &saved, NULL);
+		kb_env_free(envp);
+		errorx("cannot run %s: %s", a->cmd[0], strerror(errno));
+		return -1;
+	}
+	if (pid == 0) {
+		for (i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++)
+			signal(sigs[i], SIG_DFL);
+		sigprocmask(SIG_SETMASK, &saved, NULL);
+		/* Found through our PATH, not the workload's. */
+		execvpe(a->cmd[0], a->cmd, envp);
+		errorx("cannot run %s: %s", a->cmd[0], strerror(errno));
+		_exit(errno == ENOENT ? 127 : 126);
+	}
+	child = pid;
+	sigprocmask(SIG_SETMASK, &saved, NULL);
+	kb_env_free(envp);
+	while (waitpid(pid, &status, 0) == -1)
+		if (errno != EINTR) {
+			errorx("waiting for %s: %s", a->cmd[0], strerror(errno));
+			child = 0;
+			return -1;
+		}
+	child = 0;
+	if (WIFSIGNALED(status))
+		return 128 + WTERMSIG(status);
+	return WIFEXITED(status) ? WEXITSTATUS(status) : 1;
+}
+
+/* With -- CMD, stdout is CMD's: what intercept says goes to stderr. The
+ * saved stdout for stdout_back, or -1. */
+static int
+stdout_to_stderr(const struct intercept_args *a)
+{
+	int fd;
+
+	if (!a->cmd)
+		return -1;
+	fflush(stdout);
+	if ((fd = dup(STDOUT_FILENO)) != -1)
+		dup2(STDERR_FILENO, STDOUT_FILENO);
+	return fd;
+}
+
+static void
+stdout_back(int fd)
+{
+	fflush(stdout);
+	if (fd == -1)
+		return;
+	dup2(fd, STDOUT_FILENO);
+	close(fd);
+}
+
+static void
+print_run(const struct intercept_args *a, const cJSON *resp, const cJSON *pv,
+    size_t nenv, size_t njson)
+{
+	int fd = stdout_to_stderr(a);
+
+	if (a->out == OUT_JSON)
+		print_json(resp);
+	else {
+		print_intercept(resp, a->workload, a->ns, a->port, a->address, a->envpath,
+		    nenv);
+		if (a->envjson) {
+			put_in("  environment written to ", a->envjson, NULL);
+			printf(" (%zu variable%s, JSON)\n", njson, njson == 1 ? "" : "s");
+		}
+		if (pv)
+			print_preview(cJSON_GetObjectItemCaseSensitive(pv,
+			    "preview"));
+		if (a->cmd)
+			put_in("  running ", a->cmd[0], " with the workload's environment; "
+			    "the intercept ends when it does\n");
+	}
+	stdout_back(fd);
+}
+
+/* Does something accept connections on sa? 0 only if refused (or
+ * unreachable) at once; 1 when it does or cannot tell within a second. */
+static int
+listens(const struct sockaddr *sa, socklen_t len)
+{
+	struct pollfd p;
+	socklen_t elen = sizeof(int);
+	int fd, err = 0, r = 1;
+
+	/* No IPv6 here: nothing can listen on ::1. */
+	if ((fd = socket(sa->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0)) == -1)
+		return errno != EAFNOSUPPORT;
+	if (connect(fd, sa, len) == -1) {
+		if (errno != EINPROGRESS)
+			r = 0;
+		else {
+			p.fd = fd;
+			p.events = POLLOUT;
+			if (poll(&p, 1, 1000) == 1 &&
+			    getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &elen) == 0 && err != 0)
+				r = 0;
+		}
+	}
+	close(fd);
+	return r;
+}
+
+/* One line on stderr when nothing listens where the traffic goes: not an
+ * error, the app may start later. */
+static void
+warn_not_listening(const struct intercept_args *a)
+{
+	struct sockaddr_in sin = { .sin_family = AF_INET, .sin_port = htons(a->port),
+	    .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	struct sockaddr_in6 sin6 = { .sin6_family = AF_INET6, .sin6_port = htons(a->port),
+	    .sin6_addr = IN6ADDR_LOOPBACK_INIT };
+	struct sockaddr_storage ss;
+	socklen_t len;
+	char where[80];
+
+	if (!kb_api_address(a->address ? a->address : "localhost", (uint16_t)a->port, &ss, &len))
+		return;
+	if (ss.ss_family != AF_UNSPEC ? listens((struct sockaddr *)&ss, len) :
+	    listens((struct sockaddr *)&sin, sizeof(sin)) ||
+	    listens((struct sockaddr *)&sin6, sizeof(sin6)))
+		return;
+	host_port(where, sizeof(where), a->address, a->port);
+	fflush(stdout);
+	errorx("warning: nothing listens on %s%s yet: intercepted traffic fails until "
+	    "something does", where, ss.ss_family == AF_UNSPEC ? " (127.0.0.1 or ::1)" : "");
+}
+
+/* Ask kbridged, write the env files, make the preview URL, print, run
+ * CMD and leave: the exit code. kube: what was done in Kubernetes (for
+ * --output json) or NULL. */
 static int
 intercept_run(const struct intercept_args *a, const cJSON *body, const cJSON *kube)
 {
-	struct kb_envfile *ef = NULL;
+	struct kb_envfile *ef = NULL, *ej = NULL;
+	const cJSON *env;
 	cJSON *resp = NULL, *pv = NULL;
 	char err[1024];
-	size_t nenv = 0;
-	int ret = 1, written;
+	size_t nenv = 0, njson = 0;
+	int ret = 1, written, made = 0;
 
 	if (a->envpath && (ef = kb_envfile_open(a->envpath)) == NULL) {
 		errorx("cannot write %s: %s", a->envpath, strerror(errno));
+		return 1;
+	}
+	if (a->envjson && (ej = kb_envfile_open(a->envjson)) == NULL) {
+		errorx("cannot write %s: %s", a->envjson, strerror(errno));
+		kb_envfile_abort(ef);
 		return 1;
 	}
 	/* Ctrl-C must not leave the env file's temporary copy behind. */
 	catch_signals();
 	if (call("intercept", "POST", KB_API_INTERCEPT, body, &resp) == -1)
 		goto done;
+	made = 1;
+	env = ef || ej || a->cmd ? workload_env(a, resp) : NULL;
 	if (ef) {
-		written = intercept_env(a, ef, resp, &nenv);
+		written = write_env(a, ef, a->envpath, a->syntax, env, &nenv);
 		ef = NULL;
+		if (written == -1)
+			goto done;
+	}
+	if (ej) {
+		written = write_env(a, ej, a->envjson, KB_ENV_JSON, env, &njson);
+		ej = NULL;
 		if (written == -1)
 			goto done;
 	}
@@ -496,22 +764,23 @@ intercept_run(const struct intercept_args *a, const cJSON *body, const cJSON *ku
 		    cJSON_GetObjectItemCaseSensitive(pv, "preview"));
 	if (kube)
 		cJSON_AddItemReferenceToObject(resp, "kube", (cJSON *)kube);
-	if (a->out == OUT_JSON)
-		print_json(resp);
-	else {
-		print_intercept(resp, a->workload, a->ns, a->port, a->envpath,
-		    nenv);
-		if (pv)
-			print_preview(cJSON_GetObjectItemCaseSensitive(pv,
-			    "preview"));
-	}
+	print_run(a, resp, pv, nenv, njson);
+	/* With -- CMD, CMD is usually what will listen. */
+	if (!a->cmd)
+		warn_not_listening(a);
 	if (a->preview && !pv) {
 		preview_failed(resp, a->workload, a->ns, err);
 		goto done;
 	}
-	ret = 0;
+	ret = a->cmd ? run_cmd(a, env) : 0;
+	if (ret == -1)
+		ret = 1;
 done:
+	/* With -- CMD the intercept lasts as long as CMD runs, or not at all. */
+	if (a->cmd && made && leave_workload(body) == -1 && ret == 0)
+		ret = 1;
 	kb_envfile_abort(ef);
+	kb_envfile_abort(ej);
 	cJSON_Delete(resp);
 	cJSON_Delete(pv);
 	return ret;
@@ -611,8 +880,16 @@ cmd_intercept(int argc, char **argv)
 {
 	struct intercept_args a = { .out = OUT_TEXT };
 	cJSON *body, *kube;
-	int ret;
+	int i, ret;
 
+	/* -- CMD ARGS: the command; the options and WORKLOAD before it. */
+	for (i = 1; i < argc; i++)
+		if (!strcmp(argv[i], "--")) {
+			a.cmd = argv + i + 1;
+			argv[i] = NULL;
+			argc = i;
+			break;
+		}
 	if (!intercept_opts(argc, argv, &a, &ret))
 		return ret;
 	if (intercept_check(argc, argv, &a) == -1)

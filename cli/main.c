@@ -56,6 +56,7 @@ static int cmd_status(int, char **);
 static int cmd_quit(int, char **);
 static int cmd_version(int, char **);
 static int cmd_help(int, char **);
+static int cmd_completion(int, char **);
 int cmd_login(int, char **);	/* cli/identity.c */
 int cmd_port_forward(int, char **); /* cli/forward.c */
 
@@ -96,25 +97,35 @@ static const struct command commands[] = {
 	{ "status", cmd_status,
 	    "usage: kbridge status [--output text|json]\n"
 	    "\n"
-	    "Show the state of kbridged and of its session.\n"
+	    "Show the state of kbridged and of its session. Exits 0 when\n"
+	    "connected, 1 otherwise (not running, connecting, reconnecting,\n"
+	    "disconnected).\n"
 	    "\n"
 	    "  -o, --output FMT     text (default) or json\n"
 	    "  -h, --help           show this help\n",
 	    "show the daemon's and the session's state" },
 	{ "intercept", cmd_intercept,
 	    "usage: kbridge intercept WORKLOAD [-n NS] --port LOCAL[:SVCPORT]\n"
-	    "           [--http-header NAME=VALUE]... [--http-path-prefix PREFIX]\n"
-	    "           [--env-file FILE [--env-all]] [--preview-url [--preview-ttl DURATION]\n"
+	    "           [--address HOST] [--http-header NAME=VALUE]...\n"
+	    "           [--http-path-prefix PREFIX]\n"
+	    "           [--env-file FILE [--env-syntax docker|sh|json]] [--env-json FILE]\n"
+	    "           [--env-all] [--preview-url [--preview-ttl DURATION]\n"
 	    "           [--preview-host HOST]] [--wait-timeout DURATION]\n"
 	    "           [--service NAME] [--kubeconfig FILE] [--context NAME]\n"
-	    "           [--output text|json]\n"
+	    "           [--output text|json] [-- CMD [ARG]...]\n"
 	    "\n"
-	    "Send traffic of WORKLOAD to 127.0.0.1:LOCAL on this workstation:\n"
+	    "Send traffic of WORKLOAD to localhost:LOCAL on this workstation:\n"
 	    "the HTTP requests that carry every --http-header given (and whose\n"
 	    "path starts with PREFIX), or without those options all of its\n"
 	    "traffic. Requests carrying the header '" KB_INTERCEPT_HEADER ": ID'\n"
 	    "(ID is printed) come here too, within PREFIX if one is given.\n"
 	    "'kbridge leave WORKLOAD' ends it (the sidecar stays).\n"
+	    "\n"
+	    "With -- CMD, kbridge runs CMD with the workload's environment over\n"
+	    "yours (what --env-file writes) and ends the intercept when CMD ends\n"
+	    "(SIGINT, SIGTERM and SIGHUP are passed on to CMD; kbridge waits for\n"
+	    "it), exiting with CMD's status (128+N if signal N killed it). What\n"
+	    "intercept prints goes to stderr then.\n"
 	    "\n"
 	    "Connected through a kubeconfig, WORKLOAD is a Deployment, StatefulSet\n"
 	    "or ReplicaSet, or a Service that selects exactly one of them. The\n"
@@ -130,15 +141,25 @@ static const struct command commands[] = {
 	    "  -p, --port LOCAL[:SVCPORT]  local port that gets the traffic; SVCPORT\n"
 	    "                              the name or number of the Service's\n"
 	    "                              port, when it has several\n"
+	    "      --address HOST          where LOCAL listens: localhost (default:\n"
+	    "                              127.0.0.1, then ::1 as Node and Vite\n"
+	    "                              use) or an IPv4 or IPv6 address; a\n"
+	    "                              warning if nothing listens there yet\n"
+	    "                              (not with -- CMD)\n"
 	    "  -H, --http-header N=V       match requests whose header N is V;\n"
 	    "                              repeat to require several (at most 16)\n"
 	    "      --http-path-prefix P    match requests whose path starts with P\n"
 	    "  -e, --env-file FILE         write the workload's environment to FILE\n"
-	    "                              (mode 0600) for 'set -a; . FILE' or\n"
-	    "                              'docker run --env-file FILE'; leaves\n"
-	    "                              out what would take over your shell\n"
-	    "                              (PATH, HOME, LD_*, DYLD_*, SHELL, ...)\n"
-	    "      --env-all               write those too\n"
+	    "                              (mode 0600); leaves out what would take\n"
+	    "                              over your shell (PATH, HOME, LD_*,\n"
+	    "                              DYLD_*, SHELL, ...)\n"
+	    "      --env-syntax SYNTAX     docker (default: KEY=VALUE, the value as\n"
+	    "                              is, for 'docker run --env-file'), sh\n"
+	    "                              (KEY='VALUE', for 'set -a; . FILE') or\n"
+	    "                              json; a variable SYNTAX cannot hold is\n"
+	    "                              left out with an error line naming it\n"
+	    "      --env-json FILE         also write it to FILE as a JSON object\n"
+	    "      --env-all               write (or give CMD) those too\n"
 	    "      --preview-url           also make a preview URL that sends\n"
 	    "                              its requests here (see 'kbridge\n"
 	    "                              preview create --help')\n"
@@ -340,12 +361,23 @@ static const struct command commands[] = {
 	    "  -h, --help           show this help\n",
 	    "disconnect and stop kbridged" },
 	{ "version", cmd_version,
-	    "usage: kbridge version\n"
+	    "usage: kbridge version [--output text|json]\n"
 	    "\n"
 	    "Print the versions of kbridge and of a running kbridged.\n"
 	    "\n"
+	    "  -o, --output FMT     text (default) or json ({\"kbridge\": VERSION,\n"
+	    "                       \"kbridged\": {\"version\", \"pid\"} or null})\n"
 	    "  -h, --help           show this help\n",
 	    "print versions" },
+	{ "completion", cmd_completion,
+	    "usage: kbridge completion bash\n"
+	    "\n"
+	    "Print the bash completion script: commands, subcommands and\n"
+	    "options; installed as share/bash-completion/completions/kbridge.\n"
+	    "Try it with: source <(kbridge completion bash)\n"
+	    "\n"
+	    "  -h, --help           show this help\n",
+	    "print the bash completion script" },
 	{ "help", cmd_help,
 	    "usage: kbridge help [COMMAND [SUBCOMMAND]]\n",
 	    "show help for a command" },
@@ -643,7 +675,7 @@ since(const char *iso, char *buf, size_t len)
 	return buf;
 }
 
-/* "intercepts:      web.default -> 127.0.0.1:8080" and one more line each. */
+/* "intercepts:      web.default -> localhost:8080" and one more line each. */
 static void
 print_intercepts(const cJSON *a)
 {
@@ -656,7 +688,8 @@ print_intercepts(const cJSON *a)
 		put_in("", orelse(jstr(i, "workload"), "?"), ".");
 		put_in("", orelse(jstr(i, "namespace"), "?"), NULL);
 		if (jnum(i, "port", &port))
-			printf(" -> 127.0.0.1:%.0f", port);
+			printf(strchr(orelse(jstr(i, "address"), ""), ':') ? " -> [%s]:%.0f" :
+			    " -> %s:%.0f", orelse(jstr(i, "address"), "localhost"), port);
 		putchar('\n');
 		first = 0;
 	}
@@ -1097,7 +1130,7 @@ cmd_status(int argc, char **argv)
 			printf("{\"daemon\":null,\"state\":\"not running\"}\n");
 		else
 			printf("kbridged: not running\n");
-		return 0;
+		return 1;
 	}
 	if (rc != 0) {
 		errorx("status: %s", err);
@@ -1107,8 +1140,10 @@ cmd_status(int argc, char **argv)
 		print_json(resp);
 	else
 		print_status(resp);
+	/* For scripts: 0 only while connected. */
+	rc = jstr(resp, "state") && !strcmp(jstr(resp, "state"), "connected") ? 0 : 1;
 	cJSON_Delete(resp);
-	return 0;
+	return rc;
 }
 
 /* What quit ended at once on the manager: intercepts and their previews. */
@@ -1169,27 +1204,190 @@ static int
 cmd_version(int argc, char **argv)
 {
 	static const struct option opts[] = {
+		LONGOPT_OUTPUT,
 		LONGOPT_HELP,
 		LONGOPT_END
 	};
-	const cJSON *d;
-	cJSON *resp = NULL;
+	enum output out = OUT_TEXT;
+	const cJSON *d = NULL;
+	cJSON *resp = NULL, *j, *kd;
 	char err[256];
 	double pid;
-	int ret;
+	int ret, up;
 
-	if (!std_opts_only(argc, argv, ":h", opts, NULL, NULL, &ret))
+	if (!std_opts_only(argc, argv, ":o:h", opts, NULL, &out, &ret))
 		return ret;
-	printf("kbridge  %s\n", KB_VERSION);
-	if (call_ms("GET", KB_API_STATUS, NULL, 1000, &resp, err,
-	    sizeof(err)) == 0) {
-		d = cJSON_GetObjectItemCaseSensitive(resp, "daemon");
-		if (jnum(d, "pid", &pid))
+	ret = 0;
+	up = call_ms("GET", KB_API_STATUS, NULL, 1000, &resp, err, sizeof(err)) == 0 &&
+	    jnum(d = cJSON_GetObjectItemCaseSensitive(resp, "daemon"), "pid", &pid);
+	if (out == OUT_JSON) {
+		/* {"kbridge": VERSION, "kbridged": {"version", "pid"} or null} */
+		if ((j = cJSON_CreateObject()) == NULL ||
+		    cJSON_AddStringToObject(j, "kbridge", KB_VERSION) == NULL ||
+		    (up ? (kd = cJSON_AddObjectToObject(j, "kbridged")) == NULL ||
+		    cJSON_AddStringToObject(kd, "version", orelse(jstr(d, "version"), "?")) ==
+		    NULL || cJSON_AddNumberToObject(kd, "pid", pid) == NULL :
+		    cJSON_AddNullToObject(j, "kbridged") == NULL)) {
+			errorx("version: out of memory");
+			ret = 1;
+		} else
+			print_json(j);
+		cJSON_Delete(j);
+	} else {
+		printf("kbridge  %s\n", KB_VERSION);
+		if (up)
 			printf("kbridged %s (pid %.0f)\n",
 			    orelse(jstr(d, "version"), "?"), pid);
 	}
 	cJSON_Delete(resp);
-	return 0;
+	return ret;
+}
+
+/* --- kbridge completion bash --- */
+
+#define COMP_OPTS_MAX	64
+
+/* The long options of a usage text, from its synopsis (up to the first
+ * empty line) and its option lines ("  -n, --ns X", "      --a FILE, --b
+ * NAME  what they do"), each once, space-separated. */
+static void
+put_options(FILE *f, const char *usage)
+{
+	const char *opts[COMP_OPTS_MAX], *p, *end, *gap;
+	size_t n, nopts = 0, i, len[COMP_OPTS_MAX];
+	int synopsis = 1;
+
+	for (p = usage; *p; p = *end ? end + 1 : end) {
+		end = p + strcspn(p, "\n");
+		if (end == p)
+			synopsis = 0;
+		p += strspn(p, " ");
+		if (synopsis)
+			gap = end;
+		else if (*p != '-')
+			continue;
+		/* The option column ends where two spaces start the text. */
+		else if ((gap = strstr(p, "  ")) == NULL || gap > end)
+			gap = end;
+		for (; (p = strstr(p, "--")) != NULL && p < gap; p += 2 + n) {
+			n = strspn(p + 2, "abcdefghijklmnopqrstuvwxyz0123456789-");
+			for (i = 0; i < nopts && (len[i] != n || strncmp(opts[i], p + 2, n)); i++)
+				;
+			if (n == 0 || i < nopts || nopts == COMP_OPTS_MAX)
+				continue;
+			opts[nopts] = p + 2;
+			len[nopts++] = n;
+			fprintf(f, "%s--%.*s", nopts > 1 ? " " : "", (int)n, p + 2);
+		}
+	}
+}
+
+/* The bash completion script, made from the commands and their usage
+ * texts, so that it names every command and option there is. */
+static void
+put_bash_completion(FILE *f)
+{
+	const struct command *c;
+	size_t i, n;
+
+	fputs("# bash completion for kbridge (printed by 'kbridge completion bash')\n"
+	    "_kbridge()\n{\n"
+	    "\tlocal cur=${COMP_WORDS[COMP_CWORD]} i words=\n"
+	    "\tCOMPREPLY=()\n"
+	    "\t# After 'intercept ... --' comes a command of its own.\n"
+	    "\tfor ((i = 2; i < COMP_CWORD; i++)); do\n"
+	    "\t\tif [[ ${COMP_WORDS[i]} == -- ]]; then\n"
+	    "\t\t\t((i + 1 == COMP_CWORD)) && COMPREPLY=($(compgen -c -- \"$cur\"))\n"
+	    "\t\t\treturn 0\n"
+	    "\t\tfi\n"
+	    "\tdone\n"
+	    "\tif ((COMP_CWORD == 1)); then\n"
+	    "\t\tCOMPREPLY=($(compgen -W \"", f);
+	for (i = 0; i < NCOMMANDS; i++)
+		if (commands[i].run)
+			fprintf(f, "%s ", commands[i].name);
+	fputs("--help --version\" -- \"$cur\"))\n"
+	    "\t\treturn 0\n"
+	    "\tfi\n"
+	    "\tcase ${COMP_WORDS[1]} in\n", f);
+	for (i = 0; i < NCOMMANDS; i++) {
+		c = &commands[i];
+		if (c->run == NULL)
+			continue;
+		fprintf(f, "\t%s)\n", c->name);
+		if (c->run == cmd_help) {
+			fputs("\t\twords=\"", f);
+			for (n = 0; n < NCOMMANDS; n++)
+				if (commands[n].run)
+					fprintf(f, "%s ", commands[n].name);
+			fputs("\" ;;\n", f);
+			continue;
+		}
+		if (c->run == cmd_completion) {
+			fputs("\t\twords=\"bash\" ;;\n", f);
+			continue;
+		}
+		/* Subcommands ("preview create"): theirs after the second word. */
+		for (n = 0; n < NCOMMANDS; n++)
+			if (!strncmp(commands[n].name, c->name, strlen(c->name)) &&
+			    commands[n].name[strlen(c->name)] == ' ')
+				break;
+		if (n < NCOMMANDS) {
+			fputs("\t\tif ((COMP_CWORD == 2)); then\n\t\t\twords=\"", f);
+			for (n = 0; n < NCOMMANDS; n++)
+				if (!strncmp(commands[n].name, c->name, strlen(c->name)) &&
+				    commands[n].name[strlen(c->name)] == ' ')
+					fprintf(f, "%s ", commands[n].name + strlen(c->name) + 1);
+			fputs("--help\"\n\t\telse\n\t\t\tcase ${COMP_WORDS[2]} in\n", f);
+			for (n = 0; n < NCOMMANDS; n++)
+				if (!strncmp(commands[n].name, c->name, strlen(c->name)) &&
+				    commands[n].name[strlen(c->name)] == ' ') {
+					fprintf(f, "\t\t\t%s) words=\"",
+					    commands[n].name + strlen(c->name) + 1);
+					put_options(f, commands[n].usage);
+					fputs("\" ;;\n", f);
+				}
+			fputs("\t\t\tesac\n\t\tfi\n\t\t;;\n", f);
+			continue;
+		}
+		fputs("\t\twords=\"", f);
+		put_options(f, c->usage);
+		fputs("\" ;;\n", f);
+	}
+	fputs("\tesac\n"
+	    "\t# Options where one is begun, else what bash completes by default\n"
+	    "\t# (file names, as for --env-file and --profile).\n"
+	    "\tif [[ $cur == -* || ${COMP_WORDS[1]} == help ||\n"
+	    "\t    ${COMP_WORDS[1]} == completion ||\n"
+	    "\t    ( ${COMP_WORDS[1]} == preview && $COMP_CWORD == 2 ) ]]; then\n"
+	    "\t\tCOMPREPLY=($(compgen -W \"$words\" -- \"$cur\"))\n"
+	    "\tfi\n"
+	    "\treturn 0\n"
+	    "}\n"
+	    "complete -o default -F _kbridge kbridge\n", f);
+}
+
+static int
+cmd_completion(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		LONGOPT_HELP,
+		LONGOPT_END
+	};
+	int ch, ret;
+
+	while ((ch = next_opt(argc, argv, ":h", opts)) != -1)
+		if (!std_opt(ch, argv, NULL, NULL, &ret))
+			return ret;
+	if (optind >= argc || strcmp(argv[optind], "bash") != 0) {
+		errorx("completion: missing or unknown shell (only 'kbridge completion bash')");
+		return EXIT_USAGE;
+	}
+	optind++;
+	if (no_operands(argc, argv) == -1)
+		return EXIT_USAGE;
+	put_bash_completion(stdout);
+	return fflush(stdout) == EOF ? 1 : 0;
 }
 
 static int

@@ -28,6 +28,7 @@ struct local_icpt {
 	char id[KB_OPEN_REF_MAX + 1];
 	char workload[64], ns[64];
 	uint16_t port;
+	char address[64];	/* where the traffic goes: localhost or an IP */
 	char *spec;
 	struct kbd *d;
 	/* Making it again on a restarted manager: the next try, and how many. */
@@ -43,6 +44,7 @@ struct relay_ctx {
 	enum relay_kind kind;
 	char workload[64], ns[64];
 	uint16_t port;
+	char address[64];
 	char spec[];		/* intercept: the request, as JSON */
 };
 
@@ -92,6 +94,7 @@ local_add(const struct relay_ctx *r, const char *id)
 	snprintf(i->workload, sizeof(i->workload), "%s", r->workload);
 	snprintf(i->ns, sizeof(i->ns), "%s", r->ns);
 	i->port = r->port;
+	memcpy(i->address, r->address, sizeof(i->address));
 	i->spec = r->spec[0] ? strdup(r->spec) : NULL;
 	i->d = r->d;
 	i->next = r->d->icpts;
@@ -111,6 +114,7 @@ intercept_status(const struct kbd *d)
 		cJSON_AddStringToObject(o, "namespace", i->ns);
 		cJSON_AddStringToObject(o, "id", i->id);
 		cJSON_AddNumberToObject(o, "port", i->port);
+		cJSON_AddStringToObject(o, "address", i->address);
 		cJSON_AddItemToArray(a, o);
 	}
 	return a;
@@ -292,6 +296,9 @@ intercept_http(struct evhttp_request *req, void *arg)
 	    cJSON_GetObjectItemCaseSensitive(msg, "namespace")));
 	if ((v = cJSON_GetObjectItemCaseSensitive(msg, "port")) != NULL)
 		r->port = (uint16_t)v->valuedouble;
+	/* Checked (kb_api_address); ours, not the manager's. */
+	snprintf(r->address, sizeof(r->address), "%s", cJSON_IsString(v =
+	    cJSON_GetObjectItemCaseSensitive(body, "address")) ? v->valuestring : "localhost");
 	control_relay(d, req, msg, relayed, r);
 	msg = NULL;
 out:
@@ -302,26 +309,33 @@ out:
 /* --- delivering intercepted streams --- */
 
 /* The local port answered, or did not (say so in text), or the manager
- * reset the stream first (err < 0). arg: the port. */
+ * reset the stream first (err < 0). arg: where it was dialed, a string to
+ * free. */
 static void
 delivered(void *arg, struct kb_stream *st, int err, char *text, size_t textlen)
 {
 	char why[160];
 
 	(void)st;
-	if (err <= 0)
-		return;
-	snprintf(why, sizeof(why), "%s", text);
-	snprintf(text, textlen, "nothing answers on 127.0.0.1:%u on the intercepting "
-	    "workstation (%s)", (unsigned)(uintptr_t)arg, why);
-	log_info("intercepted request: %s", text);
+	if (err > 0) {
+		snprintf(why, sizeof(why), "%s", text);
+		snprintf(text, textlen, "nothing answers on %s on the intercepting "
+		    "workstation (%s)", (char *)arg, why);
+		log_info("intercepted request: %s", text);
+	}
+	free(arg);
 }
 
 void
 intercept_deliver(struct kbd *d, struct kb_stream *st, const struct kb_open *o)
 {
 	struct sockaddr_in sin = { .sin_family = AF_INET };
+	struct sockaddr_in6 sin6 = { .sin6_family = AF_INET6 };
+	struct sockaddr_storage ss;
 	struct local_icpt *i;
+	socklen_t len;
+	char *where;
+	int r;
 
 	for (i = d->icpts; i && strcmp(i->id, o->ref); i = i->next)
 		;
@@ -329,10 +343,26 @@ intercept_deliver(struct kbd *d, struct kb_stream *st, const struct kb_open *o)
 		kb_stream_reset(st, KB_RST_DENIED, "this workstation no longer has that intercept");
 		return;
 	}
-	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	sin.sin_port = htons(i->port);
-	kb_stream_dial(d->base, st, (struct sockaddr *)&sin, sizeof(sin), DELIVER_TIMEOUT_MS,
-	    delivered, (void *)(uintptr_t)i->port);
+	if (!kb_api_address(i->address, i->port, &ss, &len) ||
+	    asprintf(&where, strchr(i->address, ':') ? "[%s]:%u%s" : "%s:%u%s", i->address,
+	    (unsigned)i->port, ss.ss_family == AF_UNSPEC ? " (127.0.0.1 and ::1)" : "") == -1) {
+		kb_stream_reset(st, KB_RST_INTERNAL, "out of memory");
+		return;
+	}
+	if (ss.ss_family != AF_UNSPEC) {
+		r = kb_stream_dial(d->base, st, (struct sockaddr *)&ss, len, DELIVER_TIMEOUT_MS,
+		    delivered, where);
+	} else {
+		/* localhost: Node and Vite listen on ::1 only. */
+		sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+		sin.sin_port = htons(i->port);
+		sin6.sin6_addr = in6addr_loopback;
+		sin6.sin6_port = htons(i->port);
+		r = kb_stream_dial2(d->base, st, (struct sockaddr *)&sin, sizeof(sin),
+		    (struct sockaddr *)&sin6, sizeof(sin6), DELIVER_TIMEOUT_MS, delivered, where);
+	}
+	if (r == -1)
+		free(where);
 }
 
 void

@@ -2,6 +2,8 @@
  * to the manager only fields it has read and found well formed. */
 #include "api.h"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -9,7 +11,7 @@
 #include "util.h"
 
 enum ftype { T_STRING, T_NUMBER, T_BOOL, T_OBJECT, T_HEADERS, T_KUBE, T_CIDRS };
-enum fcheck { C_NONE, C_LABEL, C_PATH_PREFIX, C_HOST, C_TOKEN };
+enum fcheck { C_NONE, C_LABEL, C_PATH_PREFIX, C_HOST, C_TOKEN, C_ADDRESS };
 
 struct field {
 	const char *name;
@@ -36,6 +38,7 @@ static const struct field intercept_fields[] = {
 	{ "port", T_NUMBER, 1, 1, 65535, C_NONE },
 	{ "headers", T_HEADERS, 0, 0, 0, C_NONE },
 	{ "path_prefix", T_STRING, 0, 0, 0, C_PATH_PREFIX },
+	{ "address", T_STRING, 0, 0, 0, C_ADDRESS },
 	END
 };
 static const struct field leave_fields[] = {
@@ -132,6 +135,38 @@ kb_api_token(const char *s)
 }
 
 int
+kb_api_address(const char *s, uint16_t port, struct sockaddr_storage *sa, socklen_t *salen)
+{
+	struct sockaddr_in6 sin6 = { .sin6_family = AF_INET6, .sin6_port = htons(port) };
+	struct sockaddr_in sin = { .sin_family = AF_INET, .sin_port = htons(port) };
+	struct sockaddr_storage ss = { .ss_family = AF_UNSPEC };
+	socklen_t len = sizeof(ss);
+	uint32_t a;
+
+	if (!strcmp(s, "localhost")) {
+		;
+	} else if (inet_pton(AF_INET, s, &sin.sin_addr) == 1) {
+		a = ntohl(sin.sin_addr.s_addr);
+		if (a == INADDR_ANY || a == INADDR_BROADCAST || IN_MULTICAST(a))
+			return 0;
+		memcpy(&ss, &sin, sizeof(sin));
+		len = sizeof(sin);
+	} else if (inet_pton(AF_INET6, s, &sin6.sin6_addr) == 1) {
+		if (IN6_IS_ADDR_UNSPECIFIED(&sin6.sin6_addr) ||
+		    IN6_IS_ADDR_MULTICAST(&sin6.sin6_addr))
+			return 0;
+		memcpy(&ss, &sin6, sizeof(sin6));
+		len = sizeof(sin6);
+	} else
+		return 0;
+	if (sa) {
+		*sa = ss;
+		*salen = len;
+	}
+	return 1;
+}
+
+int
 kb_api_check_raw(const char *txt, size_t len, char *err, size_t errlen)
 {
 	size_t i;
@@ -171,6 +206,9 @@ check_string(const struct field *f, const char *s)
 		    "optional :port (at most 255 characters)";
 	case C_TOKEN:
 		return kb_api_token(s) ? NULL : "must be at most 64 lower-case letters and digits";
+	case C_ADDRESS:
+		return kb_api_address(s, 0, NULL, NULL) ? NULL : "must be localhost or an IPv4 "
+		    "or IPv6 address (not unspecified, multicast or broadcast)";
 	case C_NONE:
 		break;
 	}

@@ -5,7 +5,10 @@
 #ifndef KB_API_H
 #define KB_API_H
 
+#include <sys/socket.h>
+
 #include <stddef.h>
+#include <stdint.h>
 
 #include <cjson/cJSON.h>
 
@@ -56,5 +59,11 @@ int kb_api_header_value(const char *s);
 int kb_api_path_prefix(const char *s);
 int kb_api_host(const char *s);
 int kb_api_token(const char *s);
+/* Where the daemon delivers an intercept's traffic: "localhost" (127.0.0.1,
+ * then ::1) or an IPv4 or IPv6 address, not unspecified, multicast or
+ * broadcast. With sa non-NULL also the address (AF_UNSPEC for localhost)
+ * and port there. */
+int kb_api_address(const char *s, uint16_t port, struct sockaddr_storage *sa,
+    socklen_t *salen);
 
 #endif

@@ -112,6 +112,11 @@ struct stream_dial {
 	struct kb_dial *dial;
 	kb_stream_dial_fn done;
 	void *arg;
+	/* kb_stream_dial2: the address to try when the first one fails. */
+	struct event_base *base;
+	struct sockaddr_storage next;
+	socklen_t nextlen;
+	unsigned timeout_ms;
 };
 
 /* The peer reset the stream while we were still connecting. */
@@ -138,6 +143,15 @@ stream_dialed(int fd, int e, void *arg)
 	struct kb_stream *st = sd->st;
 	char text[160];
 
+	/* Refused or unreachable there: the other address (a timeout has
+	 * used up the time already). */
+	if (fd < 0 && sd->nextlen && e != ETIMEDOUT) {
+		sd->dial = kb_dial_start(sd->base, (struct sockaddr *)&sd->next, sd->nextlen,
+		    sd->timeout_ms, stream_dialed, sd);
+		sd->nextlen = 0;
+		if (sd->dial != NULL)
+			return;
+	}
 	kb_stream_set_cbs(st, NULL, NULL);
 	snprintf(text, sizeof(text), "%s", fd >= 0 ? "" : strerror(e));
 	sd->done(sd->arg, st, fd >= 0 ? 0 : e, text, sizeof(text));
@@ -152,6 +166,14 @@ int
 kb_stream_dial(struct event_base *base, struct kb_stream *st, const struct sockaddr *sa,
     socklen_t salen, unsigned timeout_ms, kb_stream_dial_fn done, void *arg)
 {
+	return kb_stream_dial2(base, st, sa, salen, NULL, 0, timeout_ms, done, arg);
+}
+
+int
+kb_stream_dial2(struct event_base *base, struct kb_stream *st, const struct sockaddr *sa,
+    socklen_t salen, const struct sockaddr *sa2, socklen_t salen2, unsigned timeout_ms,
+    kb_stream_dial_fn done, void *arg)
+{
 	struct stream_dial *sd;
 
 	if ((sd = calloc(1, sizeof(*sd))) == NULL) {
@@ -161,10 +183,15 @@ kb_stream_dial(struct event_base *base, struct kb_stream *st, const struct socka
 	sd->st = st;
 	sd->done = done;
 	sd->arg = arg;
-	if ((sd->dial = kb_dial_start(base, sa, salen, timeout_ms, stream_dialed, sd)) == NULL) {
-		stream_dialed(-1, errno, sd);
-		return 0;
+	sd->base = base;
+	sd->timeout_ms = timeout_ms;
+	if (sa2 && salen2 <= sizeof(sd->next)) {
+		memcpy(&sd->next, sa2, salen2);
+		sd->nextlen = salen2;
 	}
+	/* Ours before the dial: stream_dialed may go on to sa2 at once. */
 	kb_stream_set_cbs(st, &stream_dial_cbs, sd);
+	if ((sd->dial = kb_dial_start(base, sa, salen, timeout_ms, stream_dialed, sd)) == NULL)
+		stream_dialed(-1, errno, sd);
 	return 0;
 }

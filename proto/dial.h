@@ -40,5 +40,10 @@ typedef void (*kb_stream_dial_fn)(void *arg, struct kb_stream *st, int err, char
  * -1 if out of memory: st was reset (KB_RST_INTERNAL) and done is not told. */
 int kb_stream_dial(struct event_base *base, struct kb_stream *st, const struct sockaddr *sa,
     socklen_t salen, unsigned timeout_ms, kb_stream_dial_fn done, void *arg);
+/* kb_stream_dial, trying sa2 (unless NULL) when sa fails other than by
+ * timing out: done is told of the last try. */
+int kb_stream_dial2(struct event_base *base, struct kb_stream *st, const struct sockaddr *sa,
+    socklen_t salen, const struct sockaddr *sa2, socklen_t salen2, unsigned timeout_ms,
+    kb_stream_dial_fn done, void *arg);
 
 #endif

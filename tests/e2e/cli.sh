@@ -38,6 +38,9 @@ done
 expect 0 $kb help; grep -q '^usage: kbridge' "$tmp/out"
 expect 0 $kb help connect; grep -q -- '--profile' "$tmp/out"
 expect 0 $kb version; grep -q '^kbridge ' "$tmp/out"
+expect 0 $kb version -o json
+python3 -c 'import json,sys; j=json.load(open(sys.argv[1])); assert j["kbridged"] is None and j["kbridge"] and j["kbridge"] in sys.argv[2], j' "$tmp/out" "$($kb version)"
+expect 2 $kb version -o yaml; one_line
 
 expect 2 $kb; one_line
 expect 2 $kb frobnicate; one_line
@@ -58,9 +61,9 @@ grep -q 'no kubeconfig' "$tmp/err"; [[ ! -e $tmp/started ]]
 expect 2 $kb connect -p x --namespace Not_A_Label; one_line
 expect 2 $kb help frobnicate; one_line
 
-expect 0 $kb status
+expect 1 $kb status
 [[ $(cat "$tmp/out") == "kbridged: not running" ]]
-expect 0 $kb status --output json
+expect 1 $kb status --output json
 python3 -m json.tool "$tmp/out" > /dev/null
 grep -q '"not running"' "$tmp/out"
 expect 0 $kb quit

@@ -121,6 +121,38 @@ main(void)
 	ok(bad(KB_API_INTERCEPT, "{\"workload\":\"web\",\"port\":-1}", "port must be"));
 	ok(bad(KB_API_INTERCEPT, "{\"workload\":\"web\",\"port\":1e300}", "port must be"));
 	ok(bad(KB_API_INTERCEPT, "{\"workload\":\"web\"}", "port is missing"));
+	/* address: where the daemon delivers; localhost or an IP, nothing
+	 * it would have to resolve, nothing that is not one host. */
+	ok(good(KB_API_INTERCEPT, "{\"workload\":\"web\",\"port\":80,\"address\":\"localhost\"}"));
+	ok(good(KB_API_INTERCEPT, "{\"workload\":\"web\",\"port\":80,\"address\":\"::1\"}"));
+	ok(good(KB_API_INTERCEPT, "{\"workload\":\"web\",\"port\":80,\"address\":\"127.0.0.2\"}"));
+	ok(good(KB_API_INTERCEPT, "{\"workload\":\"web\",\"port\":80,\"address\":\"172.17.0.2\"}"));
+	ok(good(KB_API_INTERCEPT, "{\"workload\":\"web\",\"port\":80,\"address\":\"fd00::5\"}"));
+	ok(bad(KB_API_INTERCEPT, "{\"workload\":\"web\",\"port\":80,\"address\":\"0.0.0.0\"}",
+	    "address must be localhost or an IPv4 or IPv6 address"));
+	ok(bad(KB_API_INTERCEPT, "{\"workload\":\"web\",\"port\":80,\"address\":\"::\"}", "address"));
+	ok(bad(KB_API_INTERCEPT, "{\"workload\":\"web\",\"port\":80,\"address\":\"255.255.255.255\"}",
+	    "address"));
+	ok(bad(KB_API_INTERCEPT, "{\"workload\":\"web\",\"port\":80,\"address\":\"239.1.1.1\"}", "address"));
+	ok(bad(KB_API_INTERCEPT, "{\"workload\":\"web\",\"port\":80,\"address\":\"ff02::1\"}", "address"));
+	ok(bad(KB_API_INTERCEPT, "{\"workload\":\"web\",\"port\":80,\"address\":\"example.com\"}",
+	    "address"));
+	ok(bad(KB_API_INTERCEPT, "{\"workload\":\"web\",\"port\":80,\"address\":\"127.0.0.1:80\"}",
+	    "address"));
+	ok(bad(KB_API_INTERCEPT, "{\"workload\":\"web\",\"port\":80,\"address\":\"[::1]\"}", "address"));
+	ok(bad(KB_API_INTERCEPT, "{\"workload\":\"web\",\"port\":80,\"address\":\"\"}", "address"));
+	ok(bad(KB_API_INTERCEPT, "{\"workload\":\"web\",\"port\":80,\"address\":1}", "address"));
+	{
+		struct sockaddr_storage ss;
+		socklen_t len;
+
+		ok(kb_api_address("localhost", 80, &ss, &len) && ss.ss_family == AF_UNSPEC);
+		ok(kb_api_address("::1", 8080, &ss, &len) && ss.ss_family == AF_INET6 &&
+		    len == sizeof(struct sockaddr_in6) &&
+		    ntohs(((struct sockaddr_in6 *)&ss)->sin6_port) == 8080);
+		ok(kb_api_address("127.0.0.1", 443, &ss, &len) && ss.ss_family == AF_INET &&
+		    ((struct sockaddr_in *)&ss)->sin_addr.s_addr == htonl(INADDR_LOOPBACK));
+	}
 	ok(bad(KB_API_INTERCEPT, "{\"workload\":\"web\",\"port\":null}", "port is missing"));
 	ok(bad(KB_API_PREVIEW_CREATE, "{\"workload\":\"web\",\"service_port\":70000}",
 	    "service_port must be"));

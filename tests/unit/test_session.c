@@ -36,6 +36,7 @@
 #define PORT_DEFER 7    /* the responder answers later (or never) */
 #define PORT_HOLD 8     /* the responder never answers (many streams may) */
 #define PORT_KBDIAL 6   /* the responder dials 127.0.0.1:kbdial_port (kb_stream_dial) */
+#define PORT_KBDIAL2 5  /* 127.0.0.1:kbdial_port, then [::1]:kbdial_port (kb_stream_dial2) */
 
 static uint8_t *pool;   /* random bytes that streams carry */
 static int use_tcp;     /* local endpoints on TCP loopback instead of AF_UNIX */
@@ -396,6 +397,18 @@ s_on_open(struct kb_session *s, struct kb_stream *st, const struct kb_open *o, v
 		sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
 		sin.sin_port = htons(kbdial_port);
 		kb_stream_dial(base, st, (struct sockaddr *)&sin, sizeof(sin), 2000, kbdial_done, c);
+		return;
+	}
+	if (o->port == PORT_KBDIAL2) {
+		struct sockaddr_in sin = { .sin_family = AF_INET };
+		struct sockaddr_in6 sin6 = { .sin6_family = AF_INET6 };
+
+		sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+		sin.sin_port = htons(kbdial_port);
+		sin6.sin6_addr = in6addr_loopback;
+		sin6.sin6_port = htons(kbdial_port);
+		kb_stream_dial2(base, st, (struct sockaddr *)&sin, sizeof(sin),
+		    (struct sockaddr *)&sin6, sizeof(sin6), 2000, kbdial_done, c);
 		return;
 	}
 	if (o->port == PORT_DEFER) {
@@ -1119,6 +1132,42 @@ test_stream_dial(void)
 		for (i = 0; i < 4; i++)
 			close(fill[i]);
 		close(l);
+	}
+
+	printf("# kb_stream_dial2: 127.0.0.1 refuses, ::1 answers (a Node or Vite server)\n");
+	{
+		struct sockaddr_in6 sin6 = { .sin6_family = AF_INET6 };
+		struct tstream op4, op5;
+		int one = 1;
+
+		sin6.sin6_addr = in6addr_loopback;
+		len = sizeof(sin6);
+		l = socket(AF_INET6, SOCK_STREAM, 0);
+		ok(l >= 0 && setsockopt(l, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one)) == 0 &&
+		    bind(l, (struct sockaddr *)&sin6, sizeof(sin6)) == 0 && listen(l, 4) == 0 &&
+		    getsockname(l, (struct sockaddr *)&sin6, &len) == 0);
+		kbdial_port = ntohs(sin6.sin6_port);
+		tstream_init(&op4);
+		kbdial_told = 0;
+		ok(open_stream(&a, &op4, PORT_KBDIAL2) != NULL);
+		ok(run_until(pred_flag, &op4.accepted, 2000));
+		ok(kbdial_told == 1 && kbdial_err == 0 && !op4.closed);
+		fd = accept(l, NULL, NULL);
+		ok(fd >= 0);
+		if (fd >= 0)
+			close(fd);
+		ep_close(&op4.ep, 0);
+
+		printf("# kb_stream_dial2: both refuse: told once, refused\n");
+		close(l);
+		tstream_init(&op5);
+		kbdial_told = 0;
+		ok(open_stream(&a, &op5, PORT_KBDIAL2) != NULL);
+		ok(run_until(pred_flag, &op5.closed, 2000));
+		run_for(50);
+		ok(kbdial_told == 1 && kbdial_err == ECONNREFUSED && !op5.accepted &&
+		    op5.reason == KB_RST_REFUSED);
+		ep_close(&op5.ep, 0);
 	}
 	pair_free(&a, &b);
 }
