@@ -112,11 +112,22 @@ test_upgrade(void)
 	    "Sec-WebSocket-Protocol: v4.channel.k8s.io\r\n";
 	const char *noproto = "HTTP/1.1 101 Switching Protocols\r\nupgrade: WebSocket\r\n"
 	    "connection: keep-alive, Upgrade\r\nsec-websocket-accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n";
+	const char *tunnel = "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+	    "Connection: Upgrade\r\nSec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n"
+	    "Sec-WebSocket-Protocol: SPDY/3.1+portforward.k8s.io\r\n";
 	const char *body = "{\"kind\":\"Status\",\"message\":\"pods \\\"x\\\" is forbidden\\nsecond\"}";
+	int spdy = -1;
 
-	ok(upgrade_ok(good, key, err, sizeof(err)) == 0);
-	ok(upgrade_ok(bad, key, err, sizeof(err)) == -1 && strstr(err, "Sec-WebSocket-Accept") != NULL);
-	ok(upgrade_ok(noproto, key, err, sizeof(err)) == -1 && strstr(err, "did not choose") != NULL);
+	ok(upgrade_ok(good, key, 1, &spdy, err, sizeof(err)) == 0 && spdy == 0);
+	ok(upgrade_ok(good, key, 0, &spdy, err, sizeof(err)) == 0 && spdy == 0);
+	/* the tunnel when offered (and chosen); never when not offered */
+	ok(upgrade_ok(tunnel, key, 1, &spdy, err, sizeof(err)) == 0 && spdy == 1);
+	ok(upgrade_ok(tunnel, key, 0, &spdy, err, sizeof(err)) == -1 &&
+	    strstr(err, "did not choose v4.channel.k8s.io") != NULL);
+	ok(upgrade_ok(bad, key, 1, &spdy, err, sizeof(err)) == -1 &&
+	    strstr(err, "Sec-WebSocket-Accept") != NULL);
+	ok(upgrade_ok(noproto, key, 1, &spdy, err, sizeof(err)) == -1 &&
+	    strstr(err, "did not choose") != NULL);
 	http_error(403, "HTTP/1.1 403 Forbidden\r\n", body, strlen(body), err, sizeof(err));
 	ok(strcmp(err, "HTTP 403: pods \"x\" is forbidden second") == 0);
 	http_error(404, "HTTP/1.1 404 x\r\nTransfer-Encoding: chunked\r\n", "5\r\nnope!\r\n0\r\n",
