@@ -35,6 +35,8 @@
 #define WS_PROTOCOL_SPDY "SPDY/3.1+portforward.k8s.io"
 #define WS_GUID "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 #define CHUNK (32u << 10)   /* local bytes per data frame */
+#define SPDY_CHUNK (64u << 10) /* local bytes per SPDY DATA frame (fewer hand-offs in spdystream) */
+#define SPDY_RECV_WINDOW (8u << 20) /* ours, announced: WINDOW_UPDATE every 4 MiB */
 #define SENDBUF (64u << 10) /* one curl_easy_send attempt */
 #define RECVBUF (64u << 10)
 
@@ -201,6 +203,31 @@ ws_put_pre(struct evbuffer *out, int fin, int op, const void *pre, size_t prelen
 		memcpy(p + hl, pre, prelen);
 	if (len)
 		memcpy(p + hl + prelen, data, len);
+	ws_mask(p + hl, pl, key);
+	v.iov_len = hl + pl;
+	return evbuffer_commit_space(out, &v, 1);
+}
+
+/* Append one masked frame: pre, then len bytes taken from src (there). */
+static int
+ws_put_from(struct evbuffer *out, int op, const void *pre, size_t prelen, struct evbuffer *src,
+    size_t len)
+{
+	unsigned char h[14], key[4];
+	struct evbuffer_iovec v;
+	size_t hl, pl = len + prelen;
+	unsigned char *p;
+
+	if (RAND_bytes(key, sizeof(key)) != 1)
+		return -1;
+	hl = ws_header(h, 1, op, pl, key);
+	if (evbuffer_reserve_space(out, hl + pl, &v, 1) < 1)
+		return -1;
+	p = v.iov_base;
+	memcpy(p, h, hl);
+	memcpy(p + hl, pre, prelen);
+	if (evbuffer_remove(src, p + hl + prelen, len) != (int)len)
+		return -1;
 	ws_mask(p + hl, pl, key);
 	v.iov_len = hl + pl;
 	return evbuffer_commit_space(out, &v, 1);
@@ -573,30 +600,30 @@ static void
 local_pump(struct kb_pf *pf)
 {
 	struct evbuffer *in = bufferevent_get_input(pf->local);
-	unsigned char buf[CHUNK], h[KB_SPDY_HDR];
-	size_t want;
-	int n, r, blocked = 0;
+	unsigned char h[KB_SPDY_HDR], ch = CH_DATA;
+	size_t n;
+	int r, blocked = 0;
 
 	if (pf->st != PF_OPEN)
 		return;
-	while (evbuffer_get_length(in) && evbuffer_get_length(pf->wq) < KB_PF_BUF_MAX) {
-		want = sizeof(buf);
+	while ((n = evbuffer_get_length(in)) && evbuffer_get_length(pf->wq) < KB_PF_BUF_MAX) {
 		if (pf->spdy) {
 			/* after the data stream's reply, within its window */
+			if (n > SPDY_CHUNK)
+				n = SPDY_CHUNK;
 			if (!pf->replied[1] || pf->data_fin_sent ||
-			    (want = kb_spdy_flow_allowed(&pf->flow, want)) == 0) {
+			    (n = kb_spdy_flow_allowed(&pf->flow, n)) == 0) {
 				blocked = 1;
 				break;
 			}
+			kb_spdy_data_header(h, SID_DATA, 0, n);
+			kb_spdy_flow_sent(&pf->flow, n);
+			r = ws_put_from(pf->wq, OP_BIN, h, sizeof(h), in, n);
+		} else {
+			if (n > CHUNK)
+				n = CHUNK;
+			r = ws_put_from(pf->wq, OP_BIN, &ch, 1, in, n);
 		}
-		if ((n = evbuffer_remove(in, buf, want)) <= 0)
-			break;
-		if (pf->spdy) {
-			kb_spdy_data_header(h, SID_DATA, 0, (size_t)n);
-			kb_spdy_flow_sent(&pf->flow, (size_t)n);
-			r = ws_put_pre(pf->wq, 1, OP_BIN, h, sizeof(h), buf, (size_t)n);
-		} else
-			r = ws_put(pf->wq, 1, OP_BIN, CH_DATA, buf, (size_t)n);
 		if (r < 0) {
 			pf_fail(pf, "out of memory");
 			return;
@@ -705,6 +732,24 @@ on_channel(struct kb_pf *pf, int ch, const unsigned char *p, size_t n)
 	return 0;
 }
 
+/* The SPDY tunnel: binary messages (fragments fine), a byte stream of
+ * SPDY frames. 0, or -1 (failed). */
+static int
+tunnel_msg(struct kb_pf *pf, const struct ws_frame *f)
+{
+	if (f->op == OP_CONT && !pf->in_msg) {
+		pf_fail(pf, "websocket: continuation without a message");
+		return -1;
+	}
+	if (f->op == OP_TEXT || (f->op == OP_BIN && pf->in_msg)) {
+		pf_fail(pf, "websocket: %s in the SPDY tunnel",
+		    f->op == OP_TEXT ? "a text message" : "a new message inside a fragmented one");
+		return -1;
+	}
+	pf->in_msg = !f->fin;
+	return 0;
+}
+
 static int
 on_data_frame(struct kb_pf *pf, const struct ws_frame *f)
 {
@@ -716,12 +761,8 @@ on_data_frame(struct kb_pf *pf, const struct ws_frame *f)
 		return -1;
 	}
 	if (pf->spdy) {
-		/* the tunnel: binary messages, a byte stream of SPDY frames */
-		if (f->op == OP_TEXT) {
-			pf_fail(pf, "websocket: a text message in the SPDY tunnel");
+		if (tunnel_msg(pf, f) < 0)
 			return -1;
-		}
-		pf->in_msg = !f->fin;
 		if (n && evbuffer_add(pf->sq, p, n) < 0) {
 			pf_fail(pf, "out of memory");
 			return -1;
@@ -799,6 +840,18 @@ pf_parse(struct kb_pf *pf)
 		need = have < 14 ? have : 14;
 		b = evbuffer_pullup(pf->rq, (ssize_t)need);
 		r = ws_parse(b, need, 0, KB_PF_FRAME_MAX, &f, &need, err, sizeof(err));
+		if (r == 0 && need <= have && pf->spdy && f.op < OP_CLOSE) {
+			/* the tunnel's bytes move to the SPDY queue, uncopied */
+			if (tunnel_msg(pf, &f) < 0)
+				return;
+			evbuffer_drain(pf->rq, f.hdr);
+			if (evbuffer_remove_buffer(pf->rq, pf->sq, (size_t)f.len) != (int)f.len) {
+				pf_fail(pf, "out of memory");
+				return;
+			}
+			spdy_pump(pf);
+			continue;
+		}
 		if (r == 0 && need <= have) {
 			b = evbuffer_pullup(pf->rq, (ssize_t)need);
 			r = ws_parse(b, need, 0, KB_PF_FRAME_MAX, &f, &need, err, sizeof(err));
@@ -841,6 +894,7 @@ spdy_start(struct kb_pf *pf)
 	static const char *const names[] = { "streamtype", "port", "requestid" };
 	const char *vals[3];
 	unsigned char buf[512];
+	uint32_t id, win;
 	char port[8];
 	size_t n;
 	int i;
@@ -850,6 +904,12 @@ spdy_start(struct kb_pf *pf)
 		return -1;
 	}
 	kb_spdy_flow_init(&pf->flow);
+	/* our window: large (spdystream ignores it; we stop reading instead) */
+	id = KB_SPDY_SETTINGS_INITIAL_WINDOW;
+	win = SPDY_RECV_WINDOW;
+	pf->flow.recv_window = SPDY_RECV_WINDOW;
+	if (spdy_put(pf, buf, kb_spdy_settings(buf, sizeof(buf), &id, &win, 1), NULL, 0) < 0)
+		return -1;
 	snprintf(port, sizeof(port), "%d", pf->port);
 	vals[1] = port;
 	vals[2] = "0";
@@ -995,21 +1055,25 @@ spdy_control(struct kb_pf *pf, const struct kb_spdy_frame *f)
 	}
 }
 
+/* A DATA frame whose header (KB_SPDY_HDR bytes) and payload are at the
+ * front of sq: the payload moves to the local output uncopied (the data
+ * stream), to the error text, or away. */
 static int
-spdy_frame(struct kb_pf *pf, const struct kb_spdy_frame *f)
+spdy_data(struct kb_pf *pf, const struct kb_spdy_frame *f)
 {
 	unsigned char out[16];
+	char text[KB_PF_ERROR_MAX];
 	uint32_t d;
 	size_t k, n;
 
-	if (f->type != KB_SPDY_DATA)
-		return spdy_control(pf, f);
+	evbuffer_drain(pf->sq, KB_SPDY_HDR);
 	if (f->stream == SID_DATA) {
 		if (!pf->replied[1] || pf->fin_rcvd[1]) {
 			pf_fail(pf, "spdy: data outside the data stream's life");
 			return -1;
 		}
-		if (f->len && bufferevent_write(pf->local, f->data, f->len) < 0) {
+		if (f->len && evbuffer_remove_buffer(pf->sq, bufferevent_get_output(pf->local),
+		    f->len) != (int)f->len) {
 			pf_fail(pf, "out of memory");
 			return -1;
 		}
@@ -1019,11 +1083,15 @@ spdy_frame(struct kb_pf *pf, const struct kb_spdy_frame *f)
 		if ((d = kb_spdy_flow_consumed(&pf->flow, f->len)) != 0 &&
 		    spdy_put(pf, out, kb_spdy_window_update(out, SID_DATA, d), NULL, 0) < 0)
 			return -1;
-	} else if (f->stream == SID_ERROR && f->len) {
-		k = sizeof(pf->errtext) - 1 - pf->errlen;
-		n = f->len < k ? f->len : k;
-		one_line((const char *)f->data, n, pf->errtext + pf->errlen, n + 1);
-		pf->errlen = strlen(pf->errtext);
+	} else {
+		if (f->stream == SID_ERROR && f->len) {
+			k = sizeof(pf->errtext) - 1 - pf->errlen;
+			n = f->len < k ? f->len : k;
+			evbuffer_copyout(pf->sq, text, n);
+			one_line(text, n, pf->errtext + pf->errlen, n + 1);
+			pf->errlen = strlen(pf->errtext);
+		}
+		evbuffer_drain(pf->sq, f->len);
 	}
 	if ((f->flags & KB_SPDY_FLAG_FIN) && (f->stream == SID_ERROR || f->stream == SID_DATA))
 		spdy_fin(pf, f->stream == SID_DATA);
@@ -1048,6 +1116,11 @@ spdy_pump(struct kb_pf *pf)
 		n = have < KB_SPDY_HDR ? have : KB_SPDY_HDR;
 		b = evbuffer_pullup(pf->sq, (ssize_t)n);
 		r = kb_spdy_parse(pf->spdy, b, n, KB_PF_FRAME_MAX, &f, &need, err, sizeof(err));
+		if (r >= 0 && f.type == KB_SPDY_DATA && n == KB_SPDY_HDR && need <= have) {
+			if (spdy_data(pf, &f) != 0)
+				return;
+			continue;
+		}
 		if (r == 0 && need <= have && need > n) {
 			b = evbuffer_pullup(pf->sq, (ssize_t)need);
 			r = kb_spdy_parse(pf->spdy, b, need, KB_PF_FRAME_MAX, &f, &need, err,
@@ -1059,7 +1132,7 @@ spdy_pump(struct kb_pf *pf)
 		}
 		if (r == 0)
 			return;
-		r = spdy_frame(pf, &f);
+		r = spdy_control(pf, &f);
 		evbuffer_drain(pf->sq, need);
 		if (r != 0)
 			return;

@@ -431,6 +431,7 @@ kb_spdy_flow_init(struct kb_spdy_flow *w)
 	memset(w, 0, sizeof(*w));
 	w->send = KB_SPDY_WINDOW;
 	w->initial = KB_SPDY_WINDOW;
+	w->recv_window = KB_SPDY_WINDOW;
 }
 
 size_t
@@ -482,7 +483,7 @@ kb_spdy_flow_consumed(struct kb_spdy_flow *w, size_t n)
 	uint32_t d;
 
 	w->consumed += (uint32_t)n;
-	if (w->consumed < KB_SPDY_WINDOW / 2)
+	if (w->consumed < w->recv_window / 2)
 		return 0;
 	d = w->consumed;
 	w->consumed = 0;

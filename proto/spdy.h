@@ -15,7 +15,8 @@
  * stream's reader blocks the connection's frame loop). So the window is
  * kept but only enforced once the peer shows it does flow control (a
  * SETTINGS_INITIAL_WINDOW_SIZE or a WINDOW_UPDATE); what we consume is
- * acknowledged with WINDOW_UPDATE in steps of half the window.
+ * acknowledged with WINDOW_UPDATE in steps of half our window (which a
+ * client may announce larger than 64 KiB with SETTINGS).
  *
  * Pure: no I/O. Parsing refuses malformed frames with one line. */
 #ifndef KB_SPDY_H
@@ -106,6 +107,7 @@ struct kb_spdy_flow {
 	int enforced;           /* the peer does flow control */
 	uint32_t initial;       /* the peer's initial window */
 	uint32_t consumed;      /* received and consumed, not yet acknowledged */
+	uint32_t recv_window;   /* ours (KB_SPDY_WINDOW unless we announced another) */
 };
 
 void kb_spdy_flow_init(struct kb_spdy_flow *w);
@@ -117,7 +119,7 @@ int kb_spdy_flow_update(struct kb_spdy_flow *w, uint32_t delta);
 /* SETTINGS_INITIAL_WINDOW_SIZE: the window moves by the difference; 0 or -1. */
 int kb_spdy_flow_initial(struct kb_spdy_flow *w, uint32_t initial);
 /* n bytes received were consumed: the delta to acknowledge now (0: not
- * yet, below half our window). */
+ * yet, below half of recv_window). */
 uint32_t kb_spdy_flow_consumed(struct kb_spdy_flow *w, size_t n);
 
 #endif

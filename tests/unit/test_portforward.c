@@ -497,7 +497,7 @@ test_stream(void)
 	printf("# ok: err '%s' local '%s' server got '%s'\n", r.err, local, sv.got_data);
 	ok(strstr(sv.req, "GET /api/v1/namespaces/ns1/pods/pod1/portforward?ports=8443 HTTP/1.1\r\n") != NULL);
 	ok(strstr(sv.req, "\r\nAuthorization: Bearer tok-123\r\n") != NULL);
-	ok(strstr(sv.req, "\r\nSec-WebSocket-Protocol: v4.channel.k8s.io\r\n") != NULL);
+	ok(strstr(sv.req, "\r\nSec-WebSocket-Protocol: SPDY/3.1+portforward.k8s.io, v4.channel.k8s.io\r\n") != NULL);
 	ok(strstr(sv.req, "\r\nSec-WebSocket-Version: 13\r\n") != NULL);
 	ok(r.done == 1 && r.upgraded && r.err[0] == '\0');
 	ok(strcmp(local, "helloworld") == 0);
