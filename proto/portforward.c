@@ -35,7 +35,7 @@
 #define WS_PROTOCOL_SPDY "SPDY/3.1+portforward.k8s.io"
 #define WS_GUID "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 #define CHUNK (32u << 10)   /* local bytes per data frame */
-#define SPDY_CHUNK (64u << 10) /* local bytes per SPDY DATA frame (fewer hand-offs in spdystream) */
+#define SPDY_CHUNK (32u << 10) /* local bytes per SPDY DATA frame: Go allocates more than 32 KiB slowly, per frame (spdystream) */
 #define SPDY_RECV_WINDOW (8u << 20) /* ours, announced: WINDOW_UPDATE every 4 MiB */
 #define SENDBUF (64u << 10) /* one curl_easy_send attempt */
 #define RECVBUF (64u << 10)
