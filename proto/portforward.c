@@ -225,7 +225,8 @@ ws_put_from(struct evbuffer *out, int op, const void *pre, size_t prelen, struct
 		return -1;
 	p = v.iov_base;
 	memcpy(p, h, hl);
-	memcpy(p + hl, pre, prelen);
+	if (prelen)
+		memcpy(p + hl, pre, prelen);
 	if (evbuffer_remove(src, p + hl + prelen, len) != (int)len)
 		return -1;
 	ws_mask(p + hl, pl, key);
