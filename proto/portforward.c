@@ -434,6 +434,7 @@ struct kb_pf {
 	int fin_rcvd[2];         /* the peer's FIN (or reset) */
 	int data_fin_sent;
 	int err_fin_sent;
+	int pod_bytes;           /* the pod sent something */
 };
 
 #define SID_ERROR 1
@@ -565,13 +566,30 @@ pf_timer(struct kb_pf *pf, int ms)
 	evtimer_add(pf->timer, &tv);
 }
 
+/* The error to end with: the error channel's or stream's text. Over SPDY
+ * not once the local side ended after the pod answered: then it is how the
+ * pod's connection was torn down (a reset after our FIN), which v4 never
+ * showed (it closes the WebSocket at the local EOF). */
+static const char *
+pf_errtext(struct kb_pf *pf)
+{
+	if (pf->errlen == 0)
+		return NULL;
+	if (pf->spdy && pf->data_fin_sent && pf->pod_bytes) {
+		log_debug("portforward: %s/%s:%d: after the local EOF: %s", pf->ns, pf->pod,
+		    pf->port, pf->errtext);
+		return NULL;
+	}
+	return pf->errtext;
+}
+
 /* The local side's output is written: the pod's side closed, end. */
 static void
 pf_end_when_flushed(struct kb_pf *pf)
 {
 	if (evbuffer_get_length(bufferevent_get_output(pf->local)) == 0) {
 		shutdown(bufferevent_getfd(pf->local), SHUT_WR);
-		pf_end(pf, pf->errlen ? pf->errtext : NULL);
+		pf_end(pf, pf_errtext(pf));
 	}
 }
 
@@ -1080,6 +1098,7 @@ spdy_data(struct kb_pf *pf, const struct kb_spdy_frame *f)
 		}
 		if (f->len && pf->data_fin_sent && !pf->errlen)
 			pf_timer(pf, KB_PF_CLOSE_WAIT_MS); /* not idle */
+		pf->pod_bytes |= f->len > 0;
 		/* consumed (the local output is bounded): acknowledge */
 		if ((d = kb_spdy_flow_consumed(&pf->flow, f->len)) != 0 &&
 		    spdy_put(pf, out, kb_spdy_window_update(out, SID_DATA, d), NULL, 0) < 0)
@@ -1411,7 +1430,7 @@ on_timer(evutil_socket_t fd, short what, void *arg)
 	else if (pf->spdy && pf->st == PF_OPEN)
 		spdy_finish(pf);   /* one SPDY stream ended, the other did not follow */
 	else
-		pf_end(pf, pf->errlen ? pf->errtext : NULL); /* no answer to our close */
+		pf_end(pf, pf_errtext(pf)); /* no answer to our close */
 }
 
 /* ---- connecting: libcurl's multi interface, CONNECT_ONLY ---- */

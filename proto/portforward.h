@@ -13,6 +13,8 @@
  * err. SPDY half-closes: the local EOF is a FIN on the data stream, and the
  * pod's answer still comes until the pod's FIN, or until it has been idle
  * for KB_PF_CLOSE_WAIT_MS (a kubelet may never end a half-closed stream).
+ * The error stream's text after the local EOF, once the pod has answered,
+ * is how the pod's connection ended (a reset): not an error (debug log).
  *
  * v4.channel.k8s.io (the fallback: an API server without the tunnel passes
  * the WebSocket to the kubelet; or KB_PF_V4_ONLY): binary messages

@@ -354,9 +354,10 @@ serve_spdy(struct srv *sv, SSL *s, enum mode m)
 			}
 			sv->data_fin = (f.flags & KB_SPDY_FLAG_FIN) != 0;
 		}
+		/* and how the pod's connection ended after it: not an error */
 		ssp_data(&p, 3, 0, "late", 4);
 		ssp_data(&p, 3, KB_SPDY_FLAG_FIN, "", 0);
-		ssp_data(&p, 1, KB_SPDY_FLAG_FIN, "", 0);
+		ssp_data(&p, 1, KB_SPDY_FLAG_FIN, "read: connection reset by peer", 30);
 	}
 	/* the client's close (after the streams' end), answered */
 	while (ssp_next(&p, &f) == 0)
@@ -710,7 +711,8 @@ test_stream(void)
 	ok(r.done == 1 && r.upgraded && strcmp(r.err, "dial tcp: connection refused") == 0);
 	ok(sv.got_close && local[0] == '\0');
 
-	/* a half-close: the local EOF is a FIN; the answer after it arrives */
+	/* a half-close: the local EOF is a FIN; the answer after it arrives;
+	 * the pod's reset after that is no error */
 	sv.modes[0] = M_SPDY_EOF;
 	run(&sv, &r, local, sizeof(local));
 	ok(r.done == 1 && r.upgraded && r.err[0] == '\0');
