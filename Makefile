@@ -33,8 +33,9 @@ LIBS_EVENT = -levent_core -levent_extra -levent_openssl -lssl -lcrypto
 LIBS_AGENT = $(LIBS_EVENT) -lcares -lcjson -luring -lcurl -lnftables
 LIBS_SIDECAR = $(LIBS_EVENT) -lcares -lcjson -luring
 LIBS_DAEMON = $(LIBS_EVENT) -lcares -lcjson -lnftables
-LIBS_CLI   = -levent_core -lcurl -lcjson -lyaml -lssl -lcrypto
-LIBS_TEST  = $(LIBS_EVENT) -lcares -lcjson -lcurl -lnftables -luring -lyaml
+# -lz: SPDY header compression (proto/spdy.c, kbridge port-forward)
+LIBS_CLI   = -levent_core -lcurl -lcjson -lyaml -lssl -lcrypto -lz
+LIBS_TEST  = $(LIBS_EVENT) -lcares -lcjson -lcurl -lnftables -luring -lyaml -lz
 
 ifeq ($(V),1)
 Q =
@@ -167,7 +168,7 @@ FUZZ_AGENT  = $(call fobj,$(filter-out agent/main.c agent/manager.c agent/sideca
 	agent/resolver.c agent/preview.c agent/redirect.c,$(AGENT_SRC)))
 FUZZ_DAEMON = $(call fobj,$(filter-out daemon/main.c daemon/tunnel.c daemon/net.c daemon/tun.c \
 	daemon/firewall.c daemon/exec.c,$(DAEMON_SRC)))
-FUZZERS = frame http dns profile control api kubeconfig portforward webhook
+FUZZERS = frame http dns profile control api kubeconfig portforward webhook spdy
 
 $(FUZZ_OBJ)/%.o: %.c
 	@mkdir -p $(dir $@)
@@ -204,8 +205,10 @@ $(BUILD)/fuzz/fuzz_kubeconfig: $(call fobj,tests/fuzz/fuzz_kubeconfig.c proto/ut
 	$(call fuzz_link,-lyaml -lcjson -lcurl -lssl -lcrypto)
 
 $(BUILD)/fuzz/fuzz_portforward: $(call fobj,tests/fuzz/fuzz_portforward.c proto/kubeconfig.c proto/log.c \
-    proto/util.c)
+    proto/util.c proto/spdy.c)
 	$(call fuzz_link,$(LIBS_TEST))
+$(BUILD)/fuzz/fuzz_spdy: $(call fobj,tests/fuzz/fuzz_spdy.c)
+	$(call fuzz_link,-lz)
 
 $(BUILD)/fuzz/fuzz_webhook: $(call fobj,tests/fuzz/fuzz_webhook.c proto/util.c proto/log.c)
 	$(call fuzz_link,-lcjson -lssl -lcrypto)

@@ -2,7 +2,11 @@
  * through the API server's port-forward (proto/portforward.h), as the
  * kubeconfig's user. Each accepted connection looks the pod up again (the
  * manager's pod may have been replaced) and gets its own WebSocket stream;
- * at most KB_FORWARD_MAX_STREAMS at once, more are closed at once. */
+ * at most KB_FORWARD_MAX_STREAMS at once, more are closed at once.
+ *
+ * The transport (SPDY tunnelled in the WebSocket when the API server takes
+ * it, else v4.channel.k8s.io; KBRIDGE_PF_PROTOCOL=v4 offers only the
+ * latter) is logged on stderr once, and again when it changes. */
 #include <errno.h>
 #include <getopt.h>
 #include <netinet/in.h>
@@ -46,6 +50,8 @@ struct kb_forward {
 	char *ns, *service;
 	int port;
 	int streams;
+	int pf_flags;            /* KB_PF_V4_ONLY */
+	const char *transport;   /* the last one logged (KB_PF_SPDY, KB_PF_V4) */
 	LIST_HEAD(, stream) open;
 	struct evconnlistener *lis;
 };
@@ -62,6 +68,19 @@ on_stream_done(void *arg, int upgraded, const char *err)
 	if (err)
 		errorx("port-forward: %s/%s:%d: %s", f->ns, f->service, f->port, err);
 	free(s);
+}
+
+static void
+on_stream_open(void *arg, const char *transport)
+{
+	struct stream *s = arg;
+	struct kb_forward *f = s->f;
+
+	if (f->transport == transport)
+		return;
+	f->transport = transport;
+	errorx("port-forward: %s/%s:%d: transport %s%s", f->ns, f->service, f->port, transport,
+	    (f->pf_flags & KB_PF_V4_ONLY) ? " (KBRIDGE_PF_PROTOCOL=v4)" : "");
 }
 
 static void
@@ -100,6 +119,7 @@ on_accept(struct evconnlistener *lis, evutil_socket_t fd, struct sockaddr *sa, i
 		free(s);
 		return;
 	}
+	kb_pf_options(s->pf, f->pf_flags, on_stream_open);
 	LIST_INSERT_HEAD(&f->open, s, link);
 	f->streams++;
 }
@@ -109,6 +129,7 @@ kb_forward_start(struct event_base *base, struct kb_kubeconfig *kc, const char *
     const char *service, int port, int listen_fd, char *err, size_t errlen)
 {
 	struct kb_forward *f;
+	const char *e;
 
 	if ((f = calloc(1, sizeof(*f))) == NULL || (f->ns = strdup(ns)) == NULL ||
 	    (f->service = strdup(service)) == NULL) {
@@ -120,6 +141,14 @@ kb_forward_start(struct event_base *base, struct kb_kubeconfig *kc, const char *
 	f->base = base;
 	f->kc = kc;
 	f->port = port;
+	if ((e = getenv("KBRIDGE_PF_PROTOCOL")) != NULL && strcmp(e, "v4") == 0)
+		f->pf_flags |= KB_PF_V4_ONLY;
+	else if (e != NULL && *e != '\0' && strcmp(e, "auto") != 0) {
+		snprintf(err, errlen, "KBRIDGE_PF_PROTOCOL: '%.32s' is not v4 or auto", e);
+		close(listen_fd);
+		kb_forward_stop(f);
+		return NULL;
+	}
 	LIST_INIT(&f->open);
 	evutil_make_socket_nonblocking(listen_fd);
 	if ((f->lis = evconnlistener_new(base, on_accept, f, LEV_OPT_CLOSE_ON_FREE, -1,

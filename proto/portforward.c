@@ -1,7 +1,9 @@
 /* The API server's pod port-forward over WebSocket (see portforward.h):
  * RFC 6455 client framing, the upgrade request and its answer, libcurl's
  * CONNECT_ONLY connection driven by libevent, and the relay between the
- * local socket (a bufferevent) and the WebSocket's channel 0. */
+ * local socket (a bufferevent) and either the WebSocket's channel 0
+ * (v4.channel.k8s.io) or a SPDY data stream tunnelled in the WebSocket
+ * (SPDY/3.1+portforward.k8s.io, framing in spdy.c). */
 #include "portforward.h"
 
 #include <ctype.h>
@@ -26,11 +28,15 @@
 
 #include "kubeconfig.h"
 #include "log.h"
+#include "spdy.h"
 #include "util.h"
 
 #define WS_PROTOCOL "v4.channel.k8s.io"
+#define WS_PROTOCOL_SPDY "SPDY/3.1+portforward.k8s.io"
 #define WS_GUID "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 #define CHUNK (32u << 10)   /* local bytes per data frame */
+#define SPDY_CHUNK (32u << 10) /* local bytes per SPDY DATA frame: Go allocates more than 32 KiB slowly, per frame (spdystream) */
+#define SPDY_RECV_WINDOW (8u << 20) /* ours, announced: WINDOW_UPDATE every 4 MiB */
 #define SENDBUF (64u << 10) /* one curl_easy_send attempt */
 #define RECVBUF (64u << 10)
 
@@ -175,13 +181,15 @@ ws_header(unsigned char *h, int fin, int op, uint64_t len, const unsigned char *
 	return n;
 }
 
-/* Append one masked frame: prefix (0 or 1 byte, e.g. a channel) then data. */
+/* Append one masked frame: pre (prelen bytes: a channel, a SPDY frame
+ * header) then data. */
 static int
-ws_put(struct evbuffer *out, int fin, int op, int prefix, const void *data, size_t len)
+ws_put_pre(struct evbuffer *out, int fin, int op, const void *pre, size_t prelen,
+    const void *data, size_t len)
 {
 	unsigned char h[14], key[4];
 	struct evbuffer_iovec v;
-	size_t hl, pl = len + (prefix >= 0);
+	size_t hl, pl = len + prelen;
 	unsigned char *p;
 
 	if (RAND_bytes(key, sizeof(key)) != 1)
@@ -191,13 +199,48 @@ ws_put(struct evbuffer *out, int fin, int op, int prefix, const void *data, size
 		return -1;
 	p = v.iov_base;
 	memcpy(p, h, hl);
-	if (prefix >= 0)
-		p[hl] = (unsigned char)prefix;
+	if (prelen)
+		memcpy(p + hl, pre, prelen);
 	if (len)
-		memcpy(p + hl + (prefix >= 0), data, len);
+		memcpy(p + hl + prelen, data, len);
 	ws_mask(p + hl, pl, key);
 	v.iov_len = hl + pl;
 	return evbuffer_commit_space(out, &v, 1);
+}
+
+/* Append one masked frame: pre, then len bytes taken from src (there). */
+static int
+ws_put_from(struct evbuffer *out, int op, const void *pre, size_t prelen, struct evbuffer *src,
+    size_t len)
+{
+	unsigned char h[14], key[4];
+	struct evbuffer_iovec v;
+	size_t hl, pl = len + prelen;
+	unsigned char *p;
+
+	if (RAND_bytes(key, sizeof(key)) != 1)
+		return -1;
+	hl = ws_header(h, 1, op, pl, key);
+	if (evbuffer_reserve_space(out, hl + pl, &v, 1) < 1)
+		return -1;
+	p = v.iov_base;
+	memcpy(p, h, hl);
+	if (prelen)
+		memcpy(p + hl, pre, prelen);
+	if (evbuffer_remove(src, p + hl + prelen, len) != (int)len)
+		return -1;
+	ws_mask(p + hl, pl, key);
+	v.iov_len = hl + pl;
+	return evbuffer_commit_space(out, &v, 1);
+}
+
+/* Append one masked frame: prefix (a channel; -1: none) then data. */
+static int
+ws_put(struct evbuffer *out, int fin, int op, int prefix, const void *data, size_t len)
+{
+	unsigned char c = (unsigned char)prefix;
+
+	return ws_put_pre(out, fin, op, &c, prefix >= 0, data, len);
 }
 
 /* Sec-WebSocket-Accept for a key: base64(SHA1(key GUID)). */
@@ -304,9 +347,11 @@ http_error(int status, const char *hdr, const char *body, size_t blen, char *err
 		snprintf(err, errlen, "HTTP %d from the API server (no websocket upgrade)", status);
 }
 
-/* Check a 101 answer's headers: 0, or -1 with err. */
+/* Check a 101 answer's headers: 0, or -1 with err. *spdy: the server
+ * chose the SPDY tunnel (only when it was offered: spdy_offered). */
 static int
-upgrade_ok(const char *hdr, const char *key, char *err, size_t errlen)
+upgrade_ok(const char *hdr, const char *key, int spdy_offered, int *spdy, char *err,
+    size_t errlen)
 {
 	char v[256], want[29];
 
@@ -323,12 +368,14 @@ upgrade_ok(const char *hdr, const char *key, char *err, size_t errlen)
 		snprintf(err, errlen, "websocket upgrade: wrong Sec-WebSocket-Accept");
 		return -1;
 	}
+	*spdy = 0;
 	if (!http_header(hdr, "Sec-WebSocket-Protocol", v, sizeof(v)) ||
-	    strcmp(v, WS_PROTOCOL) != 0) {
+	    (strcmp(v, WS_PROTOCOL) != 0 && !(spdy_offered && strcmp(v, WS_PROTOCOL_SPDY) == 0))) {
 		snprintf(err, errlen, "websocket upgrade: the server did not choose %s",
-		    WS_PROTOCOL);
+		    spdy_offered ? WS_PROTOCOL_SPDY " or " WS_PROTOCOL : WS_PROTOCOL);
 		return -1;
 	}
+	*spdy = strcmp(v, WS_PROTOCOL_SPDY) == 0;
 	return 0;
 }
 
@@ -374,12 +421,32 @@ struct kb_pf {
 	struct event *finish_ev;
 	int upgraded;
 	char *err;               /* the reason given to done */
+
+	int flags;               /* KB_PF_V4_ONLY */
+	kb_pf_open_cb opened;
+
+	/* SPDY/3.1 tunnelled in the WebSocket (pf->spdy set): the error
+	 * stream (1) and the data stream (3) of request 0 */
+	struct kb_spdy *spdy;
+	struct evbuffer *sq;     /* SPDY bytes received, not parsed yet */
+	struct kb_spdy_flow flow; /* the data stream's windows */
+	int replied[2];          /* SYN_REPLY seen: error, data */
+	int fin_rcvd[2];         /* the peer's FIN (or reset) */
+	int data_fin_sent;
+	int err_fin_sent;
+	int pod_bytes;           /* the pod sent something */
 };
+
+#define SID_ERROR 1
+#define SID_DATA 3
 
 static void pf_fail(struct kb_pf *pf, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 static void pf_send(struct kb_pf *pf);
 static void pf_read(struct kb_pf *pf);
+static void spdy_local_eof(struct kb_pf *pf);
+static void spdy_pump(struct kb_pf *pf);
+static void spdy_finish(struct kb_pf *pf);
 static int pf_connect(struct kb_pf *pf, char *err, size_t errlen);
 
 static void
@@ -419,6 +486,9 @@ pf_free(struct kb_pf *pf)
 		evbuffer_free(pf->wq);
 	if (pf->rq)
 		evbuffer_free(pf->rq);
+	if (pf->sq)
+		evbuffer_free(pf->sq);
+	kb_spdy_free(pf->spdy);
 	if (pf->timer)
 		event_free(pf->timer);
 	if (pf->finish_ev)
@@ -434,6 +504,13 @@ kb_pf_close(struct kb_pf *pf)
 {
 	if (pf)
 		pf_free(pf);
+}
+
+void
+kb_pf_options(struct kb_pf *pf, int flags, kb_pf_open_cb opened)
+{
+	pf->flags = flags;
+	pf->opened = opened;
 }
 
 static void
@@ -489,13 +566,30 @@ pf_timer(struct kb_pf *pf, int ms)
 	evtimer_add(pf->timer, &tv);
 }
 
+/* The error to end with: the error channel's or stream's text. Over SPDY
+ * not once the local side ended after the pod answered: then it is how the
+ * pod's connection was torn down (a reset after our FIN), which v4 never
+ * showed (it closes the WebSocket at the local EOF). */
+static const char *
+pf_errtext(struct kb_pf *pf)
+{
+	if (pf->errlen == 0)
+		return NULL;
+	if (pf->spdy && pf->data_fin_sent && pf->pod_bytes) {
+		log_debug("portforward: %s/%s:%d: after the local EOF: %s", pf->ns, pf->pod,
+		    pf->port, pf->errtext);
+		return NULL;
+	}
+	return pf->errtext;
+}
+
 /* The local side's output is written: the pod's side closed, end. */
 static void
 pf_end_when_flushed(struct kb_pf *pf)
 {
 	if (evbuffer_get_length(bufferevent_get_output(pf->local)) == 0) {
 		shutdown(bufferevent_getfd(pf->local), SHUT_WR);
-		pf_end(pf, pf->errlen ? pf->errtext : NULL);
+		pf_end(pf, pf_errtext(pf));
 	}
 }
 
@@ -525,20 +619,36 @@ static void
 local_pump(struct kb_pf *pf)
 {
 	struct evbuffer *in = bufferevent_get_input(pf->local);
-	unsigned char buf[CHUNK];
-	int n;
+	unsigned char h[KB_SPDY_HDR], ch = CH_DATA;
+	size_t n;
+	int r, blocked = 0;
 
 	if (pf->st != PF_OPEN)
 		return;
-	while (evbuffer_get_length(in) && evbuffer_get_length(pf->wq) < KB_PF_BUF_MAX) {
-		if ((n = evbuffer_remove(in, buf, sizeof(buf))) <= 0)
-			break;
-		if (ws_put(pf->wq, 1, OP_BIN, CH_DATA, buf, (size_t)n) < 0) {
+	while ((n = evbuffer_get_length(in)) && evbuffer_get_length(pf->wq) < KB_PF_BUF_MAX) {
+		if (pf->spdy) {
+			/* after the data stream's reply, within its window */
+			if (n > SPDY_CHUNK)
+				n = SPDY_CHUNK;
+			if (!pf->replied[1] || pf->data_fin_sent ||
+			    (n = kb_spdy_flow_allowed(&pf->flow, n)) == 0) {
+				blocked = 1;
+				break;
+			}
+			kb_spdy_data_header(h, SID_DATA, 0, n);
+			kb_spdy_flow_sent(&pf->flow, n);
+			r = ws_put_from(pf->wq, OP_BIN, h, sizeof(h), in, n);
+		} else {
+			if (n > CHUNK)
+				n = CHUNK;
+			r = ws_put_from(pf->wq, OP_BIN, &ch, 1, in, n);
+		}
+		if (r < 0) {
 			pf_fail(pf, "out of memory");
 			return;
 		}
 	}
-	if (evbuffer_get_length(pf->wq) >= KB_PF_BUF_MAX)
+	if (blocked || evbuffer_get_length(pf->wq) >= KB_PF_BUF_MAX)
 		bufferevent_disable(pf->local, EV_READ);
 	pf_send(pf);
 }
@@ -549,8 +659,12 @@ static void
 local_eof_close(struct kb_pf *pf)
 {
 	if (pf->local_eof && pf->st == PF_OPEN &&
-	    evbuffer_get_length(bufferevent_get_input(pf->local)) == 0)
-		pf_close_ws(pf);
+	    evbuffer_get_length(bufferevent_get_input(pf->local)) == 0) {
+		if (pf->spdy)
+			spdy_local_eof(pf); /* a half-close: the pod's side goes on */
+		else
+			pf_close_ws(pf);
+	}
 }
 
 static void
@@ -585,7 +699,8 @@ on_local_event(struct bufferevent *bev, short what, void *arg)
 
 	(void)bev;
 	if (what & BEV_EVENT_EOF) {
-		/* No half-close in v4.channel.k8s.io: wait for the pod. */
+		/* v4.channel.k8s.io: no half-close, wait for the pod; SPDY:
+		 * a FIN on the data stream */
 		pf->local_eof = 1;
 		bufferevent_disable(pf->local, EV_READ);
 		local_pump(pf);
@@ -636,6 +751,24 @@ on_channel(struct kb_pf *pf, int ch, const unsigned char *p, size_t n)
 	return 0;
 }
 
+/* The SPDY tunnel: binary messages (fragments fine), a byte stream of
+ * SPDY frames. 0, or -1 (failed). */
+static int
+tunnel_msg(struct kb_pf *pf, const struct ws_frame *f)
+{
+	if (f->op == OP_CONT && !pf->in_msg) {
+		pf_fail(pf, "websocket: continuation without a message");
+		return -1;
+	}
+	if (f->op == OP_TEXT || (f->op == OP_BIN && pf->in_msg)) {
+		pf_fail(pf, "websocket: %s in the SPDY tunnel",
+		    f->op == OP_TEXT ? "a text message" : "a new message inside a fragmented one");
+		return -1;
+	}
+	pf->in_msg = !f->fin;
+	return 0;
+}
+
 static int
 on_data_frame(struct kb_pf *pf, const struct ws_frame *f)
 {
@@ -645,6 +778,16 @@ on_data_frame(struct kb_pf *pf, const struct ws_frame *f)
 	if (f->op == OP_CONT && !pf->in_msg) {
 		pf_fail(pf, "websocket: continuation without a message");
 		return -1;
+	}
+	if (pf->spdy) {
+		if (tunnel_msg(pf, f) < 0)
+			return -1;
+		if (n && evbuffer_add(pf->sq, p, n) < 0) {
+			pf_fail(pf, "out of memory");
+			return -1;
+		}
+		spdy_pump(pf);
+		return pf->st == PF_DONE ? -1 : 0;
 	}
 	if (f->op != OP_CONT) {
 		if (pf->in_msg) {
@@ -716,6 +859,18 @@ pf_parse(struct kb_pf *pf)
 		need = have < 14 ? have : 14;
 		b = evbuffer_pullup(pf->rq, (ssize_t)need);
 		r = ws_parse(b, need, 0, KB_PF_FRAME_MAX, &f, &need, err, sizeof(err));
+		if (r == 0 && need <= have && pf->spdy && f.op < OP_CLOSE) {
+			/* the tunnel's bytes move to the SPDY queue, uncopied */
+			if (tunnel_msg(pf, &f) < 0)
+				return;
+			evbuffer_drain(pf->rq, f.hdr);
+			if (evbuffer_remove_buffer(pf->rq, pf->sq, (size_t)f.len) != (int)f.len) {
+				pf_fail(pf, "out of memory");
+				return;
+			}
+			spdy_pump(pf);
+			continue;
+		}
 		if (r == 0 && need <= have) {
 			b = evbuffer_pullup(pf->rq, (ssize_t)need);
 			r = ws_parse(b, need, 0, KB_PF_FRAME_MAX, &f, &need, err, sizeof(err));
@@ -731,6 +886,278 @@ pf_parse(struct kb_pf *pf)
 		if (r != 0)
 			return;
 	}
+}
+
+/* ---- SPDY/3.1 in the WebSocket (the API server's tunnel) ---- */
+
+/* Queue one SPDY frame (hdr, then data) as one binary message; nothing
+ * once our close frame went. */
+static int
+spdy_put(struct kb_pf *pf, const unsigned char *hdr, size_t hl, const void *data, size_t len)
+{
+	if (pf->close_sent)
+		return 0;
+	if (ws_put_pre(pf->wq, 1, OP_BIN, hdr, hl, data, len) < 0) {
+		pf_fail(pf, "out of memory");
+		return -1;
+	}
+	return 0;
+}
+
+/* Open request 0's streams as client-go does: error, then data, the same
+ * headers but streamtype. Local bytes wait for the data stream's reply
+ * (spdystream drops data on a stream it has not answered yet). */
+static int
+spdy_start(struct kb_pf *pf)
+{
+	static const char *const names[] = { "streamtype", "port", "requestid" };
+	const char *vals[3];
+	unsigned char buf[512];
+	uint32_t id, win;
+	char port[8];
+	size_t n;
+	int i;
+
+	if ((pf->spdy = kb_spdy_new()) == NULL) {
+		pf_fail(pf, "out of memory (zlib)");
+		return -1;
+	}
+	kb_spdy_flow_init(&pf->flow);
+	/* our window: large (spdystream ignores it; we stop reading instead) */
+	id = KB_SPDY_SETTINGS_INITIAL_WINDOW;
+	win = SPDY_RECV_WINDOW;
+	pf->flow.recv_window = SPDY_RECV_WINDOW;
+	if (spdy_put(pf, buf, kb_spdy_settings(buf, sizeof(buf), &id, &win, 1), NULL, 0) < 0)
+		return -1;
+	snprintf(port, sizeof(port), "%d", pf->port);
+	vals[1] = port;
+	vals[2] = "0";
+	for (i = 0; i < 2; i++) {
+		vals[0] = i == 0 ? "error" : "data";
+		if ((n = kb_spdy_headers_frame(pf->spdy, buf, sizeof(buf), KB_SPDY_SYN_STREAM,
+		    i == 0 ? SID_ERROR : SID_DATA, 0, names, vals, 3)) == 0) {
+			pf_fail(pf, "spdy: cannot compress a header block");
+			return -1;
+		}
+		if (spdy_put(pf, buf, n, NULL, 0) < 0)
+			return -1;
+	}
+	pf_send(pf);
+	return 0;
+}
+
+/* An empty DATA frame with FIN: we send nothing more on stream sid. */
+static void
+spdy_send_fin(struct kb_pf *pf, uint32_t sid)
+{
+	unsigned char h[KB_SPDY_HDR];
+
+	kb_spdy_data_header(h, sid, KB_SPDY_FLAG_FIN, 0);
+	if (spdy_put(pf, h, sizeof(h), NULL, 0) == 0)
+		pf_send(pf);
+}
+
+/* The local side's EOF, all it sent framed: a FIN on the data stream.
+ * The pod's answer still comes, until it ends or is idle for
+ * KB_PF_CLOSE_WAIT_MS (kwok's kubelet, for one, never ends a stream the
+ * client half-closed: without this a closed connection would linger). */
+static void
+spdy_local_eof(struct kb_pf *pf)
+{
+	if (pf->data_fin_sent || !pf->replied[1] || pf->st != PF_OPEN)
+		return;
+	pf->data_fin_sent = 1;
+	pf_timer(pf, KB_PF_CLOSE_WAIT_MS);
+	spdy_send_fin(pf, SID_DATA);
+}
+
+/* The pod's side is over: what came goes to the local side, then our close
+ * frame (the API server ends the kubelet's SPDY connection). */
+static void
+spdy_finish(struct kb_pf *pf)
+{
+	if (pf->st != PF_OPEN)
+		return;
+	bufferevent_disable(pf->local, EV_READ);
+	bufferevent_setwatermark(pf->local, EV_WRITE, 0, 0);
+	pf_close_ws(pf);
+}
+
+/* Stream i (0: error, 1: data) ended from the peer's side. Done when the
+ * data stream ended and the error stream did or said something; else
+ * wait KB_PF_CLOSE_WAIT_MS for the other. */
+static void
+spdy_fin(struct kb_pf *pf, int i)
+{
+	pf->fin_rcvd[i] = 1;
+	if (pf->fin_rcvd[1] && (pf->fin_rcvd[0] || pf->errlen))
+		spdy_finish(pf);
+	else if (pf->fin_rcvd[1] || pf->errlen)
+		pf_timer(pf, KB_PF_CLOSE_WAIT_MS);
+}
+
+static int
+spdy_control(struct kb_pf *pf, const struct kb_spdy_frame *f)
+{
+	unsigned char out[16];
+	uint32_t i, id, v;
+	int fl;
+
+	switch (f->type) {
+	case KB_SPDY_SYN_REPLY:
+		if (f->stream == SID_ERROR && !pf->replied[0]) {
+			pf->replied[0] = 1;
+			pf->err_fin_sent = 1; /* we never write on it */
+			spdy_send_fin(pf, SID_ERROR);
+		} else if (f->stream == SID_DATA && !pf->replied[1]) {
+			pf->replied[1] = 1;
+			bufferevent_enable(pf->local, EV_READ | EV_WRITE);
+			local_pump(pf);
+			local_eof_close(pf);
+		}
+		if ((f->flags & KB_SPDY_FLAG_FIN) && (f->stream == SID_ERROR || f->stream == SID_DATA))
+			spdy_fin(pf, f->stream == SID_DATA);
+		return 0;
+	case KB_SPDY_HEADERS:
+		if ((f->flags & KB_SPDY_FLAG_FIN) && (f->stream == SID_ERROR || f->stream == SID_DATA))
+			spdy_fin(pf, f->stream == SID_DATA);
+		return 0;
+	case KB_SPDY_RST_STREAM:
+		if (f->stream != SID_ERROR && f->stream != SID_DATA)
+			return 0;
+		if (!pf->fin_rcvd[f->stream == SID_DATA] && pf->errlen == 0)
+			pf->errlen = (size_t)snprintf(pf->errtext, sizeof(pf->errtext),
+			    "spdy: the server reset the %s stream (status %u)",
+			    f->stream == SID_DATA ? "data" : "error", f->value);
+		spdy_fin(pf, f->stream == SID_DATA);
+		return 0;
+	case KB_SPDY_SETTINGS:
+		for (i = 0; i < f->nsettings; i++) {
+			kb_spdy_setting(f, i, &id, &fl, &v);
+			if (id == KB_SPDY_SETTINGS_INITIAL_WINDOW &&
+			    kb_spdy_flow_initial(&pf->flow, v) < 0) {
+				pf_fail(pf, "spdy: initial window of %u bytes", v);
+				return -1;
+			}
+		}
+		pf_send(pf); /* the window may have opened */
+		return 0;
+	case KB_SPDY_WINDOW_UPDATE:
+		if (f->stream != SID_DATA)
+			return 0; /* the session's (3.1) or another stream's: not kept */
+		if (kb_spdy_flow_update(&pf->flow, f->value) < 0) {
+			pf_fail(pf, "spdy: bad window update (%u)", f->value);
+			return -1;
+		}
+		pf_send(pf);
+		return 0;
+	case KB_SPDY_PING:
+		/* the server's pings have even ids; ours (none) odd */
+		if ((f->value & 1) == 0 && spdy_put(pf, out, kb_spdy_ping(out, f->value), NULL,
+		    0) == 0)
+			pf_send(pf);
+		return 0;
+	case KB_SPDY_GOAWAY:
+		if (f->stream < SID_DATA && !pf->fin_rcvd[1]) {
+			pf_fail(pf, "spdy: the server went away (GOAWAY, status %u)", f->value);
+			return -1;
+		}
+		return 0;
+	case KB_SPDY_SYN_STREAM:
+		/* no pushed streams in port-forward */
+		if (spdy_put(pf, out, kb_spdy_rst_stream(out, f->stream, KB_SPDY_REFUSED_STREAM),
+		    NULL, 0) == 0)
+			pf_send(pf);
+		return 0;
+	default:
+		return 0; /* unknown control frames are ignored */
+	}
+}
+
+/* A DATA frame whose header (KB_SPDY_HDR bytes) and payload are at the
+ * front of sq: the payload moves to the local output uncopied (the data
+ * stream), to the error text, or away. */
+static int
+spdy_data(struct kb_pf *pf, const struct kb_spdy_frame *f)
+{
+	unsigned char out[16];
+	char text[KB_PF_ERROR_MAX];
+	uint32_t d;
+	size_t k, n;
+
+	evbuffer_drain(pf->sq, KB_SPDY_HDR);
+	if (f->stream == SID_DATA) {
+		if (!pf->replied[1] || pf->fin_rcvd[1]) {
+			pf_fail(pf, "spdy: data outside the data stream's life");
+			return -1;
+		}
+		if (f->len && evbuffer_remove_buffer(pf->sq, bufferevent_get_output(pf->local),
+		    f->len) != (int)f->len) {
+			pf_fail(pf, "out of memory");
+			return -1;
+		}
+		if (f->len && pf->data_fin_sent && !pf->errlen)
+			pf_timer(pf, KB_PF_CLOSE_WAIT_MS); /* not idle */
+		pf->pod_bytes |= f->len > 0;
+		/* consumed (the local output is bounded): acknowledge */
+		if ((d = kb_spdy_flow_consumed(&pf->flow, f->len)) != 0 &&
+		    spdy_put(pf, out, kb_spdy_window_update(out, SID_DATA, d), NULL, 0) < 0)
+			return -1;
+	} else {
+		if (f->stream == SID_ERROR && f->len) {
+			k = sizeof(pf->errtext) - 1 - pf->errlen;
+			n = f->len < k ? f->len : k;
+			evbuffer_copyout(pf->sq, text, n);
+			one_line(text, n, pf->errtext + pf->errlen, n + 1);
+			pf->errlen = strlen(pf->errtext);
+		}
+		evbuffer_drain(pf->sq, f->len);
+	}
+	if ((f->flags & KB_SPDY_FLAG_FIN) && (f->stream == SID_ERROR || f->stream == SID_DATA))
+		spdy_fin(pf, f->stream == SID_DATA);
+	return 0;
+}
+
+/* Parse the SPDY frames received while the local output has room (the
+ * rest waits: pf_read comes back here first). */
+static void
+spdy_pump(struct kb_pf *pf)
+{
+	struct kb_spdy_frame f;
+	unsigned char *b;
+	size_t have, need, n;
+	char err[200];
+	int r;
+
+	while ((pf->st == PF_OPEN || pf->st == PF_CLOSING) &&
+	    (have = evbuffer_get_length(pf->sq)) > 0) {
+		if (evbuffer_get_length(bufferevent_get_output(pf->local)) >= KB_PF_BUF_MAX)
+			return;
+		n = have < KB_SPDY_HDR ? have : KB_SPDY_HDR;
+		b = evbuffer_pullup(pf->sq, (ssize_t)n);
+		r = kb_spdy_parse(pf->spdy, b, n, KB_PF_FRAME_MAX, &f, &need, err, sizeof(err));
+		if (r >= 0 && f.type == KB_SPDY_DATA && n == KB_SPDY_HDR && need <= have) {
+			if (spdy_data(pf, &f) != 0)
+				return;
+			continue;
+		}
+		if (r == 0 && need <= have && need > n) {
+			b = evbuffer_pullup(pf->sq, (ssize_t)need);
+			r = kb_spdy_parse(pf->spdy, b, need, KB_PF_FRAME_MAX, &f, &need, err,
+			    sizeof(err));
+		}
+		if (r < 0) {
+			pf_fail(pf, "%s", err);
+			return;
+		}
+		if (r == 0)
+			return;
+		r = spdy_control(pf, &f);
+		evbuffer_drain(pf->sq, need);
+		if (r != 0)
+			return;
+	}
+	pf_send(pf);
 }
 
 /* ---- the connection: send and receive through libcurl ---- */
@@ -777,7 +1204,8 @@ static void
 pf_refill(struct kb_pf *pf)
 {
 	if (pf->st != PF_OPEN || pf->local == NULL || pf->close_rcvd ||
-	    evbuffer_get_length(pf->wq) >= KB_PF_BUF_MAX / 2)
+	    evbuffer_get_length(pf->wq) >= KB_PF_BUF_MAX / 2 ||
+	    (pf->spdy && (!pf->replied[1] || pf->data_fin_sent)))
 		return;
 	if (pf->local_eof) {
 		if (evbuffer_get_length(bufferevent_get_input(pf->local)))
@@ -830,7 +1258,7 @@ pf_answer(struct kb_pf *pf)
 	size_t have = evbuffer_get_length(pf->rq), hl, blen;
 	struct evbuffer_ptr e;
 	char *hdr, *body, cl[32], err[600];
-	int status = 0;
+	int status = 0, spdy;
 	long clen = -1;
 
 	e = evbuffer_search(pf->rq, "\r\n\r\n", 4, NULL);
@@ -854,7 +1282,8 @@ pf_answer(struct kb_pf *pf)
 		return 1;
 	}
 	if (status == 101) {
-		if (upgrade_ok(hdr, pf->key, err, sizeof(err)) < 0) {
+		if (upgrade_ok(hdr, pf->key, !(pf->flags & KB_PF_V4_ONLY), &spdy, err,
+		    sizeof(err)) < 0) {
 			free(hdr);
 			pf_fail(pf, "%s", err);
 			return 1;
@@ -864,9 +1293,19 @@ pf_answer(struct kb_pf *pf)
 		pf->st = PF_OPEN;
 		pf->upgraded = 1;
 		evtimer_del(pf->timer);
-		log_debug("portforward: %s/%s:%d: open", pf->ns, pf->pod, pf->port);
-		bufferevent_enable(pf->local, EV_READ | EV_WRITE);
-		local_pump(pf);
+		log_debug("portforward: %s/%s:%d: open (%s)", pf->ns, pf->pod, pf->port,
+		    spdy ? KB_PF_SPDY : KB_PF_V4);
+		if (pf->opened)
+			pf->opened(pf->arg, spdy ? KB_PF_SPDY : KB_PF_V4);
+		if (spdy) {
+			/* the local side is read once the data stream is answered */
+			if (spdy_start(pf) < 0)
+				return 1;
+			bufferevent_enable(pf->local, EV_WRITE);
+		} else {
+			bufferevent_enable(pf->local, EV_READ | EV_WRITE);
+			local_pump(pf);
+		}
 		pf_parse(pf);
 		return 1;
 	}
@@ -910,8 +1349,11 @@ pf_read(struct kb_pf *pf)
 	CURLcode cc;
 	int eof = 0, r;
 
+	if (pf->spdy)
+		spdy_pump(pf); /* what waited for the local output to drain */
 	while (pf->st == PF_UPGRADE || pf->st == PF_OPEN || pf->st == PF_CLOSING) {
 		if (pf->st != PF_UPGRADE && (evbuffer_get_length(pf->rq) >= KB_PF_FRAME_MAX + 14 ||
+		    evbuffer_get_length(pf->sq) >= KB_PF_FRAME_MAX + KB_SPDY_HDR ||
 		    evbuffer_get_length(bufferevent_get_output(pf->local)) >= KB_PF_BUF_MAX)) {
 			pf->rpaused = 1;
 			event_del(pf->rev);
@@ -985,8 +1427,10 @@ on_timer(evutil_socket_t fd, short what, void *arg)
 	if (pf->st < PF_OPEN)
 		pf_fail(pf, "port-forward to %s/%s:%d: no answer from the API server in %d s",
 		    pf->ns, pf->pod, pf->port, KB_PF_HANDSHAKE_MS / 1000);
+	else if (pf->spdy && pf->st == PF_OPEN)
+		spdy_finish(pf);   /* one SPDY stream ended, the other did not follow */
 	else
-		pf_end(pf, NULL);  /* the server did not answer our close */
+		pf_end(pf, pf_errtext(pf)); /* no answer to our close */
 }
 
 /* ---- connecting: libcurl's multi interface, CONNECT_ONLY ---- */
@@ -1023,11 +1467,12 @@ pf_connected(struct kb_pf *pf)
 		    "Connection: Upgrade\r\n"
 		    "Sec-WebSocket-Key: %s\r\n"
 		    "Sec-WebSocket-Version: 13\r\n"
-		    "Sec-WebSocket-Protocol: " WS_PROTOCOL "\r\n"
+		    "Sec-WebSocket-Protocol: %s\r\n"
 		    "%s%s%s"
 		    "\r\n",
 		    strcmp(path, "/") == 0 ? "" : path, pf->ns, pf->pod, pf->port, host,
 		    port ? ":" : "", port ? port : "", pf->key,
+		    (pf->flags & KB_PF_V4_ONLY) ? WS_PROTOCOL : WS_PROTOCOL_SPDY ", " WS_PROTOCOL,
 		    tok ? "Authorization: Bearer " : "", tok ? tok : "", tok ? "\r\n" : "");
 	}
 	curl_free(host);
@@ -1246,6 +1691,7 @@ kb_pf_open(struct event_base *base, struct kb_kubeconfig *kc, const char *ns, co
 	}
 	if ((pf->ns = strdup(ns)) == NULL || (pf->pod = strdup(pod)) == NULL ||
 	    (pf->wq = evbuffer_new()) == NULL || (pf->rq = evbuffer_new()) == NULL ||
+	    (pf->sq = evbuffer_new()) == NULL ||
 	    (pf->multi = curl_multi_init()) == NULL ||
 	    (pf->mtimer = evtimer_new(base, on_mtimer, pf)) == NULL ||
 	    (pf->timer = evtimer_new(base, on_timer, pf)) == NULL ||

@@ -3,7 +3,21 @@
  * port-forward` does, for one TCP connection.
  *
  * GET /api/v1/namespaces/NS/pods/POD/portforward?ports=PORT upgraded to
- * WebSocket with the kubelet's protocol v4.channel.k8s.io: binary messages
+ * WebSocket. Two subprotocols are offered, the API server picks:
+ *
+ * SPDY/3.1+portforward.k8s.io (KEP-4006, what kubectl 1.30+ asks for): the
+ * API server ends the WebSocket itself and relays its binary messages, a
+ * byte stream, to the kubelet's SPDY/3.1 port-forward (spdy.h). Per
+ * connection an error stream and a data stream (headers streamtype, port,
+ * requestid), opened as client-go does; the error stream's text becomes
+ * err. SPDY half-closes: the local EOF is a FIN on the data stream, and the
+ * pod's answer still comes until the pod's FIN, or until it has been idle
+ * for KB_PF_CLOSE_WAIT_MS (a kubelet may never end a half-closed stream).
+ * The error stream's text after the local EOF, once the pod has answered,
+ * is how the pod's connection ended (a reset): not an error (debug log).
+ *
+ * v4.channel.k8s.io (the fallback: an API server without the tunnel passes
+ * the WebSocket to the kubelet; or KB_PF_V4_ONLY): binary messages
  * whose first byte is the channel (0: data, 1: error, for the one port); the
  * first bytes on each channel from the server are the port (2 bytes, little
  * endian). The RFC 6455 client framing is here (masked frames, continuation,
@@ -12,7 +26,7 @@
  * certificate and token (CURLOPT_CONNECT_ONLY, non-blocking, on the
  * libevent loop) and carries the bytes (curl_easy_send/curl_easy_recv).
  *
- * The protocol has no half-close: closing the WebSocket closes the pod's
+ * v4.channel.k8s.io has no half-close: closing the WebSocket closes the pod's
  * connection both ways. When the local side ends its output (EOF), the data
  * it sent goes first, then a close frame; what the pod sends until the API
  * server's close comes back (at most KB_PF_CLOSE_WAIT_MS) still reaches the
@@ -58,6 +72,15 @@ struct kb_pf *kb_pf_open(struct event_base *base, struct kb_kubeconfig *kc, cons
     size_t errlen);
 /* Stop now: both sides closed, done is not called. NULL is fine. */
 void kb_pf_close(struct kb_pf *pf);
+
+/* The stream is open (the upgrade answered 101) over transport, a fixed
+ * string (KB_PF_SPDY or KB_PF_V4); called from the loop with done's arg. */
+typedef void (*kb_pf_open_cb)(void *arg, const char *transport);
+#define KB_PF_SPDY "SPDY/3.1 over WebSocket (" "SPDY/3.1+portforward.k8s.io" ")"
+#define KB_PF_V4 "WebSocket (v4.channel.k8s.io)"
+#define KB_PF_V4_ONLY 0x01 /* offer v4.channel.k8s.io only, no SPDY tunnel */
+/* Right after kb_pf_open: flags (KB_PF_V4_ONLY) and opened (NULL: none). */
+void kb_pf_options(struct kb_pf *pf, int flags, kb_pf_open_cb opened);
 
 /* The pod a Service sends to: its selector's pods that are Running and
  * Ready and not being deleted, the one Ready the latest. Blocking (libcurl,

@@ -15,7 +15,10 @@
 # identical both ways (20 MiB, and 4 streams at once), a refused pod port
 # and a missing permission each give one line, a cap of 64 streams, the
 # pod picked again for each connection (a replaced manager pod, a newer
-# Ready pod), kubectl's own port-forward.
+# Ready pod), kubectl's own port-forward. The transport: SPDY/3.1 tunnelled
+# in the WebSocket (the API server takes SPDY/3.1+portforward.k8s.io), logged
+# once on stderr; a half-close through it; KBRIDGE_PF_PROTOCOL=v4 falls back
+# to v4.channel.k8s.io (bytes, the error channel, its log line).
 set -euo pipefail
 KB_PG_PREFIX=kbpf
 FAIL_LOGS=(kube/apiserver.log kube/kwok.log pods/kbridge/kbridge-manager/pod.log pf.err)
@@ -28,10 +31,11 @@ PF_PIDS=()
 cleanup_extra() { local p; for p in "${PF_PIDS[@]}"; do kill "$p" 2>/dev/null; done; return 0; }
 
 # kbridge port-forward as USER in ws, in the background: sets $addr, $port
+# (PF_ENV: NAME=VALUE for it)
 forward() { # USER NS SERVICE PORTS
 	: >"$STATE/pf.out"
 	: >"$STATE/pf.err"
-	"$PG" exec ws -- timeout 300 "$KB_BIN/kbridge" port-forward --kubeconfig "$K/$1.kubeconfig" \
+	"$PG" exec ws -- env ${PF_ENV:-} timeout 300 "$KB_BIN/kbridge" port-forward --kubeconfig "$K/$1.kubeconfig" \
 		-n "$2" "$3" "$4" >"$STATE/pf.out" 2>"$STATE/pf.err" &
 	PF_PIDS+=($!)
 	poll 50 test -s "$STATE/pf.out"
@@ -45,13 +49,18 @@ unforward() {
 	wait "$p" 2>/dev/null || true
 	unset 'PF_PIDS[-1]'
 }
+# the forwarder's stderr but its transport lines
+errs() { grep -v ': transport ' "$STATE/pf.err" || true; }
+# its transport lines naming WHAT
+transports() { grep -c ": transport $1" "$STATE/pf.err" || true; }
+SPDY='SPDY/3.1 over WebSocket (SPDY/3.1+portforward.k8s.io)$'
 # the forwarder's error lines after one connection through it
 one_error() { # what the connection reads, then: exactly one line on stderr
 	local got
 	got=$(pg ws curl -sS -m 10 "http://$addr/" 2>&1 || true)
-	poll 50 test -s "$STATE/pf.err"
+	poll 50 test -n "$(errs)"
 	sleep 0.2
-	[[ $(wc -l <"$STATE/pf.err") == 1 ]] || { echo "not one line:"; cat "$STATE/pf.err"; exit 1; }
+	[[ $(errs | wc -l) == 1 ]] || { echo "not one line:"; cat "$STATE/pf.err"; exit 1; }
 	[[ $got != *hello* ]]
 }
 
@@ -92,14 +101,15 @@ adm -n kbridge create rolebinding kbridge-dev-alice --role=kbridge-developer --u
 forward alice kbridge kbridge-manager 0:8443
 manager_cert() { pg ws timeout 10 openssl s_client -connect "$addr" </dev/null 2>&1 | grep -c '^subject=O = kbridge-manager, CN = kbridge-manager$'; }
 [[ $(manager_cert) == 1 ]] || { cat "$STATE/pf.err"; exit 1; }
-ok "with the Role in kbridge, alice reaches the manager pod's TLS port through kbridge port-forward"
+[[ $(transports "$SPDY") == 1 && -z $(errs) ]] || { cat "$STATE/pf.err"; exit 1; }
+ok "with the Role in kbridge, alice reaches the manager pod's TLS port through kbridge port-forward (transport SPDY/3.1 in the WebSocket, logged)"
 
 # the manager's pod replaced (a new name): the same forwarder reaches it
 "$PG" run-pod kbridge kbridge-manager >/dev/null
 pod2=$(adm -n kbridge get pods -l app.kubernetes.io/name=kbridge-manager -o 'jsonpath={.items[*].metadata.name}')
 [[ $pod2 == kbridge-manager-* && $pod2 != "$pod1" ]]
 [[ $(manager_cert) == 1 ]] || { cat "$STATE/pf.err"; exit 1; }
-[[ ! -s $STATE/pf.err ]] || { cat "$STATE/pf.err"; exit 1; }
+[[ -z $(errs) && $(transports "") == 1 ]] || { cat "$STATE/pf.err"; exit 1; }
 unforward
 ok "after run-pod replaced the manager's pod ($pod2) the running forwarder reaches the new one"
 
@@ -112,8 +122,35 @@ out=$(pg ws timeout 120 python3 "$here/pfecho.py" 127.0.0.1 "$port" $((20 << 20)
 ok "20 MiB to the echo pod and back through kbridge port-forward, byte-identical (sha256; $(echo "$out" | cut -d' ' -f4) s)"
 out=$(pg ws timeout 120 python3 "$here/pfecho.py" 127.0.0.1 "$port" $((5 << 20)) 4)
 [[ $out == "ok 4 $((5 << 20)) "* ]] || { echo "$out"; cat "$STATE/pf.err"; exit 1; }
-[[ ! -s $STATE/pf.err ]] || { cat "$STATE/pf.err"; exit 1; }
-ok "4 streams at once, 5 MiB each way each, byte-identical; no error reported"
+[[ -z $(errs) && $(transports "$SPDY") == 1 && $(transports "") == 1 ]] || { cat "$STATE/pf.err"; exit 1; }
+ok "4 streams at once, 5 MiB each way each, byte-identical; no error reported, the transport logged once"
+
+# SPDY half-closes: 3 MiB sent, then our side shut (a FIN on the data
+# stream); the echo still comes back whole, then EOF (the pod's, or ours
+# once the answer was idle for 2 s: kwok never ends a half-closed stream)
+out=$(pg ws timeout 60 python3 -c '
+import os, socket, sys, threading
+d = os.urandom(3 << 20)
+s = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=30)
+def send():
+    s.sendall(d)
+    s.shutdown(socket.SHUT_WR)
+t = threading.Thread(target=send)
+t.start()
+got = b""
+while True:
+    b = s.recv(1 << 20)
+    if not b:
+        break
+    got += b
+t.join()
+print("ok" if got == d else "%d of %d bytes back" % (len(got), len(d)))' "$port")
+# and none stays behind: the forwarder's connections to the API server end
+api_conns() { "$PG" exec ws -- ss -Htn state established '( dport = :6443 )'; }
+poll 60 test -z "$(api_conns)" || { echo "left open:"; api_conns; exit 1; }
+[[ $out == ok ]] || { echo "half-close: $out"; cat "$STATE/pf.err"; exit 1; }
+[[ -z $(errs) ]] || { cat "$STATE/pf.err"; exit 1; }
+ok "a half-close through SPDY: 3 MiB sent then our side shut; all of it echoed back, then EOF; no connection to the API server left open"
 
 unforward
 # a new forwarder: the streams above may still wait (at most 2 s) for
@@ -155,7 +192,23 @@ forward alice default web 0:9
 one_error
 grep -q '^kbridge: port-forward: default/web:9: error forwarding port 9 to pod .*connect: connection refused$' "$STATE/pf.err" || { cat "$STATE/pf.err"; exit 1; }
 unforward
-ok "a pod port nobody listens on: the kubelet's error channel in one line"
+ok "a pod port nobody listens on: the kubelet's error stream (SPDY) in one line"
+
+# the fallback: KBRIDGE_PF_PROTOCOL=v4 offers v4.channel.k8s.io only
+PF_ENV=KBRIDGE_PF_PROTOCOL=v4 forward alice default echo 0:7
+out=$(pg ws timeout 120 python3 "$here/pfecho.py" 127.0.0.1 "$port" $((5 << 20)) 2)
+[[ $out == "ok 2 $((5 << 20)) "* ]] || { echo "$out"; cat "$STATE/pf.err"; exit 1; }
+[[ $(transports 'WebSocket (v4.channel.k8s.io) (KBRIDGE_PF_PROTOCOL=v4)$') == 1 &&
+	$(transports "") == 1 && -z $(errs) ]] || { cat "$STATE/pf.err"; exit 1; }
+unforward
+PF_ENV=KBRIDGE_PF_PROTOCOL=v4 forward alice default web 0:9
+one_error
+grep -q '^kbridge: port-forward: default/web:9: error forwarding port 9 to pod .*connect: connection refused$' "$STATE/pf.err" || { cat "$STATE/pf.err"; exit 1; }
+unforward
+out=$(QUIET=1 pg ws env KBRIDGE_PF_PROTOCOL=spdy2 timeout 20 "$KB_BIN/kbridge" port-forward \
+	--kubeconfig "$K/alice.kubeconfig" -n default echo 0:7 2>&1 >/dev/null) && { echo "bad KBRIDGE_PF_PROTOCOL accepted"; exit 1; }
+[[ $(wc -l <<<"$out") == 1 && $out == *"KBRIDGE_PF_PROTOCOL: 'spdy2' is not v4 or auto"* ]] || { echo "$out"; exit 1; }
+ok "KBRIDGE_PF_PROTOCOL=v4: the WebSocket v4.channel.k8s.io fallback (2 x 5 MiB echoed, its error channel in one line, logged); another value: one line, exit 1"
 
 out=$("$PG" exec ws -- timeout 60 bash -c "$bin/kubectl --kubeconfig $K/alice.kubeconfig -n default port-forward pod/echo 18007:7 >/dev/null 2>&1 & p=\$!; for i in \$(seq 50); do (exec 3<>/dev/tcp/127.0.0.1/18007) 2>/dev/null && break; sleep 0.2; done; python3 $here/pfecho.py 127.0.0.1 18007 $((4 << 20)); kill \$p")
 [[ $out == "ok 1 $((4 << 20)) "* ]] || { echo "kubectl: $out"; exit 1; }

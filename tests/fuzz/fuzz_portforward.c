@@ -2,9 +2,11 @@
  * the upgrade answer on: the HTTP answer (101 checks, an error's Status
  * body, chunked or not) and then the WebSocket frames (lengths, masking,
  * fragments, control frames, channels, the port prefix, the error channel)
- * into a kb_pf as it is after its request went out. No network: a pong or
- * close to send ends the stream (no connection to send on). Any crash, leak
- * or sanitizer report is a bug.
+ * into a kb_pf as it is after its request went out; when the answer chose
+ * SPDY/3.1+portforward.k8s.io, the binary messages' SPDY frames (replies,
+ * data and error streams, FINs, resets, settings, pings, window updates).
+ * No network: nothing queued is sent (pf_send is held). Any crash, leak or
+ * sanitizer report is a bug.
  *
  *   make -o deps build/fuzz/fuzz_portforward
  *   build/fuzz/fuzz_portforward -max_total_time=30 tests/fuzz/corpus-portforward
@@ -43,11 +45,13 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	pf->rev = event_new(base, sp[1], EV_READ | EV_PERSIST, on_readable, pf);
 	pf->wev = event_new(base, sp[1], EV_WRITE, on_writable, pf);
 	pf->tries = 2;    /* a 401 is an error, not a retry */
+	pf->in_send = 1;  /* what is queued stays queued */
 	pf->prefix_left[CH_DATA] = pf->prefix_left[CH_ERROR] = 2;
 	strcpy(pf->key, "dGhlIHNhbXBsZSBub25jZQ==");
 	pf->local = bufferevent_socket_new(base, sp[0], BEV_OPT_CLOSE_ON_FREE);
 	pf->wq = evbuffer_new();
 	pf->rq = evbuffer_new();
+	pf->sq = evbuffer_new();
 	pf->timer = evtimer_new(base, on_timer, pf);
 	pf->finish_ev = event_new(base, -1, 0, on_finish, pf);
 	bufferevent_setcb(pf->local, on_local_read, on_local_write, on_local_event, pf);

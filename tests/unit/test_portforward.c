@@ -1,7 +1,10 @@
 /* proto/portforward.c: the RFC 6455 framing (masking, lengths, refusals),
  * the upgrade answer's checks, and kb_pf_open against a loopback TLS server
  * thread speaking the kubelet's v4.channel.k8s.io (ports, fragmented
- * messages, ping, the error channel, close, an HTTP 403 and a 401 retry). */
+ * messages, ping, the error channel, close, an HTTP 403 and a 401 retry)
+ * or the API server's SPDY tunnel (the streams' headers, replies, a window
+ * of 3 bytes opened by WINDOW_UPDATE, ping, data split over messages, the
+ * error stream, FINs, a half-close). */
 #include "../../proto/portforward.c"
 
 #include <arpa/inet.h>
@@ -112,11 +115,22 @@ test_upgrade(void)
 	    "Sec-WebSocket-Protocol: v4.channel.k8s.io\r\n";
 	const char *noproto = "HTTP/1.1 101 Switching Protocols\r\nupgrade: WebSocket\r\n"
 	    "connection: keep-alive, Upgrade\r\nsec-websocket-accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n";
+	const char *tunnel = "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+	    "Connection: Upgrade\r\nSec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n"
+	    "Sec-WebSocket-Protocol: SPDY/3.1+portforward.k8s.io\r\n";
 	const char *body = "{\"kind\":\"Status\",\"message\":\"pods \\\"x\\\" is forbidden\\nsecond\"}";
+	int spdy = -1;
 
-	ok(upgrade_ok(good, key, err, sizeof(err)) == 0);
-	ok(upgrade_ok(bad, key, err, sizeof(err)) == -1 && strstr(err, "Sec-WebSocket-Accept") != NULL);
-	ok(upgrade_ok(noproto, key, err, sizeof(err)) == -1 && strstr(err, "did not choose") != NULL);
+	ok(upgrade_ok(good, key, 1, &spdy, err, sizeof(err)) == 0 && spdy == 0);
+	ok(upgrade_ok(good, key, 0, &spdy, err, sizeof(err)) == 0 && spdy == 0);
+	/* the tunnel when offered (and chosen); never when not offered */
+	ok(upgrade_ok(tunnel, key, 1, &spdy, err, sizeof(err)) == 0 && spdy == 1);
+	ok(upgrade_ok(tunnel, key, 0, &spdy, err, sizeof(err)) == -1 &&
+	    strstr(err, "did not choose v4.channel.k8s.io") != NULL);
+	ok(upgrade_ok(bad, key, 1, &spdy, err, sizeof(err)) == -1 &&
+	    strstr(err, "Sec-WebSocket-Accept") != NULL);
+	ok(upgrade_ok(noproto, key, 1, &spdy, err, sizeof(err)) == -1 &&
+	    strstr(err, "did not choose") != NULL);
 	http_error(403, "HTTP/1.1 403 Forbidden\r\n", body, strlen(body), err, sizeof(err));
 	ok(strcmp(err, "HTTP 403: pods \"x\" is forbidden second") == 0);
 	http_error(404, "HTTP/1.1 404 x\r\nTransfer-Encoding: chunked\r\n", "5\r\nnope!\r\n0\r\n",
@@ -126,7 +140,8 @@ test_upgrade(void)
 
 /* ---- kb_pf_open against a loopback server ---- */
 
-enum mode { M_OK, M_BADKEY, M_403, M_ERRCH, M_OVERSIZE, M_401, M_EOF, M_BULK };
+enum mode { M_OK, M_BADKEY, M_403, M_ERRCH, M_OVERSIZE, M_401, M_EOF, M_BULK, M_SPDY,
+	M_SPDY_ERR, M_SPDY_EOF };
 
 static EVP_PKEY *srv_key;
 static X509 *srv_x;
@@ -141,6 +156,12 @@ struct srv {
 	int got_pong, got_close, all_masked;
 	char got_data[64];
 	size_t bulk;	/* data bytes received (M_BULK) */
+	int v4only;	/* the client offers v4 only (KB_PF_V4_ONLY) */
+	/* M_SPDY*: the client's announced window, SYN_STREAMs as client-go's,
+	 * the error stream's FIN, its data stream's FIN, its largest DATA */
+	uint32_t client_window;
+	int syn_ok, err_fin, data_fin;
+	size_t maxdata;
 };
 
 #define BULK (3u << 20)
@@ -192,6 +213,159 @@ consume(unsigned char *buf, size_t *have, const struct ws_frame *f)
 	*have -= used;
 }
 
+/* The server's side of the SPDY tunnel. */
+struct ssp {
+	SSL *s;
+	struct srv *sv;
+	struct kb_spdy *z;
+	unsigned char buf[8192];   /* WebSocket bytes */
+	size_t have;
+	unsigned char q[16384];    /* SPDY bytes */
+	size_t qlen, used;
+};
+
+/* The client's next SPDY frame into f (valid until the next call): 0, or
+ * -1 (its close frame: got_close; or an error). */
+static int
+ssp_next(struct ssp *p, struct kb_spdy_frame *f)
+{
+	struct ws_frame w;
+	size_t need;
+	char err[200];
+	int r;
+
+	memmove(p->q, p->q + p->used, p->qlen - p->used);
+	p->qlen -= p->used;
+	p->used = 0;
+	for (;;) {
+		r = kb_spdy_parse(p->z, p->q, p->qlen, sizeof(p->q) - 8, f, &need, err, sizeof(err));
+		if (r == 1) {
+			p->used = need;
+			return 0;
+		}
+		if (r < 0 || rframe(p->s, p->buf, sizeof(p->buf), &p->have, &w, p->sv) < 0) {
+			printf("# server: %s\n", r < 0 ? err : "no frame");
+			return -1;
+		}
+		if (w.op == OP_CLOSE) {
+			p->sv->got_close = 1;
+			return -1;
+		}
+		if ((w.op == OP_BIN || w.op == OP_CONT) && p->qlen + w.len <= sizeof(p->q)) {
+			memcpy(p->q + p->qlen, w.payload, (size_t)w.len);
+			p->qlen += (size_t)w.len;
+		}
+		consume(p->buf, &p->have, &w);
+	}
+}
+
+static void
+ssp_data(struct ssp *p, uint32_t sid, int fl, const char *d, size_t n)
+{
+	unsigned char b[256];
+
+	kb_spdy_data_header(b, sid, fl, n);
+	memcpy(b + KB_SPDY_HDR, d, n);
+	sframe(p->s, 1, OP_BIN, b, KB_SPDY_HDR + n);
+}
+
+static void
+serve_spdy(struct srv *sv, SSL *s, enum mode m)
+{
+	static struct ssp p;
+	struct kb_spdy_frame f;
+	unsigned char out[512];
+	uint32_t i, id = KB_SPDY_SETTINGS_INITIAL_WINDOW, v, win = 3;
+	const char *t;
+	size_t n, l;
+	int syn = 0, fl;
+
+	memset(&p, 0, sizeof(p));
+	p.s = s;
+	p.sv = sv;
+	p.z = kb_spdy_new();
+	sv->syn_ok = sv->err_fin = sv->data_fin = 0;
+	sv->maxdata = 0;
+	sv->client_window = 0;
+	/* the client's SETTINGS, then its error and data streams */
+	while (syn < 2 && ssp_next(&p, &f) == 0) {
+		for (i = 0; f.type == KB_SPDY_SETTINGS && i < f.nsettings; i++) {
+			kb_spdy_setting(&f, i, &id, &fl, &v);
+			if (id == KB_SPDY_SETTINGS_INITIAL_WINDOW)
+				sv->client_window = v;
+		}
+		if (f.type != KB_SPDY_SYN_STREAM)
+			continue;
+		t = kb_spdy_header(&f, "streamtype");
+		if (f.stream == (uint32_t)(1 + 2 * syn) && t && strcmp(t, syn ? "data" : "error") == 0 &&
+		    (t = kb_spdy_header(&f, "port")) && strcmp(t, "8443") == 0 &&
+		    (t = kb_spdy_header(&f, "requestid")) && strcmp(t, "0") == 0 && f.npairs == 3)
+			sv->syn_ok++;
+		syn++;
+	}
+	n = kb_spdy_headers_frame(p.z, out, sizeof(out), KB_SPDY_SYN_REPLY, 1, 0, NULL, NULL, 0);
+	sframe(s, 1, OP_BIN, out, n);
+	if (m == M_SPDY) {
+		/* a 3-byte window: the client sends "wor", waits for an update */
+		id = KB_SPDY_SETTINGS_INITIAL_WINDOW;
+		sframe(s, 1, OP_BIN, out, kb_spdy_settings(out, sizeof(out), &id, &win, 1));
+	}
+	n = kb_spdy_headers_frame(p.z, out, sizeof(out), KB_SPDY_SYN_REPLY, 3, 0, NULL, NULL, 0);
+	sframe(s, 1, OP_BIN, out, n);
+	if (m == M_SPDY_ERR) {
+		ssp_data(&p, 1, KB_SPDY_FLAG_FIN, "dial tcp: connection refused\n", 29);
+		ssp_data(&p, 3, KB_SPDY_FLAG_FIN, "", 0);
+	} else if (m == M_SPDY) {
+		sframe(s, 1, OP_BIN, out, kb_spdy_ping(out, 2));
+		/* "hello" in one DATA frame split over a fragmented message */
+		kb_spdy_data_header(out, 3, 0, 5);
+		memcpy(out + KB_SPDY_HDR, "hello", 5);
+		sframe(s, 0, OP_BIN, out, 10);
+		sframe(s, 1, OP_CONT, out + 10, 3);
+		while ((strcmp(sv->got_data, "world") || !sv->got_pong || !sv->err_fin) &&
+		    ssp_next(&p, &f) == 0) {
+			if (f.type == KB_SPDY_PING && f.value == 2)
+				sv->got_pong = 1;
+			if (f.type == KB_SPDY_DATA && f.stream == 1 && (f.flags & KB_SPDY_FLAG_FIN))
+				sv->err_fin = 1;
+			if (f.type != KB_SPDY_DATA || f.stream != 3 || f.len == 0)
+				continue;
+			l = strlen(sv->got_data);
+			if (l + f.len < sizeof(sv->got_data)) {
+				memcpy(sv->got_data + l, f.data, f.len);
+				sv->got_data[l + f.len] = '\0';
+			}
+			sv->maxdata = f.len > sv->maxdata ? f.len : sv->maxdata;
+			ssp_data(&p, 3, 0, (const char *)f.data, f.len); /* the echo */
+			if (strcmp(sv->got_data, "wor") == 0)
+				sframe(s, 1, OP_BIN, out, kb_spdy_window_update(out, 3, 2));
+		}
+		ssp_data(&p, 3, KB_SPDY_FLAG_FIN, "", 0);
+		ssp_data(&p, 1, KB_SPDY_FLAG_FIN, "", 0);
+	} else {
+		/* M_SPDY_EOF: the local side's bytes and its FIN, then an answer */
+		while (!sv->data_fin && ssp_next(&p, &f) == 0) {
+			if (f.type != KB_SPDY_DATA || f.stream != 3)
+				continue;
+			l = strlen(sv->got_data);
+			if (l + f.len < sizeof(sv->got_data)) {
+				memcpy(sv->got_data + l, f.data, f.len);
+				sv->got_data[l + f.len] = '\0';
+			}
+			sv->data_fin = (f.flags & KB_SPDY_FLAG_FIN) != 0;
+		}
+		/* and how the pod's connection ended after it: not an error */
+		ssp_data(&p, 3, 0, "late", 4);
+		ssp_data(&p, 3, KB_SPDY_FLAG_FIN, "", 0);
+		ssp_data(&p, 1, KB_SPDY_FLAG_FIN, "read: connection reset by peer", 30);
+	}
+	/* the client's close (after the streams' end), answered */
+	while (ssp_next(&p, &f) == 0)
+		;
+	sframe(s, 1, OP_CLOSE, "\x03\xe8", 2);
+	kb_spdy_free(p.z);
+}
+
 static void
 serve_one(struct srv *sv, SSL *s, enum mode m)
 {
@@ -223,11 +397,16 @@ serve_one(struct srv *sv, SSL *s, enum mode m)
 	}
 	snprintf(resp, sizeof(resp), "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
 	    "Connection: Upgrade\r\nSec-WebSocket-Accept: %s\r\n"
-	    "Sec-WebSocket-Protocol: v4.channel.k8s.io\r\n\r\n",
-	    m == M_BADKEY ? "AAAAAAAAAAAAAAAAAAAAAAAAAAA=" : acc);
+	    "Sec-WebSocket-Protocol: %s\r\n\r\n",
+	    m == M_BADKEY ? "AAAAAAAAAAAAAAAAAAAAAAAAAAA=" : acc,
+	    m >= M_SPDY ? "SPDY/3.1+portforward.k8s.io" : "v4.channel.k8s.io");
 	ssl_all(s, resp, strlen(resp));
 	if (m == M_BADKEY)
 		return;
+	if (m >= M_SPDY) {
+		serve_spdy(sv, s, m);
+		return;
+	}
 	/* the port on each channel, each in its own message */
 	msg[0] = CH_DATA;
 	memcpy(msg + 1, port, 2);
@@ -341,8 +520,17 @@ serve(void *arg)
 struct result {
 	int done, upgraded;
 	char err[600];
+	const char *transport;
 	struct event_base *base;
 };
+
+static void
+on_open(void *arg, const char *transport)
+{
+	struct result *r = arg;
+
+	r->transport = transport;
+}
 
 static void
 on_done(void *arg, int upgraded, const char *err)
@@ -414,13 +602,14 @@ run(struct srv *sv, struct result *r, char *local, size_t locallen)
 		pthread_create(&wt, NULL, bulk_writer, &sp[1]);
 	} else {
 		write(sp[1], "world", 5);
-		if (sv->modes[sv->nmodes - 1] == M_EOF)
+		if (sv->modes[sv->nmodes - 1] == M_EOF || sv->modes[sv->nmodes - 1] == M_SPDY_EOF)
 			shutdown(sp[1], SHUT_WR);
 	}
 	pf = kb_pf_open(r->base, kc, "ns1", "pod1", 8443, sp[0], on_done, r, err, sizeof(err));
 	if (pf == NULL) {
 		snprintf(r->err, sizeof(r->err), "open: %s", err);
 	} else {
+		kb_pf_options(pf, sv->v4only ? KB_PF_V4_ONLY : 0, on_open);
 		event_base_loopexit(r->base, &tv);
 		event_base_dispatch(r->base);
 		if (!r->done)
@@ -486,13 +675,49 @@ test_stream(void)
 	printf("# ok: err '%s' local '%s' server got '%s'\n", r.err, local, sv.got_data);
 	ok(strstr(sv.req, "GET /api/v1/namespaces/ns1/pods/pod1/portforward?ports=8443 HTTP/1.1\r\n") != NULL);
 	ok(strstr(sv.req, "\r\nAuthorization: Bearer tok-123\r\n") != NULL);
-	ok(strstr(sv.req, "\r\nSec-WebSocket-Protocol: v4.channel.k8s.io\r\n") != NULL);
+	ok(strstr(sv.req, "\r\nSec-WebSocket-Protocol: SPDY/3.1+portforward.k8s.io, v4.channel.k8s.io\r\n") != NULL);
 	ok(strstr(sv.req, "\r\nSec-WebSocket-Version: 13\r\n") != NULL);
 	ok(r.done == 1 && r.upgraded && r.err[0] == '\0');
 	ok(strcmp(local, "helloworld") == 0);
 	ok(strcmp(sv.got_data, "world") == 0 && sv.all_masked);
 	ok(sv.got_pong);
 	ok(sv.got_close);
+	ok(r.transport && strcmp(r.transport, KB_PF_V4) == 0);
+
+	/* KB_PF_V4_ONLY: v4.channel.k8s.io alone offered */
+	sv.v4only = 1;
+	run(&sv, &r, local, sizeof(local));
+	ok(strstr(sv.req, "\r\nSec-WebSocket-Protocol: v4.channel.k8s.io\r\n") != NULL);
+	ok(r.done == 1 && r.err[0] == '\0' && strcmp(local, "helloworld") == 0 &&
+	    r.transport && strcmp(r.transport, KB_PF_V4) == 0);
+	sv.v4only = 0;
+
+	/* SPDY in the tunnel: streams as client-go's, a 3-byte window opened
+	 * by an update, a ping, data over a fragmented message, echoed */
+	sv.modes[0] = M_SPDY;
+	run(&sv, &r, local, sizeof(local));
+	printf("# spdy: err '%s' local '%s' server got '%s' syn %d window %u max %zu\n", r.err,
+	    local, sv.got_data, sv.syn_ok, sv.client_window, sv.maxdata);
+	ok(r.done == 1 && r.upgraded && r.err[0] == '\0' && r.transport &&
+	    strcmp(r.transport, KB_PF_SPDY) == 0);
+	ok(sv.syn_ok == 2 && sv.client_window == SPDY_RECV_WINDOW);
+	ok(strcmp(local, "helloworld") == 0 && strcmp(sv.got_data, "world") == 0);
+	ok(sv.maxdata == 3); /* the window held */
+	ok(sv.got_pong && sv.err_fin && sv.got_close && sv.all_masked);
+
+	/* the error stream's text, one line */
+	sv.modes[0] = M_SPDY_ERR;
+	run(&sv, &r, local, sizeof(local));
+	ok(r.done == 1 && r.upgraded && strcmp(r.err, "dial tcp: connection refused") == 0);
+	ok(sv.got_close && local[0] == '\0');
+
+	/* a half-close: the local EOF is a FIN; the answer after it arrives;
+	 * the pod's reset after that is no error */
+	sv.modes[0] = M_SPDY_EOF;
+	run(&sv, &r, local, sizeof(local));
+	ok(r.done == 1 && r.upgraded && r.err[0] == '\0');
+	ok(strcmp(sv.got_data, "world") == 0 && sv.data_fin && strcmp(local, "late") == 0 &&
+	    sv.got_close);
 
 	/* a wrong Sec-WebSocket-Accept */
 	sv.modes[0] = M_BADKEY;
