@@ -21,7 +21,7 @@ BENCHREPORT=$REPO/scripts/lib/benchreport.py
 
 bench_usage() {
 	cat <<USAGE
-usage: scripts/bench connect|intercept|preview|portforward|k8sconnect [--quick]
+usage: scripts/bench connect|intercept|preview|portforward|k8sconnect|team [--quick]
 
   connect   compare kbridge connect with the direct path, stunnel (TLS 1.3)
             and sshuttle; prints a table and writes build/bench-connect.json
@@ -44,6 +44,12 @@ usage: scripts/bench connect|intercept|preview|portforward|k8sconnect [--quick]
             time goes, kubectl port-forward to the manager as a reference;
             then portforward's rounds in the same playground; writes
             build/bench-k8sconnect.json
+  team      a hand-run manager on loopback (no playground) serving 1,000
+            idle daemon sessions and 100 sidecars: memory per session,
+            PING and control round trips, then 10,000 intercepts and 1,024
+            previews and requests through the preview listener; writes
+            build/bench-team.json (KB_BASE_BIN=DIR: the same with another
+            build's kbridge-agent, for comparison)
   --quick   connect: ~2 s per measurement instead of ~5 s;
             intercept, preview, portforward: 2 rounds of 2 s instead of 5
             rounds of 4 s; k8sconnect: 3 connect rounds instead of 10
