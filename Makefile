@@ -160,7 +160,7 @@ endef
 $(BUILD)/fuzz/fuzz_frame: $(call fobj,tests/fuzz/fuzz_frame.c)
 	$(call fuzz_link,$(LIBS_EVENT) -lcjson)
 $(BUILD)/fuzz/fuzz_http: $(call fobj,tests/fuzz/fuzz_http.c proto/listener.c proto/log.c proto/util.c \
-    proto/sendmany.c proto/msg.c) \
+    proto/sendmany.c proto/msg.c proto/htab.c) \
     $(FUZZ_LLHTTP)
 	$(call fuzz_link,$(LIBS_EVENT) -lcjson -luring)
 $(BUILD)/fuzz/fuzz_dns: $(call fobj,tests/fuzz/fuzz_dns.c) $(FUZZ_PROTO)
