@@ -94,6 +94,8 @@ $(BUILD)/tests/test_preview: $(LLHTTP_OBJ)
 $(BUILD)/tests/test_preview: LIBS_TEST += $(LLHTTP_OBJ)
 $(BUILD)/tests/test_store: $(LLHTTP_OBJ)
 $(BUILD)/tests/test_store: LIBS_TEST += $(LLHTTP_OBJ)
+$(BUILD)/tests/test_routes: $(LLHTTP_OBJ)
+$(BUILD)/tests/test_routes: LIBS_TEST += $(LLHTTP_OBJ)
 
 unit: $(UNIT_BIN)
 
