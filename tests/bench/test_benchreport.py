@@ -303,5 +303,32 @@ class Reports(unittest.TestCase):
         self.assertRegex(txt, r'kbridge / kubectl  down  Gbit/s +1\.25x')
 
 
+
+class Team(unittest.TestCase):
+    def test_report(self):
+        with tempfile.TemporaryDirectory() as d:
+            res = os.path.join(d, 'results')
+            with open(res, 'w') as f:
+                f.write(sample('team-results'))
+            out = io.StringIO()
+            with redirect_stdout(out):
+                r = br.report_team(res, os.path.join(d, 'team.json'))
+            with open(os.path.join(d, 'team.json')) as f:
+                self.assertEqual(json.load(f), r)
+        text = out.getvalue()
+        new, base = r['builds']['new'], r['builds']['base']
+        self.assertEqual(new['rss_kib'], {'before': 14232, 'after': 43244, 'sessions': 1100,
+                                          'per_session_kib': 26.4, 'with_routes': 51496})
+        self.assertEqual(new['rtt_routes']['control_ms']['p99'], 3.853)
+        self.assertEqual(new['intercepts_team']['ok'], 10000)
+        self.assertEqual(base['wrk_team']['rps'], 2024.54)
+        self.assertEqual(r['env']['machine'], 'AMD EPYC')
+        self.assertIn('[new] preview requests: 1 route 8623 req/s', text)
+        self.assertIn('0.95x (target >= 0.90: PASS)', text)
+        self.assertIn('0.12x (target >= 0.90: MISS)', text)
+        self.assertIn('26.4 KiB per session (target < 64: PASS)', text)
+        self.assertIn('control p50 0.080 p99 5.840 ms (target p99 < 5: MISS)', text)
+
+
 if __name__ == '__main__':
     unittest.main()
