@@ -977,7 +977,7 @@ def report_team(res, out_json):
         it = d["intercepts_team"]
         print("[%s] intercepts made: %d ok, %d failed in %.1f s" % (b, it["ok"], it["failed"], it["seconds"]))
         ratio = t["rps"] / s["rps"]
-        print("[%s] preview requests: 1 route %.0f req/s (p50 %.0f us, p99 %.0f us); 10,000 routes + 1,024 "
+        print("[%s] preview requests, all connected: 1 route %.0f req/s (p50 %.0f us, p99 %.0f us); 10,000 routes + 1,024 "
               "previews %.0f req/s (p50 %.0f us, p99 %.0f us): %.2fx (target >= 0.90: %s)" % (
                   b, s["rps"], s["p50_us"], s["p99_us"], t["rps"], t["p50_us"], t["p99_us"], ratio,
                   "PASS" if ratio >= 0.9 else "MISS"))

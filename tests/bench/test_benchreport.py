@@ -323,7 +323,7 @@ class Team(unittest.TestCase):
         self.assertEqual(new['intercepts_team']['ok'], 10000)
         self.assertEqual(base['wrk_team']['rps'], 2024.54)
         self.assertEqual(r['env']['machine'], 'AMD EPYC')
-        self.assertIn('[new] preview requests: 1 route 8623 req/s', text)
+        self.assertIn('[new] preview requests, all connected: 1 route 8623 req/s', text)
         self.assertIn('0.95x (target >= 0.90: PASS)', text)
         self.assertIn('0.12x (target >= 0.90: MISS)', text)
         self.assertIn('26.4 KiB per session (target < 64: PASS)', text)
