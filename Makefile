@@ -106,6 +106,8 @@ $(BUILD)/tests/test_preview: $(LLHTTP_OBJ)
 $(BUILD)/tests/test_preview: LIBS_TEST += $(LLHTTP_OBJ)
 $(BUILD)/tests/test_store: $(LLHTTP_OBJ)
 $(BUILD)/tests/test_store: LIBS_TEST += $(LLHTTP_OBJ)
+$(BUILD)/tests/test_routes: $(LLHTTP_OBJ)
+$(BUILD)/tests/test_routes: LIBS_TEST += $(LLHTTP_OBJ)
 
 unit: $(UNIT_BIN)
 
@@ -188,7 +190,7 @@ endef
 $(BUILD)/fuzz/fuzz_frame: $(call fobj,tests/fuzz/fuzz_frame.c)
 	$(call fuzz_link,$(LIBS_EVENT) -lcjson)
 $(BUILD)/fuzz/fuzz_http: $(call fobj,tests/fuzz/fuzz_http.c proto/listener.c proto/log.c proto/util.c \
-    proto/sendmany.c proto/msg.c) \
+    proto/sendmany.c proto/msg.c proto/htab.c) \
     $(FUZZ_LLHTTP)
 	$(call fuzz_link,$(LIBS_EVENT) -lcjson -luring)
 $(BUILD)/fuzz/fuzz_dns: $(call fobj,tests/fuzz/fuzz_dns.c) $(FUZZ_PROTO)

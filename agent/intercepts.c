@@ -16,6 +16,7 @@
 #include <event2/event.h>
 
 #include "client.h"
+#include "htab.h"
 #include "log.h"
 #include "msg.h"
 #include "podenvapi.h"
@@ -50,6 +51,7 @@ struct intercept {
 struct workload {
 	TAILQ_ENTRY(workload) entry;
 	char name[64], ns[64], protocol[8];
+	char key[130];	/* "NAME.NS" (labels hold no dot): its key in by_name */
 	cJSON *env;
 	/* In-cluster: the env from the pod spec of the sidecar's pod, asked
 	 * for at each sidecar hello (as the kubelet makes it at each container
@@ -63,6 +65,10 @@ struct workload {
 };
 
 static TAILQ_HEAD(, workload) workloads = TAILQ_HEAD_INITIALIZER(workloads);
+/* What requests and streams look up, at a cost that does not grow with the
+ * number of workloads and intercepts: workloads by "NAME.NS", intercepts
+ * by id. The lists above stay for what goes over all of them. */
+static struct kb_htab by_name, by_id;
 static struct event_base *ev_base;
 static struct kb_kube *icpt_kube;
 static unsigned grace_period_ms = 10000;
@@ -90,12 +96,51 @@ http_token(const char *s)
 static struct workload *
 find_workload(const char *name, const char *ns)
 {
+	char key[sizeof(((struct workload *)NULL)->key)];
+	int n = snprintf(key, sizeof(key), "%s.%s", name, ns);
+
+	if (n < 0 || (size_t)n >= sizeof(key))
+		return NULL;
+	return kb_htab_get(&by_name, key, (size_t)n);
+}
+
+/* A new workload name.ns, in the list and the index; NULL when out of
+ * memory. */
+static struct workload *
+workload_new(const char *name, const char *ns)
+{
 	struct workload *w;
 
-	TAILQ_FOREACH(w, &workloads, entry)
-		if (!strcmp(w->name, name) && !strcmp(w->ns, ns))
-			return w;
-	return NULL;
+	if ((w = calloc(1, sizeof(*w))) == NULL)
+		return NULL;
+	snprintf(w->name, sizeof(w->name), "%s", name);
+	snprintf(w->ns, sizeof(w->ns), "%s", ns);
+	snprintf(w->key, sizeof(w->key), "%s.%s", w->name, w->ns);
+	TAILQ_INIT(&w->icpts);
+	if (kb_htab_put(&by_name, w->key, strlen(w->key), w) < 0) {
+		free(w);
+		return NULL;
+	}
+	TAILQ_INSERT_TAIL(&workloads, w, entry);
+	return w;
+}
+
+/* Put i (not yet listed) on its workload's list and in the index: 0, or -1
+ * (out of memory, or its id is taken). */
+static int
+intercept_link(struct intercept *i)
+{
+	if (kb_htab_put(&by_id, i->id, strlen(i->id), i) < 0)
+		return -1;
+	TAILQ_INSERT_TAIL(&i->w->icpts, i, entry);
+	return 0;
+}
+
+static void
+intercept_unlink(struct intercept *i)
+{
+	kb_htab_del(&by_id, i->id, strlen(i->id));
+	TAILQ_REMOVE(&i->w->icpts, i, entry);
 }
 
 /* Free i, which is in no list (or no longer). */
@@ -117,7 +162,7 @@ intercept_release(struct intercept *i)
 static void
 intercept_free(struct intercept *i)
 {
-	TAILQ_REMOVE(&i->w->icpts, i, entry);
+	intercept_unlink(i);
 	intercept_release(i);
 }
 
@@ -127,6 +172,7 @@ workload_gc(struct workload *w)
 	if (w->nsidecars > 0 || !TAILQ_EMPTY(&w->icpts))
 		return;
 	TAILQ_REMOVE(&workloads, w, entry);
+	kb_htab_del(&by_name, w->key, strlen(w->key));
 	podenv_fetch_cancel(w->fetch);
 	cJSON_Delete(w->env);
 	free(w);
@@ -337,15 +383,10 @@ icpt_sidecar_hello(struct client *c, const cJSON *hello, char *reason, size_t le
 			return -1;
 		}
 	}
-	if ((w = find_workload(wl->valuestring, ns->valuestring)) == NULL) {
-		if ((w = calloc(1, sizeof(*w))) == NULL) {
-			snprintf(reason, len, "out of memory");
-			return -1;
-		}
-		snprintf(w->name, sizeof(w->name), "%s", wl->valuestring);
-		snprintf(w->ns, sizeof(w->ns), "%s", ns->valuestring);
-		TAILQ_INIT(&w->icpts);
-		TAILQ_INSERT_TAIL(&workloads, w, entry);
+	if ((w = find_workload(wl->valuestring, ns->valuestring)) == NULL &&
+	    (w = workload_new(wl->valuestring, ns->valuestring)) == NULL) {
+		snprintf(reason, len, "out of memory");
+		return -1;
 	}
 	if (w->nsidecars == MAX_SIDECARS) {
 		snprintf(reason, len, "too many sidecars for %s.%s", w->name, w->ns);
@@ -577,14 +618,7 @@ parse_match(const cJSON *req, struct intercept *n)
 static struct intercept *
 find_id(const char *id)
 {
-	struct workload *w;
-	struct intercept *i;
-
-	TAILQ_FOREACH(w, &workloads, entry)
-		TAILQ_FOREACH(i, &w->icpts, entry)
-			if (!strcmp(i->id, id))
-				return i;
-	return NULL;
+	return kb_htab_get(&by_id, id, strlen(id));
 }
 
 static int
@@ -744,9 +778,12 @@ do_intercept(struct client *c, const cJSON *req)
 	snprintf(n->instance, sizeof(n->instance), "%s", c->instance);
 	n->client = c;
 	n->port = (unsigned)port->valuedouble;
-	TAILQ_INSERT_TAIL(&w->icpts, n, entry);
+	if (intercept_link(n) < 0) {
+		r = result(req, 0, 500, "out of memory");
+		goto fail;
+	}
 	if (store_changed(err, sizeof(err)) < 0) {
-		TAILQ_REMOVE(&w->icpts, n, entry);
+		intercept_unlink(n);
 		r = result(req, 0, 507, err);
 		goto fail;
 	}
@@ -974,16 +1011,13 @@ icpt_route_stream(struct client *sidecar, struct kb_stream *st, const char *ref)
 	size_t k;
 	int sp[2];
 
-	TAILQ_FOREACH(w, &workloads, entry) {
+	/* Only an intercept on a workload this sidecar serves. */
+	if ((i = find_id(ref)) != NULL) {
+		w = i->w;
 		for (k = 0; k < w->nsidecars && w->sidecars[k] != sidecar; k++)
 			;
 		if (k == w->nsidecars)
-			continue;
-		TAILQ_FOREACH(i, &w->icpts, entry)
-			if (!strcmp(i->id, ref))
-				break;
-		if (i)
-			break;
+			i = NULL;
 	}
 	if (!i) {
 		kb_stream_reset(st, KB_RST_DENIED, "no such intercept on this workload");
@@ -1077,14 +1111,10 @@ restore_one(const cJSON *o, const struct timeval *tv)
 			if (!strcmp(i->owner, owner))
 				return -1;
 	} else {
-		if ((w = calloc(1, sizeof(*w))) == NULL)
+		if ((w = workload_new(wl, ns)) == NULL)
 			return -1;
-		snprintf(w->name, sizeof(w->name), "%s", wl);
-		snprintf(w->ns, sizeof(w->ns), "%s", ns);
 		snprintf(w->protocol, sizeof(w->protocol), "%s", proto);
 		w->env = cJSON_CreateObject();
-		TAILQ_INIT(&w->icpts);
-		TAILQ_INSERT_TAIL(&workloads, w, entry);
 		fresh = 1;
 	}
 	if ((n = calloc(1, sizeof(*n))) == NULL)
@@ -1100,7 +1130,8 @@ restore_one(const cJSON *o, const struct timeval *tv)
 	snprintf(n->owner, sizeof(n->owner), "%s", owner);
 	snprintf(n->instance, sizeof(n->instance), "%s", inst ? inst : "");
 	n->port = (unsigned)port;
-	TAILQ_INSERT_TAIL(&w->icpts, n, entry);
+	if (intercept_link(n) < 0)
+		goto fail;
 	evtimer_add(n->grace, tv);
 	return 0;
 fail:
@@ -1141,4 +1172,6 @@ icpt_shutdown(void)
 		w->nsidecars = 0;
 		workload_gc(w);
 	}
+	kb_htab_clear(&by_id);
+	kb_htab_clear(&by_name);
 }

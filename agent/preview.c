@@ -28,6 +28,7 @@
 #include "httpproxy.h"
 #include "intercepts.h"
 #include "listener.h"
+#include "htab.h"
 #include "log.h"
 #include "msg.h"
 #include "resolver.h"
@@ -81,6 +82,9 @@ static struct {
 	uint64_t next_key;
 	size_t count;
 	TAILQ_HEAD(preview_list, preview) list;
+	/* Each request looks its preview up by token, and its connection by
+	 * key, whatever the number of previews. */
+	struct kb_htab by_token, by_key;
 } pv = { .list = TAILQ_HEAD_INITIALIZER(pv.list) };
 
 /* A browser's connection. */
@@ -219,6 +223,7 @@ jstring(const cJSON *o, const char *key, size_t max)
 }
 
 static struct preview *find_token(const char *token, size_t n);
+static int preview_link(struct preview *p);
 
 /* Previews from before a restart: not active until their owner's daemon
  * makes their intercept again (the same id), gone if that takes over
@@ -273,8 +278,10 @@ preview_restore(const cJSON *a)
 		p->ttl_expires = (time_t)expires;
 		p->expires = p->ttl_expires && p->ttl_expires < orphan ? p->ttl_expires : orphan;
 		p->key = ++pv.next_key;
-		TAILQ_INSERT_TAIL(&pv.list, p, entry);
-		pv.count++;
+		if (preview_link(p) < 0) {
+			free(p);
+			continue;
+		}
 		n++;
 	}
 	if (n)
@@ -336,9 +343,27 @@ preview_intercept_made(const char *owner, const char *wl, const char *ns, const 
 		save();
 }
 
+/* Put p (new) on the list and in the indexes: 0, or -1 (out of memory;
+ * then it is in none of them). */
+static int
+preview_link(struct preview *p)
+{
+	if (kb_htab_put(&pv.by_token, p->token, TOKEN_LEN, p) < 0)
+		return -1;
+	if (kb_htab_put(&pv.by_key, &p->key, sizeof(p->key), p) < 0) {
+		kb_htab_del(&pv.by_token, p->token, TOKEN_LEN);
+		return -1;
+	}
+	TAILQ_INSERT_TAIL(&pv.list, p, entry);
+	pv.count++;
+	return 0;
+}
+
 static void
 preview_free(struct preview *p)
 {
+	kb_htab_del(&pv.by_token, p->token, TOKEN_LEN);
+	kb_htab_del(&pv.by_key, &p->key, sizeof(p->key));
 	TAILQ_REMOVE(&pv.list, p, entry);
 	pv.count--;
 	OPENSSL_cleanse(p->token, sizeof(p->token));
@@ -360,17 +385,17 @@ find_token(const char *token, size_t n)
 
 	if (!token_ok(token, n))
 		return NULL;
-	TAILQ_FOREACH(p, &pv.list, entry) {
-		if (CRYPTO_memcmp(p->token, token, TOKEN_LEN) != 0)
-			continue;
-		if (expired(p, now)) {
-			preview_free(p);
-			save();
-			return NULL;
-		}
-		return p;
+	/* The index's hash is seeded per process: its timing tells a
+	 * guesser nothing of the tokens. */
+	if ((p = kb_htab_get(&pv.by_token, token, TOKEN_LEN)) == NULL ||
+	    CRYPTO_memcmp(p->token, token, TOKEN_LEN) != 0)
+		return NULL;
+	if (expired(p, now)) {
+		preview_free(p);
+		save();
+		return NULL;
 	}
-	return NULL;
+	return p;
 }
 
 static void
@@ -692,10 +717,7 @@ pv_open(void *arg, uint64_t key, char *reason, size_t len)
 	int fd;
 
 	(void)arg;
-	TAILQ_FOREACH(p, &pv.list, entry)
-		if (p->key == key)
-			break;
-	if (!p) {
+	if ((p = kb_htab_get(&pv.by_key, &key, sizeof(key))) == NULL) {
 		snprintf(reason, len, "kbridge: the preview ended");
 		return -1;
 	}
@@ -952,8 +974,12 @@ create_resolved(void *arg, int rcode, const char *const *addrs, size_t n, uint32
 	p->svc.sin_port = htons(pd->port);
 	p->created = time(NULL);
 	p->expires = p->ttl_expires = pd->ttl > 0 ? p->created + pd->ttl : 0;
-	TAILQ_INSERT_TAIL(&pv.list, p, entry);
-	pv.count++;
+	if (preview_link(p) < 0) {
+		OPENSSL_cleanse(p->token, sizeof(p->token));
+		free(p);
+		r = kb_msg_result(pd->id, 0, 500, "out of memory");
+		goto out;
+	}
 	if (save_err(err, sizeof(err)) < 0) {
 		preview_free(p);
 		r = kb_msg_result(pd->id, 0, 507, err);
@@ -1130,6 +1156,8 @@ preview_shutdown(void)
 	pv.hp = NULL;
 	while (!TAILQ_EMPTY(&pv.list))
 		preview_free(TAILQ_FIRST(&pv.list));
+	kb_htab_clear(&pv.by_token);
+	kb_htab_clear(&pv.by_key);
 	kb_listener_free(pv.listener);
 	pv.listener = NULL;
 	kb_pool_free(pv.fresh);

@@ -21,7 +21,7 @@ BENCHREPORT=$REPO/scripts/lib/benchreport.py
 
 bench_usage() {
 	cat <<USAGE
-usage: scripts/bench connect|intercept|preview|portforward|k8sconnect|kintercept|dns [--quick]
+usage: scripts/bench connect|intercept|preview|portforward|k8sconnect|kintercept|dns|team [--quick]
 
   connect   compare kbridge connect with the direct path, stunnel (TLS 1.3)
             and sshuttle; prints a table and writes build/bench-connect.json
@@ -55,6 +55,12 @@ usage: scripts/bench connect|intercept|preview|portforward|k8sconnect|kintercept
             every one through the tunnel) via kbridge vs straight to the
             cluster's DNS: lookups/s, p50/p99, and the cluster DNS server's
             queries per lookup from its query log; writes build/bench-dns.json
+  team      a hand-run manager on loopback (no playground) serving 1,000
+            idle daemon sessions and 100 sidecars: memory per session,
+            PING and control round trips, then 10,000 intercepts and 1,024
+            previews and requests through the preview listener; writes
+            build/bench-team.json (KB_BASE_BIN=DIR: the same with another
+            build's kbridge-agent, for comparison)
   --quick   dns: 2 s per run instead of 5;
             connect: ~2 s per measurement instead of ~5 s;
             intercept, preview, portforward: 2 rounds of 2 s instead of 5

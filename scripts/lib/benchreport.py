@@ -8,6 +8,7 @@ openssl speed, the results file), medians and ratios, the tables and JSON.
   benchreport.py portforward RESULTS OUT_JSON DOWN_MIB ECHO_MIB ROUNDS QUICK
   benchreport.py k8sconnect RESULTS OUT_JSON ROUNDS QUICK DOWN_MIB ECHO_MIB PF_ROUNDS
   benchreport.py kintercept RESULTS OUT_JSON SECONDS ROUNDS QUICK CLK_TCK
+  benchreport.py team RESULTS OUT_JSON
   benchreport.py wrk FILE FIELD...       fields of one wrk output, one a line
                                          ("null" when absent): rps, p99, problems
   benchreport.py iperf3 FILE             Gbit/s received, or "null"
@@ -1087,6 +1088,58 @@ def report_kintercept(res, out, dur, rounds, quick, hz):
 def _null(x):
     return 'null' if x is None else ('%g' % x if isinstance(x, float) else str(x))
 
+# ---------------------------------------------------------------- team
+
+def report_team(res, out_json):
+    """scripts/bench team: the results file (env, wrk, rss, rss_routes, rtt,
+    icpt, up lines per build) into OUT_JSON and a summary with the targets."""
+    lines = [(l.rstrip("\n").split(" ", 2) + ["", ""])[:3] for l in open(res) if l.strip()]
+    r = {"env": {}, "builds": {}}
+    for kind, key, rest in lines:
+        if kind == "env":
+            r["env"][key] = rest
+            continue
+        b = key.split("-")[0]
+        d = r["builds"].setdefault(b, {})
+        if kind == "wrk":
+            rps, p50, p99 = rest.split()
+            d["wrk_" + key.split("-", 1)[1]] = {"rps": float(rps), "p50_us": float(p50), "p99_us": float(p99)}
+        elif kind == "rss":
+            a, c, n = map(int, rest.split())
+            d["rss_kib"] = {"before": a, "after": c, "sessions": n, "per_session_kib": round((c - a) / n, 1)}
+        elif kind == "rss_routes":
+            d["rss_kib"]["with_routes"] = int(rest)
+        elif kind == "rtt":
+            d["rtt_" + key.split("-", 1)[1]] = json.loads(rest)
+        elif kind == "icpt":
+            d["intercepts_" + key.split("-", 1)[1]] = json.loads(rest)
+        elif kind == "up":
+            ms, j = rest.split(" ", 1)
+            d["sessions_up"] = json.loads(j)
+    json.dump(r, open(out_json, "w"), indent=1)
+    e = r["env"]
+    print("team: %s (%s CPUs), load %s -> %s" % (e.get("machine"), e.get("cpus"), e.get("load_before"), e.get("load_after")))
+    for b, d in r["builds"].items():
+        m, s, t = d["rss_kib"], d["wrk_small"], d["wrk_team"]
+        print("[%s] %d sessions up in %.1f s; manager VmRSS %d -> %d kB: %.1f KiB per session (target < 64: %s); "
+              "with 10,000 routes %d kB" % (b, d["sessions_up"]["sessions"], d["sessions_up"]["seconds"], m["before"],
+                                             m["after"], m["per_session_kib"],
+                                             "PASS" if m["per_session_kib"] < 64 else "MISS", m["with_routes"]))
+        for k in ("idle", "routes"):
+            x = d["rtt_" + k]
+            print("[%s] round trips, all connected%s: PING p50 %.3f p99 %.3f ms; control p50 %.3f p99 %.3f ms "
+                  "(target p99 < 5: %s)" % (b, "" if k == "idle" else " + 10,000 routes", x["ping_ms"]["p50"],
+                                             x["ping_ms"]["p99"], x["control_ms"]["p50"], x["control_ms"]["p99"],
+                                             "PASS" if x["control_ms"]["p99"] < 5 else "MISS"))
+        it = d["intercepts_team"]
+        print("[%s] intercepts made: %d ok, %d failed in %.1f s" % (b, it["ok"], it["failed"], it["seconds"]))
+        ratio = t["rps"] / s["rps"]
+        print("[%s] preview requests, all connected: 1 route %.0f req/s (p50 %.0f us, p99 %.0f us); 10,000 routes + 1,024 "
+              "previews %.0f req/s (p50 %.0f us, p99 %.0f us): %.2fx (target >= 0.90: %s)" % (
+                  b, s["rps"], s["p50_us"], s["p99_us"], t["rps"], t["p50_us"], t["p99_us"], ratio,
+                  "PASS" if ratio >= 0.9 else "MISS"))
+    return r
+
 
 def main(argv):
     cmd, a = (argv[1], argv[2:]) if len(argv) > 1 else ('', [])
@@ -1102,6 +1155,8 @@ def main(argv):
         report_k8sconnect(a[0], a[1], int(a[2]), a[3] == '1', int(a[4]), int(a[5]), int(a[6]))
     elif cmd == 'kintercept' and len(a) == 6:
         report_kintercept(a[0], a[1], int(a[2]), int(a[3]), a[4] == '1', int(a[5]))
+    elif cmd == 'team' and len(a) == 2:
+        report_team(a[0], a[1])
     elif cmd == 'wrk' and len(a) >= 2:
         d = parse_wrk(read_text(a[0]))
         for field in a[1:]:

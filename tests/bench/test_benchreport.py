@@ -348,5 +348,32 @@ class Reports(unittest.TestCase):
         self.assertRegex(txt, r'kbridge / kubectl  down  Gbit/s +1\.25x')
 
 
+
+class Team(unittest.TestCase):
+    def test_report(self):
+        with tempfile.TemporaryDirectory() as d:
+            res = os.path.join(d, 'results')
+            with open(res, 'w') as f:
+                f.write(sample('team-results'))
+            out = io.StringIO()
+            with redirect_stdout(out):
+                r = br.report_team(res, os.path.join(d, 'team.json'))
+            with open(os.path.join(d, 'team.json')) as f:
+                self.assertEqual(json.load(f), r)
+        text = out.getvalue()
+        new, base = r['builds']['new'], r['builds']['base']
+        self.assertEqual(new['rss_kib'], {'before': 14124, 'after': 43128, 'sessions': 1100,
+                                          'per_session_kib': 26.4, 'with_routes': 50824})
+        self.assertEqual(new['rtt_routes']['control_ms']['p99'], 0.828)
+        self.assertEqual(new['intercepts_team']['ok'], 10000)
+        self.assertEqual(base['wrk_team']['rps'], 9666.99)
+        self.assertEqual(r['env']['machine'], 'AMD EPYC')
+        self.assertIn('[new] preview requests, all connected: 1 route 12532 req/s', text)
+        self.assertIn('1.33x (target >= 0.90: PASS)', text)
+        self.assertIn('0.60x (target >= 0.90: MISS)', text)
+        self.assertIn('26.4 KiB per session (target < 64: PASS)', text)
+        self.assertIn('control p50 0.062 p99 0.198 ms (target p99 < 5: PASS)', text)
+
+
 if __name__ == '__main__':
     unittest.main()
