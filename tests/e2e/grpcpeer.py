@@ -10,7 +10,8 @@
 # Methods: Unary (NAME: ARG), Stream (ARG messages "NAME i"), Fail
 # (INVALID_ARGUMENT "NAME says no"), Slow (sleeps ARG seconds), Meta (the
 # x-dev metadata seen), Count (Unary calls served so far), Big (echoes
-# ARG random bytes back: the client prints "big N same").
+# ARG random bytes back: the client prints "big N same"), Flood (ARG
+# messages of 64 KiB).
 import os
 import sys
 import threading
@@ -49,6 +50,11 @@ def serve(name, addr):
     def big(req, ctx):
         return req
 
+    def flood(req, ctx):
+        chunk = b"f" * 65536
+        for i in range(int(req)):
+            yield chunk
+
     def cnt(req, ctx):
         with lock:
             return str(count[0]).encode()
@@ -61,6 +67,7 @@ def serve(name, addr):
         "Meta": grpc.unary_unary_rpc_method_handler(meta),
         "Count": grpc.unary_unary_rpc_method_handler(cnt),
         "Big": grpc.unary_unary_rpc_method_handler(big),
+        "Flood": grpc.unary_stream_rpc_method_handler(flood),
     })
     srv = grpc.server(futures.ThreadPoolExecutor(max_workers=32))
     srv.add_generic_rpc_handlers((h,))

@@ -14,6 +14,8 @@
 
 #include <sys/wait.h>
 
+#include <malloc.h>
+
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -26,6 +28,7 @@
 
 #define PY	"/usr/bin/python3"
 #define PEER	"tests/e2e/grpcpeer.py"
+#define SOCKBUF	(64 * 1024)
 
 static int app_port, alice_port, nginx_port, refused_port, listen_port;
 static int conns_done, conns_live;
@@ -329,6 +332,255 @@ no_conns(void *arg)
 	return conns_live == 0;
 }
 
+/* --- a client of our own (nghttp2): many streams at once, or one that
+ * never reads --- */
+
+struct rawcl {
+	int fd;
+	nghttp2_session *sess;
+	struct event *rev;
+	int responses, refused, closed;
+	size_t bytes;
+	const char *body;
+	size_t bodylen;
+};
+
+static ssize_t
+raw_body(nghttp2_session *sess, int32_t sid, uint8_t *buf, size_t len, uint32_t *flags,
+    nghttp2_data_source *src, void *ud)
+{
+	struct rawcl *r = ud;
+
+	(void)sess;
+	(void)sid;
+	(void)src;
+	if (len > r->bodylen)
+		len = r->bodylen;
+	memcpy(buf, r->body, len);
+	*flags |= NGHTTP2_DATA_FLAG_EOF;
+	return len;
+}
+
+static int
+raw_frame(nghttp2_session *sess, const nghttp2_frame *f, void *ud)
+{
+	struct rawcl *r = ud;
+
+	(void)sess;
+	if (f->hd.type == NGHTTP2_HEADERS && f->headers.cat == NGHTTP2_HCAT_RESPONSE)
+		r->responses++;
+	return 0;
+}
+
+static int
+raw_data(nghttp2_session *sess, uint8_t flags, int32_t sid, const uint8_t *data, size_t len,
+    void *ud)
+{
+	struct rawcl *r = ud;
+
+	(void)flags;
+	(void)data;
+	r->bytes += len;
+	nghttp2_session_consume(sess, sid, 0);
+	return 0;
+}
+
+static int
+raw_close(nghttp2_session *sess, int32_t sid, uint32_t code, void *ud)
+{
+	struct rawcl *r = ud;
+
+	(void)sess;
+	(void)sid;
+	if (code == NGHTTP2_REFUSED_STREAM)
+		r->refused++;
+	else
+		r->closed++;
+	return 0;
+}
+
+static void
+raw_send(struct rawcl *r)
+{
+	const uint8_t *p;
+	ssize_t n, w;
+
+	while ((n = nghttp2_session_mem_send(r->sess, &p)) > 0)
+		while (n > 0) {
+			if ((w = write(r->fd, p, n)) < 0) {
+				if (errno != EAGAIN)
+					return;
+				usleep(1000);
+				continue;
+			}
+			p += w;
+			n -= w;
+		}
+}
+
+static void
+raw_read_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct rawcl *r = arg;
+	uint8_t buf[16384];
+	ssize_t n;
+
+	(void)what;
+	if ((n = read(fd, buf, sizeof(buf))) > 0)
+		nghttp2_session_mem_recv(r->sess, buf, n);
+	else if (n == 0 || errno != EAGAIN)
+		event_del(r->rev);
+	raw_send(r);
+}
+
+static int
+raw_open(struct rawcl *r, int reads)
+{
+	nghttp2_session_callbacks *cbs;
+	nghttp2_option *opt;
+	char reason[64];
+
+	memset(r, 0, sizeof(*r));
+	if ((r->fd = port_socket(listen_port, reason, sizeof(reason))) < 0 ||
+	    nghttp2_session_callbacks_new(&cbs) != 0 || nghttp2_option_new(&opt) != 0)
+		return -1;
+	nghttp2_session_callbacks_set_on_frame_recv_callback(cbs, raw_frame);
+	nghttp2_session_callbacks_set_on_stream_close_callback(cbs, raw_close);
+	nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cbs, raw_data);
+	/* Not the default 100 until the server says: all streams go at once. */
+	nghttp2_option_set_peer_max_concurrent_streams(opt, 1000);
+	if (nghttp2_session_client_new2(&r->sess, cbs, r, opt) != 0)
+		return -1;
+	nghttp2_option_del(opt);
+	nghttp2_session_callbacks_del(cbs);
+	nghttp2_submit_settings(r->sess, NGHTTP2_FLAG_NONE, NULL, 0);
+	r->rev = event_new(base, r->fd, EV_READ | EV_PERSIST, raw_read_cb, r);
+	if (reads)
+		event_add(r->rev, NULL);
+	return 0;
+}
+
+static void
+raw_close_all(struct rawcl *r)
+{
+	if (r->rev != NULL)
+		event_free(r->rev);
+	if (r->sess != NULL)
+		nghttp2_session_del(r->sess);
+	if (r->fd >= 0)
+		close(r->fd);
+}
+
+static int32_t
+raw_call(struct rawcl *r, const char *method, const char *dev)
+{
+	char path[64];
+	nghttp2_data_provider prd = { .read_callback = raw_body };
+	nghttp2_nv nv[] = {
+		{ (uint8_t *)":method", (uint8_t *)"POST", 7, 4, 0 },
+		{ (uint8_t *)":scheme", (uint8_t *)"http", 7, 4, 0 },
+		{ (uint8_t *)":authority", (uint8_t *)"web", 10, 3, 0 },
+		{ (uint8_t *)":path", (uint8_t *)path, 5, 0, 0 },
+		{ (uint8_t *)"content-type", (uint8_t *)"application/grpc", 12, 16, 0 },
+		{ (uint8_t *)"te", (uint8_t *)"trailers", 2, 8, 0 },
+		{ (uint8_t *)"x-dev", (uint8_t *)dev, 5, dev ? strlen(dev) : 0, 0 },
+	};
+
+	nv[3].valuelen = snprintf(path, sizeof(path), "/kb.Echo/%s", method);
+	return nghttp2_submit_request(r->sess, NULL, nv, dev ? 7 : 6, &prd, NULL);
+}
+
+static int
+raw_all_closed(void *arg)
+{
+	struct rawcl *r = arg;
+
+	return r->refused + r->closed == 150;
+}
+
+static int
+raw_one_closed(void *arg)
+{
+	struct rawcl *r = arg;
+
+	return r->closed == 1;
+}
+
+/* 150 streams at once on one connection, before our SETTINGS arrive:
+ * 100 are served, the others refused (the client may retry them). */
+static void
+test_max_streams(void)
+{
+	struct rawcl r;
+	int i;
+
+	if (raw_open(&r, 1) == -1) {
+		ok(0);
+		return;
+	}
+	r.body = "\0\0\0\0\0011";	/* Slow: 1 s */
+	r.bodylen = 6;
+	for (i = 0; i < 150; i++)
+		raw_call(&r, "Slow", NULL);
+	raw_send(&r);
+	ok(run_until(raw_all_closed, &r, 20000));
+	ok(r.refused == 50 && r.responses == 100);
+	if (r.refused != 50 || r.responses != 100)
+		printf("# refused %d, responses %d, closed %d\n", r.refused, r.responses, r.closed);
+	raw_close_all(&r);
+}
+
+static size_t
+heap_used(void)
+{
+	struct mallinfo2 mi = mallinfo2();
+
+	return mi.uordblks;
+}
+
+/* A client that asks for 6 GiB and never reads: what the proxy holds for
+ * it stays within its windows, and the app is held back. Then it goes. */
+static void
+test_never_reads(void)
+{
+	struct rawcl r;
+	size_t before, after;
+	int i, rcv = SOCKBUF;
+
+	/* A client that reads gets a flood of 50 x 64 KiB whole. */
+	if (raw_open(&r, 1) == -1) {
+		ok(0);
+		return;
+	}
+	r.body = "\0\0\0\0\00250";
+	r.bodylen = 7;
+	raw_call(&r, "Flood", NULL);
+	raw_send(&r);
+	ok(run_until(raw_one_closed, &r, 20000) && r.responses == 1 &&
+	    r.bytes == 50 * (65536 + 5));
+	raw_close_all(&r);
+
+	before = heap_used();
+	if (raw_open(&r, 0) == -1) {
+		ok(0);
+		return;
+	}
+	setsockopt(r.fd, SOL_SOCKET, SO_RCVBUF, &rcv, sizeof(rcv));
+	r.body = "\0\0\0\0\00599999";	/* Flood: 99999 x 64 KiB */
+	r.bodylen = 10;
+	for (i = 0; i < 4; i++)
+		raw_call(&r, "Flood", i % 2 ? "alice" : NULL);
+	raw_send(&r);
+	run_for(3000);
+	after = heap_used();
+	ok(after < before + 8 * 1024 * 1024);
+	printf("# heap grew by %zu KiB for a client that never reads 4 floods\n",
+	    after > before ? (after - before) / 1024 : 0);
+	raw_close_all(&r);
+	run_for(200);
+	ok(run_until(no_conns, NULL, 10000));
+}
+
 /* --- the live cases --- */
 
 static void
@@ -439,6 +691,9 @@ test_live(void)
 	rc = client(load, buf, sizeof(buf), 60000);
 	ok(rc == 0 && strstr(buf, "2000 succeeded, 0 failed, 0 errored") != NULL &&
 	    strstr(buf, "status codes: 2000 2xx") != NULL);
+
+	test_max_streams();
+	test_never_reads();
 
 	/* Every connection ends when its client goes. */
 	run_for(100);	/* what the last client left settles */
