@@ -48,6 +48,7 @@
 #define H2R_READ_SIZE	(32 * 1024)
 #define H2R_CONNECT_MS	10000
 #define H2R_MAX_LIVE	(2 * H2R_MAX_STREAMS)	/* streams incl. those closing upstream */
+#define H2R_MAX_PASSES	16	/* sending rounds per event (h2r_settle()) */
 
 /* A header block being received: NUL-terminated copies, name then value
  * in one allocation each. */
@@ -263,35 +264,39 @@ io_fini(struct h2r_io *io)
 		close(io->fd);
 }
 
-/* Let the session produce up to the high-water mark, then write. */
-static void
+/* Let the session produce up to the high-water mark, then write.
+ * Returns how many bytes it produced. */
+static size_t
 io_send(struct h2r_io *io)
 {
 	const uint8_t *p;
+	size_t made = 0;
 	ssize_t n;
 
 	if (io->err || io->sess == NULL)
-		return;
+		return 0;
 	while (evbuffer_get_length(io->out) < H2R_HIGH_WATER) {
 		if ((n = nghttp2_session_mem_send(io->sess, &p)) < 0) {
 			log_debug("%s: %s", __func__, nghttp2_strerror((int)n));
 			io->err = 1;
-			return;
+			return made;
 		}
 		if (n == 0)
 			break;
 		if (evbuffer_add(io->out, p, n) == -1) {
 			io->err = 1;
-			return;
+			return made;
 		}
+		made += n;
 	}
 	if (io->connecting || evbuffer_get_length(io->out) == 0)
-		return;
+		return made;
 	if (evbuffer_write(io->out, io->fd) == -1 && errno != EAGAIN && errno != EWOULDBLOCK &&
 	    errno != EINTR) {
 		log_debug("%s: fd %d: %s", __func__, io->fd, strerror(errno));
 		io->err = 1;
 	}
+	return made;
 }
 
 static void
@@ -995,17 +1000,27 @@ conn_free(struct h2r_conn *c)
 		up.done(up.arg, NULL);
 }
 
+/* Send what every session has (what one sends may let another
+ * acknowledge bytes: its WINDOW_UPDATE goes in the next pass, until no
+ * pass makes anything), fail dead upstreams, free what is finished, arm. */
 static void
 h2r_settle(struct h2r_conn *c)
 {
 	struct h2r_up *u, *t;
+	size_t made = 1;
 	int pass;
 
-	for (pass = 0; pass < 2; pass++) {
+	for (pass = 0; made > 0; pass++) {
+		if (pass == H2R_MAX_PASSES) {
+			/* Not starved: the rest in the next loop iteration. */
+			event_active(c->io.wev, EV_WRITE, 0);
+			break;
+		}
+		made = 0;
 		for (u = LIST_FIRST(&c->ups); u != NULL; u = t) {
 			t = LIST_NEXT(u, entry);
 			if (u->why[0] == '\0' && !u->io.err && !u->io.eof)
-				io_send(&u->io);
+				made += io_send(&u->io);
 			if (u->why[0] == '\0' && (u->io.err || u->io.eof)) {
 				snprintf(u->why, sizeof(u->why), "kbridge: the upstream %s",
 				    u->io.eof ? "closed the connection" : "failed");
@@ -1018,10 +1033,10 @@ h2r_settle(struct h2r_conn *c)
 			else if (u->nstreams == 0 && (u->goaway || io_finished(&u->io)))
 				up_free(u);
 		}
-		if (pass == 0)
-			io_send(&c->io);
+		made += io_send(&c->io);
 	}
-	if (c->io.err || (c->io.eof && c->nstreams == 0) || io_finished(&c->io)) {
+	/* A client that closed its end cannot take an answer any more. */
+	if (c->io.err || c->io.eof || io_finished(&c->io)) {
 		conn_free(c);
 		return;
 	}
