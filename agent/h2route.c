@@ -98,6 +98,7 @@ struct h2r_conn {
 	struct event_base *base;
 	struct hp_upstreams up;
 	struct h2r_io io;
+	struct event *kick;	/* more sending, next loop iteration */
 	TAILQ_HEAD(, h2r_stream) streams;
 	LIST_HEAD(, h2r_up) ups;
 	size_t nstreams;
@@ -264,8 +265,9 @@ io_fini(struct h2r_io *io)
 		close(io->fd);
 }
 
-/* Let the session produce up to the high-water mark, then write.
- * Returns how many bytes it produced. */
+/* Let the session produce up to the high-water mark, write, and again
+ * while the socket takes it all (a queue the socket just emptied must not
+ * leave the session's frames unmade). Returns how many bytes were made. */
 static size_t
 io_send(struct h2r_io *io)
 {
@@ -275,28 +277,32 @@ io_send(struct h2r_io *io)
 
 	if (io->err || io->sess == NULL)
 		return 0;
-	while (evbuffer_get_length(io->out) < H2R_HIGH_WATER) {
-		if ((n = nghttp2_session_mem_send(io->sess, &p)) < 0) {
-			log_debug("%s: %s", __func__, nghttp2_strerror((int)n));
+	for (;;) {
+		while (evbuffer_get_length(io->out) < H2R_HIGH_WATER) {
+			if ((n = nghttp2_session_mem_send(io->sess, &p)) < 0) {
+				log_debug("%s: %s", __func__, nghttp2_strerror((int)n));
+				io->err = 1;
+				return made;
+			}
+			if (n == 0)
+				break;
+			if (evbuffer_add(io->out, p, n) == -1) {
+				io->err = 1;
+				return made;
+			}
+			made += n;
+		}
+		if (io->connecting || evbuffer_get_length(io->out) == 0)
+			return made;
+		if (evbuffer_write(io->out, io->fd) == -1 && errno != EAGAIN &&
+		    errno != EWOULDBLOCK && errno != EINTR) {
+			log_debug("%s: fd %d: %s", __func__, io->fd, strerror(errno));
 			io->err = 1;
 			return made;
 		}
-		if (n == 0)
-			break;
-		if (evbuffer_add(io->out, p, n) == -1) {
-			io->err = 1;
-			return made;
-		}
-		made += n;
+		if (evbuffer_get_length(io->out) > 0)
+			return made;	/* the write event goes on */
 	}
-	if (io->connecting || evbuffer_get_length(io->out) == 0)
-		return made;
-	if (evbuffer_write(io->out, io->fd) == -1 && errno != EAGAIN && errno != EWOULDBLOCK &&
-	    errno != EINTR) {
-		log_debug("%s: fd %d: %s", __func__, io->fd, strerror(errno));
-		io->err = 1;
-	}
-	return made;
 }
 
 static void
@@ -993,6 +999,8 @@ conn_free(struct h2r_conn *c)
 		up_free(u);
 	io_fini(&c->io);
 	c->io.sess = NULL;
+	if (c->kick != NULL)
+		event_free(c->kick);
 	while (!TAILQ_EMPTY(&c->streams))
 		stream_free(TAILQ_FIRST(&c->streams));
 	free(c);
@@ -1012,8 +1020,9 @@ h2r_settle(struct h2r_conn *c)
 
 	for (pass = 0; made > 0; pass++) {
 		if (pass == H2R_MAX_PASSES) {
-			/* Not starved: the rest in the next loop iteration. */
-			event_active(c->io.wev, EV_WRITE, 0);
+			/* Others not starved: the rest in the next loop iteration
+			 * (not by the write event, which io_arm() may delete). */
+			event_active(c->kick, EV_TIMEOUT, 0);
 			break;
 		}
 		made = 0;
@@ -1086,6 +1095,7 @@ h2r_start(struct event_base *base, int fd, const void *p, size_t len,
 	TAILQ_INIT(&c->streams);
 	LIST_INIT(&c->ups);
 	if (io_init(c, &c->io, fd, cl_read_cb, cl_write_cb, c) == -1 ||
+	    (c->kick = event_new(base, -1, 0, cl_write_cb, c)) == NULL ||
 	    (cbs = cl_callbacks()) == NULL || nghttp2_option_new(&opt) != 0)
 		goto fail;
 	nghttp2_option_set_no_auto_window_update(opt, 1);
@@ -1108,6 +1118,8 @@ fail:
 	nghttp2_option_del(opt);
 	c->io.fd = -1;	/* the caller's still */
 	io_fini(&c->io);
+	if (c->kick != NULL)
+		event_free(c->kick);
 	free(c);
 	return -1;
 }

@@ -296,7 +296,7 @@ server(const char *name, int port)
 static pid_t
 nginx(const char *dir)
 {
-	char conf[256], cmd[1024];
+	char conf[256], cmd[1024], cwd[512];
 	FILE *f;
 	int i;
 
@@ -308,8 +308,9 @@ nginx(const char *dir)
 	    "http { access_log off; client_body_temp_path %s/body; proxy_temp_path %s/p;\n"
 	    " fastcgi_temp_path %s/f; uwsgi_temp_path %s/u; scgi_temp_path %s/s;\n"
 	    " server { listen 127.0.0.1:%d http2;\n"
+	    "  location = /big.bin { alias %s/build/tests/h2route.big.bin; }\n"
 	    "  location / { default_type text/plain; return 200 \"hello over h2c\"; } } }\n",
-	    dir, dir, dir, dir, dir, dir, dir, nginx_port);
+	    dir, dir, dir, dir, dir, dir, dir, nginx_port, getcwd(cwd, sizeof(cwd)));
 	fclose(f);
 	snprintf(cmd, sizeof(cmd), "-p%s/", dir);
 	{
@@ -600,6 +601,9 @@ test_live(void)
 	char *upload[] = { "/usr/bin/curl", "-sS", "-m", "20", "--http2-prior-knowledge",
 	    "-o", "/dev/null", "-w", "%{http_code} %{http_version}", "-H", "x-dev: nginx",
 	    "--data-binary", "@build/tests/h2route.up.bin", url, NULL };
+	char *down[] = { "/usr/bin/curl", "--limit-rate", "8M", "-sS", "-m", "15", "--http2-prior-knowledge",
+	    "-o", "build/tests/h2route.down.bin", "-w", "%{http_code} %{size_download}",
+	    "-H", "x-dev: nginx", url, NULL };
 	char *load[] = { "/usr/bin/h2load", "-n", "2000", "-c", "4", "-m", "10", "-d",
 	    "build/tests/h2route.req.bin", "-H", "content-type: application/grpc",
 	    "-H", "te: trailers", "-H", "x-dev: alice", url, NULL };
@@ -624,6 +628,13 @@ test_live(void)
 	refused_port = free_port();
 	app = server("app", app_port);
 	alice = server("alice", alice_port);
+	/* 8 MiB: down from nginx; its first 900 KiB up to it */
+	if ((f = fopen("build/tests/h2route.big.bin", "w")) != NULL) {
+		for (i = 0; i < 8 * 1024 * 1024; i++)
+			fputc((i * 7) ^ (i >> 11), f);
+		fclose(f);
+	}
+	(void)system("head -c 921600 build/tests/h2route.big.bin >build/tests/h2route.up.bin");
 	if (mkdtemp(ndir) != NULL)
 		ng = nginx(ndir);
 	ok(listening(app_port) && listening(alice_port) && listening(nginx_port));
@@ -665,11 +676,6 @@ test_live(void)
 	 * whether it saw the 200 first depends on timing (and with nginx
 	 * alone it sometimes waits for ever). Through the proxy the reset
 	 * follows the response: the stream ends, no timeout (28). */
-	if ((f = fopen("build/tests/h2route.up.bin", "w")) != NULL) {
-		for (i = 0; i < 900 * 1024; i++)
-			fputc(i * 7, f);
-		fclose(f);
-	}
 	snprintf(url, sizeof(url), "http://%s/up", target);
 	for (i = 0; i < 3; i++) {
 		rc = client(upload, buf, sizeof(buf), 25000);
@@ -677,6 +683,16 @@ test_live(void)
 		if (rc != 0 && rc != 92)
 			printf("# %d %s\n", rc, buf);
 	}
+	/* 8 MiB down from nginx, byte for byte, 5 times, to a client that reads
+	 * at most 8 MB/s (the proxy waits for it, and must resume). */
+	snprintf(url, sizeof(url), "http://%s/big.bin", target);
+	for (i = 0; i < 5; i++) {
+		rc = client(down, buf, sizeof(buf), 20000);
+		ok(rc == 0 && !strcmp(buf, "200 8388608"));
+		if (rc != 0 || strcmp(buf, "200 8388608"))
+			printf("# %d %s\n", rc, buf);
+	}
+	ok(system("cmp -s build/tests/h2route.big.bin build/tests/h2route.down.bin") == 0);
 	rc = client(big, buf, sizeof(buf), 30000);
 	ok(rc == 0 && !strcmp(buf, "big 3000000 same\n"));
 	if (rc != 0)
