@@ -7,7 +7,8 @@
  * usual request copies nothing; queues stop the reading side at a watermark.
  * Requests are served one after another: no read-ahead beyond a head's worth.
  * With up.pass, the first request line is sniffed before llhttp sees it: a
- * connection that is not HTTP/1 goes to the app as it came (hp_pass()).
+ * connection that is not HTTP/1 goes to the app as it came (hp_pass()), the
+ * HTTP/2 preface to up.h2 if set (hp_hand_h2()).
  * Small writes wait for the end of the loop iteration and go out in groups
  * (batch.h); the app's answer times are noted for pace.h (applat.h).
  * hp_conn_free() must not be called from the route(), open() or done()

@@ -5,7 +5,8 @@
  * as a proxy must; malformed requests get 400, header blocks over 64 KiB get
  * 431, an upstream that cannot be reached gets 502. Optionally (pass), a
  * connection that does not start with an HTTP/1 request line (the HTTP/2
- * preface, TLS, HTTP/0.9, anything else) goes to the app untouched. */
+ * preface, TLS, HTTP/0.9, anything else) goes to the app untouched, or,
+ * the HTTP/2 preface, to up.h2 (h2route.h) when set. */
 #ifndef KB_HTTPPROXY_H
 #define KB_HTTPPROXY_H
 
