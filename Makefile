@@ -30,12 +30,13 @@ MAN8     = man/kbridged.8 man/kbridge-agent.8
 
 LIBS_EVENT = -levent_core -levent_extra -levent_openssl -lssl -lcrypto
 # libnftables: `kbridge-agent redirect` only (agent/redirect.c); never kbridge-sidecar
-LIBS_AGENT = $(LIBS_EVENT) -lcares -lcjson -luring -lcurl -lnftables
-LIBS_SIDECAR = $(LIBS_EVENT) -lcares -lcjson -luring
+# libnghttp2: the sidecar's HTTP/2 routing (agent/h2route.c)
+LIBS_AGENT = $(LIBS_EVENT) -lcares -lcjson -luring -lcurl -lnftables -lnghttp2
+LIBS_SIDECAR = $(LIBS_EVENT) -lcares -lcjson -luring -lnghttp2
 LIBS_DAEMON = $(LIBS_EVENT) -lcares -lcjson -lnftables
 # -lz: SPDY header compression (proto/spdy.c, kbridge port-forward)
 LIBS_CLI   = -levent_core -lcurl -lcjson -lyaml -lssl -lcrypto -lz
-LIBS_TEST  = $(LIBS_EVENT) -lcares -lcjson -lcurl -lnftables -luring -lyaml -lz
+LIBS_TEST  = $(LIBS_EVENT) -lcares -lcjson -lcurl -lnftables -luring -lyaml -lz -lnghttp2
 
 ifeq ($(V),1)
 Q =
@@ -48,7 +49,7 @@ DAEMON_SRC = $(wildcard daemon/*.c)
 AGENT_SRC  = $(filter-out agent/sidecar_main.c,$(wildcard agent/*.c))
 # kbridge-sidecar: the sidecar alone, without libcurl (agent/sidecar_main.c)
 SIDECAR_SRC = agent/sidecar_main.c agent/sidecar.c agent/sidecar_enroll.c agent/httpproxy.c \
-	agent/batch.c agent/applat.c agent/join.c agent/pace.c
+	agent/h2route.c agent/batch.c agent/applat.c agent/join.c agent/pace.c
 CLI_SRC    = $(wildcard cli/*.c)
 UNIT_SRC   = $(wildcard tests/unit/test_*.c)
 

@@ -7,7 +7,8 @@
  * usual request copies nothing; queues stop the reading side at a watermark.
  * Requests are served one after another: no read-ahead beyond a head's worth.
  * With up.pass, the first request line is sniffed before llhttp sees it: a
- * connection that is not HTTP/1 goes to the app as it came (hp_pass()).
+ * connection that is not HTTP/1 goes to the app as it came (hp_pass()), the
+ * HTTP/2 preface to up.h2 if set (hp_hand_h2()).
  * Small writes wait for the end of the loop iteration and go out in groups
  * (batch.h); the app's answer times are noted for pace.h (applat.h).
  * hp_conn_free() must not be called from the route(), open() or done()
@@ -62,6 +63,7 @@ struct hp_proxy {
 	 * its requests routed. */
 	int sniff_ms;
 	unsigned passed_kinds;	/* bits of the kinds already logged (hp_pass()) */
+	unsigned h2_logged:1;	/* a connection went to up.h2 (hp_hand_h2()) */
 	struct applat lat;	/* for pace.h */
 	struct batch batch;	/* writes of several connections in one go */
 	char rbuf[HP_READ_SIZE];	/* every read lands here */
@@ -169,6 +171,7 @@ struct hp_conn {
 	/* Until the first request line shows this is HTTP/1 (up.pass only). */
 	unsigned sniff:1;
 	unsigned probed:1;	/* the app's connection was opened for a silent client */
+	unsigned handed:1;	/* the client socket went to up.h2 (with up.arg) */
 	struct hp_sniff sn;
 
 	int wrote;		/* the client took queued bytes since the timer was set */
@@ -848,8 +851,11 @@ void
 hp_route_reply(struct hp_route *r, int status, const char *reason, const char *headers,
     const char *ctype, const char *body)
 {
-	struct hp_conn *c = r->c;
+	struct hp_conn *c;
 
+	if (r == NULL)
+		return;
+	c = r->c;
 	if (c->t.replied)
 		return;
 	/* A client waiting for 100 Continue may never send the body. */
@@ -863,7 +869,7 @@ hp_route_reply(struct hp_route *r, int status, const char *reason, const char *h
 int
 hp_route_drop(struct hp_route *r, const char *name)
 {
-	if (r->ndrop == HP_ROUTE_DROP)
+	if (r == NULL || r->ndrop == HP_ROUTE_DROP)
 		return -1;
 	r->drop[r->ndrop++] = name;
 	return 0;
@@ -872,7 +878,7 @@ hp_route_drop(struct hp_route *r, const char *name)
 int
 hp_route_add(struct hp_route *r, const char *name, const char *value)
 {
-	if (strpbrk(name, "\r\n:") != NULL || strpbrk(value, "\r\n") != NULL)
+	if (r == NULL || strpbrk(name, "\r\n:") != NULL || strpbrk(value, "\r\n") != NULL)
 		return -1;
 	if (r->add == NULL && (r->add = evbuffer_new()) == NULL)
 		return -1;
@@ -1127,6 +1133,30 @@ hp_line_parses(struct hp_conn *c)
 	return llhttp_execute(&p, line, c->sn.n) == HPE_OK;
 }
 
+/* The HTTP/2 preface: the client socket and what it sent so far go to
+ * up.h2, which routes each stream. 0: c is done, without its done
+ * callback (up.arg went along); -1: up.h2 refused it. */
+static int
+hp_hand_h2(struct hp_conn *c)
+{
+	size_t n = evbuffer_get_length(c->cin);
+	const void *p = evbuffer_pullup(c->cin, -1);
+
+	if (c->up.h2 == NULL || (p == NULL && n > 0) ||
+	    c->up.h2(c->hp->base, c->cl.fd, p, n, &c->up) == -1)
+		return -1;
+	if (!c->hp->h2_logged) {
+		c->hp->h2_logged = 1;	/* logged once */
+		log_info("HTTP/2 connection (prior knowledge): routed per stream");
+	}
+	hp_sock_arm(&c->cl, 0, 0);
+	c->cl.fd = -1;
+	c->handed = 1;
+	c->sniff = 0;
+	c->state = HP_DONE;
+	return 0;
+}
+
 /* Join the client to the app (key 0, the silent client's connection if
  * open), with what the client sent so far: from now on a tunnel. Closes
  * the client, as a reset, if the app cannot be reached. */
@@ -1137,6 +1167,8 @@ hp_pass(struct hp_conn *c, int kind)
 	unsigned bit = 1u << kind;
 	int fd;
 
+	if (kind == HP_K_H2 && hp_hand_h2(c) == 0)
+		return;
 	if (!(c->hp->passed_kinds & bit)) {
 		c->hp->passed_kinds |= bit;	/* logged once per kind */
 		log_info("connection is not HTTP/1 (%s): passed to the app untouched",
@@ -1503,9 +1535,10 @@ hp_finish(struct hp_conn *c)
 {
 	struct hp_upstreams up = c->up;
 	uintptr_t id = (uintptr_t)c;
+	int handed = c->handed;
 
 	hp_conn_free(c);
-	if (up.done != NULL)
+	if (up.done != NULL && !handed)
 		up.done(up.arg, (struct hp_conn *)id);
 }
 

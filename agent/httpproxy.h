@@ -5,7 +5,8 @@
  * as a proxy must; malformed requests get 400, header blocks over 64 KiB get
  * 431, an upstream that cannot be reached gets 502. Optionally (pass), a
  * connection that does not start with an HTTP/1 request line (the HTTP/2
- * preface, TLS, HTTP/0.9, anything else) goes to the app untouched. */
+ * preface, TLS, HTTP/0.9, anything else) goes to the app untouched, or,
+ * the HTTP/2 preface, to up.h2 (h2route.h) when set. */
 #ifndef KB_HTTPPROXY_H
 #define KB_HTTPPROXY_H
 
@@ -54,12 +55,21 @@ struct hp_upstreams {
 	/* The client connection is finished and freed. May be NULL. */
 	void (*done)(void *arg, struct hp_conn *c);
 	void *arg;
+	/* With pass: a connection that starts with the HTTP/2 preface is
+	 * given to h2() (h2route.h's h2r_start: the client socket, the bytes
+	 * read so far, these upstreams) instead of to the app; 0: h2() took
+	 * the socket and arg (done is then its to call), -1: passed to the app
+	 * as without h2. May be NULL. */
+	int (*h2)(struct event_base *base, int fd, const void *p, size_t len,
+	    const struct hp_upstreams *up);
 	/* 1: a connection whose first bytes are not an HTTP/1 request line,
 	 * or whose app speaks first, is joined to key 0 as it is (what is not
 	 * HTTP/1 cannot be routed, and must not be broken); 0: it gets 400. */
 	int pass;
 };
 
+/* r is NULL for a request that came over HTTP/2 (h2 above): it is routed
+ * only; the functions below then do nothing (the first) or return -1. */
 /* From route(): answer the request here instead (its body, if any, is read
  * and dropped). headers: more header lines, each ending in CRLF, or NULL;
  * body: sent with Content-Type ctype (omitted for HEAD), or NULL. */

@@ -2,9 +2,10 @@
  * connection goes to the app, except what an intercept claims: whole
  * connections (protocol tcp, or a global intercept) or single HTTP requests
  * that match an intercept's headers or path prefix (protocol http). Those go
- * through the manager to the intercepting developer's workstation. What is
- * not HTTP/1 (HTTP/2 prior knowledge, TLS, ...) cannot be routed by header:
- * it goes to the app untouched, whoever intercepts. */
+ * through the manager to the intercepting developer's workstation. HTTP/2
+ * prior knowledge is routed per stream the same way (h2route.h). What is
+ * neither (TLS, HTTP/0.9, ...) cannot be routed by header: it goes to the
+ * app untouched, whoever intercepts. */
 #include <arpa/inet.h>
 #include <ctype.h>
 #include <errno.h>
@@ -24,6 +25,7 @@
 
 #include "conn.h"
 #include "dial.h"
+#include "h2route.h"
 #include "httpproxy.h"
 #include "join.h"
 #include "listener.h"
@@ -391,7 +393,8 @@ static const struct hp_upstreams upstreams = {
 	.open = sc_open_upstream,
 	.explain = sc_refusal_reason,
 	.done = client_http_done,
-	.pass = 1,	/* HTTP/2, TLS and the like: to the app untouched */
+	.h2 = h2r_start,	/* HTTP/2 prior knowledge: routed per stream */
+	.pass = 1,	/* TLS and the like: to the app untouched */
 };
 
 /* Join the client's connection to up; cl goes with the join. */

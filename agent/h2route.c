@@ -1,0 +1,1125 @@
+/* HTTP/2 prior knowledge in the sidecar, routed per stream (h2route.h).
+ *
+ * One struct h2r_conn per client connection: an nghttp2 server session
+ * toward the client, and a list of upstreams (struct h2r_up), each an
+ * nghttp2 client session over one socket from the proxy's open() (key 0:
+ * the app; else an intercept's stream to its owner's workstation). The
+ * upstreams belong to this client connection alone: one client cannot
+ * take or see the streams of another. A client stream (struct h2r_stream)
+ * is routed when its request head is whole, then relayed to one upstream
+ * stream. nghttp2 parses and frames everything; nothing here reads a
+ * frame by hand.
+ *
+ * Flow control: the sessions run without automatic WINDOW_UPDATEs; bytes
+ * received on one side wait in the stream's buffer and are acknowledged
+ * (nghttp2_session_consume) only when the other side's data provider took
+ * them. A stream thus holds at most one window each way (H2R_WINDOW), a
+ * connection at most H2R_CONN_WINDOW per session; a socket whose peer does
+ * not read stops its session from producing at H2R_HIGH_WATER, and is not
+ * read meanwhile.
+ *
+ * Everything runs from the socket events: they feed and pump the sessions,
+ * then h2r_settle() sends, fails dead upstreams, frees what is finished
+ * and re-arms. Nothing is freed from inside an nghttp2 callback except a
+ * stream that both sessions have closed. */
+#include "h2route.h"
+
+#include <sys/queue.h>
+#include <sys/socket.h>
+
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+
+#include <event2/buffer.h>
+#include <event2/event.h>
+
+#include <nghttp2/nghttp2.h>
+
+#include "log.h"
+#include "util.h"
+
+#define H2R_READ_SIZE	(32 * 1024)
+#define H2R_CONNECT_MS	10000
+#define H2R_MAX_LIVE	(2 * H2R_MAX_STREAMS)	/* streams incl. those closing upstream */
+#define H2R_MAX_PASSES	16	/* sending rounds per event (h2r_settle()) */
+
+/* A header block being received: NUL-terminated copies, name then value
+ * in one allocation each. */
+struct h2r_hdrs {
+	nghttp2_nv *nv;
+	size_t n, cap, bytes;
+};
+
+/* One socket with its session. */
+struct h2r_io {
+	int fd;
+	nghttp2_session *sess;
+	struct event *rev, *wev;
+	struct evbuffer *out;
+	unsigned rarmed:1, warmed:1, connecting:1, eof:1, err:1;
+};
+
+struct h2r_conn;
+
+struct h2r_up {
+	struct h2r_conn *c;
+	LIST_ENTRY(h2r_up) entry;
+	uint64_t key;
+	struct h2r_io io;
+	struct event *timer;	/* connect timeout */
+	size_t nstreams;
+	unsigned goaway:1;	/* takes no new streams */
+	char why[200];		/* set: failed */
+};
+
+struct h2r_stream {
+	struct h2r_conn *c;
+	TAILQ_ENTRY(h2r_stream) entry;
+	int32_t sid, usid;
+	struct h2r_up *up;	/* NULL: not routed, or its upstream is gone */
+	struct h2r_hdrs in;	/* from the client: request head, then trailers */
+	struct h2r_hdrs uin;	/* from upstream: response head, then trailers */
+	struct evbuffer *req, *resp;	/* bodies waiting for the other side */
+	unsigned req_eof:1, req_trl:1, resp_eof:1, resp_trl:1, resp_started:1;
+	unsigned resp_out:1;	/* the client's response ended (END_STREAM queued) */
+	unsigned rst_after:1;	/* upstream reset it (NO_ERROR): so do we after the response */
+	unsigned grpc:1;	/* a gRPC call: errors as grpc-status */
+	unsigned cl_closed:1, up_closed:1;
+};
+
+struct h2r_conn {
+	struct event_base *base;
+	struct hp_upstreams up;
+	struct h2r_io io;
+	struct event *kick;	/* more sending, next loop iteration */
+	TAILQ_HEAD(, h2r_stream) streams;
+	LIST_HEAD(, h2r_up) ups;
+	size_t nstreams;
+};
+
+static void h2r_settle(struct h2r_conn *);
+
+/* --- header blocks --- */
+
+static int
+hdrs_add(struct h2r_hdrs *h, const uint8_t *name, size_t nlen, const uint8_t *value, size_t vlen)
+{
+	nghttp2_nv *nv;
+	uint8_t *m;
+	size_t cap;
+
+	if (h->n == HP_MAX_HEADERS || h->bytes + nlen + vlen + 32 > HP_MAX_HEADER_BYTES)
+		return -1;
+	if (h->n == h->cap) {
+		cap = h->cap ? 2 * h->cap : 16;
+		if ((nv = reallocarray(h->nv, cap, sizeof(*nv))) == NULL)
+			return -1;
+		h->nv = nv;
+		h->cap = cap;
+	}
+	if ((m = malloc(nlen + vlen + 2)) == NULL)
+		return -1;
+	memcpy(m, name, nlen);
+	m[nlen] = '\0';
+	memcpy(m + nlen + 1, value, vlen);
+	m[nlen + 1 + vlen] = '\0';
+	h->nv[h->n++] = (nghttp2_nv){ m, m + nlen + 1, nlen, vlen, NGHTTP2_NV_FLAG_NONE };
+	h->bytes += nlen + vlen + 32;
+	return 0;
+}
+
+static void
+hdrs_clear(struct h2r_hdrs *h)
+{
+	size_t i;
+
+	for (i = 0; i < h->n; i++)
+		free(h->nv[i].name);	/* the value shares it */
+	h->n = h->bytes = 0;
+}
+
+static void
+hdrs_free(struct h2r_hdrs *h)
+{
+	hdrs_clear(h);
+	free(h->nv);
+	h->nv = NULL;
+	h->cap = 0;
+}
+
+static const nghttp2_nv *
+hdrs_get(const struct h2r_hdrs *h, const char *name)
+{
+	size_t i;
+
+	for (i = 0; i < h->n; i++)
+		if (!strcmp((const char *)h->nv[i].name, name))
+			return &h->nv[i];
+	return NULL;
+}
+
+/* --- the request as route() sees it --- */
+
+static char *
+h2r_copy(char **o, char *end, const char *s, size_t n)
+{
+	char *r = *o;
+
+	if ((size_t)(end - *o) < n + 1)
+		return NULL;
+	memcpy(r, s, n);
+	r[n] = '\0';
+	*o += n + 1;
+	return r;
+}
+
+int
+h2r_request(const struct h2r_field *f, size_t nf, struct hp_request *req,
+    struct hp_header *h, size_t nh, char *buf, size_t bufsz)
+{
+	const struct h2r_field *authority = NULL;
+	char *o = buf, *end = buf + bufsz;
+	size_t i, n = 0, hosts = 0;
+	const char **slot;
+
+	memset(req, 0, sizeof(*req));
+	for (i = 0; i < nf; i++) {
+		if (f[i].namelen == 0)
+			return -1;
+		if (f[i].name[0] != ':') {
+			if (n == nh || (h[n].name = h2r_copy(&o, end, f[i].name, f[i].namelen)) == NULL ||
+			    (h[n].value = h2r_copy(&o, end, f[i].value, f[i].valuelen)) == NULL)
+				return -1;
+			if (!strcasecmp(h[n].name, "host"))
+				hosts++;
+			n++;
+			continue;
+		}
+#define H2R_IS(s) (f[i].namelen == sizeof(s) - 1 && !memcmp(f[i].name, s, sizeof(s) - 1))
+		if (H2R_IS(":method"))
+			slot = &req->method;
+		else if (H2R_IS(":path"))
+			slot = &req->target;
+		else if (H2R_IS(":authority")) {
+			if (authority != NULL)
+				return -1;
+			authority = &f[i];
+			continue;
+		} else if (H2R_IS(":scheme"))
+			continue;
+		else
+			return -1;
+#undef H2R_IS
+		if (*slot != NULL || (*slot = h2r_copy(&o, end, f[i].value, f[i].valuelen)) == NULL)
+			return -1;
+	}
+	if (req->method == NULL || req->target == NULL)
+		return -1;
+	if (authority != NULL && hosts == 0) {
+		if (n == nh || (h[n].value = h2r_copy(&o, end, authority->value,
+		    authority->valuelen)) == NULL)
+			return -1;
+		h[n++].name = "host";
+	}
+	req->headers = h;
+	req->nheaders = n;
+	return 0;
+}
+
+/* --- sockets --- */
+
+static int
+io_init(struct h2r_conn *c, struct h2r_io *io, int fd, event_callback_fn rcb,
+    event_callback_fn wcb, void *arg)
+{
+	int one = 1;
+
+	io->fd = fd;
+	(void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	if ((io->out = evbuffer_new()) == NULL ||
+	    (io->rev = event_new(c->base, fd, EV_READ | EV_PERSIST, rcb, arg)) == NULL ||
+	    (io->wev = event_new(c->base, fd, EV_WRITE | EV_PERSIST, wcb, arg)) == NULL)
+		return -1;
+	return 0;
+}
+
+static void
+io_fini(struct h2r_io *io)
+{
+	if (io->rev != NULL)
+		event_free(io->rev);
+	if (io->wev != NULL)
+		event_free(io->wev);
+	if (io->out != NULL)
+		evbuffer_free(io->out);
+	if (io->sess != NULL)
+		nghttp2_session_del(io->sess);
+	if (io->fd != -1)
+		close(io->fd);
+}
+
+/* Let the session produce up to the high-water mark, write, and again
+ * while the socket takes it all (a queue the socket just emptied must not
+ * leave the session's frames unmade). Returns how many bytes were made. */
+static size_t
+io_send(struct h2r_io *io)
+{
+	const uint8_t *p;
+	size_t made = 0;
+	ssize_t n;
+
+	if (io->err || io->sess == NULL)
+		return 0;
+	for (;;) {
+		while (evbuffer_get_length(io->out) < H2R_HIGH_WATER) {
+			if ((n = nghttp2_session_mem_send(io->sess, &p)) < 0) {
+				log_debug("%s: %s", __func__, nghttp2_strerror((int)n));
+				io->err = 1;
+				return made;
+			}
+			if (n == 0)
+				break;
+			if (evbuffer_add(io->out, p, n) == -1) {
+				io->err = 1;
+				return made;
+			}
+			made += n;
+		}
+		if (io->connecting || evbuffer_get_length(io->out) == 0)
+			return made;
+		if (evbuffer_write(io->out, io->fd) == -1 && errno != EAGAIN &&
+		    errno != EWOULDBLOCK && errno != EINTR) {
+			log_debug("%s: fd %d: %s", __func__, io->fd, strerror(errno));
+			io->err = 1;
+			return made;
+		}
+		if (evbuffer_get_length(io->out) > 0)
+			return made;	/* the write event goes on */
+	}
+}
+
+static void
+io_recv(struct h2r_io *io)
+{
+	uint8_t buf[H2R_READ_SIZE];
+	ssize_t n, rv;
+
+	n = recv(io->fd, buf, sizeof(buf), 0);
+	if (n == -1 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
+		return;
+	if (n <= 0) {
+		if (n == 0)
+			io->eof = 1;
+		else
+			io->err = 1;
+		return;
+	}
+	if ((rv = nghttp2_session_mem_recv(io->sess, buf, n)) < 0) {
+		log_debug("%s: %s", __func__, nghttp2_strerror((int)rv));
+		io->err = 1;
+	}
+}
+
+static void
+io_arm(struct h2r_io *io)
+{
+	int r, w;
+
+	r = !io->eof && !io->err && !io->connecting &&
+	    evbuffer_get_length(io->out) < H2R_HIGH_WATER;
+	w = !io->err && (io->connecting || evbuffer_get_length(io->out) > 0);
+	if (r != io->rarmed) {
+		if (r)
+			event_add(io->rev, NULL);
+		else
+			event_del(io->rev);
+		io->rarmed = r;
+	}
+	if (w != io->warmed) {
+		if (w)
+			event_add(io->wev, NULL);
+		else
+			event_del(io->wev);
+		io->warmed = w;
+	}
+}
+
+/* The session has nothing more to do and nothing waits to be written. */
+static int
+io_finished(const struct h2r_io *io)
+{
+	return !nghttp2_session_want_read(io->sess) && !nghttp2_session_want_write(io->sess) &&
+	    evbuffer_get_length(io->out) == 0;
+}
+
+/* --- streams --- */
+
+static void
+stream_free(struct h2r_stream *s)
+{
+	TAILQ_REMOVE(&s->c->streams, s, entry);
+	s->c->nstreams--;
+	hdrs_free(&s->in);
+	hdrs_free(&s->uin);
+	if (s->req != NULL)
+		evbuffer_free(s->req);
+	if (s->resp != NULL)
+		evbuffer_free(s->resp);
+	free(s);
+}
+
+static void
+stream_maybe_free(struct h2r_stream *s)
+{
+	if (s->cl_closed && (s->up_closed || s->up == NULL))
+		stream_free(s);
+}
+
+/* Hand over, by both ends' data providers: bytes that left src were
+ * received on the other session, which may now open its window. */
+static ssize_t
+h2r_read_data(nghttp2_session *sess, int32_t sid, uint8_t *buf, size_t len, uint32_t *flags,
+    nghttp2_data_source *src, void *ud)
+{
+	struct h2r_stream *s = src->ptr;
+	int toclient = sess == s->c->io.sess;
+	struct evbuffer *b = toclient ? s->resp : s->req;
+	struct h2r_hdrs *trl = toclient ? &s->uin : &s->in;
+	int n;
+
+	(void)ud;
+	if ((n = evbuffer_remove(b, buf, len)) < 0)
+		return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+	if (n > 0) {
+		if (!toclient)
+			nghttp2_session_consume(s->c->io.sess, s->sid, n);
+		else if (s->up != NULL)
+			nghttp2_session_consume(s->up->io.sess, s->usid, n);
+	}
+	if (evbuffer_get_length(b) == 0 && (toclient ? s->resp_eof : s->req_eof)) {
+		*flags |= NGHTTP2_DATA_FLAG_EOF;
+		if ((toclient ? s->resp_trl : s->req_trl) && trl->n > 0) {
+			if (nghttp2_submit_trailer(sess, sid, trl->nv, trl->n) == 0)
+				*flags |= NGHTTP2_DATA_FLAG_NO_END_STREAM;
+			hdrs_clear(trl);
+		}
+		if (toclient) {
+			s->resp_out = 1;
+			/* After the response, as the app did: the rest of the
+			 * request is not wanted (RFC 9113 8.1). */
+			if (s->rst_after)
+				nghttp2_submit_rst_stream(sess, NGHTTP2_FLAG_NONE, sid,
+				    NGHTTP2_NO_ERROR);
+		}
+	} else if (n == 0)
+		return NGHTTP2_ERR_DEFERRED;
+	return n;
+}
+
+/* A gRPC call's error: a trailers-only response, UNAVAILABLE (14). */
+static int
+stream_grpc_error(struct h2r_stream *s, const char *why)
+{
+	char msg[256];
+	size_t i, n = 0;
+	nghttp2_nv nv[] = {
+		{ (uint8_t *)":status", (uint8_t *)"200", 7, 3, NGHTTP2_NV_FLAG_NONE },
+		{ (uint8_t *)"content-type", (uint8_t *)"application/grpc", 12, 16,
+		    NGHTTP2_NV_FLAG_NONE },
+		{ (uint8_t *)"grpc-status", (uint8_t *)"14", 11, 2, NGHTTP2_NV_FLAG_NONE },
+		{ (uint8_t *)"grpc-message", (uint8_t *)msg, 12, 0, NGHTTP2_NV_FLAG_NONE },
+	};
+
+	/* grpc-message is percent-encoded outside printable ASCII and '%'. */
+	for (i = 0; why[i] != '\0' && n + 4 < sizeof(msg); i++) {
+		unsigned char ch = why[i];
+
+		if (ch >= 0x20 && ch < 0x7f && ch != '%')
+			msg[n++] = ch;
+		else
+			n += snprintf(msg + n, sizeof(msg) - n, "%%%02X", ch);
+	}
+	nv[3].valuelen = n;
+	s->resp_out = 1;
+	return nghttp2_submit_response(s->c->io.sess, s->sid, nv, 4, NULL);
+}
+
+/* Answer a stream that no upstream serves: 502 with why as its body (or
+ * a gRPC status). */
+static void
+stream_502(struct h2r_stream *s, const char *why)
+{
+	nghttp2_data_provider prd = { .source.ptr = s, .read_callback = h2r_read_data };
+	nghttp2_nv nv[] = {
+		{ (uint8_t *)":status", (uint8_t *)"502", 7, 3, NGHTTP2_NV_FLAG_NONE },
+		{ (uint8_t *)"content-type", (uint8_t *)"text/plain", 12, 10,
+		    NGHTTP2_NV_FLAG_NONE },
+	};
+
+	log_debug("%s: stream %d: %s", __func__, s->sid, why);
+	if (s->cl_closed || s->resp_started)
+		return;
+	s->resp_started = 1;
+	s->resp_eof = 1;
+	hdrs_clear(&s->uin);
+	s->resp_trl = 0;
+	evbuffer_drain(s->resp, evbuffer_get_length(s->resp));
+	if (s->grpc) {
+		if (stream_grpc_error(s, why) != 0)
+			nghttp2_submit_rst_stream(s->c->io.sess, NGHTTP2_FLAG_NONE, s->sid,
+			    NGHTTP2_INTERNAL_ERROR);
+		return;
+	}
+	if (evbuffer_add_printf(s->resp, "%s\n", why) < 0 ||
+	    nghttp2_submit_response(s->c->io.sess, s->sid, nv, 2, &prd) != 0)
+		nghttp2_submit_rst_stream(s->c->io.sess, NGHTTP2_FLAG_NONE, s->sid,
+		    NGHTTP2_INTERNAL_ERROR);
+}
+
+/* The request body has nowhere to go: acknowledge what waits and what
+ * comes. */
+static void
+stream_drop_req(struct h2r_stream *s)
+{
+	size_t n = evbuffer_get_length(s->req);
+
+	if (n > 0) {
+		evbuffer_drain(s->req, n);
+		nghttp2_session_consume(s->c->io.sess, s->sid, n);
+	}
+}
+
+/* --- upstreams --- */
+
+static void up_read_cb(evutil_socket_t, short, void *);
+static void up_write_cb(evutil_socket_t, short, void *);
+static nghttp2_session_callbacks *up_callbacks(void);
+
+static void
+up_timer_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct h2r_up *u = arg;
+
+	(void)fd;
+	(void)what;
+	if (u->io.connecting)
+		snprintf(u->why, sizeof(u->why), "kbridge: timed out connecting to the upstream");
+	h2r_settle(u->c);
+}
+
+static void
+up_free(struct h2r_up *u)
+{
+	struct h2r_stream *s;
+
+	TAILQ_FOREACH(s, &u->c->streams, entry)
+		if (s->up == u)
+			s->up = NULL;	/* closed there: nothing more to acknowledge */
+	LIST_REMOVE(u, entry);
+	if (u->timer != NULL)
+		event_free(u->timer);
+	io_fini(&u->io);
+	free(u);
+}
+
+/* u is of no more use: its streams that are not answered get a 502, the
+ * others are reset; then it goes. */
+static void
+up_fail(struct h2r_up *u, const char *why)
+{
+	struct h2r_conn *c = u->c;
+	struct h2r_stream *s, *t;
+
+	for (s = TAILQ_FIRST(&c->streams); s != NULL; s = t) {
+		t = TAILQ_NEXT(s, entry);
+		if (s->up != u)
+			continue;
+		s->up = NULL;
+		s->up_closed = 1;
+		stream_drop_req(s);
+		if (!s->cl_closed) {
+			if (!s->resp_started)
+				stream_502(s, why);
+			else if (!s->resp_eof)
+				nghttp2_submit_rst_stream(c->io.sess, NGHTTP2_FLAG_NONE, s->sid,
+				    NGHTTP2_INTERNAL_ERROR);
+		}
+		stream_maybe_free(s);
+	}
+	up_free(u);
+}
+
+static struct h2r_up *
+up_new(struct h2r_conn *c, uint64_t key, char *reason, size_t len)
+{
+	nghttp2_settings_entry set[] = {
+		{ NGHTTP2_SETTINGS_ENABLE_PUSH, 0 },
+		{ NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, H2R_WINDOW },
+		{ NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE, HP_MAX_HEADER_BYTES },
+	};
+	nghttp2_session_callbacks *cbs;
+	nghttp2_option *opt = NULL;
+	struct timeval tv = kb_ms_tv(H2R_CONNECT_MS);
+	struct h2r_up *u;
+	int fd;
+
+	if ((fd = c->up.open(c->up.arg, key, reason, len)) == -1)
+		return NULL;
+	if ((u = calloc(1, sizeof(*u))) == NULL) {
+		close(fd);
+		snprintf(reason, len, "kbridge: out of memory");
+		return NULL;
+	}
+	u->c = c;
+	u->key = key;
+	u->io.fd = -1;
+	u->io.connecting = 1;
+	LIST_INSERT_HEAD(&c->ups, u, entry);
+	if (io_init(c, &u->io, fd, up_read_cb, up_write_cb, u) == -1 ||
+	    (u->timer = evtimer_new(c->base, up_timer_cb, u)) == NULL ||
+	    (cbs = up_callbacks()) == NULL || nghttp2_option_new(&opt) != 0)
+		goto fail;
+	nghttp2_option_set_no_auto_window_update(opt, 1);
+	nghttp2_option_set_peer_max_concurrent_streams(opt, H2R_MAX_STREAMS);
+	if (nghttp2_session_client_new2(&u->io.sess, cbs, u, opt) != 0)
+		goto fail;
+	nghttp2_option_del(opt);
+	opt = NULL;
+	if (nghttp2_submit_settings(u->io.sess, NGHTTP2_FLAG_NONE, set, 3) != 0 ||
+	    nghttp2_session_set_local_window_size(u->io.sess, NGHTTP2_FLAG_NONE, 0,
+	    H2R_CONN_WINDOW) != 0)
+		goto fail;
+	evtimer_add(u->timer, &tv);
+	return u;
+fail:
+	if (u->io.fd == -1)
+		close(fd);
+	nghttp2_option_del(opt);
+	up_free(u);
+	snprintf(reason, len, "kbridge: out of memory");
+	return NULL;
+}
+
+/* The upstream for key that takes new streams, or a new one. */
+static struct h2r_up *
+up_get(struct h2r_conn *c, uint64_t key, char *reason, size_t len)
+{
+	struct h2r_up *u;
+
+	LIST_FOREACH(u, &c->ups, entry)
+		if (u->key == key && !u->goaway && u->why[0] == '\0' && !u->io.eof && !u->io.err)
+			return u;
+	return up_new(c, key, reason, len);
+}
+
+static void
+up_read_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct h2r_up *u = arg;
+
+	(void)fd;
+	(void)what;
+	io_recv(&u->io);
+	h2r_settle(u->c);
+}
+
+static void
+up_write_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct h2r_up *u = arg;
+	socklen_t sl = sizeof(int);
+	int err = 0;
+
+	(void)what;
+	if (u->io.connecting) {
+		if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &sl) == -1)
+			err = errno;
+		if (err != 0) {
+			snprintf(u->why, sizeof(u->why),
+			    "kbridge: cannot connect to the upstream: %s", strerror(err));
+			h2r_settle(u->c);
+			return;
+		}
+		u->io.connecting = 0;
+		evtimer_del(u->timer);
+	}
+	h2r_settle(u->c);
+}
+
+/* upstream session callbacks (user data: the struct h2r_up) */
+
+static int
+up_on_header(nghttp2_session *sess, const nghttp2_frame *f, const uint8_t *name, size_t nlen,
+    const uint8_t *value, size_t vlen, uint8_t flags, void *ud)
+{
+	struct h2r_stream *s;
+
+	(void)flags;
+	(void)ud;
+	if (f->hd.type != NGHTTP2_HEADERS ||
+	    (s = nghttp2_session_get_stream_user_data(sess, f->hd.stream_id)) == NULL)
+		return 0;
+	if (hdrs_add(&s->uin, name, nlen, value, vlen) == -1)
+		return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+	return 0;
+}
+
+static int
+up_on_data(nghttp2_session *sess, uint8_t flags, int32_t sid, const uint8_t *data, size_t len,
+    void *ud)
+{
+	struct h2r_stream *s = nghttp2_session_get_stream_user_data(sess, sid);
+
+	(void)flags;
+	(void)ud;
+	if (s == NULL || s->cl_closed || evbuffer_add(s->resp, data, len) == -1) {
+		nghttp2_session_consume(sess, sid, len);
+		return 0;
+	}
+	nghttp2_session_resume_data(s->c->io.sess, s->sid);
+	return 0;
+}
+
+/* A response head: 1xx goes on as it is, the final one opens the
+ * client's response; a head without :status is the trailers. */
+static void
+up_head(struct h2r_stream *s, int end)
+{
+	nghttp2_data_provider prd = { .source.ptr = s, .read_callback = h2r_read_data };
+	nghttp2_session *cs = s->c->io.sess;
+	const nghttp2_nv *st = hdrs_get(&s->uin, ":status");
+
+	if (s->cl_closed) {
+		hdrs_clear(&s->uin);
+		return;
+	}
+	if (st == NULL) {
+		if (end)
+			s->resp_trl = 1;	/* kept in uin until the body is out */
+		else
+			hdrs_clear(&s->uin);
+		return;
+	}
+	if (st->valuelen == 3 && st->value[0] == '1') {
+		nghttp2_submit_headers(cs, NGHTTP2_FLAG_NONE, s->sid, NULL, s->uin.nv, s->uin.n,
+		    NULL);
+		hdrs_clear(&s->uin);
+		return;
+	}
+	s->resp_started = 1;
+	s->resp_out = end;
+	if (nghttp2_submit_response(cs, s->sid, s->uin.nv, s->uin.n, end ? NULL : &prd) != 0)
+		nghttp2_submit_rst_stream(cs, NGHTTP2_FLAG_NONE, s->sid, NGHTTP2_INTERNAL_ERROR);
+	hdrs_clear(&s->uin);
+}
+
+static int
+up_on_frame(nghttp2_session *sess, const nghttp2_frame *f, void *ud)
+{
+	struct h2r_up *u = ud;
+	struct h2r_conn *c = u->c;
+	struct h2r_stream *s;
+	int end = (f->hd.flags & NGHTTP2_FLAG_END_STREAM) != 0;
+
+	switch (f->hd.type) {
+	case NGHTTP2_GOAWAY:
+		u->goaway = 1;
+		/* The app leaves: so does this connection, gracefully, as it would
+		 * without us; an owner's workstation leaving ends nothing here. */
+		if (u->key == 0)
+			nghttp2_submit_goaway(c->io.sess, NGHTTP2_FLAG_NONE,
+			    nghttp2_session_get_last_proc_stream_id(c->io.sess),
+			    f->goaway.error_code, NULL, 0);
+		return 0;
+	case NGHTTP2_HEADERS:
+	case NGHTTP2_DATA:
+		break;
+	default:
+		return 0;
+	}
+	if ((s = nghttp2_session_get_stream_user_data(sess, f->hd.stream_id)) == NULL)
+		return 0;
+	if (f->hd.type == NGHTTP2_HEADERS)
+		up_head(s, end);
+	if (end && s->resp_started) {
+		s->resp_eof = 1;
+		if (!s->cl_closed)
+			nghttp2_session_resume_data(c->io.sess, s->sid);
+	}
+	return 0;
+}
+
+static int
+up_on_close(nghttp2_session *sess, int32_t sid, uint32_t code, void *ud)
+{
+	struct h2r_up *u = ud;
+	struct h2r_stream *s = nghttp2_session_get_stream_user_data(sess, sid);
+	nghttp2_session *cs;
+
+	if (s == NULL)
+		return 0;
+	u->nstreams--;
+	s->up_closed = 1;
+	stream_drop_req(s);
+	cs = s->c->io.sess;
+	if (!s->cl_closed && s->resp_eof && code == NGHTTP2_NO_ERROR && !s->req_eof) {
+		/* The response is whole, the request body is not wanted. */
+		if (s->resp_out)
+			nghttp2_submit_rst_stream(cs, NGHTTP2_FLAG_NONE, s->sid, NGHTTP2_NO_ERROR);
+		else
+			s->rst_after = 1;
+	} else if (!s->cl_closed && !s->resp_eof) {
+		if (code == NGHTTP2_NO_ERROR && !s->resp_started)
+			stream_502(s, "kbridge: the upstream closed the stream without answering");
+		else
+			nghttp2_submit_rst_stream(cs, NGHTTP2_FLAG_NONE, s->sid,
+			    code != NGHTTP2_NO_ERROR ? code : NGHTTP2_INTERNAL_ERROR);
+	}
+	if (s->cl_closed)
+		s->up = NULL;	/* nothing more to acknowledge to u */
+	stream_maybe_free(s);
+	return 0;
+}
+
+static nghttp2_session_callbacks *
+up_callbacks(void)
+{
+	static nghttp2_session_callbacks *cbs;	/* made once, never changed */
+
+	if (cbs != NULL || nghttp2_session_callbacks_new(&cbs) != 0)
+		return cbs;
+	nghttp2_session_callbacks_set_on_header_callback(cbs, up_on_header);
+	nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cbs, up_on_data);
+	nghttp2_session_callbacks_set_on_frame_recv_callback(cbs, up_on_frame);
+	nghttp2_session_callbacks_set_on_stream_close_callback(cbs, up_on_close);
+	return cbs;
+}
+
+/* --- the client's session (user data: the struct h2r_conn) --- */
+
+static int
+hdr_grpc(const struct hp_request *req)
+{
+	size_t i;
+
+	for (i = 0; i < req->nheaders; i++)
+		if (!strcasecmp(req->headers[i].name, "content-type"))
+			return !strncmp(req->headers[i].value, "application/grpc", 16);
+	return 0;
+}
+
+/* The request head is whole: route it, open its upstream stream. */
+static void
+stream_route(struct h2r_stream *s, int end)
+{
+	nghttp2_data_provider prd = { .source.ptr = s, .read_callback = h2r_read_data };
+	struct h2r_field f[HP_MAX_HEADERS];
+	struct hp_header h[HP_MAX_HEADERS + 1];
+	struct hp_request req;
+	struct h2r_conn *c = s->c;
+	struct h2r_up *u;
+	char reason[256], *buf;
+	uint64_t key;
+	size_t i;
+	int32_t usid;
+
+	for (i = 0; i < s->in.n; i++)
+		f[i] = (struct h2r_field){ (const char *)s->in.nv[i].name,
+		    (const char *)s->in.nv[i].value, s->in.nv[i].namelen, s->in.nv[i].valuelen };
+	if ((buf = malloc(s->in.bytes + 64)) == NULL ||
+	    h2r_request(f, s->in.n, &req, h, HP_MAX_HEADERS + 1, buf, s->in.bytes + 64) == -1) {
+		free(buf);
+		nghttp2_submit_rst_stream(c->io.sess, NGHTTP2_FLAG_NONE, s->sid,
+		    NGHTTP2_PROTOCOL_ERROR);
+		return;
+	}
+	key = c->up.route(c->up.arg, &req, NULL);
+	s->grpc = hdr_grpc(&req);
+	log_debug("%s: %s %s -> %llu", __func__, req.method, req.target, (unsigned long long)key);
+	free(buf);
+	s->req_eof = end;
+	reason[0] = '\0';
+	if ((u = up_get(c, key, reason, sizeof(reason))) == NULL) {
+		reason[sizeof(reason) - 1] = '\0';
+		stream_502(s, reason[0] ? reason : "kbridge: the upstream is unavailable");
+		return;
+	}
+	usid = nghttp2_submit_request(u->io.sess, NULL, s->in.nv, s->in.n, end ? NULL : &prd, s);
+	hdrs_clear(&s->in);
+	if (usid < 0) {
+		stream_502(s, "kbridge: cannot open a stream to the upstream");
+		return;
+	}
+	s->up = u;
+	s->usid = usid;
+	u->nstreams++;
+}
+
+static int
+cl_on_begin(nghttp2_session *sess, const nghttp2_frame *f, void *ud)
+{
+	struct h2r_conn *c = ud;
+	struct h2r_stream *s;
+
+	if (f->hd.type != NGHTTP2_HEADERS || f->headers.cat != NGHTTP2_HCAT_REQUEST)
+		return 0;
+	if (c->nstreams >= H2R_MAX_LIVE || (s = calloc(1, sizeof(*s))) == NULL)
+		return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+	s->c = c;
+	s->sid = f->hd.stream_id;
+	s->usid = -1;
+	if ((s->req = evbuffer_new()) == NULL || (s->resp = evbuffer_new()) == NULL) {
+		if (s->req != NULL)
+			evbuffer_free(s->req);
+		free(s);
+		return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+	}
+	TAILQ_INSERT_TAIL(&c->streams, s, entry);
+	c->nstreams++;
+	nghttp2_session_set_stream_user_data(sess, s->sid, s);
+	return 0;
+}
+
+static int
+cl_on_header(nghttp2_session *sess, const nghttp2_frame *f, const uint8_t *name, size_t nlen,
+    const uint8_t *value, size_t vlen, uint8_t flags, void *ud)
+{
+	struct h2r_stream *s;
+
+	(void)flags;
+	(void)ud;
+	if (f->hd.type != NGHTTP2_HEADERS ||
+	    (s = nghttp2_session_get_stream_user_data(sess, f->hd.stream_id)) == NULL)
+		return 0;
+	if (hdrs_add(&s->in, name, nlen, value, vlen) == -1)
+		return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+	return 0;
+}
+
+static int
+cl_on_data(nghttp2_session *sess, uint8_t flags, int32_t sid, const uint8_t *data, size_t len,
+    void *ud)
+{
+	struct h2r_stream *s = nghttp2_session_get_stream_user_data(sess, sid);
+
+	(void)flags;
+	(void)ud;
+	if (s == NULL || s->up == NULL || s->up_closed || evbuffer_add(s->req, data, len) == -1) {
+		nghttp2_session_consume(sess, sid, len);
+		return 0;
+	}
+	nghttp2_session_resume_data(s->up->io.sess, s->usid);
+	return 0;
+}
+
+static int
+cl_on_frame(nghttp2_session *sess, const nghttp2_frame *f, void *ud)
+{
+	struct h2r_stream *s;
+	int end = (f->hd.flags & NGHTTP2_FLAG_END_STREAM) != 0;
+
+	(void)ud;
+	if (f->hd.type != NGHTTP2_HEADERS && f->hd.type != NGHTTP2_DATA)
+		return 0;
+	if ((s = nghttp2_session_get_stream_user_data(sess, f->hd.stream_id)) == NULL)
+		return 0;
+	if (f->hd.type == NGHTTP2_HEADERS && f->headers.cat == NGHTTP2_HCAT_REQUEST) {
+		stream_route(s, end);
+		return 0;
+	}
+	if (f->hd.type == NGHTTP2_HEADERS) {
+		if (end)
+			s->req_trl = 1;	/* trailers: kept in in until the body is out */
+		else
+			hdrs_clear(&s->in);
+	}
+	if (end) {
+		s->req_eof = 1;
+		if (s->up != NULL && !s->up_closed)
+			nghttp2_session_resume_data(s->up->io.sess, s->usid);
+	}
+	return 0;
+}
+
+static int
+cl_on_close(nghttp2_session *sess, int32_t sid, uint32_t code, void *ud)
+{
+	struct h2r_stream *s = nghttp2_session_get_stream_user_data(sess, sid);
+	size_t n;
+
+	(void)ud;
+	if (s == NULL)
+		return 0;
+	s->cl_closed = 1;
+	stream_drop_req(s);
+	if ((n = evbuffer_get_length(s->resp)) > 0) {
+		evbuffer_drain(s->resp, n);
+		if (s->up != NULL)
+			nghttp2_session_consume(s->up->io.sess, s->usid, n);
+	}
+	if (s->up != NULL && !s->up_closed)
+		nghttp2_submit_rst_stream(s->up->io.sess, NGHTTP2_FLAG_NONE, s->usid,
+		    code != NGHTTP2_NO_ERROR ? code : NGHTTP2_CANCEL);
+	stream_maybe_free(s);
+	return 0;
+}
+
+static nghttp2_session_callbacks *
+cl_callbacks(void)
+{
+	static nghttp2_session_callbacks *cbs;	/* made once, never changed */
+
+	if (cbs != NULL || nghttp2_session_callbacks_new(&cbs) != 0)
+		return cbs;
+	nghttp2_session_callbacks_set_on_begin_headers_callback(cbs, cl_on_begin);
+	nghttp2_session_callbacks_set_on_header_callback(cbs, cl_on_header);
+	nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cbs, cl_on_data);
+	nghttp2_session_callbacks_set_on_frame_recv_callback(cbs, cl_on_frame);
+	nghttp2_session_callbacks_set_on_stream_close_callback(cbs, cl_on_close);
+	return cbs;
+}
+
+/* --- the connection --- */
+
+static void
+conn_free(struct h2r_conn *c)
+{
+	struct hp_upstreams up = c->up;
+	struct h2r_up *u;
+
+	/* Streams still alive go with the sessions, without their callbacks. */
+	while ((u = LIST_FIRST(&c->ups)) != NULL)
+		up_free(u);
+	io_fini(&c->io);
+	c->io.sess = NULL;
+	if (c->kick != NULL)
+		event_free(c->kick);
+	while (!TAILQ_EMPTY(&c->streams))
+		stream_free(TAILQ_FIRST(&c->streams));
+	free(c);
+	if (up.done != NULL)
+		up.done(up.arg, NULL);
+}
+
+/* Send what every session has (what one sends may let another
+ * acknowledge bytes: its WINDOW_UPDATE goes in the next pass, until no
+ * pass makes anything), fail dead upstreams, free what is finished, arm. */
+static void
+h2r_settle(struct h2r_conn *c)
+{
+	struct h2r_up *u, *t;
+	size_t made = 1;
+	int pass;
+
+	for (pass = 0; made > 0; pass++) {
+		if (pass == H2R_MAX_PASSES) {
+			/* Others not starved: the rest in the next loop iteration
+			 * (not by the write event, which io_arm() may delete). */
+			event_active(c->kick, EV_TIMEOUT, 0);
+			break;
+		}
+		made = 0;
+		for (u = LIST_FIRST(&c->ups); u != NULL; u = t) {
+			t = LIST_NEXT(u, entry);
+			if (u->why[0] == '\0' && !u->io.err && !u->io.eof)
+				made += io_send(&u->io);
+			if (u->why[0] == '\0' && (u->io.err || u->io.eof)) {
+				snprintf(u->why, sizeof(u->why), "kbridge: the upstream %s",
+				    u->io.eof ? "closed the connection" : "failed");
+				if (c->up.explain != NULL)
+					c->up.explain(c->up.arg, u->key, u->io.fd, u->why,
+					    sizeof(u->why));
+			}
+			if (u->why[0] != '\0')
+				up_fail(u, u->why);
+			else if (u->nstreams == 0 && (u->goaway || io_finished(&u->io)))
+				up_free(u);
+		}
+		made += io_send(&c->io);
+	}
+	/* A client that closed its end cannot take an answer any more. */
+	if (c->io.err || c->io.eof || io_finished(&c->io)) {
+		conn_free(c);
+		return;
+	}
+	io_arm(&c->io);
+	LIST_FOREACH(u, &c->ups, entry)
+		io_arm(&u->io);
+}
+
+static void
+cl_read_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct h2r_conn *c = arg;
+
+	(void)fd;
+	(void)what;
+	io_recv(&c->io);
+	h2r_settle(c);
+}
+
+static void
+cl_write_cb(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	h2r_settle(arg);
+}
+
+int
+h2r_start(struct event_base *base, int fd, const void *p, size_t len,
+    const struct hp_upstreams *up)
+{
+	nghttp2_settings_entry set[] = {
+		{ NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, H2R_MAX_STREAMS },
+		{ NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, H2R_WINDOW },
+		{ NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE, HP_MAX_HEADER_BYTES },
+	};
+	nghttp2_session_callbacks *cbs;
+	nghttp2_option *opt = NULL;
+	struct h2r_conn *c;
+	ssize_t rv;
+
+	if ((c = calloc(1, sizeof(*c))) == NULL)
+		return -1;
+	c->base = base;
+	c->up = *up;
+	c->io.fd = -1;
+	TAILQ_INIT(&c->streams);
+	LIST_INIT(&c->ups);
+	if (io_init(c, &c->io, fd, cl_read_cb, cl_write_cb, c) == -1 ||
+	    (c->kick = event_new(base, -1, 0, cl_write_cb, c)) == NULL ||
+	    (cbs = cl_callbacks()) == NULL || nghttp2_option_new(&opt) != 0)
+		goto fail;
+	nghttp2_option_set_no_auto_window_update(opt, 1);
+	nghttp2_option_set_max_deflate_dynamic_table_size(opt, 4096);
+	if (nghttp2_session_server_new2(&c->io.sess, cbs, c, opt) != 0)
+		goto fail;
+	nghttp2_option_del(opt);
+	opt = NULL;
+	if (nghttp2_submit_settings(c->io.sess, NGHTTP2_FLAG_NONE, set, 3) != 0 ||
+	    nghttp2_session_set_local_window_size(c->io.sess, NGHTTP2_FLAG_NONE, 0,
+	    H2R_CONN_WINDOW) != 0)
+		goto fail;
+	if (len > 0 && (rv = nghttp2_session_mem_recv(c->io.sess, p, len)) < 0) {
+		log_debug("%s: %s", __func__, nghttp2_strerror((int)rv));
+		c->io.err = 1;
+	}
+	h2r_settle(c);
+	return 0;
+fail:
+	nghttp2_option_del(opt);
+	c->io.fd = -1;	/* the caller's still */
+	io_fini(&c->io);
+	if (c->kick != NULL)
+		event_free(c->kick);
+	free(c);
+	return -1;
+}

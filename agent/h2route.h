@@ -1,0 +1,48 @@
+/* HTTP/2 cleartext (prior knowledge) in the sidecar, routed per stream:
+ * nghttp2 terminates the client's connection; each stream's request head
+ * goes through the same route() as an HTTP/1 request (its :path is the
+ * target, :authority is also "host"), and the stream is relayed over one
+ * HTTP/2 client connection per upstream key of this client connection
+ * (key 0: the app; an intercept: its owner's workstation, whose local app
+ * must speak HTTP/2 prior knowledge too). DATA, trailers, RST_STREAM and
+ * GOAWAY pass through, flow controlled end to end: a stream's bytes are
+ * acknowledged to their sender only when the other side took them. */
+#ifndef KB_H2ROUTE_H
+#define KB_H2ROUTE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "httpproxy.h"
+
+struct event_base;
+
+#define H2R_MAX_STREAMS	100		/* concurrent streams per client connection */
+#define H2R_WINDOW	(256 * 1024)	/* per stream, each way */
+#define H2R_CONN_WINDOW	(1024 * 1024)	/* per connection, each way */
+#define H2R_HIGH_WATER	(64 * 1024)	/* bytes queued for a socket before we stop producing */
+
+/* One header as nghttp2 gives it: not NUL-terminated. */
+struct h2r_field {
+	const char *name, *value;
+	size_t namelen, valuelen;
+};
+
+/* An HTTP/2 request head as route() wants it: method from :method, target
+ * from :path, the regular headers and "host" from :authority (when no host
+ * header came). h is filled with NUL-terminated copies held in buf (bufsz
+ * bytes). 0, or -1 when a pseudo-header is missing, repeated or unknown,
+ * or there are more than nh headers or bytes than buf holds. */
+int h2r_request(const struct h2r_field *f, size_t nf, struct hp_request *req,
+    struct hp_header *h, size_t nh, char *buf, size_t bufsz);
+
+/* Take over the accepted client socket fd (non-blocking) whose first len
+ * bytes, already read, are at p (the start of the HTTP/2 preface). The
+ * streams are routed and their upstreams opened with up's callbacks (the
+ * route callback gets no struct hp_route: it names an upstream only); when
+ * the connection is finished, up->done(up->arg, NULL) is called. 0, or -1
+ * (out of memory; fd and up->arg stay the caller's). */
+int h2r_start(struct event_base *base, int fd, const void *p, size_t len,
+    const struct hp_upstreams *up);
+
+#endif

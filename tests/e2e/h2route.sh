@@ -1,0 +1,136 @@
+#!/bin/bash
+# End-to-end test: HTTP/2 prior knowledge (gRPC) routed per stream by a
+# sidecar that holds a header intercept:
+#
+#   api pod (gRPC clients, curl, h2load)
+#      | 10.244.1.10:8082 -> web pod :8082 = sidecar2 --+--> gRPC app 127.0.0.1:82
+#      |                                                +--> manager --> alice's gRPC server
+#      |                                                     (x-dev: alice)     127.0.0.1:8090
+#
+# sidecar2 is a second replica of workload web, started here, whose app is
+# a gRPC server (tests/e2e/grpcpeer.py: python3-grpcio, generic handlers).
+# Both servers say who they are in every answer and count their calls.
+# Every [[ ]] is an assertion (set -e).
+set -euo pipefail
+
+KB_PG_PREFIX=kbg
+FAIL_LOGS=(ws/kbridged.sock.log manager.log web/sidecar2.log web/grpc.log ws-grpc.log)
+. "$(dirname "$0")/common.bash"
+PY=/usr/bin/python3	# Debian's, with python3-grpcio
+PEER=$here/grpcpeer.py
+POD=10.244.1.10
+T=$POD:8082
+
+caller() { pg api "$@"; }
+call() { caller "$PY" "$PEER" call "$T" "$@"; }
+count() { pg "$1" "$PY" "$PEER" call "127.0.0.1:$2" Count x; }
+routed() { grep -c "HTTP/2 connection (prior knowledge): routed per stream" "$STATE/web/sidecar2.log" || true; }
+
+cleanup_extra() {
+	local f pid
+	for f in "$STATE/web/sidecar2.pid" "$STATE/web/grpc.pid" "$STATE/ws-grpc.pid"; do
+		pid=$(head -n1 "$f" 2>/dev/null | tr -dc 0-9) || continue
+		[[ -n $pid ]] && kill "$pid" 2>/dev/null
+	done
+	return 0
+}
+
+[[ -x $KB_BIN/kbridge-agent ]]
+# No skip: without these, this test cannot check anything.
+"$PY" -c 'import grpc'
+command -v h2load >/dev/null
+curl --version | grep -qw HTTP2
+
+"$PG" up >/dev/null
+alice connect --profile "$STATE/alice.json" >/dev/null
+
+# The gRPC app, its sidecar, and alice's gRPC server.
+"$PG" exec web -- "$PY" "$PEER" serve app 127.0.0.1:82 >"$STATE/web/grpc.log" 2>&1 &
+echo $! >"$STATE/web/grpc.pid"
+"$PG" exec ws -- "$PY" "$PEER" serve alice 127.0.0.1:8090 >"$STATE/ws-grpc.log" 2>&1 &
+echo $! >"$STATE/ws-grpc.pid"
+poll 100 listening web 82
+poll 100 listening ws 8090
+"$KB_BIN/kbridge-agent" issue --state-dir "$STATE/cluster" --name web2.default --sidecar \
+	--workload web --namespace default \
+	--out "$STATE/web/sidecar2.json" >/dev/null
+"$PG" exec web -- "$KB_BIN/kbridge-agent" sidecar --profile "$STATE/web/sidecar2.json" \
+	--workload web --namespace default --listen 0.0.0.0:8082 --app 127.0.0.1:82 \
+	--manager kbridge-manager.kbridge.svc.cluster.local:8443 >"$STATE/web/sidecar2.log" 2>&1 &
+echo $! >"$STATE/web/sidecar2.pid"
+poll 50 listening web 8082
+poll 50 grep -q "registered web.default" "$STATE/web/sidecar2.log"
+[[ $(call Unary hi x-dev=alice) == "app: hi" ]]
+[[ $(routed) == 0 ]]
+ok "without intercepts gRPC reaches the app (passed through, not terminated)"
+
+alice intercept web --port 8090 --http-header x-dev=alice >/dev/null
+poll 50 grep -q "1 intercept(s) on web.default" "$STATE/web/sidecar2.log"
+id=$(alice list --output json | "$PY" -c 'import json,sys; print([i["id"] for w in json.load(sys.stdin)["workloads"] for i in w["intercepts"] if i["mine"]][0])')
+
+# --- unary calls, metadata as headers
+[[ $(call Unary one x-dev=alice) == "alice: one" ]]
+[[ $(call Unary two) == "app: two" ]]
+[[ $(call Unary three x-dev=bob) == "app: three" ]]
+[[ $(call Meta x x-dev=alice) == "alice: x-dev=alice" ]]
+[[ $(call Unary four "x-kbridge-intercept-id=$id") == "alice: four" ]]
+[[ $(routed) == 1 ]]
+ok "unary gRPC calls with x-dev=alice (or alice's intercept id) reach alice's server, the others the app"
+
+# --- one connection, streams of both kinds interleaved
+out=$(caller "$PY" "$PEER" mixed "$T" 200 x-dev=alice)
+[[ $out == $'with alice 100\nwithout app 100' ]]
+ok "200 concurrent calls on one channel, every other one with the header: each answered by the right side"
+
+# --- server streaming, error status, deadline
+[[ $(call Stream 50 x-dev=alice | tail -n1) == "alice 49" ]]
+[[ $(call Stream 50 x-dev=alice | wc -l) == 50 ]]
+[[ $(call Stream 3) == $'app 0\napp 1\napp 2' ]]
+out=$(call Fail x x-dev=alice) && exit 1
+[[ $out == "status INVALID_ARGUMENT: alice says no" ]]
+out=$(call Fail x) && exit 1
+[[ $out == "status INVALID_ARGUMENT: app says no" ]]
+out=$(call Slow 3 x-dev=alice deadline=0.5) && exit 1
+[[ $out == "status DEADLINE_EXCEEDED: Deadline Exceeded" ]]
+out=$(call Slow 3 deadline=0.5) && exit 1
+[[ $out == "status DEADLINE_EXCEEDED: Deadline Exceeded" ]]
+[[ $(call Slow 0.2 x-dev=alice) == "alice: slept" ]]
+# 3 MiB each way, through every window (a stream's is 256 KiB)
+[[ $(call Big 3145728 x-dev=alice) == "big 3145728 same" ]]
+[[ $(call Big 3145728) == "big 3145728 same" ]]
+ok "server streaming (50 messages), grpc-status trailers (INVALID_ARGUMENT), deadlines and 3 MiB messages each way pass through, to alice and to the app"
+
+# --- curl with prior knowledge: a gRPC frame "hi" (5-byte prefix)
+printf '\0\0\0\0\2hi' >"$STATE/req.bin"
+g() { caller curl -sS -m 10 --http2-prior-knowledge -H 'content-type: application/grpc' \
+	-H 'te: trailers' --data-binary "@$STATE/req.bin" "$@" "http://$T/kb.Echo/Unary" | tail -c +6; }
+[[ $(g -H 'x-dev: alice') == "alice: hi" ]]
+[[ $(g) == "app: hi" ]]
+ok "curl --http2-prior-knowledge with and without the header"
+
+# --- load: two h2load runs at once, one with the header
+a0=$(count ws 8090)
+p0=$(count web 82)
+h() { caller timeout 120 h2load -n 2000 -c 4 -m 10 -d "$STATE/req.bin" \
+	-H 'content-type: application/grpc' -H 'te: trailers' "$@" "http://$T/kb.Echo/Unary"; }
+h -H 'x-dev: alice' >"$STATE/h2load-alice.out" 2>&1 &
+ha=$!
+h >"$STATE/h2load-app.out" 2>&1
+wait $ha
+grep -q "2000 succeeded, 0 failed, 0 errored" "$STATE/h2load-alice.out"
+grep -q "2000 succeeded, 0 failed, 0 errored" "$STATE/h2load-app.out"
+grep -q "status codes: 2000 2xx" "$STATE/h2load-alice.out"
+[[ $(($(count ws 8090) - a0)) == 2000 ]]
+[[ $(($(count web 82) - p0)) == 2000 ]]
+ok "h2load -n 2000 -c 4 -m 10 twice at once, with and without the header: 2000 calls at each server"
+
+# --- alice's server gone: her calls fail as unavailable, the others still work
+kill "$(cat "$STATE/ws-grpc.pid")"
+poll 50 no listening ws 8090
+out=$(call Unary x x-dev=alice) && exit 1
+[[ $out == "status UNAVAILABLE: kbridge: "* ]]
+[[ $(call Unary y) == "app: y" ]]
+ok "with alice's server down her calls get UNAVAILABLE; the app's still answer"
+
+no grep -E "ERROR: (Address|Leak)Sanitizer|runtime error:" "$STATE"/web/sidecar2.log
+echo "1..$n"
