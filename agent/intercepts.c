@@ -50,6 +50,7 @@ struct intercept {
 
 struct workload {
 	TAILQ_ENTRY(workload) entry;
+	struct icpt_reg *reg;	/* the registry it is in */
 	char name[64], ns[64], protocol[8];
 	char key[130];	/* "NAME.NS" (labels hold no dot): its key in by_name */
 	cJSON *env;
@@ -64,20 +65,28 @@ struct workload {
 	TAILQ_HEAD(, intercept) icpts;
 };
 
-static TAILQ_HEAD(, workload) workloads = TAILQ_HEAD_INITIALIZER(workloads);
-/* What requests and streams look up, at a cost that does not grow with the
- * number of workloads and intercepts: workloads by "NAME.NS", intercepts
- * by id. The lists above stay for what goes over all of them. */
-static struct kb_htab by_name, by_id;
-static struct event_base *ev_base;
-static struct kb_kube *icpt_kube;
-static unsigned grace_period_ms = 10000;
+struct icpt_reg {
+	TAILQ_HEAD(, workload) workloads;
+	/* What requests and streams look up, at a cost that does not grow
+	 * with the number of workloads and intercepts: workloads by "NAME.NS",
+	 * intercepts by id. The list stays for what goes over all of them. */
+	struct kb_htab by_name, by_id;
+	struct event_base *base;
+	struct kb_kube *kube;	/* borrowed; NULL: none */
+	unsigned grace_ms;
+};
 
-void
-icpt_init(struct event_base *base, unsigned grace_ms)
+struct icpt_reg *
+icpt_new(struct event_base *base, unsigned grace_ms)
 {
-	ev_base = base;
-	grace_period_ms = grace_ms;
+	struct icpt_reg *r;
+
+	if ((r = calloc(1, sizeof(*r))) == NULL)
+		return NULL;
+	TAILQ_INIT(&r->workloads);
+	r->base = base;
+	r->grace_ms = grace_ms;
+	return r;
 }
 
 static int
@@ -94,20 +103,20 @@ http_token(const char *s)
 }
 
 static struct workload *
-find_workload(const char *name, const char *ns)
+find_workload(struct icpt_reg *r, const char *name, const char *ns)
 {
 	char key[sizeof(((struct workload *)NULL)->key)];
 	int n = snprintf(key, sizeof(key), "%s.%s", name, ns);
 
 	if (n < 0 || (size_t)n >= sizeof(key))
 		return NULL;
-	return kb_htab_get(&by_name, key, (size_t)n);
+	return kb_htab_get(&r->by_name, key, (size_t)n);
 }
 
 /* A new workload name.ns, in the list and the index; NULL when out of
  * memory. */
 static struct workload *
-workload_new(const char *name, const char *ns)
+workload_new(struct icpt_reg *r, const char *name, const char *ns)
 {
 	struct workload *w;
 
@@ -117,11 +126,12 @@ workload_new(const char *name, const char *ns)
 	snprintf(w->ns, sizeof(w->ns), "%s", ns);
 	snprintf(w->key, sizeof(w->key), "%s.%s", w->name, w->ns);
 	TAILQ_INIT(&w->icpts);
-	if (kb_htab_put(&by_name, w->key, strlen(w->key), w) < 0) {
+	w->reg = r;
+	if (kb_htab_put(&r->by_name, w->key, strlen(w->key), w) < 0) {
 		free(w);
 		return NULL;
 	}
-	TAILQ_INSERT_TAIL(&workloads, w, entry);
+	TAILQ_INSERT_TAIL(&r->workloads, w, entry);
 	return w;
 }
 
@@ -130,7 +140,7 @@ workload_new(const char *name, const char *ns)
 static int
 intercept_link(struct intercept *i)
 {
-	if (kb_htab_put(&by_id, i->id, strlen(i->id), i) < 0)
+	if (kb_htab_put(&i->w->reg->by_id, i->id, strlen(i->id), i) < 0)
 		return -1;
 	TAILQ_INSERT_TAIL(&i->w->icpts, i, entry);
 	return 0;
@@ -139,7 +149,7 @@ intercept_link(struct intercept *i)
 static void
 intercept_unlink(struct intercept *i)
 {
-	kb_htab_del(&by_id, i->id, strlen(i->id));
+	kb_htab_del(&i->w->reg->by_id, i->id, strlen(i->id));
 	TAILQ_REMOVE(&i->w->icpts, i, entry);
 }
 
@@ -171,8 +181,8 @@ workload_gc(struct workload *w)
 {
 	if (w->nsidecars > 0 || !TAILQ_EMPTY(&w->icpts))
 		return;
-	TAILQ_REMOVE(&workloads, w, entry);
-	kb_htab_del(&by_name, w->key, strlen(w->key));
+	TAILQ_REMOVE(&w->reg->workloads, w, entry);
+	kb_htab_del(&w->reg->by_name, w->key, strlen(w->key));
 	podenv_fetch_cancel(w->fetch);
 	cJSON_Delete(w->env);
 	free(w);
@@ -242,9 +252,9 @@ push(struct workload *w)
 }
 
 void
-icpt_set_kube(struct kb_kube *k)
+icpt_set_kube(struct icpt_reg *r, struct kb_kube *k)
 {
-	icpt_kube = k;
+	r->kube = k;
 }
 
 /* The pod's IPs hold ip? */
@@ -305,7 +315,7 @@ env_from_pod(struct workload *w, struct client *c, const cJSON *hello)
 	char *colon;
 
 	w->env_err[0] = '\0';
-	if (!icpt_kube || !pod)
+	if (!w->reg->kube || !pod)
 		return;
 	podenv_fetch_cancel(w->fetch);
 	w->fetch = NULL;
@@ -315,7 +325,7 @@ env_from_pod(struct workload *w, struct client *c, const cJSON *hello)
 	if ((colon = strrchr(w->fetch_ip, c->peer[0] == '[' ? ']' : ':')) != NULL)
 		*colon = '\0';
 	snprintf(w->fetch_pod, sizeof(w->fetch_pod), "%s", pod);
-	if ((w->fetch = podenv_fetch(icpt_kube, w->ns, pod, ctr, env_fetched, w)) == NULL) {
+	if ((w->fetch = podenv_fetch(w->reg->kube, w->ns, pod, ctr, env_fetched, w)) == NULL) {
 		snprintf(w->env_err, sizeof(w->env_err), "sidecar %s names an invalid pod or "
 		    "container", c->name);
 		log_warnx("workload %s.%s: %s", w->name, w->ns, w->env_err);
@@ -338,7 +348,8 @@ env_note(const struct workload *w, cJSON *r)
 }
 
 int
-icpt_sidecar_hello(struct client *c, const cJSON *hello, char *reason, size_t len)
+icpt_sidecar_hello(struct icpt_reg *r, struct client *c, const cJSON *hello, char *reason,
+    size_t len)
 {
 	const cJSON *wl = cJSON_GetObjectItemCaseSensitive(hello, "workload");
 	const cJSON *ns = cJSON_GetObjectItemCaseSensitive(hello, "namespace");
@@ -383,8 +394,8 @@ icpt_sidecar_hello(struct client *c, const cJSON *hello, char *reason, size_t le
 			return -1;
 		}
 	}
-	if ((w = find_workload(wl->valuestring, ns->valuestring)) == NULL &&
-	    (w = workload_new(wl->valuestring, ns->valuestring)) == NULL) {
+	if ((w = find_workload(r, wl->valuestring, ns->valuestring)) == NULL &&
+	    (w = workload_new(r, wl->valuestring, ns->valuestring)) == NULL) {
 		snprintf(reason, len, "out of memory");
 		return -1;
 	}
@@ -403,12 +414,12 @@ icpt_sidecar_hello(struct client *c, const cJSON *hello, char *reason, size_t le
 }
 
 void
-icpt_sidecar_ready(struct client *c)
+icpt_sidecar_ready(struct icpt_reg *r, struct client *c)
 {
 	struct workload *w;
 	size_t k;
 
-	TAILQ_FOREACH(w, &workloads, entry)
+	TAILQ_FOREACH(w, &r->workloads, entry)
 		for (k = 0; k < w->nsidecars; k++)
 			if (w->sidecars[k] == c)
 				push(w);
@@ -427,12 +438,12 @@ saved(void)
 }
 
 void
-icpt_owner_hello(struct client *c)
+icpt_owner_hello(struct icpt_reg *r, struct client *c)
 {
 	struct workload *w, *wn;
 	struct intercept *i, *in;
 
-	for (w = TAILQ_FIRST(&workloads); w; w = wn) {
+	for (w = TAILQ_FIRST(&r->workloads); w; w = wn) {
 		wn = TAILQ_NEXT(w, entry);
 		for (i = TAILQ_FIRST(&w->icpts); i; i = in) {
 			in = TAILQ_NEXT(i, entry);
@@ -472,14 +483,14 @@ grace_expired(evutil_socket_t fd, short what, void *arg)
 }
 
 void
-icpt_client_gone(struct client *c)
+icpt_client_gone(struct icpt_reg *r, struct client *c)
 {
 	struct workload *w, *wn;
 	struct intercept *i;
-	struct timeval tv = kb_ms_tv(grace_period_ms);
+	struct timeval tv = kb_ms_tv(r->grace_ms);
 	size_t k;
 
-	for (w = TAILQ_FIRST(&workloads); w; w = wn) {
+	for (w = TAILQ_FIRST(&r->workloads); w; w = wn) {
 		wn = TAILQ_NEXT(w, entry);
 		for (k = 0; k < w->nsidecars; k++) {
 			if (w->sidecars[k] == c) {
@@ -493,7 +504,7 @@ icpt_client_gone(struct client *c)
 				continue;
 			i->client = NULL;
 			if (!i->grace)
-				i->grace = evtimer_new(ev_base, grace_expired, i);
+				i->grace = evtimer_new(r->base, grace_expired, i);
 			if (i->grace)
 				evtimer_add(i->grace, &tv);
 		}
@@ -528,7 +539,7 @@ intercept_json(const struct intercept *i, const struct client *c)
 }
 
 static cJSON *
-do_list(struct client *c, const cJSON *req)
+do_list(struct icpt_reg *reg, struct client *c, const cJSON *req)
 {
 	const cJSON *ns = cJSON_GetObjectItemCaseSensitive(req, "namespace");
 	cJSON *r = result(req, 1, 0, NULL), *a, *o, *ia;
@@ -536,7 +547,7 @@ do_list(struct client *c, const cJSON *req)
 	struct intercept *i;
 
 	a = cJSON_AddArrayToObject(r, "workloads");
-	TAILQ_FOREACH(w, &workloads, entry) {
+	TAILQ_FOREACH(w, &reg->workloads, entry) {
 		if (cJSON_IsString(ns) && strcmp(ns->valuestring, w->ns))
 			continue;
 		o = cJSON_CreateObject();
@@ -616,9 +627,9 @@ parse_match(const cJSON *req, struct intercept *n)
 }
 
 static struct intercept *
-find_id(const char *id)
+find_id(struct icpt_reg *r, const char *id)
 {
-	return kb_htab_get(&by_id, id, strlen(id));
+	return kb_htab_get(&r->by_id, id, strlen(id));
 }
 
 static int
@@ -640,8 +651,8 @@ id_ok(const char *s)
 enum resume { RESUME_NONE, RESUME_FREE, RESUME_KEPT, RESUME_REFUSED };
 
 static enum resume
-resume_check(const struct client *c, const cJSON *req, struct intercept **kept, char *err,
-    size_t errlen)
+resume_check(struct icpt_reg *r, const struct client *c, const cJSON *req,
+    struct intercept **kept, char *err, size_t errlen)
 {
 	const cJSON *v = cJSON_GetObjectItemCaseSensitive(req, "resume");
 	const char *wl = cJSON_GetObjectItemCaseSensitive(req, "workload")->valuestring;
@@ -652,7 +663,7 @@ resume_check(const struct client *c, const cJSON *req, struct intercept **kept, 
 	*kept = NULL;
 	if (!cJSON_IsString(v) || !id_ok(v->valuestring))
 		return RESUME_NONE;
-	if ((i = find_id(v->valuestring)) != NULL) {
+	if ((i = find_id(r, v->valuestring)) != NULL) {
 		if (strcmp(i->owner, c->name)) {
 			snprintf(err, errlen, "intercept %s is not yours to resume (it belongs to %s)",
 			    i->id, i->owner);
@@ -707,7 +718,7 @@ resume_kept(struct client *c, const cJSON *req, struct intercept *i)
 }
 
 static cJSON *
-do_intercept(struct client *c, const cJSON *req)
+do_intercept(struct icpt_reg *reg, struct client *c, const cJSON *req)
 {
 	const cJSON *wl = cJSON_GetObjectItemCaseSensitive(req, "workload");
 	const cJSON *ns = cJSON_GetObjectItemCaseSensitive(req, "namespace");
@@ -721,12 +732,13 @@ do_intercept(struct client *c, const cJSON *req)
 	size_t k;
 
 	/* kb_msg_parse checked the names (DNS labels) and the port (1-65535). */
-	rs = resume_check(c, req, &i, err, sizeof(err));
+	rs = resume_check(reg, c, req, &i, err, sizeof(err));
 	if (rs == RESUME_REFUSED)
 		return result(req, 0, 403, err);
 	if (rs == RESUME_KEPT)
 		return resume_kept(c, req, i);
-	if ((w = find_workload(wl->valuestring, ns->valuestring)) == NULL || w->nsidecars == 0) {
+	if ((w = find_workload(reg, wl->valuestring, ns->valuestring)) == NULL ||
+	    w->nsidecars == 0) {
 		snprintf(err, sizeof(err), "no workload %s in namespace %s runs a kbridge sidecar",
 		    wl->valuestring, ns->valuestring);
 		return result(req, 0, 404, err);
@@ -809,7 +821,7 @@ fail:
 }
 
 static cJSON *
-do_leave(struct client *c, const cJSON *req)
+do_leave(struct icpt_reg *reg, struct client *c, const cJSON *req)
 {
 	const cJSON *wl = cJSON_GetObjectItemCaseSensitive(req, "workload");
 	const cJSON *ns = cJSON_GetObjectItemCaseSensitive(req, "namespace");
@@ -817,7 +829,7 @@ do_leave(struct client *c, const cJSON *req)
 	struct intercept *i;
 	char err[200];
 
-	if ((w = find_workload(wl->valuestring, ns->valuestring)) != NULL) {
+	if ((w = find_workload(reg, wl->valuestring, ns->valuestring)) != NULL) {
 		TAILQ_FOREACH(i, &w->icpts, entry) {
 			if (!strcmp(i->owner, c->name)) {
 				cJSON *r = result(req, 1, 0, NULL);
@@ -839,13 +851,13 @@ do_leave(struct client *c, const cJSON *req)
 }
 
 cJSON *
-icpt_end_all(struct client *c, const char *why)
+icpt_end_all(struct icpt_reg *r, struct client *c, const char *why)
 {
 	cJSON *a = cJSON_CreateArray(), *o;
 	struct workload *w, *wn;
 	struct intercept *i, *in;
 
-	for (w = TAILQ_FIRST(&workloads); w; w = wn) {
+	for (w = TAILQ_FIRST(&r->workloads); w; w = wn) {
 		wn = TAILQ_NEXT(w, entry);
 		for (i = TAILQ_FIRST(&w->icpts); i; i = in) {
 			in = TAILQ_NEXT(i, entry);
@@ -870,12 +882,12 @@ icpt_end_all(struct client *c, const char *why)
 }
 
 void
-icpt_move(struct client *from, struct client *to)
+icpt_move(struct icpt_reg *r, struct client *from, struct client *to)
 {
 	struct workload *w;
 	struct intercept *i;
 
-	TAILQ_FOREACH(w, &workloads, entry)
+	TAILQ_FOREACH(w, &r->workloads, entry)
 		TAILQ_FOREACH(i, &w->icpts, entry)
 			if (i->client == from)
 				i->client = to;
@@ -884,21 +896,22 @@ icpt_move(struct client *from, struct client *to)
 /* The daemon is quitting: its intercepts and their previews end now, not
  * after a grace period in which their callers would get 502. */
 static cJSON *
-do_leave_all(struct client *c, const cJSON *req)
+do_leave_all(struct icpt_reg *reg, struct client *c, const cJSON *req)
 {
 	cJSON *r = result(req, 1, 0, NULL);
 
-	cJSON_AddItemToObject(r, "ended", icpt_end_all(c, "its daemon quit"));
+	cJSON_AddItemToObject(r, "ended", icpt_end_all(reg, c, "its daemon quit"));
 	return r;
 }
 
 int
-icpt_owned(const char *owner, const char *wl, const char *ns, char *id, size_t idlen, int *http)
+icpt_owned(struct icpt_reg *r, const char *owner, const char *wl, const char *ns, char *id,
+    size_t idlen, int *http)
 {
 	struct workload *w;
 	struct intercept *i;
 
-	if ((w = find_workload(wl, ns)) == NULL)
+	if ((w = find_workload(r, wl, ns)) == NULL)
 		return -1;
 	TAILQ_FOREACH(i, &w->icpts, entry) {
 		if (!strcmp(i->owner, owner)) {
@@ -911,9 +924,9 @@ icpt_owned(const char *owner, const char *wl, const char *ns, char *id, size_t i
 }
 
 int
-icpt_state(const char *id, const char *owner)
+icpt_state(struct icpt_reg *r, const char *id, const char *owner)
 {
-	struct intercept *i = find_id(id);
+	struct intercept *i = find_id(r, id);
 
 	if (!i || strcmp(i->owner, owner))
 		return -1;
@@ -921,17 +934,17 @@ icpt_state(const char *id, const char *owner)
 }
 
 cJSON *
-icpt_request(struct client *c, enum kb_msg_type type, const cJSON *msg)
+icpt_request(struct icpt_reg *r, struct client *c, enum kb_msg_type type, const cJSON *msg)
 {
 	switch (type) {
 	case KB_MSG_LIST:
-		return do_list(c, msg);
+		return do_list(r, c, msg);
 	case KB_MSG_INTERCEPT:
-		return do_intercept(c, msg);
+		return do_intercept(r, c, msg);
 	case KB_MSG_LEAVE:
-		return do_leave(c, msg);
+		return do_leave(r, c, msg);
 	case KB_MSG_LEAVE_ALL:
-		return do_leave_all(c, msg);
+		return do_leave_all(r, c, msg);
 	default:
 		return NULL;
 	}
@@ -1001,7 +1014,8 @@ side_closed(struct kb_stream *st, int reason, const char *text, void *arg)
 }
 
 void
-icpt_route_stream(struct client *sidecar, struct kb_stream *st, const char *ref)
+icpt_route_stream(struct icpt_reg *r, struct client *sidecar, struct kb_stream *st,
+    const char *ref)
 {
 	struct workload *w;
 	struct intercept *i = NULL;
@@ -1012,7 +1026,7 @@ icpt_route_stream(struct client *sidecar, struct kb_stream *st, const char *ref)
 	int sp[2];
 
 	/* Only an intercept on a workload this sidecar serves. */
-	if ((i = find_id(ref)) != NULL) {
+	if ((i = find_id(r, ref)) != NULL) {
 		w = i->w;
 		for (k = 0; k < w->nsidecars && w->sidecars[k] != sidecar; k++)
 			;
@@ -1049,7 +1063,7 @@ icpt_route_stream(struct client *sidecar, struct kb_stream *st, const char *ref)
 /* --- kept across restarts of the in-cluster manager (agent/store.c) --- */
 
 cJSON *
-icpt_dump(void)
+icpt_dump(struct icpt_reg *r)
 {
 	cJSON *a = cJSON_CreateArray(), *o;
 	struct workload *w;
@@ -1057,7 +1071,7 @@ icpt_dump(void)
 
 	if (!a)
 		return NULL;
-	TAILQ_FOREACH(w, &workloads, entry) {
+	TAILQ_FOREACH(w, &r->workloads, entry) {
 		TAILQ_FOREACH(i, &w->icpts, entry) {
 			if ((o = cJSON_CreateObject()) == NULL || !cJSON_AddItemToArray(a, o)) {
 				cJSON_Delete(o);
@@ -1088,7 +1102,7 @@ jstr(const cJSON *o, const char *key, size_t max)
 /* One kept intercept, checked as a request would be: 0, or -1 (invalid,
  * a duplicate, or out of memory; nothing added). */
 static int
-restore_one(const cJSON *o, const struct timeval *tv)
+restore_one(struct icpt_reg *r, const cJSON *o, const struct timeval *tv)
 {
 	const char *id = jstr(o, "id", ID_LEN + 1), *owner = jstr(o, "owner", 64);
 	const char *inst = jstr(o, "instance", 40), *wl = jstr(o, "workload", 64);
@@ -1100,18 +1114,18 @@ restore_one(const cJSON *o, const struct timeval *tv)
 	struct workload *w;
 	int fresh = 0;
 
-	if (!id_ok(id) || find_id(id) || !owner || !wl || !kb_dns_label(wl) || !ns ||
+	if (!id_ok(id) || find_id(r, id) || !owner || !wl || !kb_dns_label(wl) || !ns ||
 	    !kb_dns_label(ns) || !proto || (strcmp(proto, "http") && strcmp(proto, "tcp")) ||
 	    !(port >= 1 && port <= 65535) || port != (unsigned)port || !cJSON_IsObject(match) ||
 	    !(cJSON_IsNull(hs) || (cJSON_IsArray(hs) &&
 	    cJSON_GetArraySize(hs) <= KB_MAX_MATCH_HEADERS)))
 		return -1;
-	if ((w = find_workload(wl, ns)) != NULL) {
+	if ((w = find_workload(r, wl, ns)) != NULL) {
 		TAILQ_FOREACH(i, &w->icpts, entry)
 			if (!strcmp(i->owner, owner))
 				return -1;
 	} else {
-		if ((w = workload_new(wl, ns)) == NULL)
+		if ((w = workload_new(r, wl, ns)) == NULL)
 			return -1;
 		snprintf(w->protocol, sizeof(w->protocol), "%s", proto);
 		w->env = cJSON_CreateObject();
@@ -1121,7 +1135,7 @@ restore_one(const cJSON *o, const struct timeval *tv)
 		goto fail;
 	n->w = w;
 	if (parse_match(match, n) != NULL || (!strcmp(w->protocol, "tcp") && !n->global) ||
-	    (n->grace = evtimer_new(ev_base, grace_expired, n)) == NULL)
+	    (n->grace = evtimer_new(r->base, grace_expired, n)) == NULL)
 		goto fail;
 	TAILQ_FOREACH(i, &w->icpts, entry)
 		if (n->global || i->global || overlaps(n, i))
@@ -1143,15 +1157,15 @@ fail:
 }
 
 size_t
-icpt_restore(const cJSON *list)
+icpt_restore(struct icpt_reg *r, const cJSON *list)
 {
-	struct timeval tv = kb_ms_tv(grace_period_ms > RESTORED_GRACE_MS ? grace_period_ms :
+	struct timeval tv = kb_ms_tv(r->grace_ms > RESTORED_GRACE_MS ? r->grace_ms :
 	    RESTORED_GRACE_MS);
 	const cJSON *o;
 	size_t n = 0, bad = 0;
 
 	cJSON_ArrayForEach(o, list) {
-		if (restore_one(o, &tv) == 0)
+		if (restore_one(r, o, &tv) == 0)
 			n++;
 		else
 			bad++;
@@ -1161,17 +1175,27 @@ icpt_restore(const cJSON *list)
 	return n;
 }
 
-void
-icpt_shutdown(void)
+/* Every intercept and workload of r gone; r stays, empty. */
+static void
+icpt_clear(struct icpt_reg *r)
 {
 	struct workload *w;
 
-	while ((w = TAILQ_FIRST(&workloads)) != NULL) {
+	while ((w = TAILQ_FIRST(&r->workloads)) != NULL) {
 		while (!TAILQ_EMPTY(&w->icpts))
 			intercept_free(TAILQ_FIRST(&w->icpts));
 		w->nsidecars = 0;
 		workload_gc(w);
 	}
-	kb_htab_clear(&by_id);
-	kb_htab_clear(&by_name);
+	kb_htab_clear(&r->by_id);
+	kb_htab_clear(&r->by_name);
+}
+
+void
+icpt_free(struct icpt_reg *r)
+{
+	if (r == NULL)
+		return;
+	icpt_clear(r);
+	free(r);
 }

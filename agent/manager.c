@@ -88,6 +88,7 @@ struct manager {
 	size_t nown;
 	uint64_t own_at;	/* when they were read (0: never) */
 	struct webhook_srv *webhook;	/* --webhook-listen: sidecar injection */
+	struct icpt_reg *icpts;	/* the intercept registry */
 };
 
 /* A connect to a cluster address for a stream (kb_stream_dial). */
@@ -296,7 +297,7 @@ on_open(struct kb_session *s, struct kb_stream *st, const struct kb_open *o, voi
 	if (o->kind == KB_OPEN_DIAL && c->kind == CLIENT_DAEMON) {
 		dial(c, st, o);
 	} else if (o->kind == KB_OPEN_INTERCEPT && c->kind == CLIENT_SIDECAR) {
-		icpt_route_stream(c, st, o->ref);
+		icpt_route_stream(c->m->icpts, c, st, o->ref);
 	} else {
 		char text[80];
 		snprintf(text, sizeof(text), "stream kind %u is not allowed for this peer", o->kind);
@@ -395,7 +396,7 @@ on_control(struct kb_session *s, const cJSON *msg, const char *type, void *arg)
 		} else if (t == KB_MSG_PREVIEW_CREATE || t == KB_MSG_PREVIEW_LIST ||
 		    t == KB_MSG_PREVIEW_REMOVE) {
 			preview_request(c, t, msg);
-		} else if ((r = icpt_request(c, t, msg)) != NULL) {
+		} else if ((r = icpt_request(c->m->icpts, c, t, msg)) != NULL) {
 			kb_session_send_control(s, r);
 		}
 		return 0;
@@ -509,7 +510,7 @@ one_session(struct client *c, const cJSON *h, char *reason, size_t rlen)
 	if (c->instance[0] && !strcmp(o->instance, c->instance)) {
 		log_info("session %s from %s replaces its own older session from %s", c->name,
 		    c->peer, o->peer);
-		icpt_move(o, c);
+		icpt_move(c->m->icpts, o, c);
 		kb_session_goaway(o->sess, "replaced by a newer session of this daemon", 0);
 		return 0;
 	}
@@ -520,7 +521,7 @@ one_session(struct client *c, const cJSON *h, char *reason, size_t rlen)
 		return -1;
 	}
 	log_info("session %s from %s replaces the session from %s", c->name, c->peer, o->peer);
-	cJSON_Delete(icpt_end_all(o, "its session was replaced"));
+	cJSON_Delete(icpt_end_all(c->m->icpts, o, "its session was replaced"));
 	if (o->replaceable && (msg = kb_msg_new(KB_MSG_REPLACED)) != NULL) {
 		cJSON_AddStringToObject(msg, "by", c->peer);
 		kb_session_send_control(o->sess, msg);
@@ -559,7 +560,7 @@ on_hello(struct kb_session *s, const cJSON *h, char *reason, size_t rlen, void *
 		c->authed = 1;
 		m->nsessions++;
 	}
-	if (sidecar && icpt_sidecar_hello(c, h, reason, rlen) < 0)
+	if (sidecar && icpt_sidecar_hello(m->icpts, c, h, reason, rlen) < 0)
 		return -1;
 	if (!sidecar) {
 		const cJSON *inst = cJSON_GetObjectItemCaseSensitive(h, "instance");
@@ -585,9 +586,9 @@ on_hello(struct kb_session *s, const cJSON *h, char *reason, size_t rlen, void *
 	if (kb_session_send_hello(s, r) < 0)
 		return -1;
 	if (sidecar)
-		icpt_sidecar_ready(c);
+		icpt_sidecar_ready(m->icpts, c);
 	else
-		icpt_owner_hello(c);
+		icpt_owner_hello(m->icpts, c);
 	return 0;
 }
 
@@ -635,7 +636,7 @@ on_close(struct kb_session *s, const char *err, void *arg)
 	    counts);
 	kb_session_free(s);
 	c->sess = NULL;
-	icpt_client_gone(c);
+	icpt_client_gone(c->m->icpts, c);
 	client_gone(c);
 }
 
@@ -695,7 +696,7 @@ preauth_expel(struct kb_pool_entry *e, enum kb_pool_why why)
 	if (c->sess) {
 		kb_session_free(c->sess);
 		c->sess = NULL;
-		icpt_client_gone(c);
+		icpt_client_gone(c->m->icpts, c);
 	}
 	client_gone(c);
 }
@@ -1003,7 +1004,7 @@ state_up(struct manager *m, const char *name, char *err, size_t errlen)
 
 	if (pod_namespace(sadir && *sadir ? sadir : NULL, ns, sizeof(ns), err, errlen) < 0)
 		return -1;
-	return store_open(m->base, m->kube, ns, name, err, errlen);
+	return store_open(m->base, m->kube, m->icpts, ns, name, err, errlen);
 }
 
 int
@@ -1188,8 +1189,11 @@ cmd_manager(int argc, char **argv)
 	}
 	if ((m.ctx = kb_tls_server_ctx(ca, cert, key, err, sizeof(err))) == NULL)
 		goto out;
-	icpt_init(m.base, (unsigned)(grace * 1000));
-	icpt_set_kube(m.kube);
+	if ((m.icpts = icpt_new(m.base, (unsigned)(grace * 1000))) == NULL) {
+		snprintf(err, sizeof(err), "out of memory");
+		goto out;
+	}
+	icpt_set_kube(m.icpts, m.kube);
 	if (in_cluster && state_up(&m, state_secret ? state_secret : "kbridge-manager-state", err,
 	    sizeof(err)) < 0)
 		goto out;
@@ -1217,7 +1221,8 @@ cmd_manager(int argc, char **argv)
 	if (state)
 		snprintf(store, sizeof(store), "%s/previews.json", state);
 	penv = (struct preview_env){ .base = m.base, .resolver = m.resolver, .domain = m.domain,
-	    .allowed = addr_allowed, .arg = &m, .store = state ? store : NULL };
+	    .allowed = addr_allowed, .arg = &m, .store = state ? store : NULL,
+	    .icpts = m.icpts };
 	if (preview_start(&penv, err, sizeof(err)) < 0)
 		goto out;
 	if (webhook_listen && webhook_up(&m, webhook_listen, sidecar_image, port, ca, cert, key,
@@ -1248,7 +1253,7 @@ out:
 	}
 	store_close();
 	preview_shutdown();
-	icpt_shutdown();
+	icpt_free(m.icpts);
 	for (i = 0; i < 2; i++)
 		if (sigs[i])
 			event_free(sigs[i]);

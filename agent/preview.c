@@ -695,7 +695,7 @@ pv_route(void *arg, const struct hp_request *req, struct hp_route *r)
 		    "text/html; charset=utf-8", page_404);
 		return 0;
 	}
-	if (icpt_state(p->icpt, p->owner) != 1) {
+	if (icpt_state(pv.env.icpts, p->icpt, p->owner) != 1) {
 		not_active(r, p);
 		return 0;
 	}
@@ -887,7 +887,7 @@ preview_json(const struct preview *p, const struct client *c)
 	cJSON_AddBoolToObject(o, "mine", mine);
 	if (mine)
 		cJSON_AddStringToObject(o, "intercept_id", p->icpt);
-	cJSON_AddBoolToObject(o, "active", icpt_state(p->icpt, p->owner) == 1);
+	cJSON_AddBoolToObject(o, "active", icpt_state(pv.env.icpts, p->icpt, p->owner) == 1);
 	if (mine && pv.domain_is_name) {
 		url_host(p, buf, sizeof(buf));
 		cJSON_AddStringToObject(o, "url", buf);
@@ -944,7 +944,7 @@ create_resolved(void *arg, int rcode, const char *const *addrs, size_t n, uint32
 		goto out;
 	}
 	/* The intercept may have ended while we resolved. */
-	if (icpt_owned(c->name, pd->workload, pd->ns, id, sizeof(id), &http) < 0 ||
+	if (icpt_owned(pv.env.icpts, c->name, pd->workload, pd->ns, id, sizeof(id), &http) < 0 ||
 	    strcmp(id, pd->icpt) != 0) {
 		snprintf(err, sizeof(err), "your intercept on %s.%s ended", pd->workload, pd->ns);
 		r = kb_msg_result(pd->id, 0, 409, err);
@@ -1040,8 +1040,8 @@ do_create(struct client *c, double id, const cJSON *msg)
 	}
 	if (cJSON_IsString(host))
 		memcpy(pd->host, host->valuestring, strlen(host->valuestring) + 1);
-	if (icpt_owned(c->name, wl->valuestring, ns->valuestring, pd->icpt, sizeof(pd->icpt),
-	    &http) < 0) {
+	if (icpt_owned(pv.env.icpts, c->name, wl->valuestring, ns->valuestring, pd->icpt,
+	    sizeof(pd->icpt), &http) < 0) {
 		snprintf(err, sizeof(err), "you have no intercept on %s.%s (a preview shows your "
 		    "intercept: run 'kbridge intercept %s -n %s ...' first)", wl->valuestring,
 		    ns->valuestring, wl->valuestring, ns->valuestring);

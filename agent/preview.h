@@ -15,6 +15,7 @@ struct cJSON;
 struct client;
 struct event_base;
 struct kb_resolver;
+struct icpt_reg;
 
 /* What the preview module uses of the manager. */
 struct preview_env {
@@ -26,6 +27,7 @@ struct preview_env {
 	void *arg;
 	/* Where previews are kept across restarts (mode 0600), or NULL. */
 	const char *store;
+	struct icpt_reg *icpts;	/* whose intercepts previews serve (borrowed) */
 };
 
 /* Check the options: url_base may be NULL (http://LISTEN). 0, or -1 and err. */

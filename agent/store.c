@@ -25,6 +25,7 @@ static struct {
 	int on;
 	struct event_base *base;
 	struct kb_kube *kube;
+	struct icpt_reg *icpts;	/* the manager's, borrowed */
 	char ns[64], name[254];
 	char rv[64];		/* the Secret's resourceVersion we last saw */
 	int exists;		/* the Secret exists (PUT) or not (POST) */
@@ -140,7 +141,7 @@ restore(const cJSON *secret)
 	} else if ((txt = kb_b64_decode(b64, &len)) == NULL) {
 		snprintf(why, sizeof(why), "not base64");
 	} else if ((doc = store_decode(txt, len, STORE_MAX, why, sizeof(why))) != NULL) {
-		ni = icpt_restore(cJSON_GetObjectItemCaseSensitive(doc, "intercepts"));
+		ni = icpt_restore(sto.icpts, cJSON_GetObjectItemCaseSensitive(doc, "intercepts"));
 		np = preview_restore(cJSON_GetObjectItemCaseSensitive(doc, "previews"));
 		log_info("state from Secret %s/%s: %zu intercepts and %zu previews, waiting for "
 		    "their workstations", sto.ns, sto.name, ni, np);
@@ -156,8 +157,8 @@ restore(const cJSON *secret)
 }
 
 int
-store_open(struct event_base *base, struct kb_kube *kube, const char *ns, const char *name,
-    char *err, size_t errlen)
+store_open(struct event_base *base, struct kb_kube *kube, struct icpt_reg *icpts,
+    const char *ns, const char *name, char *err, size_t errlen)
 {
 	char path[512], why[300];
 	cJSON *body;
@@ -169,6 +170,7 @@ store_open(struct event_base *base, struct kb_kube *kube, const char *ns, const 
 	}
 	sto.base = base;
 	sto.kube = kube;
+	sto.icpts = icpts;
 	snprintf(sto.ns, sizeof(sto.ns), "%s", ns);
 	snprintf(sto.name, sizeof(sto.name), "%s", name);
 	path_of(path, sizeof(path), 1);
@@ -326,7 +328,7 @@ store_changed(char *err, size_t errlen)
 	if (!sto.on)
 		return 0;
 	p = preview_dump();
-	i = icpt_dump();
+	i = icpt_dump(sto.icpts);
 	txt = p && i ? store_encode(p, i, STORE_MAX, err, errlen) : NULL;
 	if (!p || !i)
 		snprintf(err, errlen, "out of memory");

@@ -15,6 +15,7 @@
 struct cJSON;
 struct event_base;
 struct kb_kube;
+struct icpt_reg;
 
 /* The Secret's data key, and the most the state may take: a Secret holds
  * at most 1 MiB of data; what would not fit is refused. */
@@ -36,9 +37,10 @@ struct cJSON *store_decode(const char *text, size_t len, size_t max, char *err, 
  * previews and intercepts to preview_restore and icpt_restore; none yet
  * (404) is an empty state; an unreadable one is logged and replaced at the
  * first change. From then on store_changed writes it. 0, or -1 with err
- * (no answer, forbidden). kube stays the caller's. */
-int store_open(struct event_base *base, struct kb_kube *kube, const char *ns, const char *name,
-    char *err, size_t errlen);
+ * (no answer, forbidden). kube and icpts (whose intercepts are kept)
+ * stay the caller's. */
+int store_open(struct event_base *base, struct kb_kube *kube, struct icpt_reg *icpts,
+    const char *ns, const char *name, char *err, size_t errlen);
 /* The previews or intercepts changed: write them soon. -1 with a one-line
  * err when the state would not fit (then nothing is written and the caller
  * undoes its change); 0 otherwise. */

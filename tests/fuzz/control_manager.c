@@ -151,13 +151,14 @@ m_setup(struct event_base *base)
 	fm.nnamespaces = 2;
 	snprintf(fm.instance, sizeof(fm.instance), "0123456789abcdef0123456789abcdef");
 	/* Intercepts of a workstation that left end at once. */
-	icpt_init(base, 0);
+	if ((fm.icpts = icpt_new(base, 0)) == NULL)
+		abort();
 	if (preview_config("127.0.0.1:1", "https://preview.example.com", err, sizeof(err)) < 0)
 		abort();
 	/* As preview_start, without a store, listening on an unnamed Unix socket
 	 * nobody connects to (the preview proxy has its own fuzzer). */
 	pv.env = (struct preview_env){ .base = base, .domain = fm.domain, .allowed = addr_allowed,
-	    .arg = &fm };
+	    .arg = &fm, .icpts = fm.icpts };
 	if ((lfd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0)) < 0 ||
 	    bind(lfd, (struct sockaddr *)&(struct sockaddr_un){ .sun_family = AF_UNIX },
 	    sizeof(sa_family_t)) < 0 || listen(lfd, 1) < 0 ||

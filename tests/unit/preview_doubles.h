@@ -10,8 +10,10 @@ static int owned = 1, state = 1;
 static const char *icpt_id = "icpt1"; /* the intercept the registry knows, alice's */
 
 int
-icpt_owned(const char *owner, const char *wl, const char *ns, char *id, size_t idlen, int *http)
+icpt_owned(struct icpt_reg *r, const char *owner, const char *wl, const char *ns, char *id,
+    size_t idlen, int *http)
 {
+	(void)r;
 	(void)owner;
 	(void)wl;
 	(void)ns;
@@ -21,8 +23,9 @@ icpt_owned(const char *owner, const char *wl, const char *ns, char *id, size_t i
 }
 
 int
-icpt_state(const char *id, const char *owner)
+icpt_state(struct icpt_reg *r, const char *id, const char *owner)
 {
+	(void)r;
 	return strcmp(id, icpt_id) || strcmp(owner, "alice") ? -1 : state;
 }
 

@@ -46,6 +46,7 @@ client_unref(struct client *c)
 
 static struct client sidecars[NWL], owners[NOWN];
 static char ids[NOWN][NWL][ID_LEN + 1];
+static struct icpt_reg *reg;
 
 static cJSON *
 json(const char *s)
@@ -72,7 +73,7 @@ sidecar_hello(int k)
 	snprintf(buf, sizeof(buf), "{\"workload\":\"w%d\",\"namespace\":\"default\","
 	    "\"protocol\":\"http\",\"env\":{}}", k);
 	h = json(buf);
-	r = icpt_sidecar_hello(&sidecars[k], h, reason, sizeof(reason));
+	r = icpt_sidecar_hello(reg, &sidecars[k], h, reason, sizeof(reason));
 	cJSON_Delete(h);
 	return r;
 }
@@ -93,7 +94,7 @@ intercept(struct client *c, int wl, const char *value, char *id)
 		snprintf(buf, sizeof(buf), "{\"type\":\"intercept\",\"id\":1,\"workload\":\"w%d\","
 		    "\"namespace\":\"default\",\"port\":3000}", wl);
 	q = json(buf);
-	r = icpt_request(c, KB_MSG_INTERCEPT, q);
+	r = icpt_request(reg, c, KB_MSG_INTERCEPT, q);
 	st = cJSON_IsTrue(cJSON_GetObjectItem(r, "ok")) ? 200 :
 	    (int)cJSON_GetNumberValue(cJSON_GetObjectItem(r, "status"));
 	if (st == 200 && id)
@@ -114,7 +115,7 @@ leave(struct client *c, int wl)
 	snprintf(buf, sizeof(buf), "{\"type\":\"leave\",\"id\":2,\"workload\":\"w%d\","
 	    "\"namespace\":\"default\"}", wl);
 	q = json(buf);
-	r = icpt_request(c, KB_MSG_LEAVE, q);
+	r = icpt_request(reg, c, KB_MSG_LEAVE, q);
 	st = cJSON_IsTrue(cJSON_GetObjectItem(r, "ok")) ? 200 :
 	    (int)cJSON_GetNumberValue(cJSON_GetObjectItem(r, "status"));
 	cJSON_Delete(r);
@@ -131,7 +132,7 @@ test_intercepts(void)
 
 	for (k = 0; k < NWL; k++)
 		good &= sidecar_hello(k) == 0;
-	ok(good && by_name.n == NWL);
+	ok(good && reg->by_name.n == NWL);
 	for (i = 0; i < NOWN; i++) {
 		snprintf(owners[i].name, sizeof(owners[i].name), "u%d", i);
 		snprintf(owners[i].instance, sizeof(owners[i].instance), "i-u%d", i);
@@ -139,43 +140,45 @@ test_intercepts(void)
 		for (k = 0; k < NWL; k++)
 			good &= intercept(&owners[i], k, owners[i].name, ids[i][k]) == 200;
 	}
-	ok(good && by_id.n == NOWN * NWL);
+	ok(good && reg->by_id.n == NOWN * NWL);
 	/* Each by owner and workload, and by id with its owner only. */
 	for (i = 0; i < NOWN; i++)
 		for (k = 0; k < NWL; k++) {
 			snprintf(wl, sizeof(wl), "w%d", k);
-			good &= icpt_owned(owners[i].name, wl, "default", id, sizeof(id), &http) == 0 &&
+			good &= icpt_owned(reg, owners[i].name, wl, "default", id, sizeof(id),
+			    &http) == 0 &&
 			    !strcmp(id, ids[i][k]) && http;
-			good &= icpt_state(ids[i][k], owners[i].name) == 0;
-			good &= icpt_state(ids[i][k], owners[(i + 1) % NOWN].name) == -1;
-			good &= find_id(ids[i][k])->w == find_workload(wl, "default");
+			good &= icpt_state(reg, ids[i][k], owners[i].name) == 0;
+			good &= icpt_state(reg, ids[i][k], owners[(i + 1) % NOWN].name) == -1;
+			good &= find_id(reg, ids[i][k])->w == find_workload(reg, wl, "default");
 		}
 	ok(good);
-	ok(icpt_state("000000000000000000000000", "u0") == -1);
-	ok(icpt_owned("zed", "w0", "default", id, sizeof(id), &http) == -1);
-	ok(icpt_owned("u0", "w100", "default", id, sizeof(id), &http) == -1);
+	ok(icpt_state(reg, "000000000000000000000000", "u0") == -1);
+	ok(icpt_owned(reg, "zed", "w0", "default", id, sizeof(id), &http) == -1);
+	ok(icpt_owned(reg, "u0", "w100", "default", id, sizeof(id), &http) == -1);
 	/* The overlap rules, within the workload, as before. */
 	ok(intercept(&owners[0], 7, "again", NULL) == 409);
 	ok(intercept(&zed, 5, "u3", NULL) == 409);
 	ok(intercept(&zed, 6, NULL, NULL) == 409);
 	ok(intercept(&zed, 100, "zed", NULL) == 404);
-	ok(intercept(&zed, 5, "zed", id) == 200 && icpt_state(id, "zed") == 0);
-	ok(by_id.n == NOWN * NWL + 1);
+	ok(intercept(&zed, 5, "zed", id) == 200 && icpt_state(reg, id, "zed") == 0);
+	ok(reg->by_id.n == NOWN * NWL + 1);
 	/* Ended: out of the index; the others on that workload stay. */
-	ok(leave(&owners[0], 0) == 200 && icpt_state(ids[0][0], "u0") == -1);
+	ok(leave(&owners[0], 0) == 200 && icpt_state(reg, ids[0][0], "u0") == -1);
 	ok(leave(&owners[0], 0) == 404);
-	ok(icpt_state(ids[1][0], "u1") == 0 && by_id.n == NOWN * NWL);
+	ok(icpt_state(reg, ids[1][0], "u1") == 0 && reg->by_id.n == NOWN * NWL);
 	/* A workload whose intercepts and sidecar are gone leaves the index,
 	 * and comes back with its sidecar. */
 	for (i = 1; i < NOWN; i++)
 		good &= leave(&owners[i], 0) == 200;
-	icpt_client_gone(&sidecars[0]);
-	ok(good && find_workload("w0", "default") == NULL && by_name.n == NWL - 1);
-	ok(sidecar_hello(0) == 0 && find_workload("w0", "default") != NULL && by_name.n == NWL);
+	icpt_client_gone(reg, &sidecars[0]);
+	ok(good && find_workload(reg, "w0", "default") == NULL && reg->by_name.n == NWL - 1);
+	ok(sidecar_hello(0) == 0 && find_workload(reg, "w0", "default") != NULL &&
+	    reg->by_name.n == NWL);
 	ok(intercept(&owners[0], 0, "u0", ids[0][0]) == 200);
 	/* The daemon quits: all its intercepts end, and only its. */
-	cJSON_Delete(icpt_end_all(&zed, "test"));
-	ok(icpt_state(id, "zed") == -1 && by_id.n == NOWN * NWL - (NOWN - 1));
+	cJSON_Delete(icpt_end_all(reg, &zed, "test"));
+	ok(icpt_state(reg, id, "zed") == -1 && reg->by_id.n == NOWN * NWL - (NOWN - 1));
 }
 
 static void
@@ -238,11 +241,16 @@ main(void)
 	struct event_base *base = event_base_new();
 
 	log_init("test_routes", KB_LOG_WARN);
-	icpt_init(base, 10000);
+	if ((reg = icpt_new(base, 10000)) == NULL) {
+		fprintf(stderr, "test_routes: out of memory\n");
+		return 1;
+	}
 	test_intercepts();
 	test_previews();
-	icpt_shutdown();
-	ok(by_id.n == 0 && by_name.n == 0 && icpt_state(ids[1][1], "u1") == -1);
+	icpt_clear(reg);
+	ok(reg->by_id.n == 0 && reg->by_name.n == 0 && TAILQ_EMPTY(&reg->workloads) &&
+	    icpt_state(reg, ids[1][1], "u1") == -1);
+	icpt_free(reg);
 	event_base_free(base);
 	return ok_done();
 }

@@ -44,6 +44,8 @@ client_unref(struct client *c)
 #define CAROL_ID "fedcba9876543210fedcba98"
 #define TOKEN    "abcdefghijklmnopqrstuvwxyz"
 
+static struct icpt_reg *reg;
+
 static cJSON *
 json(const char *s)
 {
@@ -192,23 +194,23 @@ test_resume(void)
 	cJSON *q, *r, *l = json(intercepts_ok);
 	const char *id;
 
-	ok(icpt_restore(l) == 3);
+	ok(icpt_restore(reg, l) == 3);
 	/* bob asks for alice's id, on her workload, with her match. */
 	q = request(ALICE_ID, "web", "alice");
-	r = icpt_request(&bob, KB_MSG_INTERCEPT, q);
+	r = icpt_request(reg, &bob, KB_MSG_INTERCEPT, q);
 	ok(status_of(r) == 403 && strstr(cJSON_GetStringValue(cJSON_GetObjectItem(r, "error")),
 	    "not yours to resume"));
 	cJSON_Delete(r);
-	ok(icpt_state(ALICE_ID, "alice") == 0 && icpt_state(ALICE_ID, "bob") == -1);
+	ok(icpt_state(reg, ALICE_ID, "alice") == 0 && icpt_state(reg, ALICE_ID, "bob") == -1);
 	/* alice gets hers back, on her workload only. */
 	cJSON_Delete(q);
 	q = request(ALICE_ID, "api", "alice");
-	r = icpt_request(&alice, KB_MSG_INTERCEPT, q);
+	r = icpt_request(reg, &alice, KB_MSG_INTERCEPT, q);
 	ok(status_of(r) == 403);
 	cJSON_Delete(r);
 	cJSON_Delete(q);
 	q = request(ALICE_ID, "web", "alice");
-	r = icpt_request(&alice, KB_MSG_INTERCEPT, q);
+	r = icpt_request(reg, &alice, KB_MSG_INTERCEPT, q);
 	id = cJSON_GetStringValue(cJSON_GetObjectItem(cJSON_GetObjectItem(r, "intercept"), "id"));
 	ok(status_of(r) == 200 && id && !strcmp(id, ALICE_ID));
 	ok(cJSON_IsTrue(cJSON_GetObjectItem(cJSON_GetObjectItem(r, "intercept"), "active")));
@@ -217,14 +219,14 @@ test_resume(void)
 	{
 		struct client alice2 = { .name = "alice", .instance = "i-alice-3" };
 
-		r = icpt_request(&alice2, KB_MSG_INTERCEPT, q);
+		r = icpt_request(reg, &alice2, KB_MSG_INTERCEPT, q);
 		ok(status_of(r) == 403);
 		cJSON_Delete(r);
 	}
 	cJSON_Delete(q);
 	/* Kept nowhere but in a preview (a manager without the store):
 	 * the preview's owner only. */
-	icpt_shutdown();
+	icpt_clear(reg);
 	{
 		cJSON *p = previews_ok(time(NULL));
 
@@ -232,11 +234,11 @@ test_resume(void)
 		cJSON_Delete(p);
 	}
 	q = request(ALICE_ID, "web", "bob");
-	r = icpt_request(&bob, KB_MSG_INTERCEPT, q);
+	r = icpt_request(reg, &bob, KB_MSG_INTERCEPT, q);
 	ok(status_of(r) == 403);
 	cJSON_Delete(r);
 	/* alice's goes on (then: no sidecar in this test, 404). */
-	r = icpt_request(&alice, KB_MSG_INTERCEPT, q);
+	r = icpt_request(reg, &alice, KB_MSG_INTERCEPT, q);
 	ok(status_of(r) == 404);
 	cJSON_Delete(r);
 	cJSON_Delete(q);
@@ -252,14 +254,14 @@ test_round_trip(void)
 	cJSON *li = json(intercepts_ok), *lp = previews_ok(now), *bad, *d1, *d2, *doc;
 	char err[300], *t;
 
-	ok(icpt_restore(li) == 3 && preview_restore(lp) == 1);
+	ok(icpt_restore(reg, li) == 3 && preview_restore(lp) == 1);
 	bad = json(intercepts_bad);
-	ok(icpt_restore(bad) == 0);
+	ok(icpt_restore(reg, bad) == 0);
 	cJSON_Delete(bad);
 	bad = previews_bad(now);
 	ok(preview_restore(bad) == 0);
 	cJSON_Delete(bad);
-	d1 = icpt_dump();
+	d1 = icpt_dump(reg);
 	d2 = preview_dump();
 	ok(cJSON_Compare(d1, li, 1));
 	ok(cJSON_Compare(d2, lp, 1));
@@ -268,25 +270,25 @@ test_round_trip(void)
 	cJSON_Delete(d1);
 	cJSON_Delete(d2);
 	/* A restart: nothing in memory, then the document. */
-	icpt_shutdown();
+	icpt_clear(reg);
 	preview_shutdown();
-	d1 = icpt_dump();
+	d1 = icpt_dump(reg);
 	ok(cJSON_GetArraySize(d1) == 0);
 	cJSON_Delete(d1);
 	doc = store_decode(t, strlen(t), STORE_MAX, err, sizeof(err));
 	ok(doc != NULL);
-	ok(icpt_restore(cJSON_GetObjectItem(doc, "intercepts")) == 3);
+	ok(icpt_restore(reg, cJSON_GetObjectItem(doc, "intercepts")) == 3);
 	ok(preview_restore(cJSON_GetObjectItem(doc, "previews")) == 1);
-	d1 = icpt_dump();
+	d1 = icpt_dump(reg);
 	d2 = preview_dump();
 	ok(cJSON_Compare(d1, li, 1) && cJSON_Compare(d2, lp, 1));
 	/* Restored intercepts wait for their workstations. */
-	ok(icpt_state(ALICE_ID, "alice") == 0 && icpt_state(CAROL_ID, "carol") == 0);
+	ok(icpt_state(reg, ALICE_ID, "alice") == 0 && icpt_state(reg, CAROL_ID, "carol") == 0);
 	cJSON_Delete(d1);
 	cJSON_Delete(d2);
 	cJSON_Delete(doc);
 	free(t);
-	icpt_shutdown();
+	icpt_clear(reg);
 	preview_shutdown();
 	cJSON_Delete(li);
 	cJSON_Delete(lp);
@@ -326,17 +328,18 @@ test_full(struct event_base *base)
 		}
 		cJSON_AddItemToArray(l, o);
 	}
-	ok(icpt_restore(l) == 63);
+	ok(icpt_restore(reg, l) == 63);
 	/* The store as store_open leaves it (no API: nothing is sent while the
 	 * loop does not run). */
 	sto.on = 1;
 	sto.base = base;
+	sto.icpts = reg;
 	sto.timer = evtimer_new(base, on_timer, NULL);
-	d = icpt_dump();
+	d = icpt_dump(reg);
 	before = (size_t)cJSON_GetArraySize(d);
 	cJSON_Delete(d);
 	hello = json("{\"workload\":\"web\",\"namespace\":\"default\",\"protocol\":\"http\"}");
-	ok(icpt_sidecar_hello(&sc, hello, reason, sizeof(reason)) == 0);
+	ok(icpt_sidecar_hello(reg, &sc, hello, reason, sizeof(reason)) == 0);
 	cJSON_Delete(hello);
 	/* It fits now. */
 	ok(store_changed(reason, sizeof(reason)) == 0 && sto.pending != NULL);
@@ -354,17 +357,17 @@ test_full(struct event_base *base)
 		cJSON_AddStringToObject(h, "value", val);
 		cJSON_AddItemToArray(hs, h);
 	}
-	r = icpt_request(&zed, KB_MSG_INTERCEPT, q);
+	r = icpt_request(reg, &zed, KB_MSG_INTERCEPT, q);
 	ok(status_of(r) == 507 && strstr(cJSON_GetStringValue(cJSON_GetObjectItem(r, "error")),
 	    "more than its Secret holds"));
 	cJSON_Delete(r);
 	cJSON_Delete(q);
-	d = icpt_dump();
+	d = icpt_dump(reg);
 	ok((size_t)cJSON_GetArraySize(d) == before);
 	cJSON_Delete(d);
 	ok(sto.pending == kept);
 	/* Ending one always fits (and is what gets written). */
-	icpt_shutdown();
+	icpt_clear(reg);
 	ok(store_changed(reason, sizeof(reason)) == 0 && sto.pending != kept &&
 	    strstr(sto.pending, "\"intercepts\":[]"));
 	store_close();
@@ -378,11 +381,15 @@ main(void)
 	struct event_base *base = event_base_new();
 
 	log_init("test_store", KB_LOG_WARN);
-	icpt_init(base, 10000);
+	if ((reg = icpt_new(base, 10000)) == NULL) {
+		fprintf(stderr, "test_store: out of memory\n");
+		return 1;
+	}
 	test_codec();
 	test_round_trip();
 	test_resume();
 	test_full(base);
+	icpt_free(reg);
 	event_base_free(base);
 	return ok_done();
 }
