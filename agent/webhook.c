@@ -11,7 +11,6 @@
 
 #include "util.h"
 
-#define PORT_NAME_MAX 15	/* IANA_SVC_NAME, as the API checks it */
 #define MAX_PORT_TRIES 100
 
 static const cJSON *
@@ -36,25 +35,6 @@ get_port(const cJSON *o, const char *key)
 	    v->valuedouble != (double)(int)v->valuedouble)
 		return 0;
 	return (int)v->valuedouble;
-}
-
-/* An IANA service name, as a container port's name must be: 1-15 of
- * [a-z0-9-], a letter among them, no hyphen at either end or twice. */
-static int
-port_name_ok(const char *s)
-{
-	size_t i, n = strlen(s);
-	int letter = 0;
-
-	if (n == 0 || n > PORT_NAME_MAX || s[0] == '-' || s[n - 1] == '-')
-		return 0;
-	for (i = 0; i < n; i++) {
-		if (s[i] >= 'a' && s[i] <= 'z')
-			letter = 1;
-		else if (!(s[i] >= '0' && s[i] <= '9') && !(s[i] == '-' && s[i + 1] != '-'))
-			return 0;
-	}
-	return letter;
 }
 
 static int
@@ -306,7 +286,7 @@ new_port_name(const char *name, char *buf, size_t len)
 {
 	size_t n;
 
-	if (strlen("kb-app-") + strlen(name) <= PORT_NAME_MAX)
+	if (strlen("kb-app-") + strlen(name) <= KB_PORT_NAME_MAX)
 		snprintf(buf, len, "kb-app-%s", name);
 	else
 		snprintf(buf, len, "kb-%.12s", name);
@@ -418,7 +398,7 @@ port_annotation(const char *want, int *num, char *warn, size_t warnlen)
 			*num = (int)v;
 			return 0;
 		}
-	} else if (port_name_ok(want))
+	} else if (kb_port_name(want))
 		return 0;
 	snprintf(warn, warnlen, "kbridge: annotation %s '%.32s' is not a port name or number "
 	    "(1-65535): not injected", KB_WEBHOOK_ANN_PORT, want);
@@ -434,7 +414,7 @@ webhook_mutate(const struct webhook_cfg *cfg, const cJSON *pod, const char *ns, 
 	const char *inject = get_str(ann, KB_WEBHOOK_ANN_INJECT);
 	const char *want = get_str(ann, KB_WEBHOOK_ANN_PORT);
 	const char *proto = get_str(ann, KB_WEBHOOK_ANN_PROTOCOL);
-	char workload[254], renamed[PORT_NAME_MAX + 1], path[160], value[300];
+	char workload[254], renamed[KB_PORT_NAME_MAX + 1], path[160], value[300];
 	struct found f;
 	cJSON *patch;
 	int num, port, tries;

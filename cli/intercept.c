@@ -265,21 +265,9 @@ struct intercept_args {
 static int
 svcport_ok(const char *s)
 {
-	size_t i, n = strlen(s);
 	unsigned long num;
-	int letter = 0;
 
-	if (kb_parse_num(s, 1, 65535, NULL, &num) == 0)
-		return 1;
-	if (n == 0 || n > 15 || s[0] == '-' || s[n - 1] == '-')
-		return 0;
-	for (i = 0; i < n; i++) {
-		if (s[i] >= 'a' && s[i] <= 'z')
-			letter = 1;
-		else if (s[i] == '-' ? s[i + 1] == '-' : !(s[i] >= '0' && s[i] <= '9'))
-			return 0;
-	}
-	return letter;
+	return kb_parse_num(s, 1, 65535, NULL, &num) == 0 || kb_port_name(s);
 }
 
 /* --port LOCAL[:SVCPORT]; -1 after a usage error. */

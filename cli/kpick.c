@@ -11,7 +11,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define NAME_MAX_LEN	15	/* IANA_SVC_NAME, as the API checks port names */
+#include "util.h"
+
 #define CLEAN_MAX	64
 
 static const cJSON *
@@ -102,25 +103,6 @@ label_ok(const char *s, int key)
 		    (key && *s == '/')))
 			return 0;
 	return 1;
-}
-
-/* A port name as the API allows it: 1-15 of [a-z0-9-] with a letter, no
- * hyphen first, last or twice in a row. */
-static int
-port_name_ok(const char *s)
-{
-	size_t i, n = strlen(s);
-	int letter = 0;
-
-	if (n == 0 || n > NAME_MAX_LEN || s[0] == '-' || s[n - 1] == '-')
-		return 0;
-	for (i = 0; i < n; i++) {
-		if (s[i] >= 'a' && s[i] <= 'z')
-			letter = 1;
-		else if (s[i] == '-' ? s[i + 1] == '-' : !(s[i] >= '0' && s[i] <= '9'))
-			return 0;
-	}
-	return letter;
 }
 
 /* A port number (1-65535) or 0. */
@@ -280,7 +262,7 @@ kp_service_port(const cJSON *svc, const char *svcname, const char *want, char *e
 		name = str(p, "name");
 		if ((num = port_num(get(p, "port"))) == 0 || !is_tcp(p))
 			continue;
-		if (name && !port_name_ok(name))
+		if (name && !kb_port_name(name))
 			name = NULL;
 		append(list, sizeof(list), &n, "%s%d%s%s%s", count++ ? ", " : "", num,
 		    name ? " (" : "", name ? name : "", name ? ")" : "");
@@ -313,7 +295,7 @@ kp_target(const cJSON *port, char *buf, size_t len, char *err, size_t errlen)
 	int num;
 
 	if (cJSON_IsString(t)) {
-		if (!port_name_ok(t->valuestring) || strlen(t->valuestring) >= len) {
+		if (!kb_port_name(t->valuestring) || strlen(t->valuestring) >= len) {
 			fail(err, errlen, "targetPort '%s' of service port %d is not a port name",
 			    clean(t->valuestring, b1), port_num(get(port, "port")));
 			return -1;
@@ -358,7 +340,7 @@ kp_check_target(const cJSON *obj, const char *what, const char *svcname,
 	list[0] = '\0';
 	cJSON_ArrayForEach(c, get(get(tmpl(obj), "spec"), "containers"))
 		cJSON_ArrayForEach(p, get(c, "ports"))
-			if ((n = str(p, "name")) && is_tcp(p) && port_name_ok(n))
+			if ((n = str(p, "name")) && is_tcp(p) && kb_port_name(n))
 				append(list, sizeof(list), &len, "%s%s", len ? ", " : "", n);
 	if (len >= sizeof(list))
 		snprintf(list + sizeof(list) - 5, 5, "...");

@@ -249,6 +249,23 @@ kb_dns_label(const char *s)
 }
 
 int
+kb_port_name(const char *s)
+{
+	size_t i, n = strlen(s);
+	int letter = 0;
+
+	if (n == 0 || n > KB_PORT_NAME_MAX || s[0] == '-' || s[n - 1] == '-')
+		return 0;
+	for (i = 0; i < n; i++) {
+		if (s[i] >= 'a' && s[i] <= 'z')
+			letter = 1;
+		else if (s[i] == '-' ? s[i + 1] == '-' : !(s[i] >= '0' && s[i] <= '9'))
+			return 0;
+	}
+	return letter;
+}
+
+int
 kb_random_hex(char *out, size_t n)
 {
 	unsigned char rnd[32];

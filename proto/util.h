@@ -42,6 +42,11 @@ int kb_write_file(const char *path, const void *data, size_t len, int mode);
 /* An RFC 1123 label as Kubernetes names are: [a-z0-9-], 1-63, no '-' at
  * either end. */
 int kb_dns_label(const char *s);
+/* A port name as the API allows it (IANA_SVC_NAME): 1 to KB_PORT_NAME_MAX
+ * of [a-z0-9-] with a letter among them, no '-' at either end or twice in a
+ * row. */
+#define KB_PORT_NAME_MAX 15
+int kb_port_name(const char *s);
 /* A kbridge identity (user or sidecar) name, a certificate's CN: 1 to
  * KB_IDENTITY_NAME_MAX characters of a-z 0-9 . _ - starting with a letter
  * or digit. */
