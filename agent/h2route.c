@@ -655,20 +655,29 @@ up_write_cb(evutil_socket_t fd, short what, void *arg)
 
 /* upstream session callbacks (user data: the struct h2r_up) */
 
+/* A header field of a HEADERS frame into the stream's list: the client's
+ * request (in) or the upstream's answer (uin). */
+static int
+header_into(nghttp2_session *sess, const nghttp2_frame *f, const uint8_t *name, size_t nlen,
+    const uint8_t *value, size_t vlen, int upstream)
+{
+	struct h2r_stream *s;
+
+	if (f->hd.type != NGHTTP2_HEADERS ||
+	    (s = nghttp2_session_get_stream_user_data(sess, f->hd.stream_id)) == NULL)
+		return 0;
+	if (hdrs_add(upstream ? &s->uin : &s->in, name, nlen, value, vlen) == -1)
+		return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+	return 0;
+}
+
 static int
 up_on_header(nghttp2_session *sess, const nghttp2_frame *f, const uint8_t *name, size_t nlen,
     const uint8_t *value, size_t vlen, uint8_t flags, void *ud)
 {
-	struct h2r_stream *s;
-
 	(void)flags;
 	(void)ud;
-	if (f->hd.type != NGHTTP2_HEADERS ||
-	    (s = nghttp2_session_get_stream_user_data(sess, f->hd.stream_id)) == NULL)
-		return 0;
-	if (hdrs_add(&s->uin, name, nlen, value, vlen) == -1)
-		return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
-	return 0;
+	return header_into(sess, f, name, nlen, value, vlen, 1);
 }
 
 static int
@@ -891,16 +900,9 @@ static int
 cl_on_header(nghttp2_session *sess, const nghttp2_frame *f, const uint8_t *name, size_t nlen,
     const uint8_t *value, size_t vlen, uint8_t flags, void *ud)
 {
-	struct h2r_stream *s;
-
 	(void)flags;
 	(void)ud;
-	if (f->hd.type != NGHTTP2_HEADERS ||
-	    (s = nghttp2_session_get_stream_user_data(sess, f->hd.stream_id)) == NULL)
-		return 0;
-	if (hdrs_add(&s->in, name, nlen, value, vlen) == -1)
-		return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
-	return 0;
+	return header_into(sess, f, name, nlen, value, vlen, 0);
 }
 
 static int
