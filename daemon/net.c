@@ -332,7 +332,7 @@ net_up(struct kbd *d, const struct kbd_cluster *c, char *err, size_t errlen)
 {
 	struct kb_dns_hooks hooks = { .resolve = tunnel_resolve, .resolve_rr = tunnel_resolve_rr,
 		.arg = d->tunnel };
-	static struct kb_cidr plan[KB_NETPLAN_MAX];
+	struct kb_cidr plan[KB_NETPLAN_MAX];	/* 2 KiB; fw_apply copies it */
 	struct kb_fw_config cfg;
 	const uint32_t *ups;
 	size_t i, nplan;
