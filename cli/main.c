@@ -23,6 +23,7 @@
 #include "netplan.h"
 #include "start.h"
 #include "util.h"
+#include "vnat.h"
 
 #define PROFILE_MAX	(1024 * 1024)
 
@@ -40,7 +41,7 @@ _Static_assert(KB_MAX_MATCH_HEADERS == 16, "update the intercept help text");
 #define NS_SHOWN		8
 
 enum { OPT_REPLACE = 256, OPT_KUBECONFIG, OPT_CONTEXT, OPT_MANAGER_NS, OPT_MANAGER_ADDR,
-    OPT_NEVER_PROXY, OPT_ALSO_PROXY };
+    OPT_NEVER_PROXY, OPT_ALSO_PROXY, OPT_VIRTUAL_SUBNET };
 
 struct command {
 	const char *name;
@@ -91,6 +92,9 @@ static const struct command commands[] = {
 	    "                            wins over the cluster's and --also-proxy)\n"
 	    "      --also-proxy CIDR     proxy this range too (repeatable): one the\n"
 	    "                            manager reaches that the cluster does not list\n"
+	    "      --virtual-subnet CIDR|off  where cluster names in never-proxy ranges\n"
+	    "                            get virtual addresses (default: a free /16 of\n"
+	    "                            100.64.0.0/10); off: they resolve as they are\n"
 	    "  -o, --output FMT          text (default) or json\n"
 	    "  -h, --help                show this help\n",
 	    "connect this workstation to a cluster" },
@@ -585,6 +589,49 @@ print_kube(const cJSON *k, const char *indent)
 	}
 }
 
+/* At most this many virtual addresses in the text status (json: all the
+ * daemon lists). */
+#define VNAT_TEXT_MAX 16
+
+/* "virtual subnet: 100.64.0.0/16 for 10.96.1.0/24 (2 of 4096 used)" and a
+ * line "100.64.0.1 -> 10.96.1.1 web.default.svc.cluster.local" for each
+ * mapping, under a 17-wide label. */
+static void
+print_vnat(const cJSON *v, const char *indent)
+{
+	const cJSON *m, *used, *cap;
+	char buf[2048];
+	int i = 0;
+
+	if (!cJSON_IsObject(v))
+		return;
+	if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(v, "off"))) {
+		printf("%s%-17soff\n", indent, "virtual subnet:");
+		return;
+	}
+	jjoin(v, "translated", KB_VNAT_RANGES, buf, sizeof(buf));
+	used = cJSON_GetObjectItemCaseSensitive(v, "used");
+	cap = cJSON_GetObjectItemCaseSensitive(v, "cap");
+	printf("%s%-17s", indent, "virtual subnet:");
+	put_in("", orelse(jstr(v, "subnet"), "?"), " for ");
+	put_in("", buf, NULL);
+	if (cJSON_IsNumber(used) && cJSON_IsNumber(cap))
+		printf(" (%.0f of %.0f used)", used->valuedouble, cap->valuedouble);
+	putchar('\n');
+	cJSON_ArrayForEach(m, cJSON_GetObjectItemCaseSensitive(v, "map")) {
+		if (i++ == VNAT_TEXT_MAX) {
+			printf("%s%-17s... (-o json lists them all)\n", indent, "");
+			break;
+		}
+		printf("%s%-17s", indent, "");
+		put_in("", orelse(jstr(m, "virtual"), "?"), " -> ");
+		put_in("", orelse(jstr(m, "real"), "?"), NULL);
+		if (jstr(m, "name"))
+			put_in(" ", jstr(m, "name"), NULL);
+		putchar('\n');
+	}
+}
+
 /* The proxied, never-proxy and also-proxy ranges, and "10.96.0.0/16
  * overlaps 10.96.5.0/24 on eth1" for each overlap, under a 17-wide label. */
 static void
@@ -613,6 +660,7 @@ print_ranges(const cJSON *st, const char *indent)
 		putchar('\n');
 		first = 0;
 	}
+	print_vnat(cJSON_GetObjectItemCaseSensitive(st, "vnat"), indent);
 }
 
 static void
@@ -935,6 +983,7 @@ cmd_connect(int argc, char **argv)
 		{ "manager-address", required_argument, NULL, OPT_MANAGER_ADDR },
 		{ "never-proxy", required_argument, NULL, OPT_NEVER_PROXY },
 		{ "also-proxy", required_argument, NULL, OPT_ALSO_PROXY },
+		{ "virtual-subnet", required_argument, NULL, OPT_VIRTUAL_SUBNET },
 		LONGOPT_NAMESPACE,
 		LONGOPT_OUTPUT,
 		LONGOPT_HELP,
@@ -946,6 +995,8 @@ cmd_connect(int argc, char **argv)
 	enum output out = OUT_TEXT;
 	cJSON *body = NULL, *prof = NULL, *kube = NULL, *resp = NULL;
 	cJSON *never = NULL, *also = NULL;
+	const char *vsub = NULL;
+	struct kb_cidr vc;
 	char err[1024];
 	int ch, rc, started = 0, ret, replace = 0, kopt = 0;
 	char hbuf[256];
@@ -966,7 +1017,14 @@ cmd_connect(int argc, char **argv)
 			ko.install_ns = optarg, kopt = 1;
 		else if (ch == OPT_MANAGER_ADDR)
 			ko.manager_address = optarg, kopt = 1;
-		else if (ch == OPT_NEVER_PROXY || ch == OPT_ALSO_PROXY) {
+		else if (ch == OPT_VIRTUAL_SUBNET) {
+			if (kb_vnat_user_subnet(optarg, &vc, err, sizeof(err)) < 0) {
+				errorx("connect: --virtual-subnet: %s", err);
+				ret = EXIT_USAGE;
+				goto done;
+			}
+			vsub = optarg;
+		} else if (ch == OPT_NEVER_PROXY || ch == OPT_ALSO_PROXY) {
 			if (add_range(ch == OPT_NEVER_PROXY ? &never : &also,
 			    ch == OPT_NEVER_PROXY ? "--never-proxy" : "--also-proxy",
 			    optarg) < 0) {
@@ -1011,7 +1069,7 @@ cmd_connect(int argc, char **argv)
 		if (call_ms("GET", KB_API_STATUS, NULL, PROBE_TIMEOUT_MS, &resp, err,
 		    sizeof(err)) == 0 && strcmp(orelse(jstr(resp, "state"), ""), "connected") == 0 &&
 		    strcmp(orelse(jstr(resp, "namespace"), ""), ns ? ns : "default") == 0 &&
-		    kconnect_same(&ko, resp) && same_ranges(resp, never, also)) {
+		    kconnect_same(&ko, resp) && same_ranges(resp, never, also) && !vsub) {
 			if (out == OUT_JSON)
 				print_json(resp);
 			else
@@ -1047,6 +1105,7 @@ cmd_connect(int argc, char **argv)
 	if (also && cJSON_AddItemToObject(body, "also_proxy", also))
 		also = NULL;
 	if (never || also ||
+	    (vsub && cJSON_AddStringToObject(body, "virtual_subnet", vsub) == NULL) ||
 	    (ns && cJSON_AddStringToObject(body, "namespace", ns) == NULL) ||
 	    (replace && cJSON_AddTrueToObject(body, "replace") == NULL)) {
 		errorx("out of memory");

@@ -380,9 +380,9 @@ handle_connect(struct evhttp_request *req, void *arg)
 	struct kbd *d = arg;
 	struct kb_profile p = { 0 };
 	const struct kb_profile *have;
-	cJSON *body = NULL, *prof, *ns, *kube;
+	cJSON *body = NULL, *prof, *ns, *kube, *vs;
 	char err[300], *txt = NULL;
-	const char *want_ns = "default";
+	const char *want_ns = "default", *vsub;
 	struct kb_cidr never[KB_NETPLAN_USER_MAX], also[KB_NETPLAN_USER_MAX];
 	size_t nnever, nalso;
 
@@ -390,6 +390,8 @@ handle_connect(struct evhttp_request *req, void *arg)
 		return;
 	nnever = user_ranges(body, "never_proxy", never);
 	nalso = user_ranges(body, "also_proxy", also);
+	vs = cJSON_GetObjectItemCaseSensitive(body, "virtual_subnet");
+	vsub = cJSON_IsString(vs) ? vs->valuestring : NULL;
 	/* control_request checked both: an object, and a DNS label if given. */
 	prof = cJSON_GetObjectItemCaseSensitive(body, "profile");
 	ns = cJSON_GetObjectItemCaseSensitive(body, "namespace");
@@ -411,9 +413,10 @@ handle_connect(struct evhttp_request *req, void *arg)
 			    have->manager, have->name, tunnel_namespace(d->tunnel));
 			control_error(req, 409, err);
 		} else if (!kb_cidr_list_eq(never, nnever, d->never, d->nnever) ||
-		    !kb_cidr_list_eq(also, nalso, d->also, d->nalso)) {
-			control_error(req, 409, "already connected with other never-proxy or "
-			    "also-proxy ranges; run 'kbridge quit' first");
+		    !kb_cidr_list_eq(also, nalso, d->also, d->nalso) ||
+		    !net_same_virtual_subnet(d, vsub)) {
+			control_error(req, 409, "already connected with other never-proxy, "
+			    "also-proxy or virtual-subnet ranges; run 'kbridge quit' first");
 		} else if (tunnel_state(d->tunnel) == KBD_CONNECTED) {
 			control_reply(req, 200, status_json(d));
 		} else {
@@ -427,6 +430,7 @@ handle_connect(struct evhttp_request *req, void *arg)
 		kb_profile_free(&p);
 		goto out;
 	}
+	net_virtual_subnet(d, vsub);
 	wait_for_outcome(d->control, req);
 	kube = cJSON_GetObjectItemCaseSensitive(body, "kube");
 	if (tunnel_connect(d->tunnel, &p, cJSON_IsObject(kube) ? kube : NULL, want_ns,

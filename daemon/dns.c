@@ -34,6 +34,7 @@
 #include "msg.h"
 #include "resolvconf.h"
 #include "util.h"
+#include "vnat.h"
 
 #define DNS_MAX_PENDING		1024
 #define DNS_CLIENT_MAX		64	/* per UDP client (address and port) */
@@ -131,6 +132,8 @@ struct kb_dns {
 	unsigned char buf[DNS_MSG_MAX + 1];
 	unsigned char out[DNS_MSG_MAX + 1];
 	struct dns_cache *cache;	/* the manager's answers */
+	struct kb_vnat *vnat;		/* virtual addresses (not ours), or NULL */
+	uint64_t vnat_full_logged;	/* kb_now_ms() of the last warning */
 };
 
 static void dns_forward_start(struct dns_req *);
@@ -310,18 +313,137 @@ dns_req_finish(struct dns_req *rq, unsigned char *msg, size_t len)
 		dns_tcp_kick(c);
 }
 
+/* addr (text) as the client sees it: a kept-local cluster address becomes
+ * its virtual one (vnat.h), named name, written to out; any other stays
+ * addr. NULL if it needs a virtual address and the table is full. */
+static const char *
+dns_vnat_addr(struct kb_dns *d, const char *addr, const char *name, char *out, size_t outlen)
+{
+	struct in_addr in;
+	uint32_t virt;
+
+	if (d->vnat == NULL || inet_pton(AF_INET, addr, &in) != 1 ||
+	    !kb_vnat_translates(d->vnat, ntohl(in.s_addr)))
+		return addr;
+	if (kb_vnat_map(d->vnat, ntohl(in.s_addr), name, &virt) < 0) {
+		if (!d->vnat_full_logged || kb_now_ms() - d->vnat_full_logged >= DNS_FLOOD_LOG_MS) {
+			log_warnx("DNS: all %zu virtual addresses are taken: %s (%s) gets SERVFAIL",
+			    kb_vnat_cap(d->vnat), name, addr);
+			d->vnat_full_logged = kb_now_ms();
+		}
+		return NULL;
+	}
+	in.s_addr = htonl(virt);
+	inet_ntop(AF_INET, &in, out, outlen);
+	return out;
+}
+
+/* Room for n addresses as text, each INET6_ADDRSTRLEN: NULL if out of memory. */
+static char *
+dns_vnat_bufs(size_t n)
+{
+	return calloc(n ? n : 1, INET6_ADDRSTRLEN);
+}
+
 static void
 dns_req_answer(struct dns_req *rq, int rcode, int qtype, const char *const *addrs, size_t naddrs,
     uint32_t ttl)
 {
 	struct kb_dns *d = rq->d;
-	size_t n;
+	const char **va = NULL;
+	char *bufs = NULL;
+	size_t n, i;
 
+	if (rcode == 0 && qtype == DNS_T_A && d->vnat && naddrs > 0) {
+		if ((va = calloc(naddrs, sizeof(*va))) == NULL ||
+		    (bufs = dns_vnat_bufs(naddrs)) == NULL)
+			rcode = DNS_SERVFAIL;
+		for (i = 0; rcode == 0 && i < naddrs; i++)
+			if ((va[i] = dns_vnat_addr(d, addrs[i], rq->key, bufs + i * INET6_ADDRSTRLEN,
+			    INET6_ADDRSTRLEN)) == NULL)
+				rcode = DNS_SERVFAIL;
+		addrs = va;
+		if (rcode != 0)
+			naddrs = 0;
+	}
 	dns_put16(rq->msg, rq->id);
 	n = dns_build_answer(d->out, rq->via_tcp ? DNS_MSG_MAX - DNS_OPT_LEN :
 	    dns_udp_max(rq->edns), rq->msg, rq->qend, rcode, qtype, addrs, naddrs, ttl);
 	n = dns_add_opt(d->out, n, DNS_MSG_MAX, rq->edns);
+	free(va);
+	free(bufs);
 	dns_req_finish(rq, d->out, n);
+}
+
+/* The records rrs[n] as the client sees them (dns_vnat_addr on every A
+ * record): *copy (to free) holds them if one changed, else rrs itself.
+ * NULL if one needs a virtual address that cannot be had. */
+static const struct dns_rr *
+dns_vnat_rrs(struct kb_dns *d, const struct dns_rr *rrs, size_t n, struct dns_rr **copy,
+    char **bufs)
+{
+	struct dns_rr *c;
+	size_t i;
+
+	*copy = NULL;
+	*bufs = NULL;
+	if (d->vnat == NULL || n == 0)
+		return rrs;
+	if ((c = calloc(n, sizeof(*c))) == NULL || (*bufs = dns_vnat_bufs(n)) == NULL) {
+		free(c);
+		return NULL;
+	}
+	*copy = c;
+	for (i = 0; i < n; i++) {
+		c[i] = rrs[i];
+		if (rrs[i].type == DNS_T_A && (c[i].data = dns_vnat_addr(d, rrs[i].data,
+		    rrs[i].name, *bufs + i * INET6_ADDRSTRLEN, INET6_ADDRSTRLEN)) == NULL)
+			return NULL;
+	}
+	return c;
+}
+
+/* Is qname the reverse name of a kept-local address? Its name is the
+ * local network's, not the cluster's. */
+static int
+dns_vnat_kept_ptr(const struct kb_dns *d, const char *qname)
+{
+	uint32_t a;
+
+	return d->vnat && kb_vnat_ptr_addr(qname, &a) == 0 && kb_vnat_translates(d->vnat, a);
+}
+
+/* A PTR query for an address of the virtual range: the name its mapping
+ * was made for, NXDOMAIN if it maps nothing. 0 if answered, -1 if the
+ * address is not ours to answer. */
+static int
+dns_vnat_ptr(struct dns_req *rq, const char *qname)
+{
+	struct kb_dns *d = rq->d;
+	struct dns_rr rr;
+	const char *name;
+	uint32_t a;
+	size_t len;
+	int bad;
+
+	if (kb_vnat_ptr_addr(qname, &a) < 0 || !kb_cidr_contains(kb_vnat_subnet(d->vnat), a))
+		return -1;
+	if ((name = kb_vnat_name(d->vnat, a)) == NULL) {
+		dns_req_answer(rq, DNS_NXDOMAIN, 0, NULL, 0, 0);
+		return 0;
+	}
+	rr.name = qname;
+	rr.type = DNS_T_PTR;
+	rr.ttl = DNS_CACHE_TTL_MAX;
+	rr.data = name;
+	len = dns_build_records(d->out, rq->via_tcp ? DNS_MSG_MAX - DNS_OPT_LEN :
+	    dns_udp_max(rq->edns), rq->msg, rq->qend, 0, &rr, 1, qname, &bad);
+	if (bad) {
+		dns_req_answer(rq, DNS_SERVFAIL, 0, NULL, 0, 0);
+		return 0;
+	}
+	dns_req_finish(rq, d->out, dns_add_opt(d->out, len, DNS_MSG_MAX, rq->edns));
+	return 0;
 }
 
 /* Answer rq from the cache (a cached NXDOMAIN for a name that may be
@@ -381,6 +503,8 @@ dns_hook_done_rr(void *ctx, int rcode, const struct dns_rr *rrs, size_t n, uint3
 	struct dns_req *rq = ctx;
 	struct kb_dns *d = rq->d;
 	const char *addrs[DNS_CACHE_ADDRS];
+	struct dns_rr *copy = NULL;
+	char *bufs = NULL;
 	size_t i, na = 0, len;
 	int bad;
 
@@ -414,9 +538,17 @@ dns_hook_done_rr(void *ctx, int rcode, const struct dns_rr *rrs, size_t n, uint3
 	}
 	if (rcode != 0 && rcode != DNS_NXDOMAIN)
 		rcode = DNS_SERVFAIL;
+	if (rcode == 0 && (rrs = dns_vnat_rrs(d, rrs, n, &copy, &bufs)) == NULL) {
+		free(copy);
+		free(bufs);
+		dns_req_answer(rq, DNS_SERVFAIL, 0, NULL, 0, 0);
+		return;
+	}
 	dns_put16(rq->msg, rq->id);
 	len = dns_build_records(d->out, rq->via_tcp ? DNS_MSG_MAX - DNS_OPT_LEN :
 	    dns_udp_max(rq->edns), rq->msg, rq->qend, rcode, rrs, n, rq->key, &bad);
+	free(copy);
+	free(bufs);
 	if (bad) {
 		log_debug("%s: %s: a record's data does not parse", __func__, rq->key);
 		dns_req_answer(rq, DNS_SERVFAIL, 0, NULL, 0, 0);
@@ -643,13 +775,16 @@ dns_handle(struct kb_dns *d, struct dns_tcp *c, const struct sockaddr *peer, soc
 		dns_req_answer(rq, DNS_SERVFAIL, 0, NULL, 0, 0);
 		return;
 	}
+	/* The name behind a virtual address is ours alone to give. */
+	if (d->vnat && q.qclass == DNS_C_IN && q.qtype == DNS_T_PTR && dns_vnat_ptr(rq, q.name) == 0)
+		return;
 	cluster = q.qclass == DNS_C_IN && dns_zone_classify(&d->zone, q.name, name, sizeof(name), &single);
 	/* Other types for a single label are most likely about a local host. */
 	if (cluster && single && q.qtype != DNS_T_A && q.qtype != DNS_T_AAAA)
 		cluster = 0;
 	/* The name of a cluster address (PTR), for a manager that answers it */
 	if (!cluster && q.qclass == DNS_C_IN && q.qtype == DNS_T_PTR && d->hooks.resolve_rr &&
-	    dns_zone_reverse(&d->zone, q.name)) {
+	    dns_zone_reverse(&d->zone, q.name) && !dns_vnat_kept_ptr(d, q.name)) {
 		snprintf(name, sizeof(name), "%s", q.name);
 		cluster = reverse = 1;
 	}
@@ -1080,6 +1215,13 @@ void
 dns_set_subnets(struct kb_dns *d, const struct kb_cidr *subnets, size_t n)
 {
 	dns_zone_set_subnets(&d->zone, subnets, n);
+	dns_cache_clear(d->cache);
+}
+
+void
+dns_set_vnat(struct kb_dns *d, struct kb_vnat *v)
+{
+	d->vnat = v;
 	dns_cache_clear(d->cache);
 }
 

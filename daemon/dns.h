@@ -52,6 +52,10 @@ void dns_set_cluster(struct kb_dns *d, const char *domain, const char *const *na
  * cluster's (if the manager answers records). Copies them. */
 struct kb_cidr;
 void dns_set_subnets(struct kb_dns *d, const struct kb_cidr *subnets, size_t n);
+/* Answer A records of kept-local cluster addresses with virtual ones, and
+ * PTR queries of the virtual range, from v (not taken; NULL: no more). */
+struct kb_vnat;
+void dns_set_vnat(struct kb_dns *d, struct kb_vnat *v);
 void dns_free(struct kb_dns *d);
 
 /* For tests: send upstream queries to this port instead of 53. */

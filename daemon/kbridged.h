@@ -24,6 +24,7 @@ struct evhttp_request;
 struct kb_tun;
 struct kb_fw;
 struct kb_dns;
+struct kb_vnat;
 struct kb_listener;
 struct tunnel;
 struct control;
@@ -71,6 +72,9 @@ struct kbd {
 	size_t nalso;
 	struct kb_cidr cluster[KBD_MAX_SUBNETS]; /* the cluster's, for overlaps */
 	size_t ncluster;
+	int vnat_off;               /* --virtual-subnet off */
+	struct kb_cidr vnat_want;   /* --virtual-subnet CIDR; prefix 0: pick one */
+	struct kb_vnat *vnat;       /* virtual addresses; NULL: nothing kept local */
 	struct kb_tun *tun;
 	struct event *tun_ev;
 	struct kb_fw *fw;
@@ -134,6 +138,12 @@ int net_check_subnets(const struct kbd *d, const struct kb_cidr *v, size_t n, ch
  * of this workstation (it would capture its own traffic). */
 int net_user_ranges(struct kbd *d, const struct kb_cidr *never, size_t nnever,
     const struct kb_cidr *also, size_t nalso, char *err, size_t errlen);
+
+/* The user's --virtual-subnet ("off", a CIDR checked by kb_api_check, or
+ * NULL: pick a free one when needed) for the next net_up. */
+void net_virtual_subnet(struct kbd *d, const char *spec);
+/* Is spec what the daemon was set up with? */
+int net_same_virtual_subnet(const struct kbd *d, const char *spec);
 
 /* The cluster's namespaces changed: the DNS proxy (if up) takes them. */
 void net_namespaces(struct kbd *d, const struct kbd_cluster *c);

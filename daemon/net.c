@@ -10,6 +10,7 @@
 #include <net/if.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -24,6 +25,26 @@
 #include "log.h"
 #include "netplan.h"
 #include "tun.h"
+#include "vnat.h"
+
+/* A connection to a virtual address goes to the real cluster address
+ * behind it (vnat.h): dst rewritten; -1 if it maps nothing. */
+static int
+vnat_real(const struct kbd *d, struct sockaddr_in *dst)
+{
+	uint32_t a = ntohl(dst->sin_addr.s_addr), real;
+	char buf[INET_ADDRSTRLEN];
+
+	if (d->vnat == NULL || !kb_cidr_contains(kb_vnat_subnet(d->vnat), a))
+		return 0;
+	if (kb_vnat_real(d->vnat, a, &real) < 0) {
+		log_debug("virtual address %s maps nothing: refused",
+		    inet_ntop(AF_INET, &dst->sin_addr, buf, sizeof(buf)));
+		return -1;
+	}
+	dst->sin_addr.s_addr = htonl(real);
+	return 0;
+}
 
 static void
 proxy_accept(int fd, struct sockaddr *sa, int salen, void *arg)
@@ -36,6 +57,14 @@ proxy_accept(int fd, struct sockaddr *sa, int salen, void *arg)
 	(void)salen;
 	if (getsockopt(fd, SOL_IP, SO_ORIGINAL_DST, &dst, &len) < 0) {
 		log_warn("%s: SO_ORIGINAL_DST", __func__);
+		close(fd);
+		return;
+	}
+	if (vnat_real(d, &dst) < 0) {
+		struct linger l = { 1, 0 };
+
+		/* a virtual address that names nothing: refused at once */
+		setsockopt(fd, SOL_SOCKET, SO_LINGER, &l, sizeof(l));
 		close(fd);
 		return;
 	}
@@ -272,6 +301,167 @@ net_overlaps(const struct kbd *d, cJSON *list)
 		log_warn("cannot list the workstation's routes");
 }
 
+/* What a virtual range must not overlap (routes of other links, the
+ * workstation's addresses, cluster, proxied and user ranges, the link's
+ * address), each with what it is for an error. */
+#define VNAT_BUSY_MAX	2048
+struct vnat_busy {
+	struct kb_cidr c[VNAT_BUSY_MAX];
+	char what[VNAT_BUSY_MAX][48];
+	size_t n;
+	int tunidx;
+};
+
+static void
+busy_add(struct vnat_busy *b, const struct kb_cidr *c, const char *what, const char *dev)
+{
+	if (b->n >= VNAT_BUSY_MAX)
+		return;
+	b->c[b->n] = *c;
+	snprintf(b->what[b->n], sizeof(b->what[0]), "%s%s", what, dev ? dev : "");
+	b->n++;
+}
+
+static void
+busy_route(void *arg, const struct kb_cidr *dst, int oif)
+{
+	struct vnat_busy *b = arg;
+	char dev[IF_NAMESIZE];
+
+	if (oif != 0 && oif == b->tunidx)
+		return;
+	if (oif == 0 || if_indextoname((unsigned)oif, dev) == NULL)
+		snprintf(dev, sizeof(dev), "?");
+	busy_add(b, dst, "a route on ", dev);
+}
+
+static void
+busy_list(struct vnat_busy *b, const struct kb_cidr *v, size_t n, const char *what)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++)
+		busy_add(b, &v[i], what, NULL);
+}
+
+static int
+vnat_busy(const struct kbd *d, const struct kb_cidr *v, size_t n, const struct kb_cidr *plan,
+    size_t nplan, struct vnat_busy *b, char *err, size_t errlen)
+{
+	struct ifaddrs *ifa, *i;
+	struct kb_cidr c;
+
+	b->n = 0;
+	b->tunidx = d->tun ? (int)if_nametoindex(tun_name(d->tun)) : 0;
+	if (route_dump(busy_route, b) < 0) {
+		snprintf(err, errlen, "cannot list the workstation's routes for a virtual subnet");
+		return -1;
+	}
+	if (getifaddrs(&ifa) < 0) {
+		snprintf(err, errlen, "cannot list this workstation's addresses: %s",
+		    strerror(errno));
+		return -1;
+	}
+	for (i = ifa; i != NULL; i = i->ifa_next) {
+		if (i->ifa_addr == NULL || i->ifa_addr->sa_family != AF_INET)
+			continue;
+		c.addr = ntohl(((const struct sockaddr_in *)i->ifa_addr)->sin_addr.s_addr);
+		c.prefix = 32;
+		busy_add(b, &c, "an address of ", i->ifa_name);
+	}
+	freeifaddrs(ifa);
+	c.addr = d->tun_addr;
+	c.prefix = 32;
+	busy_add(b, &c, "kbridge's link address", NULL);
+	busy_list(b, v, n, "a cluster subnet");
+	busy_list(b, plan, nplan, "a proxied range");
+	busy_list(b, d->never, d->nnever, "a never-proxy range");
+	busy_list(b, d->also, d->nalso, "an also-proxy range");
+	return 0;
+}
+
+/* The virtual range for the cluster subnets v (proxied as plan): *sub,
+ * prefix 0 if none is needed, and the kept-local ranges it translates.
+ * The one in use stays; else the user's, checked, or the first free block
+ * of the pool. 0, or -1 with err. */
+static int
+vnat_subnet(const struct kbd *d, const struct kb_cidr *v, size_t n, const struct kb_cidr *plan,
+    size_t nplan, struct kb_cidr *kept, size_t *nkept, struct kb_cidr *sub, char *err,
+    size_t errlen)
+{
+	struct vnat_busy *b;
+	char w[32], o[32];
+	size_t i;
+	int rc;
+
+	sub->addr = 0;
+	sub->prefix = 0;
+	*nkept = 0;
+	if (d->vnat_off)
+		return 0;
+	if ((rc = kb_vnat_kept(v, n, d->never, d->nnever, kept, KB_VNAT_RANGES)) < 0) {
+		snprintf(err, errlen, "more than %d cluster ranges kept local for virtual "
+		    "addresses; use wider --never-proxy ranges or --virtual-subnet off",
+		    KB_VNAT_RANGES);
+		return -1;
+	}
+	if ((*nkept = (size_t)rc) == 0)
+		return 0;
+	if (d->vnat) {
+		*sub = *kb_vnat_subnet(d->vnat);
+		return 0;
+	}
+	if ((b = malloc(sizeof(*b))) == NULL) {
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
+	if (vnat_busy(d, v, n, plan, nplan, b, err, errlen) < 0) {
+		free(b);
+		return -1;
+	}
+	rc = 0;
+	if (d->vnat_want.prefix == 0) {
+		if ((rc = kb_vnat_pick(b->c, b->n, sub)) < 0)
+			snprintf(err, errlen, "no free /%d in %s/%d for virtual addresses; "
+			    "choose one with --virtual-subnet", KB_VNAT_AUTO_PREFIX,
+			    kb_cidr_str(&(struct kb_cidr){ KB_VNAT_POOL, 32 }, w, sizeof(w)),
+			    KB_VNAT_POOL_PREFIX);
+	} else {
+		*sub = d->vnat_want;
+		for (i = 0; i < b->n && rc == 0; i++) {
+			if (b->c[i].prefix == 0 || !kb_cidr_overlap(sub, &b->c[i]))
+				continue;
+			snprintf(err, errlen, "virtual subnet %s overlaps %s (%s)",
+			    kb_cidr_str(sub, w, sizeof(w)), kb_cidr_str(&b->c[i], o, sizeof(o)),
+			    b->what[i]);
+			rc = -1;
+		}
+	}
+	free(b);
+	return rc;
+}
+
+void
+net_virtual_subnet(struct kbd *d, const char *spec)
+{
+	struct kb_cidr c = { 0, 0 };
+
+	d->vnat_off = spec != NULL && kb_vnat_user_subnet(spec, &c, NULL, 0) == 1;
+	d->vnat_want = spec != NULL && !d->vnat_off ? c : (struct kb_cidr){ 0, 0 };
+}
+
+int
+net_same_virtual_subnet(const struct kbd *d, const char *spec)
+{
+	struct kb_cidr c = { 0, 0 };
+	int off = spec != NULL && kb_vnat_user_subnet(spec, &c, NULL, 0) == 1;
+
+	if (spec == NULL || off)
+		c.addr = c.prefix = 0;
+	return off == d->vnat_off && c.addr == d->vnat_want.addr &&
+	    c.prefix == d->vnat_want.prefix;
+}
+
 int
 net_user_ranges(struct kbd *d, const struct kb_cidr *never, size_t nnever,
     const struct kb_cidr *also, size_t nalso, char *err, size_t errlen)
@@ -327,23 +517,60 @@ net_namespaces(struct kbd *d, const struct kbd_cluster *c)
 	}
 }
 
+/* The virtual range sub (if any) joins the proxied ranges plan. */
+static int
+vnat_plan(const struct kb_cidr *sub, struct kb_cidr *plan, size_t *nplan, char *err,
+    size_t errlen)
+{
+	if (sub->prefix == 0)
+		return 0;
+	if (*nplan >= KB_NETPLAN_MAX) {
+		snprintf(err, errlen, "more than %d ranges to proxy with the virtual subnet",
+		    KB_NETPLAN_MAX);
+		return -1;
+	}
+	plan[(*nplan)++] = *sub;
+	return 0;
+}
+
+static void
+vnat_log(const struct kbd *d)
+{
+	const struct kb_cidr *k;
+	char w[32], r[32];
+	size_t i, n;
+
+	if (d->vnat == NULL)
+		return;
+	k = kb_vnat_kept_ranges(d->vnat, &n);
+	for (i = 0; i < n; i++)
+		log_info("cluster names in %s (kept local) resolve to virtual addresses in %s",
+		    kb_cidr_str(&k[i], r, sizeof(r)),
+		    kb_cidr_str(kb_vnat_subnet(d->vnat), w, sizeof(w)));
+}
+
 int
 net_up(struct kbd *d, const struct kbd_cluster *c, char *err, size_t errlen)
 {
 	struct kb_dns_hooks hooks = { .resolve = tunnel_resolve, .resolve_rr = tunnel_resolve_rr,
 		.arg = d->tunnel };
 	struct kb_cidr plan[KB_NETPLAN_MAX];	/* 2 KiB; fw_apply copies it */
+	struct kb_cidr kept[KB_VNAT_RANGES], vsub;
 	struct kb_fw_config cfg;
 	const uint32_t *ups;
-	size_t i, nplan;
+	size_t i, nplan, nkept;
 
-	if (net_plan(d, c->subnets, c->nsubnets, plan, &nplan, err, errlen) < 0) {
+	if (net_plan(d, c->subnets, c->nsubnets, plan, &nplan, err, errlen) < 0 ||
+	    vnat_subnet(d, c->subnets, c->nsubnets, plan, nplan, kept, &nkept, &vsub, err,
+	    errlen) < 0 || vnat_plan(&vsub, plan, &nplan, err, errlen) < 0) {
 		net_down(d);
 		return -1;
 	}
 	memcpy(d->cluster, c->subnets, c->nsubnets * sizeof(c->subnets[0]));
 	d->ncluster = c->nsubnets;
 	if (d->tun && same_plan(d, plan, nplan)) {
+		if (d->vnat)
+			kb_vnat_set_kept(d->vnat, kept, nkept);
 		net_namespaces(d, c);
 		return 0;
 	}
@@ -353,6 +580,10 @@ net_up(struct kbd *d, const struct kbd_cluster *c, char *err, size_t errlen)
 	if ((d->dns = dns_new(d->base, &hooks, NULL, 0, err, errlen)) == NULL)
 		goto fail;
 	net_namespaces(d, c);
+	if (vsub.prefix != 0 && (d->vnat = kb_vnat_new(&vsub, kept, nkept)) == NULL) {
+		snprintf(err, errlen, "out of memory");
+		goto fail;
+	}
 	if ((d->tun = tun_open(NULL, d->tun_addr, err, errlen)) == NULL)
 		goto fail;
 	for (i = 0; i < nplan; i++)
@@ -376,9 +607,11 @@ net_up(struct kbd *d, const struct kbd_cluster *c, char *err, size_t errlen)
 		goto fail;
 	memcpy(d->applied, plan, nplan * sizeof(plan[0]));
 	d->napplied = nplan;
+	dns_set_vnat(d->dns, d->vnat);
 	log_info("network up: link %s, table %s, %zu subnets (%zu ranges proxied), "
 	    "proxy port %u, dns port %u", tun_name(d->tun), fw_table(d->fw), c->nsubnets,
 	    nplan, d->proxy_port, dns_port(d->dns));
+	vnat_log(d);
 	net_overlaps(d, NULL);
 	return 0;
 fail:
@@ -433,10 +666,12 @@ int
 net_subnets(struct kbd *d, const struct kb_cidr *v, size_t n, char *err, size_t errlen)
 {
 	static struct kb_cidr added[KB_NETPLAN_MAX], plan[KB_NETPLAN_MAX];
+	struct kb_cidr kept[KB_VNAT_RANGES], vsub;
+	struct kb_vnat *made = NULL;
 	struct kb_fw_config cfg;
 	const uint32_t *ups;
 	char e2[256], buf[32];
-	size_t i, nadded = 0, nplan;
+	size_t i, nadded = 0, nplan, nkept;
 
 	if (n > KBD_MAX_SUBNETS) {
 		snprintf(err, errlen, "too many subnets");
@@ -447,6 +682,15 @@ net_subnets(struct kbd *d, const struct kb_cidr *v, size_t n, char *err, size_t 
 	if (!d->tun || !d->fw) {
 		/* Not set up (yet): net_up takes the cluster's. */
 		return 0;
+	}
+	if (vnat_subnet(d, v, n, plan, nplan, kept, &nkept, &vsub, err, errlen) < 0 ||
+	    vnat_plan(&vsub, plan, &nplan, err, errlen) < 0)
+		return -1;
+	if (vsub.prefix != 0 && d->vnat == NULL) {
+		if ((made = kb_vnat_new(&vsub, kept, nkept)) == NULL) {
+			snprintf(err, errlen, "out of memory");
+			return -1;
+		}
 	}
 	for (i = 0; i < nplan; i++) {
 		if (cidr_in(&plan[i], d->applied, d->napplied))
@@ -475,6 +719,18 @@ net_subnets(struct kbd *d, const struct kb_cidr *v, size_t n, char *err, size_t 
 	d->napplied = nplan;
 	memcpy(d->cluster, v, n * sizeof(v[0]));
 	d->ncluster = n;
+	if (made) {
+		d->vnat = made;
+		dns_set_vnat(d->dns, d->vnat);
+		vnat_log(d);
+	} else if (vsub.prefix != 0) {
+		kb_vnat_set_kept(d->vnat, kept, nkept);
+	} else if (d->vnat) {
+		/* nothing kept local any more: its range is gone from the plan */
+		dns_set_vnat(d->dns, NULL);
+		kb_vnat_free(d->vnat);
+		d->vnat = NULL;
+	}
 	net_overlaps(d, NULL);
 	return 0;
 undo:
@@ -482,6 +738,7 @@ undo:
 		if (tun_route_del(d->tun, &added[i], e2, sizeof(e2)) < 0)
 			log_warnx("cannot remove the route to %s: %s",
 			    kb_cidr_str(&added[i], buf, sizeof(buf)), e2);
+	kb_vnat_free(made);
 	return -1;
 }
 
@@ -505,6 +762,8 @@ net_down(struct kbd *d)
 		dns_free(d->dns);
 		d->dns = NULL;
 	}
+	kb_vnat_free(d->vnat);
+	d->vnat = NULL;
 	if (d->proxy) {
 		kb_listener_free(d->proxy);
 		d->proxy = NULL;
@@ -525,6 +784,51 @@ cidr_list(cJSON *j, const char *key, const struct kb_cidr *v, size_t n)
 		cJSON_AddItemToArray(a, cJSON_CreateString(kb_cidr_str(&v[i], buf, sizeof(buf))));
 }
 
+/* At most this many mappings in the status. */
+#define VNAT_STATUS_MAX	256
+
+static void
+vnat_status(const struct kbd *d, cJSON *j)
+{
+	const struct kb_cidr *k;
+	const char *name;
+	char buf[32];
+	uint32_t virt, real;
+	cJSON *o, *a, *e;
+	size_t i, n;
+
+	if ((o = cJSON_AddObjectToObject(j, "vnat")) == NULL)
+		return;
+	if (d->vnat_off) {
+		cJSON_AddBoolToObject(o, "off", 1);
+		return;
+	}
+	if (d->vnat == NULL)
+		return;
+	cJSON_AddStringToObject(o, "subnet", kb_cidr_str(kb_vnat_subnet(d->vnat), buf,
+	    sizeof(buf)));
+	k = kb_vnat_kept_ranges(d->vnat, &n);
+	cidr_list(o, "translated", k, n);
+	cJSON_AddNumberToObject(o, "used", (double)kb_vnat_count(d->vnat));
+	cJSON_AddNumberToObject(o, "cap", (double)kb_vnat_cap(d->vnat));
+	if ((a = cJSON_AddArrayToObject(o, "map")) == NULL)
+		return;
+	for (i = 0; i < VNAT_STATUS_MAX && kb_vnat_get(d->vnat, i, &virt, &real, &name) == 0;
+	    i++) {
+		if ((e = cJSON_CreateObject()) == NULL)
+			return;
+		snprintf(buf, sizeof(buf), "%u.%u.%u.%u", virt >> 24, (virt >> 16) & 255,
+		    (virt >> 8) & 255, virt & 255);
+		cJSON_AddStringToObject(e, "virtual", buf);
+		snprintf(buf, sizeof(buf), "%u.%u.%u.%u", real >> 24, (real >> 16) & 255,
+		    (real >> 8) & 255, real & 255);
+		cJSON_AddStringToObject(e, "real", buf);
+		if (name)
+			cJSON_AddStringToObject(e, "name", name);
+		cJSON_AddItemToArray(a, e);
+	}
+}
+
 void
 net_status_json(const struct kbd *d, cJSON *j)
 {
@@ -540,6 +844,8 @@ net_status_json(const struct kbd *d, cJSON *j)
 		cidr_list(j, "proxied", d->applied, d->napplied);
 		if ((a = cJSON_AddArrayToObject(j, "overlaps")) != NULL)
 			net_overlaps(d, a);
+		if (d->vnat || d->vnat_off)
+			vnat_status(d, j);
 	}
 	if (d->fw)
 		cJSON_AddStringToObject(j, "table", fw_table(d->fw));

@@ -9,9 +9,10 @@
 
 #include "netplan.h"
 #include "util.h"
+#include "vnat.h"
 
 enum ftype { T_STRING, T_NUMBER, T_BOOL, T_OBJECT, T_HEADERS, T_KUBE, T_CIDRS };
-enum fcheck { C_NONE, C_LABEL, C_PATH_PREFIX, C_HOST, C_TOKEN, C_ADDRESS };
+enum fcheck { C_NONE, C_LABEL, C_PATH_PREFIX, C_HOST, C_TOKEN, C_ADDRESS, C_VSUBNET };
 
 struct field {
 	const char *name;
@@ -30,6 +31,7 @@ static const struct field connect_fields[] = {
 	{ "kube", T_KUBE, 0, 0, 0, C_NONE },
 	{ "never_proxy", T_CIDRS, 0, 0, 0, C_NONE },
 	{ "also_proxy", T_CIDRS, 0, 0, 0, C_NONE },
+	{ "virtual_subnet", T_STRING, 0, 0, 0, C_VSUBNET },
 	END
 };
 static const struct field intercept_fields[] = {
@@ -194,6 +196,8 @@ kb_api_check_raw(const char *txt, size_t len, char *err, size_t errlen)
 static const char *
 check_string(const struct field *f, const char *s)
 {
+	struct kb_cidr c;
+
 	switch (f->check) {
 	case C_LABEL:
 		return kb_dns_label(s) ? NULL :
@@ -209,6 +213,9 @@ check_string(const struct field *f, const char *s)
 	case C_ADDRESS:
 		return kb_api_address(s, 0, NULL, NULL) ? NULL : "must be localhost or an IPv4 "
 		    "or IPv6 address (not unspecified, multicast or broadcast)";
+	case C_VSUBNET:
+		return kb_vnat_user_subnet(s, &c, NULL, 0) < 0 ? "must be off or a range "
+		    "A.B.C.D/N from /8 to /30 (not loopback, link-local or multicast)" : NULL;
 	case C_NONE:
 		break;
 	}

@@ -292,3 +292,17 @@ kb_vnat_ptr_addr(const char *name, uint32_t *addr)
 	*addr = (uint32_t)(b[3] << 24 | b[2] << 16 | b[1] << 8 | b[0]);
 	return 0;
 }
+
+int
+kb_vnat_user_subnet(const char *s, struct kb_cidr *out, char *err, size_t errlen)
+{
+	if (strcmp(s, "off") == 0)
+		return 1;
+	if (kb_netplan_user_cidr(s, out, err, errlen) < 0)
+		return -1;
+	if (out->prefix < 8 || out->prefix > 30) {
+		snprintf(err, errlen, "virtual subnet %s: from /8 to /30", s);
+		return -1;
+	}
+	return 0;
+}

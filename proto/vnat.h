@@ -67,6 +67,10 @@ size_t kb_vnat_count(const struct kb_vnat *);
 size_t kb_vnat_cap(const struct kb_vnat *);
 int kb_vnat_get(const struct kb_vnat *, size_t i, uint32_t *virt, uint32_t *real,
     const char **name);
+/* The user's --virtual-subnet: "off" (1: no translation), or a range
+ * kb_netplan_user_cidr takes, /8 to /30, in out (0); -1 with a one-line
+ * why otherwise. */
+int kb_vnat_user_subnet(const char *s, struct kb_cidr *out, char *err, size_t errlen);
 /* Parse a reverse name "D.C.B.A.in-addr.arpa" (lower case, no final dot)
  * into the address A.B.C.D: 0, or -1. */
 int kb_vnat_ptr_addr(const char *name, uint32_t *addr);

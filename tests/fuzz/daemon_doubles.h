@@ -39,6 +39,21 @@ net_user_ranges(struct kbd *d, const struct kb_cidr *never, size_t nnever,
 	return 0;
 }
 
+void
+net_virtual_subnet(struct kbd *d, const char *spec)
+{
+	(void)d;
+	(void)spec;
+}
+
+int
+net_same_virtual_subnet(const struct kbd *d, const char *spec)
+{
+	(void)d;
+	(void)spec;
+	return 1;
+}
+
 int
 fw_mark_socket(int fd)
 {

@@ -207,6 +207,17 @@ main(void)
 	    "is not a CIDR range"));
 	ok(bad(KB_API_CONNECT, "{\"profile\":{},\"never_proxy\":[\"10.0.0.0/8\"],"
 	    "\"never_proxy\":[]}", "given twice"));
+	/* virtual_subnet: off, or a range for virtual addresses */
+	ok(good(KB_API_CONNECT, "{\"profile\":{},\"virtual_subnet\":\"off\"}"));
+	ok(good(KB_API_CONNECT, "{\"profile\":{},\"virtual_subnet\":\"100.100.0.0/16\"}"));
+	ok(bad(KB_API_CONNECT, "{\"profile\":{},\"virtual_subnet\":\"100.100.0.1/16\"}",
+	    "virtual_subnet must be off or a range"));
+	ok(bad(KB_API_CONNECT, "{\"profile\":{},\"virtual_subnet\":\"100.100.0.0/31\"}",
+	    "virtual_subnet must be off or a range"));
+	ok(bad(KB_API_CONNECT, "{\"profile\":{},\"virtual_subnet\":\"127.0.0.0/16\"}",
+	    "virtual_subnet must be off or a range"));
+	ok(bad(KB_API_CONNECT, "{\"profile\":{},\"virtual_subnet\":[\"off\"]}",
+	    "virtual_subnet"));
 	{
 		char many[1024];
 		size_t off;

@@ -188,9 +188,27 @@ test_ptr(void)
 	ok(kb_vnat_ptr_addr("", &a) == -1);
 }
 
+static void
+test_user(void)
+{
+	struct kb_cidr c;
+	char err[160];
+
+	ok(kb_vnat_user_subnet("off", &c, err, sizeof(err)) == 1);
+	ok(kb_vnat_user_subnet("100.100.0.0/16", &c, err, sizeof(err)) == 0 &&
+	    c.addr == A("100.100.0.0") && c.prefix == 16);
+	ok(kb_vnat_user_subnet("198.18.4.0/30", &c, err, sizeof(err)) == 0);
+	ok(kb_vnat_user_subnet("198.18.4.0/31", &c, err, sizeof(err)) == -1 &&
+	    strstr(err, "/8 to /30"));
+	ok(kb_vnat_user_subnet("10.0.0.0/7", &c, err, sizeof(err)) == -1);
+	ok(kb_vnat_user_subnet("Off", &c, err, sizeof(err)) == -1 && strstr(err, "not a CIDR"));
+	ok(kb_vnat_user_subnet("169.254.0.0/16", &c, err, sizeof(err)) == -1);
+}
+
 int
 main(void)
 {
+	test_user();
 	test_kept();
 	test_pick();
 	test_table();
