@@ -8,7 +8,9 @@
 #       a VPN that routes the cluster's pod subnet; then dock0 with address
 #       10.244.0.1/16, like a docker bridge (the kernel's prefix route);
 #   ws: lan0 10.96.200.1/24 --veth-- $KB_PG-lan: eth0 10.96.200.2/24, an
-#       HTTP server ("hello from lan"): a LAN inside the service subnet.
+#       HTTP server ("hello from lan"): a LAN inside the service subnet;
+#   ws: lan1 10.96.1.254/24 --veth-- $KB_PG-lan2: eth0 10.96.1.1/24, the
+#       address of the service web.default (VNAT).
 #
 # Checks: connect works beside the VPN's route; cluster traffic goes through
 # kbridge (route and answers) while every route of the other links stays
@@ -16,7 +18,10 @@
 # session, after quit and after SIGKILL; status names the overlaps;
 # --never-proxy (flag and profile) keeps the LAN reachable and the rest of
 # the cluster works; the workstation's own address in a cluster range stays
-# local; bad ranges fail with one line and leave nothing.
+# local; with the LAN 10.96.1.0/24 kept local, 10.96.1.1 reaches the LAN
+# host while web.default resolves to a virtual address that reaches the
+# service (PTR gives the name back), routes unchanged after quit and
+# SIGKILL; bad ranges fail with one line and leave nothing.
 set -euo pipefail
 
 KB_PG_PREFIX=kbv
@@ -24,15 +29,17 @@ FAIL_LOGS=(ws/kbridged.sock.log manager.log)
 FAIL_LINES=40
 . "$(dirname "$0")/common.bash"
 LAN=$KB_PG-lan
+LAN2=$KB_PG-lan2
 bg_pids=()
 cleanup_extra() {
-	local p
+	local p n
 	for p in "${bg_pids[@]}"; do kill "$p" 2>/dev/null; done
 	for p in "${bg_pids[@]}"; do wait "$p" 2>/dev/null; done
-	if [[ -e /run/netns/$LAN ]]; then
-		for p in $(ip netns pids "$LAN" 2>/dev/null); do kill "$p" 2>/dev/null; done
-		ip netns del "$LAN"
-	fi
+	for n in "$LAN" "$LAN2"; do
+		[[ -e /run/netns/$n ]] || continue
+		for p in $(ip netns pids "$n" 2>/dev/null); do kill "$p" 2>/dev/null; done
+		ip netns del "$n"
+	done
 }
 
 ws() { pg ws "$@"; }
@@ -58,6 +65,8 @@ routes_as_before() {
 	diff <(echo "$before" | python3 -m json.tool) <(echo "$now" | python3 -m json.tool) >&2 || true
 	return 1
 }
+# No route through kbridge's link (no route at all is fine: no default route here).
+not_via_kbridge() { ! QUIET=1 ws ip route get "$1" 2>/dev/null | grep -q "dev kbridge"; }
 first_dev() { QUIET=1 ws ip route get "$1" | sed -n 's/.* dev \([^ ]*\).*/\1/p;q'; }
 status_json() { kb status --output json >"$STATE/vpn-status.json"; }
 jq_py() { python3 -c "import json,sys; s=json.load(open('$STATE/vpn-status.json')); $1"; }
@@ -234,6 +243,114 @@ poll 30 no_kbridge
 routes_as_before
 ok "never_proxy from the profile; --also-proxy routes another range through kbridge"
 
+# --- VNAT: a LAN 10.96.1.0/24 whose host 10.96.1.1 has web.default's address
+ip netns add "$LAN2"
+ip link add lan1 netns "$KB_PG-ws" type veth peer name eth0 netns "$LAN2"
+ip -n "$LAN2" link set lo up
+ip -n "$LAN2" link set eth0 up
+ip -n "$LAN2" addr add 10.96.1.1/24 dev eth0
+ws ip addr add 10.96.1.254/24 dev lan1
+ws ip link set lan1 up
+mkdir -p "$STATE/lan2"
+echo "hello from the lan host 10.96.1.1" >"$STATE/lan2/index.html"
+ip netns exec "$LAN2" python3 -m http.server 80 --bind 10.96.1.1 --directory "$STATE/lan2" \
+	>/dev/null 2>&1 &
+bg_pids+=($!)
+lanhost() { [[ $(ws curl -sS -m 5 "$1") == "hello from the lan host 10.96.1.1" ]]; }
+poll 50 lanhost http://10.96.1.1/
+before=$(routes)
+ok "a LAN 10.96.1.0/24 whose host 10.96.1.1 has the address of the service web.default"
+
+a_of() { QUIET=1 ws dig +short +tries=1 +time=4 "$1" A @127.0.0.53; }
+ptr_of() { QUIET=1 ws dig +short +tries=1 +time=4 -x "$1" @127.0.0.53; }
+in_pool() { python3 -c 'import ipaddress,sys; sys.exit(ipaddress.ip_address(sys.argv[1]) not in ipaddress.ip_network(sys.argv[2]))' "$1" "$2"; }
+out=$(kb connect --profile "$STATE/alice.json" --never-proxy 10.96.1.0/24)
+[[ $out == *"10.96.0.0/16 overlaps 10.96.1.0/24 on lan1 (kept local: never-proxy)"* ]]
+[[ $out == *"virtual subnet:"*"100.64.0.0/16 for 10.96.1.0/24"* ]]
+lanhost http://10.96.1.1/
+[[ $(first_dev 10.96.1.1) == lan1 ]]
+virt=$(a_of web.default)
+in_pool "$virt" 100.64.0.0/16
+[[ $(a_of web.default.svc.cluster.local) == "$virt" ]]
+[[ $(QUIET=1 ws getent hosts web.default) == "$virt "* ]]
+[[ $(first_dev "$virt") == kbridge* ]]
+web http://web.default/
+web "http://$virt/"
+[[ $(ptr_of "$virt") == web.default.svc.cluster.local. ]]
+ok "10.96.1.1 reaches the LAN host; web.default resolves to $virt and reaches the service; its PTR names it"
+
+# Other cluster addresses are untouched; a second name gets its own address;
+# an unmapped virtual address is refused and has no name.
+[[ $(a_of cart.shop) == 10.96.2.1 ]]
+[[ $(ws curl -sS -m 5 http://cart.shop/) == "hello from cart (cluster)" ]]
+virt2=$(a_of api.default)
+in_pool "$virt2" 100.64.0.0/16
+[[ $virt2 != "$virt" && $(a_of web.default) == "$virt" ]]
+[[ $(ws curl -sS -m 5 http://api.default/) == "hello from api (cluster)" ]]
+fails ws curl -sS -m 5 http://100.64.0.250/
+[[ $(QUIET=1 ws dig +tries=1 +time=4 -x 100.64.0.250 @127.0.0.53) == *"status: NXDOMAIN"* ]]
+ok "other cluster addresses stay real; api.default gets $virt2; an unmapped virtual address is refused, NXDOMAIN"
+
+status_json
+VIRT=$virt VIRT2=$virt2 jq_py '
+import os
+v = s["vnat"]
+assert v["subnet"] == "100.64.0.0/16" and v["translated"] == ["10.96.1.0/24"], v
+assert v["used"] == 2 and v["cap"] == 4096, v
+assert {"virtual": os.environ["VIRT"], "real": "10.96.1.1", "name": "web.default.svc.cluster.local"} in v["map"], v
+assert {"virtual": os.environ["VIRT2"], "real": "10.96.1.2", "name": "api.default.svc.cluster.local"} in v["map"], v
+assert "100.64.0.0/16" in s["proxied"], s'
+st=$(kb status)
+[[ $st == *"virtual subnet:  100.64.0.0/16 for 10.96.1.0/24 (2 of 4096 used)"* ]]
+[[ $st == *"$virt -> 10.96.1.1 web.default.svc.cluster.local"* ]]
+routes_as_before
+ok "status (text and json) shows the virtual subnet and its mappings; other links' routes unchanged"
+
+kb quit >/dev/null
+poll 30 no_kbridge
+routes_as_before
+not_via_kbridge "$virt"
+lanhost http://10.96.1.1/
+ok "after quit every route of the other links is as before; the virtual range's route is gone"
+
+kb connect --profile "$STATE/alice.json" --never-proxy 10.96.1.0/24 --virtual-subnet 100.99.0.0/24 >/dev/null
+virt=$(a_of web.default)
+[[ $virt == 100.99.0.1 ]]
+web http://web.default/
+lanhost http://10.96.1.1/
+pid=$(daemon_pid)
+kill -KILL "$pid"
+poll 30 gone "$pid"
+poll 30 no_kbridge
+poll 30 routes_as_before
+not_via_kbridge 100.99.0.1
+lanhost http://10.96.1.1/
+ok "--virtual-subnet 100.99.0.0/24 is used; after SIGKILL every route of the other links is as before"
+
+# off: names resolve as they are (to the LAN host here).
+kb connect --profile "$STATE/alice.json" --never-proxy 10.96.1.0/24 --virtual-subnet off >/dev/null
+[[ $(a_of web.default) == 10.96.1.1 ]]
+lanhost http://web.default/
+status_json
+jq_py 'assert s["vnat"] == {"off": True}, s; assert not any(p.startswith("100.") for p in s["proxied"]), s'
+fails kb connect --profile "$STATE/alice.json" --never-proxy 10.96.1.0/24
+kb quit >/dev/null
+poll 30 no_kbridge
+routes_as_before
+ok "--virtual-subnet off: names keep their real addresses; another setting while connected is refused"
+
+# A virtual subnet over a route of the workstation: refused, nothing left.
+rc=0
+QUIET=1 kb connect --profile "$STATE/alice.json" --never-proxy 10.96.1.0/24 \
+	--virtual-subnet 10.96.200.0/24 >/dev/null 2>"$STATE/vnat-err" || rc=$?
+sed 's/^/# /' "$STATE/vnat-err"
+[[ $rc -ne 0 && $(wc -l <"$STATE/vnat-err") -eq 1 ]]
+grep -q "virtual subnet 10.96.200.0/24 overlaps 10.96.200.0/24 (a route on lan0)" "$STATE/vnat-err"
+kb quit >/dev/null 2>&1 || true
+poll 30 no_kbridge
+routes_as_before
+ok "a virtual subnet over the workstation's own routes is refused; nothing is left"
+
 # --- bad ranges: one line, nothing left behind
 errs=$STATE/vpn-err
 expect_fail() { # STATUS PATTERN CMD...
@@ -249,6 +366,8 @@ expect_fail 2 "not a CIDR" kb connect --profile "$STATE/alice.json" --never-prox
 expect_fail 2 "127.0.0.0/8" kb connect --profile "$STATE/alice.json" --also-proxy 127.0.0.0/8
 expect_fail 2 "every address" kb connect --profile "$STATE/alice.json" --also-proxy 0.0.0.0/0
 expect_fail 2 "twice" kb connect --profile "$STATE/alice.json" --also-proxy 10.1.0.0/16 --also-proxy 10.1.0.0/16
+expect_fail 2 "virtual-subnet" kb connect --profile "$STATE/alice.json" --virtual-subnet 100.64.0.1/16
+expect_fail 2 "/8 to /30" kb connect --profile "$STATE/alice.json" --virtual-subnet 100.64.0.0/31
 expect_fail 1 "holds 10.96.200.1, an address of lan0" \
 	kb connect --profile "$STATE/alice.json" --also-proxy 10.96.192.0/18
 routes_as_before
