@@ -376,31 +376,33 @@ dns_req_answer(struct dns_req *rq, int rcode, int qtype, const char *const *addr
 }
 
 /* The records rrs[n] as the client sees them (dns_vnat_addr on every A
- * record): *copy (to free) holds them if one changed, else rrs itself.
- * NULL if one needs a virtual address that cannot be had. */
-static const struct dns_rr *
-dns_vnat_rrs(struct kb_dns *d, const struct dns_rr *rrs, size_t n, struct dns_rr **copy,
-    char **bufs)
+ * record) in *out: rrs itself, or *copy (to free with *bufs). -1 if one
+ * needs a virtual address that cannot be had. */
+static int
+dns_vnat_rrs(struct kb_dns *d, const struct dns_rr *rrs, size_t n, const struct dns_rr **out,
+    struct dns_rr **copy, char **bufs)
 {
 	struct dns_rr *c;
 	size_t i;
 
+	*out = rrs;
 	*copy = NULL;
 	*bufs = NULL;
 	if (d->vnat == NULL || n == 0)
-		return rrs;
+		return 0;
 	if ((c = calloc(n, sizeof(*c))) == NULL || (*bufs = dns_vnat_bufs(n)) == NULL) {
 		free(c);
-		return NULL;
+		return -1;
 	}
 	*copy = c;
 	for (i = 0; i < n; i++) {
 		c[i] = rrs[i];
 		if (rrs[i].type == DNS_T_A && (c[i].data = dns_vnat_addr(d, rrs[i].data,
 		    rrs[i].name, *bufs + i * INET6_ADDRSTRLEN, INET6_ADDRSTRLEN)) == NULL)
-			return NULL;
+			return -1;
 	}
-	return c;
+	*out = c;
+	return 0;
 }
 
 /* Is qname the reverse name of a kept-local address? Its name is the
@@ -538,7 +540,7 @@ dns_hook_done_rr(void *ctx, int rcode, const struct dns_rr *rrs, size_t n, uint3
 	}
 	if (rcode != 0 && rcode != DNS_NXDOMAIN)
 		rcode = DNS_SERVFAIL;
-	if (rcode == 0 && (rrs = dns_vnat_rrs(d, rrs, n, &copy, &bufs)) == NULL) {
+	if (rcode == 0 && dns_vnat_rrs(d, rrs, n, &rrs, &copy, &bufs) < 0) {
 		free(copy);
 		free(bufs);
 		dns_req_answer(rq, DNS_SERVFAIL, 0, NULL, 0, 0);

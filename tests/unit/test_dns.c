@@ -1119,6 +1119,92 @@ test_records_proxy(uint16_t upport)
 	dns_free(d);
 }
 
+/* VNAT: A answers in a kept-local range carry virtual addresses (records
+ * and address hooks, cached or not), PTR of the virtual range is answered
+ * here, PTR of a kept-local address is not the cluster's, and a full table
+ * gives SERVFAIL, never the real address. */
+static void
+test_vnat_proxy(uint16_t upport)
+{
+	const char *ns[] = { "default", "shop" };
+	struct kb_dns_hooks hooks = { .resolve = fake_resolve, .resolve_rr = fake_resolve_rr },
+	    old = { .resolve = fake_resolve };
+	struct kb_cidr subnets[] = { { 0x0a600000, 16 } }, kept = { 0x0a600100, 24 },
+	    sub = { 0x64400000, 16 }, tiny = { 0xc6120000, 30 };
+	struct hostent *he = NULL;
+	struct kb_vnat *v, *t;
+	struct kb_dns *d;
+	unsigned char a[4096];
+	char path[128], err[256];
+	uint32_t virt;
+	size_t n;
+
+	snprintf(path, sizeof(path), "%s/resolv.conf", tmpdir);
+	v = kb_vnat_new(&sub, &kept, 1);
+	if (!v || (d = dns_new(base, &hooks, path, 0, err, sizeof(err))) == NULL) {
+		ok(0);
+		kb_vnat_free(v);
+		return;
+	}
+	dns_set_upstream_port(d, upport);
+	dns_set_cluster(d, "cluster.local", ns, 2, "default");
+	dns_set_subnets(d, subnets, 1);
+	dns_set_vnat(d, v);
+	n = udp_ask(dns_port(d), "web.default", T_A, 0x7401, a);
+	ok(n > 0 && rcode_of(a) == 0 && !strcmp(first_a(a, n, NULL), "100.64.0.1"));
+	/* cached (the real address), answered virtual again */
+	rr_calls = 0;
+	n = udp_ask(dns_port(d), "web.default", T_A, 0x7402, a);
+	ok(n > 0 && rr_calls == 0 && !strcmp(first_a(a, n, NULL), "100.64.0.1"));
+	/* a CNAME chain: the A record at its end, the same virtual address */
+	n = udp_ask(dns_port(d), "ext.default", T_A, 0x7403, a);
+	ok(n > 0 && dns_get16(a + 6) == 2 && !strcmp(first_a(a, n, NULL), "100.64.0.1"));
+	/* addresses outside the kept range stay real */
+	n = udp_ask(dns_port(d), "many.default", T_A, 0x7404, a);
+	ok(n > 0 && !strcmp(first_a(a, n, NULL), "10.96.3.1"));
+	ok(kb_vnat_count(v) == 1);
+	/* PTR of the virtual address: the name, without asking the manager */
+	rr_calls = 0;
+	n = udp_ask(dns_port(d), "1.0.64.100.in-addr.arpa", T_PTR, 0x7405, a);
+	ok(n > 0 && rr_calls == 0 && ares_parse_ptr_reply(a, (int)n, "\x64\x40\x00\x01", 4,
+	    AF_INET, &he) == ARES_SUCCESS && he && !strcmp(he->h_name,
+	    "web.default.svc.cluster.local"));
+	if (he)
+		ares_free_hostent(he);
+	n = udp_ask(dns_port(d), "9.0.64.100.in-addr.arpa", T_PTR, 0x7406, a);
+	ok(n > 0 && rr_calls == 0 && rcode_of(a) == DNS_NXDOMAIN);
+	/* PTR of a kept-local address: the local network's (upstream), not the cluster's */
+	n = udp_ask(dns_port(d), "1.1.96.10.in-addr.arpa", T_PTR, 0x7407, a);
+	ok(n > 0 && dns_get16(a) == 0x7407 && rr_calls == 0);
+	dns_set_vnat(d, NULL);
+	n = udp_ask(dns_port(d), "web.default", T_A, 0x7408, a);
+	ok(n > 0 && !strcmp(first_a(a, n, NULL), "10.96.1.1"));
+	dns_free(d);
+
+	/* A manager without records (the address hook); a full table */
+	t = kb_vnat_new(&tiny, &kept, 1);
+	if (!t || (d = dns_new(base, &old, path, 0, err, sizeof(err))) == NULL) {
+		ok(0);
+		kb_vnat_free(v);
+		kb_vnat_free(t);
+		return;
+	}
+	dns_set_upstream_port(d, upport);
+	dns_set_cluster(d, "cluster.local", ns, 2, "default");
+	dns_set_vnat(d, t);
+	n = udp_ask(dns_port(d), "web.default", T_A, 0x7409, a);
+	ok(n > 0 && !strcmp(first_a(a, n, NULL), "198.18.0.1"));
+	ok(kb_vnat_map(t, 0x0a600105, NULL, &virt) == 0 && virt == 0xc6120002);
+	n = udp_ask(dns_port(d), "sync.default", T_A, 0x740a, a);
+	ok(n > 0 && rcode_of(a) == DNS_SERVFAIL && dns_get16(a + 6) == 0);
+	n = udp_ask(dns_port(d), "web.default", T_A, 0x740b, a);
+	ok(n > 0 && !strcmp(first_a(a, n, NULL), "198.18.0.1"));
+	ok(d->npending == 0);
+	dns_free(d);
+	kb_vnat_free(t);
+	kb_vnat_free(v);
+}
+
 /* A name NAME.NS that the cluster does not have is the outside world's:
  * with a namespace "shop", example.shop still resolves as it does without
  * kbridge, while cart.shop is the cluster's. */
@@ -1320,6 +1406,7 @@ main(void)
 		ok(dnsmasq_start(port, tmpdir, outside, "outside.test") == 0);
 		test_proxy(port);
 		test_records_proxy(port);
+		test_vnat_proxy(port);
 		test_ns_fallback(port);
 		test_flood(port);
 	}
