@@ -167,7 +167,7 @@ add_str(cJSON *o, const char *name, const char *v)
 	return v == NULL || cJSON_AddStringToObject(o, name, v) != NULL;
 }
 
-/* The context's never-proxy and also-proxy ranges, as a profile file
+/* The context's never-proxy and also-proxy ranges and virtual subnet, as a profile file
  * would carry them (cmd_connect checks them with the command line's). */
 static int
 add_ranges(cJSON *profile, const struct kb_kubeconfig *kc)
@@ -187,7 +187,7 @@ add_ranges(cJSON *profile, const struct kb_kubeconfig *kc)
 			if (!cJSON_AddItemToArray(a, cJSON_CreateString(v[i])))
 				return 0;
 	}
-	return 1;
+	return add_str(profile, "virtual_subnet", kb_kubeconfig_virtual_subnet(kc));
 }
 
 int

@@ -926,17 +926,48 @@ add_range(cJSON **a, const char *opt, const char *arg)
 	return 0;
 }
 
+/* The profile's "virtual_subnet" (checked), for *vsub unless the command
+ * line gave one (kept in buf); it leaves the profile object. */
+static int
+profile_vsubnet(cJSON *prof, const char **vsub, char *buf, size_t len, const char *where)
+{
+	struct kb_cidr c;
+	char why[160];
+	cJSON *v;
+	int rc = 0;
+
+	if ((v = cJSON_DetachItemFromObjectCaseSensitive(prof, "virtual_subnet")) == NULL)
+		return 0;
+	if (!cJSON_IsString(v) || strlen(v->valuestring) >= len) {
+		errorx("connect: %s virtual_subnet must be off or a CIDR range", where);
+		rc = -1;
+	} else if (kb_vnat_user_subnet(v->valuestring, &c, why, sizeof(why)) < 0) {
+		errorx("connect: %s virtual_subnet: %s", where, why);
+		rc = -1;
+	} else if (*vsub == NULL) {
+		snprintf(buf, len, "%s", v->valuestring);
+		*vsub = buf;
+	}
+	cJSON_Delete(v);
+	return rc;
+}
+
 /* A profile's own "never_proxy" and "also_proxy" lists (ranges for that
  * cluster, from the profile file or the kubeconfig context's kbridge
- * extension) join the command line's; they leave the profile object. */
+ * extension) join the command line's; they leave the profile object, as
+ * does its "virtual_subnet" (profile_vsubnet). */
 static int
-profile_ranges(cJSON *prof, cJSON **never, cJSON **also, const char *where)
+profile_ranges(cJSON *prof, cJSON **never, cJSON **also, const char **vsub, char *vbuf,
+    size_t vlen, const char *where)
 {
 	static const char *keys[] = { "never_proxy", "also_proxy" };
 	cJSON **dst[] = { never, also };
 	char opt[64];
 	cJSON *l, *e;
 	int i, rc = 0;
+
+	if (profile_vsubnet(prof, vsub, vbuf, vlen, where) < 0)
+		return -1;
 
 	for (i = 0; i < 2 && rc == 0; i++) {
 		if ((l = cJSON_DetachItemFromObjectCaseSensitive(prof, keys[i])) == NULL)
@@ -997,6 +1028,7 @@ cmd_connect(int argc, char **argv)
 	cJSON *never = NULL, *also = NULL;
 	const char *vsub = NULL;
 	struct kb_cidr vc;
+	char vbuf[64];
 	char err[1024];
 	int ch, rc, started = 0, ret, replace = 0, kopt = 0;
 	char hbuf[256];
@@ -1059,7 +1091,8 @@ cmd_connect(int argc, char **argv)
 	if (profile) {
 		if ((prof = load_profile(profile)) == NULL)
 			goto done;
-		if (profile_ranges(prof, &never, &also, "the profile's") < 0) {
+		if (profile_ranges(prof, &never, &also, &vsub, vbuf, sizeof(vbuf),
+		    "the profile's") < 0) {
 			cJSON_Delete(prof);
 			ret = EXIT_USAGE;
 			goto done;
@@ -1083,7 +1116,8 @@ cmd_connect(int argc, char **argv)
 		if (kconnect_prepare(&ko, &prof, &kube, &fwd) == -1)
 			goto done;
 		prep_us = kapi_now_us() - prep_us;
-		if (profile_ranges(prof, &never, &also, "the context's") < 0) {
+		if (profile_ranges(prof, &never, &also, &vsub, vbuf, sizeof(vbuf),
+		    "the context's") < 0) {
 			cJSON_Delete(prof);
 			ret = EXIT_USAGE;
 			goto done;

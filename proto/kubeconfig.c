@@ -71,6 +71,7 @@ struct kb_kubeconfig {
 	/* the context's kbridge extension: never-proxy [0], also-proxy [1] */
 	char *ranges[2][KB_KUBECONFIG_RANGES_MAX];
 	size_t nranges[2];
+	char *vsubnet;	/* and its virtual-subnet, or NULL */
 };
 
 /* Errors are one line: names and values from the file (a YAML scalar may
@@ -834,7 +835,7 @@ oom:
 /* The context's extension named "kbridge" (kubectl keeps other tools'
  * extensions as they are, so do we):
  *   extensions: [{name: kbridge, extension: {never-proxy: [CIDR, ...],
- *   also-proxy: [CIDR, ...]}}]
+ *   also-proxy: [CIDR, ...], virtual-subnet: CIDR|off}}]
  * The CLI checks the ranges themselves. */
 static int
 kc_extension(struct kb_kubeconfig *kc, struct kc_file *f, yaml_node_t *body, char *err,
@@ -843,7 +844,7 @@ kc_extension(struct kb_kubeconfig *kc, struct kc_file *f, yaml_node_t *body, cha
 	static const char *keys[2] = { "never-proxy", "also-proxy" };
 	yaml_node_t *list, *e, *x, *l, *v;
 	yaml_node_item_t *it, *jt;
-	const char *name;
+	const char *name, *vs;
 	size_t k;
 
 	if (kc_get(f, body, "extensions", &list, err, errlen) < 0)
@@ -863,6 +864,12 @@ kc_extension(struct kb_kubeconfig *kc, struct kc_file *f, yaml_node_t *body, cha
 			continue;
 		if (kc_get(f, e, "extension", &x, err, errlen) < 0)
 			return -1;
+		if (kc_str(f, x, "virtual-subnet", &vs, err, errlen) < 0)
+			return -1;
+		if (vs != NULL && kc->vsubnet == NULL && kc_dup(&kc->vsubnet, vs) < 0) {
+			kc_err(err, errlen, "out of memory");
+			return -1;
+		}
 		for (k = 0; k < 2; k++) {
 			if (kc_get(f, x, keys[k], &l, err, errlen) < 0)
 				return -1;
@@ -1132,7 +1139,14 @@ kb_kubeconfig_free(struct kb_kubeconfig *kc)
 	for (i = 0; i < 2; i++)
 		for (j = 0; j < kc->nranges[i]; j++)
 			free(kc->ranges[i][j]);
+	free(kc->vsubnet);
 	free(kc);
+}
+
+const char *
+kb_kubeconfig_virtual_subnet(const struct kb_kubeconfig *kc)
+{
+	return kc->vsubnet;
 }
 
 size_t

@@ -63,6 +63,8 @@ const char *kb_kubeconfig_namespace(const struct kb_kubeconfig *kc);	/* "default
  * also-proxy (also 1) strings, unchecked; the count. */
 #define KB_KUBECONFIG_RANGES_MAX 32
 size_t kb_kubeconfig_ranges(const struct kb_kubeconfig *kc, int also, const char *const **out);
+/* The extension's virtual-subnet string (unchecked), or NULL. */
+const char *kb_kubeconfig_virtual_subnet(const struct kb_kubeconfig *kc);
 /* https://host[:port][/path], no trailing '/'. */
 const char *kb_kubeconfig_server(const struct kb_kubeconfig *kc);
 const char *kb_kubeconfig_tls_server_name(const struct kb_kubeconfig *kc); /* NULL if unset */

@@ -339,6 +339,21 @@ poll 30 no_kbridge
 routes_as_before
 ok "--virtual-subnet off: names keep their real addresses; another setting while connected is refused"
 
+# The same from the profile (never_proxy and virtual_subnet for that cluster).
+python3 -c '
+import json, sys
+p = json.load(open(sys.argv[1]))
+p["never_proxy"] = ["10.96.1.0/24"]; p["virtual_subnet"] = "100.98.0.0/24"
+json.dump(p, open(sys.argv[2], "w"))' "$STATE/alice.json" "$STATE/alice-vnat.json"
+kb connect --profile "$STATE/alice-vnat.json" >/dev/null
+[[ $(a_of web.default) == 100.98.0.1 ]]
+web http://web.default/
+lanhost http://10.96.1.1/
+kb quit >/dev/null
+poll 30 no_kbridge
+routes_as_before
+ok "never_proxy and virtual_subnet from the profile"
+
 # A virtual subnet over a route of the workstation: refused, nothing left.
 rc=0
 QUIET=1 kb connect --profile "$STATE/alice.json" --never-proxy 10.96.1.0/24 \

@@ -829,6 +829,7 @@ test_extension(void)
 	    "        never-proxy: [10.96.200.0/24, 10.244.9.0/24]\n"
 	    "        also-proxy:\n"
 	    "        - 172.20.0.0/16\n"
+	    "        virtual-subnet: 100.100.0.0/16\n"
 	    "- name: plain\n"
 	    "  context: {cluster: k}\n" CLUSTER);
 	kc = load(path("ext/config"), NULL, NULL, NULL, 0);
@@ -837,13 +838,14 @@ test_extension(void)
 		ok(kb_kubeconfig_ranges(kc, 0, &v) == 2 && same(v[0], "10.96.200.0/24") &&
 		    same(v[1], "10.244.9.0/24"));
 		ok(kb_kubeconfig_ranges(kc, 1, &v) == 1 && same(v[0], "172.20.0.0/16"));
+		ok(same(kb_kubeconfig_virtual_subnet(kc), "100.100.0.0/16"));
 		kb_kubeconfig_free(kc);
 	} else {
 		printf("# %s\n", err);
 	}
 	kc = load(path("ext/config"), NULL, NULL, "plain", 0);
 	ok(kc != NULL && kb_kubeconfig_ranges(kc, 0, &v) == 0 &&
-	    kb_kubeconfig_ranges(kc, 1, &v) == 0);
+	    kb_kubeconfig_ranges(kc, 1, &v) == 0 && kb_kubeconfig_virtual_subnet(kc) == NULL);
 	kb_kubeconfig_free(kc);
 	ok(fails("ext/bad1", "current-context: c\ncontexts:\n- name: c\n  context:\n"
 	    "    cluster: k\n    extensions: {name: kbridge}\n" CLUSTER,
@@ -859,6 +861,10 @@ test_extension(void)
 	ok(fails("ext/bad4", "current-context: c\ncontexts:\n- name: c\n  context:\n"
 	    "    cluster: k\n    extensions:\n    - name: kbridge\n"
 	    "      extension: [never-proxy]\n" CLUSTER, "expected a mapping"));
+	ok(fails("ext/bad5", "current-context: c\ncontexts:\n- name: c\n  context:\n"
+	    "    cluster: k\n    extensions:\n    - name: kbridge\n"
+	    "      extension: {virtual-subnet: [off]}\n" CLUSTER,
+	    "virtual-subnet: expected a string"));
 }
 
 int
