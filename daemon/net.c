@@ -259,8 +259,9 @@ overlap_one(struct overlaps *o, const struct kb_cidr *want, const struct kb_cidr
 	kb_cidr_str(dst, r, sizeof(r));
 	kept = in_never(o->d, dst);
 	if (o->list == NULL) {
-		log_warnx("%s overlaps %s on %s: %s", w, r, dev, kept ?
-		    "kept local (never-proxy)" : want->prefix == dst->prefix ?
+		log_warnx("%s overlaps %s on %s: %s", w, r, dev, kept ? (o->d->vnat ?
+		    "kept local (never-proxy); cluster names there get virtual addresses" :
+		    "kept local (never-proxy)") : want->prefix == dst->prefix ?
 		    "kbridge's route goes first, the other stays as it is" :
 		    "TCP to it goes to the cluster; --never-proxy keeps it local");
 		return;
