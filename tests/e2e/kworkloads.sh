@@ -15,11 +15,15 @@
 #   - intercept rs: a ReplicaSet replaces no pod when its template changes,
 #     so kbridge evicts them one at a time (the second once the first's
 #     replacement is Ready), saying so; then as for db;
+#   - StatefulSet odb (updateStrategy OnDelete, 1 replica): like a bare
+#     ReplicaSet, it keeps its pod: kbridge evicts it, the StatefulSet makes
+#     odb-0 again with the sidecar;
 #   - list: the kinds, sidecar yes, alice's intercepts;
 #   - leave: the sidecars stay (same pods), the header reaches the app;
 #   - uninstall --agents: each workload's `kubectl get -o yaml` as before
 #     (but generation, resourceVersion, status); the StatefulSet replaces
-#     its pods, kbridge evicts the ReplicaSet's: none has the sidecar;
+#     its pods, kbridge evicts the ReplicaSet's (and odb's): none has the
+#     sidecar;
 #   - the follower stopped: no pod namespace left.
 set -euo pipefail
 KB_PG_PREFIX=kbkw
@@ -72,7 +76,31 @@ metadata: {name: rs, namespace: default}
 spec:
   selector: {app: rs}
   ports: [{name: http, port: 80, targetPort: http}]
+---
+apiVersion: apps/v1
+kind: StatefulSet
+metadata: {name: odb, namespace: default}
+spec:
+  replicas: 1
+  serviceName: odb
+  updateStrategy: {type: OnDelete}
+  selector: {matchLabels: {app: odb}}
+  template:
+    metadata: {labels: {app: odb}}
+    spec:
+      containers:
+      - name: app
+        image: playground.kbridge.dev/hello:1
+        ports: [{name: http, containerPort: 8080}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: odb, namespace: default}
+spec:
+  selector: {app: odb}
+  ports: [{name: http, port: 80, targetPort: http}]
 EOF
+before_odb=$(spec_of odb statefulset)
 before_db=$(spec_of db statefulset)
 before_rs=$(spec_of rs replicaset)
 [[ $before_db == *"kind: StatefulSet"* && $before_db != *kbridge.dev/inject* && $before_rs == *"kind: ReplicaSet"* &&
@@ -81,6 +109,8 @@ follow --run 400
 rolled() { [[ $(adm get "$1" "$2" -o 'jsonpath={.status.readyReplicas}') == 2 ]]; }
 poll 300 rolled statefulset db
 poll 300 rolled replicaset rs
+one_ready() { [[ $(adm get statefulset odb -o 'jsonpath={.status.readyReplicas}') == 1 ]]; }
+poll 300 one_ready
 
 # the running pods of app $1: name, address, uid, containers, created, Ready since
 pods() {
@@ -190,6 +220,20 @@ both_apps "${names[*]}" http://rs.default.svc.cluster.local/
 rs_uids=("${uids[@]}") rs_ips=("${ips[@]}")
 ok "intercept rs: the ReplicaSet keeps its pods on a template change, so kbridge evicted both, the second once the first's replacement was Ready, saying so; the replacements run the sidecar; alice's header reaches her, others the app on both pods"
 
+odb_uid=$(adm get pod odb-0 -o 'jsonpath={.metadata.uid}')
+out=$(kb intercept odb --port "$L" --http-header x-dev=alice --wait-timeout 120 2>&1) ||
+	{ echo "$out"; exit 1; }
+echo "$out" | sed 's/^/#   /'
+grep -qx "statefulset/odb does not replace its pods when its pod template changes: evicting 1 pod without the sidecar, one at a time" <<<"$out"
+grep -qx "evicted pod odb-0 of statefulset/odb (1/1); statefulset makes it again" <<<"$out"
+grep -qx "waiting for 1 replica of statefulset/odb to run the kbridge sidecar: 1/1 ready" <<<"$out"
+eq "$(adm get pod odb-0 -o 'jsonpath={.spec.containers[*].name}')" "app kbridge-sidecar"
+[[ $(adm get pod odb-0 -o 'jsonpath={.metadata.uid}') != "$odb_uid" ]]
+odbip=$(adm get service odb -o 'jsonpath={.spec.clusterIP}')
+poll 50 to_alice "$odbip"
+eq "$(get "http://$odbip/")" "hello from odb-0"
+ok "StatefulSet odb (OnDelete) keeps its pod on a template change: kbridge evicted odb-0, made again with the sidecar; alice's header reaches her, others the app"
+
 out=$(kb list)
 echo "$out" | sed 's/^/#   /'
 grep -Eq '^default +db +StatefulSet +2/2 +yes +.*alice' <<<"$out"
@@ -217,17 +261,22 @@ out=$(kb uninstall --agents 2>"$STATE/uninstall.err")
 echo "$out" | sed 's/^/#   /'
 sed 's/^/#   /' "$STATE/uninstall.err"
 eq "$(sort <<<"$out")" "replicaset/rs in namespace default: sidecar removed (annotations kbridge.dev/inject, kbridge.dev/port), its pod template restored
-statefulset/db in namespace default: sidecar removed (annotations kbridge.dev/inject, kbridge.dev/port), its pod template restored"
+statefulset/db in namespace default: sidecar removed (annotations kbridge.dev/inject, kbridge.dev/port), its pod template restored
+statefulset/odb in namespace default: sidecar removed (annotations kbridge.dev/inject, kbridge.dev/port), its pod template restored"
+grep -qx "evicted pod odb-0 of statefulset/odb (1/1); statefulset makes it again" "$STATE/uninstall.err"
 grep -qx "replicaset/rs does not replace its pods when its pod template changes: evicting 2 pods with the sidecar, one at a time" "$STATE/uninstall.err"
 eq "$(grep -c '^evicted pod rs-[a-z0-9]* of replicaset/rs ([12]/2)' "$STATE/uninstall.err")" 2
 poll 300 two_pods db app
 poll 300 two_pods rs app
 eq "$(spec_of db statefulset)" "$before_db"
 eq "$(spec_of rs replicaset)" "$before_rs"
+eq "$(spec_of odb statefulset)" "$before_odb"
+plain_odb() { [[ $(adm get pod odb-0 -o 'jsonpath={.spec.containers[*].name}') == app ]] && one_ready; }
+poll 300 plain_odb
 poll 100 rolled statefulset db
 # (an address is free again once its pod is gone: count the namespaces)
-four_ns() { [[ $(ip netns list | grep -c "^$KB_PG-p") == 4 ]]; }
-poll 100 four_ns
+five_ns() { [[ $(ip netns list | grep -c "^$KB_PG-p") == 5 ]]; }
+poll 100 five_ns
 poll 100 two_pods db app
 poll 50 serves "$dbip"
 both_apps "${names[*]}" -H 'x-dev: alice' "http://$dbip/"
