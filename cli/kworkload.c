@@ -683,19 +683,36 @@ has_sidecar(const cJSON *pod)
 	return 0;
 }
 
-/* What a roll sees of the workload's pods in one listing. */
+/* What a roll sees of the workload's pods in one listing: of the pods it
+ * controls, not being deleted, how many there are and are ready; how many
+ * of those the roll started with (orig, uids) are still stale, and one of
+ * them; a stale pod made since (its template did not do what was asked). */
 struct roll_state {
 	long live, ready, stale;
-	char victim[254];	/* a stale pod, live */
+	char victim[254];
+	char fresh[254];
 };
 
 static int
+in_list(const cJSON *uids, const char *uid)
+{
+	const cJSON *u;
+
+	cJSON_ArrayForEach(u, uids)
+		if (cJSON_IsString(u) && strcmp(u->valuestring, uid) == 0)
+			return 1;
+	return 0;
+}
+
+/* first: the stale pods found go into orig. */
+static int
 roll_state(struct kapi *k, const char *cmd, const char *ns, const char *what,
-    const char *query, const char *uid, int sidecar, struct roll_state *s)
+    const char *query, const char *uid, int sidecar, cJSON *orig, int first,
+    struct roll_state *s)
 {
 	char path[SEL_MAX * 3 + 256], w[320];
-	const cJSON *p;
-	const char *name;
+	const cJSON *p, *m;
+	const char *name, *puid;
 	cJSON *resp;
 	int r;
 
@@ -708,13 +725,24 @@ roll_state(struct kapi *k, const char *cmd, const char *ns, const char *what,
 	}
 	memset(s, 0, sizeof(*s));
 	cJSON_ArrayForEach(p, get(resp, "items")) {
-		if (!controlled_by(p, uid) || get(get(p, "metadata"), "deletionTimestamp") ||
-		    (name = jstr(get(p, "metadata"), "name")) == NULL)
+		m = get(p, "metadata");
+		if (!controlled_by(p, uid) || get(m, "deletionTimestamp") ||
+		    (name = jstr(m, "name")) == NULL || (puid = jstr(m, "uid")) == NULL)
 			continue;
 		s->live++;
 		s->ready += cond_true(p, "Ready");
-		if (has_sidecar(p) != sidecar && s->stale++ == 0)
-			snprintf(s->victim, sizeof(s->victim), "%s", name);
+		if (has_sidecar(p) == sidecar)
+			continue;
+		if (first && !cJSON_AddItemToArray(orig, cJSON_CreateString(puid))) {
+			errorx("%s: out of memory", cmd);
+			cJSON_Delete(resp);
+			return -1;
+		}
+		if (in_list(orig, puid)) {
+			if (s->stale++ == 0)
+				snprintf(s->victim, sizeof(s->victim), "%s", name);
+		} else if (!s->fresh[0])
+			snprintf(s->fresh, sizeof(s->fresh), "%s", name);
 	}
 	cJSON_Delete(resp);
 	return 0;
@@ -766,7 +794,8 @@ kw_roll(struct kapi *k, const char *cmd, const cJSON *obj, int sidecar, long tim
 	double end = now_s() + timeout_s;
 	struct roll_state s;
 	long want, ready, done = 0, total = -1;
-	int r, held = 0;
+	cJSON *orig;
+	int r, e, held = 0;
 
 	lower_kind(orelse(jstr(obj, "kind"), "workload"), kind, sizeof(kind));
 	snprintf(what, sizeof(what), "%s/%s", kind, name ? name : "?");
@@ -780,11 +809,29 @@ kw_roll(struct kapi *k, const char *cmd, const cJSON *obj, int sidecar, long tim
 		return -1;
 	}
 	want = kw_replicas(obj, &ready);
-	for (;;) {
-		if (roll_state(k, cmd, ns, what, query, uid, sidecar, &s) == -1)
-			return -1;
-		if (s.stale == 0)
-			return 0;
+	if ((orig = cJSON_CreateArray()) == NULL) {
+		errorx("%s: out of memory", cmd);
+		return -1;
+	}
+	/* Only the pods there at the start are evicted: one made since that
+	 * is still stale would only be made the same way again. */
+	for (r = -1;; usleep(POLL_US)) {
+		if (roll_state(k, cmd, ns, what, query, uid, sidecar, orig, total == -1, &s) == -1)
+			break;
+		if (s.fresh[0]) {
+			if (sidecar)
+				errorx("%s: pod %s of %s was made again without the sidecar: the "
+				    "kbridge webhook did not inject it (is the manager running? "
+				    "kubectl get events -n %s)", cmd, s.fresh, what, ns);
+			else
+				errorx("%s: pod %s of %s was made again with the sidecar: its pod "
+				    "template still asks for it", cmd, s.fresh, what);
+			break;
+		}
+		if (s.stale == 0) {
+			r = 0;
+			break;
+		}
 		if (total == -1) {
 			total = s.stale;
 			fprintf(stderr, "%s does not replace its pods when its pod template "
@@ -793,9 +840,9 @@ kw_roll(struct kapi *k, const char *cmd, const cJSON *obj, int sidecar, long tim
 		}
 		/* the next one once the previous one's replacement is ready */
 		if (s.live >= want && s.ready == s.live) {
-			if ((r = evict(k, cmd, ns, s.victim)) == -1)
-				return -1;
-			if (r == 1) {
+			if ((e = evict(k, cmd, ns, s.victim)) == -1)
+				break;
+			if (e == 1) {
 				done++;
 				fprintf(stderr, "evicted pod %s of %s (%ld/%ld); %s makes it again\n",
 				    s.victim, what, done, total < done ? done : total, kind);
@@ -809,15 +856,16 @@ kw_roll(struct kapi *k, const char *cmd, const cJSON *obj, int sidecar, long tim
 		if (interrupted) {
 			errorx("%s: interrupted while replacing the pods of %s (run it again to go on)",
 			    cmd, what);
-			return -1;
+			break;
 		}
 		if (now_s() >= end) {
 			errorx("%s: timed out after %ld s replacing the pods of %s: %ld of %ld still "
 			    "%s the sidecar, %ld/%ld ready (kubectl get pods -n %s -l '%s')", cmd,
 			    timeout_s, what, s.stale, s.live, sidecar ? "without" : "with", s.ready,
 			    want, ns, sel);
-			return -1;
+			break;
 		}
-		usleep(POLL_US);
 	}
+	cJSON_Delete(orig);
+	return r;
 }

@@ -82,8 +82,10 @@ int kw_needs_roll(const cJSON *obj);
  * containers do not match sidecar (1: they must run KW_SIDECAR, 0: must
  * not): one at a time, each once all obj's pods are there and ready, by
  * an eviction (which PodDisruptionBudgets may delay), so the controller
- * makes it again from the template; progress on stderr. 0 (none left), or
- * -1 reported (timeout_s expired, interrupted, API error). */
+ * makes it again from the template; progress on stderr. Only the pods
+ * there at the start are evicted. 0 (none left), or -1 reported (a pod
+ * made since does not match either, timeout_s expired, interrupted, API
+ * error). */
 int kw_roll(struct kapi *k, const char *cmd, const cJSON *obj, int sidecar, long timeout_s);
 /* Remove what kw_inject added from obj (a kw_list item), as its markers
  * say: 0 or -1 reported. */

@@ -24,6 +24,8 @@
 #     (but generation, resourceVersion, status); the StatefulSet replaces
 #     its pods, kbridge evicts the ReplicaSet's (and odb's): none has the
 #     sidecar;
+#   - the manager (so the webhook) gone: intercept rs evicts one pod, sees
+#     it made again without the sidecar and stops there, with one line;
 #   - the follower stopped: no pod namespace left.
 set -euo pipefail
 KB_PG_PREFIX=kbkw
@@ -286,6 +288,25 @@ both_apps "${names[*]}" -H 'x-dev: alice' "http://$rsip/"
 out=$(kb uninstall --agents 2>&1)
 eq "$out" "nothing to do: no workload in namespace default has a sidecar kbridge added"
 ok "uninstall --agents: db's and rs's kubectl get -o yaml as before (but generation, resourceVersion, status); the StatefulSet replaced its pods, kbridge evicted the ReplicaSet's; no sidecar left, the app answers with the header; again: nothing to do"
+
+# The manager (so its webhook) gone: the first replacement comes back
+# without the sidecar, and kbridge stops there instead of evicting on.
+mpid=$(cat "$STATE/pods/kbridge/kbridge-manager/pod.pid")
+[[ $mpid =~ ^[0-9]+$ ]] && kill "$mpid"
+mgr_gone() { ! listening mgr 8444; }
+poll 50 mgr_gone
+set +e
+out=$(kb intercept rs --port "$L" --http-header x-dev=alice --wait-timeout 60 2>&1)
+rc=$?
+set -e
+echo "$out" | sed 's/^/#   /'
+[[ $rc == 1 ]] || { echo "rc $rc"; exit 1; }
+grep -qx "replicaset/rs does not replace its pods when its pod template changes: evicting 2 pods without the sidecar, one at a time" <<<"$out"
+eq "$(grep -c '^evicted pod rs-' <<<"$out")" 1
+[[ $(tail -n1 <<<"$out") =~ ^kbridge:\ intercept:\ pod\ rs-[a-z0-9]+\ of\ replicaset/rs\ was\ made\ again\ without\ the\ sidecar:\ the\ kbridge\ webhook\ did\ not\ inject\ it ]] ||
+	{ echo "$out"; exit 1; }
+eq "$(adm get pods -l app=rs -o 'jsonpath={.items[*].spec.containers[*].name}')" "app app"
+ok "the manager (its webhook) gone: kbridge evicts one pod of rs, sees it made again without the sidecar and stops with one line (no further eviction)"
 
 kill "$follower"; wait "$follower" 2>/dev/null || true; follower=
 eq "$(ip netns list | grep "^$KB_PG-p" || true)" ""
