@@ -628,7 +628,11 @@ uninstall_agents(const char *file, const char *context, const char *ns, int all,
 			printf("%s/%s in namespace %s: sidecar removed (annotation%s %s%s%s), its "
 			    "pod template restored\n", lower, jstr(m, "name"), jstr(m, "namespace"),
 			    port ? "s" : "", KW_ANN_INJECT, port ? ", " : "", port ? KW_ANN_PORT : "");
+			fflush(stdout);
 		}
+		/* its pods keep the sidecar until they are replaced */
+		if (kw_needs_roll(o) && kw_roll(&k, "uninstall", o, 0, KW_WAIT_DEFAULT) == -1)
+			goto out;
 	}
 	if (out == OUT_JSON)
 		print_json(done);

@@ -841,6 +841,10 @@ intercept_prepare(const struct intercept_args *a, cJSON *body, cJSON **kube)
 		fprintf(stderr, "service %s selects %s: intercepting it\n", a->workload, w.what);
 	if (added)
 		say_added(&w);
+	/* a bare ReplicaSet (or an OnDelete StatefulSet) keeps its pods */
+	if (kw_needs_roll(w.obj) && kw_roll(&k, "intercept", w.obj, 1,
+	    a->wait_s ? a->wait_s : KW_WAIT_DEFAULT) == -1)
+		goto out;
 	if (kw_wait(&k, "intercept", &w, a->wait_s ? a->wait_s : KW_WAIT_DEFAULT) == -1)
 		goto out;
 	if ((*kube = kp_result(w.kind, w.name, w.ns, w.svc_name, w.svc_port, w.target,

@@ -643,3 +643,229 @@ kw_wait(struct kapi *k, const char *cmd, const struct kworkload *w, long timeout
 		usleep(POLL_US);
 	}
 }
+
+int
+kw_needs_roll(const cJSON *obj)
+{
+	const char *kind = jstr(obj, "kind"), *t;
+
+	if (kind && strcmp(kind, "ReplicaSet") == 0)
+		return !controlled(obj);
+	if (kind && strcmp(kind, "StatefulSet") == 0)
+		return (t = jstr(get(get(obj, "spec"), "updateStrategy"), "type")) &&
+		    strcmp(t, "OnDelete") == 0;
+	return 0;
+}
+
+/* Is pod controlled by the object whose uid this is? */
+static int
+controlled_by(const cJSON *pod, const char *uid)
+{
+	const cJSON *o;
+	const char *u;
+
+	cJSON_ArrayForEach(o, get(get(pod, "metadata"), "ownerReferences"))
+		if (cJSON_IsTrue(get(o, "controller")) && (u = jstr(o, "uid")) &&
+		    strcmp(u, uid) == 0)
+			return 1;
+	return 0;
+}
+
+static int
+has_sidecar(const cJSON *pod)
+{
+	const cJSON *c;
+	const char *n;
+
+	cJSON_ArrayForEach(c, get(get(pod, "spec"), "containers"))
+		if ((n = jstr(c, "name")) && strcmp(n, KW_SIDECAR) == 0)
+			return 1;
+	return 0;
+}
+
+/* What a roll sees of the workload's pods in one listing: of the pods it
+ * controls, not being deleted, how many there are and are ready; how many
+ * of those the roll started with (orig, uids) are still stale, and one of
+ * them; a stale pod made since (its template did not do what was asked). */
+struct roll_state {
+	long live, ready, stale;
+	char victim[254];
+	char fresh[254];
+};
+
+static int
+in_list(const cJSON *uids, const char *uid)
+{
+	const cJSON *u;
+
+	cJSON_ArrayForEach(u, uids)
+		if (cJSON_IsString(u) && strcmp(u->valuestring, uid) == 0)
+			return 1;
+	return 0;
+}
+
+/* first: the stale pods found go into orig. */
+static int
+roll_state(struct kapi *k, const char *cmd, const char *ns, const char *what,
+    const char *query, const char *uid, int sidecar, cJSON *orig, int first,
+    struct roll_state *s)
+{
+	char path[SEL_MAX * 3 + 256], w[320];
+	const cJSON *p, *m;
+	const char *name, *puid;
+	cJSON *resp;
+	int r;
+
+	snprintf(path, sizeof(path), "/api/v1/namespaces/%s/pods?labelSelector=%s", ns, query);
+	snprintf(w, sizeof(w), "the pods of %s", what);
+	if ((r = api_get(k, cmd, path, w, &resp)) != 1) {
+		if (r == 0)
+			errorx("%s: cannot list %s: not found", cmd, w);
+		return -1;
+	}
+	memset(s, 0, sizeof(*s));
+	cJSON_ArrayForEach(p, get(resp, "items")) {
+		m = get(p, "metadata");
+		if (!controlled_by(p, uid) || get(m, "deletionTimestamp") ||
+		    (name = jstr(m, "name")) == NULL || (puid = jstr(m, "uid")) == NULL)
+			continue;
+		s->live++;
+		s->ready += cond_true(p, "Ready");
+		if (has_sidecar(p) == sidecar)
+			continue;
+		if (first && !cJSON_AddItemToArray(orig, cJSON_CreateString(puid))) {
+			errorx("%s: out of memory", cmd);
+			cJSON_Delete(resp);
+			return -1;
+		}
+		if (in_list(orig, puid)) {
+			if (s->stale++ == 0)
+				snprintf(s->victim, sizeof(s->victim), "%s", name);
+		} else if (!s->fresh[0])
+			snprintf(s->fresh, sizeof(s->fresh), "%s", name);
+	}
+	cJSON_Delete(resp);
+	return 0;
+}
+
+/* POST an Eviction for pod name: 1 done (or gone already), 0 refused for
+ * now (429: a PodDisruptionBudget), -1 reported. */
+static int
+evict(struct kapi *k, const char *cmd, const char *ns, const char *name)
+{
+	char path[512], err[600];
+	cJSON *b = cJSON_CreateObject(), *m, *resp = NULL;
+	long status;
+	int r;
+
+	if (b == NULL || !set(b, "apiVersion", "policy/v1") || !set(b, "kind", "Eviction") ||
+	    (m = cJSON_AddObjectToObject(b, "metadata")) == NULL || !set(m, "name", name) ||
+	    !set(m, "namespace", ns)) {
+		cJSON_Delete(b);
+		errorx("%s: out of memory", cmd);
+		return -1;
+	}
+	snprintf(path, sizeof(path), "/api/v1/namespaces/%s/pods/%s/eviction", ns, name);
+	r = kreq(k, "POST", path, "application/json", b, &status, &resp, err, sizeof(err));
+	cJSON_Delete(b);
+	if (r == -1) {
+		errorx("%s: %s", cmd, err);
+		return -1;
+	}
+	if (status == 200 || status == 201 || status == 404 || status == 429) {
+		cJSON_Delete(resp);
+		return status == 429 ? 0 : 1;
+	}
+	api_error(status, resp, err, sizeof(err));
+	errorx("%s: cannot evict pod %s in namespace %s: %s%s", cmd, name, ns, err,
+	    status == 403 ? " (ask an admin to bind ClusterRole " KB_DEVELOPER_NAME
+	    " in this namespace)" : "");
+	cJSON_Delete(resp);
+	return -1;
+}
+
+int
+kw_roll(struct kapi *k, const char *cmd, const cJSON *obj, int sidecar, long timeout_s)
+{
+	const cJSON *m = get(obj, "metadata");
+	const char *ns = jstr(m, "namespace"), *name = jstr(m, "name"), *uid = jstr(m, "uid");
+	char sel[SEL_MAX], query[SEL_MAX * 3], err[400] = "the selector is too long";
+	char what[300], kind[32];
+	double end = now_s() + timeout_s;
+	struct roll_state s;
+	long want, ready, done = 0, total = -1;
+	cJSON *orig;
+	int r, e, held = 0;
+
+	lower_kind(orelse(jstr(obj, "kind"), "workload"), kind, sizeof(kind));
+	snprintf(what, sizeof(what), "%s/%s", kind, name ? name : "?");
+	if (ns == NULL || name == NULL || uid == NULL) {
+		errorx("%s: %s: no namespace, name or uid", cmd, what);
+		return -1;
+	}
+	if (kp_selector(get(get(obj, "spec"), "selector"), sel, sizeof(sel), err,
+	    sizeof(err)) == -1 || kp_query_escape(sel, query, sizeof(query)) == -1) {
+		errorx("%s: cannot find the pods of %s: %s", cmd, what, err);
+		return -1;
+	}
+	want = kw_replicas(obj, &ready);
+	if ((orig = cJSON_CreateArray()) == NULL) {
+		errorx("%s: out of memory", cmd);
+		return -1;
+	}
+	/* Only the pods there at the start are evicted: one made since that
+	 * is still stale would only be made the same way again. */
+	for (r = -1;; usleep(POLL_US)) {
+		if (roll_state(k, cmd, ns, what, query, uid, sidecar, orig, total == -1, &s) == -1)
+			break;
+		if (s.fresh[0]) {
+			if (sidecar)
+				errorx("%s: pod %s of %s was made again without the sidecar: the "
+				    "kbridge webhook did not inject it (is the manager running? "
+				    "kubectl get events -n %s)", cmd, s.fresh, what, ns);
+			else
+				errorx("%s: pod %s of %s was made again with the sidecar: its pod "
+				    "template still asks for it", cmd, s.fresh, what);
+			break;
+		}
+		if (s.stale == 0) {
+			r = 0;
+			break;
+		}
+		if (total == -1) {
+			total = s.stale;
+			fprintf(stderr, "%s does not replace its pods when its pod template "
+			    "changes: evicting %ld pod%s %s the sidecar, one at a time\n", what,
+			    total, total == 1 ? "" : "s", sidecar ? "without" : "with");
+		}
+		/* the next one once the previous one's replacement is ready */
+		if (s.live >= want && s.ready == s.live) {
+			if ((e = evict(k, cmd, ns, s.victim)) == -1)
+				break;
+			if (e == 1) {
+				done++;
+				fprintf(stderr, "evicted pod %s of %s (%ld/%ld); %s makes it again\n",
+				    s.victim, what, done, total < done ? done : total, kind);
+				held = 0;
+			} else if (!held) {
+				fprintf(stderr, "a PodDisruptionBudget holds the eviction of pod %s "
+				    "for now: trying again\n", s.victim);
+				held = 1;
+			}
+		}
+		if (interrupted) {
+			errorx("%s: interrupted while replacing the pods of %s (run it again to go on)",
+			    cmd, what);
+			break;
+		}
+		if (now_s() >= end) {
+			errorx("%s: timed out after %ld s replacing the pods of %s: %ld of %ld still "
+			    "%s the sidecar, %ld/%ld ready (kubectl get pods -n %s -l '%s')", cmd,
+			    timeout_s, what, s.stale, s.live, sidecar ? "without" : "with", s.ready,
+			    want, ns, sel);
+			break;
+		}
+	}
+	cJSON_Delete(orig);
+	return r;
+}

@@ -74,6 +74,19 @@ int kw_inject(struct kapi *k, const char *cmd, struct kworkload *w);
  * ready sidecar and there are as many as w wants; 0, or -1 reported
  * (timeout_s expired, interrupted, API error). */
 int kw_wait(struct kapi *k, const char *cmd, const struct kworkload *w, long timeout_s);
+/* Does a change of obj's pod template leave its pods as they are? A bare
+ * ReplicaSet (whose controller only replaces pods that go) and a
+ * StatefulSet with updateStrategy OnDelete: kw_roll replaces them. */
+int kw_needs_roll(const cJSON *obj);
+/* Replace the pods obj (a workload with its "kind") controls whose
+ * containers do not match sidecar (1: they must run KW_SIDECAR, 0: must
+ * not): one at a time, each once all obj's pods are there and ready, by
+ * an eviction (which PodDisruptionBudgets may delay), so the controller
+ * makes it again from the template; progress on stderr. Only the pods
+ * there at the start are evicted. 0 (none left), or -1 reported (a pod
+ * made since does not match either, timeout_s expired, interrupted, API
+ * error). */
+int kw_roll(struct kapi *k, const char *cmd, const cJSON *obj, int sidecar, long timeout_s);
 /* Remove what kw_inject added from obj (a kw_list item), as its markers
  * say: 0 or -1 reported. */
 int kw_restore(struct kapi *k, const char *cmd, const cJSON *obj);

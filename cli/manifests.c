@@ -389,6 +389,11 @@ kb_manifests(const struct kb_manifest_opts *mo)
 	 * patch the workloads. */
 	rule(rules, "apps", L("deployments", "statefulsets", "replicasets"), NULL,
 	    L("get", "list", "watch", "patch"));
+	/* A bare ReplicaSet (or an OnDelete StatefulSet) replaces no pod when
+	 * its template changes: intercept and uninstall --agents evict its
+	 * pods one at a time (an eviction honours PodDisruptionBudgets; no
+	 * delete). */
+	rule(rules, "", L("pods/eviction"), NULL, L("create"));
 
 	/* Developers, in the install namespace only (a RoleBinding): reach the
 	 * manager through the API server's port-forward, read its CA. */

@@ -1,7 +1,7 @@
 # shellcheck shell=bash
 # scripts/playground follow-deployments [--run] SECONDS NS...: the stand-in
-# for the Deployment and ReplicaSet controllers (scripts/lib/playground-deploy.py
-# says what it does and does not), in the foreground for at most SECONDS
+# for the Deployment, ReplicaSet and StatefulSet controllers
+# (scripts/lib/playground-deploy.py says what it does and does not), in the foreground for at most SECONDS
 # (1 to 3600), as the admin in node. With --run, also the kubelet: each Pod
 # it makes runs (scripts/lib/playground-run.py), in a network namespace
 # $KB_PG-pN of its own. A test starts it in the background and kills it by

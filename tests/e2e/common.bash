@@ -11,6 +11,7 @@
 #                                              each running SERVER NAME 8080 locally
 #   control_plane                              $bin (and KB_CP_BIN): the cached
 #                                              kube-apiserver, kubectl, etcd, kwok
+#   kube_developer [LOCAL]                     the same with the API server: see below
 # A test may define cleanup_extra, run first on exit.
 here=$(cd "$(dirname "$0")" && pwd)
 top=$(cd "$here/../.." && pwd)
@@ -27,6 +28,7 @@ e2e_cleanup() {
 	local rc=$? f
 	set +e
 	cleanup_extra
+	[[ -z ${kube_up:-} ]] || kube_cleanup
 	if ((rc != 0)); then
 		echo "not ok - failed (rc $rc) after test $n"
 		for f in "${FAIL_LOGS[@]}"; do
@@ -60,4 +62,66 @@ two_developers() {
 	"$PG" exec bob -- python3 "$1" bob 8080 >/dev/null 2>&1 &
 	poll 50 listening ws 8080
 	poll 50 listening bob 8080
+}
+
+# kube_developer [LOCAL]: the control plane; a playground with the Kubernetes
+# API server (up --k8s) in which the admin ran `kbridge install` and the
+# manager's pod runs from that manifest (run-pod; its ports listen); alice
+# bound to kbridge-developer (cluster-wide, and in the install namespace)
+# and connected with her kubeconfig; with LOCAL, her dev server (devserver.py
+# alice LOCAL) listening in ws, $dev. Sets $bin and $K (the kubeconfigs).
+# Then:
+#   adm ARG...      kubectl as the admin        kb ARG...   kbridge as alice
+#   eq A B          A == B, or say what came    json CODE [ARG...]  python on stdin's JSON as j
+#   get CURL-ARGS   curl from the api pod (not one of a workload's), 5 s
+#   spec_of NAME [KIND]  `kubectl get -o yaml` of a workload (deployment) but
+#                   what the API server and controllers change by themselves
+#   follow [--run] SECONDS [NS]  scripts/playground follow-deployments in
+#                   the background ($follower; its stderr appended to
+#                   $STATE/follow.log; NS: default)
+# On exit: the follower and the dev server (by PID) and alice's daemon go
+# (on failure, the run pods' logs are shown first).
+kube_developer() {
+	control_plane
+	K=$STATE/kube
+	kube_up=1 follower= dev=
+	KB_PG_NO_MANAGER=1 "$PG" up --k8s >/dev/null
+	pg ws "$KB_BIN/kbridge" install --kubeconfig "$K/admin.kubeconfig" >/dev/null
+	"$PG" run-pod kbridge kbridge-manager >/dev/null
+	poll 100 listening mgr 8443
+	poll 100 listening mgr 8444
+	adm create clusterrolebinding kbridge-dev-alice --clusterrole=kbridge-developer --user=alice >/dev/null
+	adm -n kbridge create rolebinding kbridge-dev-alice --role=kbridge-developer --user=alice >/dev/null
+	local out
+	out=$(kb connect)
+	[[ $out == "Connected to "* ]] || { echo "$out"; exit 1; }
+	if [[ -n ${1:-} ]]; then
+		pg ws python3 "$here/devserver.py" alice "$1" >/dev/null 2>&1 &
+		dev=$!
+		poll 50 listening ws "$1"
+	fi
+}
+adm() { "$PG" kubectl "$@"; }
+kb() {
+	QUIET=1 pg ws env XDG_CACHE_HOME="$STATE/cache-alice" HOME=/nonexistent \
+		KUBECONFIG="$K/alice.kubeconfig" "$KB_BIN/kbridge" "$@"
+}
+eq() { [[ $1 == "$2" ]] || { echo "want '$2', got '$1'"; return 1; }; }
+json() { python3 -c 'import json,sys; j=json.load(sys.stdin); '"$1" "${@:2}"; }
+get() { QUIET=1 PG_TIMEOUT=10 pg api curl -sS --max-time 5 "$@"; }
+spec_of() {
+	adm get "${2:-deployment}" "$1" -o yaml |
+		awk '/^status:/{exit} !/^  (generation|resourceVersion):/'
+}
+follow() {
+	local run=()
+	[[ $1 == --run ]] && { run=(--run); shift; }
+	"$PG" follow-deployments "${run[@]}" "$1" "${2:-default}" 2>>"$STATE/follow.log" &
+	follower=$!
+}
+kube_cleanup() {
+	((${rc:-0} == 0)) || tail -n 12 "$STATE"/runpods/p*/*.log 2>/dev/null
+	[[ -n $follower ]] && kill "$follower" 2>/dev/null && wait "$follower" 2>/dev/null
+	[[ -n $dev ]] && kill "$dev" 2>/dev/null
+	kb quit >/dev/null 2>&1 || true
 }

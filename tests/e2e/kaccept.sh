@@ -23,40 +23,8 @@ FAIL_LOGS=(kube/apiserver.log pods/kbridge/kbridge-manager/pod.log follow.log ws
 	node/svcsync/follow.log)
 . "$(dirname "$0")/common.bash"
 
-control_plane
-K=$STATE/kube
 L=8090
-adm() { "$PG" kubectl "$@"; }
-kb() {
-	QUIET=1 pg ws env XDG_CACHE_HOME="$STATE/cache-alice" HOME=/nonexistent \
-		KUBECONFIG="$K/alice.kubeconfig" "$KB_BIN/kbridge" "$@"
-}
-# A == B, or say what came
-eq() { [[ $1 == "$2" ]] || { echo "want '$2', got '$1'"; return 1; }; }
-json() { python3 -c 'import json,sys; j=json.load(sys.stdin); '"$1" "${@:2}"; }
-# curl from the playground's api pod (not one of the Deployment's)
-get() { QUIET=1 PG_TIMEOUT=10 pg api curl -sS --max-time 5 "$@"; }
-follower= dev=
-cleanup_extra() {
-	# (on failure, the running pods' logs, before the follower takes them)
-	((${rc:-0} == 0)) || tail -n 12 "$STATE"/runpods/p*/*.log 2>/dev/null
-	[[ -n $follower ]] && kill "$follower" 2>/dev/null && wait "$follower" 2>/dev/null
-	[[ -n $dev ]] && kill "$dev" 2>/dev/null
-	kb quit >/dev/null 2>&1 || true
-}
-
-KB_PG_NO_MANAGER=1 "$PG" up --k8s >/dev/null
-pg ws "$KB_BIN/kbridge" install --kubeconfig "$K/admin.kubeconfig" >/dev/null
-"$PG" run-pod kbridge kbridge-manager >/dev/null
-poll 100 listening mgr 8443
-poll 100 listening mgr 8444
-adm create clusterrolebinding kbridge-dev-alice --clusterrole=kbridge-developer --user=alice >/dev/null
-adm -n kbridge create rolebinding kbridge-dev-alice --role=kbridge-developer --user=alice >/dev/null
-out=$(kb connect)
-[[ $out == "Connected to "* ]] || { echo "$out"; exit 1; }
-pg ws python3 "$here/devserver.py" alice "$L" >/dev/null 2>&1 &
-dev=$!
-poll 50 listening ws "$L"
+kube_developer "$L"
 
 adm apply -f - >/dev/null <<'EOF'
 apiVersion: apps/v1
@@ -100,8 +68,7 @@ spec:
         image: nginx:1.27
         ports: [{name: http, containerPort: 80}]
 EOF
-"$PG" follow-deployments --run 300 default 2>"$STATE/follow.log" &
-follower=$!
+follow --run 300
 rolled() { [[ $(adm get deployment "$1" -o 'jsonpath={.status.readyReplicas}') == "$2" ]]; }
 poll 300 rolled hello 2
 
@@ -240,8 +207,7 @@ poll 100 no_pods
 ok "the follower stopped: its pods' processes and namespaces are gone, and their Pods (nothing serves them)"
 
 # again, then scripts/playground down while it runs
-"$PG" follow-deployments --run 300 default 2>>"$STATE/follow.log" &
-follower=$!
+follow --run 300
 two() { mapfile -t P < <(pods); ((${#P[@]} == 2)) && rolled hello 2 && [[ $(get "http://$cip/") == "hello from "* ]]; }
 poll 300 two
 pids=()

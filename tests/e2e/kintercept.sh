@@ -28,35 +28,10 @@
 #   - the wait times out with one line.
 set -euo pipefail
 KB_PG_PREFIX=kbki
-FAIL_LOGS=(kube/apiserver.log kube/kwok.log pods/kbridge/kbridge-manager/pod.log ws/kbridged.sock.log)
+FAIL_LOGS=(kube/apiserver.log kube/kwok.log pods/kbridge/kbridge-manager/pod.log ws/kbridged.sock.log follow.log)
 . "$(dirname "$0")/common.bash"
 
-control_plane
-K=$STATE/kube
-adm() { "$PG" kubectl "$@"; }
-kb() {
-	QUIET=1 pg ws env XDG_CACHE_HOME="$STATE/cache-alice" HOME=/nonexistent \
-		KUBECONFIG="$K/alice.kubeconfig" "$KB_BIN/kbridge" "$@"
-}
-json() { python3 -c 'import json,sys; j=json.load(sys.stdin); '"$1"; }
-follower=
-cleanup_extra() {
-	[[ -n $follower ]] && kill "$follower" 2>/dev/null && wait "$follower" 2>/dev/null
-	kb quit >/dev/null 2>&1 || true
-}
-# the Deployment as kubectl shows it, without what the API server and the
-# controller change by themselves
-spec_of() { adm get deployment "$1" -o yaml | awk '/^status:/{exit} !/^  (generation|resourceVersion):/'; }
-
-KB_PG_NO_MANAGER=1 "$PG" up --k8s >/dev/null
-pg ws "$KB_BIN/kbridge" install --kubeconfig "$K/admin.kubeconfig" >/dev/null
-"$PG" run-pod kbridge kbridge-manager >/dev/null
-poll 100 listening mgr 8443
-poll 100 listening mgr 8444
-adm create clusterrolebinding kbridge-dev-alice --clusterrole=kbridge-developer --user=alice >/dev/null
-adm -n kbridge create rolebinding kbridge-dev-alice --role=kbridge-developer --user=alice >/dev/null
-out=$(kb connect)
-[[ $out == "Connected to "* ]] || { echo "$out"; exit 1; }
+kube_developer
 
 for d in web2:2:web2:web:'' dupa:1:dupa:http:'' dupb:1:dupb:http:'' own:1:own:http:'{kbridge.dev/inject: "true"}' \
 	userport:1:userport:http:'{kbridge.dev/port: http}'; do
@@ -144,8 +119,7 @@ spec:
   selector: {tier: ki-dup}
   ports: [{name: http, port: 80, targetPort: http}]
 EOF2
-"$PG" follow-deployments 400 default 2>"$STATE/follow-deployments.log" &
-follower=$!
+follow 400
 rolled() { [[ $(adm get deployment "$1" -o 'jsonpath={.status.readyReplicas}') == "$2" ]]; }
 poll 300 rolled web2 2
 poll 300 rolled dupa 1

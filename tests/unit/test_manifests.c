@@ -372,11 +372,14 @@ main(void)
 	    grants(o, "certificatesigningrequests/approval", "update") == 0 &&
 	    grants(o, "signers", "approve") == 0 && grants(o, "configmaps", "get") == 0);
 	ok(grants(o, "pods/portforward", "create") == 0 && grants(o, "secrets", "get") == 0);
-	/* intercept patches the pod template; nothing deletes or replaces */
+	/* intercept patches the pod template, evicts a bare ReplicaSet's
+	 * pods; nothing deletes or replaces */
 	ok(grants(o, "deployments", "patch") == 1 && grants(o, "statefulsets", "patch") == 1 &&
 	    grants(o, "replicasets", "patch") == 1 && grants(o, "deployments", "list") == 1);
 	ok(grants(o, "deployments", "delete") == 0 && grants(o, "deployments", "update") == 0 &&
 	    grants(o, "deployments", "create") == 0 && grants(o, "pods", "delete") == 0);
+	ok(grants(o, "pods/eviction", "create") == 1 && grants(o, "pods/eviction", "get") == 0 &&
+	    grants(o, "pods", "patch") == 0);
 	o = find(objs, "Role", KB_DEVELOPER_NAME);
 	ok(grants(o, "pods/portforward", "create") == 1);
 	ok(grants(o, "configmaps", "get") == 2 && names_ca(o, "configmaps", "get") &&
