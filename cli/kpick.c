@@ -367,6 +367,19 @@ same_port(const cJSON *obj, const char *a, const char *b)
 	return strcmp(a, b) == 0 || ((n = resolve(obj, a)) != 0 && n == resolve(obj, b));
 }
 
+/* A StatefulSet's rolling-update partition (0 when unset or not one). */
+static long long
+partition(const cJSON *obj)
+{
+	const char *kind = cJSON_GetStringValue(get(obj, "kind"));
+	const cJSON *n = get(get(get(get(obj, "spec"), "updateStrategy"), "rollingUpdate"),
+	    "partition");
+
+	if (kind == NULL || strcmp(kind, "StatefulSet") != 0 || !cJSON_IsNumber(n))
+		return 0;
+	return n->valuedouble > 0 ? (long long)n->valuedouble : 0;
+}
+
 int
 kp_plan(const cJSON *obj, const char *what, const char *svcname, const char *target,
     int port_ours, struct kp_plan *p, char *err, size_t errlen)
@@ -377,6 +390,15 @@ kp_plan(const cJSON *obj, const char *what, const char *svcname, const char *tar
 	char b1[CLEAN_MAX];
 
 	p->inject = p->port = 0;
+	if (partition(obj) > 0) {
+		/* Pods below the partition keep the old revision, recreated or not:
+		 * they would never get the sidecar and the wait could only time out. */
+		fail(err, errlen, "%s has spec.updateStrategy.rollingUpdate.partition %lld: its "
+		    "pods below ordinal %lld keep the old pod template and would never run the "
+		    "kbridge sidecar; set the partition to 0 to intercept it", what,
+		    partition(obj), partition(obj));
+		return -1;
+	}
 	if (inject && strcmp(inject, "true") != 0) {
 		fail(err, errlen, "the pod template of %s sets %s: \"%s\"; set it to \"true\" (or "
 		    "remove it) to intercept", what, KP_ANN_INJECT, clean(inject, b1));

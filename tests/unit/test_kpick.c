@@ -261,6 +261,16 @@ test_plan(void)
 	    "template of deployment/web has kbridge.dev/inject: \"true\" without "
 	    "kbridge.dev/port, so the sidecar takes port http, but service web-svc targets "
 	    "port web: set kbridge.dev/port: \"web\" there") == 0);
+	/* a StatefulSet whose partition keeps pods on the old template */
+	ok(strcmp(plan("{\"kind\":\"StatefulSet\",\"spec\":{\"updateStrategy\":{\"type\":"
+	    "\"RollingUpdate\",\"rollingUpdate\":{\"partition\":2}}}}", "http", 0), "ERR: "
+	    "deployment/web has spec.updateStrategy.rollingUpdate.partition 2: its pods below "
+	    "ordinal 2 keep the old pod template and would never run the kbridge sidecar; set "
+	    "the partition to 0 to intercept it") == 0);
+	ok(strcmp(plan("{\"kind\":\"StatefulSet\",\"spec\":{\"updateStrategy\":{"
+	    "\"rollingUpdate\":{\"partition\":0}}}}", "http", 0), "IP") == 0);
+	ok(strcmp(plan("{\"kind\":\"Deployment\",\"spec\":{\"updateStrategy\":{"
+	    "\"rollingUpdate\":{\"partition\":3}}}}", "http", 0), "IP") == 0);
 	ok(strcmp(plan(ANN("\"kbridge.dev/inject\":\"no\\n\""), "http", 0), "ERR: the pod "
 	    "template of deployment/web sets kbridge.dev/inject: \"no?\"; set it to \"true\" "
 	    "(or remove it) to intercept") == 0);
