@@ -360,6 +360,41 @@ static const struct command commands[] = {
 	    "\n"
 	    "  -h, --help           show this help\n",
 	    "disconnect and stop kbridged" },
+	{ "logs", cmd_logs,
+	    "usage: kbridge logs [-f] [--tail N]\n"
+	    "\n"
+	    "Print kbridged's log: one line per event, dated in UTC (ISO 8601).\n"
+	    "It is the file the running kbridged names in its status; started\n"
+	    "through sudo, " KB_RUN_DIR "/kbridged-UID.log (root's, readable by\n"
+	    "your group), started as root, the socket's path with .log added.\n"
+	    "\n"
+	    "  -f, --follow         keep printing new lines until interrupted\n"
+	    "      --tail N         only the last N lines (then new ones with -f)\n"
+	    "  -h, --help           show this help\n",
+	    "print kbridged's log" },
+	{ "loglevel", cmd_loglevel,
+	    "usage: kbridge loglevel debug|info\n"
+	    "\n"
+	    "Make the running kbridged log at this level from now on, without a\n"
+	    "restart (debug adds a line per connection, lookup and intercepted\n"
+	    "request; info is the default). 'kbridge status -o json' shows it.\n"
+	    "\n"
+	    "  -h, --help           show this help\n",
+	    "change kbridged's log level" },
+	{ "gather-logs", cmd_gather_logs,
+	    "usage: kbridge gather-logs -o FILE.tar.gz\n"
+	    "\n"
+	    "Write what a bug report needs into a new archive, FILE.tar.gz:\n"
+	    "kbridge-logs/ with kbridged.log (its newest 8 MiB), manager.log\n"
+	    "(the manager's recent lines about your session, fetched by kbridged\n"
+	    "over the session, at most 12 KiB), status.json ('kbridge status -o\n"
+	    "json') and version.json ('kbridge version -o json'). What cannot be\n"
+	    "had is a NAME.missing file saying why. Read it before you share it:\n"
+	    "it names your cluster's addresses and workloads.\n"
+	    "\n"
+	    "  -o, --output-file FILE  the archive to write (must not exist)\n"
+	    "  -h, --help              show this help\n",
+	    "write logs, status and versions into a .tar.gz" },
 	{ "version", cmd_version,
 	    "usage: kbridge version [--output text|json]\n"
 	    "\n"
@@ -1200,6 +1235,40 @@ cmd_quit(int argc, char **argv)
 	return 0;
 }
 
+/* The versions, and the running daemon's (d, pid) if up. */
+static cJSON *
+versions(int up, const cJSON *d, double pid)
+{
+	cJSON *j, *kd;
+
+	if ((j = cJSON_CreateObject()) == NULL ||
+	    cJSON_AddStringToObject(j, "kbridge", KB_VERSION) == NULL ||
+	    (up ? (kd = cJSON_AddObjectToObject(j, "kbridged")) == NULL ||
+	    cJSON_AddStringToObject(kd, "version", orelse(jstr(d, "version"), "?")) ==
+	    NULL || cJSON_AddNumberToObject(kd, "pid", pid) == NULL :
+	    cJSON_AddNullToObject(j, "kbridged") == NULL)) {
+		cJSON_Delete(j);
+		return NULL;
+	}
+	return j;
+}
+
+cJSON *
+version_json(void)
+{
+	const cJSON *d = NULL;
+	cJSON *resp = NULL, *j;
+	char err[256];
+	double pid = 0;
+	int up;
+
+	up = call_ms("GET", KB_API_STATUS, NULL, 1000, &resp, err, sizeof(err)) == 0 &&
+	    jnum(d = cJSON_GetObjectItemCaseSensitive(resp, "daemon"), "pid", &pid);
+	j = versions(up, d, pid);
+	cJSON_Delete(resp);
+	return j;
+}
+
 static int
 cmd_version(int argc, char **argv)
 {
@@ -1210,9 +1279,9 @@ cmd_version(int argc, char **argv)
 	};
 	enum output out = OUT_TEXT;
 	const cJSON *d = NULL;
-	cJSON *resp = NULL, *j, *kd;
+	cJSON *resp = NULL, *j;
 	char err[256];
-	double pid;
+	double pid = 0;
 	int ret, up;
 
 	if (!std_opts_only(argc, argv, ":o:h", opts, NULL, &out, &ret))
@@ -1221,13 +1290,7 @@ cmd_version(int argc, char **argv)
 	up = call_ms("GET", KB_API_STATUS, NULL, 1000, &resp, err, sizeof(err)) == 0 &&
 	    jnum(d = cJSON_GetObjectItemCaseSensitive(resp, "daemon"), "pid", &pid);
 	if (out == OUT_JSON) {
-		/* {"kbridge": VERSION, "kbridged": {"version", "pid"} or null} */
-		if ((j = cJSON_CreateObject()) == NULL ||
-		    cJSON_AddStringToObject(j, "kbridge", KB_VERSION) == NULL ||
-		    (up ? (kd = cJSON_AddObjectToObject(j, "kbridged")) == NULL ||
-		    cJSON_AddStringToObject(kd, "version", orelse(jstr(d, "version"), "?")) ==
-		    NULL || cJSON_AddNumberToObject(kd, "pid", pid) == NULL :
-		    cJSON_AddNullToObject(j, "kbridged") == NULL)) {
+		if ((j = versions(up, d, pid)) == NULL) {
 			errorx("version: out of memory");
 			ret = 1;
 		} else

@@ -100,7 +100,8 @@ keep_tail(char *out, size_t *olen, size_t cap, const char *p, size_t n)
 	out[*olen] = '\0';
 }
 
-/* Last non-empty line, without a "HH:MM:SS.mmm prog[level] " log prefix. */
+/* Last non-empty line, without a "2026-12-03T18:10:14.123Z prog[level] " log
+ * prefix. */
 static const char *
 last_line(char *s)
 {
@@ -113,8 +114,8 @@ last_line(char *s)
 		return NULL;
 	line = strrchr(s, '\n');
 	line = line ? line + 1 : s;
-	if (strlen(line) > 3 && line[0] >= '0' && line[0] <= '9' &&
-	    line[2] == ':' &&
+	if (strlen(line) > 11 && line[0] >= '0' && line[0] <= '9' &&
+	    line[4] == '-' && line[10] == 'T' &&
 	    (tag = strstr(line, "] ")) != NULL)
 		line = tag + 2;
 	return line;

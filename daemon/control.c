@@ -82,6 +82,9 @@ status_json(struct kbd *d)
 	cJSON_AddNumberToObject(dm, "pid", getpid());
 	cJSON_AddStringToObject(dm, "version", KB_VERSION);
 	cJSON_AddStringToObject(dm, "socket", d->socket_path);
+	if (d->log_path)
+		cJSON_AddStringToObject(dm, "log", d->log_path);
+	cJSON_AddStringToObject(dm, "log_level", log_level_name(log_level()));
 	tunnel_status_json(d->tunnel, j);
 	return j;
 }
@@ -447,6 +450,34 @@ handle_status(struct evhttp_request *req, void *arg)
 	control_reply(req, 200, status_json(arg));
 }
 
+/* POST /v1/loglevel {"level": "debug"|"info"}: at once, no restart. */
+static void
+handle_loglevel(struct evhttp_request *req, void *arg)
+{
+	const cJSON *lv;
+	cJSON *body, *j;
+	int want;
+
+	(void)arg;
+	if (control_request(req, 1, &body) < 0)
+		return;
+	lv = cJSON_GetObjectItemCaseSensitive(body, "level");	/* checked: debug or info */
+	want = !strcmp(lv->valuestring, "debug") ? KB_LOG_DEBUG : KB_LOG_INFO;
+	cJSON_Delete(body);
+	if (want != log_level()) {
+		log_set_level(KB_LOG_INFO);
+		log_info("log level %s (asked through the control socket)", log_level_name(want));
+		log_set_level(want);
+	}
+	if ((j = cJSON_CreateObject()) == NULL ||
+	    cJSON_AddStringToObject(j, "level", log_level_name(want)) == NULL) {
+		cJSON_Delete(j);
+		control_error(req, 500, "out of memory");
+		return;
+	}
+	control_reply(req, 200, j);
+}
+
 static void
 quit_after_reply(struct evhttp_request *req, void *arg)
 {
@@ -675,6 +706,7 @@ new_http(struct kbd *d)
 	evhttp_set_cb(http, KB_API_PREVIEW_CREATE, preview_http, d);
 	evhttp_set_cb(http, KB_API_PREVIEW_LIST, preview_http, d);
 	evhttp_set_cb(http, KB_API_PREVIEW_REMOVE, preview_http, d);
+	evhttp_set_cb(http, KB_API_LOGLEVEL, handle_loglevel, d);
 	evhttp_set_gencb(http, handle_other, d);
 	return http;
 }

@@ -55,6 +55,7 @@ struct kbd {
 	const char *instance;
 	uint32_t tun_addr;          /* host order */
 	int exiting;                /* kbd_quit ran */
+	const char *log_path;       /* the log file (absolute), NULL if stderr */
 	char instance_id[33];       /* random, per process: the manager tells a
 	                             * reconnect from a new daemon by it */
 

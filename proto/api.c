@@ -11,7 +11,7 @@
 #include "util.h"
 
 enum ftype { T_STRING, T_NUMBER, T_BOOL, T_OBJECT, T_HEADERS, T_KUBE, T_CIDRS };
-enum fcheck { C_NONE, C_LABEL, C_PATH_PREFIX, C_HOST, C_TOKEN, C_ADDRESS };
+enum fcheck { C_NONE, C_LABEL, C_PATH_PREFIX, C_HOST, C_TOKEN, C_ADDRESS, C_LEVEL };
 
 struct field {
 	const char *name;
@@ -58,6 +58,10 @@ static const struct field preview_remove_fields[] = {
 	{ "token", T_STRING, 1, 0, 0, C_TOKEN },
 	END
 };
+static const struct field loglevel_fields[] = {
+	{ "level", T_STRING, 1, 0, 0, C_LEVEL },
+	END
+};
 static const struct field no_fields[] = { END };
 
 static const struct {
@@ -70,6 +74,7 @@ static const struct {
 	{ KB_API_LEAVE, leave_fields },
 	{ KB_API_PREVIEW_CREATE, preview_create_fields },
 	{ KB_API_PREVIEW_REMOVE, preview_remove_fields },
+	{ KB_API_LOGLEVEL, loglevel_fields },
 };
 
 int
@@ -209,6 +214,8 @@ check_string(const struct field *f, const char *s)
 	case C_ADDRESS:
 		return kb_api_address(s, 0, NULL, NULL) ? NULL : "must be localhost or an IPv4 "
 		    "or IPv6 address (not unspecified, multicast or broadcast)";
+	case C_LEVEL:
+		return !strcmp(s, "debug") || !strcmp(s, "info") ? NULL : "must be debug or info";
 	case C_NONE:
 		break;
 	}
