@@ -55,6 +55,8 @@
  * the manager's sockets, memory or resolver. */
 #define MAX_DIALS 64
 #define MAX_LOOKUPS 256
+/* The newest log lines kept in memory for "logs" (kbridge gather-logs). */
+#define LOG_RING_SIZE (256 * 1024)
 /* The manager's own addresses, read again at most this often. */
 #define OWN_MAX 64
 #define OWN_REFRESH_MS 10000
@@ -362,6 +364,77 @@ lookup_refuse(struct client *c, double id)
 }
 
 static int
+word_char(char ch)
+{
+	return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+	    ch == '-' || ch == '_' || ch == '.' || ch == '@';
+}
+
+/* Does line (len bytes) name user as a word of its own? */
+static int
+names_user(const char *line, size_t len, const char *user)
+{
+	size_t ulen = strlen(user), i;
+
+	if (ulen == 0)
+		return 0;
+	for (i = 0; i + ulen <= len; i++) {
+		if (memcmp(line + i, user, ulen) != 0)
+			continue;
+		if ((i == 0 || !word_char(line[i - 1])) &&
+		    (i + ulen == len || !word_char(line[i + ulen])))
+			return 1;
+	}
+	return 0;
+}
+
+/* Answer "logs": of the ring's lines, the newest that name the session's
+ * user (not other developers' lines), at most KB_LOGS_MAX bytes. */
+static void
+answer_logs(struct client *c, double id)
+{
+	char *all, *out, *p, *nl;
+	size_t n, olen = 0, len;
+	cJSON *r;
+
+	if ((all = malloc(LOG_RING_SIZE)) == NULL || (out = malloc(LOG_RING_SIZE + 1)) == NULL) {
+		free(all);
+		kb_session_send_control(c->sess, kb_msg_result(id, 0, 500, "out of memory"));
+		return;
+	}
+	n = log_ring_copy(all, LOG_RING_SIZE);
+	for (p = all; p < all + n; p = nl + 1) {
+		if ((nl = memchr(p, '\n', (size_t)(all + n - p))) == NULL)
+			break;
+		len = (size_t)(nl + 1 - p);
+		if (names_user(p, len - 1, c->name)) {
+			memcpy(out + olen, p, len);
+			olen += len;
+		}
+	}
+	/* The newest KB_LOGS_MAX bytes, from a line's start. */
+	p = out;
+	while (olen - (size_t)(p - out) > KB_LOGS_MAX && (nl = memchr(p, '\n',
+	    olen - (size_t)(p - out))) != NULL)
+		p = nl + 1;
+	len = olen - (size_t)(p - out);
+	if (len > KB_LOGS_MAX) {
+		p += len - KB_LOGS_MAX;
+		len = KB_LOGS_MAX;
+	}
+	/* Control characters would grow six-fold in JSON: '?' instead. */
+	for (n = 0; n < len; n++)
+		if (((unsigned char)p[n] < 0x20 && p[n] != '\n' && p[n] != '\t') || p[n] == 0x7f)
+			p[n] = '?';
+	p[len] = '\0';
+	if ((r = kb_msg_result(id, 1, 0, NULL)) != NULL)
+		cJSON_AddStringToObject(r, "log", p);
+	free(all);
+	free(out);
+	kb_session_send_control(c->sess, r);
+}
+
+static int
 on_control(struct kb_session *s, const cJSON *msg, const char *type, void *arg)
 {
 	struct client *c = arg;
@@ -382,6 +455,9 @@ on_control(struct kb_session *s, const cJSON *msg, const char *type, void *arg)
 	switch (t) {
 	case KB_MSG_RESOLVE:
 		break;
+	case KB_MSG_LOGS:
+		answer_logs(c, cJSON_GetObjectItemCaseSensitive(msg, "id")->valuedouble);
+		return 0;
 	case KB_MSG_INTERCEPT:
 	case KB_MSG_LEAVE:
 	case KB_MSG_LEAVE_ALL:
@@ -580,6 +656,7 @@ on_hello(struct kb_session *s, const cJSON *h, char *reason, size_t rlen, void *
 	cJSON_AddStringToObject(r, "cluster_domain", m->domain);
 	cJSON_AddTrueToObject(r, "leave_all");
 	cJSON_AddTrueToObject(r, "dns_records");
+	cJSON_AddTrueToObject(r, "logs");
 	cluster_lists(m, r);
 	log_info("session %s from %s: hello (%s, namespace %s)", c->name, c->peer,
 	    role->valuestring, cJSON_IsString(ns) ? ns->valuestring : "-");
@@ -1169,6 +1246,8 @@ cmd_manager(int argc, char **argv)
 		return 2;
 	}
 	log_init("kbridge-agent", verbose ? KB_LOG_DEBUG : KB_LOG_INFO);
+	if (log_ring_init(LOG_RING_SIZE) < 0)
+		log_warnx("no memory for the log ring: 'kbridge gather-logs' gets no manager log");
 	kb_malloc_tune();
 	signal(SIGPIPE, SIG_IGN);
 	/* Every connection is a descriptor (two when proxied): 1024 is few. */

@@ -450,6 +450,30 @@ handle_status(struct evhttp_request *req, void *arg)
 	control_reply(req, 200, status_json(arg));
 }
 
+/* GET /v1/manager-log: the manager's recent lines about this session's
+ * user, through the session ({"ok": true, "log": TEXT}). */
+static void
+handle_manager_log(struct evhttp_request *req, void *arg)
+{
+	struct kbd *d = arg;
+	cJSON *none, *msg;
+
+	if (control_request(req, 0, &none) < 0)
+		return;
+	if (!control_relayable(d, req))
+		return;
+	if (!tunnel_manager_logs(d->tunnel)) {
+		control_error(req, 501, "the manager is older than this kbridged: it hands out "
+		    "no logs");
+		return;
+	}
+	if ((msg = kb_msg_new(KB_MSG_LOGS)) == NULL) {
+		control_error(req, 500, "out of memory");
+		return;
+	}
+	control_relay(d, req, msg, NULL, NULL);
+}
+
 /* POST /v1/loglevel {"level": "debug"|"info"}: at once, no restart. */
 static void
 handle_loglevel(struct evhttp_request *req, void *arg)
@@ -707,6 +731,7 @@ new_http(struct kbd *d)
 	evhttp_set_cb(http, KB_API_PREVIEW_LIST, preview_http, d);
 	evhttp_set_cb(http, KB_API_PREVIEW_REMOVE, preview_http, d);
 	evhttp_set_cb(http, KB_API_LOGLEVEL, handle_loglevel, d);
+	evhttp_set_cb(http, KB_API_MANAGER_LOG, handle_manager_log, d);
 	evhttp_set_gencb(http, handle_other, d);
 	return http;
 }

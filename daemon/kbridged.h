@@ -91,6 +91,8 @@ const char *kbd_state_name(enum kbd_state s);
 /* The profile and namespace of the session (being) set up, or NULL. */
 const struct kb_profile *tunnel_profile(const struct tunnel *t);
 const char *tunnel_namespace(const struct tunnel *t);
+/* Does the manager answer "logs" (its hello said so)? */
+int tunnel_manager_logs(const struct tunnel *t);
 /* Start connecting with profile p (taken, freed on failure) to namespace ns;
  * kube (checked by kb_api_check, copied; may be NULL) is shown in the
  * status; replace: take over our user's other session. The outcome goes to

@@ -168,6 +168,7 @@ static const struct spec specs[KB_MSG__COUNT] = {
 		{ "token", K_STR, F_REQ, 0, 253, 404, NO_TOKEN, NULL },
 	}, NULL },
 	[KB_MSG_RESULT] = { "result", { ANSWER_ID }, NULL },
+	[KB_MSG_LOGS] = { "logs", { ID }, NULL },
 	[KB_MSG_REPLACED] = { "replaced", {
 		{ "by", K_STR, 0, 0, 253, 0, NULL, NULL },
 	}, NULL },
