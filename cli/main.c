@@ -40,7 +40,12 @@ _Static_assert(KB_MAX_MATCH_HEADERS == 16, "update the intercept help text");
 #define NS_SHOWN		8
 
 enum { OPT_REPLACE = 256, OPT_KUBECONFIG, OPT_CONTEXT, OPT_MANAGER_NS, OPT_MANAGER_ADDR,
-    OPT_NEVER_PROXY, OPT_ALSO_PROXY };
+    OPT_NEVER_PROXY, OPT_ALSO_PROXY, OPT_TIMEOUT };
+
+/* connect --timeout: at most this long. */
+#define CONNECT_TIMEOUT_MAX_S	600
+/* The exit status after Ctrl-C (128 + SIGINT, as a shell reports it). */
+#define EXIT_INTERRUPTED	130
 
 struct command {
 	const char *name;
@@ -50,6 +55,10 @@ struct command {
 };
 
 volatile sig_atomic_t interrupted;
+/* connect's progress line on a terminal (stderr), rewritten in place. */
+static int progress_tty;
+/* Once Ctrl-C came, connect says so in one line: no other error. */
+static int quiet_when_interrupted;
 
 static int cmd_connect(int, char **);
 static int cmd_status(int, char **);
@@ -64,7 +73,8 @@ static const struct command commands[] = {
 	{ "connect", cmd_connect,
 	    "usage: kbridge connect [--kubeconfig FILE] [--context NAME]\n"
 	    "           [--manager-namespace NS] [--manager-address HOST:PORT]\n"
-	    "           [--namespace NS] [--replace] [--output text|json]\n"
+	    "           [--namespace NS] [--replace] [--timeout DURATION]\n"
+	    "           [--output text|json]\n"
 	    "       kbridge connect --profile FILE [--namespace NS] [--replace] ...\n"
 	    "\n"
 	    "Connect this workstation to the cluster of your kubeconfig (as kubectl\n"
@@ -79,6 +89,12 @@ static const struct command commands[] = {
 	    "it is connected from another workstation, connect is refused unless\n"
 	    "--replace ends that session (its intercepts and preview URLs end).\n"
 	    "\n"
+	    "On a terminal, connect shows its steps on one line of stderr (reading\n"
+	    "the kubeconfig, starting kbridged, dialling ADDRESS); into a pipe or\n"
+	    "file it writes only the result. Ctrl-C at any moment ends it with one\n"
+	    "line and exit status 130, undoing what it did: a kbridged it started\n"
+	    "is stopped, with its routes and firewall rules.\n"
+	    "\n"
 	    "      --kubeconfig FILE     kubeconfig (default: $KUBECONFIG, ~/.kube/config)\n"
 	    "      --context NAME        kubeconfig context (default: current-context)\n"
 	    "      --manager-namespace NS  where kbridge is installed (default: kbridge)\n"
@@ -91,6 +107,9 @@ static const struct command commands[] = {
 	    "                            wins over the cluster's and --also-proxy)\n"
 	    "      --also-proxy CIDR     proxy this range too (repeatable): one the\n"
 	    "                            manager reaches that the cluster does not list\n"
+	    "      --timeout DURATION    wait at most this long for the session\n"
+	    "                            (and the certificate): 30, 30s, 2m;\n"
+	    "                            default 20s, at most 10m\n"
 	    "  -o, --output FMT          text (default) or json\n"
 	    "  -h, --help                show this help\n",
 	    "connect this workstation to a cluster" },
@@ -420,11 +439,38 @@ static const struct command commands[] = {
 
 #define NCOMMANDS	(sizeof(commands) / sizeof(commands[0]))
 
+/* connect's current step on a terminal, in place of the previous one. */
+static void __attribute__((format(printf, 1, 2)))
+progress(const char *fmt, ...)
+{
+	va_list ap;
+
+	if (!progress_tty)
+		return;
+	fputs("\r\033[K", stderr);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputs(" ...", stderr);
+	fflush(stderr);
+}
+
+/* Erase the progress line (and a "^C" the terminal echoed onto it). */
+static void
+progress_clear(void)
+{
+	if (progress_tty)
+		fputs("\r\033[K", stderr);
+}
+
 void
 errorx(const char *fmt, ...)
 {
 	va_list ap;
 
+	if (quiet_when_interrupted && interrupted)
+		return;
+	progress_clear();
 	fputs("kbridge: ", stderr);
 	va_start(ap, fmt);
 	vfprintf(stderr, fmt, ap);
@@ -843,7 +889,7 @@ load_profile(const char *path)
 
 /* Undo a daemon this invocation started, so a failed connect leaves
  * neither a daemon nor rules behind. */
-static void
+static int
 stop_started_daemon(void)
 {
 	char err[512];
@@ -855,9 +901,10 @@ stop_started_daemon(void)
 	    sizeof(err));
 	cJSON_Delete(resp);
 	if (rc == KB_API_DOWN || kb_api_wait(0, STOP_WAIT_MS) == 0)
-		return;
+		return 0;
 	errorx("the kbridged started for this connect did not stop; "
 	    "run 'kbridge quit'");
+	return -1;
 }
 
 /* With KBRIDGE_TIMING set: where connect's time went, one line on stderr
@@ -970,6 +1017,7 @@ cmd_connect(int argc, char **argv)
 		{ "manager-address", required_argument, NULL, OPT_MANAGER_ADDR },
 		{ "never-proxy", required_argument, NULL, OPT_NEVER_PROXY },
 		{ "also-proxy", required_argument, NULL, OPT_ALSO_PROXY },
+		{ "timeout", required_argument, NULL, OPT_TIMEOUT },
 		LONGOPT_NAMESPACE,
 		LONGOPT_OUTPUT,
 		LONGOPT_HELP,
@@ -981,10 +1029,12 @@ cmd_connect(int argc, char **argv)
 	enum output out = OUT_TEXT;
 	cJSON *body = NULL, *prof = NULL, *kube = NULL, *resp = NULL;
 	cJSON *never = NULL, *also = NULL;
-	char err[1024];
-	int ch, rc, started = 0, ret, replace = 0, kopt = 0;
+	char err[1024], where[PATH_MAX + 64], addr[300];
+	int ch, rc, started = 0, asked = 0, ret, replace = 0, kopt = 0;
 	char hbuf[256];
 	uint16_t hport;
+	long timeout_s = CONNECT_TIMEOUT_MS / 1000;
+	sigset_t block, old;
 	pid_t fwd = -1;
 	uint64_t t[4] = { kapi_now_us(), 0, 0, 0 }, prep_us = 0;
 
@@ -1001,7 +1051,17 @@ cmd_connect(int argc, char **argv)
 			ko.install_ns = optarg, kopt = 1;
 		else if (ch == OPT_MANAGER_ADDR)
 			ko.manager_address = optarg, kopt = 1;
-		else if (ch == OPT_NEVER_PROXY || ch == OPT_ALSO_PROXY) {
+		else if (ch == OPT_TIMEOUT) {
+			if (duration_arg("--timeout", optarg, &timeout_s) == -1) {
+				ret = EXIT_USAGE;
+				goto done;
+			}
+			if (timeout_s > CONNECT_TIMEOUT_MAX_S) {
+				errorx("connect: --timeout is at most %ds", CONNECT_TIMEOUT_MAX_S);
+				ret = EXIT_USAGE;
+				goto done;
+			}
+		} else if (ch == OPT_NEVER_PROXY || ch == OPT_ALSO_PROXY) {
 			if (add_range(ch == OPT_NEVER_PROXY ? &never : &also,
 			    ch == OPT_NEVER_PROXY ? "--never-proxy" : "--also-proxy",
 			    optarg) < 0) {
@@ -1031,8 +1091,19 @@ cmd_connect(int argc, char **argv)
 		goto done;
 	}
 	ret = 1;
+	if ((long)ko.timeout_ms > timeout_s * 1000)
+		ko.timeout_ms = (int)(timeout_s * 1000);
 	/* Ctrl-C aborts the API requests and still lets us clean up. */
 	catch_signals();
+	quiet_when_interrupted = 1;
+	progress_tty = isatty(STDERR_FILENO);
+	if (profile)
+		snprintf(where, sizeof(where), "profile %s", profile);
+	else
+		snprintf(where, sizeof(where), "kubeconfig %s%s%.256s", ko.kubeconfig ?
+		    ko.kubeconfig : getenv("KUBECONFIG") && *getenv("KUBECONFIG") ?
+		    getenv("KUBECONFIG") : "~/.kube/config", ko.context ? ", context " : "",
+		    ko.context ? ko.context : "");
 	if (profile) {
 		if ((prof = load_profile(profile)) == NULL)
 			goto done;
@@ -1057,6 +1128,7 @@ cmd_connect(int argc, char **argv)
 		cJSON_Delete(resp);
 		resp = NULL;
 		prep_us = kapi_now_us();
+		progress("reading %s, getting your kbridge certificate", where);
 		if (kconnect_prepare(&ko, &prof, &kube, &fwd) == -1)
 			goto done;
 		prep_us = kapi_now_us() - prep_us;
@@ -1066,6 +1138,7 @@ cmd_connect(int argc, char **argv)
 			goto done;
 		}
 	}
+	snprintf(addr, sizeof(addr), "%s", orelse(jstr(prof, "manager"), "?"));
 	if ((body = cJSON_CreateObject()) == NULL ||
 	    !cJSON_AddItemToObject(body, "profile", prof)) {
 		cJSON_Delete(prof);
@@ -1098,32 +1171,50 @@ cmd_connect(int argc, char **argv)
 		goto done;
 	}
 	if (rc == KB_API_DOWN) {
-		if (kb_daemon_start(sock, err, sizeof(err)) == -1) {
+		progress("starting kbridged%s", geteuid() != 0 ? " through sudo" : "");
+		rc = kb_daemon_start(sock, err, sizeof(err));
+		/* Interrupted, it may be up all the same: stopped below. */
+		if (rc == 0 || interrupted)
+			started = 1;
+		if (rc == -1) {
 			errorx("%s", err);
 			goto done;
 		}
-		started = 1;
+		progress("waiting for kbridged on %s", sock);
 		if (kb_api_wait(1, START_WAIT_MS) == -1) {
 			char logpath[PATH_MAX];
 
 			if (kb_daemon_log(sock, logpath, sizeof(logpath)) == -1)
 				snprintf(logpath, sizeof(logpath), "its log");
-			errorx("kbridged does not answer on %s (see %s)", sock, logpath);
+			errorx("kbridged does not answer on %s (see %s, or 'kbridge logs')", sock,
+			    logpath);
 			goto done;
 		}
 	}
 
 	t[2] = kapi_now_us();
-	rc = call_ms("POST", KB_API_CONNECT, body, CONNECT_TIMEOUT_MS, &resp,
+	if (kube && !ko.manager_address)
+		progress("dialling the manager through the API server's port-forward (%s)",
+		    orelse(jstr(kube, "server"), "?"));
+	else
+		progress("dialling %s", addr);
+	asked = 1;
+	rc = call_ms("POST", KB_API_CONNECT, body, timeout_s * 1000, &resp,
 	    err, sizeof(err));
 	t[3] = kapi_now_us();
 	if (rc == KB_API_DOWN)
-		snprintf(err, sizeof(err), "kbridged stopped answering on %s",
+		snprintf(err, sizeof(err), "kbridged stopped answering on %s (see 'kbridge logs')",
 		    sock);
+	else if (rc != 0 && strncmp(err, "kbridged did not answer within", 30) == 0)
+		snprintf(err, sizeof(err), "no session within %lds (--timeout)", timeout_s);
 	if (rc != 0) {
-		errorx("connect failed: %s", err);
+		errorx("connect to %s failed: %s (%s)", addr, err, where);
 		goto done;
 	}
+	if (interrupted)
+		goto done;
+	progress("session up");
+	progress_clear();
 	if (out == OUT_JSON)
 		print_json(resp);
 	else
@@ -1131,10 +1222,28 @@ cmd_connect(int argc, char **argv)
 	connect_timing(t, prep_us);
 	ret = 0;
 done:
-	if (ret != 0 && started)
-		stop_started_daemon();
+	/* A second Ctrl-C does not cut the undoing short (it is bounded). */
+	sigemptyset(&block);
+	sigaddset(&block, SIGINT);
+	sigaddset(&block, SIGTERM);
+	sigprocmask(SIG_BLOCK, &block, &old);
+	if (ret != 0 && interrupted) {
+		ret = EXIT_INTERRUPTED;
+		interrupted = 0;
+	}
+	/* (the one line when it fails) */
+	if (ret != 0 && started && stop_started_daemon() < 0)
+		started = -1;
 	if (ret != 0)
 		kconnect_abort(fwd);
+	if (ret == EXIT_INTERRUPTED && started >= 0) {
+		progress_clear();
+		fprintf(stderr, "kbridge: connect interrupted; %s\n", !started && asked ?
+		    "kbridged was running before and carries on ('kbridge quit' stops it)" :
+		    "nothing was left running");
+	}
+	sigprocmask(SIG_SETMASK, &old, NULL);
+	progress_clear();
 	cJSON_Delete(resp);
 	cJSON_Delete(body);
 	cJSON_Delete(never);

@@ -157,7 +157,7 @@ kb_daemon_start(const char *sock, char *err, size_t errlen)
 	char *argv[12];
 	const char *line;
 	size_t olen = 0;
-	int pfd[2], st = 0, i = 0, exited = 0, eof = 0, sudo = geteuid() != 0;
+	int pfd[2], st = 0, i = 0, exited = 0, eof = 0, sudo = geteuid() != 0, tty;
 	struct pollfd pf;
 	ssize_t n;
 	pid_t pid, w;
@@ -180,6 +180,11 @@ kb_daemon_start(const char *sock, char *err, size_t errlen)
 	}
 	if (sudo) {
 		argv[i++] = "sudo";
+		/* No terminal to type a password on: sudo must not wait for one. */
+		if ((tty = open("/dev/tty", O_RDWR | O_NOCTTY | O_CLOEXEC)) < 0)
+			argv[i++] = "-n";
+		else
+			close(tty);
 		argv[i++] = daemon;
 		argv[i++] = "--daemon";
 	} else {
@@ -241,6 +246,11 @@ kb_daemon_start(const char *sock, char *err, size_t errlen)
 	if ((line = last_line(out)) != NULL) {
 		if (strncmp(line, DAEMON_NAME ":", strlen(DAEMON_NAME) + 1) == 0)
 			snprintf(err, errlen, "%s", line);
+		else if (sudo && strncmp(line, "sudo:", 5) == 0)
+			snprintf(err, errlen, "cannot start %s as root through sudo (%s): "
+			    "add the sudoers rule 'ALL ALL=(root) NOPASSWD: %s --daemon' (see "
+			    "README), or run connect on a terminal to type your password",
+			    DAEMON_NAME, line + 5 + strspn(line + 5, " "), daemon);
 		else
 			snprintf(err, errlen, "cannot start %s: %s",
 			    DAEMON_NAME, line);

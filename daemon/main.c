@@ -391,8 +391,15 @@ set_up_process(struct opts *o, int *notify)
 		close(dirfd);
 	if (logfd >= 0)
 		log_path_of(o);
-	if (o->background)
+	/* The terminal's Ctrl-C reaches the whole 'kbridge connect' process
+	 * group: the start finishes (the parent waits for the child's word)
+	 * and the CLI, interrupted, stops the daemon it started. Half a start
+	 * would leave a daemon no one knows of. The event loop handles SIGINT
+	 * again once it runs. */
+	if (o->background) {
+		signal(SIGINT, SIG_IGN);
 		daemonize(logfd, notify);
+	}
 	kb_malloc_tune();
 	signal(SIGPIPE, SIG_IGN);
 	/* Every connection is a descriptor (two when proxied): 1024 is few. */
