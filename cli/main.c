@@ -486,7 +486,7 @@ main_usage(FILE *f)
 	fprintf(f, "usage: kbridge COMMAND [OPTIONS]\n\ncommands:\n");
 	for (i = 0; i < NCOMMANDS; i++)
 		if (commands[i].summary)
-			fprintf(f, "  %-10s %s\n", commands[i].name,
+			fprintf(f, "  %-12s %s\n", commands[i].name,
 			    commands[i].summary);
 	fprintf(f, "\n'kbridge COMMAND --help' describes a command.\n"
 	    "The daemon's socket is $KBRIDGE_SOCKET, else %s.\n",
