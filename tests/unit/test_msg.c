@@ -73,6 +73,7 @@ valid(enum kb_msg_type t)
 		break;
 	case KB_MSG_LEAVE_ALL:
 	case KB_MSG_PREVIEW_LIST:
+	case KB_MSG_LOGS:
 	case KB_MSG_RESULT:
 		cJSON_AddNumberToObject(m, "id", 9);
 		break;
