@@ -28,6 +28,7 @@ struct client {
 	int replaceable;   /* its hello says it understands "replaced" */
 	int leaving;       /* it sent goaway: its session no longer holds its identity */
 	int cluster_updates; /* ... and "cluster" */
+	int logs;          /* a sidecar whose hello says it answers "logs" */
 	int refs;
 	/* manager.c's per-session limits: connects and lookups in flight, and
 	 * what was refused (logged when first refused, counted at the end) */

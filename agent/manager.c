@@ -74,6 +74,8 @@ struct manager {
 	size_t nnamespaces;
 	/* --in-cluster: the API tells subnets and namespaces (discovery). */
 	struct kb_kube *kube;
+	struct log_wait *log_waits;	/* daemons' "logs" waiting for a sidecar */
+	unsigned log_seq;
 	struct discovery *disc;
 	struct csr_signer *csr;	/* developers' CertificateSigningRequests */
 	struct enroller *enroll;	/* injected sidecars' certificates (webhook /enroll) */
@@ -104,6 +106,19 @@ struct lookup {
 	double id;
 	int qtype;
 };
+
+/* A daemon's "logs" for a sidecar, asked of that sidecar as id sid. */
+struct log_wait {
+	struct log_wait *next;
+	struct client *daemon, *sidecar;	/* a reference each */
+	double id;
+	unsigned sid;
+	size_t replicas;		/* the workload's sidecars, for the answer */
+	struct event *timer;
+};
+
+/* How long a sidecar has to answer "logs". */
+#define SIDECAR_LOGS_MS 3000
 
 void
 client_unref(struct client *c)
@@ -434,11 +449,123 @@ answer_logs(struct client *c, double id)
 	kb_session_send_control(c->sess, r);
 }
 
+/* End a wait: answer the daemon with res (taken; NULL: none), drop it. */
+static void
+log_wait_end(struct log_wait *w, cJSON *res)
+{
+	struct manager *m = w->daemon->m;
+	struct log_wait **pp;
+
+	for (pp = &m->log_waits; *pp && *pp != w; pp = &(*pp)->next)
+		;
+	if (*pp)
+		*pp = w->next;
+	if (res && w->daemon->sess)
+		kb_session_send_control(w->daemon->sess, res);
+	else
+		cJSON_Delete(res);
+	event_free(w->timer);
+	client_unref(w->daemon);
+	client_unref(w->sidecar);
+	free(w);
+}
+
+static void
+log_wait_timeout(evutil_socket_t fd, short what, void *arg)
+{
+	struct log_wait *w = arg;
+
+	(void)fd;
+	(void)what;
+	log_wait_end(w, kb_msg_result(w->id, 0, 504, "the sidecar did not answer in time"));
+}
+
+/* Ask the replica-th sidecar of workload.ns for its log, for daemon c
+ * that intercepts that workload (its request id). */
+static void
+sidecar_logs(struct client *c, double id, const char *wl, const char *ns, int replica)
+{
+	struct manager *m = c->m;
+	struct timeval tv = kb_ms_tv(SIDECAR_LOGS_MS);
+	struct client *sc;
+	struct log_wait *w;
+	char icpt[80], text[200];
+	size_t n;
+	cJSON *msg;
+	int http;
+
+	/* Only the workloads this user intercepts: their traffic is theirs
+	 * already, and nothing else of the cluster's. */
+	if (icpt_owned(m->icpts, c->name, wl, ns, icpt, sizeof(icpt), &http) < 0) {
+		snprintf(text, sizeof(text), "you have no intercept of %s.%s", wl, ns);
+		kb_session_send_control(c->sess, kb_msg_result(id, 0, 404, text));
+		return;
+	}
+	if ((sc = icpt_sidecar(m->icpts, wl, ns, (size_t)replica, &n)) == NULL || !sc->sess) {
+		snprintf(text, sizeof(text), "%s.%s has %zu sidecar(s) connected", wl, ns, n);
+		kb_session_send_control(c->sess, kb_msg_result(id, 0, 404, text));
+		return;
+	}
+	if (!sc->logs) {
+		kb_session_send_control(c->sess, kb_msg_result(id, 0, 501,
+		    "the sidecar is older than the manager: it hands out no logs"));
+		return;
+	}
+	if ((w = calloc(1, sizeof(*w))) == NULL ||
+	    (w->timer = evtimer_new(m->base, log_wait_timeout, w)) == NULL ||
+	    (msg = kb_msg_new(KB_MSG_LOGS)) == NULL) {
+		if (w)
+			event_free(w->timer);
+		free(w);
+		kb_session_send_control(c->sess, kb_msg_result(id, 0, 500, "out of memory"));
+		return;
+	}
+	w->daemon = c;
+	w->sidecar = sc;
+	c->refs++;
+	sc->refs++;
+	w->id = id;
+	w->sid = ++m->log_seq;
+	w->replicas = n;
+	cJSON_AddNumberToObject(msg, "id", w->sid);
+	w->next = m->log_waits;
+	m->log_waits = w;
+	evtimer_add(w->timer, &tv);
+	if (kb_session_send_control(sc->sess, msg) < 0)
+		log_wait_end(w, kb_msg_result(id, 0, 502, "the sidecar's session failed"));
+}
+
+/* A sidecar's "result" to our "logs": the daemon gets it, as its answer. */
+static int
+sidecar_result(struct client *c, const cJSON *msg)
+{
+	const cJSON *id = cJSON_GetObjectItemCaseSensitive(msg, "id");
+	const cJSON *log = cJSON_GetObjectItemCaseSensitive(msg, "log");
+	struct log_wait *w;
+	cJSON *r;
+
+	for (w = c->m->log_waits; w; w = w->next)
+		if (w->sidecar == c && (double)w->sid == id->valuedouble)
+			break;
+	if (w == NULL)
+		return 0;	/* after the timeout */
+	if (!cJSON_IsString(log) || strlen(log->valuestring) > KB_LOGS_MAX) {
+		log_wait_end(w, kb_msg_result(w->id, 0, 502, "the sidecar's answer is not a log"));
+		return 0;
+	}
+	if ((r = kb_msg_result(w->id, 1, 0, NULL)) != NULL) {
+		cJSON_AddStringToObject(r, "log", log->valuestring);
+		cJSON_AddNumberToObject(r, "replicas", (double)w->replicas);
+	}
+	log_wait_end(w, r);
+	return 0;
+}
+
 static int
 on_control(struct kb_session *s, const cJSON *msg, const char *type, void *arg)
 {
 	struct client *c = arg;
-	const cJSON *id, *name, *qt;
+	const cJSON *id, *name, *qt, *wl, *ns, *rep;
 	enum kb_msg_type t;
 	struct lookup *lk;
 	char err[200];
@@ -446,6 +573,19 @@ on_control(struct kb_session *s, const cJSON *msg, const char *type, void *arg)
 	int rc;
 
 	(void)type;
+	if (c->kind == CLIENT_SIDECAR) {
+		/* A sidecar sends only results, to our "logs". */
+		if (kb_msg_parse(msg, &t, err, sizeof(err)) != 0) {
+			log_warnx("session %s from %s: %s", c->name, c->peer, err);
+			return -1;
+		}
+		if (t != KB_MSG_RESULT) {
+			log_warnx("session %s from %s: \"%s\" is not a message a sidecar sends",
+			    c->name, c->peer, type);
+			return -1;
+		}
+		return sidecar_result(c, msg);
+	}
 	if (c->kind != CLIENT_DAEMON)
 		return -1;
 	if ((rc = kb_msg_parse(msg, &t, err, sizeof(err))) < 0) {
@@ -456,7 +596,17 @@ on_control(struct kb_session *s, const cJSON *msg, const char *type, void *arg)
 	case KB_MSG_RESOLVE:
 		break;
 	case KB_MSG_LOGS:
-		answer_logs(c, cJSON_GetObjectItemCaseSensitive(msg, "id")->valuedouble);
+		id = cJSON_GetObjectItemCaseSensitive(msg, "id");
+		wl = cJSON_GetObjectItemCaseSensitive(msg, "workload");
+		ns = cJSON_GetObjectItemCaseSensitive(msg, "namespace");
+		rep = cJSON_GetObjectItemCaseSensitive(msg, "replica");
+		if (rc > 0)
+			kb_session_send_control(s, kb_msg_result(id->valuedouble, 0, rc, err));
+		else if (cJSON_IsString(wl))
+			sidecar_logs(c, id->valuedouble, wl->valuestring, ns->valuestring,
+			    cJSON_IsNumber(rep) ? rep->valueint : 0);
+		else
+			answer_logs(c, id->valuedouble);
 		return 0;
 	case KB_MSG_INTERCEPT:
 	case KB_MSG_LEAVE:
@@ -638,6 +788,7 @@ on_hello(struct kb_session *s, const cJSON *h, char *reason, size_t rlen, void *
 	}
 	if (sidecar && icpt_sidecar_hello(m->icpts, c, h, reason, rlen) < 0)
 		return -1;
+	c->logs = sidecar && cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(h, "logs"));
 	if (!sidecar) {
 		const cJSON *inst = cJSON_GetObjectItemCaseSensitive(h, "instance");
 		snprintf(c->instance, sizeof(c->instance), "%s",

@@ -6,6 +6,7 @@
  * status ("daemon.log"; started through sudo it is KB_RUN_DIR/kbridged-UID.log,
  * the caller's group may read it) and never opens a path the user chose. */
 #include <sys/stat.h>
+#include <dirent.h>
 #include <sys/types.h>
 #include <sys/wait.h>
 
@@ -24,6 +25,7 @@
 #include "client.h"
 #include "cmd.h"
 #include "start.h"
+#include "util.h"
 
 #define STATUS_TIMEOUT_MS	3000
 #define FOLLOW_POLL_US		200000
@@ -344,6 +346,62 @@ gather_manager_log(int dirfd, char *err, size_t errlen)
 	return write_file(dirfd, "manager.log.missing", why, strlen(why), err, errlen);
 }
 
+/* For each of the user's intercepts (in status st), its sidecars' newest
+ * lines (the manager hands them only to whoever intercepts the workload):
+ * sidecar-WORKLOAD.NS-REPLICA.log, or .missing with why. At most 8
+ * replicas each. */
+#define GATHER_REPLICAS_MAX	8
+
+static int
+gather_sidecar_logs(int dirfd, const cJSON *st, char *err, size_t errlen)
+{
+	const cJSON *i;
+	const char *wl, *ns, *log;
+	cJSON *body, *resp;
+	char name[300], why[800];
+	double nrep;
+	int k, n, rc;
+
+	cJSON_ArrayForEach(i, cJSON_GetObjectItemCaseSensitive(st, "intercepts")) {
+		wl = jstr(i, "workload");
+		ns = jstr(i, "namespace");
+		if (!wl || !ns || !kb_dns_label(wl) || !kb_dns_label(ns))
+			continue;
+		for (k = 0, n = 1; k < n && k < GATHER_REPLICAS_MAX; k++) {
+			resp = NULL;
+			if ((body = cJSON_CreateObject()) == NULL ||
+			    !cJSON_AddStringToObject(body, "workload", wl) ||
+			    !cJSON_AddStringToObject(body, "namespace", ns) ||
+			    !cJSON_AddNumberToObject(body, "replica", k)) {
+				cJSON_Delete(body);
+				snprintf(err, errlen, "out of memory");
+				return -1;
+			}
+			rc = call_ms("POST", KB_API_SIDECAR_LOG, body, API_TIMEOUT_MS, &resp, why,
+			    sizeof(why));
+			cJSON_Delete(body);
+			log = rc == 0 ? cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(resp,
+			    "log")) : NULL;
+			if (log) {
+				snprintf(name, sizeof(name), "sidecar-%s.%s-%d.log", wl, ns, k);
+				rc = write_file(dirfd, name, log, strlen(log), err, errlen);
+				if (jnum(resp, "replicas", &nrep) && nrep > n)
+					n = (int)nrep;
+			} else {
+				if (rc == 0)
+					snprintf(why, sizeof(why), "kbridged's answer has no log");
+				strncat(why, "\n", sizeof(why) - strlen(why) - 1);
+				snprintf(name, sizeof(name), "sidecar-%s.%s-%d.log.missing", wl, ns, k);
+				rc = write_file(dirfd, name, why, strlen(why), err, errlen);
+			}
+			cJSON_Delete(resp);
+			if (rc < 0)
+				return -1;
+		}
+	}
+	return 0;
+}
+
 /* kbridge status -o json as it would print. */
 static cJSON *
 status_json(void)
@@ -393,19 +451,22 @@ run_tar(const char *out, const char *dir, const char *name, char *err, size_t er
 	return 0;
 }
 
-static const char *gathered[] = { "kbridged.log", "kbridged.log.missing", "manager.log",
-    "manager.log.missing", "status.json", "version.json" };
-
 /* Remove what gather-logs put in its temporary directory, and it. */
 static void
 remove_tmp(const char *tmp, int dirfd)
 {
 	char sub[PATH_MAX];
-	size_t i;
+	struct dirent *e;
+	DIR *dir;
 
 	if (dirfd >= 0) {
-		for (i = 0; i < sizeof(gathered) / sizeof(gathered[0]); i++)
-			unlinkat(dirfd, gathered[i], 0);
+		/* Only files of ours are in it (mode 0700, made by mkdtemp). */
+		if ((dir = fdopendir(dup(dirfd))) != NULL) {
+			while ((e = readdir(dir)) != NULL)
+				if (e->d_name[0] != '.')
+					unlinkat(dirfd, e->d_name, 0);
+			closedir(dir);
+		}
 		close(dirfd);
 	}
 	snprintf(sub, sizeof(sub), "%.1100s/kbridge-logs", tmp);
@@ -469,7 +530,7 @@ cmd_gather_logs(int argc, char **argv)
 		goto done;
 	}
 	if ((j = status_json()) == NULL || write_json(dirfd, "status.json", j, err,
-	    sizeof(err)) < 0) {
+	    sizeof(err)) < 0 || gather_sidecar_logs(dirfd, j, err, sizeof(err)) < 0) {
 		cJSON_Delete(j);
 		goto fail;
 	}

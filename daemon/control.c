@@ -474,6 +474,40 @@ handle_manager_log(struct evhttp_request *req, void *arg)
 	control_relay(d, req, msg, NULL, NULL);
 }
 
+/* POST /v1/sidecar-log {"workload", "namespace", "replica"}: that
+ * sidecar's newest lines, through the manager, which hands them only to a
+ * user who intercepts the workload. */
+static void
+handle_sidecar_log(struct evhttp_request *req, void *arg)
+{
+	struct kbd *d = arg;
+	cJSON *body, *msg;
+
+	if (control_request(req, 1, &body) < 0)
+		return;
+	if (!control_relayable(d, req))
+		goto out;
+	if (!tunnel_manager_logs(d->tunnel)) {
+		control_error(req, 501, "the manager is older than this kbridged: it hands out "
+		    "no logs");
+		goto out;
+	}
+	if ((msg = kb_msg_new(KB_MSG_LOGS)) == NULL) {
+		control_error(req, 500, "out of memory");
+		goto out;
+	}
+	/* kb_api_check found them: labels, and replica 0-63 if given. */
+	if (control_string(req, msg, body, "workload", NULL, 1) < 0 ||
+	    control_string(req, msg, body, "namespace", NULL, 1) < 0 ||
+	    control_number(req, msg, body, "replica", 0, KB_LOGS_REPLICA_MAX, 0) < 0) {
+		cJSON_Delete(msg);
+		goto out;
+	}
+	control_relay(d, req, msg, NULL, NULL);
+out:
+	cJSON_Delete(body);
+}
+
 /* POST /v1/loglevel {"level": "debug"|"info"}: at once, no restart. */
 static void
 handle_loglevel(struct evhttp_request *req, void *arg)
@@ -732,6 +766,7 @@ new_http(struct kbd *d)
 	evhttp_set_cb(http, KB_API_PREVIEW_REMOVE, preview_http, d);
 	evhttp_set_cb(http, KB_API_LOGLEVEL, handle_loglevel, d);
 	evhttp_set_cb(http, KB_API_MANAGER_LOG, handle_manager_log, d);
+	evhttp_set_cb(http, KB_API_SIDECAR_LOG, handle_sidecar_log, d);
 	evhttp_set_gencb(http, handle_other, d);
 	return http;
 }

@@ -62,6 +62,12 @@ static const struct field loglevel_fields[] = {
 	{ "level", T_STRING, 1, 0, 0, C_LEVEL },
 	END
 };
+static const struct field sidecar_log_fields[] = {
+	{ "workload", T_STRING, 1, 0, 0, C_LABEL },
+	{ "namespace", T_STRING, 1, 0, 0, C_LABEL },
+	{ "replica", T_NUMBER, 0, 0, KB_LOGS_REPLICA_MAX, C_NONE },
+	END
+};
 static const struct field no_fields[] = { END };
 
 static const struct {
@@ -75,6 +81,7 @@ static const struct {
 	{ KB_API_PREVIEW_CREATE, preview_create_fields },
 	{ KB_API_PREVIEW_REMOVE, preview_remove_fields },
 	{ KB_API_LOGLEVEL, loglevel_fields },
+	{ KB_API_SIDECAR_LOG, sidecar_log_fields },
 };
 
 int

@@ -34,6 +34,7 @@
 #define KB_API_PREVIEW_REMOVE	"/v1/preview/remove"	/* POST */
 #define KB_API_LOGLEVEL		"/v1/loglevel"		/* POST */
 #define KB_API_MANAGER_LOG	"/v1/manager-log"	/* GET */
+#define KB_API_SIDECAR_LOG	"/v1/sidecar-log"	/* POST */
 
 /* Limits of request fields (the manager's own are the same or larger). */
 #define KB_API_BODY_MAX		(256 * 1024)

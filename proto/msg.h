@@ -86,6 +86,8 @@ int kb_msg_dns_record(const struct cJSON *rec, struct kb_dns_record *out);
 /* The most of the manager's log a "logs" result carries (bytes of text
  * before JSON escaping; the message must fit one frame). */
 #define KB_LOGS_MAX		(12 * 1024)
+/* The highest replica index "logs" may name. */
+#define KB_LOGS_REPLICA_MAX	63
 
 /* A new message object with its "type" set; NULL on allocation failure. */
 struct cJSON *kb_msg_new(enum kb_msg_type type);

@@ -5,8 +5,9 @@
 #   kbridge logs [-f]      kbridged's log file (named by its status), dated lines
 #   kbridge loglevel X     the running daemon's level, no restart
 #   kbridge gather-logs    kbridged.log, manager.log (the manager's lines about
-#                          alice only, fetched over her session), status.json,
-#                          version.json in one .tar.gz
+#                          alice only, fetched over her session), the sidecar's
+#                          log of each workload she intercepts (through the
+#                          manager), status.json, version.json in one .tar.gz
 set -euo pipefail
 
 KB_PG_PREFIX=kbl
@@ -97,6 +98,27 @@ expect 1 kb gather-logs -o "$tmp/g.tar.gz"; one_line
 grep -q 'exists' "$tmp/err"
 [[ -z $(find "$tmp" -maxdepth 1 -name 'kbridge-gather.*') ]]
 ok "gather-logs never replaces a file; its temporary directory is gone"
+
+# A sidecar's log, for a workload alice intercepts; not for bob, who does not.
+kb intercept web --port 8080 --http-header x-dev=alice >/dev/null 2>&1
+[[ $(pg ws curl -sS -m 5 -H 'x-dev: nobody' http://web.default/) == "hello from web (cluster)" ]]
+rm -rf "$tmp/kbridge-logs"
+expect 0 kb gather-logs -o "$tmp/s.tar.gz"
+tar -C "$tmp" -xzf "$tmp/s.tar.gz"
+f=$tmp/kbridge-logs/sidecar-web.default-0.log
+[[ -s $f ]]
+grep -qE 'kbridge-sidecar\[info\] 1 intercept\(s\) on web.default' "$f"
+[[ $(grep -cvE "$iso" "$f") == 0 ]]
+[[ ! -e $tmp/kbridge-logs/sidecar-web.default-1.log ]]
+sock=$STATE/bob/kbridged.sock
+code=$(QUIET=1 pg bob curl -sS -o "$tmp/bob.json" -w '%{http_code}' --unix-socket "$sock" \
+	-X POST -d '{"workload":"web","namespace":"default"}' http://kbridged/v1/sidecar-log)
+[[ $code == 404 ]] && grep -q 'you have no intercept of web.default' "$tmp/bob.json"
+code=$(QUIET=1 pg bob curl -sS -o "$tmp/bob.json" -w '%{http_code}' --unix-socket "$sock" \
+	-X POST -d '{"workload":"web","namespace":"default","replica":64}' http://kbridged/v1/sidecar-log)
+[[ $code == 400 ]]
+ok "gather-logs: the sidecar's log of a workload alice intercepts; bob, who does not, gets 404"
+kb leave web >/dev/null
 
 # Not connected: what can be had, and why the rest cannot.
 kb quit >/dev/null
