@@ -117,8 +117,11 @@ struct log_wait {
 	struct event *timer;
 };
 
-/* How long a sidecar has to answer "logs". */
+/* How long a sidecar has to answer "logs"; how many of a daemon's may
+ * wait at once; how often it may read the manager's ring. */
 #define SIDECAR_LOGS_MS 3000
+#define LOG_WAITS_MAX 4
+#define RING_LOGS_EVERY_MS 200
 
 void
 client_unref(struct client *c)
@@ -410,8 +413,15 @@ answer_logs(struct client *c, double id)
 {
 	char *all, *out, *p, *nl;
 	size_t n, olen = 0, len;
+	uint64_t now = kb_now_ms();
 	cJSON *r;
 
+	if (c->logs_ms && now - c->logs_ms < RING_LOGS_EVERY_MS) {
+		kb_session_send_control(c->sess, kb_msg_result(id, 0, 429,
+		    "one request for the manager's log at a time; try again"));
+		return;
+	}
+	c->logs_ms = now;
 	if ((all = malloc(LOG_RING_SIZE)) == NULL || (out = malloc(LOG_RING_SIZE + 1)) == NULL) {
 		free(all);
 		kb_session_send_control(c->sess, kb_msg_result(id, 0, 500, "out of memory"));
@@ -460,6 +470,7 @@ log_wait_end(struct log_wait *w, cJSON *res)
 		;
 	if (*pp)
 		*pp = w->next;
+	w->daemon->log_waits--;
 	if (res && w->daemon->sess)
 		kb_session_send_control(w->daemon->sess, res);
 	else
@@ -511,6 +522,11 @@ sidecar_logs(struct client *c, double id, const char *wl, const char *ns, int re
 		    "the sidecar is older than the manager: it hands out no logs"));
 		return;
 	}
+	if (c->log_waits >= LOG_WAITS_MAX) {
+		kb_session_send_control(c->sess, kb_msg_result(id, 0, 429,
+		    "too many sidecar log requests at once"));
+		return;
+	}
 	if ((w = calloc(1, sizeof(*w))) == NULL ||
 	    (w->timer = evtimer_new(m->base, log_wait_timeout, w)) == NULL ||
 	    (msg = kb_msg_new(KB_MSG_LOGS)) == NULL) {
@@ -522,6 +538,7 @@ sidecar_logs(struct client *c, double id, const char *wl, const char *ns, int re
 	}
 	w->daemon = c;
 	w->sidecar = sc;
+	c->log_waits++;
 	c->refs++;
 	sc->refs++;
 	w->id = id;

@@ -129,3 +129,9 @@ grep -q 'not connected' "$tmp/kbridge-logs/manager.log.missing"
 grep -q '"not running"' "$tmp/kbridge-logs/status.json"
 grep -q 'shutting down' "$tmp/kbridge-logs/kbridged.log"
 ok "gather-logs without a daemon: its last log, status not running, manager.log.missing says why"
+
+if [[ -n ${KB_SAN:-} ]]; then
+	no grep -E "ERROR: (Address|Leak)Sanitizer|runtime error:" "$STATE"/ws/kbridged.sock.log \
+		"$STATE"/bob/kbridged.sock.log "$STATE"/manager*.log "$STATE"/web/sidecar.log
+	ok "no sanitizer reports in the daemons', manager's and web sidecar's logs"
+fi
