@@ -18,7 +18,7 @@ FAIL_LOGS=(ws/kbridged.sock.log)
 command -v tmux >/dev/null || { echo "not ok - tmux is not installed (scripts/install-deps)"; exit 1; }
 tmp=$(mktemp -d /tmp/kbctrlc.$$.XXXXXX)
 chmod 755 "$tmp"
-T=(tmux -L "kbctrlc$$" -f /dev/null)
+T=(tmux -S "$tmp/tmux.sock" -f /dev/null)
 passed=
 cleanup_extra() {
 	[[ -n $passed ]] || { echo "--- the terminal"; pane 2>/dev/null; }

@@ -14,7 +14,7 @@ control_plane
 K=$STATE/kube
 tmp=$(mktemp -d /tmp/kbk8sctrlc.$$.XXXXXX)
 chmod 755 "$tmp"
-T=(tmux -L "kbk8sctrlc$$" -f /dev/null)
+T=(tmux -S "$tmp/tmux.sock" -f /dev/null)
 passed=
 cleanup_extra() {
 	[[ -n $passed ]] || { echo "--- the terminal"; pane 2>/dev/null; }
