@@ -1174,6 +1174,9 @@ cmd_connect(int argc, char **argv)
 	}
 	if (rc == KB_API_DOWN) {
 		progress("starting kbridged%s", geteuid() != 0 ? " through sudo" : "");
+		/* sudo may ask for a password: its prompt on a line of its own. */
+		if (geteuid() != 0 && progress_tty)
+			fputc('\n', stderr);
 		rc = kb_daemon_start(sock, err, sizeof(err));
 		/* Interrupted, it may be up all the same: stopped below. */
 		if (rc == 0 || interrupted)
