@@ -1504,6 +1504,10 @@ put_bash_completion(FILE *f)
 			fputs("\t\twords=\"bash\" ;;\n", f);
 			continue;
 		}
+		if (c->run == cmd_loglevel) {
+			fputs("\t\twords=\"debug info --help\" ;;\n", f);
+			continue;
+		}
 		/* Subcommands ("preview create"): theirs after the second word. */
 		for (n = 0; n < NCOMMANDS; n++)
 			if (!strncmp(commands[n].name, c->name, strlen(c->name)) &&
@@ -1535,7 +1539,7 @@ put_bash_completion(FILE *f)
 	    "\t# Options where one is begun, else what bash completes by default\n"
 	    "\t# (file names, as for --env-file and --profile).\n"
 	    "\tif [[ $cur == -* || ${COMP_WORDS[1]} == help ||\n"
-	    "\t    ${COMP_WORDS[1]} == completion ||\n"
+	    "\t    ${COMP_WORDS[1]} == completion || ${COMP_WORDS[1]} == loglevel ||\n"
 	    "\t    ( ${COMP_WORDS[1]} == preview && $COMP_CWORD == 2 ) ]]; then\n"
 	    "\t\tCOMPREPLY=($(compgen -W \"$words\" -- \"$cur\"))\n"
 	    "\tfi\n"
