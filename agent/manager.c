@@ -388,20 +388,27 @@ word_char(char ch)
 	    ch == '-' || ch == '_' || ch == '.' || ch == '@';
 }
 
-/* Does line (len bytes) name user as a word of its own? */
+/* Does line (len bytes) name user where the manager's lines name the user
+ * they are about: "session USER ", "csr X of USER:", "certificate for USER ",
+ * "intercept ID: USER left", "preview T of USER on"? A word of its own
+ * there, not merely somewhere (a user named "from" gets no other's lines). */
 static int
 names_user(const char *line, size_t len, const char *user)
 {
-	size_t ulen = strlen(user), i;
+	static const char *before[] = { "session ", " of ", ": ", " for " };
+	size_t ulen = strlen(user), i, k, b;
 
 	if (ulen == 0)
 		return 0;
 	for (i = 0; i + ulen <= len; i++) {
-		if (memcmp(line + i, user, ulen) != 0)
+		if (memcmp(line + i, user, ulen) != 0 ||
+		    (i + ulen < len && word_char(line[i + ulen])))
 			continue;
-		if ((i == 0 || !word_char(line[i - 1])) &&
-		    (i + ulen == len || !word_char(line[i + ulen])))
-			return 1;
+		for (k = 0; k < sizeof(before) / sizeof(before[0]); k++) {
+			b = strlen(before[k]);
+			if (i >= b && memcmp(line + i - b, before[k], b) == 0)
+				return 1;
+		}
 	}
 	return 0;
 }

@@ -101,6 +101,7 @@ ok "gather-logs never replaces a file; its temporary directory is gone"
 
 # A sidecar's log, for a workload alice intercepts; not for bob, who does not.
 kb intercept web --port 8080 --http-header x-dev=alice >/dev/null 2>&1
+QUIET=1 bob intercept api --port 8080 --http-header x-dev=bob >/dev/null 2>&1
 [[ $(pg ws curl -sS -m 5 -H 'x-dev: nobody' http://web.default/) == "hello from web (cluster)" ]]
 rm -rf "$tmp/kbridge-logs"
 expect 0 kb gather-logs -o "$tmp/s.tar.gz"
@@ -110,6 +111,10 @@ f=$tmp/kbridge-logs/sidecar-web.default-0.log
 grep -qE 'kbridge-sidecar\[info\] 1 intercept\(s\) on web.default' "$f"
 [[ $(grep -cvE "$iso" "$f") == 0 ]]
 [[ ! -e $tmp/kbridge-logs/sidecar-web.default-1.log ]]
+[[ ! -e $tmp/kbridge-logs/sidecar-api.default-0.log ]]
+grep -qE 'intercept [a-z0-9]+: alice intercepts web\.default' "$tmp/kbridge-logs/manager.log"
+no grep -qw bob "$tmp/kbridge-logs/manager.log"
+grep -qE 'intercept [a-z0-9]+: bob intercepts api\.default' "$STATE/manager.log"
 sock=$STATE/bob/kbridged.sock
 code=$(QUIET=1 pg bob curl -sS -o "$tmp/bob.json" -w '%{http_code}' --unix-socket "$sock" \
 	-X POST -d '{"workload":"web","namespace":"default"}' http://kbridged/v1/sidecar-log)
@@ -117,8 +122,9 @@ code=$(QUIET=1 pg bob curl -sS -o "$tmp/bob.json" -w '%{http_code}' --unix-socke
 code=$(QUIET=1 pg bob curl -sS -o "$tmp/bob.json" -w '%{http_code}' --unix-socket "$sock" \
 	-X POST -d '{"workload":"web","namespace":"default","replica":64}' http://kbridged/v1/sidecar-log)
 [[ $code == 400 ]]
-ok "gather-logs: the sidecar's log of a workload alice intercepts; bob, who does not, gets 404"
+ok "gather-logs: the sidecar's log of a workload alice intercepts, her intercept in the manager's lines (not bob's); bob gets 404 for hers"
 kb leave web >/dev/null
+QUIET=1 bob leave api >/dev/null
 
 # Not connected: what can be had, and why the rest cannot.
 kb quit >/dev/null
