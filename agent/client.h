@@ -2,6 +2,8 @@
 #ifndef KB_AGENT_CLIENT_H
 #define KB_AGENT_CLIENT_H
 
+#include <stdint.h>
+
 #include "listener.h"
 
 struct manager;
@@ -28,6 +30,9 @@ struct client {
 	int replaceable;   /* its hello says it understands "replaced" */
 	int leaving;       /* it sent goaway: its session no longer holds its identity */
 	int cluster_updates; /* ... and "cluster" */
+	int logs;          /* a sidecar whose hello says it answers "logs" */
+	uint64_t logs_ms;  /* a daemon's last "logs" of the manager's ring */
+	unsigned log_waits; /* its "logs" waiting for a sidecar */
 	int refs;
 	/* manager.c's per-session limits: connects and lookups in flight, and
 	 * what was refused (logged when first refused, counted at the end) */

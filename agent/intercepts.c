@@ -923,6 +923,15 @@ icpt_owned(struct icpt_reg *r, const char *owner, const char *wl, const char *ns
 	return -1;
 }
 
+struct client *
+icpt_sidecar(struct icpt_reg *r, const char *wl, const char *ns, size_t k, size_t *n)
+{
+	struct workload *w = find_workload(r, wl, ns);
+
+	*n = w ? w->nsidecars : 0;
+	return w && k < w->nsidecars ? w->sidecars[k] : NULL;
+}
+
 int
 icpt_state(struct icpt_reg *r, const char *id, const char *owner)
 {

@@ -57,6 +57,10 @@ void icpt_route_stream(struct icpt_reg *r, struct client *sidecar, struct kb_str
  * the workload speaks HTTP: 0, or -1 if owner has none there. */
 int icpt_owned(struct icpt_reg *r, const char *owner, const char *wl, const char *ns, char *id,
     size_t idlen, int *http);
+/* The k-th sidecar session of workload wl in ns and how many there are
+ * (*n); NULL if k is not below *n. */
+struct client *icpt_sidecar(struct icpt_reg *r, const char *wl, const char *ns, size_t k,
+    size_t *n);
 /* 1: owner's intercept id is served (its workstation is connected); 0: it
  * exists but its workstation is away (grace period); -1: owner has no
  * intercept of that id. */

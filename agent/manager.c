@@ -55,6 +55,8 @@
  * the manager's sockets, memory or resolver. */
 #define MAX_DIALS 64
 #define MAX_LOOKUPS 256
+/* The newest log lines kept in memory for "logs" (kbridge gather-logs). */
+#define LOG_RING_SIZE (256 * 1024)
 /* The manager's own addresses, read again at most this often. */
 #define OWN_MAX 64
 #define OWN_REFRESH_MS 10000
@@ -72,6 +74,8 @@ struct manager {
 	size_t nnamespaces;
 	/* --in-cluster: the API tells subnets and namespaces (discovery). */
 	struct kb_kube *kube;
+	struct log_wait *log_waits;	/* daemons' "logs" waiting for a sidecar */
+	unsigned log_seq;
 	struct discovery *disc;
 	struct csr_signer *csr;	/* developers' CertificateSigningRequests */
 	struct enroller *enroll;	/* injected sidecars' certificates (webhook /enroll) */
@@ -102,6 +106,22 @@ struct lookup {
 	double id;
 	int qtype;
 };
+
+/* A daemon's "logs" for a sidecar, asked of that sidecar as id sid. */
+struct log_wait {
+	struct log_wait *next;
+	struct client *daemon, *sidecar;	/* a reference each */
+	double id;
+	unsigned sid;
+	size_t replicas;		/* the workload's sidecars, for the answer */
+	struct event *timer;
+};
+
+/* How long a sidecar has to answer "logs"; how many of a daemon's may
+ * wait at once; how often it may read the manager's ring. */
+#define SIDECAR_LOGS_MS 3000
+#define LOG_WAITS_MAX 4
+#define RING_LOGS_EVERY_MS 200
 
 void
 client_unref(struct client *c)
@@ -362,10 +382,214 @@ lookup_refuse(struct client *c, double id)
 }
 
 static int
+word_char(char ch)
+{
+	return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+	    ch == '-' || ch == '_' || ch == '.' || ch == '@';
+}
+
+/* Does line (len bytes) name user where the manager's lines name the user
+ * they are about: "session USER ", "csr X of USER:", "certificate for USER ",
+ * "intercept ID: USER left", "preview T of USER on"? A word of its own
+ * there, not merely somewhere (a user named "from" gets no other's lines). */
+static int
+names_user(const char *line, size_t len, const char *user)
+{
+	static const char *before[] = { "session ", " of ", ": ", " for " };
+	size_t ulen = strlen(user), i, k, b;
+
+	if (ulen == 0)
+		return 0;
+	for (i = 0; i + ulen <= len; i++) {
+		if (memcmp(line + i, user, ulen) != 0 ||
+		    (i + ulen < len && word_char(line[i + ulen])))
+			continue;
+		for (k = 0; k < sizeof(before) / sizeof(before[0]); k++) {
+			b = strlen(before[k]);
+			if (i >= b && memcmp(line + i - b, before[k], b) == 0)
+				return 1;
+		}
+	}
+	return 0;
+}
+
+/* Answer "logs": of the ring's lines, the newest that name the session's
+ * user (not other developers' lines), at most KB_LOGS_MAX bytes. */
+static void
+answer_logs(struct client *c, double id)
+{
+	char *all, *out, *p, *nl;
+	size_t n, olen = 0, len;
+	uint64_t now = kb_now_ms();
+	cJSON *r;
+
+	if (c->logs_ms && now - c->logs_ms < RING_LOGS_EVERY_MS) {
+		kb_session_send_control(c->sess, kb_msg_result(id, 0, 429,
+		    "one request for the manager's log at a time; try again"));
+		return;
+	}
+	c->logs_ms = now;
+	if ((all = malloc(LOG_RING_SIZE)) == NULL || (out = malloc(LOG_RING_SIZE + 1)) == NULL) {
+		free(all);
+		kb_session_send_control(c->sess, kb_msg_result(id, 0, 500, "out of memory"));
+		return;
+	}
+	n = log_ring_copy(all, LOG_RING_SIZE);
+	for (p = all; p < all + n; p = nl + 1) {
+		if ((nl = memchr(p, '\n', (size_t)(all + n - p))) == NULL)
+			break;
+		len = (size_t)(nl + 1 - p);
+		if (names_user(p, len - 1, c->name)) {
+			memcpy(out + olen, p, len);
+			olen += len;
+		}
+	}
+	/* The newest KB_LOGS_MAX bytes, from a line's start. */
+	p = out;
+	while (olen - (size_t)(p - out) > KB_LOGS_MAX && (nl = memchr(p, '\n',
+	    olen - (size_t)(p - out))) != NULL)
+		p = nl + 1;
+	len = olen - (size_t)(p - out);
+	if (len > KB_LOGS_MAX) {
+		p += len - KB_LOGS_MAX;
+		len = KB_LOGS_MAX;
+	}
+	/* Control characters would grow six-fold in JSON: '?' instead. */
+	for (n = 0; n < len; n++)
+		if (((unsigned char)p[n] < 0x20 && p[n] != '\n' && p[n] != '\t') || p[n] == 0x7f)
+			p[n] = '?';
+	p[len] = '\0';
+	if ((r = kb_msg_result(id, 1, 0, NULL)) != NULL)
+		cJSON_AddStringToObject(r, "log", p);
+	free(all);
+	free(out);
+	kb_session_send_control(c->sess, r);
+}
+
+/* End a wait: answer the daemon with res (taken; NULL: none), drop it. */
+static void
+log_wait_end(struct log_wait *w, cJSON *res)
+{
+	struct manager *m = w->daemon->m;
+	struct log_wait **pp;
+
+	for (pp = &m->log_waits; *pp && *pp != w; pp = &(*pp)->next)
+		;
+	if (*pp)
+		*pp = w->next;
+	w->daemon->log_waits--;
+	if (res && w->daemon->sess)
+		kb_session_send_control(w->daemon->sess, res);
+	else
+		cJSON_Delete(res);
+	event_free(w->timer);
+	client_unref(w->daemon);
+	client_unref(w->sidecar);
+	free(w);
+}
+
+static void
+log_wait_timeout(evutil_socket_t fd, short what, void *arg)
+{
+	struct log_wait *w = arg;
+
+	(void)fd;
+	(void)what;
+	log_wait_end(w, kb_msg_result(w->id, 0, 504, "the sidecar did not answer in time"));
+}
+
+/* Ask the replica-th sidecar of workload.ns for its log, for daemon c
+ * that intercepts that workload (its request id). */
+static void
+sidecar_logs(struct client *c, double id, const char *wl, const char *ns, int replica)
+{
+	struct manager *m = c->m;
+	struct timeval tv = kb_ms_tv(SIDECAR_LOGS_MS);
+	struct client *sc;
+	struct log_wait *w;
+	char icpt[80], text[200];
+	size_t n;
+	cJSON *msg;
+	int http;
+
+	/* Only the workloads this user intercepts: their traffic is theirs
+	 * already, and nothing else of the cluster's. */
+	if (icpt_owned(m->icpts, c->name, wl, ns, icpt, sizeof(icpt), &http) < 0) {
+		snprintf(text, sizeof(text), "you have no intercept of %s.%s", wl, ns);
+		kb_session_send_control(c->sess, kb_msg_result(id, 0, 404, text));
+		return;
+	}
+	if ((sc = icpt_sidecar(m->icpts, wl, ns, (size_t)replica, &n)) == NULL || !sc->sess) {
+		snprintf(text, sizeof(text), "%s.%s has %zu sidecar(s) connected", wl, ns, n);
+		kb_session_send_control(c->sess, kb_msg_result(id, 0, 404, text));
+		return;
+	}
+	if (!sc->logs) {
+		kb_session_send_control(c->sess, kb_msg_result(id, 0, 501,
+		    "the sidecar is older than the manager: it hands out no logs"));
+		return;
+	}
+	if (c->log_waits >= LOG_WAITS_MAX) {
+		kb_session_send_control(c->sess, kb_msg_result(id, 0, 429,
+		    "too many sidecar log requests at once"));
+		return;
+	}
+	if ((w = calloc(1, sizeof(*w))) == NULL ||
+	    (w->timer = evtimer_new(m->base, log_wait_timeout, w)) == NULL ||
+	    (msg = kb_msg_new(KB_MSG_LOGS)) == NULL) {
+		if (w)
+			event_free(w->timer);
+		free(w);
+		kb_session_send_control(c->sess, kb_msg_result(id, 0, 500, "out of memory"));
+		return;
+	}
+	w->daemon = c;
+	w->sidecar = sc;
+	c->log_waits++;
+	c->refs++;
+	sc->refs++;
+	w->id = id;
+	w->sid = ++m->log_seq;
+	w->replicas = n;
+	cJSON_AddNumberToObject(msg, "id", w->sid);
+	w->next = m->log_waits;
+	m->log_waits = w;
+	evtimer_add(w->timer, &tv);
+	if (kb_session_send_control(sc->sess, msg) < 0)
+		log_wait_end(w, kb_msg_result(id, 0, 502, "the sidecar's session failed"));
+}
+
+/* A sidecar's "result" to our "logs": the daemon gets it, as its answer. */
+static int
+sidecar_result(struct client *c, const cJSON *msg)
+{
+	const cJSON *id = cJSON_GetObjectItemCaseSensitive(msg, "id");
+	const cJSON *log = cJSON_GetObjectItemCaseSensitive(msg, "log");
+	struct log_wait *w;
+	cJSON *r;
+
+	for (w = c->m->log_waits; w; w = w->next)
+		if (w->sidecar == c && (double)w->sid == id->valuedouble)
+			break;
+	if (w == NULL)
+		return 0;	/* after the timeout */
+	if (!cJSON_IsString(log) || strlen(log->valuestring) > KB_LOGS_MAX) {
+		log_wait_end(w, kb_msg_result(w->id, 0, 502, "the sidecar's answer is not a log"));
+		return 0;
+	}
+	if ((r = kb_msg_result(w->id, 1, 0, NULL)) != NULL) {
+		cJSON_AddStringToObject(r, "log", log->valuestring);
+		cJSON_AddNumberToObject(r, "replicas", (double)w->replicas);
+	}
+	log_wait_end(w, r);
+	return 0;
+}
+
+static int
 on_control(struct kb_session *s, const cJSON *msg, const char *type, void *arg)
 {
 	struct client *c = arg;
-	const cJSON *id, *name, *qt;
+	const cJSON *id, *name, *qt, *wl, *ns, *rep;
 	enum kb_msg_type t;
 	struct lookup *lk;
 	char err[200];
@@ -373,6 +597,19 @@ on_control(struct kb_session *s, const cJSON *msg, const char *type, void *arg)
 	int rc;
 
 	(void)type;
+	if (c->kind == CLIENT_SIDECAR) {
+		/* A sidecar sends only results, to our "logs". */
+		if (kb_msg_parse(msg, &t, err, sizeof(err)) != 0) {
+			log_warnx("session %s from %s: %s", c->name, c->peer, err);
+			return -1;
+		}
+		if (t != KB_MSG_RESULT) {
+			log_warnx("session %s from %s: \"%s\" is not a message a sidecar sends",
+			    c->name, c->peer, type);
+			return -1;
+		}
+		return sidecar_result(c, msg);
+	}
 	if (c->kind != CLIENT_DAEMON)
 		return -1;
 	if ((rc = kb_msg_parse(msg, &t, err, sizeof(err))) < 0) {
@@ -382,6 +619,19 @@ on_control(struct kb_session *s, const cJSON *msg, const char *type, void *arg)
 	switch (t) {
 	case KB_MSG_RESOLVE:
 		break;
+	case KB_MSG_LOGS:
+		id = cJSON_GetObjectItemCaseSensitive(msg, "id");
+		wl = cJSON_GetObjectItemCaseSensitive(msg, "workload");
+		ns = cJSON_GetObjectItemCaseSensitive(msg, "namespace");
+		rep = cJSON_GetObjectItemCaseSensitive(msg, "replica");
+		if (rc > 0)
+			kb_session_send_control(s, kb_msg_result(id->valuedouble, 0, rc, err));
+		else if (cJSON_IsString(wl))
+			sidecar_logs(c, id->valuedouble, wl->valuestring, ns->valuestring,
+			    cJSON_IsNumber(rep) ? rep->valueint : 0);
+		else
+			answer_logs(c, id->valuedouble);
+		return 0;
 	case KB_MSG_INTERCEPT:
 	case KB_MSG_LEAVE:
 	case KB_MSG_LEAVE_ALL:
@@ -562,6 +812,7 @@ on_hello(struct kb_session *s, const cJSON *h, char *reason, size_t rlen, void *
 	}
 	if (sidecar && icpt_sidecar_hello(m->icpts, c, h, reason, rlen) < 0)
 		return -1;
+	c->logs = sidecar && cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(h, "logs"));
 	if (!sidecar) {
 		const cJSON *inst = cJSON_GetObjectItemCaseSensitive(h, "instance");
 		snprintf(c->instance, sizeof(c->instance), "%s",
@@ -580,6 +831,7 @@ on_hello(struct kb_session *s, const cJSON *h, char *reason, size_t rlen, void *
 	cJSON_AddStringToObject(r, "cluster_domain", m->domain);
 	cJSON_AddTrueToObject(r, "leave_all");
 	cJSON_AddTrueToObject(r, "dns_records");
+	cJSON_AddTrueToObject(r, "logs");
 	cluster_lists(m, r);
 	log_info("session %s from %s: hello (%s, namespace %s)", c->name, c->peer,
 	    role->valuestring, cJSON_IsString(ns) ? ns->valuestring : "-");
@@ -1169,6 +1421,8 @@ cmd_manager(int argc, char **argv)
 		return 2;
 	}
 	log_init("kbridge-agent", verbose ? KB_LOG_DEBUG : KB_LOG_INFO);
+	if (log_ring_init(LOG_RING_SIZE) < 0)
+		log_warnx("no memory for the log ring: 'kbridge gather-logs' gets no manager log");
 	kb_malloc_tune();
 	signal(SIGPIPE, SIG_IGN);
 	/* Every connection is a descriptor (two when proxied): 1024 is few. */

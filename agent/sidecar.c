@@ -519,6 +519,27 @@ on_hello(struct kb_session *s, const cJSON *h, char *reason, size_t len, void *a
 	return 0;
 }
 
+/* The manager's "logs" (for a developer who intercepts this workload):
+ * our newest lines, control characters but newline and tab as '?'. */
+static int
+answer_logs(struct kb_session *s, const cJSON *msg)
+{
+	static char buf[KB_LOGS_MAX + 1];
+	size_t n = log_ring_copy(buf, KB_LOGS_MAX), i;
+	cJSON *r;
+
+	for (i = 0; i < n; i++)
+		if (((unsigned char)buf[i] < 0x20 && buf[i] != '\n' && buf[i] != '\t') ||
+		    buf[i] == 0x7f)
+			buf[i] = '?';
+	buf[n] = '\0';
+	r = kb_msg_result(cJSON_GetObjectItemCaseSensitive(msg, "id")->valuedouble, 1, 0, NULL);
+	if (r)
+		cJSON_AddStringToObject(r, "log", buf);
+	kb_session_send_control(s, r);
+	return 0;
+}
+
 static int
 on_control(struct kb_session *s, const cJSON *msg, const char *type, void *arg)
 {
@@ -526,7 +547,6 @@ on_control(struct kb_session *s, const cJSON *msg, const char *type, void *arg)
 	enum kb_msg_type t;
 	char err[200];
 
-	(void)s;
 	(void)type;
 	if (kb_msg_parse(msg, &t, err, sizeof(err)) != 0) {
 		log_warnx("the manager: %s", err);
@@ -535,6 +555,8 @@ on_control(struct kb_session *s, const cJSON *msg, const char *type, void *arg)
 	switch (t) {
 	case KB_MSG_INTERCEPTS:
 		return icpts_update(sc, msg);
+	case KB_MSG_LOGS:
+		return answer_logs(s, msg);
 	default:
 		return -1; /* not one the manager sends a sidecar */
 	}
@@ -601,6 +623,7 @@ link_hello(void *arg)
 	cJSON_AddStringToObject(hello, "workload", sc->workload);
 	cJSON_AddStringToObject(hello, "namespace", sc->ns);
 	cJSON_AddStringToObject(hello, "protocol", sc->protocol);
+	cJSON_AddTrueToObject(hello, "logs");
 	cJSON_AddItemToObject(hello, "env", hello_env());
 	/* Its pod (downward API) and the app's container, where the pod spec
 	 * says so: an in-cluster manager takes the env from the pod spec. */
@@ -944,6 +967,8 @@ sc_setup(struct sidecar *sc, const struct sc_opts *o, char *err, size_t errlen)
 	long long expires = 0;
 
 	log_init("kbridge-sidecar", o->verbose ? KB_LOG_DEBUG : KB_LOG_INFO);
+	if (log_ring_init(KB_LOGS_MAX) < 0)
+		log_warnx("no memory for the log ring: no log for 'kbridge gather-logs'");
 	signal(SIGPIPE, SIG_IGN);
 	/* Every connection is a descriptor (two when proxied): 1024 is few. */
 	if (kb_raise_nofile() < 0)

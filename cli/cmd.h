@@ -91,6 +91,15 @@ int std_opts_only(int argc, char **argv, const char *shortopts,
 int list_cmd(int argc, char **argv, const char *path,
     void (*text)(const cJSON *, const char *));
 
+/* cli/main.c: {"kbridge": VERSION, "kbridged": {"version", "pid"} or null},
+ * NULL when out of memory. */
+cJSON *version_json(void);
+
+/* cli/logs.c */
+int cmd_logs(int, char **);
+int cmd_loglevel(int, char **);
+int cmd_gather_logs(int, char **);
+
 /* cli/intercept.c */
 int cmd_intercept(int, char **);
 int cmd_leave(int, char **);

@@ -41,7 +41,12 @@ _Static_assert(KB_MAX_MATCH_HEADERS == 16, "update the intercept help text");
 #define NS_SHOWN		8
 
 enum { OPT_REPLACE = 256, OPT_KUBECONFIG, OPT_CONTEXT, OPT_MANAGER_NS, OPT_MANAGER_ADDR,
-    OPT_NEVER_PROXY, OPT_ALSO_PROXY, OPT_VIRTUAL_SUBNET };
+    OPT_NEVER_PROXY, OPT_ALSO_PROXY, OPT_VIRTUAL_SUBNET, OPT_TIMEOUT };
+
+/* connect --timeout: at most this long. */
+#define CONNECT_TIMEOUT_MAX_S	600
+/* The exit status after Ctrl-C (128 + SIGINT, as a shell reports it). */
+#define EXIT_INTERRUPTED	130
 
 struct command {
 	const char *name;
@@ -51,6 +56,10 @@ struct command {
 };
 
 volatile sig_atomic_t interrupted;
+/* connect's progress line on a terminal (stderr), rewritten in place. */
+static int progress_tty;
+/* Once Ctrl-C came, connect says so in one line: no other error. */
+static int quiet_when_interrupted;
 
 static int cmd_connect(int, char **);
 static int cmd_status(int, char **);
@@ -65,7 +74,8 @@ static const struct command commands[] = {
 	{ "connect", cmd_connect,
 	    "usage: kbridge connect [--kubeconfig FILE] [--context NAME]\n"
 	    "           [--manager-namespace NS] [--manager-address HOST:PORT]\n"
-	    "           [--namespace NS] [--replace] [--output text|json]\n"
+	    "           [--namespace NS] [--replace] [--timeout DURATION]\n"
+	    "           [--output text|json]\n"
 	    "       kbridge connect --profile FILE [--namespace NS] [--replace] ...\n"
 	    "\n"
 	    "Connect this workstation to the cluster of your kubeconfig (as kubectl\n"
@@ -79,6 +89,12 @@ static const struct command commands[] = {
 	    "instead (clusters without an API). An identity has one session: while\n"
 	    "it is connected from another workstation, connect is refused unless\n"
 	    "--replace ends that session (its intercepts and preview URLs end).\n"
+	    "\n"
+	    "On a terminal, connect shows its steps on one line of stderr (reading\n"
+	    "the kubeconfig, starting kbridged, dialling ADDRESS); into a pipe or\n"
+	    "file it writes only the result. Ctrl-C at any moment ends it with one\n"
+	    "line and exit status 130, undoing what it did: a kbridged it started\n"
+	    "is stopped, with its routes and firewall rules.\n"
 	    "\n"
 	    "      --kubeconfig FILE     kubeconfig (default: $KUBECONFIG, ~/.kube/config)\n"
 	    "      --context NAME        kubeconfig context (default: current-context)\n"
@@ -95,6 +111,9 @@ static const struct command commands[] = {
 	    "      --virtual-subnet CIDR|off  where cluster names in never-proxy ranges\n"
 	    "                            get virtual addresses (default: a free /16 of\n"
 	    "                            100.64.0.0/10); off: they resolve as they are\n"
+	    "      --timeout DURATION    wait at most this long for the session\n"
+	    "                            (and the certificate): 30, 30s, 2m;\n"
+	    "                            default 20s, at most 10m\n"
 	    "  -o, --output FMT          text (default) or json\n"
 	    "  -h, --help                show this help\n",
 	    "connect this workstation to a cluster" },
@@ -370,6 +389,43 @@ static const struct command commands[] = {
 	    "\n"
 	    "  -h, --help           show this help\n",
 	    "disconnect and stop kbridged" },
+	{ "logs", cmd_logs,
+	    "usage: kbridge logs [-f] [--tail N]\n"
+	    "\n"
+	    "Print kbridged's log: one line per event, dated in UTC (ISO 8601).\n"
+	    "It is the file the running kbridged names in its status; started\n"
+	    "through sudo, " KB_RUN_DIR "/kbridged-UID.log (root's, readable by\n"
+	    "your group), started as root, the socket's path with .log added.\n"
+	    "\n"
+	    "  -f, --follow         keep printing new lines until interrupted\n"
+	    "      --tail N         only the last N lines (then new ones with -f)\n"
+	    "  -h, --help           show this help\n",
+	    "print kbridged's log" },
+	{ "loglevel", cmd_loglevel,
+	    "usage: kbridge loglevel debug|info\n"
+	    "\n"
+	    "Make the running kbridged log at this level from now on, without a\n"
+	    "restart (debug adds a line per connection, lookup and intercepted\n"
+	    "request; info is the default). 'kbridge status -o json' shows it.\n"
+	    "\n"
+	    "  -h, --help           show this help\n",
+	    "change kbridged's log level" },
+	{ "gather-logs", cmd_gather_logs,
+	    "usage: kbridge gather-logs -o FILE.tar.gz\n"
+	    "\n"
+	    "Write what a bug report needs into a new archive, FILE.tar.gz:\n"
+	    "kbridge-logs/ with kbridged.log (its newest 8 MiB), manager.log\n"
+	    "(the manager's recent lines about your session, fetched by kbridged\n"
+	    "over the session, at most 12 KiB), sidecar-WORKLOAD.NS-N.log for\n"
+	    "each workload you intercept (its sidecars' newest 12 KiB, through\n"
+	    "the manager), status.json ('kbridge status -o json') and\n"
+	    "version.json ('kbridge version -o json'). What cannot be had is a\n"
+	    "NAME.missing file saying why. Read it before you share it: it names\n"
+	    "your cluster's addresses and workloads.\n"
+	    "\n"
+	    "  -o, --output-file FILE  the archive to write (must not exist)\n"
+	    "  -h, --help              show this help\n",
+	    "write logs, status and versions into a .tar.gz" },
 	{ "version", cmd_version,
 	    "usage: kbridge version [--output text|json]\n"
 	    "\n"
@@ -395,11 +451,38 @@ static const struct command commands[] = {
 
 #define NCOMMANDS	(sizeof(commands) / sizeof(commands[0]))
 
+/* connect's current step on a terminal, in place of the previous one. */
+static void __attribute__((format(printf, 1, 2)))
+progress(const char *fmt, ...)
+{
+	va_list ap;
+
+	if (!progress_tty)
+		return;
+	fputs("\r\033[K", stderr);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputs(" ...", stderr);
+	fflush(stderr);
+}
+
+/* Erase the progress line (and a "^C" the terminal echoed onto it). */
+static void
+progress_clear(void)
+{
+	if (progress_tty)
+		fputs("\r\033[K", stderr);
+}
+
 void
 errorx(const char *fmt, ...)
 {
 	va_list ap;
 
+	if (quiet_when_interrupted && interrupted)
+		return;
+	progress_clear();
 	fputs("kbridge: ", stderr);
 	va_start(ap, fmt);
 	vfprintf(stderr, fmt, ap);
@@ -415,7 +498,7 @@ main_usage(FILE *f)
 	fprintf(f, "usage: kbridge COMMAND [OPTIONS]\n\ncommands:\n");
 	for (i = 0; i < NCOMMANDS; i++)
 		if (commands[i].summary)
-			fprintf(f, "  %-10s %s\n", commands[i].name,
+			fprintf(f, "  %-12s %s\n", commands[i].name,
 			    commands[i].summary);
 	fprintf(f, "\n'kbridge COMMAND --help' describes a command.\n"
 	    "The daemon's socket is $KBRIDGE_SOCKET, else %s.\n",
@@ -862,7 +945,7 @@ load_profile(const char *path)
 
 /* Undo a daemon this invocation started, so a failed connect leaves
  * neither a daemon nor rules behind. */
-static void
+static int
 stop_started_daemon(void)
 {
 	char err[512];
@@ -874,9 +957,10 @@ stop_started_daemon(void)
 	    sizeof(err));
 	cJSON_Delete(resp);
 	if (rc == KB_API_DOWN || kb_api_wait(0, STOP_WAIT_MS) == 0)
-		return;
+		return 0;
 	errorx("the kbridged started for this connect did not stop; "
 	    "run 'kbridge quit'");
+	return -1;
 }
 
 /* With KBRIDGE_TIMING set: where connect's time went, one line on stderr
@@ -1021,6 +1105,7 @@ cmd_connect(int argc, char **argv)
 		{ "never-proxy", required_argument, NULL, OPT_NEVER_PROXY },
 		{ "also-proxy", required_argument, NULL, OPT_ALSO_PROXY },
 		{ "virtual-subnet", required_argument, NULL, OPT_VIRTUAL_SUBNET },
+		{ "timeout", required_argument, NULL, OPT_TIMEOUT },
 		LONGOPT_NAMESPACE,
 		LONGOPT_OUTPUT,
 		LONGOPT_HELP,
@@ -1035,10 +1120,12 @@ cmd_connect(int argc, char **argv)
 	const char *vsub = NULL;
 	struct kb_cidr vc;
 	char vbuf[64];
-	char err[1024];
-	int ch, rc, started = 0, ret, replace = 0, kopt = 0;
+	char err[1024], where[PATH_MAX + 64], addr[300];
+	int ch, rc, started = 0, asked = 0, ret, replace = 0, kopt = 0;
 	char hbuf[256];
 	uint16_t hport;
+	long timeout_s = CONNECT_TIMEOUT_MS / 1000;
+	sigset_t block, old;
 	pid_t fwd = -1;
 	uint64_t t[4] = { kapi_now_us(), 0, 0, 0 }, prep_us = 0;
 
@@ -1062,6 +1149,16 @@ cmd_connect(int argc, char **argv)
 				goto done;
 			}
 			vsub = optarg;
+		} else if (ch == OPT_TIMEOUT) {
+			if (duration_arg("--timeout", optarg, &timeout_s) == -1) {
+				ret = EXIT_USAGE;
+				goto done;
+			}
+			if (timeout_s > CONNECT_TIMEOUT_MAX_S) {
+				errorx("connect: --timeout is at most %ds", CONNECT_TIMEOUT_MAX_S);
+				ret = EXIT_USAGE;
+				goto done;
+			}
 		} else if (ch == OPT_NEVER_PROXY || ch == OPT_ALSO_PROXY) {
 			if (add_range(ch == OPT_NEVER_PROXY ? &never : &also,
 			    ch == OPT_NEVER_PROXY ? "--never-proxy" : "--also-proxy",
@@ -1092,8 +1189,19 @@ cmd_connect(int argc, char **argv)
 		goto done;
 	}
 	ret = 1;
+	if ((long)ko.timeout_ms > timeout_s * 1000)
+		ko.timeout_ms = (int)(timeout_s * 1000);
 	/* Ctrl-C aborts the API requests and still lets us clean up. */
 	catch_signals();
+	quiet_when_interrupted = 1;
+	progress_tty = isatty(STDERR_FILENO);
+	if (profile)
+		snprintf(where, sizeof(where), "profile %s", profile);
+	else
+		snprintf(where, sizeof(where), "kubeconfig %s%s%.256s", ko.kubeconfig ?
+		    ko.kubeconfig : getenv("KUBECONFIG") && *getenv("KUBECONFIG") ?
+		    getenv("KUBECONFIG") : "~/.kube/config", ko.context ? ", context " : "",
+		    ko.context ? ko.context : "");
 	if (profile) {
 		if ((prof = load_profile(profile)) == NULL)
 			goto done;
@@ -1119,6 +1227,7 @@ cmd_connect(int argc, char **argv)
 		cJSON_Delete(resp);
 		resp = NULL;
 		prep_us = kapi_now_us();
+		progress("reading %s, getting your kbridge certificate", where);
 		if (kconnect_prepare(&ko, &prof, &kube, &fwd) == -1)
 			goto done;
 		prep_us = kapi_now_us() - prep_us;
@@ -1129,6 +1238,7 @@ cmd_connect(int argc, char **argv)
 			goto done;
 		}
 	}
+	snprintf(addr, sizeof(addr), "%s", orelse(jstr(prof, "manager"), "?"));
 	if ((body = cJSON_CreateObject()) == NULL ||
 	    !cJSON_AddItemToObject(body, "profile", prof)) {
 		cJSON_Delete(prof);
@@ -1162,32 +1272,53 @@ cmd_connect(int argc, char **argv)
 		goto done;
 	}
 	if (rc == KB_API_DOWN) {
-		if (kb_daemon_start(sock, err, sizeof(err)) == -1) {
+		progress("starting kbridged%s", geteuid() != 0 ? " through sudo" : "");
+		/* sudo may ask for a password: its prompt on a line of its own. */
+		if (geteuid() != 0 && progress_tty)
+			fputc('\n', stderr);
+		rc = kb_daemon_start(sock, err, sizeof(err));
+		/* Interrupted, it may be up all the same: stopped below. */
+		if (rc == 0 || interrupted)
+			started = 1;
+		if (rc == -1) {
 			errorx("%s", err);
 			goto done;
 		}
-		started = 1;
+		progress("waiting for kbridged on %s", sock);
 		if (kb_api_wait(1, START_WAIT_MS) == -1) {
 			char logpath[PATH_MAX];
 
 			if (kb_daemon_log(sock, logpath, sizeof(logpath)) == -1)
 				snprintf(logpath, sizeof(logpath), "its log");
-			errorx("kbridged does not answer on %s (see %s)", sock, logpath);
+			errorx("kbridged does not answer on %s (see %s, or 'kbridge logs')", sock,
+			    logpath);
 			goto done;
 		}
 	}
 
 	t[2] = kapi_now_us();
-	rc = call_ms("POST", KB_API_CONNECT, body, CONNECT_TIMEOUT_MS, &resp,
+	if (kube && !ko.manager_address)
+		progress("dialling the manager through the API server's port-forward (%s)",
+		    orelse(jstr(kube, "server"), "?"));
+	else
+		progress("dialling %s", addr);
+	asked = 1;
+	rc = call_ms("POST", KB_API_CONNECT, body, timeout_s * 1000, &resp,
 	    err, sizeof(err));
 	t[3] = kapi_now_us();
 	if (rc == KB_API_DOWN)
-		snprintf(err, sizeof(err), "kbridged stopped answering on %s",
+		snprintf(err, sizeof(err), "kbridged stopped answering on %s (see 'kbridge logs')",
 		    sock);
+	else if (rc != 0 && strncmp(err, "kbridged did not answer within", 30) == 0)
+		snprintf(err, sizeof(err), "no session within %lds (--timeout)", timeout_s);
 	if (rc != 0) {
-		errorx("connect failed: %s", err);
+		errorx("connect to %s failed: %s (%s)", addr, err, where);
 		goto done;
 	}
+	if (interrupted)
+		goto done;
+	progress("session up");
+	progress_clear();
 	if (out == OUT_JSON)
 		print_json(resp);
 	else
@@ -1195,10 +1326,28 @@ cmd_connect(int argc, char **argv)
 	connect_timing(t, prep_us);
 	ret = 0;
 done:
-	if (ret != 0 && started)
-		stop_started_daemon();
+	/* A second Ctrl-C does not cut the undoing short (it is bounded). */
+	sigemptyset(&block);
+	sigaddset(&block, SIGINT);
+	sigaddset(&block, SIGTERM);
+	sigprocmask(SIG_BLOCK, &block, &old);
+	if (ret != 0 && interrupted) {
+		ret = EXIT_INTERRUPTED;
+		interrupted = 0;
+	}
+	/* (the one line when it fails) */
+	if (ret != 0 && started && stop_started_daemon() < 0)
+		started = -1;
 	if (ret != 0)
 		kconnect_abort(fwd);
+	if (ret == EXIT_INTERRUPTED && started >= 0) {
+		progress_clear();
+		fprintf(stderr, "kbridge: connect interrupted; %s\n", !started && asked ?
+		    "kbridged was running before and carries on ('kbridge quit' stops it)" :
+		    "nothing was left running");
+	}
+	sigprocmask(SIG_SETMASK, &old, NULL);
+	progress_clear();
 	cJSON_Delete(resp);
 	cJSON_Delete(body);
 	cJSON_Delete(never);
@@ -1299,6 +1448,40 @@ cmd_quit(int argc, char **argv)
 	return 0;
 }
 
+/* The versions, and the running daemon's (d, pid) if up. */
+static cJSON *
+versions(int up, const cJSON *d, double pid)
+{
+	cJSON *j, *kd;
+
+	if ((j = cJSON_CreateObject()) == NULL ||
+	    cJSON_AddStringToObject(j, "kbridge", KB_VERSION) == NULL ||
+	    (up ? (kd = cJSON_AddObjectToObject(j, "kbridged")) == NULL ||
+	    cJSON_AddStringToObject(kd, "version", orelse(jstr(d, "version"), "?")) ==
+	    NULL || cJSON_AddNumberToObject(kd, "pid", pid) == NULL :
+	    cJSON_AddNullToObject(j, "kbridged") == NULL)) {
+		cJSON_Delete(j);
+		return NULL;
+	}
+	return j;
+}
+
+cJSON *
+version_json(void)
+{
+	const cJSON *d = NULL;
+	cJSON *resp = NULL, *j;
+	char err[256];
+	double pid = 0;
+	int up;
+
+	up = call_ms("GET", KB_API_STATUS, NULL, 1000, &resp, err, sizeof(err)) == 0 &&
+	    jnum(d = cJSON_GetObjectItemCaseSensitive(resp, "daemon"), "pid", &pid);
+	j = versions(up, d, pid);
+	cJSON_Delete(resp);
+	return j;
+}
+
 static int
 cmd_version(int argc, char **argv)
 {
@@ -1309,9 +1492,9 @@ cmd_version(int argc, char **argv)
 	};
 	enum output out = OUT_TEXT;
 	const cJSON *d = NULL;
-	cJSON *resp = NULL, *j, *kd;
+	cJSON *resp = NULL, *j;
 	char err[256];
-	double pid;
+	double pid = 0;
 	int ret, up;
 
 	if (!std_opts_only(argc, argv, ":o:h", opts, NULL, &out, &ret))
@@ -1320,13 +1503,7 @@ cmd_version(int argc, char **argv)
 	up = call_ms("GET", KB_API_STATUS, NULL, 1000, &resp, err, sizeof(err)) == 0 &&
 	    jnum(d = cJSON_GetObjectItemCaseSensitive(resp, "daemon"), "pid", &pid);
 	if (out == OUT_JSON) {
-		/* {"kbridge": VERSION, "kbridged": {"version", "pid"} or null} */
-		if ((j = cJSON_CreateObject()) == NULL ||
-		    cJSON_AddStringToObject(j, "kbridge", KB_VERSION) == NULL ||
-		    (up ? (kd = cJSON_AddObjectToObject(j, "kbridged")) == NULL ||
-		    cJSON_AddStringToObject(kd, "version", orelse(jstr(d, "version"), "?")) ==
-		    NULL || cJSON_AddNumberToObject(kd, "pid", pid) == NULL :
-		    cJSON_AddNullToObject(j, "kbridged") == NULL)) {
+		if ((j = versions(up, d, pid)) == NULL) {
 			errorx("version: out of memory");
 			ret = 1;
 		} else
@@ -1426,6 +1603,10 @@ put_bash_completion(FILE *f)
 			fputs("\t\twords=\"bash\" ;;\n", f);
 			continue;
 		}
+		if (c->run == cmd_loglevel) {
+			fputs("\t\twords=\"debug info --help\" ;;\n", f);
+			continue;
+		}
 		/* Subcommands ("preview create"): theirs after the second word. */
 		for (n = 0; n < NCOMMANDS; n++)
 			if (!strncmp(commands[n].name, c->name, strlen(c->name)) &&
@@ -1457,7 +1638,7 @@ put_bash_completion(FILE *f)
 	    "\t# Options where one is begun, else what bash completes by default\n"
 	    "\t# (file names, as for --env-file and --profile).\n"
 	    "\tif [[ $cur == -* || ${COMP_WORDS[1]} == help ||\n"
-	    "\t    ${COMP_WORDS[1]} == completion ||\n"
+	    "\t    ${COMP_WORDS[1]} == completion || ${COMP_WORDS[1]} == loglevel ||\n"
 	    "\t    ( ${COMP_WORDS[1]} == preview && $COMP_CWORD == 2 ) ]]; then\n"
 	    "\t\tCOMPREPLY=($(compgen -W \"$words\" -- \"$cur\"))\n"
 	    "\tfi\n"

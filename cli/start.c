@@ -100,7 +100,8 @@ keep_tail(char *out, size_t *olen, size_t cap, const char *p, size_t n)
 	out[*olen] = '\0';
 }
 
-/* Last non-empty line, without a "HH:MM:SS.mmm prog[level] " log prefix. */
+/* Last non-empty line, without a "2026-12-03T18:10:14.123Z prog[level] " log
+ * prefix. */
 static const char *
 last_line(char *s)
 {
@@ -113,8 +114,8 @@ last_line(char *s)
 		return NULL;
 	line = strrchr(s, '\n');
 	line = line ? line + 1 : s;
-	if (strlen(line) > 3 && line[0] >= '0' && line[0] <= '9' &&
-	    line[2] == ':' &&
+	if (strlen(line) > 11 && line[0] >= '0' && line[0] <= '9' &&
+	    line[4] == '-' && line[10] == 'T' &&
 	    (tag = strstr(line, "] ")) != NULL)
 		line = tag + 2;
 	return line;
@@ -156,7 +157,7 @@ kb_daemon_start(const char *sock, char *err, size_t errlen)
 	char *argv[12];
 	const char *line;
 	size_t olen = 0;
-	int pfd[2], st = 0, i = 0, exited = 0, eof = 0, sudo = geteuid() != 0;
+	int pfd[2], st = 0, i = 0, exited = 0, eof = 0, sudo = geteuid() != 0, tty;
 	struct pollfd pf;
 	ssize_t n;
 	pid_t pid, w;
@@ -179,6 +180,11 @@ kb_daemon_start(const char *sock, char *err, size_t errlen)
 	}
 	if (sudo) {
 		argv[i++] = "sudo";
+		/* No terminal to type a password on: sudo must not wait for one. */
+		if ((tty = open("/dev/tty", O_RDWR | O_NOCTTY | O_CLOEXEC)) < 0)
+			argv[i++] = "-n";
+		else
+			close(tty);
 		argv[i++] = daemon;
 		argv[i++] = "--daemon";
 	} else {
@@ -240,6 +246,11 @@ kb_daemon_start(const char *sock, char *err, size_t errlen)
 	if ((line = last_line(out)) != NULL) {
 		if (strncmp(line, DAEMON_NAME ":", strlen(DAEMON_NAME) + 1) == 0)
 			snprintf(err, errlen, "%s", line);
+		else if (sudo && strncmp(line, "sudo:", 5) == 0)
+			snprintf(err, errlen, "cannot start %s as root through sudo (%s): "
+			    "add the sudoers rule 'ALL ALL=(root) NOPASSWD: %s --daemon' (see "
+			    "README), or run connect on a terminal to type your password",
+			    DAEMON_NAME, line + 5 + strspn(line + 5, " "), daemon);
 		else
 			snprintf(err, errlen, "cannot start %s: %s",
 			    DAEMON_NAME, line);

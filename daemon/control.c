@@ -82,6 +82,9 @@ status_json(struct kbd *d)
 	cJSON_AddNumberToObject(dm, "pid", getpid());
 	cJSON_AddStringToObject(dm, "version", KB_VERSION);
 	cJSON_AddStringToObject(dm, "socket", d->socket_path);
+	if (d->log_path)
+		cJSON_AddStringToObject(dm, "log", d->log_path);
+	cJSON_AddStringToObject(dm, "log_level", log_level_name(log_level()));
 	tunnel_status_json(d->tunnel, j);
 	return j;
 }
@@ -451,6 +454,92 @@ handle_status(struct evhttp_request *req, void *arg)
 	control_reply(req, 200, status_json(arg));
 }
 
+/* GET /v1/manager-log: the manager's recent lines about this session's
+ * user, through the session ({"ok": true, "log": TEXT}). */
+static void
+handle_manager_log(struct evhttp_request *req, void *arg)
+{
+	struct kbd *d = arg;
+	cJSON *none, *msg;
+
+	if (control_request(req, 0, &none) < 0)
+		return;
+	if (!control_relayable(d, req))
+		return;
+	if (!tunnel_manager_logs(d->tunnel)) {
+		control_error(req, 501, "the manager is older than this kbridged: it hands out "
+		    "no logs");
+		return;
+	}
+	if ((msg = kb_msg_new(KB_MSG_LOGS)) == NULL) {
+		control_error(req, 500, "out of memory");
+		return;
+	}
+	control_relay(d, req, msg, NULL, NULL);
+}
+
+/* POST /v1/sidecar-log {"workload", "namespace", "replica"}: that
+ * sidecar's newest lines, through the manager, which hands them only to a
+ * user who intercepts the workload. */
+static void
+handle_sidecar_log(struct evhttp_request *req, void *arg)
+{
+	struct kbd *d = arg;
+	cJSON *body, *msg;
+
+	if (control_request(req, 1, &body) < 0)
+		return;
+	if (!control_relayable(d, req))
+		goto out;
+	if (!tunnel_manager_logs(d->tunnel)) {
+		control_error(req, 501, "the manager is older than this kbridged: it hands out "
+		    "no logs");
+		goto out;
+	}
+	if ((msg = kb_msg_new(KB_MSG_LOGS)) == NULL) {
+		control_error(req, 500, "out of memory");
+		goto out;
+	}
+	/* kb_api_check found them: labels, and replica 0-63 if given. */
+	if (control_string(req, msg, body, "workload", NULL, 1) < 0 ||
+	    control_string(req, msg, body, "namespace", NULL, 1) < 0 ||
+	    control_number(req, msg, body, "replica", 0, KB_LOGS_REPLICA_MAX, 0) < 0) {
+		cJSON_Delete(msg);
+		goto out;
+	}
+	control_relay(d, req, msg, NULL, NULL);
+out:
+	cJSON_Delete(body);
+}
+
+/* POST /v1/loglevel {"level": "debug"|"info"}: at once, no restart. */
+static void
+handle_loglevel(struct evhttp_request *req, void *arg)
+{
+	const cJSON *lv;
+	cJSON *body, *j;
+	int want;
+
+	(void)arg;
+	if (control_request(req, 1, &body) < 0)
+		return;
+	lv = cJSON_GetObjectItemCaseSensitive(body, "level");	/* checked: debug or info */
+	want = !strcmp(lv->valuestring, "debug") ? KB_LOG_DEBUG : KB_LOG_INFO;
+	cJSON_Delete(body);
+	if (want != log_level()) {
+		log_set_level(KB_LOG_INFO);
+		log_info("log level %s (asked through the control socket)", log_level_name(want));
+		log_set_level(want);
+	}
+	if ((j = cJSON_CreateObject()) == NULL ||
+	    cJSON_AddStringToObject(j, "level", log_level_name(want)) == NULL) {
+		cJSON_Delete(j);
+		control_error(req, 500, "out of memory");
+		return;
+	}
+	control_reply(req, 200, j);
+}
+
 static void
 quit_after_reply(struct evhttp_request *req, void *arg)
 {
@@ -679,6 +768,9 @@ new_http(struct kbd *d)
 	evhttp_set_cb(http, KB_API_PREVIEW_CREATE, preview_http, d);
 	evhttp_set_cb(http, KB_API_PREVIEW_LIST, preview_http, d);
 	evhttp_set_cb(http, KB_API_PREVIEW_REMOVE, preview_http, d);
+	evhttp_set_cb(http, KB_API_LOGLEVEL, handle_loglevel, d);
+	evhttp_set_cb(http, KB_API_MANAGER_LOG, handle_manager_log, d);
+	evhttp_set_cb(http, KB_API_SIDECAR_LOG, handle_sidecar_log, d);
 	evhttp_set_gencb(http, handle_other, d);
 	return http;
 }

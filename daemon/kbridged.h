@@ -56,6 +56,7 @@ struct kbd {
 	const char *instance;
 	uint32_t tun_addr;          /* host order */
 	int exiting;                /* kbd_quit ran */
+	const char *log_path;       /* the log file (absolute), NULL if stderr */
 	char instance_id[33];       /* random, per process: the manager tells a
 	                             * reconnect from a new daemon by it */
 
@@ -94,6 +95,8 @@ const char *kbd_state_name(enum kbd_state s);
 /* The profile and namespace of the session (being) set up, or NULL. */
 const struct kb_profile *tunnel_profile(const struct tunnel *t);
 const char *tunnel_namespace(const struct tunnel *t);
+/* Does the manager answer "logs" (its hello said so)? */
+int tunnel_manager_logs(const struct tunnel *t);
 /* Start connecting with profile p (taken, freed on failure) to namespace ns;
  * kube (checked by kb_api_check, copied; may be NULL) is shown in the
  * status; replace: take over our user's other session. The outcome goes to

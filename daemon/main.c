@@ -251,6 +251,7 @@ struct opts {
 	int sudo;		/* started through sudo by caller */
 	uid_t caller;
 	char sudo_log[64];
+	char log_path[4096];	/* logfile made absolute, for status */
 };
 
 /* Fill o from argv; 0 to go on, else the exit status (after a message). */
@@ -340,6 +341,20 @@ parse_args(int argc, char **argv, struct opts *o)
 	return 0;
 }
 
+/* Where the log is, absolute, for 'kbridge logs' (status "daemon.log"). */
+static void
+log_path_of(struct opts *o)
+{
+	char cwd[2048];
+
+	if (o->sudo)
+		snprintf(o->log_path, sizeof(o->log_path), "%s/%s", KB_RUN_DIR, o->logfile);
+	else if (o->logfile[0] == '/' || getcwd(cwd, sizeof(cwd)) == NULL)
+		snprintf(o->log_path, sizeof(o->log_path), "%s", o->logfile);
+	else
+		snprintf(o->log_path, sizeof(o->log_path), "%s/%s", cwd, o->logfile);
+}
+
 /* As root: the socket and log a sudo caller gets, the log opened, and into
  * the background if asked (*notify: the pipe to the waiting parent).
  * 0, or the exit status after a message. */
@@ -374,8 +389,17 @@ set_up_process(struct opts *o, int *notify)
 	}
 	if (dirfd >= 0)
 		close(dirfd);
-	if (o->background)
+	if (logfd >= 0)
+		log_path_of(o);
+	/* The terminal's Ctrl-C reaches the whole 'kbridge connect' process
+	 * group: the start finishes (the parent waits for the child's word)
+	 * and the CLI, interrupted, stops the daemon it started. Half a start
+	 * would leave a daemon no one knows of. The event loop handles SIGINT
+	 * again once it runs. */
+	if (o->background) {
+		signal(SIGINT, SIG_IGN);
 		daemonize(logfd, notify);
+	}
 	kb_malloc_tune();
 	signal(SIGPIPE, SIG_IGN);
 	/* Every connection is a descriptor (two when proxied): 1024 is few. */
@@ -441,5 +465,6 @@ main(int argc, char **argv)
 	d.socket_path = o.socket_path;
 	d.instance = o.instance;
 	d.tun_addr = o.tun_addr;
+	d.log_path = o.log_path[0] ? o.log_path : NULL;
 	return run(&d, &o, notify);
 }

@@ -60,6 +60,7 @@ struct tunnel {
 	char manager_instance[40];  /* the manager process we talk to, from its hello */
 	int mgr_leave_all;          /* it takes "leave-all" (its hello says so) */
 	int mgr_dns_records;        /* it answers "records" and any type (its hello) */
+	int mgr_logs;               /* it answers "logs" (its hello) */
 	int left_all;               /* we sent it: our intercepts ended at once */
 	char replaced_by[80];       /* the manager gave our session to another workstation */
 	unsigned reconnects;
@@ -93,6 +94,12 @@ const struct kb_profile *
 tunnel_profile(const struct tunnel *t)
 {
 	return t->have_profile ? &t->profile : NULL;
+}
+
+int
+tunnel_manager_logs(const struct tunnel *t)
+{
+	return t->mgr_logs;
 }
 
 const char *
@@ -394,6 +401,7 @@ on_hello(struct kb_session *s, const cJSON *h, char *reason, size_t rlen, void *
 		t->reconnects++;
 	t->mgr_leave_all = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(h, "leave_all"));
 	t->mgr_dns_records = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(h, "dns_records"));
+	t->mgr_logs = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(h, "logs"));
 	t->left_all = 0;
 	t->replace = 0;	/* taken over once; a reconnect is the same session */
 	t->replaced_by[0] = '\0';

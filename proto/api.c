@@ -12,7 +12,8 @@
 #include "vnat.h"
 
 enum ftype { T_STRING, T_NUMBER, T_BOOL, T_OBJECT, T_HEADERS, T_KUBE, T_CIDRS };
-enum fcheck { C_NONE, C_LABEL, C_PATH_PREFIX, C_HOST, C_TOKEN, C_ADDRESS, C_VSUBNET };
+enum fcheck { C_NONE, C_LABEL, C_PATH_PREFIX, C_HOST, C_TOKEN, C_ADDRESS, C_VSUBNET,
+    C_LEVEL };
 
 struct field {
 	const char *name;
@@ -60,6 +61,16 @@ static const struct field preview_remove_fields[] = {
 	{ "token", T_STRING, 1, 0, 0, C_TOKEN },
 	END
 };
+static const struct field loglevel_fields[] = {
+	{ "level", T_STRING, 1, 0, 0, C_LEVEL },
+	END
+};
+static const struct field sidecar_log_fields[] = {
+	{ "workload", T_STRING, 1, 0, 0, C_LABEL },
+	{ "namespace", T_STRING, 1, 0, 0, C_LABEL },
+	{ "replica", T_NUMBER, 0, 0, KB_LOGS_REPLICA_MAX, C_NONE },
+	END
+};
 static const struct field no_fields[] = { END };
 
 static const struct {
@@ -72,6 +83,8 @@ static const struct {
 	{ KB_API_LEAVE, leave_fields },
 	{ KB_API_PREVIEW_CREATE, preview_create_fields },
 	{ KB_API_PREVIEW_REMOVE, preview_remove_fields },
+	{ KB_API_LOGLEVEL, loglevel_fields },
+	{ KB_API_SIDECAR_LOG, sidecar_log_fields },
 };
 
 int
@@ -216,6 +229,8 @@ check_string(const struct field *f, const char *s)
 	case C_VSUBNET:
 		return kb_vnat_user_subnet(s, &c, NULL, 0) < 0 ? "must be off or a range "
 		    "A.B.C.D/N from /8 to /30 (not loopback, link-local or multicast)" : NULL;
+	case C_LEVEL:
+		return !strcmp(s, "debug") || !strcmp(s, "info") ? NULL : "must be debug or info";
 	case C_NONE:
 		break;
 	}

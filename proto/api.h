@@ -32,6 +32,9 @@
 #define KB_API_PREVIEW_CREATE	"/v1/preview/create"	/* POST */
 #define KB_API_PREVIEW_LIST	"/v1/preview/list"	/* GET ?namespace= */
 #define KB_API_PREVIEW_REMOVE	"/v1/preview/remove"	/* POST */
+#define KB_API_LOGLEVEL		"/v1/loglevel"		/* POST */
+#define KB_API_MANAGER_LOG	"/v1/manager-log"	/* GET */
+#define KB_API_SIDECAR_LOG	"/v1/sidecar-log"	/* POST */
 
 /* Limits of request fields (the manager's own are the same or larger). */
 #define KB_API_BODY_MAX		(256 * 1024)

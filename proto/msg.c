@@ -33,7 +33,8 @@ struct field {
 struct spec {
 	const char *name;
 	struct field fields[MAX_FIELDS];
-	/* What the fields cannot say alone; 0 or -1 with err. */
+	/* What the fields cannot say alone; 0, or with err -1 (a protocol
+	 * error) or a status to answer (400). */
 	int (*check)(const cJSON *msg, char *err, size_t errlen);
 };
 
@@ -112,6 +113,22 @@ kb_msg_dns_record(const cJSON *rec, struct kb_dns_record *out)
 	return 0;
 }
 
+/* "logs": a sidecar's (workload and namespace) or the manager's (neither). */
+static int
+logs_check(const cJSON *msg, char *err, size_t errlen)
+{
+	const cJSON *w = cJSON_GetObjectItemCaseSensitive(msg, "workload");
+	const cJSON *n = cJSON_GetObjectItemCaseSensitive(msg, "namespace");
+	const cJSON *r = cJSON_GetObjectItemCaseSensitive(msg, "replica");
+
+	if (cJSON_IsString(w) != cJSON_IsString(n) || (cJSON_IsNumber(r) && !cJSON_IsString(w))) {
+		snprintf(err, errlen, "logs: workload and namespace go together (and replica "
+		    "with them)");
+		return 400;
+	}
+	return 0;
+}
+
 static int
 resolve_check(const cJSON *msg, char *err, size_t errlen)
 {
@@ -168,6 +185,13 @@ static const struct spec specs[KB_MSG__COUNT] = {
 		{ "token", K_STR, F_REQ, 0, 253, 404, NO_TOKEN, NULL },
 	}, NULL },
 	[KB_MSG_RESULT] = { "result", { ANSWER_ID }, NULL },
+	[KB_MSG_LOGS] = { "logs", {
+		ID,
+		{ "workload", K_STR, F_NULL | F_LABEL, 1, 63, 400, BAD_NAME, NULL },
+		{ "namespace", K_STR, F_NULL | F_LABEL, 1, 63, 400, BAD_NAME, NULL },
+		{ "replica", K_INT, F_NULL, 0, KB_LOGS_REPLICA_MAX, 400, "replica must be 0-63",
+		  NULL },
+	}, logs_check },
 	[KB_MSG_REPLACED] = { "replaced", {
 		{ "by", K_STR, 0, 0, 253, 0, NULL, NULL },
 	}, NULL },
@@ -252,6 +276,7 @@ kb_msg_parse(const cJSON *msg, enum kb_msg_type *type, char *err, size_t errlen)
 	const cJSON *t = cJSON_GetObjectItemCaseSensitive(msg, "type");
 	const struct spec *sp;
 	size_t i;
+	int rc;
 
 	if (!cJSON_IsObject(msg) || !cJSON_IsString(t)) {
 		snprintf(err, errlen, "a control message without a \"type\" string");
@@ -265,8 +290,9 @@ kb_msg_parse(const cJSON *msg, enum kb_msg_type *type, char *err, size_t errlen)
 	for (i = 0; i < MAX_FIELDS && sp->fields[i].name; i++)
 		if (check_field(sp, &sp->fields[i], msg, err, errlen) < 0)
 			return sp->fields[i].status ? sp->fields[i].status : -1;
-	if (sp->check && sp->check(msg, err, errlen) < 0)
-		return -1;
+	/* -1: a protocol error; a status (400): a request to answer. */
+	if (sp->check && (rc = sp->check(msg, err, errlen)) != 0)
+		return rc;
 	return 0;
 }
 

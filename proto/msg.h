@@ -38,6 +38,7 @@ enum kb_msg_type {
 	KB_MSG_REPLACED,	/* manager -> daemon */
 	KB_MSG_INTERCEPTS,	/* manager -> sidecar */
 	KB_MSG_CLUSTER,		/* manager -> daemon: new subnets and namespaces */
+	KB_MSG_LOGS,		/* daemon -> manager: its recent lines about us */
 	KB_MSG__COUNT
 };
 
@@ -81,6 +82,12 @@ struct kb_dns_record {
 };
 /* 0, or -1 if rec is not a valid record. */
 int kb_msg_dns_record(const struct cJSON *rec, struct kb_dns_record *out);
+
+/* The most of the manager's log a "logs" result carries (bytes of text
+ * before JSON escaping; the message must fit one frame). */
+#define KB_LOGS_MAX		(12 * 1024)
+/* The highest replica index "logs" may name. */
+#define KB_LOGS_REPLICA_MAX	63
 
 /* A new message object with its "type" set; NULL on allocation failure. */
 struct cJSON *kb_msg_new(enum kb_msg_type type);

@@ -31,7 +31,7 @@ expect() {
 }
 one_line() { [[ $(wc -l < "$tmp/err") == 1 ]]; }
 
-for c in "" connect status quit version help; do
+for c in "" connect status quit version help logs loglevel gather-logs; do
 	expect 0 $kb $c --help
 	grep -q '^usage: kbridge' "$tmp/out"
 done

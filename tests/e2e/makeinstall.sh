@@ -53,6 +53,11 @@ complete_words() {
 [[ $(complete_words kbridge help le) == leave ]]
 [[ $(complete_words kbridge intercept web --port 8080 -- bas) == *bash* ]]
 [[ -z $(complete_words kbridge intercept web --nosuch) ]]
+[[ $(complete_words kbridge log) == "login logs loglevel" ]]
+[[ $(complete_words kbridge ga) == gather-logs ]]
+[[ $(complete_words kbridge loglevel "") == "debug info --help" ]]
+[[ $(complete_words kbridge logs --f) == --follow ]]
+[[ $(complete_words kbridge connect --ti) == --timeout ]]
 bash -c 'source "$1"; complete -p kbridge' sh "$tmp/root/usr/share/bash-completion/completions/kbridge" | grep -q -- '-F _kbridge'
 cmp -s "$tmp/root/usr/share/bash-completion/completions/kbridge" <(bin/kbridge completion bash)
 ok "bash completes commands, subcommands, options and the command after --; the file is 'kbridge completion bash'"

@@ -122,6 +122,17 @@ unshare --net setpriv --reuid=65533 --regid=65533 --clear-groups cat "$log" >/de
 	{ echo "another user (another group) read the log"; exit 1; }
 ok "nobody reads the log but can neither append to it nor truncate it; another user cannot read it"
 
+as 65534 "$work/bin/kbridge" logs >"$work/out"
+grep -qE "^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9:.]{12}Z kbridged\[info\] .*listening on $sock" "$work/out"
+as 65534 "$work/bin/kbridge" status --output json >"$work/status.json" || true
+[[ $(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["daemon"]["log"])' "$work/status.json") == "$log" ]]
+as 65534 "$work/bin/kbridge" loglevel debug >/dev/null
+as 65534 "$work/bin/kbridge" logs --tail 1 | grep -q 'log level debug'
+as 65534 sh -c "cd '$work/evil' && TMPDIR='$work/evil' '$work/bin/kbridge' gather-logs -o g.tar.gz" >/dev/null
+tar -tzf "$work/evil/g.tar.gz" | grep -qx 'kbridge-logs/kbridged.log'
+tar -xzOf "$work/evil/g.tar.gz" kbridge-logs/kbridged.log | grep -q "listening on $sock"
+ok "as nobody: kbridge logs reads the root daemon's log (status names it), loglevel, gather-logs"
+
 # (not connected yet: status exits 1)
 rc=0; as 65534 "$work/bin/kbridge" status --output json >"$work/status.json" || rc=$?
 [[ $rc == 1 ]]
@@ -157,4 +168,16 @@ env -u SUDO_UID "$work/bin/kbridged" --daemon --socket "$work/x/victim" >"$work/
 same "$work/x/victim" precious
 same "$work/x/target" root-only
 ok "root: a log path that is a symlink and a socket path that is a file are refused"
+
+# No sudo rule and no terminal: one line saying what to do.
+rm -f "$rule"
+rc=0
+as 65534 setsid -w "$work/bin/kbridge" connect --profile "$work/profile.json" >"$work/out" 2>"$work/err" || rc=$?
+cat "$work/err" >&2
+# (as's own line, "  [uid 65534] ...", aside)
+grep -v '^  \[uid' "$work/err" >"$work/out"
+[[ $rc == 1 && $(wc -l <"$work/out") == 1 ]]
+grep -q "^kbridge: cannot start kbridged as root through sudo (.*): add the sudoers rule 'ALL ALL=(root) NOPASSWD: $work/bin/kbridged --daemon'" "$work/out"
+[[ ! -e $sock ]]
+ok "no sudo rule, no terminal: sudo -n, and one line naming the rule to add"
 echo "1..$n"

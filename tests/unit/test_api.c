@@ -61,6 +61,17 @@ main(void)
 	ok(good(KB_API_CONNECT, "{\"profile\":{},\"namespace\":\"dev\",\"replace\":true}"));
 	ok(good(KB_API_QUIT, "{}"));
 	ok(kb_api_check(KB_API_QUIT, NULL, err, sizeof(err)) == 0);
+	ok(good(KB_API_LOGLEVEL, "{\"level\":\"debug\"}"));
+	ok(good(KB_API_LOGLEVEL, "{\"level\":\"info\"}"));
+	ok(bad(KB_API_LOGLEVEL, "{\"level\":\"trace\"}", "debug or info"));
+	ok(bad(KB_API_LOGLEVEL, "{\"level\":1}", "level"));
+	ok(bad(KB_API_LOGLEVEL, "{}", "level"));
+	ok(bad(KB_API_LOGLEVEL, "{\"level\":\"info\",\"also\":1}", "unknown field"));
+	ok(good(KB_API_SIDECAR_LOG, "{\"workload\":\"web\",\"namespace\":\"default\",\"replica\":3}"));
+	ok(bad(KB_API_SIDECAR_LOG, "{\"workload\":\"web\"}", "namespace"));
+	ok(bad(KB_API_SIDECAR_LOG, "{\"workload\":\"a/b\",\"namespace\":\"x\"}", "workload"));
+	ok(bad(KB_API_SIDECAR_LOG, "{\"workload\":\"w\",\"namespace\":\"x\",\"replica\":64}",
+	    "replica"));
 
 	/* Header injection: CR/LF (or any control character) in a value. */
 	ok(bad(KB_API_INTERCEPT, "{\"workload\":\"web\",\"port\":80,\"headers\":[{\"name\":\"x-dev\","

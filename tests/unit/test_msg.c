@@ -73,6 +73,7 @@ valid(enum kb_msg_type t)
 		break;
 	case KB_MSG_LEAVE_ALL:
 	case KB_MSG_PREVIEW_LIST:
+	case KB_MSG_LOGS:
 	case KB_MSG_RESULT:
 		cJSON_AddNumberToObject(m, "id", 9);
 		break;
@@ -315,6 +316,18 @@ main(void)
 	    "workload and namespace are required"));
 	ok(refused("{\"type\":\"leave-all\"}", -1,
 	    "leave-all: \"id\" must be an integer 0-4294967295"));
+	/* "logs": the manager's, or a sidecar's (workload and namespace). */
+	ok(refused("{\"type\":\"logs\",\"id\":1,\"workload\":\"web\",\"namespace\":\"default\","
+	    "\"replica\":63}", 0, ""));
+	ok(refused("{\"type\":\"logs\",\"id\":1,\"workload\":\"web\"}", 400,
+	    "logs: workload and namespace go together (and replica with them)"));
+	ok(refused("{\"type\":\"logs\",\"id\":1,\"replica\":0}", 400,
+	    "logs: workload and namespace go together (and replica with them)"));
+	ok(refused("{\"type\":\"logs\",\"id\":1,\"workload\":\"web\",\"namespace\":\"default\","
+	    "\"replica\":64}", 400, "replica must be 0-63"));
+	ok(refused("{\"type\":\"logs\",\"id\":1,\"workload\":\"../x\",\"namespace\":\"default\"}",
+	    400, "invalid workload or namespace name"));
+	ok(refused("{\"type\":\"logs\"}", -1, "logs: \"id\" must be an integer 0-4294967295"));
 	ok(refused("{\"type\":\"list\",\"id\":1,\"namespace\":7}", 400,
 	    "namespace must be a string"));
 	ok(refused("{\"type\":\"list\",\"id\":1}", 0, ""));
