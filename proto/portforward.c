@@ -25,6 +25,7 @@
 #include <openssl/evp.h>
 #include <openssl/rand.h>
 #include <openssl/sha.h>
+#include <openssl/ssl.h>
 
 #include "kubeconfig.h"
 #include "log.h"
@@ -1672,6 +1673,20 @@ mtimer_cb(CURLM *multi, long ms, void *userp)
 	return evtimer_add(pf->mtimer, &tv);
 }
 
+/* The connection's TLS context (libcurl's OpenSSL): read ahead, a
+ * RECVBUF a read. The API server sends most WebSocket frames as three
+ * records (the header, the payload, an empty final frame): without it
+ * every record took two reads, its header's 5 bytes and then the rest. */
+static CURLcode
+ssl_ctx_cb(CURL *easy, void *ctx, void *arg)
+{
+	(void)easy;
+	(void)arg;
+	SSL_CTX_set_read_ahead(ctx, 1);
+	SSL_CTX_set_default_read_buffer_len(ctx, RECVBUF);
+	return CURLE_OK;
+}
+
 static int
 pf_connect(struct kb_pf *pf, char *err, size_t errlen)
 {
@@ -1697,6 +1712,7 @@ pf_connect(struct kb_pf *pf, char *err, size_t errlen)
 	curl_easy_setopt(pf->easy, CURLOPT_URL, url);
 	free(url);
 	curl_easy_setopt(pf->easy, CURLOPT_CONNECT_ONLY, 1L);
+	curl_easy_setopt(pf->easy, CURLOPT_SSL_CTX_FUNCTION, ssl_ctx_cb);
 	curl_easy_setopt(pf->easy, CURLOPT_NOSIGNAL, 1L);
 	curl_easy_setopt(pf->easy, CURLOPT_CONNECTTIMEOUT_MS, (long)KB_PF_HANDSHAKE_MS);
 	/* HTTP/1.1: an upgrade needs it (no ALPN h2) */
@@ -1784,6 +1800,8 @@ kb_pf_open(struct event_base *base, struct kb_kubeconfig *kc, const char *ns, co
 		goto oom;
 	bufferevent_setcb(pf->local, on_local_read, on_local_write, on_local_event, pf);
 	bufferevent_setwatermark(pf->local, EV_WRITE, KB_PF_BUF_MAX / 2, 0);
+	/* the pod's bytes to the local side RECVBUF a write (libevent: 16 KiB) */
+	bufferevent_set_max_single_write(pf->local, RECVBUF);
 	/* reading starts once the WebSocket is open; EOF seen before then */
 	bufferevent_disable(pf->local, EV_READ | EV_WRITE);
 	curl_multi_setopt(pf->multi, CURLMOPT_SOCKETFUNCTION, msock_cb);
