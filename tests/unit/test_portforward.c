@@ -2,7 +2,7 @@
  * the upgrade answer's checks, and kb_pf_open against a loopback TLS server
  * thread speaking the kubelet's v4.channel.k8s.io (ports, fragmented
  * messages, ping, the error channel, close, an HTTP 403 and a 401 retry,
- * bulk data in full 32 KiB frames)
+ * bulk data in full 32 KiB frames, what one send takes from the queue)
  * or the API server's SPDY tunnel (the streams' headers, replies, a window
  * of 3 bytes opened by WINDOW_UPDATE, ping, data split over messages, the
  * error stream, FINs, a half-close). */
@@ -641,6 +641,29 @@ run(struct srv *sv, struct result *r, char *local, size_t locallen)
 	kb_kubeconfig_free(kc);
 }
 
+/* What one send takes from the queue: whole frames while they fit (a
+ * send starts TLS records afresh: a full frame is two whole records). */
+static void
+test_wq_take(void)
+{
+	static unsigned char data[FRAME_FULL];
+	struct kb_pf *pf = calloc(1, sizeof(*pf));
+	int i;
+
+	pf->wq = evbuffer_new();
+	pf->st = PF_OPEN;
+	ws_put_pre(pf->wq, 1, OP_PONG, NULL, 0, "pp", 2);
+	for (i = 0; i < 3; i++)
+		ws_put_pre(pf->wq, 1, OP_BIN, NULL, 0, data, FRAME_FULL - WS_HDR16);
+	ok(evbuffer_get_length(pf->wq) == 8 + 3 * FRAME_FULL);
+	/* the pong and one frame (two more would be 8 bytes over) */
+	ok(wq_take(pf) == 8 + FRAME_FULL && pf->wbuf[0] == (0x80 | OP_PONG) &&
+	    pf->wbuf[8] == (0x80 | OP_BIN));
+	ok(wq_take(pf) == 2 * FRAME_FULL && evbuffer_get_length(pf->wq) == 0);
+	evbuffer_free(pf->wq);
+	free(pf);
+}
+
 static void
 test_stream(void)
 {
@@ -816,6 +839,7 @@ main(void)
 	test_framing();
 	test_upgrade();
 	test_args();
+	test_wq_take();
 	test_stream();
 	curl_global_cleanup();
 	printf("1..%d\n", ok_run);
