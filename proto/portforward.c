@@ -25,6 +25,7 @@
 #include <openssl/evp.h>
 #include <openssl/rand.h>
 #include <openssl/sha.h>
+#include <openssl/ssl.h>
 
 #include "kubeconfig.h"
 #include "log.h"
@@ -34,11 +35,22 @@
 #define WS_PROTOCOL "v4.channel.k8s.io"
 #define WS_PROTOCOL_SPDY "SPDY/3.1+portforward.k8s.io"
 #define WS_GUID "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
-#define CHUNK (32u << 10)   /* local bytes per data frame */
-#define SPDY_CHUNK (32u << 10) /* local bytes per SPDY DATA frame: Go allocates more than 32 KiB slowly, per frame (spdystream) */
+/* A full data frame is 32 KiB with its headers: two whole TLS records
+ * (16 KiB each; whole frames are sent, SENDBUF at a time), so the API
+ * server reads and relays it in 3 parts (its 4 KiB header read, the rest
+ * of that record, the next; a frame across 3 records costs it 4). More
+ * than 32 KiB a SPDY frame costs the kubelet more (spdystream allocates
+ * each frame's payload in Go, slowly above 32 KiB). */
+#define WS_HDR16 8          /* a masked frame's header with a 16-bit length */
+#define FRAME_FULL (32u << 10)
+#define CHUNK (FRAME_FULL - WS_HDR16 - 1)                  /* local bytes per v4 frame */
+#define SPDY_CHUNK (FRAME_FULL - WS_HDR16 - KB_SPDY_HDR) /* per SPDY DATA frame */
 #define SPDY_RECV_WINDOW (8u << 20) /* ours, announced: WINDOW_UPDATE every 4 MiB */
-#define SENDBUF (64u << 10) /* one curl_easy_send attempt */
+#define SENDBUF (64u << 10) /* one curl_easy_send attempt: whole frames */
 #define RECVBUF (64u << 10)
+#define EV_READ_MAX 4096    /* libevent 2.1's bytes per socket read (EVBUFFER_MAX_READ) */
+_Static_assert(FRAME_FULL - WS_HDR16 <= 0xffff && FRAME_FULL <= SENDBUF,
+    "a data frame's length is 16-bit and fits one send");
 
 enum { OP_CONT = 0, OP_TEXT = 1, OP_BIN = 2, OP_CLOSE = 8, OP_PING = 9, OP_PONG = 10 };
 enum { CH_DATA = 0, CH_ERROR = 1 };
@@ -208,32 +220,6 @@ ws_put_pre(struct evbuffer *out, int fin, int op, const void *pre, size_t prelen
 	return evbuffer_commit_space(out, &v, 1);
 }
 
-/* Append one masked frame: pre, then len bytes taken from src (there). */
-static int
-ws_put_from(struct evbuffer *out, int op, const void *pre, size_t prelen, struct evbuffer *src,
-    size_t len)
-{
-	unsigned char h[14], key[4];
-	struct evbuffer_iovec v;
-	size_t hl, pl = len + prelen;
-	unsigned char *p;
-
-	if (RAND_bytes(key, sizeof(key)) != 1)
-		return -1;
-	hl = ws_header(h, 1, op, pl, key);
-	if (evbuffer_reserve_space(out, hl + pl, &v, 1) < 1)
-		return -1;
-	p = v.iov_base;
-	memcpy(p, h, hl);
-	if (prelen)
-		memcpy(p + hl, pre, prelen);
-	if (evbuffer_remove(src, p + hl + prelen, len) != (int)len)
-		return -1;
-	ws_mask(p + hl, pl, key);
-	v.iov_len = hl + pl;
-	return evbuffer_commit_space(out, &v, 1);
-}
-
 /* Append one masked frame: prefix (a channel; -1: none) then data. */
 static int
 ws_put(struct evbuffer *out, int fin, int op, int prefix, const void *data, size_t len)
@@ -393,6 +379,7 @@ struct kb_pf {
 
 	struct bufferevent *local;
 	int local_eof;
+	int local_rdone;         /* local_frame read the EOF or an error */
 
 	CURLM *multi;
 	CURL *easy;
@@ -614,39 +601,88 @@ pf_close_ws(struct kb_pf *pf)
 
 /* ---- local side ---- */
 
+/* One masked binary frame of at most cap bytes from the local side (after
+ * the channel byte or the SPDY DATA header): what the bufferevent read,
+ * then, while *more, one read of the socket straight into the frame.
+ * libevent 2.1 reads a socket 4 KiB at a time and calls back after each
+ * read; a frame for every 4 KiB cost the API server and the kubelet a TLS
+ * record and a write of theirs each (about twice kubectl's per GB). *more
+ * ends when a read comes short (the socket is drained; its EOF is left to
+ * the bufferevent, which reads it again; an error is reported as the
+ * bufferevent would). The payload bytes framed (0: none), or -1. */
+static ssize_t
+local_frame(struct kb_pf *pf, size_t cap, int *more)
+{
+	struct evbuffer *in = bufferevent_get_input(pf->local);
+	struct evbuffer_iovec v;
+	unsigned char h[14], key[4], *p;
+	size_t pre = pf->spdy ? KB_SPDY_HDR : 1, have = evbuffer_get_length(in), n, pl, hl;
+	ssize_t r = 0;
+
+	if (have > cap)
+		have = cap;
+	if (RAND_bytes(key, sizeof(key)) != 1 ||
+	    evbuffer_reserve_space(pf->wq, (ev_ssize_t)(WS_HDR16 + pre + cap), &v, 1) < 1)
+		return -1;
+	p = v.iov_base;
+	if (have && evbuffer_remove(in, p + WS_HDR16 + pre, have) != (int)have)
+		return -1;
+	/* less than a whole read of libevent's: it found the socket drained */
+	if (*more && have < cap && (have == 0 || have >= EV_READ_MAX) && !pf->local_rdone) {
+		do
+			r = read(bufferevent_getfd(pf->local), p + WS_HDR16 + pre + have, cap - have);
+		while (r < 0 && errno == EINTR);
+		if (r < 0 && errno != EAGAIN && errno != EWOULDBLOCK) {
+			pf->local_rdone = 1;
+			bufferevent_trigger_event(pf->local, BEV_EVENT_READING | BEV_EVENT_ERROR,
+			    BEV_TRIG_DEFER_CALLBACKS);
+		} else if (r == 0)
+			pf->local_rdone = 1;
+		if (r < 0)
+			r = 0;
+	}
+	*more = *more && r > 0 && (size_t)r == cap - have;
+	if ((n = have + (size_t)r) == 0)
+		return evbuffer_commit_space(pf->wq, &v, 0) < 0 ? -1 : 0;
+	if (pf->spdy) {
+		kb_spdy_data_header(p + WS_HDR16, SID_DATA, 0, n);
+		kb_spdy_flow_sent(&pf->flow, n);
+	} else
+		p[WS_HDR16] = CH_DATA;
+	pl = pre + n;
+	hl = ws_header(h, 1, OP_BIN, pl, key); /* WS_HDR16, or less below 126 */
+	if (hl < WS_HDR16)
+		memmove(p + hl, p + WS_HDR16, pl);
+	memcpy(p, h, hl);
+	ws_mask(p + hl, pl, key);
+	v.iov_len = hl + pl;
+	return evbuffer_commit_space(pf->wq, &v, 1) < 0 ? -1 : (ssize_t)n;
+}
+
 /* Frame what the local side sent, while the send queue has room. */
 static void
 local_pump(struct kb_pf *pf)
 {
-	struct evbuffer *in = bufferevent_get_input(pf->local);
-	unsigned char h[KB_SPDY_HDR], ch = CH_DATA;
-	size_t n;
-	int r, blocked = 0;
+	size_t cap;
+	ssize_t n;
+	int blocked = 0, more = !pf->local_eof;
 
 	if (pf->st != PF_OPEN)
 		return;
-	while ((n = evbuffer_get_length(in)) && evbuffer_get_length(pf->wq) < KB_PF_BUF_MAX) {
-		if (pf->spdy) {
-			/* after the data stream's reply, within its window */
-			if (n > SPDY_CHUNK)
-				n = SPDY_CHUNK;
-			if (!pf->replied[1] || pf->data_fin_sent ||
-			    (n = kb_spdy_flow_allowed(&pf->flow, n)) == 0) {
-				blocked = 1;
-				break;
-			}
-			kb_spdy_data_header(h, SID_DATA, 0, n);
-			kb_spdy_flow_sent(&pf->flow, n);
-			r = ws_put_from(pf->wq, OP_BIN, h, sizeof(h), in, n);
-		} else {
-			if (n > CHUNK)
-				n = CHUNK;
-			r = ws_put_from(pf->wq, OP_BIN, &ch, 1, in, n);
+	while (evbuffer_get_length(pf->wq) < KB_PF_BUF_MAX) {
+		cap = pf->spdy ? SPDY_CHUNK : CHUNK;
+		/* SPDY: after the data stream's reply, within its window */
+		if (pf->spdy && (!pf->replied[1] || pf->data_fin_sent ||
+		    (cap = kb_spdy_flow_allowed(&pf->flow, cap)) == 0)) {
+			blocked = evbuffer_get_length(bufferevent_get_input(pf->local)) > 0;
+			break;
 		}
-		if (r < 0) {
+		if ((n = local_frame(pf, cap, &more)) < 0) {
 			pf_fail(pf, "out of memory");
 			return;
 		}
+		if (n == 0)
+			break;
 	}
 	if (blocked || evbuffer_get_length(pf->wq) >= KB_PF_BUF_MAX)
 		bufferevent_disable(pf->local, EV_READ);
@@ -1162,6 +1198,61 @@ spdy_pump(struct kb_pf *pf)
 
 /* ---- the connection: send and receive through libcurl ---- */
 
+/* The length of the frame at the front of wq (whole: frames are queued
+ * whole), or 0 when it holds no frame header yet. */
+static size_t
+wq_frame_len(struct kb_pf *pf)
+{
+	unsigned char h[14];
+	size_t hl = 2, n;
+	uint64_t len;
+	int i;
+
+	if ((n = evbuffer_copyout(pf->wq, h, sizeof(h))) < 2)
+		return 0;
+	len = h[1] & 0x7f;
+	if (len == 126)
+		hl += 2;
+	else if (len == 127)
+		hl += 8;
+	if (h[1] & 0x80)
+		hl += 4;
+	if (n < hl)
+		return 0;
+	if (len == 126)
+		len = (uint64_t)h[2] << 8 | h[3];
+	else if (len == 127)
+		for (len = 0, i = 0; i < 8; i++)
+			len = len << 8 | h[2 + i];
+	return hl + (size_t)len;
+}
+
+/* Fill wbuf from wq: once open whole frames while they fit (each send
+ * then starts a TLS record at a frame), before that (the upgrade request)
+ * what fits. The bytes taken. */
+static size_t
+wq_take(struct kb_pf *pf)
+{
+	size_t n = 0, fl;
+	int got;
+
+	if (pf->st < PF_OPEN) {
+		got = evbuffer_remove(pf->wq, pf->wbuf, sizeof(pf->wbuf));
+		return got > 0 ? (size_t)got : 0;
+	}
+	while ((fl = wq_frame_len(pf)) != 0 && n + fl <= sizeof(pf->wbuf)) {
+		if (evbuffer_remove(pf->wq, pf->wbuf + n, fl) != (int)fl)
+			break;
+		n += fl;
+	}
+	if (n == 0 && evbuffer_get_length(pf->wq)) {
+		/* a frame over SENDBUF (none of ours): in pieces */
+		got = evbuffer_remove(pf->wq, pf->wbuf, sizeof(pf->wbuf));
+		n = got > 0 ? (size_t)got : 0;
+	}
+	return n;
+}
+
 /* Send what is queued until the socket is full: 0, or -1 when it is
  * (EV_WRITE armed) or the stream ended. */
 static int
@@ -1171,13 +1262,8 @@ pf_send_queued(struct kb_pf *pf)
 	CURLcode cc;
 
 	while (pf->st != PF_DONE && pf->st != PF_CONNECTING) {
-		if (pf->woff == pf->wlen) {
-			int got = evbuffer_remove(pf->wq, pf->wbuf, sizeof(pf->wbuf));
-			pf->woff = 0;
-			pf->wlen = got > 0 ? (size_t)got : 0;
-			if (pf->wlen == 0)
-				return 0;
-		}
+		if (pf->woff == pf->wlen && (pf->woff = 0, pf->wlen = wq_take(pf)) == 0)
+			return 0;
 		/* after CURLE_AGAIN the same bytes are offered again (TLS) */
 		cc = curl_easy_send(pf->easy, pf->wbuf + pf->woff, pf->wlen - pf->woff, &n);
 		if (cc == CURLE_AGAIN) {
@@ -1587,6 +1673,20 @@ mtimer_cb(CURLM *multi, long ms, void *userp)
 	return evtimer_add(pf->mtimer, &tv);
 }
 
+/* The connection's TLS context (libcurl's OpenSSL): read ahead, a
+ * RECVBUF a read. The API server sends most WebSocket frames as three
+ * records (the header, the payload, an empty final frame): without it
+ * every record took two reads, its header's 5 bytes and then the rest. */
+static CURLcode
+ssl_ctx_cb(CURL *easy, void *ctx, void *arg)
+{
+	(void)easy;
+	(void)arg;
+	SSL_CTX_set_read_ahead(ctx, 1);
+	SSL_CTX_set_default_read_buffer_len(ctx, RECVBUF);
+	return CURLE_OK;
+}
+
 static int
 pf_connect(struct kb_pf *pf, char *err, size_t errlen)
 {
@@ -1612,6 +1712,7 @@ pf_connect(struct kb_pf *pf, char *err, size_t errlen)
 	curl_easy_setopt(pf->easy, CURLOPT_URL, url);
 	free(url);
 	curl_easy_setopt(pf->easy, CURLOPT_CONNECT_ONLY, 1L);
+	curl_easy_setopt(pf->easy, CURLOPT_SSL_CTX_FUNCTION, ssl_ctx_cb);
 	curl_easy_setopt(pf->easy, CURLOPT_NOSIGNAL, 1L);
 	curl_easy_setopt(pf->easy, CURLOPT_CONNECTTIMEOUT_MS, (long)KB_PF_HANDSHAKE_MS);
 	/* HTTP/1.1: an upgrade needs it (no ALPN h2) */
@@ -1699,6 +1800,8 @@ kb_pf_open(struct event_base *base, struct kb_kubeconfig *kc, const char *ns, co
 		goto oom;
 	bufferevent_setcb(pf->local, on_local_read, on_local_write, on_local_event, pf);
 	bufferevent_setwatermark(pf->local, EV_WRITE, KB_PF_BUF_MAX / 2, 0);
+	/* the pod's bytes to the local side RECVBUF a write (libevent: 16 KiB) */
+	bufferevent_set_max_single_write(pf->local, RECVBUF);
 	/* reading starts once the WebSocket is open; EOF seen before then */
 	bufferevent_disable(pf->local, EV_READ | EV_WRITE);
 	curl_multi_setopt(pf->multi, CURLMOPT_SOCKETFUNCTION, msock_cb);

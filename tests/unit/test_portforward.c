@@ -1,7 +1,8 @@
 /* proto/portforward.c: the RFC 6455 framing (masking, lengths, refusals),
  * the upgrade answer's checks, and kb_pf_open against a loopback TLS server
  * thread speaking the kubelet's v4.channel.k8s.io (ports, fragmented
- * messages, ping, the error channel, close, an HTTP 403 and a 401 retry)
+ * messages, ping, the error channel, close, an HTTP 403 and a 401 retry,
+ * bulk data in full 32 KiB frames, what one send takes from the queue)
  * or the API server's SPDY tunnel (the streams' headers, replies, a window
  * of 3 bytes opened by WINDOW_UPDATE, ping, data split over messages, the
  * error stream, FINs, a half-close). */
@@ -156,6 +157,7 @@ struct srv {
 	int got_pong, got_close, all_masked;
 	char got_data[64];
 	size_t bulk;	/* data bytes received (M_BULK) */
+	size_t bulk_max;	/* the largest data frame's payload (M_BULK) */
 	int v4only;	/* the client offers v4 only (KB_PF_V4_ONLY) */
 	/* M_SPDY*: the client's announced window, SYN_STREAMs as client-go's,
 	 * the error stream's FIN, its data stream's FIN, its largest DATA */
@@ -425,8 +427,14 @@ serve_one(struct srv *sv, SSL *s, enum mode m)
 		memcpy(msg + 1, "dial tcp: connection refused\n", 29);
 		sframe(s, 1, OP_BIN, msg, 30);
 		sframe(s, 1, OP_CLOSE, "\x03\xe8", 2);
-		if (rframe(s, buf, sizeof(buf), &have, &f, sv) == 0 && f.op == OP_CLOSE)
-			sv->got_close = 1;
+		/* the answer (the local side's bytes may come first) */
+		while (rframe(s, buf, sizeof(buf), &have, &f, sv) == 0) {
+			if (f.op == OP_CLOSE) {
+				sv->got_close = 1;
+				break;
+			}
+			consume(buf, &have, &f);
+		}
 		return;
 	}
 	if (m == M_BULK) {
@@ -434,8 +442,11 @@ serve_one(struct srv *sv, SSL *s, enum mode m)
 		 * byte comes before the close */
 		static unsigned char big[KB_PF_FRAME_MAX + 64];
 		while (rframe(s, big, sizeof(big), &have, &f, sv) == 0) {
-			if (f.op == OP_BIN && f.len > 1 && f.payload[0] == CH_DATA)
+			if (f.op == OP_BIN && f.len > 1 && f.payload[0] == CH_DATA) {
 				sv->bulk += (size_t)f.len - 1;
+				if (f.len > sv->bulk_max)
+					sv->bulk_max = (size_t)f.len;
+			}
 			if (f.op == OP_CLOSE) {
 				sv->got_close = 1;
 				break;
@@ -483,7 +494,8 @@ serve_one(struct srv *sv, SSL *s, enum mode m)
 			sframe(s, 1, OP_BIN, f.payload, (size_t)f.len);
 		}
 		consume(buf, &have, &f);
-		if (strcmp(sv->got_data, "world") == 0)
+		/* the pong may come after the data (read as soon as open) */
+		if (strcmp(sv->got_data, "world") == 0 && sv->got_pong)
 			break;
 	}
 	sframe(s, 1, OP_CLOSE, "\x03\xe8", 2);
@@ -629,6 +641,29 @@ run(struct srv *sv, struct result *r, char *local, size_t locallen)
 	kb_kubeconfig_free(kc);
 }
 
+/* What one send takes from the queue: whole frames while they fit (a
+ * send starts TLS records afresh: a full frame is two whole records). */
+static void
+test_wq_take(void)
+{
+	static unsigned char data[FRAME_FULL];
+	struct kb_pf *pf = calloc(1, sizeof(*pf));
+	int i;
+
+	pf->wq = evbuffer_new();
+	pf->st = PF_OPEN;
+	ws_put_pre(pf->wq, 1, OP_PONG, NULL, 0, "pp", 2);
+	for (i = 0; i < 3; i++)
+		ws_put_pre(pf->wq, 1, OP_BIN, NULL, 0, data, FRAME_FULL - WS_HDR16);
+	ok(evbuffer_get_length(pf->wq) == 8 + 3 * FRAME_FULL);
+	/* the pong and one frame (two more would be 8 bytes over) */
+	ok(wq_take(pf) == 8 + FRAME_FULL && pf->wbuf[0] == (0x80 | OP_PONG) &&
+	    pf->wbuf[8] == (0x80 | OP_BIN));
+	ok(wq_take(pf) == 2 * FRAME_FULL && evbuffer_get_length(pf->wq) == 0);
+	evbuffer_free(pf->wq);
+	free(pf);
+}
+
 static void
 test_stream(void)
 {
@@ -757,12 +792,15 @@ test_stream(void)
 	ok(r.done == 1 && r.upgraded && r.err[0] == '\0');
 	ok(strcmp(sv.got_data, "world") == 0 && sv.got_close && strcmp(local, "late") == 0);
 
-	/* 3 MiB, then the local EOF at once: all of it before the close */
+	/* 3 MiB, then the local EOF at once: all of it before the close, in
+	 * frames of 32 KiB (more than libevent's 4 KiB a read), not over */
 	sv.modes[0] = M_BULK;
-	sv.bulk = 0;
+	sv.bulk = sv.bulk_max = 0;
 	run(&sv, &r, local, sizeof(local));
 	ok(r.done == 1 && r.upgraded && r.err[0] == '\0');
 	ok(sv.bulk == BULK && sv.got_close);
+	printf("# bulk: largest frame %zu bytes\n", sv.bulk_max + WS_HDR16);
+	ok(sv.bulk_max == 1 + CHUNK && sv.bulk_max + WS_HDR16 == FRAME_FULL);
 
 	/* two 401s: the API's message */
 	sv.nmodes = 2;
@@ -801,6 +839,7 @@ main(void)
 	test_framing();
 	test_upgrade();
 	test_args();
+	test_wq_take();
 	test_stream();
 	curl_global_cleanup();
 	printf("1..%d\n", ok_run);
