@@ -1,11 +1,12 @@
 /* TLS on a non-blocking socket without bufferevent_openssl (see conn.h):
- * reads drain the socket, writes go out once per loop iteration. */
+ * reads drain the socket in large reads, writes go out in large batches. */
 #include "conn.h"
 
 #include <errno.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,9 +22,11 @@
 #include "util.h"
 
 #define READ_CHUNK 16384          /* one TLS record of plaintext */
-#define READ_AHEAD (256 * 1024)    /* OpenSSL's read buffer: several records per read() */
+#define RBUF_SIZE (256 * 1024)    /* ciphertext per read(): several records at once */
+#define READ_BATCH (128 * 1024)   /* plaintext per on_read call */
 #define READ_BUDGET (1024 * 1024) /* per wakeup, then let others run */
 #define WBUF_MAX (256 * 1024)     /* ciphertext waiting for the socket before we stop encrypting */
+#define EARLY_MIN (64 * 1024)     /* plaintext queued: encrypt now, not at the flush */
 #define LINGER_MS 2000
 
 enum { ST_CONNECTING, ST_HANDSHAKE, ST_OPEN, ST_DEAD };
@@ -38,6 +41,13 @@ struct kb_conn {
 	int writing, flush_pending;
 	struct evbuffer *in, *out;
 	struct evbuffer *wbuf; /* ciphertext on its way to the socket */
+	uint8_t *rbuf;         /* ciphertext read from the socket, for OpenSSL */
+	size_t roff, rlen;     /* rbuf[roff..rlen) not yet taken by OpenSSL */
+	int reof;              /* the socket said end of file */
+	int rerr;              /* or failed with this errno */
+	int read_stopped;      /* kb_conn_read_enable(c, 0) during on_read */
+	int write_failed;      /* an early encryption or write failed: fail at the flush */
+	int shrunk;            /* output taken early since the last flush */
 	size_t lowat;
 	const struct kb_conn_cbs *cbs;
 	void *arg;
@@ -50,9 +60,17 @@ struct kb_conn {
 
 static void conn_destroy(struct kb_conn *c);
 
-/* --- a write BIO that appends ciphertext to c->wbuf --- */
+/* --- BIOs between OpenSSL and the socket ---
+ *
+ * Writes append ciphertext to c->wbuf, which leaves in one write() per
+ * loop iteration. Reads come from c->rbuf, which one read() of up to
+ * RBUF_SIZE fills when OpenSSL has taken all of it. Not OpenSSL's own
+ * read-ahead: on every record it moves what is left of its buffer to the
+ * front (memmove, for alignment), so with a large buffer it copies each
+ * byte many times over; here OpenSSL reads without read-ahead (a header,
+ * then a body) and every ciphertext byte is copied once. */
 
-static BIO_METHOD *wbio_method;
+static BIO_METHOD *wbio_method, *rbio_method;
 
 static int
 wbio_write(BIO *b, const char *data, int len)
@@ -63,35 +81,122 @@ wbio_write(BIO *b, const char *data, int len)
 }
 
 static long
-wbio_ctrl(BIO *b, int cmd, long num, void *ptr)
+bio_ctrl(BIO *b, int cmd, long num, void *ptr)
 {
-	(void)b;
+	struct kb_conn *c = BIO_get_data(b);
+
 	(void)num;
 	(void)ptr;
-	return cmd == BIO_CTRL_FLUSH ? 1 : 0;
+	if (cmd == BIO_CTRL_FLUSH)
+		return 1;
+	if (cmd == BIO_CTRL_EOF)
+		return c && c->reof && c->roff == c->rlen;
+	return 0;
 }
 
 static int
-wbio_create(BIO *b)
+bio_create(BIO *b)
 {
 	BIO_set_init(b, 1);
 	return 1;
 }
 
-static BIO *
-wbio_new(struct kb_conn *c)
+/* Fill rbuf with one read(); 1, 0 at end of file, -1 (errno) otherwise. */
+static int
+rbuf_fill(struct kb_conn *c)
 {
+	ssize_t n;
+
+	if (c->reof)
+		return 0;
+	if (c->rerr) {
+		errno = c->rerr;
+		return -1;
+	}
+	if (!c->rbuf && (c->rbuf = malloc(RBUF_SIZE)) == NULL) {
+		errno = ENOMEM;
+		return -1;
+	}
+	c->roff = c->rlen = 0;
+	while ((n = read(c->fd, c->rbuf, RBUF_SIZE)) < 0 && errno == EINTR)
+		;
+	if (n <= 0) {
+		if (n == 0)
+			c->reof = 1;
+		else if (errno != EAGAIN)
+			c->rerr = errno;
+		return n == 0 ? 0 : -1;
+	}
+	c->rlen = (size_t)n;
+	return 1;
+}
+
+static int
+rbio_read(BIO *b, char *out, int len)
+{
+	struct kb_conn *c = BIO_get_data(b);
+	size_t k;
+	int r;
+
+	BIO_clear_retry_flags(b);
+	if (len <= 0)
+		return 0;
+	if (c->roff == c->rlen && (r = rbuf_fill(c)) <= 0) {
+		if (r < 0 && errno == EAGAIN)
+			BIO_set_retry_read(b);
+		else if (r == 0)
+			errno = 0;
+		return r;
+	}
+	k = c->rlen - c->roff;
+	if (k > (size_t)len)
+		k = (size_t)len;
+	memcpy(out, c->rbuf + c->roff, k);
+	c->roff += k;
+	return (int)k;
+}
+
+/* The read buffer while it is empty: only busy connections hold one. */
+static void
+rbuf_release(struct kb_conn *c)
+{
+	if (c->rbuf && c->roff == c->rlen) {
+		free(c->rbuf);
+		c->rbuf = NULL;
+		c->roff = c->rlen = 0;
+	}
+}
+
+static BIO_METHOD *
+bio_method(int reader)
+{
+	BIO_METHOD **m = reader ? &rbio_method : &wbio_method;
+
+	if (!*m) {
+		BIO_METHOD *n = BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK,
+		    reader ? "kb_conn_r" : "kb_conn_w");
+		if (!n)
+			return NULL;
+		if (reader)
+			BIO_meth_set_read(n, rbio_read);
+		else
+			BIO_meth_set_write(n, wbio_write);
+		BIO_meth_set_ctrl(n, bio_ctrl);
+		BIO_meth_set_create(n, bio_create);
+		*m = n;
+	}
+	return *m;
+}
+
+static BIO *
+bio_new(struct kb_conn *c, int reader)
+{
+	BIO_METHOD *m = bio_method(reader);
 	BIO *b;
 
-	if (!wbio_method) {
-		wbio_method = BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK, "kb_conn");
-		if (!wbio_method)
-			return NULL;
-		BIO_meth_set_write(wbio_method, wbio_write);
-		BIO_meth_set_ctrl(wbio_method, wbio_ctrl);
-		BIO_meth_set_create(wbio_method, wbio_create);
-	}
-	if ((b = BIO_new(wbio_method)) != NULL)
+	if (!m)
+		return NULL;
+	if ((b = BIO_new(m)) != NULL)
 		BIO_set_data(b, c);
 	return b;
 }
@@ -208,6 +313,10 @@ conn_flush(struct kb_conn *c)
 
 	if (c->state != ST_OPEN)
 		return;
+	if (c->write_failed) {
+		fail(c, KB_CONN_ERROR);
+		return;
+	}
 	do {
 		if (c->ssl && encrypt_output(c) < 0) {
 			fail(c, KB_CONN_ERROR);
@@ -224,8 +333,9 @@ conn_flush(struct kb_conn *c)
 			kb_conn_free(c);
 		return;
 	}
-	if (evbuffer_get_length(c->out) < before && evbuffer_get_length(c->out) <= c->lowat &&
-	    c->cbs && c->cbs->on_drain) {
+	if ((evbuffer_get_length(c->out) < before || c->shrunk) &&
+	    evbuffer_get_length(c->out) <= c->lowat && c->cbs && c->cbs->on_drain) {
+		c->shrunk = 0;
 		enter(c);
 		c->cbs->on_drain(c, c->arg);
 		leave(c);
@@ -253,30 +363,50 @@ schedule_flush(struct kb_conn *c)
 	}
 }
 
+/* Plaintext queued this far is encrypted at once, while it is still in the
+ * cache (a loop iteration may queue a megabyte); once WBUF_MAX of
+ * ciphertext waits, it goes to the socket at once too. The rest waits for
+ * the flush at the end of the loop iteration. */
+static void
+encrypt_early(struct kb_conn *c)
+{
+	if (encrypt_output(c) < 0) {
+		c->write_failed = 1;
+		return;
+	}
+	c->shrunk = 1;
+	if (evbuffer_get_length(c->wbuf) >= WBUF_MAX && !c->writing &&
+	    write_socket(c, c->wbuf) < 0)
+		c->write_failed = 1;
+}
+
 static void
 output_added(struct evbuffer *b, const struct evbuffer_cb_info *info, void *arg)
 {
-	(void)b;
-	if (info->n_added)
-		schedule_flush(arg);
+	struct kb_conn *c = arg;
+
+	if (!info->n_added)
+		return;
+	schedule_flush(c);
+	if (c->ssl && c->state == ST_OPEN && !c->lingering && !c->write_failed &&
+	    evbuffer_get_length(b) >= EARLY_MIN && evbuffer_get_length(c->wbuf) < WBUF_MAX)
+		encrypt_early(c);
 }
 
 /* --- reading --- */
 
-static void
-conn_read(struct kb_conn *c)
+/* Decrypt (or read) up to READ_BATCH bytes into c->in; *got says how
+ * many. Returns 0, or KB_CONN_EOF/KB_CONN_ERROR. */
+static int
+read_batch(struct kb_conn *c, size_t *got)
 {
-	size_t total = 0;
-	int what = 0;
-
-	while (total < READ_BUDGET) {
+	while (*got < READ_BATCH) {
 		struct evbuffer_iovec v;
 		int n;
 
 		if (evbuffer_reserve_space(c->in, READ_CHUNK, &v, 1) != 1) {
 			c->sys_errno = ENOMEM;
-			what = KB_CONN_ERROR;
-			break;
+			return KB_CONN_ERROR;
 		}
 		if (c->ssl) {
 			ERR_clear_error();
@@ -284,45 +414,64 @@ conn_read(struct kb_conn *c)
 			if (n <= 0) {
 				int e = SSL_get_error(c->ssl, n);
 				if (e == SSL_ERROR_WANT_READ)
-					break;
+					return 0;
 				if (e == SSL_ERROR_ZERO_RETURN ||
-				    (e == SSL_ERROR_SYSCALL && errno == 0)) {
-					what = KB_CONN_EOF;
-				} else {
-					if (e == SSL_ERROR_SYSCALL)
-						c->sys_errno = errno;
-					record_ssl_error(c);
-					what = KB_CONN_ERROR;
-				}
-				break;
+				    (e == SSL_ERROR_SYSCALL && !c->rerr && errno == 0))
+					return KB_CONN_EOF;
+				if (e == SSL_ERROR_SYSCALL)
+					c->sys_errno = c->rerr ? c->rerr : errno;
+				record_ssl_error(c);
+				return KB_CONN_ERROR;
 			}
 		} else {
 			n = (int)read(c->fd, v.iov_base, READ_CHUNK);
 			if (n < 0 && (errno == EAGAIN || errno == EINTR))
-				break;
+				return 0;
 			if (n <= 0) {
 				c->sys_errno = n < 0 ? errno : 0;
-				what = n < 0 ? KB_CONN_ERROR : KB_CONN_EOF;
-				break;
+				return n < 0 ? KB_CONN_ERROR : KB_CONN_EOF;
 			}
 		}
 		v.iov_len = (size_t)n;
 		evbuffer_commit_space(c->in, &v, 1);
-		total += (size_t)n;
+		*got += (size_t)n;
 	}
+	return 0;
+}
+
+/* Read in batches of READ_BATCH, each handed to on_read at once, so that
+ * what was decrypted is still in the cache when it is used. */
+static void
+conn_read(struct kb_conn *c)
+{
+	size_t total = 0, got = READ_BATCH;
+	int what = 0;
+
 	enter(c);
-	/* Records may wait inside OpenSSL's read-ahead buffer, where epoll
-	 * cannot see them: come back for them, but after the loop has polled
-	 * again (a zero timeout, not event_active, which would run us again
-	 * before any other descriptor: one fast sender would starve the rest). */
-	if (total >= READ_BUDGET) {
+	c->read_stopped = 0;
+	while (!what && got == READ_BATCH && total < READ_BUDGET && c->state == ST_OPEN &&
+	    !c->read_stopped && !c->free_pending) {
+		size_t w0 = c->ssl ? evbuffer_get_length(c->wbuf) : 0;
+
+		got = 0;
+		what = read_batch(c, &got);
+		total += got;
+		if (c->ssl && evbuffer_get_length(c->wbuf) > w0)
+			schedule_flush(c); /* e.g. a key update answer */
+		if (got && c->cbs && c->cbs->on_read && c->state == ST_OPEN && !c->free_pending)
+			c->cbs->on_read(c, c->arg);
+	}
+	if (c->ssl)
+		rbuf_release(c);
+	/* Records may wait in rbuf, where epoll cannot see them: come back
+	 * for them, but after the loop has polled again (a zero timeout, not
+	 * event_active, which would run us again before any other descriptor:
+	 * one fast sender would starve the rest). */
+	if (total >= READ_BUDGET && !what && c->state == ST_OPEN && !c->read_stopped &&
+	    !c->free_pending) {
 		struct timeval now = { 0, 0 };
 		evtimer_add(c->more, &now);
 	}
-	if (c->ssl && evbuffer_get_length(c->wbuf) > 0)
-		conn_flush(c); /* e.g. a key update answer */
-	if (total && c->cbs && c->cbs->on_read && c->state == ST_OPEN && !c->free_pending)
-		c->cbs->on_read(c, c->arg);
 	if (what && !c->free_pending)
 		fail(c, what);
 	leave(c);
@@ -357,10 +506,12 @@ handshake(struct kb_conn *c)
 		return;
 	}
 	e = SSL_get_error(c->ssl, r);
-	if (e == SSL_ERROR_WANT_READ)
+	if (e == SSL_ERROR_WANT_READ) {
+		rbuf_release(c);
 		return;
+	}
 	if (e == SSL_ERROR_SYSCALL)
-		c->sys_errno = errno;
+		c->sys_errno = c->rerr ? c->rerr : errno;
 	record_ssl_error(c);
 	fail(c, KB_CONN_ERROR);
 }
@@ -464,12 +615,10 @@ kb_conn_new(struct event_base *base, int fd, SSL *ssl, int server)
 	    !evbuffer_add_cb(c->out, output_added, c))
 		goto fail;
 	if (ssl) {
-		if ((rbio = BIO_new_socket(fd, BIO_NOCLOSE)) == NULL || (wbio = wbio_new(c)) == NULL)
+		if ((rbio = bio_new(c, 1)) == NULL || (wbio = bio_new(c, 0)) == NULL)
 			goto fail;
 		SSL_set_bio(ssl, rbio, wbio);
 		rbio = wbio = NULL;
-		SSL_set_read_ahead(ssl, 1);
-		SSL_set_default_read_buffer_len(ssl, READ_AHEAD);
 		SSL_set_options(ssl, SSL_OP_IGNORE_UNEXPECTED_EOF);
 		if (server)
 			SSL_set_accept_state(ssl);
@@ -574,8 +723,9 @@ kb_conn_read_enable(struct kb_conn *c, int on)
 		return;
 	if (on) {
 		event_add(c->rev, NULL);
-		event_active(c->rev, EV_READ, 1); /* read-ahead may hold records */
+		event_active(c->rev, EV_READ, 1); /* rbuf may hold records */
 	} else {
+		c->read_stopped = 1;
 		event_del(c->rev);
 		event_del(c->more);
 	}
@@ -662,9 +812,10 @@ conn_destroy(struct kb_conn *c)
 		evbuffer_free(c->in);
 	if (c->out)
 		evbuffer_free(c->out);
-	SSL_free(c->ssl); /* frees the BIOs, which point at wbuf */
+	SSL_free(c->ssl); /* frees the BIOs, which point at wbuf and rbuf */
 	if (c->wbuf)
 		evbuffer_free(c->wbuf);
+	free(c->rbuf);
 	if (c->fd >= 0)
 		close(c->fd);
 	free(c);

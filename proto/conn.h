@@ -3,8 +3,10 @@
  *
  * Why not bufferevent_openssl: in libevent 2.1 it decrypts one record per
  * wakeup (two read() calls each) and writes one record per write(). Here
- * reads drain the socket with OpenSSL's read-ahead, many records per wakeup,
- * and everything queued during one loop iteration goes out in one write().
+ * one read() takes up to 256 KiB of ciphertext (many records), decrypted
+ * 128 KiB at a time, each batch handed to on_read at once; output is
+ * encrypted as soon as 64 KiB wait (while still in the cache) and goes out
+ * in writes of up to 256 KiB, the rest at the end of the loop iteration.
  * With ssl NULL the connection is plain TCP (tests). */
 #ifndef KB_CONN_H
 #define KB_CONN_H

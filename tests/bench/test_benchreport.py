@@ -107,6 +107,21 @@ class Iperf3(unittest.TestCase):
     def test_ok(self):
         self.assertAlmostEqual(br.parse_iperf3(sample('iperf-ok.json')), 0.100644374857, places=9)
 
+    def test_bytes(self):
+        j = json.loads(sample('iperf-ok.json'))
+        self.assertEqual(br.parse_iperf3_bytes(sample('iperf-ok.json')), j['end']['sum_received']['bytes'])
+        self.assertIsNone(br.parse_iperf3_bytes(sample('iperf-refused.json')))
+        self.assertIsNone(br.parse_iperf3_bytes(''))
+
+    def test_roles(self):
+        # 2 GiB at 100 ticks/s: 300 ticks = 1.5 CPU-s per GiB; 4096 calls / 2048 MiB = 2 per MiB
+        d = br.parse_roles('%d 100 a=1000,10 b=5,0 a=1300,4106 b=105,2048' % (2 * 2**30))
+        self.assertEqual(d, {'a': {'cpu_s_per_gib': 1.5, 'syscalls_per_mib': 2.0},
+                             'b': {'cpu_s_per_gib': 0.5, 'syscalls_per_mib': 1.0}})
+        self.assertIsNone(br.parse_roles('null 100 a=1,1 a=2,2'))
+        self.assertIsNone(br.parse_roles('0 100'))
+        self.assertEqual(br.parse_roles('1024 100 a=1,1'), {})  # no "after": nothing
+
     def test_refused_and_garbage(self):
         self.assertIsNone(br.parse_iperf3(sample('iperf-refused.json')))
         self.assertIsNone(br.parse_iperf3('iperf3: error - unable to connect'))
@@ -291,12 +306,24 @@ class Reports(unittest.TestCase):
         self.assertIn('machine: ?', txt)
 
     def test_connect(self):
-        res = ('env binaries b\ndirect tput1 2.0000\nstunnel tput1 0.5000\nkbridge tput1 1.0000\n'
-               'kbridge http_ka 500\ndirect http_ka 1000\nkbridge cpu_tput1 150\n')
+        gib = 2**30
+        res = ('env binaries b\nenv machine Some CPU|2.00\ndirect tput1 2.0000\nstunnel tput1 0.5000\n'
+               'kbridge tput1 1.0000\nkbridge http_ka 500\ndirect http_ka 1000\nkbridge cpu_tput1 150\n'
+               'kbridge roles_tput1 %d 100 kbridged=0,0 manager=0,0 kbridged=100,1024 manager=50,0\n'
+               'stunnel roles_tput1 %d 100 stunnel-client=0,0 stunnel-server=0,0 '
+               'stunnel-client=200,0 stunnel-server=100,0\n' % (gib, gib))
         txt, j = self.run_report(br.report_connect, res, 2, True, 2000)
         self.assertEqual(j['ratios']['tput1']['kbridge/stunnel'], 2.0)
         self.assertEqual(j['ratios']['http_ka']['kbridge/direct'], 0.5)
         self.assertEqual(j['targets'][0]['pass'], True)
+        self.assertEqual(j['targets'][2]['pass'], False)  # keep-alive 0.5x < 0.7x direct
+        self.assertEqual(j['results']['kbridge']['roles_tput1']['kbridged'],
+                         {'cpu_s_per_gib': 1.0, 'syscalls_per_mib': 1.0})
+        self.assertRegex(txt, r'kbridged +1\.00 +n/a +1\.0 +n/a')
+        self.assertRegex(txt, r'kbridge \(both\) +1\.50 +n/a')
+        self.assertRegex(txt, r'stunnel \(both\) +3\.00 +n/a')
+        self.assertRegex(txt, r'kbridge/stunnel +0\.50x +-')
+        self.assertIn("machine's 2.00 GB/s: 0.54 CPU-s", txt)
         self.assertRegex(txt, r'throughput, 1 stream +Gbit/s +2\.000 +0\.500 +n/a +1\.000 \|')
         self.assertIn('150%', txt)
 
