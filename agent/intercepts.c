@@ -955,8 +955,9 @@ icpt_request(struct icpt_reg *r, struct client *c, enum kb_msg_type type, const 
  * stream (session.h's callback endpoint, no socket in between): what one
  * peer sends goes out on the other as far as the other's credit allows,
  * and the rest waits in the first, holding its peer back by the window.
- * The sidecar's stream is accepted at once: its first bytes (the request)
- * go on as early data with the open, before the daemon has connected.
+ * The sidecar's stream is accepted once the daemon's is (a refusal comes
+ * back as a reset with its reason), but its early data (the request) goes
+ * on at once, as early data of ours, before the daemon has connected.
  * A FIN is passed on once the data before it went; a reset (the daemon's
  * refusal, with its reason) resets the other side. */
 struct bridge {
@@ -993,6 +994,18 @@ dlv_data(struct kb_stream *st, void *arg)
 
 	if (b->side)
 		bridge_pump(st, b->side);
+}
+
+/* The daemon connected to the local port: the sidecar's stream goes on. */
+static void
+dlv_accepted(struct kb_stream *st, void *arg)
+{
+	struct bridge *b = arg;
+
+	(void)st;
+	/* On failure side is reset: side_closed resets dlv and frees b. */
+	if (b->side)
+		kb_stream_accept_cb(b->side, NULL, NULL);
 }
 
 static void
@@ -1052,7 +1065,7 @@ side_closed(struct kb_stream *st, int reason, const char *text, void *arg)
 }
 
 static const struct kb_stream_cbs dlv_cbs = {
-	.on_close = dlv_closed, .on_data = dlv_data, .on_writable = dlv_writable,
+	.on_accept = dlv_accepted, .on_close = dlv_closed, .on_data = dlv_data, .on_writable = dlv_writable,
 };
 static const struct kb_stream_cbs side_cbs = {
 	.on_close = side_closed, .on_data = side_data, .on_writable = side_writable,
@@ -1098,10 +1111,7 @@ icpt_route_stream(struct icpt_reg *r, struct client *sidecar, struct kb_stream *
 	}
 	b->side = st;
 	/* On failure st is reset: side_closed resets dlv and frees b. */
-	if (kb_stream_accept_cb(st, &side_cbs, b) < 0)
-		return;
-	/* The early data that came with the open goes on with ours. */
-	bridge_pump(st, b->dlv);
+	kb_stream_early_cb(st, &side_cbs, b);
 }
 
 /* --- kept across restarts of the in-cluster manager (agent/store.c) --- */

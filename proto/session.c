@@ -778,18 +778,21 @@ session_sweep(evutil_socket_t fd, short what, void *arg)
 		kb_session_free(s);
 }
 
-/* Make st a callback stream; early data already received (and any the
- * owner took before) is accounted as consumed. */
+/* Make st a callback stream. credit: from now on what the owner takes is
+ * credited back to the peer, and what it took before (early data, before
+ * the ACCEPT: no credit goes back for a stream not accepted) counts too. */
 static int
-cb_attach(struct kb_stream *st)
+cb_attach(struct kb_stream *st, int credit)
 {
 	size_t have;
 
 	if (!st->out && (st->out = evbuffer_new()) == NULL)
 		return -1;
+	st->flags |= ST_CB;
+	if (!credit)
+		return 0;
 	if ((st->drain_cb = evbuffer_add_cb(st->out, local_drained, st)) == NULL)
 		return -1;
-	st->flags |= ST_CB;
 	have = evbuffer_get_length(st->out);
 	if (KB_WINDOW_INIT - st->rx_window > have)
 		st->rx_consumed = KB_WINDOW_INIT - st->rx_window - (uint32_t)have;
@@ -808,7 +811,7 @@ kb_stream_open_cb(struct kb_session *s, const struct kb_open *o,
 		return NULL;
 	if ((st = stream_new(s, s->next_id, ST_OURS)) == NULL)
 		return NULL;
-	if (cb_attach(st) < 0) {
+	if (cb_attach(st, 1) < 0) {
 		if (st->out)
 			evbuffer_free(st->out);
 		table_del(s, st);
@@ -830,13 +833,28 @@ kb_stream_open_cb(struct kb_session *s, const struct kb_open *o,
 }
 
 int
+kb_stream_early_cb(struct kb_stream *st, const struct kb_stream_cbs *cbs, void *arg)
+{
+	kb_stream_set_cbs(st, cbs, arg);
+	if (st->fd >= 0 || (st->flags & (ST_OURS | ST_CB | ST_ACCEPTED)))
+		return -1;
+	if (cb_attach(st, 0) < 0) {
+		kb_stream_reset(st, KB_RST_INTERNAL, "out of memory");
+		return -1;
+	}
+	if (evbuffer_get_length(st->out) > 0 || (st->flags & ST_PEER_FIN))
+		cb_later(st);
+	return 0;
+}
+
+int
 kb_stream_accept_cb(struct kb_stream *st, const struct kb_stream_cbs *cbs, void *arg)
 {
 	if (cbs)
 		kb_stream_set_cbs(st, cbs, arg);
-	if (st->fd >= 0 || (st->flags & (ST_OURS | ST_CB)))
+	if (st->fd >= 0 || (st->flags & (ST_OURS | ST_ACCEPTED)) || st->drain_cb)
 		return -1;
-	if (cb_attach(st) < 0) {
+	if (cb_attach(st, 1) < 0) {
 		kb_stream_reset(st, KB_RST_INTERNAL, "out of memory");
 		return -1;
 	}

@@ -135,6 +135,12 @@ struct kb_stream *kb_stream_open_cb(struct kb_session *s, const struct kb_open *
 /* Accept a stream the peer opened; its early data comes to on_data. -1 if
  * it cannot be (already accepted, ours, or out of memory: then reset). */
 int kb_stream_accept_cb(struct kb_stream *st, const struct kb_stream_cbs *cbs, void *arg);
+/* Before accepting a stream the peer opened: its early data (what the
+ * peer sends before our ACCEPT, at most KB_EARLY_DATA_MAX held) comes to
+ * on_data from now on, to be passed on at once; kb_stream_accept_cb
+ * accepts it later, kb_stream_reset refuses it. No credit goes back until
+ * the ACCEPT. -1 if it cannot be (then reset if out of memory). */
+int kb_stream_early_cb(struct kb_stream *st, const struct kb_stream_cbs *cbs, void *arg);
 /* The peer's data not taken yet; draining it returns credit to the peer.
  * Also usable before kb_stream_accept_cb (early data). */
 struct evbuffer *kb_stream_input(struct kb_stream *st);

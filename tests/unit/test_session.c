@@ -2310,6 +2310,14 @@ pred_cb_rx(void *arg)
 	return e->rxlen >= e->explen;
 }
 
+static int
+pred_cb_early(void *arg)
+{
+	const struct cbend *e = arg;
+
+	return e->rxlen >= KB_EARLY_DATA_MAX;
+}
+
 static void
 test_cb_streams(void)
 {
@@ -2445,7 +2453,7 @@ test_cb_streams(void)
 	ep_close(&acc.ep, 0);
 	cbend_free(&ce);
 
-	printf("# callback accept: early data, then both ways, then a reset with its reason\n");
+	printf("# callback accept: early data before the ACCEPT, then both ways, then a reset with its reason\n");
 	{
 		struct tstream op;
 
@@ -2463,9 +2471,15 @@ test_cb_streams(void)
 		ce.tx = pool + MiB;
 		ce.txlen = 300 * KiB;
 		ce.st = b.dt.st;
-		ok(kb_stream_accept_cb(b.dt.st, &cbcbs, &ce) == 0);
+		/* taken before the ACCEPT: the early data comes, no more */
+		ok(kb_stream_early_cb(b.dt.st, &cbcbs, &ce) == 0);
+		ok(ce.rxlen == 0); /* it comes after the call */
+		ok(run_until(pred_cb_early, &ce, 2000));
+		run_for(100);
+		ok(ce.rxlen == KB_EARLY_DATA_MAX && !op.accepted && !ce.closed);
+		ok(kb_stream_early_cb(ce.st, &cbcbs, &ce) == -1); /* not twice */
+		ok(kb_stream_accept_cb(ce.st, &cbcbs, &ce) == 0);
 		ok(kb_stream_accept_cb(ce.st, &cbcbs, &ce) == -1); /* not twice */
-		ok(ce.rxlen == 0); /* early data comes after the call */
 		cb_pump_tx(&ce);
 		ok(run_until(pred_flag, &op.accepted, 2000));
 		ok(run_until(pred_ep_rx, &op.ep, 3000));
