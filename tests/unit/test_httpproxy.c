@@ -1964,6 +1964,7 @@ test_streams(void)
 	kb_session_free(sc_sess);
 	kb_session_free(ws_sess);
 	sc_sess = ws_sess = NULL;
+	run_for(100); /* the connections flush and go */
 }
 
 int
