@@ -46,7 +46,8 @@ struct hp_route;
  * cbs, cbarg) and returns it, or NULL with a short reason for the 502 page;
  * a refused stream's reason also goes into the 502 page. The others are
  * session.h's functions of the same names (kb_stream_input, ...): given
- * by the caller, so that the proxy links without the session. */
+ * by the caller, so that the proxy links without the session. The table
+ * must outlive every stream opened through it (a static one). */
 struct evbuffer;
 struct hp_stream_ops {
 	struct kb_stream *(*open)(void *arg, uint64_t key, const struct kb_stream_cbs *cbs,
