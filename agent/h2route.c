@@ -1035,9 +1035,6 @@ h2r_settle(struct h2r_conn *c)
 			if (u->why[0] == '\0' && (u->io.err || u->io.eof)) {
 				snprintf(u->why, sizeof(u->why), "kbridge: the upstream %s",
 				    u->io.eof ? "closed the connection" : "failed");
-				if (c->up.explain != NULL)
-					c->up.explain(c->up.arg, u->key, u->io.fd, u->why,
-					    sizeof(u->why));
 			}
 			if (u->why[0] != '\0')
 				up_fail(u, u->why);

@@ -11,6 +11,9 @@
  * HTTP/2 preface to up.h2 if set (hp_hand_h2()).
  * Small writes wait for the end of the loop iteration and go out in groups
  * (batch.h); the app's answer times are noted for pace.h (applat.h).
+ * An upstream is a socket, or (up.streams) a session stream whose
+ * data comes to on_data and leaves with kb_stream_write (hp_st_*): the
+ * same states and queues, without a descriptor in between.
  * hp_conn_free() must not be called from the route(), open() or done()
  * callbacks. */
 #include "httpproxy.h"
@@ -38,6 +41,7 @@
 #include "applat.h"
 #include "batch.h"
 #include "log.h"
+#include "session.h"	/* struct kb_stream_cbs; the functions come with up.streams */
 #include "util.h"
 
 #define HP_READ_SIZE	(64 * 1024)
@@ -108,12 +112,14 @@ enum hp_state {
 struct hp_sock {
 	struct hp_conn *c;
 	int fd;
+	struct kb_stream *st;	/* a stream upstream (is_st): NULL once it ended */
 	uint64_t key;
 	struct event *rev, *wev;
 	struct evbuffer *out;
 	unsigned rarmed:1, warmed:1;
 	unsigned connecting:1;	/* wait for writability, then SO_ERROR */
 	unsigned rdeof:1, wshut:1, werr:1;
+	unsigned is_st:1;	/* st, not fd; rev only kicks hp_st_read() */
 };
 
 /* One request and its response; cleared for every request. */
@@ -186,6 +192,11 @@ static void hp_read_cb(evutil_socket_t, short, void *);
 static void hp_write_cb(evutil_socket_t, short, void *);
 static void hp_closing(struct hp_conn *);
 static void hp_settle(struct hp_conn *);
+static void hp_st_release(struct hp_sock *);
+static void hp_upstream_input(struct hp_conn *, const char *, size_t);
+static void hp_upstream_eof(struct hp_conn *, int, const char *);
+static void hp_upstream_fail(struct hp_conn *, const char *);
+static void hp_flush_sock(struct hp_conn *, struct hp_sock *);
 
 static void
 hp_note_peak(struct hp_conn *c)
@@ -227,6 +238,8 @@ hp_sock_init(struct hp_conn *c, struct hp_sock *s, int fd)
 static void
 hp_sock_fini(struct hp_sock *s)
 {
+	if (s->is_st)
+		hp_st_release(s);
 	if (s->rev != NULL)
 		event_free(s->rev);
 	if (s->wev != NULL)
@@ -265,9 +278,177 @@ hp_up_free(struct hp_sock *s)
 	free(s);
 }
 
+/* --- stream upstreams (up.streams) --- */
+
+#define SOPS(s) ((s)->c->up.streams)
+
+/* What the stream brought, one read's worth at a time as from a socket;
+ * its end once all of it was taken. */
+static void
+hp_st_read(struct hp_sock *s)
+{
+	struct hp_conn *c = s->c;
+	struct evbuffer *in;
+	int n;
+
+	c->hp->lat.events++;
+	if (s == c->idle) {
+		/* A kept-alive upstream that talks or closes is of no more use. */
+		hp_up_free(s);
+		c->idle = NULL;
+		return;
+	}
+	if (s->st == NULL || s->rdeof || (in = SOPS(s)->input(s->st)) == NULL)
+		return;
+	if ((n = evbuffer_remove(in, c->hp->rbuf, sizeof(c->hp->rbuf))) > 0)
+		hp_upstream_input(c, c->hp->rbuf, n);
+	else if (SOPS(s)->eof(s->st))
+		hp_upstream_eof(c, 0, NULL);
+	else
+		return;
+	hp_settle(c);
+}
+
+static void
+hp_st_kick(evutil_socket_t fd, short what, void *arg)
+{
+	struct hp_sock *s = arg;
+
+	(void)fd;
+	(void)what;
+	if (s->rarmed)
+		hp_st_read(s);
+}
+
+static void
+hp_st_data(struct kb_stream *st, void *arg)
+{
+	struct hp_sock *s = arg;
+
+	(void)st;
+	if (s->rarmed)
+		hp_st_read(s);
+}
+
+static void
+hp_st_writable(struct kb_stream *st, void *arg)
+{
+	struct hp_sock *s = arg;
+
+	(void)st;
+	hp_flush_sock(s->c, s);
+	hp_settle(s->c);
+}
+
+/* The stream ended: cleanly (both ways done), or reset with a reason,
+ * a refusal's among them, which goes into the 502 page. */
+static void
+hp_st_close(struct kb_stream *st, int reason, const char *text, void *arg)
+{
+	struct hp_sock *s = arg;
+	struct hp_conn *c = s->c;
+
+	(void)st;
+	s->st = NULL;
+	if (s == c->idle) {
+		hp_up_free(s);
+		c->idle = NULL;
+		return;
+	}
+	if (s != c->us)
+		return;
+	if (reason)
+		s->werr = 1;
+	if (!s->rdeof)
+		hp_upstream_eof(c, reason ? EPIPE : 0, reason ? (text && *text ? text :
+		    "the intercepting workstation reset the request") : NULL);
+	hp_settle(c);
+}
+
+static const struct kb_stream_cbs hp_st_cbs = {
+	.on_close = hp_st_close,
+	.on_data = hp_st_data,
+	.on_writable = hp_st_writable,
+};
+
+/* A stream given up before its end: it may finish with its FINs (all
+ * read, nothing more comes), else, like a closed socket with data
+ * unread, it is reset. */
+static void
+hp_st_drop_data(struct kb_stream *st, void *arg)
+{
+	const struct hp_stream_ops *ops = arg;
+
+	if (evbuffer_get_length(ops->input(st)) > 0) {
+		ops->set_cbs(st, NULL, NULL);
+		ops->reset(st, KB_RST_CANCEL, "the client went away");
+	}
+}
+
+static const struct kb_stream_cbs hp_st_drop_cbs = { .on_data = hp_st_drop_data };
+
+static void
+hp_st_release(struct hp_sock *s)
+{
+	struct kb_stream *st = s->st;
+
+	if (st == NULL)
+		return;
+	s->st = NULL;
+	if (!s->werr && evbuffer_get_length(s->out) == 0 &&
+	    evbuffer_get_length(SOPS(s)->input(st)) == 0) {
+		SOPS(s)->set_cbs(st, &hp_st_drop_cbs, (void *)SOPS(s));
+		SOPS(s)->shutdown(st);
+		return;
+	}
+	SOPS(s)->set_cbs(st, NULL, NULL);
+	SOPS(s)->reset(st, KB_RST_CANCEL, "the client went away");
+}
+
+/* c->us becomes a new stream upstream for key; 0, or -1 after a 502. */
+static int
+hp_st_get(struct hp_conn *c, uint64_t key)
+{
+	char reason[256];
+	struct hp_sock *s;
+
+	reason[0] = '\0';
+	if ((s = calloc(1, sizeof(*s))) == NULL) {
+		hp_upstream_fail(c, "out of memory");
+		return -1;
+	}
+	s->c = c;
+	s->fd = -1;
+	s->key = key;
+	s->is_st = 1;
+	if ((s->out = evbuffer_new()) == NULL ||
+	    (s->rev = event_new(c->hp->base, -1, 0, hp_st_kick, s)) == NULL) {
+		hp_up_free(s);
+		hp_upstream_fail(c, "out of memory");
+		return -1;
+	}
+	s->st = c->up.streams->open(c->up.arg, key, &hp_st_cbs, s, reason, sizeof(reason));
+	reason[sizeof(reason) - 1] = '\0';
+	if (s->st == NULL) {
+		hp_up_free(s);
+		hp_upstream_fail(c, reason[0] != '\0' ? reason : "the upstream is unavailable");
+		return -1;
+	}
+	c->us = s;
+	return 0;
+}
+
 static void
 hp_sock_arm(struct hp_sock *s, int r, int w)
 {
+	if (s->is_st) {
+		/* Data waits in the stream: go on taking it when reading again. */
+		s->rarmed = r;
+		if (r && s->st != NULL && (evbuffer_get_length(SOPS(s)->input(s->st)) > 0 ||
+		    SOPS(s)->eof(s->st)))
+			event_active(s->rev, EV_TIMEOUT, 0);
+		return;
+	}
 	if (r != s->rarmed) {
 		if (r)
 			event_add(s->rev, NULL);
@@ -302,6 +483,8 @@ hp_sock_flush(struct hp_sock *s)
 	ssize_t n, total = 0;
 	int i, nv;
 
+	if (s->is_st)
+		return s->st != NULL ? (ssize_t)SOPS(s)->write(s->st, s->out) : -1;
 	while (evbuffer_get_length(s->out) > 0) {
 		nv = evbuffer_peek(s->out, -1, NULL, ev, HP_IOV);
 		if (nv > HP_IOV)
@@ -339,7 +522,7 @@ hp_send(struct hp_sock *s, const char *p, size_t len)
 
 	if (s->werr || s->wshut || len == 0)
 		return;
-	if (evbuffer_get_length(s->out) == 0 && !s->connecting &&
+	if (evbuffer_get_length(s->out) == 0 && !s->connecting && !s->is_st &&
 	    (s->c->hp->batch.flushing || s->c->hp->batch.ev == NULL || len >= HP_DIRECT_MIN)) {
 		while ((n = send(s->fd, p, len, MSG_NOSIGNAL)) == -1 && errno == EINTR)
 			;
@@ -468,8 +651,6 @@ hp_upstream_fail(struct hp_conn *c, const char *why)
 		return;
 	}
 	snprintf(reason, sizeof(reason), "%s", why);
-	if (c->us && c->up.explain)
-		c->up.explain(c->up.arg, c->us->key, c->us->fd, reason, sizeof(reason));
 	hp_up_free(c->us);
 	c->us = NULL;
 	if (c->t.resp_started) {
@@ -786,6 +967,8 @@ hp_up_get(struct hp_conn *c, uint64_t key)
 		c->idle = NULL;
 	}
 	reason[0] = '\0';
+	if (key != 0 && c->up.streams != NULL)
+		return hp_st_get(c, key);
 	fd = c->up.open(c->up.arg, key, reason, sizeof(reason));
 	reason[sizeof(reason) - 1] = '\0';
 	if (fd == -1) {
@@ -1379,9 +1562,9 @@ hp_upstream_input(struct hp_conn *c, const char *p, size_t len)
 }
 
 static void
-hp_upstream_eof(struct hp_conn *c, int err)
+hp_upstream_eof(struct hp_conn *c, int err, const char *why)
 {
-	char reason[160];
+	char reason[256];
 
 	c->us->rdeof = 1;
 	if (c->state == HP_TUNNEL) {
@@ -1405,7 +1588,9 @@ hp_upstream_eof(struct hp_conn *c, int err)
 	}
 	if (hp_retry(c) == 0)
 		return;
-	if (err)
+	if (why != NULL)
+		snprintf(reason, sizeof(reason), "kbridge: %s", why);
+	else if (err)
 		snprintf(reason, sizeof(reason), "the upstream connection failed: %s",
 		    strerror(err));
 	else
@@ -1481,7 +1666,11 @@ hp_tunnel_shut(struct hp_conn *c)
 		return;
 	}
 	if (c->cl.rdeof && !u->wshut && !u->connecting && evbuffer_get_length(u->out) == 0) {
-		shutdown(u->fd, SHUT_WR);
+		if (u->is_st) {
+			if (u->st != NULL)
+				SOPS(u)->shutdown(u->st);
+		} else
+			shutdown(u->fd, SHUT_WR);
 		u->wshut = 1;
 	}
 	if (u->rdeof && !c->cl.wshut && evbuffer_get_length(c->cl.out) == 0) {
@@ -1550,6 +1739,11 @@ hp_batch_sock(struct batch *b, struct hp_sock *s)
 	if (s == NULL || s->werr || s->warmed || s->connecting ||
 	    evbuffer_get_length(s->out) == 0)
 		return;
+	if (s->is_st) {
+		/* Into the session's output now: no syscall of its own. */
+		hp_flush_sock(s->c, s);
+		return;
+	}
 	batch_add(b, s->fd, s->out, s);
 }
 
@@ -1689,7 +1883,7 @@ hp_read_cb(evutil_socket_t fd, short what, void *arg)
 		if (n > 0)
 			hp_upstream_input(c, hp->rbuf, n);
 		else
-			hp_upstream_eof(c, n == 0 ? 0 : errno);
+			hp_upstream_eof(c, n == 0 ? 0 : errno, NULL);
 	}
 	hp_settle(c);
 }

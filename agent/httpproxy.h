@@ -17,6 +17,8 @@ struct applat;
 struct event_base;
 struct hp_conn;
 struct hp_proxy;
+struct kb_stream;
+struct kb_stream_cbs;
 
 #define HP_MAX_HEADER_BYTES (64 * 1024)
 #define HP_MAX_HEADERS 128
@@ -40,6 +42,24 @@ const char *hp_header(const struct hp_request *req, const char *name);
  * it here, or change its headers on the way (see hp_route_* below). */
 struct hp_route;
 
+/* Stream upstreams: open() opens key's stream with kb_stream_open_cb(...,
+ * cbs, cbarg) and returns it, or NULL with a short reason for the 502 page;
+ * a refused stream's reason also goes into the 502 page. The others are
+ * session.h's functions of the same names (kb_stream_input, ...): given
+ * by the caller, so that the proxy links without the session. The table
+ * must outlive every stream opened through it (a static one). */
+struct evbuffer;
+struct hp_stream_ops {
+	struct kb_stream *(*open)(void *arg, uint64_t key, const struct kb_stream_cbs *cbs,
+	    void *cbarg, char *reason, size_t reasonlen);
+	struct evbuffer *(*input)(struct kb_stream *st);
+	int (*eof)(const struct kb_stream *st);
+	size_t (*write)(struct kb_stream *st, struct evbuffer *buf);
+	void (*shutdown)(struct kb_stream *st);
+	void (*set_cbs)(struct kb_stream *st, const struct kb_stream_cbs *cbs, void *arg);
+	void (*reset)(struct kb_stream *st, uint8_t reason, const char *text);
+};
+
 /* Where requests go. route() names the upstream of a request with a key
  * (0 = the app, anything else = an intercept); requests with the same key
  * may reuse an idle upstream connection of this client connection. open()
@@ -48,10 +68,9 @@ struct hp_route;
 struct hp_upstreams {
 	uint64_t (*route)(void *arg, const struct hp_request *req, struct hp_route *r);
 	int (*open)(void *arg, uint64_t key, char *reason, size_t reasonlen);
-	/* An upstream from open() failed before answering: the callee may put
-	 * a better reason for the 502 page into reason (it knows, say, why an
-	 * intercepted stream was refused). May be NULL. */
-	void (*explain)(void *arg, uint64_t key, int fd, char *reason, size_t reasonlen);
+	/* When set, the upstream of a key other than 0 is a session stream
+	 * (session.h) instead of a socket; see struct hp_stream_ops. */
+	const struct hp_stream_ops *streams;
 	/* The client connection is finished and freed. May be NULL. */
 	void (*done)(void *arg, struct hp_conn *c);
 	void *arg;
@@ -96,7 +115,7 @@ struct hp_conn *hp_conn_new(struct hp_proxy *hp, int fd, const struct hp_upstrea
  * (kept alive between requests, or new): closing it loses nothing. */
 int hp_conn_idle(const struct hp_conn *c);
 /* Close the client and its upstreams now (done is not called). Not from
- * within the route, open, explain or done callbacks. */
+ * within the route, open, streams->open or done callbacks. */
 void hp_conn_free(struct hp_conn *c);
 /* After the last proxy is freed: what the writes of all share (sendmany.h's
  * ring) goes. */

@@ -9,10 +9,9 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/queue.h>
-#include <sys/socket.h>
-#include <unistd.h>
 
 #include <cjson/cJSON.h>
+#include <event2/buffer.h>
 #include <event2/event.h>
 
 #include "client.h"
@@ -961,66 +960,125 @@ icpt_request(struct icpt_reg *r, struct client *c, enum kb_msg_type type, const 
 
 /* --- carrying an intercepted stream to the owner's workstation --- */
 
-/* The sidecar's stream waits (not accepted) until the owner's daemon has
- * connected to the local port; then the two are joined by a socketpair. */
+/* The sidecar's stream and one to the owner's daemon, joined stream to
+ * stream (session.h's callback endpoint, no socket in between): what one
+ * peer sends goes out on the other as far as the other's credit allows,
+ * and the rest waits in the first, holding its peer back by the window.
+ * The sidecar's stream is accepted once the daemon's is (a refusal comes
+ * back as a reset with its reason), but its early data (the request) goes
+ * on at once, as early data of ours, before the daemon has connected.
+ * A FIN is passed on once the data before it went; a reset (the daemon's
+ * refusal, with its reason) resets the other side. */
 struct bridge {
 	struct kb_stream *side; /* from the sidecar */
 	struct kb_stream *dlv;  /* to the owner's daemon */
-	int fd;                 /* our end of the pair, for side */
 };
 
-static void dlv_accepted(struct kb_stream *st, void *arg);
-static void dlv_closed(struct kb_stream *st, int reason, const char *text, void *arg);
-static void side_closed(struct kb_stream *st, int reason, const char *text, void *arg);
+static void
+bridge_pump(struct kb_stream *from, struct kb_stream *to)
+{
+	struct evbuffer *in = kb_stream_input(from);
 
-static const struct kb_stream_cbs dlv_cbs = { .on_accept = dlv_accepted, .on_close = dlv_closed };
-static const struct kb_stream_cbs side_cbs = { .on_close = side_closed };
+	if (in == NULL)
+		return;
+	if (evbuffer_get_length(in) > 0)
+		kb_stream_write(to, in);
+	if (evbuffer_get_length(in) == 0 && kb_stream_eof(from))
+		kb_stream_shutdown(to);
+}
 
+static void
+side_data(struct kb_stream *st, void *arg)
+{
+	struct bridge *b = arg;
+
+	if (b->dlv)
+		bridge_pump(st, b->dlv);
+}
+
+static void
+dlv_data(struct kb_stream *st, void *arg)
+{
+	struct bridge *b = arg;
+
+	if (b->side)
+		bridge_pump(st, b->side);
+}
+
+/* The daemon connected to the local port: the sidecar's stream goes on. */
 static void
 dlv_accepted(struct kb_stream *st, void *arg)
 {
 	struct bridge *b = arg;
-	struct kb_stream *side = b->side;
-	int fd = b->fd;
 
-	kb_stream_set_cbs(st, NULL, NULL);
-	kb_stream_set_cbs(side, NULL, NULL);
-	free(b);
-	kb_stream_accept(side, fd, NULL, NULL);
+	(void)st;
+	/* On failure side is reset: side_closed resets dlv and frees b. */
+	if (b->side)
+		kb_stream_accept_cb(b->side, NULL, NULL);
+}
+
+static void
+side_writable(struct kb_stream *st, void *arg)
+{
+	struct bridge *b = arg;
+
+	if (b->dlv)
+		bridge_pump(b->dlv, st);
+}
+
+static void
+dlv_writable(struct kb_stream *st, void *arg)
+{
+	struct bridge *b = arg;
+
+	if (b->side)
+		bridge_pump(b->side, st);
+}
+
+/* One side ended. Cleanly: the other has sent and received everything
+ * and ends by itself. Otherwise the other is reset (text passed on). */
+static void
+bridge_closed(struct bridge *b, struct kb_stream **self, struct kb_stream *other, int reason,
+    uint8_t code, const char *text)
+{
+	*self = NULL;
+	if (other && reason) {
+		kb_stream_set_cbs(other, NULL, NULL);
+		kb_stream_reset(other, code, text);
+		other = NULL;
+	}
+	if (other == NULL) {
+		b->side = b->dlv = NULL;
+		free(b);
+	}
 }
 
 static void
 dlv_closed(struct kb_stream *st, int reason, const char *text, void *arg)
 {
 	struct bridge *b = arg;
-	struct kb_stream *side = b->side;
 
 	(void)st;
-	close(b->fd);
-	free(b);
-	if (side) {
-		kb_stream_set_cbs(side, NULL, NULL);
-		kb_stream_reset(side, reason ? reason : KB_RST_CANCEL,
-		    text && *text ? text : "the workstation closed the connection");
-	}
+	bridge_closed(b, &b->dlv, b->side, reason, reason ? reason : KB_RST_CANCEL,
+	    text && *text ? text : "the workstation closed the connection");
 }
 
 static void
 side_closed(struct kb_stream *st, int reason, const char *text, void *arg)
 {
 	struct bridge *b = arg;
-	struct kb_stream *dlv = b->dlv;
 
 	(void)st;
-	(void)reason;
 	(void)text;
-	close(b->fd);
-	free(b);
-	if (dlv) {
-		kb_stream_set_cbs(dlv, NULL, NULL);
-		kb_stream_reset(dlv, KB_RST_CANCEL, "the caller went away");
-	}
+	bridge_closed(b, &b->side, b->dlv, reason, KB_RST_CANCEL, "the caller went away");
 }
+
+static const struct kb_stream_cbs dlv_cbs = {
+	.on_accept = dlv_accepted, .on_close = dlv_closed, .on_data = dlv_data, .on_writable = dlv_writable,
+};
+static const struct kb_stream_cbs side_cbs = {
+	.on_close = side_closed, .on_data = side_data, .on_writable = side_writable,
+};
 
 void
 icpt_route_stream(struct icpt_reg *r, struct client *sidecar, struct kb_stream *st,
@@ -1032,7 +1090,6 @@ icpt_route_stream(struct icpt_reg *r, struct client *sidecar, struct kb_stream *
 	struct bridge *b;
 	char text[200];
 	size_t k;
-	int sp[2];
 
 	/* Only an intercept on a workload this sidecar serves. */
 	if ((i = find_id(r, ref)) != NULL) {
@@ -1051,22 +1108,19 @@ icpt_route_stream(struct icpt_reg *r, struct client *sidecar, struct kb_stream *
 		kb_stream_reset(st, KB_RST_UNREACHABLE, text);
 		return;
 	}
-	if ((b = calloc(1, sizeof(*b))) == NULL ||
-	    socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sp) < 0) {
+	if ((b = calloc(1, sizeof(*b))) == NULL) {
+		kb_stream_reset(st, KB_RST_INTERNAL, "out of memory");
+		return;
+	}
+	snprintf(o.ref, sizeof(o.ref), "%s", i->id);
+	if ((b->dlv = kb_stream_open_cb(i->client->sess, &o, &dlv_cbs, b)) == NULL) {
 		free(b);
-		kb_stream_reset(st, KB_RST_INTERNAL, "out of resources");
+		kb_stream_reset(st, KB_RST_INTERNAL, "cannot reach the workstation");
 		return;
 	}
 	b->side = st;
-	b->fd = sp[0];
-	snprintf(o.ref, sizeof(o.ref), "%s", i->id);
-	kb_stream_set_cbs(st, &side_cbs, b);
-	if ((b->dlv = kb_stream_open(i->client->sess, &o, sp[1], &dlv_cbs, b)) == NULL) {
-		kb_stream_set_cbs(st, NULL, NULL);
-		close(b->fd);
-		free(b);
-		kb_stream_reset(st, KB_RST_INTERNAL, "cannot reach the workstation");
-	}
+	/* On failure st is reset: side_closed resets dlv and frees b. */
+	kb_stream_early_cb(st, &side_cbs, b);
 }
 
 /* --- kept across restarts of the in-cluster manager (agent/store.c) --- */

@@ -51,16 +51,6 @@
 
 extern char **environ;
 
-/* Why recent intercepted streams were refused (e.g. nothing listens on the
- * developer's port), by the proxy's socket: the 502 page says it. */
-#define REFUSALS 32
-
-struct sc_refusal {
-	int fd;
-	uint64_t when;
-	char text[200];
-};
-
 struct sc_intercept {
 	uint64_t key; /* stable while the intercept lives: upstream reuse key */
 	char id[KB_OPEN_REF_MAX + 1];
@@ -94,8 +84,6 @@ struct sidecar {
 	struct sc_intercept icpts[MAX_INTERCEPTS];
 	size_t nicpts;
 	uint64_t next_key;
-	struct sc_refusal refusals[REFUSALS];
-	unsigned nrefusals;
 };
 
 
@@ -227,68 +215,13 @@ client_free(struct sc_client *cl)
 	free(cl);
 }
 
-struct sc_stream {
-	struct sidecar *sc;
-	int fd; /* the proxy's end of the pair */
-	int accepted;
-};
-
-static void
-sc_stream_accepted(struct kb_stream *st, void *arg)
-{
-	(void)st;
-	((struct sc_stream *)arg)->accepted = 1;
-}
-
-static void
-sc_stream_closed(struct kb_stream *st, int reason, const char *text, void *arg)
-{
-	struct sc_stream *ss = arg;
-	struct sc_refusal *r;
-
-	(void)st;
-	if (!ss->accepted && reason) {
-		r = &ss->sc->refusals[ss->sc->nrefusals++ % REFUSALS];
-		r->fd = ss->fd;
-		r->when = kb_now_ms();
-		snprintf(r->text, sizeof(r->text), "%s",
-		    text && *text ? text : "the intercepting workstation refused the request");
-	}
-	free(ss);
-}
-
-static const struct kb_stream_cbs sc_stream_cbs = {
-	.on_accept = sc_stream_accepted,
-	.on_close = sc_stream_closed,
-};
-
-/* The proxy's explain callback: why the workstation refused a request on
- * fd, from the refusals remembered above, for the 502 the caller gets. */
-static void
-sc_refusal_reason(void *arg, uint64_t key, int fd, char *reason, size_t len)
-{
-	const struct sidecar *sc = ((const struct sc_client *)arg)->sc;
-	const struct sc_refusal *r, *found = NULL;
-	uint64_t now = kb_now_ms(), best = 0;
-
-	if (key == 0)
-		return;
-	for (r = sc->refusals; r < sc->refusals + REFUSALS; r++) {
-		if (r->fd == fd && r->when > best && now - r->when < 10000) {
-			best = r->when;
-			found = r;
-		}
-	}
-	if (found)
-		snprintf(reason, len, "kbridge: %s", found->text);
-}
-
-/* A socket whose other end carries a stream to intercept ic, or -1. */
+/* A socket whose other end carries a stream to intercept ic, or -1: for
+ * whole connections and HTTP/2 (h2route.h); HTTP/1 requests use
+ * sc_open_stream(), without a socket. */
 static int
 intercept_socket(struct sidecar *sc, const struct sc_intercept *ic, char *reason, size_t len)
 {
 	struct kb_open o = { .kind = KB_OPEN_INTERCEPT };
-	struct sc_stream *ss;
 	int sp[2];
 
 	if (!sc->sess || !kb_session_ready(sc->sess)) {
@@ -300,21 +233,38 @@ intercept_socket(struct sidecar *sc, const struct sc_intercept *ic, char *reason
 		return -1;
 	}
 	snprintf(o.ref, sizeof(o.ref), "%s", ic->id);
-	if ((ss = calloc(1, sizeof(*ss))) == NULL) {
-		close(sp[0]);
-		close(sp[1]);
-		snprintf(reason, len, "kbridge: out of memory");
-		return -1;
-	}
-	ss->sc = sc;
-	ss->fd = sp[0];
-	if (!kb_stream_open(sc->sess, &o, sp[1], &sc_stream_cbs, ss)) {
-		free(ss);
+	if (!kb_stream_open(sc->sess, &o, sp[1], NULL, NULL)) {
 		close(sp[0]);
 		snprintf(reason, len, "kbridge: cannot reach the manager");
 		return -1;
 	}
 	return sp[0];
+}
+
+/* The HTTP proxy's upstream for an intercepted request: a stream to the
+ * manager whose ends are the proxy's callbacks (httpproxy.h); a refusal
+ * comes back to the proxy with its reason. */
+static struct kb_stream *
+sc_open_stream(void *arg, uint64_t key, const struct kb_stream_cbs *cbs, void *cbarg,
+    char *reason, size_t len)
+{
+	struct sidecar *sc = ((struct sc_client *)arg)->sc;
+	struct kb_open o = { .kind = KB_OPEN_INTERCEPT };
+	const struct sc_intercept *ic;
+	struct kb_stream *st;
+
+	if ((ic = icpt_by_key(sc, key)) == NULL) {
+		snprintf(reason, len, "kbridge: the intercept ended");
+		return NULL;
+	}
+	if (!sc->sess || !kb_session_ready(sc->sess)) {
+		snprintf(reason, len, "kbridge: the sidecar has no session to the manager");
+		return NULL;
+	}
+	snprintf(o.ref, sizeof(o.ref), "%s", ic->id);
+	if ((st = kb_stream_open_cb(sc->sess, &o, cbs, cbarg)) == NULL)
+		snprintf(reason, len, "kbridge: cannot reach the manager");
+	return st;
 }
 
 /* A non-blocking socket connecting to the app, or -1. */
@@ -332,6 +282,16 @@ app_socket(const struct sidecar *sc, char *reason, size_t len)
 	}
 	return fd;
 }
+
+static const struct hp_stream_ops sc_streams = {
+	.open = sc_open_stream,
+	.input = kb_stream_input,
+	.eof = kb_stream_eof,
+	.write = kb_stream_write,
+	.shutdown = kb_stream_shutdown,
+	.set_cbs = kb_stream_set_cbs,
+	.reset = kb_stream_reset,
+};
 
 static uint64_t
 sc_route(void *arg, const struct hp_request *req, struct hp_route *r)
@@ -391,7 +351,7 @@ client_http_done(void *arg, struct hp_conn *c)
 static const struct hp_upstreams upstreams = {
 	.route = sc_route,
 	.open = sc_open_upstream,
-	.explain = sc_refusal_reason,
+	.streams = &sc_streams,
 	.done = client_http_done,
 	.h2 = h2r_start,	/* HTTP/2 prior knowledge: routed per stream */
 	.pass = 1,	/* TLS and the like: to the app untouched */

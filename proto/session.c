@@ -1,6 +1,9 @@
 /* The session state machine of PROTOCOL.md: streams, credit, heartbeats,
  * goaway. Any callback may free the session (session.h): while callbacks
- * run (depth > 0) kb_session_free only marks it, the outermost return frees. */
+ * run (depth > 0) kb_session_free only marks it, the outermost return frees.
+ * A stream's local end is a socket (its data read into frames, written
+ * from its buffer) or the owner's code (ST_CB: on_data, kb_stream_write);
+ * both keep the peer's data in st->out and return credit as it drains. */
 #include "session.h"
 
 #include <errno.h>
@@ -52,6 +55,8 @@ enum {
 	ST_WRITING = 1 << 8,     /* write event armed */
 	ST_DIRTY = 1 << 9,       /* on the session's list of streams to flush */
 	ST_EARLY = 1 << 10,      /* ours: data may flow before ACCEPT (early_data) */
+	ST_CB = 1 << 11,         /* the local end is callbacks, not a socket */
+	ST_WANT_WRITE = 1 << 12, /* ST_CB: kb_stream_write took less than offered */
 };
 
 struct kb_stream {
@@ -105,6 +110,7 @@ struct kb_session {
 	size_t tsize, nstreams;
 	struct stream_list blocked;
 	struct stream_list dirty;   /* got data in this read: write it out after */
+	struct event *sweep;        /* runs flush_dirty outside a read (ST_CB streams) */
 
 	struct event *timer;
 	struct event *linger;
@@ -119,6 +125,9 @@ static void session_end(struct kb_session *s, uint8_t code, const char *err);
 static void stream_finish(struct kb_stream *st, int reason, const char *text, int abortive);
 static void stream_pump(struct kb_stream *st);
 static void session_maybe_done(struct kb_session *s);
+static void mark_dirty(struct kb_session *s, struct kb_stream *st);
+static void cb_later(struct kb_stream *st);
+static void flush_dirty(struct kb_session *s);
 
 /* --- stream table: chained hash on the stream id --- */
 
@@ -326,6 +335,14 @@ stream_unblock(struct kb_stream *st)
 static void
 stream_detach(struct kb_stream *st, int abortive)
 {
+	if (st->flags & ST_CB) {
+		if (st->drain_cb)
+			evbuffer_remove_cb_entry(st->out, st->drain_cb);
+		evbuffer_free(st->out);
+		st->out = NULL;
+		st->drain_cb = NULL;
+		return;
+	}
 	if (st->fd < 0) {
 		/* Early data that arrived before we accepted. */
 		if (st->out)
@@ -370,10 +387,19 @@ stream_finish(struct kb_stream *st, int reason, const char *text, int abortive)
 		kb_session_free(s);
 }
 
+/* Both ways finished: FIN sent, and the peer's FIN delivered (for ST_CB:
+ * reported to the owner, who took all the data). */
+static int
+stream_done(const struct kb_stream *st)
+{
+	return (st->flags & ST_FIN_SENT) && (st->flags & ST_SHUT_WR) &&
+	    (!(st->flags & ST_CB) || evbuffer_get_length(st->out) == 0);
+}
+
 static void
 stream_check_done(struct kb_stream *st)
 {
-	if ((st->flags & ST_FIN_SENT) && (st->flags & ST_SHUT_WR))
+	if (stream_done(st))
 		stream_finish(st, 0, NULL, 0);
 }
 
@@ -472,6 +498,9 @@ local_drained(struct evbuffer *buf, const struct evbuffer_cb_info *info, void *a
 		st->rx_window += inc;
 		st->rx_consumed = 0;
 	}
+	/* The owner took the last of it: the stream may be finished now. */
+	if ((st->flags & ST_CB) && evbuffer_get_length(buf) == 0 && stream_done(st))
+		cb_later(st);
 }
 
 /* What we may send now: the credit, and before the ACCEPT no more early
@@ -493,6 +522,17 @@ stream_pump(struct kb_stream *st)
 	size_t budget = 256 * 1024; /* then let other streams have a turn */
 	uint32_t room;
 
+	if (st->flags & ST_CB) {
+		/* The owner writes: tell it that it can go on. */
+		if ((st->flags & ST_WANT_WRITE) && (st->flags & (ST_ACCEPTED | ST_EARLY)) &&
+		    !(st->flags & ST_FIN_SENT) && send_room(st) > 0 &&
+		    evbuffer_get_length(sess_out(s)) < SESSION_HWM) {
+			st->flags &= ~ST_WANT_WRITE;
+			if (st->cbs && st->cbs->on_writable)
+				st->cbs->on_writable(st, st->arg);
+		}
+		return;
+	}
 	if (st->fd < 0 || !(st->flags & (ST_ACCEPTED | ST_EARLY)) ||
 	    (st->flags & (ST_FIN_SENT | ST_LOCAL_EOF)))
 		return;
@@ -688,6 +728,222 @@ kb_stream_id(const struct kb_stream *st)
 	return st->id;
 }
 
+/* --- streams whose local end is callbacks --- */
+
+/* Run flush_dirty for st soon, outside the caller's call (an owner's
+ * kb_stream_shutdown or drain must not see on_close run inside it). */
+static void
+cb_later(struct kb_stream *st)
+{
+	mark_dirty(st->s, st);
+	if (st->s->sweep)
+		event_active(st->s->sweep, EV_TIMEOUT, 0);
+}
+
+/* Tell the owner what the peer sent (data, or its FIN once), then finish
+ * the stream if both ways are done. Returns -1 if st was freed. */
+static int
+cb_deliver(struct kb_stream *st)
+{
+	struct kb_session *s = st->s;
+	uint32_t id = st->id;
+	int news = evbuffer_get_length(st->out) > 0 ||
+	    ((st->flags & ST_PEER_FIN) && !(st->flags & ST_SHUT_WR));
+
+	if (news && st->cbs && st->cbs->on_data) {
+		if (st->flags & ST_PEER_FIN)
+			st->flags |= ST_SHUT_WR;
+		st->cbs->on_data(st, st->arg);
+		if (table_get(s, id) != st)
+			return -1; /* reset by the owner */
+	}
+	if (stream_done(st)) {
+		stream_finish(st, 0, NULL, 0);
+		return -1;
+	}
+	return 0;
+}
+
+static void
+session_sweep(evutil_socket_t fd, short what, void *arg)
+{
+	struct kb_session *s = arg;
+
+	(void)fd;
+	(void)what;
+	s->depth++;
+	flush_dirty(s);
+	s->depth--;
+	if (s->depth == 0 && s->free_pending)
+		kb_session_free(s);
+}
+
+/* Make st a callback stream. credit: from now on what the owner takes is
+ * credited back to the peer, and what it took before (early data, before
+ * the ACCEPT: no credit goes back for a stream not accepted) counts too. */
+static int
+cb_attach(struct kb_stream *st, int credit)
+{
+	size_t have;
+
+	if (!st->out && (st->out = evbuffer_new()) == NULL)
+		return -1;
+	st->flags |= ST_CB;
+	if (!credit)
+		return 0;
+	if ((st->drain_cb = evbuffer_add_cb(st->out, local_drained, st)) == NULL)
+		return -1;
+	have = evbuffer_get_length(st->out);
+	if (KB_WINDOW_INIT - st->rx_window > have)
+		st->rx_consumed = KB_WINDOW_INIT - st->rx_window - (uint32_t)have;
+	return 0;
+}
+
+struct kb_stream *
+kb_stream_open_cb(struct kb_session *s, const struct kb_open *o,
+    const struct kb_stream_cbs *cbs, void *arg)
+{
+	struct kb_stream *st;
+	uint8_t buf[32];
+	size_t n;
+
+	if (!kb_session_ready(s) || s->goaway_rcvd || s->next_id > 0x7ffffffe)
+		return NULL;
+	if ((st = stream_new(s, s->next_id, ST_OURS)) == NULL)
+		return NULL;
+	if (cb_attach(st, 1) < 0) {
+		if (st->out)
+			evbuffer_free(st->out);
+		table_del(s, st);
+		free(st);
+		return NULL;
+	}
+	s->next_id += 2;
+	s->stats.streams_opened++;
+	st->cbs = cbs;
+	st->arg = arg;
+	n = kb_open_encode(o, buf);
+	send_frame(s, KB_F_OPEN, st->id, buf, n);
+	if (s->peer_early) {
+		/* kb_stream_write may send this much before the ACCEPT. */
+		st->flags |= ST_EARLY;
+		st->early_left = s->peer_early;
+	}
+	return st;
+}
+
+int
+kb_stream_early_cb(struct kb_stream *st, const struct kb_stream_cbs *cbs, void *arg)
+{
+	kb_stream_set_cbs(st, cbs, arg);
+	if (st->fd >= 0 || (st->flags & (ST_OURS | ST_CB | ST_ACCEPTED)))
+		return -1;
+	if (cb_attach(st, 0) < 0) {
+		kb_stream_reset(st, KB_RST_INTERNAL, "out of memory");
+		return -1;
+	}
+	if (evbuffer_get_length(st->out) > 0 || (st->flags & ST_PEER_FIN))
+		cb_later(st);
+	return 0;
+}
+
+int
+kb_stream_accept_cb(struct kb_stream *st, const struct kb_stream_cbs *cbs, void *arg)
+{
+	if (cbs)
+		kb_stream_set_cbs(st, cbs, arg);
+	if (st->fd >= 0 || (st->flags & (ST_OURS | ST_ACCEPTED)) || st->drain_cb)
+		return -1;
+	if (cb_attach(st, 1) < 0) {
+		kb_stream_reset(st, KB_RST_INTERNAL, "out of memory");
+		return -1;
+	}
+	send_frame(st->s, KB_F_ACCEPT, st->id, NULL, 0);
+	st->flags |= ST_ACCEPTED;
+	/* Early data (and FIN) go to the owner after this call. */
+	if (evbuffer_get_length(st->out) > 0 || (st->flags & ST_PEER_FIN))
+		cb_later(st);
+	return 0;
+}
+
+struct evbuffer *
+kb_stream_input(struct kb_stream *st)
+{
+	if (!st->out)
+		st->out = evbuffer_new();
+	return st->out;
+}
+
+int
+kb_stream_eof(const struct kb_stream *st)
+{
+	return (st->flags & ST_PEER_FIN) != 0;
+}
+
+size_t
+kb_stream_write(struct kb_stream *st, struct evbuffer *buf)
+{
+	struct kb_session *s = st->s;
+	size_t total = 0, len;
+	uint32_t room;
+
+	if (!(st->flags & ST_CB) || (st->flags & ST_FIN_SENT) || s->dead || !s->conn)
+		return 0;
+	while ((len = evbuffer_get_length(buf)) > 0) {
+		struct evbuffer_iovec v;
+		uint8_t *payload;
+
+		room = (st->flags & (ST_ACCEPTED | ST_EARLY)) ? send_room(st) : 0;
+		if (room == 0)
+			break;
+		if (evbuffer_get_length(sess_out(s)) >= SESSION_HWM) {
+			if (!(st->flags & ST_BLOCKED)) {
+				TAILQ_INSERT_TAIL(&s->blocked, st, blocked);
+				st->flags |= ST_BLOCKED;
+			}
+			break;
+		}
+		if (len > room)
+			len = room;
+		if (len > DATA_CHUNK)
+			len = DATA_CHUNK;
+		if ((payload = frame_begin(s, &v, KB_F_DATA, st->id, len)) == NULL)
+			break;
+		evbuffer_remove(buf, payload, len);
+		frame_commit(s, &v);
+		st->tx_credit -= len;
+		if (!(st->flags & ST_ACCEPTED))
+			st->early_left -= len;
+		s->stats.bytes_out += len;
+		total += len;
+	}
+	if (evbuffer_get_length(buf) > 0)
+		st->flags |= ST_WANT_WRITE;
+	return total;
+}
+
+size_t
+kb_stream_write_room(const struct kb_stream *st)
+{
+	if (!(st->flags & ST_CB) || (st->flags & ST_FIN_SENT) ||
+	    !(st->flags & (ST_ACCEPTED | ST_EARLY)))
+		return 0;
+	return send_room(st);
+}
+
+void
+kb_stream_shutdown(struct kb_stream *st)
+{
+	if (!(st->flags & ST_CB) || (st->flags & ST_FIN_SENT))
+		return;
+	st->flags |= ST_LOCAL_EOF | ST_FIN_SENT;
+	st->flags &= ~ST_WANT_WRITE;
+	if (st->s->conn && !st->s->dead)
+		send_frame(st->s, KB_F_FIN, st->id, NULL, 0);
+	if (stream_done(st))
+		cb_later(st);
+}
+
 
 /* --- receiving --- */
 
@@ -858,10 +1114,13 @@ flush_dirty(struct kb_session *s)
 {
 	struct kb_stream *st;
 
-	while ((st = TAILQ_FIRST(&s->dirty)) != NULL) {
+	while ((st = TAILQ_FIRST(&s->dirty)) != NULL && !s->dead) {
 		TAILQ_REMOVE(&s->dirty, st, dirty);
 		st->flags &= ~ST_DIRTY;
-		stream_flush(st);
+		if (st->flags & ST_CB)
+			cb_deliver(st);
+		else
+			stream_flush(st);
 	}
 }
 
@@ -885,6 +1144,16 @@ handle_stream_frame(struct kb_session *s, const struct kb_frame *f, struct evbuf
 	case KB_F_ACCEPT:
 		if (!(st->flags & ST_OURS) || (st->flags & ST_ACCEPTED)) {
 			protocol_error(s, "unexpected accept");
+			return;
+		}
+		if (st->flags & ST_CB) {
+			uint32_t id = st->id;
+
+			st->flags |= ST_ACCEPTED;
+			if (st->cbs && st->cbs->on_accept)
+				st->cbs->on_accept(st, st->arg);
+			if ((st = table_get(s, id)) != NULL)
+				stream_pump(st); /* on_writable, if it waits */
 			return;
 		}
 		/* Our local client has most likely written while we waited. */
@@ -925,7 +1194,7 @@ handle_stream_frame(struct kb_session *s, const struct kb_frame *f, struct evbuf
 		st->rx_window -= f->len;
 		s->stats.bytes_in += f->len;
 		evbuffer_remove_buffer(in, st->out, f->len);
-		if (st->fd >= 0)
+		if (st->fd >= 0 || (st->flags & ST_CB))
 			mark_dirty(s, st);
 		return;
 	case KB_F_WINDOW: {
@@ -946,7 +1215,7 @@ handle_stream_frame(struct kb_session *s, const struct kb_frame *f, struct evbuf
 			return;
 		}
 		st->flags |= ST_PEER_FIN;
-		if (st->fd >= 0)
+		if (st->fd >= 0 || (st->flags & ST_CB))
 			mark_dirty(s, st);
 		return;
 	case KB_F_RESET: {
@@ -1219,7 +1488,9 @@ reset_all_streams(struct kb_session *s, const char *why)
 	for (i = 0; i < s->tsize; i++) {
 		while (s->table[i]) {
 			struct kb_stream *st = s->table[i];
-			if (stream_orphan(st) == 0)
+			if ((st->flags & ST_CB) && stream_done(st))
+				stream_finish(st, 0, NULL, 0);
+			else if (stream_orphan(st) == 0)
 				stream_finish(st, 0, NULL, 0);
 			else
 				stream_finish(st, KB_RST_SESSION, why, 1);
@@ -1282,7 +1553,8 @@ kb_session_new(struct kb_conn *conn, int initiator, const struct kb_session_cbs 
 	if ((s->table = calloc(s->tsize, sizeof(*s->table))) == NULL)
 		goto fail;
 	s->timer = event_new(kb_conn_base(conn), -1, EV_PERSIST, session_tick, s);
-	if (!s->timer)
+	s->sweep = event_new(kb_conn_base(conn), -1, 0, session_sweep, s);
+	if (!s->timer || !s->sweep)
 		goto fail;
 	s->conn = conn;
 	s->failure = -1;
@@ -1303,6 +1575,8 @@ fail:
 	if (s) {
 		if (s->timer)
 			event_free(s->timer);
+		if (s->sweep)
+			event_free(s->sweep);
 		free(s->table);
 		free(s);
 	}
@@ -1338,6 +1612,7 @@ kb_session_free(struct kb_session *s)
 	if (s->conn)
 		kb_conn_close_flushed(s->conn);
 	event_free(s->timer);
+	event_free(s->sweep);
 	if (s->linger)
 		event_free(s->linger);
 	free(s->table);

@@ -54,8 +54,19 @@ struct kb_stream_cbs {
 	/* A stream we opened was accepted; data starts to flow. May be NULL. */
 	void (*on_accept)(struct kb_stream *st, void *arg);
 	/* The stream is finished: reason 0 after a clean close (FIN both ways),
-	 * else a KB_RST_* code and the peer's text. The stream is freed after. */
+	 * else a KB_RST_* code and the peer's text (a refused stream: why the
+	 * peer refused it). The stream is freed after. */
 	void (*on_close)(struct kb_stream *st, int reason, const char *text, void *arg);
+	/* Only for streams without a descriptor (kb_stream_open_cb,
+	 * kb_stream_accept_cb): */
+	/* The peer's data, or its FIN (kb_stream_eof), arrived: take what you
+	 * can from kb_stream_input(). What you leave there holds the peer back
+	 * through the stream's window (memory stays bounded by it); take the
+	 * rest later, from any callback or event. May be NULL. */
+	void (*on_data)(struct kb_stream *st, void *arg);
+	/* kb_stream_write() took less than it was offered, and can take more
+	 * now (credit came back, or the session's output drained). */
+	void (*on_writable)(struct kb_stream *st, void *arg);
 };
 
 /* Take ownership of conn (connected, TLS or not) and run the protocol on
@@ -109,5 +120,40 @@ int kb_stream_accept(struct kb_stream *st, int fd, const struct kb_stream_cbs *c
  * on_close is called with the reason. */
 void kb_stream_reset(struct kb_stream *st, uint8_t reason, const char *text);
 uint32_t kb_stream_id(const struct kb_stream *st);
+
+/* Streams whose local end is the caller's code instead of a descriptor
+ * (a proxy that joins a stream to its own connection, or two streams
+ * joined): the peer's data is handed over with on_data, ours goes out with
+ * kb_stream_write, a refusal comes to on_close with its reason. Callbacks
+ * run from the session's events, never inside these calls (but
+ * kb_stream_reset's on_close, as for any stream). */
+struct evbuffer;
+/* Open a stream; before the ACCEPT, kb_stream_write sends as much early
+ * data as the peer takes. NULL if the session cannot open streams now. */
+struct kb_stream *kb_stream_open_cb(struct kb_session *s, const struct kb_open *o,
+    const struct kb_stream_cbs *cbs, void *arg);
+/* Accept a stream the peer opened; its early data comes to on_data. -1 if
+ * it cannot be (already accepted, ours, or out of memory: then reset). */
+int kb_stream_accept_cb(struct kb_stream *st, const struct kb_stream_cbs *cbs, void *arg);
+/* Before accepting a stream the peer opened: its early data (what the
+ * peer sends before our ACCEPT, at most KB_EARLY_DATA_MAX held) comes to
+ * on_data from now on, to be passed on at once; kb_stream_accept_cb
+ * accepts it later, kb_stream_reset refuses it. No credit goes back until
+ * the ACCEPT. -1 if it cannot be (then reset if out of memory). */
+int kb_stream_early_cb(struct kb_stream *st, const struct kb_stream_cbs *cbs, void *arg);
+/* The peer's data not taken yet; draining it returns credit to the peer.
+ * Also usable before kb_stream_accept_cb (early data). */
+struct evbuffer *kb_stream_input(struct kb_stream *st);
+/* The peer sent FIN: nothing comes after what kb_stream_input holds. */
+int kb_stream_eof(const struct kb_stream *st);
+/* Send from buf as much as the stream's credit and the session's output
+ * allow (removed from buf); returns the bytes taken. When it took less
+ * than all, on_writable is called once more can go. */
+size_t kb_stream_write(struct kb_stream *st, struct evbuffer *buf);
+/* What kb_stream_write may take now (the credit). */
+size_t kb_stream_write_room(const struct kb_stream *st);
+/* Send FIN (half-close). The stream ends cleanly (on_close, reason 0)
+ * once the peer's FIN came too and kb_stream_input was emptied. */
+void kb_stream_shutdown(struct kb_stream *st);
 
 #endif

@@ -519,12 +519,15 @@ def header_lines(title, load_desc, env):
 
 
 # ------------------------------------------------------------------ intercept
-IC_V = ['app', 'sidecar', 'haproxy', 'nginx', 'icpt']
+IC_V = ['app', 'sidecar', 'haproxy', 'nginx', 'icpt', 'app1', 'icpt1']
 IC_LABEL = {'app': 'a app alone: nginx :80',
             'sidecar': 'b kbridge sidecar :8081',
             'haproxy': 'c HAProxy :8082',
             'nginx': 'd nginx proxy :8083',
-            'icpt': 'e sidecar -> intercept (bob)'}
+            'icpt': 'e sidecar -> intercept (bob)',
+            'app1': 'a1 app alone, -c1',
+            'icpt1': 'e1 intercept (bob), -c1'}
+IC_CONNS = {'app1': 1, 'icpt1': 1}  # wrk's connections when not 50
 IC_DESC = {
     'app': 'the app (nginx, 1 worker, access log on) in the web pod on :80, no proxy',
     'sidecar': 'kbridge-agent sidecar :8081 -> 127.0.0.1:80 while bob\'s header intercept x-dev=bob is active; '
@@ -534,10 +537,12 @@ IC_DESC = {
     'nginx': 'nginx (1 worker, no access log) :8083: map $http_x_dev -> upstream (keepalive 32, HTTP/1.1, '
              'Connection ""), default 127.0.0.1:80',
     'icpt': 'the sidecar :8081 with "x-dev: bob": sidecar -> manager -> bob\'s kbridged -> nginx 127.0.0.1:8080 '
-            'in bob\'s namespace'}
+            'in bob\'s namespace',
+    'app1': 'a) with wrk -c1: one request at a time',
+    'icpt1': 'e) with wrk -c1: one request at a time'}
 IC_KEYS = ['rps', 'p50_us', 'p99_us', 'cpu_us_per_req', 'vmrss_kib', 'rssanon_kib', 'app_cpu_us_per_req',
            'path_cpu_us_per_req', 'upstream_conns', 'wrk_cpu_us_per_req', 'sleeps_per_req', 'host_busy_pct',
-           'total_cpu_us_per_req']
+           'total_cpu_us_per_req', 'path_per_app_cpu']
 
 
 def intercept_runs(results, hz):
@@ -554,16 +559,23 @@ def intercept_runs(results, hz):
         d['sleeps_per_req'] = round(int(vcs) / n, 3) if n else None
         d['cpu_us_per_req'] = per_request(d['cpu_ticks'], hz, n)
         d['app_cpu_us_per_req'] = per_request(d['app_cpu_ticks'], hz, n)
-        d['path_cpu_us_per_req'] = per_request(d['path_cpu_ticks'], hz, n) if v == 'icpt' else None
+        icpt = v.startswith('icpt')
+        d['path_cpu_us_per_req'] = per_request(d['path_cpu_ticks'], hz, n) if icpt else None
+        # e, e1: the app is bob's local nginx; the path's CPU in its units
+        d['path_per_app_cpu'] = None
+        if icpt and d['path_cpu_us_per_req'] is not None and d['app_cpu_us_per_req']:
+            d['path_per_app_cpu'] = round(d['path_cpu_us_per_req'] / d['app_cpu_us_per_req'], 3)
         # one request in flight per connection: the latencies of a
         # connection cannot add up to more than the run's length
-        if n and d['lat_avg_us'] is not None:
-            d['lat_overlap'] = round(n * d['lat_avg_us'] / 1e6 / (50 * d['wall_s']), 3)
+        conns = IC_CONNS.get(v, 50)
+        # (not checked at -c1: wrk's average there is off on a busy machine)
+        if n and d['lat_avg_us'] is not None and conns > 1:
+            d['lat_overlap'] = round(n * d['lat_avg_us'] / 1e6 / (conns * d['wall_s']), 3)
             if d['lat_overlap'] > 1.05:
-                notes.append('%s round %s: wrk\'s latencies add up to %.1fx 50 connections x the run time '
+                notes.append('%s round %s: wrk\'s latencies add up to %.1fx %d connection(s) x the run time '
                              '(avg %.0f us x %d responses): impossible with one request in flight per '
                              'connection; more responses than requests, or a clock jump' % (
-                                 v, r, d['lat_overlap'], d['lat_avg_us'], n))
+                                 v, r, d['lat_overlap'], conns, d['lat_avg_us'], n))
         if n and abs(d['server_logged'] - n) > 50 + n // 1000:
             notes.append('%s round %s: the server logged %d requests, wrk counted %d responses' % (
                 v, r, d['server_logged'], n))
@@ -571,7 +583,7 @@ def intercept_runs(results, hz):
         if None not in (d['cpu_us_per_req'], d['wrk_cpu_us_per_req'], d['app_cpu_us_per_req']):
             d['total_cpu_us_per_req'] = round(
                 d['wrk_cpu_us_per_req'] + (d['app_cpu_us_per_req'] if v != 'app' else 0) +
-                (d['path_cpu_us_per_req'] if v == 'icpt' else d['cpu_us_per_req']), 2)
+                (d['path_cpu_us_per_req'] if icpt else d['cpu_us_per_req']), 2)
         return v, d
     return split_results(results, IC_V, run)
 
@@ -616,10 +628,15 @@ def report_intercept(res, out, dur, rounds, quick, hz):
                         ('upstream_conns', 'proxy -> app connections', '%.0f'),
                         ('host_busy_pct', 'host CPU busy, % of 1 core', '%.0f')):
         P('  %-36s %s' % (lab, ' '.join('%8s' % c(v, k, fmt) for v in IC_V)))
-    P('  (a: app = the proxy, connections = wrk\'s; e: total includes manager + bob\'s kbridged, connections')
-    P('   are kbridged\'s to bob\'s nginx; host busy counts every process on the machine, ours or not)')
-    P('e) whole intercept path CPU per request (sidecar + manager + bob\'s kbridged): %s us' % c(
-        'icpt', 'path_cpu_us_per_req', '%.1f'))
+    P('  (a: app = the proxy, connections = wrk\'s; e: app = bob\'s local nginx, total includes manager +')
+    P('   bob\'s kbridged, connections are kbridged\'s to bob\'s nginx; host busy counts every process on the')
+    P('   machine, ours or not)')
+    P('e) whole intercept path CPU per request (sidecar + manager + bob\'s kbridged): %s us, %s x bob\'s '
+      'local nginx (%s us)' % (c('icpt', 'path_cpu_us_per_req', '%.1f'), c('icpt', 'path_per_app_cpu', '%.2f'),
+                               c('icpt', 'app_cpu_us_per_req', '%.1f')))
+    P('e1) the same, one request at a time: %s us, %s x bob\'s nginx (%s us)' % (
+        c('icpt1', 'path_cpu_us_per_req', '%.1f'), c('icpt1', 'path_per_app_cpu', '%.2f'),
+        c('icpt1', 'app_cpu_us_per_req', '%.1f')))
     P('idle memory before the load (VmRSS RssAnon kB): %s' % ', '.join(
         '%s %s' % (v, mem_idle[v]) for v in IC_V if v in mem_idle))
     if 'mem_after' in extra.get('sidecar', {}):
@@ -640,6 +657,8 @@ def report_intercept(res, out, dur, rounds, quick, hz):
         ('intercept / app alone  req/s', 'icpt', 'app', 'rps'),
         ('intercept / sidecar    req/s', 'icpt', 'sidecar', 'rps'),
         ('intercept / app alone  p99', 'icpt', 'app', 'p99_us'),
+        ('intercept / app alone  req/s -c1', 'icpt1', 'app1', 'rps'),
+        ('intercept / app alone  p50 -c1', 'icpt1', 'app1', 'p50_us'),
     ], 36)
     lines += rl
     P('(req/s: higher is better; p99, CPU, memory: lower is better)')
@@ -658,6 +677,12 @@ def report_intercept(res, out, dur, rounds, quick, hz):
     mx = spread['sidecar'].get('rssanon_kib', {}).get('max')
     target(T, 'sidecar RssAnon < 4 MiB under load', x, None if x is None else x < 4096,
            '-' if x is None else '%.0f kB (max %s)' % (x, mx))
+    x = g('icpt', 'path_per_app_cpu')
+    target(T, 'intercept path CPU <= 2.5x local app', x, None if x is None else x <= 2.5,
+           '-' if x is None else '%s vs %s us (%s)' % (c('icpt', 'path_cpu_us_per_req', '%.1f'),
+                                                      c('icpt', 'app_cpu_us_per_req', '%.1f'), fmt_ratio(x)))
+    x = ratio(g('icpt1', 'rps'), g('app1', 'rps'))
+    target(T, 'intercept -c1 req/s >= 0.5x app alone', x, None if x is None else x >= 0.5, fmt_ratio(x))
     lines += target_lines(T, 40, 28)
     P('')
     P('reference (issue 3, measured elsewhere): HAProxy ~0.57x the app\'s req/s, ~35 us CPU per request,')

@@ -244,6 +244,25 @@ class Reports(unittest.TestCase):
         self.assertRegex(txt, r'a app alone: nginx :80 +1355 ')
         self.assertEqual(j['ratios']['sidecar/haproxy rps']['value'], round(((1558.52 + 3800.32) / 2) / 1355.2, 4))
 
+    def test_intercept_path(self):
+        """e and e1: the path's CPU against bob's local nginx (the APP field), -c1 ratios."""
+        s = os.path.join(HERE, 'samples')
+        env = 'env binaries b1\nenv load_before 0.10 0 0\nenv load_after 0.20 0 0\nenv machine AMD EPYC|3.94\n'
+        # VARIANT ROUND SECS CPU APP PATH WALL_NS RSS ANON RC UP VCS H0 H1 SERVED OUT
+        run = 'run %s %d 1 %d %d %d 1100000000 5000 1000 0 4 100 0,0 100,200 %d %s/%s\n'
+        txt, j = self.run_report(br.report_intercept, env +
+                                 run % ('app1', 1, 10, 10, 0, 1491, s, 'wrk-ok.out') +
+                                 run % ('icpt1', 1, 5, 4, 12, 1491, s, 'wrk-ok.out') +
+                                 run % ('icpt', 1, 5, 4, 12, 1491, s, 'wrk-ok.out'), 1, 1, True, 100)
+        self.assertEqual(j['runs']['icpt'][0]['path_per_app_cpu'], 3.0)
+        self.assertEqual(j['runs']['icpt1'][0]['path_per_app_cpu'], 3.0)
+        self.assertIsNone(j['runs']['app1'][0]['path_per_app_cpu'])
+        t = {x['target']: x for x in j['targets']}
+        self.assertIs(t['intercept path CPU <= 2.5x local app']['pass'], False)
+        self.assertIs(t['intercept -c1 req/s >= 0.5x app alone']['pass'], True)  # same wrk output: 1.0x
+        self.assertIn('e1 intercept (bob), -c1', txt)
+        self.assertNotIn('icpt1 round 1: wrk\'s latencies', ' '.join(j['notes']))
+
     def test_kintercept(self):
         s = os.path.join(HERE, 'samples')
         with tempfile.TemporaryDirectory() as d:

@@ -29,6 +29,9 @@
 #include <event2/bufferevent.h>
 #include <event2/listener.h>
 
+#include <cjson/cJSON.h>
+
+#include "conn.h"
 #include "evloop.h"
 #include "ok.h"
 
@@ -1756,6 +1759,214 @@ test_pass(void)
 	free(bin);
 }
 
+/* --- stream upstreams (up.streams): key 1 over a session, as in the sidecar --- */
+
+/* Two sessions on a socketpair: "sc" opens a stream per upstream (the
+ * sidecar's side), "ws" accepts it with a socket to the icpt server (what
+ * the workstation does), or refuses ref 2 with a reason. */
+static struct kb_session *sc_sess, *ws_sess;
+static int ws_opens;
+
+static void
+ws_on_open(struct kb_session *s, struct kb_stream *st, const struct kb_open *o, void *arg)
+{
+	struct sockaddr_in sin;
+	int fd;
+
+	(void)s;
+	(void)arg;
+	ws_opens++;
+	if (strcmp(o->ref, "1") != 0) {
+		kb_stream_reset(st, KB_RST_REFUSED, "nothing listens on localhost:8089");
+		return;
+	}
+	memset(&sin, 0, sizeof(sin));
+	sin.sin_family = AF_INET;
+	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	sin.sin_port = htons(icpt.port);
+	if ((fd = socket(AF_INET, SOCK_STREAM, 0)) == -1 ||
+	    connect(fd, (struct sockaddr *)&sin, sizeof(sin)) == -1) {
+		if (fd != -1)
+			close(fd);
+		kb_stream_reset(st, KB_RST_REFUSED, "test: cannot reach icpt");
+		return;
+	}
+	sockbufs(fd);
+	fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
+	kb_stream_accept(st, fd, NULL, NULL);
+}
+
+static int
+ws_on_hello(struct kb_session *s, const cJSON *h, char *reason, size_t len, void *arg)
+{
+	(void)h;
+	(void)reason;
+	(void)len;
+	(void)arg;
+	return s == ws_sess ? kb_session_send_hello(s, cJSON_CreateObject()) : 0;
+}
+
+static void
+ws_on_close(struct kb_session *s, const char *err, void *arg)
+{
+	(void)err;
+	(void)arg;
+	if (s == sc_sess)
+		sc_sess = NULL;
+	else
+		ws_sess = NULL;
+	kb_session_free(s);
+}
+
+static const struct kb_session_cbs ws_cbs = {
+	.on_hello = ws_on_hello, .on_open = ws_on_open, .on_close = ws_on_close,
+};
+
+static struct kb_stream *
+t_sopen(void *arg, uint64_t key, const struct kb_stream_cbs *cbs, void *cbarg, char *reason,
+    size_t len)
+{
+	struct kb_open o = { .kind = KB_OPEN_INTERCEPT };
+	struct kb_stream *st;
+
+	(void)arg;
+	nopens[key]++;
+	snprintf(o.ref, sizeof(o.ref), "%llu", (unsigned long long)key);
+	if ((st = kb_stream_open_cb(sc_sess, &o, cbs, cbarg)) == NULL)
+		snprintf(reason, len, "kbridge: no session");
+	return st;
+}
+
+static const struct hp_stream_ops t_streams = {
+	.open = t_sopen, .input = kb_stream_input, .eof = kb_stream_eof, .write = kb_stream_write,
+	.shutdown = kb_stream_shutdown, .set_cbs = kb_stream_set_cbs, .reset = kb_stream_reset,
+};
+
+static int
+pred_sessions_ready(void *arg)
+{
+	(void)arg;
+	return sc_sess && ws_sess && kb_session_ready(sc_sess) && kb_session_ready(ws_sess);
+}
+
+static int
+pred_no_streams(void *arg)
+{
+	struct kb_session_stats st;
+
+	(void)arg;
+	if (!sc_sess)
+		return 0;
+	kb_session_stats(sc_sess, &st);
+	return st.streams == 0;
+}
+
+static void
+test_streams(void)
+{
+	struct client *a, *b, *u, *d;
+	struct kb_session_stats st;
+	char head[256], want[256];
+	uint64_t seed = 42, h = FNV0, sent, left;
+	size_t n;
+	int sv[2], acc, opens;
+
+	ok(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv) == 0);
+	sc_sess = kb_session_new(kb_conn_new(base, sv[0], NULL, 1), 1, &ws_cbs, NULL);
+	ws_sess = kb_session_new(kb_conn_new(base, sv[1], NULL, 1), 0, &ws_cbs, NULL);
+	ok(sc_sess && ws_sess && kb_session_send_hello(sc_sess, cJSON_CreateObject()) == 0);
+	ok(run_until(pred_sessions_ready, NULL, 2000));
+	ups.streams = &t_streams;
+
+	/* The intercept's requests through a stream, the app's as before; one
+	 * stream serves consecutive requests (keep-alive). */
+	a = client_new();
+	acc = icpt.accepts;
+	opens = ws_opens;
+	client_send(a, "GET /s1 HTTP/1.1\r\nHost: web.default\r\nX-Dev: alice\r\n\r\n");
+	ok(wait_resp(a, 1, 5000) && starts(a->r[0].body, "icpt:GET /s1\n"));
+	client_send(a, "GET /s2 HTTP/1.1\r\nHost: web.default\r\n\r\n");
+	ok(wait_resp(a, 2, 5000) && starts(a->r[1].body, "app:GET /s2\n"));
+	client_send(a, "GET /s3 HTTP/1.1\r\nHost: web.default\r\nX-Dev: alice\r\n\r\n"
+	    "GET /s4 HTTP/1.1\r\nHost: web.default\r\nX-Dev: alice\r\n\r\n");
+	ok(wait_resp(a, 4, 5000) && starts(a->r[2].body, "icpt:GET /s3\n") &&
+	    starts(a->r[3].body, "icpt:GET /s4\n"));
+	ok(ws_opens == opens + 2 && icpt.accepts == acc + 2); /* s1; s3 and s4 share one */
+
+	/* A refused stream: its reason is the 502's, and the connection goes on. */
+	b = client_new();
+	client_send(b, "GET /r HTTP/1.1\r\nHost: web.default\r\nX-Dev: nobody\r\n\r\n");
+	ok(wait_resp(b, 1, 5000) && b->r[0].status == 502);
+	ok(strcmp(b->r[0].body, "kbridge: nothing listens on localhost:8089\n") == 0);
+	client_send(b, "GET /r2 HTTP/1.1\r\nHost: web.default\r\n\r\n");
+	ok(wait_resp(b, 2, 5000) && starts(b->r[1].body, "app:GET /r2\n") && !b->eof);
+
+	/* Upload to an intercept that stops reading: the stream's window and
+	 * the proxy's watermark hold the client back. */
+	u = client_new();
+	icpt.stall_at = MiB;
+	snprintf(head, sizeof(head), "POST /upload HTTP/1.1\r\nHost: web.default\r\n"
+	    "X-Dev: alice\r\nTransfer-Encoding: chunked\r\n\r\n");
+	client_send(u, head);
+	u->uploading = 1;
+	u->up_left = BIG;
+	u->up_seed = 7;
+	u->chunk_seed = 99;
+	u->up_hash = u->up_raw_hash = FNV0;
+	client_gen(u);
+	ok(run_until(pred_ptr, &icpt.stalled, 20000));
+	run_for(300);
+	sent = u->up_gen - evbuffer_get_length(bufferevent_get_output(u->bev));
+	printf("# upload through a stream: %llu of %d bytes left the client while stalled\n",
+	    (unsigned long long)sent, BIG);
+	ok(sent < BIG / 2);
+	ok(u->hc != NULL && u->hc->peak <= PEAK_BOUND);
+	if (icpt.stalled != NULL)
+		bufferevent_enable(icpt.stalled->bev, EV_READ);
+	ok(wait_resp(u, 1, 60000) && u->r[0].status == 200);
+	snprintf(want, sizeof(want), "len=%llu hash=%016llx rawlen=%llu rawhash=%016llx\n",
+	    (unsigned long long)BIG, (unsigned long long)u->up_hash,
+	    (unsigned long long)u->up_raw_len, (unsigned long long)u->up_raw_hash);
+	ok(strcmp(u->r[0].body, want) == 0);
+
+	/* Download to a client that does not read at first. */
+	d = client_new();
+	bufferevent_disable(d->bev, EV_READ);
+	icpt.dl_queued = 0;
+	client_send(d, "GET /download HTTP/1.1\r\nHost: web.default\r\nX-Dev: alice\r\n\r\n");
+	ok(run_until(pred_ptr, &icpt.dl, 5000));
+	run_for(300);
+	sent = icpt.dl_queued;
+	if (icpt.dl != NULL)
+		sent -= evbuffer_get_length(bufferevent_get_output(icpt.dl->bev));
+	printf("# download through a stream: %llu of %d bytes left the server while the client "
+	    "did not read\n", (unsigned long long)sent, BIG);
+	ok(sent < BIG / 2);
+	ok(d->hc != NULL && d->hc->peak <= PEAK_BOUND);
+	bufferevent_enable(d->bev, EV_READ);
+	ok(wait_resp(d, 1, 60000) && d->r[0].status == 200);
+	for (left = BIG; left > 0; left -= n) {
+		n = left < sizeof(genbuf) ? left : sizeof(genbuf);
+		prng_fill(&seed, genbuf, n);
+		h = fnv(h, genbuf, n);
+	}
+	ok(d->r[0].total == BIG && d->r[0].hash == h);
+
+	/* Clients gone: every stream ends. */
+	client_free(a);
+	client_free(b);
+	client_free(u);
+	client_free(d);
+	ok(run_until(pred_no_streams, NULL, 5000));
+	kb_session_stats(sc_sess, &st);
+	ok(st.streams == 0);
+	ups.streams = NULL;
+	kb_session_free(sc_sess);
+	kb_session_free(ws_sess);
+	sc_sess = ws_sess = NULL;
+	run_for(100); /* the connections flush and go */
+}
+
 int
 main(void)
 {
@@ -1797,6 +2008,7 @@ main(void)
 	test_timeouts();
 	test_sniff();
 	test_pass();
+	test_streams();
 
 	/* Every proxied connection ends once its client has gone. */
 	w_n = nproxy;

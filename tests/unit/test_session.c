@@ -303,7 +303,7 @@ t_on_close(struct kb_stream *st, int reason, const char *text, void *arg)
 	t->st = NULL;
 }
 
-static const struct kb_stream_cbs tcbs = { t_on_accept, t_on_close };
+static const struct kb_stream_cbs tcbs = { .on_accept = t_on_accept, .on_close = t_on_close };
 
 static void
 tstream_init(struct tstream *t)
@@ -1830,7 +1830,7 @@ t_close_free_session(struct kb_stream *st, int reason, const char *text, void *a
 	}
 }
 
-static const struct kb_stream_cbs tcbs_free = { t_on_accept, t_close_free_session };
+static const struct kb_stream_cbs tcbs_free = { .on_accept = t_on_accept, .on_close = t_close_free_session };
 
 /* session.h: kb_session_free is "safe to call from any callback of this
  * session". Run in a child so that a crash (ASan: use after free) does not
@@ -2131,6 +2131,371 @@ test_early_sender(void)
 	pair_free(&a, &b);
 }
 
+/* --- callback streams (kb_stream_open_cb, kb_stream_accept_cb) --- */
+
+/* A local end that is the test's code: it writes tx through kb_stream_write
+ * as credit allows, takes the peer's data in on_data unless paused, and
+ * checks it against exp. */
+struct cbend {
+	struct kb_stream *st;
+	const uint8_t *tx;
+	size_t txlen, txoff;
+	int shut, shut_sent;
+	const uint8_t *exp;
+	size_t explen, rxlen;
+	int mismatch, eof, paused;
+	int accepted, closed, reason, writable;
+	char text[256];
+	size_t max_input;       /* most bytes the stream held for us at once */
+	size_t took_short;      /* kb_stream_write calls that took less than offered */
+	int reply_on_eof;       /* start sending tx once the peer's FIN came */
+	struct evbuffer *txbuf;
+};
+
+static void
+cb_pump_tx(struct cbend *e)
+{
+	if (!e->st || e->shut_sent || (e->reply_on_eof && !e->eof))
+		return;
+	for (;;) {
+		size_t n = e->txlen - e->txoff, took;
+
+		if (evbuffer_get_length(e->txbuf) == 0) {
+			if (n == 0)
+				break;
+			if (n > 100 * KiB)
+				n = 100 * KiB;
+			evbuffer_add(e->txbuf, e->tx + e->txoff, n);
+			e->txoff += n;
+		}
+		n = evbuffer_get_length(e->txbuf);
+		took = kb_stream_write(e->st, e->txbuf);
+		if (took < n) {
+			e->took_short++;
+			return; /* on_writable goes on */
+		}
+	}
+	if (e->shut) {
+		e->shut_sent = 1;
+		kb_stream_shutdown(e->st);
+	}
+}
+
+static void
+cb_take(struct cbend *e)
+{
+	struct evbuffer *in = kb_stream_input(e->st);
+	size_t n = evbuffer_get_length(in);
+
+	if (n > e->max_input)
+		e->max_input = n;
+	if (e->paused)
+		return;
+	while ((n = evbuffer_get_length(in)) > 0) {
+		uint8_t buf[16 * KiB];
+		int k = evbuffer_remove(in, buf, n < sizeof(buf) ? n : sizeof(buf));
+
+		if (k <= 0)
+			break;
+		if (e->rxlen + (size_t)k > e->explen || memcmp(e->exp + e->rxlen, buf, (size_t)k))
+			e->mismatch = 1;
+		e->rxlen += (size_t)k;
+	}
+	if (kb_stream_eof(e->st) && !e->eof) {
+		e->eof = 1;
+		cb_pump_tx(e);
+	}
+}
+
+static void
+cb_on_accept(struct kb_stream *st, void *arg)
+{
+	(void)st;
+	((struct cbend *)arg)->accepted = 1;
+}
+
+static void
+cb_on_close(struct kb_stream *st, int reason, const char *text, void *arg)
+{
+	struct cbend *e = arg;
+
+	(void)st;
+	e->closed++;
+	e->reason = reason;
+	snprintf(e->text, sizeof(e->text), "%s", text ? text : "");
+	e->st = NULL;
+}
+
+static void
+cb_on_data(struct kb_stream *st, void *arg)
+{
+	(void)st;
+	cb_take(arg);
+}
+
+static void
+cb_on_writable(struct kb_stream *st, void *arg)
+{
+	struct cbend *e = arg;
+
+	(void)st;
+	e->writable++;
+	cb_pump_tx(e);
+}
+
+static const struct kb_stream_cbs cbcbs = {
+	.on_accept = cb_on_accept, .on_close = cb_on_close,
+	.on_data = cb_on_data, .on_writable = cb_on_writable,
+};
+
+static void
+cbend_init(struct cbend *e)
+{
+	memset(e, 0, sizeof(*e));
+	e->txbuf = evbuffer_new();
+}
+
+static void
+cbend_free(struct cbend *e)
+{
+	evbuffer_free(e->txbuf);
+}
+
+static struct kb_stream *
+open_cb(struct sctx *c, struct cbend *e, uint16_t port)
+{
+	struct kb_open o = { .kind = KB_OPEN_DIAL, .family = 4, .port = port,
+		.addr = { 10, 96, 0, 1 } };
+
+	if ((e->st = kb_stream_open_cb(c->s, &o, &cbcbs, e)) != NULL)
+		cb_pump_tx(e);
+	return e->st;
+}
+
+static int
+pred_cb_done(void *arg)
+{
+	struct cbend *e = arg;
+
+	return e->closed && (e->eof || e->reason);
+}
+
+static int
+pred_cb_paused_full(void *arg)
+{
+	struct cbend *e = arg;
+
+	return e->st && evbuffer_get_length(kb_stream_input(e->st)) >= KB_WINDOW_INIT;
+}
+
+static int
+pred_ep_tx_blocked(void *arg)
+{
+	return ((struct ep *)arg)->tx_blocked;
+}
+
+static int
+pred_ep_rx(void *arg)
+{
+	const struct ep *e = arg;
+
+	return e->rxlen >= e->explen;
+}
+
+static int
+pred_cb_rx(void *arg)
+{
+	const struct cbend *e = arg;
+
+	return e->rxlen >= e->explen;
+}
+
+static int
+pred_cb_early(void *arg)
+{
+	const struct cbend *e = arg;
+
+	return e->rxlen >= KB_EARLY_DATA_MAX;
+}
+
+static void
+test_cb_streams(void)
+{
+	struct sctx a, b;
+	struct tstream acc;
+	struct cbend ce;
+	struct group g = { &acc, 1 };
+	struct kb_session_stats sa;
+
+	printf("# callback stream: 8 MiB up and 4 MiB down, clean close both sides\n");
+	ok(pair_up(&a, &b));
+	tstream_init(&acc);
+	cbend_init(&ce);
+	ce.tx = pool;
+	ce.txlen = 8 * MiB;
+	ce.shut = 1;
+	ce.exp = pool + 8 * MiB;
+	ce.explen = 4 * MiB;
+	acc.ep.tx = pool + 8 * MiB;
+	acc.ep.txlen = 4 * MiB;
+	acc.ep.shut = 1;
+	acc.ep.exp = pool;
+	acc.ep.explen = 8 * MiB;
+	b.acc = &acc;
+	b.nacc = 1;
+	ok(open_cb(&a, &ce, PORT_BASE) != NULL);
+	ok(run_until(pred_cb_done, &ce, 10000));
+	ok(run_until(pred_group_done, &g, 5000));
+	ok(ce.accepted && ce.closed == 1 && ce.reason == 0 && ce.text[0] == '\0');
+	ok(ce.eof && ce.rxlen == 4 * MiB && !ce.mismatch);
+	ok(intact(&acc) && acc.closed == 1 && acc.reason == 0);
+	ok(ce.took_short > 0 && ce.writable > 0); /* the credit ran out and came back */
+	kb_session_stats(a.s, &sa);
+	ok(sa.bytes_out == 8 * MiB && sa.bytes_in == 4 * MiB && sa.streams == 0);
+	pair_free(&a, &b);
+	ep_close(&acc.ep, 0);
+	cbend_free(&ce);
+
+	printf("# callback stream: half-close, the reply comes after our FIN\n");
+	memcpy(reply_txt, pool + 5 * MiB, sizeof(reply_txt));
+	ok(pair_up(&a, &b));
+	tstream_init(&acc);
+	cbend_init(&ce);
+	ce.tx = pool;
+	ce.txlen = 100 * KiB;
+	ce.shut = 1;
+	ce.exp = reply_txt;
+	ce.explen = sizeof(reply_txt);
+	acc.ep.exp = pool;
+	acc.ep.explen = 100 * KiB;
+	acc.ep.on_eof = reply_on_eof;
+	acc.ep.owner = &acc;
+	b.acc = &acc;
+	b.nacc = 1;
+	ok(open_cb(&a, &ce, PORT_BASE) != NULL);
+	ok(run_until(pred_cb_done, &ce, 5000));
+	ok(run_until(pred_group_done, &g, 5000));
+	ok(acc.ep.eof && acc.ep.rxlen == 100 * KiB && !acc.ep.mismatch);
+	ok(ce.eof && ce.rxlen == sizeof(reply_txt) && !ce.mismatch);
+	ok(ce.closed == 1 && ce.reason == 0 && acc.closed == 1 && acc.reason == 0);
+	pair_free(&a, &b);
+	ep_close(&acc.ep, 0);
+	cbend_free(&ce);
+
+	printf("# callback stream: a refusal comes to on_close with its reason\n");
+	ok(pair_up(&a, &b));
+	cbend_init(&ce);
+	ce.tx = pool;
+	ce.txlen = 1000;
+	ok(open_cb(&a, &ce, PORT_REFUSE) != NULL);
+	ok(run_until(pred_flag, &ce.closed, 2000));
+	ok(!ce.accepted && ce.reason == KB_RST_REFUSED);
+	ok(strcmp(ce.text, "connection refused by 10.96.0.1:9") == 0);
+	ok(a.s && a.s->nstreams == 0 && !a.closed && !b.closed);
+	pair_free(&a, &b);
+	cbend_free(&ce);
+
+	printf("# callback stream: a reader that does not take holds the peer at the window\n");
+	ok(pair_up(&a, &b));
+	tstream_init(&acc);
+	cbend_init(&ce);
+	ce.paused = 1;
+	ce.exp = pool;
+	ce.explen = 8 * MiB;
+	acc.ep.tx = pool;
+	acc.ep.txlen = 8 * MiB;
+	acc.ep.shut = 1;
+	b.acc = &acc;
+	b.nacc = 1;
+	ok(open_cb(&a, &ce, PORT_BASE) != NULL);
+	ok(run_until(pred_cb_paused_full, &ce, 3000));
+	ok(run_until(pred_ep_tx_blocked, &acc.ep, 3000));
+	run_for(200);
+	printf("# held %zu bytes for the reader, sender at %zu of %d\n", ce.max_input,
+	    acc.ep.txoff, 8 * MiB);
+	ok(ce.max_input == KB_WINDOW_INIT && !acc.ep.txdone);
+	ce.paused = 0;
+	cb_take(&ce); /* taking it later returns the credit */
+	ok(run_until(pred_flag, &acc.ep.txdone, 5000));
+	ok(run_until(pred_flag, &ce.eof, 5000));
+	ok(ce.rxlen == 8 * MiB && !ce.mismatch);
+	ok(ce.max_input <= WINDOW_GROW_MAX);
+	kb_stream_shutdown(ce.st);
+	ok(ce.closed == 0); /* never inside the owner's call */
+	ok(run_until(pred_flag, &ce.closed, 2000) && ce.reason == 0);
+	pair_free(&a, &b);
+	ep_close(&acc.ep, 0);
+	cbend_free(&ce);
+
+	printf("# callback stream: a peer that does not read stops our writes at its window\n");
+	ok(pair_up(&a, &b));
+	tstream_init(&acc);
+	cbend_init(&ce);
+	ce.tx = pool;
+	ce.txlen = 4 * MiB;
+	ce.shut = 1;
+	acc.ep.paused = 1;
+	acc.ep.exp = pool;
+	acc.ep.explen = 4 * MiB;
+	b.acc = &acc;
+	b.nacc = 1;
+	ok(open_cb(&a, &ce, PORT_BASE) != NULL);
+	run_for(300);
+	printf("# took %zu of 4 MiB (short writes %zu)\n", ce.txoff - evbuffer_get_length(ce.txbuf),
+	    ce.took_short);
+	ok(ce.took_short > 0 && !ce.shut_sent);
+	ok(ce.txoff - evbuffer_get_length(ce.txbuf) <= 2 * KB_WINDOW_INIT + 256 * KiB);
+	ep_resume(&acc.ep);
+	ok(run_until(pred_flag, &ce.shut_sent, 5000));
+	ok(run_until(pred_group_done, &g, 5000) || (acc.ep.eof && acc.ep.rxlen == 4 * MiB));
+	ok(acc.ep.rxlen == 4 * MiB && !acc.ep.mismatch && acc.ep.eof);
+	pair_free(&a, &b);
+	ep_close(&acc.ep, 0);
+	cbend_free(&ce);
+
+	printf("# callback accept: early data before the ACCEPT, then both ways, then a reset with its reason\n");
+	{
+		struct tstream op;
+
+		ok(pair_up(&a, &b));
+		tstream_init(&op);
+		cbend_init(&ce);
+		op.ep.tx = pool;
+		op.ep.txlen = 200 * KiB;
+		op.ep.exp = pool + MiB;
+		op.ep.explen = 300 * KiB;
+		ok(open_stream(&a, &op, PORT_DEFER) != NULL);
+		ok(run_until(pred_dt_early, &b, 2000));
+		ce.exp = pool;
+		ce.explen = 200 * KiB;
+		ce.tx = pool + MiB;
+		ce.txlen = 300 * KiB;
+		ce.st = b.dt.st;
+		/* taken before the ACCEPT: the early data comes, no more */
+		ok(kb_stream_early_cb(b.dt.st, &cbcbs, &ce) == 0);
+		ok(ce.rxlen == 0); /* it comes after the call */
+		ok(run_until(pred_cb_early, &ce, 2000));
+		run_for(100);
+		ok(ce.rxlen == KB_EARLY_DATA_MAX && !op.accepted && !ce.closed);
+		ok(kb_stream_early_cb(ce.st, &cbcbs, &ce) == -1); /* not twice */
+		ok(kb_stream_accept_cb(ce.st, &cbcbs, &ce) == 0);
+		ok(kb_stream_accept_cb(ce.st, &cbcbs, &ce) == -1); /* not twice */
+		cb_pump_tx(&ce);
+		ok(run_until(pred_flag, &op.accepted, 2000));
+		ok(run_until(pred_ep_rx, &op.ep, 3000));
+		ok(run_until(pred_cb_rx, &ce, 3000));
+		ok(!ce.mismatch && !op.ep.mismatch);
+		kb_stream_set_cbs(ce.st, &cbcbs, &ce);
+		kb_stream_reset(ce.st, KB_RST_CANCEL, "the caller went away");
+		ok(ce.closed == 1 && ce.reason == KB_RST_CANCEL);
+		ok(run_until(pred_flag, &op.closed, 2000));
+		ok(op.reason == KB_RST_CANCEL && strcmp(op.text, "the caller went away") == 0);
+		pair_free(&a, &b);
+		ep_close(&op.ep, 0);
+		cbend_free(&ce);
+	}
+}
+
 int
 main(void)
 {
@@ -2168,6 +2533,7 @@ main(void)
 	test_free_from_stream_close();
 	test_limits();
 	test_early_sender();
+	test_cb_streams();
 
 	run_for(50);
 	if (lfd >= 0)
