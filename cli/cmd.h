@@ -95,6 +95,7 @@ int list_cmd(int argc, char **argv, const char *path,
 int cmd_intercept(int, char **);
 int cmd_leave(int, char **);
 int cmd_list(int, char **);
+int cmd_complete(int, char **);
 
 /* cli/install.c */
 int cmd_install(int, char **);
