@@ -1235,7 +1235,7 @@ complete_workloads(const char *ns)
 	const cJSON *o;
 	struct kapi k = { 0 };
 	cJSON *st, *items = NULL, *resp = NULL;
-	char url[128], err[256];
+	char url[128], err[256], nsbuf[256];
 	int ret = 1;
 
 	if ((st = kube_status(&kctx, &kns)) != NULL) {
@@ -1252,8 +1252,10 @@ complete_workloads(const char *ns)
 		cJSON_Delete(st);
 		return ret;
 	}
-	snprintf(url, sizeof(url), "%s%s%s", KB_API_LIST, ns ? "?namespace=" : "",
-	    ns ? ns : "");
+	/* Without -n, those of the namespace given to connect. */
+	if (ns == NULL && (ns = connected_namespace(nsbuf, sizeof(nsbuf))) == NULL)
+		return 1;
+	snprintf(url, sizeof(url), "%s?namespace=%s", KB_API_LIST, ns);
 	if (call_err("GET", url, NULL, &resp, err, sizeof(err)) == -1)
 		return 1;
 	cJSON_ArrayForEach(o, cJSON_GetObjectItemCaseSensitive(resp, "workloads"))
