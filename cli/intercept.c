@@ -62,6 +62,11 @@ add_header(cJSON *headers, const char *arg)
 	name[n] = '\0';
 	v = eq + 1;
 	vlen = strlen(v);
+	if (vlen > KB_API_HDR_VALUE_MAX) {
+		errorx("--http-header %s: the value has %zu characters; at most %d",
+		    name, vlen, KB_API_HDR_VALUE_MAX);
+		return -1;
+	}
 	/* Argument strings cannot hold NUL; CR and LF would split a header. */
 	if (strpbrk(v, "\r\n")) {
 		errorx("header value must not contain CR or LF");

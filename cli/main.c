@@ -1,5 +1,7 @@
 /* kbridge: the user's command. Talks to kbridged over its Unix socket and
  * starts it when needed. */
+#include <sys/stat.h>
+
 #include <errno.h>
 #include <getopt.h>
 #include <limits.h>
@@ -168,7 +170,8 @@ static const struct command commands[] = {
 	    "                              its requests here (see 'kbridge\n"
 	    "                              preview create --help')\n"
 	    "      --preview-ttl DURATION  the preview URL expires after\n"
-	    "                              DURATION (90s, 10m, 2h, 1d; at most 30d)\n"
+	    "                              DURATION (90s, 10m, 2h, 1h30m, 1d; at\n"
+	    "                              most 30d)\n"
 	    "      --preview-host HOST     the Host header the workload gets\n"
 	    "                              through the preview URL\n"
 	    "      --wait-timeout DURATION wait at most this long for the sidecar\n"
@@ -214,7 +217,7 @@ static const struct command commands[] = {
 	    "usage: kbridge preview create WORKLOAD [-n NS] [--ttl DURATION]\n"
 	    "           [--service-port PORT] [--host HOST] [--output text|json]\n"
 	    "       kbridge preview list [-n NS] [--output text|json]\n"
-	    "       kbridge preview remove TOKEN [--output text|json]\n"
+	    "       kbridge preview remove TOKEN|URL [--output text|json]\n"
 	    "\n"
 	    "Share your intercept through a secret URL: requests to it reach the\n"
 	    "workload carrying your intercept's id, so they come to your\n"
@@ -223,7 +226,7 @@ static const struct command commands[] = {
 	    "\n"
 	    "  create   make a preview URL for your intercept of WORKLOAD\n"
 	    "  list     list the previews (yours, with URL, are marked with *)\n"
-	    "  remove   end the preview with TOKEN\n"
+	    "  remove   end the preview with TOKEN (or URL)\n"
 	    "\n"
 	    "'kbridge preview COMMAND --help' describes a command.\n",
 	    "share your intercept through a preview URL" },
@@ -239,9 +242,9 @@ static const struct command commands[] = {
 	    "\n"
 	    "  -n, --namespace NS          the workload's namespace (default: the\n"
 	    "                              one given to connect)\n"
-	    "      --ttl DURATION          expire after DURATION: 90, 90s, 10m, 2h\n"
-	    "                              or 1d (1s to 30d; default: when the\n"
-	    "                              intercept ends)\n"
+	    "      --ttl DURATION          expire after DURATION: 90, 90s, 10m, 2h,\n"
+	    "                              1d or 1h30m (1s to 30d; default: when\n"
+	    "                              the intercept ends)\n"
 	    "      --service-port PORT     the port of the workload's service to\n"
 	    "                              send requests to (default 80)\n"
 	    "      --host HOST             the Host header the workload gets (for\n"
@@ -262,10 +265,16 @@ static const struct command commands[] = {
 	    "  -h, --help           show this help\n",
 	    NULL },
 	{ "preview remove", NULL,
-	    "usage: kbridge preview remove TOKEN [--output text|json]\n"
+	    "usage: kbridge preview remove TOKEN|URL [--output text|json]\n"
 	    "\n"
 	    "End one of your previews: its URL answers 404 from now on. TOKEN is\n"
-	    "in the URL (and in 'kbridge preview list').\n"
+	    "in the URL (and in 'kbridge preview list'); its first characters are\n"
+	    "enough when no other preview of yours starts with them, and the\n"
+	    "URL itself will do.\n"
+	    "\n"
+	    "Examples:\n"
+	    "  kbridge preview remove http://3f2a9c...preview.example.com/\n"
+	    "  kbridge preview remove 3f2a9c\n"
 	    "\n"
 	    "  -o, --output FMT     text (default) or json\n"
 	    "  -h, --help           show this help\n",
@@ -846,6 +855,7 @@ catch_signals(void)
 static cJSON *
 load_profile(const char *path)
 {
+	struct stat sb;
 	char *text;
 	cJSON *p;
 	size_t len;
@@ -854,6 +864,11 @@ load_profile(const char *path)
 		errorx("cannot read profile %s: %s", path, strerror(errno));
 		return NULL;
 	}
+	/* It holds the private key: others reading it could be you. */
+	if (stat(path, &sb) == 0 && (sb.st_mode & 044))
+		errorx("warning: profile %s is readable by %s (mode %04o): it holds your "
+		    "private key; run 'chmod 600 %s'", path, sb.st_mode & 004 ? "everyone" :
+		    "its group", (unsigned)(sb.st_mode & 07777), path);
 	p = cJSON_ParseWithLength(text, len);
 	free(text);
 	if (p == NULL) {
@@ -1171,17 +1186,23 @@ cmd_connect(int argc, char **argv)
 	}
 	if (rc == KB_API_DOWN) {
 		if (kb_daemon_start(sock, err, sizeof(err)) == -1) {
-			errorx("%s", err);
-			goto done;
-		}
-		started = 1;
-		if (kb_api_wait(1, START_WAIT_MS) == -1) {
-			char logpath[PATH_MAX];
+			/* A connect run at the same time may have started
+			 * it first: then both use that one. */
+			if (kb_api_wait(1, PROBE_TIMEOUT_MS / 3) == -1) {
+				errorx("%s", err);
+				goto done;
+			}
+		} else {
+			started = 1;
+			if (kb_api_wait(1, START_WAIT_MS) == -1) {
+				char logpath[PATH_MAX];
 
-			if (kb_daemon_log(sock, logpath, sizeof(logpath)) == -1)
-				snprintf(logpath, sizeof(logpath), "its log");
-			errorx("kbridged does not answer on %s (see %s)", sock, logpath);
-			goto done;
+				if (kb_daemon_log(sock, logpath, sizeof(logpath)) == -1)
+					snprintf(logpath, sizeof(logpath), "its log");
+				errorx("kbridged does not answer on %s (see %s)", sock,
+				    logpath);
+				goto done;
+			}
 		}
 	}
 
