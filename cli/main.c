@@ -864,11 +864,6 @@ load_profile(const char *path)
 		errorx("cannot read profile %s: %s", path, strerror(errno));
 		return NULL;
 	}
-	/* It holds the private key: others reading it could be you. */
-	if (stat(path, &sb) == 0 && (sb.st_mode & 044))
-		errorx("warning: profile %s is readable by %s (mode %04o): it holds your "
-		    "private key; run 'chmod 600 %s'", path, sb.st_mode & 004 ? "everyone" :
-		    "its group", (unsigned)(sb.st_mode & 07777), path);
 	p = cJSON_ParseWithLength(text, len);
 	free(text);
 	if (p == NULL) {
@@ -880,6 +875,11 @@ load_profile(const char *path)
 		cJSON_Delete(p);
 		return NULL;
 	}
+	/* It holds the private key: others reading it could be you. */
+	if (stat(path, &sb) == 0 && (sb.st_mode & 044))
+		errorx("warning: profile %s is readable by %s (mode %04o): it holds your "
+		    "private key; run 'chmod 600 %s'", path, sb.st_mode & 004 ? "everyone" :
+		    "its group", (unsigned)(sb.st_mode & 07777), path);
 	return p;
 }
 

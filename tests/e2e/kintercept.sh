@@ -260,8 +260,12 @@ out=$(kb intercept dup --port 8080 2>&1) && exit 1
 out=$(kb intercept nosuch --port 8080 2>&1) && exit 1
 [[ $out == "kbridge: intercept: no deployment, statefulset, replicaset or service named nosuch in namespace default" ]] ||
 	{ echo "$out"; exit 1; }
+# In the wrong namespace: the one that has it, from a list across namespaces.
+out=$(kb intercept web2 -n kbridge --port 8080 2>&1) && exit 1
+[[ $out == "kbridge: intercept: no deployment, statefulset, replicaset or service named web2 in namespace kbridge, but namespace default has one: add -n default" ]] ||
+	{ echo "$out"; exit 1; }
 [[ $(adm get deployment dupa -o 'jsonpath={.spec.template.metadata.annotations}') == "" ]]
-ok "a Service selecting two Deployments, and a name nothing has: one line each, nothing changed"
+ok "a Service selecting two Deployments, a name nothing has, a name in another namespace (-n default suggested): one line each, nothing changed"
 
 # (the stand-in writes the Deployment's status a pass after the pods)
 web2_listed() { kb list -A | grep -Eq '^default +web2 +Deployment +2/2 +yes +-$'; }
