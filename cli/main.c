@@ -98,7 +98,12 @@ static const struct command commands[] = {
 	    "                            get virtual addresses (default: a free /16 of\n"
 	    "                            100.64.0.0/10); off: they resolve as they are\n"
 	    "  -o, --output FMT          text (default) or json\n"
-	    "  -h, --help                show this help\n",
+	    "  -h, --help                show this help\n"
+	    "\n"
+	    "Examples:\n"
+	    "  kbridge connect                       # the current kubeconfig context\n"
+	    "  kbridge connect --context staging -n shop\n"
+	    "  kbridge connect --profile alice.json\n",
 	    "connect this workstation to a cluster" },
 	{ "status", cmd_status,
 	    "usage: kbridge status [--output text|json]\n"
@@ -185,7 +190,12 @@ static const struct command commands[] = {
 	    "                              kind, name, namespace, service,\n"
 	    "                              service_port, target_port, replicas,\n"
 	    "                              added)\n"
-	    "  -h, --help                  show this help\n",
+	    "  -h, --help                  show this help\n"
+	    "\n"
+	    "Examples:\n"
+	    "  kbridge intercept web --port 8080 --http-header x-dev=alice\n"
+	    "  kbridge intercept cart -n shop --port 3000 --env-file cart.env\n"
+	    "  kbridge intercept web --port 8080 -H x-dev=alice -- npm run dev\n",
 	    "send a workload's traffic to a local port" },
 	{ "leave", cmd_leave,
 	    "usage: kbridge leave WORKLOAD [-n NS] [--output text|json]\n"
