@@ -733,6 +733,7 @@ not_found(struct icpt_reg *reg, const char *name, const char *ns, char *err, siz
 	const struct workload *w, *v;
 	char there[300] = "", all[300] = "";
 	size_t off, nthere = 0;
+	int cut;
 
 	TAILQ_FOREACH(w, &reg->workloads, entry) {
 		if (w->nsidecars == 0)
@@ -748,17 +749,20 @@ not_found(struct icpt_reg *reg, const char *name, const char *ns, char *err, siz
 		if (v == w && (off = strlen(all)) < sizeof(all))
 			snprintf(all + off, sizeof(all) - off, "%s%s", off ? ", " : "", w->ns);
 	}
+	/* A message cut short is still one (its length only bounds it). */
 	if (nthere == 1)
-		snprintf(err, len, "no workload %s in namespace %s runs a kbridge sidecar, but "
-		    "one in namespace %s does: add -n %s (namespaces with sidecars: %s)", name,
-		    ns, there, there, all);
+		cut = snprintf(err, len, "no workload %s in namespace %s runs a kbridge sidecar, "
+		    "but one in namespace %s does: add -n %s (namespaces with sidecars: %s)",
+		    name, ns, there, there, all);
 	else if (nthere > 1)
-		snprintf(err, len, "no workload %s in namespace %s runs a kbridge sidecar, but "
-		    "ones in namespaces %s do: add -n with one of them", name, ns, there);
+		cut = snprintf(err, len, "no workload %s in namespace %s runs a kbridge sidecar, "
+		    "but ones in namespaces %s do: add -n with one of them", name, ns, there);
 	else
-		snprintf(err, len, "no workload %s in namespace %s runs a kbridge sidecar "
+		cut = snprintf(err, len, "no workload %s in namespace %s runs a kbridge sidecar "
 		    "(namespaces with sidecars: %s; 'kbridge list -n NS' shows theirs)", name, ns,
 		    all[0] ? all : "none");
+	if (cut < 0 && len > 0)
+		err[0] = '\0';
 }
 
 /* Do intercepts a and b match the same requests the same way? */
