@@ -281,6 +281,15 @@ assert w["web2"]["sidecar"] is True and w["web2"]["kind"] == "Deployment" and w[
 assert w["dupa"]["sidecar"] is False and "kbridge-manager" not in w, w'
 ok "list -A shows the workloads from the API: kind, ready replicas, sidecar yes for web2 (and own, annotated by its author), no for dupa; -o json without -A: the connected namespace"
 
+# The shell completions ask the same: the connected namespace's workloads,
+# or those of -n NS, from the API.
+out=$(kb __complete workloads)
+grep -qx web2 <<<"$out"
+grep -qx dupa <<<"$out"
+no grep -qx kbridge-manager <<<"$out"
+grep -qx kbridge-manager <<<"$(kb __complete workloads kbridge)"
+ok "kbridge __complete workloads [NS] (what bash, zsh and fish offer) lists them from the API"
+
 # A wait that cannot end: dupa's sidecar never gets ready without the
 # stand-in (stopped here), so one line when it expires.
 kill "$follower"; wait "$follower" 2>/dev/null || true; follower=
