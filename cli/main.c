@@ -1582,7 +1582,7 @@ put_names_part(FILE *f, int zsh)
 	    "\t\tif [[ -n $first ]]; then\n",
 	    w, 1 + o, 2 + o, w, 2 + o, 3 + o, cw, w, w);
 	fputs(zsh ? "\t\t\tcompadd -- ${(f)\"$(kbridge __complete workloads $ns 2>/dev/null)\"}\n" :
-	    "\t\t\tCOMPREPLY=($(compgen -W \"$(kbridge __complete workloads $ns "
+	    "\t\t\tCOMPREPLY=($(compgen -W \"$(kbridge __complete workloads ${ns:+\"$ns\"} "
 	    "2>/dev/null)\" -- \"$cur\"))\n", f);
 	fputs("\t\t\treturn 0\n\t\tfi\n\tfi\n", f);
 }
