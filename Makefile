@@ -1,7 +1,8 @@
 # kbridge: `make` builds bin/kbridge, bin/kbridged, bin/kbridge-agent and
 # bin/kbridge-sidecar.
 # `make install [PREFIX=/usr/local] [DESTDIR=]` installs them, the man pages
-# kbridge(1), kbridged(8) and kbridge-agent(8) and the bash completion.
+# kbridge(1), kbridged(8) and kbridge-agent(8) and the bash, zsh and fish
+# completions.
 # `make check` installs what is missing, builds, and runs every test.
 # `make demo` installs, builds and shows connect, intercept and preview in the playground.
 
@@ -25,6 +26,8 @@ PREFIX   ?= /usr/local
 DESTDIR  ?=
 MANDIR   ?= $(PREFIX)/share/man
 COMPDIR  ?= $(PREFIX)/share/bash-completion/completions
+ZSHDIR   ?= $(PREFIX)/share/zsh/vendor-completions
+FISHDIR  ?= $(PREFIX)/share/fish/vendor_completions.d
 MAN1     = man/kbridge.1
 MAN8     = man/kbridged.8 man/kbridge-agent.8
 
@@ -114,19 +117,26 @@ unit: $(UNIT_BIN)
 
 install: all
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(MANDIR)/man8 \
-		$(DESTDIR)$(COMPDIR)
+		$(DESTDIR)$(COMPDIR) $(DESTDIR)$(ZSHDIR) $(DESTDIR)$(FISHDIR)
 	install -m 0755 $(PROGS) $(DESTDIR)$(PREFIX)/bin/
 	install -m 0644 $(MAN1) $(DESTDIR)$(MANDIR)/man1/
 	install -m 0644 $(MAN8) $(DESTDIR)$(MANDIR)/man8/
 	$(BINDIR)/kbridge completion bash >$(DESTDIR)$(COMPDIR)/kbridge.tmp
 	chmod 0644 $(DESTDIR)$(COMPDIR)/kbridge.tmp
 	mv -f $(DESTDIR)$(COMPDIR)/kbridge.tmp $(DESTDIR)$(COMPDIR)/kbridge
+	$(BINDIR)/kbridge completion zsh >$(DESTDIR)$(ZSHDIR)/_kbridge.tmp
+	chmod 0644 $(DESTDIR)$(ZSHDIR)/_kbridge.tmp
+	mv -f $(DESTDIR)$(ZSHDIR)/_kbridge.tmp $(DESTDIR)$(ZSHDIR)/_kbridge
+	$(BINDIR)/kbridge completion fish >$(DESTDIR)$(FISHDIR)/kbridge.fish.tmp
+	chmod 0644 $(DESTDIR)$(FISHDIR)/kbridge.fish.tmp
+	mv -f $(DESTDIR)$(FISHDIR)/kbridge.fish.tmp $(DESTDIR)$(FISHDIR)/kbridge.fish
 
 uninstall:
 	rm -f $(patsubst $(BINDIR)/%,$(DESTDIR)$(PREFIX)/bin/%,$(PROGS)) \
 		$(patsubst man/%,$(DESTDIR)$(MANDIR)/man1/%,$(MAN1)) \
 		$(patsubst man/%,$(DESTDIR)$(MANDIR)/man8/%,$(MAN8)) \
-		$(DESTDIR)$(COMPDIR)/kbridge
+		$(DESTDIR)$(COMPDIR)/kbridge $(DESTDIR)$(ZSHDIR)/_kbridge \
+		$(DESTDIR)$(FISHDIR)/kbridge.fish
 
 SAN_ARGS = BUILD=build/san BINDIR=build/san/bin CFLAGS="-O1 -g" \
 	SANFLAGS="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined"

@@ -14,6 +14,7 @@
 #include <event2/buffer.h>
 #include <event2/event.h>
 
+#include "api.h"
 #include "client.h"
 #include "htab.h"
 #include "log.h"
@@ -586,6 +587,9 @@ overlaps(const struct intercept *a, const struct intercept *b)
 	return 1;
 }
 
+/* The message below says 1024. */
+_Static_assert(KB_API_HDR_VALUE_MAX == 1024, "update the header value message");
+
 /* Parse the match of an intercept request into n. NULL, or an error text. */
 static const char *
 parse_match(const cJSON *req, struct intercept *n)
@@ -601,8 +605,11 @@ parse_match(const cJSON *req, struct intercept *n)
 
 		if (!cJSON_IsString(name) || !http_token(name->valuestring))
 			return "header name is not an HTTP token";
-		if (!cJSON_IsString(value) || strpbrk(value->valuestring, "\r\n") ||
-		    strlen(value->valuestring) > 1024)
+		if (!cJSON_IsString(value))
+			return "header value must be a string";
+		if (strlen(value->valuestring) > KB_API_HDR_VALUE_MAX)
+			return "header value longer than 1024 characters";
+		if (strpbrk(value->valuestring, "\r\n"))
 			return "header value must not contain CR or LF";
 		n->hname[n->nheaders] = strdup(name->valuestring);
 		n->hvalue[n->nheaders] = strdup(value->valuestring);
@@ -716,6 +723,67 @@ resume_kept(struct client *c, const cJSON *req, struct intercept *i)
 	return r;
 }
 
+/* Why name.ns cannot be intercepted when no sidecar ever named it: the
+ * namespaces where a workload of that name runs one ("add -n shop"), and
+ * those that have any. */
+static void
+not_found(struct icpt_reg *reg, const char *name, const char *ns, char *err, size_t len)
+{
+	const struct workload *w, *v;
+	char there[300] = "", all[300] = "";
+	size_t off, nthere = 0;
+	int cut;
+
+	TAILQ_FOREACH(w, &reg->workloads, entry) {
+		if (w->nsidecars == 0)
+			continue;
+		if (!strcmp(w->name, name) && (off = strlen(there)) < sizeof(there)) {
+			snprintf(there + off, sizeof(there) - off, "%s%s", off ? ", " : "", w->ns);
+			nthere++;
+		}
+		/* Each namespace once: at the first workload of it that runs one. */
+		TAILQ_FOREACH(v, &reg->workloads, entry)
+			if (v->nsidecars && !strcmp(v->ns, w->ns))
+				break;
+		if (v == w && (off = strlen(all)) < sizeof(all))
+			snprintf(all + off, sizeof(all) - off, "%s%s", off ? ", " : "", w->ns);
+	}
+	/* A message cut short is still one (its length only bounds it). */
+	if (nthere == 1)
+		cut = snprintf(err, len, "no workload %s in namespace %s runs a kbridge sidecar, "
+		    "but one in namespace %s does: add -n %s (namespaces with sidecars: %s)",
+		    name, ns, there, there, all);
+	else if (nthere > 1)
+		cut = snprintf(err, len, "no workload %s in namespace %s runs a kbridge sidecar, "
+		    "but ones in namespaces %s do: add -n with one of them", name, ns, there);
+	else
+		cut = snprintf(err, len, "no workload %s in namespace %s runs a kbridge sidecar "
+		    "(namespaces with sidecars: %s; 'kbridge list -n NS' shows theirs)", name, ns,
+		    all[0] ? all : "none");
+	if (cut < 0 && len > 0)
+		err[0] = '\0';
+}
+
+/* Do intercepts a and b match the same requests the same way? */
+static int
+same_match(const struct intercept *a, const struct intercept *b)
+{
+	size_t i, j;
+
+	if (a->global != b->global || a->nheaders != b->nheaders ||
+	    !a->path_prefix != !b->path_prefix ||
+	    (a->path_prefix && strcmp(a->path_prefix, b->path_prefix)))
+		return 0;
+	for (i = 0; i < a->nheaders; i++) {
+		for (j = 0; j < b->nheaders; j++)
+			if (!strcmp(a->hname[i], b->hname[j]) && !strcmp(a->hvalue[i], b->hvalue[j]))
+				break;
+		if (j == b->nheaders)
+			return 0;
+	}
+	return 1;
+}
+
 static cJSON *
 do_intercept(struct icpt_reg *reg, struct client *c, const cJSON *req)
 {
@@ -736,9 +804,13 @@ do_intercept(struct icpt_reg *reg, struct client *c, const cJSON *req)
 		return result(req, 0, 403, err);
 	if (rs == RESUME_KEPT)
 		return resume_kept(c, req, i);
-	if ((w = find_workload(reg, wl->valuestring, ns->valuestring)) == NULL ||
-	    w->nsidecars == 0) {
-		snprintf(err, sizeof(err), "no workload %s in namespace %s runs a kbridge sidecar",
+	if ((w = find_workload(reg, wl->valuestring, ns->valuestring)) == NULL) {
+		not_found(reg, wl->valuestring, ns->valuestring, err, sizeof(err));
+		return result(req, 0, 404, err);
+	}
+	if (w->nsidecars == 0) {
+		snprintf(err, sizeof(err), "workload %s in namespace %s has no kbridge sidecar "
+		    "connected now (its pods are gone or starting): try again once one runs",
 		    wl->valuestring, ns->valuestring);
 		return result(req, 0, 404, err);
 	}
@@ -757,6 +829,17 @@ do_intercept(struct icpt_reg *reg, struct client *c, const cJSON *req)
 	}
 	TAILQ_FOREACH(i, &w->icpts, entry) {
 		match_str(i, m, sizeof(m));
+		/* The same intercept again from its session: it stands. */
+		if (!strcmp(i->owner, c->name) && i->client == c &&
+		    i->port == (unsigned)port->valuedouble &&
+		    same_match(i, n)) {
+			r = result(req, 1, 0, NULL);
+			cJSON_AddItemToObject(r, "intercept", intercept_json(i, c));
+			cJSON_AddItemToObject(r, "env", cJSON_Duplicate(w->env, 1));
+			env_note(w, r);
+			log_info("intercept %s: %s asked for it again", i->id, i->owner);
+			goto fail;	/* only frees n */
+		}
 		if (!strcmp(i->owner, c->name)) {
 			snprintf(err, sizeof(err), "you already intercept %s.%s (%s); run 'kbridge "
 			    "leave %s' first", w->name, w->ns, m, w->name);

@@ -104,6 +104,7 @@ int cmd_gather_logs(int, char **);
 int cmd_intercept(int, char **);
 int cmd_leave(int, char **);
 int cmd_list(int, char **);
+int cmd_complete(int, char **);
 
 /* cli/install.c */
 int cmd_install(int, char **);

@@ -62,6 +62,11 @@ add_header(cJSON *headers, const char *arg)
 	name[n] = '\0';
 	v = eq + 1;
 	vlen = strlen(v);
+	if (vlen > KB_API_HDR_VALUE_MAX) {
+		errorx("--http-header %s: the value has %zu characters; at most %d",
+		    name, vlen, KB_API_HDR_VALUE_MAX);
+		return -1;
+	}
 	/* Argument strings cannot hold NUL; CR and LF would split a header. */
 	if (strpbrk(v, "\r\n")) {
 		errorx("header value must not contain CR or LF");
@@ -1218,4 +1223,79 @@ cmd_list(int argc, char **argv)
 		print_list(resp, ns);
 	cJSON_Delete(resp);
 	return 0;
+}
+
+/* A name from the cluster, printed for a shell only if it is plainly a
+ * Kubernetes name (no quote, space or glob a shell would act on). */
+static void
+put_name(const char *s)
+{
+	if (s && *s && strlen(s) < 254 &&
+	    s[strspn(s, "abcdefghijklmnopqrstuvwxyz0123456789.-")] == '\0')
+		printf("%s\n", s);
+}
+
+/* The workloads of ns (NULL: the connected one) one a line: from the API
+ * when connected through a kubeconfig, else from kbridged. */
+static int
+complete_workloads(const char *ns)
+{
+	const char *kctx = NULL, *kns = NULL;
+	const cJSON *o;
+	struct kapi k = { 0 };
+	cJSON *st, *items = NULL, *resp = NULL;
+	char url[128], err[256], nsbuf[256];
+	int ret = 1;
+
+	if ((st = kube_status(&kctx, &kns)) != NULL) {
+		if (load_kubeconfig("complete", NULL, kctx, &k) == 0 &&
+		    (items = kw_list(&k, "complete", orelse(ns, orelse(kns,
+		    kb_kubeconfig_namespace(k.kc))))) != NULL) {
+			cJSON_ArrayForEach(o, items)
+				put_name(jstr(cJSON_GetObjectItemCaseSensitive(o, "metadata"),
+				    "name"));
+			ret = 0;
+		}
+		cJSON_Delete(items);
+		kapi_close(&k);
+		cJSON_Delete(st);
+		return ret;
+	}
+	/* Without -n, those of the namespace given to connect. */
+	if (ns == NULL && (ns = connected_namespace(nsbuf, sizeof(nsbuf))) == NULL)
+		return 1;
+	snprintf(url, sizeof(url), "%s?namespace=%s", KB_API_LIST, ns);
+	if (call_err("GET", url, NULL, &resp, err, sizeof(err)) == -1)
+		return 1;
+	cJSON_ArrayForEach(o, cJSON_GetObjectItemCaseSensitive(resp, "workloads"))
+		put_name(jstr(o, "name"));
+	cJSON_Delete(resp);
+	return 0;
+}
+
+/* kbridge __complete namespaces | workloads [NS]: what the shell
+ * completions offer, one name a line (the connected session's namespaces,
+ * the workloads of NS); exit 1 and nothing when kbridged cannot tell. */
+int
+cmd_complete(int argc, char **argv)
+{
+	const cJSON *v;
+	cJSON *st = NULL;
+	char err[256];
+
+	/* Completion stays quiet: the shell shows no message. */
+	if (freopen("/dev/null", "w", stderr) == NULL)
+		return 1;
+	if (argc == 2 && strcmp(argv[1], "namespaces") == 0) {
+		if (call_err("GET", KB_API_STATUS, NULL, &st, err, sizeof(err)) == -1)
+			return 1;
+		cJSON_ArrayForEach(v, cJSON_GetObjectItemCaseSensitive(st, "namespaces"))
+			put_name(cJSON_IsString(v) ? v->valuestring : NULL);
+		cJSON_Delete(st);
+		return 0;
+	}
+	if ((argc == 2 || argc == 3) && strcmp(argv[1], "workloads") == 0 &&
+	    (argc == 2 || kb_dns_label(argv[2])))
+		return complete_workloads(argc == 3 ? argv[2] : NULL);
+	return EXIT_USAGE;
 }

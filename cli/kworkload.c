@@ -196,6 +196,43 @@ through_service(struct kapi *k, const char *cmd, const char *ns, const char *nam
 	return w->obj ? 0 : -1;
 }
 
+/* The other namespaces that hold a workload called name, as "shop" or
+ * "shop, dev" in buf ("" when none or when listing across namespaces is
+ * not allowed: it is only a hint). */
+static void
+elsewhere(struct kapi *k, const char *name, const char *ns, char *buf, size_t len)
+{
+	char path[512], err[256], key[80], seen[600];
+	const cJSON *o, *m;
+	cJSON *resp;
+	long status;
+	size_t i, off;
+
+	buf[0] = '\0';
+	for (i = 0; i < NKINDS; i++) {
+		snprintf(path, sizeof(path), "/apis/apps/v1/%s?fieldSelector=metadata.name%%3D%s",
+		    kinds[i].plural, name);
+		resp = NULL;
+		if (kreq(k, "GET", path, NULL, NULL, &status, &resp, err, sizeof(err)) == -1 ||
+		    status != 200) {
+			cJSON_Delete(resp);
+			continue;
+		}
+		cJSON_ArrayForEach(o, get(resp, "items")) {
+			m = get(o, "metadata");
+			snprintf(key, sizeof(key), ", %s,", orelse(jstr(m, "namespace"), ""));
+			snprintf(seen, sizeof(seen), ", %s,", buf);
+			if (!jstr(m, "namespace") || !strcmp(jstr(m, "namespace"), ns) ||
+			    (i == 2 && controlled(o)) || strstr(seen, key))
+				continue;
+			if ((off = strlen(buf)) + strlen(jstr(m, "namespace")) + 3 < len)
+				snprintf(buf + off, len - off, "%s%s", off ? ", " : "",
+				    jstr(m, "namespace"));
+		}
+		cJSON_Delete(resp);
+	}
+}
+
 int
 kw_find(struct kapi *k, const char *cmd, const char *ns, const char *name,
     struct kworkload *w)
@@ -222,8 +259,15 @@ kw_find(struct kapi *k, const char *cmd, const char *ns, const char *name,
 	if ((r = api_get(k, cmd, path, what, &obj)) == -1)
 		return -1;
 	if (r == 0) {
-		errorx("%s: no deployment, statefulset, replicaset or service named %s in "
-		    "namespace %s", cmd, name, ns);
+		elsewhere(k, name, ns, what, sizeof(what));
+		if (what[0])
+			errorx("%s: no deployment, statefulset, replicaset or service named %s in "
+			    "namespace %s, but namespace%s %s ha%s one: add -n %s", cmd, name, ns,
+			    strchr(what, ',') ? "s" : "", what, strchr(what, ',') ? "ve" : "s",
+			    strchr(what, ',') ? "NS" : what);
+		else
+			errorx("%s: no deployment, statefulset, replicaset or service named %s in "
+			    "namespace %s", cmd, name, ns);
 		return -1;
 	}
 	if ((r = through_service(k, cmd, ns, name, obj, w)) == 0) {

@@ -1,5 +1,7 @@
 /* kbridge: the user's command. Talks to kbridged over its Unix socket and
  * starts it when needed. */
+#include <sys/stat.h>
+
 #include <errno.h>
 #include <getopt.h>
 #include <limits.h>
@@ -115,7 +117,12 @@ static const struct command commands[] = {
 	    "                            (and the certificate): 30, 30s, 2m;\n"
 	    "                            default 20s, at most 10m\n"
 	    "  -o, --output FMT          text (default) or json\n"
-	    "  -h, --help                show this help\n",
+	    "  -h, --help                show this help\n"
+	    "\n"
+	    "Examples:\n"
+	    "  kbridge connect                       # the current kubeconfig context\n"
+	    "  kbridge connect --context staging -n shop\n"
+	    "  kbridge connect --profile alice.json\n",
 	    "connect this workstation to a cluster" },
 	{ "status", cmd_status,
 	    "usage: kbridge status [--output text|json]\n"
@@ -191,7 +198,8 @@ static const struct command commands[] = {
 	    "                              its requests here (see 'kbridge\n"
 	    "                              preview create --help')\n"
 	    "      --preview-ttl DURATION  the preview URL expires after\n"
-	    "                              DURATION (90s, 10m, 2h, 1d; at most 30d)\n"
+	    "                              DURATION (90s, 10m, 2h, 1h30m, 1d; at\n"
+	    "                              most 30d)\n"
 	    "      --preview-host HOST     the Host header the workload gets\n"
 	    "                              through the preview URL\n"
 	    "      --wait-timeout DURATION wait at most this long for the sidecar\n"
@@ -205,7 +213,12 @@ static const struct command commands[] = {
 	    "                              kind, name, namespace, service,\n"
 	    "                              service_port, target_port, replicas,\n"
 	    "                              added)\n"
-	    "  -h, --help                  show this help\n",
+	    "  -h, --help                  show this help\n"
+	    "\n"
+	    "Examples:\n"
+	    "  kbridge intercept web --port 8080 --http-header x-dev=alice\n"
+	    "  kbridge intercept cart -n shop --port 3000 --env-file cart.env\n"
+	    "  kbridge intercept web --port 8080 -H x-dev=alice -- npm run dev\n",
 	    "send a workload's traffic to a local port" },
 	{ "leave", cmd_leave,
 	    "usage: kbridge leave WORKLOAD [-n NS] [--output text|json]\n"
@@ -227,7 +240,8 @@ static const struct command commands[] = {
 	    "their kind, ready replicas and whether they have the kbridge sidecar.\n"
 	    "\n"
 	    "  -n, --namespace NS   only this namespace\n"
-	    "  -A, --all-namespaces every namespace (with a kubeconfig)\n"
+	    "  -A, --all-namespaces\n"
+	    "                       every namespace (with a kubeconfig)\n"
 	    "      --kubeconfig FILE, --context NAME  as for connect\n"
 	    "  -o, --output FMT     text (default) or json\n"
 	    "  -h, --help           show this help\n",
@@ -236,7 +250,7 @@ static const struct command commands[] = {
 	    "usage: kbridge preview create WORKLOAD [-n NS] [--ttl DURATION]\n"
 	    "           [--service-port PORT] [--host HOST] [--output text|json]\n"
 	    "       kbridge preview list [-n NS] [--output text|json]\n"
-	    "       kbridge preview remove TOKEN [--output text|json]\n"
+	    "       kbridge preview remove TOKEN|URL [--output text|json]\n"
 	    "\n"
 	    "Share your intercept through a secret URL: requests to it reach the\n"
 	    "workload carrying your intercept's id, so they come to your\n"
@@ -245,7 +259,7 @@ static const struct command commands[] = {
 	    "\n"
 	    "  create   make a preview URL for your intercept of WORKLOAD\n"
 	    "  list     list the previews (yours, with URL, are marked with *)\n"
-	    "  remove   end the preview with TOKEN\n"
+	    "  remove   end the preview with TOKEN (or URL)\n"
 	    "\n"
 	    "'kbridge preview COMMAND --help' describes a command.\n",
 	    "share your intercept through a preview URL" },
@@ -261,9 +275,9 @@ static const struct command commands[] = {
 	    "\n"
 	    "  -n, --namespace NS          the workload's namespace (default: the\n"
 	    "                              one given to connect)\n"
-	    "      --ttl DURATION          expire after DURATION: 90, 90s, 10m, 2h\n"
-	    "                              or 1d (1s to 30d; default: when the\n"
-	    "                              intercept ends)\n"
+	    "      --ttl DURATION          expire after DURATION: 90, 90s, 10m, 2h,\n"
+	    "                              1d or 1h30m (1s to 30d; default: when\n"
+	    "                              the intercept ends)\n"
 	    "      --service-port PORT     the port of the workload's service to\n"
 	    "                              send requests to (default 80)\n"
 	    "      --host HOST             the Host header the workload gets (for\n"
@@ -284,10 +298,16 @@ static const struct command commands[] = {
 	    "  -h, --help           show this help\n",
 	    NULL },
 	{ "preview remove", NULL,
-	    "usage: kbridge preview remove TOKEN [--output text|json]\n"
+	    "usage: kbridge preview remove TOKEN|URL [--output text|json]\n"
 	    "\n"
 	    "End one of your previews: its URL answers 404 from now on. TOKEN is\n"
-	    "in the URL (and in 'kbridge preview list').\n"
+	    "in the URL (and in 'kbridge preview list'); its first characters are\n"
+	    "enough when no other preview of yours starts with them, and the\n"
+	    "URL itself will do.\n"
+	    "\n"
+	    "Examples:\n"
+	    "  kbridge preview remove http://3f2a9c...preview.example.com/\n"
+	    "  kbridge preview remove 3f2a9c\n"
 	    "\n"
 	    "  -o, --output FMT     text (default) or json\n"
 	    "  -h, --help           show this help\n",
@@ -377,7 +397,8 @@ static const struct command commands[] = {
 	    "      --context NAME     kubeconfig context (default current-context)\n"
 	    "  -n, --namespace NS     namespace of SERVICE (default kbridge)\n"
 	    "      --listen-fd N      serve this inherited listening socket (connect)\n"
-	    "      --exit-with-daemon end once kbridged no longer uses it (connect)\n"
+	    "      --exit-with-daemon\n"
+	    "                         end once kbridged no longer uses it (connect)\n"
 	    "  -h, --help             show this help\n",
 	    NULL },
 	{ "quit", cmd_quit,
@@ -436,14 +457,26 @@ static const struct command commands[] = {
 	    "  -h, --help           show this help\n",
 	    "print versions" },
 	{ "completion", cmd_completion,
-	    "usage: kbridge completion bash\n"
+	    "usage: kbridge completion bash|zsh|fish\n"
 	    "\n"
-	    "Print the bash completion script: commands, subcommands and\n"
-	    "options; installed as share/bash-completion/completions/kbridge.\n"
-	    "Try it with: source <(kbridge completion bash)\n"
+	    "Print the completion script for bash, zsh or fish: commands,\n"
+	    "subcommands and options, and, while connected, the cluster's\n"
+	    "namespaces (after -n) and workloads (intercept, leave, preview\n"
+	    "create), which it asks kbridged for. make install puts them in\n"
+	    "share/bash-completion/completions/kbridge,\n"
+	    "share/zsh/vendor-completions/_kbridge and\n"
+	    "share/fish/vendor_completions.d/kbridge.fish.\n"
+	    "\n"
+	    "Examples:\n"
+	    "  source <(kbridge completion bash)\n"
+	    "  source <(kbridge completion zsh)     # after compinit\n"
+	    "  kbridge completion fish | source\n"
 	    "\n"
 	    "  -h, --help           show this help\n",
-	    "print the bash completion script" },
+	    "print a shell completion script" },
+	{ "__complete", cmd_complete,
+	    "usage: kbridge __complete namespaces | workloads [NS]\n",
+	    NULL },
 	{ "help", cmd_help,
 	    "usage: kbridge help [COMMAND [SUBCOMMAND]]\n",
 	    "show help for a command" },
@@ -921,6 +954,7 @@ catch_signals(void)
 static cJSON *
 load_profile(const char *path)
 {
+	struct stat sb;
 	char *text;
 	cJSON *p;
 	size_t len;
@@ -940,6 +974,11 @@ load_profile(const char *path)
 		cJSON_Delete(p);
 		return NULL;
 	}
+	/* It holds the private key: others reading it could be you. */
+	if (stat(path, &sb) == 0 && (sb.st_mode & 044))
+		errorx("warning: profile %s is readable by %s (mode %04o): it holds your "
+		    "private key; run 'chmod 600 %s'", path, sb.st_mode & 004 ? "everyone" :
+		    "its group", (unsigned)(sb.st_mode & 07777), path);
 	return p;
 }
 
@@ -1280,12 +1319,14 @@ cmd_connect(int argc, char **argv)
 		/* Interrupted, it may be up all the same: stopped below. */
 		if (rc == 0 || interrupted)
 			started = 1;
-		if (rc == -1) {
+		/* A connect run at the same time may have started it first:
+		 * then both use that one. */
+		if (rc == -1 && (interrupted || kb_api_wait(1, PROBE_TIMEOUT_MS / 3) == -1)) {
 			errorx("%s", err);
 			goto done;
 		}
 		progress("waiting for kbridged on %s", sock);
-		if (kb_api_wait(1, START_WAIT_MS) == -1) {
+		if (rc == 0 && kb_api_wait(1, START_WAIT_MS) == -1) {
 			char logpath[PATH_MAX];
 
 			if (kb_daemon_log(sock, logpath, sizeof(logpath)) == -1)
@@ -1519,28 +1560,52 @@ cmd_version(int argc, char **argv)
 	return ret;
 }
 
-/* --- kbridge completion bash --- */
+/* --- kbridge completion bash|zsh|fish --- */
 
 #define COMP_OPTS_MAX	64
 
+/* Hidden commands ("__complete") are for the completions themselves. */
+#define HIDDEN(c)	((c)->name[0] == '_')
+
+/* Is s the name of a subcommand of c ("preview create" of "preview")? */
+static int
+is_sub(const struct command *c, const struct command *s)
+{
+	size_t n = strlen(c->name);
+
+	return !strncmp(s->name, c->name, n) && s->name[n] == ' ';
+}
+
+static int
+has_subs(const struct command *c)
+{
+	size_t i;
+
+	for (i = 0; i < NCOMMANDS; i++)
+		if (is_sub(c, &commands[i]))
+			return 1;
+	return 0;
+}
+
 /* The long options of a usage text, from its synopsis (up to the first
  * empty line) and its option lines ("  -n, --ns X", "      --a FILE, --b
- * NAME  what they do"), each once, space-separated. */
-static void
-put_options(FILE *f, const char *usage)
+ * NAME  what they do"), each once: their names (not NUL-terminated) in
+ * opts and lengths in len, at most COMP_OPTS_MAX; the count. */
+static size_t
+usage_options(const char *usage, const char **opts, size_t *len)
 {
-	const char *opts[COMP_OPTS_MAX], *p, *end, *gap;
-	size_t n, nopts = 0, i, len[COMP_OPTS_MAX];
+	const char *p, *end, *gap;
+	size_t n, nopts = 0, i;
 	int synopsis = 1;
 
 	for (p = usage; *p; p = *end ? end + 1 : end) {
 		end = p + strcspn(p, "\n");
 		if (end == p)
 			synopsis = 0;
-		p += strspn(p, " ");
+		/* Option lines are indented; the text's own are not. */
 		if (synopsis)
 			gap = end;
-		else if (*p != '-')
+		else if (*p != ' ' || *(p += strspn(p, " ")) != '-')
 			continue;
 		/* The option column ends where two spaces start the text. */
 		else if ((gap = strstr(p, "  ")) == NULL || gap > end)
@@ -1553,9 +1618,214 @@ put_options(FILE *f, const char *usage)
 				continue;
 			opts[nopts] = p + 2;
 			len[nopts++] = n;
-			fprintf(f, "%s--%.*s", nopts > 1 ? " " : "", (int)n, p + 2);
 		}
 	}
+	return nopts;
+}
+
+/* Those options, each after pre ("--"), separated by sep. */
+static void
+put_options_as(FILE *f, const char *usage, const char *pre, const char *sep)
+{
+	const char *opts[COMP_OPTS_MAX];
+	size_t i, n, len[COMP_OPTS_MAX];
+
+	n = usage_options(usage, opts, len);
+	for (i = 0; i < n; i++)
+		fprintf(f, "%s%s%.*s", i ? sep : "", pre, (int)len[i], opts[i]);
+}
+
+static void
+put_options(FILE *f, const char *usage)
+{
+	put_options_as(f, usage, "--", " ");
+}
+
+/* Does the long option name[0..n) take a value? Its option line (not the
+ * synopsis) has a placeholder after it ("--port LOCAL[:SVCPORT]"). Its
+ * short form, if any, in *shortopt. */
+static int
+takes_value(const char *usage, const char *name, size_t n, char *shortopt)
+{
+	const char *p, *end, *gap, *o;
+
+	*shortopt = '\0';
+	p = strstr(usage, "\n\n");
+	for (p = p ? p + 2 : usage; *p; p = *end ? end + 1 : end) {
+		end = p + strcspn(p, "\n");
+		if (*p != ' ' || *(p += strspn(p, " ")) != '-')
+			continue;
+		if ((gap = strstr(p, "  ")) == NULL || gap > end)
+			gap = end;
+		for (o = p; (o = strstr(o, "--")) != NULL && o < gap; o += 2)
+			if (!strncmp(o + 2, name, n) && (o[2 + n] == ' ' ||
+			    o[2 + n] == ',' || o + 2 + n == gap))
+				break;
+		if (o == NULL || o >= gap)
+			continue;
+		if (p[1] != '-' && p[2] == ',')
+			*shortopt = p[1];
+		o += 2 + n;
+		return o < gap && o[0] == ' ' && o[1] != '-' && o[1] != ' ';
+	}
+	return 0;
+}
+
+/* The options of usage that take a value, short and long ("-n --namespace
+ * --port ..."), separated by sep. */
+static void
+put_valued(FILE *f, const char *usage, const char *sep)
+{
+	const char *p, *end, *gap;
+	char s;
+	size_t n;
+	int first = 1;
+
+	p = strstr(usage, "\n\n");
+	for (p = p ? p + 2 : usage; *p; p = *end ? end + 1 : end) {
+		end = p + strcspn(p, "\n");
+		if (*p != ' ' || *(p += strspn(p, " ")) != '-')
+			continue;
+		if ((gap = strstr(p, "  ")) == NULL || gap > end)
+			gap = end;
+		for (; (p = strstr(p, "--")) != NULL && p < gap; p += 2 + n) {
+			n = strspn(p + 2, "abcdefghijklmnopqrstuvwxyz0123456789-");
+			if (n == 0 || !takes_value(usage, p + 2, n, &s))
+				continue;
+			if (s)
+				fprintf(f, "%s-%c", first ? "" : sep, s), first = 0;
+			fprintf(f, "%s--%.*s", first ? "" : sep, (int)n, p + 2);
+			first = 0;
+		}
+	}
+}
+
+/* The commands a user sees, each followed by sep. */
+static void
+put_commands(FILE *f, const char *sep)
+{
+	size_t i;
+
+	for (i = 0; i < NCOMMANDS; i++)
+		if (commands[i].run && !HIDDEN(&commands[i]))
+			fprintf(f, "%s%s", commands[i].name, sep);
+}
+
+/* s in single quotes for zsh ('\'' for a quote) or fish (\' and \\). */
+static void
+put_quoted(FILE *f, const char *s, int fish)
+{
+	fputc('\'', f);
+	for (; *s; s++)
+		if (*s == '\'')
+			fputs(fish ? "\\'" : "'\\''", f);
+		else if (*s == '\\' && fish)
+			fputs("\\\\", f);
+		else
+			fputc(*s, f);
+	fputc('\'', f);
+}
+
+/* The part of the bash and zsh functions that offers names from kbridged:
+ * namespaces after -n/--namespace, workloads for the WORKLOAD operand of
+ * intercept, leave and preview create (none given yet, the word no
+ * option's value). W(i) is word i (1: kbridge), $cword the current one;
+ * reply is how the shell offers words. */
+static void
+put_names_part(FILE *f, int zsh)
+{
+	const char *w = zsh ? "words" : "COMP_WORDS", *cw = zsh ? "CURRENT" : "COMP_CWORD";
+	int o = zsh ? 1 : 0;	/* zsh's arrays start at 1 */
+
+	fprintf(f, "\t# Names from kbridged: namespaces, workloads.\n"
+	    "\tlocal prev=${%s[%s-1]} ns= first= w\n"
+	    "\tif [[ $prev == -n || $prev == --namespace ]]; then\n", w, cw);
+	fputs(zsh ? "\t\tcompadd -- ${(f)\"$(kbridge __complete namespaces 2>/dev/null)\"}\n" :
+	    "\t\tCOMPREPLY=($(compgen -W \"$(kbridge __complete namespaces 2>/dev/null)\" "
+	    "-- \"$cur\"))\n", f);
+	fprintf(f, "\t\treturn 0\n\tfi\n"
+	    "\tcase ${%s[%d]} in\n"
+	    "\tintercept|leave) first=%d ;;\n"
+	    "\tpreview) [[ ${%s[%d]} == create ]] && first=%d ;;\n"
+	    "\tesac\n"
+	    "\tif [[ -n $first && $cur != -* && \" $valued \" != *\" $prev \"* ]]; then\n"
+	    "\t\tfor ((i = first; i < %s; i++)); do\n"
+	    "\t\t\tw=${%s[i]}\n"
+	    "\t\t\tif [[ \" $valued \" == *\" $w \"* ]]; then\n"
+	    "\t\t\t\t[[ $w == -n || $w == --namespace ]] && ns=${%s[i+1]}\n"
+	    "\t\t\t\t((i++))\n"
+	    "\t\t\telif [[ $w != -* ]]; then\n"
+	    "\t\t\t\tfirst=\n"
+	    "\t\t\tfi\n"
+	    "\t\tdone\n"
+	    "\t\tif [[ -n $first ]]; then\n",
+	    w, 1 + o, 2 + o, w, 2 + o, 3 + o, cw, w, w);
+	fputs(zsh ? "\t\t\tcompadd -- ${(f)\"$(kbridge __complete workloads $ns 2>/dev/null)\"}\n" :
+	    "\t\t\tCOMPREPLY=($(compgen -W \"$(kbridge __complete workloads ${ns:+\"$ns\"} "
+	    "2>/dev/null)\" -- \"$cur\"))\n", f);
+	fputs("\t\t\treturn 0\n\t\tfi\n\tfi\n", f);
+}
+
+/* The case of a command for the bash and zsh scripts: offer (what to
+ * offer after '-' or as a subcommand) and valued (options with a value). */
+static void
+put_case(FILE *f, const struct command *c, const char *indent)
+{
+	if (c->run == cmd_help) {
+		fprintf(f, "%s\toffer=\"", indent);
+		put_commands(f, " ");
+		fputs("\" ;;\n", f);
+		return;
+	}
+	if (c->run == cmd_completion) {
+		fprintf(f, "%s\toffer=\"bash zsh fish\" ;;\n", indent);
+		return;
+	}
+	if (c->run == cmd_loglevel) {
+		fprintf(f, "%s\toffer=\"debug info --help\" ;;\n", indent);
+		return;
+	}
+	fprintf(f, "%s\toffer=\"", indent);
+	put_options(f, c->usage);
+	fprintf(f, "\"\n%s\tvalued=\"", indent);
+	put_valued(f, c->usage, " ");
+	fputs("\" ;;\n", f);
+}
+
+/* The bash or zsh function's body from the command's case on. */
+static void
+put_cases(FILE *f, int zsh)
+{
+	const struct command *c;
+	size_t i, n;
+	int o = zsh ? 1 : 0;
+	const char *w = zsh ? "words" : "COMP_WORDS", *cw = zsh ? "CURRENT" : "COMP_CWORD";
+
+	fprintf(f, "\tcase ${%s[%d]} in\n", w, 1 + o);
+	for (i = 0; i < NCOMMANDS; i++) {
+		c = &commands[i];
+		if (c->run == NULL || HIDDEN(c))
+			continue;
+		fprintf(f, "\t%s)\n", c->name);
+		if (!has_subs(c)) {
+			put_case(f, c, "\t");
+			continue;
+		}
+		/* Subcommands ("preview create"): theirs after the second word. */
+		fprintf(f, "\t\tif ((%s == %d)); then\n\t\t\toffer=\"", cw, 2 + o);
+		for (n = 0; n < NCOMMANDS; n++)
+			if (is_sub(c, &commands[n]))
+				fprintf(f, "%s ", commands[n].name + strlen(c->name) + 1);
+		fprintf(f, "--help\"\n\t\telse\n\t\t\tcase ${%s[%d]} in\n", w, 2 + o);
+		for (n = 0; n < NCOMMANDS; n++)
+			if (is_sub(c, &commands[n])) {
+				fprintf(f, "\t\t\t%s)\n", commands[n].name + strlen(c->name) + 1);
+				put_case(f, &commands[n], "\t\t\t");
+			}
+		fputs("\t\t\tesac\n\t\tfi\n\t\t;;\n", f);
+	}
+	fputs("\tesac\n", f);
+	put_names_part(f, zsh);
 }
 
 /* The bash completion script, made from the commands and their usage
@@ -1563,12 +1833,9 @@ put_options(FILE *f, const char *usage)
 static void
 put_bash_completion(FILE *f)
 {
-	const struct command *c;
-	size_t i, n;
-
 	fputs("# bash completion for kbridge (printed by 'kbridge completion bash')\n"
 	    "_kbridge()\n{\n"
-	    "\tlocal cur=${COMP_WORDS[COMP_CWORD]} i words=\n"
+	    "\tlocal cur=${COMP_WORDS[COMP_CWORD]} i offer= valued=\n"
 	    "\tCOMPREPLY=()\n"
 	    "\t# After 'intercept ... --' comes a command of its own.\n"
 	    "\tfor ((i = 2; i < COMP_CWORD; i++)); do\n"
@@ -1579,72 +1846,200 @@ put_bash_completion(FILE *f)
 	    "\tdone\n"
 	    "\tif ((COMP_CWORD == 1)); then\n"
 	    "\t\tCOMPREPLY=($(compgen -W \"", f);
-	for (i = 0; i < NCOMMANDS; i++)
-		if (commands[i].run)
-			fprintf(f, "%s ", commands[i].name);
+	put_commands(f, " ");
 	fputs("--help --version\" -- \"$cur\"))\n"
 	    "\t\treturn 0\n"
-	    "\tfi\n"
-	    "\tcase ${COMP_WORDS[1]} in\n", f);
-	for (i = 0; i < NCOMMANDS; i++) {
-		c = &commands[i];
-		if (c->run == NULL)
-			continue;
-		fprintf(f, "\t%s)\n", c->name);
-		if (c->run == cmd_help) {
-			fputs("\t\twords=\"", f);
-			for (n = 0; n < NCOMMANDS; n++)
-				if (commands[n].run)
-					fprintf(f, "%s ", commands[n].name);
-			fputs("\" ;;\n", f);
-			continue;
-		}
-		if (c->run == cmd_completion) {
-			fputs("\t\twords=\"bash\" ;;\n", f);
-			continue;
-		}
-		if (c->run == cmd_loglevel) {
-			fputs("\t\twords=\"debug info --help\" ;;\n", f);
-			continue;
-		}
-		/* Subcommands ("preview create"): theirs after the second word. */
-		for (n = 0; n < NCOMMANDS; n++)
-			if (!strncmp(commands[n].name, c->name, strlen(c->name)) &&
-			    commands[n].name[strlen(c->name)] == ' ')
-				break;
-		if (n < NCOMMANDS) {
-			fputs("\t\tif ((COMP_CWORD == 2)); then\n\t\t\twords=\"", f);
-			for (n = 0; n < NCOMMANDS; n++)
-				if (!strncmp(commands[n].name, c->name, strlen(c->name)) &&
-				    commands[n].name[strlen(c->name)] == ' ')
-					fprintf(f, "%s ", commands[n].name + strlen(c->name) + 1);
-			fputs("--help\"\n\t\telse\n\t\t\tcase ${COMP_WORDS[2]} in\n", f);
-			for (n = 0; n < NCOMMANDS; n++)
-				if (!strncmp(commands[n].name, c->name, strlen(c->name)) &&
-				    commands[n].name[strlen(c->name)] == ' ') {
-					fprintf(f, "\t\t\t%s) words=\"",
-					    commands[n].name + strlen(c->name) + 1);
-					put_options(f, commands[n].usage);
-					fputs("\" ;;\n", f);
-				}
-			fputs("\t\t\tesac\n\t\tfi\n\t\t;;\n", f);
-			continue;
-		}
-		fputs("\t\twords=\"", f);
-		put_options(f, c->usage);
-		fputs("\" ;;\n", f);
-	}
-	fputs("\tesac\n"
-	    "\t# Options where one is begun, else what bash completes by default\n"
+	    "\tfi\n", f);
+	put_cases(f, 0);
+	fputs("\t# Options where one is begun, else what bash completes by default\n"
 	    "\t# (file names, as for --env-file and --profile).\n"
 	    "\tif [[ $cur == -* || ${COMP_WORDS[1]} == help ||\n"
 	    "\t    ${COMP_WORDS[1]} == completion || ${COMP_WORDS[1]} == loglevel ||\n"
 	    "\t    ( ${COMP_WORDS[1]} == preview && $COMP_CWORD == 2 ) ]]; then\n"
-	    "\t\tCOMPREPLY=($(compgen -W \"$words\" -- \"$cur\"))\n"
+	    "\t\tCOMPREPLY=($(compgen -W \"$offer\" -- \"$cur\"))\n"
 	    "\tfi\n"
 	    "\treturn 0\n"
 	    "}\n"
 	    "complete -o default -F _kbridge kbridge\n", f);
+}
+
+/* The zsh completion (a #compdef file for fpath, or sourced): the bash
+ * script's logic on zsh's words and CURRENT, commands with their
+ * summaries. */
+static void
+put_zsh_completion(FILE *f)
+{
+	size_t i;
+
+	fputs("#compdef kbridge\n"
+	    "# zsh completion for kbridge (printed by 'kbridge completion zsh')\n"
+	    "_kbridge()\n{\n"
+	    "\tlocal cur=${words[CURRENT]} i offer= valued=\n"
+	    "\tlocal -a cmds\n"
+	    "\t# After 'intercept ... --' comes a command of its own.\n"
+	    "\tfor ((i = 3; i < CURRENT; i++)); do\n"
+	    "\t\tif [[ ${words[i]} == -- ]]; then\n"
+	    "\t\t\twords=(\"${(@)words[i+1,-1]}\")\n"
+	    "\t\t\t((CURRENT -= i))\n"
+	    "\t\t\t_normal\n"
+	    "\t\t\treturn\n"
+	    "\t\tfi\n"
+	    "\tdone\n"
+	    "\tif ((CURRENT == 2)); then\n"
+	    "\t\tcmds=(\n", f);
+	for (i = 0; i < NCOMMANDS; i++) {
+		if (commands[i].run == NULL || HIDDEN(&commands[i]))
+			continue;
+		fputs("\t\t    ", f);
+		if (commands[i].summary) {
+			char buf[256];
+
+			snprintf(buf, sizeof(buf), "%s:%s", commands[i].name,
+			    commands[i].summary);
+			put_quoted(f, buf, 0);
+		} else
+			put_quoted(f, commands[i].name, 0);
+		fputc('\n', f);
+	}
+	fputs("\t\t)\n"
+	    "\t\t_describe command cmds\n"
+	    "\t\treturn\n"
+	    "\tfi\n", f);
+	put_cases(f, 1);
+	fputs("\tif [[ $cur == -* || ${words[2]} == help || ${words[2]} == completion ||\n"
+	    "\t    ( ${words[2]} == preview && $CURRENT == 3 ) ]]; then\n"
+	    "\t\tcompadd -- ${=offer}\n"
+	    "\telse\n"
+	    "\t\t_files\n"
+	    "\tfi\n"
+	    "}\n"
+	    "# Loaded from fpath (#compdef) it completes; sourced, it registers.\n"
+	    "if [[ $funcstack[1] == _kbridge ]]; then\n"
+	    "\t_kbridge \"$@\"\n"
+	    "else\n"
+	    "\tcompdef _kbridge kbridge\n"
+	    "fi\n", f);
+}
+
+/* fish: one 'complete' line per option of c, under condition cond. */
+static void
+put_fish_options(FILE *f, const struct command *c, const char *cond)
+{
+	const char *opts[COMP_OPTS_MAX];
+	size_t i, n, len[COMP_OPTS_MAX];
+	char s;
+	int valued;
+
+	n = usage_options(c->usage, opts, len);
+	for (i = 0; i < n; i++) {
+		valued = takes_value(c->usage, opts[i], len[i], &s);
+		fprintf(f, "complete -c kbridge -n '%s'", cond);
+		if (s)
+			fprintf(f, " -s %c", s);
+		fprintf(f, " -l %.*s", (int)len[i], opts[i]);
+		if (len[i] == 9 && !strncmp(opts[i], "namespace", 9))
+			fputs(" -x -a '(kbridge __complete namespaces 2>/dev/null)'", f);
+		else if (valued)
+			fputs(" -r", f);
+		fputc('\n', f);
+	}
+}
+
+/* The fish completion: commands with their summaries, subcommands,
+ * options, and names from kbridged. */
+static void
+put_fish_completion(FILE *f)
+{
+	const struct command *c;
+	char cond[256];
+	size_t i, n;
+
+	fputs("# fish completion for kbridge (printed by 'kbridge completion fish')\n"
+	    "# __kbridge_using CMD [SUB]: the command line's command (and subcommand)\n"
+	    "function __kbridge_using\n"
+	    "\tset -l w (commandline -opc)\n"
+	    "\ttest \"$w[2]\" = \"$argv[1]\"; or return 1\n"
+	    "\ttest (count $argv) -lt 2; or test \"$w[3]\" = \"$argv[2]\"\n"
+	    "end\n"
+	    "# __kbridge_workload FIRST OPT...: no WORKLOAD yet from word FIRST on (the\n"
+	    "# OPTs take a value), and the word is no option's value\n"
+	    "function __kbridge_workload\n"
+	    "\tset -l w (commandline -opc)\n"
+	    "\tset -l i $argv[1]\n"
+	    "\tset -e argv[1]\n"
+	    "\twhile test $i -le (count $w)\n"
+	    "\t\tif contains -- $w[$i] $argv\n"
+	    "\t\t\ttest $i -lt (count $w); or return 1\n"
+	    "\t\t\tset i (math $i + 2)\n"
+	    "\t\telse if string match -q -- '-*' $w[$i]\n"
+	    "\t\t\tset i (math $i + 1)\n"
+	    "\t\telse\n"
+	    "\t\t\treturn 1\n"
+	    "\t\tend\n"
+	    "\tend\n"
+	    "\treturn 0\n"
+	    "end\n"
+	    "# The -n/--namespace given on the command line, if any\n"
+	    "function __kbridge_ns\n"
+	    "\tset -l w (commandline -opc)\n"
+	    "\tfor i in (seq 2 (math (count $w) - 1))\n"
+	    "\t\tcontains -- $w[$i] -n --namespace; and echo $w[(math $i + 1)]\n"
+	    "\tend\n"
+	    "end\n"
+	    "complete -c kbridge -n 'test (count (commandline -opc)) -eq 1' -l help -s h\n"
+	    "complete -c kbridge -n 'test (count (commandline -opc)) -eq 1' -l version\n", f);
+	for (i = 0; i < NCOMMANDS; i++) {
+		c = &commands[i];
+		if (c->run == NULL || HIDDEN(c))
+			continue;
+		fputs("complete -c kbridge -n 'test (count (commandline -opc)) -eq 1' -f -a ", f);
+		put_quoted(f, c->name, 1);
+		if (c->summary) {
+			fputs(" -d ", f);
+			put_quoted(f, c->summary, 1);
+		}
+		fputc('\n', f);
+	}
+	for (i = 0; i < NCOMMANDS; i++) {
+		c = &commands[i];
+		if (c->run == NULL || HIDDEN(c))
+			continue;
+		snprintf(cond, sizeof(cond), "__kbridge_using %s", c->name);
+		if (c->run == cmd_help) {
+			fprintf(f, "complete -c kbridge -n '%s' -f -a '", cond);
+			put_commands(f, " ");
+			fputs("'\n", f);
+			continue;
+		}
+		if (c->run == cmd_completion) {
+			fprintf(f, "complete -c kbridge -n '%s' -f -a 'bash zsh fish'\n", cond);
+			continue;
+		}
+		if (!has_subs(c)) {
+			put_fish_options(f, c, cond);
+			continue;
+		}
+		for (n = 0; n < NCOMMANDS; n++) {
+			if (!is_sub(c, &commands[n]))
+				continue;
+			fprintf(f, "complete -c kbridge -n '%s; and test (count (commandline "
+			    "-opc)) -eq 2' -f -a '%s'\n", cond, commands[n].name + strlen(c->name) + 1);
+			snprintf(cond, sizeof(cond), "__kbridge_using %s", commands[n].name);
+			put_fish_options(f, &commands[n], cond);
+			snprintf(cond, sizeof(cond), "__kbridge_using %s", c->name);
+		}
+	}
+	/* The WORKLOAD operand of intercept, leave and preview create. */
+	for (i = 0; i < NCOMMANDS; i++) {
+		c = &commands[i];
+		if (c->run != cmd_intercept && c->run != cmd_leave &&
+		    strcmp(c->name, "preview create") != 0)
+			continue;
+		fprintf(f, "complete -c kbridge -n '__kbridge_using %s; and __kbridge_workload %d ",
+		    c->name, strchr(c->name, ' ') ? 4 : 3);
+		put_valued(f, c->usage, " ");
+		fputs("' -f -a '(kbridge __complete workloads (__kbridge_ns) 2>/dev/null)'\n", f);
+	}
 }
 
 static int
@@ -1654,19 +2049,26 @@ cmd_completion(int argc, char **argv)
 		LONGOPT_HELP,
 		LONGOPT_END
 	};
+	const char *sh;
 	int ch, ret;
 
 	while ((ch = next_opt(argc, argv, ":h", opts)) != -1)
 		if (!std_opt(ch, argv, NULL, NULL, &ret))
 			return ret;
-	if (optind >= argc || strcmp(argv[optind], "bash") != 0) {
-		errorx("completion: missing or unknown shell (only 'kbridge completion bash')");
+	sh = optind < argc ? argv[optind] : "";
+	if (strcmp(sh, "bash") && strcmp(sh, "zsh") && strcmp(sh, "fish")) {
+		errorx("completion: missing or unknown shell (bash, zsh or fish)");
 		return EXIT_USAGE;
 	}
 	optind++;
 	if (no_operands(argc, argv) == -1)
 		return EXIT_USAGE;
-	put_bash_completion(stdout);
+	if (!strcmp(sh, "bash"))
+		put_bash_completion(stdout);
+	else if (!strcmp(sh, "zsh"))
+		put_zsh_completion(stdout);
+	else
+		put_fish_completion(stdout);
 	return fflush(stdout) == EOF ? 1 : 0;
 }
 

@@ -16,6 +16,7 @@
 
 #define DURATION_MAX	(30L * 24 * 3600)
 #define TOKEN_MAX	64
+#define TOKEN_LEN	26	/* agent/preview.c: a whole token */
 #define TOKEN_CHARS	"abcdefghijklmnopqrstuvwxyz0123456789"
 
 enum { OPT_TTL = 256, OPT_SERVICE_PORT, OPT_HOST };
@@ -23,23 +24,36 @@ enum { OPT_TTL = 256, OPT_SERVICE_PORT, OPT_HOST };
 int
 duration_arg(const char *opt, const char *s, long *secs)
 {
-	static const char units[] = "smhd";
-	static const long unit_secs[] = { 1, 60, 3600, 86400 };
-	const char *u, *end;
+	static const char units[] = "dhms";
+	static const long unit_secs[] = { 86400, 3600, 60, 1 };
+	const char *u, *end, *p = s;
 	char buf[SHOWN_MAX];
 	unsigned long n;
-	long mult;
+	long total = 0;
+	size_t next = 0;
 
-	if (kb_parse_num(s, 1, DURATION_MAX, &end, &n) == 0) {
-		u = *end ? strchr(units, *end) : NULL;
-		mult = *end == '\0' ? 1 :
-		    u && end[1] == '\0' ? unit_secs[u - units] : 0;
-		if (mult > 0 && n <= (unsigned long)(DURATION_MAX / mult)) {
-			*secs = (long)n * mult;
-			return 0;
+	/* 90 alone, or parts from days down, each unit once: 1h30m, 1d12h. */
+	while (*p && kb_parse_num(p, 0, DURATION_MAX, &end, &n) == 0) {
+		if (*end == '\0' && p == s) {
+			total = (long)n;
+			p = end;
+			break;
 		}
+		if (*end == '\0' || (u = strchr(units + next, *end)) == NULL)
+			break;
+		next = (size_t)(u - units) + 1;
+		if (n > (unsigned long)(DURATION_MAX / unit_secs[u - units]))
+			break;
+		total += (long)n * unit_secs[u - units];
+		p = end + 1;
+		if (total > DURATION_MAX)
+			break;
 	}
-	errorx("%s must be a duration from 1s to 30d (90, 90s, 10m, 2h, 1d), "
+	if (*s && *p == '\0' && total >= 1 && total <= DURATION_MAX) {
+		*secs = total;
+		return 0;
+	}
+	errorx("%s must be a duration from 1s to 30d (90, 90s, 10m, 2h, 1d, 1h30m), "
 	    "not '%s'", opt, shown(s, buf, sizeof(buf)));
 	return -1;
 }
@@ -278,6 +292,87 @@ preview_cmd_list(int argc, char **argv)
 	return list_cmd(argc, argv, KB_API_PREVIEW_LIST, print_previews);
 }
 
+/* The token in a preview URL: http://TOKEN.DOMAIN[:PORT]/... or
+ * BASE/.kbridge/preview/TOKEN[/...]; arg itself when it is no URL. Into
+ * buf (truncated to len). */
+static void
+url_token(const char *arg, char *buf, size_t len)
+{
+	const char *p, *host;
+	size_t n;
+
+	if ((host = strstr(arg, "://")) == NULL) {
+		snprintf(buf, len, "%s", arg);
+		return;
+	}
+	host += 3;
+	if ((p = strstr(host, "/.kbridge/preview/")) != NULL) {
+		p += strlen("/.kbridge/preview/");
+		n = strcspn(p, "/?#");
+	} else {
+		p = host;
+		n = strcspn(p, ".:/?#");
+	}
+	snprintf(buf, len, "%.*s", (int)n, p);
+}
+
+/* TOKEN as the user may give it: the token, a preview URL, or the start
+ * of one of their tokens as 'preview list' shows it (a trailing "..." or
+ * "\u2026" left out). The whole token into buf, or reported (never
+ * naming a token): -2 a usage error, -1 otherwise. */
+static int
+resolve_token(const char *cmd, const char *arg, char *buf, size_t len)
+{
+	static const char *ell[] = { "\u2026", "..." };
+	const cJSON *p, *found = NULL;
+	const char *owner = NULL;
+	cJSON *resp = NULL;
+	size_t i, n, l, mine_n = 0;
+	char err[256];
+
+	url_token(arg, buf, len);
+	for (i = 0; i < 2; i++)
+		if ((n = strlen(buf)) > (l = strlen(ell[i])) && !strcmp(buf + n - l, ell[i]))
+			buf[n - l] = '\0';
+	/* Not repeated: it may be a real token, pasted with a typo. */
+	if (buf[0] == '\0' || strlen(buf) > TOKEN_MAX ||
+	    strspn(buf, TOKEN_CHARS) != strlen(buf)) {
+		errorx("%s: invalid token (the lower-case letters and digits "
+		    "from the preview's URL, or the URL)", cmd);
+		return -2;
+	}
+	if (strlen(buf) >= TOKEN_LEN)
+		return 0;
+	/* A prefix: the one preview of yours whose token starts so. */
+	if (call_err("GET", KB_API_PREVIEW_LIST, NULL, &resp, err, sizeof(err)) == -1) {
+		errorx("%s failed: %s", cmd, err);
+		return -1;
+	}
+	n = strlen(buf);
+	cJSON_ArrayForEach(p, cJSON_GetObjectItemCaseSensitive(resp, "previews")) {
+		if (mine(p) && jstr(p, "token") && !strncmp(jstr(p, "token"), buf, n)) {
+			found = p;
+			mine_n++;
+		} else if (!mine(p) && jstr(p, "token_prefix") &&
+		    !strncmp(jstr(p, "token_prefix"), buf, strlen(jstr(p, "token_prefix")) < n ?
+		    strlen(jstr(p, "token_prefix")) : n))
+			owner = jstr(p, "owner");
+	}
+	if (mine_n == 1)
+		snprintf(buf, len, "%s", jstr(found, "token"));
+	else if (mine_n > 1)
+		errorx("%s: %zu of your previews start with that: give more of the token "
+		    "(or the URL)", cmd, mine_n);
+	else if (owner)
+		errorx("%s: that preview is %s's, not yours: only its owner removes it", cmd,
+		    shown(owner, err, sizeof(err)));
+	else
+		errorx("%s: no preview of yours starts with that ('kbridge preview list' "
+		    "shows yours)", cmd);
+	cJSON_Delete(resp);
+	return mine_n == 1 ? 0 : -1;
+}
+
 static int
 preview_cmd_remove(int argc, char **argv)
 {
@@ -287,7 +382,8 @@ preview_cmd_remove(int argc, char **argv)
 		LONGOPT_END
 	};
 	const cJSON *p;
-	const char *token;
+	const char *arg;
+	char token[TOKEN_MAX + 1];
 	enum output out = OUT_TEXT;
 	cJSON *body, *resp = NULL;
 	int ch, ret;
@@ -300,23 +396,18 @@ preview_cmd_remove(int argc, char **argv)
 		    argv[0]);
 		return EXIT_USAGE;
 	}
-	token = argv[optind++];
+	arg = argv[optind++];
 	if (no_operands(argc, argv) == -1)
 		return EXIT_USAGE;
-	/* Not repeated: it may be a real token, pasted with a typo. */
-	if (token[0] == '\0' || strlen(token) > TOKEN_MAX ||
-	    strspn(token, TOKEN_CHARS) != strlen(token)) {
-		errorx("%s: invalid token (the lower-case letters and digits "
-		    "from the preview's URL)", argv[0]);
-		return EXIT_USAGE;
-	}
+	catch_signals();
+	if ((ret = resolve_token(argv[0], arg, token, sizeof(token))) < 0)
+		return ret == -2 ? EXIT_USAGE : 1;
 	if ((body = cJSON_CreateObject()) == NULL ||
 	    cJSON_AddStringToObject(body, "token", token) == NULL) {
 		errorx("out of memory");
 		cJSON_Delete(body);
 		return 1;
 	}
-	catch_signals();
 	ret = call("preview remove", "POST", KB_API_PREVIEW_REMOVE, body,
 	    &resp);
 	cJSON_Delete(body);

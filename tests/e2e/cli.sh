@@ -11,6 +11,9 @@ set -e
 cd "$(dirname "$0")/../.."
 kb=${KBRIDGE:-bin/kbridge}
 tmp=$(mktemp -d /tmp/kbridge-cli.$$.XXXXXX)
+# Profiles made here are private, as kbridge-agent issue makes them (a
+# readable one gets a warning line, checked below).
+umask 077
 kbd_pid=
 cleanup() { [[ -z $kbd_pid ]] || kill "$kbd_pid" 2>/dev/null; rm -rf "$tmp"; }
 trap cleanup EXIT
@@ -61,6 +64,28 @@ grep -q 'no kubeconfig' "$tmp/err"; [[ ! -e $tmp/started ]]
 expect 2 $kb connect -p x --namespace Not_A_Label; one_line
 expect 2 $kb help frobnicate; one_line
 
+# Options checked before any daemon is asked: a header value over the
+# limit says so (not "CR or LF"); durations, compound ones too.
+expect 2 $kb intercept web --port 8080 --http-header "x-dev=$(printf 'a%.0s' {1..1025})"; one_line
+grep -qx "kbridge: --http-header x-dev: the value has 1025 characters; at most 1024" "$tmp/err"
+expect 2 $kb intercept web --port 8080 --http-header "$(printf 'x-dev=a\rb')"; one_line
+grep -q "CR or LF" "$tmp/err"
+for d in 0 1x 31d 1h1h 1m2h 30d1s 1h30; do
+	expect 2 $kb preview create web --ttl "$d"; one_line
+	grep -q -- "--ttl must be a duration" "$tmp/err"
+done
+# (well formed: refused only for want of a daemon)
+for d in 90 1h30m 1d12h 30d 45m30s; do
+	expect 1 $kb preview create web --ttl "$d"; one_line
+	[[ $(grep -c -- --ttl "$tmp/err") == 0 ]]
+done
+expect 2 $kb preview remove 'ab/cd'; one_line
+expect 1 $kb preview remove http://abc123.preview.example.com/; one_line
+grep -q "^kbridge: preview remove failed: " "$tmp/err"
+expect 0 $kb completion zsh; grep -q '^#compdef kbridge' "$tmp/out"
+expect 0 $kb completion fish; grep -q '^complete -c kbridge' "$tmp/out"
+expect 2 $kb completion tcsh; one_line
+
 expect 1 $kb status
 [[ $(cat "$tmp/out") == "kbridged: not running" ]]
 expect 1 $kb status --output json
@@ -82,6 +107,11 @@ if [[ $(id -u) == 0 ]]; then
 	echo '{"manager":"127.0.0.1:1","name":"t"}' > "$tmp/p.json"
 	expect 1 $kb connect --profile "$tmp/p.json"; one_line
 	[[ -e $tmp/started ]]
+	# A profile its group can read: a warning first (it holds the key).
+	chmod 0640 "$tmp/p.json"
+	expect 1 $kb connect --profile "$tmp/p.json"
+	[[ $(wc -l < "$tmp/err") == 2 ]]
+	[[ $(head -n1 "$tmp/err") == "kbridge: warning: profile $tmp/p.json is readable by its group (mode 0640): it holds your private key; run 'chmod 600 $tmp/p.json'" ]]
 elif [[ ${CI:-} == true || ${KB_STRICT:-} == 1 ]]; then
 	echo "not root: the daemon-start check cannot run, and CI=true or KB_STRICT=1 forbids skipping" >&2
 	exit 1

@@ -192,6 +192,7 @@ expect_fail "not valid JSON" kb connect --profile "$STATE/corrupt.json"
 expect_fail "cannot read profile" kb connect --profile "$STATE/missing.json"
 python3 -c 'import json,sys; p=json.load(open(sys.argv[1])); p["cert"]="garbage"; json.dump(p, open(sys.argv[2],"w"))' \
 	"$STATE/alice.json" "$STATE/badcert.json"
+chmod 600 "$STATE/badcert.json"	# private, as issued: no warning line
 expect_fail "cert" kb connect --profile "$STATE/badcert.json"
 ok "corrupt profile, missing profile, broken certificate: one-line errors"
 
@@ -201,15 +202,19 @@ expect_fail "manager's certificate is not trusted by this profile" kb connect --
 # eve's certificate with the right CA to check the manager: the manager refuses her
 python3 -c 'import json,sys; e=json.load(open(sys.argv[1])); a=json.load(open(sys.argv[2])); e["ca"]=a["ca"]; json.dump(e, open(sys.argv[3],"w"))' \
 	"$STATE/eve.json" "$STATE/alice.json" "$STATE/mallory.json"
+chmod 600 "$STATE/mallory.json"	# private, as issued: no warning line
 expect_fail "manager refused this profile's certificate" kb connect --profile "$STATE/mallory.json"
 ok "a profile from another CA is refused during the handshake, either way round, and says which side refused"
 
 python3 -c 'import json,sys; p=json.load(open(sys.argv[1])); p["manager"]="192.168.50.1:9"; json.dump(p, open(sys.argv[2],"w"))' \
 	"$STATE/alice.json" "$STATE/closed.json"
+chmod 600 "$STATE/closed.json"	# private, as issued: no warning line
 expect_fail "cannot reach manager" kb connect --profile "$STATE/closed.json"
 python3 -c 'import json,sys; p=json.load(open(sys.argv[1])); p["manager"]="203.0.113.1:8443"; json.dump(p, open(sys.argv[2],"w"))' \
 	"$STATE/alice.json" "$STATE/unroutable.json"
+chmod 600 "$STATE/unroutable.json"	# private, as issued: no warning line
 expect_fail "cannot reach manager" kb connect --profile "$STATE/unroutable.json"
+chmod 600 "$STATE/unroutable.json"	# private, as issued: no warning line
 expect_fail "namespace" kb connect --profile "$STATE/alice.json" --namespace nosuchns
 ok "unreachable manager (closed port, no route) and unknown namespace: clear errors"
 # the daemon started for a failed connect is gone again

@@ -234,8 +234,12 @@ out=$(kb intercept dup --port 8080 2>&1) && exit 1
 out=$(kb intercept nosuch --port 8080 2>&1) && exit 1
 [[ $out == "kbridge: intercept: no deployment, statefulset, replicaset or service named nosuch in namespace default" ]] ||
 	{ echo "$out"; exit 1; }
+# In the wrong namespace: the one that has it, from a list across namespaces.
+out=$(kb intercept web2 -n kbridge --port 8080 2>&1) && exit 1
+[[ $out == "kbridge: intercept: no deployment, statefulset, replicaset or service named web2 in namespace kbridge, but namespace default has one: add -n default" ]] ||
+	{ echo "$out"; exit 1; }
 [[ $(adm get deployment dupa -o 'jsonpath={.spec.template.metadata.annotations}') == "" ]]
-ok "a Service selecting two Deployments, and a name nothing has: one line each, nothing changed"
+ok "a Service selecting two Deployments, a name nothing has, a name in another namespace (-n default suggested): one line each, nothing changed"
 
 # (the stand-in writes the Deployment's status a pass after the pods)
 web2_listed() { kb list -A | grep -Eq '^default +web2 +Deployment +2/2 +yes +-$'; }
@@ -250,6 +254,15 @@ kb list -o json | json 'w = {x["name"]: x for x in j["workloads"]}
 assert w["web2"]["sidecar"] is True and w["web2"]["kind"] == "Deployment" and w["web2"]["replicas"] == 2, w
 assert w["dupa"]["sidecar"] is False and "kbridge-manager" not in w, w'
 ok "list -A shows the workloads from the API: kind, ready replicas, sidecar yes for web2 (and own, annotated by its author), no for dupa; -o json without -A: the connected namespace"
+
+# The shell completions ask the same: the connected namespace's workloads,
+# or those of -n NS, from the API.
+out=$(kb __complete workloads)
+grep -qx web2 <<<"$out"
+grep -qx dupa <<<"$out"
+no grep -qx kbridge-manager <<<"$out"
+grep -qx kbridge-manager <<<"$(kb __complete workloads kbridge)"
+ok "kbridge __complete workloads [NS] (what bash, zsh and fish offer) lists them from the API"
 
 # A wait that cannot end: dupa's sidecar never gets ready without the
 # stand-in (stopped here), so one line when it expires.

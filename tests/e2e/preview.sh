@@ -230,8 +230,13 @@ ok "preview list (JSON and text) shows alice's previews; bob sees them without t
 rc=0; QUIET=1 bob preview remove "$tok" 2>"$STATE/err" || rc=$?
 ((rc != 0))
 grep -q alice "$STATE/err"
+# nor by the prefix his list shows: it names whose it is
+rc=0; QUIET=1 bob preview remove "${tok:0:6}…" 2>"$STATE/err2" || rc=$?
+((rc == 1))
+[[ $(cat "$STATE/err2") == "kbridge: preview remove: that preview is alice's, not yours: only its owner removes it" ]] ||
+	{ cat "$STATE/err2"; exit 1; }
 [[ $(mcurl "${url}api/hello") == "alice api" ]]
-ok "bob cannot remove alice's preview ($(head -c 100 "$STATE/err"))"
+ok "bob cannot remove alice's preview, by token or by prefix ($(head -c 100 "$STATE/err"))"
 
 alice preview remove "$rm_tok" >/dev/null
 [[ $(mcurl "http://$rm_tok.preview.kb.test:8080/api/hello") != *alice* && $(code) == 404 ]]
