@@ -50,6 +50,7 @@ struct kb_forward {
 	char *ns, *service;
 	int port;
 	int streams;
+	int served;		/* a stream was accepted once */
 	int pf_flags;            /* KB_PF_V4_ONLY */
 	const char *transport;   /* the last one logged (KB_PF_SPDY, KB_PF_V4) */
 	LIST_HEAD(, stream) open;
@@ -122,6 +123,7 @@ on_accept(struct evconnlistener *lis, evutil_socket_t fd, struct sockaddr *sa, i
 	kb_pf_options(s->pf, f->pf_flags, on_stream_open);
 	LIST_INSERT_HEAD(&f->open, s, link);
 	f->streams++;
+	f->served = 1;
 }
 
 struct kb_forward *
@@ -167,6 +169,12 @@ kb_forward_streams(const struct kb_forward *f)
 	return f->streams;
 }
 
+int
+kb_forward_served(const struct kb_forward *f)
+{
+	return f->served;
+}
+
 void
 kb_forward_stop(struct kb_forward *f)
 {
@@ -203,7 +211,8 @@ struct watch {
 	uint64_t idle_since;	/* kb_now_ms(), 0 while streams are open */
 };
 
-/* Does kbridged still use us: running, not disconnected, our address? */
+/* Does kbridged still use us: running, not disconnected, our address?
+ * 1 yes, 0 no, -1 it is not running at all. */
 static int
 daemon_uses(const char *addr)
 {
@@ -213,7 +222,7 @@ daemon_uses(const char *addr)
 
 	if (call_ms("GET", KB_API_STATUS, NULL, DAEMON_PROBE_MS, &st, err, sizeof(err)) ==
 	    KB_API_DOWN)
-		return 0;
+		return -1;
 	if (st == NULL)		/* it did not answer in time: ask again later */
 		return 1;
 	used = strcmp(orelse(jstr(st, "state"), "disconnected"), "disconnected") != 0 &&
@@ -223,31 +232,42 @@ daemon_uses(const char *addr)
 }
 
 /* Every second: with no stream for IDLE_CHECK_MS, end unless kbridged's
- * session still names us (it is reconnecting, say). Only while idle: a
- * stream open means the session is. */
+ * session still names us (it is reconnecting, say). Once kbridged has
+ * used us and is not running at all (after quit), at once, streams or not.
+ * (Before its first stream kbridged may still be starting: sudo may wait
+ * for a password.) Its status is asked only while idle. */
 static void
 on_watch(evutil_socket_t fd, short what, void *arg)
 {
 	struct watch *w = arg;
 	uint64_t now = kb_now_ms();
+	int used;
 
 	(void)fd;
 	(void)what;
 	if (kb_forward_streams(w->f) > 0) {
 		w->idle_since = 0;
+		/* After quit its socket is gone: the streams still draining
+		 * toward the manager are nobody's. */
+		if (access(kb_socket_path(), F_OK) == -1 && errno == ENOENT)
+			goto end;
 		return;
 	}
 	if (w->idle_since == 0)
 		w->idle_since = now;
-	if (now - w->idle_since < IDLE_CHECK_MS)
+	if (!kb_forward_served(w->f) && now - w->idle_since < IDLE_CHECK_MS)
 		return;
-	if (!daemon_uses(w->addr)) {
-		printf("kbridged no longer uses %s: port-forward ends\n", w->addr);
-		fflush(stdout);
-		event_base_loopbreak(w->base);
-		return;
-	}
-	w->idle_since = now;
+	used = daemon_uses(w->addr);
+	if ((used == -1 && kb_forward_served(w->f)) ||
+	    (used != 1 && now - w->idle_since >= IDLE_CHECK_MS))
+		goto end;
+	if (used == 1)
+		w->idle_since = now;
+	return;
+end:
+	printf("kbridged no longer uses %s: port-forward ends\n", w->addr);
+	fflush(stdout);
+	event_base_loopbreak(w->base);
 }
 
 /* Serve listen_fd (owned from here) until SIGINT or SIGTERM, or with

@@ -22,6 +22,8 @@ struct kb_forward *kb_forward_start(struct event_base *base, struct kb_kubeconfi
     const char *ns, const char *service, int port, int listen_fd, char *err, size_t errlen);
 /* Streams open now. */
 int kb_forward_streams(const struct kb_forward *f);
+/* Has a stream been accepted (kbridged has used us)? */
+int kb_forward_served(const struct kb_forward *f);
 /* Close the listener and every stream. NULL is fine. */
 void kb_forward_stop(struct kb_forward *f);
 

@@ -79,7 +79,8 @@ json.dump(p, open(sys.argv[2], "w"))
 PY
 # A kbridged that takes its time to start.
 printf '#!/bin/sh\nsleep 5\nexec %s/kbridged "$@"\n' "$KB_BIN" > "$tmp/slow-kbridged"
-chmod 755 "$tmp/slow-kbridged" "$tmp/blackhole.json"
+chmod 755 "$tmp/slow-kbridged"
+chmod 600 "$tmp/blackhole.json"
 "${T[@]}" new-session -d -s t -x 200 -y 40 \
 	"$PG exec ws -- env PS1='$ ' TERM=xterm bash --norc --noprofile"
 "${T[@]}" set-option -t t remain-on-exit on >/dev/null

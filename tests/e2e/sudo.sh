@@ -172,6 +172,7 @@ ok "root: a log path that is a symlink and a socket path that is a file are refu
 # No sudo rule and no terminal: one line saying what to do.
 rm -f "$rule"
 rc=0
+chown 65534 "$work/profile.json" && chmod 600 "$work/profile.json"
 as 65534 setsid -w "$work/bin/kbridge" connect --profile "$work/profile.json" >"$work/out" 2>"$work/err" || rc=$?
 cat "$work/err" >&2
 # (as's own line, "  [uid 65534] ...", aside)
