@@ -48,6 +48,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	pf->in_send = 1;  /* what is queued stays queued */
 	pf->prefix_left[CH_DATA] = pf->prefix_left[CH_ERROR] = 2;
 	strcpy(pf->key, "dGhlIHNhbXBsZSBub25jZQ==");
+	evutil_make_socket_nonblocking(sp[0]); /* as kb_pf_new makes the local side */
 	pf->local = bufferevent_socket_new(base, sp[0], BEV_OPT_CLOSE_ON_FREE);
 	pf->wq = evbuffer_new();
 	pf->rq = evbuffer_new();
