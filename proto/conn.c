@@ -449,8 +449,8 @@ conn_read(struct kb_conn *c)
 
 	enter(c);
 	c->read_stopped = 0;
-	while (!what && got == READ_BATCH && total < READ_BUDGET && c->state == ST_OPEN &&
-	    !c->read_stopped && !c->free_pending) {
+	while (!what && got >= READ_BATCH && total < READ_BUDGET && c->state == ST_OPEN &&
+	    !c->read_stopped && !c->lingering && !c->free_pending) {
 		size_t w0 = c->ssl ? evbuffer_get_length(c->wbuf) : 0;
 
 		got = 0;
@@ -468,7 +468,7 @@ conn_read(struct kb_conn *c)
 	 * event_active, which would run us again before any other descriptor:
 	 * one fast sender would starve the rest). */
 	if (total >= READ_BUDGET && !what && c->state == ST_OPEN && !c->read_stopped &&
-	    !c->free_pending) {
+	    !c->lingering && !c->free_pending) {
 		struct timeval now = { 0, 0 };
 		evtimer_add(c->more, &now);
 	}

@@ -8,7 +8,11 @@
  *      resumes;
  *   2. 300 round trips of 100 bytes: small writes are not held back;
  *   3. the client closes: the server sees end of file (not an error)
- *      after the last byte. */
+ *      after the last byte;
+ *   4. a plain OpenSSL client (a thread) sends 200 records of 1,000 bytes
+ *      before the server reads any: all of them sit in the read buffer at
+ *      once, and a batch ends past READ_BATCH (not on it); the server must
+ *      still take every byte without a new socket event. */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
@@ -16,6 +20,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <pthread.h>
 #include <unistd.h>
 
 #include <event2/buffer.h>
@@ -190,6 +195,78 @@ on_event(struct kb_conn *c, int what, void *arg)
 }
 
 static const struct kb_conn_cbs srv_cbs = { srv_read, NULL, on_event };
+
+/* 4: small records, all waiting before the first read */
+#define SMALLREC 1000
+#define NSMALLREC 200
+static struct {
+	struct kb_conn *c;
+	SSL_CTX *ctx;
+	int fd, written, connected, error;
+	size_t got;
+} four;
+
+static void *
+four_client(void *arg)
+{
+	SSL *ssl = SSL_new(four.ctx);
+	char buf[SMALLREC];
+	int i;
+
+	(void)arg;
+	memset(buf, 'r', sizeof(buf));
+	SSL_set_fd(ssl, four.fd);
+	if (SSL_connect(ssl) == 1)
+		for (i = 0; i < NSMALLREC; i++)
+			if (SSL_write(ssl, buf, sizeof(buf)) != (int)sizeof(buf))
+				break;
+	__atomic_store_n(&four.written, 1, __ATOMIC_SEQ_CST);
+	/* held open until the server has read: closing would end it early */
+	while (__atomic_load_n(&four.got, __ATOMIC_SEQ_CST) < (size_t)SMALLREC * NSMALLREC &&
+	    !__atomic_load_n(&four.error, __ATOMIC_SEQ_CST))
+		usleep(10000);
+	SSL_free(ssl);
+	return NULL;
+}
+
+static void
+four_read(struct kb_conn *c, void *arg)
+{
+	struct evbuffer *in = kb_conn_input(c);
+
+	(void)arg;
+	__atomic_add_fetch(&four.got, evbuffer_get_length(in), __ATOMIC_SEQ_CST);
+	evbuffer_drain(in, evbuffer_get_length(in));
+}
+
+static void
+four_event(struct kb_conn *c, int what, void *arg)
+{
+	(void)arg;
+	if (what == KB_CONN_CONNECTED) {
+		/* nothing read until the client has sent everything */
+		four.connected = 1;
+		kb_conn_read_enable(c, 0);
+		return;
+	}
+	__atomic_store_n(&four.error, 1, __ATOMIC_SEQ_CST);
+}
+
+static const struct kb_conn_cbs four_cbs = { four_read, NULL, four_event };
+
+static int
+pred_four_written(void *arg)
+{
+	(void)arg;
+	return __atomic_load_n(&four.written, __ATOMIC_SEQ_CST) || four.error;
+}
+
+static int
+pred_four_got(void *arg)
+{
+	(void)arg;
+	return four.got >= (size_t)SMALLREC * NSMALLREC || four.error;
+}
 static const struct kb_conn_cbs cli_cbs = { cli_read, NULL, on_event };
 
 /* A throwaway self-signed P-256 certificate: the test is about the byte
@@ -309,6 +386,46 @@ main(void)
 	cli.c = NULL;
 	ok(run_until(pred_eof, NULL, 5000));
 	ok(srv.eof && !srv.error);
+
+	/* 4 */
+	{
+		pthread_t t;
+		int w4, r4;
+
+		l = socket(AF_INET, SOCK_STREAM, 0);
+		len = sizeof(sin);
+		sin.sin_port = 0;
+		if (l < 0 || bind(l, (struct sockaddr *)&sin, sizeof(sin)) < 0 ||
+		    listen(l, 1) < 0 || getsockname(l, (struct sockaddr *)&sin, &len) < 0)
+			abort();
+		w4 = socket(AF_INET, SOCK_STREAM, 0);
+		if (w4 < 0 || connect(w4, (struct sockaddr *)&sin, sizeof(sin)) < 0 ||
+		    (r4 = accept(l, NULL, NULL)) < 0)
+			abort();
+		close(l);
+		evutil_make_socket_nonblocking(r4);
+		four.fd = w4;
+		four.ctx = cctx;
+		four.c = kb_conn_new(base, r4, SSL_new(sctx), 1);
+		ok(four.c != NULL);
+		kb_conn_setcb(four.c, &four_cbs, NULL);
+		if (pthread_create(&t, NULL, four_client, NULL) != 0)
+			abort();
+		ok(run_until(pred_four_written, NULL, 10000));
+		run_for(100);	/* the last records reach the socket */
+		/* (the read right after the handshake may have taken a first part) */
+		ok(four.connected);
+		printf("# small records: %zu read before the pause ended\n", four.got);
+		kb_conn_read_enable(four.c, 1);
+		ok(run_until(pred_four_got, NULL, 5000));
+		printf("# small records: server got %zu of %d\n", four.got,
+		    SMALLREC * NSMALLREC);
+		ok(four.got == (size_t)SMALLREC * NSMALLREC && !four.error);
+		__atomic_store_n(&four.error, 1, __ATOMIC_SEQ_CST); /* lets the thread go */
+		pthread_join(t, NULL);
+		close(w4);
+		kb_conn_free(four.c);
+	}
 
 	run_for(10);
 	if (srv.c)
