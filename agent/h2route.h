@@ -1,4 +1,5 @@
-/* HTTP/2 cleartext (prior knowledge) in the sidecar, routed per stream:
+/* HTTP/2 cleartext (prior knowledge, or an HTTP/1.1 Upgrade: h2c) in the
+ * sidecar, routed per stream:
  * nghttp2 terminates the client's connection; each stream's request head
  * goes through the same route() as an HTTP/1 request (its :path is the
  * target, :authority is also "host"), and the stream is relayed over one
@@ -44,5 +45,16 @@ int h2r_request(const struct h2r_field *f, size_t nf, struct hp_request *req,
  * (out of memory; fd and up->arg stay the caller's). */
 int h2r_start(struct event_base *base, int fd, const void *p, size_t len,
     const struct hp_upstreams *up);
+
+/* The same for an HTTP/1.1 request that asks to upgrade to h2c (RFC 7540
+ * 3.2: "Upgrade: h2c" and an HTTP2-Settings header) on the accepted client
+ * socket fd: answers 101 and takes the connection; the request becomes
+ * stream 1, routed as any other. Its body, bodylen bytes (Content-Length;
+ * not chunked), follows the head; the len bytes at p are what was read
+ * after the head. 0, or -1 (a bad HTTP2-Settings, too large a head, out of
+ * memory: nothing was sent, fd and up->arg stay the caller's, who then
+ * serves the request as HTTP/1.1 without the upgrade). */
+int h2r_upgrade(struct event_base *base, int fd, const struct hp_request *req,
+    uint64_t bodylen, const void *p, size_t len, const struct hp_upstreams *up);
 
 #endif
