@@ -64,6 +64,7 @@ struct hp_proxy {
 	int sniff_ms;
 	unsigned passed_kinds;	/* bits of the kinds already logged (hp_pass()) */
 	unsigned h2_logged:1;	/* a connection went to up.h2 (hp_hand_h2()) */
+	unsigned h2c_logged:1;	/* one went to up.h2c (hp_hand_h2c()) */
 	struct applat lat;	/* for pace.h */
 	struct batch batch;	/* writes of several connections in one go */
 	char rbuf[HP_READ_SIZE];	/* every read lands here */
@@ -922,7 +923,10 @@ hp_hand_h2c(struct hp_conn *c, const struct hp_request *req, const char *p, size
 	}
 	if (c->up.h2c(c->hp->base, c->cl.fd, req, bodylen, p, len, &c->up) == -1)
 		return -1;
-	log_debug("%s: %s %s", __func__, req->method, req->target);
+	if (!c->hp->h2c_logged) {
+		c->hp->h2c_logged = 1;	/* logged once */
+		log_info("HTTP/1.1 Upgrade: h2c: taken here, routed per stream");
+	}
 	hp_sock_arm(&c->cl, 0, 0);
 	c->cl.fd = -1;
 	c->handed = 1;

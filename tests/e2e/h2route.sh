@@ -25,6 +25,10 @@ caller() { pg api "$@"; }
 call() { caller "$PY" "$PEER" call "$T" "$@"; }
 count() { pg "$1" "$PY" "$PEER" call "127.0.0.1:$2" Count x; }
 routed() { grep -c "HTTP/2 connection (prior knowledge): routed per stream" "$STATE/web/sidecar2.log" || true; }
+upgraded() { grep -c "HTTP/1.1 Upgrade: h2c: taken here, routed per stream" "$STATE/web/sidecar2.log" || true; }
+# curl --http2 over http:// (Upgrade: h2c); the body's gRPC prefix cut
+u() { caller curl -sS -m 10 --http2 -H 'content-type: application/grpc' -H 'te: trailers' \
+	--data-binary "@$STATE/req.bin" -w '%{http_version}' "$@" "http://$T/kb.Echo/Unary" | tail -c +6; }
 
 cleanup_extra() {
 	local f pid
@@ -42,6 +46,7 @@ command -v h2load >/dev/null
 curl --version | grep -qw HTTP2
 
 "$PG" up >/dev/null
+printf '\0\0\0\0\2hi' >"$STATE/req.bin"	# a gRPC frame "hi" (5-byte prefix)
 alice connect --profile "$STATE/alice.json" >/dev/null
 
 # The gRPC app, its sidecar, and alice's gRPC server.
@@ -62,7 +67,12 @@ poll 50 listening web 8082
 poll 50 grep -q "registered web.default" "$STATE/web/sidecar2.log"
 [[ $(call Unary hi x-dev=alice) == "app: hi" ]]
 [[ $(routed) == 0 ]]
-ok "without intercepts gRPC reaches the app (passed through, not terminated)"
+# Upgrade: h2c goes to the gRPC app as it came: grpcio does not take it, and
+# answers with HTTP/2 frames, which curl refuses (the app's bytes, not ours).
+out=$(u -H 'x-dev: alice' 2>&1) && exit 1
+[[ $out == *"Received HTTP/0.9 when not allowed"* ]]
+[[ $(upgraded) == 0 ]]
+ok "without intercepts gRPC reaches the app (passed through, not terminated), Upgrade: h2c too"
 
 alice intercept web --port 8090 --http-header x-dev=alice >/dev/null
 poll 50 grep -q "1 intercept(s) on web.default" "$STATE/web/sidecar2.log"
@@ -100,13 +110,27 @@ out=$(call Slow 3 deadline=0.5) && exit 1
 [[ $(call Big 3145728) == "big 3145728 same" ]]
 ok "server streaming (50 messages), grpc-status trailers (INVALID_ARGUMENT), deadlines and 3 MiB messages each way pass through, to alice and to the app"
 
-# --- curl with prior knowledge: a gRPC frame "hi" (5-byte prefix)
-printf '\0\0\0\0\2hi' >"$STATE/req.bin"
+# --- curl with prior knowledge
 g() { caller curl -sS -m 10 --http2-prior-knowledge -H 'content-type: application/grpc' \
 	-H 'te: trailers' --data-binary "@$STATE/req.bin" "$@" "http://$T/kb.Echo/Unary" | tail -c +6; }
 [[ $(g -H 'x-dev: alice') == "alice: hi" ]]
 [[ $(g) == "app: hi" ]]
 ok "curl --http2-prior-knowledge with and without the header"
+
+# --- curl --http2 (Upgrade: h2c): the sidecar takes the upgrade, the
+# request is stream 1, routed; later requests on the connection too
+[[ $(u -H 'x-dev: alice') == "alice: hi2" ]]
+[[ $(u) == "app: hi2" ]]
+[[ $(upgraded) == 1 ]]
+f=$STATE/up
+caller curl -sS -m 10 --http2 -H 'content-type: application/grpc' -H 'te: trailers' \
+	--data-binary "@$STATE/req.bin" -o "$f.1" -w '%{num_connects}\n' "http://$T/kb.Echo/Unary" \
+	--next --http2 -H 'content-type: application/grpc' -H 'te: trailers' -H 'x-dev: alice' \
+	--data-binary "@$STATE/req.bin" -o "$f.2" -w '%{num_connects} %{http_version}\n' \
+	"http://$T/kb.Echo/Unary" >"$f.out"
+[[ $(cat "$f.out") == $'1\n0 2' ]]
+[[ $(tail -c +6 "$f.1") == "app: hi" && $(tail -c +6 "$f.2") == "alice: hi" ]]
+ok "curl --http2 (Upgrade: h2c) with and without the header: the sidecar upgrades, each request routed, also the second one on the upgraded connection"
 
 # --- load: two h2load runs at once, one with the header
 a0=$(count ws 8090)
