@@ -86,6 +86,7 @@ struct h2r_up {
 	struct event *timer;	/* connect timeout */
 	size_t nstreams;
 	unsigned goaway:1;	/* takes no new streams */
+	unsigned heard:1;	/* its first bytes were looked at (up_http1()) */
 	char why[200];		/* set: failed */
 };
 
@@ -650,6 +651,27 @@ up_get(struct h2r_conn *c, uint64_t key, char *reason, size_t len)
 	return up_new(c, key, reason, len);
 }
 
+/* An upstream whose answer to our preface does not start with a SETTINGS
+ * frame, as every HTTP/2 server's must (RFC 9113 3.4), speaks no h2c: an
+ * HTTP/1 app's 400, say. It is named so, rather than as a framing error.
+ * 1 if so. */
+static int
+up_http1(struct h2r_up *u)
+{
+	uint8_t b[5];
+	ssize_t n;
+
+	u->heard = 1;
+	if ((n = recv(u->io.fd, b, sizeof(b), MSG_PEEK)) < 4 || b[3] == NGHTTP2_SETTINGS)
+		return 0;
+	snprintf(u->why, sizeof(u->why), "kbridge: the %s answered %s, not HTTP/2: "
+	    "it must speak HTTP/2 without TLS (h2c, prior knowledge), as a gRPC server does",
+	    u->key == 0 ? "app" : "intercepting workstation's local app",
+	    n == 5 && !memcmp(b, "HTTP/", 5) ? "in HTTP/1" : "something else");
+	log_debug("%s: key %llu: %s", __func__, (unsigned long long)u->key, u->why);
+	return 1;
+}
+
 static void
 up_read_cb(evutil_socket_t fd, short what, void *arg)
 {
@@ -657,6 +679,10 @@ up_read_cb(evutil_socket_t fd, short what, void *arg)
 
 	(void)fd;
 	(void)what;
+	if (!u->heard && up_http1(u)) {
+		h2r_settle(u->c);
+		return;
+	}
 	io_recv(&u->io);
 	h2r_settle(u->c);
 }

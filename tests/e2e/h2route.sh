@@ -32,7 +32,7 @@ u() { caller curl -sS -m 10 --http2 -H 'content-type: application/grpc' -H 'te: 
 
 cleanup_extra() {
 	local f pid
-	for f in "$STATE/web/sidecar2.pid" "$STATE/web/grpc.pid" "$STATE/ws-grpc.pid"; do
+	for f in "$STATE/web/sidecar2.pid" "$STATE/web/grpc.pid" "$STATE/ws-grpc.pid" "$STATE/ws-h1.pid"; do
 		pid=$(head -n1 "$f" 2>/dev/null | tr -dc 0-9) || continue
 		[[ -n $pid ]] && kill "$pid" 2>/dev/null
 	done
@@ -155,6 +155,25 @@ out=$(call Unary x x-dev=alice) && exit 1
 [[ $out == "status UNAVAILABLE: kbridge: "* ]]
 [[ $(call Unary y) == "app: y" ]]
 ok "with alice's server down her calls get UNAVAILABLE; the app's still answer"
+
+# --- alice's local app speaks HTTP/1 only: her HTTP/1 requests reach it,
+# her HTTP/2 streams get a clear error (the sidecar does not convert them)
+"$PG" exec ws -- python3 "$here/devserver.py" alice 8091 >/dev/null 2>&1 &
+echo $! >"$STATE/ws-h1.pid"
+poll 50 listening ws 8091
+alice leave web >/dev/null
+alice intercept web --port 8091 --http-header x-dev=alice >/dev/null
+h1ok() { [[ $(caller curl -sS -m 5 -H 'x-dev: alice' "http://$T/h1") == "alice local: GET /h1" ]]; }
+poll 50 h1ok
+why="kbridge: the intercepting workstation's local app answered * not HTTP/2: it must speak HTTP/2 without TLS (h2c, prior knowledge), as a gRPC server does"
+out=$(caller curl -sS -m 10 --http2-prior-knowledge -H 'x-dev: alice' -w ' %{http_code}' "http://$T/h2")
+[[ $out == $why$'\n 502' ]]
+out=$(caller curl -sS -m 10 --http2 -H 'x-dev: alice' -w ' %{http_code} %{http_version}' "http://$T/up")
+[[ $out == $why$'\n 502 2' ]]
+out=$(call Unary z x-dev=alice) && exit 1
+[[ $out == "status UNAVAILABLE: "$why ]]
+[[ $(call Unary w) == "app: w" ]]
+ok "alice's HTTP/1-only local app: her HTTP/1 request reaches it; her HTTP/2 requests (prior knowledge, Upgrade) get 502 and her gRPC calls UNAVAILABLE, saying it must speak h2c; the app's still answer"
 
 no grep -E "ERROR: (Address|Leak)Sanitizer|runtime error:" "$STATE"/web/sidecar2.log
 echo "1..$n"

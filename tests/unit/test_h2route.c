@@ -9,6 +9,7 @@
  *
  *   client --TCP--> [h2r_conn] --key 0--> app     --key 1--> alice
  *                              --key 2--> open() fails  --key 3--> refused
+ *                              --key 5--> nginx without http2 (HTTP/1 only)
  */
 #include "../../agent/h2route.c"
 
@@ -29,8 +30,10 @@
 #define PY	"/usr/bin/python3"
 #define PEER	"tests/e2e/grpcpeer.py"
 #define SOCKBUF	(64 * 1024)
+#define H1_WHY	"kbridge: the intercepting workstation's local app answered in HTTP/1, not " \
+	"HTTP/2: it must speak HTTP/2 without TLS (h2c, prior knowledge), as a gRPC server does"
 
-static int app_port, alice_port, nginx_port, refused_port, listen_port;
+static int app_port, alice_port, nginx_port, refused_port, listen_port, h1_port;
 static int conns_done, conns_live;
 static uint64_t last_key;
 
@@ -103,6 +106,8 @@ route(void *arg, const struct hp_request *req, struct hp_route *r)
 		last_key = 3;
 	else if (v != NULL && !strcmp(v, "nginx"))
 		last_key = 4;
+	else if (v != NULL && !strcmp(v, "h1"))
+		last_key = 5;
 	return last_key;
 }
 
@@ -136,6 +141,8 @@ open_up(void *arg, uint64_t key, char *reason, size_t len)
 		return port_socket(refused_port, reason, len);
 	case 4:
 		return port_socket(nginx_port, reason, len);
+	case 5:
+		return port_socket(h1_port, reason, len);
 	default:
 		snprintf(reason, len, "kbridge: no such upstream");
 		return -1;
@@ -309,8 +316,9 @@ nginx(const char *dir)
 	    " fastcgi_temp_path %s/f; uwsgi_temp_path %s/u; scgi_temp_path %s/s;\n"
 	    " server { listen 127.0.0.1:%d http2;\n"
 	    "  location = /big.bin { alias %s/build/tests/h2route.big.bin; }\n"
-	    "  location / { default_type text/plain; return 200 \"hello over h2c\"; } } }\n",
-	    dir, dir, dir, dir, dir, dir, dir, nginx_port, getcwd(cwd, sizeof(cwd)));
+	    "  location / { default_type text/plain; return 200 \"hello over h2c\"; } }\n"
+	    " server { listen 127.0.0.1:%d; return 200 \"hello over http/1\"; } }\n",
+	    dir, dir, dir, dir, dir, dir, dir, nginx_port, getcwd(cwd, sizeof(cwd)), h1_port);
 	fclose(f);
 	snprintf(cmd, sizeof(cmd), "-p%s/", dir);
 	{
@@ -320,7 +328,7 @@ nginx(const char *dir)
 
 		snprintf(out, sizeof(out), "%s/out.log", dir);
 		pid = spawn(argv, out);
-		for (i = 0; i < 100 && !listening(nginx_port); i++)
+		for (i = 0; i < 100 && !(listening(nginx_port) && listening(h1_port)); i++)
 			usleep(100000);
 		return pid;
 	}
@@ -761,6 +769,10 @@ test_live(void)
 	char *big[] = { PY, PEER, "call", target, "Big", "3000000", "x-dev=alice", NULL };
 	char *nobody[] = { PY, PEER, "call", target, "Unary", "x", "x-dev=nobody", NULL };
 	char *refused[] = { PY, PEER, "call", target, "Unary", "x", "x-dev=refused", NULL };
+	char *h1grpc[] = { PY, PEER, "call", target, "Unary", "x", "x-dev=h1", NULL };
+	char *h1curl[] = { "/usr/bin/curl", "-sS", "-m", "10", "--http2-prior-knowledge", "-H",
+	    "x-dev: h1", "-w", "%{http_code}", url, NULL };
+
 	/* nghttp's frame log, the received frames of the stream only */
 	char *upload[] = { "/bin/bash", "-c", "set -o pipefail; /usr/bin/nghttp -v -t 20 "
 	    "-H 'x-dev: nginx' -d build/tests/h2route.up.bin \"$0\" | "
@@ -789,9 +801,11 @@ test_live(void)
 	app_port = free_port();
 	alice_port = free_port();
 	nginx_port = free_port();
+	h1_port = free_port();
 	refused_port = free_port();
 	app = server("app", app_port);
 	alice = server("alice", alice_port);
+
 	/* 8 MiB: down from nginx; its first 900 KiB up to it */
 	if ((f = fopen("build/tests/h2route.big.bin", "w")) != NULL) {
 		for (i = 0; i < 8 * 1024 * 1024; i++)
@@ -801,7 +815,8 @@ test_live(void)
 	(void)system("head -c 921600 build/tests/h2route.big.bin >build/tests/h2route.up.bin");
 	if (mkdtemp(ndir) != NULL)
 		ng = nginx(ndir);
-	ok(listening(app_port) && listening(alice_port) && listening(nginx_port));
+	ok(listening(app_port) && listening(alice_port) && listening(nginx_port) &&
+	    listening(h1_port));
 
 	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
 	l = evconnlistener_new_bind(base, accepted, NULL, LEV_OPT_CLOSE_ON_FREE |
@@ -834,6 +849,14 @@ test_live(void)
 	ok(rc == 3 && !strcmp(buf, "status UNAVAILABLE: kbridge: no such upstream\n"));
 	rc = client(refused, buf, sizeof(buf), 10000);
 	ok(rc == 3 && !strncmp(buf, "status UNAVAILABLE: kbridge: cannot connect to the upstream:", 60));
+	/* An upstream that speaks HTTP/1 only: named so, to gRPC and to curl. */
+	rc = client(h1grpc, buf, sizeof(buf), 10000);
+	ok(rc == 3 && !strcmp(buf, "status UNAVAILABLE: " H1_WHY "\n"));
+	if (rc != 3 || strcmp(buf, "status UNAVAILABLE: " H1_WHY "\n"))
+		printf("# %d %s\n", rc, buf);
+	snprintf(url, sizeof(url), "http://%s/h1", target);
+	rc = client(h1curl, buf, sizeof(buf), 10000);
+	ok(rc == 0 && !strcmp(buf, H1_WHY "\n502"));
 
 	/* 900 KiB up to nginx, which answers without reading it, then resets
 	 * the stream (NO_ERROR, RFC 9113 8.1): through the proxy the client
