@@ -58,19 +58,30 @@
 static int h2r_idle_ms = H2R_IDLE_MS;
 static int h2r_linger_ms = H2R_LINGER_MS;
 
-/* A header block being received: NUL-terminated copies, name then value
- * in one allocation each. */
+/* A header block being received: NUL-terminated copies, name then value,
+ * in one growing buffer (one allocation per block, not per field). */
 struct h2r_hdrs {
 	nghttp2_nv *nv;
 	size_t n, cap, bytes;
+	uint8_t *buf;
+	size_t used, size;
 };
+
+/* Bytes for a socket: one flat buffer, kept between writes (frames are
+ * small and many: no allocation per frame or per write). */
+struct h2r_buf {
+	uint8_t *p;
+	size_t off, len, cap;
+};
+
+#define H2R_BUF_KEEP	(16 * 1024)	/* larger buffers are freed once empty */
 
 /* One socket with its session. */
 struct h2r_io {
 	int fd;
 	nghttp2_session *sess;
 	struct event *rev, *wev;
-	struct evbuffer *out;
+	struct h2r_buf out;
 	unsigned rarmed:1, warmed:1, connecting:1, eof:1, err:1;
 	unsigned hold:1;	/* not read for now (h2r_settle()) */
 	unsigned wrote:1;	/* the peer took bytes since the idle timer was set */
@@ -130,8 +141,8 @@ static int
 hdrs_add(struct h2r_hdrs *h, const uint8_t *name, size_t nlen, const uint8_t *value, size_t vlen)
 {
 	nghttp2_nv *nv;
-	uint8_t *m;
-	size_t cap;
+	uint8_t *b, *m;
+	size_t cap, i, need = nlen + vlen + 2;
 
 	if (h->n == HP_MAX_HEADERS || h->bytes + nlen + vlen + 32 > HP_MAX_HEADER_BYTES)
 		return -1;
@@ -142,12 +153,24 @@ hdrs_add(struct h2r_hdrs *h, const uint8_t *name, size_t nlen, const uint8_t *va
 		h->nv = nv;
 		h->cap = cap;
 	}
-	if ((m = malloc(nlen + vlen + 2)) == NULL)
-		return -1;
+	if (h->size - h->used < need) {
+		for (cap = h->size ? 2 * h->size : 512; cap - h->used < need; cap *= 2)
+			;
+		if ((b = realloc(h->buf, cap)) == NULL)
+			return -1;
+		for (i = 0; i < h->n; i++) {	/* the fields move with the buffer */
+			h->nv[i].name = b + (h->nv[i].name - h->buf);
+			h->nv[i].value = b + (h->nv[i].value - h->buf);
+		}
+		h->buf = b;
+		h->size = cap;
+	}
+	m = h->buf + h->used;
 	memcpy(m, name, nlen);
 	m[nlen] = '\0';
 	memcpy(m + nlen + 1, value, vlen);
 	m[nlen + 1 + vlen] = '\0';
+	h->used += need;
 	h->nv[h->n++] = (nghttp2_nv){ m, m + nlen + 1, nlen, vlen, NGHTTP2_NV_FLAG_NONE };
 	h->bytes += nlen + vlen + 32;
 	return 0;
@@ -156,11 +179,7 @@ hdrs_add(struct h2r_hdrs *h, const uint8_t *name, size_t nlen, const uint8_t *va
 static void
 hdrs_clear(struct h2r_hdrs *h)
 {
-	size_t i;
-
-	for (i = 0; i < h->n; i++)
-		free(h->nv[i].name);	/* the value shares it */
-	h->n = h->bytes = 0;
+	h->n = h->bytes = h->used = 0;
 }
 
 static void
@@ -168,8 +187,10 @@ hdrs_free(struct h2r_hdrs *h)
 {
 	hdrs_clear(h);
 	free(h->nv);
+	free(h->buf);
 	h->nv = NULL;
-	h->cap = 0;
+	h->buf = NULL;
+	h->cap = h->size = 0;
 }
 
 static const nghttp2_nv *
@@ -261,8 +282,7 @@ io_init(struct h2r_conn *c, struct h2r_io *io, int fd, event_callback_fn rcb,
 
 	io->fd = fd;
 	(void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-	if ((io->out = evbuffer_new()) == NULL ||
-	    (io->rev = event_new(c->base, fd, EV_READ | EV_PERSIST, rcb, arg)) == NULL ||
+	if ((io->rev = event_new(c->base, fd, EV_READ | EV_PERSIST, rcb, arg)) == NULL ||
 	    (io->wev = event_new(c->base, fd, EV_WRITE | EV_PERSIST, wcb, arg)) == NULL)
 		return -1;
 	return 0;
@@ -275,12 +295,58 @@ io_fini(struct h2r_io *io)
 		event_free(io->rev);
 	if (io->wev != NULL)
 		event_free(io->wev);
-	if (io->out != NULL)
-		evbuffer_free(io->out);
+	free(io->out.p);
+	io->out.p = NULL;
 	if (io->sess != NULL)
 		nghttp2_session_del(io->sess);
 	if (io->fd != -1)
 		close(io->fd);
+}
+
+static int
+buf_add(struct h2r_buf *b, const void *p, size_t n)
+{
+	size_t cap;
+	uint8_t *q;
+
+	if (b->cap - b->off - b->len < n && b->off > 0) {
+		memmove(b->p, b->p + b->off, b->len);
+		b->off = 0;
+	}
+	if (b->cap - b->len < n) {
+		for (cap = b->cap ? 2 * b->cap : H2R_BUF_KEEP; cap - b->len < n; cap *= 2)
+			;
+		if ((q = realloc(b->p, cap)) == NULL)
+			return -1;
+		b->p = q;
+		b->cap = cap;
+	}
+	memcpy(b->p + b->off + b->len, p, n);
+	b->len += n;
+	return 0;
+}
+
+/* Write what b holds to fd: bytes written, or -1 (errno). */
+static ssize_t
+buf_write(struct h2r_buf *b, int fd)
+{
+	ssize_t w;
+
+	while ((w = send(fd, b->p + b->off, b->len, MSG_NOSIGNAL)) == -1 && errno == EINTR)
+		;
+	if (w <= 0)
+		return w;
+	b->off += w;
+	b->len -= w;
+	if (b->len == 0) {
+		b->off = 0;
+		if (b->cap > H2R_BUF_KEEP) {
+			free(b->p);
+			b->p = NULL;
+			b->cap = 0;
+		}
+	}
+	return w;
 }
 
 /* Let the session produce up to the high-water mark, write, and again
@@ -291,13 +357,12 @@ io_send(struct h2r_io *io)
 {
 	const uint8_t *p;
 	size_t made = 0;
-	ssize_t n;
-	int w;
+	ssize_t n, w;
 
 	if (io->err || io->sess == NULL)
 		return 0;
 	for (;;) {
-		while (evbuffer_get_length(io->out) < H2R_HIGH_WATER) {
+		while (io->out.len < H2R_HIGH_WATER) {
 			if ((n = nghttp2_session_mem_send(io->sess, &p)) < 0) {
 				log_debug("%s: %s", __func__, nghttp2_strerror((int)n));
 				io->err = 1;
@@ -305,23 +370,23 @@ io_send(struct h2r_io *io)
 			}
 			if (n == 0)
 				break;
-			if (evbuffer_add(io->out, p, n) == -1) {
+			if (buf_add(&io->out, p, n) == -1) {
 				io->err = 1;
 				return made;
 			}
 			made += n;
 		}
-		if (io->connecting || evbuffer_get_length(io->out) == 0)
+		if (io->connecting || io->out.len == 0)
 			return made;
-		if ((w = evbuffer_write(io->out, io->fd)) == -1 && errno != EAGAIN &&
-		    errno != EWOULDBLOCK && errno != EINTR) {
+		if ((w = buf_write(&io->out, io->fd)) == -1 && errno != EAGAIN &&
+		    errno != EWOULDBLOCK) {
 			log_debug("%s: fd %d: %s", __func__, io->fd, strerror(errno));
 			io->err = 1;
 			return made;
 		}
 		if (w > 0)
 			io->wrote = 1;
-		if (evbuffer_get_length(io->out) > 0)
+		if (io->out.len > 0)
 			return made;	/* the write event goes on */
 	}
 }
@@ -354,8 +419,8 @@ io_arm(struct h2r_io *io)
 	int r, w;
 
 	r = !io->eof && !io->err && !io->connecting && !io->hold &&
-	    evbuffer_get_length(io->out) < H2R_HIGH_WATER;
-	w = !io->err && (io->connecting || evbuffer_get_length(io->out) > 0);
+	    io->out.len < H2R_HIGH_WATER;
+	w = !io->err && (io->connecting || io->out.len > 0);
 	if (r != io->rarmed) {
 		if (r)
 			event_add(io->rev, NULL);
@@ -377,7 +442,7 @@ static int
 io_finished(const struct h2r_io *io)
 {
 	return !nghttp2_session_want_read(io->sess) && !nghttp2_session_want_write(io->sess) &&
-	    evbuffer_get_length(io->out) == 0;
+	    io->out.len == 0;
 }
 
 /* --- streams --- */
@@ -891,7 +956,7 @@ stream_route(struct h2r_stream *s, int end)
 	struct hp_request req;
 	struct h2r_conn *c = s->c;
 	struct h2r_up *u;
-	char reason[256], *buf;
+	char reason[256], sbuf[2048], *buf;
 	uint64_t key;
 	size_t i;
 	int32_t usid;
@@ -899,9 +964,12 @@ stream_route(struct h2r_stream *s, int end)
 	for (i = 0; i < s->in.n; i++)
 		f[i] = (struct h2r_field){ (const char *)s->in.nv[i].name,
 		    (const char *)s->in.nv[i].value, s->in.nv[i].namelen, s->in.nv[i].valuelen };
-	if ((buf = malloc(s->in.bytes + 64)) == NULL ||
+	/* Copies for route(): on the stack unless large. */
+	buf = s->in.bytes + 64 <= sizeof(sbuf) ? sbuf : malloc(s->in.bytes + 64);
+	if (buf == NULL ||
 	    h2r_request(f, s->in.n, &req, h, HP_MAX_HEADERS + 1, buf, s->in.bytes + 64) == -1) {
-		free(buf);
+		if (buf != sbuf)
+			free(buf);
 		nghttp2_submit_rst_stream(c->io.sess, NGHTTP2_FLAG_NONE, s->sid,
 		    NGHTTP2_PROTOCOL_ERROR);
 		return;
@@ -909,7 +977,8 @@ stream_route(struct h2r_stream *s, int end)
 	key = c->up.route(c->up.arg, &req, NULL);
 	s->grpc = hdr_grpc(&req);
 	log_debug("%s: %s %s -> %llu", __func__, req.method, req.target, (unsigned long long)key);
-	free(buf);
+	if (buf != sbuf)
+		free(buf);
 	s->req_eof = end;
 	reason[0] = '\0';
 	if ((u = up_get(c, key, reason, sizeof(reason))) == NULL) {
@@ -1433,7 +1502,7 @@ h2r_upgrade(struct event_base *base, int fd, const struct hp_request *req, uint6
 	if ((s = stream_new(c, 1)) == NULL || upgrade_head(req, &s->in) == -1 ||
 	    nghttp2_session_upgrade2(c->io.sess, set, nset, !strcmp(req->method, "HEAD"),
 	    s) != 0 || nghttp2_session_set_stream_user_data(c->io.sess, 1, s) != 0 ||
-	    evbuffer_add(c->io.out, sw, sizeof(sw) - 1) == -1) {
+	    buf_add(&c->io.out, sw, sizeof(sw) - 1) == -1) {
 		if (s != NULL)
 			hdrs_free(&s->in);
 		conn_abandon(c);
