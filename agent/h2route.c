@@ -74,7 +74,7 @@ struct h2r_buf {
 	size_t off, len, cap;
 };
 
-#define H2R_BUF_KEEP	(16 * 1024)	/* larger buffers are freed once empty */
+#define H2R_BUF_KEEP	(4 * 1024)	/* larger buffers are freed once empty */
 
 /* One socket with its session. */
 struct h2r_io {
