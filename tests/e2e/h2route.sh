@@ -175,5 +175,14 @@ out=$(call Unary z x-dev=alice) && exit 1
 [[ $(call Unary w) == "app: w" ]]
 ok "alice's HTTP/1-only local app: her HTTP/1 request reaches it; her HTTP/2 requests (prior knowledge, Upgrade) get 502 and her gRPC calls UNAVAILABLE, saying it must speak h2c; the app's still answer"
 
+# --- a preview link's request reaches the sidecar as HTTP/1.1 naming the
+# intercept (the manager's preview hop speaks HTTP/1.1): it works while the
+# side that answers speaks HTTP/1.1; the h2c-only gRPC app cannot answer it
+id=$(alice list --output json | "$PY" -c 'import json,sys; print([i["id"] for w in json.load(sys.stdin)["workloads"] for i in w["intercepts"] if i["mine"]][0])')
+[[ $(caller curl -sS -m 5 -H "x-kbridge-intercept-id: $id" "http://$T/p") == "alice local: GET /p" ]]
+out=$(caller curl -sS -m 5 -w ' %{http_code}' "http://$T/p")
+[[ $out == $'kbridge: the upstream sent an invalid HTTP response\n 502' ]]
+ok "HTTP/1.1 naming alice's intercept id (as a preview link's request) reaches her HTTP/1 app; without it the h2c-only app cannot answer HTTP/1.1 (502)"
+
 no grep -E "ERROR: (Address|Leak)Sanitizer|runtime error:" "$STATE"/web/sidecar2.log
 echo "1..$n"
