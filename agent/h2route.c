@@ -1,4 +1,8 @@
 /* HTTP/2 prior knowledge in the sidecar, routed per stream (h2route.h).
+ * An HTTP/1.1 Upgrade: h2c comes in by h2r_upgrade(): it answers 101 and
+ * opens stream 1 with the request (nghttp2_session_upgrade2); a body of
+ * that request arrives as HTTP/1 bytes before the client's preface and goes
+ * to stream 1 as it comes (cl_raw()), held at one window like DATA.
  *
  * One struct h2r_conn per client connection: an nghttp2 server session
  * toward the client, and a list of upstreams (struct h2r_up), each an
@@ -19,8 +23,8 @@
  * read meanwhile.
  *
  * Everything runs from the socket events: they feed and pump the sessions,
- * then h2r_settle() sends, fails dead upstreams, frees what is finished
- * and re-arms. Nothing is freed from inside an nghttp2 callback except a
+ * then h2r_settle() sends, fails dead upstreams, frees what is finished,
+ * sets the idle timer (no stream: h2r_idle_ms, then GOAWAY) and re-arms. Nothing is freed from inside an nghttp2 callback except a
  * stream that both sessions have closed. */
 #include "h2route.h"
 

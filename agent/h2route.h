@@ -7,7 +7,11 @@
  * (key 0: the app; an intercept: its owner's workstation, whose local app
  * must speak HTTP/2 prior knowledge too). DATA, trailers, RST_STREAM and
  * GOAWAY pass through, flow controlled end to end: a stream's bytes are
- * acknowledged to their sender only when the other side took them. */
+ * acknowledged to their sender only when the other side took them. An
+ * upstream that does not answer in HTTP/2 (an HTTP/1-only app) fails its
+ * streams with a 502 (gRPC: UNAVAILABLE) that says so; nothing is converted
+ * to HTTP/1.1. A client connection without a stream for 60 s gets GOAWAY
+ * and is closed, as an idle kept-alive HTTP/1 connection is. */
 #ifndef KB_H2ROUTE_H
 #define KB_H2ROUTE_H
 
