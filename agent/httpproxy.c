@@ -907,7 +907,9 @@ hp_hand_h2c(struct hp_conn *c, const struct hp_request *req, const char *p, size
 	size_t q = evbuffer_get_length(c->cin), off;
 	const char *b;
 
-	if (c->up.h2c == NULL || (c->rp.flags & F_CHUNKED))
+	/* A client waiting for 100 Continue would send its body after the
+	 * 101, where the preface belongs: served as HTTP/1.1 instead. */
+	if (c->up.h2c == NULL || (c->rp.flags & F_CHUNKED) || c->t.expect)
 		return -1;
 	if (c->rp.flags & F_CONTENT_LENGTH)
 		bodylen = c->rp.content_length;

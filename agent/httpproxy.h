@@ -64,7 +64,7 @@ struct hp_upstreams {
 	int (*h2)(struct event_base *base, int fd, const void *p, size_t len,
 	    const struct hp_upstreams *up);
 	/* An HTTP/1.1 request offering "Upgrade: h2c" (with HTTP2-Settings,
-	 * and a body, if any, of a known length) is given to h2c() (h2route.h's
+	 * no Expect, and a body, if any, of a known length) is given to h2c() (h2route.h's
 	 * h2r_upgrade: the head, the body's length, the bytes read after the
 	 * head) instead of being routed; 0: h2c() took the socket and arg, as
 	 * h2() does; -1, or h2c NULL: the offer is dropped and the request

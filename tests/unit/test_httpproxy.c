@@ -1455,6 +1455,16 @@ test_h2c(void)
 	    starts(b->r[2].body, "len=3 ") && starts(app.last_head, "POST /chunked\n") &&
 	    strcasestr(app.last_head, "upgrade") == NULL);
 	ok(h2c_calls == calls0 + 2 && !b->eof);
+	/* Nor one waiting for 100 Continue (its body would come after the 101). */
+	snprintf(req, sizeof(req), "POST /continue HTTP/1.1\r\nHost: web\r\n%s"
+	    "Expect: 100-continue\r\nContent-Length: 5\r\n\r\n", offer);
+	client_send(b, req);
+	w_n = 1;
+	ok(run_until(pred_int_ge, &b->ninterim, 5000));
+	client_send(b, "hello");
+	ok(wait_resp(b, 4, 5000) && b->r[3].status == 200 && starts(b->r[3].body, "len=5 ") &&
+	    starts(app.last_head, "POST /continue\n") && strcasestr(app.last_head, "upgrade") == NULL);
+	ok(h2c_calls == calls0 + 2 && !b->eof);
 	h2c_take = 0;
 	client_free(b);
 }
