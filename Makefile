@@ -181,7 +181,7 @@ FUZZ_AGENT  = $(call fobj,$(filter-out agent/main.c agent/manager.c agent/sideca
 	agent/resolver.c agent/preview.c agent/redirect.c,$(AGENT_SRC)))
 FUZZ_DAEMON = $(call fobj,$(filter-out daemon/main.c daemon/tunnel.c daemon/net.c daemon/tun.c \
 	daemon/firewall.c daemon/exec.c,$(DAEMON_SRC)))
-FUZZERS = frame http dns profile control api kubeconfig portforward webhook spdy
+FUZZERS = frame http dns profile control api kubeconfig portforward webhook spdy h2
 
 $(FUZZ_OBJ)/%.o: %.c
 	@mkdir -p $(dir $@)
@@ -204,6 +204,10 @@ $(BUILD)/fuzz/fuzz_http: $(call fobj,tests/fuzz/fuzz_http.c proto/listener.c pro
     proto/sendmany.c proto/msg.c proto/htab.c) \
     $(FUZZ_LLHTTP)
 	$(call fuzz_link,$(LIBS_EVENT) -lcjson -luring)
+$(BUILD)/fuzz/fuzz_h2: $(call fobj,tests/fuzz/fuzz_h2.c proto/listener.c proto/log.c proto/util.c \
+    proto/sendmany.c proto/msg.c proto/htab.c) \
+    $(FUZZ_LLHTTP)
+	$(call fuzz_link,$(LIBS_EVENT) -lcjson -luring -lnghttp2)
 $(BUILD)/fuzz/fuzz_dns: $(call fobj,tests/fuzz/fuzz_dns.c) $(FUZZ_PROTO)
 	$(call fuzz_link,$(LIBS_TEST))
 $(BUILD)/fuzz/fuzz_profile: $(call fobj,tests/fuzz/fuzz_profile.c) $(FUZZ_PROTO)

@@ -1,4 +1,8 @@
 /* HTTP/2 prior knowledge in the sidecar, routed per stream (h2route.h).
+ * An HTTP/1.1 Upgrade: h2c comes in by h2r_upgrade(): it answers 101 and
+ * opens stream 1 with the request (nghttp2_session_upgrade2); a body of
+ * that request arrives as HTTP/1 bytes before the client's preface and goes
+ * to stream 1 as it comes (cl_raw()), held at one window like DATA.
  *
  * One struct h2r_conn per client connection: an nghttp2 server session
  * toward the client, and a list of upstreams (struct h2r_up), each an
@@ -19,8 +23,8 @@
  * read meanwhile.
  *
  * Everything runs from the socket events: they feed and pump the sessions,
- * then h2r_settle() sends, fails dead upstreams, frees what is finished
- * and re-arms. Nothing is freed from inside an nghttp2 callback except a
+ * then h2r_settle() sends, fails dead upstreams, frees what is finished,
+ * sets the idle timer (no stream: h2r_idle_ms, then GOAWAY) and re-arms. Nothing is freed from inside an nghttp2 callback except a
  * stream that both sessions have closed. */
 #include "h2route.h"
 
@@ -30,6 +34,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 
+#include <ctype.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -49,21 +54,41 @@
 #define H2R_CONNECT_MS	10000
 #define H2R_MAX_LIVE	(2 * H2R_MAX_STREAMS)	/* streams incl. those closing upstream */
 #define H2R_MAX_PASSES	16	/* sending rounds per event (h2r_settle()) */
+#define H2R_IDLE_MS	(60 * 1000)	/* no stream: as the HTTP/1 proxy's kept-alive idle */
+#define H2R_LINGER_MS	(10 * 1000)	/* GOAWAY sent after idling, not taken by the client */
+#define H2R_SETTINGS_B64 1024	/* longest HTTP2-Settings taken (170 settings) */
 
-/* A header block being received: NUL-terminated copies, name then value
- * in one allocation each. */
+/* Fields, so that tests can shorten them. */
+static int h2r_idle_ms = H2R_IDLE_MS;
+static int h2r_linger_ms = H2R_LINGER_MS;
+
+/* A header block being received: NUL-terminated copies, name then value,
+ * in one growing buffer (one allocation per block, not per field). */
 struct h2r_hdrs {
 	nghttp2_nv *nv;
 	size_t n, cap, bytes;
+	uint8_t *buf;
+	size_t used, size;
 };
+
+/* Bytes for a socket: one flat buffer, kept between writes (frames are
+ * small and many: no allocation per frame or per write). */
+struct h2r_buf {
+	uint8_t *p;
+	size_t off, len, cap;
+};
+
+#define H2R_BUF_KEEP	(4 * 1024)	/* larger buffers are freed once empty */
 
 /* One socket with its session. */
 struct h2r_io {
 	int fd;
 	nghttp2_session *sess;
 	struct event *rev, *wev;
-	struct evbuffer *out;
+	struct h2r_buf out;
 	unsigned rarmed:1, warmed:1, connecting:1, eof:1, err:1;
+	unsigned hold:1;	/* not read for now (h2r_settle()) */
+	unsigned wrote:1;	/* the peer took bytes since the idle timer was set */
 };
 
 struct h2r_conn;
@@ -76,6 +101,7 @@ struct h2r_up {
 	struct event *timer;	/* connect timeout */
 	size_t nstreams;
 	unsigned goaway:1;	/* takes no new streams */
+	unsigned heard:1;	/* its first bytes were looked at (up_http1()) */
 	char why[200];		/* set: failed */
 };
 
@@ -92,6 +118,7 @@ struct h2r_stream {
 	unsigned rst_after:1;	/* upstream reset it (NO_ERROR): so do we after the response */
 	unsigned grpc:1;	/* a gRPC call: errors as grpc-status */
 	unsigned cl_closed:1, up_closed:1;
+	unsigned raw:1;		/* stream 1 of an Upgrade: its body came as HTTP/1 bytes */
 };
 
 struct h2r_conn {
@@ -99,12 +126,18 @@ struct h2r_conn {
 	struct hp_upstreams up;
 	struct h2r_io io;
 	struct event *kick;	/* more sending, next loop iteration */
+	struct event *idle;	/* no stream for h2r_idle_ms: GOAWAY; then linger */
+	unsigned closing:1;	/* GOAWAY sent for idling: h2r_linger_ms to leave */
+	struct h2r_stream *raw;	/* the Upgrade request whose body is still coming */
+	uint64_t raw_left;	/* bytes of that body still to read (HTTP/1, not frames) */
 	TAILQ_HEAD(, h2r_stream) streams;
 	LIST_HEAD(, h2r_up) ups;
 	size_t nstreams;
 };
 
 static void h2r_settle(struct h2r_conn *);
+static void conn_timer(struct h2r_conn *, int);
+static void conn_abandon(struct h2r_conn *);
 
 /* --- header blocks --- */
 
@@ -112,8 +145,8 @@ static int
 hdrs_add(struct h2r_hdrs *h, const uint8_t *name, size_t nlen, const uint8_t *value, size_t vlen)
 {
 	nghttp2_nv *nv;
-	uint8_t *m;
-	size_t cap;
+	uint8_t *b, *m;
+	size_t cap, i, need = nlen + vlen + 2;
 
 	if (h->n == HP_MAX_HEADERS || h->bytes + nlen + vlen + 32 > HP_MAX_HEADER_BYTES)
 		return -1;
@@ -124,12 +157,24 @@ hdrs_add(struct h2r_hdrs *h, const uint8_t *name, size_t nlen, const uint8_t *va
 		h->nv = nv;
 		h->cap = cap;
 	}
-	if ((m = malloc(nlen + vlen + 2)) == NULL)
-		return -1;
+	if (h->size - h->used < need) {
+		for (cap = h->size ? 2 * h->size : 512; cap - h->used < need; cap *= 2)
+			;
+		if ((b = realloc(h->buf, cap)) == NULL)
+			return -1;
+		for (i = 0; i < h->n; i++) {	/* the fields move with the buffer */
+			h->nv[i].name = b + (h->nv[i].name - h->buf);
+			h->nv[i].value = b + (h->nv[i].value - h->buf);
+		}
+		h->buf = b;
+		h->size = cap;
+	}
+	m = h->buf + h->used;
 	memcpy(m, name, nlen);
 	m[nlen] = '\0';
 	memcpy(m + nlen + 1, value, vlen);
 	m[nlen + 1 + vlen] = '\0';
+	h->used += need;
 	h->nv[h->n++] = (nghttp2_nv){ m, m + nlen + 1, nlen, vlen, NGHTTP2_NV_FLAG_NONE };
 	h->bytes += nlen + vlen + 32;
 	return 0;
@@ -138,11 +183,7 @@ hdrs_add(struct h2r_hdrs *h, const uint8_t *name, size_t nlen, const uint8_t *va
 static void
 hdrs_clear(struct h2r_hdrs *h)
 {
-	size_t i;
-
-	for (i = 0; i < h->n; i++)
-		free(h->nv[i].name);	/* the value shares it */
-	h->n = h->bytes = 0;
+	h->n = h->bytes = h->used = 0;
 }
 
 static void
@@ -150,8 +191,10 @@ hdrs_free(struct h2r_hdrs *h)
 {
 	hdrs_clear(h);
 	free(h->nv);
+	free(h->buf);
 	h->nv = NULL;
-	h->cap = 0;
+	h->buf = NULL;
+	h->cap = h->size = 0;
 }
 
 static const nghttp2_nv *
@@ -243,8 +286,7 @@ io_init(struct h2r_conn *c, struct h2r_io *io, int fd, event_callback_fn rcb,
 
 	io->fd = fd;
 	(void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-	if ((io->out = evbuffer_new()) == NULL ||
-	    (io->rev = event_new(c->base, fd, EV_READ | EV_PERSIST, rcb, arg)) == NULL ||
+	if ((io->rev = event_new(c->base, fd, EV_READ | EV_PERSIST, rcb, arg)) == NULL ||
 	    (io->wev = event_new(c->base, fd, EV_WRITE | EV_PERSIST, wcb, arg)) == NULL)
 		return -1;
 	return 0;
@@ -257,12 +299,58 @@ io_fini(struct h2r_io *io)
 		event_free(io->rev);
 	if (io->wev != NULL)
 		event_free(io->wev);
-	if (io->out != NULL)
-		evbuffer_free(io->out);
+	free(io->out.p);
+	io->out.p = NULL;
 	if (io->sess != NULL)
 		nghttp2_session_del(io->sess);
 	if (io->fd != -1)
 		close(io->fd);
+}
+
+static int
+buf_add(struct h2r_buf *b, const void *p, size_t n)
+{
+	size_t cap;
+	uint8_t *q;
+
+	if (b->cap - b->off - b->len < n && b->off > 0) {
+		memmove(b->p, b->p + b->off, b->len);
+		b->off = 0;
+	}
+	if (b->cap - b->len < n) {
+		for (cap = b->cap ? 2 * b->cap : H2R_BUF_KEEP; cap - b->len < n; cap *= 2)
+			;
+		if ((q = realloc(b->p, cap)) == NULL)
+			return -1;
+		b->p = q;
+		b->cap = cap;
+	}
+	memcpy(b->p + b->off + b->len, p, n);
+	b->len += n;
+	return 0;
+}
+
+/* Write what b holds to fd: bytes written, or -1 (errno). */
+static ssize_t
+buf_write(struct h2r_buf *b, int fd)
+{
+	ssize_t w;
+
+	while ((w = send(fd, b->p + b->off, b->len, MSG_NOSIGNAL)) == -1 && errno == EINTR)
+		;
+	if (w <= 0)
+		return w;
+	b->off += w;
+	b->len -= w;
+	if (b->len == 0) {
+		b->off = 0;
+		if (b->cap > H2R_BUF_KEEP) {
+			free(b->p);
+			b->p = NULL;
+			b->cap = 0;
+		}
+	}
+	return w;
 }
 
 /* Let the session produce up to the high-water mark, write, and again
@@ -273,12 +361,12 @@ io_send(struct h2r_io *io)
 {
 	const uint8_t *p;
 	size_t made = 0;
-	ssize_t n;
+	ssize_t n, w;
 
 	if (io->err || io->sess == NULL)
 		return 0;
 	for (;;) {
-		while (evbuffer_get_length(io->out) < H2R_HIGH_WATER) {
+		while (io->out.len < H2R_HIGH_WATER) {
 			if ((n = nghttp2_session_mem_send(io->sess, &p)) < 0) {
 				log_debug("%s: %s", __func__, nghttp2_strerror((int)n));
 				io->err = 1;
@@ -286,21 +374,23 @@ io_send(struct h2r_io *io)
 			}
 			if (n == 0)
 				break;
-			if (evbuffer_add(io->out, p, n) == -1) {
+			if (buf_add(&io->out, p, n) == -1) {
 				io->err = 1;
 				return made;
 			}
 			made += n;
 		}
-		if (io->connecting || evbuffer_get_length(io->out) == 0)
+		if (io->connecting || io->out.len == 0)
 			return made;
-		if (evbuffer_write(io->out, io->fd) == -1 && errno != EAGAIN &&
-		    errno != EWOULDBLOCK && errno != EINTR) {
+		if ((w = buf_write(&io->out, io->fd)) == -1 && errno != EAGAIN &&
+		    errno != EWOULDBLOCK) {
 			log_debug("%s: fd %d: %s", __func__, io->fd, strerror(errno));
 			io->err = 1;
 			return made;
 		}
-		if (evbuffer_get_length(io->out) > 0)
+		if (w > 0)
+			io->wrote = 1;
+		if (io->out.len > 0)
 			return made;	/* the write event goes on */
 	}
 }
@@ -332,9 +422,9 @@ io_arm(struct h2r_io *io)
 {
 	int r, w;
 
-	r = !io->eof && !io->err && !io->connecting &&
-	    evbuffer_get_length(io->out) < H2R_HIGH_WATER;
-	w = !io->err && (io->connecting || evbuffer_get_length(io->out) > 0);
+	r = !io->eof && !io->err && !io->connecting && !io->hold &&
+	    io->out.len < H2R_HIGH_WATER;
+	w = !io->err && (io->connecting || io->out.len > 0);
 	if (r != io->rarmed) {
 		if (r)
 			event_add(io->rev, NULL);
@@ -356,7 +446,7 @@ static int
 io_finished(const struct h2r_io *io)
 {
 	return !nghttp2_session_want_read(io->sess) && !nghttp2_session_want_write(io->sess) &&
-	    evbuffer_get_length(io->out) == 0;
+	    io->out.len == 0;
 }
 
 /* --- streams --- */
@@ -366,6 +456,8 @@ stream_free(struct h2r_stream *s)
 {
 	TAILQ_REMOVE(&s->c->streams, s, entry);
 	s->c->nstreams--;
+	if (s->c->raw == s)
+		s->c->raw = NULL;	/* the rest of its body is read and dropped */
 	hdrs_free(&s->in);
 	hdrs_free(&s->uin);
 	if (s->req != NULL)
@@ -380,6 +472,15 @@ stream_maybe_free(struct h2r_stream *s)
 {
 	if (s->cl_closed && (s->up_closed || s->up == NULL))
 		stream_free(s);
+}
+
+/* n bytes of the request body left: the client may send more. Not for an
+ * Upgrade's body, which came outside the frames and their windows. */
+static void
+stream_ack_req(struct h2r_stream *s, size_t n)
+{
+	if (!s->raw)
+		nghttp2_session_consume(s->c->io.sess, s->sid, n);
 }
 
 /* Hand over, by both ends' data providers: bytes that left src were
@@ -399,7 +500,7 @@ h2r_read_data(nghttp2_session *sess, int32_t sid, uint8_t *buf, size_t len, uint
 		return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
 	if (n > 0) {
 		if (!toclient)
-			nghttp2_session_consume(s->c->io.sess, s->sid, n);
+			stream_ack_req(s, n);
 		else if (s->up != NULL)
 			nghttp2_session_consume(s->up->io.sess, s->usid, n);
 	}
@@ -492,7 +593,7 @@ stream_drop_req(struct h2r_stream *s)
 
 	if (n > 0) {
 		evbuffer_drain(s->req, n);
-		nghttp2_session_consume(s->c->io.sess, s->sid, n);
+		stream_ack_req(s, n);
 	}
 }
 
@@ -619,6 +720,27 @@ up_get(struct h2r_conn *c, uint64_t key, char *reason, size_t len)
 	return up_new(c, key, reason, len);
 }
 
+/* An upstream whose answer to our preface does not start with a SETTINGS
+ * frame, as every HTTP/2 server's must (RFC 9113 3.4), speaks no h2c: an
+ * HTTP/1 app's 400, say. It is named so, rather than as a framing error.
+ * 1 if so. */
+static int
+up_http1(struct h2r_up *u)
+{
+	uint8_t b[5];
+	ssize_t n;
+
+	u->heard = 1;
+	if ((n = recv(u->io.fd, b, sizeof(b), MSG_PEEK)) < 4 || b[3] == NGHTTP2_SETTINGS)
+		return 0;
+	snprintf(u->why, sizeof(u->why), "kbridge: the %s answered %s, not HTTP/2: "
+	    "it must speak HTTP/2 without TLS (h2c, prior knowledge), as a gRPC server does",
+	    u->key == 0 ? "app" : "intercepting workstation's local app",
+	    n == 5 && !memcmp(b, "HTTP/", 5) ? "in HTTP/1" : "something else");
+	log_debug("%s: key %llu: %s", __func__, (unsigned long long)u->key, u->why);
+	return 1;
+}
+
 static void
 up_read_cb(evutil_socket_t fd, short what, void *arg)
 {
@@ -626,6 +748,10 @@ up_read_cb(evutil_socket_t fd, short what, void *arg)
 
 	(void)fd;
 	(void)what;
+	if (!u->heard && up_http1(u)) {
+		h2r_settle(u->c);
+		return;
+	}
 	io_recv(&u->io);
 	h2r_settle(u->c);
 }
@@ -834,7 +960,7 @@ stream_route(struct h2r_stream *s, int end)
 	struct hp_request req;
 	struct h2r_conn *c = s->c;
 	struct h2r_up *u;
-	char reason[256], *buf;
+	char reason[256], sbuf[2048], *buf;
 	uint64_t key;
 	size_t i;
 	int32_t usid;
@@ -842,9 +968,12 @@ stream_route(struct h2r_stream *s, int end)
 	for (i = 0; i < s->in.n; i++)
 		f[i] = (struct h2r_field){ (const char *)s->in.nv[i].name,
 		    (const char *)s->in.nv[i].value, s->in.nv[i].namelen, s->in.nv[i].valuelen };
-	if ((buf = malloc(s->in.bytes + 64)) == NULL ||
+	/* Copies for route(): on the stack unless large. */
+	buf = s->in.bytes + 64 <= sizeof(sbuf) ? sbuf : malloc(s->in.bytes + 64);
+	if (buf == NULL ||
 	    h2r_request(f, s->in.n, &req, h, HP_MAX_HEADERS + 1, buf, s->in.bytes + 64) == -1) {
-		free(buf);
+		if (buf != sbuf)
+			free(buf);
 		nghttp2_submit_rst_stream(c->io.sess, NGHTTP2_FLAG_NONE, s->sid,
 		    NGHTTP2_PROTOCOL_ERROR);
 		return;
@@ -852,7 +981,8 @@ stream_route(struct h2r_stream *s, int end)
 	key = c->up.route(c->up.arg, &req, NULL);
 	s->grpc = hdr_grpc(&req);
 	log_debug("%s: %s %s -> %llu", __func__, req.method, req.target, (unsigned long long)key);
-	free(buf);
+	if (buf != sbuf)
+		free(buf);
 	s->req_eof = end;
 	reason[0] = '\0';
 	if ((u = up_get(c, key, reason, sizeof(reason))) == NULL) {
@@ -871,6 +1001,27 @@ stream_route(struct h2r_stream *s, int end)
 	u->nstreams++;
 }
 
+static struct h2r_stream *
+stream_new(struct h2r_conn *c, int32_t sid)
+{
+	struct h2r_stream *s;
+
+	if (c->nstreams >= H2R_MAX_LIVE || (s = calloc(1, sizeof(*s))) == NULL)
+		return NULL;
+	s->c = c;
+	s->sid = sid;
+	s->usid = -1;
+	if ((s->req = evbuffer_new()) == NULL || (s->resp = evbuffer_new()) == NULL) {
+		if (s->req != NULL)
+			evbuffer_free(s->req);
+		free(s);
+		return NULL;
+	}
+	TAILQ_INSERT_TAIL(&c->streams, s, entry);
+	c->nstreams++;
+	return s;
+}
+
 static int
 cl_on_begin(nghttp2_session *sess, const nghttp2_frame *f, void *ud)
 {
@@ -879,19 +1030,8 @@ cl_on_begin(nghttp2_session *sess, const nghttp2_frame *f, void *ud)
 
 	if (f->hd.type != NGHTTP2_HEADERS || f->headers.cat != NGHTTP2_HCAT_REQUEST)
 		return 0;
-	if (c->nstreams >= H2R_MAX_LIVE || (s = calloc(1, sizeof(*s))) == NULL)
+	if ((s = stream_new(c, f->hd.stream_id)) == NULL)
 		return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
-	s->c = c;
-	s->sid = f->hd.stream_id;
-	s->usid = -1;
-	if ((s->req = evbuffer_new()) == NULL || (s->resp = evbuffer_new()) == NULL) {
-		if (s->req != NULL)
-			evbuffer_free(s->req);
-		free(s);
-		return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
-	}
-	TAILQ_INSERT_TAIL(&c->streams, s, entry);
-	c->nstreams++;
 	nghttp2_session_set_stream_user_data(sess, s->sid, s);
 	return 0;
 }
@@ -1003,6 +1143,8 @@ conn_free(struct h2r_conn *c)
 	c->io.sess = NULL;
 	if (c->kick != NULL)
 		event_free(c->kick);
+	if (c->idle != NULL)
+		event_free(c->idle);
 	while (!TAILQ_EMPTY(&c->streams))
 		stream_free(TAILQ_FIRST(&c->streams));
 	free(c);
@@ -1048,19 +1190,108 @@ h2r_settle(struct h2r_conn *c)
 		conn_free(c);
 		return;
 	}
+	if (c->closing)
+		;	/* the linger timer runs */
+	else if (c->nstreams > 0)
+		evtimer_del(c->idle);
+	else if (!evtimer_pending(c->idle, NULL))
+		conn_timer(c, h2r_idle_ms);
+	/* An Upgrade's body waits for its upstream at one window, as frames would. */
+	c->io.hold = c->raw != NULL && evbuffer_get_length(c->raw->req) >= H2R_WINDOW;
 	io_arm(&c->io);
 	LIST_FOREACH(u, &c->ups, entry)
 		io_arm(&u->io);
 }
 
 static void
+conn_timer(struct h2r_conn *c, int ms)
+{
+	struct timeval tv = kb_ms_tv(ms);
+
+	c->io.wrote = 0;
+	evtimer_add(c->idle, &tv);
+}
+
+/* Bytes of an Upgrade's request body (HTTP/1, before the client's
+ * preface): to its stream, or dropped if that has no upstream any more.
+ * Returns how many of the len at p they were. */
+static size_t
+cl_raw(struct h2r_conn *c, const uint8_t *p, size_t len)
+{
+	struct h2r_stream *s = c->raw;
+	size_t n = len < c->raw_left ? len : c->raw_left;
+
+	c->raw_left -= n;
+	if (s == NULL || s->up == NULL || s->up_closed)
+		return n;
+	if (evbuffer_add(s->req, p, n) == -1)
+		c->io.err = 1;
+	if (c->raw_left == 0) {
+		s->req_eof = 1;
+		c->raw = NULL;
+	}
+	nghttp2_session_resume_data(s->up->io.sess, s->usid);
+	return n;
+}
+
+static void
 cl_read_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct h2r_conn *c = arg;
+	uint8_t buf[H2R_READ_SIZE];
+	ssize_t n, rv;
+	size_t raw;
+
+	(void)what;
+	if (c->raw_left == 0) {
+		io_recv(&c->io);
+		h2r_settle(c);
+		return;
+	}
+	n = recv(fd, buf, sizeof(buf), 0);
+	if (n == -1 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
+		return;
+	if (n <= 0) {
+		c->io.err = 1;	/* the body was not whole: no answer to give */
+		h2r_settle(c);
+		return;
+	}
+	raw = cl_raw(c, buf, n);
+	if ((size_t)n > raw && (rv = nghttp2_session_mem_recv(c->io.sess, buf + raw,
+	    n - raw)) < 0) {
+		log_debug("%s: %s", __func__, nghttp2_strerror((int)rv));
+		c->io.err = 1;
+	}
+	h2r_settle(c);
+}
+
+/* No stream for h2r_idle_ms (a client still taking bytes is not idle):
+ * GOAWAY, then h2r_linger_ms for the client to take it and leave. */
+static void
+cl_idle_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct h2r_conn *c = arg;
 
 	(void)fd;
 	(void)what;
-	io_recv(&c->io);
+	if (c->closing) {
+		log_debug("%s: linger", __func__);
+		conn_free(c);
+		return;
+	}
+	if (c->nstreams > 0)
+		return;
+	if (c->io.wrote) {
+		conn_timer(c, h2r_idle_ms);
+		return;
+	}
+	log_debug("%s: idle", __func__);
+	c->closing = 1;
+	conn_timer(c, h2r_linger_ms);
+	if (nghttp2_session_terminate_session(c->io.sess, NGHTTP2_NO_ERROR) != 0) {
+		conn_free(c);
+		return;
+	}
 	h2r_settle(c);
 }
 
@@ -1072,9 +1303,11 @@ cl_write_cb(evutil_socket_t fd, short what, void *arg)
 	h2r_settle(arg);
 }
 
-int
-h2r_start(struct event_base *base, int fd, const void *p, size_t len,
-    const struct hp_upstreams *up)
+/* A connection with its server session toward the client, SETTINGS
+ * queued; the session is not fed yet. NULL: out of memory (fd stays the
+ * caller's). */
+static struct h2r_conn *
+conn_new(struct event_base *base, int fd, const struct hp_upstreams *up)
 {
 	nghttp2_settings_entry set[] = {
 		{ NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, H2R_MAX_STREAMS },
@@ -1084,10 +1317,9 @@ h2r_start(struct event_base *base, int fd, const void *p, size_t len,
 	nghttp2_session_callbacks *cbs;
 	nghttp2_option *opt = NULL;
 	struct h2r_conn *c;
-	ssize_t rv;
 
 	if ((c = calloc(1, sizeof(*c))) == NULL)
-		return -1;
+		return NULL;
 	c->base = base;
 	c->up = *up;
 	c->io.fd = -1;
@@ -1095,6 +1327,7 @@ h2r_start(struct event_base *base, int fd, const void *p, size_t len,
 	LIST_INIT(&c->ups);
 	if (io_init(c, &c->io, fd, cl_read_cb, cl_write_cb, c) == -1 ||
 	    (c->kick = event_new(base, -1, 0, cl_write_cb, c)) == NULL ||
+	    (c->idle = evtimer_new(base, cl_idle_cb, c)) == NULL ||
 	    (cbs = cl_callbacks()) == NULL || nghttp2_option_new(&opt) != 0)
 		goto fail;
 	nghttp2_option_set_no_auto_window_update(opt, 1);
@@ -1107,18 +1340,189 @@ h2r_start(struct event_base *base, int fd, const void *p, size_t len,
 	    nghttp2_session_set_local_window_size(c->io.sess, NGHTTP2_FLAG_NONE, 0,
 	    H2R_CONN_WINDOW) != 0)
 		goto fail;
+	return c;
+fail:
+	nghttp2_option_del(opt);
+	conn_abandon(c);
+	return NULL;
+}
+
+/* Free a connection that never ran, leaving its socket to the caller. */
+static void
+conn_abandon(struct h2r_conn *c)
+{
+	c->io.fd = -1;
+	io_fini(&c->io);
+	c->io.sess = NULL;
+	if (c->kick != NULL)
+		event_free(c->kick);
+	if (c->idle != NULL)
+		event_free(c->idle);
+	while (!TAILQ_EMPTY(&c->streams))
+		stream_free(TAILQ_FIRST(&c->streams));
+	free(c);
+}
+
+int
+h2r_start(struct event_base *base, int fd, const void *p, size_t len,
+    const struct hp_upstreams *up)
+{
+	struct h2r_conn *c;
+	ssize_t rv;
+
+	if ((c = conn_new(base, fd, up)) == NULL)
+		return -1;
 	if (len > 0 && (rv = nghttp2_session_mem_recv(c->io.sess, p, len)) < 0) {
 		log_debug("%s: %s", __func__, nghttp2_strerror((int)rv));
 		c->io.err = 1;
 	}
 	h2r_settle(c);
 	return 0;
-fail:
-	nghttp2_option_del(opt);
-	c->io.fd = -1;	/* the caller's still */
-	io_fini(&c->io);
-	if (c->kick != NULL)
-		event_free(c->kick);
-	free(c);
-	return -1;
+}
+
+/* --- HTTP/1.1 Upgrade: h2c (RFC 7540 3.2) --- */
+
+/* base64url without padding (RFC 7540 3.2.1), as HTTP2-Settings is:
+ * the bytes decoded into out, or -1. */
+static ssize_t
+h2r_b64url(const char *in, uint8_t *out, size_t outsz)
+{
+	uint32_t acc = 0;
+	size_t i, n = 0, bits = 0;
+	const char *q;
+	static const char a[] =
+	    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+
+	for (i = 0; in[i] != '\0' && in[i] != '='; i++) {
+		if ((q = strchr(a, in[i])) == NULL)
+			return -1;
+		acc = acc << 6 | (uint32_t)(q - a);
+		if ((bits += 6) >= 8) {
+			if (n == outsz)
+				return -1;
+			bits -= 8;
+			out[n++] = acc >> bits & 0xff;
+		}
+	}
+	while (in[i] == '=')
+		i++;
+	/* Left-over bits must be zero, and a lone 6-bit group is no byte. */
+	if (in[i] != '\0' || bits >= 6 || (acc & ((1u << bits) - 1)) != 0)
+		return -1;
+	return n;
+}
+
+/* The value of the request's first header called name (any case): as
+ * httpproxy.h's hp_header(), which this does not link with. */
+static const char *
+req_header(const struct hp_request *req, const char *name)
+{
+	size_t i;
+
+	for (i = 0; i < req->nheaders; i++)
+		if (!strcasecmp(req->headers[i].name, name))
+			return req->headers[i].value;
+	return NULL;
+}
+
+/* Whether a Connection header value lists name (any case). */
+static int
+conn_lists(const struct hp_request *req, const char *name)
+{
+	const char *v, *t, *e;
+	size_t i, len = strlen(name);
+
+	for (i = 0; i < req->nheaders; i++) {
+		if (strcasecmp(req->headers[i].name, "connection"))
+			continue;
+		for (v = req->headers[i].value; *v != '\0';) {
+			v += strspn(v, " \t,");
+			t = v;
+			v += strcspn(v, ",");
+			for (e = v; e > t && (e[-1] == ' ' || e[-1] == '\t'); e--)
+				;
+			if ((size_t)(e - t) == len && !strncasecmp(t, name, len))
+				return 1;
+		}
+	}
+	return 0;
+}
+
+/* The HTTP/1.1 request as an HTTP/2 head, in h: the pseudo-headers, then
+ * its headers in lower case, less those for this hop only (RFC 9113
+ * 8.2.2). 0, or -1 (too many, or out of memory). */
+static int
+upgrade_head(const struct hp_request *req, struct h2r_hdrs *h)
+{
+	const char *host = req_header(req, "host"), *n, *v;
+	char lower[256];
+	size_t i, j, len;
+
+#define ADD(a, b) hdrs_add(h, (const uint8_t *)(a), strlen(a), (const uint8_t *)(b), strlen(b))
+	if (ADD(":method", req->method) == -1 || ADD(":scheme", "http") == -1 ||
+	    (host != NULL && ADD(":authority", host) == -1) || ADD(":path", req->target) == -1)
+		return -1;
+	for (i = 0; i < req->nheaders; i++) {
+		n = req->headers[i].name;
+		v = req->headers[i].value;
+		if ((len = strlen(n)) >= sizeof(lower))
+			return -1;
+		for (j = 0; j <= len; j++)
+			lower[j] = tolower((unsigned char)n[j]);
+		if (!strcmp(lower, "host") || !strcmp(lower, "connection") ||
+		    !strcmp(lower, "keep-alive") || !strcmp(lower, "proxy-connection") ||
+		    !strcmp(lower, "transfer-encoding") || !strcmp(lower, "upgrade") ||
+		    !strcmp(lower, "http2-settings") || conn_lists(req, lower) ||
+		    (!strcmp(lower, "te") && strcasecmp(v, "trailers")))
+			continue;
+		if (ADD(lower, v) == -1)
+			return -1;
+	}
+#undef ADD
+	return 0;
+}
+
+int
+h2r_upgrade(struct event_base *base, int fd, const struct hp_request *req, uint64_t bodylen,
+    const void *p, size_t len, const struct hp_upstreams *up)
+{
+	static const char sw[] = "HTTP/1.1 101 Switching Protocols\r\n"
+	    "Connection: Upgrade\r\nUpgrade: h2c\r\n\r\n";
+	uint8_t set[H2R_SETTINGS_B64 * 3 / 4];
+	const char *b64 = req_header(req, "http2-settings");
+	struct h2r_stream *s;
+	struct h2r_conn *c;
+	ssize_t nset, rv;
+	size_t raw;
+
+	if (b64 == NULL || strlen(b64) > H2R_SETTINGS_B64 ||
+	    (nset = h2r_b64url(b64, set, sizeof(set))) < 0 || nset % 6 != 0)
+		return -1;
+	if ((c = conn_new(base, fd, up)) == NULL)
+		return -1;
+	if ((s = stream_new(c, 1)) == NULL || upgrade_head(req, &s->in) == -1 ||
+	    nghttp2_session_upgrade2(c->io.sess, set, nset, !strcmp(req->method, "HEAD"),
+	    s) != 0 || nghttp2_session_set_stream_user_data(c->io.sess, 1, s) != 0 ||
+	    buf_add(&c->io.out, sw, sizeof(sw) - 1) == -1) {
+		if (s != NULL)
+			hdrs_free(&s->in);
+		conn_abandon(c);
+		return -1;
+	}
+	/* Stream 1 is the request, half-closed: routed as any other. */
+	s->raw = 1;
+	stream_route(s, bodylen == 0);
+	if (bodylen > 0) {
+		c->raw = s;
+		c->raw_left = bodylen;
+		s->req_eof = 0;
+	}
+	raw = c->raw_left > 0 ? cl_raw(c, p, len) : 0;
+	if (len > raw && (rv = nghttp2_session_mem_recv(c->io.sess, (const uint8_t *)p + raw,
+	    len - raw)) < 0) {
+		log_debug("%s: %s", __func__, nghttp2_strerror((int)rv));
+		c->io.err = 1;
+	}
+	h2r_settle(c);
+	return 0;
 }

@@ -1,4 +1,5 @@
-/* HTTP/2 cleartext (prior knowledge) in the sidecar, routed per stream:
+/* HTTP/2 cleartext (prior knowledge, or an HTTP/1.1 Upgrade: h2c) in the
+ * sidecar, routed per stream:
  * nghttp2 terminates the client's connection; each stream's request head
  * goes through the same route() as an HTTP/1 request (its :path is the
  * target, :authority is also "host"), and the stream is relayed over one
@@ -6,7 +7,11 @@
  * (key 0: the app; an intercept: its owner's workstation, whose local app
  * must speak HTTP/2 prior knowledge too). DATA, trailers, RST_STREAM and
  * GOAWAY pass through, flow controlled end to end: a stream's bytes are
- * acknowledged to their sender only when the other side took them. */
+ * acknowledged to their sender only when the other side took them. An
+ * upstream that does not answer in HTTP/2 (an HTTP/1-only app) fails its
+ * streams with a 502 (gRPC: UNAVAILABLE) that says so; nothing is converted
+ * to HTTP/1.1. A client connection without a stream for 60 s gets GOAWAY
+ * and is closed, as an idle kept-alive HTTP/1 connection is. */
 #ifndef KB_H2ROUTE_H
 #define KB_H2ROUTE_H
 
@@ -44,5 +49,16 @@ int h2r_request(const struct h2r_field *f, size_t nf, struct hp_request *req,
  * (out of memory; fd and up->arg stay the caller's). */
 int h2r_start(struct event_base *base, int fd, const void *p, size_t len,
     const struct hp_upstreams *up);
+
+/* The same for an HTTP/1.1 request that asks to upgrade to h2c (RFC 7540
+ * 3.2: "Upgrade: h2c" and an HTTP2-Settings header) on the accepted client
+ * socket fd: answers 101 and takes the connection; the request becomes
+ * stream 1, routed as any other. Its body, bodylen bytes (Content-Length;
+ * not chunked), follows the head; the len bytes at p are what was read
+ * after the head. 0, or -1 (a bad HTTP2-Settings, too large a head, out of
+ * memory: nothing was sent, fd and up->arg stay the caller's, who then
+ * serves the request as HTTP/1.1 without the upgrade). */
+int h2r_upgrade(struct event_base *base, int fd, const struct hp_request *req,
+    uint64_t bodylen, const void *p, size_t len, const struct hp_upstreams *up);
 
 #endif

@@ -68,6 +68,7 @@ struct hp_proxy {
 	int sniff_ms;
 	unsigned passed_kinds;	/* bits of the kinds already logged (hp_pass()) */
 	unsigned h2_logged:1;	/* a connection went to up.h2 (hp_hand_h2()) */
+	unsigned h2c_logged:1;	/* one went to up.h2c (hp_hand_h2c()) */
 	struct applat lat;	/* for pace.h */
 	struct batch batch;	/* writes of several connections in one go */
 	char rbuf[HP_READ_SIZE];	/* every read lands here */
@@ -1068,8 +1069,58 @@ hp_route_add(struct hp_route *r, const char *name, const char *value)
 	return evbuffer_add_printf(r->add, "%s: %s\r\n", name, value) < 0 ? -1 : 0;
 }
 
+/* An HTTP/1.1 request offering to upgrade to h2c (RFC 7540 3.2). */
+static int
+hp_h2c_offer(struct hp_conn *c, const struct hp_request *req)
+{
+	const char *u = hp_header(req, "upgrade");
+
+	return req->upgrade && c->rp.http_major == 1 && c->rp.http_minor == 1 &&
+	    u != NULL && strcasecmp(u, "h2c") == 0 && hp_header(req, "http2-settings") != NULL;
+}
+
+/* The h2c offer goes to up.h2c with the bytes read after the head (p, len:
+ * the rest of the chunk being parsed, or, parsing cin, all of cin past the
+ * head). 0: c is done, as after hp_hand_h2(); -1: not taken. */
+static int
+hp_hand_h2c(struct hp_conn *c, const struct hp_request *req, const char *p, size_t len)
+{
+	struct evbuffer_iovec v;
+	uint64_t bodylen = 0;
+	size_t q = evbuffer_get_length(c->cin), off;
+	const char *b;
+
+	/* A client waiting for 100 Continue would send its body after the
+	 * 101, where the preface belongs: served as HTTP/1.1 instead. */
+	if (c->up.h2c == NULL || (c->rp.flags & F_CHUNKED) || c->t.expect)
+		return -1;
+	if (c->rp.flags & F_CONTENT_LENGTH)
+		bodylen = c->rp.content_length;
+	if (q > 0) {
+		/* p is in cin's first chunk: the rest of cin follows it. */
+		if (evbuffer_peek(c->cin, -1, NULL, &v, 1) < 1)
+			return -1;
+		off = p - (const char *)v.iov_base;
+		if ((b = (const char *)evbuffer_pullup(c->cin, -1)) == NULL)
+			return -1;
+		p = b + off;
+		len = q - off;
+	}
+	if (c->up.h2c(c->hp->base, c->cl.fd, req, bodylen, p, len, &c->up) == -1)
+		return -1;
+	if (!c->hp->h2c_logged) {
+		c->hp->h2c_logged = 1;	/* logged once */
+		log_info("HTTP/1.1 Upgrade: h2c: taken here, routed per stream");
+	}
+	hp_sock_arm(&c->cl, 0, 0);
+	c->cl.fd = -1;
+	c->handed = 1;
+	c->state = HP_DONE;
+	return 0;
+}
+
 static void
-hp_request_start(struct hp_conn *c)
+hp_request_start(struct hp_conn *c, const char *rest, size_t restlen)
 {
 	struct hp_header h[HP_MAX_HEADERS];
 	struct hp_request req;
@@ -1108,6 +1159,14 @@ hp_request_start(struct hp_conn *c)
 	req.headers = h;
 	req.nheaders = c->nhdr;
 	req.upgrade = c->t.req_upgrade;
+	if (hp_h2c_offer(c, &req)) {
+		if (hp_hand_h2c(c, &req, rest, restlen) == 0)
+			return;
+		/* Served as HTTP/1.1: a tunnel would take the later requests
+		 * out of routing. */
+		c->t.req_upgrade = req.upgrade = 0;
+		(void)hp_route_drop(&c->rt, "http2-settings");
+	}
 	key = c->up.route(c->up.arg, &req, &c->rt);
 	if (c->t.replied) {
 		/* Not logged here: the target may hold a secret (a preview token). */
@@ -1144,7 +1203,7 @@ hp_parse_head(struct hp_conn *c, const char *p, size_t len)
 	else if (e == HPE_OK)
 		return n;
 	else if (e == HPE_PAUSED) {
-		hp_request_start(c);
+		hp_request_start(c, p + n, len - n);
 		return n;
 	}
 	log_debug("%s: refused: %d %s", __func__, c->t.herr,

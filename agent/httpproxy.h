@@ -6,7 +6,8 @@
  * 431, an upstream that cannot be reached gets 502. Optionally (pass), a
  * connection that does not start with an HTTP/1 request line (the HTTP/2
  * preface, TLS, HTTP/0.9, anything else) goes to the app untouched, or,
- * the HTTP/2 preface, to up.h2 (h2route.h) when set. */
+ * the HTTP/2 preface, to up.h2 (h2route.h) when set; an HTTP/1.1 request
+ * that offers to upgrade to h2c goes to up.h2c. */
 #ifndef KB_HTTPPROXY_H
 #define KB_HTTPPROXY_H
 
@@ -81,6 +82,15 @@ struct hp_upstreams {
 	 * as without h2. May be NULL. */
 	int (*h2)(struct event_base *base, int fd, const void *p, size_t len,
 	    const struct hp_upstreams *up);
+	/* An HTTP/1.1 request offering "Upgrade: h2c" (with HTTP2-Settings,
+	 * no Expect, and a body, if any, of a known length) is given to h2c() (h2route.h's
+	 * h2r_upgrade: the head, the body's length, the bytes read after the
+	 * head) instead of being routed; 0: h2c() took the socket and arg, as
+	 * h2() does; -1, or h2c NULL: the offer is dropped and the request
+	 * served as HTTP/1.1 (an upgrade to h2c is never tunnelled, so later
+	 * requests stay routed). May be NULL. */
+	int (*h2c)(struct event_base *base, int fd, const struct hp_request *req,
+	    uint64_t bodylen, const void *p, size_t len, const struct hp_upstreams *up);
 	/* 1: a connection whose first bytes are not an HTTP/1 request line,
 	 * or whose app speaks first, is joined to key 0 as it is (what is not
 	 * HTTP/1 cannot be routed, and must not be broken); 0: it gets 400. */

@@ -354,6 +354,7 @@ static const struct hp_upstreams upstreams = {
 	.streams = &sc_streams,
 	.done = client_http_done,
 	.h2 = h2r_start,	/* HTTP/2 prior knowledge: routed per stream */
+	.h2c = h2r_upgrade,	/* and HTTP/1.1 Upgrade: h2c */
 	.pass = 1,	/* TLS and the like: to the app untouched */
 };
 

@@ -6,7 +6,7 @@
 #
 # A benchmark sources this file, calls
 #   bench_init NAME PG_PREFIX KB_NODE "TOOLS" "$@"
-# (NAME: connect/intercept/preview/portforward/k8sconnect/kintercept; KB_NODE: the workstation whose kbridged
+# (NAME: connect/intercept/h2/preview/portforward/k8sconnect/kintercept; KB_NODE: the workstation whose kbridged
 # it drives), then pg_up, its phases (rec MODE KEY VALUE... into $RES), and
 # bench_finish REPORT_ARGS... which prints the report benchreport.py makes.
 # Safety: everything runs in the namespaces of our own playground ($KB_PG)
@@ -21,7 +21,7 @@ BENCHREPORT=$REPO/scripts/lib/benchreport.py
 
 bench_usage() {
 	cat <<USAGE
-usage: scripts/bench connect|intercept|preview|portforward|k8sconnect|kintercept|dns|team [--quick]
+usage: scripts/bench connect|intercept|h2|preview|portforward|k8sconnect|kintercept|dns|team [--quick]
 
   connect   compare kbridge connect with the direct path, stunnel (TLS 1.3)
             and sshuttle; prints a table and writes build/bench-connect.json
@@ -29,6 +29,10 @@ usage: scripts/bench connect|intercept|preview|portforward|k8sconnect|kintercept
             active) with HAProxy and nginx as header-routing proxies and with
             the app alone, plus requests through an intercept to a
             workstation; prints a table and writes build/bench-intercept.json
+  h2        HTTP/2 without TLS (h2c, prior knowledge, h2load) routed by
+            header: the sidecar (bob's header intercept active, every stream
+            routed) vs HAProxy (proto h2, a backend for bob's header) vs the
+            app alone; writes build/bench-h2.json
   preview   from the teammate's namespace: the manager's preview listener
             (to the app, not intercepted) vs straight to the service and vs
             HAProxy as the same hop; writes build/bench-preview.json
@@ -63,7 +67,7 @@ usage: scripts/bench connect|intercept|preview|portforward|k8sconnect|kintercept
             build's kbridge-agent, for comparison)
   --quick   dns: 2 s per run instead of 5;
             connect: ~2 s per measurement instead of ~5 s;
-            intercept, preview, portforward: 2 rounds of 2 s instead of 5
+            intercept, h2, preview, portforward: 2 rounds of 2 s instead of 5
             rounds of 4 s; k8sconnect: 3 connect rounds instead of 10;
             kintercept: 3 intercept rounds instead of 5, wrk as intercept's
 

@@ -9,6 +9,8 @@ openssl speed, the results file), medians and ratios, the tables and JSON.
   benchreport.py k8sconnect RESULTS OUT_JSON ROUNDS QUICK DOWN_MIB ECHO_MIB PF_ROUNDS
   benchreport.py kintercept RESULTS OUT_JSON SECONDS ROUNDS QUICK CLK_TCK
   benchreport.py team RESULTS OUT_JSON
+  benchreport.py h2 RESULTS OUT_JSON SECONDS ROUNDS QUICK CLK_TCK
+  benchreport.py h2load FILE FIELD...    fields of one h2load output: rps, ...
   benchreport.py wrk FILE FIELD...       fields of one wrk output, one a line
                                          ("null" when absent): rps, p99, problems
   benchreport.py iperf3 FILE             Gbit/s received, or "null"
@@ -65,6 +67,30 @@ def parse_wrk(text):
     if not d['requests']:
         for k in ('lat_avg_us', 'lat_max_us', 'p50_us', 'p75_us', 'p90_us', 'p99_us'):
             d[k] = None
+    return d
+
+
+def parse_h2load(text):
+    """h2load's summary: req/s, requests done and succeeded, failures, status
+    classes, and its own CPU from the kbbench-stat line (as wrk's)."""
+    d = {'rps': None, 'requests': None, 'succeeded': None, 'failed': None, 'errored': None,
+         'timeout': None, 'non2xx': None, 'h2load_cpu_ticks': None}
+    for line in text.splitlines():
+        m = re.match(r'^finished in [\d.]+\w*, ([\d.]+) req/s', line)
+        if m:
+            d['rps'] = float(m.group(1))
+        m = re.match(r'^requests: (\d+) total, (\d+) started, (\d+) done, (\d+) succeeded, '
+                     r'(\d+) failed, (\d+) errored, (\d+) timeout', line)
+        if m:
+            d['requests'] = int(m.group(3))
+            d['succeeded'], d['failed'], d['errored'], d['timeout'] = map(int, m.group(4, 5, 6, 7))
+        m = re.match(r'^status codes: (\d+) 2xx, (\d+) 3xx, (\d+) 4xx, (\d+) 5xx', line)
+        if m:
+            d['non2xx'] = sum(map(int, m.group(2, 3, 4)))
+        m = re.match(r'^kbbench-stat \d+ \(.*\) (.*)$', line)
+        if m:
+            st = m.group(1).split()
+            d['h2load_cpu_ticks'] = int(st[13]) + int(st[14])
     return d
 
 
@@ -698,6 +724,108 @@ def report_intercept(res, out, dur, rounds, quick, hz):
         'targets': T, 'mem_idle': mem_idle, 'extra': extra, 'runs': runs, 'notes': notes, 'table': lines})
 
 
+# ------------------------------------------------------------------ h2
+H2_V = ['app', 'sidecar', 'haproxy']
+H2_LABEL = {'app': 'a app alone: nginx h2c :81', 'sidecar': 'b kbridge sidecar :8082',
+            'haproxy': 'c HAProxy proto h2 :8083'}
+H2_DESC = {
+    'app': 'the app (nginx h2c, 1 worker, no log) in the web pod on :81, no proxy',
+    'sidecar': 'kbridge-agent sidecar :8082 -> 127.0.0.1:81 (h2c) while bob\'s header intercept x-dev=bob is '
+               'active: each stream routed by agent/h2route.c; requests carry no x-dev header',
+    'haproxy': 'HAProxy (nbthread 1, http mode, "proto h2" on bind and servers, no logging) :8083: use_backend '
+               'dev if { req.hdr(x-dev) -m str bob }, default 127.0.0.1:81'}
+H2_KEYS = ['rps', 'cpu_us_per_req', 'vmrss_kib', 'rssanon_kib', 'h2load_cpu_us_per_req', 'host_busy_pct']
+
+
+def h2_runs(results, hz):
+    """run lines: VARIANT ROUND SECS CPU WALL_NS RSS ANON RC H0 H1 H2LOAD_OUT"""
+
+    def run(fields, notes):
+        v, r, secs, cpu, wall, rss, anon, rc, h0, h1, outf = fields
+        text = read_text(outf)
+        d = parse_h2load(text)
+        d.update({'round': int(r), 'seconds': int(secs), 'cpu_ticks': int(cpu),
+                  'wall_s': round(int(wall) / 1e9, 3), 'h2load_rc': int(rc),
+                  'vmrss_kib': None if rss == 'null' else int(rss),
+                  'rssanon_kib': None if anon == 'null' else int(anon)})
+        b0, t0 = map(int, h0.split(','))
+        b1, t1 = map(int, h1.split(','))
+        d['host_busy_pct'] = round(100.0 * (b1 - b0) / (t1 - t0) * (os.cpu_count() or 1), 1) if t1 > t0 else None
+        n = d['succeeded']
+        d['cpu_us_per_req'] = per_request(d['cpu_ticks'], hz, n)
+        d['h2load_cpu_us_per_req'] = per_request(d['h2load_cpu_ticks'], hz, n) \
+            if d['h2load_cpu_ticks'] is not None else None
+        if d['rps'] is None or not n:
+            notes.append('%s round %s: h2load failed (rc %s): %s' % (v, r, rc, text.strip().replace('\n', ' ')[:300]))
+        elif d['failed'] or d['errored'] or d['timeout'] or d['non2xx']:
+            notes.append('%s round %s: h2load: %d failed, %d errored, %d timeout, %d non-2xx' % (
+                v, r, d['failed'], d['errored'], d['timeout'], d['non2xx'] or 0))
+        return v, d
+    return split_results(results, H2_V, run)
+
+
+def report_h2(res, out, dur, rounds, quick, hz):
+    runs, env, notes, mem_idle, extra = h2_runs(read_results(res), hz)
+    med, spread = medians(runs, H2_KEYS)
+
+    def c(v, k, fmt):
+        x = med[v].get(k)
+        return 'n/a' if x is None else fmt % x
+
+    def sp(v, k):
+        s = spread[v].get(k)
+        return 'n/a' if not s or s['half_range_pct'] is None else '%.0f%%' % s['half_range_pct']
+    lines = header_lines(
+        'kbridge HTTP/2 routing benchmark: %d round%s x %d s per variant, interleaved (a b c ...)%s; %d CPUs, '
+        'kernel %s' % (rounds, 's' if rounds != 1 else '', dur, ', --quick' if quick else '', os.cpu_count(),
+                       platform.release()),
+        ['load: h2load -t1 -c16 -m10 (h2c prior knowledge, GET /) in the api pod, straight to the web pod',
+         '      10.244.1.10 on each variant\'s port; bob\'s x-dev=bob intercept active on the sidecar'], env)
+    P = lines.append
+    P('')
+    row = '%-30s %9s %6s %9s %9s %8s %8s'
+    hdr = row % ('variant', 'req/s', '+-', 'CPU us/r', 'h2load', 'VmRSS', 'RssAnon')
+    P(hdr)
+    P(row % ('', '(median)', '', '(proxy)', 'us/r', 'kB', 'kB'))
+    P('-' * len(hdr))
+    for v in H2_V:
+        P(row % (H2_LABEL[v], c(v, 'rps', '%.0f'), sp(v, 'rps'), c(v, 'cpu_us_per_req', '%.1f'),
+                 c(v, 'h2load_cpu_us_per_req', '%.1f'), c(v, 'vmrss_kib', '%.0f'), c(v, 'rssanon_kib', '%.0f')))
+    P('(+- = half the min..max range over the rounds, in % of the median; CPU us/r = utime+stime per request')
+    P(' of a) the app nginx master+worker, b) the sidecar, c) haproxy; memory sampled 0.3 s before the end)')
+    P('idle memory before the load (VmRSS RssAnon kB): %s' % ', '.join(
+        '%s %s' % (v, mem_idle[v]) for v in H2_V if v in mem_idle))
+    P('')
+    rl, ratios = ratio_lines(runs, med, [
+        ('sidecar / HAProxy      req/s', 'sidecar', 'haproxy', 'rps'),
+        ('sidecar / HAProxy      CPU/request', 'sidecar', 'haproxy', 'cpu_us_per_req'),
+        ('sidecar / HAProxy      RssAnon', 'sidecar', 'haproxy', 'rssanon_kib'),
+        ('sidecar / app alone    req/s', 'sidecar', 'app', 'rps'),
+        ('HAProxy / app alone    req/s', 'haproxy', 'app', 'rps'),
+    ], 36)
+    lines += rl
+    P('(req/s: higher is better; CPU, memory: lower is better)')
+    P('')
+    T = []
+    g = lambda v, k: med[v].get(k)
+    x = ratio(g('sidecar', 'rps'), g('haproxy', 'rps'))
+    target(T, 'sidecar req/s >= 1.0x HAProxy', x, None if x is None else x >= 1.0, fmt_ratio(x))
+    x = ratio(g('sidecar', 'cpu_us_per_req'), g('haproxy', 'cpu_us_per_req'))
+    target(T, 'sidecar CPU/request <= 1.0x HAProxy', x, None if x is None else x <= 1.0,
+           '-' if x is None else '%s vs %s us (%s)' % (c('sidecar', 'cpu_us_per_req', '%.1f'),
+                                                      c('haproxy', 'cpu_us_per_req', '%.1f'), fmt_ratio(x)))
+    lines += target_lines(T, 40, 28)
+    lines += note_lines(notes)
+    print('\n'.join(lines))
+    write_json(out, {
+        'benchmark': 'h2', 'duration_s': dur, 'rounds': rounds, 'quick': quick,
+        'cpus': os.cpu_count(), 'kernel': platform.release(), 'clk_tck': hz,
+        'load': 'h2load -t1 -c16 -m10 -D SECONDS, h2c prior knowledge, GET /, from the api pod to the web pod '
+                '10.244.1.10 directly on each port',
+        'variants': H2_DESC, 'env': env, 'medians': med, 'spread': spread, 'ratios': ratios,
+        'targets': T, 'mem_idle': mem_idle, 'extra': extra, 'runs': runs, 'notes': notes, 'table': lines})
+
+
 # ------------------------------------------------------------------ preview
 PV_V = ['straight', 'preview', 'haproxy']
 PV_LABEL = {'straight': 'a straight to the service', 'preview': 'b preview listener',
@@ -1258,6 +1386,13 @@ def main(argv):
         report_k8sconnect(a[0], a[1], int(a[2]), a[3] == '1', int(a[4]), int(a[5]), int(a[6]))
     elif cmd == 'kintercept' and len(a) == 6:
         report_kintercept(a[0], a[1], int(a[2]), int(a[3]), a[4] == '1', int(a[5]))
+    elif cmd == 'h2' and len(a) == 6:
+        report_h2(a[0], a[1], int(a[2]), int(a[3]), a[4] == '1', int(a[5]))
+    elif cmd == 'h2load' and len(a) >= 2:
+        d = parse_h2load(read_text(a[0]))
+        for field in a[1:]:
+            print('null' if d.get(field) is None else
+                  ('%.2f' % d[field] if isinstance(d[field], float) else d[field]))
     elif cmd == 'team' and len(a) == 2:
         report_team(a[0], a[1])
     elif cmd == 'wrk' and len(a) >= 2:

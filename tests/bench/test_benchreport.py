@@ -103,6 +103,22 @@ class Wrk(unittest.TestCase):
         self.assertEqual(d['p50_us'], 2640)
 
 
+class H2load(unittest.TestCase):
+    def test_ok(self):
+        d = br.parse_h2load(sample('h2load-ok.out'))
+        self.assertEqual(d['rps'], 12609.0)
+        self.assertEqual((d['requests'], d['succeeded'], d['failed'], d['errored'], d['timeout']),
+                         (25218, 25218, 0, 0, 0))
+        self.assertEqual(d['non2xx'], 0)
+        self.assertEqual(d['h2load_cpu_ticks'], 14)
+
+    def test_refused(self):
+        d = br.parse_h2load(sample('h2load-refused.out'))
+        self.assertEqual(d['rps'], 0.0)
+        self.assertEqual((d['succeeded'], d['failed'], d['errored']), (0, 10, 10))
+        self.assertIsNone(d['h2load_cpu_ticks'])
+
+
 class Iperf3(unittest.TestCase):
     def test_ok(self):
         self.assertAlmostEqual(br.parse_iperf3(sample('iperf-ok.json')), 0.100644374857, places=9)
@@ -262,6 +278,28 @@ class Reports(unittest.TestCase):
         self.assertIs(t['intercept -c1 req/s >= 0.5x app alone']['pass'], True)  # same wrk output: 1.0x
         self.assertIn('e1 intercept (bob), -c1', txt)
         self.assertNotIn('icpt1 round 1: wrk\'s latencies', ' '.join(j['notes']))
+
+    def test_h2(self):
+        s = os.path.join(HERE, 'samples')
+        env = 'env binaries b1\nenv load_before 0.10 0 0\nenv load_after 0.20 0 0\nenv machine AMD EPYC|3.94\n'
+        # VARIANT ROUND SECS CPU WALL_NS RSS ANON RC H0 H1 OUT
+        run = 'run %s %d 2 %d 2000000000 9000 3000 %d 0,0 100,200 %s/%s\n'
+        txt, j = self.run_report(br.report_h2, env +
+                                 run % ('app', 1, 30, 0, s, 'h2load-ok.out') +
+                                 run % ('sidecar', 1, 40, 0, s, 'h2load-ok.out') +
+                                 run % ('haproxy', 1, 50, 0, s, 'h2load-ok.out') +
+                                 run % ('haproxy', 2, 50, 1, s, 'h2load-refused.out'), 2, 2, True, 100)
+        self.assertEqual(j['medians']['sidecar']['rps'], 12609.0)
+        self.assertEqual(j['medians']['haproxy']['rps'], 12609.0 / 2)
+        # 40 ticks of 1/100 s over 25218 requests
+        self.assertEqual(j['runs']['sidecar'][0]['cpu_us_per_req'], round(0.4 * 1e6 / 25218, 2))
+        self.assertEqual(j['runs']['sidecar'][0]['h2load_cpu_us_per_req'], round(0.14 * 1e6 / 25218, 2))
+        self.assertIsNone(j['runs']['haproxy'][1]['cpu_us_per_req'])
+        self.assertTrue(any(n.startswith('haproxy round 2: h2load failed (rc 1)') for n in j['notes']))
+        self.assertEqual(j['ratios']['sidecar/haproxy rps']['value'], 2.0)
+        self.assertEqual([t['pass'] for t in j['targets']], [True, True])
+        self.assertIn('machine: AMD EPYC', txt)
+        self.assertRegex(txt, r'b kbridge sidecar :8082 +12609 ')
 
     def test_kintercept(self):
         s = os.path.join(HERE, 'samples')

@@ -25,10 +25,14 @@ caller() { pg api "$@"; }
 call() { caller "$PY" "$PEER" call "$T" "$@"; }
 count() { pg "$1" "$PY" "$PEER" call "127.0.0.1:$2" Count x; }
 routed() { grep -c "HTTP/2 connection (prior knowledge): routed per stream" "$STATE/web/sidecar2.log" || true; }
+upgraded() { grep -c "HTTP/1.1 Upgrade: h2c: taken here, routed per stream" "$STATE/web/sidecar2.log" || true; }
+# curl --http2 over http:// (Upgrade: h2c); the body's gRPC prefix cut
+u() { caller curl -sS -m 10 --http2 -H 'content-type: application/grpc' -H 'te: trailers' \
+	--data-binary "@$STATE/req.bin" -w '%{http_version}' "$@" "http://$T/kb.Echo/Unary" | tail -c +6; }
 
 cleanup_extra() {
 	local f pid
-	for f in "$STATE/web/sidecar2.pid" "$STATE/web/grpc.pid" "$STATE/ws-grpc.pid"; do
+	for f in "$STATE/web/sidecar2.pid" "$STATE/web/grpc.pid" "$STATE/ws-grpc.pid" "$STATE/ws-h1.pid"; do
 		pid=$(head -n1 "$f" 2>/dev/null | tr -dc 0-9) || continue
 		[[ -n $pid ]] && kill "$pid" 2>/dev/null
 	done
@@ -42,6 +46,7 @@ command -v h2load >/dev/null
 curl --version | grep -qw HTTP2
 
 "$PG" up >/dev/null
+printf '\0\0\0\0\2hi' >"$STATE/req.bin"	# a gRPC frame "hi" (5-byte prefix)
 alice connect --profile "$STATE/alice.json" >/dev/null
 
 # The gRPC app, its sidecar, and alice's gRPC server.
@@ -62,7 +67,12 @@ poll 50 listening web 8082
 poll 50 grep -q "registered web.default" "$STATE/web/sidecar2.log"
 [[ $(call Unary hi x-dev=alice) == "app: hi" ]]
 [[ $(routed) == 0 ]]
-ok "without intercepts gRPC reaches the app (passed through, not terminated)"
+# Upgrade: h2c goes to the gRPC app as it came: grpcio does not take it, and
+# answers with HTTP/2 frames, which curl refuses (the app's bytes, not ours).
+out=$(u -H 'x-dev: alice' 2>&1) && exit 1
+[[ $out == *"Received HTTP/0.9 when not allowed"* ]]
+[[ $(upgraded) == 0 ]]
+ok "without intercepts gRPC reaches the app (passed through, not terminated), Upgrade: h2c too"
 
 alice intercept web --port 8090 --http-header x-dev=alice >/dev/null
 poll 50 grep -q "1 intercept(s) on web.default" "$STATE/web/sidecar2.log"
@@ -100,13 +110,27 @@ out=$(call Slow 3 deadline=0.5) && exit 1
 [[ $(call Big 3145728) == "big 3145728 same" ]]
 ok "server streaming (50 messages), grpc-status trailers (INVALID_ARGUMENT), deadlines and 3 MiB messages each way pass through, to alice and to the app"
 
-# --- curl with prior knowledge: a gRPC frame "hi" (5-byte prefix)
-printf '\0\0\0\0\2hi' >"$STATE/req.bin"
+# --- curl with prior knowledge
 g() { caller curl -sS -m 10 --http2-prior-knowledge -H 'content-type: application/grpc' \
 	-H 'te: trailers' --data-binary "@$STATE/req.bin" "$@" "http://$T/kb.Echo/Unary" | tail -c +6; }
 [[ $(g -H 'x-dev: alice') == "alice: hi" ]]
 [[ $(g) == "app: hi" ]]
 ok "curl --http2-prior-knowledge with and without the header"
+
+# --- curl --http2 (Upgrade: h2c): the sidecar takes the upgrade, the
+# request is stream 1, routed; later requests on the connection too
+[[ $(u -H 'x-dev: alice') == "alice: hi2" ]]
+[[ $(u) == "app: hi2" ]]
+[[ $(upgraded) == 1 ]]
+f=$STATE/up
+caller curl -sS -m 10 --http2 -H 'content-type: application/grpc' -H 'te: trailers' \
+	--data-binary "@$STATE/req.bin" -o "$f.1" -w '%{num_connects}\n' "http://$T/kb.Echo/Unary" \
+	--next --http2 -H 'content-type: application/grpc' -H 'te: trailers' -H 'x-dev: alice' \
+	--data-binary "@$STATE/req.bin" -o "$f.2" -w '%{num_connects} %{http_version}\n' \
+	"http://$T/kb.Echo/Unary" >"$f.out"
+[[ $(cat "$f.out") == $'1\n0 2' ]]
+[[ $(tail -c +6 "$f.1") == "app: hi" && $(tail -c +6 "$f.2") == "alice: hi" ]]
+ok "curl --http2 (Upgrade: h2c) with and without the header: the sidecar upgrades, each request routed, also the second one on the upgraded connection"
 
 # --- load: two h2load runs at once, one with the header
 a0=$(count ws 8090)
@@ -131,6 +155,34 @@ out=$(call Unary x x-dev=alice) && exit 1
 [[ $out == "status UNAVAILABLE: kbridge: "* ]]
 [[ $(call Unary y) == "app: y" ]]
 ok "with alice's server down her calls get UNAVAILABLE; the app's still answer"
+
+# --- alice's local app speaks HTTP/1 only: her HTTP/1 requests reach it,
+# her HTTP/2 streams get a clear error (the sidecar does not convert them)
+"$PG" exec ws -- python3 "$here/devserver.py" alice 8091 >/dev/null 2>&1 &
+echo $! >"$STATE/ws-h1.pid"
+poll 50 listening ws 8091
+alice leave web >/dev/null
+alice intercept web --port 8091 --http-header x-dev=alice >/dev/null
+h1ok() { [[ $(caller curl -sS -m 5 -H 'x-dev: alice' "http://$T/h1") == "alice local: GET /h1" ]]; }
+poll 50 h1ok
+why="kbridge: the intercepting workstation's local app answered * not HTTP/2: it must speak HTTP/2 without TLS (h2c, prior knowledge), as a gRPC server does"
+out=$(caller curl -sS -m 10 --http2-prior-knowledge -H 'x-dev: alice' -w ' %{http_code}' "http://$T/h2")
+[[ $out == $why$'\n 502' ]]
+out=$(caller curl -sS -m 10 --http2 -H 'x-dev: alice' -w ' %{http_code} %{http_version}' "http://$T/up")
+[[ $out == $why$'\n 502 2' ]]
+out=$(call Unary z x-dev=alice) && exit 1
+[[ $out == "status UNAVAILABLE: "$why ]]
+[[ $(call Unary w) == "app: w" ]]
+ok "alice's HTTP/1-only local app: her HTTP/1 request reaches it; her HTTP/2 requests (prior knowledge, Upgrade) get 502 and her gRPC calls UNAVAILABLE, saying it must speak h2c; the app's still answer"
+
+# --- a preview link's request reaches the sidecar as HTTP/1.1 naming the
+# intercept (the manager's preview hop speaks HTTP/1.1): it works while the
+# side that answers speaks HTTP/1.1; the h2c-only gRPC app cannot answer it
+id=$(alice list --output json | "$PY" -c 'import json,sys; print([i["id"] for w in json.load(sys.stdin)["workloads"] for i in w["intercepts"] if i["mine"]][0])')
+[[ $(caller curl -sS -m 5 -H "x-kbridge-intercept-id: $id" "http://$T/p") == "alice local: GET /p" ]]
+out=$(caller curl -sS -m 5 -w ' %{http_code}' "http://$T/p")
+[[ $out == $'kbridge: the upstream sent an invalid HTTP response\n 502' ]]
+ok "HTTP/1.1 naming alice's intercept id (as a preview link's request) reaches her HTTP/1 app; without it the h2c-only app cannot answer HTTP/1.1 (502)"
 
 no grep -E "ERROR: (Address|Leak)Sanitizer|runtime error:" "$STATE"/web/sidecar2.log
 echo "1..$n"

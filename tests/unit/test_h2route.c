@@ -9,6 +9,7 @@
  *
  *   client --TCP--> [h2r_conn] --key 0--> app     --key 1--> alice
  *                              --key 2--> open() fails  --key 3--> refused
+ *                              --key 5--> nginx without http2 (HTTP/1 only)
  */
 #include "../../agent/h2route.c"
 
@@ -29,8 +30,10 @@
 #define PY	"/usr/bin/python3"
 #define PEER	"tests/e2e/grpcpeer.py"
 #define SOCKBUF	(64 * 1024)
+#define H1_WHY	"kbridge: the intercepting workstation's local app answered in HTTP/1, not " \
+	"HTTP/2: it must speak HTTP/2 without TLS (h2c, prior knowledge), as a gRPC server does"
 
-static int app_port, alice_port, nginx_port, refused_port, listen_port;
+static int app_port, alice_port, nginx_port, refused_port, listen_port, h1_port;
 static int conns_done, conns_live;
 static uint64_t last_key;
 
@@ -103,6 +106,8 @@ route(void *arg, const struct hp_request *req, struct hp_route *r)
 		last_key = 3;
 	else if (v != NULL && !strcmp(v, "nginx"))
 		last_key = 4;
+	else if (v != NULL && !strcmp(v, "h1"))
+		last_key = 5;
 	return last_key;
 }
 
@@ -136,6 +141,8 @@ open_up(void *arg, uint64_t key, char *reason, size_t len)
 		return port_socket(refused_port, reason, len);
 	case 4:
 		return port_socket(nginx_port, reason, len);
+	case 5:
+		return port_socket(h1_port, reason, len);
 	default:
 		snprintf(reason, len, "kbridge: no such upstream");
 		return -1;
@@ -309,8 +316,9 @@ nginx(const char *dir)
 	    " fastcgi_temp_path %s/f; uwsgi_temp_path %s/u; scgi_temp_path %s/s;\n"
 	    " server { listen 127.0.0.1:%d http2;\n"
 	    "  location = /big.bin { alias %s/build/tests/h2route.big.bin; }\n"
-	    "  location / { default_type text/plain; return 200 \"hello over h2c\"; } } }\n",
-	    dir, dir, dir, dir, dir, dir, dir, nginx_port, getcwd(cwd, sizeof(cwd)));
+	    "  location / { default_type text/plain; return 200 \"hello over h2c\"; } }\n"
+	    " server { listen 127.0.0.1:%d; return 200 \"hello over http/1\"; } }\n",
+	    dir, dir, dir, dir, dir, dir, dir, nginx_port, getcwd(cwd, sizeof(cwd)), h1_port);
 	fclose(f);
 	snprintf(cmd, sizeof(cmd), "-p%s/", dir);
 	{
@@ -320,7 +328,7 @@ nginx(const char *dir)
 
 		snprintf(out, sizeof(out), "%s/out.log", dir);
 		pid = spawn(argv, out);
-		for (i = 0; i < 100 && !listening(nginx_port); i++)
+		for (i = 0; i < 100 && !(listening(nginx_port) && listening(h1_port)); i++)
 			usleep(100000);
 		return pid;
 	}
@@ -340,7 +348,7 @@ struct rawcl {
 	int fd;
 	nghttp2_session *sess;
 	struct event *rev;
-	int responses, refused, closed;
+	int responses, refused, closed, goaway, eof;
 	size_t bytes;
 	const char *body;
 	size_t bodylen;
@@ -370,6 +378,8 @@ raw_frame(nghttp2_session *sess, const nghttp2_frame *f, void *ud)
 	(void)sess;
 	if (f->hd.type == NGHTTP2_HEADERS && f->headers.cat == NGHTTP2_HCAT_RESPONSE)
 		r->responses++;
+	if (f->hd.type == NGHTTP2_GOAWAY && f->goaway.error_code == NGHTTP2_NO_ERROR)
+		r->goaway++;
 	return 0;
 }
 
@@ -429,8 +439,10 @@ raw_read_cb(evutil_socket_t fd, short what, void *arg)
 	(void)what;
 	if ((n = read(fd, buf, sizeof(buf))) > 0)
 		nghttp2_session_mem_recv(r->sess, buf, n);
-	else if (n == 0 || errno != EAGAIN)
+	else if (n == 0 || errno != EAGAIN) {
+		r->eof = 1;
 		event_del(r->rev);
+	}
 	raw_send(r);
 }
 
@@ -582,6 +594,164 @@ test_never_reads(void)
 	ok(run_until(no_conns, NULL, 10000));
 }
 
+static int
+raw_eof(void *arg)
+{
+	return ((struct rawcl *)arg)->eof;
+}
+
+/* No stream for h2r_idle_ms: GOAWAY (NO_ERROR), then the connection
+ * closes; a stream that runs longer than that keeps it. */
+static void
+test_idle(void)
+{
+	struct rawcl r;
+	int live;
+
+	h2r_idle_ms = 300;
+	if (raw_open(&r, 1) == -1) {
+		ok(0);
+		return;
+	}
+	r.body = "\0\0\0\0\003one";
+	r.bodylen = 8;
+	raw_call(&r, "Unary", NULL);
+	raw_send(&r);
+	ok(run_until(raw_one_closed, &r, 10000) && r.responses == 1);
+	live = conns_live;
+	ok(run_until(raw_eof, &r, 3000) && r.goaway == 1);
+	ok(run_until(no_conns, NULL, 3000) && live == 1);
+	raw_close_all(&r);
+
+	/* Slow: 1 s, more than three idle times, on a connection with nothing else. */
+	if (raw_open(&r, 1) == -1) {
+		ok(0);
+		return;
+	}
+	r.body = "\0\0\0\0\0011";
+	r.bodylen = 6;
+	raw_call(&r, "Slow", "alice");
+	raw_send(&r);
+	ok(run_until(raw_one_closed, &r, 10000) && r.responses == 1 && r.goaway == 0);
+	ok(run_until(raw_eof, &r, 3000) && r.goaway == 1);
+	raw_close_all(&r);
+	h2r_idle_ms = H2R_IDLE_MS;
+	ok(run_until(no_conns, NULL, 3000));
+}
+
+static void
+test_b64url(void)
+{
+	uint8_t b[18];
+
+	ok(h2r_b64url("AAMAAABkAAQCAAAAAAIAAAAA", b, sizeof(b)) == 18 &&
+	    !memcmp(b, "\0\3\0\0\0\144\0\4\2\0\0\0\0\2\0\0\0\0", 18));
+	ok(h2r_b64url("", b, sizeof(b)) == 0);
+	ok(h2r_b64url("_-8", b, sizeof(b)) == 2 && b[0] == 0xff && b[1] == 0xef);
+	ok(h2r_b64url("QQ==", b, sizeof(b)) == 1 && b[0] == 'A');
+	ok(h2r_b64url("QR", b, sizeof(b)) == -1);	/* left-over bits set */
+	ok(h2r_b64url("Q", b, sizeof(b)) == -1);	/* 6 bits: no byte */
+	ok(h2r_b64url("AA+A", b, sizeof(b)) == -1);	/* base64, not base64url */
+	ok(h2r_b64url("QQ==x", b, sizeof(b)) == -1);
+	ok(h2r_b64url("AAAAAAAAAAAAAAAAAAAAAAAAAA", b, sizeof(b)) == -1);	/* 18 + 1 > 18 */
+}
+
+/* An HTTP/1.1 head read here by hand (as httpproxy.c would parse it),
+ * then given to h2r_upgrade() with the bytes after it. */
+static void
+up_accepted(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int salen,
+    void *arg)
+{
+	static char buf[8192];
+	struct hp_header h[32];
+	struct hp_request req = { 0 };
+	char *line, *end = NULL, *save, *colon;
+	size_t len = 0, nh = 0;
+	uint64_t bodylen = 0;
+	ssize_t n;
+	int i;
+
+	(void)l;
+	(void)sa;
+	(void)salen;
+	(void)arg;
+	for (i = 0; i < 200 && (end = memmem(buf, len, "\r\n\r\n", 4)) == NULL; i++) {
+		if ((n = read(fd, buf + len, sizeof(buf) - len - 1)) > 0)
+			len += n;
+		else
+			usleep(10000);
+	}
+	evutil_make_socket_nonblocking(fd);
+	if (end == NULL) {
+		close(fd);
+		return;
+	}
+	*end = '\0';
+	req.method = strtok_r(buf, " ", &save);
+	req.target = strtok_r(NULL, " ", &save);
+	strtok_r(NULL, "\r\n", &save);
+	while ((line = strtok_r(NULL, "\r\n", &save)) != NULL && nh < 32) {
+		if ((colon = strchr(line, ':')) == NULL)
+			continue;
+		*colon++ = '\0';
+		h[nh].name = line;
+		h[nh++].value = colon + strspn(colon, " ");
+		if (!strcasecmp(line, "content-length"))
+			bodylen = strtoull(h[nh - 1].value, NULL, 10);
+	}
+	req.headers = h;
+	req.nheaders = nh;
+	req.upgrade = 1;
+	if (h2r_upgrade(base, fd, &req, bodylen, end + 4, buf + len - (end + 4), &ups) == -1) {
+		close(fd);
+		return;
+	}
+	conns_live++;
+}
+
+/* curl --http2 (Upgrade: h2c): the upgrade request is stream 1, routed
+ * like any other, with its body; later requests on the connection too. */
+static void
+test_upgrade(void)
+{
+	char url[128], url2[128], buf[8192];
+	char *get[] = { "/usr/bin/curl", "-sS", "-m", "10", "--http2", "-H", "x-dev: nginx",
+	    "-w", " %{http_version} %{http_code}", url, NULL };
+	char *two[] = { "/bin/bash", "-c", "f=build/tests/h2route.up; curl -sS -m 10 --http2 "
+	    "-H 'content-type: application/grpc' -H 'te: trailers' -H 'x-dev: alice' "
+	    "--data-binary @build/tests/h2route.req.bin -o $f.1 -w '%{num_connects}\\n' \"$0\" "
+	    "--next --http2 -H 'content-type: application/grpc' -H 'te: trailers' "
+	    "--data-binary @build/tests/h2route.req.bin -o $f.2 -w '%{num_connects} "
+	    "%{http_version}\\n' \"$0\" && tail -c +6 $f.1 && echo && tail -c +6 $f.2", url2, NULL };
+	char *nobody[] = { "/usr/bin/curl", "-sS", "-m", "10", "--http2", "-H", "x-dev: nobody",
+	    "-w", " %{http_version} %{http_code}", url, NULL };
+	struct evconnlistener *l;
+	struct sockaddr_in sin = { .sin_family = AF_INET }, a;
+	socklen_t al = sizeof(a);
+	int rc;
+
+	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	l = evconnlistener_new_bind(base, up_accepted, NULL, LEV_OPT_CLOSE_ON_FREE |
+	    LEV_OPT_REUSEABLE, 64, (struct sockaddr *)&sin, sizeof(sin));
+	ok(l != NULL);
+	if (l == NULL)
+		return;
+	getsockname(evconnlistener_get_fd(l), (struct sockaddr *)&a, &al);
+	snprintf(url, sizeof(url), "http://127.0.0.1:%d/x", ntohs(a.sin_port));
+	snprintf(url2, sizeof(url2), "http://127.0.0.1:%d/kb.Echo/Unary", ntohs(a.sin_port));
+	rc = client(get, buf, sizeof(buf), 15000);
+	ok(rc == 0 && !strcmp(buf, "hello over h2c 2 200"));
+	if (rc != 0 || strcmp(buf, "hello over h2c 2 200"))
+		printf("# %d %s\n", rc, buf);
+	rc = client(two, buf, sizeof(buf), 15000);
+	ok(rc == 0 && !strcmp(buf, "1\n0 2\nalice: hi\napp: hi"));
+	if (rc != 0 || strcmp(buf, "1\n0 2\nalice: hi\napp: hi"))
+		printf("# %d %s\n", rc, buf);
+	rc = client(nobody, buf, sizeof(buf), 15000);
+	ok(rc == 0 && !strcmp(buf, "kbridge: no such upstream\n 2 502"));
+	evconnlistener_free(l);
+}
+
 /* --- the live cases --- */
 
 static void
@@ -599,6 +769,10 @@ test_live(void)
 	char *big[] = { PY, PEER, "call", target, "Big", "3000000", "x-dev=alice", NULL };
 	char *nobody[] = { PY, PEER, "call", target, "Unary", "x", "x-dev=nobody", NULL };
 	char *refused[] = { PY, PEER, "call", target, "Unary", "x", "x-dev=refused", NULL };
+	char *h1grpc[] = { PY, PEER, "call", target, "Unary", "x", "x-dev=h1", NULL };
+	char *h1curl[] = { "/usr/bin/curl", "-sS", "-m", "10", "--http2-prior-knowledge", "-H",
+	    "x-dev: h1", "-w", "%{http_code}", url, NULL };
+
 	/* nghttp's frame log, the received frames of the stream only */
 	char *upload[] = { "/bin/bash", "-c", "set -o pipefail; /usr/bin/nghttp -v -t 20 "
 	    "-H 'x-dev: nginx' -d build/tests/h2route.up.bin \"$0\" | "
@@ -627,9 +801,11 @@ test_live(void)
 	app_port = free_port();
 	alice_port = free_port();
 	nginx_port = free_port();
+	h1_port = free_port();
 	refused_port = free_port();
 	app = server("app", app_port);
 	alice = server("alice", alice_port);
+
 	/* 8 MiB: down from nginx; its first 900 KiB up to it */
 	if ((f = fopen("build/tests/h2route.big.bin", "w")) != NULL) {
 		for (i = 0; i < 8 * 1024 * 1024; i++)
@@ -639,7 +815,8 @@ test_live(void)
 	(void)system("head -c 921600 build/tests/h2route.big.bin >build/tests/h2route.up.bin");
 	if (mkdtemp(ndir) != NULL)
 		ng = nginx(ndir);
-	ok(listening(app_port) && listening(alice_port) && listening(nginx_port));
+	ok(listening(app_port) && listening(alice_port) && listening(nginx_port) &&
+	    listening(h1_port));
 
 	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
 	l = evconnlistener_new_bind(base, accepted, NULL, LEV_OPT_CLOSE_ON_FREE |
@@ -672,6 +849,14 @@ test_live(void)
 	ok(rc == 3 && !strcmp(buf, "status UNAVAILABLE: kbridge: no such upstream\n"));
 	rc = client(refused, buf, sizeof(buf), 10000);
 	ok(rc == 3 && !strncmp(buf, "status UNAVAILABLE: kbridge: cannot connect to the upstream:", 60));
+	/* An upstream that speaks HTTP/1 only: named so, to gRPC and to curl. */
+	rc = client(h1grpc, buf, sizeof(buf), 10000);
+	ok(rc == 3 && !strcmp(buf, "status UNAVAILABLE: " H1_WHY "\n"));
+	if (rc != 3 || strcmp(buf, "status UNAVAILABLE: " H1_WHY "\n"))
+		printf("# %d %s\n", rc, buf);
+	snprintf(url, sizeof(url), "http://%s/h1", target);
+	rc = client(h1curl, buf, sizeof(buf), 10000);
+	ok(rc == 0 && !strcmp(buf, H1_WHY "\n502"));
 
 	/* 900 KiB up to nginx, which answers without reading it, then resets
 	 * the stream (NO_ERROR, RFC 9113 8.1): through the proxy the client
@@ -714,6 +899,8 @@ test_live(void)
 
 	test_max_streams();
 	test_never_reads();
+	test_upgrade();
+	test_idle();
 
 	/* Every connection ends when its client goes. */
 	run_for(100);	/* what the last client left settles */
@@ -740,6 +927,7 @@ main(void)
 	signal(SIGPIPE, SIG_IGN);
 	log_init("test_h2route", 0);
 	test_request();
+	test_b64url();
 	base = event_base_new();
 	test_live();
 	event_base_free(base);

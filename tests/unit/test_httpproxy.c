@@ -696,7 +696,35 @@ t_done(void *arg, struct hp_conn *c)
 		}
 }
 
-static struct hp_upstreams ups = { .route = t_route, .open = t_open, .done = t_done, .pass = 1 };
+/* up.h2c: takes the connection (answers 299 itself and closes it) if
+ * h2c_take, else refuses it; notes what it was given. */
+static int h2c_take, h2c_calls;
+static uint64_t h2c_bodylen;
+static char h2c_target[64], h2c_rest[64];
+static size_t h2c_restlen;
+
+static int
+t_h2c(struct event_base *b, int fd, const struct hp_request *req, uint64_t bodylen,
+    const void *p, size_t len, const struct hp_upstreams *up)
+{
+	static const char taken[] = "HTTP/1.1 299 Taken\r\nContent-Length: 0\r\n\r\n";
+
+	(void)b;
+	h2c_calls++;
+	snprintf(h2c_target, sizeof(h2c_target), "%s", req->target);
+	h2c_bodylen = bodylen;
+	h2c_restlen = len < sizeof(h2c_rest) ? len : sizeof(h2c_rest);
+	memcpy(h2c_rest, p, h2c_restlen);
+	if (!h2c_take)
+		return -1;
+	(void)write(fd, taken, sizeof(taken) - 1);
+	close(fd);
+	up->done(up->arg, NULL);	/* as h2route.c does when its connection ends */
+	return 0;
+}
+
+static struct hp_upstreams ups = { .route = t_route, .open = t_open, .done = t_done,
+    .h2c = t_h2c, .pass = 1 };
 
 static struct cresp *
 cur(struct client *cl)
@@ -1383,6 +1411,67 @@ test_upgrade(void)
 	client_free(a);
 }
 
+/* "Upgrade: h2c" goes to up.h2c with the head, the body's length and the
+ * bytes after the head; refused (or chunked), the request is served as
+ * HTTP/1.1 without the offer, and the connection stays routed. */
+static void
+test_h2c(void)
+{
+	static const char offer[] = "Connection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\n"
+	    "HTTP2-Settings: AAMAAABkAAQCAAAAAAIAAAAA\r\n";
+	char req[512];
+	struct client *a = client_new(), *b;
+	int done0 = ndone, calls0 = h2c_calls;
+
+	h2c_take = 1;
+	snprintf(req, sizeof(req), "POST /up HTTP/1.1\r\nHost: web\r\n%sContent-Length: 5\r\n"
+	    "\r\nhelloPRI * HTTP/2.0", offer);
+	client_send(a, req);
+	ok(wait_resp(a, 1, 5000) && a->r[0].status == 299);
+	ok(run_until(pred_eof, a, 5000));
+	ok(h2c_calls == calls0 + 1 && !strcmp(h2c_target, "/up") && h2c_bodylen == 5);
+	/* What was read with the head came along (all of it, in one segment here). */
+	ok(h2c_restlen > 0 && h2c_restlen <= 19 && !memcmp(h2c_rest, "helloPRI * HTTP/2.0",
+	    h2c_restlen));
+	run_for(50);
+	ok(ndone == done0 + 1);	/* by the taker only: up.arg went along */
+	client_free(a);
+
+	/* Refused: HTTP/1.1 to the app without the offer, then routed on. */
+	h2c_take = 0;
+	b = client_new();
+	snprintf(req, sizeof(req), "GET /plain HTTP/1.1\r\nHost: web\r\n%s\r\n", offer);
+	client_send(b, req);
+	ok(wait_resp(b, 1, 5000) && b->r[0].status == 200 &&
+	    starts(b->r[0].body, "app:GET /plain\n"));
+	ok(h2c_calls == calls0 + 2);
+	ok(strcasestr(b->r[0].body, "upgrade") == NULL &&
+	    strcasestr(b->r[0].body, "http2-settings") == NULL);
+	client_send(b, "GET /next HTTP/1.1\r\nHost: web\r\nX-Dev: alice\r\n\r\n");
+	ok(wait_resp(b, 2, 5000) && starts(b->r[1].body, "icpt:GET /next\n"));
+	/* A chunked body is not offered to up.h2c at all. */
+	h2c_take = 1;
+	snprintf(req, sizeof(req), "POST /chunked HTTP/1.1\r\nHost: web\r\n%s"
+	    "Transfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n", offer);
+	client_send(b, req);
+	ok(wait_resp(b, 3, 5000) && b->r[2].status == 200 &&
+	    starts(b->r[2].body, "len=3 ") && starts(app.last_head, "POST /chunked\n") &&
+	    strcasestr(app.last_head, "upgrade") == NULL);
+	ok(h2c_calls == calls0 + 2 && !b->eof);
+	/* Nor one waiting for 100 Continue (its body would come after the 101). */
+	snprintf(req, sizeof(req), "POST /continue HTTP/1.1\r\nHost: web\r\n%s"
+	    "Expect: 100-continue\r\nContent-Length: 5\r\n\r\n", offer);
+	client_send(b, req);
+	w_n = 1;
+	ok(run_until(pred_int_ge, &b->ninterim, 5000));
+	client_send(b, "hello");
+	ok(wait_resp(b, 4, 5000) && b->r[3].status == 200 && starts(b->r[3].body, "len=5 ") &&
+	    starts(app.last_head, "POST /continue\n") && strcasestr(app.last_head, "upgrade") == NULL);
+	ok(h2c_calls == calls0 + 2 && !b->eof);
+	h2c_take = 0;
+	client_free(b);
+}
+
 static void
 test_special(void)
 {
@@ -2003,6 +2092,7 @@ main(void)
 	test_bad_gateway();
 	test_route_edits();
 	test_upgrade();
+	test_h2c();
 	test_special();
 	test_upstream_failures();
 	test_timeouts();
