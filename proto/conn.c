@@ -395,12 +395,12 @@ output_added(struct evbuffer *b, const struct evbuffer_cb_info *info, void *arg)
 
 /* --- reading --- */
 
-/* Decrypt (or read) up to READ_BATCH bytes into c->in; *got says how
- * many. Returns 0, or KB_CONN_EOF/KB_CONN_ERROR. */
+/* Decrypt (or read) want bytes (one read more at most) into c->in; *got
+ * says how many. Returns 0, or KB_CONN_EOF/KB_CONN_ERROR. */
 static int
-read_batch(struct kb_conn *c, size_t *got)
+read_batch(struct kb_conn *c, size_t want, size_t *got)
 {
-	while (*got < READ_BATCH) {
+	while (*got < want) {
 		struct evbuffer_iovec v;
 		int n;
 
@@ -444,17 +444,20 @@ read_batch(struct kb_conn *c, size_t *got)
 static void
 conn_read(struct kb_conn *c)
 {
-	size_t total = 0, got = READ_BATCH;
+	size_t total = 0, got = 0, want = 0;
 	int what = 0;
 
 	enter(c);
 	c->read_stopped = 0;
-	while (!what && got >= READ_BATCH && total < READ_BUDGET && c->state == ST_OPEN &&
+	/* A batch that got less than it wanted found the socket drained
+	 * (records may end anywhere in a batch: more than wanted is not). */
+	while (!what && got >= want && total < READ_BUDGET && c->state == ST_OPEN &&
 	    !c->read_stopped && !c->lingering && !c->free_pending) {
 		size_t w0 = c->ssl ? evbuffer_get_length(c->wbuf) : 0;
 
+		want = READ_BUDGET - total < READ_BATCH ? READ_BUDGET - total : READ_BATCH;
 		got = 0;
-		what = read_batch(c, &got);
+		what = read_batch(c, want, &got);
 		total += got;
 		if (c->ssl && evbuffer_get_length(c->wbuf) > w0)
 			schedule_flush(c); /* e.g. a key update answer */
