@@ -19,6 +19,9 @@
  * more columns, only where output_wide_ok was set before the options). */
 enum output { OUT_TEXT, OUT_JSON, OUT_WIDE };
 extern int output_wide_ok;
+/* The {"error": ...} line on stderr, not stdout (intercept -- CMD: stdout
+ * is CMD's). */
+extern int doc_errors_stderr;
 
 /* Long options most commands share (see std_opt). */
 #define LONGOPT_NAMESPACE	{ "namespace", required_argument, NULL, 'n' }

@@ -883,6 +883,7 @@ cmd_intercept(int argc, char **argv)
 	for (i = 1; i < argc; i++)
 		if (!strcmp(argv[i], "--")) {
 			a.cmd = argv + i + 1;
+			doc_errors_stderr = 1;
 			argv[i] = NULL;
 			argc = i;
 			break;

@@ -67,6 +67,7 @@ static int quiet_when_interrupted;
 static int out_yaml, out_doc;
 static char doc_error[1024];
 int output_wide_ok;
+int doc_errors_stderr;
 
 static int cmd_connect(int, char **);
 static int cmd_status(int, char **);
@@ -536,7 +537,7 @@ errorx(const char *fmt, ...)
 }
 
 /* After a failed command run with -o json or yaml: its error as one JSON
- * line on stdout (also a YAML flow mapping). */
+ * line (also a YAML flow mapping) on stdout, or stderr if so set. */
 static void
 print_doc_error(void)
 {
@@ -551,7 +552,7 @@ print_doc_error(void)
 		cJSON_Delete(j);
 		return;
 	}
-	printf("%s\n", s);
+	fprintf(doc_errors_stderr ? stderr : stdout, "%s\n", s);
 	free(s);
 	cJSON_Delete(j);
 }

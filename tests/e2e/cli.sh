@@ -104,6 +104,9 @@ expect 1 $kb list -o json; one_line
 python3 -c 'import json,sys; e=json.load(open(sys.argv[1]))["error"]; assert e.startswith("list failed: "), e' "$tmp/out"
 expect 2 $kb leave web -o json extra; one_line
 python3 -c 'import json,sys; e=json.load(open(sys.argv[1]))["error"]; assert "unexpected argument" in e, e' "$tmp/out"
+# intercept -- CMD: stdout is CMD's, so the error line goes to stderr.
+HOME=$tmp KUBECONFIG= expect 1 $kb intercept web --port 8080 -o json -- true; [[ ! -s $tmp/out ]]
+tail -n1 "$tmp/err" | python3 -c 'import json,sys; e=json.load(sys.stdin)["error"]; assert e.startswith("intercept failed: "), e'
 # (text: nothing on stdout)
 expect 1 $kb list; one_line; [[ ! -s $tmp/out ]]
 expect 0 $kb completion zsh; grep -q '^#compdef kbridge' "$tmp/out"
