@@ -752,9 +752,11 @@ intercept_run(const struct intercept_args *a, const cJSON *body, const cJSON *ku
 			goto done;
 	}
 	if (a->preview && (pv = preview_create(a->workload, a->ns, a->ttl, 0,
-	    a->pv_host, err, sizeof(err))) != NULL)
+	    a->pv_host, err, sizeof(err))) != NULL) {
+		preview_times(pv);
 		cJSON_AddItemReferenceToObject(resp, "preview",
 		    cJSON_GetObjectItemCaseSensitive(pv, "preview"));
+	}
 	if (kube)
 		cJSON_AddItemReferenceToObject(resp, "kube", (cJSON *)kube);
 	print_run(a, resp, pv, nenv, njson);

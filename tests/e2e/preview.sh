@@ -77,6 +77,7 @@ link=$(pfield link <"$STATE/icpt.json")
 [[ $tok =~ ^[a-z2-7]{26}$ ]]
 [[ $url == "http://$tok.preview.kb.test:8080/" && $link == "$BASE/.kbridge/preview/$tok" ]]
 json "assert j['preview']['workload'] == 'web' and j['preview']['owner'] == 'alice' and j['preview']['mine'], j" <"$STATE/icpt.json"
+json "import re; p=j['preview']; assert p['expires_at'] is None and re.fullmatch(r'\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ', p['created_at']), p" <"$STATE/icpt.json"
 ok "intercept --http-header x-dev=alice --preview-url: token of 26 base32 chars, host-name URL and link"
 
 # --- the teammate's browser: link form (cookie), page and XHR from alice's workstation
