@@ -207,7 +207,8 @@ std_opts_only(int argc, char **argv, const char *shortopts,
 
 int
 list_cmd(int argc, char **argv, const char *path,
-    void (*text)(const cJSON *, const char *))
+    void (*text)(const cJSON *, const char *, enum output),
+    void (*json)(cJSON *))
 {
 	static const struct option opts[] = {
 		LONGOPT_NAMESPACE,
@@ -231,10 +232,12 @@ list_cmd(int argc, char **argv, const char *path,
 	catch_signals();
 	if (call(argv[0], "GET", url, NULL, &resp) == -1)
 		return 1;
-	if (out == OUT_JSON)
+	if (out == OUT_JSON) {
+		if (json)
+			json(resp);
 		print_json(resp);
-	else
-		text(resp, ns);
+	} else
+		text(resp, ns, out);
 	cJSON_Delete(resp);
 	return 0;
 }

@@ -15,7 +15,13 @@
 /* How much of a bad argument an error message repeats. */
 #define SHOWN_MAX	80
 
-enum output { OUT_TEXT, OUT_JSON };
+/* -o text, json (yaml too: print_json then writes YAML), wide (text with
+ * more columns, only where output_wide_ok was set before the options). */
+enum output { OUT_TEXT, OUT_JSON, OUT_WIDE };
+extern int output_wide_ok;
+/* The {"error": ...} line on stderr, not stdout (intercept -- CMD: stdout
+ * is CMD's). */
+extern int doc_errors_stderr;
 
 /* Long options most commands share (see std_opt). */
 #define LONGOPT_NAMESPACE	{ "namespace", required_argument, NULL, 'n' }
@@ -33,11 +39,13 @@ void errorx(const char *, ...) __attribute__((format(printf, 1, 2)));
 int next_opt(int, char **, const char *, const struct option *);
 /* -1 (reported) if operands remain after the options. */
 int no_operands(int, char **);
-/* "text" or "json"; -1 (reported) otherwise. */
+/* "text", "json", "yaml" or (with output_wide_ok) "wide"; -1 (reported)
+ * otherwise. After json or yaml, a failing command's error is also a JSON
+ * line on stdout. */
 int parse_output(const char *, enum output *);
 /* The command's usage text on stdout. */
 void print_usage(const char *);
-/* Indented JSON on stdout. */
+/* Indented JSON on stdout (YAML after -o yaml). */
 void print_json(const cJSON *);
 /* A non-empty string member, else NULL. */
 const char *jstr(const cJSON *, const char *);
@@ -87,9 +95,11 @@ int std_opts_only(int argc, char **argv, const char *shortopts,
     const struct option *longopts, const char **ns, enum output *out,
     int *ret);
 /* A list command: [-n NS] [-o FMT], GET path[?namespace=NS], the answer
- * as JSON or through text(answer, NS). The exit code. */
+ * as JSON (after json(answer) unless NULL) or through text(answer, NS,
+ * OUT_TEXT or OUT_WIDE). The exit code. */
 int list_cmd(int argc, char **argv, const char *path,
-    void (*text)(const cJSON *, const char *));
+    void (*text)(const cJSON *, const char *, enum output),
+    void (*json)(cJSON *));
 
 /* cli/main.c: {"kbridge": VERSION, "kbridged": {"version", "pid"} or null},
  * NULL when out of memory. */
@@ -120,6 +130,9 @@ int duration_arg(const char *opt, const char *s, long *secs);
 int host_arg(const char *opt, const char *s);
 cJSON *preview_create(const char *workload, const char *ns, long ttl,
     long service_port, const char *host, char *err, size_t errlen);
+/* created_at and expires_at (ISO 8601 UTC, or null) next to the epoch
+ * numbers of resp's "preview" and "previews" items. */
+void preview_times(cJSON *resp);
 /* The text lines of a PREVIEW object. */
 void print_preview(const cJSON *preview);
 

@@ -312,18 +312,11 @@ cmd_install(int argc, char **argv)
 	}
 	if (no_operands(argc, argv) == -1)
 		return EXIT_USAGE;
-	if (fmt_arg && strcmp(fmt_arg, "yaml") == 0)
-		fmt = FMT_YAML;
-	else if (fmt_arg && strcmp(fmt_arg, "json") == 0)
-		fmt = FMT_JSON;
-	else if (fmt_arg && strcmp(fmt_arg, "text") != 0) {
-		errorx("install: --output must be text, json or yaml, not '%s'", fmt_arg);
+	/* After the other options: a usage error above stays text. */
+	if (fmt_arg && parse_output(fmt_arg, &out) == -1)
 		return EXIT_USAGE;
-	}
-	if (fmt == FMT_YAML && !dry) {
-		errorx("install: -o yaml prints the objects: it needs --dry-run");
-		return EXIT_USAGE;
-	}
+	if (out == OUT_JSON)
+		fmt = strcmp(fmt_arg, "yaml") == 0 ? FMT_YAML : FMT_JSON;
 	mo = (struct kb_manifest_opts){ .ns = ns, .image = image, .preview_url = preview,
 	    .env_secrets = env_secrets };
 	if ((objs = kb_manifests(&mo)) == NULL) {
@@ -335,7 +328,6 @@ cmd_install(int argc, char **argv)
 		cJSON_Delete(objs);
 		return ret;
 	}
-	out = fmt == FMT_JSON ? OUT_JSON : OUT_TEXT;
 	catch_signals();
 	if (load_kubeconfig("install", file, context, &k) == -1)
 		goto out;

@@ -752,9 +752,11 @@ intercept_run(const struct intercept_args *a, const cJSON *body, const cJSON *ku
 			goto done;
 	}
 	if (a->preview && (pv = preview_create(a->workload, a->ns, a->ttl, 0,
-	    a->pv_host, err, sizeof(err))) != NULL)
+	    a->pv_host, err, sizeof(err))) != NULL) {
+		preview_times(pv);
 		cJSON_AddItemReferenceToObject(resp, "preview",
 		    cJSON_GetObjectItemCaseSensitive(pv, "preview"));
+	}
 	if (kube)
 		cJSON_AddItemReferenceToObject(resp, "kube", (cJSON *)kube);
 	print_run(a, resp, pv, nenv, njson);
@@ -883,6 +885,7 @@ cmd_intercept(int argc, char **argv)
 	for (i = 1; i < argc; i++)
 		if (!strcmp(argv[i], "--")) {
 			a.cmd = argv + i + 1;
+			doc_errors_stderr = 1;
 			argv[i] = NULL;
 			argc = i;
 			break;
@@ -978,11 +981,28 @@ done:
 	return ret;
 }
 
+/* "x-dev: alice, path /api*", or "all". */
+static void
+put_match(const cJSON *ic)
+{
+	const cJSON *m;
+
+	if (takes_all(ic)) {
+		fputs("all", stdout);
+		return;
+	}
+	m = cJSON_GetObjectItemCaseSensitive(ic, "match");
+	if (put_headers(m, ", ") && jstr(m, "path_prefix"))
+		fputs(", ", stdout);
+	if (jstr(m, "path_prefix"))
+		put_in("path ", jstr(m, "path_prefix"), "*");
+}
+
 /* "alice* (x-dev: alice; id 3f2a...), bob (all; id 9c1e...)" */
 static void
 put_intercepts(const cJSON *w)
 {
-	const cJSON *ic, *m;
+	const cJSON *ic;
 	size_t n = 0;
 
 	cJSON_ArrayForEach(ic, cJSON_GetObjectItemCaseSensitive(w,
@@ -993,15 +1013,7 @@ put_intercepts(const cJSON *w)
 		if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(ic, "mine")))
 			putchar('*');
 		fputs(" (", stdout);
-		if (takes_all(ic)) {
-			fputs("all", stdout);
-		} else {
-			m = cJSON_GetObjectItemCaseSensitive(ic, "match");
-			if (put_headers(m, ", ") && jstr(m, "path_prefix"))
-				fputs(", ", stdout);
-			if (jstr(m, "path_prefix"))
-				put_in("path ", jstr(m, "path_prefix"), "*");
-		}
+		put_match(ic);
 		if (jstr(ic, "id"))
 			put_in("; id ", jstr(ic, "id"), NULL);
 		putchar(')');
@@ -1023,8 +1035,75 @@ column(const cJSON *ws, const char *key, size_t min)
 	return width;
 }
 
+/* The width of the intercepts' key column: at least min. */
+static size_t
+icolumn(const cJSON *ws, const char *key, size_t min)
+{
+	const cJSON *w;
+	size_t width = min, c;
+
+	cJSON_ArrayForEach(w, ws)
+		if ((c = column(cJSON_GetObjectItemCaseSensitive(w, "intercepts"), key,
+		    min)) > width)
+			width = c;
+	return width;
+}
+
+/* -o wide: the OWNER, ID and MATCH cells of intercept ic (NULL: none). */
 static void
-print_list(const cJSON *resp, const char *ns)
+put_intercept_cells(const cJSON *ic, size_t cown, size_t cid)
+{
+	char owner[160];
+
+	if (ic == NULL) {
+		put_padded("-", cown);
+		put_padded("-", cid);
+		putchar('-');
+		return;
+	}
+	snprintf(owner, sizeof(owner), "%s%s", orelse(jstr(ic, "owner"), "?"),
+	    cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(ic, "mine")) ? "*" : "");
+	put_padded(owner, cown);
+	put_padded(orelse(jstr(ic, "id"), "-"), cid);
+	put_match(ic);
+}
+
+/* -o wide: one row per intercept (one with '-' cells for none), the
+ * workload's cells through lead, then OWNER, ID, MATCH. */
+static void
+print_wide_rows(const cJSON *ws, void (*lead)(const cJSON *, const size_t *),
+    const size_t *c)
+{
+	const cJSON *w, *ic;
+	size_t cown = icolumn(ws, "owner", 8) + 1, cid = icolumn(ws, "id", 6);
+
+	printf("%-*s%-*s%s\n", (int)cown, "OWNER", (int)cid, "ID", "MATCH");
+	cJSON_ArrayForEach(w, ws) {
+		ic = cJSON_GetObjectItemCaseSensitive(w, "intercepts");
+		ic = ic ? ic->child : NULL;
+		do {
+			lead(w, c);
+			put_intercept_cells(ic, cown, cid);
+			putchar('\n');
+		} while (ic && (ic = ic->next) != NULL);
+	}
+}
+
+static void
+list_lead(const cJSON *w, const size_t *c)
+{
+	double n;
+	char rbuf[32];
+
+	put_padded(orelse(jstr(w, "name"), "?"), c[0]);
+	put_padded(orelse(jstr(w, "namespace"), "?"), c[1]);
+	put_padded(orelse(jstr(w, "protocol"), "?"), c[2]);
+	snprintf(rbuf, sizeof(rbuf), "%.0f", jnum(w, "replicas", &n) ? n : 0);
+	printf("%-10s", rbuf);
+}
+
+static void
+print_list(const cJSON *resp, const char *ns, enum output out)
 {
 	const cJSON *ws = cJSON_GetObjectItemCaseSensitive(resp, "workloads");
 	const cJSON *w;
@@ -1038,6 +1117,12 @@ print_list(const cJSON *resp, const char *ns)
 	c1 = column(ws, "name", 16);
 	c2 = column(ws, "namespace", 11);
 	c3 = column(ws, "protocol", 10);
+	if (out == OUT_WIDE) {
+		printf("%-*s%-*s%-*s%-10s", (int)c1, "WORKLOAD", (int)c2, "NAMESPACE",
+		    (int)c3, "PROTOCOL", "SIDECARS");
+		print_wide_rows(ws, list_lead, (size_t[]){ c1, c2, c3 });
+		return;
+	}
 	printf("%-*s%-*s%-*s%s\n", (int)c1, "WORKLOAD", (int)c2, "NAMESPACE",
 	    (int)c3, "PROTOCOL", "INTERCEPTED BY");
 	cJSON_ArrayForEach(w, ws) {
@@ -1104,7 +1189,25 @@ kube_workloads(const cJSON *items)
 }
 
 static void
-print_kube_list(const cJSON *resp, const char *ns)
+kube_list_lead(const cJSON *w, const size_t *c)
+{
+	double want, ready;
+	char rbuf[48];
+
+	put_padded(orelse(jstr(w, "namespace"), "?"), c[0]);
+	put_padded(orelse(jstr(w, "name"), "?"), c[1]);
+	put_padded(orelse(jstr(w, "kind"), "?"), c[2]);
+	if (!jnum(w, "replicas", &want))
+		want = 0;
+	if (!jnum(w, "ready", &ready))
+		ready = 0;
+	snprintf(rbuf, sizeof(rbuf), "%.0f/%.0f", ready, want);
+	printf("%-8s%-9s", rbuf, cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(w,
+	    "sidecar")) ? "yes" : "no");
+}
+
+static void
+print_kube_list(const cJSON *resp, const char *ns, enum output out)
 {
 	const cJSON *ws = cJSON_GetObjectItemCaseSensitive(resp, "workloads"), *w;
 	size_t c1, c2, c3;
@@ -1119,6 +1222,12 @@ print_kube_list(const cJSON *resp, const char *ns)
 	c1 = column(ws, "namespace", 11);
 	c2 = column(ws, "name", 10);
 	c3 = column(ws, "kind", 6);
+	if (out == OUT_WIDE) {
+		printf("%-*s%-*s%-*s%-8s%-9s", (int)c1, "NAMESPACE", (int)c2, "WORKLOAD",
+		    (int)c3, "KIND", "READY", "SIDECAR");
+		print_wide_rows(ws, kube_list_lead, (size_t[]){ c1, c2, c3 });
+		return;
+	}
 	printf("%-*s%-*s%-*s%-8s%-9s%s\n", (int)c1, "NAMESPACE", (int)c2, "WORKLOAD", (int)c3,
 	    "KIND", "READY", "SIDECAR", "INTERCEPTED BY");
 	cJSON_ArrayForEach(w, ws) {
@@ -1156,7 +1265,7 @@ kube_list(const char *file, const char *context, const char *ns, int all, enum o
 	if (out == OUT_JSON)
 		print_json(resp);
 	else
-		print_kube_list(resp, all ? NULL : ns);
+		print_kube_list(resp, all ? NULL : ns, out);
 	ret = 0;
 out:
 	cJSON_Delete(items);
@@ -1183,6 +1292,7 @@ cmd_list(int argc, char **argv)
 	char url[128];
 	int ch, ret, all = 0;
 
+	output_wide_ok = 1;
 	while ((ch = next_opt(argc, argv, ":n:o:Ah", opts)) != -1) {
 		if (ch == 'A')
 			all = 1;
@@ -1220,7 +1330,7 @@ cmd_list(int argc, char **argv)
 	if (out == OUT_JSON)
 		print_json(resp);
 	else
-		print_list(resp, ns);
+		print_list(resp, ns, out);
 	cJSON_Delete(resp);
 	return 0;
 }

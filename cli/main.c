@@ -62,6 +62,12 @@ volatile sig_atomic_t interrupted;
 static int progress_tty;
 /* Once Ctrl-C came, connect says so in one line: no other error. */
 static int quiet_when_interrupted;
+/* -o yaml: print_json writes YAML. -o json or yaml: a failing command's
+ * first error (not a warning) is also {"error": ...} on stdout. */
+static int out_yaml, out_doc;
+static char doc_error[1024];
+int output_wide_ok;
+int doc_errors_stderr;
 
 static int cmd_connect(int, char **);
 static int cmd_status(int, char **);
@@ -77,7 +83,7 @@ static const struct command commands[] = {
 	    "usage: kbridge connect [--kubeconfig FILE] [--context NAME]\n"
 	    "           [--manager-namespace NS] [--manager-address HOST:PORT]\n"
 	    "           [--namespace NS] [--replace] [--timeout DURATION]\n"
-	    "           [--output text|json]\n"
+	    "           [--output text|json|yaml]\n"
 	    "       kbridge connect --profile FILE [--namespace NS] [--replace] ...\n"
 	    "\n"
 	    "Connect this workstation to the cluster of your kubeconfig (as kubectl\n"
@@ -116,7 +122,7 @@ static const struct command commands[] = {
 	    "      --timeout DURATION    wait at most this long for the session\n"
 	    "                            (and the certificate): 30, 30s, 2m;\n"
 	    "                            default 20s, at most 10m\n"
-	    "  -o, --output FMT          text (default) or json\n"
+	    "  -o, --output FMT          text (default), json or yaml\n"
 	    "  -h, --help                show this help\n"
 	    "\n"
 	    "Examples:\n"
@@ -125,13 +131,13 @@ static const struct command commands[] = {
 	    "  kbridge connect --profile alice.json\n",
 	    "connect this workstation to a cluster" },
 	{ "status", cmd_status,
-	    "usage: kbridge status [--output text|json]\n"
+	    "usage: kbridge status [--output text|json|yaml]\n"
 	    "\n"
 	    "Show the state of kbridged and of its session. Exits 0 when\n"
 	    "connected, 1 otherwise (not running, connecting, reconnecting,\n"
 	    "disconnected).\n"
 	    "\n"
-	    "  -o, --output FMT     text (default) or json\n"
+	    "  -o, --output FMT     text (default), json or yaml\n"
 	    "  -h, --help           show this help\n",
 	    "show the daemon's and the session's state" },
 	{ "intercept", cmd_intercept,
@@ -142,7 +148,7 @@ static const struct command commands[] = {
 	    "           [--env-all] [--preview-url [--preview-ttl DURATION]\n"
 	    "           [--preview-host HOST]] [--wait-timeout DURATION]\n"
 	    "           [--service NAME] [--kubeconfig FILE] [--context NAME]\n"
-	    "           [--output text|json] [-- CMD [ARG]...]\n"
+	    "           [--output text|json|yaml] [-- CMD [ARG]...]\n"
 	    "\n"
 	    "Send traffic of WORKLOAD to localhost:LOCAL on this workstation:\n"
 	    "the HTTP requests that carry every --http-header given (and whose\n"
@@ -209,7 +215,7 @@ static const struct command commands[] = {
 	    "      --context NAME          its context (default: connect's)\n"
 	    "      --service NAME          the Service whose port to take over, when\n"
 	    "                              several select the workload\n"
-	    "  -o, --output FMT            text (default) or json (with \"kube\":\n"
+	    "  -o, --output FMT            text (default), json or yaml (with \"kube\":\n"
 	    "                              kind, name, namespace, service,\n"
 	    "                              service_port, target_port, replicas,\n"
 	    "                              added)\n"
@@ -221,18 +227,18 @@ static const struct command commands[] = {
 	    "  kbridge intercept web --port 8080 -H x-dev=alice -- npm run dev\n",
 	    "send a workload's traffic to a local port" },
 	{ "leave", cmd_leave,
-	    "usage: kbridge leave WORKLOAD [-n NS] [--output text|json]\n"
+	    "usage: kbridge leave WORKLOAD [-n NS] [--output text|json|yaml]\n"
 	    "\n"
 	    "End your intercept of WORKLOAD: its traffic goes to the cluster again.\n"
 	    "\n"
 	    "  -n, --namespace NS   the workload's namespace (default: the one\n"
 	    "                       given to connect)\n"
-	    "  -o, --output FMT     text (default) or json\n"
+	    "  -o, --output FMT     text (default), json or yaml\n"
 	    "  -h, --help           show this help\n",
 	    "end an intercept" },
 	{ "list", cmd_list,
 	    "usage: kbridge list [-n NS | -A] [--kubeconfig FILE] [--context NAME]\n"
-	    "           [--output text|json]\n"
+	    "           [--output text|wide|json|yaml]\n"
 	    "\n"
 	    "List the workloads that can be intercepted and who intercepts them\n"
 	    "(yours are marked with *). Connected through a kubeconfig (or given\n"
@@ -243,14 +249,15 @@ static const struct command commands[] = {
 	    "  -A, --all-namespaces\n"
 	    "                       every namespace (with a kubeconfig)\n"
 	    "      --kubeconfig FILE, --context NAME  as for connect\n"
-	    "  -o, --output FMT     text (default) or json\n"
+	    "  -o, --output FMT     text (default), wide (a row per intercept: owner,\n"
+	    "                       id, match), json or yaml\n"
 	    "  -h, --help           show this help\n",
 	    "list workloads and their intercepts" },
 	{ "preview", cmd_preview,
 	    "usage: kbridge preview create WORKLOAD [-n NS] [--ttl DURATION]\n"
-	    "           [--service-port PORT] [--host HOST] [--output text|json]\n"
-	    "       kbridge preview list [-n NS] [--output text|json]\n"
-	    "       kbridge preview remove TOKEN|URL [--output text|json]\n"
+	    "           [--service-port PORT] [--host HOST] [--output text|json|yaml]\n"
+	    "       kbridge preview list [-n NS] [--output text|wide|json|yaml]\n"
+	    "       kbridge preview remove TOKEN|URL [--output text|json|yaml]\n"
 	    "\n"
 	    "Share your intercept through a secret URL: requests to it reach the\n"
 	    "workload carrying your intercept's id, so they come to your\n"
@@ -265,7 +272,7 @@ static const struct command commands[] = {
 	    "share your intercept through a preview URL" },
 	{ "preview create", NULL,
 	    "usage: kbridge preview create WORKLOAD [-n NS] [--ttl DURATION]\n"
-	    "           [--service-port PORT] [--host HOST] [--output text|json]\n"
+	    "           [--service-port PORT] [--host HOST] [--output text|json|yaml]\n"
 	    "\n"
 	    "Make a preview URL for your intercept of WORKLOAD ('kbridge intercept'\n"
 	    "first). Anyone who has it reaches your workstation through it. Two\n"
@@ -283,22 +290,23 @@ static const struct command commands[] = {
 	    "      --host HOST             the Host header the workload gets (for\n"
 	    "                              apps that serve by name; default: the\n"
 	    "                              one the browser sent)\n"
-	    "  -o, --output FMT            text (default) or json\n"
+	    "  -o, --output FMT            text (default), json or yaml\n"
 	    "  -h, --help                  show this help\n",
 	    NULL },
 	{ "preview list", NULL,
-	    "usage: kbridge preview list [-n NS] [--output text|json]\n"
+	    "usage: kbridge preview list [-n NS] [--output text|wide|json|yaml]\n"
 	    "\n"
 	    "List the previews: their owner, whether the owner's workstation serves\n"
 	    "them now (active), when they expire, and the URL of yours (marked\n"
 	    "with *). Other users' tokens show only their first characters.\n"
 	    "\n"
 	    "  -n, --namespace NS   only this namespace\n"
-	    "  -o, --output FMT     text (default) or json\n"
+	    "  -o, --output FMT     text (default), wide (also intercept, host,\n"
+	    "                       created, link), json or yaml\n"
 	    "  -h, --help           show this help\n",
 	    NULL },
 	{ "preview remove", NULL,
-	    "usage: kbridge preview remove TOKEN|URL [--output text|json]\n"
+	    "usage: kbridge preview remove TOKEN|URL [--output text|json|yaml]\n"
 	    "\n"
 	    "End one of your previews: its URL answers 404 from now on. TOKEN is\n"
 	    "in the URL (and in 'kbridge preview list'); its first characters are\n"
@@ -309,7 +317,7 @@ static const struct command commands[] = {
 	    "  kbridge preview remove http://3f2a9c...preview.example.com/\n"
 	    "  kbridge preview remove 3f2a9c\n"
 	    "\n"
-	    "  -o, --output FMT     text (default) or json\n"
+	    "  -o, --output FMT     text (default), json or yaml\n"
 	    "  -h, --help           show this help\n",
 	    NULL },
 	{ "install", cmd_install,
@@ -340,14 +348,14 @@ static const struct command commands[] = {
 	    "      --dry-run          print the objects instead of applying them\n"
 	    "                         (YAML, or a JSON List with -o json), e.g. to\n"
 	    "                         commit them for Argo CD or Flux\n"
-	    "  -o, --output FMT       text (default), json, or yaml (with --dry-run)\n"
+	    "  -o, --output FMT       text (default), json or yaml\n"
 	    "  -h, --help             show this help\n",
 	    "install kbridge in the cluster" },
 	{ "uninstall", cmd_uninstall,
 	    "usage: kbridge uninstall [--kubeconfig FILE] [--context NAME] [--namespace NS]\n"
-	    "           [--output text|json]\n"
+	    "           [--output text|json|yaml]\n"
 	    "       kbridge uninstall --agents [-n NS | -A] [--kubeconfig FILE]\n"
-	    "           [--context NAME] [--output text|json]\n"
+	    "           [--context NAME] [--output text|json|yaml]\n"
 	    "\n"
 	    "Remove what 'kbridge install' made (objects of its kinds labelled\n"
 	    "app.kubernetes.io/managed-by: kbridge) and the manager's CA and state\n"
@@ -364,12 +372,12 @@ static const struct command commands[] = {
 	    "      --kubeconfig FILE  kubeconfig (default $KUBECONFIG, ~/.kube/config)\n"
 	    "      --context NAME     kubeconfig context (default current-context)\n"
 	    "  -n, --namespace NS     namespace of the manager (default kbridge)\n"
-	    "  -o, --output FMT       text (default) or json\n"
+	    "  -o, --output FMT       text (default), json or yaml\n"
 	    "  -h, --help             show this help\n",
 	    "remove kbridge from the cluster" },
 	{ "login", cmd_login,
 	    "usage: kbridge login [--kubeconfig FILE] [--context NAME] [--namespace NS]\n"
-	    "           [--timeout SECONDS] [--output text|json]\n"
+	    "           [--timeout SECONDS] [--output text|json|yaml]\n"
 	    "\n"
 	    "Get your kbridge certificate from Kubernetes (a CertificateSigningRequest\n"
 	    "that kbridge's manager signs for you), or reuse the cached one, and say\n"
@@ -380,7 +388,7 @@ static const struct command commands[] = {
 	    "      --context NAME     kubeconfig context (default current-context)\n"
 	    "  -n, --namespace NS     namespace of the manager (default kbridge)\n"
 	    "      --timeout SECONDS  wait this long for the certificate (default 30)\n"
-	    "  -o, --output FMT       text (default) or json\n"
+	    "  -o, --output FMT       text (default), json or yaml\n"
 	    "  -h, --help             show this help\n",
 	    NULL },
 	{ "port-forward", cmd_port_forward,
@@ -448,11 +456,11 @@ static const struct command commands[] = {
 	    "  -h, --help              show this help\n",
 	    "write logs, status and versions into a .tar.gz" },
 	{ "version", cmd_version,
-	    "usage: kbridge version [--output text|json]\n"
+	    "usage: kbridge version [--output text|json|yaml]\n"
 	    "\n"
 	    "Print the versions of kbridge and of a running kbridged.\n"
 	    "\n"
-	    "  -o, --output FMT     text (default) or json ({\"kbridge\": VERSION,\n"
+	    "  -o, --output FMT     text (default), json or yaml ({\"kbridge\": VERSION,\n"
 	    "                       \"kbridged\": {\"version\", \"pid\"} or null})\n"
 	    "  -h, --help           show this help\n",
 	    "print versions" },
@@ -521,6 +529,32 @@ errorx(const char *fmt, ...)
 	vfprintf(stderr, fmt, ap);
 	va_end(ap);
 	fputc('\n', stderr);
+	if (out_doc && doc_error[0] == '\0' && strncmp(fmt, "warning:", 8) != 0) {
+		va_start(ap, fmt);
+		vsnprintf(doc_error, sizeof(doc_error), fmt, ap);
+		va_end(ap);
+	}
+}
+
+/* After a failed command run with -o json or yaml: its error as one JSON
+ * line (also a YAML flow mapping) on stdout, or stderr if so set. */
+static void
+print_doc_error(void)
+{
+	cJSON *j;
+	char *s;
+
+	if (!out_doc || doc_error[0] == '\0')
+		return;
+	if ((j = cJSON_CreateObject()) == NULL ||
+	    cJSON_AddStringToObject(j, "error", doc_error) == NULL ||
+	    (s = cJSON_PrintUnformatted(j)) == NULL) {
+		cJSON_Delete(j);
+		return;
+	}
+	fprintf(doc_errors_stderr ? stderr : stdout, "%s\n", s);
+	free(s);
+	cJSON_Delete(j);
 }
 
 static void
@@ -592,15 +626,21 @@ no_operands(int argc, char **argv)
 int
 parse_output(const char *arg, enum output *out)
 {
-	if (strcmp(arg, "text") == 0)
-		*out = OUT_TEXT;
-	else if (strcmp(arg, "json") == 0)
+	if (strcmp(arg, "text") == 0 || strcmp(arg, "wide") == 0)
+		*out = arg[0] == 'w' ? OUT_WIDE : OUT_TEXT;
+	else if (strcmp(arg, "json") == 0 || strcmp(arg, "yaml") == 0)
 		*out = OUT_JSON;
-	else {
-		errorx("--output must be text or json, not '%s'", arg);
-		return -1;
-	}
+	else
+		goto bad;
+	if (*out == OUT_WIDE && !output_wide_ok)
+		goto bad;
+	out_yaml = strcmp(arg, "yaml") == 0;
+	out_doc = *out == OUT_JSON;
 	return 0;
+bad:
+	errorx("--output must be text, %sjson or yaml, not '%s'",
+	    output_wide_ok ? "wide, " : "", arg);
+	return -1;
 }
 
 void
@@ -612,9 +652,16 @@ print_usage(const char *name)
 void
 print_json(const cJSON *j)
 {
-	char *s = cJSON_Print(j);
+	char err[256], *s;
 
-	if (s == NULL) {
+	if (out_yaml) {
+		if (kb_yaml_write_doc(stdout, j, err, sizeof(err)) == -1) {
+			errorx("%s", err);
+			exit(1);
+		}
+		return;
+	}
+	if ((s = cJSON_Print(j)) == NULL) {
 		errorx("out of memory");
 		exit(1);
 	}
@@ -1415,9 +1462,17 @@ cmd_status(int argc, char **argv)
 	rc = call_ms("GET", KB_API_STATUS, NULL, PROBE_TIMEOUT_MS, &resp, err,
 	    sizeof(err));
 	if (rc == KB_API_DOWN) {
-		if (out == OUT_JSON)
-			printf("{\"daemon\":null,\"state\":\"not running\"}\n");
-		else
+		if (out == OUT_JSON) {
+			if ((resp = cJSON_CreateObject()) == NULL ||
+			    cJSON_AddNullToObject(resp, "daemon") == NULL ||
+			    cJSON_AddStringToObject(resp, "state", "not running") == NULL) {
+				errorx("status: out of memory");
+				cJSON_Delete(resp);
+				return 1;
+			}
+			print_json(resp);
+			cJSON_Delete(resp);
+		} else
 			printf("kbridged: not running\n");
 		return 1;
 	}
@@ -2128,6 +2183,8 @@ main(int argc, char *argv[])
 		return 1;
 	}
 	ret = c->run(argc - 1, argv + 1);
+	if (ret != 0)
+		print_doc_error();
 	kb_client_cleanup();
 	return ret;
 }

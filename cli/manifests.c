@@ -556,8 +556,9 @@ write_cb(void *data, unsigned char *buf, size_t len)
 	return fwrite(buf, 1, len, data) == len;
 }
 
-int
-kb_yaml_write(FILE *f, const cJSON *docs, char *err, size_t errlen)
+/* The documents: docs's items, or with one the single document docs. */
+static int
+yaml_write(FILE *f, const cJSON *docs, int one, char *err, size_t errlen)
 {
 	yaml_emitter_t e;
 	yaml_event_t ev;
@@ -573,7 +574,7 @@ kb_yaml_write(FILE *f, const cJSON *docs, char *err, size_t errlen)
 	yaml_emitter_set_width(&e, 100);
 	if (!yaml_stream_start_event_initialize(&ev, YAML_UTF8_ENCODING) || emit(&e, &ev) == -1)
 		goto out;
-	cJSON_ArrayForEach(d, docs) {
+	for (d = one ? docs : docs ? docs->child : NULL; d; d = one ? NULL : d->next) {
 		if (!yaml_document_start_event_initialize(&ev, NULL, NULL, NULL, 0) ||
 		    emit(&e, &ev) == -1 || node(&e, d) == -1 ||
 		    !yaml_document_end_event_initialize(&ev, 1) || emit(&e, &ev) == -1)
@@ -589,4 +590,16 @@ out:
 		    e.problem ? e.problem : "write error");
 	yaml_emitter_delete(&e);
 	return rc;
+}
+
+int
+kb_yaml_write(FILE *f, const cJSON *docs, char *err, size_t errlen)
+{
+	return yaml_write(f, docs, 0, err, errlen);
+}
+
+int
+kb_yaml_write_doc(FILE *f, const cJSON *doc, char *err, size_t errlen)
+{
+	return yaml_write(f, doc, 1, err, errlen);
 }

@@ -76,5 +76,7 @@ int kb_manifest_ours(const cJSON *obj);
  * strings quoted where plain YAML would read them as another type. 0, or
  * -1 with err. */
 int kb_yaml_write(FILE *f, const cJSON *docs, char *err, size_t errlen);
+/* One document (-o yaml), the same way. */
+int kb_yaml_write_doc(FILE *f, const cJSON *doc, char *err, size_t errlen);
 
 #endif

@@ -100,6 +100,41 @@ expiry(const cJSON *p, char *buf, size_t len)
 	return buf;
 }
 
+/* key_at: the epoch number key as ISO 8601 UTC, null if key is not a
+ * number (the number stays: scripts read it). */
+static void
+iso_time(cJSON *p, const char *key)
+{
+	char name[32], buf[32];
+	struct tm tm;
+	double e;
+	time_t t;
+
+	snprintf(name, sizeof(name), "%s_at", key);
+	if (!cJSON_IsObject(p) || cJSON_GetObjectItemCaseSensitive(p, name))
+		return;
+	t = jnum(p, key, &e) ? (time_t)e : 0;
+	if (t > 0 && gmtime_r(&t, &tm) && strftime(buf, sizeof(buf),
+	    "%Y-%m-%dT%H:%M:%SZ", &tm))
+		cJSON_AddStringToObject(p, name, buf);
+	else
+		cJSON_AddNullToObject(p, name);
+}
+
+void
+preview_times(cJSON *resp)
+{
+	cJSON *p;
+
+	p = cJSON_GetObjectItemCaseSensitive(resp, "preview");
+	iso_time(p, "created");
+	iso_time(p, "expires");
+	cJSON_ArrayForEach(p, cJSON_GetObjectItemCaseSensitive(resp, "previews")) {
+		iso_time(p, "created");
+		iso_time(p, "expires");
+	}
+}
+
 static int
 mine(const cJSON *p)
 {
@@ -219,6 +254,7 @@ preview_cmd_create(int argc, char **argv)
 		errorx("preview create failed: %s", err);
 		return 1;
 	}
+	preview_times(resp);
 	if (out == OUT_JSON)
 		print_json(resp);
 	else
@@ -228,12 +264,19 @@ preview_cmd_create(int argc, char **argv)
 	return 0;
 }
 
-/* A row of the list: TOKEN, WORKLOAD, OWNER, STATE, EXPIRES, URL. */
+/* A row of the list: TOKEN, WORKLOAD, OWNER, STATE, EXPIRES, URL; -o wide
+ * adds INTERCEPT, HOST, CREATED, LINK. */
 #define NCELLS	6
+#define NWIDE	10
 
 static void
-cells(const cJSON *p, char cell[NCELLS][160])
+cells(const cJSON *p, char cell[NWIDE][160])
 {
+	char when[32];
+	struct tm tm;
+	double c;
+	time_t t;
+
 	const char *token = jstr(p, "token");
 
 	if (mine(p) && token)
@@ -249,37 +292,45 @@ cells(const cJSON *p, char cell[NCELLS][160])
 	expiry(p, cell[4], 160);
 	snprintf(cell[5], 160, "%s", mine(p) ? orelse(jstr(p, "url"), "-") :
 	    "-");
+	snprintf(cell[6], 160, "%s", orelse(jstr(p, "intercept_id"), "-"));
+	snprintf(cell[7], 160, "%s", orelse(jstr(p, "host"), "-"));
+	t = jnum(p, "created", &c) ? (time_t)c : 0;
+	if (t <= 0 || gmtime_r(&t, &tm) == NULL ||
+	    strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", &tm) == 0)
+		snprintf(when, sizeof(when), "-");
+	snprintf(cell[8], 160, "%s", when);
+	snprintf(cell[9], 160, "%s", orelse(jstr(p, "link"), "-"));
 }
 
 static void
-print_previews(const cJSON *resp, const char *ns)
+print_previews(const cJSON *resp, const char *ns, enum output out)
 {
-	static const char *head[NCELLS] = { "TOKEN", "WORKLOAD", "OWNER",
-	    "STATE", "EXPIRES", "URL" };
+	static const char *head[NWIDE] = { "TOKEN", "WORKLOAD", "OWNER",
+	    "STATE", "EXPIRES", "URL", "INTERCEPT", "HOST", "CREATED", "LINK" };
 	const cJSON *ps = cJSON_GetObjectItemCaseSensitive(resp, "previews");
 	const cJSON *p;
-	char cell[NCELLS][160];
-	size_t w[NCELLS], i;
+	char cell[NWIDE][160];
+	size_t w[NWIDE], i, n = out == OUT_WIDE ? NWIDE : NCELLS;
 
 	if (cJSON_GetArraySize(ps) == 0) {
 		printf("No previews%s%s\n", ns ? " in namespace " : "",
 		    ns ? ns : "");
 		return;
 	}
-	for (i = 0; i < NCELLS; i++)
+	for (i = 0; i < n; i++)
 		w[i] = strlen(head[i]) + 2;
 	cJSON_ArrayForEach(p, ps) {
 		cells(p, cell);
-		for (i = 0; i < NCELLS; i++)
+		for (i = 0; i < n; i++)
 			if (strlen(cell[i]) + 2 > w[i])
 				w[i] = strlen(cell[i]) + 2;
 	}
-	for (i = 0; i < NCELLS; i++)
-		printf("%-*s", i + 1 < NCELLS ? (int)w[i] : 0, head[i]);
+	for (i = 0; i < n; i++)
+		printf("%-*s", i + 1 < n ? (int)w[i] : 0, head[i]);
 	putchar('\n');
 	cJSON_ArrayForEach(p, ps) {
 		cells(p, cell);
-		for (i = 0; i + 1 < NCELLS; i++)
+		for (i = 0; i + 1 < n; i++)
 			put_padded(cell[i], w[i]);
 		put(cell[i]);
 		putchar('\n');
@@ -289,7 +340,9 @@ print_previews(const cJSON *resp, const char *ns)
 static int
 preview_cmd_list(int argc, char **argv)
 {
-	return list_cmd(argc, argv, KB_API_PREVIEW_LIST, print_previews);
+	output_wide_ok = 1;
+	return list_cmd(argc, argv, KB_API_PREVIEW_LIST, print_previews,
+	    preview_times);
 }
 
 /* The token in a preview URL: http://TOKEN.DOMAIN[:PORT]/... or
@@ -413,6 +466,7 @@ preview_cmd_remove(int argc, char **argv)
 	cJSON_Delete(body);
 	if (ret == -1)
 		return 1;
+	preview_times(resp);
 	p = cJSON_GetObjectItemCaseSensitive(resp, "preview");
 	if (out == OUT_JSON)
 		print_json(resp);

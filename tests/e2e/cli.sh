@@ -43,13 +43,24 @@ expect 0 $kb help connect; grep -q -- '--profile' "$tmp/out"
 expect 0 $kb version; grep -q '^kbridge ' "$tmp/out"
 expect 0 $kb version -o json
 python3 -c 'import json,sys; j=json.load(open(sys.argv[1])); assert j["kbridged"] is None and j["kbridge"] and j["kbridge"] in sys.argv[2], j' "$tmp/out" "$($kb version)"
-expect 2 $kb version -o yaml; one_line
+# -o yaml: the JSON document as YAML (python3's yaml reads it back).
+python3 -c 'import yaml' || { echo "python3 yaml (PyYAML) is needed" >&2; exit 1; }
+same_doc() { python3 -c 'import json,sys,yaml; a=json.load(open(sys.argv[1])); b=yaml.safe_load(open(sys.argv[2])); assert a == b, (a, b)' "$@"; }
+cp "$tmp/out" "$tmp/version.json"
+expect 0 $kb version -o yaml; same_doc "$tmp/version.json" "$tmp/out"
+[[ $(head -n1 "$tmp/out") == --- ]]
+expect 2 $kb version -o xml; one_line
+grep -qx "kbridge: --output must be text, json or yaml, not 'xml'" "$tmp/err"
+expect 2 $kb version -o wide; one_line
 
 expect 2 $kb; one_line
 expect 2 $kb frobnicate; one_line
 expect 2 $kb --frobnicate; one_line
 expect 2 $kb status --frobnicate; one_line
-expect 2 $kb status -o yaml; one_line
+expect 2 $kb status -o xml; one_line
+expect 2 $kb status -o wide; one_line
+expect 2 $kb list -o xml; one_line
+grep -qx "kbridge: --output must be text, wide, json or yaml, not 'xml'" "$tmp/err"
 expect 2 $kb status -o; one_line
 expect 2 $kb status extra; one_line
 expect 2 $kb connect extra; one_line
@@ -82,6 +93,22 @@ done
 expect 2 $kb preview remove 'ab/cd'; one_line
 expect 1 $kb preview remove http://abc123.preview.example.com/; one_line
 grep -q "^kbridge: preview remove failed: " "$tmp/err"
+# With -o json|yaml a failure is also {"error": ...}, one line on stdout;
+# the exit code and the line on stderr stay.
+for f in json yaml; do
+	expect 1 $kb preview remove http://abc123.preview.example.com/ -o $f; one_line
+	[[ $(wc -l < "$tmp/out") == 1 ]]
+	python3 -c 'import json,sys; j=json.load(open(sys.argv[1])); assert list(j) == ["error"] and j["error"] == sys.argv[2][len("kbridge: "):], j' "$tmp/out" "$(cat "$tmp/err")"
+done
+expect 1 $kb list -o json; one_line
+python3 -c 'import json,sys; e=json.load(open(sys.argv[1]))["error"]; assert e.startswith("list failed: "), e' "$tmp/out"
+expect 2 $kb leave web -o json extra; one_line
+python3 -c 'import json,sys; e=json.load(open(sys.argv[1]))["error"]; assert "unexpected argument" in e, e' "$tmp/out"
+# intercept -- CMD: stdout is CMD's, so the error line goes to stderr.
+HOME=$tmp KUBECONFIG= expect 1 $kb intercept web --port 8080 -o json -- true; [[ ! -s $tmp/out ]]
+tail -n1 "$tmp/err" | python3 -c 'import json,sys; e=json.load(sys.stdin)["error"]; assert e.startswith("intercept failed: "), e'
+# (text: nothing on stdout)
+expect 1 $kb list; one_line; [[ ! -s $tmp/out ]]
 expect 0 $kb completion zsh; grep -q '^#compdef kbridge' "$tmp/out"
 expect 0 $kb completion fish; grep -q '^complete -c kbridge' "$tmp/out"
 expect 2 $kb completion tcsh; one_line
@@ -91,6 +118,8 @@ expect 1 $kb status
 expect 1 $kb status --output json
 python3 -m json.tool "$tmp/out" > /dev/null
 grep -q '"not running"' "$tmp/out"
+cp "$tmp/out" "$tmp/status.json"
+expect 1 $kb status --output yaml; same_doc "$tmp/status.json" "$tmp/out"
 expect 0 $kb quit
 [[ $(cat "$tmp/out") == "kbridged: not running" ]]
 

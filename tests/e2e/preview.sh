@@ -77,6 +77,7 @@ link=$(pfield link <"$STATE/icpt.json")
 [[ $tok =~ ^[a-z2-7]{26}$ ]]
 [[ $url == "http://$tok.preview.kb.test:8080/" && $link == "$BASE/.kbridge/preview/$tok" ]]
 json "assert j['preview']['workload'] == 'web' and j['preview']['owner'] == 'alice' and j['preview']['mine'], j" <"$STATE/icpt.json"
+json "import re; p=j['preview']; assert p['expires_at'] is None and re.fullmatch(r'\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ', p['created_at']), p" <"$STATE/icpt.json"
 ok "intercept --http-header x-dev=alice --preview-url: token of 26 base32 chars, host-name URL and link"
 
 # --- the teammate's browser: link form (cookie), page and XHR from alice's workstation
@@ -216,9 +217,34 @@ x = p['$tok']
 assert x['workload'] == 'web' and x['namespace'] == 'default' and x['owner'] == 'alice', x
 assert x['mine'] and x['active'] and x['url'] == '$url' and x['link'] == '$link', x
 assert x['expires'] is None and p['$ttl_tok']['expires'] is not None, j
+# the times also in ISO 8601 UTC, the same instants
+import re, datetime
+iso = lambda n: datetime.datetime.fromtimestamp(n, datetime.timezone.utc).strftime('%Y-%m-%dT%H:%M:%SZ')
+y = p['$ttl_tok']
+assert x['expires_at'] is None and re.fullmatch(r'\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ', y['expires_at']), j
+assert y['expires_at'] == iso(y['expires']) and x['created_at'] == iso(x['created']), j
 " <"$STATE/list.json"
 out=$(alice preview list)
 [[ $out == *"$tok"* && $out == *web* && $out == *alice* && $out == *active* ]]
+[[ $out != *LINK* && $out != *"$link"* ]]
+# -o wide: the intercept, host, created and link columns too
+out=$(alice preview list -o wide)
+[[ $(head -n1 <<<"$out") == *" INTERCEPT "*" HOST "*" CREATED "*" LINK" ]]
+icpt=$(alice list --output json | json "print([i['id'] for w in j['workloads'] for i in w['intercepts'] if i['mine']][0])")
+grep -F "$tok" <<<"$out" | grep -F "$icpt" | grep -F "$link" | grep -qE ' [0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9:]{8}Z '
+# -o yaml: the same document (only these two fields change with time)
+alice preview list --output yaml | python3 -c "
+import json, sys, yaml
+a = yaml.safe_load(sys.stdin)
+b = json.load(open('$STATE/list.json'))
+key = lambda d: sorted((p.get('token_prefix'), p.get('created')) for p in d['previews'])
+fields = lambda d: sorted(sorted(p) for p in d['previews'])
+assert key(a) == key(b) and fields(a) == fields(b), (a, b)
+"
+# kbridge list -o wide: a row per intercept with its owner, id and match
+out=$(alice list -o wide)
+[[ $(head -n1 <<<"$out") == *" OWNER "*" ID "*" MATCH" ]]
+grep -E "^web +default " <<<"$out" | grep -F "alice* " | grep -F " $icpt " | grep -q "x-dev: alice"
 bob preview list --output json >"$STATE/bob-list.json"
 no grep -qE "$tok|$rm_tok|$ttl_tok" "$STATE/bob-list.json"
 json "
