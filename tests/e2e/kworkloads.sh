@@ -139,7 +139,18 @@ two_pods() {
 	done
 }
 answers() { local i; for ((i = 0; i < $1; i++)); do get "${@:2}"; echo; done | sort -u | sed '/^$/d'; }
-both_apps() { eq "$(answers 16 "${@:2}")" "$(printf 'hello from %s\n' $1 | sort)"; }
+# Through the Service: both pods answer. The Service's endpoints follow a
+# replaced pod's readiness a moment later (as with a real kube-proxy), so a
+# few tries, 1 s apart, before the mismatch counts.
+both_apps() {
+	local t want
+	want=$(printf 'hello from %s\n' $1 | sort)
+	for t in 1 2 3 4 5; do
+		[[ $(answers 16 "${@:2}") == "$want" ]] && return 0
+		sleep 1
+	done
+	eq "$(answers 16 "${@:2}")" "$want"
+}
 
 poll 100 two_pods db app
 eq "${names[*]}" "db-0 db-1"
