@@ -86,8 +86,8 @@ kb_netplan_user_cidr(const char *s, struct kb_cidr *out, char *err, size_t errle
 	return 0;
 }
 
-static int
-cidr_cmp(const void *a, const void *b)
+int
+kb_cidr_cmp(const void *a, const void *b)
 {
 	const struct kb_cidr *x = a, *y = b;
 
@@ -148,7 +148,7 @@ kb_netplan(const struct kb_cidr *in, size_t nin, const struct kb_cidr *also, siz
 	for (i = 0; i < nalso; i++)
 		all[nin + i] = also[i];
 	/* Sorted by address, then prefix: a range comes before those inside it. */
-	qsort(all, nall, sizeof(*all), cidr_cmp);
+	qsort(all, nall, sizeof(*all), kb_cidr_cmp);
 	for (i = 0; i < nall && rc == 0; i++) {
 		for (j = 0; j < i; j++)
 			if (kb_cidr_covers(&all[j], &all[i]))

@@ -15,6 +15,8 @@
 #define KB_NETPLAN_MAX		256
 
 /* Do the two ranges share an address? (One then contains the other.) */
+/* qsort order of struct kb_cidr: by address, then prefix length. */
+int kb_cidr_cmp(const void *a, const void *b);
 int kb_cidr_overlap(const struct kb_cidr *a, const struct kb_cidr *b);
 /* Does a contain all of b? */
 int kb_cidr_covers(const struct kb_cidr *a, const struct kb_cidr *b);

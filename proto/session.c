@@ -655,13 +655,33 @@ stream_start(struct kb_stream *st, int read_now)
 		set_reading(st, 1);
 }
 
+/* Our new stream st is set up: take its id, send the OPEN. With the
+ * peer's early data, what our side says goes out at once, within the
+ * initial window: the peer keeps it until its connect is done. */
+static void
+open_sent(struct kb_session *s, struct kb_stream *st, const struct kb_open *o,
+    const struct kb_stream_cbs *cbs, void *arg)
+{
+	uint8_t buf[32];
+	size_t n;
+
+	s->next_id += 2;
+	s->stats.streams_opened++;
+	st->cbs = cbs;
+	st->arg = arg;
+	n = kb_open_encode(o, buf);
+	send_frame(s, KB_F_OPEN, st->id, buf, n);
+	if (s->peer_early) {
+		st->flags |= ST_EARLY;
+		st->early_left = s->peer_early;
+	}
+}
+
 struct kb_stream *
 kb_stream_open(struct kb_session *s, const struct kb_open *o, int fd,
     const struct kb_stream_cbs *cbs, void *arg)
 {
 	struct kb_stream *st;
-	uint8_t buf[32];
-	size_t n;
 
 	if (!kb_session_ready(s) || s->goaway_rcvd || s->next_id > 0x7ffffffe)
 		goto fail;
@@ -672,19 +692,9 @@ kb_stream_open(struct kb_session *s, const struct kb_open *o, int fd,
 		free(st);
 		goto fail;
 	}
-	s->next_id += 2;
-	s->stats.streams_opened++;
-	st->cbs = cbs;
-	st->arg = arg;
-	n = kb_open_encode(o, buf);
-	send_frame(s, KB_F_OPEN, st->id, buf, n);
-	if (s->peer_early) {
-		/* What the local client says goes out now, within the initial
-		 * window: the peer keeps it until its connect is done. */
-		st->flags |= ST_EARLY;
-		st->early_left = s->peer_early;
-		set_reading(st, 1);
-	}
+	open_sent(s, st, o, cbs, arg);
+	if (s->peer_early)
+		set_reading(st, 1);	/* the local client's first bytes, now */
 	return st;
 fail:
 	close_abort(fd);
@@ -804,8 +814,6 @@ kb_stream_open_cb(struct kb_session *s, const struct kb_open *o,
     const struct kb_stream_cbs *cbs, void *arg)
 {
 	struct kb_stream *st;
-	uint8_t buf[32];
-	size_t n;
 
 	if (!kb_session_ready(s) || s->goaway_rcvd || s->next_id > 0x7ffffffe)
 		return NULL;
@@ -818,17 +826,7 @@ kb_stream_open_cb(struct kb_session *s, const struct kb_open *o,
 		free(st);
 		return NULL;
 	}
-	s->next_id += 2;
-	s->stats.streams_opened++;
-	st->cbs = cbs;
-	st->arg = arg;
-	n = kb_open_encode(o, buf);
-	send_frame(s, KB_F_OPEN, st->id, buf, n);
-	if (s->peer_early) {
-		/* kb_stream_write may send this much before the ACCEPT. */
-		st->flags |= ST_EARLY;
-		st->early_left = s->peer_early;
-	}
+	open_sent(s, st, o, cbs, arg);
 	return st;
 }
 

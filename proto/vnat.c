@@ -26,16 +26,6 @@ struct kb_vnat {
 	size_t nslot;		/* a power of two, at least 2 * cap */
 };
 
-static int
-cidr_cmp(const void *a, const void *b)
-{
-	const struct kb_cidr *x = a, *y = b;
-
-	if (x->addr != y->addr)
-		return x->addr < y->addr ? -1 : 1;
-	return (int)x->prefix - (int)y->prefix;
-}
-
 int
 kb_vnat_kept(const struct kb_cidr *in, size_t nin, const struct kb_cidr *never,
     size_t nnever, struct kb_cidr *out, size_t max)
@@ -68,7 +58,7 @@ kb_vnat_kept(const struct kb_cidr *in, size_t nin, const struct kb_cidr *never,
 			out[n++] = c;
 		}
 	}
-	qsort(out, n, sizeof(*out), cidr_cmp);
+	qsort(out, n, sizeof(*out), kb_cidr_cmp);
 	return (int)n;
 }
 
