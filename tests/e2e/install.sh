@@ -52,12 +52,17 @@ parsed=$(kc admin create --dry-run=client -o name -f - <"$tmp/dry.yaml")
 	{ echo "parsed: $parsed"; exit 1; }
 "$KB_BIN/kbridge" install --dry-run -o json -n kbtest |
 	python3 -c 'import json,sys; l=json.load(sys.stdin); assert l["kind"]=="List" and len(l["items"])==11'
-out=$("$KB_BIN/kbridge" install -o yaml 2>&1) && { echo "-o yaml without --dry-run worked"; exit 1; }
-[[ $out == *"needs --dry-run"* ]]
+# without --dry-run, -o yaml is the install's own result (as -o json): with
+# no kubeconfig, the error as one {"error":...} line on stdout, exit 1
+out=$(env -u KUBECONFIG HOME="$tmp" "$KB_BIN/kbridge" install -o yaml 2>/dev/null) &&
+	{ echo "install -o yaml without a kubeconfig worked"; exit 1; }
+python3 -c 'import sys, yaml; d = yaml.safe_load(sys.argv[1]); assert list(d) == ["error"] and "no kubeconfig" in d["error"], d' "$out"
 for bad in "-n BAD" "--image=a\ b" "--preview-url-base ftp://x" "-o xml" "extra"; do
 	# shellcheck disable=SC2086 # words on purpose
 	out=$(eval "\"\$KB_BIN/kbridge\" install $bad" 2>&1) && { echo "install $bad worked"; exit 1; }
-	[[ $(wc -l <<<"$out") == 1 && $out == "kbridge: install: "* ]] || { echo "install $bad: $out"; exit 1; }
+	[[ $(wc -l <<<"$out") == 1 && ($out == "kbridge: install: "* ||
+		$out == "kbridge: --output must be text, json or yaml, not 'xml'") ]] ||
+		{ echo "install $bad: $out"; exit 1; }
 done
 ok "--dry-run prints the eleven objects as a YAML stream kubectl reads (or a JSON List), no cluster needed; bad arguments: one line"
 
