@@ -454,10 +454,7 @@ answer_logs(struct client *c, double id)
 		p += len - KB_LOGS_MAX;
 		len = KB_LOGS_MAX;
 	}
-	/* Control characters would grow six-fold in JSON: '?' instead. */
-	for (n = 0; n < len; n++)
-		if (((unsigned char)p[n] < 0x20 && p[n] != '\n' && p[n] != '\t') || p[n] == 0x7f)
-			p[n] = '?';
+	log_text_clean(p, len);
 	p[len] = '\0';
 	if ((r = kb_msg_result(id, 1, 0, NULL)) != NULL)
 		cJSON_AddStringToObject(r, "log", p);

@@ -485,14 +485,11 @@ on_hello(struct kb_session *s, const cJSON *h, char *reason, size_t len, void *a
 static int
 answer_logs(struct kb_session *s, const cJSON *msg)
 {
-	static char buf[KB_LOGS_MAX + 1];
-	size_t n = log_ring_copy(buf, KB_LOGS_MAX), i;
+	char buf[KB_LOGS_MAX + 1];
+	size_t n = log_ring_copy(buf, KB_LOGS_MAX);
 	cJSON *r;
 
-	for (i = 0; i < n; i++)
-		if (((unsigned char)buf[i] < 0x20 && buf[i] != '\n' && buf[i] != '\t') ||
-		    buf[i] == 0x7f)
-			buf[i] = '?';
+	log_text_clean(buf, n);
 	buf[n] = '\0';
 	r = kb_msg_result(cJSON_GetObjectItemCaseSensitive(msg, "id")->valuedouble, 1, 0, NULL);
 	if (r)

@@ -20,6 +20,9 @@ int log_ring_init(size_t cap);
 /* Copy the newest lines of the ring (at most len bytes, from a line's
  * start) into buf; the number of bytes (0 without a ring). */
 size_t log_ring_copy(char *buf, size_t len);
+/* Log text for a JSON answer: control characters but newline and tab
+ * become '?' (they would grow six-fold as \u escapes). */
+void log_text_clean(char *buf, size_t len);
 /* log_warn appends strerror(errno); log_warnx does not. */
 void log_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void log_warnx(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
