@@ -33,6 +33,9 @@ struct client {
 	int logs;          /* a sidecar whose hello says it answers "logs" */
 	uint64_t logs_ms;  /* a daemon's last "logs" of the manager's ring */
 	unsigned log_waits; /* its "logs" waiting for a sidecar */
+	int debug;         /* its developer asked for its debug lines (kbridge loglevel debug) */
+	uint64_t debug_s;  /* ... the second of the last such line, and how many in it */
+	unsigned debug_n;
 	int refs;
 	/* manager.c's per-session limits: connects and lookups in flight, and
 	 * what was refused (logged when first refused, counted at the end) */
@@ -42,5 +45,11 @@ struct client {
 
 /* Drop a reference; the last one frees the client. */
 void client_unref(struct client *c);
+/* The developer a peer is (its certificate's user), the tag of the log
+ * lines about its session; NULL for a sidecar or the manager's own. */
+const char *client_user(const struct client *c);
+/* May a debug line about c's session be logged? At the manager's level
+ * debug; or when its developer asked, a bounded number a second. */
+int client_debug(struct client *c);
 
 #endif

@@ -276,7 +276,7 @@ denied(void *arg, int status, cJSON *body, const char *err)
 
 	(void)body;
 	if (status == 200)
-		log_info("csr %s of %s: denied", f->name, f->user);
+		log_info_for(f->user, "csr %s of %s: denied", f->name, f->user);
 	else
 		log_warnx("csr %s: cannot deny it: %s", f->name, err ? err : "no answer");
 	inflight_done(f);
@@ -289,8 +289,8 @@ signed_cb(void *arg, int status, cJSON *body, const char *err)
 
 	(void)body;
 	if (status == 200)
-		log_info("csr %s: signed a certificate for %s (%ld s)", f->name, f->user,
-		    f->seconds);
+		log_info_for(f->user, "csr %s: signed a certificate for %s (%ld s)", f->name,
+		    f->user, f->seconds);
 	else
 		log_warnx("csr %s: cannot store the certificate: %s", f->name,
 		    err ? err : "no answer");
@@ -421,11 +421,12 @@ deny:
 	free(pem);
 	if (is_approved) {
 		/* Approved by someone else: still not ours to sign. */
-		log_warnx("csr %s of %s: approved, but not signed: %s", name, f->user, why);
+		log_warnx_for(f->user, "csr %s of %s: approved, but not signed: %s", name,
+		    f->user, why);
 		inflight_done(f);
 		return;
 	}
-	log_info("csr %s of %s: denying: %s", name, f->user, why);
+	log_info_for(f->user, "csr %s of %s: denying: %s", name, f->user, why);
 	snprintf(path, sizeof(path), "%s/%s/approval", CSR_PATH, name);
 	if ((o = with_condition(obj, "Denied", "KbridgeDenied", why)) == NULL ||
 	    (f->req = kb_kube_request(s->kube, "PUT", path, o, denied, f)) == NULL) {

@@ -453,8 +453,8 @@ icpt_owner_hello(struct icpt_reg *r, struct client *c)
 				/* The same daemon reconnected: it still knows the intercept. */
 				i->client = c;
 				evtimer_del(i->grace);
-				log_info("intercept %s of %s on %s.%s is back", i->id, i->owner,
-				    w->name, w->ns);
+				log_info_for(i->owner, "intercept %s of %s on %s.%s is back",
+				    i->id, i->owner, w->name, w->ns);
 				/* After a restart, its previews wait for it. */
 				preview_intercept_made(i->owner, w->name, w->ns, i->id);
 			} else {
@@ -473,8 +473,8 @@ grace_expired(evutil_socket_t fd, short what, void *arg)
 
 	(void)fd;
 	(void)what;
-	log_info("intercept %s of %s on %s.%s released: its workstation did not come back",
-	    i->id, i->owner, w->name, w->ns);
+	log_info_for(i->owner, "intercept %s of %s on %s.%s released: its workstation did not "
+	    "come back", i->id, i->owner, w->name, w->ns);
 	preview_intercept_ended(i->id, 1);
 	intercept_free(i);
 	push(w);
@@ -710,7 +710,8 @@ resume_kept(struct client *c, const cJSON *req, struct intercept *i)
 	snprintf(i->instance, sizeof(i->instance), "%s", c->instance);
 	if (i->grace)
 		evtimer_del(i->grace);
-	log_info("intercept %s: %s resumed %s.%s", i->id, i->owner, i->w->name, i->w->ns);
+	log_info_for(i->owner, "intercept %s: %s resumed %s.%s", i->id, i->owner, i->w->name,
+	    i->w->ns);
 	preview_intercept_made(i->owner, i->w->name, i->w->ns, i->id);
 	push(i->w);
 	if (moved)
@@ -837,7 +838,8 @@ do_intercept(struct icpt_reg *reg, struct client *c, const cJSON *req)
 			cJSON_AddItemToObject(r, "intercept", intercept_json(i, c));
 			cJSON_AddItemToObject(r, "env", cJSON_Duplicate(w->env, 1));
 			env_note(w, r);
-			log_info("intercept %s: %s asked for it again", i->id, i->owner);
+			log_info_for(i->owner, "intercept %s: %s asked for it again", i->id,
+			    i->owner);
 			goto fail;	/* only frees n */
 		}
 		if (!strcmp(i->owner, c->name)) {
@@ -882,8 +884,8 @@ do_intercept(struct icpt_reg *reg, struct client *c, const cJSON *req)
 		goto fail;
 	}
 	match_str(n, m, sizeof(m));
-	log_info("intercept %s: %s intercepts %s.%s (%s) to port %u", n->id, n->owner, w->name,
-	    w->ns, m, n->port);
+	log_info_for(n->owner, "intercept %s: %s intercepts %s.%s (%s) to port %u", n->id,
+	    n->owner, w->name, w->ns, m, n->port);
 	preview_intercept_made(n->owner, w->name, w->ns, n->id);
 	push(w);
 	r = result(req, 1, 0, NULL);
@@ -916,7 +918,8 @@ do_leave(struct icpt_reg *reg, struct client *c, const cJSON *req)
 			if (!strcmp(i->owner, c->name)) {
 				cJSON *r = result(req, 1, 0, NULL);
 
-				log_info("intercept %s: %s left %s.%s", i->id, i->owner, w->name, w->ns);
+				log_info_for(i->owner, "intercept %s: %s left %s.%s", i->id,
+				    i->owner, w->name, w->ns);
 				cJSON_AddNumberToObject(r, "previews_ended",
 				    preview_intercept_ended(i->id, 0));
 				intercept_free(i);
@@ -945,8 +948,8 @@ icpt_end_all(struct icpt_reg *r, struct client *c, const char *why)
 			in = TAILQ_NEXT(i, entry);
 			if (i->client != c)
 				continue;
-			log_info("intercept %s: %s left %s.%s (%s)", i->id, i->owner, w->name, w->ns,
-			    why);
+			log_info_for(i->owner, "intercept %s: %s left %s.%s (%s)", i->id,
+			    i->owner, w->name, w->ns, why);
 			o = cJSON_CreateObject();
 			cJSON_AddStringToObject(o, "workload", w->name);
 			cJSON_AddStringToObject(o, "namespace", w->ns);

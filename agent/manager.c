@@ -131,6 +131,33 @@ client_unref(struct client *c)
 	free(c);
 }
 
+const char *
+client_user(const struct client *c)
+{
+	return strcmp(c->role, KB_ROLE_USER) == 0 && c->name[0] ? c->name : NULL;
+}
+
+/* At most this many debug lines a second for a session whose developer
+ * asked for them: the ring is shared, and one developer's lines must not
+ * push out the others'. The rest of the second's are not logged. */
+#define SESSION_DEBUG_PER_S 50
+
+int
+client_debug(struct client *c)
+{
+	uint64_t s;
+
+	if (log_level() >= KB_LOG_DEBUG)
+		return 1;
+	if (!c->debug)
+		return 0;
+	if ((s = kb_now_ms() / 1000) != c->debug_s) {
+		c->debug_s = s;
+		c->debug_n = 0;
+	}
+	return c->debug_n < SESSION_DEBUG_PER_S && ++c->debug_n > 0;
+}
+
 static void
 client_gone(struct client *c)
 {
@@ -217,10 +244,10 @@ static void
 refused(struct client *c, unsigned long *count, const char *what)
 {
 	if ((*count)++ == 0)
-		log_warnx("session %s from %s: %s; more like it are counted until the session ends",
-		    c->name, c->peer, what);
+		log_warnx_for(client_user(c), "session %s from %s: %s; more like it are counted "
+		    "until the session ends", c->name, c->peer, what);
 	else
-		log_debug("session %s: %s", c->name, what);
+		log_debug_for(client_user(c), client_debug(c), "session %s: %s", c->name, what);
 }
 
 /* --- dialing cluster addresses --- */
@@ -245,13 +272,15 @@ dial_done(void *arg, struct kb_stream *st, int err, char *text, size_t textlen)
 
 	dl->c->dials--;
 	if (err < 0) {
-		log_debug("%s: dial to %s cancelled", __func__, dl->dst);
+		log_debug_for(client_user(dl->c), client_debug(dl->c), "session %s: dial to %s "
+		    "cancelled", dl->c->name, dl->dst);
 		free(dl);
 		return;
 	}
 	kb_stream_set_cbs(st, &open_cbs, NULL);
 	if (err == 0)
-		log_debug("%s: %s connected to %s", __func__, dl->c->name, dl->dst);
+		log_debug_for(client_user(dl->c), client_debug(dl->c), "session %s: connected "
+		    "to %s", dl->c->name, dl->dst);
 	else if (err == ECONNREFUSED)
 		snprintf(text, textlen, "connection to %s refused", dl->dst);
 	else if (err == ETIMEDOUT)
@@ -259,7 +288,8 @@ dial_done(void *arg, struct kb_stream *st, int err, char *text, size_t textlen)
 	else
 		snprintf(text, textlen, "%s is unreachable: %s", dl->dst, strerror(err));
 	if (err)
-		log_debug("%s: %s", __func__, text);
+		log_debug_for(client_user(dl->c), client_debug(dl->c), "session %s: %s",
+		    dl->c->name, text);
 	free(dl);
 }
 
@@ -338,6 +368,9 @@ lookup_done(void *arg, int rcode, const struct resolver_rr *rrs, size_t n, uint3
 	cJSON *msg, *a, *recs, *o;
 	size_t i;
 
+	log_debug_for(client_user(c), client_debug(c), "session %s: resolved type %d: rcode %d, "
+	    "%zu records", c->name, lk->qtype, rcode, n);
+
 	if (c->sess && (msg = kb_msg_new(KB_MSG_RESOLVED)) != NULL) {
 		cJSON_AddNumberToObject(msg, "id", lk->id);
 		cJSON_AddNumberToObject(msg, "rcode", rcode);
@@ -381,45 +414,14 @@ lookup_refuse(struct client *c, double id)
 	kb_session_send_control(c->sess, msg);
 }
 
-static int
-word_char(char ch)
-{
-	return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
-	    ch == '-' || ch == '_' || ch == '.' || ch == '@';
-}
-
-/* Does line (len bytes) name user where the manager's lines name the user
- * they are about: "session USER ", "csr X of USER:", "certificate for USER ",
- * "intercept ID: USER left", "preview T of USER on"? A word of its own
- * there, not merely somewhere (a user named "from" gets no other's lines). */
-static int
-names_user(const char *line, size_t len, const char *user)
-{
-	static const char *before[] = { "session ", " of ", ": ", " for " };
-	size_t ulen = strlen(user), i, k, b;
-
-	if (ulen == 0)
-		return 0;
-	for (i = 0; i + ulen <= len; i++) {
-		if (memcmp(line + i, user, ulen) != 0 ||
-		    (i + ulen < len && word_char(line[i + ulen])))
-			continue;
-		for (k = 0; k < sizeof(before) / sizeof(before[0]); k++) {
-			b = strlen(before[k]);
-			if (i >= b && memcmp(line + i - b, before[k], b) == 0)
-				return 1;
-		}
-	}
-	return 0;
-}
-
-/* Answer "logs": of the ring's lines, the newest that name the session's
- * user (not other developers' lines), at most KB_LOGS_MAX bytes. */
+/* Answer "logs": the newest of the ring's lines tagged with the session's
+ * user (log_*_for; not other developers' lines, nor untagged ones), at
+ * most KB_LOGS_MAX bytes. */
 static void
 answer_logs(struct client *c, double id)
 {
-	char *all, *out, *p, *nl;
-	size_t n, olen = 0, len;
+	char *out;
+	size_t n;
 	uint64_t now = kb_now_ms();
 	cJSON *r;
 
@@ -429,36 +431,15 @@ answer_logs(struct client *c, double id)
 		return;
 	}
 	c->logs_ms = now;
-	if ((all = malloc(LOG_RING_SIZE)) == NULL || (out = malloc(LOG_RING_SIZE + 1)) == NULL) {
-		free(all);
+	if ((out = malloc(KB_LOGS_MAX + 1)) == NULL) {
 		kb_session_send_control(c->sess, kb_msg_result(id, 0, 500, "out of memory"));
 		return;
 	}
-	n = log_ring_copy(all, LOG_RING_SIZE);
-	for (p = all; p < all + n; p = nl + 1) {
-		if ((nl = memchr(p, '\n', (size_t)(all + n - p))) == NULL)
-			break;
-		len = (size_t)(nl + 1 - p);
-		if (names_user(p, len - 1, c->name)) {
-			memcpy(out + olen, p, len);
-			olen += len;
-		}
-	}
-	/* The newest KB_LOGS_MAX bytes, from a line's start. */
-	p = out;
-	while (olen - (size_t)(p - out) > KB_LOGS_MAX && (nl = memchr(p, '\n',
-	    olen - (size_t)(p - out))) != NULL)
-		p = nl + 1;
-	len = olen - (size_t)(p - out);
-	if (len > KB_LOGS_MAX) {
-		p += len - KB_LOGS_MAX;
-		len = KB_LOGS_MAX;
-	}
-	log_text_clean(p, len);
-	p[len] = '\0';
+	n = log_ring_copy_for(client_user(c), out, KB_LOGS_MAX);
+	log_text_clean(out, n);
+	out[n] = '\0';
 	if ((r = kb_msg_result(id, 1, 0, NULL)) != NULL)
-		cJSON_AddStringToObject(r, "log", p);
-	free(all);
+		cJSON_AddStringToObject(r, "log", out);
 	free(out);
 	kb_session_send_control(c->sess, r);
 }
@@ -582,6 +563,20 @@ sidecar_result(struct client *c, const cJSON *msg)
 	return 0;
 }
 
+/* "loglevel" (kbridge loglevel): this session's debug lines on or off,
+ * never the manager's level, which is the operator's. */
+static void
+client_loglevel(struct client *c, const char *level)
+{
+	int on = strcmp(level, "debug") == 0;
+
+	if (on == c->debug)
+		return;
+	c->debug = on;
+	log_info_for(client_user(c), "session %s from %s: its debug lines %s (kbridge loglevel)",
+	    c->name, c->peer, on ? "on" : "off");
+}
+
 static int
 on_control(struct kb_session *s, const cJSON *msg, const char *type, void *arg)
 {
@@ -610,12 +605,15 @@ on_control(struct kb_session *s, const cJSON *msg, const char *type, void *arg)
 	if (c->kind != CLIENT_DAEMON)
 		return -1;
 	if ((rc = kb_msg_parse(msg, &t, err, sizeof(err))) < 0) {
-		log_warnx("session %s from %s: %s", c->name, c->peer, err);
+		log_warnx_for(client_user(c), "session %s from %s: %s", c->name, c->peer, err);
 		return -1;
 	}
 	switch (t) {
 	case KB_MSG_RESOLVE:
 		break;
+	case KB_MSG_LOGLEVEL:
+		client_loglevel(c, cJSON_GetObjectItemCaseSensitive(msg, "level")->valuestring);
+		return 0;
 	case KB_MSG_LOGS:
 		id = cJSON_GetObjectItemCaseSensitive(msg, "id");
 		wl = cJSON_GetObjectItemCaseSensitive(msg, "workload");
@@ -665,6 +663,8 @@ on_control(struct kb_session *s, const cJSON *msg, const char *type, void *arg)
 	lk->qtype = qt->valueint;
 	c->refs++;
 	c->lookups++;
+	log_debug_for(client_user(c), client_debug(c), "session %s: resolve %s type %d",
+	    c->name, name->valuestring, qt->valueint);
 	resolver_lookup_rr(c->m->resolver, name->valuestring, qt->valueint, lookup_done, lk);
 	return 0;
 }
@@ -755,8 +755,8 @@ one_session(struct client *c, const cJSON *h, char *reason, size_t rlen)
 	if (!o)
 		return 0;
 	if (c->instance[0] && !strcmp(o->instance, c->instance)) {
-		log_info("session %s from %s replaces its own older session from %s", c->name,
-		    c->peer, o->peer);
+		log_info_for(client_user(c), "session %s from %s replaces its own older session "
+		    "from %s", c->name, c->peer, o->peer);
 		icpt_move(c->m->icpts, o, c);
 		kb_session_goaway(o->sess, "replaced by a newer session of this daemon", 0);
 		return 0;
@@ -767,7 +767,8 @@ one_session(struct client *c, const cJSON *h, char *reason, size_t rlen)
 		    c->name, o->peer);
 		return -1;
 	}
-	log_info("session %s from %s replaces the session from %s", c->name, c->peer, o->peer);
+	log_info_for(client_user(c), "session %s from %s replaces the session from %s", c->name,
+	    c->peer, o->peer);
 	cJSON_Delete(icpt_end_all(c->m->icpts, o, "its session was replaced"));
 	if (o->replaceable && (msg = kb_msg_new(KB_MSG_REPLACED)) != NULL) {
 		cJSON_AddStringToObject(msg, "by", c->peer);
@@ -817,6 +818,7 @@ on_hello(struct kb_session *s, const cJSON *h, char *reason, size_t rlen, void *
 		c->replaceable = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(h, "replaceable"));
 		c->cluster_updates = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(h,
 		    "cluster_updates"));
+		c->debug = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(h, "debug"));
 		if (one_session(c, h, reason, rlen) < 0)
 			return -1;
 	}
@@ -829,9 +831,11 @@ on_hello(struct kb_session *s, const cJSON *h, char *reason, size_t rlen, void *
 	cJSON_AddTrueToObject(r, "leave_all");
 	cJSON_AddTrueToObject(r, "dns_records");
 	cJSON_AddTrueToObject(r, "logs");
+	cJSON_AddTrueToObject(r, "loglevel");
 	cluster_lists(m, r);
-	log_info("session %s from %s: hello (%s, namespace %s)", c->name, c->peer,
-	    role->valuestring, cJSON_IsString(ns) ? ns->valuestring : "-");
+	log_info_for(client_user(c), "session %s from %s: hello (%s, namespace %s%s)", c->name,
+	    c->peer, role->valuestring, cJSON_IsString(ns) ? ns->valuestring : "-",
+	    c->debug ? ", its debug lines on" : "");
 	if (kb_session_send_hello(s, r) < 0)
 		return -1;
 	if (sidecar)
@@ -868,8 +872,8 @@ on_limit(struct kb_session *s, const char *what, void *arg)
 	struct client *c = arg;
 
 	(void)s;
-	log_warnx("session %s from %s: %s; more like it are counted until the session ends",
-	    c->name, c->peer, what);
+	log_warnx_for(client_user(c), "session %s from %s: %s; more like it are counted until "
+	    "the session ends", c->name, c->peer, what);
 }
 
 static void
@@ -881,8 +885,8 @@ on_close(struct kb_session *s, const char *err, void *arg)
 
 	kb_session_stats(s, &st);
 	refused_counts(counts, sizeof(counts), &st, c);
-	log_info("session %s from %s closed%s%s%s", c->name, c->peer, err ? ": " : "", err ? err : "",
-	    counts);
+	log_info_for(client_user(c), "session %s from %s closed%s%s%s", c->name, c->peer,
+	    err ? ": " : "", err ? err : "", counts);
 	kb_session_free(s);
 	c->sess = NULL;
 	icpt_client_gone(c->m->icpts, c);
@@ -905,7 +909,8 @@ on_goaway(struct kb_session *s, const char *reason, void *arg)
 
 	if (c->kind == CLIENT_DAEMON && !c->leaving) {
 		c->leaving = 1;
-		log_info("session %s from %s leaving: %s", c->name, c->peer, reason);
+		log_info_for(client_user(c), "session %s from %s leaving: %s", c->name, c->peer,
+		    reason);
 	}
 	/* May end the session now (no stream open): c may be gone after. */
 	kb_session_goaway(s, "goodbye", LEAVING_LINGER_MS);

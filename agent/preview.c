@@ -336,7 +336,7 @@ preview_intercept_made(const char *owner, const char *wl, const char *ns, const 
 			continue;
 		p->expires = p->ttl_expires;
 		shown(p->token, t, sizeof(t));
-		log_info("preview %s of %s on %s.%s serves intercept %s again", t, owner, wl, ns, id);
+		log_info_for(owner, "preview %s of %s on %s.%s serves intercept %s again", t, owner, wl, ns, id);
 		n++;
 	}
 	if (n)
@@ -413,7 +413,7 @@ sweep(evutil_socket_t fd, short what, void *arg)
 		if (expired(p, now)) {
 			char t[16];
 			shown(p->token, t, sizeof(t));
-			log_info("preview %s of %s on %s.%s expired", t, p->owner, p->workload, p->ns);
+			log_info_for(p->owner, "preview %s of %s on %s.%s expired", t, p->owner, p->workload, p->ns);
 			preview_free(p);
 			n++;
 		}
@@ -436,7 +436,7 @@ preview_intercept_ended(const char *id, int released)
 			continue;
 		shown(p->token, t, sizeof(t));
 		n++;
-		log_info("preview %s of %s on %s.%s ended with its intercept%s", t, p->owner,
+		log_info_for(p->owner, "preview %s of %s on %s.%s ended with its intercept%s", t, p->owner,
 		    p->workload, p->ns, released ? " (released)" : "");
 		preview_free(p);
 	}
@@ -990,7 +990,7 @@ create_resolved(void *arg, int rcode, const char *const *addrs, size_t n, uint32
 		snprintf(err, sizeof(err), "for %ld s", pd->ttl);
 	else
 		snprintf(err, sizeof(err), "while the intercept lasts");
-	log_info("preview %s: %s previews %s.%s (intercept %s, service %s:%u) %s", t, p->owner,
+	log_info_for(p->owner, "preview %s: %s previews %s.%s (intercept %s, service %s:%u) %s", t, p->owner,
 	    p->workload, p->ns, p->icpt, addrs[0], pd->port, err);
 	r = kb_msg_result(pd->id, 1, 0, NULL);
 	cJSON_AddItemToObject(r, "preview", preview_json(p, c));
@@ -1112,7 +1112,7 @@ do_remove(struct client *c, double id, const cJSON *msg)
 		return;
 	}
 	shown(p->token, t, sizeof(t));
-	log_info("preview %s of %s on %s.%s removed", t, p->owner, p->workload, p->ns);
+	log_info_for(p->owner, "preview %s of %s on %s.%s removed", t, p->owner, p->workload, p->ns);
 	r = kb_msg_result(id, 1, 0, NULL);
 	cJSON_AddItemToObject(r, "preview", preview_json(p, c));
 	preview_free(p);

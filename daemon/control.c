@@ -512,15 +512,17 @@ out:
 	cJSON_Delete(body);
 }
 
-/* POST /v1/loglevel {"level": "debug"|"info"}: at once, no restart. */
+/* POST /v1/loglevel {"level": "debug"|"info"}: at once, no restart; the
+ * manager's debug lines about this session too ({"manager": true} if it
+ * was told). */
 static void
 handle_loglevel(struct evhttp_request *req, void *arg)
 {
+	struct kbd *d = arg;
 	const cJSON *lv;
 	cJSON *body, *j;
-	int want;
+	int want, mgr;
 
-	(void)arg;
 	if (control_request(req, 1, &body) < 0)
 		return;
 	lv = cJSON_GetObjectItemCaseSensitive(body, "level");	/* checked: debug or info */
@@ -531,8 +533,12 @@ handle_loglevel(struct evhttp_request *req, void *arg)
 		log_info("log level %s (asked through the control socket)", log_level_name(want));
 		log_set_level(want);
 	}
+	/* The manager's debug lines about this session follow ours. */
+	if ((mgr = tunnel_loglevel(d->tunnel, want)) < 0)
+		log_warnx("cannot tell the manager the log level");
 	if ((j = cJSON_CreateObject()) == NULL ||
-	    cJSON_AddStringToObject(j, "level", log_level_name(want)) == NULL) {
+	    cJSON_AddStringToObject(j, "level", log_level_name(want)) == NULL ||
+	    cJSON_AddBoolToObject(j, "manager", mgr > 0) == NULL) {
 		cJSON_Delete(j);
 		control_error(req, 500, "out of memory");
 		return;

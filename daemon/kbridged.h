@@ -97,6 +97,11 @@ const struct kb_profile *tunnel_profile(const struct tunnel *t);
 const char *tunnel_namespace(const struct tunnel *t);
 /* Does the manager answer "logs" (its hello said so)? */
 int tunnel_manager_logs(const struct tunnel *t);
+/* Tell the manager our level (kbridge loglevel): at debug, its debug lines
+ * about this session too, never its other lines. 1 if told, 0 if not
+ * connected or the manager takes no "loglevel" (the hello of the next
+ * session carries the level), -1 on failure. */
+int tunnel_loglevel(struct tunnel *t, int level);
 /* Start connecting with profile p (taken, freed on failure) to namespace ns;
  * kube (checked by kb_api_check, copied; may be NULL) is shown in the
  * status; replace: take over our user's other session. The outcome goes to

@@ -61,6 +61,7 @@ struct tunnel {
 	int mgr_leave_all;          /* it takes "leave-all" (its hello says so) */
 	int mgr_dns_records;        /* it answers "records" and any type (its hello) */
 	int mgr_logs;               /* it answers "logs" (its hello) */
+	int mgr_loglevel;           /* it takes "loglevel" (its hello) */
 	int left_all;               /* we sent it: our intercepts ended at once */
 	char replaced_by[80];       /* the manager gave our session to another workstation */
 	unsigned reconnects;
@@ -100,6 +101,22 @@ int
 tunnel_manager_logs(const struct tunnel *t)
 {
 	return t->mgr_logs;
+}
+
+int
+tunnel_loglevel(struct tunnel *t, int level)
+{
+	cJSON *msg;
+
+	if (!t->sess || !kb_session_ready(t->sess) || !t->mgr_loglevel)
+		return 0;
+	if ((msg = kb_msg_new(KB_MSG_LOGLEVEL)) == NULL ||
+	    cJSON_AddStringToObject(msg, "level", level >= KB_LOG_DEBUG ? "debug" : "info") ==
+	    NULL) {
+		cJSON_Delete(msg);
+		return -1;
+	}
+	return kb_session_send_control(t->sess, msg) < 0 ? -1 : 1;
 }
 
 const char *
@@ -402,6 +419,7 @@ on_hello(struct kb_session *s, const cJSON *h, char *reason, size_t rlen, void *
 	t->mgr_leave_all = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(h, "leave_all"));
 	t->mgr_dns_records = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(h, "dns_records"));
 	t->mgr_logs = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(h, "logs"));
+	t->mgr_loglevel = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(h, "loglevel"));
 	t->left_all = 0;
 	t->replace = 0;	/* taken over once; a reconnect is the same session */
 	t->replaced_by[0] = '\0';
@@ -614,6 +632,9 @@ link_hello(void *arg)
 	cJSON_AddTrueToObject(hello, "cluster_updates");
 	if (t->replace)
 		cJSON_AddTrueToObject(hello, "replace");
+	/* kbridge loglevel debug: the manager's lines about us too. */
+	if (log_level() >= KB_LOG_DEBUG)
+		cJSON_AddTrueToObject(hello, "debug");
 	return hello;
 }
 

@@ -17,9 +17,13 @@ int log_level(void);
 const char *log_level_name(int level);
 /* Keep the last cap bytes of log lines in memory too: 0, or -1. */
 int log_ring_init(size_t cap);
-/* Copy the newest lines of the ring (at most len bytes, from a line's
- * start) into buf; the number of bytes (0 without a ring). */
+/* Copy the newest whole lines of the ring that fit len bytes into buf;
+ * the number of bytes (0 without a ring). */
 size_t log_ring_copy(char *buf, size_t len);
+/* The same, of only the lines tagged with user (log_*_for): in the ring
+ * the tag is kept apart from the text, which never decides whose a line
+ * is. Untagged lines are never copied here. */
+size_t log_ring_copy_for(const char *user, char *buf, size_t len);
 /* Log text for a JSON answer: control characters but newline and tab
  * become '?' (they would grow six-fold as \u escapes). */
 void log_text_clean(char *buf, size_t len);
@@ -28,6 +32,16 @@ void log_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void log_warnx(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void log_info(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void log_debug(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* A line about one user (the manager's lines about a developer's session,
+ * intercept, preview, certificate): tagged with user in the ring (NULL:
+ * no tag). log_debug_for prints at level debug, or when asked is set
+ * (that user asked for their debug lines: kbridge loglevel debug). */
+void log_warnx_for(const char *user, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+void log_info_for(const char *user, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+void log_debug_for(const char *user, int asked, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 void fatal(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
 void fatalx(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
 

@@ -129,6 +129,19 @@ logs_check(const cJSON *msg, char *err, size_t errlen)
 	return 0;
 }
 
+/* "loglevel": "debug" or "info", as the daemon's own levels. */
+static int
+loglevel_check(const cJSON *msg, char *err, size_t errlen)
+{
+	const char *l = cJSON_GetObjectItemCaseSensitive(msg, "level")->valuestring;
+
+	if (strcmp(l, "debug") != 0 && strcmp(l, "info") != 0) {
+		snprintf(err, errlen, "loglevel: level must be debug or info");
+		return -1;
+	}
+	return 0;
+}
+
 static int
 resolve_check(const cJSON *msg, char *err, size_t errlen)
 {
@@ -192,6 +205,9 @@ static const struct spec specs[KB_MSG__COUNT] = {
 		{ "replica", K_INT, F_NULL, 0, KB_LOGS_REPLICA_MAX, 400, "replica must be 0-63",
 		  NULL },
 	}, logs_check },
+	[KB_MSG_LOGLEVEL] = { "loglevel", {
+		{ "level", K_STR, F_REQ, 1, 5, 0, NULL, NULL },
+	}, loglevel_check },
 	[KB_MSG_REPLACED] = { "replaced", {
 		{ "by", K_STR, 0, 0, 253, 0, NULL, NULL },
 	}, NULL },

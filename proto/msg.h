@@ -39,6 +39,7 @@ enum kb_msg_type {
 	KB_MSG_INTERCEPTS,	/* manager -> sidecar */
 	KB_MSG_CLUSTER,		/* manager -> daemon: new subnets and namespaces */
 	KB_MSG_LOGS,		/* daemon -> manager: its recent lines about us */
+	KB_MSG_LOGLEVEL,	/* daemon -> manager: its debug lines about us on or off */
 	KB_MSG__COUNT
 };
 

@@ -45,6 +45,47 @@ expect 0 kb logs --tail 2
 expect 0 kb logs --tail 0; [[ ! -s $tmp/out ]]
 ok "logs: the daemon's file (named in status), every line dated in ISO 8601 UTC; --tail"
 
+# --- loglevel reaches the manager: debug lines about alice's own session,
+# in her gather-logs manager.log, only while she asked; never bob's, never
+# the manager's level (it logs no other debug line)
+mgrlog() { # (the manager answers one "logs" of a session per 200 ms)
+	sleep 0.25
+	rm -rf "$tmp/kbridge-logs" "$tmp/m.tar.gz"
+	TMPDIR=$tmp expect 0 kb gather-logs -o "$tmp/m.tar.gz"
+	tar -C "$tmp" -xzf "$tmp/m.tar.gz"
+}
+lookups() { # lookups NAME: from alice's and bob's workstations (answered or not)
+	pg ws getent hosts "$1.default" >/dev/null || true
+	QUIET=1 pg bob getent hosts "$1.default" >/dev/null || true
+}
+m=$tmp/kbridge-logs/manager.log
+lookups "dbg0-$$"
+mgrlog
+grep -qE 'session alice from .*: hello' "$m"
+no grep -q '\[debug\]' "$m"
+no grep -q '\[debug\]' "$STATE/manager.log"
+expect 0 kb loglevel debug
+lookups "dbg1-$$"
+[[ $(pg ws curl -sS -m 5 http://web.default/) == "hello from web (cluster)" ]]
+[[ $(QUIET=1 pg bob curl -sS -m 5 http://web.default/) == "hello from web (cluster)" ]]
+mgrlog
+grep -qE 'kbridge-agent\[info\] session alice from .*: its debug lines on \(kbridge loglevel\)' "$m"
+grep -qE "kbridge-agent\[debug\] session alice: resolve dbg1-$$" "$m"
+grep -qE 'kbridge-agent\[debug\] session alice: connected to 10\.96\.' "$m"
+no grep -qw bob "$m"
+[[ $(grep -cvE "$iso" "$m") == 0 ]]
+# the manager's own log: debug lines about alice's session, none other
+grep -qE "\[debug\] session alice: resolve dbg1-$$" "$STATE/manager.log"
+[[ -z $(grep -E '\[debug\]' "$STATE/manager.log" | grep -v '\[debug\] session alice: ') ]]
+expect 0 kb loglevel info
+mark=$(wc -l < "$STATE/manager.log")
+lookups "dbg2-$$"
+mgrlog
+grep -qE 'session alice from .*: its debug lines off' "$m"
+no grep -q "dbg2-$$" "$m"
+no grep -q '\[debug\]' <(tail -n +"$((mark + 1))" "$STATE/manager.log")
+ok "loglevel debug: the manager's debug lines about alice's session in her manager.log, none about bob's; info: none"
+
 # --- loglevel, seen by a follower
 "$PG" exec ws -- "$KB_BIN/kbridge" logs -f --tail 0 >"$tmp/follow" 2>&1 &
 follow=$!
@@ -101,7 +142,8 @@ ok "gather-logs never replaces a file; its temporary directory is gone"
 
 # A sidecar's log, for a workload alice intercepts; not for bob, who does not.
 kb intercept web --port 8080 --http-header x-dev=alice >/dev/null 2>&1
-QUIET=1 bob intercept api --port 8080 --http-header x-dev=bob >/dev/null 2>&1
+# bob's header quotes alice: his line's text names her, yet it is his
+QUIET=1 bob intercept api --port 8080 --http-header 'x-dev=bob for alice' >/dev/null 2>&1
 [[ $(pg ws curl -sS -m 5 -H 'x-dev: nobody' http://web.default/) == "hello from web (cluster)" ]]
 rm -rf "$tmp/kbridge-logs"
 expect 0 kb gather-logs -o "$tmp/s.tar.gz"
@@ -114,7 +156,8 @@ grep -qE 'kbridge-sidecar\[info\] 1 intercept\(s\) on web.default' "$f"
 [[ ! -e $tmp/kbridge-logs/sidecar-api.default-0.log ]]
 grep -qE 'intercept [a-z0-9]+: alice intercepts web\.default' "$tmp/kbridge-logs/manager.log"
 no grep -qw bob "$tmp/kbridge-logs/manager.log"
-grep -qE 'intercept [a-z0-9]+: bob intercepts api\.default' "$STATE/manager.log"
+grep -qE 'intercept [a-z0-9]+: bob intercepts api\.default .*bob for alice' "$STATE/manager.log"
+no grep -q 'for alice' "$tmp/kbridge-logs/manager.log"
 sock=$STATE/bob/kbridged.sock
 code=$(QUIET=1 pg bob curl -sS -o "$tmp/bob.json" -w '%{http_code}' --unix-socket "$sock" \
 	-X POST -d '{"workload":"web","namespace":"default"}' http://kbridged/v1/sidecar-log)

@@ -1,6 +1,8 @@
 /* proto/log.c: lines dated in ISO 8601 (UTC, milliseconds), levels changed
  * at run time, and the in-memory ring the manager hands out for 'kbridge
- * gather-logs': the newest whole lines, bounded, after wrapping too. */
+ * gather-logs': the newest whole lines, bounded, after wrapping too; and
+ * the lines about one user, chosen by the tag they were logged with (never
+ * by their text), with that user's debug lines when they asked. */
 #include <regex.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,6 +22,26 @@ ring(size_t len)
 
 	got[n] = '\0';
 	return got;
+}
+
+/* The ring's newest lines tagged user, NUL-terminated. */
+static const char *
+ring_for(const char *user, size_t len)
+{
+	size_t n = log_ring_copy_for(user, got, len < sizeof(got) ? len : sizeof(got) - 1);
+
+	got[n] = '\0';
+	return got;
+}
+
+static int
+lines(const char *s)
+{
+	int n = 0;
+
+	while ((s = strchr(s, '\n')) != NULL)
+		s++, n++;
+	return n;
 }
 
 static int
@@ -90,5 +112,46 @@ main(void)
 	log_info("after");
 	ok(strstr(ring(sizeof(got)), "test[info] after\n") != NULL);
 	ok(strlen(got) <= 1024);
+
+	/* Tagged lines: a user's copy holds the lines tagged with their name
+	 * only. Bob's line quoting " for alice" (another developer's input)
+	 * is not alice's; an untagged line naming her is not either. */
+	log_info_for("bob", "intercept x: bob asked for a header \"x: for alice\" for alice");
+	log_info_for("alice", "session alice from 10.0.0.1:4000: hello");
+	log_info("session alice from 10.0.0.2:4001: untagged");
+	log_warnx_for("alicex", "session alicex from 10.0.0.3:4002: refused");
+	ok(strstr(ring_for("alice", sizeof(got)), "test[info] session alice from 10.0.0.1:4000: "
+	    "hello\n") != NULL && lines(got) == 1 && every_line_dated(got));
+	ok(strstr(got, "for alice") == NULL && strstr(got, "untagged") == NULL &&
+	    strstr(got, "alicex") == NULL);
+	ok(strstr(ring_for("bob", sizeof(got)), "for alice\n") != NULL && lines(got) == 1);
+	ok(ring_for("alic", sizeof(got))[0] == '\0' && ring_for("", sizeof(got))[0] == '\0' &&
+	    ring_for(NULL, sizeof(got))[0] == '\0');
+	/* The whole ring (a sidecar's answer) has them all. */
+	ring(sizeof(got));
+	ok(strstr(got, "for alice\n") && strstr(got, "untagged\n") && strstr(got, "hello\n"));
+
+	/* Debug lines about a user: only at level debug, or when they asked;
+	 * asking does not change the level for anyone else's lines. */
+	log_debug_for("alice", 0, "alice not asked");
+	log_debug_for("alice", 1, "alice asked");
+	log_debug("global debug");
+	log_debug_for("bob", 0, "bob not asked");
+	ok(log_level() == KB_LOG_INFO);
+	ok(strstr(ring_for("alice", sizeof(got)), "test[debug] alice asked\n") != NULL &&
+	    strstr(got, "not asked") == NULL);
+	ok(strstr(ring(sizeof(got)), "global debug") == NULL && strstr(got, "bob not asked") == NULL);
+
+	/* Wrapped by other lines: alice's newest, whole, bounded by len. */
+	for (i = 0; i < 300; i++) {
+		log_info("other %03d", i);
+		if (i % 50 == 49)
+			log_info_for("alice", "alice %03d", i);
+	}
+	ok(strstr(ring_for("alice", sizeof(got)), "alice 299\n") != NULL &&
+	    strstr(got, "alice 049") == NULL && strstr(got, "other") == NULL &&
+	    every_line_dated(got));
+	ring_for("alice", strlen("0000-00-00T00:00:00.000Z test[info] alice 299\n") + 10);
+	ok(lines(got) == 1 && strstr(got, "alice 299\n") != NULL && every_line_dated(got));
 	return ok_done();
 }

@@ -99,6 +99,9 @@ valid(enum kb_msg_type t)
 	case KB_MSG_INTERCEPTS:
 		cJSON_AddArrayToObject(m, "intercepts");
 		break;
+	case KB_MSG_LOGLEVEL:
+		cJSON_AddStringToObject(m, "level", "debug");
+		break;
 	case KB_MSG_CLUSTER:
 		cJSON_AddItemToArray(cJSON_AddArrayToObject(m, "subnets"),
 		    cJSON_CreateString("10.96.0.0/16"));
@@ -328,6 +331,12 @@ main(void)
 	ok(refused("{\"type\":\"logs\",\"id\":1,\"workload\":\"../x\",\"namespace\":\"default\"}",
 	    400, "invalid workload or namespace name"));
 	ok(refused("{\"type\":\"logs\"}", -1, "logs: \"id\" must be an integer 0-4294967295"));
+	/* "loglevel": debug or info, nothing else. */
+	ok(refused("{\"type\":\"loglevel\",\"level\":\"info\"}", 0, ""));
+	ok(refused("{\"type\":\"loglevel\",\"level\":\"trace\"}", -1,
+	    "loglevel: level must be debug or info"));
+	ok(refused("{\"type\":\"loglevel\"}", -1, "loglevel: \"level\" must be a string "
+	    "of 1-5 characters"));
 	ok(refused("{\"type\":\"list\",\"id\":1,\"namespace\":7}", 400,
 	    "namespace must be a string"));
 	ok(refused("{\"type\":\"list\",\"id\":1}", 0, ""));
