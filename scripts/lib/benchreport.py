@@ -544,6 +544,76 @@ def header_lines(title, load_desc, env):
     return out
 
 
+class Figures:
+    """The medians and spreads of a benchmark's rounds per variant, as the
+    tables show them."""
+
+    def __init__(self, runs, keys):
+        self.runs = runs
+        self.med, self.spread = medians(runs, keys)
+
+    def g(self, v, k):
+        return self.med[v].get(k)
+
+    def c(self, v, k, fmt):
+        x = self.med[v].get(k)
+        return 'n/a' if x is None else fmt % x
+
+    def sp(self, v, k):
+        s = self.spread[v].get(k)
+        return 'n/a' if not s or s['half_range_pct'] is None else '%.0f%%' % s['half_range_pct']
+
+    def versus(self, k, x, a='sidecar', b='haproxy'):
+        """"A vs B us (RATIO)" for a target on figure k, '-' without one."""
+        return '-' if x is None else '%s vs %s us (%s)' % (self.c(a, k, '%.1f'), self.c(b, k, '%.1f'), fmt_ratio(x))
+
+
+def variant_table(f, variants, labels, cols):
+    """One line per variant; cols: (heading, unit, width, key, format), format
+    None for the key's spread (+-). A units line when a column has a unit."""
+    row = '%-30s' + ''.join(' %%%ds' % w for _, _, w, _, _ in cols)
+    hdr = row % (('variant',) + tuple(h for h, _, _, _, _ in cols))
+    out = [hdr]
+    if any(u for _, u, _, _, _ in cols):
+        out.append(row % (('',) + tuple(u for _, u, _, _, _ in cols)))
+    out.append('-' * len(hdr))
+    for v in variants:
+        out.append(row % ((labels[v],) + tuple(f.sp(v, k) if fmt is None else f.c(v, k, fmt)
+                                               for _, _, _, k, fmt in cols)))
+    return out
+
+
+def report_rounds(b, parsed, out, dur, rounds, quick, hz):
+    """The report of a benchmark of interleaved rounds per variant (intercept,
+    h2): the header, the variants' table, b's own lines, idle memory, the
+    ratios of medians, the targets, the notes; printed and written as JSON.
+    b: the benchmark's variants, columns, ratios and targets (IC_BENCH)."""
+    runs, env, notes, mem_idle, extra = parsed
+    f = Figures(runs, b['keys'])
+    lines = header_lines(
+        '%s: %d round%s x %d s per variant, interleaved (%s)%s; %d CPUs, kernel %s' % (
+            b['title'], rounds, 's' if rounds != 1 else '', dur, b['order'], ', --quick' if quick else '',
+            os.cpu_count(), platform.release()), b['load_desc'], env)
+    lines.append('')
+    lines += variant_table(f, b['variants'], b['labels'], b['columns'])
+    lines += b['column_note'] + b['more'](f)
+    lines.append('idle memory before the load (VmRSS RssAnon kB): %s' % ', '.join(
+        '%s %s' % (v, mem_idle[v]) for v in b['variants'] if v in mem_idle))
+    if 'mem_after' in extra.get('sidecar', {}):
+        lines.append('sidecar memory after all loads (VmRSS RssAnon kB): %s' % extra['sidecar']['mem_after'])
+    lines.append('')
+    rl, ratios = ratio_lines(runs, f.med, b['ratios'], 36)
+    lines += rl + [b['ratio_note'], '']
+    T = b['targets'](f)
+    lines += target_lines(T, 40, 28) + b['reference'] + note_lines(notes)
+    print('\n'.join(lines))
+    write_json(out, {
+        'benchmark': b['name'], 'duration_s': dur, 'rounds': rounds, 'quick': quick,
+        'cpus': os.cpu_count(), 'kernel': platform.release(), 'clk_tck': hz, 'load': b['load'],
+        'variants': b['desc'], 'env': env, 'medians': f.med, 'spread': f.spread, 'ratios': ratios,
+        'targets': T, 'mem_idle': mem_idle, 'extra': extra, 'runs': runs, 'notes': notes, 'table': lines})
+
+
 # ------------------------------------------------------------------ intercept
 IC_V = ['app', 'sidecar', 'haproxy', 'nginx', 'icpt', 'app1', 'icpt1']
 IC_LABEL = {'app': 'a app alone: nginx :80',
@@ -614,114 +684,90 @@ def intercept_runs(results, hz):
     return split_results(results, IC_V, run)
 
 
-def report_intercept(res, out, dur, rounds, quick, hz):
-    runs, env, notes, mem_idle, extra = intercept_runs(read_results(res), hz)
-    med, spread = medians(runs, IC_KEYS)
-
-    def c(v, k, fmt):
-        x = med[v].get(k)
-        return 'n/a' if x is None else fmt % x
-
-    def sp(v, k):
-        s = spread[v].get(k)
-        return 'n/a' if not s or s['half_range_pct'] is None else '%.0f%%' % s['half_range_pct']
-    lines = header_lines(
-        'kbridge intercept benchmark: %d round%s x %d s per variant, interleaved (a b c d e ...)%s; %d CPUs, '
-        'kernel %s' % (rounds, 's' if rounds != 1 else '', dur, ', --quick' if quick else '', os.cpu_count(),
-                       platform.release()),
-        ['load: wrk -t1 -c50 (keep-alive) --latency in the api pod, straight to the web pod 10.244.1.10 on each',
-         '      variant\'s port (pod to pod through the node\'s routing; no service DNAT in the way)'], env)
-    P = lines.append
-    P('')
-    row = '%-30s %8s %6s %8s %8s %6s %9s %8s %8s'
-    hdr = row % ('variant', 'req/s', '+-', 'p50 us', 'p99 us', '+-', 'CPU us/r', 'VmRSS', 'RssAnon')
-    P(hdr)
-    P(row % ('', '(median)', '', '', '', '', '', 'kB', 'kB'))
-    P('-' * len(hdr))
-    for v in IC_V:
-        P(row % (IC_LABEL[v], c(v, 'rps', '%.0f'), sp(v, 'rps'), c(v, 'p50_us', '%.0f'), c(v, 'p99_us', '%.0f'),
-                 sp(v, 'p99_us'), c(v, 'cpu_us_per_req', '%.1f'), c(v, 'vmrss_kib', '%.0f'),
-                 c(v, 'rssanon_kib', '%.0f')))
-    P('(+- = half the min..max range over the rounds, in % of the median; CPU us/r = utime+stime of the')
-    P(' proxy process per request: a) the app nginx master+worker, b/e) the sidecar, c) haproxy, d) nginx')
-    P(' master+worker; memory of the proxy (a: the app worker) sampled 0.3 s before the load ends)')
-    P('')
-    P('where the CPU goes (medians)           %s' % ' '.join('%8s' % v for v in IC_V))
+def ic_cpu_lines(f):
+    """Where the CPU goes, and the intercept path's CPU against bob's nginx."""
+    out = ['', 'where the CPU goes (medians)           %s' % ' '.join('%8s' % v for v in IC_V)]
     for k, lab, fmt in (('wrk_cpu_us_per_req', 'wrk (load generator) CPU us/req', '%.1f'),
                         ('app_cpu_us_per_req', 'app nginx CPU us/req', '%.1f'),
                         ('total_cpu_us_per_req', 'wrk + proxy + app CPU us/req', '%.1f'),
                         ('sleeps_per_req', 'proxy sleeps (vol. ctx sw.)/req', '%.2f'),
                         ('upstream_conns', 'proxy -> app connections', '%.0f'),
                         ('host_busy_pct', 'host CPU busy, % of 1 core', '%.0f')):
-        P('  %-36s %s' % (lab, ' '.join('%8s' % c(v, k, fmt) for v in IC_V)))
-    P('  (a: app = the proxy, connections = wrk\'s; e: app = bob\'s local nginx, total includes manager +')
-    P('   bob\'s kbridged, connections are kbridged\'s to bob\'s nginx; host busy counts every process on the')
-    P('   machine, ours or not)')
-    P('e) whole intercept path CPU per request (sidecar + manager + bob\'s kbridged): %s us, %s x bob\'s '
-      'local nginx (%s us)' % (c('icpt', 'path_cpu_us_per_req', '%.1f'), c('icpt', 'path_per_app_cpu', '%.2f'),
-                               c('icpt', 'app_cpu_us_per_req', '%.1f')))
-    P('e1) the same, one request at a time: %s us, %s x bob\'s nginx (%s us)' % (
-        c('icpt1', 'path_cpu_us_per_req', '%.1f'), c('icpt1', 'path_per_app_cpu', '%.2f'),
-        c('icpt1', 'app_cpu_us_per_req', '%.1f')))
-    P('idle memory before the load (VmRSS RssAnon kB): %s' % ', '.join(
-        '%s %s' % (v, mem_idle[v]) for v in IC_V if v in mem_idle))
-    if 'mem_after' in extra.get('sidecar', {}):
-        P('sidecar memory after all loads (VmRSS RssAnon kB): %s' % extra['sidecar']['mem_after'])
-    P('')
-    rl, ratios = ratio_lines(runs, med, [
-        ('sidecar / HAProxy      req/s', 'sidecar', 'haproxy', 'rps'),
-        ('sidecar / HAProxy      p99', 'sidecar', 'haproxy', 'p99_us'),
-        ('sidecar / HAProxy      CPU/request', 'sidecar', 'haproxy', 'cpu_us_per_req'),
-        ('sidecar / HAProxy      RssAnon', 'sidecar', 'haproxy', 'rssanon_kib'),
-        ('sidecar / nginx proxy  req/s', 'sidecar', 'nginx', 'rps'),
-        ('sidecar / nginx proxy  p99', 'sidecar', 'nginx', 'p99_us'),
-        ('sidecar / nginx proxy  CPU/request', 'sidecar', 'nginx', 'cpu_us_per_req'),
-        ('sidecar / app alone    req/s', 'sidecar', 'app', 'rps'),
-        ('sidecar / app alone    p99', 'sidecar', 'app', 'p99_us'),
-        ('HAProxy / app alone    req/s', 'haproxy', 'app', 'rps'),
-        ('nginx proxy / app      req/s', 'nginx', 'app', 'rps'),
-        ('intercept / app alone  req/s', 'icpt', 'app', 'rps'),
-        ('intercept / sidecar    req/s', 'icpt', 'sidecar', 'rps'),
-        ('intercept / app alone  p99', 'icpt', 'app', 'p99_us'),
-        ('intercept / app alone  req/s -c1', 'icpt1', 'app1', 'rps'),
-        ('intercept / app alone  p50 -c1', 'icpt1', 'app1', 'p50_us'),
-    ], 36)
-    lines += rl
-    P('(req/s: higher is better; p99, CPU, memory: lower is better)')
-    P('')
+        out.append('  %-36s %s' % (lab, ' '.join('%8s' % f.c(v, k, fmt) for v in IC_V)))
+    out += ['  (a: app = the proxy, connections = wrk\'s; e: app = bob\'s local nginx, total includes manager +',
+            '   bob\'s kbridged, connections are kbridged\'s to bob\'s nginx; host busy counts every process on the',
+            '   machine, ours or not)']
+    out.append('e) whole intercept path CPU per request (sidecar + manager + bob\'s kbridged): %s us, %s x bob\'s '
+               'local nginx (%s us)' % (f.c('icpt', 'path_cpu_us_per_req', '%.1f'),
+                                        f.c('icpt', 'path_per_app_cpu', '%.2f'),
+                                        f.c('icpt', 'app_cpu_us_per_req', '%.1f')))
+    out.append('e1) the same, one request at a time: %s us, %s x bob\'s nginx (%s us)' % (
+        f.c('icpt1', 'path_cpu_us_per_req', '%.1f'), f.c('icpt1', 'path_per_app_cpu', '%.2f'),
+        f.c('icpt1', 'app_cpu_us_per_req', '%.1f')))
+    return out
+
+
+def ic_targets(f):
     T = []
-    g = lambda v, k: med[v].get(k)
-    x = ratio(g('sidecar', 'rps'), g('haproxy', 'rps'))
+    x = ratio(f.g('sidecar', 'rps'), f.g('haproxy', 'rps'))
     target(T, 'sidecar req/s >= 1.0x HAProxy', x, None if x is None else x >= 1.0, fmt_ratio(x))
-    x = ratio(g('sidecar', 'p99_us'), g('haproxy', 'p99_us'))
+    x = ratio(f.g('sidecar', 'p99_us'), f.g('haproxy', 'p99_us'))
     target(T, 'sidecar p99 <= 1.1x HAProxy', x, None if x is None else x <= 1.1, fmt_ratio(x))
-    x = ratio(g('sidecar', 'cpu_us_per_req'), g('haproxy', 'cpu_us_per_req'))
-    target(T, 'sidecar CPU/request <= HAProxy', x, None if x is None else x <= 1.0,
-           '-' if x is None else '%s vs %s us (%s)' % (c('sidecar', 'cpu_us_per_req', '%.1f'),
-                                                      c('haproxy', 'cpu_us_per_req', '%.1f'), fmt_ratio(x)))
-    x = g('sidecar', 'rssanon_kib')
-    mx = spread['sidecar'].get('rssanon_kib', {}).get('max')
+    x = ratio(f.g('sidecar', 'cpu_us_per_req'), f.g('haproxy', 'cpu_us_per_req'))
+    target(T, 'sidecar CPU/request <= HAProxy', x, None if x is None else x <= 1.0, f.versus('cpu_us_per_req', x))
+    x = f.g('sidecar', 'rssanon_kib')
+    mx = f.spread['sidecar'].get('rssanon_kib', {}).get('max')
     target(T, 'sidecar RssAnon < 4 MiB under load', x, None if x is None else x < 4096,
            '-' if x is None else '%.0f kB (max %s)' % (x, mx))
-    x = g('icpt', 'path_per_app_cpu')
+    x = f.g('icpt', 'path_per_app_cpu')
     target(T, 'intercept path CPU <= 2.5x local app', x, None if x is None else x <= 2.5,
-           '-' if x is None else '%s vs %s us (%s)' % (c('icpt', 'path_cpu_us_per_req', '%.1f'),
-                                                      c('icpt', 'app_cpu_us_per_req', '%.1f'), fmt_ratio(x)))
-    x = ratio(g('icpt1', 'rps'), g('app1', 'rps'))
+           '-' if x is None else '%s vs %s us (%s)' % (f.c('icpt', 'path_cpu_us_per_req', '%.1f'),
+                                                      f.c('icpt', 'app_cpu_us_per_req', '%.1f'), fmt_ratio(x)))
+    x = ratio(f.g('icpt1', 'rps'), f.g('app1', 'rps'))
     target(T, 'intercept -c1 req/s >= 0.5x app alone', x, None if x is None else x >= 0.5, fmt_ratio(x))
-    lines += target_lines(T, 40, 28)
-    P('')
-    P('reference (issue 3, measured elsewhere): HAProxy ~0.57x the app\'s req/s, ~35 us CPU per request,')
-    P('  15 MiB VmRSS of which ~4.4 MiB RssAnon under load; ratios move by about +-10 % between identical runs')
-    lines += note_lines(notes)
-    print('\n'.join(lines))
-    write_json(out, {
-        'benchmark': 'intercept', 'duration_s': dur, 'rounds': rounds, 'quick': quick,
-        'cpus': os.cpu_count(), 'kernel': platform.release(), 'clk_tck': hz,
-        'load': 'wrk -t1 -c50 --latency --timeout 5s, keep-alive, from the api pod to the web pod 10.244.1.10 '
-                'directly on each port (no service DNAT)',
-        'variants': IC_DESC, 'env': env, 'medians': med, 'spread': spread, 'ratios': ratios,
-        'targets': T, 'mem_idle': mem_idle, 'extra': extra, 'runs': runs, 'notes': notes, 'table': lines})
+    return T
+
+
+IC_BENCH = {
+    'name': 'intercept', 'variants': IC_V, 'labels': IC_LABEL, 'desc': IC_DESC, 'keys': IC_KEYS,
+    'title': 'kbridge intercept benchmark', 'order': 'a b c d e ...',
+    'load_desc': ['load: wrk -t1 -c50 (keep-alive) --latency in the api pod, straight to the web pod 10.244.1.10 on each',
+                  '      variant\'s port (pod to pod through the node\'s routing; no service DNAT in the way)'],
+    'load': 'wrk -t1 -c50 --latency --timeout 5s, keep-alive, from the api pod to the web pod 10.244.1.10 '
+            'directly on each port (no service DNAT)',
+    'columns': [('req/s', '(median)', 8, 'rps', '%.0f'), ('+-', '', 6, 'rps', None),
+                ('p50 us', '', 8, 'p50_us', '%.0f'), ('p99 us', '', 8, 'p99_us', '%.0f'),
+                ('+-', '', 6, 'p99_us', None), ('CPU us/r', '', 9, 'cpu_us_per_req', '%.1f'),
+                ('VmRSS', 'kB', 8, 'vmrss_kib', '%.0f'), ('RssAnon', 'kB', 8, 'rssanon_kib', '%.0f')],
+    'column_note': ['(+- = half the min..max range over the rounds, in % of the median; CPU us/r = utime+stime of the',
+                    ' proxy process per request: a) the app nginx master+worker, b/e) the sidecar, c) haproxy, d) nginx',
+                    ' master+worker; memory of the proxy (a: the app worker) sampled 0.3 s before the load ends)'],
+    'more': ic_cpu_lines,
+    'ratios': [('sidecar / HAProxy      req/s', 'sidecar', 'haproxy', 'rps'),
+               ('sidecar / HAProxy      p99', 'sidecar', 'haproxy', 'p99_us'),
+               ('sidecar / HAProxy      CPU/request', 'sidecar', 'haproxy', 'cpu_us_per_req'),
+               ('sidecar / HAProxy      RssAnon', 'sidecar', 'haproxy', 'rssanon_kib'),
+               ('sidecar / nginx proxy  req/s', 'sidecar', 'nginx', 'rps'),
+               ('sidecar / nginx proxy  p99', 'sidecar', 'nginx', 'p99_us'),
+               ('sidecar / nginx proxy  CPU/request', 'sidecar', 'nginx', 'cpu_us_per_req'),
+               ('sidecar / app alone    req/s', 'sidecar', 'app', 'rps'),
+               ('sidecar / app alone    p99', 'sidecar', 'app', 'p99_us'),
+               ('HAProxy / app alone    req/s', 'haproxy', 'app', 'rps'),
+               ('nginx proxy / app      req/s', 'nginx', 'app', 'rps'),
+               ('intercept / app alone  req/s', 'icpt', 'app', 'rps'),
+               ('intercept / sidecar    req/s', 'icpt', 'sidecar', 'rps'),
+               ('intercept / app alone  p99', 'icpt', 'app', 'p99_us'),
+               ('intercept / app alone  req/s -c1', 'icpt1', 'app1', 'rps'),
+               ('intercept / app alone  p50 -c1', 'icpt1', 'app1', 'p50_us')],
+    'ratio_note': '(req/s: higher is better; p99, CPU, memory: lower is better)',
+    'targets': ic_targets,
+    'reference': ['', 'reference (issue 3, measured elsewhere): HAProxy ~0.57x the app\'s req/s, ~35 us CPU per request,',
+                  '  15 MiB VmRSS of which ~4.4 MiB RssAnon under load; ratios move by about +-10 % between identical runs'],
+}
+
+
+def report_intercept(res, out, dur, rounds, quick, hz):
+    report_rounds(IC_BENCH, intercept_runs(read_results(res), hz), out, dur, rounds, quick, hz)
 
 
 # ------------------------------------------------------------------ h2
@@ -764,66 +810,43 @@ def h2_runs(results, hz):
     return split_results(results, H2_V, run)
 
 
-def report_h2(res, out, dur, rounds, quick, hz):
-    runs, env, notes, mem_idle, extra = h2_runs(read_results(res), hz)
-    med, spread = medians(runs, H2_KEYS)
-
-    def c(v, k, fmt):
-        x = med[v].get(k)
-        return 'n/a' if x is None else fmt % x
-
-    def sp(v, k):
-        s = spread[v].get(k)
-        return 'n/a' if not s or s['half_range_pct'] is None else '%.0f%%' % s['half_range_pct']
-    lines = header_lines(
-        'kbridge HTTP/2 routing benchmark: %d round%s x %d s per variant, interleaved (a b c ...)%s; %d CPUs, '
-        'kernel %s' % (rounds, 's' if rounds != 1 else '', dur, ', --quick' if quick else '', os.cpu_count(),
-                       platform.release()),
-        ['load: h2load -t1 -c16 -m10 (h2c prior knowledge, GET /) in the api pod, straight to the web pod',
-         '      10.244.1.10 on each variant\'s port; bob\'s x-dev=bob intercept active on the sidecar'], env)
-    P = lines.append
-    P('')
-    row = '%-30s %9s %6s %9s %9s %8s %8s'
-    hdr = row % ('variant', 'req/s', '+-', 'CPU us/r', 'h2load', 'VmRSS', 'RssAnon')
-    P(hdr)
-    P(row % ('', '(median)', '', '(proxy)', 'us/r', 'kB', 'kB'))
-    P('-' * len(hdr))
-    for v in H2_V:
-        P(row % (H2_LABEL[v], c(v, 'rps', '%.0f'), sp(v, 'rps'), c(v, 'cpu_us_per_req', '%.1f'),
-                 c(v, 'h2load_cpu_us_per_req', '%.1f'), c(v, 'vmrss_kib', '%.0f'), c(v, 'rssanon_kib', '%.0f')))
-    P('(+- = half the min..max range over the rounds, in % of the median; CPU us/r = utime+stime per request')
-    P(' of a) the app nginx master+worker, b) the sidecar, c) haproxy; memory sampled 0.3 s before the end)')
-    P('idle memory before the load (VmRSS RssAnon kB): %s' % ', '.join(
-        '%s %s' % (v, mem_idle[v]) for v in H2_V if v in mem_idle))
-    P('')
-    rl, ratios = ratio_lines(runs, med, [
-        ('sidecar / HAProxy      req/s', 'sidecar', 'haproxy', 'rps'),
-        ('sidecar / HAProxy      CPU/request', 'sidecar', 'haproxy', 'cpu_us_per_req'),
-        ('sidecar / HAProxy      RssAnon', 'sidecar', 'haproxy', 'rssanon_kib'),
-        ('sidecar / app alone    req/s', 'sidecar', 'app', 'rps'),
-        ('HAProxy / app alone    req/s', 'haproxy', 'app', 'rps'),
-    ], 36)
-    lines += rl
-    P('(req/s: higher is better; CPU, memory: lower is better)')
-    P('')
+def h2_targets(f):
     T = []
-    g = lambda v, k: med[v].get(k)
-    x = ratio(g('sidecar', 'rps'), g('haproxy', 'rps'))
+    x = ratio(f.g('sidecar', 'rps'), f.g('haproxy', 'rps'))
     target(T, 'sidecar req/s >= 1.0x HAProxy', x, None if x is None else x >= 1.0, fmt_ratio(x))
-    x = ratio(g('sidecar', 'cpu_us_per_req'), g('haproxy', 'cpu_us_per_req'))
+    x = ratio(f.g('sidecar', 'cpu_us_per_req'), f.g('haproxy', 'cpu_us_per_req'))
     target(T, 'sidecar CPU/request <= 1.0x HAProxy', x, None if x is None else x <= 1.0,
-           '-' if x is None else '%s vs %s us (%s)' % (c('sidecar', 'cpu_us_per_req', '%.1f'),
-                                                      c('haproxy', 'cpu_us_per_req', '%.1f'), fmt_ratio(x)))
-    lines += target_lines(T, 40, 28)
-    lines += note_lines(notes)
-    print('\n'.join(lines))
-    write_json(out, {
-        'benchmark': 'h2', 'duration_s': dur, 'rounds': rounds, 'quick': quick,
-        'cpus': os.cpu_count(), 'kernel': platform.release(), 'clk_tck': hz,
-        'load': 'h2load -t1 -c16 -m10 -D SECONDS, h2c prior knowledge, GET /, from the api pod to the web pod '
-                '10.244.1.10 directly on each port',
-        'variants': H2_DESC, 'env': env, 'medians': med, 'spread': spread, 'ratios': ratios,
-        'targets': T, 'mem_idle': mem_idle, 'extra': extra, 'runs': runs, 'notes': notes, 'table': lines})
+           f.versus('cpu_us_per_req', x))
+    return T
+
+
+H2_BENCH = {
+    'name': 'h2', 'variants': H2_V, 'labels': H2_LABEL, 'desc': H2_DESC, 'keys': H2_KEYS,
+    'title': 'kbridge HTTP/2 routing benchmark', 'order': 'a b c ...',
+    'load_desc': ['load: h2load -t1 -c16 -m10 (h2c prior knowledge, GET /) in the api pod, straight to the web pod',
+                  '      10.244.1.10 on each variant\'s port; bob\'s x-dev=bob intercept active on the sidecar'],
+    'load': 'h2load -t1 -c16 -m10 -D SECONDS, h2c prior knowledge, GET /, from the api pod to the web pod '
+            '10.244.1.10 directly on each port',
+    'columns': [('req/s', '(median)', 9, 'rps', '%.0f'), ('+-', '', 6, 'rps', None),
+                ('CPU us/r', '(proxy)', 9, 'cpu_us_per_req', '%.1f'),
+                ('h2load', 'us/r', 9, 'h2load_cpu_us_per_req', '%.1f'),
+                ('VmRSS', 'kB', 8, 'vmrss_kib', '%.0f'), ('RssAnon', 'kB', 8, 'rssanon_kib', '%.0f')],
+    'column_note': ['(+- = half the min..max range over the rounds, in % of the median; CPU us/r = utime+stime per request',
+                    ' of a) the app nginx master+worker, b) the sidecar, c) haproxy; memory sampled 0.3 s before the end)'],
+    'more': lambda f: [],
+    'ratios': [('sidecar / HAProxy      req/s', 'sidecar', 'haproxy', 'rps'),
+               ('sidecar / HAProxy      CPU/request', 'sidecar', 'haproxy', 'cpu_us_per_req'),
+               ('sidecar / HAProxy      RssAnon', 'sidecar', 'haproxy', 'rssanon_kib'),
+               ('sidecar / app alone    req/s', 'sidecar', 'app', 'rps'),
+               ('HAProxy / app alone    req/s', 'haproxy', 'app', 'rps')],
+    'ratio_note': '(req/s: higher is better; CPU, memory: lower is better)',
+    'targets': h2_targets,
+    'reference': [],
+}
+
+
+def report_h2(res, out, dur, rounds, quick, hz):
+    report_rounds(H2_BENCH, h2_runs(read_results(res), hz), out, dur, rounds, quick, hz)
 
 
 # ------------------------------------------------------------------ preview
@@ -1163,6 +1186,9 @@ KI_V = ['app', 'sidecar', 'haproxy']
 KI_LABEL = {'app': 'a app alone: nginx :8079',
             'sidecar': 'b injected sidecar (pod :80)',
             'haproxy': 'c HAProxy :8082'}
+KI_COLUMNS = [('req/s', '', 8, 'rps', '%.0f'), ('+-', '', 6, 'rps', None), ('p50 us', '', 8, 'p50_us', '%.0f'),
+              ('p99 us', '', 8, 'p99_us', '%.0f'), ('+-', '', 6, 'p99_us', None),
+              ('CPU us/r', '', 9, 'cpu_us_per_req', '%.1f'), ('RssAnon', '', 8, 'rssanon_kib', '%.0f')]
 KI_DESC = {
     'app': 'the app (nginx, 1 worker, access log on) in the injected pod, :8079, no proxy',
     'sidecar': 'the pod\'s :80, which init container kbridge-redirect\'s nftables rule sends to the webhook\'s '
@@ -1235,7 +1261,8 @@ def report_kintercept(res, out, dur, rounds, quick, hz):
     runs, env, notes, mem_idle, extra = intercept_runs([x for x in results if x[0] != 'ttfr' or x[1] == 'note'], hz)
     runs = {v: runs[v] for v in KI_V}
     notes += tt_notes
-    med, spread = medians(runs, IC_KEYS)
+    f = Figures(runs, IC_KEYS)
+    med, spread = f.med, f.spread
     ok = [d for d in tt if d['rc'] == 0]
     tmed = {k: summarize([d[k] for d in ok if d.get(k) is not None]) for k, _, _ in KI_PHASES
             if any(d.get(k) is not None for d in ok)}
@@ -1263,21 +1290,7 @@ def report_kintercept(res, out, dur, rounds, quick, hz):
     P('    each answer includes a curl under ip netns exec; the pods\' lookup before the pod probe is left out)')
     P('')
     P('b) wrk -t1 -c50 (keep-alive) --latency from the api pod to the first injected pod\'s IP')
-    row = '%-30s %8s %6s %8s %8s %6s %9s %8s'
-    hdr = row % ('variant', 'req/s', '+-', 'p50 us', 'p99 us', '+-', 'CPU us/r', 'RssAnon')
-    P(hdr)
-    P('-' * len(hdr))
-
-    def c(v, k, fmt):
-        x = med[v].get(k)
-        return 'n/a' if x is None else fmt % x
-
-    def sp(v, k):
-        x = spread[v].get(k)
-        return 'n/a' if not x or x['half_range_pct'] is None else '%.0f%%' % x['half_range_pct']
-    for v in KI_V:
-        P(row % (KI_LABEL[v], c(v, 'rps', '%.0f'), sp(v, 'rps'), c(v, 'p50_us', '%.0f'), c(v, 'p99_us', '%.0f'),
-                 sp(v, 'p99_us'), c(v, 'cpu_us_per_req', '%.1f'), c(v, 'rssanon_kib', '%.0f')))
+    lines += variant_table(f, KI_V, KI_LABEL, KI_COLUMNS)
     P('')
     rl, ratios = ratio_lines(runs, med, [
         ('injected sidecar / HAProxy  req/s', 'sidecar', 'haproxy', 'rps'),
