@@ -113,6 +113,53 @@ spec_of() {
 	adm get "${2:-deployment}" "$1" -o yaml |
 		awk '/^status:/{exit} !/^  (generation|resourceVersion):/'
 }
+# app_workload KIND NAME REPLICAS [numeric] [SPEC_LINE...]: the YAML (for
+# adm apply) of KIND NAME in namespace default, REPLICAS pods labelled
+# app=NAME of the playground's app image, its container port 8080 named http,
+# and of Service NAME, port 80 to targetPort http; numeric: the container
+# port unnamed and targetPort 8080. Each SPEC_LINE is one more line of the
+# workload's spec ("serviceName: db").
+app_workload() {
+	local kind=$1 name=$2 n=$3 cport='{name: http, containerPort: 8080}'
+	local sport='{name: http, port: 80, targetPort: http}'
+	shift 3
+	if [[ ${1:-} == numeric ]]; then
+		cport='{containerPort: 8080}' sport='{port: 80, targetPort: 8080}'
+		shift
+	fi
+	cat <<EOF
+---
+apiVersion: apps/v1
+kind: $kind
+metadata: {name: $name, namespace: default}
+spec:
+  replicas: $n
+$(printf '  %s\n' "$@")
+  selector: {matchLabels: {app: $name}}
+  template:
+    metadata: {labels: {app: $name}}
+    spec:
+      containers:
+      - name: app
+        image: playground.kbridge.dev/hello:1
+        ports: [$cport]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: $name, namespace: default}
+spec:
+  selector: {app: $name}
+  ports: [$sport]
+EOF
+}
+# ready KIND NAME N: the workload has N ready replicas
+ready() { [[ $(adm get "$1" "$2" -o 'jsonpath={.status.readyReplicas}') == "$3" ]]; }
+# answers N CURL_ARGS...: the different bodies of N requests from the api pod
+answers() { local i; for ((i = 0; i < $1; i++)); do get "${@:2}"; echo; done | sort -u | sed '/^$/d'; }
+# serves HOST: the app answers at http://HOST/; to_alice HOST: with x-dev: alice,
+# alice's dev server does
+serves() { [[ $(get "http://$1/") == "hello from "* ]]; }
+to_alice() { [[ $(get -H 'x-dev: alice' "http://$1/") == "alice local: GET /" ]]; }
 follow() {
 	local run=()
 	[[ $1 == --run ]] && { run=(--run); shift; }

@@ -21,32 +21,10 @@ FAIL_LOGS=(kube/apiserver.log pods/kbridge/kbridge-manager/pod.log follow.log ws
 L=8090
 kube_developer "$L"
 
-adm apply -f - >/dev/null <<'EOF'
-apiVersion: apps/v1
-kind: Deployment
-metadata: {name: num, namespace: default}
-spec:
-  replicas: 2
-  selector: {matchLabels: {app: num}}
-  template:
-    metadata: {labels: {app: num}}
-    spec:
-      containers:
-      - name: app
-        image: playground.kbridge.dev/hello:1
-        ports: [{containerPort: 8080}]
----
-apiVersion: v1
-kind: Service
-metadata: {name: num, namespace: default}
-spec:
-  selector: {app: num}
-  ports: [{port: 80, targetPort: 8080}]
-EOF
+app_workload Deployment num 2 numeric | adm apply -f - >/dev/null
 before=$(spec_of num)
 follow --run 300
-rolled() { [[ $(adm get deployment num -o 'jsonpath={.status.readyReplicas}') == 2 ]]; }
-poll 300 rolled
+poll 300 ready deployment num 2
 
 # the running pods: name, address, network namespace, init containers, containers
 pods() {
@@ -73,10 +51,8 @@ two_pods() {
 }
 poll 100 two_pods "- app"
 cip=$(adm get service num -o 'jsonpath={.spec.clusterIP}')
-answers() { local i; for ((i = 0; i < $1; i++)); do get "${@:2}"; echo; done | sort -u | sed '/^$/d'; }
 both_apps() { eq "$(answers 16 "$@")" "$(printf 'hello from %s\n' "${names[@]}" | sort)"; }
-serves() { [[ $(get "http://$cip/") == "hello from "* ]]; }
-poll 100 serves
+poll 100 serves "$cip"
 both_apps "http://$cip/"
 for i in 0 1; do eq "$(get "http://${ips[i]}:8080/")" "hello from ${names[i]}"; done
 first_ns=("${nss[@]}")
@@ -110,8 +86,7 @@ assert eps == sorted(sys.argv[1].split()) and ports == {8080}, (eps, ports)' "$1
 poll 100 slice8080 "${ips[*]}"
 ok "intercept: kbridge.dev/port 8080; the new pods ran init container kbridge-redirect (NET_ADMIN; its table sends 8080 to the sidecar's 9901) and registered their sidecar; the EndpointSlice keeps port 8080"
 
-to_alice() { [[ $(get -H 'x-dev: alice' "http://$cip/") == "alice local: GET /" ]]; }
-poll 50 to_alice
+poll 50 to_alice "$cip"
 for i in 0 1; do
 	# the pod's own IP and port 8080: the redirect takes it to the sidecar
 	eq "$(answers 4 -H 'x-dev: alice' "http://${ips[i]}:8080/direct")" "alice local: GET /direct"
@@ -128,14 +103,14 @@ inj_ns=("${nss[@]}")
 out=$(kb uninstall --agents)
 [[ $out == "deployment/num in namespace default: sidecar removed"* ]] || { echo "$out"; exit 1; }
 poll 300 two_pods "- app"
-poll 100 rolled
+poll 100 ready deployment num 2
 eq "$(spec_of num)" "$before"
 for x in "${inj_ns[@]}"; do [[ ! -e /run/netns/$x ]]; done
 for i in 0 1; do
 	[[ -z $(ip netns exec "${nss[i]}" nft list ruleset) ]]
 done
 poll 100 slice8080 "${ips[*]}"
-poll 50 serves
+poll 50 serves "$cip"
 both_apps -H 'x-dev: alice' "http://$cip/"
 for i in 0 1; do eq "$(get -H 'x-dev: alice' "http://${ips[i]}:8080/")" "hello from ${names[i]}"; done
 ok "uninstall --agents: the Deployment's kubectl get -o yaml as before (but generation, resourceVersion, status); new pods without redirect or sidecar (the injected ones' namespaces gone); with alice's header the app answers, both pods"

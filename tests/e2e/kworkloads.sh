@@ -35,84 +35,20 @@ FAIL_LOGS=(kube/apiserver.log pods/kbridge/kbridge-manager/pod.log follow.log ws
 L=8090
 kube_developer "$L"
 
-adm apply -f - >/dev/null <<'EOF'
-apiVersion: apps/v1
-kind: StatefulSet
-metadata: {name: db, namespace: default}
-spec:
-  replicas: 2
-  serviceName: db
-  selector: {matchLabels: {app: db}}
-  template:
-    metadata: {labels: {app: db}}
-    spec:
-      containers:
-      - name: app
-        image: playground.kbridge.dev/hello:1
-        ports: [{name: http, containerPort: 8080}]
----
-apiVersion: v1
-kind: Service
-metadata: {name: db, namespace: default}
-spec:
-  selector: {app: db}
-  ports: [{name: http, port: 80, targetPort: http}]
----
-apiVersion: apps/v1
-kind: ReplicaSet
-metadata: {name: rs, namespace: default}
-spec:
-  replicas: 2
-  selector: {matchLabels: {app: rs}}
-  template:
-    metadata: {labels: {app: rs}}
-    spec:
-      containers:
-      - name: app
-        image: playground.kbridge.dev/hello:1
-        ports: [{name: http, containerPort: 8080}]
----
-apiVersion: v1
-kind: Service
-metadata: {name: rs, namespace: default}
-spec:
-  selector: {app: rs}
-  ports: [{name: http, port: 80, targetPort: http}]
----
-apiVersion: apps/v1
-kind: StatefulSet
-metadata: {name: odb, namespace: default}
-spec:
-  replicas: 1
-  serviceName: odb
-  updateStrategy: {type: OnDelete}
-  selector: {matchLabels: {app: odb}}
-  template:
-    metadata: {labels: {app: odb}}
-    spec:
-      containers:
-      - name: app
-        image: playground.kbridge.dev/hello:1
-        ports: [{name: http, containerPort: 8080}]
----
-apiVersion: v1
-kind: Service
-metadata: {name: odb, namespace: default}
-spec:
-  selector: {app: odb}
-  ports: [{name: http, port: 80, targetPort: http}]
-EOF
+{
+	app_workload StatefulSet db 2 "serviceName: db"
+	app_workload ReplicaSet rs 2
+	app_workload StatefulSet odb 1 "serviceName: odb" "updateStrategy: {type: OnDelete}"
+} | adm apply -f - >/dev/null
 before_odb=$(spec_of odb statefulset)
 before_db=$(spec_of db statefulset)
 before_rs=$(spec_of rs replicaset)
 [[ $before_db == *"kind: StatefulSet"* && $before_db != *kbridge.dev/inject* && $before_rs == *"kind: ReplicaSet"* &&
 	$before_rs != *kbridge.dev/inject* ]] || { echo "$before_db $before_rs"; exit 1; }
 follow --run 400
-rolled() { [[ $(adm get "$1" "$2" -o 'jsonpath={.status.readyReplicas}') == 2 ]]; }
-poll 300 rolled statefulset db
-poll 300 rolled replicaset rs
-one_ready() { [[ $(adm get statefulset odb -o 'jsonpath={.status.readyReplicas}') == 1 ]]; }
-poll 300 one_ready
+poll 300 ready statefulset db 2
+poll 300 ready replicaset rs 2
+poll 300 ready statefulset odb 1
 
 # the running pods of app $1: name, address, uid, containers, created, Ready since
 pods() {
@@ -138,7 +74,6 @@ two_pods() {
 		names+=("$nm") ips+=("$ip") uids+=("$uid") created+=("$cr") readyat+=("$ra")
 	done
 }
-answers() { local i; for ((i = 0; i < $1; i++)); do get "${@:2}"; echo; done | sort -u | sed '/^$/d'; }
 # Through the Service: both pods answer. The Service's endpoints follow a
 # replaced pod's readiness a moment later (as with a real kube-proxy), so a
 # few tries, 1 s apart, before the mismatch counts.
@@ -164,7 +99,6 @@ done
 eq "$(adm get pod db-1 -o 'jsonpath={.spec.hostname}.{.spec.subdomain} {.metadata.labels.statefulset\.kubernetes\.io/pod-name}')" "db-1.db db-1"
 db_uids=("${uids[@]}")
 dbip=$(adm get service db -o 'jsonpath={.spec.clusterIP}')
-serves() { [[ $(get "http://$1/") == "hello from "* ]]; }
 poll 100 serves "$dbip"
 both_apps "${names[*]}" "http://$dbip/"
 both_apps "${names[*]}" http://db.default.svc.cluster.local/
@@ -192,7 +126,6 @@ for i in 0 1; do
 done
 # RollingUpdate from the highest ordinal: db-0 was made again once the new db-1 was Ready
 [[ ! ${created[0]} < ${readyat[1]} ]] || { echo "db-0 made ${created[0]}, db-1 Ready ${readyat[1]}"; exit 1; }
-to_alice() { [[ $(get -H 'x-dev: alice' "http://$1/") == "alice local: GET /" ]]; }
 poll 50 to_alice "$dbip"
 for i in 0 1; do
 	eq "$(get -H 'x-dev: alice' "http://${ips[i]}:9901/direct")" "alice local: GET /direct"
@@ -284,9 +217,9 @@ poll 300 two_pods rs app
 eq "$(spec_of db statefulset)" "$before_db"
 eq "$(spec_of rs replicaset)" "$before_rs"
 eq "$(spec_of odb statefulset)" "$before_odb"
-plain_odb() { [[ $(adm get pod odb-0 -o 'jsonpath={.spec.containers[*].name}') == app ]] && one_ready; }
+plain_odb() { [[ $(adm get pod odb-0 -o 'jsonpath={.spec.containers[*].name}') == app ]] && ready statefulset odb 1; }
 poll 300 plain_odb
-poll 100 rolled statefulset db
+poll 100 ready statefulset db 2
 # (an address is free again once its pod is gone: count the namespaces)
 five_ns() { [[ $(ip netns list | grep -c "^$KB_PG-p") == 5 ]]; }
 poll 100 five_ns
