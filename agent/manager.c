@@ -155,7 +155,10 @@ client_debug(struct client *c)
 		c->debug_s = s;
 		c->debug_n = 0;
 	}
-	return c->debug_n < SESSION_DEBUG_PER_S && ++c->debug_n > 0;
+	if (c->debug_n >= SESSION_DEBUG_PER_S)
+		return 0;
+	c->debug_n++;
+	return 1;
 }
 
 static void
