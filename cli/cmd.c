@@ -1,5 +1,6 @@
 /* What the command files share besides main.c's option parsing: requests
- * to kbridged, checks of common arguments, printing cluster strings. */
+ * to kbridged, checks of common arguments, printing cluster strings, the
+ * one order of -o json|yaml documents (sorted keys and lists). */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>

@@ -17,7 +17,7 @@ set -euo pipefail
 KB_PG_PREFIX=kbsc
 FAIL_LOGS=()
 . "$(dirname "$0")/common.bash"
-for t in sudo useradd userdel runuser; do
+for t in sudo visudo useradd userdel passwd runuser; do
 	command -v $t >/dev/null || { echo "not ok - $t is missing"; exit 1; }
 done
 user=kbsc$$
