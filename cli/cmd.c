@@ -1,5 +1,6 @@
 /* What the command files share besides main.c's option parsing: requests
- * to kbridged, checks of common arguments, printing cluster strings. */
+ * to kbridged, checks of common arguments, printing cluster strings, the
+ * one order of -o json|yaml documents (sorted keys and lists). */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -183,7 +184,7 @@ std_opt(int ch, char **argv, const char **ns, enum output *out, int *ret)
 		return 1;
 	}
 	if (ch == 'o' && out)
-		return parse_output(optarg, out) == 0;
+		return parse_output(argv[0], optarg, out) == 0;
 	if (ch == 'h') {
 		print_usage(argv[0]);
 		*ret = 0;
@@ -232,6 +233,7 @@ list_cmd(int argc, char **argv, const char *path,
 	catch_signals();
 	if (call(argv[0], "GET", url, NULL, &resp) == -1)
 		return 1;
+	sort_lists(resp);
 	if (out == OUT_JSON) {
 		if (json)
 			json(resp);
@@ -240,4 +242,88 @@ list_cmd(int argc, char **argv, const char *path,
 		text(resp, ns, out);
 	cJSON_Delete(resp);
 	return 0;
+}
+
+/* Sort the children of j (an object or array) by cmp, stably (ties keep
+ * their order), relinking cJSON's list: the head's prev is the tail. */
+struct kb_ord {
+	cJSON	*item;
+	size_t	 at;
+};
+
+static int
+by_key(const void *a, const void *b)
+{
+	const struct kb_ord *x = a, *y = b;
+	int c = strcmp(x->item->string ? x->item->string : "",
+	    y->item->string ? y->item->string : "");
+
+	return c ? c : (x->at > y->at) - (x->at < y->at);
+}
+
+/* The members kubectl-like lists are sorted by, in this order. */
+static const char *const list_keys[] = {
+	"namespace", "name", "workload", "owner", "id", "token_prefix"
+};
+
+static int
+by_fields(const void *a, const void *b)
+{
+	const struct kb_ord *x = a, *y = b;
+	size_t i;
+	int c;
+
+	for (i = 0; i < sizeof(list_keys) / sizeof(list_keys[0]); i++)
+		if ((c = strcmp(orelse(jstr(x->item, list_keys[i]), ""),
+		    orelse(jstr(y->item, list_keys[i]), ""))) != 0)
+			return c;
+	return (x->at > y->at) - (x->at < y->at);
+}
+
+static void
+sort_children(cJSON *j, int (*cmp)(const void *, const void *))
+{
+	struct kb_ord *v;
+	cJSON *c;
+	size_t n = 0, i;
+
+	for (c = j->child; c; c = c->next)
+		n++;
+	if (n < 2 || (v = calloc(n, sizeof(*v))) == NULL)
+		return;
+	for (c = j->child, i = 0; c; c = c->next, i++)
+		v[i] = (struct kb_ord){ c, i };
+	qsort(v, n, sizeof(*v), cmp);
+	for (i = 0; i < n; i++) {
+		v[i].item->next = i + 1 < n ? v[i + 1].item : NULL;
+		v[i].item->prev = v[i ? i - 1 : n - 1].item;
+	}
+	j->child = v[0].item;
+	free(v);
+}
+
+void
+sort_lists(cJSON *j)
+{
+	cJSON *c;
+
+	cJSON_ArrayForEach(c, j) {
+		if (cJSON_IsArray(c) && c->string &&
+		    (strcmp(c->string, "workloads") == 0 ||
+		    strcmp(c->string, "intercepts") == 0 ||
+		    strcmp(c->string, "previews") == 0))
+			sort_children(c, by_fields);
+		sort_lists(c);
+	}
+}
+
+void
+sort_keys(cJSON *j)
+{
+	cJSON *c;
+
+	if (cJSON_IsObject(j))
+		sort_children(j, by_key);
+	cJSON_ArrayForEach(c, j)
+		sort_keys(c);
 }

@@ -39,13 +39,20 @@ void errorx(const char *, ...) __attribute__((format(printf, 1, 2)));
 int next_opt(int, char **, const char *, const struct option *);
 /* -1 (reported) if operands remain after the options. */
 int no_operands(int, char **);
-/* "text", "json", "yaml" or (with output_wide_ok) "wide"; -1 (reported)
- * otherwise. After json or yaml, a failing command's error is also a JSON
- * line on stdout. */
-int parse_output(const char *, enum output *);
+/* -o of command cmd: "text", "json", "yaml" or (with output_wide_ok)
+ * "wide"; -1 (reported, naming cmd and what it accepts) otherwise. After
+ * json or yaml, a failing command's error is also a JSON line on stdout. */
+int parse_output(const char *cmd, const char *arg, enum output *out);
+/* -o json|yaml prints one shape: the keys of every object sorted (at
+ * every depth), and the arrays "workloads", "intercepts" and "previews"
+ * (at any depth) by namespace, name, workload, owner, id, token_prefix
+ * (as kubectl sorts by namespace, then name). print_json does both on a
+ * copy; list commands call sort_lists for their text too. */
+void sort_keys(cJSON *);
+void sort_lists(cJSON *);
 /* The command's usage text on stdout. */
 void print_usage(const char *);
-/* Indented JSON on stdout (YAML after -o yaml). */
+/* Indented JSON on stdout (YAML after -o yaml), sorted (above). */
 void print_json(const cJSON *);
 /* A non-empty string member, else NULL. */
 const char *jstr(const cJSON *, const char *);

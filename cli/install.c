@@ -198,10 +198,18 @@ dry_run(const cJSON *objs, int fmt)
 		cJSON_Delete(list);
 		return 0;
 	}
-	if (kb_yaml_write(stdout, objs, err, sizeof(err)) == -1 || fflush(stdout) != 0) {
-		errorx("install: %s", err);
+	/* Keys sorted as print_json sorts them; the objects in apply order. */
+	if ((list = cJSON_Duplicate(objs, 1)) == NULL) {
+		errorx("install: out of memory");
 		return 1;
 	}
+	sort_keys(list);
+	if (kb_yaml_write(stdout, list, err, sizeof(err)) == -1 || fflush(stdout) != 0) {
+		errorx("install: %s", err);
+		cJSON_Delete(list);
+		return 1;
+	}
+	cJSON_Delete(list);
 	return 0;
 }
 
@@ -313,7 +321,7 @@ cmd_install(int argc, char **argv)
 	if (no_operands(argc, argv) == -1)
 		return EXIT_USAGE;
 	/* After the other options: a usage error above stays text. */
-	if (fmt_arg && parse_output(fmt_arg, &out) == -1)
+	if (fmt_arg && parse_output(argv[0], fmt_arg, &out) == -1)
 		return EXIT_USAGE;
 	if (out == OUT_JSON)
 		fmt = strcmp(fmt_arg, "yaml") == 0 ? FMT_YAML : FMT_JSON;

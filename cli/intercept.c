@@ -1262,6 +1262,7 @@ kube_list(const char *file, const char *context, const char *ns, int all, enum o
 		errorx("list: out of memory");
 		goto out;
 	}
+	sort_lists(resp);
 	if (out == OUT_JSON)
 		print_json(resp);
 	else
@@ -1327,6 +1328,7 @@ cmd_list(int argc, char **argv)
 	    ns ? ns : "");
 	if (call("list", "GET", url, NULL, &resp) == -1)
 		return 1;
+	sort_lists(resp);
 	if (out == OUT_JSON)
 		print_json(resp);
 	else

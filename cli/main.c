@@ -624,7 +624,7 @@ no_operands(int argc, char **argv)
 }
 
 int
-parse_output(const char *arg, enum output *out)
+parse_output(const char *cmd, const char *arg, enum output *out)
 {
 	if (strcmp(arg, "text") == 0 || strcmp(arg, "wide") == 0)
 		*out = arg[0] == 'w' ? OUT_WIDE : OUT_TEXT;
@@ -638,7 +638,7 @@ parse_output(const char *arg, enum output *out)
 	out_doc = *out == OUT_JSON;
 	return 0;
 bad:
-	errorx("--output must be text, %sjson or yaml, not '%s'",
+	errorx("%s: --output must be text, %sjson or yaml, not '%s'", cmd,
 	    output_wide_ok ? "wide, " : "", arg);
 	return -1;
 }
@@ -653,20 +653,29 @@ void
 print_json(const cJSON *j)
 {
 	char err[256], *s;
+	cJSON *d;
 
+	if ((d = cJSON_Duplicate(j, 1)) == NULL) {
+		errorx("out of memory");
+		exit(1);
+	}
+	sort_lists(d);
+	sort_keys(d);
 	if (out_yaml) {
-		if (kb_yaml_write_doc(stdout, j, err, sizeof(err)) == -1) {
+		if (kb_yaml_write_doc(stdout, d, err, sizeof(err)) == -1) {
 			errorx("%s", err);
 			exit(1);
 		}
+		cJSON_Delete(d);
 		return;
 	}
-	if ((s = cJSON_Print(j)) == NULL) {
+	if ((s = cJSON_Print(d)) == NULL) {
 		errorx("out of memory");
 		exit(1);
 	}
 	printf("%s\n", s);
 	free(s);
+	cJSON_Delete(d);
 }
 
 /* Helpers that read an optional field of the daemon's answer. */
@@ -1480,6 +1489,7 @@ cmd_status(int argc, char **argv)
 		errorx("status: %s", err);
 		return 1;
 	}
+	sort_lists(resp);
 	if (out == OUT_JSON)
 		print_json(resp);
 	else

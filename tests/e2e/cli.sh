@@ -50,8 +50,47 @@ cp "$tmp/out" "$tmp/version.json"
 expect 0 $kb version -o yaml; same_doc "$tmp/version.json" "$tmp/out"
 [[ $(head -n1 "$tmp/out") == --- ]]
 expect 2 $kb version -o xml; one_line
-grep -qx "kbridge: --output must be text, json or yaml, not 'xml'" "$tmp/err"
+grep -qx "kbridge: version: --output must be text, json or yaml, not 'xml'" "$tmp/err"
 expect 2 $kb version -o wide; one_line
+grep -qx "kbridge: version: --output must be text, json or yaml, not 'wide'" "$tmp/err"
+# Every command's -o error names it ("kbridge: CMD: ", as its other
+# errors) and what it accepts (install, with
+# options of its own, and a subcommand too).
+while IFS='|' read -r c name accepts; do
+	expect 2 $kb $c -o xml; one_line
+	grep -qx "kbridge: $name: --output must be $accepts, not 'xml'" "$tmp/err" || { cat "$tmp/err" >&2; exit 1; }
+done <<'EOF2'
+install|install|text, json or yaml
+install --dry-run|install|text, json or yaml
+uninstall|uninstall|text, json or yaml
+status|status|text, json or yaml
+connect|connect|text, json or yaml
+list|list|text, wide, json or yaml
+preview list|preview list|text, wide, json or yaml
+preview create web|preview create|text, json or yaml
+EOF2
+# One JSON shape: keys sorted at every depth (JSON and YAML alike).
+sorted_doc() {
+	python3 -c '
+import json, sys, yaml
+def check(v, where):
+    if isinstance(v, dict):
+        assert list(v) == sorted(v), (where, list(v))
+        for k, x in v.items():
+            check(x, where + "." + k)
+    elif isinstance(v, list):
+        for i, x in enumerate(v):
+            check(x, "%s[%d]" % (where, i))
+docs = [json.load(open(sys.argv[1]))] if sys.argv[2] == "json" else list(yaml.safe_load_all(open(sys.argv[1])))
+for d in docs:
+    check(d, "")
+' "$tmp/out" "$1"
+}
+expect 0 $kb version -o json; sorted_doc json
+expect 0 $kb install --dry-run -o json; sorted_doc json
+python3 -c 'import json,sys; j=json.load(open(sys.argv[1])); k=[i["kind"] for i in j["items"]]; assert k[0] == "Namespace" and len(k) > 5, k' "$tmp/out"
+expect 0 $kb install --dry-run; sorted_doc yaml
+expect 1 $kb status -o json; sorted_doc json
 
 expect 2 $kb; one_line
 expect 2 $kb frobnicate; one_line
@@ -60,7 +99,7 @@ expect 2 $kb status --frobnicate; one_line
 expect 2 $kb status -o xml; one_line
 expect 2 $kb status -o wide; one_line
 expect 2 $kb list -o xml; one_line
-grep -qx "kbridge: --output must be text, wide, json or yaml, not 'xml'" "$tmp/err"
+grep -qx "kbridge: list: --output must be text, wide, json or yaml, not 'xml'" "$tmp/err"
 expect 2 $kb status -o; one_line
 expect 2 $kb status extra; one_line
 expect 2 $kb connect extra; one_line

@@ -12,6 +12,7 @@
 #   control_plane                              $bin (and KB_CP_BIN): the cached
 #                                              kube-apiserver, kubectl, etcd, kwok
 #   kube_developer [LOCAL]                     the same with the API server: see below
+#   term_start CMD                             a terminal (tmux) running CMD: below
 # A test may define cleanup_extra, run first on exit.
 here=$(cd "$(dirname "$0")" && pwd)
 top=$(cd "$here/../.." && pwd)
@@ -28,6 +29,7 @@ e2e_cleanup() {
 	local rc=$? f
 	set +e
 	cleanup_extra
+	[[ -z ${term_dir:-} ]] || term_cleanup $rc
 	[[ -z ${kube_up:-} ]] || kube_cleanup
 	if ((rc != 0)); then
 		echo "not ok - failed (rc $rc) after test $n"
@@ -172,3 +174,37 @@ kube_cleanup() {
 	[[ -n $dev ]] && kill "$dev" 2>/dev/null
 	kb quit >/dev/null 2>&1 || true
 }
+
+# term_start CMD: a terminal as a user has one, a tmux session (200x40, on
+# a socket of this test's own) running CMD (a shell in a node, typically);
+# tmux missing fails. Then:
+#   pane            the screen             shows RE    the screen matches RE
+#   keys KEY...     tmux send-keys to it
+#   run CMD         clear the screen, then type CMD; echo EXIT=$? and Enter
+#   between         the screen's lines between the command ("$ CMD") and
+#                   EXIT=, blank ones left out     status   the N of EXIT=N
+# On exit the tmux server goes (the screen shown first if the test failed).
+term_start() {
+	command -v tmux >/dev/null || { echo "not ok - tmux is not installed (scripts/install-deps)"; exit 1; }
+	term_dir=$(mktemp -d /tmp/kbterm.$$.XXXXXX)
+	chmod 755 "$term_dir"
+	T=(tmux -S "$term_dir/tmux.sock" -f /dev/null)
+	"${T[@]}" new-session -d -s t -x 200 -y 40 "$1"
+	"${T[@]}" set-option -t t remain-on-exit on >/dev/null
+}
+term_cleanup() {
+	((${1:-0} == 0)) || { echo "--- the terminal"; pane 2>/dev/null; }
+	"${T[@]}" kill-server 2>/dev/null
+	rm -rf "$term_dir"
+}
+pane() { "${T[@]}" capture-pane -p -t t; }
+shows() { pane | grep -qE -- "$1"; }
+keys() { "${T[@]}" send-keys -t t "$@"; }
+run() {
+	keys clear Enter
+	poll 50 eval '[[ $(pane | grep -c .) == 1 ]]'
+	"${T[@]}" clear-history -t t
+	keys "$*; echo EXIT=\$?" Enter
+}
+between() { pane | sed -n '/^\$ ./,/^EXIT=/p' | sed '1d;$d' | grep -v '^\s*$' || true; }
+status() { pane | sed -n 's/^EXIT=//p'; }

@@ -6,8 +6,9 @@
 # bash (the installed script, sourced, COMP_WORDS/COMP_CWORD set as bash
 # sets them) offers the cluster's namespaces after `intercept -n` and the
 # workloads of the namespace given (or the connected one) for WORKLOAD;
-# fish and zsh the same; without a daemon they offer nothing and say
-# nothing.
+# fish and zsh the same, zsh also through zle in a real terminal (tmux:
+# TAB after a command's prefix, -n, WORKLOAD); without a daemon they offer
+# nothing and say nothing.
 set -euo pipefail
 
 KB_PG_PREFIX=kbc
@@ -73,6 +74,35 @@ out=$(zsh_complete kbridge intercept -n "")
 [[ " $out " == *" shop "* ]]
 [[ $(zsh_complete kbridge intercept -n shop "") == cart ]]
 ok "zsh: namespaces after -n, workloads for WORKLOAD"
+
+# zsh in a real terminal (tmux): compinit loads _kbridge from fpath, as
+# `make install` puts it in vendor-completions, and TAB goes through zle.
+mkdir -p "$tmp/zfunc"
+cp "$tmp/_kbridge" "$tmp/zfunc/_kbridge"
+chmod -R a+rX "$tmp"
+term_start "$PG exec ws -- env -u ZDOTDIR TERM=xterm HOME=$tmp PATH=$KB_BIN:$PATH zsh -f"
+keys "PROMPT='\$ '; fpath=($tmp/zfunc \$fpath); autoload -U compinit; compinit -u -d $tmp/zcompdump" Enter
+poll 50 shows '^\$ ?$'
+# tab WORDS RE: type WORDS, then TAB; RE must match the screen (the command
+# line, or what zsh lists below it; tmux drops trailing blanks)
+tab() {
+	keys C-u clear Enter
+	poll 50 eval '[[ $(pane | grep -c .) == 1 ]]'
+	keys "$1" Tab
+	poll 30 shows "$2" || { echo "typed '$1' TAB, wanted '$2' on the screen:"; pane; return 1; }
+}
+tab "kbridge interc" '^\$ kbridge intercept ?$'
+tab "kbridge intercept -n sh" '^\$ kbridge intercept -n shop ?$'
+tab "kbridge intercept -n shop " '^\$ kbridge intercept -n shop cart ?$'
+tab "kbridge intercept w" '^\$ kbridge intercept web ?$'
+# ambiguous: zle lists the connected namespace's workloads below the line
+tab "kbridge intercept " '(^| )echo( |$)'
+shows '(^| )web( |$)'
+no shows '(^| )cart( |$)'
+tab "kbridge list -n " '(^| )shop( |$)'
+shows '(^| )default( |$)'
+keys C-u
+ok "zsh in tmux (compinit, _kbridge from fpath): TAB completes a command (interc -> intercept), a namespace after -n, workloads (cart with -n shop, web; echo and web listed)"
 
 alice quit >/dev/null
 echo "1..$n"

@@ -15,21 +15,14 @@ set -euo pipefail
 KB_PG_PREFIX=kbx
 FAIL_LOGS=(ws/kbridged.sock.log)
 . "$(dirname "$0")/common.bash"
-command -v tmux >/dev/null || { echo "not ok - tmux is not installed (scripts/install-deps)"; exit 1; }
 tmp=$(mktemp -d /tmp/kbctrlc.$$.XXXXXX)
 chmod 755 "$tmp"
-T=(tmux -S "$tmp/tmux.sock" -f /dev/null)
-passed=
 cleanup_extra() {
-	[[ -n $passed ]] || { echo "--- the terminal"; pane 2>/dev/null; }
-	"${T[@]}" kill-server 2>/dev/null
 	pg node nft delete table ip kbctrlc 2>/dev/null
 	rm -rf "$tmp"
 }
 
 kb() { QUIET=1 pg ws "$KB_BIN/kbridge" "$@"; }
-pane() { "${T[@]}" capture-pane -p -t t; }
-shows() { pane | grep -qE -- "$1"; }
 # Nothing of kbridge on the workstation: no daemon in ws, no socket, no
 # table, no link, no route to the cluster.
 nothing_left() {
@@ -44,16 +37,6 @@ nothing_left() {
 }
 # (the daemon's process ends just after its socket goes)
 left_nothing() { poll 30 nothing_left || { echo "something of kbridge is left" >&2; return 1; }; }
-# run CMD in the pane (after clearing it); its exit status shows as EXIT=N
-run() {
-	"${T[@]}" send-keys -t t clear Enter
-	poll 50 eval '[[ $(pane | grep -c .) == 1 ]]'
-	"${T[@]}" clear-history -t t
-	"${T[@]}" send-keys -t t "$*; echo EXIT=\$?" Enter
-}
-# the pane's lines between the command and EXIT=, and the status
-between() { pane | sed -n '/^\$ ./,/^EXIT=/p' | sed '1d;$d' | grep -v '^\s*$' || true; }
-status() { pane | sed -n 's/^EXIT=//p'; }
 interrupted_once() { # the pane shows one line, the interrupt's, and EXIT=130
 	poll 100 shows '^EXIT='
 	[[ $(status) == 130 ]]
@@ -81,9 +64,7 @@ PY
 printf '#!/bin/sh\nsleep 5\nexec %s/kbridged "$@"\n' "$KB_BIN" > "$tmp/slow-kbridged"
 chmod 755 "$tmp/slow-kbridged"
 chmod 600 "$tmp/blackhole.json"
-"${T[@]}" new-session -d -s t -x 200 -y 40 \
-	"$PG exec ws -- env PS1='$ ' TERM=xterm bash --norc --noprofile"
-"${T[@]}" set-option -t t remain-on-exit on >/dev/null
+term_start "$PG exec ws -- env PS1='$ ' TERM=xterm bash --norc --noprofile"
 poll 50 shows '^\$'
 ok "playground up; a terminal (tmux) in ws; 192.168.50.1:8449 blackholed in node"
 
@@ -91,7 +72,7 @@ ok "playground up; a terminal (tmux) in ws; 192.168.50.1:8449 blackholed in node
 run "KBRIDGED=$tmp/slow-kbridged $KB_BIN/kbridge connect --profile $STATE/alice.json"
 poll 100 shows 'starting kbridged \.\.\.'
 sleep 0.5
-"${T[@]}" send-keys -t t C-c
+keys C-c
 interrupted_once
 left_nothing
 ok "Ctrl-C while kbridged starts: one line, exit 130, nothing left"
@@ -100,7 +81,7 @@ ok "Ctrl-C while kbridged starts: one line, exit 130, nothing left"
 run "$KB_BIN/kbridge connect --profile $tmp/blackhole.json"
 poll 100 shows 'dialling 192\.168\.50\.1:8449 \.\.\.'
 sleep 1
-"${T[@]}" send-keys -t t C-c
+keys C-c
 interrupted_once
 left_nothing
 ok "Ctrl-C while dialling a silent address: one line, exit 130, no daemon, table, link or route"
@@ -112,7 +93,7 @@ poll 100 shows '^EXIT='
 [[ $(status) == 0 ]]
 shows '^Connected to 192\.168\.50\.1:8443 as alice'
 no shows '\.\.\.$'
-"${T[@]}" send-keys -t t C-c
+keys C-c
 sleep 0.5
 [[ $(kb status -o json | python3 -c 'import json,sys; print(json.load(sys.stdin)["state"])') == connected ]]
 kb quit >/dev/null
@@ -138,4 +119,3 @@ rc=0
 kb connect --profile "$tmp/blackhole.json" --timeout 11m 2>"$tmp/err" || rc=$?
 [[ $rc == 2 && $(wc -l <"$tmp/err") == 1 ]]
 ok "--timeout 2s: one line naming the address and the profile, exit 1, nothing left; bounds checked"
-passed=1

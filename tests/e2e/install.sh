@@ -61,7 +61,7 @@ for bad in "-n BAD" "--image=a\ b" "--preview-url-base ftp://x" "-o xml" "extra"
 	# shellcheck disable=SC2086 # words on purpose
 	out=$(eval "\"\$KB_BIN/kbridge\" install $bad" 2>&1) && { echo "install $bad worked"; exit 1; }
 	[[ $(wc -l <<<"$out") == 1 && ($out == "kbridge: install: "* ||
-		$out == "kbridge: --output must be text, json or yaml, not 'xml'") ]] ||
+		$out == "kbridge: install: --output must be text, json or yaml, not 'xml'") ]] ||
 		{ echo "install $bad: $out"; exit 1; }
 done
 ok "--dry-run prints the eleven objects as a YAML stream kubectl reads (or a JSON List), no cluster needed; bad arguments: one line"

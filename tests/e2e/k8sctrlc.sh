@@ -9,22 +9,15 @@ set -euo pipefail
 KB_PG_PREFIX=kbkx
 FAIL_LOGS=(ws/kbridged.sock.log cache-alice/kbridge/port-forward.log)
 . "$(dirname "$0")/common.bash"
-command -v tmux >/dev/null || { echo "not ok - tmux is not installed (scripts/install-deps)"; exit 1; }
 control_plane
 K=$STATE/kube
 tmp=$(mktemp -d /tmp/kbk8sctrlc.$$.XXXXXX)
 chmod 755 "$tmp"
-T=(tmux -S "$tmp/tmux.sock" -f /dev/null)
-passed=
 cleanup_extra() {
-	[[ -n $passed ]] || { echo "--- the terminal"; pane 2>/dev/null; }
-	"${T[@]}" kill-server 2>/dev/null
 	QUIET=1 pg ws "$KB_BIN/kbridge" quit >/dev/null 2>&1
 	rm -rf "$tmp"
 }
 adm() { "$PG" kubectl "$@"; }
-pane() { "${T[@]}" capture-pane -p -t t; }
-shows() { pane | grep -qE -- "$1"; }
 # processes of ours in ws named NAME
 running() {
 	local p
@@ -41,13 +34,6 @@ nothing_left() {
 		[[ -z $(QUIET=1 pg ws ss -Hltnp | grep '"kbridge"') ]]
 }
 left_nothing() { poll 30 nothing_left || { echo "something of kbridge is left" >&2; return 1; }; }
-run() {
-	"${T[@]}" send-keys -t t clear Enter
-	poll 50 eval '[[ $(pane | grep -c .) == 1 ]]'
-	"${T[@]}" clear-history -t t
-	"${T[@]}" send-keys -t t "$*; echo EXIT=\$?" Enter
-}
-between() { pane | sed -n '/^\$ ./,/^EXIT=/p' | sed '1d;$d' | grep -v '^\s*$' || true; }
 
 KB_PG_NO_MANAGER=1 "$PG" up --k8s >/dev/null
 pg ws "$KB_BIN/kbridge" install --kubeconfig "$K/admin.kubeconfig" >/dev/null
@@ -57,9 +43,7 @@ adm create clusterrolebinding kbridge-dev-alice --clusterrole=kbridge-developer 
 adm -n kbridge create rolebinding kbridge-dev-alice --role=kbridge-developer --user=alice >/dev/null
 printf '#!/bin/sh\nsleep 5\nexec %s/kbridged "$@"\n' "$KB_BIN" > "$tmp/slow-kbridged"
 chmod 755 "$tmp/slow-kbridged"
-"${T[@]}" new-session -d -s t -x 200 -y 40 \
-	"$PG exec ws -- env PS1='$ ' TERM=xterm XDG_CACHE_HOME=$STATE/cache-alice HOME=/nonexistent KUBECONFIG=$K/alice.kubeconfig bash --norc --noprofile"
-"${T[@]}" set-option -t t remain-on-exit on >/dev/null
+term_start "$PG exec ws -- env PS1='$ ' TERM=xterm XDG_CACHE_HOME=$STATE/cache-alice HOME=/nonexistent KUBECONFIG=$K/alice.kubeconfig bash --norc --noprofile"
 poll 50 shows '^\$'
 ok "kbridge installed, the manager pod up, alice bound; a terminal (tmux) in ws as alice"
 
@@ -68,9 +52,9 @@ poll 300 shows 'starting kbridged \.\.\.'
 # Her forwarder runs by now.
 running kbridge
 [[ -n $(QUIET=1 pg ws ss -Hltnp | grep '"kbridge"') ]]
-"${T[@]}" send-keys -t t C-c
+keys C-c
 poll 100 shows '^EXIT='
-[[ $(pane | sed -n 's/^EXIT=//p') == 130 ]]
+[[ $(status) == 130 ]]
 [[ $(between | wc -l) == 1 && $(between) == "kbridge: connect interrupted; nothing was left running" ]]
 left_nothing
 ok "Ctrl-C while kbridged starts: one line, exit 130, no forwarder, no kbridged, no table or link"
@@ -78,9 +62,8 @@ ok "Ctrl-C while kbridged starts: one line, exit 130, no forwarder, no kbridged,
 # Then a connect goes through, on the terminal, with its certificate cached.
 run "$KB_BIN/kbridge connect"
 poll 300 shows '^EXIT='
-[[ $(pane | sed -n 's/^EXIT=//p') == 0 ]]
+[[ $(status) == 0 ]]
 shows "^Connected to 127\.0\.0\.1:[0-9]+ \(the API server's port-forward\) as alice"
 QUIET=1 pg ws "$KB_BIN/kbridge" quit >/dev/null
 left_nothing
 ok "connect afterwards: connected through the port-forward; quit leaves nothing"
-passed=1
