@@ -34,7 +34,10 @@ MAN8     = man/kbridged.8 man/kbridge-agent.8
 LIBS_EVENT = -levent_core -levent_extra -levent_openssl -lssl -lcrypto
 # libnftables: `kbridge-agent redirect` only (agent/redirect.c); never kbridge-sidecar
 # libnghttp2: the sidecar's HTTP/2 routing (agent/h2route.c)
-LIBS_AGENT = $(LIBS_EVENT) -lcares -lcjson -luring -lcurl -lnftables -lnghttp2
+# libcurl: not linked; agent/curlload.c opens it at the first use (the
+# manager's Kubernetes API client), so that an idle manager without
+# --in-cluster never maps it and the 28 libraries it brings
+LIBS_AGENT = $(LIBS_EVENT) -lcares -lcjson -luring -lnftables -lnghttp2
 LIBS_SIDECAR = $(LIBS_EVENT) -lcares -lcjson -luring -lnghttp2
 LIBS_DAEMON = $(LIBS_EVENT) -lcares -lcjson -lnftables
 # -lz: SPDY header compression (proto/spdy.c, kbridge port-forward)
@@ -178,7 +181,7 @@ FUZZ_LLHTTP = $(FUZZ_OBJ)/llhttp/llhttp.o $(FUZZ_OBJ)/llhttp/api.o $(FUZZ_OBJ)/l
 # What the control fuzzer includes (manager.c, preview.c, sidecar.c, tunnel.c) or stubs
 # (the network and the OS: resolver, tun, firewall, routes, exec) is not linked.
 FUZZ_AGENT  = $(call fobj,$(filter-out agent/main.c agent/manager.c agent/sidecar.c \
-	agent/resolver.c agent/preview.c agent/redirect.c,$(AGENT_SRC)))
+	agent/resolver.c agent/preview.c agent/redirect.c agent/curlload.c,$(AGENT_SRC)))
 FUZZ_DAEMON = $(call fobj,$(filter-out daemon/main.c daemon/tunnel.c daemon/net.c daemon/tun.c \
 	daemon/firewall.c daemon/exec.c,$(DAEMON_SRC)))
 FUZZERS = frame http dns profile control api kubeconfig portforward webhook spdy h2

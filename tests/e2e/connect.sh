@@ -53,6 +53,14 @@ state_is connected
 kb status --output json | python3 -m json.tool >/dev/null
 ok "connect prints what is reachable; status json says connected"
 
+# kbridge-agent opens libcurl at the manager's first API call (agent/curlload.c):
+# not linked, and never mapped by a manager run with --state-dir
+no grep -q 'libcurl\.so' < <(ldd "$KB_BIN/kbridge-agent")
+mp=$(head -n1 "$STATE/manager.pid")
+[[ -r /proc/$mp/maps ]]
+no grep -q 'libcurl\.so' "/proc/$mp/maps"
+ok "kbridge-agent does not link libcurl; the playground's manager (--state-dir) never maps it"
+
 [[ $(ws curl -sS -m 5 http://web.default/) == "hello from web (cluster)" ]]
 [[ $(ws curl -sS -m 5 http://web.default.svc.cluster.local/) == "hello from web (cluster)" ]]
 [[ $(ws curl -sS -m 5 http://web.default.svc/) == "hello from web (cluster)" ]]

@@ -55,6 +55,18 @@ grep -q "no Secret kbridge/kbridge-manager-state yet" "$P/pod.log"
 no adm -n kbridge get secret kbridge-manager-state >/dev/null 2>&1
 ok "install (--state-secret; the manager may get and update that Secret only, no ConfigMap writes) and run-pod: the first manager finds no state"
 
+# libcurl is not linked (agent/curlload.c): the in-cluster manager opened it for the API
+mgr_maps_curl() {
+	local p
+	for p in $(ip netns pids "$KB_PG-mgr"); do
+		[[ $(readlink "/proc/$p/exe" 2>/dev/null) == */kbridge-agent ]] &&
+			grep -q 'libcurl\.so' "/proc/$p/maps" && return 0
+	done
+	return 1
+}
+mgr_maps_curl
+ok "the in-cluster manager opened libcurl (kbridge-agent loads it at the first API call)"
+
 # Identities from the Secret's CA, as installpod.sh issues alice's.
 mkdir -m 700 "$STATE/ca"
 adm -n kbridge get secret kbridge-manager-ca -o 'jsonpath={.data.ca\.crt}' | base64 -d >"$STATE/ca/ca.crt"
