@@ -569,6 +569,23 @@ IC_DESC = {
 IC_KEYS = ['rps', 'p50_us', 'p99_us', 'cpu_us_per_req', 'vmrss_kib', 'rssanon_kib', 'app_cpu_us_per_req',
            'path_cpu_us_per_req', 'upstream_conns', 'wrk_cpu_us_per_req', 'sleeps_per_req', 'host_busy_pct',
            'total_cpu_us_per_req', 'path_per_app_cpu']
+IC_HOPS = ['sidecar', 'manager', 'kbridged']  # e, e1: the path's processes, as "split" records them
+IC_KEYS += ['%s_%s_per_req' % (h, k) for k in ('cpu_us', 'sleeps') for h in IC_HOPS]
+
+
+def intercept_split(runs, extra, hz):
+    """e, e1: the path's CPU and sleeps per request, process by process, from
+    the "split" lines (VARIANT-ROUND, then CPU ticks and voluntary context
+    switches of the sidecar, the manager and bob's kbridged), into each run."""
+    for v in ('icpt', 'icpt1'):
+        for d in runs.get(v, []):
+            f = extra.get('split', {}).get('%s-%s' % (v, d['round']), '').split()
+            n = d['requests']
+            if len(f) != 2 * len(IC_HOPS) or not n:
+                continue
+            for i, h in enumerate(IC_HOPS):
+                d['%s_cpu_us_per_req' % h] = per_request(int(f[i]), hz, n)
+                d['%s_sleeps_per_req' % h] = round(int(f[len(IC_HOPS) + i]) / n, 3)
 
 
 def intercept_runs(results, hz):
@@ -616,6 +633,7 @@ def intercept_runs(results, hz):
 
 def report_intercept(res, out, dur, rounds, quick, hz):
     runs, env, notes, mem_idle, extra = intercept_runs(read_results(res), hz)
+    intercept_split(runs, extra, hz)
     med, spread = medians(runs, IC_KEYS)
 
     def c(v, k, fmt):
@@ -663,6 +681,11 @@ def report_intercept(res, out, dur, rounds, quick, hz):
     P('e1) the same, one request at a time: %s us, %s x bob\'s nginx (%s us)' % (
         c('icpt1', 'path_cpu_us_per_req', '%.1f'), c('icpt1', 'path_per_app_cpu', '%.2f'),
         c('icpt1', 'app_cpu_us_per_req', '%.1f')))
+    for v in ('icpt', 'icpt1'):
+        if med[v].get('sidecar_cpu_us_per_req') is not None:
+            P('%s) by process, CPU us / sleeps per request: %s' % ('e' if v == 'icpt' else 'e1', ', '.join(
+                '%s %s / %s' % (h, c(v, '%s_cpu_us_per_req' % h, '%.1f'), c(v, '%s_sleeps_per_req' % h, '%.2f'))
+                for h in IC_HOPS)))
     P('idle memory before the load (VmRSS RssAnon kB): %s' % ', '.join(
         '%s %s' % (v, mem_idle[v]) for v in IC_V if v in mem_idle))
     if 'mem_after' in extra.get('sidecar', {}):
