@@ -639,6 +639,23 @@ IC_DESC = {
 IC_KEYS = ['rps', 'p50_us', 'p99_us', 'cpu_us_per_req', 'vmrss_kib', 'rssanon_kib', 'app_cpu_us_per_req',
            'path_cpu_us_per_req', 'upstream_conns', 'wrk_cpu_us_per_req', 'sleeps_per_req', 'host_busy_pct',
            'total_cpu_us_per_req', 'path_per_app_cpu']
+IC_HOPS = ['sidecar', 'manager', 'kbridged']  # e, e1: the path's processes, as "split" records them
+IC_KEYS += ['%s_%s_per_req' % (h, k) for k in ('cpu_us', 'sleeps') for h in IC_HOPS]
+
+
+def intercept_split(runs, extra, hz):
+    """e, e1: the path's CPU and sleeps per request, process by process, from
+    the "split" lines (VARIANT-ROUND, then CPU ticks and voluntary context
+    switches of the sidecar, the manager and bob's kbridged), into each run."""
+    for v in ('icpt', 'icpt1'):
+        for d in runs.get(v, []):
+            f = extra.get('split', {}).get('%s-%s' % (v, d['round']), '').split()
+            n = d['requests']
+            if len(f) != 2 * len(IC_HOPS) or not n:
+                continue
+            for i, h in enumerate(IC_HOPS):
+                d['%s_cpu_us_per_req' % h] = per_request(int(f[i]), hz, n)
+                d['%s_sleeps_per_req' % h] = round(int(f[len(IC_HOPS) + i]) / n, 3)
 
 
 def intercept_runs(results, hz):
@@ -681,7 +698,9 @@ def intercept_runs(results, hz):
                 d['wrk_cpu_us_per_req'] + (d['app_cpu_us_per_req'] if v != 'app' else 0) +
                 (d['path_cpu_us_per_req'] if icpt else d['cpu_us_per_req']), 2)
         return v, d
-    return split_results(results, IC_V, run)
+    got = split_results(results, IC_V, run)
+    intercept_split(got[0], got[4], hz)
+    return got
 
 
 def ic_cpu_lines(f):
@@ -704,6 +723,11 @@ def ic_cpu_lines(f):
     out.append('e1) the same, one request at a time: %s us, %s x bob\'s nginx (%s us)' % (
         f.c('icpt1', 'path_cpu_us_per_req', '%.1f'), f.c('icpt1', 'path_per_app_cpu', '%.2f'),
         f.c('icpt1', 'app_cpu_us_per_req', '%.1f')))
+    for v in ('icpt', 'icpt1'):
+        if f.g(v, 'sidecar_cpu_us_per_req') is not None:
+            out.append('%s) by process, CPU us / sleeps per request: %s' % ('e' if v == 'icpt' else 'e1', ', '.join(
+                '%s %s / %s' % (h, f.c(v, '%s_cpu_us_per_req' % h, '%.1f'), f.c(v, '%s_sleeps_per_req' % h, '%.2f'))
+                for h in IC_HOPS)))
     return out
 
 

@@ -269,8 +269,21 @@ class Reports(unittest.TestCase):
         txt, j = self.run_report(br.report_intercept, env +
                                  run % ('app1', 1, 10, 10, 0, 1491, s, 'wrk-ok.out') +
                                  run % ('icpt1', 1, 5, 4, 12, 1491, s, 'wrk-ok.out') +
-                                 run % ('icpt', 1, 5, 4, 12, 1491, s, 'wrk-ok.out'), 1, 1, True, 100)
+                                 run % ('icpt', 1, 5, 4, 12, 1491, s, 'wrk-ok.out') +
+                                 # split VARIANT-ROUND: ticks, then sleeps, of sidecar, manager, kbridged
+                                 'split icpt-1 6 2 4 3000 1491 0\n' +
+                                 'split icpt1-1 6 2 4 3000\n', 1, 1, True, 100)
         self.assertEqual(j['runs']['icpt'][0]['path_per_app_cpu'], 3.0)
+        # 6 ticks of 1/100 s over 1491 requests; 3000 sleeps
+        self.assertEqual(j['medians']['icpt']['sidecar_cpu_us_per_req'], round(0.06 * 1e6 / 1491, 2))
+        self.assertEqual(j['medians']['icpt']['manager_cpu_us_per_req'], round(0.02 * 1e6 / 1491, 2))
+        self.assertEqual(j['runs']['icpt'][0]['sidecar_sleeps_per_req'], round(3000 / 1491, 3))
+        self.assertEqual(j['medians']['icpt']['kbridged_sleeps_per_req'], 0)
+        self.assertRegex(txt, r'e\) by process, CPU us / sleeps per request: sidecar 40\.2 / 2\.01, '
+                         r'manager 13\.4 / 1\.00, kbridged 26\.8 / 0\.00')
+        # a short line says nothing
+        self.assertNotIn('sidecar_cpu_us_per_req', j['medians']['icpt1'])
+        self.assertNotIn('e1) by process', txt)
         self.assertEqual(j['runs']['icpt1'][0]['path_per_app_cpu'], 3.0)
         self.assertIsNone(j['runs']['app1'][0]['path_per_app_cpu'])
         t = {x['target']: x for x in j['targets']}
