@@ -965,6 +965,8 @@ up_recv_st(struct h2r_up *u)
 			up_to_h1(u);
 			return;
 		}
+		if (u->c->up.h1 != NULL)
+			u->c->up.h1(u->c->up.arg, u->key, -1);	/* HTTP/2 (again) */
 		up_unhold(u);
 	}
 	io_recv_st(&u->io);
@@ -996,8 +998,7 @@ up_st_close(struct kb_stream *st, int reason, const char *text, void *arg)
 	struct h2r_up *u = arg;
 
 	(void)st;
-	up_recv_st(u);	/* what came before the end */
-	u->io.st = NULL;
+	u->io.st = NULL;	/* what it held is gone with it */
 	if (reason == 0)
 		u->io.eof = 1;
 	else if (u->why[0] == '\0')
@@ -1234,13 +1235,13 @@ struct h2r_h1 {
 	size_t flen, fcap, nlen;
 	char *conn;		/* Connection header values, NUL-separated */
 	size_t connlen;
+	size_t fields;		/* bytes of fields so far (HP_MAX_HEADER_BYTES at most) */
 	unsigned chunked:1;	/* the request body goes chunked */
 	unsigned req_done:1;	/* the request's end is in out */
 	unsigned resp_done:1;	/* the answer is whole */
 	unsigned head:1;	/* a HEAD request: no body in the answer */
 	unsigned info:1;	/* a 1xx answer comes (not passed on) */
 	unsigned body:1;	/* the answer's head is done: fields are trailers */
-	unsigned closing:1;	/* st's on_close runs: st goes after it */
 };
 
 /* Request fields for this hop only (RFC 9110 7.6.1, RFC 9113 8.2.2), and
@@ -1398,6 +1399,8 @@ h1_on_value_done(llhttp_t *p)
 	size_t i, vlen = h->flen - h->nlen - 1;
 
 	h->flen = 0;
+	if ((h->fields += h->nlen + vlen + 32) > HP_MAX_HEADER_BYTES)
+		return -1;	/* a head (or trailers) too large, kept or not */
 	for (i = 0; i < h->nlen; i++)
 		name[i] = tolower((unsigned char)name[i]);
 	while (vlen > 0 && (value[vlen - 1] == ' ' || value[vlen - 1] == '\t'))
@@ -1435,6 +1438,7 @@ h1_on_head(llhttp_t *p)
 	if (code < 200) {
 		h->info = 1;	/* 100 Continue and the like stay here */
 		hdrs_clear(&s->uin);
+		h->fields = 0;
 		return 0;
 	}
 	if (h1_status(s) == -1)
@@ -1445,6 +1449,7 @@ h1_on_head(llhttp_t *p)
 			s->uin.nv[j++] = s->uin.nv[i];
 	s->uin.n = j;
 	h->body = 1;
+	h->fields = 0;	/* the trailers' own count */
 	prd.source.ptr = s;
 	s->resp_started = 1;
 	if (nghttp2_submit_response(s->c->io.sess, s->sid, s->uin.nv, s->uin.n, &prd) != 0)
@@ -1498,7 +1503,7 @@ h1_free(struct h2r_stream *s)
 
 	if (h == NULL)
 		return;
-	if (h->st != NULL && !h->closing)
+	if (h->st != NULL)
 		st_release(s->c->up.streams, h->st, h->resp_done && h->req_done &&
 		    evbuffer_get_length(h->out) == 0);
 	evbuffer_free(h->out);
@@ -1655,14 +1660,7 @@ h1_st_close(struct kb_stream *st, int reason, const char *text, void *arg)
 	char why[256];
 
 	(void)st;
-	/* What came before the end is the answer, or part of it. */
-	s->h1->closing = 1;
-	h1_recv(s);
-	if (s->h1 == NULL) {
-		h2r_settle(c);
-		return;
-	}
-	s->h1->st = NULL;
+	s->h1->st = NULL;	/* what it held is gone with it */
 	if (reason != 0)
 		st_why(why, sizeof(why), text);
 	else
@@ -1803,9 +1801,11 @@ stream_route(struct h2r_stream *s, int end)
 		free(buf);
 	s->req_eof = end;
 	s->key = key;
-	if (key != 0 && c->up.streams != NULL && c->up.h1 != NULL &&
+	/* Its local app speaks HTTP/1: so goes the stream, unless gRPC,
+	 * which asks again (the developer may have started a gRPC server). */
+	if (key != 0 && c->up.streams != NULL && c->up.h1 != NULL && !s->grpc &&
 	    c->up.h1(c->up.arg, key, 0)) {
-		h1_start(s, &s->in);	/* its local app speaks HTTP/1 */
+		h1_start(s, &s->in);
 		return;
 	}
 	reason[0] = '\0';
@@ -1819,10 +1819,13 @@ stream_route(struct h2r_stream *s, int end)
 	if (u->io.st != NULL && !u->heard) {
 		/* Held until it answers our preface: HTTP/2 or HTTP/1. The
 		 * trailers, if any, come into s->in meanwhile. */
+		struct timeval tv = kb_ms_tv(H2R_CONNECT_MS);
+
 		s->head = s->in;
 		memset(&s->in, 0, sizeof(s->in));
 		s->held = 1;
-		u->nheld++;
+		if (u->nheld++ == 0 && !evtimer_pending(u->timer, NULL))
+			evtimer_add(u->timer, &tv);
 		return;
 	}
 	stream_submit(s, &s->in);

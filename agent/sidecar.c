@@ -310,7 +310,8 @@ sc_open_upstream(void *arg, uint64_t key, char *reason, size_t len)
 }
 
 /* h2route's note (or question) that intercept key's local app answers
- * HTTP/2 in HTTP/1: kept while the intercept lives. */
+ * HTTP/2 in HTTP/1 (or, note -1, in HTTP/2 again): kept while the
+ * intercept lives. */
 static int
 sc_h1(void *arg, uint64_t key, int note)
 {
@@ -319,11 +320,13 @@ sc_h1(void *arg, uint64_t key, int note)
 
 	if ((ic = icpt_by_key(sc, key)) == NULL)
 		return 0;
-	if (note && !ic->h1)
+	if (note > 0 && !ic->h1)
 		log_info("intercept %s: the local app answers HTTP/2 in HTTP/1: its HTTP/2 "
 		    "requests go to it as HTTP/1.1 from now on", ic->id);
-	if (note)
-		ic->h1 = 1;
+	else if (note < 0 && ic->h1)
+		log_info("intercept %s: the local app answers HTTP/2 again", ic->id);
+	if (note != 0)
+		ic->h1 = note > 0;
 	return ic->h1;
 }
 

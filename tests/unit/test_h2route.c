@@ -934,7 +934,7 @@ out:
  * workstation does. */
 
 static struct kb_session *sc_sess, *ws_sess;
-static int ws_opens, h1_noted[8];
+static int ws_opens, h1_noted[8], h1_cleared[8];
 
 static void
 ws_on_open(struct kb_session *s, struct kb_stream *st, const struct kb_open *o, void *arg)
@@ -1010,9 +1010,11 @@ t_h1(void *arg, uint64_t key, int note)
 	(void)arg;
 	if (key >= 8)
 		return 0;
-	if (note)
+	if (note > 0)
 		h1_noted[key]++;
-	return h1_noted[key] > 0;
+	else if (note < 0)
+		h1_cleared[key]++;
+	return h1_noted[key] > h1_cleared[key];
 }
 
 static const struct hp_stream_ops t_streams = {
@@ -1114,8 +1116,13 @@ test_stream_ups(void)
 	if (rc != 0 || strcmp(buf, "hello over http/1 200"))
 		printf("# %d %s\n", rc, buf);
 	ok(ws_opens == opens + 2);	/* known: no HTTP/2 try first */
+	/* gRPC asks again (it may be a gRPC server by now): still HTTP/1. */
+	opens = ws_opens;
 	rc = client(h1grpc, buf, sizeof(buf), 10000);
 	ok(strstr(buf, "status UNAVAILABLE: " H2R_H1_GRPC) == buf);
+	ok(ws_opens == opens + 1 && h1_cleared[5] == 0);
+	/* Alice's HTTP/2 server answers with SETTINGS: noted too. */
+	ok(h1_cleared[1] >= 1 && h1_noted[1] == 0);
 
 	/* Every stream ends with its client connection. */
 	ok(run_until(no_conns, NULL, 10000));
