@@ -7,6 +7,8 @@
  * neither (TLS, HTTP/0.9, ...) cannot be routed by header: it goes to the
  * app untouched, whoever intercepts. */
 #include <arpa/inet.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <ctype.h>
 #include <errno.h>
 #include <getopt.h>
@@ -203,8 +205,8 @@ matches(const struct sc_intercept *ic, const struct hp_request *req)
 
 /* One client connection from the listener, while it is open: its place
  * among its address's connections (--max-per-address). Owned by whoever
- * holds the connection (the dial to the app, the join, the HTTP proxy)
- * and freed when that closes it. */
+ * holds the connection (the dial to the app, the join, a whole-TCP
+ * intercept's stream, the HTTP proxy) and freed when that closes it. */
 struct sc_client {
 	struct sidecar *sc;
 	struct kb_src *src;	/* NULL: no cap */
@@ -228,7 +230,7 @@ sc_open_stream(void *arg, uint64_t key, const struct kb_stream_cbs *cbs, void *c
 {
 	struct sidecar *sc = ((struct sc_client *)arg)->sc;
 	struct kb_open o = { .kind = KB_OPEN_INTERCEPT };
-	struct sc_intercept *ic;
+	const struct sc_intercept *ic;
 	struct kb_stream *st;
 
 	if ((ic = icpt_by_key(sc, key)) == NULL) {
@@ -435,8 +437,12 @@ accepted(int fd, struct sockaddr *sa, int salen, void *arg)
 	*cl = (struct sc_client){ .sc = sc, .src = src, .fd = fd };
 	if (!strcmp(sc->protocol, "tcp") && (ic = icpt_global(sc)) != NULL) {
 		struct kb_open o = { .kind = KB_OPEN_INTERCEPT };
+		int one = 1;
 
 		if (sc->sess && kb_session_ready(sc->sess)) {
+			/* What the stream brings is written at once (no Nagle
+			 * wait for the caller's delayed ACK), as a join does. */
+			(void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 			snprintf(o.ref, sizeof(o.ref), "%s", ic->id);
 			if (kb_stream_open(sc->sess, &o, fd, &tcp_cbs, cl) == NULL) {
 				log_warnx("cannot reach the manager: closed an intercepted "
