@@ -115,6 +115,8 @@ $(BUILD)/tests/test_store: $(LLHTTP_OBJ)
 $(BUILD)/tests/test_store: LIBS_TEST += $(LLHTTP_OBJ)
 $(BUILD)/tests/test_routes: $(LLHTTP_OBJ)
 $(BUILD)/tests/test_routes: LIBS_TEST += $(LLHTTP_OBJ)
+$(BUILD)/tests/test_h2route: $(LLHTTP_OBJ)
+$(BUILD)/tests/test_h2route: LIBS_TEST += $(LLHTTP_OBJ)
 
 unit: $(UNIT_BIN)
 

@@ -7,25 +7,35 @@
  * One struct h2r_conn per client connection: an nghttp2 server session
  * toward the client, and a list of upstreams (struct h2r_up), each an
  * nghttp2 client session over one socket from the proxy's open() (key 0:
- * the app; else an intercept's stream to its owner's workstation). The
- * upstreams belong to this client connection alone: one client cannot
- * take or see the streams of another. A client stream (struct h2r_stream)
- * is routed when its request head is whole, then relayed to one upstream
- * stream. nghttp2 parses and frames everything; nothing here reads a
- * frame by hand.
+ * the app) or one session stream from up.streams->open() (an intercept:
+ * to its owner's workstation, whose refusal reason goes into the 502 page
+ * or grpc-message). The upstreams belong to this client connection alone:
+ * one client cannot take or see the streams of another. A client stream
+ * (struct h2r_stream) is routed when its request head is whole, then
+ * relayed to one upstream stream. nghttp2 parses and frames everything;
+ * nothing here reads a frame by hand.
+ *
+ * An intercept's local app may speak HTTP/1 only: a new stream upstream
+ * holds its streams (head and body, at most one window each, as always)
+ * until the first bytes of its answer to our preface: SETTINGS, and they
+ * go; anything else, and each goes as one HTTP/1.1 request on a session
+ * stream of its own (struct h2r_h1), as do the intercept's later streams
+ * (up.h1 keeps it in the sidecar).
  *
  * Flow control: the sessions run without automatic WINDOW_UPDATEs; bytes
  * received on one side wait in the stream's buffer and are acknowledged
  * (nghttp2_session_consume) only when the other side's data provider took
  * them. A stream thus holds at most one window each way (H2R_WINDOW), a
- * connection at most H2R_CONN_WINDOW per session; a socket whose peer does
- * not read stops its session from producing at H2R_HIGH_WATER, and is not
- * read meanwhile.
+ * connection at most H2R_CONN_WINDOW per session; a socket or session
+ * stream whose peer does not read stops its session from producing at
+ * H2R_HIGH_WATER, and is not read meanwhile (what a session stream brought
+ * stays in it and holds its sender back by the stream's credit).
  *
- * Everything runs from the socket events: they feed and pump the sessions,
- * then h2r_settle() sends, fails dead upstreams, frees what is finished,
- * sets the idle timer (no stream: h2r_idle_ms, then GOAWAY) and re-arms. Nothing is freed from inside an nghttp2 callback except a
- * stream that both sessions have closed. */
+ * Everything runs from the socket and session stream events: they feed
+ * and pump the sessions, then h2r_settle() sends, fails dead upstreams,
+ * frees what is finished, sets the idle timer (no stream: h2r_idle_ms,
+ * then GOAWAY) and re-arms. Nothing is freed from inside an nghttp2
+ * callback except a stream that both sessions have closed. */
 #include "h2route.h"
 
 #include <sys/queue.h>
@@ -47,7 +57,10 @@
 
 #include <nghttp2/nghttp2.h>
 
+#include <llhttp.h>
+
 #include "log.h"
+#include "session.h"
 #include "util.h"
 
 #define H2R_READ_SIZE	(32 * 1024)
@@ -80,9 +93,13 @@ struct h2r_buf {
 
 #define H2R_BUF_KEEP	(4 * 1024)	/* larger buffers are freed once empty */
 
-/* One socket with its session. */
+/* One socket, or session stream (an intercept's: up.streams), with its
+ * session. */
 struct h2r_io {
 	int fd;
+	struct kb_stream *st;		/* instead of fd */
+	const struct hp_stream_ops *ops;	/* st's */
+	struct evbuffer *sout;		/* st's bytes it did not take yet */
 	nghttp2_session *sess;
 	struct event *rev, *wev;
 	struct h2r_buf out;
@@ -102,15 +119,21 @@ struct h2r_up {
 	size_t nstreams;
 	unsigned goaway:1;	/* takes no new streams */
 	unsigned heard:1;	/* its first bytes were looked at (up_http1()) */
+	size_t nheld;		/* streams held until its SETTINGS came (up_recv_st()) */
 	char why[200];		/* set: failed */
 };
+
+struct h2r_h1;
 
 struct h2r_stream {
 	struct h2r_conn *c;
 	TAILQ_ENTRY(h2r_stream) entry;
 	int32_t sid, usid;
+	uint64_t key;		/* its upstream's */
 	struct h2r_up *up;	/* NULL: not routed, or its upstream is gone */
+	struct h2r_h1 *h1;	/* instead of up: relayed as an HTTP/1.1 request */
 	struct h2r_hdrs in;	/* from the client: request head, then trailers */
+	struct h2r_hdrs head;	/* the request head while held (up->nheld) */
 	struct h2r_hdrs uin;	/* from upstream: response head, then trailers */
 	struct evbuffer *req, *resp;	/* bodies waiting for the other side */
 	unsigned req_eof:1, req_trl:1, resp_eof:1, resp_trl:1, resp_started:1;
@@ -119,6 +142,7 @@ struct h2r_stream {
 	unsigned grpc:1;	/* a gRPC call: errors as grpc-status */
 	unsigned cl_closed:1, up_closed:1;
 	unsigned raw:1;		/* stream 1 of an Upgrade: its body came as HTTP/1 bytes */
+	unsigned held:1;	/* routed to up, not sent yet: up's SETTINGS did not come */
 };
 
 struct h2r_conn {
@@ -133,11 +157,15 @@ struct h2r_conn {
 	TAILQ_HEAD(, h2r_stream) streams;
 	LIST_HEAD(, h2r_up) ups;
 	size_t nstreams;
+	size_t nh1;		/* streams relayed as HTTP/1.1 */
 };
 
 static void h2r_settle(struct h2r_conn *);
 static void conn_timer(struct h2r_conn *, int);
 static void conn_abandon(struct h2r_conn *);
+static void h1_free(struct h2r_stream *);
+static void h1_start(struct h2r_stream *, struct h2r_hdrs *);
+static void h1_pump(struct h2r_stream *);
 
 /* --- header blocks --- */
 
@@ -301,6 +329,9 @@ io_fini(struct h2r_io *io)
 		event_free(io->wev);
 	free(io->out.p);
 	io->out.p = NULL;
+	if (io->sout != NULL)
+		evbuffer_free(io->sout);
+	io->sout = NULL;
 	if (io->sess != NULL)
 		nghttp2_session_del(io->sess);
 	if (io->fd != -1)
@@ -353,6 +384,46 @@ buf_write(struct h2r_buf *b, int fd)
 	return w;
 }
 
+/* Bytes made and not taken by the socket or stream yet. */
+static size_t
+io_pending(const struct h2r_io *io)
+{
+	return io->sout != NULL ? evbuffer_get_length(io->sout) : io->out.len;
+}
+
+/* io_send() for a session stream: it takes what its credit allows, and
+ * says when it can take more (on_writable). */
+static size_t
+io_send_st(struct h2r_io *io)
+{
+	const uint8_t *p;
+	size_t made = 0;
+	ssize_t n;
+
+	for (;;) {
+		while (evbuffer_get_length(io->sout) < H2R_HIGH_WATER) {
+			if ((n = nghttp2_session_mem_send(io->sess, &p)) < 0) {
+				log_debug("%s: %s", __func__, nghttp2_strerror((int)n));
+				io->err = 1;
+				return made;
+			}
+			if (n == 0)
+				break;
+			if (evbuffer_add(io->sout, p, n) == -1) {
+				io->err = 1;
+				return made;
+			}
+			made += n;
+		}
+		if (io->st == NULL || evbuffer_get_length(io->sout) == 0)
+			return made;
+		if (io->ops->write(io->st, io->sout) > 0)
+			io->wrote = 1;
+		if (evbuffer_get_length(io->sout) > 0)
+			return made;	/* on_writable comes */
+	}
+}
+
 /* Let the session produce up to the high-water mark, write, and again
  * while the socket takes it all (a queue the socket just emptied must not
  * leave the session's frames unmade). Returns how many bytes were made. */
@@ -365,6 +436,8 @@ io_send(struct h2r_io *io)
 
 	if (io->err || io->sess == NULL)
 		return 0;
+	if (io->sout != NULL)
+		return io_send_st(io);
 	for (;;) {
 		while (io->out.len < H2R_HIGH_WATER) {
 			if ((n = nghttp2_session_mem_send(io->sess, &p)) < 0) {
@@ -417,13 +490,39 @@ io_recv(struct h2r_io *io)
 	}
 }
 
+/* io_recv() for a session stream: what came, unless the session's
+ * output is at the high-water mark (what is left holds the peer back). */
+static void
+io_recv_st(struct h2r_io *io)
+{
+	struct evbuffer *in;
+	struct evbuffer_iovec v;
+	ssize_t rv;
+
+	if (io->st == NULL || io->eof || io->err)
+		return;
+	in = io->ops->input(io->st);
+	while (io_pending(io) < H2R_HIGH_WATER && evbuffer_peek(in, -1, NULL, &v, 1) == 1) {
+		if ((rv = nghttp2_session_mem_recv(io->sess, v.iov_base, v.iov_len)) < 0) {
+			log_debug("%s: %s", __func__, nghttp2_strerror((int)rv));
+			io->err = 1;
+			return;
+		}
+		evbuffer_drain(in, v.iov_len);
+	}
+	if (evbuffer_get_length(in) == 0 && io->ops->eof(io->st))
+		io->eof = 1;
+}
+
 static void
 io_arm(struct h2r_io *io)
 {
 	int r, w;
 
+	if (io->rev == NULL)
+		return;	/* a stream's events are the session's */
 	r = !io->eof && !io->err && !io->connecting && !io->hold &&
-	    io->out.len < H2R_HIGH_WATER;
+	    io_pending(io) < H2R_HIGH_WATER;
 	w = !io->err && (io->connecting || io->out.len > 0);
 	if (r != io->rarmed) {
 		if (r)
@@ -446,7 +545,7 @@ static int
 io_finished(const struct h2r_io *io)
 {
 	return !nghttp2_session_want_read(io->sess) && !nghttp2_session_want_write(io->sess) &&
-	    io->out.len == 0;
+	    io_pending(io) == 0;
 }
 
 /* --- streams --- */
@@ -458,6 +557,8 @@ stream_free(struct h2r_stream *s)
 	s->c->nstreams--;
 	if (s->c->raw == s)
 		s->c->raw = NULL;	/* the rest of its body is read and dropped */
+	h1_free(s);
+	hdrs_free(&s->head);
 	hdrs_free(&s->in);
 	hdrs_free(&s->uin);
 	if (s->req != NULL)
@@ -470,7 +571,7 @@ stream_free(struct h2r_stream *s)
 static void
 stream_maybe_free(struct h2r_stream *s)
 {
-	if (s->cl_closed && (s->up_closed || s->up == NULL))
+	if (s->cl_closed && (s->up_closed || (s->up == NULL && s->h1 == NULL)))
 		stream_free(s);
 }
 
@@ -501,7 +602,7 @@ h2r_read_data(nghttp2_session *sess, int32_t sid, uint8_t *buf, size_t len, uint
 	if (n > 0) {
 		if (!toclient)
 			stream_ack_req(s, n);
-		else if (s->up != NULL)
+		else if (s->up != NULL && s->usid >= 0)
 			nghttp2_session_consume(s->up->io.sess, s->usid, n);
 	}
 	if (evbuffer_get_length(b) == 0 && (toclient ? s->resp_eof : s->req_eof)) {
@@ -601,6 +702,7 @@ stream_drop_req(struct h2r_stream *s)
 
 static void up_read_cb(evutil_socket_t, short, void *);
 static void up_write_cb(evutil_socket_t, short, void *);
+static const struct kb_stream_cbs up_st_cbs;
 static nghttp2_session_callbacks *up_callbacks(void);
 
 static void
@@ -612,7 +714,37 @@ up_timer_cb(evutil_socket_t fd, short what, void *arg)
 	(void)what;
 	if (u->io.connecting)
 		snprintf(u->why, sizeof(u->why), "kbridge: timed out connecting to the upstream");
+	else if (u->nheld > 0)
+		snprintf(u->why, sizeof(u->why), "kbridge: the intercepting workstation's local "
+		    "app did not answer in HTTP/2 (SETTINGS) within %d s", H2R_CONNECT_MS / 1000);
 	h2r_settle(u->c);
+}
+
+/* A session stream given up: what is still in it is not wanted (reset);
+ * if nothing is, it ends with FINs, and data that comes after resets it. */
+static void
+st_drop_data(struct kb_stream *st, void *arg)
+{
+	const struct hp_stream_ops *ops = arg;
+
+	if (evbuffer_get_length(ops->input(st)) > 0) {
+		ops->set_cbs(st, NULL, NULL);
+		ops->reset(st, KB_RST_CANCEL, "kbridge: not wanted any more");
+	}
+}
+
+static const struct kb_stream_cbs st_drop_cbs = { .on_data = st_drop_data };
+
+static void
+st_release(const struct hp_stream_ops *ops, struct kb_stream *st, int clean)
+{
+	if (clean && evbuffer_get_length(ops->input(st)) == 0) {
+		ops->set_cbs(st, &st_drop_cbs, (void *)ops);
+		ops->shutdown(st);
+		return;
+	}
+	ops->set_cbs(st, NULL, NULL);
+	ops->reset(st, KB_RST_CANCEL, "kbridge: not wanted any more");
 }
 
 static void
@@ -623,6 +755,9 @@ up_free(struct h2r_up *u)
 	TAILQ_FOREACH(s, &u->c->streams, entry)
 		if (s->up == u)
 			s->up = NULL;	/* closed there: nothing more to acknowledge */
+	if (u->io.st != NULL)
+		st_release(u->io.ops, u->io.st, !u->io.err && io_pending(&u->io) == 0);
+	u->io.st = NULL;
 	LIST_REMOVE(u, entry);
 	if (u->timer != NULL)
 		event_free(u->timer);
@@ -644,6 +779,7 @@ up_fail(struct h2r_up *u, const char *why)
 			continue;
 		s->up = NULL;
 		s->up_closed = 1;
+		s->held = 0;
 		stream_drop_req(s);
 		if (!s->cl_closed) {
 			if (!s->resp_started)
@@ -669,21 +805,36 @@ up_new(struct h2r_conn *c, uint64_t key, char *reason, size_t len)
 	nghttp2_option *opt = NULL;
 	struct timeval tv = kb_ms_tv(H2R_CONNECT_MS);
 	struct h2r_up *u;
-	int fd;
+	int fd = -1;
 
-	if ((fd = c->up.open(c->up.arg, key, reason, len)) == -1)
-		return NULL;
 	if ((u = calloc(1, sizeof(*u))) == NULL) {
-		close(fd);
 		snprintf(reason, len, "kbridge: out of memory");
 		return NULL;
 	}
 	u->c = c;
 	u->key = key;
 	u->io.fd = -1;
-	u->io.connecting = 1;
+	if (key != 0 && c->up.streams != NULL) {
+		/* An intercept's: a session stream, no socket. */
+		u->io.ops = c->up.streams;
+		if ((u->io.sout = evbuffer_new()) == NULL) {
+			free(u);
+			snprintf(reason, len, "kbridge: out of memory");
+			return NULL;
+		}
+		if ((u->io.st = u->io.ops->open(c->up.arg, key, &up_st_cbs, u, reason,
+		    len)) == NULL) {
+			evbuffer_free(u->io.sout);
+			free(u);
+			return NULL;
+		}
+	} else if ((fd = c->up.open(c->up.arg, key, reason, len)) == -1) {
+		free(u);
+		return NULL;
+	} else
+		u->io.connecting = 1;
 	LIST_INSERT_HEAD(&c->ups, u, entry);
-	if (io_init(c, &u->io, fd, up_read_cb, up_write_cb, u) == -1 ||
+	if ((fd != -1 && io_init(c, &u->io, fd, up_read_cb, up_write_cb, u) == -1) ||
 	    (u->timer = evtimer_new(c->base, up_timer_cb, u)) == NULL ||
 	    (cbs = up_callbacks()) == NULL || nghttp2_option_new(&opt) != 0)
 		goto fail;
@@ -700,7 +851,7 @@ up_new(struct h2r_conn *c, uint64_t key, char *reason, size_t len)
 	evtimer_add(u->timer, &tv);
 	return u;
 fail:
-	if (u->io.fd == -1)
+	if (fd != -1 && u->io.fd == -1)
 		close(fd);
 	nghttp2_option_del(opt);
 	up_free(u);
@@ -724,6 +875,16 @@ up_get(struct h2r_conn *c, uint64_t key, char *reason, size_t len)
  * frame, as every HTTP/2 server's must (RFC 9113 3.4), speaks no h2c: an
  * HTTP/1 app's 400, say. It is named so, rather than as a framing error.
  * 1 if so. */
+static void
+up_not_h2(struct h2r_up *u, int http1)
+{
+	snprintf(u->why, sizeof(u->why), "kbridge: the %s answered %s, not HTTP/2: "
+	    "it must speak HTTP/2 without TLS (h2c, prior knowledge), as a gRPC server does",
+	    u->key == 0 ? "app" : "intercepting workstation's local app",
+	    http1 ? "in HTTP/1" : "something else");
+	log_debug("%s: key %llu: %s", __func__, (unsigned long long)u->key, u->why);
+}
+
 static int
 up_http1(struct h2r_up *u)
 {
@@ -733,13 +894,123 @@ up_http1(struct h2r_up *u)
 	u->heard = 1;
 	if ((n = recv(u->io.fd, b, sizeof(b), MSG_PEEK)) < 4 || b[3] == NGHTTP2_SETTINGS)
 		return 0;
-	snprintf(u->why, sizeof(u->why), "kbridge: the %s answered %s, not HTTP/2: "
-	    "it must speak HTTP/2 without TLS (h2c, prior knowledge), as a gRPC server does",
-	    u->key == 0 ? "app" : "intercepting workstation's local app",
-	    n == 5 && !memcmp(b, "HTTP/", 5) ? "in HTTP/1" : "something else");
-	log_debug("%s: key %llu: %s", __func__, (unsigned long long)u->key, u->why);
+	up_not_h2(u, n == 5 && !memcmp(b, "HTTP/", 5));
 	return 1;
 }
+
+static void stream_submit(struct h2r_stream *, struct h2r_hdrs *);
+
+/* A stream upstream's local app answered our preface with SETTINGS: it
+ * speaks HTTP/2, the streams held for it go. */
+static void
+up_unhold(struct h2r_up *u)
+{
+	struct h2r_stream *s, *t;
+
+	for (s = TAILQ_FIRST(&u->c->streams); s != NULL && u->nheld > 0; s = t) {
+		t = TAILQ_NEXT(s, entry);
+		if (s->up == u && s->held)
+			stream_submit(s, &s->head);
+	}
+}
+
+/* It answered in HTTP/1: noted for the intercept (up.h1), the streams held
+ * for it go as HTTP/1.1 requests, each on a stream of its own; u goes. */
+static void
+up_to_h1(struct h2r_up *u)
+{
+	struct h2r_conn *c = u->c;
+	struct h2r_stream *s, *t;
+
+	if (c->up.h1 != NULL)
+		c->up.h1(c->up.arg, u->key, 1);
+	for (s = TAILQ_FIRST(&c->streams); s != NULL; s = t) {
+		t = TAILQ_NEXT(s, entry);
+		if (s->up != u || !s->held)
+			continue;
+		s->up = NULL;
+		s->held = 0;
+		u->nheld--;
+		u->nstreams--;
+		h1_start(s, &s->head);
+	}
+	snprintf(u->why, sizeof(u->why), "kbridge: the intercepting workstation's local app "
+	    "speaks HTTP/1");
+}
+
+/* A stream upstream's bytes: the first ones say whether it speaks HTTP/2
+ * (a SETTINGS frame) or not, then HTTP/1 (up_http1() for a socket); until
+ * then its streams are held. */
+static void
+up_recv_st(struct h2r_up *u)
+{
+	uint8_t b[5];
+	ssize_t n;
+
+	if (u->io.st == NULL || u->io.eof || u->io.err || u->why[0] != '\0')
+		return;
+	if (!u->heard) {
+		n = evbuffer_copyout(u->io.ops->input(u->io.st), b, sizeof(b));
+		if (n < (ssize_t)sizeof(b) && !u->io.ops->eof(u->io.st))
+			return;
+		if (n <= 0) {
+			u->io.eof = 1;
+			return;
+		}
+		u->heard = 1;
+		evtimer_del(u->timer);
+		if (n < 4 || b[3] != NGHTTP2_SETTINGS) {
+			/* Not HTTP/2 (an HTTP/1 server's 505 or 400, with or
+			 * without a status line): HTTP/1.1 it is. */
+			up_to_h1(u);
+			return;
+		}
+		if (u->c->up.h1 != NULL)
+			u->c->up.h1(u->c->up.arg, u->key, -1);	/* HTTP/2 (again) */
+		up_unhold(u);
+	}
+	io_recv_st(&u->io);
+}
+
+static void
+up_st_data(struct kb_stream *st, void *arg)
+{
+	struct h2r_up *u = arg;
+
+	(void)st;
+	h2r_settle(u->c);
+}
+
+/* Why the workstation or the manager refused or reset a stream, for a
+ * 502 page or a grpc-message. */
+static void
+st_why(char *why, size_t len, const char *text)
+{
+	if (text == NULL || *text == '\0')
+		snprintf(why, len, "kbridge: the intercepting workstation reset the stream");
+	else
+		snprintf(why, len, "%s%s", strncmp(text, "kbridge: ", 9) ? "kbridge: " : "", text);
+}
+
+static void
+up_st_close(struct kb_stream *st, int reason, const char *text, void *arg)
+{
+	struct h2r_up *u = arg;
+
+	(void)st;
+	u->io.st = NULL;	/* what it held is gone with it */
+	if (reason == 0)
+		u->io.eof = 1;
+	else if (u->why[0] == '\0')
+		st_why(u->why, sizeof(u->why), text);
+	h2r_settle(u->c);
+}
+
+static const struct kb_stream_cbs up_st_cbs = {
+	.on_close = up_st_close,
+	.on_data = up_st_data,
+	.on_writable = up_st_data,
+};
 
 static void
 up_read_cb(evutil_socket_t fd, short what, void *arg)
@@ -937,6 +1208,520 @@ up_callbacks(void)
 	return cbs;
 }
 
+/* --- HTTP/2 streams as HTTP/1.1 requests (an intercept whose local app
+ * speaks HTTP/1 only: up.h1) ---
+ *
+ * Each stream gets a session stream of its own to the workstation, whose
+ * local app sees one HTTP/1.1 request with "Connection: close": the head
+ * from h2r_h1_head(), the body as it comes (chunked when no
+ * content-length says its length; trailers go as chunked trailers), and
+ * answers in HTTP/1.x, parsed by llhttp into the client's response (head,
+ * DATA, trailers from chunked trailers); hop-by-hop headers are dropped
+ * both ways. Bounded as the rest: the request body is taken from the
+ * client (and acknowledged) only while less than H2R_HIGH_WATER waits for
+ * the stream, the answer read only while less than H2R_WINDOW waits for
+ * the client. gRPC cannot work over HTTP/1: its calls get UNAVAILABLE. */
+
+#define H2R_H1_GRPC "kbridge: the intercepting workstation's local app speaks HTTP/1 only: " \
+	"gRPC needs HTTP/2 without TLS (h2c, prior knowledge)"
+#define H2R_H1_BAD "kbridge: the intercepting workstation's local app sent an invalid " \
+	"HTTP/1 answer"
+
+struct h2r_h1 {
+	struct kb_stream *st;
+	struct evbuffer *out;	/* the request for st, not taken yet */
+	llhttp_t p;		/* the answer */
+	char *f;		/* header being parsed: name NUL value NUL */
+	size_t flen, fcap, nlen;
+	char *conn;		/* Connection header values, NUL-separated */
+	size_t connlen;
+	size_t fields;		/* bytes of fields so far (HP_MAX_HEADER_BYTES at most) */
+	unsigned chunked:1;	/* the request body goes chunked */
+	unsigned req_done:1;	/* the request's end is in out */
+	unsigned resp_done:1;	/* the answer is whole */
+	unsigned head:1;	/* a HEAD request: no body in the answer */
+	unsigned info:1;	/* a 1xx answer comes (not passed on) */
+	unsigned body:1;	/* the answer's head is done: fields are trailers */
+};
+
+/* Request fields for this hop only (RFC 9110 7.6.1, RFC 9113 8.2.2), and
+ * host, which goes first. */
+static int
+h1_hop(const char *n)
+{
+	return !strcmp(n, "connection") || !strcmp(n, "keep-alive") ||
+	    !strcmp(n, "proxy-connection") || !strcmp(n, "transfer-encoding") ||
+	    !strcmp(n, "upgrade") || !strcmp(n, "te") || !strcmp(n, "http2-settings") ||
+	    !strcmp(n, "trailer");
+}
+
+/* The HTTP/2 request head nv[0..n) as an HTTP/1.1 request into out:
+ * request line from :method and :path, Host from the host field or
+ * :authority, the regular fields but hop-by-hop ones, the cookie fields
+ * as one (RFC 9113 8.2.3), "Connection: close"; a body (body 1) without
+ * content-length goes chunked (*chunked 1). 0, or -1 (no :method or
+ * :path, or out of memory). */
+static int
+h2r_h1_head(const nghttp2_nv *nv, size_t n, int body, struct evbuffer *out, int *chunked)
+{
+	const nghttp2_nv *method = NULL, *path = NULL, *auth = NULL, *host = NULL, *v;
+	size_t i, cookies = 0;
+	int cl = 0, rc = 0;
+
+	for (i = 0; i < n; i++) {
+		const char *name = (const char *)nv[i].name;
+
+		if (!strcmp(name, ":method"))
+			method = &nv[i];
+		else if (!strcmp(name, ":path"))
+			path = &nv[i];
+		else if (!strcmp(name, ":authority"))
+			auth = &nv[i];
+		else if (!strcmp(name, "host"))
+			host = &nv[i];
+		else if (!strcmp(name, "content-length"))
+			cl = 1;
+	}
+	if (method == NULL || path == NULL)
+		return -1;
+	v = host != NULL ? host : auth;
+	rc |= evbuffer_add_printf(out, "%s %s HTTP/1.1\r\nHost: %s\r\n", method->value,
+	    path->value, v != NULL ? (const char *)v->value : "") < 0;
+	for (i = 0; i < n; i++) {
+		const char *name = (const char *)nv[i].name;
+
+		if (name[0] == ':' || !strcmp(name, "host") || h1_hop(name) ||
+		    !strcmp(name, "cookie"))
+			continue;
+		rc |= evbuffer_add_printf(out, "%s: %s\r\n", name, nv[i].value) < 0;
+	}
+	for (i = 0; i < n; i++)
+		if (!strcmp((const char *)nv[i].name, "cookie"))
+			rc |= evbuffer_add_printf(out, "%s%s", cookies++ ? "; " : "Cookie: ",
+			    nv[i].value) < 0;
+	if (cookies > 0)
+		rc |= evbuffer_add(out, "\r\n", 2);
+	*chunked = body && !cl;
+	rc |= evbuffer_add_printf(out, "%sConnection: close\r\n\r\n",
+	    *chunked ? "Transfer-Encoding: chunked\r\n" : "") < 0;
+	return rc ? -1 : 0;
+}
+
+/* Whether the NUL-separated Connection values in list (len bytes) name
+ * the field name (lower case). */
+static int
+h1_listed(const char *list, size_t len, const char *name)
+{
+	const char *v, *end = list + len, *t, *e;
+	size_t nl = strlen(name);
+
+	for (v = list; v < end; v += strlen(v) + 1) {
+		for (t = v; *t != '\0';) {
+			t += strspn(t, " \t,");
+			e = t + strcspn(t, ",");
+			v = e;
+			while (e > t && (e[-1] == ' ' || e[-1] == '\t'))
+				e--;
+			if ((size_t)(e - t) == nl && !strncasecmp(t, name, nl))
+				return 1;
+			t = v;
+		}
+	}
+	return 0;
+}
+
+static struct h2r_stream *
+h1_of(llhttp_t *p)
+{
+	return p->data;
+}
+
+static int
+h1_grow(struct h2r_h1 *h, const char *at, size_t len)
+{
+	size_t cap;
+	char *f;
+
+	if (h->flen + len + 1 > HP_MAX_HEADER_BYTES)
+		return -1;
+	if (h->flen + len + 1 > h->fcap) {
+		for (cap = h->fcap ? 2 * h->fcap : 256; cap < h->flen + len + 1; cap *= 2)
+			;
+		if ((f = realloc(h->f, cap)) == NULL)
+			return -1;
+		h->f = f;
+		h->fcap = cap;
+	}
+	memcpy(h->f + h->flen, at, len);
+	h->flen += len;
+	h->f[h->flen] = '\0';
+	return 0;
+}
+
+static int
+h1_on_part(llhttp_t *p, const char *at, size_t len)
+{
+	return h1_grow(h1_of(p)->h1, at, len);
+}
+
+static int
+h1_on_name_done(llhttp_t *p)
+{
+	struct h2r_h1 *h = h1_of(p)->h1;
+
+	h->nlen = h->flen;
+	h->flen++;	/* past the name's NUL */
+	if (h->flen >= h->fcap && h1_grow(h, "", 0) == -1)
+		return -1;
+	h->f[h->flen] = '\0';
+	return 0;
+}
+
+/* :status first, once, before the first field. */
+static int
+h1_status(struct h2r_stream *s)
+{
+	char st[8];
+	int n;
+
+	if (s->uin.n > 0 && !strcmp((const char *)s->uin.nv[0].name, ":status"))
+		return 0;
+	n = snprintf(st, sizeof(st), "%03d", llhttp_get_status_code(&s->h1->p) % 1000);
+	return hdrs_add(&s->uin, (const uint8_t *)":status", 7, (const uint8_t *)st, n);
+}
+
+static int
+h1_on_value_done(llhttp_t *p)
+{
+	struct h2r_stream *s = h1_of(p);
+	struct h2r_h1 *h = s->h1;
+	char *name = h->f, *value = h->f + h->nlen + 1;
+	size_t i, vlen = h->flen - h->nlen - 1;
+
+	h->flen = 0;
+	if ((h->fields += h->nlen + vlen + 32) > HP_MAX_HEADER_BYTES)
+		return -1;	/* a head (or trailers) too large, kept or not */
+	for (i = 0; i < h->nlen; i++)
+		name[i] = tolower((unsigned char)name[i]);
+	while (vlen > 0 && (value[vlen - 1] == ' ' || value[vlen - 1] == '\t'))
+		vlen--;
+	if (!h->body && !strcmp(name, "connection")) {
+		if ((name = realloc(h->conn, h->connlen + vlen + 1)) == NULL)
+			return -1;
+		h->conn = name;
+		memcpy(h->conn + h->connlen, value, vlen);
+		h->conn[h->connlen + vlen] = '\0';
+		h->connlen += vlen + 1;
+		return 0;
+	}
+	for (i = 0; i < vlen; i++)
+		if (value[i] == '\0' || value[i] == '\r' || value[i] == '\n')
+			return 0;	/* not a field HTTP/2 can carry */
+	if (h1_hop(name))
+		return 0;
+	if (!h->body && h1_status(s) == -1)
+		return -1;
+	return hdrs_add(&s->uin, (uint8_t *)name, h->nlen, (uint8_t *)value, vlen);
+}
+
+static int
+h1_on_head(llhttp_t *p)
+{
+	nghttp2_data_provider prd = { .read_callback = h2r_read_data };
+	struct h2r_stream *s = h1_of(p);
+	struct h2r_h1 *h = s->h1;
+	int code = llhttp_get_status_code(p);
+	size_t i, j;
+
+	if (code == 101)
+		return -1;	/* no upgrade was asked for */
+	if (code < 200) {
+		h->info = 1;	/* 100 Continue and the like stay here */
+		hdrs_clear(&s->uin);
+		h->fields = 0;
+		return 0;
+	}
+	if (h1_status(s) == -1)
+		return -1;
+	for (i = j = 1; i < s->uin.n; i++)	/* what Connection names is for this hop */
+		if (!h1_listed(h->conn != NULL ? h->conn : "", h->connlen,
+		    (const char *)s->uin.nv[i].name))
+			s->uin.nv[j++] = s->uin.nv[i];
+	s->uin.n = j;
+	h->body = 1;
+	h->fields = 0;	/* the trailers' own count */
+	prd.source.ptr = s;
+	s->resp_started = 1;
+	if (nghttp2_submit_response(s->c->io.sess, s->sid, s->uin.nv, s->uin.n, &prd) != 0)
+		return -1;
+	hdrs_clear(&s->uin);
+	return h->head ? 1 : 0;	/* 1: no body follows */
+}
+
+static int
+h1_on_body(llhttp_t *p, const char *at, size_t len)
+{
+	struct h2r_stream *s = h1_of(p);
+
+	if (evbuffer_add(s->resp, at, len) == -1)
+		return -1;
+	nghttp2_session_resume_data(s->c->io.sess, s->sid);
+	return 0;
+}
+
+static int
+h1_on_done(llhttp_t *p)
+{
+	struct h2r_stream *s = h1_of(p);
+	struct h2r_h1 *h = s->h1;
+
+	if (h->info) {
+		h->info = 0;
+		return 0;
+	}
+	h->resp_done = 1;
+	s->resp_eof = 1;
+	s->resp_trl = s->uin.n > 0;	/* the chunked trailers */
+	nghttp2_session_resume_data(s->c->io.sess, s->sid);
+	return HPE_PAUSED;	/* "Connection: close": nothing else comes */
+}
+
+static const llhttp_settings_t h1_settings = {
+	.on_header_field = h1_on_part,
+	.on_header_field_complete = h1_on_name_done,
+	.on_header_value = h1_on_part,
+	.on_header_value_complete = h1_on_value_done,
+	.on_headers_complete = h1_on_head,
+	.on_body = h1_on_body,
+	.on_message_complete = h1_on_done,
+};
+
+static void
+h1_free(struct h2r_stream *s)
+{
+	struct h2r_h1 *h = s->h1;
+
+	if (h == NULL)
+		return;
+	if (h->st != NULL)
+		st_release(s->c->up.streams, h->st, h->resp_done && h->req_done &&
+		    evbuffer_get_length(h->out) == 0);
+	evbuffer_free(h->out);
+	free(h->f);
+	free(h->conn);
+	free(h);
+	s->h1 = NULL;
+	s->c->nh1--;
+}
+
+/* The relay is over: the answer is whole, or why says what went wrong
+ * (a 502 if nothing of the answer went yet, else a reset). */
+static void
+h1_end(struct h2r_stream *s, const char *why)
+{
+	nghttp2_session *cs = s->c->io.sess;
+
+	if (why != NULL)
+		log_debug("%s: stream %d: %s", __func__, s->sid, why);
+	h1_free(s);
+	s->up_closed = 1;
+	stream_drop_req(s);
+	if (why != NULL && !s->resp_started)
+		stream_502(s, why);
+	else if (why != NULL && !s->resp_eof)
+		nghttp2_submit_rst_stream(cs, NGHTTP2_FLAG_NONE, s->sid, NGHTTP2_INTERNAL_ERROR);
+	else if (why == NULL && !s->req_eof) {
+		/* Answered before the whole request came: the rest is not wanted. */
+		if (s->resp_out)
+			nghttp2_submit_rst_stream(cs, NGHTTP2_FLAG_NONE, s->sid, NGHTTP2_NO_ERROR);
+		else
+			s->rst_after = 1;
+	}
+}
+
+/* Move the request body (and its end) into h->out, while less than
+ * H2R_HIGH_WATER waits there. -1: out of memory. */
+static int
+h1_fill(struct h2r_stream *s)
+{
+	struct h2r_h1 *h = s->h1;
+	size_t i, n;
+
+	while (!h->req_done && evbuffer_get_length(h->out) < H2R_HIGH_WATER) {
+		if ((n = evbuffer_get_length(s->req)) > 0) {
+			if ((h->chunked && evbuffer_add_printf(h->out, "%zx\r\n", n) < 0) ||
+			    evbuffer_remove_buffer(s->req, h->out, n) != (int)n ||
+			    (h->chunked && evbuffer_add(h->out, "\r\n", 2) == -1))
+				return -1;
+			stream_ack_req(s, n);
+			continue;
+		}
+		if (!s->req_eof)
+			break;
+		if (h->chunked) {
+			if (evbuffer_add(h->out, "0\r\n", 3) == -1)
+				return -1;
+			for (i = 0; s->req_trl && i < s->in.n; i++)
+				if (!h1_hop((const char *)s->in.nv[i].name) &&
+				    evbuffer_add_printf(h->out, "%s: %s\r\n", s->in.nv[i].name,
+				    s->in.nv[i].value) < 0)
+					return -1;
+			if (evbuffer_add(h->out, "\r\n", 2) == -1)
+				return -1;
+		}
+		hdrs_clear(&s->in);
+		h->req_done = 1;
+	}
+	return 0;
+}
+
+/* The request to the stream while it takes it all (when it takes less,
+ * on_writable comes). */
+static void
+h1_send(struct h2r_stream *s)
+{
+	struct h2r_h1 *h = s->h1;
+
+	for (;;) {
+		if (h1_fill(s) == -1) {
+			h1_end(s, "kbridge: out of memory");
+			return;
+		}
+		if (evbuffer_get_length(h->out) == 0)
+			return;
+		s->c->up.streams->write(h->st, h->out);
+		if (evbuffer_get_length(h->out) > 0 ||
+		    (evbuffer_get_length(s->req) == 0 && (h->req_done || !s->req_eof)))
+			return;
+	}
+}
+
+/* The answer from the stream, while the client takes it. */
+static void
+h1_recv(struct h2r_stream *s)
+{
+	const struct hp_stream_ops *ops = s->c->up.streams;
+	struct h2r_h1 *h = s->h1;
+	struct evbuffer *in = ops->input(h->st);
+	struct evbuffer_iovec v;
+	llhttp_errno_t e = HPE_OK;
+	size_t n;
+
+	while (!h->resp_done && evbuffer_get_length(s->resp) < H2R_WINDOW &&
+	    evbuffer_peek(in, -1, NULL, &v, 1) == 1) {
+		n = v.iov_len;
+		if (n > H2R_WINDOW - evbuffer_get_length(s->resp))
+			n = H2R_WINDOW - evbuffer_get_length(s->resp);
+		e = llhttp_execute(&h->p, v.iov_base, n);
+		evbuffer_drain(in, e == HPE_PAUSED ? evbuffer_get_length(in) : n);
+		if (e != HPE_OK && e != HPE_PAUSED) {
+			h1_end(s, H2R_H1_BAD);
+			return;
+		}
+	}
+	if (!h->resp_done && evbuffer_get_length(in) == 0 && ops->eof(h->st)) {
+		e = llhttp_finish(&h->p);
+		if (!h->resp_done) {
+			h1_end(s, e != HPE_OK && e != HPE_PAUSED ? H2R_H1_BAD :
+			    "kbridge: the intercepting workstation's local app closed the "
+			    "connection before a whole answer");
+			return;
+		}
+	}
+	if (h->resp_done && h->req_done && evbuffer_get_length(h->out) == 0)
+		h1_end(s, NULL);
+	else if (h->resp_done && !s->req_eof)
+		h1_end(s, NULL);	/* the rest of the request is not wanted */
+}
+
+static void
+h1_pump(struct h2r_stream *s)
+{
+	if (s->h1->st != NULL)
+		h1_send(s);
+	if (s->h1 != NULL && s->h1->st != NULL)
+		h1_recv(s);
+}
+
+static void
+h1_st_data(struct kb_stream *st, void *arg)
+{
+	struct h2r_stream *s = arg;
+
+	(void)st;
+	h2r_settle(s->c);
+}
+
+static void
+h1_st_close(struct kb_stream *st, int reason, const char *text, void *arg)
+{
+	struct h2r_stream *s = arg;
+	struct h2r_conn *c = s->c;
+	char why[256];
+
+	(void)st;
+	s->h1->st = NULL;	/* what it held is gone with it */
+	if (reason != 0)
+		st_why(why, sizeof(why), text);
+	else
+		snprintf(why, sizeof(why), "kbridge: the intercepting workstation's local app "
+		    "closed the connection before a whole answer");
+	if (s->h1->resp_done)
+		h1_end(s, NULL);
+	else
+		h1_end(s, why);
+	h2r_settle(c);
+}
+
+static const struct kb_stream_cbs h1_st_cbs = {
+	.on_close = h1_st_close,
+	.on_data = h1_st_data,
+	.on_writable = h1_st_data,
+};
+
+/* Relay s, whose request head is h (then cleared), as an HTTP/1.1
+ * request; a gRPC call gets UNAVAILABLE instead. */
+static void
+h1_start(struct h2r_stream *s, struct h2r_hdrs *hd)
+{
+	struct h2r_conn *c = s->c;
+	const nghttp2_nv *m = hdrs_get(hd, ":method");
+	struct h2r_h1 *h;
+	char reason[256];
+	int chunked = 0;
+
+	if (s->grpc) {
+		hdrs_clear(hd);
+		stream_502(s, H2R_H1_GRPC);
+		return;
+	}
+	if ((h = calloc(1, sizeof(*h))) == NULL || (h->out = evbuffer_new()) == NULL ||
+	    h2r_h1_head(hd->nv, hd->n, !(s->req_eof && evbuffer_get_length(s->req) == 0 &&
+	    !s->req_trl), h->out, &chunked) == -1) {
+		if (h != NULL && h->out != NULL)
+			evbuffer_free(h->out);
+		free(h);
+		hdrs_clear(hd);
+		stream_502(s, "kbridge: cannot make the HTTP/1.1 request");
+		return;
+	}
+	h->chunked = chunked;
+	h->head = m != NULL && !strcmp((const char *)m->value, "HEAD");
+	hdrs_clear(hd);
+	llhttp_init(&h->p, HTTP_RESPONSE, &h1_settings);
+	h->p.data = s;
+	s->h1 = h;
+	c->nh1++;
+	reason[0] = '\0';
+	if ((h->st = c->up.streams->open(c->up.arg, s->key, &h1_st_cbs, s, reason,
+	    sizeof(reason))) == NULL) {
+		reason[sizeof(reason) - 1] = '\0';
+		h1_end(s, reason[0] != '\0' ? reason : "kbridge: the upstream is unavailable");
+		return;
+	}
+	h1_send(s);
+}
+
 /* --- the client's session (user data: the struct h2r_conn) --- */
 
 static int
@@ -950,11 +1735,43 @@ hdr_grpc(const struct hp_request *req)
 	return 0;
 }
 
+/* Send the request head h (then cleared) on s->up, with the body after
+ * it if any. */
+static void
+stream_submit(struct h2r_stream *s, struct h2r_hdrs *h)
+{
+	nghttp2_data_provider prd = { .source.ptr = s, .read_callback = h2r_read_data };
+	struct h2r_up *u = s->up;
+	int end = s->req_eof && evbuffer_get_length(s->req) == 0 && !s->req_trl;
+	int32_t usid;
+
+	if (s->held) {
+		s->held = 0;
+		u->nheld--;
+	}
+	usid = nghttp2_submit_request(u->io.sess, NULL, h->nv, h->n, end ? NULL : &prd, s);
+	hdrs_clear(h);
+	if (usid < 0) {
+		s->up = NULL;
+		u->nstreams--;
+		stream_502(s, "kbridge: cannot open a stream to the upstream");
+		return;
+	}
+	s->usid = usid;
+}
+
+/* More of the request (or its end) for the upstream to take. */
+static void
+stream_req_more(struct h2r_stream *s)
+{
+	if (s->up != NULL && s->usid >= 0 && !s->up_closed)
+		nghttp2_session_resume_data(s->up->io.sess, s->usid);
+}
+
 /* The request head is whole: route it, open its upstream stream. */
 static void
 stream_route(struct h2r_stream *s, int end)
 {
-	nghttp2_data_provider prd = { .source.ptr = s, .read_callback = h2r_read_data };
 	struct h2r_field f[HP_MAX_HEADERS];
 	struct hp_header h[HP_MAX_HEADERS + 1];
 	struct hp_request req;
@@ -963,7 +1780,6 @@ stream_route(struct h2r_stream *s, int end)
 	char reason[256], sbuf[2048], *buf;
 	uint64_t key;
 	size_t i;
-	int32_t usid;
 
 	for (i = 0; i < s->in.n; i++)
 		f[i] = (struct h2r_field){ (const char *)s->in.nv[i].name,
@@ -984,21 +1800,35 @@ stream_route(struct h2r_stream *s, int end)
 	if (buf != sbuf)
 		free(buf);
 	s->req_eof = end;
+	s->key = key;
+	/* Its local app speaks HTTP/1: so goes the stream, unless gRPC,
+	 * which asks again (the developer may have started a gRPC server). */
+	if (key != 0 && c->up.streams != NULL && c->up.h1 != NULL && !s->grpc &&
+	    c->up.h1(c->up.arg, key, 0)) {
+		h1_start(s, &s->in);
+		return;
+	}
 	reason[0] = '\0';
 	if ((u = up_get(c, key, reason, sizeof(reason))) == NULL) {
 		reason[sizeof(reason) - 1] = '\0';
 		stream_502(s, reason[0] ? reason : "kbridge: the upstream is unavailable");
 		return;
 	}
-	usid = nghttp2_submit_request(u->io.sess, NULL, s->in.nv, s->in.n, end ? NULL : &prd, s);
-	hdrs_clear(&s->in);
-	if (usid < 0) {
-		stream_502(s, "kbridge: cannot open a stream to the upstream");
+	s->up = u;
+	u->nstreams++;
+	if (u->io.st != NULL && !u->heard) {
+		/* Held until it answers our preface: HTTP/2 or HTTP/1. The
+		 * trailers, if any, come into s->in meanwhile. */
+		struct timeval tv = kb_ms_tv(H2R_CONNECT_MS);
+
+		s->head = s->in;
+		memset(&s->in, 0, sizeof(s->in));
+		s->held = 1;
+		if (u->nheld++ == 0 && !evtimer_pending(u->timer, NULL))
+			evtimer_add(u->timer, &tv);
 		return;
 	}
-	s->up = u;
-	s->usid = usid;
-	u->nstreams++;
+	stream_submit(s, &s->in);
 }
 
 static struct h2r_stream *
@@ -1053,11 +1883,12 @@ cl_on_data(nghttp2_session *sess, uint8_t flags, int32_t sid, const uint8_t *dat
 
 	(void)flags;
 	(void)ud;
-	if (s == NULL || s->up == NULL || s->up_closed || evbuffer_add(s->req, data, len) == -1) {
+	if (s == NULL || (s->up == NULL && s->h1 == NULL) || s->up_closed ||
+	    evbuffer_add(s->req, data, len) == -1) {
 		nghttp2_session_consume(sess, sid, len);
 		return 0;
 	}
-	nghttp2_session_resume_data(s->up->io.sess, s->usid);
+	stream_req_more(s);
 	return 0;
 }
 
@@ -1084,8 +1915,7 @@ cl_on_frame(nghttp2_session *sess, const nghttp2_frame *f, void *ud)
 	}
 	if (end) {
 		s->req_eof = 1;
-		if (s->up != NULL && !s->up_closed)
-			nghttp2_session_resume_data(s->up->io.sess, s->usid);
+		stream_req_more(s);
 	}
 	return 0;
 }
@@ -1103,10 +1933,18 @@ cl_on_close(nghttp2_session *sess, int32_t sid, uint32_t code, void *ud)
 	stream_drop_req(s);
 	if ((n = evbuffer_get_length(s->resp)) > 0) {
 		evbuffer_drain(s->resp, n);
-		if (s->up != NULL)
+		if (s->up != NULL && s->usid >= 0)
 			nghttp2_session_consume(s->up->io.sess, s->usid, n);
 	}
-	if (s->up != NULL && !s->up_closed)
+	if (s->h1 != NULL) {
+		h1_free(s);
+		s->up_closed = 1;
+	} else if (s->held) {
+		s->held = 0;
+		s->up->nheld--;
+		s->up->nstreams--;
+		s->up = NULL;
+	} else if (s->up != NULL && !s->up_closed)
 		nghttp2_submit_rst_stream(s->up->io.sess, NGHTTP2_FLAG_NONE, s->usid,
 		    code != NGHTTP2_NO_ERROR ? code : NGHTTP2_CANCEL);
 	stream_maybe_free(s);
@@ -1158,6 +1996,7 @@ conn_free(struct h2r_conn *c)
 static void
 h2r_settle(struct h2r_conn *c)
 {
+	struct h2r_stream *s;
 	struct h2r_up *u, *t;
 	size_t made = 1;
 	int pass;
@@ -1170,8 +2009,14 @@ h2r_settle(struct h2r_conn *c)
 			break;
 		}
 		made = 0;
+		if (c->nh1 > 0)
+			TAILQ_FOREACH(s, &c->streams, entry)
+				if (s->h1 != NULL)
+					h1_pump(s);
 		for (u = LIST_FIRST(&c->ups); u != NULL; u = t) {
 			t = LIST_NEXT(u, entry);
+			if (u->io.st != NULL)
+				up_recv_st(u);
 			if (u->why[0] == '\0' && !u->io.err && !u->io.eof)
 				made += io_send(&u->io);
 			if (u->why[0] == '\0' && (u->io.err || u->io.eof)) {
@@ -1222,7 +2067,7 @@ cl_raw(struct h2r_conn *c, const uint8_t *p, size_t len)
 	size_t n = len < c->raw_left ? len : c->raw_left;
 
 	c->raw_left -= n;
-	if (s == NULL || s->up == NULL || s->up_closed)
+	if (s == NULL || (s->up == NULL && s->h1 == NULL) || s->up_closed)
 		return n;
 	if (evbuffer_add(s->req, p, n) == -1)
 		c->io.err = 1;
@@ -1230,7 +2075,7 @@ cl_raw(struct h2r_conn *c, const uint8_t *p, size_t len)
 		s->req_eof = 1;
 		c->raw = NULL;
 	}
-	nghttp2_session_resume_data(s->up->io.sess, s->usid);
+	stream_req_more(s);
 	return n;
 }
 

@@ -4,14 +4,19 @@
  * goes through the same route() as an HTTP/1 request (its :path is the
  * target, :authority is also "host"), and the stream is relayed over one
  * HTTP/2 client connection per upstream key of this client connection
- * (key 0: the app; an intercept: its owner's workstation, whose local app
- * must speak HTTP/2 prior knowledge too). DATA, trailers, RST_STREAM and
- * GOAWAY pass through, flow controlled end to end: a stream's bytes are
- * acknowledged to their sender only when the other side took them. An
- * upstream that does not answer in HTTP/2 (an HTTP/1-only app) fails its
- * streams with a 502 (gRPC: UNAVAILABLE) that says so; nothing is converted
- * to HTTP/1.1. A client connection without a stream for 60 s gets GOAWAY
- * and is closed, as an idle kept-alive HTTP/1 connection is. */
+ * (key 0: the app, by a socket from up.open; an intercept: its owner's
+ * workstation, by a session stream from up.streams->open). DATA,
+ * trailers, RST_STREAM and GOAWAY pass through, flow controlled end to
+ * end: a stream's bytes are acknowledged to their sender only when the
+ * other side took them. A refused intercept stream's reason goes into
+ * the 502 page (gRPC: UNAVAILABLE, grpc-message). An intercept whose
+ * local app answers HTTP/2 in HTTP/1 gets each stream as one HTTP/1.1
+ * request (chunked body when its length is unknown, trailers both ways as
+ * chunked trailers, hop-by-hop fields dropped), no request lost meanwhile;
+ * a gRPC call then gets UNAVAILABLE saying why. The app (key 0) must
+ * speak HTTP/2 when the client does: if not, its streams get a 502 that
+ * says so. A client connection without a stream for 60 s gets GOAWAY and
+ * is closed, as an idle kept-alive HTTP/1 connection is. */
 #ifndef KB_H2ROUTE_H
 #define KB_H2ROUTE_H
 

@@ -91,6 +91,11 @@ struct hp_upstreams {
 	 * requests stay routed). May be NULL. */
 	int (*h2c)(struct event_base *base, int fd, const struct hp_request *req,
 	    uint64_t bodylen, const void *p, size_t len, const struct hp_upstreams *up);
+	/* h2route: whether the local app of intercept key was seen to
+	 * answer HTTP/2 in HTTP/1 (then its streams go as HTTP/1.1 requests):
+	 * h1(arg, key, 0) asks, h1(arg, key, 1) notes it, h1(arg, key, -1)
+	 * notes that it answered in HTTP/2. May be NULL. */
+	int (*h1)(void *arg, uint64_t key, int note);
 	/* 1: a connection whose first bytes are not an HTTP/1 request line,
 	 * or whose app speaks first, is joined to key 0 as it is (what is not
 	 * HTTP/1 cannot be routed, and must not be broken); 0: it gets 400. */

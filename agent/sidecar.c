@@ -7,6 +7,8 @@
  * neither (TLS, HTTP/0.9, ...) cannot be routed by header: it goes to the
  * app untouched, whoever intercepts. */
 #include <arpa/inet.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <ctype.h>
 #include <errno.h>
 #include <getopt.h>
@@ -55,6 +57,7 @@ struct sc_intercept {
 	uint64_t key; /* stable while the intercept lives: upstream reuse key */
 	char id[KB_OPEN_REF_MAX + 1];
 	int global;
+	int h1;		/* its local app answered HTTP/2 in HTTP/1 (h2route.h) */
 	char *path_prefix;
 	size_t nheaders;
 	char *hname[KB_MAX_MATCH_HEADERS], *hvalue[KB_MAX_MATCH_HEADERS];
@@ -141,8 +144,10 @@ icpts_update(struct sidecar *sc, const cJSON *msg)
 			}
 		}
 		for (i = 0; i < nold; i++)
-			if (!strcmp(old[i].id, n->id))
+			if (!strcmp(old[i].id, n->id)) {
 				n->key = old[i].key;
+				n->h1 = old[i].h1;
+			}
 		if (!n->key)
 			n->key = ++sc->next_key;
 	}
@@ -157,8 +162,8 @@ icpts_update(struct sidecar *sc, const cJSON *msg)
 	return 0;
 }
 
-static const struct sc_intercept *
-icpt_by_key(const struct sidecar *sc, uint64_t key)
+static struct sc_intercept *
+icpt_by_key(struct sidecar *sc, uint64_t key)
 {
 	size_t i;
 
@@ -200,8 +205,8 @@ matches(const struct sc_intercept *ic, const struct hp_request *req)
 
 /* One client connection from the listener, while it is open: its place
  * among its address's connections (--max-per-address). Owned by whoever
- * holds the connection (the dial to the app, the join, the HTTP proxy)
- * and freed when that closes it. */
+ * holds the connection (the dial to the app, the join, a whole-TCP
+ * intercept's stream, the HTTP proxy) and freed when that closes it. */
 struct sc_client {
 	struct sidecar *sc;
 	struct kb_src *src;	/* NULL: no cap */
@@ -215,35 +220,10 @@ client_free(struct sc_client *cl)
 	free(cl);
 }
 
-/* A socket whose other end carries a stream to intercept ic, or -1: for
- * whole connections and HTTP/2 (h2route.h); HTTP/1 requests use
- * sc_open_stream(), without a socket. */
-static int
-intercept_socket(struct sidecar *sc, const struct sc_intercept *ic, char *reason, size_t len)
-{
-	struct kb_open o = { .kind = KB_OPEN_INTERCEPT };
-	int sp[2];
-
-	if (!sc->sess || !kb_session_ready(sc->sess)) {
-		snprintf(reason, len, "kbridge: the sidecar has no session to the manager");
-		return -1;
-	}
-	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sp) < 0) {
-		snprintf(reason, len, "kbridge: %s", strerror(errno));
-		return -1;
-	}
-	snprintf(o.ref, sizeof(o.ref), "%s", ic->id);
-	if (!kb_stream_open(sc->sess, &o, sp[1], NULL, NULL)) {
-		close(sp[0]);
-		snprintf(reason, len, "kbridge: cannot reach the manager");
-		return -1;
-	}
-	return sp[0];
-}
-
-/* The HTTP proxy's upstream for an intercepted request: a stream to the
- * manager whose ends are the proxy's callbacks (httpproxy.h); a refusal
- * comes back to the proxy with its reason. */
+/* The upstream of an intercepted request (HTTP/1 or an HTTP/2 stream's,
+ * h2route.h): a stream to the manager whose ends are the proxy's
+ * callbacks (httpproxy.h); a refusal comes back to the proxy with its
+ * reason. */
 static struct kb_stream *
 sc_open_stream(void *arg, uint64_t key, const struct kb_stream_cbs *cbs, void *cbarg,
     char *reason, size_t len)
@@ -318,21 +298,38 @@ sc_route(void *arg, const struct hp_request *req, struct hp_route *r)
 	return 0;
 }
 
-/* The proxy's open callback: a socket to the app (key 0) or a stream to
- * the workstation of intercept key. */
+/* The proxy's open callback: a socket to the app (key 0); intercepts are
+ * streams (sc_open_stream()). */
 static int
 sc_open_upstream(void *arg, uint64_t key, char *reason, size_t len)
 {
 	struct sidecar *sc = ((struct sc_client *)arg)->sc;
-	const struct sc_intercept *ic;
 
 	if (key == 0)
 		return app_socket(sc, reason, len);
-	if ((ic = icpt_by_key(sc, key)) == NULL) {
-		snprintf(reason, len, "kbridge: the intercept ended");
-		return -1;
-	}
-	return intercept_socket(sc, ic, reason, len);
+	snprintf(reason, len, "kbridge: an intercept has no socket");
+	return -1;
+}
+
+/* h2route's note (or question) that intercept key's local app answers
+ * HTTP/2 in HTTP/1 (or, note -1, in HTTP/2 again): kept while the
+ * intercept lives. */
+static int
+sc_h1(void *arg, uint64_t key, int note)
+{
+	struct sidecar *sc = ((struct sc_client *)arg)->sc;
+	struct sc_intercept *ic;
+
+	if ((ic = icpt_by_key(sc, key)) == NULL)
+		return 0;
+	if (note > 0 && !ic->h1)
+		log_info("intercept %s: the local app answers HTTP/2 in HTTP/1: its HTTP/2 "
+		    "requests go to it as HTTP/1.1 from now on", ic->id);
+	else if (note < 0 && ic->h1)
+		log_info("intercept %s: the local app answers HTTP/2 again", ic->id);
+	if (note != 0)
+		ic->h1 = note > 0;
+	return ic->h1;
 }
 
 static void
@@ -355,8 +352,22 @@ static const struct hp_upstreams upstreams = {
 	.done = client_http_done,
 	.h2 = h2r_start,	/* HTTP/2 prior knowledge: routed per stream */
 	.h2c = h2r_upgrade,	/* and HTTP/1.1 Upgrade: h2c */
+	.h1 = sc_h1,
 	.pass = 1,	/* TLS and the like: to the app untouched */
 };
+
+/* A whole connection intercepted: the client's socket is the stream's;
+ * cl goes when it ends. */
+static void
+tcp_closed(struct kb_stream *st, int reason, const char *text, void *arg)
+{
+	(void)st;
+	if (reason != 0)
+		log_info("intercepted connection ended: %s", text && *text ? text : "reset");
+	client_free(arg);
+}
+
+static const struct kb_stream_cbs tcp_cbs = { .on_close = tcp_closed };
 
 /* Join the client's connection to up; cl goes with the join. */
 static void
@@ -412,8 +423,6 @@ accepted(int fd, struct sockaddr *sa, int salen, void *arg)
 	const struct sc_intercept *ic;
 	struct sc_client *cl;
 	struct kb_src *src;
-	char reason[160];
-	int up_fd;
 
 	(void)salen;
 	if (client_admit(sc, sa, &src) < 0) {
@@ -427,11 +436,22 @@ accepted(int fd, struct sockaddr *sa, int salen, void *arg)
 	}
 	*cl = (struct sc_client){ .sc = sc, .src = src, .fd = fd };
 	if (!strcmp(sc->protocol, "tcp") && (ic = icpt_global(sc)) != NULL) {
-		if ((up_fd = intercept_socket(sc, ic, reason, sizeof(reason))) >= 0) {
-			client_join(cl, up_fd);
+		struct kb_open o = { .kind = KB_OPEN_INTERCEPT };
+		int one = 1;
+
+		if (sc->sess && kb_session_ready(sc->sess)) {
+			/* What the stream brings is written at once (no Nagle
+			 * wait for the caller's delayed ACK), as a join does. */
+			(void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+			snprintf(o.ref, sizeof(o.ref), "%s", ic->id);
+			if (kb_stream_open(sc->sess, &o, fd, &tcp_cbs, cl) == NULL) {
+				log_warnx("cannot reach the manager: closed an intercepted "
+				    "connection");
+				client_free(cl);
+			}
 			return;
 		}
-		log_warnx("%s", reason);
+		log_warnx("kbridge: the sidecar has no session to the manager");
 	} else if (!strcmp(sc->protocol, "http") && sc->nicpts > 0) {
 		up.arg = cl;
 		if (!hp_conn_new(sc->hp, fd, &up)) {

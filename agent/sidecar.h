@@ -8,8 +8,9 @@
  * pointer. sidecar.c has no other mutable state at file scope. A client
  * connection's record (struct sc_client: its place among its address's
  * connections, --max-per-address) belongs to whoever holds the connection
- * (the dial to the app, the join, the HTTP proxy) and goes when that
- * closes it; a stream's record (struct sc_stream) goes with the stream.
+ * (the dial to the app, the join, a whole-TCP intercept's stream, the HTTP
+ * proxy) and goes when that closes it; a stream's record (struct
+ * sc_stream) goes with the stream.
  *
  * Threads. Everything runs on the event loop's thread, except the
  * certificate renewal (--enroll; sidecar_enroll.h's sc_renewal_start, at

@@ -5,6 +5,8 @@ devserver.py NAME PORT      serve on 127.0.0.1:PORT
   GET /big?n=BYTES          BYTES of a fixed pattern (Content-Length)
   POST /upload              the sha256 of the request body (any framing)
   GET /ws (Upgrade)         a WebSocket echo (text frames)
+  GET /trailers             a chunked answer with a trailer (x-checksum: abc)
+  GET /headers              the request's fields, "name: value" a line
   anything else             "NAME local: METHOD PATH"
 devserver.py wsclient HOST PORT PATH TEXT [HEADER:VALUE]
   prints the echo of TEXT over a WebSocket, exit 1 on failure
@@ -111,6 +113,23 @@ class Handler(BaseHTTPRequestHandler):
                 self.wfile.write(ws_frame(b"echo: " + data, False))
                 self.wfile.flush()
             self.close_connection = True
+            return
+        if self.path.startswith("/trailers"):
+            # chunked, with a trailer; X-Hop is for this hop only (Connection)
+            self.send_response(200)
+            self.send_header("Transfer-Encoding", "chunked")
+            self.send_header("Trailer", "x-checksum")
+            self.send_header("Connection", "keep-alive, x-hop")
+            self.send_header("X-Hop", "1")
+            self.end_headers()
+            for part in (b"part1 ", b"part2\n"):
+                self.wfile.write(b"%x\r\n%s\r\n" % (len(part), part))
+            self.wfile.write(b"0\r\nx-checksum: abc\r\n\r\n")
+            return
+        if self.path.startswith("/headers"):
+            # the request's fields as they came, one a line
+            self.reply("".join("%s: %s\n" % (k.lower(), v)
+                               for k, v in self.headers.items()).encode())
             return
         self.reply(("%s local: GET %s\n" % (self.name, self.path)).encode())
 

@@ -152,12 +152,16 @@ ok "h2load -n 2000 -c 4 -m 10 twice at once, with and without the header: 2000 c
 kill "$(cat "$STATE/ws-grpc.pid")"
 poll 50 no listening ws 8090
 out=$(call Unary x x-dev=alice) && exit 1
-[[ $out == "status UNAVAILABLE: kbridge: "* ]]
+[[ $out == "status UNAVAILABLE: kbridge: nothing answers on localhost:8090 (127.0.0.1 and ::1) on the intercepting workstation ("* ]]
+out=$(caller curl -sS -m 10 --http2-prior-knowledge -H 'x-dev: alice' -w ' %{http_code}' "http://$T/down")
+[[ $out == "kbridge: nothing answers on localhost:8090 (127.0.0.1 and ::1) on the intercepting workstation ("*$')\n 502' ]]
 [[ $(call Unary y) == "app: y" ]]
-ok "with alice's server down her calls get UNAVAILABLE; the app's still answer"
+ok "with alice's server down her calls get UNAVAILABLE and her HTTP/2 requests 502, each with her workstation's reason; the app's still answer"
 
-# --- alice's local app speaks HTTP/1 only: her HTTP/1 requests reach it,
-# her HTTP/2 streams get a clear error (the sidecar does not convert them)
+# --- alice's local app speaks HTTP/1 only: her HTTP/2 streams reach it as
+# HTTP/1.1 requests (the first ones wait for its answer to the HTTP/2
+# preface; then the sidecar knows, for her intercept); gRPC cannot go over
+# HTTP/1: her calls get UNAVAILABLE saying so
 "$PG" exec ws -- python3 "$here/devserver.py" alice 8091 >/dev/null 2>&1 &
 echo $! >"$STATE/ws-h1.pid"
 poll 50 listening ws 8091
@@ -165,15 +169,46 @@ alice leave web >/dev/null
 alice intercept web --port 8091 --http-header x-dev=alice >/dev/null
 h1ok() { [[ $(caller curl -sS -m 5 -H 'x-dev: alice' "http://$T/h1") == "alice local: GET /h1" ]]; }
 poll 50 h1ok
-why="kbridge: the intercepting workstation's local app answered * not HTTP/2: it must speak HTTP/2 without TLS (h2c, prior knowledge), as a gRPC server does"
-out=$(caller curl -sS -m 10 --http2-prior-knowledge -H 'x-dev: alice' -w ' %{http_code}' "http://$T/h2")
-[[ $out == $why$'\n 502' ]]
+noted() { grep -c "the local app answers HTTP/2 in HTTP/1" "$STATE/web/sidecar2.log" || true; }
+[[ $(noted) == 0 ]]
+# The first streams, many at once on two connections, before the sidecar knows.
+caller timeout 60 h2load -n 200 -c 2 -m 20 -H 'x-dev: alice' "http://$T/load" >"$STATE/h2load-h1.out" 2>&1 || true
+grep -q "200 succeeded, 0 failed, 0 errored" "$STATE/h2load-h1.out" || { cat "$STATE/h2load-h1.out"; exit 1; }
+grep -q "status codes: 200 2xx" "$STATE/h2load-h1.out"
+[[ $(noted) == 1 ]]
+out=$(caller curl -sS -m 10 --http2-prior-knowledge -H 'x-dev: alice' -w ' %{http_code} %{http_version}' "http://$T/h2")
+[[ $out == $'alice local: GET /h2\n 200 2' ]]
 out=$(caller curl -sS -m 10 --http2 -H 'x-dev: alice' -w ' %{http_code} %{http_version}' "http://$T/up")
-[[ $out == $why$'\n 502 2' ]]
+[[ $out == $'alice local: GET /up\n 200 2' ]]
+ok "alice's HTTP/1-only local app answers her HTTP/2 requests: 200 streams at once (before the sidecar knew), prior knowledge and Upgrade"
+
+head -c $((3 * 1024 * 1024)) /dev/urandom >"$STATE/body.bin"
+want=$(sha256sum <"$STATE/body.bin" | cut -d' ' -f1)
+[[ $(caller curl -sS -m 30 --http2-prior-knowledge -H 'x-dev: alice' --data-binary "@$STATE/body.bin" "http://$T/upload") == "$want" ]]
+[[ $(caller curl -sS -m 30 --http2-prior-knowledge -H 'x-dev: alice' -X POST -T - "http://$T/upload" <"$STATE/body.bin") == "$want" ]]
+[[ $(caller curl -sS -m 30 --http2 -H 'x-dev: alice' --data-binary "@$STATE/body.bin" "http://$T/upload") == "$want" ]]
+got=$(caller curl -sS -m 30 --http2-prior-knowledge -H 'x-dev: alice' "http://$T/big?n=$((5 * 1024 * 1024 + 7))" | sha256sum | cut -d' ' -f1)
+[[ $got == $(python3 -c 'import hashlib; p=bytes(range(256))*256; d=p*80+p[:7]; print(hashlib.sha256(d).hexdigest())') ]]
+ok "POST bodies of 3 MiB (with content-length, without: chunked, and by Upgrade) and a 5 MiB answer pass byte-identical"
+
+caller curl -sS -m 10 --http2-prior-knowledge -H 'x-dev: alice' -H 'cookie: a=1' -H 'cookie: b=2' \
+	-H 'te: trailers' -H 'x-kind: h2' "http://$T/headers" >"$STATE/hdrs"
+grep -qx "host: $T" "$STATE/hdrs"
+grep -qx "cookie: a=1; b=2" "$STATE/hdrs"
+grep -qx "x-kind: h2" "$STATE/hdrs"
+grep -qx "connection: close" "$STATE/hdrs"
+no grep -q "^te:" "$STATE/hdrs"
+out=$(caller nghttp -v -H 'x-dev: alice' "http://$T/trailers")
+[[ $out == *"part1 part2"* ]]
+sed -n '/part1 part2/,$p' <<<"$out" | grep -q "x-checksum: abc"
+no grep -qi "x-hop\|^ *transfer-encoding" <<<"$out"
+ok "the HTTP/1.1 request has Host from :authority, one cookie field, no hop-by-hop fields; chunked trailers come back as HTTP/2 trailers, Connection-listed fields do not"
+
+why="kbridge: the intercepting workstation's local app speaks HTTP/1 only: gRPC needs HTTP/2 without TLS (h2c, prior knowledge)"
 out=$(call Unary z x-dev=alice) && exit 1
 [[ $out == "status UNAVAILABLE: "$why ]]
 [[ $(call Unary w) == "app: w" ]]
-ok "alice's HTTP/1-only local app: her HTTP/1 request reaches it; her HTTP/2 requests (prior knowledge, Upgrade) get 502 and her gRPC calls UNAVAILABLE, saying it must speak h2c; the app's still answer"
+ok "alice's gRPC calls to her HTTP/1-only app get UNAVAILABLE saying why; the app's still answer"
 
 # --- a preview link's request reaches the sidecar as HTTP/1.1 naming the
 # intercept (the manager's preview hop speaks HTTP/1.1): it works while the

@@ -24,6 +24,9 @@
 
 #include <event2/listener.h>
 
+#include <cjson/cJSON.h>
+
+#include "conn.h"
 #include "evloop.h"
 #include "ok.h"
 
@@ -170,7 +173,7 @@ accepted(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int 
 	(void)salen;
 	(void)arg;
 	evutil_make_socket_nonblocking(fd);
-	if (h2r_start(base, fd, NULL, 0, &ups) == -1) {
+	if (h2r_start(base, fd, NULL, 0, arg != NULL ? arg : &ups) == -1) {
 		close(fd);
 		return;
 	}
@@ -754,6 +757,8 @@ test_upgrade(void)
 
 /* --- the live cases --- */
 
+static void test_stream_ups(void);
+
 static void
 test_live(void)
 {
@@ -901,6 +906,7 @@ test_live(void)
 	test_never_reads();
 	test_upgrade();
 	test_idle();
+	test_stream_ups();
 
 	/* Every connection ends when its client goes. */
 	run_for(100);	/* what the last client left settles */
@@ -921,6 +927,268 @@ out:
 		(void)system(buf);
 }
 
+/* --- intercept upstreams over session streams (up.streams), as in the
+ * sidecar: two sessions on a socketpair, "sc" opens a stream per upstream
+ * (key 1: alice's gRPC server, 5: nginx without http2, 3: refused with a
+ * reason), "ws" accepts it with a socket to that port, as the
+ * workstation does. */
+
+static struct kb_session *sc_sess, *ws_sess;
+static int ws_opens, h1_noted[8], h1_cleared[8];
+
+static void
+ws_on_open(struct kb_session *s, struct kb_stream *st, const struct kb_open *o, void *arg)
+{
+	struct sockaddr_in sin = { .sin_family = AF_INET };
+	int fd, port = !strcmp(o->ref, "1") ? alice_port : !strcmp(o->ref, "5") ? h1_port : 0;
+
+	(void)s;
+	(void)arg;
+	ws_opens++;
+	if (port == 0) {
+		kb_stream_reset(st, KB_RST_REFUSED, "nothing answers on localhost:8089 (test)");
+		return;
+	}
+	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	sin.sin_port = htons(port);
+	if ((fd = socket(AF_INET, SOCK_STREAM, 0)) == -1 ||
+	    connect(fd, (struct sockaddr *)&sin, sizeof(sin)) == -1) {
+		if (fd != -1)
+			close(fd);
+		kb_stream_reset(st, KB_RST_REFUSED, "test: cannot connect");
+		return;
+	}
+	fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
+	kb_stream_accept(st, fd, NULL, NULL);
+}
+
+static int
+ws_on_hello(struct kb_session *s, const cJSON *h, char *reason, size_t len, void *arg)
+{
+	(void)h;
+	(void)reason;
+	(void)len;
+	(void)arg;
+	return s == ws_sess ? kb_session_send_hello(s, cJSON_CreateObject()) : 0;
+}
+
+static void
+ws_on_close(struct kb_session *s, const char *err, void *arg)
+{
+	(void)err;
+	(void)arg;
+	if (s == sc_sess)
+		sc_sess = NULL;
+	else
+		ws_sess = NULL;
+	kb_session_free(s);
+}
+
+static const struct kb_session_cbs ws_cbs = {
+	.on_hello = ws_on_hello, .on_open = ws_on_open, .on_close = ws_on_close,
+};
+
+static struct kb_stream *
+t_sopen(void *arg, uint64_t key, const struct kb_stream_cbs *cbs, void *cbarg, char *reason,
+    size_t len)
+{
+	struct kb_open o = { .kind = KB_OPEN_INTERCEPT };
+	struct kb_stream *st;
+
+	(void)arg;
+	snprintf(o.ref, sizeof(o.ref), "%llu", (unsigned long long)key);
+	if (sc_sess == NULL || (st = kb_stream_open_cb(sc_sess, &o, cbs, cbarg)) == NULL) {
+		snprintf(reason, len, "kbridge: no session");
+		return NULL;
+	}
+	return st;
+}
+
+static int
+t_h1(void *arg, uint64_t key, int note)
+{
+	(void)arg;
+	if (key >= 8)
+		return 0;
+	if (note > 0)
+		h1_noted[key]++;
+	else if (note < 0)
+		h1_cleared[key]++;
+	return h1_noted[key] > h1_cleared[key];
+}
+
+static const struct hp_stream_ops t_streams = {
+	.open = t_sopen, .input = kb_stream_input, .eof = kb_stream_eof, .write = kb_stream_write,
+	.shutdown = kb_stream_shutdown, .set_cbs = kb_stream_set_cbs, .reset = kb_stream_reset,
+};
+
+static const struct hp_upstreams ups_st = {
+	.route = route, .open = open_up, .streams = &t_streams, .h1 = t_h1, .done = done,
+	.pass = 1,
+};
+
+static int
+sessions_ready(void *arg)
+{
+	(void)arg;
+	return sc_sess && ws_sess && kb_session_ready(sc_sess) && kb_session_ready(ws_sess);
+}
+
+static int
+no_session_streams(void *arg)
+{
+	struct kb_session_stats st;
+
+	(void)arg;
+	if (sc_sess == NULL)
+		return 0;
+	kb_session_stats(sc_sess, &st);
+	return st.streams == 0;
+}
+
+static void
+test_stream_ups(void)
+{
+	char target[64], url[128], buf[8192];
+	char *unary[] = { PY, PEER, "call", target, "Unary", "hi", "x-dev=alice", NULL };
+	char *app[] = { PY, PEER, "call", target, "Unary", "hi", NULL };
+	char *refused[] = { "/usr/bin/curl", "-sS", "-m", "10", "--http2-prior-knowledge", "-H",
+	    "x-dev: refused", "-w", " %{http_code}", url, NULL };
+	char *refused_grpc[] = { PY, PEER, "call", target, "Unary", "x", "x-dev=refused", NULL };
+	/* (curl 7.88 fails a second request with --next on a prior-knowledge
+	 * connection, whoever answers: one curl each.) */
+	char *h1[] = { "/usr/bin/curl", "-sS", "-m", "10", "--http2-prior-knowledge", "-H",
+	    "x-dev: h1", "-w", " %{http_code} %{http_version}", url, NULL };
+	char *h1post[] = { "/usr/bin/curl", "-sS", "-m", "10", "--http2-prior-knowledge", "-H",
+	    "x-dev: h1", "-w", " %{http_code}", "-d", "body", url, NULL };
+	char *h1load[] = { "/usr/bin/h2load", "-n", "300", "-c", "2", "-m", "10", "-H",
+	    "x-dev: h1", url, NULL };
+	char *h1grpc[] = { PY, PEER, "call", target, "Unary", "x", "x-dev=h1", NULL };
+	struct sockaddr_in sin = { .sin_family = AF_INET }, a;
+	socklen_t al = sizeof(a);
+	struct evconnlistener *l;
+	int sv[2], rc, opens;
+
+	ok(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv) == 0);
+	sc_sess = kb_session_new(kb_conn_new(base, sv[0], NULL, 1), 1, &ws_cbs, NULL);
+	ws_sess = kb_session_new(kb_conn_new(base, sv[1], NULL, 1), 0, &ws_cbs, NULL);
+	ok(sc_sess && ws_sess && kb_session_send_hello(sc_sess, cJSON_CreateObject()) == 0);
+	ok(run_until(sessions_ready, NULL, 2000));
+	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	l = evconnlistener_new_bind(base, accepted, (void *)&ups_st, LEV_OPT_CLOSE_ON_FREE |
+	    LEV_OPT_REUSEABLE, 64, (struct sockaddr *)&sin, sizeof(sin));
+	ok(l != NULL);
+	if (l == NULL)
+		return;
+	getsockname(evconnlistener_get_fd(l), (struct sockaddr *)&a, &al);
+	snprintf(target, sizeof(target), "127.0.0.1:%d", ntohs(a.sin_port));
+	snprintf(url, sizeof(url), "http://%s/s", target);
+
+	/* HTTP/2 to alice over a stream; the app by its socket. */
+	rc = client(unary, buf, sizeof(buf), 10000);
+	ok(rc == 0 && !strcmp(buf, "alice: hi\n"));
+	rc = client(app, buf, sizeof(buf), 10000);
+	ok(rc == 0 && !strcmp(buf, "app: hi\n"));
+
+	/* A refused stream: the workstation's reason, in the page and the status. */
+	rc = client(refused, buf, sizeof(buf), 10000);
+	ok(rc == 0 && !strcmp(buf, "kbridge: nothing answers on localhost:8089 (test)\n 502"));
+	rc = client(refused_grpc, buf, sizeof(buf), 10000);
+	ok(rc != 0 && strstr(buf, "status UNAVAILABLE: kbridge: nothing answers on "
+	    "localhost:8089 (test)") == buf);
+	if (strstr(buf, "status UNAVAILABLE: kbridge: nothing answers") != buf)
+		printf("# %d %s\n", rc, buf);
+
+	/* nginx without http2: found out on the first connection, noted once;
+	 * GET and POST go as HTTP/1.1, one stream each. */
+	ok(h1_noted[5] == 0);
+	rc = client(h1load, buf, sizeof(buf), 30000);
+	ok(rc == 0 && strstr(buf, "300 succeeded, 0 failed, 0 errored") != NULL &&
+	    strstr(buf, "status codes: 300 2xx") != NULL);
+	if (rc != 0 || strstr(buf, "300 succeeded") == NULL)
+		printf("# %s\n", buf);
+	ok(h1_noted[5] >= 1 && h1_noted[5] <= 2);	/* each connection may find out */
+	opens = ws_opens;
+	rc = client(h1, buf, sizeof(buf), 10000);
+	ok(rc == 0 && !strcmp(buf, "hello over http/1 200 2"));
+	rc = client(h1post, buf, sizeof(buf), 10000);
+	ok(rc == 0 && !strcmp(buf, "hello over http/1 200"));
+	if (rc != 0 || strcmp(buf, "hello over http/1 200"))
+		printf("# %d %s\n", rc, buf);
+	ok(ws_opens == opens + 2);	/* known: no HTTP/2 try first */
+	/* gRPC asks again (it may be a gRPC server by now): still HTTP/1. */
+	opens = ws_opens;
+	rc = client(h1grpc, buf, sizeof(buf), 10000);
+	ok(strstr(buf, "status UNAVAILABLE: " H2R_H1_GRPC) == buf);
+	ok(ws_opens == opens + 1 && h1_cleared[5] == 0);
+	/* Alice's HTTP/2 server answers with SETTINGS: noted too. */
+	ok(h1_cleared[1] >= 1 && h1_noted[1] == 0);
+
+	/* Every stream ends with its client connection. */
+	ok(run_until(no_conns, NULL, 10000));
+	ok(run_until(no_session_streams, NULL, 5000));
+	evconnlistener_free(l);
+	kb_session_free(sc_sess);
+	kb_session_free(ws_sess);
+	sc_sess = ws_sess = NULL;
+}
+
+/* --- HTTP/2 requests as HTTP/1.1 (an HTTP/1-only local app) --- */
+
+#define NV(n, v) { (uint8_t *)n, (uint8_t *)v, sizeof(n) - 1, sizeof(v) - 1, 0 }
+
+static int
+head_is(const nghttp2_nv *nv, size_t n, int body, const char *want, int want_chunked)
+{
+	struct evbuffer *b = evbuffer_new();
+	char got[1024];
+	int chunked = -1, rc;
+	size_t len;
+
+	rc = h2r_h1_head(nv, n, body, b, &chunked);
+	len = evbuffer_remove(b, got, sizeof(got) - 1);
+	got[len] = '\0';
+	evbuffer_free(b);
+	if (want == NULL)
+		return rc == -1;
+	if (rc != 0 || strcmp(got, want) || chunked != want_chunked) {
+		printf("# rc %d chunked %d:\n%s", rc, chunked, got);
+		return 0;
+	}
+	return 1;
+}
+
+static void
+test_h1_head(void)
+{
+	const nghttp2_nv get[] = {
+		NV(":method", "GET"), NV(":scheme", "http"), NV(":authority", "web:8082"),
+		NV(":path", "/a?b=1"), NV("cookie", "a=1"), NV("x-dev", "alice"),
+		NV("te", "trailers"), NV("cookie", "b=2"), NV("connection", "x"),
+		NV("keep-alive", "1"), NV("upgrade", "h2c"), NV("transfer-encoding", "chunked"),
+	};
+	const nghttp2_nv post[] = {
+		NV(":method", "POST"), NV(":path", "/up"), NV("host", "h"), NV(":authority", "a"),
+		NV("content-length", "3"),
+	};
+	const nghttp2_nv put[] = { NV(":method", "PUT"), NV(":path", "/p") };
+	const nghttp2_nv nopath[] = { NV(":method", "GET"), NV(":authority", "a") };
+
+	ok(head_is(get, 12, 0, "GET /a?b=1 HTTP/1.1\r\nHost: web:8082\r\nx-dev: alice\r\n"
+	    "Cookie: a=1; b=2\r\nConnection: close\r\n\r\n", 0));
+	/* A body of known length as it is; the host field before :authority. */
+	ok(head_is(post, 5, 1, "POST /up HTTP/1.1\r\nHost: h\r\ncontent-length: 3\r\n"
+	    "Connection: close\r\n\r\n", 0));
+	/* A body of unknown length: chunked; no :authority: an empty Host. */
+	ok(head_is(put, 2, 1, "PUT /p HTTP/1.1\r\nHost: \r\n"
+	    "Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n", 1));
+	ok(head_is(nopath, 2, 0, NULL, 0));
+	ok(h1_listed("keep-alive, X-Hop\0close", 24, "x-hop"));
+	ok(h1_listed("keep-alive, X-Hop\0close", 24, "close"));
+	ok(!h1_listed("keep-alive, X-Hop\0close", 24, "x-ho"));
+	ok(!h1_listed("", 0, "x"));
+}
+
 int
 main(void)
 {
@@ -928,6 +1196,7 @@ main(void)
 	log_init("test_h2route", 0);
 	test_request();
 	test_b64url();
+	test_h1_head();
 	base = event_base_new();
 	test_live();
 	event_base_free(base);
