@@ -203,7 +203,7 @@ $(BUILD)/fuzz/fuzz_frame: $(call fobj,tests/fuzz/fuzz_frame.c)
 $(BUILD)/fuzz/fuzz_http: $(call fobj,tests/fuzz/fuzz_http.c proto/listener.c proto/log.c proto/util.c \
     proto/sendmany.c proto/msg.c proto/htab.c) \
     $(FUZZ_LLHTTP)
-	$(call fuzz_link,$(LIBS_EVENT) -lcjson -luring)
+	$(call fuzz_link,$(LIBS_EVENT) -lcjson -luring -lnghttp2)
 $(BUILD)/fuzz/fuzz_h2: $(call fobj,tests/fuzz/fuzz_h2.c proto/listener.c proto/log.c proto/util.c \
     proto/sendmany.c proto/msg.c proto/htab.c) \
     $(FUZZ_LLHTTP)
