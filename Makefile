@@ -112,6 +112,8 @@ $(BUILD)/tests/test_store: $(LLHTTP_OBJ)
 $(BUILD)/tests/test_store: LIBS_TEST += $(LLHTTP_OBJ)
 $(BUILD)/tests/test_routes: $(LLHTTP_OBJ)
 $(BUILD)/tests/test_routes: LIBS_TEST += $(LLHTTP_OBJ)
+$(BUILD)/tests/test_h1h2: $(LLHTTP_OBJ)
+$(BUILD)/tests/test_h1h2: LIBS_TEST += $(LLHTTP_OBJ)
 
 unit: $(UNIT_BIN)
 

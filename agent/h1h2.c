@@ -68,6 +68,7 @@ struct h1h2 {
 	/* The answer. */
 	int status;
 	unsigned begun:1, final:1, checking:1, chunked:1, nobody:1, has_cl:1;
+	unsigned gmis:1;		/* the sidecar's gRPC form of H1H2_NOT_H2 */
 	struct evbuffer *hold;		/* held answer bytes (HTTP/1.1) or head (h2) */
 	char check[HH_CHECK_MAX];		/* a held 502's body */
 	size_t checklen;
@@ -442,7 +443,7 @@ hh_request_reset(struct h1h2 *t)
 	t->req_done = t->too_big = t->bad = t->is_head = t->grpcweb = t->upgrade = 0;
 	t->expect = t->sent100 = 0;
 	t->status = 0;
-	t->begun = t->final = t->checking = t->chunked = t->nobody = t->has_cl = 0;
+	t->begun = t->final = t->checking = t->chunked = t->nobody = t->has_cl = t->gmis = 0;
 	t->checklen = t->rhbytes = t->ntrl = t->tused = 0;
 	t->tried = 0;
 	t->sid = 0;
@@ -601,7 +602,7 @@ hh_replay(struct h1h2 *t, enum h1h2_proto to)
 	evbuffer_drain(t->hold, evbuffer_get_length(t->hold));
 	evbuffer_drain(t->trl, evbuffer_get_length(t->trl));
 	t->status = 0;
-	t->begun = t->final = t->checking = t->chunked = t->nobody = t->has_cl = 0;
+	t->begun = t->final = t->checking = t->chunked = t->nobody = t->has_cl = t->gmis = 0;
 	t->checklen = t->rhbytes = t->ntrl = t->tused = 0;
 	t->mode = to;
 	hh_send_request(t);
@@ -771,6 +772,10 @@ hh_h2_header(nghttp2_session *s, const nghttp2_frame *f, const uint8_t *name, si
 	}
 	if (nl > 0 && name[0] == ':')
 		return 0;
+	/* to a gRPC call the sidecar says it as UNAVAILABLE, trailers only */
+	if (nl == 12 && memcmp(name, "grpc-message", 12) == 0 && vl >= strlen(H1H2_NOT_H2) &&
+	    memcmp(value, H1H2_NOT_H2, strlen(H1H2_NOT_H2)) == 0)
+		t->gmis = 1;
 	if (nl == 14 && memcmp(name, "content-length", 14) == 0) {
 		if (t->grpcweb)
 			return 0;
@@ -778,8 +783,8 @@ hh_h2_header(nghttp2_session *s, const nghttp2_frame *f, const uint8_t *name, si
 	}
 	if (t->grpcweb && nl == 12 && memcmp(name, "content-type", 12) == 0 &&
 	    vl >= sizeof(gp) - 1 && strncasecmp((const char *)value, gp, sizeof(gp) - 1) == 0) {
-		evbuffer_add_printf(t->hold, "content-type: application/grpc-web%.*s\r\n",
-		    (int)(vl - (sizeof(gp) - 1)), value + sizeof(gp) - 1);
+		/* gRPC-web in the request's own form (+proto or not), as asked */
+		evbuffer_add_printf(t->hold, "content-type: %s\r\n", hh_field(t, "content-type"));
 		return 0;
 	}
 	evbuffer_add_printf(t->hold, "%.*s: %.*s\r\n", (int)nl, name, (int)vl, value);
@@ -801,7 +806,8 @@ hh_h2_frame(nghttp2_session *s, const nghttp2_frame *f, void *arg)
 			return 0;
 		}
 		t->final = 1;
-		t->checking = t->status == 502 && !(t->tried & (1u << H1H2_H1)) && !t->too_big;
+		t->checking = (t->status == 502 || t->gmis) && !(t->tried & (1u << H1H2_H1)) &&
+		    !t->too_big;
 		if (!t->checking)
 			hh_head_out(t);
 	}
@@ -984,7 +990,7 @@ hh_h2_input(struct h1h2 *t, struct evbuffer *in)
 		return;
 	}
 	if (t->checking) {
-		if (h1h2_mismatch(H1H2_H2C, t->status, t->check, t->checklen)) {
+		if (t->gmis || h1h2_mismatch(H1H2_H2C, t->status, t->check, t->checklen)) {
 			t->tried |= 1u << H1H2_H2C;
 			hh_replay(t, H1H2_H1);
 			return;

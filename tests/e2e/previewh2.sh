@@ -115,6 +115,7 @@ http {
 		location = /api/hello { }
 		location = /big.txt { }
 		location = / { index index.html; }
+		location = /index.html { }
 		location / { proxy_pass http://127.0.0.1:8091; proxy_http_version 1.1; }
 		location = /h2only { return 200 "protocol \$server_protocol\n"; }
 	}
