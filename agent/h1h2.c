@@ -59,8 +59,8 @@ struct h1h2 {
 	/* The request: its bytes as they came, its body, its head. */
 	llhttp_t rq;
 	struct evbuffer *raw, *body;
-	char head[HH_HEAD_MAX];
-	size_t hused, url, name[HH_MAX_FIELDS], value[HH_MAX_FIELDS], nf;
+	char *head;			/* grows to HH_HEAD_MAX */
+	size_t hcap, hused, url, name[HH_MAX_FIELDS], value[HH_MAX_FIELDS], nf;
 	int span;			/* open element: 0, 1 url, 2 name, 3 value */
 	unsigned req_done:1, too_big:1, bad:1, is_head:1, grpcweb:1, upgrade:1,
 	    expect:1, sent100:1;
@@ -72,6 +72,8 @@ struct h1h2 {
 	struct evbuffer *hold;		/* held answer bytes (HTTP/1.1) or head (h2) */
 	char check[HH_CHECK_MAX];		/* a held 502's body */
 	size_t checklen;
+	size_t counted;			/* of hh_bodies, this one's */
+	unsigned reused:1, retried:1;	/* up served a request before; sent again once */
 	llhttp_t rs;			/* HTTP/1.1 answers */
 	unsigned rs_headed:1, rs_done:1;
 
@@ -88,6 +90,8 @@ struct h1h2 {
 };
 
 static LIST_HEAD(, h1h2) hh_all = LIST_HEAD_INITIALIZER(hh_all);
+/* Request bodies kept by all translators together. */
+static size_t hh_bodies;
 
 static void hh_side_read(struct bufferevent *, void *);
 static void hh_side_write(struct bufferevent *, void *);
@@ -204,6 +208,18 @@ hh_up_close(struct h1h2 *t)
 	t->upmode = H1H2_UNKNOWN;
 }
 
+/* This translator's part of hh_bodies becomes n bytes: 0, or -1 when all
+ * together would be over H1H2_BODIES_MAX. */
+static int
+hh_body_budget(struct h1h2 *t, size_t n)
+{
+	if (n > t->counted && hh_bodies + (n - t->counted) > H1H2_BODIES_MAX)
+		return -1;
+	hh_bodies = hh_bodies - t->counted + n;
+	t->counted = n;
+	return 0;
+}
+
 static void
 hh_buf_free(struct evbuffer *b)
 {
@@ -228,7 +244,9 @@ h1h2_free(struct h1h2 *t)
 	hh_up_close(t);
 	if (t->side)
 		bufferevent_free(t->side);
+	hh_body_budget(t, 0);
 	hh_bufs_free(t);
+	free(t->head);
 	free(t);
 }
 
@@ -288,9 +306,12 @@ hh_up_open(struct h1h2 *t, enum h1h2_proto mode)
 	char why[300];
 	int fd;
 
-	if (t->up && t->upmode == mode)
+	if (t->up && t->upmode == mode) {
+		t->reused = 1;
 		return 0;
+	}
 	hh_up_close(t);
+	t->reused = 0;
 	if ((fd = t->ops->open(t->ops->arg, t->key, why, sizeof(why))) < 0) {
 		hh_fail(t, 502, why);
 		return -1;
@@ -309,6 +330,26 @@ hh_up_open(struct h1h2 *t, enum h1h2_proto mode)
 
 /* --- the requests --- */
 
+/* Room for n more bytes of the head: 0, or -1 (over HH_HEAD_MAX, no memory). */
+static int
+hh_room(struct h1h2 *t, size_t n)
+{
+	size_t cap = t->hcap ? t->hcap : 4096;
+	char *p;
+
+	if (t->hused + n + 1 >= HH_HEAD_MAX)
+		return -1;
+	if (t->hused + n + 1 <= t->hcap)
+		return 0;
+	while (cap < t->hused + n + 1)
+		cap *= 2;
+	if ((p = realloc(t->head, cap)) == NULL)
+		return -1;
+	t->head = p;
+	t->hcap = cap;
+	return 0;
+}
+
 static int
 hh_span(struct h1h2 *t, int kind, const char *at, size_t n)
 {
@@ -325,7 +366,7 @@ hh_span(struct h1h2 *t, int kind, const char *at, size_t n)
 			t->value[t->nf] = t->hused;
 		t->span = kind;
 	}
-	if (t->hused + n + 1 >= sizeof(t->head)) {
+	if (hh_room(t, n) < 0) {
 		t->bad = 1;
 		return -1;
 	}
@@ -339,7 +380,7 @@ hh_span_end(struct h1h2 *t)
 {
 	if (t->span == 0)
 		return 0;
-	if (t->hused + 1 >= sizeof(t->head)) {
+	if (hh_room(t, 0) < 0) {
 		t->bad = 1;
 		return -1;
 	}
@@ -390,8 +431,9 @@ hh_on_req_headers(llhttp_t *p)
 	t->expect = (e = hh_field(t, "expect")) != NULL && strcasecmp(e, "100-continue") == 0;
 	if (t->upgrade)
 		return HPE_PAUSED;
-	if (t->expect && !t->sent100 && t->ops->proto(t->ops->arg, t->key) == H1H2_H2C) {
-		/* the body is read here before anything goes on */
+	if (t->expect && !t->sent100) {
+		/* the body is read here before anything goes on; the
+		 * upstream's own 100 is dropped */
 		bufferevent_write(t->side, "HTTP/1.1 100 Continue\r\n\r\n", 25);
 		t->sent100 = 1;
 	}
@@ -403,7 +445,8 @@ hh_on_req_body(llhttp_t *p, const char *at, size_t n)
 {
 	struct h1h2 *t = HH_T(p);
 
-	if (evbuffer_get_length(t->body) + n > H1H2_BODY_MAX) {
+	if (evbuffer_get_length(t->body) + n > H1H2_BODY_MAX ||
+	    hh_body_budget(t, evbuffer_get_length(t->body) + n) < 0) {
 		t->too_big = 1;
 		return HPE_PAUSED;
 	}
@@ -435,6 +478,7 @@ hh_request_reset(struct h1h2 *t)
 {
 	evbuffer_drain(t->raw, evbuffer_get_length(t->raw));
 	evbuffer_drain(t->body, evbuffer_get_length(t->body));
+	hh_body_budget(t, 0);
 	evbuffer_drain(t->hold, evbuffer_get_length(t->hold));
 	evbuffer_drain(t->trl, evbuffer_get_length(t->trl));
 	evbuffer_drain(t->tmp, evbuffer_get_length(t->tmp));
@@ -442,6 +486,7 @@ hh_request_reset(struct h1h2 *t)
 	t->span = 0;
 	t->req_done = t->too_big = t->bad = t->is_head = t->grpcweb = t->upgrade = 0;
 	t->expect = t->sent100 = 0;
+	t->reused = t->retried = t->rs_headed = t->rs_done = 0;
 	t->status = 0;
 	t->begun = t->final = t->checking = t->chunked = t->nobody = t->has_cl = t->gmis = 0;
 	t->checklen = t->rhbytes = t->ntrl = t->tused = 0;
@@ -502,7 +547,7 @@ hh_side_read(struct bufferevent *bev, void *arg)
 		if (t->too_big) {
 			if (t->ops->proto(t->ops->arg, t->key) == H1H2_H2C) {
 				hh_fail(t, 413, "kbridge: a request body to an HTTP/2 app through a "
-				    "preview is limited to 1 MiB");
+				    "preview is limited to 1 MiB (and all of them to 64 MiB at a time)");
 				return;
 			}
 			hh_go_raw(t);
@@ -606,6 +651,24 @@ hh_replay(struct h1h2 *t, enum h1h2_proto to)
 	t->checklen = t->rhbytes = t->ntrl = t->tused = 0;
 	t->mode = to;
 	hh_send_request(t);
+}
+
+/* A kept-alive upstream connection closed before any answer came: it
+ * went idle away as the request was sent, which no app has seen. Sent again
+ * on a new connection, once. 1 if so. */
+static int
+hh_retry(struct h1h2 *t)
+{
+	if (!t->reused || t->retried || t->too_big || t->begun)
+		return 0;
+	t->retried = 1;
+	hh_up_close(t);
+	evbuffer_drain(t->hold, evbuffer_get_length(t->hold));
+	t->status = 0;
+	t->final = t->checking = t->gmis = 0;
+	t->checklen = t->rhbytes = t->ntrl = t->tused = 0;
+	hh_send_request(t);
+	return 1;
 }
 
 static void
@@ -981,6 +1044,8 @@ hh_h2_input(struct h1h2 *t, struct evbuffer *in)
 	}
 	/* the stream ended */
 	if (t->status < 0) {
+		if (!t->final && hh_retry(t))
+			return;
 		if (t->begun) {
 			hh_closing(t);
 			return;
@@ -1091,6 +1156,8 @@ hh_up_event(struct bufferevent *bev, short what, void *arg)
 		hh_up_close(t);
 		return;
 	}
+	if (!t->final && !t->rs_headed && evbuffer_get_length(t->hold) == 0 && hh_retry(t))
+		return;
 	if (t->upmode == H1H2_H2C) {
 		if (t->begun)
 			hh_closing(t);

@@ -29,6 +29,7 @@ struct event_base;
 enum h1h2_proto { H1H2_UNKNOWN, H1H2_H1, H1H2_H2C };
 
 #define H1H2_BODY_MAX	(1024 * 1024)	/* request body kept for a replay */
+#define H1H2_BODIES_MAX	(64 * 1024 * 1024)	/* all translators' together */
 #define H1H2_HIGH_WATER	(256 * 1024)	/* answer bytes queued for the proxy */
 
 /* The sidecar's 502 bodies when the owner's app did not speak the
