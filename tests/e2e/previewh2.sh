@@ -166,6 +166,13 @@ out=$(mcurl -w ' %{http_code}' -X POST --data-binary 'hello' "${url}upload")
 [[ $out == "$(printf hello | sha256sum | cut -d' ' -f1)"$'\n 200' ]]
 ok "curl --http1.1 POST with a 300 KB body (Content-Length and chunked) and a small one: the app got every byte"
 
+head -c $((1024 * 1024 + 1)) /dev/zero >"$STATE/mate-big.bin"
+out=$(mcurl -w ' %{http_code}' -H 'Expect:' --data-binary "@$STATE/mate-big.bin" "${url}upload")
+[[ $out == "kbridge: a request body to an HTTP/2 app through a preview is limited to 1 MiB"*$'\n 413' ]] ||
+	{ echo "got: $out"; exit 1; }
+[[ $(mcurl "${url}h2only") == "protocol HTTP/2.0" ]]
+ok "a body over 1 MiB to the h2c app gets 413, saying why; the preview still serves"
+
 # --- an answer without a length (gzip on the fly): chunked HTTP/1.1; 4 MiB through the windows
 mcurl --compressed -D "$STATE/gz.h" -o "$STATE/gz.body" "${url}big.txt"
 tr -d '\r' <"$STATE/gz.h" | grep -qix 'transfer-encoding: chunked'
@@ -249,6 +256,18 @@ json "h=j['h']; assert h.get('content-type') == 'application/grpc-web+proto' and
 [[ $(mcurl "${gurl}x") == "alice h1 again" ]]
 [[ $(replays h2c) == $((r2 + 1)) ]]
 ok "the owner's app became HTTP/1.1: the preview goes back to HTTP/1.1 (once), and gRPC-web reaches it untouched"
+
+# a WebSocket through the preview to an HTTP/1.1 app: relayed as it is
+kill "$(cat "$STATE/ws-h1.pid")"
+poll 50 no listening ws 8092
+"$PG" exec ws -- python3 "$DEV" alice 8092 >/dev/null 2>&1 &
+echo $! >"$STATE/ws-h1.pid"
+poll 50 listening ws 8092
+host=${gurl#http://}
+host=${host%%:*}
+[[ $(pg mate python3 "$DEV" wsclient "$host" 8080 /ws "hello ws") == "echo: hello ws" ]]
+[[ $(mcurl "${gurl}x") == "alice local: GET /x" ]]
+ok "a WebSocket (Upgrade) through the preview reaches the HTTP/1.1 app and echoes"
 
 no grep -E "ERROR: (Address|Leak)Sanitizer|runtime error:" "$STATE"/manager*.log
 echo "artifacts: ${ART#"$top"/}/ (page.html, page.png)"

@@ -20,7 +20,7 @@
 #define PY	"/usr/bin/python3"
 #define PEER	"tests/e2e/grpcpeer.py"
 
-static int grpc_port, opens, fake_fd = -1;
+static int grpc_port, dev_port, opens, fake_fd = -1;
 static enum h1h2_proto learnt = H1H2_UNKNOWN, proto_now = H1H2_UNKNOWN;
 
 static int
@@ -56,7 +56,7 @@ t_open(void *arg, uint64_t key, char *reason, size_t len)
 		return sv[1];
 	}
 	snprintf(reason, len, "no");
-	return tcp_to(grpc_port);
+	return tcp_to(dev_port ? dev_port : grpc_port);
 }
 
 static enum h1h2_proto
@@ -137,6 +137,20 @@ answered(void *arg)
 	got[gotlen] = '\0';
 	/* a chunked answer ends with its last chunk */
 	return memmem(got, gotlen, "\r\n0\r\n\r\n", 7) != NULL || (n == 0 && gotlen > 0);
+}
+
+static int
+ws_switched(void *arg)
+{
+	answered(arg);
+	return strstr(got, "\r\n\r\n") != NULL;
+}
+
+static int
+ws_echoed(void *arg)
+{
+	answered(arg);
+	return gotlen >= 11 && memcmp(got, "\x81\x09" "echo: hey", 11) == 0;
 }
 
 /* The fake sidecar saw the request and answers with its 502 page. */
@@ -267,6 +281,39 @@ main(void)
 	close(cl);
 	close(fake_fd);
 	run_for(50);
+
+	/* an HTTP/1.1 app (devserver.py): a WebSocket is relayed as it is */
+	{
+		char dport[16], *dargv[] = { PY, "tests/e2e/devserver.py", "alice", dport, NULL };
+		static const char up[] = "GET /ws HTTP/1.1\r\nHost: web\r\nUpgrade: websocket\r\n"
+		    "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+		    "Sec-WebSocket-Version: 13\r\n\r\n";
+		/* a masked text frame "hey" (mask 0) */
+		static const char fr[] = "\x81\x83\0\0\0\0hey";
+		int sv[2];
+		pid_t dev;
+
+		dev_port = free_port();
+		snprintf(dport, sizeof(dport), "%d", dev_port);
+		dev = spawn(dargv, "build/tests/h1h2.dev.log");
+		for (i = 0; i < 100 && !listening(dev_port); i++)
+			usleep(100000);
+		replay_mode = 0;
+		proto_now = H1H2_H1;
+		ok(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv) == 0);
+		ok(h1h2_new(base, sv[1], 8, &ops) == 0);
+		cl = sv[0];
+		gotlen = 0;
+		ok(write(cl, up, sizeof(up) - 1) == (ssize_t)sizeof(up) - 1);
+		run_until(ws_switched, NULL, 5000);
+		ok(strncmp(got, "HTTP/1.1 101 ", 13) == 0);
+		gotlen = 0;
+		ok(write(cl, fr, sizeof(fr) - 1) == (ssize_t)sizeof(fr) - 1);
+		ok(run_until(ws_echoed, NULL, 5000));
+		close(cl);
+		kill(dev, SIGTERM);
+		waitpid(dev, NULL, 0);
+	}
 
 	h1h2_free_all();
 	kill(srv, SIGTERM);
