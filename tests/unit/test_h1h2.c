@@ -4,7 +4,9 @@
  * HTTP/1.1 in, the messages and a trailer frame out; and the replay: the
  * first upstream connection answers as the sidecar does when the app did
  * not speak HTTP/1.1 (its 502 page), the request goes again as h2c on a
- * second one, and the protocol is learnt. Every wait is bounded. */
+ * second one, and the protocol is learnt; gRPC over HTTP/1.1, whose HTTP/2
+ * trailers become chunked trailers; a WebSocket relayed to an HTTP/1.1 app
+ * (tests/e2e/devserver.py). Every wait is bounded. */
 #include "../../agent/h1h2.c"
 
 #include <sys/wait.h>
@@ -136,7 +138,9 @@ answered(void *arg)
 		gotlen += (size_t)n;
 	got[gotlen] = '\0';
 	/* a chunked answer ends with its last chunk */
-	return memmem(got, gotlen, "\r\n0\r\n\r\n", 7) != NULL || (n == 0 && gotlen > 0);
+	/* a chunked answer ends with its last chunk and its trailers, if any */
+	return (memmem(got, gotlen, "\r\n0\r\n", 5) != NULL && gotlen >= 4 &&
+	    memcmp(got + gotlen - 4, "\r\n\r\n", 4) == 0) || (n == 0 && gotlen > 0);
 }
 
 static int
@@ -258,6 +262,27 @@ main(void)
 	ok(strcasestr(got, "\r\ngrpc-status: 3\r\n") != NULL);
 	ok(strcasestr(got, "\r\ngrpc-message: alice says no\r\n") != NULL);
 	close(cl);
+
+	/* gRPC itself over HTTP/1.1 (TE: trailers): its trailers become the
+	 * chunked body's trailers */
+	{
+		static const char req[] = "POST /kb.Echo/Unary HTTP/1.1\r\nHost: web\r\n"
+		    "Content-Type: application/grpc\r\nTE: trailers\r\n"
+		    "Transfer-Encoding: chunked\r\n\r\n7\r\n\0\0\0\0\2yo\r\n0\r\n\r\n";
+		int sv[2];
+
+		ok(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv) == 0);
+		ok(h1h2_new(base, sv[1], 9, &ops) == 0);
+		cl = sv[0];
+		gotlen = 0;
+		ok(write(cl, req, sizeof(req) - 1) == (ssize_t)sizeof(req) - 1);
+		ok(run_until(answered, NULL, 10000));
+		ok(strcasestr(got, "\r\ncontent-type: application/grpc\r\n") != NULL);
+		ok(strcasestr(got, "\r\ntransfer-encoding: chunked\r\n") != NULL);
+		ok(memmem(got, gotlen, "\0\0\0\0\x09" "alice: yo\r\n0\r\ngrpc-status: 0\r\n", 35) != NULL);
+		ok(gotlen > 4 && memcmp(got + gotlen - 4, "\r\n\r\n", 4) == 0);
+		close(cl);
+	}
 
 	/* not known yet: HTTP/1.1 first; the sidecar's 502 -> h2c, learnt */
 	proto_now = learnt = H1H2_UNKNOWN;
