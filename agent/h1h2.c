@@ -1215,6 +1215,8 @@ h1h2_new(struct event_base *base, int fd, uint64_t key, const struct h1h2_ops *o
 	t->rq.data = t;
 	bufferevent_setcb(t->side, hh_side_read, hh_side_write, hh_side_event, t);
 	bufferevent_setwatermark(t->side, EV_WRITE, H1H2_HIGH_WATER / 2, 0);
+	/* what the proxy sends while a request is in flight waits, bounded */
+	bufferevent_setwatermark(t->side, EV_READ, 0, H1H2_HIGH_WATER);
 	bufferevent_enable(t->side, EV_READ | EV_WRITE);
 	LIST_INSERT_HEAD(&hh_all, t, entry);
 	return 0;
