@@ -117,6 +117,8 @@ $(BUILD)/tests/test_routes: $(LLHTTP_OBJ)
 $(BUILD)/tests/test_routes: LIBS_TEST += $(LLHTTP_OBJ)
 $(BUILD)/tests/test_h2route: $(LLHTTP_OBJ)
 $(BUILD)/tests/test_h2route: LIBS_TEST += $(LLHTTP_OBJ)
+$(BUILD)/tests/test_h1h2: $(LLHTTP_OBJ)
+$(BUILD)/tests/test_h1h2: LIBS_TEST += $(LLHTTP_OBJ)
 
 unit: $(UNIT_BIN)
 
@@ -208,7 +210,7 @@ $(BUILD)/fuzz/fuzz_frame: $(call fobj,tests/fuzz/fuzz_frame.c)
 $(BUILD)/fuzz/fuzz_http: $(call fobj,tests/fuzz/fuzz_http.c proto/listener.c proto/log.c proto/util.c \
     proto/sendmany.c proto/msg.c proto/htab.c) \
     $(FUZZ_LLHTTP)
-	$(call fuzz_link,$(LIBS_EVENT) -lcjson -luring)
+	$(call fuzz_link,$(LIBS_EVENT) -lcjson -luring -lnghttp2)
 $(BUILD)/fuzz/fuzz_h2: $(call fobj,tests/fuzz/fuzz_h2.c proto/listener.c proto/log.c proto/util.c \
     proto/sendmany.c proto/msg.c proto/htab.c) \
     $(FUZZ_LLHTTP)

@@ -25,6 +25,7 @@
 #include <openssl/rand.h>
 
 #include "client.h"
+#include "h1h2.h"
 #include "httpproxy.h"
 #include "intercepts.h"
 #include "listener.h"
@@ -63,6 +64,7 @@ struct preview {
 	struct sockaddr_in svc;	/* the workload's service */
 	time_t created, expires; /* expires 0: with the intercept */
 	time_t ttl_expires;	/* what the owner asked for (0: none), kept while orphaned */
+	enum h1h2_proto proto;	/* what the owner's app answered last (h1h2.h) */
 };
 
 static struct {
@@ -710,8 +712,9 @@ pv_route(void *arg, const struct hp_request *req, struct hp_route *r)
 	return p->key;
 }
 
+/* A socket to p's service, connect() in progress: -1 with reason, or fd. */
 static int
-pv_open(void *arg, uint64_t key, char *reason, size_t len)
+svc_connect(void *arg, uint64_t key, char *reason, size_t len)
 {
 	struct preview *p;
 	int fd;
@@ -731,6 +734,61 @@ pv_open(void *arg, uint64_t key, char *reason, size_t len)
 		return -1;
 	}
 	return fd;
+}
+
+static enum h1h2_proto
+svc_proto(void *arg, uint64_t key)
+{
+	struct preview *p = kb_htab_get(&pv.by_key, &key, sizeof(key));
+
+	(void)arg;
+	return p ? p->proto : H1H2_UNKNOWN;
+}
+
+static void
+svc_learnt(void *arg, uint64_t key, enum h1h2_proto proto)
+{
+	struct preview *p = kb_htab_get(&pv.by_key, &key, sizeof(key));
+	char t[16];
+
+	(void)arg;
+	if (p == NULL || p->proto == proto)
+		return;
+	if (proto == H1H2_H2C || p->proto == H1H2_H2C) {
+		shown(p->token, t, sizeof(t));
+		log_info("preview %s: the owner's app speaks %s: browsers' HTTP/1.1 goes to it "
+		    "as %s", t, proto == H1H2_H2C ? "h2c only" : "HTTP/1.1",
+		    proto == H1H2_H2C ? "HTTP/2" : "it came");
+	}
+	p->proto = proto;
+}
+
+static const struct h1h2_ops svc_ops = { svc_connect, svc_proto, svc_learnt, NULL };
+
+/* The proxy's upstream for a preview: one end of a socket pair, the other
+ * one served by a translator (h1h2.h) that sends the requests to the
+ * service as HTTP/1.1 or, for an owner's app that speaks only h2c, HTTP/2. */
+static int
+pv_open(void *arg, uint64_t key, char *reason, size_t len)
+{
+	int sv[2];
+
+	(void)arg;
+	if (kb_htab_get(&pv.by_key, &key, sizeof(key)) == NULL) {
+		snprintf(reason, len, "kbridge: the preview ended");
+		return -1;
+	}
+	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv) < 0) {
+		snprintf(reason, len, "kbridge: %s", strerror(errno));
+		return -1;
+	}
+	if (h1h2_new(pv.env.base, sv[1], key, &svc_ops) < 0) {
+		close(sv[0]);
+		close(sv[1]);
+		snprintf(reason, len, "kbridge: out of memory");
+		return -1;
+	}
+	return sv[0];
 }
 
 static void
@@ -1152,6 +1210,7 @@ preview_shutdown(void)
 		free(pc);
 	}
 	pv.nconns = 0;
+	h1h2_free_all();
 	hp_proxy_free(pv.hp);
 	pv.hp = NULL;
 	while (!TAILQ_EMPTY(&pv.list))

@@ -16,6 +16,7 @@
 #include "../../agent/applat.c"
 #include "../../agent/batch.c"
 #include "../../agent/httpproxy.c"
+#include "../../agent/h1h2.c"
 #include "../../agent/preview.c"
 
 #include <fcntl.h>

@@ -18,6 +18,7 @@
 #include "../../agent/podenvapi.c"
 /* Both have a static do_list. */
 #define do_list preview_do_list
+#include "../../agent/h1h2.c"
 #include "../../agent/preview.c"
 #undef do_list
 #include "../../agent/store.c"

@@ -1,0 +1,69 @@
+/* HTTP/1.1 to HTTP/2 cleartext, per request, for the preview listener
+ * (agent/preview.c): one translator per upstream connection of the preview
+ * proxy. It reads the HTTP/1.1 requests the proxy sends on a socket pair and
+ * sends each on to the workload's service (the sidecar, which routes it to
+ * the intercept's owner) either as it came (HTTP/1.1) or, when the owner's
+ * local app speaks only h2c, as an HTTP/2 stream over an nghttp2 client
+ * session; the answer comes back as HTTP/1.1 (chunked when its length is
+ * unknown, HTTP/2 trailers as chunked trailers). gRPC-web over HTTP/1.1
+ * becomes gRPC over HTTP/2, its trailers a trailer frame (0x80) at the end
+ * of the body (grpc/doc/PROTOCOL-WEB.md); to an HTTP/1.1 app it passes
+ * untouched.
+ *
+ * Which one the owner's app speaks is learnt, not guessed: a request goes
+ * out as the preview last learnt (HTTP/1.1 at first); when the sidecar
+ * answers 502 because the app did not answer that protocol (an h2c-only
+ * app answers HTTP/1.1 with HTTP/2 frames, an HTTP/1 app rejects the
+ * preface), the request, kept whole (head and at most H1H2_BODY_MAX of
+ * body) until its answer began, goes again in the other protocol on a new
+ * connection. Neither app has acted on the request it could not read, so
+ * the replay is safe. */
+#ifndef KB_H1H2_H
+#define KB_H1H2_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct event_base;
+
+enum h1h2_proto { H1H2_UNKNOWN, H1H2_H1, H1H2_H2C };
+
+#define H1H2_BODY_MAX	(1024 * 1024)	/* request body kept for a replay */
+#define H1H2_BODIES_MAX	(64 * 1024 * 1024)	/* all translators' together */
+#define H1H2_HIGH_WATER	(256 * 1024)	/* answer bytes queued for the proxy */
+
+/* The sidecar's 502 bodies when the owner's app did not speak the
+ * protocol of the request (agent/httpproxy.c, agent/h2route.c). */
+#define H1H2_NOT_H1	"kbridge: the upstream sent an invalid HTTP response"
+#define H1H2_NOT_H2	"kbridge: the intercepting workstation's local app answered "
+
+struct h1h2_ops {
+	/* A non-blocking socket to key's service (connect() maybe in
+	 * progress), or -1 with a short reason for the 502 page. */
+	int (*open)(void *arg, uint64_t key, char *reason, size_t len);
+	/* What key's owner app was last seen to speak. */
+	enum h1h2_proto (*proto)(void *arg, uint64_t key);
+	/* It answered a request in proto. */
+	void (*learnt)(void *arg, uint64_t key, enum h1h2_proto proto);
+	void *arg;
+};
+
+/* Serve the non-blocking socket fd (the proxy's end is the other one of
+ * the pair) for key. ops must outlive it. 0, or -1 (fd stays the caller's). */
+int h1h2_new(struct event_base *base, int fd, uint64_t key, const struct h1h2_ops *ops);
+/* Close every translator (at shutdown). */
+void h1h2_free_all(void);
+
+/* Pure parts, for the tests. */
+/* 1 if ctype is gRPC-web in binary (application/grpc-web[+fmt]), else 0. */
+int h1h2_grpc_web(const char *ctype);
+/* 1 if the HTTP/1.1 request header name is not sent on over HTTP/2. */
+int h1h2_hop(const char *name);
+/* 1 if a 502 with this body says the app did not speak proto. */
+int h1h2_mismatch(enum h1h2_proto proto, int status, const char *body, size_t len);
+/* A gRPC-web trailer frame of the n fields names[i]: values[i] into out
+ * (at most outlen bytes): its length, or 0 if it does not fit. */
+size_t h1h2_grpc_trailer(const char *const *names, const char *const *values, size_t n,
+    unsigned char *out, size_t outlen);
+
+#endif
