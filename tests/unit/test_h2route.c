@@ -27,6 +27,7 @@
 #include <cjson/cJSON.h>
 
 #include "conn.h"
+#include "children.h"
 #include "evloop.h"
 #include "ok.h"
 
@@ -181,40 +182,6 @@ accepted(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int 
 }
 
 /* --- children --- */
-
-static int
-free_port(void)
-{
-	struct sockaddr_in sin = { .sin_family = AF_INET };
-	socklen_t sl = sizeof(sin);
-	int fd = socket(AF_INET, SOCK_STREAM, 0), port;
-
-	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	if (fd < 0 || bind(fd, (struct sockaddr *)&sin, sizeof(sin)) < 0 ||
-	    getsockname(fd, (struct sockaddr *)&sin, &sl) < 0)
-		abort();
-	port = ntohs(sin.sin_port);
-	close(fd);
-	return port;
-}
-
-/* Start argv with stdout (and stderr) into out; its pid. */
-static pid_t
-spawn(char *const argv[], const char *out)
-{
-	pid_t pid = fork();
-	int fd;
-
-	if (pid == 0) {
-		if ((fd = open(out, O_WRONLY | O_CREAT | O_TRUNC, 0600)) >= 0) {
-			dup2(fd, 1);
-			dup2(fd, 2);
-		}
-		execv(argv[0], argv);
-		_exit(127);
-	}
-	return pid;
-}
 
 struct child {
 	pid_t pid;
@@ -933,76 +900,18 @@ out:
  * reason), "ws" accepts it with a socket to that port, as the
  * workstation does. */
 
-static struct kb_session *sc_sess, *ws_sess;
-static int ws_opens, h1_noted[8], h1_cleared[8];
+static int h1_noted[8], h1_cleared[8];
 
-static void
-ws_on_open(struct kb_session *s, struct kb_stream *st, const struct kb_open *o, void *arg)
-{
-	struct sockaddr_in sin = { .sin_family = AF_INET };
-	int fd, port = !strcmp(o->ref, "1") ? alice_port : !strcmp(o->ref, "5") ? h1_port : 0;
-
-	(void)s;
-	(void)arg;
-	ws_opens++;
-	if (port == 0) {
-		kb_stream_reset(st, KB_RST_REFUSED, "nothing answers on localhost:8089 (test)");
-		return;
-	}
-	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	sin.sin_port = htons(port);
-	if ((fd = socket(AF_INET, SOCK_STREAM, 0)) == -1 ||
-	    connect(fd, (struct sockaddr *)&sin, sizeof(sin)) == -1) {
-		if (fd != -1)
-			close(fd);
-		kb_stream_reset(st, KB_RST_REFUSED, "test: cannot connect");
-		return;
-	}
-	fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
-	kb_stream_accept(st, fd, NULL, NULL);
-}
-
+/* The workstation's ports: 1 alice's gRPC server, 5 nginx without http2,
+ * anything else refused with a reason. */
 static int
-ws_on_hello(struct kb_session *s, const cJSON *h, char *reason, size_t len, void *arg)
+sp_port(const char *ref, const char **why)
 {
-	(void)h;
-	(void)reason;
-	(void)len;
-	(void)arg;
-	return s == ws_sess ? kb_session_send_hello(s, cJSON_CreateObject()) : 0;
+	*why = "nothing answers on localhost:8089 (test)";
+	return !strcmp(ref, "1") ? alice_port : !strcmp(ref, "5") ? h1_port : 0;
 }
 
-static void
-ws_on_close(struct kb_session *s, const char *err, void *arg)
-{
-	(void)err;
-	(void)arg;
-	if (s == sc_sess)
-		sc_sess = NULL;
-	else
-		ws_sess = NULL;
-	kb_session_free(s);
-}
-
-static const struct kb_session_cbs ws_cbs = {
-	.on_hello = ws_on_hello, .on_open = ws_on_open, .on_close = ws_on_close,
-};
-
-static struct kb_stream *
-t_sopen(void *arg, uint64_t key, const struct kb_stream_cbs *cbs, void *cbarg, char *reason,
-    size_t len)
-{
-	struct kb_open o = { .kind = KB_OPEN_INTERCEPT };
-	struct kb_stream *st;
-
-	(void)arg;
-	snprintf(o.ref, sizeof(o.ref), "%llu", (unsigned long long)key);
-	if (sc_sess == NULL || (st = kb_stream_open_cb(sc_sess, &o, cbs, cbarg)) == NULL) {
-		snprintf(reason, len, "kbridge: no session");
-		return NULL;
-	}
-	return st;
-}
+#include "sesspair.h"
 
 static int
 t_h1(void *arg, uint64_t key, int note)
@@ -1017,34 +926,10 @@ t_h1(void *arg, uint64_t key, int note)
 	return h1_noted[key] > h1_cleared[key];
 }
 
-static const struct hp_stream_ops t_streams = {
-	.open = t_sopen, .input = kb_stream_input, .eof = kb_stream_eof, .write = kb_stream_write,
-	.shutdown = kb_stream_shutdown, .set_cbs = kb_stream_set_cbs, .reset = kb_stream_reset,
-};
-
 static const struct hp_upstreams ups_st = {
 	.route = route, .open = open_up, .streams = &t_streams, .h1 = t_h1, .done = done,
 	.pass = 1,
 };
-
-static int
-sessions_ready(void *arg)
-{
-	(void)arg;
-	return sc_sess && ws_sess && kb_session_ready(sc_sess) && kb_session_ready(ws_sess);
-}
-
-static int
-no_session_streams(void *arg)
-{
-	struct kb_session_stats st;
-
-	(void)arg;
-	if (sc_sess == NULL)
-		return 0;
-	kb_session_stats(sc_sess, &st);
-	return st.streams == 0;
-}
 
 static void
 test_stream_ups(void)
@@ -1067,13 +952,9 @@ test_stream_ups(void)
 	struct sockaddr_in sin = { .sin_family = AF_INET }, a;
 	socklen_t al = sizeof(a);
 	struct evconnlistener *l;
-	int sv[2], rc, opens;
+	int rc, opens;
 
-	ok(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv) == 0);
-	sc_sess = kb_session_new(kb_conn_new(base, sv[0], NULL, 1), 1, &ws_cbs, NULL);
-	ws_sess = kb_session_new(kb_conn_new(base, sv[1], NULL, 1), 0, &ws_cbs, NULL);
-	ok(sc_sess && ws_sess && kb_session_send_hello(sc_sess, cJSON_CreateObject()) == 0);
-	ok(run_until(sessions_ready, NULL, 2000));
+	ok(sessions_start());
 	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
 	l = evconnlistener_new_bind(base, accepted, (void *)&ups_st, LEV_OPT_CLOSE_ON_FREE |
 	    LEV_OPT_REUSEABLE, 64, (struct sockaddr *)&sin, sizeof(sin));
@@ -1128,9 +1009,7 @@ test_stream_ups(void)
 	ok(run_until(no_conns, NULL, 10000));
 	ok(run_until(no_session_streams, NULL, 5000));
 	evconnlistener_free(l);
-	kb_session_free(sc_sess);
-	kb_session_free(ws_sess);
-	sc_sess = ws_sess = NULL;
+	sessions_stop();
 }
 
 /* --- HTTP/2 requests as HTTP/1.1 (an HTTP/1-only local app) --- */

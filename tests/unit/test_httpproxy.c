@@ -1850,105 +1850,18 @@ test_pass(void)
 
 /* --- stream upstreams (up.streams): key 1 over a session, as in the sidecar --- */
 
-/* Two sessions on a socketpair: "sc" opens a stream per upstream (the
- * sidecar's side), "ws" accepts it with a socket to the icpt server (what
- * the workstation does), or refuses ref 2 with a reason. */
-static struct kb_session *sc_sess, *ws_sess;
-static int ws_opens;
-
-static void
-ws_on_open(struct kb_session *s, struct kb_stream *st, const struct kb_open *o, void *arg)
-{
-	struct sockaddr_in sin;
-	int fd;
-
-	(void)s;
-	(void)arg;
-	ws_opens++;
-	if (strcmp(o->ref, "1") != 0) {
-		kb_stream_reset(st, KB_RST_REFUSED, "nothing listens on localhost:8089");
-		return;
-	}
-	memset(&sin, 0, sizeof(sin));
-	sin.sin_family = AF_INET;
-	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	sin.sin_port = htons(icpt.port);
-	if ((fd = socket(AF_INET, SOCK_STREAM, 0)) == -1 ||
-	    connect(fd, (struct sockaddr *)&sin, sizeof(sin)) == -1) {
-		if (fd != -1)
-			close(fd);
-		kb_stream_reset(st, KB_RST_REFUSED, "test: cannot reach icpt");
-		return;
-	}
-	sockbufs(fd);
-	fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
-	kb_stream_accept(st, fd, NULL, NULL);
-}
-
+/* The workstation's port: ref 1 the icpt server; others refused with a
+ * reason (sesspair.h). */
 static int
-ws_on_hello(struct kb_session *s, const cJSON *h, char *reason, size_t len, void *arg)
+sp_port(const char *ref, const char **why)
 {
-	(void)h;
-	(void)reason;
-	(void)len;
-	(void)arg;
-	return s == ws_sess ? kb_session_send_hello(s, cJSON_CreateObject()) : 0;
+	*why = "nothing listens on localhost:8089";
+	return !strcmp(ref, "1") ? icpt.port : 0;
 }
 
-static void
-ws_on_close(struct kb_session *s, const char *err, void *arg)
-{
-	(void)err;
-	(void)arg;
-	if (s == sc_sess)
-		sc_sess = NULL;
-	else
-		ws_sess = NULL;
-	kb_session_free(s);
-}
-
-static const struct kb_session_cbs ws_cbs = {
-	.on_hello = ws_on_hello, .on_open = ws_on_open, .on_close = ws_on_close,
-};
-
-static struct kb_stream *
-t_sopen(void *arg, uint64_t key, const struct kb_stream_cbs *cbs, void *cbarg, char *reason,
-    size_t len)
-{
-	struct kb_open o = { .kind = KB_OPEN_INTERCEPT };
-	struct kb_stream *st;
-
-	(void)arg;
-	nopens[key]++;
-	snprintf(o.ref, sizeof(o.ref), "%llu", (unsigned long long)key);
-	if ((st = kb_stream_open_cb(sc_sess, &o, cbs, cbarg)) == NULL)
-		snprintf(reason, len, "kbridge: no session");
-	return st;
-}
-
-static const struct hp_stream_ops t_streams = {
-	.open = t_sopen, .input = kb_stream_input, .eof = kb_stream_eof, .write = kb_stream_write,
-	.shutdown = kb_stream_shutdown, .set_cbs = kb_stream_set_cbs, .reset = kb_stream_reset,
-};
-
-static int
-pred_sessions_ready(void *arg)
-{
-	(void)arg;
-	return sc_sess && ws_sess && kb_session_ready(sc_sess) && kb_session_ready(ws_sess);
-}
-
-static int
-pred_no_streams(void *arg)
-{
-	struct kb_session_stats st;
-
-	(void)arg;
-	if (!sc_sess)
-		return 0;
-	kb_session_stats(sc_sess, &st);
-	return st.streams == 0;
-}
+#define SP_ACCEPTED(fd) sockbufs(fd)
+#define SP_OPENED(key) (nopens[key]++)
+#include "sesspair.h"
 
 static void
 test_streams(void)
@@ -1958,13 +1871,9 @@ test_streams(void)
 	char head[256], want[256];
 	uint64_t seed = 42, h = FNV0, sent, left;
 	size_t n;
-	int sv[2], acc, opens;
+	int acc, opens;
 
-	ok(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv) == 0);
-	sc_sess = kb_session_new(kb_conn_new(base, sv[0], NULL, 1), 1, &ws_cbs, NULL);
-	ws_sess = kb_session_new(kb_conn_new(base, sv[1], NULL, 1), 0, &ws_cbs, NULL);
-	ok(sc_sess && ws_sess && kb_session_send_hello(sc_sess, cJSON_CreateObject()) == 0);
-	ok(run_until(pred_sessions_ready, NULL, 2000));
+	ok(sessions_start());
 	ups.streams = &t_streams;
 
 	/* The intercept's requests through a stream, the app's as before; one
@@ -2046,13 +1955,11 @@ test_streams(void)
 	client_free(b);
 	client_free(u);
 	client_free(d);
-	ok(run_until(pred_no_streams, NULL, 5000));
+	ok(run_until(no_session_streams, NULL, 5000));
 	kb_session_stats(sc_sess, &st);
 	ok(st.streams == 0);
 	ups.streams = NULL;
-	kb_session_free(sc_sess);
-	kb_session_free(ws_sess);
-	sc_sess = ws_sess = NULL;
+	sessions_stop();
 	run_for(100); /* the connections flush and go */
 }
 
