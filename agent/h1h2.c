@@ -130,6 +130,13 @@ h1h2_hop(const char *n)
 	return 0;
 }
 
+/* Whether the field value v (vl bytes) begins with the text p. */
+static int
+prefixed(const uint8_t *v, size_t vl, const char *p)
+{
+	return vl >= strlen(p) && memcmp(v, p, strlen(p)) == 0;
+}
+
 int
 h1h2_mismatch(enum h1h2_proto proto, int status, const char *body, size_t len)
 {
@@ -836,8 +843,8 @@ hh_h2_header(nghttp2_session *s, const nghttp2_frame *f, const uint8_t *name, si
 	if (nl > 0 && name[0] == ':')
 		return 0;
 	/* to a gRPC call the sidecar says it as UNAVAILABLE, trailers only */
-	if (nl == 12 && memcmp(name, "grpc-message", 12) == 0 && vl >= strlen(H1H2_NOT_H2) &&
-	    memcmp(value, H1H2_NOT_H2, strlen(H1H2_NOT_H2)) == 0)
+	if (nl == 12 && memcmp(name, "grpc-message", 12) == 0 &&
+	    (prefixed(value, vl, H1H2_NOT_H2) || prefixed(value, vl, H1H2_H1_ONLY)))
 		t->gmis = 1;
 	if (nl == 14 && memcmp(name, "content-length", 14) == 0) {
 		if (t->grpcweb)

@@ -36,6 +36,8 @@ enum h1h2_proto { H1H2_UNKNOWN, H1H2_H1, H1H2_H2C };
  * protocol of the request (agent/httpproxy.c, agent/h2route.c). */
 #define H1H2_NOT_H1	"kbridge: the upstream sent an invalid HTTP response"
 #define H1H2_NOT_H2	"kbridge: the intercepting workstation's local app answered "
+/* ... and to a gRPC call once it has noted the app as HTTP/1-only (h2route.c) */
+#define H1H2_H1_ONLY	"kbridge: the intercepting workstation's local app speaks HTTP/1 only"
 
 struct h1h2_ops {
 	/* A non-blocking socket to key's service (connect() maybe in

@@ -59,6 +59,7 @@
 
 #include <llhttp.h>
 
+#include "h1h2.h"
 #include "log.h"
 #include "session.h"
 #include "util.h"
@@ -1222,8 +1223,7 @@ up_callbacks(void)
  * the stream, the answer read only while less than H2R_WINDOW waits for
  * the client. gRPC cannot work over HTTP/1: its calls get UNAVAILABLE. */
 
-#define H2R_H1_GRPC "kbridge: the intercepting workstation's local app speaks HTTP/1 only: " \
-	"gRPC needs HTTP/2 without TLS (h2c, prior knowledge)"
+#define H2R_H1_GRPC H1H2_H1_ONLY ": gRPC needs HTTP/2 without TLS (h2c, prior knowledge)"
 #define H2R_H1_BAD "kbridge: the intercepting workstation's local app sent an invalid " \
 	"HTTP/1 answer"
 
