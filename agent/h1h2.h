@@ -37,9 +37,10 @@ enum h1h2_proto { H1H2_UNKNOWN, H1H2_H1, H1H2_H2C };
 #define H1H2_HIGH_WATER	(256 * 1024)	/* answer bytes queued for the proxy */
 
 /* The sidecar's 502 bodies when the owner's app did not speak the
- * protocol of the request (agent/httpproxy.c, agent/h2route.c). */
+ * protocol of the request (agent/httpproxy.c, agent/h2route.c; to gRPC the
+ * latter says H1H2_NOT_H2 as UNAVAILABLE, in grpc-message). */
 #define H1H2_NOT_H1	"kbridge: the upstream sent an invalid HTTP response"
-#define H1H2_NOT_H2	"kbridge: the intercepting workstation's local app answered "
+#define H1H2_NOT_H2	"kbridge: the intercepting workstation's local app speaks HTTP/1"
 
 struct h1h2_ops {
 	/* A non-blocking socket to key's service (connect() maybe in
