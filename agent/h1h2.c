@@ -8,13 +8,18 @@
  * sidecar saying the app did not speak that protocol sends the request
  * again in the other one, on a new connection. One request is in flight at
  * a time, as the proxy sends them; the next one waits in side's input.
- * An Upgrade (WebSocket) request, or one whose body is over the bound on
- * the HTTP/1.1 path, makes the connection a plain relay from then on.
+ * An Upgrade (WebSocket) request, or one whose body is over the bound
+ * while the preview has not learnt h2c, makes the connection a plain relay
+ * from then on; to a learnt h2c app such a body is streamed (sent with
+ * what was kept, the rest as the stream takes it, never replayed).
+ * gRPC-web text bodies are decoded from base64 as they come, the answers
+ * encoded (EVP_DecodeBlock / EVP_EncodeBlock).
  *
  * Bounds: a request head as the proxy's (64 KiB, 128 fields), its body
- * H1H2_BODY_MAX (over it on the h2c path: 413), an answer head 64 KiB; up
- * is not read while H1H2_HIGH_WATER bytes wait for the proxy. The proxy's
- * per-connection caps bound how many translators there are. */
+ * kept H1H2_BODY_MAX, a streamed body's waiting bytes H1H2_HIGH_WATER
+ * (side is not parsed beyond), an answer head 64 KiB; up is not read while
+ * H1H2_HIGH_WATER bytes wait for the proxy. The proxy's per-connection
+ * caps bound how many translators there are. */
 #include "h1h2.h"
 
 #include <sys/queue.h>
