@@ -1237,9 +1237,10 @@ hh_send_h2(struct h1h2 *t)
 static void
 hh_stream_more(struct h1h2 *t)
 {
-	if (!t->streaming || t->st != HH_S_SENT || t->req_done)
+	if (!t->streaming || t->st != HH_S_SENT)
 		return;
-	if (t->stalled && evbuffer_get_length(t->tmp) < H1H2_HIGH_WATER / 2) {
+	/* (once the body is whole, what waits still goes as up drains) */
+	if (!t->req_done && t->stalled && evbuffer_get_length(t->tmp) < H1H2_HIGH_WATER / 2) {
 		t->stalled = 0;
 		hh_side_read(t->side, t);	/* kicks the stream */
 		return;
