@@ -8,13 +8,18 @@
  * sidecar saying the app did not speak that protocol sends the request
  * again in the other one, on a new connection. One request is in flight at
  * a time, as the proxy sends them; the next one waits in side's input.
- * An Upgrade (WebSocket) request, or one whose body is over the bound on
- * the HTTP/1.1 path, makes the connection a plain relay from then on.
+ * An Upgrade (WebSocket) request, or one whose body is over the bound
+ * while the preview has not learnt h2c, makes the connection a plain relay
+ * from then on; to a learnt h2c app such a body is streamed (sent with
+ * what was kept, the rest as the stream takes it, never replayed).
+ * gRPC-web text bodies are decoded from base64 as they come, the answers
+ * encoded (EVP_DecodeBlock / EVP_EncodeBlock).
  *
  * Bounds: a request head as the proxy's (64 KiB, 128 fields), its body
- * H1H2_BODY_MAX (over it on the h2c path: 413), an answer head 64 KiB; up
- * is not read while H1H2_HIGH_WATER bytes wait for the proxy. The proxy's
- * per-connection caps bound how many translators there are. */
+ * kept H1H2_BODY_MAX, a streamed body's waiting bytes H1H2_HIGH_WATER
+ * (side is not parsed beyond), an answer head 64 KiB; up is not read while
+ * H1H2_HIGH_WATER bytes wait for the proxy. The proxy's per-connection
+ * caps bound how many translators there are. */
 #include "h1h2.h"
 
 #include <sys/queue.h>
@@ -34,6 +39,7 @@
 
 #include <llhttp.h>
 #include <nghttp2/nghttp2.h>
+#include <openssl/evp.h>
 
 #include "log.h"
 
@@ -64,6 +70,12 @@ struct h1h2 {
 	int span;			/* open element: 0, 1 url, 2 name, 3 value */
 	unsigned req_done:1, too_big:1, bad:1, is_head:1, grpcweb:1, upgrade:1,
 	    expect:1, sent100:1;
+	unsigned gtext:1, b64bad:1;	/* gRPC-web text; its base64 was bad */
+	struct h1h2_b64 b64;
+	/* sent before its body ended (learnt h2c, body over the bound): the
+	 * body goes through tmp as it comes; side is not parsed while tmp is
+	 * full (stalled) */
+	unsigned streaming:1, stalled:1;
 
 	/* The answer. */
 	int status;
@@ -101,6 +113,8 @@ static void hh_up_write(struct bufferevent *, void *);
 static void hh_up_event(struct bufferevent *, short, void *);
 static void hh_send_request(struct h1h2 *);
 static void hh_request_done(struct h1h2 *);
+static void hh_h2_ended(struct h1h2 *);
+static void hh_h2_pump(struct h1h2 *);
 
 /* --- pure parts --- */
 
@@ -112,8 +126,75 @@ h1h2_grpc_web(const char *ct)
 
 	if (ct == NULL || strncasecmp(ct, p, n) != 0)
 		return 0;
-	/* -text (base64) is not translated; +proto, +json and ;params are */
+	if (strncasecmp(ct + n, "-text", 5) == 0) {
+		n += 5;
+		if (ct[n] == '\0' || ct[n] == '+' || ct[n] == ';' || ct[n] == ' ')
+			return 2;
+		return 0;
+	}
+	/* +proto, +json and ;params */
 	return ct[n] == '\0' || ct[n] == '+' || ct[n] == ';' || ct[n] == ' ';
+}
+
+static int
+hh_b64_char(int c)
+{
+	return isalnum(c) || c == '+' || c == '/';
+}
+
+/* One quantum, maybe padded: its bytes, or -1. */
+static long
+hh_b64_quantum(const char *q, unsigned char *out)
+{
+	unsigned char b[3];
+	int pad = (q[3] == '=') + (q[2] == '=');
+
+	if (!hh_b64_char((unsigned char)q[0]) || !hh_b64_char((unsigned char)q[1]) ||
+	    (q[2] == '=' && q[3] != '=') || (q[2] != '=' && !hh_b64_char((unsigned char)q[2])) ||
+	    (q[3] != '=' && !hh_b64_char((unsigned char)q[3])))
+		return -1;
+	if (EVP_DecodeBlock(b, (const unsigned char *)q, 4) != 3)
+		return -1;
+	memcpy(out, b, (size_t)(3 - pad));
+	return 3 - pad;
+}
+
+long
+h1h2_b64_decode(struct h1h2_b64 *st, const char *in, size_t n, unsigned char *out)
+{
+	size_t i = 0, run;
+	long len = 0, r;
+	int c;
+
+	while (i < n) {
+		if (st->n == 0) {
+			/* whole unpadded quanta at once */
+			for (run = 0; i + run < n && hh_b64_char((unsigned char)in[i + run]); run++)
+				;
+			run -= run % 4;
+			if (run > 0) {
+				if (EVP_DecodeBlock(out + len, (const unsigned char *)in + i, (int)run) !=
+				    (int)(run / 4 * 3))
+					return -1;
+				len += (long)(run / 4 * 3);
+				i += run;
+				continue;
+			}
+		}
+		c = (unsigned char)in[i++];
+		if (c == '\r' || c == '\n' || c == ' ' || c == '\t')
+			continue;
+		if (!hh_b64_char(c) && c != '=')
+			return -1;
+		st->q[st->n++] = (char)c;
+		if (st->n < 4)
+			continue;
+		st->n = 0;
+		if ((r = hh_b64_quantum(st->q, out + len)) < 0)
+			return -1;
+		len += r;
+	}
+	return len;
 }
 
 int
@@ -140,9 +221,13 @@ prefixed(const uint8_t *v, size_t vl, const char *p)
 int
 h1h2_mismatch(enum h1h2_proto proto, int status, const char *body, size_t len)
 {
-	const char *m = proto == H1H2_H2C ? H1H2_NOT_H2 : H1H2_NOT_H1;
+	const uint8_t *b = (const uint8_t *)body;
 
-	return status == 502 && len >= strlen(m) && memcmp(body, m, strlen(m)) == 0;
+	if (status != 502)
+		return 0;
+	if (proto != H1H2_H2C)
+		return prefixed(b, len, H1H2_NOT_H1);
+	return prefixed(b, len, H1H2_NOT_H2) || prefixed(b, len, H1H2_H1_ONLY);
 }
 
 size_t
@@ -284,8 +369,12 @@ hh_fail(struct h1h2 *t, int status, const char *why)
 	struct evbuffer *o = bufferevent_get_output(t->side);
 
 	if (!t->begun) {
-		evbuffer_add_printf(o, "HTTP/1.1 %d %s\r\nContent-Type: text/plain\r\n"
-		    "Content-Length: %zu\r\nConnection: close\r\n\r\n%s\n", status, hh_reason(status),
+		evbuffer_add_printf(o, "HTTP/1.1 %d %s\r\n", status, hh_reason(status));
+		if (t->grpcweb)	/* what a gRPC-web client reads first */
+			evbuffer_add_printf(o, "grpc-status: %d\r\ngrpc-message: %s\r\n",
+			    status == 400 ? 3 : status == 413 ? 8 : status == 500 ? 13 : 14, why);
+		evbuffer_add_printf(o, "Content-Type: text/plain\r\n"
+		    "Content-Length: %zu\r\nConnection: close\r\n\r\n%s\n",
 		    strlen(why) + 1, why);
 		log_info("preview request: %d: %s", status, why);
 	}
@@ -431,10 +520,13 @@ hh_on_req_headers(llhttp_t *p)
 {
 	struct h1h2 *t = HH_T(p);
 	const char *e;
+	int gw;
 
 	t->is_head = llhttp_get_method(p) == HTTP_HEAD;
 	t->upgrade = llhttp_get_upgrade(p) || llhttp_get_method(p) == HTTP_CONNECT;
-	t->grpcweb = h1h2_grpc_web(hh_field(t, "content-type"));
+	gw = h1h2_grpc_web(hh_field(t, "content-type"));
+	t->grpcweb = gw != 0;
+	t->gtext = gw == 2;
 	t->expect = (e = hh_field(t, "expect")) != NULL && strcasecmp(e, "100-continue") == 0;
 	if (t->upgrade)
 		return HPE_PAUSED;
@@ -447,17 +539,46 @@ hh_on_req_headers(llhttp_t *p)
 	return 0;
 }
 
+/* Request body bytes into to, decoded from base64 in gRPC-web text (the
+ * bytes as they came stay in raw for an HTTP/1.1 app). */
+static void
+hh_body_add(struct h1h2 *t, struct evbuffer *to, const char *at, size_t n)
+{
+	unsigned char out[HH_READ_MAX / 4 * 3 + 3];
+	size_t k;
+	long r;
+
+	if (!t->gtext) {
+		evbuffer_add(to, at, n);
+		return;
+	}
+	for (; n > 0 && !t->b64bad; at += k, n -= k) {
+		k = n > HH_READ_MAX ? HH_READ_MAX : n;
+		if ((r = h1h2_b64_decode(&t->b64, at, k, out)) < 0)
+			t->b64bad = 1;
+		else
+			evbuffer_add(to, out, (size_t)r);
+	}
+}
+
 static int
 hh_on_req_body(llhttp_t *p, const char *at, size_t n)
 {
 	struct h1h2 *t = HH_T(p);
 
+	if (t->streaming) {
+		hh_body_add(t, t->tmp, at, n);
+		return 0;
+	}
 	if (evbuffer_get_length(t->body) + n > H1H2_BODY_MAX ||
 	    hh_body_budget(t, evbuffer_get_length(t->body) + n) < 0) {
 		t->too_big = 1;
+		/* to a learnt h2c app it is streamed: this piece goes too */
+		if (t->ops->proto(t->ops->arg, t->key) == H1H2_H2C)
+			hh_body_add(t, t->body, at, n);
 		return HPE_PAUSED;
 	}
-	evbuffer_add(t->body, at, n);
+	hh_body_add(t, t->body, at, n);
 	return 0;
 }
 
@@ -493,6 +614,8 @@ hh_request_reset(struct h1h2 *t)
 	t->span = 0;
 	t->req_done = t->too_big = t->bad = t->is_head = t->grpcweb = t->upgrade = 0;
 	t->expect = t->sent100 = 0;
+	t->gtext = t->b64bad = t->streaming = t->stalled = 0;
+	t->b64.n = 0;
 	t->reused = t->retried = t->rs_headed = t->rs_done = 0;
 	t->status = 0;
 	t->begun = t->final = t->checking = t->chunked = t->nobody = t->has_cl = t->gmis = 0;
@@ -513,6 +636,48 @@ hh_go_raw(struct h1h2 *t)
 	bufferevent_write_buffer(t->up, bufferevent_get_input(t->side));
 }
 
+/* A body over the bound to a learnt h2c app: sent now, the rest as it
+ * comes. */
+static int hh_send_h2(struct h1h2 *);
+
+/* 0, or -1 when answered (t may be gone). */
+static int
+hh_stream_start(struct h1h2 *t)
+{
+	evbuffer_drain(t->raw, evbuffer_get_length(t->raw));	/* never replayed */
+	t->streaming = 1;
+	t->st = HH_S_SENT;
+	t->mode = H1H2_H2C;
+	t->tried |= 1u << H1H2_H2C;
+	return hh_send_h2(t);
+}
+
+/* More of a streamed body may go: what the stream's window and up take. */
+static void
+hh_stream_kick(struct h1h2 *t)
+{
+	if (t->h2 == NULL || t->sid <= 0)
+		return;
+	nghttp2_session_resume_data(t->h2, t->sid);
+	hh_h2_pump(t);
+}
+
+static int
+hh_reading(const struct h1h2 *t)
+{
+	return t->st == HH_S_REQ || (t->st == HH_S_SENT && t->streaming && !t->req_done);
+}
+
+/* 0, or -1 when the gRPC-web text body was bad (answered: t may be gone). */
+static int
+hh_b64_check(struct h1h2 *t)
+{
+	if (!t->gtext || (!t->b64bad && (!t->req_done || t->b64.n == 0)))
+		return 0;
+	hh_fail(t, 400, "kbridge: the gRPC-web text request body is not base64");
+	return -1;
+}
+
 static void
 hh_side_read(struct bufferevent *bev, void *arg)
 {
@@ -531,9 +696,13 @@ hh_side_read(struct bufferevent *bev, void *arg)
 		}
 		return;
 	}
-	if (t->st != HH_S_REQ)
+	if (!hh_reading(t))
 		return;
-	while (t->st == HH_S_REQ && (len = evbuffer_get_length(in)) > 0) {
+	while (hh_reading(t) && (len = evbuffer_get_length(in)) > 0) {
+		if (t->streaming && evbuffer_get_length(t->tmp) >= H1H2_HIGH_WATER) {
+			t->stalled = 1;	/* until the stream takes it */
+			break;
+		}
 		if (len > HH_READ_MAX)
 			len = HH_READ_MAX;
 		p = (const char *)evbuffer_pullup(in, (ssize_t)len);
@@ -546,25 +715,40 @@ hh_side_read(struct bufferevent *bev, void *arg)
 			    "kbridge: bad request");
 			return;
 		}
-		evbuffer_remove_buffer(in, t->raw, n);
+		if (t->streaming)
+			evbuffer_drain(in, n);
+		else
+			evbuffer_remove_buffer(in, t->raw, n);
 		if (t->upgrade) {
 			hh_go_raw(t);
 			return;
 		}
+		if (t->streaming) {
+			if (hh_b64_check(t) < 0)
+				return;
+			if (t->req_done)
+				break;
+			continue;
+		}
 		if (t->too_big) {
-			if (t->ops->proto(t->ops->arg, t->key) == H1H2_H2C) {
-				hh_fail(t, 413, "kbridge: a request body to an HTTP/2 app through a "
-				    "preview is limited to 1 MiB (and all of them to 64 MiB at a time)");
+			if (t->ops->proto(t->ops->arg, t->key) != H1H2_H2C) {
+				hh_go_raw(t);
 				return;
 			}
-			hh_go_raw(t);
-			return;
+			if (hh_stream_start(t) < 0)
+				return;
+			continue;
 		}
 		if (t->req_done) {
 			t->st = HH_S_SENT;
 			hh_send_request(t);
 			return;
 		}
+	}
+	if (t->streaming && t->st == HH_S_SENT) {
+		hh_stream_kick(t);
+		if (t->sid == -1)
+			hh_h2_ended(t);
 	}
 }
 
@@ -748,11 +932,19 @@ hh_body_read(nghttp2_session *s, int32_t sid, uint8_t *buf, size_t len, uint32_t
 	(void)s;
 	(void)sid;
 	(void)src;
+	/* a streamed body waits while up has enough to send (hh_up_write) */
+	if (t->streaming && t->up &&
+	    evbuffer_get_length(bufferevent_get_output(t->up)) > H1H2_HIGH_WATER)
+		return NGHTTP2_ERR_DEFERRED;
 	n = evbuffer_remove(t->tmp, buf, len);
 	if (n < 0)
 		return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
-	if (evbuffer_get_length(t->tmp) == 0)
-		*flags |= NGHTTP2_DATA_FLAG_EOF;
+	if (evbuffer_get_length(t->tmp) == 0) {
+		if (!t->streaming || t->req_done)
+			*flags |= NGHTTP2_DATA_FLAG_EOF;
+		else if (n == 0)
+			return NGHTTP2_ERR_DEFERRED;	/* hh_stream_kick */
+	}
 	return n;
 }
 
@@ -771,6 +963,25 @@ hh_head_out(struct h1h2 *t)
 	t->begun = 1;
 }
 
+/* gRPC-web text: the n bytes in base64, padded (a chunk of its own). */
+static void
+hh_b64_out(struct h1h2 *t, const uint8_t *d, size_t n)
+{
+	struct evbuffer *o = bufferevent_get_output(t->side);
+	unsigned char e[4096 + 1];
+	size_t i, k;
+
+	if (t->chunked)
+		evbuffer_add_printf(o, "%zx\r\n", (n + 2) / 3 * 4);
+	for (i = 0; i < n; i += k) {
+		k = n - i > 3072 ? 3072 : n - i;	/* padded at the end only */
+		EVP_EncodeBlock(e, d + i, (int)k);
+		evbuffer_add(o, e, (k + 2) / 3 * 4);
+	}
+	if (t->chunked)
+		evbuffer_add(o, "\r\n", 2);
+}
+
 static void
 hh_data_out(struct h1h2 *t, const uint8_t *d, size_t n)
 {
@@ -778,6 +989,10 @@ hh_data_out(struct h1h2 *t, const uint8_t *d, size_t n)
 
 	if (n == 0 || t->nobody)
 		return;
+	if (t->gtext) {
+		hh_b64_out(t, d, n);
+		return;
+	}
 	if (t->chunked)
 		evbuffer_add_printf(o, "%zx\r\n", n);
 	evbuffer_add(o, d, n);
@@ -967,7 +1182,7 @@ hh_nv_add(nghttp2_nv *nv, size_t *n, const char *name, const char *value)
 	return 0;
 }
 
-static void
+static int
 hh_send_h2(struct h1h2 *t)
 {
 	nghttp2_nv nv[HH_MAX_FIELDS + 8];
@@ -979,16 +1194,18 @@ hh_send_h2(struct h1h2 *t)
 
 	if (t->head[t->url] != '/') {
 		hh_fail(t, 400, "kbridge: a preview forwards origin-form request targets only");
-		return;
+		return -1;
 	}
+	if (hh_b64_check(t) < 0)
+		return -1;
 	if (t->h2 && (!nghttp2_session_want_read(t->h2) ||
 	    !nghttp2_session_check_request_allowed(t->h2)))
 		hh_up_close(t);	/* it said GOAWAY: a new connection */
 	if (hh_up_open(t, H1H2_H2C) < 0)
-		return;
+		return -1;
 	if (t->h2 == NULL && hh_h2_session(t) < 0) {
 		hh_fail(t, 500, "kbridge: out of memory");
-		return;
+		return -1;
 	}
 	hh_nv_add(nv, &n, ":method", llhttp_method_name(llhttp_get_method(&t->rq)));
 	hh_nv_add(nv, &n, ":scheme", "http");
@@ -1003,21 +1220,45 @@ hh_send_h2(struct h1h2 *t)
 			continue;
 		v = t->head + t->value[i];
 		if (t->grpcweb && strcmp(t->head + t->name[i], "content-type") == 0) {
-			/* application/grpc-web[+fmt] -> application/grpc[+fmt] */
-			snprintf(ct, sizeof(ct), "application/grpc%s", v + strlen("application/grpc-web"));
+			/* application/grpc-web[-text][+fmt] -> application/grpc[+fmt] */
+			snprintf(ct, sizeof(ct), "application/grpc%s",
+			    v + strlen("application/grpc-web") + (t->gtext ? 5 : 0));
 			v = ct;
 		}
 		hh_nv_add(nv, &n, t->head + t->name[i], v);
 	}
 	evbuffer_drain(t->tmp, evbuffer_get_length(t->tmp));
-	evbuffer_add(t->tmp, evbuffer_pullup(t->body, -1), evbuffer_get_length(t->body));
+	if (t->streaming) {	/* never replayed: the body kept so far goes */
+		evbuffer_add_buffer(t->tmp, t->body);
+		hh_body_budget(t, 0);
+	} else
+		evbuffer_add(t->tmp, evbuffer_pullup(t->body, -1), evbuffer_get_length(t->body));
 	t->sid = nghttp2_submit_request(t->h2, NULL, nv, n,
-	    evbuffer_get_length(t->tmp) ? &dp : NULL, t);
+	    evbuffer_get_length(t->tmp) || t->streaming ? &dp : NULL, t);
 	if (t->sid < 0) {
 		hh_fail(t, 502, "kbridge: cannot send the request over HTTP/2");
-		return;
+		return -1;
 	}
 	hh_h2_pump(t);
+	return 0;
+}
+
+/* A streamed body: more of it to the stream, and side read again once
+ * the stream took what waited. */
+static void
+hh_stream_more(struct h1h2 *t)
+{
+	if (!t->streaming || t->st != HH_S_SENT)
+		return;
+	/* (once the body is whole, what waits still goes as up drains) */
+	if (!t->req_done && t->stalled && evbuffer_get_length(t->tmp) < H1H2_HIGH_WATER / 2) {
+		t->stalled = 0;
+		hh_side_read(t->side, t);	/* kicks the stream */
+		return;
+	}
+	hh_stream_kick(t);
+	if (t->sid == -1)
+		hh_h2_ended(t);
 }
 
 static void
@@ -1047,9 +1288,16 @@ hh_h2_input(struct h1h2 *t, struct evbuffer *in)
 	hh_h2_pump(t);
 	if (t->st != HH_S_SENT || t->sid != -1) {
 		hh_up_throttle(t);
+		hh_stream_more(t);	/* a WINDOW_UPDATE, say */
 		return;
 	}
-	/* the stream ended */
+	hh_h2_ended(t);
+}
+
+/* The stream of the request in flight closed. */
+static void
+hh_h2_ended(struct h1h2 *t)
+{
 	if (t->status < 0) {
 		if (!t->final && hh_retry(t))
 			return;
@@ -1101,6 +1349,10 @@ hh_request_done(struct h1h2 *t)
 {
 	if (t->status >= 200 && t->status != 502)
 		t->ops->learnt(t->ops->arg, t->key, t->mode);
+	if (!t->req_done) {	/* answered before its body ended: the rest is not a request */
+		hh_closing(t);
+		return;
+	}
 	hh_request_reset(t);
 	t->mode = H1H2_UNKNOWN;
 	t->st = HH_S_REQ;
@@ -1140,6 +1392,8 @@ hh_up_write(struct bufferevent *bev, void *arg)
 	(void)bev;
 	if (t->st == HH_S_RAW)
 		bufferevent_enable(t->side, EV_READ);
+	else if (t->upmode == H1H2_H2C)
+		hh_stream_more(t);
 }
 
 static void

@@ -8,7 +8,9 @@
  * unknown, HTTP/2 trailers as chunked trailers). gRPC-web over HTTP/1.1
  * becomes gRPC over HTTP/2, its trailers a trailer frame (0x80) at the end
  * of the body (grpc/doc/PROTOCOL-WEB.md); to an HTTP/1.1 app it passes
- * untouched.
+ * untouched. gRPC-web text (application/grpc-web-text[+fmt]) likewise,
+ * its request body decoded from base64 (padded per chunk or not, split
+ * anywhere), its answer, trailer frame too, encoded (padded per chunk).
  *
  * Which one the owner's app speaks is learnt, not guessed: a request goes
  * out as the preview last learnt (HTTP/1.1 at first); when the sidecar
@@ -17,7 +19,9 @@
  * preface), the request, kept whole (head and at most H1H2_BODY_MAX of
  * body) until its answer began, goes again in the other protocol on a new
  * connection. Neither app has acted on the request it could not read, so
- * the replay is safe. */
+ * the replay is safe. Once the preview learnt h2c, a body over that bound
+ * is streamed instead (not replayed): the browser side is read only as
+ * the stream's flow control takes the bytes. */
 #ifndef KB_H1H2_H
 #define KB_H1H2_H
 
@@ -33,7 +37,8 @@ enum h1h2_proto { H1H2_UNKNOWN, H1H2_H1, H1H2_H2C };
 #define H1H2_HIGH_WATER	(256 * 1024)	/* answer bytes queued for the proxy */
 
 /* The sidecar's 502 bodies when the owner's app did not speak the
- * protocol of the request (agent/httpproxy.c, agent/h2route.c). */
+ * protocol of the request (agent/httpproxy.c, agent/h2route.c; to gRPC the
+ * latter says them as UNAVAILABLE, in grpc-message). */
 #define H1H2_NOT_H1	"kbridge: the upstream sent an invalid HTTP response"
 #define H1H2_NOT_H2	"kbridge: the intercepting workstation's local app answered "
 /* ... and to a gRPC call once it has noted the app as HTTP/1-only (h2route.c) */
@@ -57,8 +62,18 @@ int h1h2_new(struct event_base *base, int fd, uint64_t key, const struct h1h2_op
 void h1h2_free_all(void);
 
 /* Pure parts, for the tests. */
-/* 1 if ctype is gRPC-web in binary (application/grpc-web[+fmt]), else 0. */
+/* 1 if ctype is gRPC-web in binary (application/grpc-web[+fmt]), 2 in
+ * text (application/grpc-web-text[+fmt], base64), else 0. */
 int h1h2_grpc_web(const char *ctype);
+/* Base64 of a body that may come in pieces split anywhere, each padded or
+ * not: decode n bytes at in into out (room for n / 4 * 3 + 3 bytes)
+ * carrying an unfinished quantum in st (zeroed at first): the bytes
+ * written, or -1 on bad input. st->n is 0 at a quantum's end. */
+struct h1h2_b64 {
+	char q[4];
+	size_t n;
+};
+long h1h2_b64_decode(struct h1h2_b64 *st, const char *in, size_t n, unsigned char *out);
 /* 1 if the HTTP/1.1 request header name is not sent on over HTTP/2. */
 int h1h2_hop(const char *name);
 /* 1 if a 502 with this body says the app did not speak proto. */

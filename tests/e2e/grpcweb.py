@@ -12,6 +12,12 @@
 #   where trailer|headers
 # A malformed body (a frame cut short, an unknown flag, data after the
 # trailer frame) exits 2.
+# In text mode (CONTENT-TYPE application/grpc-web-text[+proto]) the request
+# body is base64 in two separately padded pieces, and the answer is decoded
+# from base64 padded anywhere (4 characters at a time) first; with ARG
+# "!bad" the body is not base64.
+import base64
+import binascii
 import http.client
 import struct
 import sys
@@ -25,12 +31,28 @@ def main():
     c = http.client.HTTPConnection(u.hostname, u.port or 80, timeout=10)
     body = arg.encode()
     frame = b"\0" + struct.pack(">I", len(body)) + body
+    text = "-text" in ctype
+    if text:
+        frame = base64.b64encode(frame[:4]) + base64.b64encode(frame[4:])
+        if arg == "!bad":
+            frame = b"AAAA*bad"
     c.request("POST", u.path, body=frame, headers={
         "Content-Type": ctype, "X-Grpc-Web": "1", "Accept": ctype})
     r = c.getresponse()
     ver = "1.1" if r.version == 11 else "1.0"
     print("http %d %s %s" % (r.status, ver, r.getheader("content-type", "-")))
     data = r.read()
+    if r.status != 200:     # not gRPC-web: grpc-status, if any, in the head
+        data = b""
+    if text and r.status == 200:
+        data = data.replace(b"\r", b"").replace(b"\n", b"")
+        if len(data) % 4:
+            sys.exit("base64 answer cut short")
+        try:
+            data = b"".join(base64.b64decode(data[k:k + 4], validate=True)
+                            for k in range(0, len(data), 4))
+        except binascii.Error as e:
+            sys.exit("bad base64 answer: %s" % e)
     trailers = None
     i = 0
     while i < len(data):

@@ -124,9 +124,13 @@ listening(int port)
 }
 
 /* What came back on the proxy's end of the pair. */
-static char got[65536];
+#define GOT_MAX	(8 * 1024 * 1024)
+static char *got;
 static size_t gotlen;
 static int cl;
+/* what is still to be written of a request */
+static const char *wleft;
+static size_t wlen;
 
 static int
 answered(void *arg)
@@ -134,7 +138,9 @@ answered(void *arg)
 	ssize_t n;
 
 	(void)arg;
-	while ((n = read(cl, got + gotlen, sizeof(got) - 1 - gotlen)) > 0)
+	while (wlen > 0 && (n = write(cl, wleft, wlen)) > 0)
+		wleft += n, wlen -= (size_t)n;
+	while ((n = read(cl, got + gotlen, GOT_MAX - 1 - gotlen)) > 0)
 		gotlen += (size_t)n;
 	got[gotlen] = '\0';
 	/* a chunked answer ends with its last chunk */
@@ -193,6 +199,79 @@ grpcweb_call(const char *method, const char *msg)
 	gotlen = 0;
 }
 
+/* answered(), noting the most a streamed body kept waiting in the newest
+ * translator once the body kept before (H1H2_BODY_MAX) went (the bound:
+ * side is not parsed while H1H2_HIGH_WATER wait). */
+static size_t tmp_max;
+static int stalls, drained;
+
+static int
+stream_answered(void *arg)
+{
+	struct h1h2 *t = LIST_FIRST(&hh_all);
+
+	if (t && t->streaming && evbuffer_get_length(t->tmp) < H1H2_HIGH_WATER)
+		drained = 1;
+	if (t && drained && evbuffer_get_length(t->tmp) > tmp_max)
+		tmp_max = evbuffer_get_length(t->tmp);
+	if (t && t->stalled)
+		stalls++;
+	return answered(arg);
+}
+
+/* The chunked body's data after the head at p, into out: its length. */
+static size_t
+unchunk(const char *p, unsigned char *out)
+{
+	size_t len = 0, k;
+	char *e;
+
+	while ((k = strtoul(p, &e, 16)) > 0 && e[0] == '\r') {
+		memcpy(out + len, e + 2, k);
+		len += k;
+		p = e + 2 + k + 2;
+	}
+	return len;
+}
+
+/* Decode base64 as the pieces split it; -1 if bad or a quantum unfinished. */
+static long
+b64_pieces(const char *in, const size_t *cuts, size_t ncut, unsigned char *out)
+{
+	struct h1h2_b64 st = { .n = 0 };
+	size_t i, from = 0, to;
+	long len = 0, r;
+
+	for (i = 0; i <= ncut; i++) {
+		to = i < ncut ? cuts[i] : strlen(in);
+		if ((r = h1h2_b64_decode(&st, in + from, to - from, out + len)) < 0)
+			return -1;
+		len += r;
+		from = to;
+	}
+	return st.n == 0 ? len : -1;
+}
+
+/* A gRPC-web text call: the request body written in two pieces split at
+ * cut (of its base64), an event loop turn between them. */
+static void
+grpcweb_text_call(const char *method, const char *b64, size_t cut)
+{
+	char req[1024];
+	int sv[2], n;
+
+	ok(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv) == 0);
+	ok(h1h2_new(base, sv[1], 7, &ops) == 0);
+	cl = sv[0];
+	n = snprintf(req, sizeof(req), "POST /kb.Echo/%s HTTP/1.1\r\nHost: web\r\n"
+	    "Content-Type: application/grpc-web-text+proto\r\nX-Grpc-Web: 1\r\n"
+	    "Content-Length: %zu\r\n\r\n%.*s", method, strlen(b64), (int)cut, b64);
+	ok(write(cl, req, (size_t)n) == n);
+	run_for(30);
+	ok(write(cl, b64 + cut, strlen(b64 + cut)) == (ssize_t)strlen(b64 + cut));
+	gotlen = 0;
+}
+
 int
 main(void)
 {
@@ -208,7 +287,10 @@ main(void)
 	ok(h1h2_grpc_web("application/grpc-web") == 1);
 	ok(h1h2_grpc_web("application/grpc-web+proto") == 1);
 	ok(h1h2_grpc_web("Application/gRPC-Web+json") == 1);
-	ok(h1h2_grpc_web("application/grpc-web-text") == 0);
+	ok(h1h2_grpc_web("application/grpc-web-text") == 2);
+	ok(h1h2_grpc_web("application/grpc-web-text+proto") == 2);
+	ok(h1h2_grpc_web("application/grpc-web-textual") == 0);
+	ok(h1h2_grpc_web("application/grpc-webby") == 0);
 	ok(h1h2_grpc_web("application/grpc") == 0);
 	ok(h1h2_grpc_web("text/plain") == 0 && h1h2_grpc_web(NULL) == 0);
 	ok(h1h2_hop("Connection") && h1h2_hop("transfer-encoding") && h1h2_hop("Host") &&
@@ -219,11 +301,52 @@ main(void)
 	ok(!h1h2_mismatch(H1H2_H1, 502, "kbridge: cannot reach", 21));
 	ok(!h1h2_mismatch(H1H2_H2C, 502, H1H2_NOT_H1, strlen(H1H2_NOT_H1)));
 	ok(h1h2_mismatch(H1H2_H2C, 502, H1H2_NOT_H2 "in HTTP/1", strlen(H1H2_NOT_H2) + 9));
+	ok(h1h2_mismatch(H1H2_H2C, 502, H1H2_H1_ONLY ": gRPC", strlen(H1H2_H1_ONLY) + 6));
 	n = h1h2_grpc_trailer(names, values, 2, tr, sizeof(tr));
 	ok(n == 5 + 34 && tr[0] == 0x80 && tr[1] == 0 && tr[2] == 0 && tr[3] == 0 && tr[4] == 34);
 	ok(memcmp(tr + 5, "grpc-status: 3\r\ngrpc-message: no\r\n", 34) == 0);
 	ok(h1h2_grpc_trailer(names, values, 2, tr, 20) == 0);
 	ok(h1h2_grpc_trailer(names, values, 0, tr, sizeof(tr)) == 5 && tr[4] == 0);
+
+	/* base64 split at every byte boundary, padded per piece or not */
+	{
+		static const char *const good[][2] = {
+			{ "aGVsbG8gd29ybGQh", "hello world!" },
+			{ "aGVsbG8gd29ybGQ=", "hello world" },
+			{ "aGk=aGk=", "hihi" },
+			{ "YQ==Yg==Yw", NULL },		/* a quantum unfinished */
+			{ "YQ==Yg==YwA=", "abc\0" },
+			{ "YQ==\r\nYmM=", "abc" },
+			{ "", "" },
+		};
+		static const char *const bad[] = { "a$bc", "=AAA", "A=AA", "AA=A", "YQ==Y=", "YQ=x",
+		    "YQ===AAA", "AAAA-AAA" };
+		unsigned char out[64];
+		size_t c1, c2, cuts[2], k;
+		long r;
+		int fine = 1;
+
+		for (k = 0; k < sizeof(good) / sizeof(good[0]); k++)
+			for (c1 = 0; c1 <= strlen(good[k][0]); c1++)
+				for (c2 = c1; c2 <= strlen(good[k][0]); c2++) {
+					cuts[0] = c1;
+					cuts[1] = c2;
+					r = b64_pieces(good[k][0], cuts, 2, out);
+					if (good[k][1] == NULL ? r != -1 : (r < 0 ||
+					    (size_t)r != strlen(good[k][1]) + (k == 4) ||
+					    memcmp(out, good[k][1], (size_t)r) != 0))
+						fine = 0;
+				}
+		ok(fine);
+		fine = 1;
+		for (k = 0; k < sizeof(bad) / sizeof(bad[0]); k++)
+			for (c1 = 0; c1 <= strlen(bad[k]); c1++) {
+				cuts[0] = c1;
+				if (b64_pieces(bad[k], cuts, 1, out) != -1)
+					fine = 0;
+			}
+		ok(fine);
+	}
 
 	/* --- a real gRPC server upstream */
 	if (access(PY, X_OK) != 0 || system(PY " -c 'import grpc' 2>/dev/null") != 0) {
@@ -231,6 +354,7 @@ main(void)
 		return ok_done();
 	}
 	signal(SIGPIPE, SIG_IGN);
+	ok((got = malloc(GOT_MAX)) != NULL);
 	base = event_base_new();
 	grpc_port = free_port();
 	snprintf(addr, sizeof(addr), "127.0.0.1:%d", grpc_port);
@@ -262,6 +386,96 @@ main(void)
 	ok(strcasestr(got, "\r\ngrpc-status: 3\r\n") != NULL);
 	ok(strcasestr(got, "\r\ngrpc-message: alice says no\r\n") != NULL);
 	close(cl);
+
+	/* gRPC-web text: the body's base64 split mid-quantum, the answer
+	 * base64 (each chunk padded), the trailer frame too, content type as
+	 * asked */
+	{
+		/* frame 0, length 5, "hello" */
+		static const char b64[] = "AAAAAAVoZWxsbw==";
+		static const char b64s[] = "AAAAAAEz";	/* Stream, "3" */
+		unsigned char dec[4096];
+		size_t k;
+		long r;
+		struct h1h2_b64 st = { .n = 0 };
+
+		for (k = 1; k < sizeof(b64) - 1; k += 5) {
+			grpcweb_text_call("Unary", b64, k);
+			ok(run_until(answered, NULL, 10000));
+			ok(strncmp(got, "HTTP/1.1 200 OK\r\n", 17) == 0);
+			ok(strcasestr(got, "\r\ncontent-type: application/grpc-web-text+proto\r\n") != NULL);
+			p = strstr(got, "\r\n\r\n");
+			n = p ? unchunk(p + 4, (unsigned char *)got + gotlen + 1) : 0;
+			st.n = 0;
+			r = h1h2_b64_decode(&st, got + gotlen + 1, n, dec);
+			ok(r >= 5 + 12 + 5 + 16 && st.n == 0 &&
+			    memcmp(dec, "\0\0\0\0\x0c" "alice: hello\x80\0\0\0", 21) == 0 &&
+			    memmem(dec + 22, (size_t)r - 22, "grpc-status: 0\r\n", 16) != NULL);
+			close(cl);
+		}
+		grpcweb_text_call("Stream", b64s, 3);
+		ok(run_until(answered, NULL, 10000));
+		p = strstr(got, "\r\n\r\n");
+		n = p ? unchunk(p + 4, (unsigned char *)got + gotlen + 1) : 0;
+		st.n = 0;
+		r = h1h2_b64_decode(&st, got + gotlen + 1, n, dec);
+		ok(r > 3 * 12 && memcmp(dec, "\0\0\0\0\x07" "alice 0\0\0\0\0\x07" "alice 1"
+		    "\0\0\0\0\x07" "alice 2\x80", 37) == 0);
+		close(cl);
+
+		/* bad base64: 400, and grpc-status for the gRPC-web client */
+		grpcweb_text_call("Unary", "AAAA*AVoZWxsbw==", 4);
+		ok(run_until(answered, NULL, 10000));
+		ok(strncmp(got, "HTTP/1.1 400 Bad Request\r\n", 26) == 0);
+		ok(strcasestr(got, "\r\ngrpc-status: 3\r\n") != NULL);
+		ok(strstr(got, "not base64") != NULL);
+		close(cl);
+		/* a body that ends mid-quantum is bad too */
+		grpcweb_text_call("Unary", "AAAAAAVoZWxsbw=", 4);
+		ok(run_until(answered, NULL, 10000));
+		ok(strncmp(got, "HTTP/1.1 400 Bad Request\r\n", 26) == 0);
+		close(cl);
+	}
+
+	/* learnt h2c: a body over H1H2_BODY_MAX is streamed, not refused */
+	{
+		size_t ml = 3 * 1024 * 1024, hl;
+		char *req = malloc(ml + 512);
+		unsigned char *dec;
+		int sv[2];
+
+		ok(req != NULL);
+		hl = (size_t)snprintf(req, 512, "POST /kb.Echo/Unary HTTP/1.1\r\nHost: web\r\n"
+		    "Content-Type: application/grpc-web+proto\r\nContent-Length: %zu\r\n\r\n", ml + 5);
+		req[hl] = 0;
+		req[hl + 1] = (char)(ml >> 24);
+		req[hl + 2] = (char)(ml >> 16);
+		req[hl + 3] = (char)(ml >> 8);
+		req[hl + 4] = (char)ml;
+		for (n = 0; n < ml; n++)
+			req[hl + 5 + n] = (char)('a' + n * 7 % 26);
+		ok(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv) == 0);
+		ok(h1h2_new(base, sv[1], 7, &ops) == 0);
+		cl = sv[0];
+		gotlen = 0;
+		wleft = req;
+		wlen = hl + 5 + ml;
+		ok(run_until(stream_answered, NULL, 30000));
+		ok(wlen == 0 && strncmp(got, "HTTP/1.1 200 OK\r\n", 17) == 0);
+		ok(drained && tmp_max <= H1H2_HIGH_WATER + HH_READ_MAX && stalls > 0);
+		printf("# streamed: at most %zu bytes waited, %d stalls seen\n", tmp_max, stalls);
+		p = strstr(got, "\r\n\r\n");
+		dec = malloc(GOT_MAX);
+		ok(dec != NULL && p != NULL);
+		n = unchunk(p + 4, dec);
+		ok(n > 12 + ml && dec[0] == 0 && memcmp(dec + 5, "alice: ", 7) == 0 &&
+		    memcmp(dec + 12, req + hl + 5, ml) == 0);
+		ok(memmem(dec + 12 + ml, n - 12 - ml, "grpc-status: 0\r\n", 16) != NULL);
+		ok(hh_bodies == 0);
+		free(dec);
+		free(req);
+		close(cl);
+	}
 
 	/* gRPC itself over HTTP/1.1 (TE: trailers): its trailers become the
 	 * chunked body's trailers */
