@@ -16,6 +16,7 @@
 #include <netinet/in.h>
 #include <signal.h>
 
+#include "children.h"
 #include "evloop.h"
 #include "ok.h"
 
@@ -78,38 +79,6 @@ t_learnt(void *arg, uint64_t key, enum h1h2_proto p)
 }
 
 static const struct h1h2_ops ops = { t_open, t_proto, t_learnt, NULL };
-
-static pid_t
-spawn(char *const argv[], const char *out)
-{
-	pid_t pid = fork();
-	int fd;
-
-	if (pid == 0) {
-		if ((fd = open(out, O_WRONLY | O_CREAT | O_TRUNC, 0600)) >= 0) {
-			dup2(fd, 1);
-			dup2(fd, 2);
-		}
-		execv(argv[0], argv);
-		_exit(127);
-	}
-	return pid;
-}
-
-static int
-free_port(void)
-{
-	struct sockaddr_in sin = { .sin_family = AF_INET };
-	socklen_t sl = sizeof(sin);
-	int fd = socket(AF_INET, SOCK_STREAM, 0), port;
-
-	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	bind(fd, (struct sockaddr *)&sin, sizeof(sin));
-	getsockname(fd, (struct sockaddr *)&sin, &sl);
-	port = ntohs(sin.sin_port);
-	close(fd);
-	return port;
-}
 
 static int
 listening(int port)
