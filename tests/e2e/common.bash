@@ -208,3 +208,24 @@ run() {
 }
 between() { pane | sed -n '/^\$ ./,/^EXIT=/p' | sed '1d;$d' | grep -v '^\s*$' || true; }
 status() { pane | sed -n 's/^EXIT=//p'; }
+
+# Headless chromium in a node's namespace, bounded; its whole process group
+# is killed afterwards. chrome NODE OUTFILE CHROMIUM-ARGS... (stdout to OUTFILE)
+chrome() {
+	local node=$1 out=$2 ud pid rc=0
+	shift 2
+	ud=$(mktemp -d "$STATE/chrome.XXXXXX")
+	echo "  [$node] chromium $*" >&2
+	timeout -k 5 45 ip netns exec "$KB_PG-$node" chromium --headless --no-sandbox \
+		--disable-gpu --disable-dev-shm-usage --disable-quic --no-first-run \
+		--no-default-browser-check --disable-background-networking \
+		--disable-component-update --disable-sync --disable-features=HttpsUpgrades \
+		--user-data-dir="$ud" --virtual-time-budget=5000 "$@" \
+		</dev/null >"$out" 2>>"$ART/chromium.log" &
+	pid=$!
+	wait "$pid" || rc=$?
+	# timeout leads its own process group: whatever chromium left behind goes too
+	kill -KILL -- "-$pid" 2>/dev/null || true
+	rm -rf "$ud"
+	return "$rc"
+}

@@ -34,26 +34,6 @@ json() { python3 -c "import json,sys; j=json.load(sys.stdin); $1"; }
 pfield() { json "p=j.get('preview', j); print(p['$1'])"; }
 rand_token() { python3 -c 'import base64,os; print(base64.b32encode(os.urandom(16)).decode().lower().rstrip("="))'; }
 
-# Headless chromium in a node's namespace, bounded; its whole process group
-# is killed afterwards. chrome NODE OUTFILE CHROMIUM-ARGS... (stdout to OUTFILE)
-chrome() {
-	local node=$1 out=$2 ud pid rc=0
-	shift 2
-	ud=$(mktemp -d "$STATE/chrome.XXXXXX")
-	echo "  [$node] chromium $*" >&2
-	timeout -k 5 45 ip netns exec "$KB_PG-$node" chromium --headless --no-sandbox \
-		--disable-gpu --disable-dev-shm-usage --disable-quic --no-first-run \
-		--no-default-browser-check --disable-background-networking \
-		--disable-component-update --disable-sync --disable-features=HttpsUpgrades \
-		--user-data-dir="$ud" --virtual-time-budget=5000 "$@" \
-		</dev/null >"$out" 2>>"$ART/chromium.log" &
-	pid=$!
-	wait "$pid" || rc=$?
-	# timeout leads its own process group: whatever chromium left behind goes too
-	kill -KILL -- "-$pid" 2>/dev/null || true
-	rm -rf "$ud"
-	return "$rc"
-}
 shot() { # NODE NAME URL: screenshot to $ART/NAME.png
 	chrome "$1" /dev/null --window-size=1024,768 --screenshot="$ART/$2.png" "$3"
 	[[ -s $ART/$2.png ]]

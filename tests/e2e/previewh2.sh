@@ -41,23 +41,6 @@ cleanup_extra() {
 	return 0
 }
 
-# Headless chromium in mate, bounded; its process group goes afterwards.
-chrome() {
-	local out=$1 ud pid rc=0
-	shift
-	ud=$(mktemp -d "$STATE/chrome.XXXXXX")
-	timeout -k 5 45 ip netns exec "$KB_PG-mate" chromium --headless --no-sandbox \
-		--disable-gpu --disable-dev-shm-usage --disable-quic --no-first-run \
-		--no-default-browser-check --disable-background-networking \
-		--disable-component-update --disable-sync --disable-features=HttpsUpgrades \
-		--user-data-dir="$ud" --virtual-time-budget=5000 "$@" \
-		</dev/null >"$out" 2>>"$ART/chromium.log" &
-	pid=$!
-	wait "$pid" || rc=$?
-	kill -KILL -- "-$pid" 2>/dev/null || true
-	rm -rf "$ud"
-	return "$rc"
-}
 
 # No skip: without these tools this test checks nothing.
 [[ -x $KB_BIN/kbridge-agent ]]
@@ -189,10 +172,10 @@ cmp "$STATE/big.body" "$d/www/big.txt"
 ok "an answer of unknown length comes chunked (gzip, 4 MiB), one with a length keeps it; HEAD works"
 
 # --- chromium: the page and its fetch, over HTTP/1.1 to the preview
-chrome "$ART/page.html" --dump-dom "$url"
+chrome mate "$ART/page.html" --dump-dom "$url"
 grep -q "alice's h2c web" "$ART/page.html"
 grep -q '<b id="api">alice h2c api</b>' "$ART/page.html"
-chrome /dev/null --window-size=1024,768 --screenshot="$ART/page.png" "$url"
+chrome mate /dev/null --window-size=1024,768 --screenshot="$ART/page.png" "$url"
 [[ -s $ART/page.png ]]
 ok "headless chromium opens the preview: alice's page and its fetch('/api/hello') from the h2c-only app"
 
