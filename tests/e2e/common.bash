@@ -25,6 +25,17 @@ n=0
 
 cleanup_extra() { :; }
 
+# Kill the process named by each pid file that exists (its first line);
+# for cleanup_extra. Never fails.
+kill_pidfiles() {
+	local f pid
+	for f in "$@"; do
+		pid=$(head -n1 "$f" 2>/dev/null | tr -dc 0-9) || continue
+		[[ -n $pid ]] && kill "$pid" 2>/dev/null
+	done
+	return 0
+}
+
 e2e_cleanup() {
 	local rc=$? f
 	set +e

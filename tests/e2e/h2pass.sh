@@ -28,14 +28,7 @@ get() { caller curl -sS -m 10 "$@"; }
 passed() { grep -c "connection is not HTTP/1 ($2): passed to the app untouched" "$STATE/web/$1.log" || true; }
 routed() { grep -c "HTTP/2 connection (prior knowledge): routed per stream" "$STATE/web/$1.log" || true; }
 
-cleanup_extra() {
-	local f pid
-	for f in "$STATE/web/sidecar2.pid" "$STATE/web/h2c.pid"; do
-		pid=$(head -n1 "$f" 2>/dev/null | tr -dc 0-9) || continue
-		[[ -n $pid ]] && kill "$pid" 2>/dev/null
-	done
-	return 0
-}
+cleanup_extra() { kill_pidfiles "$STATE/web/sidecar2.pid" "$STATE/web/h2c.pid"; }
 
 [[ -x $KB_BIN/kbridge-agent ]]
 # No skip: without nginx's HTTP/2 module or curl's, this test cannot check anything.

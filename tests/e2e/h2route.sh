@@ -30,14 +30,7 @@ upgraded() { grep -c "HTTP/1.1 Upgrade: h2c: taken here, routed per stream" "$ST
 u() { caller curl -sS -m 10 --http2 -H 'content-type: application/grpc' -H 'te: trailers' \
 	--data-binary "@$STATE/req.bin" -w '%{http_version}' "$@" "http://$T/kb.Echo/Unary" | tail -c +6; }
 
-cleanup_extra() {
-	local f pid
-	for f in "$STATE/web/sidecar2.pid" "$STATE/web/grpc.pid" "$STATE/ws-grpc.pid" "$STATE/ws-h1.pid"; do
-		pid=$(head -n1 "$f" 2>/dev/null | tr -dc 0-9) || continue
-		[[ -n $pid ]] && kill "$pid" 2>/dev/null
-	done
-	return 0
-}
+cleanup_extra() { kill_pidfiles "$STATE/web/sidecar2.pid" "$STATE/web/grpc.pid" "$STATE/ws-grpc.pid" "$STATE/ws-h1.pid"; }
 
 [[ -x $KB_BIN/kbridge-agent ]]
 # No skip: without these, this test cannot check anything.

@@ -32,14 +32,7 @@ pfield() { json "p=j.get('preview', j); print(p['$1'])"; }
 replays() { grep -c "does not speak $1: the request goes again" "$STATE/manager.log" || true; }
 gw() { pg mate "$PY" "$GW" "$@"; }
 
-cleanup_extra() {
-	local f pid
-	for f in "$STATE/ws/h2c.pid" "$STATE/ws-dev.pid" "$STATE/ws-grpc.pid" "$STATE/ws-h1.pid"; do
-		pid=$(head -n1 "$f" 2>/dev/null | tr -dc 0-9) || continue
-		[[ -n $pid ]] && kill "$pid" 2>/dev/null
-	done
-	return 0
-}
+cleanup_extra() { kill_pidfiles "$STATE/ws/h2c.pid" "$STATE/ws-dev.pid" "$STATE/ws-grpc.pid" "$STATE/ws-h1.pid"; }
 
 
 # No skip: without these tools this test checks nothing.
