@@ -69,8 +69,7 @@ spec:
         ports: [{name: http, containerPort: 80}]
 EOF
 follow --run 300
-rolled() { [[ $(adm get deployment "$1" -o 'jsonpath={.status.readyReplicas}') == "$2" ]]; }
-poll 300 rolled hello 2
+poll 300 ready deployment hello 2
 
 # the running pods: name, address, network namespace
 pods() {
@@ -113,10 +112,8 @@ ok "a pod whose image the playground does not run: one line, annotation not-run,
 
 cip=$(adm get service hello -o 'jsonpath={.spec.clusterIP}')
 # every name in N answers of URL (with curl ARGS), one per line
-answers() { local i; for ((i = 0; i < $1; i++)); do get "${@:2}"; echo; done | sort -u | sed '/^$/d'; }
 both_apps() { eq "$(answers 16 "$@")" "$(printf 'hello from %s\n' "${names[@]}" | sort)"; }
-serves() { [[ $(get "http://$cip/") == "hello from "* ]]; }
-poll 100 serves
+poll 100 serves "$cip"
 both_apps "http://$cip/"
 both_apps http://hello.default.svc.cluster.local/
 both_apps http://hello/
@@ -151,8 +148,7 @@ slice_is "${ips[*]}" 9901
 ok "intercept: the webhook's pods replace the first ones (theirs gone), each sidecar runs and registered; hello's EndpointSlice: both, port 9901 (http is the sidecar's now)"
 
 # (node's DNAT follows the slice within the same sync)
-to_alice() { [[ $(get -H 'x-dev: alice' "http://$cip/") == "alice local: GET /" ]]; }
-poll 50 to_alice
+poll 50 to_alice "$cip"
 for ip in "${ips[@]}"; do
 	eq "$(get -H 'x-dev: alice' "http://$ip:9901/direct")" "alice local: GET /direct"
 	[[ $(get "http://$ip:9901/") == "hello from "* ]]
@@ -179,7 +175,7 @@ out=$(kb uninstall --agents)
 	{ echo "$out"; exit 1; }
 plain() {
 	mapfile -t P < <(pods)
-	((${#P[@]} == 2)) && [[ ${P[0]##* } == app && ${P[1]##* } == app ]] && rolled hello 2
+	((${#P[@]} == 2)) && [[ ${P[0]##* } == app && ${P[1]##* } == app ]] && ready deployment hello 2
 }
 poll 300 plain
 names=()
@@ -208,7 +204,7 @@ ok "the follower stopped: its pods' processes and namespaces are gone, and their
 
 # again, then scripts/playground down while it runs
 follow --run 300
-two() { mapfile -t P < <(pods); ((${#P[@]} == 2)) && rolled hello 2 && [[ $(get "http://$cip/") == "hello from "* ]]; }
+two() { mapfile -t P < <(pods); ((${#P[@]} == 2)) && ready deployment hello 2 && serves "$cip"; }
 poll 300 two
 pids=()
 for l in "${P[@]}"; do read -r _ _ nsn _ <<<"$l"; pids+=($(ip netns pids "$nsn")); done
