@@ -240,6 +240,8 @@ $(BUILD)/fuzz/fuzz_webhook: $(call fobj,tests/fuzz/fuzz_webhook.c proto/util.c p
 fuzz-build: $(addprefix $(BUILD)/fuzz/fuzz_,$(FUZZERS))
 
 # The first corpus directory collects what a run finds; tests/fuzz keeps the seeds.
+# Two fuzzers at a time (libFuzzer runs one process each; the machines have
+# two cores), each one's output kept together.
 fuzz-run-%:
 	@mkdir -p $(BUILD)/fuzz/found-$*
 	$(BUILD)/fuzz/fuzz_$* -max_total_time=$(if $(filter frame http,$*),$(FUZZ_SECONDS),$(FUZZ_NEW_SECONDS)) \
@@ -248,7 +250,7 @@ fuzz-run-%:
 
 fuzz: deps
 	$(Q)$(MAKE) -j2 --no-print-directory fuzz-build
-	$(Q)for f in $(FUZZERS); do $(MAKE) --no-print-directory fuzz-run-$$f || exit 1; done
+	$(Q)$(MAKE) -j2 --output-sync=target --no-print-directory $(addprefix fuzz-run-,$(FUZZERS))
 
 clean:
 	rm -rf build bin
