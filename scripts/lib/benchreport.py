@@ -201,10 +201,11 @@ def ratio(a, b):
     return a / b if a is not None and b not in (None, 0) else None
 
 
-def per_round(runs, va, vb, k):
-    """min..max over the rounds of va's figure / vb's in the same round."""
+def per_round(runs, va, vb, k, kb=None):
+    """min..max over the rounds of va's figure k / vb's figure kb (k when
+    None) in the same round."""
     a = {d['round']: d.get(k) for d in runs[va]}
-    b = {d['round']: d.get(k) for d in runs[vb]}
+    b = {d['round']: d.get(kb or k) for d in runs[vb]}
     xs = [a[r] / b[r] for r in a if r in b and a[r] is not None and b[r]]
     return (min(xs), max(xs)) if xs else None
 
@@ -243,14 +244,17 @@ def target(targets, name, val, ok, shown):
 
 
 def ratio_lines(runs, med, rows, width):
-    """rows: (label, a, b, key); returns the lines and the ratios for the JSON."""
+    """rows: (label, a, b, key[, b's key when not the same]); returns the lines
+    and the ratios for the JSON."""
     ratios = {}
     out = [('%%-%ds %%8s   %%s' % width) % ('ratio (of medians)', 'value', 'per-round min..max')]
-    for label, a, b, k in rows:
-        x = ratio(med[a].get(k), med[b].get(k))
-        pr = per_round(runs, a, b, k)
-        ratios['%s/%s %s' % (a, b, k)] = {'value': None if x is None else round(x, 4),
-                                          'per_round': None if pr is None else [round(pr[0], 4), round(pr[1], 4)]}
+    for label, a, b, k, *kb in rows:
+        kb = kb[0] if kb else k
+        x = ratio(med[a].get(k), med[b].get(kb))
+        pr = per_round(runs, a, b, k, kb)
+        name = '%s/%s %s' % (a, b, k) if kb == k else '%s/%s %s/%s' % (a, b, k, kb)
+        ratios[name] = {'value': None if x is None else round(x, 4),
+                        'per_round': None if pr is None else [round(pr[0], 4), round(pr[1], 4)]}
         out.append(('%%-%ds %%8s   %%s' % width) % (label, fmt_ratio(x), '-' if pr is None else '%.2f..%.2f' % pr))
     return out, ratios
 
@@ -605,25 +609,29 @@ def report_rounds(b, parsed, out, dur, rounds, quick, hz):
     rl, ratios = ratio_lines(runs, f.med, b['ratios'], 36)
     lines += rl + [b['ratio_note'], '']
     T = b['targets'](f)
-    lines += target_lines(T, 40, 28) + b['reference'] + note_lines(notes)
+    lines += target_lines(T, 40, 28)
+    more = b['json_more'](f) if 'json_more' in b else {}
+    lines += b['reference'] + note_lines(notes)
     print('\n'.join(lines))
-    write_json(out, {
+    write_json(out, dict(more, **{
         'benchmark': b['name'], 'duration_s': dur, 'rounds': rounds, 'quick': quick,
         'cpus': os.cpu_count(), 'kernel': platform.release(), 'clk_tck': hz, 'load': b['load'],
         'variants': b['desc'], 'env': env, 'medians': f.med, 'spread': f.spread, 'ratios': ratios,
-        'targets': T, 'mem_idle': mem_idle, 'extra': extra, 'runs': runs, 'notes': notes, 'table': lines})
+        'targets': T, 'mem_idle': mem_idle, 'extra': extra, 'runs': runs, 'notes': notes, 'table': lines}))
 
 
 # ------------------------------------------------------------------ intercept
-IC_V = ['app', 'sidecar', 'haproxy', 'nginx', 'icpt', 'app1', 'icpt1']
+IC_V = ['app', 'sidecar', 'haproxy', 'nginx', 'icpt', 'relay', 'app1', 'icpt1', 'relay1']
 IC_LABEL = {'app': 'a app alone: nginx :80',
             'sidecar': 'b kbridge sidecar :8081',
             'haproxy': 'c HAProxy :8082',
             'nginx': 'd nginx proxy :8083',
             'icpt': 'e sidecar -> intercept (bob)',
+            'relay': 'f relay chain (floor) -> bob',
             'app1': 'a1 app alone, -c1',
-            'icpt1': 'e1 intercept (bob), -c1'}
-IC_CONNS = {'app1': 1, 'icpt1': 1}  # wrk's connections when not 50
+            'icpt1': 'e1 intercept (bob), -c1',
+            'relay1': 'f1 relay chain (floor), -c1'}
+IC_CONNS = {'app1': 1, 'icpt1': 1, 'relay1': 1}  # wrk's connections when not 50
 IC_DESC = {
     'app': 'the app (nginx, 1 worker, access log on) in the web pod on :80, no proxy',
     'sidecar': 'kbridge-agent sidecar :8081 -> 127.0.0.1:80 while bob\'s header intercept x-dev=bob is active; '
@@ -634,28 +642,41 @@ IC_DESC = {
              'Connection ""), default 127.0.0.1:80',
     'icpt': 'the sidecar :8081 with "x-dev: bob": sidecar -> manager -> bob\'s kbridged -> nginx 127.0.0.1:8080 '
             'in bob\'s namespace',
+    'relay': 'the floor of e: the same requests (with "x-dev: bob") through three plain TCP relays (HAProxy mode '
+             'tcp, nbthread 1, no log, no TLS, no HTTP parsing) where e\'s hops are: web pod :8084 -> the manager\'s '
+             'Service 10.96.0.20:8445 -> mgr pod :8445 -> 10.96.0.21:8090 (node DNAT + masquerade) -> bob :8090 -> '
+             'nginx 127.0.0.1:8080 in bob\'s namespace',
     'app1': 'a) with wrk -c1: one request at a time',
-    'icpt1': 'e) with wrk -c1: one request at a time'}
+    'icpt1': 'e) with wrk -c1: one request at a time',
+    'relay1': 'f) with wrk -c1: one request at a time'}
 IC_KEYS = ['rps', 'p50_us', 'p99_us', 'cpu_us_per_req', 'vmrss_kib', 'rssanon_kib', 'app_cpu_us_per_req',
            'path_cpu_us_per_req', 'upstream_conns', 'wrk_cpu_us_per_req', 'sleeps_per_req', 'host_busy_pct',
            'total_cpu_us_per_req', 'path_per_app_cpu']
 IC_HOPS = ['sidecar', 'manager', 'kbridged']  # e, e1: the path's processes, as "split" records them
-IC_KEYS += ['%s_%s_per_req' % (h, k) for k in ('cpu_us', 'sleeps') for h in IC_HOPS]
+RELAY_HOPS = ['relay_web', 'relay_mgr', 'relay_bob']  # f, f1: the relays, in the same places
+IC_SPLIT = {'icpt': IC_HOPS, 'icpt1': IC_HOPS, 'relay': RELAY_HOPS, 'relay1': RELAY_HOPS}
+IC_KEYS += ['%s_%s_per_req' % (h, k) for k in ('cpu_us', 'sleeps') for h in IC_HOPS + RELAY_HOPS]
+
+
+def path_variant(v):
+    """e, e1, f, f1: a path of three processes ending at bob's local nginx."""
+    return v.startswith('icpt') or v.startswith('relay')
 
 
 def intercept_split(runs, extra, hz):
-    """e, e1: the path's CPU and sleeps per request, process by process, from
-    the "split" lines (VARIANT-ROUND, then CPU ticks and voluntary context
-    switches of the sidecar, the manager and bob's kbridged), into each run."""
-    for v in ('icpt', 'icpt1'):
+    """e, e1 (f, f1): the path's CPU and sleeps per request, process by
+    process, from the "split" lines (VARIANT-ROUND, then CPU ticks and
+    voluntary context switches of the sidecar, the manager and bob's kbridged,
+    or of the web, mgr and bob relays), into each run."""
+    for v, hops in IC_SPLIT.items():
         for d in runs.get(v, []):
             f = extra.get('split', {}).get('%s-%s' % (v, d['round']), '').split()
             n = d['requests']
-            if len(f) != 2 * len(IC_HOPS) or not n:
+            if len(f) != 2 * len(hops) or not n:
                 continue
-            for i, h in enumerate(IC_HOPS):
+            for i, h in enumerate(hops):
                 d['%s_cpu_us_per_req' % h] = per_request(int(f[i]), hz, n)
-                d['%s_sleeps_per_req' % h] = round(int(f[len(IC_HOPS) + i]) / n, 3)
+                d['%s_sleeps_per_req' % h] = round(int(f[len(hops) + i]) / n, 3)
 
 
 def intercept_runs(results, hz):
@@ -672,9 +693,9 @@ def intercept_runs(results, hz):
         d['sleeps_per_req'] = round(int(vcs) / n, 3) if n else None
         d['cpu_us_per_req'] = per_request(d['cpu_ticks'], hz, n)
         d['app_cpu_us_per_req'] = per_request(d['app_cpu_ticks'], hz, n)
-        icpt = v.startswith('icpt')
+        icpt = path_variant(v)
         d['path_cpu_us_per_req'] = per_request(d['path_cpu_ticks'], hz, n) if icpt else None
-        # e, e1: the app is bob's local nginx; the path's CPU in its units
+        # e, e1, f, f1: the app is bob's local nginx; the path's CPU in its units
         d['path_per_app_cpu'] = None
         if icpt and d['path_cpu_us_per_req'] is not None and d['app_cpu_us_per_req']:
             d['path_per_app_cpu'] = round(d['path_cpu_us_per_req'] / d['app_cpu_us_per_req'], 3)
@@ -728,7 +749,66 @@ def ic_cpu_lines(f):
             out.append('%s) by process, CPU us / sleeps per request: %s' % ('e' if v == 'icpt' else 'e1', ', '.join(
                 '%s %s / %s' % (h, f.c(v, '%s_cpu_us_per_req' % h, '%.1f'), f.c(v, '%s_sleeps_per_req' % h, '%.2f'))
                 for h in IC_HOPS)))
+    out += relay_lines(f)
     return out
+
+
+def relay_floor(f):
+    """f, f1 against e, e1: the floor any three-hop relay reaches here, and
+    kbridge's path in its units, whole and hop by hop (sidecar / web relay,
+    manager / mgr relay, kbridged / bob's relay)."""
+    fl = {'path_cpu_us_per_req': f.g('relay', 'path_cpu_us_per_req'),
+          'path_per_app_cpu': f.g('relay', 'path_per_app_cpu'),
+          'c1_path_cpu_us_per_req': f.g('relay1', 'path_cpu_us_per_req'),
+          'c1_rps_per_app': ratio(f.g('relay1', 'rps'), f.g('app1', 'rps')),
+          'by_relay_cpu_us_per_req': {h: f.g('relay', '%s_cpu_us_per_req' % h) for h in RELAY_HOPS},
+          'c1_by_relay_cpu_us_per_req': {h: f.g('relay1', '%s_cpu_us_per_req' % h) for h in RELAY_HOPS},
+          'intercept_per_relay': {
+              'path_cpu': ratio(f.g('icpt', 'path_cpu_us_per_req'), f.g('relay', 'path_cpu_us_per_req')),
+              'c1_path_cpu': ratio(f.g('icpt1', 'path_cpu_us_per_req'), f.g('relay1', 'path_cpu_us_per_req')),
+              'c1_rps': ratio(f.g('icpt1', 'rps'), f.g('relay1', 'rps')),
+              'by_hop_cpu': {'%s/%s' % (a, b): ratio(f.g('icpt', '%s_cpu_us_per_req' % a),
+                                                     f.g('relay', '%s_cpu_us_per_req' % b))
+                             for a, b in zip(IC_HOPS, RELAY_HOPS)},
+              'c1_by_hop_cpu': {'%s/%s' % (a, b): ratio(f.g('icpt1', '%s_cpu_us_per_req' % a),
+                                                        f.g('relay1', '%s_cpu_us_per_req' % b))
+                                for a, b in zip(IC_HOPS, RELAY_HOPS)}}}
+    for k, x in list(fl['intercept_per_relay'].items()):
+        fl['intercept_per_relay'][k] = {a: None if y is None else round(y, 4) for a, y in x.items()} \
+            if isinstance(x, dict) else None if x is None else round(x, 4)
+    for k in ('c1_rps_per_app',):
+        fl[k] = None if fl[k] is None else round(fl[k], 4)
+    return fl
+
+
+def relay_lines(f):
+    if f.g('relay', 'path_cpu_us_per_req') is None and f.g('relay1', 'rps') is None:
+        return []
+    fl = relay_floor(f)
+    ipr = fl['intercept_per_relay']
+    out = ['f) the floor, three plain TCP relays (HAProxy mode tcp) where e\'s hops are: %s us per request, %s x '
+           'bob\'s local nginx (%s us)' % (f.c('relay', 'path_cpu_us_per_req', '%.1f'),
+                                           f.c('relay', 'path_per_app_cpu', '%.2f'),
+                                           f.c('relay', 'app_cpu_us_per_req', '%.1f')),
+           'f1) the same, one request at a time: %s us, %s the app alone\'s req/s' % (
+               f.c('relay1', 'path_cpu_us_per_req', '%.1f'), fmt_ratio(fl['c1_rps_per_app']))]
+    for v in ('relay', 'relay1'):
+        if f.g(v, 'relay_web_cpu_us_per_req') is not None:
+            out.append('%s) by relay, CPU us / sleeps per request: %s' % ('f' if v == 'relay' else 'f1', ', '.join(
+                '%s %s / %s' % (h[len('relay_'):], f.c(v, '%s_cpu_us_per_req' % h, '%.1f'),
+                                f.c(v, '%s_sleeps_per_req' % h, '%.2f')) for h in RELAY_HOPS)))
+    out.append('intercept / relay chain: CPU per request %s (-c1 %s), -c1 req/s %s' % (
+        fmt_ratio(ipr['path_cpu']), fmt_ratio(ipr['c1_path_cpu']), fmt_ratio(ipr['c1_rps'])))
+    for lab, k in (('e/f', 'by_hop_cpu'), ('e1/f1', 'c1_by_hop_cpu')):
+        if any(x is not None for x in ipr[k].values()):
+            out.append('  %s CPU by hop: %s' % (lab, ', '.join('%s %s' % (n.replace('/relay_', ' / '), fmt_ratio(x))
+                                                             for n, x in ipr[k].items())))
+    return out
+
+
+def ic_floor(f):
+    """The JSON's "floor": f and f1's figures and e / f."""
+    return {'floor': relay_floor(f)}
 
 
 def ic_targets(f):
@@ -749,12 +829,19 @@ def ic_targets(f):
                                                       f.c('icpt', 'app_cpu_us_per_req', '%.1f'), fmt_ratio(x)))
     x = ratio(f.g('icpt1', 'rps'), f.g('app1', 'rps'))
     target(T, 'intercept -c1 req/s >= 0.5x app alone', x, None if x is None else x >= 0.5, fmt_ratio(x))
+    # the same two targets for the floor: can any three-hop relay meet them here?
+    x = f.g('relay', 'path_per_app_cpu')
+    target(T, 'floor: relay chain CPU <= 2.5x local app', x, None if x is None else x <= 2.5,
+           '-' if x is None else '%s vs %s us (%s)' % (f.c('relay', 'path_cpu_us_per_req', '%.1f'),
+                                                      f.c('relay', 'app_cpu_us_per_req', '%.1f'), fmt_ratio(x)))
+    x = ratio(f.g('relay1', 'rps'), f.g('app1', 'rps'))
+    target(T, 'floor: relay -c1 req/s >= 0.5x app alone', x, None if x is None else x >= 0.5, fmt_ratio(x))
     return T
 
 
 IC_BENCH = {
     'name': 'intercept', 'variants': IC_V, 'labels': IC_LABEL, 'desc': IC_DESC, 'keys': IC_KEYS,
-    'title': 'kbridge intercept benchmark', 'order': 'a b c d e ...',
+    'title': 'kbridge intercept benchmark', 'order': 'a b c d e f ...',
     'load_desc': ['load: wrk -t1 -c50 (keep-alive) --latency in the api pod, straight to the web pod 10.244.1.10 on each',
                   '      variant\'s port (pod to pod through the node\'s routing; no service DNAT in the way)'],
     'load': 'wrk -t1 -c50 --latency --timeout 5s, keep-alive, from the api pod to the web pod 10.244.1.10 '
@@ -765,7 +852,8 @@ IC_BENCH = {
                 ('VmRSS', 'kB', 8, 'vmrss_kib', '%.0f'), ('RssAnon', 'kB', 8, 'rssanon_kib', '%.0f')],
     'column_note': ['(+- = half the min..max range over the rounds, in % of the median; CPU us/r = utime+stime of the',
                     ' proxy process per request: a) the app nginx master+worker, b/e) the sidecar, c) haproxy, d) nginx',
-                    ' master+worker; memory of the proxy (a: the app worker) sampled 0.3 s before the load ends)'],
+                    ' master+worker, f) the three relays; memory of the proxy (a: the app worker, f: the web pod\'s',
+                    ' relay) sampled 0.3 s before the load ends)'],
     'more': ic_cpu_lines,
     'ratios': [('sidecar / HAProxy      req/s', 'sidecar', 'haproxy', 'rps'),
                ('sidecar / HAProxy      p99', 'sidecar', 'haproxy', 'p99_us'),
@@ -782,9 +870,21 @@ IC_BENCH = {
                ('intercept / sidecar    req/s', 'icpt', 'sidecar', 'rps'),
                ('intercept / app alone  p99', 'icpt', 'app', 'p99_us'),
                ('intercept / app alone  req/s -c1', 'icpt1', 'app1', 'rps'),
-               ('intercept / app alone  p50 -c1', 'icpt1', 'app1', 'p50_us')],
+               ('intercept / app alone  p50 -c1', 'icpt1', 'app1', 'p50_us'),
+               ('relay chain / app alone req/s -c1', 'relay1', 'app1', 'rps'),
+               ('intercept / relay chain CPU/request', 'icpt', 'relay', 'path_cpu_us_per_req'),
+               ('intercept / relay chain req/s', 'icpt', 'relay', 'rps'),
+               ('intercept / relay chain req/s -c1', 'icpt1', 'relay1', 'rps'),
+               ('intercept / relay chain p50 -c1', 'icpt1', 'relay1', 'p50_us'),
+               ('sidecar / web relay    CPU/request', 'icpt', 'relay', 'sidecar_cpu_us_per_req',
+                'relay_web_cpu_us_per_req'),
+               ('manager / mgr relay    CPU/request', 'icpt', 'relay', 'manager_cpu_us_per_req',
+                'relay_mgr_cpu_us_per_req'),
+               ('kbridged / bob relay   CPU/request', 'icpt', 'relay', 'kbridged_cpu_us_per_req',
+                'relay_bob_cpu_us_per_req')],
     'ratio_note': '(req/s: higher is better; p99, CPU, memory: lower is better)',
     'targets': ic_targets,
+    'json_more': ic_floor,
     'reference': ['', 'reference (issue 3, measured elsewhere): HAProxy ~0.57x the app\'s req/s, ~35 us CPU per request,',
                   '  15 MiB VmRSS of which ~4.4 MiB RssAnon under load; ratios move by about +-10 % between identical runs'],
 }

@@ -292,6 +292,57 @@ class Reports(unittest.TestCase):
         self.assertIn('e1 intercept (bob), -c1', txt)
         self.assertNotIn('icpt1 round 1: wrk\'s latencies', ' '.join(j['notes']))
 
+    def test_intercept_relay_floor(self):
+        """f and f1, the relay chain: its CPU by relay, its -c1 ratio, and
+        intercept / relay chain, whole and hop by hop, in the text and the JSON."""
+        s = os.path.join(HERE, 'samples')
+        env = 'env binaries b1\nenv load_before 0.10 0 0\nenv load_after 0.20 0 0\nenv machine AMD EPYC|3.94\n'
+        # VARIANT ROUND SECS CPU APP PATH WALL_NS RSS ANON RC UP VCS H0 H1 SERVED OUT
+        run = 'run %s %d 1 %d %d %d 1100000000 5000 1000 0 4 100 0,0 100,200 %d %s/%s\n'
+        txt, j = self.run_report(br.report_intercept, env +
+                                 run % ('app1', 1, 10, 10, 0, 1491, s, 'wrk-ok.out') +
+                                 run % ('icpt', 1, 12, 4, 12, 1491, s, 'wrk-ok.out') +
+                                 run % ('relay', 1, 6, 4, 6, 1491, s, 'wrk-ok.out') +
+                                 run % ('icpt1', 1, 12, 4, 12, 1491, s, 'wrk-ok.out') +
+                                 run % ('relay1', 1, 6, 4, 6, 1491, s, 'wrk-404.out') +
+                                 'split icpt-1 6 2 4 3000 1491 0\n' +
+                                 # ticks, then sleeps, of the web, mgr and bob relays
+                                 'split relay-1 2 1 3 30 40 50\n' +
+                                 'split relay1-1 2 1\n', 1, 1, True, 100)
+        m = j['medians']['relay']
+        self.assertEqual(m['path_per_app_cpu'], 1.5)
+        self.assertEqual(m['relay_web_cpu_us_per_req'], round(0.02 * 1e6 / 1491, 2))
+        self.assertEqual(m['relay_bob_cpu_us_per_req'], round(0.03 * 1e6 / 1491, 2))
+        self.assertEqual(j['runs']['relay'][0]['relay_mgr_sleeps_per_req'], round(40 / 1491, 3))
+        self.assertNotIn('sidecar_cpu_us_per_req', m)
+        # a short line says nothing
+        self.assertNotIn('relay_web_cpu_us_per_req', j['medians']['relay1'])
+        self.assertNotIn('f1) by relay', txt)
+        self.assertRegex(txt, r'f\) by relay, CPU us / sleeps per request: web 13\.4 / 0\.02, '
+                         r'mgr 6\.7 / 0\.03, bob 20\.1 / 0\.03')
+        self.assertRegex(txt, r'f relay chain \(floor\) -> bob +1355 ')
+        fl = j['floor']
+        self.assertEqual(fl['path_cpu_us_per_req'], round(0.06 * 1e6 / 1491, 2))
+        self.assertEqual(fl['intercept_per_relay']['path_cpu'], 2.0)
+        # per-request figures are rounded to 0.01 us first
+        for k, want in (('sidecar/relay_web', 3.0), ('manager/relay_mgr', 2.0), ('kbridged/relay_bob', 4 / 3)):
+            self.assertAlmostEqual(fl['intercept_per_relay']['by_hop_cpu'][k], want, places=2)
+        self.assertEqual(fl['c1_by_relay_cpu_us_per_req'], {'relay_web': None, 'relay_mgr': None, 'relay_bob': None})
+        # f1 ran the 404 sample: 1558.52 req/s against a1's 1355.2
+        self.assertEqual(fl['c1_rps_per_app'], round(1558.52 / 1355.2, 4))
+        self.assertEqual(fl['intercept_per_relay']['c1_rps'], round(1355.2 / 1558.52, 4))
+        self.assertEqual(j['ratios']['icpt/relay path_cpu_us_per_req']['value'], 2.0)
+        self.assertAlmostEqual(j['ratios']['icpt/relay sidecar_cpu_us_per_req/relay_web_cpu_us_per_req']['value'], 3.0,
+                               places=2)
+        self.assertIn('intercept / relay chain: CPU per request 2.00x (-c1 2.30x), -c1 req/s 0.87x', txt)
+        self.assertIn('e/f CPU by hop: sidecar / web 3.00x, manager / mgr 2.00x, kbridged / bob 1.33x', txt)
+        self.assertRegex(txt, r'sidecar / web relay +CPU/request +3\.00x +3\.00\.\.3\.00')
+        t = {x['target']: x for x in j['targets']}
+        self.assertIs(t['floor: relay chain CPU <= 2.5x local app']['pass'], True)
+        self.assertEqual(t['floor: relay -c1 req/s >= 0.5x app alone']['value'], 1558.52 / 1355.2)
+        self.assertIn('relay1 round 1: 1714 non-2xx responses', j['notes'])
+        self.assertEqual(j['runs']['relay'][0]['app_cpu_us_per_req'], round(0.04 * 1e6 / 1491, 2))
+
     def test_h2(self):
         s = os.path.join(HERE, 'samples')
         env = 'env binaries b1\nenv load_before 0.10 0 0\nenv load_after 0.20 0 0\nenv machine AMD EPYC|3.94\n'
