@@ -44,6 +44,8 @@ struct kb_conn {
 	uint8_t *rbuf;         /* ciphertext read from the socket, for OpenSSL */
 	size_t roff, rlen;     /* rbuf[roff..rlen) not yet taken by OpenSSL */
 	int reof;              /* the socket said end of file */
+	int drained;           /* a read came back short: the socket is empty until
+	                        * epoll says otherwise (level-triggered) */
 	int rerr;              /* or failed with this errno */
 	int read_stopped;      /* kb_conn_read_enable(c, 0) during on_read */
 	int write_failed;      /* an early encryption or write failed: fail at the flush */
@@ -68,7 +70,12 @@ static void conn_destroy(struct kb_conn *c);
  * read-ahead: on every record it moves what is left of its buffer to the
  * front (memmove, for alignment), so with a large buffer it copies each
  * byte many times over; here OpenSSL reads without read-ahead (a header,
- * then a body) and every ciphertext byte is copied once. */
+ * then a body) and every ciphertext byte is copied once. A read that came
+ * back short emptied the socket: until the next read event (epoll is
+ * level-triggered, so data that arrives after it is not missed) OpenSSL
+ * is told "retry" without another read() that would only say EAGAIN, one
+ * system call saved per wakeup. Records left in rbuf are still served:
+ * the flag only stops refills. */
 
 static BIO_METHOD *wbio_method, *rbio_method;
 
@@ -118,8 +125,13 @@ rbuf_fill(struct kb_conn *c)
 		return -1;
 	}
 	c->roff = c->rlen = 0;
+	if (c->drained) {
+		errno = EAGAIN;
+		return -1;
+	}
 	while ((n = read(c->fd, c->rbuf, RBUF_SIZE)) < 0 && errno == EINTR)
 		;
+	c->drained = n < RBUF_SIZE;
 	if (n <= 0) {
 		if (n == 0)
 			c->reof = 1;
@@ -554,6 +566,7 @@ readable(evutil_socket_t fd, short what, void *arg)
 
 	(void)fd;
 	(void)what;
+	c->drained = 0; /* epoll (or we, for records in rbuf) said read again */
 	if (c->state == ST_HANDSHAKE)
 		handshake(c);
 	else if (c->state == ST_OPEN)

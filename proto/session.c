@@ -63,6 +63,7 @@ enum {
 	ST_CB = 1 << 11,         /* the local end is callbacks, not a socket */
 	ST_WANT_WRITE = 1 << 12, /* ST_CB: kb_stream_write took less than offered */
 	ST_BULK = 1 << 13,       /* the last readv of the local socket filled all it offered */
+	ST_DRAINED = 1 << 14,    /* the last readv came back short: empty until the read event */
 };
 
 struct kb_stream {
@@ -542,7 +543,11 @@ stream_pump(struct kb_stream *st)
 	if (st->fd < 0 || !(st->flags & (ST_ACCEPTED | ST_EARLY)) ||
 	    (st->flags & (ST_FIN_SENT | ST_LOCAL_EOF)))
 		return;
-	while ((room = send_room(st)) > 0 && budget > 0) {
+	/* After a short readv the socket is empty: a pump from an ACCEPT or a
+	 * WINDOW only arms the read event (level-triggered: data that came
+	 * since fires it), instead of a readv that would say EAGAIN (one
+	 * system call per new connection in kbridged). */
+	while (!(st->flags & ST_DRAINED) && (room = send_room(st)) > 0 && budget > 0) {
 		struct evbuffer_iovec v;
 		struct iovec iov[READ_FRAMES_BULK];
 		int maxfr = (st->flags & ST_BULK) ? READ_FRAMES_BULK : READ_FRAMES;
@@ -576,6 +581,8 @@ stream_pump(struct kb_stream *st)
 		}
 		n = readv(st->fd, iov, nfr);
 		if (n < 0) {
+			if (errno == EAGAIN)
+				st->flags |= ST_DRAINED;
 			if (errno == EAGAIN || errno == EINTR)
 				break;
 			local_failed(st, "read failed", errno);
@@ -605,7 +612,8 @@ stream_pump(struct kb_stream *st)
 		budget -= (size_t)n < budget ? (size_t)n : budget;
 		if ((size_t)n < want) {
 			st->flags &= ~ST_BULK;
-			break; /* the socket is most likely empty now */
+			st->flags |= ST_DRAINED;
+			break; /* the socket is empty now */
 		}
 		st->flags |= ST_BULK;
 	}
@@ -616,9 +624,12 @@ stream_pump(struct kb_stream *st)
 static void
 local_readable(evutil_socket_t fd, short what, void *arg)
 {
+	struct kb_stream *st = arg;
+
 	(void)fd;
 	(void)what;
-	stream_pump(arg);
+	st->flags &= ~ST_DRAINED;
+	stream_pump(st);
 }
 
 static void
