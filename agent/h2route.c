@@ -973,13 +973,17 @@ up_recv_st(struct h2r_up *u)
 	io_recv_st(&u->io);
 }
 
-static void
-up_st_data(struct kb_stream *st, void *arg)
-{
-	struct h2r_up *u = arg;
+/* A callback stream (an upstream's or an HTTP/1.1 relay's) has bytes to
+ * read or room to write: its connection settles. arg is a struct h2r_up or
+ * a struct h2r_stream, both of which begin with their connection. */
+_Static_assert(offsetof(struct h2r_up, c) == 0 && offsetof(struct h2r_stream, c) == 0,
+    "st_settle reads the connection at the start of either");
 
+static void
+st_settle(struct kb_stream *st, void *arg)
+{
 	(void)st;
-	h2r_settle(u->c);
+	h2r_settle(*(struct h2r_conn **)arg);
 }
 
 /* Why the workstation or the manager refused or reset a stream, for a
@@ -1009,8 +1013,8 @@ up_st_close(struct kb_stream *st, int reason, const char *text, void *arg)
 
 static const struct kb_stream_cbs up_st_cbs = {
 	.on_close = up_st_close,
-	.on_data = up_st_data,
-	.on_writable = up_st_data,
+	.on_data = st_settle,
+	.on_writable = st_settle,
 };
 
 static void
@@ -1644,15 +1648,6 @@ h1_pump(struct h2r_stream *s)
 }
 
 static void
-h1_st_data(struct kb_stream *st, void *arg)
-{
-	struct h2r_stream *s = arg;
-
-	(void)st;
-	h2r_settle(s->c);
-}
-
-static void
 h1_st_close(struct kb_stream *st, int reason, const char *text, void *arg)
 {
 	struct h2r_stream *s = arg;
@@ -1675,8 +1670,8 @@ h1_st_close(struct kb_stream *st, int reason, const char *text, void *arg)
 
 static const struct kb_stream_cbs h1_st_cbs = {
 	.on_close = h1_st_close,
-	.on_data = h1_st_data,
-	.on_writable = h1_st_data,
+	.on_data = st_settle,
+	.on_writable = st_settle,
 };
 
 /* Relay s, whose request head is h (then cleared), as an HTTP/1.1
