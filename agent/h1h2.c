@@ -31,6 +31,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <event2/buffer.h>
@@ -41,6 +42,7 @@
 #include <nghttp2/nghttp2.h>
 #include <openssl/evp.h>
 
+#include "htab.h"
 #include "log.h"
 
 #define HH_HEAD_MAX	(64 * 1024)
@@ -85,6 +87,7 @@ struct h1h2 {
 	char check[HH_CHECK_MAX];		/* a held 502's body */
 	size_t checklen;
 	size_t counted;			/* of hh_bodies, this one's */
+	struct hh_share *pvshare, *srcshare;	/* its preview's, its visitor's */
 	unsigned reused:1, retried:1;	/* up served a request before; sent again once */
 	llhttp_t rs;			/* HTTP/1.1 answers */
 	unsigned rs_headed:1, rs_done:1;
@@ -104,6 +107,14 @@ struct h1h2 {
 static LIST_HEAD(, h1h2) hh_all = LIST_HEAD_INITIALIZER(hh_all);
 /* Request bodies kept by all translators together. */
 static size_t hh_bodies;
+/* ... and by the translators of one preview, or of one visitor's address:
+ * a share each, while a translator uses it. */
+struct hh_share {
+	uint8_t id[17];		/* 'p' and the preview's key, or 'a' and the address */
+	size_t used;
+	unsigned refs;
+};
+static struct kb_htab hh_shares;
 
 static void hh_side_read(struct bufferevent *, void *);
 static void hh_side_write(struct bufferevent *, void *);
@@ -300,16 +311,68 @@ hh_up_close(struct h1h2 *t)
 	t->upmode = H1H2_UNKNOWN;
 }
 
-/* This translator's part of hh_bodies becomes n bytes: 0, or -1 when all
- * together would be over H1H2_BODIES_MAX. */
-static int
-hh_body_budget(struct h1h2 *t, size_t n)
+/* The share called id (17 bytes), one more user: NULL when out of memory. */
+static struct hh_share *
+hh_share_get(const uint8_t *id)
 {
-	if (n > t->counted && hh_bodies + (n - t->counted) > H1H2_BODIES_MAX)
-		return -1;
+	struct hh_share *sh;
+
+	if ((sh = kb_htab_get(&hh_shares, id, sizeof(sh->id))) == NULL) {
+		if ((sh = calloc(1, sizeof(*sh))) == NULL)
+			return NULL;
+		memcpy(sh->id, id, sizeof(sh->id));
+		if (kb_htab_put(&hh_shares, sh->id, sizeof(sh->id), sh) < 0) {
+			free(sh);
+			return NULL;
+		}
+	}
+	sh->refs++;
+	return sh;
+}
+
+/* One user less (it counts nothing any more). */
+static void
+hh_share_put(struct hh_share *sh)
+{
+	if (sh == NULL || --sh->refs > 0)
+		return;
+	kb_htab_del(&hh_shares, sh->id, sizeof(sh->id));
+	free(sh);
+}
+
+/* This translator's part of the bodies kept becomes n bytes: 0, or -1
+ * with *why (the cap) when its preview's, its visitor's or all together
+ * would be over their cap (h1h2.h). */
+static int
+hh_body_budget(struct h1h2 *t, size_t n, const char **why)
+{
+	size_t more = n > t->counted ? n - t->counted : 0;
+
+	if (more > 0) {
+		*why = hh_bodies + more > H1H2_BODIES_MAX ?
+		    "all previews keep " H1H2_BODIES_TEXT " of request bodies already" :
+		    t->pvshare->used + more > H1H2_PREVIEW_BODIES_MAX ?
+		    "this preview keeps " H1H2_PREVIEW_BODIES_TEXT " of request bodies already" :
+		    t->srcshare->used + more > H1H2_SRC_BODIES_MAX ?
+		    "this visitor's address keeps " H1H2_SRC_BODIES_TEXT " of request bodies "
+		    "already" : NULL;
+		if (*why != NULL)
+			return -1;
+	}
 	hh_bodies = hh_bodies - t->counted + n;
+	t->pvshare->used = t->pvshare->used - t->counted + n;
+	t->srcshare->used = t->srcshare->used - t->counted + n;
 	t->counted = n;
 	return 0;
+}
+
+static void
+hh_body_release(struct h1h2 *t)
+{
+	const char *why;
+
+	evbuffer_drain(t->body, evbuffer_get_length(t->body));
+	hh_body_budget(t, 0, &why);
 }
 
 static void
@@ -336,7 +399,9 @@ h1h2_free(struct h1h2 *t)
 	hh_up_close(t);
 	if (t->side)
 		bufferevent_free(t->side);
-	hh_body_budget(t, 0);
+	hh_body_release(t);
+	hh_share_put(t->pvshare);
+	hh_share_put(t->srcshare);
 	hh_bufs_free(t);
 	free(t->head);
 	free(t);
@@ -347,6 +412,7 @@ h1h2_free_all(void)
 {
 	while (!LIST_EMPTY(&hh_all))
 		h1h2_free(LIST_FIRST(&hh_all));
+	kb_htab_clear(&hh_shares);
 }
 
 /* Nothing more is read; side goes once the proxy has what waits for it. */
@@ -565,13 +631,21 @@ static int
 hh_on_req_body(llhttp_t *p, const char *at, size_t n)
 {
 	struct h1h2 *t = HH_T(p);
+	static time_t said;
+	const char *why = NULL;
+	time_t now;
 
 	if (t->streaming) {
 		hh_body_add(t, t->tmp, at, n);
 		return 0;
 	}
 	if (evbuffer_get_length(t->body) + n > H1H2_BODY_MAX ||
-	    hh_body_budget(t, evbuffer_get_length(t->body) + n) < 0) {
+	    hh_body_budget(t, evbuffer_get_length(t->body) + n, &why) < 0) {
+		/* as a body over the bound: not kept for a replay */
+		if (why != NULL && (now = time(NULL)) != said) {
+			said = now;	/* once a second at most */
+			log_info("preview request: its body goes on without a replay: %s", why);
+		}
 		t->too_big = 1;
 		/* to a learnt h2c app it is streamed: this piece goes too */
 		if (t->ops->proto(t->ops->arg, t->key) == H1H2_H2C)
@@ -605,8 +679,7 @@ static void
 hh_request_reset(struct h1h2 *t)
 {
 	evbuffer_drain(t->raw, evbuffer_get_length(t->raw));
-	evbuffer_drain(t->body, evbuffer_get_length(t->body));
-	hh_body_budget(t, 0);
+	hh_body_release(t);
 	evbuffer_drain(t->hold, evbuffer_get_length(t->hold));
 	evbuffer_drain(t->trl, evbuffer_get_length(t->trl));
 	evbuffer_drain(t->tmp, evbuffer_get_length(t->tmp));
@@ -632,6 +705,7 @@ hh_go_raw(struct h1h2 *t)
 	if (hh_up_open(t, H1H2_H1) < 0)
 		return;
 	t->st = HH_S_RAW;
+	hh_body_release(t);	/* never replayed now: raw has its bytes */
 	bufferevent_write_buffer(t->up, t->raw);
 	bufferevent_write_buffer(t->up, bufferevent_get_input(t->side));
 }
@@ -1230,7 +1304,7 @@ hh_send_h2(struct h1h2 *t)
 	evbuffer_drain(t->tmp, evbuffer_get_length(t->tmp));
 	if (t->streaming) {	/* never replayed: the body kept so far goes */
 		evbuffer_add_buffer(t->tmp, t->body);
-		hh_body_budget(t, 0);
+		hh_body_release(t);
 	} else
 		evbuffer_add(t->tmp, evbuffer_pullup(t->body, -1), evbuffer_get_length(t->body));
 	t->sid = nghttp2_submit_request(t->h2, NULL, nv, n,
@@ -1452,19 +1526,30 @@ hh_up_event(struct bufferevent *bev, short what, void *arg)
 }
 
 int
-h1h2_new(struct event_base *base, int fd, uint64_t key, const struct h1h2_ops *ops)
+h1h2_new(struct event_base *base, int fd, uint64_t key, const uint8_t src[16],
+    const struct h1h2_ops *ops)
 {
+	uint8_t id[17];
 	struct h1h2 *t;
 
 	if ((t = calloc(1, sizeof(*t))) == NULL)
 		return -1;
+	id[0] = 'p';
+	memcpy(id + 1, &key, sizeof(key));
+	memset(id + 1 + sizeof(key), 0, sizeof(id) - 1 - sizeof(key));
+	t->pvshare = hh_share_get(id);
+	id[0] = 'a';
+	memcpy(id + 1, src, 16);
+	t->srcshare = hh_share_get(id);
 	t->raw = evbuffer_new();
 	t->body = evbuffer_new();
 	t->hold = evbuffer_new();
 	t->trl = evbuffer_new();
 	t->tmp = evbuffer_new();
-	if (!t->raw || !t->body || !t->hold || !t->trl || !t->tmp ||
-	    (t->side = bufferevent_socket_new(base, fd, BEV_OPT_CLOSE_ON_FREE)) == NULL) {
+	if (!t->pvshare || !t->srcshare || !t->raw || !t->body || !t->hold || !t->trl ||
+	    !t->tmp || (t->side = bufferevent_socket_new(base, fd, BEV_OPT_CLOSE_ON_FREE)) == NULL) {
+		hh_share_put(t->pvshare);
+		hh_share_put(t->srcshare);
 		hh_bufs_free(t);
 		free(t);
 		return -1;

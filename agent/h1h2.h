@@ -33,7 +33,20 @@ struct event_base;
 enum h1h2_proto { H1H2_UNKNOWN, H1H2_H1, H1H2_H2C };
 
 #define H1H2_BODY_MAX	(1024 * 1024)	/* request body kept for a replay */
-#define H1H2_BODIES_MAX	(64 * 1024 * 1024)	/* all translators' together */
+/* Request bodies kept for replays: by all translators together, by those
+ * of one preview (its key), by those of one visitor's address (as
+ * listener.h's pool counts addresses: IPv4 mapped into IPv6). So a
+ * visitor holding a preview link, who needs no account, keeps at most an
+ * eighth of the whole, and one preview at most a quarter: others' requests
+ * are still kept. A body over any of these goes on as one over
+ * H1H2_BODY_MAX does (HTTP/1.1 without a replay, or streamed to a learnt
+ * h2c app) and the manager logs which cap it met (at most once a second). */
+#define H1H2_BODIES_MAX	(64 * 1024 * 1024)
+#define H1H2_BODIES_TEXT	"64 MiB"
+#define H1H2_PREVIEW_BODIES_MAX	(16 * 1024 * 1024)
+#define H1H2_PREVIEW_BODIES_TEXT	"16 MiB"
+#define H1H2_SRC_BODIES_MAX	(8 * 1024 * 1024)
+#define H1H2_SRC_BODIES_TEXT	"8 MiB"
 #define H1H2_HIGH_WATER	(256 * 1024)	/* answer bytes queued for the proxy */
 
 /* The sidecar's 502 bodies when the owner's app did not speak the
@@ -56,8 +69,11 @@ struct h1h2_ops {
 };
 
 /* Serve the non-blocking socket fd (the proxy's end is the other one of
- * the pair) for key. ops must outlive it. 0, or -1 (fd stays the caller's). */
-int h1h2_new(struct event_base *base, int fd, uint64_t key, const struct h1h2_ops *ops);
+ * the pair) for key, whose browser connection came from the address src
+ * (16 bytes, IPv4 mapped into IPv6: its share of the bodies kept). ops
+ * must outlive it. 0, or -1 (fd stays the caller's). */
+int h1h2_new(struct event_base *base, int fd, uint64_t key, const uint8_t src[16],
+    const struct h1h2_ops *ops);
 /* Close every translator (at shutdown). */
 void h1h2_free_all(void);
 
