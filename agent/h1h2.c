@@ -48,7 +48,7 @@
 #define HH_HEAD_MAX	(64 * 1024)
 #define HH_MAX_FIELDS	128
 #define HH_RESP_HEAD_MAX	(64 * 1024)
-#define HH_CHECK_MAX	1024	/* of a 502's body, looked at for a mismatch */
+#define HH_CHECK_MAX	1024	/* of a mismatch's body, held */
 #define HH_READ_MAX	(16 * 1024)
 
 enum h1h2_state { HH_S_REQ, HH_S_SENT, HH_S_RAW, HH_S_CLOSING };
@@ -82,9 +82,16 @@ struct h1h2 {
 	/* The answer. */
 	int status;
 	unsigned begun:1, final:1, checking:1, chunked:1, nobody:1, has_cl:1;
-	unsigned gmis:1;		/* the sidecar's gRPC form of H1H2_NOT_H2 */
+	/* the answer's H1H2_PROTO_HEADER (the sidecar's mark): its value,
+	 * markl bytes (0: none; sizeof(mark): too long, no value of ours);
+	 * in HTTP/1.1, marking: the field being read is it, mk_n: the bytes of
+	 * the field name being read that match it (more: it does not) */
+	char mark[16];
+	size_t markl;
+	unsigned marking:1;
+	unsigned char mk_n;
 	struct evbuffer *hold;		/* held answer bytes (HTTP/1.1) or head (h2) */
-	char check[HH_CHECK_MAX];		/* a held 502's body */
+	char check[HH_CHECK_MAX];		/* a held mismatch's body */
 	size_t checklen;
 	size_t counted;			/* of hh_bodies, this one's */
 	struct hh_share *pvshare, *srcshare;	/* its preview's, its visitor's */
@@ -222,23 +229,34 @@ h1h2_hop(const char *n)
 	return 0;
 }
 
-/* Whether the field value v (vl bytes) begins with the text p. */
-static int
-prefixed(const uint8_t *v, size_t vl, const char *p)
+int
+h1h2_mismatch(enum h1h2_proto proto, int status, const char *v, size_t vl)
 {
-	return vl >= strlen(p) && memcmp(v, p, strlen(p)) == 0;
+	const char *want = proto == H1H2_H2C ? H1H2_NOT_H2C : H1H2_NOT_HTTP1;
+
+	/* to gRPC, h2route says it as UNAVAILABLE, trailers only: 200 */
+	if (v == NULL || !(status == 502 || (proto == H1H2_H2C && status == 200)))
+		return 0;
+	return vl == strlen(want) && memcmp(v, want, vl) == 0;
 }
 
-int
-h1h2_mismatch(enum h1h2_proto proto, int status, const char *body, size_t len)
+/* The answer's mark says the app did not speak the protocol the request
+ * went in. */
+static int
+hh_marked(const struct h1h2 *t)
 {
-	const uint8_t *b = (const uint8_t *)body;
+	return h1h2_mismatch(t->mode, t->status, t->markl ? t->mark : NULL, t->markl);
+}
 
-	if (status != 502)
-		return 0;
-	if (proto != H1H2_H2C)
-		return prefixed(b, len, H1H2_NOT_H1);
-	return prefixed(b, len, H1H2_NOT_H2) || prefixed(b, len, H1H2_H1_ONLY);
+static void
+hh_mark_add(struct h1h2 *t, const char *v, size_t vl)
+{
+	if (t->markl + vl >= sizeof(t->mark)) {
+		t->markl = sizeof(t->mark);
+		return;
+	}
+	memcpy(t->mark + t->markl, v, vl);
+	t->markl += vl;
 }
 
 size_t
@@ -691,7 +709,8 @@ hh_request_reset(struct h1h2 *t)
 	t->b64.n = 0;
 	t->reused = t->retried = t->rs_headed = t->rs_done = 0;
 	t->status = 0;
-	t->begun = t->final = t->checking = t->chunked = t->nobody = t->has_cl = t->gmis = 0;
+	t->begun = t->final = t->checking = t->chunked = t->nobody = t->has_cl = 0;
+	t->markl = t->mk_n = t->marking = 0;
 	t->checklen = t->rhbytes = t->ntrl = t->tused = 0;
 	t->tried = 0;
 	t->sid = 0;
@@ -859,12 +878,58 @@ hh_on_rs_headers(llhttp_t *p)
 	struct h1h2 *t = HH_T(p);
 
 	t->status = llhttp_get_status_code(p);
-	if (t->status >= 100 && t->status < 200)
+	if (t->status >= 100 && t->status < 200) {
+		t->markl = 0;
 		return 0;
+	}
 	t->rs_headed = 1;
-	/* a 502 that may say the app does not speak HTTP/1.1: held whole */
-	t->checking = t->status == 502 && !(t->tried & (1u << H1H2_H2C));
+	/* the sidecar's mark: the app does not speak HTTP/1.1; held whole */
+	t->checking = hh_marked(t) && !(t->tried & (1u << H1H2_H2C));
 	return t->is_head ? 1 : 0;
+}
+
+static int
+hh_on_rs_field(llhttp_t *p, const char *at, size_t n)
+{
+	struct h1h2 *t = HH_T(p);
+	size_t k = t->mk_n, ml = sizeof(H1H2_PROTO_HEADER) - 1;
+
+	if (k > ml)
+		return 0;
+	if (n > ml - k || strncasecmp(at, H1H2_PROTO_HEADER + k, n) != 0)
+		t->mk_n = (unsigned char)(ml + 1);
+	else
+		t->mk_n = (unsigned char)(k + n);
+	return 0;
+}
+
+static int
+hh_on_rs_field_done(llhttp_t *p)
+{
+	struct h1h2 *t = HH_T(p);
+
+	t->marking = t->mk_n == sizeof(H1H2_PROTO_HEADER) - 1;
+	if (t->marking)
+		t->markl = 0;	/* the last one counts */
+	t->mk_n = 0;
+	return 0;
+}
+
+static int
+hh_on_rs_value(llhttp_t *p, const char *at, size_t n)
+{
+	struct h1h2 *t = HH_T(p);
+
+	if (t->marking)
+		hh_mark_add(t, at, n);
+	return 0;
+}
+
+static int
+hh_on_rs_value_done(llhttp_t *p)
+{
+	HH_T(p)->marking = 0;
+	return 0;
 }
 
 static int
@@ -898,6 +963,10 @@ hh_on_rs_complete(llhttp_t *p)
 }
 
 static const llhttp_settings_t hh_rs_settings = {
+	.on_header_field = hh_on_rs_field,
+	.on_header_field_complete = hh_on_rs_field_done,
+	.on_header_value = hh_on_rs_value,
+	.on_header_value_complete = hh_on_rs_value_done,
 	.on_headers_complete = hh_on_rs_headers,
 	.on_body = hh_on_rs_body,
 	.on_message_complete = hh_on_rs_complete,
@@ -912,7 +981,8 @@ hh_replay(struct h1h2 *t, enum h1h2_proto to)
 	evbuffer_drain(t->hold, evbuffer_get_length(t->hold));
 	evbuffer_drain(t->trl, evbuffer_get_length(t->trl));
 	t->status = 0;
-	t->begun = t->final = t->checking = t->chunked = t->nobody = t->has_cl = t->gmis = 0;
+	t->begun = t->final = t->checking = t->chunked = t->nobody = t->has_cl = 0;
+	t->markl = t->mk_n = t->marking = 0;
 	t->checklen = t->rhbytes = t->ntrl = t->tused = 0;
 	t->mode = to;
 	hh_send_request(t);
@@ -930,7 +1000,8 @@ hh_retry(struct h1h2 *t)
 	hh_up_close(t);
 	evbuffer_drain(t->hold, evbuffer_get_length(t->hold));
 	t->status = 0;
-	t->final = t->checking = t->gmis = 0;
+	t->final = t->checking = 0;
+	t->markl = t->mk_n = t->marking = 0;
 	t->checklen = t->rhbytes = t->ntrl = t->tused = 0;
 	hh_send_request(t);
 	return 1;
@@ -971,8 +1042,7 @@ hh_h1_input(struct h1h2 *t, struct evbuffer *in)
 		hh_up_throttle(t);
 		return;
 	}
-	if (t->checking && h1h2_mismatch(H1H2_H1, t->status, t->check, t->checklen) &&
-	    !t->too_big) {
+	if (t->checking && !t->too_big) {
 		t->tried |= 1u << H1H2_H1;
 		hh_replay(t, H1H2_H2C);
 		return;
@@ -1131,10 +1201,13 @@ hh_h2_header(nghttp2_session *s, const nghttp2_frame *f, const uint8_t *name, si
 	}
 	if (nl > 0 && name[0] == ':')
 		return 0;
-	/* to a gRPC call the sidecar says it as UNAVAILABLE, trailers only */
-	if (nl == 12 && memcmp(name, "grpc-message", 12) == 0 &&
-	    (prefixed(value, vl, H1H2_NOT_H2) || prefixed(value, vl, H1H2_H1_ONLY)))
-		t->gmis = 1;
+	/* the sidecar's mark (for a gRPC call in a trailers-only answer),
+	 * for us alone */
+	if (nl == sizeof(H1H2_PROTO_HEADER) - 1 && memcmp(name, H1H2_PROTO_HEADER, nl) == 0) {
+		t->markl = 0;
+		hh_mark_add(t, (const char *)value, vl);
+		return 0;
+	}
 	if (nl == 14 && memcmp(name, "content-length", 14) == 0) {
 		if (t->grpcweb)
 			return 0;
@@ -1161,12 +1234,11 @@ hh_h2_frame(nghttp2_session *s, const nghttp2_frame *f, void *arg)
 	if (f->hd.type == NGHTTP2_HEADERS && !t->final) {
 		if (t->status >= 100 && t->status < 200) {
 			evbuffer_drain(t->hold, evbuffer_get_length(t->hold));
-			t->rhbytes = 0;
+			t->rhbytes = t->markl = 0;
 			return 0;
 		}
 		t->final = 1;
-		t->checking = (t->status == 502 || t->gmis) && !(t->tried & (1u << H1H2_H1)) &&
-		    !t->too_big;
+		t->checking = hh_marked(t) && !(t->tried & (1u << H1H2_H1)) && !t->too_big;
 		if (!t->checking)
 			hh_head_out(t);
 	}
@@ -1384,7 +1456,7 @@ hh_h2_ended(struct h1h2 *t)
 		return;
 	}
 	if (t->checking) {
-		if (t->gmis || h1h2_mismatch(H1H2_H2C, t->status, t->check, t->checklen)) {
+		if (hh_marked(t)) {
 			t->tried |= 1u << H1H2_H2C;
 			hh_replay(t, H1H2_H1);
 			return;
