@@ -891,12 +891,13 @@ hh_on_rs_headers(llhttp_t *p)
 static int
 hh_on_rs_field(llhttp_t *p, const char *at, size_t n)
 {
+	static const char mark[] = H1H2_PROTO_HEADER;
 	struct h1h2 *t = HH_T(p);
-	size_t k = t->mk_n, ml = sizeof(H1H2_PROTO_HEADER) - 1;
+	size_t k = t->mk_n, ml = sizeof(mark) - 1;
 
 	if (k > ml)
 		return 0;
-	if (n > ml - k || strncasecmp(at, H1H2_PROTO_HEADER + k, n) != 0)
+	if (n > ml - k || strncasecmp(at, mark + k, n) != 0)
 		t->mk_n = (unsigned char)(ml + 1);
 	else
 		t->mk_n = (unsigned char)(k + n);
