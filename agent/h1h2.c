@@ -1620,7 +1620,8 @@ h1h2_new(struct event_base *base, int fd, uint64_t key, const uint8_t src[16],
 	t->trl = evbuffer_new();
 	t->tmp = evbuffer_new();
 	if (!t->pvshare || !t->srcshare || !t->raw || !t->body || !t->hold || !t->trl ||
-	    !t->tmp || (t->side = bufferevent_socket_new(base, fd, BEV_OPT_CLOSE_ON_FREE)) == NULL) {
+	    !t->tmp ||
+	    (t->side = bufferevent_socket_new(base, fd, BEV_OPT_CLOSE_ON_FREE)) == NULL) {
 		hh_share_put(t->pvshare);
 		hh_share_put(t->srcshare);
 		hh_bufs_free(t);

@@ -652,10 +652,9 @@ hp_pass_fail(struct hp_conn *c, const char *why)
 	c->state = HP_DONE;
 }
 
-/* The upstream is gone: answer 502 if the client has seen nothing yet (and
- * drop the rest of the request body), otherwise cut the client off. */
-/* The request in flight gets a 502 saying why (with the header lines
- * headers, or NULL), or, if its response began, the connection closes. */
+/* The upstream is gone: answer 502 saying why (with the header lines
+ * headers, or NULL) if the client has seen nothing yet (and drop the rest
+ * of the request body), otherwise cut the client off. */
 static void
 hp_upstream_fail_h(struct hp_conn *c, const char *why, const char *headers)
 {
@@ -1613,7 +1612,8 @@ hp_resp_field(llhttp_t *p, const char *at, size_t n)
 	}
 	c->t.mark_n = (unsigned char)(k + n);
 	/* at is in hp->rbuf (hp_upstream_input's p), which is ours to change */
-	if (k + n == sizeof(mark) - 1 && at >= c->hp->rbuf && at + n <= c->hp->rbuf + HP_READ_SIZE)
+	if (k + n == sizeof(mark) - 1 && at >= c->hp->rbuf &&
+	    at + n <= c->hp->rbuf + HP_READ_SIZE)
 		c->hp->rbuf[at + n - 1 - c->hp->rbuf] = 'x';
 	return 0;
 }
