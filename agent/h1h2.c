@@ -31,6 +31,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <event2/buffer.h>
@@ -41,12 +42,13 @@
 #include <nghttp2/nghttp2.h>
 #include <openssl/evp.h>
 
+#include "htab.h"
 #include "log.h"
 
 #define HH_HEAD_MAX	(64 * 1024)
 #define HH_MAX_FIELDS	128
 #define HH_RESP_HEAD_MAX	(64 * 1024)
-#define HH_CHECK_MAX	1024	/* of a 502's body, looked at for a mismatch */
+#define HH_CHECK_MAX	1024	/* of a mismatch's body, held */
 #define HH_READ_MAX	(16 * 1024)
 
 enum h1h2_state { HH_S_REQ, HH_S_SENT, HH_S_RAW, HH_S_CLOSING };
@@ -80,11 +82,19 @@ struct h1h2 {
 	/* The answer. */
 	int status;
 	unsigned begun:1, final:1, checking:1, chunked:1, nobody:1, has_cl:1;
-	unsigned gmis:1;		/* the sidecar's gRPC form of H1H2_NOT_H2 */
+	/* the answer's H1H2_PROTO_HEADER (the sidecar's mark): its value,
+	 * markl bytes (0: none; sizeof(mark): too long, no value of ours);
+	 * in HTTP/1.1, marking: the field being read is it, mk_n: the bytes of
+	 * the field name being read that match it (more: it does not) */
+	char mark[16];
+	size_t markl;
+	unsigned marking:1;
+	unsigned char mk_n;
 	struct evbuffer *hold;		/* held answer bytes (HTTP/1.1) or head (h2) */
-	char check[HH_CHECK_MAX];		/* a held 502's body */
+	char check[HH_CHECK_MAX];		/* a held mismatch's body */
 	size_t checklen;
 	size_t counted;			/* of hh_bodies, this one's */
+	struct hh_share *pvshare, *srcshare;	/* its preview's, its visitor's */
 	unsigned reused:1, retried:1;	/* up served a request before; sent again once */
 	llhttp_t rs;			/* HTTP/1.1 answers */
 	unsigned rs_headed:1, rs_done:1;
@@ -104,6 +114,14 @@ struct h1h2 {
 static LIST_HEAD(, h1h2) hh_all = LIST_HEAD_INITIALIZER(hh_all);
 /* Request bodies kept by all translators together. */
 static size_t hh_bodies;
+/* ... and by the translators of one preview, or of one visitor's address:
+ * a share each, while a translator uses it. */
+struct hh_share {
+	uint8_t id[17];		/* 'p' and the preview's key, or 'a' and the address */
+	size_t used;
+	unsigned refs;
+};
+static struct kb_htab hh_shares;
 
 static void hh_side_read(struct bufferevent *, void *);
 static void hh_side_write(struct bufferevent *, void *);
@@ -211,23 +229,34 @@ h1h2_hop(const char *n)
 	return 0;
 }
 
-/* Whether the field value v (vl bytes) begins with the text p. */
-static int
-prefixed(const uint8_t *v, size_t vl, const char *p)
+int
+h1h2_mismatch(enum h1h2_proto proto, int status, const char *v, size_t vl)
 {
-	return vl >= strlen(p) && memcmp(v, p, strlen(p)) == 0;
+	const char *want = proto == H1H2_H2C ? H1H2_NOT_H2C : H1H2_NOT_HTTP1;
+
+	/* to gRPC, h2route says it as UNAVAILABLE, trailers only: 200 */
+	if (v == NULL || !(status == 502 || (proto == H1H2_H2C && status == 200)))
+		return 0;
+	return vl == strlen(want) && memcmp(v, want, vl) == 0;
 }
 
-int
-h1h2_mismatch(enum h1h2_proto proto, int status, const char *body, size_t len)
+/* The answer's mark says the app did not speak the protocol the request
+ * went in. */
+static int
+hh_marked(const struct h1h2 *t)
 {
-	const uint8_t *b = (const uint8_t *)body;
+	return h1h2_mismatch(t->mode, t->status, t->markl ? t->mark : NULL, t->markl);
+}
 
-	if (status != 502)
-		return 0;
-	if (proto != H1H2_H2C)
-		return prefixed(b, len, H1H2_NOT_H1);
-	return prefixed(b, len, H1H2_NOT_H2) || prefixed(b, len, H1H2_H1_ONLY);
+static void
+hh_mark_add(struct h1h2 *t, const char *v, size_t vl)
+{
+	if (t->markl + vl >= sizeof(t->mark)) {
+		t->markl = sizeof(t->mark);
+		return;
+	}
+	memcpy(t->mark + t->markl, v, vl);
+	t->markl += vl;
 }
 
 size_t
@@ -300,16 +329,68 @@ hh_up_close(struct h1h2 *t)
 	t->upmode = H1H2_UNKNOWN;
 }
 
-/* This translator's part of hh_bodies becomes n bytes: 0, or -1 when all
- * together would be over H1H2_BODIES_MAX. */
-static int
-hh_body_budget(struct h1h2 *t, size_t n)
+/* The share called id (17 bytes), one more user: NULL when out of memory. */
+static struct hh_share *
+hh_share_get(const uint8_t *id)
 {
-	if (n > t->counted && hh_bodies + (n - t->counted) > H1H2_BODIES_MAX)
-		return -1;
+	struct hh_share *sh;
+
+	if ((sh = kb_htab_get(&hh_shares, id, sizeof(sh->id))) == NULL) {
+		if ((sh = calloc(1, sizeof(*sh))) == NULL)
+			return NULL;
+		memcpy(sh->id, id, sizeof(sh->id));
+		if (kb_htab_put(&hh_shares, sh->id, sizeof(sh->id), sh) < 0) {
+			free(sh);
+			return NULL;
+		}
+	}
+	sh->refs++;
+	return sh;
+}
+
+/* One user less (it counts nothing any more). */
+static void
+hh_share_put(struct hh_share *sh)
+{
+	if (sh == NULL || --sh->refs > 0)
+		return;
+	kb_htab_del(&hh_shares, sh->id, sizeof(sh->id));
+	free(sh);
+}
+
+/* This translator's part of the bodies kept becomes n bytes: 0, or -1
+ * with *why (the cap) when its preview's, its visitor's or all together
+ * would be over their cap (h1h2.h). */
+static int
+hh_body_budget(struct h1h2 *t, size_t n, const char **why)
+{
+	size_t more = n > t->counted ? n - t->counted : 0;
+
+	if (more > 0) {
+		*why = hh_bodies + more > H1H2_BODIES_MAX ?
+		    "all previews keep " H1H2_BODIES_TEXT " of request bodies already" :
+		    t->pvshare->used + more > H1H2_PREVIEW_BODIES_MAX ?
+		    "this preview keeps " H1H2_PREVIEW_BODIES_TEXT " of request bodies already" :
+		    t->srcshare->used + more > H1H2_SRC_BODIES_MAX ?
+		    "this visitor's address keeps " H1H2_SRC_BODIES_TEXT " of request bodies "
+		    "already" : NULL;
+		if (*why != NULL)
+			return -1;
+	}
 	hh_bodies = hh_bodies - t->counted + n;
+	t->pvshare->used = t->pvshare->used - t->counted + n;
+	t->srcshare->used = t->srcshare->used - t->counted + n;
 	t->counted = n;
 	return 0;
+}
+
+static void
+hh_body_release(struct h1h2 *t)
+{
+	const char *why;
+
+	evbuffer_drain(t->body, evbuffer_get_length(t->body));
+	hh_body_budget(t, 0, &why);
 }
 
 static void
@@ -336,7 +417,9 @@ h1h2_free(struct h1h2 *t)
 	hh_up_close(t);
 	if (t->side)
 		bufferevent_free(t->side);
-	hh_body_budget(t, 0);
+	hh_body_release(t);
+	hh_share_put(t->pvshare);
+	hh_share_put(t->srcshare);
 	hh_bufs_free(t);
 	free(t->head);
 	free(t);
@@ -347,6 +430,7 @@ h1h2_free_all(void)
 {
 	while (!LIST_EMPTY(&hh_all))
 		h1h2_free(LIST_FIRST(&hh_all));
+	kb_htab_clear(&hh_shares);
 }
 
 /* Nothing more is read; side goes once the proxy has what waits for it. */
@@ -565,13 +649,21 @@ static int
 hh_on_req_body(llhttp_t *p, const char *at, size_t n)
 {
 	struct h1h2 *t = HH_T(p);
+	static time_t said;
+	const char *why = NULL;
+	time_t now;
 
 	if (t->streaming) {
 		hh_body_add(t, t->tmp, at, n);
 		return 0;
 	}
 	if (evbuffer_get_length(t->body) + n > H1H2_BODY_MAX ||
-	    hh_body_budget(t, evbuffer_get_length(t->body) + n) < 0) {
+	    hh_body_budget(t, evbuffer_get_length(t->body) + n, &why) < 0) {
+		/* as a body over the bound: not kept for a replay */
+		if (why != NULL && (now = time(NULL)) != said) {
+			said = now;	/* once a second at most */
+			log_info("preview request: its body goes on without a replay: %s", why);
+		}
 		t->too_big = 1;
 		/* to a learnt h2c app it is streamed: this piece goes too */
 		if (t->ops->proto(t->ops->arg, t->key) == H1H2_H2C)
@@ -605,8 +697,7 @@ static void
 hh_request_reset(struct h1h2 *t)
 {
 	evbuffer_drain(t->raw, evbuffer_get_length(t->raw));
-	evbuffer_drain(t->body, evbuffer_get_length(t->body));
-	hh_body_budget(t, 0);
+	hh_body_release(t);
 	evbuffer_drain(t->hold, evbuffer_get_length(t->hold));
 	evbuffer_drain(t->trl, evbuffer_get_length(t->trl));
 	evbuffer_drain(t->tmp, evbuffer_get_length(t->tmp));
@@ -618,7 +709,8 @@ hh_request_reset(struct h1h2 *t)
 	t->b64.n = 0;
 	t->reused = t->retried = t->rs_headed = t->rs_done = 0;
 	t->status = 0;
-	t->begun = t->final = t->checking = t->chunked = t->nobody = t->has_cl = t->gmis = 0;
+	t->begun = t->final = t->checking = t->chunked = t->nobody = t->has_cl = 0;
+	t->markl = t->mk_n = t->marking = 0;
 	t->checklen = t->rhbytes = t->ntrl = t->tused = 0;
 	t->tried = 0;
 	t->sid = 0;
@@ -632,6 +724,7 @@ hh_go_raw(struct h1h2 *t)
 	if (hh_up_open(t, H1H2_H1) < 0)
 		return;
 	t->st = HH_S_RAW;
+	hh_body_release(t);	/* never replayed now: raw has its bytes */
 	bufferevent_write_buffer(t->up, t->raw);
 	bufferevent_write_buffer(t->up, bufferevent_get_input(t->side));
 }
@@ -785,12 +878,59 @@ hh_on_rs_headers(llhttp_t *p)
 	struct h1h2 *t = HH_T(p);
 
 	t->status = llhttp_get_status_code(p);
-	if (t->status >= 100 && t->status < 200)
+	if (t->status >= 100 && t->status < 200) {
+		t->markl = 0;
 		return 0;
+	}
 	t->rs_headed = 1;
-	/* a 502 that may say the app does not speak HTTP/1.1: held whole */
-	t->checking = t->status == 502 && !(t->tried & (1u << H1H2_H2C));
+	/* the sidecar's mark: the app does not speak HTTP/1.1; held whole */
+	t->checking = hh_marked(t) && !(t->tried & (1u << H1H2_H2C));
 	return t->is_head ? 1 : 0;
+}
+
+static int
+hh_on_rs_field(llhttp_t *p, const char *at, size_t n)
+{
+	static const char mark[] = H1H2_PROTO_HEADER;
+	struct h1h2 *t = HH_T(p);
+	size_t k = t->mk_n, ml = sizeof(mark) - 1;
+
+	if (k > ml)
+		return 0;
+	if (n > ml - k || strncasecmp(at, mark + k, n) != 0)
+		t->mk_n = (unsigned char)(ml + 1);
+	else
+		t->mk_n = (unsigned char)(k + n);
+	return 0;
+}
+
+static int
+hh_on_rs_field_done(llhttp_t *p)
+{
+	struct h1h2 *t = HH_T(p);
+
+	t->marking = t->mk_n == sizeof(H1H2_PROTO_HEADER) - 1;
+	if (t->marking)
+		t->markl = 0;	/* the last one counts */
+	t->mk_n = 0;
+	return 0;
+}
+
+static int
+hh_on_rs_value(llhttp_t *p, const char *at, size_t n)
+{
+	struct h1h2 *t = HH_T(p);
+
+	if (t->marking)
+		hh_mark_add(t, at, n);
+	return 0;
+}
+
+static int
+hh_on_rs_value_done(llhttp_t *p)
+{
+	HH_T(p)->marking = 0;
+	return 0;
 }
 
 static int
@@ -824,6 +964,10 @@ hh_on_rs_complete(llhttp_t *p)
 }
 
 static const llhttp_settings_t hh_rs_settings = {
+	.on_header_field = hh_on_rs_field,
+	.on_header_field_complete = hh_on_rs_field_done,
+	.on_header_value = hh_on_rs_value,
+	.on_header_value_complete = hh_on_rs_value_done,
 	.on_headers_complete = hh_on_rs_headers,
 	.on_body = hh_on_rs_body,
 	.on_message_complete = hh_on_rs_complete,
@@ -838,7 +982,8 @@ hh_replay(struct h1h2 *t, enum h1h2_proto to)
 	evbuffer_drain(t->hold, evbuffer_get_length(t->hold));
 	evbuffer_drain(t->trl, evbuffer_get_length(t->trl));
 	t->status = 0;
-	t->begun = t->final = t->checking = t->chunked = t->nobody = t->has_cl = t->gmis = 0;
+	t->begun = t->final = t->checking = t->chunked = t->nobody = t->has_cl = 0;
+	t->markl = t->mk_n = t->marking = 0;
 	t->checklen = t->rhbytes = t->ntrl = t->tused = 0;
 	t->mode = to;
 	hh_send_request(t);
@@ -856,7 +1001,8 @@ hh_retry(struct h1h2 *t)
 	hh_up_close(t);
 	evbuffer_drain(t->hold, evbuffer_get_length(t->hold));
 	t->status = 0;
-	t->final = t->checking = t->gmis = 0;
+	t->final = t->checking = 0;
+	t->markl = t->mk_n = t->marking = 0;
 	t->checklen = t->rhbytes = t->ntrl = t->tused = 0;
 	hh_send_request(t);
 	return 1;
@@ -897,8 +1043,7 @@ hh_h1_input(struct h1h2 *t, struct evbuffer *in)
 		hh_up_throttle(t);
 		return;
 	}
-	if (t->checking && h1h2_mismatch(H1H2_H1, t->status, t->check, t->checklen) &&
-	    !t->too_big) {
+	if (t->checking && !t->too_big) {
 		t->tried |= 1u << H1H2_H1;
 		hh_replay(t, H1H2_H2C);
 		return;
@@ -1057,10 +1202,13 @@ hh_h2_header(nghttp2_session *s, const nghttp2_frame *f, const uint8_t *name, si
 	}
 	if (nl > 0 && name[0] == ':')
 		return 0;
-	/* to a gRPC call the sidecar says it as UNAVAILABLE, trailers only */
-	if (nl == 12 && memcmp(name, "grpc-message", 12) == 0 &&
-	    (prefixed(value, vl, H1H2_NOT_H2) || prefixed(value, vl, H1H2_H1_ONLY)))
-		t->gmis = 1;
+	/* the sidecar's mark (for a gRPC call in a trailers-only answer),
+	 * for us alone */
+	if (nl == sizeof(H1H2_PROTO_HEADER) - 1 && memcmp(name, H1H2_PROTO_HEADER, nl) == 0) {
+		t->markl = 0;
+		hh_mark_add(t, (const char *)value, vl);
+		return 0;
+	}
 	if (nl == 14 && memcmp(name, "content-length", 14) == 0) {
 		if (t->grpcweb)
 			return 0;
@@ -1087,12 +1235,11 @@ hh_h2_frame(nghttp2_session *s, const nghttp2_frame *f, void *arg)
 	if (f->hd.type == NGHTTP2_HEADERS && !t->final) {
 		if (t->status >= 100 && t->status < 200) {
 			evbuffer_drain(t->hold, evbuffer_get_length(t->hold));
-			t->rhbytes = 0;
+			t->rhbytes = t->markl = 0;
 			return 0;
 		}
 		t->final = 1;
-		t->checking = (t->status == 502 || t->gmis) && !(t->tried & (1u << H1H2_H1)) &&
-		    !t->too_big;
+		t->checking = hh_marked(t) && !(t->tried & (1u << H1H2_H1)) && !t->too_big;
 		if (!t->checking)
 			hh_head_out(t);
 	}
@@ -1230,7 +1377,7 @@ hh_send_h2(struct h1h2 *t)
 	evbuffer_drain(t->tmp, evbuffer_get_length(t->tmp));
 	if (t->streaming) {	/* never replayed: the body kept so far goes */
 		evbuffer_add_buffer(t->tmp, t->body);
-		hh_body_budget(t, 0);
+		hh_body_release(t);
 	} else
 		evbuffer_add(t->tmp, evbuffer_pullup(t->body, -1), evbuffer_get_length(t->body));
 	t->sid = nghttp2_submit_request(t->h2, NULL, nv, n,
@@ -1310,7 +1457,7 @@ hh_h2_ended(struct h1h2 *t)
 		return;
 	}
 	if (t->checking) {
-		if (t->gmis || h1h2_mismatch(H1H2_H2C, t->status, t->check, t->checklen)) {
+		if (hh_marked(t)) {
 			t->tried |= 1u << H1H2_H2C;
 			hh_replay(t, H1H2_H1);
 			return;
@@ -1452,19 +1599,31 @@ hh_up_event(struct bufferevent *bev, short what, void *arg)
 }
 
 int
-h1h2_new(struct event_base *base, int fd, uint64_t key, const struct h1h2_ops *ops)
+h1h2_new(struct event_base *base, int fd, uint64_t key, const uint8_t src[16],
+    const struct h1h2_ops *ops)
 {
+	uint8_t id[17];
 	struct h1h2 *t;
 
 	if ((t = calloc(1, sizeof(*t))) == NULL)
 		return -1;
+	id[0] = 'p';
+	memcpy(id + 1, &key, sizeof(key));
+	memset(id + 1 + sizeof(key), 0, sizeof(id) - 1 - sizeof(key));
+	t->pvshare = hh_share_get(id);
+	id[0] = 'a';
+	memcpy(id + 1, src, 16);
+	t->srcshare = hh_share_get(id);
 	t->raw = evbuffer_new();
 	t->body = evbuffer_new();
 	t->hold = evbuffer_new();
 	t->trl = evbuffer_new();
 	t->tmp = evbuffer_new();
-	if (!t->raw || !t->body || !t->hold || !t->trl || !t->tmp ||
+	if (!t->pvshare || !t->srcshare || !t->raw || !t->body || !t->hold || !t->trl ||
+	    !t->tmp ||
 	    (t->side = bufferevent_socket_new(base, fd, BEV_OPT_CLOSE_ON_FREE)) == NULL) {
+		hh_share_put(t->pvshare);
+		hh_share_put(t->srcshare);
 		hh_bufs_free(t);
 		free(t);
 		return -1;

@@ -14,9 +14,9 @@
  *
  * Which one the owner's app speaks is learnt, not guessed: a request goes
  * out as the preview last learnt (HTTP/1.1 at first); when the sidecar
- * answers 502 because the app did not answer that protocol (an h2c-only
- * app answers HTTP/1.1 with HTTP/2 frames, an HTTP/1 app rejects the
- * preface), the request, kept whole (head and at most H1H2_BODY_MAX of
+ * says the app did not speak that protocol (H1H2_PROTO_HEADER below: an
+ * h2c-only app answers HTTP/1.1 with HTTP/2 frames, an HTTP/1 app rejects
+ * the preface), the request, kept whole (head and at most H1H2_BODY_MAX of
  * body) until its answer began, goes again in the other protocol on a new
  * connection. Neither app has acted on the request it could not read, so
  * the replay is safe. Once the preview learnt h2c, a body over that bound
@@ -33,15 +33,44 @@ struct event_base;
 enum h1h2_proto { H1H2_UNKNOWN, H1H2_H1, H1H2_H2C };
 
 #define H1H2_BODY_MAX	(1024 * 1024)	/* request body kept for a replay */
-#define H1H2_BODIES_MAX	(64 * 1024 * 1024)	/* all translators' together */
+/* Request bodies kept for replays: by all translators together, by those
+ * of one preview (its key), by those of one visitor's address (as
+ * listener.h's pool counts addresses: IPv4 mapped into IPv6). So a
+ * visitor holding a preview link, who needs no account, keeps at most an
+ * eighth of the whole, and one preview at most a quarter: others' requests
+ * are still kept. A body over any of these goes on as one over
+ * H1H2_BODY_MAX does (HTTP/1.1 without a replay, or streamed to a learnt
+ * h2c app) and the manager logs which cap it met (at most once a second). */
+#define H1H2_BODIES_MAX	(64 * 1024 * 1024)
+#define H1H2_BODIES_TEXT	"64 MiB"
+#define H1H2_PREVIEW_BODIES_MAX	(16 * 1024 * 1024)
+#define H1H2_PREVIEW_BODIES_TEXT	"16 MiB"
+#define H1H2_SRC_BODIES_MAX	(8 * 1024 * 1024)
+#define H1H2_SRC_BODIES_TEXT	"8 MiB"
 #define H1H2_HIGH_WATER	(256 * 1024)	/* answer bytes queued for the proxy */
 
-/* The sidecar's 502 bodies when the owner's app did not speak the
- * protocol of the request (agent/httpproxy.c, agent/h2route.c; to gRPC the
- * latter says them as UNAVAILABLE, in grpc-message). */
+/* How the sidecar says that the owner's app did not speak the protocol of
+ * the request: a header of its own on exactly those answers, read here
+ * instead of their text (which is for people and may change):
+ *   kbridge-upstream-proto: not-http1
+ *	agent/httpproxy.c's 502 when the app's answer to an HTTP/1.x request
+ *	was not HTTP/1 before any of it went on (an h2c-only app answers
+ *	with HTTP/2 frames): the request may go again as h2c;
+ *   kbridge-upstream-proto: not-h2c
+ *	agent/h2route.c's 502 (or, to a gRPC call, its trailers-only
+ *	UNAVAILABLE, :status 200) when the app did not answer the HTTP/2
+ *	preface with SETTINGS (an HTTP/1 app), or a gRPC call for an app it
+ *	noted as HTTP/1-only: the request may go again as HTTP/1.1.
+ * Only these values, in lower case, in the final answer's head; nothing
+ * else (no text) counts. The sidecar drops the header from every request
+ * it sends on (HTTP/1 and HTTP/2) and from every HTTP/2 answer it relays,
+ * and renames it in the HTTP/1 answers it relays verbatim (its last byte),
+ * so neither a visitor nor an app can make or hide the mark. */
+#define H1H2_PROTO_HEADER	"kbridge-upstream-proto"
+#define H1H2_NOT_HTTP1	"not-http1"
+#define H1H2_NOT_H2C	"not-h2c"
+/* What those answers say to people (tests, logs). */
 #define H1H2_NOT_H1	"kbridge: the upstream sent an invalid HTTP response"
-#define H1H2_NOT_H2	"kbridge: the intercepting workstation's local app answered "
-/* ... and to a gRPC call once it has noted the app as HTTP/1-only (h2route.c) */
 #define H1H2_H1_ONLY	"kbridge: the intercepting workstation's local app speaks HTTP/1 only"
 
 struct h1h2_ops {
@@ -56,8 +85,11 @@ struct h1h2_ops {
 };
 
 /* Serve the non-blocking socket fd (the proxy's end is the other one of
- * the pair) for key. ops must outlive it. 0, or -1 (fd stays the caller's). */
-int h1h2_new(struct event_base *base, int fd, uint64_t key, const struct h1h2_ops *ops);
+ * the pair) for key, whose browser connection came from the address src
+ * (16 bytes, IPv4 mapped into IPv6: its share of the bodies kept). ops
+ * must outlive it. 0, or -1 (fd stays the caller's). */
+int h1h2_new(struct event_base *base, int fd, uint64_t key, const uint8_t src[16],
+    const struct h1h2_ops *ops);
 /* Close every translator (at shutdown). */
 void h1h2_free_all(void);
 
@@ -76,8 +108,10 @@ struct h1h2_b64 {
 long h1h2_b64_decode(struct h1h2_b64 *st, const char *in, size_t n, unsigned char *out);
 /* 1 if the HTTP/1.1 request header name is not sent on over HTTP/2. */
 int h1h2_hop(const char *name);
-/* 1 if a 502 with this body says the app did not speak proto. */
-int h1h2_mismatch(enum h1h2_proto proto, int status, const char *body, size_t len);
+/* 1 if an answer with this status and this H1H2_PROTO_HEADER value (vl
+ * bytes; NULL: none) says the app did not speak proto, the protocol the
+ * request went in. */
+int h1h2_mismatch(enum h1h2_proto proto, int status, const char *v, size_t vl);
 /* A gRPC-web trailer frame of the n fields names[i]: values[i] into out
  * (at most outlen bytes): its length, or 0 if it does not fit. */
 size_t h1h2_grpc_trailer(const char *const *names, const char *const *values, size_t n,

@@ -120,6 +120,7 @@ struct h2r_up {
 	size_t nstreams;
 	unsigned goaway:1;	/* takes no new streams */
 	unsigned heard:1;	/* its first bytes were looked at (up_http1()) */
+	unsigned not_h2:1;	/* it did not answer the preface in HTTP/2 (why says so) */
 	size_t nheld;		/* streams held until its SETTINGS came (up_recv_st()) */
 	char why[200];		/* set: failed */
 };
@@ -626,9 +627,24 @@ h2r_read_data(nghttp2_session *sess, int32_t sid, uint8_t *buf, size_t len, uint
 	return n;
 }
 
-/* A gRPC call's error: a trailers-only response, UNAVAILABLE (14). */
+/* The mark on the answers that say the app did not speak HTTP/2 (h1h2.h):
+ * a preview (agent/h1h2.c) sends the request again as HTTP/1.1. Set here
+ * only; an app's or a client's header of that name is dropped
+ * (header_into(), h1_on_value_done(), upgrade_head()). */
+static const nghttp2_nv not_h2c_nv = { (uint8_t *)H1H2_PROTO_HEADER, (uint8_t *)H1H2_NOT_H2C,
+    sizeof(H1H2_PROTO_HEADER) - 1, sizeof(H1H2_NOT_H2C) - 1, NGHTTP2_NV_FLAG_NONE };
+
 static int
-stream_grpc_error(struct h2r_stream *s, const char *why)
+is_mark(const uint8_t *name, size_t len)
+{
+	return len == sizeof(H1H2_PROTO_HEADER) - 1 &&
+	    strncasecmp((const char *)name, H1H2_PROTO_HEADER, len) == 0;
+}
+
+/* A gRPC call's error: a trailers-only response, UNAVAILABLE (14); marked
+ * not-h2c (above) if mark. */
+static int
+stream_grpc_error(struct h2r_stream *s, const char *why, int mark)
 {
 	char msg[256];
 	size_t i, n = 0;
@@ -638,6 +654,7 @@ stream_grpc_error(struct h2r_stream *s, const char *why)
 		    NGHTTP2_NV_FLAG_NONE },
 		{ (uint8_t *)"grpc-status", (uint8_t *)"14", 11, 2, NGHTTP2_NV_FLAG_NONE },
 		{ (uint8_t *)"grpc-message", (uint8_t *)msg, 12, 0, NGHTTP2_NV_FLAG_NONE },
+		not_h2c_nv,
 	};
 
 	/* grpc-message is percent-encoded outside printable ASCII and '%'. */
@@ -651,19 +668,21 @@ stream_grpc_error(struct h2r_stream *s, const char *why)
 	}
 	nv[3].valuelen = n;
 	s->resp_out = 1;
-	return nghttp2_submit_response(s->c->io.sess, s->sid, nv, 4, NULL);
+	return nghttp2_submit_response(s->c->io.sess, s->sid, nv, mark ? 5 : 4, NULL);
 }
 
 /* Answer a stream that no upstream serves: 502 with why as its body (or
- * a gRPC status). */
+ * a gRPC status); marked not-h2c (not_h2c_nv) if mark: only when the app
+ * did not speak HTTP/2. */
 static void
-stream_502(struct h2r_stream *s, const char *why)
+stream_502_mark(struct h2r_stream *s, const char *why, int mark)
 {
 	nghttp2_data_provider prd = { .source.ptr = s, .read_callback = h2r_read_data };
 	nghttp2_nv nv[] = {
 		{ (uint8_t *)":status", (uint8_t *)"502", 7, 3, NGHTTP2_NV_FLAG_NONE },
 		{ (uint8_t *)"content-type", (uint8_t *)"text/plain", 12, 10,
 		    NGHTTP2_NV_FLAG_NONE },
+		not_h2c_nv,
 	};
 
 	log_debug("%s: stream %d: %s", __func__, s->sid, why);
@@ -675,15 +694,21 @@ stream_502(struct h2r_stream *s, const char *why)
 	s->resp_trl = 0;
 	evbuffer_drain(s->resp, evbuffer_get_length(s->resp));
 	if (s->grpc) {
-		if (stream_grpc_error(s, why) != 0)
+		if (stream_grpc_error(s, why, mark) != 0)
 			nghttp2_submit_rst_stream(s->c->io.sess, NGHTTP2_FLAG_NONE, s->sid,
 			    NGHTTP2_INTERNAL_ERROR);
 		return;
 	}
 	if (evbuffer_add_printf(s->resp, "%s\n", why) < 0 ||
-	    nghttp2_submit_response(s->c->io.sess, s->sid, nv, 2, &prd) != 0)
+	    nghttp2_submit_response(s->c->io.sess, s->sid, nv, mark ? 3 : 2, &prd) != 0)
 		nghttp2_submit_rst_stream(s->c->io.sess, NGHTTP2_FLAG_NONE, s->sid,
 		    NGHTTP2_INTERNAL_ERROR);
+}
+
+static void
+stream_502(struct h2r_stream *s, const char *why)
+{
+	stream_502_mark(s, why, 0);
 }
 
 /* The request body has nowhere to go: acknowledge what waits and what
@@ -783,8 +808,8 @@ up_fail(struct h2r_up *u, const char *why)
 		s->held = 0;
 		stream_drop_req(s);
 		if (!s->cl_closed) {
-			if (!s->resp_started)
-				stream_502(s, why);
+			if (!s->resp_started)	/* marked: the app speaks no HTTP/2 */
+				stream_502_mark(s, why, u->not_h2);
 			else if (!s->resp_eof)
 				nghttp2_submit_rst_stream(c->io.sess, NGHTTP2_FLAG_NONE, s->sid,
 				    NGHTTP2_INTERNAL_ERROR);
@@ -879,6 +904,7 @@ up_get(struct h2r_conn *c, uint64_t key, char *reason, size_t len)
 static void
 up_not_h2(struct h2r_up *u, int http1)
 {
+	u->not_h2 = 1;	/* its streams' 502s are marked not-h2c (up_fail()) */
 	snprintf(u->why, sizeof(u->why), "kbridge: the %s answered %s, not HTTP/2: "
 	    "it must speak HTTP/2 without TLS (h2c, prior knowledge), as a gRPC server does",
 	    u->key == 0 ? "app" : "intercepting workstation's local app",
@@ -973,13 +999,17 @@ up_recv_st(struct h2r_up *u)
 	io_recv_st(&u->io);
 }
 
-static void
-up_st_data(struct kb_stream *st, void *arg)
-{
-	struct h2r_up *u = arg;
+/* A callback stream (an upstream's or an HTTP/1.1 relay's) has bytes to
+ * read or room to write: its connection settles. arg is a struct h2r_up or
+ * a struct h2r_stream, both of which begin with their connection. */
+_Static_assert(offsetof(struct h2r_up, c) == 0 && offsetof(struct h2r_stream, c) == 0,
+    "st_settle reads the connection at the start of either");
 
+static void
+st_settle(struct kb_stream *st, void *arg)
+{
 	(void)st;
-	h2r_settle(u->c);
+	h2r_settle(*(struct h2r_conn **)arg);
 }
 
 /* Why the workstation or the manager refused or reset a stream, for a
@@ -1009,8 +1039,8 @@ up_st_close(struct kb_stream *st, int reason, const char *text, void *arg)
 
 static const struct kb_stream_cbs up_st_cbs = {
 	.on_close = up_st_close,
-	.on_data = up_st_data,
-	.on_writable = up_st_data,
+	.on_data = st_settle,
+	.on_writable = st_settle,
 };
 
 static void
@@ -1064,6 +1094,8 @@ header_into(nghttp2_session *sess, const nghttp2_frame *f, const uint8_t *name, 
 	if (f->hd.type != NGHTTP2_HEADERS ||
 	    (s = nghttp2_session_get_stream_user_data(sess, f->hd.stream_id)) == NULL)
 		return 0;
+	if (is_mark(name, nlen))
+		return 0;	/* the sidecar's own (not_h2c_nv): neither side's to send */
 	if (hdrs_add(upstream ? &s->uin : &s->in, name, nlen, value, vlen) == -1)
 		return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
 	return 0;
@@ -1417,8 +1449,8 @@ h1_on_value_done(llhttp_t *p)
 	for (i = 0; i < vlen; i++)
 		if (value[i] == '\0' || value[i] == '\r' || value[i] == '\n')
 			return 0;	/* not a field HTTP/2 can carry */
-	if (h1_hop(name))
-		return 0;
+	if (h1_hop(name) || is_mark((const uint8_t *)name, h->nlen))
+		return 0;	/* (the mark is the sidecar's own: not_h2c_nv) */
 	if (!h->body && h1_status(s) == -1)
 		return -1;
 	return hdrs_add(&s->uin, (uint8_t *)name, h->nlen, (uint8_t *)value, vlen);
@@ -1644,15 +1676,6 @@ h1_pump(struct h2r_stream *s)
 }
 
 static void
-h1_st_data(struct kb_stream *st, void *arg)
-{
-	struct h2r_stream *s = arg;
-
-	(void)st;
-	h2r_settle(s->c);
-}
-
-static void
 h1_st_close(struct kb_stream *st, int reason, const char *text, void *arg)
 {
 	struct h2r_stream *s = arg;
@@ -1675,8 +1698,8 @@ h1_st_close(struct kb_stream *st, int reason, const char *text, void *arg)
 
 static const struct kb_stream_cbs h1_st_cbs = {
 	.on_close = h1_st_close,
-	.on_data = h1_st_data,
-	.on_writable = h1_st_data,
+	.on_data = st_settle,
+	.on_writable = st_settle,
 };
 
 /* Relay s, whose request head is h (then cleared), as an HTTP/1.1
@@ -1692,7 +1715,9 @@ h1_start(struct h2r_stream *s, struct h2r_hdrs *hd)
 
 	if (s->grpc) {
 		hdrs_clear(hd);
-		stream_502(s, H2R_H1_GRPC);
+		/* marked not-h2c: a preview's gRPC-web call goes again as
+		 * HTTP/1.1 (to a gRPC-web proxy, say) */
+		stream_502_mark(s, H2R_H1_GRPC, 1);
 		return;
 	}
 	if ((h = calloc(1, sizeof(*h))) == NULL || (h->out = evbuffer_new()) == NULL ||
@@ -2318,6 +2343,7 @@ upgrade_head(const struct hp_request *req, struct h2r_hdrs *h)
 		    !strcmp(lower, "keep-alive") || !strcmp(lower, "proxy-connection") ||
 		    !strcmp(lower, "transfer-encoding") || !strcmp(lower, "upgrade") ||
 		    !strcmp(lower, "http2-settings") || conn_lists(req, lower) ||
+		    is_mark((const uint8_t *)lower, len) ||
 		    (!strcmp(lower, "te") && strcasecmp(v, "trailers")))
 			continue;
 		if (ADD(lower, v) == -1)

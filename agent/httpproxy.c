@@ -40,6 +40,7 @@
 
 #include "applat.h"
 #include "batch.h"
+#include "h1h2.h"	/* H1H2_PROTO_HEADER: the sidecar's mark */
 #include "log.h"
 #include "session.h"	/* struct kb_stream_cbs; the functions come with up.streams */
 #include "util.h"
@@ -144,6 +145,9 @@ struct hp_txn {
 	unsigned us_bad:1;	/* the upstream cannot serve another request */
 	unsigned replied:1;	/* route() answered it here */
 	int herr;		/* status for a head we refuse */
+	/* of the response header name being read, the bytes that match
+	 * H1H2_PROTO_HEADER (its length + 1: it does not) */
+	unsigned char mark_n;
 	uint64_t sent_us;	/* when the head went to the app (key 0), or 0 */
 };
 
@@ -587,8 +591,10 @@ hp_answer(struct hp_conn *c, int code, const char *text, const char *headers,
 		hp_send(&c->cl, body, bodylen);
 }
 
+/* A text/plain page saying msg; headers: more header lines, or NULL. */
 static void
-hp_respond(struct hp_conn *c, int code, const char *text, const char *msg, int last)
+hp_respond_h(struct hp_conn *c, int code, const char *text, const char *headers,
+    const char *msg, int last)
 {
 	char body[320];
 	int bl;
@@ -601,7 +607,13 @@ hp_respond(struct hp_conn *c, int code, const char *text, const char *msg, int l
 		bl = sizeof(body) - 1;
 		body[bl - 1] = '\n';
 	}
-	hp_answer(c, code, text, NULL, "text/plain", body, bl, last);
+	hp_answer(c, code, text, headers, "text/plain", body, bl, last);
+}
+
+static void
+hp_respond(struct hp_conn *c, int code, const char *text, const char *msg, int last)
+{
+	hp_respond_h(c, code, text, NULL, msg, last);
 }
 
 /* Refuse the request and close the connection. */
@@ -640,10 +652,11 @@ hp_pass_fail(struct hp_conn *c, const char *why)
 	c->state = HP_DONE;
 }
 
-/* The upstream is gone: answer 502 if the client has seen nothing yet (and
- * drop the rest of the request body), otherwise cut the client off. */
+/* The upstream is gone: answer 502 saying why (with the header lines
+ * headers, or NULL) if the client has seen nothing yet (and drop the rest
+ * of the request body), otherwise cut the client off. */
 static void
-hp_upstream_fail(struct hp_conn *c, const char *why)
+hp_upstream_fail_h(struct hp_conn *c, const char *why, const char *headers)
 {
 	char reason[256];
 
@@ -665,9 +678,15 @@ hp_upstream_fail(struct hp_conn *c, const char *why)
 	if (c->t.expect && !c->t.req_done)
 		c->t.must_close = 1;
 	c->t.resp_keep = c->t.req_keep && !c->t.must_close;
-	hp_respond(c, 502, "Bad Gateway", reason, !c->t.resp_keep);
+	hp_respond_h(c, 502, "Bad Gateway", headers, reason, !c->t.resp_keep);
 	c->t.resp_started = 1;
 	c->t.resp_done = 1;
+}
+
+static void
+hp_upstream_fail(struct hp_conn *c, const char *why)
+{
+	hp_upstream_fail_h(c, why, NULL);
 }
 
 /* --- request head --- */
@@ -848,6 +867,13 @@ hp_hop_by_hop(const char *name, int upgrade)
 	return 0;
 }
 
+static int
+hp_is_mark(const char *name)
+{
+	return strlen(name) == sizeof(H1H2_PROTO_HEADER) - 1 &&
+	    strcasecmp(name, H1H2_PROTO_HEADER) == 0;
+}
+
 /* Headers that Connection may not remove: dropping the framing would let
  * the body be read as another request upstream. */
 static int
@@ -902,7 +928,8 @@ hp_emit_head(struct hp_conn *c, const struct hp_header *h, size_t nh)
 	int upgrade = c->t.req_upgrade;
 
 	for (i = 0; i < nh; i++) {
-		drop[i] = hp_hop_by_hop(h[i].name, upgrade);
+		/* a client's kbridge-upstream-proto is not the sidecar's (h1h2.h) */
+		drop[i] = hp_hop_by_hop(h[i].name, upgrade) || hp_is_mark(h[i].name);
 		for (j = 0; j < c->rt.ndrop && !drop[i]; j++)
 			drop[i] = strcasecmp(h[i].name, c->rt.drop[j]) == 0;
 	}
@@ -1565,7 +1592,42 @@ hp_resp_message_complete(llhttp_t *p)
 	return HPE_PAUSED;
 }
 
+/* A response header called H1H2_PROTO_HEADER is the sidecar's mark for
+ * h1h2.c (kbridge-upstream-proto): an upstream must not send it on. The
+ * response goes on verbatim, so it is renamed in place instead, before the
+ * bytes go (its last byte, in the read buffer, becomes 'x'); a name split
+ * over reads is renamed when its bytes so far are the whole mark. */
+static int
+hp_resp_field(llhttp_t *p, const char *at, size_t n)
+{
+	static const char mark[] = H1H2_PROTO_HEADER;
+	struct hp_conn *c = p->data;
+	size_t k = c->t.mark_n;
+
+	if (k >= sizeof(mark))
+		return 0;
+	if (n > sizeof(mark) - 1 - k || strncasecmp(at, mark + k, n) != 0) {
+		c->t.mark_n = sizeof(mark);
+		return 0;
+	}
+	c->t.mark_n = (unsigned char)(k + n);
+	/* at is in hp->rbuf (hp_upstream_input's p), which is ours to change */
+	if (k + n == sizeof(mark) - 1 && at >= c->hp->rbuf &&
+	    at + n <= c->hp->rbuf + HP_READ_SIZE)
+		c->hp->rbuf[at + n - 1 - c->hp->rbuf] = 'x';
+	return 0;
+}
+
+static int
+hp_resp_field_complete(llhttp_t *p)
+{
+	((struct hp_conn *)p->data)->t.mark_n = 0;
+	return 0;
+}
+
 static const llhttp_settings_t hp_resp_settings = {
+	.on_header_field = hp_resp_field,
+	.on_header_field_complete = hp_resp_field_complete,
 	.on_headers_complete = hp_resp_headers_complete,
 	.on_message_complete = hp_resp_message_complete,
 };
@@ -1603,7 +1665,12 @@ hp_upstream_input(struct hp_conn *c, const char *p, size_t len)
 	if (e != HPE_OK && e != HPE_PAUSED && e != HPE_PAUSED_UPGRADE) {
 		log_debug("%s: bad response: %s", __func__, llhttp_get_error_reason(&c->sp));
 		if (!c->t.resp_started) {
-			hp_upstream_fail(c, "the upstream sent an invalid HTTP response");
+			/* Marked for h1h2.c (H1H2_PROTO_HEADER): what the app
+			 * answered this HTTP/1 request was not HTTP/1 (an
+			 * h2c-only app's HTTP/2 frames, say); a preview sends
+			 * the request again as h2c. The text is for people. */
+			hp_upstream_fail_h(c, "the upstream sent an invalid HTTP response",
+			    H1H2_PROTO_HEADER ": " H1H2_NOT_HTTP1 "\r\n");
 			return;
 		}
 		hp_send(&c->cl, p, n);

@@ -95,6 +95,7 @@ struct pvconn {
 	struct hp_conn *hc;
 	struct kb_pool_entry fresh; /* until the first request */
 	char peer[INET6_ADDRSTRLEN]; /* the browser's address, for X-Forwarded-For */
+	uint8_t src[16];	/* ... IPv4 mapped into IPv6: its share of h1h2's bodies */
 };
 
 /* A preview asked for while the service name resolves. */
@@ -771,9 +772,9 @@ static const struct h1h2_ops svc_ops = { svc_connect, svc_proto, svc_learnt, NUL
 static int
 pv_open(void *arg, uint64_t key, char *reason, size_t len)
 {
+	struct pvconn *pc = arg;
 	int sv[2];
 
-	(void)arg;
 	if (kb_htab_get(&pv.by_key, &key, sizeof(key)) == NULL) {
 		snprintf(reason, len, "kbridge: the preview ended");
 		return -1;
@@ -782,7 +783,7 @@ pv_open(void *arg, uint64_t key, char *reason, size_t len)
 		snprintf(reason, len, "kbridge: %s", strerror(errno));
 		return -1;
 	}
-	if (h1h2_new(pv.env.base, sv[1], key, &svc_ops) < 0) {
+	if (h1h2_new(pv.env.base, sv[1], key, pc->src, &svc_ops) < 0) {
 		close(sv[0]);
 		close(sv[1]);
 		snprintf(reason, len, "kbridge: out of memory");
@@ -857,11 +858,15 @@ pv_accept(int fd, struct sockaddr *sa, int salen, void *arg)
 		evutil_closesocket(fd);
 		return;
 	}
-	if (sa->sa_family == AF_INET)
+	if (sa->sa_family == AF_INET) {
 		inet_ntop(AF_INET, &((struct sockaddr_in *)sa)->sin_addr, pc->peer, sizeof(pc->peer));
-	else if (sa->sa_family == AF_INET6)
+		pc->src[10] = pc->src[11] = 0xff;
+		memcpy(pc->src + 12, &((struct sockaddr_in *)sa)->sin_addr, 4);
+	} else if (sa->sa_family == AF_INET6) {
 		inet_ntop(AF_INET6, &((struct sockaddr_in6 *)sa)->sin6_addr, pc->peer,
 		    sizeof(pc->peer));
+		memcpy(pc->src, &((struct sockaddr_in6 *)sa)->sin6_addr, 16);
+	}
 	evutil_make_socket_nonblocking(fd);
 	up.arg = pc;
 	if ((pc->hc = hp_conn_new(pv.hp, fd, &up)) == NULL) {

@@ -5,8 +5,9 @@
 #
 #   mate (curl --http1.1, headless chromium, grpcweb.py: HTTP/1.1 only)
 #     | TOKEN.preview.kb.test:8080 -> manager preview listener
-#     |   HTTP/1.1 first; the sidecar's 502 "invalid HTTP response" (the app
-#     |   answered HTTP/2 frames) -> the same request again as h2c, learnt
+#     |   HTTP/1.1 first; the sidecar's 502 marked "kbridge-upstream-proto:
+#     |   not-http1" (the app answered HTTP/2 frames; h1h2.h) -> the same
+#     |   request again as h2c, learnt
 #     v
 #   web.default:80 -> web pod sidecar (h2c routed per stream by intercept id)
 #       -> manager -> alice's kbridged (ws) -> 127.0.0.1:8090 nginx (listen http2, no TLS)

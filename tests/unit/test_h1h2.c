@@ -43,6 +43,14 @@ tcp_to(int port)
 
 /* The first connection of a "replay" translator is the fake sidecar's. */
 static int replay_mode;
+/* Every connection goes to a socket pair whose other end is kept here
+ * (sinks[], closed at the end): a relay that goes nowhere. */
+static int sink_mode, sinks[128], nsinks;
+
+/* Visitors' addresses, IPv4 mapped into IPv6 (10.0.0.N). */
+#define SRC(n)	{ 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 10, 0, 0, n }
+static const uint8_t src_a[16] = SRC(1), src_b[16] = SRC(2), src_c[16] = SRC(3),
+    src_d[16] = SRC(4), src_e[16] = SRC(5);
 
 static int
 t_open(void *arg, uint64_t key, char *reason, size_t len)
@@ -52,6 +60,12 @@ t_open(void *arg, uint64_t key, char *reason, size_t len)
 	(void)arg;
 	(void)key;
 	opens++;
+	if (sink_mode && nsinks < (int)(sizeof(sinks) / sizeof(sinks[0]))) {
+		if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv) < 0)
+			return -1;
+		sinks[nsinks++] = sv[0];
+		return sv[1];
+	}
 	if (replay_mode && opens == 1) {
 		if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv) < 0)
 			return -1;
@@ -133,10 +147,11 @@ ws_echoed(void *arg)
 }
 
 /* The fake sidecar saw the request and answers with its 502 page. */
+static int asked;
+
 static int
 fake_asked(void *arg)
 {
-	static int asked;
 	char buf[4096];
 
 	(void)arg;
@@ -146,10 +161,10 @@ fake_asked(void *arg)
 }
 
 static void
-grpcweb_call(const char *method, const char *msg)
+grpcweb_call_from(uint64_t key, const uint8_t *src, const char *method, const char *msg)
 {
 	char req[1024];
-	unsigned char frame[64];
+	unsigned char frame[256 + 5];
 	size_t ml = strlen(msg);
 	int sv[2], n;
 
@@ -158,7 +173,7 @@ grpcweb_call(const char *method, const char *msg)
 	frame[4] = (unsigned char)ml;
 	memcpy(frame + 5, msg, ml);
 	ok(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv) == 0);
-	ok(h1h2_new(base, sv[1], 7, &ops) == 0);
+	ok(h1h2_new(base, sv[1], key, src, &ops) == 0);
 	cl = sv[0];
 	n = snprintf(req, sizeof(req), "POST /kb.Echo/%s HTTP/1.1\r\nHost: web\r\n"
 	    "Content-Type: application/grpc-web+proto\r\nX-Grpc-Web: 1\r\n"
@@ -166,6 +181,137 @@ grpcweb_call(const char *method, const char *msg)
 	memcpy(req + n, frame, ml + 5);
 	ok(write(cl, req, (size_t)n + ml + 5) == (ssize_t)(n + ml + 5));
 	gotlen = 0;
+}
+
+static void
+grpcweb_call(const char *method, const char *msg)
+{
+	grpcweb_call_from(7, src_a, method, msg);
+}
+
+/* The sidecar's answer when the app did not speak HTTP/1.1: its page,
+ * with these header lines (fake_hdrs): its mark, or others. */
+#define MARK_H1	H1H2_PROTO_HEADER ": " H1H2_NOT_HTTP1 "\r\n"
+static const char *fake_hdrs = MARK_H1;
+
+static int
+fake_not_h1(int fd)
+{
+	char page[512];
+	int m = snprintf(page, sizeof(page), "HTTP/1.1 502 Bad Gateway\r\n"
+	    "Content-Type: text/plain\r\n%sContent-Length: %zu\r\n\r\n%s\n",
+	    fake_hdrs, strlen(H1H2_NOT_H1) + 1, H1H2_NOT_H1);
+
+	return write(fd, page, (size_t)m) == m;
+}
+
+/* answered(), or the fake sidecar's page (with a length) came whole. */
+static int
+page_got(void *arg)
+{
+	return answered(arg) || memmem(got, gotlen, H1H2_NOT_H1 "\n", strlen(H1H2_NOT_H1) + 1);
+}
+
+/* As replay_call(), but the fake sidecar's 502 (with fake_hdrs) must
+ * reach the browser as it is: no replay. 1 if so. */
+static int
+no_replay_call(uint64_t key, const uint8_t *src)
+{
+	int fine;
+
+	proto_now = learnt = H1H2_UNKNOWN;
+	replay_mode = 1;
+	opens = asked = 0;
+	grpcweb_call_from(key, src, "Unary", "no");
+	fine = run_until(fake_asked, NULL, 5000) && fake_not_h1(fake_fd) &&
+	    run_until(page_got, NULL, 5000) && opens == 1 &&
+	    strncmp(got, "HTTP/1.1 502 Bad Gateway\r\n", 26) == 0 &&
+	    memmem(got, gotlen, H1H2_NOT_H1, strlen(H1H2_NOT_H1)) != NULL &&
+	    learnt == H1H2_UNKNOWN;
+	if (!fine)
+		printf("# no_replay_call: opens %d, got %.60s\n", opens, got);
+	close(cl);
+	close(fake_fd);
+	fake_fd = -1;
+	replay_mode = 0;
+	run_for(50);
+	return fine;
+}
+
+/* A gRPC-web call to preview key from src, not known yet: HTTP/1.1 first,
+ * the fake sidecar answers it did not speak that, the request (its body
+ * kept) goes again as h2c to the gRPC server. 1 if its answer came. */
+static int
+replay_call(uint64_t key, const uint8_t *src, const char *msg)
+{
+	int fine;
+
+	proto_now = learnt = H1H2_UNKNOWN;
+	replay_mode = 1;
+	opens = asked = 0;
+	grpcweb_call_from(key, src, "Unary", msg);
+	fine = run_until(fake_asked, NULL, 5000) && fake_not_h1(fake_fd) &&
+	    run_until(answered, NULL, 10000) && opens == 2 &&
+	    strncmp(got, "HTTP/1.1 200 OK\r\n", 17) == 0 &&
+	    memmem(got, gotlen, "alice: ", 7) != NULL &&
+	    memmem(got, gotlen, msg, strlen(msg)) != NULL &&
+	    memmem(got, gotlen, H1H2_NOT_H1, strlen(H1H2_NOT_H1)) == NULL && learnt == H1H2_H2C;
+	if (!fine)
+		printf("# replay_call: opens %d, got %.60s\n", opens, got);
+	close(cl);
+	close(fake_fd);
+	fake_fd = -1;
+	replay_mode = 0;
+	run_for(50);
+	return fine;
+}
+
+/* Sockets of the requests fill_share() keeps waiting. */
+static int fills[256], nfills;
+
+static int
+body_read(void *arg)
+{
+	struct h1h2 *t = arg;
+
+	return t->too_big || t->counted == H1H2_BODY_MAX - 1;
+}
+
+/* A visitor at src sends requests to preview key, each with a body of
+ * H1H2_BODY_MAX of which all but its last byte come (so each is kept,
+ * waiting), until one is not kept any more (a cap met: it goes on to a
+ * sink) or max were: how many were kept. */
+static int
+fill_share(uint64_t key, const uint8_t *src, int max)
+{
+	static char chunk[64 * 1024];
+	char head[256];
+	struct h1h2 *t;
+	size_t left;
+	ssize_t w;
+	int sv[2], k, hl;
+
+	sink_mode = 1;
+	for (k = 0; k < max && nfills < (int)(sizeof(fills) / sizeof(fills[0])); k++) {
+		ok(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv) == 0);
+		ok(h1h2_new(base, sv[1], key, src, &ops) == 0);
+		t = LIST_FIRST(&hh_all);
+		fills[nfills++] = sv[0];
+		hl = snprintf(head, sizeof(head), "POST /up HTTP/1.1\r\nHost: web\r\n"
+		    "Content-Length: %d\r\n\r\n", H1H2_BODY_MAX);
+		ok(write(sv[0], head, (size_t)hl) == hl);
+		for (left = H1H2_BODY_MAX - 1; left > 0 && !t->too_big;) {
+			w = write(sv[0], chunk, left < sizeof(chunk) ? left : sizeof(chunk));
+			if (w > 0)
+				left -= (size_t)w;
+			else
+				event_base_loop(base, EVLOOP_ONCE | EVLOOP_NONBLOCK);
+		}
+		if (!run_until(body_read, t, 5000) || t->too_big)
+			break;
+	}
+	sink_mode = 0;
+	return k;
 }
 
 /* answered(), noting the most a streamed body kept waiting in the newest
@@ -230,7 +376,7 @@ grpcweb_text_call(const char *method, const char *b64, size_t cut)
 	int sv[2], n;
 
 	ok(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv) == 0);
-	ok(h1h2_new(base, sv[1], 7, &ops) == 0);
+	ok(h1h2_new(base, sv[1], 7, src_a, &ops) == 0);
 	cl = sv[0];
 	n = snprintf(req, sizeof(req), "POST /kb.Echo/%s HTTP/1.1\r\nHost: web\r\n"
 	    "Content-Type: application/grpc-web-text+proto\r\nX-Grpc-Web: 1\r\n"
@@ -265,12 +411,20 @@ main(void)
 	ok(h1h2_hop("Connection") && h1h2_hop("transfer-encoding") && h1h2_hop("Host") &&
 	    h1h2_hop("te") && h1h2_hop("upgrade") && !h1h2_hop("cookie") &&
 	    !h1h2_hop("x-kbridge-intercept-id") && !h1h2_hop("content-type"));
-	ok(h1h2_mismatch(H1H2_H1, 502, H1H2_NOT_H1 "\n", strlen(H1H2_NOT_H1) + 1));
-	ok(!h1h2_mismatch(H1H2_H1, 500, H1H2_NOT_H1, strlen(H1H2_NOT_H1)));
-	ok(!h1h2_mismatch(H1H2_H1, 502, "kbridge: cannot reach", 21));
-	ok(!h1h2_mismatch(H1H2_H2C, 502, H1H2_NOT_H1, strlen(H1H2_NOT_H1)));
-	ok(h1h2_mismatch(H1H2_H2C, 502, H1H2_NOT_H2 "in HTTP/1", strlen(H1H2_NOT_H2) + 9));
-	ok(h1h2_mismatch(H1H2_H2C, 502, H1H2_H1_ONLY ": gRPC", strlen(H1H2_H1_ONLY) + 6));
+	/* the sidecar's mark, not its text, says the app did not speak it */
+	ok(h1h2_mismatch(H1H2_H1, 502, "not-http1", 9));
+	ok(!h1h2_mismatch(H1H2_H1, 500, "not-http1", 9));
+	ok(!h1h2_mismatch(H1H2_H1, 200, "not-http1", 9));
+	ok(!h1h2_mismatch(H1H2_H1, 502, "not-h2c", 7));
+	ok(!h1h2_mismatch(H1H2_H1, 502, "not-http1x", 10));
+	ok(!h1h2_mismatch(H1H2_H1, 502, "not-http", 8));
+	ok(!h1h2_mismatch(H1H2_H1, 502, NULL, 0));
+	ok(h1h2_mismatch(H1H2_H2C, 502, "not-h2c", 7));
+	ok(h1h2_mismatch(H1H2_H2C, 200, "not-h2c", 7));	/* gRPC's UNAVAILABLE */
+	ok(!h1h2_mismatch(H1H2_H2C, 503, "not-h2c", 7));
+	ok(!h1h2_mismatch(H1H2_H2C, 502, "not-http1", 9));
+	ok(!h1h2_mismatch(H1H2_H2C, 502, "Not-H2C", 7));
+	ok(!h1h2_mismatch(H1H2_H2C, 502, NULL, 0));
 	n = h1h2_grpc_trailer(names, values, 2, tr, sizeof(tr));
 	ok(n == 5 + 34 && tr[0] == 0x80 && tr[1] == 0 && tr[2] == 0 && tr[3] == 0 && tr[4] == 34);
 	ok(memcmp(tr + 5, "grpc-status: 3\r\ngrpc-message: no\r\n", 34) == 0);
@@ -424,7 +578,7 @@ main(void)
 		for (n = 0; n < ml; n++)
 			req[hl + 5 + n] = (char)('a' + n * 7 % 26);
 		ok(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv) == 0);
-		ok(h1h2_new(base, sv[1], 7, &ops) == 0);
+		ok(h1h2_new(base, sv[1], 7, src_a, &ops) == 0);
 		cl = sv[0];
 		gotlen = 0;
 		wleft = req;
@@ -455,7 +609,7 @@ main(void)
 		int sv[2];
 
 		ok(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv) == 0);
-		ok(h1h2_new(base, sv[1], 9, &ops) == 0);
+		ok(h1h2_new(base, sv[1], 9, src_a, &ops) == 0);
 		cl = sv[0];
 		gotlen = 0;
 		ok(write(cl, req, sizeof(req) - 1) == (ssize_t)sizeof(req) - 1);
@@ -468,27 +622,56 @@ main(void)
 	}
 
 	/* not known yet: HTTP/1.1 first; the sidecar's 502 -> h2c, learnt */
-	proto_now = learnt = H1H2_UNKNOWN;
-	replay_mode = 1;
-	opens = 0;
-	grpcweb_call("Unary", "again");
-	ok(run_until(fake_asked, NULL, 5000));
-	{
-		char page[512];
-		int m = snprintf(page, sizeof(page), "HTTP/1.1 502 Bad Gateway\r\n"
-		    "Content-Type: text/plain\r\nContent-Length: %zu\r\n\r\n%s\n",
-		    strlen(H1H2_NOT_H1) + 1, H1H2_NOT_H1);
+	ok(replay_call(7, src_a, "again"));
+	/* the header's name in any case, as HTTP/1.1 allows */
+	fake_hdrs = "KBridge-Upstream-Proto: not-http1\r\n";
+	ok(replay_call(7, src_a, "again"));
+	/* its text alone is not the mark: the 502 goes to the browser */
+	fake_hdrs = "";
+	ok(no_replay_call(7, src_a));
+	/* nor another value, nor the mark renamed (as the sidecar does to an
+	 * app's: agent/httpproxy.c) */
+	fake_hdrs = H1H2_PROTO_HEADER ": " H1H2_NOT_H2C "\r\n";
+	ok(no_replay_call(7, src_a));
+	fake_hdrs = H1H2_PROTO_HEADER ": " H1H2_NOT_HTTP1 "x\r\n";
+	ok(no_replay_call(7, src_a));
+	fake_hdrs = "kbridge-upstream-protx: " H1H2_NOT_HTTP1 "\r\n";
+	ok(no_replay_call(7, src_a));
+	fake_hdrs = MARK_H1;
 
-		ok(write(fake_fd, page, (size_t)m) == m);
+	/* The bodies kept for replays: one visitor's address keeps at most
+	 * its share, one preview its own; then others' requests are still
+	 * kept (and replayed). With one cap for all, a visitor filled it and
+	 * the next one's request went on as HTTP/1.1 without a replay (the
+	 * bodies of 200 bytes are more than the fills leave: a byte each). */
+	{
+		int per = H1H2_BODY_MAX - 1;
+		char mb[201], md[201];
+
+		memset(mb, 'b', 200);
+		memset(md, 'd', 200);
+		mb[200] = md[200] = '\0';
+
+		ok(hh_bodies == 0);
+		ok(fill_share(20, src_a, 80) == H1H2_SRC_BODIES_MAX / per);
+		ok(hh_bodies == (size_t)(H1H2_SRC_BODIES_MAX / per) * per);
+		/* another address, the same preview */
+		ok(replay_call(20, src_b, mb));
+		/* a third address meets the preview's share */
+		ok(fill_share(20, src_c, 80) == H1H2_SRC_BODIES_MAX / per);
+		ok(fill_share(20, src_e, 80) == 0);
+		ok(hh_bodies <= H1H2_PREVIEW_BODIES_MAX);
+		/* another preview, another address */
+		ok(replay_call(21, src_d, md));
+		while (nfills > 0)
+			close(fills[--nfills]);
+		while (nsinks > 0)
+			close(sinks[--nsinks]);
+		run_for(200);
+		ok(hh_bodies == 0);
+		/* shares live only while used (the next test's is not yet) */
+		ok(hh_shares.n == 0);
 	}
-	ok(run_until(answered, NULL, 10000));
-	ok(opens == 2);
-	ok(strncmp(got, "HTTP/1.1 200 OK\r\n", 17) == 0 && memmem(got, gotlen, "alice: again", 12) != NULL);
-	ok(memmem(got, gotlen, H1H2_NOT_H1, strlen(H1H2_NOT_H1)) == NULL);
-	ok(learnt == H1H2_H2C);
-	close(cl);
-	close(fake_fd);
-	run_for(50);
 
 	/* an HTTP/1.1 app (devserver.py): a WebSocket is relayed as it is */
 	{
@@ -509,7 +692,7 @@ main(void)
 		replay_mode = 0;
 		proto_now = H1H2_H1;
 		ok(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv) == 0);
-		ok(h1h2_new(base, sv[1], 8, &ops) == 0);
+		ok(h1h2_new(base, sv[1], 8, src_a, &ops) == 0);
 		cl = sv[0];
 		gotlen = 0;
 		ok(write(cl, up, sizeof(up) - 1) == (ssize_t)sizeof(up) - 1);

@@ -270,6 +270,11 @@ server(const char *name, int port)
 	return pid;
 }
 
+/* An app that forges the sidecar's mark (h1h2.h) on a 502, and shows
+ * the one its client sent (x-got): neither gets through. */
+#define FORGE "default_type text/plain; add_header kbridge-upstream-proto not-h2c always; " \
+	"add_header x-got \"$http_kbridge_upstream_proto\" always;"
+
 static pid_t
 nginx(const char *dir)
 {
@@ -286,9 +291,13 @@ nginx(const char *dir)
 	    " fastcgi_temp_path %s/f; uwsgi_temp_path %s/u; scgi_temp_path %s/s;\n"
 	    " server { listen 127.0.0.1:%d http2;\n"
 	    "  location = /big.bin { alias %s/build/tests/h2route.big.bin; }\n"
+	    "  location = /forge { %s return 502 \"forged over h2c\"; }\n"
 	    "  location / { default_type text/plain; return 200 \"hello over h2c\"; } }\n"
-	    " server { listen 127.0.0.1:%d; return 200 \"hello over http/1\"; } }\n",
-	    dir, dir, dir, dir, dir, dir, dir, nginx_port, getcwd(cwd, sizeof(cwd)), h1_port);
+	    " server { listen 127.0.0.1:%d;\n"
+	    "  location = /forge { %s return 502 \"forged over http/1\"; }\n"
+	    "  location / { return 200 \"hello over http/1\"; } } }\n",
+	    dir, dir, dir, dir, dir, dir, dir, nginx_port, getcwd(cwd, sizeof(cwd)), FORGE,
+	    h1_port, FORGE);
 	fclose(f);
 	snprintf(cmd, sizeof(cmd), "-p%s/", dir);
 	{
@@ -744,6 +753,14 @@ test_live(void)
 	char *h1grpc[] = { PY, PEER, "call", target, "Unary", "x", "x-dev=h1", NULL };
 	char *h1curl[] = { "/usr/bin/curl", "-sS", "-m", "10", "--http2-prior-knowledge", "-H",
 	    "x-dev: h1", "-w", "%{http_code}", url, NULL };
+	/* the same, and gRPC, with the answer's head; a forged mark both ways */
+	char *h1curl_i[] = { "/usr/bin/curl", "-sS", "-i", "-m", "10", "--http2-prior-knowledge",
+	    "-H", "x-dev: h1", url, NULL };
+	char *h1grpc_i[] = { "/usr/bin/curl", "-sS", "-i", "-m", "10", "--http2-prior-knowledge",
+	    "-H", "x-dev: h1", "-H", "content-type: application/grpc", "-H", "te: trailers",
+	    "--data-binary", "", url, NULL };
+	char *forge[] = { "/usr/bin/curl", "-sS", "-i", "-m", "10", "--http2-prior-knowledge",
+	    "-H", "x-dev: nginx", "-H", "kbridge-upstream-proto: not-http1", url, NULL };
 
 	/* nghttp's frame log, the received frames of the stream only */
 	char *upload[] = { "/bin/bash", "-c", "set -o pipefail; /usr/bin/nghttp -v -t 20 "
@@ -829,6 +846,24 @@ test_live(void)
 	snprintf(url, sizeof(url), "http://%s/h1", target);
 	rc = client(h1curl, buf, sizeof(buf), 10000);
 	ok(rc == 0 && !strcmp(buf, H1_WHY "\n502"));
+	/* ... marked for a preview's translator (h1h2.h), to gRPC too */
+	rc = client(h1curl_i, buf, sizeof(buf), 10000);
+	ok(rc == 0 && strstr(buf, " 502") != NULL &&
+	    strstr(buf, "\r\n" H1H2_PROTO_HEADER ": " H1H2_NOT_H2C "\r\n") != NULL);
+	snprintf(url, sizeof(url), "http://%s/kb.Echo/Unary", target);
+	rc = client(h1grpc_i, buf, sizeof(buf), 10000);
+	ok(rc == 0 && strstr(buf, "\r\ngrpc-status: 14\r\n") != NULL &&
+	    strstr(buf, "\r\n" H1H2_PROTO_HEADER ": " H1H2_NOT_H2C "\r\n") != NULL);
+	if (rc != 0 || strstr(buf, H1H2_PROTO_HEADER) == NULL)
+		printf("# %d %s\n", rc, buf);
+	/* An HTTP/2 app's (nginx h2c) forged mark does not get through, nor
+	 * does the client's reach it. */
+	snprintf(url, sizeof(url), "http://%s/forge", target);
+	rc = client(forge, buf, sizeof(buf), 10000);
+	ok(rc == 0 && strstr(buf, " 502") != NULL && strstr(buf, "forged over h2c") != NULL);
+	ok(strcasestr(buf, H1H2_PROTO_HEADER) == NULL && strcasestr(buf, "x-got") == NULL);
+	if (strcasestr(buf, H1H2_PROTO_HEADER) != NULL || strcasestr(buf, "x-got") != NULL)
+		printf("# %s\n", buf);
 
 	/* 900 KiB up to nginx, which answers without reading it, then resets
 	 * the stream (NO_ERROR, RFC 9113 8.1): through the proxy the client
@@ -949,6 +984,11 @@ test_stream_ups(void)
 	char *h1load[] = { "/usr/bin/h2load", "-n", "300", "-c", "2", "-m", "10", "-H",
 	    "x-dev: h1", url, NULL };
 	char *h1grpc[] = { PY, PEER, "call", target, "Unary", "x", "x-dev=h1", NULL };
+	char *h1grpc_i[] = { "/usr/bin/curl", "-sS", "-i", "-m", "10", "--http2-prior-knowledge",
+	    "-H", "x-dev: h1", "-H", "content-type: application/grpc", "-H", "te: trailers",
+	    "--data-binary", "", url, NULL };
+	char *forge[] = { "/usr/bin/curl", "-sS", "-i", "-m", "10", "--http2-prior-knowledge",
+	    "-H", "x-dev: h1", "-H", "kbridge-upstream-proto: not-http1", url, NULL };
 	struct sockaddr_in sin = { .sin_family = AF_INET }, a;
 	socklen_t al = sizeof(a);
 	struct evconnlistener *l;
@@ -1002,6 +1042,18 @@ test_stream_ups(void)
 	rc = client(h1grpc, buf, sizeof(buf), 10000);
 	ok(strstr(buf, "status UNAVAILABLE: " H2R_H1_GRPC) == buf);
 	ok(ws_opens == opens + 1 && h1_cleared[5] == 0);
+	/* ... marked for a preview's translator (h1h2.h) */
+	rc = client(h1grpc_i, buf, sizeof(buf), 10000);
+	ok(rc == 0 && strstr(buf, "\r\ngrpc-status: 14\r\n") != NULL &&
+	    strstr(buf, "\r\n" H1H2_PROTO_HEADER ": " H1H2_NOT_H2C "\r\n") != NULL);
+	/* The HTTP/1 app's forged mark does not get through, nor does the
+	 * client's reach it. */
+	snprintf(url, sizeof(url), "http://%s/forge", target);
+	rc = client(forge, buf, sizeof(buf), 10000);
+	ok(rc == 0 && strstr(buf, " 502") != NULL && strstr(buf, "forged over http/1") != NULL);
+	ok(strcasestr(buf, H1H2_PROTO_HEADER) == NULL && strcasestr(buf, "x-got") == NULL);
+	if (strcasestr(buf, H1H2_PROTO_HEADER) != NULL || strcasestr(buf, "x-got") != NULL)
+		printf("# %s\n", buf);
 	/* Alice's HTTP/2 server answers with SETTINGS: noted too. */
 	ok(h1_cleared[1] >= 1 && h1_noted[1] == 0);
 

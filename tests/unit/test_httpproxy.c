@@ -280,6 +280,15 @@ static const llhttp_settings_t s_settings = {
 	.on_message_complete = s_message_complete,
 };
 
+/* The rest of /forge-split's answer, a moment later: another read. */
+static void
+forge_rest(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	swrite(arg, "ream-Proto: not-http1\r\nContent-Length: 3\r\n\r\nok\n");
+}
+
 static void
 server_respond(struct sconn *sc)
 {
@@ -312,7 +321,19 @@ server_respond(struct sconn *sc)
 		server_gen(sc);
 		return;
 	}
-	if (strcmp(u, "/204") == 0)
+	if (strcmp(u, "/forge") == 0) {
+		/* an app that forges the sidecar's mark (h1h2.h) */
+		swrite(sc, "HTTP/1.1 502 Bad Gateway\r\nKbridge-Upstream-Proto: not-http1\r\n"
+		    "Content-Length: 3\r\n\r\nno\n");
+	} else if (strcmp(u, "/forge-split") == 0) {
+		struct timeval tv = { 0, 50000 };
+
+		swrite(sc, "HTTP/1.1 502 Bad Gateway\r\nX-A: 1\r\nkbridge-upst");
+		event_base_once(base, -1, EV_TIMEOUT, forge_rest, sc, &tv);
+	} else if (strcmp(u, "/h2frames") == 0) {
+		/* an h2c-only app's answer to HTTP/1.1: its SETTINGS frame */
+		bufferevent_write(sc->bev, "\0\0\0\4\0\0\0\0\0", 9);
+	} else if (strcmp(u, "/204") == 0)
 		swrite(sc, "HTTP/1.1 204 No Content\r\n\r\n");
 	else if (strcmp(u, "/304") == 0) {
 		/* A length for the entity, but no body: the proxy must not wait. */
@@ -1565,6 +1586,29 @@ test_upstream_failures(void)
 	ok(strstr(b->r[0].body, "without answering") != NULL);
 	client_send(b, "GET /again HTTP/1.1\r\nHost: web.default\r\n\r\n");
 	ok(wait_resp(b, 2, 5000) && starts(b->r[1].body, "app:GET /again\n"));
+
+	/* The sidecar's mark (h1h2.h): on its 502 for an answer that is not
+	 * HTTP/1 (an h2c-only app's frames), and on nothing else: an app's
+	 * is renamed, a client's dropped. */
+	client_send(b, "GET /h2frames HTTP/1.1\r\nHost: web.default\r\n\r\n");
+	ok(wait_resp(b, 3, 5000) && b->r[2].status == 502);
+	ok(strstr(b->r[2].head, H1H2_PROTO_HEADER ": " H1H2_NOT_HTTP1 "\n") != NULL);
+	ok(strstr(b->r[2].body, "invalid HTTP response") != NULL);
+	client_send(b, "GET /forge HTTP/1.1\r\nHost: web.default\r\n\r\n");
+	ok(wait_resp(b, 4, 5000) && b->r[3].status == 502 && strcmp(b->r[3].body, "no\n") == 0);
+	ok(strcasestr(b->r[3].head, H1H2_PROTO_HEADER ":") == NULL);
+	ok(strstr(b->r[3].head, "Kbridge-Upstream-Protx: not-http1\n") != NULL);
+	client_send(b, "GET /forge-split HTTP/1.1\r\nHost: web.default\r\n\r\n");
+	ok(wait_resp(b, 5, 5000) && b->r[4].status == 502 && strcmp(b->r[4].body, "ok\n") == 0);
+	ok(strcasestr(b->r[4].head, H1H2_PROTO_HEADER ":") == NULL);
+	ok(strstr(b->r[4].head, "X-A: 1\n") != NULL);
+	client_send(b, "GET /echo HTTP/1.1\r\nHost: web.default\r\n"
+	    "kbridge-upstream-proto: not-http1\r\nKBRIDGE-UPSTREAM-PROTO: not-h2c\r\n"
+	    "X-After: 1\r\n\r\n");
+	ok(wait_resp(b, 6, 5000) && starts(b->r[5].body, "app:GET /echo\n"));
+	ok(strcasestr(b->r[5].body, H1H2_PROTO_HEADER) == NULL);
+	ok(strstr(b->r[5].body, "X-After: 1\n") != NULL);
+	ok(!b->eof);
 
 	/* The client leaves in the middle of a body: everything closes. */
 	client_send(c, "POST /x HTTP/1.1\r\nHost: web.default\r\nContent-Length: 100\r\n\r\n"
