@@ -122,7 +122,8 @@ def parse_iperf3_bytes(text):
 def parse_roles(val):
     """A connect "roles_KEY" value: "BYTES CLK_TCK NAME=TICKS,CALLS ..." with
     each NAME once before and once after the run -> {NAME: {'cpu_s_per_gib',
-    'syscalls_per_mib'}}, or None without bytes."""
+    'syscalls_per_mib'}}, or None without bytes; CALLS "-" (not counted):
+    syscalls_per_mib None."""
     f = val.split()
     if len(f) < 2 or num(f[0]) is None or not num(f[0]) or not num(f[1]):
         return None
@@ -131,14 +132,15 @@ def parse_roles(val):
     for w in f[2:]:
         name, _, v = w.partition('=')
         t, _, c = v.partition(',')
-        if num(t) is None or num(c) is None:
+        if num(t) is None or (num(c) is None and c != '-'):
             continue
         if name not in seen:
             seen[name] = (num(t), num(c))
             continue
         t0, c0 = seen[name]
         out[name] = {'cpu_s_per_gib': round((num(t) - t0) / hz / (nbytes / 2**30), 3),
-                     'syscalls_per_mib': round((num(c) - c0) / (nbytes / 2**20), 1)}
+                     'syscalls_per_mib': None if num(c) is None or c0 is None else
+                     round((num(c) - c0) / (nbytes / 2**20), 1)}
     return out
 
 
@@ -271,7 +273,7 @@ def write_json(out, doc):
 
 
 # ------------------------------------------------------------------ connect
-CONNECT_MODES = ['direct', 'stunnel', 'sshuttle', 'kbridge']
+CONNECT_MODES = ['direct', 'stunnel', 'sshuttle', 'kbridge', 'relay']
 CONNECT_FIG = [  # key, label, unit, higher is better, format
     ('tput1', 'throughput, 1 stream', 'Gbit/s', True, '%.3f'),
     ('tput8', 'throughput, 8 streams', 'Gbit/s', True, '%.3f'),
@@ -327,7 +329,8 @@ def connect_figures(results):
 
 
 CPU_ROLES = [('kbridge', 'kbridged'), ('kbridge', 'manager'),
-             ('stunnel', 'stunnel-client'), ('stunnel', 'stunnel-server')]
+             ('stunnel', 'stunnel-client'), ('stunnel', 'stunnel-server'),
+             ('relay', 'relay-client'), ('relay', 'relay-server')]
 
 
 def cpu_per_gib(r, mode, key):
@@ -351,13 +354,14 @@ def cpu_per_gib_lines(r, env):
                 x = (r[mode].get('roles_' + key) or {}).get(name, {}).get(f)
                 cells.append('n/a' if x is None else ('%.2f' if f == 'cpu_s_per_gib' else '%.1f') % x)
         out.append('  %-16s %12s %12s %12s %12s' % ((name,) + tuple(cells)))
-    for mode in ('kbridge', 'stunnel'):
+    for mode in ('kbridge', 'stunnel', 'relay'):
         out.append('  %-16s %12s %12s' % ((mode + ' (both)',) + tuple(
             'n/a' if cpu_per_gib(r, mode, k) is None else '%.2f' % cpu_per_gib(r, mode, k)
             for k in ('tput1', 'tput8'))))
-    rs = [ratio(cpu_per_gib(r, 'kbridge', k), cpu_per_gib(r, 'stunnel', k)) for k in ('tput1', 'tput8')]
-    out.append('  %-16s %12s %12s' % (('kbridge/stunnel',) + tuple(
-        '-' if x is None else '%.2fx' % x for x in rs)))
+    for other in ('stunnel', 'relay'):
+        rs = [ratio(cpu_per_gib(r, 'kbridge', k), cpu_per_gib(r, other, k)) for k in ('tput1', 'tput8')]
+        out.append('  %-16s %12s %12s' % (('kbridge/' + other,) + tuple(
+            '-' if x is None else '%.2fx' % x for x in rs)))
     aes = num(env.get('machine', '?|').partition('|')[2] or 'null')
     if aes:
         out.append('  (one AES-128-GCM pass over 1 GiB at this machine\'s %.2f GB/s: %.2f CPU-s; each end of a' % (
@@ -387,6 +391,9 @@ def report_connect(res, out, dur, quick, nconn):
     P('stunnel = TLS 1.3 stunnel client in ws (127.0.0.1) -> stunnel server in the mgr pod -> web')
     P('sshuttle= sshuttle --method nat --dns in ws over ssh to sshd in the mgr pod')
     P('kbridge = kbridge connect in ws (kbridged -> manager in the mgr pod)')
+    P('relay   = the floor: two plain TCP relays, no TLS (HAProxy mode tcp, one thread, no log) where')
+    P('          stunnel\'s ends run (ws 127.0.0.1 -> mgr pod -> web): what any relay terminating TCP at')
+    P('          both ends, as kbridge and stunnel do, reaches on this machine')
     P('the same path for all tunnels: ws -> node -> mgr pod -> node -> web pod;')
     P('net.ipv4.tcp_tw_reuse=1 in ws and mgr (so TIME_WAITs of one test do not slow the next)')
     P('binaries: %s; load average before %s, after %s%s' % (
@@ -394,30 +401,35 @@ def report_connect(res, out, dur, quick, nconn):
         '  (busy machine: figures are noisy)' if busy_machine(env) else ''))
     P(machine_line(env))
     P('')
-    hdr = '%-28s %-7s %10s %10s %10s %10s | %9s %9s %9s %9s %9s' % (
-        'figure', 'unit', 'direct', 'stunnel', 'sshuttle', 'kbridge',
-        'stun/dir', 'ssh/dir', 'kb/dir', 'kb/stun', 'kb/ssh')
+    row = '%-28s %-7s %10s %10s %10s %10s %10s | %9s %9s %9s %9s %9s %9s %9s'
+    hdr = row % (
+        'figure', 'unit', 'direct', 'stunnel', 'sshuttle', 'kbridge', 'relay',
+        'stun/dir', 'ssh/dir', 'kb/dir', 'kb/stun', 'kb/ssh', 'rel/dir', 'kb/relay')
     P(hdr)
     P('-' * len(hdr))
     ratios = {}
     for key, label, unit, hib, fmt in CONNECT_FIG:
         vals = [g(m, key) for m in CONNECT_MODES]
         cells = [(fmt % v) if v is not None else 'n/a' for v in vals]
-        d, s, sh, k = vals
+        d, s, sh, k, rl = vals
         rs = {'stunnel/direct': ratio(s, d), 'sshuttle/direct': ratio(sh, d), 'kbridge/direct': ratio(k, d),
-              'kbridge/stunnel': ratio(k, s), 'kbridge/sshuttle': ratio(k, sh)}
+              'kbridge/stunnel': ratio(k, s), 'kbridge/sshuttle': ratio(k, sh),
+              'relay/direct': ratio(rl, d), 'kbridge/relay': ratio(k, rl)}
         ratios[key] = {a: (round(b, 4) if b is not None else None) for a, b in rs.items()}
-        P('%-28s %-7s %10s %10s %10s %10s | %9s %9s %9s %9s %9s' % (
-            (label, unit) + tuple(cells) + tuple(fr(x) for x in rs.values())))
+        P(row % ((label, unit) + tuple(cells) + tuple(fr(x) for x in rs.values())))
+    ratios['tput1']['relay/stunnel'], ratios['tput8']['relay/stunnel'] = (
+        None if ratio(g('relay', k), g('stunnel', k)) is None else round(ratio(g('relay', k), g('stunnel', k)), 4)
+        for k in ('tput1', 'tput8'))
     P('(ratios are value/value: for Gbit/s and req/s higher is better, for ms lower is better)')
     P('')
     P('CPU of the tunnel processes during each figure, % of one core: kbridged + manager,')
-    P('stunnel client + server, sshuttle + ssh + sshd + server python (load generators not counted)')
-    P('  %-26s %10s %10s %10s' % ('', 'stunnel', 'sshuttle', 'kbridge'))
+    P('stunnel client + server, sshuttle + ssh + sshd + server python, the two relays')
+    P('(load generators not counted)')
+    P('  %-26s %10s %10s %10s %10s' % ('', 'stunnel', 'sshuttle', 'kbridge', 'relay'))
     for key, label, unit, hib, fmt in CONNECT_FIG[:4]:
-        P('  %-26s %10s %10s %10s' % ((label,) + tuple(
+        P('  %-26s %10s %10s %10s %10s' % ((label,) + tuple(
             ('%.0f%%' % r[m]['cpu_' + key]) if r[m].get('cpu_' + key) is not None else 'n/a'
-            for m in ('stunnel', 'sshuttle', 'kbridge'))))
+            for m in ('stunnel', 'sshuttle', 'kbridge', 'relay'))))
     P('')
     lines += cpu_per_gib_lines(r, env)
     P('')
@@ -475,6 +487,22 @@ def report_connect(res, out, dur, quick, nconn):
                '-' if x is None else '%.1f KiB' % x)
     lines += target_lines(T, 44, 20)
     P('')
+    # The same targets applied to the floor: whether a relay with no TLS and
+    # no protocol of its own meets them here says how much of a miss is the
+    # machine's (CPU share of 2 cores) rather than kbridge's.
+    F = []
+    for key, lab in (('tput1', '1 stream'), ('tput8', '8 streams')):
+        x = ratios[key]['relay/stunnel']
+        target(F, 'relay chain throughput %s vs stunnel (1.3x)' % lab, x, None if x is None else x >= 1.3, fr(x))
+    x = ratios['http_ka']['relay/direct']
+    target(F, 'relay chain keep-alive req/s vs direct (0.7x)', x, None if x is None else x >= 0.7, fr(x))
+    x = ratios['http_new']['relay/direct']
+    target(F, 'relay chain new connections/s vs direct (0.75x)', x, None if x is None else x >= 0.75, fr(x))
+    P('the floor against the same targets (relay = two plain TCP relays, no TLS):')
+    lines += target_lines(F, 50, 14)
+    P('kbridge / relay: %s' % '; '.join('%s %s' % (lab, fr(ratios[key]['kbridge/relay'])) for key, lab in (
+        ('tput1', '1 stream'), ('tput8', '8 streams'), ('http_ka', 'keep-alive'), ('http_new', 'new connections'))))
+    P('')
     P('reference (measured elsewhere): stunnel ~0.17x direct 1-stream throughput, sshuttle ~0.007x;')
     P('  sshuttle 0.04x direct keep-alive req/s, 0.08x new-connection rate, DNS 0.66 ms (direct 0.05 ms), 1.2 s connect')
     lines += note_lines(notes)
@@ -485,8 +513,11 @@ def report_connect(res, out, dur, quick, nconn):
         'modes': {'direct': 'clients in the mgr pod (the last leg of every tunnel), no tunnel; DNS to 10.96.0.10',
                   'stunnel': 'stunnel TLS 1.3, client in ws, server in the mgr pod',
                   'sshuttle': 'sshuttle --method nat --dns in ws, sshd in the mgr pod',
-                  'kbridge': 'kbridge connect in ws'},
-        'env': env, 'results': r, 'ratios': ratios, 'targets': T, 'runs': raw, 'notes': notes,
+                  'kbridge': 'kbridge connect in ws',
+                  'relay': 'the floor: two plain TCP relays, no TLS (HAProxy mode tcp, one thread), '
+                           'client in ws, server in the mgr pod'},
+        'env': env, 'results': r, 'ratios': ratios, 'targets': T, 'floor_targets': F, 'runs': raw,
+        'notes': notes,
         'table': lines})
 
 

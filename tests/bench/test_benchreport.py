@@ -137,6 +137,12 @@ class Iperf3(unittest.TestCase):
         self.assertIsNone(br.parse_roles('null 100 a=1,1 a=2,2'))
         self.assertIsNone(br.parse_roles('0 100'))
         self.assertEqual(br.parse_roles('1024 100 a=1,1'), {})  # no "after": nothing
+        # connect's relays: 0 calls before, perf's count after, "-" when perf
+        # counted nothing: the CPU figure stays, the calls are unknown
+        d = br.parse_roles('%d 100 r=10,0 s=0,0 r=110,2048 s=50,-' % 2**30)
+        self.assertEqual(d, {'r': {'cpu_s_per_gib': 1.0, 'syscalls_per_mib': 2.0},
+                             's': {'cpu_s_per_gib': 0.5, 'syscalls_per_mib': None}})
+        self.assertEqual(br.parse_roles('1024 100 a=1,x a=2,y'), {})  # garbage calls: skipped
 
     def test_refused_and_garbage(self):
         self.assertIsNone(br.parse_iperf3(sample('iperf-refused.json')))
@@ -430,6 +436,7 @@ class Reports(unittest.TestCase):
         gib = 2**30
         res = ('env binaries b\nenv machine Some CPU|2.00\ndirect tput1 2.0000\nstunnel tput1 0.5000\n'
                'kbridge tput1 1.0000\nkbridge http_ka 500\ndirect http_ka 1000\nkbridge cpu_tput1 150\n'
+               'direct http_new 1000\nrelay http_new 750\n'
                'kbridge roles_tput1 %d 100 kbridged=0,0 manager=0,0 kbridged=100,1024 manager=50,0\n'
                'stunnel roles_tput1 %d 100 stunnel-client=0,0 stunnel-server=0,0 '
                'stunnel-client=200,0 stunnel-server=100,0\n' % (gib, gib))
@@ -445,8 +452,42 @@ class Reports(unittest.TestCase):
         self.assertRegex(txt, r'stunnel \(both\) +3\.00 +n/a')
         self.assertRegex(txt, r'kbridge/stunnel +0\.50x +-')
         self.assertIn("machine's 2.00 GB/s: 0.54 CPU-s", txt)
-        self.assertRegex(txt, r'throughput, 1 stream +Gbit/s +2\.000 +0\.500 +n/a +1\.000 \|')
+        self.assertRegex(txt, r'throughput, 1 stream +Gbit/s +2\.000 +0\.500 +n/a +1\.000 +n/a \|')
         self.assertIn('150%', txt)
+        # the relay's new connections at 0.75x direct meet the target; its
+        # other figures missing: ratios and targets unknown, not failed
+        self.assertIsNone(j['ratios']['tput1']['kbridge/relay'])
+        self.assertEqual(j['ratios']['http_new']['relay/direct'], 0.75)
+        self.assertEqual([t['pass'] for t in j['floor_targets']], [None, None, None, True])
+        self.assertRegex(txt, r'relay chain new connections/s vs direct \(0\.75x\) +0\.75x +PASS\n')
+
+    def test_connect_floor(self):
+        # a recorded results file (samples/README) and the report made from it
+        txt, j = self.run_report(br.report_connect, sample('connect-results'), 5, False, 250)
+        rt = j['ratios']
+        self.assertEqual(j['results']['relay']['tput1'], 3.1075)
+        self.assertEqual(j['results']['relay']['http_new'], 3438.5)
+        self.assertEqual(rt['http_new']['relay/direct'], round(3438.5 / 6852.8, 4))
+        self.assertEqual(rt['http_ka']['kbridge/relay'], round(14989.34 / 9479.51, 4))
+        self.assertEqual(rt['tput8']['relay/stunnel'], round(2.7372 / 3.8908, 4))
+        self.assertEqual(j['results']['relay']['roles_tput1']['relay-client']['syscalls_per_mib'], 129.7)
+        self.assertEqual(j['results']['relay']['cpu_http_new'], 73)
+        F = {t['target']: t for t in j['floor_targets']}
+        self.assertEqual(F['relay chain new connections/s vs direct (0.75x)']['pass'], False)
+        self.assertEqual(F['relay chain throughput 8 streams vs stunnel (1.3x)']['pass'], False)
+        self.assertEqual(F['relay chain keep-alive req/s vs direct (0.7x)']['measured'], '0.45x')
+        # kbridge's own targets are as before, and its column as before
+        self.assertEqual([t['target'] for t in j['targets']][:4], [
+            'kbridge throughput 1 stream >= 1.3x stunnel', 'kbridge throughput 8 streams >= 1.3x stunnel',
+            'keep-alive req/s >= 0.7x direct', 'new connections/s >= 0.75x direct'])
+        self.assertRegex(txt, r'HTTP new connection each +req/s +6853 +706 +1218 +4434 +3438 \| +0\.10x '
+                              r'+0\.18x +0\.65x +6\.28x +3\.64x +0\.50x +1\.29x\n')
+        self.assertRegex(txt, r'relay-client +0\.70 +0\.81 +129\.7 +137\.6\n')
+        self.assertRegex(txt, r'kbridge/relay +1\.24x +1\.16x\n')
+        self.assertRegex(txt, r'HTTP new connection each +129% +131% +62% +73%\n')
+        self.assertIn('kbridge / relay: 1 stream 1.23x; 8 streams 1.12x; keep-alive 1.58x; '
+                      'new connections 1.29x', txt)
+        self.assertEqual(j['notes'], ['sshuttle: 1 of 200 DNS lookups failed'])
 
     def test_portforward(self):
         # VARIANT TEST ROUND GBIT_S TICKS BYTES
