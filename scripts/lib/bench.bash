@@ -23,12 +23,15 @@ bench_usage() {
 	cat <<USAGE
 usage: scripts/bench connect|intercept|h2|preview|portforward|k8sconnect|kintercept|dns|team [--quick]
 
-  connect   compare kbridge connect with the direct path, stunnel (TLS 1.3)
-            and sshuttle; prints a table and writes build/bench-connect.json
+  connect   compare kbridge connect with the direct path, stunnel (TLS 1.3),
+            sshuttle and two plain TCP relays without TLS (HAProxy mode tcp,
+            the floor); prints a table and writes build/bench-connect.json
   intercept compare the kbridge sidecar (with another user's header intercept
             active) with HAProxy and nginx as header-routing proxies and with
             the app alone, plus requests through an intercept to a
-            workstation; prints a table and writes build/bench-intercept.json
+            workstation and, as the floor, through three plain TCP relays
+            where kbridge's hops are; prints a table and writes
+            build/bench-intercept.json
   h2        HTTP/2 without TLS (h2c, prior knowledge, h2load) routed by
             header: the sidecar (bob's header intercept active, every stream
             routed) vs HAProxy (proto h2, a backend for bob's header) vs the
