@@ -19,6 +19,11 @@ def sample(name):
         return f.read()
 
 
+# A report_intercept results file's environment lines, and its run line:
+# VARIANT ROUND SECS CPU APP PATH WALL_NS RSS ANON RC UP VCS H0 H1 SERVED OUT
+IC_ENV = 'env binaries b1\nenv load_before 0.10 0 0\nenv load_after 0.20 0 0\nenv machine AMD EPYC|3.94\n'
+IC_RUN = 'run %s %d 1 %d %d %d 1100000000 5000 1000 0 4 100 0,0 100,200 %d %s/%s\n'
+
 class ToUs(unittest.TestCase):
     def test_units(self):
         self.assertEqual(br.to_us('780.00us'), 780)
@@ -245,7 +250,7 @@ class Reports(unittest.TestCase):
 
     def test_intercept(self):
         s = os.path.join(HERE, 'samples')
-        env = 'env binaries b1\nenv load_before 0.10 0 0\nenv load_after 0.20 0 0\nenv machine AMD EPYC|3.94\n'
+        env = IC_ENV
         # VARIANT ROUND SECS CPU APP PATH WALL_NS RSS ANON RC UP VCS H0 H1 SERVED OUT
         run = 'run %s %d 1 %d 10 0 1100000000 5000 1000 0 4 100 0,0 100,200 %d %s/%s\n'
         txt, j = self.run_report(br.report_intercept, env +
@@ -269,9 +274,7 @@ class Reports(unittest.TestCase):
     def test_intercept_path(self):
         """e and e1: the path's CPU against bob's local nginx (the APP field), -c1 ratios."""
         s = os.path.join(HERE, 'samples')
-        env = 'env binaries b1\nenv load_before 0.10 0 0\nenv load_after 0.20 0 0\nenv machine AMD EPYC|3.94\n'
-        # VARIANT ROUND SECS CPU APP PATH WALL_NS RSS ANON RC UP VCS H0 H1 SERVED OUT
-        run = 'run %s %d 1 %d %d %d 1100000000 5000 1000 0 4 100 0,0 100,200 %d %s/%s\n'
+        env, run = IC_ENV, IC_RUN
         txt, j = self.run_report(br.report_intercept, env +
                                  run % ('app1', 1, 10, 10, 0, 1491, s, 'wrk-ok.out') +
                                  run % ('icpt1', 1, 5, 4, 12, 1491, s, 'wrk-ok.out') +
@@ -302,9 +305,7 @@ class Reports(unittest.TestCase):
         """f and f1, the relay chain: its CPU by relay, its -c1 ratio, and
         intercept / relay chain, whole and hop by hop, in the text and the JSON."""
         s = os.path.join(HERE, 'samples')
-        env = 'env binaries b1\nenv load_before 0.10 0 0\nenv load_after 0.20 0 0\nenv machine AMD EPYC|3.94\n'
-        # VARIANT ROUND SECS CPU APP PATH WALL_NS RSS ANON RC UP VCS H0 H1 SERVED OUT
-        run = 'run %s %d 1 %d %d %d 1100000000 5000 1000 0 4 100 0,0 100,200 %d %s/%s\n'
+        env, run = IC_ENV, IC_RUN
         txt, j = self.run_report(br.report_intercept, env +
                                  run % ('app1', 1, 10, 10, 0, 1491, s, 'wrk-ok.out') +
                                  run % ('icpt', 1, 12, 4, 12, 1491, s, 'wrk-ok.out') +
@@ -351,7 +352,7 @@ class Reports(unittest.TestCase):
 
     def test_h2(self):
         s = os.path.join(HERE, 'samples')
-        env = 'env binaries b1\nenv load_before 0.10 0 0\nenv load_after 0.20 0 0\nenv machine AMD EPYC|3.94\n'
+        env = IC_ENV
         # VARIANT ROUND SECS CPU WALL_NS RSS ANON RC H0 H1 OUT
         run = 'run %s %d 2 %d 2000000000 9000 3000 %d 0,0 100,200 %s/%s\n'
         txt, j = self.run_report(br.report_h2, env +

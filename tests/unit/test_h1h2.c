@@ -212,52 +212,35 @@ page_got(void *arg)
 	return answered(arg) || memmem(got, gotlen, H1H2_NOT_H1 "\n", strlen(H1H2_NOT_H1) + 1);
 }
 
-/* As replay_call(), but the fake sidecar's 502 (with fake_hdrs) must
- * reach the browser as it is: no replay. 1 if so. */
-static int
-no_replay_call(uint64_t key, const uint8_t *src)
-{
-	int fine;
-
-	proto_now = learnt = H1H2_UNKNOWN;
-	replay_mode = 1;
-	opens = asked = 0;
-	grpcweb_call_from(key, src, "Unary", "no");
-	fine = run_until(fake_asked, NULL, 5000) && fake_not_h1(fake_fd) &&
-	    run_until(page_got, NULL, 5000) && opens == 1 &&
-	    strncmp(got, "HTTP/1.1 502 Bad Gateway\r\n", 26) == 0 &&
-	    memmem(got, gotlen, H1H2_NOT_H1, strlen(H1H2_NOT_H1)) != NULL &&
-	    learnt == H1H2_UNKNOWN;
-	if (!fine)
-		printf("# no_replay_call: opens %d, got %.60s\n", opens, got);
-	close(cl);
-	close(fake_fd);
-	fake_fd = -1;
-	replay_mode = 0;
-	run_for(50);
-	return fine;
-}
-
 /* A gRPC-web call to preview key from src, not known yet: HTTP/1.1 first,
- * the fake sidecar answers it did not speak that, the request (its body
- * kept) goes again as h2c to the gRPC server. 1 if its answer came. */
+ * the fake sidecar answers (with fake_hdrs) that it did not speak that.
+ * With msg, the request (its body kept) must go again as h2c to the gRPC
+ * server and its answer come; with msg NULL, the 502 must reach the
+ * browser as it is: no replay. 1 if so. */
 static int
-replay_call(uint64_t key, const uint8_t *src, const char *msg)
+call(uint64_t key, const uint8_t *src, const char *msg)
 {
 	int fine;
 
 	proto_now = learnt = H1H2_UNKNOWN;
 	replay_mode = 1;
 	opens = asked = 0;
-	grpcweb_call_from(key, src, "Unary", msg);
-	fine = run_until(fake_asked, NULL, 5000) && fake_not_h1(fake_fd) &&
-	    run_until(answered, NULL, 10000) && opens == 2 &&
-	    strncmp(got, "HTTP/1.1 200 OK\r\n", 17) == 0 &&
-	    memmem(got, gotlen, "alice: ", 7) != NULL &&
-	    memmem(got, gotlen, msg, strlen(msg)) != NULL &&
-	    memmem(got, gotlen, H1H2_NOT_H1, strlen(H1H2_NOT_H1)) == NULL && learnt == H1H2_H2C;
+	grpcweb_call_from(key, src, "Unary", msg ? msg : "no");
+	fine = run_until(fake_asked, NULL, 5000) && fake_not_h1(fake_fd);
+	if (msg)
+		fine = fine && run_until(answered, NULL, 10000) && opens == 2 &&
+		    strncmp(got, "HTTP/1.1 200 OK\r\n", 17) == 0 &&
+		    memmem(got, gotlen, "alice: ", 7) != NULL &&
+		    memmem(got, gotlen, msg, strlen(msg)) != NULL &&
+		    memmem(got, gotlen, H1H2_NOT_H1, strlen(H1H2_NOT_H1)) == NULL &&
+		    learnt == H1H2_H2C;
+	else
+		fine = fine && run_until(page_got, NULL, 5000) && opens == 1 &&
+		    strncmp(got, "HTTP/1.1 502 Bad Gateway\r\n", 26) == 0 &&
+		    memmem(got, gotlen, H1H2_NOT_H1, strlen(H1H2_NOT_H1)) != NULL &&
+		    learnt == H1H2_UNKNOWN;
 	if (!fine)
-		printf("# replay_call: opens %d, got %.60s\n", opens, got);
+		printf("# %s: opens %d, got %.60s\n", msg ? "replay" : "no replay", opens, got);
 	close(cl);
 	close(fake_fd);
 	fake_fd = -1;
@@ -622,21 +605,21 @@ main(void)
 	}
 
 	/* not known yet: HTTP/1.1 first; the sidecar's 502 -> h2c, learnt */
-	ok(replay_call(7, src_a, "again"));
+	ok(call(7, src_a, "again"));
 	/* the header's name in any case, as HTTP/1.1 allows */
 	fake_hdrs = "KBridge-Upstream-Proto: not-http1\r\n";
-	ok(replay_call(7, src_a, "again"));
+	ok(call(7, src_a, "again"));
 	/* its text alone is not the mark: the 502 goes to the browser */
 	fake_hdrs = "";
-	ok(no_replay_call(7, src_a));
+	ok(call(7, src_a, NULL));
 	/* nor another value, nor the mark renamed (as the sidecar does to an
 	 * app's: agent/httpproxy.c) */
 	fake_hdrs = H1H2_PROTO_HEADER ": " H1H2_NOT_H2C "\r\n";
-	ok(no_replay_call(7, src_a));
+	ok(call(7, src_a, NULL));
 	fake_hdrs = H1H2_PROTO_HEADER ": " H1H2_NOT_HTTP1 "x\r\n";
-	ok(no_replay_call(7, src_a));
+	ok(call(7, src_a, NULL));
 	fake_hdrs = "kbridge-upstream-protx: " H1H2_NOT_HTTP1 "\r\n";
-	ok(no_replay_call(7, src_a));
+	ok(call(7, src_a, NULL));
 	fake_hdrs = MARK_H1;
 
 	/* The bodies kept for replays: one visitor's address keeps at most
@@ -656,13 +639,13 @@ main(void)
 		ok(fill_share(20, src_a, 80) == H1H2_SRC_BODIES_MAX / per);
 		ok(hh_bodies == (size_t)(H1H2_SRC_BODIES_MAX / per) * per);
 		/* another address, the same preview */
-		ok(replay_call(20, src_b, mb));
+		ok(call(20, src_b, mb));
 		/* a third address meets the preview's share */
 		ok(fill_share(20, src_c, 80) == H1H2_SRC_BODIES_MAX / per);
 		ok(fill_share(20, src_e, 80) == 0);
 		ok(hh_bodies <= H1H2_PREVIEW_BODIES_MAX);
 		/* another preview, another address */
-		ok(replay_call(21, src_d, md));
+		ok(call(21, src_d, md));
 		while (nfills > 0)
 			close(fills[--nfills]);
 		while (nsinks > 0)
