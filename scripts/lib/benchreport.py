@@ -854,19 +854,18 @@ def ic_targets(f):
     mx = f.spread['sidecar'].get('rssanon_kib', {}).get('max')
     target(T, 'sidecar RssAnon < 4 MiB under load', x, None if x is None else x < 4096,
            '-' if x is None else '%.0f kB (max %s)' % (x, mx))
-    x = f.g('icpt', 'path_per_app_cpu')
-    target(T, 'intercept path CPU <= 2.5x local app', x, None if x is None else x <= 2.5,
-           '-' if x is None else '%s vs %s us (%s)' % (f.c('icpt', 'path_cpu_us_per_req', '%.1f'),
-                                                      f.c('icpt', 'app_cpu_us_per_req', '%.1f'), fmt_ratio(x)))
-    x = ratio(f.g('icpt1', 'rps'), f.g('app1', 'rps'))
-    target(T, 'intercept -c1 req/s >= 0.5x app alone', x, None if x is None else x >= 0.5, fmt_ratio(x))
-    # the same two targets for the floor: can any three-hop relay meet them here?
-    x = f.g('relay', 'path_per_app_cpu')
-    target(T, 'floor: relay chain CPU <= 2.5x local app', x, None if x is None else x <= 2.5,
-           '-' if x is None else '%s vs %s us (%s)' % (f.c('relay', 'path_cpu_us_per_req', '%.1f'),
-                                                      f.c('relay', 'app_cpu_us_per_req', '%.1f'), fmt_ratio(x)))
-    x = ratio(f.g('relay1', 'rps'), f.g('app1', 'rps'))
-    target(T, 'floor: relay -c1 req/s >= 0.5x app alone', x, None if x is None else x >= 0.5, fmt_ratio(x))
+    # the intercept path's two targets, then the same for the floor: can
+    # any three-hop relay meet them here?
+    for v, cpu_lab, c1_lab in (('icpt', 'intercept path CPU <= 2.5x local app',
+                                'intercept -c1 req/s >= 0.5x app alone'),
+                               ('relay', 'floor: relay chain CPU <= 2.5x local app',
+                                'floor: relay -c1 req/s >= 0.5x app alone')):
+        x = f.g(v, 'path_per_app_cpu')
+        target(T, cpu_lab, x, None if x is None else x <= 2.5,
+               '-' if x is None else '%s vs %s us (%s)' % (f.c(v, 'path_cpu_us_per_req', '%.1f'),
+                                                          f.c(v, 'app_cpu_us_per_req', '%.1f'), fmt_ratio(x)))
+        x = ratio(f.g(v + '1', 'rps'), f.g('app1', 'rps'))
+        target(T, c1_lab, x, None if x is None else x >= 0.5, fmt_ratio(x))
     return T
 
 
