@@ -687,6 +687,10 @@ IC_HOPS = ['sidecar', 'manager', 'kbridged']  # e, e1: the path's processes, as 
 RELAY_HOPS = ['relay_web', 'relay_mgr', 'relay_bob']  # f, f1: the relays, in the same places
 IC_SPLIT = {'icpt': IC_HOPS, 'icpt1': IC_HOPS, 'relay': RELAY_HOPS, 'relay1': RELAY_HOPS}
 IC_KEYS += ['%s_%s_per_req' % (h, k) for k in ('cpu_us', 'sleeps') for h in IC_HOPS + RELAY_HOPS]
+# e, e1, f, f1: TCP segments sent in each namespace of the path and IP
+# datagrams the node forwarded, as "segs" records them
+IC_SEGS = ['segs_web', 'segs_mgr', 'segs_bob', 'fwd_node']
+IC_KEYS += ['%s_per_req' % k for k in IC_SEGS]
 
 
 def path_variant(v):
@@ -708,6 +712,12 @@ def intercept_split(runs, extra, hz):
             for i, h in enumerate(hops):
                 d['%s_cpu_us_per_req' % h] = per_request(int(f[i]), hz, n)
                 d['%s_sleeps_per_req' % h] = round(int(f[len(hops) + i]) / n, 3)
+        for d in runs.get(v, []):
+            f = extra.get('segs', {}).get('%s-%s' % (v, d['round']), '').split()
+            n = d['requests']
+            if len(f) == len(IC_SEGS) and n:
+                for k, x in zip(IC_SEGS, f):
+                    d['%s_per_req' % k] = round(int(x) / n, 3)
 
 
 def intercept_runs(results, hz):
@@ -781,6 +791,12 @@ def ic_cpu_lines(f):
                 '%s %s / %s' % (h, f.c(v, '%s_cpu_us_per_req' % h, '%.1f'), f.c(v, '%s_sleeps_per_req' % h, '%.2f'))
                 for h in IC_HOPS)))
     out += relay_lines(f)
+    for v, lab in (('icpt', 'e'), ('icpt1', 'e1'), ('relay', 'f'), ('relay1', 'f1')):
+        if f.g(v, 'segs_web_per_req') is not None:
+            out.append('%s) TCP segments sent per request: web pod %s, mgr pod %s, bob %s (his nginx\'s answers '
+                       'among them); IP datagrams the node forwarded %s' % (
+                           lab, f.c(v, 'segs_web_per_req', '%.2f'), f.c(v, 'segs_mgr_per_req', '%.2f'),
+                           f.c(v, 'segs_bob_per_req', '%.2f'), f.c(v, 'fwd_node_per_req', '%.2f')))
     return out
 
 

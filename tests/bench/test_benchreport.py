@@ -315,7 +315,21 @@ class Reports(unittest.TestCase):
                                  'split icpt-1 6 2 4 3000 1491 0\n' +
                                  # ticks, then sleeps, of the web, mgr and bob relays
                                  'split relay-1 2 1 3 30 40 50\n' +
-                                 'split relay1-1 2 1\n', 1, 1, True, 100)
+                                 'split relay1-1 2 1\n' +
+                                 # segs VARIANT-ROUND: TCP segments sent in web, mgr, bob; node's forwards
+                                 'segs icpt-1 1749 462 3414 3609\n' +
+                                 'segs relay-1 2982 2982 4473 5964\n' +
+                                 'segs relay1-1 5 5\n', 1, 1, True, 100)
+        self.assertEqual(j['runs']['icpt'][0]['segs_web_per_req'], round(1749 / 1491, 3))
+        self.assertEqual(j['runs']['relay'][0]['fwd_node_per_req'], 4.0)
+        self.assertRegex(txt, r'e\) TCP segments sent per request: web pod 1\.17, mgr pod 0\.31, bob 2\.29 '
+                         r'\(his nginx\'s answers among them\); IP datagrams the node forwarded 2\.42')
+        self.assertRegex(txt, r'f\) TCP segments sent per request: web pod 2\.00, mgr pod 2\.00, bob 3\.00 .*'
+                         r'forwarded 4\.00')
+        # a short line says nothing
+        self.assertNotIn('segs_web_per_req', j['medians']['relay1'])
+        self.assertNotIn('f1) TCP segments', txt)
+        self.assertNotIn('e1) TCP segments', txt)
         m = j['medians']['relay']
         self.assertEqual(m['path_per_app_cpu'], 1.5)
         self.assertEqual(m['relay_web_cpu_us_per_req'], round(0.02 * 1e6 / 1491, 2))
