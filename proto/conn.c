@@ -421,6 +421,13 @@ read_batch(struct kb_conn *c, size_t want, size_t *got)
 			return KB_CONN_ERROR;
 		}
 		if (c->ssl) {
+			/* Nothing left to decrypt: rbuf is used up, the socket
+			 * was found empty (not at its end, nor failed) and
+			 * OpenSSL holds no record, not even part of one, so
+			 * SSL_read could only say WANT_READ. */
+			if (c->roff == c->rlen && c->drained && !c->reof && !c->rerr &&
+			    !SSL_has_pending(c->ssl))
+				return 0;
 			ERR_clear_error();
 			n = SSL_read(c->ssl, v.iov_base, READ_CHUNK);
 			if (n <= 0) {
