@@ -702,20 +702,20 @@ def intercept_split(runs, extra, hz):
     """e, e1 (f, f1): the path's CPU and sleeps per request, process by
     process, from the "split" lines (VARIANT-ROUND, then CPU ticks and
     voluntary context switches of the sidecar, the manager and bob's kbridged,
-    or of the web, mgr and bob relays), into each run."""
+    or of the web, mgr and bob relays), and its TCP segments per request,
+    namespace by namespace, from the "segs" lines, into each run."""
     for v, hops in IC_SPLIT.items():
         for d in runs.get(v, []):
-            f = extra.get('split', {}).get('%s-%s' % (v, d['round']), '').split()
-            n = d['requests']
-            if len(f) != 2 * len(hops) or not n:
+            key, n = '%s-%s' % (v, d['round']), d['requests']
+            if not n:
                 continue
-            for i, h in enumerate(hops):
-                d['%s_cpu_us_per_req' % h] = per_request(int(f[i]), hz, n)
-                d['%s_sleeps_per_req' % h] = round(int(f[len(hops) + i]) / n, 3)
-        for d in runs.get(v, []):
-            f = extra.get('segs', {}).get('%s-%s' % (v, d['round']), '').split()
-            n = d['requests']
-            if len(f) == len(IC_SEGS) and n:
+            f = extra.get('split', {}).get(key, '').split()
+            if len(f) == 2 * len(hops):
+                for i, h in enumerate(hops):
+                    d['%s_cpu_us_per_req' % h] = per_request(int(f[i]), hz, n)
+                    d['%s_sleeps_per_req' % h] = round(int(f[len(hops) + i]) / n, 3)
+            f = extra.get('segs', {}).get(key, '').split()
+            if len(f) == len(IC_SEGS):
                 for k, x in zip(IC_SEGS, f):
                     d['%s_per_req' % k] = round(int(x) / n, 3)
 
