@@ -686,7 +686,10 @@ IC_KEYS = ['rps', 'p50_us', 'p99_us', 'cpu_us_per_req', 'vmrss_kib', 'rssanon_ki
 IC_HOPS = ['sidecar', 'manager', 'kbridged']  # e, e1: the path's processes, as "split" records them
 RELAY_HOPS = ['relay_web', 'relay_mgr', 'relay_bob']  # f, f1: the relays, in the same places
 IC_SPLIT = {'icpt': IC_HOPS, 'icpt1': IC_HOPS, 'relay': RELAY_HOPS, 'relay1': RELAY_HOPS}
-IC_KEYS += ['%s_%s_per_req' % (h, k) for k in ('cpu_us', 'sleeps') for h in IC_HOPS + RELAY_HOPS]
+IC_KEYS += ['%s_%s_per_req' % (h, k) for k in ('cpu_us', 'sleeps', 'sys_us') for h in IC_HOPS + RELAY_HOPS]
+# e, e1, f, f1: the system (kernel) and user parts of the path's CPU, and the
+# system part of bob's nginx's, as the "split" lines' last fields give them
+IC_KEYS += ['path_sys_us_per_req', 'path_user_us_per_req', 'app_sys_us_per_req']
 # e, e1, f, f1: TCP segments sent in each namespace of the path and IP
 # datagrams the node forwarded, as "segs" records them
 IC_SEGS = ['segs_web', 'segs_mgr', 'segs_bob', 'fwd_node']
@@ -710,10 +713,19 @@ def intercept_split(runs, extra, hz):
             if not n:
                 continue
             f = extra.get('split', {}).get(key, '').split()
-            if len(f) == 2 * len(hops):
+            k = len(hops)
+            if len(f) in (2 * k, 3 * k + 1):
                 for i, h in enumerate(hops):
                     d['%s_cpu_us_per_req' % h] = per_request(int(f[i]), hz, n)
-                    d['%s_sleeps_per_req' % h] = round(int(f[len(hops) + i]) / n, 3)
+                    d['%s_sleeps_per_req' % h] = round(int(f[k + i]) / n, 3)
+            if len(f) == 3 * k + 1:
+                # then each hop's system ticks and the app's
+                for i, h in enumerate(hops):
+                    d['%s_sys_us_per_req' % h] = per_request(int(f[2 * k + i]), hz, n)
+                sys_t = sum(int(x) for x in f[2 * k:3 * k])
+                d['path_sys_us_per_req'] = per_request(sys_t, hz, n)
+                d['path_user_us_per_req'] = per_request(sum(int(x) for x in f[:k]) - sys_t, hz, n)
+                d['app_sys_us_per_req'] = per_request(int(f[3 * k]), hz, n)
             f = extra.get('segs', {}).get(key, '').split()
             if len(f) == len(IC_SEGS):
                 for k, x in zip(IC_SEGS, f):
@@ -791,6 +803,7 @@ def ic_cpu_lines(f):
                 '%s %s / %s' % (h, f.c(v, '%s_cpu_us_per_req' % h, '%.1f'), f.c(v, '%s_sleeps_per_req' % h, '%.2f'))
                 for h in IC_HOPS)))
     out += relay_lines(f)
+    out += kernel_lines(f)
     for v, lab in (('icpt', 'e'), ('icpt1', 'e1'), ('relay', 'f'), ('relay1', 'f1')):
         if f.g(v, 'segs_web_per_req') is not None:
             out.append('%s) TCP segments sent per request: web pod %s, mgr pod %s, bob %s (his nginx\'s answers '
@@ -853,9 +866,54 @@ def relay_lines(f):
     return out
 
 
+def kernel_bound(f, v):
+    """e or f at -c50: the system (kernel) part of the path's CPU per
+    request against bob's nginx's whole CPU, and the user time the three
+    processes could spend at 2.5x his nginx with the kernel's part as it is
+    (issue 17, point 2a); None without the system ticks."""
+    ps, pu = f.g(v, 'path_sys_us_per_req'), f.g(v, 'path_user_us_per_req')
+    app = f.g(v, 'app_cpu_us_per_req')
+    if None in (ps, pu, app) or not app:
+        return None
+    budget = 2.5 * app - ps
+    return {'path_sys_us_per_req': ps, 'path_user_us_per_req': pu, 'app_cpu_us_per_req': app,
+            'app_sys_us_per_req': f.g(v, 'app_sys_us_per_req'),
+            'path_sys_per_app_cpu': round(ps / app, 3),
+            'user_budget_us_at_2_5x': round(budget, 2),
+            'user_budget_share': round(budget / pu, 3) if pu > 0 and budget > 0 else None}
+
+
+def kernel_lines(f):
+    out = []
+    for v, lab, hops in (('icpt', 'e', IC_HOPS), ('relay', 'f', RELAY_HOPS)):
+        kb = kernel_bound(f, v)
+        if kb is None:
+            continue
+        out.append('%s) system (kernel) time per request: %.1f us (%s), %.2f x bob\'s nginx\'s whole CPU (%.1f us, '
+                   '%s us of it system); user time %.1f us' % (
+                       lab, kb['path_sys_us_per_req'],
+                       ', '.join('%s %s' % (h.replace('relay_', ''), f.c(v, '%s_sys_us_per_req' % h, '%.1f'))
+                                 for h in hops),
+                       kb['path_sys_per_app_cpu'], kb['app_cpu_us_per_req'], f.c(v, 'app_sys_us_per_req', '%.1f'),
+                       kb['path_user_us_per_req']))
+        if kb['user_budget_us_at_2_5x'] <= 0:
+            out.append('   the kernel\'s part alone is over 2.5x bob\'s nginx')
+        elif kb['user_budget_share'] is None:
+            out.append('   at 2.5x bob\'s nginx, with the kernel\'s part as it is, the three would have %.1f us of user '
+                       'time per request (they spend none)' % kb['user_budget_us_at_2_5x'])
+        else:
+            out.append('   at 2.5x bob\'s nginx, with the kernel\'s part as it is, the three would have %.1f us of user '
+                       'time per request: %.0f %% of the %.1f us they spend' % (
+                           kb['user_budget_us_at_2_5x'], 100 * kb['user_budget_share'],
+                           kb['path_user_us_per_req']))
+    return out
+
+
 def ic_floor(f):
-    """The JSON's "floor": f and f1's figures and e / f."""
-    return {'floor': relay_floor(f)}
+    """The JSON's "floor": f and f1's figures and e / f; "kernel_bound": the
+    system part of e's and f's CPU and the user time left at 2.5x."""
+    return {'floor': relay_floor(f),
+            'kernel_bound': {'icpt': kernel_bound(f, 'icpt'), 'relay': kernel_bound(f, 'relay')}}
 
 
 def ic_targets(f):

@@ -293,6 +293,10 @@ class Reports(unittest.TestCase):
         # a short line says nothing
         self.assertNotIn('sidecar_cpu_us_per_req', j['medians']['icpt1'])
         self.assertNotIn('e1) by process', txt)
+        # a line without the system ticks (the bench's before them) says nothing of the kernel
+        self.assertNotIn('path_sys_us_per_req', j['medians']['icpt'])
+        self.assertIsNone(j['kernel_bound']['icpt'])
+        self.assertNotIn('system (kernel) time', txt)
         self.assertEqual(j['runs']['icpt1'][0]['path_per_app_cpu'], 3.0)
         self.assertIsNone(j['runs']['app1'][0]['path_per_app_cpu'])
         t = {x['target']: x for x in j['targets']}
@@ -300,6 +304,46 @@ class Reports(unittest.TestCase):
         self.assertIs(t['intercept -c1 req/s >= 0.5x app alone']['pass'], True)  # same wrk output: 1.0x
         self.assertIn('e1 intercept (bob), -c1', txt)
         self.assertNotIn('icpt1 round 1: wrk\'s latencies', ' '.join(j['notes']))
+
+    def test_intercept_kernel_bound(self):
+        """e and f: the system part of the path's CPU (the split line's last
+        four fields: each hop's system ticks, then the app's) against bob's
+        nginx's whole CPU, and the user time left at 2.5x."""
+        s = os.path.join(HERE, 'samples')
+        env, run = IC_ENV, IC_RUN
+        txt, j = self.run_report(br.report_intercept, env +
+                                 run % ('icpt', 1, 5, 4, 12, 1491, s, 'wrk-ok.out') +
+                                 run % ('relay', 1, 6, 4, 6, 1491, s, 'wrk-ok.out') +
+                                 run % ('icpt1', 1, 5, 4, 12, 1491, s, 'wrk-ok.out') +
+                                 # ticks, sleeps, system ticks of sidecar, manager, kbridged; the app's system ticks
+                                 'split icpt-1 6 2 4 3000 1491 0 5 1 3 3\n' +
+                                 'split relay-1 2 1 3 30 40 50 2 1 3 2\n' +
+                                 'split icpt1-1 6 2 4 3000 1491 0 5 1\n', 1, 1, True, 100)
+
+        def us(t):
+            return round(t / 100 * 1e6 / 1491, 2)
+        m = j['medians']['icpt']
+        self.assertEqual(m['sidecar_sys_us_per_req'], us(5))
+        self.assertEqual(m['kbridged_sys_us_per_req'], us(3))
+        self.assertEqual(m['path_sys_us_per_req'], us(9))
+        self.assertEqual(m['path_user_us_per_req'], us(3))
+        self.assertEqual(m['app_sys_us_per_req'], us(3))
+        k = j['kernel_bound']['icpt']
+        self.assertEqual(k['path_sys_per_app_cpu'], round(us(9) / us(4), 3))
+        self.assertAlmostEqual(k['user_budget_us_at_2_5x'], 2.5 * us(4) - us(9), places=2)
+        self.assertAlmostEqual(k['user_budget_share'], (2.5 * us(4) - us(9)) / us(3), places=2)
+        self.assertRegex(txt, r'e\) system \(kernel\) time per request: 60\.4 us \(sidecar 33\.5, manager 6\.7, '
+                         r'kbridged 20\.1\), 2\.25 x bob\'s nginx\'s whole CPU \(26\.8 us, 20\.1 us of it system\); '
+                         r'user time 20\.1 us')
+        self.assertIn('the three would have 6.7 us of user time per request: 33 % of the 20.1 us they spend', txt)
+        # f: all of the relays' CPU is system time here
+        self.assertEqual(j['kernel_bound']['relay']['path_user_us_per_req'], 0)
+        self.assertIsNone(j['kernel_bound']['relay']['user_budget_share'])
+        self.assertRegex(txt, r'f\) system \(kernel\) time per request: 40\.2 us \(web 13\.4, mgr 6\.7, bob 20\.1\)')
+        self.assertIn('(they spend none)', txt)
+        # a line cut off in the system ticks says nothing at all
+        self.assertNotIn('path_sys_us_per_req', j['medians']['icpt1'])
+        self.assertNotIn('sidecar_sleeps_per_req', j['medians']['icpt1'])
 
     def test_intercept_relay_floor(self):
         """f and f1, the relay chain: its CPU by relay, its -c1 ratio, and
