@@ -670,6 +670,13 @@ static void
 stream_start(struct kb_stream *st, int read_now)
 {
 	st->flags |= ST_ACCEPTED;
+	/* Read since the OPEN (early data): the read event, level-triggered,
+	 * says when there is something. A readv now would find nothing yet
+	 * (EAGAIN), or take what the poll that brought this ACCEPT also
+	 * found, whose read event would then say EAGAIN: either way one
+	 * system call per new connection in kbridged. */
+	if (read_now && (st->flags & ST_READING))
+		return;
 	if (read_now)
 		stream_pump(st);
 	else

@@ -8,7 +8,28 @@
  *   test end (ep) --local--> [kb A: initiator] ==session== [kb B: responder] --local--> test end (ep)
  *      op[i].ep                 odd stream ids                even stream ids             acc[i].ep
  */
+#include <errno.h>
+#include <sys/uio.h>
+
+/* readv calls on one descriptor, and how many said EAGAIN (test_accept_read) */
+static int readv_watch = -1;
+static unsigned readv_calls, readv_eagain;
+
+static ssize_t
+counted_readv(int fd, const struct iovec *iov, int n)
+{
+	ssize_t r = readv(fd, iov, n);
+
+	if (fd == readv_watch) {
+		readv_calls++;
+		if (r < 0 && errno == EAGAIN)
+			readv_eagain++;
+	}
+	return r;
+}
+#define readv counted_readv
 #include "../../proto/session.c"
+#undef readv
 #include "dial.h"
 
 #include <event2/bufferevent.h>
@@ -2496,6 +2517,68 @@ test_cb_streams(void)
 	}
 }
 
+static int
+pred_flag_dt(void *arg)
+{
+	const struct sctx *b = arg;
+
+	return b->dt.st != NULL;
+}
+
+/* Our stream, read since the OPEN (the peer takes early data), is
+ * accepted: its socket is read when the read event says so, never for the
+ * ACCEPT itself, which found nothing yet (EAGAIN) or took what the same
+ * poll had reported, whose read event then said EAGAIN (one system call
+ * per new connection in kbridged, either way). same_poll: the ACCEPT and
+ * the client's first bytes come in one poll, the session's socket first,
+ * as when they arrive together; else the ACCEPT comes first. */
+static void
+accept_read_case(int same_poll)
+{
+	struct sctx a, b;
+	struct tstream op;
+	int sv[2];
+	size_t len = 100;
+
+	printf("# ACCEPT %s the client's first bytes: one readv, no EAGAIN\n",
+	    same_poll ? "in the same poll as" : "before");
+	ok(pair_up(&a, &b));
+	ok(a.s->peer_early > 0);
+	tstream_init(&op);
+	ok(open_stream(&a, &op, PORT_DEFER) != NULL);
+	ok(run_until(pred_flag_dt, &b, 2000));
+	readv_watch = op.st->fd;
+	readv_calls = readv_eagain = 0;
+	b.dt.ep.exp = pool;
+	b.dt.ep.explen = len;
+	mkpair(sv);
+	ep_attach(&b.dt.ep, sv[1]);
+	ok(kb_stream_accept(b.dt.st, sv[0], NULL, NULL) == 0);
+	if (same_poll) {
+		/* one pass: b sends the ACCEPT; a's poll is the next one */
+		event_base_loop(base, EVLOOP_ONCE | EVLOOP_NONBLOCK);
+	} else {
+		run_for(50);
+		ok(op.st && (op.st->flags & ST_ACCEPTED));
+	}
+	ok(readv_calls == 0);
+	ok(write(op.ep.fd, pool, len) == (ssize_t)len);
+	ok(run_until(pred_ep_rx, &b.dt.ep, 2000));
+	printf("# readv on the client's socket: %u, EAGAIN %u\n", readv_calls, readv_eagain);
+	ok(b.dt.ep.rxlen == len && !b.dt.ep.mismatch);
+	ok(readv_calls == 1 && readv_eagain == 0);
+	readv_watch = -1;
+	ep_close(&op.ep, 0);
+	pair_free(&a, &b);
+}
+
+static void
+test_accept_read(void)
+{
+	accept_read_case(1);
+	accept_read_case(0);
+}
+
 int
 main(void)
 {
@@ -2533,6 +2616,7 @@ main(void)
 	test_free_from_stream_close();
 	test_limits();
 	test_early_sender();
+	test_accept_read();
 	test_cb_streams();
 
 	run_for(50);
