@@ -713,19 +713,19 @@ def intercept_split(runs, extra, hz):
             if not n:
                 continue
             f = extra.get('split', {}).get(key, '').split()
-            k = len(hops)
-            if len(f) in (2 * k, 3 * k + 1):
+            nh = len(hops)
+            if len(f) in (2 * nh, 3 * nh + 1):
                 for i, h in enumerate(hops):
                     d['%s_cpu_us_per_req' % h] = per_request(int(f[i]), hz, n)
-                    d['%s_sleeps_per_req' % h] = round(int(f[k + i]) / n, 3)
-            if len(f) == 3 * k + 1:
+                    d['%s_sleeps_per_req' % h] = round(int(f[nh + i]) / n, 3)
+            if len(f) == 3 * nh + 1:
                 # then each hop's system ticks and the app's
                 for i, h in enumerate(hops):
-                    d['%s_sys_us_per_req' % h] = per_request(int(f[2 * k + i]), hz, n)
-                sys_t = sum(int(x) for x in f[2 * k:3 * k])
+                    d['%s_sys_us_per_req' % h] = per_request(int(f[2 * nh + i]), hz, n)
+                sys_t = sum(int(x) for x in f[2 * nh:3 * nh])
                 d['path_sys_us_per_req'] = per_request(sys_t, hz, n)
-                d['path_user_us_per_req'] = per_request(sum(int(x) for x in f[:k]) - sys_t, hz, n)
-                d['app_sys_us_per_req'] = per_request(int(f[3 * k]), hz, n)
+                d['path_user_us_per_req'] = per_request(sum(int(x) for x in f[:nh]) - sys_t, hz, n)
+                d['app_sys_us_per_req'] = per_request(int(f[3 * nh]), hz, n)
             f = extra.get('segs', {}).get(key, '').split()
             if len(f) == len(IC_SEGS):
                 for k, x in zip(IC_SEGS, f):
