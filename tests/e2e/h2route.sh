@@ -177,9 +177,13 @@ ok "alice's HTTP/1-only local app answers her HTTP/2 requests: 200 streams at on
 
 head -c $((3 * 1024 * 1024)) /dev/urandom >"$STATE/body.bin"
 want=$(sha256sum <"$STATE/body.bin" | cut -d' ' -f1)
-[[ $(caller curl -sS -m 30 --http2-prior-knowledge -H 'x-dev: alice' --data-binary "@$STATE/body.bin" "http://$T/upload") == "$want" ]]
-[[ $(caller curl -sS -m 30 --http2-prior-knowledge -H 'x-dev: alice' -X POST -T - "http://$T/upload" <"$STATE/body.bin") == "$want" ]]
-[[ $(caller curl -sS -m 30 --http2 -H 'x-dev: alice' --data-binary "@$STATE/body.bin" "http://$T/upload") == "$want" ]]
+# (-w: on a mismatch the log shows the answer's status and size)
+eq "$(caller curl -sS -m 30 --http2-prior-knowledge -H 'x-dev: alice' --data-binary "@$STATE/body.bin" \
+	-w ' %{http_code} %{size_upload}' "http://$T/upload")" "$want"$'\n 200 3145728'
+eq "$(caller curl -sS -m 30 --http2-prior-knowledge -H 'x-dev: alice' -X POST -T - \
+	-w ' %{http_code} %{size_upload}' "http://$T/upload" <"$STATE/body.bin")" "$want"$'\n 200 3145728'
+eq "$(caller curl -sS -m 30 --http2 -H 'x-dev: alice' --data-binary "@$STATE/body.bin" \
+	-w ' %{http_code} %{size_upload}' "http://$T/upload")" "$want"$'\n 200 3145728'
 got=$(caller curl -sS -m 30 --http2-prior-knowledge -H 'x-dev: alice' "http://$T/big?n=$((5 * 1024 * 1024 + 7))" | sha256sum | cut -d' ' -f1)
 [[ $got == $(python3 -c 'import hashlib; p=bytes(range(256))*256; d=p*80+p[:7]; print(hashlib.sha256(d).hexdigest())') ]]
 ok "POST bodies of 3 MiB (with content-length, without: chunked, and by Upgrade) and a 5 MiB answer pass byte-identical"
