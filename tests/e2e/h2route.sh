@@ -177,11 +177,13 @@ ok "alice's HTTP/1-only local app answers her HTTP/2 requests: 200 streams at on
 
 head -c $((3 * 1024 * 1024)) /dev/urandom >"$STATE/body.bin"
 want=$(sha256sum <"$STATE/body.bin" | cut -d' ' -f1)
-# (-w: on a mismatch the log shows the answer's status and size)
-eq "$(caller curl -sS -m 30 --http2-prior-knowledge -H 'x-dev: alice' --data-binary "@$STATE/body.bin" \
-	-w ' %{http_code} %{size_upload}' "http://$T/upload")" "$want"$'\n 200 3145728'
-eq "$(caller curl -sS -m 30 --http2-prior-knowledge -H 'x-dev: alice' -X POST -T - \
-	-w ' %{http_code} %{size_upload}' "http://$T/upload" <"$STATE/body.bin")" "$want"$'\n 200 3145728'
+# The answer, then its status and the bytes sent (on a mismatch the log
+# shows them). The two HTTP/2 uploads go by h2post.py: curl 7.88.1 sometimes
+# sent one 64 KiB piece of them twice (see there).
+eq "$(caller python3 "$here/h2post.py" --content-length "${T%:*}" "${T#*:}" /upload "$STATE/body.bin" \
+	x-dev:alice)" "$want"$'\n 200 3145728'
+eq "$(caller python3 "$here/h2post.py" "${T%:*}" "${T#*:}" /upload "$STATE/body.bin" x-dev:alice)" \
+	"$want"$'\n 200 3145728'
 eq "$(caller curl -sS -m 30 --http2 -H 'x-dev: alice' --data-binary "@$STATE/body.bin" \
 	-w ' %{http_code} %{size_upload}' "http://$T/upload")" "$want"$'\n 200 3145728'
 got=$(caller curl -sS -m 30 --http2-prior-knowledge -H 'x-dev: alice' "http://$T/big?n=$((5 * 1024 * 1024 + 7))" | sha256sum | cut -d' ' -f1)
