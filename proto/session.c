@@ -670,14 +670,12 @@ static void
 stream_start(struct kb_stream *st, int read_now)
 {
 	st->flags |= ST_ACCEPTED;
-	/* Read since the OPEN (early data): the read event, level-triggered,
-	 * says when there is something. A readv now would find nothing yet
+	/* A stream read since the OPEN (early data: ST_READING) is left to
+	 * its read event, level-triggered: a readv now would find nothing yet
 	 * (EAGAIN), or take what the poll that brought this ACCEPT also
-	 * found, whose read event would then say EAGAIN: either way one
+	 * found, whose read event would then say EAGAIN; either way one
 	 * system call per new connection in kbridged. */
-	if (read_now && (st->flags & ST_READING))
-		return;
-	if (read_now)
+	if (read_now && !(st->flags & ST_READING))
 		stream_pump(st);
 	else
 		set_reading(st, 1);

@@ -896,16 +896,14 @@ def kernel_lines(f):
                                  for h in hops),
                        kb['path_sys_per_app_cpu'], kb['app_cpu_us_per_req'], f.c(v, 'app_sys_us_per_req', '%.1f'),
                        kb['path_user_us_per_req']))
-        if kb['user_budget_us_at_2_5x'] <= 0:
+        budget, share = kb['user_budget_us_at_2_5x'], kb['user_budget_share']
+        if budget <= 0:
             out.append('   the kernel\'s part alone is over 2.5x bob\'s nginx')
-        elif kb['user_budget_share'] is None:
-            out.append('   at 2.5x bob\'s nginx, with the kernel\'s part as it is, the three would have %.1f us of user '
-                       'time per request (they spend none)' % kb['user_budget_us_at_2_5x'])
-        else:
-            out.append('   at 2.5x bob\'s nginx, with the kernel\'s part as it is, the three would have %.1f us of user '
-                       'time per request: %.0f %% of the %.1f us they spend' % (
-                           kb['user_budget_us_at_2_5x'], 100 * kb['user_budget_share'],
-                           kb['path_user_us_per_req']))
+            continue
+        out.append('   at 2.5x bob\'s nginx, with the kernel\'s part as it is, the three would have %.1f us of user '
+                   'time per request%s' % (budget, ' (they spend none)' if share is None else
+                                           ': %.0f %% of the %.1f us they spend' % (
+                                               100 * share, kb['path_user_us_per_req'])))
     return out
 
 

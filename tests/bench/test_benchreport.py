@@ -248,6 +248,15 @@ class Reports(unittest.TestCase):
             with open(out) as f:
                 return buf.getvalue(), json.load(f)
 
+    def intercept_report(self, runs, extra):
+        """report_intercept over IC_ENV, one run line per (VARIANT, CPU, APP,
+        PATH, SAMPLE) of round 1 with 1491 requests served, then extra lines;
+        one round of 1 s, --quick, CLK_TCK 100."""
+        s = os.path.join(HERE, 'samples')
+        return self.run_report(br.report_intercept, IC_ENV + ''.join(
+            IC_RUN % (v, 1, cpu, app, path, 1491, s, out) for v, cpu, app, path, out in runs) + extra,
+            1, 1, True, 100)
+
     def test_intercept(self):
         s = os.path.join(HERE, 'samples')
         env = IC_ENV
@@ -273,15 +282,11 @@ class Reports(unittest.TestCase):
 
     def test_intercept_path(self):
         """e and e1: the path's CPU against bob's local nginx (the APP field), -c1 ratios."""
-        s = os.path.join(HERE, 'samples')
-        env, run = IC_ENV, IC_RUN
-        txt, j = self.run_report(br.report_intercept, env +
-                                 run % ('app1', 1, 10, 10, 0, 1491, s, 'wrk-ok.out') +
-                                 run % ('icpt1', 1, 5, 4, 12, 1491, s, 'wrk-ok.out') +
-                                 run % ('icpt', 1, 5, 4, 12, 1491, s, 'wrk-ok.out') +
-                                 # split VARIANT-ROUND: ticks, then sleeps, of sidecar, manager, kbridged
-                                 'split icpt-1 6 2 4 3000 1491 0\n' +
-                                 'split icpt1-1 6 2 4 3000\n', 1, 1, True, 100)
+        txt, j = self.intercept_report([('app1', 10, 10, 0, 'wrk-ok.out'), ('icpt1', 5, 4, 12, 'wrk-ok.out'),
+                                        ('icpt', 5, 4, 12, 'wrk-ok.out')],
+                                       # split VARIANT-ROUND: ticks, then sleeps, of sidecar, manager, kbridged
+                                       'split icpt-1 6 2 4 3000 1491 0\n'
+                                       'split icpt1-1 6 2 4 3000\n')
         self.assertEqual(j['runs']['icpt'][0]['path_per_app_cpu'], 3.0)
         # 6 ticks of 1/100 s over 1491 requests; 3000 sleeps
         self.assertEqual(j['medians']['icpt']['sidecar_cpu_us_per_req'], round(0.06 * 1e6 / 1491, 2))
@@ -309,16 +314,12 @@ class Reports(unittest.TestCase):
         """e and f: the system part of the path's CPU (the split line's last
         four fields: each hop's system ticks, then the app's) against bob's
         nginx's whole CPU, and the user time left at 2.5x."""
-        s = os.path.join(HERE, 'samples')
-        env, run = IC_ENV, IC_RUN
-        txt, j = self.run_report(br.report_intercept, env +
-                                 run % ('icpt', 1, 5, 4, 12, 1491, s, 'wrk-ok.out') +
-                                 run % ('relay', 1, 6, 4, 6, 1491, s, 'wrk-ok.out') +
-                                 run % ('icpt1', 1, 5, 4, 12, 1491, s, 'wrk-ok.out') +
-                                 # ticks, sleeps, system ticks of sidecar, manager, kbridged; the app's system ticks
-                                 'split icpt-1 6 2 4 3000 1491 0 5 1 3 3\n' +
-                                 'split relay-1 2 1 3 30 40 50 2 1 3 2\n' +
-                                 'split icpt1-1 6 2 4 3000 1491 0 5 1\n', 1, 1, True, 100)
+        txt, j = self.intercept_report([('icpt', 5, 4, 12, 'wrk-ok.out'), ('relay', 6, 4, 6, 'wrk-ok.out'),
+                                        ('icpt1', 5, 4, 12, 'wrk-ok.out')],
+                                       # ticks, sleeps, system ticks of sidecar, manager, kbridged; the app's
+                                       'split icpt-1 6 2 4 3000 1491 0 5 1 3 3\n'
+                                       'split relay-1 2 1 3 30 40 50 2 1 3 2\n'
+                                       'split icpt1-1 6 2 4 3000 1491 0 5 1\n')
 
         def us(t):
             return round(t / 100 * 1e6 / 1491, 2)
@@ -348,22 +349,17 @@ class Reports(unittest.TestCase):
     def test_intercept_relay_floor(self):
         """f and f1, the relay chain: its CPU by relay, its -c1 ratio, and
         intercept / relay chain, whole and hop by hop, in the text and the JSON."""
-        s = os.path.join(HERE, 'samples')
-        env, run = IC_ENV, IC_RUN
-        txt, j = self.run_report(br.report_intercept, env +
-                                 run % ('app1', 1, 10, 10, 0, 1491, s, 'wrk-ok.out') +
-                                 run % ('icpt', 1, 12, 4, 12, 1491, s, 'wrk-ok.out') +
-                                 run % ('relay', 1, 6, 4, 6, 1491, s, 'wrk-ok.out') +
-                                 run % ('icpt1', 1, 12, 4, 12, 1491, s, 'wrk-ok.out') +
-                                 run % ('relay1', 1, 6, 4, 6, 1491, s, 'wrk-404.out') +
-                                 'split icpt-1 6 2 4 3000 1491 0\n' +
-                                 # ticks, then sleeps, of the web, mgr and bob relays
-                                 'split relay-1 2 1 3 30 40 50\n' +
-                                 'split relay1-1 2 1\n' +
-                                 # segs VARIANT-ROUND: TCP segments sent in web, mgr, bob; node's forwards
-                                 'segs icpt-1 1749 462 3414 3609\n' +
-                                 'segs relay-1 2982 2982 4473 5964\n' +
-                                 'segs relay1-1 5 5\n', 1, 1, True, 100)
+        txt, j = self.intercept_report([('app1', 10, 10, 0, 'wrk-ok.out'), ('icpt', 12, 4, 12, 'wrk-ok.out'),
+                                        ('relay', 6, 4, 6, 'wrk-ok.out'), ('icpt1', 12, 4, 12, 'wrk-ok.out'),
+                                        ('relay1', 6, 4, 6, 'wrk-404.out')],
+                                       'split icpt-1 6 2 4 3000 1491 0\n'
+                                       # ticks, then sleeps, of the web, mgr and bob relays
+                                       'split relay-1 2 1 3 30 40 50\n'
+                                       'split relay1-1 2 1\n'
+                                       # segs VARIANT-ROUND: TCP segments sent in web, mgr, bob; node's forwards
+                                       'segs icpt-1 1749 462 3414 3609\n'
+                                       'segs relay-1 2982 2982 4473 5964\n'
+                                       'segs relay1-1 5 5\n')
         self.assertEqual(j['runs']['icpt'][0]['segs_web_per_req'], round(1749 / 1491, 3))
         self.assertEqual(j['runs']['relay'][0]['fwd_node_per_req'], 4.0)
         self.assertRegex(txt, r'e\) TCP segments sent per request: web pod 1\.17, mgr pod 0\.31, bob 2\.29 '

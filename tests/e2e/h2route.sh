@@ -178,8 +178,8 @@ ok "alice's HTTP/1-only local app answers her HTTP/2 requests: 200 streams at on
 head -c $((3 * 1024 * 1024)) /dev/urandom >"$STATE/body.bin"
 want=$(sha256sum <"$STATE/body.bin" | cut -d' ' -f1)
 # The answer, then its status and the bytes sent (on a mismatch the log
-# shows them). The two HTTP/2 uploads go by h2post.py: curl 7.88.1 sometimes
-# sent one 64 KiB piece of them twice (see there).
+# shows them). The two HTTP/2 uploads go by h2post.py: with curl 7.88.1 the
+# app sometimes got one 64 KiB piece twice, which points at curl (see there).
 eq "$(caller python3 "$here/h2post.py" --content-length "${T%:*}" "${T#*:}" /upload "$STATE/body.bin" \
 	x-dev:alice)" "$want"$'\n 200 3145728'
 eq "$(caller python3 "$here/h2post.py" "${T%:*}" "${T#*:}" /upload "$STATE/body.bin" x-dev:alice)" \
